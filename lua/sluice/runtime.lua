@@ -1,0 +1,446 @@
+-- runtime.lua — the trusted half of the Lua runtime, run once per process by
+-- src/lua_host.c with the C drivers. It builds:
+--   * the sandbox every handler, library and script runs in (an allow-list of
+--     read-only globals; reading or writing an unknown global raises),
+--   * the public `sluice` API handlers see,
+--   * the handler registry (load, check, install), parameter validation, and
+--   * execute(), the body of every run's main coroutine.
+-- Handlers never see this file's environment.
+
+local drivers, read_module = ...
+local core, dbd, cjson_lib = drivers.core, drivers.db, drivers.cjson
+
+local json = cjson_lib.new()
+json.encode_sparse_array(true)
+local null = cjson_lib.null
+
+local M = {}
+
+---------------------------------------------------------------- helpers
+
+local function readonly(t, name)
+  return setmetatable({}, {
+    __index = t,
+    __newindex = function(_, k)
+      error(("cannot modify %s.%s: library tables are read-only"):format(name, tostring(k)), 2)
+    end,
+    __pairs = function() return next, t, nil end,
+    __len = function() return #t end,
+    __metatable = false,
+  })
+end
+
+local function sorted_keys(t)
+  local ks = {}
+  for k in pairs(t) do ks[#ks + 1] = k end
+  table.sort(ks, function(a, b) return tostring(a) < tostring(b) end)
+  return ks
+end
+
+local function edit_distance(a, b)
+  local la, lb = #a, #b
+  if la == 0 then return lb end
+  if lb == 0 then return la end
+  local prev = {}
+  for j = 0, lb do prev[j] = j end
+  for i = 1, la do
+    local cur = { [0] = i }
+    for j = 1, lb do
+      local cost = a:byte(i) == b:byte(j) and 0 or 1
+      cur[j] = math.min(cur[j - 1] + 1, prev[j] + 1, prev[j - 1] + cost)
+    end
+    prev = cur
+  end
+  return prev[lb]
+end
+
+local function nearest(name, candidates)
+  local best, bestd
+  for _, c in ipairs(candidates) do
+    local d = edit_distance(name:lower(), c:lower())
+    if d <= math.max(2, #name // 3) and (not bestd or d < bestd) then best, bestd = c, d end
+  end
+  return best
+end
+
+-- "30 min", "7 days", "24h", 90 → seconds
+local UNITS = {
+  s = 1, sec = 1, secs = 1, second = 1, seconds = 1,
+  m = 60, min = 60, mins = 60, minute = 60, minutes = 60,
+  h = 3600, hr = 3600, hrs = 3600, hour = 3600, hours = 3600,
+  d = 86400, day = 86400, days = 86400,
+  w = 604800, week = 604800, weeks = 604800,
+}
+local function duration(v)
+  if type(v) == "number" then
+    if v > 0 then return v end
+    return nil, "must be a positive number of seconds"
+  end
+  if type(v) ~= "string" then return nil, "must be a number of seconds or a string like \"30 min\"" end
+  local n, unit = v:match("^%s*([%d%.]+)%s*(%a*)%s*$")
+  n = tonumber(n)
+  if not n or n <= 0 then return nil, ("cannot read %q as a duration (e.g. \"30 min\", \"7 days\")"):format(v) end
+  if unit == "" then return n end
+  local mult = UNITS[unit:lower()]
+  if not mult then return nil, ("unknown unit %q in %q (use s, min, h, days, weeks)"):format(unit, v) end
+  return n * mult
+end
+M.duration = duration
+
+---------------------------------------------------------------- the sandbox
+
+local loaded = {}   -- library modules, by name (cleared on reload)
+local builtin = {}  -- modules that are part of the host: "sluice", "cjson"
+local base = {}     -- the allow-listed globals every environment starts from
+
+local function new_env(extra, permissive)
+  local env = {}
+  for k, v in pairs(base) do env[k] = v end
+  for k, v in pairs(extra or {}) do env[k] = v end
+  env._G = env
+  local mt = {
+    __index = function(_, k)
+      error(("unknown global '%s'"):format(tostring(k)), 2)
+    end,
+    __metatable = false,
+  }
+  if not permissive then
+    mt.__newindex = function(_, k)
+      error(("assignment to undeclared global '%s' (declare it local)"):format(tostring(k)), 2)
+    end
+  end
+  return setmetatable(env, mt)
+end
+
+local function sandbox_require(name)
+  if type(name) ~= "string" then error("require: module name must be a string", 2) end
+  local b = builtin[name]
+  if b ~= nil then return b end
+  local v = loaded[name]
+  if v ~= nil then return v end
+  local src, chunkname = read_module(name)
+  if not src then error(chunkname, 2) end
+  local fn, err = load(src, chunkname, "t", new_env())
+  if not fn then error(err, 2) end
+  local r = fn(name)
+  if r == nil then r = true end
+  loaded[name] = r
+  return r
+end
+
+do
+  for _, k in ipairs({ "assert", "error", "ipairs", "next", "pairs", "pcall", "select",
+                       "tonumber", "tostring", "type", "xpcall", "rawequal", "rawlen", "rawget",
+                       "rawset", "setmetatable", "getmetatable", "_VERSION" }) do
+    base[k] = _G[k]
+  end
+  base.string = readonly(string, "string")
+  base.table = readonly(table, "table")
+  base.math = readonly(math, "math")
+  base.utf8 = readonly(utf8, "utf8")
+  base.coroutine = readonly(coroutine, "coroutine")
+  base.os = readonly({ time = os.time, clock = os.clock, date = os.date, difftime = os.difftime }, "os")
+  base.print = core.print
+  base.require = sandbox_require
+  -- strings' shared metatable must not be reachable for changes
+  getmetatable("").__metatable = false
+end
+
+---------------------------------------------------------------- the public API
+
+local permanent_mt = {
+  __tostring = function(e) return e.message end,
+}
+
+local sluice = {}
+sluice.null = null
+sluice.json = readonly({
+  encode = json.encode, decode = json.decode, null = null,
+}, "sluice.json")
+sluice.now = core.now
+sluice.sleep = core.sleep
+sluice.log = core.log
+
+-- error(sluice.permanent("…")): fail the run without retrying it.
+function sluice.permanent(message)
+  return setmetatable({ message = tostring(message), permanent = true }, permanent_mt)
+end
+
+local db = { query = dbd.query, null = null }
+
+-- Runs fn(...) inside BEGIN/COMMIT on one connection. An error raised by fn rolls
+-- back and propagates; fn returning nil, err rolls back and returns nil, err.
+function db.transaction(fn, ...)
+  local ok, err = dbd.begin()
+  if not ok then return nil, err end
+  local res = table.pack(pcall(fn, ...))
+  if not res[1] then
+    dbd.rollback()
+    error(res[2], 0)
+  end
+  if res[2] == nil and res[3] ~= nil then
+    dbd.rollback()
+    return nil, res[3]
+  end
+  local cok, cerr = dbd.commit()
+  if not cok then return nil, cerr end
+  return table.unpack(res, 2, res.n)
+end
+sluice.db = readonly(db, "sluice.db")
+
+builtin.sluice = readonly(sluice, "sluice")
+builtin.cjson = sluice.json
+base.sluice = builtin.sluice
+
+---------------------------------------------------------------- parameters
+
+local params_lib
+local function params()
+  if not params_lib then params_lib = sandbox_require("sluice.params") end
+  return params_lib
+end
+
+---------------------------------------------------------------- the registry
+
+local handlers = {}  -- name → entry
+
+local KNOWN = {
+  label = true, emoji = true, description = true, params = true, datasets = true,
+  brand = true, timeout = true, max_retries = true, retry_base = true, retry_max = true,
+  run = true,
+}
+
+local function check_datasets(def, problems)
+  local out = {}
+  if def.datasets == nil then return out end
+  if type(def.datasets) ~= "table" then
+    problems[#problems + 1] = "datasets: must be a table of key = { label = …, max_age = … }"
+    return out
+  end
+  for _, key in ipairs(sorted_keys(def.datasets)) do
+    local d = def.datasets[key]
+    if type(key) ~= "string" or not key:match("^[a-z][a-z0-9_]*$") then
+      problems[#problems + 1] = ("datasets: key %q must be lower-case letters, digits and _"):format(tostring(key))
+    elseif type(d) ~= "table" then
+      problems[#problems + 1] = ("datasets.%s: must be a table { label = …, max_age = … }"):format(key)
+    else
+      local entry = { label = d.label or key }
+      if type(entry.label) ~= "string" then
+        problems[#problems + 1] = ("datasets.%s.label: must be a string"):format(key)
+      end
+      if d.max_age ~= nil then
+        local s, err = duration(d.max_age)
+        if not s then problems[#problems + 1] = ("datasets.%s.max_age: %s"):format(key, err) end
+        entry.max_age_seconds = s
+      end
+      for k in pairs(d) do
+        if k ~= "label" and k ~= "max_age" then
+          problems[#problems + 1] = ("datasets.%s: unknown field '%s'"):format(key, tostring(k))
+        end
+      end
+      out[key] = entry
+    end
+  end
+  return out
+end
+
+-- Loads one handler file: returns entry, problems (a list; empty when fine).
+function M.load_handler(name, path, source, version)
+  local env = new_env()
+  local fn, err = load(source, "@" .. path, "t", env)
+  if not fn then return nil, { (err:gsub("^" .. path:gsub("%p", "%%%0") .. ":", "line ")) } end
+  local ok, def = pcall(fn)
+  if not ok then return nil, { "loading failed: " .. tostring(def) } end
+  if type(def) ~= "table" then
+    return nil, { ("the file must return the handler table, not a %s"):format(type(def)) }
+  end
+  local problems = {}
+  local function bad(fmt, ...) problems[#problems + 1] = fmt:format(...) end
+  for k in pairs(def) do
+    if not KNOWN[k] then
+      local s = type(k) == "string" and nearest(k, sorted_keys(KNOWN))
+      bad("unknown field '%s'%s", tostring(k), s and (" — did you mean '" .. s .. "'?") or "")
+    end
+  end
+  if type(def.run) ~= "function" then bad("run: missing — the handler must define run = function(job) … end") end
+  if def.label ~= nil and type(def.label) ~= "string" then bad("label: must be a string") end
+  if def.emoji ~= nil and type(def.emoji) ~= "string" then bad("emoji: must be a string") end
+  if def.description ~= nil and type(def.description) ~= "string" then bad("description: must be a string") end
+  local brand = def.brand or "optional"
+  if brand ~= "required" and brand ~= "optional" then bad("brand: must be \"required\" or \"optional\"") end
+  local timeout, retry_base, retry_max = 1800, 10, 3600
+  for _, f in ipairs({ { "timeout", 1800 }, { "retry_base", 10 }, { "retry_max", 3600 } }) do
+    if def[f[1]] ~= nil then
+      local s, e = duration(def[f[1]])
+      if not s then bad("%s: %s", f[1], e) end
+      if f[1] == "timeout" then timeout = s or timeout
+      elseif f[1] == "retry_base" then retry_base = s or retry_base
+      else retry_max = s or retry_max end
+    end
+  end
+  local max_retries = def.max_retries
+  if max_retries == nil then max_retries = 3
+  elseif math.type(max_retries) ~= "integer" or max_retries < 0 then
+    bad("max_retries: must be a whole number ≥ 0"); max_retries = 3
+  end
+  local schema
+  if def.params ~= nil and type(def.params) ~= "table" then
+    bad("params: must be a table of parameter specs")
+  else
+    local s, errs = params().compile(def.params or {})
+    if not s then
+      for _, e in ipairs(errs) do bad("params: %s", e) end
+    end
+    schema = s
+  end
+  local datasets = check_datasets(def, problems)
+  if #problems > 0 then return nil, problems end
+  return {
+    name = name, file = path, version = version, def = def, env = env,
+    label = def.label or name, emoji = def.emoji or "", description = def.description,
+    brand = brand, timeout_seconds = timeout, max_retries = max_retries,
+    retry_base_seconds = retry_base, retry_max_seconds = retry_max,
+    schema = schema, datasets = datasets,
+  }, problems
+end
+
+-- Installs a freshly loaded set of handlers; returns cross-file problems.
+function M.install(entries)
+  local problems, seen = {}, {}
+  for _, name in ipairs(sorted_keys(entries)) do
+    for key, d in pairs(entries[name].datasets) do
+      local prev = seen[key]
+      if prev and (prev.d.label ~= d.label or prev.d.max_age_seconds ~= d.max_age_seconds) then
+        problems[#problems + 1] = ("%s: dataset '%s' is declared differently by %s (label %q, max_age %s) and %s (label %q, max_age %s)")
+          :format(entries[name].file, key, prev.name, prev.d.label, tostring(prev.d.max_age_seconds),
+                  name, d.label, tostring(d.max_age_seconds))
+      end
+      seen[key] = seen[key] or { name = name, d = d }
+    end
+  end
+  handlers = entries
+  return problems
+end
+
+function M.get_handler(name)
+  return handlers[name]
+end
+
+function M.type_names()
+  return table.concat(sorted_keys(handlers), ", ")
+end
+
+function M.registry_json()
+  local out = {}
+  for _, name in ipairs(sorted_keys(handlers)) do
+    local e = handlers[name]
+    out[#out + 1] = {
+      name = name, label = e.label, emoji = e.emoji, description = e.description,
+      brand_rule = e.brand, param_schema = params().describe(e.schema),
+      default_params = params().defaults(e.schema),
+      timeout_seconds = e.timeout_seconds, max_retries = e.max_retries,
+      retry_base_seconds = e.retry_base_seconds, retry_max_seconds = e.retry_max_seconds,
+      file = e.file, version = e.version, datasets = e.datasets,
+    }
+  end
+  if #out == 0 then return "[]" end
+  return json.encode(out)
+end
+
+local function unknown_type(name)
+  local names = sorted_keys(handlers)
+  local s = nearest(name, names)
+  return ("unknown job type '%s'%s (known: %s)"):format(name,
+    s and (" — did you mean '" .. s .. "'?") or "",
+    #names > 0 and table.concat(names, ", ") or "none: no handlers are loaded")
+end
+
+local function validate_params(entry, raw)
+  local value, errs = params().validate(entry.schema, raw, { null = null })
+  if not value then return nil, params().format_errors(errs) end
+  return value
+end
+
+-- validate(type, params_json) → normalized_json | nil, message
+function M.validate(name, params_json)
+  local entry = handlers[name]
+  if not entry then return nil, unknown_type(name) end
+  local ok, raw = pcall(json.decode, params_json)
+  if not ok then return nil, "parameters are not valid JSON: " .. tostring(raw):gsub("^.-: ", "") end
+  if type(raw) ~= "table" then return nil, "parameters must be a JSON object" end
+  local value, err = validate_params(entry, raw)
+  if not value then return nil, err end
+  return json.encode(value)
+end
+
+---------------------------------------------------------------- runs
+
+local function make_job(entry, spec, params_value)
+  local ok, checkpoints = pcall(json.decode, spec.checkpoint_json or "{}")
+  if not ok or type(checkpoints) ~= "table" then checkpoints = {} end
+  local job = {
+    id = spec.id, run_id = spec.run_id, type = spec.type, brand_id = spec.brand_id,
+    params = params_value, attempt = spec.attempt, trigger_source = spec.trigger_source,
+  }
+  function job.log(fmt, ...)
+    if select("#", ...) > 0 then core.log(string.format(fmt, ...)) else core.log(tostring(fmt)) end
+  end
+  function job.dataset(key)
+    if not entry.datasets[key] then
+      error(("job.dataset: '%s' is not one of %s's datasets (declare it in the handler's datasets)")
+        :format(tostring(key), entry.name), 2)
+    end
+    return {
+      success = function(_, records, metadata)
+        core.dataset(key, json.encode({ status = "completed", records = records,
+                                        metadata = metadata or setmetatable({}, nil) }))
+      end,
+      fail = function(_, err)
+        core.dataset(key, json.encode({ status = "failed", error = tostring(err) }))
+      end,
+    }
+  end
+  -- job.checkpoint(key) reads; job.checkpoint(key, value) stores it for retries.
+  function job.checkpoint(key, value)
+    if value == nil then return checkpoints[key] end
+    checkpoints[key] = value
+    if not spec.id then return end
+    local rows, err = dbd.query(
+      "UPDATE sluice.scheduled_jobs SET checkpoint = checkpoint || jsonb_build_object($2::text, $3::jsonb) WHERE id = $1",
+      spec.id, key, json.encode(value))
+    if not rows then error("job.checkpoint: " .. err, 2) end
+  end
+  return job
+end
+
+-- The body of every run's main coroutine.
+function M.execute(entry, spec)
+  local ok, raw = pcall(json.decode, spec.params_json)
+  if not ok or type(raw) ~= "table" then
+    error(sluice.permanent("parameters are not a JSON object"))
+  end
+  local value, err = validate_params(entry, raw)
+  if not value then error(sluice.permanent("invalid parameters: " .. err)) end
+  return entry.def.run(make_job(entry, spec, value))
+end
+
+function M.execute_fn()
+  return M.execute
+end
+
+function M.encode_result(v)
+  if v == nil then return "null" end
+  local ok, s = pcall(json.encode, v)
+  if ok then return s end
+  return nil
+end
+
+---------------------------------------------------------------- scripts
+
+-- compile_chunk(source, chunkname, args) → function | nil, message
+function M.compile_chunk(source, chunkname, args)
+  local env = new_env({ arg = args }, true)
+  return load(source, chunkname, "t", env)
+end
+
+return M

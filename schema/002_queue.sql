@@ -1,0 +1,421 @@
+-- 002_queue.sql — the job state machine, in SQL so that every client shares it:
+-- enqueue (with validation and dedupe), claim, finish (retry policy and
+-- freshness), heartbeat and rescue of runs whose worker was lost.
+--
+-- The daemon calls these; so can any application (`SELECT sluice.queue_one_time_job(…)`).
+-- Cron arithmetic is the only piece that lives in C: finish takes the next cron
+-- slot as an argument, and a recurring job whose slot is unknown (next_run_at
+-- NULL, no run) is given one by the next worker that looks.
+
+-- Levenshtein distance, for "did you mean" hints (fuzzystrmatch may not be installed).
+CREATE OR REPLACE FUNCTION sluice.edit_distance(a text, b text) RETURNS integer
+LANGUAGE plpgsql IMMUTABLE STRICT AS $$
+DECLARE
+    la int := length(a); lb int := length(b);
+    prev int[]; cur int[]; i int; j int; cost int;
+BEGIN
+    IF la = 0 THEN RETURN lb; END IF;
+    IF lb = 0 THEN RETURN la; END IF;
+    prev := array(SELECT generate_series(0, lb));
+    FOR i IN 1..la LOOP
+        cur := array[i];
+        FOR j IN 1..lb LOOP
+            cost := CASE WHEN substr(a, i, 1) = substr(b, j, 1) THEN 0 ELSE 1 END;
+            cur := cur || least(cur[j] + 1, prev[j + 1] + 1, prev[j] + cost);
+        END LOOP;
+        prev := cur;
+    END LOOP;
+    RETURN prev[lb + 1];
+END $$;
+
+-- The closest candidate to name, or NULL when none is close.
+CREATE OR REPLACE FUNCTION sluice.nearest_name(name text, candidates text[]) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT c FROM unnest(candidates) c
+    WHERE sluice.edit_distance(lower(name), lower(c)) <= greatest(2, length(name) / 3)
+    ORDER BY sluice.edit_distance(lower(name), lower(c)), c LIMIT 1
+$$;
+
+-- A brand given by id or name; raises with the known names when it does not exist.
+CREATE OR REPLACE FUNCTION sluice.resolve_brand(p_brand text) RETURNS uuid
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    b uuid; known text[];
+BEGIN
+    IF p_brand IS NULL OR p_brand = '' THEN RETURN NULL; END IF;
+    IF p_brand ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN
+        SELECT id INTO b FROM sluice.brands WHERE id = p_brand::uuid;
+    ELSE
+        SELECT id INTO b FROM sluice.brands WHERE name = p_brand;
+    END IF;
+    IF b IS NULL THEN
+        SELECT array_agg(name ORDER BY name) INTO known FROM sluice.brands;
+        RAISE EXCEPTION 'unknown brand ''%''', p_brand
+            USING ERRCODE = 'no_data_found',
+                  HINT = CASE WHEN known IS NULL THEN 'no brands exist yet: add one with `sluice brands add NAME`'
+                              ELSE 'known brands: ' || array_to_string(known, ', ') END;
+    END IF;
+    RETURN b;
+END $$;
+
+-- Checks a job type and its parameters for an enqueue; raises a clear error.
+-- Returns the parameters with the schema's defaults applied.
+-- p_direct: a foreground run (`sluice run`, the REPL), which may omit the brand
+-- whatever the type's rule, as the seed's legacy direct mode allowed.
+CREATE OR REPLACE FUNCTION sluice.check_enqueue(p_job_type text, p_brand uuid, p_parameters jsonb,
+                                                p_direct boolean DEFAULT false)
+RETURNS jsonb LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    jt sluice.job_types; known text[]; near text; problems text[];
+BEGIN
+    SELECT * INTO jt FROM sluice.job_types WHERE name = p_job_type AND available;
+    IF NOT FOUND THEN
+        SELECT array_agg(name ORDER BY name) INTO known FROM sluice.job_types WHERE available;
+        near := sluice.nearest_name(p_job_type, known);
+        RAISE EXCEPTION 'unknown job type ''%''%', p_job_type,
+            CASE WHEN near IS NOT NULL THEN ' — did you mean ''' || near || '''?' ELSE '' END
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = CASE WHEN known IS NULL THEN 'no job types are registered: start `sluice serve` or run any sluice command with your handlers once'
+                              ELSE 'known job types: ' || array_to_string(known, ', ') END;
+    END IF;
+    IF p_parameters IS NULL OR jsonb_typeof(p_parameters) <> 'object' THEN
+        RAISE EXCEPTION 'parameters must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF jt.brand_rule = 'required' AND p_brand IS NULL AND NOT p_direct THEN
+        RAISE EXCEPTION 'job type ''%'' needs a brand', p_job_type
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'give one, or run it once without a brand in the foreground with `sluice run ' || p_job_type || '`';
+    END IF;
+    IF to_regprocedure('sluice.check_params(jsonb,jsonb)') IS NOT NULL THEN
+        EXECUTE 'SELECT sluice.check_params($1, $2)' INTO problems USING jt.param_schema, p_parameters;
+        IF cardinality(problems) > 0 THEN
+            RAISE EXCEPTION 'invalid parameters for %: %', p_job_type, array_to_string(problems, '; ')
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    END IF;
+    RETURN jt.default_params || p_parameters;
+END $$;
+
+-- Queues a one-time job. Returns (job_id, created): created is false when a job
+-- with the same dedupe key is already pending or running for this type and brand,
+-- whose id is returned instead. Race-free under concurrent enqueues (unique index).
+CREATE OR REPLACE FUNCTION sluice.enqueue(
+    p_brand          text,
+    p_job_type       text,
+    p_parameters     jsonb DEFAULT '{}',
+    p_run_at         timestamptz DEFAULT NULL,
+    p_priority       integer DEFAULT 0,
+    p_dedupe_key     text DEFAULT NULL,
+    p_max_retries    integer DEFAULT NULL,
+    p_trigger_source text DEFAULT 'api',
+    p_name           text DEFAULT NULL,
+    OUT job_id uuid, OUT created boolean)
+LANGUAGE plpgsql AS $$
+DECLARE
+    b uuid := sluice.resolve_brand(p_brand);
+    params jsonb := sluice.check_enqueue(p_job_type, b, coalesce(p_parameters, '{}'));
+    run_at timestamptz := coalesce(p_run_at, now());
+BEGIN
+    LOOP
+        INSERT INTO sluice.scheduled_jobs
+            (brand_id, job_type, name, parameters, next_run_at, priority, dedupe_key,
+             max_retries, trigger_source)
+        VALUES (b, p_job_type, p_name, params, run_at, coalesce(p_priority, 0), p_dedupe_key,
+                p_max_retries, coalesce(p_trigger_source, 'api'))
+        ON CONFLICT (job_type, brand_id, dedupe_key)
+            WHERE dedupe_key IS NOT NULL AND status IN ('active', 'paused')
+            DO NOTHING
+        RETURNING id INTO job_id;
+        IF job_id IS NOT NULL THEN
+            created := true;
+            PERFORM pg_notify('sluice_jobs', '');
+            RETURN;
+        END IF;
+        SELECT id INTO job_id FROM sluice.scheduled_jobs
+        WHERE job_type = p_job_type AND brand_id IS NOT DISTINCT FROM b
+          AND dedupe_key = p_dedupe_key AND status IN ('active', 'paused');
+        IF job_id IS NOT NULL THEN
+            created := false;
+            RETURN;
+        END IF;
+        -- the holder finished between the two statements: try again
+    END LOOP;
+END $$;
+
+-- The seed's entry point, kept by name: returns the job id.
+CREATE OR REPLACE FUNCTION sluice.queue_one_time_job(
+    p_brand text, p_job_type text, p_parameters jsonb DEFAULT '{}',
+    p_run_at timestamptz DEFAULT NULL, p_priority integer DEFAULT 0,
+    p_dedupe_key text DEFAULT NULL, p_max_retries integer DEFAULT NULL,
+    p_trigger_source text DEFAULT 'api')
+RETURNS uuid LANGUAGE sql AS $$
+    SELECT job_id FROM sluice.enqueue(p_brand, p_job_type, p_parameters, p_run_at, p_priority,
+                                      p_dedupe_key, p_max_retries, p_trigger_source)
+$$;
+
+CREATE OR REPLACE FUNCTION sluice.queue_one_time_job(
+    p_brand uuid, p_job_type text, p_parameters jsonb DEFAULT '{}',
+    p_run_at timestamptz DEFAULT NULL, p_priority integer DEFAULT 0,
+    p_dedupe_key text DEFAULT NULL, p_max_retries integer DEFAULT NULL,
+    p_trigger_source text DEFAULT 'api')
+RETURNS uuid LANGUAGE sql AS $$
+    SELECT sluice.queue_one_time_job(p_brand::text, p_job_type, p_parameters, p_run_at,
+                                     p_priority, p_dedupe_key, p_max_retries, p_trigger_source)
+$$;
+
+-- What a claim hands the worker for each run it starts.
+CREATE TYPE sluice.claimed_run AS (
+    run_id           uuid,
+    job_id           uuid,
+    job_type         text,
+    brand_id         uuid,
+    parameters       jsonb,
+    attempt_number   integer,
+    checkpoint       jsonb,
+    schedule_type    text,
+    cron_expression  text,
+    timezone         text,
+    timeout_seconds  double precision,
+    trigger_source   text
+);
+
+-- Starts runs for jobs the caller has locked: inserts the runs with a lease,
+-- marks the jobs as running and their datasets as running.
+CREATE OR REPLACE FUNCTION sluice.start_runs(p_worker uuid, p_jobs uuid[], p_lease_seconds double precision)
+RETURNS SETOF sluice.claimed_run LANGUAGE sql AS $$
+    WITH runs AS (
+        INSERT INTO sluice.scheduled_job_runs
+            (scheduled_job_id, job_type, brand_id, attempt_number, status, trigger_source,
+             worker_id, lease_expires_at, heartbeat_at, parameters, started_at)
+        SELECT j.id, j.job_type, j.brand_id, j.attempts + 1, 'running', j.trigger_source,
+               p_worker, now() + make_interval(secs => p_lease_seconds), now(), j.parameters,
+               clock_timestamp()
+        FROM sluice.scheduled_jobs j WHERE j.id = ANY (p_jobs)
+        RETURNING id, scheduled_job_id, brand_id, job_type, attempt_number
+    ), jobs AS (
+        UPDATE sluice.scheduled_jobs j
+        SET next_run_at = NULL, current_run_id = r.id, attempts = r.attempt_number,
+            last_run_at = now(), run_count = j.run_count + 1, updated_at = now()
+        FROM runs r WHERE j.id = r.scheduled_job_id
+        RETURNING j.*
+    ), ds AS (
+        INSERT INTO sluice.dataset_status AS s
+            (brand_id, dataset_key, last_status, last_attempt_at, last_run_id, source_job_id)
+        SELECT DISTINCT ON (r.brand_id, d.dataset_key)
+               r.brand_id, d.dataset_key, 'running', now(), r.id, r.scheduled_job_id
+        FROM runs r JOIN sluice.job_type_datasets d ON d.job_type = r.job_type
+        ORDER BY r.brand_id, d.dataset_key
+        ON CONFLICT (brand_id, dataset_key) DO UPDATE
+            SET last_status = 'running', last_attempt_at = now(),
+                last_run_id = excluded.last_run_id, source_job_id = excluded.source_job_id,
+                updated_at = now()
+    )
+    SELECT r.id, j.id, j.job_type, j.brand_id, j.parameters, r.attempt_number, j.checkpoint,
+           j.schedule_type, j.cron_expression, j.timezone, t.timeout_seconds, j.trigger_source
+    FROM runs r JOIN jobs j ON j.id = r.scheduled_job_id
+    JOIN sluice.job_types t ON t.name = j.job_type
+$$;
+
+-- Claims up to p_limit due jobs (priority, then due time) that no other worker
+-- holds, and starts a run for each. One statement, one round trip.
+CREATE OR REPLACE FUNCTION sluice.claim_jobs(p_worker uuid, p_limit integer, p_lease_seconds double precision)
+RETURNS SETOF sluice.claimed_run LANGUAGE sql AS $$
+    SELECT * FROM sluice.start_runs(p_worker, ARRAY(
+        SELECT id FROM sluice.scheduled_jobs
+        WHERE status = 'active' AND next_run_at <= now()
+        ORDER BY priority, next_run_at
+        LIMIT p_limit
+        FOR UPDATE SKIP LOCKED), p_lease_seconds)
+$$;
+
+-- Creates a one-time job and starts its run at once, for `sluice run` and the REPL
+-- (the foreground modes; brand optional whatever the type's rule).
+CREATE OR REPLACE FUNCTION sluice.start_direct_run(
+    p_worker uuid, p_brand text, p_job_type text, p_parameters jsonb,
+    p_trigger_source text, p_lease_seconds double precision)
+RETURNS SETOF sluice.claimed_run LANGUAGE plpgsql AS $$
+DECLARE
+    b uuid := sluice.resolve_brand(p_brand);
+    params jsonb;
+    id uuid;
+BEGIN
+    params := sluice.check_enqueue(p_job_type, b, p_parameters, true);
+    INSERT INTO sluice.scheduled_jobs (brand_id, job_type, parameters, next_run_at, trigger_source)
+    VALUES (b, p_job_type, params, now(), p_trigger_source)
+    RETURNING scheduled_jobs.id INTO id;
+    RETURN QUERY SELECT * FROM sluice.start_runs(p_worker, ARRAY[id], p_lease_seconds);
+END $$;
+
+-- Ends a run and moves its job on:
+--   completed → one-time: completed; recurring: next cron slot, attempts reset
+--   failed    → retryable and attempts left: due again after exponential backoff
+--               with jitter; else one-time: failed (terminal), recurring: next slot
+--   cancelled → the job is cancelled
+-- and settles the freshness rows of the job type's datasets (explicit per-dataset
+-- reports in p_datasets win: {"key": {"status": "completed"|"failed",
+-- "records": n, "metadata": {}, "error": "…"}}).
+-- A run that is no longer running (already rescued as lost) is left alone:
+-- returns NULL. Otherwise returns the job's new status.
+CREATE OR REPLACE FUNCTION sluice.finish_run(
+    p_run uuid, p_status text, p_result jsonb, p_error text, p_logs text,
+    p_retryable boolean, p_next_cron timestamptz, p_datasets jsonb,
+    p_handler_version text DEFAULT NULL)
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    r sluice.scheduled_job_runs;
+    j sluice.scheduled_jobs;
+    t sluice.job_types;
+    limit_retries int;
+    delay double precision;
+    new_status text;
+    new_next timestamptz;
+    new_attempts int;
+    d record;
+    rep jsonb;
+    ok boolean;
+BEGIN
+    IF p_status NOT IN ('completed', 'failed', 'cancelled') THEN
+        RAISE EXCEPTION 'finish_run: bad status %', p_status;
+    END IF;
+    UPDATE sluice.scheduled_job_runs
+    SET status = p_status, completed_at = clock_timestamp(), result = p_result,
+        error_message = p_error, logs = logs || coalesce(p_logs, ''), lease_expires_at = NULL,
+        handler_version = coalesce(p_handler_version, handler_version)
+    WHERE id = p_run AND status = 'running'
+    RETURNING * INTO r;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+
+    SELECT * INTO j FROM sluice.scheduled_jobs WHERE id = r.scheduled_job_id FOR UPDATE;
+    SELECT * INTO t FROM sluice.job_types WHERE name = j.job_type;
+    limit_retries := coalesce(j.max_retries, t.max_retries, 3);
+    new_status := j.status;
+    new_next := NULL;
+    new_attempts := j.attempts;
+
+    IF p_status = 'completed' THEN
+        IF j.schedule_type = 'one_time' THEN
+            new_status := 'completed';
+        ELSE
+            new_next := p_next_cron;
+        END IF;
+        new_attempts := 0;
+    ELSIF p_status = 'cancelled' THEN
+        new_status := 'cancelled';
+    ELSIF coalesce(p_retryable, true) AND j.attempts <= limit_retries THEN
+        delay := least(coalesce(t.retry_max_seconds, 3600),
+                       coalesce(t.retry_base_seconds, 10) * power(2, greatest(j.attempts - 1, 0)));
+        delay := delay * (0.75 + random() * 0.5);
+        new_next := now() + make_interval(secs => delay);
+    ELSIF j.schedule_type = 'one_time' THEN
+        new_status := 'failed';
+    ELSE
+        new_next := p_next_cron;
+        new_attempts := 0;
+    END IF;
+
+    -- a job paused or cancelled while its run was in flight keeps that status
+    IF j.status IN ('paused', 'cancelled') AND new_status = 'active' THEN
+        new_status := j.status;
+    END IF;
+    IF new_status NOT IN ('active', 'paused') THEN
+        new_next := NULL;
+    END IF;
+
+    UPDATE sluice.scheduled_jobs
+    SET status = new_status, next_run_at = new_next, attempts = new_attempts,
+        current_run_id = CASE WHEN current_run_id = p_run THEN NULL ELSE current_run_id END,
+        last_error = CASE WHEN p_status = 'completed' THEN NULL ELSE p_error END,
+        checkpoint = CASE WHEN new_status = 'active' AND p_status = 'failed' THEN checkpoint
+                          WHEN new_status = 'paused' THEN checkpoint ELSE '{}' END,
+        updated_at = now()
+    WHERE id = j.id;
+
+    FOR d IN SELECT dataset_key FROM sluice.job_type_datasets WHERE job_type = j.job_type LOOP
+        rep := p_datasets -> d.dataset_key;
+        IF rep IS NULL THEN
+            rep := CASE WHEN p_status = 'completed'
+                        THEN jsonb_build_object('status', 'completed',
+                                                'records', p_result -> 'records')
+                        ELSE jsonb_build_object('status', 'failed', 'error', p_error) END;
+        END IF;
+        ok := rep ->> 'status' = 'completed';
+        INSERT INTO sluice.dataset_status AS s
+            (brand_id, dataset_key, last_status, last_attempt_at, last_success_at, last_run_id,
+             source_job_id, records_affected, metadata, error_message)
+        VALUES (r.brand_id, d.dataset_key, CASE WHEN ok THEN 'completed' ELSE 'failed' END,
+                r.started_at, CASE WHEN ok THEN now() END, r.id, j.id,
+                CASE WHEN ok AND jsonb_typeof(rep -> 'records') = 'number'
+                     THEN (rep ->> 'records')::numeric::bigint END,
+                coalesce(rep -> 'metadata', '{}'),
+                CASE WHEN ok THEN NULL ELSE coalesce(rep ->> 'error', p_error, 'failed') END)
+        ON CONFLICT (brand_id, dataset_key) DO UPDATE SET
+            -- a newer run may own the row by now: only its own run settles the status
+            last_status = CASE WHEN s.last_run_id = r.id OR s.last_status <> 'running'
+                               THEN excluded.last_status ELSE s.last_status END,
+            last_success_at = coalesce(excluded.last_success_at, s.last_success_at),
+            records_affected = CASE WHEN ok THEN excluded.records_affected ELSE s.records_affected END,
+            metadata = CASE WHEN ok THEN excluded.metadata ELSE s.metadata END,
+            error_message = CASE WHEN s.last_run_id = r.id OR s.last_status <> 'running'
+                                 THEN excluded.error_message ELSE s.error_message END,
+            updated_at = now();
+    END LOOP;
+    RETURN new_status;
+END $$;
+
+-- Batch form of finish_run for the daemon: one round trip for many runs.
+-- p_runs is a JSON array of {run_id, status, result, error, logs, retryable,
+-- next_cron, datasets, handler_version}. Returns each run's job status.
+CREATE OR REPLACE FUNCTION sluice.finish_runs(p_runs jsonb)
+RETURNS TABLE (run_id uuid, job_status text) LANGUAGE plpgsql AS $$
+DECLARE
+    e jsonb;
+BEGIN
+    FOR e IN SELECT * FROM jsonb_array_elements(p_runs) LOOP
+        run_id := (e ->> 'run_id')::uuid;
+        job_status := sluice.finish_run(run_id, e ->> 'status', e -> 'result', e ->> 'error',
+                                        e ->> 'logs', (e ->> 'retryable')::boolean,
+                                        (e ->> 'next_cron')::timestamptz, e -> 'datasets',
+                                        e ->> 'handler_version');
+        RETURN NEXT;
+    END LOOP;
+END $$;
+
+-- Renews the leases of a worker's running runs. Returns how many it holds.
+CREATE OR REPLACE FUNCTION sluice.heartbeat(p_worker uuid, p_lease_seconds double precision)
+RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    n integer;
+BEGIN
+    UPDATE sluice.workers SET heartbeat_at = now() WHERE id = p_worker;
+    UPDATE sluice.scheduled_job_runs
+    SET lease_expires_at = now() + make_interval(secs => p_lease_seconds), heartbeat_at = now()
+    WHERE worker_id = p_worker AND status = 'running';
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $$;
+
+-- Fails every run whose lease expired (its worker died or lost the database) and
+-- applies the retry policy to its job (an attempt is spent; the retry is due at once). Safe to call from any number of workers.
+CREATE OR REPLACE FUNCTION sluice.rescue_lost_runs()
+RETURNS TABLE (run_id uuid, job_status text) LANGUAGE plpgsql AS $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT id, lease_expires_at FROM sluice.scheduled_job_runs
+             WHERE status = 'running' AND lease_expires_at < now()
+             FOR UPDATE SKIP LOCKED LOOP
+        run_id := r.id;
+        job_status := sluice.finish_run(r.id, 'failed', NULL,
+            'worker lost: lease expired at ' ||
+                to_char(r.lease_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+            E'worker lost: lease expired\n', true, NULL, NULL);
+        -- the job did nothing wrong: it is due again at once, not after a backoff
+        UPDATE sluice.scheduled_jobs j SET next_run_at = now()
+        FROM sluice.scheduled_job_runs x
+        WHERE x.id = r.id AND j.id = x.scheduled_job_id
+          AND j.status = 'active' AND j.next_run_at > now();
+        RETURN NEXT;
+    END LOOP;
+END $$;

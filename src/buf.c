@@ -1,0 +1,138 @@
+/*
+ * buf.c — growable buffer and JSON string escaping.
+ */
+#include "buf.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void reserve(sl_buf *b, size_t extra)
+{
+    if (b->len + extra + 1 <= b->cap)
+        return;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + extra + 1)
+        cap *= 2;
+    b->data = realloc(b->data, cap);
+    b->cap = cap;
+}
+
+void sl_buf_add(sl_buf *b, const char *s, size_t n)
+{
+    reserve(b, n);
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+void sl_buf_puts(sl_buf *b, const char *s)
+{
+    sl_buf_add(b, s, strlen(s));
+}
+
+void sl_buf_printf(sl_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n <= 0)
+        return;
+    reserve(b, (size_t)n);
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+/* Length of the valid UTF-8 sequence at p (lead byte >= 0x80), or 0. */
+static size_t utf8_len(const unsigned char *p)
+{
+    size_t n;
+    unsigned min;
+    unsigned cp;
+    if ((p[0] & 0xe0) == 0xc0) {
+        n = 2, min = 0x80, cp = p[0] & 0x1f;
+    } else if ((p[0] & 0xf0) == 0xe0) {
+        n = 3, min = 0x800, cp = p[0] & 0x0f;
+    } else if ((p[0] & 0xf8) == 0xf0) {
+        n = 4, min = 0x10000, cp = p[0] & 0x07;
+    } else {
+        return 0;
+    }
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (p[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n;
+}
+
+void sl_buf_json_string(sl_buf *b, const char *s)
+{
+    if (!s) {
+        sl_buf_puts(b, "null");
+        return;
+    }
+    reserve(b, strlen(s) + 2);
+    sl_buf_add(b, "\"", 1);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        char esc[8];
+        switch (*p) {
+        case '"':
+            sl_buf_add(b, "\\\"", 2);
+            break;
+        case '\\':
+            sl_buf_add(b, "\\\\", 2);
+            break;
+        case '\n':
+            sl_buf_add(b, "\\n", 2);
+            break;
+        case '\r':
+            sl_buf_add(b, "\\r", 2);
+            break;
+        case '\t':
+            sl_buf_add(b, "\\t", 2);
+            break;
+        default:
+            if (*p < 0x20) {
+                snprintf(esc, sizeof esc, "\\u%04x", *p);
+                sl_buf_add(b, esc, 6);
+            } else if (*p < 0x80) {
+                sl_buf_add(b, (const char *)p, 1);
+            } else {
+                size_t n = utf8_len(p);
+                if (n == 0) {
+                    sl_buf_add(b, "\\ufffd", 6); /* not UTF-8: the database would refuse it */
+                } else {
+                    sl_buf_add(b, (const char *)p, n);
+                    p += n - 1;
+                }
+            }
+        }
+    }
+    sl_buf_add(b, "\"", 1);
+}
+
+void sl_buf_reset(sl_buf *b)
+{
+    b->len = 0;
+    if (b->data)
+        b->data[0] = '\0';
+}
+
+void sl_buf_free(sl_buf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+const char *sl_buf_str(const sl_buf *b)
+{
+    return b->data ? b->data : "";
+}

@@ -1,0 +1,25 @@
+/*
+ * buf.h — a growable byte buffer, with JSON string escaping, for building SQL
+ * payloads and output. Owns its memory; sl_buf_free() releases it.
+ */
+#ifndef SL_BUF_H
+#define SL_BUF_H
+
+#include <stddef.h>
+
+typedef struct sl_buf {
+    char *data; /* NUL-terminated once anything was added */
+    size_t len, cap;
+} sl_buf;
+
+void sl_buf_add(sl_buf *b, const char *s, size_t n);
+void sl_buf_puts(sl_buf *b, const char *s);
+void sl_buf_printf(sl_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* s as a JSON string literal (with quotes); NULL → null */
+void sl_buf_json_string(sl_buf *b, const char *s);
+void sl_buf_reset(sl_buf *b);
+void sl_buf_free(sl_buf *b);
+/* The contents ("" when empty); valid until the next change. */
+const char *sl_buf_str(const sl_buf *b);
+
+#endif

@@ -1,0 +1,80 @@
+/*
+ * cli.c — helpers shared by the one-shot subcommands: error output, resolving
+ * and opening the database (embedded cluster or DATABASE_URL), running SQL with
+ * readable errors.
+ */
+#include "cli.h"
+#include "config.h"
+#include "embedded_pg.h"
+#include "migrate.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+void sl_cli_error(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("sluice: error: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+int sl_cli_wants_help(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) return 1;
+    return 0;
+}
+
+char *sl_cli_db_url(const sl_config *cfg)
+{
+    char err[1024];
+    if (cfg->db_url) return strdup(cfg->db_url);
+    char *url = sl_embedded_ensure(cfg, err, sizeof err);
+    if (!url) sl_cli_error("%s", err);
+    return url;
+}
+
+PGconn *sl_cli_connect(const sl_config *cfg)
+{
+    char err[1024];
+    char *url = sl_cli_db_url(cfg);
+    if (!url) return NULL;
+    PGconn *c = PQconnectdb(url);
+    free(url);
+    if (PQstatus(c) != CONNECTION_OK) {
+        char *msg = PQerrorMessage(c);
+        size_t n = strlen(msg);
+        while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+            msg[--n] = '\0';
+        sl_cli_error("cannot connect to the database: %s", msg);
+        PQfinish(c);
+        return NULL;
+    }
+    if (sl_migrate(c, 0, err, sizeof err) < 0) {
+        sl_cli_error("%s", err);
+        PQfinish(c);
+        return NULL;
+    }
+    PGresult *r = PQexec(c, "SET search_path = sluice, public");
+    PQclear(r);
+    return c;
+}
+
+PGresult *sl_cli_exec(PGconn *c, const char *sql, int nparams, const char *const *params)
+{
+    PGresult *r = PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(r);
+    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) return r;
+    const char *primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+    const char *hint = PQresultErrorField(r, PG_DIAG_MESSAGE_HINT);
+    if (primary)
+        sl_cli_error("%s%s%s", primary, hint ? "\n  hint: " : "", hint ? hint : "");
+    else
+        sl_cli_error("%s", PQerrorMessage(c));
+    PQclear(r);
+    return NULL;
+}

@@ -1,0 +1,44 @@
+/*
+ * cli.h — what every subcommand shares: error printing, the blocking database
+ * connection used by one-shot commands, and small argument helpers.
+ *
+ * One-shot commands (queue, brands, migrate, db, views) run no event loop and use
+ * blocking libpq; serve, run, repl and exec use the loop (src/pg.c).
+ */
+#ifndef SL_CLI_H
+#define SL_CLI_H
+
+#include <libpq-fe.h>
+#include <stdio.h>
+
+struct sl_config;
+
+/* "sluice: error: …" on stderr. */
+void sl_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* The connection string to use: cfg->db_url, or the embedded cluster's (started
+ * on demand). Returns a malloc'd string, or NULL after printing the error. */
+char *sl_cli_db_url(const struct sl_config *cfg);
+
+/* A blocking connection with search_path set and migrations applied.
+ * NULL after printing the error. */
+PGconn *sl_cli_connect(const struct sl_config *cfg);
+
+/* Runs sql with text params; on failure prints the server's message (with a
+ * hint if any) and returns NULL. Caller PQclear()s. */
+PGresult *sl_cli_exec(PGconn *c, const char *sql, int nparams, const char *const *params);
+
+/* True when argv[i] is "-h" or "--help". */
+int sl_cli_wants_help(int argc, char **argv);
+
+/* Subcommands: argv[0] is the command name. Return the process exit status. */
+int sl_cmd_db(const struct sl_config *cfg, int argc, char **argv);
+int sl_cmd_migrate(const struct sl_config *cfg, int argc, char **argv);
+int sl_cmd_queue(const struct sl_config *cfg, int argc, char **argv);
+int sl_cmd_serve(const struct sl_config *cfg, int argc, char **argv);
+int sl_cmd_run(const struct sl_config *cfg, int argc, char **argv);
+int sl_cmd_brands(const struct sl_config *cfg, int argc, char **argv);
+int sl_cmd_cron(const struct sl_config *cfg, int argc, char **argv);
+int sl_cmd_exec(const struct sl_config *cfg, int argc, char **argv);
+
+#endif

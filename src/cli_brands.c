@@ -1,0 +1,78 @@
+/*
+ * cli_brands.c — `sluice brands add|list`: the brands jobs belong to.
+ */
+#include "cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: sluice brands add NAME\n"
+                 "       sluice brands list [--json]\n");
+}
+
+int sl_cmd_brands(const struct sl_config *cfg, int argc, char **argv)
+{
+    if (argc < 2 || sl_cli_wants_help(argc, argv)) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *sub = argv[1];
+    int json = argc > 2 && strcmp(argv[2], "--json") == 0;
+    if (strcmp(sub, "add") == 0) {
+        if (argc != 3 || argv[2][0] == '\0') {
+            sl_cli_error("brands add needs exactly one NAME");
+            return 2;
+        }
+    } else if (strcmp(sub, "list") == 0) {
+        if (argc > 3 || (argc == 3 && !json)) {
+            usage(stderr);
+            return 2;
+        }
+    } else {
+        sl_cli_error("brands: unknown subcommand '%s' (add or list)", sub);
+        return 2;
+    }
+    PGconn *c = sl_cli_connect(cfg);
+    if (!c)
+        return 1;
+    int status = 0;
+    if (strcmp(sub, "add") == 0) {
+        const char *p[] = {argv[2]};
+        PGresult *r = sl_cli_exec(c,
+                                  "INSERT INTO sluice.brands (name) VALUES ($1) "
+                                  "ON CONFLICT (name) DO UPDATE SET name = excluded.name "
+                                  "RETURNING id, (xmax = 0) AS created",
+                                  1, p);
+        if (!r) {
+            status = 1;
+        } else {
+            printf("%s\n", PQgetvalue(r, 0, 0));
+            if (strcmp(PQgetvalue(r, 0, 1), "t") != 0)
+                fprintf(stderr, "brand '%s' already exists\n", argv[2]);
+            PQclear(r);
+        }
+    } else {
+        PGresult *r = sl_cli_exec(
+            c,
+            json ? "SELECT coalesce(json_agg(json_build_object('id', id, 'name', name, "
+                   "'created_at', created_at) ORDER BY name), '[]') FROM sluice.brands"
+                 : "SELECT id, name FROM sluice.brands ORDER BY name",
+            0, NULL);
+        if (!r) {
+            status = 1;
+        } else if (json) {
+            printf("%s\n", PQgetvalue(r, 0, 0));
+            PQclear(r);
+        } else {
+            if (PQntuples(r) == 0)
+                fprintf(stderr, "no brands yet: add one with `sluice brands add NAME`\n");
+            for (int i = 0; i < PQntuples(r); i++)
+                printf("%s  %s\n", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1));
+            PQclear(r);
+        }
+    }
+    PQfinish(c);
+    return status;
+}

@@ -1,0 +1,92 @@
+/*
+ * cli_exec.c — `sluice exec FILE.lua [args]`: runs a Lua script as a task with the
+ * whole sluice API (sluice.db, sluice.sleep, require of sluice libraries …) in
+ * the same sandbox handlers use. `arg` holds the arguments. The exit status is 0,
+ * or 1 with the error and traceback on stderr.
+ */
+#include "cli.h"
+#include "config.h"
+#include "ctx.h"
+#include "queue.h"
+#include "runtime.h"
+
+#include <ev.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    struct ev_loop *loop;
+    int done, failed;
+} exec_state;
+
+static void exec_done(int failed, const char *message, void *data)
+{
+    exec_state *s = data;
+    s->done = 1;
+    s->failed = failed;
+    if (failed)
+        fprintf(stderr, "sluice: error: %s\n", message ? message : "failed");
+    ev_break(s->loop, EVBREAK_ALL);
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *buf = NULL;
+    size_t cap = 0, n = 0, r;
+    do {
+        if (n + 4096 + 1 > cap) {
+            cap = cap ? cap * 2 : 8192;
+            buf = realloc(buf, cap);
+        }
+        r = fread(buf + n, 1, cap - n - 1, f);
+        n += r;
+    } while (r > 0);
+    if (f != stdin)
+        fclose(f);
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+int sl_cmd_exec(const sl_config *cfg, int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        fprintf(argc < 2 ? stderr : stdout,
+                "usage: sluice exec FILE.lua [args…]   (FILE - reads the script from stdin)\n");
+        return argc < 2 ? 2 : 0;
+    }
+    size_t len;
+    char *src = slurp(argv[1], &len);
+    if (!src) {
+        sl_cli_error("cannot read %s", argv[1]);
+        return 2;
+    }
+    /* skip a #! line */
+    if (len > 1 && src[0] == '#' && src[1] == '!') {
+        memset(src, ' ', strcspn(src, "\n"));
+    }
+    sl_ctx ctx;
+    if (sl_queue_open(&ctx, cfg, SL_ECHO_PLAIN) < 0) {
+        free(src);
+        return 1;
+    }
+    exec_state st = {.loop = ctx.loop};
+    char chunk[4200], err[2048];
+    snprintf(chunk, sizeof chunk, "@%s", argv[1]);
+    int status = 1;
+    if (sl_runtime_exec(ctx.rt, src, len, chunk, (const char *const *)argv + 2, argc - 2,
+                        exec_done, &st, err, sizeof err) < 0) {
+        sl_cli_error("%s", err);
+        status = 2;
+    } else {
+        ev_run(ctx.loop, 0);
+        status = st.done && !st.failed ? 0 : 1;
+    }
+    free(src);
+    sl_queue_close(&ctx);
+    return status;
+}

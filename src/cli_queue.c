@@ -1,0 +1,169 @@
+/*
+ * cli_queue.c — `sluice queue`: validate a job against its handler and queue it.
+ *
+ * Validation happens here first (unknown type with the nearest name, every
+ * parameter problem at once) so that nothing is written on bad input; the SQL
+ * function then checks again, as it does for any other client.
+ */
+#include "cli.h"
+#include "config.h"
+#include "ctx.h"
+#include "queue.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: sluice queue <job_type> [--brand NAME|UUID] [--params JSON] [--at TIME]\n"
+            "                    [--priority N] [--dedupe-key KEY] [--max-retries N]\n\n"
+            "Queues a one-time job and prints its id. Parameters are checked against the\n"
+            "handler's schema first; on any problem nothing is queued.\n\n"
+            "  --brand       the brand (name or id); omit for a platform job\n"
+            "  --params      a JSON object (default {}); the schema's defaults fill the rest\n"
+            "  --at          when it is due: a timestamp (2026-12-01T09:00:00Z) or a delay\n"
+            "                such as +30s, +15m, +2h, +1d (default: now)\n"
+            "  --priority    lower runs first (default 0)\n"
+            "  --dedupe-key  while a job of this type and brand with this key is pending or\n"
+            "                running, queueing again returns that job instead\n"
+            "  --max-retries overrides the handler's max_retries for this job\n");
+}
+
+/* "+15m" → "15 minutes" interval text for Postgres; NULL if not a delay. */
+static int delay_to_interval(const char *at, char *out, size_t len)
+{
+    char *end;
+    if (at[0] != '+')
+        return 0;
+    double n = strtod(at + 1, &end);
+    if (end == at + 1 || n < 0)
+        return -1;
+    const char *unit = strcmp(end, "s") == 0 || *end == '\0' ? "seconds"
+                       : strcmp(end, "m") == 0               ? "minutes"
+                       : strcmp(end, "h") == 0               ? "hours"
+                       : strcmp(end, "d") == 0               ? "days"
+                                                             : NULL;
+    if (!unit)
+        return -1;
+    snprintf(out, len, "%g %s", n, unit);
+    return 1;
+}
+
+int sl_cmd_queue(const sl_config *cfg, int argc, char **argv)
+{
+    const char *type = NULL, *brand = NULL, *params = "{}", *at = NULL, *priority = "0",
+               *dedupe = NULL, *retries = NULL;
+    if (sl_cli_wants_help(argc, argv)) {
+        usage(stdout);
+        return 0;
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char **slot = strcmp(a, "--brand") == 0         ? &brand
+                            : strcmp(a, "--params") == 0      ? &params
+                            : strcmp(a, "--at") == 0          ? &at
+                            : strcmp(a, "--priority") == 0    ? &priority
+                            : strcmp(a, "--dedupe-key") == 0  ? &dedupe
+                            : strcmp(a, "--max-retries") == 0 ? &retries
+                                                              : NULL;
+        if (slot) {
+            if (i + 1 >= argc) {
+                sl_cli_error("%s needs a value", a);
+                return 2;
+            }
+            *slot = argv[++i];
+        } else if (a[0] == '-' && a[1] != '\0') {
+            sl_cli_error("queue: unknown option '%s' (see `sluice queue --help`)", a);
+            return 2;
+        } else if (!type) {
+            type = a;
+        } else {
+            sl_cli_error("queue: unexpected argument '%s'", a);
+            return 2;
+        }
+    }
+    if (!type) {
+        usage(stderr);
+        return 2;
+    }
+    char *end;
+    long pr = strtol(priority, &end, 10);
+    if (*end || end == priority || pr < -1000000 || pr > 1000000) {
+        sl_cli_error("--priority must be a whole number, not '%s'", priority);
+        return 2;
+    }
+    if (retries) {
+        long mr = strtol(retries, &end, 10);
+        if (*end || end == retries || mr < 0 || mr > 1000) {
+            sl_cli_error("--max-retries must be a whole number from 0 to 1000, not '%s'",
+                         retries);
+            return 2;
+        }
+    }
+    char interval[64];
+    int is_delay = at ? delay_to_interval(at, interval, sizeof interval) : 0;
+    if (is_delay < 0) {
+        sl_cli_error("--at '%s': a delay is +N followed by s, m, h or d (e.g. +15m)", at);
+        return 2;
+    }
+
+    sl_ctx ctx;
+    if (sl_queue_open(&ctx, cfg, 0) < 0)
+        return 1;
+    int status = 1;
+    char *normalized = NULL;
+    PGconn *c = NULL;
+    char *problem = NULL;
+    /* load handlers quietly: problems in other files do not block this job */
+    char *problems = NULL;
+    sl_runtime_load_handlers(ctx.rt, NULL, 0, &problems);
+    problem = sl_runtime_validate(ctx.rt, type, params, &normalized);
+    if (problem) {
+        sl_cli_error("%s", problem);
+        if (problems && strstr(problem, "unknown job type"))
+            fprintf(stderr, "note: some handler files failed to load:\n%s", problems);
+        status = 2;
+        goto out;
+    }
+    c = sl_queue_boot(&ctx, "run", NULL);
+    if (!c)
+        goto out;
+    char at_value[128];
+    const char *atp = NULL;
+    if (is_delay > 0) {
+        PGresult *r = sl_cli_exec(c, "SELECT (now() + $1::interval)::text", 1,
+                                  (const char *const[]){interval});
+        if (!r)
+            goto out;
+        snprintf(at_value, sizeof at_value, "%s", PQgetvalue(r, 0, 0));
+        PQclear(r);
+        atp = at_value;
+    } else if (at) {
+        atp = at;
+    }
+    const char *p[] = {brand, type, normalized, atp, priority, dedupe, retries};
+    PGresult *r = sl_cli_exec(c,
+                              "SELECT job_id, created FROM sluice.enqueue($1, $2, $3::jsonb, "
+                              "$4::timestamptz, $5::int, $6, $7::int, 'manual')",
+                              7, p);
+    if (!r) {
+        status = 2;
+        goto out;
+    }
+    printf("%s\n", PQgetvalue(r, 0, 0));
+    if (strcmp(PQgetvalue(r, 0, 1), "t") != 0)
+        fprintf(stderr, "a %s job with dedupe key '%s' is already pending or running: %s\n", type,
+                dedupe, PQgetvalue(r, 0, 0));
+    PQclear(r);
+    status = 0;
+out:
+    free(problem);
+    free(problems);
+    free(normalized);
+    if (c)
+        PQfinish(c);
+    sl_queue_close(&ctx);
+    return status;
+}

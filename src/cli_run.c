@@ -1,0 +1,214 @@
+/*
+ * cli_run.c — `sluice run`: one job in the foreground (the seed's "run directly"
+ * mode). The run is recorded like any other (trigger_source manual, a lease kept
+ * alive while it runs), its log lines stream to the terminal, and the exit status
+ * says how it went: 0 completed, 1 failed, 2 bad input, 130 interrupted.
+ */
+#include "cli.h"
+#include "config.h"
+#include "ctx.h"
+#include "log.h"
+#include "pg.h"
+#include "queue.h"
+#include "runtime.h"
+
+#include <ev.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    sl_ctx *ctx;
+    sl_run *run;
+    int ended;
+    char worker[40];
+    char lease[32];
+    ev_timer heartbeat;
+    ev_signal sigint, sigterm;
+} fg_run;
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: sluice run <job_type> [--brand NAME|UUID] [--params JSON] [--json]\n\n"
+                 "Runs one job now, in the foreground, and records the run. The brand is\n"
+                 "optional here even for job types that need one when queued.\n"
+                 "  --json   print the run's outcome as JSON on stdout\n");
+}
+
+static void fg_done(sl_run *run, void *data)
+{
+    fg_run *f = data;
+    (void)run;
+    f->ended = 1;
+    ev_break(f->ctx->loop, EVBREAK_ALL);
+}
+
+static void hb_done(PGresult *res, const char *err, void *data)
+{
+    (void)data;
+    if (err)
+        sl_log(SL_WARN, "heartbeat failed", "error", err, NULL);
+    if (res)
+        PQclear(res);
+}
+
+static void hb_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    fg_run *f = t->data;
+    const char *p[] = {f->worker, f->lease};
+    sl_pg_query(f->ctx->pg, "SELECT sluice.heartbeat($1, $2)", 2, p, hb_done, NULL);
+}
+
+static void sig_cb(struct ev_loop *loop, ev_signal *s, int revents)
+{
+    (void)loop;
+    (void)revents;
+    fg_run *f = s->data;
+    if (f->run && !f->ended)
+        sl_run_cancel(f->run, SL_RUN_FAILED, "interrupted", 0);
+}
+
+int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
+{
+    const char *type = NULL, *brand = NULL, *params = "{}";
+    int json = 0;
+    if (sl_cli_wants_help(argc, argv)) {
+        usage(stdout);
+        return 0;
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if ((strcmp(a, "--brand") == 0 || strcmp(a, "--params") == 0) && i + 1 < argc) {
+            if (strcmp(a, "--brand") == 0)
+                brand = argv[++i];
+            else
+                params = argv[++i];
+        } else if (strcmp(a, "--json") == 0) {
+            json = 1;
+        } else if (a[0] == '-') {
+            sl_cli_error("run: unknown option or missing value '%s' (see `sluice run --help`)", a);
+            return 2;
+        } else if (!type) {
+            type = a;
+        } else {
+            sl_cli_error("run: unexpected argument '%s'", a);
+            return 2;
+        }
+    }
+    if (!type) {
+        usage(stderr);
+        return 2;
+    }
+    sl_ctx ctx;
+    if (sl_queue_open(&ctx, cfg, json ? SL_ECHO_NONE : SL_ECHO_PLAIN) < 0)
+        return 1;
+    fg_run f = {.ctx = &ctx};
+    int status = 1;
+    char *normalized = NULL, *problem = NULL;
+    PGconn *c = NULL;
+    PGresult *claimed = NULL;
+    sl_queue_load(&ctx, 0);
+    problem = sl_runtime_validate(ctx.rt, type, params, &normalized);
+    if (problem) {
+        sl_cli_error("%s", problem);
+        status = 2;
+        goto out;
+    }
+    c = sl_queue_boot(&ctx, "run", f.worker);
+    if (!c)
+        goto out;
+    snprintf(f.lease, sizeof f.lease, "%g", cfg->lease_seconds);
+    const char *p[] = {f.worker, brand, type, normalized, "manual", f.lease};
+    claimed = sl_cli_exec(c,
+                          "SELECT * FROM sluice.start_direct_run($1, $2, $3, $4::jsonb, $5, "
+                          "$6::float8)",
+                          6, p);
+    if (!claimed) {
+        status = 2;
+        goto out;
+    }
+    sl_claimed cl;
+    sl_queue_claimed(claimed, 0, &cl);
+    char err[512];
+    ctx.pg = sl_pg_new(ctx.loop, ctx.db_url, cfg->pool_size);
+    if (!json)
+        fprintf(stderr, "run %s (%s) started\n", cl.spec.run_id, type);
+    f.run = sl_run_start(ctx.rt, &cl.spec, fg_done, &f, err, sizeof err);
+    if (!f.run) {
+        sl_cli_error("%s", err);
+        goto out;
+    }
+    ev_timer_init(&f.heartbeat, hb_cb, cfg->lease_seconds / 3, cfg->lease_seconds / 3);
+    f.heartbeat.data = &f;
+    ev_timer_start(ctx.loop, &f.heartbeat);
+    ev_signal_init(&f.sigint, sig_cb, SIGINT);
+    f.sigint.data = &f;
+    ev_signal_start(ctx.loop, &f.sigint);
+    ev_signal_init(&f.sigterm, sig_cb, SIGTERM);
+    f.sigterm.data = &f;
+    ev_signal_start(ctx.loop, &f.sigterm);
+    if (!f.ended)
+        ev_run(ctx.loop, 0);
+    ev_timer_stop(ctx.loop, &f.heartbeat);
+    ev_signal_stop(ctx.loop, &f.sigint);
+    ev_signal_stop(ctx.loop, &f.sigterm);
+
+    /* record the outcome (blocking: the loop is done) */
+    const sl_run_outcome *o = sl_run_outcome_of(f.run);
+    sl_buf b = {0};
+    sl_buf_puts(&b, "[");
+    sl_queue_outcome_json(&b, f.run, NULL);
+    sl_buf_puts(&b, "]");
+    const char *fp[] = {sl_buf_str(&b)};
+    PGresult *r = sl_cli_exec(c, "SELECT * FROM sluice.finish_runs($1::jsonb)", 1, fp);
+    sl_buf_free(&b);
+    if (r)
+        PQclear(r);
+    double secs = o->finished - o->started;
+    if (json) {
+        sl_buf j = {0};
+        sl_buf_puts(&j, "{\"run_id\":");
+        sl_buf_json_string(&j, cl.spec.run_id);
+        sl_buf_puts(&j, ",\"job_id\":");
+        sl_buf_json_string(&j, cl.spec.job_id);
+        sl_buf_printf(&j, ",\"status\":\"%s\",\"seconds\":%.3f,\"result\":%s,\"error\":",
+                      o->status == SL_RUN_COMPLETED ? "completed" : "failed", secs,
+                      o->result_json ? o->result_json : "null");
+        sl_buf_json_string(&j, o->error);
+        sl_buf_puts(&j, "}");
+        printf("%s\n", sl_buf_str(&j));
+        sl_buf_free(&j);
+    } else if (o->status == SL_RUN_COMPLETED) {
+        fprintf(stderr, "run %s completed in %.2fs\n", cl.spec.run_id, secs);
+        printf("%s\n", o->result_json ? o->result_json : "null");
+    } else {
+        fprintf(stderr, "run %s failed after %.2fs: %s\n", cl.spec.run_id, secs,
+                o->error ? o->error : "failed");
+    }
+    status = o->status == SL_RUN_COMPLETED         ? 0
+             : o->error && !strcmp(o->error, "interrupted") ? 130
+                                                            : 1;
+    if (r == NULL)
+        status = 1;
+    sl_run_free(f.run);
+out:
+    if (claimed)
+        PQclear(claimed);
+    if (c) {
+        const char *wp[] = {f.worker};
+        if (f.worker[0]) {
+            PGresult *r2 = sl_cli_exec(
+                c, "UPDATE sluice.workers SET stopped_at = now() WHERE id = $1", 1, wp);
+            if (r2)
+                PQclear(r2);
+        }
+        PQfinish(c);
+    }
+    free(problem);
+    free(normalized);
+    sl_queue_close(&ctx);
+    return status;
+}

@@ -1,0 +1,243 @@
+/*
+ * config.c — builds the one sl_config: defaults, then environment, then the
+ * config file. Flags are applied on top by main().
+ *
+ * Config file format (docs/configuration.md): `key = value` lines, `#` comments.
+ * Keys: db, home, handlers (colon-separated), lua, concurrency, pool_size,
+ * lease_seconds, grace_seconds, poll_seconds, log_format, log_level.
+ */
+#include "config.h"
+#include "log.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int sl_config_add_dir(char **dirs, int *n, const char *dir)
+{
+    if (*n >= SL_MAX_DIRS) return -1;
+    dirs[(*n)++] = strdup(dir);
+    return 0;
+}
+
+static void set_str(char **slot, const char *v)
+{
+    free(*slot);
+    *slot = v ? strdup(v) : NULL;
+}
+
+static void add_path_list(char **dirs, int *n, const char *list)
+{
+    char *copy = strdup(list), *save = NULL;
+    for (char *p = strtok_r(copy, ":", &save); p; p = strtok_r(NULL, ":", &save))
+        if (*p) sl_config_add_dir(dirs, n, p);
+    free(copy);
+}
+
+static char *default_home(void)
+{
+    const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+    char buf[4096];
+    if (geteuid() == 0) return strdup("/var/lib/sluice");
+    if (xdg && *xdg)
+        snprintf(buf, sizeof buf, "%s/sluice", xdg);
+    else
+        snprintf(buf, sizeof buf, "%s/.local/state/sluice", home && *home ? home : "/tmp");
+    return strdup(buf);
+}
+
+static int parse_double(const char *v, double *out)
+{
+    char *end;
+    errno = 0;
+    double d = strtod(v, &end);
+    if (errno || end == v || *end || d <= 0) return -1;
+    *out = d;
+    return 0;
+}
+
+static int parse_int(const char *v, int *out)
+{
+    char *end;
+    errno = 0;
+    long l = strtol(v, &end, 10);
+    if (errno || end == v || *end || l <= 0 || l > 100000) return -1;
+    *out = (int)l;
+    return 0;
+}
+
+/* Applies one key=value setting; src names where it came from, for errors. */
+static int apply(sl_config *cfg, const char *key, const char *val, const char *src, char *err,
+                 size_t errlen)
+{
+    int bad = 0;
+    if (strcmp(key, "db") == 0)
+        set_str(&cfg->db_url, val);
+    else if (strcmp(key, "home") == 0)
+        set_str(&cfg->home, val);
+    else if (strcmp(key, "handlers") == 0)
+        add_path_list(cfg->handler_dirs, &cfg->n_handler_dirs, val);
+    else if (strcmp(key, "lua") == 0)
+        add_path_list(cfg->lua_dirs, &cfg->n_lua_dirs, val);
+    else if (strcmp(key, "concurrency") == 0)
+        bad = parse_int(val, &cfg->concurrency);
+    else if (strcmp(key, "pool_size") == 0)
+        bad = parse_int(val, &cfg->pool_size);
+    else if (strcmp(key, "lease_seconds") == 0)
+        bad = parse_double(val, &cfg->lease_seconds);
+    else if (strcmp(key, "grace_seconds") == 0)
+        bad = parse_double(val, &cfg->grace_seconds);
+    else if (strcmp(key, "poll_seconds") == 0)
+        bad = parse_double(val, &cfg->poll_seconds);
+    else if (strcmp(key, "log_format") == 0) {
+        if (strcmp(val, "json") == 0)
+            cfg->log_format = SL_LOG_JSON;
+        else if (strcmp(val, "logfmt") == 0)
+            cfg->log_format = SL_LOG_LOGFMT;
+        else
+            bad = -1;
+    } else if (strcmp(key, "log_level") == 0) {
+        bad = (cfg->log_level = sl_log_level_parse(val)) < 0 ? -1 : 0;
+    } else {
+        snprintf(err, errlen, "%s: unknown setting '%s'", src, key);
+        return -1;
+    }
+    if (bad) {
+        snprintf(err, errlen, "%s: bad value for %s: '%s'", src, key, val);
+        return -1;
+    }
+    return 0;
+}
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1]))
+        *--e = '\0';
+    return s;
+}
+
+static int read_file(sl_config *cfg, const char *path, int required, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    char line[4096], src[4200];
+    int lineno = 0, rc = 0;
+    if (!f) {
+        if (!required && errno == ENOENT) return 0;
+        snprintf(err, errlen, "cannot read config file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    set_str(&cfg->config_file, path);
+    while (rc == 0 && fgets(line, sizeof line, f)) {
+        lineno++;
+        char *hash = strchr(line, '#');
+        if (hash) *hash = '\0';
+        char *s = trim(line);
+        if (!*s) continue;
+        char *eq = strchr(s, '=');
+        snprintf(src, sizeof src, "%s:%d", path, lineno);
+        if (!eq) {
+            snprintf(err, errlen, "%s: expected `key = value`", src);
+            rc = -1;
+            break;
+        }
+        *eq = '\0';
+        char *val = trim(eq + 1);
+        size_t n = strlen(val);
+        if (n >= 2 && val[0] == '"' && val[n - 1] == '"') {
+            val[n - 1] = '\0';
+            val++;
+        }
+        rc = apply(cfg, trim(s), val, src, err, errlen);
+    }
+    fclose(f);
+    return rc;
+}
+
+int sl_config_init(sl_config *cfg, char *err, size_t errlen)
+{
+    static const struct {
+        const char *env, *key;
+    } envs[] = {
+        {"DATABASE_URL", "db"},
+        {"SLUICE_HOME", "home"},
+        {"SLUICE_CONCURRENCY", "concurrency"},
+        {"SLUICE_LEASE_SECONDS", "lease_seconds"},
+        {"SLUICE_GRACE_SECONDS", "grace_seconds"},
+        {"SLUICE_LOG_FORMAT", "log_format"},
+        {"SLUICE_LOG_LEVEL", "log_level"},
+    };
+    memset(cfg, 0, sizeof *cfg);
+    cfg->concurrency = 10;
+    cfg->pool_size = 4;
+    cfg->lease_seconds = 60;
+    cfg->grace_seconds = 30;
+    cfg->poll_seconds = 5;
+    cfg->log_format = SL_LOG_LOGFMT;
+    cfg->log_level = SL_INFO;
+
+    /* The file first (lowest precedence), found via the environment's home. */
+    const char *file = getenv("SLUICE_CONFIG");
+    int rc;
+    if (file && *file) {
+        rc = read_file(cfg, file, 1, err, errlen);
+    } else {
+        char path[4200];
+        const char *h = getenv("SLUICE_HOME");
+        char *home = h && *h ? strdup(h) : default_home();
+        snprintf(path, sizeof path, "%s/sluice.conf", home);
+        free(home);
+        rc = read_file(cfg, path, 0, err, errlen);
+    }
+    if (rc < 0) return -1;
+    /* A file's handler list is replaced, not extended, by the environment's. */
+    for (size_t i = 0; i < sizeof envs / sizeof envs[0]; i++) {
+        const char *v = getenv(envs[i].env);
+        if (v && *v && apply(cfg, envs[i].key, v, envs[i].env, err, errlen) < 0) return -1;
+    }
+    const char *hd = getenv("SLUICE_HANDLERS");
+    if (hd && *hd) {
+        for (int i = 0; i < cfg->n_handler_dirs; i++)
+            free(cfg->handler_dirs[i]);
+        cfg->n_handler_dirs = 0;
+        add_path_list(cfg->handler_dirs, &cfg->n_handler_dirs, hd);
+    }
+    if (!cfg->home) cfg->home = default_home();
+    return 0;
+}
+
+static int is_dir(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+void sl_config_finish(sl_config *cfg)
+{
+    /* Default handler directory: ./handlers if present, else the installed copy. */
+    if (cfg->n_handler_dirs == 0) {
+        if (is_dir("handlers"))
+            sl_config_add_dir(cfg->handler_dirs, &cfg->n_handler_dirs, "handlers");
+        else if (is_dir(SLUICE_SOURCE_DIR "/handlers"))
+            sl_config_add_dir(cfg->handler_dirs, &cfg->n_handler_dirs,
+                              SLUICE_SOURCE_DIR "/handlers");
+    }
+}
+
+void sl_config_free(sl_config *cfg)
+{
+    free(cfg->db_url);
+    free(cfg->home);
+    free(cfg->config_file);
+    for (int i = 0; i < cfg->n_handler_dirs; i++)
+        free(cfg->handler_dirs[i]);
+    for (int i = 0; i < cfg->n_lua_dirs; i++)
+        free(cfg->lua_dirs[i]);
+    memset(cfg, 0, sizeof *cfg);
+}

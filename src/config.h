@@ -1,0 +1,46 @@
+/*
+ * config.h — the settings every command reads: where the database and state live,
+ * where handlers are, and the daemon's knobs. Precedence: flags > environment > file.
+ *
+ * One sl_config is built in main() and passed down read-only; nothing else holds
+ * settings.
+ */
+#ifndef SL_CONFIG_H
+#define SL_CONFIG_H
+
+#include <stddef.h>
+
+#define SL_MAX_DIRS 16
+
+typedef enum { SL_LOG_LOGFMT = 0, SL_LOG_JSON = 1 } sl_log_format;
+
+typedef struct sl_config {
+    char *db_url;                       /* NULL: the embedded cluster under home */
+    char *home;                         /* state directory (SLUICE_HOME) */
+    char *handler_dirs[SL_MAX_DIRS];    /* where <job_type>.lua files live */
+    int n_handler_dirs;
+    char *lua_dirs[SL_MAX_DIRS];        /* extra library roots searched before lua/ */
+    int n_lua_dirs;
+    char *config_file;                  /* NULL: none found */
+    int concurrency;                    /* runs in flight per daemon (default 10) */
+    int pool_size;                      /* database connections (default 4) */
+    double lease_seconds;               /* run lease (default 60) */
+    double grace_seconds;               /* shutdown grace period (default 30) */
+    double poll_seconds;                /* fallback poll interval (default 5) */
+    int log_format;                     /* sl_log_format */
+    int log_level;                      /* sl_log_level */
+} sl_config;
+
+/* Fills defaults, then the environment, then the config file (if any). Returns 0,
+ * or -1 with a message in err. Flags are applied by the caller afterwards. */
+int sl_config_init(sl_config *cfg, char *err, size_t errlen);
+
+/* Handler dirs: flags, else SLUICE_HANDLERS (colon-separated), else the defaults. */
+void sl_config_finish(sl_config *cfg);
+
+/* Adds a string to one of the directory lists (copies it). Returns -1 when full. */
+int sl_config_add_dir(char **dirs, int *n, const char *dir);
+
+void sl_config_free(sl_config *cfg);
+
+#endif

@@ -1,0 +1,140 @@
+/*
+ * lua_core.c — the small primitives handlers build on: log lines, print, the
+ * clock, sleep, and per-dataset reports. The friendly API around them is
+ * lua/sluice/runtime.lua.
+ *
+ * sleep follows the yielding-call steps of task.h: check args, find the task,
+ * arm an ev_timer, park; the timer's callback only wakes the task.
+ */
+#include "ctx.h"
+#include "runtime_int.h"
+
+#include <ev.h>
+#include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* log(line): appends to the run's log (or stderr outside runs). */
+static int l_log(lua_State *L)
+{
+    const char *line = luaL_checkstring(L, 1);
+    sl_task *t = sl_task_of(L);
+    if (!t) {
+        sl_runtime *rt = sl_runtime_of(L);
+        t = rt ? rt->current : NULL;
+    }
+    if (t)
+        sl_task_log(t, line);
+    else
+        fprintf(stderr, "%s\n", line);
+    return 0;
+}
+
+/* print(...): like Lua's, into the run's log inside runs, stdout elsewhere. */
+static int l_print(lua_State *L)
+{
+    int n = lua_gettop(L);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (int i = 1; i <= n; i++) {
+        if (i > 1)
+            luaL_addchar(&b, '\t');
+        luaL_tolstring(L, i, NULL);
+        luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+    sl_task *t = sl_task_of(L);
+    sl_runtime *rt = sl_runtime_of(L);
+    if (!t && rt)
+        t = rt->current;
+    if (t && t->run) {
+        sl_run_log(t->run, lua_tostring(L, -1));
+    } else {
+        fputs(lua_tostring(L, -1), stdout);
+        fputc('\n', stdout);
+        fflush(stdout);
+    }
+    return 0;
+}
+
+/* now() → seconds since the epoch, with sub-millisecond precision. */
+static int l_now(lua_State *L)
+{
+    lua_pushnumber(L, ev_time());
+    return 1;
+}
+
+/* ------------------------------------------------------------------ sleep */
+
+typedef struct {
+    ev_timer w;
+    struct ev_loop *loop;
+    sl_task *t;
+} sleep_op;
+
+static int sleep_done(lua_State *co, void *data)
+{
+    (void)co;
+    free(data);
+    return 0;
+}
+
+static void sleep_fired(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    sleep_op *op = w->data;
+    sl_task_wake(op->t, sleep_done, op);
+}
+
+static void sleep_cancel(void *data)
+{
+    sleep_op *op = data;
+    ev_timer_stop(op->loop, &op->w);
+    free(op);
+}
+
+/* sleep(seconds): parks the task; other runs go on. */
+static int l_sleep(lua_State *L)
+{
+    double s = luaL_checknumber(L, 1);
+    if (s < 0 || s != s)
+        return luaL_error(L, "sleep: seconds must be a non-negative number");
+    sl_task *t = sl_task_check(L, "sluice.sleep");
+    sleep_op *op = calloc(1, sizeof *op);
+    op->loop = sl_task_ctx(t)->loop;
+    op->t = t;
+    ev_timer_init(&op->w, sleep_fired, s, 0);
+    op->w.data = op;
+    ev_timer_start(op->loop, &op->w);
+    return sl_task_wait(L, t, sleep_cancel, op);
+}
+
+/* dataset(key, json): records an explicit freshness report for this run. */
+static int l_dataset(lua_State *L)
+{
+    const char *key = luaL_checkstring(L, 1);
+    const char *json = luaL_checkstring(L, 2);
+    sl_task *t = sl_task_check(L, "job.dataset");
+    if (!t->run)
+        return luaL_error(L, "job.dataset: not inside a job run");
+    sl_run_dataset(t->run, key, json);
+    return 0;
+}
+
+/* in_task() → true when called from a sluice task (not a plain coroutine). */
+static int l_in_task(lua_State *L)
+{
+    lua_pushboolean(L, sl_task_of(L) != NULL);
+    return 1;
+}
+
+int luaopen_sluice_core(lua_State *L)
+{
+    static const luaL_Reg fns[] = {
+        {"log", l_log},   {"print", l_print},     {"now", l_now},         {"sleep", l_sleep},
+        {"dataset", l_dataset}, {"in_task", l_in_task}, {NULL, NULL},
+    };
+    luaL_newlib(L, fns);
+    return 1;
+}

@@ -1,0 +1,328 @@
+/*
+ * lua_db.c — sluice.db's C driver: parameterised queries on the nonblocking pool,
+ * and the begin/commit/rollback primitives sluice.db.transaction is built on.
+ *
+ *   rows, err = query(sql, ...)   -- parameters are always bound ($1, $2 …)
+ *
+ * Values: nil and the null sentinel → NULL; booleans, numbers, strings as text;
+ * tables → JSON. Results: an array of rows keyed by column name; int/float/numeric
+ * → numbers, bool → boolean, json/jsonb → decoded tables, NULL → the null
+ * sentinel (cjson.null); rows.affected holds the command's row count. SQL errors
+ * come back as nil, "message".
+ */
+#include "cli.h"
+#include "config.h"
+#include "ctx.h"
+#include "pg.h"
+#include "runtime_int.h"
+
+#include <lauxlib.h>
+#include <lua-cjson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define OID_BOOL 16
+#define OID_INT8 20
+#define OID_INT2 21
+#define OID_INT4 23
+#define OID_OID 26
+#define OID_JSON 114
+#define OID_FLOAT4 700
+#define OID_FLOAT8 701
+#define OID_NUMERIC 1700
+#define OID_JSONB 3802
+
+typedef struct {
+    sl_task *t;
+    sl_pg_req *req;
+    PGresult *res;
+    char *err;
+    int kind; /* 0 query, 1 acquire, 2 release-after (commit/rollback) */
+    sl_pg_conn *conn;
+} db_op;
+
+static sl_pg *pool(lua_State *L, sl_ctx *ctx)
+{
+    if (ctx->pg)
+        return ctx->pg;
+    char *url = NULL;
+    if (ctx->db_url) {
+        url = strdup(ctx->db_url);
+    } else {
+        /* first use in a script or the REPL: open (and migrate) the database once */
+        PGconn *c = sl_cli_connect(ctx->cfg);
+        if (c) {
+            PQfinish(c);
+            url = sl_cli_db_url(ctx->cfg);
+        }
+    }
+    if (!url)
+        luaL_error(L, "sluice.db: the database is not available");
+    ctx->pg = sl_pg_new(ctx->loop, url, ctx->cfg ? ctx->cfg->pool_size : 4);
+    free(url);
+    return ctx->pg;
+}
+
+/* ------------------------------------------------------------------ results */
+
+static void push_value(lua_State *L, PGresult *res, int row, int col, int decode_idx)
+{
+    if (PQgetisnull(res, row, col)) {
+        lua_pushlightuserdata(L, NULL); /* cjson.null */
+        return;
+    }
+    const char *v = PQgetvalue(res, row, col);
+    switch (PQftype(res, col)) {
+    case OID_BOOL:
+        lua_pushboolean(L, v[0] == 't');
+        break;
+    case OID_INT2:
+    case OID_INT4:
+    case OID_INT8:
+    case OID_OID:
+    case OID_FLOAT4:
+    case OID_FLOAT8:
+    case OID_NUMERIC:
+        if (lua_stringtonumber(L, v) == 0)
+            lua_pushstring(L, v); /* NaN, Infinity, huge numerics */
+        break;
+    case OID_JSON:
+    case OID_JSONB:
+        lua_pushvalue(L, decode_idx);
+        lua_pushstring(L, v);
+        if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+            lua_pop(L, 1);
+            lua_pushstring(L, v);
+        }
+        break;
+    default:
+        lua_pushstring(L, v);
+    }
+}
+
+/* Builds the rows on the main state (a suspended coroutine cannot run cjson's
+ * decoder), then moves them to the coroutine. */
+static int push_result(lua_State *co, void *data)
+{
+    db_op *op = data;
+    if (!co) {
+        if (op->res)
+            PQclear(op->res);
+        free(op->err);
+        free(op);
+        return 0;
+    }
+    int n;
+    if (op->err) {
+        lua_pushnil(co);
+        lua_pushstring(co, op->err);
+        n = 2;
+    } else {
+        lua_State *L = sl_runtime_of(co)->L;
+        PGresult *res = op->res;
+        int rows = PQntuples(res), cols = PQnfields(res);
+        lua_rawgetp(L, LUA_REGISTRYINDEX, (void *)push_result); /* cjson.decode */
+        int decode_idx = lua_gettop(L);
+        lua_createtable(L, rows, 1);
+        for (int r = 0; r < rows; r++) {
+            lua_createtable(L, 0, cols);
+            for (int c = 0; c < cols; c++) {
+                push_value(L, res, r, c, decode_idx);
+                lua_setfield(L, -2, PQfname(res, c));
+            }
+            lua_rawseti(L, -2, r + 1);
+        }
+        const char *affected = PQcmdTuples(res);
+        lua_pushinteger(L, affected && *affected ? atoll(affected) : rows);
+        lua_setfield(L, -2, "affected");
+        lua_remove(L, decode_idx);
+        lua_xmove(L, co, 1);
+        n = 1;
+    }
+    if (op->res)
+        PQclear(op->res);
+    free(op->err);
+    free(op);
+    return n;
+}
+
+static void query_done(PGresult *res, const char *err, void *data)
+{
+    db_op *op = data;
+    op->req = NULL;
+    op->res = res;
+    op->err = err ? strdup(err) : NULL;
+    if (op->kind == 2 && op->t->pinned) {
+        sl_pg_release(op->t->pinned, 0);
+        op->t->pinned = NULL;
+    }
+    sl_task_wake(op->t, push_result, op);
+}
+
+static void op_cancel(void *data)
+{
+    db_op *op = data;
+    if (op->req)
+        sl_pg_cancel(op->req);
+    free(op);
+}
+
+/* ------------------------------------------------------------------ query */
+
+/* Converts argument i to the text form Postgres parses; NULL for SQL NULL. */
+static const char *param_text(lua_State *L, int i, int encode_idx)
+{
+    switch (lua_type(L, i)) {
+    case LUA_TNIL:
+        return NULL;
+    case LUA_TLIGHTUSERDATA:
+        if (lua_touserdata(L, i) == NULL)
+            return NULL;
+        break;
+    case LUA_TBOOLEAN:
+        return lua_toboolean(L, i) ? "true" : "false";
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, i)) {
+            lua_pushfstring(L, "%I", (LUAI_UACINT)lua_tointeger(L, i));
+        } else {
+            char buf[64];
+            snprintf(buf, sizeof buf, "%.17g", lua_tonumber(L, i));
+            lua_pushstring(L, buf);
+        }
+        lua_replace(L, i);
+        return lua_tostring(L, i);
+    case LUA_TSTRING:
+        return lua_tostring(L, i);
+    case LUA_TTABLE:
+        lua_pushvalue(L, encode_idx);
+        lua_pushvalue(L, i);
+        lua_call(L, 1, 1); /* a table that cannot be encoded raises: misuse */
+        lua_replace(L, i);
+        return lua_tostring(L, i);
+    default:
+        break;
+    }
+    luaL_error(L, "sluice.db.query: parameter %d: cannot send a %s to the database", i - 1,
+               luaL_typename(L, i));
+    return NULL;
+}
+
+static int send_query(lua_State *L, sl_task *t, const char *sql, int first, int kind)
+{
+    sl_ctx *ctx = sl_task_ctx(t);
+    int n = lua_gettop(L) - first + 1;
+    if (n < 0)
+        n = 0;
+    if (n > 100)
+        return luaL_error(L, "sluice.db.query: too many parameters");
+    lua_getfield(L, lua_upvalueindex(1), "encode");
+    int encode_idx = lua_gettop(L);
+    const char *params[100];
+    for (int i = 0; i < n; i++)
+        params[i] = param_text(L, first + i, encode_idx);
+    db_op *op = calloc(1, sizeof *op);
+    op->t = t;
+    op->kind = kind;
+    if (t->pinned)
+        op->req = sl_pg_conn_query(t->pinned, sql, n, params, query_done, op);
+    else
+        op->req = sl_pg_query(pool(L, ctx), sql, n, params, query_done, op);
+    return sl_task_wait(L, t, op_cancel, op);
+}
+
+static int l_query(lua_State *L)
+{
+    const char *sql = luaL_checkstring(L, 1);
+    sl_task *t = sl_task_check(L, "sluice.db.query");
+    return send_query(L, t, sql, 2, 0);
+}
+
+/* ------------------------------------------------------------------ transactions */
+
+static int push_acquired(lua_State *co, void *data)
+{
+    db_op *op = data;
+    int n = 0;
+    if (co) {
+        if (op->err) {
+            lua_pushnil(co);
+            lua_pushstring(co, op->err);
+            n = 2;
+        } else {
+            lua_pushboolean(co, 1);
+            n = 1;
+        }
+    }
+    free(op->err);
+    free(op);
+    return n;
+}
+
+static void acquired(sl_pg_conn *conn, const char *err, void *data)
+{
+    db_op *op = data;
+    op->req = NULL;
+    if (conn) {
+        op->t->pinned = conn;
+        sl_pg_conn_query(conn, "BEGIN", 0, NULL, NULL, NULL);
+    }
+    op->err = err ? strdup(err) : NULL;
+    sl_task_wake(op->t, push_acquired, op);
+}
+
+static void acquire_cancel(void *data)
+{
+    db_op *op = data;
+    if (op->req)
+        sl_pg_cancel(op->req);
+    free(op);
+}
+
+/* begin() → true | nil, err: pins a connection for this task and opens a transaction. */
+static int l_begin(lua_State *L)
+{
+    sl_task *t = sl_task_check(L, "sluice.db.transaction");
+    if (t->pinned)
+        return luaL_error(L, "sluice.db.transaction: already inside a transaction");
+    db_op *op = calloc(1, sizeof *op);
+    op->t = t;
+    op->req = sl_pg_acquire(pool(L, sl_task_ctx(t)), acquired, op);
+    return sl_task_wait(L, t, acquire_cancel, op);
+}
+
+static int finish_tx(lua_State *L, const char *sql)
+{
+    sl_task *t = sl_task_check(L, "sluice.db.transaction");
+    if (!t->pinned)
+        return luaL_error(L, "sluice.db: no transaction is open");
+    lua_settop(L, 0);
+    return send_query(L, t, sql, 1, 2);
+}
+
+static int l_commit(lua_State *L)
+{
+    return finish_tx(L, "COMMIT");
+}
+
+static int l_rollback(lua_State *L)
+{
+    return finish_tx(L, "ROLLBACK");
+}
+
+int luaopen_sluice_db(lua_State *L)
+{
+    static const luaL_Reg fns[] = {
+        {"query", l_query}, {"begin", l_begin}, {"commit", l_commit}, {"rollback", l_rollback},
+        {NULL, NULL},
+    };
+    /* cjson, for encoding table parameters (upvalue) and decoding json columns */
+    luaL_requiref(L, "cjson", luaopen_cjson, 0);
+    lua_getfield(L, -1, "decode");
+    lua_rawsetp(L, LUA_REGISTRYINDEX, (void *)push_result);
+    luaL_newlibtable(L, fns);
+    lua_pushvalue(L, -2);
+    luaL_setfuncs(L, fns, 1);
+    lua_remove(L, -2);
+    return 1;
+}

@@ -1,0 +1,542 @@
+/*
+ * lua_host.c — the lua_State: its allocator and memory cap, the C modules, the
+ * trusted host script (lua/sluice/runtime.lua) that builds sandboxes and the
+ * handler registry, and loading handler files and Lua libraries from disk or
+ * from the copies compiled into the binary.
+ *
+ * Module list: every C module is registered from the one table `drivers` below;
+ * runtime.lua receives them and decides what handlers see.
+ */
+#include "config.h"
+#include "ctx.h"
+#include "embed.h"
+#include "log.h"
+#include "runtime_int.h"
+
+#include <dirent.h>
+#include <lauxlib.h>
+#include <lua-cjson.h>
+#include <lualib.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static char runtime_key; /* registry: the sl_runtime light userdata */
+static char host_key;    /* registry: the table runtime.lua returned */
+static char ctx_key;     /* registry: the sl_ctx light userdata */
+
+void sl_runtime_start_scheduler(sl_runtime *rt);
+void sl_runtime_stop_scheduler(sl_runtime *rt);
+void sl_runtime_cancel_all(sl_runtime *rt);
+
+static const luaL_Reg drivers[] = {
+    {"core", luaopen_sluice_core},
+    {"db", luaopen_sluice_db},
+    {"cjson", luaopen_cjson},
+    {NULL, NULL},
+};
+
+sl_runtime *sl_runtime_of(lua_State *L)
+{
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &runtime_key);
+    sl_runtime *rt = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return rt;
+}
+
+sl_ctx *sl_ctx_from_lua(lua_State *L)
+{
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &ctx_key);
+    sl_ctx *ctx = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (!ctx)
+        luaL_error(L, "sluice context missing");
+    return ctx;
+}
+
+/* ------------------------------------------------------------------ memory */
+
+static void *host_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    sl_runtime *rt = ud;
+    size_t old = ptr ? osize : 0;
+    if (nsize == 0) {
+        rt->mem_used -= old;
+        free(ptr);
+        return NULL;
+    }
+    /* Only a running task is refused memory; the host's own work always gets it.
+     * Out-of-memory policy: the task that crosses the cap is killed (see run.c);
+     * a real malloc failure raises a memory error in whatever ran. */
+    if (nsize > old && rt->current && rt->mem_used + (nsize - old) > rt->opts.memory_limit) {
+        if (!rt->current->kill)
+            rt->current->kill = "memory limit exceeded: the Lua state's cap was reached "
+                                "while this run allocated";
+        return NULL;
+    }
+    void *p = realloc(ptr, nsize);
+    if (!p)
+        return NULL;
+    rt->mem_used = rt->mem_used - old + nsize;
+    return p;
+}
+
+/* ------------------------------------------------------------------ files */
+
+static char *read_whole(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *buf = NULL;
+    size_t cap = 0, n = 0, r;
+    do {
+        if (n + 4096 + 1 > cap) {
+            cap = cap ? cap * 2 : 16384;
+            buf = realloc(buf, cap);
+        }
+        r = fread(buf + n, 1, cap - n - 1, f);
+        n += r;
+    } while (r > 0);
+    fclose(f);
+    buf[n] = '\0';
+    if (len)
+        *len = n;
+    return buf;
+}
+
+static int is_dir(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* 64-bit FNV-1a of the file's bytes: the handler version recorded on each run. */
+static void content_hash(const char *s, size_t n, char out[17])
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 1099511628211ULL;
+    }
+    snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
+/* read_module(name) → source, chunkname | nil, message.
+ * Library roots: --lua dirs, the source tree's lua/ (if present), then the copies
+ * compiled into the binary. "sluice.params" → "sluice/params.lua". */
+static int l_read_module(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    sl_runtime *rt = sl_runtime_of(L);
+    char rel[512], path[4096];
+    size_t n = strlen(name);
+    if (n == 0 || n > 200 || strstr(name, ".."))
+        return luaL_error(L, "bad module name '%s'", name);
+    snprintf(rel, sizeof rel, "%s", name);
+    for (char *p = rel; *p; p++)
+        if (*p == '.')
+            *p = '/';
+    strncat(rel, ".lua", sizeof rel - strlen(rel) - 1);
+    const sl_config *cfg = rt->ctx->cfg;
+    for (int i = 0; cfg && i <= cfg->n_lua_dirs; i++) {
+        const char *root = i < cfg->n_lua_dirs ? cfg->lua_dirs[i] : SLUICE_SOURCE_DIR "/lua";
+        snprintf(path, sizeof path, "%s/%s", root, rel);
+        size_t len;
+        char *src = read_whole(path, &len);
+        if (src) {
+            lua_pushlstring(L, src, len);
+            lua_pushfstring(L, "@%s", path);
+            free(src);
+            return 2;
+        }
+    }
+    snprintf(path, sizeof path, "lua/%s", rel);
+    const sl_embedded_file *f = sl_embedded_find(path);
+    if (f) {
+        lua_pushlstring(L, f->data, f->len);
+        lua_pushfstring(L, "@%s", path);
+        return 2;
+    }
+    lua_pushnil(L);
+    lua_pushfstring(L, "module '%s' not found", name);
+    return 2;
+}
+
+/* ------------------------------------------------------------------ host calls */
+
+static int traceback(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+    luaL_traceback(L, L, msg ? msg : "(error object is not a string)", 1);
+    return 1;
+}
+
+int sl_host_call(sl_runtime *rt, const char *name, int nargs, int nresults, char *err,
+                 size_t errlen)
+{
+    lua_State *L = rt->L;
+    int base = lua_gettop(L) - nargs;
+    lua_pushcfunction(L, traceback);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &host_key);
+    lua_getfield(L, -1, name);
+    lua_remove(L, -2);
+    lua_rotate(L, base + 1, 2); /* [handler fn args...] */
+    if (lua_pcall(L, nargs, nresults, base + 1) != LUA_OK) {
+        snprintf(err, errlen, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "error");
+        lua_settop(L, base);
+        return -1;
+    }
+    lua_remove(L, base + 1);
+    return 0;
+}
+
+int sl_host_push_handler(sl_runtime *rt, const char *job_type, double *timeout,
+                         const char **version);
+int sl_host_push_handler(sl_runtime *rt, const char *job_type, double *timeout,
+                         const char **version)
+{
+    char err[256];
+    lua_State *L = rt->L;
+    lua_pushstring(L, job_type);
+    if (sl_host_call(rt, "get_handler", 1, 1, err, sizeof err) != 0)
+        return 0;
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    lua_getfield(L, -1, "timeout_seconds");
+    *timeout = lua_tonumber(L, -1);
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "version");
+    *version = lua_tostring(L, -1); /* kept alive by the entry below it */
+    lua_pop(L, 1);
+    return 1;
+}
+
+/* ------------------------------------------------------------------ state */
+
+static int load_host_script(sl_runtime *rt, char *err, size_t errlen)
+{
+    lua_State *L = rt->L;
+    int top = lua_gettop(L);
+    lua_pushcfunction(L, traceback); /* [tb] */
+    lua_pushcfunction(L, l_read_module);
+    lua_pushstring(L, "sluice.runtime");
+    lua_call(L, 1, 2); /* [tb src chunkname] */
+    if (lua_isnil(L, -2)) {
+        snprintf(err, errlen, "the host script lua/sluice/runtime.lua is missing");
+        lua_settop(L, top);
+        return -1;
+    }
+    size_t len;
+    const char *src = lua_tolstring(L, -2, &len);
+    if (luaL_loadbufferx(L, src, len, lua_tostring(L, -1), "t") != LUA_OK) {
+        snprintf(err, errlen, "%s", lua_tostring(L, -1));
+        lua_settop(L, top);
+        return -1;
+    }
+    lua_remove(L, top + 2);
+    lua_remove(L, top + 2); /* [tb chunk] */
+    lua_newtable(L);
+    for (const luaL_Reg *d = drivers; d->name; d++) {
+        luaL_requiref(L, d->name, d->func, 0);
+        lua_setfield(L, -2, d->name);
+    }
+    lua_pushcfunction(L, l_read_module); /* [tb chunk drivers read_module] */
+    if (lua_pcall(L, 2, 1, top + 1) != LUA_OK) {
+        snprintf(err, errlen, "%s", lua_tostring(L, -1));
+        lua_settop(L, top);
+        return -1;
+    }
+    if (!lua_istable(L, -1)) {
+        snprintf(err, errlen, "lua/sluice/runtime.lua must return a table");
+        lua_settop(L, top);
+        return -1;
+    }
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &host_key);
+    lua_settop(L, top);
+    return 0;
+}
+
+sl_runtime *sl_runtime_new(sl_ctx *ctx, const sl_runtime_opts *opts, char *err, size_t errlen)
+{
+    sl_runtime *rt = calloc(1, sizeof *rt);
+    rt->ctx = ctx;
+    if (opts)
+        rt->opts = *opts;
+    if (!rt->opts.memory_limit)
+        rt->opts.memory_limit = (size_t)512 << 20;
+    if (!rt->opts.instruction_budget)
+        rt->opts.instruction_budget = 100000000L;
+    rt->L = lua_newstate(host_alloc, rt);
+    if (!rt->L) {
+        snprintf(err, errlen, "cannot create the Lua state");
+        free(rt);
+        return NULL;
+    }
+    *(sl_task **)lua_getextraspace(rt->L) = NULL;
+    luaL_openlibs(rt->L);
+    lua_pushlightuserdata(rt->L, rt);
+    lua_rawsetp(rt->L, LUA_REGISTRYINDEX, &runtime_key);
+    lua_pushlightuserdata(rt->L, ctx);
+    lua_rawsetp(rt->L, LUA_REGISTRYINDEX, &ctx_key);
+    ctx->rt = rt;
+    sl_runtime_start_scheduler(rt);
+    if (load_host_script(rt, err, errlen) < 0) {
+        sl_runtime_free(rt);
+        ctx->rt = NULL;
+        return NULL;
+    }
+    return rt;
+}
+
+void sl_runtime_free(sl_runtime *rt)
+{
+    if (!rt)
+        return;
+    rt->opts.echo = SL_ECHO_NONE;
+    sl_runtime_cancel_all(rt);
+    sl_runtime_stop_scheduler(rt);
+    lua_close(rt->L);
+    if (rt->refs != 0)
+        sl_log(SL_WARN, "lua references leaked at exit", NULL);
+    free(rt);
+}
+
+/* ------------------------------------------------------------------ handlers */
+
+static int valid_type_name(const char *s, size_t n)
+{
+    if (n == 0 || n > 63 || s[0] < 'a' || s[0] > 'z')
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
+            return 0;
+    return 1;
+}
+
+static void add_problem(char **problems, const char *line)
+{
+    size_t old = *problems ? strlen(*problems) : 0;
+    *problems = realloc(*problems, old + strlen(line) + 2);
+    memcpy(*problems + old, line, strlen(line));
+    (*problems)[old + strlen(line)] = '\n';
+    (*problems)[old + strlen(line) + 1] = '\0';
+}
+
+/* Loads one file into the `entries` table at the top of L; returns problems. */
+static int load_one(sl_runtime *rt, const char *path, char **problems)
+{
+    lua_State *L = rt->L;
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    size_t n = strlen(base);
+    char line[4608], err[4096];
+    if (n < 5 || strcmp(base + n - 4, ".lua") != 0)
+        return 0;
+    if (!valid_type_name(base, n - 4)) {
+        snprintf(line, sizeof line,
+                 "%s: the file name must be the job type: lower-case letters, digits and _",
+                 path);
+        add_problem(problems, line);
+        return 1;
+    }
+    size_t len;
+    char *src = read_whole(path, &len);
+    if (!src) {
+        snprintf(line, sizeof line, "%s: cannot read the file", path);
+        add_problem(problems, line);
+        return 1;
+    }
+    char version[17];
+    content_hash(src, len, version);
+    lua_pushlstring(L, base, n - 4);
+    lua_pushstring(L, path);
+    lua_pushlstring(L, src, len);
+    lua_pushstring(L, version);
+    free(src);
+    if (sl_host_call(rt, "load_handler", 4, 2, err, sizeof err) != 0) {
+        snprintf(line, sizeof line, "%s: %s", path, err);
+        add_problem(problems, line);
+        return 1;
+    }
+    /* entry | nil, problems (a list of strings) */
+    int count = 0;
+    if (lua_istable(L, -1)) {
+        lua_Integer np = luaL_len(L, -1);
+        for (lua_Integer i = 1; i <= np; i++) {
+            lua_rawgeti(L, -1, i);
+            snprintf(line, sizeof line, "%s: %s", path, lua_tostring(L, -1));
+            lua_pop(L, 1);
+            add_problem(problems, line);
+            count++;
+        }
+    }
+    lua_pop(L, 1);
+    if (!lua_isnil(L, -1) && count == 0) {
+        lua_pushlstring(L, base, n - 4);
+        lua_rawget(L, -3);
+        int dup = !lua_isnil(L, -1);
+        lua_pop(L, 1);
+        if (dup) {
+            snprintf(line, sizeof line, "%s: job type '%.*s' is already defined in an earlier directory",
+                     path, (int)(n - 4), base);
+            add_problem(problems, line);
+            count++;
+        } else {
+            lua_pushlstring(L, base, n - 4);
+            lua_insert(L, -2);
+            lua_rawset(L, -3);
+            return 0;
+        }
+    }
+    lua_pop(L, 1);
+    return count;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int load_dir(sl_runtime *rt, const char *dir, char **problems)
+{
+    DIR *d = opendir(dir);
+    char line[4200];
+    if (!d) {
+        snprintf(line, sizeof line, "%s: cannot open the handler directory", dir);
+        add_problem(problems, line);
+        return 1;
+    }
+    char **names = NULL;
+    size_t nn = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        if (e->d_name[0] == '.' || n < 5 || strcmp(e->d_name + n - 4, ".lua") != 0)
+            continue;
+        names = realloc(names, sizeof *names * (nn + 1));
+        names[nn++] = strdup(e->d_name);
+    }
+    closedir(d);
+    qsort(names, nn, sizeof *names, cmp_str);
+    int count = 0;
+    for (size_t i = 0; i < nn; i++) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        count += load_one(rt, path, problems);
+        free(names[i]);
+    }
+    free(names);
+    return count;
+}
+
+int sl_runtime_load_handlers(sl_runtime *rt, const char *const *files, int nfiles,
+                             char **problems)
+{
+    lua_State *L = rt->L;
+    const sl_config *cfg = rt->ctx->cfg;
+    int count = 0;
+    char err[1024];
+    lua_newtable(L); /* entries by name */
+    if (files) {
+        for (int i = 0; i < nfiles; i++) {
+            if (is_dir(files[i]))
+                count += load_dir(rt, files[i], problems);
+            else
+                count += load_one(rt, files[i], problems);
+        }
+    } else {
+        for (int i = 0; cfg && i < cfg->n_handler_dirs; i++)
+            count += load_dir(rt, cfg->handler_dirs[i], problems);
+    }
+    /* Cross-file checks (datasets declared with different settings) and install. */
+    if (sl_host_call(rt, "install", 1, 1, err, sizeof err) != 0) {
+        add_problem(problems, err);
+        return count + 1;
+    }
+    if (lua_istable(L, -1)) {
+        lua_Integer np = luaL_len(L, -1);
+        for (lua_Integer i = 1; i <= np; i++) {
+            lua_rawgeti(L, -1, i);
+            add_problem(problems, lua_tostring(L, -1));
+            lua_pop(L, 1);
+            count++;
+        }
+    }
+    lua_pop(L, 1);
+    return count;
+}
+
+static char *host_string(sl_runtime *rt, const char *fn, int nargs)
+{
+    char err[1024];
+    if (sl_host_call(rt, fn, nargs, 1, err, sizeof err) != 0)
+        return strdup(err);
+    char *s = strdup(lua_tostring(rt->L, -1) ? lua_tostring(rt->L, -1) : "");
+    lua_pop(rt->L, 1);
+    return s;
+}
+
+char *sl_runtime_registry_json(sl_runtime *rt)
+{
+    return host_string(rt, "registry_json", 0);
+}
+
+char *sl_runtime_type_names(sl_runtime *rt)
+{
+    return host_string(rt, "type_names", 0);
+}
+
+char *sl_runtime_validate(sl_runtime *rt, const char *job_type, const char *params_json,
+                          char **normalized)
+{
+    lua_State *L = rt->L;
+    char err[1024];
+    lua_pushstring(L, job_type);
+    lua_pushstring(L, params_json);
+    if (sl_host_call(rt, "validate", 2, 2, err, sizeof err) != 0)
+        return strdup(err);
+    char *problem = NULL;
+    if (lua_isnil(L, -2)) {
+        problem = strdup(lua_tostring(L, -1) ? lua_tostring(L, -1) : "invalid");
+    } else if (normalized) {
+        *normalized = strdup(lua_tostring(L, -2));
+    }
+    lua_pop(L, 2);
+    return problem;
+}
+
+/* ------------------------------------------------------------------ chunks */
+
+int sl_runtime_exec(sl_runtime *rt, const char *source, size_t len, const char *chunkname,
+                    const char *const *args, int nargs, sl_chunk_done_fn done, void *data,
+                    char *err, size_t errlen)
+{
+    lua_State *L = rt->L;
+    int top = lua_gettop(L);
+    /* compile(source, chunkname, args) → function (sandboxed env with `arg`) */
+    lua_pushlstring(L, source, len);
+    lua_pushstring(L, chunkname);
+    lua_createtable(L, nargs, 0);
+    for (int i = 0; i < nargs; i++) {
+        lua_pushstring(L, args[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    if (sl_host_call(rt, "compile_chunk", 3, 2, err, errlen) != 0)
+        return -1;
+    if (lua_isnil(L, -2)) {
+        snprintf(err, errlen, "%s", lua_tostring(L, -1));
+        lua_settop(L, top);
+        return -1;
+    }
+    lua_pop(L, 1);
+    sl_task *t = sl_task_spawn(rt, L, NULL, 0);
+    t->chunk_done = done;
+    t->chunk_data = data;
+    lua_settop(L, top);
+    return 0;
+}

@@ -1,0 +1,168 @@
+/*
+ * main.c — command-line entry: global options, then dispatch to one subcommand.
+ *
+ * Global options may appear anywhere on the line and are removed before the
+ * subcommand parses the rest: --db URL, --home DIR, --handlers DIR (repeatable),
+ * --lua DIR (repeatable), --config FILE, --log-format logfmt|json, --log-level L.
+ */
+#include "cli.h"
+#include "config.h"
+#include "log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    const char *name;
+    int (*fn)(const sl_config *, int, char **);
+    const char *summary;
+} sl_command;
+
+static const sl_command commands[] = {
+    {"serve", sl_cmd_serve, "run the daemon: claim due jobs and run them"},
+    {"queue", sl_cmd_queue, "queue a one-time job"},
+    {"run", sl_cmd_run, "run one job in the foreground and record it"},
+    {"brands", sl_cmd_brands, "add or list brands"},
+    {"cron", sl_cmd_cron, "preview a cron expression's next times"},
+    {"exec", sl_cmd_exec, "run a Lua script with the sluice API"},
+    {"migrate", sl_cmd_migrate, "apply pending schema migrations"},
+    {"db", sl_cmd_db, "manage the embedded Postgres cluster (status|start|stop|url)"},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: sluice [global options] <command> [args]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\nglobal options:\n"
+                 "  --db URL            Postgres connection string (default: $DATABASE_URL,\n"
+                 "                      else the embedded cluster under the state directory)\n"
+                 "  --home DIR          state directory (default: $SLUICE_HOME, else\n"
+                 "                      /var/lib/sluice as root, ~/.local/state/sluice otherwise)\n"
+                 "  --handlers DIR      handler directory, repeatable (default: $SLUICE_HANDLERS)\n"
+                 "  --lua DIR           extra Lua library root, repeatable\n"
+                 "  --config FILE       config file (default: $SLUICE_CONFIG, else <home>/sluice.conf)\n"
+                 "  --log-format F      logfmt (default) or json\n"
+                 "  --log-level L       debug, info (default), warn or error\n"
+                 "  --version, --help\n\n"
+                 "`sluice <command> --help` describes each command.\n");
+}
+
+/* Takes the global option at argv[*i] (and its value) into cfg. Returns 1 if it was
+ * one, 0 if not, -1 on error. */
+static int take_global(sl_config *cfg, int argc, char **argv, int *i)
+{
+    static const char *const names[] = {"--db",     "--home",       "--handlers",  "--lua",
+                                        "--config", "--log-format", "--log-level", NULL};
+    const char *arg = argv[*i], *val = NULL;
+    int k;
+    for (k = 0; names[k]; k++) {
+        size_t n = strlen(names[k]);
+        if (strncmp(arg, names[k], n) == 0 && (arg[n] == '\0' || arg[n] == '=')) {
+            if (arg[n] == '=') {
+                val = arg + n + 1;
+            } else if (*i + 1 < argc) {
+                val = argv[++*i];
+            } else {
+                sl_cli_error("%s needs a value", names[k]);
+                return -1;
+            }
+            break;
+        }
+    }
+    if (!names[k])
+        return 0;
+    switch (k) {
+    case 0:
+        free(cfg->db_url);
+        cfg->db_url = strdup(val);
+        break;
+    case 1:
+        free(cfg->home);
+        cfg->home = strdup(val);
+        break;
+    case 2:
+        if (sl_config_add_dir(cfg->handler_dirs, &cfg->n_handler_dirs, val) < 0) {
+            sl_cli_error("too many --handlers directories");
+            return -1;
+        }
+        break;
+    case 3:
+        if (sl_config_add_dir(cfg->lua_dirs, &cfg->n_lua_dirs, val) < 0) {
+            sl_cli_error("too many --lua directories");
+            return -1;
+        }
+        break;
+    case 4:
+        break; /* read before the others, see main() */
+    case 5:
+        if (strcmp(val, "logfmt") == 0)
+            cfg->log_format = SL_LOG_LOGFMT;
+        else if (strcmp(val, "json") == 0)
+            cfg->log_format = SL_LOG_JSON;
+        else {
+            sl_cli_error("--log-format must be logfmt or json, not '%s'", val);
+            return -1;
+        }
+        break;
+    case 6:
+        if ((cfg->log_level = sl_log_level_parse(val)) < 0) {
+            sl_cli_error("--log-level must be debug, info, warn or error, not '%s'", val);
+            return -1;
+        }
+        break;
+    }
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    sl_config cfg;
+    char err[512];
+    int status = 2;
+
+    /* --config must be known before the file is read. */
+    for (int i = 1; i + 1 < argc; i++)
+        if (strcmp(argv[i], "--config") == 0)
+            setenv("SLUICE_CONFIG", argv[i + 1], 1);
+    if (sl_config_init(&cfg, err, sizeof err) < 0) {
+        sl_cli_error("%s", err);
+        return 2;
+    }
+
+    char **rest = calloc((size_t)argc + 1, sizeof *rest);
+    int nrest = 0;
+    for (int i = 1; i < argc; i++) {
+        int r = take_global(&cfg, argc, argv, &i);
+        if (r < 0)
+            goto out;
+        if (r == 0)
+            rest[nrest++] = argv[i];
+    }
+    sl_config_finish(&cfg);
+    sl_log_setup(cfg.log_format, cfg.log_level);
+
+    if (nrest == 0 || strcmp(rest[0], "--help") == 0 || strcmp(rest[0], "-h") == 0 ||
+        strcmp(rest[0], "help") == 0) {
+        usage(nrest == 0 ? stderr : stdout);
+        status = nrest == 0 ? 2 : 0;
+        goto out;
+    }
+    if (strcmp(rest[0], "--version") == 0 || strcmp(rest[0], "version") == 0) {
+        printf("sluice %s\n", SLUICE_VERSION);
+        status = 0;
+        goto out;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (strcmp(rest[0], commands[i].name) == 0) {
+            status = commands[i].fn(&cfg, nrest, rest);
+            goto out;
+        }
+    }
+    sl_cli_error("unknown command '%s' (see `sluice --help`)", rest[0]);
+out:
+    free(rest);
+    sl_config_free(&cfg);
+    return status;
+}

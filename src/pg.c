@@ -1,0 +1,577 @@
+/*
+ * pg.c — the nonblocking libpq pool (see pg.h).
+ *
+ * A connection is in one of these states:
+ *   DOWN        no socket; reconnect timer may be armed
+ *   CONNECTING  PQconnectPoll driven by the socket's readiness
+ *   IDLE        free for the next queued request
+ *   BUSY        a query in flight (req set)
+ *   PINNED      owned by a caller between sl_pg_acquire and sl_pg_release;
+ *               its own queue holds that caller's queries
+ * The pool has one FIFO of requests for "any connection"; a pinned connection has
+ * its own. When a connection attempt fails and no connection is usable, queued
+ * requests fail at once with the error (callers retry with backoff) instead of
+ * waiting forever.
+ */
+#include "pg.h"
+#include "log.h"
+
+#include <ev.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { C_DOWN, C_CONNECTING, C_IDLE, C_BUSY };
+
+enum { R_QUERY, R_ACQUIRE };
+
+struct sl_pg_req {
+    int kind;
+    char *sql;
+    char **params;
+    int nparams;
+    sl_pg_cb cb;
+    sl_pg_acquire_cb acb;
+    void *data;
+    int cancelled;
+    int internal; /* ROLLBACK/LISTEN sent by the pool itself */
+    PGresult *res;
+    sl_pg_req *next;
+    sl_pg_conn *conn; /* in flight on */
+};
+
+typedef struct {
+    sl_pg_req *head, *tail;
+} req_queue;
+
+struct sl_pg_conn {
+    sl_pg *pg;
+    PGconn *conn;
+    int state;
+    int pinned;
+    int unpin_after; /* release requested while a query is queued/in flight */
+    int listen;      /* the LISTEN connection */
+    ev_io io;
+    ev_timer retry;
+    double backoff;
+    sl_pg_req *req;  /* in flight */
+    req_queue queue; /* pinned: the owner's queries */
+};
+
+struct sl_pg {
+    struct ev_loop *loop;
+    char *url;
+    int size;
+    sl_pg_conn *conns;
+    req_queue queue;
+    sl_pg_conn listener;
+    char **channels;
+    int nchannels;
+    sl_pg_notify_cb notify_cb;
+    void *notify_data;
+    char last_error[512];
+    int busy;
+};
+
+static void conn_start(sl_pg_conn *c);
+static void dispatch(sl_pg *pg);
+static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents);
+
+/* ------------------------------------------------------------------ requests */
+
+static void q_push(req_queue *q, sl_pg_req *r)
+{
+    r->next = NULL;
+    if (q->tail)
+        q->tail->next = r;
+    else
+        q->head = r;
+    q->tail = r;
+}
+
+static sl_pg_req *q_pop(req_queue *q)
+{
+    sl_pg_req *r = q->head;
+    if (r) {
+        q->head = r->next;
+        if (!q->head) q->tail = NULL;
+        r->next = NULL;
+    }
+    return r;
+}
+
+static void req_free(sl_pg_req *r)
+{
+    if (!r) return;
+    free(r->sql);
+    for (int i = 0; i < r->nparams; i++)
+        free(r->params[i]);
+    free(r->params);
+    if (r->res) PQclear(r->res);
+    free(r);
+}
+
+static sl_pg_req *req_new(const char *sql, int nparams, const char *const *params, sl_pg_cb cb,
+                          void *data)
+{
+    sl_pg_req *r = calloc(1, sizeof *r);
+    r->kind = R_QUERY;
+    r->sql = strdup(sql);
+    r->nparams = nparams;
+    if (nparams > 0) {
+        r->params = calloc((size_t)nparams, sizeof *r->params);
+        for (int i = 0; i < nparams; i++)
+            r->params[i] = params[i] ? strdup(params[i]) : NULL;
+    }
+    r->cb = cb;
+    r->data = data;
+    return r;
+}
+
+/* Strips "ERROR:  " and trailing newlines from a libpq message into buf. */
+static const char *clean_error(const char *msg, char *buf, size_t len)
+{
+    if (strncmp(msg, "ERROR:  ", 8) == 0) msg += 8;
+    snprintf(buf, len, "%s", msg);
+    size_t n = strlen(buf);
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+        buf[--n] = '\0';
+    return buf;
+}
+
+/* Delivers a finished request to its owner (unless cancelled) and frees it. */
+static void req_finish(sl_pg *pg, sl_pg_req *r, PGresult *res, const char *err)
+{
+    pg->busy--;
+    if (r->cancelled || r->internal) {
+        if (res) PQclear(res);
+        req_free(r);
+        return;
+    }
+    if (r->kind == R_ACQUIRE) {
+        r->acb(NULL, err, r->data);
+        req_free(r);
+        return;
+    }
+    if (res) {
+        ExecStatusType st = PQresultStatus(res);
+        if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+            char buf[1024];
+            const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+            clean_error(primary ? primary : PQresultErrorMessage(res), buf, sizeof buf);
+            PQclear(res);
+            r->cb(NULL, buf, r->data);
+            req_free(r);
+            return;
+        }
+    }
+    r->cb(res, res ? NULL : err, r->data);
+    req_free(r);
+}
+
+/* ------------------------------------------------------------------ connections */
+
+static void watch(sl_pg_conn *c, int events)
+{
+    struct ev_loop *loop = c->pg->loop;
+    int fd = PQsocket(c->conn);
+    if (ev_is_active(&c->io)) ev_io_stop(loop, &c->io);
+    if (fd < 0) return;
+    ev_io_set(&c->io, fd, events);
+    ev_io_start(loop, &c->io);
+}
+
+static void fail_queue(sl_pg *pg, req_queue *q, const char *err)
+{
+    sl_pg_req *r;
+    while ((r = q_pop(q)))
+        req_finish(pg, r, NULL, err);
+}
+
+static int any_usable(const sl_pg *pg)
+{
+    for (int i = 0; i < pg->size; i++)
+        if (pg->conns[i].state == C_IDLE || pg->conns[i].state == C_BUSY) return 1;
+    return 0;
+}
+
+/* The connection broke or could not be made: fail what it held, schedule a retry. */
+static void conn_down(sl_pg_conn *c, const char *why)
+{
+    sl_pg *pg = c->pg;
+    char buf[512];
+    clean_error(why && *why ? why : "connection lost", buf, sizeof buf);
+    if (ev_is_active(&c->io)) ev_io_stop(pg->loop, &c->io);
+    if (c->conn) {
+        PQfinish(c->conn);
+        c->conn = NULL;
+    }
+    int was_up = c->state == C_IDLE || c->state == C_BUSY;
+    c->state = C_DOWN;
+    snprintf(pg->last_error, sizeof pg->last_error, "%s", buf);
+    if (c->req) {
+        sl_pg_req *r = c->req;
+        c->req = NULL;
+        req_finish(pg, r, NULL, buf);
+    }
+    fail_queue(pg, &c->queue, buf);
+    if (!any_usable(pg)) fail_queue(pg, &pg->queue, buf);
+    c->backoff = c->backoff < 0.1 ? 0.1 : c->backoff * 2;
+    if (c->backoff > 5) c->backoff = 5;
+    if (was_up || c->listen || c->backoff >= 5)
+        sl_log(SL_WARN, "database connection failed, retrying", "error", buf, NULL);
+    if (c->listen || pg->queue.head) {
+        ev_timer_set(&c->retry, c->backoff, 0);
+        ev_timer_start(pg->loop, &c->retry);
+    }
+}
+
+static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    sl_pg_conn *c = w->data;
+    if (c->state == C_DOWN) conn_start(c);
+}
+
+static void conn_start(sl_pg_conn *c)
+{
+    sl_pg *pg = c->pg;
+    const char *keys[] = {"dbname", "options", "client_encoding", "application_name", NULL};
+    const char *vals[] = {pg->url, "-c search_path=sluice,public", "UTF8", "sluice", NULL};
+    c->conn = PQconnectStartParams(keys, vals, 1);
+    if (!c->conn || PQstatus(c->conn) == CONNECTION_BAD) {
+        conn_down(c, c->conn ? PQerrorMessage(c->conn) : "out of memory");
+        return;
+    }
+    PQsetnonblocking(c->conn, 1);
+    c->state = C_CONNECTING;
+    watch(c, EV_WRITE);
+}
+
+/* Sends the connection's next request: from its own queue, or (unpinned) the pool's. */
+static void conn_next(sl_pg_conn *c)
+{
+    sl_pg *pg = c->pg;
+    sl_pg_req *r;
+    for (;;) {
+        if (c->state != C_IDLE) return;
+        r = q_pop(&c->queue);
+        if (!r && c->pinned && c->unpin_after) {
+            c->pinned = 0;
+            c->unpin_after = 0;
+        }
+        if (!r && !c->pinned && !c->listen) r = q_pop(&pg->queue);
+        if (!r) return;
+        if (r->kind == R_ACQUIRE) {
+            pg->busy--;
+            c->pinned = 1;
+            sl_pg_acquire_cb cb = r->acb;
+            void *data = r->data;
+            int cancelled = r->cancelled;
+            req_free(r);
+            if (cancelled)
+                c->pinned = 0;
+            else
+                cb(c, NULL, data);
+            continue;
+        }
+        if (r->cancelled) {
+            req_finish(pg, r, NULL, NULL);
+            continue;
+        }
+        if (!PQsendQueryParams(c->conn, r->sql, r->nparams, NULL, (const char *const *)r->params,
+                               NULL, NULL, 0)) {
+            c->req = r; /* conn_down fails it with the error */
+            conn_down(c, PQerrorMessage(c->conn));
+            return;
+        }
+        c->req = r;
+        r->conn = c;
+        c->state = C_BUSY;
+        int f = PQflush(c->conn);
+        watch(c, f == 1 ? EV_READ | EV_WRITE : EV_READ);
+        return;
+    }
+}
+
+static void listener_ready(sl_pg_conn *c)
+{
+    sl_pg *pg = c->pg;
+    for (int i = 0; i < pg->nchannels; i++) {
+        char sql[256];
+        char *ident = PQescapeIdentifier(c->conn, pg->channels[i], strlen(pg->channels[i]));
+        snprintf(sql, sizeof sql, "LISTEN %s", ident ? ident : pg->channels[i]);
+        PQfreemem(ident);
+        sl_pg_req *r = req_new(sql, 0, NULL, NULL, NULL);
+        r->internal = 1;
+        pg->busy++;
+        q_push(&c->queue, r);
+    }
+    /* Tell the owner notifications may have been missed while down. */
+    if (pg->notify_cb) pg->notify_cb(NULL, NULL, pg->notify_data);
+}
+
+static void read_notifies(sl_pg_conn *c)
+{
+    sl_pg *pg = c->pg;
+    PGnotify *n;
+    while ((n = PQnotifies(c->conn))) {
+        if (pg->notify_cb) pg->notify_cb(n->relname, n->extra, pg->notify_data);
+        PQfreemem(n);
+    }
+}
+
+static void on_connecting(sl_pg_conn *c)
+{
+    switch (PQconnectPoll(c->conn)) {
+    case PGRES_POLLING_READING:
+        watch(c, EV_READ);
+        return;
+    case PGRES_POLLING_WRITING:
+        watch(c, EV_WRITE);
+        return;
+    case PGRES_POLLING_OK:
+        c->state = C_IDLE;
+        c->backoff = 0;
+        c->pg->last_error[0] = '\0';
+        watch(c, EV_READ);
+        if (c->listen) listener_ready(c);
+        conn_next(c);
+        dispatch(c->pg);
+        return;
+    default:
+        conn_down(c, PQerrorMessage(c->conn));
+        return;
+    }
+}
+
+static void on_busy(sl_pg_conn *c, int revents)
+{
+    if (revents & EV_WRITE) {
+        int f = PQflush(c->conn);
+        if (f < 0) {
+            conn_down(c, PQerrorMessage(c->conn));
+            return;
+        }
+        if (f == 0) watch(c, EV_READ);
+    }
+    if (!(revents & EV_READ)) return;
+    if (!PQconsumeInput(c->conn)) {
+        conn_down(c, PQerrorMessage(c->conn));
+        return;
+    }
+    if (c->listen) read_notifies(c);
+    while (!PQisBusy(c->conn)) {
+        PGresult *res = PQgetResult(c->conn);
+        if (!res) {
+            sl_pg_req *r = c->req;
+            c->req = NULL;
+            c->state = C_IDLE;
+            PGresult *keep = r->res;
+            r->res = NULL;
+            req_finish(c->pg, r, keep, keep ? NULL : "no result");
+            conn_next(c);
+            dispatch(c->pg);
+            return;
+        }
+        /* Keep the first error, else the last result. */
+        if (c->req->res && PQresultStatus(c->req->res) == PGRES_FATAL_ERROR) {
+            PQclear(res);
+        } else {
+            if (c->req->res) PQclear(c->req->res);
+            c->req->res = res;
+        }
+    }
+}
+
+static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    sl_pg_conn *c = w->data;
+    switch (c->state) {
+    case C_CONNECTING:
+        on_connecting(c);
+        break;
+    case C_BUSY:
+        on_busy(c, revents);
+        break;
+    case C_IDLE:
+        /* Idle sockets become readable on NOTIFY (listener) or when the server
+         * closes the connection. */
+        if (!PQconsumeInput(c->conn)) {
+            conn_down(c, PQerrorMessage(c->conn));
+            return;
+        }
+        read_notifies(c);
+        break;
+    default:
+        break;
+    }
+}
+
+static void conn_init(sl_pg *pg, sl_pg_conn *c, int listen)
+{
+    memset(c, 0, sizeof *c);
+    c->pg = pg;
+    c->listen = listen;
+    c->state = C_DOWN;
+    ev_init(&c->io, conn_io_cb);
+    c->io.data = c;
+    ev_init(&c->retry, retry_cb);
+    c->retry.data = c;
+}
+
+/* Hands queued requests to idle connections, opening new ones up to the size. */
+static void dispatch(sl_pg *pg)
+{
+    for (int i = 0; i < pg->size && pg->queue.head; i++) {
+        sl_pg_conn *c = &pg->conns[i];
+        if (c->state == C_IDLE && !c->pinned) conn_next(c);
+    }
+    if (!pg->queue.head) return;
+    /* Still waiting: open one more connection if one is down and not backing off. */
+    for (int i = 0; i < pg->size; i++) {
+        sl_pg_conn *c = &pg->conns[i];
+        if (c->state == C_CONNECTING) return; /* one attempt at a time */
+    }
+    for (int i = 0; i < pg->size; i++) {
+        sl_pg_conn *c = &pg->conns[i];
+        if (c->state == C_DOWN && !ev_is_active(&c->retry)) {
+            conn_start(c);
+            return;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ public API */
+
+sl_pg *sl_pg_new(struct ev_loop *loop, const char *url, int size)
+{
+    sl_pg *pg = calloc(1, sizeof *pg);
+    pg->loop = loop;
+    pg->url = strdup(url);
+    pg->size = size < 1 ? 1 : size;
+    pg->conns = calloc((size_t)pg->size, sizeof *pg->conns);
+    for (int i = 0; i < pg->size; i++)
+        conn_init(pg, &pg->conns[i], 0);
+    conn_init(pg, &pg->listener, 1);
+    return pg;
+}
+
+static void conn_close(sl_pg_conn *c)
+{
+    sl_pg *pg = c->pg;
+    if (ev_is_active(&c->io)) ev_io_stop(pg->loop, &c->io);
+    if (ev_is_active(&c->retry)) ev_timer_stop(pg->loop, &c->retry);
+    if (c->conn) PQfinish(c->conn);
+    c->conn = NULL;
+    req_free(c->req);
+    c->req = NULL;
+    sl_pg_req *r;
+    while ((r = q_pop(&c->queue)))
+        req_free(r);
+}
+
+void sl_pg_free(sl_pg *pg)
+{
+    if (!pg) return;
+    for (int i = 0; i < pg->size; i++)
+        conn_close(&pg->conns[i]);
+    conn_close(&pg->listener);
+    sl_pg_req *r;
+    while ((r = q_pop(&pg->queue)))
+        req_free(r);
+    for (int i = 0; i < pg->nchannels; i++)
+        free(pg->channels[i]);
+    free(pg->channels);
+    free(pg->conns);
+    free(pg->url);
+    free(pg);
+}
+
+sl_pg_req *sl_pg_query(sl_pg *pg, const char *sql, int nparams, const char *const *params,
+                       sl_pg_cb cb, void *data)
+{
+    sl_pg_req *r = req_new(sql, nparams, params, cb, data);
+    pg->busy++;
+    q_push(&pg->queue, r);
+    dispatch(pg);
+    return r;
+}
+
+sl_pg_req *sl_pg_acquire(sl_pg *pg, sl_pg_acquire_cb cb, void *data)
+{
+    sl_pg_req *r = calloc(1, sizeof *r);
+    r->kind = R_ACQUIRE;
+    r->acb = cb;
+    r->data = data;
+    pg->busy++;
+    q_push(&pg->queue, r);
+    dispatch(pg);
+    return r;
+}
+
+sl_pg_req *sl_pg_conn_query(sl_pg_conn *c, const char *sql, int nparams, const char *const *params,
+                            sl_pg_cb cb, void *data)
+{
+    sl_pg_req *r = req_new(sql, nparams, params, cb, data);
+    c->pg->busy++;
+    if (c->state == C_DOWN) {
+        req_finish(c->pg, r, NULL, c->pg->last_error[0] ? c->pg->last_error : "connection lost");
+        return NULL;
+    }
+    q_push(&c->queue, r);
+    conn_next(c);
+    return r;
+}
+
+void sl_pg_cancel(sl_pg_req *r)
+{
+    if (r) r->cancelled = 1;
+}
+
+void sl_pg_release(sl_pg_conn *c, int rollback)
+{
+    if (c->state == C_DOWN) {
+        c->pinned = 0;
+        if (c->pg->queue.head) {
+            ev_timer_set(&c->retry, 0.05, 0);
+            ev_timer_start(c->pg->loop, &c->retry);
+        }
+        return;
+    }
+    if (rollback) {
+        sl_pg_req *r = req_new("ROLLBACK", 0, NULL, NULL, NULL);
+        r->internal = 1;
+        c->pg->busy++;
+        q_push(&c->queue, r);
+    }
+    c->unpin_after = 1;
+    conn_next(c);
+    if (c->state == C_IDLE && !c->queue.head) {
+        c->pinned = 0;
+        c->unpin_after = 0;
+        conn_next(c);
+    }
+    dispatch(c->pg);
+}
+
+void sl_pg_listen(sl_pg *pg, const char *channel, sl_pg_notify_cb cb, void *data)
+{
+    pg->channels = realloc(pg->channels, sizeof *pg->channels * (size_t)(pg->nchannels + 1));
+    pg->channels[pg->nchannels++] = strdup(channel);
+    pg->notify_cb = cb;
+    pg->notify_data = data;
+    if (pg->listener.state == C_DOWN && !ev_is_active(&pg->listener.retry))
+        conn_start(&pg->listener);
+}
+
+int sl_pg_busy(const sl_pg *pg)
+{
+    return pg->busy;
+}
+
+const char *sl_pg_last_error(const sl_pg *pg)
+{
+    return pg->last_error;
+}

@@ -1,0 +1,65 @@
+/*
+ * pg.h — nonblocking Postgres on the event loop: a small pool of libpq
+ * connections driven by ev_io watchers, plus one LISTEN connection.
+ *
+ * Nothing here blocks: connections are opened with PQconnectStartParams/Poll,
+ * queries sent with PQsendQueryParams and read with PQconsumeInput as the socket
+ * becomes readable. Callbacks never touch a Lua stack.
+ *
+ * Every connection uses search_path sluice, public and UTF-8.
+ */
+#ifndef SL_PG_H
+#define SL_PG_H
+
+#include <libpq-fe.h>
+
+struct ev_loop;
+typedef struct sl_pg sl_pg;
+typedef struct sl_pg_conn sl_pg_conn;
+typedef struct sl_pg_req sl_pg_req;
+
+/* A query finished. Exactly one of res / err is set. The callback owns res
+ * (PQclear it). A result with an error status arrives as err, with the server's
+ * message ("ERROR: …" stripped). */
+typedef void (*sl_pg_cb)(PGresult *res, const char *err, void *data);
+
+/* A connection was pinned for the caller (transactions), or err. */
+typedef void (*sl_pg_acquire_cb)(sl_pg_conn *conn, const char *err, void *data);
+
+/* A NOTIFY arrived on a channel passed to sl_pg_listen; or (channel NULL) the
+ * LISTEN connection was re-established and notifications may have been missed. */
+typedef void (*sl_pg_notify_cb)(const char *channel, const char *payload, void *data);
+
+sl_pg *sl_pg_new(struct ev_loop *loop, const char *url, int size);
+
+/* Closes every connection; pending callbacks are not called. */
+void sl_pg_free(sl_pg *pg);
+
+/* Queues a query on any free connection. Params are text (NULL = SQL NULL) and
+ * copied. The returned handle is valid until the callback runs or sl_pg_cancel. */
+sl_pg_req *sl_pg_query(sl_pg *pg, const char *sql, int nparams, const char *const *params,
+                       sl_pg_cb cb, void *data);
+
+/* The callback will not be called; an in-flight query's result is discarded. */
+void sl_pg_cancel(sl_pg_req *req);
+
+/* Pins a connection for a sequence of queries (BEGIN … COMMIT). */
+sl_pg_req *sl_pg_acquire(sl_pg *pg, sl_pg_acquire_cb cb, void *data);
+
+/* A query on a pinned connection (queued behind its previous one). */
+sl_pg_req *sl_pg_conn_query(sl_pg_conn *conn, const char *sql, int nparams,
+                            const char *const *params, sl_pg_cb cb, void *data);
+
+/* Unpins. If rollback, a ROLLBACK is sent first (its result ignored). */
+void sl_pg_release(sl_pg_conn *conn, int rollback);
+
+/* Listens on channel (one LISTEN connection per pool, reconnecting as needed). */
+void sl_pg_listen(sl_pg *pg, const char *channel, sl_pg_notify_cb cb, void *data);
+
+/* Queries waiting or in flight (for shutdown). */
+int sl_pg_busy(const sl_pg *pg);
+
+/* The last connection error, or "" when the pool is healthy. */
+const char *sl_pg_last_error(const sl_pg *pg);
+
+#endif

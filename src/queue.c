@@ -1,0 +1,199 @@
+/*
+ * queue.c — client side of the job state machine (see queue.h): start-up with
+ * a blocking connection, claimed rows → run specs, outcomes → finish entries,
+ * and the next cron slot of recurring jobs.
+ */
+#include "queue.h"
+#include "cli.h"
+#include "config.h"
+#include "cron.h"
+#include "ctx.h"
+#include "log.h"
+#include "pg.h"
+#include "tz.h"
+
+#include <ev.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *field(PGresult *res, int row, const char *name)
+{
+    int c = PQfnumber(res, name);
+    if (c < 0 || PQgetisnull(res, row, c))
+        return NULL;
+    return PQgetvalue(res, row, c);
+}
+
+void sl_queue_claimed(PGresult *res, int row, sl_claimed *out)
+{
+    memset(out, 0, sizeof *out);
+    out->spec.run_id = field(res, row, "run_id");
+    out->spec.job_id = field(res, row, "job_id");
+    out->spec.job_type = field(res, row, "job_type");
+    out->spec.brand_id = field(res, row, "brand_id");
+    out->spec.params_json = field(res, row, "parameters");
+    out->spec.checkpoint_json = field(res, row, "checkpoint");
+    out->spec.trigger_source = field(res, row, "trigger_source");
+    const char *a = field(res, row, "attempt_number");
+    out->spec.attempt = a ? atoi(a) : 1;
+    const char *t = field(res, row, "timeout_seconds");
+    out->spec.timeout_seconds = t ? atof(t) : 0;
+    out->schedule_type = field(res, row, "schedule_type");
+    out->spec.cron_expression = field(res, row, "cron_expression");
+    out->spec.timezone = field(res, row, "timezone");
+}
+
+static const char *const status_names[] = {"running", "completed", "failed", "cancelled"};
+
+void sl_queue_outcome_json(sl_buf *b, sl_run *run, const char *next_cron)
+{
+    const sl_run_outcome *o = sl_run_outcome_of(run);
+    sl_buf_puts(b, "{\"run_id\":");
+    sl_buf_json_string(b, sl_run_id(run));
+    sl_buf_puts(b, ",\"status\":");
+    sl_buf_json_string(b, status_names[o->status]);
+    sl_buf_puts(b, ",\"result\":");
+    sl_buf_puts(b, o->result_json ? o->result_json : "null");
+    sl_buf_puts(b, ",\"error\":");
+    sl_buf_json_string(b, o->error);
+    sl_buf_puts(b, ",\"logs\":");
+    sl_buf_json_string(b, o->logs);
+    sl_buf_printf(b, ",\"retryable\":%s", o->retryable ? "true" : "false");
+    sl_buf_puts(b, ",\"next_cron\":");
+    sl_buf_json_string(b, next_cron && *next_cron ? next_cron : NULL);
+    sl_buf_puts(b, ",\"datasets\":");
+    sl_buf_puts(b, o->datasets_json ? o->datasets_json : "null");
+    sl_buf_puts(b, ",\"handler_version\":");
+    sl_buf_json_string(b, o->handler_version);
+    sl_buf_puts(b, "}");
+}
+
+void sl_queue_next_cron(const char *cron, const char *tzname, char out[40])
+{
+    char err[256];
+    out[0] = '\0';
+    if (!cron || !*cron)
+        return;
+    sl_cron *c = sl_cron_parse(cron, err, sizeof err);
+    if (!c) {
+        sl_log(SL_ERROR, "bad cron expression on a recurring job", "cron", cron, "error", err,
+               NULL);
+        return;
+    }
+    sl_tz *tz = sl_tz_load(tzname && *tzname ? tzname : "UTC", err, sizeof err);
+    if (!tz) {
+        sl_log(SL_ERROR, "bad time zone on a recurring job", "tz", tzname, "error", err, NULL);
+        sl_cron_free(c);
+        return;
+    }
+    int64_t next;
+    if (sl_cron_next(c, tz, (int64_t)time(NULL), &next) == 0) {
+        time_t tt = (time_t)next;
+        struct tm tm;
+        gmtime_r(&tt, &tm);
+        strftime(out, 40, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    }
+    sl_tz_free(tz);
+    sl_cron_free(c);
+}
+
+/* ------------------------------------------------------------------ set-up */
+
+int sl_queue_open(sl_ctx *ctx, const sl_config *cfg, int echo)
+{
+    char err[1024];
+    memset(ctx, 0, sizeof *ctx);
+    ctx->loop = ev_default_loop(EVFLAG_AUTO);
+    ctx->cfg = cfg;
+    sl_runtime_opts opts = {.echo = echo};
+    if (!sl_runtime_new(ctx, &opts, err, sizeof err)) {
+        sl_cli_error("%s", err);
+        ev_loop_destroy(ctx->loop);
+        ctx->loop = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+void sl_queue_close(sl_ctx *ctx)
+{
+    sl_runtime_free(ctx->rt);
+    ctx->rt = NULL;
+    sl_pg_free(ctx->pg);
+    ctx->pg = NULL;
+    free((char *)ctx->db_url);
+    ctx->db_url = NULL;
+    if (ctx->loop)
+        ev_loop_destroy(ctx->loop);
+    ctx->loop = NULL;
+}
+
+/* ------------------------------------------------------------------ boot */
+
+static void print_problems(const char *problems, int strict)
+{
+    const char *p = problems;
+    while (p && *p) {
+        const char *nl = strchr(p, '\n');
+        int n = nl ? (int)(nl - p) : (int)strlen(p);
+        char line[2048];
+        snprintf(line, sizeof line, "%.*s", n, p);
+        if (strict)
+            sl_cli_error("%s", line);
+        else
+            sl_log(SL_ERROR, "handler rejected", "problem", line, NULL);
+        p = nl ? nl + 1 : NULL;
+    }
+}
+
+int sl_queue_load(sl_ctx *ctx, int strict)
+{
+    char *problems = NULL;
+    int nproblems = sl_runtime_load_handlers(ctx->rt, NULL, 0, &problems);
+    if (nproblems > 0)
+        print_problems(problems, strict);
+    free(problems);
+    return strict && nproblems > 0 ? -1 : 0;
+}
+
+PGconn *sl_queue_boot(sl_ctx *ctx, const char *kind, char worker_id[40])
+{
+    char *url = sl_cli_db_url(ctx->cfg);
+    if (!url)
+        return NULL;
+    ctx->db_url = url;
+    PGconn *c = sl_cli_connect(ctx->cfg);
+    if (!c)
+        return NULL;
+    char *reg = sl_runtime_registry_json(ctx->rt);
+    const char *p1[] = {reg};
+    PGresult *r = sl_cli_exec(c, "SELECT sluice.sync_registry($1::jsonb)", 1, p1);
+    free(reg);
+    if (!r) {
+        PQfinish(c);
+        return NULL;
+    }
+    PQclear(r);
+    if (worker_id) {
+        char host[256] = "", pid[32], conc[32];
+        gethostname(host, sizeof host - 1);
+        snprintf(pid, sizeof pid, "%d", (int)getpid());
+        snprintf(conc, sizeof conc, "%d", ctx->cfg->concurrency);
+        const char *p2[] = {host, pid, kind, conc, SLUICE_VERSION};
+        r = sl_cli_exec(c,
+                        "INSERT INTO sluice.workers (hostname, pid, kind, concurrency, version) "
+                        "VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                        5, p2);
+        if (!r) {
+            PQfinish(c);
+            return NULL;
+        }
+        snprintf(worker_id, 40, "%s", PQgetvalue(r, 0, 0));
+        PQclear(r);
+    }
+    return c;
+}

@@ -1,0 +1,54 @@
+/*
+ * queue.h — the job state machine's client side, shared by the daemon (worker.c)
+ * and the foreground modes (`sluice run`, the REPL): start-up (migrate, sync the
+ * registry, register the process as a worker), turning claimed rows into run
+ * specs, and outcomes into finish_runs() entries. The rules themselves live in
+ * SQL (schema/002_queue.sql).
+ */
+#ifndef SL_QUEUE_H
+#define SL_QUEUE_H
+
+#include "buf.h"
+#include "runtime.h"
+
+#include <libpq-fe.h>
+
+struct sl_ctx;
+struct sl_config;
+
+/* Loads the handlers into ctx->rt, printing problems (to the log, or with strict
+ * as errors, which then make it return -1). */
+int sl_queue_load(struct sl_ctx *ctx, int strict);
+
+/* Start-up with a blocking connection, before the loop runs: resolves the
+ * database URL into ctx->db_url, migrates, syncs the registry of the loaded
+ * handlers, and (worker_id given) registers a worker row of `kind`. Returns the
+ * open connection (caller PQfinish()es), or NULL after printing the error. */
+PGconn *sl_queue_boot(struct sl_ctx *ctx, const char *kind, char worker_id[40]);
+
+/* Sets up ctx for a command: a loop and a runtime echoing run logs as `echo`
+ * (SL_ECHO_*). Returns 0, or -1 after printing the error. */
+int sl_queue_open(struct sl_ctx *ctx, const struct sl_config *cfg, int echo);
+
+/* Tears down what sl_queue_open and the command set up (runtime, pool, loop,
+ * db_url). */
+void sl_queue_close(struct sl_ctx *ctx);
+
+/* A claimed run: the row's fields (pointers into res). */
+typedef struct sl_claimed {
+    sl_run_spec spec;
+    const char *schedule_type;
+} sl_claimed;
+
+/* Reads row `row` of a claim_jobs()/start_direct_run() result. */
+void sl_queue_claimed(PGresult *res, int row, sl_claimed *out);
+
+/* Appends run's finish_runs() entry (a JSON object) to b; next_cron is the next
+ * slot of a recurring job as ISO 8601 UTC, or NULL. */
+void sl_queue_outcome_json(sl_buf *b, sl_run *run, const char *next_cron);
+
+/* The next fire time after now of a recurring job, as ISO 8601 UTC into out; ""
+ * when it has none (one-time job, or a bad expression: logged). */
+void sl_queue_next_cron(const char *cron, const char *tz, char out[40]);
+
+#endif

@@ -1,0 +1,684 @@
+/*
+ * run.c — tasks (coroutines) and runs, and the one function that resumes them.
+ *
+ * A task is a Lua thread anchored in the runtime's thread table. Its extra space
+ * (lua_getextraspace) points back at the sl_task, so a C function finds the task
+ * it runs in with sl_task_of(L); threads a handler creates itself point nowhere.
+ *
+ * Waking is split from resuming: completion callbacks call sl_task_wake(), which
+ * queues the task; task_resume() — called only from the loop's prepare watcher —
+ * pushes the results with the stored prepare function and resumes. No watcher
+ * callback touches a Lua stack.
+ *
+ * Limits: a count hook charges every task an instruction budget between yields;
+ * once spent (or once the state's memory cap is hit by this task) the task is
+ * marked for death and the hook raises on every line and every instruction after,
+ * so pcall cannot swallow the kill.
+ */
+#include "ctx.h"
+#include "log.h"
+#include "pg.h"
+#include "runtime_int.h"
+
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define HOOK_EVERY 1000
+
+static char threads_key;
+
+/* ------------------------------------------------------------------ task lookup */
+
+sl_task *sl_task_of(lua_State *L)
+{
+    return *(sl_task **)lua_getextraspace(L);
+}
+
+sl_task *sl_task_check(lua_State *L, const char *what)
+{
+    sl_task *t = sl_task_of(L);
+    if (!t || t->co != L)
+        luaL_error(L,
+                   "%s can only be called from a sluice task (a handler run, a script, or "
+                   "sluice.spawn), not from a coroutine created with coroutine.create",
+                   what);
+    return t;
+}
+
+struct sl_ctx *sl_task_ctx(sl_task *t)
+{
+    return t->rt->ctx;
+}
+
+const char *sl_task_run_id(sl_task *t)
+{
+    return t->run ? t->run->run_id : "";
+}
+
+void sl_task_log(sl_task *t, const char *line)
+{
+    if (t->run)
+        sl_run_log(t->run, line);
+    else
+        fprintf(stderr, "%s\n", line);
+}
+
+/* ------------------------------------------------------------------ budget hook */
+
+static void kill_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    sl_task *t = sl_task_of(L);
+    sl_runtime *rt = sl_runtime_of(L);
+    if (!t && rt) t = rt->current; /* a coroutine the task created: charge the task */
+    if (!t) return;
+    if (!t->kill) {
+        t->budget -= HOOK_EVERY;
+        if (t->budget > 0) return;
+        t->kill = "instruction budget exceeded: the handler ran too long without yielding "
+                  "(a loop that never waits?)";
+    }
+    /* From now on raise on every line and every instruction: pcall cannot hold it. */
+    lua_sethook(L, kill_hook, LUA_MASKLINE | LUA_MASKCOUNT, 1);
+    luaL_error(L, "%s", t->kill);
+}
+
+/* ------------------------------------------------------------------ ready queue */
+
+static void ready_push(sl_runtime *rt, sl_task *t)
+{
+    t->state = T_READY;
+    t->next_ready = NULL;
+    if (rt->ready_tail)
+        rt->ready_tail->next_ready = t;
+    else
+        rt->ready_head = t;
+    rt->ready_tail = t;
+}
+
+static void ready_remove(sl_runtime *rt, sl_task *t)
+{
+    sl_task **pp = &rt->ready_head, *prev = NULL;
+    while (*pp && *pp != t) {
+        prev = *pp;
+        pp = &(*pp)->next_ready;
+    }
+    if (!*pp) return;
+    *pp = t->next_ready;
+    if (rt->ready_tail == t) rt->ready_tail = prev;
+    t->next_ready = NULL;
+}
+
+int sl_task_wait(lua_State *L, sl_task *t, sl_task_cancel_fn cancel, void *op)
+{
+    if (t->prepare) {
+        /* completed before we got here (a synchronous failure): resume soon */
+        ready_push(t->rt, t);
+    } else {
+        t->state = T_WAITING;
+        t->cancel = cancel;
+        t->op = op;
+    }
+    return lua_yield(L, 0);
+}
+
+void sl_task_wake(sl_task *t, sl_task_prepare_fn prepare, void *data)
+{
+    t->cancel = NULL;
+    t->op = NULL;
+    t->prepare = prepare;
+    t->pdata = data;
+    if (t->state == T_WAITING) ready_push(t->rt, t);
+    /* T_RUNNING: the op finished before the task parked; sl_task_wait queues it. */
+}
+
+/* ------------------------------------------------------------------ tasks */
+
+static void task_unanchor(sl_task *t)
+{
+    sl_runtime *rt = t->rt;
+    lua_State *L = rt->L;
+    if (t->ref != LUA_NOREF) {
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &threads_key);
+        luaL_unref(L, -1, t->ref);
+        lua_pop(L, 1);
+        t->ref = LUA_NOREF;
+        rt->refs--;
+    }
+    if (t->result_ref != LUA_NOREF) {
+        luaL_unref(L, LUA_REGISTRYINDEX, t->result_ref);
+        t->result_ref = LUA_NOREF;
+        rt->refs--;
+    }
+}
+
+static void task_free(sl_task *t)
+{
+    if (t->pinned) {
+        sl_pg_release(t->pinned, 1); /* an open transaction dies with its task */
+        t->pinned = NULL;
+    }
+    if (t->run) {
+        sl_task **pp = &t->run->tasks;
+        while (*pp && *pp != t)
+            pp = &(*pp)->next_in_run;
+        if (*pp) *pp = t->next_in_run;
+        if (t->run->main == t) t->run->main = NULL;
+    }
+    task_unanchor(t);
+    free(t);
+}
+
+void sl_task_cancel(sl_task *t, const char *why)
+{
+    (void)why;
+    sl_runtime *rt = t->rt;
+    if (t->state == T_READY) ready_remove(rt, t);
+    if (t->cancel) {
+        sl_task_cancel_fn c = t->cancel;
+        t->cancel = NULL;
+        c(t->op);
+    }
+    if (t->prepare) {
+        sl_task_prepare_fn p = t->prepare;
+        t->prepare = NULL;
+        p(NULL, t->pdata);
+    }
+    if (t->state != T_DONE && t->co) {
+        *(sl_task **)lua_getextraspace(t->co) = NULL;
+#if LUA_VERSION_RELEASE_NUM >= 50406
+        lua_closethread(t->co, rt->L);
+#else
+        lua_resetthread(t->co);
+#endif
+    }
+    t->state = T_DONE;
+    if (t->chunk_done) {
+        sl_chunk_done_fn d = t->chunk_done;
+        t->chunk_done = NULL;
+        d(1, why ? why : "cancelled", t->chunk_data);
+    }
+    task_free(t);
+}
+
+sl_task *sl_task_spawn(sl_runtime *rt, lua_State *L, sl_run *run, int nargs)
+{
+    sl_task *t = calloc(1, sizeof *t);
+    t->rt = rt;
+    t->run = run;
+    t->ref = LUA_NOREF;
+    t->result_ref = LUA_NOREF;
+    t->co = lua_newthread(L);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &threads_key);
+    lua_pushvalue(L, -2);
+    t->ref = luaL_ref(L, -2);
+    rt->refs++;
+    lua_pop(L, 2); /* threads table, thread */
+    lua_xmove(L, t->co, nargs + 1);
+    t->nargs = nargs;
+    *(sl_task **)lua_getextraspace(t->co) = t;
+    lua_sethook(t->co, kill_hook, LUA_MASKCOUNT, HOOK_EVERY);
+    if (run) {
+        t->next_in_run = run->tasks;
+        run->tasks = t;
+    }
+    t->state = T_NEW;
+    ready_push(rt, t);
+    return t;
+}
+
+/* A run's main task or a chunk ended: turn its error value into a message with a
+ * traceback; permanent errors (sluice.permanent) are not retried. */
+static char *error_message(sl_task *t, int *retryable, char **traceback)
+{
+    lua_State *L = t->rt->L; /* the dead coroutine cannot run __tostring: work here */
+    const char *msg = NULL;
+    int top = lua_gettop(L);
+    *retryable = 1;
+    lua_xmove(t->co, L, 1);
+    if (t->kill) {
+        msg = t->kill;
+        *retryable = 0;
+    } else if (lua_type(L, -1) == LUA_TTABLE) {
+        if (lua_getfield(L, -1, "permanent") != LUA_TNIL && lua_toboolean(L, -1))
+            *retryable = 0;
+        lua_pop(L, 1);
+        lua_getfield(L, -1, "message");
+        msg = lua_tostring(L, -1);
+        if (!msg)
+            msg = luaL_tolstring(L, -2, NULL);
+    } else {
+        msg = luaL_tolstring(L, -1, NULL);
+    }
+    if (!msg)
+        msg = "error object is not a string";
+    char *copy = strdup(msg);
+    luaL_traceback(L, t->co, copy, 0);
+    *traceback = strdup(lua_tostring(L, -1));
+    lua_settop(L, top);
+    return copy;
+}
+
+/* Encodes the value on top of co as JSON via the runtime's encoder; pops it. */
+static char *encode_result(sl_task *t)
+{
+    sl_runtime *rt = t->rt;
+    char err[256];
+    lua_xmove(t->co, rt->L, 1);
+    if (sl_host_call(rt, "encode_result", 1, 1, err, sizeof err) != 0) return NULL;
+    char *s = lua_isstring(rt->L, -1) ? strdup(lua_tostring(rt->L, -1)) : NULL;
+    lua_pop(rt->L, 1);
+    return s;
+}
+
+static void task_finished(sl_task *t, int status, int nres)
+{
+    sl_run *run = t->run;
+    t->state = T_DONE;
+    if (status == LUA_OK && !t->kill) {
+        if (t->chunk_done) {
+            lua_pop(t->co, nres);
+            sl_chunk_done_fn d = t->chunk_done;
+            t->chunk_done = NULL;
+            d(0, NULL, t->chunk_data);
+            task_free(t);
+            return;
+        }
+        if (run && run->main == t) {
+            if (nres == 0)
+                lua_pushnil(t->co);
+            else if (nres > 1)
+                lua_pop(t->co, nres - 1);
+            char *json = encode_result(t);
+            if (!json) {
+                sl_run_finish(run, SL_RUN_FAILED, NULL,
+                              "the handler's return value cannot be encoded as JSON", 0);
+            } else {
+                sl_run_finish(run, SL_RUN_COMPLETED, json, NULL, 0);
+            }
+            free(json);
+            return;
+        }
+        /* a spawned child: keep its results for wait() */
+        lua_createtable(t->co, nres, 1);
+        lua_insert(t->co, -(nres + 1));
+        for (int i = nres; i >= 1; i--)
+            lua_rawseti(t->co, -(i + 1), i);
+        lua_pushinteger(t->co, nres);
+        lua_setfield(t->co, -2, "n");
+        lua_xmove(t->co, t->rt->L, 1);
+        t->result_ref = luaL_ref(t->rt->L, LUA_REGISTRYINDEX);
+        t->rt->refs++;
+        if (t->waiter) {
+            sl_task *w = t->waiter;
+            t->waiter = NULL;
+            if (w->state == T_WAITING) ready_push(t->rt, w);
+        }
+        return;
+    }
+    int retryable;
+    char *tb = NULL;
+    char *msg = error_message(t, &retryable, &tb);
+    if (t->chunk_done) {
+        sl_chunk_done_fn d = t->chunk_done;
+        t->chunk_done = NULL;
+        d(1, tb, t->chunk_data);
+        task_free(t);
+    } else if (run && run->main == t) {
+        sl_run_log(run, tb);
+        sl_run_finish(run, SL_RUN_FAILED, NULL, msg, retryable);
+    } else {
+        /* a spawned child failed: keep the error for wait() */
+        t->failed = 1;
+        lua_pushstring(t->rt->L, msg);
+        t->result_ref = luaL_ref(t->rt->L, LUA_REGISTRYINDEX);
+        t->rt->refs++;
+        if (run) sl_run_log(run, tb);
+        if (t->waiter) {
+            sl_task *w = t->waiter;
+            t->waiter = NULL;
+            if (w->state == T_WAITING) ready_push(t->rt, w);
+        }
+    }
+    free(msg);
+    free(tb);
+}
+
+/* The one place a coroutine is resumed. */
+static void task_resume(sl_task *t)
+{
+    sl_runtime *rt = t->rt;
+    int nargs, nres = 0;
+    if (t->nargs >= 0) {
+        nargs = t->nargs; /* first resume: the function and its arguments */
+        t->nargs = -1;
+    } else {
+        nargs = 0;
+        if (t->prepare) {
+            sl_task_prepare_fn p = t->prepare;
+            t->prepare = NULL;
+            nargs = p(t->co, t->pdata);
+        }
+    }
+    t->pdata = NULL;
+    t->state = T_RUNNING;
+    t->budget = rt->opts.instruction_budget;
+    rt->current = t;
+    int st = lua_resume(t->co, rt->L, nargs, &nres);
+    rt->current = NULL;
+    if (st == LUA_YIELD) {
+        lua_pop(t->co, nres);
+        if (t->state == T_WAITING || t->state == T_READY) return;
+        /* coroutine.yield() at the top of a task: nothing would ever resume it */
+        lua_pushstring(t->co, "coroutine.yield() called outside a coroutine the handler created");
+        task_finished(t, LUA_ERRRUN, 0);
+        return;
+    }
+    task_finished(t, st, nres);
+}
+
+static void prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    sl_runtime *rt = w->data;
+    sl_task *t;
+    while ((t = rt->ready_head)) {
+        rt->ready_head = t->next_ready;
+        if (!rt->ready_head) rt->ready_tail = NULL;
+        t->next_ready = NULL;
+        task_resume(t);
+    }
+}
+
+void sl_runtime_start_scheduler(sl_runtime *rt);
+void sl_runtime_start_scheduler(sl_runtime *rt)
+{
+    ev_prepare_init(&rt->prepare, prepare_cb);
+    rt->prepare.data = rt;
+    ev_prepare_start(rt->ctx->loop, &rt->prepare);
+    ev_unref(rt->ctx->loop); /* the prepare watcher alone keeps nothing alive */
+    lua_newtable(rt->L);
+    lua_rawsetp(rt->L, LUA_REGISTRYINDEX, &threads_key);
+}
+
+void sl_runtime_stop_scheduler(sl_runtime *rt);
+void sl_runtime_stop_scheduler(sl_runtime *rt)
+{
+    if (ev_is_active(&rt->prepare)) {
+        ev_ref(rt->ctx->loop);
+        ev_prepare_stop(rt->ctx->loop, &rt->prepare);
+    }
+}
+
+/* ------------------------------------------------------------------ runs */
+
+static void now_stamp(char *buf, size_t len)
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(buf, len, "%H:%M:%S", &tm);
+    snprintf(buf + n, len - n, ".%03ld", ts.tv_nsec / 1000000);
+}
+
+#define LOG_CAP (1 << 20)
+
+void sl_run_log(sl_run *run, const char *line)
+{
+    char stamp[32];
+    now_stamp(stamp, sizeof stamp);
+    size_t need = strlen(stamp) + strlen(line) + 3;
+    if (run->loglen + need < LOG_CAP) {
+        if (run->loglen + need + 1 > run->logcap) {
+            run->logcap = (run->loglen + need + 1) * 2;
+            run->logs = realloc(run->logs, run->logcap);
+        }
+        run->loglen += (size_t)snprintf(run->logs + run->loglen, run->logcap - run->loglen,
+                                        "%s %s\n", stamp, line);
+    }
+    switch (run->rt->opts.echo) {
+    case SL_ECHO_LOG:
+        sl_log(SL_INFO, line, "run", run->run_id, "type", run->job_type, NULL);
+        break;
+    case SL_ECHO_PLAIN:
+        fprintf(stderr, "%s  %s\n", stamp, line);
+        fflush(stderr);
+        break;
+    default:
+        break;
+    }
+}
+
+void sl_run_dataset(sl_run *run, const char *key, const char *json)
+{
+    /* {"k1":{...},"k2":{...}} — a later report for the same key wins in SQL's ->, which
+     * takes the last duplicate key of a jsonb object. */
+    size_t old = run->datasets_json ? strlen(run->datasets_json) : 0;
+    size_t need = old + strlen(key) + strlen(json) + 8;
+    char *s = malloc(need);
+    if (old <= 2)
+        snprintf(s, need, "{\"%s\":%s}", key, json);
+    else
+        snprintf(s, need, "%.*s,\"%s\":%s}", (int)(old - 1), run->datasets_json, key, json);
+    free(run->datasets_json);
+    run->datasets_json = s;
+}
+
+static void timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    sl_run *run = w->data;
+    char msg[128];
+    snprintf(msg, sizeof msg, "timed out after %gs", run->timeout);
+    sl_run_log(run, msg);
+    sl_run_cancel(run, SL_RUN_FAILED, msg, 1);
+}
+
+void sl_run_finish(sl_run *run, int status, const char *result_json, const char *error,
+                   int retryable)
+{
+    sl_runtime *rt = run->rt;
+    if (run->finished) return;
+    run->finished = 1;
+    if (ev_is_active(&run->timer)) ev_timer_stop(rt->ctx->loop, &run->timer);
+    /* structured concurrency: nothing of the run outlives it */
+    while (run->tasks) {
+        sl_task *t = run->tasks;
+        if (t->state == T_RUNNING) {
+            /* the task ending the run is on the C stack: just detach it */
+            run->tasks = t->next_in_run;
+            t->run = NULL;
+            continue;
+        }
+        sl_task_cancel(t, "run ended");
+    }
+    run->result_json = result_json ? strdup(result_json) : NULL;
+    run->error = error ? strdup(error) : NULL;
+    run->out.status = status;
+    run->out.result_json = run->result_json;
+    run->out.error = run->error;
+    run->out.logs = run->logs ? run->logs : "";
+    run->out.datasets_json = run->datasets_json;
+    run->out.handler_version = run->version;
+    run->out.retryable = retryable;
+    run->out.finished = ev_now(rt->ctx->loop);
+    if (run->prev)
+        run->prev->next = run->next;
+    else
+        rt->runs = run->next;
+    if (run->next) run->next->prev = run->prev;
+    run->next = run->prev = NULL;
+    rt->nruns--;
+    if (sl_log_enabled(SL_DEBUG) || status != SL_RUN_COMPLETED) {
+        char dur[32];
+        snprintf(dur, sizeof dur, "%.3f", run->out.finished - run->out.started);
+        sl_log(status == SL_RUN_COMPLETED ? SL_DEBUG : SL_WARN,
+               status == SL_RUN_COMPLETED ? "run completed"
+               : status == SL_RUN_FAILED  ? "run failed"
+                                          : "run cancelled",
+               "run", run->run_id, "type", run->job_type, "seconds", dur, "error", error, NULL);
+    }
+    run->done(run, run->done_data);
+}
+
+void sl_run_cancel(sl_run *run, int status, const char *error, int retryable)
+{
+    sl_run_finish(run, status, NULL, error, retryable);
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+/* Implemented in lua_host.c: pushes the registry entry for job_type on L (or
+ * returns 0), and the handler's timeout and version. */
+int sl_host_push_handler(sl_runtime *rt, const char *job_type, double *timeout,
+                         const char **version);
+
+sl_run *sl_run_start(sl_runtime *rt, const sl_run_spec *spec, sl_run_done_fn done, void *data,
+                     char *err, size_t errlen)
+{
+    lua_State *L = rt->L;
+    double timeout = 0;
+    const char *version = NULL;
+    int top = lua_gettop(L);
+    if (sl_host_call(rt, "execute_fn", 0, 1, err, errlen) != 0) return NULL;
+    if (!sl_host_push_handler(rt, spec->job_type, &timeout, &version)) {
+        lua_settop(L, top);
+        snprintf(err, errlen, "unknown job type '%s'", spec->job_type);
+        return NULL;
+    }
+    sl_run *run = calloc(1, sizeof *run);
+    run->rt = rt;
+    run->run_id = strdup(spec->run_id);
+    run->job_id = dup_or_null(spec->job_id);
+    run->job_type = strdup(spec->job_type);
+    run->brand_id = dup_or_null(spec->brand_id);
+    run->params_json = strdup(spec->params_json ? spec->params_json : "{}");
+    run->checkpoint_json = strdup(spec->checkpoint_json ? spec->checkpoint_json : "{}");
+    run->trigger = dup_or_null(spec->trigger_source);
+    run->cron = dup_or_null(spec->cron_expression);
+    run->tz = dup_or_null(spec->timezone);
+    run->attempt = spec->attempt;
+    run->version = dup_or_null(version);
+    run->timeout = spec->timeout_seconds > 0 ? spec->timeout_seconds : timeout;
+    if (run->timeout <= 0) run->timeout = 1800;
+    run->done = done;
+    run->done_data = data;
+    run->out.started = ev_now(rt->ctx->loop);
+
+    /* the job description handed to runtime.execute(entry, spec) */
+    lua_createtable(L, 0, 10);
+    lua_pushstring(L, run->run_id);
+    lua_setfield(L, -2, "run_id");
+    if (run->job_id) {
+        lua_pushstring(L, run->job_id);
+        lua_setfield(L, -2, "id");
+    }
+    lua_pushstring(L, run->job_type);
+    lua_setfield(L, -2, "type");
+    if (run->brand_id) {
+        lua_pushstring(L, run->brand_id);
+        lua_setfield(L, -2, "brand_id");
+    }
+    lua_pushstring(L, run->params_json);
+    lua_setfield(L, -2, "params_json");
+    lua_pushstring(L, run->checkpoint_json);
+    lua_setfield(L, -2, "checkpoint_json");
+    lua_pushinteger(L, run->attempt);
+    lua_setfield(L, -2, "attempt");
+    if (run->trigger) {
+        lua_pushstring(L, run->trigger);
+        lua_setfield(L, -2, "trigger_source");
+    }
+
+    run->next = rt->runs;
+    if (rt->runs) rt->runs->prev = run;
+    rt->runs = run;
+    rt->nruns++;
+    /* stack: execute, entry, spec */
+    run->main = sl_task_spawn(rt, L, run, 2);
+    lua_settop(L, top);
+    ev_timer_init(&run->timer, timeout_cb, run->timeout, 0);
+    run->timer.data = run;
+    ev_timer_start(rt->ctx->loop, &run->timer);
+    return run;
+}
+
+const sl_run_outcome *sl_run_outcome_of(const sl_run *run)
+{
+    return &run->out;
+}
+
+const char *sl_run_id(const sl_run *run)
+{
+    return run->run_id;
+}
+
+const char *sl_run_job_id(const sl_run *run)
+{
+    return run->job_id;
+}
+
+const char *sl_run_job_type(const sl_run *run)
+{
+    return run->job_type;
+}
+
+const char *sl_run_cron(const sl_run *run)
+{
+    return run->cron;
+}
+
+const char *sl_run_timezone(const sl_run *run)
+{
+    return run->tz;
+}
+
+void sl_run_free(sl_run *run)
+{
+    if (!run) return;
+    free(run->run_id);
+    free(run->job_id);
+    free(run->job_type);
+    free(run->brand_id);
+    free(run->params_json);
+    free(run->checkpoint_json);
+    free(run->trigger);
+    free(run->cron);
+    free(run->tz);
+    free(run->logs);
+    free(run->datasets_json);
+    free(run->result_json);
+    free(run->error);
+    free(run->version);
+    free(run);
+}
+
+int sl_runtime_active(const sl_runtime *rt)
+{
+    return rt->nruns;
+}
+
+void sl_runtime_cancel_all_runs(sl_runtime *rt, const char *why)
+{
+    while (rt->runs)
+        sl_run_cancel(rt->runs, SL_RUN_FAILED, why, 1);
+}
+
+/* Cancels every run and task (process exit). */
+void sl_runtime_cancel_all(sl_runtime *rt);
+void sl_runtime_cancel_all(sl_runtime *rt)
+{
+    sl_runtime_cancel_all_runs(rt, "shutdown");
+    sl_task *t;
+    while ((t = rt->ready_head))
+        sl_task_cancel(t, "shutdown");
+}

@@ -1,0 +1,105 @@
+/*
+ * runtime_int.h — the runtime's internals shared by lua_host.c (the state,
+ * modules, registry) and run.c (tasks, runs, the resume function). Nothing
+ * outside those two files and the lua_*.c modules includes this.
+ */
+#ifndef SL_RUNTIME_INT_H
+#define SL_RUNTIME_INT_H
+
+#include "runtime.h"
+#include "task.h"
+
+#include <ev.h>
+#include <lua.h>
+
+enum { T_NEW, T_READY, T_RUNNING, T_WAITING, T_DONE };
+
+struct sl_task {
+    sl_runtime *rt;
+    sl_run *run;          /* NULL for exec/REPL chunks */
+    lua_State *co;
+    int ref;              /* anchor in the runtime's thread table */
+    int state;
+    int nargs;            /* values already on co's stack for the first resume */
+    sl_task_cancel_fn cancel;
+    void *op;
+    sl_task_prepare_fn prepare;
+    void *pdata;
+    sl_task *next_ready;
+    sl_task *next_in_run;
+    long budget;          /* instructions left until the next yield */
+    const char *kill;     /* set once the task is to die: the error message */
+    /* chunks (exec/REPL) */
+    sl_chunk_done_fn chunk_done;
+    void *chunk_data;
+    /* spawn/wait (lua_core.c) */
+    int result_ref;       /* table of results or error, once done */
+    int failed;
+    sl_task *waiter;      /* task blocked in wait() on this one */
+    struct sl_pg_conn *pinned; /* connection held by sluice.db.transaction */
+};
+
+struct sl_run {
+    sl_runtime *rt;
+    char *run_id, *job_id, *job_type, *brand_id, *params_json, *checkpoint_json, *trigger;
+    char *cron, *tz;
+    int attempt;
+    double timeout;
+    ev_timer timer;
+    sl_task *tasks;      /* every live task of the run; the first started is main */
+    sl_task *main;
+    char *logs;
+    size_t loglen, logcap;
+    char *datasets_json; /* {"key": {...}, ...} built as reports come in */
+    sl_run_outcome out;
+    char *result_json, *error, *version;
+    sl_run_done_fn done;
+    void *done_data;
+    int finished;
+    sl_run *next, *prev; /* the runtime's list of active runs */
+};
+
+struct sl_runtime {
+    struct sl_ctx *ctx;
+    lua_State *L;
+    sl_runtime_opts opts;
+    size_t mem_used;
+    sl_task *current;    /* the task being resumed, or NULL */
+    sl_task *ready_head, *ready_tail;
+    ev_prepare prepare;  /* resumes ready tasks before the loop blocks */
+    sl_run *runs;
+    int nruns;
+    int refs;            /* registry refs held (asserted zero at close) */
+};
+
+/* The runtime stored in L's registry. */
+sl_runtime *sl_runtime_of(lua_State *L);
+
+/* Creates a task running the function below the nargs arguments on top of L (all
+ * popped); queues it to start. run may be NULL (scripts, REPL). */
+sl_task *sl_task_spawn(sl_runtime *rt, lua_State *L, sl_run *run, int nargs);
+
+/* Cancels a task: stops its pending operation, closes its coroutine. */
+void sl_task_cancel(sl_task *t, const char *why);
+
+/* Appends a line to a run's log and echoes it. */
+void sl_run_log(sl_run *run, const char *line);
+
+/* Records a dataset report for the run's outcome (raw JSON object for the key). */
+void sl_run_dataset(sl_run *run, const char *key, const char *json);
+
+/* Ends the run now with the given outcome (used by run.c and cancellation). */
+void sl_run_finish(sl_run *run, int status, const char *result_json, const char *error,
+                   int retryable);
+
+/* Calls host[name] (the table lua/sluice/runtime.lua returns) on the main state
+ * with the nargs values on top of the stack, in protected mode; leaves nresults.
+ * Returns 0, or -1 with the error and traceback in err (stack restored). */
+int sl_host_call(sl_runtime *rt, const char *name, int nargs, int nresults, char *err,
+                 size_t errlen);
+
+/* Module openers, one per lua_<module>.c. */
+int luaopen_sluice_core(lua_State *L);
+int luaopen_sluice_db(lua_State *L);
+
+#endif

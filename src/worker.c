@@ -1,0 +1,536 @@
+/*
+ * worker.c — `sluice serve`: the daemon's scheduler on one libev loop.
+ *
+ *   LISTEN sluice_jobs ─┐
+ *   next-due timer ─────┼─→ claim (claim_jobs, a batch up to the free slots)
+ *   slow poll ──────────┘        │
+ *                                ▼
+ *                     one run per claimed row (runtime)
+ *                                │ done
+ *                                ▼
+ *              finish batch → finish_runs() in one round trip
+ *
+ * Alongside: a heartbeat renewing the leases of this worker's runs (every
+ * lease/3), and a rescue pass failing runs whose lease expired elsewhere.
+ * Database errors never stop the daemon: each step retries with backoff and
+ * logs; a completion is never dropped (it stays in the batch until recorded).
+ *
+ * Shutdown (SIGINT/SIGTERM): stop claiming, let runs finish for the grace
+ * period, then cancel the rest as failed "shutdown" (retried later by policy),
+ * record everything, exit 0. A second signal exits at once; leases then let
+ * other workers rescue what was in flight.
+ */
+#include "cli.h"
+#include "config.h"
+#include "ctx.h"
+#include "log.h"
+#include "pg.h"
+#include "queue.h"
+#include "runtime.h"
+
+#include <ev.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CLAIM_MAX 500
+
+typedef struct wrun {
+    sl_run *run;
+    char *cron, *tz;
+    struct wrun *next;
+} wrun;
+
+typedef struct sl_worker {
+    sl_ctx *ctx;
+    const sl_config *cfg;
+    char id[40];
+    char lease[32];
+    int concurrency;
+    int running;       /* runs started, not yet ended */
+    int claiming;      /* a claim in flight */
+    int claim_again;   /* something happened during the claim */
+    double claim_backoff;
+    ev_timer claim_timer; /* next due job / poll / retry after an error */
+    ev_timer heartbeat;
+    ev_timer rescue;
+    ev_timer flush_timer;
+    ev_signal sigint, sigterm;
+    ev_timer grace;
+    int stopping;
+    int signals;
+    wrun *done;        /* ended runs waiting to be recorded */
+    int ndone;
+    wrun *flushing;    /* the batch in flight */
+    double flush_backoff;
+    int exit_status;
+} sl_worker;
+
+static void claim(sl_worker *w);
+static void flush(sl_worker *w);
+static void maybe_exit(sl_worker *w);
+
+/* ------------------------------------------------------------------ runs */
+
+static void wrun_free(wrun *r)
+{
+    sl_run_free(r->run);
+    free(r->cron);
+    free(r->tz);
+    free(r);
+}
+
+static void run_done(sl_run *run, void *data)
+{
+    sl_worker *w = data;
+    wrun *r = calloc(1, sizeof *r);
+    r->run = run;
+    r->cron = sl_run_cron(run) ? strdup(sl_run_cron(run)) : NULL;
+    r->tz = sl_run_timezone(run) ? strdup(sl_run_timezone(run)) : NULL;
+    w->running--;
+    r->next = w->done;
+    w->done = r;
+    w->ndone++;
+    if (!ev_is_active(&w->flush_timer)) {
+        ev_timer_set(&w->flush_timer, 0, 0);
+        ev_timer_start(w->ctx->loop, &w->flush_timer);
+    }
+    if (!w->stopping)
+        claim(w);
+}
+
+/* ------------------------------------------------------------------ recording */
+
+static void flush_done(PGresult *res, const char *err, void *data)
+{
+    sl_worker *w = data;
+    wrun *batch = w->flushing;
+    w->flushing = NULL;
+    if (err) {
+        /* keep every completion: put the batch back and retry with backoff */
+        sl_log(SL_WARN, "recording finished runs failed, will retry", "error", err, NULL);
+        wrun *last = batch;
+        while (last && last->next)
+            last = last->next;
+        if (last) {
+            last->next = w->done;
+            w->done = batch;
+        }
+        for (wrun *r = batch; r; r = r->next)
+            w->ndone++;
+        w->flush_backoff = w->flush_backoff < 0.2 ? 0.2 : w->flush_backoff * 2;
+        if (w->flush_backoff > 10)
+            w->flush_backoff = 10;
+        ev_timer_set(&w->flush_timer, w->flush_backoff, 0);
+        ev_timer_start(w->ctx->loop, &w->flush_timer);
+        return;
+    }
+    w->flush_backoff = 0;
+    for (int i = 0; i < PQntuples(res); i++) {
+        if (PQgetisnull(res, i, 1))
+            sl_log(SL_WARN, "a run was taken over by another worker before it ended",
+                   "run", PQgetvalue(res, i, 0), NULL);
+    }
+    PQclear(res);
+    while (batch) {
+        wrun *n = batch->next;
+        wrun_free(batch);
+        batch = n;
+    }
+    if (w->done)
+        flush(w);
+    else
+        maybe_exit(w);
+}
+
+static void flush(sl_worker *w)
+{
+    if (w->flushing || !w->done)
+        return;
+    sl_buf b = {0};
+    sl_buf_puts(&b, "[");
+    for (wrun *r = w->done; r; r = r->next) {
+        char next[40];
+        sl_queue_next_cron(r->cron, r->tz, next);
+        if (r != w->done)
+            sl_buf_puts(&b, ",");
+        sl_queue_outcome_json(&b, r->run, next);
+    }
+    sl_buf_puts(&b, "]");
+    w->flushing = w->done;
+    w->done = NULL;
+    w->ndone = 0;
+    const char *params[] = {sl_buf_str(&b)};
+    sl_pg_query(w->ctx->pg, "SELECT run_id, job_status FROM sluice.finish_runs($1::jsonb)", 1,
+                params, flush_done, w);
+    sl_buf_free(&b);
+}
+
+static void flush_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    flush(t->data);
+}
+
+/* ------------------------------------------------------------------ claiming */
+
+static void arm_claim_timer(sl_worker *w, double after)
+{
+    if (after < 0)
+        after = 0;
+    if (ev_is_active(&w->claim_timer))
+        ev_timer_stop(w->ctx->loop, &w->claim_timer);
+    ev_timer_set(&w->claim_timer, after, 0);
+    ev_timer_start(w->ctx->loop, &w->claim_timer);
+}
+
+static void next_due_done(PGresult *res, const char *err, void *data)
+{
+    sl_worker *w = data;
+    double wait = w->cfg->poll_seconds;
+    if (!err && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0)) {
+        double d = atof(PQgetvalue(res, 0, 0));
+        if (d < wait)
+            wait = d;
+    }
+    if (res)
+        PQclear(res);
+    if (!w->stopping && !w->claiming)
+        arm_claim_timer(w, wait);
+}
+
+static void claim_done(PGresult *res, const char *err, void *data)
+{
+    sl_worker *w = data;
+    w->claiming = 0;
+    if (err) {
+        w->claim_backoff = w->claim_backoff < 0.5 ? 0.5 : w->claim_backoff * 2;
+        if (w->claim_backoff > 30)
+            w->claim_backoff = 30;
+        char secs[32];
+        snprintf(secs, sizeof secs, "%.1f", w->claim_backoff);
+        sl_log(SL_WARN, "claiming jobs failed, retrying", "error", err, "retry_in", secs, NULL);
+        if (!w->stopping)
+            arm_claim_timer(w, w->claim_backoff);
+        return;
+    }
+    w->claim_backoff = 0;
+    int n = PQntuples(res);
+    for (int i = 0; i < n; i++) {
+        sl_claimed c;
+        char errbuf[512];
+        sl_queue_claimed(res, i, &c);
+        w->running++;
+        sl_run *run = sl_run_start(w->ctx->rt, &c.spec, run_done, w, errbuf, sizeof errbuf);
+        if (!run) {
+            /* a job type this worker has no handler for (removed since it was queued) */
+            sl_log(SL_ERROR, "cannot start run", "run", c.spec.run_id, "error", errbuf, NULL);
+            w->running--;
+            sl_buf b = {0};
+            sl_buf_puts(&b, "[{\"run_id\":");
+            sl_buf_json_string(&b, c.spec.run_id);
+            sl_buf_puts(&b, ",\"status\":\"failed\",\"retryable\":false,\"error\":");
+            sl_buf_json_string(&b, errbuf);
+            sl_buf_puts(&b, "}]");
+            const char *p[] = {sl_buf_str(&b)};
+            sl_pg_query(w->ctx->pg, "SELECT * FROM sluice.finish_runs($1::jsonb)", 1, p, NULL,
+                        NULL);
+            sl_buf_free(&b);
+            continue;
+        }
+    }
+    PQclear(res);
+    if (w->stopping)
+        return;
+    int free_slots = w->concurrency - w->running;
+    if (w->claim_again || (n > 0 && free_slots > 0)) {
+        w->claim_again = 0;
+        claim(w);
+    } else if (n == 0) {
+        sl_pg_query(w->ctx->pg,
+                    "SELECT EXTRACT(EPOCH FROM min(next_run_at) - now()) FROM "
+                    "sluice.scheduled_jobs WHERE status = 'active' AND next_run_at IS NOT NULL",
+                    0, NULL, next_due_done, w);
+    }
+}
+
+static void claim(sl_worker *w)
+{
+    if (w->stopping)
+        return;
+    if (w->claiming) {
+        w->claim_again = 1;
+        return;
+    }
+    int free_slots = w->concurrency - w->running;
+    if (free_slots <= 0)
+        return;
+    if (free_slots > CLAIM_MAX)
+        free_slots = CLAIM_MAX;
+    char limit[16];
+    snprintf(limit, sizeof limit, "%d", free_slots);
+    const char *params[] = {w->id, limit, w->lease};
+    w->claiming = 1;
+    w->claim_again = 0;
+    sl_pg_query(w->ctx->pg, "SELECT * FROM sluice.claim_jobs($1, $2, $3)", 3, params, claim_done,
+                w);
+}
+
+static void claim_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    claim(t->data);
+}
+
+static void on_notify(const char *channel, const char *payload, void *data)
+{
+    (void)channel;
+    (void)payload;
+    claim(data); /* also after the LISTEN connection came back (channel NULL) */
+}
+
+/* ------------------------------------------------------------------ leases */
+
+static void ignore_result(PGresult *res, const char *err, void *data)
+{
+    const char *what = data;
+    if (err)
+        sl_log(SL_WARN, what, "error", err, NULL);
+    if (res)
+        PQclear(res);
+}
+
+static void heartbeat_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    sl_worker *w = t->data;
+    const char *params[] = {w->id, w->lease};
+    sl_pg_query(w->ctx->pg, "SELECT sluice.heartbeat($1, $2)", 2, params, ignore_result,
+                "heartbeat failed");
+}
+
+static void rescue_done(PGresult *res, const char *err, void *data)
+{
+    sl_worker *w = data;
+    if (err) {
+        sl_log(SL_WARN, "rescue pass failed", "error", err, NULL);
+        return;
+    }
+    for (int i = 0; i < PQntuples(res); i++)
+        sl_log(SL_WARN, "failed a run whose worker was lost (lease expired)", "run",
+               PQgetvalue(res, i, 0), "job_status", PQgetvalue(res, i, 1), NULL);
+    int n = PQntuples(res);
+    PQclear(res);
+    if (n > 0)
+        claim(w);
+}
+
+static void rescue_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    sl_worker *w = t->data;
+    if (w->stopping)
+        return;
+    sl_pg_query(w->ctx->pg, "SELECT run_id, job_status FROM sluice.rescue_lost_runs()", 0, NULL,
+                rescue_done, w);
+}
+
+/* ------------------------------------------------------------------ shutdown */
+
+static void stopped_done(PGresult *res, const char *err, void *data)
+{
+    sl_worker *w = data;
+    if (res)
+        PQclear(res);
+    (void)err;
+    ev_break(w->ctx->loop, EVBREAK_ALL);
+}
+
+static void maybe_exit(sl_worker *w)
+{
+    if (!w->stopping || w->running > 0 || w->done || w->flushing)
+        return;
+    if (w->stopping == 2)
+        return; /* already leaving */
+    w->stopping = 2;
+    const char *params[] = {w->id};
+    sl_pg_query(w->ctx->pg, "UPDATE sluice.workers SET stopped_at = now() WHERE id = $1", 1,
+                params, stopped_done, w);
+}
+
+static void grace_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    sl_worker *w = t->data;
+    if (w->running > 0)
+        sl_logf(SL_WARN, "grace period over: cancelling %d run(s)", w->running);
+    sl_runtime_cancel_all_runs(w->ctx->rt, "shutdown");
+    maybe_exit(w);
+}
+
+static void signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
+{
+    (void)revents;
+    sl_worker *w = s->data;
+    if (++w->signals > 1) {
+        sl_log(SL_WARN, "second signal: exiting at once; leases will hand unfinished runs to other workers",
+               NULL);
+        _exit(1);
+    }
+    char grace[32];
+    snprintf(grace, sizeof grace, "%g", w->cfg->grace_seconds);
+    sl_log(SL_INFO, "stopping: no new claims; waiting for runs in flight", "running",
+           w->running ? "yes" : "no", "grace_seconds", grace, NULL);
+    w->stopping = 1;
+    ev_timer_stop(loop, &w->claim_timer);
+    ev_timer_stop(loop, &w->rescue);
+    ev_timer_set(&w->grace, w->cfg->grace_seconds, 0);
+    ev_timer_start(loop, &w->grace);
+    maybe_exit(w);
+}
+
+/* ------------------------------------------------------------------ serve */
+
+static void serve_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: sluice serve [--concurrency N] [--lease SECONDS] [--grace SECONDS]\n"
+            "                    [--poll SECONDS]\n\n"
+            "Runs the daemon in the foreground: applies migrations, loads the handlers,\n"
+            "syncs the job-type registry, then claims due jobs and runs them.\n\n"
+            "  --concurrency N   runs in flight at once (default 10)\n"
+            "  --lease SECONDS   run lease, renewed every third of it (default 60)\n"
+            "  --grace SECONDS   on SIGINT/SIGTERM, time given to runs in flight (default 30)\n"
+            "  --poll SECONDS    fallback poll interval (default 5; new jobs are picked up\n"
+            "                    at once through LISTEN/NOTIFY)\n");
+}
+
+static int parse_positive(const char *opt, const char *v, double *out)
+{
+    char *end;
+    double d = strtod(v ? v : "", &end);
+    if (!v || end == v || *end || d <= 0) {
+        sl_cli_error("%s needs a positive number, not '%s'", opt, v ? v : "");
+        return -1;
+    }
+    *out = d;
+    return 0;
+}
+
+int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
+{
+    sl_config cfg = *cfg_in; /* shallow: only numbers are overridden */
+    for (int i = 1; i < argc; i++) {
+        double d;
+        const char *a = argv[i];
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            serve_usage(stdout);
+            return 0;
+        } else if (strcmp(a, "--concurrency") == 0 || strcmp(a, "-c") == 0) {
+            if (parse_positive(a, i + 1 < argc ? argv[++i] : NULL, &d) < 0)
+                return 2;
+            cfg.concurrency = (int)d;
+        } else if (strcmp(a, "--lease") == 0) {
+            if (parse_positive(a, i + 1 < argc ? argv[++i] : NULL, &cfg.lease_seconds) < 0)
+                return 2;
+        } else if (strcmp(a, "--grace") == 0) {
+            if (parse_positive(a, i + 1 < argc ? argv[++i] : NULL, &cfg.grace_seconds) < 0)
+                return 2;
+        } else if (strcmp(a, "--poll") == 0) {
+            if (parse_positive(a, i + 1 < argc ? argv[++i] : NULL, &cfg.poll_seconds) < 0)
+                return 2;
+        } else {
+            sl_cli_error("serve: unknown option '%s' (see `sluice serve --help`)", a);
+            return 2;
+        }
+    }
+
+    sl_ctx ctx = {0};
+    ctx.loop = ev_default_loop(EVFLAG_AUTO);
+    ctx.cfg = &cfg;
+    ctx.trigger_source = "scheduled";
+    char err[1024];
+    sl_runtime_opts ropts = {.echo = SL_ECHO_LOG};
+    if (!sl_runtime_new(&ctx, &ropts, err, sizeof err)) {
+        sl_cli_error("%s", err);
+        return 1;
+    }
+    sl_worker w = {0};
+    w.ctx = &ctx;
+    w.cfg = &cfg;
+    w.concurrency = cfg.concurrency;
+    snprintf(w.lease, sizeof w.lease, "%g", cfg.lease_seconds);
+    ctx.worker = (struct sl_worker *)&w;
+
+    /* Start-up needs the database; while it is down, keep trying (and say so). */
+    sl_queue_load(&ctx, 0);
+    double backoff = 1;
+    PGconn *boot;
+    while (!(boot = sl_queue_boot(&ctx, "serve", w.id))) {
+        free((char *)ctx.db_url);
+        ctx.db_url = NULL;
+        sl_logf(SL_WARN, "start-up failed; retrying in %.0fs", backoff);
+        sleep((unsigned)backoff);
+        backoff = backoff * 2 > 30 ? 30 : backoff * 2;
+    }
+    PQfinish(boot);
+    ctx.pg = sl_pg_new(ctx.loop, ctx.db_url, cfg.pool_size);
+
+    char *names = sl_runtime_type_names(ctx.rt);
+    char conc[16];
+    snprintf(conc, sizeof conc, "%d", w.concurrency);
+    sl_log(SL_INFO, "sluice serving", "worker", w.id, "concurrency", conc, "job_types", names,
+           "version", SLUICE_VERSION, NULL);
+    free(names);
+
+    ev_init(&w.claim_timer, claim_timer_cb);
+    w.claim_timer.data = &w;
+    ev_init(&w.flush_timer, flush_cb);
+    w.flush_timer.data = &w;
+    ev_init(&w.grace, grace_cb);
+    w.grace.data = &w;
+    ev_timer_init(&w.heartbeat, heartbeat_cb, cfg.lease_seconds / 3, cfg.lease_seconds / 3);
+    w.heartbeat.data = &w;
+    ev_timer_start(ctx.loop, &w.heartbeat);
+    double every = cfg.lease_seconds / 3 < 5 ? cfg.lease_seconds / 3 : 5;
+    ev_timer_init(&w.rescue, rescue_cb, 0.5, every);
+    w.rescue.data = &w;
+    ev_timer_start(ctx.loop, &w.rescue);
+    ev_signal_init(&w.sigint, signal_cb, SIGINT);
+    w.sigint.data = &w;
+    ev_signal_start(ctx.loop, &w.sigint);
+    ev_signal_init(&w.sigterm, signal_cb, SIGTERM);
+    w.sigterm.data = &w;
+    ev_signal_start(ctx.loop, &w.sigterm);
+    signal(SIGPIPE, SIG_IGN);
+
+    sl_pg_listen(ctx.pg, "sluice_jobs", on_notify, &w);
+    claim(&w);
+    ev_run(ctx.loop, 0);
+
+    sl_log(SL_INFO, "sluice stopped", "worker", w.id, NULL);
+    ev_timer_stop(ctx.loop, &w.claim_timer);
+    ev_timer_stop(ctx.loop, &w.flush_timer);
+    ev_timer_stop(ctx.loop, &w.grace);
+    ev_timer_stop(ctx.loop, &w.heartbeat);
+    ev_timer_stop(ctx.loop, &w.rescue);
+    ev_signal_stop(ctx.loop, &w.sigint);
+    ev_signal_stop(ctx.loop, &w.sigterm);
+    sl_runtime_free(ctx.rt);
+    while (w.done) {
+        wrun *n = w.done->next;
+        wrun_free(w.done);
+        w.done = n;
+    }
+    sl_pg_free(ctx.pg);
+    free((char *)ctx.db_url);
+    ev_loop_destroy(ctx.loop);
+    return w.exit_status;
+}
