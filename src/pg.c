@@ -142,7 +142,7 @@ static const char *clean_error(const char *msg, char *buf, size_t len)
 static void req_finish(sl_pg *pg, sl_pg_req *r, PGresult *res, const char *err)
 {
     pg->busy--;
-    if (r->cancelled || r->internal) {
+    if (r->cancelled || r->internal || (r->kind == R_QUERY && !r->cb)) {
         if (res) PQclear(res);
         req_free(r);
         return;
