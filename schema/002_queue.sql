@@ -259,7 +259,7 @@ END $$;
 CREATE OR REPLACE FUNCTION sluice.finish_run(
     p_run uuid, p_status text, p_result jsonb, p_error text, p_logs text,
     p_retryable boolean, p_next_cron timestamptz, p_datasets jsonb,
-    p_handler_version text DEFAULT NULL)
+    p_handler_version text DEFAULT NULL, p_finished_at timestamptz DEFAULT NULL)
 RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     r sluice.scheduled_job_runs;
@@ -278,7 +278,9 @@ BEGIN
         RAISE EXCEPTION 'finish_run: bad status %', p_status;
     END IF;
     UPDATE sluice.scheduled_job_runs
-    SET status = p_status, completed_at = clock_timestamp(), result = p_result,
+    SET status = p_status,
+        completed_at = least(coalesce(p_finished_at, clock_timestamp()), clock_timestamp()),
+        result = p_result,
         error_message = p_error, logs = logs || coalesce(p_logs, ''), lease_expires_at = NULL,
         handler_version = coalesce(p_handler_version, handler_version)
     WHERE id = p_run AND status = 'running'
@@ -366,7 +368,9 @@ END $$;
 
 -- Batch form of finish_run for the daemon: one round trip for many runs.
 -- p_runs is a JSON array of {run_id, status, result, error, logs, retryable,
--- next_cron, datasets, handler_version}. Returns each run's job status.
+-- next_cron, datasets, handler_version, finished_at (epoch seconds: when the run
+-- really ended, which can be before the batch is recorded)}. Returns each run's
+-- job status.
 CREATE OR REPLACE FUNCTION sluice.finish_runs(p_runs jsonb)
 RETURNS TABLE (run_id uuid, job_status text) LANGUAGE plpgsql AS $$
 DECLARE
@@ -377,7 +381,8 @@ BEGIN
         job_status := sluice.finish_run(run_id, e ->> 'status', e -> 'result', e ->> 'error',
                                         e ->> 'logs', (e ->> 'retryable')::boolean,
                                         (e ->> 'next_cron')::timestamptz, e -> 'datasets',
-                                        e ->> 'handler_version');
+                                        e ->> 'handler_version',
+                                        to_timestamp((e ->> 'finished_at')::float8));
         RETURN NEXT;
     END LOOP;
 END $$;

@@ -7,7 +7,8 @@
  * Values: nil and the null sentinel → NULL; booleans, numbers, strings as text;
  * tables → JSON. Results: an array of rows keyed by column name; int/float/numeric
  * → numbers, bool → boolean, json/jsonb → decoded tables, NULL → the null
- * sentinel (cjson.null); rows.affected holds the command's row count. SQL errors
+ * sentinel (cjson.null); rows.affected (through the rows' metatable) holds the
+ * command's row count. SQL errors
  * come back as nil, "message".
  */
 #include "cli.h"
@@ -133,9 +134,14 @@ static int push_result(lua_State *co, void *data)
             }
             lua_rawseti(L, -2, r + 1);
         }
+        /* rows.affected through a metatable, so the rows stay a plain array */
         const char *affected = PQcmdTuples(res);
+        lua_createtable(L, 0, 1);
+        lua_createtable(L, 0, 1);
         lua_pushinteger(L, affected && *affected ? atoll(affected) : rows);
         lua_setfield(L, -2, "affected");
+        lua_setfield(L, -2, "__index");
+        lua_setmetatable(L, -2);
         lua_remove(L, decode_idx);
         lua_xmove(L, co, 1);
         n = 1;

@@ -69,7 +69,7 @@ void sl_queue_outcome_json(sl_buf *b, sl_run *run, const char *next_cron)
     sl_buf_puts(b, o->datasets_json ? o->datasets_json : "null");
     sl_buf_puts(b, ",\"handler_version\":");
     sl_buf_json_string(b, o->handler_version);
-    sl_buf_puts(b, "}");
+    sl_buf_printf(b, ",\"finished_at\":%.6f}", o->finished);
 }
 
 void sl_queue_next_cron(const char *cron, const char *tzname, char out[40])

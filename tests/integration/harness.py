@@ -1,0 +1,191 @@
+"""Shared test machinery: a fresh database per test case, the real sluice binary,
+daemons in the background, SQL as JSON, and bounded waiting for conditions.
+
+    class T(harness.SluiceTest):
+        def test_x(self):
+            job = self.sluice("queue", "echo").stdout.strip()
+            with self.serve("--concurrency", "5") as d:
+                self.wait_for(lambda: self.one("select status from sluice.scheduled_jobs")["status"] == "completed")
+
+Python 3 standard library only. Every wait is bounded; a daemon left running at
+the end of a test is killed and its log attached to the failure.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import pgfixture  # noqa: E402
+
+SOURCE = os.environ.get("SLUICE_SOURCE_DIR",
+                        os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+EXAMPLES = os.path.join(SOURCE, "examples", "handlers")
+TEST_HANDLERS = os.path.join(SOURCE, "tests", "integration", "handlers")
+FIXTURES = os.path.join(SOURCE, "tests", "fixtures")
+COMMAND_TIMEOUT = 120
+
+
+class Daemon:
+    """A `sluice serve` in the background, its output in a log file."""
+
+    def __init__(self, test, args, env):
+        self.test = test
+        self.logf = tempfile.NamedTemporaryFile("w+", prefix="sluice-serve-", suffix=".log",
+                                                delete=False)
+        self.proc = subprocess.Popen([pgfixture.sluice_bin(), "serve", *args], env=env,
+                                     stdout=self.logf, stderr=subprocess.STDOUT, text=True)
+
+    def log(self):
+        with open(self.logf.name) as f:
+            return f.read()
+
+    def signal(self, sig):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def wait(self, timeout=60):
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"sluice serve did not exit within {timeout}s:\n{self.log()}")
+
+    def stop(self, timeout=60):
+        """SIGTERM, then wait; returns the exit status."""
+        self.signal(signal.SIGTERM)
+        return self.wait(timeout)
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def wait_log(self, text, timeout=30):
+        self.test.wait_for(lambda: text in self.log(), timeout,
+                           f"daemon log never showed {text!r}")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if self.proc.poll() is None:
+            status = self.stop()
+            if exc_type is None:
+                self.test.assertEqual(status, 0, f"serve exited {status}:\n{self.log()}")
+        self.close()
+        return False
+
+    def close(self):
+        if not self.logf.closed:
+            self.logf.close()
+            os.unlink(self.logf.name)
+
+
+class SluiceTest(unittest.TestCase):
+    """Each test case class gets its own database; each test a clean schema."""
+
+    handlers = [EXAMPLES, TEST_HANDLERS]
+
+    @classmethod
+    def setUpClass(cls):
+        cls.db = pgfixture.fresh_database(cls.__name__)
+
+    @classmethod
+    def tearDownClass(cls):
+        pgfixture.drop_database(cls.db)
+
+    def setUp(self):
+        # a clean slate: drop sluice's schema; the next command migrates again
+        pgfixture.psql(self.db, "DROP SCHEMA IF EXISTS sluice CASCADE")
+        self.daemons = []
+
+    def tearDown(self):
+        for d in self.daemons:
+            if d.proc.poll() is None:
+                d.kill()
+                if self._failed():
+                    sys.stderr.write(d.log())
+            d.close()
+
+    def _failed(self):
+        outcome = getattr(self, "_outcome", None)
+        result = getattr(outcome, "result", None)
+        return bool(result and (result.failures or result.errors))
+
+    # -------------------------------------------------------------- environment
+
+    def env(self, extra=None, db=True):
+        env = pgfixture.clean_env()
+        env["SLUICE_HOME"] = pgfixture.test_home()
+        if db:
+            env["DATABASE_URL"] = self.db
+        env["SLUICE_HANDLERS"] = ":".join(self.handlers)
+        env["SLUICE_LOG_LEVEL"] = env.get("SLUICE_LOG_LEVEL", "info")
+        if extra:
+            env.update(extra)
+        return env
+
+    # -------------------------------------------------------------- commands
+
+    def sluice(self, *args, env=None, check=True, input=None, timeout=COMMAND_TIMEOUT):
+        proc = subprocess.run([pgfixture.sluice_bin(), *args], env=env or self.env(),
+                              capture_output=True, text=True, input=input, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"sluice {' '.join(args)} exited {proc.returncode}:\n"
+                                 f"{proc.stdout}{proc.stderr}")
+        return proc
+
+    def serve(self, *args, env=None):
+        d = Daemon(self, args, env or self.env())
+        self.daemons.append(d)
+        return d
+
+    # -------------------------------------------------------------- SQL
+
+    def sql(self, sql):
+        """Rows of a query as a list of dicts."""
+        out = pgfixture.psql(self.db, f"SELECT coalesce(json_agg(t), '[]') FROM ({sql}) t")
+        return json.loads(out)
+
+    def one(self, sql):
+        rows = self.sql(sql)
+        self.assertEqual(len(rows), 1, f"expected one row from {sql!r}, got {rows}")
+        return rows[0]
+
+    def scalar(self, sql):
+        return pgfixture.psql(self.db, sql)
+
+    def count(self, table, where="true"):
+        return int(self.scalar(f"SELECT count(*) FROM {table} WHERE {where}"))
+
+    # -------------------------------------------------------------- waiting
+
+    def wait_for(self, cond, timeout=30, message="condition never became true"):
+        deadline = time.monotonic() + timeout
+        while True:
+            value = cond()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{message} (waited {timeout}s)")
+            time.sleep(0.05)
+
+    def wait_jobs_done(self, n=None, timeout=60):
+        """Waits until no job is active; optionally that n jobs exist."""
+        def done():
+            rows = self.sql("SELECT status FROM sluice.scheduled_jobs")
+            if n is not None and len(rows) < n:
+                return False
+            return all(r["status"] != "active" for r in rows)
+        self.wait_for(done, timeout, "jobs did not all finish")
+
+
+def main():
+    unittest.main(verbosity=2)

@@ -1,0 +1,269 @@
+#!/usr/bin/env python3
+"""The spine end to end: queue → serve → recorded runs, concurrency on one thread,
+failures that stay inside their run, foreground runs, brands, and bad input that
+changes nothing. Real binary, real Postgres."""
+
+import json
+import signal
+import time
+
+import harness
+
+
+def max_overlap(intervals):
+    """The largest number of [start, end) intervals open at one instant."""
+    events = []
+    for s, e in intervals:
+        events.append((s, 1))
+        events.append((e, -1))
+    events.sort(key=lambda x: (x[0], x[1]))
+    cur = best = 0
+    for _, d in events:
+        cur += d
+        best = max(best, cur)
+    return best
+
+
+class Spine(harness.SluiceTest):
+
+    # -------------------------------------------------------------- happy path
+
+    def test_queue_serve_completes_with_logs(self):
+        job = self.sluice("queue", "echo", "--params", '{"message": "hello there"}').stdout.strip()
+        self.assertRegex(job, r"^[0-9a-f-]{36}$")
+        self.assertEqual(self.one(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{job}'")["status"],
+                         "active")
+        with self.serve("--concurrency", "2"):
+            self.wait_jobs_done(1)
+        run = self.one(f"SELECT * FROM sluice.scheduled_job_runs WHERE scheduled_job_id = '{job}'")
+        self.assertEqual(run["status"], "completed")
+        self.assertEqual(run["attempt_number"], 1)
+        self.assertEqual(run["trigger_source"], "manual")
+        self.assertIn("echo: hello there", run["logs"])
+        self.assertEqual(run["result"]["message"], "hello there")
+        self.assertIsNotNone(run["started_at"])
+        self.assertIsNotNone(run["completed_at"])
+        self.assertRegex(run["handler_version"], r"^[0-9a-f]{16}$")
+        self.assertEqual(run["parameters"]["message"], "hello there")
+        self.assertEqual(self.one(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{job}'")["status"],
+                         "completed")
+        # registry synced from the handler files
+        jt = self.one("SELECT * FROM sluice.job_types WHERE name = 'echo'")
+        self.assertEqual(jt["label"], "Echo")
+        self.assertEqual(jt["default_params"]["message"], "hello")
+
+    def test_sql_function_queue_and_notify_pickup(self):
+        # the slow poll is 60 s: only LISTEN/NOTIFY can make this run promptly
+        with self.serve("--poll", "60") as d:
+            d.wait_log("sluice serving")
+            time.sleep(0.3)
+            job = self.scalar("SELECT sluice.queue_one_time_job(NULL, 'echo', '{\"message\":\"sql\"}')")
+            self.wait_for(lambda: self.count("sluice.scheduled_jobs", f"id = '{job}' AND status = 'completed'"),
+                          20, "a job queued through SQL was not picked up through NOTIFY")
+        self.assertEqual(self.one(f"SELECT trigger_source FROM sluice.scheduled_jobs WHERE id = '{job}'")
+                         ["trigger_source"], "api")
+
+    def test_sql_function_rejects_unknown_type(self):
+        self.sluice("queue", "noop")  # migrates and syncs the registry
+        out = harness.pgfixture.psql(self.db, "SELECT sluice.queue_one_time_job(NULL, 'ecko', '{}')",
+                                     check=False)
+        self.assertEqual(out, "")
+        proc = __import__("subprocess").run(
+            ["psql", self.db, "-X", "-Atc", "SELECT sluice.queue_one_time_job(NULL, 'ecko', '{}')"],
+            capture_output=True, text=True, env=harness.pgfixture.clean_env())
+        self.assertNotEqual(proc.returncode, 0)
+        self.assertIn("unknown job type 'ecko' — did you mean 'echo'?", proc.stderr)
+        self.assertIn("known job types:", proc.stderr)
+        self.assertEqual(self.count("sluice.scheduled_jobs", "job_type <> 'noop'"), 0)
+
+    def test_many_runs_wait_at_once(self):
+        self.sluice("queue", "sleep", "--params", '{"seconds": 0.2}')
+        harness.pgfixture.psql(self.db, """
+            INSERT INTO sluice.scheduled_jobs (job_type, parameters, next_run_at)
+            SELECT 'sleep', '{"seconds": 0.2}', now() FROM generate_series(1, 199)""")
+        with self.serve("--concurrency", "50"):
+            self.wait_jobs_done(200, timeout=90)
+        rows = self.sql("""SELECT extract(epoch FROM started_at) AS s, extract(epoch FROM completed_at) AS e
+                           FROM sluice.scheduled_job_runs WHERE status = 'completed'""")
+        self.assertEqual(len(rows), 200)
+        overlap = max_overlap([(r["s"], r["e"]) for r in rows])
+        self.assertGreaterEqual(overlap, 40, f"only {overlap} sleeps overlapped")
+        self.assertLessEqual(overlap, 50, "more runs at once than --concurrency allows")
+
+    # -------------------------------------------------------------- failures
+
+    def test_raising_handler_fails_its_run_and_the_daemon_goes_on(self):
+        bad = self.sluice("queue", "echo", "--params", '{"fail": true, "permanent": true}').stdout.strip()
+        good = self.sluice("queue", "echo", "--params", '{"message": "after"}').stdout.strip()
+        with self.serve("--concurrency", "1"):
+            self.wait_jobs_done(2)
+        run = self.one(f"SELECT * FROM sluice.scheduled_job_runs WHERE scheduled_job_id = '{bad}'")
+        self.assertEqual(run["status"], "failed")
+        self.assertIn("echo was asked to fail permanently", run["error_message"])
+        self.assertIn("stack traceback:", run["logs"])
+        self.assertIn("echo.lua:", run["logs"])
+        self.assertEqual(self.one(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{bad}'")["status"], "failed")
+        self.assertEqual(self.one(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{good}'")["status"],
+                         "completed")
+
+    def test_retry_then_terminal_failure(self):
+        job = self.sluice("queue", "echo", "--params", '{"fail": true}').stdout.strip()
+        with self.serve():
+            self.wait_jobs_done(1, timeout=60)
+        runs = self.sql(f"SELECT attempt_number, status FROM sluice.scheduled_job_runs "
+                        f"WHERE scheduled_job_id = '{job}' ORDER BY attempt_number")
+        # echo declares max_retries = 1: two attempts, then failed for good
+        self.assertEqual([(r["attempt_number"], r["status"]) for r in runs], [(1, "failed"), (2, "failed")])
+        job_row = self.one(f"SELECT status, last_error, next_run_at FROM sluice.scheduled_jobs WHERE id = '{job}'")
+        self.assertEqual(job_row["status"], "failed")
+        self.assertIn("echo was asked to fail", job_row["last_error"])
+        self.assertIsNone(job_row["next_run_at"])
+
+    def test_sql_error_comes_back_to_the_handler(self):
+        self.sluice("queue", "sql_probe", "--params", '{"sql": "select * from no_such_table"}')
+        with self.serve():
+            self.wait_jobs_done(1)
+        run = self.one("SELECT status, result, logs FROM sluice.scheduled_job_runs")
+        self.assertEqual(run["status"], "completed")
+        self.assertFalse(run["result"]["ok"])
+        self.assertIn('relation "no_such_table" does not exist', run["result"]["err"])
+
+    def test_typed_values_from_sql(self):
+        proc = self.sluice("run", "sql_probe", "--json", "--params", json.dumps({
+            "sql": "select 1 as i, 2.5::float8 as f, true as b, 'x' as s, null as n, '{\"a\":[1,2]}'::jsonb as j"}))
+        out = json.loads(proc.stdout)
+        row = out["result"]["rows"][0]
+        self.assertEqual(row["i"], 1)
+        self.assertEqual(row["f"], 2.5)
+        self.assertIs(row["b"], True)
+        self.assertEqual(row["s"], "x")
+        self.assertIsNone(row["n"])
+        self.assertEqual(row["j"], {"a": [1, 2]})
+
+    def test_sigterm_lets_runs_finish(self):
+        for _ in range(5):
+            self.sluice("queue", "sleep", "--params", '{"seconds": 1.5}')
+        d = self.serve("--concurrency", "5")
+        self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'running'") == 5, 30,
+                      "runs did not start")
+        status = d.stop(timeout=30)
+        self.assertEqual(status, 0, d.log())
+        self.assertEqual(self.count("sluice.scheduled_job_runs", "status = 'completed'"), 5, d.log())
+        self.assertEqual(self.count("sluice.scheduled_jobs", "status = 'completed'"), 5)
+        self.assertIsNotNone(self.one("SELECT stopped_at FROM sluice.workers WHERE kind = 'serve'")["stopped_at"])
+
+    def test_grace_period_cancels_runs_as_shutdown_and_they_are_retried(self):
+        job = self.sluice("queue", "sleep", "--params", '{"seconds": 30}').stdout.strip()
+        d = self.serve("--grace", "0.5")
+        self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'running'") == 1, 30)
+        self.assertEqual(d.stop(timeout=30), 0, d.log())
+        run = self.one("SELECT status, error_message FROM sluice.scheduled_job_runs")
+        self.assertEqual((run["status"], run["error_message"]), ("failed", "shutdown"))
+        j = self.one(f"SELECT status, next_run_at IS NOT NULL AS due FROM sluice.scheduled_jobs WHERE id = '{job}'")
+        self.assertEqual((j["status"], j["due"]), ("active", True))
+
+    # -------------------------------------------------------------- foreground runs
+
+    def test_run_exit_codes_and_recording(self):
+        ok = self.sluice("run", "echo", "--params", '{"message": "fg"}', check=False)
+        self.assertEqual(ok.returncode, 0, ok.stderr)
+        self.assertIn("echo: fg", ok.stderr)  # log lines stream
+        self.assertEqual(json.loads(ok.stdout)["message"], "fg")
+        bad = self.sluice("run", "echo", "--params", '{"fail": true}', check=False)
+        self.assertEqual(bad.returncode, 1)
+        self.assertIn("echo was asked to fail", bad.stderr)
+        runs = self.sql("SELECT r.status, r.trigger_source, j.status AS job_status FROM sluice.scheduled_job_runs r "
+                        "JOIN sluice.scheduled_jobs j ON j.id = r.scheduled_job_id ORDER BY r.created_at")
+        self.assertEqual([(r["status"], r["trigger_source"]) for r in runs],
+                         [("completed", "manual"), ("failed", "manual")])
+        self.assertEqual(runs[0]["job_status"], "completed")
+        unknown = self.sluice("run", "ecco", check=False)
+        self.assertEqual(unknown.returncode, 2)
+        self.assertIn("did you mean 'echo'", unknown.stderr)
+
+    def test_run_without_brand_for_brand_required_type(self):
+        # queued: refused with a hint; run in the foreground: allowed (legacy direct mode)
+        q = self.sluice("queue", "needs_brand", check=False)
+        self.assertEqual(q.returncode, 2)
+        self.assertIn("needs a brand", q.stderr)
+        self.assertIn("sluice run needs_brand", q.stderr)
+        r = self.sluice("run", "needs_brand", check=False)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        ds = self.one("SELECT brand_id, dataset_key, last_status, records_affected FROM sluice.dataset_status")
+        self.assertEqual((ds["brand_id"], ds["dataset_key"], ds["last_status"], ds["records_affected"]),
+                         (None, "brand_things", "completed", 3))
+
+    # -------------------------------------------------------------- brands
+
+    def test_brands(self):
+        a = self.sluice("brands", "add", "Acme").stdout.strip()
+        again = self.sluice("brands", "add", "Acme")
+        self.assertEqual(again.stdout.strip(), a)
+        self.assertIn("already exists", again.stderr)
+        listed = json.loads(self.sluice("brands", "list", "--json").stdout)
+        self.assertEqual([b["name"] for b in listed], ["Acme"])
+        job = self.sluice("queue", "needs_brand", "--brand", "Acme").stdout.strip()
+        self.assertEqual(self.one(f"SELECT brand_id FROM sluice.scheduled_jobs WHERE id = '{job}'")["brand_id"], a)
+        job2 = self.sluice("queue", "needs_brand", "--brand", a).stdout.strip()
+        self.assertEqual(self.one(f"SELECT brand_id FROM sluice.scheduled_jobs WHERE id = '{job2}'")["brand_id"], a)
+
+    # -------------------------------------------------------------- bad input
+
+    def assert_rejected(self, args, *fragments):
+        before = self.count("sluice.scheduled_jobs") if self.scalar(
+            "SELECT to_regclass('sluice.scheduled_jobs') IS NOT NULL") == "t" else 0
+        proc = self.sluice(*args, check=False)
+        self.assertNotEqual(proc.returncode, 0, proc.stdout)
+        lines = [l for l in proc.stderr.splitlines() if l.startswith("sluice: error:")]
+        self.assertEqual(len(lines), 1, proc.stderr)
+        for f in fragments:
+            self.assertIn(f, proc.stderr)
+        self.assertEqual(proc.stdout, "")
+        if self.scalar("SELECT to_regclass('sluice.scheduled_jobs') IS NOT NULL") == "t":
+            self.assertEqual(self.count("sluice.scheduled_jobs"), before)
+
+    def test_bad_input_changes_nothing(self):
+        self.sluice("brands", "add", "Acme")
+        self.assert_rejected(["queue", "ecoh"], "unknown job type 'ecoh'", "did you mean 'echo'",
+                             "known: echo, needs_brand, noop, sleep, sql_probe")
+        self.assert_rejected(["queue", "echo", "--params", '{"message": "x",}'], "not valid JSON", "character")
+        self.assert_rejected(["queue", "echo", "--params", '[1, 2]'], "must be a JSON object")
+        self.assert_rejected(["queue", "echo", "--params", '{"mesage": "x"}'],
+                             "unknown parameter 'mesage' — did you mean 'message'?")
+        self.assert_rejected(["queue", "sleep", "--params", '{"seconds": -1}'], "seconds")
+        self.assert_rejected(["queue", "echo", "--brand", "Nobody"], "unknown brand 'Nobody'", "known brands: Acme")
+        self.assert_rejected(["queue", "echo", "--priority", "soon"], "--priority")
+        self.assert_rejected(["queue", "echo", "--at", "+5x"], "--at")
+        self.assert_rejected(["queue", "echo", "--at", "not a time"], "not a time")
+        self.assert_rejected(["frobnicate"], "unknown command 'frobnicate'")
+        self.assertEqual(self.count("sluice.scheduled_jobs"), 0)
+
+    def test_dead_database(self):
+        env = self.env({"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2"})
+        proc = self.sluice("queue", "echo", env=env, check=False)
+        self.assertNotEqual(proc.returncode, 0)
+        self.assertIn("cannot connect to the database", proc.stderr)
+        d = self.serve(env=env)
+        d.wait_log("retrying", timeout=30)
+        self.assertIsNone(d.proc.poll(), "serve must keep retrying, not exit")
+        d.kill()
+
+    def test_broken_handler_file_does_not_stop_the_others(self):
+        import tempfile, os, shutil
+        tmp = tempfile.mkdtemp(prefix="sluice-handlers-")
+        try:
+            with open(os.path.join(tmp, "broken.lua"), "w") as f:
+                f.write("return { run = function(job) end,\n")  # syntax error
+            shutil.copy(os.path.join(harness.EXAMPLES, "noop.lua"), tmp)
+            env = self.env({"SLUICE_HANDLERS": tmp})
+            self.sluice("queue", "noop", env=env)
+            with self.serve(env=env) as d:
+                self.wait_jobs_done(1)
+                d.wait_log("broken.lua")
+            self.assertEqual(self.count("sluice.scheduled_job_runs", "status = 'completed'"), 1)
+        finally:
+            shutil.rmtree(tmp)
+
+
+if __name__ == "__main__":
+    harness.main()
