@@ -220,6 +220,7 @@ $$;
 -- holds, and starts a run for each. One statement, one round trip.
 CREATE OR REPLACE FUNCTION sluice.claim_jobs(p_worker uuid, p_limit integer, p_lease_seconds double precision)
 RETURNS SETOF sluice.claimed_run LANGUAGE sql AS $$
+    SELECT set_config('synchronous_commit', 'off', true);
     SELECT * FROM sluice.start_runs(p_worker, ARRAY(
         SELECT id FROM sluice.scheduled_jobs
         WHERE status = 'active' AND next_run_at <= now()
@@ -246,146 +247,130 @@ BEGIN
     RETURN QUERY SELECT * FROM sluice.start_runs(p_worker, ARRAY[id], p_lease_seconds);
 END $$;
 
--- Ends a run and moves its job on:
+-- Ends runs and moves their jobs on, for a whole batch in one statement:
 --   completed → one-time: completed; recurring: next cron slot, attempts reset
 --   failed    → retryable and attempts left: due again after exponential backoff
 --               with jitter; else one-time: failed (terminal), recurring: next slot
 --   cancelled → the job is cancelled
--- and settles the freshness rows of the job type's datasets (explicit per-dataset
--- reports in p_datasets win: {"key": {"status": "completed"|"failed",
--- "records": n, "metadata": {}, "error": "…"}}).
--- A run that is no longer running (already rescued as lost) is left alone:
--- returns NULL. Otherwise returns the job's new status.
-CREATE OR REPLACE FUNCTION sluice.finish_run(
-    p_run uuid, p_status text, p_result jsonb, p_error text, p_logs text,
-    p_retryable boolean, p_next_cron timestamptz, p_datasets jsonb,
-    p_handler_version text DEFAULT NULL, p_finished_at timestamptz DEFAULT NULL)
-RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-    r sluice.scheduled_job_runs;
-    j sluice.scheduled_jobs;
-    t sluice.job_types;
-    limit_retries int;
-    delay double precision;
-    new_status text;
-    new_next timestamptz;
-    new_attempts int;
-    d record;
-    rep jsonb;
-    ok boolean;
-BEGIN
-    IF p_status NOT IN ('completed', 'failed', 'cancelled') THEN
-        RAISE EXCEPTION 'finish_run: bad status %', p_status;
-    END IF;
-    UPDATE sluice.scheduled_job_runs
-    SET status = p_status,
-        completed_at = least(coalesce(p_finished_at, clock_timestamp()), clock_timestamp()),
-        result = p_result,
-        error_message = p_error, logs = logs || coalesce(p_logs, ''), lease_expires_at = NULL,
-        handler_version = coalesce(p_handler_version, handler_version)
-    WHERE id = p_run AND status = 'running'
-    RETURNING * INTO r;
-    IF NOT FOUND THEN
-        RETURN NULL;
-    END IF;
-
-    SELECT * INTO j FROM sluice.scheduled_jobs WHERE id = r.scheduled_job_id FOR UPDATE;
-    SELECT * INTO t FROM sluice.job_types WHERE name = j.job_type;
-    limit_retries := coalesce(j.max_retries, t.max_retries, 3);
-    new_status := j.status;
-    new_next := NULL;
-    new_attempts := j.attempts;
-
-    IF p_status = 'completed' THEN
-        IF j.schedule_type = 'one_time' THEN
-            new_status := 'completed';
-        ELSE
-            new_next := p_next_cron;
-        END IF;
-        new_attempts := 0;
-    ELSIF p_status = 'cancelled' THEN
-        new_status := 'cancelled';
-    ELSIF coalesce(p_retryable, true) AND j.attempts <= limit_retries THEN
-        delay := least(coalesce(t.retry_max_seconds, 3600),
-                       coalesce(t.retry_base_seconds, 10) * power(2, greatest(j.attempts - 1, 0)));
-        delay := delay * (0.75 + random() * 0.5);
-        new_next := now() + make_interval(secs => delay);
-    ELSIF j.schedule_type = 'one_time' THEN
-        new_status := 'failed';
-    ELSE
-        new_next := p_next_cron;
-        new_attempts := 0;
-    END IF;
-
-    -- a job paused or cancelled while its run was in flight keeps that status
-    IF j.status IN ('paused', 'cancelled') AND new_status = 'active' THEN
-        new_status := j.status;
-    END IF;
-    IF new_status NOT IN ('active', 'paused') THEN
-        new_next := NULL;
-    END IF;
-
-    UPDATE sluice.scheduled_jobs
-    SET status = new_status, next_run_at = new_next, attempts = new_attempts,
-        current_run_id = CASE WHEN current_run_id = p_run THEN NULL ELSE current_run_id END,
-        last_error = CASE WHEN p_status = 'completed' THEN NULL ELSE p_error END,
-        checkpoint = CASE WHEN new_status = 'active' AND p_status = 'failed' THEN checkpoint
-                          WHEN new_status = 'paused' THEN checkpoint ELSE '{}' END,
-        updated_at = now()
-    WHERE id = j.id;
-
-    FOR d IN SELECT dataset_key FROM sluice.job_type_datasets WHERE job_type = j.job_type LOOP
-        rep := p_datasets -> d.dataset_key;
-        IF rep IS NULL THEN
-            rep := CASE WHEN p_status = 'completed'
-                        THEN jsonb_build_object('status', 'completed',
-                                                'records', p_result -> 'records')
-                        ELSE jsonb_build_object('status', 'failed', 'error', p_error) END;
-        END IF;
-        ok := rep ->> 'status' = 'completed';
+-- A job paused or cancelled while its run was in flight keeps that status.
+-- It also settles the freshness rows of each job type's datasets: explicit
+-- per-dataset reports win ({"key": {"status": "completed"|"failed", "records": n,
+-- "metadata": {}, "error": "…"}}); the others follow the run's outcome, with
+-- result.records as the record count.
+-- p_runs: a JSON array of {run_id, status, result, error, logs, retryable,
+-- next_cron, datasets, handler_version, finished_at (epoch seconds: when the run
+-- really ended, which can be before the batch is recorded)}.
+-- Runs no longer running (already rescued as lost) are left alone: their
+-- job_status is NULL. Queue bookkeeping commits asynchronously (see
+-- docs/architecture.md: a lost commit is healed by the lease).
+CREATE OR REPLACE FUNCTION sluice.finish_runs(p_runs jsonb)
+RETURNS TABLE (run_id uuid, job_status text) LANGUAGE sql AS $$
+    SELECT set_config('synchronous_commit', 'off', true);
+    WITH input AS (
+        SELECT * FROM jsonb_to_recordset(p_runs) AS x(
+            run_id uuid, status text, result jsonb, error text, logs text, retryable boolean,
+            next_cron timestamptz, datasets jsonb, handler_version text, finished_at float8)
+        WHERE x.status IN ('completed', 'failed', 'cancelled')
+    ), runs AS (
+        UPDATE sluice.scheduled_job_runs r
+        SET status = i.status,
+            completed_at = least(coalesce(to_timestamp(i.finished_at), clock_timestamp()),
+                                 clock_timestamp()),
+            result = i.result, error_message = i.error, logs = r.logs || coalesce(i.logs, ''),
+            lease_expires_at = NULL,
+            handler_version = coalesce(i.handler_version, r.handler_version)
+        FROM input i
+        WHERE r.id = i.run_id AND r.status = 'running'
+        RETURNING r.id, r.scheduled_job_id, r.brand_id, r.job_type, r.started_at, r.completed_at,
+                  i.status, i.result, i.error, coalesce(i.retryable, true) AS retryable,
+                  i.next_cron, i.datasets
+    ), decided AS (
+        SELECT r.id AS run_id, j.id AS job_id, j.status AS old_status,
+               CASE WHEN r.status = 'completed' AND j.schedule_type = 'one_time' THEN 'completed'
+                    WHEN r.status = 'cancelled' THEN 'cancelled'
+                    WHEN r.status = 'failed' AND NOT (r.retryable AND j.attempts <= coalesce(j.max_retries, t.max_retries, 3))
+                         AND j.schedule_type = 'one_time' THEN 'failed'
+                    ELSE j.status END AS new_status,
+               CASE WHEN r.status = 'completed' THEN r.next_cron
+                    WHEN r.status = 'cancelled' THEN NULL
+                    WHEN r.retryable AND j.attempts <= coalesce(j.max_retries, t.max_retries, 3)
+                    THEN now() + make_interval(secs =>
+                             least(coalesce(t.retry_max_seconds, 3600),
+                                   coalesce(t.retry_base_seconds, 10) * power(2, greatest(j.attempts - 1, 0)))
+                             * (0.75 + random() * 0.5))
+                    ELSE r.next_cron END AS new_next,
+               CASE WHEN r.status = 'completed'
+                      OR (r.status = 'failed' AND NOT (r.retryable AND j.attempts <= coalesce(j.max_retries, t.max_retries, 3)))
+                    THEN 0 ELSE j.attempts END AS new_attempts,
+               r.status AS run_status, r.error
+        FROM runs r
+        JOIN sluice.scheduled_jobs j ON j.id = r.scheduled_job_id
+        LEFT JOIN sluice.job_types t ON t.name = j.job_type
+    ), jobs AS (
+        UPDATE sluice.scheduled_jobs j
+        SET status = CASE WHEN d.old_status IN ('paused', 'cancelled') AND d.new_status = 'active'
+                          THEN d.old_status ELSE d.new_status END,
+            next_run_at = CASE WHEN d.new_status IN ('active', 'paused') THEN d.new_next END,
+            attempts = d.new_attempts,
+            current_run_id = CASE WHEN j.current_run_id = d.run_id THEN NULL ELSE j.current_run_id END,
+            last_error = CASE WHEN d.run_status = 'completed' THEN NULL ELSE d.error END,
+            checkpoint = CASE WHEN d.run_status = 'failed' AND d.new_status IN ('active', 'paused')
+                              THEN j.checkpoint ELSE '{}' END,
+            updated_at = now()
+        FROM decided d
+        WHERE j.id = d.job_id
+        RETURNING d.run_id, j.status
+    ), ds AS (
         INSERT INTO sluice.dataset_status AS s
             (brand_id, dataset_key, last_status, last_attempt_at, last_success_at, last_run_id,
              source_job_id, records_affected, metadata, error_message)
-        VALUES (r.brand_id, d.dataset_key, CASE WHEN ok THEN 'completed' ELSE 'failed' END,
-                r.started_at, CASE WHEN ok THEN now() END, r.id, j.id,
-                CASE WHEN ok AND jsonb_typeof(rep -> 'records') = 'number'
-                     THEN (rep ->> 'records')::numeric::bigint END,
-                coalesce(rep -> 'metadata', '{}'),
-                CASE WHEN ok THEN NULL ELSE coalesce(rep ->> 'error', p_error, 'failed') END)
+        SELECT DISTINCT ON (x.brand_id, x.dataset_key)
+               x.brand_id, x.dataset_key,
+               CASE WHEN x.rep ->> 'status' = 'completed' THEN 'completed' ELSE 'failed' END,
+               x.started_at,
+               CASE WHEN x.rep ->> 'status' = 'completed' THEN x.completed_at END,
+               x.id, x.scheduled_job_id,
+               CASE WHEN x.rep ->> 'status' = 'completed' AND jsonb_typeof(x.rep -> 'records') = 'number'
+                    THEN (x.rep ->> 'records')::numeric::bigint END,
+               coalesce(x.rep -> 'metadata', '{}'),
+               CASE WHEN x.rep ->> 'status' = 'completed' THEN NULL
+                    ELSE coalesce(x.rep ->> 'error', x.error, 'failed') END
+        FROM (SELECT r.*, d.dataset_key,
+                     coalesce(r.datasets -> d.dataset_key,
+                              CASE WHEN r.status = 'completed'
+                                   THEN jsonb_build_object('status', 'completed', 'records', r.result -> 'records')
+                                   ELSE jsonb_build_object('status', 'failed', 'error',
+                                                           coalesce(r.error, r.status)) END) AS rep
+              FROM runs r JOIN sluice.job_type_datasets d ON d.job_type = r.job_type) x
+        ORDER BY x.brand_id, x.dataset_key, x.completed_at DESC
         ON CONFLICT (brand_id, dataset_key) DO UPDATE SET
             -- a newer run may own the row by now: only its own run settles the status
-            last_status = CASE WHEN s.last_run_id = r.id OR s.last_status <> 'running'
+            last_status = CASE WHEN s.last_run_id = excluded.last_run_id OR s.last_status <> 'running'
                                THEN excluded.last_status ELSE s.last_status END,
             last_success_at = coalesce(excluded.last_success_at, s.last_success_at),
-            records_affected = CASE WHEN ok THEN excluded.records_affected ELSE s.records_affected END,
-            metadata = CASE WHEN ok THEN excluded.metadata ELSE s.metadata END,
-            error_message = CASE WHEN s.last_run_id = r.id OR s.last_status <> 'running'
+            records_affected = CASE WHEN excluded.last_status = 'completed'
+                                    THEN excluded.records_affected ELSE s.records_affected END,
+            metadata = CASE WHEN excluded.last_status = 'completed'
+                            THEN excluded.metadata ELSE s.metadata END,
+            error_message = CASE WHEN s.last_run_id = excluded.last_run_id OR s.last_status <> 'running'
                                  THEN excluded.error_message ELSE s.error_message END,
-            updated_at = now();
-    END LOOP;
-    RETURN new_status;
-END $$;
+            updated_at = now()
+    )
+    SELECT i.run_id, j.status FROM input i LEFT JOIN jobs j ON j.run_id = i.run_id
+$$;
 
--- Batch form of finish_run for the daemon: one round trip for many runs.
--- p_runs is a JSON array of {run_id, status, result, error, logs, retryable,
--- next_cron, datasets, handler_version, finished_at (epoch seconds: when the run
--- really ended, which can be before the batch is recorded)}. Returns each run's
--- job status.
-CREATE OR REPLACE FUNCTION sluice.finish_runs(p_runs jsonb)
-RETURNS TABLE (run_id uuid, job_status text) LANGUAGE plpgsql AS $$
-DECLARE
-    e jsonb;
-BEGIN
-    FOR e IN SELECT * FROM jsonb_array_elements(p_runs) LOOP
-        run_id := (e ->> 'run_id')::uuid;
-        job_status := sluice.finish_run(run_id, e ->> 'status', e -> 'result', e ->> 'error',
-                                        e ->> 'logs', (e ->> 'retryable')::boolean,
-                                        (e ->> 'next_cron')::timestamptz, e -> 'datasets',
-                                        e ->> 'handler_version',
-                                        to_timestamp((e ->> 'finished_at')::float8));
-        RETURN NEXT;
-    END LOOP;
-END $$;
+-- One run: the same rules as finish_runs. Returns the job's new status, or NULL
+-- when the run was no longer running.
+CREATE OR REPLACE FUNCTION sluice.finish_run(
+    p_run uuid, p_status text, p_result jsonb, p_error text, p_logs text,
+    p_retryable boolean, p_next_cron timestamptz, p_datasets jsonb,
+    p_handler_version text DEFAULT NULL)
+RETURNS text LANGUAGE sql AS $$
+    SELECT job_status FROM sluice.finish_runs(jsonb_build_array(jsonb_build_object(
+        'run_id', p_run, 'status', p_status, 'result', p_result, 'error', p_error,
+        'logs', p_logs, 'retryable', p_retryable, 'next_cron', p_next_cron,
+        'datasets', p_datasets, 'handler_version', p_handler_version)))
+$$;
 
 -- Renews the leases of a worker's running runs. Returns how many it holds.
 CREATE OR REPLACE FUNCTION sluice.heartbeat(p_worker uuid, p_lease_seconds double precision)
@@ -393,6 +378,7 @@ RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
     n integer;
 BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);
     UPDATE sluice.workers SET heartbeat_at = now() WHERE id = p_worker;
     UPDATE sluice.scheduled_job_runs
     SET lease_expires_at = now() + make_interval(secs => p_lease_seconds), heartbeat_at = now()
