@@ -40,5 +40,15 @@ int sl_cmd_run(const struct sl_config *cfg, int argc, char **argv);
 int sl_cmd_brands(const struct sl_config *cfg, int argc, char **argv);
 int sl_cmd_cron(const struct sl_config *cfg, int argc, char **argv);
 int sl_cmd_exec(const struct sl_config *cfg, int argc, char **argv);
+int sl_cmd_check(const struct sl_config *cfg, int argc, char **argv);
+int sl_cmd_types(const struct sl_config *cfg, int argc, char **argv);
+int sl_cmd_health(const struct sl_config *cfg, int argc, char **argv);
+int sl_cmd_runs(const struct sl_config *cfg, int argc, char **argv);
+/* `jobs` lists jobs; `jobs cancel|pause|resume …` goes to sl_cmd_jobs_control. */
+int sl_cmd_jobs(const struct sl_config *cfg, int argc, char **argv);
+int sl_cmd_show(const struct sl_config *cfg, int argc, char **argv);
+int sl_cmd_schedule(const struct sl_config *cfg, int argc, char **argv);
+/* `jobs cancel|pause|resume ID…`: argv[1] is the action. */
+int sl_cmd_jobs_control(const struct sl_config *cfg, int argc, char **argv);
 
 #endif

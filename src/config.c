@@ -4,9 +4,12 @@
  *
  * Config file format (docs/configuration.md): `key = value` lines, `#` comments.
  * Keys: db, home, handlers (colon-separated), lua, concurrency, pool_size,
- * lease_seconds, grace_seconds, poll_seconds, log_format, log_level.
+ * lease_seconds, grace_seconds, poll_seconds, log_format, log_level, and
+ * http_limit (repeatable: `http_limit = NAME RATE/PERIOD [burst=N]
+ * [concurrency=N]`, see http.h and docs/http.md).
  */
 #include "config.h"
+#include "http.h"
 #include "log.h"
 
 #include <ctype.h>
@@ -93,6 +96,10 @@ static int apply(sl_config *cfg, const char *key, const char *val, const char *s
         bad = parse_double(val, &cfg->grace_seconds);
     else if (strcmp(key, "poll_seconds") == 0)
         bad = parse_double(val, &cfg->poll_seconds);
+    else if (strcmp(key, "archive_after_days") == 0)
+        bad = parse_double(val, &cfg->archive_after_days);
+    else if (strcmp(key, "prune_after_days") == 0)
+        bad = parse_double(val, &cfg->prune_after_days);
     else if (strcmp(key, "log_format") == 0) {
         if (strcmp(val, "json") == 0)
             cfg->log_format = SL_LOG_JSON;
@@ -102,6 +109,19 @@ static int apply(sl_config *cfg, const char *key, const char *val, const char *s
             bad = -1;
     } else if (strcmp(key, "log_level") == 0) {
         bad = (cfg->log_level = sl_log_level_parse(val)) < 0 ? -1 : 0;
+    } else if (strcmp(key, "http_limit") == 0) {
+        char name[256], why[256];
+        sl_http_limit l;
+        if (sl_http_limit_parse(val, name, sizeof name, &l, why, sizeof why) < 0) {
+            snprintf(err, errlen, "%s: bad http_limit '%s': %s", src, val, why);
+            return -1;
+        }
+        if (cfg->n_http_limits >= SL_MAX_HTTP_LIMITS) {
+            snprintf(err, errlen, "%s: too many http_limit lines (at most %d)", src,
+                     SL_MAX_HTTP_LIMITS);
+            return -1;
+        }
+        cfg->http_limits[cfg->n_http_limits++] = strdup(val);
     } else {
         snprintf(err, errlen, "%s: unknown setting '%s'", src, key);
         return -1;
@@ -179,6 +199,8 @@ int sl_config_init(sl_config *cfg, char *err, size_t errlen)
     cfg->lease_seconds = 60;
     cfg->grace_seconds = 30;
     cfg->poll_seconds = 5;
+    cfg->archive_after_days = 7;
+    cfg->prune_after_days = 30;
     cfg->log_format = SL_LOG_LOGFMT;
     cfg->log_level = SL_INFO;
 
@@ -239,5 +261,7 @@ void sl_config_free(sl_config *cfg)
         free(cfg->handler_dirs[i]);
     for (int i = 0; i < cfg->n_lua_dirs; i++)
         free(cfg->lua_dirs[i]);
+    for (int i = 0; i < cfg->n_http_limits; i++)
+        free(cfg->http_limits[i]);
     memset(cfg, 0, sizeof *cfg);
 }

@@ -11,6 +11,7 @@
 #include <stddef.h>
 
 #define SL_MAX_DIRS 16
+#define SL_MAX_HTTP_LIMITS 64
 
 typedef enum { SL_LOG_LOGFMT = 0, SL_LOG_JSON = 1 } sl_log_format;
 
@@ -27,8 +28,12 @@ typedef struct sl_config {
     double lease_seconds;               /* run lease (default 60) */
     double grace_seconds;               /* shutdown grace period (default 30) */
     double poll_seconds;                /* fallback poll interval (default 5) */
+    double archive_after_days;          /* finished one-time jobs archived after (7) */
+    double prune_after_days;            /* runs deleted after (30; a job's last run stays) */
     int log_format;                     /* sl_log_format */
     int log_level;                      /* sl_log_level */
+    char *http_limits[SL_MAX_HTTP_LIMITS]; /* `http_limit` lines, in order (see http.h) */
+    int n_http_limits;
 } sl_config;
 
 /* Fills defaults, then the environment, then the config file (if any). Returns 0,

@@ -22,12 +22,19 @@ typedef struct {
 static const sl_command commands[] = {
     {"serve", sl_cmd_serve, "run the daemon: claim due jobs and run them"},
     {"queue", sl_cmd_queue, "queue a one-time job"},
+    {"schedule", sl_cmd_schedule, "create a recurring job (cron + time zone)"},
     {"run", sl_cmd_run, "run one job in the foreground and record it"},
     {"brands", sl_cmd_brands, "add or list brands"},
     {"cron", sl_cmd_cron, "preview a cron expression's next times"},
     {"exec", sl_cmd_exec, "run a Lua script with the sluice API"},
     {"migrate", sl_cmd_migrate, "apply pending schema migrations"},
     {"db", sl_cmd_db, "manage the embedded Postgres cluster (status|start|stop|url)"},
+    {"check", sl_cmd_check, "check handler files and report every problem"},
+    {"types", sl_cmd_types, "list job types: emoji, label, default params, datasets"},
+    {"health", sl_cmd_health, "dataset freshness per brand (--check for monitoring)"},
+    {"runs", sl_cmd_runs, "recent runs: status, duration, params, log summary"},
+    {"jobs", sl_cmd_jobs, "list jobs (schedule, next run); jobs cancel|pause|resume ID"},
+    {"show", sl_cmd_show, "everything about one run or job"},
 };
 
 static void usage(FILE *out)
@@ -152,6 +159,12 @@ int main(int argc, char **argv)
     if (strcmp(rest[0], "--version") == 0 || strcmp(rest[0], "version") == 0) {
         printf("sluice %s\n", SLUICE_VERSION);
         status = 0;
+        goto out;
+    }
+    if (strcmp(rest[0], "jobs") == 0 && nrest > 1 &&
+        (strcmp(rest[1], "cancel") == 0 || strcmp(rest[1], "pause") == 0 ||
+         strcmp(rest[1], "resume") == 0)) {
+        status = sl_cmd_jobs_control(&cfg, nrest, rest);
         goto out;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {

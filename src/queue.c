@@ -8,6 +8,7 @@
 #include "config.h"
 #include "cron.h"
 #include "ctx.h"
+#include "http.h"
 #include "log.h"
 #include "pg.h"
 #include "tz.h"
@@ -72,33 +73,45 @@ void sl_queue_outcome_json(sl_buf *b, sl_run *run, const char *next_cron)
     sl_buf_printf(b, ",\"finished_at\":%.6f}", o->finished);
 }
 
-void sl_queue_next_cron(const char *cron, const char *tzname, char out[40])
+int sl_queue_cron_slot(const char *cron, const char *tzname, char out[40], char *why,
+                       size_t whylen)
 {
     char err[256];
     out[0] = '\0';
-    if (!cron || !*cron)
-        return;
     sl_cron *c = sl_cron_parse(cron, err, sizeof err);
     if (!c) {
-        sl_log(SL_ERROR, "bad cron expression on a recurring job", "cron", cron, "error", err,
-               NULL);
-        return;
+        snprintf(why, whylen, "bad cron expression '%s': %s", cron, err);
+        return -1;
     }
     sl_tz *tz = sl_tz_load(tzname && *tzname ? tzname : "UTC", err, sizeof err);
     if (!tz) {
-        sl_log(SL_ERROR, "bad time zone on a recurring job", "tz", tzname, "error", err, NULL);
+        snprintf(why, whylen, "bad time zone '%s': %s", tzname, err);
         sl_cron_free(c);
-        return;
+        return -1;
     }
     int64_t next;
-    if (sl_cron_next(c, tz, (int64_t)time(NULL), &next) == 0) {
+    int rc = sl_cron_next(c, tz, (int64_t)time(NULL), &next);
+    if (rc == 0) {
         time_t tt = (time_t)next;
         struct tm tm;
         gmtime_r(&tt, &tm);
         strftime(out, 40, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    } else {
+        snprintf(why, whylen, "cron expression '%s' never fires", cron);
     }
     sl_tz_free(tz);
     sl_cron_free(c);
+    return rc == 0 ? 0 : -1;
+}
+
+void sl_queue_next_cron(const char *cron, const char *tzname, char out[40])
+{
+    char why[512];
+    out[0] = '\0';
+    if (!cron || !*cron)
+        return;
+    if (sl_queue_cron_slot(cron, tzname, out, why, sizeof why) < 0)
+        sl_log(SL_ERROR, "cannot compute the next slot of a recurring job", "error", why, NULL);
 }
 
 /* ------------------------------------------------------------------ set-up */
@@ -123,6 +136,8 @@ void sl_queue_close(sl_ctx *ctx)
 {
     sl_runtime_free(ctx->rt);
     ctx->rt = NULL;
+    sl_http_free(ctx->http); /* after the runtime: its runs cancelled their requests */
+    ctx->http = NULL;
     sl_pg_free(ctx->pg);
     ctx->pg = NULL;
     free((char *)ctx->db_url);

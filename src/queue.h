@@ -51,4 +51,7 @@ void sl_queue_outcome_json(sl_buf *b, sl_run *run, const char *next_cron);
  * when it has none (one-time job, or a bad expression: logged). */
 void sl_queue_next_cron(const char *cron, const char *tz, char out[40]);
 
+/* The same, reporting a bad expression or zone in why: 0, or -1. */
+int sl_queue_cron_slot(const char *cron, const char *tz, char out[40], char *why, size_t whylen);
+
 #endif

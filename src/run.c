@@ -88,6 +88,9 @@ static void kill_hook(lua_State *L, lua_Debug *ar)
 
 /* ------------------------------------------------------------------ ready queue */
 
+/* The prepare watcher runs only while tasks are ready: then it also keeps the
+ * loop alive, so a task woken from a watcher callback (a timer that was the last
+ * active watcher, say) is resumed before ev_run could return. */
 static void ready_push(sl_runtime *rt, sl_task *t)
 {
     t->state = T_READY;
@@ -97,6 +100,8 @@ static void ready_push(sl_runtime *rt, sl_task *t)
     else
         rt->ready_head = t;
     rt->ready_tail = t;
+    if (!ev_is_active(&rt->prepare))
+        ev_prepare_start(rt->ctx->loop, &rt->prepare);
 }
 
 static void ready_remove(sl_runtime *rt, sl_task *t)
@@ -110,6 +115,8 @@ static void ready_remove(sl_runtime *rt, sl_task *t)
     *pp = t->next_ready;
     if (rt->ready_tail == t) rt->ready_tail = prev;
     t->next_ready = NULL;
+    if (!rt->ready_head && ev_is_active(&rt->prepare))
+        ev_prepare_stop(rt->ctx->loop, &rt->prepare);
 }
 
 int sl_task_wait(lua_State *L, sl_task *t, sl_task_cancel_fn cancel, void *op)
@@ -135,6 +142,62 @@ void sl_task_wake(sl_task *t, sl_task_prepare_fn prepare, void *data)
     /* T_RUNNING: the op finished before the task parked; sl_task_wait queues it. */
 }
 
+/* ------------------------------------------------------------------ children */
+
+/* What a task parked in sluice.wait gets when woken: nothing; it then looks at
+ * its tasks again (lua/sluice/spawn.lua). */
+static int resume_nothing(lua_State *co, void *data)
+{
+    (void)co;
+    (void)data;
+    return 0;
+}
+
+/* t finished or is going away: wake the task parked on it in sluice.wait. That
+ * park is over, so its cancel hook runs now (it unhooks the other tasks it was
+ * parked on and frees its op) before the task is queued. */
+static void wake_waiter(sl_task *t)
+{
+    sl_task *w = t->waiter;
+    t->waiter = NULL;
+    if (!w || w->state != T_WAITING)
+        return;
+    if (w->cancel) {
+        sl_task_cancel_fn c = w->cancel;
+        w->cancel = NULL;
+        c(w->op);
+    }
+    sl_task_wake(w, resume_nothing, NULL);
+}
+
+/* Structured concurrency: nothing a task spawned outlives it. Cancels the
+ * children still running and frees the finished ones nobody collected; a child
+ * on the C stack (the task running now) is only detached. */
+static void cancel_children(sl_task *t)
+{
+    sl_task *c;
+    while ((c = t->children)) {
+        t->children = c->next_sibling;
+        c->next_sibling = NULL;
+        c->parent = NULL;
+        if (c->state != T_RUNNING)
+            sl_task_cancel(c, "parent task ended");
+    }
+}
+
+static void unlink_child(sl_task *t)
+{
+    if (!t->parent)
+        return;
+    sl_task **pp = &t->parent->children;
+    while (*pp && *pp != t)
+        pp = &(*pp)->next_sibling;
+    if (*pp)
+        *pp = t->next_sibling;
+    t->parent = NULL;
+    t->next_sibling = NULL;
+}
+
 /* ------------------------------------------------------------------ tasks */
 
 static void task_unanchor(sl_task *t)
@@ -157,6 +220,13 @@ static void task_unanchor(sl_task *t)
 
 static void task_free(sl_task *t)
 {
+    cancel_children(t);
+    unlink_child(t);
+    if (t->handle) {
+        *t->handle = NULL;
+        t->handle = NULL;
+    }
+    wake_waiter(t);
     if (t->pinned) {
         sl_pg_release(t->pinned, 1); /* an open transaction dies with its task */
         t->pinned = NULL;
@@ -277,7 +347,9 @@ static char *encode_result(sl_task *t)
 static void task_finished(sl_task *t, int status, int nres)
 {
     sl_run *run = t->run;
+    int child = !t->chunk_done && !(run && run->main == t);
     t->state = T_DONE;
+    cancel_children(t);
     if (status == LUA_OK && !t->kill) {
         if (t->chunk_done) {
             lua_pop(t->co, nres);
@@ -312,15 +384,15 @@ static void task_finished(sl_task *t, int status, int nres)
         lua_xmove(t->co, t->rt->L, 1);
         t->result_ref = luaL_ref(t->rt->L, LUA_REGISTRYINDEX);
         t->rt->refs++;
-        if (t->waiter) {
-            sl_task *w = t->waiter;
-            t->waiter = NULL;
-            if (w->state == T_WAITING) ready_push(t->rt, w);
-        }
+        wake_waiter(t);
+        if (!t->parent)
+            task_free(t); /* detached from its parent: nobody can collect it */
         return;
     }
-    int retryable;
+    int retryable, keep_value = child && status != LUA_OK && !t->kill;
     char *tb = NULL;
+    if (keep_value)
+        lua_pushvalue(t->co, -1); /* the error value itself, for wait() to raise */
     char *msg = error_message(t, &retryable, &tb);
     if (t->chunk_done) {
         sl_chunk_done_fn d = t->chunk_done;
@@ -333,15 +405,16 @@ static void task_finished(sl_task *t, int status, int nres)
     } else {
         /* a spawned child failed: keep the error for wait() */
         t->failed = 1;
-        lua_pushstring(t->rt->L, msg);
+        if (keep_value)
+            lua_xmove(t->co, t->rt->L, 1);
+        else
+            lua_pushstring(t->rt->L, msg);
         t->result_ref = luaL_ref(t->rt->L, LUA_REGISTRYINDEX);
         t->rt->refs++;
         if (run) sl_run_log(run, tb);
-        if (t->waiter) {
-            sl_task *w = t->waiter;
-            t->waiter = NULL;
-            if (w->state == T_WAITING) ready_push(t->rt, w);
-        }
+        wake_waiter(t);
+        if (!t->parent)
+            task_free(t);
     }
     free(msg);
     free(tb);
@@ -382,7 +455,6 @@ static void task_resume(sl_task *t)
 
 static void prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 {
-    (void)loop;
     (void)revents;
     sl_runtime *rt = w->data;
     sl_task *t;
@@ -392,15 +464,14 @@ static void prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
         t->next_ready = NULL;
         task_resume(t);
     }
+    ev_prepare_stop(loop, w);
 }
 
 void sl_runtime_start_scheduler(sl_runtime *rt);
 void sl_runtime_start_scheduler(sl_runtime *rt)
 {
-    ev_prepare_init(&rt->prepare, prepare_cb);
+    ev_prepare_init(&rt->prepare, prepare_cb); /* started by ready_push */
     rt->prepare.data = rt;
-    ev_prepare_start(rt->ctx->loop, &rt->prepare);
-    ev_unref(rt->ctx->loop); /* the prepare watcher alone keeps nothing alive */
     lua_newtable(rt->L);
     lua_rawsetp(rt->L, LUA_REGISTRYINDEX, &threads_key);
 }
@@ -408,10 +479,8 @@ void sl_runtime_start_scheduler(sl_runtime *rt)
 void sl_runtime_stop_scheduler(sl_runtime *rt);
 void sl_runtime_stop_scheduler(sl_runtime *rt)
 {
-    if (ev_is_active(&rt->prepare)) {
-        ev_ref(rt->ctx->loop);
+    if (ev_is_active(&rt->prepare))
         ev_prepare_stop(rt->ctx->loop, &rt->prepare);
-    }
 }
 
 /* ------------------------------------------------------------------ runs */
@@ -660,6 +729,14 @@ void sl_run_free(sl_run *run)
     free(run->error);
     free(run->version);
     free(run);
+}
+
+sl_run *sl_runtime_find_run(sl_runtime *rt, const char *run_id)
+{
+    for (sl_run *r = rt->runs; r; r = r->next)
+        if (strcmp(r->run_id, run_id) == 0)
+            return r;
+    return NULL;
 }
 
 int sl_runtime_active(const sl_runtime *rt)

@@ -112,6 +112,9 @@ void sl_run_free(sl_run *run);
  * callbacks run. */
 void sl_runtime_cancel_all_runs(sl_runtime *rt, const char *why);
 
+/* The run in flight with this id, or NULL. */
+sl_run *sl_runtime_find_run(sl_runtime *rt, const char *run_id);
+
 /* Runs that have started and not yet ended. */
 int sl_runtime_active(const sl_runtime *rt);
 

@@ -23,6 +23,7 @@
 #include "cli.h"
 #include "config.h"
 #include "ctx.h"
+#include "http.h"
 #include "log.h"
 #include "pg.h"
 #include "queue.h"
@@ -56,6 +57,7 @@ typedef struct sl_worker {
     ev_timer claim_timer; /* next due job / poll / retry after an error */
     ev_timer heartbeat;
     ev_timer rescue;
+    ev_timer retention;
     ev_timer flush_timer;
     ev_signal sigint, sigterm;
     ev_timer grace;
@@ -288,9 +290,17 @@ static void claim_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 
 static void on_notify(const char *channel, const char *payload, void *data)
 {
-    (void)channel;
-    (void)payload;
-    claim(data); /* also after the LISTEN connection came back (channel NULL) */
+    sl_worker *w = data;
+    if (channel && strcmp(channel, "sluice_cancel") == 0) {
+        /* sluice.cancel_job(): stop the run at once if it is ours */
+        sl_run *run = payload ? sl_runtime_find_run(w->ctx->rt, payload) : NULL;
+        if (run) {
+            sl_log(SL_INFO, "cancelling run: its job was cancelled", "run", payload, NULL);
+            sl_run_cancel(run, SL_RUN_CANCELLED, "cancelled", 0);
+        }
+        return;
+    }
+    claim(w); /* also after the LISTEN connection came back (channel NULL) */
 }
 
 /* ------------------------------------------------------------------ leases */
@@ -330,6 +340,44 @@ static void rescue_done(PGresult *res, const char *err, void *data)
         claim(w);
 }
 
+/* Recurring jobs without a next slot (created through SQL, or rescued): compute
+ * their slots here, where the cron evaluator is. */
+static void unscheduled_done(PGresult *res, const char *err, void *data)
+{
+    sl_worker *w = data;
+    if (err) {
+        sl_log(SL_WARN, "looking for unscheduled recurring jobs failed", "error", err, NULL);
+        return;
+    }
+    int n = PQntuples(res);
+    if (n > 0) {
+        sl_buf b = {0};
+        sl_buf_puts(&b, "[");
+        for (int i = 0; i < n; i++) {
+            char next[40], why[256];
+            if (i)
+                sl_buf_puts(&b, ",");
+            sl_buf_puts(&b, "{\"id\":");
+            sl_buf_json_string(&b, PQgetvalue(res, i, 0));
+            if (sl_queue_cron_slot(PQgetvalue(res, i, 1), PQgetvalue(res, i, 2), next, why,
+                                   sizeof why) == 0) {
+                sl_buf_puts(&b, ",\"next_run_at\":");
+                sl_buf_json_string(&b, next);
+            } else {
+                sl_buf_puts(&b, ",\"error\":");
+                sl_buf_json_string(&b, why);
+            }
+            sl_buf_puts(&b, "}");
+        }
+        sl_buf_puts(&b, "]");
+        const char *p[] = {sl_buf_str(&b)};
+        sl_pg_query(w->ctx->pg, "SELECT sluice.set_next_slots($1::jsonb)", 1, p, ignore_result,
+                    "scheduling recurring jobs failed");
+        sl_buf_free(&b);
+    }
+    PQclear(res);
+}
+
 static void rescue_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)loop;
@@ -339,6 +387,34 @@ static void rescue_cb(struct ev_loop *loop, ev_timer *t, int revents)
         return;
     sl_pg_query(w->ctx->pg, "SELECT run_id, job_status FROM sluice.rescue_lost_runs()", 0, NULL,
                 rescue_done, w);
+    sl_pg_query(w->ctx->pg, "SELECT * FROM sluice.unscheduled_jobs(100)", 0, NULL,
+                unscheduled_done, w);
+}
+
+static void retention_done(PGresult *res, const char *err, void *data)
+{
+    (void)data;
+    if (err) {
+        sl_log(SL_WARN, "retention pass failed", "error", err, NULL);
+        return;
+    }
+    if (PQntuples(res) == 1 && (atoi(PQgetvalue(res, 0, 0)) || atoi(PQgetvalue(res, 0, 1))))
+        sl_log(SL_INFO, "retention", "archived_jobs", PQgetvalue(res, 0, 0), "pruned_runs",
+               PQgetvalue(res, 0, 1), NULL);
+    PQclear(res);
+}
+
+static void retention_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    sl_worker *w = t->data;
+    char a[32], p[32];
+    snprintf(a, sizeof a, "%g days", w->cfg->archive_after_days);
+    snprintf(p, sizeof p, "%g days", w->cfg->prune_after_days);
+    const char *params[] = {a, p};
+    sl_pg_query(w->ctx->pg, "SELECT * FROM sluice.apply_retention($1::interval, $2::interval)", 2,
+                params, retention_done, w);
 }
 
 /* ------------------------------------------------------------------ shutdown */
@@ -391,6 +467,7 @@ static void signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
     w->stopping = 1;
     ev_timer_stop(loop, &w->claim_timer);
     ev_timer_stop(loop, &w->rescue);
+    ev_timer_stop(loop, &w->retention);
     ev_timer_set(&w->grace, w->cfg->grace_seconds, 0);
     ev_timer_start(loop, &w->grace);
     maybe_exit(w);
@@ -503,6 +580,9 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     ev_timer_init(&w.rescue, rescue_cb, 0.5, every);
     w.rescue.data = &w;
     ev_timer_start(ctx.loop, &w.rescue);
+    ev_timer_init(&w.retention, retention_cb, 30, 600);
+    w.retention.data = &w;
+    ev_timer_start(ctx.loop, &w.retention);
     ev_signal_init(&w.sigint, signal_cb, SIGINT);
     w.sigint.data = &w;
     ev_signal_start(ctx.loop, &w.sigint);
@@ -512,6 +592,7 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     sl_pg_listen(ctx.pg, "sluice_jobs", on_notify, &w);
+    sl_pg_listen(ctx.pg, "sluice_cancel", on_notify, &w);
     claim(&w);
     ev_run(ctx.loop, 0);
 
@@ -521,9 +602,12 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     ev_timer_stop(ctx.loop, &w.grace);
     ev_timer_stop(ctx.loop, &w.heartbeat);
     ev_timer_stop(ctx.loop, &w.rescue);
+    ev_timer_stop(ctx.loop, &w.retention);
     ev_signal_stop(ctx.loop, &w.sigint);
     ev_signal_stop(ctx.loop, &w.sigterm);
     sl_runtime_free(ctx.rt);
+    sl_http_free(ctx.http); /* after the runtime: its runs cancelled their requests */
+    ctx.http = NULL;
     while (w.done) {
         wrun *n = w.done->next;
         wrun_free(w.done);

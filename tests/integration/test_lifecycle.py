@@ -1,0 +1,291 @@
+#!/usr/bin/env python3
+"""Job lifecycle: leases and crash rescue, timeouts, retries and permanent
+failures, recurring schedules, dedupe under concurrent enqueues, cancel / pause /
+resume, retention, many workers sharing one database, and a Postgres restart
+under a running daemon."""
+
+import concurrent.futures
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+import harness
+import pgfixture
+
+
+class Lifecycle(harness.SluiceTest):
+
+    def make_count_table(self):
+        pgfixture.psql(self.db, "DROP TABLE IF EXISTS public.count_runs; "
+                                "CREATE TABLE public.count_runs (job_id uuid, run_id uuid, "
+                                "at timestamptz DEFAULT clock_timestamp())")
+
+    def bulk(self, job_type, n, params="{}"):
+        self.sluice("queue", "noop")  # migrate + registry
+        pgfixture.psql(self.db, f"""
+            INSERT INTO sluice.scheduled_jobs (job_type, parameters, next_run_at)
+            SELECT '{job_type}', '{params}'::jsonb || jsonb_build_object('n', g), now()
+            FROM generate_series(1, {n}) g""")
+
+    # -------------------------------------------------------------- timeouts, retries
+
+    def test_timeout_cancels_the_run_and_retries(self):
+        job = self.sluice("queue", "slow", "--params", '{"seconds": 30}').stdout.strip()
+        with self.serve():
+            self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'failed'") >= 1, 30)
+        run = self.sql(f"SELECT * FROM sluice.scheduled_job_runs WHERE scheduled_job_id = '{job}' "
+                       f"ORDER BY attempt_number")[0]
+        self.assertEqual(run["error_message"], "timed out after 2s")
+        self.assertIn("sleeping 30.0s", run["logs"])
+        took = self.scalar(f"SELECT extract(epoch FROM completed_at - started_at) FROM sluice.scheduled_job_runs "
+                           f"WHERE id = '{run['id']}'")
+        self.assertLess(float(took), 10)
+
+    def test_backoff_and_attempt_numbers(self):
+        job = self.sluice("queue", "slow", "--params", '{"seconds": 30}').stdout.strip()
+        with self.serve():
+            self.wait_jobs_done(1, timeout=60)
+        runs = self.sql(f"SELECT attempt_number, started_at, completed_at FROM sluice.scheduled_job_runs "
+                        f"WHERE scheduled_job_id = '{job}' ORDER BY attempt_number")
+        # max_retries = 2: three attempts, then failed for good
+        self.assertEqual([r["attempt_number"] for r in runs], [1, 2, 3])
+        j = self.one(f"SELECT status, attempts, last_error FROM sluice.scheduled_jobs WHERE id = '{job}'")
+        self.assertEqual(j["status"], "failed")
+        self.assertEqual(j["last_error"], "timed out after 2s")
+        # the retries waited: base 0.5 s doubling, with jitter of ±25 %
+        gaps = self.sql(f"""SELECT extract(epoch FROM r2.started_at - r1.completed_at) AS gap
+                            FROM sluice.scheduled_job_runs r1 JOIN sluice.scheduled_job_runs r2
+                              ON r2.scheduled_job_id = r1.scheduled_job_id AND r2.attempt_number = r1.attempt_number + 1
+                            WHERE r1.scheduled_job_id = '{job}' ORDER BY r1.attempt_number""")
+        self.assertGreaterEqual(gaps[0]["gap"], 0.3)
+        self.assertGreaterEqual(gaps[1]["gap"], 0.7)
+
+    def test_permanent_failure_skips_retries(self):
+        job = self.sluice("queue", "echo", "--params", '{"fail": true, "permanent": true}').stdout.strip()
+        with self.serve():
+            self.wait_jobs_done(1)
+        self.assertEqual(self.count("sluice.scheduled_job_runs", f"scheduled_job_id = '{job}'"), 1)
+
+    # -------------------------------------------------------------- leases
+
+    def test_killed_worker_job_is_rescued(self):
+        job = self.sluice("queue", "sleep", "--params", '{"seconds": 3}').stdout.strip()
+        d1 = self.serve("--lease", "2")
+        self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'running'") == 1, 30)
+        d1.proc.kill()  # SIGKILL: no chance to record anything
+        d1.proc.wait()
+        with self.serve("--lease", "2"):
+            self.wait_jobs_done(1, timeout=40)
+        runs = self.sql(f"SELECT attempt_number, status, error_message FROM sluice.scheduled_job_runs "
+                        f"WHERE scheduled_job_id = '{job}' ORDER BY attempt_number")
+        self.assertEqual(runs[0]["status"], "failed")
+        self.assertRegex(runs[0]["error_message"], r"^worker lost: lease expired at \d{4}-\d\d-\d\dT")
+        self.assertEqual(runs[-1]["status"], "completed")
+        self.assertEqual(self.one(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{job}'")["status"],
+                         "completed")
+
+    def test_heartbeat_keeps_a_long_run_alive(self):
+        # a 5 s run with a 1.5 s lease: heartbeats every 0.5 s keep it; a second
+        # worker must not rescue it
+        job = self.sluice("queue", "sleep", "--params", '{"seconds": 5}').stdout.strip()
+        with self.serve("--lease", "1.5"), self.serve("--lease", "1.5"):
+            self.wait_jobs_done(1, timeout=40)
+        runs = self.sql(f"SELECT status FROM sluice.scheduled_job_runs WHERE scheduled_job_id = '{job}'")
+        self.assertEqual([r["status"] for r in runs], ["completed"])
+
+    # -------------------------------------------------------------- many workers
+
+    def test_three_workers_run_every_job_exactly_once(self):
+        self.make_count_table()
+        self.bulk("count", 3000)
+        with self.serve("--concurrency", "20"), self.serve("--concurrency", "20"), \
+                self.serve("--concurrency", "20"):
+            self.wait_jobs_done(3001, timeout=240)
+        self.assertEqual(int(self.scalar("SELECT count(*) FROM public.count_runs")), 3000)
+        self.assertEqual(int(self.scalar("SELECT count(DISTINCT job_id) FROM public.count_runs")), 3000)
+        self.assertEqual(self.count("sluice.scheduled_job_runs", "job_type = 'count' AND status = 'completed'"), 3000)
+        workers = int(self.scalar("SELECT count(DISTINCT worker_id) FROM sluice.scheduled_job_runs "
+                                  "WHERE job_type = 'count'"))
+        self.assertGreaterEqual(workers, 2)
+
+    def test_killed_worker_among_three_loses_nothing(self):
+        self.make_count_table()
+        self.bulk("count", 3000, '{"pause": 0.05}')
+        ds = [self.serve("--concurrency", "20", "--lease", "2") for _ in range(3)]
+        self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'completed'") >= 500, 120)
+        ds[0].proc.kill()
+        ds[0].proc.wait()
+        self.wait_jobs_done(3001, timeout=240)
+        for d in ds[1:]:
+            self.assertEqual(d.stop(), 0)
+        completed = self.sql("SELECT scheduled_job_id, count(*) AS n FROM sluice.scheduled_job_runs "
+                             "WHERE job_type = 'count' AND status = 'completed' GROUP BY 1")
+        self.assertEqual(len(completed), 3000)
+        self.assertTrue(all(r["n"] == 1 for r in completed))
+        self.assertEqual(self.count("sluice.scheduled_jobs", "job_type = 'count' AND status = 'completed'"), 3000)
+        self.assertEqual(self.count("sluice.scheduled_job_runs", "status = 'running'"), 0)
+
+    # -------------------------------------------------------------- recurring
+
+    def test_schedule_and_next_slot(self):
+        self.sluice("migrate")
+        bad = self.sluice("schedule", "echo", "--cron", "61 * * * *", check=False)
+        self.assertEqual(bad.returncode, 2)
+        self.assertIn('minute field "61"', bad.stderr)
+        badtz = self.sluice("schedule", "echo", "--cron", "0 9 * * *", "--tz", "Mars/Olympus", check=False)
+        self.assertEqual(badtz.returncode, 2)
+        self.assertIn("Mars/Olympus", badtz.stderr)
+        self.assertEqual(self.count("sluice.scheduled_jobs"), 0)
+        job = self.sluice("schedule", "echo", "--cron", "30 9 * * mon-fri", "--tz", "America/New_York",
+                          "--params", '{"message": "tick"}').stdout.strip()
+        preview = json.loads(self.sluice("cron", "next", "30 9 * * mon-fri", "--tz", "America/New_York",
+                                         "-n", "1", "--json").stdout)
+        utc = preview["next"][0]["utc"]
+        row = self.one(f"SELECT schedule_type, cron_expression, timezone, "
+                       f"to_char(next_run_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS next "
+                       f"FROM sluice.scheduled_jobs WHERE id = '{job}'")
+        self.assertEqual((row["schedule_type"], row["timezone"]), ("recurring", "America/New_York"))
+        self.assertEqual(row["next"], utc)
+
+    def test_recurring_job_runs_and_moves_to_its_next_slot(self):
+        job = self.sluice("schedule", "echo", "--cron", "0 0 1 1 *").stdout.strip()
+        pgfixture.psql(self.db, f"UPDATE sluice.scheduled_jobs SET next_run_at = now() WHERE id = '{job}'")
+        with self.serve():
+            self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'completed'") == 1, 30)
+            self.wait_for(lambda: self.scalar(f"SELECT next_run_at IS NOT NULL FROM sluice.scheduled_jobs "
+                                              f"WHERE id = '{job}'") == "t", 10)
+        row = self.one(f"SELECT status, attempts, extract(month FROM next_run_at AT TIME ZONE 'UTC') AS m, "
+                       f"extract(day FROM next_run_at AT TIME ZONE 'UTC') AS d, next_run_at > now() AS future "
+                       f"FROM sluice.scheduled_jobs WHERE id = '{job}'")
+        self.assertEqual((row["status"], row["attempts"], row["m"], row["d"], row["future"]),
+                         ("active", 0, 1, 1, True))
+
+    def test_recurring_job_created_in_sql_gets_a_slot(self):
+        self.sluice("queue", "noop")
+        job = self.scalar("SELECT sluice.schedule_job(NULL, 'echo', '*/5 * * * *')")
+        bad = self.scalar("SELECT sluice.schedule_job(NULL, 'echo', 'not a cron')")
+        with self.serve():
+            self.wait_for(lambda: self.scalar(f"SELECT next_run_at IS NOT NULL FROM sluice.scheduled_jobs "
+                                              f"WHERE id = '{job}'") == "t", 20)
+            self.wait_for(lambda: self.scalar(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{bad}'")
+                          == "failed", 20)
+        minute = int(float(self.scalar(f"SELECT extract(minute FROM next_run_at) FROM sluice.scheduled_jobs "
+                                       f"WHERE id = '{job}'")))
+        self.assertEqual(minute % 5, 0)
+        self.assertIn("bad cron expression", self.scalar(f"SELECT last_error FROM sluice.scheduled_jobs "
+                                                         f"WHERE id = '{bad}'"))
+
+    # -------------------------------------------------------------- dedupe
+
+    def test_dedupe_is_race_free(self):
+        self.sluice("queue", "noop")
+
+        def enqueue(_):
+            return self.sluice("queue", "echo", "--dedupe-key", "same", "--at", "+1h")
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as ex:
+            procs = list(ex.map(enqueue, range(16)))
+        ids = {p.stdout.strip() for p in procs}
+        self.assertEqual(len(ids), 1, ids)
+        self.assertEqual(self.count("sluice.scheduled_jobs", "dedupe_key = 'same'"), 1)
+        self.assertTrue(any("already pending or running" in p.stderr for p in procs))
+        # through SQL too, in parallel
+        def sql_enqueue(_):
+            return pgfixture.psql(self.db, "SELECT sluice.queue_one_time_job(NULL, 'echo', '{}', NULL, 0, 'k2')")
+        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as ex:
+            sql_ids = set(ex.map(sql_enqueue, range(16)))
+        self.assertEqual(len(sql_ids), 1)
+        # once the job is done, the key is free again
+        pgfixture.psql(self.db, "UPDATE sluice.scheduled_jobs SET status = 'completed', next_run_at = NULL "
+                                "WHERE dedupe_key = 'same'")
+        again = self.sluice("queue", "echo", "--dedupe-key", "same").stdout.strip()
+        self.assertNotIn(again, ids)
+
+    # -------------------------------------------------------------- cancel, pause, resume
+
+    def test_cancel_running_job(self):
+        job = self.sluice("queue", "sleep", "--params", '{"seconds": 60}').stdout.strip()
+        with self.serve():
+            self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'running'") == 1, 30)
+            out = self.sluice("jobs", "cancel", job)
+            self.assertIn("cancelling", out.stdout)
+            self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'cancelled'") == 1, 10)
+        self.assertEqual(self.one(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{job}'")["status"],
+                         "cancelled")
+        again = self.sluice("jobs", "cancel", job, check=False)
+        self.assertNotEqual(again.returncode, 0)
+        self.assertIn("already cancelled", again.stderr)
+
+    def test_pause_and_resume(self):
+        job = self.sluice("queue", "echo").stdout.strip()
+        self.sluice("jobs", "pause", job)
+        with self.serve() as d:
+            d.wait_log("sluice serving")
+            time.sleep(1.0)
+            self.assertEqual(self.count("sluice.scheduled_job_runs"), 0)
+            self.sluice("jobs", "resume", job)
+            self.wait_jobs_done(1)
+        self.assertEqual(self.one(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{job}'")["status"],
+                         "completed")
+        missing = self.sluice("jobs", "pause", "00000000-0000-0000-0000-000000000000", check=False)
+        self.assertNotEqual(missing.returncode, 0)
+        self.assertIn("no job with id", missing.stderr)
+
+    # -------------------------------------------------------------- retention, priority
+
+    def test_retention_archives_and_prunes(self):
+        self.sluice("run", "echo")
+        self.sluice("run", "echo")
+        pgfixture.psql(self.db, "UPDATE sluice.scheduled_jobs SET updated_at = now() - interval '8 days'; "
+                                "UPDATE sluice.scheduled_job_runs SET completed_at = now() - interval '31 days'")
+        r = self.one("SELECT * FROM sluice.apply_retention()")
+        self.assertEqual((r["archived"], r["pruned"]), (2, 0))  # each job keeps its last run
+        self.assertEqual(self.count("sluice.scheduled_jobs", "status = 'archived'"), 2)
+
+    def test_priority_orders_claims(self):
+        low = self.sluice("queue", "echo", "--priority", "10").stdout.strip()
+        high = self.sluice("queue", "echo", "--priority", "-5").stdout.strip()
+        with self.serve("--concurrency", "1"):
+            self.wait_jobs_done(2)
+        order = [r["scheduled_job_id"] for r in
+                 self.sql("SELECT scheduled_job_id FROM sluice.scheduled_job_runs ORDER BY started_at")]
+        self.assertEqual(order, [high, low])
+
+
+class PostgresRestart(harness.SluiceTest):
+    """A daemon on its own embedded cluster, which is stopped and started again."""
+
+    def test_daemon_survives_a_postgres_restart(self):
+        home = tempfile.mkdtemp(prefix="sluice-restart-", dir="/tmp")
+        os.chmod(home, 0o755)
+        env = self.env({"SLUICE_HOME": home})
+        env.pop("DATABASE_URL")
+        try:
+            self.sluice("queue", "sleep", "--params", '{"seconds": 0.1}', env=env)
+            url = self.sluice("db", "url", env=env).stdout.strip()
+            d = self.serve("--lease", "3", env=env)
+            self.wait_for(lambda: pgfixture.psql(url, "SELECT count(*) FROM sluice.scheduled_job_runs "
+                                                      "WHERE status = 'completed'") == "1", 30)
+            self.sluice("db", "stop", env=env)
+            d.wait_log("database connection failed", timeout=30)
+            self.assertIsNone(d.proc.poll(), "the daemon must survive the database going away")
+            time.sleep(1)
+            self.sluice("db", "start", env=env)
+            job = self.sluice("queue", "echo", "--params", '{"message": "after restart"}', env=env).stdout.strip()
+            self.wait_for(lambda: pgfixture.psql(url, f"SELECT status FROM sluice.scheduled_jobs "
+                                                      f"WHERE id = '{job}'") == "completed", 40,
+                          "the daemon did not carry on after the restart")
+            self.assertEqual(d.stop(), 0, d.log())
+            self.assertEqual(pgfixture.psql(url, "SELECT count(*) FROM sluice.scheduled_job_runs "
+                                                 "WHERE status = 'running'"), "0")
+        finally:
+            subprocess.run([pgfixture.sluice_bin(), "db", "stop"], env=env, capture_output=True, timeout=60)
+            shutil.rmtree(home, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    harness.main()
