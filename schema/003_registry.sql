@@ -5,7 +5,8 @@
 -- lua/sluice/runtime.lua registry_json): [{name, label, emoji, description,
 -- brand_rule, param_schema, default_params, timeout_seconds, max_retries,
 -- retry_base_seconds, retry_max_seconds, file, version, datasets: {key: {label,
--- max_age_seconds}}}]. Types not in the list stay (jobs reference them) but are
+-- max_age_seconds}}}], plus {name, failed: true} for files that fail to load
+-- (left as they are). Types not in the list stay (jobs reference them) but are
 -- marked unavailable unless p_partial. Returns the number of types synced.
 CREATE OR REPLACE FUNCTION sluice.sync_registry(p_types jsonb, p_partial boolean DEFAULT false)
 RETURNS integer LANGUAGE plpgsql AS $$
@@ -16,6 +17,9 @@ DECLARE
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtext('sluice.sync_registry'));
     FOR t IN SELECT * FROM jsonb_array_elements(p_types) LOOP
+        IF (t ->> 'failed')::boolean THEN
+            CONTINUE; -- its file fails to load where this sync came from: keep what we have
+        END IF;
         INSERT INTO sluice.job_types AS jt
             (name, label, emoji, description, brand_rule, param_schema, default_params,
              timeout_seconds, max_retries, retry_base_seconds, retry_max_seconds,

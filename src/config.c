@@ -96,7 +96,13 @@ static int apply(sl_config *cfg, const char *key, const char *val, const char *s
         bad = parse_double(val, &cfg->grace_seconds);
     else if (strcmp(key, "poll_seconds") == 0)
         bad = parse_double(val, &cfg->poll_seconds);
-    else if (strcmp(key, "archive_after_days") == 0)
+    else if (strcmp(key, "memory_limit_mb") == 0)
+        bad = parse_int(val, &cfg->memory_limit_mb);
+    else if (strcmp(key, "instruction_budget") == 0) {
+        double d = 0;
+        bad = parse_double(val, &d);
+        cfg->instruction_budget = (long)d;
+    } else if (strcmp(key, "archive_after_days") == 0)
         bad = parse_double(val, &cfg->archive_after_days);
     else if (strcmp(key, "prune_after_days") == 0)
         bad = parse_double(val, &cfg->prune_after_days);
@@ -192,6 +198,8 @@ int sl_config_init(sl_config *cfg, char *err, size_t errlen)
         {"SLUICE_GRACE_SECONDS", "grace_seconds"},
         {"SLUICE_LOG_FORMAT", "log_format"},
         {"SLUICE_LOG_LEVEL", "log_level"},
+        {"SLUICE_MEMORY_LIMIT_MB", "memory_limit_mb"},
+        {"SLUICE_INSTRUCTION_BUDGET", "instruction_budget"},
     };
     memset(cfg, 0, sizeof *cfg);
     cfg->concurrency = 10;
@@ -200,6 +208,8 @@ int sl_config_init(sl_config *cfg, char *err, size_t errlen)
     cfg->grace_seconds = 30;
     cfg->poll_seconds = 5;
     cfg->archive_after_days = 7;
+    cfg->memory_limit_mb = 512;
+    cfg->instruction_budget = 100000000L;
     cfg->prune_after_days = 30;
     cfg->log_format = SL_LOG_LOGFMT;
     cfg->log_level = SL_INFO;
@@ -217,11 +227,11 @@ int sl_config_init(sl_config *cfg, char *err, size_t errlen)
         free(home);
         rc = read_file(cfg, path, 0, err, errlen);
     }
-    if (rc < 0) return -1;
+    if (rc < 0) goto fail;
     /* A file's handler list is replaced, not extended, by the environment's. */
     for (size_t i = 0; i < sizeof envs / sizeof envs[0]; i++) {
         const char *v = getenv(envs[i].env);
-        if (v && *v && apply(cfg, envs[i].key, v, envs[i].env, err, errlen) < 0) return -1;
+        if (v && *v && apply(cfg, envs[i].key, v, envs[i].env, err, errlen) < 0) goto fail;
     }
     const char *hd = getenv("SLUICE_HANDLERS");
     if (hd && *hd) {
@@ -232,6 +242,9 @@ int sl_config_init(sl_config *cfg, char *err, size_t errlen)
     }
     if (!cfg->home) cfg->home = default_home();
     return 0;
+fail:
+    sl_config_free(cfg); /* the caller gets nothing to free on failure */
+    return -1;
 }
 
 static int is_dir(const char *p)

@@ -30,6 +30,8 @@ typedef struct sl_config {
     double poll_seconds;                /* fallback poll interval (default 5) */
     double archive_after_days;          /* finished one-time jobs archived after (7) */
     double prune_after_days;            /* runs deleted after (30; a job's last run stays) */
+    int memory_limit_mb;                /* the Lua state's memory cap (512) */
+    long instruction_budget;            /* Lua instructions between yields (100 million) */
     int log_format;                     /* sl_log_format */
     int log_level;                      /* sl_log_level */
     char *http_limits[SL_MAX_HTTP_LIMITS]; /* `http_limit` lines, in order (see http.h) */

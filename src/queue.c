@@ -185,6 +185,11 @@ PGconn *sl_queue_boot(sl_ctx *ctx, const char *kind, char worker_id[40])
     if (!c)
         return NULL;
     char *reg = sl_runtime_registry_json(ctx->rt);
+    if (!reg) {
+        sl_cli_error("cannot describe the handler registry (see the log above)");
+        PQfinish(c);
+        return NULL;
+    }
     const char *p1[] = {reg};
     PGresult *r = sl_cli_exec(c, "SELECT sluice.sync_registry($1::jsonb)", 1, p1);
     free(reg);

@@ -79,7 +79,7 @@ int sl_runtime_load_handlers(sl_runtime *rt, const char *const *files, int nfile
 
 /* The registry as JSON (array of job types with label, emoji, brand rule, param
  * schema, defaults, timeout, retries, datasets, file, version) for syncing into the
- * database. Caller frees. */
+ * database. Caller frees. NULL (logged) if it cannot be built. */
 char *sl_runtime_registry_json(sl_runtime *rt);
 
 /* Names of loaded job types, comma-separated (for error messages). Caller frees. */

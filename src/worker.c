@@ -23,10 +23,12 @@
 #include "cli.h"
 #include "config.h"
 #include "ctx.h"
+#include "daemon.h"
 #include "http.h"
 #include "log.h"
 #include "pg.h"
 #include "queue.h"
+#include "reload.h"
 #include "runtime.h"
 
 #include <ev.h>
@@ -59,7 +61,8 @@ typedef struct sl_worker {
     ev_timer rescue;
     ev_timer retention;
     ev_timer flush_timer;
-    ev_signal sigint, sigterm;
+    ev_signal sigint, sigterm, sighup;
+    sl_watch *watch;
     ev_timer grace;
     int stopping;
     int signals;
@@ -417,6 +420,54 @@ static void retention_cb(struct ev_loop *loop, ev_timer *t, int revents)
                 params, retention_done, w);
 }
 
+/* ------------------------------------------------------------------ reload */
+
+static void registry_synced(PGresult *res, const char *err, void *data)
+{
+    (void)data;
+    if (err)
+        sl_log(SL_WARN, "syncing the registry after a reload failed", "error", err, NULL);
+    if (res)
+        PQclear(res);
+}
+
+/* Reloads every handler file (and the libraries they use). A file that fails
+ * keeps its previous version; runs in flight finish on the version they began
+ * with. The registry tables get the result. */
+static void reload_handlers(void *data)
+{
+    sl_worker *w = data;
+    char *problems = NULL;
+    int n = sl_runtime_load_handlers(w->ctx->rt, NULL, 0, &problems);
+    for (char *p = problems, *nl; p && *p; p = nl ? nl + 1 : NULL) {
+        nl = strchr(p, '\n');
+        if (nl)
+            *nl = '\0';
+        sl_log(SL_ERROR, "handler rejected; its previous version (if any) keeps serving",
+               "problem", p, NULL);
+    }
+    free(problems);
+    char *reg = sl_runtime_registry_json(w->ctx->rt);
+    if (reg) {
+        const char *params[] = {reg};
+        sl_pg_query(w->ctx->pg, "SELECT sluice.sync_registry($1::jsonb)", 1, params,
+                    registry_synced, w);
+        free(reg);
+    }
+    char *names = sl_runtime_type_names(w->ctx->rt);
+    sl_log(n ? SL_WARN : SL_INFO, n ? "handlers reloaded with problems" : "handlers reloaded",
+           "job_types", names, NULL);
+    free(names);
+}
+
+static void sighup_cb(struct ev_loop *loop, ev_signal *s, int revents)
+{
+    (void)loop;
+    (void)revents;
+    sl_log(SL_INFO, "SIGHUP: reloading handlers", NULL);
+    reload_handlers(s->data);
+}
+
 /* ------------------------------------------------------------------ shutdown */
 
 static void stopped_done(PGresult *res, const char *err, void *data)
@@ -465,6 +516,7 @@ static void signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
     sl_log(SL_INFO, "stopping: no new claims; waiting for runs in flight", "running",
            w->running ? "yes" : "no", "grace_seconds", grace, NULL);
     w->stopping = 1;
+    sl_notify("STOPPING=1");
     ev_timer_stop(loop, &w->claim_timer);
     ev_timer_stop(loop, &w->rescue);
     ev_timer_stop(loop, &w->retention);
@@ -486,7 +538,11 @@ static void serve_usage(FILE *out)
             "  --lease SECONDS   run lease, renewed every third of it (default 60)\n"
             "  --grace SECONDS   on SIGINT/SIGTERM, time given to runs in flight (default 30)\n"
             "  --poll SECONDS    fallback poll interval (default 5; new jobs are picked up\n"
-            "                    at once through LISTEN/NOTIFY)\n");
+            "                    at once through LISTEN/NOTIFY)\n"
+            "  --pidfile PATH    write the pid there; refuse to start if another daemon\n"
+            "                    holds it\n"
+            "  --no-watch        do not reload handlers when their files change (SIGHUP\n"
+            "                    still reloads)\n");
 }
 
 static int parse_positive(const char *opt, const char *v, double *out)
@@ -504,6 +560,8 @@ static int parse_positive(const char *opt, const char *v, double *out)
 int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
 {
     sl_config cfg = *cfg_in; /* shallow: only numbers are overridden */
+    const char *pidfile = NULL;
+    int watch = 1;
     for (int i = 1; i < argc; i++) {
         double d;
         const char *a = argv[i];
@@ -520,6 +578,10 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
         } else if (strcmp(a, "--grace") == 0) {
             if (parse_positive(a, i + 1 < argc ? argv[++i] : NULL, &cfg.grace_seconds) < 0)
                 return 2;
+        } else if (strcmp(a, "--pidfile") == 0 && i + 1 < argc) {
+            pidfile = argv[++i];
+        } else if (strcmp(a, "--no-watch") == 0) {
+            watch = 0;
         } else if (strcmp(a, "--poll") == 0) {
             if (parse_positive(a, i + 1 < argc ? argv[++i] : NULL, &cfg.poll_seconds) < 0)
                 return 2;
@@ -529,6 +591,9 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
         }
     }
 
+    int pidfd = -1;
+    if (pidfile && (pidfd = sl_pidfile_acquire(pidfile)) < 0)
+        return 1;
     sl_ctx ctx = {0};
     ctx.loop = ev_default_loop(EVFLAG_AUTO);
     ctx.cfg = &cfg;
@@ -591,9 +656,15 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     ev_signal_start(ctx.loop, &w.sigterm);
     signal(SIGPIPE, SIG_IGN);
 
+    ev_signal_init(&w.sighup, sighup_cb, SIGHUP);
+    w.sighup.data = &w;
+    ev_signal_start(ctx.loop, &w.sighup);
+    if (watch)
+        w.watch = sl_watch_start(ctx.loop, &cfg, reload_handlers, &w);
     sl_pg_listen(ctx.pg, "sluice_jobs", on_notify, &w);
     sl_pg_listen(ctx.pg, "sluice_cancel", on_notify, &w);
     claim(&w);
+    sl_notify("READY=1\nSTATUS=serving");
     ev_run(ctx.loop, 0);
 
     sl_log(SL_INFO, "sluice stopped", "worker", w.id, NULL);
@@ -605,6 +676,8 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     ev_timer_stop(ctx.loop, &w.retention);
     ev_signal_stop(ctx.loop, &w.sigint);
     ev_signal_stop(ctx.loop, &w.sigterm);
+    ev_signal_stop(ctx.loop, &w.sighup);
+    sl_watch_stop(w.watch);
     sl_runtime_free(ctx.rt);
     sl_http_free(ctx.http); /* after the runtime: its runs cancelled their requests */
     ctx.http = NULL;
@@ -616,5 +689,6 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     sl_pg_free(ctx.pg);
     free((char *)ctx.db_url);
     ev_loop_destroy(ctx.loop);
+    sl_pidfile_release(pidfd, pidfile);
     return w.exit_status;
 }

@@ -79,7 +79,6 @@ class Daemon:
             status = self.stop()
             if exc_type is None:
                 self.test.assertEqual(status, 0, f"serve exited {status}:\n{self.log()}")
-        self.close()
         return False
 
     def close(self):

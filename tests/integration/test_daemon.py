@@ -1,0 +1,200 @@
+#!/usr/bin/env python3
+"""Operating the daemon: hot reload of handler files (edit, syntax error, add,
+remove, SIGHUP, in-flight runs keep their version), the pidfile, log formats, and
+the Lua sandbox's limits — each misbehaving handler fails only its own run."""
+
+import json
+import os
+import shutil
+import signal
+import tempfile
+import time
+
+import harness
+
+VERSION_HANDLER = """
+return {
+  label = "Versioned",
+  params = { seconds = { type = "number", default = 0 } },
+  run = function(job)
+    sluice.sleep(job.params.seconds)
+    return { version = %d }
+  end,
+}
+"""
+
+BAD_HANDLERS = {
+    "spin": """return { run = function(job) while true do end end }""",
+    "spin_pcall": """return { run = function(job)
+        for i = 1, 100 do pcall(function() while true do end end) end
+        return { swallowed = true }
+      end }""",
+    "bomb": """return { run = function(job)
+        local s = "x"
+        for i = 1, 40 do s = s .. s end
+        return { len = #s }
+      end }""",
+    "bomb_pcall": """return { run = function(job)
+        local t = {}
+        for i = 1, 1000 do
+          pcall(function() local s = string.rep("y", 1 << 30) t[#t + 1] = s end)
+        end
+        return { survived = true }
+      end }""",
+    "global_write": """return { run = function(job) leaked = 1 return {} end }""",
+    "global_read": """return { run = function(job) return { v = undefined_name } end }""",
+    "escape": """return { run = function(job) return { os = os.execute("true") } end }""",
+}
+
+
+class Daemon(harness.SluiceTest):
+
+    def setUp(self):
+        super().setUp()
+        self.dir = tempfile.mkdtemp(prefix="sluice-handlers-")
+        shutil.copy(os.path.join(harness.EXAMPLES, "echo.lua"), self.dir)
+
+    def tearDown(self):
+        super().tearDown()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def write(self, name, text):
+        tmp = os.path.join(self.dir, f".{name}.tmp")
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.rename(tmp, os.path.join(self.dir, name))
+
+    def henv(self, extra=None):
+        e = {"SLUICE_HANDLERS": self.dir}
+        e.update(extra or {})
+        return self.env(e)
+
+    def result_of(self, job):
+        return self.one(f"SELECT status, result, handler_version, error_message FROM sluice.scheduled_job_runs "
+                        f"WHERE scheduled_job_id = '{job}'")
+
+    def wait_done(self, job, timeout=30):
+        self.wait_for(lambda: self.scalar(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{job}'")
+                      in ("completed", "failed"), timeout, f"job {job} did not finish")
+
+    # -------------------------------------------------------------- hot reload
+
+    def test_edit_reloads_and_in_flight_runs_keep_their_version(self):
+        self.write("versioned.lua", VERSION_HANDLER % 1)
+        env = self.henv()
+        with self.serve(env=env) as d:
+            d.wait_log("sluice serving")
+            slow = self.sluice("queue", "versioned", "--params", '{"seconds": 3}', env=env).stdout.strip()
+            self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'running'") == 1, 20)
+            self.write("versioned.lua", VERSION_HANDLER % 2)
+            d.wait_log("handlers reloaded", timeout=10)
+            fast = self.sluice("queue", "versioned", env=env).stdout.strip()
+            self.wait_done(fast)
+            self.wait_done(slow)
+        old, new = self.result_of(slow), self.result_of(fast)
+        self.assertEqual(old["result"]["version"], 1)
+        self.assertEqual(new["result"]["version"], 2)
+        self.assertNotEqual(old["handler_version"], new["handler_version"])
+        self.assertEqual(self.scalar("SELECT handler_version FROM sluice.job_types WHERE name = 'versioned'"),
+                         new["handler_version"])
+
+    def test_broken_edit_keeps_the_previous_version(self):
+        self.write("versioned.lua", VERSION_HANDLER % 1)
+        env = self.henv()
+        with self.serve(env=env) as d:
+            d.wait_log("sluice serving")
+            before = self.scalar("SELECT handler_version FROM sluice.job_types WHERE name = 'versioned'")
+            self.write("versioned.lua", "return { run = function(job) return { version = 3 } end\n")
+            d.wait_log("handler rejected", timeout=10)
+            self.assertIn("versioned.lua", d.log())
+            job = self.sluice("queue", "versioned", env=env).stdout.strip()
+            self.wait_done(job)
+            self.assertEqual(self.result_of(job)["result"]["version"], 1)
+            self.assertEqual(self.scalar("SELECT handler_version FROM sluice.job_types WHERE name = 'versioned'"),
+                             before)
+            self.assertEqual(self.scalar("SELECT available FROM sluice.job_types WHERE name = 'versioned'"), "t")
+
+    def test_added_and_removed_files_and_sighup(self):
+        env = self.henv()
+        with self.serve("--no-watch", env=env) as d:
+            d.wait_log("sluice serving")
+            self.write("versioned.lua", VERSION_HANDLER % 7)
+            time.sleep(0.5)
+            self.assertNotIn("handlers reloaded", d.log())  # --no-watch
+            d.signal(signal.SIGHUP)
+            d.wait_log("handlers reloaded", timeout=10)
+            self.wait_for(lambda: self.scalar("SELECT count(*) FROM sluice.job_types "
+                                              "WHERE name = 'versioned' AND available") == "1", 10)
+            job = self.sluice("queue", "versioned", env=env).stdout.strip()
+            self.wait_done(job)
+            self.assertEqual(self.result_of(job)["result"]["version"], 7)
+            os.unlink(os.path.join(self.dir, "versioned.lua"))
+            d.signal(signal.SIGHUP)
+            self.wait_for(lambda: self.scalar("SELECT available FROM sluice.job_types "
+                                              "WHERE name = 'versioned'") == "f", 10)
+
+    # -------------------------------------------------------------- operations
+
+    def test_pidfile_refuses_a_second_daemon(self):
+        pidfile = os.path.join(self.dir, "sluice.pid")
+        with self.serve("--pidfile", pidfile, env=self.henv()) as d:
+            d.wait_log("sluice serving")
+            with open(pidfile) as f:
+                self.assertEqual(int(f.read()), d.proc.pid)
+            second = self.sluice("serve", "--pidfile", pidfile, env=self.henv(), check=False, timeout=30)
+            self.assertEqual(second.returncode, 1)
+            self.assertIn("refusing to start a second one", second.stderr)
+            self.assertIn(str(d.proc.pid), second.stderr)
+        self.assertFalse(os.path.exists(pidfile))
+
+    def test_json_logs_with_run_fields_and_no_secrets(self):
+        env = self.henv({"SLUICE_LOG_FORMAT": "json"})
+        job = self.sluice("queue", "echo", "--params",
+                          '{"message": "Authorization: Bearer sekrit-token-123"}', env=env).stdout.strip()
+        with self.serve(env=env) as d:
+            self.wait_done(job)
+            time.sleep(0.2)
+        lines = [json.loads(l) for l in d.log().splitlines() if l.startswith("{")]
+        self.assertTrue(lines)
+        for l in lines:
+            self.assertIn("ts", l)
+            self.assertIn(l["level"], ("debug", "info", "warn", "error"))
+        run_lines = [l for l in lines if l.get("run")]
+        self.assertTrue(run_lines)
+        self.assertTrue(all(l.get("type") == "echo" for l in run_lines))
+        self.assertNotIn("sekrit-token-123", d.log())
+
+    def test_logfmt_default(self):
+        with self.serve(env=self.henv()) as d:
+            d.wait_log("sluice serving")
+        first = d.log().splitlines()[0]
+        self.assertRegex(first, r'^ts=\S+ level=info msg=')
+
+    # -------------------------------------------------------------- sandbox
+
+    def test_misbehaving_handlers_fail_only_their_run(self):
+        for name, src in BAD_HANDLERS.items():
+            self.write(f"{name}.lua", src)
+        env = self.henv({"SLUICE_INSTRUCTION_BUDGET": "20000000", "SLUICE_MEMORY_LIMIT_MB": "128"})
+        jobs = {name: self.sluice("queue", name, "--max-retries", "0", env=env).stdout.strip()
+                for name in BAD_HANDLERS}
+        after = self.sluice("queue", "echo", "--params", '{"message": "still here"}', env=env).stdout.strip()
+        with self.serve("--concurrency", "1", env=env):
+            for job in list(jobs.values()) + [after]:
+                self.wait_done(job, timeout=60)
+        errors = {name: self.result_of(job)["error_message"] or "" for name, job in jobs.items()}
+        statuses = {name: self.result_of(job)["status"] for name, job in jobs.items()}
+        self.assertTrue(all(s == "failed" for s in statuses.values()), statuses)
+        self.assertIn("instruction budget exceeded", errors["spin"])
+        self.assertIn("instruction budget exceeded", errors["spin_pcall"])
+        self.assertIn("memory", errors["bomb"])
+        self.assertIn("memory limit exceeded", errors["bomb_pcall"])
+        self.assertIn("undeclared global 'leaked'", errors["global_write"])
+        self.assertIn("unknown global 'undefined_name'", errors["global_read"])
+        self.assertIn("execute", errors["escape"])
+        self.assertEqual(self.result_of(after)["status"], "completed")
+        self.assertEqual(self.result_of(after)["result"]["message"], "still here")
+
+
+if __name__ == "__main__":
+    harness.main()
