@@ -170,6 +170,31 @@ class Daemon(harness.SluiceTest):
         first = d.log().splitlines()[0]
         self.assertRegex(first, r'^ts=\S+ level=info msg=')
 
+    def test_config_precedence_and_masking(self):
+        conf = os.path.join(self.dir, "sluice.conf")
+        with open(conf, "w") as f:
+            f.write("# a comment\nconcurrency = 7\nlease_seconds = 45\n"
+                    "db = postgresql://app:hunter2@db.example/prod\nlog_format = json\n")
+        env = self.henv({"SLUICE_CONFIG": conf, "SLUICE_LEASE_SECONDS": "30"})
+        env.pop("DATABASE_URL")
+        out = json.loads(self.sluice("config", "--json", env=env).stdout)
+        self.assertEqual(out["config_file"], conf)
+        self.assertEqual(out["concurrency"], "7")          # file
+        self.assertEqual(out["lease_seconds"], "30")       # environment beats file
+        self.assertEqual(out["log_format"], "json")
+        self.assertNotIn("hunter2", json.dumps(out))
+        self.assertIn("app:[redacted]@db.example", out["db"])
+        flags = json.loads(self.sluice("--handlers", "/tmp", "--log-format", "logfmt", "config", "--json",
+                                       env=env).stdout)
+        self.assertEqual(flags["handlers"], "/tmp")        # flags beat both
+        self.assertEqual(flags["log_format"], "logfmt")
+        with open(conf, "a") as f:
+            f.write("concurency = 3\n")
+        bad = self.sluice("config", env=env, check=False)
+        self.assertEqual(bad.returncode, 2)
+        self.assertIn("unknown setting 'concurency'", bad.stderr)
+        self.assertIn(f"{conf}:6", bad.stderr)
+
     # -------------------------------------------------------------- sandbox
 
     def test_misbehaving_handlers_fail_only_their_run(self):

@@ -1,0 +1,88 @@
+/*
+ * cli_config.c — `sluice config`: the settings in effect after flags, the
+ * environment and the config file, with where the file is and secrets masked.
+ */
+#include "buf.h"
+#include "cli.h"
+#include "config.h"
+#include "log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The URL with its password (user:PASSWORD@ or password=…) masked. */
+static char *mask_url(const char *url)
+{
+    char *out = sl_redact(url);
+    char *at = strchr(out, '@'), *scheme = strstr(out, "://");
+    if (at && scheme && scheme < at) {
+        char *colon = memchr(scheme + 3, ':', (size_t)(at - scheme - 3));
+        if (colon) {
+            char *masked = malloc(strlen(out) + 16);
+            snprintf(masked, strlen(out) + 16, "%.*s:[redacted]%s", (int)(colon - out), out, at);
+            free(out);
+            return masked;
+        }
+    }
+    return out;
+}
+
+int sl_cmd_config(const sl_config *cfg, int argc, char **argv)
+{
+    int json = argc > 1 && strcmp(argv[1], "--json") == 0;
+    if (sl_cli_wants_help(argc, argv) || (argc > 1 && !json)) {
+        fprintf(argc > 1 && !json && !sl_cli_wants_help(argc, argv) ? stderr : stdout,
+                "usage: sluice config [--json]\n\n"
+                "Prints the settings in effect (flags > environment > config file).\n");
+        return sl_cli_wants_help(argc, argv) ? 0 : 2;
+    }
+    char *db = cfg->db_url ? mask_url(cfg->db_url) : strdup("(embedded cluster under home)");
+    char handlers[4096] = "", lua[4096] = "";
+    for (int i = 0; i < cfg->n_handler_dirs; i++)
+        snprintf(handlers + strlen(handlers), sizeof handlers - strlen(handlers), "%s%s",
+                 i ? ":" : "", cfg->handler_dirs[i]);
+    for (int i = 0; i < cfg->n_lua_dirs; i++)
+        snprintf(lua + strlen(lua), sizeof lua - strlen(lua), "%s%s", i ? ":" : "",
+                 cfg->lua_dirs[i]);
+    struct {
+        const char *key;
+        char val[4200];
+    } rows[16];
+    int n = 0;
+#define ROW(k, ...) (rows[n].key = k, snprintf(rows[n].val, sizeof rows[n].val, __VA_ARGS__), n++)
+    ROW("config_file", "%s", cfg->config_file ? cfg->config_file : "(none)");
+    ROW("db", "%s", db);
+    ROW("home", "%s", cfg->home);
+    ROW("handlers", "%s", handlers);
+    ROW("lua", "%s", lua);
+    ROW("concurrency", "%d", cfg->concurrency);
+    ROW("pool_size", "%d", cfg->pool_size);
+    ROW("lease_seconds", "%g", cfg->lease_seconds);
+    ROW("grace_seconds", "%g", cfg->grace_seconds);
+    ROW("poll_seconds", "%g", cfg->poll_seconds);
+    ROW("archive_after_days", "%g", cfg->archive_after_days);
+    ROW("prune_after_days", "%g", cfg->prune_after_days);
+    ROW("memory_limit_mb", "%d", cfg->memory_limit_mb);
+    ROW("instruction_budget", "%ld", cfg->instruction_budget);
+    ROW("log_format", "%s", cfg->log_format == SL_LOG_JSON ? "json" : "logfmt");
+    ROW("log_level", "%s",
+        (const char *[]){"debug", "info", "warn", "error"}[cfg->log_level & 3]);
+#undef ROW
+    sl_buf b = {0};
+    for (int i = 0; i < n; i++) {
+        if (!json) {
+            printf("%-20s %s\n", rows[i].key, rows[i].val);
+            continue;
+        }
+        sl_buf_puts(&b, i ? "," : "{");
+        sl_buf_json_string(&b, rows[i].key);
+        sl_buf_puts(&b, ":");
+        sl_buf_json_string(&b, rows[i].val);
+    }
+    if (json)
+        printf("%s}\n", sl_buf_str(&b));
+    sl_buf_free(&b);
+    free(db);
+    return 0;
+}
