@@ -98,7 +98,7 @@ CREATE TABLE sluice.scheduled_jobs (
     -- an active one-time job is either due at some time or running
     CHECK (status <> 'active' OR schedule_type = 'recurring'
            OR next_run_at IS NOT NULL OR current_run_id IS NOT NULL)
-);
+) WITH (fillfactor = 70);  -- room for HOT updates: a job row is updated at claim and finish
 
 -- The claim query's index: due, claimable jobs in priority order.
 CREATE INDEX scheduled_jobs_due ON sluice.scheduled_jobs (priority, next_run_at)
@@ -106,7 +106,6 @@ CREATE INDEX scheduled_jobs_due ON sluice.scheduled_jobs (priority, next_run_at)
 -- When is the next job due (the worker's timer for future jobs).
 CREATE INDEX scheduled_jobs_next ON sluice.scheduled_jobs (next_run_at)
     WHERE status = 'active' AND next_run_at IS NOT NULL;
-CREATE INDEX scheduled_jobs_brand ON sluice.scheduled_jobs (brand_id, job_type);
 CREATE INDEX scheduled_jobs_unscheduled ON sluice.scheduled_jobs (id)
     WHERE schedule_type = 'recurring' AND status = 'active'
       AND next_run_at IS NULL AND current_run_id IS NULL;
@@ -136,18 +135,17 @@ CREATE TABLE sluice.scheduled_job_runs (
     created_at        timestamptz NOT NULL DEFAULT now(),
     CHECK (status <> 'running' OR (started_at IS NOT NULL AND lease_expires_at IS NOT NULL)),
     CHECK (status NOT IN ('completed', 'failed', 'cancelled') OR completed_at IS NOT NULL)
-);
+) WITH (fillfactor = 80);
 
 ALTER TABLE sluice.scheduled_jobs
     ADD CONSTRAINT scheduled_jobs_current_run_fk FOREIGN KEY (current_run_id)
     REFERENCES sluice.scheduled_job_runs (id) ON DELETE SET NULL DEFERRABLE INITIALLY DEFERRED;
 
 CREATE INDEX scheduled_job_runs_job ON sluice.scheduled_job_runs (scheduled_job_id, created_at DESC);
-CREATE INDEX scheduled_job_runs_type ON sluice.scheduled_job_runs (job_type, created_at DESC);
-CREATE INDEX scheduled_job_runs_brand ON sluice.scheduled_job_runs (brand_id, created_at DESC);
+-- Recent runs by type (and brand): the Pipeline Manager's panels.
+CREATE INDEX scheduled_job_runs_type ON sluice.scheduled_job_runs (job_type, brand_id, created_at DESC);
+-- Running runs by lease expiry: the rescue pass, and (few rows) the heartbeat.
 CREATE INDEX scheduled_job_runs_lease ON sluice.scheduled_job_runs (lease_expires_at)
-    WHERE status = 'running';
-CREATE INDEX scheduled_job_runs_worker ON sluice.scheduled_job_runs (worker_id)
     WHERE status = 'running';
 
 -- Freshness: one row per (brand, dataset); brand NULL is the platform scope.

@@ -410,3 +410,19 @@ BEGIN
         RETURN NEXT;
     END LOOP;
 END $$;
+
+-- The daemon's one round trip per cycle: records the runs that ended since the
+-- last cycle (finish_runs) and claims up to p_limit due jobs, in one transaction.
+-- Returns the claimed runs.
+CREATE OR REPLACE FUNCTION sluice.finish_and_claim(
+    p_finished jsonb, p_worker uuid, p_limit integer, p_lease_seconds double precision)
+RETURNS SETOF sluice.claimed_run LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);
+    IF p_finished IS NOT NULL AND jsonb_array_length(p_finished) > 0 THEN
+        PERFORM count(*) FROM sluice.finish_runs(p_finished);
+    END IF;
+    IF p_limit > 0 THEN
+        RETURN QUERY SELECT * FROM sluice.claim_jobs(p_worker, p_limit, p_lease_seconds);
+    END IF;
+END $$;

@@ -53,28 +53,26 @@ typedef struct sl_worker {
     char lease[32];
     int concurrency;
     int running;       /* runs started, not yet ended */
-    int claiming;      /* a claim in flight */
-    int claim_again;   /* something happened during the claim */
-    double claim_backoff;
+    int cycling;       /* a finish_and_claim in flight */
+    int cycle_again;   /* something happened during it */
+    int asked;         /* how many jobs it asked for */
+    double backoff;    /* after a failed cycle */
     ev_timer claim_timer; /* next due job / poll / retry after an error */
     ev_timer heartbeat;
     ev_timer rescue;
     ev_timer retention;
-    ev_timer flush_timer;
+    ev_timer soon;        /* a cycle at the end of this loop iteration */
     ev_signal sigint, sigterm, sighup;
     sl_watch *watch;
     ev_timer grace;
     int stopping;
     int signals;
     wrun *done;        /* ended runs waiting to be recorded */
-    int ndone;
     wrun *flushing;    /* the batch in flight */
-    double flush_backoff;
     int exit_status;
 } sl_worker;
 
-static void claim(sl_worker *w);
-static void flush(sl_worker *w);
+static void cycle(sl_worker *w);
 static void maybe_exit(sl_worker *w);
 
 /* ------------------------------------------------------------------ runs */
@@ -97,90 +95,18 @@ static void run_done(sl_run *run, void *data)
     w->running--;
     r->next = w->done;
     w->done = r;
-    w->ndone++;
-    if (!ev_is_active(&w->flush_timer)) {
-        ev_timer_set(&w->flush_timer, 0, 0);
-        ev_timer_start(w->ctx->loop, &w->flush_timer);
+    if (!ev_is_active(&w->soon)) {
+        ev_timer_set(&w->soon, 0, 0);
+        ev_timer_start(w->ctx->loop, &w->soon);
     }
-    if (!w->stopping)
-        claim(w);
 }
 
-/* ------------------------------------------------------------------ recording */
+/* ------------------------------------------------------------------ the cycle */
 
-static void flush_done(PGresult *res, const char *err, void *data)
-{
-    sl_worker *w = data;
-    wrun *batch = w->flushing;
-    w->flushing = NULL;
-    if (err) {
-        /* keep every completion: put the batch back and retry with backoff */
-        sl_log(SL_WARN, "recording finished runs failed, will retry", "error", err, NULL);
-        wrun *last = batch;
-        while (last && last->next)
-            last = last->next;
-        if (last) {
-            last->next = w->done;
-            w->done = batch;
-        }
-        for (wrun *r = batch; r; r = r->next)
-            w->ndone++;
-        w->flush_backoff = w->flush_backoff < 0.2 ? 0.2 : w->flush_backoff * 2;
-        if (w->flush_backoff > 10)
-            w->flush_backoff = 10;
-        ev_timer_set(&w->flush_timer, w->flush_backoff, 0);
-        ev_timer_start(w->ctx->loop, &w->flush_timer);
-        return;
-    }
-    w->flush_backoff = 0;
-    for (int i = 0; i < PQntuples(res); i++) {
-        if (PQgetisnull(res, i, 1))
-            sl_log(SL_WARN, "a run was taken over by another worker before it ended",
-                   "run", PQgetvalue(res, i, 0), NULL);
-    }
-    PQclear(res);
-    while (batch) {
-        wrun *n = batch->next;
-        wrun_free(batch);
-        batch = n;
-    }
-    if (w->done)
-        flush(w);
-    else
-        maybe_exit(w);
-}
-
-static void flush(sl_worker *w)
-{
-    if (w->flushing || !w->done)
-        return;
-    sl_buf b = {0};
-    sl_buf_puts(&b, "[");
-    for (wrun *r = w->done; r; r = r->next) {
-        char next[40];
-        sl_queue_next_cron(r->cron, r->tz, next);
-        if (r != w->done)
-            sl_buf_puts(&b, ",");
-        sl_queue_outcome_json(&b, r->run, next);
-    }
-    sl_buf_puts(&b, "]");
-    w->flushing = w->done;
-    w->done = NULL;
-    w->ndone = 0;
-    const char *params[] = {sl_buf_str(&b)};
-    sl_pg_query(w->ctx->pg, "SELECT run_id, job_status FROM sluice.finish_runs($1::jsonb)", 1,
-                params, flush_done, w);
-    sl_buf_free(&b);
-}
-
-static void flush_cb(struct ev_loop *loop, ev_timer *t, int revents)
-{
-    (void)loop;
-    (void)revents;
-    flush(t->data);
-}
-
-/* ------------------------------------------------------------------ claiming */
+/* One round trip does both halves of the queue's work: finish_and_claim() records
+ * the runs that ended since the last cycle and claims as many due jobs as there
+ * are free slots, in one transaction. At most one cycle is in flight; whatever
+ * happens meanwhile (runs ending, NOTIFY) asks for another one. */
 
 static void arm_claim_timer(sl_worker *w, double after)
 {
@@ -203,58 +129,78 @@ static void next_due_done(PGresult *res, const char *err, void *data)
     }
     if (res)
         PQclear(res);
-    if (!w->stopping && !w->claiming)
+    if (!w->stopping && !w->cycling)
         arm_claim_timer(w, wait);
 }
 
-static void claim_done(PGresult *res, const char *err, void *data)
+static void start_run(sl_worker *w, PGresult *res, int row)
+{
+    sl_claimed c;
+    char errbuf[512];
+    sl_queue_claimed(res, row, &c);
+    w->running++;
+    if (sl_run_start(w->ctx->rt, &c.spec, run_done, w, errbuf, sizeof errbuf))
+        return;
+    /* a job type this worker has no handler for (its file was removed or is broken) */
+    sl_log(SL_ERROR, "cannot start run", "run", c.spec.run_id, "error", errbuf, NULL);
+    w->running--;
+    sl_buf b = {0};
+    sl_buf_puts(&b, "[{\"run_id\":");
+    sl_buf_json_string(&b, c.spec.run_id);
+    sl_buf_puts(&b, ",\"status\":\"failed\",\"retryable\":true,\"error\":");
+    sl_buf_json_string(&b, errbuf);
+    sl_buf_puts(&b, "}]");
+    const char *p[] = {sl_buf_str(&b)};
+    sl_pg_query(w->ctx->pg, "SELECT * FROM sluice.finish_runs($1::jsonb)", 1, p, NULL, NULL);
+    sl_buf_free(&b);
+}
+
+static void cycle_done(PGresult *res, const char *err, void *data)
 {
     sl_worker *w = data;
-    w->claiming = 0;
+    wrun *batch = w->flushing;
+    w->flushing = NULL;
+    w->cycling = 0;
     if (err) {
-        w->claim_backoff = w->claim_backoff < 0.5 ? 0.5 : w->claim_backoff * 2;
-        if (w->claim_backoff > 30)
-            w->claim_backoff = 30;
-        char secs[32];
-        snprintf(secs, sizeof secs, "%.1f", w->claim_backoff);
-        sl_log(SL_WARN, "claiming jobs failed, retrying", "error", err, "retry_in", secs, NULL);
-        if (!w->stopping)
-            arm_claim_timer(w, w->claim_backoff);
-        return;
-    }
-    w->claim_backoff = 0;
-    int n = PQntuples(res);
-    for (int i = 0; i < n; i++) {
-        sl_claimed c;
-        char errbuf[512];
-        sl_queue_claimed(res, i, &c);
-        w->running++;
-        sl_run *run = sl_run_start(w->ctx->rt, &c.spec, run_done, w, errbuf, sizeof errbuf);
-        if (!run) {
-            /* a job type this worker has no handler for (removed since it was queued) */
-            sl_log(SL_ERROR, "cannot start run", "run", c.spec.run_id, "error", errbuf, NULL);
-            w->running--;
-            sl_buf b = {0};
-            sl_buf_puts(&b, "[{\"run_id\":");
-            sl_buf_json_string(&b, c.spec.run_id);
-            sl_buf_puts(&b, ",\"status\":\"failed\",\"retryable\":false,\"error\":");
-            sl_buf_json_string(&b, errbuf);
-            sl_buf_puts(&b, "}]");
-            const char *p[] = {sl_buf_str(&b)};
-            sl_pg_query(w->ctx->pg, "SELECT * FROM sluice.finish_runs($1::jsonb)", 1, p, NULL,
-                        NULL);
-            sl_buf_free(&b);
-            continue;
+        /* keep every completion: put the batch back and retry with backoff */
+        wrun *last = batch;
+        while (last && last->next)
+            last = last->next;
+        if (last) {
+            last->next = w->done;
+            w->done = batch;
         }
-    }
-    PQclear(res);
-    if (w->stopping)
+        w->backoff = w->backoff < 0.2 ? 0.2 : w->backoff * 2;
+        if (w->backoff > 30)
+            w->backoff = 30;
+        char secs[32];
+        snprintf(secs, sizeof secs, "%.1f", w->backoff);
+        sl_log(SL_WARN, "claiming and recording runs failed, retrying", "error", err, "retry_in",
+               secs, NULL);
+        arm_claim_timer(w, w->backoff);
         return;
-    int free_slots = w->concurrency - w->running;
-    if (w->claim_again || (n > 0 && free_slots > 0)) {
-        w->claim_again = 0;
-        claim(w);
-    } else if (n == 0) {
+    }
+    w->backoff = 0;
+    while (batch) {
+        wrun *n = batch->next;
+        wrun_free(batch);
+        batch = n;
+    }
+    int n = PQntuples(res);
+    for (int i = 0; i < n && !w->stopping; i++)
+        start_run(w, res, i);
+    PQclear(res);
+    if (w->stopping) {
+        if (w->done)
+            cycle(w);
+        else
+            maybe_exit(w);
+        return;
+    }
+    if (w->cycle_again || w->done || (n > 0 && n == w->asked)) {
+        cycle(w);
+    } else if (n < w->asked) {
+        /* nothing more is due now: sleep until the next job is, or the poll */
         sl_pg_query(w->ctx->pg,
                     "SELECT EXTRACT(EPOCH FROM min(next_run_at) - now()) FROM "
                     "sluice.scheduled_jobs WHERE status = 'active' AND next_run_at IS NOT NULL",
@@ -262,33 +208,54 @@ static void claim_done(PGresult *res, const char *err, void *data)
     }
 }
 
-static void claim(sl_worker *w)
+static void cycle(sl_worker *w)
 {
-    if (w->stopping)
-        return;
-    if (w->claiming) {
-        w->claim_again = 1;
+    if (w->cycling) {
+        w->cycle_again = 1;
         return;
     }
-    int free_slots = w->concurrency - w->running;
-    if (free_slots <= 0)
+    int want = w->stopping ? 0 : w->concurrency - w->running;
+    if (want > CLAIM_MAX)
+        want = CLAIM_MAX;
+    if (want < 0)
+        want = 0;
+    if (!w->done && want == 0)
         return;
-    if (free_slots > CLAIM_MAX)
-        free_slots = CLAIM_MAX;
+    sl_buf b = {0};
+    sl_buf_puts(&b, "[");
+    for (wrun *r = w->done; r; r = r->next) {
+        char next[40];
+        sl_queue_next_cron(r->cron, r->tz, next);
+        if (r != w->done)
+            sl_buf_puts(&b, ",");
+        sl_queue_outcome_json(&b, r->run, next);
+    }
+    sl_buf_puts(&b, "]");
+    w->flushing = w->done;
+    w->done = NULL;
     char limit[16];
-    snprintf(limit, sizeof limit, "%d", free_slots);
-    const char *params[] = {w->id, limit, w->lease};
-    w->claiming = 1;
-    w->claim_again = 0;
-    sl_pg_query(w->ctx->pg, "SELECT * FROM sluice.claim_jobs($1, $2, $3)", 3, params, claim_done,
-                w);
+    snprintf(limit, sizeof limit, "%d", want);
+    const char *params[] = {sl_buf_str(&b), w->id, limit, w->lease};
+    w->cycling = 1;
+    w->cycle_again = 0;
+    w->asked = want;
+    sl_pg_query(w->ctx->pg, "SELECT * FROM sluice.finish_and_claim($1::jsonb, $2, $3, $4)", 4,
+                params, cycle_done, w);
+    sl_buf_free(&b);
+}
+
+static void soon_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    cycle(t->data);
 }
 
 static void claim_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)loop;
     (void)revents;
-    claim(t->data);
+    cycle(t->data);
 }
 
 static void on_notify(const char *channel, const char *payload, void *data)
@@ -303,7 +270,7 @@ static void on_notify(const char *channel, const char *payload, void *data)
         }
         return;
     }
-    claim(w); /* also after the LISTEN connection came back (channel NULL) */
+    cycle(w); /* also after the LISTEN connection came back (channel NULL) */
 }
 
 /* ------------------------------------------------------------------ leases */
@@ -340,7 +307,7 @@ static void rescue_done(PGresult *res, const char *err, void *data)
     int n = PQntuples(res);
     PQclear(res);
     if (n > 0)
-        claim(w);
+        cycle(w);
 }
 
 /* Recurring jobs without a next slot (created through SQL, or rescued): compute
@@ -481,7 +448,7 @@ static void stopped_done(PGresult *res, const char *err, void *data)
 
 static void maybe_exit(sl_worker *w)
 {
-    if (!w->stopping || w->running > 0 || w->done || w->flushing)
+    if (!w->stopping || w->running > 0 || w->done || w->flushing || w->cycling)
         return;
     if (w->stopping == 2)
         return; /* already leaving */
@@ -634,8 +601,8 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
 
     ev_init(&w.claim_timer, claim_timer_cb);
     w.claim_timer.data = &w;
-    ev_init(&w.flush_timer, flush_cb);
-    w.flush_timer.data = &w;
+    ev_init(&w.soon, soon_cb);
+    w.soon.data = &w;
     ev_init(&w.grace, grace_cb);
     w.grace.data = &w;
     ev_timer_init(&w.heartbeat, heartbeat_cb, cfg.lease_seconds / 3, cfg.lease_seconds / 3);
@@ -663,13 +630,13 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
         w.watch = sl_watch_start(ctx.loop, &cfg, reload_handlers, &w);
     sl_pg_listen(ctx.pg, "sluice_jobs", on_notify, &w);
     sl_pg_listen(ctx.pg, "sluice_cancel", on_notify, &w);
-    claim(&w);
+    cycle(&w);
     sl_notify("READY=1\nSTATUS=serving");
     ev_run(ctx.loop, 0);
 
     sl_log(SL_INFO, "sluice stopped", "worker", w.id, NULL);
     ev_timer_stop(ctx.loop, &w.claim_timer);
-    ev_timer_stop(ctx.loop, &w.flush_timer);
+    ev_timer_stop(ctx.loop, &w.soon);
     ev_timer_stop(ctx.loop, &w.grace);
     ev_timer_stop(ctx.loop, &w.heartbeat);
     ev_timer_stop(ctx.loop, &w.rescue);
