@@ -426,3 +426,40 @@ BEGIN
         RETURN QUERY SELECT * FROM sluice.claim_jobs(p_worker, p_limit, p_lease_seconds);
     END IF;
 END $$;
+
+-- Bulk enqueue: one job per element of p_parameters, all of one type and brand,
+-- in one statement (each element is checked like a single enqueue). Returns how
+-- many were queued; one NOTIFY for the lot.
+CREATE OR REPLACE FUNCTION sluice.enqueue_many(
+    p_brand text, p_job_type text, p_parameters jsonb[], p_run_at timestamptz DEFAULT NULL,
+    p_priority integer DEFAULT 0, p_trigger_source text DEFAULT 'api')
+RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    b uuid := sluice.resolve_brand(p_brand);
+    jt sluice.job_types;
+    p jsonb;
+    problems text[];
+    i integer := 0;
+    n integer;
+BEGIN
+    PERFORM sluice.check_enqueue(p_job_type, b, '{}'::jsonb || coalesce(p_parameters[1], '{}'))
+    WHERE cardinality(p_parameters) > 0;
+    SELECT * INTO jt FROM sluice.job_types WHERE name = p_job_type;
+    IF to_regprocedure('sluice.check_params(jsonb,jsonb)') IS NOT NULL THEN
+        FOREACH p IN ARRAY p_parameters LOOP
+            i := i + 1;
+            EXECUTE 'SELECT sluice.check_params($1, $2)' INTO problems USING jt.param_schema, p;
+            IF cardinality(problems) > 0 THEN
+                RAISE EXCEPTION 'invalid parameters for % (element %): %', p_job_type, i,
+                    array_to_string(problems, '; ') USING ERRCODE = 'invalid_parameter_value';
+            END IF;
+        END LOOP;
+    END IF;
+    INSERT INTO sluice.scheduled_jobs (brand_id, job_type, parameters, next_run_at, priority, trigger_source)
+    SELECT b, p_job_type, jt.default_params || x, coalesce(p_run_at, now()), coalesce(p_priority, 0),
+           coalesce(p_trigger_source, 'api')
+    FROM unnest(p_parameters) x;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    PERFORM pg_notify('sluice_jobs', '');
+    RETURN n;
+END $$;

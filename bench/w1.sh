@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# w1.sh — benchmark W1, throughput: enqueue 20,000 no-op jobs in bulk (timed on
+# its own), then run them with `sluice serve --concurrency 10` and time it from
+# the daemon's start until SQL shows none left. Prints figures; asserts nothing.
+#
+#   bench/w1.sh [path/to/sluice]        (default: $SLUICE_BIN, else build/sluice)
+#
+# Database: $DATABASE_URL if set (a disposable database: its noop jobs are
+# deleted), else a private embedded cluster under a temporary --home.
+# Shape: JOBS (20000), CONCURRENCY (10). Bulk enqueue is one SQL statement,
+# sluice.enqueue_many() (each element validated like a single enqueue).
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+SRC=$(dirname "$HERE")
+BIN=${1:-${SLUICE_BIN:-$SRC/build/sluice}}
+JOBS=${JOBS:-20000}
+CONC=${CONCURRENCY:-10}
+[ -x "$BIN" ] || { echo "w1: no sluice binary at $BIN (build first, or pass its path)" >&2; exit 2; }
+BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
+
+TMP=$(mktemp -d /tmp/sluice-w1.XXXXXX)
+chmod 711 "$TMP"
+D_PID="" OWN_DB=""
+S=()
+cleanup() {
+    [ -n "$D_PID" ] && kill "$D_PID" 2>/dev/null && wait "$D_PID" 2>/dev/null
+    [ -n "$OWN_DB" ] && "${S[@]}" db stop >/dev/null 2>&1
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+unset SLUICE_CONFIG SLUICE_HANDLERS SLUICE_HOME
+
+now() { date +%s.%N; }
+sql() { psql "$DB" -X -q -A -t -v ON_ERROR_STOP=1 -c "$1"; }
+
+if [ -n "${DATABASE_URL:-}" ]; then
+    DB=$DATABASE_URL
+    S=("$BIN" --db "$DB" --handlers "$SRC/examples/handlers")
+else
+    S=("$BIN" --home "$TMP/home" --handlers "$SRC/examples/handlers")
+    OWN_DB=1
+    "${S[@]}" db start >/dev/null
+    DB=$("${S[@]}" db url)
+fi
+"${S[@]}" queue noop >/dev/null # migrations + registry
+sql "DELETE FROM sluice.scheduled_jobs WHERE job_type = 'noop'"
+
+T0=$(now)
+sql "SELECT sluice.enqueue_many(NULL, 'noop', array_fill('{}'::jsonb, ARRAY[$JOBS]))" >/dev/null
+T1=$(now)
+sql "ANALYZE sluice.scheduled_jobs" # a long-running deployment has planner statistics
+
+T2=$(now)
+"${S[@]}" serve --concurrency "$CONC" --log-level warn >"$TMP/serve.log" 2>&1 &
+D_PID=$!
+LEFT=$JOBS
+while [ "$LEFT" != 0 ]; do
+    sleep 0.05
+    kill -0 "$D_PID" 2>/dev/null || { echo "w1: the daemon exited early:" >&2; cat "$TMP/serve.log" >&2; exit 1; }
+    LEFT=$(sql "SELECT count(*) FROM sluice.scheduled_jobs WHERE job_type = 'noop' AND status = 'active'")
+done
+T3=$(now)
+HWM=$(awk '/^VmHWM/ {print $2}' "/proc/$D_PID/status")
+kill -TERM "$D_PID"; wait "$D_PID" || true; D_PID=""
+
+read -r OK FIRST LAST <<<"$(sql "SELECT count(*) FILTER (WHERE status = 'completed'),
+        extract(epoch FROM min(started_at)), extract(epoch FROM max(completed_at))
+        FROM sluice.scheduled_job_runs WHERE job_type = 'noop'" | tr '|' ' ')"
+awk -v t0="$T0" -v t1="$T1" -v t2="$T2" -v t3="$T3" -v first="$FIRST" -v last="$LAST" \
+    -v jobs="$JOBS" -v conc="$CONC" -v ok="$OK" -v hwm="$HWM" 'BEGIN {
+    printf "W1: %d no-op jobs, serve --concurrency %d\n", jobs, conc
+    printf "  enqueue (one statement):               %7.0f ms  %8.0f jobs/s\n", (t1 - t0) * 1000, jobs / (t1 - t0)
+    printf "  run, daemon start → none left:         %7.0f ms  %8.0f jobs/s\n", (t3 - t2) * 1000, jobs / (t3 - t2)
+    printf "  run, first start → last completion:    %7.0f ms  %8.0f jobs/s\n", (last - first) * 1000, jobs / (last - first)
+    printf "  runs recorded completed: %d; daemon peak RSS %.1f MB\n", ok, hwm / 1024
+}'

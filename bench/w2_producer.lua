@@ -1,0 +1,15 @@
+-- w2_producer.lua — enqueues n no-op jobs one at a time on a fixed schedule
+-- (gap_ms apart), each carrying t = the enqueue time in ms, stamped just before
+-- the INSERT. Run with `sluice exec bench/w2_producer.lua N GAP_MS`.
+local n = tonumber(arg[1] or "500")
+local gap = tonumber(arg[2] or "20") / 1000
+local start = sluice.now()
+for i = 1, n do
+  local due = start + (i - 1) * gap
+  local wait = due - sluice.now()
+  if wait > 0 then sluice.sleep(wait) end
+  local t = sluice.now() * 1000
+  local ok, err = sluice.db.query(
+    "SELECT sluice.queue_one_time_job(NULL::text, 'noop', jsonb_build_object('t', $1::float8))", t)
+  if not ok then error(err) end
+end
