@@ -62,16 +62,17 @@ while [ "$LEFT" != 0 ]; do
 done
 T3=$(now)
 HWM=$(awk '/^VmHWM/ {print $2}' "/proc/$D_PID/status")
+CPU=$(awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$D_PID/stat")
 kill -TERM "$D_PID"; wait "$D_PID" || true; D_PID=""
 
 read -r OK FIRST LAST <<<"$(sql "SELECT count(*) FILTER (WHERE status = 'completed'),
         extract(epoch FROM min(started_at)), extract(epoch FROM max(completed_at))
         FROM sluice.scheduled_job_runs WHERE job_type = 'noop'" | tr '|' ' ')"
 awk -v t0="$T0" -v t1="$T1" -v t2="$T2" -v t3="$T3" -v first="$FIRST" -v last="$LAST" \
-    -v jobs="$JOBS" -v conc="$CONC" -v ok="$OK" -v hwm="$HWM" 'BEGIN {
+    -v jobs="$JOBS" -v conc="$CONC" -v ok="$OK" -v hwm="$HWM" -v cpu="$CPU" 'BEGIN {
     printf "W1: %d no-op jobs, serve --concurrency %d\n", jobs, conc
     printf "  enqueue (one statement):               %7.0f ms  %8.0f jobs/s\n", (t1 - t0) * 1000, jobs / (t1 - t0)
     printf "  run, daemon start → none left:         %7.0f ms  %8.0f jobs/s\n", (t3 - t2) * 1000, jobs / (t3 - t2)
     printf "  run, first start → last completion:    %7.0f ms  %8.0f jobs/s\n", (last - first) * 1000, jobs / (last - first)
-    printf "  runs recorded completed: %d; daemon peak RSS %.1f MB\n", ok, hwm / 1024
+    printf "  runs recorded completed: %d; daemon peak RSS %.1f MB; daemon CPU %.2f s\n", ok, hwm / 1024, cpu
 }'

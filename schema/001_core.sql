@@ -106,6 +106,9 @@ CREATE INDEX scheduled_jobs_due ON sluice.scheduled_jobs (priority, next_run_at)
 -- When is the next job due (the worker's timer for future jobs).
 CREATE INDEX scheduled_jobs_next ON sluice.scheduled_jobs (next_run_at)
     WHERE status = 'active' AND next_run_at IS NOT NULL;
+-- Jobs with a run in flight: the rescue pass starts here.
+CREATE INDEX scheduled_jobs_running ON sluice.scheduled_jobs (current_run_id)
+    WHERE current_run_id IS NOT NULL;
 CREATE INDEX scheduled_jobs_unscheduled ON sluice.scheduled_jobs (id)
     WHERE schedule_type = 'recurring' AND status = 'active'
       AND next_run_at IS NULL AND current_run_id IS NULL;
@@ -137,16 +140,17 @@ CREATE TABLE sluice.scheduled_job_runs (
     CHECK (status NOT IN ('completed', 'failed', 'cancelled') OR completed_at IS NOT NULL)
 ) WITH (fillfactor = 80);
 
-ALTER TABLE sluice.scheduled_jobs
-    ADD CONSTRAINT scheduled_jobs_current_run_fk FOREIGN KEY (current_run_id)
-    REFERENCES sluice.scheduled_job_runs (id) ON DELETE SET NULL DEFERRABLE INITIALLY DEFERRED;
+-- scheduled_jobs.current_run_id has no foreign key on purpose: the check would
+-- run on every claim, and its plan (cached per connection) is made while the
+-- runs table is small — a sequential scan that grows with the table. The queue
+-- functions keep it right: it names a running run, or is NULL.
 
 CREATE INDEX scheduled_job_runs_job ON sluice.scheduled_job_runs (scheduled_job_id, created_at DESC);
 -- Recent runs by type (and brand): the Pipeline Manager's panels.
 CREATE INDEX scheduled_job_runs_type ON sluice.scheduled_job_runs (job_type, brand_id, created_at DESC);
--- Running runs by lease expiry: the rescue pass, and (few rows) the heartbeat.
-CREATE INDEX scheduled_job_runs_lease ON sluice.scheduled_job_runs (lease_expires_at)
-    WHERE status = 'running';
+-- No index mentions a run's status or lease: finishing a run and renewing its
+-- lease are then HOT updates (no index entries written). Running runs are found
+-- through their jobs (scheduled_jobs_running) or by id.
 
 -- Freshness: one row per (brand, dataset); brand NULL is the platform scope.
 CREATE TABLE sluice.dataset_status (

@@ -182,7 +182,9 @@ CREATE TYPE sluice.claimed_run AS (
 -- Starts runs for jobs the caller has locked: inserts the runs with a lease,
 -- marks the jobs as running and their datasets as running.
 CREATE OR REPLACE FUNCTION sluice.start_runs(p_worker uuid, p_jobs uuid[], p_lease_seconds double precision)
-RETURNS SETOF sluice.claimed_run LANGUAGE sql AS $$
+RETURNS SETOF sluice.claimed_run LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN QUERY
     WITH runs AS (
         INSERT INTO sluice.scheduled_job_runs
             (scheduled_job_id, job_type, brand_id, attempt_number, status, trigger_source,
@@ -213,21 +215,22 @@ RETURNS SETOF sluice.claimed_run LANGUAGE sql AS $$
     SELECT r.id, j.id, j.job_type, j.brand_id, j.parameters, r.attempt_number, j.checkpoint,
            j.schedule_type, j.cron_expression, j.timezone, t.timeout_seconds, j.trigger_source
     FROM runs r JOIN jobs j ON j.id = r.scheduled_job_id
-    JOIN sluice.job_types t ON t.name = j.job_type
-$$;
+    JOIN sluice.job_types t ON t.name = j.job_type;
+END $$;
 
 -- Claims up to p_limit due jobs (priority, then due time) that no other worker
 -- holds, and starts a run for each. One statement, one round trip.
 CREATE OR REPLACE FUNCTION sluice.claim_jobs(p_worker uuid, p_limit integer, p_lease_seconds double precision)
-RETURNS SETOF sluice.claimed_run LANGUAGE sql AS $$
-    SELECT set_config('synchronous_commit', 'off', true);
-    SELECT * FROM sluice.start_runs(p_worker, ARRAY(
+RETURNS SETOF sluice.claimed_run LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);
+    RETURN QUERY SELECT * FROM sluice.start_runs(p_worker, ARRAY(
         SELECT id FROM sluice.scheduled_jobs
         WHERE status = 'active' AND next_run_at <= now()
         ORDER BY priority, next_run_at
         LIMIT p_limit
-        FOR UPDATE SKIP LOCKED), p_lease_seconds)
-$$;
+        FOR UPDATE SKIP LOCKED), p_lease_seconds);
+END $$;
 
 -- Creates a one-time job and starts its run at once, for `sluice run` and the REPL
 -- (the foreground modes; brand optional whatever the type's rule).
@@ -264,8 +267,15 @@ END $$;
 -- job_status is NULL. Queue bookkeeping commits asynchronously (see
 -- docs/architecture.md: a lost commit is healed by the lease).
 CREATE OR REPLACE FUNCTION sluice.finish_runs(p_runs jsonb)
-RETURNS TABLE (run_id uuid, job_status text) LANGUAGE sql AS $$
-    SELECT set_config('synchronous_commit', 'off', true);
+RETURNS TABLE (run_id uuid, job_status text) LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    -- the ids as an array, so that the runs are found by primary key (a join
+    -- against the JSON would be planned blind and could scan the whole table)
+    ids uuid[] := ARRAY(SELECT (e ->> 'run_id')::uuid FROM jsonb_array_elements(p_runs) e);
+BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);
+    RETURN QUERY
     WITH input AS (
         SELECT * FROM jsonb_to_recordset(p_runs) AS x(
             run_id uuid, status text, result jsonb, error text, logs text, retryable boolean,
@@ -280,7 +290,7 @@ RETURNS TABLE (run_id uuid, job_status text) LANGUAGE sql AS $$
             lease_expires_at = NULL,
             handler_version = coalesce(i.handler_version, r.handler_version)
         FROM input i
-        WHERE r.id = i.run_id AND r.status = 'running'
+        WHERE r.id = ANY (ids) AND r.id = i.run_id AND r.status = 'running'
         RETURNING r.id, r.scheduled_job_id, r.brand_id, r.job_type, r.started_at, r.completed_at,
                   i.status, i.result, i.error, coalesce(i.retryable, true) AS retryable,
                   i.next_cron, i.datasets
@@ -356,8 +366,8 @@ RETURNS TABLE (run_id uuid, job_status text) LANGUAGE sql AS $$
                                  THEN excluded.error_message ELSE s.error_message END,
             updated_at = now()
     )
-    SELECT i.run_id, j.status FROM input i LEFT JOIN jobs j ON j.run_id = i.run_id
-$$;
+    SELECT i.run_id, j.status FROM input i LEFT JOIN jobs j ON j.run_id = i.run_id;
+END $$;
 
 -- One run: the same rules as finish_runs. Returns the job's new status, or NULL
 -- when the run was no longer running.
@@ -372,8 +382,11 @@ RETURNS text LANGUAGE sql AS $$
         'datasets', p_datasets, 'handler_version', p_handler_version)))
 $$;
 
--- Renews the leases of a worker's running runs. Returns how many it holds.
-CREATE OR REPLACE FUNCTION sluice.heartbeat(p_worker uuid, p_lease_seconds double precision)
+-- Renews the leases of a worker's running runs: p_runs lists them (each an
+-- index-free, HOT update by primary key); without it, every running run of the
+-- worker. Returns how many it holds.
+CREATE OR REPLACE FUNCTION sluice.heartbeat(p_worker uuid, p_lease_seconds double precision,
+                                            p_runs uuid[] DEFAULT NULL)
 RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
     n integer;
@@ -382,7 +395,9 @@ BEGIN
     UPDATE sluice.workers SET heartbeat_at = now() WHERE id = p_worker;
     UPDATE sluice.scheduled_job_runs
     SET lease_expires_at = now() + make_interval(secs => p_lease_seconds), heartbeat_at = now()
-    WHERE worker_id = p_worker AND status = 'running';
+    WHERE status = 'running' AND worker_id = p_worker
+      AND id = ANY (coalesce(p_runs, ARRAY(
+          SELECT current_run_id FROM sluice.scheduled_jobs WHERE current_run_id IS NOT NULL)));
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END $$;
@@ -394,9 +409,12 @@ RETURNS TABLE (run_id uuid, job_status text) LANGUAGE plpgsql AS $$
 DECLARE
     r record;
 BEGIN
-    FOR r IN SELECT id, lease_expires_at FROM sluice.scheduled_job_runs
-             WHERE status = 'running' AND lease_expires_at < now()
-             FOR UPDATE SKIP LOCKED LOOP
+    FOR r IN SELECT x.id, x.lease_expires_at
+             FROM sluice.scheduled_jobs j
+             JOIN sluice.scheduled_job_runs x ON x.id = j.current_run_id
+             WHERE j.current_run_id IS NOT NULL
+               AND x.status = 'running' AND x.lease_expires_at < now()
+             FOR UPDATE OF x SKIP LOCKED LOOP
         run_id := r.id;
         job_status := sluice.finish_run(r.id, 'failed', NULL,
             'worker lost: lease expired at ' ||

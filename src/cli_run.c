@@ -58,8 +58,10 @@ static void hb_cb(struct ev_loop *loop, ev_timer *t, int revents)
     (void)loop;
     (void)revents;
     fg_run *f = t->data;
-    const char *p[] = {f->worker, f->lease};
-    sl_pg_query(f->ctx->pg, "SELECT sluice.heartbeat($1, $2)", 2, p, hb_done, NULL);
+    char ids[64];
+    snprintf(ids, sizeof ids, "{%s}", sl_run_id(f->run));
+    const char *p[] = {f->worker, f->lease, ids};
+    sl_pg_query(f->ctx->pg, "SELECT sluice.heartbeat($1, $2, $3::uuid[])", 3, p, hb_done, NULL);
 }
 
 static void sig_cb(struct ev_loop *loop, ev_signal *s, int revents)

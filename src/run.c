@@ -385,8 +385,8 @@ static void task_finished(sl_task *t, int status, int nres)
         t->result_ref = luaL_ref(t->rt->L, LUA_REGISTRYINDEX);
         t->rt->refs++;
         wake_waiter(t);
-        if (!t->parent)
-            task_free(t); /* detached from its parent: nobody can collect it */
+        if (!t->parent || !t->handle)
+            task_free(t); /* no parent, or its handle is gone: nobody can collect it */
         return;
     }
     int retryable, keep_value = child && status != LUA_OK && !t->kill;
@@ -413,7 +413,7 @@ static void task_finished(sl_task *t, int status, int nres)
         t->rt->refs++;
         if (run) sl_run_log(run, tb);
         wake_waiter(t);
-        if (!t->parent)
+        if (!t->parent || !t->handle)
             task_free(t);
     }
     free(msg);
@@ -737,6 +737,18 @@ sl_run *sl_runtime_find_run(sl_runtime *rt, const char *run_id)
         if (strcmp(r->run_id, run_id) == 0)
             return r;
     return NULL;
+}
+
+char *sl_runtime_run_ids(const sl_runtime *rt)
+{
+    size_t len = 3 + (size_t)rt->nruns * 37;
+    char *s = malloc(len), *p = s;
+    *p++ = '{';
+    for (sl_run *r = rt->runs; r; r = r->next)
+        p += snprintf(p, len - (size_t)(p - s), "%s%s", p == s + 1 ? "" : ",", r->run_id);
+    *p++ = '}';
+    *p = '\0';
+    return s;
 }
 
 int sl_runtime_active(const sl_runtime *rt)

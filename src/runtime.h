@@ -115,6 +115,9 @@ void sl_runtime_cancel_all_runs(sl_runtime *rt, const char *why);
 /* The run in flight with this id, or NULL. */
 sl_run *sl_runtime_find_run(sl_runtime *rt, const char *run_id);
 
+/* The ids of the runs in flight as a Postgres array literal ("{a,b}"). Caller frees. */
+char *sl_runtime_run_ids(const sl_runtime *rt);
+
 /* Runs that have started and not yet ended. */
 int sl_runtime_active(const sl_runtime *rt);
 

@@ -289,9 +289,11 @@ static void heartbeat_cb(struct ev_loop *loop, ev_timer *t, int revents)
     (void)loop;
     (void)revents;
     sl_worker *w = t->data;
-    const char *params[] = {w->id, w->lease};
-    sl_pg_query(w->ctx->pg, "SELECT sluice.heartbeat($1, $2)", 2, params, ignore_result,
-                "heartbeat failed");
+    char *ids = sl_runtime_run_ids(w->ctx->rt);
+    const char *params[] = {w->id, w->lease, ids};
+    sl_pg_query(w->ctx->pg, "SELECT sluice.heartbeat($1, $2, $3::uuid[])", 3, params,
+                ignore_result, "heartbeat failed");
+    free(ids);
 }
 
 static void rescue_done(PGresult *res, const char *err, void *data)
