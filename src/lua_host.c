@@ -34,6 +34,10 @@ void sl_runtime_cancel_all(sl_runtime *rt);
 static const luaL_Reg drivers[] = {
     {"core", luaopen_sluice_core},
     {"db", luaopen_sluice_db},
+    {"http", luaopen_sluice_http},
+    {"spawn", luaopen_sluice_spawn},
+    {"files", luaopen_sluice_files},
+    {"repl", luaopen_sluice_repl},
     {"cjson", luaopen_cjson},
     {NULL, NULL},
 };
@@ -267,6 +271,10 @@ sl_runtime *sl_runtime_new(sl_ctx *ctx, const sl_runtime_opts *opts, char *err, 
     rt->ctx = ctx;
     if (opts)
         rt->opts = *opts;
+    if (!rt->opts.memory_limit && ctx->cfg && ctx->cfg->memory_limit_mb > 0)
+        rt->opts.memory_limit = (size_t)ctx->cfg->memory_limit_mb << 20;
+    if (!rt->opts.instruction_budget && ctx->cfg)
+        rt->opts.instruction_budget = ctx->cfg->instruction_budget;
     if (!rt->opts.memory_limit)
         rt->opts.memory_limit = (size_t)512 << 20;
     if (!rt->opts.instruction_budget)
@@ -327,7 +335,17 @@ static void add_problem(char **problems, const char *line)
     (*problems)[old + strlen(line) + 1] = '\0';
 }
 
-/* Loads one file into the `entries` table at the top of L; returns problems. */
+/* Records that the job type `name` failed to load in the `failed` table, which
+ * sits just below `entries` on the stack: on a reload its previous version stays. */
+static void mark_failed(lua_State *L, const char *name, size_t len)
+{
+    lua_pushlstring(L, name, len);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, -4);
+}
+
+/* Loads one file into the `entries` table at the top of L (a `failed` table just
+ * below it); returns the number of problems. */
 static int load_one(sl_runtime *rt, const char *path, char **problems)
 {
     lua_State *L = rt->L;
@@ -361,6 +379,7 @@ static int load_one(sl_runtime *rt, const char *path, char **problems)
     if (sl_host_call(rt, "load_handler", 4, 2, err, sizeof err) != 0) {
         snprintf(line, sizeof line, "%s: %s", path, err);
         add_problem(problems, line);
+        mark_failed(L, base, n - 4);
         return 1;
     }
     /* entry | nil, problems (a list of strings) */
@@ -376,6 +395,11 @@ static int load_one(sl_runtime *rt, const char *path, char **problems)
         }
     }
     lua_pop(L, 1);
+    if (count > 0 || lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        mark_failed(L, base, n - 4);
+        return count > 0 ? count : 1;
+    }
     if (!lua_isnil(L, -1) && count == 0) {
         lua_pushlstring(L, base, n - 4);
         lua_rawget(L, -3);
@@ -441,6 +465,11 @@ int sl_runtime_load_handlers(sl_runtime *rt, const char *const *files, int nfile
     const sl_config *cfg = rt->ctx->cfg;
     int count = 0;
     char err[1024];
+    if (sl_host_call(rt, "begin_load", 0, 0, err, sizeof err) != 0) {
+        add_problem(problems, err);
+        return 1;
+    }
+    lua_newtable(L); /* failed: names whose files had problems */
     lua_newtable(L); /* entries by name */
     if (files) {
         for (int i = 0; i < nfiles; i++) {
@@ -454,7 +483,8 @@ int sl_runtime_load_handlers(sl_runtime *rt, const char *const *files, int nfile
             count += load_dir(rt, cfg->handler_dirs[i], problems);
     }
     /* Cross-file checks (datasets declared with different settings) and install. */
-    if (sl_host_call(rt, "install", 1, 1, err, sizeof err) != 0) {
+    lua_insert(L, -2); /* install(entries, failed) */
+    if (sl_host_call(rt, "install", 2, 1, err, sizeof err) != 0) {
         add_problem(problems, err);
         return count + 1;
     }
@@ -483,7 +513,14 @@ static char *host_string(sl_runtime *rt, const char *fn, int nargs)
 
 char *sl_runtime_registry_json(sl_runtime *rt)
 {
-    return host_string(rt, "registry_json", 0);
+    char err[1024];
+    if (sl_host_call(rt, "registry_json", 0, 1, err, sizeof err) != 0) {
+        sl_log(SL_ERROR, "cannot describe the handler registry", "error", err, NULL);
+        return NULL;
+    }
+    char *s = strdup(lua_tostring(rt->L, -1) ? lua_tostring(rt->L, -1) : "[]");
+    lua_pop(rt->L, 1);
+    return s;
 }
 
 char *sl_runtime_type_names(sl_runtime *rt)

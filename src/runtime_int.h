@@ -32,10 +32,14 @@ struct sl_task {
     /* chunks (exec/REPL) */
     sl_chunk_done_fn chunk_done;
     void *chunk_data;
-    /* spawn/wait (lua_core.c) */
+    /* spawn/wait (lua_spawn.c) */
     int result_ref;       /* table of results or error, once done */
     int failed;
-    sl_task *waiter;      /* task blocked in wait() on this one */
+    sl_task *waiter;      /* task parked in sluice.wait on this one */
+    sl_task *parent;      /* the task that spawned this one; NULL for mains and chunks */
+    sl_task *children;    /* tasks it spawned that still exist (running or uncollected) */
+    sl_task *next_sibling;
+    sl_task **handle;     /* the Lua handle's pointer to this task: cleared at free */
     struct sl_pg_conn *pinned; /* connection held by sluice.db.transaction */
 };
 
@@ -101,5 +105,9 @@ int sl_host_call(sl_runtime *rt, const char *name, int nargs, int nresults, char
 /* Module openers, one per lua_<module>.c. */
 int luaopen_sluice_core(lua_State *L);
 int luaopen_sluice_db(lua_State *L);
+int luaopen_sluice_repl(lua_State *L);
+int luaopen_sluice_http(lua_State *L);
+int luaopen_sluice_spawn(lua_State *L);
+int luaopen_sluice_files(lua_State *L);
 
 #endif

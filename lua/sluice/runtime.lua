@@ -161,6 +161,24 @@ sluice.now = core.now
 sluice.sleep = core.sleep
 sluice.log = core.log
 
+-- sluice.env(name) → the value of an environment variable that configures the
+-- external services, or nil when it is unset or empty. Only names on this
+-- allow-list can be read; any other name raises (handlers do not see the
+-- process environment at large).
+local ENV_ALLOWED = { "^APIFY_[%w_]+$", "^LLM_[%w_]+$", "^META_[%w_]+$", "^SLUICE_ASSET_DIR$" }
+function sluice.env(name)
+  if type(name) ~= "string" then error("sluice.env: expected a variable name", 2) end
+  local allowed = false
+  for _, p in ipairs(ENV_ALLOWED) do allowed = allowed or name:match(p) ~= nil end
+  if not allowed then
+    error(("sluice.env: '%s' is not readable by handlers (allowed: APIFY_*, LLM_*, META_*, SLUICE_ASSET_DIR)")
+      :format(name), 2)
+  end
+  local v = os.getenv(name)
+  if v == "" then return nil end
+  return v
+end
+
 -- error(sluice.permanent("…")): fail the run without retrying it.
 function sluice.permanent(message)
   return setmetatable({ message = tostring(message), permanent = true }, permanent_mt)
@@ -187,6 +205,40 @@ function db.transaction(fn, ...)
   return table.unpack(res, 2, res.n)
 end
 sluice.db = readonly(db, "sluice.db")
+
+-- sluice.assets.put(bytes, ext) → sha256, path, size, created | nil, err: the
+-- content-addressed asset store (src/lua_files.c); the only file a handler can
+-- write, at a path it cannot choose. lua/sluice/assets.lua builds on it.
+sluice.assets = readonly({ put = drivers.files.put_asset }, "sluice.assets")
+
+-- sluice.http, sluice.retry, sluice.spawn / wait / map: Lua libraries over C
+-- drivers (lua/sluice/http.lua, retry.lua, spawn.lua), loaded on first use.
+local libs = {}
+local function lib(name, driver)
+  local m = libs[name]
+  if m == nil then
+    m = sandbox_require(name)
+    if driver then m = m(driver) end
+    libs[name] = m
+  end
+  return m
+end
+local lazy = {
+  http = function() return readonly(lib("sluice.http", drivers.http), "sluice.http") end,
+  retry = function() return lib("sluice.retry").retry end,
+  spawn = function() return lib("sluice.spawn", drivers.spawn).spawn end,
+  wait = function() return lib("sluice.spawn", drivers.spawn).wait end,
+  map = function() return lib("sluice.spawn", drivers.spawn).map end,
+}
+setmetatable(sluice, {
+  __index = function(t, k)
+    local load = lazy[k]
+    if not load then return nil end
+    local v = load()
+    rawset(t, k, v)
+    return v
+  end,
+})
 
 builtin.sluice = readonly(sluice, "sluice")
 builtin.cjson = sluice.json
@@ -244,6 +296,76 @@ local function check_datasets(def, problems)
   return out
 end
 
+-- The source with comments and string literals blanked out (newlines kept, so
+-- line numbers hold), except string literals that directly follow `.dataset`.
+local function strip_comments(src)
+  local out, i, n = {}, 1, #src
+  while i <= n do
+    local c = src:sub(i, i)
+    if c == "-" and src:sub(i + 1, i + 1) == "-" then
+      local eq = src:match("^%[(=*)%[", i + 2)
+      local stop
+      if eq then
+        local _, e = src:find("]" .. eq .. "]", i + 4 + #eq, true)
+        stop = e or n
+      else
+        stop = (src:find("\n", i + 2, true) or n + 1) - 1
+      end
+      out[#out + 1] = src:sub(i, stop):gsub("[^\n]", " ")
+      i = stop + 1
+    elseif c == "[" and src:match("^%[=*%[", i) then
+      local eq = src:match("^%[(=*)%[", i)
+      local _, e = src:find("]" .. eq .. "]", i + 2 + #eq, true)
+      e = e or n
+      out[#out + 1] = src:sub(i, e)
+      i = e + 1
+    elseif c == "'" or c == '"' then
+      local j = i + 1
+      while j <= n do
+        local d = src:sub(j, j)
+        if d == "\\" then j = j + 2
+        elseif d == c or d == "\n" then break
+        else j = j + 1 end
+      end
+      -- keep a literal only where it is a dataset key; blank the others so that
+      -- text inside strings is not read as code
+      local lit = src:sub(i, j)
+      if not (out[#out] or ""):match("[%w_]%s*%.%s*dataset%s*%(?%s*$") then
+        lit = c .. lit:sub(2, -2):gsub("[^\n]", " ") .. lit:sub(-1)
+      end
+      out[#out + 1] = lit
+      i = j + 1
+    else
+      local j = src:find("[-%['\"]", i + 1) or n + 1
+      out[#out + 1] = src:sub(i, j - 1)
+      i = j
+    end
+  end
+  return table.concat(out)
+end
+
+-- Problems with job.dataset("key") / job.dataset 'key' calls whose literal key
+-- is not declared in `datasets`. A static scan of the source: keys computed at
+-- run time are checked when the call runs.
+local function scan_dataset_calls(source, declared, problems)
+  local code = strip_comments(source)
+  local names = {}
+  for _, k in ipairs(sorted_keys(declared)) do
+    if type(k) == "string" then names[#names + 1] = k end
+  end
+  local seen = {}
+  for pos, key in code:gmatch("()[%w_]+%s*%.%s*dataset%s*%(?%s*[\"']([^\"'\n]*)[\"']") do
+    if not declared[key] and not seen[key] then
+      seen[key] = true
+      local _, line = code:sub(1, pos):gsub("\n", "")
+      local s = nearest(key, names)
+      problems[#problems + 1] = ("datasets: job.dataset(%q) on line %d uses a dataset the handler does not declare%s (found by a static scan of the source)")
+        :format(key, line + 1, s and (" — did you mean '" .. s .. "'?")
+                or " — add it to datasets = { " .. key .. " = { label = …, max_age = … } }")
+    end
+  end
+end
+
 -- Loads one handler file: returns entry, problems (a list; empty when fine).
 function M.load_handler(name, path, source, version)
   local env = new_env()
@@ -283,17 +405,21 @@ function M.load_handler(name, path, source, version)
   elseif math.type(max_retries) ~= "integer" or max_retries < 0 then
     bad("max_retries: must be a whole number ≥ 0"); max_retries = 3
   end
-  local schema
+  local schema, plib
   if def.params ~= nil and type(def.params) ~= "table" then
     bad("params: must be a table of parameter specs")
   else
-    local s, errs = params().compile(def.params or {})
+    plib = params()
+    local s, errs = plib.compile(def.params or {})
     if not s then
       for _, e in ipairs(errs) do bad("params: %s", e) end
     end
     schema = s
   end
   local datasets = check_datasets(def, problems)
+  if def.datasets == nil or type(def.datasets) == "table" then
+    scan_dataset_calls(source, def.datasets or {}, problems)
+  end
   if #problems > 0 then return nil, problems end
   return {
     name = name, file = path, version = version, def = def, env = env,
@@ -301,11 +427,27 @@ function M.load_handler(name, path, source, version)
     brand = brand, timeout_seconds = timeout, max_retries = max_retries,
     retry_base_seconds = retry_base, retry_max_seconds = retry_max,
     schema = schema, datasets = datasets,
+    params_lib = plib,  -- the library instance that compiled schema (kept across reloads)
   }, problems
 end
 
--- Installs a freshly loaded set of handlers; returns cross-file problems.
-function M.install(entries)
+-- Starts a (re)load: library modules are read again from disk, so an edited
+-- lua/ library takes effect together with the handlers that use it.
+function M.begin_load()
+  for k in pairs(loaded) do loaded[k] = nil end
+  params_lib = nil
+end
+
+-- Installs a freshly loaded set of handlers; returns cross-file problems. A job
+-- type whose file failed this time keeps its previous version (failed[name]).
+-- Runs in flight keep the entry they started with whatever happens here.
+local last_failed = {}  -- job types whose files failed at the last load
+
+function M.install(entries, failed)
+  last_failed = failed or {}
+  for name in pairs(failed or {}) do
+    if handlers[name] and not entries[name] then entries[name] = handlers[name] end
+  end
   local problems, seen = {}, {}
   for _, name in ipairs(sorted_keys(entries)) do
     for key, d in pairs(entries[name].datasets) do
@@ -336,12 +478,16 @@ function M.registry_json()
     local e = handlers[name]
     out[#out + 1] = {
       name = name, label = e.label, emoji = e.emoji, description = e.description,
-      brand_rule = e.brand, param_schema = params().describe(e.schema),
-      default_params = params().defaults(e.schema),
+      brand_rule = e.brand, param_schema = e.params_lib.describe(e.schema),
+      default_params = e.params_lib.defaults(e.schema),
       timeout_seconds = e.timeout_seconds, max_retries = e.max_retries,
       retry_base_seconds = e.retry_base_seconds, retry_max_seconds = e.retry_max_seconds,
       file = e.file, version = e.version, datasets = e.datasets,
     }
+  end
+  -- files that fail to load right now: the registry keeps what it had for them
+  for _, name in ipairs(sorted_keys(last_failed)) do
+    if not handlers[name] then out[#out + 1] = { name = name, failed = true } end
   end
   if #out == 0 then return "[]" end
   return json.encode(out)
@@ -356,14 +502,21 @@ local function unknown_type(name)
 end
 
 local function validate_params(entry, raw)
-  local value, errs = params().validate(entry.schema, raw, { null = null })
-  if not value then return nil, params().format_errors(errs) end
+  local lib = entry.params_lib
+  local value, errs = lib.validate(entry.schema, raw, { null = null })
+  if not value then return nil, lib.format_errors(errs) end
   return value
 end
 
 -- validate(type, params_json) → normalized_json | nil, message
 function M.validate(name, params_json)
   local entry = handlers[name]
+  if not entry and last_failed[name] then
+    -- its file is broken here: the database checks it against the last good registry
+    local ok, raw = pcall(json.decode, params_json)
+    if not ok or type(raw) ~= "table" then return nil, "parameters must be a JSON object" end
+    return params_json
+  end
   if not entry then return nil, unknown_type(name) end
   local ok, raw = pcall(json.decode, params_json)
   if not ok then return nil, "parameters are not valid JSON: " .. tostring(raw):gsub("^.-: ", "") end
@@ -441,6 +594,48 @@ end
 function M.compile_chunk(source, chunkname, args)
   local env = new_env({ arg = args }, true)
   return load(source, chunkname, "t", env)
+end
+
+---------------------------------------------------------------- the REPL
+
+-- The REPL's environment (globals writable, the helpers present) and its helper
+-- library lua/sluice/repl.lua, made on first use. repl.lua is trusted like this
+-- file: it gets the run primitive, the registry and reload, which handlers never
+-- see; the environment holds only its closures.
+local repl
+local function repl_state()
+  if not repl then
+    local src, chunkname = read_module("sluice.repl")
+    if not src then error(chunkname) end
+    local env = new_env(nil, true)
+    local lib = assert(load(src, chunkname, "t", _ENV))({
+      host = M, sluice = sluice, driver = drivers.repl, json = json, null = null, env = env,
+    })
+    repl = { env = env, lib = lib }
+  end
+  return repl
+end
+
+-- repl_compile(source, chunkname) → function | nil, message, incomplete
+-- Like lua.c: "=expr" and a bare expression print their values (tried first as
+-- "return <source>;"), else the source is a statement; an error at <eof> means the
+-- chunk is unfinished (incomplete: read another line). The function runs the
+-- input and prints what it returns.
+function M.repl_compile(source, chunkname)
+  local r = repl_state()
+  source = source:gsub("^%s*=", "return ", 1)
+  local fn = load("return " .. source .. ";", chunkname, "t", r.env)
+  if not fn then
+    local err
+    fn, err = load(source, chunkname, "t", r.env)
+    if not fn then return nil, err, err:sub(-5) == "<eof>" end
+  end
+  return r.lib.evaluator(fn)
+end
+
+-- repl_complete(before, word) → { candidates… }, append
+function M.repl_complete(before, word)
+  return repl_state().lib.complete(before, word)
 end
 
 return M

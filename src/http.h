@@ -1,0 +1,106 @@
+/*
+ * http.h — the process's HTTP client: libcurl's multi interface driven by the
+ * libev loop, with per-host (or per-key) limits shared by every run.
+ *
+ * One sl_http per process (ctx->http, created on first use). A request is
+ * started with a done callback; the callback runs from a loop callback once the
+ * transfer has ended (never from inside sl_http_start), after which the caller
+ * reads the result and frees the request:
+ *
+ *   sl_http_req *r = sl_http_start(h, &opts, on_done, data, err, sizeof err);
+ *   ...
+ *   on_done(r, data): sl_http_result_of(r) → status, headers, body | error;
+ *                     sl_http_req_free(r)
+ *
+ * sl_http_cancel(r) stops a request that has not finished (waiting for a limit
+ * or transferring) at once and frees it; its done callback never runs.
+ *
+ * Limits: a request passes through the limiter named by its limit_key, else the
+ * one named "host:port" of its URL, else the one named "host" (if any). A
+ * limiter has a token bucket (rate requests per `per` seconds, burst tokens at
+ * most) and a cap on requests in flight; a request over either waits, in FIFO
+ * order, until a token and a slot are free. Limiters come from the config file
+ * (`http_limit = NAME RATE/PERIOD [burst=N] [concurrency=N]`) and from
+ * sl_http_set_limit (sluice.http.limit in Lua), the later setting winning.
+ */
+#ifndef SL_HTTP_H
+#define SL_HTTP_H
+
+#include <stddef.h>
+
+struct ev_loop;
+struct sl_config;
+typedef struct sl_http sl_http;
+typedef struct sl_http_req sl_http_req;
+
+/* What a request asks for. Strings are copied by sl_http_start. */
+typedef struct sl_http_opts {
+    const char *method;  /* "GET", "POST", … (upper case) */
+    const char *url;     /* http:// or https:// */
+    const char *headers; /* "Name: value" lines separated by '\n', or NULL */
+    const char *body;    /* request body, or NULL */
+    size_t body_len;
+    double timeout;        /* seconds for the whole transfer; <= 0: 30 */
+    size_t max_bytes;      /* response body cap; 0: 50 MiB */
+    int follow;            /* follow redirects */
+    int max_redirects;     /* when following; < 0: 5 */
+    const char *limit_key; /* limiter name instead of the URL's host, or NULL */
+} sl_http_opts;
+
+/* How a request ended. Valid until sl_http_req_free. */
+typedef struct sl_http_result {
+    const char *error;   /* NULL, or why no response came: short, lower case, redacted */
+    long status;         /* the final response's status (after redirects) */
+    const char *headers; /* its header lines, "Name: value\r\n" each */
+    size_t headers_len;
+    const char *body;
+    size_t body_len;
+    const char *url; /* the URL that answered (after redirects) */
+    double seconds;  /* from the transfer's start to its end */
+} sl_http_result;
+
+typedef void (*sl_http_done_fn)(sl_http_req *req, void *data);
+
+/* A limiter's settings. All zero: no limit. */
+typedef struct sl_http_limit {
+    double rate;     /* requests per `per` seconds; 0: no rate limit */
+    double per;      /* seconds (> 0 when rate is set) */
+    double burst;    /* bucket size (requests allowed at once); 0: rate */
+    int concurrency; /* requests in flight at once; 0: unlimited */
+} sl_http_limit;
+
+/* Creates the client on loop with the limits of cfg (may be NULL). */
+sl_http *sl_http_new(struct ev_loop *loop, const struct sl_config *cfg);
+
+/* Cancels every request still pending (no callbacks) and frees the client. */
+void sl_http_free(sl_http *h);
+
+/* Starts a request. NULL with a message in err when the options are unusable
+ * (a malformed or non-http(s) URL; the message is redacted). */
+sl_http_req *sl_http_start(sl_http *h, const sl_http_opts *o, sl_http_done_fn done, void *data,
+                           char *err, size_t errlen);
+
+/* Stops a request whose done callback has not run, and frees it. */
+void sl_http_cancel(sl_http_req *req);
+
+const sl_http_result *sl_http_result_of(const sl_http_req *req);
+
+/* Frees a request after its done callback ran. */
+void sl_http_req_free(sl_http_req *req);
+
+/* Sets (or, with all fields zero, removes) the limiter `name` (case-insensitive).
+ * Requests waiting on it are re-examined at once. */
+void sl_http_set_limit(sl_http *h, const char *name, const sl_http_limit *l);
+
+/* The limiter `name`: returns 1 and fills the settings and its current load, or
+ * 0 when there is none. */
+int sl_http_get_limit(sl_http *h, const char *name, sl_http_limit *l, int *in_flight, int *waiting);
+
+/* Parses a config-file limit, "NAME RATE/PERIOD [burst=N] [concurrency=N]" (the
+ * rate or the concurrency may be left out, not both; PERIOD is a number with an
+ * optional unit ms, s, m/min, h, e.g. 100/60s, 10/s, 1000/1h). Returns 0, or -1
+ * with a message in err. */
+int sl_http_limit_parse(const char *spec, char *name, size_t namelen, sl_http_limit *out, char *err,
+                        size_t errlen);
+
+#endif

@@ -1,0 +1,351 @@
+/*
+ * lua_http.c — sluice.http's C driver: one yielding request primitive on the
+ * process's curl multi driver (src/http.c), and the limiter setter/getter. The
+ * friendly API handlers use (query encoding, JSON bodies, shorthands,
+ * case-insensitive headers, res:json(), limit keys) is lua/sluice/http.lua.
+ *
+ *   res, err = request{ method = "GET", url = "https://…",
+ *                       headers = { Name = "value", … }, body = "…",
+ *                       timeout = 30, max_bytes = 52428800, follow = true,
+ *                       max_redirects = 5, limit_key = "graph" }
+ *   res = { status = 200, headers = { ["content-type"] = "…", … },
+ *           body = "…", url = "final url", seconds = 0.012 }
+ *   err = "connection refused" | "timed out after 2s" | "too many redirects" |
+ *         "invalid url '…': …" (returned at once) | …
+ *
+ *   limit(name, { rate =, per =, burst =, concurrency = })   -- set; {} removes
+ *   limit(name) → { rate, per, burst, concurrency, in_flight, waiting } | nil
+ *
+ * request follows the yielding-call steps of task.h: check the arguments (misuse
+ * raises), check the task may yield, start the transfer, park with
+ * sl_http_cancel as the cancel hook; the done callback only wakes the task and
+ * push_response builds the result on resume. The client (ctx->http) is created
+ * on first use; it is freed with the context (sl_queue_close, sl_cmd_serve).
+ */
+#include "buf.h"
+#include "ctx.h"
+#include "http.h"
+#include "runtime_int.h"
+
+#include <ctype.h>
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define WHAT "sluice.http.request"
+
+static sl_http *http_of(sl_ctx *ctx)
+{
+    if (!ctx->http) ctx->http = sl_http_new(ctx->loop, ctx->cfg);
+    return ctx->http;
+}
+
+/* ------------------------------------------------------------------ results */
+
+/* Header lines → a table keyed by lower-case name; repeated names are joined
+ * with ", ". Pushed on co. */
+static void push_headers(lua_State *co, const char *p, size_t len)
+{
+    const char *end = p + len;
+    lua_newtable(co);
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        const char *line_end = eol ? eol : end;
+        const char *colon = memchr(p, ':', (size_t)(line_end - p));
+        if (colon && colon > p && *p != ' ' && *p != '\t') {
+            char name[256];
+            size_t n = (size_t)(colon - p);
+            if (n < sizeof name) {
+                for (size_t i = 0; i < n; i++)
+                    name[i] = (char)tolower((unsigned char)p[i]);
+                name[n] = '\0';
+                const char *v = colon + 1, *ve = line_end;
+                while (v < ve && (*v == ' ' || *v == '\t'))
+                    v++;
+                while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
+                    ve--;
+                if (lua_getfield(co, -1, name) == LUA_TSTRING) {
+                    lua_pushliteral(co, ", ");
+                    lua_pushlstring(co, v, (size_t)(ve - v));
+                    lua_concat(co, 3);
+                } else {
+                    lua_pop(co, 1);
+                    lua_pushlstring(co, v, (size_t)(ve - v));
+                }
+                lua_setfield(co, -2, name);
+            }
+        }
+        p = line_end + 1;
+    }
+}
+
+/* The prepare function (task.h): the request's outcome as Lua values. */
+static int push_response(lua_State *co, void *data)
+{
+    sl_http_req *req = data;
+    int n = 0;
+    if (co) {
+        const sl_http_result *r = sl_http_result_of(req);
+        lua_checkstack(co, 8);
+        if (r->error) {
+            lua_pushnil(co);
+            lua_pushstring(co, r->error);
+            n = 2;
+        } else {
+            lua_createtable(co, 0, 5);
+            lua_pushinteger(co, r->status);
+            lua_setfield(co, -2, "status");
+            push_headers(co, r->headers, r->headers_len);
+            lua_setfield(co, -2, "headers");
+            lua_pushlstring(co, r->body, r->body_len);
+            lua_setfield(co, -2, "body");
+            lua_pushstring(co, r->url);
+            lua_setfield(co, -2, "url");
+            lua_pushnumber(co, r->seconds);
+            lua_setfield(co, -2, "seconds");
+            n = 1;
+        }
+    }
+    sl_http_req_free(req);
+    return n;
+}
+
+static void request_done(sl_http_req *req, void *data)
+{
+    sl_task_wake(data, push_response, req);
+}
+
+static void request_cancel(void *op)
+{
+    sl_http_cancel(op); /* removes the transfer from the multi handle at once */
+}
+
+/* ------------------------------------------------------------------ request */
+
+static const char *opt_string(lua_State *L, const char *field, const char *def)
+{
+    int ty = lua_getfield(L, 1, field);
+    const char *s = def;
+    if (ty == LUA_TSTRING)
+        s = lua_tostring(L, -1); /* kept alive by the spec table */
+    else if (ty != LUA_TNIL)
+        luaL_error(L, WHAT ": %s must be a string, not a %s", field, luaL_typename(L, -1));
+    lua_pop(L, 1);
+    return s;
+}
+
+static double opt_number(lua_State *L, const char *field, double def, double min)
+{
+    int ty = lua_getfield(L, 1, field);
+    double d = def;
+    if (ty == LUA_TNUMBER) {
+        d = lua_tonumber(L, -1);
+        if (!(d >= min)) luaL_error(L, WHAT ": %s must be a number ≥ %f", field, (lua_Number)min);
+    } else if (ty != LUA_TNIL) {
+        luaL_error(L, WHAT ": %s must be a number, not a %s", field, luaL_typename(L, -1));
+    }
+    lua_pop(L, 1);
+    return d;
+}
+
+static int header_token_ok(const char *s, size_t n)
+{
+    if (n == 0) return 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c <= ' ' || c >= 127 || c == ':' || c == '(' || c == ')' || c == ',' || c == ';' ||
+            c == '"' || c == '/' || c == '[' || c == ']' || c == '=' || c == '{' || c == '}')
+            return 0;
+    }
+    return 1;
+}
+
+/* Checks the headers table (misuse raises) and returns the size of its lines. */
+static size_t check_headers(lua_State *L, int idx)
+{
+    size_t total = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        size_t kn, vn;
+        if (lua_type(L, -2) != LUA_TSTRING) luaL_error(L, WHAT ": header names must be strings");
+        const char *k = lua_tolstring(L, -2, &kn);
+        if (!header_token_ok(k, kn)) luaL_error(L, WHAT ": '%s' is not a valid header name", k);
+        if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER)
+            luaL_error(L, WHAT ": header %s must be a string or number, not a %s", k,
+                       luaL_typename(L, -1));
+        lua_pushvalue(L, -1);
+        const char *v = lua_tolstring(L, -1, &vn); /* a copy: numbers convert in place */
+        if (memchr(v, '\r', vn) || memchr(v, '\n', vn) || strlen(v) != vn)
+            luaL_error(L, WHAT ": header %s must not contain line breaks or NUL bytes", k);
+        total += kn + vn + 4;
+        lua_pop(L, 2);
+    }
+    return total;
+}
+
+/* Appends "Name: value\n" for each header (already checked) to b. Allocates
+ * nothing on the Lua side, so it cannot raise. */
+static void build_headers(lua_State *L, int idx, sl_buf *b)
+{
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        char num[64];
+        size_t vn;
+        const char *v;
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            v = lua_tolstring(L, -1, &vn);
+        } else {
+            if (lua_isinteger(L, -1))
+                snprintf(num, sizeof num, "%lld", (long long)lua_tointeger(L, -1));
+            else
+                snprintf(num, sizeof num, "%.14g", lua_tonumber(L, -1));
+            v = num;
+            vn = strlen(num);
+        }
+        sl_buf_puts(b, lua_tostring(L, -2));
+        if (vn == 0) {
+            sl_buf_puts(b, ";\n"); /* libcurl's syntax for a header with no value */
+        } else {
+            sl_buf_puts(b, ": ");
+            sl_buf_add(b, v, vn);
+            sl_buf_puts(b, "\n");
+        }
+        lua_pop(L, 1);
+    }
+}
+
+/* request(spec) → res | nil, err (see the file comment). */
+static int l_request(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    sl_task *t = sl_task_check(L, WHAT);
+    sl_http_opts o = {0};
+
+    const char *method = opt_string(L, "method", "GET");
+    char upper[32];
+    size_t mn = strlen(method);
+    if (mn == 0 || mn >= sizeof upper) return luaL_error(L, WHAT ": bad method '%s'", method);
+    for (size_t i = 0; i < mn; i++) {
+        if (!isalpha((unsigned char)method[i]))
+            return luaL_error(L, WHAT ": bad method '%s'", method);
+        upper[i] = (char)toupper((unsigned char)method[i]);
+    }
+    upper[mn] = '\0';
+    o.method = upper;
+
+    o.url = opt_string(L, "url", NULL);
+    if (!o.url) return luaL_error(L, WHAT ": url is required");
+    o.timeout = opt_number(L, "timeout", 30, 0.001);
+    double mb = opt_number(L, "max_bytes", 50.0 * 1024 * 1024, 1);
+    o.max_bytes = (size_t)mb;
+    double mr = opt_number(L, "max_redirects", 5, 0);
+    o.max_redirects = mr > 1000 ? 1000 : (int)mr;
+    o.limit_key = opt_string(L, "limit_key", NULL);
+
+    int ty = lua_getfield(L, 1, "follow");
+    if (ty != LUA_TNIL && ty != LUA_TBOOLEAN)
+        return luaL_error(L, WHAT ": follow must be a boolean");
+    o.follow = ty == LUA_TNIL ? 1 : lua_toboolean(L, -1);
+    lua_pop(L, 1);
+
+    ty = lua_getfield(L, 1, "body"); /* stays on the stack while the request starts */
+    if (ty == LUA_TSTRING)
+        o.body = lua_tolstring(L, -1, &o.body_len);
+    else if (ty != LUA_TNIL)
+        return luaL_error(L, WHAT ": body must be a string, not a %s", luaL_typename(L, -1));
+
+    ty = lua_getfield(L, 1, "headers");
+    int hidx = lua_gettop(L);
+    if (ty != LUA_TNIL && ty != LUA_TTABLE)
+        return luaL_error(L, WHAT ": headers must be a table, not a %s", luaL_typename(L, -1));
+    if (ty == LUA_TTABLE) check_headers(L, hidx);
+
+    if (!lua_isyieldable(L))
+        return luaL_error(L, WHAT " cannot wait here (inside a metamethod or a C iterator)");
+
+    /* From here on nothing raises until the request is parked. */
+    sl_buf hb = {0};
+    if (ty == LUA_TTABLE) {
+        build_headers(L, hidx, &hb);
+        o.headers = sl_buf_str(&hb);
+    }
+    char err[1024];
+    sl_http_req *req = sl_http_start(http_of(sl_task_ctx(t)), &o, request_done, t, err, sizeof err);
+    sl_buf_free(&hb);
+    if (!req) { /* an unusable URL (often data, e.g. a scraped link): known at once */
+        lua_pushnil(L);
+        lua_pushstring(L, err);
+        return 2;
+    }
+    return sl_task_wait(L, t, request_cancel, req);
+}
+
+/* ------------------------------------------------------------------ limits */
+
+static double limit_field(lua_State *L, int idx, const char *field, double min, int integer)
+{
+    int ty = lua_getfield(L, idx, field);
+    double d = 0;
+    if (ty == LUA_TNUMBER) {
+        d = lua_tonumber(L, -1);
+        if (!(d >= min) || (integer && d != (double)(long long)d))
+            luaL_error(L, "sluice.http.limit: %s must be a %s ≥ %f", field,
+                       integer ? "whole number" : "number", (lua_Number)min);
+    } else if (ty != LUA_TNIL) {
+        luaL_error(L, "sluice.http.limit: %s must be a number, not a %s", field,
+                   luaL_typename(L, -1));
+    }
+    lua_pop(L, 1);
+    return d;
+}
+
+/* limit(name, spec) sets; limit(name) reads (see the file comment). */
+static int l_limit(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    if (!*name || strlen(name) > 255 || strpbrk(name, " \t\r\n"))
+        return luaL_error(L, "sluice.http.limit: bad name '%s'", name);
+    sl_http *h = http_of(sl_ctx_from_lua(L));
+    sl_http_limit l = {0};
+    if (lua_isnoneornil(L, 2)) {
+        int in_flight, waiting;
+        if (!sl_http_get_limit(h, name, &l, &in_flight, &waiting)) {
+            lua_pushnil(L);
+            return 1;
+        }
+        lua_createtable(L, 0, 6);
+        lua_pushnumber(L, l.rate);
+        lua_setfield(L, -2, "rate");
+        lua_pushnumber(L, l.per);
+        lua_setfield(L, -2, "per");
+        lua_pushnumber(L, l.burst > 0 ? l.burst : l.rate);
+        lua_setfield(L, -2, "burst");
+        lua_pushinteger(L, l.concurrency);
+        lua_setfield(L, -2, "concurrency");
+        lua_pushinteger(L, in_flight);
+        lua_setfield(L, -2, "in_flight");
+        lua_pushinteger(L, waiting);
+        lua_setfield(L, -2, "waiting");
+        return 1;
+    }
+    luaL_checktype(L, 2, LUA_TTABLE);
+    l.rate = limit_field(L, 2, "rate", 0, 0);
+    l.per = limit_field(L, 2, "per", 0.001, 0);
+    l.burst = limit_field(L, 2, "burst", 1, 0);
+    l.concurrency = (int)limit_field(L, 2, "concurrency", 0, 1);
+    if (l.rate > 0 && l.per == 0) l.per = 1;
+    sl_http_set_limit(h, name, &l);
+    return 0;
+}
+
+int luaopen_sluice_http(lua_State *L)
+{
+    static const luaL_Reg fns[] = {
+        {"request", l_request},
+        {"limit", l_limit},
+        {NULL, NULL},
+    };
+    luaL_newlib(L, fns);
+    return 1;
+}

@@ -1,0 +1,460 @@
+#!/usr/bin/env python3
+"""sluice.http, per-host limits, sluice.retry and sluice.spawn / wait / map,
+driven through the real binary against the loopback fixture server
+(tests/fixtures/http_fixture.py).
+
+Most tests run Lua scripts with `sluice exec` (no database); the one that needs
+a run's timeout uses `sluice run` of tests/integration/handlers/http_hang.lua
+against a fresh database. Only 127.0.0.1 is contacted; every subprocess and
+every wait is bounded.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+import pgfixture  # noqa: E402
+
+sys.path.insert(0, harness.FIXTURES)
+from fixture_client import Fixture  # noqa: E402
+
+TIMEOUT = 60
+
+
+def free_port():
+    """A loopback port nobody listens on (bound, then closed)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def base_env(extra=None):
+    """No database, no proxies, a private home (so no stray config file)."""
+    env = {k: v for k, v in pgfixture.clean_env().items() if "proxy" not in k.lower()}
+    env["SLUICE_HOME"] = HOME.name
+    env.pop("SLUICE_CONFIG", None)
+    if extra:
+        env.update(extra)
+    return env
+
+
+HOME = tempfile.TemporaryDirectory(prefix="sluice-http-")
+
+
+class HttpExec(unittest.TestCase):
+    """Scripts run by `sluice exec` against one fixture server."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.fx = Fixture("http_fixture.py")
+        cls.url = cls.fx.url
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.fx.stop()
+
+    def setUp(self):
+        self.fx.reset()
+
+    def lua(self, source, *args, env=None, expect_ok=True, timeout=TIMEOUT):
+        """Runs source with `sluice exec` (arg[1] = the fixture's URL, then args);
+        returns (CompletedProcess, seconds)."""
+        with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+            f.write(textwrap.dedent(source))
+            path = f.name
+        try:
+            t0 = time.monotonic()
+            proc = subprocess.run([pgfixture.sluice_bin(), "exec", path, self.url, *args],
+                                  env=base_env(env), capture_output=True, text=True,
+                                  timeout=timeout)
+            took = time.monotonic() - t0
+        finally:
+            os.unlink(path)
+        if expect_ok and proc.returncode != 0:
+            self.fail(f"script exited {proc.returncode}:\n{proc.stdout}{proc.stderr}")
+        self.assertNotIn("Sanitizer", proc.stderr)  # under -DSLUICE_SANITIZE=ON: leaks, misuse
+        return proc, took
+
+    def lines(self, proc):
+        return proc.stdout.strip().splitlines()
+
+    # -------------------------------------------------------------- responses
+
+    def test_get_status_headers_body_json(self):
+        proc, _ = self.lua("""
+            local base = arg[1]
+            local res, err = sluice.http.get(base .. "/echo", {
+              query = { q = "a b&c", ids = {1, 2}, flag = true },
+              headers = { ["X-Test"] = "yes", ["X-Num"] = 7 },
+            })
+            assert(res, err)
+            print(res.status, res.ok)
+            print(res.headers["Content-Type"], res.headers["content-type"] == res.headers["CONTENT-TYPE"])
+            local j = res:json()
+            print(j.method, j.path, j.query.q, j.query.ids[1], j.query.ids[2], j.query.flag)
+            print(j.headers["x-test"], j.headers["x-num"], j.headers["user-agent"]:match("^sluice/") ~= nil)
+            local h = sluice.http.get(base .. "/headers")
+            print(h.headers["x-mixed-case"], h.headers["X-MULTI"], h:header("Set-Cookie"))
+            local bad = sluice.http.get(base .. "/bytes/10")
+            print(#bad.body, bad:json())
+        """)
+        out = self.lines(proc)
+        self.assertEqual(out[0], "200\ttrue")
+        self.assertEqual(out[1], "application/json; charset=utf-8\ttrue")
+        self.assertEqual(out[2], "GET\t/echo\ta b&c\t1\t2\ttrue")
+        self.assertEqual(out[3], "yes\t7\ttrue")
+        self.assertEqual(out[4], "yes\t1, 2\ta=b")
+        self.assertTrue(out[5].startswith("10\tnil\tresponse is not valid json"), out[5])
+
+    def test_post_json_and_body(self):
+        proc, _ = self.lua("""
+            local base = arg[1]
+            local res = assert(sluice.http.post(base .. "/echo", { json = { name = "x", n = 3, list = {1, 2} } }))
+            local j = res:json()
+            print(j.method, j.headers["content-type"], j.json.name, j.json.n == 3, #j.json.list)
+            res = assert(sluice.http.request{ method = "put", url = base .. "/echo", body = "raw text",
+                                              headers = { ["Content-Type"] = "text/plain" } })
+            j = res:json()
+            print(j.method, j.headers["content-type"], j.body)
+            res = assert(sluice.http.request{ url = base .. "/echo", json = {} })
+            print(res:json().method)
+            print(sluice.http.get(base .. "/status/503").status, sluice.http.get(base .. "/status/404").ok)
+        """)
+        out = self.lines(proc)
+        self.assertEqual(out[0], "POST\tapplication/json\tx\ttrue\t2")
+        self.assertEqual(out[1], "PUT\ttext/plain\traw text")
+        self.assertEqual(out[2], "POST")
+        self.assertEqual(out[3], "503\tfalse")  # non-2xx statuses are responses, not errors
+
+    # -------------------------------------------------------------- transport failures
+
+    def test_timeout(self):
+        proc, took = self.lua("""
+            local t0 = sluice.now()
+            local res, err = sluice.http.get(arg[1] .. "/delay/5000", { timeout = 0.5 })
+            print(res, err, sluice.now() - t0 < 2)
+        """)
+        self.assertEqual(self.lines(proc), ["nil\ttimed out after 0.5s\ttrue"])
+        self.assertLess(took, 4)
+
+    def test_connection_refused(self):
+        proc, _ = self.lua("""
+            print(sluice.http.get("http://127.0.0.1:" .. arg[2] .. "/x"))
+        """, str(free_port()))
+        self.assertEqual(self.lines(proc), ["nil\tconnection refused"])
+
+    def test_unusable_url_is_an_expected_failure(self):
+        proc, _ = self.lua("""
+            print(sluice.http.get("ftp://127.0.0.1/x"))
+            print(sluice.http.get("http://exa mple.com/"))
+        """)
+        out = self.lines(proc)
+        self.assertEqual(out[0], "nil\tinvalid url 'ftp://127.0.0.1/x': only http:// and https:// are supported")
+        self.assertTrue(out[1].startswith("nil\tinvalid url 'http://exa mple.com/': "), out[1])
+
+    def test_oversized_body(self):
+        proc, _ = self.lua("""
+            local base = arg[1]
+            print(sluice.http.get(base .. "/bytes/2000000", { max_bytes = 1000000 }))
+            print(#sluice.http.get(base .. "/bytes/1000000", { max_bytes = 1000000 }).body)
+            print(sluice.http.get(base .. "/slow-body?chunks=20&gap_ms=1&size=1000", { max_bytes = 5000 }))
+        """)
+        self.assertEqual(self.lines(proc), ["nil\tresponse larger than 1000000 bytes", "1000000",
+                                            "nil\tresponse larger than 5000 bytes"])
+
+    def test_redirect_limit(self):
+        proc, _ = self.lua("""
+            local base = arg[1]
+            local res = assert(sluice.http.get(base .. "/redirect/5"))
+            print(res.status, res:json().redirected, res.url:match("/redirect/0$") ~= nil)
+            print(sluice.http.get(base .. "/redirect/6"))
+            res = sluice.http.get(base .. "/redirect/3", { follow = false })
+            print(res.status, res.headers.location)
+            print(sluice.http.get(base .. "/redirect/3", { max_redirects = 2 }))
+        """)
+        self.assertEqual(self.lines(proc), ["200\ttrue\ttrue", "nil\ttoo many redirects",
+                                            "302\t/redirect/2", "nil\ttoo many redirects"])
+
+    def test_misuse_raises(self):
+        for src, msg in [
+            ('sluice.http.get(42)', "url must be a string"),
+            ('sluice.http.request{ url = arg[1], bogus = 1 }', "unknown option 'bogus'"),
+            ('sluice.http.get(arg[1], { headers = { ["X-A"] = "a\\r\\nX-B: b" } })', "line breaks"),
+            ('sluice.http.get(arg[1], { timeout = "soon" })', "timeout must be a number"),
+            ('sluice.http.request{ url = arg[1], body = "x", json = {} }', "body or json"),
+            ('sluice.http.limit("h", { rate = -1 })', "rate must be"),
+        ]:
+            proc, _ = self.lua(src, expect_ok=False)
+            self.assertEqual(proc.returncode, 1, src)
+            self.assertIn(msg, proc.stderr, src)
+
+    # -------------------------------------------------------------- retry
+
+    def test_429_retry_after_honoured(self):
+        proc, _ = self.lua("""
+            local res, err = sluice.retry(function()
+              return sluice.http.get(arg[1] .. "/flaky/ra?fail=2&status=429&retry_after=1")
+            end, { attempts = 4, base = 0.01 })
+            print(res.status, res:json().attempt == 3)
+        """)
+        self.assertEqual(self.lines(proc), ["200\ttrue"])
+        log = self.fx.log("/flaky/ra")
+        self.assertEqual([e["status"] for e in log], [429, 429, 200])
+        for prev, nxt in zip(log, log[1:]):
+            self.assertGreaterEqual(nxt["t"] - prev["t_end"], 0.95, log)
+        self.assertIn("retry 2/4 in 1.00s after status 429", proc.stderr)
+
+    def test_retry_policy(self):
+        proc, _ = self.lua("""
+            local base = arg[1]
+            local calls = 0
+            local res = sluice.retry(function() calls = calls + 1; return sluice.http.get(base .. "/status/404") end)
+            print(res.status, calls)             -- 4xx: not retried
+            calls = 0
+            res = sluice.retry(function() calls = calls + 1; return sluice.http.get(base .. "/status/500") end,
+                               { attempts = 3, base = 0.01 })
+            print(res.status, calls)             -- 5xx: retried, last response returned
+            calls = 0
+            local r2, err = sluice.retry(function() calls = calls + 1
+                return sluice.http.get("http://127.0.0.1:" .. arg[2] .. "/") end, { attempts = 2, base = 0.01 })
+            print(r2, err, calls)                -- transport error: retried
+            calls = 0
+            res = sluice.retry(function() calls = calls + 1; return sluice.http.get(base .. "/status/404") end,
+                               { base = 0.01, retry_on = function(r) return r.status == 404 end })
+            print(res.status, calls)             -- custom predicate
+            res = sluice.retry(function() return sluice.http.get(base .. "/flaky/long?fail=1&status=503&retry_after=3600") end)
+            print(res.status)                    -- Retry-After beyond max_retry_after: give up
+        """, str(free_port()))
+        self.assertEqual(self.lines(proc), ["404\t1", "500\t3", "nil\tconnection refused\t2",
+                                            "404\t3", "503"])
+
+    # -------------------------------------------------------------- limits
+
+    def assert_spacing(self, log, gap, n):
+        self.assertEqual(len(log), n, log)
+        starts = sorted(e["t"] for e in log)
+        for a, b in zip(starts, starts[1:]):
+            self.assertGreaterEqual(b - a, gap * 0.85, starts)
+
+    def test_rate_limit_from_lua(self):
+        proc, took = self.lua("""
+            sluice.http.limit("127.0.0.1", { rate = 5, per = 1, burst = 1 })
+            local tasks = {}
+            for i = 1, 6 do
+              tasks[i] = sluice.spawn(function() return sluice.http.get(arg[1] .. "/echo").status end)
+            end
+            local r = sluice.wait(tasks)
+            print(table.concat(r, ","))
+            local l = sluice.http.limit("127.0.0.1")
+            print(l.rate, l.per, l.burst, l.in_flight, l.waiting)
+        """)
+        self.assertEqual(self.lines(proc), ["200,200,200,200,200,200", "5.0\t1.0\t1.0\t0\t0"])
+        self.assert_spacing(self.fx.log("/echo"), 0.2, 6)
+
+    def test_rate_limit_from_config_and_limit_key(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False) as f:
+            f.write("# limits\nhttp_limit = graph 4/1s burst=1 concurrency=2\n")
+            conf = f.name
+        try:
+            proc, _ = self.lua("""
+                local l = sluice.http.limit("graph")
+                print(l.rate, l.per, l.burst, l.concurrency)
+                sluice.map({1, 2, 3, 4, 5}, function()
+                  return assert(sluice.http.get(arg[1] .. "/echo", { limit_key = "graph" }))
+                end, { concurrency = 5 })
+            """, env={"SLUICE_CONFIG": conf})
+        finally:
+            os.unlink(conf)
+        self.assertEqual(self.lines(proc), ["4.0\t1.0\t1.0\t2"])
+        self.assert_spacing(self.fx.log("/echo"), 0.25, 5)
+
+    def test_bad_config_limit_is_reported(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False) as f:
+            f.write("http_limit = graph 4/fortnight\n")
+            conf = f.name
+        try:
+            proc, _ = self.lua("print(1)", env={"SLUICE_CONFIG": conf}, expect_ok=False)
+        finally:
+            os.unlink(conf)
+        self.assertNotEqual(proc.returncode, 0)
+        self.assertIn(":1: bad http_limit", proc.stderr)
+        self.assertIn("the period must read like", proc.stderr)
+
+    def test_concurrency_cap(self):
+        proc, took = self.lua("""
+            sluice.http.limit("127.0.0.1", { concurrency = 4 })
+            local tasks = {}
+            for i = 1, 20 do
+              tasks[i] = sluice.spawn(function() return sluice.http.get(arg[1] .. "/delay/200").status end)
+            end
+            sluice.sleep(0.1)
+            local l = sluice.http.limit("127.0.0.1")
+            print(l.in_flight, l.waiting)
+            for i = 17, 20 do tasks[i]:cancel() end     -- waiting ones leave the queue
+            print(sluice.http.limit("127.0.0.1").waiting)
+            print(#sluice.wait({ table.unpack(tasks, 1, 16) }))
+        """)
+        self.assertEqual(self.lines(proc), ["4\t16", "12", "16"])
+        stats = self.fx.stats()
+        self.assertEqual(stats["max_in_flight"], 4, stats)
+        self.assertEqual(stats["requests"], 16, stats)
+        self.assertGreaterEqual(took, 0.8)  # 16 requests of 0.2 s, 4 at a time
+
+    def test_unlimited_requests_run_concurrently(self):
+        proc, took = self.lua("""
+            local t0 = sluice.now()
+            local r = sluice.map({}, function() end)
+            local items = {}
+            for i = 1, 30 do items[i] = i end
+            r = sluice.map(items, function() return sluice.http.get(arg[1] .. "/delay/300").status end,
+                           { concurrency = 30 })
+            print(#r, sluice.now() - t0 < 1.5)
+        """)
+        self.assertEqual(self.lines(proc), ["30\ttrue"])
+        self.assertEqual(self.fx.stats()["max_in_flight"], 30)
+
+    # -------------------------------------------------------------- spawn / wait
+
+    def test_spawn_wait_results_and_child_error(self):
+        proc, took = self.lua("""
+            local t1 = sluice.spawn(function(x) sluice.sleep(0.05); return x * 2, "extra" end, 21)
+            local t2 = sluice.spawn(function() return sluice.http.get(arg[1] .. "/delay/100").status end)
+            print(sluice.wait(t1))
+            print(sluice.wait(t1, t2))
+            local r, e = sluice.wait({ t2, sluice.spawn(function() return nil, "nope" end) })
+            print(r[1], r[2], e[2])
+            -- a child that raises: wait raises its error at once, siblings keep going
+            local slow = sluice.spawn(function() sluice.sleep(10); return 1 end)
+            local bad = sluice.spawn(function() sluice.sleep(0.05); error("boom") end)
+            local t0 = sluice.now()
+            local ok, err = pcall(sluice.wait, slow, bad)
+            print(ok, err, sluice.now() - t0 < 1, bad:status(), slow:status())
+            print(slow:cancel(), slow:status(), pcall(sluice.wait, slow))
+            -- map: fail fast, the other calls are cancelled
+            local ok2, err2 = pcall(sluice.map, { 1, 2, 3, 4 }, function(i)
+              if i == 2 then sluice.sleep(0.5); error("item 2 failed") end
+              sluice.http.get(arg[1] .. "/hang?seconds=20")
+            end, { concurrency = 4 })
+            print(ok2, err2)
+            -- an error object (sluice.permanent) comes through as it is
+            local ok3, err3 = pcall(sluice.wait, sluice.spawn(function() error(sluice.permanent("stop")) end))
+            print(ok3, err3.permanent, tostring(err3))
+        """)
+        out = self.lines(proc)
+        self.assertEqual(out[0], "42\textra")
+        self.assertEqual(out[1], "42\t200")
+        self.assertEqual(out[2], "200\tnil\tnope")
+        self.assertRegex(out[3], r"^false\t\S+:\d+: boom\ttrue\tfailed\trunning$")
+        self.assertEqual(out[4], "true\tcancelled\tfalse\tsluice.wait: a task was cancelled before it finished")
+        self.assertRegex(out[5], r"^false\t\S+:\d+: item 2 failed$")
+        self.assertEqual(out[6], "false\ttrue\tstop")
+        self.assertLess(took, 10)
+        # the hanging map calls were cancelled: the fixture saw their connections close
+        self.wait_aborted("/hang", 3)
+
+    def test_script_end_cancels_children(self):
+        proc, took = self.lua("""
+            sluice.spawn(function() sluice.http.get(arg[1] .. "/hang?seconds=30") end)
+            sluice.spawn(function() sluice.sleep(100) end)
+            sluice.sleep(0.2)
+            error("parent gives up")
+        """, expect_ok=False)
+        self.assertEqual(proc.returncode, 1)
+        self.assertIn("parent gives up", proc.stderr)
+        self.assertLess(took, 10)
+        self.wait_aborted("/hang", 1)
+
+    def test_spawn_misuse(self):
+        for src, msg in [
+            ("sluice.spawn(42)", "expected a function"),
+            ("sluice.wait(42)", "expected a task from sluice.spawn"),
+            ("sluice.map({1}, print, { concurrency = 0 })", "concurrency must be"),
+            ("coroutine.wrap(function() sluice.spawn(print) end)()", "can only be called from a sluice task"),
+        ]:
+            proc, _ = self.lua(src, expect_ok=False)
+            self.assertEqual(proc.returncode, 1, src)
+            self.assertIn(msg, proc.stderr, src)
+
+    def wait_aborted(self, path, n, timeout=10):
+        deadline = time.monotonic() + timeout
+        while True:
+            log = self.fx.log(path)
+            if len(log) >= n and all(e.get("aborted") for e in log[:n]):
+                return log
+            if time.monotonic() > deadline:
+                self.fail(f"the fixture never saw {n} aborted request(s) on {path}: {log}")
+            time.sleep(0.05)
+
+    # -------------------------------------------------------------- redaction
+
+    def test_credentials_never_logged(self):
+        proc, _ = self.lua("""
+            local res, err = sluice.http.get("http://127.0.0.1:" .. arg[2] .. "/x?token=SECRET1&a=1",
+              { headers = { Authorization = "Bearer SECRET2", Cookie = "sid=SECRET3" } })
+            print(res, err)
+            res = sluice.http.get(arg[1] .. "/echo", { query = { api_key = "SECRET4", q = "visible" },
+                                                       headers = { Authorization = "Bearer SECRET5" } })
+            print(res.status)
+            print(sluice.http.get("http://bad host/?access_token=SECRET6"))
+        """, str(free_port()), env={"SLUICE_LOG_LEVEL": "debug"})
+        text = proc.stdout + proc.stderr
+        for i in range(1, 7):
+            self.assertNotIn(f"SECRET{i}", text)
+        self.assertIn("connection refused", proc.stdout)
+        self.assertIn("[redacted]", proc.stdout)  # the bad-URL message, redacted
+        self.assertIn("q=visible", proc.stderr)   # the debug line is there
+        # the server did get the credentials: only the logs are clean
+        entry = self.fx.log("/echo")[0]
+        self.assertEqual(entry["query"]["api_key"], "SECRET4")
+        self.assertEqual(entry["headers"]["authorization"], "Bearer SECRET5")
+
+
+class HttpRun(harness.SluiceTest):
+    """A run's timeout cancels the request it is waiting on."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.fx = Fixture("http_fixture.py")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.fx.stop()
+        super().tearDownClass()
+
+    def env(self, extra=None, db=True):
+        env = {k: v for k, v in super().env(extra, db).items() if "proxy" not in k.lower()}
+        return env
+
+    def test_run_timeout_cancels_request(self):
+        self.fx.reset()
+        params = json.dumps({"url": self.fx.url + "/hang?seconds=60"})
+        t0 = time.monotonic()
+        proc = self.sluice("run", "http_hang", "--params", params, check=False, timeout=30)
+        took = time.monotonic() - t0
+        self.assertEqual(proc.returncode, 1, proc.stdout + proc.stderr)
+        self.assertIn("timed out after 1s", proc.stdout + proc.stderr)
+        self.assertNotIn("Sanitizer", proc.stderr)
+        self.assertLess(took, 10)
+        deadline = time.monotonic() + 10
+        while True:
+            log = self.fx.log("/hang")
+            if log and log[0].get("aborted"):
+                break
+            self.assertLess(time.monotonic(), deadline, f"the fixture never saw the hang-up: {log}")
+            time.sleep(0.05)
+        self.assertLess(log[0]["t_end"] - log[0]["t"], 5)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
