@@ -9,6 +9,7 @@
 #include "config.h"
 #include "ctx.h"
 #include "queue.h"
+#include "table.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +19,8 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: sluice queue <job_type> [--brand NAME|UUID] [--params JSON] [--at TIME]\n"
-            "                    [--priority N] [--dedupe-key KEY] [--max-retries N]\n\n"
+            "                    [--priority N] [--dedupe-key KEY] [--max-retries N]\n"
+            "                    [--if-stale]\n\n"
             "Queues a one-time job and prints its id. Parameters are checked against the\n"
             "handler's schema first; on any problem nothing is queued.\n\n"
             "  --brand       the brand (name or id); omit for a platform job\n"
@@ -28,7 +30,10 @@ static void usage(FILE *out)
             "  --priority    lower runs first (default 0)\n"
             "  --dedupe-key  while a job of this type and brand with this key is pending or\n"
             "                running, queueing again returns that job instead\n"
-            "  --max-retries overrides the handler's max_retries for this job\n");
+            "  --max-retries overrides the handler's max_retries for this job\n"
+            "  --if-stale    queue only if one of the type's datasets is stale, never\n"
+            "                completed or failing for this brand; otherwise say until when\n"
+            "                it is fresh and queue nothing (exit 0, no id printed)\n");
 }
 
 /* "+15m" → "15 minutes" interval text for Postgres; NULL if not a delay. */
@@ -51,10 +56,63 @@ static int delay_to_interval(const char *at, char *out, size_t len)
     return 1;
 }
 
+/* --if-stale: 1 when a dataset of the type is stale, never completed or failing
+ * for the brand (NULL: platform scope), 0 when all are fresh or being refreshed
+ * (said on stderr), -1 after printing an error. */
+static int needs_refresh(PGconn *c, const char *type, const char *brand)
+{
+    const char *p[] = {type, brand};
+    PGresult *r =
+        sl_cli_exec(c,
+                    "SELECT f.dataset_key, f.state, f.last_run_id, "
+                    "to_char(f.fresh_until AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS\"Z\"'), "
+                    "extract(epoch FROM f.fresh_until - now()) "
+                    "FROM sluice.job_type_freshness($1, sluice.resolve_brand($2)) f",
+                    2, p);
+    if (!r) return -1;
+    int n = PQntuples(r), stale = 0;
+    if (n == 0) {
+        sl_cli_error("--if-stale: job type '%s' keeps no datasets, so it is never stale", type);
+        PQclear(r);
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        const char *st = PQgetvalue(r, i, 1);
+        if (strcmp(st, "stale") == 0 || strcmp(st, "never") == 0 || strcmp(st, "failing") == 0) {
+            fprintf(stderr, "%s is %s%s%s: queueing %s\n", PQgetvalue(r, i, 0),
+                    strcmp(st, "never") == 0 ? "never completed" : st, brand ? " for " : "",
+                    brand ? brand : "", type);
+            stale = 1;
+            break;
+        }
+    }
+    if (!stale) {
+        fprintf(stderr, "%s is fresh%s%s: ", type, brand ? " for " : "", brand ? brand : "");
+        for (int i = 0; i < n; i++) {
+            const char *key = PQgetvalue(r, i, 0);
+            if (strcmp(PQgetvalue(r, i, 1), "running") == 0)
+                fprintf(stderr, "%s%s is being refreshed by run %s", i ? "; " : "", key,
+                        PQgetvalue(r, i, 2));
+            else if (PQgetisnull(r, i, 3))
+                fprintf(stderr, "%s%s has no max age", i ? "; " : "", key);
+            else {
+                char left[32];
+                sl_fmt_duration(atof(PQgetvalue(r, i, 4)), left, sizeof left);
+                fprintf(stderr, "%s%s until %s (in %s)", i ? "; " : "", key, PQgetvalue(r, i, 3),
+                        left);
+            }
+        }
+        fprintf(stderr, "; nothing queued\n");
+    }
+    PQclear(r);
+    return stale;
+}
+
 int sl_cmd_queue(const sl_config *cfg, int argc, char **argv)
 {
     const char *type = NULL, *brand = NULL, *params = "{}", *at = NULL, *priority = "0",
                *dedupe = NULL, *retries = NULL;
+    int if_stale = 0;
     if (sl_cli_wants_help(argc, argv)) {
         usage(stdout);
         return 0;
@@ -74,6 +132,8 @@ int sl_cmd_queue(const sl_config *cfg, int argc, char **argv)
                 return 2;
             }
             *slot = argv[++i];
+        } else if (strcmp(a, "--if-stale") == 0) {
+            if_stale = 1;
         } else if (a[0] == '-' && a[1] != '\0') {
             sl_cli_error("queue: unknown option '%s' (see `sluice queue --help`)", a);
             return 2;
@@ -130,6 +190,13 @@ int sl_cmd_queue(const sl_config *cfg, int argc, char **argv)
     c = sl_queue_boot(&ctx, "run", NULL);
     if (!c)
         goto out;
+    if (if_stale) {
+        int need = needs_refresh(c, type, brand);
+        if (need <= 0) {
+            status = need < 0 ? 2 : 0;
+            goto out;
+        }
+    }
     char at_value[128];
     const char *atp = NULL;
     if (is_delay > 0) {

@@ -1,0 +1,967 @@
+/*
+ * cli_views.c — the Pipeline Manager in the terminal: `sluice health`, `runs`,
+ * `jobs` and `show`. Each reads the SQL views of schema/004_views.sql
+ * (dataset_health, recent_runs, jobs_overview) over a blocking connection and
+ * prints an aligned table (table.h) or, with --json, the view rows as JSON
+ * (keys are the views' column names; timestamps ISO 8601 in UTC).
+ *
+ * Before reading, a view loads the handler files and syncs them into the
+ * registry as a partial sync (types found are upserted; none is marked
+ * unavailable), so the datasets shown match the handlers on disk even before a
+ * daemon has started. Bad filters (unknown brand, job type, status, id) are one
+ * line on stderr and exit status 2.
+ */
+#include "buf.h"
+#include "cli.h"
+#include "config.h"
+#include "ctx.h"
+#include "queue.h"
+#include "runtime.h"
+#include "table.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ database */
+
+/* Runs sql; on failure prints the server's message and hint on one line. */
+static PGresult *run_sql(PGconn *c, const char *sql, int n, const char *const *params)
+{
+    PGresult *r = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(r);
+    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) return r;
+    const char *primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+    const char *hint = PQresultErrorField(r, PG_DIAG_MESSAGE_HINT);
+    if (primary && hint)
+        sl_cli_error("%s (%s)", primary, hint);
+    else if (primary)
+        sl_cli_error("%s", primary);
+    else
+        sl_cli_error("%s", PQerrorMessage(c));
+    PQclear(r);
+    return NULL;
+}
+
+/* A connection for a view: handlers loaded quietly and synced (partially), the
+ * session in UTC. NULL after printing the error. */
+static PGconn *view_connect(const sl_config *cfg)
+{
+    sl_ctx ctx;
+    if (sl_queue_open(&ctx, cfg, SL_ECHO_NONE) < 0) return NULL;
+    char *problems = NULL;
+    sl_runtime_load_handlers(ctx.rt, NULL, 0, &problems);
+    free(problems);
+    char *reg = sl_runtime_registry_json(ctx.rt);
+    sl_queue_close(&ctx);
+    PGconn *c = sl_cli_connect(cfg);
+    if (c && reg && reg[0] == '[' && strcmp(reg, "[]") != 0) {
+        const char *p[] = {reg};
+        PGresult *r = run_sql(c, "SELECT sluice.sync_registry($1::jsonb, true)", 1, p);
+        if (!r) {
+            PQfinish(c);
+            c = NULL;
+        }
+        PQclear(r);
+    }
+    free(reg);
+    if (c) PQclear(PQexec(c, "SET TimeZone = 'UTC'"));
+    return c;
+}
+
+/* The value of column `name` in row `row`, or NULL when it is SQL NULL. */
+static const char *col(PGresult *r, int row, const char *name)
+{
+    int i = PQfnumber(r, name);
+    if (i < 0 || PQgetisnull(r, row, i)) return NULL;
+    return PQgetvalue(r, row, i);
+}
+
+static double col_num(PGresult *r, int row, const char *name, double dflt)
+{
+    const char *v = col(r, row, name);
+    return v ? atof(v) : dflt;
+}
+
+/* Prints the single JSON value of a one-row, one-column result. */
+static int print_json_result(PGconn *c, const char *sql, int n, const char *const *params)
+{
+    PGresult *r = run_sql(c, sql, n, params);
+    if (!r) return 2;
+    printf("%s\n", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ filters */
+
+typedef struct {
+    const char *type, *brand, *status;
+    int platform, json, check, limit;
+    sl_buf params; /* --param key=value… as a JSON object */
+    const char *id;
+    char brand_id[40];
+} view_args;
+
+enum {
+    OPT_TYPE = 1,
+    OPT_BRAND = 2,
+    OPT_STATUS = 4,
+    OPT_PARAM = 8,
+    OPT_LIMIT = 16,
+    OPT_CHECK = 32,
+    OPT_ID = 64,
+};
+
+/* Parses argv for command `cmd` accepting the options in `allowed` (plus --json).
+ * Returns 0, or 2 after printing the error. */
+static int parse_args(const char *cmd, int argc, char **argv, int allowed, view_args *a)
+{
+    int nparams = 0;
+    sl_buf_puts(&a->params, "{");
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i];
+        const char **slot = NULL;
+        int flag = 0;
+        if (strcmp(o, "--json") == 0) {
+            a->json = 1;
+            continue;
+        }
+        if (strcmp(o, "--platform") == 0 && (allowed & OPT_BRAND)) {
+            a->platform = 1;
+            continue;
+        }
+        if (strcmp(o, "--check") == 0 && (allowed & OPT_CHECK)) {
+            a->check = 1;
+            continue;
+        }
+        if (strcmp(o, "--type") == 0)
+            slot = &a->type, flag = OPT_TYPE;
+        else if (strcmp(o, "--brand") == 0)
+            slot = &a->brand, flag = OPT_BRAND;
+        else if (strcmp(o, "--status") == 0)
+            slot = &a->status, flag = OPT_STATUS;
+        else if (strcmp(o, "--param") == 0 || strcmp(o, "--limit") == 0)
+            flag = o[2] == 'p' ? OPT_PARAM : OPT_LIMIT;
+        if (flag && (allowed & flag)) {
+            if (i + 1 >= argc) {
+                sl_cli_error("%s: %s needs a value", cmd, o);
+                return 2;
+            }
+            const char *v = argv[++i];
+            if (slot) {
+                *slot = v;
+            } else if (flag == OPT_LIMIT) {
+                char *end;
+                long n = strtol(v, &end, 10);
+                if (*end || end == v || n < 1 || n > 100000) {
+                    sl_cli_error("%s: --limit must be a whole number from 1 to 100000, not '%s'",
+                                 cmd, v);
+                    return 2;
+                }
+                a->limit = (int)n;
+            } else {
+                const char *eq = strchr(v, '=');
+                if (!eq || eq == v) {
+                    sl_cli_error("%s: --param takes key=value, not '%s'", cmd, v);
+                    return 2;
+                }
+                char *key = strndup(v, (size_t)(eq - v));
+                sl_buf_puts(&a->params, nparams++ ? "," : "");
+                sl_buf_json_string(&a->params, key);
+                sl_buf_puts(&a->params, ":");
+                sl_buf_json_string(&a->params, eq + 1);
+                free(key);
+            }
+        } else if (o[0] == '-' && o[1] != '\0') {
+            sl_cli_error("%s: unknown option '%s' (see `sluice %s --help`)", cmd, o, cmd);
+            return 2;
+        } else if ((allowed & OPT_ID) && !a->id) {
+            a->id = o;
+        } else {
+            sl_cli_error("%s: unexpected argument '%s'", cmd, o);
+            return 2;
+        }
+    }
+    sl_buf_puts(&a->params, "}");
+    if (a->brand && a->platform) {
+        sl_cli_error("%s: give --brand or --platform, not both", cmd);
+        return 2;
+    }
+    return 0;
+}
+
+/* Checks `status` against the NULL-terminated list of valid ones. */
+static int check_status(const char *cmd, const char *status, const char *const *valid)
+{
+    if (!status) return 0;
+    sl_buf b = {0};
+    for (int i = 0; valid[i]; i++) {
+        if (strcmp(status, valid[i]) == 0) {
+            sl_buf_free(&b);
+            return 0;
+        }
+        sl_buf_printf(&b, "%s%s", i ? ", " : "", valid[i]);
+    }
+    sl_cli_error("%s: unknown status '%s' (one of: %s)", cmd, status, sl_buf_str(&b));
+    sl_buf_free(&b);
+    return 2;
+}
+
+/* Resolves --brand into a->brand_id and checks --type against the registry.
+ * Returns 0, or 2 after printing the error. */
+static int resolve_filters(PGconn *c, view_args *a)
+{
+    if (a->brand) {
+        const char *p[] = {a->brand};
+        PGresult *r = run_sql(c, "SELECT sluice.resolve_brand($1)", 1, p);
+        if (!r) return 2;
+        snprintf(a->brand_id, sizeof a->brand_id, "%s", PQgetvalue(r, 0, 0));
+        PQclear(r);
+    }
+    if (a->type) {
+        const char *p[] = {a->type};
+        PGresult *r = run_sql(c,
+                              "SELECT EXISTS (SELECT 1 FROM sluice.job_types WHERE name = $1), "
+                              "sluice.nearest_name($1, ARRAY(SELECT name FROM sluice.job_types)), "
+                              "(SELECT string_agg(name, ', ' ORDER BY name) FROM sluice.job_types)",
+                              1, p);
+        if (!r) return 2;
+        int found = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+        if (!found) {
+            const char *near = col(r, 0, "nearest_name");
+            const char *known = col(r, 0, "string_agg");
+            sl_cli_error("unknown job type '%s'%s%s%s (known: %s)", a->type,
+                         near ? " — did you mean '" : "", near ? near : "", near ? "'?" : "",
+                         known ? known : "none");
+        }
+        PQclear(r);
+        if (!found) return 2;
+    }
+    return 0;
+}
+
+/* The first 8 characters of an id, for tables. */
+static void short_id(const char *id, char out[16])
+{
+    snprintf(out, 16, "%.8s", id ? id : "");
+}
+
+/* "📣 echo" */
+static void type_cell(sl_buf *b, const char *emoji, const char *type)
+{
+    sl_buf_reset(b);
+    if (emoji && *emoji) sl_buf_printf(b, "%s ", emoji);
+    sl_buf_puts(b, type ? type : "");
+}
+
+typedef struct {
+    const char *name, *emoji;
+    sl_color color;
+} status_look;
+
+static const status_look looks[] = {
+    {"completed", "✅", SL_COLOR_GREEN},    {"failed", "❌", SL_COLOR_RED},
+    {"running", "🔄", SL_COLOR_BLUE},       {"pending", "⏳", SL_COLOR_NONE},
+    {"cancelled", "🚫", SL_COLOR_DIM},      {"fresh", "🟢", SL_COLOR_GREEN},
+    {"stale", "🟡", SL_COLOR_YELLOW},    {"never", "⚪", SL_COLOR_DIM},
+    {"failing", "🔴", SL_COLOR_RED},        {"active", "🟢", SL_COLOR_NONE},
+    {"paused", "⏸️", SL_COLOR_YELLOW}, {"archived", "📦", SL_COLOR_DIM},
+};
+
+static const status_look *look(const char *status)
+{
+    for (size_t i = 0; status && i < sizeof looks / sizeof looks[0]; i++)
+        if (strcmp(looks[i].name, status) == 0) return &looks[i];
+    return NULL;
+}
+
+/* "✅ completed", coloured. */
+static void add_status(sl_table *t, const char *status)
+{
+    const status_look *l = look(status);
+    char text[64];
+    snprintf(text, sizeof text, "%s%s%s", l ? l->emoji : "", l ? " " : "", status ? status : "");
+    sl_table_add(t, text, l ? l->color : SL_COLOR_NONE);
+}
+
+/* ------------------------------------------------------------------ health */
+
+static void health_usage(FILE *out)
+{
+    fprintf(
+        out,
+        "usage: sluice health [--brand NAME|UUID | --platform] [--type T] [--check] [--json]\n\n"
+        "Dataset freshness: one row per brand and dataset the job types keep, with its\n"
+        "state, its age against its max age, the last run's status and the last error.\n"
+        "  fresh    completed within max age       stale    completed longer ago\n"
+        "  never    never completed                failing  the last run failed\n"
+        "  running  a run that keeps it is in flight\n"
+        "Every brand is shown for every dataset (never, until something runs); the\n"
+        "platform scope (no brand) once a platform job keeps the dataset, and always\n"
+        "while no brands exist.\n\n"
+        "  --brand B    only this brand          --platform  only the platform scope\n"
+        "  --type T     only datasets job type T keeps\n"
+        "  --check      for monitoring: exit 1 when anything shown is stale, failing or\n"
+        "               never completed, 0 otherwise (running counts as healthy)\n"
+        "  --json       the rows of sluice.dataset_health as a JSON array\n");
+}
+
+static const char health_where[] = "FROM sluice.dataset_health h "
+                                   "WHERE ($1::uuid IS NULL OR h.brand_id = $1::uuid) "
+                                   "AND (NOT $2::boolean OR h.brand_id IS NULL) "
+                                   "AND ($3::text IS NULL OR $3 = ANY (h.job_types)) ";
+
+int sl_cmd_health(const sl_config *cfg, int argc, char **argv)
+{
+    view_args a = {0};
+    if (sl_cli_wants_help(argc, argv)) {
+        health_usage(stdout);
+        return 0;
+    }
+    int status = parse_args("health", argc, argv, OPT_BRAND | OPT_TYPE | OPT_CHECK, &a);
+    sl_buf_free(&a.params);
+    if (status) return status;
+    PGconn *c = view_connect(cfg);
+    if (!c) return 1;
+    PGresult *r = NULL;
+    sl_buf sql = {0};
+    if ((status = resolve_filters(c, &a))) goto out;
+    const char *p[] = {a.brand ? a.brand_id : NULL, a.platform ? "true" : "false", a.type};
+    if (a.json) {
+        sl_buf_printf(&sql,
+                      "SELECT coalesce(jsonb_agg(to_jsonb(h) ORDER BY h.brand_name NULLS FIRST, "
+                      "h.dataset_key), '[]') %s",
+                      health_where);
+        if ((status = print_json_result(c, sl_buf_str(&sql), 3, p))) goto out;
+        sl_buf_reset(&sql);
+    }
+    sl_buf_printf(&sql,
+                  "SELECT h.brand_name, h.brand_id, h.dataset_key, h.dataset_label, h.state, "
+                  "h.age_seconds, h.max_age_seconds, h.last_status, "
+                  "extract(epoch FROM now() - h.last_attempt_at) AS attempt_ago, h.last_error "
+                  "%s ORDER BY h.brand_name NULLS FIRST, h.dataset_key",
+                  health_where);
+    if (!(r = run_sql(c, sl_buf_str(&sql), 3, p))) {
+        status = 2;
+        goto out;
+    }
+    int counts[5] = {0};
+    static const char *const states[] = {"fresh", "running", "stale", "failing", "never"};
+    int n = PQntuples(r);
+    for (int i = 0; i < n; i++)
+        for (int s = 0; s < 5; s++)
+            if (strcmp(col(r, i, "state"), states[s]) == 0) counts[s]++;
+    int unhealthy = counts[2] + counts[3] + counts[4];
+    if (!a.json) {
+        sl_term term = sl_term_for(stdout);
+        sl_table *t = sl_table_new(8);
+        sl_table_column(t, 0, "BRAND", SL_ALIGN_LEFT, 8);
+        sl_table_column(t, 1, "DATASET", SL_ALIGN_LEFT, 0);
+        sl_table_column(t, 2, "LABEL", SL_ALIGN_LEFT, 8);
+        sl_table_column(t, 3, "STATE", SL_ALIGN_LEFT, 0);
+        sl_table_column(t, 4, "AGE", SL_ALIGN_RIGHT, 0);
+        sl_table_column(t, 5, "MAX AGE", SL_ALIGN_RIGHT, 0);
+        sl_table_column(t, 6, "LAST RUN", SL_ALIGN_LEFT, 0);
+        sl_table_column(t, 7, "LAST ERROR", SL_ALIGN_LEFT, 12);
+        for (int i = 0; i < n; i++) {
+            char buf[128];
+            const char *brand = col(r, i, "brand_name");
+            sl_table_add(t, brand ? brand : "(platform)", brand ? SL_COLOR_NONE : SL_COLOR_DIM);
+            sl_table_add(t, col(r, i, "dataset_key"), SL_COLOR_NONE);
+            sl_table_add(t, col(r, i, "dataset_label"), SL_COLOR_NONE);
+            add_status(t, col(r, i, "state"));
+            if (col(r, i, "age_seconds"))
+                sl_fmt_duration(col_num(r, i, "age_seconds", 0), buf, sizeof buf);
+            else
+                snprintf(buf, sizeof buf, "—");
+            sl_table_add(t, buf, SL_COLOR_NONE);
+            if (col(r, i, "max_age_seconds"))
+                sl_fmt_duration(col_num(r, i, "max_age_seconds", 0), buf, sizeof buf);
+            else
+                snprintf(buf, sizeof buf, "none");
+            sl_table_add(t, buf, SL_COLOR_NONE);
+            if (col(r, i, "last_status")) {
+                char ago[32];
+                sl_fmt_ago(col_num(r, i, "attempt_ago", 0), ago, sizeof ago);
+                snprintf(buf, sizeof buf, "%s %s", col(r, i, "last_status"), ago);
+            } else {
+                snprintf(buf, sizeof buf, "—");
+            }
+            sl_table_add(t, buf, SL_COLOR_NONE);
+            sl_table_add(t, col(r, i, "last_error"), SL_COLOR_RED);
+        }
+        if (n == 0) {
+            fprintf(stderr, "no datasets to show: %s\n",
+                    a.brand || a.platform || a.type
+                        ? "nothing matches the filters"
+                        : "no job type declares datasets (see `sluice types`)");
+        } else {
+            sl_table_print(t, stdout, &term);
+            printf("\n%d dataset%s: %d fresh, %d running, %d stale, %d failing, %d never\n", n,
+                   n == 1 ? "" : "s", counts[0], counts[1], counts[2], counts[3], counts[4]);
+        }
+        sl_table_free(t);
+    }
+    status = a.check && unhealthy > 0 ? 1 : 0;
+    if (a.check && unhealthy > 0 && !a.json)
+        fprintf(stderr, "unhealthy: %d stale, %d failing, %d never completed\n", counts[2],
+                counts[3], counts[4]);
+out:
+    PQclear(r);
+    sl_buf_free(&sql);
+    PQfinish(c);
+    return status;
+}
+
+/* ------------------------------------------------------------------ runs */
+
+static const char *const run_statuses[] = {"pending", "running",   "completed",
+                                           "failed",  "cancelled", NULL};
+
+static void runs_usage(FILE *out)
+{
+    fprintf(out, "usage: sluice runs [--type T] [--brand NAME|UUID | --platform] [--status S]\n"
+                 "                   [--param KEY=VALUE]… [--limit N] [--json]\n\n"
+                 "Recent runs, newest first: status, when, duration, attempt, the parameters\n"
+                 "that differ from the type's defaults, and a log summary (the error of a\n"
+                 "failed run, else its last log line).\n\n"
+                 "  --type T         only runs of job type T\n"
+                 "  --brand B        only runs for brand B       --platform  only platform runs\n"
+                 "  --status S       pending, running, completed, failed or cancelled\n"
+                 "  --param K=V      only runs whose parameter K is V (compared as text, like\n"
+                 "                   parameters->>'K' = 'V'); repeat to require several\n"
+                 "  --limit N        at most N runs (default 5)\n"
+                 "  --json           the rows of sluice.recent_runs as a JSON array\n\n"
+                 "`sluice show RUN_ID` prints a run's full logs.\n");
+}
+
+static const char runs_where[] =
+    "FROM sluice.recent_runs r "
+    "WHERE ($1::text IS NULL OR r.job_type = $1) "
+    "AND ($2::uuid IS NULL OR r.brand_id = $2::uuid) "
+    "AND (NOT $3::boolean OR r.brand_id IS NULL) "
+    "AND ($4::text IS NULL OR r.status = $4) "
+    "AND NOT EXISTS (SELECT 1 FROM jsonb_each_text($5::jsonb) f "
+    "                WHERE (r.parameters ->> f.key) IS DISTINCT FROM f.value) "
+    "ORDER BY r.created_at DESC, r.run_id LIMIT $6";
+
+/* Adds one run row (a recent_runs row) to a runs table. */
+static void add_run_row(sl_table *t, PGresult *r, int i, int with_type, sl_buf *b)
+{
+    char buf[64], sid[16];
+    short_id(col(r, i, "run_id"), sid);
+    sl_table_add(t, sid, SL_COLOR_DIM);
+    add_status(t, col(r, i, "status"));
+    if (with_type) {
+        type_cell(b, col(r, i, "emoji"), col(r, i, "job_type"));
+        sl_table_add(t, sl_buf_str(b), SL_COLOR_NONE);
+        const char *brand = col(r, i, "brand_name");
+        sl_table_add(t, brand ? brand : "(platform)", brand ? SL_COLOR_NONE : SL_COLOR_DIM);
+    }
+    sl_fmt_ago(col_num(r, i, "ago", 0), buf, sizeof buf);
+    sl_table_add(t, buf, SL_COLOR_NONE);
+    if (col(r, i, "duration_seconds"))
+        sl_fmt_duration(col_num(r, i, "duration_seconds", 0), buf, sizeof buf);
+    else
+        snprintf(buf, sizeof buf, "—");
+    sl_table_add(t, buf, SL_COLOR_NONE);
+    snprintf(buf, sizeof buf, "%s/%d", col(r, i, "attempt_number"),
+             (int)col_num(r, i, "max_retries", 3) + 1);
+    sl_table_add(t, buf, SL_COLOR_NONE);
+    sl_table_add(t, col(r, i, "params_preview"), SL_COLOR_NONE);
+    const char *st = col(r, i, "status");
+    sl_table_add(t, col(r, i, "log_summary"),
+                 st && strcmp(st, "failed") == 0 ? SL_COLOR_RED : SL_COLOR_NONE);
+}
+
+/* A runs table; with_type adds the TYPE and BRAND columns. */
+static sl_table *runs_table(int with_type)
+{
+    int n = with_type ? 9 : 7, k = 0;
+    sl_table *t = sl_table_new(n);
+    sl_table_column(t, k++, "RUN", SL_ALIGN_LEFT, 0);
+    sl_table_column(t, k++, "STATUS", SL_ALIGN_LEFT, 0);
+    if (with_type) {
+        sl_table_column(t, k++, "TYPE", SL_ALIGN_LEFT, 16);
+        sl_table_column(t, k++, "BRAND", SL_ALIGN_LEFT, 8);
+    }
+    sl_table_column(t, k++, "WHEN", SL_ALIGN_LEFT, 0);
+    sl_table_column(t, k++, "TOOK", SL_ALIGN_RIGHT, 0);
+    sl_table_column(t, k++, "TRY", SL_ALIGN_RIGHT, 0);
+    sl_table_column(t, k++, "PARAMS", SL_ALIGN_LEFT, 12);
+    sl_table_column(t, k++, "LOG", SL_ALIGN_LEFT, 16);
+    return t;
+}
+
+static const char run_columns[] =
+    "SELECT r.run_id, r.status, r.job_type, r.emoji, r.brand_name, r.attempt_number, "
+    "r.max_retries, r.duration_seconds, r.params_preview, r.log_summary, "
+    "extract(epoch FROM now() - coalesce(r.started_at, r.created_at)) AS ago ";
+
+int sl_cmd_runs(const sl_config *cfg, int argc, char **argv)
+{
+    view_args a = {.limit = 5};
+    if (sl_cli_wants_help(argc, argv)) {
+        runs_usage(stdout);
+        return 0;
+    }
+    int status = parse_args("runs", argc, argv,
+                            OPT_TYPE | OPT_BRAND | OPT_STATUS | OPT_PARAM | OPT_LIMIT, &a);
+    if (!status) status = check_status("runs", a.status, run_statuses);
+    if (status) {
+        sl_buf_free(&a.params);
+        return status;
+    }
+    PGconn *c = view_connect(cfg);
+    if (!c) {
+        sl_buf_free(&a.params);
+        return 1;
+    }
+    PGresult *r = NULL;
+    sl_buf sql = {0}, b = {0};
+    if ((status = resolve_filters(c, &a))) goto out;
+    char limit[16];
+    snprintf(limit, sizeof limit, "%d", a.limit);
+    const char *p[] = {a.type,   a.brand ? a.brand_id : NULL, a.platform ? "true" : "false",
+                       a.status, sl_buf_str(&a.params),       limit};
+    if (a.json) {
+        sl_buf_printf(
+            &sql,
+            "SELECT coalesce(jsonb_agg(to_jsonb(q) ORDER BY q.created_at DESC, q.run_id), "
+            "'[]') FROM (SELECT r.* %s) q",
+            runs_where);
+        status = print_json_result(c, sl_buf_str(&sql), 6, p);
+        goto out;
+    }
+    sl_buf_printf(&sql, "%s %s", run_columns, runs_where);
+    if (!(r = run_sql(c, sl_buf_str(&sql), 6, p))) {
+        status = 2;
+        goto out;
+    }
+    if (PQntuples(r) == 0) {
+        fprintf(stderr, "no runs%s\n",
+                a.type || a.brand || a.platform || a.status || strcmp(p[4], "{}") != 0
+                    ? " match the filters"
+                    : " yet");
+        goto out;
+    }
+    sl_term term = sl_term_for(stdout);
+    sl_table *t = runs_table(1);
+    for (int i = 0; i < PQntuples(r); i++)
+        add_run_row(t, r, i, 1, &b);
+    sl_table_print(t, stdout, &term);
+    sl_table_free(t);
+out:
+    PQclear(r);
+    sl_buf_free(&sql);
+    sl_buf_free(&b);
+    sl_buf_free(&a.params);
+    PQfinish(c);
+    return status;
+}
+
+/* ------------------------------------------------------------------ jobs */
+
+static const char *const job_statuses[] = {"active",    "paused",   "completed", "failed",
+                                           "cancelled", "archived", NULL};
+
+static void jobs_usage(FILE *out)
+{
+    fprintf(out, "usage: sluice jobs [--status S] [--type T] [--brand NAME|UUID | --platform]\n"
+                 "                   [--param KEY=VALUE]… [--limit N] [--json]\n"
+                 "       sluice jobs cancel|pause|resume JOB_ID…\n\n"
+                 "Lists jobs: schedule (one-time, or cron and time zone), status, next run,\n"
+                 "attempts, last run and last error. Active and paused jobs first, by next run;\n"
+                 "then the others, most recently changed first.\n\n"
+                 "  --status S   active, paused, completed, failed, cancelled or archived\n"
+                 "  --type T     only jobs of type T\n"
+                 "  --brand B    only jobs for brand B       --platform  only platform jobs\n"
+                 "  --param K=V  only jobs whose parameter K is V (as text); repeatable\n"
+                 "  --limit N    at most N jobs (default 20)\n"
+                 "  --json       the rows of sluice.jobs_overview as a JSON array\n");
+}
+
+static const char jobs_where[] =
+    "FROM sluice.jobs_overview j "
+    "WHERE ($1::text IS NULL OR j.job_type = $1) "
+    "AND ($2::uuid IS NULL OR j.brand_id = $2::uuid) "
+    "AND (NOT $3::boolean OR j.brand_id IS NULL) "
+    "AND ($4::text IS NULL OR j.status = $4) "
+    "AND NOT EXISTS (SELECT 1 FROM jsonb_each_text($5::jsonb) f "
+    "                WHERE (j.parameters ->> f.key) IS DISTINCT FROM f.value) "
+    "ORDER BY (j.status IN ('active', 'paused')) DESC, j.next_run_at NULLS LAST, "
+    "j.updated_at DESC, j.job_id LIMIT $6";
+
+int sl_cmd_jobs(const sl_config *cfg, int argc, char **argv)
+{
+    if (argc > 1 && (strcmp(argv[1], "cancel") == 0 || strcmp(argv[1], "pause") == 0 ||
+                     strcmp(argv[1], "resume") == 0))
+        return sl_cmd_jobs_control(cfg, argc, argv);
+    view_args a = {.limit = 20};
+    if (sl_cli_wants_help(argc, argv)) {
+        jobs_usage(stdout);
+        return 0;
+    }
+    int status = parse_args("jobs", argc, argv,
+                            OPT_TYPE | OPT_BRAND | OPT_STATUS | OPT_PARAM | OPT_LIMIT, &a);
+    if (!status) status = check_status("jobs", a.status, job_statuses);
+    if (status) {
+        sl_buf_free(&a.params);
+        return status;
+    }
+    PGconn *c = view_connect(cfg);
+    if (!c) {
+        sl_buf_free(&a.params);
+        return 1;
+    }
+    PGresult *r = NULL;
+    sl_buf sql = {0}, b = {0};
+    if ((status = resolve_filters(c, &a))) goto out;
+    char limit[16];
+    snprintf(limit, sizeof limit, "%d", a.limit);
+    const char *p[] = {a.type,   a.brand ? a.brand_id : NULL, a.platform ? "true" : "false",
+                       a.status, sl_buf_str(&a.params),       limit};
+    if (a.json) {
+        sl_buf_printf(&sql,
+                      "SELECT coalesce(jsonb_agg(to_jsonb(q) ORDER BY (q.status IN ('active', "
+                      "'paused')) DESC, q.next_run_at NULLS LAST, q.updated_at DESC, q.job_id), "
+                      "'[]') FROM (SELECT j.* %s) q",
+                      jobs_where);
+        status = print_json_result(c, sl_buf_str(&sql), 6, p);
+        goto out;
+    }
+    sl_buf_printf(&sql,
+                  "SELECT j.job_id, j.job_type, j.emoji, j.brand_name, j.schedule, j.status, "
+                  "extract(epoch FROM now() - j.next_run_at) AS next_ago, j.current_run_id, "
+                  "j.attempts, j.max_retries, j.last_run_status, "
+                  "extract(epoch FROM now() - j.last_run_at) AS last_ago, j.last_error %s",
+                  jobs_where);
+    if (!(r = run_sql(c, sl_buf_str(&sql), 6, p))) {
+        status = 2;
+        goto out;
+    }
+    if (PQntuples(r) == 0) {
+        fprintf(stderr, "no jobs%s\n",
+                a.type || a.brand || a.platform || a.status || strcmp(p[4], "{}") != 0
+                    ? " match the filters"
+                    : " yet");
+        goto out;
+    }
+    sl_term term = sl_term_for(stdout);
+    sl_table *t = sl_table_new(9);
+    sl_table_column(t, 0, "JOB", SL_ALIGN_LEFT, 0);
+    sl_table_column(t, 1, "TYPE", SL_ALIGN_LEFT, 16);
+    sl_table_column(t, 2, "BRAND", SL_ALIGN_LEFT, 8);
+    sl_table_column(t, 3, "SCHEDULE", SL_ALIGN_LEFT, 10);
+    sl_table_column(t, 4, "STATUS", SL_ALIGN_LEFT, 0);
+    sl_table_column(t, 5, "NEXT RUN", SL_ALIGN_LEFT, 0);
+    sl_table_column(t, 6, "TRIES", SL_ALIGN_RIGHT, 0);
+    sl_table_column(t, 7, "LAST RUN", SL_ALIGN_LEFT, 0);
+    sl_table_column(t, 8, "LAST ERROR", SL_ALIGN_LEFT, 12);
+    for (int i = 0; i < PQntuples(r); i++) {
+        char buf[96], sid[16], ago[32];
+        short_id(col(r, i, "job_id"), sid);
+        sl_table_add(t, sid, SL_COLOR_DIM);
+        type_cell(&b, col(r, i, "emoji"), col(r, i, "job_type"));
+        sl_table_add(t, sl_buf_str(&b), SL_COLOR_NONE);
+        const char *brand = col(r, i, "brand_name");
+        sl_table_add(t, brand ? brand : "(platform)", brand ? SL_COLOR_NONE : SL_COLOR_DIM);
+        sl_table_add(t, col(r, i, "schedule"), SL_COLOR_NONE);
+        add_status(t, col(r, i, "status"));
+        if (col(r, i, "current_run_id")) {
+            snprintf(buf, sizeof buf, "running");
+        } else if (col(r, i, "next_ago")) {
+            double next = col_num(r, i, "next_ago", 0);
+            if (next >= 0)
+                snprintf(buf, sizeof buf, "due");
+            else
+                sl_fmt_ago(next, buf, sizeof buf);
+        } else {
+            snprintf(buf, sizeof buf, "—");
+        }
+        sl_table_add(t, buf, SL_COLOR_NONE);
+        snprintf(buf, sizeof buf, "%s/%d", col(r, i, "attempts"),
+                 (int)col_num(r, i, "max_retries", 3) + 1);
+        sl_table_add(t, buf, SL_COLOR_NONE);
+        if (col(r, i, "last_run_status")) {
+            sl_fmt_ago(col_num(r, i, "last_ago", 0), ago, sizeof ago);
+            const status_look *l = look(col(r, i, "last_run_status"));
+            snprintf(buf, sizeof buf, "%s %s", l ? l->emoji : col(r, i, "last_run_status"), ago);
+        } else {
+            snprintf(buf, sizeof buf, "—");
+        }
+        sl_table_add(t, buf, SL_COLOR_NONE);
+        sl_table_add(t, col(r, i, "last_error"), SL_COLOR_RED);
+    }
+    sl_table_print(t, stdout, &term);
+    sl_table_free(t);
+out:
+    PQclear(r);
+    sl_buf_free(&sql);
+    sl_buf_free(&b);
+    sl_buf_free(&a.params);
+    PQfinish(c);
+    return status;
+}
+
+/* ------------------------------------------------------------------ show */
+
+static void show_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: sluice show RUN_ID|JOB_ID [--json]\n\n"
+            "Everything about one run (status, timing, attempt, worker, handler version,\n"
+            "parameters, result, error, full logs) or one job (schedule, status, next\n"
+            "run, attempts, parameters, and its runs). An id may be shortened to any\n"
+            "unique prefix of at least 4 characters, as the tables show them.\n\n"
+            "  --json   {\"kind\": \"run\", \"run\": {…, logs, result}, \"job\": {…}} or\n"
+            "           {\"kind\": \"job\", \"job\": {…}, \"runs\": […]}, with the columns of\n"
+            "           sluice.recent_runs and sluice.jobs_overview as keys\n");
+}
+
+/* Finds the run or job an id (or unique prefix) names: kind "run"/"job" and
+ * full id into the outputs. Returns 0, or 2 after printing the error. */
+static int find_id(PGconn *c, const char *id, char kind[8], char full[40])
+{
+    char lower[40];
+    size_t n = strlen(id);
+    if (n < 4 || n > 36) {
+        sl_cli_error("show: '%s' is not a run or job id (give at least 4 characters of one)", id);
+        return 2;
+    }
+    for (size_t i = 0; i <= n; i++) {
+        char ch = (char)tolower((unsigned char)id[i]);
+        if (ch && !isxdigit((unsigned char)ch) && ch != '-') {
+            sl_cli_error("show: '%s' is not a run or job id", id);
+            return 2;
+        }
+        lower[i] = ch;
+    }
+    const char *p[] = {lower};
+    PGresult *r = run_sql(c,
+                          "SELECT kind, id::text FROM ("
+                          " SELECT 'run' AS kind, id FROM sluice.scheduled_job_runs"
+                          "  WHERE id::text LIKE $1 || '%'"
+                          " UNION ALL"
+                          " SELECT 'job', id FROM sluice.scheduled_jobs"
+                          "  WHERE id::text LIKE $1 || '%') x ORDER BY 1, 2 LIMIT 4",
+                          1, p);
+    if (!r) return 2;
+    int rows = PQntuples(r), status = 0;
+    if (rows == 0) {
+        sl_cli_error("no run or job with id '%s'", id);
+        status = 2;
+    } else if (rows > 1) {
+        sl_buf b = {0};
+        for (int i = 0; i < rows && i < 3; i++)
+            sl_buf_printf(&b, "%s%s %s", i ? ", " : "", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1));
+        sl_cli_error("id prefix '%s' is ambiguous (%s%s): give more characters", id, sl_buf_str(&b),
+                     rows > 3 ? ", …" : "");
+        sl_buf_free(&b);
+        status = 2;
+    } else {
+        snprintf(kind, 8, "%s", PQgetvalue(r, 0, 0));
+        snprintf(full, 40, "%s", PQgetvalue(r, 0, 1));
+    }
+    PQclear(r);
+    return status;
+}
+
+/* "  label       value" lines; NULL values are skipped. */
+static void field(const sl_term *term, const char *label, const char *value, sl_color color)
+{
+    if (!value || !*value) return;
+    printf("  %-11s %s%s%s\n", label, sl_color_on(term, color), value,
+           color != SL_COLOR_NONE ? sl_color_off(term) : "");
+}
+
+/* "2026-02-07 10:00:00Z (3m ago)" from a timestamp column and its age column. */
+static void when(char *out, size_t len, PGresult *r, const char *ts, const char *ago)
+{
+    const char *t = col(r, 0, ts);
+    if (!t) {
+        out[0] = '\0';
+        return;
+    }
+    char rel[32];
+    sl_fmt_ago(col_num(r, 0, ago, 0), rel, sizeof rel);
+    snprintf(out, len, "%s (%s)", t, rel);
+}
+
+/* Prints text indented by two spaces, line by line. */
+static void block(const char *title, const char *text)
+{
+    printf("\n%s\n", title);
+    const char *p = text && *text ? text : "(none)";
+    while (*p) {
+        const char *nl = strchr(p, '\n');
+        int n = nl ? (int)(nl - p) : (int)strlen(p);
+        printf("  %.*s\n", n, p);
+        p = nl ? nl + 1 : p + n;
+    }
+}
+
+/* Timestamps for people: "2026-02-07 10:00:00Z" and the age in seconds. */
+static const char show_run_sql[] =
+    "SELECT r.*, x.logs, jsonb_pretty(x.result) AS result_pretty, "
+    "jsonb_pretty(r.parameters) AS params_pretty, j.status AS job_status, j.schedule, "
+    "to_char(r.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS\"Z\"') AS started, "
+    "extract(epoch FROM now() - r.started_at) AS started_ago, "
+    "to_char(r.completed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS\"Z\"') AS finished "
+    "FROM sluice.recent_runs r JOIN sluice.scheduled_job_runs x ON x.id = r.run_id "
+    "JOIN sluice.jobs_overview j ON j.job_id = r.job_id WHERE r.run_id = $1";
+
+static const char show_job_sql[] =
+    "SELECT j.*, jsonb_pretty(j.parameters) AS params_pretty, "
+    "to_char(j.next_run_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS\"Z\"') AS next, "
+    "extract(epoch FROM now() - j.next_run_at) AS next_ago, "
+    "to_char(j.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS\"Z\"') AS created, "
+    "extract(epoch FROM now() - j.created_at) AS created_ago "
+    "FROM sluice.jobs_overview j WHERE j.job_id = $1";
+
+static int show_run(PGconn *c, const char *id, int json)
+{
+    const char *p[] = {id};
+    if (json)
+        return print_json_result(
+            c,
+            "SELECT jsonb_build_object('kind', 'run', "
+            " 'run', to_jsonb(r) || jsonb_build_object('logs', x.logs, 'result', x.result), "
+            " 'job', to_jsonb(j)) "
+            "FROM sluice.recent_runs r JOIN sluice.scheduled_job_runs x ON x.id = r.run_id "
+            "JOIN sluice.jobs_overview j ON j.job_id = r.job_id WHERE r.run_id = $1",
+            1, p);
+    PGresult *r = run_sql(c, show_run_sql, 1, p);
+    if (!r) return 2;
+    sl_term term = sl_term_for(stdout);
+    const status_look *l = look(col(r, 0, "status"));
+    char buf[512], t1[128];
+    printf("%srun %s%s\n", sl_color_on(&term, SL_COLOR_BOLD), id, sl_color_off(&term));
+    snprintf(buf, sizeof buf, "%s %s", l ? l->emoji : "", col(r, 0, "status"));
+    field(&term, "status", buf, l ? l->color : SL_COLOR_NONE);
+    snprintf(buf, sizeof buf, "%s%s%s (%s)", col(r, 0, "emoji"), *col(r, 0, "emoji") ? " " : "",
+             col(r, 0, "job_type"), col(r, 0, "job_label"));
+    field(&term, "type", buf, SL_COLOR_NONE);
+    field(&term, "brand", col(r, 0, "brand_name") ? col(r, 0, "brand_name") : "(platform)",
+          SL_COLOR_NONE);
+    snprintf(buf, sizeof buf, "%s (%s, %s)", col(r, 0, "job_id"), col(r, 0, "schedule"),
+             col(r, 0, "job_status"));
+    field(&term, "job", buf, SL_COLOR_NONE);
+    snprintf(buf, sizeof buf, "%s of %d", col(r, 0, "attempt_number"),
+             (int)col_num(r, 0, "max_retries", 3) + 1);
+    field(&term, "attempt", buf, SL_COLOR_NONE);
+    field(&term, "trigger", col(r, 0, "trigger_source"), SL_COLOR_NONE);
+    when(buf, sizeof buf, r, "started", "started_ago");
+    field(&term, "started", buf, SL_COLOR_NONE);
+    if (col(r, 0, "finished")) {
+        sl_fmt_duration(col_num(r, 0, "duration_seconds", 0), t1, sizeof t1);
+        snprintf(buf, sizeof buf, "%s (took %s)", col(r, 0, "finished"), t1);
+        field(&term, "finished", buf, SL_COLOR_NONE);
+    } else if (col(r, 0, "duration_seconds")) {
+        sl_fmt_duration(col_num(r, 0, "duration_seconds", 0), t1, sizeof t1);
+        snprintf(buf, sizeof buf, "still running after %s", t1);
+        field(&term, "finished", buf, SL_COLOR_NONE);
+    }
+    field(&term, "handler", col(r, 0, "handler_version"), SL_COLOR_NONE);
+    field(&term, "worker", col(r, 0, "worker_id"), SL_COLOR_NONE);
+    field(&term, "error", col(r, 0, "error_message"), SL_COLOR_RED);
+    block("parameters", col(r, 0, "params_pretty"));
+    block("result", col(r, 0, "result_pretty"));
+    block("logs", col(r, 0, "logs"));
+    PQclear(r);
+    return 0;
+}
+
+static int show_job(PGconn *c, const char *id, int json)
+{
+    const char *p[] = {id};
+    if (json)
+        return print_json_result(
+            c,
+            "SELECT jsonb_build_object('kind', 'job', 'job', to_jsonb(j), 'runs', "
+            " (SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.created_at, r.run_id), '[]') "
+            "  FROM sluice.recent_runs r WHERE r.job_id = j.job_id)) "
+            "FROM sluice.jobs_overview j WHERE j.job_id = $1",
+            1, p);
+    PGresult *r = run_sql(c, show_job_sql, 1, p);
+    if (!r) return 2;
+    sl_term term = sl_term_for(stdout);
+    char buf[512];
+    const status_look *l = look(col(r, 0, "status"));
+    printf("%sjob %s%s\n", sl_color_on(&term, SL_COLOR_BOLD), id, sl_color_off(&term));
+    snprintf(buf, sizeof buf, "%s%s%s (%s)", col(r, 0, "emoji"), *col(r, 0, "emoji") ? " " : "",
+             col(r, 0, "job_type"), col(r, 0, "job_label"));
+    field(&term, "type", buf, SL_COLOR_NONE);
+    field(&term, "name", col(r, 0, "name"), SL_COLOR_NONE);
+    field(&term, "brand", col(r, 0, "brand_name") ? col(r, 0, "brand_name") : "(platform)",
+          SL_COLOR_NONE);
+    snprintf(buf, sizeof buf, "%s %s", l ? l->emoji : "", col(r, 0, "status"));
+    field(&term, "status", buf, l ? l->color : SL_COLOR_NONE);
+    field(&term, "schedule", col(r, 0, "schedule"), SL_COLOR_NONE);
+    if (col(r, 0, "current_run_id")) {
+        snprintf(buf, sizeof buf, "running now (run %s)", col(r, 0, "current_run_id"));
+        field(&term, "next run", buf, SL_COLOR_NONE);
+    } else {
+        when(buf, sizeof buf, r, "next", "next_ago");
+        field(&term, "next run", buf, SL_COLOR_NONE);
+    }
+    snprintf(buf, sizeof buf, "%s of %d in this cycle; %s run%s in all", col(r, 0, "attempts"),
+             (int)col_num(r, 0, "max_retries", 3) + 1, col(r, 0, "run_count"),
+             strcmp(col(r, 0, "run_count"), "1") == 0 ? "" : "s");
+    field(&term, "attempts", buf, SL_COLOR_NONE);
+    field(&term, "priority", col(r, 0, "priority"), SL_COLOR_NONE);
+    field(&term, "dedupe key", col(r, 0, "dedupe_key"), SL_COLOR_NONE);
+    field(&term, "trigger", col(r, 0, "trigger_source"), SL_COLOR_NONE);
+    when(buf, sizeof buf, r, "created", "created_ago");
+    field(&term, "created", buf, SL_COLOR_NONE);
+    field(&term, "last error", col(r, 0, "last_error"), SL_COLOR_RED);
+    block("parameters", col(r, 0, "params_pretty"));
+    PQclear(r);
+
+    r = run_sql(c,
+                "SELECT r.run_id, r.status, r.attempt_number, r.max_retries, "
+                "r.duration_seconds, r.params_preview, r.log_summary, "
+                "extract(epoch FROM now() - coalesce(r.started_at, r.created_at)) AS ago "
+                "FROM sluice.recent_runs r WHERE r.job_id = $1 "
+                "ORDER BY r.created_at DESC, r.run_id",
+                1, p);
+    if (!r) return 2;
+    printf("\nruns\n");
+    if (PQntuples(r) == 0) {
+        printf("  (none yet)\n");
+    } else {
+        sl_table *t = runs_table(0);
+        for (int i = 0; i < PQntuples(r); i++)
+            add_run_row(t, r, i, 0, NULL);
+        sl_table_print(t, stdout, &term);
+        sl_table_free(t);
+    }
+    PQclear(r);
+    return 0;
+}
+
+int sl_cmd_show(const sl_config *cfg, int argc, char **argv)
+{
+    view_args a = {0};
+    if (sl_cli_wants_help(argc, argv)) {
+        show_usage(stdout);
+        return 0;
+    }
+    int status = parse_args("show", argc, argv, OPT_ID, &a);
+    sl_buf_free(&a.params);
+    if (status) return status;
+    if (!a.id) {
+        show_usage(stderr);
+        return 2;
+    }
+    PGconn *c = view_connect(cfg);
+    if (!c) return 1;
+    char kind[8], id[40];
+    status = find_id(c, a.id, kind, id);
+    if (!status)
+        status = strcmp(kind, "run") == 0 ? show_run(c, id, a.json) : show_job(c, id, a.json);
+    PQfinish(c);
+    return status;
+}

@@ -1,0 +1,30 @@
+-- fresh_probe: keeps two datasets and reports on them as its parameters say, so
+-- tests can drive every freshness transition: success with a record count, an
+-- early `return nil`, one dataset succeeding while the other fails, a failed run.
+return {
+  label = "Freshness probe",
+  emoji = "🧪",
+  params = {
+    mode = { type = "string", enum = { "records", "return_nil", "partial", "fail" }, default = "records" },
+    records = { type = "integer", min = 0, default = 7 },
+    sleep = { type = "number", min = 0, max = 60, default = 0 },
+  },
+  datasets = {
+    alpha_data = { label = "Alpha Data", max_age = "1 hour" },
+    beta_data = { label = "Beta Data", max_age = "1 day" },
+  },
+  max_retries = 0,
+  run = function(job)
+    if job.params.sleep > 0 then sluice.sleep(job.params.sleep) end
+    local mode = job.params.mode
+    if mode == "return_nil" then return nil end
+    if mode == "fail" then error("probe failed on purpose") end
+    if mode == "partial" then
+      job.dataset("alpha_data"):success(job.params.records, { source = "probe" })
+      job.dataset("beta_data"):fail("beta source unavailable")
+      return { records = 1 }
+    end
+    job.log("probe kept %d records", job.params.records)
+    return { records = job.params.records }
+  end,
+}
