@@ -52,7 +52,7 @@ T1=$(now)
 sql "ANALYZE sluice.scheduled_jobs" # a long-running deployment has planner statistics
 
 T2=$(now)
-"${S[@]}" serve --concurrency "$CONC" --log-level warn >"$TMP/serve.log" 2>&1 &
+"${S[@]}" serve --concurrency "$CONC" ${PREFETCH:+--prefetch "$PREFETCH"} --log-level warn >"$TMP/serve.log" 2>&1 &
 D_PID=$!
 LEFT=$JOBS
 while [ "$LEFT" != 0 ]; do

@@ -215,7 +215,9 @@ BEGIN
     SELECT r.id, j.id, j.job_type, j.brand_id, j.parameters, r.attempt_number, j.checkpoint,
            j.schedule_type, j.cron_expression, j.timezone, t.timeout_seconds, j.trigger_source
     FROM runs r JOIN jobs j ON j.id = r.scheduled_job_id
-    JOIN sluice.job_types t ON t.name = j.job_type;
+    JOIN sluice.job_types t ON t.name = j.job_type
+    JOIN unnest(p_jobs) WITH ORDINALITY AS o(id, n) ON o.id = j.id
+    ORDER BY o.n; -- the order they were claimed in (priority, then due time)
 END $$;
 
 -- Claims up to p_limit due jobs (priority, then due time) that no other worker
@@ -261,8 +263,9 @@ END $$;
 -- "metadata": {}, "error": "…"}}); the others follow the run's outcome, with
 -- result.records as the record count.
 -- p_runs: a JSON array of {run_id, status, result, error, logs, retryable,
--- next_cron, datasets, handler_version, finished_at (epoch seconds: when the run
--- really ended, which can be before the batch is recorded)}.
+-- next_cron, datasets, handler_version, started_at and finished_at (epoch
+-- seconds: when the run really started and ended; a claimed run can wait in the
+-- worker's queue for a moment, and a batch is recorded after the runs end)}.
 -- Runs no longer running (already rescued as lost) are left alone: their
 -- job_status is NULL. Queue bookkeeping commits asynchronously (see
 -- docs/architecture.md: a lost commit is healed by the lease).
@@ -279,11 +282,13 @@ BEGIN
     WITH input AS (
         SELECT * FROM jsonb_to_recordset(p_runs) AS x(
             run_id uuid, status text, result jsonb, error text, logs text, retryable boolean,
-            next_cron timestamptz, datasets jsonb, handler_version text, finished_at float8)
+            next_cron timestamptz, datasets jsonb, handler_version text, started_at float8,
+            finished_at float8)
         WHERE x.status IN ('completed', 'failed', 'cancelled')
     ), runs AS (
         UPDATE sluice.scheduled_job_runs r
         SET status = i.status,
+            started_at = coalesce(to_timestamp(i.started_at), r.started_at),
             completed_at = least(coalesce(to_timestamp(i.finished_at), clock_timestamp()),
                                  clock_timestamp()),
             result = i.result, error_message = i.error, logs = r.logs || coalesce(i.logs, ''),
@@ -478,6 +483,41 @@ BEGIN
            coalesce(p_trigger_source, 'api')
     FROM unnest(p_parameters) x;
     GET DIAGNOSTICS n = ROW_COUNT;
+    PERFORM pg_notify('sluice_jobs', '');
+    RETURN n;
+END $$;
+
+-- Gives back runs a worker claimed but never started (it is shutting down): the
+-- runs disappear as if never claimed, their jobs are due again at once, and
+-- freshness rows they had marked running return to what they were.
+CREATE OR REPLACE FUNCTION sluice.release_runs(p_runs uuid[]) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    n integer;
+BEGIN
+    WITH gone AS (
+        DELETE FROM sluice.scheduled_job_runs
+        WHERE id = ANY (p_runs) AND status = 'running'
+        RETURNING id, scheduled_job_id
+    ), jobs AS (
+        UPDATE sluice.scheduled_jobs j
+        SET current_run_id = NULL, attempts = greatest(j.attempts - 1, 0),
+            run_count = greatest(j.run_count - 1, 0), updated_at = now(),
+            next_run_at = CASE WHEN j.status IN ('active', 'paused') THEN now() END
+        FROM gone g WHERE j.id = g.scheduled_job_id AND j.current_run_id = g.id
+        RETURNING j.id
+    ), never AS (
+        DELETE FROM sluice.dataset_status s USING gone g
+        WHERE s.last_run_id = g.id AND s.last_success_at IS NULL AND s.error_message IS NULL
+        RETURNING s.id
+    )
+    UPDATE sluice.dataset_status s
+    SET last_status = CASE WHEN s.last_success_at IS NOT NULL THEN 'completed' ELSE 'failed' END,
+        updated_at = now()
+    FROM gone g
+    WHERE s.last_run_id = g.id AND s.last_status = 'running'
+      AND s.id NOT IN (SELECT id FROM never);
+    SELECT count(*) INTO n FROM unnest(p_runs);
     PERFORM pg_notify('sluice_jobs', '');
     RETURN n;
 END $$;

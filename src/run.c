@@ -576,7 +576,7 @@ void sl_run_finish(sl_run *run, int status, const char *result_json, const char 
     run->out.datasets_json = run->datasets_json;
     run->out.handler_version = run->version;
     run->out.retryable = retryable;
-    run->out.finished = ev_now(rt->ctx->loop);
+    run->out.finished = ev_time();
     if (run->prev)
         run->prev->next = run->next;
     else
@@ -641,7 +641,7 @@ sl_run *sl_run_start(sl_runtime *rt, const sl_run_spec *spec, sl_run_done_fn don
     if (run->timeout <= 0) run->timeout = 1800;
     run->done = done;
     run->done_data = data;
-    run->out.started = ev_now(rt->ctx->loop);
+    run->out.started = ev_time();
 
     /* the job description handed to runtime.execute(entry, spec) */
     lua_createtable(L, 0, 10);

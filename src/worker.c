@@ -46,13 +46,24 @@ typedef struct wrun {
     struct wrun *next;
 } wrun;
 
+/* A claimed run waiting for a free slot (its strings copied from the claim). */
+typedef struct pending {
+    char *run_id, *job_id, *job_type, *brand_id, *params, *checkpoint, *trigger, *cron, *tz;
+    int attempt;
+    double timeout;
+    struct pending *next;
+} pending;
+
 typedef struct sl_worker {
     sl_ctx *ctx;
     const sl_config *cfg;
     char id[40];
     char lease[32];
     int concurrency;
+    int prefetch;      /* claimed runs that may wait here for a free slot */
     int running;       /* runs started, not yet ended */
+    struct pending *queue_head, *queue_tail; /* claimed, not started yet */
+    int queued;
     int cycling;       /* a finish_and_claim in flight */
     int cycle_again;   /* something happened during it */
     int asked;         /* how many jobs it asked for */
@@ -69,10 +80,14 @@ typedef struct sl_worker {
     int signals;
     wrun *done;        /* ended runs waiting to be recorded */
     wrun *flushing;    /* the batch in flight */
+    int releasing;     /* release_runs() in flight */
     int exit_status;
 } sl_worker;
 
 static void cycle(sl_worker *w);
+static void start_queued(sl_worker *w);
+static void fail_unstartable(sl_worker *w, const char *run_id, const char *errbuf);
+static void released(PGresult *res, const char *err, void *data);
 static void maybe_exit(sl_worker *w);
 
 /* ------------------------------------------------------------------ runs */
@@ -95,6 +110,7 @@ static void run_done(sl_run *run, void *data)
     w->running--;
     r->next = w->done;
     w->done = r;
+    start_queued(w); /* a claimed run takes the slot at once */
     if (!ev_is_active(&w->soon)) {
         ev_timer_set(&w->soon, 0, 0);
         ev_timer_start(w->ctx->loop, &w->soon);
@@ -133,20 +149,118 @@ static void next_due_done(PGresult *res, const char *err, void *data)
         arm_claim_timer(w, wait);
 }
 
-static void start_run(sl_worker *w, PGresult *res, int row)
+static char *dup0(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+static void pending_free(pending *p)
+{
+    free(p->run_id);
+    free(p->job_id);
+    free(p->job_type);
+    free(p->brand_id);
+    free(p->params);
+    free(p->checkpoint);
+    free(p->trigger);
+    free(p->cron);
+    free(p->tz);
+    free(p);
+}
+
+/* Queues row `row` of a claim, to start when a slot is free. */
+static void enqueue_claimed(sl_worker *w, PGresult *res, int row)
 {
     sl_claimed c;
-    char errbuf[512];
     sl_queue_claimed(res, row, &c);
+    pending *p = calloc(1, sizeof *p);
+    p->run_id = dup0(c.spec.run_id);
+    p->job_id = dup0(c.spec.job_id);
+    p->job_type = dup0(c.spec.job_type);
+    p->brand_id = dup0(c.spec.brand_id);
+    p->params = dup0(c.spec.params_json);
+    p->checkpoint = dup0(c.spec.checkpoint_json);
+    p->trigger = dup0(c.spec.trigger_source);
+    p->cron = dup0(c.spec.cron_expression);
+    p->tz = dup0(c.spec.timezone);
+    p->attempt = c.spec.attempt;
+    p->timeout = c.spec.timeout_seconds;
+    if (w->queue_tail)
+        w->queue_tail->next = p;
+    else
+        w->queue_head = p;
+    w->queue_tail = p;
+    w->queued++;
+}
+
+static void start_one(sl_worker *w, pending *p)
+{
+    char errbuf[512];
+    sl_run_spec spec = {
+        .run_id = p->run_id,
+        .job_id = p->job_id,
+        .job_type = p->job_type,
+        .brand_id = p->brand_id,
+        .params_json = p->params,
+        .checkpoint_json = p->checkpoint,
+        .trigger_source = p->trigger,
+        .attempt = p->attempt,
+        .timeout_seconds = p->timeout,
+        .cron_expression = p->cron,
+        .timezone = p->tz,
+    };
     w->running++;
-    if (sl_run_start(w->ctx->rt, &c.spec, run_done, w, errbuf, sizeof errbuf))
+    if (sl_run_start(w->ctx->rt, &spec, run_done, w, errbuf, sizeof errbuf))
         return;
+    fail_unstartable(w, p->run_id, errbuf);
+}
+
+/* Starts queued runs while slots are free. */
+static void start_queued(sl_worker *w)
+{
+    while (w->queue_head && w->running < w->concurrency && !w->stopping) {
+        pending *p = w->queue_head;
+        w->queue_head = p->next;
+        if (!w->queue_head)
+            w->queue_tail = NULL;
+        w->queued--;
+        start_one(w, p);
+        pending_free(p);
+    }
+}
+
+/* Gives the runs claimed but not started back to the queue (shutdown). */
+static void release_queued(sl_worker *w)
+{
+    if (!w->queue_head)
+        return;
+    sl_buf b = {0};
+    sl_buf_puts(&b, "{");
+    while (w->queue_head) {
+        pending *p = w->queue_head;
+        w->queue_head = p->next;
+        sl_buf_puts(&b, p->run_id);
+        if (w->queue_head)
+            sl_buf_puts(&b, ",");
+        pending_free(p);
+    }
+    w->queue_tail = NULL;
+    w->queued = 0;
+    sl_buf_puts(&b, "}");
+    const char *params[] = {sl_buf_str(&b)};
+    w->releasing = 1;
+    sl_pg_query(w->ctx->pg, "SELECT sluice.release_runs($1::uuid[])", 1, params, released, w);
+    sl_buf_free(&b);
+}
+
+static void fail_unstartable(sl_worker *w, const char *run_id, const char *errbuf)
+{
     /* a job type this worker has no handler for (its file was removed or is broken) */
-    sl_log(SL_ERROR, "cannot start run", "run", c.spec.run_id, "error", errbuf, NULL);
+    sl_log(SL_ERROR, "cannot start run", "run", run_id, "error", errbuf, NULL);
     w->running--;
     sl_buf b = {0};
     sl_buf_puts(&b, "[{\"run_id\":");
-    sl_buf_json_string(&b, c.spec.run_id);
+    sl_buf_json_string(&b, run_id);
     sl_buf_puts(&b, ",\"status\":\"failed\",\"retryable\":true,\"error\":");
     sl_buf_json_string(&b, errbuf);
     sl_buf_puts(&b, "}]");
@@ -187,9 +301,13 @@ static void cycle_done(PGresult *res, const char *err, void *data)
         batch = n;
     }
     int n = PQntuples(res);
-    for (int i = 0; i < n && !w->stopping; i++)
-        start_run(w, res, i);
+    for (int i = 0; i < n; i++)
+        enqueue_claimed(w, res, i);
     PQclear(res);
+    if (w->stopping)
+        release_queued(w);
+    else
+        start_queued(w);
     if (w->stopping) {
         if (w->done)
             cycle(w);
@@ -214,7 +332,7 @@ static void cycle(sl_worker *w)
         w->cycle_again = 1;
         return;
     }
-    int want = w->stopping ? 0 : w->concurrency - w->running;
+    int want = w->stopping ? 0 : w->concurrency + w->prefetch - w->running - w->queued;
     if (want > CLAIM_MAX)
         want = CLAIM_MAX;
     if (want < 0)
@@ -289,11 +407,20 @@ static void heartbeat_cb(struct ev_loop *loop, ev_timer *t, int revents)
     (void)loop;
     (void)revents;
     sl_worker *w = t->data;
-    char *ids = sl_runtime_run_ids(w->ctx->rt);
+    char *started = sl_runtime_run_ids(w->ctx->rt);
+    sl_buf b = {0};
+    sl_buf_add(&b, started, strlen(started) - 1); /* "{a,b" */
+    for (pending *p = w->queue_head; p; p = p->next) {
+        sl_buf_puts(&b, b.len > 1 ? "," : "");
+        sl_buf_puts(&b, p->run_id);
+    }
+    sl_buf_puts(&b, "}");
+    free(started);
+    const char *ids = sl_buf_str(&b);
     const char *params[] = {w->id, w->lease, ids};
     sl_pg_query(w->ctx->pg, "SELECT sluice.heartbeat($1, $2, $3::uuid[])", 3, params,
                 ignore_result, "heartbeat failed");
-    free(ids);
+    sl_buf_free(&b);
 }
 
 static void rescue_done(PGresult *res, const char *err, void *data)
@@ -439,6 +566,18 @@ static void sighup_cb(struct ev_loop *loop, ev_signal *s, int revents)
 
 /* ------------------------------------------------------------------ shutdown */
 
+static void released(PGresult *res, const char *err, void *data)
+{
+    sl_worker *w = data;
+    w->releasing = 0;
+    if (err)
+        sl_log(SL_WARN, "giving back claimed runs failed; their leases will expire", "error", err,
+               NULL);
+    if (res)
+        PQclear(res);
+    maybe_exit(w);
+}
+
 static void stopped_done(PGresult *res, const char *err, void *data)
 {
     sl_worker *w = data;
@@ -450,7 +589,7 @@ static void stopped_done(PGresult *res, const char *err, void *data)
 
 static void maybe_exit(sl_worker *w)
 {
-    if (!w->stopping || w->running > 0 || w->done || w->flushing || w->cycling)
+    if (!w->stopping || w->running > 0 || w->done || w->flushing || w->cycling || w->releasing)
         return;
     if (w->stopping == 2)
         return; /* already leaving */
@@ -486,6 +625,8 @@ static void signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
            w->running ? "yes" : "no", "grace_seconds", grace, NULL);
     w->stopping = 1;
     sl_notify("STOPPING=1");
+    if (!w->cycling)
+        release_queued(w); /* else cycle_done releases them with what it claimed */
     ev_timer_stop(loop, &w->claim_timer);
     ev_timer_stop(loop, &w->rescue);
     ev_timer_stop(loop, &w->retention);
@@ -504,6 +645,8 @@ static void serve_usage(FILE *out)
             "Runs the daemon in the foreground: applies migrations, loads the handlers,\n"
             "syncs the job-type registry, then claims due jobs and runs them.\n\n"
             "  --concurrency N   runs in flight at once (default 10)\n"
+            "  --prefetch N      claimed runs that may wait here for a slot, so a slot is\n"
+            "                    refilled without a round trip (default: the concurrency)\n"
             "  --lease SECONDS   run lease, renewed every third of it (default 60)\n"
             "  --grace SECONDS   on SIGINT/SIGTERM, time given to runs in flight (default 30)\n"
             "  --poll SECONDS    fallback poll interval (default 5; new jobs are picked up\n"
@@ -530,7 +673,7 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
 {
     sl_config cfg = *cfg_in; /* shallow: only numbers are overridden */
     const char *pidfile = NULL;
-    int watch = 1;
+    int watch = 1, prefetch = -1;
     for (int i = 1; i < argc; i++) {
         double d;
         const char *a = argv[i];
@@ -547,6 +690,15 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
         } else if (strcmp(a, "--grace") == 0) {
             if (parse_positive(a, i + 1 < argc ? argv[++i] : NULL, &cfg.grace_seconds) < 0)
                 return 2;
+        } else if (strcmp(a, "--prefetch") == 0) {
+            const char *v = i + 1 < argc ? argv[++i] : "";
+            char *end;
+            long n = strtol(v, &end, 10);
+            if (*v == '\0' || *end || n < 0 || n > 10000) {
+                sl_cli_error("--prefetch needs a whole number from 0 to 10000, not '%s'", v);
+                return 2;
+            }
+            prefetch = (int)n;
         } else if (strcmp(a, "--pidfile") == 0 && i + 1 < argc) {
             pidfile = argv[++i];
         } else if (strcmp(a, "--no-watch") == 0) {
@@ -577,6 +729,7 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     w.ctx = &ctx;
     w.cfg = &cfg;
     w.concurrency = cfg.concurrency;
+    w.prefetch = prefetch >= 0 ? prefetch : cfg.concurrency;
     snprintf(w.lease, sizeof w.lease, "%g", cfg.lease_seconds);
     ctx.worker = (struct sl_worker *)&w;
 
@@ -650,6 +803,11 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     sl_runtime_free(ctx.rt);
     sl_http_free(ctx.http); /* after the runtime: its runs cancelled their requests */
     ctx.http = NULL;
+    while (w.queue_head) {
+        pending *p = w.queue_head;
+        w.queue_head = p->next;
+        pending_free(p);
+    }
     while (w.done) {
         wrun *n = w.done->next;
         wrun_free(w.done);
