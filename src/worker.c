@@ -39,6 +39,9 @@
 #include <unistd.h>
 
 #define CLAIM_MAX 500
+/* Two cycles may overlap, so a NOTIFY need not wait behind the recording of the
+ * last batch (on another connection of the pool). */
+#define MAX_CYCLES 2
 
 typedef struct wrun {
     sl_run *run;
@@ -64,9 +67,9 @@ typedef struct sl_worker {
     int running;       /* runs started, not yet ended */
     struct pending *queue_head, *queue_tail; /* claimed, not started yet */
     int queued;
-    int cycling;       /* a finish_and_claim in flight */
-    int cycle_again;   /* something happened during it */
-    int asked;         /* how many jobs it asked for */
+    int cycling;       /* finish_and_claim calls in flight (at most MAX_CYCLES) */
+    int cycle_again;   /* something happened while the maximum was in flight */
+    int asked;         /* jobs those calls asked for */
     double backoff;    /* after a failed cycle */
     ev_timer claim_timer; /* next due job / poll / retry after an error */
     ev_timer heartbeat;
@@ -79,7 +82,6 @@ typedef struct sl_worker {
     int stopping;
     int signals;
     wrun *done;        /* ended runs waiting to be recorded */
-    wrun *flushing;    /* the batch in flight */
     int releasing;     /* release_runs() in flight */
     int exit_status;
 } sl_worker;
@@ -269,12 +271,22 @@ static void fail_unstartable(sl_worker *w, const char *run_id, const char *errbu
     sl_buf_free(&b);
 }
 
+/* One finish_and_claim in flight: the completions it records and what it asked. */
+typedef struct cycle_req {
+    sl_worker *w;
+    wrun *batch;
+    int asked;
+} cycle_req;
+
 static void cycle_done(PGresult *res, const char *err, void *data)
 {
-    sl_worker *w = data;
-    wrun *batch = w->flushing;
-    w->flushing = NULL;
-    w->cycling = 0;
+    cycle_req *c = data;
+    sl_worker *w = c->w;
+    wrun *batch = c->batch;
+    int asked = c->asked;
+    free(c);
+    w->cycling--;
+    w->asked -= asked;
     if (err) {
         /* keep every completion: put the batch back and retry with backoff */
         wrun *last = batch;
@@ -304,20 +316,19 @@ static void cycle_done(PGresult *res, const char *err, void *data)
     for (int i = 0; i < n; i++)
         enqueue_claimed(w, res, i);
     PQclear(res);
-    if (w->stopping)
-        release_queued(w);
-    else
-        start_queued(w);
     if (w->stopping) {
+        release_queued(w);
         if (w->done)
             cycle(w);
         else
             maybe_exit(w);
         return;
     }
-    if (w->cycle_again || w->done || (n > 0 && n == w->asked)) {
+    start_queued(w);
+    if (w->cycle_again || w->done || (n > 0 && n == asked)) {
+        w->cycle_again = 0;
         cycle(w);
-    } else if (n < w->asked) {
+    } else if (n < asked && !w->cycling) {
         /* nothing more is due now: sleep until the next job is, or the poll */
         sl_pg_query(w->ctx->pg,
                     "SELECT EXTRACT(EPOCH FROM min(next_run_at) - now()) FROM "
@@ -328,11 +339,12 @@ static void cycle_done(PGresult *res, const char *err, void *data)
 
 static void cycle(sl_worker *w)
 {
-    if (w->cycling) {
+    if (w->cycling >= MAX_CYCLES) {
         w->cycle_again = 1;
         return;
     }
-    int want = w->stopping ? 0 : w->concurrency + w->prefetch - w->running - w->queued;
+    int want = w->stopping ? 0
+                           : w->concurrency + w->prefetch - w->running - w->queued - w->asked;
     if (want > CLAIM_MAX)
         want = CLAIM_MAX;
     if (want < 0)
@@ -349,16 +361,18 @@ static void cycle(sl_worker *w)
         sl_queue_outcome_json(&b, r->run, next);
     }
     sl_buf_puts(&b, "]");
-    w->flushing = w->done;
+    cycle_req *c = calloc(1, sizeof *c);
+    c->w = w;
+    c->batch = w->done;
+    c->asked = want;
     w->done = NULL;
     char limit[16];
     snprintf(limit, sizeof limit, "%d", want);
     const char *params[] = {sl_buf_str(&b), w->id, limit, w->lease};
-    w->cycling = 1;
-    w->cycle_again = 0;
-    w->asked = want;
+    w->cycling++;
+    w->asked += want;
     sl_pg_query(w->ctx->pg, "SELECT * FROM sluice.finish_and_claim($1::jsonb, $2, $3, $4)", 4,
-                params, cycle_done, w);
+                params, cycle_done, c);
     sl_buf_free(&b);
 }
 
@@ -589,7 +603,7 @@ static void stopped_done(PGresult *res, const char *err, void *data)
 
 static void maybe_exit(sl_worker *w)
 {
-    if (!w->stopping || w->running > 0 || w->done || w->flushing || w->cycling || w->releasing)
+    if (!w->stopping || w->running > 0 || w->done || w->cycling || w->releasing)
         return;
     if (w->stopping == 2)
         return; /* already leaving */
