@@ -12,37 +12,12 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
-SRC=$(dirname "$HERE")
-BIN=${1:-${SLUICE_BIN:-$SRC/build/sluice}}
+NAME=w1 HANDLERS=$(dirname "$HERE")/examples/handlers
+. "$HERE/lib.sh"
+bench_setup "$@"
 JOBS=${JOBS:-20000}
 CONC=${CONCURRENCY:-10}
-[ -x "$BIN" ] || { echo "w1: no sluice binary at $BIN (build first, or pass its path)" >&2; exit 2; }
-BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
 
-TMP=$(mktemp -d /tmp/sluice-w1.XXXXXX)
-chmod 711 "$TMP"
-D_PID="" OWN_DB=""
-S=()
-cleanup() {
-    [ -n "$D_PID" ] && kill "$D_PID" 2>/dev/null && wait "$D_PID" 2>/dev/null
-    [ -n "$OWN_DB" ] && "${S[@]}" db stop >/dev/null 2>&1
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-unset SLUICE_CONFIG SLUICE_HANDLERS SLUICE_HOME
-
-now() { date +%s.%N; }
-sql() { psql "$DB" -X -q -A -t -v ON_ERROR_STOP=1 -c "$1"; }
-
-if [ -n "${DATABASE_URL:-}" ]; then
-    DB=$DATABASE_URL
-    S=("$BIN" --db "$DB" --handlers "$SRC/examples/handlers")
-else
-    S=("$BIN" --home "$TMP/home" --handlers "$SRC/examples/handlers")
-    OWN_DB=1
-    "${S[@]}" db start >/dev/null
-    DB=$("${S[@]}" db url)
-fi
 "${S[@]}" queue noop >/dev/null # migrations + registry
 sql "DELETE FROM sluice.scheduled_jobs WHERE job_type = 'noop'"
 
@@ -61,8 +36,7 @@ while [ "$LEFT" != 0 ]; do
     LEFT=$(sql "SELECT count(*) FROM sluice.scheduled_jobs WHERE job_type = 'noop' AND status = 'active'")
 done
 T3=$(now)
-HWM=$(awk '/^VmHWM/ {print $2}' "/proc/$D_PID/status")
-CPU=$(awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$D_PID/stat")
+read -r HWM CPU <<<"$(proc_figures "$D_PID")"
 kill -TERM "$D_PID"; wait "$D_PID" || true; D_PID=""
 
 read -r OK FIRST LAST <<<"$(sql "SELECT count(*) FILTER (WHERE status = 'completed'),
@@ -74,5 +48,5 @@ awk -v t0="$T0" -v t1="$T1" -v t2="$T2" -v t3="$T3" -v first="$FIRST" -v last="$
     printf "  enqueue (one statement):               %7.0f ms  %8.0f jobs/s\n", (t1 - t0) * 1000, jobs / (t1 - t0)
     printf "  run, daemon start → none left:         %7.0f ms  %8.0f jobs/s\n", (t3 - t2) * 1000, jobs / (t3 - t2)
     printf "  run, first start → last completion:    %7.0f ms  %8.0f jobs/s\n", (last - first) * 1000, jobs / (last - first)
-    printf "  runs recorded completed: %d; daemon peak RSS %.1f MB; daemon CPU %.2f s\n", ok, hwm / 1024, cpu
+    printf "  runs recorded completed: %d; daemon peak RSS %.1f MB; daemon CPU %.2f s\n", ok, hwm, cpu
 }'

@@ -9,36 +9,12 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
-SRC=$(dirname "$HERE")
-BIN=${1:-${SLUICE_BIN:-$SRC/build/sluice}}
+NAME=w2 HANDLERS=$(dirname "$HERE")/examples/handlers
+. "$HERE/lib.sh"
+bench_setup "$@"
 JOBS=${JOBS:-500}
 GAP=${GAP_MS:-20}
-[ -x "$BIN" ] || { echo "w2: no sluice binary at $BIN (build first, or pass its path)" >&2; exit 2; }
-BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
 
-TMP=$(mktemp -d /tmp/sluice-w2.XXXXXX)
-chmod 711 "$TMP"
-D_PID="" OWN_DB=""
-S=()
-cleanup() {
-    [ -n "$D_PID" ] && kill "$D_PID" 2>/dev/null && wait "$D_PID" 2>/dev/null
-    [ -n "$OWN_DB" ] && "${S[@]}" db stop >/dev/null 2>&1
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-unset SLUICE_CONFIG SLUICE_HANDLERS SLUICE_HOME
-
-sql() { psql "$DB" -X -q -A -t -v ON_ERROR_STOP=1 -c "$1"; }
-
-if [ -n "${DATABASE_URL:-}" ]; then
-    DB=$DATABASE_URL
-    S=("$BIN" --db "$DB" --handlers "$SRC/examples/handlers")
-else
-    S=("$BIN" --home "$TMP/home" --handlers "$SRC/examples/handlers")
-    OWN_DB=1
-    "${S[@]}" db start >/dev/null
-    DB=$("${S[@]}" db url)
-fi
 "${S[@]}" queue noop >/dev/null
 sql "DELETE FROM sluice.scheduled_jobs WHERE job_type = 'noop'"
 

@@ -16,32 +16,13 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
-SRC=$(dirname "$HERE")
-BIN=${1:-${SLUICE_BIN:-$SRC/build/sluice}}
+NAME=w3 HANDLERS=$HERE/handlers
 JOBS=${JOBS:-2000}
 CONC=${CONCURRENCY:-100}
 DELAY=${DELAY_MS:-100}
-[ -x "$BIN" ] || { echo "w3: no sluice binary at $BIN (build first, or pass its path)" >&2; exit 2; }
-BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
-
-TMP=$(mktemp -d /tmp/sluice-w3.XXXXXX)
-chmod 711 "$TMP" # as root the embedded cluster runs as the postgres user
-FX_PID="" D_PID="" OWN_DB=""
-S=()
-
-cleanup() {
-    [ -n "$D_PID" ] && kill "$D_PID" 2>/dev/null && wait "$D_PID" 2>/dev/null
-    [ -n "$FX_PID" ] && kill "$FX_PID" 2>/dev/null && wait "$FX_PID" 2>/dev/null
-    [ -n "$OWN_DB" ] && "${S[@]}" db stop >/dev/null 2>&1
-    [ -n "${KEEP:-}" ] && echo "kept $TMP" >&2 || rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-# sluice with no stray settings from the environment
-unset SLUICE_CONFIG SLUICE_HANDLERS SLUICE_HOME http_proxy https_proxy HTTP_PROXY HTTPS_PROXY
-
-now() { date +%s.%N; }
-sql() { psql "$DB" -X -q -A -t -v ON_ERROR_STOP=1 -c "$1"; }
+FX_PID=""
+. "$HERE/lib.sh"
+bench_setup "$@"
 
 # ---------------------------------------------------------------- the target
 if [ -n "${TARGET:-}" ]; then
@@ -55,15 +36,6 @@ else
 fi
 
 # ---------------------------------------------------------------- the database
-if [ -n "${DATABASE_URL:-}" ]; then
-    DB=$DATABASE_URL
-    S=("$BIN" --db "$DB" --handlers "$HERE/handlers")
-else
-    S=("$BIN" --home "$TMP/home" --handlers "$HERE/handlers")
-    OWN_DB=1
-    "${S[@]}" db start >/dev/null
-    DB=$("${S[@]}" db url)
-fi
 # migrations and the job-type registry: queue one job, then remove it
 "${S[@]}" queue http_get --params "{\"url\": \"$URL\"}" >/dev/null
 sql "DELETE FROM sluice.scheduled_jobs WHERE job_type = 'http_get'"
@@ -87,8 +59,7 @@ while [ "$LEFT" != 0 ]; do
                 WHERE job_type = 'http_get' AND status NOT IN ('completed', 'failed')")
 done
 T1=$(now)
-HWM=$(awk '/^VmHWM/ {print $2}' "/proc/$D_PID/status")
-CPU=$(awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$D_PID/stat")
+read -r HWM CPU <<<"$(proc_figures "$D_PID")"
 kill -TERM "$D_PID"
 wait "$D_PID" || true
 D_PID=""
@@ -113,5 +84,5 @@ awk -v t0="$T0" -v t1="$T1" -v first="$FIRST" -v last="$LAST" -v runsecs="$RUNSE
     printf "  first run started → last completion:              %6.0f ms\n", (last - first) * 1000
     printf "  mean run (started → completed):                   %6.1f ms\n", runsecs * 1000
     printf "  mean GET inside a run (res.seconds):              %6.1f ms\n", httpsecs * 1000
-    printf "  daemon peak RSS (VmHWM): %.1f MB; daemon CPU (user + system): %.2f s\n", hwm / 1024, cpu
+    printf "  daemon peak RSS (VmHWM): %.1f MB; daemon CPU (user + system): %.2f s\n", hwm, cpu
 }'

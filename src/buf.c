@@ -136,3 +136,22 @@ const char *sl_buf_str(const sl_buf *b)
 {
     return b->data ? b->data : "";
 }
+
+char *sl_read_file(const char *path, size_t *len)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    if (!f)
+        return NULL;
+    sl_buf b = {0};
+    char chunk[8192];
+    size_t r;
+    while ((r = fread(chunk, 1, sizeof chunk, f)) > 0)
+        sl_buf_add(&b, chunk, r);
+    if (f != stdin)
+        fclose(f);
+    if (!b.data)
+        sl_buf_add(&b, "", 0);
+    if (len)
+        *len = b.len;
+    return b.data;
+}

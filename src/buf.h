@@ -22,4 +22,8 @@ void sl_buf_free(sl_buf *b);
 /* The contents ("" when empty); valid until the next change. */
 const char *sl_buf_str(const sl_buf *b);
 
+/* A whole file ("-": standard input), NUL-terminated, its size in *len; NULL
+ * (errno set) if it cannot be opened. Caller frees. */
+char *sl_read_file(const char *path, size_t *len);
+
 #endif

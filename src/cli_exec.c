@@ -4,6 +4,7 @@
  * the same sandbox handlers use. `arg` holds the arguments. The exit status is 0,
  * or 1 with the error and traceback on stderr.
  */
+#include "buf.h"
 #include "cli.h"
 #include "config.h"
 #include "ctx.h"
@@ -30,28 +31,6 @@ static void exec_done(int failed, const char *message, void *data)
     ev_break(s->loop, EVBREAK_ALL);
 }
 
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *buf = NULL;
-    size_t cap = 0, n = 0, r;
-    do {
-        if (n + 4096 + 1 > cap) {
-            cap = cap ? cap * 2 : 8192;
-            buf = realloc(buf, cap);
-        }
-        r = fread(buf + n, 1, cap - n - 1, f);
-        n += r;
-    } while (r > 0);
-    if (f != stdin)
-        fclose(f);
-    buf[n] = '\0';
-    *len = n;
-    return buf;
-}
-
 int sl_cmd_exec(const sl_config *cfg, int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
@@ -60,7 +39,7 @@ int sl_cmd_exec(const sl_config *cfg, int argc, char **argv)
         return argc < 2 ? 2 : 0;
     }
     size_t len;
-    char *src = slurp(argv[1], &len);
+    char *src = sl_read_file(argv[1], &len);
     if (!src) {
         sl_cli_error("cannot read %s", argv[1]);
         return 2;

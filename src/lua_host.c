@@ -7,6 +7,7 @@
  * Module list: every C module is registered from the one table `drivers` below;
  * runtime.lua receives them and decides what handlers see.
  */
+#include "buf.h"
 #include "config.h"
 #include "ctx.h"
 #include "embed.h"
@@ -89,28 +90,6 @@ static void *host_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 
 /* ------------------------------------------------------------------ files */
 
-static char *read_whole(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *buf = NULL;
-    size_t cap = 0, n = 0, r;
-    do {
-        if (n + 4096 + 1 > cap) {
-            cap = cap ? cap * 2 : 16384;
-            buf = realloc(buf, cap);
-        }
-        r = fread(buf + n, 1, cap - n - 1, f);
-        n += r;
-    } while (r > 0);
-    fclose(f);
-    buf[n] = '\0';
-    if (len)
-        *len = n;
-    return buf;
-}
-
 static int is_dir(const char *p)
 {
     struct stat st;
@@ -149,7 +128,7 @@ static int l_read_module(lua_State *L)
         const char *root = i < cfg->n_lua_dirs ? cfg->lua_dirs[i] : SLUICE_SOURCE_DIR "/lua";
         snprintf(path, sizeof path, "%s/%s", root, rel);
         size_t len;
-        char *src = read_whole(path, &len);
+        char *src = sl_read_file(path, &len);
         if (src) {
             lua_pushlstring(L, src, len);
             lua_pushfstring(L, "@%s", path);
@@ -363,7 +342,7 @@ static int load_one(sl_runtime *rt, const char *path, char **problems)
         return 1;
     }
     size_t len;
-    char *src = read_whole(path, &len);
+    char *src = sl_read_file(path, &len);
     if (!src) {
         snprintf(line, sizeof line, "%s: cannot read the file", path);
         add_problem(problems, line);

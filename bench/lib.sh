@@ -1,0 +1,46 @@
+# lib.sh — shared set-up for the benchmark scripts (sourced, not run).
+#
+#   NAME=w1 HANDLERS=dir; . "$HERE/lib.sh"; bench_setup "$@"
+#
+# Sets BIN (the sluice binary: $1, $SLUICE_BIN or build/sluice), TMP (a private
+# temporary directory, removed at exit), DB (the database URL: $DATABASE_URL, a
+# disposable database, else a private embedded cluster under TMP), S (the sluice
+# command line with that database and HANDLERS), and D_PID (set it to a daemon's
+# pid: it is stopped at exit). sql "…" runs a statement and prints the result.
+
+bench_setup() {
+    SRC=$(dirname "$HERE")
+    BIN=${1:-${SLUICE_BIN:-$SRC/build/sluice}}
+    [ -x "$BIN" ] || { echo "$NAME: no sluice binary at $BIN (build first, or pass its path)" >&2; exit 2; }
+    BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
+    TMP=$(mktemp -d "/tmp/sluice-$NAME.XXXXXX")
+    chmod 711 "$TMP" # as root the embedded cluster runs as the postgres user
+    D_PID="" OWN_DB=""
+    trap bench_cleanup EXIT
+    unset SLUICE_CONFIG SLUICE_HANDLERS SLUICE_HOME http_proxy https_proxy HTTP_PROXY HTTPS_PROXY
+    if [ -n "${DATABASE_URL:-}" ]; then
+        DB=$DATABASE_URL
+        S=("$BIN" --db "$DB" --handlers "$HANDLERS")
+    else
+        S=("$BIN" --home "$TMP/home" --handlers "$HANDLERS")
+        OWN_DB=1
+        "${S[@]}" db start >/dev/null
+        DB=$("${S[@]}" db url)
+    fi
+}
+
+bench_cleanup() {
+    [ -n "$D_PID" ] && kill "$D_PID" 2>/dev/null && wait "$D_PID" 2>/dev/null
+    [ -n "${FX_PID:-}" ] && kill "$FX_PID" 2>/dev/null && wait "$FX_PID" 2>/dev/null
+    [ -n "$OWN_DB" ] && "${S[@]}" db stop >/dev/null 2>&1
+    [ -n "${KEEP:-}" ] && echo "kept $TMP" >&2 || rm -rf "$TMP"
+}
+
+now() { date +%s.%N; }
+sql() { psql "$DB" -X -q -A -t -v ON_ERROR_STOP=1 -c "$1"; }
+
+# Peak RSS (MB) and CPU seconds of a live process.
+proc_figures() {
+    awk '/^VmHWM/ {printf "%.1f ", $2 / 1024}' "/proc/$1/status"
+    awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f\n", ($14 + $15) / hz }' "/proc/$1/stat"
+}
