@@ -38,8 +38,10 @@ int sl_cmd_queue(const struct sl_config *cfg, int argc, char **argv);
 int sl_cmd_serve(const struct sl_config *cfg, int argc, char **argv);
 int sl_cmd_run(const struct sl_config *cfg, int argc, char **argv);
 int sl_cmd_brands(const struct sl_config *cfg, int argc, char **argv);
+int sl_cmd_competitors(const struct sl_config *cfg, int argc, char **argv);
 int sl_cmd_cron(const struct sl_config *cfg, int argc, char **argv);
 int sl_cmd_exec(const struct sl_config *cfg, int argc, char **argv);
+int sl_cmd_repl(const struct sl_config *cfg, int argc, char **argv);
 int sl_cmd_check(const struct sl_config *cfg, int argc, char **argv);
 int sl_cmd_types(const struct sl_config *cfg, int argc, char **argv);
 int sl_cmd_health(const struct sl_config *cfg, int argc, char **argv);
@@ -48,6 +50,7 @@ int sl_cmd_runs(const struct sl_config *cfg, int argc, char **argv);
 int sl_cmd_jobs(const struct sl_config *cfg, int argc, char **argv);
 int sl_cmd_show(const struct sl_config *cfg, int argc, char **argv);
 int sl_cmd_schedule(const struct sl_config *cfg, int argc, char **argv);
+int sl_cmd_config(const struct sl_config *cfg, int argc, char **argv);
 /* `jobs cancel|pause|resume ID…`: argv[1] is the action. */
 int sl_cmd_jobs_control(const struct sl_config *cfg, int argc, char **argv);
 

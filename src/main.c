@@ -25,9 +25,12 @@ static const sl_command commands[] = {
     {"schedule", sl_cmd_schedule, "create a recurring job (cron + time zone)"},
     {"run", sl_cmd_run, "run one job in the foreground and record it"},
     {"brands", sl_cmd_brands, "add or list brands"},
+    {"competitors", sl_cmd_competitors, "add or list competitors and their Amazon product URLs"},
     {"cron", sl_cmd_cron, "preview a cron expression's next times"},
     {"exec", sl_cmd_exec, "run a Lua script with the sluice API"},
+    {"repl", sl_cmd_repl, "interactive Lua with the sluice API and job helpers"},
     {"migrate", sl_cmd_migrate, "apply pending schema migrations"},
+    {"config", sl_cmd_config, "print the settings in effect (secrets masked)"},
     {"db", sl_cmd_db, "manage the embedded Postgres cluster (status|start|stop|url)"},
     {"check", sl_cmd_check, "check handler files and report every problem"},
     {"types", sl_cmd_types, "list job types: emoji, label, default params, datasets"},
@@ -58,7 +61,7 @@ static void usage(FILE *out)
 
 /* Takes the global option at argv[*i] (and its value) into cfg. Returns 1 if it was
  * one, 0 if not, -1 on error. */
-static int take_global(sl_config *cfg, int argc, char **argv, int *i)
+static int take_global(sl_config *cfg, int argc, char **argv, int *i, int *handlers_from_flags)
 {
     static const char *const names[] = {"--db",     "--home",       "--handlers",  "--lua",
                                         "--config", "--log-format", "--log-level", NULL};
@@ -90,6 +93,13 @@ static int take_global(sl_config *cfg, int argc, char **argv, int *i)
         cfg->home = strdup(val);
         break;
     case 2:
+        if (!*handlers_from_flags) {
+            /* flags replace the directories the environment or file named */
+            for (int d = 0; d < cfg->n_handler_dirs; d++)
+                free(cfg->handler_dirs[d]);
+            cfg->n_handler_dirs = 0;
+            *handlers_from_flags = 1;
+        }
         if (sl_config_add_dir(cfg->handler_dirs, &cfg->n_handler_dirs, val) < 0) {
             sl_cli_error("too many --handlers directories");
             return -1;
@@ -140,8 +150,9 @@ int main(int argc, char **argv)
 
     char **rest = calloc((size_t)argc + 1, sizeof *rest);
     int nrest = 0;
+    int handlers_from_flags = 0;
     for (int i = 1; i < argc; i++) {
-        int r = take_global(&cfg, argc, argv, &i);
+        int r = take_global(&cfg, argc, argv, &i, &handlers_from_flags);
         if (r < 0)
             goto out;
         if (r == 0)

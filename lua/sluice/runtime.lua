@@ -298,7 +298,7 @@ end
 
 -- The source with comments and string literals blanked out (newlines kept, so
 -- line numbers hold), except string literals that directly follow `.dataset`.
-local function strip_comments(src)
+local function code_of(src)
   local out, i, n = {}, 1, #src
   while i <= n do
     local c = src:sub(i, i)
@@ -348,7 +348,7 @@ end
 -- is not declared in `datasets`. A static scan of the source: keys computed at
 -- run time are checked when the call runs.
 local function scan_dataset_calls(source, declared, problems)
-  local code = strip_comments(source)
+  local code = code_of(source)
   local names = {}
   for _, k in ipairs(sorted_keys(declared)) do
     if type(k) == "string" then names[#names + 1] = k end

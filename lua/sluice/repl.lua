@@ -1,0 +1,480 @@
+-- repl.lua — the helpers of `sluice repl` (run, queue, runs, health, types,
+-- reload, pp, help), its pretty-printer and its tab completion.
+--
+-- Trusted: lua/sluice/runtime.lua loads it once with capabilities handlers never
+-- get — the foreground-run primitive (src/lua_repl.c), the handler registry and
+-- reload. The REPL's environment (a sandbox like a handler's, but with writable
+-- globals) receives only the closures below, so what works at the prompt works
+-- in a handler, and nothing more is reachable from it.
+
+local cap = ...
+if type(cap) ~= "table" or not cap.driver then
+  error("sluice.repl is part of `sluice repl`, not a library", 2)
+end
+local host, sluice, drv, json, null, env = cap.host, cap.sluice, cap.driver, cap.json, cap.null, cap.env
+local db = sluice.db
+
+local M = {}
+local G = {} -- the helpers, installed as globals of the REPL environment
+
+local KEYWORDS = {}
+for w in ([[and break do else elseif end false for function goto if in local nil not or
+            repeat return then true until while]]):gmatch("%a+") do KEYWORDS[w] = true end
+
+local function is_ident(k)
+  return type(k) == "string" and k:match("^[%a_][%w_]*$") ~= nil and not KEYWORDS[k]
+end
+
+---------------------------------------------------------------- pretty-printing
+
+local DEPTH, ITEMS, WIDTH = 4, 100, 78
+
+local function quote(s)
+  return '"' .. s:gsub('[%c"\\]', function(c)
+    local named = { ["\n"] = "\\n", ["\t"] = "\\t", ["\r"] = "\\r", ['"'] = '\\"', ["\\"] = "\\\\" }
+    return named[c] or ("\\%03d"):format(c:byte())
+  end) .. '"'
+end
+
+local function scalar(v)
+  local t = type(v)
+  if t == "string" then return quote(v) end
+  if v == null then return "null" end
+  return tostring(v)
+end
+
+local function key_order(a, b)
+  local ta, tb = type(a), type(b)
+  if ta ~= tb then
+    if ta == "number" then return true end
+    if tb == "number" then return false end
+    return ta < tb
+  end
+  if ta == "number" or ta == "string" then return a < b end
+  return tostring(a) < tostring(b)
+end
+
+-- pretty(v [, depth]) → text: tables nested at most `depth` levels ({…} below),
+-- at most ITEMS entries each, cycles shown as <cycle>; short tables on one line.
+local function pretty(v, depth)
+  depth = depth or DEPTH
+  local path = {} -- tables being printed (a table inside itself is a cycle)
+  local function fmt(x, level, indent)
+    if type(x) ~= "table" then return scalar(x) end
+    local mt = getmetatable(x)
+    if type(mt) == "table" and rawget(mt, "__tostring") then return tostring(x) end
+    if path[x] then return "<cycle>" end
+    local keys, vals = {}, {}
+    local ok = pcall(function()
+      for k, val in pairs(x) do keys[#keys + 1] = k; vals[k] = val end
+    end)
+    if not ok then return tostring(x) end
+    if #keys == 0 then return "{}" end
+    if level >= depth then return "{…}" end
+    table.sort(keys, key_order)
+    local n = 0
+    while vals[n + 1] ~= nil do n = n + 1 end
+    path[x] = true
+    local items, shown = {}, 0
+    local inner = indent .. "  "
+    for i = 1, n do
+      if shown >= ITEMS then break end
+      items[#items + 1] = fmt(vals[i], level + 1, inner)
+      shown = shown + 1
+    end
+    for _, k in ipairs(keys) do
+      if shown >= ITEMS then break end
+      if not (math.type(k) == "integer" and k >= 1 and k <= n) then
+        local ks = is_ident(k) and k or ("[" .. fmt(k, depth, inner) .. "]")
+        items[#items + 1] = ks .. " = " .. fmt(vals[k], level + 1, inner)
+        shown = shown + 1
+      end
+    end
+    path[x] = nil
+    if #keys > shown then items[#items + 1] = ("… (%d more)"):format(#keys - shown) end
+    local one = "{ " .. table.concat(items, ", ") .. " }"
+    if #one + #indent <= WIDTH and not one:find("\n", 1, true) then return one end
+    return "{\n" .. inner .. table.concat(items, ",\n" .. inner) .. ",\n" .. indent .. "}"
+  end
+  return fmt(v, 0, "")
+end
+M.pretty = pretty
+
+local function out(s)
+  io.stdout:write(s, "\n")
+  io.stdout:flush()
+end
+
+local function note(s)
+  io.stderr:write(s, "\n")
+  io.stderr:flush()
+end
+
+-- The task body for one REPL input: runs it and prints what it returns; the
+-- first value is kept in the global `_`.
+function M.evaluator(fn)
+  return function()
+    local r = table.pack(fn()) -- a traceback names this call "upvalue 'fn'" (see lua_repl.c)
+    if r.n == 0 then return end
+    local parts = {}
+    for i = 1, r.n do parts[i] = pretty(r[i]) end
+    out(table.concat(parts, "\t"))
+    rawset(env, "_", r[1])
+  end
+end
+
+---------------------------------------------------------------- helpers
+
+-- Helpers raise without a position: calls at the prompt are often tail calls,
+-- whose caller a level cannot name, and their messages say what failed.
+local function fail(fmt, ...)
+  error(fmt:format(...), 0)
+end
+
+local function without_nulls(row)
+  local t = {}
+  for k, v in pairs(row) do
+    if v ~= null then t[k] = v end
+  end
+  return t
+end
+
+-- JSON numbers decode as floats: whole ones back to integers (1.0 → 1).
+local function ints(v)
+  if math.type(v) == "float" then return math.tointeger(v) or v end
+  if type(v) ~= "table" or v == null then return v end
+  for k, x in pairs(v) do v[k] = ints(x) end
+  return v
+end
+
+local function check_opts(what, opts, allowed)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then fail("%s: options must be a table, like { brand = \"Acme\" }", what) end
+  for k in pairs(opts) do
+    if not allowed[k] then
+      local names = {}
+      for n in pairs(allowed) do names[#names + 1] = n end
+      table.sort(names)
+      fail("%s: unknown option '%s' (known: %s)", what, tostring(k), table.concat(names, ", "))
+    end
+  end
+  return opts
+end
+
+-- The job's parameters, validated against its handler (defaults applied), as JSON.
+local function validated(what, job_type, params)
+  if type(job_type) ~= "string" then
+    fail("%s: the first argument is the job type, e.g. %s(\"echo\", { message = \"hi\" })", what, what)
+  end
+  if params ~= nil and type(params) ~= "table" then
+    fail("%s: parameters must be a table, not a %s", what, type(params))
+  end
+  local ok, encoded = pcall(json.encode, params or {})
+  if not ok then fail("%s: parameters cannot be encoded as JSON: %s", what, tostring(encoded)) end
+  if encoded == "[]" then encoded = "{}" end
+  local normalized, err = host.validate(job_type, encoded)
+  if not normalized then fail("%s: %s", what, err) end
+  return normalized
+end
+
+-- run(type, params [, { brand = … }]) → the run's result. Runs the job now, in
+-- the foreground, with its log lines streaming; records the run (trigger_source
+-- repl) like `sluice run`; raises with the run's error when it fails.
+function G.run(job_type, params, opts)
+  if type(opts) == "string" then opts = { brand = opts } end
+  opts = check_opts("run", opts, { brand = true })
+  local normalized = validated("run", job_type, params)
+  local worker, lease = drv.worker()
+  if not worker then fail("run: this process is not registered as a worker") end
+  local rows, err = db.query([[
+    SELECT run_id::text, job_id::text, job_type, brand_id::text, parameters::text AS params_json,
+           checkpoint::text AS checkpoint_json, attempt_number AS attempt, timeout_seconds,
+           trigger_source
+    FROM sluice.start_direct_run($1, $2, $3, $4::jsonb, 'repl', $5::float8)]],
+    worker, opts.brand, job_type, normalized, lease)
+  if not rows then fail("run: %s", err) end
+  local spec = without_nulls(rows[1])
+  note(("run %s (%s) started"):format(spec.run_id, job_type))
+  local o, serr = drv.run(spec)
+  if not o then
+    db.query("SELECT * FROM sluice.finish_runs($1::jsonb)",
+      json.encode({ { run_id = spec.run_id, status = "failed", retryable = false, error = serr } }))
+    fail("run: %s", serr)
+  end
+  if o.record_error then note("warning: the run could not be recorded: " .. o.record_error) end
+  if o.status ~= "completed" then
+    fail("run %s failed after %.2fs: %s", o.run_id, o.seconds, o.error or o.status)
+  end
+  note(("run %s completed in %.2fs"):format(o.run_id, o.seconds))
+  if not o.result_json then return nil end
+  local value = json.decode(o.result_json)
+  if value == null then return nil end
+  return ints(value)
+end
+
+-- queue(type, params [, opts]) → job id. Validates first (nothing is queued on
+-- any problem), then sluice.enqueue(). opts: brand, at (a timestamp), after (a
+-- delay: seconds or "15 min"), priority, dedupe_key, max_retries, name.
+function G.queue(job_type, params, opts)
+  if type(opts) == "string" then opts = { brand = opts } end
+  opts = check_opts("queue", opts, { brand = true, at = true, after = true, priority = true,
+                                     dedupe_key = true, max_retries = true, name = true })
+  local normalized = validated("queue", job_type, params)
+  local at_sql, at = "$4::timestamptz", opts.at
+  if opts.after ~= nil then
+    if at ~= nil then fail("queue: give at or after, not both") end
+    local secs, derr = host.duration(opts.after)
+    if not secs then fail("queue: after: %s", derr) end
+    at_sql, at = "now() + make_interval(secs => $4::float8)", secs
+  end
+  local rows, err = db.query(([[
+    SELECT job_id::text, created
+    FROM sluice.enqueue($1, $2, $3::jsonb, %s, $5::int, $6, $7::int, 'repl', $8)]]):format(at_sql),
+    opts.brand, job_type, normalized, at, opts.priority or 0, opts.dedupe_key, opts.max_retries,
+    opts.name)
+  if not rows then fail("queue: %s", err) end
+  local row = rows[1]
+  if not row.created then
+    note(("a %s job with dedupe key '%s' is already pending or running: %s")
+      :format(job_type, tostring(opts.dedupe_key), row.job_id))
+  end
+  return row.job_id
+end
+
+-- runs{ type = …, brand = …, status = …, limit = 10 } → recent runs, newest first.
+function G.runs(opts)
+  if type(opts) == "string" then opts = { type = opts } end
+  opts = check_opts("runs", opts, { type = true, brand = true, status = true, limit = true })
+  local rows, err = db.query([[
+    SELECT run_id::text AS id, job_type AS type, brand_name AS brand, status, trigger_source AS trigger,
+           attempt_number AS attempt,
+           to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS started,
+           round(duration_seconds::numeric, 3) AS seconds, params_preview AS params,
+           log_summary AS summary
+    FROM sluice.recent_runs
+    WHERE ($1::text IS NULL OR job_type = $1)
+      AND ($2::text IS NULL OR brand_name = $2 OR brand_id::text = $2)
+      AND ($3::text IS NULL OR status = $3)
+    ORDER BY created_at DESC
+    LIMIT $4::int]], opts.type, opts.brand, opts.status, opts.limit or 10)
+  if not rows then fail("runs: %s", err) end
+  local list = {}
+  for i, r in ipairs(rows) do
+    if r.params == "" then r.params = nil end
+    list[i] = without_nulls(r)
+  end
+  return list
+end
+
+-- health{ brand = … } → one row per (brand, dataset): state fresh | stale | never
+-- | failing | running, age, max age, last success and error.
+function G.health(opts)
+  if type(opts) == "string" then opts = { brand = opts } end
+  opts = check_opts("health", opts, { brand = true, dataset = true })
+  local rows, err = db.query([[
+    SELECT coalesce(brand_name, '(platform)') AS brand, dataset_key AS dataset, state,
+           round(age_seconds::numeric, 1) AS age_seconds, max_age_seconds,
+           to_char(last_success_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS last_success,
+           records_affected AS records, last_error AS error
+    FROM sluice.dataset_health
+    WHERE ($1::text IS NULL OR brand_name = $1 OR brand_id::text = $1)
+      AND ($2::text IS NULL OR dataset_key = $2)
+    ORDER BY brand_name NULLS FIRST, dataset_key]], opts.brand, opts.dataset)
+  if not rows then fail("health: %s", err) end
+  local list = {}
+  for i, r in ipairs(rows) do list[i] = without_nulls(r) end
+  return list
+end
+
+local function registry()
+  local ok, reg = pcall(json.decode, host.registry_json())
+  if not ok or type(reg) ~= "table" then return {} end
+  return ints(reg)
+end
+
+-- The parameter specs of a registry entry, by name.
+local function param_fields(entry)
+  local schema = entry and entry.param_schema
+  return type(schema) == "table" and schema or {}
+end
+
+-- "integer 1..10000 = 500", "array required", "string one of {"a", "b"}"
+local function describe_param(spec)
+  local s = tostring(spec.type)
+  if spec.min ~= nil or spec.max ~= nil then
+    s = s .. " " .. (spec.min ~= nil and tostring(spec.min) or "") .. ".." .. (spec.max ~= nil and tostring(spec.max) or "")
+  end
+  if type(spec.enum) == "table" then s = s .. " one of " .. pretty(spec.enum) end
+  if spec.required then s = s .. " required" end
+  if spec.default ~= nil and spec.default ~= null then s = s .. " = " .. pretty(spec.default, 1) end
+  if spec.description then s = s .. " — " .. spec.description end
+  return s
+end
+
+-- types() → the job-type registry: { name = { label, emoji, brand, params = {…},
+-- datasets = {…}, timeout, max_retries } }
+function G.types()
+  local out_ = {}
+  for _, e in ipairs(registry()) do
+    local params = {}
+    for name, spec in pairs(param_fields(e)) do params[name] = describe_param(spec) end
+    local datasets = {}
+    for key in pairs(type(e.datasets) == "table" and e.datasets or {}) do datasets[#datasets + 1] = key end
+    table.sort(datasets)
+    out_[e.name] = {
+      label = e.label, emoji = e.emoji ~= "" and e.emoji or nil, brand = e.brand_rule,
+      description = e.description ~= null and e.description or nil,
+      params = params, datasets = #datasets > 0 and datasets or nil,
+      timeout = e.timeout_seconds, max_retries = e.max_retries,
+    }
+  end
+  return out_
+end
+
+-- reload() → the number of job types loaded. Reads every handler file again (a
+-- file with problems keeps its previous version; its problems are printed) and
+-- syncs the registry into the database.
+function G.reload()
+  local problems, serr = drv.reload()
+  if problems and problems ~= "" then note((problems:gsub("\n$", ""))) end
+  if serr then fail("reload: the registry could not be synced: %s", serr) end
+  return #registry()
+end
+
+-- pp(value [, depth]): prints value, nested tables down to `depth` levels.
+function G.pp(v, depth)
+  if depth ~= nil and (math.type(depth) ~= "integer" or depth < 0) then
+    fail("pp: depth must be a whole number ≥ 0")
+  end
+  out(pretty(v, depth or DEPTH))
+end
+
+local HELP = [[
+Helpers (the whole sluice API is here too: sluice.db.query, sluice.sleep, …):
+  run(type, params [, {brand=…}])   run a job now; its log streams; returns its result
+  queue(type, params [, opts])      queue it; returns the job id (opts: brand, at, after,
+                                    priority, dedupe_key, max_retries, name)
+  runs{type=…, brand=…, status=…, limit=10}   recent runs
+  health{brand=…}                   dataset freshness
+  types()                           the job types, their parameters and datasets
+  reload()                          reload handler files from disk
+  pp(value [, depth])               print a value, nested tables down to depth
+An expression (or =expr) prints its value; `_` holds the last one. Globals persist.
+Tab completes globals, fields (sluice.db.q<Tab>), job types in run("… / queue("…
+and parameter names inside their params table. Ctrl-C cancels the running input
+(and its job); at the prompt it clears the line. Ctrl-D exits.]]
+
+function G.help()
+  out(HELP)
+end
+
+for k, v in pairs(G) do env[k] = v end
+
+---------------------------------------------------------------- completion
+
+local function starts(s, prefix)
+  return s:sub(1, #prefix) == prefix
+end
+
+local function type_names()
+  local names = {}
+  for _, e in ipairs(registry()) do names[#names + 1] = e.name end
+  return names
+end
+
+-- The params table of run("type", { … / queue("type", { … when the cursor is at a
+-- key position directly inside it: the job type and the text typed in it.
+local function params_context(before)
+  local found
+  for fname, jt, pos in before:gmatch("([%a_][%w_]*)%s*%(%s*[\"']([%w_]+)[\"']%s*,%s*{()") do
+    if fname == "run" or fname == "queue" then found = { jt, pos } end
+  end
+  if not found then return nil end
+  local inside = before:sub(found[2])
+  -- string literals cannot hold braces that count
+  local code = inside:gsub('"[^"]*"', '""'):gsub("'[^']*'", "''")
+  local depth = 0
+  for c in code:gmatch("[{}]") do
+    depth = depth + (c == "{" and 1 or -1)
+    if depth < 0 then return nil end -- the params table is closed
+  end
+  if depth ~= 0 then return nil end -- inside a nested table
+  if not (code:match("^%s*[%w_]*$") or code:match(",%s*[%w_]*$")) then return nil end
+  return found[1], inside
+end
+
+local function safe_index(v, k)
+  if type(v) == "string" then return string[k] end
+  if type(v) ~= "table" then return nil end
+  local ok, r = pcall(function() return v[k] end)
+  if ok then return r end
+  return nil
+end
+
+local function field_names(v, methods_only)
+  if type(v) == "string" then v = string end
+  local names = {}
+  if type(v) ~= "table" then return names end
+  pcall(function()
+    for k, val in pairs(v) do
+      if is_ident(k) and (not methods_only or type(val) == "function") then names[#names + 1] = k end
+    end
+  end)
+  return names
+end
+
+-- complete(before, word) → { candidates… }, append: candidates replace `word`
+-- (the text before the cursor ends with it); append follows a single match.
+function M.complete(before, word)
+  local cands, append = {}, ""
+  local function offer(list, prefix, render)
+    for _, name in ipairs(list) do
+      if starts(name, prefix) then cands[#cands + 1] = render and render(name) or name end
+    end
+  end
+
+  -- a job type: run("ec<Tab> / queue('ec<Tab>
+  local fname, quote_char, prefix = before:match("([%a_][%w_]*)%s*%(%s*([\"'])([%w_]*)$")
+  if (fname == "run" or fname == "queue") and prefix == word then
+    offer(type_names(), word)
+    return cands, quote_char
+  end
+
+  -- a parameter name: run("reddit_scrape", { max_p<Tab>
+  local jt, inside = params_context(before)
+  if jt and word:match("^[%w_]*$") then
+    local entry
+    for _, e in ipairs(registry()) do if e.name == jt then entry = e end end
+    local names = {}
+    for name in pairs(param_fields(entry)) do
+      if not inside:match("[{,%s]" .. name .. "%s*=") and not inside:match("^%s*" .. name .. "%s*=") then
+        names[#names + 1] = name
+      end
+    end
+    offer(names, word)
+    return cands, "="
+  end
+
+  -- a field: sluice.db.q<Tab>, s:up<Tab>; or a global
+  local path, sep, last = word:match("^(.-)([%.:])([%w_]*)$")
+  if path and path:match("^[%a_][%w_]*[%w_%.]*$") and not path:find("..", 1, true) then
+    local v = rawget(env, path:match("^[%a_][%w_]*"))
+    for part in path:gmatch("%.([%a_][%w_]*)") do v = safe_index(v, part) end
+    local names = field_names(v, sep == ":")
+    table.sort(names)
+    offer(names, last, function(n) return path .. sep .. n end)
+    if #cands == 1 and type(safe_index(v, cands[1]:sub(#path + 2))) == "function" then append = "(" end
+    return cands, append
+  end
+  if word:match("^[%a_][%w_]*$") or word == "" then
+    local names = {}
+    for k in next, env do if is_ident(k) then names[#names + 1] = k end end
+    for k in pairs(KEYWORDS) do names[#names + 1] = k end
+    table.sort(names)
+    offer(names, word)
+    if #cands == 1 and type(rawget(env, cands[1])) == "function" then append = "(" end
+  end
+  return cands, append
+end
+
+return M

@@ -1,0 +1,542 @@
+/*
+ * lua_repl.c — the REPL's C side inside the runtime: the primitives the trusted
+ * helpers of lua/sluice/repl.lua are built on, and the functions repl.c uses to
+ * evaluate input (see repl.h).
+ *
+ *   run(spec)  → outcome | nil, err    runs a claimed job in the foreground; the
+ *                                      calling task waits, the run has its own
+ *                                      coroutine; the outcome is recorded with
+ *                                      finish_runs() before the task resumes
+ *   reload()   → problems, sync_err    reloads handlers from disk, syncs the
+ *                                      registry into the database
+ *   worker()   → id, lease_seconds     the worker the REPL registered as
+ *
+ * A foreground run outlives the task waiting for it only to be recorded: when the
+ * task is cancelled (Ctrl-C cancels the input being evaluated), the run is
+ * cancelled as failed "interrupted", recorded, then freed. Every run started here
+ * and not yet recorded is on one list, so shutdown can end and record them, and
+ * the state's __gc frees whatever is left.
+ *
+ * The driver's state is one userdata in the registry, made by luaopen; it is
+ * inert in processes that never call sl_repl_attach (serve, exec).
+ */
+#include "ctx.h"
+#include "log.h"
+#include "pg.h"
+#include "queue.h"
+#include "repl.h"
+#include "runtime_int.h"
+
+#include <ev.h>
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char state_key; /* registry: the repl_state userdata */
+
+typedef struct fg_run fg_run;
+
+typedef struct repl_state {
+    sl_runtime *rt;
+    char worker[40]; /* "" until sl_repl_attach */
+    char lease[32];
+    double lease_seconds;
+    ev_timer heartbeat; /* running while runs are in flight */
+    int running;        /* runs in flight */
+    fg_run *ops;        /* every run started here and not yet recorded */
+    sl_task *chunk;     /* the input being evaluated, or NULL */
+    int terse;          /* its errors without a traceback that tells nothing */
+    sl_chunk_done_fn done;
+    void *done_data;
+} repl_state;
+
+struct fg_run {
+    repl_state *st;
+    sl_task *t; /* the task waiting in run(); NULL once it went away */
+    sl_run *run;
+    sl_pg_req *req;     /* finish_runs() in flight */
+    int ended;          /* the run ended; recording it */
+    int sending;        /* inside sl_pg_query (its callback may run at once) */
+    int recorded;       /* the record's callback ran */
+    char *record_error; /* why the outcome could not be recorded */
+    fg_run *next, *prev;
+};
+
+static repl_state *state_of(lua_State *L)
+{
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &state_key);
+    repl_state *st = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return st;
+}
+
+/* ------------------------------------------------------------------ heartbeat */
+
+static void hb_done(PGresult *res, const char *err, void *data)
+{
+    (void)data;
+    if (err) sl_log(SL_WARN, "heartbeat failed", "error", err, NULL);
+    if (res) PQclear(res);
+}
+
+static void hb_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    repl_state *st = w->data;
+    const char *p[] = {st->worker, st->lease};
+    if (st->rt->ctx->pg)
+        sl_pg_query(st->rt->ctx->pg, "SELECT sluice.heartbeat($1, $2::float8)", 2, p, hb_done,
+                    NULL);
+}
+
+static void running_changed(repl_state *st, int delta)
+{
+    struct ev_loop *loop = st->rt->ctx->loop;
+    st->running += delta;
+    if (st->running > 0 && st->worker[0] && !ev_is_active(&st->heartbeat)) {
+        ev_timer_set(&st->heartbeat, st->lease_seconds / 3, st->lease_seconds / 3);
+        ev_timer_start(loop, &st->heartbeat);
+    } else if (st->running == 0 && ev_is_active(&st->heartbeat)) {
+        ev_timer_stop(loop, &st->heartbeat);
+    }
+}
+
+/* ------------------------------------------------------------------ foreground runs */
+
+static void op_free(fg_run *op)
+{
+    repl_state *st = op->st;
+    if (op->prev)
+        op->prev->next = op->next;
+    else
+        st->ops = op->next;
+    if (op->next) op->next->prev = op->prev;
+    sl_run_free(op->run);
+    free(op->record_error);
+    free(op);
+}
+
+/* Pushes the outcome table on co (the task resumes with it), or only frees. */
+static int push_outcome(lua_State *co, void *data)
+{
+    fg_run *op = data;
+    if (co) {
+        static const char *const names[] = {"running", "completed", "failed", "cancelled"};
+        const sl_run_outcome *o = sl_run_outcome_of(op->run);
+        lua_createtable(co, 0, 8);
+        lua_pushstring(co, names[o->status]);
+        lua_setfield(co, -2, "status");
+        lua_pushstring(co, sl_run_id(op->run));
+        lua_setfield(co, -2, "run_id");
+        lua_pushstring(co, sl_run_job_id(op->run));
+        lua_setfield(co, -2, "job_id");
+        lua_pushstring(co, o->result_json);
+        lua_setfield(co, -2, "result_json");
+        lua_pushstring(co, o->error);
+        lua_setfield(co, -2, "error");
+        lua_pushnumber(co, o->finished - o->started);
+        lua_setfield(co, -2, "seconds");
+        lua_pushstring(co, op->record_error);
+        lua_setfield(co, -2, "record_error");
+    }
+    op_free(op);
+    return co ? 1 : 0;
+}
+
+/* The outcome is recorded (or could not be): wake the task, or free. */
+static void record_complete(fg_run *op)
+{
+    if (op->t)
+        sl_task_wake(op->t, push_outcome, op);
+    else
+        op_free(op);
+}
+
+static void record_done(PGresult *res, const char *err, void *data)
+{
+    fg_run *op = data;
+    op->req = NULL;
+    op->recorded = 1;
+    if (err) {
+        sl_log(SL_WARN, "recording a REPL run failed", "run", sl_run_id(op->run), "error", err,
+               NULL);
+        op->record_error = strdup(err);
+    }
+    if (res) PQclear(res);
+    if (!op->sending) record_complete(op);
+}
+
+/* The run ended (completed, failed, timed out or cancelled): record it. */
+static void run_ended(sl_run *run, void *data)
+{
+    fg_run *op = data;
+    (void)run;
+    op->ended = 1;
+    running_changed(op->st, -1);
+    sl_pg *pg = op->st->rt->ctx->pg;
+    if (!pg) {
+        op->record_error = strdup("no database connection");
+        record_complete(op);
+        return;
+    }
+    sl_buf b = {0};
+    sl_buf_puts(&b, "[");
+    sl_queue_outcome_json(&b, op->run, NULL);
+    sl_buf_puts(&b, "]");
+    const char *p[] = {sl_buf_str(&b)};
+    op->sending = 1;
+    sl_pg_req *req = sl_pg_query(pg, "SELECT job_status FROM sluice.finish_runs($1::jsonb)", 1, p,
+                                 record_done, op);
+    op->sending = 0;
+    sl_buf_free(&b);
+    if (op->recorded)
+        record_complete(op); /* the query failed at once */
+    else
+        op->req = req;
+}
+
+/* The waiting task was cancelled: end the run (it is recorded, then freed). */
+static void run_cancel(void *data)
+{
+    fg_run *op = data;
+    op->t = NULL;
+    if (!op->ended) {
+        sl_run_log(op->run, "interrupted");
+        sl_run_cancel(op->run, SL_RUN_FAILED, "interrupted", 0);
+    }
+}
+
+static const char *opt_string(lua_State *L, int idx, const char *key)
+{
+    lua_getfield(L, idx, key); /* left on the stack: keeps the string alive */
+    return lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+}
+
+/* run(spec) → outcome | nil, err. spec: a start_direct_run() row with
+ * run_id, job_id, job_type, brand_id, params_json, checkpoint_json (strings),
+ * attempt, timeout_seconds, trigger_source. */
+static int l_run(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    sl_task *t = sl_task_check(L, "run");
+    repl_state *st = state_of(L);
+    sl_run_spec spec = {0};
+    spec.run_id = opt_string(L, 1, "run_id");
+    spec.job_id = opt_string(L, 1, "job_id");
+    spec.job_type = opt_string(L, 1, "job_type");
+    spec.brand_id = opt_string(L, 1, "brand_id");
+    spec.params_json = opt_string(L, 1, "params_json");
+    spec.checkpoint_json = opt_string(L, 1, "checkpoint_json");
+    spec.trigger_source = opt_string(L, 1, "trigger_source");
+    lua_getfield(L, 1, "attempt");
+    spec.attempt = (int)luaL_optinteger(L, -1, 1);
+    lua_getfield(L, 1, "timeout_seconds");
+    spec.timeout_seconds = luaL_optnumber(L, -1, 0);
+    if (!spec.run_id || !spec.job_type) return luaL_error(L, "run: spec needs run_id and job_type");
+    fg_run *op = calloc(1, sizeof *op);
+    char err[512];
+    op->st = st;
+    op->t = t;
+    op->run = sl_run_start(st->rt, &spec, run_ended, op, err, sizeof err);
+    if (!op->run) {
+        free(op);
+        lua_pushnil(L);
+        lua_pushstring(L, err);
+        return 2;
+    }
+    op->next = st->ops;
+    if (st->ops) st->ops->prev = op;
+    st->ops = op;
+    running_changed(st, 1);
+    return sl_task_wait(L, t, run_cancel, op);
+}
+
+/* ------------------------------------------------------------------ reload */
+
+typedef struct {
+    sl_task *t;
+    sl_pg_req *req; /* the registry sync in flight */
+    int woken;
+    char *problems;
+    char *err;
+} reload_op;
+
+static void reload_op_free(reload_op *op)
+{
+    free(op->problems);
+    free(op->err);
+    free(op);
+}
+
+static int push_reloaded(lua_State *co, void *data)
+{
+    reload_op *op = data;
+    if (co) {
+        lua_pushstring(co, op->problems);
+        lua_pushstring(co, op->err);
+    }
+    reload_op_free(op);
+    return co ? 2 : 0;
+}
+
+static void synced(PGresult *res, const char *err, void *data)
+{
+    reload_op *op = data;
+    if (res) PQclear(res);
+    op->req = NULL;
+    op->woken = 1;
+    op->err = err ? strdup(err) : NULL;
+    sl_task_wake(op->t, push_reloaded, op);
+}
+
+static void reload_cancel(void *data)
+{
+    reload_op *op = data;
+    if (op->req) sl_pg_cancel(op->req);
+    reload_op_free(op);
+}
+
+/* reload() → problems | nil, sync_error | nil: loads every handler file again (a
+ * file with problems keeps its previous version) and syncs the registry into the
+ * database, so SQL enqueues see the new types. */
+static int l_reload(lua_State *L)
+{
+    sl_task *t = sl_task_check(L, "reload");
+    sl_runtime *rt = sl_runtime_of(L);
+    reload_op *op = calloc(1, sizeof *op);
+    op->t = t;
+    sl_runtime_load_handlers(rt, NULL, 0, &op->problems);
+    if (!rt->ctx->pg) return push_reloaded(L, op);
+    char *reg = sl_runtime_registry_json(rt);
+    const char *p[] = {reg};
+    sl_pg_req *req =
+        sl_pg_query(rt->ctx->pg, "SELECT sluice.sync_registry($1::jsonb)", 1, p, synced, op);
+    free(reg);
+    if (!op->woken) /* else it failed at once: op is alive until the task resumes */
+        op->req = req;
+    return sl_task_wait(L, t, reload_cancel, op);
+}
+
+/* worker() → id, lease_seconds | nil */
+static int l_worker(lua_State *L)
+{
+    repl_state *st = state_of(L);
+    if (!st->worker[0]) return 0;
+    lua_pushstring(L, st->worker);
+    lua_pushnumber(L, st->lease_seconds);
+    return 2;
+}
+
+/* ------------------------------------------------------------------ state */
+
+static int state_gc(lua_State *L)
+{
+    /* The runtime has ended every run by now (sl_runtime_free cancels them before
+     * closing the state): drop the records still in flight. */
+    repl_state *st = lua_touserdata(L, 1);
+    if (st->rt && ev_is_active(&st->heartbeat)) ev_timer_stop(st->rt->ctx->loop, &st->heartbeat);
+    while (st->ops) {
+        fg_run *op = st->ops;
+        if (op->req) sl_pg_cancel(op->req);
+        op_free(op);
+    }
+    return 0;
+}
+
+int luaopen_sluice_repl(lua_State *L)
+{
+    static const luaL_Reg fns[] = {
+        {"run", l_run},
+        {"reload", l_reload},
+        {"worker", l_worker},
+        {NULL, NULL},
+    };
+    repl_state *st = lua_newuserdatauv(L, sizeof *st, 0);
+    memset(st, 0, sizeof *st);
+    st->rt = sl_runtime_of(L);
+    ev_init(&st->heartbeat, hb_cb);
+    st->heartbeat.data = st;
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, state_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &state_key);
+    luaL_newlib(L, fns);
+    return 1;
+}
+
+/* ------------------------------------------------------------------ for repl.c */
+
+void sl_repl_attach(sl_runtime *rt, const char *worker_id, double lease_seconds)
+{
+    repl_state *st = state_of(rt->L);
+    snprintf(st->worker, sizeof st->worker, "%s", worker_id ? worker_id : "");
+    st->lease_seconds = lease_seconds > 0 ? lease_seconds : 60;
+    snprintf(st->lease, sizeof st->lease, "%g", st->lease_seconds);
+}
+
+/* An input's error as the person at the prompt wants it: without the frames of
+ * the REPL's wrapper (lua/sluice/repl.lua's evaluator calls the input as upvalue
+ * 'fn') and of the host's own Lua. terse: no traceback at all when what is left
+ * says no more than the message (error() called from the input itself). */
+static char *tidy_traceback(const char *msg, int terse)
+{
+    static const char marker[] = "\nstack traceback:\n";
+    static const char wrapper_call[] = "in upvalue 'fn'";
+    const char *tb = strstr(msg, marker);
+    if (!tb) return strdup(msg);
+    sl_buf b = {0};
+    int telling = 0; /* frames that say more than the message */
+    sl_buf_add(&b, msg, (size_t)(tb - msg));
+    size_t head = b.len;
+    sl_buf_puts(&b, "\nstack traceback:");
+    for (const char *p = tb + sizeof marker - 1; *p;) {
+        size_t n = strcspn(p, "\n");
+        const char *call = memmem(p, n, wrapper_call, sizeof wrapper_call - 1);
+        if (memmem(p, n, "sluice/repl.lua:", 16) || memmem(p, n, "sluice/runtime.lua:", 19) ||
+            memmem(p, n, "(...tail calls...)", 18)) {
+            /* the host's frames */
+        } else if (call) {
+            sl_buf_printf(&b, "\n%.*sin main chunk", (int)(call - p), p);
+        } else {
+            sl_buf_printf(&b, "\n%.*s", (int)n, p);
+            if (!memmem(p, n, "[C]: ", 5)) telling = 1;
+        }
+        p += n;
+        if (*p == '\n') p++;
+    }
+    if (terse && !telling) b.data[head] = '\0';
+    char *out = strdup(sl_buf_str(&b));
+    sl_buf_free(&b);
+    return out;
+}
+
+static void chunk_done(int failed, const char *message, void *data)
+{
+    repl_state *st = data;
+    sl_chunk_done_fn done = st->done;
+    char *tidy = message ? tidy_traceback(message, st->terse) : NULL;
+    st->chunk = NULL;
+    st->done = NULL;
+    if (done) done(failed, tidy, st->done_data);
+    free(tidy);
+}
+
+int sl_repl_eval(sl_runtime *rt, const char *src, size_t len, const char *chunkname, int terse,
+                 sl_chunk_done_fn done, void *data, char *err, size_t errlen)
+{
+    lua_State *L = rt->L;
+    repl_state *st = state_of(L);
+    int top = lua_gettop(L);
+    if (st->chunk) {
+        snprintf(err, errlen, "an input is still being evaluated");
+        return SL_REPL_ERROR;
+    }
+    lua_pushlstring(L, src, len);
+    lua_pushstring(L, chunkname);
+    /* repl_compile(source, chunkname) → function | nil, message, incomplete */
+    if (sl_host_call(rt, "repl_compile", 2, 3, err, errlen) != 0) return SL_REPL_ERROR;
+    if (lua_isnil(L, -3)) {
+        int more = lua_toboolean(L, -1);
+        snprintf(err, errlen, "%s", lua_tostring(L, -2) ? lua_tostring(L, -2) : "syntax error");
+        lua_settop(L, top);
+        return more ? SL_REPL_MORE : SL_REPL_ERROR;
+    }
+    lua_pop(L, 2);
+    sl_task *t = sl_task_spawn(rt, L, NULL, 0);
+    t->chunk_done = chunk_done;
+    t->chunk_data = st;
+    st->chunk = t;
+    st->terse = terse;
+    st->done = done;
+    st->done_data = data;
+    lua_settop(L, top);
+    return SL_REPL_STARTED;
+}
+
+int sl_repl_interrupt(sl_runtime *rt, const char *why)
+{
+    repl_state *st = state_of(rt->L);
+    if (!st->chunk) return 0;
+    sl_task_cancel(st->chunk, why);
+    return 1;
+}
+
+void sl_repl_stop_runs(sl_runtime *rt, const char *why)
+{
+    repl_state *st = state_of(rt->L);
+    for (;;) {
+        fg_run *op = st->ops;
+        while (op && op->ended)
+            op = op->next;
+        if (!op) break;
+        sl_run_log(op->run, why);
+        sl_run_cancel(op->run, SL_RUN_FAILED, why, 1);
+    }
+}
+
+int sl_repl_pending(sl_runtime *rt)
+{
+    int n = 0;
+    for (fg_run *op = state_of(rt->L)->ops; op; op = op->next)
+        n++;
+    return n;
+}
+
+static int by_string(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+char **sl_repl_complete(sl_runtime *rt, const char *before, const char *word, int *append)
+{
+    lua_State *L = rt->L;
+    char err[512];
+    int top = lua_gettop(L);
+    *append = '\0';
+    lua_pushstring(L, before);
+    lua_pushstring(L, word);
+    /* repl_complete(before, word) → { candidates… }, append */
+    if (sl_host_call(rt, "repl_complete", 2, 2, err, sizeof err) != 0) return NULL;
+    if (!lua_istable(L, -2)) {
+        lua_settop(L, top);
+        return NULL;
+    }
+    if (lua_type(L, -1) == LUA_TSTRING) *append = (unsigned char)lua_tostring(L, -1)[0];
+    lua_Integer n = luaL_len(L, -2);
+    if (n <= 0) {
+        lua_settop(L, top);
+        return NULL;
+    }
+    if (n > 500) n = 500;
+    char **m = calloc((size_t)n + 2, sizeof *m);
+    int k = 0;
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, -2, i);
+        if (lua_type(L, -1) == LUA_TSTRING) m[1 + k++] = strdup(lua_tostring(L, -1));
+        lua_pop(L, 1);
+    }
+    lua_settop(L, top);
+    if (k == 0) {
+        free(m);
+        return NULL;
+    }
+    qsort(m + 1, (size_t)k, sizeof *m, by_string);
+    /* [0]: the longest prefix every candidate shares */
+    size_t common = strlen(m[1]);
+    for (int i = 2; i <= k; i++) {
+        size_t j = 0;
+        while (j < common && m[i][j] == m[1][j])
+            j++;
+        common = j;
+    }
+    if (k == 1) {
+        m[0] = m[1];
+        m[1] = NULL;
+    } else {
+        m[0] = strndup(m[1], common);
+    }
+    return m;
+}

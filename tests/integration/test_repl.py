@@ -1,0 +1,343 @@
+"""`sluice repl`: the interactive prompt driven through a pseudo-terminal, and the
+non-interactive forms (`-e CODE`, a script on stdin).
+
+Every read from the terminal is bounded; a REPL left running at the end of a test
+is killed and its transcript attached to the failure.
+"""
+
+import fcntl
+import os
+import pty
+import re
+import select
+import shutil
+import signal
+import struct
+import tempfile
+import termios
+import time
+import unittest
+
+import harness
+import pgfixture
+
+ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x07|\r")
+READ_TIMEOUT = 30
+
+
+class Terminal:
+    """`sluice repl` on a pseudo-terminal: send keys, wait for text."""
+
+    def __init__(self, env):
+        self.raw = b""
+        self.seen = 0  # expect() searches after this offset of the cleaned text
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:  # the child: a sized terminal, then the REPL
+            try:
+                fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 200, 0, 0))
+                os.execve(pgfixture.sluice_bin(), [pgfixture.sluice_bin(), "repl"], env)
+            finally:
+                os._exit(127)
+        self.status = None
+
+    def text(self):
+        return ANSI.sub(b"", self.raw).decode("utf-8", "replace")
+
+    def _read(self, wait):
+        r, _, _ = select.select([self.fd], [], [], wait)
+        if not r:
+            return False
+        try:
+            data = os.read(self.fd, 65536)
+        except OSError:  # the child closed the terminal
+            return None
+        if not data:
+            return None
+        self.raw += data
+        return True
+
+    def expect(self, pattern, timeout=READ_TIMEOUT):
+        """Waits until the output after the last match matches pattern (a regex);
+        returns the match."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            m = rx.search(self.text(), self.seen)
+            if m:
+                self.seen = m.end()
+                return m
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"the REPL never printed {pattern!r} (waited {timeout}s); "
+                                     f"after the last match:\n{self.text()[self.seen:]}")
+            if self._read(min(left, 0.2)) is None:
+                m = rx.search(self.text(), self.seen)
+                if m:
+                    self.seen = m.end()
+                    return m
+                raise AssertionError(f"the REPL closed the terminal before printing "
+                                     f"{pattern!r}:\n{self.text()[self.seen:]}")
+
+    def prompt(self):
+        """Waits for the primary prompt ("> " on a line of its own, not ">> ")."""
+        return self.expect(r"(?m)^> $")
+
+    def send(self, keys):
+        os.write(self.fd, keys.encode() if isinstance(keys, str) else keys)
+
+    def line(self, code):
+        """Sends a line, waits for the next prompt; returns what came in between."""
+        start = self.seen
+        self.send(code + "\n")
+        self.prompt()
+        return self.text()[start:self.seen]
+
+    def exited(self):
+        if self.status is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.status = status
+        return self.status is not None
+
+    def wait(self, timeout=READ_TIMEOUT):
+        deadline = time.monotonic() + timeout
+        while not self.exited():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the REPL did not exit within {timeout}s:\n{self.text()}")
+            self._read(0.1)
+        while self._read(0) is True:
+            pass
+        return os.waitstatus_to_exitcode(self.status)
+
+    def close(self):
+        if not self.exited():
+            os.kill(self.pid, signal.SIGKILL)
+            self.wait()
+        os.close(self.fd)
+
+
+class ReplTest(harness.SluiceTest):
+
+    def setUp(self):
+        super().setUp()
+        self.home = tempfile.mkdtemp(prefix="sluice-repl-")
+        self.terminals = []
+
+    def tearDown(self):
+        # Every session ends with Ctrl-D at the prompt and must exit 0: that is
+        # also where a sanitizer build reports leaks.
+        problems = []
+        for t in self.terminals:
+            if not t.exited():
+                t.send("\x04")
+                try:
+                    status = t.wait()
+                except AssertionError as e:
+                    status = str(e)
+                if status != 0:
+                    problems.append(f"the REPL exited {status} on Ctrl-D:\n{t.text()}")
+            t.close()
+        shutil.rmtree(self.home, ignore_errors=True)
+        super().tearDown()
+        if problems:
+            self.fail("\n".join(problems))
+
+    def repl_env(self, extra=None):
+        return self.env({"SLUICE_HOME": self.home, "TERM": "xterm", **(extra or {})})
+
+    def repl(self, extra_env=None):
+        t = Terminal(self.repl_env(extra_env))
+        self.terminals.append(t)
+        t.expect("help\\(\\) lists the helpers")
+        t.prompt()
+        return t
+
+    def run_e(self, code, check=True):
+        return self.sluice("repl", "-e", code, env=self.repl_env(), check=check)
+
+    # -------------------------------------------------------------- evaluation
+
+    def test_expressions_and_statements(self):
+        t = self.repl()
+        self.assertRegex(t.line("1+1"), r"\n2\n")
+        t.line("x = 40 + 2")
+        self.assertRegex(t.line("=x"), r"\n42\n")
+        self.assertRegex(t.line("'a' .. 'b', nil, true"), r'\n"ab"\tnil\ttrue\n')
+        self.assertRegex(t.line("_"), r'\n"ab"\n')  # the last value
+        out = t.line("nosuch.field")
+        self.assertIn("unknown global 'nosuch'", out)
+        self.assertRegex(t.line("local y = 5 return y * 2"), r"\n10\n")
+
+    def test_multi_line_input(self):
+        t = self.repl()
+        t.send("for i = 1, 2 do\n")
+        t.expect(r">> $")
+        out = t.line("  print('line ' .. i) end")
+        self.assertIn("line 1\nline 2", out)
+        t.send("f = function(a,\n")
+        t.expect(r">> $")
+        t.send("b) return a + b\n")
+        t.expect(r">> $")
+        t.line("end")
+        self.assertRegex(t.line("f(2, 3)"), r"\n5\n")
+        # Ctrl-D in an unfinished chunk says why it cannot run and drops it
+        t.send("if true then\n")
+        t.expect(r">> $")
+        t.send("\x04")
+        t.expect("'end' expected near <eof>")
+        t.prompt()
+        self.assertRegex(t.line("3*3"), r"\n9\n")
+
+    def test_pretty_printing(self):
+        t = self.repl()
+        out = t.line("{ list = {1, 2, 3}, name = 'x', deep = {a = {b = {c = {d = 1}}}}, [10] = true }")
+        self.assertIn('list = { 1, 2, 3 }', out)
+        self.assertIn('name = "x"', out)
+        self.assertIn("c = {…}", out)  # below the depth limit
+        self.assertIn("[10] = true", out)
+        t.line("t = { name = 'loop' }; t.self = t")
+        self.assertIn('{ name = "loop", self = <cycle> }', t.line("t"))
+        self.assertIn("d = 1", t.line("pp({a = {b = {c = {d = 1}}}}, 10)"))
+        out = t.line("sluice.db.query('select 1 as one, $1::jsonb as doc', {k = {1, 2}})")
+        self.assertIn("doc = { k = { 1", out)
+
+    def test_completion(self):
+        t = self.repl()
+        t.send("sluice.db.q\t")
+        t.expect("uery")
+        out = t.line('"select 41 + 1 as answer")')
+        self.assertIn("answer = 42", out)
+        # a job type inside run(" and a parameter name inside its params table
+        t.send('run("ec\t')
+        t.expect('ho"')
+        t.send(", {mess\t")
+        t.expect("age=")
+        out = t.line('"completed"})')
+        self.assertIn("echo: completed", out)
+
+    # -------------------------------------------------------------- helpers
+
+    def test_run_streams_the_log_and_records_the_run(self):
+        t = self.repl()
+        out = t.line('r = run("echo", {message = "hi"})')
+        self.assertIn("echo: hi", out)
+        self.assertRegex(out, r"completed in")
+        self.assertEqual(t.line("r.message").split("\n")[1], '"hi"')
+        run = self.one("SELECT r.status, r.trigger_source, j.trigger_source AS job_trigger, "
+                       "w.kind, r.result->>'message' AS message FROM sluice.scheduled_job_runs r "
+                       "JOIN sluice.scheduled_jobs j ON j.id = r.scheduled_job_id "
+                       "JOIN sluice.workers w ON w.id = r.worker_id")
+        self.assertEqual(run, {"status": "completed", "trigger_source": "repl",
+                               "job_trigger": "repl", "kind": "repl", "message": "hi"})
+        # a failing run raises with its error, and is recorded as failed
+        out = t.line('run("echo", {fail = true})')
+        self.assertIn("echo was asked to fail", out)
+        self.assertEqual(self.count("sluice.scheduled_job_runs", "status = 'failed'"), 1)
+        # bad parameters: nothing is started
+        out = t.line('run("echo", {mesage = "typo"})')
+        self.assertIn("did you mean 'message'", out)
+        self.assertEqual(self.count("sluice.scheduled_job_runs"), 2)
+
+    def test_queue_returns_the_job_id(self):
+        t = self.repl()
+        t.line('id = queue("echo", {message = "later"}, {priority = 5})')
+        job_id = re.search(r'"([0-9a-f-]{36})"', t.line("=id")).group(1)
+        job = self.one(f"SELECT status, trigger_source, priority, parameters->>'message' AS message "
+                       f"FROM sluice.scheduled_jobs WHERE id = '{job_id}'")
+        self.assertEqual(job, {"status": "active", "trigger_source": "repl", "priority": 5,
+                               "message": "later"})
+        out = t.line('queue("no_such_type", {})')
+        self.assertIn("unknown job type 'no_such_type'", out)
+        self.assertEqual(self.count("sluice.scheduled_jobs"), 1)
+
+    def test_runs_health_types_reload(self):
+        self.run_e('run("echo", {message = "one"})')
+        out = self.run_e('runs{type = "echo", limit = 5}').stdout
+        self.assertIn('trigger = "repl"', out)
+        self.assertIn('status = "completed"', out)
+        out = self.run_e("health()").stdout
+        self.assertIn('dataset = "echo_data"', out)
+        self.assertIn('state = "fresh"', out)
+        out = self.run_e("types().echo.params.message").stdout
+        self.assertIn('string = \\"hello\\"', out)
+        self.assertRegex(self.run_e("reload()").stdout, r"^\d+\n$")
+
+    # -------------------------------------------------------------- keys
+
+    def test_ctrl_c_cancels_the_running_job_not_the_repl(self):
+        t = self.repl({"SLUICE_LEASE_SECONDS": "3"})  # a heartbeat every second
+        t.send('run("sleep", {seconds = 30})\n')
+        t.expect("started")
+        self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'running'") == 1)
+        lease = self.scalar("SELECT lease_expires_at FROM sluice.scheduled_job_runs")
+        self.wait_for(lambda: self.scalar("SELECT lease_expires_at FROM sluice.scheduled_job_runs")
+                      != lease, timeout=10, message="the run's lease was never renewed")
+        started = time.monotonic()
+        t.send("\x03")
+        t.expect("interrupted")
+        t.prompt()
+        self.assertLess(time.monotonic() - started, 10)
+        self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'failed'") == 1,
+                      message="the interrupted run was not recorded as failed")
+        run = self.one("SELECT r.error_message, j.status FROM sluice.scheduled_job_runs r "
+                       "JOIN sluice.scheduled_jobs j ON j.id = r.scheduled_job_id")
+        self.assertEqual(run, {"error_message": "interrupted", "status": "failed"})
+        # the REPL goes on; Ctrl-C at the prompt clears the line
+        self.assertRegex(t.line("1+1"), r"\n2\n")
+        t.send("this is not lua")
+        t.send("\x03")
+        t.prompt()
+        self.assertRegex(t.line("2+2"), r"\n4\n")
+        # and a chunk that only waits is cancelled as well
+        t.send("sluice.sleep(30)\n")
+        time.sleep(0.3)
+        t.send("\x03")
+        t.expect("interrupted")
+        t.prompt()
+
+    def test_ctrl_d_exits_and_keeps_history(self):
+        t = self.repl()
+        t.line("answer = 42")
+        t.send("\x04")
+        self.assertEqual(t.wait(), 0)
+        with open(os.path.join(self.home, "repl_history")) as f:
+            self.assertIn("answer", f.read())  # libedit's format encodes the spaces
+        worker = self.one("SELECT kind, stopped_at IS NOT NULL AS stopped FROM sluice.workers")
+        self.assertEqual(worker, {"kind": "repl", "stopped": True})
+        # the next session recalls it with the up arrow
+        t = self.repl()
+        t.send("\x1b[A")
+        t.expect("answer = 42")
+        t.send("\n")
+        t.prompt()
+        self.assertRegex(t.line("answer"), r"\n42\n")
+
+    # -------------------------------------------------------------- no terminal
+
+    def test_e_success_and_error(self):
+        p = self.run_e("1 + 1")
+        self.assertEqual(p.stdout, "2\n")
+        p = self.run_e("local t = {} for i = 1, 3 do t[i] = i * i end return t")
+        self.assertEqual(p.stdout, "{ 1, 4, 9 }\n")
+        p = self.run_e('error("boom")', check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("boom", p.stderr)
+        self.assertIn("stack traceback", p.stderr)
+        p = self.run_e("for", check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("expected near <eof>", p.stderr)
+        p = self.run_e('run("echo", {fail = true})', check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("echo was asked to fail", p.stderr)
+
+    def test_script_on_stdin(self):
+        p = self.sluice("repl", env=self.repl_env(),
+                        input="local x = 20\nprint('half')\nreturn x * 2\n")
+        self.assertEqual(p.stdout, "half\n40\n")
+        p = self.sluice("repl", env=self.repl_env(), input="error('bad script')\n", check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("bad script", p.stderr)
+
+
+if __name__ == "__main__":
+    harness.main()
