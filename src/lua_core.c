@@ -11,6 +11,8 @@
 
 #include <ev.h>
 #include <lauxlib.h>
+#include <lua-cjson.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -122,6 +124,60 @@ static int l_dataset(lua_State *L)
     return 0;
 }
 
+/* ------------------------------------------------------------------ JSON numbers */
+
+/* JSON has one number type and cjson decodes every number as a float; whole
+ * numbers become Lua integers again (1.0 → 1), so ids, counts and format("%d")
+ * behave. Walks tables in place, to a bounded depth. */
+void sl_json_normalize(lua_State *L, int idx)
+{
+    sl_json_normalize_depth(L, idx, 0);
+}
+
+void sl_json_normalize_depth(lua_State *L, int idx, int depth)
+{
+    if (depth > 200 || lua_type(L, idx) != LUA_TTABLE)
+        return;
+    idx = lua_absindex(L, idx);
+    lua_checkstack(L, 4);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1)) {
+            lua_Number n = lua_tonumber(L, -1);
+            lua_Integer i;
+            if (floor(n) == n && lua_numbertointeger(n, &i)) {
+                lua_pushvalue(L, -2);
+                lua_pushinteger(L, i);
+                lua_rawset(L, idx); /* an existing key: allowed during lua_next */
+            }
+        } else if (lua_type(L, -1) == LUA_TTABLE) {
+            sl_json_normalize_depth(L, -1, depth + 1);
+        }
+        lua_pop(L, 1);
+    }
+}
+
+/* json_decode(s) → value: cjson's decode (raising on bad JSON, like cjson), then
+ * whole numbers as integers. */
+static int l_json_decode(lua_State *L)
+{
+    luaL_checkstring(L, 1);
+    lua_settop(L, 1);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, 1, 1);
+    if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1)) {
+        lua_Number n = lua_tonumber(L, -1);
+        lua_Integer i;
+        if (floor(n) == n && lua_numbertointeger(n, &i)) {
+            lua_pop(L, 1);
+            lua_pushinteger(L, i);
+        }
+    }
+    sl_json_normalize(L, -1);
+    return 1;
+}
+
 /* in_task() → true when called from a sluice task (not a plain coroutine). */
 static int l_in_task(lua_State *L)
 {
@@ -136,5 +192,10 @@ int luaopen_sluice_core(lua_State *L)
         {"dataset", l_dataset}, {"in_task", l_in_task}, {NULL, NULL},
     };
     luaL_newlib(L, fns);
+    luaL_requiref(L, "cjson", luaopen_cjson, 0);
+    lua_getfield(L, -1, "decode");
+    lua_pushcclosure(L, l_json_decode, 1);
+    lua_setfield(L, -3, "json_decode");
+    lua_pop(L, 1);
     return 1;
 }

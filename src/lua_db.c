@@ -96,6 +96,7 @@ static void push_value(lua_State *L, PGresult *res, int row, int col, int decode
             lua_pop(L, 1);
             lua_pushstring(L, v);
         }
+        sl_json_normalize(L, -1);
         break;
     default:
         lua_pushstring(L, v);

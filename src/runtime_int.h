@@ -102,6 +102,11 @@ void sl_run_finish(sl_run *run, int status, const char *result_json, const char 
 int sl_host_call(sl_runtime *rt, const char *name, int nargs, int nresults, char *err,
                  size_t errlen);
 
+/* Turns whole-number floats in the table at idx (recursively) into integers:
+ * what JSON decoding needs in Lua 5.4 (lua_core.c). */
+void sl_json_normalize(lua_State *L, int idx);
+void sl_json_normalize_depth(lua_State *L, int idx, int depth);
+
 /* Module openers, one per lua_<module>.c. */
 int luaopen_sluice_core(lua_State *L);
 int luaopen_sluice_db(lua_State *L);
