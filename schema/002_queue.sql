@@ -329,7 +329,10 @@ BEGIN
             attempts = d.new_attempts,
             current_run_id = CASE WHEN j.current_run_id = d.run_id THEN NULL ELSE j.current_run_id END,
             last_error = CASE WHEN d.run_status = 'completed' THEN NULL ELSE d.error END,
+            -- kept only for a retry of the same attempt cycle: a recurring job that
+            -- moves on to its next slot starts afresh
             checkpoint = CASE WHEN d.run_status = 'failed' AND d.new_status IN ('active', 'paused')
+                                   AND d.new_attempts > 0
                               THEN j.checkpoint ELSE '{}' END,
             updated_at = now()
         FROM decided d

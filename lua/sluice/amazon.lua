@@ -1,0 +1,296 @@
+-- amazon.lua — the amazon_review_scrape pipeline (handlers/amazon_review_scrape.lua
+-- is its declaration): scrape a competitor's Amazon product reviews through the
+-- Axesso actor with the seed's 31 configurations, dedupe them by review id,
+-- upsert them, and update the URL row's counters.
+--
+-- The configurations go to the actor as one batched run, as in the seed. What
+-- is paid for is never bought twice: the run id is checkpointed before polling
+-- (a retry re-polls the same run and re-reads its dataset), reviews are stored
+-- as soon as a run's results are in, and the names of the configurations whose
+-- results are stored are checkpointed — when some configurations of a run
+-- fail, the job fails and its retry starts a run with only those.
+
+local apify = require("sluice.apify")
+
+local M = {}
+
+M.ACTOR = "axesso_data~amazon-reviews-scraper"
+M.ACTOR_TIMEOUT = 900     -- seconds (the seed's)
+M.ACTOR_MEMORY = 2048     -- MB
+M.MAX_PAGES = 10
+M.PRICE_PER_1K = 0.75     -- USD per 1,000 raw (pre-dedupe) results
+M.STARS = { "five_star", "four_star", "three_star", "two_star", "one_star" }
+M.KEYWORDS = {
+  -- positive
+  "great", "good", "love", "amazing", "excellent", "perfect", "works", "helpful", "happy", "recommend",
+  -- negative
+  "bad", "terrible", "awful", "broke", "waste", "refund", "disappointed",
+  -- experience
+  "quality", "price", "value", "smell", "taste",
+}
+local UPSERT_CHUNK = 500
+
+local null = sluice.null
+
+local function is_str(v) return type(v) == "string" and v ~= "" end
+local function orNull(v) if v == nil then return null end return v end
+
+---------------------------------------------------------------- configurations
+
+-- The configurations for one product (SERVICES.md §2b), each { name, input }:
+-- all stars, one per star rating, the 22 keywords (include_keywords), and three
+-- sorted by helpfulness (include_helpful). 31 in full.
+function M.configs(asin, domain, include_keywords, include_helpful)
+  local out = {}
+  local function add(name, sort, extra)
+    local input = {
+      asin = asin, domainCode = domain, maxPages = M.MAX_PAGES, sortBy = sort,
+      reviewerType = "all_reviews", mediaType = "all_contents", formatType = "current_format",
+    }
+    for k, v in pairs(extra or {}) do input[k] = v end
+    out[#out + 1] = { name = name, input = input }
+  end
+  add("recent", "recent")
+  for _, s in ipairs(M.STARS) do add("recent:" .. s, "recent", { filterByStar = s }) end
+  if include_keywords then
+    for _, k in ipairs(M.KEYWORDS) do add("keyword:" .. k, "recent", { filterByKeyword = k }) end
+  end
+  if include_helpful then
+    add("helpful", "helpful")
+    add("helpful:five_star", "helpful", { filterByStar = "five_star" })
+    add("helpful:one_star", "helpful", { filterByStar = "one_star" })
+  end
+  return out
+end
+
+-- The configuration of `list` an item's echoed input describes, or nil.
+local function config_of(list, input)
+  if type(input) ~= "table" then return nil end
+  for _, c in ipairs(list) do
+    local i = c.input
+    if input.sortBy == i.sortBy and (input.filterByStar or nil) == i.filterByStar
+       and (input.filterByKeyword or nil) == i.filterByKeyword then
+      return c
+    end
+  end
+  return nil
+end
+
+---------------------------------------------------------------- items
+
+-- rating: 4, 4.0 or "4.0 out of 5 stars" → 4; anything else → nil.
+function M.rating(v)
+  local n = type(v) == "number" and v or (type(v) == "string" and tonumber(v:match("^%s*(%d+%.?%d*)")))
+  if not n then return nil end
+  n = math.floor(n)
+  if n < 1 or n > 5 then return nil end
+  return math.tointeger(n)
+end
+
+-- The first 10 characters as a YYYY-MM-DD date, or nil.
+function M.date(v)
+  if type(v) ~= "string" then return nil end
+  local y, m, d = v:sub(1, 10):match("^(%d%d%d%d)%-(%d%d)%-(%d%d)$")
+  y, m, d = tonumber(y), tonumber(m), tonumber(d)
+  if not y or m < 1 or m > 12 or d < 1 then return nil end
+  local dim = ({ 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 })[m]
+  if m == 2 and (y % 4 == 0 and (y % 100 ~= 0 or y % 400 == 0)) then dim = 29 end
+  if d > dim then return nil end
+  return v:sub(1, 10)
+end
+
+local function count(v)
+  local n = type(v) == "number" and v or (type(v) == "string" and tonumber((v:gsub(",", ""):match("%d+"))))
+  if not n or n ~= n or n == math.huge then return nil end
+  return math.tointeger(math.floor(n))
+end
+
+-- A run's items → reviews (first occurrence of each reviewId), the names of the
+-- configurations that failed, and how many items carried no review id.
+function M.parse_items(items, round_configs, status_message)
+  local reviews, seen, failed, dropped = {}, {}, {}, 0
+  for _, it in ipairs(items) do
+    if type(it) == "table" then
+      local id = it.reviewId
+      if is_str(id) then
+        if not seen[id] then
+          seen[id] = true
+          reviews[#reviews + 1] = {
+            review_id = id, rating = M.rating(it.rating),
+            title = is_str(it.title) and it.title or nil, body = is_str(it.text) and it.text or nil,
+            author = is_str(it.author) and it.author or nil, review_date = M.date(it.date),
+            verified_purchase = type(it.verified) == "boolean" and it.verified or nil,
+            helpful_votes = count(it.numberOfHelpful),
+          }
+        end
+      else
+        dropped = dropped + 1
+        local code = tonumber(it.statusCode)
+        if code and code >= 400 and code ~= 404 then
+          local c = config_of(round_configs, it.input)
+          if c then failed[c.name] = true end
+        end
+      end
+    end
+  end
+  -- "Finished with 2 failed input(s) of 31: 4, 17" (0-based indexes of the batch)
+  local list = type(status_message) == "string" and status_message:match("failed input%(s%) of %d+: ([%d, ]+)")
+  if list then
+    for i in list:gmatch("%d+") do
+      local c = round_configs[tonumber(i) + 1]
+      if c then failed[c.name] = true end
+    end
+  end
+  return reviews, failed, dropped
+end
+
+---------------------------------------------------------------- storage
+
+local function db(sql, ...)
+  local rows, err = sluice.db.query(sql, ...)
+  if not rows then error("database: " .. err, 0) end
+  return rows
+end
+
+-- Upserts reviews for the URL row; returns how many were new.
+local function save_reviews(job, url, reviews)
+  local new = 0
+  for first = 1, #reviews, UPSERT_CHUNK do
+    local chunk = {}
+    for i = first, math.min(first + UPSERT_CHUNK - 1, #reviews) do chunk[#chunk + 1] = reviews[i] end
+    local rows = db([[
+      INSERT INTO public.competitor_amazon_reviews AS t
+        (competitor_amazon_url_id, competitor_id, brand_id, competitor_product_id, review_id, asin,
+         rating, title, body, author, review_date, verified_purchase, helpful_votes, job_id)
+      SELECT $1, $2, $3, $4, x.review_id, $5, x.rating, x.title, x.body, x.author, x.review_date,
+             x.verified_purchase, x.helpful_votes, $6
+      FROM jsonb_to_recordset($7::jsonb) AS x(review_id text, rating smallint, title text, body text,
+        author text, review_date date, verified_purchase boolean, helpful_votes integer)
+      ON CONFLICT (competitor_amazon_url_id, review_id) DO UPDATE SET
+        rating = excluded.rating, title = excluded.title, body = excluded.body,
+        author = excluded.author, review_date = excluded.review_date,
+        verified_purchase = excluded.verified_purchase, helpful_votes = excluded.helpful_votes,
+        job_id = excluded.job_id, scraped_at = now()
+      RETURNING (xmax = 0) AS inserted]],
+      url.id, url.competitor_id, url.brand_id, orNull(url.competitor_product_id), url.asin,
+      orNull(job.id), sluice.json.encode(chunk))
+    for _, r in ipairs(rows) do if r.inserted then new = new + 1 end end
+  end
+  return new
+end
+
+-- last_scraped_at, total_reviews_scraped (reviews stored for the URL) and
+-- scrape_cost_estimate (this scrape's raw results × $0.75 / 1,000).
+local function update_url(url, cost)
+  local rows = db([[
+    UPDATE public.competitor_amazon_urls u SET last_scraped_at = now(),
+      total_reviews_scraped = (SELECT count(*) FROM public.competitor_amazon_reviews r
+                               WHERE r.competitor_amazon_url_id = u.id),
+      scrape_cost_estimate = $2
+    WHERE u.id = $1 RETURNING total_reviews_scraped]], url.id, cost)
+  return rows[1] and rows[1].total_reviews_scraped or 0
+end
+
+---------------------------------------------------------------- the pipeline
+
+local function names_of(list)
+  local out = {}
+  for i, c in ipairs(list) do out[i] = c.name end
+  return out
+end
+
+function M.run(job)
+  local p = job.params
+  local _, aerr = apify.config()
+  if aerr then error(sluice.permanent(aerr), 0) end
+
+  local rows = db([[
+    SELECT u.id, u.competitor_id, u.brand_id, u.competitor_product_id, u.amazon_url, u.asin,
+           u.domain_code, c.name AS competitor
+    FROM public.competitor_amazon_urls u JOIN public.competitors c ON c.id = u.competitor_id
+    WHERE u.id = $1]], p.competitor_amazon_url_id)
+  local url = rows[1]
+  if not url then
+    error(sluice.permanent(("competitor_amazon_url_id %s: no such row in competitor_amazon_urls "
+      .. "(add the URL with `sluice competitors add-amazon-url COMPETITOR URL`)"):format(p.competitor_amazon_url_id)), 0)
+  end
+  if job.brand_id and job.brand_id ~= url.brand_id then
+    error(sluice.permanent(("competitor_amazon_url_id %s belongs to another brand than this job's")
+      :format(url.id)), 0)
+  end
+  if p.asin ~= "Unknown" and p.asin ~= url.asin then
+    job.log("note: the asin parameter (%s) differs from the URL row's ASIN; scraping %s", p.asin, url.asin)
+  end
+
+  local configs = M.configs(url.asin, url.domain_code, p.include_keywords, p.include_helpful)
+  local by_name = {}
+  for _, c in ipairs(configs) do by_name[c.name] = c end
+  job.log("%s: ASIN %s on amazon.%s, %d configurations", url.competitor, url.asin, url.domain_code, #configs)
+
+  local st = job.checkpoint("amazon")
+  if type(st) ~= "table" then st = {} end
+  st.done = type(st.done) == "table" and st.done or {}
+  st.rounds, st.raw, st.reviews, st.new = st.rounds or 0, st.raw or 0, st.reviews or 0, st.new or 0
+
+  local pending = {}
+  for _, c in ipairs(configs) do
+    if not st.done[c.name] then pending[#pending + 1] = c end
+  end
+  local failed_names = {}
+  if #pending < #configs then
+    job.log("%d of %d configurations were fetched and stored by earlier attempts", #configs - #pending, #configs)
+  end
+
+  if #pending > 0 then
+    -- the round in progress (its run may be running or done but unprocessed), or a new one
+    local round = st.current
+    if type(round) ~= "table" or type(round.names) ~= "table" then
+      st.rounds = st.rounds + 1
+      round = { n = st.rounds, names = names_of(pending) }
+      st.current = round
+      job.checkpoint("amazon", st)
+    end
+    local round_configs, inputs = {}, {}
+    for _, name in ipairs(round.names) do
+      local c = by_name[name]
+      if c then round_configs[#round_configs + 1] = c; inputs[#inputs + 1] = c.input end
+    end
+    local items, run = apify.run_actor(job, ("amazon_run_%d"):format(round.n), M.ACTOR, { input = inputs },
+                                       { timeout = M.ACTOR_TIMEOUT, memory = M.ACTOR_MEMORY })
+    local reviews, failed, dropped = M.parse_items(items, round_configs, run.statusMessage)
+    local new = save_reviews(job, url, reviews)
+    local nfailed = 0
+    for _, c in ipairs(round_configs) do
+      if failed[c.name] then
+        nfailed = nfailed + 1
+        failed_names[#failed_names + 1] = c.name
+      else
+        st.done[c.name] = true
+      end
+    end
+    st.raw = st.raw + #items
+    st.reviews = st.reviews + #reviews
+    st.new = st.new + new
+    st.current = nil
+    job.checkpoint("amazon", st)
+    job.log("run %s: %d raw results, %d unique reviews (%d new), %d items without a review id, "
+            .. "%d of %d configurations failed", run.id, #items, #reviews, new, dropped, nfailed, #round_configs)
+  end
+
+  local cost = st.raw * M.PRICE_PER_1K / 1000
+  local total = update_url(url, cost)
+  job.log("%s now has %d reviews stored; this scrape: %d raw results, est. $%.4f", url.asin, total, st.raw, cost)
+
+  if #failed_names > 0 then
+    error(("%d of %d configurations failed (%s); the reviews of the others are stored and the retry "
+      .. "fetches only these"):format(#failed_names, #configs, table.concat(failed_names, ", ")), 0)
+  end
+  return {
+    status = "success", competitor_amazon_url_id = url.id, competitor = url.competitor, asin = url.asin,
+    domain_code = url.domain_code, configurations = #configs, actor_runs = st.rounds,
+    raw_results = st.raw, reviews = st.reviews, reviews_new = st.new, reviews_total = total,
+    scrape_cost_estimate = cost, records = st.reviews,
+  }
+end
+
+return M

@@ -1,0 +1,231 @@
+-- llm.lua — the client for an OpenAI-compatible chat-completions endpoint
+-- (require("sluice.llm")): one call, JSON replies parsed and validated, batches,
+-- token usage and a cost estimate.
+--
+--   local llm = require("sluice.llm")
+--   local value, info = llm.chat_json({
+--     { role = "system", content = "… Reply with JSON …" },
+--     { role = "user", content = "…" },
+--   }, { validate = function(v) … return v | nil, "why" end })
+--   -- value: the decoded (and validated) JSON; info.usage, info.attempts
+--
+-- Configuration from the environment (sluice.env): LLM_BASE_URL (default
+-- https://api.openai.com/v1), LLM_API_KEY (required), LLM_MODEL (default
+-- gpt-4o-mini), LLM_CONCURRENCY (requests in flight per process for the
+-- endpoint's host unless a limit for it is configured; default 4),
+-- LLM_PRICE_INPUT_PER_1M / LLM_PRICE_OUTPUT_PER_1M (USD per million tokens for
+-- cost estimates; default 0.15 / 0.60).
+--
+-- Failures come back as nil, message, kind. kind is one of
+--   "config"    a variable is missing            (permanent)
+--   "auth"      401/403: the key was refused     (permanent)
+--   "quota"     429 insufficient_quota           (permanent)
+--   "request"   another 4xx: the request is wrong (permanent)
+--   "http"      429/5xx still failing after the retries
+--   "transport" no answer (connection, timeout)
+--   "parse"     the model's reply was not the JSON asked for, every attempt
+-- M.permanent(kind) tells which kinds retrying the job cannot fix.
+
+local M = {}
+
+local DEFAULT_BASE = "https://api.openai.com/v1"
+local DEFAULT_MODEL = "gpt-4o-mini"
+local PERMANENT = { config = true, auth = true, quota = true, request = true }
+
+function M.permanent(kind) return PERMANENT[kind] == true end
+
+local function is_str(v) return type(v) == "string" and v ~= "" end
+
+-- { base, key, model, concurrency, price_in, price_out } | nil, message, "config"
+function M.config()
+  local key = sluice.env("LLM_API_KEY")
+  if not key then
+    return nil, "LLM_API_KEY is not set: export the API key of your OpenAI-compatible endpoint "
+      .. "(and LLM_BASE_URL if it is not api.openai.com) in the environment of the sluice process", "config"
+  end
+  local base = (sluice.env("LLM_BASE_URL") or DEFAULT_BASE):gsub("/+$", "")
+  local conc = math.tointeger(tonumber(sluice.env("LLM_CONCURRENCY") or "")) or 4
+  if conc < 1 then conc = 1 end
+  return {
+    base = base, key = key, model = sluice.env("LLM_MODEL") or DEFAULT_MODEL, concurrency = conc,
+    price_in = tonumber(sluice.env("LLM_PRICE_INPUT_PER_1M") or "") or 0.15,
+    price_out = tonumber(sluice.env("LLM_PRICE_OUTPUT_PER_1M") or "") or 0.60,
+  }
+end
+
+-- The endpoint's host (with :port when the URL has one): the per-host limiter's name.
+local function host_of(url)
+  local hostport = url:match("^%a[%w+.-]*://([^/?#]+)") or ""
+  return (hostport:gsub("^.*@", "")):lower()
+end
+
+-- Declares a concurrency limit for the endpoint's host, unless one exists
+-- (configured by the operator, or declared earlier).
+local declared = {}
+local function ensure_limit(cfg)
+  local host = host_of(cfg.base)
+  if host == "" or declared[host] then return end
+  declared[host] = true
+  local bare = host:gsub(":%d+$", "")
+  if sluice.http.limit(host) or (bare ~= host and sluice.http.limit(bare)) then return end
+  sluice.http.limit(host, { concurrency = cfg.concurrency })
+end
+
+---------------------------------------------------------------- JSON replies
+
+-- parse_json(text) → value | nil, message
+-- Accepts the JSON alone, inside ``` fences (```json … ```), or after/before a
+-- little prose (the outermost {…} or […] is tried).
+function M.parse_json(text)
+  if type(text) ~= "string" then return nil, "the reply has no text content" end
+  local s = text:match("^%s*(.-)%s*$")
+  local fenced = s:match("^```[%w_-]*%s*\n(.-)\n?%s*```$") or s:match("```[%w_-]*%s*\n(.-)\n?%s*```")
+  if fenced then s = fenced:match("^%s*(.-)%s*$") end
+  local ok, v = pcall(sluice.json.decode, s)
+  if ok then return v end
+  local first = s:find("[%[{]")
+  if first then
+    local close = s:sub(first, first) == "{" and "}" or "]"
+    local last
+    for i = #s, first, -1 do
+      if s:sub(i, i) == close then last = i break end
+    end
+    if last then
+      local ok2, v2 = pcall(sluice.json.decode, s:sub(first, last))
+      if ok2 then return v2 end
+    end
+  end
+  local preview = s:sub(1, 80):gsub("%s+", " ")
+  return nil, ("the reply is not valid JSON (%q%s)"):format(preview, #s > 80 and "…" or "")
+end
+
+---------------------------------------------------------------- one call
+
+local function error_info(res)
+  local body = res:json()
+  local e = type(body) == "table" and body.error
+  if type(e) == "table" then
+    return is_str(e.message) and e.message or "no message", is_str(e.code) and e.code or
+      (is_str(e.type) and e.type or nil)
+  end
+  return (res.body or ""):sub(1, 200), nil
+end
+
+-- 429 (except insufficient_quota) and 5xx are retried, honouring Retry-After.
+local function retry_on(res, err)
+  if res == nil then return err ~= nil end
+  if res.status == 429 then
+    return not tostring(res.body or ""):find("insufficient_quota", 1, true)
+  end
+  return res.status >= 500 and res.status <= 599
+end
+
+-- chat(messages, opts) → { content, usage, finish_reason, model } | nil, message, kind
+-- opts: model, temperature (default 0), max_tokens, json (true: response_format
+-- json_object), schema ({name, schema}: response_format json_schema, strict),
+-- timeout (default 120 s), attempts (HTTP attempts, default 6), config.
+function M.chat(messages, opts)
+  opts = opts or {}
+  if type(messages) ~= "table" or #messages == 0 then
+    error("llm.chat: messages must be a non-empty list of {role, content}", 2)
+  end
+  local cfg, cerr, ckind = opts.config, nil, nil
+  if not cfg then cfg, cerr, ckind = M.config() end
+  if not cfg then return nil, cerr, ckind end
+  ensure_limit(cfg)
+  local req = {
+    model = opts.model or cfg.model, messages = messages,
+    temperature = opts.temperature or 0,
+  }
+  if opts.max_tokens then req.max_tokens = opts.max_tokens end
+  if opts.schema then
+    req.response_format = { type = "json_schema", json_schema = {
+      name = opts.schema.name or "reply", schema = opts.schema.schema, strict = true } }
+  elseif opts.json then
+    req.response_format = { type = "json_object" }
+  end
+  local res, err = sluice.retry(function()
+    return sluice.http.request({
+      method = "POST", url = cfg.base .. "/chat/completions", json = req,
+      headers = { Authorization = "Bearer " .. cfg.key }, timeout = opts.timeout or 120,
+    })
+  end, { attempts = opts.attempts or 6, base = 1, max = 30, retry_on = retry_on })
+  if not res then return nil, "llm: no answer from " .. host_of(cfg.base) .. ": " .. tostring(err), "transport" end
+  if res.status ~= 200 then
+    local msg, code = error_info(res)
+    local kind = "http"
+    if res.status == 401 or res.status == 403 then kind = "auth"
+    elseif res.status == 429 and code == "insufficient_quota" then kind = "quota"
+    elseif res.status >= 400 and res.status < 500 and res.status ~= 429 and res.status ~= 408 then kind = "request" end
+    local hint = kind == "auth" and " (check LLM_API_KEY)" or ""
+    return nil, ("llm: HTTP %d%s: %s%s"):format(res.status, code and (" " .. code) or "", msg, hint), kind
+  end
+  local body, jerr = res:json()
+  if type(body) ~= "table" then return nil, "llm: the answer is not JSON: " .. tostring(jerr), "http" end
+  local choice = type(body.choices) == "table" and body.choices[1]
+  local message = type(choice) == "table" and choice.message
+  local content = type(message) == "table" and message.content
+  if type(content) ~= "string" then return nil, "llm: the answer has no choices[1].message.content", "parse" end
+  local usage = type(body.usage) == "table" and body.usage or {}
+  return {
+    content = content, finish_reason = choice.finish_reason, model = body.model,
+    usage = {
+      prompt_tokens = tonumber(usage.prompt_tokens) or 0,
+      completion_tokens = tonumber(usage.completion_tokens) or 0,
+    },
+  }
+end
+
+-- chat_json(messages, opts) → value, info | nil, message, kind
+-- Asks for JSON (opts.json defaults to true), parses the reply (fences
+-- tolerated) and runs opts.validate(value) → value' | nil, why. A reply that
+-- does not parse or validate is asked again, up to opts.parse_attempts (default
+-- 3) times; then nil, message, "parse". info = { usage = {prompt_tokens,
+-- completion_tokens}, attempts = n, content = the last reply }.
+function M.chat_json(messages, opts)
+  opts = opts or {}
+  local o = {}
+  for k, v in pairs(opts) do o[k] = v end
+  if o.json == nil then o.json = true end
+  local tries = opts.parse_attempts or 3
+  local usage = { prompt_tokens = 0, completion_tokens = 0 }
+  local last_err, last_content
+  for attempt = 1, tries do
+    local r, err, kind = M.chat(messages, o)
+    if not r then return nil, err, kind end
+    usage.prompt_tokens = usage.prompt_tokens + r.usage.prompt_tokens
+    usage.completion_tokens = usage.completion_tokens + r.usage.completion_tokens
+    last_content = r.content
+    local v, perr = M.parse_json(r.content)
+    if v ~= nil and opts.validate then v, perr = opts.validate(v) end
+    if v ~= nil then
+      return v, { usage = usage, attempts = attempt, content = r.content }
+    end
+    last_err = perr or "the reply was not what was asked for"
+    if r.finish_reason == "length" then last_err = last_err .. " (the reply was cut at max_tokens)" end
+    if attempt < tries then sluice.log(("llm: reply %d/%d unusable (%s); asking again"):format(attempt, tries, last_err)) end
+  end
+  return nil, ("llm: no usable JSON after %d replies: %s"):format(tries, last_err or "?"), "parse",
+    { usage = usage, attempts = tries, content = last_content }
+end
+
+---------------------------------------------------------------- helpers
+
+-- batches({a, b, c, d, e}, 2) → {{a, b}, {c, d}, {e}}
+function M.batches(list, size)
+  local out = {}
+  for i = 1, #list, size do
+    local b = {}
+    for j = i, math.min(i + size - 1, #list) do b[#b + 1] = list[j] end
+    out[#out + 1] = b
+  end
+  return out
+end
+
+-- cost(usage, cfg) → estimated USD for token counts {prompt_tokens, completion_tokens}.
+function M.cost(usage, cfg)
+  cfg = cfg or M.config() or { price_in = 0.15, price_out = 0.60 }
+  return (usage.prompt_tokens or 0) * cfg.price_in / 1e6 + (usage.completion_tokens or 0) * cfg.price_out / 1e6
+end
+
+return M

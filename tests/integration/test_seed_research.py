@@ -1,0 +1,701 @@
+#!/usr/bin/env python3
+"""The research job types of the seed — reddit_scrape and amazon_review_scrape —
+with their service clients (lua/sluice/apify.lua, llm.lua), domain tables
+(schema/010_research.sql) and the competitors CLI, against the loopback services
+fixture (tests/fixtures/services.py: Apify, the LLM) and a real Postgres.
+
+Expected numbers are computed from the fixture's own generators and scoring
+function (svc_actors.reddit_items, svc_llm.llm_score, svc_llm.extract_quotes,
+svc_actors.amazon_items), never copied from a run. Only 127.0.0.1 is contacted;
+every wait is bounded.
+"""
+
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+sys.path.insert(0, harness.FIXTURES)
+import svc_actors  # noqa: E402
+import svc_llm  # noqa: E402
+from fixture_client import Fixture  # noqa: E402
+
+SEED = 7
+HANDLERS = os.path.join(harness.SOURCE, "handlers")
+REDDIT_ACTOR = "fatihtahta~reddit-scraper-search-fast"
+AMAZON_ACTOR = "axesso_data~amazon-reviews-scraper"
+
+REDDIT_DEFAULTS = {
+    "timeframe": "month", "max_posts": 500, "min_upvotes": 20, "min_comments": 5,
+    "relevance_threshold": 0.6, "signal_threshold": 0.5, "top_percentile": 0.2,
+    "auto_sync_to_persona": False,
+}
+AMAZON_DEFAULTS = {"asin": "Unknown", "include_keywords": True, "include_helpful": True}
+KEYWORDS = ["great", "good", "love", "amazing", "excellent", "perfect", "works", "helpful", "happy",
+            "recommend", "bad", "terrible", "awful", "broke", "waste", "refund", "disappointed",
+            "quality", "price", "value", "smell", "taste"]
+
+
+# ---------------------------------------------------------------- expectations
+
+def reddit_expected(params):
+    """What the pipeline must produce for params, from the fixture's generators."""
+    p = dict(REDDIT_DEFAULTS, **params)
+    inp = {"queries": p["search_queries"], "maxPosts": p["max_posts"], "sort": "relevance",
+           "timeframe": p["timeframe"], "includeNsfw": False, "scrapeComments": True, "maxComments": 50}
+    subs = p.get("subreddits") or []
+    if subs:
+        inp["subredditName"] = subs[0]
+        if len(subs) > 1:
+            inp["subredditKeywords"] = subs[1:]
+    items, _ = svc_actors.reddit_items(SEED, inp)
+    posts = [i for i in items if i["kind"] == "post"]
+    comments = [i for i in items if i["kind"] == "comment"]
+
+    def text(post):
+        return post.get("body") or post.get("selftext") or ""
+
+    def score(stage, post):
+        return svc_llm.llm_score(SEED, stage, post["title"], text(post)[:500])
+
+    engaged = [x for x in posts if x["score"] >= p["min_upvotes"] and x["num_comments"] >= p["min_comments"]]
+    rel = {x["id"]: score("relevance", x) for x in engaged}
+    relevant = [x for x in engaged if rel[x["id"]] >= p["relevance_threshold"]]
+    sig = {x["id"]: score("signal", x) for x in relevant}
+    signal_ = [x for x in relevant if sig[x["id"]] >= p["signal_threshold"]]
+    intent = {x["id"]: score("intent", x) for x in signal_}
+    combined = {x["id"]: 0.4 * rel[x["id"]] + 0.3 * sig[x["id"]] + 0.3 * intent[x["id"]] for x in signal_}
+    order = {x["id"]: i for i, x in enumerate(posts)}
+    ranked = sorted(signal_, key=lambda x: (-combined[x["id"]], order[x["id"]]))
+    top = ranked[:max(1, int(len(ranked) * p["top_percentile"]))] if ranked else []
+    quotes = set()
+    for b in range(0, len(top), 5):
+        batch = [{"index": b + j, "title": x["title"], "body": text(x)[:1500]}
+                 for j, x in enumerate(top[b:b + 5])]
+        for cat, lst in svc_llm.extract_quotes(SEED, batch).items():
+            for q in lst:
+                quotes.add((top[q["post_index"]]["id"], cat, q["quote"]))
+    return {
+        "items": len(items), "posts": posts, "comments": len(comments), "engaged": engaged,
+        "relevant": relevant, "signal": signal_, "top": top, "quotes": quotes,
+        "scores": {"relevance": rel, "signal": sig, "intent": intent},
+    }
+
+
+def amazon_configs(asin, domain, keywords=True, helpful=True):
+    base = {"asin": asin, "domainCode": domain, "maxPages": 10, "reviewerType": "all_reviews",
+            "mediaType": "all_contents", "formatType": "current_format"}
+    out = [dict(base, sortBy="recent")]
+    out += [dict(base, sortBy="recent", filterByStar=s)
+            for s in ("five_star", "four_star", "three_star", "two_star", "one_star")]
+    if keywords:
+        out += [dict(base, sortBy="recent", filterByKeyword=k) for k in KEYWORDS]
+    if helpful:
+        out += [dict(base, sortBy="helpful"), dict(base, sortBy="helpful", filterByStar="five_star"),
+                dict(base, sortBy="helpful", filterByStar="one_star")]
+    return out
+
+
+def amazon_expected(configs):
+    items, _ = svc_actors.amazon_items(SEED, {"input": configs})
+    ids = {i["reviewId"] for i in items if i.get("reviewId")}
+    return len(items), ids
+
+
+# ---------------------------------------------------------------- the tests
+
+class Research(harness.SluiceTest):
+    handlers = [HANDLERS]
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.svc = Fixture("services.py", "--seed", str(SEED), "--apify-run-seconds", "0.2")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.svc.stop()
+        super().tearDownClass()
+
+    def setUp(self):
+        super().setUp()
+        # the domain tables live in public and outlive the sluice schema the harness
+        # drops: start from an empty public schema too (the next command migrates)
+        harness.pgfixture.psql(self.db, "DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public")
+        self.svc.reset()
+
+    def env(self, extra=None, db=True):
+        env = super().env(db=db)
+        for k in list(env):
+            if k.startswith(("APIFY_", "LLM_", "META_")) or "proxy" in k.lower():
+                del env[k]
+        env.update({
+            "APIFY_BASE_URL": self.svc.url, "APIFY_TOKEN": "test-apify-token",
+            "LLM_BASE_URL": self.svc.url + "/v1", "LLM_API_KEY": "test-llm-key",
+            "LLM_MODEL": "fixture-model",
+        })
+        for k, v in (extra or {}).items():
+            if v is None:
+                env.pop(k, None)
+            else:
+                env[k] = v
+        return env
+
+    # -------------------------------------------------------------- helpers
+
+    def run_fg(self, job_type, params, brand=None, env=None):
+        """`sluice run TYPE --params … --json` → (outcome dict, CompletedProcess)."""
+        args = ["run", job_type, "--json", "--params", json.dumps(params)]
+        if brand:
+            args += ["--brand", brand]
+        proc = self.sluice(*args, env=env, check=False)
+        try:
+            out = json.loads(proc.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise AssertionError(f"sluice run printed no outcome:\n{proc.stdout}{proc.stderr}")
+        return out, proc
+
+    def queue(self, job_type, params, brand=None, *extra):
+        args = ["queue", job_type, "--params", json.dumps(params), *extra]
+        if brand:
+            args += ["--brand", brand]
+        return self.sluice(*args).stdout.strip()
+
+    def job(self, job_id):
+        return self.one(f"SELECT * FROM sluice.scheduled_jobs WHERE id = '{job_id}'")
+
+    def runs_of(self, job_id):
+        return self.sql(f"SELECT * FROM sluice.scheduled_job_runs WHERE scheduled_job_id = '{job_id}' "
+                        f"ORDER BY attempt_number")
+
+    def wait_job(self, job_id, statuses=("completed", "failed"), timeout=90):
+        self.wait_for(lambda: self.job(job_id)["status"] in statuses, timeout,
+                      f"job {job_id} did not reach {statuses}")
+        return self.job(job_id)
+
+    def started(self, actor):
+        return self.svc.stats()["apify_runs_started"].get(actor, 0)
+
+    def competitor_url(self, brand="Acme", asin="B0TESTASIN", domain="com"):
+        self.sluice("brands", "add", brand)
+        comp = self.sluice("competitors", "add", "--brand", brand, f"Rival of {brand}").stdout.strip()
+        host = "www.amazon." + domain
+        return self.sluice("competitors", "add-amazon-url", comp,
+                           f"https://{host}/Some-Product/dp/{asin}/ref=sr_1_1?th=1").stdout.strip()
+
+    # -------------------------------------------------------------- parameters
+
+    def test_parameter_defaults_and_registry(self):
+        # queueing syncs the registry; queued jobs carry the defaults
+        job = self.queue("reddit_scrape", {"search_queries": ["dry skin"]})
+        self.assertEqual(self.job(job)["parameters"], dict(REDDIT_DEFAULTS, search_queries=["dry skin"]))
+        rows = {r["name"]: r for r in self.sql(
+            "SELECT name, label, emoji, brand_rule, default_params, param_schema FROM sluice.job_types "
+            "WHERE name IN ('reddit_scrape', 'amazon_review_scrape')")}
+        self.assertEqual(rows["reddit_scrape"]["default_params"], REDDIT_DEFAULTS)
+        self.assertEqual(rows["reddit_scrape"]["brand_rule"], "optional")
+        self.assertEqual((rows["reddit_scrape"]["label"], rows["reddit_scrape"]["emoji"]), ("Reddit Scrape", "🔍"))
+        self.assertEqual(set(rows["reddit_scrape"]["param_schema"]),
+                         {"search_queries", "subreddits", "timeframe", "max_posts", "min_upvotes",
+                          "min_comments", "relevance_threshold", "signal_threshold", "top_percentile",
+                          "persona_id", "auto_sync_to_persona", "persona_context", "topic_context"})
+        self.assertEqual(rows["amazon_review_scrape"]["default_params"], AMAZON_DEFAULTS)
+        self.assertEqual(rows["amazon_review_scrape"]["brand_rule"], "required")
+        self.assertEqual(set(rows["amazon_review_scrape"]["param_schema"]),
+                         {"competitor_amazon_url_id", "asin", "include_keywords", "include_helpful"})
+        ds = {r["dataset_key"]: r for r in self.sql("SELECT * FROM sluice.datasets")}
+        self.assertEqual(ds["reddit_data"]["max_age_seconds"], 7 * 86400)
+        self.assertEqual(ds["amazon_reviews"]["max_age_seconds"], 7 * 86400)
+
+    def test_reddit_validation_errors(self):
+        cases = [
+            ({}, "search_queries: is required"),
+            ({"search_queries": []}, "search_queries: must have at least 1 item(s), got 0"),
+            ({"search_queries": ["a", 5]}, "search_queries[2]: must be a string"),
+            ({"search_queries": ["a"], "relevance_threshold": 1.5}, "relevance_threshold: must be at most 1"),
+            ({"search_queries": ["a"], "signal_threshold": -0.1}, "signal_threshold: must be at least 0"),
+            ({"search_queries": ["a"], "top_percentile": 0}, "top_percentile: must be greater than 0"),
+            ({"search_queries": ["a"], "top_percentile": 1.01}, "top_percentile: must be at most 1"),
+            ({"search_queries": ["a"], "timeframe": "weekly"}, "timeframe: must be one of hour, day"),
+            ({"search_queries": ["a"], "max_posts": "ten"}, "max_posts: must be an integer"),
+            ({"search_queries": ["a"], "min_upvotes": -1}, "min_upvotes: must be at least 0"),
+            ({"search_queries": ["a"], "persona_id": "abc"}, "persona_id: must be a uuid"),
+            ({"search_queries": ["a"], "auto_sync_to_persona": "yes"}, "auto_sync_to_persona: must be a boolean"),
+            ({"search_queries": ["a"], "max_post": 10}, "unknown parameter 'max_post' — did you mean 'max_posts'?"),
+        ]
+        for params, message in cases:
+            with self.subTest(params=params):
+                proc = self.sluice("queue", "reddit_scrape", "--params", json.dumps(params), check=False)
+                self.assertNotEqual(proc.returncode, 0)
+                self.assertIn(message, proc.stderr)
+        # the boundaries themselves are accepted: thresholds 0 and 1, percentile 1
+        self.queue("reddit_scrape", {"search_queries": ["a"], "relevance_threshold": 0,
+                                     "signal_threshold": 1, "top_percentile": 1})
+        self.assertEqual(self.count("sluice.scheduled_jobs"), 1)
+
+    def test_amazon_validation_errors(self):
+        self.sluice("brands", "add", "Acme")
+        cases = [
+            ({}, "competitor_amazon_url_id: is required"),
+            ({"competitor_amazon_url_id": "not-a-uuid"}, "competitor_amazon_url_id: must be a uuid"),
+            ({"competitor_amazon_url_id": str(uuid.uuid4()), "include_keywords": "yes"},
+             "include_keywords: must be a boolean"),
+            ({"competitor_amazon_url_id": str(uuid.uuid4()), "include_helpful": 1},
+             "include_helpful: must be a boolean"),
+        ]
+        for params, message in cases:
+            with self.subTest(params=params):
+                proc = self.sluice("queue", "amazon_review_scrape", "--brand", "Acme",
+                                   "--params", json.dumps(params), check=False)
+                self.assertNotEqual(proc.returncode, 0)
+                self.assertIn(message, proc.stderr)
+        proc = self.sluice("queue", "amazon_review_scrape", "--params",
+                           json.dumps({"competitor_amazon_url_id": str(uuid.uuid4())}), check=False)
+        self.assertNotEqual(proc.returncode, 0)
+        self.assertIn("needs a brand", proc.stderr)
+        self.assertEqual(self.count("sluice.scheduled_jobs"), 0)
+
+    # -------------------------------------------------------------- reddit
+
+    def test_reddit_pipeline_stage_arithmetic_without_brand(self):
+        params = {"search_queries": ["standing desk", "back pain"], "max_posts": 150,
+                  "relevance_threshold": 0.5, "signal_threshold": 0.4, "top_percentile": 0.3,
+                  "persona_context": "remote workers", "topic_context": "ergonomics"}
+        exp = reddit_expected(params)
+        self.assertGreaterEqual(len(exp["top"]), 2, "the chosen parameters should keep a few posts")
+        out, proc = self.run_fg("reddit_scrape", params)  # no brand: the seed's legacy direct mode
+        self.assertEqual(out["status"], "completed", proc.stderr)
+        res = out["result"]
+        self.assertEqual(res["posts_scraped"], len(exp["posts"]))
+        self.assertEqual(res["comments_scraped"], exp["comments"])
+        self.assertEqual(res["posts_after_engagement"], len(exp["engaged"]))
+        self.assertEqual(res["posts_after_relevance"], len(exp["relevant"]))
+        self.assertEqual(res["posts_after_signal"], len(exp["signal"]))
+        self.assertEqual(res["posts_top_selected"], len(exp["top"]))
+        self.assertEqual(res["quotes_extracted"], len(exp["quotes"]))
+        self.assertEqual(res["llm_parse_errors"], 0)
+        self.assertAlmostEqual(res["apify_cost_estimate"], exp["items"] * 1.5 / 1000, places=6)
+
+        run = self.one("SELECT * FROM public.reddit_scrape_runs")
+        self.assertEqual(run["status"], "completed")
+        self.assertIsNone(run["brand_id"])
+        self.assertEqual(run["search_queries"], params["search_queries"])
+        for col, key in (("posts_scraped", "posts"), ("posts_after_engagement", "engaged"),
+                         ("posts_after_relevance", "relevant"), ("posts_after_signal", "signal"),
+                         ("posts_top_selected", "top")):
+            self.assertEqual(run[col], len(exp[key]), col)
+        self.assertEqual(run["quotes_extracted"], len(exp["quotes"]))
+        self.assertIsNotNone(run["completed_at"])
+
+        # each stage's count is in the run's log
+        logs = self.one("SELECT logs FROM sluice.scheduled_job_runs")["logs"]
+        self.assertIn(f"engagement filter (score >= 20 and comments >= 5): {len(exp['engaged'])} of "
+                      f"{len(exp['posts'])} posts kept", logs)
+        self.assertIn(f"relevance (>= 0.5): {len(exp['relevant'])} of {len(exp['engaged'])} posts kept", logs)
+        self.assertIn(f"signal (>= 0.4): {len(exp['signal'])} of {len(exp['relevant'])} posts kept", logs)
+        self.assertIn(f"top 30%: {len(exp['top'])} of {len(exp['signal'])} posts selected", logs)
+
+        # posts: the engaged ones, with the fixture's scores; the top ones selected
+        posts = {r["reddit_id"]: r for r in self.sql("SELECT * FROM public.reddit_posts")}
+        self.assertEqual(set(posts), {x["id"] for x in exp["engaged"]})
+        for stage in ("relevance", "signal", "intent"):
+            for pid, s in exp["scores"][stage].items():
+                self.assertAlmostEqual(posts[pid][stage + "_score"], s, places=9, msg=f"{stage} {pid}")
+        self.assertEqual({k for k, r in posts.items() if r["selected"]}, {x["id"] for x in exp["top"]})
+        self.assertTrue(all(r["created_utc"] for r in posts.values()), "every created_utc format parses")
+
+        # quotes: exactly the fixture's extraction of the selected posts
+        rows = self.sql("SELECT p.reddit_id, q.sentiment_category, q.quote_text, q.confidence_score, "
+                        "q.source_type FROM public.reddit_sentiment_quotes q "
+                        "JOIN public.reddit_posts p ON p.id = q.post_id")
+        self.assertEqual({(r["reddit_id"], r["sentiment_category"], r["quote_text"]) for r in rows},
+                         exp["quotes"])
+        self.assertTrue(all(0 <= r["confidence_score"] <= 1 and r["source_type"] for r in rows))
+
+        # freshness of the platform-level (no brand) reddit_data row
+        ds = self.one("SELECT * FROM sluice.dataset_status WHERE dataset_key = 'reddit_data'")
+        self.assertIsNone(ds["brand_id"])
+        self.assertEqual(ds["last_status"], "completed")
+
+        # the LLM saw the persona and topic and the marked stages, in JSON mode
+        calls = self.svc.log("/v1/chat/completions")
+        self.assertTrue(calls)
+        body = json.loads(calls[0]["body"]) if calls[0]["body_len"] <= 4096 else None
+        if body:
+            self.assertEqual(body["response_format"], {"type": "json_object"})
+            self.assertIn("remote workers", json.dumps(body["messages"]))
+        self.assertTrue(all(c["headers"].get("authorization") == "Bearer test-llm-key" for c in calls))
+        stats = self.svc.stats()
+        self.assertEqual(stats["apify_runs_started"], {REDDIT_ACTOR: 1})
+        self.assertEqual(stats["llm_calls"]["extract"], (len(exp["top"]) + 4) // 5)
+        self.assertEqual(stats["llm_calls"]["relevance"], (len(exp["engaged"]) + 9) // 10)
+        # the Apify token travelled in the Authorization header only
+        for entry in self.svc.log("/v2/"):
+            self.assertEqual(entry["headers"].get("authorization"), "Bearer test-apify-token")
+            self.assertNotIn("token", entry["query"])
+
+    def test_reddit_rerun_is_idempotent_and_persona_sync_has_no_duplicates(self):
+        self.sluice("brands", "add", "Acme")
+        persona = self.scalar("SELECT sluice.add_persona('Acme', 'Night-shift nurses', 'tired, on their feet')")
+        params = {"search_queries": ["sleep"], "subreddits": ["sleep", "Parenting"], "max_posts": 120,
+                  "relevance_threshold": 0.4, "signal_threshold": 0.3, "top_percentile": 0.5,
+                  "persona_id": persona, "auto_sync_to_persona": True}
+        exp = reddit_expected(params)
+        self.assertGreater(len(exp["quotes"]), 3)
+        first = self.queue("reddit_scrape", params, "Acme")
+        with self.serve("--poll", "0.2"):
+            self.assertEqual(self.wait_job(first)["status"], "completed")
+            posts1 = self.count("public.reddit_posts")
+            quotes1 = self.count("public.reddit_sentiment_quotes")
+            persona1 = self.one(f"SELECT * FROM public.personas_4d WHERE id = '{persona}'")
+            second = self.queue("reddit_scrape", params, "Acme")
+            self.assertEqual(self.wait_job(second)["status"], "completed")
+        self.assertEqual(posts1, len(exp["engaged"]))
+        self.assertEqual(quotes1, len(exp["quotes"]))
+        # a second run of the same research adds no posts, quotes or persona entries
+        self.assertEqual(self.count("public.reddit_posts"), posts1)
+        self.assertEqual(self.count("public.reddit_sentiment_quotes"), quotes1)
+        persona2 = self.one(f"SELECT * FROM public.personas_4d WHERE id = '{persona}'")
+        fields = ("pain_points", "outcomes_jtbd", "buying_objections", "failed_solutions",
+                  "desired_features", "familiar_promises")
+        for f in fields:
+            self.assertEqual(persona2[f], persona1[f], f)
+
+        # the persona holds each distinct quote once, in its category's field
+        def texts(cat):
+            return {q for (_, c, q) in exp["quotes"] if c == cat}
+        for cat, field in (("PAIN_POINT", "pain_points"), ("DESIRED_OUTCOME", "outcomes_jtbd"),
+                           ("BUYING_OBJECTION", "buying_objections")):
+            values = [q for sub in ("emotional", "social", "functional") for q in persona2[field][sub]]
+            self.assertEqual(sorted(values), sorted(texts(cat)), field)
+        for cat, field in (("FAILED_SOLUTION", "failed_solutions"), ("DESIRED_FEATURE", "desired_features"),
+                           ("FAMILIAR_SOLUTION", "familiar_promises")):
+            self.assertEqual(sorted(persona2[field]), sorted(texts(cat)), field)
+        total = sum(len(texts(c)) for c in svc_llm.CATEGORIES)
+        runs = self.sql("SELECT quotes_synced, brand_id, persona_id FROM public.reddit_scrape_runs "
+                        "ORDER BY created_at")
+        self.assertEqual([r["quotes_synced"] for r in runs], [total, 0])
+        self.assertTrue(all(r["persona_id"] == persona and r["brand_id"] for r in runs))
+        self.assertEqual(self.count("public.reddit_sentiment_quotes", "NOT synced_to_persona"), 0)
+        # the second job resumed nothing: it bought its own scrape
+        self.assertEqual(self.started(REDDIT_ACTOR), 2)
+        ds = self.one("SELECT d.last_status FROM sluice.dataset_status d JOIN sluice.brands b "
+                      "ON b.id = d.brand_id WHERE b.name = 'Acme' AND d.dataset_key = 'reddit_data'")
+        self.assertEqual(ds["last_status"], "completed")
+
+    def test_reddit_unparseable_reply_scores_zero_and_short_reply_pads(self):
+        params = {"search_queries": ["standing desk"], "max_posts": 100, "relevance_threshold": 0.3}
+        exp = reddit_expected(params)
+        first_batch = [x["id"] for x in exp["engaged"][:10]]
+        self.assertEqual(len(first_batch), 10)
+        env = self.env({"LLM_CONCURRENCY": "1"})  # batches in order: the switches hit the first one
+        # the first relevance batch: 3 unparseable replies (all its attempts)
+        self.svc.control({"llm_malformed": 3})
+        out, proc = self.run_fg("reddit_scrape", params, env=env)
+        self.assertEqual(out["status"], "completed", proc.stderr)
+        self.assertEqual(out["result"]["llm_parse_errors"], 1)
+        rows = {r["reddit_id"]: r for r in self.sql("SELECT reddit_id, relevance_score, relevance_reasoning "
+                                                    "FROM public.reddit_posts")}
+        for pid in first_batch:
+            self.assertEqual((rows[pid]["relevance_score"], rows[pid]["relevance_reasoning"]), (0, "Parse error"))
+        kept = [x for x in exp["relevant"] if x["id"] not in first_batch]
+        self.assertEqual(out["result"]["posts_after_relevance"], len(kept))
+        logs = self.sql("SELECT logs FROM sluice.scheduled_job_runs")[0]["logs"]
+        self.assertIn("asking again", logs)
+        self.assertIn("could not be parsed", logs)
+
+        # one malformed reply is asked again and changes nothing
+        self.svc.reset()
+        self.svc.control({"llm_malformed": 1})
+        out, proc = self.run_fg("reddit_scrape", params, env=env)
+        self.assertEqual(out["status"], "completed", proc.stderr)
+        self.assertEqual(out["result"]["posts_after_relevance"], len(exp["relevant"]))
+        self.assertEqual(out["result"]["llm_parse_errors"], 0)
+
+        # a reply one element short: the last post of that batch scores 0
+        self.svc.reset()
+        self.svc.control({"llm_short": 1})
+        out, proc = self.run_fg("reddit_scrape", params, env=env)
+        self.assertEqual(out["status"], "completed", proc.stderr)
+        last = self.one(f"SELECT relevance_score, relevance_reasoning FROM public.reddit_posts "
+                        f"WHERE reddit_id = '{first_batch[-1]}'")
+        self.assertEqual((last["relevance_score"], last["relevance_reasoning"]), (0, "Missing score"))
+
+        # every reply unparseable: the run fails with a clear error instead of "no relevant posts"
+        self.svc.reset()
+        self.svc.control({"llm_malformed": 1000})
+        out, proc = self.run_fg("reddit_scrape", params, env=env)
+        self.assertEqual(out["status"], "failed")
+        self.assertIn("none of the", out["error"])
+        self.assertIn("relevance replies could be parsed", out["error"])
+        self.assertEqual(self.one("SELECT status FROM public.reddit_scrape_runs ORDER BY created_at DESC "
+                                  "LIMIT 1")["status"], "failed")
+
+    def test_llm_429_storm_honours_retry_after(self):
+        params = {"search_queries": ["standing desk"], "max_posts": 100, "relevance_threshold": 0.3}
+        exp = reddit_expected(params)
+        self.svc.control({"status_429": [
+            {"path_prefix": "/v1/chat/completions", "count": 6, "retry_after": 1},
+            {"path_prefix": "/v2/actor-runs", "count": 2},
+        ]})
+        out, proc = self.run_fg("reddit_scrape", params)
+        self.assertEqual(out["status"], "completed", proc.stderr)
+        self.assertEqual(out["result"]["posts_after_relevance"], len(exp["relevant"]))
+        self.assertEqual(out["result"]["posts_top_selected"], len(exp["top"]))
+        calls = self.svc.log("/v1/chat/completions")
+        limited = [c for c in calls if c["status"] == 429]
+        self.assertEqual(len(limited), 6)
+        for c in limited:  # the same request again, no sooner than Retry-After
+            again = [d for d in calls if d["body"] == c["body"] and d["t"] > c["t"]]
+            self.assertTrue(again, "a rate-limited request was not retried")
+            self.assertGreaterEqual(again[0]["t"] - c["t_end"], 0.95)
+        self.assertEqual(len([c for c in self.svc.log("/v2/actor-runs") if c["status"] == 429]), 2)
+        self.assertEqual(self.started(REDDIT_ACTOR), 1)
+
+    def test_missing_credentials_fail_at_once_without_retries(self):
+        for missing, var in (("APIFY_TOKEN", "APIFY_TOKEN"), ("LLM_API_KEY", "LLM_API_KEY")):
+            with self.subTest(missing=missing):
+                self.svc.reset()
+                env = self.env({missing: None})
+                t0 = time.monotonic()
+                out, proc = self.run_fg("reddit_scrape", {"search_queries": ["x"]}, env=env)
+                self.assertEqual(out["status"], "failed")
+                self.assertIn(f"{var} is not set", out["error"])
+                self.assertLess(time.monotonic() - t0, 20)
+                self.assertEqual(self.svc.stats()["requests"], 0, "nothing may be bought without both keys")
+        # queued: one attempt, no retry
+        job = self.queue("reddit_scrape", {"search_queries": ["x"]})
+        with self.serve("--poll", "0.2", env=self.env({"APIFY_TOKEN": None})):
+            self.assertEqual(self.wait_job(job)["status"], "failed")
+        self.assertEqual(len(self.runs_of(job)), 1)
+        self.assertIn("APIFY_TOKEN is not set", self.job(job)["last_error"])
+        # the amazon job too
+        url = self.competitor_url()
+        out, _ = self.run_fg("amazon_review_scrape", {"competitor_amazon_url_id": url},
+                             env=self.env({"APIFY_TOKEN": None}))
+        self.assertEqual(out["status"], "failed")
+        self.assertIn("APIFY_TOKEN is not set", out["error"])
+        # a refused token is permanent too
+        out, _ = self.run_fg("amazon_review_scrape", {"competitor_amazon_url_id": url},
+                             env=self.env({"APIFY_TOKEN": "bad-token"}))
+        self.assertEqual(out["status"], "failed")
+        self.assertIn("APIFY_TOKEN was refused", out["error"])
+
+    def test_actor_failed_is_a_clear_error_and_a_new_run_on_retry(self):
+        self.svc.control({"apify_fail_actor": REDDIT_ACTOR})
+        job = self.queue("reddit_scrape", {"search_queries": ["x"]}, None, "--max-retries", "1")
+        with self.serve("--poll", "0.2"):
+            self.wait_for(lambda: len(self.runs_of(job)) == 1 and self.runs_of(job)[0]["status"] == "failed",
+                          60, "first attempt did not fail")
+            self.scalar(f"UPDATE sluice.scheduled_jobs SET next_run_at = now() WHERE id = '{job}'; "
+                        f"SELECT pg_notify('sluice_jobs', '')")
+            self.assertEqual(self.wait_job(job)["status"], "failed")
+        runs = self.runs_of(job)
+        self.assertEqual([r["status"] for r in runs], ["failed", "failed"])
+        self.assertIn("ended FAILED: The Actor process was terminated", runs[0]["error_message"])
+        # a FAILED run is not polled again: each attempt bought a new one
+        self.assertEqual(self.started(REDDIT_ACTOR), 2)
+        run = self.one("SELECT status, error FROM public.reddit_scrape_runs")
+        self.assertEqual(run["status"], "failed")
+        self.assertIn("scraping: apify:", run["error"])
+
+    def test_actor_aborted_and_timed_out(self):
+        self.svc.control({"apify_abort": {"actor": REDDIT_ACTOR, "count": 1}})
+        out, _ = self.run_fg("reddit_scrape", {"search_queries": ["x"]})
+        self.assertEqual(out["status"], "failed")
+        self.assertIn("was ABORTED: Run was aborted", out["error"])
+        # someone stopped it on purpose: no retry is scheduled
+        self.assertEqual(self.job(out["job_id"])["status"], "failed")
+        self.svc.control({"apify_timeout": REDDIT_ACTOR})
+        out, _ = self.run_fg("reddit_scrape", {"search_queries": ["x"]})
+        self.assertEqual(out["status"], "failed")
+        self.assertIn("ended TIMED-OUT", out["error"])
+        # worth another try: the job is due again (with a new run, the old one is marked failed)
+        job = self.job(out["job_id"])
+        self.assertEqual(job["status"], "active")
+        self.assertTrue(job["checkpoint"]["reddit_scrape"]["failed"])
+
+    def test_env_reads_only_service_variables(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+            f.write('print(sluice.env("APIFY_TOKEN"), sluice.env("LLM_MODEL"), sluice.env("META_NOPE"))\n'
+                    'print(pcall(sluice.env, "HOME"))\n')
+        try:
+            proc = self.sluice("exec", f.name, env=self.env({"META_NOPE": ""}, db=False))
+        finally:
+            os.unlink(f.name)
+        lines = proc.stdout.splitlines()
+        self.assertEqual(lines[0].split("\t"), ["test-apify-token", "fixture-model", "nil"])
+        self.assertIn("false", lines[1])
+        self.assertIn("'HOME' is not readable by handlers", lines[1])
+
+    # -------------------------------------------------------------- amazon
+
+    def test_amazon_scrape_counts_idempotent_rerun_and_history(self):
+        url = self.competitor_url(asin="B0AMZTEST1", domain="co.uk")
+        raw, ids = amazon_expected(amazon_configs("B0AMZTEST1", "co.uk"))
+        other = self.sluice("competitors", "add-amazon-url", "Rival of Acme",
+                            "https://www.amazon.com/gp/product/B0OTHER002").stdout.strip()
+        first = self.queue("amazon_review_scrape", {"competitor_amazon_url_id": url, "asin": "B0AMZTEST1"}, "Acme")
+        with self.serve("--poll", "0.2"):
+            self.assertEqual(self.wait_job(first)["status"], "completed")
+            second = self.queue("amazon_review_scrape", {"competitor_amazon_url_id": url}, "Acme")
+            self.assertEqual(self.wait_job(second)["status"], "completed")
+            third = self.queue("amazon_review_scrape", {"competitor_amazon_url_id": other,
+                                                        "include_keywords": False, "include_helpful": False},
+                               "Acme")
+            self.assertEqual(self.wait_job(third)["status"], "completed")
+        res = self.runs_of(first)[0]["result"]
+        self.assertEqual(res["configurations"], 31)
+        self.assertEqual(res["raw_results"], raw)
+        self.assertEqual(res["reviews"], len(ids))
+        self.assertEqual(res["reviews_new"], len(ids))
+        self.assertEqual(self.runs_of(second)[0]["result"]["reviews_new"], 0)
+        stored = {r["review_id"] for r in self.sql(
+            f"SELECT review_id FROM public.competitor_amazon_reviews WHERE competitor_amazon_url_id = '{url}'")}
+        self.assertEqual(stored, ids)  # deduplicated by review id; items without one dropped
+        row = self.one(f"SELECT * FROM public.competitor_amazon_urls WHERE id = '{url}'")
+        self.assertEqual((row["asin"], row["domain_code"]), ("B0AMZTEST1", "co.uk"))
+        self.assertEqual(row["total_reviews_scraped"], len(ids))
+        self.assertAlmostEqual(float(row["scrape_cost_estimate"]), round(raw * 0.75 / 1000, 4), places=4)
+        self.assertIsNotNone(row["last_scraped_at"])
+        bad = self.count("public.competitor_amazon_reviews", "rating IS NOT NULL AND rating NOT BETWEEN 1 AND 5")
+        self.assertEqual(bad, 0)
+        self.assertGreater(self.count("public.competitor_amazon_reviews", "review_date IS NOT NULL"), 0)
+        # the flags drop rows: 6 configurations
+        raw6, ids6 = amazon_expected(amazon_configs("B0OTHER002", "com", False, False))
+        res3 = self.runs_of(third)[0]["result"]
+        self.assertEqual((res3["configurations"], res3["raw_results"], res3["reviews"]), (6, raw6, len(ids6)))
+        # per-URL history (last 5), as the seed's page showed under each URL row
+        hist = json.loads(self.sluice("runs", "--type", "amazon_review_scrape", "--param",
+                                      f"competitor_amazon_url_id={url}", "--json").stdout)
+        self.assertEqual({h["run_id"] for h in hist},
+                         {self.runs_of(first)[0]["id"], self.runs_of(second)[0]["id"]})
+        ds = self.one("SELECT d.last_status FROM sluice.dataset_status d JOIN sluice.brands b "
+                      "ON b.id = d.brand_id WHERE b.name = 'Acme' AND d.dataset_key = 'amazon_reviews'")
+        self.assertEqual(ds["last_status"], "completed")
+
+    def test_amazon_partial_failure_retry_reruns_only_failed_configs(self):
+        url = self.competitor_url(asin="B0PARTIAL1")
+        configs = amazon_configs("B0PARTIAL1", "com")
+        _, all_ids = amazon_expected(configs)
+        failing = [c for c in configs if c.get("filterByKeyword") in ("refund", "smell")]
+        ok_configs = [c for c in configs if c not in failing]
+        _, ok_ids = amazon_expected(ok_configs)
+        self.svc.control({"amazon_fail_config": [{"filterByKeyword": "refund"}, {"filterByKeyword": "smell"}]})
+        job = self.queue("amazon_review_scrape", {"competitor_amazon_url_id": url}, "Acme")
+        with self.serve("--poll", "0.2"):
+            self.wait_for(lambda: self.runs_of(job) and self.runs_of(job)[0]["status"] == "failed", 60,
+                          "the first attempt did not fail")
+            first = self.runs_of(job)[0]
+            self.assertIn("2 of 31 configurations failed (keyword:refund, keyword:smell)", first["error_message"])
+            # the others' reviews are stored already
+            self.assertEqual(self.count("public.competitor_amazon_reviews"), len(ok_ids))
+            self.assertEqual(self.started(AMAZON_ACTOR), 1)
+            self.svc.control({"amazon_fail_config": None})
+            self.scalar(f"UPDATE sluice.scheduled_jobs SET next_run_at = now() WHERE id = '{job}'; "
+                        f"SELECT pg_notify('sluice_jobs', '')")
+            self.assertEqual(self.wait_job(job)["status"], "completed")
+        self.assertEqual(self.started(AMAZON_ACTOR), 2)
+        starts = [e for e in self.svc.log("/v2/acts/") if e["method"] == "POST"]
+        self.assertEqual(len(starts), 2)
+        retried = json.loads(starts[1]["body"])["input"]
+        self.assertEqual(sorted(c["filterByKeyword"] for c in retried), ["refund", "smell"])
+        self.assertEqual({r["review_id"] for r in self.sql("SELECT review_id FROM public.competitor_amazon_reviews")},
+                         all_ids)
+        res = self.runs_of(job)[1]["result"]
+        self.assertEqual(res["actor_runs"], 2)
+        self.assertEqual(self.one(f"SELECT total_reviews_scraped FROM public.competitor_amazon_urls "
+                                  f"WHERE id = '{url}'")["total_reviews_scraped"], len(all_ids))
+
+    def test_amazon_retry_resumes_the_paid_run(self):
+        url = self.competitor_url(asin="B0RESUME01")
+        _, ids = amazon_expected(amazon_configs("B0RESUME01", "com"))
+        self.svc.control({"apify_run_seconds": 6})
+        job = self.queue("amazon_review_scrape", {"competitor_amazon_url_id": url}, "Acme")
+        d = self.serve("--poll", "0.2", "--lease", "3")
+        # kill the worker while it polls the run it started
+        self.wait_for(lambda: (self.job(job)["checkpoint"] or {}).get("amazon_run_1"), 30,
+                      "the run id was never checkpointed")
+        d.proc.send_signal(signal.SIGKILL)
+        d.proc.wait(10)
+        self.assertEqual(self.started(AMAZON_ACTOR), 1)
+        with self.serve("--poll", "0.2", "--lease", "3"):
+            # the next daemon fails the lost run once its lease has run out; retry it now
+            self.wait_for(lambda: self.runs_of(job)[0]["status"] == "failed", 60, "the lost run was not rescued")
+            self.scalar(f"UPDATE sluice.scheduled_jobs SET next_run_at = now() WHERE id = '{job}' "
+                        f"AND status = 'active' AND current_run_id IS NULL; SELECT pg_notify('sluice_jobs', '')")
+            self.assertEqual(self.wait_job(job, timeout=90)["status"], "completed")
+        self.assertEqual(self.started(AMAZON_ACTOR), 1, "the retry bought the scrape again:\n" +
+                         "\n".join(str(r["logs"]) for r in self.runs_of(job)))
+        runs = self.runs_of(job)
+        self.assertEqual(runs[-1]["status"], "completed")
+        self.assertGreaterEqual(len(runs), 2)
+        self.assertIn("resuming", runs[-1]["logs"])
+        self.assertEqual(self.count("public.competitor_amazon_reviews"), len(ids))
+
+    def test_amazon_unknown_url_and_foreign_brand_fail_permanently(self):
+        missing = str(uuid.uuid4())
+        self.sluice("brands", "add", "Acme")
+        job = self.queue("amazon_review_scrape", {"competitor_amazon_url_id": missing}, "Acme")
+        url = self.competitor_url(brand="Other")
+        foreign = self.queue("amazon_review_scrape", {"competitor_amazon_url_id": url}, "Acme")
+        with self.serve("--poll", "0.2"):
+            self.assertEqual(self.wait_job(job)["status"], "failed")
+            self.assertEqual(self.wait_job(foreign)["status"], "failed")
+        self.assertEqual(len(self.runs_of(job)), 1)
+        self.assertIn(f"competitor_amazon_url_id {missing}: no such row", self.job(job)["last_error"])
+        self.assertEqual(len(self.runs_of(foreign)), 1)
+        self.assertIn("belongs to another brand", self.job(foreign)["last_error"])
+        self.assertEqual(self.svc.stats()["apify_runs_started"], {})
+
+    # -------------------------------------------------------------- competitors
+
+    def test_competitors_cli_and_sql(self):
+        self.sluice("brands", "add", "Acme")
+        cid = self.sluice("competitors", "add", "--brand", "Acme", "Rival Co", "--website",
+                          "https://rival.example", "--amazon-url",
+                          "https://smile.amazon.de/gp/product/b0lowercas").stdout.strip()
+        again = self.sluice("competitors", "add", "--brand", "Acme", "Rival Co",
+                            "--facebook-page-id", "12345").stdout.strip()
+        self.assertEqual(cid, again)
+        row = self.one(f"SELECT * FROM public.competitors WHERE id = '{cid}'")
+        self.assertEqual((row["website_url"], row["facebook_page_id"]), ("https://rival.example", "12345"))
+        urls = self.sql("SELECT asin, domain_code FROM public.competitor_amazon_urls")
+        self.assertEqual(urls, [{"asin": "B0LOWERCAS", "domain_code": "de"}])
+        u1 = self.sluice("competitors", "add-amazon-url", "Rival Co", "https://www.amazon.com/dp/B0SAME0001")
+        u2 = self.sluice("competitors", "add-amazon-url", cid, "https://amazon.com/x/dp/B0SAME0001?psc=1")
+        self.assertEqual(u1.stdout, u2.stdout)
+        self.assertIn("ASIN B0SAME0001 on amazon.com", u1.stderr)
+        for bad, msg in (("https://www.amazon.com/s?k=desk", "cannot find an ASIN"),
+                         ("https://www.example.com/dp/B0SAME0001", "is not an Amazon URL")):
+            proc = self.sluice("competitors", "add-amazon-url", "Rival Co", bad, check=False)
+            self.assertNotEqual(proc.returncode, 0)
+            self.assertIn(msg, proc.stderr)
+        proc = self.sluice("competitors", "add-amazon-url", "Nobody", "https://www.amazon.com/dp/B0SAME0001",
+                           check=False)
+        self.assertIn("unknown competitor 'Nobody'", proc.stderr)
+        self.assertIn("known competitors: Rival Co", proc.stderr)
+        listed = json.loads(self.sluice("competitors", "list", "--json").stdout)
+        self.assertEqual(len(listed), 1)
+        self.assertEqual(sorted(u["asin"] for u in listed[0]["amazon_urls"]), ["B0LOWERCAS", "B0SAME0001"])
+        text = self.sluice("competitors", "list", "--brand", "Acme").stdout
+        self.assertIn("Rival Co", text)
+        self.assertIn("B0SAME0001 amazon.com  0 reviews, last scraped never", text)
+        # plain SQL works the same
+        sql_id = self.scalar("SELECT sluice.add_competitor('Acme', 'SQL Rival')")
+        self.assertRegex(sql_id, r"^[0-9a-f-]{36}$")
+        self.assertRegex(self.scalar(
+            f"SELECT sluice.add_competitor_amazon_url('{sql_id}'::uuid, 'https://www.amazon.co.jp/dp/B0JAPAN001')"),
+            r"^[0-9a-f-]{36}$")
+        proc = self.sluice("competitors", "add", "Nameless", check=False)
+        self.assertEqual(proc.returncode, 2)
+
+
+if __name__ == "__main__":
+    harness.main()
