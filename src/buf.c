@@ -10,8 +10,7 @@
 
 static void reserve(sl_buf *b, size_t extra)
 {
-    if (b->len + extra + 1 <= b->cap)
-        return;
+    if (b->len + extra + 1 <= b->cap) return;
     size_t cap = b->cap ? b->cap : 256;
     while (cap < b->len + extra + 1)
         cap *= 2;
@@ -38,8 +37,7 @@ void sl_buf_printf(sl_buf *b, const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
-    if (n <= 0)
-        return;
+    if (n <= 0) return;
     reserve(b, (size_t)n);
     va_start(ap, fmt);
     vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
@@ -63,12 +61,10 @@ static size_t utf8_len(const unsigned char *p)
         return 0;
     }
     for (size_t i = 1; i < n; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
+        if ((p[i] & 0xc0) != 0x80) return 0;
         cp = (cp << 6) | (p[i] & 0x3f);
     }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
     return n;
 }
 
@@ -121,8 +117,7 @@ void sl_buf_json_string(sl_buf *b, const char *s)
 void sl_buf_reset(sl_buf *b)
 {
     b->len = 0;
-    if (b->data)
-        b->data[0] = '\0';
+    if (b->data) b->data[0] = '\0';
 }
 
 void sl_buf_free(sl_buf *b)
@@ -140,18 +135,14 @@ const char *sl_buf_str(const sl_buf *b)
 char *sl_read_file(const char *path, size_t *len)
 {
     FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-    if (!f)
-        return NULL;
+    if (!f) return NULL;
     sl_buf b = {0};
     char chunk[8192];
     size_t r;
     while ((r = fread(chunk, 1, sizeof chunk, f)) > 0)
         sl_buf_add(&b, chunk, r);
-    if (f != stdin)
-        fclose(f);
-    if (!b.data)
-        sl_buf_add(&b, "", 0);
-    if (len)
-        *len = b.len;
+    if (f != stdin) fclose(f);
+    if (!b.data) sl_buf_add(&b, "", 0);
+    if (len) *len = b.len;
     return b.data;
 }

@@ -35,8 +35,7 @@ int sl_cmd_brands(const struct sl_config *cfg, int argc, char **argv)
         return 2;
     }
     PGconn *c = sl_cli_connect(cfg);
-    if (!c)
-        return 1;
+    if (!c) return 1;
     int status = 0;
     if (strcmp(sub, "add") == 0) {
         const char *p[] = {argv[2]};
@@ -54,12 +53,12 @@ int sl_cmd_brands(const struct sl_config *cfg, int argc, char **argv)
             PQclear(r);
         }
     } else {
-        PGresult *r = sl_cli_exec(
-            c,
-            json ? "SELECT coalesce(json_agg(json_build_object('id', id, 'name', name, "
-                   "'created_at', created_at) ORDER BY name), '[]') FROM sluice.brands"
-                 : "SELECT id, name FROM sluice.brands ORDER BY name",
-            0, NULL);
+        PGresult *r =
+            sl_cli_exec(c,
+                        json ? "SELECT coalesce(json_agg(json_build_object('id', id, 'name', name, "
+                               "'created_at', created_at) ORDER BY name), '[]') FROM sluice.brands"
+                             : "SELECT id, name FROM sluice.brands ORDER BY name",
+                        0, NULL);
         if (!r) {
             status = 1;
         } else if (json) {

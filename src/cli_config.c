@@ -66,8 +66,7 @@ int sl_cmd_config(const sl_config *cfg, int argc, char **argv)
     ROW("memory_limit_mb", "%d", cfg->memory_limit_mb);
     ROW("instruction_budget", "%ld", cfg->instruction_budget);
     ROW("log_format", "%s", cfg->log_format == SL_LOG_JSON ? "json" : "logfmt");
-    ROW("log_level", "%s",
-        (const char *[]){"debug", "info", "warn", "error"}[cfg->log_level & 3]);
+    ROW("log_level", "%s", (const char *[]){"debug", "info", "warn", "error"}[cfg->log_level & 3]);
 #undef ROW
     sl_buf b = {0};
     for (int i = 0; i < n; i++) {
@@ -80,8 +79,7 @@ int sl_cmd_config(const sl_config *cfg, int argc, char **argv)
         sl_buf_puts(&b, ":");
         sl_buf_json_string(&b, rows[i].val);
     }
-    if (json)
-        printf("%s}\n", sl_buf_str(&b));
+    if (json) printf("%s}\n", sl_buf_str(&b));
     sl_buf_free(&b);
     free(db);
     return 0;

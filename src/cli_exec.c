@@ -26,8 +26,7 @@ static void exec_done(int failed, const char *message, void *data)
     exec_state *s = data;
     s->done = 1;
     s->failed = failed;
-    if (failed)
-        fprintf(stderr, "sluice: error: %s\n", message ? message : "failed");
+    if (failed) fprintf(stderr, "sluice: error: %s\n", message ? message : "failed");
     ev_break(s->loop, EVBREAK_ALL);
 }
 
@@ -57,8 +56,8 @@ int sl_cmd_exec(const sl_config *cfg, int argc, char **argv)
     char chunk[4200], err[2048];
     snprintf(chunk, sizeof chunk, "@%s", argv[1]);
     int status = 1;
-    if (sl_runtime_exec(ctx.rt, src, len, chunk, (const char *const *)argv + 2, argc - 2,
-                        exec_done, &st, err, sizeof err) < 0) {
+    if (sl_runtime_exec(ctx.rt, src, len, chunk, (const char *const *)argv + 2, argc - 2, exec_done,
+                        &st, err, sizeof err) < 0) {
         sl_cli_error("%s", err);
         status = 2;
     } else {

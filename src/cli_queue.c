@@ -17,41 +17,37 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: sluice queue <job_type> [--brand NAME|UUID] [--params JSON] [--at TIME]\n"
-            "                    [--priority N] [--dedupe-key KEY] [--max-retries N]\n"
-            "                    [--if-stale]\n\n"
-            "Queues a one-time job and prints its id. Parameters are checked against the\n"
-            "handler's schema first; on any problem nothing is queued.\n\n"
-            "  --brand       the brand (name or id); omit for a platform job\n"
-            "  --params      a JSON object (default {}); the schema's defaults fill the rest\n"
-            "  --at          when it is due: a timestamp (2026-12-01T09:00:00Z) or a delay\n"
-            "                such as +30s, +15m, +2h, +1d (default: now)\n"
-            "  --priority    lower runs first (default 0)\n"
-            "  --dedupe-key  while a job of this type and brand with this key is pending or\n"
-            "                running, queueing again returns that job instead\n"
-            "  --max-retries overrides the handler's max_retries for this job\n"
-            "  --if-stale    queue only if one of the type's datasets is stale, never\n"
-            "                completed or failing for this brand; otherwise say until when\n"
-            "                it is fresh and queue nothing (exit 0, no id printed)\n");
+    fprintf(out, "usage: sluice queue <job_type> [--brand NAME|UUID] [--params JSON] [--at TIME]\n"
+                 "                    [--priority N] [--dedupe-key KEY] [--max-retries N]\n"
+                 "                    [--if-stale]\n\n"
+                 "Queues a one-time job and prints its id. Parameters are checked against the\n"
+                 "handler's schema first; on any problem nothing is queued.\n\n"
+                 "  --brand       the brand (name or id); omit for a platform job\n"
+                 "  --params      a JSON object (default {}); the schema's defaults fill the rest\n"
+                 "  --at          when it is due: a timestamp (2026-12-01T09:00:00Z) or a delay\n"
+                 "                such as +30s, +15m, +2h, +1d (default: now)\n"
+                 "  --priority    lower runs first (default 0)\n"
+                 "  --dedupe-key  while a job of this type and brand with this key is pending or\n"
+                 "                running, queueing again returns that job instead\n"
+                 "  --max-retries overrides the handler's max_retries for this job\n"
+                 "  --if-stale    queue only if one of the type's datasets is stale, never\n"
+                 "                completed or failing for this brand; otherwise say until when\n"
+                 "                it is fresh and queue nothing (exit 0, no id printed)\n");
 }
 
 /* "+15m" → "15 minutes" interval text for Postgres; NULL if not a delay. */
 static int delay_to_interval(const char *at, char *out, size_t len)
 {
     char *end;
-    if (at[0] != '+')
-        return 0;
+    if (at[0] != '+') return 0;
     double n = strtod(at + 1, &end);
-    if (end == at + 1 || n < 0)
-        return -1;
+    if (end == at + 1 || n < 0) return -1;
     const char *unit = strcmp(end, "s") == 0 || *end == '\0' ? "seconds"
                        : strcmp(end, "m") == 0               ? "minutes"
                        : strcmp(end, "h") == 0               ? "hours"
                        : strcmp(end, "d") == 0               ? "days"
                                                              : NULL;
-    if (!unit)
-        return -1;
+    if (!unit) return -1;
     snprintf(out, len, "%g %s", n, unit);
     return 1;
 }
@@ -157,8 +153,7 @@ int sl_cmd_queue(const sl_config *cfg, int argc, char **argv)
     if (retries) {
         long mr = strtol(retries, &end, 10);
         if (*end || end == retries || mr < 0 || mr > 1000) {
-            sl_cli_error("--max-retries must be a whole number from 0 to 1000, not '%s'",
-                         retries);
+            sl_cli_error("--max-retries must be a whole number from 0 to 1000, not '%s'", retries);
             return 2;
         }
     }
@@ -170,8 +165,7 @@ int sl_cmd_queue(const sl_config *cfg, int argc, char **argv)
     }
 
     sl_ctx ctx;
-    if (sl_queue_open(&ctx, cfg, 0) < 0)
-        return 1;
+    if (sl_queue_open(&ctx, cfg, 0) < 0) return 1;
     int status = 1;
     char *normalized = NULL;
     PGconn *c = NULL;
@@ -188,8 +182,7 @@ int sl_cmd_queue(const sl_config *cfg, int argc, char **argv)
         goto out;
     }
     c = sl_queue_boot(&ctx, "run", NULL);
-    if (!c)
-        goto out;
+    if (!c) goto out;
     if (if_stale) {
         int need = needs_refresh(c, type, brand);
         if (need <= 0) {
@@ -202,8 +195,7 @@ int sl_cmd_queue(const sl_config *cfg, int argc, char **argv)
     if (is_delay > 0) {
         PGresult *r = sl_cli_exec(c, "SELECT (now() + $1::interval)::text", 1,
                                   (const char *const[]){interval});
-        if (!r)
-            goto out;
+        if (!r) goto out;
         snprintf(at_value, sizeof at_value, "%s", PQgetvalue(r, 0, 0));
         PQclear(r);
         atp = at_value;
@@ -229,8 +221,7 @@ out:
     free(problem);
     free(problems);
     free(normalized);
-    if (c)
-        PQfinish(c);
+    if (c) PQfinish(c);
     sl_queue_close(&ctx);
     return status;
 }

@@ -47,10 +47,8 @@ static void fg_done(sl_run *run, void *data)
 static void hb_done(PGresult *res, const char *err, void *data)
 {
     (void)data;
-    if (err)
-        sl_log(SL_WARN, "heartbeat failed", "error", err, NULL);
-    if (res)
-        PQclear(res);
+    if (err) sl_log(SL_WARN, "heartbeat failed", "error", err, NULL);
+    if (res) PQclear(res);
 }
 
 static void hb_cb(struct ev_loop *loop, ev_timer *t, int revents)
@@ -69,8 +67,7 @@ static void sig_cb(struct ev_loop *loop, ev_signal *s, int revents)
     (void)loop;
     (void)revents;
     fg_run *f = s->data;
-    if (f->run && !f->ended)
-        sl_run_cancel(f->run, SL_RUN_FAILED, "interrupted", 0);
+    if (f->run && !f->ended) sl_run_cancel(f->run, SL_RUN_FAILED, "interrupted", 0);
 }
 
 int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
@@ -105,8 +102,7 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
         return 2;
     }
     sl_ctx ctx;
-    if (sl_queue_open(&ctx, cfg, json ? SL_ECHO_NONE : SL_ECHO_PLAIN) < 0)
-        return 1;
+    if (sl_queue_open(&ctx, cfg, json ? SL_ECHO_NONE : SL_ECHO_PLAIN) < 0) return 1;
     fg_run f = {.ctx = &ctx};
     int status = 1;
     char *normalized = NULL, *problem = NULL;
@@ -120,8 +116,7 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
         goto out;
     }
     c = sl_queue_boot(&ctx, "run", f.worker);
-    if (!c)
-        goto out;
+    if (!c) goto out;
     snprintf(f.lease, sizeof f.lease, "%g", cfg->lease_seconds);
     const char *p[] = {f.worker, brand, type, normalized, "manual", f.lease};
     claimed = sl_cli_exec(c,
@@ -136,8 +131,7 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
     sl_queue_claimed(claimed, 0, &cl);
     char err[512];
     ctx.pg = sl_pg_new(ctx.loop, ctx.db_url, cfg->pool_size);
-    if (!json)
-        fprintf(stderr, "run %s (%s) started\n", cl.spec.run_id, type);
+    if (!json) fprintf(stderr, "run %s (%s) started\n", cl.spec.run_id, type);
     f.run = sl_run_start(ctx.rt, &cl.spec, fg_done, &f, err, sizeof err);
     if (!f.run) {
         sl_cli_error("%s", err);
@@ -152,8 +146,7 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
     ev_signal_init(&f.sigterm, sig_cb, SIGTERM);
     f.sigterm.data = &f;
     ev_signal_start(ctx.loop, &f.sigterm);
-    if (!f.ended)
-        ev_run(ctx.loop, 0);
+    if (!f.ended) ev_run(ctx.loop, 0);
     ev_timer_stop(ctx.loop, &f.heartbeat);
     ev_signal_stop(ctx.loop, &f.sigint);
     ev_signal_stop(ctx.loop, &f.sigterm);
@@ -167,8 +160,7 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
     const char *fp[] = {sl_buf_str(&b)};
     PGresult *r = sl_cli_exec(c, "SELECT * FROM sluice.finish_runs($1::jsonb)", 1, fp);
     sl_buf_free(&b);
-    if (r)
-        PQclear(r);
+    if (r) PQclear(r);
     double secs = o->finished - o->started;
     if (json) {
         sl_buf j = {0};
@@ -190,22 +182,19 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
         fprintf(stderr, "run %s failed after %.2fs: %s\n", cl.spec.run_id, secs,
                 o->error ? o->error : "failed");
     }
-    status = o->status == SL_RUN_COMPLETED         ? 0
+    status = o->status == SL_RUN_COMPLETED                  ? 0
              : o->error && !strcmp(o->error, "interrupted") ? 130
                                                             : 1;
-    if (r == NULL)
-        status = 1;
+    if (r == NULL) status = 1;
     sl_run_free(f.run);
 out:
-    if (claimed)
-        PQclear(claimed);
+    if (claimed) PQclear(claimed);
     if (c) {
         const char *wp[] = {f.worker};
         if (f.worker[0]) {
-            PGresult *r2 = sl_cli_exec(
-                c, "UPDATE sluice.workers SET stopped_at = now() WHERE id = $1", 1, wp);
-            if (r2)
-                PQclear(r2);
+            PGresult *r2 =
+                sl_cli_exec(c, "UPDATE sluice.workers SET stopped_at = now() WHERE id = $1", 1, wp);
+            if (r2) PQclear(r2);
         }
         PQfinish(c);
     }

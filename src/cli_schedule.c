@@ -17,18 +17,17 @@
 
 static void schedule_usage(FILE *out)
 {
-    fprintf(out,
-            "usage: sluice schedule <job_type> --cron EXPR [--tz ZONE] [--brand NAME|UUID]\n"
-            "                       [--params JSON] [--name NAME] [--priority N]\n\n"
-            "Creates a recurring job. EXPR is a five-field cron expression (see\n"
-            "`sluice cron next EXPR` to preview it); ZONE an IANA time zone (default UTC).\n"
-            "Slots missed while no worker ran are run once, not once per missed slot.\n");
+    fprintf(out, "usage: sluice schedule <job_type> --cron EXPR [--tz ZONE] [--brand NAME|UUID]\n"
+                 "                       [--params JSON] [--name NAME] [--priority N]\n\n"
+                 "Creates a recurring job. EXPR is a five-field cron expression (see\n"
+                 "`sluice cron next EXPR` to preview it); ZONE an IANA time zone (default UTC).\n"
+                 "Slots missed while no worker ran are run once, not once per missed slot.\n");
 }
 
 int sl_cmd_schedule(const sl_config *cfg, int argc, char **argv)
 {
-    const char *type = NULL, *brand = NULL, *params = "{}", *cron = NULL, *tz = "UTC",
-               *name = NULL, *priority = "0";
+    const char *type = NULL, *brand = NULL, *params = "{}", *cron = NULL, *tz = "UTC", *name = NULL,
+               *priority = "0";
     if (sl_cli_wants_help(argc, argv)) {
         schedule_usage(stdout);
         return 0;
@@ -71,8 +70,7 @@ int sl_cmd_schedule(const sl_config *cfg, int argc, char **argv)
         return 2;
     }
     sl_ctx ctx;
-    if (sl_queue_open(&ctx, cfg, 0) < 0)
-        return 1;
+    if (sl_queue_open(&ctx, cfg, 0) < 0) return 1;
     int status = 2;
     char *normalized = NULL;
     PGconn *c = NULL;
@@ -92,8 +90,7 @@ int sl_cmd_schedule(const sl_config *cfg, int argc, char **argv)
                               "SELECT sluice.schedule_job($1, $2, $3, $4, $5::jsonb, "
                               "$6::timestamptz, $7, $8::int, NULL, 'scheduled')",
                               8, p);
-    if (!r)
-        goto out;
+    if (!r) goto out;
     printf("%s\n", PQgetvalue(r, 0, 0));
     fprintf(stderr, "next run: %s\n", next);
     PQclear(r);
@@ -101,8 +98,7 @@ int sl_cmd_schedule(const sl_config *cfg, int argc, char **argv)
 out:
     free(problem);
     free(normalized);
-    if (c)
-        PQfinish(c);
+    if (c) PQfinish(c);
     sl_queue_close(&ctx);
     return status;
 }
@@ -119,8 +115,7 @@ int sl_cmd_jobs_control(const sl_config *cfg, int argc, char **argv)
                      : strcmp(action, "pause") == 0 ? "sluice.pause_job"
                                                     : "sluice.resume_job";
     PGconn *c = sl_cli_connect(cfg);
-    if (!c)
-        return 1;
+    if (!c) return 1;
     int status = 0;
     char sql[128];
     snprintf(sql, sizeof sql, "SELECT %s($1::uuid)", fn);

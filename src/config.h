@@ -16,24 +16,24 @@
 typedef enum { SL_LOG_LOGFMT = 0, SL_LOG_JSON = 1 } sl_log_format;
 
 typedef struct sl_config {
-    char *db_url;                       /* NULL: the embedded cluster under home */
-    char *home;                         /* state directory (SLUICE_HOME) */
-    char *handler_dirs[SL_MAX_DIRS];    /* where <job_type>.lua files live */
+    char *db_url;                    /* NULL: the embedded cluster under home */
+    char *home;                      /* state directory (SLUICE_HOME) */
+    char *handler_dirs[SL_MAX_DIRS]; /* where <job_type>.lua files live */
     int n_handler_dirs;
-    char *lua_dirs[SL_MAX_DIRS];        /* extra library roots searched before lua/ */
+    char *lua_dirs[SL_MAX_DIRS]; /* extra library roots searched before lua/ */
     int n_lua_dirs;
-    char *config_file;                  /* NULL: none found */
-    int concurrency;                    /* runs in flight per daemon (default 10) */
-    int pool_size;                      /* database connections (default 4) */
-    double lease_seconds;               /* run lease (default 60) */
-    double grace_seconds;               /* shutdown grace period (default 30) */
-    double poll_seconds;                /* fallback poll interval (default 5) */
-    double archive_after_days;          /* finished one-time jobs archived after (7) */
-    double prune_after_days;            /* runs deleted after (30; a job's last run stays) */
-    int memory_limit_mb;                /* the Lua state's memory cap (512) */
-    long instruction_budget;            /* Lua instructions between yields (100 million) */
-    int log_format;                     /* sl_log_format */
-    int log_level;                      /* sl_log_level */
+    char *config_file;                     /* NULL: none found */
+    int concurrency;                       /* runs in flight per daemon (default 10) */
+    int pool_size;                         /* database connections (default 4) */
+    double lease_seconds;                  /* run lease (default 60) */
+    double grace_seconds;                  /* shutdown grace period (default 30) */
+    double poll_seconds;                   /* fallback poll interval (default 5) */
+    double archive_after_days;             /* finished one-time jobs archived after (7) */
+    double prune_after_days;               /* runs deleted after (30; a job's last run stays) */
+    int memory_limit_mb;                   /* the Lua state's memory cap (512) */
+    long instruction_budget;               /* Lua instructions between yields (100 million) */
+    int log_format;                        /* sl_log_format */
+    int log_level;                         /* sl_log_level */
     char *http_limits[SL_MAX_HTTP_LIMITS]; /* `http_limit` lines, in order (see http.h) */
     int n_http_limits;
 } sl_config;

@@ -45,8 +45,7 @@ int sl_pidfile_acquire(const char *path)
 
 void sl_pidfile_release(int fd, const char *path)
 {
-    if (fd < 0)
-        return;
+    if (fd < 0) return;
     unlink(path);
     close(fd);
 }
@@ -54,16 +53,13 @@ void sl_pidfile_release(int fd, const char *path)
 void sl_notify(const char *state)
 {
     const char *sock = getenv("NOTIFY_SOCKET");
-    if (!sock || !*sock || strlen(sock) >= sizeof(((struct sockaddr_un *)0)->sun_path))
-        return;
+    if (!sock || !*sock || strlen(sock) >= sizeof(((struct sockaddr_un *)0)->sun_path)) return;
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
     memcpy(addr.sun_path, sock, strlen(sock));
     socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(sock));
-    if (sock[0] == '@')
-        addr.sun_path[0] = '\0'; /* abstract namespace */
+    if (sock[0] == '@') addr.sun_path[0] = '\0'; /* abstract namespace */
     int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return;
+    if (fd < 0) return;
     char msg[256];
     int n = snprintf(msg, sizeof msg, "%s\nMAINPID=%d", state, (int)getpid());
     (void)sendto(fd, msg, (size_t)n, MSG_NOSIGNAL, (struct sockaddr *)&addr, len);

@@ -39,16 +39,14 @@ static int l_print(lua_State *L)
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     for (int i = 1; i <= n; i++) {
-        if (i > 1)
-            luaL_addchar(&b, '\t');
+        if (i > 1) luaL_addchar(&b, '\t');
         luaL_tolstring(L, i, NULL);
         luaL_addvalue(&b);
     }
     luaL_pushresult(&b);
     sl_task *t = sl_task_of(L);
     sl_runtime *rt = sl_runtime_of(L);
-    if (!t && rt)
-        t = rt->current;
+    if (!t && rt) t = rt->current;
     if (t && t->run) {
         sl_run_log(t->run, lua_tostring(L, -1));
     } else {
@@ -100,8 +98,7 @@ static void sleep_cancel(void *data)
 static int l_sleep(lua_State *L)
 {
     double s = luaL_checknumber(L, 1);
-    if (s < 0 || s != s)
-        return luaL_error(L, "sleep: seconds must be a non-negative number");
+    if (s < 0 || s != s) return luaL_error(L, "sleep: seconds must be a non-negative number");
     sl_task *t = sl_task_check(L, "sluice.sleep");
     sleep_op *op = calloc(1, sizeof *op);
     op->loop = sl_task_ctx(t)->loop;
@@ -118,8 +115,7 @@ static int l_dataset(lua_State *L)
     const char *key = luaL_checkstring(L, 1);
     const char *json = luaL_checkstring(L, 2);
     sl_task *t = sl_task_check(L, "job.dataset");
-    if (!t->run)
-        return luaL_error(L, "job.dataset: not inside a job run");
+    if (!t->run) return luaL_error(L, "job.dataset: not inside a job run");
     sl_run_dataset(t->run, key, json);
     return 0;
 }
@@ -136,8 +132,7 @@ void sl_json_normalize(lua_State *L, int idx)
 
 void sl_json_normalize_depth(lua_State *L, int idx, int depth)
 {
-    if (depth > 200 || lua_type(L, idx) != LUA_TTABLE)
-        return;
+    if (depth > 200 || lua_type(L, idx) != LUA_TTABLE) return;
     idx = lua_absindex(L, idx);
     lua_checkstack(L, 4);
     lua_pushnil(L);
@@ -188,7 +183,7 @@ static int l_in_task(lua_State *L)
 int luaopen_sluice_core(lua_State *L)
 {
     static const luaL_Reg fns[] = {
-        {"log", l_log},   {"print", l_print},     {"now", l_now},         {"sleep", l_sleep},
+        {"log", l_log},         {"print", l_print},     {"now", l_now}, {"sleep", l_sleep},
         {"dataset", l_dataset}, {"in_task", l_in_task}, {NULL, NULL},
     };
     luaL_newlib(L, fns);

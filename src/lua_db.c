@@ -45,8 +45,7 @@ typedef struct {
 
 static sl_pg *pool(lua_State *L, sl_ctx *ctx)
 {
-    if (ctx->pg)
-        return ctx->pg;
+    if (ctx->pg) return ctx->pg;
     char *url = NULL;
     if (ctx->db_url) {
         url = strdup(ctx->db_url);
@@ -58,8 +57,7 @@ static sl_pg *pool(lua_State *L, sl_ctx *ctx)
             url = sl_cli_db_url(ctx->cfg);
         }
     }
-    if (!url)
-        luaL_error(L, "sluice.db: the database is not available");
+    if (!url) luaL_error(L, "sluice.db: the database is not available");
     ctx->pg = sl_pg_new(ctx->loop, url, ctx->cfg ? ctx->cfg->pool_size : 4);
     free(url);
     return ctx->pg;
@@ -85,8 +83,7 @@ static void push_value(lua_State *L, PGresult *res, int row, int col, int decode
     case OID_FLOAT4:
     case OID_FLOAT8:
     case OID_NUMERIC:
-        if (lua_stringtonumber(L, v) == 0)
-            lua_pushstring(L, v); /* NaN, Infinity, huge numerics */
+        if (lua_stringtonumber(L, v) == 0) lua_pushstring(L, v); /* NaN, Infinity, huge numerics */
         break;
     case OID_JSON:
     case OID_JSONB:
@@ -109,8 +106,7 @@ static int push_result(lua_State *co, void *data)
 {
     db_op *op = data;
     if (!co) {
-        if (op->res)
-            PQclear(op->res);
+        if (op->res) PQclear(op->res);
         free(op->err);
         free(op);
         return 0;
@@ -147,8 +143,7 @@ static int push_result(lua_State *co, void *data)
         lua_xmove(L, co, 1);
         n = 1;
     }
-    if (op->res)
-        PQclear(op->res);
+    if (op->res) PQclear(op->res);
     free(op->err);
     free(op);
     return n;
@@ -170,8 +165,7 @@ static void query_done(PGresult *res, const char *err, void *data)
 static void op_cancel(void *data)
 {
     db_op *op = data;
-    if (op->req)
-        sl_pg_cancel(op->req);
+    if (op->req) sl_pg_cancel(op->req);
     free(op);
 }
 
@@ -184,8 +178,7 @@ static const char *param_text(lua_State *L, int i, int encode_idx)
     case LUA_TNIL:
         return NULL;
     case LUA_TLIGHTUSERDATA:
-        if (lua_touserdata(L, i) == NULL)
-            return NULL;
+        if (lua_touserdata(L, i) == NULL) return NULL;
         break;
     case LUA_TBOOLEAN:
         return lua_toboolean(L, i) ? "true" : "false";
@@ -219,10 +212,8 @@ static int send_query(lua_State *L, sl_task *t, const char *sql, int first, int 
 {
     sl_ctx *ctx = sl_task_ctx(t);
     int n = lua_gettop(L) - first + 1;
-    if (n < 0)
-        n = 0;
-    if (n > 100)
-        return luaL_error(L, "sluice.db.query: too many parameters");
+    if (n < 0) n = 0;
+    if (n > 100) return luaL_error(L, "sluice.db.query: too many parameters");
     lua_getfield(L, lua_upvalueindex(1), "encode");
     int encode_idx = lua_gettop(L);
     const char *params[100];
@@ -281,8 +272,7 @@ static void acquired(sl_pg_conn *conn, const char *err, void *data)
 static void acquire_cancel(void *data)
 {
     db_op *op = data;
-    if (op->req)
-        sl_pg_cancel(op->req);
+    if (op->req) sl_pg_cancel(op->req);
     free(op);
 }
 
@@ -290,8 +280,7 @@ static void acquire_cancel(void *data)
 static int l_begin(lua_State *L)
 {
     sl_task *t = sl_task_check(L, "sluice.db.transaction");
-    if (t->pinned)
-        return luaL_error(L, "sluice.db.transaction: already inside a transaction");
+    if (t->pinned) return luaL_error(L, "sluice.db.transaction: already inside a transaction");
     db_op *op = calloc(1, sizeof *op);
     op->t = t;
     op->req = sl_pg_acquire(pool(L, sl_task_ctx(t)), acquired, op);
@@ -301,8 +290,7 @@ static int l_begin(lua_State *L)
 static int finish_tx(lua_State *L, const char *sql)
 {
     sl_task *t = sl_task_check(L, "sluice.db.transaction");
-    if (!t->pinned)
-        return luaL_error(L, "sluice.db: no transaction is open");
+    if (!t->pinned) return luaL_error(L, "sluice.db: no transaction is open");
     lua_settop(L, 0);
     return send_query(L, t, sql, 1, 2);
 }
@@ -320,8 +308,8 @@ static int l_rollback(lua_State *L)
 int luaopen_sluice_db(lua_State *L)
 {
     static const luaL_Reg fns[] = {
-        {"query", l_query}, {"begin", l_begin}, {"commit", l_commit}, {"rollback", l_rollback},
-        {NULL, NULL},
+        {"query", l_query},       {"begin", l_begin}, {"commit", l_commit},
+        {"rollback", l_rollback}, {NULL, NULL},
     };
     /* cjson, for encoding table parameters (upvalue) and decoding json columns */
     luaL_requiref(L, "cjson", luaopen_cjson, 0);

@@ -33,14 +33,10 @@ void sl_runtime_stop_scheduler(sl_runtime *rt);
 void sl_runtime_cancel_all(sl_runtime *rt);
 
 static const luaL_Reg drivers[] = {
-    {"core", luaopen_sluice_core},
-    {"db", luaopen_sluice_db},
-    {"http", luaopen_sluice_http},
-    {"spawn", luaopen_sluice_spawn},
-    {"files", luaopen_sluice_files},
-    {"repl", luaopen_sluice_repl},
-    {"cjson", luaopen_cjson},
-    {NULL, NULL},
+    {"core", luaopen_sluice_core},   {"db", luaopen_sluice_db},
+    {"http", luaopen_sluice_http},   {"spawn", luaopen_sluice_spawn},
+    {"files", luaopen_sluice_files}, {"repl", luaopen_sluice_repl},
+    {"cjson", luaopen_cjson},        {NULL, NULL},
 };
 
 sl_runtime *sl_runtime_of(lua_State *L)
@@ -56,8 +52,7 @@ sl_ctx *sl_ctx_from_lua(lua_State *L)
     lua_rawgetp(L, LUA_REGISTRYINDEX, &ctx_key);
     sl_ctx *ctx = lua_touserdata(L, -1);
     lua_pop(L, 1);
-    if (!ctx)
-        luaL_error(L, "sluice context missing");
+    if (!ctx) luaL_error(L, "sluice context missing");
     return ctx;
 }
 
@@ -82,8 +77,7 @@ static void *host_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         return NULL;
     }
     void *p = realloc(ptr, nsize);
-    if (!p)
-        return NULL;
+    if (!p) return NULL;
     rt->mem_used = rt->mem_used - old + nsize;
     return p;
 }
@@ -116,12 +110,10 @@ static int l_read_module(lua_State *L)
     sl_runtime *rt = sl_runtime_of(L);
     char rel[512], path[4096];
     size_t n = strlen(name);
-    if (n == 0 || n > 200 || strstr(name, ".."))
-        return luaL_error(L, "bad module name '%s'", name);
+    if (n == 0 || n > 200 || strstr(name, "..")) return luaL_error(L, "bad module name '%s'", name);
     snprintf(rel, sizeof rel, "%s", name);
     for (char *p = rel; *p; p++)
-        if (*p == '.')
-            *p = '/';
+        if (*p == '.') *p = '/';
     strncat(rel, ".lua", sizeof rel - strlen(rel) - 1);
     const sl_config *cfg = rt->ctx->cfg;
     for (int i = 0; cfg && i <= cfg->n_lua_dirs; i++) {
@@ -184,8 +176,7 @@ int sl_host_push_handler(sl_runtime *rt, const char *job_type, double *timeout,
     char err[256];
     lua_State *L = rt->L;
     lua_pushstring(L, job_type);
-    if (sl_host_call(rt, "get_handler", 1, 1, err, sizeof err) != 0)
-        return 0;
+    if (sl_host_call(rt, "get_handler", 1, 1, err, sizeof err) != 0) return 0;
     if (!lua_istable(L, -1)) {
         lua_pop(L, 1);
         return 0;
@@ -248,16 +239,13 @@ sl_runtime *sl_runtime_new(sl_ctx *ctx, const sl_runtime_opts *opts, char *err, 
 {
     sl_runtime *rt = calloc(1, sizeof *rt);
     rt->ctx = ctx;
-    if (opts)
-        rt->opts = *opts;
+    if (opts) rt->opts = *opts;
     if (!rt->opts.memory_limit && ctx->cfg && ctx->cfg->memory_limit_mb > 0)
         rt->opts.memory_limit = (size_t)ctx->cfg->memory_limit_mb << 20;
     if (!rt->opts.instruction_budget && ctx->cfg)
         rt->opts.instruction_budget = ctx->cfg->instruction_budget;
-    if (!rt->opts.memory_limit)
-        rt->opts.memory_limit = (size_t)512 << 20;
-    if (!rt->opts.instruction_budget)
-        rt->opts.instruction_budget = 100000000L;
+    if (!rt->opts.memory_limit) rt->opts.memory_limit = (size_t)512 << 20;
+    if (!rt->opts.instruction_budget) rt->opts.instruction_budget = 100000000L;
     rt->L = lua_newstate(host_alloc, rt);
     if (!rt->L) {
         snprintf(err, errlen, "cannot create the Lua state");
@@ -282,14 +270,12 @@ sl_runtime *sl_runtime_new(sl_ctx *ctx, const sl_runtime_opts *opts, char *err, 
 
 void sl_runtime_free(sl_runtime *rt)
 {
-    if (!rt)
-        return;
+    if (!rt) return;
     rt->opts.echo = SL_ECHO_NONE;
     sl_runtime_cancel_all(rt);
     sl_runtime_stop_scheduler(rt);
     lua_close(rt->L);
-    if (rt->refs != 0)
-        sl_log(SL_WARN, "lua references leaked at exit", NULL);
+    if (rt->refs != 0) sl_log(SL_WARN, "lua references leaked at exit", NULL);
     free(rt);
 }
 
@@ -297,8 +283,7 @@ void sl_runtime_free(sl_runtime *rt)
 
 static int valid_type_name(const char *s, size_t n)
 {
-    if (n == 0 || n > 63 || s[0] < 'a' || s[0] > 'z')
-        return 0;
+    if (n == 0 || n > 63 || s[0] < 'a' || s[0] > 'z') return 0;
     for (size_t i = 0; i < n; i++)
         if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
             return 0;
@@ -332,12 +317,10 @@ static int load_one(sl_runtime *rt, const char *path, char **problems)
     base = base ? base + 1 : path;
     size_t n = strlen(base);
     char line[4608], err[4096];
-    if (n < 5 || strcmp(base + n - 4, ".lua") != 0)
-        return 0;
+    if (n < 5 || strcmp(base + n - 4, ".lua") != 0) return 0;
     if (!valid_type_name(base, n - 4)) {
         snprintf(line, sizeof line,
-                 "%s: the file name must be the job type: lower-case letters, digits and _",
-                 path);
+                 "%s: the file name must be the job type: lower-case letters, digits and _", path);
         add_problem(problems, line);
         return 1;
     }
@@ -385,8 +368,9 @@ static int load_one(sl_runtime *rt, const char *path, char **problems)
         int dup = !lua_isnil(L, -1);
         lua_pop(L, 1);
         if (dup) {
-            snprintf(line, sizeof line, "%s: job type '%.*s' is already defined in an earlier directory",
-                     path, (int)(n - 4), base);
+            snprintf(line, sizeof line,
+                     "%s: job type '%.*s' is already defined in an earlier directory", path,
+                     (int)(n - 4), base);
             add_problem(problems, line);
             count++;
         } else {
@@ -419,8 +403,7 @@ static int load_dir(sl_runtime *rt, const char *dir, char **problems)
     struct dirent *e;
     while ((e = readdir(d))) {
         size_t n = strlen(e->d_name);
-        if (e->d_name[0] == '.' || n < 5 || strcmp(e->d_name + n - 4, ".lua") != 0)
-            continue;
+        if (e->d_name[0] == '.' || n < 5 || strcmp(e->d_name + n - 4, ".lua") != 0) continue;
         names = realloc(names, sizeof *names * (nn + 1));
         names[nn++] = strdup(e->d_name);
     }
@@ -437,8 +420,7 @@ static int load_dir(sl_runtime *rt, const char *dir, char **problems)
     return count;
 }
 
-int sl_runtime_load_handlers(sl_runtime *rt, const char *const *files, int nfiles,
-                             char **problems)
+int sl_runtime_load_handlers(sl_runtime *rt, const char *const *files, int nfiles, char **problems)
 {
     lua_State *L = rt->L;
     const sl_config *cfg = rt->ctx->cfg;
@@ -483,8 +465,7 @@ int sl_runtime_load_handlers(sl_runtime *rt, const char *const *files, int nfile
 static char *host_string(sl_runtime *rt, const char *fn, int nargs)
 {
     char err[1024];
-    if (sl_host_call(rt, fn, nargs, 1, err, sizeof err) != 0)
-        return strdup(err);
+    if (sl_host_call(rt, fn, nargs, 1, err, sizeof err) != 0) return strdup(err);
     char *s = strdup(lua_tostring(rt->L, -1) ? lua_tostring(rt->L, -1) : "");
     lua_pop(rt->L, 1);
     return s;
@@ -514,8 +495,7 @@ char *sl_runtime_validate(sl_runtime *rt, const char *job_type, const char *para
     char err[1024];
     lua_pushstring(L, job_type);
     lua_pushstring(L, params_json);
-    if (sl_host_call(rt, "validate", 2, 2, err, sizeof err) != 0)
-        return strdup(err);
+    if (sl_host_call(rt, "validate", 2, 2, err, sizeof err) != 0) return strdup(err);
     char *problem = NULL;
     if (lua_isnil(L, -2)) {
         problem = strdup(lua_tostring(L, -1) ? lua_tostring(L, -1) : "invalid");
@@ -542,8 +522,7 @@ int sl_runtime_exec(sl_runtime *rt, const char *source, size_t len, const char *
         lua_pushstring(L, args[i]);
         lua_rawseti(L, -2, i + 1);
     }
-    if (sl_host_call(rt, "compile_chunk", 3, 2, err, errlen) != 0)
-        return -1;
+    if (sl_host_call(rt, "compile_chunk", 3, 2, err, errlen) != 0) return -1;
     if (lua_isnil(L, -2)) {
         snprintf(err, errlen, "%s", lua_tostring(L, -1));
         lua_settop(L, top);

@@ -45,18 +45,19 @@ static void usage(FILE *out)
     fprintf(out, "usage: sluice [global options] <command> [args]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
-    fprintf(out, "\nglobal options:\n"
-                 "  --db URL            Postgres connection string (default: $DATABASE_URL,\n"
-                 "                      else the embedded cluster under the state directory)\n"
-                 "  --home DIR          state directory (default: $SLUICE_HOME, else\n"
-                 "                      /var/lib/sluice as root, ~/.local/state/sluice otherwise)\n"
-                 "  --handlers DIR      handler directory, repeatable (default: $SLUICE_HANDLERS)\n"
-                 "  --lua DIR           extra Lua library root, repeatable\n"
-                 "  --config FILE       config file (default: $SLUICE_CONFIG, else <home>/sluice.conf)\n"
-                 "  --log-format F      logfmt (default) or json\n"
-                 "  --log-level L       debug, info (default), warn or error\n"
-                 "  --version, --help\n\n"
-                 "`sluice <command> --help` describes each command.\n");
+    fprintf(out,
+            "\nglobal options:\n"
+            "  --db URL            Postgres connection string (default: $DATABASE_URL,\n"
+            "                      else the embedded cluster under the state directory)\n"
+            "  --home DIR          state directory (default: $SLUICE_HOME, else\n"
+            "                      /var/lib/sluice as root, ~/.local/state/sluice otherwise)\n"
+            "  --handlers DIR      handler directory, repeatable (default: $SLUICE_HANDLERS)\n"
+            "  --lua DIR           extra Lua library root, repeatable\n"
+            "  --config FILE       config file (default: $SLUICE_CONFIG, else <home>/sluice.conf)\n"
+            "  --log-format F      logfmt (default) or json\n"
+            "  --log-level L       debug, info (default), warn or error\n"
+            "  --version, --help\n\n"
+            "`sluice <command> --help` describes each command.\n");
 }
 
 /* Takes the global option at argv[*i] (and its value) into cfg. Returns 1 if it was
@@ -81,8 +82,7 @@ static int take_global(sl_config *cfg, int argc, char **argv, int *i, int *handl
             break;
         }
     }
-    if (!names[k])
-        return 0;
+    if (!names[k]) return 0;
     switch (k) {
     case 0:
         free(cfg->db_url);
@@ -141,8 +141,7 @@ int main(int argc, char **argv)
 
     /* --config must be known before the file is read. */
     for (int i = 1; i + 1 < argc; i++)
-        if (strcmp(argv[i], "--config") == 0)
-            setenv("SLUICE_CONFIG", argv[i + 1], 1);
+        if (strcmp(argv[i], "--config") == 0) setenv("SLUICE_CONFIG", argv[i + 1], 1);
     if (sl_config_init(&cfg, err, sizeof err) < 0) {
         sl_cli_error("%s", err);
         return 2;
@@ -153,10 +152,8 @@ int main(int argc, char **argv)
     int handlers_from_flags = 0;
     for (int i = 1; i < argc; i++) {
         int r = take_global(&cfg, argc, argv, &i, &handlers_from_flags);
-        if (r < 0)
-            goto out;
-        if (r == 0)
-            rest[nrest++] = argv[i];
+        if (r < 0) goto out;
+        if (r == 0) rest[nrest++] = argv[i];
     }
     sl_config_finish(&cfg);
     sl_log_setup(cfg.log_format, cfg.log_level);

@@ -36,7 +36,8 @@ sl_pg *sl_pg_new(struct ev_loop *loop, const char *url, int size);
 void sl_pg_free(sl_pg *pg);
 
 /* Queues a query on any free connection. Params are text (NULL = SQL NULL) and
- * copied; cb may be NULL (the result is dropped). The returned handle is valid until the callback runs or sl_pg_cancel. */
+ * copied; cb may be NULL (the result is dropped). The returned handle is valid until the callback
+ * runs or sl_pg_cancel. */
 sl_pg_req *sl_pg_query(sl_pg *pg, const char *sql, int nparams, const char *const *params,
                        sl_pg_cb cb, void *data);
 

@@ -24,8 +24,7 @@
 static const char *field(PGresult *res, int row, const char *name)
 {
     int c = PQfnumber(res, name);
-    if (c < 0 || PQgetisnull(res, row, c))
-        return NULL;
+    if (c < 0 || PQgetisnull(res, row, c)) return NULL;
     return PQgetvalue(res, row, c);
 }
 
@@ -73,8 +72,7 @@ void sl_queue_outcome_json(sl_buf *b, sl_run *run, const char *next_cron)
     sl_buf_printf(b, ",\"started_at\":%.6f,\"finished_at\":%.6f}", o->started, o->finished);
 }
 
-int sl_queue_cron_slot(const char *cron, const char *tzname, char out[40], char *why,
-                       size_t whylen)
+int sl_queue_cron_slot(const char *cron, const char *tzname, char out[40], char *why, size_t whylen)
 {
     char err[256];
     out[0] = '\0';
@@ -108,8 +106,7 @@ void sl_queue_next_cron(const char *cron, const char *tzname, char out[40])
 {
     char why[512];
     out[0] = '\0';
-    if (!cron || !*cron)
-        return;
+    if (!cron || !*cron) return;
     if (sl_queue_cron_slot(cron, tzname, out, why, sizeof why) < 0)
         sl_log(SL_ERROR, "cannot compute the next slot of a recurring job", "error", why, NULL);
 }
@@ -142,8 +139,7 @@ void sl_queue_close(sl_ctx *ctx)
     ctx->pg = NULL;
     free((char *)ctx->db_url);
     ctx->db_url = NULL;
-    if (ctx->loop)
-        ev_loop_destroy(ctx->loop);
+    if (ctx->loop) ev_loop_destroy(ctx->loop);
     ctx->loop = NULL;
 }
 
@@ -169,8 +165,7 @@ int sl_queue_load(sl_ctx *ctx, int strict)
 {
     char *problems = NULL;
     int nproblems = sl_runtime_load_handlers(ctx->rt, NULL, 0, &problems);
-    if (nproblems > 0)
-        print_problems(problems, strict);
+    if (nproblems > 0) print_problems(problems, strict);
     free(problems);
     return strict && nproblems > 0 ? -1 : 0;
 }
@@ -178,12 +173,10 @@ int sl_queue_load(sl_ctx *ctx, int strict)
 PGconn *sl_queue_boot(sl_ctx *ctx, const char *kind, char worker_id[40])
 {
     char *url = sl_cli_db_url(ctx->cfg);
-    if (!url)
-        return NULL;
+    if (!url) return NULL;
     ctx->db_url = url;
     PGconn *c = sl_cli_connect(ctx->cfg);
-    if (!c)
-        return NULL;
+    if (!c) return NULL;
     char *reg = sl_runtime_registry_json(ctx->rt);
     if (!reg) {
         sl_cli_error("cannot describe the handler registry (see the log above)");

@@ -19,8 +19,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define WATCH_MASK                                                                            \
-    (IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE | IN_DELETE_SELF |  \
+#define WATCH_MASK                                                                                 \
+    (IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE | IN_DELETE_SELF |       \
      IN_ATTRIB)
 
 struct sl_watch {
@@ -35,25 +35,20 @@ struct sl_watch {
 static void add_tree(sl_watch *w, const char *dir, int depth)
 {
     struct stat st;
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
-        return;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) return;
     if (inotify_add_watch(w->fd, dir, WATCH_MASK) < 0) {
         sl_log(SL_WARN, "cannot watch directory for reloads", "dir", dir, NULL);
         return;
     }
-    if (depth <= 0)
-        return;
+    if (depth <= 0) return;
     DIR *d = opendir(dir);
-    if (!d)
-        return;
+    if (!d) return;
     struct dirent *e;
     while ((e = readdir(d))) {
-        if (e->d_name[0] == '.')
-            continue;
+        if (e->d_name[0] == '.') continue;
         char path[PATH_MAX];
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-            add_tree(w, path, depth - 1);
+        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) add_tree(w, path, depth - 1);
     }
     closedir(d);
 }
@@ -87,8 +82,7 @@ static void io_cb(struct ev_loop *loop, ev_io *io, int revents)
             relevant = 1;
         p += sizeof *e + e->len;
     }
-    if (!relevant)
-        return;
+    if (!relevant) return;
     ev_timer_stop(loop, &w->debounce);
     ev_timer_set(&w->debounce, 0.1, 0);
     ev_timer_start(loop, &w->debounce);
@@ -121,8 +115,7 @@ sl_watch *sl_watch_start(struct ev_loop *loop, const sl_config *cfg, sl_watch_fn
 
 void sl_watch_stop(sl_watch *w)
 {
-    if (!w)
-        return;
+    if (!w) return;
     ev_io_stop(w->loop, &w->io);
     ev_timer_stop(w->loop, &w->debounce);
     close(w->fd);

@@ -100,8 +100,7 @@ static void ready_push(sl_runtime *rt, sl_task *t)
     else
         rt->ready_head = t;
     rt->ready_tail = t;
-    if (!ev_is_active(&rt->prepare))
-        ev_prepare_start(rt->ctx->loop, &rt->prepare);
+    if (!ev_is_active(&rt->prepare)) ev_prepare_start(rt->ctx->loop, &rt->prepare);
 }
 
 static void ready_remove(sl_runtime *rt, sl_task *t)
@@ -115,8 +114,7 @@ static void ready_remove(sl_runtime *rt, sl_task *t)
     *pp = t->next_ready;
     if (rt->ready_tail == t) rt->ready_tail = prev;
     t->next_ready = NULL;
-    if (!rt->ready_head && ev_is_active(&rt->prepare))
-        ev_prepare_stop(rt->ctx->loop, &rt->prepare);
+    if (!rt->ready_head && ev_is_active(&rt->prepare)) ev_prepare_stop(rt->ctx->loop, &rt->prepare);
 }
 
 int sl_task_wait(lua_State *L, sl_task *t, sl_task_cancel_fn cancel, void *op)
@@ -160,8 +158,7 @@ static void wake_waiter(sl_task *t)
 {
     sl_task *w = t->waiter;
     t->waiter = NULL;
-    if (!w || w->state != T_WAITING)
-        return;
+    if (!w || w->state != T_WAITING) return;
     if (w->cancel) {
         sl_task_cancel_fn c = w->cancel;
         w->cancel = NULL;
@@ -180,20 +177,17 @@ static void cancel_children(sl_task *t)
         t->children = c->next_sibling;
         c->next_sibling = NULL;
         c->parent = NULL;
-        if (c->state != T_RUNNING)
-            sl_task_cancel(c, "parent task ended");
+        if (c->state != T_RUNNING) sl_task_cancel(c, "parent task ended");
     }
 }
 
 static void unlink_child(sl_task *t)
 {
-    if (!t->parent)
-        return;
+    if (!t->parent) return;
     sl_task **pp = &t->parent->children;
     while (*pp && *pp != t)
         pp = &(*pp)->next_sibling;
-    if (*pp)
-        *pp = t->next_sibling;
+    if (*pp) *pp = t->next_sibling;
     t->parent = NULL;
     t->next_sibling = NULL;
 }
@@ -313,18 +307,15 @@ static char *error_message(sl_task *t, int *retryable, char **traceback)
         msg = t->kill;
         *retryable = 0;
     } else if (lua_type(L, -1) == LUA_TTABLE) {
-        if (lua_getfield(L, -1, "permanent") != LUA_TNIL && lua_toboolean(L, -1))
-            *retryable = 0;
+        if (lua_getfield(L, -1, "permanent") != LUA_TNIL && lua_toboolean(L, -1)) *retryable = 0;
         lua_pop(L, 1);
         lua_getfield(L, -1, "message");
         msg = lua_tostring(L, -1);
-        if (!msg)
-            msg = luaL_tolstring(L, -2, NULL);
+        if (!msg) msg = luaL_tolstring(L, -2, NULL);
     } else {
         msg = luaL_tolstring(L, -1, NULL);
     }
-    if (!msg)
-        msg = "error object is not a string";
+    if (!msg) msg = "error object is not a string";
     char *copy = strdup(msg);
     luaL_traceback(L, t->co, copy, 0);
     *traceback = strdup(lua_tostring(L, -1));
@@ -391,8 +382,7 @@ static void task_finished(sl_task *t, int status, int nres)
     }
     int retryable, keep_value = child && status != LUA_OK && !t->kill;
     char *tb = NULL;
-    if (keep_value)
-        lua_pushvalue(t->co, -1); /* the error value itself, for wait() to raise */
+    if (keep_value) lua_pushvalue(t->co, -1); /* the error value itself, for wait() to raise */
     char *msg = error_message(t, &retryable, &tb);
     if (t->chunk_done) {
         sl_chunk_done_fn d = t->chunk_done;
@@ -413,8 +403,7 @@ static void task_finished(sl_task *t, int status, int nres)
         t->rt->refs++;
         if (run) sl_run_log(run, tb);
         wake_waiter(t);
-        if (!t->parent || !t->handle)
-            task_free(t);
+        if (!t->parent || !t->handle) task_free(t);
     }
     free(msg);
     free(tb);
@@ -479,8 +468,7 @@ void sl_runtime_start_scheduler(sl_runtime *rt)
 void sl_runtime_stop_scheduler(sl_runtime *rt);
 void sl_runtime_stop_scheduler(sl_runtime *rt)
 {
-    if (ev_is_active(&rt->prepare))
-        ev_prepare_stop(rt->ctx->loop, &rt->prepare);
+    if (ev_is_active(&rt->prepare)) ev_prepare_stop(rt->ctx->loop, &rt->prepare);
 }
 
 /* ------------------------------------------------------------------ runs */
@@ -734,8 +722,7 @@ void sl_run_free(sl_run *run)
 sl_run *sl_runtime_find_run(sl_runtime *rt, const char *run_id)
 {
     for (sl_run *r = rt->runs; r; r = r->next)
-        if (strcmp(r->run_id, run_id) == 0)
-            return r;
+        if (strcmp(r->run_id, run_id) == 0) return r;
     return NULL;
 }
 

@@ -34,16 +34,16 @@ typedef struct sl_run_spec {
     const char *checkpoint_json; /* JSON object */
     const char *trigger_source;
     int attempt;
-    double timeout_seconds; /* <= 0: the handler's (or the default) */
+    double timeout_seconds;      /* <= 0: the handler's (or the default) */
     const char *cron_expression; /* recurring jobs: kept for finishing */
     const char *timezone;
 } sl_run_spec;
 
 typedef struct sl_run_outcome {
-    int status;              /* SL_RUN_COMPLETED / FAILED / CANCELLED */
-    const char *result_json; /* JSON (or NULL) */
-    const char *error;       /* NULL unless failed/cancelled */
-    const char *logs;        /* everything logged, "" if nothing */
+    int status;                /* SL_RUN_COMPLETED / FAILED / CANCELLED */
+    const char *result_json;   /* JSON (or NULL) */
+    const char *error;         /* NULL unless failed/cancelled */
+    const char *logs;          /* everything logged, "" if nothing */
     const char *datasets_json; /* explicit dataset reports, JSON object */
     const char *handler_version;
     int retryable;
@@ -57,9 +57,9 @@ typedef void (*sl_run_done_fn)(sl_run *run, void *data);
 enum { SL_ECHO_LOG = 0, SL_ECHO_PLAIN = 1, SL_ECHO_NONE = 2 };
 
 typedef struct sl_runtime_opts {
-    size_t memory_limit;      /* bytes for the whole lua_State; 0: 512 MiB */
-    long instruction_budget;  /* between yields; 0: 100 million */
-    int echo;                 /* SL_ECHO_* */
+    size_t memory_limit;     /* bytes for the whole lua_State; 0: 512 MiB */
+    long instruction_budget; /* between yields; 0: 100 million */
+    int echo;                /* SL_ECHO_* */
 } sl_runtime_opts;
 
 /* Creates the Lua state with the sluice modules; the context's loop must exist.
@@ -74,8 +74,7 @@ void sl_runtime_free(sl_runtime *rt);
  * given files. Problems are appended to *problems (malloc'd, one per line, each
  * "file: field: message"); returns the number of problems. On a reload, a file
  * with problems keeps its previous version. */
-int sl_runtime_load_handlers(sl_runtime *rt, const char *const *files, int nfiles,
-                             char **problems);
+int sl_runtime_load_handlers(sl_runtime *rt, const char *const *files, int nfiles, char **problems);
 
 /* The registry as JSON (array of job types with label, emoji, brand rule, param
  * schema, defaults, timeout, retries, datasets, file, version) for syncing into the

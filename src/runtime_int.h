@@ -16,30 +16,30 @@ enum { T_NEW, T_READY, T_RUNNING, T_WAITING, T_DONE };
 
 struct sl_task {
     sl_runtime *rt;
-    sl_run *run;          /* NULL for exec/REPL chunks */
+    sl_run *run; /* NULL for exec/REPL chunks */
     lua_State *co;
-    int ref;              /* anchor in the runtime's thread table */
+    int ref; /* anchor in the runtime's thread table */
     int state;
-    int nargs;            /* values already on co's stack for the first resume */
+    int nargs; /* values already on co's stack for the first resume */
     sl_task_cancel_fn cancel;
     void *op;
     sl_task_prepare_fn prepare;
     void *pdata;
     sl_task *next_ready;
     sl_task *next_in_run;
-    long budget;          /* instructions left until the next yield */
-    const char *kill;     /* set once the task is to die: the error message */
+    long budget;      /* instructions left until the next yield */
+    const char *kill; /* set once the task is to die: the error message */
     /* chunks (exec/REPL) */
     sl_chunk_done_fn chunk_done;
     void *chunk_data;
     /* spawn/wait (lua_spawn.c) */
-    int result_ref;       /* table of results or error, once done */
+    int result_ref; /* table of results or error, once done */
     int failed;
-    sl_task *waiter;      /* task parked in sluice.wait on this one */
-    sl_task *parent;      /* the task that spawned this one; NULL for mains and chunks */
-    sl_task *children;    /* tasks it spawned that still exist (running or uncollected) */
+    sl_task *waiter;   /* task parked in sluice.wait on this one */
+    sl_task *parent;   /* the task that spawned this one; NULL for mains and chunks */
+    sl_task *children; /* tasks it spawned that still exist (running or uncollected) */
     sl_task *next_sibling;
-    sl_task **handle;     /* the Lua handle's pointer to this task: cleared at free */
+    sl_task **handle;          /* the Lua handle's pointer to this task: cleared at free */
     struct sl_pg_conn *pinned; /* connection held by sluice.db.transaction */
 };
 
@@ -50,7 +50,7 @@ struct sl_run {
     int attempt;
     double timeout;
     ev_timer timer;
-    sl_task *tasks;      /* every live task of the run; the first started is main */
+    sl_task *tasks; /* every live task of the run; the first started is main */
     sl_task *main;
     char *logs;
     size_t loglen, logcap;
@@ -68,12 +68,12 @@ struct sl_runtime {
     lua_State *L;
     sl_runtime_opts opts;
     size_t mem_used;
-    sl_task *current;    /* the task being resumed, or NULL */
+    sl_task *current; /* the task being resumed, or NULL */
     sl_task *ready_head, *ready_tail;
-    ev_prepare prepare;  /* resumes ready tasks before the loop blocks */
+    ev_prepare prepare; /* resumes ready tasks before the loop blocks */
     sl_run *runs;
     int nruns;
-    int refs;            /* registry refs held (asserted zero at close) */
+    int refs; /* registry refs held (asserted zero at close) */
 };
 
 /* The runtime stored in L's registry. */

@@ -63,26 +63,26 @@ typedef struct sl_worker {
     char id[40];
     char lease[32];
     int concurrency;
-    int prefetch;      /* claimed runs that may wait here for a free slot */
-    int running;       /* runs started, not yet ended */
+    int prefetch;                            /* claimed runs that may wait here for a free slot */
+    int running;                             /* runs started, not yet ended */
     struct pending *queue_head, *queue_tail; /* claimed, not started yet */
     int queued;
-    int cycling;       /* finish_and_claim calls in flight (at most MAX_CYCLES) */
-    int cycle_again;   /* something happened while the maximum was in flight */
-    int asked;         /* jobs those calls asked for */
-    double backoff;    /* after a failed cycle */
+    int cycling;          /* finish_and_claim calls in flight (at most MAX_CYCLES) */
+    int cycle_again;      /* something happened while the maximum was in flight */
+    int asked;            /* jobs those calls asked for */
+    double backoff;       /* after a failed cycle */
     ev_timer claim_timer; /* next due job / poll / retry after an error */
     ev_timer heartbeat;
     ev_timer rescue;
     ev_timer retention;
-    ev_timer soon;        /* a cycle at the end of this loop iteration */
+    ev_timer soon; /* a cycle at the end of this loop iteration */
     ev_signal sigint, sigterm, sighup;
     sl_watch *watch;
     ev_timer grace;
     int stopping;
     int signals;
-    wrun *done;        /* ended runs waiting to be recorded */
-    int releasing;     /* release_runs() in flight */
+    wrun *done;    /* ended runs waiting to be recorded */
+    int releasing; /* release_runs() in flight */
     int exit_status;
 } sl_worker;
 
@@ -128,10 +128,8 @@ static void run_done(sl_run *run, void *data)
 
 static void arm_claim_timer(sl_worker *w, double after)
 {
-    if (after < 0)
-        after = 0;
-    if (ev_is_active(&w->claim_timer))
-        ev_timer_stop(w->ctx->loop, &w->claim_timer);
+    if (after < 0) after = 0;
+    if (ev_is_active(&w->claim_timer)) ev_timer_stop(w->ctx->loop, &w->claim_timer);
     ev_timer_set(&w->claim_timer, after, 0);
     ev_timer_start(w->ctx->loop, &w->claim_timer);
 }
@@ -142,13 +140,10 @@ static void next_due_done(PGresult *res, const char *err, void *data)
     double wait = w->cfg->poll_seconds;
     if (!err && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0)) {
         double d = atof(PQgetvalue(res, 0, 0));
-        if (d < wait)
-            wait = d;
+        if (d < wait) wait = d;
     }
-    if (res)
-        PQclear(res);
-    if (!w->stopping && !w->cycling)
-        arm_claim_timer(w, wait);
+    if (res) PQclear(res);
+    if (!w->stopping && !w->cycling) arm_claim_timer(w, wait);
 }
 
 static char *dup0(const char *s)
@@ -212,8 +207,7 @@ static void start_one(sl_worker *w, pending *p)
         .timezone = p->tz,
     };
     w->running++;
-    if (sl_run_start(w->ctx->rt, &spec, run_done, w, errbuf, sizeof errbuf))
-        return;
+    if (sl_run_start(w->ctx->rt, &spec, run_done, w, errbuf, sizeof errbuf)) return;
     fail_unstartable(w, p->run_id, errbuf);
 }
 
@@ -223,8 +217,7 @@ static void start_queued(sl_worker *w)
     while (w->queue_head && w->running < w->concurrency && !w->stopping) {
         pending *p = w->queue_head;
         w->queue_head = p->next;
-        if (!w->queue_head)
-            w->queue_tail = NULL;
+        if (!w->queue_head) w->queue_tail = NULL;
         w->queued--;
         start_one(w, p);
         pending_free(p);
@@ -234,16 +227,14 @@ static void start_queued(sl_worker *w)
 /* Gives the runs claimed but not started back to the queue (shutdown). */
 static void release_queued(sl_worker *w)
 {
-    if (!w->queue_head)
-        return;
+    if (!w->queue_head) return;
     sl_buf b = {0};
     sl_buf_puts(&b, "{");
     while (w->queue_head) {
         pending *p = w->queue_head;
         w->queue_head = p->next;
         sl_buf_puts(&b, p->run_id);
-        if (w->queue_head)
-            sl_buf_puts(&b, ",");
+        if (w->queue_head) sl_buf_puts(&b, ",");
         pending_free(p);
     }
     w->queue_tail = NULL;
@@ -297,8 +288,7 @@ static void cycle_done(PGresult *res, const char *err, void *data)
             w->done = batch;
         }
         w->backoff = w->backoff < 0.2 ? 0.2 : w->backoff * 2;
-        if (w->backoff > 30)
-            w->backoff = 30;
+        if (w->backoff > 30) w->backoff = 30;
         char secs[32];
         snprintf(secs, sizeof secs, "%.1f", w->backoff);
         sl_log(SL_WARN, "claiming and recording runs failed, retrying", "error", err, "retry_in",
@@ -343,21 +333,16 @@ static void cycle(sl_worker *w)
         w->cycle_again = 1;
         return;
     }
-    int want = w->stopping ? 0
-                           : w->concurrency + w->prefetch - w->running - w->queued - w->asked;
-    if (want > CLAIM_MAX)
-        want = CLAIM_MAX;
-    if (want < 0)
-        want = 0;
-    if (!w->done && want == 0)
-        return;
+    int want = w->stopping ? 0 : w->concurrency + w->prefetch - w->running - w->queued - w->asked;
+    if (want > CLAIM_MAX) want = CLAIM_MAX;
+    if (want < 0) want = 0;
+    if (!w->done && want == 0) return;
     sl_buf b = {0};
     sl_buf_puts(&b, "[");
     for (wrun *r = w->done; r; r = r->next) {
         char next[40];
         sl_queue_next_cron(r->cron, r->tz, next);
-        if (r != w->done)
-            sl_buf_puts(&b, ",");
+        if (r != w->done) sl_buf_puts(&b, ",");
         sl_queue_outcome_json(&b, r->run, next);
     }
     sl_buf_puts(&b, "]");
@@ -410,10 +395,8 @@ static void on_notify(const char *channel, const char *payload, void *data)
 static void ignore_result(PGresult *res, const char *err, void *data)
 {
     const char *what = data;
-    if (err)
-        sl_log(SL_WARN, what, "error", err, NULL);
-    if (res)
-        PQclear(res);
+    if (err) sl_log(SL_WARN, what, "error", err, NULL);
+    if (res) PQclear(res);
 }
 
 static void heartbeat_cb(struct ev_loop *loop, ev_timer *t, int revents)
@@ -432,8 +415,8 @@ static void heartbeat_cb(struct ev_loop *loop, ev_timer *t, int revents)
     free(started);
     const char *ids = sl_buf_str(&b);
     const char *params[] = {w->id, w->lease, ids};
-    sl_pg_query(w->ctx->pg, "SELECT sluice.heartbeat($1, $2, $3::uuid[])", 3, params,
-                ignore_result, "heartbeat failed");
+    sl_pg_query(w->ctx->pg, "SELECT sluice.heartbeat($1, $2, $3::uuid[])", 3, params, ignore_result,
+                "heartbeat failed");
     sl_buf_free(&b);
 }
 
@@ -449,8 +432,7 @@ static void rescue_done(PGresult *res, const char *err, void *data)
                PQgetvalue(res, i, 0), "job_status", PQgetvalue(res, i, 1), NULL);
     int n = PQntuples(res);
     PQclear(res);
-    if (n > 0)
-        cycle(w);
+    if (n > 0) cycle(w);
 }
 
 /* Recurring jobs without a next slot (created through SQL, or rescued): compute
@@ -468,8 +450,7 @@ static void unscheduled_done(PGresult *res, const char *err, void *data)
         sl_buf_puts(&b, "[");
         for (int i = 0; i < n; i++) {
             char next[40], why[256];
-            if (i)
-                sl_buf_puts(&b, ",");
+            if (i) sl_buf_puts(&b, ",");
             sl_buf_puts(&b, "{\"id\":");
             sl_buf_json_string(&b, PQgetvalue(res, i, 0));
             if (sl_queue_cron_slot(PQgetvalue(res, i, 1), PQgetvalue(res, i, 2), next, why,
@@ -496,12 +477,11 @@ static void rescue_cb(struct ev_loop *loop, ev_timer *t, int revents)
     (void)loop;
     (void)revents;
     sl_worker *w = t->data;
-    if (w->stopping)
-        return;
+    if (w->stopping) return;
     sl_pg_query(w->ctx->pg, "SELECT run_id, job_status FROM sluice.rescue_lost_runs()", 0, NULL,
                 rescue_done, w);
-    sl_pg_query(w->ctx->pg, "SELECT * FROM sluice.unscheduled_jobs(100)", 0, NULL,
-                unscheduled_done, w);
+    sl_pg_query(w->ctx->pg, "SELECT * FROM sluice.unscheduled_jobs(100)", 0, NULL, unscheduled_done,
+                w);
 }
 
 static void retention_done(PGresult *res, const char *err, void *data)
@@ -535,10 +515,8 @@ static void retention_cb(struct ev_loop *loop, ev_timer *t, int revents)
 static void registry_synced(PGresult *res, const char *err, void *data)
 {
     (void)data;
-    if (err)
-        sl_log(SL_WARN, "syncing the registry after a reload failed", "error", err, NULL);
-    if (res)
-        PQclear(res);
+    if (err) sl_log(SL_WARN, "syncing the registry after a reload failed", "error", err, NULL);
+    if (res) PQclear(res);
 }
 
 /* Reloads every handler file (and the libraries they use). A file that fails
@@ -551,10 +529,9 @@ static void reload_handlers(void *data)
     int n = sl_runtime_load_handlers(w->ctx->rt, NULL, 0, &problems);
     for (char *p = problems, *nl; p && *p; p = nl ? nl + 1 : NULL) {
         nl = strchr(p, '\n');
-        if (nl)
-            *nl = '\0';
-        sl_log(SL_ERROR, "handler rejected; its previous version (if any) keeps serving",
-               "problem", p, NULL);
+        if (nl) *nl = '\0';
+        sl_log(SL_ERROR, "handler rejected; its previous version (if any) keeps serving", "problem",
+               p, NULL);
     }
     free(problems);
     char *reg = sl_runtime_registry_json(w->ctx->rt);
@@ -587,30 +564,26 @@ static void released(PGresult *res, const char *err, void *data)
     if (err)
         sl_log(SL_WARN, "giving back claimed runs failed; their leases will expire", "error", err,
                NULL);
-    if (res)
-        PQclear(res);
+    if (res) PQclear(res);
     maybe_exit(w);
 }
 
 static void stopped_done(PGresult *res, const char *err, void *data)
 {
     sl_worker *w = data;
-    if (res)
-        PQclear(res);
+    if (res) PQclear(res);
     (void)err;
     ev_break(w->ctx->loop, EVBREAK_ALL);
 }
 
 static void maybe_exit(sl_worker *w)
 {
-    if (!w->stopping || w->running > 0 || w->done || w->cycling || w->releasing)
-        return;
-    if (w->stopping == 2)
-        return; /* already leaving */
+    if (!w->stopping || w->running > 0 || w->done || w->cycling || w->releasing) return;
+    if (w->stopping == 2) return; /* already leaving */
     w->stopping = 2;
     const char *params[] = {w->id};
-    sl_pg_query(w->ctx->pg, "UPDATE sluice.workers SET stopped_at = now() WHERE id = $1", 1,
-                params, stopped_done, w);
+    sl_pg_query(w->ctx->pg, "UPDATE sluice.workers SET stopped_at = now() WHERE id = $1", 1, params,
+                stopped_done, w);
 }
 
 static void grace_cb(struct ev_loop *loop, ev_timer *t, int revents)
@@ -618,8 +591,7 @@ static void grace_cb(struct ev_loop *loop, ev_timer *t, int revents)
     (void)loop;
     (void)revents;
     sl_worker *w = t->data;
-    if (w->running > 0)
-        sl_logf(SL_WARN, "grace period over: cancelling %d run(s)", w->running);
+    if (w->running > 0) sl_logf(SL_WARN, "grace period over: cancelling %d run(s)", w->running);
     sl_runtime_cancel_all_runs(w->ctx->rt, "shutdown");
     maybe_exit(w);
 }
@@ -629,7 +601,8 @@ static void signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
     (void)revents;
     sl_worker *w = s->data;
     if (++w->signals > 1) {
-        sl_log(SL_WARN, "second signal: exiting at once; leases will hand unfinished runs to other workers",
+        sl_log(SL_WARN,
+               "second signal: exiting at once; leases will hand unfinished runs to other workers",
                NULL);
         _exit(1);
     }
@@ -639,8 +612,7 @@ static void signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
            w->running ? "yes" : "no", "grace_seconds", grace, NULL);
     w->stopping = 1;
     sl_notify("STOPPING=1");
-    if (!w->cycling)
-        release_queued(w); /* else cycle_done releases them with what it claimed */
+    if (!w->cycling) release_queued(w); /* else cycle_done releases them with what it claimed */
     ev_timer_stop(loop, &w->claim_timer);
     ev_timer_stop(loop, &w->rescue);
     ev_timer_stop(loop, &w->retention);
@@ -695,8 +667,7 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
             serve_usage(stdout);
             return 0;
         } else if (strcmp(a, "--concurrency") == 0 || strcmp(a, "-c") == 0) {
-            if (parse_positive(a, i + 1 < argc ? argv[++i] : NULL, &d) < 0)
-                return 2;
+            if (parse_positive(a, i + 1 < argc ? argv[++i] : NULL, &d) < 0) return 2;
             cfg.concurrency = (int)d;
         } else if (strcmp(a, "--lease") == 0) {
             if (parse_positive(a, i + 1 < argc ? argv[++i] : NULL, &cfg.lease_seconds) < 0)
@@ -718,8 +689,7 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
         } else if (strcmp(a, "--no-watch") == 0) {
             watch = 0;
         } else if (strcmp(a, "--poll") == 0) {
-            if (parse_positive(a, i + 1 < argc ? argv[++i] : NULL, &cfg.poll_seconds) < 0)
-                return 2;
+            if (parse_positive(a, i + 1 < argc ? argv[++i] : NULL, &cfg.poll_seconds) < 0) return 2;
         } else {
             sl_cli_error("serve: unknown option '%s' (see `sluice serve --help`)", a);
             return 2;
@@ -727,8 +697,7 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     }
 
     int pidfd = -1;
-    if (pidfile && (pidfd = sl_pidfile_acquire(pidfile)) < 0)
-        return 1;
+    if (pidfile && (pidfd = sl_pidfile_acquire(pidfile)) < 0) return 1;
     sl_ctx ctx = {0};
     ctx.loop = ev_default_loop(EVFLAG_AUTO);
     ctx.cfg = &cfg;
@@ -795,8 +764,7 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     ev_signal_init(&w.sighup, sighup_cb, SIGHUP);
     w.sighup.data = &w;
     ev_signal_start(ctx.loop, &w.sighup);
-    if (watch)
-        w.watch = sl_watch_start(ctx.loop, &cfg, reload_handlers, &w);
+    if (watch) w.watch = sl_watch_start(ctx.loop, &cfg, reload_handlers, &w);
     sl_pg_listen(ctx.pg, "sluice_jobs", on_notify, &w);
     sl_pg_listen(ctx.pg, "sluice_cancel", on_notify, &w);
     cycle(&w);
