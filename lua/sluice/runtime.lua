@@ -12,6 +12,7 @@ local core, dbd, cjson_lib = drivers.core, drivers.db, drivers.cjson
 
 local json = cjson_lib.new()
 json.encode_sparse_array(true)
+json.decode = core.json_decode  -- whole numbers come back as integers (1, not 1.0)
 local null = cjson_lib.null
 
 local M = {}

@@ -1,0 +1,41 @@
+-- asset_download: the videos and images of a brand's Meta ads that have no
+-- asset yet (or whose last download failed), into the content-addressed asset
+-- store, one meta_ad_assets row per ad and type. Video URLs come from the Graph
+-- API (`/{video_id}?fields=source`), images from the ad's creative. A download
+-- that fails is recorded on its row (403/404/410 and missing sources as
+-- not_downloadable, other errors as failed, tried again next run) and does not
+-- stop the others. The same code is meta_sync's step 4 (lua/sluice/meta_assets.lua).
+local graph = require("sluice.graph")
+local meta_assets = require("sluice.meta_assets")
+
+return {
+  label = "Asset Download",
+  emoji = "📦",
+  description = "Videos and images of the brand's Meta ads into the asset store (meta_ad_assets).",
+  params = {
+    max_videos = { type = "integer", min = 0, max = 500, default = 20, description = "videos per run" },
+    max_images = { type = "integer", min = 0, max = 1000, default = 40, description = "images per run" },
+  },
+  datasets = {
+    -- declared identically by meta_sync
+    ad_assets = { label = "Ad Assets", max_age = "48 hours" },
+  },
+  brand = "required",
+  timeout = "30 min",
+  max_retries = 3,
+  run = function(job)
+    local g, gerr = graph.client(job)
+    if not g then error(sluice.permanent(gerr)) end
+    local s, err = meta_assets.download(job, g, {
+      max_videos = job.params.max_videos, max_images = job.params.max_images,
+    })
+    if not s then
+      job.dataset("ad_assets"):fail(err)
+      error("assets: " .. err)
+    end
+    job.dataset("ad_assets"):success(s.downloaded, s)
+    s.records = s.downloaded
+    s.graph_requests = g.requests
+    return s
+  end,
+}

@@ -1,0 +1,404 @@
+-- meta_sync: a brand's Meta ads performance, from the Graph API into
+-- meta_ads_performance, then what hangs off it. Five steps:
+--   1. insights of the brand's ad account at level=ad, time_increment=1, for
+--      today − days_back … today (UTC), every page, within the Graph limit
+--   2. upsert of the rows on (meta_ad_id, date)           → meta_ads_performance
+--   3. creatives: thumbnail, image, video id, copy, status → ad_thumbnails
+--   4. videos and images into the asset store (as asset_download) → ad_assets
+--   5. with auto_classify, an LLM classification of each ad not yet classified
+--      for its current copy and format                   → ad_classifications
+-- Steps 1–2 are the job: if they fail the run fails (and is retried). Steps 3–5
+-- each report their own dataset; a failure there is logged and reported and the
+-- run still succeeds. The account is the brand's primary brand_ad_accounts row
+-- (sluice.add_ad_account); its OAuth token is used while valid, else
+-- META_ACCESS_TOKEN.
+local graph = require("sluice.graph")
+local meta_assets = require("sluice.meta_assets")
+
+local FIELDS = table.concat({
+  "ad_id", "ad_name", "adset_id", "adset_name", "campaign_id", "campaign_name", "objective",
+  "spend", "impressions", "reach", "frequency", "cpm", "clicks", "outbound_clicks",
+  "outbound_clicks_ctr", "cost_per_outbound_click", "actions", "action_values",
+  "cost_per_action_type", "purchase_roas", "video_play_actions", "video_avg_time_watched_actions",
+  "video_p25_watched_actions", "video_p50_watched_actions", "video_p75_watched_actions",
+  "video_p95_watched_actions", "video_p100_watched_actions", "video_thruplay_watched_actions",
+}, ",")
+local PAGE_SIZE = 100
+local PROMPT_VERSION = "classify-v1"
+local MAX_CLASSIFY = 100
+
+local null = sluice.null
+
+---------------------------------------------------------------- insights rows
+
+local function v(x)
+  if x == null or x == "" then return nil end
+  return x
+end
+
+local function num(x)
+  x = v(x)
+  if x == nil then return nil end
+  return tonumber(x)
+end
+
+-- The value of the first action type found in a list of {action_type, value}.
+local function action(list, ...)
+  list = v(list)
+  if type(list) ~= "table" then return nil end
+  for i = 1, select("#", ...) do
+    local want = select(i, ...)
+    for _, e in ipairs(list) do
+      if type(e) == "table" and e.action_type == want then return num(e.value) end
+    end
+  end
+  return nil
+end
+
+local function first(list)
+  list = v(list)
+  if type(list) ~= "table" or type(list[1]) ~= "table" then return nil end
+  return num(list[1].value)
+end
+
+local function ratio(a, b, scale)
+  if not a or not b or b == 0 then return nil end
+  return a / b * (scale or 1)
+end
+
+-- One insights row → a meta_ads_performance row (nil when it has no ad id or date).
+local function perf_row(r, account)
+  local ad_id, date = v(r.ad_id), v(r.date_start)
+  if not ad_id or not date then return nil end
+  local spend, impressions = num(r.spend), num(r.impressions)
+  local link_clicks = first(r.outbound_clicks)
+  local purchases = action(r.actions, "omni_purchase", "purchase")
+  local video_views = action(r.actions, "video_view")
+  local thruplay = first(r.video_thruplay_watched_actions)
+  return {
+    meta_ad_account_id = account, meta_ad_id = tostring(ad_id), date = date,
+    meta_adset_id = v(r.adset_id), adset_name = v(r.adset_name),
+    meta_campaign_id = v(r.campaign_id), campaign_name = v(r.campaign_name), ad_name = v(r.ad_name),
+    campaign_objective = v(r.objective),
+    spend = spend, impressions = impressions, reach = num(r.reach), frequency = num(r.frequency),
+    cpm = num(r.cpm) or ratio(spend, impressions, 1000),
+    link_clicks = link_clicks, link_ctr = first(r.outbound_clicks_ctr),
+    link_cpc = first(r.cost_per_outbound_click),
+    add_to_carts = action(r.actions, "add_to_cart", "omni_add_to_cart"),
+    cost_per_add_to_cart = action(r.cost_per_action_type, "add_to_cart", "omni_add_to_cart"),
+    purchases = purchases,
+    purchase_value = action(r.action_values, "omni_purchase", "purchase"),
+    roas = first(r.purchase_roas),
+    conversion_rate = ratio(purchases, link_clicks, 100),
+    video_views = video_views,
+    video_avg_watch_time = first(r.video_avg_time_watched_actions),
+    video_p25_watched = first(r.video_p25_watched_actions),
+    video_p50_watched = first(r.video_p50_watched_actions),
+    video_p75_watched = first(r.video_p75_watched_actions),
+    video_p95_watched = first(r.video_p95_watched_actions),
+    video_p100_watched = first(r.video_p100_watched_actions),
+    video_thruplay = thruplay,
+    hold_rate = ratio(thruplay, video_views),
+    hook_rate = ratio(video_views, impressions),
+    initiate_checkouts = action(r.actions, "initiate_checkout", "omni_initiated_checkout"),
+    landing_page_views = action(r.actions, "landing_page_view"),
+    content_views = action(r.actions, "view_content"),
+    cost_per_initiate_checkout = action(r.cost_per_action_type, "initiate_checkout"),
+    raw_actions = v(r.actions), raw_costs = v(r.cost_per_action_type),
+  }
+end
+
+local UPSERT = [[
+  INSERT INTO public.meta_ads_performance AS m
+      (brand_id, meta_ad_account_id, meta_ad_id, meta_adset_id, adset_name, meta_campaign_id,
+       campaign_name, ad_name, date, spend, impressions, reach, frequency, cpm, link_clicks,
+       link_ctr, link_cpc, add_to_carts, cost_per_add_to_cart, purchases, purchase_value, roas,
+       conversion_rate, video_views, video_avg_watch_time, video_p25_watched, video_p50_watched,
+       video_p75_watched, video_p95_watched, video_p100_watched, video_thruplay, hold_rate,
+       hook_rate, initiate_checkouts, landing_page_views, content_views,
+       cost_per_initiate_checkout, raw_actions, raw_costs, campaign_objective, fetched_at)
+  SELECT $1, x.meta_ad_account_id, x.meta_ad_id, x.meta_adset_id, x.adset_name,
+         x.meta_campaign_id, x.campaign_name, x.ad_name, x.date, x.spend, x.impressions, x.reach,
+         x.frequency, x.cpm, x.link_clicks, x.link_ctr, x.link_cpc, x.add_to_carts,
+         x.cost_per_add_to_cart, x.purchases, x.purchase_value, x.roas, x.conversion_rate,
+         x.video_views, x.video_avg_watch_time, x.video_p25_watched, x.video_p50_watched,
+         x.video_p75_watched, x.video_p95_watched, x.video_p100_watched, x.video_thruplay,
+         x.hold_rate, x.hook_rate, x.initiate_checkouts, x.landing_page_views, x.content_views,
+         x.cost_per_initiate_checkout, x.raw_actions, x.raw_costs, x.campaign_objective, now()
+  FROM jsonb_to_recordset($2::jsonb) AS x(meta_ad_account_id text, meta_ad_id text,
+       meta_adset_id text, adset_name text, meta_campaign_id text, campaign_name text,
+       ad_name text, date date, spend numeric, impressions bigint, reach bigint,
+       frequency numeric, cpm numeric, link_clicks bigint, link_ctr numeric, link_cpc numeric,
+       add_to_carts bigint, cost_per_add_to_cart numeric, purchases bigint,
+       purchase_value numeric, roas numeric, conversion_rate numeric, video_views bigint,
+       video_avg_watch_time numeric, video_p25_watched bigint, video_p50_watched bigint,
+       video_p75_watched bigint, video_p95_watched bigint, video_p100_watched bigint,
+       video_thruplay bigint, hold_rate numeric, hook_rate numeric, initiate_checkouts bigint,
+       landing_page_views bigint, content_views bigint, cost_per_initiate_checkout numeric,
+       raw_actions jsonb, raw_costs jsonb, campaign_objective text)
+  ON CONFLICT (meta_ad_id, date) DO UPDATE SET
+      brand_id = excluded.brand_id, meta_ad_account_id = excluded.meta_ad_account_id,
+      meta_adset_id = excluded.meta_adset_id, adset_name = excluded.adset_name,
+      meta_campaign_id = excluded.meta_campaign_id, campaign_name = excluded.campaign_name,
+      ad_name = excluded.ad_name, spend = excluded.spend, impressions = excluded.impressions,
+      reach = excluded.reach, frequency = excluded.frequency, cpm = excluded.cpm,
+      link_clicks = excluded.link_clicks, link_ctr = excluded.link_ctr,
+      link_cpc = excluded.link_cpc, add_to_carts = excluded.add_to_carts,
+      cost_per_add_to_cart = excluded.cost_per_add_to_cart, purchases = excluded.purchases,
+      purchase_value = excluded.purchase_value, roas = excluded.roas,
+      conversion_rate = excluded.conversion_rate, video_views = excluded.video_views,
+      video_avg_watch_time = excluded.video_avg_watch_time,
+      video_p25_watched = excluded.video_p25_watched, video_p50_watched = excluded.video_p50_watched,
+      video_p75_watched = excluded.video_p75_watched, video_p95_watched = excluded.video_p95_watched,
+      video_p100_watched = excluded.video_p100_watched, video_thruplay = excluded.video_thruplay,
+      hold_rate = excluded.hold_rate, hook_rate = excluded.hook_rate,
+      initiate_checkouts = excluded.initiate_checkouts,
+      landing_page_views = excluded.landing_page_views, content_views = excluded.content_views,
+      cost_per_initiate_checkout = excluded.cost_per_initiate_checkout,
+      raw_actions = excluded.raw_actions, raw_costs = excluded.raw_costs,
+      campaign_objective = excluded.campaign_objective, fetched_at = now()
+  RETURNING (xmax = 0) AS inserted]]
+
+---------------------------------------------------------------- classification
+
+-- 64-bit FNV-1a of a string, as 16 hex digits: the classification cache key.
+local function fnv64(s)
+  local h = 0xcbf29ce484222325  -- wraps to a negative integer; the arithmetic is mod 2^64
+  for i = 1, #s do
+    h = (h ~ s:byte(i)) * 1099511628211
+  end
+  return ("%016x"):format(h)
+end
+
+local SYSTEM = table.concat({
+  "You classify Meta ad creatives for a direct-response marketing team.",
+  "Reply with one JSON object with the keys creative_format (e.g. video_ugc, image_static),",
+  "hook_type, primary_cta, creative_awareness_level and copy_awareness_level (unaware,",
+  "problem_aware, solution_aware, product_aware, most_aware), congruence_score (0 to 1: how",
+  "well the creative, the copy and the destination agree) and reasoning (one sentence).",
+  "STAGE: classify",
+}, "\n")
+
+local function user_prompt(ad)
+  return table.concat({
+    "Ad name: " .. (v(ad.ad_name) or "(none)"),
+    "Format: " .. (ad.is_video and "video ad" or "image ad"),
+    "Object type: " .. (v(ad.object_type) or "unknown"),
+    "Campaign objective: " .. (v(ad.campaign_objective) or "unknown"),
+    "Destination: " .. (v(ad.destination_url) or "unknown"),
+    "Ad copy:",
+    v(ad.ad_copy) or "(no copy)",
+  }, "\n")
+end
+
+local KEYS = { "creative_format", "hook_type", "primary_cta", "creative_awareness_level",
+               "copy_awareness_level" }
+
+local function validate(c)
+  if type(c) ~= "table" then return nil, "the reply is not a JSON object" end
+  for _, k in ipairs(KEYS) do
+    if type(c[k]) ~= "string" or c[k] == "" then return nil, "the reply has no " .. k end
+  end
+  local s = tonumber(c.congruence_score)
+  if s then c.congruence_score = math.max(0, math.min(1, s)) else c.congruence_score = nil end
+  return c
+end
+
+-- Step 5: returns { classified, reused, failed } | nil, err
+local function classify(job, since)
+  local llm = require("sluice.llm")
+  local cfg, cerr = llm.config()
+  if not cfg then return nil, cerr end
+  local ads, err = sluice.db.query([[
+    SELECT DISTINCT ON (meta_ad_id) meta_ad_id, ad_name, ad_copy, is_video, object_type,
+           destination_url, campaign_objective
+    FROM public.meta_ads_performance
+    WHERE brand_id = $1 AND date >= $2::date AND is_video IS NOT NULL
+    ORDER BY meta_ad_id, date DESC]], job.brand_id, since)
+  if not ads then return nil, err end
+  local todo, out = {}, { classified = 0, reused = 0, failed = 0 }
+  for _, ad in ipairs(ads) do
+    ad.prompt = user_prompt(ad)
+    ad.input_hash = fnv64(PROMPT_VERSION .. "\0" .. cfg.model .. "\0" .. SYSTEM .. "\0" .. ad.prompt)
+  end
+  local known
+  known, err = sluice.db.query([[
+    SELECT meta_ad_id || '/' || input_hash AS k FROM public.ad_creative_classifications
+    WHERE brand_id = $1]], job.brand_id)
+  if not known then return nil, err end
+  local have = {}
+  for _, r in ipairs(known) do have[r.k] = true end
+  for _, ad in ipairs(ads) do
+    if have[ad.meta_ad_id .. "/" .. ad.input_hash] then
+      out.reused = out.reused + 1
+    elseif #todo < MAX_CLASSIFY then
+      todo[#todo + 1] = ad
+    end
+  end
+  local first_err
+  sluice.map(todo, function(ad)
+    local c, cerr2 = llm.chat_json({
+      { role = "system", content = SYSTEM },
+      { role = "user", content = ad.prompt },
+    }, { validate = validate, config = cfg, max_tokens = 400 })
+    if not c then
+      out.failed = out.failed + 1
+      first_err = first_err or cerr2
+      job.log("classification of ad %s: %s", ad.meta_ad_id, cerr2)
+      return nil
+    end
+    local ok, qerr = sluice.db.query([[
+      INSERT INTO public.ad_creative_classifications
+          (brand_id, meta_ad_id, run_id, creative_awareness_level, creative_format,
+           copy_awareness_level, hook_type, primary_cta, congruence_score, reasoning, source,
+           prompt_version, input_hash, model_used, raw_classification)
+      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'meta_sync', $11, $12, $13, $14::jsonb)
+      ON CONFLICT (brand_id, meta_ad_id, input_hash) DO NOTHING]],
+      job.brand_id, ad.meta_ad_id, job.run_id, c.creative_awareness_level, c.creative_format,
+      c.copy_awareness_level, c.hook_type, c.primary_cta,
+      c.congruence_score and ("%.4f"):format(c.congruence_score),
+      type(c.reasoning) == "string" and c.reasoning or nil, PROMPT_VERSION, ad.input_hash,
+      cfg.model, c)
+    if not ok then error("ad_creative_classifications: " .. qerr, 0) end
+    out.classified = out.classified + 1
+    return true
+  end, { concurrency = 4 })
+  if out.failed > 0 and out.classified == 0 then
+    return nil, ("all %d classifications failed: %s"):format(out.failed, first_err)
+  end
+  return out
+end
+
+---------------------------------------------------------------- steps 3–5
+
+-- Runs one non-fatal step: fn() → summary, records | nil, err (or raises).
+-- Reports the step's dataset and returns whether it succeeded.
+local function step(job, failed, number, key, fn)
+  local ok, res, extra = pcall(fn)
+  if ok and res then
+    job.dataset(key):success(extra or 0, type(res) == "table" and res or nil)
+    return true
+  end
+  local err = ok and extra or res
+  if type(err) == "table" and err.message then err = err.message end
+  err = tostring(err or "failed")
+  job.dataset(key):fail(err)
+  failed[#failed + 1] = ("step %d (%s): %s"):format(number, key, err)
+  job.log("step %d (%s) failed: %s", number, key, err)
+  return false
+end
+
+return {
+  label = "Meta Sync",
+  emoji = "🔄",
+  description = "Meta ads insights into meta_ads_performance, then creatives, assets and "
+    .. "(optionally) classifications.",
+  params = {
+    days_back = { type = "integer", min = 1, max = 365, default = 7,
+                  description = "days before today to sync" },
+    download_max_videos = { type = "integer", min = 0, max = 500, default = 20 },
+    download_max_images = { type = "integer", min = 0, max = 1000, default = 40 },
+    auto_classify = { type = "boolean", default = false, description = "classify new ads with the LLM" },
+  },
+  datasets = {
+    meta_ads_performance = { label = "Meta Ads Performance", max_age = "24 hours" },
+    ad_thumbnails = { label = "Ad Thumbnails", max_age = "24 hours" },
+    -- declared identically by asset_download
+    ad_assets = { label = "Ad Assets", max_age = "48 hours" },
+    ad_classifications = { label = "Ad Classifications", max_age = "48 hours" },
+  },
+  brand = "required",
+  timeout = "30 min",
+  max_retries = 3,
+  run = function(job)
+    local p = job.params
+    local accounts, err = sluice.db.query([[
+      SELECT meta_ad_account_id FROM public.brand_ad_accounts WHERE brand_id = $1
+      ORDER BY is_primary DESC, created_at, meta_ad_account_id LIMIT 1]], job.brand_id)
+    if not accounts then error("brand_ad_accounts: " .. err) end
+    if not accounts[1] then
+      error(sluice.permanent("the brand has no Meta ad account: link one with "
+        .. "SELECT sluice.add_ad_account('<brand>', 'act_<digits>')"))
+    end
+    local account = accounts[1].meta_ad_account_id
+    local g, gerr = graph.client(job, { account_id = account })
+    if not g then error(sluice.permanent(gerr)) end
+
+    -- steps 1–2: insights, page by page, each page upserted as it arrives
+    local now = sluice.now()
+    local since = os.date("!%Y-%m-%d", math.floor(now - p.days_back * 86400))
+    local till = os.date("!%Y-%m-%d", math.floor(now))
+    job.log("syncing %s from %s to %s (token: %s)", account, since, till, g.token_source)
+    local inserted, updated, skipped = 0, 0, 0
+    local n, pages_or_err, info = g:each_page("/" .. account .. "/insights", {
+      level = "ad", time_increment = 1, limit = PAGE_SIZE, fields = FIELDS,
+      time_range = sluice.json.encode({ since = since, ["until"] = till }),
+    }, function(rows, page)
+      local batch = {}
+      for _, r in ipairs(rows) do
+        local row = perf_row(r, account)
+        if row then batch[#batch + 1] = row else skipped = skipped + 1 end
+      end
+      if #batch == 0 then return true end
+      local res, qerr = sluice.db.query(UPSERT, job.brand_id, batch)
+      if not res then return nil, "meta_ads_performance: " .. qerr end
+      for _, r in ipairs(res) do
+        if r.inserted then inserted = inserted + 1 else updated = updated + 1 end
+      end
+      job.log("insights page %d: %d rows", page, #rows)
+      return true
+    end)
+    if not n then
+      local msg = "step 1-2 (meta_ads_performance): " .. tostring(pages_or_err)
+      if info and info.permanent then error(sluice.permanent(msg)) end
+      error(msg)
+    end
+    job.log("%d insight rows in %d pages: %d new, %d updated%s", n, pages_or_err, inserted, updated,
+      skipped > 0 and (", %d without an ad id or date skipped"):format(skipped) or "")
+    job.dataset("meta_ads_performance"):success(inserted + updated,
+      { since = since, ["until"] = till, account = account, pages = pages_or_err, new = inserted })
+
+    -- steps 3–5: each on its own
+    local failed = {}
+    local summary = { rows = inserted + updated, new_rows = inserted, pages = pages_or_err,
+                      since = since, ["until"] = till, account = account }
+    step(job, failed, 3, "ad_thumbnails", function()
+      local read, nfail, copied = meta_assets.refresh_creatives(job, g, { since = since })
+      if not read then return nil, nfail end
+      job.log("creatives: %d read from the Graph API, %d failed, %d rows filled from known ads",
+        read, nfail, copied)
+      summary.creatives = { read = read, failed = nfail, rows_copied = copied }
+      return summary.creatives, read
+    end)
+    step(job, failed, 4, "ad_assets", function()
+      local s, aerr = meta_assets.download(job, g, {
+        max_videos = p.download_max_videos, max_images = p.download_max_images,
+      })
+      if not s then return nil, aerr end
+      summary.assets = s
+      return s, s.downloaded
+    end)
+    if p.auto_classify then
+      step(job, failed, 5, "ad_classifications", function()
+        local c, cerr = classify(job, since)
+        if not c then return nil, cerr end
+        job.log("classifications: %d new, %d already classified, %d failed", c.classified, c.reused, c.failed)
+        summary.classifications = c
+        return c, c.classified
+      end)
+    else
+      -- the host settles every declared dataset; say plainly that nothing ran
+      job.dataset("ad_classifications"):success(0, { skipped = "auto_classify is false" })
+    end
+
+    summary.graph_requests, summary.graph_retries = g.requests, g.retries
+    summary.records = inserted + updated
+    if #failed > 0 then
+      summary.failed_steps = failed
+      job.log("meta_sync done; %d of the optional steps failed: %s", #failed, table.concat(failed, "; "))
+    else
+      job.log("meta_sync done: every step succeeded (%d Graph requests)", g.requests)
+    end
+    return summary
+  end,
+}

@@ -1,0 +1,328 @@
+-- meta_assets.lua — what meta_sync and asset_download share about a brand's Meta
+-- ads: reading an ad's creative (thumbnail, image, video id, copy, destination,
+-- status) through the Graph API into meta_ads_performance, and downloading the
+-- ads' videos and images into the asset store with one meta_ad_assets row per
+-- ad and type, whatever happened to it.
+--
+--   local ma = require("sluice.meta_assets")
+--   local n, failed = ma.refresh_creatives(job, g, { since = "2025-11-24" })   -- meta_sync step 3
+--   local summary, err = ma.download(job, g, { max_videos = 20, max_images = 40 })
+--
+-- g is a client from lua/sluice/graph.lua. Per-ad failures are recorded and
+-- logged, never raised; a function returns nil, err only when the step as a
+-- whole failed (the database, the asset store, or every download).
+
+local assets = require("sluice.assets")
+
+local M = {}
+
+M.CREATIVE_FIELDS = "id,thumbnail_url,image_url,image_hash,video_id,object_story_spec,object_type,"
+  .. "asset_feed_spec,effective_object_story_id"
+M.MAX_ADS = 100          -- creatives read per run (the seed's cap)
+M.CONCURRENCY = 4        -- requests in flight per step (the Graph limiter paces them anyway)
+
+local null = sluice.null
+
+local function v(x)
+  if x == null or x == "" then return nil end
+  return x
+end
+
+local function tbl(x)
+  x = v(x)
+  return type(x) == "table" and x or {}
+end
+
+---------------------------------------------------------------- creatives
+
+-- What an ad's creative tells: { thumbnail_url, image_url, video_id, is_video,
+-- object_type, ad_copy, destination_url, story_id }. The video id of
+-- object_story_spec wins over a (possibly stale) top-level one; the image is
+-- the first of image_url, link_data.image_url|picture, photo_data.url|image_url,
+-- asset_feed_spec.images[1].url (the post image is looked up separately).
+function M.creative_info(c)
+  c = tbl(c)
+  local oss = tbl(c.object_story_spec)
+  local vd, ld, pd = tbl(oss.video_data), tbl(oss.link_data), tbl(oss.photo_data)
+  local afs = tbl(c.asset_feed_spec)
+  local first_image = tbl(tbl(afs.images)[1])
+  local video_id = v(vd.video_id) or v(c.video_id)
+  local object_type = v(c.object_type)
+  local is_video = video_id ~= nil
+    or (type(object_type) == "string" and object_type:upper():find("VIDEO") ~= nil)
+  local cta = tbl(tbl(vd.call_to_action).value)
+  return {
+    thumbnail_url = v(c.thumbnail_url),
+    image_url = v(c.image_url) or v(ld.image_url) or v(ld.picture) or v(pd.url) or v(pd.image_url)
+      or v(first_image.url),
+    video_id = video_id and tostring(video_id) or nil,
+    is_video = is_video,
+    object_type = object_type,
+    ad_copy = v(ld.message) or v(vd.message) or v(pd.caption) or v(tbl(tbl(afs.bodies)[1]).text) or v(c.body),
+    destination_url = v(ld.link) or v(cta.link) or v(tbl(tbl(afs.link_urls)[1]).website_url),
+    story_id = v(c.effective_object_story_id),
+  }
+end
+
+-- The image of a page post: full_picture, else its first attachment's image.
+local function post_image(g, story_id)
+  local post, err = g:get("/" .. story_id, { fields = "full_picture,attachments{media{image{src}}}" })
+  if not post then return nil, err end
+  if v(post.full_picture) then return post.full_picture end
+  for _, a in ipairs(tbl(tbl(post.attachments).data)) do
+    local src = v(tbl(tbl(tbl(a).media).image).src)
+    if src then return src end
+  end
+  return nil
+end
+
+-- One ad: its status and creative (one request, the creative expanded inline;
+-- the seed made two), plus its post's image when that is all an image ad has.
+function M.fetch_ad(g, ad_id)
+  local ad, err = g:get("/" .. ad_id, {
+    fields = "id,effective_status,creative{" .. M.CREATIVE_FIELDS .. "}",
+    thumbnail_width = 1080, thumbnail_height = 1080,
+  })
+  if not ad then return nil, err end
+  local info = M.creative_info(ad.creative)
+  info.ad_status = v(ad.effective_status)
+  if not info.is_video and not info.image_url and info.story_id then
+    info.image_url = post_image(g, info.story_id)  -- a failure leaves the thumbnail
+  end
+  return info
+end
+
+-- Writes creative infos (ad id → info) onto every row of those ads.
+local function store_infos(brand_id, infos)
+  local list = {}
+  for ad_id, i in pairs(infos) do
+    list[#list + 1] = {
+      meta_ad_id = ad_id, thumbnail_url = i.thumbnail_url, image_url = i.image_url,
+      meta_video_id = i.video_id, is_video = i.is_video, object_type = i.object_type,
+      ad_copy = i.ad_copy, destination_url = i.destination_url, ad_status = i.ad_status,
+    }
+  end
+  if #list == 0 then return 0 end
+  local rows, err = sluice.db.query([[
+    UPDATE public.meta_ads_performance p SET
+        thumbnail_url = x.thumbnail_url, image_url = x.image_url, meta_video_id = x.meta_video_id,
+        is_video = x.is_video, object_type = x.object_type, ad_copy = x.ad_copy,
+        destination_url = x.destination_url, ad_status = coalesce(x.ad_status, p.ad_status)
+    FROM jsonb_to_recordset($2::jsonb) AS x(meta_ad_id text, thumbnail_url text, image_url text,
+         meta_video_id text, is_video boolean, object_type text, ad_copy text,
+         destination_url text, ad_status text)
+    WHERE p.brand_id = $1 AND p.meta_ad_id = x.meta_ad_id]], brand_id, list)
+  if not rows then return nil, err end
+  return #list
+end
+
+-- Reads the creatives of the given ads (at most M.MAX_ADS) and stores them.
+-- Returns ads updated, { [ad_id] = err } | nil, err (database).
+function M.fetch_and_store(job, g, ad_ids)
+  local infos, failed = {}, {}
+  local results, errs = sluice.map(ad_ids, function(ad_id) return M.fetch_ad(g, ad_id) end,
+                                   { concurrency = M.CONCURRENCY })
+  local n_failed = 0
+  for i, ad_id in ipairs(ad_ids) do
+    if results[i] then
+      infos[ad_id] = results[i]
+    else
+      failed[ad_id] = errs[i] or "no answer"
+      n_failed = n_failed + 1
+      job.log("creative of ad %s: %s", ad_id, failed[ad_id])
+    end
+  end
+  local n, err = store_infos(job.brand_id, infos)
+  if not n then return nil, err end
+  return n, failed, n_failed
+end
+
+-- meta_sync step 3: rows without a creative (is_video unknown) get it from
+-- another row of the same ad when one has it (no request); the ads still without
+-- one since `opts.since` are read from the Graph API (at most M.MAX_ADS).
+-- Returns ads read, failures (a count), rows filled by copying | nil, err.
+function M.refresh_creatives(job, g, opts)
+  local copied, err = sluice.db.query([[
+    UPDATE public.meta_ads_performance p SET
+        thumbnail_url = k.thumbnail_url, image_url = k.image_url, meta_video_id = k.meta_video_id,
+        is_video = k.is_video, object_type = k.object_type, ad_copy = k.ad_copy,
+        destination_url = k.destination_url, ad_status = coalesce(p.ad_status, k.ad_status)
+    FROM (SELECT DISTINCT ON (meta_ad_id) * FROM public.meta_ads_performance
+          WHERE brand_id = $1 AND is_video IS NOT NULL
+          ORDER BY meta_ad_id, fetched_at DESC) k
+    WHERE p.brand_id = $1 AND p.meta_ad_id = k.meta_ad_id AND p.is_video IS NULL]], job.brand_id)
+  if not copied then return nil, err end
+  local rows
+  rows, err = sluice.db.query([[
+    SELECT meta_ad_id FROM public.meta_ads_performance
+    WHERE brand_id = $1 AND is_video IS NULL AND date >= $2::date
+    GROUP BY meta_ad_id ORDER BY sum(spend) DESC NULLS LAST, meta_ad_id LIMIT $3]],
+    job.brand_id, opts.since or "1970-01-01", M.MAX_ADS)
+  if not rows then return nil, err end
+  local ids = {}
+  for i, r in ipairs(rows) do ids[i] = r.meta_ad_id end
+  if #ids == 0 then return 0, 0, copied.affected or 0 end
+  local n, failures_or_err, n_failed = M.fetch_and_store(job, g, ids)
+  if not n then return nil, failures_or_err end
+  if n == 0 and n_failed > 0 then
+    return nil, ("no creative could be read (%d ads failed; see the log)"):format(n_failed)
+  end
+  return n, n_failed, copied.affected or 0
+end
+
+---------------------------------------------------------------- downloads
+
+local function record(job, row)
+  local ok, err = sluice.db.query([[
+    INSERT INTO public.meta_ad_assets AS a
+        (meta_ad_id, brand_id, asset_type, storage_path, sha256, mime_type, file_size_bytes,
+         dimensions, meta_video_id, source_url, status, not_downloadable_reason, error)
+    VALUES ($1, $2, $3, coalesce($4, ''), $5, $6, $7, $8::jsonb, $9, $10, $11, $12, $13)
+    ON CONFLICT (meta_ad_id, asset_type) DO UPDATE SET
+        brand_id = excluded.brand_id, storage_path = excluded.storage_path, sha256 = excluded.sha256,
+        mime_type = excluded.mime_type, file_size_bytes = excluded.file_size_bytes,
+        dimensions = excluded.dimensions, meta_video_id = excluded.meta_video_id,
+        source_url = coalesce(excluded.source_url, a.source_url), status = excluded.status,
+        not_downloadable_reason = excluded.not_downloadable_reason, error = excluded.error,
+        attempts = a.attempts + 1, updated_at = now()]],
+    row.meta_ad_id, job.brand_id, row.asset_type, row.storage_path, row.sha256, row.mime_type,
+    row.size, row.dimensions, row.meta_video_id, row.source_url, row.status, row.reason, row.error)
+  return ok, err
+end
+
+-- Downloads one ad's asset and records the outcome. Returns the outcome
+-- ("downloaded" | "not_downloadable" | "failed" | "store") and the row.
+local function one(job, g, ad)
+  local row = { meta_ad_id = ad.meta_ad_id, asset_type = ad.is_video and "video" or "image",
+                meta_video_id = ad.meta_video_id }
+  local url, err, class
+  if ad.is_video then
+    if not ad.meta_video_id then
+      row.status, row.reason = "not_downloadable", "no_video_id"
+    else
+      local video, gerr, info = g:get("/" .. ad.meta_video_id, { fields = "source" })
+      if not video then
+        row.status, row.error = (info and info.permanent) and "not_downloadable" or "failed", gerr
+        if row.status == "not_downloadable" then row.reason = "video_not_found" end
+      elseif not v(video.source) then
+        row.status, row.reason = "not_downloadable", "no_source_url"
+      else
+        url = video.source
+      end
+    end
+  else
+    url = ad.image_url or ad.thumbnail_url
+    if not url then row.status, row.reason = "not_downloadable", "no_image_url" end
+  end
+  if url then
+    row.source_url = url
+    local a
+    a, err, class = assets.download(url, { kind = row.asset_type })
+    if a then
+      row.status, row.storage_path, row.sha256 = "downloaded", a.key, a.sha256
+      row.mime_type, row.size = a.mime_type, a.size
+      if a.width then row.dimensions = { width = a.width, height = a.height } end
+      row.created = a.created
+    elseif class == "not_downloadable" then
+      row.status, row.error = "not_downloadable", err
+      row.reason = err:match("^HTTP (%d+)") and ("http_" .. err:match("^HTTP (%d+)"))
+        or (err:match("larger than") and "too_large") or "not_downloadable"
+    else
+      row.status, row.error = "failed", err
+    end
+  end
+  local ok, derr = record(job, row)
+  if not ok then error(("meta_ad_assets: %s"):format(derr), 0) end
+  if row.status ~= "downloaded" then
+    job.log("asset %s of ad %s: %s%s", row.asset_type, row.meta_ad_id, row.status,
+      (row.reason and (" (" .. row.reason .. ")") or "") .. (row.error and (": " .. row.error) or ""))
+  end
+  return class == "store" and "store" or row.status, row
+end
+
+local CANDIDATES = [[
+  SELECT a.meta_ad_id, a.is_video, a.meta_video_id, a.image_url, a.thumbnail_url
+  FROM (SELECT DISTINCT ON (meta_ad_id) meta_ad_id, is_video, meta_video_id, image_url, thumbnail_url
+        FROM public.meta_ads_performance WHERE brand_id = $1 AND is_video IS NOT NULL
+        ORDER BY meta_ad_id, date DESC) a
+  JOIN (SELECT meta_ad_id, sum(spend) AS spend FROM public.meta_ads_performance
+        WHERE brand_id = $1 GROUP BY meta_ad_id) s USING (meta_ad_id)
+  WHERE NOT EXISTS (SELECT 1 FROM public.meta_ad_assets x
+                    WHERE x.meta_ad_id = a.meta_ad_id
+                      AND x.asset_type = CASE WHEN a.is_video THEN 'video' ELSE 'image' END
+                      AND x.status IN ('downloaded', 'not_downloadable', 'deleted'))
+  ORDER BY s.spend DESC NULLS LAST, a.meta_ad_id]]
+
+-- asset_download, and meta_sync step 4: for the brand's ads without an asset
+-- (none yet, or the last attempt failed), the videos (at most opts.max_videos)
+-- and images (opts.max_images) of the ads with the most spend. Ads whose
+-- creative is unknown are read first. Returns a summary { attempted,
+-- downloaded, stored (new files), reused (bytes already stored), failed,
+-- not_downloadable, videos, images } | nil, err, summary when the step failed as
+-- a whole (the asset store cannot be written, or every download failed).
+function M.download(job, g, opts)
+  local max_videos, max_images = opts.max_videos or 20, opts.max_images or 40
+  local summary = { attempted = 0, downloaded = 0, stored = 0, reused = 0, failed = 0,
+                    not_downloadable = 0, videos = 0, images = 0, creatives_read = 0 }
+  -- ads we know nothing about yet, and ads whose last download failed (media
+  -- URLs are short-lived: ask again): read their creatives (bounded)
+  local unknown, err = sluice.db.query([[
+    SELECT p.meta_ad_id FROM public.meta_ads_performance p
+    WHERE p.brand_id = $1
+    GROUP BY p.meta_ad_id
+    HAVING bool_and(p.is_video IS NULL)
+        OR EXISTS (SELECT 1 FROM public.meta_ad_assets x
+                   WHERE x.meta_ad_id = p.meta_ad_id AND x.status = 'failed')
+    ORDER BY sum(p.spend) DESC NULLS LAST, p.meta_ad_id LIMIT $2]], job.brand_id,
+    math.min(M.MAX_ADS, max_videos + max_images))
+  if not unknown then return nil, err, summary end
+  if #unknown > 0 then
+    local ids = {}
+    for i, r in ipairs(unknown) do ids[i] = r.meta_ad_id end
+    local n, ferr = M.fetch_and_store(job, g, ids)
+    if not n then return nil, ferr, summary end
+    summary.creatives_read = n
+  end
+  local rows
+  rows, err = sluice.db.query(CANDIDATES, job.brand_id)
+  if not rows then return nil, err, summary end
+  local todo = {}
+  for _, r in ipairs(rows) do
+    local ad = { meta_ad_id = r.meta_ad_id, is_video = r.is_video, meta_video_id = v(r.meta_video_id),
+                 image_url = v(r.image_url), thumbnail_url = v(r.thumbnail_url) }
+    if ad.is_video and summary.videos < max_videos then
+      summary.videos = summary.videos + 1
+      todo[#todo + 1] = ad
+    elseif not ad.is_video and summary.images < max_images then
+      summary.images = summary.images + 1
+      todo[#todo + 1] = ad
+    end
+  end
+  summary.attempted = #todo
+  local store_err
+  local results = sluice.map(todo, function(ad)
+    local outcome, row = one(job, g, ad)
+    return { outcome = outcome, row = row }
+  end, { concurrency = M.CONCURRENCY })
+  for _, r in ipairs(results) do
+    if r.outcome == "downloaded" then
+      summary.downloaded = summary.downloaded + 1
+      if r.row.created then summary.stored = summary.stored + 1 else summary.reused = summary.reused + 1 end
+    elseif r.outcome == "not_downloadable" then
+      summary.not_downloadable = summary.not_downloadable + 1
+    else
+      summary.failed = summary.failed + 1
+      if r.outcome == "store" then store_err = store_err or r.row.error end
+    end
+  end
+  job.log("assets: %d ads (%d videos, %d images): %d downloaded (%d new files, %d already stored), "
+    .. "%d not downloadable, %d failed", summary.attempted, summary.videos, summary.images,
+    summary.downloaded, summary.stored, summary.reused, summary.not_downloadable, summary.failed)
+  if store_err then return nil, "the asset store cannot be written: " .. store_err, summary end
+  if summary.failed > 0 and summary.downloaded == 0 then
+    return nil, ("all %d downloads failed"):format(summary.failed), summary
+  end
+  return summary
+end
+
+return M

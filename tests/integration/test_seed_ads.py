@@ -1,0 +1,550 @@
+#!/usr/bin/env python3
+"""The ad job types — competitor_scrape, template_scrape, asset_download,
+meta_sync — against the loopback services fixture (Apify Ads Library actor,
+Graph API, LLM, media CDN) and a real Postgres: parameter defaults and
+validation, idempotent upserts, per-asset download failures, the
+content-addressed asset store, meta_sync's fatal and non-fatal steps, paging,
+throttling retries and the 100 requests/minute Graph limit.
+
+Expected numbers come from the fixture's own generators (tests/fixtures), so
+every count is exact. Only 127.0.0.1 is contacted; every wait is bounded.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from urllib.parse import urlsplit
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+import pgfixture  # noqa: E402
+
+sys.path.insert(0, harness.FIXTURES)
+from fixture_client import Fixture  # noqa: E402
+import svc_actors  # noqa: E402
+import svc_graph  # noqa: E402
+
+SEED = 7
+HANDLERS = os.path.join(harness.SOURCE, "handlers")
+BRAND = "Acme"
+ACCOUNT = "act_4242424242"
+ADLIB = "https://www.facebook.com/ads/library/?active_status=all&view_all_page_id=100200300400500&q=sleep"
+SEARCH = "https://www.facebook.com/ads/library/?active_status=all&country=US&q=herbal%20tea"
+
+
+def media_id(url):
+    """http://127.0.0.1:P/media/img/abc__1.jpg?x → abc__1"""
+    return os.path.splitext(os.path.basename(urlsplit(url).path))[0]
+
+
+class SeedAds(harness.SluiceTest):
+    handlers = [HANDLERS]
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.svc = Fixture("services.py", "--seed", str(SEED), "--apify-run-seconds", "0.2")
+        cls.tmp = tempfile.mkdtemp(prefix="sluice-ads-")
+        cls.assets = os.path.join(cls.tmp, "assets")
+        # a fast Graph limiter for most tests; test_rate_limit uses the built-in one
+        cls.fast_config = os.path.join(cls.tmp, "fast.conf")
+        with open(cls.fast_config, "w") as f:
+            f.write("http_limit = meta_graph 6000/60s\n")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.svc.stop()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+        super().tearDownClass()
+
+    def setUp(self):
+        super().setUp()
+        # the domain tables live in schema public: a clean one too
+        pgfixture.psql(self.db, "DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public")
+        self.svc.reset()
+        shutil.rmtree(self.assets, ignore_errors=True)
+
+    # -------------------------------------------------------------- helpers
+
+    def env(self, extra=None, db=True, fast=True):
+        env = super().env(extra=None, db=db)
+        env = {k: v for k, v in env.items() if "proxy" not in k.lower()}
+        env.pop("SLUICE_CONFIG", None)
+        url = self.svc.url
+        env.update({
+            "APIFY_BASE_URL": url, "APIFY_TOKEN": "test-token",
+            "LLM_BASE_URL": url + "/v1", "LLM_API_KEY": "test-key", "LLM_MODEL": "fixture-model",
+            "META_GRAPH_URL": url + "/v21.0", "META_ACCESS_TOKEN": "system-token-123",
+            "META_GRAPH_RETRY_DELAYS": "0.05,0.1,0.2",
+            "SLUICE_ASSET_DIR": self.assets,
+        })
+        if fast:
+            env["SLUICE_CONFIG"] = self.fast_config
+        if extra:
+            env.update(extra)
+        return env
+
+    def setup_brand(self, brand=BRAND, account=ACCOUNT):
+        self.sluice("migrate")
+        if not self.count("sluice.brands", f"name = '{brand}'"):
+            self.sluice("brands", "add", brand)
+        comp = self.scalar(f"SELECT sluice.add_competitor('{brand}', 'Rival', NULL, NULL, '{ADLIB}')")
+        self.scalar(f"SELECT sluice.add_ad_account('{brand}', '{account}', 'Main account')")
+        return comp
+
+    def run_job(self, job_type, params=None, brand=BRAND, env=None, ok=True):
+        args = ["run", job_type, "--params", json.dumps(params or {})]
+        if brand:
+            args += ["--brand", brand]
+        proc = self.sluice(*args, env=env or self.env(), check=False)
+        out = proc.stdout + proc.stderr
+        if ok:
+            self.assertEqual(proc.returncode, 0, f"{job_type} failed:\n{out}")
+            return json.loads(proc.stdout.strip().splitlines()[-1]), out
+        self.assertNotEqual(proc.returncode, 0, f"{job_type} should have failed:\n{out}")
+        return None, out
+
+    def dataset(self, key, brand=BRAND):
+        return self.one(f"""SELECT d.* FROM sluice.dataset_status d JOIN sluice.brands b ON b.id = d.brand_id
+                            WHERE b.name = '{brand}' AND d.dataset_key = '{key}'""")
+
+    def health(self, brand=BRAND):
+        rows = self.sql(f"SELECT dataset_key, state FROM sluice.dataset_health WHERE brand_name = '{brand}'")
+        return {r["dataset_key"]: r["state"] for r in rows}
+
+    def queue_error(self, job_type, params, brand=BRAND):
+        args = ["queue", job_type, "--params", json.dumps(params)]
+        if brand:
+            args += ["--brand", brand]
+        proc = self.sluice(*args, check=False)
+        self.assertNotEqual(proc.returncode, 0, proc.stdout)
+        return proc.stderr
+
+    def fixture_ads(self, url, count=None):
+        inp = {"urls": [{"url": url}]}
+        if count:
+            inp["count"] = count
+        items, _ = svc_actors.fb_ad_items(SEED, inp, base_url=self.svc.url)
+        return items
+
+    def stored_files(self):
+        out = {}
+        for root, _, files in os.walk(self.assets):
+            for name in files:
+                path = os.path.join(root, name)
+                out[os.path.relpath(path, self.assets)] = path
+        return out
+
+    def assert_store_consistent(self, table):
+        """Every downloaded row points at a file whose bytes hash to its sha256 and name."""
+        rows = self.sql(f"SELECT storage_path, sha256, file_size_bytes FROM public.{table} "
+                        "WHERE status = 'downloaded'")
+        files = self.stored_files()
+        for r in rows:
+            self.assertIn(r["storage_path"], files)
+            with open(files[r["storage_path"]], "rb") as f:
+                data = f.read()
+            self.assertEqual(hashlib.sha256(data).hexdigest(), r["sha256"])
+            self.assertEqual(len(data), r["file_size_bytes"])
+            self.assertTrue(r["storage_path"].startswith(r["sha256"][:2] + "/" + r["sha256"] + "."))
+        return rows
+
+    def expected_insight_rows(self, since, until):
+        ads = svc_graph.account_ads(SEED, ACCOUNT)
+        info = [(ad, svc_graph.ad_object(SEED, ad["ad_id"], self.svc.url)["is_video"]) for ad in ads]
+        return svc_graph.insight_rows(SEED, info, {
+            "level": "ad", "time_increment": "1", "fields": "ad_id,spend",
+            "time_range": json.dumps({"since": since, "until": until})})
+
+    # -------------------------------------------------------------- registry
+
+    def test_defaults_validation_and_datasets(self):
+        comp = self.setup_brand()
+        # defaults filled in at enqueue
+        job = self.sluice("queue", "template_scrape", "--params", json.dumps({"search_url": SEARCH})).stdout.strip()
+        params = self.one(f"SELECT parameters FROM sluice.scheduled_jobs WHERE id = '{job}'")["parameters"]
+        self.assertEqual(params, {"search_url": SEARCH, "max_ads": 50, "images_only": True, "auto_queue": True})
+        job = self.sluice("queue", "meta_sync", "--brand", BRAND).stdout.strip()
+        params = self.one(f"SELECT parameters FROM sluice.scheduled_jobs WHERE id = '{job}'")["parameters"]
+        self.assertEqual(params, {"days_back": 7, "download_max_videos": 20, "download_max_images": 40,
+                                  "auto_classify": False})
+        job = self.sluice("queue", "asset_download", "--brand", BRAND).stdout.strip()
+        params = self.one(f"SELECT parameters FROM sluice.scheduled_jobs WHERE id = '{job}'")["parameters"]
+        self.assertEqual(params, {"max_videos": 20, "max_images": 40})
+        job = self.sluice("queue", "competitor_scrape", "--brand", BRAND, "--params",
+                          json.dumps({"competitor_id": comp, "ad_library_url": ADLIB})).stdout.strip()
+        params = self.one(f"SELECT parameters FROM sluice.scheduled_jobs WHERE id = '{job}'")["parameters"]
+        self.assertEqual(params["max_ads"], 500)
+        # validation: nothing queued, the field named
+        n = self.count("sluice.scheduled_jobs")
+        self.assertIn("competitor_id", self.queue_error("competitor_scrape", {"ad_library_url": ADLIB}))
+        self.assertIn("competitor_id", self.queue_error("competitor_scrape",
+                                                        {"competitor_id": "nope", "ad_library_url": ADLIB}))
+        self.assertIn("ad_library_url", self.queue_error("competitor_scrape",
+                                                         {"competitor_id": comp, "ad_library_url": "not a url"}))
+        self.assertIn("search_url", self.queue_error("template_scrape", {"max_ads": 5}))
+        self.assertIn("max_ads", self.queue_error("template_scrape", {"search_url": SEARCH, "max_ads": 0}))
+        self.assertIn("images_only", self.queue_error("template_scrape", {"search_url": SEARCH, "images_only": "yes"}))
+        self.assertIn("days_back", self.queue_error("meta_sync", {"days_back": 0}))
+        self.assertIn("max_videos", self.queue_error("asset_download", {"max_videos": -1}))
+        self.assertIn("brand", self.queue_error("meta_sync", {}, brand=None).lower())
+        self.assertIn("brand", self.queue_error("asset_download", {}, brand=None).lower())
+        self.assertEqual(self.count("sluice.scheduled_jobs"), n)
+        # datasets and max ages; ad_assets kept by both types, declared alike
+        ds = {r["dataset_key"]: r["max_age_seconds"] for r in self.sql("SELECT * FROM sluice.datasets")}
+        self.assertEqual(ds["meta_ads_performance"], 24 * 3600)
+        self.assertEqual(ds["ad_classifications"], 48 * 3600)
+        self.assertEqual(ds["templates_scraped"], 168 * 3600)
+        self.assertEqual(ds["competitor_ads"], 168 * 3600)
+        self.assertEqual(ds["ad_thumbnails"], 24 * 3600)
+        self.assertEqual(ds["ad_assets"], 48 * 3600)
+        keepers = [r["job_type"] for r in self.sql(
+            "SELECT job_type FROM sluice.job_type_datasets WHERE dataset_key = 'ad_assets' ORDER BY 1")]
+        self.assertEqual(keepers, ["asset_download", "meta_sync"])
+        types = {r["name"]: r for r in self.sql("SELECT name, emoji, brand_rule FROM sluice.job_types")}
+        self.assertEqual(types["competitor_scrape"]["emoji"], "🕵️")
+        self.assertEqual(types["template_scrape"]["emoji"], "📥")
+        self.assertEqual(types["asset_download"]["emoji"], "📦")
+        self.assertEqual(types["meta_sync"]["emoji"], "🔄")
+        self.assertEqual(types["meta_sync"]["brand_rule"], "required")
+
+    def test_add_ad_account_is_idempotent(self):
+        self.setup_brand()
+        a = self.scalar(f"SELECT sluice.add_ad_account('{BRAND}', '4242424242')")
+        b = self.scalar(f"SELECT sluice.add_ad_account('{BRAND}', '{ACCOUNT}')")
+        self.assertEqual(a, b)
+        self.scalar(f"SELECT sluice.add_ad_account('{BRAND}', 'act_77', p_primary => true)")
+        rows = self.sql("SELECT meta_ad_account_id, is_primary FROM public.brand_ad_accounts ORDER BY 1")
+        self.assertEqual(rows, [{"meta_ad_account_id": ACCOUNT, "is_primary": False},
+                                {"meta_ad_account_id": "act_77", "is_primary": True}])
+        out = pgfixture.psql(self.db, f"SELECT sluice.add_ad_account('{BRAND}', 'acct-1')", check=False)
+        self.assertEqual(out, "")
+
+    # -------------------------------------------------------------- competitor_scrape
+
+    def test_competitor_scrape_upserts(self):
+        comp = self.setup_brand()
+        expected = self.fixture_ads(ADLIB, 40)
+        res, _ = self.run_job("competitor_scrape", {"competitor_id": comp, "ad_library_url": ADLIB, "max_ads": 40})
+        self.assertEqual(res["records"], len(expected))
+        self.assertEqual(res["new"], len(expected))
+        rows = self.sql("SELECT * FROM public.competitor_ads ORDER BY ad_archive_id")
+        ids = sorted(a.get("ad_archive_id") or a.get("adArchiveID") for a in expected)
+        self.assertEqual([r["ad_archive_id"] for r in rows], ids)
+        self.assertTrue(all(r["page_name"] for r in rows), "page_name falls back to snapshot.page_name")
+        self.assertTrue(all(r["competitor_id"] == comp for r in rows))
+        self.assertTrue(all(r["ad_creative_body"] for r in rows))
+        inactive = [r for r in rows if not r["is_active"]]
+        self.assertTrue(inactive and all(r["stopped_running"] for r in inactive))
+        # seen again: updated, not duplicated
+        res, log = self.run_job("competitor_scrape", {"competitor_id": comp, "ad_library_url": ADLIB, "max_ads": 40})
+        self.assertEqual((res["new"], res["updated"]), (0, len(expected)))
+        self.assertEqual(self.count("public.competitor_ads"), len(expected))
+        self.assertEqual(self.scalar("SELECT DISTINCT times_seen FROM public.competitor_ads"), "2")
+        c = self.one(f"SELECT ads_count, last_scraped_at FROM public.competitors WHERE id = '{comp}'")
+        self.assertEqual(c["ads_count"], len(expected))
+        self.assertIsNotNone(c["last_scraped_at"])
+        self.assertEqual(self.dataset("competitor_ads")["last_status"], "completed")
+        self.assertEqual(self.dataset("competitor_ads")["records_affected"], len(expected))
+        self.assertEqual(self.svc.stats()["apify_runs_started"]["curious_coder~facebook-ads-library-scraper"], 2)
+        # the actor got the seed's input
+        run = [e for e in self.svc.log("/v2/acts/") if e["method"] == "POST"][0]
+        self.assertEqual(json.loads(run["body"]), {"urls": [{"url": ADLIB}], "scrapeAdDetails": False,
+                                                   "period": "", "count": 40})
+
+    def test_competitor_scrape_unknown_or_foreign_competitor_is_permanent(self):
+        self.setup_brand()
+        self.sluice("brands", "add", "Other")
+        other = self.scalar(f"SELECT sluice.add_competitor('Other', 'Theirs', NULL, NULL, '{ADLIB}')")
+        _, out = self.run_job("competitor_scrape", {"competitor_id": "00000000-0000-4000-8000-000000000000",
+                                                    "ad_library_url": ADLIB}, ok=False)
+        self.assertIn("does not exist", out)
+        _, out = self.run_job("competitor_scrape", {"competitor_id": other, "ad_library_url": ADLIB}, ok=False)
+        self.assertIn("belongs to another brand", out)
+        self.assertEqual(self.count("sluice.scheduled_jobs", "status = 'failed' AND attempts = 0"), 2,
+                         "permanent failures end the job without retries")
+        self.assertEqual(self.svc.stats()["apify_runs_started"], {})
+
+    # -------------------------------------------------------------- template_scrape
+
+    def test_template_scrape_assets_dedupe_and_queue(self):
+        self.setup_brand()
+        items = self.fixture_ads(SEARCH, 50)
+        # one image that the CDN no longer has: recorded, the others go on
+        kept = [it for it in items if it["snapshot"]["display_format"] != "VIDEO"]
+        first = kept[0]["snapshot"]
+        url = (first["images"][0]["original_image_url"] if first["images"] and isinstance(first["images"][0], dict)
+               else first["images"][0] if first["images"] else first["cards"][0]["original_image_url"])
+        self.svc.control({"media_fail": [media_id(url)]})
+        res, log = self.run_job("template_scrape", {"search_url": SEARCH}, brand=None)
+        video_only = len(items) - len(kept)
+        self.assertEqual(res["records"], len(kept))
+        self.assertIn("%d video-only ads skipped" % video_only, log)
+        self.assertEqual(self.count("public.facebook_ads"), len(kept))
+        self.assertEqual(self.count("public.scraped_ad_assets", "asset_type = 'video'"), 0)
+        self.assertEqual(self.count("public.scraped_ad_assets", "status = 'expired'"), 1)
+        bad = self.one("SELECT original_url, error FROM public.scraped_ad_assets WHERE status = 'expired'")
+        self.assertEqual(bad["original_url"], url)
+        self.assertIn("404", bad["error"])
+        rows = self.assert_store_consistent("scraped_ad_assets")
+        shas = {r["sha256"] for r in rows}
+        self.assertLess(len(shas), len(rows), "ads sharing a creative share bytes")
+        self.assertEqual(len(self.stored_files()), len(shas), "the same bytes are stored once")
+        queued = self.sql("SELECT asset_id, sha256, status FROM public.template_queue")
+        self.assertEqual(len(queued), len(shas))
+        self.assertEqual({q["sha256"] for q in queued}, shas)
+        self.assertTrue(all(q["status"] == "pending" for q in queued))
+        platform = self.one("SELECT * FROM sluice.dataset_status WHERE brand_id IS NULL "
+                            "AND dataset_key = 'templates_scraped'")
+        self.assertEqual((platform["last_status"], platform["records_affected"]), ("completed", len(kept)))
+        # again, with the image back: only that one is fetched, nothing duplicated
+        self.svc.reset()
+        res, log = self.run_job("template_scrape", {"search_url": SEARCH}, brand=None)
+        self.assertEqual(res["new"], 0)
+        self.assertEqual(res["assets_downloaded"], 1)
+        self.assertEqual(len(self.svc.log("/media/")), 1)
+        self.assertEqual(self.count("public.scraped_ad_assets", "status <> 'downloaded'"), 0)
+        self.assertEqual(self.count("public.facebook_ads"), len(kept))
+        self.assertEqual(self.scalar("SELECT DISTINCT times_seen FROM public.facebook_ads"), "2")
+        self.assertEqual(self.count("public.template_queue"),
+                         int(self.scalar("SELECT count(DISTINCT sha256) FROM public.scraped_ad_assets")))
+
+    def test_template_scrape_with_videos_and_without_queue(self):
+        self.setup_brand()
+        items = self.fixture_ads(SEARCH, 20)
+        res, _ = self.run_job("template_scrape", {"search_url": SEARCH, "max_ads": 20, "images_only": False,
+                                                  "auto_queue": False})
+        self.assertEqual(res["records"], len(items))
+        self.assertGreater(self.count("public.scraped_ad_assets", "asset_type = 'video' AND status = 'downloaded'"), 0)
+        self.assertEqual(self.count("public.template_queue"), 0)
+        self.assert_store_consistent("scraped_ad_assets")
+        self.assertTrue(all(r["mime_type"] == "video/mp4" for r in self.sql(
+            "SELECT mime_type FROM public.scraped_ad_assets WHERE asset_type = 'video'")))
+        dims = self.sql("SELECT dimensions FROM public.scraped_ad_assets WHERE asset_type = 'image'")
+        self.assertTrue(all(d["dimensions"]["width"] in (1080, 1200) for d in dims))
+        self.assertEqual(self.dataset("templates_scraped")["last_status"], "completed")
+
+    # -------------------------------------------------------------- meta_sync
+
+    def test_meta_sync_pages_and_upserts(self):
+        self.setup_brand()
+        res, log = self.run_job("meta_sync", {"days_back": 30, "download_max_videos": 0,
+                                              "download_max_images": 0})
+        expected = self.expected_insight_rows(res["since"], res["until"])
+        self.assertGreater(len(expected), 100, "the window must span several pages")
+        pages = (len(expected) + 99) // 100
+        self.assertEqual(res["pages"], pages)
+        insights = self.svc.log(f"/v21.0/{ACCOUNT}/insights")
+        self.assertEqual(len(insights), pages)
+        self.assertNotIn("after", insights[0]["query"])
+        self.assertTrue(all("after" in e["query"] for e in insights[1:]), "pages follow paging.next")
+        q = insights[0]["query"]
+        self.assertEqual((q["level"], q["time_increment"], q["limit"]), ("ad", "1", "100"))
+        self.assertEqual(json.loads(q["time_range"]), {"since": res["since"], "until": res["until"]})
+        self.assertNotIn("access_token", q, "the token travels in a header")
+        rows = self.sql("SELECT meta_ad_id, date::text AS date, spend, impressions, purchases, roas, "
+                        "video_views, hook_rate, raw_actions FROM public.meta_ads_performance")
+        self.assertEqual(len(rows), len(expected))
+        self.assertEqual({(r["meta_ad_id"], r["date"]) for r in rows},
+                         {(e["ad_id"], e["date_start"]) for e in expected})
+        by_key = {(r["meta_ad_id"], r["date"]): r for r in rows}
+        for e in expected:
+            self.assertAlmostEqual(float(by_key[(e["ad_id"], e["date_start"])]["spend"]), float(e["spend"]))
+        self.assertTrue(any(r["purchases"] for r in rows))
+        self.assertTrue(all(r["video_views"] is None or r["hook_rate"] > 0 for r in rows))
+        self.assertEqual(self.dataset("meta_ads_performance")["records_affected"], len(expected))
+        # again: the same rows, updated
+        res2, _ = self.run_job("meta_sync", {"days_back": 30, "download_max_videos": 0, "download_max_images": 0})
+        self.assertEqual(res2["new_rows"], 0)
+        self.assertEqual(self.count("public.meta_ads_performance"), len(expected))
+        # creatives were read once (the second run copies nothing and asks for nothing)
+        ads = svc_graph.account_ads(SEED, ACCOUNT)
+        self.assertEqual(res["creatives"]["read"], len(ads))
+        self.assertEqual(res2["creatives"]["read"], 0)
+        self.assertEqual(self.count("public.meta_ads_performance", "thumbnail_url IS NULL OR is_video IS NULL"), 0)
+        for ad in ads:
+            obj = svc_graph.ad_object(SEED, ad["ad_id"], self.svc.url)
+            row = self.one(f"SELECT DISTINCT is_video, meta_video_id, ad_status FROM public.meta_ads_performance "
+                           f"WHERE meta_ad_id = '{ad['ad_id']}'")
+            self.assertEqual(row["is_video"], obj["is_video"])
+            self.assertEqual(row["ad_status"], obj["ad"]["effective_status"])
+            if obj["is_video"]:
+                self.assertEqual(row["meta_video_id"], obj["video"]["id"], "object_story_spec's id wins")
+
+    def test_meta_sync_all_steps_and_classification_cache(self):
+        self.setup_brand()
+        res, log = self.run_job("meta_sync", {"auto_classify": True})
+        self.assertIn("every step succeeded", log)
+        health = self.health()
+        for key in ("meta_ads_performance", "ad_thumbnails", "ad_assets", "ad_classifications"):
+            self.assertEqual(health[key], "fresh", key)
+        n_ads = int(self.scalar("SELECT count(DISTINCT meta_ad_id) FROM public.meta_ads_performance"))
+        self.assertEqual(self.count("public.ad_creative_classifications"), n_ads)
+        self.assertEqual(self.svc.stats()["llm_calls"].get("classify"), n_ads)
+        cls = self.sql("SELECT c.creative_format, p.is_video FROM public.ad_creative_classifications c "
+                       "JOIN (SELECT DISTINCT meta_ad_id, is_video FROM public.meta_ads_performance) p USING (meta_ad_id)")
+        self.assertTrue(all(c["creative_format"].startswith("video_" if c["is_video"] else "image_") for c in cls))
+        # assets: one row per ad, the videos without a source marked as such
+        self.assertEqual(self.count("public.meta_ad_assets"), n_ads)
+        for r in self.sql("SELECT * FROM public.meta_ad_assets WHERE status = 'not_downloadable'"):
+            self.assertEqual((r["asset_type"], r["not_downloadable_reason"]), ("video", "no_source_url"))
+        self.assert_store_consistent("meta_ad_assets")
+        # again: nothing classified twice, nothing downloaded twice
+        self.svc.reset()
+        res, log = self.run_job("meta_sync", {"auto_classify": True})
+        self.assertEqual(self.count("public.ad_creative_classifications"), n_ads)
+        self.assertIsNone(self.svc.stats()["llm_calls"].get("classify"))
+        self.assertEqual(self.svc.log("/media/"), [])
+        self.assertEqual(res["classifications"]["reused"], n_ads)
+        # without auto_classify the step says it did not run
+        res, log = self.run_job("meta_sync", {})
+        self.assertEqual(self.dataset("ad_classifications")["metadata"], {"skipped": "auto_classify is false"})
+
+    def test_meta_sync_step4_failing_is_not_fatal(self):
+        self.setup_brand()
+        self.svc.control({"status_500": {"path_prefix": "/media/"}})
+        res, log = self.run_job("meta_sync", {})
+        self.assertIn("step 4 (ad_assets) failed", log)
+        self.assertEqual(res["failed_steps"][0].split(":")[0], "step 4 (ad_assets)")
+        health = self.health()
+        self.assertEqual(health["ad_assets"], "failing")
+        self.assertEqual(health["meta_ads_performance"], "fresh")
+        self.assertEqual(health["ad_thumbnails"], "fresh")
+        self.assertEqual(health["ad_classifications"], "fresh")
+        self.assertIn("downloads failed", self.dataset("ad_assets")["error_message"])
+        self.assertEqual(self.one("SELECT status FROM sluice.scheduled_jobs")["status"], "completed")
+        self.assertGreater(self.count("public.meta_ad_assets", "status = 'failed'"), 0)
+        self.assertEqual(self.count("public.meta_ad_assets", "status = 'downloaded'"), 0)
+
+    def test_meta_sync_step1_failing_fails_and_retries(self):
+        self.setup_brand()
+        # the first attempt and its three in-client retries fail; the job's retry works
+        self.svc.control({"graph_fail_path": {"path": "/insights", "count": 4, "status": 500}})
+        job = self.sluice("queue", "meta_sync", "--brand", BRAND, "--params",
+                          json.dumps({"download_max_videos": 0, "download_max_images": 0}), env=self.env()).stdout.strip()
+        with self.serve("--concurrency", "4", env=self.env()):
+            self.wait_for(lambda: self.count("sluice.scheduled_jobs", f"id = '{job}' AND status <> 'active'"),
+                          90, "meta_sync did not finish")
+        runs = self.sql(f"SELECT attempt_number, status, error_message, logs FROM sluice.scheduled_job_runs "
+                        f"WHERE scheduled_job_id = '{job}' ORDER BY attempt_number")
+        self.assertEqual([(r["attempt_number"], r["status"]) for r in runs], [(1, "failed"), (2, "completed")])
+        self.assertIn("step 1-2 (meta_ads_performance)", runs[0]["error_message"])
+        self.assertIn("after 4 attempts", runs[0]["error_message"])
+        self.assertEqual(runs[0]["logs"].count("retrying in"), 3)
+        self.assertEqual(self.one(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{job}'")["status"], "completed")
+        self.assertEqual(self.health()["meta_ads_performance"], "fresh")
+
+    def test_meta_sync_permanent_failures(self):
+        self.setup_brand()
+        self.sluice("brands", "add", "NoAccount")
+        _, out = self.run_job("meta_sync", {}, brand="NoAccount", ok=False)
+        self.assertIn("no Meta ad account", out)
+        _, out = self.run_job("meta_sync", {}, env=self.env({"META_ACCESS_TOKEN": "bad-token"}), ok=False)
+        self.assertIn("graph error 190", out)
+        self.assertNotIn("bad-token", out)
+        env = self.env()
+        env.pop("META_ACCESS_TOKEN")
+        _, out = self.run_job("meta_sync", {}, env=env, ok=False)
+        self.assertIn("META_ACCESS_TOKEN is not set", out)
+        self.assertEqual(self.count("sluice.scheduled_jobs", "status = 'failed' AND attempts = 0"), 3)
+
+    def test_graph_throttling_is_retried_and_tokens_stay_secret(self):
+        self.setup_brand()
+        # the brand's OAuth token wins over META_ACCESS_TOKEN while valid
+        self.scalar(f"SELECT sluice.add_ad_account('{BRAND}', '{ACCOUNT}', p_access_token => 'brand-oauth-secret', "
+                    "p_token_expires_at => now() + interval '1 day')")
+        self.svc.control({"graph_rate_limit": [{"count": 1, "code": 17}, {"count": 1, "code": 613},
+                                               {"count": 1, "code": 80004}]})
+        res, log = self.run_job("meta_sync", {"download_max_videos": 0, "download_max_images": 0})
+        self.assertEqual(res["graph_retries"], 3)
+        self.assertEqual(log.count("rate limited — retrying"), 3)
+        graph = self.svc.log("/v21.0/")
+        self.assertTrue(all(e["headers"].get("authorization") == "Bearer brand-oauth-secret" for e in graph))
+        logs = self.scalar("SELECT string_agg(logs, '') FROM sluice.scheduled_job_runs")
+        for secret in ("brand-oauth-secret", "system-token-123"):
+            self.assertNotIn(secret, logs)
+            self.assertNotIn(secret, log)
+        # expired: back to META_ACCESS_TOKEN
+        self.scalar("UPDATE public.brand_ad_accounts SET token_expires_at = now() - interval '1 minute'")
+        self.svc.reset()
+        self.run_job("meta_sync", {"download_max_videos": 0, "download_max_images": 0})
+        self.assertTrue(all(e["headers"].get("authorization") == "Bearer system-token-123"
+                            for e in self.svc.log("/v21.0/")))
+
+    def test_rate_limit_respected(self):
+        """The built-in limit (100/min, evenly spaced) is shared by concurrent runs."""
+        self.setup_brand()
+        self.setup_brand("Beta", "act_5151515151")
+        env = self.env(fast=False)
+        jobs = [self.sluice("queue", "meta_sync", "--brand", b, env=env).stdout.strip() for b in (BRAND, "Beta")]
+        with self.serve("--concurrency", "4", env=env):
+            self.wait_for(lambda: self.count("sluice.scheduled_jobs", "status = 'active'") == 0,
+                          150, "the meta_syncs did not finish")
+        self.assertEqual(self.count("sluice.scheduled_jobs", "status = 'completed'"), 2)
+        graph = sorted(e["t"] for e in self.svc.log("/v21.0/"))
+        self.assertGreater(len(graph), 20)
+        gaps = [b - a for a, b in zip(graph, graph[1:])]
+        self.assertGreaterEqual(min(gaps), 0.58, "requests at most every 0.6 s")
+        self.assertTrue(all(n <= 100 for n in self.svc.stats()["graph_per_minute"]))
+        runs = self.sql("SELECT started_at, completed_at FROM sluice.scheduled_job_runs ORDER BY started_at")
+        self.assertLess(runs[1]["started_at"], runs[0]["completed_at"], "the two runs overlapped")
+
+    # -------------------------------------------------------------- asset_download
+
+    def test_asset_download_per_asset_failures(self):
+        self.setup_brand()
+        self.run_job("meta_sync", {"download_max_videos": 0, "download_max_images": 0})
+        self.assertEqual(self.count("public.meta_ad_assets"), 0)
+        images = self.sql("SELECT DISTINCT meta_ad_id, coalesce(image_url, thumbnail_url) AS url "
+                          "FROM public.meta_ads_performance WHERE NOT is_video ORDER BY meta_ad_id")
+        self.assertGreaterEqual(len(images), 3)
+        gone, broken = images[0], images[1]
+        self.svc.control({"media_status": {media_id(gone["url"]): 410, media_id(broken["url"]): 503}})
+        res, log = self.run_job("asset_download", {"max_videos": 1, "max_images": 40})
+        self.assertEqual(res["videos"], 1)
+        self.assertEqual(res["images"], len(images))
+        rows = {r["meta_ad_id"]: r for r in self.sql("SELECT * FROM public.meta_ad_assets")}
+        self.assertEqual(len(rows), len(images) + 1)
+        self.assertEqual((rows[gone["meta_ad_id"]]["status"], rows[gone["meta_ad_id"]]["not_downloadable_reason"]),
+                         ("not_downloadable", "http_410"))
+        self.assertEqual(rows[broken["meta_ad_id"]]["status"], "failed")
+        self.assertIn("503", rows[broken["meta_ad_id"]]["error"])
+        self.assertEqual(rows[broken["meta_ad_id"]]["storage_path"], "")
+        ok = [r for r in rows.values() if r["status"] == "downloaded"]
+        self.assertGreaterEqual(len(ok), len(images) - 2)
+        self.assert_store_consistent("meta_ad_assets")
+        self.assertEqual(self.dataset("ad_assets")["last_status"], "completed")
+        self.assertEqual(self.dataset("ad_assets")["records_affected"], len(ok))
+        # the failed one is tried again (its creative read afresh); the gone one is not
+        self.svc.control({"media_status": None})
+        self.svc.reset()
+        res, _ = self.run_job("asset_download", {"max_videos": 1, "max_images": 40})
+        self.assertEqual(res["images"], 1)
+        row = self.one(f"SELECT status, attempts FROM public.meta_ad_assets WHERE meta_ad_id = '{broken['meta_ad_id']}'")
+        self.assertEqual((row["status"], row["attempts"]), ("downloaded", 2))
+        row = self.one(f"SELECT status, attempts FROM public.meta_ad_assets WHERE meta_ad_id = '{gone['meta_ad_id']}'")
+        self.assertEqual((row["status"], row["attempts"]), ("not_downloadable", 1))
+        self.assertEqual(len(self.svc.log(f"/v21.0/{broken['meta_ad_id']}")), 1)
+
+    def test_asset_store_dedupes_and_reports_an_unwritable_store(self):
+        self.setup_brand()
+        self.run_job("meta_sync", {"download_max_videos": 0, "download_max_images": 0})
+        res, _ = self.run_job("asset_download", {})
+        rows = self.assert_store_consistent("meta_ad_assets")
+        self.assertEqual(len(self.stored_files()), len({r["sha256"] for r in rows}))
+        self.assertEqual(res["stored"] + res["reused"], res["downloaded"])
+        # a store that cannot be written fails the job (it would fail every download)
+        blocker = os.path.join(self.tmp, "not-a-dir")
+        with open(blocker, "w") as f:
+            f.write("x")
+        self.scalar("DELETE FROM public.meta_ad_assets")
+        _, out = self.run_job("asset_download", {}, env=self.env({"SLUICE_ASSET_DIR": blocker}), ok=False)
+        self.assertIn("asset store cannot be written", out)
+        self.assertEqual(self.dataset("ad_assets")["last_status"], "failed")
+
+
+if __name__ == "__main__":
+    harness.main()
