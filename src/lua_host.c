@@ -408,7 +408,7 @@ static int load_dir(sl_runtime *rt, const char *dir, char **problems)
         names[nn++] = strdup(e->d_name);
     }
     closedir(d);
-    qsort(names, nn, sizeof *names, cmp_str);
+    if (nn > 1) qsort(names, nn, sizeof *names, cmp_str);
     int count = 0;
     for (size_t i = 0; i < nn; i++) {
         char path[4200];

@@ -152,7 +152,7 @@ static int l_park(lua_State *L)
     if (pending == 0) return 0;
     if (!lua_isyieldable(L))
         return luaL_error(L, "sluice.wait cannot wait here (inside a metamethod or a C iterator)");
-    park_op *op = malloc(sizeof *op + sizeof op->tasks[0] * (size_t)pending);
+    park_op *op = malloc(sizeof *op + sizeof(sl_task *) * (size_t)pending);
     op->w = w;
     op->n = 0;
     for (int i = 1; i <= n; i++) {

@@ -76,9 +76,7 @@ static void io_cb(struct ev_loop *loop, ev_io *io, int revents)
     int relevant = 0;
     for (char *p = buf; n > 0 && p < buf + n;) {
         struct inotify_event *e = (struct inotify_event *)p;
-        if (e->mask & (IN_DELETE_SELF | IN_Q_OVERFLOW))
-            relevant = 1;
-        else if (e->len > 0 && is_lua(e->name))
+        if ((e->mask & (IN_DELETE_SELF | IN_Q_OVERFLOW)) || (e->len > 0 && is_lua(e->name)))
             relevant = 1;
         p += sizeof *e + e->len;
     }
