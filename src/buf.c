@@ -146,3 +146,12 @@ char *sl_read_file(const char *path, size_t *len)
     if (len) *len = b.len;
     return b.data;
 }
+
+void sl_seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    if (!err || errlen == 0) return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}

@@ -22,6 +22,11 @@ void sl_buf_free(sl_buf *b);
 /* The contents ("" when empty); valid until the next change. */
 const char *sl_buf_str(const sl_buf *b);
 
+/* Formats a message into err (ignored when err is NULL or errlen 0): the
+ * "char *err, size_t errlen" convention of functions that can fail. */
+void sl_seterr(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* A whole file ("-": standard input), NUL-terminated, its size in *len; NULL
  * (errno set) if it cannot be opened. Caller frees. */
 char *sl_read_file(const char *path, size_t *len);

@@ -9,6 +9,7 @@
  * between stretches are where DST rules apply (see cron.h).
  */
 #include "cron.h"
+#include "buf.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -73,19 +74,6 @@ static const struct {
     {"@hourly", "0 * * * *"},
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    if (!err || errlen == 0) return;
-    va_start(ap, fmt);
-    /* clang-analyzer 14 does not model va_start here: a false positive */
-    vsnprintf(err, errlen, fmt, ap); // NOLINT(clang-analyzer-valist.Uninitialized)
-    va_end(ap);
-}
-
 static int is_space(char c)
 {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
@@ -124,8 +112,8 @@ static int parse_value(const char **sp, const field_spec *fs, int *out, char *ms
             s++;
         }
         if (v < fs->min || v > fs->max) {
-            set_err(msg, msglen, "value %.*s out of range %d-%d", (int)(s - start), start, fs->min,
-                    fs->max);
+            sl_seterr(msg, msglen, "value %.*s out of range %d-%d", (int)(s - start), start,
+                      fs->min, fs->max);
             return -1;
         }
         *out = (int)v;
@@ -134,23 +122,23 @@ static int parse_value(const char **sp, const field_spec *fs, int *out, char *ms
             s++;
         size_t n = (size_t)(s - start);
         if (!fs->names) {
-            set_err(msg, msglen, "\"%.*s\" is not a number", (int)n, start);
+            sl_seterr(msg, msglen, "\"%.*s\" is not a number", (int)n, start);
             return -1;
         }
         int k = 0;
         while (fs->names[k] && !(n == 3 && ieq(start, fs->names[k], 3)))
             k++;
         if (!fs->names[k]) {
-            set_err(msg, msglen, "unknown %s name \"%.*s\" (use %s-%s)", fs->name_kind, (int)n,
-                    start, fs->names[0], fs->names[k - 1]);
+            sl_seterr(msg, msglen, "unknown %s name \"%.*s\" (use %s-%s)", fs->name_kind, (int)n,
+                      start, fs->names[0], fs->names[k - 1]);
             return -1;
         }
         *out = fs->names_base + k;
     } else if (*s == '\0' || *s == ',' || *s == '-' || *s == '/') {
-        set_err(msg, msglen, "missing value");
+        sl_seterr(msg, msglen, "missing value");
         return -1;
     } else {
-        set_err(msg, msglen, "unexpected \"%c\"", *s);
+        sl_seterr(msg, msglen, "unexpected \"%c\"", *s);
         return -1;
     }
     *sp = s;
@@ -164,7 +152,7 @@ static int parse_item(const char **sp, const field_spec *fs, uint64_t *bits, cha
     const char *s = *sp;
     int lo, hi, step = 1;
     if (*s == '\0' || *s == ',') {
-        set_err(msg, msglen, "empty list item");
+        sl_seterr(msg, msglen, "empty list item");
         return -1;
     }
     if (*s == '*') {
@@ -179,7 +167,7 @@ static int parse_item(const char **sp, const field_spec *fs, uint64_t *bits, cha
             if (parse_value(&s, fs, &hi, msg, msglen) < 0) return -1;
             if (fs->names == day_names && hi == 0 && lo > 0) hi = 7; /* fri-sun */
             if (hi < lo) {
-                set_err(msg, msglen, "range %d-%d is backwards", lo, hi);
+                sl_seterr(msg, msglen, "range %d-%d is backwards", lo, hi);
                 return -1;
             }
         } else if (*s == '/') {
@@ -189,7 +177,7 @@ static int parse_item(const char **sp, const field_spec *fs, uint64_t *bits, cha
     if (*s == '/') {
         s++;
         if (!is_digit(*s)) {
-            set_err(msg, msglen, "missing step after \"/\"");
+            sl_seterr(msg, msglen, "missing step after \"/\"");
             return -1;
         }
         const char *start = s;
@@ -200,11 +188,11 @@ static int parse_item(const char **sp, const field_spec *fs, uint64_t *bits, cha
         }
         int span = fs->open_max - fs->min + 1;
         if (v < 1) {
-            set_err(msg, msglen, "step must be at least 1");
+            sl_seterr(msg, msglen, "step must be at least 1");
             return -1;
         }
         if (v > span) {
-            set_err(msg, msglen, "step %.*s out of range 1-%d", (int)(s - start), start, span);
+            sl_seterr(msg, msglen, "step %.*s out of range 1-%d", (int)(s - start), start, span);
             return -1;
         }
         step = (int)v;
@@ -213,7 +201,7 @@ static int parse_item(const char **sp, const field_spec *fs, uint64_t *bits, cha
         const char *end = s;
         while (*end && *end != ',')
             end++;
-        set_err(msg, msglen, "unexpected \"%.*s\"", (int)(end - s), s);
+        sl_seterr(msg, msglen, "unexpected \"%.*s\"", (int)(end - s), s);
         return -1;
     }
     for (int v = lo; v <= hi; v += step)
@@ -230,7 +218,7 @@ static int parse_field(const char *text, const field_spec *fs, uint64_t *bits, c
     *bits = 0;
     for (;;) {
         if (parse_item(&s, fs, bits, msg, sizeof msg) < 0) {
-            set_err(err, errlen, "%s field \"%s\": %s", fs->name, text, msg);
+            sl_seterr(err, errlen, "%s field \"%s\": %s", fs->name, text, msg);
             return -1;
         }
         if (*s == '\0') return 0;
@@ -247,8 +235,8 @@ sl_cron *sl_cron_parse(const char *expr, char *err, size_t errlen)
     while (is_space(*expr))
         expr++;
     if (strlen(expr) >= sizeof buf) {
-        set_err(err, errlen, "cron expression too long (%zu bytes; at most %d)", strlen(expr),
-                SL_CRON_MAX_EXPR - 1);
+        sl_seterr(err, errlen, "cron expression too long (%zu bytes; at most %d)", strlen(expr),
+                  SL_CRON_MAX_EXPR - 1);
         return NULL;
     }
     if (*expr == '@') {
@@ -261,15 +249,15 @@ sl_cron *sl_cron_parse(const char *expr, char *err, size_t errlen)
         for (size_t i = 0; i < sizeof macros / sizeof macros[0]; i++) {
             if (strlen(macros[i].name) != len || !ieq(expr, macros[i].name, len)) continue;
             if (*rest) {
-                set_err(err, errlen, "%s takes no fields, got \"%s\"", macros[i].name, rest);
+                sl_seterr(err, errlen, "%s takes no fields, got \"%s\"", macros[i].name, rest);
                 return NULL;
             }
             return sl_cron_parse(macros[i].expr, err, errlen);
         }
-        set_err(err, errlen,
-                "unknown macro \"%.*s\" (use @hourly, @daily, @midnight, @weekly, @monthly, "
-                "@yearly or @annually)",
-                (int)len, expr);
+        sl_seterr(err, errlen,
+                  "unknown macro \"%.*s\" (use @hourly, @daily, @midnight, @weekly, @monthly, "
+                  "@yearly or @annually)",
+                  (int)len, expr);
         return NULL;
     }
     memcpy(buf, expr, strlen(expr) + 1);
@@ -283,7 +271,7 @@ sl_cron *sl_cron_parse(const char *expr, char *err, size_t errlen)
             p++;
     }
     if (n != 5) {
-        set_err(err, errlen, "expected 5 fields, got %d", n);
+        sl_seterr(err, errlen, "expected 5 fields, got %d", n);
         return NULL;
     }
 
@@ -292,7 +280,7 @@ sl_cron *sl_cron_parse(const char *expr, char *err, size_t errlen)
         if (parse_field(tok[i], &fields[i], &bits[i], err, errlen) < 0) return NULL;
     sl_cron *c = calloc(1, sizeof *c);
     if (!c) {
-        set_err(err, errlen, "out of memory");
+        sl_seterr(err, errlen, "out of memory");
         return NULL;
     }
     c->minute = bits[0];

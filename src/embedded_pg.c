@@ -11,6 +11,7 @@
  * looks like a cluster. Uses libpq (ping, create database) and sl_log.
  */
 #include "embedded_pg.h"
+#include "buf.h"
 #include "config.h"
 #include "log.h"
 
@@ -52,17 +53,6 @@ static const char sl_pg_missing[] =
     "`apt-get install postgresql`, or set DATABASE_URL";
 
 /* ================================================================ small helpers */
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static char *xasprintf(const char *fmt, ...)
@@ -307,13 +297,13 @@ static int paths_init(const sl_config *cfg, sl_pg_paths *p, char *err, size_t er
 {
     memset(p, 0, sizeof *p);
     if (!cfg->home || !*cfg->home) {
-        seterr(err, errlen, "no state directory for the embedded database (set SLUICE_HOME)");
+        sl_seterr(err, errlen, "no state directory for the embedded database (set SLUICE_HOME)");
         return -1;
     }
     p->home = absolute_home(cfg->home);
     if (!p->home) {
-        seterr(err, errlen, "cannot resolve the state directory %s: %s", cfg->home,
-               strerror(errno));
+        sl_seterr(err, errlen, "cannot resolve the state directory %s: %s", cfg->home,
+                  strerror(errno));
         return -1;
     }
     const char *h = strcmp(p->home, "/") == 0 ? "" : p->home;
@@ -331,7 +321,7 @@ static int paths_init(const sl_config *cfg, sl_pg_paths *p, char *err, size_t er
     p->url = p->run ? make_url(p->run) : NULL;
     if (!p->pgdir || !p->data || !p->data_init || !p->log || !p->lock || !p->run || !p->url) {
         paths_free(p);
-        seterr(err, errlen, "out of memory");
+        sl_seterr(err, errlen, "out of memory");
         return -1;
     }
     return 0;
@@ -344,7 +334,7 @@ static int is_initialised(const sl_pg_paths *p, char *err, size_t errlen)
     struct stat st;
     int r = ver && stat(ver, &st) == 0 ? 1 : 0;
     if (!r && ver && errno != ENOENT && errno != ENOTDIR) {
-        seterr(err, errlen, "cannot read %s: %s", ver, strerror(errno));
+        sl_seterr(err, errlen, "cannot read %s: %s", ver, strerror(errno));
         r = -1;
     }
     free(ver);
@@ -390,16 +380,16 @@ static int owner_init(sl_pg_owner *o, char *err, size_t errlen)
     struct passwd pw, *res = NULL;
     char buf[4096];
     if (getpwnam_r(SL_PG_OS_USER, &pw, buf, sizeof buf, &res) != 0 || !res) {
-        seterr(err, errlen,
-               "as root the embedded database runs as the `" SL_PG_OS_USER
-               "` system user (Postgres refuses root), and there is no such user: install "
-               "the server with `apt-get install postgresql`, or set DATABASE_URL");
+        sl_seterr(err, errlen,
+                  "as root the embedded database runs as the `" SL_PG_OS_USER
+                  "` system user (Postgres refuses root), and there is no such user: install "
+                  "the server with `apt-get install postgresql`, or set DATABASE_URL");
         return -1;
     }
     if (pw.pw_uid == 0) {
-        seterr(err, errlen,
-               "the `" SL_PG_OS_USER "` system user has uid 0; Postgres refuses "
-               "to run as root");
+        sl_seterr(err, errlen,
+                  "the `" SL_PG_OS_USER "` system user has uid 0; Postgres refuses "
+                  "to run as root");
         return -1;
     }
     o->drop = 1;
@@ -520,7 +510,7 @@ static int check_traversal(const sl_pg_owner *o, const char *dir, char *err, siz
     if (!o->drop) return 0;
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) < 0) {
-        seterr(err, errlen, "pipe: %s", strerror(errno));
+        sl_seterr(err, errlen, "pipe: %s", strerror(errno));
         return -1;
     }
     size_t n = strlen(dir);
@@ -528,13 +518,13 @@ static int check_traversal(const sl_pg_owner *o, const char *dir, char *err, siz
     if (!copy) {
         close(fds[0]);
         close(fds[1]);
-        seterr(err, errlen, "out of memory");
+        sl_seterr(err, errlen, "out of memory");
         return -1;
     }
     memcpy(copy, dir, n + 1);
     pid_t pid = fork();
     if (pid < 0) {
-        seterr(err, errlen, "fork: %s", strerror(errno));
+        sl_seterr(err, errlen, "fork: %s", strerror(errno));
         free(copy);
         close(fds[0]);
         close(fds[1]);
@@ -576,13 +566,13 @@ static int check_traversal(const sl_pg_owner *o, const char *dir, char *err, siz
         ;
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return 0;
     if (WIFEXITED(status) && WEXITSTATUS(status) == 1)
-        seterr(err, errlen,
-               "as root the embedded database runs as the `%s` user, who cannot enter %s "
-               "(on the way to %s): let it through (e.g. `chmod o+x %s`), or choose another "
-               "state directory with --home or SLUICE_HOME",
-               o->name, blocked, dir, blocked);
+        sl_seterr(err, errlen,
+                  "as root the embedded database runs as the `%s` user, who cannot enter %s "
+                  "(on the way to %s): let it through (e.g. `chmod o+x %s`), or choose another "
+                  "state directory with --home or SLUICE_HOME",
+                  o->name, blocked, dir, blocked);
     else
-        seterr(err, errlen, "cannot switch to the %s user to check access to %s", o->name, dir);
+        sl_seterr(err, errlen, "cannot switch to the %s user to check access to %s", o->name, dir);
     return -1;
 }
 
@@ -594,14 +584,14 @@ static int mkdir_p(const char *path, mode_t mode, char *err, size_t errlen)
 {
     char *copy = strdup(path);
     if (!copy) {
-        seterr(err, errlen, "out of memory");
+        sl_seterr(err, errlen, "out of memory");
         return -1;
     }
     for (char *c = copy + 1; *c; c++) {
         if (*c != '/') continue;
         *c = '\0';
         if (mkdir(copy, 0755) < 0 && errno != EEXIST) {
-            seterr(err, errlen, "cannot create %s: %s", copy, strerror(errno));
+            sl_seterr(err, errlen, "cannot create %s: %s", copy, strerror(errno));
             free(copy);
             return -1;
         }
@@ -610,15 +600,15 @@ static int mkdir_p(const char *path, mode_t mode, char *err, size_t errlen)
     free(copy);
     if (mkdir(path, mode) == 0) {
         if (chmod(path, mode) < 0) {
-            seterr(err, errlen, "cannot chmod %s: %s", path, strerror(errno));
+            sl_seterr(err, errlen, "cannot chmod %s: %s", path, strerror(errno));
             return -1;
         }
         return 0;
     }
     struct stat st;
     if (errno != EEXIST || stat(path, &st) < 0 || !S_ISDIR(st.st_mode)) {
-        seterr(err, errlen, "cannot create the directory %s: %s", path,
-               errno == EEXIST ? "a file is in the way" : strerror(errno));
+        sl_seterr(err, errlen, "cannot create the directory %s: %s", path,
+                  errno == EEXIST ? "a file is in the way" : strerror(errno));
         return -1;
     }
     return 0;
@@ -631,33 +621,34 @@ static int private_dir(const sl_pg_owner *o, const char *dir, char *err, size_t 
 {
     if (mkdir(dir, 0700) == 0) {
         if (o->drop && lchown(dir, o->uid, o->gid) < 0) {
-            seterr(err, errlen, "cannot hand %s to the %s user: %s", dir, o->name, strerror(errno));
+            sl_seterr(err, errlen, "cannot hand %s to the %s user: %s", dir, o->name,
+                      strerror(errno));
             return -1;
         }
         return 0;
     }
     if (errno != EEXIST) {
-        seterr(err, errlen, "cannot create %s: %s", dir, strerror(errno));
+        sl_seterr(err, errlen, "cannot create %s: %s", dir, strerror(errno));
         return -1;
     }
     struct stat st;
     if (lstat(dir, &st) < 0) {
-        seterr(err, errlen, "cannot stat %s: %s", dir, strerror(errno));
+        sl_seterr(err, errlen, "cannot stat %s: %s", dir, strerror(errno));
         return -1;
     }
     if (!S_ISDIR(st.st_mode)) {
-        seterr(err, errlen, "%s exists and is not a directory: remove it", dir);
+        sl_seterr(err, errlen, "%s exists and is not a directory: remove it", dir);
         return -1;
     }
     if (st.st_uid != o->uid) {
-        seterr(err, errlen,
-               "%s belongs to uid %ld, but the embedded database runs as %s (uid %ld): "
-               "remove it, or give it to that user (`chown -R %s %s`)",
-               dir, (long)st.st_uid, o->name, (long)o->uid, o->name, dir);
+        sl_seterr(err, errlen,
+                  "%s belongs to uid %ld, but the embedded database runs as %s (uid %ld): "
+                  "remove it, or give it to that user (`chown -R %s %s`)",
+                  dir, (long)st.st_uid, o->name, (long)o->uid, o->name, dir);
         return -1;
     }
     if ((st.st_mode & 077) && chmod(dir, 0700) < 0) {
-        seterr(err, errlen, "cannot chmod 0700 %s: %s", dir, strerror(errno));
+        sl_seterr(err, errlen, "cannot chmod 0700 %s: %s", dir, strerror(errno));
         return -1;
     }
     return 0;
@@ -677,7 +668,7 @@ static int remove_tree(const char *dir, char *err, size_t errlen)
     struct stat st;
     if (lstat(dir, &st) < 0 && errno == ENOENT) return 0;
     if (nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) < 0) {
-        seterr(err, errlen, "cannot remove the leftover %s: %s", dir, strerror(errno));
+        sl_seterr(err, errlen, "cannot remove the leftover %s: %s", dir, strerror(errno));
         return -1;
     }
     return 0;
@@ -689,20 +680,20 @@ static int take_lock(const char *path, char *err, size_t errlen)
 {
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) {
-        seterr(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        sl_seterr(err, errlen, "cannot open %s: %s", path, strerror(errno));
         return -1;
     }
     for (long waited = 0;; waited += 100) {
         if (flock(fd, LOCK_EX | LOCK_NB) == 0) return fd;
         if (errno != EWOULDBLOCK && errno != EINTR) {
-            seterr(err, errlen, "cannot lock %s: %s", path, strerror(errno));
+            sl_seterr(err, errlen, "cannot lock %s: %s", path, strerror(errno));
             break;
         }
         if (waited >= SL_PG_LOCK_TIMEOUT_MS) {
-            seterr(err, errlen,
-                   "timed out waiting for %s: another sluice is initialising or starting the "
-                   "embedded database and has not finished",
-                   path);
+            sl_seterr(err, errlen,
+                      "timed out waiting for %s: another sluice is initialising or starting the "
+                      "embedded database and has not finished",
+                      path);
             break;
         }
         sleep_ms(100);
@@ -734,7 +725,8 @@ static char *find_server_bin(char *err, size_t errlen)
     const char *env = getenv("SLUICE_PG_BIN");
     if (env && *env) {
         if (has_server(env)) return strdup(env);
-        seterr(err, errlen, "%s (SLUICE_PG_BIN=%s has no initdb and pg_ctl)", sl_pg_missing, env);
+        sl_seterr(err, errlen, "%s (SLUICE_PG_BIN=%s has no initdb and pg_ctl)", sl_pg_missing,
+                  env);
         return NULL;
     }
     char *best = NULL;
@@ -776,7 +768,7 @@ static char *find_server_bin(char *err, size_t errlen)
         free(copy);
         if (best) return best;
     }
-    seterr(err, errlen, "%s", sl_pg_missing);
+    sl_seterr(err, errlen, "%s", sl_pg_missing);
     return NULL;
 }
 
@@ -813,7 +805,8 @@ static int append_settings(const char *datadir, const char *run, char *err, size
     char *conf = xasprintf("%s/postgresql.conf", datadir);
     FILE *f = conf ? fopen(conf, "ae") : NULL;
     if (!f) {
-        seterr(err, errlen, "cannot open %s: %s", conf ? conf : "postgresql.conf", strerror(errno));
+        sl_seterr(err, errlen, "cannot open %s: %s", conf ? conf : "postgresql.conf",
+                  strerror(errno));
         free(conf);
         return -1;
     }
@@ -829,7 +822,7 @@ static int append_settings(const char *datadir, const char *run, char *err, size
             run);
     int bad = ferror(f);
     if (fclose(f) != 0 || bad) {
-        seterr(err, errlen, "cannot write %s", conf);
+        sl_seterr(err, errlen, "cannot write %s", conf);
         free(conf);
         return -1;
     }
@@ -844,7 +837,7 @@ static int update_socket_setting(const sl_pg_paths *p, char *err, size_t errlen)
     char *conf = xasprintf("%s/postgresql.conf", p->data);
     char *text = conf ? read_file(conf) : NULL;
     if (!text) {
-        seterr(err, errlen, "cannot read %s/postgresql.conf", p->data);
+        sl_seterr(err, errlen, "cannot read %s/postgresql.conf", p->data);
         free(conf);
         return -1;
     }
@@ -876,11 +869,11 @@ static int update_socket_setting(const sl_pg_paths *p, char *err, size_t errlen)
         FILE *f = fopen(conf, "ae");
         if (!f || fprintf(f, "unix_socket_directories = '%s'\t# the state directory moved\n",
                           p->run) < 0) {
-            seterr(err, errlen, "cannot update %s: %s", conf, strerror(errno));
+            sl_seterr(err, errlen, "cannot update %s: %s", conf, strerror(errno));
             rc = -1;
         }
         if (f && fclose(f) != 0 && rc == 0) {
-            seterr(err, errlen, "cannot update %s", conf);
+            sl_seterr(err, errlen, "cannot update %s", conf);
             rc = -1;
         }
     }
@@ -895,7 +888,7 @@ static int run_initdb(const sl_pg_paths *p, const sl_pg_owner *o, const char *bi
     if (remove_tree(p->data_init, err, errlen) < 0) return -1;
     char *initdb = xasprintf("%s/initdb", bin);
     if (!initdb) {
-        seterr(err, errlen, "out of memory");
+        sl_seterr(err, errlen, "out of memory");
         return -1;
     }
     char *argv[] = {initdb,
@@ -913,13 +906,14 @@ static int run_initdb(const sl_pg_paths *p, const sl_pg_owner *o, const char *bi
     free(initdb);
     if (rc != 0) {
         pick_error_line(out, line, sizeof line);
-        seterr(err, errlen, "initdb failed: %s", line);
+        sl_seterr(err, errlen, "initdb failed: %s", line);
         remove_tree(p->data_init, NULL, 0);
         return -1;
     }
     if (append_settings(p->data_init, p->run, err, errlen) < 0) return -1;
     if (rename(p->data_init, p->data) < 0) {
-        seterr(err, errlen, "cannot rename %s to %s: %s", p->data_init, p->data, strerror(errno));
+        sl_seterr(err, errlen, "cannot rename %s to %s: %s", p->data_init, p->data,
+                  strerror(errno));
         return -1;
     }
     return 0;
@@ -956,7 +950,7 @@ static int ensure_database(const sl_pg_paths *p, char *err, size_t errlen)
     PGconn *c = connect_to(p, "postgres");
     if (!c || PQstatus(c) != CONNECTION_OK) {
         pq_message(c, msg, sizeof msg);
-        seterr(err, errlen, "cannot connect to the embedded database: %s", msg);
+        sl_seterr(err, errlen, "cannot connect to the embedded database: %s", msg);
         PQfinish(c);
         return -1;
     }
@@ -971,7 +965,7 @@ static int ensure_database(const sl_pg_paths *p, char *err, size_t errlen)
     }
     if (rc < 0) {
         pq_message(c, msg, sizeof msg);
-        seterr(err, errlen, "cannot create the database " SL_PG_DBNAME ": %s", msg);
+        sl_seterr(err, errlen, "cannot create the database " SL_PG_DBNAME ": %s", msg);
     }
     PQclear(r);
     PQfinish(c);
@@ -985,18 +979,18 @@ static int start_server(const sl_pg_paths *p, const sl_pg_owner *o, const char *
 {
     struct stat st;
     if (stat(p->data, &st) < 0) {
-        seterr(err, errlen, "cannot stat %s: %s", p->data, strerror(errno));
+        sl_seterr(err, errlen, "cannot stat %s: %s", p->data, strerror(errno));
         return -1;
     }
     if (st.st_uid != o->uid) {
-        seterr(err, errlen,
-               "%s belongs to uid %ld, but the server runs as %s (uid %ld): `chown -R %s %s`",
-               p->data, (long)st.st_uid, o->name, (long)o->uid, o->name, p->data);
+        sl_seterr(err, errlen,
+                  "%s belongs to uid %ld, but the server runs as %s (uid %ld): `chown -R %s %s`",
+                  p->data, (long)st.st_uid, o->name, (long)o->uid, o->name, p->data);
         return -1;
     }
     char *pg_ctl = xasprintf("%s/pg_ctl", bin);
     if (!pg_ctl) {
-        seterr(err, errlen, "out of memory");
+        sl_seterr(err, errlen, "out of memory");
         return -1;
     }
     char *argv[] = {pg_ctl, "-D", p->data,           "-l",    p->log,
@@ -1015,7 +1009,7 @@ static int start_server(const sl_pg_paths *p, const sl_pg_owner *o, const char *
     free(pg_ctl);
     if (rc != 0) {
         if (!line[0]) pick_error_line(out, line, sizeof line);
-        seterr(err, errlen, "could not start the embedded database: %s (see %s)", line, p->log);
+        sl_seterr(err, errlen, "could not start the embedded database: %s (see %s)", line, p->log);
         return -1;
     }
     return 0;
@@ -1075,7 +1069,8 @@ static int start_locked(sl_pg_paths *p, const sl_pg_owner *o, int *actions, char
         ping = ping_server(p);
     }
     if (ping == PQPING_REJECT) {
-        seterr(err, errlen, "the embedded database does not accept connections (see %s)", p->log);
+        sl_seterr(err, errlen, "the embedded database does not accept connections (see %s)",
+                  p->log);
         goto out;
     }
     if (ping != PQPING_OK) {
@@ -1145,10 +1140,10 @@ int sl_embedded_stop(const sl_config *cfg, char *err, size_t errlen)
     if (ping_server(&p) == PQPING_NO_RESPONSE) {
         long pid = read_pid(&p);
         if (pid > 0 && kill((pid_t)pid, 0) == 0) {
-            seterr(err, errlen,
-                   "process %ld holds %s/postmaster.pid but the server does not answer on %s; "
-                   "not stopping it",
-                   pid, p.data, p.run);
+            sl_seterr(err, errlen,
+                      "process %ld holds %s/postmaster.pid but the server does not answer on %s; "
+                      "not stopping it",
+                      pid, p.data, p.run);
             goto out;
         }
         rc = 0;
@@ -1160,7 +1155,7 @@ int sl_embedded_stop(const sl_config *cfg, char *err, size_t errlen)
     char out[SL_PG_OUT_MAX], line[1024];
     if (run_child(&o, p.pgdir, argv, out, sizeof out) != 0) {
         pick_error_line(out, line, sizeof line);
-        seterr(err, errlen, "could not stop the embedded database: %s", line);
+        sl_seterr(err, errlen, "could not stop the embedded database: %s", line);
         goto out;
     }
     /* The server removed its socket; a /tmp socket directory would linger. */
@@ -1232,13 +1227,13 @@ int sl_embedded_status(const sl_config *cfg, char *info, size_t infolen)
     if (sl_embedded_describe(cfg, &in, info, infolen) < 0) return -1;
     int rc = in.running;
     if (!in.initialised)
-        seterr(info, infolen, "not initialised");
+        sl_seterr(info, infolen, "not initialised");
     else if (in.accepting)
-        seterr(info, infolen, "running (pid %ld)", in.pid);
+        sl_seterr(info, infolen, "running (pid %ld)", in.pid);
     else if (in.running)
-        seterr(info, infolen, "running (pid %ld), not accepting connections yet", in.pid);
+        sl_seterr(info, infolen, "running (pid %ld), not accepting connections yet", in.pid);
     else
-        seterr(info, infolen, "stopped");
+        sl_seterr(info, infolen, "stopped");
     sl_embedded_info_free(&in);
     return rc;
 }

@@ -12,6 +12,7 @@
  * server. Blocking libpq throughout.
  */
 #include "migrate.h"
+#include "buf.h"
 #include "cli.h"
 #include "config.h"
 #include "embed.h"
@@ -36,17 +37,6 @@ static const char sl_migrations_ddl[] = "CREATE SCHEMA IF NOT EXISTS sluice;\n"
                                         "    checksum   text NOT NULL,\n"
                                         "    applied_at timestamptz NOT NULL DEFAULT now()\n"
                                         ");\n";
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* The first line of the connection's last error. */
 static void pq_message(PGconn *c, char *dst, size_t dstlen)
@@ -95,7 +85,7 @@ static int list_add(sl_migration_list *l, const char *name, const char *sql, cha
                     size_t errlen)
 {
     if (!valid_name(name)) {
-        seterr(err, errlen, "schema file %s is not named NNN_name.sql", name);
+        sl_seterr(err, errlen, "schema file %s is not named NNN_name.sql", name);
         free(owned);
         return -1;
     }
@@ -104,7 +94,7 @@ static int list_add(sl_migration_list *l, const char *name, const char *sql, cha
         sl_migration *nv = realloc(l->v, ncap * sizeof *nv);
         if (!nv) {
             free(owned);
-            seterr(err, errlen, "out of memory");
+            sl_seterr(err, errlen, "out of memory");
             return -1;
         }
         l->v = nv;
@@ -118,7 +108,7 @@ static int list_add(sl_migration_list *l, const char *name, const char *sql, cha
     m->owned = owned;
     l->n++;
     if (!m->name || !m->version) {
-        seterr(err, errlen, "out of memory");
+        sl_seterr(err, errlen, "out of memory");
         return -1;
     }
     return 0;
@@ -178,7 +168,7 @@ static int load_dir(sl_migration_list *l, const char *dir, char *err, size_t err
 {
     DIR *d = opendir(dir);
     if (!d) {
-        seterr(err, errlen, "cannot read SLUICE_SCHEMA_DIR %s: %s", dir, strerror(errno));
+        sl_seterr(err, errlen, "cannot read SLUICE_SCHEMA_DIR %s: %s", dir, strerror(errno));
         return -1;
     }
     struct dirent *e;
@@ -188,13 +178,13 @@ static int load_dir(sl_migration_list *l, const char *dir, char *err, size_t err
         if (e->d_name[0] == '.' || len < 4 || strcmp(e->d_name + len - 4, ".sql") != 0) continue;
         char *path = NULL;
         if (asprintf(&path, "%s/%s", dir, e->d_name) < 0) {
-            seterr(err, errlen, "out of memory");
+            sl_seterr(err, errlen, "out of memory");
             rc = -1;
             break;
         }
         char *sql = slurp(path);
         if (!sql) {
-            seterr(err, errlen, "cannot read %s: %s", path, strerror(errno));
+            sl_seterr(err, errlen, "cannot read %s: %s", path, strerror(errno));
             rc = -1;
         } else {
             rc = list_add(l, e->d_name, sql, sql, err, errlen);
@@ -223,8 +213,8 @@ static int load_migrations(sl_migration_list *l, char *err, size_t errlen)
     if (l->n) qsort(l->v, l->n, sizeof *l->v, by_name);
     for (size_t i = 1; i < l->n; i++) {
         if (strcmp(l->v[i - 1].version, l->v[i].version) == 0) {
-            seterr(err, errlen, "schema files %s and %s share the version %s", l->v[i - 1].name,
-                   l->v[i].name, l->v[i].version);
+            sl_seterr(err, errlen, "schema files %s and %s share the version %s", l->v[i - 1].name,
+                      l->v[i].name, l->v[i].version);
             list_free(l);
             return -1;
         }
@@ -243,7 +233,7 @@ static int exec_ok(PGconn *c, const char *sql, const char *what, char *err, size
     if (!ok) {
         char msg[512];
         pq_message(c, msg, sizeof msg);
-        seterr(err, errlen, "%s: %s", what, msg);
+        sl_seterr(err, errlen, "%s: %s", what, msg);
     }
     PQclear(r);
     return ok ? 0 : -1;
@@ -258,7 +248,7 @@ static int checksum_all(PGconn *c, sl_migration_list *l, char *err, size_t errle
         if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
             char msg[512];
             pq_message(c, msg, sizeof msg);
-            seterr(err, errlen, "cannot checksum %s: %s", l->v[i].name, msg);
+            sl_seterr(err, errlen, "cannot checksum %s: %s", l->v[i].name, msg);
             PQclear(r);
             return -1;
         }
@@ -302,9 +292,9 @@ static void describe_failure(PGconn *c, PGresult *r, const sl_migration *m, char
     else
         pq_message(c, msg, sizeof msg);
     if (pos) snprintf(where, sizeof where, " at line %ld", line_of(m->sql, atol(pos)));
-    seterr(err, errlen, "migration %s failed%s: %s%s%s%s%s%s", m->name, where, msg,
-           detail || hint ? " (" : "", detail ? detail : "", detail && hint ? "; " : "",
-           hint ? "hint: " : "", hint ? hint : "");
+    sl_seterr(err, errlen, "migration %s failed%s: %s%s%s%s%s%s", m->name, where, msg,
+              detail || hint ? " (" : "", detail ? detail : "", detail && hint ? "; " : "",
+              hint ? "hint: " : "", hint ? hint : "");
     if (detail || hint) {
         size_t n = strlen(err);
         if (n + 1 < errlen) {
@@ -342,8 +332,8 @@ static int apply_one(PGconn *c, const sl_migration *m, char *err, size_t errlen)
     if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT) {
         PQclear(r);
         abandon_copy(c, st);
-        seterr(err, errlen, "migration %s failed: COPY to or from the client is not supported",
-               m->name);
+        sl_seterr(err, errlen, "migration %s failed: COPY to or from the client is not supported",
+                  m->name);
         return -1;
     }
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && st != PGRES_EMPTY_QUERY) {
@@ -353,10 +343,10 @@ static int apply_one(PGconn *c, const sl_migration *m, char *err, size_t errlen)
     }
     PQclear(r);
     if (PQtransactionStatus(c) != PQTRANS_INTRANS) {
-        seterr(err, errlen,
-               "migration %s ended the transaction it runs in: migration files must not "
-               "contain BEGIN, COMMIT or ROLLBACK (check what it left applied)",
-               m->name);
+        sl_seterr(err, errlen,
+                  "migration %s ended the transaction it runs in: migration files must not "
+                  "contain BEGIN, COMMIT or ROLLBACK (check what it left applied)",
+                  m->name);
         return -1;
     }
     const char *params[3] = {m->version, m->name, m->md5};
@@ -367,7 +357,7 @@ static int apply_one(PGconn *c, const sl_migration *m, char *err, size_t errlen)
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         char msg[512];
         pq_message(c, msg, sizeof msg);
-        seterr(err, errlen, "cannot record migration %s: %s", m->name, msg);
+        sl_seterr(err, errlen, "cannot record migration %s: %s", m->name, msg);
         PQclear(r);
         return -1;
     }
@@ -414,11 +404,11 @@ static int bookkeeping_exists(PGconn *c)
 int sl_migrate(PGconn *c, int verbose, char *err, size_t errlen)
 {
     if (!c || PQstatus(c) != CONNECTION_OK) {
-        seterr(err, errlen, "cannot migrate: not connected");
+        sl_seterr(err, errlen, "cannot migrate: not connected");
         return -1;
     }
     if (PQtransactionStatus(c) != PQTRANS_IDLE) {
-        seterr(err, errlen, "cannot migrate: the connection is inside a transaction");
+        sl_seterr(err, errlen, "cannot migrate: the connection is inside a transaction");
         return -1;
     }
     sl_migration_list l;
@@ -444,7 +434,7 @@ int sl_migrate(PGconn *c, int verbose, char *err, size_t errlen)
     if (PQresultStatus(applied) != PGRES_TUPLES_OK) {
         char msg[512];
         pq_message(c, msg, sizeof msg);
-        seterr(err, errlen, "cannot read sluice.schema_migrations: %s", msg);
+        sl_seterr(err, errlen, "cannot read sluice.schema_migrations: %s", msg);
         goto out;
     }
     if (checksum_all(c, &l, err, errlen) < 0) goto out;

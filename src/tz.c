@@ -9,6 +9,7 @@
  * nothing is mutated after loading. The file format is RFC 8536.
  */
 #include "tz.h"
+#include "buf.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -61,19 +62,6 @@ struct sl_tz_cache {
     sl_tz **zones;
     size_t n, cap;
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    if (!err || errlen == 0) return;
-    va_start(ap, fmt);
-    /* clang-analyzer 14 does not model va_start here: a false positive */
-    vsnprintf(err, errlen, fmt, ap); // NOLINT(clang-analyzer-valist.Uninitialized)
-    va_end(ap);
-}
 
 /* ------------------------------------------------------------------ calendar */
 
@@ -458,7 +446,7 @@ static sl_tz *builtin_utc(const char *name, char *err, size_t errlen)
     if (tz) tz->types = calloc(1, sizeof *tz->types);
     if (!tz || !tz->types) {
         sl_tz_free(tz);
-        set_err(err, errlen, "out of memory");
+        sl_seterr(err, errlen, "out of memory");
         return NULL;
     }
     tz->ntypes = 1;
@@ -470,14 +458,14 @@ sl_tz *sl_tz_from_posix(const char *spec, char *err, size_t errlen)
 {
     tz_rule r;
     if (!spec || parse_posix(spec, &r) < 0) {
-        set_err(err, errlen, "invalid POSIX TZ string \"%s\"", spec ? spec : "");
+        sl_seterr(err, errlen, "invalid POSIX TZ string \"%s\"", spec ? spec : "");
         return NULL;
     }
     sl_tz *tz = tz_new(spec);
     if (tz) tz->types = calloc(1, sizeof *tz->types);
     if (!tz || !tz->types) {
         sl_tz_free(tz);
-        set_err(err, errlen, "out of memory");
+        sl_seterr(err, errlen, "out of memory");
         return NULL;
     }
     tz->ntypes = 1;
@@ -651,14 +639,14 @@ sl_tz *sl_tz_load_dir(const char *dir, const char *name, char *err, size_t errle
     if (strcmp(name, "UTC") == 0 || strcmp(name, "Etc/UTC") == 0)
         return builtin_utc(name, err, errlen);
     if (!valid_name(name)) {
-        set_err(err, errlen, "invalid time zone name \"%s\"", name);
+        sl_seterr(err, errlen, "invalid time zone name \"%s\"", name);
         return NULL;
     }
     if (!dir || !*dir) dir = SL_TZ_DEFAULT_DIR;
 
     char path[4096];
     if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, name) >= sizeof path) {
-        set_err(err, errlen, "time zone directory path too long");
+        sl_seterr(err, errlen, "time zone directory path too long");
         return NULL;
     }
     FILE *f = fopen(path, "rb");
@@ -667,9 +655,9 @@ sl_tz *sl_tz_load_dir(const char *dir, const char *name, char *err, size_t errle
         int e = f ? 0 : errno;
         if (f) fclose(f);
         if (e == 0 || e == ENOENT || e == ENOTDIR)
-            set_err(err, errlen, "unknown time zone \"%s\" (not found in %s)", name, dir);
+            sl_seterr(err, errlen, "unknown time zone \"%s\" (not found in %s)", name, dir);
         else
-            set_err(err, errlen, "cannot read time zone \"%s\": %s", name, strerror(e));
+            sl_seterr(err, errlen, "cannot read time zone \"%s\": %s", name, strerror(e));
         return NULL;
     }
     unsigned char *buf = malloc(SL_TZ_MAX_FILE);
@@ -683,7 +671,7 @@ sl_tz *sl_tz_load_dir(const char *dir, const char *name, char *err, size_t errle
     else if (buf && len == SL_TZ_MAX_FILE)
         why = "file too large";
     if (!tz || rerr || len == SL_TZ_MAX_FILE || tzif_parse(tz, buf, len, &why) < 0) {
-        set_err(err, errlen, "cannot load time zone \"%s\": %s", name, why);
+        sl_seterr(err, errlen, "cannot load time zone \"%s\": %s", name, why);
         sl_tz_free(tz);
         free(buf);
         return NULL;
@@ -712,7 +700,7 @@ const sl_tz *sl_tz_cache_get(sl_tz_cache *cache, const char *name, char *err, si
         size_t cap = cache->cap ? cache->cap * 2 : 8;
         sl_tz **z = realloc(cache->zones, cap * sizeof(sl_tz *));
         if (!z) {
-            set_err(err, errlen, "out of memory");
+            sl_seterr(err, errlen, "out of memory");
             return NULL;
         }
         cache->zones = z;
