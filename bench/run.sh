@@ -22,7 +22,10 @@ if [ -n "$PEERS" ]; then
     WORK=$(mktemp -d /tmp/sluice-peers.XXXXXX)
     cp -r "$SRCDIR/." "$WORK/"
     chmod -R u+w "$WORK"
-    echo "== peers (graphile-worker, pg-boss, pgbench ceiling), one run each"
-    (cd "$WORK" && ./run_peers.sh --runs 1)
-    cat "$WORK"/results/peers-*.md | sed -n '/^## W1/,/^## Per-run/p'
+    chmod 755 "$WORK"             # its cluster runs as the postgres user
+    rm -rf "$WORK/results"/*      # only this run's figures below
+    echo "== peers (graphile-worker, pg-boss, pgbench ceiling), ${PEER_RUNS:-1} run(s) each"
+    (cd "$WORK" && ./run_peers.sh --runs "${PEER_RUNS:-1}")
+    sed -n '/^## W1/,/^## Per-run/p' "$WORK"/results/peers-*.md
+    rm -rf "$WORK"
 fi
