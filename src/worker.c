@@ -42,6 +42,8 @@
 /* Two cycles may overlap, so a NOTIFY need not wait behind the recording of the
  * last batch (on another connection of the pool). */
 #define MAX_CYCLES 2
+/* Runs shorter than this on average make a worker claim ahead (--prefetch). */
+#define PREFETCH_BELOW 0.5
 
 typedef struct wrun {
     sl_run *run;
@@ -63,8 +65,9 @@ typedef struct sl_worker {
     char id[40];
     char lease[32];
     int concurrency;
-    int prefetch;                            /* claimed runs that may wait here for a free slot */
-    int running;                             /* runs started, not yet ended */
+    int prefetch;   /* claimed runs that may wait here for a free slot */
+    double avg_run; /* moving average of run durations (s): prefetch only for short ones */
+    int running;    /* runs started, not yet ended */
     struct pending *queue_head, *queue_tail; /* claimed, not started yet */
     int queued;
     int cycling;          /* finish_and_claim calls in flight (at most MAX_CYCLES) */
@@ -110,6 +113,8 @@ static void run_done(sl_run *run, void *data)
     r->cron = sl_run_cron(run) ? strdup(sl_run_cron(run)) : NULL;
     r->tz = sl_run_timezone(run) ? strdup(sl_run_timezone(run)) : NULL;
     w->running--;
+    const sl_run_outcome *o = sl_run_outcome_of(run);
+    w->avg_run = 0.8 * w->avg_run + 0.2 * (o->finished - o->started);
     r->next = w->done;
     w->done = r;
     start_queued(w); /* a claimed run takes the slot at once */
@@ -333,7 +338,10 @@ static void cycle(sl_worker *w)
         w->cycle_again = 1;
         return;
     }
-    int want = w->stopping ? 0 : w->concurrency + w->prefetch - w->running - w->queued - w->asked;
+    /* Claiming ahead pays off for short runs; with long ones it would only keep
+     * jobs waiting here that another worker could start. */
+    int prefetch = w->avg_run < PREFETCH_BELOW ? w->prefetch : 0;
+    int want = w->stopping ? 0 : w->concurrency + prefetch - w->running - w->queued - w->asked;
     if (want > CLAIM_MAX) want = CLAIM_MAX;
     if (want < 0) want = 0;
     if (!w->done && want == 0) return;
@@ -631,8 +639,9 @@ static void serve_usage(FILE *out)
             "Runs the daemon in the foreground: applies migrations, loads the handlers,\n"
             "syncs the job-type registry, then claims due jobs and runs them.\n\n"
             "  --concurrency N   runs in flight at once (default 10)\n"
-            "  --prefetch N      claimed runs that may wait here for a slot, so a slot is\n"
-            "                    refilled without a round trip (default: the concurrency)\n"
+            "  --prefetch N      while runs are short (under 0.5 s on average), claim up to\n"
+            "                    N more runs than free slots, so a slot is refilled without\n"
+            "                    a round trip (default: the concurrency)\n"
             "  --lease SECONDS   run lease, renewed every third of it (default 60)\n"
             "  --grace SECONDS   on SIGINT/SIGTERM, time given to runs in flight (default 30)\n"
             "  --poll SECONDS    fallback poll interval (default 5; new jobs are picked up\n"
@@ -713,6 +722,7 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     w.cfg = &cfg;
     w.concurrency = cfg.concurrency;
     w.prefetch = prefetch >= 0 ? prefetch : cfg.concurrency;
+    w.avg_run = 1.0; /* no evidence of short runs yet: no prefetch */
     snprintf(w.lease, sizeof w.lease, "%g", cfg.lease_seconds);
     ctx.worker = (struct sl_worker *)&w;
 
