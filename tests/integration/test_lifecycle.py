@@ -129,6 +129,37 @@ class Lifecycle(harness.SluiceTest):
         self.assertEqual(self.count("sluice.scheduled_jobs", "job_type = 'count' AND status = 'completed'"), 3000)
         self.assertEqual(self.count("sluice.scheduled_job_runs", "status = 'running'"), 0)
 
+    def test_prefetched_runs_are_given_back_at_shutdown(self):
+        # short runs make the worker claim ahead; at SIGTERM the claimed runs it
+        # never started go back to the queue untouched
+        self.sluice("queue", "noop")
+        pgfixture.psql(self.db, """
+            INSERT INTO sluice.scheduled_jobs (job_type, parameters, next_run_at)
+            SELECT 'noop', '{}', now() FROM generate_series(1, 20)""")
+        pgfixture.psql(self.db, """
+            INSERT INTO sluice.scheduled_jobs (job_type, parameters, next_run_at, priority)
+            SELECT 'sleep', '{"seconds": 0.2}', now(), 10 FROM generate_series(1, 30) g""")
+        d = self.serve("--concurrency", "1", "--prefetch", "20", "--grace", "5")
+        self.wait_for(lambda: self.count("sluice.scheduled_job_runs",
+                                         "job_type = 'sleep' AND status = 'completed'") >= 1, 30)
+        self.assertEqual(d.stop(), 0, d.log())
+        started = self.count("sluice.scheduled_job_runs", "job_type = 'sleep'")
+        self.assertLess(started, 30, "the test needs runs still claimed-but-waiting at shutdown")
+        self.assertEqual(self.count("sluice.scheduled_job_runs", "status = 'running'"), 0)
+        self.assertEqual(self.count("sluice.scheduled_jobs", "status = 'active' AND next_run_at IS NULL"), 0)
+        # every job is either done or due again, and none lost an attempt to the release
+        left = self.sql("SELECT attempts, run_count FROM sluice.scheduled_jobs WHERE status = 'active'")
+        self.assertTrue(all(r["attempts"] == 0 and r["run_count"] == 0 for r in left), left)
+        self.assertEqual(self.count("sluice.dataset_status", "last_status = 'running'"), 0)
+        with self.serve():
+            self.wait_jobs_done(51)
+        self.assertEqual(self.sql("SELECT status, job_type, count(*) AS n FROM sluice.scheduled_jobs "
+                                  "GROUP BY 1, 2 ORDER BY 1, 2"), [
+            {"status": "completed", "job_type": "noop", "n": 21},
+            {"status": "completed", "job_type": "sleep", "n": 30}])
+        self.assertEqual(self.count("sluice.scheduled_job_runs", "job_type = 'sleep'"), 30)
+        self.assertEqual(self.count("sluice.scheduled_job_runs", "status = 'completed'"), 51)
+
     # -------------------------------------------------------------- recurring
 
     def test_schedule_and_next_slot(self):
