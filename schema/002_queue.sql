@@ -283,7 +283,7 @@ BEGIN
         SELECT * FROM jsonb_to_recordset(p_runs) AS x(
             run_id uuid, status text, result jsonb, error text, logs text, retryable boolean,
             next_cron timestamptz, datasets jsonb, handler_version text, started_at float8,
-            finished_at float8)
+            finished_at float8, log_from bigint)
         WHERE x.status IN ('completed', 'failed', 'cancelled')
     ), runs AS (
         UPDATE sluice.scheduled_job_runs r
@@ -291,7 +291,12 @@ BEGIN
             started_at = coalesce(to_timestamp(i.started_at), r.started_at),
             completed_at = least(coalesce(to_timestamp(i.finished_at), clock_timestamp()),
                                  clock_timestamp()),
-            result = i.result, error_message = i.error, logs = r.logs || coalesce(i.logs, ''),
+            result = i.result, error_message = i.error,
+            -- log_from: how much of the log the worker knows is recorded; a flush
+            -- that raced with the finish may have added more, which i.logs repeats
+            logs = CASE WHEN i.log_from IS NOT NULL AND octet_length(r.logs) > i.log_from
+                        THEN convert_from(substring(convert_to(r.logs, 'UTF8') FROM 1 FOR i.log_from::int), 'UTF8')
+                        ELSE r.logs END || coalesce(i.logs, ''),
             lease_expires_at = NULL,
             handler_version = coalesce(i.handler_version, r.handler_version)
         FROM input i
@@ -523,4 +528,22 @@ BEGIN
     SELECT count(*) INTO n FROM unnest(p_runs);
     PERFORM pg_notify('sluice_jobs', '');
     RETURN n;
+END $$;
+
+-- Appends log lines of runs still in flight (the daemon flushes them every few
+-- seconds, so `sluice show` follows a long run). p_logs: [{run_id, logs, from}]
+-- where from is the byte length the run's logs must have for the lines to be the
+-- next ones. Returns the run ids it appended to.
+CREATE OR REPLACE FUNCTION sluice.append_logs(p_logs jsonb)
+RETURNS SETOF uuid LANGUAGE plpgsql AS $$
+DECLARE
+    ids uuid[] := ARRAY(SELECT (e ->> 'run_id')::uuid FROM jsonb_array_elements(p_logs) e);
+BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);
+    RETURN QUERY
+    UPDATE sluice.scheduled_job_runs r SET logs = r.logs || x.logs
+    FROM jsonb_to_recordset(p_logs) AS x(run_id uuid, logs text, "from" bigint)
+    WHERE r.id = ANY (ids) AND r.id = x.run_id AND r.status = 'running'
+      AND octet_length(r.logs) = x."from"  -- in order, and never twice
+    RETURNING r.id;
 END $$;

@@ -69,7 +69,8 @@ void sl_queue_outcome_json(sl_buf *b, sl_run *run, const char *next_cron)
     sl_buf_puts(b, o->datasets_json ? o->datasets_json : "null");
     sl_buf_puts(b, ",\"handler_version\":");
     sl_buf_json_string(b, o->handler_version);
-    sl_buf_printf(b, ",\"started_at\":%.6f,\"finished_at\":%.6f}", o->started, o->finished);
+    sl_buf_printf(b, ",\"started_at\":%.6f,\"finished_at\":%.6f,\"log_from\":%zu}", o->started,
+                  o->finished, o->log_from);
 }
 
 int sl_queue_cron_slot(const char *cron, const char *tzname, char out[40], char *why, size_t whylen)

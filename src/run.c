@@ -15,6 +15,7 @@
  * marked for death and the hook raises on every line and every instruction after,
  * so pcall cannot swallow the kill.
  */
+#include "buf.h"
 #include "ctx.h"
 #include "log.h"
 #include "pg.h"
@@ -485,6 +486,28 @@ static void now_stamp(char *buf, size_t len)
 
 #define LOG_CAP (1 << 20)
 
+/* Replaces bytes that are not UTF-8 with '?', in place: the database stores the
+ * log as text, and flushes are placed by byte offset. */
+static void utf8_sanitize(char *s)
+{
+    unsigned char *p = (unsigned char *)s;
+    while (*p) {
+        int n = *p < 0x80             ? 1
+                : (*p & 0xe0) == 0xc0 ? 2
+                : (*p & 0xf0) == 0xe0 ? 3
+                : (*p & 0xf8) == 0xf0 ? 4
+                                      : 0;
+        int ok = n > 0;
+        for (int i = 1; ok && i < n; i++)
+            ok = (p[i] & 0xc0) == 0x80;
+        if (!ok) {
+            *p++ = '?';
+            continue;
+        }
+        p += n;
+    }
+}
+
 void sl_run_log(sl_run *run, const char *line)
 {
     char stamp[32];
@@ -495,8 +518,10 @@ void sl_run_log(sl_run *run, const char *line)
             run->logcap = (run->loglen + need + 1) * 2;
             run->logs = realloc(run->logs, run->logcap);
         }
+        size_t at = run->loglen;
         run->loglen += (size_t)snprintf(run->logs + run->loglen, run->logcap - run->loglen,
                                         "%s %s\n", stamp, line);
+        utf8_sanitize(run->logs + at);
     }
     switch (run->rt->opts.echo) {
     case SL_ECHO_LOG:
@@ -560,7 +585,9 @@ void sl_run_finish(sl_run *run, int status, const char *result_json, const char 
     run->out.status = status;
     run->out.result_json = run->result_json;
     run->out.error = run->error;
-    run->out.logs = run->logs ? run->logs : "";
+    /* only what the periodic flushes have not recorded yet */
+    run->out.logs = run->logs ? run->logs + run->logsent : "";
+    run->out.log_from = run->logsent;
     run->out.datasets_json = run->datasets_json;
     run->out.handler_version = run->version;
     run->out.retryable = retryable;
@@ -724,6 +751,29 @@ sl_run *sl_runtime_find_run(sl_runtime *rt, const char *run_id)
     for (sl_run *r = rt->runs; r; r = r->next)
         if (strcmp(r->run_id, run_id) == 0) return r;
     return NULL;
+}
+
+int sl_runtime_pending_logs(sl_runtime *rt, sl_buf *out)
+{
+    int n = 0;
+    for (sl_run *r = rt->runs; r; r = r->next) {
+        if (r->loglen <= r->logsent) continue;
+        sl_buf_puts(out, n++ ? "," : "[");
+        sl_buf_puts(out, "{\"run_id\":");
+        sl_buf_json_string(out, r->run_id);
+        /* a copy up to loglen: the buffer is NUL-terminated there */
+        sl_buf_puts(out, ",\"logs\":");
+        sl_buf_json_string(out, r->logs + r->logsent);
+        sl_buf_printf(out, ",\"from\":%zu,\"upto\":%zu}", r->logsent, r->loglen);
+    }
+    if (n) sl_buf_puts(out, "]");
+    return n;
+}
+
+void sl_runtime_logs_sent(sl_runtime *rt, const char *run_id, size_t upto)
+{
+    sl_run *r = sl_runtime_find_run(rt, run_id);
+    if (r && upto > r->logsent && upto <= r->loglen) r->logsent = upto;
 }
 
 char *sl_runtime_run_ids(const sl_runtime *rt)

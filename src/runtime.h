@@ -19,6 +19,7 @@
 #include <stddef.h>
 
 struct sl_ctx;
+struct sl_buf;
 typedef struct sl_runtime sl_runtime;
 typedef struct sl_run sl_run;
 
@@ -43,7 +44,8 @@ typedef struct sl_run_outcome {
     int status;                /* SL_RUN_COMPLETED / FAILED / CANCELLED */
     const char *result_json;   /* JSON (or NULL) */
     const char *error;         /* NULL unless failed/cancelled */
-    const char *logs;          /* everything logged, "" if nothing */
+    const char *logs;          /* logged and not yet recorded, "" if nothing */
+    size_t log_from;           /* bytes of the log recorded before `logs` */
     const char *datasets_json; /* explicit dataset reports, JSON object */
     const char *handler_version;
     int retryable;
@@ -113,6 +115,12 @@ void sl_runtime_cancel_all_runs(sl_runtime *rt, const char *why);
 
 /* The run in flight with this id, or NULL. */
 sl_run *sl_runtime_find_run(sl_runtime *rt, const char *run_id);
+
+/* Log lines of runs in flight not yet recorded: appends a JSON array of
+ * {"run_id", "logs", "from", "upto"} to out and returns how many runs have some. After
+ * they are recorded, sl_runtime_logs_sent(rt, run_id, upto) for each. */
+int sl_runtime_pending_logs(sl_runtime *rt, struct sl_buf *out);
+void sl_runtime_logs_sent(sl_runtime *rt, const char *run_id, size_t upto);
 
 /* The ids of the runs in flight as a Postgres array literal ("{a,b}"). Caller frees. */
 char *sl_runtime_run_ids(const sl_runtime *rt);

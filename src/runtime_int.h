@@ -54,6 +54,7 @@ struct sl_run {
     sl_task *main;
     char *logs;
     size_t loglen, logcap;
+    size_t logsent;      /* bytes of logs already recorded in the database */
     char *datasets_json; /* {"key": {...}, ...} built as reports come in */
     sl_run_outcome out;
     char *result_json, *error, *version;

@@ -78,6 +78,8 @@ typedef struct sl_worker {
     ev_timer heartbeat;
     ev_timer rescue;
     ev_timer retention;
+    ev_timer logflush; /* records log lines of long runs as they come */
+    int flushing_logs;
     ev_timer soon; /* a cycle at the end of this loop iteration */
     ev_signal sigint, sigterm, sighup;
     sl_watch *watch;
@@ -518,6 +520,69 @@ static void retention_cb(struct ev_loop *loop, ev_timer *t, int revents)
                 params, retention_done, w);
 }
 
+/* ------------------------------------------------------------------ log flush */
+
+typedef struct {
+    sl_worker *w;
+    int n;
+    struct {
+        char id[40];
+        size_t upto;
+    } runs[];
+} logflush_req;
+
+static void logs_done(PGresult *res, const char *err, void *data)
+{
+    logflush_req *q = data;
+    sl_worker *w = q->w;
+    w->flushing_logs = 0;
+    if (err) {
+        sl_log(SL_WARN, "recording log lines failed; they are recorded when the run ends", "error",
+               err, NULL);
+    } else {
+        /* only the runs the statement appended to (a run that ended meanwhile
+         * records its lines with its outcome) */
+        for (int r = 0; r < PQntuples(res); r++)
+            for (int i = 0; i < q->n; i++)
+                if (strcmp(q->runs[i].id, PQgetvalue(res, r, 0)) == 0)
+                    sl_runtime_logs_sent(w->ctx->rt, q->runs[i].id, q->runs[i].upto);
+    }
+    if (res) PQclear(res);
+    free(q);
+}
+
+/* Every few seconds, the new log lines of runs in flight: one statement. */
+static void logflush_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    sl_worker *w = t->data;
+    if (w->flushing_logs) return;
+    sl_buf b = {0};
+    int n = sl_runtime_pending_logs(w->ctx->rt, &b);
+    if (n == 0) {
+        sl_buf_free(&b);
+        return;
+    }
+    logflush_req *q = calloc(1, sizeof *q + sizeof q->runs[0] * (size_t)n);
+    q->w = w;
+    /* remember what each entry covers, to mark it sent once recorded */
+    const char *p = sl_buf_str(&b);
+    while (q->n < n && (p = strstr(p, "{\"run_id\":\""))) {
+        p += 11;
+        snprintf(q->runs[q->n].id, sizeof q->runs[q->n].id, "%.36s", p);
+        const char *u = strstr(p, "\"upto\":");
+        if (!u) break;
+        q->runs[q->n].upto = (size_t)strtoull(u + 7, NULL, 10);
+        q->n++;
+        p = u;
+    }
+    const char *params[] = {sl_buf_str(&b)};
+    w->flushing_logs = 1;
+    sl_pg_query(w->ctx->pg, "SELECT * FROM sluice.append_logs($1::jsonb)", 1, params, logs_done, q);
+    sl_buf_free(&b);
+}
+
 /* ------------------------------------------------------------------ reload */
 
 static void registry_synced(PGresult *res, const char *err, void *data)
@@ -760,6 +825,9 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     ev_timer_init(&w.rescue, rescue_cb, 0.5, every);
     w.rescue.data = &w;
     ev_timer_start(ctx.loop, &w.rescue);
+    ev_timer_init(&w.logflush, logflush_cb, 2, 2);
+    w.logflush.data = &w;
+    ev_timer_start(ctx.loop, &w.logflush);
     ev_timer_init(&w.retention, retention_cb, 30, 600);
     w.retention.data = &w;
     ev_timer_start(ctx.loop, &w.retention);
@@ -788,6 +856,7 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     ev_timer_stop(ctx.loop, &w.heartbeat);
     ev_timer_stop(ctx.loop, &w.rescue);
     ev_timer_stop(ctx.loop, &w.retention);
+    ev_timer_stop(ctx.loop, &w.logflush);
     ev_signal_stop(ctx.loop, &w.sigint);
     ev_signal_stop(ctx.loop, &w.sigterm);
     ev_signal_stop(ctx.loop, &w.sighup);

@@ -52,6 +52,17 @@ class Spine(harness.SluiceTest):
         self.assertEqual(jt["label"], "Echo")
         self.assertEqual(jt["default_params"]["message"], "hello")
 
+    def test_logs_of_a_long_run_are_recorded_as_it_goes(self):
+        job = self.sluice("queue", "chatty").stdout.strip()
+        with self.serve():
+            self.wait_for(lambda: "step 1" in (self.scalar(
+                f"SELECT logs FROM sluice.scheduled_job_runs WHERE scheduled_job_id = '{job}' "
+                f"AND status = 'running'") or ""), 20, "the first line was not recorded while running")
+            self.wait_jobs_done(1)
+        logs = self.scalar(f"SELECT logs FROM sluice.scheduled_job_runs WHERE scheduled_job_id = '{job}'")
+        lines = [l.split(" ", 1)[1] for l in logs.splitlines()]
+        self.assertEqual(lines, ["step 1 — naïve ünïcode", "step 2", "done"])
+
     def test_sql_function_queue_and_notify_pickup(self):
         # the slow poll is 60 s: only LISTEN/NOTIFY can make this run promptly
         with self.serve("--poll", "60") as d:
