@@ -495,6 +495,24 @@ static sl_table *runs_table(int with_type)
     return t;
 }
 
+/* The start every list view (runs, jobs) shares: options, the status filter,
+ * the connection and the filters resolved to ids. Returns 0 with *c open, or
+ * the exit status (then nothing is left to free). */
+static int list_view_open(const char *cmd, const sl_config *cfg, int argc, char **argv,
+                          const char *const *statuses, view_args *a, PGconn **c)
+{
+    int status =
+        parse_args(cmd, argc, argv, OPT_TYPE | OPT_BRAND | OPT_STATUS | OPT_PARAM | OPT_LIMIT, a);
+    if (!status) status = check_status(cmd, a->status, statuses);
+    if (!status && !(*c = view_connect(cfg))) status = 1;
+    if (!status && (status = resolve_filters(*c, a))) {
+        PQfinish(*c);
+        *c = NULL;
+    }
+    if (status) sl_buf_free(&a->params);
+    return status;
+}
+
 static const char run_columns[] =
     "SELECT r.run_id, r.status, r.job_type, r.emoji, r.brand_name, r.attempt_number, "
     "r.max_retries, r.duration_seconds, r.params_preview, r.log_summary, "
@@ -507,21 +525,11 @@ int sl_cmd_runs(const sl_config *cfg, int argc, char **argv)
         runs_usage(stdout);
         return 0;
     }
-    int status = parse_args("runs", argc, argv,
-                            OPT_TYPE | OPT_BRAND | OPT_STATUS | OPT_PARAM | OPT_LIMIT, &a);
-    if (!status) status = check_status("runs", a.status, run_statuses);
-    if (status) {
-        sl_buf_free(&a.params);
-        return status;
-    }
-    PGconn *c = view_connect(cfg);
-    if (!c) {
-        sl_buf_free(&a.params);
-        return 1;
-    }
+    PGconn *c = NULL;
+    int status = list_view_open("runs", cfg, argc, argv, run_statuses, &a, &c);
+    if (status) return status;
     PGresult *r = NULL;
     sl_buf sql = {0}, b = {0};
-    if ((status = resolve_filters(c, &a))) goto out;
     char limit[16];
     snprintf(limit, sizeof limit, "%d", a.limit);
     const char *p[] = {a.type,   a.brand ? a.brand_id : NULL, a.platform ? "true" : "false",
@@ -604,21 +612,11 @@ int sl_cmd_jobs(const sl_config *cfg, int argc, char **argv)
         jobs_usage(stdout);
         return 0;
     }
-    int status = parse_args("jobs", argc, argv,
-                            OPT_TYPE | OPT_BRAND | OPT_STATUS | OPT_PARAM | OPT_LIMIT, &a);
-    if (!status) status = check_status("jobs", a.status, job_statuses);
-    if (status) {
-        sl_buf_free(&a.params);
-        return status;
-    }
-    PGconn *c = view_connect(cfg);
-    if (!c) {
-        sl_buf_free(&a.params);
-        return 1;
-    }
+    PGconn *c = NULL;
+    int status = list_view_open("jobs", cfg, argc, argv, job_statuses, &a, &c);
+    if (status) return status;
     PGresult *r = NULL;
     sl_buf sql = {0}, b = {0};
-    if ((status = resolve_filters(c, &a))) goto out;
     char limit[16];
     snprintf(limit, sizeof limit, "%d", a.limit);
     const char *p[] = {a.type,   a.brand ? a.brand_id : NULL, a.platform ? "true" : "false",
