@@ -388,7 +388,7 @@ return {
       end)
     else
       -- the host settles every declared dataset; say plainly that nothing ran
-      job.dataset("ad_classifications"):success(0, { skipped = "auto_classify is false" })
+      job.dataset("ad_classifications"):skip("auto_classify is false")
     end
 
     summary.graph_requests, summary.graph_retries = g.requests, g.retries

@@ -252,6 +252,23 @@ BEGIN
     RETURN QUERY SELECT * FROM sluice.start_runs(p_worker, ARRAY[id], p_lease_seconds);
 END $$;
 
+-- Puts freshness rows that runs marked running at their claim back as they
+-- were (runs given back unstarted, or datasets a run reported as skipped): a
+-- row the claim created is removed (the dataset was never run), others return
+-- to failed (an error stands) or completed. p_keys NULL: every dataset.
+CREATE OR REPLACE FUNCTION sluice.unclaim_datasets(p_runs uuid[], p_keys text[] DEFAULT NULL)
+RETURNS void LANGUAGE sql AS $$
+    DELETE FROM sluice.dataset_status s
+    WHERE s.last_run_id = ANY (p_runs) AND s.last_status = 'running'
+      AND (p_keys IS NULL OR s.dataset_key = ANY (p_keys))
+      AND s.last_success_at IS NULL AND s.error_message IS NULL;
+    UPDATE sluice.dataset_status s
+    SET last_status = CASE WHEN s.error_message IS NOT NULL THEN 'failed' ELSE 'completed' END,
+        updated_at = now()
+    WHERE s.last_run_id = ANY (p_runs) AND s.last_status = 'running'
+      AND (p_keys IS NULL OR s.dataset_key = ANY (p_keys));
+$$;
+
 -- Ends runs and moves their jobs on, for a whole batch in one statement:
 --   completed → one-time: completed; recurring: next cron slot, attempts reset
 --   failed    → retryable and attempts left: due again after exponential backoff
@@ -276,6 +293,7 @@ DECLARE
     -- the ids as an array, so that the runs are found by primary key (a join
     -- against the JSON would be planned blind and could scan the whole table)
     ids uuid[] := ARRAY(SELECT (e ->> 'run_id')::uuid FROM jsonb_array_elements(p_runs) e);
+    e record;
 BEGIN
     PERFORM set_config('synchronous_commit', 'off', true);
     RETURN QUERY
@@ -365,6 +383,7 @@ BEGIN
                                    ELSE jsonb_build_object('status', 'failed', 'error',
                                                            coalesce(r.error, r.status)) END) AS rep
               FROM runs r JOIN sluice.job_type_datasets d ON d.job_type = r.job_type) x
+        WHERE x.rep ->> 'status' IS DISTINCT FROM 'skipped'
         ORDER BY x.brand_id, x.dataset_key, x.completed_at DESC
         ON CONFLICT (brand_id, dataset_key) DO UPDATE SET
             -- a newer run may own the row by now: only its own run settles the status
@@ -380,6 +399,13 @@ BEGIN
             updated_at = now()
     )
     SELECT i.run_id, j.status FROM input i LEFT JOIN jobs j ON j.run_id = i.run_id;
+    -- datasets a run reported as skipped (it did not touch them this time) go
+    -- back to what they were before the claim marked them running
+    FOR e IN SELECT x.run_id, x.datasets FROM jsonb_to_recordset(p_runs) AS x(run_id uuid, datasets jsonb)
+             WHERE jsonb_typeof(x.datasets) = 'object' LOOP
+        PERFORM sluice.unclaim_datasets(ARRAY[e.run_id], ARRAY(
+            SELECT d.key FROM jsonb_each(e.datasets) d WHERE d.value ->> 'status' = 'skipped'));
+    END LOOP;
 END $$;
 
 -- One run: the same rules as finish_runs. Returns the job's new status, or NULL
@@ -507,25 +533,14 @@ BEGIN
         DELETE FROM sluice.scheduled_job_runs
         WHERE id = ANY (p_runs) AND status = 'running'
         RETURNING id, scheduled_job_id
-    ), jobs AS (
-        UPDATE sluice.scheduled_jobs j
-        SET current_run_id = NULL, attempts = greatest(j.attempts - 1, 0),
-            run_count = greatest(j.run_count - 1, 0), updated_at = now(),
-            next_run_at = CASE WHEN j.status IN ('active', 'paused') THEN now() END
-        FROM gone g WHERE j.id = g.scheduled_job_id AND j.current_run_id = g.id
-        RETURNING j.id
-    ), never AS (
-        DELETE FROM sluice.dataset_status s USING gone g
-        WHERE s.last_run_id = g.id AND s.last_success_at IS NULL AND s.error_message IS NULL
-        RETURNING s.id
     )
-    UPDATE sluice.dataset_status s
-    SET last_status = CASE WHEN s.last_success_at IS NOT NULL THEN 'completed' ELSE 'failed' END,
-        updated_at = now()
-    FROM gone g
-    WHERE s.last_run_id = g.id AND s.last_status = 'running'
-      AND s.id NOT IN (SELECT id FROM never);
-    SELECT count(*) INTO n FROM unnest(p_runs);
+    UPDATE sluice.scheduled_jobs j
+    SET current_run_id = NULL, attempts = greatest(j.attempts - 1, 0),
+        run_count = greatest(j.run_count - 1, 0), updated_at = now(),
+        next_run_at = CASE WHEN j.status IN ('active', 'paused') THEN now() END
+    FROM gone g WHERE j.id = g.scheduled_job_id AND j.current_run_id = g.id;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    PERFORM sluice.unclaim_datasets(p_runs);
     PERFORM pg_notify('sluice_jobs', '');
     RETURN n;
 END $$;

@@ -552,6 +552,10 @@ local function make_job(entry, spec, params_value)
       fail = function(_, err)
         core.dataset(key, json.encode({ status = "failed", error = tostring(err) }))
       end,
+      -- this run did not work on the dataset: its freshness stays as it was
+      skip = function(_, reason)
+        core.dataset(key, json.encode({ status = "skipped", reason = reason and tostring(reason) }))
+      end,
     }
   end
   -- job.checkpoint(key) reads; job.checkpoint(key, value) stores it for retries.

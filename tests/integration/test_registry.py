@@ -339,6 +339,25 @@ class Registry(harness.SluiceTest):
 
     # -------------------------------------------------------------- freshness
 
+    def test_skipped_dataset_keeps_its_state(self):
+        acme = self.brand("Acme")
+        # never run: a skip leaves it never run
+        self.run_fg("fresh_probe", "--brand", "Acme", "--params", '{"mode": "skip_beta"}')
+        self.assertEqual(self.status_row("alpha_data", acme)["last_status"], "completed")
+        self.assertIsNone(self.status_row("beta_data", acme))
+        # failing: a skip leaves it failing, with its error
+        self.run_fg("fresh_probe", "--brand", "Acme", "--params", '{"mode": "fail"}', check=False)
+        self.run_fg("fresh_probe", "--brand", "Acme", "--params", '{"mode": "skip_beta"}')
+        beta = self.status_row("beta_data", acme)
+        self.assertEqual(beta["last_status"], "failed")
+        self.assertIn("probe failed on purpose", beta["error_message"])
+        # fresh: a skip leaves it fresh, with its record count
+        self.run_fg("fresh_probe", "--brand", "Acme")
+        self.run_fg("fresh_probe", "--brand", "Acme", "--params", '{"mode": "skip_beta"}')
+        beta = self.status_row("beta_data", acme)
+        self.assertEqual((beta["last_status"], beta["records_affected"]), ("completed", 7))
+        self.assertEqual(self.status_row("alpha_data", acme)["records_affected"], 2)
+
     def test_freshness_running_then_completed_then_failing(self):
         acme = self.brand("Acme")
         self.sync()

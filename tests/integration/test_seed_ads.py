@@ -399,9 +399,13 @@ class SeedAds(harness.SluiceTest):
         self.assertIsNone(self.svc.stats()["llm_calls"].get("classify"))
         self.assertEqual(self.svc.log("/media/"), [])
         self.assertEqual(res["classifications"]["reused"], n_ads)
-        # without auto_classify the step says it did not run
+        # without auto_classify the step does not run: the dataset keeps what the
+        # last classifying run recorded
+        before = self.dataset("ad_classifications")
         res, log = self.run_job("meta_sync", {})
-        self.assertEqual(self.dataset("ad_classifications")["metadata"], {"skipped": "auto_classify is false"})
+        after = self.dataset("ad_classifications")
+        self.assertEqual((after["last_status"], after["last_success_at"], after["metadata"]),
+                         (before["last_status"], before["last_success_at"], before["metadata"]))
 
     def test_meta_sync_step4_failing_is_not_fatal(self):
         self.setup_brand()
@@ -413,7 +417,7 @@ class SeedAds(harness.SluiceTest):
         self.assertEqual(health["ad_assets"], "failing")
         self.assertEqual(health["meta_ads_performance"], "fresh")
         self.assertEqual(health["ad_thumbnails"], "fresh")
-        self.assertEqual(health["ad_classifications"], "fresh")
+        self.assertEqual(health["ad_classifications"], "never")  # auto_classify off: not run
         self.assertIn("downloads failed", self.dataset("ad_assets")["error_message"])
         self.assertEqual(self.one("SELECT status FROM sluice.scheduled_jobs")["status"], "completed")
         self.assertGreater(self.count("public.meta_ad_assets", "status = 'failed'"), 0)

@@ -1,11 +1,13 @@
 -- fresh_probe: keeps two datasets and reports on them as its parameters say, so
 -- tests can drive every freshness transition: success with a record count, an
--- early `return nil`, one dataset succeeding while the other fails, a failed run.
+-- early `return nil`, one dataset succeeding while the other fails, one skipped,
+-- a failed run.
 return {
   label = "Freshness probe",
   emoji = "🧪",
   params = {
-    mode = { type = "string", enum = { "records", "return_nil", "partial", "fail" }, default = "records" },
+    mode = { type = "string", enum = { "records", "return_nil", "partial", "skip_beta", "fail" },
+             default = "records" },
     records = { type = "integer", min = 0, default = 7 },
     sleep = { type = "number", min = 0, max = 60, default = 0 },
   },
@@ -19,6 +21,10 @@ return {
     local mode = job.params.mode
     if mode == "return_nil" then return nil end
     if mode == "fail" then error("probe failed on purpose") end
+    if mode == "skip_beta" then
+      job.dataset("beta_data"):skip("not this time")
+      return { records = 2 }
+    end
     if mode == "partial" then
       job.dataset("alpha_data"):success(job.params.records, { source = "probe" })
       job.dataset("beta_data"):fail("beta source unavailable")
