@@ -184,11 +184,15 @@ class Lifecycle(harness.SluiceTest):
 
     def test_recurring_job_runs_and_moves_to_its_next_slot(self):
         job = self.sluice("schedule", "echo", "--cron", "0 0 1 1 *").stdout.strip()
-        pgfixture.psql(self.db, f"UPDATE sluice.scheduled_jobs SET next_run_at = now() WHERE id = '{job}'")
+        # as if every worker had been down for five years: the missed slots run once
+        pgfixture.psql(self.db, f"UPDATE sluice.scheduled_jobs SET next_run_at = now() - interval '5 years' "
+                                f"WHERE id = '{job}'")
         with self.serve():
             self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'completed'") == 1, 30)
             self.wait_for(lambda: self.scalar(f"SELECT next_run_at IS NOT NULL FROM sluice.scheduled_jobs "
                                               f"WHERE id = '{job}'") == "t", 10)
+            time.sleep(1.0)
+        self.assertEqual(self.count("sluice.scheduled_job_runs"), 1)
         row = self.one(f"SELECT status, attempts, extract(month FROM next_run_at AT TIME ZONE 'UTC') AS m, "
                        f"extract(day FROM next_run_at AT TIME ZONE 'UTC') AS d, next_run_at > now() AS future "
                        f"FROM sluice.scheduled_jobs WHERE id = '{job}'")
@@ -296,16 +300,25 @@ class PostgresRestart(harness.SluiceTest):
         env = self.env({"SLUICE_HOME": home})
         env.pop("DATABASE_URL")
         try:
-            self.sluice("queue", "sleep", "--params", '{"seconds": 0.1}', env=env)
+            inflight = self.sluice("queue", "sleep", "--params", '{"seconds": 1.5}', env=env).stdout.strip()
             url = self.sluice("db", "url", env=env).stdout.strip()
-            d = self.serve("--lease", "3", env=env)
+            d = self.serve("--lease", "30", env=env)
             self.wait_for(lambda: pgfixture.psql(url, "SELECT count(*) FROM sluice.scheduled_job_runs "
-                                                      "WHERE status = 'completed'") == "1", 30)
+                                                      "WHERE status = 'running'") == "1", 30)
+            # the database goes away while a run is in flight, and comes back
             self.sluice("db", "stop", env=env)
             d.wait_log("database connection failed", timeout=30)
             self.assertIsNone(d.proc.poll(), "the daemon must survive the database going away")
-            time.sleep(1)
+            time.sleep(2)  # the run ends while the database is down
             self.sluice("db", "start", env=env)
+            # the run in flight finished meanwhile; its outcome is recorded once the
+            # database is back, not lost
+            self.wait_for(lambda: pgfixture.psql(url, f"SELECT status FROM sluice.scheduled_jobs "
+                                                      f"WHERE id = '{inflight}'") == "completed", 40,
+                          "the run in flight during the outage was not recorded")
+            self.assertEqual(pgfixture.psql(url, f"SELECT count(*) FROM sluice.scheduled_job_runs "
+                                                 f"WHERE scheduled_job_id = '{inflight}'"), "1")
+            self.assertIn("claiming and recording runs failed, retrying", d.log())
             job = self.sluice("queue", "echo", "--params", '{"message": "after restart"}', env=env).stdout.strip()
             self.wait_for(lambda: pgfixture.psql(url, f"SELECT status FROM sluice.scheduled_jobs "
                                                       f"WHERE id = '{job}'") == "completed", 40,
