@@ -522,6 +522,16 @@ void sl_run_log(sl_run *run, const char *line)
         run->loglen += (size_t)snprintf(run->logs + run->loglen, run->logcap - run->loglen,
                                         "%s %s\n", stamp, line);
         utf8_sanitize(run->logs + at);
+    } else if (!run->log_full) {
+        /* the run's record keeps the first LOG_CAP bytes; the daemon log gets all */
+        static const char note[] = "[log truncated: the run's record keeps the first 1 MiB]\n";
+        run->log_full = 1;
+        if (run->loglen + sizeof note > run->logcap) {
+            run->logcap = run->loglen + sizeof note;
+            run->logs = realloc(run->logs, run->logcap);
+        }
+        memcpy(run->logs + run->loglen, note, sizeof note);
+        run->loglen += sizeof note - 1;
     }
     switch (run->rt->opts.echo) {
     case SL_ECHO_LOG:
