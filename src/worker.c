@@ -706,7 +706,7 @@ static void serve_usage(FILE *out)
             "  --concurrency N   runs in flight at once (default 10)\n"
             "  --prefetch N      while runs are short (under 0.5 s on average), claim up to\n"
             "                    N more runs than free slots, so a slot is refilled without\n"
-            "                    a round trip (default: the concurrency)\n"
+            "                    a round trip (default: four times the concurrency)\n"
             "  --lease SECONDS   run lease, renewed every third of it (default 60)\n"
             "  --grace SECONDS   on SIGINT/SIGTERM, time given to runs in flight (default 30)\n"
             "  --poll SECONDS    fallback poll interval (default 5; new jobs are picked up\n"
@@ -786,7 +786,8 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     w.ctx = &ctx;
     w.cfg = &cfg;
     w.concurrency = cfg.concurrency;
-    w.prefetch = prefetch >= 0 ? prefetch : cfg.concurrency;
+    w.prefetch = prefetch >= 0 ? prefetch : 4 * cfg.concurrency;
+    if (w.prefetch > CLAIM_MAX) w.prefetch = CLAIM_MAX;
     w.avg_run = 1.0; /* no evidence of short runs yet: no prefetch */
     snprintf(w.lease, sizeof w.lease, "%g", cfg.lease_seconds);
     ctx.worker = (struct sl_worker *)&w;
