@@ -28,10 +28,6 @@ static char runtime_key; /* registry: the sl_runtime light userdata */
 static char host_key;    /* registry: the table runtime.lua returned */
 static char ctx_key;     /* registry: the sl_ctx light userdata */
 
-void sl_runtime_start_scheduler(sl_runtime *rt);
-void sl_runtime_stop_scheduler(sl_runtime *rt);
-void sl_runtime_cancel_all(sl_runtime *rt);
-
 static const luaL_Reg drivers[] = {
     {"core", luaopen_sluice_core},   {"db", luaopen_sluice_db},
     {"http", luaopen_sluice_http},   {"spawn", luaopen_sluice_spawn},
@@ -168,8 +164,6 @@ int sl_host_call(sl_runtime *rt, const char *name, int nargs, int nresults, char
     return 0;
 }
 
-int sl_host_push_handler(sl_runtime *rt, const char *job_type, double *timeout,
-                         const char **version);
 int sl_host_push_handler(sl_runtime *rt, const char *job_type, double *timeout,
                          const char **version)
 {

@@ -457,7 +457,6 @@ static void prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
     ev_prepare_stop(loop, w);
 }
 
-void sl_runtime_start_scheduler(sl_runtime *rt);
 void sl_runtime_start_scheduler(sl_runtime *rt)
 {
     ev_prepare_init(&rt->prepare, prepare_cb); /* started by ready_push */
@@ -466,7 +465,6 @@ void sl_runtime_start_scheduler(sl_runtime *rt)
     lua_rawsetp(rt->L, LUA_REGISTRYINDEX, &threads_key);
 }
 
-void sl_runtime_stop_scheduler(sl_runtime *rt);
 void sl_runtime_stop_scheduler(sl_runtime *rt)
 {
     if (ev_is_active(&rt->prepare)) ev_prepare_stop(rt->ctx->loop, &rt->prepare);
@@ -631,11 +629,6 @@ static char *dup_or_null(const char *s)
     return s ? strdup(s) : NULL;
 }
 
-/* Implemented in lua_host.c: pushes the registry entry for job_type on L (or
- * returns 0), and the handler's timeout and version. */
-int sl_host_push_handler(sl_runtime *rt, const char *job_type, double *timeout,
-                         const char **version);
-
 sl_run *sl_run_start(sl_runtime *rt, const sl_run_spec *spec, sl_run_done_fn done, void *data,
                      char *err, size_t errlen)
 {
@@ -763,7 +756,7 @@ sl_run *sl_runtime_find_run(sl_runtime *rt, const char *run_id)
     return NULL;
 }
 
-int sl_runtime_pending_logs(sl_runtime *rt, sl_buf *out)
+int sl_runtime_pending_logs(sl_runtime *rt, sl_buf *out, sl_log_chunk *chunks)
 {
     int n = 0;
     for (sl_run *r = rt->runs; r; r = r->next) {
@@ -775,15 +768,17 @@ int sl_runtime_pending_logs(sl_runtime *rt, sl_buf *out)
         sl_buf_puts(out, ",\"logs\":");
         sl_buf_json_string(out, r->logs + r->logsent);
         sl_buf_printf(out, ",\"from\":%zu,\"upto\":%zu}", r->logsent, r->loglen);
+        snprintf(chunks[n - 1].run_id, sizeof chunks[n - 1].run_id, "%s", r->run_id);
+        chunks[n - 1].upto = r->loglen;
     }
     if (n) sl_buf_puts(out, "]");
     return n;
 }
 
-void sl_runtime_logs_sent(sl_runtime *rt, const char *run_id, size_t upto)
+void sl_runtime_logs_sent(sl_runtime *rt, const sl_log_chunk *chunk)
 {
-    sl_run *r = sl_runtime_find_run(rt, run_id);
-    if (r && upto > r->logsent && upto <= r->loglen) r->logsent = upto;
+    sl_run *r = sl_runtime_find_run(rt, chunk->run_id);
+    if (r && chunk->upto > r->logsent && chunk->upto <= r->loglen) r->logsent = chunk->upto;
 }
 
 char *sl_runtime_run_ids(const sl_runtime *rt)
@@ -810,7 +805,6 @@ void sl_runtime_cancel_all_runs(sl_runtime *rt, const char *why)
 }
 
 /* Cancels every run and task (process exit). */
-void sl_runtime_cancel_all(sl_runtime *rt);
 void sl_runtime_cancel_all(sl_runtime *rt)
 {
     sl_runtime_cancel_all_runs(rt, "shutdown");

@@ -116,11 +116,18 @@ void sl_runtime_cancel_all_runs(sl_runtime *rt, const char *why);
 /* The run in flight with this id, or NULL. */
 sl_run *sl_runtime_find_run(sl_runtime *rt, const char *run_id);
 
+/* What a log flush covers for one run: its lines up to byte `upto`. */
+typedef struct sl_log_chunk {
+    char run_id[40];
+    size_t upto;
+} sl_log_chunk;
+
 /* Log lines of runs in flight not yet recorded: appends a JSON array of
- * {"run_id", "logs", "from", "upto"} to out and returns how many runs have some. After
- * they are recorded, sl_runtime_logs_sent(rt, run_id, upto) for each. */
-int sl_runtime_pending_logs(sl_runtime *rt, struct sl_buf *out);
-void sl_runtime_logs_sent(sl_runtime *rt, const char *run_id, size_t upto);
+ * {"run_id", "logs", "from", "upto"} to out, fills chunks (room for
+ * sl_runtime_active() entries) and returns how many runs have some. Once
+ * recorded, sl_runtime_logs_sent() for each chunk. */
+int sl_runtime_pending_logs(sl_runtime *rt, struct sl_buf *out, sl_log_chunk *chunks);
+void sl_runtime_logs_sent(sl_runtime *rt, const sl_log_chunk *chunk);
 
 /* The ids of the runs in flight as a Postgres array literal ("{a,b}"). Caller frees. */
 char *sl_runtime_run_ids(const sl_runtime *rt);

@@ -109,6 +109,18 @@ int sl_host_call(sl_runtime *rt, const char *name, int nargs, int nresults, char
 void sl_json_normalize(lua_State *L, int idx);
 void sl_json_normalize_depth(lua_State *L, int idx, int depth);
 
+/* The ready-queue watcher (run.c), started and stopped with the runtime. */
+void sl_runtime_start_scheduler(sl_runtime *rt);
+void sl_runtime_stop_scheduler(sl_runtime *rt);
+
+/* Cancels every run and task (process exit; run.c). */
+void sl_runtime_cancel_all(sl_runtime *rt);
+
+/* Pushes the registry entry for job_type on the main state (lua_host.c) and gives
+ * its timeout and version; 0 (nothing pushed) when the type is unknown. */
+int sl_host_push_handler(sl_runtime *rt, const char *job_type, double *timeout,
+                         const char **version);
+
 /* Module openers, one per lua_<module>.c. */
 int luaopen_sluice_core(lua_State *L);
 int luaopen_sluice_db(lua_State *L);

@@ -47,7 +47,6 @@
 
 typedef struct wrun {
     sl_run *run;
-    char *cron, *tz;
     struct wrun *next;
 } wrun;
 
@@ -102,8 +101,6 @@ static void maybe_exit(sl_worker *w);
 static void wrun_free(wrun *r)
 {
     sl_run_free(r->run);
-    free(r->cron);
-    free(r->tz);
     free(r);
 }
 
@@ -112,8 +109,6 @@ static void run_done(sl_run *run, void *data)
     sl_worker *w = data;
     wrun *r = calloc(1, sizeof *r);
     r->run = run;
-    r->cron = sl_run_cron(run) ? strdup(sl_run_cron(run)) : NULL;
-    r->tz = sl_run_timezone(run) ? strdup(sl_run_timezone(run)) : NULL;
     w->running--;
     const sl_run_outcome *o = sl_run_outcome_of(run);
     w->avg_run = 0.8 * w->avg_run + 0.2 * (o->finished - o->started);
@@ -351,7 +346,7 @@ static void cycle(sl_worker *w)
     sl_buf_puts(&b, "[");
     for (wrun *r = w->done; r; r = r->next) {
         char next[40];
-        sl_queue_next_cron(r->cron, r->tz, next);
+        sl_queue_next_cron(sl_run_cron(r->run), sl_run_timezone(r->run), next);
         if (r != w->done) sl_buf_puts(&b, ",");
         sl_queue_outcome_json(&b, r->run, next);
     }
@@ -525,10 +520,7 @@ static void retention_cb(struct ev_loop *loop, ev_timer *t, int revents)
 typedef struct {
     sl_worker *w;
     int n;
-    struct {
-        char id[40];
-        size_t upto;
-    } runs[];
+    sl_log_chunk chunks[];
 } logflush_req;
 
 static void logs_done(PGresult *res, const char *err, void *data)
@@ -544,8 +536,8 @@ static void logs_done(PGresult *res, const char *err, void *data)
          * records its lines with its outcome) */
         for (int r = 0; r < PQntuples(res); r++)
             for (int i = 0; i < q->n; i++)
-                if (strcmp(q->runs[i].id, PQgetvalue(res, r, 0)) == 0)
-                    sl_runtime_logs_sent(w->ctx->rt, q->runs[i].id, q->runs[i].upto);
+                if (strcmp(q->chunks[i].run_id, PQgetvalue(res, r, 0)) == 0)
+                    sl_runtime_logs_sent(w->ctx->rt, &q->chunks[i]);
     }
     if (res) PQclear(res);
     free(q);
@@ -559,23 +551,14 @@ static void logflush_cb(struct ev_loop *loop, ev_timer *t, int revents)
     sl_worker *w = t->data;
     if (w->flushing_logs) return;
     sl_buf b = {0};
-    int n = sl_runtime_pending_logs(w->ctx->rt, &b);
-    if (n == 0) {
+    logflush_req *q =
+        calloc(1, sizeof *q + sizeof q->chunks[0] * (size_t)sl_runtime_active(w->ctx->rt));
+    q->w = w;
+    q->n = sl_runtime_pending_logs(w->ctx->rt, &b, q->chunks);
+    if (q->n == 0) {
+        free(q);
         sl_buf_free(&b);
         return;
-    }
-    logflush_req *q = calloc(1, sizeof *q + sizeof q->runs[0] * (size_t)n);
-    q->w = w;
-    /* remember what each entry covers, to mark it sent once recorded */
-    const char *p = sl_buf_str(&b);
-    while (q->n < n && (p = strstr(p, "{\"run_id\":\""))) {
-        p += 11;
-        snprintf(q->runs[q->n].id, sizeof q->runs[q->n].id, "%.36s", p);
-        const char *u = strstr(p, "\"upto\":");
-        if (!u) break;
-        q->runs[q->n].upto = (size_t)strtoull(u + 7, NULL, 10);
-        q->n++;
-        p = u;
     }
     const char *params[] = {sl_buf_str(&b)};
     w->flushing_logs = 1;
