@@ -176,6 +176,12 @@ class SluiceTest(unittest.TestCase):
                 raise AssertionError(f"{message} (waited {timeout}s)")
             time.sleep(0.05)
 
+    def wait_listening(self, timeout=30):
+        """Waits until a daemon on this database LISTENs for new jobs."""
+        self.wait_for(lambda: self.scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND state = 'idle' AND query LIKE 'LISTEN %'") != "0", timeout, "no daemon is listening")
+
     def wait_jobs_done(self, n=None, timeout=60):
         """Waits until no job is active; optionally that n jobs exist."""
         def done():

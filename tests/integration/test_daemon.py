@@ -153,7 +153,6 @@ class Daemon(harness.SluiceTest):
                           '{"message": "Authorization: Bearer sekrit-token-123"}', env=env).stdout.strip()
         with self.serve(env=env) as d:
             self.wait_done(job)
-            time.sleep(0.2)
         lines = [json.loads(l) for l in d.log().splitlines() if l.startswith("{")]
         self.assertTrue(lines)
         for l in lines:

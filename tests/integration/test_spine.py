@@ -66,8 +66,7 @@ class Spine(harness.SluiceTest):
     def test_sql_function_queue_and_notify_pickup(self):
         # the slow poll is 60 s: only LISTEN/NOTIFY can make this run promptly
         with self.serve("--poll", "60") as d:
-            d.wait_log("sluice serving")
-            time.sleep(0.3)
+            self.wait_listening()
             job = self.scalar("SELECT sluice.queue_one_time_job(NULL, 'echo', '{\"message\":\"sql\"}')")
             self.wait_for(lambda: self.count("sluice.scheduled_jobs", f"id = '{job}' AND status = 'completed'"),
                           20, "a job queued through SQL was not picked up through NOTIFY")
