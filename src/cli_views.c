@@ -513,6 +513,14 @@ static int list_view_open(const char *cmd, const sl_config *cfg, int argc, char 
     return status;
 }
 
+/* What an empty list view says. */
+static void no_rows(const char *noun, const view_args *a)
+{
+    int filtered = a->type || a->brand || a->platform || a->status ||
+                   strcmp(sl_buf_str(&a->params), "{}") != 0;
+    fprintf(stderr, "no %s%s\n", noun, filtered ? " match the filters" : " yet");
+}
+
 static const char run_columns[] =
     "SELECT r.run_id, r.status, r.job_type, r.emoji, r.brand_name, r.attempt_number, "
     "r.max_retries, r.duration_seconds, r.params_preview, r.log_summary, "
@@ -549,10 +557,7 @@ int sl_cmd_runs(const sl_config *cfg, int argc, char **argv)
         goto out;
     }
     if (PQntuples(r) == 0) {
-        fprintf(stderr, "no runs%s\n",
-                a.type || a.brand || a.platform || a.status || strcmp(p[4], "{}") != 0
-                    ? " match the filters"
-                    : " yet");
+        no_rows("runs", &a);
         goto out;
     }
     sl_term term = sl_term_for(stdout);
@@ -641,10 +646,7 @@ int sl_cmd_jobs(const sl_config *cfg, int argc, char **argv)
         goto out;
     }
     if (PQntuples(r) == 0) {
-        fprintf(stderr, "no jobs%s\n",
-                a.type || a.brand || a.platform || a.status || strcmp(p[4], "{}") != 0
-                    ? " match the filters"
-                    : " yet");
+        no_rows("jobs", &a);
         goto out;
     }
     sl_term term = sl_term_for(stdout);
