@@ -6,7 +6,8 @@
 # temporary directory, removed at exit), DB (the database URL: $DATABASE_URL, a
 # disposable database, else a private embedded cluster under TMP), S (the sluice
 # command line with that database and HANDLERS), and D_PID (set it to a daemon's
-# pid: it is stopped at exit). sql "…" runs a statement and prints the result.
+# pid: it is stopped at exit). sql "…" runs a statement and prints the result;
+# poll "…" runs one in a persistent session (poll_open first) and sets POLLED.
 
 bench_setup() {
     SRC=$(dirname "$HERE")
@@ -30,6 +31,7 @@ bench_setup() {
 }
 
 bench_cleanup() {
+    [ -n "${POLL_PID:-}" ] && kill "$POLL_PID" 2>/dev/null
     [ -n "$D_PID" ] && kill "$D_PID" 2>/dev/null && wait "$D_PID" 2>/dev/null
     [ -n "${FX_PID:-}" ] && kill "$FX_PID" 2>/dev/null && wait "$FX_PID" 2>/dev/null
     [ -n "$OWN_DB" ] && "${S[@]}" db stop >/dev/null 2>&1
@@ -38,6 +40,17 @@ bench_cleanup() {
 
 now() { date +%s.%N; }
 sql() { psql "$DB" -X -q -A -t -v ON_ERROR_STOP=1 -c "$1"; }
+
+# The completion polls run every 50 ms in one open session: starting psql
+# each time (on Debian a Perl wrapper, then a new connection) would cost the
+# machine more CPU than the query, and the benchmark would measure that.
+poll_open() {
+    coproc POLL { psql "$DB" -X -q -A -t -v ON_ERROR_STOP=1 2>&1; }
+}
+poll() {
+    printf '%s;\n' "$1" >&"${POLL[1]}"
+    IFS= read -r -t 30 POLLED <&"${POLL[0]}" || { echo "$NAME: the polling session ended" >&2; exit 1; }
+}
 
 # Peak RSS (MB) and CPU seconds of a live process.
 proc_figures() {

@@ -26,6 +26,7 @@ sql "SELECT sluice.enqueue_many(NULL, 'noop', array_fill('{}'::jsonb, ARRAY[$JOB
 T1=$(now)
 sql "ANALYZE sluice.scheduled_jobs" # a long-running deployment has planner statistics
 
+poll_open
 T2=$(now)
 "${S[@]}" serve --concurrency "$CONC" ${PREFETCH:+--prefetch "$PREFETCH"} --log-level warn >"$TMP/serve.log" 2>&1 &
 D_PID=$!
@@ -33,7 +34,7 @@ LEFT=$JOBS
 while [ "$LEFT" != 0 ]; do
     sleep 0.05
     kill -0 "$D_PID" 2>/dev/null || { echo "w1: the daemon exited early:" >&2; cat "$TMP/serve.log" >&2; exit 1; }
-    LEFT=$(sql "SELECT count(*) FROM sluice.scheduled_jobs WHERE job_type = 'noop' AND status = 'active'")
+    poll "SELECT count(*) FROM sluice.scheduled_jobs WHERE job_type = 'noop' AND status = 'active'"; LEFT=$POLLED
 done
 T3=$(now)
 read -r HWM CPU <<<"$(proc_figures "$D_PID")"

@@ -10,8 +10,10 @@
 # type http_get in it are deleted), else a private embedded cluster under a
 # temporary --home, stopped and removed at the end.
 # Shape: JOBS (2000), CONCURRENCY (100), DELAY_MS (100).
-# The target is the test fixture's /delay/N (tests/fixtures/http_fixture.py), or
-# TARGET (a base URL, e.g. http://127.0.0.1:8080) of another server with /delay/N.
+# The target is bench/delay_server.py's /delay/N (asyncio, no per-request
+# bookkeeping: it answers ~1 ms after the delay, as the peers' Node.js target
+# does), or TARGET (a base URL, e.g. http://127.0.0.1:8080) of another server
+# with /delay/N.
 # KEEP=1 keeps the temporary directory (the daemon's log) for a look afterwards.
 set -euo pipefail
 
@@ -28,7 +30,7 @@ bench_setup "$@"
 if [ -n "${TARGET:-}" ]; then
     URL="$TARGET/delay/$DELAY"
 else
-    python3 "$SRC/tests/fixtures/http_fixture.py" --port 0 --exit-with-parent >"$TMP/fixture.out" &
+    python3 "$HERE/delay_server.py" --port 0 --exit-with-parent >"$TMP/fixture.out" &
     FX_PID=$!
     for _ in $(seq 100); do grep -q port "$TMP/fixture.out" 2>/dev/null && break; sleep 0.1; done
     PORT=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["port"])' "$TMP/fixture.out")
@@ -44,6 +46,7 @@ sql "INSERT INTO sluice.scheduled_jobs (job_type, parameters, next_run_at, trigg
      FROM generate_series(1, $JOBS) g"
 
 # ---------------------------------------------------------------- the run
+poll_open
 T0=$(now)
 "${S[@]}" serve --concurrency "$CONC" >"$TMP/serve.log" 2>&1 &
 D_PID=$!
@@ -55,8 +58,8 @@ while [ "$LEFT" != 0 ]; do
         cat "$TMP/serve.log" >&2
         exit 1
     fi
-    LEFT=$(sql "SELECT count(*) FROM sluice.scheduled_jobs
-                WHERE job_type = 'http_get' AND status NOT IN ('completed', 'failed')")
+    poll "SELECT count(*) FROM sluice.scheduled_jobs
+                WHERE job_type = 'http_get' AND status NOT IN ('completed', 'failed')"; LEFT=$POLLED
 done
 T1=$(now)
 read -r HWM CPU <<<"$(proc_figures "$D_PID")"
