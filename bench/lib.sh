@@ -47,6 +47,15 @@ sql() { psql "$DB" -X -q -A -t -v ON_ERROR_STOP=1 -c "$1"; }
 poll_open() {
     coproc POLL { psql "$DB" -X -q -A -t -v ON_ERROR_STOP=1 2>&1; }
 }
+# How many one-time jobs of type $1 are still due or running, through the two
+# partial indexes that hold them (a count over the whole table would scan every
+# finished job and every dead row version on each poll).
+left_sql() {
+    echo "SELECT (SELECT count(*) FROM sluice.scheduled_jobs
+                  WHERE status = 'active' AND next_run_at IS NOT NULL AND job_type = '$1')
+               + (SELECT count(*) FROM sluice.scheduled_jobs
+                  WHERE current_run_id IS NOT NULL AND job_type = '$1')"
+}
 poll() {
     printf '%s;\n' "$1" >&"${POLL[1]}"
     IFS= read -r -t 30 POLLED <&"${POLL[0]}" || { echo "$NAME: the polling session ended" >&2; exit 1; }

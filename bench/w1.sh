@@ -34,7 +34,7 @@ LEFT=$JOBS
 while [ "$LEFT" != 0 ]; do
     sleep 0.05
     kill -0 "$D_PID" 2>/dev/null || { echo "w1: the daemon exited early:" >&2; cat "$TMP/serve.log" >&2; exit 1; }
-    poll "SELECT count(*) FROM sluice.scheduled_jobs WHERE job_type = 'noop' AND status = 'active'"; LEFT=$POLLED
+    poll "$(left_sql noop)"; LEFT=$POLLED
 done
 T3=$(now)
 read -r HWM CPU <<<"$(proc_figures "$D_PID")"

@@ -58,8 +58,7 @@ while [ "$LEFT" != 0 ]; do
         cat "$TMP/serve.log" >&2
         exit 1
     fi
-    poll "SELECT count(*) FROM sluice.scheduled_jobs
-                WHERE job_type = 'http_get' AND status NOT IN ('completed', 'failed')"; LEFT=$POLLED
+    poll "$(left_sql http_get)"; LEFT=$POLLED
 done
 T1=$(now)
 read -r HWM CPU <<<"$(proc_figures "$D_PID")"

@@ -42,8 +42,12 @@
 /* Two cycles may overlap, so a NOTIFY need not wait behind the recording of the
  * last batch (on another connection of the pool). */
 #define MAX_CYCLES 2
-/* Runs shorter than this on average make a worker claim ahead (--prefetch). */
-#define PREFETCH_BELOW 0.5
+/* Claiming ahead (--prefetch): at most as many runs as this worker starts in
+ * PREFETCH_HORIZON seconds at its current pace (concurrency / mean run time),
+ * so short runs never wait on a round trip and long ones are never held here
+ * while another worker could start them. */
+#define PREFETCH_HORIZON 0.1
+#define DEFAULT_PREFETCH 200
 
 typedef struct wrun {
     sl_run *run;
@@ -64,8 +68,8 @@ typedef struct sl_worker {
     char id[40];
     char lease[32];
     int concurrency;
-    int prefetch;   /* claimed runs that may wait here for a free slot */
-    double avg_run; /* moving average of run durations (s): prefetch only for short ones */
+    int prefetch;   /* at most this many claimed runs wait here for a free slot */
+    double avg_run; /* moving average of run durations (s): the pace of prefetch */
     int running;    /* runs started, not yet ended */
     struct pending *queue_head, *queue_tail; /* claimed, not started yet */
     int queued;
@@ -337,8 +341,13 @@ static void cycle(sl_worker *w)
     }
     /* Claiming ahead pays off for short runs; with long ones it would only keep
      * jobs waiting here that another worker could start. */
-    int prefetch = w->avg_run < PREFETCH_BELOW ? w->prefetch : 0;
+    double ahead = w->concurrency * PREFETCH_HORIZON / (w->avg_run > 1e-6 ? w->avg_run : 1e-6);
+    int prefetch = ahead < w->prefetch ? (int)ahead : w->prefetch;
     int want = w->stopping ? 0 : w->concurrency + prefetch - w->running - w->queued - w->asked;
+    /* With runs queued here, split the claims over both cycles: one is in
+     * flight while the other's runs execute (two backends, not one). */
+    if (prefetch > 0 && want > (w->concurrency + prefetch) / MAX_CYCLES)
+        want = (w->concurrency + prefetch) / MAX_CYCLES;
     if (want > CLAIM_MAX) want = CLAIM_MAX;
     if (want < 0) want = 0;
     if (!w->done && want == 0) return;
@@ -687,9 +696,9 @@ static void serve_usage(FILE *out)
             "Runs the daemon in the foreground: applies migrations, loads the handlers,\n"
             "syncs the job-type registry, then claims due jobs and runs them.\n\n"
             "  --concurrency N   runs in flight at once (default 10)\n"
-            "  --prefetch N      while runs are short (under 0.5 s on average), claim up to\n"
-            "                    N more runs than free slots, so a slot is refilled without\n"
-            "                    a round trip (default: four times the concurrency)\n"
+            "  --prefetch N      claim up to N more runs than free slots, so that a slot is\n"
+            "                    refilled without a round trip; never more than the worker\n"
+            "                    starts in 0.1 s at its pace (default 200; 0: never)\n"
             "  --lease SECONDS   run lease, renewed every third of it (default 60)\n"
             "  --grace SECONDS   on SIGINT/SIGTERM, time given to runs in flight (default 30)\n"
             "  --poll SECONDS    fallback poll interval (default 5; new jobs are picked up\n"
@@ -769,9 +778,9 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     w.ctx = &ctx;
     w.cfg = &cfg;
     w.concurrency = cfg.concurrency;
-    w.prefetch = prefetch >= 0 ? prefetch : 4 * cfg.concurrency;
+    w.prefetch = prefetch >= 0 ? prefetch : DEFAULT_PREFETCH;
     if (w.prefetch > CLAIM_MAX) w.prefetch = CLAIM_MAX;
-    w.avg_run = 1.0; /* no evidence of short runs yet: no prefetch */
+    w.avg_run = 1.0; /* no evidence of short runs yet: (almost) no prefetch */
     snprintf(w.lease, sizeof w.lease, "%g", cfg.lease_seconds);
     ctx.worker = (struct sl_worker *)&w;
 

@@ -283,6 +283,21 @@ class Lifecycle(harness.SluiceTest):
         self.assertEqual((r["archived"], r["pruned"]), (2, 0))  # each job keeps its last run
         self.assertEqual(self.count("sluice.scheduled_jobs", "status = 'archived'"), 2)
 
+    def test_deleting_jobs_or_their_brand_deletes_their_runs(self):
+        self.sluice("brands", "add", "acme")
+        self.sluice("run", "echo")
+        kept = self.scalar("SELECT id FROM sluice.scheduled_jobs")
+        self.sluice("run", "echo", "--brand", "acme")
+        self.sluice("run", "echo", "--brand", "acme")
+        gone = self.scalar("SELECT id FROM sluice.scheduled_jobs WHERE brand_id IS NOT NULL "
+                           "ORDER BY created_at LIMIT 1")
+        self.assertEqual(self.count("sluice.scheduled_job_runs"), 3)
+        self.scalar(f"DELETE FROM sluice.scheduled_jobs WHERE id = '{gone}' RETURNING 1")
+        self.assertEqual(self.count("sluice.scheduled_job_runs"), 2)
+        self.scalar("DELETE FROM sluice.brands WHERE name = 'acme' RETURNING 1")
+        runs = self.sql("SELECT scheduled_job_id FROM sluice.scheduled_job_runs")
+        self.assertEqual([r["scheduled_job_id"] for r in runs], [kept])
+
     def test_priority_orders_claims(self):
         low = self.sluice("queue", "echo", "--priority", "10").stdout.strip()
         high = self.sluice("queue", "echo", "--priority", "-5").stdout.strip()
