@@ -33,6 +33,9 @@
 #define DEFAULT_MAX_BYTES ((size_t)50 << 20)
 #define DEFAULT_MAX_REDIRECTS 5
 #define MAX_IDLE_CONNECTIONS 256
+/* Finished transfers' handles kept for the next requests (curl_easy_reset):
+ * creating and freeing a handle per request was a good part of a request's cost. */
+#define SPARE_EASY 128
 
 typedef struct sock_watch {
     ev_io io;
@@ -61,7 +64,9 @@ struct sl_http {
     sock_watch *socks; /* every socket watcher libcurl asked for */
     limiter *limits;
     sl_http_req *reqs; /* every request not yet finished */
-    int closing;       /* sl_http_free is running: start nothing */
+    CURL *spare[SPARE_EASY];
+    int n_spare;
+    int closing; /* sl_http_free is running: start nothing */
 };
 
 enum { R_QUEUED, R_ACTIVE, R_DONE };
@@ -335,8 +340,14 @@ static void req_unlink(sl_http_req *r)
 static void req_release_transfer(sl_http_req *r)
 {
     if (r->easy) {
-        if (r->state == R_ACTIVE) curl_multi_remove_handle(r->h->multi, r->easy);
-        curl_easy_cleanup(r->easy);
+        sl_http *h = r->h;
+        if (r->state == R_ACTIVE) curl_multi_remove_handle(h->multi, r->easy);
+        if (!h->closing && h->n_spare < SPARE_EASY) {
+            curl_easy_reset(r->easy); /* keeps the share; the connection is the multi's */
+            h->spare[h->n_spare++] = r->easy;
+        } else {
+            curl_easy_cleanup(r->easy);
+        }
         r->easy = NULL;
     }
     curl_slist_free_all(r->headers);
@@ -569,7 +580,7 @@ static CURL *make_easy(sl_http_req *r, const sl_http_opts *o, char *err, size_t 
     curl_free(port);
     curl_url_cleanup(u);
 
-    CURL *e = curl_easy_init();
+    CURL *e = h->n_spare > 0 ? h->spare[--h->n_spare] : curl_easy_init();
     if (!e) {
         snprintf(err, errlen, "cannot create a transfer (out of memory)");
         return NULL;
@@ -775,6 +786,8 @@ void sl_http_free(sl_http *h)
         free(l->name);
         free(l);
     }
+    while (h->n_spare > 0)
+        curl_easy_cleanup(h->spare[--h->n_spare]);
     curl_multi_cleanup(h->multi); /* closes cached connections */
     curl_share_cleanup(h->share);
     ev_timer_stop(h->loop, &h->timer);

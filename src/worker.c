@@ -45,8 +45,9 @@
 /* Claiming ahead (--prefetch): at most as many runs as this worker starts in
  * PREFETCH_HORIZON seconds at its current pace (concurrency / mean run time),
  * so short runs never wait on a round trip and long ones are never held here
- * while another worker could start them. */
-#define PREFETCH_HORIZON 0.1
+ * while another worker could start them. (Shorter than a run, the horizon left
+ * a few slots waiting on a round trip each time a burst of runs ended.) */
+#define PREFETCH_HORIZON 0.5
 #define DEFAULT_PREFETCH 200
 
 typedef struct wrun {
@@ -344,10 +345,12 @@ static void cycle(sl_worker *w)
     double ahead = w->concurrency * PREFETCH_HORIZON / (w->avg_run > 1e-6 ? w->avg_run : 1e-6);
     int prefetch = ahead < w->prefetch ? (int)ahead : w->prefetch;
     int want = w->stopping ? 0 : w->concurrency + prefetch - w->running - w->queued - w->asked;
-    /* With runs queued here, split the claims over both cycles: one is in
-     * flight while the other's runs execute (two backends, not one). */
-    if (prefetch > 0 && want > (w->concurrency + prefetch) / MAX_CYCLES)
-        want = (w->concurrency + prefetch) / MAX_CYCLES;
+    /* Free slots are filled at once; what is claimed ahead is split over both
+     * cycles: one is in flight while the other's runs execute (two backends
+     * at work, not one taking turns). */
+    int free_slots = w->concurrency - w->running - w->queued - w->asked;
+    int per_cycle = (w->concurrency + prefetch) / MAX_CYCLES;
+    if (want > per_cycle && want > free_slots) want = per_cycle > free_slots ? per_cycle : free_slots;
     if (want > CLAIM_MAX) want = CLAIM_MAX;
     if (want < 0) want = 0;
     if (!w->done && want == 0) return;
@@ -698,7 +701,7 @@ static void serve_usage(FILE *out)
             "  --concurrency N   runs in flight at once (default 10)\n"
             "  --prefetch N      claim up to N more runs than free slots, so that a slot is\n"
             "                    refilled without a round trip; never more than the worker\n"
-            "                    starts in 0.1 s at its pace (default 200; 0: never)\n"
+            "                    starts in 0.5 s at its pace (default 200; 0: never)\n"
             "  --lease SECONDS   run lease, renewed every third of it (default 60)\n"
             "  --grace SECONDS   on SIGINT/SIGTERM, time given to runs in flight (default 30)\n"
             "  --poll SECONDS    fallback poll interval (default 5; new jobs are picked up\n"
