@@ -350,7 +350,8 @@ static void cycle(sl_worker *w)
      * at work, not one taking turns). */
     int free_slots = w->concurrency - w->running - w->queued - w->asked;
     int per_cycle = (w->concurrency + prefetch) / MAX_CYCLES;
-    if (want > per_cycle && want > free_slots) want = per_cycle > free_slots ? per_cycle : free_slots;
+    if (want > per_cycle && want > free_slots)
+        want = per_cycle > free_slots ? per_cycle : free_slots;
     if (want > CLAIM_MAX) want = CLAIM_MAX;
     if (want < 0) want = 0;
     if (!w->done && want == 0) return;
