@@ -4,17 +4,30 @@
 # (graphile-worker, pg-boss, a pgbench ceiling; shipped beside this repository in
 # ../shared/bench, or PEER_BENCH=DIR) in the same run, for a side-by-side reading.
 #
-#   bench/run.sh [--peers] [path/to/sluice]
+#   bench/run.sh [--peers] [path/to/sluice]      (RUNS=N runs of each sluice workload, default 3)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 PEERS=""
 if [ "${1:-}" = "--peers" ]; then PEERS=1; shift; fi
 BIN=${1:-${SLUICE_BIN:-$(dirname "$HERE")/build/sluice}}
 
-echo "== sluice ($("$BIN" --version)) on $(nproc) CPUs, $(uname -r)"
-"$HERE/w1.sh" "$BIN"
-"$HERE/w2.sh" "$BIN"
-"$HERE/w3.sh" "$BIN"
+RUNS=${RUNS:-3}
+
+# median of the numbers on stdin
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
+
+echo "== sluice ($("$BIN" --version)) on $(nproc) CPUs, $(uname -r); $RUNS run(s) of each workload"
+OUT=$(mktemp /tmp/sluice-bench.XXXXXX)
+trap 'rm -f "$OUT"' EXIT
+for w in w1 w2 w3; do
+    : >"$OUT"
+    for _ in $(seq "$RUNS"); do "$HERE/$w.sh" "$BIN" | tee -a "$OUT"; done
+    case $w in
+    w1) echo "W1 median: $(awk '/daemon start → none left/ { print $(NF - 1) }' "$OUT" | median) jobs/s" ;;
+    w2) echo "W2 median p99: $(awk '/p99/ { for (i = 1; i < NF; i++) if ($i == "p99") print $(i + 1) }' "$OUT" | median) ms" ;;
+    w3) echo "W3 median wall: $(awk '/daemon start → last completion/ { print $(NF - 4) }' "$OUT" | median) ms, peak RSS $(awk '/VmHWM/ { for (i = 1; i < NF; i++) if ($i == "(VmHWM):") print $(i + 1) }' "$OUT" | median) MB" ;;
+    esac
+done
 
 if [ -n "$PEERS" ]; then
     SRCDIR=${PEER_BENCH:-$(dirname "$(dirname "$HERE")")/shared/bench}
