@@ -66,7 +66,8 @@ struct sl_http {
     sl_http_req *reqs; /* every request not yet finished */
     CURL *spare[SPARE_EASY];
     int n_spare;
-    int closing; /* sl_http_free is running: start nothing */
+    int in_action; /* inside curl_multi_socket_action: never re-enter it */
+    int closing;   /* sl_http_free is running: start nothing */
 };
 
 enum { R_QUEUED, R_ACTIVE, R_DONE };
@@ -528,10 +529,24 @@ static void check_done(sl_http *h)
 /* Hands the request to libcurl (its limiter, if any, has let it through). */
 static void activate(sl_http_req *r)
 {
+    sl_http *h = r->h;
     r->started = ev_time();
-    CURLMcode mc = curl_multi_add_handle(r->h->multi, r->easy);
+    CURLMcode mc = curl_multi_add_handle(h->multi, r->easy);
     if (mc == CURLM_OK) {
         r->state = R_ACTIVE;
+        /* Send it now rather than at the next loop iteration: when a burst of
+         * responses ends many runs in one iteration, each run's next request
+         * would otherwise wait for all of them to be handled. Whatever the call
+         * completes is collected by the timer, at once. */
+        if (!h->in_action) {
+            int running;
+            h->in_action = 1;
+            curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+            h->in_action = 0;
+            ev_timer_stop(h->loop, &h->timer);
+            ev_timer_set(&h->timer, 0, 0);
+            ev_timer_start(h->loop, &h->timer);
+        }
         return;
     }
     /* Never expected (out of memory): end the request through the usual path. */
@@ -676,7 +691,9 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     sl_http *h = w->data;
     int running;
+    h->in_action = 1;
     curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    h->in_action = 0;
     check_done(h);
 }
 
@@ -689,7 +706,9 @@ static void sock_cb(struct ev_loop *loop, ev_io *w, int revents)
     int action =
         (revents & EV_READ ? CURL_CSELECT_IN : 0) | (revents & EV_WRITE ? CURL_CSELECT_OUT : 0);
     /* w may be freed inside (CURL_POLL_REMOVE): not used after this call */
+    h->in_action = 1;
     curl_multi_socket_action(h->multi, fd, action, &running);
+    h->in_action = 0;
     check_done(h);
 }
 
