@@ -3,6 +3,9 @@
 -- the INSERT. Run with `sluice exec bench/w2_producer.lua N GAP_MS`.
 local n = tonumber(arg[1] or "500")
 local gap = tonumber(arg[2] or "20") / 1000
+-- connect (and check the schema) before the first stamp, as a producing
+-- application would have long before
+assert(sluice.db.query("SELECT 1"))
 local start = sluice.now()
 for i = 1, n do
   local due = start + (i - 1) * gap
