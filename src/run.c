@@ -607,7 +607,9 @@ void sl_run_finish(sl_run *run, int status, const char *result_json, const char 
     if (run->next) run->next->prev = run->prev;
     run->next = run->prev = NULL;
     rt->nruns--;
-    if (sl_log_enabled(SL_DEBUG) || status != SL_RUN_COMPLETED) {
+    /* The daemon logs how each run ended; in the foreground (`sluice run`, the
+     * REPL, exec) the caller reports the outcome itself, once. */
+    if (rt->opts.echo == SL_ECHO_LOG && (sl_log_enabled(SL_DEBUG) || status != SL_RUN_COMPLETED)) {
         char dur[32];
         snprintf(dur, sizeof dur, "%.3f", run->out.finished - run->out.started);
         sl_log(status == SL_RUN_COMPLETED ? SL_DEBUG : SL_WARN,

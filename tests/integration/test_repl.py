@@ -232,6 +232,7 @@ class ReplTest(harness.SluiceTest):
         # a failing run raises with its error, and is recorded as failed
         out = t.line('run("echo", {fail = true})')
         self.assertIn("echo was asked to fail", out)
+        self.assertNotIn('msg="run failed"', out)  # reported once, by the REPL
         self.assertEqual(self.count("sluice.scheduled_job_runs", "status = 'failed'"), 1)
         # bad parameters: nothing is started
         out = t.line('run("echo", {mesage = "typo"})')
