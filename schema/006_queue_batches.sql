@@ -2,7 +2,7 @@
 -- and lighter per job; see docs/architecture.md ("Throughput").
 --
 -- Migration files are append-only: a function's current definition is in the
--- highest-numbered file that defines it (here: claim_jobs, finish_runs,
+-- highest-numbered file that defines it (here: start_runs, finish_runs,
 -- append_logs).
 --
 -- * Runs are no longer tied to jobs and workers by foreign keys. The checks ran
@@ -15,9 +15,9 @@
 --   own rows. They used to filter on an array of the ids as well, which the
 --   planner turned into a nested loop of every run against every input row:
 --   quadratic in the batch, 8 ms of 22 for a batch of 200.
--- * claim_jobs updates the jobs it locked and inserts their runs from the
---   update's own RETURNING (start_runs read the jobs a second time, and
---   returned whole rows).
+-- * start_runs (under claim_jobs) updates the jobs the claim locked and inserts
+--   their runs from the update's own RETURNING (it read the jobs a second time,
+--   and returned whole rows).
 
 ALTER TABLE sluice.scheduled_job_runs
     DROP CONSTRAINT IF EXISTS scheduled_job_runs_scheduled_job_id_fkey,
@@ -35,25 +35,18 @@ CREATE TRIGGER scheduled_jobs_delete_runs AFTER DELETE ON sluice.scheduled_jobs
     REFERENCING OLD TABLE AS gone
     FOR EACH STATEMENT EXECUTE FUNCTION sluice.delete_runs_of_deleted_jobs();
 
--- Claims up to p_limit due jobs (priority, then due time) that no other worker
--- holds, and starts a run for each. One statement, one round trip.
-CREATE OR REPLACE FUNCTION sluice.claim_jobs(p_worker uuid, p_limit integer, p_lease_seconds double precision)
+-- Starts runs for jobs the caller has locked (claim_jobs, start_direct_run):
+-- marks the jobs running, inserts their runs with a lease from that update's
+-- own rows, and marks their datasets running. Returns the runs in p_jobs order.
+CREATE OR REPLACE FUNCTION sluice.start_runs(p_worker uuid, p_jobs uuid[], p_lease_seconds double precision)
 RETURNS SETOF sluice.claimed_run LANGUAGE plpgsql AS $$
-DECLARE
-    ids uuid[];
 BEGIN
-    PERFORM set_config('synchronous_commit', 'off', true);
-    ids := ARRAY(SELECT id FROM sluice.scheduled_jobs
-                 WHERE status = 'active' AND next_run_at <= now()
-                 ORDER BY priority, next_run_at
-                 LIMIT p_limit
-                 FOR UPDATE SKIP LOCKED);
     RETURN QUERY
     WITH jobs AS (
         UPDATE sluice.scheduled_jobs j
         SET next_run_at = NULL, current_run_id = gen_random_uuid(), attempts = j.attempts + 1,
             last_run_at = now(), run_count = j.run_count + 1, updated_at = now()
-        WHERE j.id = ANY (ids)
+        WHERE j.id = ANY (p_jobs)
         RETURNING j.current_run_id AS run_id, j.id, j.job_type, j.brand_id, j.parameters,
                   j.attempts, j.checkpoint, j.schedule_type, j.cron_expression, j.timezone,
                   j.trigger_source
@@ -80,10 +73,9 @@ BEGIN
     SELECT j.run_id, j.id, j.job_type, j.brand_id, j.parameters, j.attempts, j.checkpoint,
            j.schedule_type, j.cron_expression, j.timezone, t.timeout_seconds, j.trigger_source
     FROM jobs j JOIN sluice.job_types t ON t.name = j.job_type
-    JOIN unnest(ids) WITH ORDINALITY AS o(id, n) ON o.id = j.id
+    JOIN unnest(p_jobs) WITH ORDINALITY AS o(id, n) ON o.id = j.id
     ORDER BY o.n; -- the order they were claimed in (priority, then due time)
 END $$;
-
 
 -- Ends runs and moves their jobs on: the rules are those of 002_queue.sql
 -- (retry policy, terminal states, freshness, skipped datasets).
