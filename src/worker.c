@@ -344,14 +344,13 @@ static void cycle(sl_worker *w)
      * jobs waiting here that another worker could start. */
     double ahead = w->concurrency * PREFETCH_HORIZON / (w->avg_run > 1e-6 ? w->avg_run : 1e-6);
     int prefetch = ahead < w->prefetch ? (int)ahead : w->prefetch;
-    int want = w->stopping ? 0 : w->concurrency + prefetch - w->running - w->queued - w->asked;
+    int free_slots = w->concurrency - w->running - w->queued - w->asked;
+    int want = w->stopping ? 0 : free_slots + prefetch;
     /* Free slots are filled at once; what is claimed ahead is split over both
      * cycles: one is in flight while the other's runs execute (two backends
      * at work, not one taking turns). */
-    int free_slots = w->concurrency - w->running - w->queued - w->asked;
     int per_cycle = (w->concurrency + prefetch) / MAX_CYCLES;
-    if (want > per_cycle && want > free_slots)
-        want = per_cycle > free_slots ? per_cycle : free_slots;
+    if (want > per_cycle) want = free_slots > per_cycle ? free_slots : per_cycle;
     if (want > CLAIM_MAX) want = CLAIM_MAX;
     if (want < 0) want = 0;
     if (!w->done && want == 0) return;
@@ -749,8 +748,9 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
             const char *v = i + 1 < argc ? argv[++i] : "";
             char *end;
             long n = strtol(v, &end, 10);
-            if (*v == '\0' || *end || n < 0 || n > 10000) {
-                sl_cli_error("--prefetch needs a whole number from 0 to 10000, not '%s'", v);
+            if (*v == '\0' || *end || n < 0 || n > CLAIM_MAX) {
+                sl_cli_error("--prefetch needs a whole number from 0 to %d, not '%s'", CLAIM_MAX,
+                             v);
                 return 2;
             }
             prefetch = (int)n;
@@ -783,8 +783,8 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     w.cfg = &cfg;
     w.concurrency = cfg.concurrency;
     w.prefetch = prefetch >= 0 ? prefetch : DEFAULT_PREFETCH;
-    if (w.prefetch > CLAIM_MAX) w.prefetch = CLAIM_MAX;
-    w.avg_run = 1.0; /* no evidence of short runs yet: (almost) no prefetch */
+    /* no evidence of short runs yet: half a second of one-second runs ahead */
+    w.avg_run = 1.0;
     snprintf(w.lease, sizeof w.lease, "%g", cfg.lease_seconds);
     ctx.worker = (struct sl_worker *)&w;
 
