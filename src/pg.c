@@ -36,7 +36,6 @@ struct sl_pg_req {
     int internal; /* ROLLBACK/LISTEN sent by the pool itself */
     PGresult *res;
     sl_pg_req *next;
-    sl_pg_conn *conn; /* in flight on */
 };
 
 typedef struct {
@@ -69,7 +68,6 @@ struct sl_pg {
     sl_pg_notify_cb notify_cb;
     void *notify_data;
     char last_error[512];
-    int busy;
 };
 
 static void conn_start(sl_pg_conn *c);
@@ -139,9 +137,8 @@ static const char *clean_error(const char *msg, char *buf, size_t len)
 }
 
 /* Delivers a finished request to its owner (unless cancelled) and frees it. */
-static void req_finish(sl_pg *pg, sl_pg_req *r, PGresult *res, const char *err)
+static void req_finish(sl_pg_req *r, PGresult *res, const char *err)
 {
-    pg->busy--;
     if (r->cancelled || r->internal || (r->kind == R_QUERY && !r->cb)) {
         if (res) PQclear(res);
         req_free(r);
@@ -180,11 +177,11 @@ static void watch(sl_pg_conn *c, int events)
     ev_io_start(loop, &c->io);
 }
 
-static void fail_queue(sl_pg *pg, req_queue *q, const char *err)
+static void fail_queue(req_queue *q, const char *err)
 {
     sl_pg_req *r;
     while ((r = q_pop(q)))
-        req_finish(pg, r, NULL, err);
+        req_finish(r, NULL, err);
 }
 
 static int any_usable(const sl_pg *pg)
@@ -211,10 +208,10 @@ static void conn_down(sl_pg_conn *c, const char *why)
     if (c->req) {
         sl_pg_req *r = c->req;
         c->req = NULL;
-        req_finish(pg, r, NULL, buf);
+        req_finish(r, NULL, buf);
     }
-    fail_queue(pg, &c->queue, buf);
-    if (!any_usable(pg)) fail_queue(pg, &pg->queue, buf);
+    fail_queue(&c->queue, buf);
+    if (!any_usable(pg)) fail_queue(&pg->queue, buf);
     c->backoff = c->backoff < 0.1 ? 0.1 : c->backoff * 2;
     if (c->backoff > 5) c->backoff = 5;
     if (was_up || c->listen || c->backoff >= 5)
@@ -263,7 +260,6 @@ static void conn_next(sl_pg_conn *c)
         if (!r && !c->pinned && !c->listen) r = q_pop(&pg->queue);
         if (!r) return;
         if (r->kind == R_ACQUIRE) {
-            pg->busy--;
             c->pinned = 1;
             sl_pg_acquire_cb cb = r->acb;
             void *data = r->data;
@@ -276,7 +272,7 @@ static void conn_next(sl_pg_conn *c)
             continue;
         }
         if (r->cancelled) {
-            req_finish(pg, r, NULL, NULL);
+            req_finish(r, NULL, NULL);
             continue;
         }
         if (!PQsendQueryParams(c->conn, r->sql, r->nparams, NULL, (const char *const *)r->params,
@@ -286,7 +282,6 @@ static void conn_next(sl_pg_conn *c)
             return;
         }
         c->req = r;
-        r->conn = c;
         c->state = C_BUSY;
         int f = PQflush(c->conn);
         watch(c, f == 1 ? EV_READ | EV_WRITE : EV_READ);
@@ -304,7 +299,6 @@ static void listener_ready(sl_pg_conn *c)
         PQfreemem(ident);
         sl_pg_req *r = req_new(sql, 0, NULL, NULL, NULL);
         r->internal = 1;
-        pg->busy++;
         q_push(&c->queue, r);
     }
     /* Tell the owner notifications may have been missed while down. */
@@ -369,7 +363,7 @@ static void on_busy(sl_pg_conn *c, int revents)
             c->state = C_IDLE;
             PGresult *keep = r->res;
             r->res = NULL;
-            req_finish(c->pg, r, keep, keep ? NULL : "no result");
+            req_finish(r, keep, keep ? NULL : "no result");
             conn_next(c);
             dispatch(c->pg);
             return;
@@ -493,7 +487,6 @@ sl_pg_req *sl_pg_query(sl_pg *pg, const char *sql, int nparams, const char *cons
                        sl_pg_cb cb, void *data)
 {
     sl_pg_req *r = req_new(sql, nparams, params, cb, data);
-    pg->busy++;
     q_push(&pg->queue, r);
     dispatch(pg);
     return r;
@@ -505,7 +498,6 @@ sl_pg_req *sl_pg_acquire(sl_pg *pg, sl_pg_acquire_cb cb, void *data)
     r->kind = R_ACQUIRE;
     r->acb = cb;
     r->data = data;
-    pg->busy++;
     q_push(&pg->queue, r);
     dispatch(pg);
     return r;
@@ -515,9 +507,8 @@ sl_pg_req *sl_pg_conn_query(sl_pg_conn *c, const char *sql, int nparams, const c
                             sl_pg_cb cb, void *data)
 {
     sl_pg_req *r = req_new(sql, nparams, params, cb, data);
-    c->pg->busy++;
     if (c->state == C_DOWN) {
-        req_finish(c->pg, r, NULL, c->pg->last_error[0] ? c->pg->last_error : "connection lost");
+        req_finish(r, NULL, c->pg->last_error[0] ? c->pg->last_error : "connection lost");
         return NULL;
     }
     q_push(&c->queue, r);
@@ -534,7 +525,7 @@ void sl_pg_release(sl_pg_conn *c, int rollback)
 {
     if (c->state == C_DOWN) {
         c->pinned = 0;
-        if (c->pg->queue.head) {
+        if (c->pg->queue.head && !ev_is_active(&c->retry)) {
             ev_timer_set(&c->retry, 0.05, 0);
             ev_timer_start(c->pg->loop, &c->retry);
         }
@@ -543,7 +534,6 @@ void sl_pg_release(sl_pg_conn *c, int rollback)
     if (rollback) {
         sl_pg_req *r = req_new("ROLLBACK", 0, NULL, NULL, NULL);
         r->internal = 1;
-        c->pg->busy++;
         q_push(&c->queue, r);
     }
     c->unpin_after = 1;
@@ -564,14 +554,4 @@ void sl_pg_listen(sl_pg *pg, const char *channel, sl_pg_notify_cb cb, void *data
     pg->notify_data = data;
     if (pg->listener.state == C_DOWN && !ev_is_active(&pg->listener.retry))
         conn_start(&pg->listener);
-}
-
-int sl_pg_busy(const sl_pg *pg)
-{
-    return pg->busy;
-}
-
-const char *sl_pg_last_error(const sl_pg *pg)
-{
-    return pg->last_error;
 }

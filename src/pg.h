@@ -57,10 +57,4 @@ void sl_pg_release(sl_pg_conn *conn, int rollback);
 /* Listens on channel (one LISTEN connection per pool, reconnecting as needed). */
 void sl_pg_listen(sl_pg *pg, const char *channel, sl_pg_notify_cb cb, void *data);
 
-/* Queries waiting or in flight (for shutdown). */
-int sl_pg_busy(const sl_pg *pg);
-
-/* The last connection error, or "" when the pool is healthy. */
-const char *sl_pg_last_error(const sl_pg *pg);
-
 #endif
