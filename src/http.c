@@ -66,8 +66,8 @@ struct sl_http {
     sl_http_req *reqs; /* every request not yet finished */
     CURL *spare[SPARE_EASY];
     int n_spare;
-    int in_action; /* inside curl_multi_socket_action: never re-enter it */
-    int closing;   /* sl_http_free is running: start nothing */
+    int n_active; /* transfers added to the multi handle */
+    int closing;  /* sl_http_free is running: start nothing */
 };
 
 enum { R_QUEUED, R_ACTIVE, R_DONE };
@@ -165,6 +165,7 @@ static void limiter_pump(limiter *l)
         if (l->spec.concurrency > 0 && l->in_flight >= l->spec.concurrency) break;
         if (l->spec.rate > 0 && l->tokens < 1 - 1e-9) {
             double wait = (1 - l->tokens) * l->spec.per / l->spec.rate;
+            ev_timer_stop(h->loop, &l->timer); /* a nested pump (via finish) may have started it */
             ev_timer_set(&l->timer, wait > 0.001 ? wait : 0.001, 0);
             ev_timer_start(h->loop, &l->timer);
             break;
@@ -342,7 +343,10 @@ static void req_release_transfer(sl_http_req *r)
 {
     if (r->easy) {
         sl_http *h = r->h;
-        if (r->state == R_ACTIVE) curl_multi_remove_handle(h->multi, r->easy);
+        if (r->state == R_ACTIVE) {
+            curl_multi_remove_handle(h->multi, r->easy);
+            h->n_active--;
+        }
         if (!h->closing && h->n_spare < SPARE_EASY) {
             curl_easy_reset(r->easy); /* keeps the share; the connection is the multi's */
             h->spare[h->n_spare++] = r->easy;
@@ -534,15 +538,15 @@ static void activate(sl_http_req *r)
     CURLMcode mc = curl_multi_add_handle(h->multi, r->easy);
     if (mc == CURLM_OK) {
         r->state = R_ACTIVE;
+        h->n_active++;
         /* Send it now rather than at the next loop iteration: when a burst of
          * responses ends many runs in one iteration, each run's next request
-         * would otherwise wait for all of them to be handled. Whatever the call
-         * completes is collected by the timer, at once. */
-        if (!h->in_action) {
-            int running;
-            h->in_action = 1;
-            curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-            h->in_action = 0;
+         * would otherwise wait for all of them to be handled. (Never reached
+         * from inside libcurl: requests start from Lua, timers and finish().)
+         * Transfers the call ended are collected by the timer, at once. */
+        int running;
+        curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+        if (running < h->n_active) {
             ev_timer_stop(h->loop, &h->timer);
             ev_timer_set(&h->timer, 0, 0);
             ev_timer_start(h->loop, &h->timer);
@@ -691,9 +695,7 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     sl_http *h = w->data;
     int running;
-    h->in_action = 1;
     curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    h->in_action = 0;
     check_done(h);
 }
 
@@ -706,9 +708,7 @@ static void sock_cb(struct ev_loop *loop, ev_io *w, int revents)
     int action =
         (revents & EV_READ ? CURL_CSELECT_IN : 0) | (revents & EV_WRITE ? CURL_CSELECT_OUT : 0);
     /* w may be freed inside (CURL_POLL_REMOVE): not used after this call */
-    h->in_action = 1;
     curl_multi_socket_action(h->multi, fd, action, &running);
-    h->in_action = 0;
     check_done(h);
 }
 
