@@ -123,11 +123,9 @@ static void send_answer(server *s, int fd, int status)
     if (send(fd, msg, len, MSG_NOSIGNAL) != (ssize_t)len) close_conn(s, fd);
 }
 
-/* Schedules the answer to the first complete request in the buffer, if any. */
-static void next_request(server *s, conn *c)
+/* Takes the request ending at end off the buffer and answers or schedules it. */
+static void take_request(server *s, conn *c, char *end)
 {
-    char *end = c->waiting ? NULL : memmem(c->buf, c->len, "\r\n\r\n", 4);
-    if (!end) return;
     size_t used = (size_t)(end - c->buf) + 4;
     long ms = -1;
     if (strncmp(c->buf, "GET /delay/", 11) == 0) {
@@ -153,6 +151,15 @@ static void next_request(server *s, conn *c)
     c->waiting = 1;
     heap_push(s, a);
     if (s->heap[0].slot == a.slot && s->heap[0].gen == a.gen) arm_timer(s);
+}
+
+/* Answers the complete requests in the buffer: a bad one at once, a delay by
+ * scheduling its answer (the next request waits until it is sent). */
+static void next_request(server *s, conn *c)
+{
+    char *end;
+    while (c->fd >= 0 && !c->waiting && (end = memmem(c->buf, c->len, "\r\n\r\n", 4)))
+        take_request(s, c, end);
 }
 
 static void on_readable(server *s, int fd)
