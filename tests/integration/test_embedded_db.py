@@ -251,6 +251,9 @@ class EmbeddedDb(unittest.TestCase):
             self.assertEqual(p.returncode, 0, out + err)
         applied = sum(err.count("applied ") for _, err in outs)
         recorded = int(psql(url, "select count(*) from sluice.schema_migrations").stdout)
+        source = os.environ.get("SLUICE_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
+        self.assertEqual(recorded, len([f for f in os.listdir(os.path.join(source, "schema"))
+                                        if f.endswith(".sql")]))
         self.assertEqual(applied, recorded)
 
     def fresh_database(self, name):

@@ -290,8 +290,8 @@ class ReplTest(harness.SluiceTest):
         t.prompt()
         self.assertRegex(t.line("2+2"), r"\n4\n")
         # and a chunk that only waits is cancelled as well
-        t.send("sluice.sleep(30)\n")
-        time.sleep(0.3)
+        t.send("print('wait' .. 'ing') sluice.sleep(30)\n")
+        t.expect("waiting")  # running: the echo of the typed line does not match
         t.send("\x03")
         t.expect("interrupted")
         t.prompt()

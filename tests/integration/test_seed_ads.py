@@ -220,8 +220,8 @@ class SeedAds(harness.SluiceTest):
         rows = self.sql("SELECT meta_ad_account_id, is_primary FROM public.brand_ad_accounts ORDER BY 1")
         self.assertEqual(rows, [{"meta_ad_account_id": ACCOUNT, "is_primary": False},
                                 {"meta_ad_account_id": "act_77", "is_primary": True}])
-        out = pgfixture.psql(self.db, f"SELECT sluice.add_ad_account('{BRAND}', 'acct-1')", check=False)
-        self.assertEqual(out, "")
+        with self.assertRaisesRegex(RuntimeError, "'acct-1' is not a Meta ad account id"):
+            pgfixture.psql(self.db, f"SELECT sluice.add_ad_account('{BRAND}', 'acct-1')")
 
     # -------------------------------------------------------------- competitor_scrape
 
@@ -466,6 +466,7 @@ class SeedAds(harness.SluiceTest):
         self.assertEqual(res["graph_retries"], 3)
         self.assertEqual(log.count("rate limited — retrying"), 3)
         graph = self.svc.log("/v21.0/")
+        self.assertTrue(graph)
         self.assertTrue(all(e["headers"].get("authorization") == "Bearer brand-oauth-secret" for e in graph))
         logs = self.scalar("SELECT string_agg(logs, '') FROM sluice.scheduled_job_runs")
         for secret in ("brand-oauth-secret", "system-token-123"):
@@ -475,8 +476,9 @@ class SeedAds(harness.SluiceTest):
         self.scalar("UPDATE public.brand_ad_accounts SET token_expires_at = now() - interval '1 minute'")
         self.svc.reset()
         self.run_job("meta_sync", {"download_max_videos": 0, "download_max_images": 0})
-        self.assertTrue(all(e["headers"].get("authorization") == "Bearer system-token-123"
-                            for e in self.svc.log("/v21.0/")))
+        graph = self.svc.log("/v21.0/")
+        self.assertTrue(graph)
+        self.assertTrue(all(e["headers"].get("authorization") == "Bearer system-token-123" for e in graph))
 
     def test_rate_limit_respected(self):
         """The built-in limit (100/min, evenly spaced) is shared by concurrent runs."""
@@ -538,6 +540,8 @@ class SeedAds(harness.SluiceTest):
         self.run_job("meta_sync", {"download_max_videos": 0, "download_max_images": 0})
         res, _ = self.run_job("asset_download", {})
         rows = self.assert_store_consistent("meta_ad_assets")
+        self.assertGreater(res["downloaded"], 0)
+        self.assertGreater(res["reused"], 0)  # ads sharing an image are stored once
         self.assertEqual(len(self.stored_files()), len({r["sha256"] for r in rows}))
         self.assertEqual(res["stored"] + res["reused"], res["downloaded"])
         # a store that cannot be written fails the job (it would fail every download)
