@@ -102,6 +102,9 @@ typedef struct {
     sl_buf params; /* --param key=value… as a JSON object */
     const char *id;
     char brand_id[40];
+    /* the list views' query parameters, $1..$6 of runs_where and jobs_where */
+    char limit_text[16];
+    const char *list_params[6];
 } view_args;
 
 enum {
@@ -496,8 +499,9 @@ static sl_table *runs_table(int with_type)
 }
 
 /* The start every list view (runs, jobs) shares: options, the status filter,
- * the connection and the filters resolved to ids. Returns 0 with *c open, or
- * the exit status (then nothing is left to free). */
+ * the connection, the filters resolved to ids and the query parameters
+ * (a->list_params). Returns 0 with *c open, or the exit status (then nothing
+ * is left to free). */
 static int list_view_open(const char *cmd, const sl_config *cfg, int argc, char **argv,
                           const char *const *statuses, view_args *a, PGconn **c)
 {
@@ -509,8 +513,15 @@ static int list_view_open(const char *cmd, const sl_config *cfg, int argc, char 
         PQfinish(*c);
         *c = NULL;
     }
-    if (status) sl_buf_free(&a->params);
-    return status;
+    if (status) {
+        sl_buf_free(&a->params);
+        return status;
+    }
+    snprintf(a->limit_text, sizeof a->limit_text, "%d", a->limit);
+    const char *p[] = {a->type,   a->brand ? a->brand_id : NULL, a->platform ? "true" : "false",
+                       a->status, sl_buf_str(&a->params),        a->limit_text};
+    memcpy(a->list_params, p, sizeof p);
+    return 0;
 }
 
 /* What an empty list view says. */
@@ -538,10 +549,7 @@ int sl_cmd_runs(const sl_config *cfg, int argc, char **argv)
     if (status) return status;
     PGresult *r = NULL;
     sl_buf sql = {0}, b = {0};
-    char limit[16];
-    snprintf(limit, sizeof limit, "%d", a.limit);
-    const char *p[] = {a.type,   a.brand ? a.brand_id : NULL, a.platform ? "true" : "false",
-                       a.status, sl_buf_str(&a.params),       limit};
+    const char *const *p = a.list_params;
     if (a.json) {
         sl_buf_printf(
             &sql,
@@ -622,10 +630,7 @@ int sl_cmd_jobs(const sl_config *cfg, int argc, char **argv)
     if (status) return status;
     PGresult *r = NULL;
     sl_buf sql = {0}, b = {0};
-    char limit[16];
-    snprintf(limit, sizeof limit, "%d", a.limit);
-    const char *p[] = {a.type,   a.brand ? a.brand_id : NULL, a.platform ? "true" : "false",
-                       a.status, sl_buf_str(&a.params),       limit};
+    const char *const *p = a.list_params;
     if (a.json) {
         sl_buf_printf(&sql,
                       "SELECT coalesce(jsonb_agg(to_jsonb(q) ORDER BY (q.status IN ('active', "
