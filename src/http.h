@@ -88,8 +88,9 @@ const sl_http_result *sl_http_result_of(const sl_http_req *req);
 /* Frees a request after its done callback ran. */
 void sl_http_req_free(sl_http_req *req);
 
-/* Sets (or, with all fields zero, removes) the limiter `name` (case-insensitive).
- * Requests waiting on it are re-examined at once. */
+/* Sets the limiter `name` (case-insensitive); all fields zero lift its limits
+ * (the limiter stays, unlimited: requests may point at it). Requests waiting on
+ * it are re-examined at once. */
 void sl_http_set_limit(sl_http *h, const char *name, const sl_http_limit *l);
 
 /* The limiter `name`: returns 1 and fills the settings and its current load, or
