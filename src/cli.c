@@ -7,6 +7,7 @@
 #include "config.h"
 #include "embedded_pg.h"
 #include "migrate.h"
+#include "pg.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -38,30 +39,56 @@ char *sl_cli_db_url(const sl_config *cfg)
     return url;
 }
 
-PGconn *sl_cli_connect(const sl_config *cfg)
+/* The embedded cluster is usually up already: a connection to it then costs
+ * one round of start-up instead of the checks (and test connection) that start
+ * it when it is not. NULL if it does not answer. */
+static PGconn *embedded_if_up(const sl_config *cfg, char **url)
+{
+    char err[256];
+    if (cfg->db_url || !(*url = sl_embedded_url(cfg, err, sizeof err))) return NULL;
+    PGconn *c = sl_pg_connect(*url);
+    if (PQstatus(c) == CONNECTION_OK) return c;
+    PQfinish(c);
+    free(*url);
+    *url = NULL;
+    return NULL;
+}
+
+PGconn *sl_cli_open(const sl_config *cfg, char **url_out)
 {
     char err[1024];
-    char *url = sl_cli_db_url(cfg);
-    if (!url) return NULL;
-    PGconn *c = PQconnectdb(url);
-    free(url);
-    if (PQstatus(c) != CONNECTION_OK) {
-        char *msg = PQerrorMessage(c);
-        size_t n = strlen(msg);
-        while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
-            msg[--n] = '\0';
-        sl_cli_error("cannot connect to the database: %s", msg);
-        PQfinish(c);
-        return NULL;
+    char *url = NULL;
+    PGconn *c = embedded_if_up(cfg, &url);
+    if (!c) {
+        if (!(url = sl_cli_db_url(cfg))) return NULL;
+        c = sl_pg_connect(url);
+        if (PQstatus(c) != CONNECTION_OK) {
+            char *msg = PQerrorMessage(c);
+            size_t n = strlen(msg);
+            while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+                msg[--n] = '\0';
+            sl_cli_error("cannot connect to the database: %s", msg);
+            PQfinish(c);
+            free(url);
+            return NULL;
+        }
     }
     if (sl_migrate(c, 0, err, sizeof err) < 0) {
         sl_cli_error("%s", err);
         PQfinish(c);
+        free(url);
         return NULL;
     }
-    PGresult *r = PQexec(c, "SET search_path = sluice, public");
-    PQclear(r);
+    if (url_out)
+        *url_out = url;
+    else
+        free(url);
     return c;
+}
+
+PGconn *sl_cli_connect(const sl_config *cfg)
+{
+    return sl_cli_open(cfg, NULL);
 }
 
 PGresult *sl_cli_exec(PGconn *c, const char *sql, int nparams, const char *const *params)

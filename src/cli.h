@@ -20,9 +20,13 @@ void sl_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * on demand). Returns a malloc'd string, or NULL after printing the error. */
 char *sl_cli_db_url(const struct sl_config *cfg);
 
-/* A blocking connection with search_path set and migrations applied.
+/* A blocking connection (opened like the pool's: search_path sluice, public)
+ * with migrations applied; the embedded cluster is started if it must be.
  * NULL after printing the error. */
 PGconn *sl_cli_connect(const struct sl_config *cfg);
+
+/* sl_cli_connect, and *url_out (malloc'd) gets the connection string it used. */
+PGconn *sl_cli_open(const struct sl_config *cfg, char **url_out);
 
 /* Runs sql with text params; on failure prints the server's message (with a
  * hint if any) and returns NULL. Caller PQclear()s. */

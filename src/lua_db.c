@@ -51,11 +51,8 @@ static sl_pg *pool(lua_State *L, sl_ctx *ctx)
         url = strdup(ctx->db_url);
     } else {
         /* first use in a script or the REPL: open (and migrate) the database once */
-        PGconn *c = sl_cli_connect(ctx->cfg);
-        if (c) {
-            PQfinish(c);
-            url = sl_cli_db_url(ctx->cfg);
-        }
+        PGconn *c = sl_cli_open(ctx->cfg, &url);
+        if (c) PQfinish(c);
     }
     if (!url) luaL_error(L, "sluice.db: the database is not available");
     ctx->pg = sl_pg_new(ctx->loop, url, ctx->cfg ? ctx->cfg->pool_size : 4);

@@ -230,12 +230,20 @@ static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
     if (c->state == C_DOWN) conn_start(c);
 }
 
+/* How every connection is opened (pool, LISTEN, start-up): url's settings, then
+ * these (a URL may not override them). */
+static const char *const conn_keys[] = {"dbname", "options", "client_encoding", "application_name",
+                                        NULL};
+#define CONN_VALS(url)                                                                             \
+    {                                                                                              \
+        (url), "-c search_path=sluice,public", "UTF8", "sluice", NULL                              \
+    }
+
 static void conn_start(sl_pg_conn *c)
 {
     sl_pg *pg = c->pg;
-    const char *keys[] = {"dbname", "options", "client_encoding", "application_name", NULL};
-    const char *vals[] = {pg->url, "-c search_path=sluice,public", "UTF8", "sluice", NULL};
-    c->conn = PQconnectStartParams(keys, vals, 1);
+    const char *const vals[] = CONN_VALS(pg->url);
+    c->conn = PQconnectStartParams(conn_keys, vals, 1);
     if (!c->conn || PQstatus(c->conn) == CONNECTION_BAD) {
         conn_down(c, c->conn ? PQerrorMessage(c->conn) : "out of memory");
         return;
@@ -450,6 +458,29 @@ sl_pg *sl_pg_new(struct ev_loop *loop, const char *url, int size)
         conn_init(pg, &pg->conns[i], 0);
     conn_init(pg, &pg->listener, 1);
     return pg;
+}
+
+PGconn *sl_pg_connect(const char *url)
+{
+    const char *const vals[] = CONN_VALS(url);
+    return PQconnectdbParams(conn_keys, vals, 1);
+}
+
+void sl_pg_adopt(sl_pg *pg, PGconn *conn)
+{
+    for (int i = 0; i < pg->size; i++) {
+        sl_pg_conn *c = &pg->conns[i];
+        if (c->state != C_DOWN || ev_is_active(&c->retry)) continue;
+        if (PQstatus(conn) != CONNECTION_OK || PQtransactionStatus(conn) != PQTRANS_IDLE ||
+            PQsetnonblocking(conn, 1) != 0)
+            break;
+        c->conn = conn;
+        c->state = C_IDLE;
+        watch(c, EV_READ);
+        conn_next(c);
+        return;
+    }
+    PQfinish(conn);
 }
 
 static void conn_close(sl_pg_conn *c)

@@ -32,6 +32,16 @@ typedef void (*sl_pg_notify_cb)(const char *channel, const char *payload, void *
 
 sl_pg *sl_pg_new(struct ev_loop *loop, const char *url, int size);
 
+/* A blocking connection to url opened like the pool's (for start-up and one-shot
+ * commands). The caller checks PQstatus and PQfinish()es it. */
+PGconn *sl_pg_connect(const char *url);
+
+/* Hands an open, idle blocking connection (from sl_pg_connect) to the pool, which
+ * owns it from now on: the pool starts with one connection ready instead of
+ * opening it. A connection that is not usable, or a pool with no free place, is
+ * closed. */
+void sl_pg_adopt(sl_pg *pg, PGconn *conn);
+
 /* Closes every connection; pending callbacks are not called. */
 void sl_pg_free(sl_pg *pg);
 

@@ -173,11 +173,10 @@ int sl_queue_load(sl_ctx *ctx, int strict)
 
 PGconn *sl_queue_boot(sl_ctx *ctx, const char *kind, char worker_id[40])
 {
-    char *url = sl_cli_db_url(ctx->cfg);
-    if (!url) return NULL;
-    ctx->db_url = url;
-    PGconn *c = sl_cli_connect(ctx->cfg);
+    char *url = NULL;
+    PGconn *c = sl_cli_open(ctx->cfg, &url);
     if (!c) return NULL;
+    ctx->db_url = url;
     char *reg = sl_runtime_registry_json(ctx->rt);
     if (!reg) {
         sl_cli_error("cannot describe the handler registry (see the log above)");
@@ -185,7 +184,9 @@ PGconn *sl_queue_boot(sl_ctx *ctx, const char *kind, char worker_id[40])
         return NULL;
     }
     const char *p1[] = {reg};
-    PGresult *r = sl_cli_exec(c, "SELECT sluice.sync_registry($1::jsonb)", 1, p1);
+    PGresult *r = sl_cli_exec(
+        c, "SELECT set_config('synchronous_commit', 'off', true), sluice.sync_registry($1::jsonb)",
+        1, p1);
     free(reg);
     if (!r) {
         PQfinish(c);

@@ -799,8 +799,8 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
         sleep((unsigned)backoff);
         backoff = backoff * 2 > 30 ? 30 : backoff * 2;
     }
-    PQfinish(boot);
     ctx.pg = sl_pg_new(ctx.loop, ctx.db_url, cfg.pool_size);
+    sl_pg_adopt(ctx.pg, boot); /* the first claim needs no new connection */
 
     char *names = sl_runtime_type_names(ctx.rt);
     char conc[16];
