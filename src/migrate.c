@@ -239,22 +239,32 @@ static int exec_ok(PGconn *c, const char *sql, const char *what, char *err, size
     return ok ? 0 : -1;
 }
 
-/* md5 of every file's text, by the server (one round trip per file). */
+/* md5 of every file's text, by the server, in one round trip:
+ * SELECT md5($1), md5($2), … */
 static int checksum_all(PGconn *c, sl_migration_list *l, char *err, size_t errlen)
 {
+    if (l->n == 0) return 0;
+    sl_buf q = {0};
+    const char **params = calloc(l->n, sizeof *params);
+    sl_buf_puts(&q, "SELECT ");
     for (size_t i = 0; i < l->n; i++) {
-        const char *params[1] = {l->v[i].sql};
-        PGresult *r = PQexecParams(c, "SELECT md5($1)", 1, NULL, params, NULL, NULL, 0);
-        if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
-            char msg[512];
-            pq_message(c, msg, sizeof msg);
-            sl_seterr(err, errlen, "cannot checksum %s: %s", l->v[i].name, msg);
-            PQclear(r);
-            return -1;
-        }
-        snprintf(l->v[i].md5, sizeof l->v[i].md5, "%s", PQgetvalue(r, 0, 0));
-        PQclear(r);
+        sl_buf_printf(&q, "%smd5($%zu)", i ? ", " : "", i + 1);
+        params[i] = l->v[i].sql;
     }
+    PGresult *r =
+        params ? PQexecParams(c, sl_buf_str(&q), (int)l->n, NULL, params, NULL, NULL, 0) : NULL;
+    free(params);
+    sl_buf_free(&q);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+        char msg[512];
+        pq_message(c, msg, sizeof msg);
+        sl_seterr(err, errlen, "cannot checksum the migration files: %s", msg);
+        PQclear(r);
+        return -1;
+    }
+    for (size_t i = 0; i < l->n; i++)
+        snprintf(l->v[i].md5, sizeof l->v[i].md5, "%s", PQgetvalue(r, 0, (int)i));
+    PQclear(r);
     return 0;
 }
 
@@ -264,6 +274,25 @@ static int find_applied(PGresult *applied, const char *version)
     for (int i = 0; applied && i < PQntuples(applied); i++)
         if (strcmp(PQgetvalue(applied, i, 0), version) == 0) return i;
     return -1;
+}
+
+/* True when `applied` records every file of l. */
+static int all_applied(PGresult *applied, const sl_migration_list *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (find_applied(applied, l->v[i].version) < 0) return 0;
+    return 1;
+}
+
+static PGresult *read_applied(PGconn *c, char *err, size_t errlen)
+{
+    PGresult *r = PQexec(c, "SELECT version, name, checksum FROM sluice.schema_migrations");
+    if (PQresultStatus(r) == PGRES_TUPLES_OK) return r;
+    char msg[512];
+    pq_message(c, msg, sizeof msg);
+    sl_seterr(err, errlen, "cannot read sluice.schema_migrations: %s", msg);
+    PQclear(r);
+    return NULL;
 }
 
 /* 1-based line of the 1-based character position pos (positions count characters,
@@ -416,28 +445,29 @@ int sl_migrate(PGconn *c, int verbose, char *err, size_t errlen)
 
     int rc = -1, locked = 0, applied_count = 0;
     PGresult *applied = NULL;
-    char saved_level[32];
-    /* IF NOT EXISTS and DROP … IF EXISTS raise NOTICEs nobody needs to see. */
-    current_setting(c, "client_min_messages", saved_level, sizeof saved_level);
-    if (exec_ok(c, "SET client_min_messages = warning", "cannot set client_min_messages", err,
-                errlen) < 0)
-        goto out;
-    if (exec_ok(c, "SELECT " SL_MIGRATE_LOCK, "cannot take the migration lock", err, errlen) < 0)
-        goto out;
-    locked = 1;
-    if (!bookkeeping_exists(c)) {
-        if (exec_ok(c, sl_migrations_ddl, "cannot create sluice.schema_migrations", err, errlen) <
+    char saved_level[32] = "";
+    if (checksum_all(c, &l, err, errlen) < 0) goto out;
+    /* Usually every file is applied: a read says so, without the lock. */
+    if (bookkeeping_exists(c) && !(applied = read_applied(c, err, errlen))) goto out;
+    if (!applied || !all_applied(applied, &l)) {
+        PQclear(applied);
+        applied = NULL;
+        /* IF NOT EXISTS and DROP … IF EXISTS raise NOTICEs nobody needs to see. */
+        current_setting(c, "client_min_messages", saved_level, sizeof saved_level);
+        if (exec_ok(c, "SET client_min_messages = warning", "cannot set client_min_messages", err,
+                    errlen) < 0)
+            goto out;
+        if (exec_ok(c, "SELECT " SL_MIGRATE_LOCK, "cannot take the migration lock", err, errlen) <
             0)
             goto out;
+        locked = 1;
+        if (!bookkeeping_exists(c) &&
+            exec_ok(c, sl_migrations_ddl, "cannot create sluice.schema_migrations", err, errlen) <
+                0)
+            goto out;
+        /* read again under the lock: another process may have applied them */
+        if (!(applied = read_applied(c, err, errlen))) goto out;
     }
-    applied = PQexec(c, "SELECT version, name, checksum FROM sluice.schema_migrations");
-    if (PQresultStatus(applied) != PGRES_TUPLES_OK) {
-        char msg[512];
-        pq_message(c, msg, sizeof msg);
-        sl_seterr(err, errlen, "cannot read sluice.schema_migrations: %s", msg);
-        goto out;
-    }
-    if (checksum_all(c, &l, err, errlen) < 0) goto out;
     for (size_t i = 0; i < l.n; i++) {
         const sl_migration *m = &l.v[i];
         int row = find_applied(applied, m->version);
