@@ -477,6 +477,14 @@ char *sl_runtime_registry_json(sl_runtime *rt)
     return s;
 }
 
+void sl_runtime_preload(sl_runtime *rt)
+{
+    char err[1024];
+    if (sl_host_call(rt, "preload", 0, 0, err, sizeof err) != 0)
+        sl_log(SL_WARN, "preloading the handler libraries failed; they load on first use", "error",
+               err, NULL);
+}
+
 char *sl_runtime_type_names(sl_runtime *rt)
 {
     return host_string(rt, "type_names", 0);

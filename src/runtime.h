@@ -83,6 +83,10 @@ int sl_runtime_load_handlers(sl_runtime *rt, const char *const *files, int nfile
  * database. Caller frees. NULL (logged) if it cannot be built. */
 char *sl_runtime_registry_json(sl_runtime *rt);
 
+/* Loads the libraries handlers load on first use (sluice.http, retry, spawn), so
+ * that a daemon's first runs do not; a failure is logged (they load later). */
+void sl_runtime_preload(sl_runtime *rt);
+
 /* Names of loaded job types, comma-separated (for error messages). Caller frees. */
 char *sl_runtime_type_names(sl_runtime *rt);
 

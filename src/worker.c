@@ -843,6 +843,9 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     sl_pg_listen(ctx.pg, "sluice_jobs", on_notify, &w);
     sl_pg_listen(ctx.pg, "sluice_cancel", on_notify, &w);
     cycle(&w);
+    /* while the first claim is in flight: what the first runs would set up */
+    sl_runtime_preload(ctx.rt);
+    if (!ctx.http) ctx.http = sl_http_new(ctx.loop, &cfg);
     sl_notify("READY=1\nSTATUS=serving");
     ev_run(ctx.loop, 0);
 
