@@ -50,8 +50,11 @@
 #define PREFETCH_HORIZON 0.5
 #define DEFAULT_PREFETCH 200
 
+/* An ended run waiting to be recorded: a run, or (a run that could not start)
+ * its outcome already as finish_runs JSON. */
 typedef struct wrun {
     sl_run *run;
+    char *outcome;
     struct wrun *next;
 } wrun;
 
@@ -97,7 +100,7 @@ typedef struct sl_worker {
 
 static void cycle(sl_worker *w);
 static void start_queued(sl_worker *w);
-static void fail_unstartable(sl_worker *w, const char *run_id, const char *errbuf);
+static void fail_unstartable(sl_worker *w, const pending *p, const char *errbuf);
 static void released(PGresult *res, const char *err, void *data);
 static void maybe_exit(sl_worker *w);
 
@@ -105,8 +108,21 @@ static void maybe_exit(sl_worker *w);
 
 static void wrun_free(wrun *r)
 {
-    sl_run_free(r->run);
+    if (r->run) sl_run_free(r->run);
+    free(r->outcome);
     free(r);
+}
+
+/* Queues an ended run for the next cycle (at the end of this loop iteration). */
+static void record_later(sl_worker *w, wrun *r)
+{
+    w->running--;
+    r->next = w->done;
+    w->done = r;
+    if (!ev_is_active(&w->soon)) {
+        ev_timer_set(&w->soon, 0, 0);
+        ev_timer_start(w->ctx->loop, &w->soon);
+    }
 }
 
 static void run_done(sl_run *run, void *data)
@@ -114,16 +130,10 @@ static void run_done(sl_run *run, void *data)
     sl_worker *w = data;
     wrun *r = calloc(1, sizeof *r);
     r->run = run;
-    w->running--;
     const sl_run_outcome *o = sl_run_outcome_of(run);
     w->avg_run = 0.8 * w->avg_run + 0.2 * (o->finished - o->started);
-    r->next = w->done;
-    w->done = r;
+    record_later(w, r);
     start_queued(w); /* a claimed run takes the slot at once */
-    if (!ev_is_active(&w->soon)) {
-        ev_timer_set(&w->soon, 0, 0);
-        ev_timer_start(w->ctx->loop, &w->soon);
-    }
 }
 
 /* ------------------------------------------------------------------ the cycle */
@@ -215,7 +225,7 @@ static void start_one(sl_worker *w, pending *p)
     };
     w->running++;
     if (sl_run_start(w->ctx->rt, &spec, run_done, w, errbuf, sizeof errbuf)) return;
-    fail_unstartable(w, p->run_id, errbuf);
+    fail_unstartable(w, p, errbuf);
 }
 
 /* Starts queued runs while slots are free. */
@@ -253,20 +263,28 @@ static void release_queued(sl_worker *w)
     sl_buf_free(&b);
 }
 
-static void fail_unstartable(sl_worker *w, const char *run_id, const char *errbuf)
+/* A claimed run this worker cannot start (no handler for its type here: the file
+ * was removed or is broken): recorded as a failed attempt with the next cycle,
+ * like any ended run, so it is retried by policy (perhaps by a worker that has
+ * the handler) and a recurring job keeps its next slot. */
+static void fail_unstartable(sl_worker *w, const pending *p, const char *errbuf)
 {
-    /* a job type this worker has no handler for (its file was removed or is broken) */
-    sl_log(SL_ERROR, "cannot start run", "run", run_id, "error", errbuf, NULL);
-    w->running--;
+    sl_log(SL_ERROR, "cannot start run", "run", p->run_id, "error", errbuf, NULL);
+    char next[40];
+    sl_queue_next_cron(p->cron, p->tz, next);
+    double now = ev_time();
     sl_buf b = {0};
-    sl_buf_puts(&b, "[{\"run_id\":");
-    sl_buf_json_string(&b, run_id);
+    sl_buf_puts(&b, "{\"run_id\":");
+    sl_buf_json_string(&b, p->run_id);
     sl_buf_puts(&b, ",\"status\":\"failed\",\"retryable\":true,\"error\":");
     sl_buf_json_string(&b, errbuf);
-    sl_buf_puts(&b, "}]");
-    const char *p[] = {sl_buf_str(&b)};
-    sl_pg_query(w->ctx->pg, "SELECT * FROM sluice.finish_runs($1::jsonb)", 1, p, NULL, NULL);
+    sl_buf_puts(&b, ",\"next_cron\":");
+    sl_buf_json_string(&b, *next ? next : NULL);
+    sl_buf_printf(&b, ",\"started_at\":%.6f,\"finished_at\":%.6f}", now, now);
+    wrun *r = calloc(1, sizeof *r);
+    r->outcome = strdup(sl_buf_str(&b));
     sl_buf_free(&b);
+    record_later(w, r);
 }
 
 /* One finish_and_claim in flight: the completions it records and what it asked. */
@@ -357,9 +375,13 @@ static void cycle(sl_worker *w)
     sl_buf b = {0};
     sl_buf_puts(&b, "[");
     for (wrun *r = w->done; r; r = r->next) {
+        if (r != w->done) sl_buf_puts(&b, ",");
+        if (r->outcome) {
+            sl_buf_puts(&b, r->outcome);
+            continue;
+        }
         char next[40];
         sl_queue_next_cron(sl_run_cron(r->run), sl_run_timezone(r->run), next);
-        if (r != w->done) sl_buf_puts(&b, ",");
         sl_queue_outcome_json(&b, r->run, next);
     }
     sl_buf_puts(&b, "]");

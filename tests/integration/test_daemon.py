@@ -194,6 +194,33 @@ class Daemon(harness.SluiceTest):
         self.assertIn("unknown setting 'concurency'", bad.stderr)
         self.assertIn(f"{conf}:6", bad.stderr)
 
+    def test_jobs_of_a_type_without_handler_fail_and_recurring_ones_keep_their_slot(self):
+        self.write("ghost.lua", VERSION_HANDLER % 1)
+        env = self.henv()
+        once = self.sluice("queue", "ghost", "--max-retries", "0", env=env).stdout.strip()
+        rec = self.sluice("schedule", "ghost", "--cron", "*/5 * * * *", env=env).stdout.split()[-1]
+        self.scalar(f"UPDATE sluice.scheduled_jobs SET next_run_at = now(), max_retries = 0 WHERE id = '{rec}'")
+        os.remove(os.path.join(self.dir, "ghost.lua"))  # this worker cannot run them
+        with self.serve(env=env) as d:
+            self.wait_done(once)
+            self.wait_for(lambda: self.count("sluice.scheduled_job_runs",
+                                             f"scheduled_job_id = '{rec}' AND status = 'failed'") == 1)
+            d.wait_log("cannot start run")
+        job = self.one(f"SELECT status, last_error FROM sluice.scheduled_jobs WHERE id = '{once}'")
+        self.assertEqual(job["status"], "failed")
+        self.assertIn("unknown job type 'ghost'", job["last_error"])
+        job = self.one(f"SELECT status, attempts, current_run_id, next_run_at > now() AS later, "
+                       f"extract(minute FROM next_run_at)::int % 5 AS off_slot, "
+                       f"next_run_at <= now() + interval '5 minutes' AS next_slot "
+                       f"FROM sluice.scheduled_jobs WHERE id = '{rec}'")
+        self.assertEqual((job["status"], job["attempts"], job["current_run_id"]), ("active", 0, None))
+        self.assertTrue(job["later"] and job["next_slot"], job)
+        self.assertEqual(job["off_slot"], 0)
+        run = self.one(f"SELECT error_message, completed_at IS NOT NULL AS ended "
+                       f"FROM sluice.scheduled_job_runs WHERE scheduled_job_id = '{rec}'")
+        self.assertIn("unknown job type 'ghost'", run["error_message"])
+        self.assertTrue(run["ended"])
+
     # -------------------------------------------------------------- sandbox
 
     def test_misbehaving_handlers_fail_only_their_run(self):
