@@ -443,24 +443,40 @@ static void task_resume(sl_task *t)
     task_finished(t, st, nres);
 }
 
+/* Resuming stops for a poll after this long (seconds): a burst of ready runs
+ * (a claim of hundreds, a wave of responses) must not hold back the I/O of
+ * those that already ran (their requests go out as the loop polls). */
+#define RESUME_SLICE 0.002
+
+static void idle_cb(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    (void)revents;
+    ev_idle_stop(loop, w); /* it only kept the loop from blocking */
+}
+
 static void prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     (void)revents;
     sl_runtime *rt = w->data;
     sl_task *t;
-    while ((t = rt->ready_head)) {
+    double until = ev_time() + RESUME_SLICE;
+    while ((t = rt->ready_head) && ev_time() < until) {
         rt->ready_head = t->next_ready;
         if (!rt->ready_head) rt->ready_tail = NULL;
         t->next_ready = NULL;
         task_resume(t);
     }
-    ev_prepare_stop(loop, w);
+    if (rt->ready_head)
+        ev_idle_start(loop, &rt->idle); /* poll without waiting, then go on */
+    else
+        ev_prepare_stop(loop, w);
 }
 
 void sl_runtime_start_scheduler(sl_runtime *rt)
 {
     ev_prepare_init(&rt->prepare, prepare_cb); /* started by ready_push */
     rt->prepare.data = rt;
+    ev_idle_init(&rt->idle, idle_cb);
     lua_newtable(rt->L);
     lua_rawsetp(rt->L, LUA_REGISTRYINDEX, &threads_key);
 }
@@ -468,6 +484,7 @@ void sl_runtime_start_scheduler(sl_runtime *rt)
 void sl_runtime_stop_scheduler(sl_runtime *rt)
 {
     if (ev_is_active(&rt->prepare)) ev_prepare_stop(rt->ctx->loop, &rt->prepare);
+    if (ev_is_active(&rt->idle)) ev_idle_stop(rt->ctx->loop, &rt->idle);
 }
 
 /* ------------------------------------------------------------------ runs */

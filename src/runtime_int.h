@@ -73,6 +73,7 @@ struct sl_runtime {
     sl_task *current; /* the task being resumed, or NULL */
     sl_task *ready_head, *ready_tail;
     ev_prepare prepare; /* resumes ready tasks before the loop blocks */
+    ev_idle idle;       /* more are ready: the loop polls without blocking */
     sl_run *runs;
     int nruns;
     int refs; /* registry refs held (asserted zero at close) */
