@@ -579,6 +579,7 @@ static void logs_done(PGresult *res, const char *err, void *data)
     }
     if (res) PQclear(res);
     free(q);
+    maybe_exit(w);
 }
 
 /* Every few seconds, the new log lines of runs in flight: one statement. */
@@ -587,7 +588,7 @@ static void logflush_cb(struct ev_loop *loop, ev_timer *t, int revents)
     (void)loop;
     (void)revents;
     sl_worker *w = t->data;
-    if (w->flushing_logs) return;
+    if (w->flushing_logs || w->stopping == 2) return;
     sl_buf b = {0};
     logflush_req *q =
         calloc(1, sizeof *q + sizeof q->chunks[0] * (size_t)sl_runtime_active(w->ctx->rt));
@@ -672,7 +673,8 @@ static void stopped_done(PGresult *res, const char *err, void *data)
 
 static void maybe_exit(sl_worker *w)
 {
-    if (!w->stopping || w->running > 0 || w->done || w->cycling || w->releasing) return;
+    if (!w->stopping || w->running > 0 || w->done || w->cycling || w->releasing || w->flushing_logs)
+        return;
     if (w->stopping == 2) return; /* already leaving */
     w->stopping = 2;
     const char *params[] = {w->id};
