@@ -32,6 +32,7 @@
 #include <editline/readline.h>
 #include <ev.h>
 #include <lua.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -236,8 +237,10 @@ static void stdin_cb(struct ev_loop *loop, ev_io *w, int revents)
     repl *r = w->data;
     int avail = 0;
     if (ioctl(w->fd, FIONREAD, &avail) == 0 && avail == 0) {
-        /* readable with nothing to read: the terminal is gone */
-        quit(r);
+        /* Readable with nothing to read: the terminal is gone (hung up), or a
+         * Ctrl-C flushed what was typed between the poll and this read. */
+        struct pollfd p = {.fd = w->fd, .events = POLLIN};
+        if (poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR | POLLNVAL))) quit(r);
         return;
     }
     rl_callback_read_char();
