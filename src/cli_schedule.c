@@ -65,7 +65,7 @@ int sl_cmd_schedule(const sl_config *cfg, int argc, char **argv)
         return 2;
     }
     char next[40], why[512];
-    if (sl_queue_cron_slot(cron, tz, next, why, sizeof why) < 0) {
+    if (sl_queue_cron_slot(cron, tz, NULL, next, why, sizeof why) < 0) {
         sl_cli_error("%s", why);
         return 2;
     }

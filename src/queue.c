@@ -73,7 +73,8 @@ void sl_queue_outcome_json(sl_buf *b, sl_run *run, const char *next_cron)
                   o->finished, o->log_from);
 }
 
-int sl_queue_cron_slot(const char *cron, const char *tzname, char out[40], char *why, size_t whylen)
+int sl_queue_cron_slot(const char *cron, const char *tzname, sl_tz_cache *zones, char out[40],
+                       char *why, size_t whylen)
 {
     char err[256];
     out[0] = '\0';
@@ -82,7 +83,9 @@ int sl_queue_cron_slot(const char *cron, const char *tzname, char out[40], char 
         snprintf(why, whylen, "bad cron expression '%s': %s", cron, err);
         return -1;
     }
-    sl_tz *tz = sl_tz_load(tzname && *tzname ? tzname : "UTC", err, sizeof err);
+    const char *name = tzname && *tzname ? tzname : "UTC";
+    sl_tz *own = zones ? NULL : sl_tz_load(name, err, sizeof err);
+    const sl_tz *tz = zones ? sl_tz_cache_get(zones, name, err, sizeof err) : own;
     if (!tz) {
         snprintf(why, whylen, "bad time zone '%s': %s", tzname, err);
         sl_cron_free(c);
@@ -98,17 +101,17 @@ int sl_queue_cron_slot(const char *cron, const char *tzname, char out[40], char 
     } else {
         snprintf(why, whylen, "cron expression '%s' never fires", cron);
     }
-    sl_tz_free(tz);
+    if (own) sl_tz_free(own);
     sl_cron_free(c);
     return rc == 0 ? 0 : -1;
 }
 
-void sl_queue_next_cron(const char *cron, const char *tzname, char out[40])
+void sl_queue_next_cron(const char *cron, const char *tzname, sl_tz_cache *zones, char out[40])
 {
     char why[512];
     out[0] = '\0';
     if (!cron || !*cron) return;
-    if (sl_queue_cron_slot(cron, tzname, out, why, sizeof why) < 0)
+    if (sl_queue_cron_slot(cron, tzname, zones, out, why, sizeof why) < 0)
         sl_log(SL_ERROR, "cannot compute the next slot of a recurring job", "error", why, NULL);
 }
 

@@ -47,11 +47,16 @@ void sl_queue_claimed(PGresult *res, int row, sl_claimed *out);
  * slot of a recurring job as ISO 8601 UTC, or NULL. */
 void sl_queue_outcome_json(sl_buf *b, sl_run *run, const char *next_cron);
 
+struct sl_tz_cache;
+
 /* The next fire time after now of a recurring job, as ISO 8601 UTC into out; ""
- * when it has none (one-time job, or a bad expression: logged). */
-void sl_queue_next_cron(const char *cron, const char *tz, char out[40]);
+ * when it has none (one-time job, or a bad expression: logged). Zones come from
+ * `zones` (the daemon's: no zone file is read again on its loop), or with NULL
+ * are read for this call. */
+void sl_queue_next_cron(const char *cron, const char *tz, struct sl_tz_cache *zones, char out[40]);
 
 /* The same, reporting a bad expression or zone in why: 0, or -1. */
-int sl_queue_cron_slot(const char *cron, const char *tz, char out[40], char *why, size_t whylen);
+int sl_queue_cron_slot(const char *cron, const char *tz, struct sl_tz_cache *zones, char out[40],
+                       char *why, size_t whylen);
 
 #endif

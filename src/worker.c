@@ -30,6 +30,7 @@
 #include "queue.h"
 #include "reload.h"
 #include "runtime.h"
+#include "tz.h"
 
 #include <ev.h>
 #include <signal.h>
@@ -97,6 +98,7 @@ typedef struct sl_worker {
     wrun *done;    /* ended runs waiting to be recorded */
     int releasing; /* release_runs() in flight */
     int exit_status;
+    sl_tz_cache *zones; /* time zones of recurring jobs, read once */
 } sl_worker;
 
 static void cycle(sl_worker *w);
@@ -275,7 +277,7 @@ static void fail_unstartable(sl_worker *w, const pending *p, const char *errbuf)
 {
     sl_log(SL_ERROR, "cannot start run", "run", p->run_id, "error", errbuf, NULL);
     char next[40];
-    sl_queue_next_cron(p->cron, p->tz, next);
+    sl_queue_next_cron(p->cron, p->tz, w->zones, next);
     double now = ev_time();
     sl_buf b = {0};
     sl_buf_puts(&b, "{\"run_id\":");
@@ -385,7 +387,7 @@ static void cycle(sl_worker *w)
             continue;
         }
         char next[40];
-        sl_queue_next_cron(sl_run_cron(r->run), sl_run_timezone(r->run), next);
+        sl_queue_next_cron(sl_run_cron(r->run), sl_run_timezone(r->run), w->zones, next);
         sl_queue_outcome_json(&b, r->run, next);
     }
     sl_buf_puts(&b, "]");
@@ -496,8 +498,8 @@ static void unscheduled_done(PGresult *res, const char *err, void *data)
             if (i) sl_buf_puts(&b, ",");
             sl_buf_puts(&b, "{\"id\":");
             sl_buf_json_string(&b, PQgetvalue(res, i, 0));
-            if (sl_queue_cron_slot(PQgetvalue(res, i, 1), PQgetvalue(res, i, 2), next, why,
-                                   sizeof why) == 0) {
+            if (sl_queue_cron_slot(PQgetvalue(res, i, 1), PQgetvalue(res, i, 2), w->zones, next,
+                                   why, sizeof why) == 0) {
                 sl_buf_puts(&b, ",\"next_run_at\":");
                 sl_buf_json_string(&b, next);
             } else {
@@ -813,6 +815,7 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     w.prefetch = prefetch >= 0 ? prefetch : DEFAULT_PREFETCH;
     /* no evidence of short runs yet: half a second of one-second runs ahead */
     w.avg_run = 1.0;
+    w.zones = sl_tz_cache_new();
     snprintf(w.lease, sizeof w.lease, "%g", cfg.lease_seconds);
     ctx.worker = (struct sl_worker *)&w;
 
@@ -903,6 +906,7 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
         w.done = n;
     }
     sl_pg_free(ctx.pg);
+    sl_tz_cache_free(w.zones);
     free((char *)ctx.db_url);
     ev_loop_destroy(ctx.loop);
     sl_pidfile_release(pidfd, pidfile);
