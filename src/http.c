@@ -558,6 +558,16 @@ static void activate(sl_http_req *r)
     finish(r, CURLE_FAILED_INIT);
 }
 
+/* Appends a header line to *list; -1 (the list as it was) when out of memory,
+ * where curl_slist_append returns NULL and the list would be lost. */
+static int add_header(struct curl_slist **list, const char *line)
+{
+    struct curl_slist *l = curl_slist_append(*list, line);
+    if (!l) return -1;
+    *list = l;
+    return 0;
+}
+
 /* Builds the easy handle for o; NULL with err when the URL is unusable. */
 static CURL *make_easy(sl_http_req *r, const sl_http_opts *o, char *err, size_t errlen)
 {
@@ -625,19 +635,21 @@ static CURL *make_easy(sl_http_req *r, const sl_http_opts *o, char *err, size_t 
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
 
     /* the request's own headers, then "Expect:" (no 100-continue round trip) */
-    if (o->headers) {
-        const char *p = o->headers;
-        while (*p) {
-            size_t n = strcspn(p, "\n");
-            if (n > 0) {
-                char *line = strndup(p, n);
-                r->headers = curl_slist_append(r->headers, line);
-                free(line);
-            }
-            p += n + (p[n] == '\n');
+    int oom = 0;
+    for (const char *p = o->headers; p && *p && !oom;) {
+        size_t n = strcspn(p, "\n");
+        if (n > 0) {
+            char *line = strndup(p, n);
+            oom = !line || add_header(&r->headers, line) < 0;
+            free(line);
         }
+        p += n + (p[n] == '\n');
     }
-    r->headers = curl_slist_append(r->headers, "Expect:");
+    if (oom || add_header(&r->headers, "Expect:") < 0) {
+        snprintf(err, errlen, "cannot build the request headers (out of memory)");
+        curl_easy_cleanup(e);
+        return NULL;
+    }
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
 
     if (strcmp(r->method, "HEAD") == 0) {
