@@ -95,6 +95,24 @@ class SeedAds(harness.SluiceTest):
         self.scalar(f"SELECT sluice.add_ad_account('{brand}', '{account}', 'Main account')")
         return comp
 
+    def assert_sourceless_videos_marked(self):
+        """Exactly the videos Graph gives no source for are not_downloadable, as
+        no_source_url; returns how many there are."""
+        videos = self.sql("SELECT DISTINCT meta_ad_id, meta_video_id FROM public.meta_ads_performance "
+                          "WHERE is_video")
+        no_source = set()
+        for v in videos:
+            status, _, body = self.svc.json("GET", f"/v21.0/{v['meta_video_id']}?fields=source",
+                                            headers={"Authorization": "Bearer system-token-123"})
+            self.assertEqual(status, 200)
+            if "source" not in body:
+                no_source.add(v["meta_ad_id"])
+        marked = self.sql("SELECT * FROM public.meta_ad_assets WHERE status = 'not_downloadable'")
+        self.assertEqual({r["meta_ad_id"] for r in marked}, no_source)
+        for r in marked:
+            self.assertEqual((r["asset_type"], r["not_downloadable_reason"]), ("video", "no_source_url"))
+        return len(no_source)
+
     def run_job(self, job_type, params=None, brand=BRAND, env=None, ok=True):
         args = ["run", job_type, "--params", json.dumps(params or {})]
         if brand:
@@ -387,10 +405,10 @@ class SeedAds(harness.SluiceTest):
         cls = self.sql("SELECT c.creative_format, p.is_video FROM public.ad_creative_classifications c "
                        "JOIN (SELECT DISTINCT meta_ad_id, is_video FROM public.meta_ads_performance) p USING (meta_ad_id)")
         self.assertTrue(all(c["creative_format"].startswith("video_" if c["is_video"] else "image_") for c in cls))
-        # assets: one row per ad, the videos without a source marked as such
+        # assets: one row per ad; exactly the videos Graph gives no source for
+        # (the fixture's "Reels") are marked as such
         self.assertEqual(self.count("public.meta_ad_assets"), n_ads)
-        for r in self.sql("SELECT * FROM public.meta_ad_assets WHERE status = 'not_downloadable'"):
-            self.assertEqual((r["asset_type"], r["not_downloadable_reason"]), ("video", "no_source_url"))
+        self.assert_sourceless_videos_marked()
         self.assert_store_consistent("meta_ad_assets")
         # again: nothing classified twice, nothing downloaded twice
         self.svc.reset()
@@ -534,6 +552,15 @@ class SeedAds(harness.SluiceTest):
         row = self.one(f"SELECT status, attempts FROM public.meta_ad_assets WHERE meta_ad_id = '{gone['meta_ad_id']}'")
         self.assertEqual((row["status"], row["attempts"]), ("not_downloadable", 1))
         self.assertEqual(len(self.svc.log(f"/v21.0/{broken['meta_ad_id']}")), 1)
+
+    def test_videos_without_a_source_are_not_downloadable(self):
+        # this account's ads include videos Graph gives no source for ("Reels")
+        self.setup_brand(account="act_4242424244")
+        self.run_job("meta_sync", {"download_max_videos": 0, "download_max_images": 0})
+        res, _ = self.run_job("asset_download", {})
+        self.assertEqual(self.assert_sourceless_videos_marked(), 2)
+        self.assertEqual(self.dataset("ad_assets")["last_status"], "completed")
+        self.assert_store_consistent("meta_ad_assets")
 
     def test_asset_store_dedupes_and_reports_an_unwritable_store(self):
         self.setup_brand()
