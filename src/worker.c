@@ -59,11 +59,10 @@ typedef struct wrun {
     struct wrun *next;
 } wrun;
 
-/* A claimed run waiting for a free slot (its strings copied from the claim). */
+/* A claimed run waiting for a free slot: its spec, whose strings (copied from
+ * the claim) live in the same allocation, after the struct. */
 typedef struct pending {
-    char *run_id, *job_id, *job_type, *brand_id, *params, *checkpoint, *trigger, *cron, *tz;
-    int attempt;
-    double timeout;
+    sl_run_spec spec;
     struct pending *next;
 } pending;
 
@@ -169,23 +168,14 @@ static void next_due_done(PGresult *res, const char *err, void *data)
     if (!w->stopping && !w->cycling) arm_claim_timer(w, wait);
 }
 
-static char *dup0(const char *s)
+/* Copies *src (if not NULL) to *at and points *dst there. */
+static void place(const char **dst, const char *src, char **at)
 {
-    return s ? strdup(s) : NULL;
-}
-
-static void pending_free(pending *p)
-{
-    free(p->run_id);
-    free(p->job_id);
-    free(p->job_type);
-    free(p->brand_id);
-    free(p->params);
-    free(p->checkpoint);
-    free(p->trigger);
-    free(p->cron);
-    free(p->tz);
-    free(p);
+    if (!src) return;
+    size_t n = strlen(src) + 1;
+    memcpy(*at, src, n);
+    *dst = *at;
+    *at += n;
 }
 
 /* Queues row `row` of a claim, to start when a slot is free. */
@@ -193,18 +183,26 @@ static void enqueue_claimed(sl_worker *w, PGresult *res, int row)
 {
     sl_claimed c;
     sl_queue_claimed(res, row, &c);
-    pending *p = calloc(1, sizeof *p);
-    p->run_id = dup0(c.spec.run_id);
-    p->job_id = dup0(c.spec.job_id);
-    p->job_type = dup0(c.spec.job_type);
-    p->brand_id = dup0(c.spec.brand_id);
-    p->params = dup0(c.spec.params_json);
-    p->checkpoint = dup0(c.spec.checkpoint_json);
-    p->trigger = dup0(c.spec.trigger_source);
-    p->cron = dup0(c.spec.cron_expression);
-    p->tz = dup0(c.spec.timezone);
-    p->attempt = c.spec.attempt;
-    p->timeout = c.spec.timeout_seconds;
+    const sl_run_spec *s = &c.spec;
+    const char *const strs[] = {s->run_id,         s->job_id,          s->job_type,
+                                s->brand_id,       s->params_json,     s->checkpoint_json,
+                                s->trigger_source, s->cron_expression, s->timezone};
+    size_t len = sizeof(pending);
+    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
+        len += strs[i] ? strlen(strs[i]) + 1 : 0;
+    pending *p = calloc(1, len);
+    char *at = (char *)(p + 1);
+    p->spec.attempt = s->attempt;
+    p->spec.timeout_seconds = s->timeout_seconds;
+    place(&p->spec.run_id, s->run_id, &at);
+    place(&p->spec.job_id, s->job_id, &at);
+    place(&p->spec.job_type, s->job_type, &at);
+    place(&p->spec.brand_id, s->brand_id, &at);
+    place(&p->spec.params_json, s->params_json, &at);
+    place(&p->spec.checkpoint_json, s->checkpoint_json, &at);
+    place(&p->spec.trigger_source, s->trigger_source, &at);
+    place(&p->spec.cron_expression, s->cron_expression, &at);
+    place(&p->spec.timezone, s->timezone, &at);
     if (w->queue_tail)
         w->queue_tail->next = p;
     else
@@ -216,21 +214,8 @@ static void enqueue_claimed(sl_worker *w, PGresult *res, int row)
 static void start_one(sl_worker *w, pending *p)
 {
     char errbuf[512];
-    sl_run_spec spec = {
-        .run_id = p->run_id,
-        .job_id = p->job_id,
-        .job_type = p->job_type,
-        .brand_id = p->brand_id,
-        .params_json = p->params,
-        .checkpoint_json = p->checkpoint,
-        .trigger_source = p->trigger,
-        .attempt = p->attempt,
-        .timeout_seconds = p->timeout,
-        .cron_expression = p->cron,
-        .timezone = p->tz,
-    };
     w->running++;
-    if (sl_run_start(w->ctx->rt, &spec, run_done, w, errbuf, sizeof errbuf)) return;
+    if (sl_run_start(w->ctx->rt, &p->spec, run_done, w, errbuf, sizeof errbuf)) return;
     fail_unstartable(w, p, errbuf);
 }
 
@@ -243,7 +228,7 @@ static void start_queued(sl_worker *w)
         if (!w->queue_head) w->queue_tail = NULL;
         w->queued--;
         start_one(w, p);
-        pending_free(p);
+        free(p);
     }
 }
 
@@ -256,9 +241,9 @@ static void release_queued(sl_worker *w)
     while (w->queue_head) {
         pending *p = w->queue_head;
         w->queue_head = p->next;
-        sl_buf_puts(&b, p->run_id);
+        sl_buf_puts(&b, p->spec.run_id);
         if (w->queue_head) sl_buf_puts(&b, ",");
-        pending_free(p);
+        free(p);
     }
     w->queue_tail = NULL;
     w->queued = 0;
@@ -275,13 +260,13 @@ static void release_queued(sl_worker *w)
  * the handler) and a recurring job keeps its next slot. */
 static void fail_unstartable(sl_worker *w, const pending *p, const char *errbuf)
 {
-    sl_log(SL_ERROR, "cannot start run", "run", p->run_id, "error", errbuf, NULL);
+    sl_log(SL_ERROR, "cannot start run", "run", p->spec.run_id, "error", errbuf, NULL);
     char next[40];
-    sl_queue_next_cron(p->cron, p->tz, w->zones, next);
+    sl_queue_next_cron(p->spec.cron_expression, p->spec.timezone, w->zones, next);
     double now = ev_time();
     sl_buf b = {0};
     sl_buf_puts(&b, "{\"run_id\":");
-    sl_buf_json_string(&b, p->run_id);
+    sl_buf_json_string(&b, p->spec.run_id);
     sl_buf_puts(&b, ",\"status\":\"failed\",\"retryable\":true,\"error\":");
     sl_buf_json_string(&b, errbuf);
     sl_buf_puts(&b, ",\"next_cron\":");
@@ -454,7 +439,7 @@ static void heartbeat_cb(struct ev_loop *loop, ev_timer *t, int revents)
     sl_buf_add(&b, started, strlen(started) - 1); /* "{a,b" */
     for (pending *p = w->queue_head; p; p = p->next) {
         sl_buf_puts(&b, b.len > 1 ? "," : "");
-        sl_buf_puts(&b, p->run_id);
+        sl_buf_puts(&b, p->spec.run_id);
     }
     sl_buf_puts(&b, "}");
     free(started);
@@ -898,7 +883,7 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     while (w.queue_head) {
         pending *p = w.queue_head;
         w.queue_head = p->next;
-        pending_free(p);
+        free(p);
     }
     while (w.done) {
         wrun *n = w.done->next;
