@@ -164,6 +164,14 @@ int sl_host_call(sl_runtime *rt, const char *name, int nargs, int nresults, char
     return 0;
 }
 
+void sl_host_push(sl_runtime *rt, const char *name)
+{
+    lua_State *L = rt->L;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &host_key);
+    lua_getfield(L, -1, name); /* the host table has no metatable: nothing runs */
+    lua_remove(L, -2);
+}
+
 int sl_host_push_handler(sl_runtime *rt, const char *job_type, double *timeout,
                          const char **version)
 {

@@ -655,7 +655,7 @@ sl_run *sl_run_start(sl_runtime *rt, const sl_run_spec *spec, sl_run_done_fn don
     double timeout = 0;
     const char *version = NULL;
     int top = lua_gettop(L);
-    if (sl_host_call(rt, "execute_fn", 0, 1, err, errlen) != 0) return NULL;
+    sl_host_push(rt, "execute");
     if (!sl_host_push_handler(rt, spec->job_type, &timeout, &version)) {
         lua_settop(L, top);
         snprintf(err, errlen, "unknown job type '%s'", spec->job_type);

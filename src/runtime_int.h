@@ -105,6 +105,9 @@ void sl_run_finish(sl_run *run, int status, const char *result_json, const char 
 int sl_host_call(sl_runtime *rt, const char *name, int nargs, int nresults, char *err,
                  size_t errlen);
 
+/* Pushes host[name] (nil if absent) without calling anything. */
+void sl_host_push(sl_runtime *rt, const char *name);
+
 /* Turns whole-number floats in the table at idx (recursively) into integers:
  * what JSON decoding needs in Lua 5.4 (lua_core.c). */
 void sl_json_normalize(lua_State *L, int idx);

@@ -590,10 +590,6 @@ function M.execute(entry, spec)
   return entry.def.run(make_job(entry, spec, value))
 end
 
-function M.execute_fn()
-  return M.execute
-end
-
 function M.encode_result(v)
   if v == nil then return "null" end
   local ok, s = pcall(json.encode, v)
