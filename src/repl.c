@@ -31,6 +31,8 @@
 
 #include <editline/readline.h>
 #include <ev.h>
+#include <fcntl.h>
+#include <locale.h>
 #include <lua.h>
 #include <poll.h>
 #include <signal.h>
@@ -346,9 +348,29 @@ static void history_close(repl *r)
 
 /* ------------------------------------------------------------------ modes */
 
+/* libedit reads the terminal through a descriptor of its own that does not
+ * block: typed text the loop saw waiting can be discarded by a Ctrl-C before
+ * libedit reads it, and a blocking read would then hold the REPL (and the
+ * Ctrl-C) until the next key. A read that finds nothing returns without a line.
+ * NULL (then libedit reads stdin as it is) if the terminal cannot be reopened. */
+static FILE *open_input(void)
+{
+    const char *tty = ttyname(STDIN_FILENO);
+    int fd = tty ? open(tty, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC) : -1;
+    FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
+    if (!f && fd >= 0) close(fd);
+    return f;
+}
+
 static void interact(repl *r)
 {
     active_repl = r;
+    /* the terminal's character set: without it libedit drops every non-ASCII
+     * byte typed (only character classification changes; numbers print as
+     * before) */
+    setlocale(LC_CTYPE, "");
+    FILE *in = open_input();
+    if (in) rl_instream = in;
     rl_catch_signals = 0; /* signals are the loop's (ev_signal), not libedit's */
     rl_readline_name = "sluice";
     memcpy(r->word_breaks, WORD_BREAKS, sizeof WORD_BREAKS);
@@ -364,6 +386,10 @@ static void interact(repl *r)
     ev_run(r->ctx.loop, 0);
     stop_prompt(r);
     history_close(r);
+    if (in) {
+        rl_instream = stdin;
+        fclose(in);
+    }
     active_repl = NULL;
 }
 

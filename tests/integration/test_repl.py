@@ -296,6 +296,24 @@ class ReplTest(harness.SluiceTest):
         t.expect("interrupted")
         t.prompt()
 
+    def test_ctrl_c_right_after_typing_clears_the_line(self):
+        # The terminal discards typed text when a Ctrl-C arrives; the REPL may
+        # have been woken for that text and find nothing to read by the time it
+        # reads. (It took that for a hung-up terminal and exited, or waited in a
+        # blocking read for the next key.) Gaps of 0 to 2 ms.
+        t = self.repl()
+        for i in range(30):
+            t.send("this is not lua")
+            time.sleep(0.0005 * (i % 5))
+            t.send("\x03")
+            t.prompt()
+        self.assertRegex(t.line("3+3"), r"\n6\n")
+
+    def test_non_ascii_input(self):
+        t = self.repl({"LC_ALL": "C.UTF-8"})
+        self.assertRegex(t.line("'héllo ✓'"), r'\n"héllo ✓"\n')
+        self.assertRegex(t.line("#'✓'"), r"\n3\n")  # one character, three bytes
+
     def test_ctrl_d_exits_and_keeps_history(self):
         t = self.repl()
         t.line("answer = 42")
