@@ -168,41 +168,33 @@ static void next_due_done(PGresult *res, const char *err, void *data)
     if (!w->stopping && !w->cycling) arm_claim_timer(w, wait);
 }
 
-/* Copies *src (if not NULL) to *at and points *dst there. */
-static void place(const char **dst, const char *src, char **at)
-{
-    if (!src) return;
-    size_t n = strlen(src) + 1;
-    memcpy(*at, src, n);
-    *dst = *at;
-    *at += n;
-}
+/* The string fields of a run spec, in one order. */
+#define SPEC_STRINGS(s)                                                                            \
+    {                                                                                              \
+        &(s)->run_id, &(s)->job_id, &(s)->job_type, &(s)->brand_id, &(s)->params_json,             \
+            &(s)->checkpoint_json, &(s)->trigger_source, &(s)->cron_expression, &(s)->timezone     \
+    }
 
 /* Queues row `row` of a claim, to start when a slot is free. */
 static void enqueue_claimed(sl_worker *w, PGresult *res, int row)
 {
     sl_claimed c;
     sl_queue_claimed(res, row, &c);
-    const sl_run_spec *s = &c.spec;
-    const char *const strs[] = {s->run_id,         s->job_id,          s->job_type,
-                                s->brand_id,       s->params_json,     s->checkpoint_json,
-                                s->trigger_source, s->cron_expression, s->timezone};
+    const char **from[] = SPEC_STRINGS(&c.spec);
     size_t len = sizeof(pending);
-    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
-        len += strs[i] ? strlen(strs[i]) + 1 : 0;
+    for (size_t i = 0; i < sizeof from / sizeof from[0]; i++)
+        len += *from[i] ? strlen(*from[i]) + 1 : 0;
     pending *p = calloc(1, len);
+    p->spec = c.spec; /* the numbers; the strings are copied below */
+    const char **to[] = SPEC_STRINGS(&p->spec);
     char *at = (char *)(p + 1);
-    p->spec.attempt = s->attempt;
-    p->spec.timeout_seconds = s->timeout_seconds;
-    place(&p->spec.run_id, s->run_id, &at);
-    place(&p->spec.job_id, s->job_id, &at);
-    place(&p->spec.job_type, s->job_type, &at);
-    place(&p->spec.brand_id, s->brand_id, &at);
-    place(&p->spec.params_json, s->params_json, &at);
-    place(&p->spec.checkpoint_json, s->checkpoint_json, &at);
-    place(&p->spec.trigger_source, s->trigger_source, &at);
-    place(&p->spec.cron_expression, s->cron_expression, &at);
-    place(&p->spec.timezone, s->timezone, &at);
+    for (size_t i = 0; i < sizeof from / sizeof from[0]; i++) {
+        if (!*from[i]) continue;
+        size_t n = strlen(*from[i]) + 1;
+        memcpy(at, *from[i], n);
+        *to[i] = at;
+        at += n;
+    }
     if (w->queue_tail)
         w->queue_tail->next = p;
     else
