@@ -244,15 +244,18 @@ static int exec_ok(PGconn *c, const char *sql, const char *what, char *err, size
 static int checksum_all(PGconn *c, sl_migration_list *l, char *err, size_t errlen)
 {
     if (l->n == 0) return 0;
-    sl_buf q = {0};
     const char **params = calloc(l->n, sizeof *params);
+    if (!params) {
+        sl_seterr(err, errlen, "cannot checksum the migration files: out of memory");
+        return -1;
+    }
+    sl_buf q = {0};
     sl_buf_puts(&q, "SELECT ");
     for (size_t i = 0; i < l->n; i++) {
         sl_buf_printf(&q, "%smd5($%zu)", i ? ", " : "", i + 1);
         params[i] = l->v[i].sql;
     }
-    PGresult *r =
-        params ? PQexecParams(c, sl_buf_str(&q), (int)l->n, NULL, params, NULL, NULL, 0) : NULL;
+    PGresult *r = PQexecParams(c, sl_buf_str(&q), (int)l->n, NULL, params, NULL, NULL, 0);
     free(params);
     sl_buf_free(&q);
     if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
