@@ -145,15 +145,21 @@ static int traceback(lua_State *L)
     return 1;
 }
 
+void sl_host_push(sl_runtime *rt, const char *name)
+{
+    lua_State *L = rt->L;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &host_key);
+    lua_getfield(L, -1, name); /* the host table has no metatable: nothing runs */
+    lua_remove(L, -2);
+}
+
 int sl_host_call(sl_runtime *rt, const char *name, int nargs, int nresults, char *err,
                  size_t errlen)
 {
     lua_State *L = rt->L;
     int base = lua_gettop(L) - nargs;
     lua_pushcfunction(L, traceback);
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &host_key);
-    lua_getfield(L, -1, name);
-    lua_remove(L, -2);
+    sl_host_push(rt, name);
     lua_rotate(L, base + 1, 2); /* [handler fn args...] */
     if (lua_pcall(L, nargs, nresults, base + 1) != LUA_OK) {
         snprintf(err, errlen, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "error");
@@ -162,14 +168,6 @@ int sl_host_call(sl_runtime *rt, const char *name, int nargs, int nresults, char
     }
     lua_remove(L, base + 1);
     return 0;
-}
-
-void sl_host_push(sl_runtime *rt, const char *name)
-{
-    lua_State *L = rt->L;
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &host_key);
-    lua_getfield(L, -1, name); /* the host table has no metatable: nothing runs */
-    lua_remove(L, -2);
 }
 
 int sl_host_push_handler(sl_runtime *rt, const char *job_type, double *timeout,
