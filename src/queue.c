@@ -51,9 +51,14 @@ static const char *const status_names[] = {"running", "completed", "failed", "ca
 
 void sl_queue_outcome_json(sl_buf *b, sl_run *run, const char *next_cron)
 {
-    const sl_run_outcome *o = sl_run_outcome_of(run);
+    sl_queue_outcome_json_of(b, sl_run_id(run), sl_run_outcome_of(run), next_cron);
+}
+
+void sl_queue_outcome_json_of(sl_buf *b, const char *run_id, const sl_run_outcome *o,
+                              const char *next_cron)
+{
     sl_buf_puts(b, "{\"run_id\":");
-    sl_buf_json_string(b, sl_run_id(run));
+    sl_buf_json_string(b, run_id);
     sl_buf_puts(b, ",\"status\":");
     sl_buf_json_string(b, status_names[o->status]);
     sl_buf_puts(b, ",\"result\":");

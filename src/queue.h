@@ -47,6 +47,10 @@ void sl_queue_claimed(PGresult *res, int row, sl_claimed *out);
  * slot of a recurring job as ISO 8601 UTC, or NULL. */
 void sl_queue_outcome_json(sl_buf *b, sl_run *run, const char *next_cron);
 
+/* The same for an outcome without a run (one that could not start). */
+void sl_queue_outcome_json_of(sl_buf *b, const char *run_id, const sl_run_outcome *o,
+                              const char *next_cron);
+
 struct sl_tz_cache;
 
 /* The next fire time after now of a recurring job, as ISO 8601 UTC into out; ""

@@ -256,14 +256,10 @@ static void fail_unstartable(sl_worker *w, const pending *p, const char *errbuf)
     char next[40];
     sl_queue_next_cron(p->spec.cron_expression, p->spec.timezone, w->zones, next);
     double now = ev_time();
+    sl_run_outcome o = {
+        .status = SL_RUN_FAILED, .error = errbuf, .retryable = 1, .started = now, .finished = now};
     sl_buf b = {0};
-    sl_buf_puts(&b, "{\"run_id\":");
-    sl_buf_json_string(&b, p->spec.run_id);
-    sl_buf_puts(&b, ",\"status\":\"failed\",\"retryable\":true,\"error\":");
-    sl_buf_json_string(&b, errbuf);
-    sl_buf_puts(&b, ",\"next_cron\":");
-    sl_buf_json_string(&b, *next ? next : NULL);
-    sl_buf_printf(&b, ",\"started_at\":%.6f,\"finished_at\":%.6f}", now, now);
+    sl_queue_outcome_json_of(&b, p->spec.run_id, &o, next);
     wrun *r = calloc(1, sizeof *r);
     r->outcome = strdup(sl_buf_str(&b));
     sl_buf_free(&b);
