@@ -557,7 +557,7 @@ class SeedAds(harness.SluiceTest):
         # this account's ads include videos Graph gives no source for ("Reels")
         self.setup_brand(account="act_4242424244")
         self.run_job("meta_sync", {"download_max_videos": 0, "download_max_images": 0})
-        res, _ = self.run_job("asset_download", {})
+        self.run_job("asset_download", {})
         self.assertEqual(self.assert_sourceless_videos_marked(), 2)
         self.assertEqual(self.dataset("ad_assets")["last_status"], "completed")
         self.assert_store_consistent("meta_ad_assets")
