@@ -50,6 +50,13 @@
  * a few slots waiting on a round trip each time a burst of runs ended.) */
 #define PREFETCH_HORIZON 0.5
 #define DEFAULT_PREFETCH 200
+/* Ended runs are recorded at once, unless every slot is busy and claimed runs
+ * wait here to follow them: then the cycle may wait up to this long (and never
+ * longer than a quarter of the time those queued runs last), so that one cycle
+ * records many runs. Each cycle costs Postgres a fixed ~1 ms (starting its
+ * statements) besides its rows; with a hundred runs ending at random moments,
+ * one cycle per ended run kept half a core busy. */
+#define RECORD_DELAY_MAX 0.02
 
 /* An ended run waiting to be recorded: a run, or (a run that could not start)
  * its outcome already as finish_runs JSON. */
@@ -88,7 +95,7 @@ typedef struct sl_worker {
     ev_timer retention;
     ev_timer logflush; /* records log lines of long runs as they come */
     int flushing_logs;
-    ev_timer soon; /* a cycle at the end of this loop iteration */
+    ev_timer soon; /* the next cycle recording ended runs (record_delay) */
     ev_signal sigint, sigterm, sighup;
     sl_watch *watch;
     ev_timer grace;
@@ -115,16 +122,36 @@ static void wrun_free(wrun *r)
     free(r);
 }
 
-/* Queues an ended run for the next cycle (at the end of this loop iteration). */
+/* How long ended runs may wait to be recorded (RECORD_DELAY_MAX): no time at
+ * all when a slot is free with nothing claimed to fill it, or when stopping. */
+static double record_delay(const sl_worker *w)
+{
+    if (w->stopping || w->running + w->queued < w->concurrency) return 0;
+    double lasts = w->queued * w->avg_run / w->concurrency;
+    double d = lasts / 4 < RECORD_DELAY_MAX ? lasts / 4 : RECORD_DELAY_MAX;
+    return d < 0.001 ? 0 : d;
+}
+
+/* Asks for a cycle to record the ended runs: at the end of this loop iteration,
+ * or a little later while claimed work keeps every slot busy. */
+static void schedule_record(sl_worker *w)
+{
+    double d = record_delay(w);
+    if (ev_is_active(&w->soon)) {
+        if (d > 0 || ev_timer_remaining(w->ctx->loop, &w->soon) <= 0) return;
+        ev_timer_stop(w->ctx->loop, &w->soon); /* it became urgent */
+    }
+    ev_timer_set(&w->soon, d, 0);
+    ev_timer_start(w->ctx->loop, &w->soon);
+}
+
+/* Queues an ended run for a coming cycle. */
 static void record_later(sl_worker *w, wrun *r)
 {
     w->running--;
     r->next = w->done;
     w->done = r;
-    if (!ev_is_active(&w->soon)) {
-        ev_timer_set(&w->soon, 0, 0);
-        ev_timer_start(w->ctx->loop, &w->soon);
-    }
+    schedule_record(w);
 }
 
 static void run_done(sl_run *run, void *data)
@@ -319,9 +346,11 @@ static void cycle_done(PGresult *res, const char *err, void *data)
         return;
     }
     start_queued(w);
-    if (w->cycle_again || w->done || (n > 0 && n == asked)) {
+    if (w->cycle_again || (n > 0 && n == asked)) {
         w->cycle_again = 0;
         cycle(w);
+    } else if (w->done) {
+        schedule_record(w);
     } else if (n < asked && !w->cycling) {
         /* nothing more is due now: sleep until the next job is, or the poll */
         sl_pg_query(w->ctx->pg,
