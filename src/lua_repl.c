@@ -311,8 +311,8 @@ static int l_reload(lua_State *L)
     if (!rt->ctx->pg) return push_reloaded(L, op);
     char *reg = sl_runtime_registry_json(rt);
     const char *p[] = {reg};
-    sl_pg_req *req =
-        sl_pg_query(rt->ctx->pg, "SELECT sluice.sync_registry($1::jsonb)", 1, p, synced, op);
+    sl_pg_req *req = sl_pg_query(rt->ctx->pg, "SELECT sluice.sync_registry_if_changed($1::jsonb)",
+                                 1, p, synced, op);
     free(reg);
     if (!op->woken) /* else it failed at once: op is alive until the task resumes */
         op->req = req;

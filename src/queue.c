@@ -192,9 +192,10 @@ PGconn *sl_queue_boot(sl_ctx *ctx, const char *kind, char worker_id[40])
         return NULL;
     }
     const char *p1[] = {reg};
-    PGresult *r = sl_cli_exec(
-        c, "SELECT set_config('synchronous_commit', 'off', true), sluice.sync_registry($1::jsonb)",
-        1, p1);
+    PGresult *r = sl_cli_exec(c,
+                              "SELECT set_config('synchronous_commit', 'off', true), "
+                              "sluice.sync_registry_if_changed($1::jsonb)",
+                              1, p1);
     free(reg);
     if (!r) {
         PQfinish(c);

@@ -636,7 +636,7 @@ static void reload_handlers(void *data)
     char *reg = sl_runtime_registry_json(w->ctx->rt);
     if (reg) {
         const char *params[] = {reg};
-        sl_pg_query(w->ctx->pg, "SELECT sluice.sync_registry($1::jsonb)", 1, params,
+        sl_pg_query(w->ctx->pg, "SELECT sluice.sync_registry_if_changed($1::jsonb)", 1, params,
                     registry_synced, w);
         free(reg);
     }

@@ -237,6 +237,59 @@ class Registry(harness.SluiceTest):
         self.assertEqual(bad.returncode, 2)
         self.assertIn("did you mean 'review_probe'", bad.stderr)
 
+    def test_start_up_syncs_the_registry_only_when_it_changed(self):
+        hdir = tempfile.mkdtemp(prefix="sluice-registry-")
+        path = os.path.join(hdir, "sync_probe.lua")
+
+        def write(label):
+            with open(path, "w", encoding="utf-8") as f:
+                f.write("return { label = %s, datasets = { probe_data = { label = 'Probe', "
+                        "max_age = '1h' } }, run = function(job) end }\n" % json.dumps(label))
+
+        env = self.env({"SLUICE_HANDLERS": hdir})
+
+        def start_up():
+            self.sluice("queue", "sync_probe", "--at", "2099-01-01T00:00:00Z", env=env)
+
+        def state():
+            return self.sql("SELECT types_md5, synced_at FROM sluice.registry_state")
+
+        def label():
+            return self.scalar("SELECT label || '/' || updated_at FROM sluice.job_types "
+                               "WHERE name = 'sync_probe'")
+
+        write("First")
+        start_up()
+        first = state()
+        self.assertEqual(len(first), 1)
+        stamp = label()
+        self.assertTrue(stamp.startswith("First/"), stamp)
+        # the same handlers again: the sync does nothing
+        start_up()
+        self.assertEqual(state(), first)
+        self.assertEqual(label(), stamp)
+        # a changed file is synced at the next start-up
+        write("Second")
+        start_up()
+        self.assertNotEqual(state()[0]["types_md5"], first[0]["types_md5"])
+        self.assertTrue(label().startswith("Second/"), label())
+        # anything else changing the registry tables clears the state, so the next
+        # start-up puts back what the handlers declare
+        for edit in ("UPDATE sluice.job_types SET label = 'edited' WHERE name = 'sync_probe'",
+                     "UPDATE sluice.datasets SET label = 'edited' WHERE dataset_key = 'probe_data'",
+                     "DELETE FROM sluice.job_type_datasets WHERE job_type = 'sync_probe'"):
+            self.scalar(edit)
+            self.assertEqual(state(), [], edit)
+            start_up()
+            self.assertEqual(len(state()), 1, edit)
+            self.assertTrue(label().startswith("Second/"), label())
+            self.assertEqual(self.scalar("SELECT label FROM sluice.datasets "
+                                         "WHERE dataset_key = 'probe_data'"), "Probe")
+            self.assertEqual(self.count("sluice.job_type_datasets", "job_type = 'sync_probe'"), 1)
+        # a partial sync (the views sync what they find) clears it too
+        self.sluice("jobs", env=env)
+        self.assertEqual(state(), [])
+
     # -------------------------------------------------------------- validation
 
     def test_cli_validation_good_and_bad_per_rule(self):
