@@ -39,6 +39,15 @@ bench_cleanup() {
 }
 
 now() { date +%s.%N; }
+
+# nap SECONDS: sleeps without starting a process (a read that times out on a
+# pipe this shell holds both ends of). The completion polls run every 50 ms
+# while the daemon is measured; a `sleep` each time would fork and exec on the
+# same two cores.
+nap() {
+    [ -n "${NAP_FD:-}" ] || exec {NAP_FD}<> <(:)
+    read -r -t "$1" -u "$NAP_FD" _ || true
+}
 sql() { psql "$DB" -X -q -A -t -v ON_ERROR_STOP=1 -c "$1"; }
 
 # The completion polls run every 50 ms in one open session: starting psql

@@ -57,15 +57,15 @@ poll_open
 T0=$(now)
 "${S[@]}" serve --concurrency "$CONC" >"$TMP/serve.log" 2>&1 &
 D_PID=$!
-LEFT=$JOBS
+LEFT=$JOBS LEFT_SQL=$(left_sql http_get) # built once: no subshell per poll
 while [ "$LEFT" != 0 ]; do
-    sleep 0.05
+    nap 0.05
     if ! kill -0 "$D_PID" 2>/dev/null; then
         echo "w3: the daemon exited early:" >&2
         cat "$TMP/serve.log" >&2
         exit 1
     fi
-    poll "$(left_sql http_get)"; LEFT=$POLLED
+    poll "$LEFT_SQL"; LEFT=$POLLED
 done
 T1=$(now)
 read -r HWM CPU <<<"$(proc_figures "$D_PID")"
