@@ -56,14 +56,15 @@ sql() { psql "$DB" -X -q -A -t -v ON_ERROR_STOP=1 -c "$1"; }
 poll_open() {
     coproc POLL { psql "$DB" -X -q -A -t -v ON_ERROR_STOP=1 2>&1; }
 }
-# How many one-time jobs of type $1 are still due or running, through the two
-# partial indexes that hold them (a count over the whole table would scan every
-# finished job and every dead row version on each poll).
+# 1 while a one-time job of type $1 is still due or running, else 0, through the
+# two partial indexes that hold them. It stops at the first such job: counting
+# them all (thousands while the run starts) cost the database ~10 ms per poll,
+# on the cores the daemon is measured on.
 left_sql() {
-    echo "SELECT (SELECT count(*) FROM sluice.scheduled_jobs
-                  WHERE status = 'active' AND next_run_at IS NOT NULL AND job_type = '$1')
-               + (SELECT count(*) FROM sluice.scheduled_jobs
-                  WHERE current_run_id IS NOT NULL AND job_type = '$1')"
+    echo "SELECT (EXISTS (SELECT 1 FROM sluice.scheduled_jobs
+                          WHERE status = 'active' AND next_run_at IS NOT NULL AND job_type = '$1')
+               OR EXISTS (SELECT 1 FROM sluice.scheduled_jobs
+                          WHERE current_run_id IS NOT NULL AND job_type = '$1'))::int"
 }
 poll() {
     printf '%s;\n' "$1" >&"${POLL[1]}"

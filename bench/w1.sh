@@ -30,7 +30,7 @@ poll_open
 T2=$(now)
 "${S[@]}" serve --concurrency "$CONC" ${PREFETCH:+--prefetch "$PREFETCH"} --log-level warn >"$TMP/serve.log" 2>&1 &
 D_PID=$!
-LEFT=$JOBS LEFT_SQL=$(left_sql noop) # built once: no subshell per poll
+LEFT=1 LEFT_SQL=$(left_sql noop) # built once: no subshell per poll
 while [ "$LEFT" != 0 ]; do
     nap 0.05
     kill -0 "$D_PID" 2>/dev/null || { echo "w1: the daemon exited early:" >&2; cat "$TMP/serve.log" >&2; exit 1; }

@@ -57,7 +57,7 @@ poll_open
 T0=$(now)
 "${S[@]}" serve --concurrency "$CONC" >"$TMP/serve.log" 2>&1 &
 D_PID=$!
-LEFT=$JOBS LEFT_SQL=$(left_sql http_get) # built once: no subshell per poll
+LEFT=1 LEFT_SQL=$(left_sql http_get) # built once: no subshell per poll
 while [ "$LEFT" != 0 ]; do
     nap 0.05
     if ! kill -0 "$D_PID" 2>/dev/null; then
