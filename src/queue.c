@@ -15,6 +15,7 @@
 
 #include <ev.h>
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,15 @@ void sl_queue_outcome_json(sl_buf *b, sl_run *run, const char *next_cron)
     sl_queue_outcome_json_of(b, sl_run_id(run), sl_run_outcome_of(run), next_cron);
 }
 
+/* Epoch seconds to the microsecond, in integer arithmetic: "%.6f" of a double
+ * this size goes through glibc's multi-precision path, and two per ended run
+ * were about 7 % of the daemon's CPU at 20,000 runs a second. */
+static void put_epoch(sl_buf *b, double t)
+{
+    long long us = llround(t * 1e6);
+    sl_buf_printf(b, "%lld.%06lld", us / 1000000, us % 1000000);
+}
+
 void sl_queue_outcome_json_of(sl_buf *b, const char *run_id, const sl_run_outcome *o,
                               const char *next_cron)
 {
@@ -74,8 +84,11 @@ void sl_queue_outcome_json_of(sl_buf *b, const char *run_id, const sl_run_outcom
     sl_buf_puts(b, o->datasets_json ? o->datasets_json : "null");
     sl_buf_puts(b, ",\"handler_version\":");
     sl_buf_json_string(b, o->handler_version);
-    sl_buf_printf(b, ",\"started_at\":%.6f,\"finished_at\":%.6f,\"log_from\":%zu}", o->started,
-                  o->finished, o->log_from);
+    sl_buf_puts(b, ",\"started_at\":");
+    put_epoch(b, o->started);
+    sl_buf_puts(b, ",\"finished_at\":");
+    put_epoch(b, o->finished);
+    sl_buf_printf(b, ",\"log_from\":%zu}", o->log_from);
 }
 
 int sl_queue_cron_slot(const char *cron, const char *tzname, sl_tz_cache *zones, char out[40],
