@@ -6,8 +6,9 @@
 -- row is already right, sync_registry still costs a few milliseconds on a new
 -- connection (compiling it, planning its statements), paid before the first
 -- claim. The md5 of the registry of the last full sync is kept here; a change
--- made to those tables by anything else (a partial sync, a hand edit) clears it
--- (statement triggers), so the next start-up syncs in full again.
+-- made to those tables by anything else (a partial sync that changed a row, a
+-- hand edit) clears it (row triggers: a sync that changes nothing fires none),
+-- so the next start-up syncs in full again.
 
 CREATE TABLE IF NOT EXISTS sluice.registry_state (
     only_row   boolean PRIMARY KEY DEFAULT true CHECK (only_row),
@@ -22,18 +23,21 @@ BEGIN
     RETURN NULL;
 END $$;
 
-DROP TRIGGER IF EXISTS job_types_registry_changed ON sluice.job_types;
-CREATE TRIGGER job_types_registry_changed
-    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON sluice.job_types
-    FOR EACH STATEMENT EXECUTE FUNCTION sluice.registry_changed();
-DROP TRIGGER IF EXISTS datasets_registry_changed ON sluice.datasets;
-CREATE TRIGGER datasets_registry_changed
-    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON sluice.datasets
-    FOR EACH STATEMENT EXECUTE FUNCTION sluice.registry_changed();
-DROP TRIGGER IF EXISTS job_type_datasets_registry_changed ON sluice.job_type_datasets;
-CREATE TRIGGER job_type_datasets_registry_changed
-    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON sluice.job_type_datasets
-    FOR EACH STATEMENT EXECUTE FUNCTION sluice.registry_changed();
+DO $$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['job_types', 'datasets', 'job_type_datasets'] LOOP
+        EXECUTE format('DROP TRIGGER IF EXISTS %I ON sluice.%I', t || '_registry_changed', t);
+        EXECUTE format('CREATE TRIGGER %I AFTER INSERT OR UPDATE OR DELETE ON sluice.%I '
+                       'FOR EACH ROW EXECUTE FUNCTION sluice.registry_changed()',
+                       t || '_registry_changed', t);
+        EXECUTE format('DROP TRIGGER IF EXISTS %I ON sluice.%I', t || '_registry_truncated', t);
+        EXECUTE format('CREATE TRIGGER %I AFTER TRUNCATE ON sluice.%I '
+                       'FOR EACH STATEMENT EXECUTE FUNCTION sluice.registry_changed()',
+                       t || '_registry_truncated', t);
+    END LOOP;
+END $$;
 
 -- A full sync (sync_registry(p_types)) unless the last full sync had the same
 -- registry and nothing changed the tables since. Returns the number of types

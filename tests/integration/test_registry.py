@@ -286,9 +286,14 @@ class Registry(harness.SluiceTest):
             self.assertEqual(self.scalar("SELECT label FROM sluice.datasets "
                                          "WHERE dataset_key = 'probe_data'"), "Probe")
             self.assertEqual(self.count("sluice.job_type_datasets", "job_type = 'sync_probe'"), 1)
-        # a partial sync (the views sync what they find) clears it too
+        # a partial sync (the views sync what they find) that changes nothing
+        # keeps it; one that changes a row clears it
+        self.sluice("jobs", env=env)
+        self.assertEqual(len(state()), 1)
+        write("Third")
         self.sluice("jobs", env=env)
         self.assertEqual(state(), [])
+        self.assertTrue(label().startswith("Third/"), label())
 
     # -------------------------------------------------------------- validation
 
