@@ -52,10 +52,7 @@ static sl_pg *pool(lua_State *L, sl_ctx *ctx)
         url = strdup(ctx->db_url);
     else /* first use in a script or the REPL: open (and migrate) the database once */
         c = sl_cli_open(ctx->cfg, &url);
-    if (!url) {
-        if (c) PQfinish(c);
-        luaL_error(L, "sluice.db: the database is not available");
-    }
+    if (!url) luaL_error(L, "sluice.db: the database is not available"); /* c is NULL too */
     ctx->pg = sl_pg_new(ctx->loop, url, ctx->cfg ? ctx->cfg->pool_size : 4);
     free(url);
     if (c) sl_pg_adopt(ctx->pg, c); /* the pool's first connection, not a second one */

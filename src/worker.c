@@ -81,7 +81,7 @@ typedef struct sl_worker {
     int concurrency;
     int prefetch;   /* at most this many claimed runs wait here for a free slot */
     double avg_run; /* moving average of run durations (s): the pace of prefetch */
-    long runs_seen; /* runs ended (the average starts from a guess until one has) */
+    int paced;      /* a run has ended: avg_run is measured, no longer the guess */
     int running;    /* runs started, not yet ended */
     struct pending *queue_head, *queue_tail; /* claimed, not started yet */
     int queued;
@@ -163,7 +163,8 @@ static void run_done(sl_run *run, void *data)
     double took = o->finished - o->started;
     /* the first run ended replaces the start-up guess: the first wave of short
      * runs must not wait on claims sized for one-second runs */
-    w->avg_run = w->runs_seen++ ? 0.8 * w->avg_run + 0.2 * took : took;
+    w->avg_run = w->paced ? 0.8 * w->avg_run + 0.2 * took : took;
+    w->paced = 1;
     record_later(w, r);
     start_queued(w); /* a claimed run takes the slot at once */
 }
