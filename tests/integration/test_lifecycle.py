@@ -129,6 +129,21 @@ class Lifecycle(harness.SluiceTest):
         self.assertEqual(self.count("sluice.scheduled_jobs", "job_type = 'count' AND status = 'completed'"), 3000)
         self.assertEqual(self.count("sluice.scheduled_job_runs", "status = 'running'"), 0)
 
+    def test_finishing_a_run_writes_no_index_entry(self):
+        # a run's finished version fits on the page its claim wrote it to (a HOT
+        # update): recording thousands of runs adds nothing to the runs' indexes
+        self.bulk("count", 2000)
+        self.make_count_table()
+        with self.serve("--concurrency", "10"):
+            self.wait_jobs_done(2001, timeout=120)
+
+        def updates():  # a backend's counters are published when it exits
+            row = self.one("SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables "
+                           "WHERE relid = 'sluice.scheduled_job_runs'::regclass")
+            return row if row["n_tup_upd"] >= 2000 else None
+        row = self.wait_for(updates, 15, "the daemon's updates never reached the statistics")
+        self.assertEqual(row["n_tup_hot_upd"], row["n_tup_upd"])
+
     def test_prefetched_runs_are_given_back_at_shutdown(self):
         # short runs make the worker claim ahead; at SIGTERM the claimed runs it
         # never started go back to the queue untouched
