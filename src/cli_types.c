@@ -387,10 +387,10 @@ static void print_types(const jv *types, const sl_term *term)
     sl_table_column(t, 6, "RETRIES", SL_ALIGN_RIGHT, 0);
     for (size_t i = 0; i < types->n; i++) {
         const jv *ty = &types->item[i];
-        const char *emoji = jv_str(ty, "emoji");
+        const char *emoji = jv_str(ty, "emoji"), *name = jv_str(ty, "name");
         sl_buf b = {0};
         sl_buf_printf(&b, "%s%s%s", emoji && *emoji ? emoji : "", emoji && *emoji ? " " : "",
-                      jv_str(ty, "name"));
+                      name ? name : "");
         sl_table_add(t, sl_buf_str(&b), SL_COLOR_NONE);
         sl_table_add(t, jv_str(ty, "label"), SL_COLOR_NONE);
         sl_table_add(t, jv_str(ty, "brand_rule"), SL_COLOR_NONE);
