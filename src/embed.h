@@ -13,6 +13,7 @@ typedef struct sl_embedded_file {
     const char *path; /* relative to the source root; NULL ends the table */
     const char *data; /* NUL-terminated */
     size_t len;
+    const char *md5; /* of the bytes, in hex: computed when the table was generated */
 } sl_embedded_file;
 
 extern const sl_embedded_file sl_embedded_files[];

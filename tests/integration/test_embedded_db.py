@@ -163,6 +163,13 @@ class EmbeddedDb(unittest.TestCase):
             expected = sorted(f for f in os.listdir(os.path.join(source, "schema"))
                               if f.endswith(".sql"))
             self.assertEqual(names, expected)
+            # the checksums recorded from the build's md5 of each embedded file are
+            # those the server computes from the same files read from a directory
+            proc = run(self.home, "migrate", "--status",
+                       env={"SLUICE_SCHEMA_DIR": os.path.join(source, "schema")})
+            self.assertEqual(proc.returncode, 0, proc.stderr)
+            self.assertIn("schema is up to date", proc.stdout)
+            self.assertNotIn("changed", proc.stdout + proc.stderr)
         proc = run(self.home, "migrate", "--status")
         self.assertEqual(proc.returncode, 0, proc.stderr)
         self.assertIn("schema is up to date", proc.stdout)
