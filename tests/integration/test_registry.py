@@ -409,12 +409,18 @@ class Registry(harness.SluiceTest):
         beta = self.status_row("beta_data", acme)
         self.assertEqual(beta["last_status"], "failed")
         self.assertIn("probe failed on purpose", beta["error_message"])
-        # fresh: a skip leaves it fresh, with its record count
+        # fresh: a skip leaves it fresh, with its record count, and its last run
+        # is still the one that refreshed it
         self.run_fg("fresh_probe", "--brand", "Acme")
+        before = self.status_row("beta_data", acme)
         self.run_fg("fresh_probe", "--brand", "Acme", "--params", '{"mode": "skip_beta"}')
         beta = self.status_row("beta_data", acme)
         self.assertEqual((beta["last_status"], beta["records_affected"]), ("completed", 7))
-        self.assertEqual(self.status_row("alpha_data", acme)["records_affected"], 2)
+        for key in ("last_run_id", "last_attempt_at", "source_job_id", "last_success_at"):
+            self.assertEqual(beta[key], before[key], key)
+        alpha = self.status_row("alpha_data", acme)
+        self.assertEqual(alpha["records_affected"], 2)
+        self.assertNotEqual(alpha["last_run_id"], before["last_run_id"])  # alpha did run
 
     def test_freshness_running_then_completed_then_failing(self):
         acme = self.brand("Acme")
