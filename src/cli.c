@@ -10,6 +10,7 @@
 #include "pg.h"
 
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -54,25 +55,22 @@ static PGconn *embedded_if_up(const sl_config *cfg, char **url)
     return NULL;
 }
 
-PGconn *sl_cli_open(const sl_config *cfg, char **url_out)
+/* "cannot connect to the database: …" for a connection that failed (NULL: its
+ * connect_timeout expired). */
+static void connect_error(PGconn *c)
+{
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", c ? PQerrorMessage(c) : "timeout expired (connect_timeout)");
+    size_t n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+        msg[--n] = '\0';
+    sl_cli_error("cannot connect to the database: %s", msg);
+}
+
+/* Migrates an open connection; takes c and url. NULL after printing the error. */
+static PGconn *migrated(PGconn *c, char *url, char **url_out)
 {
     char err[1024];
-    char *url = NULL;
-    PGconn *c = embedded_if_up(cfg, &url);
-    if (!c) {
-        if (!(url = sl_cli_db_url(cfg))) return NULL;
-        c = sl_pg_connect(url);
-        if (PQstatus(c) != CONNECTION_OK) {
-            char *msg = PQerrorMessage(c);
-            size_t n = strlen(msg);
-            while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
-                msg[--n] = '\0';
-            sl_cli_error("cannot connect to the database: %s", msg);
-            PQfinish(c);
-            free(url);
-            return NULL;
-        }
-    }
     if (sl_migrate(c, 0, err, sizeof err) < 0) {
         sl_cli_error("%s", err);
         PQfinish(c);
@@ -84,6 +82,72 @@ PGconn *sl_cli_open(const sl_config *cfg, char **url_out)
     else
         free(url);
     return c;
+}
+
+PGconn *sl_cli_open(const sl_config *cfg, char **url_out)
+{
+    char *url = NULL;
+    PGconn *c = embedded_if_up(cfg, &url);
+    if (!c) {
+        if (!(url = sl_cli_db_url(cfg))) return NULL;
+        c = sl_pg_connect(url);
+        if (PQstatus(c) != CONNECTION_OK) {
+            connect_error(c);
+            PQfinish(c);
+            free(url);
+            return NULL;
+        }
+    }
+    return migrated(c, url, url_out);
+}
+
+struct sl_cli_early {
+    PGconn *conn; /* being opened: the start-up message is out */
+    char *url;
+};
+
+sl_cli_early *sl_cli_open_early(const sl_config *cfg)
+{
+    char err[256];
+    char *url = cfg->db_url ? strdup(cfg->db_url) : sl_embedded_url(cfg, err, sizeof err);
+    if (!url) return NULL;
+    sl_cli_early *e = calloc(1, sizeof *e);
+    if (!e) {
+        free(url);
+        return NULL;
+    }
+    e->url = url;
+    e->conn = sl_pg_connect_start(url);
+    return e;
+}
+
+void sl_cli_early_free(sl_cli_early *e)
+{
+    if (!e) return;
+    if (e->conn) PQfinish(e->conn);
+    free(e->url);
+    free(e);
+}
+
+PGconn *sl_cli_open_finish(const sl_config *cfg, sl_cli_early *e, char **url_out)
+{
+    if (!e) return sl_cli_open(cfg, url_out);
+    PGconn *c = sl_pg_connect_finish(e->conn);
+    char *url = e->url;
+    e->conn = NULL;
+    e->url = NULL;
+    sl_cli_early_free(e);
+    if (c && PQstatus(c) == CONNECTION_OK) return migrated(c, url, url_out);
+    if (!cfg->db_url) {
+        /* the embedded cluster did not answer: sl_cli_open starts it */
+        if (c) PQfinish(c);
+        free(url);
+        return sl_cli_open(cfg, url_out);
+    }
+    connect_error(c);
+    if (c) PQfinish(c);
+    free(url);
+    return NULL;
 }
 
 PGconn *sl_cli_connect(const sl_config *cfg)

@@ -28,6 +28,18 @@ PGconn *sl_cli_connect(const struct sl_config *cfg);
 /* sl_cli_connect, and *url_out (malloc'd) gets the connection string it used. */
 PGconn *sl_cli_open(const struct sl_config *cfg, char **url_out);
 
+/* sl_cli_open in two halves: sl_cli_open_early() starts opening the connection
+ * (the server sets the session up while the caller loads its handlers);
+ * sl_cli_open_finish() completes it, or does all of sl_cli_open when e is NULL
+ * or the embedded cluster did not answer (it is started then), and frees e.
+ * sl_cli_open_early returns NULL when there is nothing to start early (no
+ * database configured yet: the embedded cluster is set up on demand).
+ * sl_cli_early_free() drops one never finished. */
+typedef struct sl_cli_early sl_cli_early;
+sl_cli_early *sl_cli_open_early(const struct sl_config *cfg);
+PGconn *sl_cli_open_finish(const struct sl_config *cfg, sl_cli_early *e, char **url_out);
+void sl_cli_early_free(sl_cli_early *e);
+
 /* Runs sql with text params; on failure prints the server's message (with a
  * hint if any) and returns NULL. Caller PQclear()s. */
 PGresult *sl_cli_exec(PGconn *c, const char *sql, int nparams, const char *const *params);

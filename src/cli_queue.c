@@ -166,6 +166,7 @@ int sl_cmd_queue(const sl_config *cfg, int argc, char **argv)
 
     sl_ctx ctx;
     if (sl_queue_open(&ctx, cfg, 0) < 0) return 1;
+    sl_queue_connect_early(&ctx);
     int status = 1;
     char *normalized = NULL;
     PGconn *c = NULL;

@@ -108,6 +108,7 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
     char *normalized = NULL, *problem = NULL;
     PGconn *c = NULL;
     PGresult *claimed = NULL;
+    sl_queue_connect_early(&ctx);
     sl_queue_load(&ctx, 0);
     problem = sl_runtime_validate(ctx.rt, type, params, &normalized);
     if (problem) {

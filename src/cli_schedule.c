@@ -74,6 +74,7 @@ int sl_cmd_schedule(const sl_config *cfg, int argc, char **argv)
     int status = 2;
     char *normalized = NULL;
     PGconn *c = NULL;
+    sl_queue_connect_early(&ctx);
     sl_queue_load(&ctx, 0);
     char *problem = sl_runtime_validate(ctx.rt, type, params, &normalized);
     if (problem) {

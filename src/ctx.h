@@ -25,6 +25,7 @@ typedef struct sl_ctx {
     struct sl_worker *worker;   /* the daemon's scheduler (serve only) */
     const char *db_url;         /* resolved connection string */
     const char *trigger_source; /* "manual" (run), "repl", "scheduled" (serve) */
+    struct sl_cli_early *early; /* the connection being opened for sl_queue_boot */
 } sl_ctx;
 
 /* The context stored in L's registry by the runtime; raises if absent. */

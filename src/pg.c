@@ -17,6 +17,7 @@
 #include "log.h"
 
 #include <ev.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -464,6 +465,53 @@ PGconn *sl_pg_connect(const char *url)
 {
     const char *const vals[] = CONN_VALS(url);
     return PQconnectdbParams(conn_keys, vals, 1);
+}
+
+/* The connection's connect_timeout in milliseconds, or -1 (none): the blocking
+ * PQconnectdb applies it itself, PQconnectPoll leaves it to its caller. */
+static int connect_timeout_ms(PGconn *conn)
+{
+    int ms = -1;
+    PQconninfoOption *opts = PQconninfo(conn);
+    for (PQconninfoOption *o = opts; o && o->keyword; o++)
+        if (strcmp(o->keyword, "connect_timeout") == 0 && o->val && atoi(o->val) > 0)
+            ms = (atoi(o->val) < 2 ? 2 : atoi(o->val)) * 1000; /* libpq's minimum is 2 s */
+    PQconninfoFree(opts);
+    return ms;
+}
+
+/* Drives a connection being opened, waiting on its socket; stop_at_reading:
+ * return once it waits for the server (the start-up message is out). NULL when
+ * its connect_timeout expired (or out of memory). */
+static PGconn *connect_drive(PGconn *conn, int stop_at_reading)
+{
+    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+    int timeout = conn ? connect_timeout_ms(conn) : -1;
+    while (conn && PQstatus(conn) != CONNECTION_BAD && st != PGRES_POLLING_OK &&
+           st != PGRES_POLLING_FAILED) {
+        if (st == PGRES_POLLING_READING && stop_at_reading) break;
+        struct pollfd p = {.fd = PQsocket(conn),
+                           .events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT};
+        if (p.fd < 0) break;
+        int n = poll(&p, 1, timeout);
+        if (n == 0) { /* where PQconnectdb would have given up */
+            PQfinish(conn);
+            return NULL;
+        }
+        if (n > 0) st = PQconnectPoll(conn); /* n < 0: EINTR, wait again */
+    }
+    return conn;
+}
+
+PGconn *sl_pg_connect_start(const char *url)
+{
+    const char *const vals[] = CONN_VALS(url);
+    return connect_drive(PQconnectStartParams(conn_keys, vals, 1), 1);
+}
+
+PGconn *sl_pg_connect_finish(PGconn *conn)
+{
+    return connect_drive(conn, 0);
 }
 
 void sl_pg_adopt(sl_pg *pg, PGconn *conn)

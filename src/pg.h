@@ -36,6 +36,15 @@ sl_pg *sl_pg_new(struct ev_loop *loop, const char *url, int size);
  * commands). The caller checks PQstatus and PQfinish()es it. */
 PGconn *sl_pg_connect(const char *url);
 
+/* The same connection in two halves, so that the server sets the session up
+ * while the caller does other work: sl_pg_connect_start() sends the start-up
+ * message (waiting only for the socket to be writable) and returns;
+ * sl_pg_connect_finish() waits for the rest. Each returns the connection (check
+ * PQstatus; the caller PQfinish()es it), or NULL when the URL's connect_timeout
+ * expired (the connection is then closed) or memory ran out. */
+PGconn *sl_pg_connect_start(const char *url);
+PGconn *sl_pg_connect_finish(PGconn *conn);
+
 /* Hands an open, idle blocking connection (from sl_pg_connect) to the pool, which
  * owns it from now on: the pool starts with one connection ready instead of
  * opening it. A connection that is not usable, or a pool with no free place, is

@@ -151,8 +151,15 @@ int sl_queue_open(sl_ctx *ctx, const sl_config *cfg, int echo)
     return 0;
 }
 
+void sl_queue_connect_early(sl_ctx *ctx)
+{
+    if (!ctx->early) ctx->early = sl_cli_open_early(ctx->cfg);
+}
+
 void sl_queue_close(sl_ctx *ctx)
 {
+    sl_cli_early_free(ctx->early);
+    ctx->early = NULL;
     sl_runtime_free(ctx->rt);
     ctx->rt = NULL;
     sl_http_free(ctx->http); /* after the runtime: its runs cancelled their requests */
@@ -195,7 +202,8 @@ int sl_queue_load(sl_ctx *ctx, int strict)
 PGconn *sl_queue_boot(sl_ctx *ctx, const char *kind, char worker_id[40])
 {
     char *url = NULL;
-    PGconn *c = sl_cli_open(ctx->cfg, &url);
+    PGconn *c = sl_cli_open_finish(ctx->cfg, ctx->early, &url);
+    ctx->early = NULL;
     if (!c) return NULL;
     ctx->db_url = url;
     char *reg = sl_runtime_registry_json(ctx->rt);

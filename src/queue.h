@@ -20,6 +20,10 @@ struct sl_config;
  * as errors, which then make it return -1). */
 int sl_queue_load(struct sl_ctx *ctx, int strict);
 
+/* Starts opening the connection sl_queue_boot will use, so that the server sets
+ * the session up while the handlers load (call it before sl_queue_load). */
+void sl_queue_connect_early(struct sl_ctx *ctx);
+
 /* Start-up with a blocking connection, before the loop runs: resolves the
  * database URL into ctx->db_url, migrates, syncs the registry of the loaded
  * handlers, and (worker_id given) registers a worker row of `kind`. Returns the
@@ -31,7 +35,7 @@ PGconn *sl_queue_boot(struct sl_ctx *ctx, const char *kind, char worker_id[40]);
 int sl_queue_open(struct sl_ctx *ctx, const struct sl_config *cfg, int echo);
 
 /* Tears down what sl_queue_open and the command set up (runtime, pool, loop,
- * db_url). */
+ * db_url, a connection started early and never used). */
 void sl_queue_close(struct sl_ctx *ctx);
 
 /* A claimed run: the row's fields (pointers into res). */

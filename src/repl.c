@@ -488,6 +488,7 @@ int sl_cmd_repl(const sl_config *cfg, int argc, char **argv)
     r.interactive = !code && isatty(STDIN_FILENO);
     if (sl_queue_open(&r.ctx, cfg, SL_ECHO_PLAIN) < 0) return 1;
     r.ctx.trigger_source = "repl";
+    sl_queue_connect_early(&r.ctx);
     sl_queue_load(&r.ctx, 0);
     PGconn *c = sl_queue_boot(&r.ctx, "repl", r.worker);
     if (!c) {

@@ -805,10 +805,12 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     ctx.loop = ev_default_loop(EVFLAG_AUTO);
     ctx.cfg = &cfg;
     ctx.trigger_source = "scheduled";
+    sl_queue_connect_early(&ctx); /* the server starts the session meanwhile */
     char err[1024];
     sl_runtime_opts ropts = {.echo = SL_ECHO_LOG};
     if (!sl_runtime_new(&ctx, &ropts, err, sizeof err)) {
         sl_cli_error("%s", err);
+        sl_cli_early_free(ctx.early);
         return 1;
     }
     sl_worker w = {0};
