@@ -68,6 +68,7 @@ struct sl_pg {
     int nchannels;
     sl_pg_notify_cb notify_cb;
     void *notify_data;
+    char *warmup; /* run first on each new pool connection, or NULL */
     char last_error[512];
 };
 
@@ -314,6 +315,16 @@ static void listener_ready(sl_pg_conn *c)
     if (pg->notify_cb) pg->notify_cb(NULL, NULL, pg->notify_data);
 }
 
+/* Queues the pool's warm-up statement (if any) on c, before anything else that
+ * comes to c from now on. */
+static void queue_warmup(sl_pg_conn *c)
+{
+    if (!c->pg->warmup) return;
+    sl_pg_req *r = req_new(c->pg->warmup, 0, NULL, NULL, NULL);
+    r->internal = 1;
+    q_push(&c->queue, r);
+}
+
 static void read_notifies(sl_pg_conn *c)
 {
     sl_pg *pg = c->pg;
@@ -338,7 +349,11 @@ static void on_connecting(sl_pg_conn *c)
         c->backoff = 0;
         c->pg->last_error[0] = '\0';
         watch(c, EV_READ);
-        if (c->listen) listener_ready(c);
+        if (c->listen) {
+            listener_ready(c);
+        } else {
+            queue_warmup(c);
+        }
         conn_next(c);
         dispatch(c->pg);
         return;
@@ -557,6 +572,7 @@ void sl_pg_free(sl_pg *pg)
     for (int i = 0; i < pg->nchannels; i++)
         free(pg->channels[i]);
     free(pg->channels);
+    free(pg->warmup);
     free(pg->conns);
     free(pg->url);
     free(pg);
@@ -623,6 +639,18 @@ void sl_pg_release(sl_pg_conn *c, int rollback)
         conn_next(c);
     }
     dispatch(c->pg);
+}
+
+void sl_pg_warmup(sl_pg *pg, const char *sql)
+{
+    free(pg->warmup);
+    pg->warmup = sql ? strdup(sql) : NULL;
+    for (int i = 0; i < pg->size; i++) { /* open already (adopted): after what it runs */
+        sl_pg_conn *c = &pg->conns[i];
+        if (c->state != C_IDLE && c->state != C_BUSY) continue;
+        queue_warmup(c);
+        conn_next(c);
+    }
 }
 
 void sl_pg_listen(sl_pg *pg, const char *channel, sl_pg_notify_cb cb, void *data)

@@ -51,6 +51,13 @@ PGconn *sl_pg_connect_finish(PGconn *conn);
  * closed. */
 void sl_pg_adopt(sl_pg *pg, PGconn *conn);
 
+/* A statement the pool runs on each of its connections (not the LISTEN one) as
+ * soon as it opens, before anything queued, and on those open already after
+ * what they are running: the daemon has each backend compile and plan the queue
+ * functions, which it otherwise does during the first claim that lands there
+ * (≈ 3 ms). Its result and errors are dropped. */
+void sl_pg_warmup(sl_pg *pg, const char *sql);
+
 /* Closes every connection; pending callbacks are not called. */
 void sl_pg_free(sl_pg *pg);
 

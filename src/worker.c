@@ -57,6 +57,15 @@
  * statements) besides its rows; with a hundred runs ending at random moments,
  * one cycle per ended run kept half a core busy. */
 #define RECORD_DELAY_MAX 0.02
+/* Run on each pool connection as it opens (sl_pg_warmup): the queue functions'
+ * code compiled and their statements planned with nothing claimed, started or
+ * recorded (no jobs asked for, none given), so that a job NOTIFY'd to an idle
+ * worker does not wait for that on a connection no claim has used yet. */
+#define WARMUP_SQL                                                                                 \
+    "SELECT (SELECT count(*) FROM sluice.finish_and_claim('[]', NULL, 0, 0)) "                     \
+    "+ (SELECT count(*) FROM sluice.claim_jobs(NULL, 0, 0)) "                                      \
+    "+ (SELECT count(*) FROM sluice.start_runs(NULL, '{}', 0)) "                                   \
+    "+ (SELECT count(*) FROM sluice.finish_runs('[]'))"
 
 /* An ended run waiting to be recorded: a run, or (a run that could not start)
  * its outcome already as finish_runs JSON. */
@@ -879,6 +888,7 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     sl_pg_listen(ctx.pg, "sluice_jobs", on_notify, &w);
     sl_pg_listen(ctx.pg, "sluice_cancel", on_notify, &w);
     cycle(&w);
+    sl_pg_warmup(ctx.pg, WARMUP_SQL); /* behind the first claim on its connection */
     /* while the first claim is in flight: what the first runs would set up */
     sl_runtime_preload(ctx.rt);
     if (!ctx.http) ctx.http = sl_http_new(ctx.loop, &cfg);
