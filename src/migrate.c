@@ -242,28 +242,23 @@ static int exec_ok(PGconn *c, const char *sql, const char *what, char *err, size
     return ok ? 0 : -1;
 }
 
-/* md5 of every file's text, by the server, in one round trip:
- * SELECT md5($1), md5($2), … */
-/* Has the server hash the files that have no checksum yet (those read from a
- * directory): md5() of the text as sent, which for the embedded files equals the
- * build's md5 of their bytes. */
+/* Has the server hash, in one round trip (SELECT md5($1), md5($2), …), the files
+ * that have no checksum yet: those read from a directory. md5() of the text as
+ * sent equals the build's md5 of an embedded file's bytes. */
 static int checksum_all(PGconn *c, sl_migration_list *l, char *err, size_t errlen)
 {
-    size_t *todo = calloc(l->n + 1, sizeof *todo), n = 0;
     const char **params = calloc(l->n + 1, sizeof *params);
-    if (!todo || !params) {
-        free(todo);
-        free(params);
+    if (!params) {
         sl_seterr(err, errlen, "cannot checksum the migration files: out of memory");
         return -1;
     }
+    size_t n = 0;
     sl_buf q = {0};
     sl_buf_puts(&q, "SELECT ");
     for (size_t i = 0; i < l->n; i++) {
         if (l->v[i].md5[0]) continue;
         sl_buf_printf(&q, "%smd5($%zu)", n ? ", " : "", n + 1);
-        params[n] = l->v[i].sql;
-        todo[n++] = i;
+        params[n++] = l->v[i].sql;
     }
     int rc = 0;
     if (n > 0) {
@@ -274,13 +269,13 @@ static int checksum_all(PGconn *c, sl_migration_list *l, char *err, size_t errle
             sl_seterr(err, errlen, "cannot checksum the migration files: %s", msg);
             rc = -1;
         } else {
-            for (size_t k = 0; k < n; k++)
-                snprintf(l->v[todo[k]].md5, sizeof l->v[todo[k]].md5, "%s",
-                         PQgetvalue(r, 0, (int)k));
+            /* the same files, in the same order, as the query's columns */
+            for (size_t i = 0, k = 0; i < l->n; i++)
+                if (!l->v[i].md5[0])
+                    snprintf(l->v[i].md5, sizeof l->v[i].md5, "%s", PQgetvalue(r, 0, (int)k++));
         }
         PQclear(r);
     }
-    free(todo);
     free(params);
     sl_buf_free(&q);
     return rc;

@@ -488,9 +488,10 @@ static int connect_timeout_ms(PGconn *conn)
 {
     int ms = -1;
     PQconninfoOption *opts = PQconninfo(conn);
-    for (PQconninfoOption *o = opts; o && o->keyword; o++)
-        if (strcmp(o->keyword, "connect_timeout") == 0 && o->val && atoi(o->val) > 0)
-            ms = (atoi(o->val) < 2 ? 2 : atoi(o->val)) * 1000; /* libpq's minimum is 2 s */
+    for (PQconninfoOption *o = opts; o && o->keyword; o++) {
+        int s = strcmp(o->keyword, "connect_timeout") == 0 && o->val ? atoi(o->val) : 0;
+        if (s > 0) ms = (s < 2 ? 2 : s) * 1000; /* libpq's minimum is 2 s */
+    }
     PQconninfoFree(opts);
     return ms;
 }

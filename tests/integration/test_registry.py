@@ -14,6 +14,7 @@ import os
 import pty
 import re
 import select
+import shutil
 import subprocess
 import tempfile
 import time
@@ -239,6 +240,7 @@ class Registry(harness.SluiceTest):
 
     def test_start_up_syncs_the_registry_only_when_it_changed(self):
         hdir = tempfile.mkdtemp(prefix="sluice-registry-")
+        self.addCleanup(shutil.rmtree, hdir, True)
         path = os.path.join(hdir, "sync_probe.lua")
 
         def write(label):
