@@ -26,6 +26,7 @@ typedef struct sl_ctx {
     const char *db_url;         /* resolved connection string */
     const char *trigger_source; /* "manual" (run), "repl", "scheduled" (serve) */
     struct sl_cli_early *early; /* the connection being opened for sl_queue_boot */
+    int assets_swept;           /* the asset store's stale pending files were removed */
 } sl_ctx;
 
 /* The context stored in L's registry by the runtime; raises if absent. */

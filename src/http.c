@@ -87,6 +87,10 @@ struct sl_http_req {
     double timeout;
     size_t max_bytes;
     int too_large;
+    int (*sink)(void *, const char *, size_t);
+    void *sink_data;
+    size_t keep_head, body_size;
+    int sink_errno; /* why the sink refused a piece */
     sl_buf body, head;
     char errbuf[CURL_ERROR_SIZE];
     char *error, *final_url;
@@ -388,16 +392,33 @@ const sl_http_result *sl_http_result_of(const sl_http_req *r)
     return &r->res;
 }
 
-/* CURLOPT_WRITEFUNCTION: appends body bytes, refusing more than max_bytes. */
+void *sl_http_sink_data(const sl_http_req *r)
+{
+    return r->sink ? r->sink_data : NULL;
+}
+
+/* CURLOPT_WRITEFUNCTION: appends body bytes (or hands them to the sink, keeping
+ * the first keep_head), refusing more than max_bytes. */
 static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
     sl_http_req *r = userdata;
     size_t n = size * nmemb;
-    if (r->body.len + n > r->max_bytes) {
+    if (r->body_size + n > r->max_bytes) {
         r->too_large = 1;
         return 0; /* anything but n aborts the transfer with CURLE_WRITE_ERROR */
     }
-    if (n) sl_buf_add(&r->body, ptr, n);
+    if (n == 0) return 0;
+    if (r->sink) {
+        if (r->body.len < r->keep_head) {
+            size_t take = r->keep_head - r->body.len;
+            sl_buf_add(&r->body, ptr, take < n ? take : n);
+        }
+        r->sink_errno = r->sink(r->sink_data, ptr, n);
+        if (r->sink_errno) return 0;
+    } else {
+        sl_buf_add(&r->body, ptr, n);
+    }
+    r->body_size += n;
     return n;
 }
 
@@ -450,6 +471,8 @@ static char *describe(sl_http_req *r, CURLcode code)
     case CURLE_WRITE_ERROR:
         if (r->too_large)
             snprintf(msg, sizeof msg, "response larger than %zu bytes", r->max_bytes);
+        else if (r->sink_errno)
+            snprintf(msg, sizeof msg, "cannot store the response: %s", strerror(r->sink_errno));
         else
             snprintf(msg, sizeof msg, "cannot store the response");
         break;
@@ -504,6 +527,7 @@ static void finish(sl_http_req *r, CURLcode code)
     r->res.headers_len = r->head.len;
     r->res.body = sl_buf_str(&r->body);
     r->res.body_len = r->body.len;
+    r->res.body_size = r->body_size;
     r->res.url = r->final_url;
     r->res.seconds = ev_time() - r->started;
     if (sl_log_enabled(SL_DEBUG)) {
@@ -675,6 +699,9 @@ sl_http_req *sl_http_start(sl_http *h, const sl_http_opts *o, sl_http_done_fn do
     r->url = strdup(o->url);
     r->timeout = o->timeout > 0 ? o->timeout : DEFAULT_TIMEOUT;
     r->max_bytes = o->max_bytes > 0 ? o->max_bytes : DEFAULT_MAX_BYTES;
+    r->sink = o->sink;
+    r->sink_data = o->sink_data;
+    r->keep_head = o->keep_head;
     r->easy = make_easy(r, o, err, errlen);
     if (!r->easy) {
         sl_http_req_free(r);

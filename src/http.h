@@ -15,6 +15,10 @@
  * sl_http_cancel(r) stops a request that has not finished (waiting for a limit
  * or transferring) at once and frees it; its done callback never runs.
  *
+ * A body too large for memory goes to a sink instead (opts.sink, e.g. a file
+ * of the asset store): each piece is handed over as it arrives and only its
+ * first keep_head bytes are kept, as the result's body; body_size counts all.
+ *
  * Limits: a request passes through the limiter named by its limit_key, else the
  * one named "host:port" of its URL, else the one named "host" (if any). A
  * limiter has a token bucket (rate requests per `per` seconds, burst tokens at
@@ -45,6 +49,12 @@ typedef struct sl_http_opts {
     int follow;            /* follow redirects */
     int max_redirects;     /* when following; < 0: 5 */
     const char *limit_key; /* limiter name instead of the URL's host, or NULL */
+    /* With sink set, body bytes go to sink(sink_data, p, n) as they arrive; it
+     * returns 0, or an errno value to stop the transfer ("cannot store the
+     * response: <strerror>"). sink_data must outlive the request. */
+    int (*sink)(void *sink_data, const char *p, size_t n);
+    void *sink_data;
+    size_t keep_head; /* with a sink: how many first bytes to keep as the body */
 } sl_http_opts;
 
 /* How a request ended. Valid until sl_http_req_free. */
@@ -53,10 +63,11 @@ typedef struct sl_http_result {
     long status;         /* the final response's status (after redirects) */
     const char *headers; /* its header lines, "Name: value\r\n" each */
     size_t headers_len;
-    const char *body;
+    const char *body; /* with a sink: its first keep_head bytes at most */
     size_t body_len;
-    const char *url; /* the URL that answered (after redirects) */
-    double seconds;  /* from the transfer's start to its end */
+    size_t body_size; /* the whole body's size (with a sink, what it was given) */
+    const char *url;  /* the URL that answered (after redirects) */
+    double seconds;   /* from the transfer's start to its end */
 } sl_http_result;
 
 typedef void (*sl_http_done_fn)(sl_http_req *req, void *data);
@@ -84,6 +95,9 @@ sl_http_req *sl_http_start(sl_http *h, const sl_http_opts *o, sl_http_done_fn do
 void sl_http_cancel(sl_http_req *req);
 
 const sl_http_result *sl_http_result_of(const sl_http_req *req);
+
+/* The sink_data a request was started with (NULL without a sink). */
+void *sl_http_sink_data(const sl_http_req *req);
 
 /* Frees a request after its done callback ran. */
 void sl_http_req_free(sl_http_req *req);

@@ -1,26 +1,37 @@
 /*
- * lua_files.c — the one file-system primitive handlers get: storing bytes in the
- * content-addressed asset store. The sandbox has no io library; this is the only
- * way a handler writes a file, and it cannot choose the path.
+ * lua_files.c — the one file-system primitive handlers get: the content-addressed
+ * asset store. The sandbox has no io library; this is the only way a handler
+ * writes a file, and it cannot choose the path.
  *
- *   sha256, path, size, created = put_asset(bytes, ext)
- *   nil, err                                            (expected failures)
+ *   sha256, path, size, created = put_asset(bytes, ext)     bytes in hand
+ *   part = begin_asset()                                    a file to fill:
+ *     request{…, save_to = part}                            the body streams in
+ *     sha256, path, size, created = part:commit(ext)
+ *     part:discard()                                        (or let it go: __close, __gc)
+ *   nil, err                                                (expected failures)
  *
  * The store is one directory: SLUICE_ASSET_DIR when set, else
  * <state directory>/assets (SLUICE_HOME). A file is stored at
  * <dir>/<first two hex digits>/<sha256>.<ext>, so the same bytes are stored once;
  * `created` is false when they were already there. `ext` is 1-8 lower-case
- * letters or digits (misuse raises). Writes go to a temporary file in the same
- * directory, which is then renamed into place: a reader never sees a partial
- * file, and two runs storing the same bytes at once both succeed.
+ * letters or digits (misuse raises). Writes go to a temporary file in the store,
+ * which is then renamed into place: a reader never sees a partial file, and two
+ * runs storing the same bytes at once both succeed.
  *
- * The write is blocking (plain write(2) from the loop thread). Assets are images
- * and short videos, whose download took far longer than the write; the friendly
- * API (lua/sluice/assets.lua) caps their size.
+ * A pending asset (begin_asset) is a temporary file <dir>/.partial-XXXXXX that a
+ * request writes its body to as it arrives (lua_http.c hands the bytes to
+ * sl_asset_sink_write), hashed on the way, so a download is never held in
+ * memory whatever its size. Committing renames it into place; discarding (or
+ * dropping it unfinished) removes it. Files a killed process left behind are
+ * removed by the next process's first begin_asset once they are an hour old.
+ *
+ * Writes are blocking (plain write(2) from the loop thread): a local disk takes
+ * them far faster than a download delivers them.
  */
 #include "config.h"
 #include "ctx.h"
 #include "runtime_int.h"
+#include "sha256.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -30,105 +41,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
-
-/* ------------------------------------------------------------------ sha256 */
-
-typedef struct {
-    uint32_t h[8];
-    uint64_t bits;
-    unsigned char block[64];
-    size_t used;
-} sl_sha256;
-
-static const uint32_t sha256_k[64] = {
-    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
-    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
-    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
-    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
-};
-
-static uint32_t ror32(uint32_t x, int n)
-{
-    return (x >> n) | (x << (32 - n));
-}
-
-static void sha256_block(sl_sha256 *s, const unsigned char *p)
-{
-    uint32_t w[64];
-    for (size_t i = 0; i < 16; i++)
-        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
-               (uint32_t)p[4 * i + 2] << 8 | (uint32_t)p[4 * i + 3];
-    for (int i = 16; i < 64; i++) {
-        uint32_t s0 = ror32(w[i - 15], 7) ^ ror32(w[i - 15], 18) ^ (w[i - 15] >> 3);
-        uint32_t s1 = ror32(w[i - 2], 17) ^ ror32(w[i - 2], 19) ^ (w[i - 2] >> 10);
-        w[i] = w[i - 16] + s0 + w[i - 7] + s1;
-    }
-    uint32_t a = s->h[0], b = s->h[1], c = s->h[2], d = s->h[3];
-    uint32_t e = s->h[4], f = s->h[5], g = s->h[6], h = s->h[7];
-    for (int i = 0; i < 64; i++) {
-        uint32_t t1 = h + (ror32(e, 6) ^ ror32(e, 11) ^ ror32(e, 25)) + ((e & f) ^ (~e & g)) +
-                      sha256_k[i] + w[i];
-        uint32_t t2 = (ror32(a, 2) ^ ror32(a, 13) ^ ror32(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
-        h = g;
-        g = f;
-        f = e;
-        e = d + t1;
-        d = c;
-        c = b;
-        b = a;
-        a = t1 + t2;
-    }
-    s->h[0] += a;
-    s->h[1] += b;
-    s->h[2] += c;
-    s->h[3] += d;
-    s->h[4] += e;
-    s->h[5] += f;
-    s->h[6] += g;
-    s->h[7] += h;
-}
-
-/* The SHA-256 of p[0..n) as 64 lower-case hex digits and a NUL. */
-static void sha256_hex(const unsigned char *p, size_t n, char out[65])
-{
-    sl_sha256 s = {{0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c,
-                    0x1f83d9ab, 0x5be0cd19},
-                   0,
-                   {0},
-                   0};
-    s.bits = (uint64_t)n * 8;
-    while (n >= 64) {
-        sha256_block(&s, p);
-        p += 64;
-        n -= 64;
-    }
-    memcpy(s.block, p, n);
-    s.used = n;
-    s.block[s.used++] = 0x80;
-    if (s.used > 56) {
-        memset(s.block + s.used, 0, 64 - s.used);
-        sha256_block(&s, s.block);
-        s.used = 0;
-    }
-    memset(s.block + s.used, 0, 56 - s.used);
-    for (int i = 0; i < 8; i++)
-        s.block[56 + i] = (unsigned char)(s.bits >> (56 - 8 * i));
-    sha256_block(&s, s.block);
-    static const char hex[] = "0123456789abcdef";
-    for (int i = 0; i < 8; i++)
-        for (int j = 0; j < 4; j++) {
-            unsigned char byte = (unsigned char)(s.h[i] >> (24 - 8 * j));
-            out[8 * i + 2 * j] = hex[byte >> 4];
-            out[8 * i + 2 * j + 1] = hex[byte & 15];
-        }
-    out[64] = '\0';
-}
 
 /* ------------------------------------------------------------------ the store */
 
@@ -227,50 +143,255 @@ static int valid_ext(const char *ext, size_t n)
     return 1;
 }
 
-/* put_asset(bytes, ext) → sha256, path, size, created | nil, err */
-static int l_put_asset(lua_State *L)
+static const char *check_ext(lua_State *L, int idx, const char *what)
 {
-    size_t n, extlen;
-    const char *bytes = luaL_checklstring(L, 1, &n);
-    const char *ext = luaL_checklstring(L, 2, &extlen);
-    if (!valid_ext(ext, extlen))
-        return luaL_error(L,
-                          "sluice.assets.put: the extension must be 1-8 lower-case letters "
-                          "or digits, not '%s'",
-                          ext);
-    sl_ctx *ctx = sl_ctx_from_lua(L);
-    char err[PATH_MAX + 128], dir[PATH_MAX], path[PATH_MAX], hash[65];
-    sha256_hex((const unsigned char *)bytes, n, hash);
-    if (asset_dir(ctx, dir, sizeof dir - 4, err, sizeof err) < 0) goto fail;
+    size_t n;
+    const char *ext = luaL_checklstring(L, idx, &n);
+    if (!valid_ext(ext, n))
+        luaL_error(L, "%s: the extension must be 1-8 lower-case letters or digits, not '%s'", what,
+                   ext);
+    return ext;
+}
+
+/* Where bytes with this hash live: their directory (created) and path. Returns
+ * 1 when a file of that size is there already (a size mismatch can only be
+ * damage: it is replaced), 0 when it is not, -1 with a message in err. */
+static int place(const sl_ctx *ctx, const char *hash, const char *ext, size_t size, char *dir,
+                 char *path, char *err, size_t errlen)
+{
+    if (asset_dir(ctx, dir, PATH_MAX - 4, err, errlen) < 0) return -1;
     size_t dl = strlen(dir);
-    snprintf(dir + dl, sizeof dir - dl, "/%.2s", hash);
-    if (snprintf(path, sizeof path, "%s/%s.%s", dir, hash, ext) >= (int)sizeof path) {
-        snprintf(err, sizeof err, "asset path is too long");
-        goto fail;
+    snprintf(dir + dl, PATH_MAX - dl, "/%.2s", hash);
+    if (snprintf(path, PATH_MAX, "%s/%s.%s", dir, hash, ext) >= PATH_MAX) {
+        snprintf(err, errlen, "asset path is too long");
+        return -1;
     }
-    int created = 0;
     struct stat st;
-    /* the same bytes are already stored (a size mismatch can only be damage: rewrite) */
-    if (!(stat(path, &st) == 0 && S_ISREG(st.st_mode) && (size_t)st.st_size == n)) {
-        if (make_dirs(dir, err, sizeof err) < 0) goto fail;
-        if (write_atomically(dir, path, bytes, n, err, sizeof err) < 0) goto fail;
-        created = 1;
-    }
+    if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && (size_t)st.st_size == size) return 1;
+    return make_dirs(dir, err, errlen) < 0 ? -1 : 0;
+}
+
+static int push_stored(lua_State *L, const char *hash, const char *path, size_t size, int created)
+{
     lua_pushstring(L, hash);
     lua_pushstring(L, path);
-    lua_pushinteger(L, (lua_Integer)n);
+    lua_pushinteger(L, (lua_Integer)size);
     lua_pushboolean(L, created);
     return 4;
-fail:
+}
+
+static int push_fail(lua_State *L, const char *err)
+{
     lua_pushnil(L);
     lua_pushstring(L, err);
     return 2;
 }
 
+/* put_asset(bytes, ext) → sha256, path, size, created | nil, err */
+static int l_put_asset(lua_State *L)
+{
+    size_t n;
+    const char *bytes = luaL_checklstring(L, 1, &n);
+    const char *ext = check_ext(L, 2, "sluice.assets.put");
+    sl_ctx *ctx = sl_ctx_from_lua(L);
+    char err[PATH_MAX + 128], dir[PATH_MAX], path[PATH_MAX], hash[65];
+    sl_sha256 s;
+    sl_sha256_init(&s);
+    sl_sha256_update(&s, bytes, n);
+    sl_sha256_hex(&s, hash);
+    int there = place(ctx, hash, ext, n, dir, path, err, sizeof err);
+    if (there < 0) return push_fail(L, err);
+    if (!there && write_atomically(dir, path, bytes, n, err, sizeof err) < 0)
+        return push_fail(L, err);
+    return push_stored(L, hash, path, n, !there);
+}
+
+/* ------------------------------------------------------------------ pending assets */
+
+#define PARTIAL_MT "sluice.pending_asset"
+#define STALE_PARTIAL_SECONDS 3600
+
+typedef struct partial {
+    int fd;   /* -1 once committed or discarded */
+    int busy; /* a request is writing its body here */
+    size_t size;
+    sl_sha256 sha;
+    char path[PATH_MAX];
+} partial;
+
+static void partial_drop(partial *p)
+{
+    if (p->fd < 0) return;
+    close(p->fd);
+    unlink(p->path);
+    p->fd = -1;
+}
+
+/* Removes .partial-* files in dir older than an hour: what a killed process left. */
+static void sweep_stale(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return;
+    time_t now = time(NULL);
+    for (struct dirent *e; (e = readdir(d));) {
+        if (strncmp(e->d_name, ".partial-", 9) != 0) continue;
+        struct stat st;
+        if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+            now - st.st_mtime > STALE_PARTIAL_SECONDS)
+            unlinkat(dirfd(d), e->d_name, 0);
+    }
+    closedir(d);
+}
+
+/* begin_asset() → part | nil, err */
+static int l_begin_asset(lua_State *L)
+{
+    sl_ctx *ctx = sl_ctx_from_lua(L);
+    char err[PATH_MAX + 128], dir[PATH_MAX];
+    if (asset_dir(ctx, dir, sizeof dir - 20, err, sizeof err) < 0 ||
+        make_dirs(dir, err, sizeof err) < 0)
+        return push_fail(L, err);
+    if (!ctx->assets_swept) {
+        ctx->assets_swept = 1;
+        sweep_stale(dir);
+    }
+    partial *p = lua_newuserdatauv(L, sizeof *p, 0);
+    p->fd = -1;
+    p->busy = 0;
+    p->size = 0;
+    sl_sha256_init(&p->sha);
+    luaL_setmetatable(L, PARTIAL_MT);
+    if (snprintf(p->path, sizeof p->path, "%s/.partial-XXXXXX", dir) >= (int)sizeof p->path)
+        return push_fail(L, "asset path is too long");
+    p->fd = mkstemp(p->path);
+    if (p->fd < 0) {
+        snprintf(err, sizeof err, "cannot write to the asset directory %s: %s", dir,
+                 strerror(errno));
+        return push_fail(L, err);
+    }
+    return 1;
+}
+
+static partial *check_partial(lua_State *L, int idx, const char *what)
+{
+    partial *p = luaL_checkudata(L, idx, PARTIAL_MT);
+    if (p->fd < 0) luaL_error(L, "%s: the pending asset was already committed or discarded", what);
+    if (p->busy) luaL_error(L, "%s: a request is still writing to the pending asset", what);
+    return p;
+}
+
+/* part:commit(ext) → sha256, path, size, created | nil, err. The pending file is
+ * gone either way. */
+static int l_partial_commit(lua_State *L)
+{
+    partial *p = check_partial(L, 1, "commit");
+    const char *ext = check_ext(L, 2, "commit");
+    char err[PATH_MAX + 128], dir[PATH_MAX], path[PATH_MAX], hash[65];
+    sl_sha256_hex(&p->sha, hash);
+    size_t size = p->size;
+    int there = place(sl_ctx_from_lua(L), hash, ext, size, dir, path, err, sizeof err);
+    if (there < 0) {
+        partial_drop(p);
+        return push_fail(L, err);
+    }
+    if (!there) {
+        if (fchmod(p->fd, 0644) < 0 || rename(p->path, path) < 0) {
+            snprintf(err, sizeof err, "cannot store %s: %s", path, strerror(errno));
+            partial_drop(p);
+            return push_fail(L, err);
+        }
+        close(p->fd);
+        p->fd = -1;
+    } else {
+        partial_drop(p);
+    }
+    return push_stored(L, hash, path, size, !there);
+}
+
+/* part:discard(); also __close and __gc (a no-op once committed). */
+static int l_partial_discard(lua_State *L)
+{
+    partial *p = luaL_checkudata(L, 1, PARTIAL_MT);
+    if (p->busy) return luaL_error(L, "discard: a request is still writing to the pending asset");
+    partial_drop(p);
+    return 0;
+}
+
+static int l_partial_gc(lua_State *L)
+{
+    partial_drop(luaL_checkudata(L, 1, PARTIAL_MT));
+    return 0;
+}
+
+/* part:size() → bytes written so far */
+static int l_partial_size(lua_State *L)
+{
+    partial *p = luaL_checkudata(L, 1, PARTIAL_MT);
+    lua_pushinteger(L, (lua_Integer)p->size);
+    return 1;
+}
+
+static int l_partial_tostring(lua_State *L)
+{
+    partial *p = luaL_checkudata(L, 1, PARTIAL_MT);
+    lua_pushfstring(L, "pending asset (%I bytes%s)", (lua_Integer)p->size,
+                    p->fd < 0 ? ", closed" : "");
+    return 1;
+}
+
+void *sl_asset_sink_claim(lua_State *L, int idx, const char *what)
+{
+    if (!luaL_testudata(L, idx, PARTIAL_MT))
+        luaL_error(L, "%s: save_to must be a pending asset from sluice.assets.begin(), not a %s",
+                   what, luaL_typename(L, idx));
+    partial *p = check_partial(L, idx, what);
+    if (p->size > 0)
+        luaL_error(L, "%s: save_to: the pending asset has been written already (begin a new one)",
+                   what);
+    p->busy = 1;
+    return p;
+}
+
+int sl_asset_sink_write(void *sink, const char *buf, size_t n)
+{
+    partial *p = sink;
+    sl_sha256_update(&p->sha, buf, n);
+    for (size_t off = 0; off < n;) {
+        ssize_t w = write(p->fd, buf + off, n - off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) return errno;
+        off += (size_t)w;
+    }
+    p->size += n;
+    return 0;
+}
+
+void sl_asset_sink_done(void *sink)
+{
+    if (sink) ((partial *)sink)->busy = 0;
+}
+
 int luaopen_sluice_files(lua_State *L)
 {
+    static const luaL_Reg methods[] = {
+        {"commit", l_partial_commit},
+        {"discard", l_partial_discard},
+        {"size", l_partial_size},
+        {NULL, NULL},
+    };
+    luaL_newmetatable(L, PARTIAL_MT);
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_partial_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, l_partial_gc);
+    lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, l_partial_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
     static const luaL_Reg fns[] = {
         {"put_asset", l_put_asset},
+        {"begin_asset", l_begin_asset},
         {NULL, NULL},
     };
     luaL_newlib(L, fns);

@@ -7,9 +7,13 @@
  *   res, err = request{ method = "GET", url = "https://…",
  *                       headers = { Name = "value", … }, body = "…",
  *                       timeout = 30, max_bytes = 52428800, follow = true,
- *                       max_redirects = 5, limit_key = "graph" }
+ *                       max_redirects = 5, limit_key = "graph",
+ *                       save_to = part }   -- a pending asset (lua_files.c)
  *   res = { status = 200, headers = { ["content-type"] = "…", … },
- *           body = "…", url = "final url", seconds = 0.012 }
+ *           body = "…", size = 1234, url = "final url", seconds = 0.012 }
+ *   With save_to the body is written to the pending asset as it arrives and
+ *   res.body holds only its first SAVE_HEAD bytes (enough to tell a file's type
+ *   and an image's size); res.size is the whole body's.
  *   err = "connection refused" | "timed out after 2s" | "too many redirects" |
  *         "invalid url '…': …" (returned at once) | …
  *
@@ -34,6 +38,7 @@
 #include <string.h>
 
 #define WHAT "sluice.http.request"
+#define SAVE_HEAD ((size_t)256 << 10)
 
 static sl_http *http_of(sl_ctx *ctx)
 {
@@ -93,13 +98,15 @@ static int push_response(lua_State *co, void *data)
             lua_pushstring(co, r->error);
             n = 2;
         } else {
-            lua_createtable(co, 0, 5);
+            lua_createtable(co, 0, 6);
             lua_pushinteger(co, r->status);
             lua_setfield(co, -2, "status");
             push_headers(co, r->headers, r->headers_len);
             lua_setfield(co, -2, "headers");
             lua_pushlstring(co, r->body, r->body_len);
             lua_setfield(co, -2, "body");
+            lua_pushinteger(co, (lua_Integer)r->body_size);
+            lua_setfield(co, -2, "size");
             lua_pushstring(co, r->url);
             lua_setfield(co, -2, "url");
             lua_pushnumber(co, r->seconds);
@@ -107,6 +114,7 @@ static int push_response(lua_State *co, void *data)
             n = 1;
         }
     }
+    sl_asset_sink_done(sl_http_sink_data(req));
     sl_http_req_free(req);
     return n;
 }
@@ -118,6 +126,7 @@ static void request_done(sl_http_req *req, void *data)
 
 static void request_cancel(void *op)
 {
+    sl_asset_sink_done(sl_http_sink_data(op));
     sl_http_cancel(op); /* removes the transfer from the multi handle at once */
 }
 
@@ -264,6 +273,13 @@ static int l_request(lua_State *L)
     if (!lua_isyieldable(L))
         return luaL_error(L, WHAT " cannot wait here (inside a metamethod or a C iterator)");
 
+    /* stays on the stack (keeps the pending asset alive) while the request runs */
+    if (lua_getfield(L, 1, "save_to") != LUA_TNIL) {
+        o.sink_data = sl_asset_sink_claim(L, lua_gettop(L), WHAT);
+        o.sink = sl_asset_sink_write;
+        o.keep_head = SAVE_HEAD;
+    }
+
     /* From here on nothing raises until the request is parked. */
     sl_buf hb = {0};
     if (ty == LUA_TTABLE) {
@@ -274,6 +290,7 @@ static int l_request(lua_State *L)
     sl_http_req *req = sl_http_start(http_of(sl_task_ctx(t)), &o, request_done, t, err, sizeof err);
     sl_buf_free(&hb);
     if (!req) { /* an unusable URL (often data, e.g. a scraped link): known at once */
+        sl_asset_sink_done(o.sink_data);
         lua_pushnil(L);
         lua_pushstring(L, err);
         return 2;

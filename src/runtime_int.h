@@ -125,6 +125,14 @@ void sl_runtime_cancel_all(sl_runtime *rt);
 int sl_host_push_handler(sl_runtime *rt, const char *job_type, double *timeout,
                          const char **version);
 
+/* A pending asset (sluice.assets.begin; lua_files.c) as the body sink of a
+ * request (lua_http.c). claim raises unless the value at idx is an open, empty,
+ * idle pending asset, and marks it busy until sink_done; write is the sink
+ * (sl_http_opts.sink). The value must stay referenced while the request runs. */
+void *sl_asset_sink_claim(lua_State *L, int idx, const char *what);
+int sl_asset_sink_write(void *sink, const char *p, size_t n);
+void sl_asset_sink_done(void *sink);
+
 /* Module openers, one per lua_<module>.c. */
 int luaopen_sluice_core(lua_State *L);
 int luaopen_sluice_db(lua_State *L);

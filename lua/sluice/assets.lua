@@ -12,13 +12,15 @@
 --
 -- The store is the directory SLUICE_ASSET_DIR (default $SLUICE_HOME/assets); a
 -- file lives at <dir>/<key>. The same bytes downloaded from two URLs are one file.
+-- A download streams to a pending file in the store (sluice.assets.begin) as it
+-- arrives and is hashed on the way: only its first 256 KiB are in memory, to
+-- tell its type and an image's size, whatever the file's size.
 
 local M = {}
 
--- A download is held in memory (the Lua state's, capped at 512 MB by default)
--- until it is stored, so sizes are bounded; a larger file is not_downloadable.
-M.MAX_BYTES = { image = 30 * 1024 * 1024, video = 100 * 1024 * 1024 }
-M.TIMEOUT = 120
+-- Larger files are not_downloadable; the whole transfer must end within TIMEOUT.
+M.MAX_BYTES = { image = 30 * 1024 * 1024, video = 1024 * 1024 * 1024 }
+M.TIMEOUT = { image = 120, video = 600 }
 
 local EXT = {
   ["image/jpeg"] = "jpg", ["image/jpg"] = "jpg", ["image/pjpeg"] = "jpg", ["image/png"] = "png",
@@ -71,20 +73,25 @@ local function media_type(header)
   return header:match("^%s*([^;%s]+)"):lower()
 end
 
+local function describe(mime, ext, head, sha, size, created)
+  local info = { key = sha:sub(1, 2) .. "/" .. sha .. "." .. ext, sha256 = sha, size = size,
+                 mime_type = mime, ext = ext, created = created }
+  if mime and mime:match("^image/") then info.width, info.height = M.dimensions(head, mime) end
+  return info
+end
+
 -- Stores bytes already in hand: info | nil, err
 function M.store(bytes, mime)
   local ext = EXT[mime] or "bin"
   local sha, path_or_err, size, created = sluice.assets.put(bytes, ext)
   if not sha then return nil, path_or_err end
-  local info = { key = sha:sub(1, 2) .. "/" .. sha .. "." .. ext, sha256 = sha, size = size,
-                 mime_type = mime, ext = ext, created = created }
-  if mime and mime:match("^image/") then info.width, info.height = M.dimensions(bytes, mime) end
-  return info
+  return describe(mime, ext, bytes, sha, size, created)
 end
 
 -- download(url, opts) → info | nil, err, class
 --   opts.kind: "image" | "video" (required: the content must be of that kind)
---   opts.max_bytes (default 30 MB images, 500 MB videos), opts.timeout (120 s)
+--   opts.max_bytes (default 30 MB images, 1 GB videos), opts.timeout (120 s
+--   images, 600 s videos)
 function M.download(url, opts)
   local kind = opts and opts.kind
   if kind ~= "image" and kind ~= "video" then
@@ -94,8 +101,12 @@ function M.download(url, opts)
     return nil, "not an http(s) URL", "not_downloadable"
   end
   local max = opts.max_bytes or M.MAX_BYTES[kind]
+  -- removed when this function returns, unless committed
+  local part <close>, perr = sluice.assets.begin()
+  if not part then return nil, perr, "store" end
   local res, err = sluice.http.request({
-    method = "GET", url = url, timeout = opts.timeout or M.TIMEOUT, max_bytes = max, follow = true,
+    method = "GET", url = url, timeout = opts.timeout or M.TIMEOUT[kind], max_bytes = max,
+    follow = true, save_to = part,
   })
   if not res then
     if err and err:match("^response larger than") then return nil, err, "not_downloadable" end
@@ -105,11 +116,11 @@ function M.download(url, opts)
     return nil, ("HTTP %d"):format(res.status), "not_downloadable"
   end
   if not res.ok then return nil, ("HTTP %d"):format(res.status), "failed" end
-  local body = res.body
-  if #body == 0 then return nil, "empty body", "failed" end
+  local head = res.body -- the first 256 KiB
+  if res.size == 0 then return nil, "empty body", "failed" end
   -- the bytes decide; the header must not contradict them
   local declared = media_type(res.headers["content-type"])
-  local sniffed = M.sniff(body)
+  local sniffed = M.sniff(head)
   local generic = declared == nil or declared == "application/octet-stream"
     or declared == "binary/octet-stream"
   if not generic and not declared:match("^" .. kind .. "/") then
@@ -120,8 +131,10 @@ function M.download(url, opts)
     return nil, ("the bytes are not a known %s format (content type %s)"):format(kind, declared or "none"),
       "failed"
   end
-  local info, serr = M.store(body, mime)
-  if not info then return nil, serr, "store" end
+  local ext = EXT[mime] or "bin"
+  local sha, path_or_err, size, created = part:commit(ext)
+  if not sha then return nil, path_or_err, "store" end
+  local info = describe(mime, ext, head, sha, size, created)
   info.url = url
   return info
 end

@@ -10,8 +10,10 @@
 --     json = { … } | body = "…",                         -- json sets Content-Type
 --     timeout = 30, max_bytes = 50 * 1024 * 1024, follow = true,
 --     limit_key = "graph",                               -- a named limiter
+--     save_to = part,        -- sluice.assets.begin(): the body streams to disk
 --   }
---   res.status, res.headers["Content-Type"] (any case), res.body, res:json()
+--   res.status, res.headers["Content-Type"] (any case), res.body, res.size,
+--   res:json()   (with save_to, res.body is only the body's first 256 KiB)
 --   err: "connection refused", "timed out after 30s", "too many redirects", …
 --
 -- A response with any status is a response (check res.status or res.ok); only
@@ -110,6 +112,7 @@ return function(drv)
   local OPTIONS = {
     method = true, url = true, query = true, headers = true, body = true, json = true,
     timeout = true, max_bytes = true, follow = true, max_redirects = true, limit_key = true,
+    save_to = true,
   }
 
   local function has_header(h, name)
@@ -155,7 +158,7 @@ return function(drv)
     local res, err = drv.request({
       method = method, url = url, headers = headers, body = body, timeout = opts.timeout,
       max_bytes = opts.max_bytes, follow = opts.follow, max_redirects = opts.max_redirects,
-      limit_key = opts.limit_key,
+      limit_key = opts.limit_key, save_to = opts.save_to,
     })
     if not res then return nil, err end
     setmetatable(res.headers, headers_mt)

@@ -207,10 +207,13 @@ function db.transaction(fn, ...)
 end
 sluice.db = readonly(db, "sluice.db")
 
--- sluice.assets.put(bytes, ext) → sha256, path, size, created | nil, err: the
--- content-addressed asset store (src/lua_files.c); the only file a handler can
--- write, at a path it cannot choose. lua/sluice/assets.lua builds on it.
-sluice.assets = readonly({ put = drivers.files.put_asset }, "sluice.assets")
+-- sluice.assets.put(bytes, ext) → sha256, path, size, created | nil, err, and
+-- sluice.assets.begin() → a pending asset a request streams its body into
+-- (save_to), then part:commit(ext) → the same four: the content-addressed asset
+-- store (src/lua_files.c); the only files a handler can write, at paths it
+-- cannot choose. lua/sluice/assets.lua builds on them.
+sluice.assets = readonly({ put = drivers.files.put_asset, begin = drivers.files.begin_asset },
+  "sluice.assets")
 
 -- sluice.http, sluice.retry, sluice.spawn / wait / map: Lua libraries over C
 -- drivers (lua/sluice/http.lua, retry.lua, spawn.lua), loaded on first use.

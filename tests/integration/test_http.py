@@ -9,8 +9,11 @@ against a fresh database. Only 127.0.0.1 is contacted; every subprocess and
 every wait is bounded.
 """
 
+import glob
+import hashlib
 import json
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -49,6 +52,28 @@ def base_env(extra=None):
 
 
 HOME = tempfile.TemporaryDirectory(prefix="sluice-http-")
+
+# /bytes/N serves byte i = i % 256 (tests/fixtures/http_fixture.py)
+PATTERN = bytes(range(256)) * 256
+
+
+def pattern_sha256(n):
+    h = hashlib.sha256()
+    for _ in range(n // len(PATTERN)):
+        h.update(PATTERN)
+    h.update(PATTERN[:n % len(PATTERN)])
+    return h.hexdigest()
+
+
+def pending_files(store):
+    return sorted(os.path.basename(p) for p in glob.glob(os.path.join(store, ".partial-*")))
+
+# Runs a command and prints its peak RSS in KiB (the only child this process waits for).
+PEAK_RSS = ("import resource, subprocess, sys\n"
+            "p = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)\n"
+            "sys.stdout.buffer.write(p.stdout)\n"
+            "print('peak_rss_kib', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+            "sys.exit(p.returncode)\n")
 
 
 class HttpExec(unittest.TestCase):
@@ -135,6 +160,125 @@ class HttpExec(unittest.TestCase):
         self.assertEqual(out[1], "PUT\ttext/plain\traw text")
         self.assertEqual(out[2], "POST")
         self.assertEqual(out[3], "503\tfalse")  # non-2xx statuses are responses, not errors
+
+    # -------------------------------------------------------------- streaming to the asset store
+
+    def test_save_to_streams_the_body_to_the_asset_store(self):
+        n = 64 * 1024 * 1024
+        with tempfile.TemporaryDirectory(prefix="sluice-assets-") as store:
+            with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+                f.write(textwrap.dedent("""
+                    local url = arg[1] .. "/bytes/" .. arg[2]
+                    local part = assert(sluice.assets.begin())
+                    local res = assert(sluice.http.get(url, { save_to = part, max_bytes = 2^30 }))
+                    print(res.status, res.size, #res.body, part:size(), tostring(part):match("^pending asset") ~= nil)
+                    print(part:commit("bin"))
+                    print(part:discard())  -- after a commit: nothing to do
+                    -- the same bytes again: stored once
+                    local again = assert(sluice.assets.begin())
+                    assert(sluice.http.get(url, { save_to = again, max_bytes = 2^30 }))
+                    print(again:commit("bin"))
+                """))
+                script = f.name
+            try:
+                proc = subprocess.run([sys.executable, "-c", PEAK_RSS, pgfixture.sluice_bin(), "exec",
+                                       script, self.url, str(n)],
+                                      env=base_env({"SLUICE_ASSET_DIR": store}), capture_output=True,
+                                      text=True, timeout=TIMEOUT)
+            finally:
+                os.unlink(script)
+            self.assertEqual(proc.returncode, 0, proc.stdout + proc.stderr)
+            self.assertNotIn("Sanitizer", proc.stdout)
+            out = self.lines(proc)
+            self.assertEqual(out[0], f"200\t{n}\t{256 * 1024}\t{n}\ttrue")
+            sha = pattern_sha256(n)
+            path = os.path.join(store, sha[:2], sha + ".bin")
+            self.assertEqual(out[1], f"{sha}\t{path}\t{n}\ttrue")
+            self.assertEqual(out[2], "")
+            self.assertEqual(out[3], f"{sha}\t{path}\t{n}\tfalse")
+            self.assertEqual(os.path.getsize(path), n)
+            with open(path, "rb") as fh:
+                self.assertEqual(fh.read(len(PATTERN)), PATTERN)
+            self.assertEqual(pending_files(store), [])
+            # never held in memory: held, the body alone would be 64 MiB (twice, as a Lua string)
+            peak = int(out[-1].split()[1]) / 1024
+            self.assertLess(peak, 48, f"peak RSS {peak:.1f} MB for a {n >> 20} MiB download")
+
+    def test_save_to_failures_leave_no_file(self):
+        with tempfile.TemporaryDirectory(prefix="sluice-assets-") as store:
+            proc, _ = self.lua("""
+                local base = arg[1]
+                local part = assert(sluice.assets.begin())
+                print(sluice.http.get(base .. "/bytes/3000000", { save_to = part, max_bytes = 1000000 }))
+                print(part:size())  -- refused on its Content-Length, before any byte
+                part:discard()
+                print(pcall(part.commit, part, "bin"))
+                -- an error status is a response; its body is in the file like any other
+                local p404 <close> = assert(sluice.assets.begin())
+                local res = sluice.http.get(base .. "/status/404", { save_to = p404 })
+                print(res.status, res.size > 0, p404:size() == res.size)
+                -- a request cannot start: the pending asset is still usable
+                local p = assert(sluice.assets.begin())
+                print(sluice.http.get("ftp://127.0.0.1/x", { save_to = p }))
+                print(p:size(), (sluice.http.get(base .. "/bytes/5", { save_to = p })).size)
+                print(pcall(sluice.http.get, base .. "/bytes/10", { save_to = p }))
+                print(pcall(p.commit, p, "BIN"))
+                print(select(3, p:commit("bin")))
+                -- a second task cannot take the file from under a request
+                local slow = assert(sluice.assets.begin())
+                local t = sluice.spawn(function()
+                  return sluice.http.get(base .. "/slow-body?chunks=5&gap_ms=60&size=10", { save_to = slow })
+                end)
+                sluice.sleep(0.05)
+                print(pcall(slow.discard, slow))
+                print(pcall(sluice.http.get, base .. "/bytes/1", { save_to = slow }))
+                print(sluice.wait(t).size, slow:size())
+                slow:discard()
+                print(pcall(sluice.http.get, base .. "/bytes/1", { save_to = "file.bin" }))
+            """, env={"SLUICE_ASSET_DIR": store})
+            out = self.lines(proc)
+            self.assertEqual(out[0], "nil\tresponse larger than 1000000 bytes")
+            self.assertEqual(out[1], "0")
+            self.assertTrue(out[2].startswith("false\t"), out[2])
+            self.assertIn("already committed or discarded", out[2])
+            self.assertEqual(out[3], "404\ttrue\ttrue")
+            self.assertEqual(out[4], "nil\tinvalid url 'ftp://127.0.0.1/x': only http:// and https:// are supported")
+            self.assertEqual(out[5], "0\t5")
+            self.assertTrue(out[6].startswith("false\t") and "has been written already" in out[6], out[6])
+            self.assertTrue(out[7].startswith("false\t") and "extension must be" in out[7], out[7])
+            self.assertEqual(out[8], "5\ttrue")
+            self.assertTrue(out[9].startswith("false\t") and "still writing" in out[9], out[9])
+            self.assertTrue(out[10].startswith("false\t") and "still writing" in out[10], out[10])
+            self.assertEqual(out[11], "50\t50")
+            self.assertTrue(out[12].startswith("false\t") and "save_to must be a pending asset" in out[12],
+                            out[12])
+            self.assertEqual(pending_files(store), [])
+            self.assertEqual(len(glob.glob(os.path.join(store, "*", "*.bin"))), 1)
+
+    def test_stale_pending_files_are_swept(self):
+        with tempfile.TemporaryDirectory(prefix="sluice-assets-") as store:
+            old, new = os.path.join(store, ".partial-old123"), os.path.join(store, ".partial-new123")
+            for path in (old, new):
+                with open(path, "wb") as fh:
+                    fh.write(b"x")
+            two_hours_ago = time.time() - 7200
+            os.utime(old, (two_hours_ago, two_hours_ago))
+            self.lua("""
+                local a = assert(sluice.assets.begin())
+                local b = assert(sluice.assets.begin())
+                print(a:size(), b:size())
+            """, env={"SLUICE_ASSET_DIR": store})
+            # the killed process's old file went; a live one's (or a recent one's) stays
+            self.assertEqual(pending_files(store), [".partial-new123"])
+
+    def test_asset_store_that_cannot_be_written(self):
+        with tempfile.TemporaryDirectory(prefix="sluice-assets-") as d:
+            blocker = os.path.join(d, "file")
+            with open(blocker, "w") as fh:
+                fh.write("not a directory")
+            proc, _ = self.lua("print(sluice.assets.begin())", env={"SLUICE_ASSET_DIR": blocker})
+            self.assertEqual(self.lines(proc),
+                             [f"nil\tcannot use {blocker} as the asset directory: not a directory"])
 
     # -------------------------------------------------------------- transport failures
 
@@ -454,6 +598,25 @@ class HttpRun(harness.SluiceTest):
             self.assertLess(time.monotonic(), deadline, f"the fixture never saw the hang-up: {log}")
             time.sleep(0.05)
         self.assertLess(log[0]["t_end"] - log[0]["t"], 5)
+
+    def test_run_cut_off_mid_download_leaves_no_pending_file(self):
+        self.fx.reset()
+        with tempfile.TemporaryDirectory(prefix="sluice-assets-") as store:
+            os.chmod(store, 0o777)
+            with self.serve("--concurrency", "2", env=self.env({"SLUICE_ASSET_DIR": store})) as d:
+                self.wait_listening()
+                url = self.fx.url + "/slow-body?chunks=100&gap_ms=100&size=1000"
+                self.sluice("queue", "asset_slow", "--params", json.dumps({"url": url}),
+                            env=self.env({"SLUICE_ASSET_DIR": store}))
+                self.wait_for(lambda: pending_files(store), message="the download never started")
+                self.wait_for(lambda: self.scalar("SELECT count(*) FROM sluice.scheduled_job_runs "
+                                                  "WHERE job_type = 'asset_slow' AND status = 'failed'") == "1",
+                              message="the run never timed out")
+                err = self.scalar("SELECT error_message FROM sluice.scheduled_job_runs WHERE job_type = 'asset_slow'")
+                self.assertIn("timed out after 1s", err)
+                # removed as the run ended, while the daemon lives on (not when it exits)
+                self.assertEqual(pending_files(store), [])
+                self.assertIsNone(d.proc.poll())
 
 
 if __name__ == "__main__":
