@@ -1,14 +1,16 @@
 /*
  * cli.c — helpers shared by the one-shot subcommands: error output, resolving
  * and opening the database (embedded cluster or DATABASE_URL), running SQL with
- * readable errors.
+ * readable errors, and resolving the (shortened) ids the tables show.
  */
 #include "cli.h"
+#include "buf.h"
 #include "config.h"
 #include "embedded_pg.h"
 #include "migrate.h"
 #include "pg.h"
 
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -168,4 +170,75 @@ PGresult *sl_cli_exec(PGconn *c, const char *sql, int nparams, const char *const
         sl_cli_error("%s", PQerrorMessage(c));
     PQclear(r);
     return NULL;
+}
+
+/* Bounds of the ids that start with hex digits h[0..n): h padded with 0s and
+ * with fs, as UUIDs. */
+static void prefix_bounds(const char *h, size_t n, char lo[37], char hi[37])
+{
+    size_t k = 0;
+    for (size_t i = 0; i < 32; i++) {
+        if (i == 8 || i == 12 || i == 16 || i == 20) {
+            lo[k] = hi[k] = '-';
+            k++;
+        }
+        lo[k] = i < n ? h[i] : '0';
+        hi[k] = i < n ? h[i] : 'f';
+        k++;
+    }
+    lo[k] = hi[k] = '\0';
+}
+
+int sl_cli_find_id(PGconn *c, const char *what, const char *id, int jobs_only, char kind[8],
+                   char full[40])
+{
+    const char *noun = jobs_only ? "job" : "run or job";
+    char hex[33];
+    size_t n = 0, len = strlen(id);
+    int ok = len >= 4 && len <= 36;
+    for (size_t i = 0; ok && i < len; i++) {
+        if (id[i] == '-') continue;
+        ok = isxdigit((unsigned char)id[i]) && n < 32;
+        if (ok) hex[n++] = (char)tolower((unsigned char)id[i]);
+    }
+    if (!ok || n < 4) {
+        sl_cli_error("%s: '%s' is not a %s id (give it whole, or at least its first 4 "
+                     "characters, as the tables show them)",
+                     what, id, noun);
+        return 2;
+    }
+    char lo[37], hi[37];
+    prefix_bounds(hex, n, lo, hi);
+    const char *p[] = {lo, hi};
+    /* a range of the primary keys: an index scan, however many rows there are */
+    PGresult *r = sl_cli_exec(
+        c,
+        jobs_only ? "SELECT 'job', id::text FROM sluice.scheduled_jobs WHERE id BETWEEN $1 AND $2 "
+                    "ORDER BY 2 LIMIT 4"
+                  : "SELECT kind, id::text FROM ("
+                    " SELECT 'run' AS kind, id FROM sluice.scheduled_job_runs"
+                    "  WHERE id BETWEEN $1 AND $2"
+                    " UNION ALL"
+                    " SELECT 'job', id FROM sluice.scheduled_jobs"
+                    "  WHERE id BETWEEN $1 AND $2) x ORDER BY 1, 2 LIMIT 4",
+        2, p);
+    if (!r) return 2;
+    int rows = PQntuples(r), status = 0;
+    if (rows == 0) {
+        sl_cli_error("%s: no %s with id '%s'", what, noun, id);
+        status = 2;
+    } else if (rows > 1) {
+        sl_buf b = {0};
+        for (int i = 0; i < rows && i < 3; i++)
+            sl_buf_printf(&b, "%s%s %s", i ? ", " : "", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1));
+        sl_cli_error("%s: id prefix '%s' is ambiguous (%s%s): give more characters", what, id,
+                     sl_buf_str(&b), rows > 3 ? ", …" : "");
+        sl_buf_free(&b);
+        status = 2;
+    } else {
+        snprintf(kind, 8, "%s", PQgetvalue(r, 0, 0));
+        snprintf(full, 40, "%s", PQgetvalue(r, 0, 1));
+    }
+    PQclear(r);
+    return status;
 }

@@ -44,6 +44,13 @@ void sl_cli_early_free(sl_cli_early *e);
  * hint if any) and returns NULL. Caller PQclear()s. */
 PGresult *sl_cli_exec(PGconn *c, const char *sql, int nparams, const char *const *params);
 
+/* Resolves a run or job id, whole or shortened to a unique prefix of at least 4
+ * hex digits (as the tables show them): "run" or "job" into kind, the full id
+ * into full. jobs_only: among jobs only. Returns 0, or 2 after printing why not
+ * (prefixed with what, the command). */
+int sl_cli_find_id(PGconn *c, const char *what, const char *id, int jobs_only, char kind[8],
+                   char full[40]);
+
 /* True when argv[i] is "-h" or "--help". */
 int sl_cli_wants_help(int argc, char **argv);
 

@@ -120,14 +120,20 @@ int sl_cmd_jobs_control(const sl_config *cfg, int argc, char **argv)
     int status = 0;
     char sql[128];
     snprintf(sql, sizeof sql, "SELECT %s($1::uuid)", fn);
+    char what[32], kind[8], full[40];
+    snprintf(what, sizeof what, "jobs %s", action);
     for (int i = 2; i < argc; i++) {
-        const char *p[] = {argv[i]};
+        if (sl_cli_find_id(c, what, argv[i], 1, kind, full) != 0) {
+            status = 2;
+            continue;
+        }
+        const char *p[] = {full};
         PGresult *r = sl_cli_exec(c, sql, 1, p);
         if (!r) {
             status = 2;
             continue;
         }
-        printf("%s  %s\n", argv[i], PQgetvalue(r, 0, 0));
+        printf("%s  %s\n", full, PQgetvalue(r, 0, 0));
         PQclear(r);
     }
     PQfinish(c);

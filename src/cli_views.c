@@ -601,7 +601,10 @@ static void jobs_usage(FILE *out)
                  "  --brand B    only jobs for brand B       --platform  only platform jobs\n"
                  "  --param K=V  only jobs whose parameter K is V (as text); repeatable\n"
                  "  --limit N    at most N jobs (default 20)\n"
-                 "  --json       the rows of sluice.jobs_overview as a JSON array\n");
+                 "  --json       the rows of sluice.jobs_overview as a JSON array\n\n"
+                 "cancel ends a job for good (a run in flight is told to stop); pause holds\n"
+                 "it until resume. A JOB_ID may be shortened to a unique prefix of at least 4\n"
+                 "characters, as the table shows it.\n");
 }
 
 static const char jobs_where[] =
@@ -724,54 +727,6 @@ static void show_usage(FILE *out)
             "  --json   {\"kind\": \"run\", \"run\": {…, logs, result}, \"job\": {…}} or\n"
             "           {\"kind\": \"job\", \"job\": {…}, \"runs\": […]}, with the columns of\n"
             "           sluice.recent_runs and sluice.jobs_overview as keys\n");
-}
-
-/* Finds the run or job an id (or unique prefix) names: kind "run"/"job" and
- * full id into the outputs. Returns 0, or 2 after printing the error. */
-static int find_id(PGconn *c, const char *id, char kind[8], char full[40])
-{
-    char lower[40];
-    size_t n = strlen(id);
-    if (n < 4 || n > 36) {
-        sl_cli_error("show: '%s' is not a run or job id (give at least 4 characters of one)", id);
-        return 2;
-    }
-    for (size_t i = 0; i <= n; i++) {
-        char ch = (char)tolower((unsigned char)id[i]);
-        if (ch && !isxdigit((unsigned char)ch) && ch != '-') {
-            sl_cli_error("show: '%s' is not a run or job id", id);
-            return 2;
-        }
-        lower[i] = ch;
-    }
-    const char *p[] = {lower};
-    PGresult *r = run_sql(c,
-                          "SELECT kind, id::text FROM ("
-                          " SELECT 'run' AS kind, id FROM sluice.scheduled_job_runs"
-                          "  WHERE id::text LIKE $1 || '%'"
-                          " UNION ALL"
-                          " SELECT 'job', id FROM sluice.scheduled_jobs"
-                          "  WHERE id::text LIKE $1 || '%') x ORDER BY 1, 2 LIMIT 4",
-                          1, p);
-    if (!r) return 2;
-    int rows = PQntuples(r), status = 0;
-    if (rows == 0) {
-        sl_cli_error("no run or job with id '%s'", id);
-        status = 2;
-    } else if (rows > 1) {
-        sl_buf b = {0};
-        for (int i = 0; i < rows && i < 3; i++)
-            sl_buf_printf(&b, "%s%s %s", i ? ", " : "", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1));
-        sl_cli_error("id prefix '%s' is ambiguous (%s%s): give more characters", id, sl_buf_str(&b),
-                     rows > 3 ? ", …" : "");
-        sl_buf_free(&b);
-        status = 2;
-    } else {
-        snprintf(kind, 8, "%s", PQgetvalue(r, 0, 0));
-        snprintf(full, 40, "%s", PQgetvalue(r, 0, 1));
-    }
-    PQclear(r);
-    return status;
 }
 
 /* "  label       value" lines; NULL values are skipped. */
@@ -964,7 +919,7 @@ int sl_cmd_show(const sl_config *cfg, int argc, char **argv)
     PGconn *c = view_connect(cfg);
     if (!c) return 1;
     char kind[8], id[40];
-    status = find_id(c, a.id, kind, id);
+    status = sl_cli_find_id(c, "show", a.id, 0, kind, id);
     if (!status)
         status = strcmp(kind, "run") == 0 ? show_run(c, id, a.json) : show_job(c, id, a.json);
     PQfinish(c);

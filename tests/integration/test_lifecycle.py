@@ -287,6 +287,31 @@ class Lifecycle(harness.SluiceTest):
         self.assertNotEqual(missing.returncode, 0)
         self.assertIn("no job with id", missing.stderr)
 
+    def test_jobs_control_takes_the_ids_the_tables_show(self):
+        a = self.sluice("queue", "echo", "--params", '{"message": "a"}').stdout.strip()
+        b = self.sluice("queue", "echo", "--params", '{"message": "b"}').stdout.strip()
+        # a shortened id (as `sluice jobs` shows it), in capitals too
+        out = self.sluice("jobs", "pause", a[:8].upper(), b)
+        self.assertEqual(out.stdout.splitlines(), [f"{a}  paused", f"{b}  paused"])
+        self.assertEqual(self.count("sluice.scheduled_jobs", "status = 'paused'"), 2)
+        # bad ids: said plainly and skipped; the good one beside them is still resumed
+        for bad, msg in [("not-a-uuid", "jobs resume: 'not-a-uuid' is not a job id"),
+                         ("ab", "jobs resume: 'ab' is not a job id"),
+                         ("0000", "jobs resume: no job with id '0000'")]:
+            proc = self.sluice("jobs", "resume", bad, a, check=False)
+            self.assertEqual(proc.returncode, 2, bad)
+            self.assertIn(msg, proc.stderr)
+            self.assertNotIn("syntax", proc.stderr)
+            self.assertEqual(proc.stdout.strip(), f"{a}  active")
+            self.sluice("jobs", "pause", a)
+        self.assertEqual(self.count("sluice.scheduled_jobs", "status = 'paused'"), 2)
+        # a run's id is not a job's
+        self.sluice("run", "echo")
+        run = self.scalar("SELECT id FROM sluice.scheduled_job_runs LIMIT 1")
+        proc = self.sluice("jobs", "cancel", run, check=False)
+        self.assertEqual(proc.returncode, 2)
+        self.assertIn(f"no job with id '{run}'", proc.stderr)
+
     # -------------------------------------------------------------- retention, priority
 
     def test_retention_archives_and_prunes(self):
