@@ -379,15 +379,18 @@ int luaopen_sluice_files(lua_State *L)
         {"size", l_partial_size},
         {NULL, NULL},
     };
+    static const luaL_Reg meta[] = {
+        {"__gc", l_partial_gc},
+        {"__close", l_partial_gc},
+        {"__tostring", l_partial_tostring},
+        {NULL, NULL},
+    };
     luaL_newmetatable(L, PARTIAL_MT);
+    luaL_setfuncs(L, meta, 0);
     luaL_newlib(L, methods);
     lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_partial_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, l_partial_gc);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, l_partial_tostring);
-    lua_setfield(L, -2, "__tostring");
+    lua_pushboolean(L, 0); /* getmetatable(part) → false: its __gc stays out of reach */
+    lua_setfield(L, -2, "__metatable");
     lua_pop(L, 1);
     static const luaL_Reg fns[] = {
         {"put_asset", l_put_asset},
