@@ -9,9 +9,12 @@
  *   PINNED      owned by a caller between sl_pg_acquire and sl_pg_release;
  *               its own queue holds that caller's queries
  * The pool has one FIFO of requests for "any connection"; a pinned connection has
- * its own. When a connection attempt fails and no connection is usable, queued
- * requests fail at once with the error (callers retry with backoff) instead of
- * waiting forever.
+ * its own. A new connection's own queue starts with the pool's named statements
+ * (PQsendPrepare) and its warm-up, so they precede anything the pool hands it;
+ * a request for a named statement is then only bound and executed there (and
+ * sent whole, as any other, where its preparation failed). When a connection attempt fails and no
+ * connection is usable, queued requests fail at once with the error (callers retry with backoff)
+ * instead of waiting forever.
  */
 #include "pg.h"
 #include "log.h"
@@ -25,8 +28,12 @@ enum { C_DOWN, C_CONNECTING, C_IDLE, C_BUSY };
 
 enum { R_QUERY, R_ACQUIRE };
 
+#define MAX_STMTS 16
+
 struct sl_pg_req {
     int kind;
+    int stmt;     /* 1 + the named statement it executes (sl_pg_query_prepared), or 0 */
+    int prepares; /* 1 + the named statement it prepares on its connection, or 0 */
     char *sql;
     char **params;
     int nparams;
@@ -53,8 +60,9 @@ struct sl_pg_conn {
     ev_io io;
     ev_timer retry;
     double backoff;
-    sl_pg_req *req;  /* in flight */
-    req_queue queue; /* pinned: the owner's queries */
+    sl_pg_req *req;    /* in flight */
+    req_queue queue;   /* pinned: the owner's queries */
+    unsigned prepared; /* bit i: the pool's statement i is prepared on this connection */
 };
 
 struct sl_pg {
@@ -69,6 +77,8 @@ struct sl_pg {
     sl_pg_notify_cb notify_cb;
     void *notify_data;
     char *warmup; /* run first on each new pool connection, or NULL */
+    char *stmt_name[MAX_STMTS], *stmt_sql[MAX_STMTS];
+    int nstmts;
     char last_error[512];
 };
 
@@ -285,8 +295,16 @@ static void conn_next(sl_pg_conn *c)
             req_finish(r, NULL, NULL);
             continue;
         }
-        if (!PQsendQueryParams(c->conn, r->sql, r->nparams, NULL, (const char *const *)r->params,
-                               NULL, NULL, 0)) {
+        const char *const *params = (const char *const *)r->params;
+        int sent;
+        if (r->prepares)
+            sent = PQsendPrepare(c->conn, pg->stmt_name[r->prepares - 1], r->sql, 0, NULL);
+        else if (r->stmt && (c->prepared & 1u << (r->stmt - 1)))
+            sent = PQsendQueryPrepared(c->conn, pg->stmt_name[r->stmt - 1], r->nparams, params,
+                                       NULL, NULL, 0);
+        else
+            sent = PQsendQueryParams(c->conn, r->sql, r->nparams, NULL, params, NULL, NULL, 0);
+        if (!sent) {
             c->req = r; /* conn_down fails it with the error */
             conn_down(c, PQerrorMessage(c->conn));
             return;
@@ -313,6 +331,24 @@ static void listener_ready(sl_pg_conn *c)
     }
     /* Tell the owner notifications may have been missed while down. */
     if (pg->notify_cb) pg->notify_cb(NULL, NULL, pg->notify_data);
+}
+
+/* Queues the preparation of the pool's statement i on c. */
+static void queue_prepare(sl_pg_conn *c, int i)
+{
+    sl_pg_req *r = req_new(c->pg->stmt_sql[i], 0, NULL, NULL, NULL);
+    r->internal = 1;
+    r->prepares = i + 1;
+    q_push(&c->queue, r);
+}
+
+/* Queues the preparation of every statement of the pool on a connection that
+ * has just opened (nothing is prepared there yet), before anything else. */
+static void queue_prepares(sl_pg_conn *c)
+{
+    c->prepared = 0;
+    for (int i = 0; i < c->pg->nstmts; i++)
+        queue_prepare(c, i);
 }
 
 /* Queues the pool's warm-up statement (if any) on c, before anything else that
@@ -352,6 +388,7 @@ static void on_connecting(sl_pg_conn *c)
         if (c->listen) {
             listener_ready(c);
         } else {
+            queue_prepares(c);
             queue_warmup(c);
         }
         conn_next(c);
@@ -387,6 +424,15 @@ static void on_busy(sl_pg_conn *c, int revents)
             c->state = C_IDLE;
             PGresult *keep = r->res;
             r->res = NULL;
+            if (r->prepares) {
+                int ok = keep && PQresultStatus(keep) == PGRES_COMMAND_OK;
+                if (ok)
+                    c->prepared |= 1u << (r->prepares - 1);
+                else /* its requests are sent whole here, and fail with the real error */
+                    sl_log(SL_WARN, "cannot prepare a statement", "name",
+                           c->pg->stmt_name[r->prepares - 1], "error",
+                           keep ? PQresultErrorMessage(keep) : "no result", NULL);
+            }
             req_finish(r, keep, keep ? NULL : "no result");
             conn_next(c);
             dispatch(c->pg);
@@ -540,6 +586,7 @@ void sl_pg_adopt(sl_pg *pg, PGconn *conn)
             break;
         c->conn = conn;
         c->state = C_IDLE;
+        queue_prepares(c);
         watch(c, EV_READ);
         conn_next(c);
         return;
@@ -574,6 +621,10 @@ void sl_pg_free(sl_pg *pg)
         free(pg->channels[i]);
     free(pg->channels);
     free(pg->warmup);
+    for (int i = 0; i < pg->nstmts; i++) {
+        free(pg->stmt_name[i]);
+        free(pg->stmt_sql[i]);
+    }
     free(pg->conns);
     free(pg->url);
     free(pg);
@@ -583,6 +634,37 @@ sl_pg_req *sl_pg_query(sl_pg *pg, const char *sql, int nparams, const char *cons
                        sl_pg_cb cb, void *data)
 {
     sl_pg_req *r = req_new(sql, nparams, params, cb, data);
+    q_push(&pg->queue, r);
+    dispatch(pg);
+    return r;
+}
+
+/* The index of the pool's statement name, registered (sql) on first use: queued
+ * for preparation on the connections open now, behind what they hold. -1 when
+ * the table is full. */
+static int stmt_index(sl_pg *pg, const char *name, const char *sql)
+{
+    for (int i = 0; i < pg->nstmts; i++)
+        if (strcmp(pg->stmt_name[i], name) == 0) return i;
+    if (pg->nstmts == MAX_STMTS) return -1;
+    int i = pg->nstmts++;
+    pg->stmt_name[i] = strdup(name);
+    pg->stmt_sql[i] = strdup(sql);
+    for (int k = 0; k < pg->size; k++) { /* not in a caller's transaction: it may have failed */
+        sl_pg_conn *c = &pg->conns[k];
+        if ((c->state != C_IDLE && c->state != C_BUSY) || c->pinned) continue;
+        queue_prepare(c, i);
+        conn_next(c);
+    }
+    return i;
+}
+
+sl_pg_req *sl_pg_query_prepared(sl_pg *pg, const char *name, const char *sql, int nparams,
+                                const char *const *params, sl_pg_cb cb, void *data)
+{
+    int i = stmt_index(pg, name, sql);
+    sl_pg_req *r = req_new(sql, nparams, params, cb, data);
+    r->stmt = i + 1;
     q_push(&pg->queue, r);
     dispatch(pg);
     return r;

@@ -61,6 +61,14 @@ void sl_pg_warmup(sl_pg *pg, const char *sql);
 /* Closes every connection; pending callbacks are not called. */
 void sl_pg_free(sl_pg *pg);
 
+/* As sl_pg_query, for a statement sent over and over: each connection prepares
+ * it as `name` (on first use, and as it opens from then on, before anything
+ * else), and from then on only binds and executes it (no parse, no analysis of
+ * the text). Where it is not prepared (yet, or its preparation failed) it is
+ * sent whole. The same name must always come with the same sql; at most 16. */
+sl_pg_req *sl_pg_query_prepared(sl_pg *pg, const char *name, const char *sql, int nparams,
+                                const char *const *params, sl_pg_cb cb, void *data);
+
 /* Queues a query on any free connection. Params are text (NULL = SQL NULL) and
  * copied; cb may be NULL (the result is dropped). The returned handle is valid until the callback
  * runs or sl_pg_cancel. */

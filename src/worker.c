@@ -363,10 +363,11 @@ static void cycle_done(PGresult *res, const char *err, void *data)
         schedule_record(w);
     } else if (n < asked && !w->cycling) {
         /* nothing more is due now: sleep until the next job is, or the poll */
-        sl_pg_query(w->ctx->pg,
-                    "SELECT EXTRACT(EPOCH FROM min(next_run_at) - now()) FROM "
-                    "sluice.scheduled_jobs WHERE status = 'active' AND next_run_at IS NOT NULL",
-                    0, NULL, next_due_done, w);
+        sl_pg_query_prepared(
+            w->ctx->pg, "sl_next_due",
+            "SELECT EXTRACT(EPOCH FROM min(next_run_at) - now()) FROM "
+            "sluice.scheduled_jobs WHERE status = 'active' AND next_run_at IS NOT NULL",
+            0, NULL, next_due_done, w);
     }
 }
 
@@ -413,8 +414,9 @@ static void cycle(sl_worker *w)
     const char *params[] = {sl_buf_str(&b), w->id, limit, w->lease};
     w->cycling++;
     w->asked += want;
-    sl_pg_query(w->ctx->pg, "SELECT * FROM sluice.finish_and_claim($1::jsonb, $2, $3, $4)", 4,
-                params, cycle_done, c);
+    sl_pg_query_prepared(w->ctx->pg, "sl_cycle",
+                         "SELECT * FROM sluice.finish_and_claim($1::jsonb, $2, $3, $4)", 4, params,
+                         cycle_done, c);
     sl_buf_free(&b);
 }
 
@@ -472,8 +474,8 @@ static void heartbeat_cb(struct ev_loop *loop, ev_timer *t, int revents)
     free(started);
     const char *ids = sl_buf_str(&b);
     const char *params[] = {w->id, w->lease, ids};
-    sl_pg_query(w->ctx->pg, "SELECT sluice.heartbeat($1, $2, $3::uuid[])", 3, params, ignore_result,
-                "heartbeat failed");
+    sl_pg_query_prepared(w->ctx->pg, "sl_heartbeat", "SELECT sluice.heartbeat($1, $2, $3::uuid[])",
+                         3, params, ignore_result, "heartbeat failed");
     sl_buf_free(&b);
 }
 
@@ -615,7 +617,8 @@ static void logflush_cb(struct ev_loop *loop, ev_timer *t, int revents)
     }
     const char *params[] = {sl_buf_str(&b)};
     w->flushing_logs = 1;
-    sl_pg_query(w->ctx->pg, "SELECT * FROM sluice.append_logs($1::jsonb)", 1, params, logs_done, q);
+    sl_pg_query_prepared(w->ctx->pg, "sl_logs", "SELECT * FROM sluice.append_logs($1::jsonb)", 1,
+                         params, logs_done, q);
     sl_buf_free(&b);
 }
 
