@@ -186,7 +186,8 @@ static int read_file(sl_config *cfg, const char *path, int required, char *err, 
     return rc;
 }
 
-int sl_config_init(sl_config *cfg, char *err, size_t errlen)
+int sl_config_init(sl_config *cfg, const char *config_flag, const char *home_flag, char *err,
+                   size_t errlen)
 {
     static const struct {
         const char *env, *key;
@@ -214,14 +215,14 @@ int sl_config_init(sl_config *cfg, char *err, size_t errlen)
     cfg->log_format = SL_LOG_LOGFMT;
     cfg->log_level = SL_INFO;
 
-    /* The file first (lowest precedence), found via the environment's home. */
-    const char *file = getenv("SLUICE_CONFIG");
+    /* The file first (lowest precedence), found via the home in effect. */
+    const char *file = config_flag ? config_flag : getenv("SLUICE_CONFIG");
     int rc;
     if (file && *file) {
         rc = read_file(cfg, file, 1, err, errlen);
     } else {
         char path[4200];
-        const char *h = getenv("SLUICE_HOME");
+        const char *h = home_flag ? home_flag : getenv("SLUICE_HOME");
         char *home = h && *h ? strdup(h) : default_home();
         snprintf(path, sizeof path, "%s/sluice.conf", home);
         free(home);

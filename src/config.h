@@ -38,9 +38,13 @@ typedef struct sl_config {
     int n_http_limits;
 } sl_config;
 
-/* Fills defaults, then the environment, then the config file (if any). Returns 0,
- * or -1 with a message in err. Flags are applied by the caller afterwards. */
-int sl_config_init(sl_config *cfg, char *err, size_t errlen);
+/* Fills defaults, then the config file (if any), then the environment. The file
+ * is config_flag (--config), else $SLUICE_CONFIG, else <home>/sluice.conf with
+ * home = home_flag (--home), else $SLUICE_HOME, else the default; either flag
+ * may be NULL. Returns 0, or -1 with a message in err. Flags are applied by the
+ * caller afterwards. */
+int sl_config_init(sl_config *cfg, const char *config_flag, const char *home_flag, char *err,
+                   size_t errlen);
 
 /* Handler dirs: flags, else SLUICE_HANDLERS (colon-separated), else the defaults. */
 void sl_config_finish(sl_config *cfg);

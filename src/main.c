@@ -139,10 +139,21 @@ int main(int argc, char **argv)
     char err[512];
     int status = 2;
 
-    /* --config must be known before the file is read. */
-    for (int i = 1; i + 1 < argc; i++)
-        if (strcmp(argv[i], "--config") == 0) setenv("SLUICE_CONFIG", argv[i + 1], 1);
-    if (sl_config_init(&cfg, err, sizeof err) < 0) {
+    /* --config and --home must be known before the file is read: it is the one
+     * they name (the last of each wins, as for every option). */
+    const char *config_flag = NULL, *home_flag = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char **to = strncmp(argv[i], "--config", 8) == 0 ? &config_flag
+                          : strncmp(argv[i], "--home", 6) == 0 ? &home_flag
+                                                               : NULL;
+        const char *rest = argv[i] + (to == &config_flag ? 8 : 6);
+        if (!to || (*rest != '\0' && *rest != '=')) continue;
+        if (*rest == '=')
+            *to = rest + 1;
+        else if (i + 1 < argc)
+            *to = argv[++i];
+    }
+    if (sl_config_init(&cfg, config_flag, home_flag, err, sizeof err) < 0) {
         sl_cli_error("%s", err);
         return 2;
     }

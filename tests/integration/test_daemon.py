@@ -194,6 +194,35 @@ class Daemon(harness.SluiceTest):
         self.assertIn("unknown setting 'concurency'", bad.stderr)
         self.assertIn(f"{conf}:6", bad.stderr)
 
+    def test_config_file_follows_home_and_config_flags(self):
+        home = tempfile.mkdtemp(prefix="sluice-home-", dir=self.dir)
+        with open(os.path.join(home, "sluice.conf"), "w") as f:
+            f.write("concurrency = 7\n")
+        other = os.path.join(self.dir, "other.conf")
+        with open(other, "w") as f:
+            f.write("concurrency = 3\n")
+        env = self.henv()
+        env.pop("SLUICE_CONFIG", None)
+        env.pop("SLUICE_HOME", None)
+
+        def config(*args, extra=None):
+            e = dict(env, **(extra or {}))
+            return json.loads(self.sluice(*args, "config", "--json", env=e).stdout)
+
+        # --home names the state directory, and so the file in it (in either spelling)
+        for args in (("--home", home), (f"--home={home}",)):
+            out = config(*args)
+            self.assertEqual(out["config_file"], os.path.join(home, "sluice.conf"), args)
+            self.assertEqual(out["concurrency"], "7", args)
+        # the flag beats the environment's home
+        out = config("--home", home, extra={"SLUICE_HOME": self.dir})
+        self.assertEqual(out["config_file"], os.path.join(home, "sluice.conf"))
+        # --config beats both, in either spelling
+        for args in (("--home", home, "--config", other), (f"--config={other}",)):
+            out = config(*args)
+            self.assertEqual(out["config_file"], other, args)
+            self.assertEqual(out["concurrency"], "3", args)
+
     def test_jobs_of_a_type_without_handler_fail_and_recurring_ones_keep_their_slot(self):
         self.write("ghost.lua", VERSION_HANDLER % 1)
         env = self.henv()
