@@ -12,9 +12,9 @@
  * its own. A new connection's own queue starts with the pool's named statements
  * (PQsendPrepare) and its warm-up, so they precede anything the pool hands it;
  * a request for a named statement is then only bound and executed there (and
- * sent whole, as any other, where its preparation failed). When a connection attempt fails and no
- * connection is usable, queued requests fail at once with the error (callers retry with backoff)
- * instead of waiting forever.
+ * sent whole, as any other, where its preparation failed). When a connection
+ * attempt fails and no connection is usable, queued requests fail at once with
+ * the error (callers retry with backoff) instead of waiting forever.
  */
 #include "pg.h"
 #include "log.h"
@@ -428,10 +428,12 @@ static void on_busy(sl_pg_conn *c, int revents)
                 int ok = keep && PQresultStatus(keep) == PGRES_COMMAND_OK;
                 if (ok)
                     c->prepared |= 1u << (r->prepares - 1);
-                else /* its requests are sent whole here, and fail with the real error */
+                else { /* its requests are sent whole here, and fail with the real error */
+                    char why[512];
+                    clean_error(keep ? PQresultErrorMessage(keep) : "no result", why, sizeof why);
                     sl_log(SL_WARN, "cannot prepare a statement", "name",
-                           c->pg->stmt_name[r->prepares - 1], "error",
-                           keep ? PQresultErrorMessage(keep) : "no result", NULL);
+                           c->pg->stmt_name[r->prepares - 1], "error", why, NULL);
+                }
             }
             req_finish(r, keep, keep ? NULL : "no result");
             conn_next(c);
