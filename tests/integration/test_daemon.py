@@ -194,6 +194,26 @@ class Daemon(harness.SluiceTest):
         self.assertIn("unknown setting 'concurency'", bad.stderr)
         self.assertIn(f"{conf}:6", bad.stderr)
 
+    def test_pool_connections_hold_the_prepared_statements(self):
+        shutil.copy(os.path.join(harness.TEST_HANDLERS, "sql_probe.lua"), self.dir)
+        env = self.henv()
+        probe = json.dumps({"sql": "SELECT name FROM pg_prepared_statements ORDER BY name"})
+        with self.serve("--concurrency", "4", env=env):
+            self.wait_listening()
+            # a cycle that ran a job, then one that found nothing more due
+            self.wait_done(self.sluice("queue", "echo", env=env).stdout.strip())
+            jobs = [self.sluice("queue", "sql_probe", "--params", probe, env=env).stdout.strip()
+                    for _ in range(4)]
+            for job in jobs:
+                self.wait_done(job)
+        # whichever pool connection a handler's query used has them, ready to execute
+        for job in jobs:
+            res = self.result_of(job)
+            self.assertEqual(res["status"], "completed", res)
+            names = [r["name"] for r in res["result"]["rows"]]
+            self.assertIn("sl_cycle", names)
+            self.assertIn("sl_next_due", names)
+
     def test_config_file_follows_home_and_config_flags(self):
         home = tempfile.mkdtemp(prefix="sluice-home-", dir=self.dir)
         with open(os.path.join(home, "sluice.conf"), "w") as f:
