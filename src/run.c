@@ -312,9 +312,18 @@ static char *error_message(sl_task *t, int *retryable, char **traceback)
         lua_pop(L, 1);
         lua_getfield(L, -1, "message");
         msg = lua_tostring(L, -1);
-        if (!msg) msg = luaL_tolstring(L, -2, NULL);
-    } else {
-        msg = luaL_tolstring(L, -1, NULL);
+    } else if (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER) {
+        msg = lua_tostring(L, -1);
+    }
+    if (!msg && !luaL_getmetafield(L, top + 1, "__tostring")) {
+        /* error({code = 1}), error(nil), error(true): said plainly, not "table: 0x…" */
+        char err[256];
+        lua_pushvalue(L, top + 1);
+        if (sl_host_call(t->rt, "describe_error", 1, 1, err, sizeof err) == 0)
+            msg = lua_tostring(L, -1);
+    } else if (!msg) {
+        lua_pop(L, 1); /* the __tostring field */
+        msg = luaL_tolstring(L, top + 1, NULL);
     }
     if (!msg) msg = "error object is not a string";
     char *copy = strdup(msg);
@@ -324,15 +333,16 @@ static char *error_message(sl_task *t, int *retryable, char **traceback)
     return copy;
 }
 
-/* Encodes the value on top of co as JSON via the runtime's encoder; pops it. */
-static char *encode_result(sl_task *t)
+/* Encodes the value on top of co as JSON via the runtime's encoder; pops it.
+ * NULL with the reason in why when it cannot be encoded. */
+static char *encode_result(sl_task *t, char *why, size_t whylen)
 {
     sl_runtime *rt = t->rt;
-    char err[256];
     lua_xmove(t->co, rt->L, 1);
-    if (sl_host_call(rt, "encode_result", 1, 1, err, sizeof err) != 0) return NULL;
-    char *s = lua_isstring(rt->L, -1) ? strdup(lua_tostring(rt->L, -1)) : NULL;
-    lua_pop(rt->L, 1);
+    if (sl_host_call(rt, "encode_result", 1, 2, why, whylen) != 0) return NULL;
+    char *s = lua_isstring(rt->L, -2) ? strdup(lua_tostring(rt->L, -2)) : NULL;
+    if (!s) snprintf(why, whylen, "%s", lua_isstring(rt->L, -1) ? lua_tostring(rt->L, -1) : "?");
+    lua_pop(rt->L, 2);
     return s;
 }
 
@@ -356,10 +366,12 @@ static void task_finished(sl_task *t, int status, int nres)
                 lua_pushnil(t->co);
             else if (nres > 1)
                 lua_pop(t->co, nres - 1);
-            char *json = encode_result(t);
+            char why[256], msg[320];
+            char *json = encode_result(t, why, sizeof why);
             if (!json) {
-                sl_run_finish(run, SL_RUN_FAILED, NULL,
-                              "the handler's return value cannot be encoded as JSON", 0);
+                snprintf(msg, sizeof msg,
+                         "the handler's return value cannot be encoded as JSON: %s", why);
+                sl_run_finish(run, SL_RUN_FAILED, NULL, msg, 0);
             } else {
                 sl_run_finish(run, SL_RUN_COMPLETED, json, NULL, 0);
             }

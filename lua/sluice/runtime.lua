@@ -593,11 +593,24 @@ function M.execute(entry, spec)
   return entry.def.run(make_job(entry, spec, value))
 end
 
+-- encode_result(v) → json | nil, why (cjson's reason, e.g. "Cannot serialise
+-- function: type not supported")
 function M.encode_result(v)
   if v == nil then return "null" end
   local ok, s = pcall(json.encode, v)
   if ok then return s end
-  return nil
+  return nil, (tostring(s):gsub("^.-:%d+: ", ""))
+end
+
+-- describe_error(v) → text for an error value that is neither a string nor a
+-- table with a message: a table as JSON where it can be, nil said as such.
+function M.describe_error(v)
+  if v == nil then return "error(nil): the handler raised no message" end
+  if type(v) == "table" then
+    local ok, s = pcall(json.encode, v)
+    if ok then return "error value " .. s end
+  end
+  return "error value " .. tostring(v)
 end
 
 ---------------------------------------------------------------- scripts

@@ -44,6 +44,9 @@ BAD_HANDLERS = {
     "global_write": """return { run = function(job) leaked = 1 return {} end }""",
     "global_read": """return { run = function(job) return { v = undefined_name } end }""",
     "escape": """return { run = function(job) return { os = os.execute("true") } end }""",
+    "err_table": """return { run = function(job) error({ code = 7 }) end }""",
+    "err_nil": """return { run = function(job) error(nil) end }""",
+    "fn_result": """return { run = function(job) return { f = function() end } end }""",
 }
 
 
@@ -292,6 +295,11 @@ class Daemon(harness.SluiceTest):
         self.assertIn("undeclared global 'leaked'", errors["global_write"])
         self.assertIn("unknown global 'undefined_name'", errors["global_read"])
         self.assertIn("execute", errors["escape"])
+        # odd error values and results are said plainly, not as "table: 0x…"
+        self.assertEqual(errors["err_table"], 'error value {"code":7}')
+        self.assertEqual(errors["err_nil"], "error(nil): the handler raised no message")
+        self.assertEqual(errors["fn_result"], "the handler's return value cannot be encoded as JSON: "
+                                              "Cannot serialise function: type not supported")
         self.assertEqual(self.result_of(after)["status"], "completed")
         self.assertEqual(self.result_of(after)["result"]["message"], "still here")
 
