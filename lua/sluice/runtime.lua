@@ -520,19 +520,25 @@ local function validate_params(entry, raw)
   return value
 end
 
+-- A decoded JSON object: a table, from text that starts with "{" (cjson decodes
+-- [] to an empty table too).
+local function is_object(raw, text)
+  return type(raw) == "table" and text:match("^%s*{") ~= nil
+end
+
 -- validate(type, params_json) → normalized_json | nil, message
 function M.validate(name, params_json)
   local entry = handlers[name]
   if not entry and last_failed[name] then
     -- its file is broken here: the database checks it against the last good registry
     local ok, raw = pcall(json.decode, params_json)
-    if not ok or type(raw) ~= "table" then return nil, "parameters must be a JSON object" end
+    if not ok or not is_object(raw, params_json) then return nil, "parameters must be a JSON object" end
     return params_json
   end
   if not entry then return nil, unknown_type(name) end
   local ok, raw = pcall(json.decode, params_json)
   if not ok then return nil, "parameters are not valid JSON: " .. tostring(raw):gsub("^.-: ", "") end
-  if type(raw) ~= "table" then return nil, "parameters must be a JSON object" end
+  if not is_object(raw, params_json) then return nil, "parameters must be a JSON object" end
   local value, err = validate_params(entry, raw)
   if not value then return nil, err end
   return json.encode(value)

@@ -235,6 +235,7 @@ class Spine(harness.SluiceTest):
                              "known: ", "echo, ", "noop, ", "sleep, ")
         self.assert_rejected(["queue", "echo", "--params", '{"message": "x",}'], "not valid JSON", "character")
         self.assert_rejected(["queue", "echo", "--params", '[1, 2]'], "must be a JSON object")
+        self.assert_rejected(["queue", "echo", "--params", '[]'], "must be a JSON object")  # as SQL says
         self.assert_rejected(["queue", "echo", "--params", '{"mesage": "x"}'],
                              "unknown parameter 'mesage' — did you mean 'message'?")
         self.assert_rejected(["queue", "sleep", "--params", '{"seconds": -1}'], "seconds")
