@@ -63,6 +63,7 @@ struct sl_pg_conn {
     sl_pg_req *req;    /* in flight */
     req_queue queue;   /* pinned: the owner's queries */
     unsigned prepared; /* bit i: the pool's statement i is prepared on this connection */
+    unsigned queued;   /* bit i: its preparation was queued here (done, failed or to come) */
 };
 
 struct sl_pg {
@@ -340,13 +341,14 @@ static void queue_prepare(sl_pg_conn *c, int i)
     r->internal = 1;
     r->prepares = i + 1;
     q_push(&c->queue, r);
+    c->queued |= 1u << i;
 }
 
 /* Queues the preparation of every statement of the pool on a connection that
  * has just opened (nothing is prepared there yet), before anything else. */
 static void queue_prepares(sl_pg_conn *c)
 {
-    c->prepared = 0;
+    c->prepared = c->queued = 0;
     for (int i = 0; i < c->pg->nstmts; i++)
         queue_prepare(c, i);
 }
@@ -652,7 +654,7 @@ static int stmt_index(sl_pg *pg, const char *name, const char *sql)
     int i = pg->nstmts++;
     pg->stmt_name[i] = strdup(name);
     pg->stmt_sql[i] = strdup(sql);
-    for (int k = 0; k < pg->size; k++) { /* not in a caller's transaction: it may have failed */
+    for (int k = 0; k < pg->size; k++) { /* a pinned one prepares it when released */
         sl_pg_conn *c = &pg->conns[k];
         if ((c->state != C_IDLE && c->state != C_BUSY) || c->pinned) continue;
         queue_prepare(c, i);
@@ -716,6 +718,9 @@ void sl_pg_release(sl_pg_conn *c, int rollback)
         r->internal = 1;
         q_push(&c->queue, r);
     }
+    /* statements first used while the caller held it, now outside its transaction */
+    for (int i = 0; i < c->pg->nstmts; i++)
+        if (!(c->queued & 1u << i)) queue_prepare(c, i);
     c->unpin_after = 1;
     conn_next(c);
     if (c->state == C_IDLE && !c->queue.head) {

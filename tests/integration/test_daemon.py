@@ -217,6 +217,29 @@ class Daemon(harness.SluiceTest):
             self.assertIn("sl_cycle", names)
             self.assertIn("sl_next_due", names)
 
+    def test_a_connection_held_by_a_transaction_prepares_after_it(self):
+        # one pool connection, held by a handler's transaction when the worker
+        # first flushes run logs (every 2 s): it prepares that statement once released
+        shutil.copy(os.path.join(harness.TEST_HANDLERS, "sql_probe.lua"), self.dir)
+        self.write("tx_hold.lua", """return { run = function(job)
+            job.log("holding the connection")
+            assert(sluice.db.transaction(function() sluice.sleep(2.5) return true end))
+            return { held = true } end }""")
+        conf = os.path.join(self.dir, "one.conf")
+        with open(conf, "w") as f:
+            f.write("pool_size = 1\n")
+        env = self.henv({"SLUICE_CONFIG": conf})
+        hold = self.sluice("queue", "tx_hold", env=env).stdout.strip()
+        probe = json.dumps({"sql": "SELECT name FROM pg_prepared_statements ORDER BY name"})
+        with self.serve(env=env):
+            self.wait_done(hold)
+            job = self.sluice("queue", "sql_probe", "--params", probe, env=env).stdout.strip()
+            self.wait_done(job)
+        self.assertEqual(self.result_of(hold)["status"], "completed")
+        names = [r["name"] for r in self.result_of(job)["result"]["rows"]]
+        self.assertIn("sl_logs", names)
+        self.assertIn("sl_cycle", names)
+
     def test_config_file_follows_home_and_config_flags(self):
         home = tempfile.mkdtemp(prefix="sluice-home-", dir=self.dir)
         with open(os.path.join(home, "sluice.conf"), "w") as f:
