@@ -3,6 +3,7 @@
  */
 #include "buf.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -141,6 +142,13 @@ char *sl_read_file(const char *path, size_t *len)
     size_t r;
     while ((r = fread(chunk, 1, sizeof chunk, f)) > 0)
         sl_buf_add(&b, chunk, r);
+    if (ferror(f)) { /* a directory opens, then fails to read (EISDIR) */
+        int e = errno;
+        if (f != stdin) fclose(f);
+        sl_buf_free(&b);
+        errno = e;
+        return NULL;
+    }
     if (f != stdin) fclose(f);
     if (!b.data) sl_buf_add(&b, "", 0);
     if (len) *len = b.len;

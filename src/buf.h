@@ -28,7 +28,7 @@ void sl_seterr(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* A whole file ("-": standard input), NUL-terminated, its size in *len; NULL
- * (errno set) if it cannot be opened. Caller frees. */
+ * (errno set) if it cannot be opened or read. Caller frees. */
 char *sl_read_file(const char *path, size_t *len);
 
 #endif

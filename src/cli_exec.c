@@ -12,6 +12,7 @@
 #include "runtime.h"
 
 #include <ev.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,7 +41,7 @@ int sl_cmd_exec(const sl_config *cfg, int argc, char **argv)
     size_t len;
     char *src = sl_read_file(argv[1], &len);
     if (!src) {
-        sl_cli_error("cannot read %s", argv[1]);
+        sl_cli_error("cannot read %s: %s", argv[1], strerror(errno));
         return 2;
     }
     /* skip a #! line */

@@ -19,6 +19,7 @@
 #include <lua-cjson.h>
 #include <lualib.h>
 #include <stdint.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -327,7 +328,7 @@ static int load_one(sl_runtime *rt, const char *path, char **problems)
     size_t len;
     char *src = sl_read_file(path, &len);
     if (!src) {
-        snprintf(line, sizeof line, "%s: cannot read the file", path);
+        snprintf(line, sizeof line, "%s: cannot read the file: %s", path, strerror(errno));
         add_problem(problems, line);
         return 1;
     }
