@@ -3,30 +3,46 @@
  */
 #include "cli.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
 static void usage(FILE *out)
 {
     fprintf(out, "usage: sluice brands add NAME\n"
-                 "       sluice brands list [--json]\n");
+                 "       sluice brands [list] [--json]\n");
+}
+
+/* A name with something in it other than white space (what the table's check says). */
+static int blank(const char *s)
+{
+    for (; *s; s++)
+        if (!isspace((unsigned char)*s)) return 0;
+    return 1;
 }
 
 int sl_cmd_brands(const struct sl_config *cfg, int argc, char **argv)
 {
-    if (argc < 2 || sl_cli_wants_help(argc, argv)) {
-        usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
+    if (sl_cli_wants_help(argc, argv)) {
+        usage(stdout);
+        return 0;
     }
-    const char *sub = argv[1];
-    int json = argc > 2 && strcmp(argv[2], "--json") == 0;
+    /* `sluice brands` and `sluice brands --json` list, as `jobs` and `runs` do */
+    int implicit = argc < 2 || strcmp(argv[1], "--json") == 0;
+    const char *sub = implicit ? "list" : argv[1];
+    int first = implicit ? 1 : 2; /* the words after the subcommand */
+    int json = argc - first == 1 && strcmp(argv[first], "--json") == 0;
     if (strcmp(sub, "add") == 0) {
-        if (argc != 3 || argv[2][0] == '\0') {
+        if (argc != 3) {
             sl_cli_error("brands add needs exactly one NAME");
             return 2;
         }
+        if (blank(argv[2])) {
+            sl_cli_error("brands add: a brand's name cannot be empty or only spaces");
+            return 2;
+        }
     } else if (strcmp(sub, "list") == 0) {
-        if (argc > 3 || (argc == 3 && !json)) {
+        if (argc - first > 1 || (argc - first == 1 && !json)) {
             usage(stderr);
             return 2;
         }

@@ -244,7 +244,25 @@ class Spine(harness.SluiceTest):
         self.assert_rejected(["queue", "echo", "--at", "+5x"], "--at")
         self.assert_rejected(["queue", "echo", "--at", "not a time"], "not a time")
         self.assert_rejected(["frobnicate"], "unknown command 'frobnicate'")
+        self.assert_rejected(["exec", "/nonexistent/script.lua"],
+                             "cannot read /nonexistent/script.lua: No such file or directory")
+        self.assert_rejected(["exec", "/"], "cannot read /: Is a directory")
         self.assertEqual(self.count("sluice.scheduled_jobs"), 0)
+        # a blank brand name is refused before it reaches the table's check
+        self.assert_rejected(["brands", "add", "  "], "a brand's name cannot be empty or only spaces")
+        self.assertEqual(self.count("sluice.brands"), 1)
+
+    def test_brands_list_by_default(self):
+        acme = self.sluice("brands", "add", "Acme").stdout.strip()
+        again = self.sluice("brands", "add", "Acme")
+        self.assertEqual(again.stdout.strip(), acme)
+        self.assertIn("already exists", again.stderr)
+        for args in (["brands"], ["brands", "list"]):
+            self.assertEqual(self.sluice(*args).stdout, f"{acme}  Acme\n")
+        for args in (["brands", "--json"], ["brands", "list", "--json"]):
+            self.assertEqual([b["name"] for b in json.loads(self.sluice(*args).stdout)], ["Acme"])
+        bad = self.sluice("brands", "list", "extra", check=False)
+        self.assertEqual(bad.returncode, 2)
 
     def test_dead_database(self):
         env = self.env({"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2"})
