@@ -105,6 +105,10 @@ static int l_sleep(lua_State *L)
     op->t = t;
     ev_timer_init(&op->w, sleep_fired, s, 0);
     op->w.data = op;
+    /* libev counts from the loop's time, taken when this iteration began: after
+     * work in this iteration (starting a run, a burst of results) it is behind,
+     * and the sleep would end that much early */
+    ev_now_update(op->loop);
     ev_timer_start(op->loop, &op->w);
     return sl_task_wait(L, t, sleep_cancel, op);
 }

@@ -726,6 +726,7 @@ sl_run *sl_run_start(sl_runtime *rt, const sl_run_spec *spec, sl_run_done_fn don
     lua_settop(L, top);
     ev_timer_init(&run->timer, timeout_cb, run->timeout, 0);
     run->timer.data = run;
+    ev_now_update(rt->ctx->loop); /* from now, not from when this loop iteration began */
     ev_timer_start(rt->ctx->loop, &run->timer);
     return run;
 }

@@ -280,6 +280,19 @@ class HttpExec(unittest.TestCase):
             self.assertEqual(self.lines(proc),
                              [f"nil\tcannot use {blocker} as the asset directory: not a directory"])
 
+    def test_sleep_waits_its_whole_time_after_busy_work(self):
+        # the loop's clock was taken before 80 ms of work in the same iteration:
+        # the timer must count from when sleep is called, not from then
+        proc, _ = self.lua("""
+            local t0 = sluice.now()
+            while sluice.now() - t0 < 0.08 do end
+            local s = sluice.now()
+            sluice.sleep(0.05)
+            local took = sluice.now() - s
+            print(took >= 0.05, took < 1)
+        """)
+        self.assertEqual(self.lines(proc), ["true\ttrue"])
+
     # -------------------------------------------------------------- transport failures
 
     def test_timeout(self):
