@@ -69,6 +69,38 @@ static size_t utf8_len(const unsigned char *p)
     return n;
 }
 
+char *sl_utf8_clean(const char *s)
+{
+    sl_buf b = {0};
+    reserve(&b, strlen(s));
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        size_t n = *p < 0x80 ? 1 : utf8_len(p);
+        sl_buf_add(&b, n ? (const char *)p : "\xef\xbf\xbd", n ? n : 3);
+        p += n ? n : 1;
+    }
+    return b.data ? b.data : strdup("");
+}
+
+char *sl_json_clean(const char *s)
+{
+    sl_buf b = {0};
+    reserve(&b, strlen(s));
+    for (const unsigned char *p = (const unsigned char *)s; *p;) {
+        if (*p == '\\' && p[1]) { /* an escape: copied whole, unless it is \u0000 */
+            int nul = p[1] == 'u' && strncmp((const char *)p + 2, "0000", 4) == 0;
+            sl_buf_add(&b, nul ? "\\ufffd" : (const char *)p, nul ? 6 : 2);
+            p += nul ? 6 : 2;
+        } else if (*p < 0x80) {
+            sl_buf_add(&b, (const char *)p++, 1);
+        } else {
+            size_t n = utf8_len(p);
+            sl_buf_add(&b, n ? (const char *)p : "\xef\xbf\xbd", n ? n : 3);
+            p += n ? n : 1;
+        }
+    }
+    return b.data ? b.data : strdup("");
+}
+
 void sl_buf_json_string(sl_buf *b, const char *s)
 {
     if (!s) {

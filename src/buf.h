@@ -27,6 +27,15 @@ const char *sl_buf_str(const sl_buf *b);
 void sl_seterr(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* A copy of s with each byte that is not part of valid UTF-8 replaced by U+FFFD.
+ * Caller frees. */
+char *sl_utf8_clean(const char *s);
+
+/* A copy of JSON text (e.g. cjson's, which passes a Lua string's bytes through)
+ * that Postgres accepts as jsonb: bytes that are not UTF-8 become U+FFFD, and so
+ * does the escape \u0000 (jsonb has no NUL). Caller frees. */
+char *sl_json_clean(const char *json);
+
 /* A whole file ("-": standard input), NUL-terminated, its size in *len; NULL
  * (errno set) if it cannot be opened or read. Caller frees. */
 char *sl_read_file(const char *path, size_t *len);

@@ -5,6 +5,7 @@
  * starts and only read afterwards.
  */
 #include "log.h"
+#include "buf.h"
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -170,7 +171,9 @@ static void put_logfmt_value(FILE *f, const char *s)
 
 static void put_field(FILE *f, int first, const char *k, const char *v)
 {
-    char *clean = sl_redact(v);
+    char *redacted = sl_redact(v);
+    char *clean = sl_utf8_clean(redacted); /* a handler's bytes: the line stays UTF-8 (and JSON) */
+    free(redacted);
     if (log_format == 1) {
         if (!first) fputc(',', f);
         put_json_string(f, k);

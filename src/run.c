@@ -577,13 +577,15 @@ void sl_run_dataset(sl_run *run, const char *key, const char *json)
 {
     /* {"k1":{...},"k2":{...}} — a later report for the same key wins in SQL's ->, which
      * takes the last duplicate key of a jsonb object. */
+    char *clean = sl_json_clean(json); /* a handler's bytes: the batch must not fail on them */
     size_t old = run->datasets_json ? strlen(run->datasets_json) : 0;
-    size_t need = old + strlen(key) + strlen(json) + 8;
+    size_t need = old + strlen(key) + strlen(clean) + 8;
     char *s = malloc(need);
     if (old <= 2)
-        snprintf(s, need, "{\"%s\":%s}", key, json);
+        snprintf(s, need, "{\"%s\":%s}", key, clean);
     else
-        snprintf(s, need, "%.*s,\"%s\":%s}", (int)(old - 1), run->datasets_json, key, json);
+        snprintf(s, need, "%.*s,\"%s\":%s}", (int)(old - 1), run->datasets_json, key, clean);
+    free(clean);
     free(run->datasets_json);
     run->datasets_json = s;
 }
@@ -617,7 +619,9 @@ void sl_run_finish(sl_run *run, int status, const char *result_json, const char 
         }
         sl_task_cancel(t, "run ended");
     }
-    run->result_json = result_json ? strdup(result_json) : NULL;
+    /* a handler's bytes (not UTF-8, "\u0000") would make Postgres refuse the whole
+     * batch of outcomes this one is recorded with */
+    run->result_json = result_json ? sl_json_clean(result_json) : NULL;
     run->error = error ? strdup(error) : NULL;
     run->out.status = status;
     run->out.result_json = run->result_json;

@@ -298,6 +298,37 @@ class Daemon(harness.SluiceTest):
 
     # -------------------------------------------------------------- sandbox
 
+    def test_bytes_postgres_refuses_are_recorded_replaced(self):
+        # not UTF-8, or NUL (which jsonb has no room for), from a handler's result,
+        # dataset report, log and error: one such run used to make Postgres refuse
+        # the whole batch of outcomes, and the worker retried it for ever
+        self.write("odd_bytes.lua", """return {
+            datasets = { odd_data = { label = "Odd" } },
+            run = function(job)
+              job.log("log \\255\\254 bytes")
+              job.dataset("odd_data"):success(3, { note = "x\\255\\0y" })
+              return { s = "a\\255b", nul = "c\\0d" }
+            end }""")
+        self.write("odd_error.lua", """return { run = function(job) error("bad \\255 byte") end }""")
+        env = self.henv()
+        odd = self.sluice("queue", "odd_bytes", env=env).stdout.strip()
+        err = self.sluice("queue", "odd_error", "--max-retries", "0", env=env).stdout.strip()
+        fine = self.sluice("queue", "echo", env=env).stdout.strip()
+        with self.serve("--concurrency", "4", env=env) as d:
+            for job in (odd, err, fine):
+                self.wait_done(job)
+            self.assertIn("bad \ufffd byte", d.log())  # the daemon's own log stays UTF-8 too
+        res = self.result_of(odd)
+        self.assertEqual(res["status"], "completed")
+        self.assertEqual(res["result"], {"s": "a\ufffdb", "nul": "c\ufffdd"})
+        ds = self.one("SELECT records_affected, metadata FROM sluice.dataset_status WHERE dataset_key = 'odd_data'")
+        self.assertEqual(ds["records_affected"], 3)
+        self.assertEqual(ds["metadata"], {"note": "x\ufffd\ufffdy"})
+        self.assertIn("log ", self.scalar(f"SELECT logs FROM sluice.scheduled_job_runs WHERE scheduled_job_id = '{odd}'"))
+        self.assertEqual(self.result_of(err)["status"], "failed")
+        self.assertIn("bad \ufffd byte", self.result_of(err)["error_message"])
+        self.assertEqual(self.result_of(fine)["status"], "completed")
+
     def test_misbehaving_handlers_fail_only_their_run(self):
         for name, src in BAD_HANDLERS.items():
             self.write(f"{name}.lua", src)
