@@ -378,6 +378,13 @@ local function scan_dataset_calls(source, declared, problems)
   end
 end
 
+-- Why Postgres cannot store s as text, or nil.
+local function text_problem(s)
+  if utf8.len(s) == nil then return "is not valid UTF-8" end
+  if s:find("\0", 1, true) then return "contains a NUL byte" end
+  return nil
+end
+
 -- Loads one handler file: returns entry, problems (a list; empty when fine).
 function M.load_handler(name, path, source, version)
   local env = new_env()
@@ -431,6 +438,17 @@ function M.load_handler(name, path, source, version)
   local datasets = check_datasets(def, problems)
   if def.datasets == nil or type(def.datasets) == "table" then
     scan_dataset_calls(source, def.datasets or {}, problems)
+  end
+  -- what goes into the registry must be text Postgres stores: one bad byte
+  -- there made every command's registry sync fail, not just this handler
+  for _, f in ipairs({ "label", "emoji", "description" }) do
+    local why = type(def[f]) == "string" and text_problem(def[f])
+    if why then bad("%s: %s", f, why) end
+  end
+  if #problems == 0 then
+    local ok, j = pcall(json.encode, { plib.describe(schema), plib.defaults(schema), datasets })
+    local why = not ok and tostring(j) or text_problem(j) or (j:find("\\u0000", 1, true) and "contains a NUL byte")
+    if why then bad("params or datasets: a label, description, default or choice %s", why) end
   end
   if #problems > 0 then return nil, problems end
   return {

@@ -329,6 +329,23 @@ class Daemon(harness.SluiceTest):
         self.assertIn("bad \ufffd byte", self.result_of(err)["error_message"])
         self.assertEqual(self.result_of(fine)["status"], "completed")
 
+    def test_a_handler_with_bytes_postgres_refuses_is_kept_out_alone(self):
+        # its label would have made every command's registry sync fail
+        self.write("bad_label.lua", """return { label = "Bad \\255 label", run = function(job) return {} end }""")
+        self.write("bad_choice.lua", """return { params = { m = { type = "string", enum = { "a", "b\\0" } } },
+            run = function(job) return {} end }""")
+        env = self.henv()
+        check = self.sluice("check", env=env, check=False)
+        self.assertIn("bad_label.lua: label: is not valid UTF-8", check.stdout + check.stderr)
+        self.assertIn("bad_choice.lua: params or datasets: a label, description, default or choice "
+                      "contains a NUL byte", check.stdout + check.stderr)
+        job = self.sluice("queue", "echo", env=env).stdout.strip()
+        with self.serve(env=env) as d:
+            self.wait_done(job)
+            d.wait_log("bad_label.lua")
+        self.assertEqual(self.result_of(job)["status"], "completed")
+        self.assertEqual(self.count("sluice.job_types", "name IN ('bad_label', 'bad_choice')"), 0)
+
     def test_misbehaving_handlers_fail_only_their_run(self):
         for name, src in BAD_HANDLERS.items():
             self.write(f"{name}.lua", src)
