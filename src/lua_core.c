@@ -113,15 +113,26 @@ static int l_sleep(lua_State *L)
     return sl_task_wait(L, t, sleep_cancel, op);
 }
 
-/* dataset(key, json): records an explicit freshness report for this run. */
+/* dataset(key, json) → true | nil, why: records an explicit freshness report for
+ * this run (refused when larger than SL_DATASET_REPORT_MAX). */
 static int l_dataset(lua_State *L)
 {
     const char *key = luaL_checkstring(L, 1);
     const char *json = luaL_checkstring(L, 2);
     sl_task *t = sl_task_check(L, "job.dataset");
     if (!t->run) return luaL_error(L, "job.dataset: not inside a job run");
+    size_t len = strlen(json);
+    if (len > SL_DATASET_REPORT_MAX) { /* nil, why: runtime.lua raises it at the caller's line */
+        lua_pushnil(L);
+        lua_pushfstring(L,
+                        "job.dataset: the report for '%s' is %d KiB as JSON; at most %d KiB "
+                        "(metadata is a summary: keep bulk data in tables)",
+                        key, (int)(len >> 10), SL_DATASET_REPORT_MAX >> 10);
+        return 2;
+    }
     sl_run_dataset(t->run, key, json);
-    return 0;
+    lua_pushboolean(L, 1);
+    return 1;
 }
 
 /* ------------------------------------------------------------------ JSON numbers */

@@ -368,9 +368,16 @@ static void task_finished(sl_task *t, int status, int nres)
                 lua_pop(t->co, nres - 1);
             char why[256], msg[320];
             char *json = encode_result(t, why, sizeof why);
+            size_t len = json ? strlen(json) : 0;
             if (!json) {
                 snprintf(msg, sizeof msg,
                          "the handler's return value cannot be encoded as JSON: %s", why);
+                sl_run_finish(run, SL_RUN_FAILED, NULL, msg, 0);
+            } else if (len > SL_RESULT_MAX) {
+                snprintf(msg, sizeof msg,
+                         "the handler's return value is %.1f MiB as JSON; a run's result may be "
+                         "at most %d MiB (keep bulk data in tables or the asset store)",
+                         (double)len / (1 << 20), SL_RESULT_MAX >> 20);
                 sl_run_finish(run, SL_RUN_FAILED, NULL, msg, 0);
             } else {
                 sl_run_finish(run, SL_RUN_COMPLETED, json, NULL, 0);

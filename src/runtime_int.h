@@ -12,6 +12,13 @@
 #include <ev.h>
 #include <lua.h>
 
+/* What one run may record, beside its log (1 MiB, run.c): its result as JSON,
+ * and each explicit dataset report. More fails the run (the result) or raises
+ * in job.dataset (a report): every outcome of a worker's batch is recorded in
+ * one statement, and Postgres refuses a jsonb over 256 MB. */
+#define SL_RESULT_MAX (16 << 20)
+#define SL_DATASET_REPORT_MAX (1 << 20)
+
 enum { T_NEW, T_READY, T_RUNNING, T_WAITING, T_DONE };
 
 struct sl_task {

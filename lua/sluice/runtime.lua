@@ -579,17 +579,20 @@ local function make_job(entry, spec, params_value)
       error(("job.dataset: '%s' is not one of %s's datasets (declare it in the handler's datasets)")
         :format(tostring(key), entry.name), 2)
     end
+    local function report(r)
+      local ok, err = core.dataset(key, json.encode(r))
+      if not ok then error(err, 3) end
+    end
     return {
       success = function(_, records, metadata)
-        core.dataset(key, json.encode({ status = "completed", records = records,
-                                        metadata = metadata or setmetatable({}, nil) }))
+        report({ status = "completed", records = records, metadata = metadata or setmetatable({}, nil) })
       end,
       fail = function(_, err)
-        core.dataset(key, json.encode({ status = "failed", error = tostring(err) }))
+        report({ status = "failed", error = tostring(err) })
       end,
       -- this run did not work on the dataset: its freshness stays as it was
       skip = function(_, reason)
-        core.dataset(key, json.encode({ status = "skipped", reason = reason and tostring(reason) }))
+        report({ status = "skipped", reason = reason and tostring(reason) })
       end,
     }
   end

@@ -329,6 +329,29 @@ class Daemon(harness.SluiceTest):
         self.assertIn("bad \ufffd byte", self.result_of(err)["error_message"])
         self.assertEqual(self.result_of(fine)["status"], "completed")
 
+    def test_oversized_results_and_reports_fail_their_run(self):
+        # a worker records its batch of outcomes in one statement: these limits
+        # keep one run from making it too big for Postgres
+        self.write("big_result.lua", """return { run = function(job)
+            return { s = string.rep("x", 17 * 1024 * 1024) } end }""")
+        self.write("big_report.lua", """return { datasets = { big_data = { label = "Big" } },
+            run = function(job)
+              job.dataset("big_data"):success(1, { s = string.rep("y", 2 * 1024 * 1024) })
+              return {} end }""")
+        env = self.henv()
+        big = self.sluice("queue", "big_result", "--max-retries", "0", env=env).stdout.strip()
+        rep = self.sluice("queue", "big_report", "--max-retries", "0", env=env).stdout.strip()
+        fine = self.sluice("queue", "echo", env=env).stdout.strip()
+        with self.serve("--concurrency", "3", env=env):
+            for job in (big, rep, fine):
+                self.wait_done(job)
+        self.assertEqual(self.result_of(big)["error_message"],
+                         "the handler's return value is 17.0 MiB as JSON; a run's result may be at most "
+                         "16 MiB (keep bulk data in tables or the asset store)")
+        self.assertIn("big_report.lua:3: job.dataset: the report for 'big_data' is 2048 KiB as JSON; "
+                      "at most 1024 KiB", self.result_of(rep)["error_message"])
+        self.assertEqual(self.result_of(fine)["status"], "completed")
+
     def test_a_handler_with_bytes_postgres_refuses_is_kept_out_alone(self):
         # its label would have made every command's registry sync fail
         self.write("bad_label.lua", """return { label = "Bad \\255 label", run = function(job) return {} end }""")
