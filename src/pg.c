@@ -80,6 +80,7 @@ struct sl_pg {
     char *warmup; /* run first on each new pool connection, or NULL */
     char *stmt_name[MAX_STMTS], *stmt_sql[MAX_STMTS];
     int nstmts;
+    char err_sqlstate[6]; /* of the error being delivered to a callback ("" if none) */
     char last_error[512];
 };
 
@@ -437,7 +438,12 @@ static void on_busy(sl_pg_conn *c, int revents)
                            c->pg->stmt_name[r->prepares - 1], "error", why, NULL);
                 }
             }
+            const char *st = keep && PQresultStatus(keep) == PGRES_FATAL_ERROR
+                                 ? PQresultErrorField(keep, PG_DIAG_SQLSTATE)
+                                 : NULL;
+            snprintf(c->pg->err_sqlstate, sizeof c->pg->err_sqlstate, "%s", st ? st : "");
             req_finish(r, keep, keep ? NULL : "no result");
+            c->pg->err_sqlstate[0] = '\0';
             conn_next(c);
             dispatch(c->pg);
             return;
@@ -672,6 +678,11 @@ sl_pg_req *sl_pg_query_prepared(sl_pg *pg, const char *name, const char *sql, in
     q_push(&pg->queue, r);
     dispatch(pg);
     return r;
+}
+
+const char *sl_pg_error_sqlstate(const sl_pg *pg)
+{
+    return pg->err_sqlstate;
 }
 
 sl_pg_req *sl_pg_acquire(sl_pg *pg, sl_pg_acquire_cb cb, void *data)

@@ -69,6 +69,10 @@ void sl_pg_free(sl_pg *pg);
 sl_pg_req *sl_pg_query_prepared(sl_pg *pg, const char *name, const char *sql, int nparams,
                                 const char *const *params, sl_pg_cb cb, void *data);
 
+/* Inside a query's callback that got an error: the server's SQLSTATE when the
+ * statement failed there, "" when the connection failed (or was never made). */
+const char *sl_pg_error_sqlstate(const sl_pg *pg);
+
 /* Queues a query on any free connection. Params are text (NULL = SQL NULL) and
  * copied; cb may be NULL (the result is dropped). The returned handle is valid until the callback
  * runs or sl_pg_cancel. */

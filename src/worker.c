@@ -13,7 +13,9 @@
  * Alongside: a heartbeat renewing the leases of this worker's runs (every
  * lease/3), and a rescue pass failing runs whose lease expired elsewhere.
  * Database errors never stop the daemon: each step retries with backoff and
- * logs; a completion is never dropped (it stays in the batch until recorded).
+ * logs; a completion stays in the batch until recorded. A batch the database
+ * refuses (not a lost connection: its statement) is recorded one run at a time,
+ * and a run refused alone as a bare failure (see refused()).
  *
  * Shutdown (SIGINT/SIGTERM): stop claiming, let runs finish for the grace
  * period, then cancel the rest as failed "shutdown" (retried later by policy),
@@ -98,6 +100,7 @@ typedef struct sl_worker {
     int cycle_again;      /* something happened while the maximum was in flight */
     int asked;            /* jobs those calls asked for */
     double backoff;       /* after a failed cycle */
+    int isolate;          /* ended runs to record one a cycle: a batch was refused */
     ev_timer claim_timer; /* next due job / poll / retry after an error */
     ev_timer heartbeat;
     ev_timer rescue;
@@ -310,6 +313,71 @@ typedef struct cycle_req {
     int asked;
 } cycle_req;
 
+/* A cycle failed. When Postgres refused its statement (a SQLSTATE that a retry
+ * will not change: not a lost connection, a shutdown, a lack of resources or a
+ * lock), one ended run's outcome may be what it refused, and a whole batch
+ * retried as it is would be refused for ever: the worker would record and claim
+ * nothing more. Then the runs are recorded one a cycle, with nothing claimed
+ * (isolate), and one refused alone is recorded again as a plain failure
+ * without its result, log or dataset reports; if even that is refused it is
+ * dropped here and its lease runs out, so the rescue pass fails it and the
+ * retry policy applies: the job is not lost. Returns 1 when it took the batch
+ * (*batch is then NULL), 0 for a retry of the whole batch as before. */
+static int refused(sl_worker *w, wrun **batch, int asked, const char *err)
+{
+    const char *st = sl_pg_error_sqlstate(w->ctx->pg);
+    static const char *const transient[] = {"08", "53", "55", "57", "40", "58", NULL};
+    if (!*st || !*batch) return 0;
+    for (int i = 0; transient[i]; i++)
+        if (strncmp(st, transient[i], 2) == 0) return 0;
+    wrun *r = *batch;
+    *batch = NULL;
+    if (r->next || asked > 0) { /* which one (or the claim)? all back, then one a cycle */
+        int n = 0;
+        wrun *last = r;
+        for (wrun *x = r; x; x = x->next, n++)
+            last = x;
+        last->next = w->done;
+        w->done = r;
+        w->isolate += n;
+        sl_log(SL_WARN, "the database refused a batch of run outcomes; recording them one by one",
+               "error", err, "sqlstate", st, NULL);
+        return 1;
+    }
+    const char *id = r->run ? sl_run_id(r->run) : NULL;
+    if (r->run) { /* refused alone: once more as a bare failure */
+        char msg[1024];
+        snprintf(msg, sizeof msg, "the run's outcome could not be recorded: %s", err);
+        sl_run_outcome o = *sl_run_outcome_of(r->run);
+        o.status = SL_RUN_FAILED;
+        o.error = msg;
+        o.result_json = NULL;
+        o.logs = NULL;
+        o.datasets_json = NULL;
+        o.retryable = 1;
+        sl_buf b = {0};
+        sl_queue_outcome_json_of(&b, id, &o, NULL);
+        sl_log(SL_ERROR, "the database refused a run's outcome; recording it as failed", "run", id,
+               "error", err, NULL);
+        free(r->outcome);
+        r->outcome = strdup(sl_buf_str(&b));
+        sl_buf_free(&b);
+        sl_run_free(r->run);
+        r->run = NULL;
+        r->next = w->done;
+        w->done = r;
+        if (w->isolate == 0) w->isolate = 1; /* else it is counted already */
+        return 1;
+    }
+    sl_log(SL_ERROR,
+           "the database refused a run's outcome even as a bare failure; dropped here, its lease "
+           "will run out and the rescue pass will fail it",
+           "error", err, NULL);
+    wrun_free(r);
+    if (w->isolate > 0) w->isolate--;
+    return 1;
+}
+
 static void cycle_done(PGresult *res, const char *err, void *data)
 {
     cycle_req *c = data;
@@ -319,6 +387,10 @@ static void cycle_done(PGresult *res, const char *err, void *data)
     free(c);
     w->cycling--;
     w->asked -= asked;
+    if (err && refused(w, &batch, asked, err)) {
+        cycle(w); /* the rest of the batch, one at a time */
+        return;
+    }
     if (err) {
         /* keep every completion: put the batch back and retry with backoff */
         wrun *last = batch;
@@ -338,6 +410,7 @@ static void cycle_done(PGresult *res, const char *err, void *data)
         return;
     }
     w->backoff = 0;
+    if (w->isolate > 0 && batch) w->isolate--;
     while (batch) {
         wrun *n = batch->next;
         wrun_free(batch);
@@ -390,11 +463,19 @@ static void cycle(sl_worker *w)
     if (want > per_cycle) want = free_slots > per_cycle ? free_slots : per_cycle;
     if (want > CLAIM_MAX) want = CLAIM_MAX;
     if (want < 0) want = 0;
-    if (!w->done && want == 0) return;
+    wrun *batch = w->done;
+    if (w->isolate > 0 && batch) { /* one ended run a cycle, nothing claimed */
+        w->done = batch->next;
+        batch->next = NULL;
+        want = 0;
+    } else {
+        w->done = NULL;
+    }
+    if (!batch && want == 0) return;
     sl_buf b = {0};
     sl_buf_puts(&b, "[");
-    for (wrun *r = w->done; r; r = r->next) {
-        if (r != w->done) sl_buf_puts(&b, ",");
+    for (wrun *r = batch; r; r = r->next) {
+        if (r != batch) sl_buf_puts(&b, ",");
         if (r->outcome) {
             sl_buf_puts(&b, r->outcome);
             continue;
@@ -406,9 +487,8 @@ static void cycle(sl_worker *w)
     sl_buf_puts(&b, "]");
     cycle_req *c = calloc(1, sizeof *c);
     c->w = w;
-    c->batch = w->done;
+    c->batch = batch;
     c->asked = want;
-    w->done = NULL;
     char limit[16];
     snprintf(limit, sizeof limit, "%d", want);
     const char *params[] = {sl_buf_str(&b), w->id, limit, w->lease};

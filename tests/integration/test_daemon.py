@@ -329,6 +329,35 @@ class Daemon(harness.SluiceTest):
         self.assertIn("bad \ufffd byte", self.result_of(err)["error_message"])
         self.assertEqual(self.result_of(fine)["status"], "completed")
 
+    def test_an_outcome_the_database_refuses_holds_up_no_other(self):
+        # a trigger of the deployment's (here: the test's) refuses one run's result:
+        # the rest of its batch is recorded, it is recorded as a bare failure, and
+        # the worker goes on claiming
+        self.write("poison.lua", """return { run = function(job) return { poison = true } end }""")
+        env = self.henv()
+        first = [self.sluice("queue", "echo", env=env).stdout.strip() for _ in range(3)]
+        poison = self.sluice("queue", "poison", "--max-retries", "0", env=env).stdout.strip()
+        first += [self.sluice("queue", "echo", env=env).stdout.strip() for _ in range(3)]
+        self.scalar("""CREATE FUNCTION public.refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.result ->> 'poison' = 'true' THEN RAISE EXCEPTION 'poisoned result'; END IF;
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER refuse_poison BEFORE UPDATE ON sluice.scheduled_job_runs
+                FOR EACH ROW EXECUTE FUNCTION public.refuse_poison()""")
+        with self.serve("--concurrency", "8", env=env) as d:
+            for job in first + [poison]:
+                self.wait_done(job)
+            later = self.sluice("queue", "echo", env=env).stdout.strip()
+            self.wait_done(later)
+            self.assertIn("recording it as failed", d.log())
+        for job in first + [later]:
+            self.assertEqual(self.result_of(job)["status"], "completed", job)
+        res = self.result_of(poison)
+        self.assertEqual(res["status"], "failed")
+        self.assertIsNone(res["result"])
+        self.assertIn("the run's outcome could not be recorded: poisoned result", res["error_message"])
+
     def test_oversized_results_and_reports_fail_their_run(self):
         # a worker records its batch of outcomes in one statement: these limits
         # keep one run from making it too big for Postgres
