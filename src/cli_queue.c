@@ -214,7 +214,7 @@ int sl_cmd_queue(const sl_config *cfg, int argc, char **argv)
     }
     printf("%s\n", PQgetvalue(r, 0, 0));
     if (strcmp(PQgetvalue(r, 0, 1), "t") != 0)
-        fprintf(stderr, "a %s job with dedupe key '%s' is already pending or running: %s\n", type,
+        fprintf(stderr, "%s: a job with dedupe key '%s' is already pending or running: %s\n", type,
                 dedupe, PQgetvalue(r, 0, 0));
     PQclear(r);
     status = 0;

@@ -235,7 +235,7 @@ function G.queue(job_type, params, opts)
   if not rows then fail("queue: %s", err) end
   local row = rows[1]
   if not row.created then
-    note(("a %s job with dedupe key '%s' is already pending or running: %s")
+    note(("%s: a job with dedupe key '%s' is already pending or running: %s")
       :format(job_type, tostring(opts.dedupe_key), row.job_id))
   end
   return row.job_id
