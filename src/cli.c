@@ -242,3 +242,23 @@ int sl_cli_find_id(PGconn *c, const char *what, const char *id, int jobs_only, c
     PQclear(r);
     return status;
 }
+
+int sl_cli_option_value(int argc, char **argv, int *i, const char *cmd, const char **out)
+{
+    const char *o = argv[*i];
+    if (*i + 1 >= argc) {
+        sl_cli_error("%s: %s needs a value", cmd, o);
+        return -1;
+    }
+    const char *v = argv[++*i];
+    if (!*v) { /* often an unset shell variable: say so rather than guess */
+        int creates = strcmp(cmd, "queue") == 0 || strcmp(cmd, "schedule") == 0;
+        sl_cli_error("%s: %s needs a value, not an empty one%s", cmd, o,
+                     strcmp(o, "--brand") != 0 ? ""
+                     : creates                 ? " (leave --brand out for a job without a brand)"
+                                               : " (--platform selects those without a brand)");
+        return -1;
+    }
+    *out = v;
+    return 0;
+}

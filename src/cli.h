@@ -44,6 +44,10 @@ void sl_cli_early_free(sl_cli_early *e);
  * hint if any) and returns NULL. Caller PQclear()s. */
 PGresult *sl_cli_exec(PGconn *c, const char *sql, int nparams, const char *const *params);
 
+/* The value of the option at argv[*i] (advancing *i past it) into *out; -1 after
+ * saying why when there is none or it is empty. */
+int sl_cli_option_value(int argc, char **argv, int *i, const char *cmd, const char **out);
+
 /* Resolves a run or job id, whole or shortened to a unique prefix of at least 4
  * hex digits (as the tables show them): "run" or "job" into kind, the full id
  * into full. jobs_only: among jobs only. Returns 0, or 2 after printing why not

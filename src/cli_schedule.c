@@ -42,11 +42,7 @@ int sl_cmd_schedule(const sl_config *cfg, int argc, char **argv)
                             : strcmp(a, "--priority") == 0 ? &priority
                                                            : NULL;
         if (slot) {
-            if (i + 1 >= argc) {
-                sl_cli_error("%s needs a value", a);
-                return 2;
-            }
-            *slot = argv[++i];
+            if (sl_cli_option_value(argc, argv, &i, "schedule", slot) < 0) return 2;
         } else if (a[0] == '-') {
             sl_cli_error("schedule: unknown option '%s' (see `sluice schedule --help`)", a);
             return 2;

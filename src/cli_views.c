@@ -148,11 +148,8 @@ static int parse_args(const char *cmd, int argc, char **argv, int allowed, view_
         else if (strcmp(o, "--param") == 0 || strcmp(o, "--limit") == 0)
             flag = o[2] == 'p' ? OPT_PARAM : OPT_LIMIT;
         if (flag && (allowed & flag)) {
-            if (i + 1 >= argc) {
-                sl_cli_error("%s: %s needs a value", cmd, o);
-                return 2;
-            }
-            const char *v = argv[++i];
+            const char *v;
+            if (sl_cli_option_value(argc, argv, &i, cmd, &v) < 0) return 2;
             if (slot) {
                 *slot = v;
             } else if (flag == OPT_LIMIT) {

@@ -244,6 +244,11 @@ class Spine(harness.SluiceTest):
         self.assert_rejected(["queue", "echo", "--at", "+5x"], "--at")
         self.assert_rejected(["queue", "echo", "--at", "not a time"], "not a time")
         self.assert_rejected(["frobnicate"], "unknown command 'frobnicate'")
+        # an empty value (an unset shell variable, often) is not taken as "none"
+        self.assert_rejected(["queue", "echo", "--brand", ""], "queue: --brand needs a value, not an empty one",
+                             "leave --brand out")
+        self.assert_rejected(["schedule", "echo", "--cron", ""], "schedule: --cron needs a value, not an empty one")
+        self.assert_rejected(["runs", "--brand", ""], "runs: --brand needs a value, not an empty one", "--platform")
         self.assert_rejected(["exec", "/nonexistent/script.lua"],
                              "cannot read /nonexistent/script.lua: No such file or directory")
         self.assert_rejected(["exec", "/"], "cannot read /: Is a directory")
