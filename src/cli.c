@@ -253,10 +253,13 @@ int sl_cli_option_value(int argc, char **argv, int *i, const char *cmd, const ch
     const char *v = argv[++*i];
     if (!*v) { /* often an unset shell variable: say so rather than guess */
         int creates = strcmp(cmd, "queue") == 0 || strcmp(cmd, "schedule") == 0;
+        int filters =
+            strcmp(cmd, "runs") == 0 || strcmp(cmd, "jobs") == 0 || strcmp(cmd, "health") == 0;
         sl_cli_error("%s: %s needs a value, not an empty one%s", cmd, o,
                      strcmp(o, "--brand") != 0 ? ""
                      : creates                 ? " (leave --brand out for a job without a brand)"
-                                               : " (--platform selects those without a brand)");
+                     : filters                 ? " (--platform selects those without a brand)"
+                                               : "");
         return -1;
     }
     *out = v;

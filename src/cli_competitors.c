@@ -49,11 +49,7 @@ static int cmd_add(const struct sl_config *cfg, int argc, char **argv)
         else if (strcmp(a, "--amazon-url") == 0)
             slot = &amazon;
         if (slot) {
-            if (i + 1 >= argc) {
-                sl_cli_error("competitors add: %s needs a value", a);
-                return 2;
-            }
-            *slot = argv[++i];
+            if (sl_cli_option_value(argc, argv, &i, "competitors add", slot) < 0) return 2;
         } else if (a[0] == '-') {
             sl_cli_error("competitors add: unknown option '%s' (see `sluice competitors --help`)",
                          a);
@@ -89,11 +85,8 @@ static int cmd_add_amazon_url(const struct sl_config *cfg, int argc, char **argv
     int npos = 0;
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--brand") == 0) {
-            if (i + 1 >= argc) {
-                sl_cli_error("competitors add-amazon-url: --brand needs a value");
+            if (sl_cli_option_value(argc, argv, &i, "competitors add-amazon-url", &brand) < 0)
                 return 2;
-            }
-            brand = argv[++i];
         } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
             sl_cli_error("competitors add-amazon-url: unknown option '%s'", argv[i]);
             return 2;
@@ -158,8 +151,8 @@ static int cmd_list(const struct sl_config *cfg, int argc, char **argv)
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0) {
             json = 1;
-        } else if (strcmp(argv[i], "--brand") == 0 && i + 1 < argc) {
-            brand = argv[++i];
+        } else if (strcmp(argv[i], "--brand") == 0) {
+            if (sl_cli_option_value(argc, argv, &i, "competitors list", &brand) < 0) return 2;
         } else {
             sl_cli_error("competitors list: unexpected argument '%s'", argv[i]);
             return 2;
