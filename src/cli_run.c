@@ -33,7 +33,9 @@ static void usage(FILE *out)
     fprintf(out, "usage: sluice run <job_type> [--brand NAME|UUID] [--params JSON] [--json]\n\n"
                  "Runs one job now, in the foreground, and records the run. The brand is\n"
                  "optional here even for job types that need one when queued.\n"
-                 "  --json   print the run's outcome as JSON on stdout\n");
+                 "  --json   print the run's outcome as JSON on stdout: run_id, job_id,\n"
+                 "           status, seconds, result, error, and recorded (false when the\n"
+                 "           database refused the outcome; the run is then recorded as failed)\n");
 }
 
 static void fg_done(sl_run *run, void *data)
@@ -160,8 +162,27 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
     sl_buf_puts(&b, "]");
     const char *fp[] = {sl_buf_str(&b)};
     PGresult *r = sl_cli_exec(c, "SELECT * FROM sluice.finish_runs($1::jsonb)", 1, fp);
-    sl_buf_free(&b);
+    int recorded = r != NULL, bare = 0;
     if (r) PQclear(r);
+    if (!recorded) { /* refused (the error is above): once more as a bare failure, as a worker does
+                      */
+        sl_run_outcome bo = *o;
+        bo.status = SL_RUN_FAILED;
+        bo.error = "the run's outcome could not be recorded";
+        bo.result_json = NULL;
+        bo.logs = NULL;
+        bo.datasets_json = NULL;
+        bo.retryable = 1;
+        sl_buf_reset(&b);
+        sl_buf_puts(&b, "[");
+        sl_queue_outcome_json_of(&b, cl.spec.run_id, &bo, NULL);
+        sl_buf_puts(&b, "]");
+        fp[0] = sl_buf_str(&b);
+        r = sl_cli_exec(c, "SELECT * FROM sluice.finish_runs($1::jsonb)", 1, fp);
+        bare = r != NULL;
+        if (r) PQclear(r);
+    }
+    sl_buf_free(&b);
     double secs = o->finished - o->started;
     if (json) {
         sl_buf j = {0};
@@ -173,9 +194,17 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
                       o->status == SL_RUN_COMPLETED ? "completed" : "failed", secs,
                       o->result_json ? o->result_json : "null");
         sl_buf_json_string(&j, o->error);
-        sl_buf_puts(&j, "}");
+        sl_buf_printf(&j, ",\"recorded\":%s}", recorded ? "true" : "false");
         printf("%s\n", sl_buf_str(&j));
         sl_buf_free(&j);
+    } else if (!recorded) {
+        fprintf(stderr,
+                "run %s %s after %.2fs, but its outcome could not be recorded (the error is "
+                "above): %s\n",
+                cl.spec.run_id, o->status == SL_RUN_COMPLETED ? "completed" : "failed", secs,
+                bare ? "it is recorded as failed instead"
+                     : "it stays running until its lease runs out; then the rescue pass fails it "
+                       "and the retry policy applies");
     } else if (o->status == SL_RUN_COMPLETED) {
         fprintf(stderr, "run %s completed in %.2fs\n", cl.spec.run_id, secs);
         printf("%s\n", o->result_json ? o->result_json : "null");
@@ -186,7 +215,7 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
     status = o->status == SL_RUN_COMPLETED                  ? 0
              : o->error && !strcmp(o->error, "interrupted") ? 130
                                                             : 1;
-    if (r == NULL) status = 1;
+    if (!recorded) status = 1;
     sl_run_free(f.run);
 out:
     if (claimed) PQclear(claimed);

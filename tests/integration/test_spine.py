@@ -269,6 +269,30 @@ class Spine(harness.SluiceTest):
         bad = self.sluice("brands", "list", "extra", check=False)
         self.assertEqual(bad.returncode, 2)
 
+    def test_run_whose_outcome_is_refused_is_recorded_as_failed(self):
+        self.sluice("queue", "echo")  # the schema, for the trigger
+        self.scalar("""CREATE FUNCTION public.refuse_hello() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.result ->> 'message' = 'refuse me' THEN RAISE EXCEPTION 'refused result'; END IF;
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER refuse_hello BEFORE UPDATE ON sluice.scheduled_job_runs
+                FOR EACH ROW EXECUTE FUNCTION public.refuse_hello()""")
+        proc = self.sluice("run", "echo", "--params", '{"message": "refuse me"}', check=False)
+        self.assertEqual(proc.returncode, 1)
+        self.assertIn("refused result", proc.stderr)
+        self.assertIn("but its outcome could not be recorded", proc.stderr)
+        self.assertIn("it is recorded as failed instead", proc.stderr)
+        run = self.one("SELECT status, error_message, result FROM sluice.scheduled_job_runs "
+                       "WHERE parameters ->> 'message' = 'refuse me'")
+        self.assertEqual(run["status"], "failed")
+        self.assertEqual(run["error_message"], "the run's outcome could not be recorded")
+        self.assertIsNone(run["result"])
+        out = json.loads(self.sluice("run", "echo", "--json", "--params", '{"message": "refuse me"}',
+                                     check=False).stdout)
+        self.assertFalse(out["recorded"])
+        self.assertTrue(json.loads(self.sluice("run", "echo", "--json").stdout)["recorded"])
+
     def test_dead_database(self):
         env = self.env({"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2"})
         proc = self.sluice("queue", "echo", env=env, check=False)
