@@ -395,7 +395,8 @@ static int load_dir(sl_runtime *rt, const char *dir, char **problems)
     DIR *d = opendir(dir);
     char line[4200];
     if (!d) {
-        snprintf(line, sizeof line, "%s: cannot open the handler directory", dir);
+        snprintf(line, sizeof line, "%s: cannot open the handler directory: %s", dir,
+                 strerror(errno));
         add_problem(problems, line);
         return 1;
     }

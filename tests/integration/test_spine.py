@@ -252,6 +252,10 @@ class Spine(harness.SluiceTest):
         self.assert_rejected(["exec", "/nonexistent/script.lua"],
                              "cannot read /nonexistent/script.lua: No such file or directory")
         self.assert_rejected(["exec", "/"], "cannot read /: Is a directory")
+        check = self.sluice("--handlers", "/nonexistent/handlers", "check", check=False)
+        self.assertNotEqual(check.returncode, 0)
+        self.assertIn("/nonexistent/handlers: cannot open the handler directory: No such file or directory",
+                      check.stdout + check.stderr)
         self.assertEqual(self.count("sluice.scheduled_jobs"), 0)
         # a blank brand name is refused before it reaches the table's check
         self.assert_rejected(["brands", "add", "  "], "a brand's name cannot be empty or only spaces")
