@@ -69,15 +69,21 @@ static size_t utf8_len(const unsigned char *p)
     return n;
 }
 
+/* Appends the character at *p (advancing it): a valid UTF-8 sequence as it is,
+ * any other byte as U+FFFD. */
+static void add_char_clean(sl_buf *b, const unsigned char **p)
+{
+    size_t n = **p < 0x80 ? 1 : utf8_len(*p);
+    sl_buf_add(b, n ? (const char *)*p : "\xef\xbf\xbd", n ? n : 3);
+    *p += n ? n : 1;
+}
+
 char *sl_utf8_clean(const char *s)
 {
     sl_buf b = {0};
     reserve(&b, strlen(s));
-    for (const unsigned char *p = (const unsigned char *)s; *p;) {
-        size_t n = *p < 0x80 ? 1 : utf8_len(p);
-        sl_buf_add(&b, n ? (const char *)p : "\xef\xbf\xbd", n ? n : 3);
-        p += n ? n : 1;
-    }
+    for (const unsigned char *p = (const unsigned char *)s; *p;)
+        add_char_clean(&b, &p);
     return b.data ? b.data : strdup("");
 }
 
@@ -90,12 +96,8 @@ char *sl_json_clean(const char *s)
             int nul = p[1] == 'u' && strncmp((const char *)p + 2, "0000", 4) == 0;
             sl_buf_add(&b, nul ? "\\ufffd" : (const char *)p, nul ? 6 : 2);
             p += nul ? 6 : 2;
-        } else if (*p < 0x80) {
-            sl_buf_add(&b, (const char *)p++, 1);
         } else {
-            size_t n = utf8_len(p);
-            sl_buf_add(&b, n ? (const char *)p : "\xef\xbf\xbd", n ? n : 3);
-            p += n ? n : 1;
+            add_char_clean(&b, &p);
         }
     }
     return b.data ? b.data : strdup("");

@@ -243,7 +243,8 @@ int sl_cli_find_id(PGconn *c, const char *what, const char *id, int jobs_only, c
     return status;
 }
 
-int sl_cli_option_value(int argc, char **argv, int *i, const char *cmd, const char **out)
+int sl_cli_option_value(int argc, char **argv, int *i, const char *cmd, const char *brand_hint,
+                        const char **out)
 {
     const char *o = argv[*i];
     if (*i + 1 >= argc) {
@@ -252,14 +253,9 @@ int sl_cli_option_value(int argc, char **argv, int *i, const char *cmd, const ch
     }
     const char *v = argv[++*i];
     if (!*v) { /* often an unset shell variable: say so rather than guess */
-        int creates = strcmp(cmd, "queue") == 0 || strcmp(cmd, "schedule") == 0;
-        int filters =
-            strcmp(cmd, "runs") == 0 || strcmp(cmd, "jobs") == 0 || strcmp(cmd, "health") == 0;
-        sl_cli_error("%s: %s needs a value, not an empty one%s", cmd, o,
-                     strcmp(o, "--brand") != 0 ? ""
-                     : creates                 ? " (leave --brand out for a job without a brand)"
-                     : filters                 ? " (--platform selects those without a brand)"
-                                               : "");
+        int hint = brand_hint && strcmp(o, "--brand") == 0;
+        sl_cli_error("%s: %s needs a value, not an empty one%s%s%s", cmd, o, hint ? " (" : "",
+                     hint ? brand_hint : "", hint ? ")" : "");
         return -1;
     }
     *out = v;

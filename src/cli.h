@@ -45,8 +45,11 @@ void sl_cli_early_free(sl_cli_early *e);
 PGresult *sl_cli_exec(PGconn *c, const char *sql, int nparams, const char *const *params);
 
 /* The value of the option at argv[*i] (advancing *i past it) into *out; -1 after
- * saying why when there is none or it is empty. */
-int sl_cli_option_value(int argc, char **argv, int *i, const char *cmd, const char **out);
+ * saying why when there is none or it is empty (for an empty --brand, with
+ * brand_hint, the command's way to say "no brand", when given). */
+#define NO_BRAND_JOB "leave --brand out for a job without a brand"
+int sl_cli_option_value(int argc, char **argv, int *i, const char *cmd, const char *brand_hint,
+                        const char **out);
 
 /* Resolves a run or job id, whole or shortened to a unique prefix of at least 4
  * hex digits (as the tables show them): "run" or "job" into kind, the full id

@@ -49,7 +49,7 @@ static int cmd_add(const struct sl_config *cfg, int argc, char **argv)
         else if (strcmp(a, "--amazon-url") == 0)
             slot = &amazon;
         if (slot) {
-            if (sl_cli_option_value(argc, argv, &i, "competitors add", slot) < 0) return 2;
+            if (sl_cli_option_value(argc, argv, &i, "competitors add", NULL, slot) < 0) return 2;
         } else if (a[0] == '-') {
             sl_cli_error("competitors add: unknown option '%s' (see `sluice competitors --help`)",
                          a);
@@ -85,7 +85,7 @@ static int cmd_add_amazon_url(const struct sl_config *cfg, int argc, char **argv
     int npos = 0;
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--brand") == 0) {
-            if (sl_cli_option_value(argc, argv, &i, "competitors add-amazon-url", &brand) < 0)
+            if (sl_cli_option_value(argc, argv, &i, "competitors add-amazon-url", NULL, &brand) < 0)
                 return 2;
         } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
             sl_cli_error("competitors add-amazon-url: unknown option '%s'", argv[i]);
@@ -152,7 +152,7 @@ static int cmd_list(const struct sl_config *cfg, int argc, char **argv)
         if (strcmp(argv[i], "--json") == 0) {
             json = 1;
         } else if (strcmp(argv[i], "--brand") == 0) {
-            if (sl_cli_option_value(argc, argv, &i, "competitors list", &brand) < 0) return 2;
+            if (sl_cli_option_value(argc, argv, &i, "competitors list", NULL, &brand) < 0) return 2;
         } else {
             sl_cli_error("competitors list: unexpected argument '%s'", argv[i]);
             return 2;

@@ -123,7 +123,7 @@ int sl_cmd_queue(const sl_config *cfg, int argc, char **argv)
                             : strcmp(a, "--max-retries") == 0 ? &retries
                                                               : NULL;
         if (slot) {
-            if (sl_cli_option_value(argc, argv, &i, "queue", slot) < 0) return 2;
+            if (sl_cli_option_value(argc, argv, &i, "queue", NO_BRAND_JOB, slot) < 0) return 2;
         } else if (strcmp(a, "--if-stale") == 0) {
             if_stale = 1;
         } else if (a[0] == '-' && a[1] != '\0') {

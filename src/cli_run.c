@@ -164,18 +164,11 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
     PGresult *r = sl_cli_exec(c, "SELECT * FROM sluice.finish_runs($1::jsonb)", 1, fp);
     int recorded = r != NULL, bare = 0;
     if (r) PQclear(r);
-    if (!recorded) { /* refused (the error is above): once more as a bare failure, as a worker does
-                      */
-        sl_run_outcome bo = *o;
-        bo.status = SL_RUN_FAILED;
-        bo.error = "the run's outcome could not be recorded";
-        bo.result_json = NULL;
-        bo.logs = NULL;
-        bo.datasets_json = NULL;
-        bo.retryable = 1;
+    if (!recorded) { /* refused (the error is above): once more as a bare failure */
         sl_buf_reset(&b);
         sl_buf_puts(&b, "[");
-        sl_queue_outcome_json_of(&b, cl.spec.run_id, &bo, NULL);
+        sl_queue_bare_failure_json(&b, cl.spec.run_id, o,
+                                   "the run's outcome could not be recorded");
         sl_buf_puts(&b, "]");
         fp[0] = sl_buf_str(&b);
         r = sl_cli_exec(c, "SELECT * FROM sluice.finish_runs($1::jsonb)", 1, fp);

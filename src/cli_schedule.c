@@ -42,7 +42,7 @@ int sl_cmd_schedule(const sl_config *cfg, int argc, char **argv)
                             : strcmp(a, "--priority") == 0 ? &priority
                                                            : NULL;
         if (slot) {
-            if (sl_cli_option_value(argc, argv, &i, "schedule", slot) < 0) return 2;
+            if (sl_cli_option_value(argc, argv, &i, "schedule", NO_BRAND_JOB, slot) < 0) return 2;
         } else if (a[0] == '-') {
             sl_cli_error("schedule: unknown option '%s' (see `sluice schedule --help`)", a);
             return 2;

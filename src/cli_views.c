@@ -149,7 +149,9 @@ static int parse_args(const char *cmd, int argc, char **argv, int allowed, view_
             flag = o[2] == 'p' ? OPT_PARAM : OPT_LIMIT;
         if (flag && (allowed & flag)) {
             const char *v;
-            if (sl_cli_option_value(argc, argv, &i, cmd, &v) < 0) return 2;
+            if (sl_cli_option_value(argc, argv, &i, cmd, "--platform selects those without a brand",
+                                    &v) < 0)
+                return 2;
             if (slot) {
                 *slot = v;
             } else if (flag == OPT_LIMIT) {

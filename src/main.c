@@ -60,39 +60,51 @@ static void usage(FILE *out)
             "`sluice <command> --help` describes each command.\n");
 }
 
+static const char *const global_names[] = {"--db",     "--home",       "--handlers",  "--lua",
+                                           "--config", "--log-format", "--log-level", NULL};
+enum { G_DB, G_HOME, G_HANDLERS, G_LUA, G_CONFIG, G_LOG_FORMAT, G_LOG_LEVEL };
+
+/* Which global option argv[*i] is ("--name VALUE" or "--name=VALUE"; *i moves
+ * past the value, into *val): its index in global_names, -1 when it is none,
+ * -2 when its value is missing. */
+static int global_option(int argc, char **argv, int *i, const char **val)
+{
+    const char *arg = argv[*i];
+    for (int k = 0; global_names[k]; k++) {
+        size_t n = strlen(global_names[k]);
+        if (strncmp(arg, global_names[k], n) != 0 || (arg[n] != '\0' && arg[n] != '=')) continue;
+        if (arg[n] == '=')
+            *val = arg + n + 1;
+        else if (*i + 1 < argc)
+            *val = argv[++*i];
+        else
+            return -2;
+        return k;
+    }
+    return -1;
+}
+
 /* Takes the global option at argv[*i] (and its value) into cfg. Returns 1 if it was
  * one, 0 if not, -1 on error. */
 static int take_global(sl_config *cfg, int argc, char **argv, int *i, int *handlers_from_flags)
 {
-    static const char *const names[] = {"--db",     "--home",       "--handlers",  "--lua",
-                                        "--config", "--log-format", "--log-level", NULL};
-    const char *arg = argv[*i], *val = NULL;
-    int k;
-    for (k = 0; names[k]; k++) {
-        size_t n = strlen(names[k]);
-        if (strncmp(arg, names[k], n) == 0 && (arg[n] == '\0' || arg[n] == '=')) {
-            if (arg[n] == '=') {
-                val = arg + n + 1;
-            } else if (*i + 1 < argc) {
-                val = argv[++*i];
-            } else {
-                sl_cli_error("%s needs a value", names[k]);
-                return -1;
-            }
-            break;
-        }
+    const char *val = NULL;
+    int k = global_option(argc, argv, i, &val);
+    if (k == -1) return 0;
+    if (k == -2) {
+        sl_cli_error("%s needs a value", argv[*i]);
+        return -1;
     }
-    if (!names[k]) return 0;
     switch (k) {
-    case 0:
+    case G_DB:
         free(cfg->db_url);
         cfg->db_url = strdup(val);
         break;
-    case 1:
+    case G_HOME:
         free(cfg->home);
         cfg->home = strdup(val);
         break;
-    case 2:
+    case G_HANDLERS:
         if (!*handlers_from_flags) {
             /* flags replace the directories the environment or file named */
             for (int d = 0; d < cfg->n_handler_dirs; d++)
@@ -105,15 +117,15 @@ static int take_global(sl_config *cfg, int argc, char **argv, int *i, int *handl
             return -1;
         }
         break;
-    case 3:
+    case G_LUA:
         if (sl_config_add_dir(cfg->lua_dirs, &cfg->n_lua_dirs, val) < 0) {
             sl_cli_error("too many --lua directories");
             return -1;
         }
         break;
-    case 4:
+    case G_CONFIG:
         break; /* read before the others, see main() */
-    case 5:
+    case G_LOG_FORMAT:
         if (strcmp(val, "logfmt") == 0)
             cfg->log_format = SL_LOG_LOGFMT;
         else if (strcmp(val, "json") == 0)
@@ -123,7 +135,7 @@ static int take_global(sl_config *cfg, int argc, char **argv, int *i, int *handl
             return -1;
         }
         break;
-    case 6:
+    case G_LOG_LEVEL:
         if ((cfg->log_level = sl_log_level_parse(val)) < 0) {
             sl_cli_error("--log-level must be debug, info, warn or error, not '%s'", val);
             return -1;
@@ -143,15 +155,10 @@ int main(int argc, char **argv)
      * they name (the last of each wins, as for every option). */
     const char *config_flag = NULL, *home_flag = NULL;
     for (int i = 1; i < argc; i++) {
-        const char **to = strncmp(argv[i], "--config", 8) == 0 ? &config_flag
-                          : strncmp(argv[i], "--home", 6) == 0 ? &home_flag
-                                                               : NULL;
-        const char *rest = argv[i] + (to == &config_flag ? 8 : 6);
-        if (!to || (*rest != '\0' && *rest != '=')) continue;
-        if (*rest == '=')
-            *to = rest + 1;
-        else if (i + 1 < argc)
-            *to = argv[++i];
+        const char *val = NULL;
+        int k = global_option(argc, argv, &i, &val); /* a missing value is reported below */
+        if (k == G_CONFIG) config_flag = val;
+        if (k == G_HOME) home_flag = val;
     }
     if (sl_config_init(&cfg, config_flag, home_flag, err, sizeof err) < 0) {
         sl_cli_error("%s", err);

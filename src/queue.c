@@ -91,6 +91,19 @@ void sl_queue_outcome_json_of(sl_buf *b, const char *run_id, const sl_run_outcom
     sl_buf_printf(b, ",\"log_from\":%zu}", o->log_from);
 }
 
+void sl_queue_bare_failure_json(sl_buf *b, const char *run_id, const sl_run_outcome *o,
+                                const char *error)
+{
+    sl_run_outcome bare = *o;
+    bare.status = SL_RUN_FAILED;
+    bare.error = error;
+    bare.result_json = NULL;
+    bare.logs = NULL;
+    bare.datasets_json = NULL;
+    bare.retryable = 1;
+    sl_queue_outcome_json_of(b, run_id, &bare, NULL);
+}
+
 int sl_queue_cron_slot(const char *cron, const char *tzname, sl_tz_cache *zones, char out[40],
                        char *why, size_t whylen)
 {

@@ -55,6 +55,12 @@ void sl_queue_outcome_json(sl_buf *b, sl_run *run, const char *next_cron);
 void sl_queue_outcome_json_of(sl_buf *b, const char *run_id, const sl_run_outcome *o,
                               const char *next_cron);
 
+/* The same for outcome o reduced to a failure with message error, without its
+ * result, log or dataset reports: what is left to record when the database
+ * refused the outcome itself (a worker's batch, a foreground run). */
+void sl_queue_bare_failure_json(sl_buf *b, const char *run_id, const sl_run_outcome *o,
+                                const char *error);
+
 struct sl_tz_cache;
 
 /* The next fire time after now of a recurring job, as ISO 8601 UTC into out; ""

@@ -313,6 +313,20 @@ typedef struct cycle_req {
     int asked;
 } cycle_req;
 
+/* Puts a batch back in front of the ended runs still to record; returns its size. */
+static int requeue(sl_worker *w, wrun *batch)
+{
+    int n = 0;
+    wrun *last = NULL;
+    for (wrun *x = batch; x; x = x->next, n++)
+        last = x;
+    if (last) {
+        last->next = w->done;
+        w->done = batch;
+    }
+    return n;
+}
+
 /* A cycle failed. When Postgres refused its statement (a SQLSTATE that a retry
  * will not change: not a lost connection, a shutdown, a lack of resources or a
  * lock), one ended run's outcome may be what it refused, and a whole batch
@@ -333,13 +347,7 @@ static int refused(sl_worker *w, wrun **batch, int asked, const char *err)
     wrun *r = *batch;
     *batch = NULL;
     if (r->next || asked > 0) { /* which one (or the claim)? all back, then one a cycle */
-        int n = 0;
-        wrun *last = r;
-        for (wrun *x = r; x; x = x->next, n++)
-            last = x;
-        last->next = w->done;
-        w->done = r;
-        w->isolate += n;
+        w->isolate += requeue(w, r);
         sl_log(SL_WARN, "the database refused a batch of run outcomes; recording them one by one",
                "error", err, "sqlstate", st, NULL);
         return 1;
@@ -348,15 +356,8 @@ static int refused(sl_worker *w, wrun **batch, int asked, const char *err)
     if (r->run) { /* refused alone: once more as a bare failure */
         char msg[1024];
         snprintf(msg, sizeof msg, "the run's outcome could not be recorded: %s", err);
-        sl_run_outcome o = *sl_run_outcome_of(r->run);
-        o.status = SL_RUN_FAILED;
-        o.error = msg;
-        o.result_json = NULL;
-        o.logs = NULL;
-        o.datasets_json = NULL;
-        o.retryable = 1;
         sl_buf b = {0};
-        sl_queue_outcome_json_of(&b, id, &o, NULL);
+        sl_queue_bare_failure_json(&b, id, sl_run_outcome_of(r->run), msg);
         sl_log(SL_ERROR, "the database refused a run's outcome; recording it as failed", "run", id,
                "error", err, NULL);
         free(r->outcome);
@@ -364,8 +365,7 @@ static int refused(sl_worker *w, wrun **batch, int asked, const char *err)
         sl_buf_free(&b);
         sl_run_free(r->run);
         r->run = NULL;
-        r->next = w->done;
-        w->done = r;
+        requeue(w, r);
         if (w->isolate == 0) w->isolate = 1; /* else it is counted already */
         return 1;
     }
@@ -392,14 +392,7 @@ static void cycle_done(PGresult *res, const char *err, void *data)
         return;
     }
     if (err) {
-        /* keep every completion: put the batch back and retry with backoff */
-        wrun *last = batch;
-        while (last && last->next)
-            last = last->next;
-        if (last) {
-            last->next = w->done;
-            w->done = batch;
-        }
+        requeue(w, batch); /* keep every completion: retry with backoff */
         w->backoff = w->backoff < 0.2 ? 0.2 : w->backoff * 2;
         if (w->backoff > 30) w->backoff = 30;
         char secs[32];

@@ -161,6 +161,18 @@ class SluiceTest(unittest.TestCase):
     def scalar(self, sql):
         return pgfixture.psql(self.db, sql)
 
+    def refuse_results(self, key, value, message):
+        """Has the database refuse a run's outcome whose result has key = value
+        (as text), as a deployment's trigger might: every update recording it
+        raises `message`. The schema must exist."""
+        self.scalar(f"""CREATE FUNCTION public.refuse_result() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.result ->> '{key}' = '{value}' THEN RAISE EXCEPTION '{message}'; END IF;
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER refuse_result BEFORE UPDATE ON sluice.scheduled_job_runs
+                FOR EACH ROW EXECUTE FUNCTION public.refuse_result()""")
+
     def count(self, table, where="true"):
         return int(self.scalar(f"SELECT count(*) FROM {table} WHERE {where}"))
 

@@ -223,7 +223,7 @@ class Daemon(harness.SluiceTest):
         shutil.copy(os.path.join(harness.TEST_HANDLERS, "sql_probe.lua"), self.dir)
         self.write("tx_hold.lua", """return { run = function(job)
             job.log("holding the connection")
-            assert(sluice.db.transaction(function() sluice.sleep(2.5) return true end))
+            assert(sluice.db.transaction(function() sluice.sleep(3) return true end))
             return { held = true } end }""")
         conf = os.path.join(self.dir, "one.conf")
         with open(conf, "w") as f:
@@ -236,6 +236,13 @@ class Daemon(harness.SluiceTest):
             job = self.sluice("queue", "sql_probe", "--params", probe, env=env).stdout.strip()
             self.wait_done(job)
         self.assertEqual(self.result_of(hold)["status"], "completed")
+        # the premise: the first flush (2 s after the worker's start) fell while the run held it
+        held = self.one(f"SELECT extract(epoch FROM r.started_at - w.started_at) AS start, "
+                        f"extract(epoch FROM r.completed_at - w.started_at) AS done "
+                        f"FROM sluice.scheduled_job_runs r JOIN sluice.workers w ON w.id = r.worker_id "
+                        f"WHERE r.scheduled_job_id = '{hold}'")
+        self.assertLess(held["start"], 1.9, held)
+        self.assertGreater(held["done"], 2.1, held)
         names = [r["name"] for r in self.result_of(job)["result"]["rows"]]
         self.assertIn("sl_logs", names)
         self.assertIn("sl_cycle", names)
@@ -338,13 +345,7 @@ class Daemon(harness.SluiceTest):
         first = [self.sluice("queue", "echo", env=env).stdout.strip() for _ in range(3)]
         poison = self.sluice("queue", "poison", "--max-retries", "0", env=env).stdout.strip()
         first += [self.sluice("queue", "echo", env=env).stdout.strip() for _ in range(3)]
-        self.scalar("""CREATE FUNCTION public.refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN
-                IF NEW.result ->> 'poison' = 'true' THEN RAISE EXCEPTION 'poisoned result'; END IF;
-                RETURN NEW;
-            END $$;
-            CREATE TRIGGER refuse_poison BEFORE UPDATE ON sluice.scheduled_job_runs
-                FOR EACH ROW EXECUTE FUNCTION public.refuse_poison()""")
+        self.refuse_results("poison", "true", "poisoned result")
         with self.serve("--concurrency", "8", env=env) as d:
             for job in first + [poison]:
                 self.wait_done(job)

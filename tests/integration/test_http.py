@@ -229,7 +229,9 @@ class HttpExec(unittest.TestCase):
                 local t = sluice.spawn(function()
                   return sluice.http.get(base .. "/slow-body?chunks=5&gap_ms=60&size=10", { save_to = slow })
                 end)
-                sluice.sleep(0.05)
+                -- until the first piece is in: the transfer is under way (bounded)
+                for _ = 1, 500 do if slow:size() > 0 then break end sluice.sleep(0.01) end
+                assert(slow:size() > 0 and slow:size() < 50, "the transfer never started")
                 print(pcall(slow.discard, slow))
                 print(pcall(sluice.http.get, base .. "/bytes/1", { save_to = slow }))
                 print(sluice.wait(t).size, slow:size())

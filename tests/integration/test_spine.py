@@ -275,13 +275,7 @@ class Spine(harness.SluiceTest):
 
     def test_run_whose_outcome_is_refused_is_recorded_as_failed(self):
         self.sluice("queue", "echo")  # the schema, for the trigger
-        self.scalar("""CREATE FUNCTION public.refuse_hello() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN
-                IF NEW.result ->> 'message' = 'refuse me' THEN RAISE EXCEPTION 'refused result'; END IF;
-                RETURN NEW;
-            END $$;
-            CREATE TRIGGER refuse_hello BEFORE UPDATE ON sluice.scheduled_job_runs
-                FOR EACH ROW EXECUTE FUNCTION public.refuse_hello()""")
+        self.refuse_results("message", "refuse me", "refused result")
         proc = self.sluice("run", "echo", "--params", '{"message": "refuse me"}', check=False)
         self.assertEqual(proc.returncode, 1)
         self.assertIn("refused result", proc.stderr)
