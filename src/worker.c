@@ -559,10 +559,18 @@ static void rescue_done(PGresult *res, const char *err, void *data)
         sl_log(SL_WARN, "rescue pass failed", "error", err, NULL);
         return;
     }
-    for (int i = 0; i < PQntuples(res); i++)
+    int n = 0, error_col = PQfnumber(res, "error");
+    for (int i = 0; i < PQntuples(res); i++) {
+        if (error_col >= 0 && !PQgetisnull(res, i, error_col)) {
+            /* it stays running with its lease expired: tried again next pass */
+            sl_log(SL_ERROR, "could not fail a run whose worker was lost; will try again", "run",
+                   PQgetvalue(res, i, 0), "error", PQgetvalue(res, i, error_col), NULL);
+            continue;
+        }
         sl_log(SL_WARN, "failed a run whose worker was lost (lease expired)", "run",
                PQgetvalue(res, i, 0), "job_status", PQgetvalue(res, i, 1), NULL);
-    int n = PQntuples(res);
+        n++;
+    }
     PQclear(res);
     if (n > 0) cycle(w);
 }
@@ -610,8 +618,8 @@ static void rescue_cb(struct ev_loop *loop, ev_timer *t, int revents)
     (void)revents;
     sl_worker *w = t->data;
     if (w->stopping) return;
-    sl_pg_query(w->ctx->pg, "SELECT run_id, job_status FROM sluice.rescue_lost_runs()", 0, NULL,
-                rescue_done, w);
+    sl_pg_query(w->ctx->pg, "SELECT run_id, job_status, error FROM sluice.rescue_lost_runs()", 0,
+                NULL, rescue_done, w);
     sl_pg_query(w->ctx->pg, "SELECT * FROM sluice.unscheduled_jobs(100)", 0, NULL, unscheduled_done,
                 w);
 }

@@ -88,6 +88,35 @@ class Lifecycle(harness.SluiceTest):
         self.assertEqual(self.one(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{job}'")["status"],
                          "completed")
 
+    def test_a_run_that_cannot_be_failed_does_not_stop_other_rescues(self):
+        # two runs lose their worker; the database refuses to record one of them
+        # as failed (a deployment's trigger): the other is still rescued and rerun
+        stuck = self.sluice("queue", "sleep", "--params", '{"seconds": 3}').stdout.strip()
+        other = self.sluice("queue", "sleep", "--params", '{"seconds": 4}').stdout.strip()
+        d1 = self.serve("--lease", "2")
+        self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'running'") == 2, 30)
+        d1.kill()
+        self.scalar("""CREATE FUNCTION public.refuse_rescue() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.status = 'failed' AND NEW.parameters ->> 'seconds' = '3' THEN
+                    RAISE EXCEPTION 'not this one';
+                END IF;
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER refuse_rescue BEFORE UPDATE ON sluice.scheduled_job_runs
+                FOR EACH ROW EXECUTE FUNCTION public.refuse_rescue()""")
+        with self.serve("--lease", "2") as d2:
+            self.wait_for(lambda: self.one(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{other}'")
+                          ["status"] == "completed", 40, "the other lost run was never rescued")
+            d2.wait_log("could not fail a run whose worker was lost; will try again", 10)
+        self.assertIn("not this one", d2.log())
+        runs = self.sql(f"SELECT status FROM sluice.scheduled_job_runs WHERE scheduled_job_id = '{other}' "
+                        f"ORDER BY attempt_number")
+        self.assertEqual([r["status"] for r in runs], ["failed", "completed"])
+        # the refused one is left as it was, for the next pass
+        self.assertEqual([r["status"] for r in self.sql(
+            f"SELECT status FROM sluice.scheduled_job_runs WHERE scheduled_job_id = '{stuck}'")], ["running"])
+
     def test_heartbeat_keeps_a_long_run_alive(self):
         # a 5 s run with a 1.5 s lease: heartbeats every 0.5 s keep it; a second
         # worker must not rescue it
