@@ -154,6 +154,41 @@ void sl_host_push(sl_runtime *rt, const char *name)
     lua_remove(L, -2);
 }
 
+#define GUARD_EVERY 1000 /* instructions between the guard's counts */
+
+static void guard_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    sl_runtime *rt = sl_runtime_of(L);
+    /* a coroutine made under a guard keeps the hook: it counts only under one */
+    if (!rt || !rt->guarding) return;
+    if (rt->guard_left > 0) {
+        rt->guard_left -= GUARD_EVERY;
+        if (rt->guard_left > 0) return;
+    }
+    /* from now on raise on every line and instruction: pcall cannot hold it */
+    lua_sethook(L, guard_hook, LUA_MASKLINE | LUA_MASKCOUNT, 1);
+    luaL_error(L, "instruction budget exceeded: ran too long without yielding (a loop that "
+                  "never ends?)");
+}
+
+void sl_guard_enter(sl_runtime *rt, lua_State *L, sl_guard *saved)
+{
+    saved->hook = lua_gethook(L);
+    saved->mask = lua_gethookmask(L);
+    saved->count = lua_gethookcount(L);
+    saved->guarding = rt->guarding;
+    if (!rt->guarding) rt->guard_left = rt->opts.instruction_budget;
+    rt->guarding = 1;
+    lua_sethook(L, guard_hook, LUA_MASKCOUNT, GUARD_EVERY);
+}
+
+void sl_guard_leave(sl_runtime *rt, lua_State *L, const sl_guard *saved)
+{
+    lua_sethook(L, saved->hook, saved->mask, saved->count);
+    rt->guarding = saved->guarding;
+}
+
 int sl_host_call(sl_runtime *rt, const char *name, int nargs, int nresults, char *err,
                  size_t errlen)
 {
@@ -162,7 +197,11 @@ int sl_host_call(sl_runtime *rt, const char *name, int nargs, int nresults, char
     lua_pushcfunction(L, traceback);
     sl_host_push(rt, name);
     lua_rotate(L, base + 1, 2); /* [handler fn args...] */
-    if (lua_pcall(L, nargs, nresults, base + 1) != LUA_OK) {
+    sl_guard g;
+    sl_guard_enter(rt, L, &g);
+    int status = lua_pcall(L, nargs, nresults, base + 1);
+    sl_guard_leave(rt, L, &g);
+    if (status != LUA_OK) {
         snprintf(err, errlen, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "error");
         lua_settop(L, base);
         return -1;

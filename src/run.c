@@ -254,11 +254,14 @@ void sl_task_cancel(sl_task *t, const char *why)
     }
     if (t->state != T_DONE && t->co) {
         *(sl_task **)lua_getextraspace(t->co) = NULL;
+        sl_guard g; /* its __close handlers run now, on their own budget */
+        sl_guard_enter(rt, t->co, &g);
 #if LUA_VERSION_RELEASE_NUM >= 50406
         lua_closethread(t->co, rt->L);
 #else
         lua_resetthread(t->co);
 #endif
+        sl_guard_leave(rt, t->co, &g);
     }
     t->state = T_DONE;
     if (t->chunk_done) {
@@ -295,37 +298,64 @@ sl_task *sl_task_spawn(sl_runtime *rt, lua_State *L, sl_run *run, int nargs)
     return t;
 }
 
+/* error_text(value) → message, permanent: an error value said as text. Run
+ * protected and guarded: the value's metamethods (__index, __tostring) are the
+ * handler's code and may raise or never return. */
+static int error_text(lua_State *L)
+{
+    const char *msg = NULL;
+    int permanent = 0;
+    if (lua_type(L, 1) == LUA_TTABLE) {
+        if (lua_getfield(L, 1, "permanent") != LUA_TNIL && lua_toboolean(L, -1)) permanent = 1;
+        lua_pop(L, 1);
+        lua_getfield(L, 1, "message");
+        msg = lua_tostring(L, -1);
+    } else if (lua_type(L, 1) == LUA_TSTRING || lua_type(L, 1) == LUA_TNUMBER) {
+        msg = lua_tostring(L, 1);
+    }
+    if (!msg && luaL_getmetafield(L, 1, "__tostring") != LUA_TNIL) {
+        lua_pop(L, 1);
+        msg = luaL_tolstring(L, 1, NULL);
+    } else if (!msg) {
+        /* error({code = 1}), error(nil), error(true): said plainly, not "table: 0x…" */
+        sl_host_push(sl_runtime_of(L), "describe_error");
+        lua_pushvalue(L, 1);
+        lua_call(L, 1, 1);
+        msg = lua_tostring(L, -1);
+    }
+    lua_pushstring(L, msg ? msg : "error object is not a string");
+    lua_pushboolean(L, permanent);
+    return 2;
+}
+
 /* A run's main task or a chunk ended: turn its error value into a message with a
  * traceback; permanent errors (sluice.permanent) are not retried. */
 static char *error_message(sl_task *t, int *retryable, char **traceback)
 {
     lua_State *L = t->rt->L; /* the dead coroutine cannot run __tostring: work here */
-    const char *msg = NULL;
+    const char *msg;
     int top = lua_gettop(L);
     *retryable = 1;
     lua_xmove(t->co, L, 1);
     if (t->kill) {
         msg = t->kill;
         *retryable = 0;
-    } else if (lua_type(L, -1) == LUA_TTABLE) {
-        if (lua_getfield(L, -1, "permanent") != LUA_TNIL && lua_toboolean(L, -1)) *retryable = 0;
-        lua_pop(L, 1);
-        lua_getfield(L, -1, "message");
-        msg = lua_tostring(L, -1);
-    } else if (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER) {
-        msg = lua_tostring(L, -1);
-    }
-    if (!msg && !luaL_getmetafield(L, top + 1, "__tostring")) {
-        /* error({code = 1}), error(nil), error(true): said plainly, not "table: 0x…" */
-        char err[256];
+    } else {
+        lua_pushcfunction(L, error_text);
         lua_pushvalue(L, top + 1);
-        if (sl_host_call(t->rt, "describe_error", 1, 1, err, sizeof err) == 0)
-            msg = lua_tostring(L, -1);
-    } else if (!msg) {
-        lua_pop(L, 1); /* the __tostring field */
-        msg = luaL_tolstring(L, top + 1, NULL);
+        sl_guard g;
+        sl_guard_enter(t->rt, L, &g);
+        int status = lua_pcall(L, 1, 2, 0);
+        sl_guard_leave(t->rt, L, &g);
+        if (status == LUA_OK) {
+            msg = lua_tostring(L, -2);
+            if (lua_toboolean(L, -1)) *retryable = 0;
+        } else {
+            msg = lua_pushfstring(L, "the error value could not be said as text: %s",
+                                  lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
+                                                                 : "(its error is not a string)");
+        }
     }
-    if (!msg) msg = "error object is not a string";
     char *copy = strdup(msg);
     luaL_traceback(L, t->co, copy, 0);
     *traceback = strdup(lua_tostring(L, -1));

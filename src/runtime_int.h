@@ -83,8 +83,23 @@ struct sl_runtime {
     ev_idle idle;       /* more are ready: the loop polls without blocking */
     sl_run *runs;
     int nruns;
-    int refs; /* registry refs held (asserted zero at close) */
+    int refs;        /* registry refs held (asserted zero at close) */
+    long guard_left; /* instructions left to the code under the outermost guard */
+    int guarding;    /* a guard is in force (sl_guard_enter) */
 };
+
+/* Lua code the host runs outside a task's own budget — a handler file's top level,
+ * the runtime's functions, an error value's metamethods, the __close handlers of
+ * a cancelled task — is held to the instruction budget too: past it, it raises
+ * "instruction budget exceeded". Nested guards share the outermost one's budget.
+ * (A __gc metamethod runs with hooks off; nothing can bound it.) */
+typedef struct {
+    lua_Hook hook;
+    int mask, count;
+    int guarding;
+} sl_guard;
+void sl_guard_enter(sl_runtime *rt, lua_State *L, sl_guard *saved);
+void sl_guard_leave(sl_runtime *rt, lua_State *L, const sl_guard *saved);
 
 /* The runtime stored in L's registry. */
 sl_runtime *sl_runtime_of(lua_State *L);

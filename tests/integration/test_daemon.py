@@ -47,6 +47,18 @@ BAD_HANDLERS = {
     "err_table": """return { run = function(job) error({ code = 7 }) end }""",
     "err_nil": """return { run = function(job) error(nil) end }""",
     "fn_result": """return { run = function(job) return { f = function() end } end }""",
+    # error values whose metamethods raise or never return (the host reads them)
+    "err_tostring_raises": """return { run = function(job)
+        error(setmetatable({}, { __tostring = function() error("inner") end })) end }""",
+    "err_index_raises": """return { run = function(job)
+        error(setmetatable({}, { __index = function() error("no such field") end })) end }""",
+    "err_tostring_spins": """return { run = function(job)
+        error(setmetatable({}, { __tostring = function() while true do end end })) end }""",
+    # a __close handler that never returns, run when the timeout cancels the run
+    "close_spins": """return { timeout = 1, run = function(job)
+        local x <close> = setmetatable({}, { __close = function() while true do end end })
+        sluice.sleep(5)
+      end }""",
 }
 
 
@@ -424,8 +436,25 @@ class Daemon(harness.SluiceTest):
         self.assertEqual(errors["err_nil"], "error(nil): the handler raised no message")
         self.assertEqual(errors["fn_result"], "the handler's return value cannot be encoded as JSON: "
                                               "Cannot serialise function: type not supported")
+        self.assertIn("the error value could not be said as text: ", errors["err_tostring_raises"])
+        self.assertIn("inner", errors["err_tostring_raises"])
+        self.assertIn("no such field", errors["err_index_raises"])
+        self.assertIn("instruction budget exceeded", errors["err_tostring_spins"])
+        self.assertEqual(errors["close_spins"], "timed out after 1s")
         self.assertEqual(self.result_of(after)["status"], "completed")
         self.assertEqual(self.result_of(after)["result"]["message"], "still here")
+
+    def test_a_handler_file_that_never_finishes_loading_is_kept_out(self):
+        self.write("load_spin.lua", """while true do end
+            return { run = function(job) return {} end }""")
+        env = self.henv({"SLUICE_INSTRUCTION_BUDGET": "20000000"})
+        check = self.sluice("check", env=env, check=False)
+        self.assertNotEqual(check.returncode, 0)
+        self.assertIn("load_spin.lua: instruction budget exceeded", check.stdout + check.stderr)
+        job = self.sluice("queue", "echo", env=env).stdout.strip()
+        with self.serve(env=env):
+            self.wait_done(job)
+        self.assertEqual(self.result_of(job)["status"], "completed")
 
 
 if __name__ == "__main__":
