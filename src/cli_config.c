@@ -11,23 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The URL with its password (user:PASSWORD@ or password=…) masked. */
-static char *mask_url(const char *url)
-{
-    char *out = sl_redact(url);
-    char *at = strchr(out, '@'), *scheme = strstr(out, "://");
-    if (at && scheme && scheme < at) {
-        char *colon = memchr(scheme + 3, ':', (size_t)(at - scheme - 3));
-        if (colon) {
-            char *masked = malloc(strlen(out) + 16);
-            snprintf(masked, strlen(out) + 16, "%.*s:[redacted]%s", (int)(colon - out), out, at);
-            free(out);
-            return masked;
-        }
-    }
-    return out;
-}
-
 int sl_cmd_config(const sl_config *cfg, int argc, char **argv)
 {
     int json = argc > 1 && strcmp(argv[1], "--json") == 0;
@@ -37,7 +20,8 @@ int sl_cmd_config(const sl_config *cfg, int argc, char **argv)
                 "Prints the settings in effect (flags > environment > config file).\n");
         return sl_cli_wants_help(argc, argv) ? 0 : 2;
     }
-    char *db = cfg->db_url ? mask_url(cfg->db_url) : strdup("(embedded cluster under home)");
+    char *db = cfg->db_url ? sl_redact(cfg->db_url) /* user:[redacted]@, password=[redacted] */
+                           : strdup("(embedded cluster under home)");
     char handlers[4096] = "", lua[4096] = "";
     for (int i = 0; i < cfg->n_handler_dirs; i++)
         snprintf(handlers + strlen(handlers), sizeof handlers - strlen(handlers), "%s%s",

@@ -71,8 +71,10 @@ char *sl_redact(const char *s)
     char *out = malloc(cap);
     static const char mark[] = "[redacted]";
     for (size_t i = 0; i < len;) {
-        if (o + sizeof mark + 2 >= cap) {
-            cap = cap * 2 + sizeof mark;
+        /* room for the rest of the input and one mark: a step copies input and
+         * adds at most one mark (and a space) */
+        if (o + (len - i) + sizeof mark + 2 >= cap) {
+            cap = (o + (len - i)) * 2 + sizeof mark + 2;
             out = realloc(out, cap);
         }
         /* Header forms: "Authorization: …", "Cookie: …" up to end of line. */
@@ -100,6 +102,22 @@ char *sl_redact(const char *s)
             while (i < len && !isspace((unsigned char)s[i]) && s[i] != '"' && s[i] != '&')
                 i++;
             continue;
+        }
+        /* A URL's password: scheme://user:PASSWORD@host. */
+        if (s[i] == ':' && i + 3 <= len && s[i + 1] == '/' && s[i + 2] == '/') {
+            size_t h = i + 3, colon = 0;
+            while (h < len && !strchr("/?#@\"", s[h]) && !isspace((unsigned char)s[h])) {
+                if (s[h] == ':' && !colon) colon = h;
+                h++;
+            }
+            if (h < len && s[h] == '@' && colon) {
+                while (i <= colon)
+                    out[o++] = s[i++];
+                memcpy(out + o, mark, sizeof mark - 1);
+                o += sizeof mark - 1;
+                i = h;
+                continue;
+            }
         }
         /* name=value where name looks secret (query strings, logfmt). */
         if (s[i] == '=' && i > 0) {
