@@ -13,7 +13,8 @@
  *   is_task(v)             v is a task handle
  *
  * Lifetimes: a task is freed when it is collected, when its parent ends (run.c:
- * nothing a task spawned outlives it) or when its run ends. The handle is a
+ * nothing a task spawned outlives it; one that had finished leaves its outcome
+ * in its handle, sl_spawn_keep_outcome) or when its run ends. The handle is a
  * userdata holding the task pointer; run.c clears that pointer when it frees the
  * task (sl_task.handle), and the handle's __gc clears sl_task.handle, so neither
  * side can outlive the other. Results move into the handle's user value at
@@ -22,6 +23,7 @@
 #include "runtime_int.h"
 
 #include <lauxlib.h>
+#include <stddef.h>
 #include <stdlib.h>
 
 #define HANDLE_MT "sluice.task"
@@ -29,8 +31,11 @@
 enum { H_PENDING = 0, H_DONE, H_FAILED };
 
 typedef struct {
-    sl_task *t;  /* NULL once the task is freed */
-    int outcome; /* H_*, set at collect */
+    sl_task *t;   /* NULL once the task is freed */
+    int outcome;  /* H_*, set at collect (or when its parent freed it finished) */
+    int kept_ref; /* a registry ref to the results of a task freed finished but not
+                   * collected (sl_spawn_keep_outcome), until they move into the
+                   * user value; owned by the handle */
 } task_handle;
 
 static task_handle *check_handle(lua_State *L, int idx)
@@ -54,6 +59,7 @@ static int l_spawn(lua_State *L)
     task_handle *h = lua_newuserdatauv(L, sizeof *h, 1);
     h->t = NULL;
     h->outcome = H_PENDING;
+    h->kept_ref = LUA_NOREF;
     luaL_setmetatable(L, HANDLE_MT);
     lua_insert(L, 1); /* [h fn args…] */
     sl_task *c = sl_task_spawn(rt, L, parent->run, nargs);
@@ -78,12 +84,19 @@ static int l_is_task(lua_State *L)
 }
 
 /* Pushes the outcome kept in the handle: true, results… | false, error. */
-static int push_outcome(lua_State *L, int hidx, const task_handle *h)
+static int push_outcome(lua_State *L, int hidx, task_handle *h)
 {
     if (h->outcome == H_PENDING) {
         lua_pushboolean(L, 0);
         lua_pushliteral(L, "the task was cancelled");
         return 2;
+    }
+    if (h->kept_ref != LUA_NOREF) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, h->kept_ref);
+        lua_setiuservalue(L, hidx, 1);
+        luaL_unref(L, LUA_REGISTRYINDEX, h->kept_ref);
+        h->kept_ref = LUA_NOREF;
+        sl_runtime_of(L)->refs--;
     }
     lua_getiuservalue(L, hidx, 1);
     if (h->outcome == H_FAILED) {
@@ -188,7 +201,21 @@ static int handle_gc(lua_State *L)
         h->t->handle = NULL;
         h->t = NULL;
     }
+    if (h->kept_ref != LUA_NOREF) {
+        luaL_unref(L, LUA_REGISTRYINDEX, h->kept_ref);
+        h->kept_ref = LUA_NOREF;
+        sl_runtime_of(L)->refs--;
+    }
     return 0;
+}
+
+void sl_spawn_keep_outcome(sl_task *t)
+{
+    if (!t->handle || t->state != T_DONE) return;
+    task_handle *h = (task_handle *)(void *)((char *)t->handle - offsetof(task_handle, t));
+    h->outcome = t->failed ? H_FAILED : H_DONE;
+    h->kept_ref = t->result_ref; /* the handle's now: task_free leaves it */
+    t->result_ref = LUA_NOREF;
 }
 
 static int handle_tostring(lua_State *L)

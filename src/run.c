@@ -169,7 +169,8 @@ static void wake_waiter(sl_task *t)
 }
 
 /* Structured concurrency: nothing a task spawned outlives it. Cancels the
- * children still running and frees the finished ones nobody collected; a child
+ * children still running and frees the finished ones nobody collected (their
+ * handles keep the outcome); a child
  * on the C stack (the task running now) is only detached. */
 static void cancel_children(sl_task *t)
 {
@@ -178,6 +179,7 @@ static void cancel_children(sl_task *t)
         t->children = c->next_sibling;
         c->next_sibling = NULL;
         c->parent = NULL;
+        sl_spawn_keep_outcome(c); /* a finished one: its handle can still say how */
         if (c->state != T_RUNNING) sl_task_cancel(c, "parent task ended");
     }
 }

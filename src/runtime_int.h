@@ -108,6 +108,10 @@ sl_runtime *sl_runtime_of(lua_State *L);
  * popped); queues it to start. run may be NULL (scripts, REPL). */
 sl_task *sl_task_spawn(sl_runtime *rt, lua_State *L, sl_run *run, int nargs);
 
+/* A finished task about to be freed uncollected (its parent ended): its handle
+ * (lua_spawn.c), if any, takes over its outcome. */
+void sl_spawn_keep_outcome(sl_task *t);
+
 /* Cancels a task: stops its pending operation, closes its coroutine. */
 void sl_task_cancel(sl_task *t, const char *why);
 

@@ -533,6 +533,28 @@ class HttpExec(unittest.TestCase):
         self.assertLess(took, 10)
         self.wait_aborted("/hang", 1)
 
+    def test_a_finished_child_keeps_its_outcome_after_its_parent_ends(self):
+        # the parent frees its children when it ends; a handle kept elsewhere
+        # still says how a finished one ended (a running one is cancelled)
+        proc, _ = self.lua("""
+            local done, failed, running
+            sluice.wait(sluice.spawn(function()
+              done = sluice.spawn(function() return 7, "x" end)
+              failed = sluice.spawn(function() error("child boom") end)
+              running = sluice.spawn(function() sluice.sleep(10) end)
+              sluice.sleep(0.05)
+            end))
+            print(done:status(), sluice.wait(done))
+            print(done:status(), sluice.wait(done))
+            print(failed:status(), pcall(sluice.wait, failed))
+            print(running:status(), pcall(sluice.wait, running))
+        """)
+        out = self.lines(proc)
+        self.assertEqual(out[0], "done\t7\tx")
+        self.assertEqual(out[1], "done\t7\tx")
+        self.assertRegex(out[2], r"^failed\tfalse\t\S+:\d+: child boom$")
+        self.assertEqual(out[3], "cancelled\tfalse\tsluice.wait: a task was cancelled before it finished")
+
     def test_spawn_misuse(self):
         for src, msg in [
             ("sluice.spawn(42)", "expected a function"),
