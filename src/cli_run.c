@@ -35,7 +35,11 @@ static void usage(FILE *out)
                  "optional here even for job types that need one when queued.\n"
                  "  --json   print the run's outcome as JSON on stdout: run_id, job_id,\n"
                  "           status, seconds, result, error, and recorded (false when the\n"
-                 "           database refused the outcome; the run is then recorded as failed)\n");
+                 "           database refused the outcome; the run is then recorded as failed),\n"
+                 "           job_status (active when a worker will retry it)\n\n"
+                 "A run that fails spends one attempt of its job, as any run does: while\n"
+                 "the job type's retry policy allows more, a worker (sluice serve) runs it\n"
+                 "again later; `sluice jobs cancel ID` stops that.\n");
 }
 
 static void fg_done(sl_run *run, void *data)
@@ -70,6 +74,25 @@ static void sig_cb(struct ev_loop *loop, ev_signal *s, int revents)
     (void)revents;
     fg_run *f = s->data;
     if (f->run && !f->ended) sl_run_cancel(f->run, SL_RUN_FAILED, "interrupted", 0);
+}
+
+/* After a failed run whose job is still active: says when a worker will run it
+ * again (its retry policy applies as to any job) and how to stop that. */
+static void retry_notice(PGconn *c, const char *job_id)
+{
+    const char *p[] = {job_id};
+    PGresult *r =
+        sl_cli_exec(c,
+                    "SELECT to_char(next_run_at AT TIME ZONE 'UTC', "
+                    "'YYYY-MM-DD HH24:MI:SS \"UTC\"'), attempts FROM sluice.scheduled_jobs "
+                    "WHERE id = $1 AND next_run_at IS NOT NULL",
+                    1, p);
+    if (r && PQntuples(r) == 1)
+        fprintf(stderr,
+                "its job is retried by a worker (sluice serve) from %s, as its retry policy "
+                "says; `sluice jobs cancel %.8s` stops that\n",
+                PQgetvalue(r, 0, 0), job_id);
+    if (r) PQclear(r);
 }
 
 int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
@@ -163,6 +186,10 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
     const char *fp[] = {sl_buf_str(&b)};
     PGresult *r = sl_cli_exec(c, "SELECT * FROM sluice.finish_runs($1::jsonb)", 1, fp);
     int recorded = r != NULL, bare = 0;
+    /* a failed run's job follows its retry policy: a worker may run it again */
+    char job_status[16] = "";
+    if (r && PQntuples(r) == 1 && !PQgetisnull(r, 0, 1))
+        snprintf(job_status, sizeof job_status, "%s", PQgetvalue(r, 0, 1));
     if (r) PQclear(r);
     if (!recorded) { /* refused (the error is above): once more as a bare failure */
         sl_buf_reset(&b);
@@ -187,7 +214,9 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
                       o->status == SL_RUN_COMPLETED ? "completed" : "failed", secs,
                       o->result_json ? o->result_json : "null");
         sl_buf_json_string(&j, o->error);
-        sl_buf_printf(&j, ",\"recorded\":%s}", recorded ? "true" : "false");
+        sl_buf_printf(&j, ",\"recorded\":%s,\"job_status\":", recorded ? "true" : "false");
+        sl_buf_json_string(&j, *job_status ? job_status : NULL);
+        sl_buf_puts(&j, "}");
         printf("%s\n", sl_buf_str(&j));
         sl_buf_free(&j);
     } else if (!recorded) {
@@ -204,6 +233,7 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
     } else {
         fprintf(stderr, "run %s failed after %.2fs: %s\n", cl.spec.run_id, secs,
                 o->error ? o->error : "failed");
+        if (strcmp(job_status, "active") == 0) retry_notice(c, cl.spec.job_id);
     }
     status = o->status == SL_RUN_COMPLETED                  ? 0
              : o->error && !strcmp(o->error, "interrupted") ? 130

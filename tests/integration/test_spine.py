@@ -184,6 +184,13 @@ class Spine(harness.SluiceTest):
         self.assertEqual([(r["status"], r["trigger_source"]) for r in runs],
                          [("completed", "manual"), ("failed", "manual")])
         self.assertEqual(runs[0]["job_status"], "completed")
+        # the failed one's job keeps its retry policy, and the user is told so
+        self.assertEqual(runs[1]["job_status"], "active")
+        self.assertRegex(bad.stderr, r"its job is retried by a worker \(sluice serve\) from "
+                                     r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC, .*`sluice jobs cancel [0-9a-f]{8}`")
+        final = self.sluice("run", "echo", "--json", "--params", '{"fail": true, "permanent": true}', check=False)
+        self.assertEqual(json.loads(final.stdout)["job_status"], "failed")
+        self.assertNotIn("retried", final.stderr)
         unknown = self.sluice("run", "ecco", check=False)
         self.assertEqual(unknown.returncode, 2)
         self.assertIn("did you mean 'echo'", unknown.stderr)
