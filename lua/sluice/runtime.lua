@@ -531,10 +531,31 @@ local function unknown_type(name)
     #names > 0 and table.concat(names, ", ") or "none: no handlers are loaded")
 end
 
+-- The first string in v (keys too) that Postgres cannot store as jsonb, said
+-- with its path ("message: contains a NUL byte"), or nil.
+local function unstorable(v, path, depth)
+  if type(v) == "string" then
+    local why = text_problem(v)
+    return why and ("%s: %s"):format(path ~= "" and path or "value", why)
+  end
+  if type(v) ~= "table" or depth > 100 then return nil end
+  for k, x in pairs(v) do
+    local p = type(k) == "number" and ("%s[%d]"):format(path, k)
+      or (path ~= "" and path .. "." or "") .. tostring(k)
+    local why = type(k) == "string" and text_problem(k)
+    if why then return ("%s: the name %s"):format(p, why) end
+    why = unstorable(x, p, depth + 1)
+    if why then return why end
+  end
+  return nil
+end
+
 local function validate_params(entry, raw)
   local lib = entry.params_lib
   local value, errs = lib.validate(entry.schema, raw, { null = null })
   if not value then return nil, lib.format_errors(errs) end
+  local why = unstorable(value, "", 0)
+  if why then return nil, why .. " (Postgres cannot store it)" end
   return value
 end
 

@@ -337,10 +337,15 @@ class Registry(harness.SluiceTest):
             ({"competitor_amazon_url_id": URL_A, "source_url": "ftp://x"},
              'source_url: must be an http(s) URL, got "ftp://x"'),
             ({"competitor_amazon_url_id": URL_A, "asin": None}, "asin: must not be null"),
+            # what Postgres cannot store, named (it used to be Postgres' own error)
+            ({"competitor_amazon_url_id": URL_A, "keywords": ["ok", "a\u0000b"]},
+             "keywords[2]: contains a NUL byte (Postgres cannot store it)"),
+            ({"competitor_amazon_url_id": URL_A, "keywords": ["bad \udcff byte"]},  # a raw 0xFF
+             "keywords[1]: is not valid UTF-8 (Postgres cannot store it)"),
         ]
         for params, message in bad:
-            proc = self.sluice("queue", "review_probe", "--brand", "Acme", "--params", json.dumps(params),
-                               check=False)
+            proc = self.sluice("queue", "review_probe", "--brand", "Acme", "--params",
+                               json.dumps(params, ensure_ascii=False), check=False)
             self.assertEqual(proc.returncode, 2, f"{params} was accepted")
             self.assertIn(message, proc.stderr, params)
         # every problem at once
