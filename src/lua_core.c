@@ -17,9 +17,29 @@
 #include <string.h>
 
 /* log(line): appends to the run's log (or stderr outside runs). */
+const char *sl_lua_text(lua_State *L, int idx)
+{
+    size_t n;
+    const char *s = lua_tolstring(L, idx, &n);
+    if (!s || !memchr(s, '\0', n)) return s;
+    idx = lua_absindex(L, idx);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (size_t i = 0; i < n; i++) {
+        if (s[i])
+            luaL_addchar(&b, s[i]);
+        else
+            luaL_addstring(&b, "\xEF\xBF\xBD"); /* U+FFFD */
+    }
+    luaL_pushresult(&b);
+    lua_replace(L, idx);
+    return lua_tostring(L, idx);
+}
+
 static int l_log(lua_State *L)
 {
-    const char *line = luaL_checkstring(L, 1);
+    luaL_checkstring(L, 1);
+    const char *line = sl_lua_text(L, 1);
     sl_task *t = sl_task_of(L);
     if (!t) {
         sl_runtime *rt = sl_runtime_of(L);
@@ -48,7 +68,7 @@ static int l_print(lua_State *L)
     sl_runtime *rt = sl_runtime_of(L);
     if (!t && rt) t = rt->current;
     if (t && t->run) {
-        sl_run_log(t->run, lua_tostring(L, -1));
+        sl_run_log(t->run, sl_lua_text(L, -1));
     } else {
         fputs(lua_tostring(L, -1), stdout);
         fputc('\n', stdout);

@@ -305,27 +305,31 @@ sl_task *sl_task_spawn(sl_runtime *rt, lua_State *L, sl_run *run, int nargs)
  * handler's code and may raise or never return. */
 static int error_text(lua_State *L)
 {
-    const char *msg = NULL;
     int permanent = 0;
+    lua_settop(L, 1);
     if (lua_type(L, 1) == LUA_TTABLE) {
         if (lua_getfield(L, 1, "permanent") != LUA_TNIL && lua_toboolean(L, -1)) permanent = 1;
         lua_pop(L, 1);
         lua_getfield(L, 1, "message");
-        msg = lua_tostring(L, -1);
+        if (!lua_isstring(L, 2)) lua_pop(L, 1);
     } else if (lua_type(L, 1) == LUA_TSTRING || lua_type(L, 1) == LUA_TNUMBER) {
-        msg = lua_tostring(L, 1);
+        lua_pushvalue(L, 1);
     }
-    if (!msg && luaL_getmetafield(L, 1, "__tostring") != LUA_TNIL) {
+    if (lua_gettop(L) == 1 && luaL_getmetafield(L, 1, "__tostring") != LUA_TNIL) {
         lua_pop(L, 1);
-        msg = luaL_tolstring(L, 1, NULL);
-    } else if (!msg) {
+        luaL_tolstring(L, 1, NULL);
+    } else if (lua_gettop(L) == 1) {
         /* error({code = 1}), error(nil), error(true): said plainly, not "table: 0x…" */
         sl_host_push(sl_runtime_of(L), "describe_error");
         lua_pushvalue(L, 1);
         lua_call(L, 1, 1);
-        msg = lua_tostring(L, -1);
+        if (!lua_isstring(L, 2)) {
+            lua_pop(L, 1);
+            lua_pushliteral(L, "error object is not a string");
+        }
     }
-    lua_pushstring(L, msg ? msg : "error object is not a string");
+    lua_tostring(L, 2); /* a number as text, in place */
+    sl_lua_text(L, 2);  /* error("a\0b") said whole */
     lua_pushboolean(L, permanent);
     return 2;
 }
@@ -552,42 +556,21 @@ static void now_stamp(char *buf, size_t len)
 
 #define LOG_CAP (1 << 20)
 
-/* Replaces bytes that are not UTF-8 with '?', in place: the database stores the
- * log as text, and flushes are placed by byte offset. */
-static void utf8_sanitize(char *s)
-{
-    unsigned char *p = (unsigned char *)s;
-    while (*p) {
-        int n = *p < 0x80             ? 1
-                : (*p & 0xe0) == 0xc0 ? 2
-                : (*p & 0xf0) == 0xe0 ? 3
-                : (*p & 0xf8) == 0xf0 ? 4
-                                      : 0;
-        int ok = n > 0;
-        for (int i = 1; ok && i < n; i++)
-            ok = (p[i] & 0xc0) == 0x80;
-        if (!ok) {
-            *p++ = '?';
-            continue;
-        }
-        p += n;
-    }
-}
-
-void sl_run_log(sl_run *run, const char *line)
+void sl_run_log(sl_run *run, const char *raw)
 {
     char stamp[32];
     now_stamp(stamp, sizeof stamp);
+    /* the database stores the log as text: bytes that are not UTF-8 become U+FFFD
+     * before the line is placed (flushes go by byte offset) */
+    char *line = sl_utf8_clean(raw);
     size_t need = strlen(stamp) + strlen(line) + 3;
     if (run->loglen + need < LOG_CAP) {
         if (run->loglen + need + 1 > run->logcap) {
             run->logcap = (run->loglen + need + 1) * 2;
             run->logs = realloc(run->logs, run->logcap);
         }
-        size_t at = run->loglen;
         run->loglen += (size_t)snprintf(run->logs + run->loglen, run->logcap - run->loglen,
                                         "%s %s\n", stamp, line);
-        utf8_sanitize(run->logs + at);
     } else if (!run->log_full) {
         /* the run's record keeps the first LOG_CAP bytes; the daemon log gets all */
         static const char note[] = "[log truncated: the run's record keeps the first 1 MiB]\n";
@@ -610,6 +593,7 @@ void sl_run_log(sl_run *run, const char *line)
     default:
         break;
     }
+    free(line);
 }
 
 void sl_run_dataset(sl_run *run, const char *key, const char *json)

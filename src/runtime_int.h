@@ -115,6 +115,10 @@ void sl_spawn_keep_outcome(sl_task *t);
 /* Cancels a task: stops its pending operation, closes its coroutine. */
 void sl_task_cancel(sl_task *t, const char *why);
 
+/* The string at idx, with each NUL byte as U+FFFD (the string on the stack is
+ * replaced when it has one): text for C, which would end it at the NUL. */
+const char *sl_lua_text(lua_State *L, int idx);
+
 /* Appends a line to a run's log and echoes it. */
 void sl_run_log(sl_run *run, const char *line);
 

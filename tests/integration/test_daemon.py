@@ -325,10 +325,12 @@ class Daemon(harness.SluiceTest):
             datasets = { odd_data = { label = "Odd" } },
             run = function(job)
               job.log("log \\255\\254 bytes")
+              job.log("log a\\0b")
+              print("print c\\0d")
               job.dataset("odd_data"):success(3, { note = "x\\255\\0y" })
               return { s = "a\\255b", nul = "c\\0d" }
             end }""")
-        self.write("odd_error.lua", """return { run = function(job) error("bad \\255 byte") end }""")
+        self.write("odd_error.lua", """return { run = function(job) error("bad \\255 byte, a\\0b") end }""")
         env = self.henv()
         odd = self.sluice("queue", "odd_bytes", env=env).stdout.strip()
         err = self.sluice("queue", "odd_error", "--max-retries", "0", env=env).stdout.strip()
@@ -343,9 +345,13 @@ class Daemon(harness.SluiceTest):
         ds = self.one("SELECT records_affected, metadata FROM sluice.dataset_status WHERE dataset_key = 'odd_data'")
         self.assertEqual(ds["records_affected"], 3)
         self.assertEqual(ds["metadata"], {"note": "x\ufffd\ufffdy"})
-        self.assertIn("log ", self.scalar(f"SELECT logs FROM sluice.scheduled_job_runs WHERE scheduled_job_id = '{odd}'"))
+        logs = self.scalar(f"SELECT logs FROM sluice.scheduled_job_runs WHERE scheduled_job_id = '{odd}'")
+        # each byte as U+FFFD, as in results; a NUL no longer ends the line
+        self.assertIn("log \ufffd\ufffd bytes\n", logs)
+        self.assertIn("log a\ufffdb\n", logs)
+        self.assertIn("print c\ufffdd", logs)
         self.assertEqual(self.result_of(err)["status"], "failed")
-        self.assertIn("bad \ufffd byte", self.result_of(err)["error_message"])
+        self.assertIn("bad \ufffd byte, a\ufffdb", self.result_of(err)["error_message"])
         self.assertEqual(self.result_of(fine)["status"], "completed")
 
     def test_an_outcome_the_database_refuses_holds_up_no_other(self):
