@@ -105,11 +105,10 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
     }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if ((strcmp(a, "--brand") == 0 || strcmp(a, "--params") == 0) && i + 1 < argc) {
-            if (strcmp(a, "--brand") == 0)
-                brand = argv[++i];
-            else
-                params = argv[++i];
+        if (strcmp(a, "--brand") == 0) {
+            if (sl_cli_option_value(argc, argv, &i, "run", NO_BRAND_JOB, &brand) < 0) return 2;
+        } else if (strcmp(a, "--params") == 0) {
+            if (sl_cli_option_value(argc, argv, &i, "run", NULL, &params) < 0) return 2;
         } else if (strcmp(a, "--json") == 0) {
             json = 1;
         } else if (a[0] == '-') {

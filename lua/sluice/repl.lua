@@ -161,6 +161,42 @@ local function check_opts(what, opts, allowed)
   return opts
 end
 
+-- The brand option: a brand's name or id. "" is no way to say "no brand" (it is
+-- often an unset variable): leave the option out.
+local function check_brand(what, brand)
+  if brand == nil then return nil end
+  if type(brand) ~= "string" or brand:match("^%s*$") then
+    fail("%s: brand must be a brand's name or id, not %s (leave it out for a job without a brand)",
+      what, type(brand) == "string" and ("%q"):format(brand) or "a " .. type(brand))
+  end
+  return brand
+end
+
+-- Filters name what exists: a brand, a job type (with the nearest known name), a
+-- status, a positive limit — a misspelt one would list nothing and say nothing.
+local RUN_STATUSES = { pending = true, running = true, completed = true, failed = true, cancelled = true }
+
+local function check_filters(what, opts)
+  if check_brand(what, opts.brand) then
+    local _, err = db.query("SELECT sluice.resolve_brand($1)", opts.brand)
+    if err then fail("%s: %s", what, err) end
+  end
+  if opts.type ~= nil then
+    if type(opts.type) ~= "string" then fail("%s: type must be a job type's name", what) end
+    if not host.get_handler(opts.type) then
+      local _, err = host.validate(opts.type, "{}") -- nil for a type whose file failed to load
+      if err then fail("%s: %s", what, err) end
+    end
+  end
+  if opts.status ~= nil and not RUN_STATUSES[opts.status] then
+    fail("%s: unknown status %s (one of: pending, running, completed, failed, cancelled)", what,
+      type(opts.status) == "string" and ("'%s'"):format(opts.status) or "a " .. type(opts.status))
+  end
+  if opts.limit ~= nil and (math.type(opts.limit) ~= "integer" or opts.limit < 1) then
+    fail("%s: limit must be a whole number of at least 1, not %s", what, tostring(opts.limit))
+  end
+end
+
 -- The job's parameters, validated against its handler (defaults applied), as JSON.
 local function validated(what, job_type, params)
   if type(job_type) ~= "string" then
@@ -183,6 +219,7 @@ end
 function G.run(job_type, params, opts)
   if type(opts) == "string" then opts = { brand = opts } end
   opts = check_opts("run", opts, { brand = true })
+  check_brand("run", opts.brand)
   local normalized = validated("run", job_type, params)
   local worker, lease = drv.worker()
   if not worker then fail("run: this process is not registered as a worker") end
@@ -219,6 +256,7 @@ function G.queue(job_type, params, opts)
   if type(opts) == "string" then opts = { brand = opts } end
   opts = check_opts("queue", opts, { brand = true, at = true, after = true, priority = true,
                                      dedupe_key = true, max_retries = true, name = true })
+  check_brand("queue", opts.brand)
   local normalized = validated("queue", job_type, params)
   local at_sql, at = "$4::timestamptz", opts.at
   if opts.after ~= nil then
@@ -245,6 +283,7 @@ end
 function G.runs(opts)
   if type(opts) == "string" then opts = { type = opts } end
   opts = check_opts("runs", opts, { type = true, brand = true, status = true, limit = true })
+  check_filters("runs", opts)
   local rows, err = db.query([[
     SELECT run_id::text AS id, job_type AS type, brand_name AS brand, status, trigger_source AS trigger,
            attempt_number AS attempt,
@@ -271,6 +310,14 @@ end
 function G.health(opts)
   if type(opts) == "string" then opts = { brand = opts } end
   opts = check_opts("health", opts, { brand = true, dataset = true })
+  check_filters("health", opts)
+  if opts.dataset ~= nil then
+    local rows = db.query("SELECT 1 FROM sluice.job_type_datasets WHERE dataset_key = $1 LIMIT 1",
+      tostring(opts.dataset))
+    if rows and #rows == 0 then
+      fail("health: unknown dataset '%s' (no job type keeps it)", tostring(opts.dataset))
+    end
+  end
   local rows, err = db.query([[
     SELECT coalesce(brand_name, '(platform)') AS brand, dataset_key AS dataset, state,
            round(age_seconds::numeric, 1) AS age_seconds, max_age_seconds,

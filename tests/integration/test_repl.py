@@ -263,6 +263,25 @@ class ReplTest(harness.SluiceTest):
         self.assertIn('string = \\"hello\\"', out)
         self.assertRegex(self.run_e("reload()").stdout, r"^\d+\n$")
 
+    def test_helpers_refuse_filters_and_brands_that_name_nothing(self):
+        # a misspelt filter used to list nothing and say nothing
+        self.sluice("brands", "add", "Acme")
+        for expr, message in [
+            ('runs{brand = "nope"}', "runs: unknown brand 'nope'"),
+            ('runs{type = "ecco"}', "runs: unknown job type 'ecco' — did you mean 'echo'?"),
+            ('runs{status = "bogus"}', "runs: unknown status 'bogus' (one of: pending, running"),
+            ("runs{limit = 0}", "runs: limit must be a whole number of at least 1, not 0"),
+            ('health{brand = "nope"}', "health: unknown brand 'nope'"),
+            ('health{dataset = "nope"}', "health: unknown dataset 'nope' (no job type keeps it)"),
+            ('run("echo", {}, {brand = ""})', 'run: brand must be a brand\'s name or id, not ""'),
+            ('queue("echo", {}, {brand = ""})', 'queue: brand must be a brand\'s name or id, not ""'),
+        ]:
+            p = self.run_e(expr, check=False)
+            self.assertEqual(p.returncode, 1, expr)
+            self.assertIn(message, p.stderr, expr)
+        self.assertEqual(self.count("sluice.scheduled_jobs"), 0)
+        self.assertEqual(self.run_e('#runs{brand = "Acme", type = "echo", status = "failed"}').stdout, "0\n")
+
     # -------------------------------------------------------------- keys
 
     def test_ctrl_c_cancels_the_running_job_not_the_repl(self):
