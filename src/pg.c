@@ -168,6 +168,7 @@ static void req_finish(sl_pg_req *r, PGresult *res, const char *err)
         if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
             char buf[1024];
             const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+            if (st == PGRES_EMPTY_QUERY) primary = "the query is empty";
             clean_error(primary ? primary : PQresultErrorMessage(res), buf, sizeof buf);
             PQclear(res);
             r->cb(NULL, buf, r->data);

@@ -146,6 +146,9 @@ class Spine(harness.SluiceTest):
         self.assertEqual(row["s"], "x")
         self.assertIsNone(row["n"])
         self.assertEqual(row["j"], {"a": [1, 2]})
+        # an empty query is an error that says so (it was an empty message)
+        out = json.loads(self.sluice("run", "sql_probe", "--json", "--params", '{"sql": "  "}').stdout)
+        self.assertEqual(out["result"], {"ok": False, "err": "the query is empty"})
 
     def test_sigterm_lets_runs_finish(self):
         for _ in range(5):
