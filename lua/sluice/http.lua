@@ -58,6 +58,12 @@ return function(drv)
     for _, k in ipairs(keys) do
       local v = q[k]
       if type(v) == "table" then
+        local n = 0
+        for _ in pairs(v) do n = n + 1 end
+        if n ~= #v then -- { b = 1 } would have been dropped without a word
+          error(("sluice.http: query value %s must be a string, number, boolean or a list of them, "
+            .. "not a table with keys"):format(k), level + 1)
+        end
         for _, item in ipairs(v) do
           parts[#parts + 1] = urlencode(k) .. "=" .. urlencode(scalar(item, k, level + 1))
         end

@@ -99,6 +99,11 @@ return function(drv)
     if opts ~= nil and type(opts) ~= "table" then
       error("sluice.map: options must be a table like {concurrency = 5}", 2)
     end
+    for k in pairs(opts or {}) do
+      if k ~= "concurrency" then
+        error(("sluice.map: unknown option '%s' (known: concurrency)"):format(tostring(k)), 2)
+      end
+    end
     local conc = opts and opts.concurrency or 10
     if math.type(conc) ~= "integer" or conc < 1 then
       error("sluice.map: concurrency must be a whole number ≥ 1", 2)

@@ -560,6 +560,7 @@ class HttpExec(unittest.TestCase):
             ("sluice.spawn(42)", "expected a function"),
             ("sluice.wait(42)", "expected a task from sluice.spawn"),
             ("sluice.map({1}, print, { concurrency = 0 })", "concurrency must be"),
+            ("sluice.map({1}, print, { concurency = 2 })", "unknown option 'concurency' (known: concurrency)"),
             ("coroutine.wrap(function() sluice.spawn(print) end)()", "can only be called from a sluice task"),
         ]:
             proc, _ = self.lua(src, expect_ok=False)

@@ -51,6 +51,8 @@ end)
 test("query values must be scalars", function()
   raises(function() http.encode_query({ x = function() end }) end, "query value x must be")
   raises(function() http.encode_query({ [1] = "a" }) end, "query keys must be strings")
+  raises(function() http.encode_query({ a = { b = 1 } }) end, "query value a must be a string, number, boolean or a list of them, not a table with keys")
+  raises(function() http.encode_query({ a = { 1, 2, x = 3 } }) end, "not a table with keys")
 end)
 
 test("request arguments are checked before anything is sent", function()
