@@ -520,6 +520,9 @@ class Registry(harness.SluiceTest):
         self.assertRegex(table, r"alpha_data\s+Alpha Data\s+🟡 stale\s+2h\s+1h\s+completed")
         self.run_fg("fresh_probe", "--brand", "Acme")
         self.assertEqual(self.scalar("SELECT sluice.needs_refresh('Acme', 'fresh_probe')"), "f")
+        # a misspelt type is an error, not "no refresh needed"
+        with self.assertRaisesRegex(RuntimeError, "unknown job type 'fresh_prob' — did you mean 'fresh_probe'"):
+            self.scalar("SELECT sluice.needs_refresh('Acme', 'fresh_prob')")
 
     def test_health_matrix_lists_every_brand_and_dataset(self):
         # no brands yet: the platform scope stands for every dataset
