@@ -46,8 +46,9 @@ void sl_buf_printf(sl_buf *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
-/* Length of the valid UTF-8 sequence at p (lead byte >= 0x80), or 0. */
-static size_t utf8_len(const unsigned char *p)
+/* Length of the valid UTF-8 sequence at p (lead byte >= 0x80, at most avail
+ * bytes readable), or 0. */
+static size_t utf8_len(const unsigned char *p, size_t avail)
 {
     size_t n;
     unsigned min;
@@ -61,6 +62,7 @@ static size_t utf8_len(const unsigned char *p)
     } else {
         return 0;
     }
+    if (n > avail) return 0;
     for (size_t i = 1; i < n; i++) {
         if ((p[i] & 0xc0) != 0x80) return 0;
         cp = (cp << 6) | (p[i] & 0x3f);
@@ -73,7 +75,7 @@ static size_t utf8_len(const unsigned char *p)
  * any other byte as U+FFFD. */
 static void add_char_clean(sl_buf *b, const unsigned char **p)
 {
-    size_t n = **p < 0x80 ? 1 : utf8_len(*p);
+    size_t n = **p < 0x80 ? 1 : utf8_len(*p, 4); /* NUL-terminated: stops at the NUL */
     sl_buf_add(b, n ? (const char *)*p : "\xef\xbf\xbd", n ? n : 3);
     *p += n ? n : 1;
 }
@@ -105,13 +107,23 @@ char *sl_json_clean(const char *s)
 
 void sl_buf_json_string(sl_buf *b, const char *s)
 {
-    if (!s) {
+    if (!s)
         sl_buf_puts(b, "null");
-        return;
-    }
-    reserve(b, strlen(s) + 2);
+    else
+        sl_buf_json_stringn(b, s, strlen(s));
+}
+
+void sl_buf_json_stringn(sl_buf *b, const char *s, size_t n)
+{
+    reserve(b, n + 2);
     sl_buf_add(b, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    const unsigned char *p = (const unsigned char *)s, *end = p + n;
+    while (p < end) {
+        const unsigned char *run = p; /* characters that need no escape, added at once */
+        while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
+            p++;
+        if (p > run) sl_buf_add(b, (const char *)run, (size_t)(p - run));
+        if (p == end) break;
         char esc[8];
         switch (*p) {
         case '"':
@@ -130,21 +142,20 @@ void sl_buf_json_string(sl_buf *b, const char *s)
             sl_buf_add(b, "\\t", 2);
             break;
         default:
-            if (*p < 0x20) {
+            if (*p < 0x20) { /* NUL too: \u0000 */
                 snprintf(esc, sizeof esc, "\\u%04x", *p);
                 sl_buf_add(b, esc, 6);
-            } else if (*p < 0x80) {
-                sl_buf_add(b, (const char *)p, 1);
             } else {
-                size_t n = utf8_len(p);
-                if (n == 0) {
+                size_t len = utf8_len(p, (size_t)(end - p));
+                if (len == 0) {
                     sl_buf_add(b, "\\ufffd", 6); /* not UTF-8: the database would refuse it */
                 } else {
-                    sl_buf_add(b, (const char *)p, n);
-                    p += n - 1;
+                    sl_buf_add(b, (const char *)p, len);
+                    p += len - 1;
                 }
             }
         }
+        p++;
     }
     sl_buf_add(b, "\"", 1);
 }

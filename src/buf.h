@@ -17,6 +17,10 @@ void sl_buf_puts(sl_buf *b, const char *s);
 void sl_buf_printf(sl_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* s as a JSON string literal (with quotes); NULL → null */
 void sl_buf_json_string(sl_buf *b, const char *s);
+/* The n bytes at s (NULs included) as a JSON string literal: '"', '\\' and
+ * control characters escaped ('/' is not), a byte that is not part of valid
+ * UTF-8 as \ufffd. */
+void sl_buf_json_stringn(sl_buf *b, const char *s, size_t n);
 void sl_buf_reset(sl_buf *b);
 void sl_buf_free(sl_buf *b);
 /* The contents ("" when empty); valid until the next change. */

@@ -7,6 +7,7 @@
  * arm an ev_timer, park; the timer's callback only wakes the task.
  */
 #include "ctx.h"
+#include "json.h"
 #include "runtime_int.h"
 
 #include <ev.h>
@@ -227,5 +228,7 @@ int luaopen_sluice_core(lua_State *L)
     lua_pushcclosure(L, l_json_decode, 1);
     lua_setfield(L, -3, "json_decode");
     lua_pop(L, 1);
+    lua_pushcfunction(L, sl_json_lua_encode); /* json.c: cjson's encoder keeps 14 digits */
+    lua_setfield(L, -2, "json_encode");
     return 1;
 }

@@ -5,7 +5,7 @@
  *   rows, err = query(sql, ...)   -- parameters are always bound ($1, $2 …)
  *
  * Values: nil and the null sentinel → NULL; booleans, numbers, strings as text;
- * tables → JSON. Results: an array of rows keyed by column name; int/float/numeric
+ * tables → JSON (json.c). Results: an array of rows keyed by column name; int/float/numeric
  * → numbers, bool → boolean, json/jsonb → decoded tables, NULL → the null
  * sentinel (cjson.null); rows.affected (through the rows' metatable) holds the
  * command's row count. SQL errors
@@ -14,6 +14,7 @@
 #include "cli.h"
 #include "config.h"
 #include "ctx.h"
+#include "json.h"
 #include "pg.h"
 #include "runtime_int.h"
 
@@ -168,7 +169,7 @@ static void op_cancel(void *data)
 /* ------------------------------------------------------------------ query */
 
 /* Converts argument i to the text form Postgres parses; NULL for SQL NULL. */
-static const char *param_text(lua_State *L, int i, int encode_idx)
+static const char *param_text(lua_State *L, int i)
 {
     switch (lua_type(L, i)) {
     case LUA_TNIL:
@@ -191,9 +192,7 @@ static const char *param_text(lua_State *L, int i, int encode_idx)
     case LUA_TSTRING:
         return lua_tostring(L, i);
     case LUA_TTABLE:
-        lua_pushvalue(L, encode_idx);
-        lua_pushvalue(L, i);
-        lua_call(L, 1, 1); /* a table that cannot be encoded raises: misuse */
+        sl_json_push(L, i); /* a table that cannot be encoded raises: misuse */
         lua_replace(L, i);
         return lua_tostring(L, i);
     default:
@@ -210,11 +209,9 @@ static int send_query(lua_State *L, sl_task *t, const char *sql, int first, int 
     int n = lua_gettop(L) - first + 1;
     if (n < 0) n = 0;
     if (n > 100) return luaL_error(L, "sluice.db.query: too many parameters");
-    lua_getfield(L, lua_upvalueindex(1), "encode");
-    int encode_idx = lua_gettop(L);
     const char *params[100];
     for (int i = 0; i < n; i++)
-        params[i] = param_text(L, first + i, encode_idx);
+        params[i] = param_text(L, first + i);
     db_op *op = calloc(1, sizeof *op);
     op->t = t;
     op->kind = kind;
@@ -307,13 +304,11 @@ int luaopen_sluice_db(lua_State *L)
         {"query", l_query},       {"begin", l_begin}, {"commit", l_commit},
         {"rollback", l_rollback}, {NULL, NULL},
     };
-    /* cjson, for encoding table parameters (upvalue) and decoding json columns */
+    /* cjson, for decoding json columns (table parameters are encoded by json.c) */
     luaL_requiref(L, "cjson", luaopen_cjson, 0);
     lua_getfield(L, -1, "decode");
     lua_rawsetp(L, LUA_REGISTRYINDEX, (void *)push_result);
-    luaL_newlibtable(L, fns);
-    lua_pushvalue(L, -2);
-    luaL_setfuncs(L, fns, 1);
-    lua_remove(L, -2);
+    lua_pop(L, 1);
+    luaL_newlib(L, fns);
     return 1;
 }

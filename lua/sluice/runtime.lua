@@ -11,7 +11,10 @@ local drivers, read_module = ...
 local core, dbd, cjson_lib = drivers.core, drivers.db, drivers.cjson
 
 local json = cjson_lib.new()
-json.encode_sparse_array(true)
+-- sluice's encoder (src/json.c): cjson 2.1.0 keeps 14 significant digits, so
+-- 123456789012345 became 123456789012340; this one prints numbers exactly and
+-- otherwise encodes as cjson did with encode_sparse_array(true)
+json.encode = core.json_encode
 json.decode = core.json_decode  -- whole numbers come back as integers (1, not 1.0)
 local null = cjson_lib.null
 
@@ -385,6 +388,18 @@ local function text_problem(s)
   return nil
 end
 
+-- The text problem of the first string in v (a value, or a table's keys and
+-- values, raw, as the JSON encoder reads them) that has one, or nil.
+local function text_problem_in(v, depth)
+  if type(v) == "string" then return text_problem(v) end
+  if type(v) ~= "table" or depth > 100 then return nil end
+  for k, x in next, v do
+    local why = text_problem_in(k, depth + 1) or text_problem_in(x, depth + 1)
+    if why then return why end
+  end
+  return nil
+end
+
 -- Loads one handler file: returns entry, problems (a list; empty when fine).
 function M.load_handler(name, path, source, version)
   local env = new_env()
@@ -446,8 +461,10 @@ function M.load_handler(name, path, source, version)
     if why then bad("%s: %s", f, why) end
   end
   if #problems == 0 then
-    local ok, j = pcall(json.encode, { plib.describe(schema), plib.defaults(schema), datasets })
-    local why = not ok and tostring(j) or text_problem(j) or (j:find("\\u0000", 1, true) and "contains a NUL byte")
+    -- (the encoder writes a byte that is not UTF-8 as \ufffd: the strings are checked)
+    local described = { plib.describe(schema), plib.defaults(schema), datasets }
+    local ok, j = pcall(json.encode, described)
+    local why = not ok and tostring(j) or text_problem_in(described, 0)
     if why then bad("params or datasets: a label, description, default or choice %s", why) end
   end
   if #problems > 0 then return nil, problems end

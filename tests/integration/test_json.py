@@ -1,0 +1,49 @@
+#!/usr/bin/env python3
+"""Numbers keep every digit on their way through JSON (src/json.c): parameters
+queued from the CLI, a run's result, a dataset report and sluice.db.query table
+parameters. lua-cjson 2.1.0, the encoder before, kept 14 significant digits:
+123456789012345 was stored as 123456789012340 and 0.1 + 0.2 as 0.3.
+Handlers used: examples/handlers/echo.lua, tests/integration/handlers/number_probe.lua."""
+
+import harness
+
+
+class JsonNumbers(harness.SluiceTest):
+
+    def text(self, sql):
+        return self.scalar(sql).strip()
+
+    def test_queued_parameters_and_results_keep_every_digit(self):
+        echo = self.sluice("queue", "echo", "--params", '{"records": 123456789012345}').stdout.strip()
+        probe = self.sluice("queue", "number_probe", "--params",
+                            '{"records": 123456789012345, "ratio": 0.30000000000000004}').stdout.strip()
+        # as stored by the queue (params are validated in Lua and encoded again)
+        self.assertEqual(self.text(f"SELECT parameters ->> 'records' FROM sluice.scheduled_jobs WHERE id = '{echo}'"),
+                         "123456789012345")
+        self.assertEqual(self.text(f"SELECT parameters ->> 'ratio' FROM sluice.scheduled_jobs WHERE id = '{probe}'"),
+                         "0.30000000000000004")
+        with self.serve():
+            self.wait_jobs_done(2)
+        runs = {job: f"FROM sluice.scheduled_job_runs WHERE scheduled_job_id = '{job}'" for job in (echo, probe)}
+        self.assertEqual(self.text(f"SELECT status {runs[echo]}"), "completed")
+        self.assertEqual(self.text(f"SELECT status {runs[probe]}"), "completed")
+        self.assertEqual(self.text(f"SELECT parameters ->> 'records' {runs[echo]}"), "123456789012345")
+        self.assertEqual(self.text(f"SELECT result ->> 'records' {runs[echo]}"), "123456789012345")
+        result = {k: self.text(f"SELECT result ->> '{k}' {runs[probe]}")
+                  for k in ("records", "ratio", "sum", "pi", "big", "min", "db_records", "db_sum")}
+        self.assertEqual(result, {
+            "records": "123456789012345", "ratio": "0.30000000000000004",
+            "sum": "0.30000000000000004", "pi": "3.141592653589793",
+            "big": "123456789012345678", "min": "-9223372036854775808",
+            # sent to Postgres as a table parameter
+            "db_records": "123456789012345", "db_sum": "0.30000000000000004",
+        })
+        self.assertEqual(self.text(f"SELECT parameters ->> 'ratio' {runs[probe]}"), "0.30000000000000004")
+        # the dataset report
+        report = self.text("SELECT records_affected::text || ' ' || (metadata ->> 'ratio') "
+                           "FROM sluice.dataset_status WHERE dataset_key = 'numbers'")
+        self.assertEqual(report, "123456789012345 0.30000000000000004")
+
+
+if __name__ == "__main__":
+    harness.main()
