@@ -388,14 +388,23 @@ local function text_problem(s)
   return nil
 end
 
--- The text problem of the first string in v (a value, or a table's keys and
--- values, raw, as the JSON encoder reads them) that has one, or nil.
-local function text_problem_in(v, depth)
-  if type(v) == "string" then return text_problem(v) end
+-- The first string in v (a value, or a table's keys and values, raw, as the
+-- JSON encoder reads them) that Postgres cannot store as text: why, and its path
+-- ("keywords[2]", "a.b"; "" for v itself), or nil.
+local function unstorable(v, path, depth)
+  if type(v) == "string" then
+    local why = text_problem(v)
+    if why then return why, path end
+    return nil
+  end
   if type(v) ~= "table" or depth > 100 then return nil end
   for k, x in next, v do
-    local why = text_problem_in(k, depth + 1) or text_problem_in(x, depth + 1)
-    if why then return why end
+    local p = math.type(k) == "integer" and ("%s[%d]"):format(path, k)
+      or (path ~= "" and path .. "." or "") .. tostring(k)
+    local why = type(k) == "string" and text_problem(k)
+    if why then return "the name " .. why, p end
+    local why2, where = unstorable(x, p, depth + 1)
+    if why2 then return why2, where end
   end
   return nil
 end
@@ -464,7 +473,7 @@ function M.load_handler(name, path, source, version)
     -- (the encoder writes a byte that is not UTF-8 as \ufffd: the strings are checked)
     local described = { plib.describe(schema), plib.defaults(schema), datasets }
     local ok, j = pcall(json.encode, described)
-    local why = not ok and tostring(j) or text_problem_in(described, 0)
+    local why = not ok and tostring(j) or unstorable(described, "", 0)
     if why then bad("params or datasets: a label, description, default or choice %s", why) end
   end
   if #problems > 0 then return nil, problems end
@@ -548,31 +557,12 @@ local function unknown_type(name)
     #names > 0 and table.concat(names, ", ") or "none: no handlers are loaded")
 end
 
--- The first string in v (keys too) that Postgres cannot store as jsonb, said
--- with its path ("message: contains a NUL byte"), or nil.
-local function unstorable(v, path, depth)
-  if type(v) == "string" then
-    local why = text_problem(v)
-    return why and ("%s: %s"):format(path ~= "" and path or "value", why)
-  end
-  if type(v) ~= "table" or depth > 100 then return nil end
-  for k, x in pairs(v) do
-    local p = type(k) == "number" and ("%s[%d]"):format(path, k)
-      or (path ~= "" and path .. "." or "") .. tostring(k)
-    local why = type(k) == "string" and text_problem(k)
-    if why then return ("%s: the name %s"):format(p, why) end
-    why = unstorable(x, p, depth + 1)
-    if why then return why end
-  end
-  return nil
-end
-
 local function validate_params(entry, raw)
   local lib = entry.params_lib
   local value, errs = lib.validate(entry.schema, raw, { null = null })
   if not value then return nil, lib.format_errors(errs) end
-  local why = unstorable(value, "", 0)
-  if why then return nil, why .. " (Postgres cannot store it)" end
+  local why, where = unstorable(value, "", 0)
+  if why then return nil, ("%s: %s (Postgres cannot store it)"):format(where ~= "" and where or "value", why) end
   return value
 end
 
