@@ -33,6 +33,7 @@
 
 #include <ctype.h>
 #include <lauxlib.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,6 +133,40 @@ static void request_cancel(void *op)
 
 /* ------------------------------------------------------------------ request */
 
+/* Raises the message on top of the stack at the handler's line, `level` levels
+ * up as luaL_where counts (1: the http.lua line that called this driver). */
+static int raise_at(lua_State *L, int level)
+{
+    luaL_where(L, level > 0 ? level : 1);
+    lua_insert(L, -2);
+    lua_concat(L, 2);
+    return lua_error(L);
+}
+
+/* A misuse of request's options: spec.level is where the handler's call is, as
+ * http.lua counts levels. */
+static int misuse(lua_State *L, const char *fmt, ...)
+{
+    lua_getfield(L, 1, "level");
+    int level = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    va_list ap;
+    va_start(ap, fmt);
+    lua_pushvfstring(L, fmt, ap);
+    va_end(ap);
+    return raise_at(L, level);
+}
+
+/* A misuse of limit's arguments: http.lua's limit() called this driver. */
+static int limit_misuse(lua_State *L, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    lua_pushvfstring(L, fmt, ap);
+    va_end(ap);
+    return raise_at(L, 2);
+}
+
 static const char *opt_string(lua_State *L, const char *field, const char *def)
 {
     int ty = lua_getfield(L, 1, field);
@@ -139,7 +174,7 @@ static const char *opt_string(lua_State *L, const char *field, const char *def)
     if (ty == LUA_TSTRING)
         s = lua_tostring(L, -1); /* kept alive by the spec table */
     else if (ty != LUA_TNIL)
-        luaL_error(L, WHAT ": %s must be a string, not a %s", field, luaL_typename(L, -1));
+        misuse(L, WHAT ": %s must be a string, not a %s", field, luaL_typename(L, -1));
     lua_pop(L, 1);
     return s;
 }
@@ -150,9 +185,9 @@ static double opt_number(lua_State *L, const char *field, double def, double min
     double d = def;
     if (ty == LUA_TNUMBER) {
         d = lua_tonumber(L, -1);
-        if (!(d >= min)) luaL_error(L, WHAT ": %s must be a number ≥ %f", field, (lua_Number)min);
+        if (!(d >= min)) misuse(L, WHAT ": %s must be a number ≥ %f", field, (lua_Number)min);
     } else if (ty != LUA_TNIL) {
-        luaL_error(L, WHAT ": %s must be a number, not a %s", field, luaL_typename(L, -1));
+        misuse(L, WHAT ": %s must be a number, not a %s", field, luaL_typename(L, -1));
     }
     lua_pop(L, 1);
     return d;
@@ -177,16 +212,16 @@ static size_t check_headers(lua_State *L, int idx)
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         size_t kn, vn;
-        if (lua_type(L, -2) != LUA_TSTRING) luaL_error(L, WHAT ": header names must be strings");
+        if (lua_type(L, -2) != LUA_TSTRING) misuse(L, WHAT ": header names must be strings");
         const char *k = lua_tolstring(L, -2, &kn);
-        if (!header_token_ok(k, kn)) luaL_error(L, WHAT ": '%s' is not a valid header name", k);
+        if (!header_token_ok(k, kn)) misuse(L, WHAT ": '%s' is not a valid header name", k);
         if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER)
-            luaL_error(L, WHAT ": header %s must be a string or number, not a %s", k,
-                       luaL_typename(L, -1));
+            misuse(L, WHAT ": header %s must be a string or number, not a %s", k,
+                   luaL_typename(L, -1));
         lua_pushvalue(L, -1);
         const char *v = lua_tolstring(L, -1, &vn); /* a copy: numbers convert in place */
         if (memchr(v, '\r', vn) || memchr(v, '\n', vn) || strlen(v) != vn)
-            luaL_error(L, WHAT ": header %s must not contain line breaks or NUL bytes", k);
+            misuse(L, WHAT ": header %s must not contain line breaks or NUL bytes", k);
         total += kn + vn + 4;
         lua_pop(L, 2);
     }
@@ -234,17 +269,16 @@ static int l_request(lua_State *L)
     const char *method = opt_string(L, "method", "GET");
     char upper[32];
     size_t mn = strlen(method);
-    if (mn == 0 || mn >= sizeof upper) return luaL_error(L, WHAT ": bad method '%s'", method);
+    if (mn == 0 || mn >= sizeof upper) return misuse(L, WHAT ": bad method '%s'", method);
     for (size_t i = 0; i < mn; i++) {
-        if (!isalpha((unsigned char)method[i]))
-            return luaL_error(L, WHAT ": bad method '%s'", method);
+        if (!isalpha((unsigned char)method[i])) return misuse(L, WHAT ": bad method '%s'", method);
         upper[i] = (char)toupper((unsigned char)method[i]);
     }
     upper[mn] = '\0';
     o.method = upper;
 
     o.url = opt_string(L, "url", NULL);
-    if (!o.url) return luaL_error(L, WHAT ": url is required");
+    if (!o.url) return misuse(L, WHAT ": url is required");
     o.timeout = opt_number(L, "timeout", 30, 0.001);
     double mb = opt_number(L, "max_bytes", 50.0 * 1024 * 1024, 1);
     o.max_bytes = (size_t)mb;
@@ -253,8 +287,7 @@ static int l_request(lua_State *L)
     o.limit_key = opt_string(L, "limit_key", NULL);
 
     int ty = lua_getfield(L, 1, "follow");
-    if (ty != LUA_TNIL && ty != LUA_TBOOLEAN)
-        return luaL_error(L, WHAT ": follow must be a boolean");
+    if (ty != LUA_TNIL && ty != LUA_TBOOLEAN) return misuse(L, WHAT ": follow must be a boolean");
     o.follow = ty == LUA_TNIL ? 1 : lua_toboolean(L, -1);
     lua_pop(L, 1);
 
@@ -262,12 +295,12 @@ static int l_request(lua_State *L)
     if (ty == LUA_TSTRING)
         o.body = lua_tolstring(L, -1, &o.body_len);
     else if (ty != LUA_TNIL)
-        return luaL_error(L, WHAT ": body must be a string, not a %s", luaL_typename(L, -1));
+        return misuse(L, WHAT ": body must be a string, not a %s", luaL_typename(L, -1));
 
     ty = lua_getfield(L, 1, "headers");
     int hidx = lua_gettop(L);
     if (ty != LUA_TNIL && ty != LUA_TTABLE)
-        return luaL_error(L, WHAT ": headers must be a table, not a %s", luaL_typename(L, -1));
+        return misuse(L, WHAT ": headers must be a table, not a %s", luaL_typename(L, -1));
     if (ty == LUA_TTABLE) check_headers(L, hidx);
 
     if (!lua_isyieldable(L))
@@ -307,11 +340,11 @@ static double limit_field(lua_State *L, int idx, const char *field, double min, 
     if (ty == LUA_TNUMBER) {
         d = lua_tonumber(L, -1);
         if (!(d >= min) || (integer && d != (double)(long long)d))
-            luaL_error(L, "sluice.http.limit: %s must be a %s ≥ %f", field,
-                       integer ? "whole number" : "number", (lua_Number)min);
+            limit_misuse(L, "sluice.http.limit: %s must be a %s ≥ %f", field,
+                         integer ? "whole number" : "number", (lua_Number)min);
     } else if (ty != LUA_TNIL) {
-        luaL_error(L, "sluice.http.limit: %s must be a number, not a %s", field,
-                   luaL_typename(L, -1));
+        limit_misuse(L, "sluice.http.limit: %s must be a number, not a %s", field,
+                     luaL_typename(L, -1));
     }
     lua_pop(L, 1);
     return d;
@@ -322,7 +355,7 @@ static int l_limit(lua_State *L)
 {
     const char *name = luaL_checkstring(L, 1);
     if (!*name || strlen(name) > 255 || strpbrk(name, " \t\r\n"))
-        return luaL_error(L, "sluice.http.limit: bad name '%s'", name);
+        return limit_misuse(L, "sluice.http.limit: bad name '%s'", name);
     sl_http *h = http_of(sl_ctx_from_lua(L));
     sl_http_limit l = {0};
     if (lua_isnoneornil(L, 2)) {

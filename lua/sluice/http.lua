@@ -164,7 +164,7 @@ return function(drv)
     local res, err = drv.request({
       method = method, url = url, headers = headers, body = body, timeout = opts.timeout,
       max_bytes = opts.max_bytes, follow = opts.follow, max_redirects = opts.max_redirects,
-      limit_key = opts.limit_key, save_to = opts.save_to,
+      limit_key = opts.limit_key, save_to = opts.save_to, level = level,
     })
     if not res then return nil, err end
     setmetatable(res.headers, headers_mt)
@@ -172,8 +172,11 @@ return function(drv)
     return setmetatable(res, Response)
   end
 
+  -- (not tail calls: a tail call leaves no frame, and the levels that point an
+  -- error at the handler's line count this one)
   function M.request(opts)
-    return request(opts, 3)
+    local res, err = request(opts, 3)
+    return res, err
   end
 
   local function shorthand(method)
@@ -184,7 +187,8 @@ return function(drv)
       local o = {}
       for k, v in pairs(opts or {}) do o[k] = v end
       o.url, o.method = url, method
-      return request(o, 3)
+      local res, err = request(o, 3)
+      return res, err
     end
   end
   M.get = shorthand("GET")
@@ -205,8 +209,9 @@ return function(drv)
     if type(name) ~= "string" or name == "" then
       error("sluice.http.limit: expected a host name or limit key", 2)
     end
-    if spec == nil then return drv.limit(name) end
-    if spec == false then return drv.limit(name, {}) end
+    -- (parenthesised: not tail calls, so the driver's errors name the caller's line)
+    if spec == nil then return (drv.limit(name)) end
+    if spec == false then return (drv.limit(name, {})) end
     if type(spec) ~= "table" then
       error("sluice.http.limit: expected a table like {rate = 100, per = 60, concurrency = 10}", 2)
     end

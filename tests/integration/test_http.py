@@ -13,6 +13,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import resource
 import socket
 import subprocess
@@ -352,10 +353,14 @@ class HttpExec(unittest.TestCase):
             ('sluice.http.get(arg[1], { timeout = "soon" })', "timeout must be a number"),
             ('sluice.http.request{ url = arg[1], body = "x", json = {} }', "body or json"),
             ('sluice.http.limit("h", { rate = -1 })', "rate must be"),
+            ('sluice.http.get(arg[1], { headers = { ["bad name"] = "x" } })', "not a valid header name"),
+            ('sluice.http.request{ url = arg[1], method = "G T" }', "bad method 'G T'"),
         ]:
-            proc, _ = self.lua(src, expect_ok=False)
+            # on the second line of a function: the error names the script's line,
+            # not the library's
+            proc, _ = self.lua(f"local function f()\n  {src}\nend\nf()\n", expect_ok=False)
             self.assertEqual(proc.returncode, 1, src)
-            self.assertIn(msg, proc.stderr, src)
+            self.assertRegex(proc.stderr, r"tmp\w*\.lua:2: sluice\.http\.\w+: .*" + re.escape(msg), src)
 
     # -------------------------------------------------------------- retry
 
