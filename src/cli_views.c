@@ -606,6 +606,12 @@ static void jobs_usage(FILE *out)
                  "characters, as the table shows it.\n");
 }
 
+/* Seconds since a job's next_run_at, NULL for infinity and -infinity (only a
+ * job queued before 097_finite_run_at.sql can have them): Postgres cannot
+ * subtract those. */
+#define NEXT_AGO                                                                                   \
+    "CASE WHEN isfinite(j.next_run_at) THEN extract(epoch FROM now() - j.next_run_at) END"
+
 static const char jobs_where[] =
     "FROM sluice.jobs_overview j "
     "WHERE ($1::text IS NULL OR j.job_type = $1) "
@@ -642,12 +648,14 @@ int sl_cmd_jobs(const sl_config *cfg, int argc, char **argv)
         status = print_json_result(c, sl_buf_str(&sql), 6, p);
         goto out;
     }
-    sl_buf_printf(&sql,
-                  "SELECT j.job_id, j.job_type, j.emoji, j.brand_name, j.schedule, j.status, "
-                  "extract(epoch FROM now() - j.next_run_at) AS next_ago, j.current_run_id, "
-                  "j.attempts, j.max_retries, j.last_run_status, "
-                  "extract(epoch FROM now() - j.last_run_at) AS last_ago, j.last_error %s",
-                  jobs_where);
+    sl_buf_printf(
+        &sql,
+        "SELECT j.job_id, j.job_type, j.emoji, j.brand_name, j.schedule, j.status, "
+        "%s AS next_ago, j.current_run_id, "
+        "CASE WHEN NOT isfinite(j.next_run_at) THEN j.next_run_at::text END AS next_word, "
+        "j.attempts, j.max_retries, j.last_run_status, "
+        "extract(epoch FROM now() - j.last_run_at) AS last_ago, j.last_error %s",
+        NEXT_AGO, jobs_where);
     if (!(r = run_sql(c, sl_buf_str(&sql), 6, p))) {
         status = 2;
         goto out;
@@ -679,6 +687,8 @@ int sl_cmd_jobs(const sl_config *cfg, int argc, char **argv)
         add_status(t, col(r, i, "status"));
         if (col(r, i, "current_run_id")) {
             snprintf(buf, sizeof buf, "running");
+        } else if (col(r, i, "next_word")) { /* infinity, -infinity: never, always due */
+            snprintf(buf, sizeof buf, "%s", col(r, i, "next_word"));
         } else if (col(r, i, "next_ago")) {
             double next = col_num(r, i, "next_ago", 0);
             if (next >= 0)
@@ -744,6 +754,10 @@ static void when(char *out, size_t len, PGresult *r, const char *ts, const char 
         out[0] = '\0';
         return;
     }
+    if (!col(r, 0, ago)) { /* a time that is no point in time: infinity */
+        snprintf(out, len, "%s", t);
+        return;
+    }
     char rel[32];
     sl_fmt_ago(col_num(r, 0, ago, 0), rel, sizeof rel);
     snprintf(out, len, "%s (%s)", t, rel);
@@ -774,8 +788,9 @@ static const char show_run_sql[] =
 
 static const char show_job_sql[] =
     "SELECT j.*, jsonb_pretty(j.parameters) AS params_pretty, "
-    "to_char(j.next_run_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS\"Z\"') AS next, "
-    "extract(epoch FROM now() - j.next_run_at) AS next_ago, "
+    "CASE WHEN isfinite(j.next_run_at) "
+    "THEN to_char(j.next_run_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS\"Z\"') "
+    "ELSE j.next_run_at::text END AS next, " NEXT_AGO " AS next_ago, "
     "to_char(j.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS\"Z\"') AS created, "
     "extract(epoch FROM now() - j.created_at) AS created_ago "
     "FROM sluice.jobs_overview j WHERE j.job_id = $1";

@@ -432,7 +432,9 @@ static void cycle_done(PGresult *res, const char *err, void *data)
         sl_pg_query_prepared(
             w->ctx->pg, "sl_next_due",
             "SELECT EXTRACT(EPOCH FROM min(next_run_at) - now()) FROM "
-            "sluice.scheduled_jobs WHERE status = 'active' AND next_run_at IS NOT NULL",
+            "sluice.scheduled_jobs WHERE status = 'active' AND next_run_at IS NOT NULL "
+            /* a job queued at +/-infinity before 097_finite_run_at.sql: no subtraction */
+            "AND next_run_at > '-infinity' AND next_run_at < 'infinity'",
             0, NULL, next_due_done, w);
     }
 }

@@ -261,6 +261,61 @@ class Spine(harness.SluiceTest):
         self.assert_rejected(["brands", "add", "  "], "a brand's name cannot be empty or only spaces")
         self.assertEqual(self.count("sluice.brands"), 1)
 
+    def test_at_takes_a_real_time_or_a_delay(self):
+        self.sluice("queue", "noop")  # the schema
+        # Postgres' special words are no point in time; a job due at infinity
+        # broke `jobs` and `show` for everyone
+        for word in ("infinity", "-infinity", "epoch", "now", "tomorrow", "today", "yesterday",
+                     "allballs"):
+            proc = self.sluice("queue", "echo", "--at", word, check=False)
+            self.assertEqual(proc.returncode, 2, word)
+            self.assertIn(f"--at '{word}': give a timestamp such as 2026-12-01T09:00:00Z, or a delay",
+                          proc.stderr)
+        for bad in ("+0x10s", "+ 5m", "+5x", "+", "+inf", "+nan", "+1e3s", "+5 m"):
+            proc = self.sluice("queue", "echo", "--at", bad, check=False)
+            self.assertEqual(proc.returncode, 2, bad)
+            self.assertIn(f"--at '{bad}': a delay is + and a number (digits only) followed by s, m, h or d",
+                          proc.stderr)
+        proc = self.sluice("queue", "echo", "--at", "-5m", check=False)
+        self.assertEqual(proc.returncode, 2)
+        self.assertIn("a delay counts forward from now", proc.stderr)
+        proc = self.sluice("queue", "echo", "--at", "+3651d", check=False)
+        self.assertEqual(proc.returncode, 2)
+        self.assertIn("a delay can be at most 3650d", proc.stderr)
+        self.assertEqual(self.count("sluice.scheduled_jobs", "job_type = 'echo'"), 0)
+
+        # large delays are intervals Postgres reads ("%g" made them "1e+06 seconds")
+        for delay, seconds in (("+1000000s", 1000000), ("+3650d", 3650 * 86400), ("+1.5h", 5400),
+                               ("+30", 30)):
+            job = self.sluice("queue", "echo", "--at", delay).stdout.strip()
+            ahead = float(self.scalar(f"SELECT extract(epoch FROM next_run_at - created_at) "
+                                      f"FROM sluice.scheduled_jobs WHERE id = '{job}'"))
+            self.assertAlmostEqual(ahead, seconds, delta=5)
+        self.sluice("queue", "echo", "--at", "2026-12-01T09:00:00Z")
+
+        # the SQL functions refuse them too, whoever calls them
+        before = self.count("sluice.scheduled_jobs")
+        for call in ("sluice.queue_one_time_job(NULL::text, 'noop', '{}', 'infinity')",
+                     "sluice.enqueue(NULL, 'noop', '{}', '-infinity')",
+                     "sluice.enqueue_many(NULL, 'noop', ARRAY['{}'::jsonb], 'infinity')",
+                     "sluice.schedule_job(NULL, 'noop', '* * * * *', 'UTC', '{}', 'infinity')"):
+            proc = __import__("subprocess").run(["psql", self.db, "-X", "-Atc", f"SELECT {call}"],
+                                                capture_output=True, text=True,
+                                                env=harness.pgfixture.clean_env())
+            self.assertNotEqual(proc.returncode, 0, call)
+            self.assertIn("a job must be due at a real time, not ", proc.stderr)
+        self.assertEqual(self.count("sluice.scheduled_jobs"), before)
+
+        # a row that already has one (queued before 097) does not break the views
+        for t in ("infinity", "-infinity"):
+            self.scalar(f"INSERT INTO sluice.scheduled_jobs (job_type, next_run_at, status) "
+                        f"VALUES ('noop', '{t}', 'paused')")
+        table = self.sluice("jobs", "--status", "paused").stdout
+        self.assertIn("infinity", table)
+        self.assertIn("-infinity", table)
+        job = self.scalar("SELECT id FROM sluice.scheduled_jobs WHERE next_run_at = 'infinity'")
+        self.assertRegex(self.sluice("show", job).stdout, r"next run\s+infinity\n")
+
     def test_brands_list_by_default(self):
         acme = self.sluice("brands", "add", "Acme").stdout.strip()
         again = self.sluice("brands", "add", "Acme")
