@@ -732,18 +732,32 @@ static void show_usage(FILE *out)
             "Everything about one run (status, timing, attempt, worker, handler version,\n"
             "parameters, result, error, full logs) or one job (schedule, status, next\n"
             "run, attempts, parameters, and its runs). An id may be shortened to any\n"
-            "unique prefix of at least 4 characters, as the tables show them.\n\n"
+            "unique prefix of at least 4 characters, as the tables show them. Control\n"
+            "characters in stored text are shown as `cat -v` does (^[ for ESC).\n\n"
             "  --json   {\"kind\": \"run\", \"run\": {…, logs, result}, \"job\": {…}} or\n"
             "           {\"kind\": \"job\", \"job\": {…}, \"runs\": […]}, with the columns of\n"
             "           sluice.recent_runs and sluice.jobs_overview as keys\n");
 }
 
-/* "  label       value" lines; NULL values are skipped. */
+/* Stored text (names, errors, logs, results) may hold anything a handler or
+ * a scraped page put there: show prints it through sl_text_visible(), so a
+ * control character reaches the terminal as "^[", never as itself. */
+
+/* "  label       value" lines; NULL values are skipped. A value of several lines
+ * (an error with its traceback) goes on under the first, indented. */
 static void field(const sl_term *term, const char *label, const char *value, sl_color color)
 {
     if (!value || !*value) return;
-    printf("  %-11s %s%s%s\n", label, sl_color_on(term, color), value,
-           color != SL_COLOR_NONE ? sl_color_off(term) : "");
+    char *text = sl_text_visible(value, 1);
+    printf("  %-11s %s", label, sl_color_on(term, color));
+    for (const char *p = text; *p;) {
+        const char *nl = strchr(p, '\n');
+        int n = nl ? (int)(nl - p) : (int)strlen(p);
+        printf("%s%.*s", p == text ? "" : "\n              ", n, p);
+        p = nl ? nl + 1 : p + n;
+    }
+    printf("%s\n", color != SL_COLOR_NONE ? sl_color_off(term) : "");
+    free(text);
 }
 
 /* "2026-02-07 10:00:00Z (3m ago)" from a timestamp column and its age column. */
@@ -767,13 +781,15 @@ static void when(char *out, size_t len, PGresult *r, const char *ts, const char 
 static void block(const char *title, const char *text)
 {
     printf("\n%s\n", title);
-    const char *p = text && *text ? text : "(none)";
+    char *visible = sl_text_visible(text && *text ? text : "(none)", 1);
+    const char *p = visible;
     while (*p) {
         const char *nl = strchr(p, '\n');
         int n = nl ? (int)(nl - p) : (int)strlen(p);
         printf("  %.*s\n", n, p);
         p = nl ? nl + 1 : p + n;
     }
+    free(visible);
 }
 
 /* Timestamps for people: "2026-02-07 10:00:00Z" and the age in seconds. */

@@ -724,6 +724,29 @@ class Registry(harness.SluiceTest):
         self.assertEqual(jj["kind"], "job")
         self.assertEqual([r["run_id"] for r in jj["runs"]], [run["id"]])
 
+    def test_show_prints_no_control_characters(self):
+        # a scraped page's text can carry terminal escapes: show prints them as
+        # `cat -v` does (caret notation; C1 controls as M-^x), keeping new lines and tabs
+        nasty = "a\x1b[31mred\x07bell\rcr\u009b2Jcsi\ttab\x7fdel"
+        self.run_fg("echo", "--params", json.dumps({"message": nasty}))
+        run = self.one("SELECT id, scheduled_job_id FROM sluice.scheduled_job_runs")
+        self.scalar(f"UPDATE sluice.scheduled_job_runs SET error_message = E'bad\\x1b]0;title\\x07\\nline 2' "
+                    f"WHERE id = '{run['id']}'")
+        self.scalar(f"UPDATE sluice.scheduled_jobs SET last_error = E'last\\x1b[2J' "
+                    f"WHERE id = '{run['scheduled_job_id']}'")
+        for args in ((run["id"],), (run["scheduled_job_id"],)):
+            text = self.sluice("show", *args).stdout
+            controls = [c for c in text if (ord(c) < 0x20 and c not in "\n\t") or 0x7f <= ord(c) < 0xa0]
+            self.assertEqual(controls, [], text)
+        text = self.sluice("show", run["id"]).stdout
+        self.assertIn("echo: a^[[31mred^Gbell^McrM-^[2Jcsi\ttab^?del\n", text)
+        self.assertRegex(text, r"error\s+bad\^\[\]0;title\^G\n\s+line 2\n")
+        self.assertIn("last^[[2J", self.sluice("show", run["scheduled_job_id"]).stdout)
+        # --json stays exact
+        js = self.view_json("show", run["id"])
+        self.assertIn(f"echo: {nasty}", js["run"]["logs"])
+        self.assertEqual(js["run"]["result"]["message"], nasty)
+
     def test_bad_filters_are_one_line_errors(self):
         self.brand("Acme")
         self.sync()
