@@ -238,6 +238,33 @@ class Registry(harness.SluiceTest):
         self.assertEqual(bad.returncode, 2)
         self.assertIn("did you mean 'review_probe'", bad.stderr)
 
+    def test_types_of_a_broken_file_or_an_unreadable_directory(self):
+        d = tempfile.mkdtemp(prefix="sluice-types-")
+        try:
+            with open(os.path.join(d, "broken.lua"), "w") as f:
+                f.write(BROKEN["syntax_error.lua"][0])
+            env = self.no_db_env()
+            env["SLUICE_HANDLERS"] = d
+            for args in (("types", "broken"), ("types", "broken", "--json")):
+                proc = self.sluice(*args, env=env, check=False)
+                self.assertEqual(proc.returncode, 2, proc.stdout + proc.stderr)
+                self.assertEqual(proc.stdout, "")
+                self.assertIn("types: job type 'broken' is not available: its handler file failed to load "
+                              "(see `sluice check`)", proc.stderr)
+                self.assertIn(f"{d}/broken.lua: line 2:", proc.stderr)
+                self.assertNotIn("no handler files were found", proc.stderr)
+            listing = self.sluice("types", env=env)
+            self.assertIn("no job types: no handler file loaded", listing.stderr)
+            env["SLUICE_HANDLERS"] = "/nonexistent/handlers"
+            for args in (("types",), ("types", "--json")):
+                proc = self.sluice(*args, env=env, check=False)
+                self.assertEqual(proc.returncode, 2, proc.stdout + proc.stderr)
+                self.assertEqual(proc.stdout, "")
+                self.assertIn("no job types: a handler directory cannot be read:\n  /nonexistent/handlers: "
+                              "cannot open the handler directory: No such file or directory", proc.stderr)
+        finally:
+            shutil.rmtree(d)
+
     def test_start_up_syncs_the_registry_only_when_it_changed(self):
         hdir = tempfile.mkdtemp(prefix="sluice-registry-")
         self.addCleanup(shutil.rmtree, hdir, True)
