@@ -1,12 +1,22 @@
--- 097_finite_run_at.sql — a job is due at a real point in time.
+-- 097_finite_run_at.sql — a job is due at a real point in time, and a brand's
+-- name is one people can type and read back.
 --
 -- enqueue(), enqueue_many() and schedule_job() took any timestamptz for when a
--- job is due, 'infinity', '-infinity' and 'epoch' among them. A job due at
+-- job is due, 'infinity' and '-infinity' among them. A job due at
 -- +/-infinity broke every view that subtracts now() from next_run_at ("cannot
 -- subtract infinite timestamps"), so `sluice jobs` and `sluice show` failed for
 -- everyone. They now refuse a non-finite time with a clear error (the CLI
 -- refuses the words before they get here). Rows already holding one are left as
 -- they are: the CLI's views print such a time without subtracting it.
+--
+-- Brands: names that read as something else are refused on insert and rename
+-- (rows already there are kept): a name with white space at either end (" Acme"
+-- next to "Acme"), with control characters (new lines, tabs, escapes), one that
+-- starts with '-' (an option on a command line), "(platform)" (the platform
+-- scope in the tables) and one that is a UUID (`--brand <uuid>` means the brand
+-- with that id). There is no SQL function that adds brands, so a trigger
+-- applies the rule, brand_name_problem(), to every insert; `sluice brands add`
+-- applies the same one before it connects.
 --
 -- The functions are those of 002_queue.sql and 005_lifecycle.sql with the check
 -- added.
@@ -132,3 +142,43 @@ BEGIN
     PERFORM pg_notify('sluice_jobs', '');
     RETURN id;
 END $$;
+
+-- NULL when name can be a brand's, else why not (`sluice brands add` says the same).
+CREATE FUNCTION sluice.brand_name_problem(name text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE
+        WHEN name IS NULL OR btrim(name, E' \t\n\r\f\v') = '' THEN
+            'a brand''s name cannot be empty or only spaces'
+        WHEN name <> btrim(name, E' \t\n\r\f\v') THEN
+            'a brand''s name cannot start or end with white space'
+        WHEN name ~ '[\x01-\x1f\x7f-\x9f]' THEN
+            'a brand''s name cannot contain control characters (new lines, tabs, escapes)'
+        WHEN name LIKE '-%' THEN
+            'a brand''s name cannot start with ''-'' (it would read as an option)'
+        WHEN lower(name) = '(platform)' THEN
+            'a brand cannot be named (platform): that is how jobs without a brand are shown'
+        WHEN name ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN
+            'a brand''s name cannot be a UUID (--brand takes a UUID as a brand''s id)'
+    END
+$$;
+
+CREATE FUNCTION sluice.brands_check_name() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    problem text;
+BEGIN
+    IF TG_OP = 'UPDATE' AND NEW.name IS NOT DISTINCT FROM OLD.name THEN
+        RETURN NEW; -- a name already there is kept
+    END IF;
+    problem := sluice.brand_name_problem(NEW.name);
+    IF problem IS NOT NULL THEN
+        -- the name as given, but no control character reaches a terminal
+        RAISE EXCEPTION '%: %', problem,
+            quote_literal(regexp_replace(NEW.name, '[\x01-\x1f\x7f-\x9f]', '?', 'g'))
+            USING ERRCODE = 'check_violation';
+    END IF;
+    RETURN NEW;
+END $$;
+
+CREATE TRIGGER brands_check_name BEFORE INSERT OR UPDATE OF name ON sluice.brands
+    FOR EACH ROW EXECUTE FUNCTION sluice.brands_check_name();

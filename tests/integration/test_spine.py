@@ -214,6 +214,42 @@ class Spine(harness.SluiceTest):
         job2 = self.sluice("queue", "needs_brand", "--brand", a).stdout.strip()
         self.assertEqual(self.one(f"SELECT brand_id FROM sluice.scheduled_jobs WHERE id = '{job2}'")["brand_id"], a)
 
+    def test_brand_names_that_read_as_something_else_are_refused(self):
+        acme = self.sluice("brands", "add", "Acme").stdout.strip()
+        for name, why in (("--json", "cannot start with '-' (it would read as an option)"),
+                          ("-x", "cannot start with '-'"),
+                          (" Acme", "cannot start or end with white space"),
+                          ("Acme ", "cannot start or end with white space"),
+                          ("Ac\nme", "cannot contain control characters"),
+                          ("Ac\tme", "cannot contain control characters"),
+                          ("Ac\x1b[2Jme", "cannot contain control characters"),
+                          ("Ac\u009bme", "cannot contain control characters"),
+                          ("(platform)", "a brand cannot be named (platform)"),
+                          (acme, "cannot be a UUID"),
+                          ("6F1C0000-0000-4000-8000-000000000000", "cannot be a UUID")):
+            proc = self.sluice("brands", "add", name, check=False)
+            self.assertEqual(proc.returncode, 2, f"{name!r}: {proc.stdout}{proc.stderr}")
+            self.assertEqual(proc.stdout, "")
+            self.assertIn(f"sluice: error: brands add: ", proc.stderr)
+            self.assertIn(why, proc.stderr, repr(name))
+            # and the database refuses them from any client
+            literal = "'" + name.replace("'", "''") + "'"
+            sql = __import__("subprocess").run(
+                ["psql", self.db, "-X", "-Atc", f"INSERT INTO sluice.brands (name) VALUES ({literal})"],
+                capture_output=True, text=True, env=harness.pgfixture.clean_env())
+            self.assertNotEqual(sql.returncode, 0, repr(name))
+            self.assertIn(why, sql.stderr, repr(name))
+            self.assertNotIn("\x1b", sql.stderr)
+        self.assertEqual([b["name"] for b in json.loads(self.sluice("brands", "--json").stdout)], ["Acme"])
+        # names that merely contain these are fine
+        for name in ("O'Brien & Sons", "Acme (EU)", "Acme-Werke", "Ünïcode Co"):
+            self.sluice("brands", "add", name)
+        # a name already there is kept: rows from before the rule still resolve
+        self.scalar("ALTER TABLE sluice.brands DISABLE TRIGGER brands_check_name; "
+                    "INSERT INTO sluice.brands (name) VALUES (' Old'); "
+                    "ALTER TABLE sluice.brands ENABLE TRIGGER brands_check_name")
+        self.scalar("UPDATE sluice.brands SET created_at = now() WHERE name = ' Old'")
+
     # -------------------------------------------------------------- bad input
 
     def assert_rejected(self, args, *fragments):
