@@ -75,14 +75,12 @@ int sl_cmd_brands(const struct sl_config *cfg, int argc, char **argv)
     int status = 0;
     if (strcmp(sub, "add") == 0) {
         const char *p[] = {argv[2]};
-        PGresult *r = sl_cli_exec(c,
-                                  "INSERT INTO sluice.brands (name) VALUES ($1) "
-                                  "ON CONFLICT (name) DO UPDATE SET name = excluded.name "
-                                  "RETURNING id, (xmax = 0) AS created",
-                                  1, p);
-        if (!r) {
-            status = 1;
-        } else {
+        PGresult *r = sl_cli_exec_status(c,
+                                         "INSERT INTO sluice.brands (name) VALUES ($1) "
+                                         "ON CONFLICT (name) DO UPDATE SET name = excluded.name "
+                                         "RETURNING id, (xmax = 0) AS created",
+                                         1, p, &status);
+        if (r) {
             printf("%s\n", PQgetvalue(r, 0, 0));
             if (strcmp(PQgetvalue(r, 0, 1), "t") != 0)
                 fprintf(stderr, "brand '%s' already exists\n", argv[2]);
