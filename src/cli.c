@@ -11,6 +11,7 @@
 #include "pg.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -286,4 +287,20 @@ void sl_cli_shell_quote(sl_buf *b, const char *s)
             sl_buf_add(b, p, 1);
     }
     sl_buf_puts(b, "'");
+}
+
+int sl_cli_whole_number(const char *opt, const char *v, long min, long max, long *out)
+{
+    char *end;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    /* strtol skips leading white space and takes a sign: digits only here */
+    int ok =
+        *v && !isspace((unsigned char)*v) && *end == '\0' && errno == 0 && n >= min && n <= max;
+    if (!ok) {
+        sl_cli_error("%s must be a whole number from %ld to %ld, not '%s'", opt, min, max, v);
+        return -1;
+    }
+    if (out) *out = n;
+    return 0;
 }

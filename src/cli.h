@@ -70,6 +70,14 @@ int sl_cli_find_id(PGconn *c, const char *what, const char *id, int jobs_only, c
 struct sl_buf;
 void sl_cli_shell_quote(struct sl_buf *b, const char *s);
 
+/* Option opt's value v as a whole number from min to max into *out (may be
+ * NULL); -1 after saying "--priority must be a whole number from … to …". */
+int sl_cli_whole_number(const char *opt, const char *v, long min, long max, long *out);
+
+/* A job's priority, for queue and schedule alike (lower runs first). */
+#define SL_PRIORITY_MIN (-1000000L)
+#define SL_PRIORITY_MAX 1000000L
+
 /* True when argv[i] is "-h" or "--help". */
 int sl_cli_wants_help(int argc, char **argv);
 

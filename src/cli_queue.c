@@ -27,7 +27,7 @@ static void usage(FILE *out)
                  "  --params      a JSON object (default {}); the schema's defaults fill the rest\n"
                  "  --at          when it is due: a timestamp (2026-12-01T09:00:00Z) or a delay\n"
                  "                such as +30s, +15m, +2h, +1d, at most 3650d (default: now)\n"
-                 "  --priority    lower runs first (default 0)\n"
+                 "  --priority    lower runs first: -1000000 to 1000000 (default 0)\n"
                  "  --dedupe-key  while a job of this type and brand with this key is pending or\n"
                  "                running, queueing again returns that job instead\n"
                  "  --max-retries overrides the handler's max_retries for this job\n"
@@ -173,19 +173,9 @@ int sl_cmd_queue(const sl_config *cfg, int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    char *end;
-    long pr = strtol(priority, &end, 10);
-    if (*end || end == priority || pr < -1000000 || pr > 1000000) {
-        sl_cli_error("--priority must be a whole number, not '%s'", priority);
+    if (sl_cli_whole_number("--priority", priority, SL_PRIORITY_MIN, SL_PRIORITY_MAX, NULL) < 0)
         return 2;
-    }
-    if (retries) {
-        long mr = strtol(retries, &end, 10);
-        if (*end || end == retries || mr < 0 || mr > 1000) {
-            sl_cli_error("--max-retries must be a whole number from 0 to 1000, not '%s'", retries);
-            return 2;
-        }
-    }
+    if (retries && sl_cli_whole_number("--max-retries", retries, 0, 1000, NULL) < 0) return 2;
     char interval[64];
     int is_delay = at ? parse_at(at, interval, sizeof interval) : 0;
     if (is_delay < 0) return 2;
