@@ -111,10 +111,32 @@ out:
     return status;
 }
 
+static void control_usage(FILE *out, const char *action)
+{
+    fprintf(out,
+            "usage: sluice jobs %s JOB_ID…\n\n"
+            "cancel ends a job for good (a run in flight is told to stop); pause holds it\n"
+            "until resume; resume lets a paused job run again. A JOB_ID may be shortened\n"
+            "to a unique prefix of at least 4 characters, as `sluice jobs` shows it. Each\n"
+            "line of output names the job in full and its new status; an id that names\n"
+            "no job, or more than one, is reported and skipped (exit status 2).\n",
+            action);
+}
+
 /* `sluice jobs cancel|pause|resume ID…` (called by the jobs command). */
 int sl_cmd_jobs_control(const sl_config *cfg, int argc, char **argv)
 {
     const char *action = argv[1];
+    if (sl_cli_wants_help(argc, argv)) {
+        control_usage(stdout, action);
+        return 0;
+    }
+    for (int i = 2; i < argc; i++)
+        if (argv[i][0] == '-') {
+            sl_cli_error("jobs %s: unknown option '%s' (see `sluice jobs %s --help`)", action,
+                         argv[i], action);
+            return 2;
+        }
     if (argc < 3) {
         sl_cli_error("jobs %s needs at least one job id", action);
         return 2;

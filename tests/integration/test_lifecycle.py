@@ -364,6 +364,31 @@ class Lifecycle(harness.SluiceTest):
 
     # -------------------------------------------------------------- retention, priority
 
+    def test_help_for_jobs_control_and_help_command(self):
+        job = self.sluice("queue", "echo", "--at", "+1h").stdout.strip()
+        for action in ("cancel", "pause", "resume"):
+            for flag in ("--help", "-h"):
+                proc = self.sluice("jobs", action, flag)
+                self.assertTrue(proc.stdout.startswith(f"usage: sluice jobs {action} JOB_ID…\n"), proc.stdout)
+                self.assertEqual(proc.stderr, "")
+            proc = self.sluice("jobs", action, job, "--help")
+            self.assertIn("usage: sluice jobs", proc.stdout)
+            self.assertEqual(proc.stderr, "")
+        self.assertEqual(self.scalar(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{job}'"), "active")
+        proc = self.sluice("jobs", "cancel", "--bogus", job, check=False)
+        self.assertEqual(proc.returncode, 2)
+        self.assertIn("jobs cancel: unknown option '--bogus'", proc.stderr)
+        self.assertEqual(self.scalar(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{job}'"), "active")
+        # `sluice help CMD` is `sluice CMD --help`
+        self.assertEqual(self.sluice("help", "jobs").stdout, self.sluice("jobs", "--help").stdout)
+        self.assertEqual(self.sluice("help", "jobs", "cancel").stdout,
+                         self.sluice("jobs", "cancel", "--help").stdout)
+        self.assertEqual(self.sluice("help", "schedule").stdout, self.sluice("schedule", "--help").stdout)
+        self.assertIn("commands:", self.sluice("help").stdout)
+        proc = self.sluice("help", "nope", check=False)
+        self.assertEqual(proc.returncode, 2)
+        self.assertIn("help: unknown command 'nope'", proc.stderr)
+
     def test_retention_archives_and_prunes(self):
         self.sluice("run", "echo")
         self.sluice("run", "echo")
