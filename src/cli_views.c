@@ -306,7 +306,8 @@ static void health_usage(FILE *out)
         "  --brand B    only this brand          --platform  only the platform scope\n"
         "  --type T     only datasets job type T keeps\n"
         "  --check      for monitoring: exit 1 when anything shown is stale, failing or\n"
-        "               never completed, 0 otherwise (running counts as healthy)\n"
+        "               never completed, 0 otherwise (running counts as healthy); 2 when\n"
+        "               no dataset matches, as for any bad input\n"
         "  --json       the rows of sluice.dataset_health as a JSON array\n");
 }
 
@@ -394,7 +395,9 @@ int sl_cmd_health(const sl_config *cfg, int argc, char **argv)
             sl_table_add(t, buf, SL_COLOR_NONE);
             sl_table_add(t, col(r, i, "last_error"), SL_COLOR_RED);
         }
-        if (n == 0) {
+        if (n == 0 && a.check) {
+            /* said below: nothing to check is an error */
+        } else if (n == 0) {
             fprintf(stderr, "no datasets to show: %s\n",
                     a.brand || a.platform || a.type
                         ? "nothing matches the filters"
@@ -405,6 +408,18 @@ int sl_cmd_health(const sl_config *cfg, int argc, char **argv)
                    n == 1 ? "" : "s", counts[0], counts[1], counts[2], counts[3], counts[4]);
         }
         sl_table_free(t);
+    }
+    if (a.check && n == 0) {
+        /* a monitor whose filters match nothing would pass for ever: a typo in
+         * --type or a brand without the datasets is bad input, not health */
+        if (a.brand || a.platform || a.type)
+            sl_cli_error("health --check: no datasets match the filters, so there is nothing to "
+                         "check");
+        else
+            sl_cli_error("health --check: no datasets to check: no job type declares datasets "
+                         "(see `sluice types`)");
+        status = 2;
+        goto out;
     }
     status = a.check && unhealthy > 0 ? 1 : 0;
     if (a.check && unhealthy > 0 && !a.json)

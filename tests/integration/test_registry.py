@@ -602,6 +602,12 @@ class Registry(harness.SluiceTest):
         self.assertEqual(self.sluice("health", "--check", check=False).returncode, 1)
         # without --check the exit status is 0 whatever the state
         self.assertEqual(self.sluice("health", check=False).returncode, 0)
+        # filters that match nothing leave nothing to check: that is no pass
+        for args in (("--type", "noop"), ("--type", "noop", "--json"), ("--platform", "--type", "review_probe")):
+            proc = self.sluice("health", *args, "--check", check=False)
+            self.assertEqual(proc.returncode, 2, f"{args}: {proc.stdout}{proc.stderr}")
+            self.assertIn("health --check: no datasets match the filters", proc.stderr)
+        self.assertEqual(self.sluice("health", "--type", "noop", check=False).returncode, 0)
 
     def test_queue_if_stale_both_ways(self):
         acme = self.brand("Acme")
