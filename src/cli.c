@@ -11,6 +11,7 @@
 #include "pg.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -159,9 +160,23 @@ PGconn *sl_cli_connect(const sl_config *cfg)
 
 PGresult *sl_cli_exec(PGconn *c, const char *sql, int nparams, const char *const *params)
 {
+    return sl_cli_exec_status(c, sql, nparams, params, NULL);
+}
+
+PGresult *sl_cli_exec_status(PGconn *c, const char *sql, int nparams, const char *const *params,
+                             int *status)
+{
     PGresult *r = PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0);
     ExecStatusType st = PQresultStatus(r);
     if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) return r;
+    if (status) {
+        /* what the server refused in the input (data exceptions, constraints, the
+         * functions' own RAISE: no_data_found and the like) is bad input */
+        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        int input = state && (strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0 ||
+                              strncmp(state, "P0", 2) == 0);
+        *status = input ? 2 : 1;
+    }
     const char *primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
     const char *hint = PQresultErrorField(r, PG_DIAG_MESSAGE_HINT);
     if (primary)
@@ -259,5 +274,33 @@ int sl_cli_option_value(int argc, char **argv, int *i, const char *cmd, const ch
         return -1;
     }
     *out = v;
+    return 0;
+}
+
+void sl_cli_shell_quote(sl_buf *b, const char *s)
+{
+    sl_buf_puts(b, "'");
+    for (const char *p = s; *p; p++) {
+        if (*p == '\'')
+            sl_buf_puts(b, "'\\''"); /* end the quote, an escaped ', quote again */
+        else
+            sl_buf_add(b, p, 1);
+    }
+    sl_buf_puts(b, "'");
+}
+
+int sl_cli_whole_number(const char *opt, const char *v, long min, long max, long *out)
+{
+    char *end;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    /* strtol skips leading white space and takes a sign: digits only here */
+    int ok =
+        *v && !isspace((unsigned char)*v) && *end == '\0' && errno == 0 && n >= min && n <= max;
+    if (!ok) {
+        sl_cli_error("%s must be a whole number from %ld to %ld, not '%s'", opt, min, max, v);
+        return -1;
+    }
+    if (out) *out = n;
     return 0;
 }

@@ -44,6 +44,13 @@ void sl_cli_early_free(sl_cli_early *e);
  * hint if any) and returns NULL. Caller PQclear()s. */
 PGresult *sl_cli_exec(PGconn *c, const char *sql, int nparams, const char *const *params);
 
+/* sl_cli_exec, and on failure the exit status it calls for into *status: 2
+ * when the server refused the input (a data exception, a constraint, or a
+ * function's RAISE such as "unknown brand"), 1 otherwise (the connection, the
+ * server). */
+PGresult *sl_cli_exec_status(PGconn *c, const char *sql, int nparams, const char *const *params,
+                             int *status);
+
 /* The value of the option at argv[*i] (advancing *i past it) into *out; -1 after
  * saying why when there is none or it is empty (for an empty --brand, with
  * brand_hint, the command's way to say "no brand", when given). */
@@ -57,6 +64,19 @@ int sl_cli_option_value(int argc, char **argv, int *i, const char *cmd, const ch
  * (prefixed with what, the command). */
 int sl_cli_find_id(PGconn *c, const char *what, const char *id, int jobs_only, char kind[8],
                    char full[40]);
+
+/* Appends s quoted for a POSIX shell, for the commands a hint prints:
+ * 'O'\''Brien & Sons'. */
+struct sl_buf;
+void sl_cli_shell_quote(struct sl_buf *b, const char *s);
+
+/* Option opt's value v as a whole number from min to max into *out (may be
+ * NULL); -1 after saying "--priority must be a whole number from … to …". */
+int sl_cli_whole_number(const char *opt, const char *v, long min, long max, long *out);
+
+/* A job's priority, for queue and schedule alike (lower runs first). */
+#define SL_PRIORITY_MIN (-1000000L)
+#define SL_PRIORITY_MAX 1000000L
 
 /* True when argv[i] is "-h" or "--help". */
 int sl_cli_wants_help(int argc, char **argv);

@@ -6,19 +6,38 @@
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 static void usage(FILE *out)
 {
     fprintf(out, "usage: sluice brands add NAME\n"
-                 "       sluice brands [list] [--json]\n");
+                 "       sluice brands [list] [--json]\n\n"
+                 "A brand's name cannot start or end with white space, hold control\n"
+                 "characters, start with '-', be \"(platform)\" or be a UUID.\n");
 }
 
-/* A name with something in it other than white space (what the table's check says). */
-static int blank(const char *s)
+/* Why name cannot be a brand's, or NULL: the rule of sluice.brand_name_problem()
+ * (schema/097_finite_run_at.sql), checked here before connecting. */
+static const char *name_problem(const char *name)
 {
-    for (; *s; s++)
-        if (!isspace((unsigned char)*s)) return 0;
-    return 1;
+    const unsigned char *s = (const unsigned char *)name;
+    size_t n = strlen(name), i;
+    for (i = 0; i < n && isspace(s[i]); i++)
+        ;
+    if (i == n) return "a brand's name cannot be empty or only spaces";
+    if (isspace(s[0]) || isspace(s[n - 1]))
+        return "a brand's name cannot start or end with white space";
+    for (i = 0; i < n; i++)
+        if (s[i] < 0x20 || s[i] == 0x7F || (s[i] == 0xC2 && i + 1 < n && s[i + 1] < 0xA0))
+            return "a brand's name cannot contain control characters (new lines, tabs, escapes)";
+    if (s[0] == '-') return "a brand's name cannot start with '-' (it would read as an option)";
+    if (strcasecmp(name, "(platform)") == 0)
+        return "a brand cannot be named (platform): that is how jobs without a brand are shown";
+    int uuid = n == 36;
+    for (i = 0; uuid && i < n; i++)
+        uuid = i == 8 || i == 13 || i == 18 || i == 23 ? s[i] == '-' : isxdigit(s[i]) != 0;
+    if (uuid) return "a brand's name cannot be a UUID (--brand takes a UUID as a brand's id)";
+    return NULL;
 }
 
 int sl_cmd_brands(const struct sl_config *cfg, int argc, char **argv)
@@ -37,8 +56,9 @@ int sl_cmd_brands(const struct sl_config *cfg, int argc, char **argv)
             sl_cli_error("brands add needs exactly one NAME");
             return 2;
         }
-        if (blank(argv[2])) {
-            sl_cli_error("brands add: a brand's name cannot be empty or only spaces");
+        const char *why = name_problem(argv[2]);
+        if (why) {
+            sl_cli_error("brands add: %s", why);
             return 2;
         }
     } else if (strcmp(sub, "list") == 0) {
@@ -55,14 +75,12 @@ int sl_cmd_brands(const struct sl_config *cfg, int argc, char **argv)
     int status = 0;
     if (strcmp(sub, "add") == 0) {
         const char *p[] = {argv[2]};
-        PGresult *r = sl_cli_exec(c,
-                                  "INSERT INTO sluice.brands (name) VALUES ($1) "
-                                  "ON CONFLICT (name) DO UPDATE SET name = excluded.name "
-                                  "RETURNING id, (xmax = 0) AS created",
-                                  1, p);
-        if (!r) {
-            status = 1;
-        } else {
+        PGresult *r = sl_cli_exec_status(c,
+                                         "INSERT INTO sluice.brands (name) VALUES ($1) "
+                                         "ON CONFLICT (name) DO UPDATE SET name = excluded.name "
+                                         "RETURNING id, (xmax = 0) AS created",
+                                         1, p, &status);
+        if (r) {
             printf("%s\n", PQgetvalue(r, 0, 0));
             if (strcmp(PQgetvalue(r, 0, 1), "t") != 0)
                 fprintf(stderr, "brand '%s' already exists\n", argv[2]);

@@ -6,6 +6,7 @@
  * sluice.add_competitor_amazon_url (schema/010_research.sql), which applications
  * may call directly.
  */
+#include "buf.h"
 #include "cli.h"
 
 #include <stdio.h>
@@ -68,13 +69,15 @@ static int cmd_add(const struct sl_config *cfg, int argc, char **argv)
     PGconn *c = sl_cli_connect(cfg);
     if (!c) return 1;
     const char *p[] = {brand, name, fb, web, lib, amazon};
-    PGresult *r = sl_cli_exec(c, "SELECT sluice.add_competitor($1, $2, $3, $4, $5, $6)", 6, p);
+    int status = 0;
+    PGresult *r = sl_cli_exec_status(c, "SELECT sluice.add_competitor($1, $2, $3, $4, $5, $6)", 6,
+                                     p, &status);
     if (r) {
         printf("%s\n", PQgetvalue(r, 0, 0));
         PQclear(r);
     }
     PQfinish(c);
-    return r ? 0 : 1;
+    return status;
 }
 
 /* ---------------------------------------------------------------- add-amazon-url */
@@ -106,24 +109,28 @@ static int cmd_add_amazon_url(const struct sl_config *cfg, int argc, char **argv
     const char *p[] = {pos[0], brand, pos[1]};
     /* the new row is not visible to the statement that inserts it: its ASIN and
      * marketplace come from parsing the URL again */
+    int status = 0;
     PGresult *r =
-        sl_cli_exec(c,
-                    "SELECT sluice.add_competitor_amazon_url(k.id, $3), u.asin, "
-                    "u.domain_code, b.name FROM (SELECT sluice.resolve_competitor($1, $2) "
-                    "AS id) k JOIN public.competitors c ON c.id = k.id "
-                    "JOIN sluice.brands b ON b.id = c.brand_id, "
-                    "sluice.parse_amazon_url($3) u",
-                    3, p);
+        sl_cli_exec_status(c,
+                           "SELECT sluice.add_competitor_amazon_url(k.id, $3), u.asin, "
+                           "u.domain_code, b.name FROM (SELECT sluice.resolve_competitor($1, $2) "
+                           "AS id) k JOIN public.competitors c ON c.id = k.id "
+                           "JOIN sluice.brands b ON b.id = c.brand_id, "
+                           "sluice.parse_amazon_url($3) u",
+                           3, p, &status);
     if (!r) {
         PQfinish(c);
-        return 1;
+        return status;
     }
     printf("%s\n", PQgetvalue(r, 0, 0));
+    sl_buf brand_arg = {0};
+    sl_cli_shell_quote(&brand_arg, PQgetvalue(r, 0, 3));
     fprintf(stderr,
             "ASIN %s on amazon.%s; scrape its reviews with\n"
-            "  sluice queue amazon_review_scrape --brand '%s' --params "
+            "  sluice queue amazon_review_scrape --brand %s --params "
             "'{\"competitor_amazon_url_id\": \"%s\"}'\n",
-            PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2), PQgetvalue(r, 0, 3), PQgetvalue(r, 0, 0));
+            PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2), sl_buf_str(&brand_arg), PQgetvalue(r, 0, 0));
+    sl_buf_free(&brand_arg);
     PQclear(r);
     PQfinish(c);
     return 0;
@@ -164,13 +171,14 @@ static int cmd_list(const struct sl_config *cfg, int argc, char **argv)
     if (json) {
         char sql[sizeof list_sql + 256];
         snprintf(sql, sizeof sql, "SELECT coalesce(json_agg(t), '[]') FROM (%s) t", list_sql);
-        PGresult *r = sl_cli_exec(c, sql, 1, p);
+        int status = 0;
+        PGresult *r = sl_cli_exec_status(c, sql, 1, p, &status);
         if (r) {
             printf("%s\n", PQgetvalue(r, 0, 0));
             PQclear(r);
         }
         PQfinish(c);
-        return r ? 0 : 1;
+        return status;
     }
     char sql[sizeof list_sql + 512];
     snprintf(sql, sizeof sql,
@@ -180,10 +188,11 @@ static int cmd_list(const struct sl_config *cfg, int argc, char **argv)
              "'never') "
              "FROM (%s) t LEFT JOIN LATERAL json_array_elements(t.amazon_urls) u ON true",
              list_sql);
-    PGresult *r = sl_cli_exec(c, sql, 1, p);
+    int status = 0;
+    PGresult *r = sl_cli_exec_status(c, sql, 1, p, &status);
     if (!r) {
         PQfinish(c);
-        return 1;
+        return status;
     }
     if (PQntuples(r) == 0)
         fprintf(stderr, "no competitors yet: add one with "

@@ -35,6 +35,8 @@ int sl_cmd_config(const sl_config *cfg, int argc, char **argv)
     } rows[16];
     int n = 0;
 #define ROW(k, ...) (rows[n].key = k, snprintf(rows[n].val, sizeof rows[n].val, __VA_ARGS__), n++)
+#define NUMBER_ROW(k, v)                                                                           \
+    (rows[n].key = k, sl_config_fmt_number(v, rows[n].val, sizeof rows[n].val), n++)
     ROW("config_file", "%s", cfg->config_file ? cfg->config_file : "(none)");
     ROW("db", "%s", db);
     ROW("home", "%s", cfg->home);
@@ -42,16 +44,17 @@ int sl_cmd_config(const sl_config *cfg, int argc, char **argv)
     ROW("lua", "%s", lua);
     ROW("concurrency", "%d", cfg->concurrency);
     ROW("pool_size", "%d", cfg->pool_size);
-    ROW("lease_seconds", "%g", cfg->lease_seconds);
-    ROW("grace_seconds", "%g", cfg->grace_seconds);
-    ROW("poll_seconds", "%g", cfg->poll_seconds);
-    ROW("archive_after_days", "%g", cfg->archive_after_days);
-    ROW("prune_after_days", "%g", cfg->prune_after_days);
+    NUMBER_ROW("lease_seconds", cfg->lease_seconds);
+    NUMBER_ROW("grace_seconds", cfg->grace_seconds);
+    NUMBER_ROW("poll_seconds", cfg->poll_seconds);
+    NUMBER_ROW("archive_after_days", cfg->archive_after_days);
+    NUMBER_ROW("prune_after_days", cfg->prune_after_days);
     ROW("memory_limit_mb", "%d", cfg->memory_limit_mb);
     ROW("instruction_budget", "%ld", cfg->instruction_budget);
     ROW("log_format", "%s", cfg->log_format == SL_LOG_JSON ? "json" : "logfmt");
     ROW("log_level", "%s", (const char *[]){"debug", "info", "warn", "error"}[cfg->log_level & 3]);
 #undef ROW
+#undef NUMBER_ROW
     sl_buf b = {0};
     for (int i = 0; i < n; i++) {
         if (!json) {

@@ -11,6 +11,7 @@
 #include "queue.h"
 #include "table.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,8 +26,8 @@ static void usage(FILE *out)
                  "  --brand       the brand (name or id); omit for a platform job\n"
                  "  --params      a JSON object (default {}); the schema's defaults fill the rest\n"
                  "  --at          when it is due: a timestamp (2026-12-01T09:00:00Z) or a delay\n"
-                 "                such as +30s, +15m, +2h, +1d (default: now)\n"
-                 "  --priority    lower runs first (default 0)\n"
+                 "                such as +30s, +15m, +2h, +1d, at most 3650d (default: now)\n"
+                 "  --priority    lower runs first: -1000000 to 1000000 (default 0)\n"
                  "  --dedupe-key  while a job of this type and brand with this key is pending or\n"
                  "                running, queueing again returns that job instead\n"
                  "  --max-retries overrides the handler's max_retries for this job\n"
@@ -35,20 +36,52 @@ static void usage(FILE *out)
                  "                it is fresh and queue nothing (exit 0, no id printed)\n");
 }
 
-/* "+15m" → "15 minutes" interval text for Postgres; NULL if not a delay. */
-static int delay_to_interval(const char *at, char *out, size_t len)
+/* The longest delay --at takes: ten years. */
+#define MAX_DELAY_SECONDS (3650.0 * 86400)
+
+/* --at: a delay "+N[smhd]" (N digits, with an optional decimal part) becomes
+ * its interval text for Postgres in *interval ("5400 seconds"); a timestamp is
+ * left for Postgres to read, but it must start with a digit (a date), so that
+ * the special words Postgres takes as timestamps (infinity, epoch, now,
+ * tomorrow, …) are refused here. Returns 1 for a delay, 0 for a timestamp, -1
+ * after saying what is wrong. */
+static int parse_at(const char *at, char *interval, size_t len)
 {
-    char *end;
-    if (at[0] != '+') return 0;
-    double n = strtod(at + 1, &end);
-    if (end == at + 1 || n < 0) return -1;
-    const char *unit = strcmp(end, "s") == 0 || *end == '\0' ? "seconds"
-                       : strcmp(end, "m") == 0               ? "minutes"
-                       : strcmp(end, "h") == 0               ? "hours"
-                       : strcmp(end, "d") == 0               ? "days"
-                                                             : NULL;
-    if (!unit) return -1;
-    snprintf(out, len, "%g %s", n, unit);
+    static const char forms[] = "give a timestamp such as 2026-12-01T09:00:00Z, or a delay: +N "
+                                "followed by s, m, h or d (e.g. +30s, +15m, +2h, +1d)";
+    if (at[0] != '+') {
+        if (isdigit((unsigned char)at[0])) return 0;
+        sl_cli_error("--at '%s': %s%s", at, forms,
+                     at[0] == '-' ? "; a delay counts forward from now" : "");
+        return -1;
+    }
+    const char *p = at + 1, *digits = p;
+    while (isdigit((unsigned char)*p))
+        p++;
+    int whole = (int)(p - digits), frac = 0;
+    if (*p == '.') {
+        const char *f = ++p;
+        while (isdigit((unsigned char)*p))
+            p++;
+        frac = (int)(p - f);
+    }
+    double unit = strcmp(p, "s") == 0 || *p == '\0' ? 1
+                  : strcmp(p, "m") == 0             ? 60
+                  : strcmp(p, "h") == 0             ? 3600
+                  : strcmp(p, "d") == 0             ? 86400
+                                                    : 0;
+    if (whole + frac == 0 || unit == 0) {
+        sl_cli_error("--at '%s': a delay is + and a number (digits only) followed by s, m, h "
+                     "or d, e.g. +30s, +15m, +2h, +1d",
+                     at);
+        return -1;
+    }
+    double seconds = strtod(digits, NULL) * unit;
+    if (!(seconds <= MAX_DELAY_SECONDS)) {
+        sl_cli_error("--at '%s': a delay can be at most 3650d (ten years)", at);
+        return -1;
+    }
+    snprintf(interval, len, "%.3f seconds", seconds);
     return 1;
 }
 
@@ -140,25 +173,12 @@ int sl_cmd_queue(const sl_config *cfg, int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    char *end;
-    long pr = strtol(priority, &end, 10);
-    if (*end || end == priority || pr < -1000000 || pr > 1000000) {
-        sl_cli_error("--priority must be a whole number, not '%s'", priority);
+    if (sl_cli_whole_number("--priority", priority, SL_PRIORITY_MIN, SL_PRIORITY_MAX, NULL) < 0)
         return 2;
-    }
-    if (retries) {
-        long mr = strtol(retries, &end, 10);
-        if (*end || end == retries || mr < 0 || mr > 1000) {
-            sl_cli_error("--max-retries must be a whole number from 0 to 1000, not '%s'", retries);
-            return 2;
-        }
-    }
+    if (retries && sl_cli_whole_number("--max-retries", retries, 0, 1000, NULL) < 0) return 2;
     char interval[64];
-    int is_delay = at ? delay_to_interval(at, interval, sizeof interval) : 0;
-    if (is_delay < 0) {
-        sl_cli_error("--at '%s': a delay is +N followed by s, m, h or d (e.g. +15m)", at);
-        return 2;
-    }
+    int is_delay = at ? parse_at(at, interval, sizeof interval) : 0;
+    if (is_delay < 0) return 2;
 
     sl_ctx ctx;
     if (sl_queue_open(&ctx, cfg, 0) < 0) return 1;

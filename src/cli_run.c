@@ -142,7 +142,7 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
     }
     c = sl_queue_boot(&ctx, "run", f.worker);
     if (!c) goto out;
-    snprintf(f.lease, sizeof f.lease, "%g", cfg->lease_seconds);
+    sl_config_fmt_number(cfg->lease_seconds, f.lease, sizeof f.lease);
     const char *p[] = {f.worker, brand, type, normalized, "manual", f.lease};
     claimed = sl_cli_exec(c,
                           "SELECT * FROM sluice.start_direct_run($1, $2, $3, $4::jsonb, $5, "

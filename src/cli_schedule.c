@@ -19,9 +19,18 @@ static void schedule_usage(FILE *out)
 {
     fprintf(out, "usage: sluice schedule <job_type> --cron EXPR [--tz ZONE] [--brand NAME|UUID]\n"
                  "                       [--params JSON] [--name NAME] [--priority N]\n\n"
-                 "Creates a recurring job. EXPR is a five-field cron expression (see\n"
-                 "`sluice cron next EXPR` to preview it); ZONE an IANA time zone (default UTC).\n"
-                 "Slots missed while no worker ran are run once, not once per missed slot.\n");
+                 "Creates a recurring job and prints its id. EXPR is a five-field cron\n"
+                 "expression (see `sluice cron next EXPR` to preview it); ZONE an IANA time\n"
+                 "zone (default UTC). Slots missed while no worker ran are run once, not once\n"
+                 "per missed slot. Parameters are checked against the handler's schema first;\n"
+                 "on any problem nothing is created.\n\n"
+                 "  --cron      the schedule, e.g. \"0 9 * * mon-fri\"\n"
+                 "  --tz        the zone EXPR is read in (default UTC)\n"
+                 "  --brand     the brand (name or id); omit for a platform job\n"
+                 "  --params    a JSON object (default {}); the schema's defaults fill the rest\n"
+                 "  --name      a name for the job, shown by `sluice show` (default none)\n"
+                 "  --priority  lower runs first when several jobs are due: -1000000 to\n"
+                 "              1000000 (default 0), as for `sluice queue`\n");
 }
 
 int sl_cmd_schedule(const sl_config *cfg, int argc, char **argv)
@@ -60,6 +69,8 @@ int sl_cmd_schedule(const sl_config *cfg, int argc, char **argv)
             schedule_usage(stderr);
         return 2;
     }
+    if (sl_cli_whole_number("--priority", priority, SL_PRIORITY_MIN, SL_PRIORITY_MAX, NULL) < 0)
+        return 2;
     char next[40], why[512];
     if (sl_queue_cron_slot(cron, tz, NULL, next, why, sizeof why) < 0) {
         sl_cli_error("%s", why);
@@ -100,10 +111,32 @@ out:
     return status;
 }
 
+static void control_usage(FILE *out, const char *action)
+{
+    fprintf(out,
+            "usage: sluice jobs %s JOB_ID…\n\n"
+            "cancel ends a job for good (a run in flight is told to stop); pause holds it\n"
+            "until resume; resume lets a paused job run again. A JOB_ID may be shortened\n"
+            "to a unique prefix of at least 4 characters, as `sluice jobs` shows it. Each\n"
+            "line of output names the job in full and its new status; an id that names\n"
+            "no job, or more than one, is reported and skipped (exit status 2).\n",
+            action);
+}
+
 /* `sluice jobs cancel|pause|resume ID…` (called by the jobs command). */
 int sl_cmd_jobs_control(const sl_config *cfg, int argc, char **argv)
 {
     const char *action = argv[1];
+    if (sl_cli_wants_help(argc, argv)) {
+        control_usage(stdout, action);
+        return 0;
+    }
+    for (int i = 2; i < argc; i++)
+        if (argv[i][0] == '-') {
+            sl_cli_error("jobs %s: unknown option '%s' (see `sluice jobs %s --help`)", action,
+                         argv[i], action);
+            return 2;
+        }
     if (argc < 3) {
         sl_cli_error("jobs %s needs at least one job id", action);
         return 2;

@@ -487,6 +487,40 @@ static void print_params(const jv *ty, const sl_term *term)
     sl_table_free(t);
 }
 
+/* The lines of problems (one per line, "path: message") that are about the
+ * handler file of job type `name` (…/name.lua), or about no file but a handler
+ * directory (name NULL: lines saying "cannot open the handler directory"),
+ * each as "  line\n"; "" when none. Caller frees. */
+static char *problems_about(const char *problems, const char *name)
+{
+    static const char dir_problem[] = ": cannot open the handler directory";
+    sl_buf b = {0};
+    sl_buf_puts(&b, "");
+    for (const char *p = problems ? problems : ""; *p;) {
+        const char *nl = strchr(p, '\n');
+        size_t n = nl ? (size_t)(nl - p) : strlen(p);
+        char *line = strndup(p, n);
+        int about;
+        if (!name) {
+            about = strstr(line, dir_problem) != NULL;
+        } else {
+            char file[300];
+            snprintf(file, sizeof file, "/%s.lua: ", name);
+            about = strstr(line, file) != NULL || strncmp(line, file + 1, strlen(file + 1)) == 0;
+        }
+        if (about) {
+            sl_buf_puts(&b, "  ");
+            sl_buf_puts(&b, line);
+            sl_buf_puts(&b, "\n");
+        }
+        free(line);
+        p = nl ? nl + 1 : p + n;
+    }
+    char *out = strdup(sl_buf_str(&b));
+    sl_buf_free(&b);
+    return out;
+}
+
 int sl_cmd_types(const sl_config *cfg, int argc, char **argv)
 {
     int json = 0;
@@ -535,21 +569,46 @@ int sl_cmd_types(const sl_config *cfg, int argc, char **argv)
     size_t kept = 0;
     for (size_t i = 0; i < types.n; i++) {
         const char *name = jv_str(&types.item[i], "name");
-        int keep = jv_get(&types.item[i], "failed") == NULL &&
-                   (!only || (name && strcmp(name, only) == 0));
-        if (keep)
+        int failed = jv_get(&types.item[i], "failed") != NULL;
+        int asked = !only || (name && strcmp(name, only) == 0);
+        if (asked && !failed)
             types.item[kept++] = types.item[i];
         else
             jv_free(&types.item[i]);
     }
     types.n = kept;
+    if (only && types.n == 0) {
+        /* its file is there but did not load: say so, not "no handler files" */
+        char *why = problems_about(problems, only);
+        size_t n = strlen(why);
+        if (n) why[n - 1] = '\0'; /* the last line's new line: sl_cli_error ends it */
+        sl_cli_error("types: job type '%s' is not available: its handler file failed to load "
+                     "(see `sluice check`)%s%s",
+                     only, *why ? ":\n" : "", why);
+        free(why);
+        status = 2;
+        goto out;
+    }
+    char *unreadable = types.n == 0 ? problems_about(problems, NULL) : NULL;
+    if (unreadable && *unreadable) {
+        unreadable[strlen(unreadable) - 1] = '\0';
+        sl_cli_error("types: no job types: a handler directory cannot be read:\n%s", unreadable);
+        free(unreadable);
+        status = 2;
+        goto out;
+    }
+    free(unreadable);
     if (json) {
         sl_buf b = {0};
         jv_write(&b, &types);
         printf("%s\n", sl_buf_str(&b));
         sl_buf_free(&b);
     } else if (types.n == 0) {
-        fprintf(stderr, "no job types: no handler files were found in the handler directories\n");
+        if (nproblems > 0)
+            fprintf(stderr, "no job types: no handler file loaded\n");
+        else
+            fprintf(stderr,
+                    "no job types: no handler files were found in the handler directories\n");
     } else {
         sl_term term = sl_term_for(stdout);
         print_types(&types, &term);

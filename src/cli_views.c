@@ -306,7 +306,8 @@ static void health_usage(FILE *out)
         "  --brand B    only this brand          --platform  only the platform scope\n"
         "  --type T     only datasets job type T keeps\n"
         "  --check      for monitoring: exit 1 when anything shown is stale, failing or\n"
-        "               never completed, 0 otherwise (running counts as healthy)\n"
+        "               never completed, 0 otherwise (running counts as healthy); 2 when\n"
+        "               no dataset matches, as for any bad input\n"
         "  --json       the rows of sluice.dataset_health as a JSON array\n");
 }
 
@@ -394,7 +395,9 @@ int sl_cmd_health(const sl_config *cfg, int argc, char **argv)
             sl_table_add(t, buf, SL_COLOR_NONE);
             sl_table_add(t, col(r, i, "last_error"), SL_COLOR_RED);
         }
-        if (n == 0) {
+        if (n == 0 && a.check) {
+            /* said below: nothing to check is an error */
+        } else if (n == 0) {
             fprintf(stderr, "no datasets to show: %s\n",
                     a.brand || a.platform || a.type
                         ? "nothing matches the filters"
@@ -405,6 +408,18 @@ int sl_cmd_health(const sl_config *cfg, int argc, char **argv)
                    n == 1 ? "" : "s", counts[0], counts[1], counts[2], counts[3], counts[4]);
         }
         sl_table_free(t);
+    }
+    if (a.check && n == 0) {
+        /* a monitor whose filters match nothing would pass for ever: a typo in
+         * --type or a brand without the datasets is bad input, not health */
+        if (a.brand || a.platform || a.type)
+            sl_cli_error("health --check: no datasets match the filters, so there is nothing to "
+                         "check");
+        else
+            sl_cli_error("health --check: no datasets to check: no job type declares datasets "
+                         "(see `sluice types`)");
+        status = 2;
+        goto out;
     }
     status = a.check && unhealthy > 0 ? 1 : 0;
     if (a.check && unhealthy > 0 && !a.json)
@@ -606,6 +621,12 @@ static void jobs_usage(FILE *out)
                  "characters, as the table shows it.\n");
 }
 
+/* Seconds since a job's next_run_at, NULL for infinity and -infinity (only a
+ * job queued before 097_finite_run_at.sql can have them): Postgres cannot
+ * subtract those. */
+#define NEXT_AGO                                                                                   \
+    "CASE WHEN isfinite(j.next_run_at) THEN extract(epoch FROM now() - j.next_run_at) END"
+
 static const char jobs_where[] =
     "FROM sluice.jobs_overview j "
     "WHERE ($1::text IS NULL OR j.job_type = $1) "
@@ -642,12 +663,14 @@ int sl_cmd_jobs(const sl_config *cfg, int argc, char **argv)
         status = print_json_result(c, sl_buf_str(&sql), 6, p);
         goto out;
     }
-    sl_buf_printf(&sql,
-                  "SELECT j.job_id, j.job_type, j.emoji, j.brand_name, j.schedule, j.status, "
-                  "extract(epoch FROM now() - j.next_run_at) AS next_ago, j.current_run_id, "
-                  "j.attempts, j.max_retries, j.last_run_status, "
-                  "extract(epoch FROM now() - j.last_run_at) AS last_ago, j.last_error %s",
-                  jobs_where);
+    sl_buf_printf(
+        &sql,
+        "SELECT j.job_id, j.job_type, j.emoji, j.brand_name, j.schedule, j.status, "
+        "%s AS next_ago, j.current_run_id, "
+        "CASE WHEN NOT isfinite(j.next_run_at) THEN j.next_run_at::text END AS next_word, "
+        "j.attempts, j.max_retries, j.last_run_status, "
+        "extract(epoch FROM now() - j.last_run_at) AS last_ago, j.last_error %s",
+        NEXT_AGO, jobs_where);
     if (!(r = run_sql(c, sl_buf_str(&sql), 6, p))) {
         status = 2;
         goto out;
@@ -679,6 +702,8 @@ int sl_cmd_jobs(const sl_config *cfg, int argc, char **argv)
         add_status(t, col(r, i, "status"));
         if (col(r, i, "current_run_id")) {
             snprintf(buf, sizeof buf, "running");
+        } else if (col(r, i, "next_word")) { /* infinity, -infinity: never, always due */
+            snprintf(buf, sizeof buf, "%s", col(r, i, "next_word"));
         } else if (col(r, i, "next_ago")) {
             double next = col_num(r, i, "next_ago", 0);
             if (next >= 0)
@@ -722,18 +747,32 @@ static void show_usage(FILE *out)
             "Everything about one run (status, timing, attempt, worker, handler version,\n"
             "parameters, result, error, full logs) or one job (schedule, status, next\n"
             "run, attempts, parameters, and its runs). An id may be shortened to any\n"
-            "unique prefix of at least 4 characters, as the tables show them.\n\n"
+            "unique prefix of at least 4 characters, as the tables show them. Control\n"
+            "characters in stored text are shown as `cat -v` does (^[ for ESC).\n\n"
             "  --json   {\"kind\": \"run\", \"run\": {…, logs, result}, \"job\": {…}} or\n"
             "           {\"kind\": \"job\", \"job\": {…}, \"runs\": […]}, with the columns of\n"
             "           sluice.recent_runs and sluice.jobs_overview as keys\n");
 }
 
-/* "  label       value" lines; NULL values are skipped. */
+/* Stored text (names, errors, logs, results) may hold anything a handler or
+ * a scraped page put there: show prints it through sl_text_visible(), so a
+ * control character reaches the terminal as "^[", never as itself. */
+
+/* "  label       value" lines; NULL values are skipped. A value of several lines
+ * (an error with its traceback) goes on under the first, indented. */
 static void field(const sl_term *term, const char *label, const char *value, sl_color color)
 {
     if (!value || !*value) return;
-    printf("  %-11s %s%s%s\n", label, sl_color_on(term, color), value,
-           color != SL_COLOR_NONE ? sl_color_off(term) : "");
+    char *text = sl_text_visible(value, 1);
+    printf("  %-11s %s", label, sl_color_on(term, color));
+    for (const char *p = text; *p;) {
+        const char *nl = strchr(p, '\n');
+        int n = nl ? (int)(nl - p) : (int)strlen(p);
+        printf("%s%.*s", p == text ? "" : "\n              ", n, p);
+        p = nl ? nl + 1 : p + n;
+    }
+    printf("%s\n", color != SL_COLOR_NONE ? sl_color_off(term) : "");
+    free(text);
 }
 
 /* "2026-02-07 10:00:00Z (3m ago)" from a timestamp column and its age column. */
@@ -742,6 +781,10 @@ static void when(char *out, size_t len, PGresult *r, const char *ts, const char 
     const char *t = col(r, 0, ts);
     if (!t) {
         out[0] = '\0';
+        return;
+    }
+    if (!col(r, 0, ago)) { /* a time that is no point in time: infinity */
+        snprintf(out, len, "%s", t);
         return;
     }
     char rel[32];
@@ -753,13 +796,15 @@ static void when(char *out, size_t len, PGresult *r, const char *ts, const char 
 static void block(const char *title, const char *text)
 {
     printf("\n%s\n", title);
-    const char *p = text && *text ? text : "(none)";
+    char *visible = sl_text_visible(text && *text ? text : "(none)", 1);
+    const char *p = visible;
     while (*p) {
         const char *nl = strchr(p, '\n');
         int n = nl ? (int)(nl - p) : (int)strlen(p);
         printf("  %.*s\n", n, p);
         p = nl ? nl + 1 : p + n;
     }
+    free(visible);
 }
 
 /* Timestamps for people: "2026-02-07 10:00:00Z" and the age in seconds. */
@@ -774,8 +819,9 @@ static const char show_run_sql[] =
 
 static const char show_job_sql[] =
     "SELECT j.*, jsonb_pretty(j.parameters) AS params_pretty, "
-    "to_char(j.next_run_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS\"Z\"') AS next, "
-    "extract(epoch FROM now() - j.next_run_at) AS next_ago, "
+    "CASE WHEN isfinite(j.next_run_at) "
+    "THEN to_char(j.next_run_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS\"Z\"') "
+    "ELSE j.next_run_at::text END AS next, " NEXT_AGO " AS next_ago, "
     "to_char(j.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS\"Z\"') AS created, "
     "extract(epoch FROM now() - j.created_at) AS created_ago "
     "FROM sluice.jobs_overview j WHERE j.job_id = $1";

@@ -53,31 +53,74 @@ static char *default_home(void)
     return strdup(buf);
 }
 
-static int parse_double(const char *v, double *out)
+/* ------------------------------------------------------------------ numbers */
+
+/* Every numeric setting, its bounds and what it counts (docs/operations.md
+ * lists the same). NaN, infinities and values outside the bounds are refused:
+ * a lease of nan aborted the daemon, one of 0.000001 renewed itself without
+ * end, and 1e+06 days was no interval Postgres reads. */
+static const struct {
+    const char *key;
+    double min, max;
+    int whole;        /* a whole number */
+    const char *unit; /* for the message: "seconds", "days", … or NULL */
+} numbers[] = {
+    {"concurrency", 1, 10000, 1, NULL},
+    {"pool_size", 1, 100, 1, NULL},
+    {"lease_seconds", 1, 86400, 0, "seconds"},
+    {"grace_seconds", 0, 86400, 0, "seconds"},
+    {"poll_seconds", 0.1, 3600, 0, "seconds"},
+    {"archive_after_days", 0.01, 36500, 0, "days"},
+    {"prune_after_days", 0.01, 36500, 0, "days"},
+    {"memory_limit_mb", 16, 65536, 1, "MB"},
+    {"instruction_budget", 10000, 1e12, 1, "instructions"},
+};
+
+void sl_config_fmt_number(double v, char *out, size_t len)
 {
+    snprintf(out, len, "%.6f", v);
+    char *dot = strchr(out, '.');
+    if (!dot) return;
+    char *e = out + strlen(out);
+    while (e > dot + 1 && e[-1] == '0')
+        *--e = '\0';
+    if (e == dot + 1) *dot = '\0';
+}
+
+/* The number v for setting key, checked against its bounds: 0, or -1 with why
+ * not in err (prefixed with src). */
+static int parse_number(const char *key, const char *v, const char *src, double *out, char *err,
+                        size_t errlen)
+{
+    size_t k = 0, n = sizeof numbers / sizeof numbers[0];
+    while (k < n && strcmp(numbers[k].key, key) != 0)
+        k++;
+    if (k == n) return -1; /* not a number setting: a programming error */
     char *end;
     errno = 0;
     double d = strtod(v, &end);
-    if (errno || end == v || *end || d <= 0) return -1;
+    /* strtod reads hex, inf and nan, and skips leading space: only decimal here */
+    int ok = end != v && *end == '\0' && !isspace((unsigned char)*v) && !strpbrk(v, "xXnNiI") &&
+             d == d && d >= numbers[k].min && d <= numbers[k].max &&
+             (!numbers[k].whole || d == (double)(long long)d);
+    if (!ok) {
+        char lo[32], hi[32];
+        sl_config_fmt_number(numbers[k].min, lo, sizeof lo);
+        sl_config_fmt_number(numbers[k].max, hi, sizeof hi);
+        snprintf(err, errlen, "%s: bad value for %s: '%s' (%s from %s to %s%s%s)", src, key, v,
+                 numbers[k].whole ? "a whole number" : "a number", lo, hi,
+                 numbers[k].unit ? " " : "", numbers[k].unit ? numbers[k].unit : "");
+        return -1;
+    }
     *out = d;
     return 0;
 }
 
-static int parse_int(const char *v, int *out)
-{
-    char *end;
-    errno = 0;
-    long l = strtol(v, &end, 10);
-    if (errno || end == v || *end || l <= 0 || l > 100000) return -1;
-    *out = (int)l;
-    return 0;
-}
-
-/* Applies one key=value setting; src names where it came from, for errors. */
-static int apply(sl_config *cfg, const char *key, const char *val, const char *src, char *err,
-                 size_t errlen)
+int sl_config_set(sl_config *cfg, const char *key, const char *val, const char *src, char *err,
+                  size_t errlen)
 {
     int bad = 0;
+    double d = 0;
     if (strcmp(key, "db") == 0)
         set_str(&cfg->db_url, val);
     else if (strcmp(key, "home") == 0)
@@ -86,27 +129,31 @@ static int apply(sl_config *cfg, const char *key, const char *val, const char *s
         add_path_list(cfg->handler_dirs, &cfg->n_handler_dirs, val);
     else if (strcmp(key, "lua") == 0)
         add_path_list(cfg->lua_dirs, &cfg->n_lua_dirs, val);
-    else if (strcmp(key, "concurrency") == 0)
-        bad = parse_int(val, &cfg->concurrency);
-    else if (strcmp(key, "pool_size") == 0)
-        bad = parse_int(val, &cfg->pool_size);
-    else if (strcmp(key, "lease_seconds") == 0)
-        bad = parse_double(val, &cfg->lease_seconds);
-    else if (strcmp(key, "grace_seconds") == 0)
-        bad = parse_double(val, &cfg->grace_seconds);
-    else if (strcmp(key, "poll_seconds") == 0)
-        bad = parse_double(val, &cfg->poll_seconds);
-    else if (strcmp(key, "memory_limit_mb") == 0)
-        bad = parse_int(val, &cfg->memory_limit_mb);
-    else if (strcmp(key, "instruction_budget") == 0) {
-        double d = 0;
-        bad = parse_double(val, &d);
-        cfg->instruction_budget = (long)d;
-    } else if (strcmp(key, "archive_after_days") == 0)
-        bad = parse_double(val, &cfg->archive_after_days);
-    else if (strcmp(key, "prune_after_days") == 0)
-        bad = parse_double(val, &cfg->prune_after_days);
-    else if (strcmp(key, "log_format") == 0) {
+    else if (strcmp(key, "concurrency") == 0 || strcmp(key, "pool_size") == 0 ||
+             strcmp(key, "memory_limit_mb") == 0 || strcmp(key, "instruction_budget") == 0 ||
+             strcmp(key, "lease_seconds") == 0 || strcmp(key, "grace_seconds") == 0 ||
+             strcmp(key, "poll_seconds") == 0 || strcmp(key, "archive_after_days") == 0 ||
+             strcmp(key, "prune_after_days") == 0) {
+        if (parse_number(key, val, src, &d, err, errlen) < 0) return -1;
+        if (strcmp(key, "concurrency") == 0)
+            cfg->concurrency = (int)d;
+        else if (strcmp(key, "pool_size") == 0)
+            cfg->pool_size = (int)d;
+        else if (strcmp(key, "memory_limit_mb") == 0)
+            cfg->memory_limit_mb = (int)d;
+        else if (strcmp(key, "instruction_budget") == 0)
+            cfg->instruction_budget = (long)d;
+        else if (strcmp(key, "lease_seconds") == 0)
+            cfg->lease_seconds = d;
+        else if (strcmp(key, "grace_seconds") == 0)
+            cfg->grace_seconds = d;
+        else if (strcmp(key, "poll_seconds") == 0)
+            cfg->poll_seconds = d;
+        else if (strcmp(key, "archive_after_days") == 0)
+            cfg->archive_after_days = d;
+        else
+            cfg->prune_after_days = d;
+    } else if (strcmp(key, "log_format") == 0) {
         if (strcmp(val, "json") == 0)
             cfg->log_format = SL_LOG_JSON;
         else if (strcmp(val, "logfmt") == 0)
@@ -180,7 +227,7 @@ static int read_file(sl_config *cfg, const char *path, int required, char *err, 
             val[n - 1] = '\0';
             val++;
         }
-        rc = apply(cfg, trim(s), val, src, err, errlen);
+        rc = sl_config_set(cfg, trim(s), val, src, err, errlen);
     }
     fclose(f);
     return rc;
@@ -232,7 +279,7 @@ int sl_config_init(sl_config *cfg, const char *config_flag, const char *home_fla
     /* A file's handler list is replaced, not extended, by the environment's. */
     for (size_t i = 0; i < sizeof envs / sizeof envs[0]; i++) {
         const char *v = getenv(envs[i].env);
-        if (v && *v && apply(cfg, envs[i].key, v, envs[i].env, err, errlen) < 0) goto fail;
+        if (v && *v && sl_config_set(cfg, envs[i].key, v, envs[i].env, err, errlen) < 0) goto fail;
     }
     const char *hd = getenv("SLUICE_HANDLERS");
     if (hd && *hd) {

@@ -49,6 +49,18 @@ int sl_config_init(sl_config *cfg, const char *config_flag, const char *home_fla
 /* Handler dirs: flags, else SLUICE_HANDLERS (colon-separated), else the defaults. */
 void sl_config_finish(sl_config *cfg);
 
+/* Applies one `key = value` setting on top of cfg; src says where it came from
+ * ("--lease", "SLUICE_LEASE_SECONDS", "FILE:LINE") and starts any error. A
+ * numeric setting must be a finite number within its bounds (see config.c).
+ * Returns 0, or -1 with a message in err. */
+int sl_config_set(sl_config *cfg, const char *key, const char *val, const char *src, char *err,
+                  size_t errlen);
+
+/* A number as plain decimal text, up to 6 decimals, trailing zeros dropped
+ * ("86400", "1.5"): what Postgres reads as a number or in an interval, and
+ * people read without an exponent. */
+void sl_config_fmt_number(double v, char *out, size_t len);
+
 /* Adds a string to one of the directory lists (copies it). Returns -1 when full. */
 int sl_config_add_dir(char **dirs, int *n, const char *dir);
 

@@ -441,9 +441,12 @@ static char *describe(sl_http_req *r, CURLcode code)
     char msg[CURL_ERROR_SIZE + 128];
     long oserr = 0;
     switch (code) {
-    case CURLE_OPERATION_TIMEDOUT:
-        snprintf(msg, sizeof msg, "timed out after %gs", r->timeout);
+    case CURLE_OPERATION_TIMEDOUT: {
+        char secs[48]; /* no exponent: "timed out after 1000000s" */
+        sl_config_fmt_number(r->timeout, secs, sizeof secs);
+        snprintf(msg, sizeof msg, "timed out after %ss", secs);
         break;
+    }
     case CURLE_COULDNT_CONNECT:
         curl_easy_getinfo(r->easy, CURLINFO_OS_ERRNO, &oserr);
         if (oserr == ECONNREFUSED) {

@@ -20,6 +20,7 @@
  * The driver's state is one userdata in the registry, made by luaopen; it is
  * inert in processes that never call sl_repl_attach (serve, exec).
  */
+#include "config.h"
 #include "ctx.h"
 #include "log.h"
 #include "pg.h"
@@ -374,7 +375,7 @@ void sl_repl_attach(sl_runtime *rt, const char *worker_id, double lease_seconds)
     repl_state *st = state_of(rt->L);
     snprintf(st->worker, sizeof st->worker, "%s", worker_id ? worker_id : "");
     st->lease_seconds = lease_seconds > 0 ? lease_seconds : 60;
-    snprintf(st->lease, sizeof st->lease, "%g", st->lease_seconds);
+    sl_config_fmt_number(st->lease_seconds, st->lease, sizeof st->lease);
 }
 
 /* An input's error as the person at the prompt wants it: without the frames of

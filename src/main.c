@@ -40,6 +40,13 @@ static const sl_command commands[] = {
     {"show", sl_cmd_show, "everything about one run or job"},
 };
 
+static const sl_command *find_command(const char *name)
+{
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(name, commands[i].name) == 0) return &commands[i];
+    return NULL;
+}
+
 static void usage(FILE *out)
 {
     fprintf(out, "usage: sluice [global options] <command> [args]\n\ncommands:\n");
@@ -57,7 +64,7 @@ static void usage(FILE *out)
             "  --log-format F      logfmt (default) or json\n"
             "  --log-level L       debug, info (default), warn or error\n"
             "  --version, --help\n\n"
-            "`sluice <command> --help` describes each command.\n");
+            "`sluice <command> --help` (or `sluice help <command>`) describes each command.\n");
 }
 
 static const char *const global_names[] = {"--db",     "--home",       "--handlers",  "--lua",
@@ -176,6 +183,16 @@ int main(int argc, char **argv)
     sl_config_finish(&cfg);
     sl_log_setup(cfg.log_format, cfg.log_level);
 
+    if (strcmp(nrest > 0 ? rest[0] : "", "help") == 0 && nrest > 1) {
+        /* `sluice help jobs [cancel]` is `sluice jobs [cancel] --help` */
+        for (int i = 0; i + 1 < nrest; i++)
+            rest[i] = rest[i + 1];
+        rest[nrest - 1] = "--help";
+        if (!find_command(rest[0]) && strcmp(rest[0], "version") != 0) {
+            sl_cli_error("help: unknown command '%s' (see `sluice --help`)", rest[0]);
+            goto out;
+        }
+    }
     if (nrest == 0 || strcmp(rest[0], "--help") == 0 || strcmp(rest[0], "-h") == 0 ||
         strcmp(rest[0], "help") == 0) {
         usage(nrest == 0 ? stderr : stdout);
@@ -193,11 +210,10 @@ int main(int argc, char **argv)
         status = sl_cmd_jobs_control(&cfg, nrest, rest);
         goto out;
     }
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
-        if (strcmp(rest[0], commands[i].name) == 0) {
-            status = commands[i].fn(&cfg, nrest, rest);
-            goto out;
-        }
+    const sl_command *cmd = find_command(rest[0]);
+    if (cmd) {
+        status = cmd->fn(&cfg, nrest, rest);
+        goto out;
     }
     sl_cli_error("unknown command '%s' (see `sluice --help`)", rest[0]);
 out:

@@ -10,6 +10,7 @@
  * small table of wide ranges stands in.
  */
 #include "table.h"
+#include "buf.h"
 
 #include <locale.h>
 #include <stdint.h>
@@ -217,6 +218,68 @@ size_t sl_text_width(const char *s)
     return w;
 }
 
+/* ------------------------------------------------------------------ visible text */
+
+/* Length of the valid UTF-8 sequence at p (2 to 4), or 0. */
+static size_t utf8_len(const unsigned char *p)
+{
+    size_t n = p[0] >= 0xC2 && p[0] <= 0xDF   ? 2
+               : p[0] >= 0xE0 && p[0] <= 0xEF ? 3
+               : p[0] >= 0xF0 && p[0] <= 0xF4 ? 4
+                                              : 0;
+    for (size_t i = 1; i < n; i++)
+        if ((p[i] & 0xC0) != 0x80) return 0;
+    return n;
+}
+
+/* Byte b (below 0x80) in caret notation when it is a control: "^[" for ESC,
+ * "^?" for DEL; else itself. */
+static void caret(sl_buf *b, unsigned char c)
+{
+    if (c < 0x20 || c == 0x7F) {
+        char s[3] = {'^', c == 0x7F ? '?' : (char)(c + 0x40), '\0'};
+        sl_buf_puts(b, s);
+    } else {
+        char s[2] = {(char)c, '\0'};
+        sl_buf_puts(b, s);
+    }
+}
+
+char *sl_text_visible(const char *s, int keep_layout)
+{
+    sl_buf b = {0};
+    sl_buf_puts(&b, ""); /* "" rather than NULL for empty text */
+    const unsigned char *p = (const unsigned char *)(s ? s : "");
+    while (*p) {
+        size_t n;
+        if (*p < 0x80) {
+            if (keep_layout && (*p == '\n' || *p == '\t')) {
+                char c[2] = {(char)*p, '\0'};
+                sl_buf_puts(&b, c);
+            } else {
+                caret(&b, *p);
+            }
+            p++;
+        } else if ((n = utf8_len(p)) == 0) { /* not UTF-8: the byte as cat -v shows it */
+            sl_buf_puts(&b, "M-");
+            caret(&b, *p & 0x7F);
+            p++;
+        } else if (n == 2 && p[0] == 0xC2 && p[1] < 0xA0) { /* C1: U+0080 to U+009F */
+            sl_buf_puts(&b, "M-");
+            caret(&b, p[1] & 0x7F);
+            p += 2;
+        } else {
+            char c[5] = {0};
+            memcpy(c, p, n);
+            sl_buf_puts(&b, c);
+            p += n;
+        }
+    }
+    char *out = strdup(sl_buf_str(&b));
+    sl_buf_free(&b);
+    return out;
+}
+
 /* ------------------------------------------------------------------ the table */
 
 sl_table *sl_table_new(int ncols)
@@ -280,6 +343,11 @@ static void emit(FILE *out, const char *s, size_t width, sl_align align, int las
         if (shown + (size_t)w > limit) break;
         for (size_t i = 0; i < n; i++) {
             unsigned char ch = (unsigned char)p[i];
+            if (ch == 0xC2 && i + 1 < n && (unsigned char)p[i + 1] < 0xA0) {
+                fputc(' ', out); /* a C1 control (U+0080 to U+009F), CSI among them */
+                i++;
+                continue;
+            }
             fputc(ch < 0x20 || ch == 0x7F ? ' ' : ch, out);
         }
         shown += (size_t)w;

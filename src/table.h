@@ -73,6 +73,13 @@ void sl_table_print(sl_table *t, FILE *out, const sl_term *term);
 /* Display columns of the UTF-8 text s (see above). */
 size_t sl_text_width(const char *s);
 
+/* Text safe to print to a terminal, as `cat -v` shows it: each control
+ * character in caret notation ("^[" for ESC, "^G" for BEL, "^M" for CR, "^?"
+ * for DEL), a C1 control (U+0080 to U+009F) and a byte that is not UTF-8 as
+ * "M-" and the same ("M-^[" for U+009B, CSI). keep_layout keeps new lines and
+ * tabs. Returns a malloc'd string. */
+char *sl_text_visible(const char *s, int keep_layout);
+
 /* A duration for people: "420ms", "4.2s", "45s", "3m05s", "12m", "3h05m", "7d", "2d03h". */
 void sl_fmt_duration(double seconds, char *out, size_t len);
 

@@ -432,7 +432,9 @@ static void cycle_done(PGresult *res, const char *err, void *data)
         sl_pg_query_prepared(
             w->ctx->pg, "sl_next_due",
             "SELECT EXTRACT(EPOCH FROM min(next_run_at) - now()) FROM "
-            "sluice.scheduled_jobs WHERE status = 'active' AND next_run_at IS NOT NULL",
+            "sluice.scheduled_jobs WHERE status = 'active' AND next_run_at IS NOT NULL "
+            /* a job queued at +/-infinity before 097_finite_run_at.sql: no subtraction */
+            "AND next_run_at > '-infinity' AND next_run_at < 'infinity'",
             0, NULL, next_due_done, w);
     }
 }
@@ -642,9 +644,11 @@ static void retention_cb(struct ev_loop *loop, ev_timer *t, int revents)
     (void)loop;
     (void)revents;
     sl_worker *w = t->data;
-    char a[32], p[32];
-    snprintf(a, sizeof a, "%g days", w->cfg->archive_after_days);
-    snprintf(p, sizeof p, "%g days", w->cfg->prune_after_days);
+    char a[48], p[48];
+    sl_config_fmt_number(w->cfg->archive_after_days, a, sizeof a - 8);
+    sl_config_fmt_number(w->cfg->prune_after_days, p, sizeof p - 8);
+    strcat(a, " days");
+    strcat(p, " days");
     const char *params[] = {a, p};
     sl_pg_query(w->ctx->pg, "SELECT * FROM sluice.apply_retention($1::interval, $2::interval)", 2,
                 params, retention_done, w);
@@ -801,7 +805,7 @@ static void signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
         _exit(1);
     }
     char grace[32];
-    snprintf(grace, sizeof grace, "%g", w->cfg->grace_seconds);
+    sl_config_fmt_number(w->cfg->grace_seconds, grace, sizeof grace);
     sl_log(SL_INFO, "stopping: no new claims; waiting for runs in flight", "running",
            w->running ? "yes" : "no", "grace_seconds", grace, NULL);
     w->stopping = 1;
@@ -824,29 +828,36 @@ static void serve_usage(FILE *out)
             "                    [--poll SECONDS]\n\n"
             "Runs the daemon in the foreground: applies migrations, loads the handlers,\n"
             "syncs the job-type registry, then claims due jobs and runs them.\n\n"
-            "  --concurrency N   runs in flight at once (default 10)\n"
+            "  --concurrency N   runs in flight at once (default 10; 1 to 10000)\n"
             "  --prefetch N      claim up to N more runs than free slots, so that a slot is\n"
             "                    refilled without a round trip; never more than the worker\n"
             "                    starts in 0.5 s at its pace (default 200; 0: never)\n"
-            "  --lease SECONDS   run lease, renewed every third of it (default 60)\n"
-            "  --grace SECONDS   on SIGINT/SIGTERM, time given to runs in flight (default 30)\n"
-            "  --poll SECONDS    fallback poll interval (default 5; new jobs are picked up\n"
-            "                    at once through LISTEN/NOTIFY)\n"
+            "  --lease SECONDS   run lease, renewed every third of it (default 60; 1 to\n"
+            "                    86400)\n"
+            "  --grace SECONDS   on SIGINT/SIGTERM, time given to runs in flight (default 30;\n"
+            "                    0 to 86400)\n"
+            "  --poll SECONDS    fallback poll interval (default 5; 0.1 to 3600; new jobs are\n"
+            "                    picked up at once through LISTEN/NOTIFY)\n"
             "  --pidfile PATH    write the pid there; refuse to start if another daemon\n"
             "                    holds it\n"
             "  --no-watch        do not reload handlers when their files change (SIGHUP\n"
             "                    still reloads)\n");
 }
 
-static int parse_positive(const char *opt, const char *v, double *out)
+/* A numeric flag of serve: the setting key's value from the next argument,
+ * bounded as in the config file (config.c). -1 after saying why not. */
+static int number_flag(sl_config *cfg, const char *key, int argc, char **argv, int *i)
 {
-    char *end;
-    double d = strtod(v ? v : "", &end);
-    if (!v || end == v || *end || d <= 0) {
-        sl_cli_error("%s needs a positive number, not '%s'", opt, v ? v : "");
+    char err[512];
+    const char *flag = argv[*i];
+    if (*i + 1 >= argc) {
+        sl_cli_error("serve: %s needs a value", flag);
         return -1;
     }
-    *out = d;
+    if (sl_config_set(cfg, key, argv[++*i], flag, err, sizeof err) < 0) {
+        sl_cli_error("%s", err);
+        return -1;
+    }
     return 0;
 }
 
@@ -856,20 +867,16 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     const char *pidfile = NULL;
     int watch = 1, prefetch = -1;
     for (int i = 1; i < argc; i++) {
-        double d;
         const char *a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             serve_usage(stdout);
             return 0;
         } else if (strcmp(a, "--concurrency") == 0 || strcmp(a, "-c") == 0) {
-            if (parse_positive(a, i + 1 < argc ? argv[++i] : NULL, &d) < 0) return 2;
-            cfg.concurrency = (int)d;
+            if (number_flag(&cfg, "concurrency", argc, argv, &i) < 0) return 2;
         } else if (strcmp(a, "--lease") == 0) {
-            if (parse_positive(a, i + 1 < argc ? argv[++i] : NULL, &cfg.lease_seconds) < 0)
-                return 2;
+            if (number_flag(&cfg, "lease_seconds", argc, argv, &i) < 0) return 2;
         } else if (strcmp(a, "--grace") == 0) {
-            if (parse_positive(a, i + 1 < argc ? argv[++i] : NULL, &cfg.grace_seconds) < 0)
-                return 2;
+            if (number_flag(&cfg, "grace_seconds", argc, argv, &i) < 0) return 2;
         } else if (strcmp(a, "--prefetch") == 0) {
             const char *v = i + 1 < argc ? argv[++i] : "";
             char *end;
@@ -880,12 +887,12 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
                 return 2;
             }
             prefetch = (int)n;
-        } else if (strcmp(a, "--pidfile") == 0 && i + 1 < argc) {
-            pidfile = argv[++i];
+        } else if (strcmp(a, "--pidfile") == 0) {
+            if (sl_cli_option_value(argc, argv, &i, "serve", NULL, &pidfile) < 0) return 2;
         } else if (strcmp(a, "--no-watch") == 0) {
             watch = 0;
         } else if (strcmp(a, "--poll") == 0) {
-            if (parse_positive(a, i + 1 < argc ? argv[++i] : NULL, &cfg.poll_seconds) < 0) return 2;
+            if (number_flag(&cfg, "poll_seconds", argc, argv, &i) < 0) return 2;
         } else {
             sl_cli_error("serve: unknown option '%s' (see `sluice serve --help`)", a);
             return 2;
@@ -914,7 +921,7 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     /* no evidence of short runs yet: half a second of one-second runs ahead */
     w.avg_run = 1.0;
     w.zones = sl_tz_cache_new();
-    snprintf(w.lease, sizeof w.lease, "%g", cfg.lease_seconds);
+    sl_config_fmt_number(cfg.lease_seconds, w.lease, sizeof w.lease);
     ctx.worker = (struct sl_worker *)&w;
 
     /* Start-up needs the database; while it is down, keep trying (and say so). */

@@ -209,6 +209,54 @@ class Daemon(harness.SluiceTest):
         self.assertIn("unknown setting 'concurency'", bad.stderr)
         self.assertIn(f"{conf}:6", bad.stderr)
 
+    def test_numeric_settings_are_finite_and_bounded(self):
+        conf = os.path.join(self.dir, "bounds.conf")
+        env = self.henv({"SLUICE_CONFIG": conf})
+        env.pop("DATABASE_URL")
+
+        def refused(proc, source, key, value, bounds):
+            self.assertEqual(proc.returncode, 2, proc.stdout + proc.stderr)
+            self.assertIn(f"sluice: error: {source}: bad value for {key}: '{value}' ({bounds})", proc.stderr)
+
+        # the file, with its line
+        for line, key, value, bounds in (
+                ("lease_seconds = inf", "lease_seconds", "inf", "a number from 1 to 86400 seconds"),
+                ("poll_seconds = 1e-9", "poll_seconds", "1e-9", "a number from 0.1 to 3600 seconds"),
+                ("archive_after_days = 1000000", "archive_after_days", "1000000",
+                 "a number from 0.01 to 36500 days"),
+                ("concurrency = 2.5", "concurrency", "2.5", "a whole number from 1 to 10000"),
+                ("memory_limit_mb = nan", "memory_limit_mb", "nan", "a whole number from 16 to 65536 MB")):
+            with open(conf, "w") as f:
+                f.write(f"# bounds\n{line}\n")
+            refused(self.sluice("config", env=env, check=False), f"{conf}:2", key, value, bounds)
+        with open(conf, "w") as f:
+            f.write("")
+        # the environment
+        for var, key, value in (("SLUICE_LEASE_SECONDS", "lease_seconds", "nan"),
+                                ("SLUICE_GRACE_SECONDS", "grace_seconds", "-1"),
+                                ("SLUICE_CONCURRENCY", "concurrency", "0x10")):
+            proc = self.sluice("config", env=dict(env, **{var: value}), check=False)
+            self.assertEqual(proc.returncode, 2)
+            self.assertIn(f"{var}: bad value for {key}: '{value}'", proc.stderr)
+        # serve's flags: refused before anything starts (nan aborted in libev, inf
+        # retried for ever, 0.000001 grew without bound)
+        for flag, value, key in (("--lease", "nan", "lease_seconds"), ("--lease", "inf", "lease_seconds"),
+                                 ("--lease", "0.000001", "lease_seconds"), ("--poll", "1e-9", "poll_seconds"),
+                                 ("--grace", "1e300", "grace_seconds"), ("--concurrency", "nan", "concurrency"),
+                                 ("-c", "1e5", "concurrency")):
+            proc = self.sluice("serve", flag, value, env=env, check=False, timeout=20)
+            self.assertEqual(proc.returncode, 2, f"{flag} {value}: {proc.stderr}")
+            self.assertIn(f"sluice: error: {flag}: bad value for {key}: '{value}'", proc.stderr)
+        proc = self.sluice("serve", "--lease", env=env, check=False, timeout=20)
+        self.assertEqual(proc.returncode, 2)
+        self.assertIn("serve: --lease needs a value", proc.stderr)
+        # large values within bounds are printed without an exponent
+        with open(conf, "w") as f:
+            f.write("archive_after_days = 36500\nlease_seconds = 1.5\ninstruction_budget = 1e9\n")
+        out = json.loads(self.sluice("config", "--json", env=env).stdout)
+        self.assertEqual((out["archive_after_days"], out["lease_seconds"], out["instruction_budget"]),
+                         ("36500", "1.5", "1000000000"))
+
     def test_pool_connections_hold_the_prepared_statements(self):
         shutil.copy(os.path.join(harness.TEST_HANDLERS, "sql_probe.lua"), self.dir)
         env = self.henv()

@@ -226,6 +226,27 @@ class Lifecycle(harness.SluiceTest):
         self.assertEqual((row["schedule_type"], row["timezone"]), ("recurring", "America/New_York"))
         self.assertEqual(row["next"], utc)
 
+    def test_schedule_priority_and_name_as_queue_takes_them(self):
+        self.sluice("migrate")
+        for value in ("x", "99999999999", "-2147483648", "1000001", " 5", "1.5", ""):
+            for cmd in (("schedule", "echo", "--cron", "0 9 * * *"), ("queue", "echo")):
+                proc = self.sluice(*cmd, "--priority", value, check=False)
+                self.assertEqual(proc.returncode, 2, f"{cmd[0]} --priority {value!r}: {proc.stderr}")
+                lines = proc.stderr.strip().splitlines()
+                self.assertEqual(len(lines), 1, proc.stderr)
+                if value:
+                    self.assertEqual(lines[0], "sluice: error: --priority must be a whole number from "
+                                               f"-1000000 to 1000000, not '{value}'")
+                self.assertNotIn("invalid input syntax", proc.stderr)
+        self.assertEqual(self.count("sluice.scheduled_jobs"), 0)
+        job = self.sluice("schedule", "echo", "--cron", "0 9 * * *", "--priority", "-1000000",
+                          "--name", "morning").stdout.strip()
+        self.assertEqual(self.one(f"SELECT priority, name FROM sluice.scheduled_jobs WHERE id = '{job}'"),
+                         {"priority": -1000000, "name": "morning"})
+        usage = self.sluice("schedule", "--help").stdout
+        for text in ("--name", "--priority", "-1000000 to", "--brand", "--params", "--tz"):
+            self.assertIn(text, usage)
+
     def test_recurring_job_runs_and_moves_to_its_next_slot(self):
         job = self.sluice("schedule", "echo", "--cron", "0 0 1 1 *").stdout.strip()
         # as if every worker had been down for five years: the missed slots run once
@@ -342,6 +363,31 @@ class Lifecycle(harness.SluiceTest):
         self.assertIn(f"no job with id '{run}'", proc.stderr)
 
     # -------------------------------------------------------------- retention, priority
+
+    def test_help_for_jobs_control_and_help_command(self):
+        job = self.sluice("queue", "echo", "--at", "+1h").stdout.strip()
+        for action in ("cancel", "pause", "resume"):
+            for flag in ("--help", "-h"):
+                proc = self.sluice("jobs", action, flag)
+                self.assertTrue(proc.stdout.startswith(f"usage: sluice jobs {action} JOB_ID…\n"), proc.stdout)
+                self.assertEqual(proc.stderr, "")
+            proc = self.sluice("jobs", action, job, "--help")
+            self.assertIn("usage: sluice jobs", proc.stdout)
+            self.assertEqual(proc.stderr, "")
+        self.assertEqual(self.scalar(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{job}'"), "active")
+        proc = self.sluice("jobs", "cancel", "--bogus", job, check=False)
+        self.assertEqual(proc.returncode, 2)
+        self.assertIn("jobs cancel: unknown option '--bogus'", proc.stderr)
+        self.assertEqual(self.scalar(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{job}'"), "active")
+        # `sluice help CMD` is `sluice CMD --help`
+        self.assertEqual(self.sluice("help", "jobs").stdout, self.sluice("jobs", "--help").stdout)
+        self.assertEqual(self.sluice("help", "jobs", "cancel").stdout,
+                         self.sluice("jobs", "cancel", "--help").stdout)
+        self.assertEqual(self.sluice("help", "schedule").stdout, self.sluice("schedule", "--help").stdout)
+        self.assertIn("commands:", self.sluice("help").stdout)
+        proc = self.sluice("help", "nope", check=False)
+        self.assertEqual(proc.returncode, 2)
+        self.assertIn("help: unknown command 'nope'", proc.stderr)
 
     def test_retention_archives_and_prunes(self):
         self.sluice("run", "echo")

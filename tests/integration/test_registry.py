@@ -238,6 +238,33 @@ class Registry(harness.SluiceTest):
         self.assertEqual(bad.returncode, 2)
         self.assertIn("did you mean 'review_probe'", bad.stderr)
 
+    def test_types_of_a_broken_file_or_an_unreadable_directory(self):
+        d = tempfile.mkdtemp(prefix="sluice-types-")
+        try:
+            with open(os.path.join(d, "broken.lua"), "w") as f:
+                f.write(BROKEN["syntax_error.lua"][0])
+            env = self.no_db_env()
+            env["SLUICE_HANDLERS"] = d
+            for args in (("types", "broken"), ("types", "broken", "--json")):
+                proc = self.sluice(*args, env=env, check=False)
+                self.assertEqual(proc.returncode, 2, proc.stdout + proc.stderr)
+                self.assertEqual(proc.stdout, "")
+                self.assertIn("types: job type 'broken' is not available: its handler file failed to load "
+                              "(see `sluice check`)", proc.stderr)
+                self.assertIn(f"{d}/broken.lua: line 2:", proc.stderr)
+                self.assertNotIn("no handler files were found", proc.stderr)
+            listing = self.sluice("types", env=env)
+            self.assertIn("no job types: no handler file loaded", listing.stderr)
+            env["SLUICE_HANDLERS"] = "/nonexistent/handlers"
+            for args in (("types",), ("types", "--json")):
+                proc = self.sluice(*args, env=env, check=False)
+                self.assertEqual(proc.returncode, 2, proc.stdout + proc.stderr)
+                self.assertEqual(proc.stdout, "")
+                self.assertIn("no job types: a handler directory cannot be read:\n  /nonexistent/handlers: "
+                              "cannot open the handler directory: No such file or directory", proc.stderr)
+        finally:
+            shutil.rmtree(d)
+
     def test_start_up_syncs_the_registry_only_when_it_changed(self):
         hdir = tempfile.mkdtemp(prefix="sluice-registry-")
         self.addCleanup(shutil.rmtree, hdir, True)
@@ -583,6 +610,12 @@ class Registry(harness.SluiceTest):
         self.assertEqual(self.sluice("health", "--check", check=False).returncode, 1)
         # without --check the exit status is 0 whatever the state
         self.assertEqual(self.sluice("health", check=False).returncode, 0)
+        # filters that match nothing leave nothing to check: that is no pass
+        for args in (("--type", "noop"), ("--type", "noop", "--json"), ("--platform", "--type", "review_probe")):
+            proc = self.sluice("health", *args, "--check", check=False)
+            self.assertEqual(proc.returncode, 2, f"{args}: {proc.stdout}{proc.stderr}")
+            self.assertIn("health --check: no datasets match the filters", proc.stderr)
+        self.assertEqual(self.sluice("health", "--type", "noop", check=False).returncode, 0)
 
     def test_queue_if_stale_both_ways(self):
         acme = self.brand("Acme")
@@ -731,6 +764,29 @@ class Registry(harness.SluiceTest):
         self.assertEqual(set(jj), {"kind", "job", "runs"})
         self.assertEqual(jj["kind"], "job")
         self.assertEqual([r["run_id"] for r in jj["runs"]], [run["id"]])
+
+    def test_show_prints_no_control_characters(self):
+        # a scraped page's text can carry terminal escapes: show prints them as
+        # `cat -v` does (caret notation; C1 controls as M-^x), keeping new lines and tabs
+        nasty = "a\x1b[31mred\x07bell\rcr\u009b2Jcsi\ttab\x7fdel"
+        self.run_fg("echo", "--params", json.dumps({"message": nasty}))
+        run = self.one("SELECT id, scheduled_job_id FROM sluice.scheduled_job_runs")
+        self.scalar(f"UPDATE sluice.scheduled_job_runs SET error_message = E'bad\\x1b]0;title\\x07\\nline 2' "
+                    f"WHERE id = '{run['id']}'")
+        self.scalar(f"UPDATE sluice.scheduled_jobs SET last_error = E'last\\x1b[2J' "
+                    f"WHERE id = '{run['scheduled_job_id']}'")
+        for args in ((run["id"],), (run["scheduled_job_id"],)):
+            text = self.sluice("show", *args).stdout
+            controls = [c for c in text if (ord(c) < 0x20 and c not in "\n\t") or 0x7f <= ord(c) < 0xa0]
+            self.assertEqual(controls, [], text)
+        text = self.sluice("show", run["id"]).stdout
+        self.assertIn("echo: a^[[31mred^Gbell^McrM-^[2Jcsi\ttab^?del\n", text)
+        self.assertRegex(text, r"error\s+bad\^\[\]0;title\^G\n\s+line 2\n")
+        self.assertIn("last^[[2J", self.sluice("show", run["scheduled_job_id"]).stdout)
+        # --json stays exact
+        js = self.view_json("show", run["id"])
+        self.assertIn(f"echo: {nasty}", js["run"]["logs"])
+        self.assertEqual(js["run"]["result"]["message"], nasty)
 
     def test_bad_filters_are_one_line_errors(self):
         self.brand("Acme")

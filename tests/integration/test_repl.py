@@ -250,6 +250,10 @@ class ReplTest(harness.SluiceTest):
         out = t.line('queue("no_such_type", {})')
         self.assertIn("unknown job type 'no_such_type'", out)
         self.assertEqual(self.count("sluice.scheduled_jobs"), 1)
+        for at in ("infinity", "-infinity"):
+            out = t.line(f'queue("echo", {{}}, {{at = "{at}"}})')
+            self.assertIn(f"a job must be due at a real time, not {at}", out)
+        self.assertEqual(self.count("sluice.scheduled_jobs"), 1)
 
     def test_runs_health_types_reload(self):
         self.run_e('run("echo", {message = "one"})')

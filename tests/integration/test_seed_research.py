@@ -12,6 +12,7 @@ every wait is bounded.
 
 import json
 import os
+import shlex
 import signal
 import sys
 import tempfile
@@ -695,6 +696,35 @@ class Research(harness.SluiceTest):
             r"^[0-9a-f-]{36}$")
         proc = self.sluice("competitors", "add", "Nameless", check=False)
         self.assertEqual(proc.returncode, 2)
+
+    def test_competitors_bad_input_exits_2_and_hints_quote_for_the_shell(self):
+        self.sluice("brands", "add", "O'Brien & Sons")
+        self.sluice("brands", "add", "Acme")
+        self.sluice("competitors", "add", "--brand", "O'Brien & Sons", "Rival")
+        self.sluice("competitors", "add", "--brand", "Acme", "Rival")
+        url = "https://www.amazon.com/dp/B0SAME0001"
+        for args, msg in ((("add", "--brand", "Nope", "X"), "unknown brand 'Nope'"),
+                          (("list", "--brand", "Nope"), "unknown brand 'Nope'"),
+                          (("list", "--brand", "Nope", "--json"), "unknown brand 'Nope'"),
+                          (("add-amazon-url", "Nobody", url), "unknown competitor 'Nobody'"),
+                          (("add-amazon-url", "Rival", url), "competitor name 'Rival' is used by several brands"),
+                          (("add-amazon-url", "Rival", url, "--brand", "Nope"), "unknown brand 'Nope'"),
+                          (("add-amazon-url", "Rival", "https://www.example.com/dp/B0SAME0001", "--brand", "Acme"),
+                           "is not an Amazon URL"),
+                          (("add-amazon-url", "Rival", "https://www.amazon.com/s?k=desk", "--brand", "Acme"),
+                           "cannot find an ASIN")):
+            proc = self.sluice("competitors", *args, check=False)
+            self.assertEqual(proc.returncode, 2, f"{args}: {proc.stderr}")
+            self.assertIn(msg, proc.stderr)
+        self.assertEqual(self.count("public.competitor_amazon_urls"), 0)
+        # the hint is a command a shell reads back with the brand intact
+        proc = self.sluice("competitors", "add-amazon-url", "Rival", url, "--brand", "O'Brien & Sons")
+        hint = next(l for l in proc.stderr.splitlines() if "sluice queue" in l)
+        self.assertIn("--brand 'O'\\''Brien & Sons'", hint)
+        words = shlex.split(hint)
+        self.assertEqual(words[words.index("--brand") + 1], "O'Brien & Sons")
+        self.assertEqual(json.loads(words[words.index("--params") + 1]),
+                         {"competitor_amazon_url_id": proc.stdout.strip()})
 
 
 if __name__ == "__main__":

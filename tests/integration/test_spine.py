@@ -224,6 +224,42 @@ class Spine(harness.SluiceTest):
         job2 = self.sluice("queue", "needs_brand", "--brand", a).stdout.strip()
         self.assertEqual(self.one(f"SELECT brand_id FROM sluice.scheduled_jobs WHERE id = '{job2}'")["brand_id"], a)
 
+    def test_brand_names_that_read_as_something_else_are_refused(self):
+        acme = self.sluice("brands", "add", "Acme").stdout.strip()
+        for name, why in (("--json", "cannot start with '-' (it would read as an option)"),
+                          ("-x", "cannot start with '-'"),
+                          (" Acme", "cannot start or end with white space"),
+                          ("Acme ", "cannot start or end with white space"),
+                          ("Ac\nme", "cannot contain control characters"),
+                          ("Ac\tme", "cannot contain control characters"),
+                          ("Ac\x1b[2Jme", "cannot contain control characters"),
+                          ("Ac\u009bme", "cannot contain control characters"),
+                          ("(platform)", "a brand cannot be named (platform)"),
+                          (acme, "cannot be a UUID"),
+                          ("6F1C0000-0000-4000-8000-000000000000", "cannot be a UUID")):
+            proc = self.sluice("brands", "add", name, check=False)
+            self.assertEqual(proc.returncode, 2, f"{name!r}: {proc.stdout}{proc.stderr}")
+            self.assertEqual(proc.stdout, "")
+            self.assertIn(f"sluice: error: brands add: ", proc.stderr)
+            self.assertIn(why, proc.stderr, repr(name))
+            # and the database refuses them from any client
+            literal = "'" + name.replace("'", "''") + "'"
+            sql = __import__("subprocess").run(
+                ["psql", self.db, "-X", "-Atc", f"INSERT INTO sluice.brands (name) VALUES ({literal})"],
+                capture_output=True, text=True, env=harness.pgfixture.clean_env())
+            self.assertNotEqual(sql.returncode, 0, repr(name))
+            self.assertIn(why, sql.stderr, repr(name))
+            self.assertNotIn("\x1b", sql.stderr)
+        self.assertEqual([b["name"] for b in json.loads(self.sluice("brands", "--json").stdout)], ["Acme"])
+        # names that merely contain these are fine
+        for name in ("O'Brien & Sons", "Acme (EU)", "Acme-Werke", "Ünïcode Co"):
+            self.sluice("brands", "add", name)
+        # a name already there is kept: rows from before the rule still resolve
+        self.scalar("ALTER TABLE sluice.brands DISABLE TRIGGER brands_check_name; "
+                    "INSERT INTO sluice.brands (name) VALUES (' Old'); "
+                    "ALTER TABLE sluice.brands ENABLE TRIGGER brands_check_name")
+        self.scalar("UPDATE sluice.brands SET created_at = now() WHERE name = ' Old'")
+
     # -------------------------------------------------------------- bad input
 
     def assert_rejected(self, args, *fragments):
@@ -270,6 +306,61 @@ class Spine(harness.SluiceTest):
         # a blank brand name is refused before it reaches the table's check
         self.assert_rejected(["brands", "add", "  "], "a brand's name cannot be empty or only spaces")
         self.assertEqual(self.count("sluice.brands"), 1)
+
+    def test_at_takes_a_real_time_or_a_delay(self):
+        self.sluice("queue", "noop")  # the schema
+        # Postgres' special words are no point in time; a job due at infinity
+        # broke `jobs` and `show` for everyone
+        for word in ("infinity", "-infinity", "epoch", "now", "tomorrow", "today", "yesterday",
+                     "allballs"):
+            proc = self.sluice("queue", "echo", "--at", word, check=False)
+            self.assertEqual(proc.returncode, 2, word)
+            self.assertIn(f"--at '{word}': give a timestamp such as 2026-12-01T09:00:00Z, or a delay",
+                          proc.stderr)
+        for bad in ("+0x10s", "+ 5m", "+5x", "+", "+inf", "+nan", "+1e3s", "+5 m"):
+            proc = self.sluice("queue", "echo", "--at", bad, check=False)
+            self.assertEqual(proc.returncode, 2, bad)
+            self.assertIn(f"--at '{bad}': a delay is + and a number (digits only) followed by s, m, h or d",
+                          proc.stderr)
+        proc = self.sluice("queue", "echo", "--at", "-5m", check=False)
+        self.assertEqual(proc.returncode, 2)
+        self.assertIn("a delay counts forward from now", proc.stderr)
+        proc = self.sluice("queue", "echo", "--at", "+3651d", check=False)
+        self.assertEqual(proc.returncode, 2)
+        self.assertIn("a delay can be at most 3650d", proc.stderr)
+        self.assertEqual(self.count("sluice.scheduled_jobs", "job_type = 'echo'"), 0)
+
+        # large delays are intervals Postgres reads ("%g" made them "1e+06 seconds")
+        for delay, seconds in (("+1000000s", 1000000), ("+3650d", 3650 * 86400), ("+1.5h", 5400),
+                               ("+30", 30)):
+            job = self.sluice("queue", "echo", "--at", delay).stdout.strip()
+            ahead = float(self.scalar(f"SELECT extract(epoch FROM next_run_at - created_at) "
+                                      f"FROM sluice.scheduled_jobs WHERE id = '{job}'"))
+            self.assertAlmostEqual(ahead, seconds, delta=5)
+        self.sluice("queue", "echo", "--at", "2026-12-01T09:00:00Z")
+
+        # the SQL functions refuse them too, whoever calls them
+        before = self.count("sluice.scheduled_jobs")
+        for call in ("sluice.queue_one_time_job(NULL::text, 'noop', '{}', 'infinity')",
+                     "sluice.enqueue(NULL, 'noop', '{}', '-infinity')",
+                     "sluice.enqueue_many(NULL, 'noop', ARRAY['{}'::jsonb], 'infinity')",
+                     "sluice.schedule_job(NULL, 'noop', '* * * * *', 'UTC', '{}', 'infinity')"):
+            proc = __import__("subprocess").run(["psql", self.db, "-X", "-Atc", f"SELECT {call}"],
+                                                capture_output=True, text=True,
+                                                env=harness.pgfixture.clean_env())
+            self.assertNotEqual(proc.returncode, 0, call)
+            self.assertIn("a job must be due at a real time, not ", proc.stderr)
+        self.assertEqual(self.count("sluice.scheduled_jobs"), before)
+
+        # a row that already has one (queued before 097) does not break the views
+        for t in ("infinity", "-infinity"):
+            self.scalar(f"INSERT INTO sluice.scheduled_jobs (job_type, next_run_at, status) "
+                        f"VALUES ('noop', '{t}', 'paused')")
+        table = self.sluice("jobs", "--status", "paused").stdout
+        self.assertIn("infinity", table)
+        self.assertIn("-infinity", table)
+        job = self.scalar("SELECT id FROM sluice.scheduled_jobs WHERE next_run_at = 'infinity'")
+        self.assertRegex(self.sluice("show", job).stdout, r"next run\s+infinity\n")
 
     def test_brands_list_by_default(self):
         acme = self.sluice("brands", "add", "Acme").stdout.strip()
