@@ -22,8 +22,14 @@ local M = {}
 
 ---------------------------------------------------------------- helpers
 
+-- Tables rawset must not write either (a proxy's own fields would shadow the
+-- library's, for every handler in the process), with their names.
+local protected = setmetatable({}, { __mode = "k" })
+
 local function readonly(t, name)
-  return setmetatable({}, {
+  local proxy = {}
+  protected[proxy] = name
+  return setmetatable(proxy, {
     __index = t,
     __newindex = function(_, k)
       error(("cannot modify %s.%s: library tables are read-only"):format(name, tostring(k)), 2)
@@ -112,6 +118,7 @@ local function new_env(extra, permissive)
     mt.__newindex = function(_, k)
       error(("assignment to undeclared global '%s' (declare it local)"):format(tostring(k)), 2)
     end
+    protected[env] = "the globals"
   end
   return setmetatable(env, mt)
 end
@@ -137,6 +144,11 @@ do
                        "tonumber", "tostring", "type", "xpcall", "rawequal", "rawlen", "rawget",
                        "rawset", "setmetatable", "getmetatable", "_VERSION" }) do
     base[k] = _G[k]
+  end
+  base.rawset = function(t, k, v)
+    local name = protected[t]
+    if name then error(("rawset: %s cannot be changed (read-only)"):format(name), 2) end
+    return rawset(t, k, v)
   end
   base.string = readonly(string, "string")
   base.table = readonly(table, "table")

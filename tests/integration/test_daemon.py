@@ -498,6 +498,35 @@ class Daemon(harness.SluiceTest):
         self.assertEqual(self.result_of(after)["status"], "completed")
         self.assertEqual(self.result_of(after)["result"]["message"], "still here")
 
+    def test_rawset_cannot_change_what_handlers_share(self):
+        # the library tables are one read-only proxy per process: a field rawset
+        # into one would have shadowed the library for every later run
+        self.write("poison.lua", """return { run = function(job)
+            local errs = {}
+            for _, t in ipairs({ string, sluice, sluice.json, _ENV }) do
+              local ok, err = pcall(rawset, t, "format", function() return "POISONED" end)
+              errs[#errs + 1] = ok and "changed" or err
+            end
+            local own = {}
+            rawset(own, "k", 1) -- its own tables are its own
+            return { errs = errs, own = own.k }
+          end }""")
+        self.write("victim.lua", """return { run = function(job)
+            return { fmt = string.format("%d", 42), json = type(sluice.json.format) } end }""")
+        env = self.henv()
+        poison = self.sluice("queue", "poison", "--max-retries", "0", env=env).stdout.strip()
+        with self.serve("--concurrency", "1", env=env):
+            self.wait_done(poison)
+            victim = self.sluice("queue", "victim", env=env).stdout.strip()
+            self.wait_done(victim)
+        res = self.result_of(poison)["result"]
+        self.assertEqual(res["errs"], ["rawset: string cannot be changed (read-only)",
+                                       "rawset: sluice cannot be changed (read-only)",
+                                       "rawset: sluice.json cannot be changed (read-only)",
+                                       "rawset: the globals cannot be changed (read-only)"])
+        self.assertEqual(res["own"], 1)
+        self.assertEqual(self.result_of(victim)["result"], {"fmt": "42", "json": "nil"})
+
     def test_a_handler_file_that_never_finishes_loading_is_kept_out(self):
         self.write("load_spin.lua", """while true do end
             return { run = function(job) return {} end }""")
