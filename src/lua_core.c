@@ -209,6 +209,22 @@ static int l_json_decode(lua_State *L)
     return 1;
 }
 
+/* run_id() → the id of the run the calling task belongs to, or nil (a script,
+ * the REPL's prompt). */
+static int l_run_id(lua_State *L)
+{
+    sl_task *t = sl_task_of(L);
+    if (!t) {
+        sl_runtime *rt = sl_runtime_of(L);
+        t = rt ? rt->current : NULL;
+    }
+    if (t && t->run && t->run->run_id)
+        lua_pushstring(L, t->run->run_id);
+    else
+        lua_pushnil(L);
+    return 1;
+}
+
 /* in_task() → true when called from a sluice task (not a plain coroutine). */
 static int l_in_task(lua_State *L)
 {
@@ -220,7 +236,7 @@ int luaopen_sluice_core(lua_State *L)
 {
     static const luaL_Reg fns[] = {
         {"log", l_log},         {"print", l_print},     {"now", l_now}, {"sleep", l_sleep},
-        {"dataset", l_dataset}, {"in_task", l_in_task}, {NULL, NULL},
+        {"dataset", l_dataset}, {"in_task", l_in_task}, {"run_id", l_run_id}, {NULL, NULL},
     };
     luaL_newlib(L, fns);
     luaL_requiref(L, "cjson", luaopen_cjson, 0);

@@ -611,16 +611,39 @@ local function make_job(entry, spec, params_value)
     id = spec.id, run_id = spec.run_id, type = spec.type, brand_id = spec.brand_id,
     params = params_value, attempt = spec.attempt, trigger_source = spec.trigger_source,
   }
+  -- A job object belongs to its run: kept past it (in an upvalue, say), it would
+  -- write into a finished job or into another run's log. `level` is the caller's
+  -- level as seen from the function calling these.
+  local function live(what, level)
+    if core.run_id() ~= spec.run_id then
+      error(("job.%s: this job's run has ended (a job object is valid only during its run)")
+        :format(what), level + 1)
+    end
+  end
+  local function encode(what, v, level)
+    local ok, s = pcall(json.encode, v)
+    if not ok then
+      error(("job.%s: the value cannot be encoded as JSON: %s"):format(what, tostring(s)), level + 1)
+    end
+    return s
+  end
   function job.log(fmt, ...)
-    if select("#", ...) > 0 then core.log(string.format(fmt, ...)) else core.log(tostring(fmt)) end
+    live("log", 2)
+    if select("#", ...) == 0 then return core.log(tostring(fmt)) end
+    local ok, line = pcall(string.format, fmt, ...)
+    if not ok then error("job.log: " .. tostring(line), 2) end
+    core.log(line)
   end
   function job.dataset(key)
+    live("dataset", 2)
     if not entry.datasets[key] then
       error(("job.dataset: '%s' is not one of %s's datasets (declare it in the handler's datasets)")
         :format(tostring(key), entry.name), 2)
     end
+    -- called from success/fail/skip: the handler's line is 3 levels up
     local function report(r)
-      local ok, err = core.dataset(key, json.encode(r))
+      live("dataset", 3)
+      local ok, err = core.dataset(key, encode("dataset", r, 3))
       if not ok then error(err, 3) end
     end
     return {
@@ -639,11 +662,13 @@ local function make_job(entry, spec, params_value)
   -- job.checkpoint(key) reads; job.checkpoint(key, value) stores it for retries.
   function job.checkpoint(key, value)
     if value == nil then return checkpoints[key] end
+    live("checkpoint", 2)
+    local text = encode("checkpoint", value, 2)
     checkpoints[key] = value
     if not spec.id then return end
     local rows, err = dbd.query(
       "UPDATE sluice.scheduled_jobs SET checkpoint = checkpoint || jsonb_build_object($2::text, $3::jsonb) WHERE id = $1",
-      spec.id, key, json.encode(value))
+      spec.id, key, text)
     if not rows then error("job.checkpoint: " .. err, 2) end
   end
   return job

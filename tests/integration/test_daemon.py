@@ -527,6 +527,43 @@ class Daemon(harness.SluiceTest):
         self.assertEqual(res["own"], 1)
         self.assertEqual(self.result_of(victim)["result"], {"fmt": "42", "json": "nil"})
 
+    def test_a_job_object_kept_past_its_run_refuses_to_act(self):
+        # kept in an upvalue, the first run's job would have written a checkpoint
+        # into its finished job and logged into the second run
+        self.write("keeper.lua", """local saved
+            return { run = function(job)
+              local r = {}
+              if saved then
+                r.log = select(2, pcall(saved.log, "old"))
+                r.cp = select(2, pcall(saved.checkpoint, "x", 1))
+              end
+              saved = job
+              sluice.wait(sluice.spawn(function() job.log("from a child task") end))
+              r.enc = select(2, pcall(job.checkpoint, "f", function() end))
+              r.fmt = select(2, pcall(function()
+                job.log("%d", "x") -- line 12: misuse names the handler's line
+              end))
+              return r
+            end }""")
+        env = self.henv()
+        first = self.sluice("queue", "keeper", env=env).stdout.strip()
+        with self.serve("--concurrency", "1", env=env):
+            self.wait_done(first)
+            second = self.sluice("queue", "keeper", env=env).stdout.strip()
+            self.wait_done(second)
+        ended = "this job's run has ended (a job object is valid only during its run)"
+        r = self.result_of(second)["result"]
+        self.assertEqual(r["log"], "job.log: " + ended)
+        self.assertEqual(r["cp"], "job.checkpoint: " + ended)
+        self.assertEqual(r["enc"], "job.checkpoint: the value cannot be encoded as JSON: "
+                                   "Cannot serialise function: type not supported")
+        self.assertRegex(r["fmt"], r"keeper\.lua:12: job\.log: bad argument #2 to 'string\.format' "
+                                   r"\(number expected")
+        self.assertEqual(self.scalar(f"SELECT checkpoint FROM sluice.scheduled_jobs WHERE id = '{first}'"), "{}")
+        logs = self.scalar(f"SELECT logs FROM sluice.scheduled_job_runs WHERE scheduled_job_id = '{second}'")
+        self.assertIn("from a child task", logs)
+        self.assertNotIn("old", logs)
+
     def test_a_handler_file_that_never_finishes_loading_is_kept_out(self):
         self.write("load_spin.lua", """while true do end
             return { run = function(job) return {} end }""")
