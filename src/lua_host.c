@@ -379,6 +379,10 @@ static int load_one(sl_runtime *rt, const char *path, char **problems)
     lua_pushstring(L, version);
     free(src);
     if (sl_host_call(rt, "load_handler", 4, 2, err, sizeof err) != 0) {
+        /* the handler's own code raised (a metamethod, say): the message is the
+         * problem; the traceback through the runtime says nothing more */
+        char *tb = strstr(err, "\nstack traceback:");
+        if (tb) *tb = '\0';
         snprintf(line, sizeof line, "%s: %s", path, err);
         add_problem(problems, line);
         mark_failed(L, base, n - 4);

@@ -567,10 +567,15 @@ class Daemon(harness.SluiceTest):
     def test_a_handler_file_that_never_finishes_loading_is_kept_out(self):
         self.write("load_spin.lua", """while true do end
             return { run = function(job) return {} end }""")
+        self.write("load_raise.lua", """return { run = function(job) end,
+            params = setmetatable({}, { __pairs = function() error("no pairs here") end }) }""")
         env = self.henv({"SLUICE_INSTRUCTION_BUDGET": "20000000"})
         check = self.sluice("check", env=env, check=False)
         self.assertNotEqual(check.returncode, 0)
         self.assertIn("load_spin.lua: instruction budget exceeded", check.stdout + check.stderr)
+        # each problem is one line: the runtime's traceback is left out
+        self.assertRegex(check.stdout + check.stderr, r"load_raise\.lua: \S+load_raise\.lua:2: no pairs here\n")
+        self.assertNotIn("stack traceback", check.stdout + check.stderr)
         job = self.sluice("queue", "echo", env=env).stdout.strip()
         with self.serve(env=env):
             self.wait_done(job)
