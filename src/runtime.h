@@ -92,7 +92,9 @@ char *sl_runtime_type_names(sl_runtime *rt);
 
 /* Checks params for job_type without running anything: returns NULL if fine, else
  * a malloc'd message (unknown type with suggestions, or every parameter problem).
- * On success *normalized (if given) receives the params with defaults applied. */
+ * On success *normalized (if given) receives the params with defaults applied;
+ * then a note is logged when they could not be checked here (the type's file
+ * failed to load: the database checks them). */
 char *sl_runtime_validate(sl_runtime *rt, const char *job_type, const char *params_json,
                           char **normalized);
 

@@ -584,14 +584,15 @@ local function is_object(raw, text)
   return type(raw) == "table" and text:match("^%s*{") ~= nil
 end
 
--- validate(type, params_json) → normalized_json | nil, message
+-- validate(type, params_json) → normalized_json [, note] | nil, message
 function M.validate(name, params_json)
   local entry = handlers[name]
   if not entry and last_failed[name] then
     -- its file is broken here: the database checks it against the last good registry
     local ok, raw = pcall(json.decode, params_json)
     if not ok or not is_object(raw, params_json) then return nil, "parameters must be a JSON object" end
-    return params_json
+    return params_json, ("%s: its handler file failed to load here (see `sluice check`); the "
+      .. "database checks the job against the last version it registered"):format(name)
   end
   if not entry then return nil, unknown_type(name) end
   local ok, raw = pcall(json.decode, params_json)

@@ -255,6 +255,9 @@ class Registry(harness.SluiceTest):
                 self.assertNotIn("no handler files were found", proc.stderr)
             listing = self.sluice("types", env=env)
             self.assertIn("no job types: no handler file loaded", listing.stderr)
+            # queueing it says why its parameters are not checked here
+            queued = self.sluice("queue", "broken", env={**self.env(), "SLUICE_HANDLERS": d}, check=False)
+            self.assertIn("broken: its handler file failed to load here (see `sluice check`)", queued.stderr)
             env["SLUICE_HANDLERS"] = "/nonexistent/handlers"
             for args in (("types",), ("types", "--json")):
                 proc = self.sluice(*args, env=env, check=False)
