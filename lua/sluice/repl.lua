@@ -257,6 +257,23 @@ function G.queue(job_type, params, opts)
   opts = check_opts("queue", opts, { brand = true, at = true, after = true, priority = true,
                                      dedupe_key = true, max_retries = true, name = true })
   check_brand("queue", opts.brand)
+  -- as `sluice queue` checks its options
+  local function whole(key, lo, hi)
+    local v = opts[key]
+    if v ~= nil and (math.type(v) ~= "integer" and not (math.type(v) == "float" and v == math.floor(v))
+                     or v < lo or v > hi) then
+      fail("queue: %s must be a whole number from %d to %d, not %s", key, lo, hi, tostring(v))
+    end
+  end
+  whole("priority", -1000000, 1000000)
+  whole("max_retries", 0, 1000)
+  for _, key in ipairs({ "name", "dedupe_key" }) do
+    local v = opts[key]
+    if v ~= nil and (type(v) ~= "string" or v == "") then
+      fail("queue: %s must be a non-empty string, not %s", key,
+        type(v) == "string" and '""' or "a " .. type(v))
+    end
+  end
   local normalized = validated("queue", job_type, params)
   local at_sql, at = "$4::timestamptz", opts.at
   if opts.after ~= nil then

@@ -279,6 +279,11 @@ class ReplTest(harness.SluiceTest):
             ('health{dataset = "nope"}', "health: unknown dataset 'nope' (no job type keeps it)"),
             ('run("echo", {}, {brand = ""})', 'run: brand must be a brand\'s name or id, not ""'),
             ('queue("echo", {}, {brand = ""})', 'queue: brand must be a brand\'s name or id, not ""'),
+            # options checked as `sluice queue` checks them (they were raw check-constraint errors)
+            ('queue("echo", {}, {max_retries = -1})', "queue: max_retries must be a whole number from 0 to 1000"),
+            ('queue("echo", {}, {priority = 1.5})', "queue: priority must be a whole number from -1000000"),
+            ('queue("echo", {}, {dedupe_key = ""})', 'queue: dedupe_key must be a non-empty string, not ""'),
+            ('queue("echo", {}, {name = 5})', "queue: name must be a non-empty string, not a number"),
         ]:
             p = self.run_e(expr, check=False)
             self.assertEqual(p.returncode, 1, expr)
