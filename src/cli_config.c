@@ -36,7 +36,7 @@ int sl_cmd_config(const sl_config *cfg, int argc, char **argv)
     int n = 0;
 #define ROW(k, ...) (rows[n].key = k, snprintf(rows[n].val, sizeof rows[n].val, __VA_ARGS__), n++)
 #define NUMBER_ROW(k, v)                                                                           \
-    (rows[n].key = k, sl_config_fmt_number(v, rows[n].val, sizeof rows[n].val), n++)
+    (rows[n].key = (k), sl_config_fmt_number((v), rows[n].val, sizeof rows[n].val), n++)
     ROW("config_file", "%s", cfg->config_file ? cfg->config_file : "(none)");
     ROW("db", "%s", db);
     ROW("home", "%s", cfg->home);

@@ -506,7 +506,7 @@ static char *problems_about(const char *problems, const char *name)
         } else {
             char file[300];
             snprintf(file, sizeof file, "/%s.lua: ", name);
-            about = strstr(line, file) != NULL || strncmp(line, file + 1, strlen(file + 1)) == 0;
+            about = strstr(line, file) != NULL || strstr(line, file + 1) == line;
         }
         if (about) {
             sl_buf_puts(&b, "  ");

@@ -235,7 +235,7 @@ static int l_in_task(lua_State *L)
 int luaopen_sluice_core(lua_State *L)
 {
     static const luaL_Reg fns[] = {
-        {"log", l_log},         {"print", l_print},     {"now", l_now}, {"sleep", l_sleep},
+        {"log", l_log},         {"print", l_print},     {"now", l_now},       {"sleep", l_sleep},
         {"dataset", l_dataset}, {"in_task", l_in_task}, {"run_id", l_run_id}, {NULL, NULL},
     };
     luaL_newlib(L, fns);

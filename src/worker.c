@@ -644,11 +644,11 @@ static void retention_cb(struct ev_loop *loop, ev_timer *t, int revents)
     (void)loop;
     (void)revents;
     sl_worker *w = t->data;
-    char a[48], p[48];
-    sl_config_fmt_number(w->cfg->archive_after_days, a, sizeof a - 8);
-    sl_config_fmt_number(w->cfg->prune_after_days, p, sizeof p - 8);
-    strcat(a, " days");
-    strcat(p, " days");
+    char an[40], pn[40], a[48], p[48];
+    sl_config_fmt_number(w->cfg->archive_after_days, an, sizeof an);
+    sl_config_fmt_number(w->cfg->prune_after_days, pn, sizeof pn);
+    snprintf(a, sizeof a, "%s days", an);
+    snprintf(p, sizeof p, "%s days", pn);
     const char *params[] = {a, p};
     sl_pg_query(w->ctx->pg, "SELECT * FROM sluice.apply_retention($1::interval, $2::interval)", 2,
                 params, retention_done, w);
