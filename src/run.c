@@ -19,6 +19,7 @@
 #include "ctx.h"
 #include "log.h"
 #include "pg.h"
+#include "config.h"
 #include "runtime_int.h"
 
 #include <lauxlib.h>
@@ -619,7 +620,9 @@ static void timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     sl_run *run = w->data;
     char msg[128];
-    snprintf(msg, sizeof msg, "timed out after %gs", run->timeout);
+    char secs[40];
+    sl_config_fmt_number(run->timeout, secs, sizeof secs); /* 1000000, not 1e+06 */
+    snprintf(msg, sizeof msg, "timed out after %ss", secs);
     sl_run_log(run, msg);
     sl_run_cancel(run, SL_RUN_FAILED, msg, 1);
 }
