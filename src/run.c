@@ -16,10 +16,10 @@
  * so pcall cannot swallow the kill.
  */
 #include "buf.h"
+#include "config.h"
 #include "ctx.h"
 #include "log.h"
 #include "pg.h"
-#include "config.h"
 #include "runtime_int.h"
 
 #include <lauxlib.h>
