@@ -1,15 +1,21 @@
 /*
- * json.c — sluice's JSON encoder for Lua values: sluice.json.encode, and with it
- * run results, parameters, dataset reports, checkpoints, sluice.db.query table
- * parameters and sluice.http json bodies.
+ * json.c — sluice's JSON subsystem for Lua values.
  *
- * Why not cjson's: lua-cjson 2.1.0 prints every number through a double with at
- * most 14 significant digits, so 123456789012345 was stored as 123456789012340
- * and 0.1 + 0.2 as 0.3. Here integers print exactly and floats as the shortest
- * of 15, 16 or 17 digits that reads back to the same double. Decoding stays
- * cjson's (lua_core.c).
+ * The encoder: sluice.json.encode, and with it run results, parameters, dataset
+ * reports, checkpoints, sluice.db.query table parameters and sluice.http json
+ * bodies. The decoder: sluice.json.decode (so parameters and checkpoints at run
+ * start, res:json()), and json/jsonb columns of sluice.db.query (lua_db.c).
  *
- * Everything else follows cjson 2.1.0 with encode_sparse_array(true), so the
+ * Why not cjson's: lua-cjson 2.1.0 reads and prints every number through a
+ * double, printing at most 14 significant digits, so 123456789012345 was stored
+ * as 123456789012340, 0.1 + 0.2 as 0.3, and 9007199254740993 (2^53 + 1) read as
+ * 9007199254740992. Here integers print exactly and floats as the shortest of
+ * 15, 16 or 17 digits that reads back to the same double; an integer literal
+ * that fits in 64 bits decodes to that Lua integer, any other number to
+ * strtod's double (a whole one that fits becomes an integer: 1.0 → 1, as
+ * sluice did after cjson's decode). Both ignore LC_NUMERIC: JSON's point is '.'.
+ *
+ * Encoding otherwise follows cjson 2.1.0 with encode_sparse_array(true), so the
  * text and the errors are what handlers saw before:
  *   - a table whose keys are all integers >= 1 is an array, unless it is
  *     excessively sparse (largest key > 2 × the number of keys and > 10): then,
@@ -25,14 +31,31 @@
  * sl_buf_json_stringn (buf.c): control characters as \uXXXX, '/' as it is, and a
  * byte that is not UTF-8 as \ufffd, so the text is always valid JSON.
  *
+ * Decoding follows RFC 8259, with cjson's limits and error wording:
+ *   - "Expected <what> but found <token> at character <n>" (n counts bytes from
+ *     1); trailing text after the value is an error, space around it is not;
+ *   - numbers are strict: no NaN, Infinity, hex, leading zeros or "1."; a
+ *     literal too large for a double (1e309) reads as ±inf, as with cjson;
+ *   - strings: every JSON escape; \u0000 gives a NUL byte; a surrogate pair
+ *     gives its character and a lone surrogate is an error (cjson and jsonb
+ *     refuse it too); other bytes, invalid UTF-8 and control characters
+ *     included, are kept as they are (cjson did; the params check refuses what
+ *     Postgres cannot store);
+ *   - null is the NULL light userdata; objects and arrays are tables ([] and {}
+ *     alike), a repeated key keeps its last value; more than SL_JSON_MAX_DEPTH
+ *     nested raise "Found too many nested data structures (1001) at character n".
+ *
  * Memory: the text is built in an sl_buf. sl_json_encode() appends to the
  * caller's; sl_json_push() uses a scratch buffer owned by the lua_State (a
  * userdata in its registry, freed by its __gc), so a Lua error raised while the
- * text is pushed (out of memory) leaks nothing. No global mutable state.
+ * text is pushed (out of memory) leaks nothing. The decoder builds tables and
+ * strings on the Lua stack (escaped strings in a luaL_Buffer), so it too leaks
+ * nothing when Lua runs out of memory. No global mutable state.
  */
 #include "json.h"
 
 #include <lauxlib.h>
+#include <locale.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -324,5 +347,432 @@ int sl_json_lua_encode(lua_State *L)
 {
     luaL_argcheck(L, lua_gettop(L) == 1, 1, "expected 1 argument");
     sl_json_push(L, 1);
+    return 1;
+}
+
+/* ------------------------------------------------------------------ decoding */
+
+/* A recursive descent over the text that builds the value directly on the Lua
+ * stack: each table is made when its bracket is read and filled as its members
+ * are, so nothing is built twice. Errors return -1 with cjson 2.1.0's wording
+ * ("Expected <what> but found <token> at character <n>", n counted in bytes
+ * from 1) and the stack as it was. */
+
+typedef struct {
+    lua_State *L;
+    const char *text; /* the whole text, for positions */
+    const char *p;    /* the next byte to read */
+    const char *end;
+    const char *point; /* the locale's decimal point, looked up when first needed */
+    char *err;
+    size_t errlen;
+} decoder;
+
+static void skip_space(decoder *d)
+{
+    const char *p = d->p;
+    while (p < d->end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+        p++;
+    d->p = p;
+}
+
+static int starts(const decoder *d, const char *p, const char *word, size_t n)
+{
+    return (size_t)(d->end - p) >= n && memcmp(p, word, n) == 0;
+}
+
+/* cjson's name for the token at p ("T_END" past the text). */
+static const char *token_name(const decoder *d, const char *p)
+{
+    if (p >= d->end) return "T_END";
+    switch (*p) {
+    case '{':
+        return "T_OBJ_BEGIN";
+    case '}':
+        return "T_OBJ_END";
+    case '[':
+        return "T_ARR_BEGIN";
+    case ']':
+        return "T_ARR_END";
+    case ':':
+        return "T_COLON";
+    case ',':
+        return "T_COMMA";
+    case '"':
+        return "T_STRING";
+    case 't':
+        return starts(d, p, "true", 4) ? "T_BOOLEAN" : "invalid token";
+    case 'f':
+        return starts(d, p, "false", 5) ? "T_BOOLEAN" : "invalid token";
+    case 'n':
+        return starts(d, p, "null", 4) ? "T_NULL" : "invalid token";
+    default:
+        return (*p == '-' || (*p >= '0' && *p <= '9')) ? "T_NUMBER" : "invalid token";
+    }
+}
+
+/* "Expected <expected> but found <found> at character <n>" for the byte at p;
+ * found is the token there when NULL. */
+static int expected(decoder *d, const char *what, const char *found, const char *p)
+{
+    if (!found) found = token_name(d, p);
+    sl_seterr(d->err, d->errlen, "Expected %s but found %s at character %lld", what, found,
+              (long long)(p - d->text) + 1);
+    return -1;
+}
+
+static int is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* The double a number literal (validated, n bytes at s, with a fraction or an
+ * exponent, or beyond the 64-bit integers) stands for. strtod reads the
+ * locale's decimal point: when LC_NUMERIC's is not '.', the literal is copied
+ * with it in place of JSON's. Out of range is ±HUGE_VAL (inf), as cjson gave. */
+static double read_double(decoder *d, const char *s, size_t n)
+{
+    if (!memchr(s, '.', n)) return strtod(s, NULL); /* the literal ends where strtod stops */
+    if (!d->point) d->point = localeconv()->decimal_point;
+    if (d->point[0] == '.' && d->point[1] == '\0') return strtod(s, NULL);
+    size_t plen = strlen(d->point);
+    char small[96];
+    char *copy = n + plen + 1 <= sizeof small ? small : malloc(n + plen + 1);
+    if (!copy) return strtod(s, NULL); /* no memory: a fraction may be lost, not the value */
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '.') {
+            memcpy(copy + m, d->point, plen);
+            m += plen;
+        } else {
+            copy[m++] = s[i];
+        }
+    }
+    copy[m] = '\0';
+    double v = strtod(copy, NULL);
+    if (copy != small) free(copy);
+    return v;
+}
+
+/* A number: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? and not followed by
+ * a letter, digit, '.', '+' or '-' (01, 1., .5, 0x10, 1e, nan, inf are
+ * "invalid number" or "invalid token"). An integer literal that fits in 64 bits
+ * is that Lua integer; any other literal is strtod's double, turned into an
+ * integer when it is whole and fits (1.0 and 1e2, as sluice did with cjson). */
+static int push_number(decoder *d, const char *what)
+{
+    const char *start = d->p, *p = start, *end = d->end;
+    int neg = *p == '-';
+    if (neg) p++;
+    if (p >= end || !is_digit(*p)) return expected(d, what, "invalid number", start);
+    const char *digits = p;
+    if (*p == '0')
+        p++;
+    else
+        while (p < end && is_digit(*p))
+            p++;
+    size_t ndigits = (size_t)(p - digits);
+    int integral = 1;
+    if (p < end && *p == '.') {
+        p++;
+        if (p >= end || !is_digit(*p)) return expected(d, what, "invalid number", start);
+        while (p < end && is_digit(*p))
+            p++;
+        integral = 0;
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (p < end && (*p == '+' || *p == '-')) p++;
+        if (p >= end || !is_digit(*p)) return expected(d, what, "invalid number", start);
+        while (p < end && is_digit(*p))
+            p++;
+        integral = 0;
+    }
+    if (p < end && (is_digit(*p) || *p == '.' || *p == '+' || *p == '-' ||
+                    ((*p | 0x20) >= 'a' && (*p | 0x20) <= 'z')))
+        return expected(d, what, "invalid number", start);
+    d->p = p;
+    if (integral && ndigits <= 19) {
+        unsigned long long u = 0;
+        for (const char *q = digits; q < digits + ndigits; q++)
+            u = u * 10 + (unsigned)(*q - '0');
+        /* 19 digits stay below 2^64; the magnitude of LLONG_MIN is LLONG_MAX + 1 */
+        if (u <= (unsigned long long)LUA_MAXINTEGER + (unsigned)neg) {
+            lua_pushinteger(d->L, neg ? (lua_Integer)(0ULL - u) : (lua_Integer)u);
+            return 0;
+        }
+    }
+    double v = read_double(d, start, (size_t)(p - start));
+    lua_Integer i;
+    if (v == floor(v) && lua_numbertointeger(v, &i))
+        lua_pushinteger(d->L, i);
+    else
+        lua_pushnumber(d->L, v);
+    return 0;
+}
+
+/* The value of the four hex digits at p, or -1. */
+static long hex4(const decoder *d, const char *p)
+{
+    if (d->end - p < 4) return -1;
+    long v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        int x;
+        if (c >= '0' && c <= '9')
+            x = c - '0';
+        else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f')
+            x = (c | 0x20) - 'a' + 10;
+        else
+            return -1;
+        v = v * 16 + x;
+    }
+    return v;
+}
+
+static char *put_utf8(char *o, unsigned long c)
+{
+    if (c < 0x80) {
+        *o++ = (char)c;
+    } else if (c < 0x800) {
+        *o++ = (char)(0xc0 | (c >> 6));
+        *o++ = (char)(0x80 | (c & 0x3f));
+    } else if (c < 0x10000) {
+        *o++ = (char)(0xe0 | (c >> 12));
+        *o++ = (char)(0x80 | ((c >> 6) & 0x3f));
+        *o++ = (char)(0x80 | (c & 0x3f));
+    } else {
+        *o++ = (char)(0xf0 | (c >> 18));
+        *o++ = (char)(0x80 | ((c >> 12) & 0x3f));
+        *o++ = (char)(0x80 | ((c >> 6) & 0x3f));
+        *o++ = (char)(0x80 | (c & 0x3f));
+    }
+    return o;
+}
+
+/* A string (d->p at its opening quote). Bytes other than '"' and '\' are kept
+ * as they are, control characters and bytes that are not UTF-8 included (as
+ * cjson did); escapes are JSON's, \u0000 gives a NUL byte, a surrogate pair one
+ * character, and a lone surrogate is an "invalid unicode escape code" (cjson
+ * refused it, and so does Postgres's jsonb). */
+static int push_string(decoder *d, const char *what)
+{
+    const char *start = d->p + 1, *end = d->end, *q = start;
+    while (q < end && *q != '"' && *q != '\\')
+        q++;
+    if (q < end && *q == '"') { /* no escapes: the bytes as they are */
+        lua_pushlstring(d->L, start, (size_t)(q - start));
+        d->p = q + 1;
+        return 0;
+    }
+    const char *close = q; /* find the end, to size the buffer: escapes only shrink */
+    while (close < end && *close != '"')
+        close += *close == '\\' && close + 1 < end ? 2 : 1;
+    if (close >= end) return expected(d, what, "unexpected end of string", end);
+    luaL_Buffer b;
+    char *out = luaL_buffinitsize(d->L, &b, (size_t)(close - start));
+    char *o = out;
+    memcpy(o, start, (size_t)(q - start));
+    o += q - start;
+    while (q < close) {
+        if (*q != '\\') {
+            *o++ = *q++;
+            continue;
+        }
+        const char *esc = q;
+        q += 2;
+        switch (esc[1]) {
+        case '"':
+            *o++ = '"';
+            break;
+        case '\\':
+            *o++ = '\\';
+            break;
+        case '/':
+            *o++ = '/';
+            break;
+        case 'b':
+            *o++ = '\b';
+            break;
+        case 'f':
+            *o++ = '\f';
+            break;
+        case 'n':
+            *o++ = '\n';
+            break;
+        case 'r':
+            *o++ = '\r';
+            break;
+        case 't':
+            *o++ = '\t';
+            break;
+        case 'u': {
+            long c = hex4(d, q), lo = 0xdc00;
+            if (c >= 0xd800 && c <= 0xdbff) /* a high surrogate: its low half follows */
+                lo = starts(d, q + 4, "\\u", 2) ? hex4(d, q + 6) : -1;
+            if (c < 0 || (c >= 0xdc00 && c <= 0xdfff) || lo < 0xdc00 || lo > 0xdfff) {
+                lua_pop(d->L, 1); /* the buffer's placeholder or box */
+                return expected(d, what, "invalid unicode escape code", esc);
+            }
+            q += 4;
+            if (c >= 0xd800 && c <= 0xdbff) {
+                q += 6;
+                c = 0x10000 + ((c - 0xd800) << 10) + (lo - 0xdc00);
+            }
+            o = put_utf8(o, (unsigned long)c);
+            break;
+        }
+        default:
+            lua_pop(d->L, 1);
+            return expected(d, what, "invalid escape code", esc);
+        }
+    }
+    luaL_pushresultsize(&b, (size_t)(o - out));
+    d->p = close + 1;
+    return 0;
+}
+
+static int push_value(decoder *d, int depth, const char *what);
+
+/* Room on the stack for a table, a key, a value and a string buffer's box, and
+ * cjson's limit: depth is the level of the table being opened (1 outermost). */
+static int open_table(decoder *d, int depth)
+{
+    if (depth > SL_JSON_MAX_DEPTH || !lua_checkstack(d->L, 4)) {
+        sl_seterr(d->err, d->errlen, "Found too many nested data structures (%d) at character %lld",
+                  depth, (long long)(d->p - d->text) + 1);
+        return -1;
+    }
+    d->p++; /* the bracket */
+    skip_space(d);
+    return 0;
+}
+
+/* Tables start with room for a few members (most are small, and it saves the
+ * rehashes of growing from nothing), none when empty. */
+#define TABLE_HINT 4
+
+static int push_object(decoder *d, int depth)
+{
+    lua_State *L = d->L;
+    if (open_table(d, depth) != 0) return -1;
+    int empty = d->p < d->end && *d->p == '}';
+    lua_createtable(L, 0, empty ? 0 : TABLE_HINT);
+    if (empty) {
+        d->p++;
+        return 0;
+    }
+    for (;;) {
+        if (d->p >= d->end || *d->p != '"') return expected(d, "object key string", NULL, d->p);
+        if (push_string(d, "object key string") != 0) return -1;
+        skip_space(d);
+        if (d->p >= d->end || *d->p != ':') return expected(d, "colon", NULL, d->p);
+        d->p++;
+        skip_space(d);
+        if (push_value(d, depth, "value") != 0) return -1;
+        lua_rawset(L, -3); /* a repeated key: the last one wins */
+        skip_space(d);
+        if (d->p < d->end && *d->p == ',') {
+            d->p++;
+            skip_space(d);
+        } else if (d->p < d->end && *d->p == '}') {
+            d->p++;
+            return 0;
+        } else {
+            return expected(d, "comma or object end", NULL, d->p);
+        }
+    }
+}
+
+static int push_array(decoder *d, int depth)
+{
+    lua_State *L = d->L;
+    if (open_table(d, depth) != 0) return -1;
+    int empty = d->p < d->end && *d->p == ']';
+    lua_createtable(L, empty ? 0 : TABLE_HINT, 0);
+    if (empty) {
+        d->p++;
+        return 0;
+    }
+    for (lua_Integer i = 1;; i++) {
+        if (push_value(d, depth, "value") != 0) return -1;
+        lua_rawseti(L, -2, i);
+        skip_space(d);
+        if (d->p < d->end && *d->p == ',') {
+            d->p++;
+            skip_space(d);
+        } else if (d->p < d->end && *d->p == ']') {
+            d->p++;
+            return 0;
+        } else {
+            return expected(d, "comma or array end", NULL, d->p);
+        }
+    }
+}
+
+/* The value at d->p (space skipped), inside depth tables; what names it in an
+ * error ("value"). */
+static int push_value(decoder *d, int depth, const char *what)
+{
+    lua_State *L = d->L;
+    const char *p = d->p;
+    if (p >= d->end) return expected(d, what, NULL, p);
+    switch (*p) {
+    case '{':
+        return push_object(d, depth + 1);
+    case '[':
+        return push_array(d, depth + 1);
+    case '"':
+        return push_string(d, what);
+    case 't':
+        if (!starts(d, p, "true", 4)) break;
+        lua_pushboolean(L, 1);
+        d->p += 4;
+        return 0;
+    case 'f':
+        if (!starts(d, p, "false", 5)) break;
+        lua_pushboolean(L, 0);
+        d->p += 5;
+        return 0;
+    case 'n':
+        if (!starts(d, p, "null", 4)) break;
+        lua_pushlightuserdata(L, NULL); /* cjson.null */
+        d->p += 4;
+        return 0;
+    default:
+        if (*p == '-' || is_digit(*p)) return push_number(d, what);
+        break;
+    }
+    return expected(d, what, NULL, p);
+}
+
+int sl_json_decode(lua_State *L, const char *s, size_t len, char *err, size_t errlen)
+{
+    decoder d = {L, s, s, s + len, NULL, err, errlen};
+    int top = lua_gettop(L);
+    if (!lua_checkstack(L, 2)) {
+        sl_seterr(err, errlen, "Found too many nested data structures (0) at character 1");
+        return -1;
+    }
+    skip_space(&d);
+    if (push_value(&d, 0, "value") != 0) {
+        lua_settop(L, top); /* the tables the error left open */
+        return -1;
+    }
+    skip_space(&d);
+    if (d.p < d.end) {
+        expected(&d, "the end", NULL, d.p);
+        lua_settop(L, top);
+        return -1;
+    }
+    return 0;
+}
+
+int sl_json_lua_decode(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    char err[128];
+    if (sl_json_decode(L, s, len, err, sizeof err) != 0) return luaL_error(L, "%s", err);
     return 1;
 }

@@ -1,12 +1,15 @@
 /*
- * json.h — sluice's JSON encoder for Lua values (sluice.json.encode, table
- * parameters of sluice.db.query, run results, reports, params).
+ * json.h — sluice's JSON for Lua values: the encoder (sluice.json.encode, table
+ * parameters of sluice.db.query, run results, reports, params) and the decoder
+ * (sluice.json.decode, parameters and checkpoints at run start, json/jsonb
+ * columns of sluice.db.query).
  *
- * It replaces lua-cjson 2.1.0's encoder, which prints every number with at most
- * 14 significant digits (through a double, integers too); decoding stays cjson's.
- * Integers print exactly, floats as the shortest of 15/16/17 digits that reads
- * back to the same double. Tables follow cjson's rules with encode_sparse_array
- * on; errors use cjson's wording ("Cannot serialise …").
+ * They replace lua-cjson 2.1.0's, which read and printed every number through a
+ * double (and printed at most 14 significant digits). Integers print and read
+ * exactly; floats print as the shortest of 15/16/17 digits that reads back to
+ * the same double. Tables follow cjson's rules with encode_sparse_array on;
+ * errors use cjson's wording ("Cannot serialise …", "Expected … but found …
+ * at character n").
  */
 #ifndef SL_JSON_H
 #define SL_JSON_H
@@ -32,5 +35,19 @@ void sl_json_push(lua_State *L, int idx);
 
 /* encode(value) → json: the Lua function (sluice.json.encode). */
 int sl_json_lua_encode(lua_State *L);
+
+/* Pushes the value of the JSON text s (len bytes, NUL bytes allowed): 0; or -1
+ * with the reason in err, cjson's words and the byte it is about, counted from 1
+ * ("Expected comma or object end but found T_STRING at character 12"), and the
+ * stack as it was. Integer literals that fit in 64 bits are Lua integers; other
+ * numbers are doubles, whole ones that fit turned into integers (1.0 → 1); null
+ * is the NULL light userdata (cjson.null); [] and {} are empty tables. Tables
+ * nest at most SL_JSON_MAX_DEPTH deep. Raises only when Lua runs out of memory;
+ * never calls Lua code. Uses four stack slots per level of nesting. */
+int sl_json_decode(lua_State *L, const char *s, size_t len, char *err, size_t errlen);
+
+/* decode(json) → value: the Lua function (sluice.json.decode); raises the
+ * reason. */
+int sl_json_lua_decode(lua_State *L);
 
 #endif

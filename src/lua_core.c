@@ -1,7 +1,7 @@
 /*
  * lua_core.c — the small primitives handlers build on: log lines, print, the
- * clock, sleep, and per-dataset reports. The friendly API around them is
- * lua/sluice/runtime.lua.
+ * clock, sleep, and per-dataset reports, and json.c's decode and encode. The
+ * friendly API around them is lua/sluice/runtime.lua.
  *
  * sleep follows the yielding-call steps of task.h: check args, find the task,
  * arm an ev_timer, park; the timer's callback only wakes the task.
@@ -12,8 +12,6 @@
 
 #include <ev.h>
 #include <lauxlib.h>
-#include <lua-cjson.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -156,59 +154,6 @@ static int l_dataset(lua_State *L)
     return 1;
 }
 
-/* ------------------------------------------------------------------ JSON numbers */
-
-/* JSON has one number type and cjson decodes every number as a float; whole
- * numbers become Lua integers again (1.0 → 1), so ids, counts and format("%d")
- * behave. Walks tables in place, to a bounded depth. */
-void sl_json_normalize(lua_State *L, int idx)
-{
-    sl_json_normalize_depth(L, idx, 0);
-}
-
-void sl_json_normalize_depth(lua_State *L, int idx, int depth)
-{
-    if (depth > 200 || lua_type(L, idx) != LUA_TTABLE) return;
-    idx = lua_absindex(L, idx);
-    lua_checkstack(L, 4);
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1)) {
-            lua_Number n = lua_tonumber(L, -1);
-            lua_Integer i;
-            if (floor(n) == n && lua_numbertointeger(n, &i)) {
-                lua_pushvalue(L, -2);
-                lua_pushinteger(L, i);
-                lua_rawset(L, idx); /* an existing key: allowed during lua_next */
-            }
-        } else if (lua_type(L, -1) == LUA_TTABLE) {
-            sl_json_normalize_depth(L, -1, depth + 1);
-        }
-        lua_pop(L, 1);
-    }
-}
-
-/* json_decode(s) → value: cjson's decode (raising on bad JSON, like cjson), then
- * whole numbers as integers. */
-static int l_json_decode(lua_State *L)
-{
-    luaL_checkstring(L, 1);
-    lua_settop(L, 1);
-    lua_pushvalue(L, lua_upvalueindex(1));
-    lua_insert(L, 1);
-    lua_call(L, 1, 1);
-    if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1)) {
-        lua_Number n = lua_tonumber(L, -1);
-        lua_Integer i;
-        if (floor(n) == n && lua_numbertointeger(n, &i)) {
-            lua_pop(L, 1);
-            lua_pushinteger(L, i);
-        }
-    }
-    sl_json_normalize(L, -1);
-    return 1;
-}
-
 /* run_id() → the id of the run the calling task belongs to, or nil (a script,
  * the REPL's prompt). */
 static int l_run_id(lua_State *L)
@@ -239,12 +184,10 @@ int luaopen_sluice_core(lua_State *L)
         {"dataset", l_dataset}, {"in_task", l_in_task}, {"run_id", l_run_id}, {NULL, NULL},
     };
     luaL_newlib(L, fns);
-    luaL_requiref(L, "cjson", luaopen_cjson, 0);
-    lua_getfield(L, -1, "decode");
-    lua_pushcclosure(L, l_json_decode, 1);
-    lua_setfield(L, -3, "json_decode");
-    lua_pop(L, 1);
-    lua_pushcfunction(L, sl_json_lua_encode); /* json.c: cjson's encoder keeps 14 digits */
+    /* json.c: cjson 2.1.0 reads numbers as doubles and prints 14 digits */
+    lua_pushcfunction(L, sl_json_lua_decode);
+    lua_setfield(L, -2, "json_decode");
+    lua_pushcfunction(L, sl_json_lua_encode);
     lua_setfield(L, -2, "json_encode");
     return 1;
 }

@@ -6,7 +6,7 @@
  *
  * Values: nil and the null sentinel → NULL; booleans, numbers, strings as text;
  * tables → JSON (json.c). Results: an array of rows keyed by column name; int/float/numeric
- * → numbers, bool → boolean, json/jsonb → decoded tables, NULL → the null
+ * → numbers, bool → boolean, json/jsonb → decoded values (json.c), NULL → the null
  * sentinel (cjson.null); rows.affected (through the rows' metatable) holds the
  * command's row count. SQL errors
  * come back as nil, "message".
@@ -19,7 +19,6 @@
 #include "runtime_int.h"
 
 #include <lauxlib.h>
-#include <lua-cjson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,7 +61,7 @@ static sl_pg *pool(lua_State *L, sl_ctx *ctx)
 
 /* ------------------------------------------------------------------ results */
 
-static void push_value(lua_State *L, PGresult *res, int row, int col, int decode_idx)
+static void push_value(lua_State *L, PGresult *res, int row, int col)
 {
     if (PQgetisnull(res, row, col)) {
         lua_pushlightuserdata(L, NULL); /* cjson.null */
@@ -83,22 +82,19 @@ static void push_value(lua_State *L, PGresult *res, int row, int col, int decode
         if (lua_stringtonumber(L, v) == 0) lua_pushstring(L, v); /* NaN, Infinity, huge numerics */
         break;
     case OID_JSON:
-    case OID_JSONB:
-        lua_pushvalue(L, decode_idx);
-        lua_pushstring(L, v);
-        if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-            lua_pop(L, 1);
+    case OID_JSONB: {
+        char err[128]; /* json.c's decoder; text it refuses (deeper than it goes) stays text */
+        if (sl_json_decode(L, v, (size_t)PQgetlength(res, row, col), err, sizeof err) != 0)
             lua_pushstring(L, v);
-        }
-        sl_json_normalize(L, -1);
         break;
+    }
     default:
         lua_pushstring(L, v);
     }
 }
 
-/* Builds the rows on the main state (a suspended coroutine cannot run cjson's
- * decoder), then moves them to the coroutine. */
+/* Builds the rows on the main state (not on the suspended coroutine), then
+ * moves them to the coroutine. */
 static int push_result(lua_State *co, void *data)
 {
     db_op *op = data;
@@ -117,13 +113,11 @@ static int push_result(lua_State *co, void *data)
         lua_State *L = sl_runtime_of(co)->L;
         PGresult *res = op->res;
         int rows = PQntuples(res), cols = PQnfields(res);
-        lua_rawgetp(L, LUA_REGISTRYINDEX, (void *)push_result); /* cjson.decode */
-        int decode_idx = lua_gettop(L);
         lua_createtable(L, rows, 1);
         for (int r = 0; r < rows; r++) {
             lua_createtable(L, 0, cols);
             for (int c = 0; c < cols; c++) {
-                push_value(L, res, r, c, decode_idx);
+                push_value(L, res, r, c);
                 lua_setfield(L, -2, PQfname(res, c));
             }
             lua_rawseti(L, -2, r + 1);
@@ -136,7 +130,6 @@ static int push_result(lua_State *co, void *data)
         lua_setfield(L, -2, "affected");
         lua_setfield(L, -2, "__index");
         lua_setmetatable(L, -2);
-        lua_remove(L, decode_idx);
         lua_xmove(L, co, 1);
         n = 1;
     }
@@ -304,11 +297,6 @@ int luaopen_sluice_db(lua_State *L)
         {"query", l_query},       {"begin", l_begin}, {"commit", l_commit},
         {"rollback", l_rollback}, {NULL, NULL},
     };
-    /* cjson, for decoding json columns (table parameters are encoded by json.c) */
-    luaL_requiref(L, "cjson", luaopen_cjson, 0);
-    lua_getfield(L, -1, "decode");
-    lua_rawsetp(L, LUA_REGISTRYINDEX, (void *)push_result);
-    lua_pop(L, 1);
     luaL_newlib(L, fns);
     return 1;
 }

@@ -138,11 +138,6 @@ int sl_host_call(sl_runtime *rt, const char *name, int nargs, int nresults, char
 /* Pushes host[name] (nil if absent) without calling anything. */
 void sl_host_push(sl_runtime *rt, const char *name);
 
-/* Turns whole-number floats in the table at idx (recursively) into integers:
- * what JSON decoding needs in Lua 5.4 (lua_core.c). */
-void sl_json_normalize(lua_State *L, int idx);
-void sl_json_normalize_depth(lua_State *L, int idx, int depth);
-
 /* The ready-queue watcher (run.c), started and stopped with the runtime. */
 void sl_runtime_start_scheduler(sl_runtime *rt);
 void sl_runtime_stop_scheduler(sl_runtime *rt);
