@@ -12,8 +12,9 @@
  * 9007199254740992. Here integers print exactly and floats as the shortest of
  * 15, 16 or 17 digits that reads back to the same double; an integer literal
  * that fits in 64 bits decodes to that Lua integer, any other number to
- * strtod's double (a whole one that fits becomes an integer: 1.0 → 1, as
- * sluice did after cjson's decode). Both ignore LC_NUMERIC: JSON's point is '.'.
+ * strtod's double (one written with a fraction or an exponent becomes an
+ * integer when it is whole and in range: 1.0 → 1, as sluice did after cjson's
+ * decode). Both ignore LC_NUMERIC: JSON's point is '.'.
  *
  * Encoding otherwise follows cjson 2.1.0 with encode_sparse_array(true), so the
  * text and the errors are what handlers saw before:
@@ -457,8 +458,10 @@ static double read_double(decoder *d, const char *s, size_t n)
 /* A number: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? and not followed by
  * a letter, digit, '.', '+' or '-' (01, 1., .5, 0x10, 1e, nan, inf are
  * "invalid number" or "invalid token"). An integer literal that fits in 64 bits
- * is that Lua integer; any other literal is strtod's double, turned into an
- * integer when it is whole and fits (1.0 and 1e2, as sluice did with cjson). */
+ * is that Lua integer, one that does not is strtod's double (-2^63 - 1 is the
+ * float -2^63, not math.mininteger); a literal with a fraction or an exponent is
+ * strtod's double, an integer when it is whole and fits (1.0 and 1e2, as sluice
+ * made cjson's). */
 static int push_number(decoder *d, const char *what)
 {
     const char *start = d->p, *p = start, *end = d->end;
@@ -504,7 +507,7 @@ static int push_number(decoder *d, const char *what)
     }
     double v = read_double(d, start, (size_t)(p - start));
     lua_Integer i;
-    if (v == floor(v) && lua_numbertointeger(v, &i))
+    if (!integral && v == floor(v) && lua_numbertointeger(v, &i))
         lua_pushinteger(d->L, i);
     else
         lua_pushnumber(d->L, v);

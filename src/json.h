@@ -40,10 +40,11 @@ int sl_json_lua_encode(lua_State *L);
  * with the reason in err, cjson's words and the byte it is about, counted from 1
  * ("Expected comma or object end but found T_STRING at character 12"), and the
  * stack as it was. Integer literals that fit in 64 bits are Lua integers; other
- * numbers are doubles, whole ones that fit turned into integers (1.0 → 1); null
- * is the NULL light userdata (cjson.null); [] and {} are empty tables. Tables
- * nest at most SL_JSON_MAX_DEPTH deep. Raises only when Lua runs out of memory;
- * never calls Lua code. Uses four stack slots per level of nesting. */
+ * numbers are doubles, and those written with a fraction or an exponent become
+ * integers when whole and in range (1.0 → 1); null is the NULL light userdata
+ * (cjson.null); [] and {} are empty tables. Tables nest at most
+ * SL_JSON_MAX_DEPTH deep. Raises only when Lua runs out of memory; never calls
+ * Lua code. Uses four stack slots per level of nesting. */
 int sl_json_decode(lua_State *L, const char *s, size_t len, char *err, size_t errlen);
 
 /* decode(json) → value: the Lua function (sluice.json.decode); raises the
