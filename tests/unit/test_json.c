@@ -1,9 +1,15 @@
 /*
- * test_json.c — src/json.c, the JSON encoder for Lua values: numbers exactly
- * (the full 64-bit integer range; floats as text strtod reads back to the same
- * double, 10,000 random ones included), strings, cjson's array/object rules with
- * encode_sparse_array on, and cjson's errors (NaN/Inf, nesting, cycles,
- * unsupported types and keys).
+ * test_json.c — src/json.c, JSON for Lua values.
+ *
+ * The encoder: numbers exactly (the full 64-bit integer range; floats as text
+ * strtod reads back to the same double, 10,000 random ones included), strings,
+ * cjson's array/object rules with encode_sparse_array on, and cjson's errors
+ * (NaN/Inf, nesting, cycles, unsupported types and keys).
+ *
+ * The decoder: every kind of value, integers exactly to the int64 edges (2^53 +
+ * 1 included), floats that read back to what was encoded (10,000 random ones),
+ * escapes and surrogate pairs, NUL bytes, nesting to the limit, every error
+ * with its position, and large documents.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,6 +24,7 @@
 #include <limits.h>
 #include <lualib.h>
 #include <float.h>
+#include <locale.h>
 #include <math.h>
 
 #include "json.h"
@@ -304,6 +311,389 @@ static void test_lua_function(void **state)
     lua_settop(L, 0);
 }
 
+/* ------------------------------------------------------------------ decoding */
+
+/* Decodes text (n bytes; strlen when n is 0) and asserts it decodes, to one
+ * value, with the stack otherwise as it was; the value is left in global v. */
+static void decn(lua_State *L, const char *text, size_t n)
+{
+    if (!n) n = strlen(text);
+    int top = lua_gettop(L);
+    char err[128] = "";
+    if (sl_json_decode(L, text, n, err, sizeof err) != 0) fail_msg("%s: %s", text, err);
+    assert_int_equal(lua_gettop(L), top + 1);
+    lua_setglobal(L, "v");
+}
+
+/* Decodes text and asserts the Lua expression holds for v. */
+static void dec_is(lua_State *L, const char *text, const char *cond)
+{
+    decn(L, text, 0);
+    char chunk[1024];
+    snprintf(chunk, sizeof chunk, "return %s", cond);
+    if (luaL_dostring(L, chunk) != 0) fail_msg("%s: %s", text, lua_tostring(L, -1));
+    if (!lua_toboolean(L, -1)) fail_msg("%s: not %s", text, cond);
+    lua_settop(L, 0);
+}
+
+/* The error decoding text gives; asserts it fails and leaves the stack alone. */
+static const char *dec_err(lua_State *L, const char *text)
+{
+    static char err[128];
+    lua_pushliteral(L, "below");
+    err[0] = '\0';
+    assert_int_equal(sl_json_decode(L, text, strlen(text), err, sizeof err), -1);
+    assert_int_equal(lua_gettop(L), 1);
+    assert_string_equal(lua_tostring(L, 1), "below");
+    lua_settop(L, 0);
+    return err;
+}
+
+static int null_setup(void **state)
+{
+    setup(state);
+    lua_State *L = *state;
+    lua_pushlightuserdata(L, NULL);
+    lua_setglobal(L, "null");
+    return 0;
+}
+
+static void test_decode_literals(void **state)
+{
+    lua_State *L = *state;
+    dec_is(L, "true", "v == true");
+    dec_is(L, "false", "v == false");
+    dec_is(L, "null", "v == null and type(v) == 'userdata'");
+    dec_is(L, "\"text\"", "v == 'text'");
+    dec_is(L, "\"\"", "v == ''");
+    dec_is(L, "0", "math.type(v) == 'integer' and v == 0");
+    dec_is(L, "-12", "math.type(v) == 'integer' and v == -12");
+    dec_is(L, "2.5", "math.type(v) == 'float' and v == 2.5");
+    dec_is(L, "[]", "type(v) == 'table' and next(v) == nil");
+    dec_is(L, "{}", "type(v) == 'table' and next(v) == nil");
+    dec_is(L, " \t\r\n 7 \n\t", "v == 7"); /* whitespace around: fine */
+    dec_is(L, "\t\r\n [ 1 , { \"a\" : 2 } ] \n", "v[1] == 1 and v[2].a == 2");
+}
+
+static void test_decode_integers(void **state)
+{
+    lua_State *L = *state;
+    const char *is_int = "math.type(v) == 'integer' and v == %s";
+    char cond[128];
+    static const char *exact[] = {
+        "9007199254740993", /* 2^53 + 1: a double would give 2^53 */
+        "-9007199254740993",   "123456789012345678",   "999999999999999999",  "1000000000000000000",
+        "9223372036854775807", "-9223372036854775807", "9223372036854775806",
+    };
+    for (size_t i = 0; i < sizeof exact / sizeof *exact; i++) {
+        snprintf(cond, sizeof cond, is_int, exact[i]);
+        dec_is(L, exact[i], cond);
+    }
+    dec_is(L, "-9223372036854775808", "v == math.mininteger");
+    dec_is(L, "[9223372036854775807, -9223372036854775808]",
+           "v[1] == math.maxinteger and v[2] == math.mininteger");
+    dec_is(L, "-0", "math.type(v) == 'integer' and v == 0");
+    dec_is(L, "{\"records\": 9007199254740993}", "v.records == 9007199254740992 + 1");
+    /* beyond int64: the nearest double, even when that is a whole one in range */
+    dec_is(L, "9223372036854775808", "math.type(v) == 'float' and v == 2^63");
+    dec_is(L, "-9223372036854775809", "math.type(v) == 'float' and v == -2^63");
+    dec_is(L, "18446744073709551616", "math.type(v) == 'float' and v == 2^64");
+    dec_is(L, "123456789012345678901234567890",
+           "math.type(v) == 'float' and v == 1.2345678901234568e29");
+    /* a whole float that fits is an integer, as sluice made cjson's (1.0 → 1) */
+    dec_is(L, "1.0", "math.type(v) == 'integer' and v == 1");
+    dec_is(L, "1e2", "math.type(v) == 'integer' and v == 100");
+    dec_is(L, "1E+2", "math.type(v) == 'integer' and v == 100");
+    dec_is(L, "-2.000", "math.type(v) == 'integer' and v == -2");
+    dec_is(L, "-0.0", "math.type(v) == 'integer' and v == 0");
+    dec_is(L, "1e18", "math.type(v) == 'integer' and v == 1000000000000000000");
+    dec_is(L, "9007199254740993.0", "math.type(v) == 'integer' and v == 9007199254740992");
+    dec_is(L, "1e19", "math.type(v) == 'float' and v == 1e19");
+    dec_is(L, "[1.5, -0.25, 1e-3, 2.5E-1]",
+           "v[1] == 1.5 and v[2] == -0.25 and v[3] == 0.001 and v[4] == 0.25");
+    /* too large for a double: ±inf, as cjson read it (the params check refuses it) */
+    dec_is(L, "1e309", "v == math.huge");
+    dec_is(L, "-1e309", "v == -math.huge");
+    dec_is(L, "1e-400", "v == 0");
+    /* a literal longer than any buffer */
+    char lng[420] = "0.";
+    memset(lng + 2, '3', 400);
+    lng[402] = '\0';
+    dec_is(L, lng, "v == 1/3");
+}
+
+static void test_decode_random_doubles_round_trip(void **state)
+{
+    lua_State *L = *state;
+    uint64_t x = 0x2545f4914f6cdd1dULL; /* xorshift64: the same doubles every run */
+    for (int i = 0; i < 10000; i++) {
+        double d;
+        do {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            memcpy(&d, &x, sizeof d);
+        } while (!isfinite(d));
+        if (i % 3 == 1) d = (double)(x >> 11) / 9007199254740992.0 * 1000;
+        if (i % 3 == 2)
+            d = (double)(long long)(x % 2000000000000000ULL - 1000000000000000LL) /
+                pow(10, (double)(x >> 60));
+        const char *s = enc_number(L, d);
+        char err[128];
+        if (sl_json_decode(L, s, strlen(s), err, sizeof err) != 0) fail_msg("%s: %s", s, err);
+        double back = lua_tonumber(L, -1);
+        if (back != d) fail_msg("%.17g encoded as %s decodes as %.17g", d, s, back);
+        if (lua_isinteger(L, -1) && d != floor(d)) fail_msg("%s decodes as an integer", s);
+        lua_settop(L, 0);
+    }
+}
+
+/* JSON's point is '.', whatever LC_NUMERIC says. Skipped unless a locale with
+ * ',' is installed (e.g. localedef -i de_DE -f UTF-8 DIR/de_DE.UTF-8 and
+ * LOCPATH=DIR). */
+static void test_decode_ignores_the_locale(void **state)
+{
+    lua_State *L = *state;
+    static const char *commas[] = {"de_DE.UTF-8", "de_DE.utf8", "fr_FR.UTF-8", "fr_FR.utf8",
+                                   "de_DE"};
+    const char *set = NULL;
+    for (size_t i = 0; i < sizeof commas / sizeof *commas && !set; i++)
+        set = setlocale(LC_NUMERIC, commas[i]);
+    if (!set) skip();
+    dec_is(L, "[2.5, 0.30000000000000004, 1e-3, 12.75e1]",
+           "v[1] == 2.5 and v[2] == 0.1 + 0.2 and v[3] == 0.001 and v[4] == 127.5");
+    setlocale(LC_NUMERIC, "C");
+}
+
+static void test_decode_strings(void **state)
+{
+    lua_State *L = *state;
+    dec_is(L, "\"a \\\"quote\\\", a \\\\ and a \\/\"", "v == 'a \"quote\", a \\\\ and a /'");
+    dec_is(L, "\"\\b\\f\\n\\r\\t\"", "v == '\\b\\f\\n\\r\\t'");
+    dec_is(L, "\"caf\\u00e9 \\u00E9 \\u20ac\"", "v == 'caf\\u{e9} \\u{e9} \\u{20ac}'");
+    dec_is(L, "\"\\u0041\\u007f\\u0080\\u07ff\\u0800\\uffff\"",
+           "v == 'A\\u{7f}\\u{80}\\u{7ff}\\u{800}\\u{ffff}'");
+    /* a surrogate pair: one character, four bytes */
+    dec_is(L, "\"\\ud83d\\ude00\"", "v == '\\u{1F600}' and #v == 4");
+    dec_is(L, "\"\\uD800\\uDC00 \\uDBFF\\uDFFF\"", "v == '\\u{10000} \\u{10FFFF}'");
+    /* \u0000 is a NUL byte in the string */
+    dec_is(L, "\"a\\u0000b\"", "v == 'a\\0b' and #v == 3");
+    dec_is(L, "{\"k\\u0000\": 1}", "v['k\\0'] == 1");
+    /* bytes as they are: raw UTF-8, bytes that are not UTF-8, control characters */
+    dec_is(L, "\"caf\xc3\xa9\"", "v == 'caf\\u{e9}'");
+    dec_is(L, "\"x\xffy\xc3\"", "v == 'x\\255y\\xc3'");
+    dec_is(L, "\"tab\there\x01\"", "v == 'tab\\there\\1'");
+    decn(L, "\"a\0b\"", 5); /* a raw NUL byte too */
+    assert_int_equal(luaL_dostring(L, "return v == 'a\\0b'"), 0);
+    assert_true(lua_toboolean(L, -1));
+    lua_settop(L, 0);
+    /* a long string with escapes (the buffer leaves the stack for the heap) */
+    dec_is(L, "[\"\\n\", \"\\u00e9\"]", "v[1] == '\\n' and v[2] == '\\u{e9}'");
+    assert_int_equal(luaL_dostring(L, "s = string.rep('ab\\\\n\\\\u00e9\\\\\"', 20000)"), 0);
+    lua_getglobal(L, "s");
+    lua_pushfstring(L, "\"%s\"", lua_tostring(L, -1));
+    decn(L, lua_tostring(L, -1), 0);
+    lua_settop(L, 0);
+    assert_int_equal(luaL_dostring(L, "return v == string.rep('ab\\n\\u{e9}\"', 20000)"), 0);
+    assert_true(lua_toboolean(L, -1));
+    lua_settop(L, 0);
+}
+
+static void test_decode_tables(void **state)
+{
+    lua_State *L = *state;
+    dec_is(L, "[1, \"two\", true, false, null, 6]",
+           "#v == 6 and v[2] == 'two' and v[3] == true and v[4] == false and v[5] == null and v[6] "
+           "== 6");
+    dec_is(L, "[null, null]", "#v == 2 and v[1] == null");
+    dec_is(L, "{\"a\": {\"b\": [1, {\"c\": \"d\"}]}, \"e\": []}",
+           "v.a.b[1] == 1 and v.a.b[2].c == 'd' and next(v.e) == nil");
+    dec_is(L, "{\"x\": 1, \"x\": 2, \"y\": 3, \"x\": 4}", "v.x == 4 and v.y == 3");
+    dec_is(L, "{\"1\": \"one\"}", "v['1'] == 'one' and v[1] == nil"); /* keys stay strings */
+    dec_is(L, "[[], {}, [[]]]",
+           "#v == 3 and next(v[1]) == nil and next(v[2]) == nil and #v[3] == 1");
+    dec_is(L, "{\"\": 0}", "v[''] == 0");
+    dec_is(L, "[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17]", "#v == 17 and v[17] == 17");
+}
+
+static void test_decode_depth(void **state)
+{
+    lua_State *L = *state;
+    char text[2 * 1001 + 1];
+    /* 1000 nested arrays decode, 1001 do not (cjson's decode_max_depth) */
+    memset(text, '[', 1000);
+    memset(text + 1000, ']', 1000);
+    text[2000] = '\0';
+    dec_is(L, text, "type(v[1][1][1]) == 'table'");
+    memset(text, '[', 1001);
+    memset(text + 1001, ']', 1001);
+    text[2002] = '\0';
+    assert_string_equal(dec_err(L, text),
+                        "Found too many nested data structures (1001) at character 1001");
+    /* objects count the same */
+    sl_buf b = {0};
+    for (int i = 0; i < 1001; i++)
+        sl_buf_add(&b, "{\"a\":", 5);
+    sl_buf_add(&b, "1", 1);
+    for (int i = 0; i < 1001; i++)
+        sl_buf_add(&b, "}", 1);
+    assert_string_equal(dec_err(L, sl_buf_str(&b)),
+                        "Found too many nested data structures (1001) at character 5001");
+    sl_buf_free(&b);
+    /* a table can hold as many tables as it likes */
+    dec_is(L, "[[],[],[],[],[],[],[],[],[],[],[],[],[],[],[],[],[],[],[],[],[],[],[],[],[]]",
+           "#v == 25");
+}
+
+static void test_decode_errors(void **state)
+{
+    lua_State *L = *state;
+    static const char *cases[][2] = {
+        {"", "Expected value but found T_END at character 1"},
+        {"   ", "Expected value but found T_END at character 4"},
+        {"{\"message\": \"x\",}", "Expected object key string but found T_OBJ_END at character 17"},
+        {"{", "Expected object key string but found T_END at character 2"},
+        {"{1: 2}", "Expected object key string but found T_NUMBER at character 2"},
+        {"{\"a\" 1}", "Expected colon but found T_NUMBER at character 6"},
+        {"{\"a\":}", "Expected value but found T_OBJ_END at character 6"},
+        {"{\"a\":1 \"b\":2}", "Expected comma or object end but found T_STRING at character 8"},
+        {"{\"a\":1", "Expected comma or object end but found T_END at character 7"},
+        {"[1,2", "Expected comma or array end but found T_END at character 5"},
+        {"[1 2]", "Expected comma or array end but found T_NUMBER at character 4"},
+        {"[1,]", "Expected value but found T_ARR_END at character 4"},
+        {"[,1]", "Expected value but found T_COMMA at character 2"},
+        {"]", "Expected value but found T_ARR_END at character 1"},
+        {"}", "Expected value but found T_OBJ_END at character 1"},
+        {":", "Expected value but found T_COLON at character 1"},
+        {"{\"a\": T}", "Expected value but found invalid token at character 7"},
+        {"tru", "Expected value but found invalid token at character 1"},
+        {"nul", "Expected value but found invalid token at character 1"},
+        {"'single'", "Expected value but found invalid token at character 1"},
+        {"\xef\xbb\xbf{}", "Expected value but found invalid token at character 1"}, /* a BOM */
+        /* strings */
+        {"\"abc", "Expected value but found unexpected end of string at character 5"},
+        {"\"abc\\", "Expected value but found unexpected end of string at character 6"},
+        {"{\"ke", "Expected object key string but found unexpected end of string at character 5"},
+        {"[\"a\\x\"]", "Expected value but found invalid escape code at character 4"},
+        {"\"\\u12\"", "Expected value but found invalid unicode escape code at character 2"},
+        {"\"\\u12g4\"", "Expected value but found invalid unicode escape code at character 2"},
+        {"\"ok \\ud800\"", "Expected value but found invalid unicode escape code at character 5"},
+        {"\"\\ud800\\u0041\"",
+         "Expected value but found invalid unicode escape code at character 2"},
+        {"\"\\ud800\\n\"", "Expected value but found invalid unicode escape code at character 2"},
+        {"\"\\udc00\"", "Expected value but found invalid unicode escape code at character 2"},
+        {"{\"\\q\": 1}", "Expected object key string but found invalid escape code at character 3"},
+        /* numbers */
+        {"-", "Expected value but found invalid number at character 1"},
+        {"-a", "Expected value but found invalid number at character 1"},
+        {"01", "Expected value but found invalid number at character 1"},
+        {"[-01]", "Expected value but found invalid number at character 2"},
+        {"1.", "Expected value but found invalid number at character 1"},
+        {"1.e5", "Expected value but found invalid number at character 1"},
+        {"1e", "Expected value but found invalid number at character 1"},
+        {"1e+", "Expected value but found invalid number at character 1"},
+        {"0x10", "Expected value but found invalid number at character 1"},
+        {"1.5.3", "Expected value but found invalid number at character 1"},
+        {"12abc", "Expected value but found invalid number at character 1"},
+        {"[1-2]", "Expected value but found invalid number at character 2"},
+        {".5", "Expected value but found invalid token at character 1"},
+        {"+1", "Expected value but found invalid token at character 1"},
+        /* trailing text */
+        {"1 2", "Expected the end but found T_NUMBER at character 3"},
+        {"[1] x", "Expected the end but found invalid token at character 5"},
+        {"{} {}", "Expected the end but found T_OBJ_BEGIN at character 4"},
+        {"null x", "Expected the end but found invalid token at character 6"},
+        {"truex", "Expected the end but found invalid token at character 5"},
+        {"\"a\"\"b\"", "Expected the end but found T_STRING at character 4"},
+        {"[] ,", "Expected the end but found T_COMMA at character 4"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const char *got = dec_err(L, cases[i][0]);
+        if (strcmp(got, cases[i][1]) != 0)
+            fail_msg("%s: %s, not %s", cases[i][0], got, cases[i][1]);
+    }
+    /* a NUL byte is not whitespace */
+    char err[128];
+    assert_int_equal(sl_json_decode(L, "1\0", 2, err, sizeof err), -1);
+    assert_string_equal(err, "Expected the end but found invalid token at character 2");
+    assert_int_equal(lua_gettop(L), 0);
+}
+
+/* JSON has no NaN or Infinity (cjson 2.1.0 read them) */
+static void test_decode_refuses_nan_and_infinity(void **state)
+{
+    lua_State *L = *state;
+    static const char *cases[][2] = {
+        {"NaN", "Expected value but found invalid token at character 1"},
+        {"nan", "Expected value but found invalid token at character 1"},
+        {"Infinity", "Expected value but found invalid token at character 1"},
+        {"inf", "Expected value but found invalid token at character 1"},
+        {"-Infinity", "Expected value but found invalid number at character 1"},
+        {"-inf", "Expected value but found invalid number at character 1"},
+        {"{\"x\": NaN}", "Expected value but found invalid token at character 7"},
+        {"[1, -nan]", "Expected value but found invalid number at character 5"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        assert_string_equal(dec_err(L, cases[i][0]), cases[i][1]);
+}
+
+/* A document of 100,000 records, encoded by json.c and decoded back. */
+static void test_decode_big_documents(void **state)
+{
+    lua_State *L = *state;
+    const char *make =
+        "local t = {} for i = 1, 100000 do t[i] = {id = 9007199254740993 + i, name = "
+        "'record \"' .. i .. '\"\\n', score = i / 7, tags = {'a', 'b'}, none = null} end "
+        "return t";
+    assert_int_equal(luaL_dostring(L, make), 0);
+    sl_buf b = {0};
+    char err[128];
+    assert_int_equal(sl_json_encode(L, -1, &b, err, sizeof err), 0);
+    lua_settop(L, 0);
+    decn(L, sl_buf_str(&b), b.len);
+    sl_buf_free(&b);
+    assert_int_equal(
+        luaL_dostring(L, "for i = 1, 100000 do local r = v[i] "
+                         "if r.id ~= 9007199254740993 + i or r.name ~= 'record \"' .. i .. '\"\\n' "
+                         "or r.score ~= i / 7 or r.tags[2] ~= 'b' or r.none ~= null then "
+                         "return i end end return #v"),
+        0);
+    assert_int_equal(lua_tointeger(L, -1), 100000);
+    lua_settop(L, 0);
+}
+
+/* The Lua function: the value, or the error raised with no position prefix. */
+static void test_decode_lua_function(void **state)
+{
+    lua_State *L = *state;
+    lua_pushcfunction(L, sl_json_lua_decode);
+    lua_setglobal(L, "decode");
+    lua_pushcfunction(L, sl_json_lua_encode);
+    lua_setglobal(L, "encode");
+    assert_int_equal(luaL_dostring(L,
+                                   "local v = decode('{\"n\": 9223372036854775807, \"f\": 0.1}') "
+                                   "return v.n == math.maxinteger and v.f == 0.1"),
+                     0);
+    assert_true(lua_toboolean(L, -1));
+    lua_settop(L, 0);
+    assert_int_equal(luaL_dostring(L, "local ok, e = pcall(decode, '{\"a\":1,}') return e"), 0);
+    assert_string_equal(lua_tostring(L, -1),
+                        "Expected object key string but found T_OBJ_END at character 8");
+    lua_settop(L, 0);
+    assert_int_equal(luaL_dostring(L, "local ok, e = pcall(decode, {}) return e"), 0);
+    assert_non_null(strstr(lua_tostring(L, -1), "string expected"));
+    lua_settop(L, 0);
+    /* decode(encode(v)) keeps every integer */
+    assert_int_equal(
+        luaL_dostring(L, "local t = {math.mininteger, math.maxinteger, 2^53 + 1 | 0, -1} "
+                         "local u = decode(encode(t)) "
+                         "for i = 1, 4 do if math.type(u[i]) ~= 'integer' or u[i] ~= t[i] then "
+                         "return false end end return true"),
+        0);
+    assert_true(lua_toboolean(L, -1));
+    lua_settop(L, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -318,6 +708,18 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_depth_and_cycles, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unsupported, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lua_function, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_decode_literals, null_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_decode_integers, null_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_decode_random_doubles_round_trip, null_setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_decode_ignores_the_locale, null_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_decode_strings, null_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_decode_tables, null_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_decode_depth, null_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_decode_errors, null_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_decode_refuses_nan_and_infinity, null_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_decode_big_documents, null_setup, teardown),
+        cmocka_unit_test_setup_teardown(test_decode_lua_function, null_setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
