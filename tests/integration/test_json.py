@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Numbers keep every digit on their way through JSON (src/json.c): parameters
-queued from the CLI, a run's result, a dataset report and sluice.db.query table
-parameters. lua-cjson 2.1.0, the encoder before, kept 14 significant digits:
-123456789012345 was stored as 123456789012340 and 0.1 + 0.2 as 0.3.
+queued from the CLI, a run's result, a dataset report, sluice.db.query table
+parameters and jsonb columns. lua-cjson 2.1.0, the encoder before, kept 14
+significant digits: 123456789012345 was stored as 123456789012340 and 0.1 + 0.2
+as 0.3; its decoder read numbers as doubles, so 9007199254740993 (2^53 + 1)
+came back as 9007199254740992 and 9223372036854775807 as a float that the
+integer check refused.
 Handlers used: examples/handlers/echo.lua, tests/integration/handlers/number_probe.lua."""
 
 import harness
@@ -38,11 +41,28 @@ class JsonNumbers(harness.SluiceTest):
             # sent to Postgres as a table parameter
             "db_records": "123456789012345", "db_sum": "0.30000000000000004",
         })
+        # a jsonb column, decoded by sluice.db.query
+        self.assertEqual(self.text(f"SELECT (result ->> 'db_json_big') || ' ' || (result ->> 'db_json_min') "
+                                   f"{runs[probe]}"), "123456789012345678 -9223372036854775808")
         self.assertEqual(self.text(f"SELECT parameters ->> 'ratio' {runs[probe]}"), "0.30000000000000004")
         # the dataset report
         report = self.text("SELECT records_affected::text || ' ' || (metadata ->> 'ratio') "
                            "FROM sluice.dataset_status WHERE dataset_key = 'numbers'")
         self.assertEqual(report, "123456789012345 0.30000000000000004")
+
+    def test_integers_beyond_2_53_are_decoded_exactly(self):
+        numbers = ("9007199254740993", "9223372036854775807")
+        jobs = {n: self.sluice("queue", "echo", "--params", f'{{"records": {n}}}').stdout.strip()
+                for n in numbers}
+        for n, job in jobs.items():
+            self.assertEqual(self.text(f"SELECT parameters ->> 'records' FROM sluice.scheduled_jobs "
+                                       f"WHERE id = '{job}'"), n)
+        with self.serve():
+            self.wait_jobs_done(2)
+        for n, job in jobs.items():
+            run = self.one("SELECT status, result ->> 'records' AS records, parameters ->> 'records' AS params "
+                           f"FROM sluice.scheduled_job_runs WHERE scheduled_job_id = '{job}'")
+            self.assertEqual(run, {"status": "completed", "records": n, "params": n})
 
 
 if __name__ == "__main__":
