@@ -11,11 +11,12 @@ local drivers, read_module = ...
 local core, dbd, cjson_lib = drivers.core, drivers.db, drivers.cjson
 
 local json = cjson_lib.new()
--- sluice's encoder (src/json.c): cjson 2.1.0 keeps 14 significant digits, so
--- 123456789012345 became 123456789012340; this one prints numbers exactly and
--- otherwise encodes as cjson did with encode_sparse_array(true)
+-- sluice's encoder and decoder (src/json.c): cjson 2.1.0 keeps 14 significant
+-- digits and reads numbers as doubles, so 123456789012345 became
+-- 123456789012340 and 9007199254740993 9007199254740992; these keep every
+-- digit and otherwise behave as cjson did (encode_sparse_array(true))
 json.encode = core.json_encode
-json.decode = core.json_decode  -- whole numbers come back as integers (1, not 1.0)
+json.decode = core.json_decode  -- integers exactly; 1.0 comes back as 1
 local null = cjson_lib.null
 
 local M = {}
@@ -578,8 +579,8 @@ local function validate_params(entry, raw)
   return value
 end
 
--- A decoded JSON object: a table, from text that starts with "{" (cjson decodes
--- [] to an empty table too).
+-- A decoded JSON object: a table, from text that starts with "{" ([] decodes to
+-- an empty table too).
 local function is_object(raw, text)
   return type(raw) == "table" and text:match("^%s*{") ~= nil
 end
