@@ -428,22 +428,27 @@ static int is_digit(char c)
 }
 
 /* The double a number literal (validated, n bytes at s, with a fraction or an
- * exponent, or beyond the 64-bit integers) stands for. strtod reads the
- * locale's decimal point: when LC_NUMERIC's is not '.', the literal is copied
- * with it in place of JSON's. Out of range is ±HUGE_VAL (inf), as cjson gave. */
+ * exponent, or beyond the 64-bit integers) stands for. strtod is given a
+ * NUL-terminated copy (the text need not end after the literal; the copy of a
+ * long one is Lua's memory, so running out raises and leaks nothing), with
+ * LC_NUMERIC's decimal point in place of JSON's '.' when the two differ. Out of
+ * range is ±HUGE_VAL (inf), as cjson gave. */
 static double read_double(decoder *d, const char *s, size_t n)
 {
-    if (!memchr(s, '.', n)) return strtod(s, NULL); /* the literal ends where strtod stops */
-    if (!d->point) d->point = localeconv()->decimal_point;
-    if (d->point[0] == '.' && d->point[1] == '\0') return strtod(s, NULL);
-    size_t plen = strlen(d->point);
-    char small[96];
-    char *copy = n + plen + 1 <= sizeof small ? small : malloc(n + plen + 1);
-    if (!copy) return strtod(s, NULL); /* no memory: a fraction may be lost, not the value */
+    const char *point = ".";
+    if (memchr(s, '.', n)) {
+        if (!d->point) d->point = localeconv()->decimal_point;
+        point = d->point;
+    }
+    size_t plen = strlen(point);
+    char small[64];
+    luaL_Buffer b;
+    int boxed = n + plen + 1 > sizeof small;
+    char *copy = boxed ? luaL_buffinitsize(d->L, &b, n + plen + 1) : small;
     size_t m = 0;
     for (size_t i = 0; i < n; i++) {
-        if (s[i] == '.') {
-            memcpy(copy + m, d->point, plen);
+        if (s[i] == '.') { /* at most one */
+            memcpy(copy + m, point, plen);
             m += plen;
         } else {
             copy[m++] = s[i];
@@ -451,7 +456,7 @@ static double read_double(decoder *d, const char *s, size_t n)
     }
     copy[m] = '\0';
     double v = strtod(copy, NULL);
-    if (copy != small) free(copy);
+    if (boxed) lua_pop(d->L, 1); /* the buffer's placeholder or box */
     return v;
 }
 

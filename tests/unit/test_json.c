@@ -415,6 +415,15 @@ static void test_decode_integers(void **state)
     dec_is(L, "1e309", "v == math.huge");
     dec_is(L, "-1e309", "v == -math.huge");
     dec_is(L, "1e-400", "v == 0");
+    /* the text ends where its length says, whatever follows in memory */
+    decn(L, "1.59", 3);
+    assert_int_equal(luaL_dostring(L, "return v == 1.5"), 0);
+    assert_true(lua_toboolean(L, -1));
+    lua_settop(L, 0);
+    decn(L, "1e29", 3);
+    assert_int_equal(luaL_dostring(L, "return math.type(v) == 'integer' and v == 100"), 0);
+    assert_true(lua_toboolean(L, -1));
+    lua_settop(L, 0);
     /* a literal longer than any buffer */
     char lng[420] = "0.";
     memset(lng + 2, '3', 400);
