@@ -165,8 +165,13 @@ local function fmt_number(x)
   if x == math.huge then return "inf" end
   if x == -math.huge then return "-inf" end
   local i = math.tointeger(x)
-  if i then return fmt("%d", i) end
-  return fmt("%.14g", x)
+  if i and i ~= math.mininteger then return fmt("%d", i) end -- (-2^63: see check_integer)
+  -- the fewest digits that read back as x: "got 1.0000000000000002", not "got 1"
+  for digits = 14, 16 do
+    local s = fmt("%." .. digits .. "g", x)
+    if tonumber(s) == x then return s end
+  end
+  return fmt("%.17g", x)
 end
 
 local function fmt_string(s)
@@ -299,6 +304,9 @@ end
 -- Integral floats (500.0, as JSON decoders produce) become integers.
 local function check_integer(node, v, path, key, cx)
   local n = type(v) == "number" and math.tointeger(v) or nil
+  -- a float at exactly -2^63 is an integer literal below the 64-bit range,
+  -- rounded (the decoder reads -9223372036854775808 itself as an integer)
+  if n == math.mininteger and math.type(v) == "float" then n = nil end
   if n == nil then return type_error(cx, node, v, path, key) end
   check_range(node, n, path, key, cx)
   if node.enum then return check_enum(node, n, path, key, cx) end

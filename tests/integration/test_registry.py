@@ -356,6 +356,12 @@ class Registry(harness.SluiceTest):
             ({"competitor_amazon_url_id": URL_A, "max_reviews": 1.5}, "max_reviews: must be an integer, got number 1.5"),
             ({"competitor_amazon_url_id": URL_A, "max_reviews": 0}, "max_reviews: must be at least 1, got 0"),
             ({"competitor_amazon_url_id": URL_A, "min_rating": 5.5}, "min_rating: must be at most 5, got 5.5"),
+            # the value said with the digits that tell it from the bound
+            ({"competitor_amazon_url_id": URL_A, "min_rating": 5.000000000000001},
+             "min_rating: must be at most 5, got 5.000000000000001"),
+            # below the 64-bit range: not an integer (it used to round onto -2^63)
+            ({"competitor_amazon_url_id": URL_A, "max_reviews": -9223372036854775809},
+             "max_reviews: must be an integer, got number -9.223372036854776e+18"),
             ({"competitor_amazon_url_id": URL_A, "include_keywords": "yes"},
              'include_keywords: must be a boolean, got string "yes"'),
             ({"competitor_amazon_url_id": URL_A, "sort": "newest"},
