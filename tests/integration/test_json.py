@@ -8,7 +8,17 @@ came back as 9007199254740992 and 9223372036854775807 as a float that the
 integer check refused.
 Handlers used: examples/handlers/echo.lua, tests/integration/handlers/number_probe.lua."""
 
+import json
+import math
+import os
+import random
+import struct
+import subprocess
+import tempfile
+import unittest
+
 import harness
+import pgfixture
 
 
 class JsonNumbers(harness.SluiceTest):
@@ -63,6 +73,65 @@ class JsonNumbers(harness.SluiceTest):
             run = self.one("SELECT status, result ->> 'records' AS records, parameters ->> 'records' AS params "
                            f"FROM sluice.scheduled_job_runs WHERE scheduled_job_id = '{job}'")
             self.assertEqual(run, {"status": "completed", "records": n, "params": n})
+
+
+class JsonRoundTrip(unittest.TestCase):
+    """sluice.json.encode(sluice.json.decode(doc)) against Python's json, on
+    random documents (seeded): every string, every integer within 64 bits and
+    every double comes back as it was."""
+
+    POOL = ["a", "b", '"', "\\", "/", "\n", "\t", "\x01", "\x7f", "é", "€", "\U0001d11e", "\u2028", " ", "0"]
+
+    def value(self, rng, depth=0):
+        r = rng.random()
+        if depth > 4 or r < 0.5:
+            c = rng.random()
+            if c < 0.3:
+                return "".join(rng.choice(self.POOL) for _ in range(rng.randint(0, 8)))
+            if c < 0.5:
+                return rng.randint(-2 ** 63, 2 ** 63 - 1)
+            if c < 0.8:
+                d = struct.unpack("d", struct.pack("Q", rng.getrandbits(64)))[0]
+                return d if math.isfinite(d) else 0.5
+            if c < 0.9:
+                return rng.choice([True, False])
+            return None
+        if r < 0.75:
+            return [self.value(rng, depth + 1) for _ in range(rng.randint(1, 5))]
+        return {("k%d" % rng.randint(0, 99)): self.value(rng, depth + 1) for _ in range(rng.randint(1, 5))}
+
+    def same(self, a, b, path):
+        if isinstance(a, dict) and isinstance(b, dict):
+            self.assertEqual(sorted(a), sorted(b), path)
+            for k in a:
+                self.same(a[k], b[k], f"{path}.{k}")
+        elif isinstance(a, list) and isinstance(b, list):
+            self.assertEqual(len(a), len(b), path)
+            for i, (x, y) in enumerate(zip(a, b)):
+                self.same(x, y, f"{path}[{i}]")
+        elif isinstance(a, float) and a.is_integer() and -2 ** 63 <= a < 2 ** 63:
+            self.assertEqual((int, int(a)), (type(b), b), path)  # a whole float reads as an integer
+        else:
+            self.assertEqual((type(a), a), (type(b), b), path)
+
+    def test_random_documents_round_trip(self):
+        rng = random.Random(20261127)
+        docs = [json.dumps({"v": self.value(rng)}, ensure_ascii=rng.random() < 0.5) for _ in range(1500)]
+        with tempfile.TemporaryDirectory() as d:
+            script = os.path.join(d, "round_trip.lua")
+            with open(script, "w", encoding="utf-8") as f:
+                f.write("local docs = {\n")
+                for doc in docs:
+                    f.write("[==[" + doc + "]==],\n")
+                f.write("}\nfor _, d in ipairs(docs) do print(sluice.json.encode(sluice.json.decode(d))) end\n")
+            proc = subprocess.run([pgfixture.sluice_bin(), "--home", d, "exec", script],
+                                  capture_output=True, text=True, timeout=60)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        lines = proc.stdout.split("\n")
+        self.assertEqual(len(lines), len(docs) + 1)
+        for i, (doc, line) in enumerate(zip(docs, lines)):
+            self.same(json.loads(doc)["v"], json.loads(line)["v"], f"doc {i}")
+
 
 
 if __name__ == "__main__":
