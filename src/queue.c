@@ -122,8 +122,13 @@ int sl_queue_cron_slot(const char *cron, const char *tzname, sl_tz_cache *zones,
         sl_cron_free(c);
         return -1;
     }
+    /* Strictly after the current second by the precise clock: time() reads a
+     * coarse one, up to a few ms behind, so a run that ended moments after its
+     * slot began was given that same slot again, and ran twice. */
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
     int64_t next;
-    int rc = sl_cron_next(c, tz, (int64_t)time(NULL), &next);
+    int rc = sl_cron_next(c, tz, (int64_t)now.tv_sec, &next);
     if (rc == 0) {
         time_t tt = (time_t)next;
         struct tm tm;

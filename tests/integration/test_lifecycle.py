@@ -264,6 +264,21 @@ class Lifecycle(harness.SluiceTest):
         self.assertEqual((row["status"], row["attempts"], row["m"], row["d"], row["future"]),
                          ("active", 0, 1, 1, True))
 
+    def test_a_recurring_job_runs_once_at_its_slot(self):
+        # a run that ends milliseconds after its slot began must not be given the
+        # same slot again (the clock that said "now" was a coarse one, a few ms
+        # behind); this waits for the next minute to begin
+        jobs = [self.sluice("schedule", "noop", "--cron", "* * * * *").stdout.strip() for _ in range(4)]
+        slot = float(self.scalar("SELECT extract(epoch FROM min(next_run_at)) FROM sluice.scheduled_jobs"))
+        with self.serve("--concurrency", "4"):
+            self.wait_for(lambda: time.time() > slot + 3, 75, "the slot never came")
+        counts = self.sql(f"SELECT scheduled_job_id::text AS job, count(*) AS n FROM sluice.scheduled_job_runs "
+                          f"WHERE started_at >= to_timestamp({slot}) GROUP BY 1")
+        self.assertEqual(sorted(r["job"] for r in counts), sorted(jobs))
+        self.assertEqual([r["n"] for r in counts], [1] * len(jobs), counts)
+        ahead = self.sql("SELECT id, extract(epoch FROM next_run_at) AS due FROM sluice.scheduled_jobs")
+        self.assertEqual([float(r["due"]) for r in ahead], [slot + 60] * len(jobs), ahead)
+
     def test_recurring_job_created_in_sql_gets_a_slot(self):
         self.sluice("queue", "noop")
         job = self.scalar("SELECT sluice.schedule_job(NULL, 'echo', '*/5 * * * *')")
