@@ -38,10 +38,10 @@
  *   - numbers are strict: no NaN, Infinity, hex, leading zeros or "1."; a
  *     literal too large for a double (1e309) reads as ±inf, as with cjson;
  *   - strings: every JSON escape; \u0000 gives a NUL byte; a surrogate pair
- *     gives its character and a lone surrogate is an error (cjson and jsonb
- *     refuse it too); other bytes, invalid UTF-8 and control characters
- *     included, are kept as they are (cjson did; the params check refuses what
- *     Postgres cannot store);
+ *     gives its character and a lone surrogate U+FFFD (cjson refused it, so
+ *     one cut emoji in a scraped item made the whole document unreadable);
+ *     other bytes, invalid UTF-8 and control characters included, are kept as
+ *     they are (cjson did; the params check refuses what Postgres cannot store);
  *   - null is the NULL light userdata; objects and arrays are tables ([] and {}
  *     alike), a repeated key keeps its last value; more than SL_JSON_MAX_DEPTH
  *     nested raise "Found too many nested data structures (1001) at character n".
@@ -561,8 +561,9 @@ static char *put_utf8(char *o, unsigned long c)
 /* A string (d->p at its opening quote). Bytes other than '"' and '\' are kept
  * as they are, control characters and bytes that are not UTF-8 included (as
  * cjson did); escapes are JSON's, \u0000 gives a NUL byte, a surrogate pair one
- * character, and a lone surrogate is an "invalid unicode escape code" (cjson
- * refused it, and so does Postgres's jsonb). */
+ * character, and a lone surrogate U+FFFD (half of a character cut in two; cjson
+ * refused it, and Postgres's jsonb does, so one such string made a whole
+ * document unreadable). */
 static int push_string(decoder *d, const char *what)
 {
     const char *start = d->p + 1, *end = d->end, *q = start;
@@ -615,17 +616,22 @@ static int push_string(decoder *d, const char *what)
             *o++ = '\t';
             break;
         case 'u': {
-            long c = hex4(d, q), lo = 0xdc00;
-            if (c >= 0xd800 && c <= 0xdbff) /* a high surrogate: its low half follows */
-                lo = starts(d, q + 4, "\\u", 2) ? hex4(d, q + 6) : -1;
-            if (c < 0 || (c >= 0xdc00 && c <= 0xdfff) || lo < 0xdc00 || lo > 0xdfff) {
+            long c = hex4(d, q);
+            if (c < 0) {
                 lua_pop(d->L, 1); /* the buffer's placeholder or box */
                 return expected(d, what, "invalid unicode escape code", esc);
             }
             q += 4;
-            if (c >= 0xd800 && c <= 0xdbff) {
-                q += 6;
-                c = 0x10000 + ((c - 0xd800) << 10) + (lo - 0xdc00);
+            if (c >= 0xd800 && c <= 0xdbff) { /* a high surrogate: its low half follows */
+                long lo = starts(d, q, "\\u", 2) ? hex4(d, q + 2) : -1;
+                if (lo >= 0xdc00 && lo <= 0xdfff) {
+                    q += 6;
+                    c = 0x10000 + ((c - 0xd800) << 10) + (lo - 0xdc00);
+                } else {
+                    c = 0xfffd; /* half a character (a cut emoji): a replacement */
+                }
+            } else if (c >= 0xdc00 && c <= 0xdfff) {
+                c = 0xfffd;
             }
             o = put_utf8(o, (unsigned long)c);
             break;
