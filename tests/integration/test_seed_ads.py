@@ -240,6 +240,12 @@ class SeedAds(harness.SluiceTest):
                                 {"meta_ad_account_id": "act_77", "is_primary": True}])
         with self.assertRaisesRegex(RuntimeError, "'acct-1' is not a Meta ad account id"):
             pgfixture.psql(self.db, f"SELECT sluice.add_ad_account('{BRAND}', 'acct-1')")
+        # another brand cannot take the account over (each brand's meta_sync took
+        # the other's performance rows)
+        self.sluice("brands", "add", "Other Brand")
+        with self.assertRaisesRegex(RuntimeError, f"ad account act_77 is already linked to brand '{BRAND}'"):
+            pgfixture.psql(self.db, "SELECT sluice.add_ad_account('Other Brand', '77')")
+        self.assertEqual(self.count("public.brand_ad_accounts"), 2)
 
     # -------------------------------------------------------------- competitor_scrape
 
