@@ -82,8 +82,13 @@ local UNITS = {
   d = 86400, day = 86400, days = 86400,
   w = 604800, week = 604800, weeks = 604800,
 }
+-- At most ten years: longer ones mean nothing here, and Postgres' intervals
+-- overflow past 292,000 years (a max_age of 1e13 s broke every health view).
+local DURATION_MAX = 3650 * 86400
+
 local function duration(v)
   if type(v) == "number" then
+    if v > DURATION_MAX then return nil, "must be at most 3650 days (10 years)" end
     if v > 0 then return v end
     return nil, "must be a positive number of seconds"
   end
@@ -94,6 +99,7 @@ local function duration(v)
   if unit == "" then return n end
   local mult = UNITS[unit:lower()]
   if not mult then return nil, ("unknown unit %q in %q (use s, min, h, days, weeks)"):format(unit, v) end
+  if n * mult > DURATION_MAX then return nil, ("%q is more than 3650 days (10 years)"):format(v) end
   return n * mult
 end
 M.duration = duration
@@ -458,8 +464,8 @@ function M.load_handler(name, path, source, version)
   end
   local max_retries = def.max_retries
   if max_retries == nil then max_retries = 3
-  elseif math.type(max_retries) ~= "integer" or max_retries < 0 then
-    bad("max_retries: must be a whole number ≥ 0"); max_retries = 3
+  elseif math.type(max_retries) ~= "integer" or max_retries < 0 or max_retries > 1000 then
+    bad("max_retries: must be a whole number from 0 to 1000"); max_retries = 3
   end
   local schema, plib
   if def.params ~= nil and type(def.params) ~= "table" then

@@ -54,6 +54,13 @@ BROKEN = {
                        ["datasets: job.dataset(\"reveiws\") on line 6 uses a dataset the handler "
                         "does not declare — did you mean 'reviews'? (found by a static scan of the source)",
                         "datasets: job.dataset(\"other_data\") on line 7"]),
+    # beyond what a worker can schedule: a huge max_age overflowed Postgres' intervals
+    # and broke every health view; a huge max_retries overflowed the backoff
+    "out_of_range.lua": ("return { datasets = { d = { label = 'D', max_age = 1e13 } }, max_retries = 5000, "
+                         "timeout = '11000 days', run = function(job) end }\n",
+                         ["datasets.d.max_age: must be at most 3650 days (10 years)",
+                          "max_retries: must be a whole number from 0 to 1000",
+                          "timeout: \"11000 days\" is more than 3650 days (10 years)"]),
     "bad_dataset.lua": ("return { datasets = { d = { label = 'D', max_age = '7 parsecs', colour = 1 } }, "
                         "run = function(job) end }\n",
                         ["datasets.d.max_age: unknown unit \"parsecs\"",
@@ -417,6 +424,11 @@ class Registry(harness.SluiceTest):
             status, out, err = psql(self.db, f"SELECT sluice.queue_one_time_job({args})")
             self.assertNotEqual(status, 0, f"{args} was accepted: {out}")
             self.assertIn(message, err, args)
+        # more retries than the backoff can count (2^attempts overflowed past 1025)
+        status, out, err = psql(self.db, f"SELECT sluice.enqueue('Acme', 'review_probe', "
+                                         f"'{{\"competitor_amazon_url_id\": \"{URL_A}\"}}', p_max_retries => 1001)")
+        self.assertNotEqual(status, 0, out)
+        self.assertIn("scheduled_jobs_max_retries_at_most_1000", err)
         self.assertEqual(self.count("sluice.scheduled_jobs"), 1)
 
     def test_worker_rejects_invalid_parameters_permanently(self):
