@@ -582,10 +582,19 @@ function M.run(job)
     ctx.brand = rows[1] and rows[1].name or nil
   end
   if p.persona_id then
-    local rows = db("SELECT name, description FROM public.personas_4d WHERE id = $1", p.persona_id)
+    local rows = db("SELECT name, description, brand_id FROM public.personas_4d WHERE id = $1", p.persona_id)
     if not rows[1] then
       error(sluice.permanent(("persona_id %s: no such persona in personas_4d (add one with "
         .. "SELECT sluice.add_persona(brand, name))"):format(p.persona_id)), 0)
+    end
+    -- the persona must be the job's brand's (a job without a brand: a persona
+    -- without one), or its research and quotes would land in another brand's persona
+    local pbrand = type(rows[1].brand_id) == "string" and rows[1].brand_id or nil
+    if pbrand ~= job.brand_id then
+      local why = pbrand == nil and "has no brand, this job has one"
+        or job.brand_id == nil and "belongs to a brand, this job has none"
+        or "belongs to another brand"
+      error(sluice.permanent(("persona %s (%s) %s"):format(rows[1].name, p.persona_id, why)), 0)
     end
     if not ctx.persona then
       local d = rows[1].description

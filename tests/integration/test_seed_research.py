@@ -390,6 +390,28 @@ class Research(harness.SluiceTest):
                       "ON b.id = d.brand_id WHERE b.name = 'Acme' AND d.dataset_key = 'reddit_data'")
         self.assertEqual(ds["last_status"], "completed")
 
+    def test_reddit_persona_of_another_brand_fails_before_anything_is_bought(self):
+        self.sluice("brands", "add", "Acme")
+        self.sluice("brands", "add", "B2")
+        persona = self.scalar("SELECT sluice.add_persona('B2', 'Their persona', 'not Acme''s')")
+        before = self.one(f"SELECT * FROM public.personas_4d WHERE id = '{persona}'")
+        params = {"search_queries": ["sleep"], "max_posts": 50, "persona_id": persona,
+                  "auto_sync_to_persona": True}
+        job = self.queue("reddit_scrape", params, "Acme")
+        with self.serve("--poll", "0.2"):
+            self.assertEqual(self.wait_job(job)["status"], "failed")
+        self.assertEqual(len(self.runs_of(job)), 1, "a foreign persona is not retried")
+        self.assertIn(f"persona Their persona ({persona}) belongs to another brand", self.job(job)["last_error"])
+        # a job without a brand may not write into a brand's persona either
+        out, _ = self.run_fg("reddit_scrape", params)
+        self.assertEqual(out["status"], "failed")
+        self.assertIn(f"({persona}) belongs to a brand, this job has none", out["error"])
+        # checked before the scrape or the LLM was paid for, and nothing was written
+        self.assertEqual(self.svc.stats()["apify_runs_started"], {})
+        self.assertEqual(self.svc.log("/v1/"), [])
+        self.assertEqual(self.count("public.reddit_scrape_runs"), 0)
+        self.assertEqual(self.one(f"SELECT * FROM public.personas_4d WHERE id = '{persona}'"), before)
+
     def test_reddit_unparseable_reply_scores_zero_and_short_reply_pads(self):
         params = {"search_queries": ["standing desk"], "max_posts": 100, "relevance_threshold": 0.3}
         exp = reddit_expected(params)
