@@ -73,9 +73,56 @@ end
 
 ---------------------------------------------------------------- JSON replies
 
+-- Bounds of parse_json's search after the whole text failed to decode: at most
+-- MAX_STARTS { or [ start positions are tried, a value nested deeper than the
+-- decoder's 1000 levels is given up on, and all the tries together look at no
+-- more brackets and quotes than STEPS_BASE plus twice the text's length, so a
+-- reply of a million brackets costs a few passes over it, not one per bracket.
+local MAX_STARTS = 32
+local MAX_DEPTH = 1000
+local STEPS_BASE = 10000
+
+local CLOSER = { [123] = 125, [91] = 93 }   -- { → }, [ → ]
+
+-- The index of the } or ] that closes the { or [ at s[i], skipping JSON strings
+-- (with their escapes); nil when it is not closed, closed by the wrong kind,
+-- nested too deep, or budget.steps ran out.
+local function balanced_end(s, i, budget)
+  local stack, n = { CLOSER[s:byte(i)] }, 1
+  local j = i + 1
+  while true do
+    j = s:find('[%[%]{}"]', j)
+    if not j then return nil end
+    budget.steps = budget.steps - 1
+    if budget.steps < 0 then return nil end
+    local c = s:byte(j)
+    if c == 34 then                        -- a string: up to its unescaped "
+      repeat
+        j = s:find('["\\]', j + 1)
+        if not j then return nil end
+        budget.steps = budget.steps - 1
+        local escaped = s:byte(j) == 92
+        if escaped then j = j + 1 end
+      until not escaped
+    elseif CLOSER[c] then
+      n = n + 1
+      if n > MAX_DEPTH then return nil end
+      stack[n] = CLOSER[c]
+    else
+      if stack[n] ~= c then return nil end
+      stack[n] = nil
+      n = n - 1
+      if n == 0 then return j end
+    end
+    j = j + 1
+  end
+end
+
 -- parse_json(text) → value | nil, message
--- Accepts the JSON alone, inside ``` fences (```json … ```), or after/before a
--- little prose (the outermost {…} or […] is tried).
+-- Accepts the JSON alone, inside ``` fences (```json … ```), or with a little
+-- prose before and after it: each { or [ in turn is taken as the start of a
+-- value, cut at its balanced closer (strings skipped), and the first such piece
+-- that decodes is the answer (within the bounds above).
 function M.parse_json(text)
   if type(text) ~= "string" then return nil, "the reply has no text content" end
   local s = text:match("^%s*(.-)%s*$")
@@ -83,17 +130,17 @@ function M.parse_json(text)
   if fenced then s = fenced:match("^%s*(.-)%s*$") end
   local ok, v = pcall(sluice.json.decode, s)
   if ok then return v end
-  local first = s:find("[%[{]")
-  if first then
-    local close = s:sub(first, first) == "{" and "}" or "]"
-    local last
-    for i = #s, first, -1 do
-      if s:sub(i, i) == close then last = i break end
-    end
+  local pos, tries, budget = 1, 0, { steps = STEPS_BASE + 2 * #s }
+  while tries < MAX_STARTS and budget.steps > 0 do
+    local first = s:find("[%[{]", pos)
+    if not first then break end
+    tries = tries + 1
+    local last = balanced_end(s, first, budget)
     if last then
       local ok2, v2 = pcall(sluice.json.decode, s:sub(first, last))
       if ok2 then return v2 end
     end
+    pos = first + 1
   end
   local preview = s:sub(1, 80):gsub("%s+", " ")
   return nil, ("the reply is not valid JSON (%q%s)"):format(preview, #s > 80 and "…" or "")
