@@ -406,6 +406,11 @@ class Research(harness.SluiceTest):
         out, _ = self.run_fg("reddit_scrape", params)
         self.assertEqual(out["status"], "failed")
         self.assertIn(f"({persona}) belongs to a brand, this job has none", out["error"])
+        # nor a brand's job into a persona without a brand
+        shared = self.scalar("SELECT sluice.add_persona(NULL, 'Shared persona')")
+        out, _ = self.run_fg("reddit_scrape", dict(params, persona_id=shared), brand="Acme")
+        self.assertEqual(out["status"], "failed")
+        self.assertIn(f"persona Shared persona ({shared}) has no brand, this job has one", out["error"])
         # checked before the scrape or the LLM was paid for, and nothing was written
         self.assertEqual(self.svc.stats()["apify_runs_started"], {})
         self.assertEqual(self.svc.log("/v1/"), [])
