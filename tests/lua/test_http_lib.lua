@@ -11,32 +11,8 @@ local fmt = string.format
 local http = sluice.http
 local R = require("sluice.retry")
 
-local passed, failed = 0, 0
-
-local function test(name, fn)
-  local ok, err = pcall(fn)
-  if ok then
-    passed = passed + 1
-    print("ok - " .. name)
-  else
-    failed = failed + 1
-    print(fmt("not ok - %s: %s", name, tostring(err)))
-  end
-end
-
-local function eq(got, want, what)
-  if got ~= want then
-    error(fmt("%s: expected %s, got %s", what or "value", tostring(want), tostring(got)), 2)
-  end
-end
-
-local function raises(fn, pattern)
-  local ok, err = pcall(fn)
-  if ok then error("expected an error matching " .. pattern, 2) end
-  if not tostring(err):find(pattern, 1, true) then
-    error(fmt("error %q does not contain %q", tostring(err), pattern), 2)
-  end
-end
+local T = require("testlib")
+local test, eq, raises = T.test, T.eq, T.raises
 
 -- ===================================================================== http
 
@@ -254,5 +230,4 @@ test("spawn misuse", function()
   assert(tostring(err):find("cannot wait for itself", 1, true), err)
 end)
 
-print(fmt("%d passed, %d failed", passed, failed))
-if failed > 0 then error(fmt("%d test(s) failed", failed)) end
+T.done()

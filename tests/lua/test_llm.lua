@@ -10,24 +10,8 @@ local fmt = string.format
 local llm = require("sluice.llm")
 local json = sluice.json
 
-local passed, failed = 0, 0
-
-local function test(name, fn)
-  local ok, err = pcall(fn)
-  if ok then
-    passed = passed + 1
-    print("ok - " .. name)
-  else
-    failed = failed + 1
-    print(fmt("not ok - %s: %s", name, tostring(err)))
-  end
-end
-
-local function eq(got, want, what)
-  if got ~= want then
-    error(fmt("%s: expected %s, got %s", what or "value", tostring(want), tostring(got)), 2)
-  end
-end
+local T = require("testlib")
+local test, eq = T.test, T.eq
 
 -- parse_json(text) must give the same value as decoding `want` alone.
 local function parses(text, want)
@@ -130,5 +114,4 @@ test("cost", function()
   eq(llm.cost({}, { price_in = 1, price_out = 1 }), 0)
 end)
 
-print(fmt("%d passed, %d failed", passed, failed))
-if failed > 0 then error(fmt("%d test(s) failed", failed)) end
+T.done()

@@ -18,7 +18,7 @@ local OPTS = { null = NULL }
 
 -- ===================================================================== harness
 
-local passed, failed = 0, 0
+local T = require("testlib")
 
 -- Deterministic rendering of a value, integers and floats told apart.
 local function dump(v)
@@ -61,16 +61,7 @@ local function expect_eq(got, want, what)
   end
 end
 
-local function test(name, fn)
-  local ok, err = pcall(fn)
-  if ok then
-    passed = passed + 1
-    print("ok - " .. name)
-  else
-    failed = failed + 1
-    print("not ok - " .. name .. ": " .. tostring(err))
-  end
-end
+local test = T.test
 
 local function compile_ok(spec)
   local schema, errs = params.compile(spec)
@@ -766,5 +757,4 @@ end)
 
 -- ===================================================================== summary
 
-print(fmt("%d passed, %d failed", passed, failed))
-if failed > 0 then error(fmt("%d tests failed", failed)) end
+T.done()
