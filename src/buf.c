@@ -84,15 +84,17 @@ char *sl_utf8_clean(const char *s)
 {
     sl_buf b = {0};
     reserve(&b, strlen(s));
+    b.data[0] = '\0'; /* "" when nothing is added */
     for (const unsigned char *p = (const unsigned char *)s; *p;)
         add_char_clean(&b, &p);
-    return b.data ? b.data : strdup("");
+    return b.data;
 }
 
 char *sl_json_clean(const char *s)
 {
     sl_buf b = {0};
     reserve(&b, strlen(s));
+    b.data[0] = '\0'; /* "" when nothing is added */
     for (const unsigned char *p = (const unsigned char *)s; *p;) {
         if (*p == '\\' && p[1]) { /* an escape: copied whole, unless it is \u0000 */
             int nul = p[1] == 'u' && strncmp((const char *)p + 2, "0000", 4) == 0;
@@ -102,7 +104,7 @@ char *sl_json_clean(const char *s)
             add_char_clean(&b, &p);
         }
     }
-    return b.data ? b.data : strdup("");
+    return b.data;
 }
 
 void sl_buf_json_string(sl_buf *b, const char *s)
