@@ -150,33 +150,45 @@ static const char *clean_error(const char *msg, char *buf, size_t len)
     return buf;
 }
 
-/* Delivers a finished request to its owner (unless cancelled) and frees it. */
-static void req_finish(sl_pg_req *r, PGresult *res, const char *err)
+/* Delivers a finished request to its owner (unless cancelled) and frees it. The
+ * error's SQLSTATE (sl_pg_error_sqlstate) is the one of this request's result
+ * during its callback, "" without one, and what it was again afterwards: a
+ * request that fails at once inside another's callback does not read the
+ * outer one's. */
+static void deliver(sl_pg *pg, sl_pg_req *r, PGresult *res, const char *err)
 {
-    if (r->cancelled || r->internal || (r->kind == R_QUERY && !r->cb)) {
-        if (res) PQclear(res);
-        req_free(r);
-        return;
-    }
-    if (r->kind == R_ACQUIRE) {
-        r->acb(NULL, err, r->data);
-        req_free(r);
-        return;
-    }
+    char outer[sizeof pg->err_sqlstate];
+    memcpy(outer, pg->err_sqlstate, sizeof outer);
+    const char *st = res && PQresultStatus(res) == PGRES_FATAL_ERROR
+                         ? PQresultErrorField(res, PG_DIAG_SQLSTATE)
+                         : NULL;
+    snprintf(pg->err_sqlstate, sizeof pg->err_sqlstate, "%s", st ? st : "");
     if (res) {
-        ExecStatusType st = PQresultStatus(res);
-        if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+        ExecStatusType rs = PQresultStatus(res);
+        if (rs != PGRES_TUPLES_OK && rs != PGRES_COMMAND_OK) {
             char buf[1024];
             const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-            if (st == PGRES_EMPTY_QUERY) primary = "the query is empty";
+            if (rs == PGRES_EMPTY_QUERY) primary = "the query is empty";
             clean_error(primary ? primary : PQresultErrorMessage(res), buf, sizeof buf);
             PQclear(res);
             r->cb(NULL, buf, r->data);
-            req_free(r);
+            memcpy(pg->err_sqlstate, outer, sizeof outer);
             return;
         }
     }
     r->cb(res, res ? NULL : err, r->data);
+    memcpy(pg->err_sqlstate, outer, sizeof outer);
+}
+
+static void req_finish(sl_pg *pg, sl_pg_req *r, PGresult *res, const char *err)
+{
+    if (r->cancelled || r->internal || (r->kind == R_QUERY && !r->cb)) {
+        if (res) PQclear(res);
+    } else if (r->kind == R_ACQUIRE) {
+        r->acb(NULL, err, r->data);
+    } else {
+        deliver(pg, r, res, err);
+    }
     req_free(r);
 }
 
@@ -192,11 +204,11 @@ static void watch(sl_pg_conn *c, int events)
     ev_io_start(loop, &c->io);
 }
 
-static void fail_queue(req_queue *q, const char *err)
+static void fail_queue(sl_pg *pg, req_queue *q, const char *err)
 {
     sl_pg_req *r;
     while ((r = q_pop(q)))
-        req_finish(r, NULL, err);
+        req_finish(pg, r, NULL, err);
 }
 
 static int any_usable(const sl_pg *pg)
@@ -223,10 +235,10 @@ static void conn_down(sl_pg_conn *c, const char *why)
     if (c->req) {
         sl_pg_req *r = c->req;
         c->req = NULL;
-        req_finish(r, NULL, buf);
+        req_finish(pg, r, NULL, buf);
     }
-    fail_queue(&c->queue, buf);
-    if (!any_usable(pg)) fail_queue(&pg->queue, buf);
+    fail_queue(pg, &c->queue, buf);
+    if (!any_usable(pg)) fail_queue(pg, &pg->queue, buf);
     c->backoff = c->backoff < 0.1 ? 0.1 : c->backoff * 2;
     if (c->backoff > 5) c->backoff = 5;
     if (was_up || c->listen || c->backoff >= 5)
@@ -295,7 +307,7 @@ static void conn_next(sl_pg_conn *c)
             continue;
         }
         if (r->cancelled) {
-            req_finish(r, NULL, NULL);
+            req_finish(pg, r, NULL, NULL);
             continue;
         }
         const char *const *params = (const char *const *)r->params;
@@ -439,12 +451,7 @@ static void on_busy(sl_pg_conn *c, int revents)
                            c->pg->stmt_name[r->prepares - 1], "error", why, NULL);
                 }
             }
-            const char *st = keep && PQresultStatus(keep) == PGRES_FATAL_ERROR
-                                 ? PQresultErrorField(keep, PG_DIAG_SQLSTATE)
-                                 : NULL;
-            snprintf(c->pg->err_sqlstate, sizeof c->pg->err_sqlstate, "%s", st ? st : "");
-            req_finish(r, keep, keep ? NULL : "no result");
-            c->pg->err_sqlstate[0] = '\0';
+            req_finish(c->pg, r, keep, keep ? NULL : "no result");
             conn_next(c);
             dispatch(c->pg);
             return;
@@ -702,7 +709,7 @@ sl_pg_req *sl_pg_conn_query(sl_pg_conn *c, const char *sql, int nparams, const c
 {
     sl_pg_req *r = req_new(sql, nparams, params, cb, data);
     if (c->state == C_DOWN) {
-        req_finish(r, NULL, c->pg->last_error[0] ? c->pg->last_error : "connection lost");
+        req_finish(c->pg, r, NULL, c->pg->last_error[0] ? c->pg->last_error : "connection lost");
         return NULL;
     }
     q_push(&c->queue, r);
