@@ -12,9 +12,12 @@ LANGUAGE plpgsql AS $$
 DECLARE
     other text;
 BEGIN
+    -- two links made at once for the same account wait for each other here
+    PERFORM pg_advisory_xact_lock(hashtext('sluice.brand_ad_accounts'), hashtext(NEW.meta_ad_account_id));
     SELECT coalesce(b.name, a.brand_id::text) INTO other
     FROM public.brand_ad_accounts a LEFT JOIN sluice.brands b ON b.id = a.brand_id
     WHERE a.meta_ad_account_id = NEW.meta_ad_account_id AND a.brand_id <> NEW.brand_id
+      AND a.id <> NEW.id -- an update moving the row itself
     LIMIT 1;
     IF other IS NOT NULL THEN
         RAISE EXCEPTION 'ad account % is already linked to brand ''%''', NEW.meta_ad_account_id, other

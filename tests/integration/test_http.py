@@ -547,7 +547,11 @@ class HttpExec(unittest.TestCase):
               done = sluice.spawn(function() return 7, "x" end)
               failed = sluice.spawn(function() error("child boom") end)
               running = sluice.spawn(function() sluice.sleep(10) end)
-              sluice.sleep(0.05)
+              -- until both have ended (uncollected), bounded
+              for _ = 1, 500 do
+                if done:status() ~= "running" and failed:status() ~= "running" then break end
+                sluice.sleep(0.001)
+              end
             end))
             print(done:status(), sluice.wait(done))
             print(done:status(), sluice.wait(done))

@@ -246,6 +246,11 @@ class SeedAds(harness.SluiceTest):
         with self.assertRaisesRegex(RuntimeError, f"ad account act_77 is already linked to brand '{BRAND}'"):
             pgfixture.psql(self.db, "SELECT sluice.add_ad_account('Other Brand', '77')")
         self.assertEqual(self.count("public.brand_ad_accounts"), 2)
+        # the one link can still be moved to another brand
+        pgfixture.psql(self.db, "UPDATE public.brand_ad_accounts SET brand_id = "
+                                "(SELECT id FROM sluice.brands WHERE name = 'Other Brand') "
+                                "WHERE meta_ad_account_id = 'act_77'")
+        self.assertEqual(self.count("public.brand_ad_accounts", "meta_ad_account_id = 'act_77'"), 1)
 
     # -------------------------------------------------------------- competitor_scrape
 
