@@ -46,9 +46,7 @@ void sl_buf_printf(sl_buf *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
-/* Length of the valid UTF-8 sequence at p (lead byte >= 0x80, at most avail
- * bytes readable), or 0. */
-static size_t utf8_len(const unsigned char *p, size_t avail)
+size_t sl_utf8_len(const unsigned char *p, size_t avail)
 {
     size_t n;
     unsigned min;
@@ -75,7 +73,7 @@ static size_t utf8_len(const unsigned char *p, size_t avail)
  * any other byte as U+FFFD. */
 static void add_char_clean(sl_buf *b, const unsigned char **p)
 {
-    size_t n = **p < 0x80 ? 1 : utf8_len(*p, 4); /* NUL-terminated: stops at the NUL */
+    size_t n = **p < 0x80 ? 1 : sl_utf8_len(*p, 4); /* NUL-terminated: stops at the NUL */
     sl_buf_add(b, n ? (const char *)*p : "\xef\xbf\xbd", n ? n : 3);
     *p += n ? n : 1;
 }
@@ -148,7 +146,7 @@ void sl_buf_json_stringn(sl_buf *b, const char *s, size_t n)
                 snprintf(esc, sizeof esc, "\\u%04x", *p);
                 sl_buf_add(b, esc, 6);
             } else {
-                size_t len = utf8_len(p, (size_t)(end - p));
+                size_t len = sl_utf8_len(p, (size_t)(end - p));
                 if (len == 0) {
                     sl_buf_add(b, "\\ufffd", 6); /* not UTF-8: the database would refuse it */
                 } else {

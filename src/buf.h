@@ -31,6 +31,11 @@ const char *sl_buf_str(const sl_buf *b);
 void sl_seterr(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Length of the valid UTF-8 sequence of two to four bytes at p (lead byte >=
+ * 0x80; at most avail bytes readable, or up to a NUL), or 0: overlong forms,
+ * surrogates and code points past U+10FFFF are not valid. */
+size_t sl_utf8_len(const unsigned char *p, size_t avail);
+
 /* A copy of s with each byte that is not part of valid UTF-8 replaced by U+FFFD.
  * Caller frees. */
 char *sl_utf8_clean(const char *s);

@@ -395,14 +395,12 @@ int sl_cmd_health(const sl_config *cfg, int argc, char **argv)
             sl_table_add(t, buf, SL_COLOR_NONE);
             sl_table_add(t, col(r, i, "last_error"), SL_COLOR_RED);
         }
-        if (n == 0 && a.check) {
-            /* said below: nothing to check is an error */
-        } else if (n == 0) {
+        if (n == 0 && !a.check) { /* with --check, nothing to check is an error: below */
             fprintf(stderr, "no datasets to show: %s\n",
                     a.brand || a.platform || a.type
                         ? "nothing matches the filters"
                         : "no job type declares datasets (see `sluice types`)");
-        } else {
+        } else if (n > 0) {
             sl_table_print(t, stdout, &term);
             printf("\n%d dataset%s: %d fresh, %d running, %d stale, %d failing, %d never\n", n,
                    n == 1 ? "" : "s", counts[0], counts[1], counts[2], counts[3], counts[4]);

@@ -9,6 +9,7 @@
  * [concurrency=N]`, see http.h and docs/http.md).
  */
 #include "config.h"
+#include "buf.h"
 #include "http.h"
 #include "log.h"
 
@@ -95,7 +96,10 @@ static int parse_number(const char *key, const char *v, const char *src, double 
     size_t k = 0, n = sizeof numbers / sizeof numbers[0];
     while (k < n && strcmp(numbers[k].key, key) != 0)
         k++;
-    if (k == n) return -1; /* not a number setting: a programming error */
+    if (k == n) { /* not a number setting: a programming error */
+        sl_seterr(err, errlen, "%s: %s is not a number setting", src, key);
+        return -1;
+    }
     char *end;
     errno = 0;
     double d = strtod(v, &end);

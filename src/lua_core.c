@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* log(line): appends to the run's log (or stderr outside runs). */
 const char *sl_lua_text(lua_State *L, int idx)
 {
     size_t n;
@@ -35,15 +34,22 @@ const char *sl_lua_text(lua_State *L, int idx)
     return lua_tostring(L, idx);
 }
 
+/* The task the calling code belongs to: its own, or for a coroutine a task made,
+ * the task being resumed; NULL outside tasks. */
+static sl_task *current_task(lua_State *L)
+{
+    sl_task *t = sl_task_of(L);
+    if (t) return t;
+    sl_runtime *rt = sl_runtime_of(L);
+    return rt ? rt->current : NULL;
+}
+
+/* log(line): appends to the run's log (or stderr outside runs). */
 static int l_log(lua_State *L)
 {
     luaL_checkstring(L, 1);
     const char *line = sl_lua_text(L, 1);
-    sl_task *t = sl_task_of(L);
-    if (!t) {
-        sl_runtime *rt = sl_runtime_of(L);
-        t = rt ? rt->current : NULL;
-    }
+    sl_task *t = current_task(L);
     if (t)
         sl_task_log(t, line);
     else
@@ -63,9 +69,7 @@ static int l_print(lua_State *L)
         luaL_addvalue(&b);
     }
     luaL_pushresult(&b);
-    sl_task *t = sl_task_of(L);
-    sl_runtime *rt = sl_runtime_of(L);
-    if (!t && rt) t = rt->current;
+    sl_task *t = current_task(L);
     if (t && t->run) {
         sl_run_log(t->run, sl_lua_text(L, -1));
     } else {
@@ -158,11 +162,7 @@ static int l_dataset(lua_State *L)
  * the REPL's prompt). */
 static int l_run_id(lua_State *L)
 {
-    sl_task *t = sl_task_of(L);
-    if (!t) {
-        sl_runtime *rt = sl_runtime_of(L);
-        t = rt ? rt->current : NULL;
-    }
+    sl_task *t = current_task(L);
     if (t && t->run && t->run->run_id)
         lua_pushstring(L, t->run->run_id);
     else

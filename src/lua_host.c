@@ -552,11 +552,9 @@ char *sl_runtime_validate(sl_runtime *rt, const char *job_type, const char *para
     char *problem = NULL;
     if (lua_isnil(L, -2)) {
         problem = strdup(lua_tostring(L, -1) ? lua_tostring(L, -1) : "invalid");
-    } else {
-        if (normalized) {
-            *normalized = strdup(lua_tostring(L, -2));
-            if (lua_isstring(L, -1)) sl_log(SL_WARN, lua_tostring(L, -1), NULL); /* a note */
-        }
+    } else if (normalized) {
+        *normalized = strdup(lua_tostring(L, -2));
+        if (lua_isstring(L, -1)) sl_log(SL_WARN, lua_tostring(L, -1), NULL); /* a note */
     }
     lua_pop(L, 2);
     return problem;

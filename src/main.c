@@ -183,7 +183,7 @@ int main(int argc, char **argv)
     sl_config_finish(&cfg);
     sl_log_setup(cfg.log_format, cfg.log_level);
 
-    if (strcmp(nrest > 0 ? rest[0] : "", "help") == 0 && nrest > 1) {
+    if (nrest > 1 && strcmp(rest[0], "help") == 0) {
         /* `sluice help jobs [cancel]` is `sluice jobs [cancel] --help` */
         for (int i = 0; i + 1 < nrest; i++)
             rest[i] = rest[i + 1];

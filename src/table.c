@@ -220,16 +220,10 @@ size_t sl_text_width(const char *s)
 
 /* ------------------------------------------------------------------ visible text */
 
-/* Length of the valid UTF-8 sequence at p (2 to 4), or 0. */
-static size_t utf8_len(const unsigned char *p)
+/* A C1 control (U+0080 to U+009F, CSI among them) at p, as UTF-8. */
+static int is_c1(const unsigned char *p)
 {
-    size_t n = p[0] >= 0xC2 && p[0] <= 0xDF   ? 2
-               : p[0] >= 0xE0 && p[0] <= 0xEF ? 3
-               : p[0] >= 0xF0 && p[0] <= 0xF4 ? 4
-                                              : 0;
-    for (size_t i = 1; i < n; i++)
-        if ((p[i] & 0xC0) != 0x80) return 0;
-    return n;
+    return p[0] == 0xC2 && p[1] >= 0x80 && p[1] < 0xA0;
 }
 
 /* Byte b (below 0x80) in caret notation when it is a control: "^[" for ESC,
@@ -260,11 +254,11 @@ char *sl_text_visible(const char *s, int keep_layout)
                 caret(&b, *p);
             }
             p++;
-        } else if ((n = utf8_len(p)) == 0) { /* not UTF-8: the byte as cat -v shows it */
+        } else if ((n = sl_utf8_len(p, 4)) == 0) { /* not UTF-8: the byte as cat -v shows it */
             sl_buf_puts(&b, "M-");
             caret(&b, *p & 0x7F);
             p++;
-        } else if (n == 2 && p[0] == 0xC2 && p[1] < 0xA0) { /* C1: U+0080 to U+009F */
+        } else if (is_c1(p)) {
             sl_buf_puts(&b, "M-");
             caret(&b, p[1] & 0x7F);
             p += 2;
@@ -275,9 +269,7 @@ char *sl_text_visible(const char *s, int keep_layout)
             p += n;
         }
     }
-    char *out = strdup(sl_buf_str(&b));
-    sl_buf_free(&b);
-    return out;
+    return b.data; /* allocated by the first puts: "" for empty text */
 }
 
 /* ------------------------------------------------------------------ the table */
@@ -343,8 +335,8 @@ static void emit(FILE *out, const char *s, size_t width, sl_align align, int las
         if (shown + (size_t)w > limit) break;
         for (size_t i = 0; i < n; i++) {
             unsigned char ch = (unsigned char)p[i];
-            if (ch == 0xC2 && i + 1 < n && (unsigned char)p[i + 1] < 0xA0) {
-                fputc(' ', out); /* a C1 control (U+0080 to U+009F), CSI among them */
+            if (i + 1 < n && is_c1((const unsigned char *)p + i)) {
+                fputc(' ', out);
                 i++;
                 continue;
             }

@@ -260,8 +260,8 @@ function G.queue(job_type, params, opts)
   -- as `sluice queue` checks its options
   local function whole(key, lo, hi)
     local v = opts[key]
-    if v ~= nil and (math.type(v) ~= "integer" and not (math.type(v) == "float" and v == math.floor(v))
-                     or v < lo or v > hi) then
+    local i = math.type(v) and math.tointeger(v) -- 2.0 is 2
+    if v ~= nil and (not i or i < lo or i > hi) then
       fail("queue: %s must be a whole number from %d to %d, not %s", key, lo, hi, tostring(v))
     end
   end

@@ -10,13 +10,14 @@
 local drivers, read_module = ...
 local core, dbd, cjson_lib = drivers.core, drivers.db, drivers.cjson
 
-local json = cjson_lib.new()
 -- sluice's encoder and decoder (src/json.c): cjson 2.1.0 keeps 14 significant
 -- digits and reads numbers as doubles, so 123456789012345 became
 -- 123456789012340 and 9007199254740993 9007199254740992; these keep every
 -- digit and otherwise behave as cjson did (encode_sparse_array(true))
-json.encode = core.json_encode
-json.decode = core.json_decode  -- integers exactly; 1.0 comes back as 1
+local json = {
+  encode = core.json_encode,
+  decode = core.json_decode, -- integers exactly; 1.0 comes back as 1
+}
 local null = cjson_lib.null
 
 local M = {}
