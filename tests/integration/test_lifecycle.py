@@ -320,6 +320,71 @@ class Lifecycle(harness.SluiceTest):
         again = self.sluice("queue", "echo", "--dedupe-key", "same").stdout.strip()
         self.assertNotIn(again, ids)
 
+    def test_a_cancelled_job_holds_its_dedupe_key_until_its_run_ends(self):
+        # the run of a cancelled job is still in flight until its worker stops it:
+        # queueing the same key meanwhile must not start a second run beside it
+        # (a second paid scrape); once the run has ended the key is free
+        job = self.sluice("queue", "sleep", "--dedupe-key", "scrape",
+                          "--params", '{"seconds": 60}').stdout.strip()
+        with self.serve() as d:
+            self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'running'") == 1, 30)
+            d.signal(signal.SIGSTOP)  # a worker that has not heard of the cancel yet
+            try:
+                self.assertIn("cancelling", self.sluice("jobs", "cancel", job).stdout)
+                again = self.sluice("queue", "sleep", "--dedupe-key", "scrape",
+                                    "--params", '{"seconds": 0}')
+                self.assertEqual(again.stdout.strip(), job)
+                self.assertIn(f"sleep: a job with dedupe key 'scrape' is cancelled but its run is still "
+                              f"in flight: {job}", again.stderr)
+
+                def sql_enqueue(_):
+                    return pgfixture.psql(self.db, "SELECT job_id || ' ' || created FROM sluice.enqueue("
+                                                   "NULL, 'sleep', '{\"seconds\": 0}', NULL, 0, 'scrape')")
+                with concurrent.futures.ThreadPoolExecutor(max_workers=8) as ex:
+                    replies = set(ex.map(sql_enqueue, range(16)))
+                self.assertEqual(replies, {f"{job} false"})
+                self.assertEqual(self.count("sluice.scheduled_jobs"), 1)
+                self.assertEqual(self.count("sluice.scheduled_job_runs"), 1)
+            finally:
+                d.signal(signal.SIGCONT)
+            self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'cancelled'") == 1, 30)
+            new = self.sluice("queue", "sleep", "--dedupe-key", "scrape", "--params", '{"seconds": 0}')
+            self.assertNotEqual(new.stdout.strip(), job)
+            self.assertEqual(new.stderr, "")
+            self.wait_for(lambda: self.scalar(f"SELECT status FROM sluice.scheduled_jobs "
+                                              f"WHERE id = '{new.stdout.strip()}'") == "completed", 30)
+        self.assertEqual(self.scalar(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{job}'"), "cancelled")
+
+    def test_upgrading_where_a_cancelled_run_and_a_new_job_share_a_key(self):
+        # before 101 a key could be queued again while a cancelled job's run was
+        # in flight; the upgrade leaves the key with the newer, pending job (the
+        # unique index could not be built otherwise)
+        old = tempfile.mkdtemp(prefix="sluice-schema-")
+        try:
+            for name in os.listdir(os.path.join(harness.SOURCE, "schema")):
+                if name.endswith(".sql") and name < "101":
+                    shutil.copy(os.path.join(harness.SOURCE, "schema", name), old)
+            env = self.env({"SLUICE_SCHEMA_DIR": old})
+            self.sluice("queue", "noop", "--at", "+1h", env=env)  # the old schema and registry
+            worker = "00000000-0000-4000-8000-000000000001"
+            cancelled = self.scalar("SELECT job_id FROM sluice.enqueue(NULL, 'noop', p_dedupe_key => 'k')")
+            run = self.scalar(f"SELECT run_id FROM sluice.claim_jobs('{worker}', 10, 600)")
+            self.scalar(f"SELECT sluice.cancel_job('{cancelled}')")
+            pending = self.scalar("SELECT job_id FROM sluice.enqueue(NULL, 'noop', '{}', now() + interval '1 hour', "
+                                  "p_dedupe_key => 'k')")
+            self.assertNotEqual(pending, cancelled)
+        finally:
+            shutil.rmtree(old)
+        self.assertIn("applied 101_inflight_runs.sql", self.sluice("migrate").stderr)
+        self.assertEqual(self.sql(f"SELECT id, dedupe_key FROM sluice.scheduled_jobs "
+                                  f"WHERE id IN ('{cancelled}', '{pending}') ORDER BY created_at"),
+                         [{"id": cancelled, "dedupe_key": None}, {"id": pending, "dedupe_key": "k"}])
+        self.assertEqual(self.scalar("SELECT job_id || ' ' || created FROM sluice.enqueue(NULL, 'noop', "
+                                     "p_dedupe_key => 'k')"), f"{pending} false")
+        self.scalar(f"SELECT sluice.finish_run('{run}', 'cancelled', NULL, 'cancelled', '', false, NULL, NULL)")
+        self.assertEqual(self.scalar(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{cancelled}'"),
+                         "cancelled")
+
     # -------------------------------------------------------------- cancel, pause, resume
 
     def test_cancel_running_job(self):
