@@ -400,6 +400,82 @@ class Lifecycle(harness.SluiceTest):
         self.assertNotEqual(again.returncode, 0)
         self.assertIn("already cancelled", again.stderr)
 
+    def test_a_cancel_is_final_when_the_run_in_flight_completes(self):
+        # a foreground run does not hear the cancel and runs to its end: the run
+        # is recorded as it went, the job stays cancelled
+        self.sluice("queue", "noop", "--at", "+1h")  # the schema
+        proc = subprocess.Popen([pgfixture.sluice_bin(), "run", "sleep", "--params", '{"seconds": 2}', "--json"],
+                                env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'running'") == 1, 30)
+            job = self.scalar("SELECT id FROM sluice.scheduled_jobs WHERE job_type = 'sleep'")
+            self.assertIn("cancelling", self.sluice("jobs", "cancel", job).stdout)
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        self.assertEqual(proc.returncode, 0, err)
+        outcome = json.loads(out)
+        self.assertEqual((outcome["status"], outcome["job_status"]), ("completed", "cancelled"))
+        self.assertEqual(self.one(f"SELECT status, current_run_id, next_run_at FROM sluice.scheduled_jobs "
+                                  f"WHERE id = '{job}'"),
+                         {"status": "cancelled", "current_run_id": None, "next_run_at": None})
+        self.assertEqual(self.scalar(f"SELECT status FROM sluice.scheduled_job_runs "
+                                     f"WHERE scheduled_job_id = '{job}'"), "completed")
+
+    def test_what_a_run_ending_after_cancel_or_pause_makes_of_its_job(self):
+        # every way a run can end, after its job was cancelled or paused: a cancel
+        # is final (the run keeps its own outcome); a paused one-time job that
+        # completes is done, a paused job that will be retried, or a recurring
+        # one, stays paused with its next time kept for resume
+        self.sluice("queue", "noop", "--at", "+1h")  # the schema and registry; never due here
+        worker = "00000000-0000-4000-8000-000000000001"  # a worker that exists only in this test
+        # schedule, action, how the run ends, retryable (a one-time job: with one
+        # retry left, else none) → the job's status
+        cases = [
+            ("one_time", "cancel", "completed", True, "cancelled"),
+            ("one_time", "cancel", "failed", False, "cancelled"),
+            ("one_time", "cancel", "failed", True, "cancelled"),
+            ("one_time", "cancel", "cancelled", False, "cancelled"),
+            ("one_time", "cancel", "lost", True, "cancelled"),  # its worker died: rescued
+            ("one_time", "cancel", "lost", False, "cancelled"),
+            ("recurring", "cancel", "completed", True, "cancelled"),
+            ("recurring", "cancel", "failed", False, "cancelled"),
+            ("one_time", "pause", "completed", True, "completed"),
+            ("one_time", "pause", "failed", True, "paused"),
+            ("one_time", "pause", "failed", False, "failed"),
+            ("one_time", "pause", "lost", True, "paused"),
+            ("one_time", "pause", "lost", False, "failed"),
+            ("recurring", "pause", "completed", True, "paused"),
+            ("recurring", "pause", "failed", False, "paused"),
+        ]
+        for schedule, action, outcome, retryable, expected in cases:
+            with self.subTest(schedule=schedule, action=action, outcome=outcome, retryable=retryable):
+                if schedule == "one_time":
+                    job = self.scalar(f"SELECT job_id FROM sluice.enqueue(NULL, 'noop', "
+                                      f"p_max_retries => {1 if retryable else 0})")
+                else:
+                    job = self.scalar("SELECT sluice.schedule_job(NULL, 'noop', '* * * * *', 'UTC', '{}', now())")
+                lease = 0.001 if outcome == "lost" else 600
+                run = self.scalar(f"SELECT run_id FROM sluice.claim_jobs('{worker}', 10, {lease})")
+                self.assertEqual(self.scalar(f"SELECT sluice.{action}_job('{job}')"),
+                                 "cancelling" if action == "cancel" else "paused")
+                if outcome == "lost":
+                    self.assertEqual(self.scalar(f"SELECT count(*) FROM sluice.rescue_lost_runs() "
+                                                 f"WHERE run_id = '{run}'"), "1")
+                else:
+                    self.scalar(f"SELECT sluice.finish_run('{run}', '{outcome}', NULL, "
+                                f"{'NULL' if outcome == 'completed' else repr(outcome)}, '', "
+                                f"{'true' if retryable else 'false'}, now() + interval '1 hour', NULL)")
+                j = self.one(f"SELECT status, current_run_id, next_run_at IS NOT NULL AS due "
+                             f"FROM sluice.scheduled_jobs WHERE id = '{job}'")
+                self.assertEqual(j["status"], expected)
+                self.assertIsNone(j["current_run_id"])
+                self.assertEqual(j["due"], expected == "paused")  # resume finds its time
+                self.assertEqual(self.scalar(f"SELECT status FROM sluice.scheduled_job_runs WHERE id = '{run}'"),
+                                 "failed" if outcome == "lost" else outcome)
+
     def test_pause_and_resume(self):
         job = self.sluice("queue", "echo").stdout.strip()
         self.sluice("jobs", "pause", job)
