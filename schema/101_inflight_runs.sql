@@ -1,6 +1,6 @@
 -- 101_inflight_runs.sql — a job whose run is still in flight is not done with:
--- its dedupe key stays held until the run has ended, and a cancel stays a
--- cancel whatever the run does.
+-- its dedupe key stays held until the run has ended, a cancel stays a cancel
+-- whatever the run does, and retention leaves the job alone.
 --
 -- Dedupe. A job held its dedupe key while it was active or paused. Cancelling
 -- a job with a run in flight made it 'cancelled' at once, but the run goes on
@@ -29,8 +29,13 @@
 -- Only the CASE that decides the status changed; the hot path's statement is
 -- otherwise the same.
 --
+-- Retention. apply_retention() archived a cancelled one-time job whose run was
+-- still in flight; it now waits until that run has ended. It prunes only runs
+-- that have ended (a running run has no completed_at, so none was pruned; the
+-- rule no longer depends on that).
+--
 -- enqueue() is otherwise that of 097_finite_run_at.sql, finish_runs() that of
--- 006_queue_batches.sql.
+-- 006_queue_batches.sql, apply_retention() that of 005_lifecycle.sql.
 
 -- ===================================================================== dedupe
 
@@ -224,4 +229,30 @@ BEGIN
         PERFORM sluice.unclaim_datasets(ARRAY[e.run_id], ARRAY(
             SELECT d.key FROM jsonb_each(e.datasets) d WHERE d.value ->> 'status' = 'skipped'));
     END LOOP;
+END $$;
+
+-- ===================================================================== retention
+
+-- Retention: finished one-time jobs older than p_archive_after become 'archived'
+-- (a cancelled one only once its run in flight has ended: until then it holds
+-- its dedupe key, and the run is recorded against it); runs that ended before
+-- p_prune_after ago are deleted, except the latest run of each job, and a run
+-- in flight never is. Returns (archived, pruned).
+CREATE OR REPLACE FUNCTION sluice.apply_retention(
+    p_archive_after interval DEFAULT '7 days', p_prune_after interval DEFAULT '30 days',
+    OUT archived integer, OUT pruned integer)
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE sluice.scheduled_jobs SET status = 'archived', updated_at = now()
+    WHERE schedule_type = 'one_time' AND status IN ('completed', 'failed', 'cancelled')
+      AND current_run_id IS NULL
+      AND updated_at < now() - p_archive_after;
+    GET DIAGNOSTICS archived = ROW_COUNT;
+    DELETE FROM sluice.scheduled_job_runs r
+    WHERE r.status IN ('completed', 'failed', 'cancelled')
+      AND r.completed_at < now() - p_prune_after
+      AND r.id <> (SELECT r2.id FROM sluice.scheduled_job_runs r2
+                   WHERE r2.scheduled_job_id = r.scheduled_job_id
+                   ORDER BY r2.created_at DESC LIMIT 1);
+    GET DIAGNOSTICS pruned = ROW_COUNT;
 END $$;

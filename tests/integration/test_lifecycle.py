@@ -554,6 +554,39 @@ class Lifecycle(harness.SluiceTest):
         self.assertEqual((r["archived"], r["pruned"]), (2, 0))  # each job keeps its last run
         self.assertEqual(self.count("sluice.scheduled_jobs", "status = 'archived'"), 2)
 
+    def test_retention_leaves_a_job_whose_run_is_in_flight(self):
+        # a job cancelled while its run is in flight is archived only once that
+        # run has ended, and a running run is never pruned
+        self.sluice("queue", "noop", "--at", "+1h")  # the schema and registry; never due here
+        worker = "00000000-0000-4000-8000-000000000001"  # a worker that exists only in this test
+        job = self.scalar("SELECT job_id FROM sluice.enqueue(NULL, 'noop')")
+        first = self.scalar(f"SELECT run_id FROM sluice.claim_jobs('{worker}', 10, 600)")
+        self.scalar(f"SELECT sluice.finish_run('{first}', 'failed', NULL, 'boom', '', true, NULL, NULL)")
+        self.scalar(f"UPDATE sluice.scheduled_jobs SET next_run_at = now() WHERE id = '{job}' RETURNING 1")
+        second = self.scalar(f"SELECT run_id FROM sluice.claim_jobs('{worker}', 10, 600)")
+        self.assertEqual(self.scalar(f"SELECT sluice.cancel_job('{job}')"), "cancelling")
+        # all long ago as retention sees it; the running run's row even says it
+        # ended, and was made before the first (nothing in sluice writes such a
+        # row, but whether a run is pruned must not depend on it)
+        pgfixture.psql(self.db, f"""
+            UPDATE sluice.scheduled_jobs SET updated_at = now() - interval '8 days';
+            UPDATE sluice.scheduled_job_runs SET completed_at = now() - interval '31 days';
+            UPDATE sluice.scheduled_job_runs SET created_at = created_at - interval '1 day'
+            WHERE id = '{second}'""")
+        r = self.one("SELECT * FROM sluice.apply_retention()")
+        self.assertEqual((r["archived"], r["pruned"]), (0, 0))
+        self.assertEqual(self.one(f"SELECT status, current_run_id FROM sluice.scheduled_jobs WHERE id = '{job}'"),
+                         {"status": "cancelled", "current_run_id": second})
+        self.assertEqual(self.scalar(f"SELECT status FROM sluice.scheduled_job_runs WHERE id = '{second}'"),
+                         "running")
+        # once the run has ended, the job is archived in its turn
+        self.scalar(f"SELECT sluice.finish_run('{second}', 'cancelled', NULL, 'cancelled', '', false, NULL, NULL)")
+        self.scalar("UPDATE sluice.scheduled_jobs SET updated_at = now() - interval '8 days' RETURNING 1")
+        r = self.one("SELECT * FROM sluice.apply_retention()")
+        self.assertEqual((r["archived"], r["pruned"]), (1, 0))
+        self.assertEqual(self.scalar(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{job}'"), "archived")
+        self.assertEqual(self.count("sluice.scheduled_job_runs"), 2)
+
     def test_deleting_jobs_or_their_brand_deletes_their_runs(self):
         self.sluice("brands", "add", "acme")
         self.sluice("run", "echo")
