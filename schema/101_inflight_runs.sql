@@ -1,6 +1,7 @@
 -- 101_inflight_runs.sql — a job whose run is still in flight is not done with:
 -- its dedupe key stays held until the run has ended, a cancel stays a cancel
--- whatever the run does, and retention leaves the job alone.
+-- whatever the run does, and retention leaves the job alone; enqueue_many()
+-- says what is wrong with its input.
 --
 -- Dedupe. A job held its dedupe key while it was active or paused. Cancelling
 -- a job with a run in flight made it 'cancelled' at once, but the run goes on
@@ -34,8 +35,16 @@
 -- that have ended (a running run has no completed_at, so none was pruned; the
 -- rule no longer depends on that).
 --
--- enqueue() is otherwise that of 097_finite_run_at.sql, finish_runs() that of
--- 006_queue_batches.sql, apply_retention() that of 005_lifecycle.sql.
+-- enqueue_many(). A NULL array, a NULL element or an element that is not a
+-- JSON object ('[]', '"x"') ended in Postgres' own errors (FOREACH over NULL,
+-- the table's checks); each is now refused by name, with the element's
+-- position as for invalid parameters. An unknown job type with an empty array
+-- returned 0; it now raises the error a single enqueue raises, and so does a
+-- type that needs a brand when none is given.
+--
+-- enqueue() and enqueue_many() are otherwise those of 097_finite_run_at.sql,
+-- finish_runs() that of 006_queue_batches.sql, apply_retention() that of
+-- 005_lifecycle.sql.
 
 -- ===================================================================== dedupe
 
@@ -255,4 +264,62 @@ BEGIN
                    WHERE r2.scheduled_job_id = r.scheduled_job_id
                    ORDER BY r2.created_at DESC LIMIT 1);
     GET DIAGNOSTICS pruned = ROW_COUNT;
+END $$;
+
+-- ===================================================================== enqueue_many
+
+-- Bulk enqueue: one job per element of p_parameters (each a JSON object), all
+-- of one type and brand, in one statement. The type and brand are checked as
+-- for a single enqueue, whatever the number of elements (none too), and each
+-- element's parameters as a single enqueue's, its position named in the error.
+-- Returns how many were queued; one NOTIFY for the lot.
+CREATE OR REPLACE FUNCTION sluice.enqueue_many(
+    p_brand text, p_job_type text, p_parameters jsonb[], p_run_at timestamptz DEFAULT NULL,
+    p_priority integer DEFAULT 0, p_trigger_source text DEFAULT 'api')
+RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    b uuid := sluice.resolve_brand(p_brand);
+    jt sluice.job_types;
+    p jsonb;
+    problems text[];
+    i integer := 0;
+    n integer;
+BEGIN
+    PERFORM sluice.check_run_at(p_run_at);
+    SELECT * INTO jt FROM sluice.job_types WHERE name = p_job_type AND available;
+    IF NOT FOUND THEN
+        PERFORM sluice.raise_unknown_job_type(p_job_type);
+    END IF;
+    IF jt.brand_rule = 'required' AND b IS NULL THEN
+        RAISE EXCEPTION 'job type ''%'' needs a brand', p_job_type
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'give one, or run it once without a brand in the foreground with `sluice run ' || p_job_type || '`';
+    END IF;
+    IF p_parameters IS NULL THEN
+        RAISE EXCEPTION 'enqueue_many needs an array of parameter objects, not NULL'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'ARRAY[]::jsonb[] queues nothing; each ''{}'' queues a job with the default parameters';
+    END IF;
+    FOREACH p IN ARRAY p_parameters LOOP
+        i := i + 1;
+        IF p IS NULL OR jsonb_typeof(p) <> 'object' THEN
+            RAISE EXCEPTION 'invalid parameters for % (element %): parameters must be a JSON object, not %',
+                p_job_type, i, CASE jsonb_typeof(p) WHEN 'array' THEN 'an array' WHEN 'string' THEN 'a string'
+                                                    WHEN 'number' THEN 'a number' WHEN 'boolean' THEN 'a boolean'
+                                                    WHEN 'null' THEN 'JSON null' ELSE 'NULL' END
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        problems := sluice.check_params(jt.param_schema, p);
+        IF cardinality(problems) > 0 THEN
+            RAISE EXCEPTION 'invalid parameters for % (element %): %', p_job_type, i,
+                array_to_string(problems, '; ') USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    END LOOP;
+    INSERT INTO sluice.scheduled_jobs (brand_id, job_type, parameters, next_run_at, priority, trigger_source)
+    SELECT b, p_job_type, jt.default_params || x, coalesce(p_run_at, now()), coalesce(p_priority, 0),
+           coalesce(p_trigger_source, 'api')
+    FROM unnest(p_parameters) x;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    PERFORM pg_notify('sluice_jobs', '');
+    RETURN n;
 END $$;
