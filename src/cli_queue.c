@@ -29,7 +29,8 @@ static void usage(FILE *out)
                  "                such as +30s, +15m, +2h, +1d, at most 3650d (default: now)\n"
                  "  --priority    lower runs first: -1000000 to 1000000 (default 0)\n"
                  "  --dedupe-key  while a job of this type and brand with this key is pending or\n"
-                 "                running, queueing again returns that job instead\n"
+                 "                running (cancelled too, until its run has ended), queueing\n"
+                 "                again returns that job instead\n"
                  "  --max-retries overrides the handler's max_retries for this job\n"
                  "  --if-stale    queue only if one of the type's datasets is stale, never\n"
                  "                completed or failing for this brand; otherwise say until when\n"
@@ -220,18 +221,29 @@ int sl_cmd_queue(const sl_config *cfg, int argc, char **argv)
         atp = at;
     }
     const char *p[] = {brand, type, normalized, atp, priority, dedupe, retries};
+    /* with the status of the job that holds the dedupe key when there is one */
     PGresult *r = sl_cli_exec(c,
-                              "SELECT job_id, created FROM sluice.enqueue($1, $2, $3::jsonb, "
-                              "$4::timestamptz, $5::int, $6, $7::int, 'manual')",
+                              "SELECT e.job_id, e.created, (SELECT j.status FROM "
+                              "sluice.scheduled_jobs j WHERE j.id = e.job_id AND NOT e.created) "
+                              "FROM sluice.enqueue($1, $2, $3::jsonb, $4::timestamptz, $5::int, "
+                              "$6, $7::int, 'manual') e",
                               7, p);
     if (!r) {
         status = 2;
         goto out;
     }
-    printf("%s\n", PQgetvalue(r, 0, 0));
-    if (strcmp(PQgetvalue(r, 0, 1), "t") != 0)
-        fprintf(stderr, "%s: a job with dedupe key '%s' is already pending or running: %s\n", type,
-                dedupe, PQgetvalue(r, 0, 0));
+    const char *id = PQgetvalue(r, 0, 0), *holder = PQgetvalue(r, 0, 2);
+    printf("%s\n", id);
+    if (strcmp(PQgetvalue(r, 0, 1), "t") != 0) {
+        if (!*holder || strcmp(holder, "active") == 0 || strcmp(holder, "paused") == 0)
+            fprintf(stderr, "%s: a job with dedupe key '%s' is already pending or running: %s\n",
+                    type, dedupe, id);
+        else /* cancelled: the key is held until its run has ended */
+            fprintf(stderr,
+                    "%s: a job with dedupe key '%s' is %s but its run is still in flight: %s; "
+                    "the key is free once that run has ended\n",
+                    type, dedupe, holder, id);
+    }
     PQclear(r);
     status = 0;
 out:

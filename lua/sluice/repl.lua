@@ -282,16 +282,25 @@ function G.queue(job_type, params, opts)
     if not secs then fail("queue: after: %s", derr) end
     at_sql, at = "now() + make_interval(secs => $4::float8)", secs
   end
+  -- with the status of the job that holds the dedupe key when there is one
   local rows, err = db.query(([[
-    SELECT job_id::text, created
-    FROM sluice.enqueue($1, $2, $3::jsonb, %s, $5::int, $6, $7::int, 'repl', $8)]]):format(at_sql),
+    SELECT e.job_id::text, e.created,
+           (SELECT j.status FROM sluice.scheduled_jobs j WHERE j.id = e.job_id AND NOT e.created) AS holder
+    FROM sluice.enqueue($1, $2, $3::jsonb, %s, $5::int, $6, $7::int, 'repl', $8) e]]):format(at_sql),
     opts.brand, job_type, normalized, at, opts.priority or 0, opts.dedupe_key, opts.max_retries,
     opts.name)
   if not rows then fail("queue: %s", err) end
   local row = rows[1]
   if not row.created then
-    note(("%s: a job with dedupe key '%s' is already pending or running: %s")
-      :format(job_type, tostring(opts.dedupe_key), row.job_id))
+    local holder = row.holder
+    if holder == nil or holder == null or holder == "active" or holder == "paused" then
+      note(("%s: a job with dedupe key '%s' is already pending or running: %s")
+        :format(job_type, tostring(opts.dedupe_key), row.job_id))
+    else -- cancelled: the key is held until its run has ended
+      note(("%s: a job with dedupe key '%s' is %s but its run is still in flight: %s; "
+             .. "the key is free once that run has ended")
+        :format(job_type, tostring(opts.dedupe_key), holder, row.job_id))
+    end
   end
   return row.job_id
 end

@@ -320,6 +320,71 @@ class Lifecycle(harness.SluiceTest):
         again = self.sluice("queue", "echo", "--dedupe-key", "same").stdout.strip()
         self.assertNotIn(again, ids)
 
+    def test_a_cancelled_job_holds_its_dedupe_key_until_its_run_ends(self):
+        # the run of a cancelled job is still in flight until its worker stops it:
+        # queueing the same key meanwhile must not start a second run beside it
+        # (a second paid scrape); once the run has ended the key is free
+        job = self.sluice("queue", "sleep", "--dedupe-key", "scrape",
+                          "--params", '{"seconds": 60}').stdout.strip()
+        with self.serve() as d:
+            self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'running'") == 1, 30)
+            d.signal(signal.SIGSTOP)  # a worker that has not heard of the cancel yet
+            try:
+                self.assertIn("cancelling", self.sluice("jobs", "cancel", job).stdout)
+                again = self.sluice("queue", "sleep", "--dedupe-key", "scrape",
+                                    "--params", '{"seconds": 0}')
+                self.assertEqual(again.stdout.strip(), job)
+                self.assertIn(f"sleep: a job with dedupe key 'scrape' is cancelled but its run is still "
+                              f"in flight: {job}", again.stderr)
+
+                def sql_enqueue(_):
+                    return pgfixture.psql(self.db, "SELECT job_id || ' ' || created FROM sluice.enqueue("
+                                                   "NULL, 'sleep', '{\"seconds\": 0}', NULL, 0, 'scrape')")
+                with concurrent.futures.ThreadPoolExecutor(max_workers=8) as ex:
+                    replies = set(ex.map(sql_enqueue, range(16)))
+                self.assertEqual(replies, {f"{job} false"})
+                self.assertEqual(self.count("sluice.scheduled_jobs"), 1)
+                self.assertEqual(self.count("sluice.scheduled_job_runs"), 1)
+            finally:
+                d.signal(signal.SIGCONT)
+            self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'cancelled'") == 1, 30)
+            new = self.sluice("queue", "sleep", "--dedupe-key", "scrape", "--params", '{"seconds": 0}')
+            self.assertNotEqual(new.stdout.strip(), job)
+            self.assertEqual(new.stderr, "")
+            self.wait_for(lambda: self.scalar(f"SELECT status FROM sluice.scheduled_jobs "
+                                              f"WHERE id = '{new.stdout.strip()}'") == "completed", 30)
+        self.assertEqual(self.scalar(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{job}'"), "cancelled")
+
+    def test_upgrading_where_a_cancelled_run_and_a_new_job_share_a_key(self):
+        # before 101 a key could be queued again while a cancelled job's run was
+        # in flight; the upgrade leaves the key with the newer, pending job (the
+        # unique index could not be built otherwise)
+        old = tempfile.mkdtemp(prefix="sluice-schema-")
+        try:
+            for name in os.listdir(os.path.join(harness.SOURCE, "schema")):
+                if name.endswith(".sql") and name < "101":
+                    shutil.copy(os.path.join(harness.SOURCE, "schema", name), old)
+            env = self.env({"SLUICE_SCHEMA_DIR": old})
+            self.sluice("queue", "noop", "--at", "+1h", env=env)  # the old schema and registry
+            worker = "00000000-0000-4000-8000-000000000001"
+            cancelled = self.scalar("SELECT job_id FROM sluice.enqueue(NULL, 'noop', p_dedupe_key => 'k')")
+            run = self.scalar(f"SELECT run_id FROM sluice.claim_jobs('{worker}', 10, 600)")
+            self.scalar(f"SELECT sluice.cancel_job('{cancelled}')")
+            pending = self.scalar("SELECT job_id FROM sluice.enqueue(NULL, 'noop', '{}', now() + interval '1 hour', "
+                                  "p_dedupe_key => 'k')")
+            self.assertNotEqual(pending, cancelled)
+        finally:
+            shutil.rmtree(old)
+        self.assertIn("applied 101_inflight_runs.sql", self.sluice("migrate").stderr)
+        self.assertEqual(self.sql(f"SELECT id, dedupe_key FROM sluice.scheduled_jobs "
+                                  f"WHERE id IN ('{cancelled}', '{pending}') ORDER BY created_at"),
+                         [{"id": cancelled, "dedupe_key": None}, {"id": pending, "dedupe_key": "k"}])
+        self.assertEqual(self.scalar("SELECT job_id || ' ' || created FROM sluice.enqueue(NULL, 'noop', "
+                                     "p_dedupe_key => 'k')"), f"{pending} false")
+        self.scalar(f"SELECT sluice.finish_run('{run}', 'cancelled', NULL, 'cancelled', '', false, NULL, NULL)")
+        self.assertEqual(self.scalar(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{cancelled}'"),
+                         "cancelled")
+
     # -------------------------------------------------------------- cancel, pause, resume
 
     def test_cancel_running_job(self):
@@ -334,6 +399,82 @@ class Lifecycle(harness.SluiceTest):
         again = self.sluice("jobs", "cancel", job, check=False)
         self.assertNotEqual(again.returncode, 0)
         self.assertIn("already cancelled", again.stderr)
+
+    def test_a_cancel_is_final_when_the_run_in_flight_completes(self):
+        # a foreground run does not hear the cancel and runs to its end: the run
+        # is recorded as it went, the job stays cancelled
+        self.sluice("queue", "noop", "--at", "+1h")  # the schema
+        proc = subprocess.Popen([pgfixture.sluice_bin(), "run", "sleep", "--params", '{"seconds": 2}', "--json"],
+                                env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'running'") == 1, 30)
+            job = self.scalar("SELECT id FROM sluice.scheduled_jobs WHERE job_type = 'sleep'")
+            self.assertIn("cancelling", self.sluice("jobs", "cancel", job).stdout)
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        self.assertEqual(proc.returncode, 0, err)
+        outcome = json.loads(out)
+        self.assertEqual((outcome["status"], outcome["job_status"]), ("completed", "cancelled"))
+        self.assertEqual(self.one(f"SELECT status, current_run_id, next_run_at FROM sluice.scheduled_jobs "
+                                  f"WHERE id = '{job}'"),
+                         {"status": "cancelled", "current_run_id": None, "next_run_at": None})
+        self.assertEqual(self.scalar(f"SELECT status FROM sluice.scheduled_job_runs "
+                                     f"WHERE scheduled_job_id = '{job}'"), "completed")
+
+    def test_what_a_run_ending_after_cancel_or_pause_makes_of_its_job(self):
+        # every way a run can end, after its job was cancelled or paused: a cancel
+        # is final (the run keeps its own outcome); a paused one-time job that
+        # completes is done, a paused job that will be retried, or a recurring
+        # one, stays paused with its next time kept for resume
+        self.sluice("queue", "noop", "--at", "+1h")  # the schema and registry; never due here
+        worker = "00000000-0000-4000-8000-000000000001"  # a worker that exists only in this test
+        # schedule, action, how the run ends, retryable (a one-time job: with one
+        # retry left, else none) → the job's status
+        cases = [
+            ("one_time", "cancel", "completed", True, "cancelled"),
+            ("one_time", "cancel", "failed", False, "cancelled"),
+            ("one_time", "cancel", "failed", True, "cancelled"),
+            ("one_time", "cancel", "cancelled", False, "cancelled"),
+            ("one_time", "cancel", "lost", True, "cancelled"),  # its worker died: rescued
+            ("one_time", "cancel", "lost", False, "cancelled"),
+            ("recurring", "cancel", "completed", True, "cancelled"),
+            ("recurring", "cancel", "failed", False, "cancelled"),
+            ("one_time", "pause", "completed", True, "completed"),
+            ("one_time", "pause", "failed", True, "paused"),
+            ("one_time", "pause", "failed", False, "failed"),
+            ("one_time", "pause", "lost", True, "paused"),
+            ("one_time", "pause", "lost", False, "failed"),
+            ("recurring", "pause", "completed", True, "paused"),
+            ("recurring", "pause", "failed", False, "paused"),
+        ]
+        for schedule, action, outcome, retryable, expected in cases:
+            with self.subTest(schedule=schedule, action=action, outcome=outcome, retryable=retryable):
+                if schedule == "one_time":
+                    job = self.scalar(f"SELECT job_id FROM sluice.enqueue(NULL, 'noop', "
+                                      f"p_max_retries => {1 if retryable else 0})")
+                else:
+                    job = self.scalar("SELECT sluice.schedule_job(NULL, 'noop', '* * * * *', 'UTC', '{}', now())")
+                lease = 0.001 if outcome == "lost" else 600
+                run = self.scalar(f"SELECT run_id FROM sluice.claim_jobs('{worker}', 10, {lease})")
+                self.assertEqual(self.scalar(f"SELECT sluice.{action}_job('{job}')"),
+                                 "cancelling" if action == "cancel" else "paused")
+                if outcome == "lost":
+                    self.assertEqual(self.scalar(f"SELECT count(*) FROM sluice.rescue_lost_runs() "
+                                                 f"WHERE run_id = '{run}'"), "1")
+                else:
+                    self.scalar(f"SELECT sluice.finish_run('{run}', '{outcome}', NULL, "
+                                f"{'NULL' if outcome == 'completed' else repr(outcome)}, '', "
+                                f"{'true' if retryable else 'false'}, now() + interval '1 hour', NULL)")
+                j = self.one(f"SELECT status, current_run_id, next_run_at IS NOT NULL AS due "
+                             f"FROM sluice.scheduled_jobs WHERE id = '{job}'")
+                self.assertEqual(j["status"], expected)
+                self.assertIsNone(j["current_run_id"])
+                self.assertEqual(j["due"], expected == "paused")  # resume finds its time
+                self.assertEqual(self.scalar(f"SELECT status FROM sluice.scheduled_job_runs WHERE id = '{run}'"),
+                                 "failed" if outcome == "lost" else outcome)
 
     def test_pause_and_resume(self):
         job = self.sluice("queue", "echo").stdout.strip()
@@ -412,6 +553,39 @@ class Lifecycle(harness.SluiceTest):
         r = self.one("SELECT * FROM sluice.apply_retention()")
         self.assertEqual((r["archived"], r["pruned"]), (2, 0))  # each job keeps its last run
         self.assertEqual(self.count("sluice.scheduled_jobs", "status = 'archived'"), 2)
+
+    def test_retention_leaves_a_job_whose_run_is_in_flight(self):
+        # a job cancelled while its run is in flight is archived only once that
+        # run has ended, and a running run is never pruned
+        self.sluice("queue", "noop", "--at", "+1h")  # the schema and registry; never due here
+        worker = "00000000-0000-4000-8000-000000000001"  # a worker that exists only in this test
+        job = self.scalar("SELECT job_id FROM sluice.enqueue(NULL, 'noop')")
+        first = self.scalar(f"SELECT run_id FROM sluice.claim_jobs('{worker}', 10, 600)")
+        self.scalar(f"SELECT sluice.finish_run('{first}', 'failed', NULL, 'boom', '', true, NULL, NULL)")
+        self.scalar(f"UPDATE sluice.scheduled_jobs SET next_run_at = now() WHERE id = '{job}' RETURNING 1")
+        second = self.scalar(f"SELECT run_id FROM sluice.claim_jobs('{worker}', 10, 600)")
+        self.assertEqual(self.scalar(f"SELECT sluice.cancel_job('{job}')"), "cancelling")
+        # all long ago as retention sees it; the running run's row even says it
+        # ended, and was made before the first (nothing in sluice writes such a
+        # row, but whether a run is pruned must not depend on it)
+        pgfixture.psql(self.db, f"""
+            UPDATE sluice.scheduled_jobs SET updated_at = now() - interval '8 days';
+            UPDATE sluice.scheduled_job_runs SET completed_at = now() - interval '31 days';
+            UPDATE sluice.scheduled_job_runs SET created_at = created_at - interval '1 day'
+            WHERE id = '{second}'""")
+        r = self.one("SELECT * FROM sluice.apply_retention()")
+        self.assertEqual((r["archived"], r["pruned"]), (0, 0))
+        self.assertEqual(self.one(f"SELECT status, current_run_id FROM sluice.scheduled_jobs WHERE id = '{job}'"),
+                         {"status": "cancelled", "current_run_id": second})
+        self.assertEqual(self.scalar(f"SELECT status FROM sluice.scheduled_job_runs WHERE id = '{second}'"),
+                         "running")
+        # once the run has ended, the job is archived in its turn
+        self.scalar(f"SELECT sluice.finish_run('{second}', 'cancelled', NULL, 'cancelled', '', false, NULL, NULL)")
+        self.scalar("UPDATE sluice.scheduled_jobs SET updated_at = now() - interval '8 days' RETURNING 1")
+        r = self.one("SELECT * FROM sluice.apply_retention()")
+        self.assertEqual((r["archived"], r["pruned"]), (1, 0))
+        self.assertEqual(self.scalar(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{job}'"), "archived")
+        self.assertEqual(self.count("sluice.scheduled_job_runs"), 2)
 
     def test_deleting_jobs_or_their_brand_deletes_their_runs(self):
         self.sluice("brands", "add", "acme")

@@ -255,6 +255,25 @@ class ReplTest(harness.SluiceTest):
             self.assertIn(f"a job must be due at a real time, not {at}", out)
         self.assertEqual(self.count("sluice.scheduled_jobs"), 1)
 
+    def test_queue_with_a_dedupe_key_says_which_job_holds_it(self):
+        t = self.repl()
+        first = re.search(r'"([0-9a-f-]{36})"', t.line('=queue("echo", {}, {dedupe_key = "k"})')).group(1)
+        out = t.line('=queue("echo", {}, {dedupe_key = "k"})')
+        self.assertIn(f"echo: a job with dedupe key 'k' is already pending or running: {first}", out)
+        self.assertIn(f'"{first}"', out)
+        # cancelled while a run (of a worker that exists only here) is in flight
+        run = self.scalar("SELECT run_id FROM sluice.claim_jobs('00000000-0000-4000-8000-000000000001', 10, 600)")
+        self.scalar(f"SELECT sluice.cancel_job('{first}')")
+        out = t.line('=queue("echo", {}, {dedupe_key = "k"})')
+        self.assertIn(f"echo: a job with dedupe key 'k' is cancelled but its run is still in flight: {first}; "
+                      f"the key is free once that run has ended", out)
+        self.assertIn(f'"{first}"', out)
+        self.scalar(f"SELECT sluice.finish_run('{run}', 'cancelled', NULL, 'cancelled', '', false, NULL, NULL)")
+        out = t.line('=queue("echo", {}, {dedupe_key = "k"})')
+        self.assertNotIn("dedupe key", out)
+        self.assertNotIn(first, out)
+        self.assertEqual(self.count("sluice.scheduled_jobs"), 2)
+
     def test_runs_health_types_reload(self):
         self.run_e('run("echo", {message = "one"})')
         out = self.run_e('runs{type = "echo", limit = 5}').stdout

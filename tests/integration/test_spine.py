@@ -5,6 +5,7 @@ changes nothing. Real binary, real Postgres."""
 
 import json
 import signal
+import subprocess
 import time
 
 import harness
@@ -361,6 +362,40 @@ class Spine(harness.SluiceTest):
         self.assertIn("-infinity", table)
         job = self.scalar("SELECT id FROM sluice.scheduled_jobs WHERE next_run_at = 'infinity'")
         self.assertRegex(self.sluice("show", job).stdout, r"next run\s+infinity\n")
+
+    def test_enqueue_many_says_what_is_wrong_with_its_input(self):
+        self.sluice("queue", "noop", "--at", "+1h")  # the schema and registry
+
+        def enqueue_many(args):
+            return subprocess.run(["psql", self.db, "-X", "-Atc", f"SELECT sluice.enqueue_many({args})"],
+                                  capture_output=True, text=True, env=harness.pgfixture.clean_env())
+        element = "invalid parameters for noop (element {}): parameters must be a JSON object, not {}"
+        unknown = "unknown job type 'ecko' — did you mean 'echo'?"
+        for args, message in [
+                ("NULL, 'noop', NULL", "enqueue_many needs an array of parameter objects, not NULL"),
+                ("NULL, 'noop', ARRAY['{}', NULL]::jsonb[]", element.format(2, "NULL")),
+                ("NULL, 'noop', ARRAY['{}', '{}', '[]']::jsonb[]", element.format(3, "an array")),
+                ("NULL, 'noop', ARRAY['[]']::jsonb[]", element.format(1, "an array")),
+                ("NULL, 'noop', ARRAY['\"x\"']::jsonb[]", element.format(1, "a string")),
+                ("NULL, 'noop', ARRAY['{}', 'null']::jsonb[]", element.format(2, "JSON null")),
+                ("NULL, 'noop', ARRAY['{}', '{\"t\": \"soon\"}']::jsonb[]",
+                 "invalid parameters for noop (element 2): t"),
+                # an unknown type is one whatever the number of jobs, none too
+                ("NULL, 'ecko', ARRAY[]::jsonb[]", unknown),
+                ("NULL, 'ecko', NULL", unknown),
+                ("NULL, 'ecko', ARRAY['{}']::jsonb[]", unknown),
+                ("NULL, 'needs_brand', ARRAY[]::jsonb[]", "job type 'needs_brand' needs a brand")]:
+            with self.subTest(args=args):
+                proc = enqueue_many(args)
+                self.assertNotEqual(proc.returncode, 0, proc.stdout)
+                self.assertIn(f"ERROR:  {message}", proc.stderr)
+                for raw in ("violates", "FOREACH", "null value in column"):
+                    self.assertNotIn(raw, proc.stderr)
+        self.assertEqual(self.count("sluice.scheduled_jobs"), 1)
+        # what it takes
+        self.assertEqual(enqueue_many("NULL, 'noop', ARRAY[]::jsonb[]").stdout.strip(), "0")
+        self.assertEqual(enqueue_many("NULL, 'noop', ARRAY['{}', '{\"t\": 5}']::jsonb[]").stdout.strip(), "2")
+        self.assertEqual(self.count("sluice.scheduled_jobs", "parameters = '{\"t\": 5}'"), 1)
 
     def test_brands_list_by_default(self):
         acme = self.sluice("brands", "add", "Acme").stdout.strip()
