@@ -608,6 +608,37 @@ class Research(harness.SluiceTest):
                       "ON b.id = d.brand_id WHERE b.name = 'Acme' AND d.dataset_key = 'amazon_reviews'")
         self.assertEqual(ds["last_status"], "completed")
 
+    def test_amazon_bad_items_are_cleaned_not_fatal(self):
+        # one review text with a NUL (Postgres refuses it in text and jsonb), one
+        # helpful-votes count past the integer column, one with separators: each
+        # failed the whole batch, on every retry
+        url = self.competitor_url(asin="B0BADITEM1")
+        configs = amazon_configs("B0BADITEM1", "com")
+        items, _ = svc_actors.amazon_items(SEED, {"input": configs})
+        _, ids = amazon_expected(configs)
+        reviews = sorted({i["reviewId"] for i in items if i.get("reviewId")})
+        nul, huge, sep = reviews[:3]
+        self.svc.control({"apify_patch_items": [
+            {"actor": AMAZON_ACTOR, "match": {"reviewId": nul},
+             "set": {"text": "Broke after\u0000 a week.", "title": "\u0000"}},
+            {"actor": AMAZON_ACTOR, "match": {"reviewId": huge}, "set": {"numberOfHelpful": "3,000,000,000"}},
+            {"actor": AMAZON_ACTOR, "match": {"reviewId": sep},
+             "set": {"numberOfHelpful": "1,234 people found this helpful"}},
+        ]})
+        out, proc = self.run_fg("amazon_review_scrape", {"competitor_amazon_url_id": url}, "Acme",
+                                env=self.env())
+        self.assertEqual(out["status"], "completed", proc.stdout + proc.stderr)
+        self.assertEqual(out["result"]["reviews"], len(ids))
+        rows = {r["review_id"]: r for r in self.sql(
+            "SELECT review_id, title, body, helpful_votes FROM public.competitor_amazon_reviews")}
+        self.assertEqual(set(rows), ids)
+        self.assertEqual((rows[nul]["body"], rows[nul]["title"]), ("Broke after a week.", None))
+        self.assertIsNone(rows[huge]["helpful_votes"])
+        self.assertEqual(rows[sep]["helpful_votes"], 1234)
+        logs = self.one("SELECT logs FROM sluice.scheduled_job_runs")["logs"]
+        self.assertIn(f"review {nul}: NUL characters removed from text, title", logs)
+        self.assertIn(f"review {huge}: helpful votes left empty: 3,000,000,000 is out of range", logs)
+
     def test_amazon_partial_failure_retry_reruns_only_failed_configs(self):
         url = self.competitor_url(asin="B0PARTIAL1")
         configs = amazon_configs("B0PARTIAL1", "com")
