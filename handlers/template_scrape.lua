@@ -8,6 +8,7 @@
 -- recorded on its row and does not stop the others.
 local apify = require("sluice.apify")
 local fb = require("sluice.facebook_ads")
+local clean = require("sluice.clean")
 local assets = require("sluice.assets")
 
 local BATCH = 200
@@ -113,7 +114,8 @@ return {
     local p = job.params
     local items, run = apify.run_actor(job, "ads_library", fb.ACTOR,
       fb.input(p.search_url, { count = p.max_ads }), { timeout = 600, memory = 1024 })
-    local all, skipped = fb.normalize_all(items)
+    local all, skipped, notes = fb.normalize_all(items)
+    clean.notes(job, notes, "ads")
     local ads, video_only = {}, 0
     for _, ad in ipairs(all) do
       if p.images_only and fb.is_video_only(ad.snapshot) then

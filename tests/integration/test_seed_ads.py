@@ -16,6 +16,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from urllib.parse import urlsplit
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -283,6 +284,56 @@ class SeedAds(harness.SluiceTest):
         run = [e for e in self.svc.log("/v2/acts/") if e["method"] == "POST"][0]
         self.assertEqual(json.loads(run["body"]), {"urls": [{"url": ADLIB}], "scrapeAdDetails": False,
                                                    "period": "", "count": 40})
+
+    def test_ads_library_bad_items_are_cleaned_not_fatal(self):
+        # one ad's start_date in milliseconds, one with dates no clock gives, a
+        # NUL in one snapshot and a page like count past bigint: each failed (or
+        # silently corrupted) the whole batch, on every retry
+        comp = self.setup_brand()
+        items = self.fixture_ads(ADLIB, 40)
+
+        def key(it):
+            return {k: it[k] for k in ("ad_archive_id", "adArchiveID") if k in it}
+
+        def aid(it):
+            return it.get("ad_archive_id") or it.get("adArchiveID")
+        ms, far, nul = items[0], items[1], items[2]
+        snap = json.loads(json.dumps(nul["snapshot"]))
+        snap["body"]["text"] = "Sleep\u0000 better"
+        snap["page_like_count"] = 10 ** 20
+        actor = "curious_coder~facebook-ads-library-scraper"
+        self.svc.control({"apify_patch_items": [
+            {"actor": actor, "match": key(ms), "set": {"start_date": ms["start_date"] * 1000,
+                                                       "end_date": ms["end_date"] * 1000, "is_active": False}},
+            {"actor": actor, "match": key(far), "set": {"start_date": 10 ** 30, "end_date": -5}},
+            {"actor": actor, "match": key(nul), "set": {"snapshot": snap}},
+        ]})
+        res, log = self.run_job("competitor_scrape", {"competitor_id": comp, "ad_library_url": ADLIB,
+                                                      "max_ads": 40})
+        self.assertEqual(res["records"], len(items))
+        rows = {r["ad_archive_id"]: r for r in self.sql(
+            "SELECT ad_archive_id, started_running::text, stopped_running::text, ad_creative_body, "
+            "snapshot_data FROM public.competitor_ads")}
+        self.assertEqual(len(rows), len(items))
+        day = lambda t: time.strftime("%Y-%m-%d", time.gmtime(t))  # noqa: E731
+        self.assertEqual((rows[aid(ms)]["started_running"], rows[aid(ms)]["stopped_running"]),
+                         (day(ms["start_date"]), day(ms["end_date"])))
+        self.assertIsNone(rows[aid(far)]["started_running"])
+        self.assertEqual(rows[aid(nul)]["ad_creative_body"], "Sleep better")
+        self.assertEqual(rows[aid(nul)]["snapshot_data"]["body"]["text"], "Sleep better")
+        self.assertIn(f"ad {aid(ms)}: start_date {ms['start_date'] * 1000} read as milliseconds", log)
+        self.assertIn(f"ad {aid(far)}: start_date left empty", log)
+        self.assertIn(f"ad {aid(nul)}: NUL characters removed", log)
+        # template_scrape reads the same items: facebook_ads takes them too
+        res, log = self.run_job("template_scrape", {"search_url": ADLIB, "max_ads": 40, "images_only": False,
+                                                    "auto_queue": False})
+        self.assertEqual(res["records"], len(items))
+        fa = {r["ad_archive_id"]: r for r in self.sql(
+            "SELECT ad_archive_id, extract(epoch FROM start_date)::bigint AS s, page_like_count, ad_body "
+            "FROM public.facebook_ads")}
+        self.assertEqual(fa[aid(ms)]["s"], ms["start_date"])
+        self.assertIsNone(fa[aid(far)]["s"])
+        self.assertEqual((fa[aid(nul)]["ad_body"], fa[aid(nul)]["page_like_count"]), ("Sleep better", None))
 
     def test_competitor_scrape_unknown_or_foreign_competitor_is_permanent(self):
         self.setup_brand()
