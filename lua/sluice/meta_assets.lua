@@ -258,12 +258,15 @@ local CANDIDATES = [[
 -- and images (opts.max_images) of the ads with the most spend. Ads whose
 -- creative is unknown are read first. Returns a summary { attempted,
 -- downloaded, stored (new files), reused (bytes already stored), failed,
--- not_downloadable, videos, images } | nil, err, summary when the step failed as
--- a whole (the asset store cannot be written, or every download failed).
+-- not_downloadable, videos, images, creatives_read, creatives_failed } | nil,
+-- err, summary when the step failed as a whole: the asset store cannot be
+-- written, or downloads or creative reads failed and nothing was downloaded.
 function M.download(job, g, opts)
   local max_videos, max_images = opts.max_videos or 20, opts.max_images or 40
   local summary = { attempted = 0, downloaded = 0, stored = 0, reused = 0, failed = 0,
-                    not_downloadable = 0, videos = 0, images = 0, creatives_read = 0 }
+                    not_downloadable = 0, videos = 0, images = 0, creatives_read = 0,
+                    creatives_failed = 0 }
+  local first_err
   -- ads we know nothing about yet, and ads whose last download failed (media
   -- URLs are short-lived: ask again): read their creatives (bounded)
   local unknown, err = sluice.db.query([[
@@ -279,9 +282,12 @@ function M.download(job, g, opts)
   if #unknown > 0 then
     local ids = {}
     for i, r in ipairs(unknown) do ids[i] = r.meta_ad_id end
-    local n, ferr = M.fetch_and_store(job, g, ids)
+    local n, ferr, n_failed = M.fetch_and_store(job, g, ids)
     if not n then return nil, ferr, summary end
-    summary.creatives_read = n
+    summary.creatives_read, summary.creatives_failed = n, n_failed
+    for _, id in ipairs(ids) do
+      if ferr[id] then first_err = ("creative of ad %s: %s"):format(id, ferr[id]); break end
+    end
   end
   local rows
   rows, err = sluice.db.query(CANDIDATES, job.brand_id)
@@ -313,14 +319,19 @@ function M.download(job, g, opts)
     else
       summary.failed = summary.failed + 1
       if r.outcome == "store" then store_err = store_err or r.row.error end
+      first_err = first_err or ("%s of ad %s: %s"):format(r.row.asset_type, r.row.meta_ad_id,
+                                                          r.row.error or r.row.status)
     end
   end
   job.log("assets: %d ads (%d videos, %d images): %d downloaded (%d new files, %d already stored), "
-    .. "%d not downloadable, %d failed", summary.attempted, summary.videos, summary.images,
-    summary.downloaded, summary.stored, summary.reused, summary.not_downloadable, summary.failed)
+    .. "%d not downloadable, %d failed; creatives: %d read, %d could not be read", summary.attempted,
+    summary.videos, summary.images, summary.downloaded, summary.stored, summary.reused,
+    summary.not_downloadable, summary.failed, summary.creatives_read, summary.creatives_failed)
   if store_err then return nil, "the asset store cannot be written: " .. store_err, summary end
-  if summary.failed > 0 and summary.downloaded == 0 then
-    return nil, ("all %d downloads failed"):format(summary.failed), summary
+  -- something to do and nothing got: a failure, not a fresh dataset with 0 assets
+  if summary.downloaded == 0 and summary.failed + summary.creatives_failed > 0 then
+    return nil, ("nothing downloaded: %d downloads failed and %d creatives could not be read (first: %s)")
+      :format(summary.failed, summary.creatives_failed, first_err or "?"), summary
   end
   return summary
 end

@@ -392,6 +392,21 @@ class SeedAds(harness.SluiceTest):
         self.assertEqual(self.count("public.template_queue"),
                          int(self.scalar("SELECT count(DISTINCT sha256) FROM public.scraped_ad_assets")))
 
+    def test_template_scrape_fails_when_every_download_failed(self):
+        self.setup_brand()
+        items = self.fixture_ads(SEARCH, 10)
+        self.svc.control({"status_500": {"path_prefix": "/media/"}})
+        _, out = self.run_job("template_scrape", {"search_url": SEARCH, "max_ads": 10, "images_only": False},
+                              ok=False)
+        n = self.count("public.scraped_ad_assets")
+        self.assertGreater(n, 0)
+        self.assertIn(f"no media downloaded: all {n} downloads failed (0 expired, {n} failed; first: ", out)
+        ds = self.dataset("templates_scraped")
+        self.assertEqual(ds["last_status"], "failed")
+        self.assertIn("no media downloaded", ds["error_message"])
+        self.assertEqual(self.count("public.facebook_ads"), len(items), "the ads are stored all the same")
+        self.assertEqual(self.count("public.template_queue"), 0)
+
     def test_template_scrape_with_videos_and_without_queue(self):
         self.setup_brand()
         items = self.fixture_ads(SEARCH, 20)
@@ -614,6 +629,31 @@ class SeedAds(harness.SluiceTest):
         row = self.one(f"SELECT status, attempts FROM public.meta_ad_assets WHERE meta_ad_id = '{gone['meta_ad_id']}'")
         self.assertEqual((row["status"], row["attempts"]), ("not_downloadable", 1))
         self.assertEqual(len(self.svc.log(f"/v21.0/{broken['meta_ad_id']}")), 1)
+
+    def test_asset_download_fails_when_nothing_could_be_read(self):
+        self.setup_brand()
+        # no creative can be read: meta_sync's step 3 fails, and so must asset_download
+        # (it reported ad_assets completed with 0 assets: fresh, with nothing done)
+        self.svc.control({"graph_fail_path": {"path": "/v21.0/1202", "status": 400, "code": 100}})
+        self.run_job("meta_sync", {"download_max_videos": 0, "download_max_images": 0})
+        ads = [r["meta_ad_id"] for r in self.sql("SELECT DISTINCT meta_ad_id FROM public.meta_ads_performance "
+                                                 "ORDER BY meta_ad_id")]
+        _, out = self.run_job("asset_download", {}, ok=False)
+        self.assertIn(f"nothing downloaded: 0 downloads failed and {len(ads)} creatives could not be read", out)
+        ds = self.dataset("ad_assets")
+        self.assertEqual(ds["last_status"], "failed")
+        self.assertIn("(first: creative of ad 1202", ds["error_message"])
+        self.assertEqual(self.health()["ad_assets"], "failing")
+        # one creative that cannot be read among good ones: completed, the failure counted
+        self.svc.control({"graph_fail_path": {"path": f"/v21.0/{ads[0]}", "status": 400, "code": 100}})
+        res, log = self.run_job("asset_download", {"max_videos": 100, "max_images": 100})
+        self.assertEqual(res["creatives_failed"], 1)
+        self.assertEqual(res["creatives_read"], len(ads) - 1)
+        self.assertGreater(res["downloaded"], 0)
+        ds = self.dataset("ad_assets")
+        self.assertEqual((ds["last_status"], ds["metadata"]["creatives_failed"]), ("completed", 1))
+        self.assertIn(f"creative of ad {ads[0]}: graph error 100", log)
+        self.assertIn("creatives: %d read, 1 could not be read" % (len(ads) - 1), log)
 
     def test_videos_without_a_source_are_not_downloadable(self):
         # this account's ads include videos Graph gives no source for ("Reels")
