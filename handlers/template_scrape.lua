@@ -171,7 +171,10 @@ return {
     local store_err, first_err
     sluice.map(todo, function(m)
       local a, err, class = assets.download(m.url, { kind = m.asset_type })
-      local status = a and "downloaded" or (class == "not_downloadable" and "expired" or "failed")
+      -- expired (403) and not_downloadable (404/410) rows are tried again by the
+      -- next scrape, with the URLs it gets
+      local status = a and "downloaded"
+        or ((class == "expired" or class == "not_downloadable") and "expired" or "failed")
       local ok, qerr = sluice.db.query(RECORD_ASSET, m.facebook_ad_id, job.brand_id, m.asset_type,
         m.position, a and a.key, a and a.sha256, m.url, a and a.size, a and a.mime_type,
         a and a.width and { width = a.width, height = a.height } or nil, status, err)

@@ -223,6 +223,10 @@ local function one(job, g, ad)
       row.mime_type, row.size = a.mime_type, a.size
       if a.width then row.dimensions = { width = a.width, height = a.height } end
       row.created = a.created
+    elseif class == "expired" then
+      -- not for good: failed rows have their creative read again by the next
+      -- run (or the job's retry), which gives a freshly signed URL
+      row.status, row.error = "failed", err .. "; the next run reads the ad's creative again for a fresh URL"
     elseif class == "not_downloadable" then
       row.status, row.error = "not_downloadable", err
       row.reason = err:match("^HTTP (%d+)") and ("http_" .. err:match("^HTTP (%d+)"))

@@ -655,6 +655,37 @@ class SeedAds(harness.SluiceTest):
         self.assertIn(f"creative of ad {ads[0]}: graph error 100", log)
         self.assertIn("creatives: %d read, 1 could not be read" % (len(ads) - 1), log)
 
+    def test_asset_403_is_an_expired_url_not_a_lost_asset(self):
+        # a CDN 403 is a signed URL past its expiry: the asset stays to do, and the
+        # next run reads the ad's creative again (a fresh URL) and downloads it
+        self.setup_brand()
+        self.run_job("meta_sync", {"download_max_videos": 0, "download_max_images": 0})
+        images = self.sql("SELECT DISTINCT meta_ad_id, coalesce(image_url, thumbnail_url) AS url "
+                          "FROM public.meta_ads_performance WHERE NOT is_video ORDER BY meta_ad_id")
+        expired = images[0]
+        self.svc.control({"media_status": {media_id(expired["url"]): 403}})
+        res, log = self.run_job("asset_download", {"max_videos": 0, "max_images": 40})
+        self.assertEqual((res["failed"], res["not_downloadable"]), (1, 0))
+        row = self.one(f"SELECT * FROM public.meta_ad_assets WHERE meta_ad_id = '{expired['meta_ad_id']}'")
+        self.assertEqual((row["status"], row["not_downloadable_reason"]), ("failed", None))
+        self.assertIn("HTTP 403 (an expired signed URL, most likely)", row["error"])
+        self.assertEqual(self.dataset("ad_assets")["last_status"], "completed")
+        self.svc.control({"media_status": None})
+        self.svc.reset()
+        res, _ = self.run_job("asset_download", {"max_videos": 0, "max_images": 40})
+        self.assertEqual((res["images"], res["downloaded"], res["creatives_read"]), (1, 1, 1))
+        self.assertEqual(len(self.svc.log(f"/v21.0/{expired['meta_ad_id']}")), 1, "its creative read again")
+        row = self.one(f"SELECT status, attempts FROM public.meta_ad_assets WHERE meta_ad_id = '{expired['meta_ad_id']}'")
+        self.assertEqual((row["status"], row["attempts"]), ("downloaded", 2))
+        # rows the old rule marked not_downloadable for good are made failed by the migration
+        self.scalar(f"UPDATE public.meta_ad_assets SET status = 'not_downloadable', storage_path = '', "
+                    f"not_downloadable_reason = 'http_403' WHERE meta_ad_id = '{expired['meta_ad_id']}'")
+        self.scalar("DELETE FROM sluice.schema_migrations WHERE version = '103'")
+        self.sluice("migrate")
+        row = self.one(f"SELECT status, not_downloadable_reason FROM public.meta_ad_assets "
+                       f"WHERE meta_ad_id = '{expired['meta_ad_id']}'")
+        self.assertEqual((row["status"], row["not_downloadable_reason"]), ("failed", None))
+
     def test_videos_without_a_source_are_not_downloadable(self):
         # this account's ads include videos Graph gives no source for ("Reels")
         self.setup_brand(account="act_4242424244")
