@@ -293,6 +293,15 @@ function M.run(job)
 
   local cost = st.raw * M.PRICE_PER_1K / 1000
   local total = update_url(url, cost)
+  -- the unique reviews this job received, over all its attempts and runs: the
+  -- rounds overlap (a retried configuration returns reviews an earlier round
+  -- stored), so their counts cannot be summed; each stored review carries the
+  -- job that wrote it last
+  local received = st.reviews
+  if job.id then
+    received = db([[SELECT count(*) AS n FROM public.competitor_amazon_reviews
+                    WHERE competitor_amazon_url_id = $1 AND job_id = $2]], url.id, job.id)[1].n
+  end
   job.log("%s now has %d reviews stored; this scrape: %d raw results, est. $%.4f", url.asin, total, st.raw, cost)
 
   if #failed_names > 0 then
@@ -302,8 +311,8 @@ function M.run(job)
   return {
     status = "success", competitor_amazon_url_id = url.id, competitor = url.competitor, asin = url.asin,
     domain_code = url.domain_code, configurations = #configs, actor_runs = st.rounds,
-    raw_results = st.raw, reviews = st.reviews, reviews_new = st.new, reviews_total = total,
-    scrape_cost_estimate = cost, records = st.reviews,
+    raw_results = st.raw, reviews = received, reviews_new = st.new, reviews_total = total,
+    scrape_cost_estimate = cost, records = received,
   }
 end
 

@@ -669,6 +669,12 @@ class Research(harness.SluiceTest):
                          all_ids)
         res = self.runs_of(job)[1]["result"]
         self.assertEqual(res["actor_runs"], 2)
+        # each review once, though the retried configurations return many the
+        # first round stored
+        self.assertEqual((res["records"], res["reviews"], res["reviews_new"]),
+                         (len(all_ids), len(all_ids), len(all_ids)))
+        ds = self.one("SELECT records_affected FROM sluice.dataset_status WHERE dataset_key = 'amazon_reviews'")
+        self.assertEqual(ds["records_affected"], len(all_ids))
         self.assertEqual(self.one(f"SELECT total_reviews_scraped FROM public.competitor_amazon_urls "
                                   f"WHERE id = '{url}'")["total_reviews_scraped"], len(all_ids))
 
