@@ -438,6 +438,13 @@ class Research(harness.SluiceTest):
         self.assertIn("asking again", logs)
         self.assertIn("could not be parsed", logs)
 
+        def calls_made():
+            return sum(self.svc.stats()["llm_calls"].values())
+        # every call made is counted, the re-asks of an unusable reply too
+        self.assertEqual(out["result"]["llm_calls"], calls_made())
+        run = self.one(f"SELECT llm_calls FROM public.reddit_scrape_runs WHERE id = '{out['result']['run_id']}'")
+        self.assertEqual(run["llm_calls"], calls_made())
+
         # one malformed reply is asked again and changes nothing
         self.svc.reset()
         self.svc.control({"llm_malformed": 1})
@@ -445,6 +452,7 @@ class Research(harness.SluiceTest):
         self.assertEqual(out["status"], "completed", proc.stderr)
         self.assertEqual(out["result"]["posts_after_relevance"], len(exp["relevant"]))
         self.assertEqual(out["result"]["llm_parse_errors"], 0)
+        self.assertEqual(out["result"]["llm_calls"], calls_made())
 
         # a reply one element short: the last post of that batch scores 0
         self.svc.reset()
