@@ -451,21 +451,36 @@ class SeedAds(harness.SluiceTest):
         self.assertTrue(any(r["purchases"] for r in rows))
         self.assertTrue(all(r["video_views"] is None or r["hook_rate"] > 0 for r in rows))
         self.assertEqual(self.dataset("meta_ads_performance")["records_affected"], len(expected))
-        # again: the same rows, updated
+        # again: the same rows, updated; one ad was paused since
+        ads = svc_graph.account_ads(SEED, ACCOUNT)
+        paused = next(a["ad_id"] for a in ads
+                      if svc_graph.ad_object(SEED, a["ad_id"], self.svc.url)["ad"]["effective_status"] == "ACTIVE")
+        self.svc.reset()
+        self.svc.control({"graph_ad_status": {paused: "PAUSED"}})
         res2, _ = self.run_job("meta_sync", {"days_back": 30, "download_max_videos": 0, "download_max_images": 0})
         self.assertEqual(res2["new_rows"], 0)
         self.assertEqual(self.count("public.meta_ads_performance"), len(expected))
-        # creatives were read once (the second run copies nothing and asks for nothing)
-        ads = svc_graph.account_ads(SEED, ACCOUNT)
+        # creatives were read once (the second run copies nothing and reads no creative);
+        # the statuses of the known ads are read again, all in one request
         self.assertEqual(res["creatives"]["read"], len(ads))
+        self.assertEqual((res["creatives"]["statuses_read"], res["creatives"]["statuses_changed"]), (0, 0))
         self.assertEqual(res2["creatives"]["read"], 0)
+        self.assertEqual((res2["creatives"]["statuses_read"], res2["creatives"]["statuses_changed"]),
+                         (len(ads), 1))
+        by_ids = [e for e in self.svc.log("/v21.0/") if "ids" in e["query"]]
+        self.assertEqual(len(by_ids), 1)
+        self.assertEqual(sorted(by_ids[0]["query"]["ids"].split(",")), sorted(a["ad_id"] for a in ads))
+        self.assertEqual(self.scalar(f"SELECT string_agg(DISTINCT ad_status, ',') FROM public.meta_ads_performance "
+                                     f"WHERE meta_ad_id = '{paused}'"), "PAUSED")
+        self.assertEqual(self.dataset("ad_thumbnails")["records_affected"], len(ads))
+        self.svc.control({"graph_ad_status": None})
         self.assertEqual(self.count("public.meta_ads_performance", "thumbnail_url IS NULL OR is_video IS NULL"), 0)
         for ad in ads:
             obj = svc_graph.ad_object(SEED, ad["ad_id"], self.svc.url)
             row = self.one(f"SELECT DISTINCT is_video, meta_video_id, ad_status FROM public.meta_ads_performance "
                            f"WHERE meta_ad_id = '{ad['ad_id']}'")
             self.assertEqual(row["is_video"], obj["is_video"])
-            self.assertEqual(row["ad_status"], obj["ad"]["effective_status"])
+            self.assertEqual(row["ad_status"], "PAUSED" if ad["ad_id"] == paused else obj["ad"]["effective_status"])
             if obj["is_video"]:
                 self.assertEqual(row["meta_video_id"], obj["video"]["id"], "object_story_spec's id wins")
 
