@@ -147,17 +147,23 @@ function M.text_array(list)
 end
 
 -- The statuses (effective_status) of known ads, M.IDS_PER_REQUEST a request
--- (GET /?ids=…), written on every row of each ad. A request that fails is
--- logged; its ads keep the status they had. Returns ads read, ads whose status
--- changed, ads that could not be read | nil, err (database).
+-- (GET /?ids=…), written on every row of each ad. One id the API does not know
+-- (a deleted ad) fails its whole request: such a request is split in two until
+-- the ad is found, so it does not keep 49 others from being read. A request
+-- that fails otherwise is logged; its ads keep the status they had. Returns ads
+-- read, ads whose status changed, ads that could not be read | nil, err.
 function M.refresh_statuses(job, g, ad_ids)
   local read, changed, failed, list = 0, 0, 0, {}
-  for first = 1, #ad_ids, M.IDS_PER_REQUEST do
-    local batch = table.move(ad_ids, first, math.min(first + M.IDS_PER_REQUEST - 1, #ad_ids), 1, {})
-    local body, err = g:get("/", { ids = table.concat(batch, ","), fields = "id,effective_status" })
-    if not body then
+  local function ask(batch)
+    local body, err, info = g:get("/", { ids = table.concat(batch, ","), fields = "id,effective_status" })
+    if not body and #batch > 1 and info and info.permanent and info.code == 100 then
+      local half = #batch // 2
+      ask(table.move(batch, 1, half, 1, {}))
+      ask(table.move(batch, half + 1, #batch, 1, {}))
+    elseif not body then
       failed = failed + #batch
-      job.log("statuses of %d ads (%s…): %s", #batch, batch[1], err)
+      job.log("status of %s: %s", #batch == 1 and ("ad " .. batch[1])
+        or ("%d ads (%s, …)"):format(#batch, batch[1]), err)
     else
       for _, id in ipairs(batch) do
         local status = v(tbl(body[id]).effective_status)
@@ -167,6 +173,9 @@ function M.refresh_statuses(job, g, ad_ids)
         end
       end
     end
+  end
+  for first = 1, #ad_ids, M.IDS_PER_REQUEST do
+    ask(table.move(ad_ids, first, math.min(first + M.IDS_PER_REQUEST - 1, #ad_ids), 1, {}))
   end
   if #list > 0 then
     local rows, err = sluice.db.query([[

@@ -473,7 +473,15 @@ class SeedAds(harness.SluiceTest):
         self.assertEqual(self.scalar(f"SELECT string_agg(DISTINCT ad_status, ',') FROM public.meta_ads_performance "
                                      f"WHERE meta_ad_id = '{paused}'"), "PAUSED")
         self.assertEqual(self.dataset("ad_thumbnails")["records_affected"], len(ads))
-        self.svc.control({"graph_ad_status": None})
+        # an ad the API no longer knows fails its request of 50: the others are read all the same
+        self.scalar("INSERT INTO public.meta_ads_performance (brand_id, meta_ad_account_id, meta_ad_id, date, "
+                    "is_video, thumbnail_url, ad_status, spend) SELECT brand_id, meta_ad_account_id, 'deleted-ad', date, "
+                    "false, thumbnail_url, 'ACTIVE', 1 FROM public.meta_ads_performance LIMIT 1")
+        res3, log3 = self.run_job("meta_sync", {"days_back": 30, "download_max_videos": 0, "download_max_images": 0})
+        self.assertEqual((res3["creatives"]["statuses_read"], res3["creatives"]["statuses_failed"]), (len(ads), 1))
+        self.assertIn("status of ad deleted-ad: graph error 100", log3)
+        self.assertEqual(self.scalar("SELECT ad_status FROM public.meta_ads_performance "
+                                     "WHERE meta_ad_id = 'deleted-ad'"), "ACTIVE")
         self.assertEqual(self.count("public.meta_ads_performance", "thumbnail_url IS NULL OR is_video IS NULL"), 0)
         for ad in ads:
             obj = svc_graph.ad_object(SEED, ad["ad_id"], self.svc.url)
