@@ -2,9 +2,10 @@
 -- asset yet (or whose last download failed), into the content-addressed asset
 -- store, one meta_ad_assets row per ad and type. Video URLs come from the Graph
 -- API (`/{video_id}?fields=source`), images from the ad's creative. A download
--- that fails is recorded on its row (403/404/410 and missing sources as
--- not_downloadable, other errors as failed, tried again next run) and does not
--- stop the others. The same code is meta_sync's step 4 (lua/sluice/meta_assets.lua).
+-- that fails is recorded on its row (404/410 and missing sources as
+-- not_downloadable; 403 — an expired signed URL — and other errors as failed,
+-- tried again next run with the creative read afresh) and does not stop the
+-- others. The same code is meta_sync's step 4 (lua/sluice/meta_assets.lua).
 local graph = require("sluice.graph")
 local meta_assets = require("sluice.meta_assets")
 

@@ -5,6 +5,7 @@
 -- retry reads the run already paid for instead of starting another.
 local apify = require("sluice.apify")
 local fb = require("sluice.facebook_ads")
+local clean = require("sluice.clean")
 
 local BATCH = 200
 
@@ -73,8 +74,9 @@ return {
 
     local items, run = apify.run_actor(job, "ads_library", fb.ACTOR,
       fb.input(p.ad_library_url, { count = p.max_ads }), { timeout = 900, memory = 1024 })
-    local ads, skipped = fb.normalize_all(items)
+    local ads, skipped, notes = fb.normalize_all(items)
     if skipped > 0 then job.log("%d items without an ad_archive_id skipped", skipped) end
+    clean.notes(job, notes, "ads")
 
     local inserted, updated = 0, 0
     for i = 1, #ads, BATCH do

@@ -4,6 +4,7 @@
 --      today − days_back … today (UTC), every page, within the Graph limit
 --   2. upsert of the rows on (meta_ad_id, date)           → meta_ads_performance
 --   3. creatives: thumbnail, image, video id, copy, status → ad_thumbnails
+--      (new ads' creatives; every known ad's status, read again)
 --   4. videos and images into the asset store (as asset_download) → ad_assets
 --   5. with auto_classify, an LLM classification of each ad not yet classified
 --      for its current copy and format                   → ad_classifications
@@ -363,12 +364,13 @@ return {
     local summary = { rows = inserted + updated, new_rows = inserted, pages = pages_or_err,
                       since = since, ["until"] = till, account = account }
     step(job, failed, 3, "ad_thumbnails", function()
-      local read, nfail, copied = meta_assets.refresh_creatives(job, g, { since = since })
-      if not read then return nil, nfail end
-      job.log("creatives: %d read from the Graph API, %d failed, %d rows filled from known ads",
-        read, nfail, copied)
-      summary.creatives = { read = read, failed = nfail, rows_copied = copied }
-      return summary.creatives, read
+      local c, cerr = meta_assets.refresh_creatives(job, g, { since = since })
+      if not c then return nil, cerr end
+      job.log("creatives: %d read from the Graph API, %d failed, %d rows filled from known ads; "
+        .. "statuses of known ads: %d read (%d changed), %d failed", c.read, c.failed, c.rows_copied,
+        c.statuses_read, c.statuses_changed, c.statuses_failed)
+      summary.creatives = c
+      return c, c.read + c.statuses_read
     end)
     step(job, failed, 4, "ad_assets", function()
       local s, aerr = meta_assets.download(job, g, {

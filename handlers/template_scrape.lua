@@ -5,9 +5,11 @@
 -- store with a scraped_ad_assets row each, and with auto_queue the downloaded
 -- images added to template_queue — once per asset and once per content, so the
 -- ads of a group sharing one creative give one entry. A failed download is
--- recorded on its row and does not stop the others.
+-- recorded on its row and does not stop the others; when every download
+-- failed, the dataset is failed and the job retried.
 local apify = require("sluice.apify")
 local fb = require("sluice.facebook_ads")
+local clean = require("sluice.clean")
 local assets = require("sluice.assets")
 
 local BATCH = 200
@@ -113,7 +115,8 @@ return {
     local p = job.params
     local items, run = apify.run_actor(job, "ads_library", fb.ACTOR,
       fb.input(p.search_url, { count = p.max_ads }), { timeout = 600, memory = 1024 })
-    local all, skipped = fb.normalize_all(items)
+    local all, skipped, notes = fb.normalize_all(items)
+    clean.notes(job, notes, "ads")
     local ads, video_only = {}, 0
     for _, ad in ipairs(all) do
       if p.images_only and fb.is_video_only(ad.snapshot) then
@@ -165,10 +168,13 @@ return {
     end
 
     local counts = { downloaded = 0, new_files = 0, failed = 0, expired = 0 }
-    local store_err
+    local store_err, first_err
     sluice.map(todo, function(m)
       local a, err, class = assets.download(m.url, { kind = m.asset_type })
-      local status = a and "downloaded" or (class == "not_downloadable" and "expired" or "failed")
+      -- expired (403) and not_downloadable (404/410) rows are tried again by the
+      -- next scrape, with the URLs it gets
+      local status = a and "downloaded"
+        or ((class == "expired" or class == "not_downloadable") and "expired" or "failed")
       local ok, qerr = sluice.db.query(RECORD_ASSET, m.facebook_ad_id, job.brand_id, m.asset_type,
         m.position, a and a.key, a and a.sha256, m.url, a and a.size, a and a.mime_type,
         a and a.width and { width = a.width, height = a.height } or nil, status, err)
@@ -176,10 +182,21 @@ return {
       counts[status] = counts[status] + 1
       if a and a.created then counts.new_files = counts.new_files + 1 end
       if class == "store" then store_err = store_err or err end
-      if not a then job.log("%s %s: %s (%s)", m.asset_type, m.url, status, err) end
+      if not a then
+        job.log("%s %s: %s (%s)", m.asset_type, m.url, status, err)
+        first_err = first_err or ("%s %s: %s"):format(m.asset_type, m.url, err)
+      end
       return true
     end, { concurrency = CONCURRENCY })
     if store_err then error("the asset store cannot be written: " .. store_err) end
+    -- media to fetch and none fetched: the templates are not there (the ads are
+    -- stored; the retry reads the same actor run and tries the media again)
+    if #todo > 0 and counts.downloaded == 0 then
+      local msg = ("no media downloaded: all %d downloads failed (%d expired, %d failed; first: %s)")
+        :format(#todo, counts.expired, counts.failed, first_err)
+      job.dataset("templates_scraped"):fail(msg)
+      error(msg)
+    end
 
     -- the template queue
     local queued = 0

@@ -11,6 +11,7 @@
 -- fail, the job fails and its retry starts a run with only those.
 
 local apify = require("sluice.apify")
+local clean = require("sluice.clean")
 
 local M = {}
 
@@ -99,29 +100,41 @@ function M.date(v)
   return v:sub(1, 10)
 end
 
-local function count(v)
-  local n = type(v) == "number" and v or (type(v) == "string" and tonumber((v:gsub(",", ""):match("%d+"))))
-  if not n or n ~= n or n == math.huge then return nil end
-  return math.tointeger(math.floor(n))
+-- One item with a review id → a review row, and notes on what had to be
+-- cleaned: NUL characters are removed from the texts (Postgres refuses them),
+-- and helpful votes that are no count within the column's range are left
+-- empty. One such item must not fail the batch it is stored in.
+local function review_of(it, id, notes)
+  local r, nul = {}, {}
+  for col, key in pairs({ title = "title", body = "text", author = "author" }) do
+    local s, changed = clean.text(it[key])
+    if is_str(s) then r[col] = s end
+    if changed then nul[#nul + 1] = key end
+  end
+  r.review_id, r.rating, r.review_date = id, M.rating(it.rating), M.date(it.date)
+  r.verified_purchase = type(it.verified) == "boolean" and it.verified or nil
+  local votes, why = clean.count(it.numberOfHelpful, clean.INT4_MAX)
+  r.helpful_votes = votes
+  if #nul > 0 then
+    table.sort(nul)
+    notes[#notes + 1] = ("review %s: NUL characters removed from %s"):format(id, table.concat(nul, ", "))
+  end
+  if why then notes[#notes + 1] = ("review %s: helpful votes left empty: %s"):format(id, why) end
+  return r
 end
 
 -- A run's items → reviews (first occurrence of each reviewId), the names of the
--- configurations that failed, and how many items carried no review id.
+-- configurations that failed, how many items carried no review id, and notes
+-- naming the reviews whose values had to be cleaned.
 function M.parse_items(items, round_configs, status_message)
-  local reviews, seen, failed, dropped = {}, {}, {}, 0
+  local reviews, seen, failed, dropped, notes = {}, {}, {}, 0, {}
   for _, it in ipairs(items) do
     if type(it) == "table" then
-      local id = it.reviewId
+      local id = clean.text(it.reviewId)
       if is_str(id) then
         if not seen[id] then
           seen[id] = true
-          reviews[#reviews + 1] = {
-            review_id = id, rating = M.rating(it.rating),
-            title = is_str(it.title) and it.title or nil, body = is_str(it.text) and it.text or nil,
-            author = is_str(it.author) and it.author or nil, review_date = M.date(it.date),
-            verified_purchase = type(it.verified) == "boolean" and it.verified or nil,
-            helpful_votes = count(it.numberOfHelpful),
-          }
+          reviews[#reviews + 1] = review_of(it, id, notes)
         end
       else
         dropped = dropped + 1
@@ -141,7 +154,7 @@ function M.parse_items(items, round_configs, status_message)
       if c then failed[c.name] = true end
     end
   end
-  return reviews, failed, dropped
+  return reviews, failed, dropped, notes
 end
 
 ---------------------------------------------------------------- storage
@@ -257,7 +270,8 @@ function M.run(job)
     end
     local items, run = apify.run_actor(job, ("amazon_run_%d"):format(round.n), M.ACTOR, { input = inputs },
                                        { timeout = M.ACTOR_TIMEOUT, memory = M.ACTOR_MEMORY })
-    local reviews, failed, dropped = M.parse_items(items, round_configs, run.statusMessage)
+    local reviews, failed, dropped, notes = M.parse_items(items, round_configs, run.statusMessage)
+    clean.notes(job, notes, "reviews")
     local new = save_reviews(job, url, reviews)
     local nfailed = 0
     for _, c in ipairs(round_configs) do
@@ -279,6 +293,15 @@ function M.run(job)
 
   local cost = st.raw * M.PRICE_PER_1K / 1000
   local total = update_url(url, cost)
+  -- the unique reviews this job received, over all its attempts and runs: the
+  -- rounds overlap (a retried configuration returns reviews an earlier round
+  -- stored), so their counts cannot be summed; each stored review carries the
+  -- job that wrote it last
+  local received = st.reviews
+  if job.id then
+    received = db([[SELECT count(*) AS n FROM public.competitor_amazon_reviews
+                    WHERE competitor_amazon_url_id = $1 AND job_id = $2]], url.id, job.id)[1].n
+  end
   job.log("%s now has %d reviews stored; this scrape: %d raw results, est. $%.4f", url.asin, total, st.raw, cost)
 
   if #failed_names > 0 then
@@ -288,8 +311,8 @@ function M.run(job)
   return {
     status = "success", competitor_amazon_url_id = url.id, competitor = url.competitor, asin = url.asin,
     domain_code = url.domain_code, configurations = #configs, actor_runs = st.rounds,
-    raw_results = st.raw, reviews = st.reviews, reviews_new = st.new, reviews_total = total,
-    scrape_cost_estimate = cost, records = st.reviews,
+    raw_results = st.raw, reviews = received, reviews_new = st.new, reviews_total = total,
+    scrape_cost_estimate = cost, records = received,
   }
 end
 

@@ -6,7 +6,9 @@
 --   local a, err, class = assets.download(url, { kind = "image" })
 --   -- a = { key = "ab/ab12….jpg", sha256, size, mime_type, ext, created,
 --   --       width, height (images), url }
---   -- class = "not_downloadable" (403/404/410, too large: retrying cannot help)
+--   -- class = "not_downloadable" (404/410, too large: retrying cannot help)
+--   --       | "expired" (403: a signed CDN URL past its expiry, most likely;
+--   --         the same URL will not work again, a fresh one may)
 --   --       | "failed" (anything else about this URL: worth another try)
 --   --       | "store" (the asset store cannot be written: nothing will work)
 --
@@ -112,7 +114,10 @@ function M.download(url, opts)
     if err and err:match("^response larger than") then return nil, err, "not_downloadable" end
     return nil, err, "failed"
   end
-  if res.status == 403 or res.status == 404 or res.status == 410 then
+  if res.status == 403 then
+    return nil, "HTTP 403 (an expired signed URL, most likely)", "expired"
+  end
+  if res.status == 404 or res.status == 410 then
     return nil, ("HTTP %d"):format(res.status), "not_downloadable"
   end
   if not res.ok then return nil, ("HTTP %d"):format(res.status), "failed" end

@@ -6,9 +6,11 @@
 --
 --   local fb = require("sluice.facebook_ads")
 --   local input = fb.input(url, { count = 50 })
---   local ad, err = fb.normalize(item)     -- nil, "item has no ad_archive_id"
+--   local ad, err, notes = fb.normalize(item)  -- nil, "item has no ad_archive_id"
 --   local media = fb.media(item.snapshot)  -- { images = {url…}, videos = {url…} }
 --   fb.is_video_only(item.snapshot)        -- true: videos and no image at all
+
+local clean = require("sluice.clean")
 
 local M = {}
 
@@ -32,11 +34,27 @@ local function str(x)
   return tostring(x)
 end
 
-local function int(x)
+-- A count for a column of `max` (0..max), or nil with a note naming the ad.
+local function count(x, max, field, archive, notes)
   x = v(x)
-  if type(x) == "string" then x = tonumber(x) end
-  if type(x) ~= "number" or x ~= x then return nil end
-  return math.floor(x)
+  if x == nil then return nil end
+  local n, why = clean.count(x, max)
+  if why then notes[#notes + 1] = ("ad %s: %s left empty: %s"):format(archive, field, why) end
+  return n
+end
+
+-- Unix seconds from the actor's seconds — or milliseconds (…), which some
+-- actor versions emit: read by magnitude, with a note; nil when it is no date.
+local function epoch(x, field, archive, notes)
+  x = v(x)
+  if x == nil then return nil end
+  local n, how = clean.epoch(x)
+  if not n then
+    notes[#notes + 1] = ("ad %s: %s left empty: %s"):format(archive, field, how)
+  elseif how then
+    notes[#notes + 1] = ("ad %s: %s %s read as %s"):format(archive, field, x, how)
+  end
+  return n
 end
 
 local function bool(x)
@@ -74,7 +92,7 @@ local function parse_count(s)
   n = tonumber(n)
   if not n then return nil end
   local mult = ({ k = 1e3, m = 1e6, b = 1e9 })[unit:lower()] or 1
-  return math.floor(n * mult + 0.5)
+  return math.tointeger(math.floor(n * mult + 0.5))  -- nil past the 64-bit range
 end
 
 function M.parse_impressions(text)
@@ -152,11 +170,20 @@ end
 ---------------------------------------------------------------- items
 
 -- One actor item → a flat table of the fields the ads tables keep (snake_case,
--- JSON nulls dropped), or nil, err when it has no archive id.
+-- JSON nulls dropped), or nil, err when it has no archive id. A value Postgres
+-- would refuse is cleaned, so that one ad does not fail the batch it is stored
+-- in: NUL is removed from every text (the snapshot's too), dates in
+-- milliseconds are read as such, a date or count out of range is left empty.
+-- The third value lists notes on what was cleaned, each naming the ad.
 function M.normalize(item)
   if type(item) ~= "table" then return nil, "item is not an object" end
+  local nuls
+  item, nuls = clean.deep(item)
   local archive = str(item.ad_archive_id) or str(item.adArchiveID) or str(item.adArchiveId)
   if not archive then return nil, "item has no ad_archive_id" end
+  local notes = {}
+  if nuls > 0 then notes[1] = ("ad %s: NUL characters removed from %d texts"):format(archive, nuls) end
+  local I4, I8 = clean.INT4_MAX, clean.INT8_MAX
   local snap = v(item.snapshot)
   if type(snap) ~= "table" then snap = {} end
   local body = v(snap.body)
@@ -165,7 +192,8 @@ function M.normalize(item)
   local imp = v(item.impressions_with_index)
   local imp_text = type(imp) == "table" and v(imp.impressions_text) or nil
   local lo, hi = M.parse_impressions(imp_text)
-  local start_date, end_date = int(item.start_date), int(item.end_date)
+  local start_date = epoch(item.start_date, "start_date", archive, notes)
+  local end_date = epoch(item.end_date, "end_date", archive, notes)
   local ad = {
     ad_archive_id = archive,
     ad_id = str(item.ad_id) or str(item.adID) or str(item.adId),
@@ -186,9 +214,9 @@ function M.normalize(item)
     political_countries = list(item.political_countries),
     entity_type = str(item.entity_type),
     collation_id = str(item.collation_id),
-    collation_count = int(item.collation_count),
-    position = int(item.position),
-    total = int(item.total),
+    collation_count = count(item.collation_count, I4, "collation_count", archive, notes),
+    position = count(item.position, I4, "position", archive, notes),
+    total = count(item.total, I4, "total", archive, notes),
     snapshot = v(item.snapshot),
     ad_body = body,
     ad_title = str(snap.title),
@@ -197,27 +225,29 @@ function M.normalize(item)
     cta_type = str(snap.cta_type),
     caption = str(snap.caption),
     link_description = str(snap.link_description),
-    page_like_count = int(snap.page_like_count),
+    page_like_count = count(snap.page_like_count, I8, "page_like_count", archive, notes),
     page_profile_uri = str(snap.page_profile_uri),
     display_format = str(snap.display_format),
   }
-  return ad
+  return ad, nil, notes
 end
 
 -- Normalizes a list of items: the ads (first occurrence of each archive id, in
--- order) and the number of items skipped for having no archive id.
+-- order), the number of items skipped for having no archive id, and the notes
+-- on values cleaned (see normalize; log them with clean.notes).
 function M.normalize_all(items)
-  local ads, seen, skipped = {}, {}, 0
+  local ads, seen, skipped, notes = {}, {}, 0, {}
   for _, item in ipairs(items or {}) do
-    local ad = M.normalize(item)
+    local ad, _, n = M.normalize(item)
     if not ad then
       skipped = skipped + 1
     elseif not seen[ad.ad_archive_id] then
       seen[ad.ad_archive_id] = true
       ads[#ads + 1] = ad
+      table.move(n, 1, #n, #notes + 1, notes)
     end
   end
-  return ads, skipped
+  return ads, skipped, notes
 end
 
 return M

@@ -228,7 +228,8 @@ end
 -- tolerated) and runs opts.validate(value) → value' | nil, why. A reply that
 -- does not parse or validate is asked again, up to opts.parse_attempts (default
 -- 3) times; then nil, message, "parse". info = { usage = {prompt_tokens,
--- completion_tokens}, attempts = n, content = the last reply }.
+-- completion_tokens}, attempts = n (replies received, each one paid for),
+-- content = the last reply }; a failure returns it too, as a fourth value.
 function M.chat_json(messages, opts)
   opts = opts or {}
   local o = {}
@@ -239,7 +240,9 @@ function M.chat_json(messages, opts)
   local last_err, last_content
   for attempt = 1, tries do
     local r, err, kind = M.chat(messages, o)
-    if not r then return nil, err, kind end
+    if not r then
+      return nil, err, kind, { usage = usage, attempts = attempt - 1, content = last_content }
+    end
     usage.prompt_tokens = usage.prompt_tokens + r.usage.prompt_tokens
     usage.completion_tokens = usage.completion_tokens + r.usage.completion_tokens
     last_content = r.content

@@ -5,7 +5,7 @@
 -- ad and type, whatever happened to it.
 --
 --   local ma = require("sluice.meta_assets")
---   local n, failed = ma.refresh_creatives(job, g, { since = "2025-11-24" })   -- meta_sync step 3
+--   local s, err = ma.refresh_creatives(job, g, { since = "2025-11-24" })   -- meta_sync step 3
 --   local summary, err = ma.download(job, g, { max_videos = 20, max_images = 40 })
 --
 -- g is a client from lua/sluice/graph.lua. Per-ad failures are recorded and
@@ -19,6 +19,8 @@ local M = {}
 M.CREATIVE_FIELDS = "id,thumbnail_url,image_url,image_hash,video_id,object_story_spec,object_type,"
   .. "asset_feed_spec,effective_object_story_id"
 M.MAX_ADS = 100          -- creatives read per run (the seed's cap)
+M.MAX_STATUS = 1000      -- statuses of known ads read again per run
+M.IDS_PER_REQUEST = 50   -- objects per GET /?ids=… (the Graph API's limit)
 M.CONCURRENCY = 4        -- requests in flight per step (the Graph limiter paces them anyway)
 
 local null = sluice.null
@@ -137,10 +139,68 @@ function M.fetch_and_store(job, g, ad_ids)
   return n, failed, n_failed
 end
 
+-- A Postgres text[] literal of strings.
+function M.text_array(list)
+  local q = {}
+  for i, x in ipairs(list) do q[i] = '"' .. tostring(x):gsub('[\\"]', "\\%0") .. '"' end
+  return "{" .. table.concat(q, ",") .. "}"
+end
+
+-- The statuses (effective_status) of known ads, M.IDS_PER_REQUEST a request
+-- (GET /?ids=…), written on every row of each ad. One id the API does not know
+-- (a deleted ad) fails its whole request: such a request is split in two until
+-- the ad is found, so it does not keep 49 others from being read. A request
+-- that fails otherwise is logged; its ads keep the status they had. Returns ads
+-- read, ads whose status changed, ads that could not be read | nil, err.
+function M.refresh_statuses(job, g, ad_ids)
+  local read, changed, failed, list = 0, 0, 0, {}
+  local function ask(batch)
+    local body, err, info = g:get("/", { ids = table.concat(batch, ","), fields = "id,effective_status" })
+    if not body and #batch > 1 and info and info.permanent and info.code == 100 then
+      local half = #batch // 2
+      ask(table.move(batch, 1, half, 1, {}))
+      ask(table.move(batch, half + 1, #batch, 1, {}))
+    elseif not body then
+      failed = failed + #batch
+      job.log("status of %s: %s", #batch == 1 and ("ad " .. batch[1])
+        or ("%d ads (%s, …)"):format(#batch, batch[1]), err)
+    else
+      for _, id in ipairs(batch) do
+        local status = v(tbl(body[id]).effective_status)
+        if status then
+          read = read + 1
+          list[#list + 1] = { meta_ad_id = id, ad_status = status }
+        end
+      end
+    end
+  end
+  for first = 1, #ad_ids, M.IDS_PER_REQUEST do
+    ask(table.move(ad_ids, first, math.min(first + M.IDS_PER_REQUEST - 1, #ad_ids), 1, {}))
+  end
+  if #list > 0 then
+    local rows, err = sluice.db.query([[
+      UPDATE public.meta_ads_performance p SET ad_status = x.ad_status
+      FROM jsonb_to_recordset($2::jsonb) AS x(meta_ad_id text, ad_status text)
+      WHERE p.brand_id = $1 AND p.meta_ad_id = x.meta_ad_id AND p.ad_status IS DISTINCT FROM x.ad_status
+      RETURNING p.meta_ad_id]], job.brand_id, list)
+    if not rows then return nil, err end
+    local seen = {}
+    for _, r in ipairs(rows) do
+      if not seen[r.meta_ad_id] then seen[r.meta_ad_id], changed = true, changed + 1 end
+    end
+  end
+  return read, changed, failed
+end
+
 -- meta_sync step 3: rows without a creative (is_video unknown) get it from
 -- another row of the same ad when one has it (no request); the ads still without
--- one since `opts.since` are read from the Graph API (at most M.MAX_ADS).
--- Returns ads read, failures (a count), rows filled by copying | nil, err.
+-- one since `opts.since` are read from the Graph API (at most M.MAX_ADS), their
+-- status with them. The other ads of the window had their creative read by an
+-- earlier run; their status changes with the ad (paused, disapproved…), so it
+-- is read again, many ads a request (at most M.MAX_STATUS ads).
+-- Returns { read, failed, rows_copied, statuses_read, statuses_changed,
+-- statuses_failed } | nil, err: nil when there was something to read and
+-- nothing could be.
 function M.refresh_creatives(job, g, opts)
   local copied, err = sluice.db.query([[
     UPDATE public.meta_ads_performance p SET
@@ -152,22 +212,40 @@ function M.refresh_creatives(job, g, opts)
           ORDER BY meta_ad_id, fetched_at DESC) k
     WHERE p.brand_id = $1 AND p.meta_ad_id = k.meta_ad_id AND p.is_video IS NULL]], job.brand_id)
   if not copied then return nil, err end
+  local since = opts.since or "1970-01-01"
   local rows
   rows, err = sluice.db.query([[
     SELECT meta_ad_id FROM public.meta_ads_performance
     WHERE brand_id = $1 AND is_video IS NULL AND date >= $2::date
     GROUP BY meta_ad_id ORDER BY sum(spend) DESC NULLS LAST, meta_ad_id LIMIT $3]],
-    job.brand_id, opts.since or "1970-01-01", M.MAX_ADS)
+    job.brand_id, since, M.MAX_ADS)
   if not rows then return nil, err end
   local ids = {}
   for i, r in ipairs(rows) do ids[i] = r.meta_ad_id end
-  if #ids == 0 then return 0, 0, copied.affected or 0 end
-  local n, failures_or_err, n_failed = M.fetch_and_store(job, g, ids)
-  if not n then return nil, failures_or_err end
-  if n == 0 and n_failed > 0 then
-    return nil, ("no creative could be read (%d ads failed; see the log)"):format(n_failed)
+  local out = { read = 0, failed = 0, rows_copied = copied.affected or 0 }
+  if #ids > 0 then
+    local n, failures_or_err, n_failed = M.fetch_and_store(job, g, ids)
+    if not n then return nil, failures_or_err end
+    out.read, out.failed = n, n_failed
   end
-  return n, n_failed, copied.affected or 0
+  -- the statuses of the ads known before this run (the ones just read have theirs)
+  rows, err = sluice.db.query([[
+    SELECT meta_ad_id FROM public.meta_ads_performance
+    WHERE brand_id = $1 AND date >= $2::date AND meta_ad_id <> ALL ($3::text[])
+    GROUP BY meta_ad_id HAVING bool_or(is_video IS NOT NULL)
+    ORDER BY sum(spend) DESC NULLS LAST, meta_ad_id LIMIT $4]],
+    job.brand_id, since, M.text_array(ids), M.MAX_STATUS)
+  if not rows then return nil, err end
+  local known = {}
+  for i, r in ipairs(rows) do known[i] = r.meta_ad_id end
+  local sread, schanged, sfailed = M.refresh_statuses(job, g, known)
+  if not sread then return nil, schanged end
+  out.statuses_read, out.statuses_changed, out.statuses_failed = sread, schanged, sfailed
+  if out.read + sread == 0 and out.failed + sfailed > 0 then
+    return nil, ("no creative or status could be read (%d creatives and %d statuses failed; see the log)")
+      :format(out.failed, sfailed)
+  end
+  return out
 end
 
 ---------------------------------------------------------------- downloads
@@ -223,6 +301,10 @@ local function one(job, g, ad)
       row.mime_type, row.size = a.mime_type, a.size
       if a.width then row.dimensions = { width = a.width, height = a.height } end
       row.created = a.created
+    elseif class == "expired" then
+      -- not for good: failed rows have their creative read again by the next
+      -- run (or the job's retry), which gives a freshly signed URL
+      row.status, row.error = "failed", err .. "; the next run reads the ad's creative again for a fresh URL"
     elseif class == "not_downloadable" then
       row.status, row.error = "not_downloadable", err
       row.reason = err:match("^HTTP (%d+)") and ("http_" .. err:match("^HTTP (%d+)"))
@@ -258,12 +340,15 @@ local CANDIDATES = [[
 -- and images (opts.max_images) of the ads with the most spend. Ads whose
 -- creative is unknown are read first. Returns a summary { attempted,
 -- downloaded, stored (new files), reused (bytes already stored), failed,
--- not_downloadable, videos, images } | nil, err, summary when the step failed as
--- a whole (the asset store cannot be written, or every download failed).
+-- not_downloadable, videos, images, creatives_read, creatives_failed } | nil,
+-- err, summary when the step failed as a whole: the asset store cannot be
+-- written, or downloads or creative reads failed and nothing was downloaded.
 function M.download(job, g, opts)
   local max_videos, max_images = opts.max_videos or 20, opts.max_images or 40
   local summary = { attempted = 0, downloaded = 0, stored = 0, reused = 0, failed = 0,
-                    not_downloadable = 0, videos = 0, images = 0, creatives_read = 0 }
+                    not_downloadable = 0, videos = 0, images = 0, creatives_read = 0,
+                    creatives_failed = 0 }
+  local first_err
   -- ads we know nothing about yet, and ads whose last download failed (media
   -- URLs are short-lived: ask again): read their creatives (bounded)
   local unknown, err = sluice.db.query([[
@@ -279,9 +364,12 @@ function M.download(job, g, opts)
   if #unknown > 0 then
     local ids = {}
     for i, r in ipairs(unknown) do ids[i] = r.meta_ad_id end
-    local n, ferr = M.fetch_and_store(job, g, ids)
+    local n, ferr, n_failed = M.fetch_and_store(job, g, ids)
     if not n then return nil, ferr, summary end
-    summary.creatives_read = n
+    summary.creatives_read, summary.creatives_failed = n, n_failed
+    for _, id in ipairs(ids) do
+      if ferr[id] then first_err = ("creative of ad %s: %s"):format(id, ferr[id]); break end
+    end
   end
   local rows
   rows, err = sluice.db.query(CANDIDATES, job.brand_id)
@@ -313,14 +401,19 @@ function M.download(job, g, opts)
     else
       summary.failed = summary.failed + 1
       if r.outcome == "store" then store_err = store_err or r.row.error end
+      first_err = first_err or ("%s of ad %s: %s"):format(r.row.asset_type, r.row.meta_ad_id,
+                                                          r.row.error or r.row.status)
     end
   end
   job.log("assets: %d ads (%d videos, %d images): %d downloaded (%d new files, %d already stored), "
-    .. "%d not downloadable, %d failed", summary.attempted, summary.videos, summary.images,
-    summary.downloaded, summary.stored, summary.reused, summary.not_downloadable, summary.failed)
+    .. "%d not downloadable, %d failed; creatives: %d read, %d could not be read", summary.attempted,
+    summary.videos, summary.images, summary.downloaded, summary.stored, summary.reused,
+    summary.not_downloadable, summary.failed, summary.creatives_read, summary.creatives_failed)
   if store_err then return nil, "the asset store cannot be written: " .. store_err, summary end
-  if summary.failed > 0 and summary.downloaded == 0 then
-    return nil, ("all %d downloads failed"):format(summary.failed), summary
+  -- something to do and nothing got: a failure, not a fresh dataset with 0 assets
+  if summary.downloaded == 0 and summary.failed + summary.creatives_failed > 0 then
+    return nil, ("nothing downloaded: %d downloads failed and %d creatives could not be read (first: %s)")
+      :format(summary.failed, summary.creatives_failed, first_err or "?"), summary
   end
   return summary
 end

@@ -268,15 +268,16 @@ end
 -- unparseable reply (permanent for a refused key, quota or bad request).
 local function ask_all(st, batches, ask)
   local results = sluice.map(batches, function(batch)
-    local value, info, kind, pinfo = ask(batch)
-    if value == nil then
-      if kind == "parse" and pinfo then st.add_usage(pinfo.usage) end
-      return { err = info, kind = kind }
+    local value, info, kind, finfo = ask(batch)
+    -- every reply counts, a re-asked unusable one too: each was paid for
+    local used = value ~= nil and info or finfo
+    if type(used) == "table" then
+      st.calls = st.calls + (used.attempts or 0)
+      if used.usage then st.add_usage(used.usage) end
     end
-    st.add_usage(info.usage)
+    if value == nil then return { err = info, kind = kind } end
     return { value = value }
   end, { concurrency = st.llm.concurrency })
-  st.calls = st.calls + #batches
   for i = 1, #batches do
     local r = results[i]
     if r.err and r.kind ~= "parse" then

@@ -16,6 +16,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from urllib.parse import urlsplit
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -284,6 +285,56 @@ class SeedAds(harness.SluiceTest):
         self.assertEqual(json.loads(run["body"]), {"urls": [{"url": ADLIB}], "scrapeAdDetails": False,
                                                    "period": "", "count": 40})
 
+    def test_ads_library_bad_items_are_cleaned_not_fatal(self):
+        # one ad's start_date in milliseconds, one with dates no clock gives, a
+        # NUL in one snapshot and a page like count past bigint: each failed (or
+        # silently corrupted) the whole batch, on every retry
+        comp = self.setup_brand()
+        items = self.fixture_ads(ADLIB, 40)
+
+        def key(it):
+            return {k: it[k] for k in ("ad_archive_id", "adArchiveID") if k in it}
+
+        def aid(it):
+            return it.get("ad_archive_id") or it.get("adArchiveID")
+        ms, far, nul = items[0], items[1], items[2]
+        snap = json.loads(json.dumps(nul["snapshot"]))
+        snap["body"]["text"] = "Sleep\u0000 better"
+        snap["page_like_count"] = 10 ** 20
+        actor = "curious_coder~facebook-ads-library-scraper"
+        self.svc.control({"apify_patch_items": [
+            {"actor": actor, "match": key(ms), "set": {"start_date": ms["start_date"] * 1000,
+                                                       "end_date": ms["end_date"] * 1000, "is_active": False}},
+            {"actor": actor, "match": key(far), "set": {"start_date": 10 ** 30, "end_date": -5}},
+            {"actor": actor, "match": key(nul), "set": {"snapshot": snap}},
+        ]})
+        res, log = self.run_job("competitor_scrape", {"competitor_id": comp, "ad_library_url": ADLIB,
+                                                      "max_ads": 40})
+        self.assertEqual(res["records"], len(items))
+        rows = {r["ad_archive_id"]: r for r in self.sql(
+            "SELECT ad_archive_id, started_running::text, stopped_running::text, ad_creative_body, "
+            "snapshot_data FROM public.competitor_ads")}
+        self.assertEqual(len(rows), len(items))
+        day = lambda t: time.strftime("%Y-%m-%d", time.gmtime(t))  # noqa: E731
+        self.assertEqual((rows[aid(ms)]["started_running"], rows[aid(ms)]["stopped_running"]),
+                         (day(ms["start_date"]), day(ms["end_date"])))
+        self.assertIsNone(rows[aid(far)]["started_running"])
+        self.assertEqual(rows[aid(nul)]["ad_creative_body"], "Sleep better")
+        self.assertEqual(rows[aid(nul)]["snapshot_data"]["body"]["text"], "Sleep better")
+        self.assertIn(f"ad {aid(ms)}: start_date {ms['start_date'] * 1000} read as milliseconds", log)
+        self.assertIn(f"ad {aid(far)}: start_date left empty", log)
+        self.assertIn(f"ad {aid(nul)}: NUL characters removed", log)
+        # template_scrape reads the same items: facebook_ads takes them too
+        res, log = self.run_job("template_scrape", {"search_url": ADLIB, "max_ads": 40, "images_only": False,
+                                                    "auto_queue": False})
+        self.assertEqual(res["records"], len(items))
+        fa = {r["ad_archive_id"]: r for r in self.sql(
+            "SELECT ad_archive_id, extract(epoch FROM start_date)::bigint AS s, page_like_count, ad_body "
+            "FROM public.facebook_ads")}
+        self.assertEqual(fa[aid(ms)]["s"], ms["start_date"])
+        self.assertIsNone(fa[aid(far)]["s"])
+        self.assertEqual((fa[aid(nul)]["ad_body"], fa[aid(nul)]["page_like_count"]), ("Sleep better", None))
+
     def test_competitor_scrape_unknown_or_foreign_competitor_is_permanent(self):
         self.setup_brand()
         self.sluice("brands", "add", "Other")
@@ -341,6 +392,21 @@ class SeedAds(harness.SluiceTest):
         self.assertEqual(self.count("public.template_queue"),
                          int(self.scalar("SELECT count(DISTINCT sha256) FROM public.scraped_ad_assets")))
 
+    def test_template_scrape_fails_when_every_download_failed(self):
+        self.setup_brand()
+        items = self.fixture_ads(SEARCH, 10)
+        self.svc.control({"status_500": {"path_prefix": "/media/"}})
+        _, out = self.run_job("template_scrape", {"search_url": SEARCH, "max_ads": 10, "images_only": False},
+                              ok=False)
+        n = self.count("public.scraped_ad_assets")
+        self.assertGreater(n, 0)
+        self.assertIn(f"no media downloaded: all {n} downloads failed (0 expired, {n} failed; first: ", out)
+        ds = self.dataset("templates_scraped")
+        self.assertEqual(ds["last_status"], "failed")
+        self.assertIn("no media downloaded", ds["error_message"])
+        self.assertEqual(self.count("public.facebook_ads"), len(items), "the ads are stored all the same")
+        self.assertEqual(self.count("public.template_queue"), 0)
+
     def test_template_scrape_with_videos_and_without_queue(self):
         self.setup_brand()
         items = self.fixture_ads(SEARCH, 20)
@@ -385,21 +451,44 @@ class SeedAds(harness.SluiceTest):
         self.assertTrue(any(r["purchases"] for r in rows))
         self.assertTrue(all(r["video_views"] is None or r["hook_rate"] > 0 for r in rows))
         self.assertEqual(self.dataset("meta_ads_performance")["records_affected"], len(expected))
-        # again: the same rows, updated
+        # again: the same rows, updated; one ad was paused since
+        ads = svc_graph.account_ads(SEED, ACCOUNT)
+        paused = next(a["ad_id"] for a in ads
+                      if svc_graph.ad_object(SEED, a["ad_id"], self.svc.url)["ad"]["effective_status"] == "ACTIVE")
+        self.svc.reset()
+        self.svc.control({"graph_ad_status": {paused: "PAUSED"}})
         res2, _ = self.run_job("meta_sync", {"days_back": 30, "download_max_videos": 0, "download_max_images": 0})
         self.assertEqual(res2["new_rows"], 0)
         self.assertEqual(self.count("public.meta_ads_performance"), len(expected))
-        # creatives were read once (the second run copies nothing and asks for nothing)
-        ads = svc_graph.account_ads(SEED, ACCOUNT)
+        # creatives were read once (the second run copies nothing and reads no creative);
+        # the statuses of the known ads are read again, all in one request
         self.assertEqual(res["creatives"]["read"], len(ads))
+        self.assertEqual((res["creatives"]["statuses_read"], res["creatives"]["statuses_changed"]), (0, 0))
         self.assertEqual(res2["creatives"]["read"], 0)
+        self.assertEqual((res2["creatives"]["statuses_read"], res2["creatives"]["statuses_changed"]),
+                         (len(ads), 1))
+        by_ids = [e for e in self.svc.log("/v21.0/") if "ids" in e["query"]]
+        self.assertEqual(len(by_ids), 1)
+        self.assertEqual(sorted(by_ids[0]["query"]["ids"].split(",")), sorted(a["ad_id"] for a in ads))
+        self.assertEqual(self.scalar(f"SELECT string_agg(DISTINCT ad_status, ',') FROM public.meta_ads_performance "
+                                     f"WHERE meta_ad_id = '{paused}'"), "PAUSED")
+        self.assertEqual(self.dataset("ad_thumbnails")["records_affected"], len(ads))
+        # an ad the API no longer knows fails its request of 50: the others are read all the same
+        self.scalar("INSERT INTO public.meta_ads_performance (brand_id, meta_ad_account_id, meta_ad_id, date, "
+                    "is_video, thumbnail_url, ad_status, spend) SELECT brand_id, meta_ad_account_id, 'deleted-ad', date, "
+                    "false, thumbnail_url, 'ACTIVE', 1 FROM public.meta_ads_performance LIMIT 1")
+        res3, log3 = self.run_job("meta_sync", {"days_back": 30, "download_max_videos": 0, "download_max_images": 0})
+        self.assertEqual((res3["creatives"]["statuses_read"], res3["creatives"]["statuses_failed"]), (len(ads), 1))
+        self.assertIn("status of ad deleted-ad: graph error 100", log3)
+        self.assertEqual(self.scalar("SELECT ad_status FROM public.meta_ads_performance "
+                                     "WHERE meta_ad_id = 'deleted-ad'"), "ACTIVE")
         self.assertEqual(self.count("public.meta_ads_performance", "thumbnail_url IS NULL OR is_video IS NULL"), 0)
         for ad in ads:
             obj = svc_graph.ad_object(SEED, ad["ad_id"], self.svc.url)
             row = self.one(f"SELECT DISTINCT is_video, meta_video_id, ad_status FROM public.meta_ads_performance "
                            f"WHERE meta_ad_id = '{ad['ad_id']}'")
             self.assertEqual(row["is_video"], obj["is_video"])
-            self.assertEqual(row["ad_status"], obj["ad"]["effective_status"])
+            self.assertEqual(row["ad_status"], "PAUSED" if ad["ad_id"] == paused else obj["ad"]["effective_status"])
             if obj["is_video"]:
                 self.assertEqual(row["meta_video_id"], obj["video"]["id"], "object_story_spec's id wins")
 
@@ -563,6 +652,62 @@ class SeedAds(harness.SluiceTest):
         row = self.one(f"SELECT status, attempts FROM public.meta_ad_assets WHERE meta_ad_id = '{gone['meta_ad_id']}'")
         self.assertEqual((row["status"], row["attempts"]), ("not_downloadable", 1))
         self.assertEqual(len(self.svc.log(f"/v21.0/{broken['meta_ad_id']}")), 1)
+
+    def test_asset_download_fails_when_nothing_could_be_read(self):
+        self.setup_brand()
+        # no creative can be read: meta_sync's step 3 fails, and so must asset_download
+        # (it reported ad_assets completed with 0 assets: fresh, with nothing done)
+        self.svc.control({"graph_fail_path": {"path": "/v21.0/1202", "status": 400, "code": 100}})
+        self.run_job("meta_sync", {"download_max_videos": 0, "download_max_images": 0})
+        ads = [r["meta_ad_id"] for r in self.sql("SELECT DISTINCT meta_ad_id FROM public.meta_ads_performance "
+                                                 "ORDER BY meta_ad_id")]
+        _, out = self.run_job("asset_download", {}, ok=False)
+        self.assertIn(f"nothing downloaded: 0 downloads failed and {len(ads)} creatives could not be read", out)
+        ds = self.dataset("ad_assets")
+        self.assertEqual(ds["last_status"], "failed")
+        self.assertIn("(first: creative of ad 1202", ds["error_message"])
+        self.assertEqual(self.health()["ad_assets"], "failing")
+        # one creative that cannot be read among good ones: completed, the failure counted
+        self.svc.control({"graph_fail_path": {"path": f"/v21.0/{ads[0]}", "status": 400, "code": 100}})
+        res, log = self.run_job("asset_download", {"max_videos": 100, "max_images": 100})
+        self.assertEqual(res["creatives_failed"], 1)
+        self.assertEqual(res["creatives_read"], len(ads) - 1)
+        self.assertGreater(res["downloaded"], 0)
+        ds = self.dataset("ad_assets")
+        self.assertEqual((ds["last_status"], ds["metadata"]["creatives_failed"]), ("completed", 1))
+        self.assertIn(f"creative of ad {ads[0]}: graph error 100", log)
+        self.assertIn("creatives: %d read, 1 could not be read" % (len(ads) - 1), log)
+
+    def test_asset_403_is_an_expired_url_not_a_lost_asset(self):
+        # a CDN 403 is a signed URL past its expiry: the asset stays to do, and the
+        # next run reads the ad's creative again (a fresh URL) and downloads it
+        self.setup_brand()
+        self.run_job("meta_sync", {"download_max_videos": 0, "download_max_images": 0})
+        images = self.sql("SELECT DISTINCT meta_ad_id, coalesce(image_url, thumbnail_url) AS url "
+                          "FROM public.meta_ads_performance WHERE NOT is_video ORDER BY meta_ad_id")
+        expired = images[0]
+        self.svc.control({"media_status": {media_id(expired["url"]): 403}})
+        res, log = self.run_job("asset_download", {"max_videos": 0, "max_images": 40})
+        self.assertEqual((res["failed"], res["not_downloadable"]), (1, 0))
+        row = self.one(f"SELECT * FROM public.meta_ad_assets WHERE meta_ad_id = '{expired['meta_ad_id']}'")
+        self.assertEqual((row["status"], row["not_downloadable_reason"]), ("failed", None))
+        self.assertIn("HTTP 403 (an expired signed URL, most likely)", row["error"])
+        self.assertEqual(self.dataset("ad_assets")["last_status"], "completed")
+        self.svc.control({"media_status": None})
+        self.svc.reset()
+        res, _ = self.run_job("asset_download", {"max_videos": 0, "max_images": 40})
+        self.assertEqual((res["images"], res["downloaded"], res["creatives_read"]), (1, 1, 1))
+        self.assertEqual(len(self.svc.log(f"/v21.0/{expired['meta_ad_id']}")), 1, "its creative read again")
+        row = self.one(f"SELECT status, attempts FROM public.meta_ad_assets WHERE meta_ad_id = '{expired['meta_ad_id']}'")
+        self.assertEqual((row["status"], row["attempts"]), ("downloaded", 2))
+        # rows the old rule marked not_downloadable for good are made failed by the migration
+        self.scalar(f"UPDATE public.meta_ad_assets SET status = 'not_downloadable', storage_path = '', "
+                    f"not_downloadable_reason = 'http_403' WHERE meta_ad_id = '{expired['meta_ad_id']}'")
+        self.scalar("DELETE FROM sluice.schema_migrations WHERE version = '103'")
+        self.sluice("migrate")
+        row = self.one(f"SELECT status, not_downloadable_reason FROM public.meta_ad_assets "
+                       f"WHERE meta_ad_id = '{expired['meta_ad_id']}'")
+        self.assertEqual((row["status"], row["not_downloadable_reason"]), ("failed", None))
 
     def test_videos_without_a_source_are_not_downloadable(self):
         # this account's ads include videos Graph gives no source for ("Reels")

@@ -438,6 +438,13 @@ class Research(harness.SluiceTest):
         self.assertIn("asking again", logs)
         self.assertIn("could not be parsed", logs)
 
+        def calls_made():
+            return sum(self.svc.stats()["llm_calls"].values())
+        # every call made is counted, the re-asks of an unusable reply too
+        self.assertEqual(out["result"]["llm_calls"], calls_made())
+        run = self.one(f"SELECT llm_calls FROM public.reddit_scrape_runs WHERE id = '{out['result']['run_id']}'")
+        self.assertEqual(run["llm_calls"], calls_made())
+
         # one malformed reply is asked again and changes nothing
         self.svc.reset()
         self.svc.control({"llm_malformed": 1})
@@ -445,6 +452,7 @@ class Research(harness.SluiceTest):
         self.assertEqual(out["status"], "completed", proc.stderr)
         self.assertEqual(out["result"]["posts_after_relevance"], len(exp["relevant"]))
         self.assertEqual(out["result"]["llm_parse_errors"], 0)
+        self.assertEqual(out["result"]["llm_calls"], calls_made())
 
         # a reply one element short: the last post of that batch scores 0
         self.svc.reset()
@@ -608,6 +616,37 @@ class Research(harness.SluiceTest):
                       "ON b.id = d.brand_id WHERE b.name = 'Acme' AND d.dataset_key = 'amazon_reviews'")
         self.assertEqual(ds["last_status"], "completed")
 
+    def test_amazon_bad_items_are_cleaned_not_fatal(self):
+        # one review text with a NUL (Postgres refuses it in text and jsonb), one
+        # helpful-votes count past the integer column, one with separators: each
+        # failed the whole batch, on every retry
+        url = self.competitor_url(asin="B0BADITEM1")
+        configs = amazon_configs("B0BADITEM1", "com")
+        items, _ = svc_actors.amazon_items(SEED, {"input": configs})
+        _, ids = amazon_expected(configs)
+        reviews = sorted({i["reviewId"] for i in items if i.get("reviewId")})
+        nul, huge, sep = reviews[:3]
+        self.svc.control({"apify_patch_items": [
+            {"actor": AMAZON_ACTOR, "match": {"reviewId": nul},
+             "set": {"text": "Broke after\u0000 a week.", "title": "\u0000"}},
+            {"actor": AMAZON_ACTOR, "match": {"reviewId": huge}, "set": {"numberOfHelpful": "3,000,000,000"}},
+            {"actor": AMAZON_ACTOR, "match": {"reviewId": sep},
+             "set": {"numberOfHelpful": "1,234 people found this helpful"}},
+        ]})
+        out, proc = self.run_fg("amazon_review_scrape", {"competitor_amazon_url_id": url}, "Acme",
+                                env=self.env())
+        self.assertEqual(out["status"], "completed", proc.stdout + proc.stderr)
+        self.assertEqual(out["result"]["reviews"], len(ids))
+        rows = {r["review_id"]: r for r in self.sql(
+            "SELECT review_id, title, body, helpful_votes FROM public.competitor_amazon_reviews")}
+        self.assertEqual(set(rows), ids)
+        self.assertEqual((rows[nul]["body"], rows[nul]["title"]), ("Broke after a week.", None))
+        self.assertIsNone(rows[huge]["helpful_votes"])
+        self.assertEqual(rows[sep]["helpful_votes"], 1234)
+        logs = self.one("SELECT logs FROM sluice.scheduled_job_runs")["logs"]
+        self.assertIn(f"review {nul}: NUL characters removed from text, title", logs)
+        self.assertIn(f"review {huge}: helpful votes left empty: 3,000,000,000 is out of range", logs)
+
     def test_amazon_partial_failure_retry_reruns_only_failed_configs(self):
         url = self.competitor_url(asin="B0PARTIAL1")
         configs = amazon_configs("B0PARTIAL1", "com")
@@ -638,6 +677,12 @@ class Research(harness.SluiceTest):
                          all_ids)
         res = self.runs_of(job)[1]["result"]
         self.assertEqual(res["actor_runs"], 2)
+        # each review once, though the retried configurations return many the
+        # first round stored
+        self.assertEqual((res["records"], res["reviews"], res["reviews_new"]),
+                         (len(all_ids), len(all_ids), len(all_ids)))
+        ds = self.one("SELECT records_affected FROM sluice.dataset_status WHERE dataset_key = 'amazon_reviews'")
+        self.assertEqual(ds["records_affected"], len(all_ids))
         self.assertEqual(self.one(f"SELECT total_reviews_scraped FROM public.competitor_amazon_urls "
                                   f"WHERE id = '{url}'")["total_reviews_scraped"], len(all_ids))
 

@@ -1,0 +1,117 @@
+-- clean.lua — making one scraped value storable, so that one bad item does not
+-- fail the batch it is written in (and every retry of it): Postgres refuses a
+-- NUL in text and jsonb, an integer past its column's range, and a timestamp
+-- past year 294276. Used by lua/sluice/amazon.lua and facebook_ads.lua.
+--
+--   local clean = require("sluice.clean")
+--   clean.text("a\0b")                  --> "ab", true      (NUL removed)
+--   clean.deep(item)                    --> a copy without NUL in any string, count
+--   clean.count("3,000,000,000", clean.INT4_MAX) --> nil, "3,000,000,000 is out of range"
+--   clean.epoch(1733011200000)          --> 1733011200, "milliseconds"
+--   clean.notes(job, notes, "items")    -- logs the first few notes and how many more
+--
+-- Each function returns nil (with the reason) for a value it cannot read; the
+-- caller stores NULL for it and keeps the rest of the item.
+
+local M = {}
+
+M.INT4_MAX = 2147483647
+M.INT8_MAX = math.maxinteger
+-- 2100-01-01: a later "unix seconds" value is not a date an ad ran on
+M.EPOCH_MAX = 4102444800
+M.NOTES_SHOWN = 5
+
+-- A string without its NUL bytes, and whether it had any. Other values pass.
+function M.text(s)
+  if type(s) ~= "string" or not s:find("\0", 1, true) then return s, false end
+  return (s:gsub("%z", "")), true
+end
+
+-- A copy of a decoded JSON value with NUL removed from every string (keys
+-- included), and how many strings had one. A value without NUL is returned
+-- as it is, not copied.
+function M.deep(v)
+  if type(v) == "string" then
+    local s, changed = M.text(v)
+    return s, changed and 1 or 0
+  end
+  if type(v) ~= "table" then return v, 0 end
+  local out, n = {}, 0
+  for k, x in pairs(v) do
+    local ck, nk = M.deep(k)
+    local cx, nx = M.deep(x)
+    out[ck] = cx
+    n = n + nk + nx
+  end
+  if n == 0 then return v, 0 end
+  return setmetatable(out, getmetatable(v)), n
+end
+
+-- A whole number from a JSON number or a text such as "1,234", "1.234",
+-- "1 234", "12 people found this helpful" or "One person found this helpful".
+-- Digits grouped by threes with one separator are one number; otherwise the
+-- first run of digits counts. Returns an integer in 0..max, or nil, why.
+function M.count(v, max)
+  max = max or M.INT8_MAX
+  local n
+  if type(v) == "number" then
+    if v ~= v or v == math.huge or v == -math.huge then return nil, ("%s is not a number"):format(v) end
+    n = v
+  elseif type(v) == "string" then
+    local s = v:gsub("\194\160", " "):gsub("\226\128\175", " ")   -- no-break spaces
+    local tok = s:match("%d[%d,%.' ]*")
+    if tok then
+      tok = tok:gsub("[,%.' ]+$", "")
+      local head, rest = tok:match("^(%d%d?%d?)([,%.' ].*)$")
+      local sep = rest and "%" .. rest:sub(1, 1)
+      if sep and rest:gsub(sep .. "%d%d%d", "") == "" then
+        n = tonumber(head .. rest:gsub(sep, ""))
+      else
+        n = tonumber(tok:match("^%d+"))
+      end
+    elseif s:match("^%s*[Oo]ne%f[%A]") then
+      n = 1
+    else
+      return nil, ("%q is not a number"):format(v)
+    end
+  else
+    return nil
+  end
+  n = math.tointeger(math.floor(n))
+  if not n or n < 0 or n > max then return nil, ("%s is out of range (0 to %d)"):format(v, max) end
+  return n
+end
+
+-- Unix seconds from a number (or numeric text) in seconds, milliseconds,
+-- microseconds or nanoseconds — told apart by magnitude, which is unambiguous
+-- for dates from 1973 to 2100. Returns seconds (an integer), and "milliseconds"
+-- (…) when the value was scaled; nil, why when it is no date in 1970–2100.
+function M.epoch(v)
+  local n = type(v) == "number" and v or (type(v) == "string" and tonumber(v)) or nil
+  if not n or n ~= n or n == math.huge or n == -math.huge then
+    return nil, v ~= nil and ("%s is not a unix time"):format(v) or nil
+  end
+  local unit
+  for _, u in ipairs({ { 1e11, 1, nil }, { 1e14, 1e3, "milliseconds" }, { 1e17, 1e6, "microseconds" },
+                       { 1e20, 1e9, "nanoseconds" } }) do
+    if math.abs(n) < u[1] then n, unit = n / u[2], u[3]; break end
+    if u[3] == "nanoseconds" then return nil, ("%s is not a unix time"):format(v) end
+  end
+  n = math.floor(n)
+  if n < 0 or n > M.EPOCH_MAX then
+    return nil, ("%s is not a unix time between 1970 and 2100"):format(v)
+  end
+  return math.tointeger(n), unit
+end
+
+-- Logs notes about cleaned or skipped values: the first NOTES_SHOWN, then how
+-- many more there were. `what` names the things the notes are about.
+function M.notes(job, notes, what)
+  if #notes == 0 then return end
+  job.log("%d %s had values that could not be stored as they were (stored cleaned, or left empty):",
+          #notes, what)
+  for i = 1, math.min(#notes, M.NOTES_SHOWN) do job.log("  %s", notes[i]) end
+  if #notes > M.NOTES_SHOWN then job.log("  … and %d more", #notes - M.NOTES_SHOWN) end
+end
+
+return M
