@@ -25,6 +25,7 @@ typedef struct {
     char worker[40];
     char lease[32];
     ev_timer heartbeat;
+    sl_queue_lease renewal; /* what the heartbeat renews and stops */
     ev_signal sigint, sigterm;
 } fg_run;
 
@@ -39,7 +40,10 @@ static void usage(FILE *out)
                  "           job_status (active when a worker will retry it)\n\n"
                  "A run that fails spends one attempt of its job, as any run does: while\n"
                  "the job type's retry policy allows more, a worker (sluice serve) runs it\n"
-                 "again later; `sluice jobs cancel ID` stops that.\n");
+                 "again later; `sluice jobs cancel ID` stops that.\n\n"
+                 "Cancelling the job while it runs stops the run (as cancelled) within a\n"
+                 "third of the lease: the run renews its lease every lease/3 seconds and\n"
+                 "learns of the cancel then.\n");
 }
 
 static void fg_done(sl_run *run, void *data)
@@ -50,13 +54,6 @@ static void fg_done(sl_run *run, void *data)
     ev_break(f->ctx->loop, EVBREAK_ALL);
 }
 
-static void hb_done(PGresult *res, const char *err, void *data)
-{
-    (void)data;
-    if (err) sl_log(SL_WARN, "heartbeat failed", "error", err, NULL);
-    if (res) PQclear(res);
-}
-
 static void hb_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)loop;
@@ -64,8 +61,7 @@ static void hb_cb(struct ev_loop *loop, ev_timer *t, int revents)
     fg_run *f = t->data;
     char ids[64];
     snprintf(ids, sizeof ids, "{%s}", sl_run_id(f->run));
-    const char *p[] = {f->worker, f->lease, ids};
-    sl_pg_query(f->ctx->pg, "SELECT sluice.heartbeat($1, $2, $3::uuid[])", 3, p, hb_done, NULL);
+    sl_queue_renew(&f->renewal, ids);
 }
 
 static void sig_cb(struct ev_loop *loop, ev_signal *s, int revents)
@@ -164,6 +160,7 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
     }
     ev_timer_init(&f.heartbeat, hb_cb, cfg->lease_seconds / 3, cfg->lease_seconds / 3);
     f.heartbeat.data = &f;
+    f.renewal = (sl_queue_lease){.ctx = &ctx, .worker = f.worker, .lease = f.lease};
     ev_timer_start(ctx.loop, &f.heartbeat);
     ev_signal_init(&f.sigint, sig_cb, SIGINT);
     f.sigint.data = &f;
@@ -210,7 +207,7 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
         sl_buf_puts(&j, ",\"job_id\":");
         sl_buf_json_string(&j, cl.spec.job_id);
         sl_buf_printf(&j, ",\"status\":\"%s\",\"seconds\":%.3f,\"result\":%s,\"error\":",
-                      o->status == SL_RUN_COMPLETED ? "completed" : "failed", secs,
+                      sl_queue_status_name(o->status), secs,
                       o->result_json ? o->result_json : "null");
         sl_buf_json_string(&j, o->error);
         sl_buf_printf(&j, ",\"recorded\":%s,\"job_status\":", recorded ? "true" : "false");
@@ -222,7 +219,7 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
         fprintf(stderr,
                 "run %s %s after %.2fs, but its outcome could not be recorded (the error is "
                 "above): %s\n",
-                cl.spec.run_id, o->status == SL_RUN_COMPLETED ? "completed" : "failed", secs,
+                cl.spec.run_id, sl_queue_status_name(o->status), secs,
                 bare ? "it is recorded as failed instead"
                      : "it stays running until its lease runs out; then the rescue pass fails it "
                        "and the retry policy applies");
@@ -230,8 +227,8 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
         fprintf(stderr, "run %s completed in %.2fs\n", cl.spec.run_id, secs);
         printf("%s\n", o->result_json ? o->result_json : "null");
     } else {
-        fprintf(stderr, "run %s failed after %.2fs: %s\n", cl.spec.run_id, secs,
-                o->error ? o->error : "failed");
+        fprintf(stderr, "run %s %s after %.2fs: %s\n", cl.spec.run_id,
+                sl_queue_status_name(o->status), secs, o->error ? o->error : "failed");
         if (strcmp(job_status, "active") == 0) retry_notice(c, cl.spec.job_id);
     }
     status = o->status == SL_RUN_COMPLETED                  ? 0

@@ -43,11 +43,12 @@ typedef struct repl_state {
     char worker[40]; /* "" until sl_repl_attach */
     char lease[32];
     double lease_seconds;
-    ev_timer heartbeat; /* running while runs are in flight */
-    int running;        /* runs in flight */
-    fg_run *ops;        /* every run started here and not yet recorded */
-    sl_task *chunk;     /* the input being evaluated, or NULL */
-    int terse;          /* its errors without a traceback that tells nothing */
+    ev_timer heartbeat;     /* running while runs are in flight */
+    sl_queue_lease renewal; /* what the heartbeat renews and stops */
+    int running;            /* runs in flight */
+    fg_run *ops;            /* every run started here and not yet recorded */
+    sl_task *chunk;         /* the input being evaluated, or NULL */
+    int terse;              /* its errors without a traceback that tells nothing */
     sl_chunk_done_fn done;
     void *done_data;
 } repl_state;
@@ -74,22 +75,15 @@ static repl_state *state_of(lua_State *L)
 
 /* ------------------------------------------------------------------ heartbeat */
 
-static void hb_done(PGresult *res, const char *err, void *data)
-{
-    (void)data;
-    if (err) sl_log(SL_WARN, "heartbeat failed", "error", err, NULL);
-    if (res) PQclear(res);
-}
-
 static void hb_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
     (void)revents;
     repl_state *st = w->data;
-    const char *p[] = {st->worker, st->lease};
-    if (st->rt->ctx->pg)
-        sl_pg_query(st->rt->ctx->pg, "SELECT sluice.heartbeat($1, $2::float8)", 2, p, hb_done,
-                    NULL);
+    if (!st->rt->ctx->pg) return;
+    char *ids = sl_runtime_run_ids(st->rt);
+    sl_queue_renew(&st->renewal, ids);
+    free(ids);
 }
 
 static void running_changed(repl_state *st, int delta)
@@ -376,6 +370,7 @@ void sl_repl_attach(sl_runtime *rt, const char *worker_id, double lease_seconds)
     snprintf(st->worker, sizeof st->worker, "%s", worker_id ? worker_id : "");
     st->lease_seconds = lease_seconds > 0 ? lease_seconds : 60;
     sl_config_fmt_number(st->lease_seconds, st->lease, sizeof st->lease);
+    st->renewal = (sl_queue_lease){.ctx = rt->ctx, .worker = st->worker, .lease = st->lease};
 }
 
 /* An input's error as the person at the prompt wants it: without the frames of

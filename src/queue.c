@@ -50,6 +50,11 @@ void sl_queue_claimed(PGresult *res, int row, sl_claimed *out)
 
 static const char *const status_names[] = {"running", "completed", "failed", "cancelled"};
 
+const char *sl_queue_status_name(int status)
+{
+    return status >= 0 && status <= SL_RUN_CANCELLED ? status_names[status] : "failed";
+}
+
 void sl_queue_outcome_json(sl_buf *b, sl_run *run, const char *next_cron)
 {
     sl_queue_outcome_json_of(b, sl_run_id(run), sl_run_outcome_of(run), next_cron);
@@ -70,7 +75,7 @@ void sl_queue_outcome_json_of(sl_buf *b, const char *run_id, const sl_run_outcom
     sl_buf_puts(b, "{\"run_id\":");
     sl_buf_json_string(b, run_id);
     sl_buf_puts(b, ",\"status\":");
-    sl_buf_json_string(b, status_names[o->status]);
+    sl_buf_json_string(b, sl_queue_status_name(o->status));
     sl_buf_puts(b, ",\"result\":");
     sl_buf_puts(b, o->result_json ? o->result_json : "null");
     sl_buf_puts(b, ",\"error\":");
@@ -140,6 +145,47 @@ int sl_queue_cron_slot(const char *cron, const char *tzname, sl_tz_cache *zones,
     if (own) sl_tz_free(own);
     sl_cron_free(c);
     return rc == 0 ? 0 : -1;
+}
+
+/* ------------------------------------------------------------------ leases */
+
+void sl_queue_stop(sl_queue_lease *l, const char *run_id, const char *reason)
+{
+    sl_run *run = sl_runtime_find_run(l->ctx->rt, run_id);
+    if (!run) {
+        if (l->not_started) l->not_started(run_id, reason, l->data);
+        return;
+    }
+    if (strcmp(reason, "cancelled") == 0) {
+        sl_log(SL_INFO, "cancelling run: its job was cancelled", "run", run_id, NULL);
+        sl_run_cancel(run, SL_RUN_CANCELLED, "cancelled", 0);
+    } else if (strcmp(reason, "deleted") == 0) {
+        sl_log(SL_WARN, "stopping run: its job was deleted", "run", run_id, NULL);
+        sl_run_cancel(run, SL_RUN_CANCELLED, "its job was deleted", 0);
+    } else {
+        sl_log(SL_WARN,
+               "stopping run: its lease expired and it was failed (another worker may run it)",
+               "run", run_id, NULL);
+        sl_run_cancel(run, SL_RUN_FAILED, "lease lost: the run was failed after its lease expired",
+                      1);
+    }
+}
+
+static void renewed(PGresult *res, const char *err, void *data)
+{
+    sl_queue_lease *l = data;
+    if (err) sl_log(SL_WARN, "lease renewal failed", "error", err, NULL);
+    for (int i = 0; !err && i < PQntuples(res); i++)
+        sl_queue_stop(l, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
+    if (res) PQclear(res);
+}
+
+void sl_queue_renew(sl_queue_lease *l, const char *run_ids)
+{
+    const char *params[] = {l->worker, l->lease, run_ids};
+    sl_pg_query_prepared(l->ctx->pg, "sl_renew_leases",
+                         "SELECT run_id, reason FROM sluice.renew_leases($1, $2, $3::uuid[])", 3,
+                         params, renewed, l);
 }
 
 void sl_queue_next_cron(const char *cron, const char *tzname, sl_tz_cache *zones, char out[40])

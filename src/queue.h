@@ -47,6 +47,9 @@ typedef struct sl_claimed {
 /* Reads row `row` of a claim_jobs()/start_direct_run() result. */
 void sl_queue_claimed(PGresult *res, int row, sl_claimed *out);
 
+/* A run status (SL_RUN_*) as the runs table spells it. */
+const char *sl_queue_status_name(int status);
+
 /* Appends run's finish_runs() entry (a JSON object) to b; next_cron is the next
  * slot of a recurring job as ISO 8601 UTC, or NULL. */
 void sl_queue_outcome_json(sl_buf *b, sl_run *run, const char *next_cron);
@@ -60,6 +63,28 @@ void sl_queue_outcome_json_of(sl_buf *b, const char *run_id, const sl_run_outcom
  * refused the outcome itself (a worker's batch, a foreground run). */
 void sl_queue_bare_failure_json(sl_buf *b, const char *run_id, const sl_run_outcome *o,
                                 const char *error);
+
+/* A process's lease renewal: every lease/3 it renews the leases of the runs it
+ * holds (sluice.renew_leases) and stops those the answer names: their job was
+ * cancelled (a cancel whose NOTIFY this process missed), or the run is no
+ * longer its own (failed by a rescue after its lease expired) or gone. The
+ * caller owns the struct and keeps it alive while renewals are in flight. */
+typedef struct sl_queue_lease {
+    struct sl_ctx *ctx;
+    const char *worker; /* the process's worker id */
+    const char *lease;  /* lease seconds, as text */
+    /* a run named in the answer that is not in flight in ctx->rt (a daemon's
+     * claimed runs waiting for a slot); may be NULL */
+    void (*not_started)(const char *run_id, const char *reason, void *data);
+    void *data;
+} sl_queue_lease;
+
+/* Sends one renewal for run_ids (a Postgres array literal, "{a,b}"). */
+void sl_queue_renew(sl_queue_lease *l, const char *run_ids);
+
+/* Stops the run run_id for reason ("cancelled", "lost" or "deleted") if it is
+ * in flight here, else hands it to l->not_started. */
+void sl_queue_stop(sl_queue_lease *l, const char *run_id, const char *reason);
 
 struct sl_tz_cache;
 

@@ -103,6 +103,7 @@ typedef struct sl_worker {
     int isolate;          /* ended runs to record one a cycle: a batch was refused */
     ev_timer claim_timer; /* next due job / poll / retry after an error */
     ev_timer heartbeat;
+    sl_queue_lease renewal; /* what the heartbeat renews and stops */
     ev_timer rescue;
     ev_timer retention;
     ev_timer logflush; /* records log lines of long runs as they come */
@@ -157,13 +158,39 @@ static void schedule_record(sl_worker *w)
     ev_timer_start(w->ctx->loop, &w->soon);
 }
 
+/* Queues an outcome for a coming cycle. */
+static void queue_done(sl_worker *w, wrun *r)
+{
+    r->next = w->done;
+    w->done = r;
+    schedule_record(w);
+}
+
 /* Queues an ended run for a coming cycle. */
 static void record_later(sl_worker *w, wrun *r)
 {
     w->running--;
-    r->next = w->done;
-    w->done = r;
-    schedule_record(w);
+    queue_done(w, r);
+}
+
+/* Queues the outcome of a claimed run that never ran (status, error) for a
+ * coming cycle, like an ended run's: its job moves on by the same rules. */
+static void record_unrun(sl_worker *w, const pending *p, int status, const char *error)
+{
+    char next[40];
+    sl_queue_next_cron(p->spec.cron_expression, p->spec.timezone, w->zones, next);
+    double now = ev_time();
+    sl_run_outcome o = {.status = status,
+                        .error = error,
+                        .retryable = status == SL_RUN_FAILED,
+                        .started = now,
+                        .finished = now};
+    sl_buf b = {0};
+    sl_queue_outcome_json_of(&b, p->spec.run_id, &o, next);
+    wrun *r = calloc(1, sizeof *r);
+    r->outcome = strdup(sl_buf_str(&b));
+    sl_buf_free(&b);
+    queue_done(w, r);
 }
 
 static void run_done(sl_run *run, void *data)
@@ -293,17 +320,8 @@ static void release_queued(sl_worker *w)
 static void fail_unstartable(sl_worker *w, const pending *p, const char *errbuf)
 {
     sl_log(SL_ERROR, "cannot start run", "run", p->spec.run_id, "error", errbuf, NULL);
-    char next[40];
-    sl_queue_next_cron(p->spec.cron_expression, p->spec.timezone, w->zones, next);
-    double now = ev_time();
-    sl_run_outcome o = {
-        .status = SL_RUN_FAILED, .error = errbuf, .retryable = 1, .started = now, .finished = now};
-    sl_buf b = {0};
-    sl_queue_outcome_json_of(&b, p->spec.run_id, &o, next);
-    wrun *r = calloc(1, sizeof *r);
-    r->outcome = strdup(sl_buf_str(&b));
-    sl_buf_free(&b);
-    record_later(w, r);
+    w->running--; /* start_one counted it */
+    record_unrun(w, p, SL_RUN_FAILED, errbuf);
 }
 
 /* One finish_and_claim in flight: the completions it records and what it asked. */
@@ -509,16 +527,32 @@ static void claim_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     cycle(t->data);
 }
 
+/* A run to stop (sl_queue_stop) that is not in flight: if it is claimed and
+ * waiting for a slot, it leaves the queue, a cancelled one recorded so. (A run
+ * whose lease was lost or that is gone has nothing left to record.) */
+static void stop_queued(const char *run_id, const char *reason, void *data)
+{
+    sl_worker *w = data;
+    for (pending **at = &w->queue_head, *prev = NULL; *at; prev = *at, at = &(*at)->next) {
+        pending *p = *at;
+        if (strcmp(p->spec.run_id, run_id) != 0) continue;
+        *at = p->next;
+        if (w->queue_tail == p) w->queue_tail = prev;
+        w->queued--;
+        sl_log(SL_INFO, "dropping a claimed run before its start", "run", run_id, "reason", reason,
+               NULL);
+        if (strcmp(reason, "cancelled") == 0) record_unrun(w, p, SL_RUN_CANCELLED, "cancelled");
+        free(p);
+        return;
+    }
+}
+
 static void on_notify(const char *channel, const char *payload, void *data)
 {
     sl_worker *w = data;
     if (channel && strcmp(channel, "sluice_cancel") == 0) {
         /* sluice.cancel_job(): stop the run at once if it is ours */
-        sl_run *run = payload ? sl_runtime_find_run(w->ctx->rt, payload) : NULL;
-        if (run) {
-            sl_log(SL_INFO, "cancelling run: its job was cancelled", "run", payload, NULL);
-            sl_run_cancel(run, SL_RUN_CANCELLED, "cancelled", 0);
-        }
+        if (payload) sl_queue_stop(&w->renewal, payload, "cancelled");
         return;
     }
     cycle(w); /* also after the LISTEN connection came back (channel NULL) */
@@ -547,10 +581,7 @@ static void heartbeat_cb(struct ev_loop *loop, ev_timer *t, int revents)
     }
     sl_buf_puts(&b, "}");
     free(started);
-    const char *ids = sl_buf_str(&b);
-    const char *params[] = {w->id, w->lease, ids};
-    sl_pg_query_prepared(w->ctx->pg, "sl_heartbeat", "SELECT sluice.heartbeat($1, $2, $3::uuid[])",
-                         3, params, ignore_result, "heartbeat failed");
+    sl_queue_renew(&w->renewal, sl_buf_str(&b));
     sl_buf_free(&b);
 }
 
@@ -953,6 +984,8 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     w.grace.data = &w;
     ev_timer_init(&w.heartbeat, heartbeat_cb, cfg.lease_seconds / 3, cfg.lease_seconds / 3);
     w.heartbeat.data = &w;
+    w.renewal = (sl_queue_lease){
+        .ctx = &ctx, .worker = w.id, .lease = w.lease, .not_started = stop_queued, .data = &w};
     ev_timer_start(ctx.loop, &w.heartbeat);
     double every = cfg.lease_seconds / 3 < 5 ? cfg.lease_seconds / 3 : 5;
     ev_timer_init(&w.rescue, rescue_cb, 0.5, every);

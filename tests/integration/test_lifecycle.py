@@ -400,6 +400,90 @@ class Lifecycle(harness.SluiceTest):
         self.assertNotEqual(again.returncode, 0)
         self.assertIn("already cancelled", again.stderr)
 
+    def test_a_cancel_whose_notify_was_missed_arrives_with_the_lease_renewal(self):
+        # the job is cancelled while the worker is not listening (no NOTIFY
+        # reaches it): its next lease renewal says so and the run stops
+        job = self.sluice("queue", "sleep", "--params", '{"seconds": 60}').stdout.strip()
+        with self.serve("--lease", "3") as d:
+            self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'running'") == 1, 30)
+            pgfixture.psql(self.db, f"UPDATE sluice.scheduled_jobs SET status = 'cancelled', next_run_at = NULL "
+                                    f"WHERE id = '{job}'")  # cancel_job() without its NOTIFY
+            self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'cancelled'") == 1, 20,
+                          "the worker never stopped the run of its cancelled job")
+            self.assertIn("cancelling run: its job was cancelled", d.log())
+        self.assertEqual(self.one(f"SELECT status, current_run_id FROM sluice.scheduled_jobs WHERE id = '{job}'"),
+                         {"status": "cancelled", "current_run_id": None})
+
+    def test_a_foreground_run_stops_when_its_job_is_cancelled(self):
+        # `sluice run` does not LISTEN: the cancel reaches it with its lease renewal
+        self.sluice("queue", "noop", "--at", "+1h")  # the schema
+        proc = subprocess.Popen([pgfixture.sluice_bin(), "run", "sleep", "--params", '{"seconds": 600}', "--json"],
+                                env=self.env({"SLUICE_LEASE_SECONDS": "3"}), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'running'") == 1, 30)
+            job = self.scalar("SELECT id FROM sluice.scheduled_jobs WHERE job_type = 'sleep'")
+            self.assertIn("cancelling", self.sluice("jobs", "cancel", job).stdout)
+            out, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        outcome = json.loads(out)
+        self.assertEqual((outcome["status"], outcome["error"], outcome["job_status"]),
+                         ("cancelled", "cancelled", "cancelled"), err)
+        self.assertEqual(self.scalar(f"SELECT status FROM sluice.scheduled_job_runs "
+                                     f"WHERE scheduled_job_id = '{job}'"), "cancelled")
+
+    def test_a_claimed_run_waiting_for_a_slot_is_dropped_when_cancelled(self):
+        # a worker claims ahead of its free slots; a claimed run that has not
+        # started when its job is cancelled must never start
+        jobs = [self.sluice("queue", "chatty", "--params", '{"pause": 600}').stdout.strip() for _ in range(3)]
+        with self.serve("--concurrency", "2", "--lease", "3") as d:
+            # all three claimed; two started (their first log line is flushed)
+            self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'running'") == 3
+                          and self.count("sluice.scheduled_job_runs", "logs LIKE '%step 1%'") == 2, 30,
+                          "the worker did not claim a run ahead")
+            queued = self.scalar("SELECT scheduled_job_id FROM sluice.scheduled_job_runs WHERE logs = ''")
+            self.assertIn("cancelling", self.sluice("jobs", "cancel", queued).stdout)
+            self.wait_for(lambda: self.scalar(f"SELECT status FROM sluice.scheduled_job_runs "
+                                              f"WHERE scheduled_job_id = '{queued}'") == "cancelled", 20)
+            self.assertIn("dropping a claimed run before its start", d.log())
+            for j in jobs:  # the two in flight go on
+                if j != queued:
+                    self.cancel_and_wait(j)
+        self.assertEqual(self.sql(f"SELECT status, logs FROM sluice.scheduled_job_runs "
+                                  f"WHERE scheduled_job_id = '{queued}'"), [{"status": "cancelled", "logs": ""}])
+        self.assertEqual(self.scalar(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{queued}'"), "cancelled")
+
+    def cancel_and_wait(self, job):
+        self.sluice("jobs", "cancel", job)
+        self.wait_for(lambda: self.scalar(f"SELECT status FROM sluice.scheduled_job_runs "
+                                          f"WHERE scheduled_job_id = '{job}' ORDER BY attempt_number DESC "
+                                          f"LIMIT 1") == "cancelled", 20)
+
+    def test_a_run_failed_by_a_rescue_is_stopped_by_its_worker(self):
+        # a worker that could not renew its lease in time (here: stopped) has had
+        # its run failed by a rescue and the job retried; when it comes back it
+        # must stop its own copy, not run it beside the retry
+        job = self.sluice("queue", "sleep", "--params", '{"seconds": 600}').stdout.strip()
+        with self.serve("--lease", "3") as d:
+            self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'running'") == 1, 30)
+            d.signal(signal.SIGSTOP)
+            try:
+                pgfixture.psql(self.db, "UPDATE sluice.scheduled_job_runs SET lease_expires_at = now() - "
+                                        "interval '1 second' WHERE status = 'running'")
+                self.assertEqual(self.scalar("SELECT count(*) FROM sluice.rescue_lost_runs()"), "1")
+            finally:
+                d.signal(signal.SIGCONT)
+            d.wait_log("stopping run: its lease expired and it was failed", 20)
+            self.wait_for(lambda: self.count("sluice.scheduled_job_runs",
+                                             f"scheduled_job_id = '{job}' AND status = 'running'") == 1, 20)
+            self.cancel_and_wait(job)
+        self.assertEqual([r["status"] for r in self.sql(f"SELECT status FROM sluice.scheduled_job_runs WHERE "
+                                                        f"scheduled_job_id = '{job}' ORDER BY attempt_number")],
+                         ["failed", "cancelled"])
+
     def test_a_cancel_is_final_when_the_run_in_flight_completes(self):
         # a foreground run does not hear the cancel and runs to its end: the run
         # is recorded as it went, the job stays cancelled

@@ -343,6 +343,21 @@ class ReplTest(harness.SluiceTest):
         t.expect("interrupted")
         t.prompt()
 
+    def test_cancelling_the_job_stops_its_run_in_the_repl(self):
+        # the REPL does not LISTEN: a cancel reaches its run with the next lease renewal
+        t = self.repl({"SLUICE_LEASE_SECONDS": "3"})  # a heartbeat every second
+        t.send('run("sleep", {seconds = 600})\n')
+        t.expect("started")
+        self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'running'") == 1)
+        job = self.scalar("SELECT id FROM sluice.scheduled_jobs")
+        self.assertIn("cancelling", self.sluice("jobs", "cancel", job).stdout)
+        t.expect("cancelled")
+        t.prompt()
+        self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'cancelled'") == 1,
+                      message="the cancelled run was not recorded as cancelled")
+        self.assertEqual(self.scalar(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{job}'"), "cancelled")
+        self.assertRegex(t.line("1+1"), r"\n2\n")
+
     def test_ctrl_c_right_after_typing_clears_the_line(self):
         # The terminal discards typed text when a Ctrl-C arrives; the REPL may
         # have been woken for that text and find nothing to read by the time it
