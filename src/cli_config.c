@@ -17,7 +17,8 @@ int sl_cmd_config(const sl_config *cfg, int argc, char **argv)
     if (sl_cli_wants_help(argc, argv) || (argc > 1 && !json)) {
         fprintf(argc > 1 && !json && !sl_cli_wants_help(argc, argv) ? stderr : stdout,
                 "usage: sluice config [--json]\n\n"
-                "Prints the settings in effect (flags > environment > config file).\n");
+                "Prints the settings in effect (flags > environment > config file),\n"
+                "the config file's http_limit lines included.\n");
         return sl_cli_wants_help(argc, argv) ? 0 : 2;
     }
     char *db = cfg->db_url ? sl_redact(cfg->db_url) /* user:[redacted]@, password=[redacted] */
@@ -66,7 +67,17 @@ int sl_cmd_config(const sl_config *cfg, int argc, char **argv)
         sl_buf_puts(&b, ":");
         sl_buf_json_string(&b, rows[i].val);
     }
-    if (json) printf("%s}\n", sl_buf_str(&b));
+    /* the http_limit lines of the config file, in order (later lines win) */
+    if (json) sl_buf_puts(&b, ",\"http_limit\":[");
+    for (int i = 0; i < cfg->n_http_limits; i++) {
+        if (!json) {
+            printf("%-20s %s\n", "http_limit", cfg->http_limits[i]);
+            continue;
+        }
+        if (i) sl_buf_puts(&b, ",");
+        sl_buf_json_string(&b, cfg->http_limits[i]);
+    }
+    if (json) printf("%s]}\n", sl_buf_str(&b));
     sl_buf_free(&b);
     free(db);
     return 0;

@@ -35,7 +35,17 @@ int sl_cmd_exec(const sl_config *cfg, int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         fprintf(argc < 2 ? stderr : stdout,
-                "usage: sluice exec FILE.lua [args…]   (FILE - reads the script from stdin)\n");
+                "usage: sluice exec FILE.lua [args…]   (FILE - reads the script from stdin)\n"
+                "\n"
+                "Runs a Lua script as one task with the API handlers have (sluice.db,\n"
+                "sluice.http, sluice.sleep, sluice.spawn, require of the shipped libraries …)\n"
+                "in the same sandbox, except that it may set globals. arg[1], arg[2], … are\n"
+                "the arguments after FILE; print() writes to stdout. A first line starting\n"
+                "with #! is skipped. The job helpers of `sluice repl` (run, queue, …) are\n"
+                "not here. It connects to the database first, as `sluice queue` does.\n"
+                "\n"
+                "Exit status: 0 when the script ends, 1 when it raises (the error and its\n"
+                "traceback on stderr), 2 when FILE cannot be read or does not compile.\n");
         return argc < 2 ? 2 : 0;
     }
     size_t len;

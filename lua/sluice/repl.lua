@@ -197,6 +197,25 @@ local function check_filters(what, opts)
   end
 end
 
+-- The path of the first string in v (a table's keys included) that is not
+-- UTF-8 ("keywords[2]", "a.b"), and whether it is a key; or nil. The encoder
+-- would store such bytes as U+FFFD: refused instead, as `sluice queue` does.
+local function not_utf8(v, path, depth)
+  if type(v) == "string" then return utf8.len(v) == nil and path or nil end
+  if type(v) ~= "table" or depth > 100 then return nil end
+  for k, x in next, v do
+    local p = math.type(k) == "integer" and ("%s[%d]"):format(path, k)
+      or (path ~= "" and path .. "." or "") .. tostring(k)
+    if type(k) == "string" and utf8.len(k) == nil then -- the name shown with \xFF for its bytes
+      local shown = k:gsub("[\128-\255]", function(c) return ("\\x%02X"):format(c:byte()) end)
+      return (path ~= "" and path .. "." or "") .. shown, true
+    end
+    local where, is_key = not_utf8(x, p, depth + 1)
+    if where then return where, is_key end
+  end
+  return nil
+end
+
 -- The job's parameters, validated against its handler (defaults applied), as JSON.
 local function validated(what, job_type, params)
   if type(job_type) ~= "string" then
@@ -204,6 +223,11 @@ local function validated(what, job_type, params)
   end
   if params ~= nil and type(params) ~= "table" then
     fail("%s: parameters must be a table, not a %s", what, type(params))
+  end
+  local where, is_key = not_utf8(params, "", 0)
+  if where then
+    fail("%s: %s: %sis not valid UTF-8 (Postgres cannot store it)", what, where,
+      is_key and "the name " or "")
   end
   local ok, encoded = pcall(json.encode, params or {})
   if not ok then fail("%s: parameters cannot be encoded as JSON: %s", what, tostring(encoded)) end

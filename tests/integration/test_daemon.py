@@ -209,6 +209,22 @@ class Daemon(harness.SluiceTest):
         self.assertIn("unknown setting 'concurency'", bad.stderr)
         self.assertIn(f"{conf}:6", bad.stderr)
 
+    def test_config_shows_http_limits(self):
+        # `sluice config` left the file's http_limit lines out of "the settings in effect"
+        conf = os.path.join(self.dir, "limits.conf")
+        with open(conf, "w") as f:
+            f.write("http_limit = graph.facebook.com 200/1h concurrency=10\n"
+                    "http_limit = llm concurrency=4   # a key\n")
+        env = self.henv({"SLUICE_CONFIG": conf})
+        env.pop("DATABASE_URL")
+        out = json.loads(self.sluice("config", "--json", env=env).stdout)
+        self.assertEqual(out["http_limit"], ["graph.facebook.com 200/1h concurrency=10", "llm concurrency=4"])
+        text = self.sluice("config", env=env).stdout
+        self.assertRegex(text, r"(?m)^http_limit +graph\.facebook\.com 200/1h concurrency=10\nhttp_limit +llm concurrency=4$")
+        os.unlink(conf)
+        self.assertEqual(json.loads(self.sluice("config", "--json", env=self.henv({"SLUICE_CONFIG": ""})).stdout)
+                         ["http_limit"], [])
+
     def test_numeric_settings_are_finite_and_bounded(self):
         conf = os.path.join(self.dir, "bounds.conf")
         env = self.henv({"SLUICE_CONFIG": conf})

@@ -310,6 +310,21 @@ class ReplTest(harness.SluiceTest):
         self.assertEqual(self.count("sluice.scheduled_jobs"), 0)
         self.assertEqual(self.run_e('#runs{brand = "Acme", type = "echo", status = "failed"}').stdout, "0\n")
 
+    def test_parameters_postgres_cannot_store_are_refused(self):
+        # bytes that are not UTF-8 were queued as U+FFFD (the encoder's
+        # replacement) where `sluice queue` refuses them; now both refuse
+        for expr, message in [
+            (r'queue("echo", {message = "a\xffb"})', "queue: message: is not valid UTF-8"),
+            (r'run("echo", {message = "a\xffb"})', "run: message: is not valid UTF-8"),
+            (r'queue("echo", {["m\xff"] = 1})', "the name is not valid UTF-8"),
+            (r'queue("echo", {message = "a\0b"})', "queue: message: contains a NUL byte"),
+        ]:
+            p = self.run_e(expr, check=False)
+            self.assertEqual(p.returncode, 1, expr)
+            self.assertIn(message, p.stderr, expr)
+        self.assertEqual(self.count("sluice.scheduled_jobs"), 0)
+        self.assertEqual(self.run_e(r'queue("echo", {message = "caf\u{e9}"})').returncode, 0)
+
     # -------------------------------------------------------------- keys
 
     def test_ctrl_c_cancels_the_running_job_not_the_repl(self):

@@ -199,6 +199,19 @@ class Spine(harness.SluiceTest):
         self.assertEqual(unknown.returncode, 2)
         self.assertIn("did you mean 'echo'", unknown.stderr)
 
+    def test_exec_arguments_and_exit_status(self):
+        # what `sluice exec --help` now says: arg, print to stdout, #!, 0/1/2
+        self.assertIn("arg[1]", self.sluice("exec", "--help").stdout)
+        ok = self.sluice("exec", "-", "a b", "c", input="#!/usr/bin/env sluice\nprint(#arg, arg[1], arg[2])\n")
+        self.assertEqual(ok.stdout, "2\ta b\tc\n")
+        raised = self.sluice("exec", "-", input='error("boom")\n', check=False)
+        self.assertEqual(raised.returncode, 1)
+        self.assertIn("boom", raised.stderr)
+        self.assertIn("stack traceback", raised.stderr)
+        broken = self.sluice("exec", "-", input="x =\n", check=False)
+        self.assertEqual(broken.returncode, 2)
+        self.assertIn("unexpected symbol near <eof>", broken.stderr)
+
     def test_run_without_brand_for_brand_required_type(self):
         # queued: refused with a hint; run in the foreground: allowed (legacy direct mode)
         q = self.sluice("queue", "needs_brand", check=False)
