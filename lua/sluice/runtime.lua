@@ -212,8 +212,11 @@ local db = { query = dbd.query, null = null }
 
 -- Runs fn(...) inside BEGIN/COMMIT on one connection. An error raised by fn rolls
 -- back and propagates; fn returning nil, err rolls back and returns nil, err.
+-- Misuse (a transaction inside another, a coroutine that is not a task) raises
+-- at the caller's line: begin() returns it as false, message.
 function db.transaction(fn, ...)
   local ok, err = dbd.begin()
+  if ok == false then error(err, 2) end
   if not ok then return nil, err end
   local res = table.pack(pcall(fn, ...))
   if not res[1] then
