@@ -141,8 +141,8 @@ static void on_done(int failed, const char *message, void *data)
 static int evaluate(repl *r, const char *chunkname)
 {
     char err[4096];
-    int rc = sl_repl_eval(r->ctx.rt, sl_buf_str(&r->input), r->input.len, chunkname, r->interactive,
-                          on_done, r, err, sizeof err);
+    int rc = sl_repl_eval(r->ctx.rt, sl_buf_str(&r->input), r->input.len, chunkname, on_done, r,
+                          err, sizeof err);
     if (rc == SL_REPL_STARTED) {
         r->evaluating = 1;
         r->interrupted = 0;
@@ -178,8 +178,8 @@ static void on_line(char *line)
          * "… expected near <eof>") and drop it */
         fputs("\n", stdout);
         char err[4096];
-        int rc = sl_repl_eval(r->ctx.rt, sl_buf_str(&r->input), r->input.len, "=stdin", 1, on_done,
-                              r, err, sizeof err);
+        int rc = sl_repl_eval(r->ctx.rt, sl_buf_str(&r->input), r->input.len, "=stdin", on_done, r,
+                              err, sizeof err);
         sl_buf_reset(&r->input);
         if (rc == SL_REPL_STARTED) { /* not reached: the chunk was unfinished */
             r->evaluating = 1;

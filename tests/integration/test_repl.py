@@ -387,14 +387,26 @@ class ReplTest(harness.SluiceTest):
         self.assertEqual(p.stdout, "{ 1, 4, 9 }\n")
         p = self.run_e('error("boom")', check=False)
         self.assertEqual(p.returncode, 1)
-        self.assertIn("boom", p.stderr)
-        self.assertIn("stack traceback", p.stderr)
+        self.assertEqual(p.stderr, "sluice: error: (command line):1: boom\n")  # no "[C]: in function 'error'"
         p = self.run_e("for", check=False)
         self.assertEqual(p.returncode, 1)
         self.assertIn("expected near <eof>", p.stderr)
         p = self.run_e('run("echo", {fail = true})', check=False)
         self.assertEqual(p.returncode, 1)
         self.assertIn("echo was asked to fail", p.stderr)
+
+    def test_errors_keep_only_a_telling_traceback(self):
+        # a traceback that says more than the message stays (without the REPL's frames)
+        p = self.run_e('local function f()\n  error("deep")\nend\nf()', check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertEqual(p.stderr.splitlines(), [
+            "sluice: error: (command line):2: deep", "stack traceback:",
+            "\t[C]: in function 'error'", "\t(command line):2: in local 'f'",
+            "\t(command line):4: in main chunk"])
+        p = self.sluice("repl", env=self.repl_env(), input="\nerror('x')\n", check=False)
+        self.assertEqual(p.stderr, "sluice: error: stdin:2: x\n")
+        p = self.sluice("repl", env=self.repl_env(), input="nosuch\n", check=False)
+        self.assertEqual(p.stderr, "sluice: error: stdin:1: unknown global 'nosuch'\n")
 
     def test_script_on_stdin(self):
         p = self.sluice("repl", env=self.repl_env(),
