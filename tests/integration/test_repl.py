@@ -408,6 +408,23 @@ class ReplTest(harness.SluiceTest):
         p = self.sluice("repl", env=self.repl_env(), input="nosuch\n", check=False)
         self.assertEqual(p.stderr, "sluice: error: stdin:1: unknown global 'nosuch'\n")
 
+    def test_an_error_at_the_callers_level_names_the_input(self):
+        # the REPL returns an expression's values without making its call a tail
+        # call: an error raised at the caller's level (error(msg, 2)) names the
+        # input's line, not the REPL's evaluator in repl.lua
+        for code, message in [
+            ("sluice.spawn(42)", "sluice.spawn: expected a function, got a number"),
+            ("1,\n  sluice.wait(42)", "sluice.wait: expected a task from sluice.spawn"),
+            ("sluice.db.transaction(function()\n  local r = sluice.db.transaction(print) return r\nend)",
+             "sluice.db.transaction: already inside a transaction"),
+        ]:
+            p = self.run_e(code, check=False)
+            self.assertEqual(p.returncode, 1, code)
+            line = 2 if "\n" in code else 1
+            self.assertTrue(p.stderr.startswith(f"sluice: error: (command line):{line}: {message}"),
+                            p.stderr)
+            self.assertNotIn("repl.lua", p.stderr)
+
     def test_script_on_stdin(self):
         p = self.sluice("repl", env=self.repl_env(),
                         input="local x = 20\nprint('half')\nreturn x * 2\n")
