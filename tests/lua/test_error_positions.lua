@@ -1,7 +1,8 @@
--- test_error_positions.lua — misuse of sluice.spawn, sluice.wait and
--- sluice.db.transaction raises an error that names the caller's line, not one in
--- the runtime's own files (spawn.lua, runtime.lua), though the check is made in
--- the C driver below them. The database is the test suite's cluster.
+-- test_error_positions.lua — misuse of sluice.spawn, sluice.wait,
+-- sluice.db.transaction and sluice.http raises an error that names the caller's
+-- line, not one in the runtime's own files (spawn.lua, runtime.lua, http.lua),
+-- though the check is made in the C driver below them. The database is the test
+-- suite's cluster; no HTTP request is made.
 
 local t = require("testlib")
 
@@ -77,6 +78,17 @@ t.test("sluice.wait on a task another task waits for", function()
   t.eq(ok, false, "ok")
   raised_at(err, where, "another task is already waiting for this task")
   sluice.wait(other)
+end)
+
+t.test("sluice.http.get from a plain coroutine", function()
+  local co = coroutine.create(function()
+    local get = sluice.http.get
+    local where, ok, err = here(), pcall(function() local r = get("http://127.0.0.1:1/"); return r end)
+    t.eq(ok, false, "ok")
+    raised_at(err, where, "sluice.http.request can only be called from a sluice task")
+  end)
+  local ok, err = coroutine.resume(co)
+  t.eq(ok, true, tostring(err))
 end)
 
 t.test("a transaction inside a transaction", function()
