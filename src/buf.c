@@ -223,7 +223,7 @@ const char *sl_buf_str(const sl_buf *b)
 
 char *sl_read_file(const char *path, size_t *len)
 {
-    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rbe"); /* e: close-on-exec */
     if (!f) return NULL;
     sl_buf b = {0};
     char chunk[8192];

@@ -30,6 +30,7 @@
 #include "runtime.h"
 
 #include <editline/readline.h>
+#include <errno.h>
 #include <ev.h>
 #include <fcntl.h>
 #include <locale.h>
@@ -393,23 +394,6 @@ static void interact(repl *r)
     active_repl = NULL;
 }
 
-static char *slurp_stdin(size_t *len)
-{
-    char *buf = NULL;
-    size_t cap = 0, n = 0, got;
-    do {
-        if (n + 4096 + 1 > cap) {
-            cap = cap ? cap * 2 : 16384;
-            buf = realloc(buf, cap);
-        }
-        got = fread(buf + n, 1, cap - n - 1, stdin);
-        n += got;
-    } while (got > 0);
-    buf[n] = '\0';
-    *len = n;
-    return buf;
-}
-
 /* Runs one chunk without prompts; returns the exit status. */
 static int run_once(repl *r, const char *code, size_t len, const char *chunkname)
 {
@@ -505,8 +489,13 @@ int sl_cmd_repl(const sl_config *cfg, int argc, char **argv)
         status = run_once(&r, code, strlen(code), "=(command line)");
     } else if (!r.interactive) {
         size_t len;
-        char *src = slurp_stdin(&len);
-        status = run_once(&r, src, len, "=stdin");
+        char *src = sl_read_file("-", &len);
+        if (src) {
+            status = run_once(&r, src, len, "=stdin");
+        } else {
+            sl_cli_error("cannot read standard input: %s", strerror(errno));
+            status = 1;
+        }
         free(src);
     } else {
         interact(&r);
