@@ -785,6 +785,31 @@ static void when(char *out, size_t len, PGresult *r, const char *ts, const char 
     snprintf(out, len, "%s (%s)", t, rel);
 }
 
+/* The fields a run and a job both show, from the columns of row 0 of their
+ * views: the status with its emoji and colour, the job type with its emoji and
+ * label, the brand. */
+static void status_field(const sl_term *term, PGresult *r)
+{
+    char buf[512];
+    const status_look *l = look(col(r, 0, "status"));
+    snprintf(buf, sizeof buf, "%s %s", l ? l->emoji : "", col(r, 0, "status"));
+    field(term, "status", buf, l ? l->color : SL_COLOR_NONE);
+}
+
+static void type_field(const sl_term *term, PGresult *r)
+{
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s%s%s (%s)", col(r, 0, "emoji"), *col(r, 0, "emoji") ? " " : "",
+             col(r, 0, "job_type"), col(r, 0, "job_label"));
+    field(term, "type", buf, SL_COLOR_NONE);
+}
+
+static void brand_field(const sl_term *term, PGresult *r)
+{
+    const char *brand = col(r, 0, "brand_name");
+    field(term, "brand", brand ? brand : "(platform)", SL_COLOR_NONE);
+}
+
 /* Prints text indented by two spaces, line by line. */
 static void block(const char *title, const char *text)
 {
@@ -835,16 +860,11 @@ static int show_run(PGconn *c, const char *id, int json)
     PGresult *r = run_sql(c, show_run_sql, 1, p, &status);
     if (!r) return status;
     sl_term term = sl_term_for(stdout);
-    const status_look *l = look(col(r, 0, "status"));
     char buf[512], t1[128];
     printf("%srun %s%s\n", sl_color_on(&term, SL_COLOR_BOLD), id, sl_color_off(&term));
-    snprintf(buf, sizeof buf, "%s %s", l ? l->emoji : "", col(r, 0, "status"));
-    field(&term, "status", buf, l ? l->color : SL_COLOR_NONE);
-    snprintf(buf, sizeof buf, "%s%s%s (%s)", col(r, 0, "emoji"), *col(r, 0, "emoji") ? " " : "",
-             col(r, 0, "job_type"), col(r, 0, "job_label"));
-    field(&term, "type", buf, SL_COLOR_NONE);
-    field(&term, "brand", col(r, 0, "brand_name") ? col(r, 0, "brand_name") : "(platform)",
-          SL_COLOR_NONE);
+    status_field(&term, r);
+    type_field(&term, r);
+    brand_field(&term, r);
     snprintf(buf, sizeof buf, "%s (%s, %s)", col(r, 0, "job_id"), col(r, 0, "schedule"),
              col(r, 0, "job_status"));
     field(&term, "job", buf, SL_COLOR_NONE);
@@ -889,16 +909,11 @@ static int show_job(PGconn *c, const char *id, int json)
     if (!r) return status;
     sl_term term = sl_term_for(stdout);
     char buf[512];
-    const status_look *l = look(col(r, 0, "status"));
     printf("%sjob %s%s\n", sl_color_on(&term, SL_COLOR_BOLD), id, sl_color_off(&term));
-    snprintf(buf, sizeof buf, "%s%s%s (%s)", col(r, 0, "emoji"), *col(r, 0, "emoji") ? " " : "",
-             col(r, 0, "job_type"), col(r, 0, "job_label"));
-    field(&term, "type", buf, SL_COLOR_NONE);
+    type_field(&term, r);
     field(&term, "name", col(r, 0, "name"), SL_COLOR_NONE);
-    field(&term, "brand", col(r, 0, "brand_name") ? col(r, 0, "brand_name") : "(platform)",
-          SL_COLOR_NONE);
-    snprintf(buf, sizeof buf, "%s %s", l ? l->emoji : "", col(r, 0, "status"));
-    field(&term, "status", buf, l ? l->color : SL_COLOR_NONE);
+    brand_field(&term, r);
+    status_field(&term, r);
     field(&term, "schedule", col(r, 0, "schedule"), SL_COLOR_NONE);
     if (col(r, 0, "current_run_id")) {
         snprintf(buf, sizeof buf, "running now (run %s)", col(r, 0, "current_run_id"));
