@@ -13,13 +13,21 @@ local function here()
   return where
 end
 
--- Asserts that err is the message pattern at position where.
-local function raised_at(err, where, pattern)
+-- Asserts that pcall's ok, err is an error holding pattern at position where.
+local function raised_at(where, ok, err, pattern)
+  t.eq(ok, false, "raised")
   err = tostring(err)
   t.eq(err:sub(1, #where), where, "position of " .. err)
   if not err:find(pattern, #where + 1, true) then
     error(("error %q does not contain %q"):format(err, pattern), 2)
   end
+end
+
+-- Runs fn in a coroutine made with coroutine.create, which is no sluice task;
+-- what it raises fails the test.
+local function in_plain_coroutine(fn)
+  local ok, err = coroutine.resume(coroutine.create(fn))
+  if not ok then error(err, 0) end
 end
 
 t.test("here() names its caller's line", function()
@@ -29,34 +37,25 @@ t.test("here() names its caller's line", function()
 end)
 
 t.test("sluice.spawn from a plain coroutine", function()
-  local co = coroutine.create(function()
+  in_plain_coroutine(function()
     local where, ok, err = here(), pcall(function() local c = sluice.spawn(print); return c end)
-    t.eq(ok, false, "ok")
-    raised_at(err, where, "sluice.spawn can only be called from a sluice task")
+    raised_at(where, ok, err, "sluice.spawn can only be called from a sluice task")
   end)
-  local ok, err = coroutine.resume(co)
-  t.eq(ok, true, tostring(err))
 end)
 
 t.test("sluice.map from a plain coroutine", function()
-  local co = coroutine.create(function()
+  in_plain_coroutine(function()
     local where, ok, err = here(), pcall(function() local r = sluice.map({ 1 }, print); return r end)
-    t.eq(ok, false, "ok")
-    raised_at(err, where, "can only be called from a sluice task")
+    raised_at(where, ok, err, "can only be called from a sluice task")
   end)
-  local ok, err = coroutine.resume(co)
-  t.eq(ok, true, tostring(err))
 end)
 
 t.test("sluice.wait from a plain coroutine", function()
   local child = sluice.spawn(sluice.sleep, 0.01)
-  local co = coroutine.create(function()
+  in_plain_coroutine(function()
     local where, ok, err = here(), pcall(function() local v = sluice.wait(child); return v end)
-    t.eq(ok, false, "ok")
-    raised_at(err, where, "sluice.wait can only be called from a sluice task")
+    raised_at(where, ok, err, "sluice.wait can only be called from a sluice task")
   end)
-  local ok, err = coroutine.resume(co)
-  t.eq(ok, true, tostring(err))
   sluice.wait(child)
 end)
 
@@ -66,8 +65,7 @@ t.test("sluice.wait on the task itself", function()
     where = here(); local v = sluice.wait(task); return v
   end)
   local ok, err = pcall(sluice.wait, task) -- the child's error, as it raised it
-  t.eq(ok, false, "ok")
-  raised_at(err, where, "sluice.wait: a task cannot wait for itself")
+  raised_at(where, ok, err, "sluice.wait: a task cannot wait for itself")
 end)
 
 t.test("sluice.wait on a task another task waits for", function()
@@ -75,41 +73,33 @@ t.test("sluice.wait on a task another task waits for", function()
   local other = sluice.spawn(function() local v = sluice.wait(child); return v end)
   sluice.sleep(0) -- other parks on child
   local where, ok, err = here(), pcall(function() local v = sluice.wait(child); return v end)
-  t.eq(ok, false, "ok")
-  raised_at(err, where, "another task is already waiting for this task")
+  raised_at(where, ok, err, "another task is already waiting for this task")
   sluice.wait(other)
 end)
 
 t.test("sluice.http.get from a plain coroutine", function()
-  local co = coroutine.create(function()
+  in_plain_coroutine(function()
     local get = sluice.http.get
     local where, ok, err = here(), pcall(function() local r = get("http://127.0.0.1:1/"); return r end)
-    t.eq(ok, false, "ok")
-    raised_at(err, where, "sluice.http.request can only be called from a sluice task")
+    raised_at(where, ok, err, "sluice.http.request can only be called from a sluice task")
   end)
-  local ok, err = coroutine.resume(co)
-  t.eq(ok, true, tostring(err))
 end)
 
 t.test("a transaction inside a transaction", function()
-  local where, inner
+  local where
   local ok, err = pcall(sluice.db.transaction, function()
-    where = here(); inner = sluice.db.transaction(function() end)
+    where = here(); local inner = sluice.db.transaction(function() end)
     return inner
   end)
-  t.eq(ok, false, "ok")
-  raised_at(err, where, "sluice.db.transaction: already inside a transaction")
+  raised_at(where, ok, err, "sluice.db.transaction: already inside a transaction")
 end)
 
 t.test("sluice.db.transaction from a plain coroutine", function()
-  local co = coroutine.create(function()
+  in_plain_coroutine(function()
     local tx = sluice.db.transaction
     local where, ok, err = here(), pcall(function() local r = tx(function() end); return r end)
-    t.eq(ok, false, "ok")
-    raised_at(err, where, "sluice.db.transaction can only be called from a sluice task")
+    raised_at(where, ok, err, "sluice.db.transaction can only be called from a sluice task")
   end)
-  local ok, err = coroutine.resume(co)
-  t.eq(ok, true, tostring(err))
 end)
 
 t.test("a transaction still commits, rolls back and raises", function()
@@ -118,8 +108,7 @@ t.test("a transaction still commits, rolls back and raises", function()
   t.eq(r, nil, "result")
   t.eq(e, "rolled back", "error")
   local where, ok, err = here(), pcall(sluice.db.transaction, function() error("boom") end)
-  t.eq(ok, false, "ok")
-  raised_at(err, where, "boom")
+  raised_at(where, ok, err, "boom")
 end)
 
 t.done()
