@@ -1,5 +1,6 @@
 /*
- * buf.c — growable buffer and JSON string escaping.
+ * buf.c — growable buffer, JSON string escaping, and the UTF-8 pieces the JSON
+ * readers share (json.c, cli_types.c).
  */
 #include "buf.h"
 
@@ -67,6 +68,48 @@ size_t sl_utf8_len(const unsigned char *p, size_t avail)
     }
     if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
     return n;
+}
+
+size_t sl_utf8_put(char out[4], unsigned long c)
+{
+    if (c < 0x80) {
+        out[0] = (char)c;
+        return 1;
+    }
+    if (c < 0x800) {
+        out[0] = (char)(0xc0 | (c >> 6));
+        out[1] = (char)(0x80 | (c & 0x3f));
+        return 2;
+    }
+    if (c < 0x10000) {
+        out[0] = (char)(0xe0 | (c >> 12));
+        out[1] = (char)(0x80 | ((c >> 6) & 0x3f));
+        out[2] = (char)(0x80 | (c & 0x3f));
+        return 3;
+    }
+    out[0] = (char)(0xf0 | (c >> 18));
+    out[1] = (char)(0x80 | ((c >> 12) & 0x3f));
+    out[2] = (char)(0x80 | ((c >> 6) & 0x3f));
+    out[3] = (char)(0x80 | (c & 0x3f));
+    return 4;
+}
+
+long sl_hex4(const char *p, size_t avail)
+{
+    if (avail < 4) return -1;
+    long v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        int x;
+        if (c >= '0' && c <= '9')
+            x = c - '0';
+        else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f')
+            x = (c | 0x20) - 'a' + 10;
+        else
+            return -1;
+        v = v * 16 + x;
+    }
+    return v;
 }
 
 /* Appends the character at *p (advancing it): a valid UTF-8 sequence as it is,
@@ -180,7 +223,7 @@ const char *sl_buf_str(const sl_buf *b)
 
 char *sl_read_file(const char *path, size_t *len)
 {
-    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rbe"); /* e: close-on-exec */
     if (!f) return NULL;
     sl_buf b = {0};
     char chunk[8192];

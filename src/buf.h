@@ -36,6 +36,14 @@ void sl_seterr(char *err, size_t errlen, const char *fmt, ...)
  * surrogates and code points past U+10FFFF are not valid. */
 size_t sl_utf8_len(const unsigned char *p, size_t avail);
 
+/* Code point c (at most U+10FFFF) as UTF-8 into out; returns its length, 1 to 4.
+ * Surrogates are encoded as any other code point: callers replace them first. */
+size_t sl_utf8_put(char out[4], unsigned long c);
+
+/* The value of the four hex digits at p (those of a \uXXXX escape), or -1 when
+ * fewer than four bytes are readable (avail) or one is not a hex digit. */
+long sl_hex4(const char *p, size_t avail);
+
 /* A copy of s with each byte that is not part of valid UTF-8 replaced by U+FFFD.
  * Caller frees. */
 char *sl_utf8_clean(const char *s);

@@ -163,20 +163,19 @@ PGresult *sl_cli_exec(PGconn *c, const char *sql, int nparams, const char *const
     return sl_cli_exec_status(c, sql, nparams, params, NULL);
 }
 
+int sl_cli_exit_status(const PGresult *failed)
+{
+    const char *state = PQresultErrorField(failed, PG_DIAG_SQLSTATE);
+    return sl_pg_sqlstate_fault(state) == SL_PG_BAD_INPUT ? 2 : 1;
+}
+
 PGresult *sl_cli_exec_status(PGconn *c, const char *sql, int nparams, const char *const *params,
                              int *status)
 {
     PGresult *r = PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0);
     ExecStatusType st = PQresultStatus(r);
     if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) return r;
-    if (status) {
-        /* what the server refused in the input (data exceptions, constraints, the
-         * functions' own RAISE: no_data_found and the like) is bad input */
-        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-        int input = state && (strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0 ||
-                              strncmp(state, "P0", 2) == 0);
-        *status = input ? 2 : 1;
-    }
+    if (status) *status = sl_cli_exit_status(r);
     const char *primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
     const char *hint = PQresultErrorField(r, PG_DIAG_MESSAGE_HINT);
     if (primary)
@@ -226,7 +225,8 @@ int sl_cli_find_id(PGconn *c, const char *what, const char *id, int jobs_only, c
     prefix_bounds(hex, n, lo, hi);
     const char *p[] = {lo, hi};
     /* a range of the primary keys: an index scan, however many rows there are */
-    PGresult *r = sl_cli_exec(
+    int status = 0;
+    PGresult *r = sl_cli_exec_status(
         c,
         jobs_only ? "SELECT 'job', id::text FROM sluice.scheduled_jobs WHERE id BETWEEN $1 AND $2 "
                     "ORDER BY 2 LIMIT 4"
@@ -236,9 +236,9 @@ int sl_cli_find_id(PGconn *c, const char *what, const char *id, int jobs_only, c
                     " UNION ALL"
                     " SELECT 'job', id FROM sluice.scheduled_jobs"
                     "  WHERE id BETWEEN $1 AND $2) x ORDER BY 1, 2 LIMIT 4",
-        2, p);
-    if (!r) return 2;
-    int rows = PQntuples(r), status = 0;
+        2, p, &status);
+    if (!r) return status;
+    int rows = PQntuples(r);
     if (rows == 0) {
         sl_cli_error("%s: no %s with id '%s'", what, noun, id);
         status = 2;

@@ -44,12 +44,15 @@ void sl_cli_early_free(sl_cli_early *e);
  * hint if any) and returns NULL. Caller PQclear()s. */
 PGresult *sl_cli_exec(PGconn *c, const char *sql, int nparams, const char *const *params);
 
-/* sl_cli_exec, and on failure the exit status it calls for into *status: 2
- * when the server refused the input (a data exception, a constraint, or a
- * function's RAISE such as "unknown brand"), 1 otherwise (the connection, the
- * server). */
+/* sl_cli_exec, and on failure the exit status it calls for into *status
+ * (sl_cli_exit_status). */
 PGresult *sl_cli_exec_status(PGconn *c, const char *sql, int nparams, const char *const *params,
                              int *status);
+
+/* The exit status a failed result calls for: 2 when the server refused the
+ * input (a data exception, a constraint, or a function's RAISE such as "unknown
+ * brand": SL_PG_BAD_INPUT), 1 otherwise (the connection, the server). */
+int sl_cli_exit_status(const PGresult *failed);
 
 /* The value of the option at argv[*i] (advancing *i past it) into *out; -1 after
  * saying why when there is none or it is empty (for an empty --brand, with
@@ -60,8 +63,9 @@ int sl_cli_option_value(int argc, char **argv, int *i, const char *cmd, const ch
 
 /* Resolves a run or job id, whole or shortened to a unique prefix of at least 4
  * hex digits (as the tables show them): "run" or "job" into kind, the full id
- * into full. jobs_only: among jobs only. Returns 0, or 2 after printing why not
- * (prefixed with what, the command). */
+ * into full. jobs_only: among jobs only. Returns 0, or the exit status after
+ * printing why not (prefixed with what, the command): 2 for an id that names
+ * nothing or more than one, 1 when the database failed. */
 int sl_cli_find_id(PGconn *c, const char *what, const char *id, int jobs_only, char kind[8],
                    char full[40]);
 

@@ -43,15 +43,10 @@ int sl_cmd_config(const sl_config *cfg, int argc, char **argv)
     ROW("home", "%s", cfg->home);
     ROW("handlers", "%s", handlers);
     ROW("lua", "%s", lua);
-    ROW("concurrency", "%d", cfg->concurrency);
-    ROW("pool_size", "%d", cfg->pool_size);
-    NUMBER_ROW("lease_seconds", cfg->lease_seconds);
-    NUMBER_ROW("grace_seconds", cfg->grace_seconds);
-    NUMBER_ROW("poll_seconds", cfg->poll_seconds);
-    NUMBER_ROW("archive_after_days", cfg->archive_after_days);
-    NUMBER_ROW("prune_after_days", cfg->prune_after_days);
-    ROW("memory_limit_mb", "%d", cfg->memory_limit_mb);
-    ROW("instruction_budget", "%ld", cfg->instruction_budget);
+    const char *key;
+    double v;
+    for (size_t i = 0; (key = sl_config_number_at(cfg, i, &v)); i++)
+        NUMBER_ROW(key, v);
     ROW("log_format", "%s", cfg->log_format == SL_LOG_JSON ? "json" : "logfmt");
     ROW("log_level", "%s", (const char *[]){"debug", "info", "warn", "error"}[cfg->log_level & 3]);
 #undef ROW

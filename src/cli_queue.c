@@ -88,22 +88,23 @@ static int parse_at(const char *at, char *interval, size_t len)
 
 /* --if-stale: 1 when a dataset of the type is stale, never completed or failing
  * for the brand (NULL: platform scope), 0 when all are fresh or being refreshed
- * (said on stderr), -1 after printing an error. */
-static int needs_refresh(PGconn *c, const char *type, const char *brand)
+ * (said on stderr), -1 after printing an error, with its exit status in *status. */
+static int needs_refresh(PGconn *c, const char *type, const char *brand, int *status)
 {
     const char *p[] = {type, brand};
-    PGresult *r =
-        sl_cli_exec(c,
-                    "SELECT f.dataset_key, f.state, f.last_run_id, "
-                    "to_char(f.fresh_until AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS\"Z\"'), "
-                    "extract(epoch FROM f.fresh_until - now()) "
-                    "FROM sluice.job_type_freshness($1, sluice.resolve_brand($2)) f",
-                    2, p);
+    PGresult *r = sl_cli_exec_status(
+        c,
+        "SELECT f.dataset_key, f.state, f.last_run_id, "
+        "to_char(f.fresh_until AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS\"Z\"'), "
+        "extract(epoch FROM f.fresh_until - now()) "
+        "FROM sluice.job_type_freshness($1, sluice.resolve_brand($2)) f",
+        2, p, status);
     if (!r) return -1;
     int n = PQntuples(r), stale = 0;
     if (n == 0) {
         sl_cli_error("--if-stale: job type '%s' keeps no datasets, so it is never stale", type);
         PQclear(r);
+        *status = 2;
         return -1;
     }
     for (int i = 0; i < n; i++) {
@@ -202,17 +203,17 @@ int sl_cmd_queue(const sl_config *cfg, int argc, char **argv)
     c = sl_queue_boot(&ctx, "run", NULL);
     if (!c) goto out;
     if (if_stale) {
-        int need = needs_refresh(c, type, brand);
+        int need = needs_refresh(c, type, brand, &status);
         if (need <= 0) {
-            status = need < 0 ? 2 : 0;
+            if (need == 0) status = 0;
             goto out;
         }
     }
     char at_value[128];
     const char *atp = NULL;
     if (is_delay > 0) {
-        PGresult *r = sl_cli_exec(c, "SELECT (now() + $1::interval)::text", 1,
-                                  (const char *const[]){interval});
+        PGresult *r = sl_cli_exec_status(c, "SELECT (now() + $1::interval)::text", 1,
+                                         (const char *const[]){interval}, &status);
         if (!r) goto out;
         snprintf(at_value, sizeof at_value, "%s", PQgetvalue(r, 0, 0));
         PQclear(r);
@@ -222,16 +223,13 @@ int sl_cmd_queue(const sl_config *cfg, int argc, char **argv)
     }
     const char *p[] = {brand, type, normalized, atp, priority, dedupe, retries};
     /* with the status of the job that holds the dedupe key when there is one */
-    PGresult *r = sl_cli_exec(c,
-                              "SELECT e.job_id, e.created, (SELECT j.status FROM "
-                              "sluice.scheduled_jobs j WHERE j.id = e.job_id AND NOT e.created) "
-                              "FROM sluice.enqueue($1, $2, $3::jsonb, $4::timestamptz, $5::int, "
-                              "$6, $7::int, 'manual') e",
-                              7, p);
-    if (!r) {
-        status = 2;
-        goto out;
-    }
+    PGresult *r = sl_cli_exec_status(c,
+                                     "SELECT e.job_id, e.created, (SELECT j.status FROM "
+                                     "sluice.scheduled_jobs j WHERE j.id = e.job_id AND NOT "
+                                     "e.created) FROM sluice.enqueue($1, $2, $3::jsonb, "
+                                     "$4::timestamptz, $5::int, $6, $7::int, 'manual') e",
+                                     7, p, &status);
+    if (!r) goto out;
     const char *id = PQgetvalue(r, 0, 0), *holder = PQgetvalue(r, 0, 2);
     printf("%s\n", id);
     if (strcmp(PQgetvalue(r, 0, 1), "t") != 0) {

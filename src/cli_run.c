@@ -140,14 +140,11 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
     if (!c) goto out;
     sl_config_fmt_number(cfg->lease_seconds, f.lease, sizeof f.lease);
     const char *p[] = {f.worker, brand, type, normalized, "manual", f.lease};
-    claimed = sl_cli_exec(c,
-                          "SELECT * FROM sluice.start_direct_run($1, $2, $3, $4::jsonb, $5, "
-                          "$6::float8)",
-                          6, p);
-    if (!claimed) {
-        status = 2;
-        goto out;
-    }
+    claimed = sl_cli_exec_status(c,
+                                 "SELECT * FROM sluice.start_direct_run($1, $2, $3, $4::jsonb, $5, "
+                                 "$6::float8)",
+                                 6, p, &status);
+    if (!claimed) goto out;
     sl_claimed cl;
     sl_queue_claimed(claimed, 0, &cl);
     char err[512];

@@ -94,10 +94,10 @@ int sl_cmd_schedule(const sl_config *cfg, int argc, char **argv)
         goto out;
     }
     const char *p[] = {brand, type, cron, tz, normalized, next, name, priority};
-    PGresult *r = sl_cli_exec(c,
-                              "SELECT sluice.schedule_job($1, $2, $3, $4, $5::jsonb, "
-                              "$6::timestamptz, $7, $8::int, NULL, 'scheduled')",
-                              8, p);
+    PGresult *r = sl_cli_exec_status(c,
+                                     "SELECT sluice.schedule_job($1, $2, $3, $4, $5::jsonb, "
+                                     "$6::timestamptz, $7, $8::int, NULL, 'scheduled')",
+                                     8, p, &status);
     if (!r) goto out;
     printf("%s\n", PQgetvalue(r, 0, 0));
     fprintf(stderr, "next run: %s\n", next);
@@ -152,14 +152,11 @@ int sl_cmd_jobs_control(const sl_config *cfg, int argc, char **argv)
     char what[32], kind[8], full[40];
     snprintf(what, sizeof what, "jobs %s", action);
     for (int i = 2; i < argc; i++) {
-        if (sl_cli_find_id(c, what, argv[i], 1, kind, full) != 0) {
-            status = 2;
-            continue;
-        }
-        const char *p[] = {full};
-        PGresult *r = sl_cli_exec(c, sql, 1, p);
+        PGresult *r = NULL;
+        int st = sl_cli_find_id(c, what, argv[i], 1, kind, full);
+        if (st == 0) r = sl_cli_exec_status(c, sql, 1, (const char *const[]){full}, &st);
         if (!r) {
-            status = 2;
+            if (status != 1) status = st; /* a fault of the database outweighs bad input */
             continue;
         }
         printf("%s  %s\n", full, PQgetvalue(r, 0, 0));

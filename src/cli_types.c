@@ -17,7 +17,6 @@
 #include "runtime.h"
 #include "table.h"
 
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,51 +52,6 @@ static const char *skip_ws(const char *p)
     return p;
 }
 
-static void put_utf8(sl_buf *b, uint32_t c)
-{
-    char out[4];
-    size_t n;
-    if (c < 0x80) {
-        out[0] = (char)c;
-        n = 1;
-    } else if (c < 0x800) {
-        out[0] = (char)(0xC0 | (c >> 6));
-        out[1] = (char)(0x80 | (c & 0x3F));
-        n = 2;
-    } else if (c < 0x10000) {
-        out[0] = (char)(0xE0 | (c >> 12));
-        out[1] = (char)(0x80 | ((c >> 6) & 0x3F));
-        out[2] = (char)(0x80 | (c & 0x3F));
-        n = 3;
-    } else {
-        out[0] = (char)(0xF0 | (c >> 18));
-        out[1] = (char)(0x80 | ((c >> 12) & 0x3F));
-        out[2] = (char)(0x80 | ((c >> 6) & 0x3F));
-        out[3] = (char)(0x80 | (c & 0x3F));
-        n = 4;
-    }
-    sl_buf_add(b, out, n);
-}
-
-static int hex4(const char *p, uint32_t *out)
-{
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++) {
-        char c = p[i];
-        v <<= 4;
-        if (c >= '0' && c <= '9')
-            v |= (uint32_t)(c - '0');
-        else if (c >= 'a' && c <= 'f')
-            v |= (uint32_t)(c - 'a' + 10);
-        else if (c >= 'A' && c <= 'F')
-            v |= (uint32_t)(c - 'A' + 10);
-        else
-            return -1;
-    }
-    *out = v;
-    return 0;
-}
-
 /* A string literal at *pp (at the opening quote); the decoded text, or NULL. */
 static char *parse_string(const char **pp)
 {
@@ -111,7 +65,8 @@ static char *parse_string(const char **pp)
         }
         p++;
         char c = *p++;
-        uint32_t u, lo;
+        long u, lo;
+        char u8[4];
         switch (c) {
         case 'b':
             sl_buf_add(&b, "\b", 1);
@@ -129,14 +84,14 @@ static char *parse_string(const char **pp)
             sl_buf_add(&b, "\t", 1);
             break;
         case 'u':
-            if (hex4(p, &u) < 0) goto bad;
+            if ((u = sl_hex4(p, strnlen(p, 4))) < 0) goto bad;
             p += 4;
-            if (u >= 0xD800 && u < 0xDC00 && p[0] == '\\' && p[1] == 'u' && hex4(p + 2, &lo) == 0 &&
-                lo >= 0xDC00 && lo < 0xE000) {
+            if (u >= 0xD800 && u < 0xDC00 && p[0] == '\\' && p[1] == 'u' &&
+                (lo = sl_hex4(p + 2, strnlen(p + 2, 4))) >= 0xDC00 && lo < 0xE000) {
                 u = 0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00);
                 p += 6;
             }
-            put_utf8(&b, u);
+            sl_buf_add(&b, u8, sl_utf8_put(u8, (unsigned long)u));
             break;
         case '"':
         case '\\':

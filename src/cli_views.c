@@ -26,12 +26,14 @@
 
 /* ------------------------------------------------------------------ database */
 
-/* Runs sql; on failure prints the server's message and hint on one line. */
-static PGresult *run_sql(PGconn *c, const char *sql, int n, const char *const *params)
+/* Runs sql; on failure prints the server's message and hint on one line, and
+ * puts the exit status it calls for (sl_cli_exit_status) into *status if given. */
+static PGresult *run_sql(PGconn *c, const char *sql, int n, const char *const *params, int *status)
 {
     PGresult *r = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
     ExecStatusType st = PQresultStatus(r);
     if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) return r;
+    if (status) *status = sl_cli_exit_status(r);
     const char *primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
     const char *hint = PQresultErrorField(r, PG_DIAG_MESSAGE_HINT);
     if (primary && hint)
@@ -58,7 +60,7 @@ static PGconn *view_connect(const sl_config *cfg)
     PGconn *c = sl_cli_connect(cfg);
     if (c && reg && reg[0] == '[' && strcmp(reg, "[]") != 0) {
         const char *p[] = {reg};
-        PGresult *r = run_sql(c, "SELECT sluice.sync_registry($1::jsonb, true)", 1, p);
+        PGresult *r = run_sql(c, "SELECT sluice.sync_registry($1::jsonb, true)", 1, p, NULL);
         if (!r) {
             PQfinish(c);
             c = NULL;
@@ -87,8 +89,9 @@ static double col_num(PGresult *r, int row, const char *name, double dflt)
 /* Prints the single JSON value of a one-row, one-column result. */
 static int print_json_result(PGconn *c, const char *sql, int n, const char *const *params)
 {
-    PGresult *r = run_sql(c, sql, n, params);
-    if (!r) return 2;
+    int status = 1;
+    PGresult *r = run_sql(c, sql, n, params, &status);
+    if (!r) return status;
     printf("%s\n", PQgetvalue(r, 0, 0));
     PQclear(r);
     return 0;
@@ -212,13 +215,14 @@ static int check_status(const char *cmd, const char *status, const char *const *
 }
 
 /* Resolves --brand into a->brand_id and checks --type against the registry.
- * Returns 0, or 2 after printing the error. */
+ * Returns 0, or the exit status after printing the error (2 for a bad filter). */
 static int resolve_filters(PGconn *c, view_args *a)
 {
+    int status = 1;
     if (a->brand) {
         const char *p[] = {a->brand};
-        PGresult *r = run_sql(c, "SELECT sluice.resolve_brand($1)", 1, p);
-        if (!r) return 2;
+        PGresult *r = run_sql(c, "SELECT sluice.resolve_brand($1)", 1, p, &status);
+        if (!r) return status;
         snprintf(a->brand_id, sizeof a->brand_id, "%s", PQgetvalue(r, 0, 0));
         PQclear(r);
     }
@@ -228,8 +232,8 @@ static int resolve_filters(PGconn *c, view_args *a)
                               "SELECT EXISTS (SELECT 1 FROM sluice.job_types WHERE name = $1), "
                               "sluice.nearest_name($1, ARRAY(SELECT name FROM sluice.job_types)), "
                               "(SELECT string_agg(name, ', ' ORDER BY name) FROM sluice.job_types)",
-                              1, p);
-        if (!r) return 2;
+                              1, p, &status);
+        if (!r) return status;
         int found = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
         if (!found) {
             const char *near = col(r, 0, "nearest_name");
@@ -346,10 +350,7 @@ int sl_cmd_health(const sl_config *cfg, int argc, char **argv)
                   "extract(epoch FROM now() - h.last_attempt_at) AS attempt_ago, h.last_error "
                   "%s ORDER BY h.brand_name NULLS FIRST, h.dataset_key",
                   health_where);
-    if (!(r = run_sql(c, sl_buf_str(&sql), 3, p))) {
-        status = 2;
-        goto out;
-    }
+    if (!(r = run_sql(c, sl_buf_str(&sql), 3, p, &status))) goto out;
     int counts[5] = {0};
     static const char *const states[] = {"fresh", "running", "stale", "failing", "never"};
     int n = PQntuples(r);
@@ -572,10 +573,7 @@ int sl_cmd_runs(const sl_config *cfg, int argc, char **argv)
         goto out;
     }
     sl_buf_printf(&sql, "%s %s", run_columns, runs_where);
-    if (!(r = run_sql(c, sl_buf_str(&sql), 6, p))) {
-        status = 2;
-        goto out;
-    }
+    if (!(r = run_sql(c, sl_buf_str(&sql), 6, p, &status))) goto out;
     if (PQntuples(r) == 0) {
         no_rows("runs", &a);
         goto out;
@@ -669,10 +667,7 @@ int sl_cmd_jobs(const sl_config *cfg, int argc, char **argv)
         "j.attempts, j.max_retries, j.last_run_status, "
         "extract(epoch FROM now() - j.last_run_at) AS last_ago, j.last_error %s",
         NEXT_AGO, jobs_where);
-    if (!(r = run_sql(c, sl_buf_str(&sql), 6, p))) {
-        status = 2;
-        goto out;
-    }
+    if (!(r = run_sql(c, sl_buf_str(&sql), 6, p, &status))) goto out;
     if (PQntuples(r) == 0) {
         no_rows("jobs", &a);
         goto out;
@@ -790,6 +785,31 @@ static void when(char *out, size_t len, PGresult *r, const char *ts, const char 
     snprintf(out, len, "%s (%s)", t, rel);
 }
 
+/* The fields a run and a job both show, from the columns of row 0 of their
+ * views: the status with its emoji and colour, the job type with its emoji and
+ * label, the brand. */
+static void status_field(const sl_term *term, PGresult *r)
+{
+    char buf[512];
+    const status_look *l = look(col(r, 0, "status"));
+    snprintf(buf, sizeof buf, "%s %s", l ? l->emoji : "", col(r, 0, "status"));
+    field(term, "status", buf, l ? l->color : SL_COLOR_NONE);
+}
+
+static void type_field(const sl_term *term, PGresult *r)
+{
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s%s%s (%s)", col(r, 0, "emoji"), *col(r, 0, "emoji") ? " " : "",
+             col(r, 0, "job_type"), col(r, 0, "job_label"));
+    field(term, "type", buf, SL_COLOR_NONE);
+}
+
+static void brand_field(const sl_term *term, PGresult *r)
+{
+    const char *brand = col(r, 0, "brand_name");
+    field(term, "brand", brand ? brand : "(platform)", SL_COLOR_NONE);
+}
+
 /* Prints text indented by two spaces, line by line. */
 static void block(const char *title, const char *text)
 {
@@ -836,19 +856,15 @@ static int show_run(PGconn *c, const char *id, int json)
             "FROM sluice.recent_runs r JOIN sluice.scheduled_job_runs x ON x.id = r.run_id "
             "JOIN sluice.jobs_overview j ON j.job_id = r.job_id WHERE r.run_id = $1",
             1, p);
-    PGresult *r = run_sql(c, show_run_sql, 1, p);
-    if (!r) return 2;
+    int status = 1;
+    PGresult *r = run_sql(c, show_run_sql, 1, p, &status);
+    if (!r) return status;
     sl_term term = sl_term_for(stdout);
-    const status_look *l = look(col(r, 0, "status"));
     char buf[512], t1[128];
     printf("%srun %s%s\n", sl_color_on(&term, SL_COLOR_BOLD), id, sl_color_off(&term));
-    snprintf(buf, sizeof buf, "%s %s", l ? l->emoji : "", col(r, 0, "status"));
-    field(&term, "status", buf, l ? l->color : SL_COLOR_NONE);
-    snprintf(buf, sizeof buf, "%s%s%s (%s)", col(r, 0, "emoji"), *col(r, 0, "emoji") ? " " : "",
-             col(r, 0, "job_type"), col(r, 0, "job_label"));
-    field(&term, "type", buf, SL_COLOR_NONE);
-    field(&term, "brand", col(r, 0, "brand_name") ? col(r, 0, "brand_name") : "(platform)",
-          SL_COLOR_NONE);
+    status_field(&term, r);
+    type_field(&term, r);
+    brand_field(&term, r);
     snprintf(buf, sizeof buf, "%s (%s, %s)", col(r, 0, "job_id"), col(r, 0, "schedule"),
              col(r, 0, "job_status"));
     field(&term, "job", buf, SL_COLOR_NONE);
@@ -888,20 +904,16 @@ static int show_job(PGconn *c, const char *id, int json)
             "  FROM sluice.recent_runs r WHERE r.job_id = j.job_id)) "
             "FROM sluice.jobs_overview j WHERE j.job_id = $1",
             1, p);
-    PGresult *r = run_sql(c, show_job_sql, 1, p);
-    if (!r) return 2;
+    int status = 1;
+    PGresult *r = run_sql(c, show_job_sql, 1, p, &status);
+    if (!r) return status;
     sl_term term = sl_term_for(stdout);
     char buf[512];
-    const status_look *l = look(col(r, 0, "status"));
     printf("%sjob %s%s\n", sl_color_on(&term, SL_COLOR_BOLD), id, sl_color_off(&term));
-    snprintf(buf, sizeof buf, "%s%s%s (%s)", col(r, 0, "emoji"), *col(r, 0, "emoji") ? " " : "",
-             col(r, 0, "job_type"), col(r, 0, "job_label"));
-    field(&term, "type", buf, SL_COLOR_NONE);
+    type_field(&term, r);
     field(&term, "name", col(r, 0, "name"), SL_COLOR_NONE);
-    field(&term, "brand", col(r, 0, "brand_name") ? col(r, 0, "brand_name") : "(platform)",
-          SL_COLOR_NONE);
-    snprintf(buf, sizeof buf, "%s %s", l ? l->emoji : "", col(r, 0, "status"));
-    field(&term, "status", buf, l ? l->color : SL_COLOR_NONE);
+    brand_field(&term, r);
+    status_field(&term, r);
     field(&term, "schedule", col(r, 0, "schedule"), SL_COLOR_NONE);
     if (col(r, 0, "current_run_id")) {
         snprintf(buf, sizeof buf, "running now (run %s)", col(r, 0, "current_run_id"));
@@ -929,8 +941,8 @@ static int show_job(PGconn *c, const char *id, int json)
                 "extract(epoch FROM now() - coalesce(r.started_at, r.created_at)) AS ago "
                 "FROM sluice.recent_runs r WHERE r.job_id = $1 "
                 "ORDER BY r.created_at DESC, r.run_id",
-                1, p);
-    if (!r) return 2;
+                1, p, &status);
+    if (!r) return status;
     printf("\nruns\n");
     if (PQntuples(r) == 0) {
         printf("  (none yet)\n");

@@ -3,18 +3,18 @@
  * config file. Flags are applied on top by main().
  *
  * Config file format (docs/configuration.md): `key = value` lines, `#` comments.
- * Keys: db, home, handlers (colon-separated), lua, concurrency, pool_size,
- * lease_seconds, grace_seconds, poll_seconds, log_format, log_level, and
- * http_limit (repeatable: `http_limit = NAME RATE/PERIOD [burst=N]
+ * Keys: db, home, handlers (colon-separated), lua, the numeric settings (the
+ * table `numbers` below: concurrency, lease_seconds, …), log_format, log_level,
+ * and http_limit (repeatable: `http_limit = NAME RATE/PERIOD [burst=N]
  * [concurrency=N]`, see http.h and docs/http.md).
  */
 #include "config.h"
-#include "buf.h"
 #include "http.h"
 #include "log.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,26 +56,79 @@ static char *default_home(void)
 
 /* ------------------------------------------------------------------ numbers */
 
-/* Every numeric setting, its bounds and what it counts (docs/operations.md
- * lists the same). NaN, infinities and values outside the bounds are refused:
- * a lease of nan aborted the daemon, one of 0.000001 renewed itself without
- * end, and 1e+06 days was no interval Postgres reads. */
-static const struct {
-    const char *key;
-    double min, max;
-    int whole;        /* a whole number */
+/* Every numeric setting: its field, default, bounds and what it counts, in
+ * the order `sluice config` shows them (docs/operations.md lists the same). The
+ * one list of them: sl_config_set finds a key here, parses and stores it, and
+ * sl_config_init fills the defaults. NaN, infinities and values outside the
+ * bounds are refused: a lease of nan aborted the daemon, one of 0.000001
+ * renewed itself without end, and 1e+06 days was no interval Postgres reads. */
+typedef enum { NUM_INT, NUM_LONG, NUM_DOUBLE } num_type;
+
+typedef struct {
+    const char *key; /* the field's name */
+    size_t offset;   /* of the field in sl_config */
+    num_type type;   /* the field's; NUM_INT and NUM_LONG take whole numbers only */
+    double dflt, min, max;
     const char *unit; /* for the message: "seconds", "days", … or NULL */
-} numbers[] = {
-    {"concurrency", 1, 10000, 1, NULL},
-    {"pool_size", 1, 100, 1, NULL},
-    {"lease_seconds", 1, 86400, 0, "seconds"},
-    {"grace_seconds", 0, 86400, 0, "seconds"},
-    {"poll_seconds", 0.1, 3600, 0, "seconds"},
-    {"archive_after_days", 0.01, 36500, 0, "days"},
-    {"prune_after_days", 0.01, 36500, 0, "days"},
-    {"memory_limit_mb", 16, 65536, 1, "MB"},
-    {"instruction_budget", 10000, 1e12, 1, "instructions"},
+} number;
+
+/* An entry of the table: the key is the field's name, its type the field's. */
+/* clang-format off */
+#define NUMBER(field, dflt, min, max, unit) \
+    {#field, offsetof(sl_config, field), \
+     _Generic(((sl_config *)0)->field, int: NUM_INT, long: NUM_LONG, double: NUM_DOUBLE), \
+     dflt, min, max, unit}
+/* clang-format on */
+
+static const number numbers[] = {
+    NUMBER(concurrency, 10, 1, 10000, NULL),
+    NUMBER(pool_size, 4, 1, 100, NULL),
+    NUMBER(lease_seconds, 60, 1, 86400, "seconds"),
+    NUMBER(grace_seconds, 30, 0, 86400, "seconds"),
+    NUMBER(poll_seconds, 5, 0.1, 3600, "seconds"),
+    NUMBER(archive_after_days, 7, 0.01, 36500, "days"),
+    NUMBER(prune_after_days, 30, 0.01, 36500, "days"),
+    NUMBER(memory_limit_mb, 512, 16, 65536, "MB"),
+    NUMBER(instruction_budget, 1e8, 10000, 1e12, "instructions"),
 };
+
+#undef NUMBER
+
+#define N_NUMBERS (sizeof numbers / sizeof numbers[0])
+
+/* The numeric setting called key, or NULL. */
+static const number *number_of(const char *key)
+{
+    for (size_t k = 0; k < N_NUMBERS; k++)
+        if (strcmp(numbers[k].key, key) == 0) return &numbers[k];
+    return NULL;
+}
+
+static void store_number(sl_config *cfg, const number *n, double d)
+{
+    char *field = (char *)cfg + n->offset;
+    if (n->type == NUM_INT)
+        *(int *)(void *)field = (int)d;
+    else if (n->type == NUM_LONG)
+        *(long *)(void *)field = (long)d;
+    else
+        *(double *)(void *)field = d;
+}
+
+static double load_number(const sl_config *cfg, const number *n)
+{
+    const char *field = (const char *)cfg + n->offset;
+    if (n->type == NUM_INT) return *(const int *)(const void *)field;
+    if (n->type == NUM_LONG) return (double)*(const long *)(const void *)field;
+    return *(const double *)(const void *)field;
+}
+
+const char *sl_config_number_at(const sl_config *cfg, size_t i, double *value)
+{
+    if (i >= N_NUMBERS) return NULL;
+    *value = load_number(cfg, &numbers[i]);
+    return numbers[i].key;
+}
 
 void sl_config_fmt_number(double v, char *out, size_t len)
 {
@@ -88,32 +141,25 @@ void sl_config_fmt_number(double v, char *out, size_t len)
     if (e == dot + 1) *dot = '\0';
 }
 
-/* The number v for setting key, checked against its bounds: 0, or -1 with why
- * not in err (prefixed with src). */
-static int parse_number(const char *key, const char *v, const char *src, double *out, char *err,
+/* The text v for numeric setting n, checked against its bounds: 0, or -1 with
+ * why not in err (prefixed with src). */
+static int parse_number(const number *n, const char *v, const char *src, double *out, char *err,
                         size_t errlen)
 {
-    size_t k = 0, n = sizeof numbers / sizeof numbers[0];
-    while (k < n && strcmp(numbers[k].key, key) != 0)
-        k++;
-    if (k == n) { /* not a number setting: a programming error */
-        sl_seterr(err, errlen, "%s: %s is not a number setting", src, key);
-        return -1;
-    }
     char *end;
     errno = 0;
     double d = strtod(v, &end);
+    int whole = n->type != NUM_DOUBLE;
     /* strtod reads hex, inf and nan, and skips leading space: only decimal here */
     int ok = end != v && *end == '\0' && !isspace((unsigned char)*v) && !strpbrk(v, "xXnNiI") &&
-             d == d && d >= numbers[k].min && d <= numbers[k].max &&
-             (!numbers[k].whole || d == (double)(long long)d);
+             d == d && d >= n->min && d <= n->max && (!whole || d == (double)(long long)d);
     if (!ok) {
         char lo[32], hi[32];
-        sl_config_fmt_number(numbers[k].min, lo, sizeof lo);
-        sl_config_fmt_number(numbers[k].max, hi, sizeof hi);
-        snprintf(err, errlen, "%s: bad value for %s: '%s' (%s from %s to %s%s%s)", src, key, v,
-                 numbers[k].whole ? "a whole number" : "a number", lo, hi,
-                 numbers[k].unit ? " " : "", numbers[k].unit ? numbers[k].unit : "");
+        sl_config_fmt_number(n->min, lo, sizeof lo);
+        sl_config_fmt_number(n->max, hi, sizeof hi);
+        snprintf(err, errlen, "%s: bad value for %s: '%s' (%s from %s to %s%s%s)", src, n->key, v,
+                 whole ? "a whole number" : "a number", lo, hi, n->unit ? " " : "",
+                 n->unit ? n->unit : "");
         return -1;
     }
     *out = d;
@@ -124,7 +170,7 @@ int sl_config_set(sl_config *cfg, const char *key, const char *val, const char *
                   size_t errlen)
 {
     int bad = 0;
-    double d = 0;
+    const number *num;
     if (strcmp(key, "db") == 0)
         set_str(&cfg->db_url, val);
     else if (strcmp(key, "home") == 0)
@@ -133,30 +179,10 @@ int sl_config_set(sl_config *cfg, const char *key, const char *val, const char *
         add_path_list(cfg->handler_dirs, &cfg->n_handler_dirs, val);
     else if (strcmp(key, "lua") == 0)
         add_path_list(cfg->lua_dirs, &cfg->n_lua_dirs, val);
-    else if (strcmp(key, "concurrency") == 0 || strcmp(key, "pool_size") == 0 ||
-             strcmp(key, "memory_limit_mb") == 0 || strcmp(key, "instruction_budget") == 0 ||
-             strcmp(key, "lease_seconds") == 0 || strcmp(key, "grace_seconds") == 0 ||
-             strcmp(key, "poll_seconds") == 0 || strcmp(key, "archive_after_days") == 0 ||
-             strcmp(key, "prune_after_days") == 0) {
-        if (parse_number(key, val, src, &d, err, errlen) < 0) return -1;
-        if (strcmp(key, "concurrency") == 0)
-            cfg->concurrency = (int)d;
-        else if (strcmp(key, "pool_size") == 0)
-            cfg->pool_size = (int)d;
-        else if (strcmp(key, "memory_limit_mb") == 0)
-            cfg->memory_limit_mb = (int)d;
-        else if (strcmp(key, "instruction_budget") == 0)
-            cfg->instruction_budget = (long)d;
-        else if (strcmp(key, "lease_seconds") == 0)
-            cfg->lease_seconds = d;
-        else if (strcmp(key, "grace_seconds") == 0)
-            cfg->grace_seconds = d;
-        else if (strcmp(key, "poll_seconds") == 0)
-            cfg->poll_seconds = d;
-        else if (strcmp(key, "archive_after_days") == 0)
-            cfg->archive_after_days = d;
-        else
-            cfg->prune_after_days = d;
+    else if ((num = number_of(key))) {
+        double d;
+        if (parse_number(num, val, src, &d, err, errlen) < 0) return -1;
+        store_number(cfg, num, d);
     } else if (strcmp(key, "log_format") == 0) {
         if (strcmp(val, "json") == 0)
             cfg->log_format = SL_LOG_JSON;
@@ -254,15 +280,8 @@ int sl_config_init(sl_config *cfg, const char *config_flag, const char *home_fla
         {"SLUICE_INSTRUCTION_BUDGET", "instruction_budget"},
     };
     memset(cfg, 0, sizeof *cfg);
-    cfg->concurrency = 10;
-    cfg->pool_size = 4;
-    cfg->lease_seconds = 60;
-    cfg->grace_seconds = 30;
-    cfg->poll_seconds = 5;
-    cfg->archive_after_days = 7;
-    cfg->memory_limit_mb = 512;
-    cfg->instruction_budget = 100000000L;
-    cfg->prune_after_days = 30;
+    for (size_t i = 0; i < N_NUMBERS; i++)
+        store_number(cfg, &numbers[i], numbers[i].dflt);
     cfg->log_format = SL_LOG_LOGFMT;
     cfg->log_level = SL_INFO;
 

@@ -61,6 +61,10 @@ int sl_config_set(sl_config *cfg, const char *key, const char *val, const char *
  * people read without an exponent. */
 void sl_config_fmt_number(double v, char *out, size_t len);
 
+/* The numeric setting i (0, 1, … in the order `sluice config` shows them): its
+ * key, and its value in cfg into *value; NULL past the last. */
+const char *sl_config_number_at(const sl_config *cfg, size_t i, double *value);
+
 /* Adds a string to one of the directory lists (copies it). Returns -1 when full. */
 int sl_config_add_dir(char **dirs, int *n, const char *dir);
 

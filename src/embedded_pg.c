@@ -80,40 +80,6 @@ static void rstrip(char *s)
         s[--n] = '\0';
 }
 
-/* Reads a whole (small) file; NULL if it cannot. */
-static char *read_file(const char *path)
-{
-    FILE *f = fopen(path, "re");
-    if (!f) return NULL;
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (len + n + 1 > cap) {
-            size_t ncap = cap ? cap * 2 : 8192;
-            while (ncap < len + n + 1)
-                ncap *= 2;
-            char *nb = realloc(buf, ncap);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                return NULL;
-            }
-            buf = nb;
-            cap = ncap;
-        }
-        memcpy(buf + len, chunk, n);
-        len += n;
-    }
-    fclose(f);
-    if (!buf)
-        buf = calloc(1, 1);
-    else
-        buf[len] = '\0';
-    return buf;
-}
-
 /* From a child's output or a log tail, the line that best explains a failure: the
  * last one carrying FATAL/PANIC/ERROR/"error:", else the last non-empty one. */
 static void pick_error_line(const char *text, char *dst, size_t dstlen)
@@ -345,7 +311,7 @@ static int is_initialised(const sl_pg_paths *p, char *err, size_t errlen)
 static long read_pid(const sl_pg_paths *p)
 {
     char *path = xasprintf("%s/postmaster.pid", p->data);
-    char *text = path ? read_file(path) : NULL;
+    char *text = path ? sl_read_file(path, NULL) : NULL;
     long pid = text ? strtol(text, NULL, 10) : 0;
     free(text);
     free(path);
@@ -835,7 +801,7 @@ static int append_settings(const char *datadir, const char *run, char *err, size
 static int update_socket_setting(const sl_pg_paths *p, char *err, size_t errlen)
 {
     char *conf = xasprintf("%s/postgresql.conf", p->data);
-    char *text = conf ? read_file(conf) : NULL;
+    char *text = conf ? sl_read_file(conf, NULL) : NULL;
     if (!text) {
         sl_seterr(err, errlen, "cannot read %s/postgresql.conf", p->data);
         free(conf);
@@ -1197,7 +1163,7 @@ int sl_embedded_describe(const sl_config *cfg, sl_embedded_info *info, char *err
             snprintf(info->version, sizeof info->version, "%s", PQgetvalue(r, 0, 0));
         } else {
             char *path = xasprintf("%s/PG_VERSION", info->data_dir);
-            char *text = path ? read_file(path) : NULL;
+            char *text = path ? sl_read_file(path, NULL) : NULL;
             if (text) {
                 rstrip(text);
                 snprintf(info->version, sizeof info->version, "%s", text);

@@ -519,45 +519,6 @@ static int push_number(decoder *d, const char *what)
     return 0;
 }
 
-/* The value of the four hex digits at p, or -1. */
-static long hex4(const decoder *d, const char *p)
-{
-    if (d->end - p < 4) return -1;
-    long v = 0;
-    for (int i = 0; i < 4; i++) {
-        char c = p[i];
-        int x;
-        if (c >= '0' && c <= '9')
-            x = c - '0';
-        else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f')
-            x = (c | 0x20) - 'a' + 10;
-        else
-            return -1;
-        v = v * 16 + x;
-    }
-    return v;
-}
-
-static char *put_utf8(char *o, unsigned long c)
-{
-    if (c < 0x80) {
-        *o++ = (char)c;
-    } else if (c < 0x800) {
-        *o++ = (char)(0xc0 | (c >> 6));
-        *o++ = (char)(0x80 | (c & 0x3f));
-    } else if (c < 0x10000) {
-        *o++ = (char)(0xe0 | (c >> 12));
-        *o++ = (char)(0x80 | ((c >> 6) & 0x3f));
-        *o++ = (char)(0x80 | (c & 0x3f));
-    } else {
-        *o++ = (char)(0xf0 | (c >> 18));
-        *o++ = (char)(0x80 | ((c >> 12) & 0x3f));
-        *o++ = (char)(0x80 | ((c >> 6) & 0x3f));
-        *o++ = (char)(0x80 | (c & 0x3f));
-    }
-    return o;
-}
-
 /* A string (d->p at its opening quote). Bytes other than '"' and '\' are kept
  * as they are, control characters and bytes that are not UTF-8 included (as
  * cjson did); escapes are JSON's, \u0000 gives a NUL byte, a surrogate pair one
@@ -616,14 +577,14 @@ static int push_string(decoder *d, const char *what)
             *o++ = '\t';
             break;
         case 'u': {
-            long c = hex4(d, q);
+            long c = sl_hex4(q, (size_t)(d->end - q));
             if (c < 0) {
                 lua_pop(d->L, 1); /* the buffer's placeholder or box */
                 return expected(d, what, "invalid unicode escape code", esc);
             }
             q += 4;
             if (c >= 0xd800 && c <= 0xdbff) { /* a high surrogate: its low half follows */
-                long lo = starts(d, q, "\\u", 2) ? hex4(d, q + 2) : -1;
+                long lo = starts(d, q, "\\u", 2) ? sl_hex4(q + 2, (size_t)(d->end - q - 2)) : -1;
                 if (lo >= 0xdc00 && lo <= 0xdfff) {
                     q += 6;
                     c = 0x10000 + ((c - 0xd800) << 10) + (lo - 0xdc00);
@@ -633,7 +594,7 @@ static int push_string(decoder *d, const char *what)
             } else if (c >= 0xdc00 && c <= 0xdfff) {
                 c = 0xfffd;
             }
-            o = put_utf8(o, (unsigned long)c);
+            o += sl_utf8_put(o, (unsigned long)c);
             break;
         }
         default:

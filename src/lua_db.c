@@ -262,11 +262,18 @@ static void acquire_cancel(void *data)
     free(op);
 }
 
-/* begin() → true | nil, err: pins a connection for this task and opens a transaction. */
+/* begin() → true | nil, err | false, misuse: pins a connection for this task
+ * and opens a transaction. Misuse (not a task, a transaction open already) is
+ * returned for sluice.db.transaction to raise at its caller's line. */
 static int l_begin(lua_State *L)
 {
-    sl_task *t = sl_task_check(L, "sluice.db.transaction");
-    if (t->pinned) return luaL_error(L, "sluice.db.transaction: already inside a transaction");
+    sl_task *t = sl_task_test(L, "sluice.db.transaction");
+    if (t && t->pinned) lua_pushliteral(L, "sluice.db.transaction: already inside a transaction");
+    if (!t || t->pinned) { /* [misuse] */
+        lua_pushboolean(L, 0);
+        lua_insert(L, -2);
+        return 2;
+    }
     db_op *op = calloc(1, sizeof *op);
     op->t = t;
     op->req = sl_pg_acquire(pool(L, sl_task_ctx(t)), acquired, op);

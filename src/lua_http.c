@@ -143,18 +143,24 @@ static int raise_at(lua_State *L, int level)
     return lua_error(L);
 }
 
-/* A misuse of request's options: spec.level is where the handler's call is, as
- * http.lua counts levels. */
-static int misuse(lua_State *L, const char *fmt, ...)
+/* Raises the message on top of the stack as a misuse of request: spec.level is
+ * where the handler's call is, as http.lua counts levels. */
+static int raise_misuse(lua_State *L)
 {
     lua_getfield(L, 1, "level");
     int level = (int)lua_tointeger(L, -1);
     lua_pop(L, 1);
+    return raise_at(L, level);
+}
+
+/* A misuse of request's options (see raise_misuse). */
+static int misuse(lua_State *L, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
     lua_pushvfstring(L, fmt, ap);
     va_end(ap);
-    return raise_at(L, level);
+    return raise_misuse(L);
 }
 
 /* A misuse of limit's arguments: http.lua's limit() called this driver. */
@@ -263,7 +269,8 @@ static void build_headers(lua_State *L, int idx, sl_buf *b)
 static int l_request(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
-    sl_task *t = sl_task_check(L, WHAT);
+    sl_task *t = sl_task_test(L, WHAT);
+    if (!t) return raise_misuse(L); /* not a task: at the handler's line too */
     sl_http_opts o = {0};
 
     const char *method = opt_string(L, "method", "GET");

@@ -48,7 +48,6 @@ typedef struct repl_state {
     int running;            /* runs in flight */
     fg_run *ops;            /* every run started here and not yet recorded */
     sl_task *chunk;         /* the input being evaluated, or NULL */
-    int terse;              /* its errors without a traceback that tells nothing */
     sl_chunk_done_fn done;
     void *done_data;
 } repl_state;
@@ -373,11 +372,12 @@ void sl_repl_attach(sl_runtime *rt, const char *worker_id, double lease_seconds)
     st->renewal = (sl_queue_lease){.ctx = rt->ctx, .worker = st->worker, .lease = st->lease};
 }
 
-/* An input's error as the person at the prompt wants it: without the frames of
- * the REPL's wrapper (lua/sluice/repl.lua's evaluator calls the input as upvalue
- * 'fn') and of the host's own Lua. terse: no traceback at all when what is left
- * says no more than the message (error() called from the input itself). */
-static char *tidy_traceback(const char *msg, int terse)
+/* An input's error as the person at the prompt (or reading -e's output) wants
+ * it: without the frames of the REPL's wrapper (lua/sluice/repl.lua's evaluator
+ * calls the input as upvalue 'fn') and of the host's own Lua, and with no
+ * traceback at all when what is left says no more than the message's position
+ * (error() called from the input itself: "[C]: in function 'error'"). */
+static char *tidy_traceback(const char *msg)
 {
     static const char marker[] = "\nstack traceback:\n";
     static const char wrapper_call[] = "in upvalue 'fn'";
@@ -403,7 +403,7 @@ static char *tidy_traceback(const char *msg, int terse)
         p += n;
         if (*p == '\n') p++;
     }
-    if (terse && !telling) b.data[head] = '\0';
+    if (!telling) b.data[head] = '\0';
     char *out = strdup(sl_buf_str(&b));
     sl_buf_free(&b);
     return out;
@@ -413,14 +413,14 @@ static void chunk_done(int failed, const char *message, void *data)
 {
     repl_state *st = data;
     sl_chunk_done_fn done = st->done;
-    char *tidy = message ? tidy_traceback(message, st->terse) : NULL;
+    char *tidy = message ? tidy_traceback(message) : NULL;
     st->chunk = NULL;
     st->done = NULL;
     if (done) done(failed, tidy, st->done_data);
     free(tidy);
 }
 
-int sl_repl_eval(sl_runtime *rt, const char *src, size_t len, const char *chunkname, int terse,
+int sl_repl_eval(sl_runtime *rt, const char *src, size_t len, const char *chunkname,
                  sl_chunk_done_fn done, void *data, char *err, size_t errlen)
 {
     lua_State *L = rt->L;
@@ -445,7 +445,6 @@ int sl_repl_eval(sl_runtime *rt, const char *src, size_t len, const char *chunkn
     t->chunk_done = chunk_done;
     t->chunk_data = st;
     st->chunk = t;
-    st->terse = terse;
     st->done = done;
     st->done_data = data;
     lua_settop(L, top);

@@ -3,12 +3,14 @@
  * child tasks of the running task, and a primitive to park until one of them
  * ends. The API handlers use is lua/sluice/spawn.lua.
  *
- *   h = spawn(fn, ...)     a child task of the caller (same run), started soon
+ *   h = spawn(fn, ...)     a child task of the caller (same run), started soon;
+ *                          nil, misuse when the caller is not a task
  *   state(h)               "running" | "done" | "failed" | "cancelled"
  *   collect(h)             true, results… | false, error  (once the task ended;
  *                          the task is freed, the handle keeps the outcome)
  *   park(h1, h2, …)        yields until one of the running ones ends; returns at
- *                          once (nothing) when one has already ended
+ *                          once (nothing) when one has already ended, and at once
+ *                          with a message when it cannot wait (misuse)
  *   cancel(h)              cancels a running task (its pending I/O included)
  *   is_task(v)             v is a task handle
  *
@@ -19,6 +21,11 @@
  * task (sl_task.handle), and the handle's __gc clears sl_task.handle, so neither
  * side can outlive the other. Results move into the handle's user value at
  * collect, so they can be read again.
+ *
+ * Misuse the handler can commit through sluice.spawn and sluice.wait (calling
+ * them outside a task, a task waiting for itself) is returned, not raised: the
+ * facade in spawn.lua raises it at its caller's level, so the error names the
+ * handler's line rather than spawn.lua's.
  */
 #include "runtime_int.h"
 
@@ -49,11 +56,16 @@ static const char *state_of(const task_handle *h)
     return h->outcome == H_DONE ? "done" : h->outcome == H_FAILED ? "failed" : "cancelled";
 }
 
-/* spawn(fn, ...) → handle */
+/* spawn(fn, ...) → handle | nil, misuse */
 static int l_spawn(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TFUNCTION);
-    sl_task *parent = sl_task_check(L, "sluice.spawn");
+    sl_task *parent = sl_task_test(L, "sluice.spawn");
+    if (!parent) { /* [fn args… misuse] */
+        lua_pushnil(L);
+        lua_insert(L, -2);
+        return 2;
+    }
     sl_runtime *rt = sl_runtime_of(L);
     int nargs = lua_gettop(L) - 1;
     task_handle *h = lua_newuserdatauv(L, sizeof *h, 1);
@@ -149,22 +161,30 @@ static void park_cancel(void *data)
     free(op);
 }
 
-/* park(h1, …): see the file comment. */
+/* park(h1, …) → nothing | misuse: see the file comment. */
 static int l_park(lua_State *L)
 {
-    sl_task *w = sl_task_check(L, "sluice.wait");
     int n = lua_gettop(L), pending = 0;
+    sl_task *w = sl_task_test(L, "sluice.wait");
+    if (!w) return 1;
     for (int i = 1; i <= n; i++) {
         task_handle *h = check_handle(L, i);
         if (!h->t || h->t->state == T_DONE) return 0; /* one has ended already: no need to wait */
-        if (h->t == w) return luaL_error(L, "sluice.wait: a task cannot wait for itself");
-        if (h->t->waiter && h->t->waiter != w)
-            return luaL_error(L, "sluice.wait: another task is already waiting for this task");
+        if (h->t == w) {
+            lua_pushliteral(L, "sluice.wait: a task cannot wait for itself");
+            return 1;
+        }
+        if (h->t->waiter && h->t->waiter != w) {
+            lua_pushliteral(L, "sluice.wait: another task is already waiting for this task");
+            return 1;
+        }
         pending++;
     }
     if (pending == 0) return 0;
-    if (!lua_isyieldable(L))
-        return luaL_error(L, "sluice.wait cannot wait here (inside a metamethod or a C iterator)");
+    if (!lua_isyieldable(L)) {
+        lua_pushliteral(L, "sluice.wait cannot wait here (inside a metamethod or a C iterator)");
+        return 1;
+    }
     park_op *op = malloc(sizeof *op + sizeof(sl_task *) * (size_t)pending);
     op->w = w;
     op->n = 0;

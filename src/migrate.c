@@ -130,43 +130,6 @@ static int load_embedded(sl_migration_list *l, char *err, size_t errlen)
     return 0;
 }
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "re");
-    if (!f) return NULL;
-    char *buf = NULL;
-    size_t len = 0, cap = 0, n;
-    char chunk[8192];
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
-        if (len + n + 1 > cap) {
-            size_t ncap = cap ? cap * 2 : 16384;
-            while (ncap < len + n + 1)
-                ncap *= 2;
-            char *nb = realloc(buf, ncap);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                errno = ENOMEM;
-                return NULL;
-            }
-            buf = nb;
-            cap = ncap;
-        }
-        memcpy(buf + len, chunk, n);
-        len += n;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        errno = EIO;
-        return NULL;
-    }
-    if (!buf) return calloc(1, 1);
-    buf[len] = '\0';
-    return buf;
-}
-
 static int load_dir(sl_migration_list *l, const char *dir, char *err, size_t errlen)
 {
     DIR *d = opendir(dir);
@@ -185,7 +148,7 @@ static int load_dir(sl_migration_list *l, const char *dir, char *err, size_t err
             rc = -1;
             break;
         }
-        char *sql = slurp(path);
+        char *sql = sl_read_file(path, NULL);
         if (!sql) {
             sl_seterr(err, errlen, "cannot read %s: %s", path, strerror(errno));
             rc = -1;

@@ -693,6 +693,18 @@ const char *sl_pg_error_sqlstate(const sl_pg *pg)
     return pg->err_sqlstate;
 }
 
+sl_pg_fault sl_pg_sqlstate_fault(const char *sqlstate)
+{
+    static const char *const input[] = {"22", "23", "P0", NULL};
+    static const char *const transient[] = {"08", "53", "55", "57", "40", "58", NULL};
+    if (!sqlstate || !*sqlstate) return SL_PG_TRANSIENT;
+    for (int i = 0; input[i]; i++)
+        if (strncmp(sqlstate, input[i], 2) == 0) return SL_PG_BAD_INPUT;
+    for (int i = 0; transient[i]; i++)
+        if (strncmp(sqlstate, transient[i], 2) == 0) return SL_PG_TRANSIENT;
+    return SL_PG_REFUSED;
+}
+
 sl_pg_req *sl_pg_acquire(sl_pg *pg, sl_pg_acquire_cb cb, void *data)
 {
     sl_pg_req *r = calloc(1, sizeof *r);

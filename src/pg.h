@@ -73,6 +73,20 @@ sl_pg_req *sl_pg_query_prepared(sl_pg *pg, const char *name, const char *sql, in
  * statement failed there, "" when the connection failed (or was never made). */
 const char *sl_pg_error_sqlstate(const sl_pg *pg);
 
+/* Whose fault a failed statement is, by its SQLSTATE (NULL or "" when no server
+ * answered it). The one reading of SQLSTATEs: a command's exit status (2 for
+ * bad input, else 1) and the daemon's handling of a refused batch follow it. */
+typedef enum sl_pg_fault {
+    SL_PG_BAD_INPUT, /* the caller's data or request: data exceptions (22), constraints
+                      * (23), the SQL functions' own RAISE (P0: no_data_found, …) */
+    SL_PG_TRANSIENT, /* the connection, the server or the moment: no answer, connection
+                      * (08), resources (53), object state and locks (55), shutdown or
+                      * cancel (57), serialization or deadlock (40), system (58) */
+    SL_PG_REFUSED,   /* anything else: the statement itself, the same on every retry */
+} sl_pg_fault;
+
+sl_pg_fault sl_pg_sqlstate_fault(const char *sqlstate);
+
 /* Queues a query on any free connection. Params are text (NULL = SQL NULL) and
  * copied; cb may be NULL (the result is dropped). The returned handle is valid until the callback
  * runs or sl_pg_cancel. */

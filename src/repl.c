@@ -30,6 +30,7 @@
 #include "runtime.h"
 
 #include <editline/readline.h>
+#include <errno.h>
 #include <ev.h>
 #include <fcntl.h>
 #include <locale.h>
@@ -141,8 +142,8 @@ static void on_done(int failed, const char *message, void *data)
 static int evaluate(repl *r, const char *chunkname)
 {
     char err[4096];
-    int rc = sl_repl_eval(r->ctx.rt, sl_buf_str(&r->input), r->input.len, chunkname, r->interactive,
-                          on_done, r, err, sizeof err);
+    int rc = sl_repl_eval(r->ctx.rt, sl_buf_str(&r->input), r->input.len, chunkname, on_done, r,
+                          err, sizeof err);
     if (rc == SL_REPL_STARTED) {
         r->evaluating = 1;
         r->interrupted = 0;
@@ -178,8 +179,8 @@ static void on_line(char *line)
          * "… expected near <eof>") and drop it */
         fputs("\n", stdout);
         char err[4096];
-        int rc = sl_repl_eval(r->ctx.rt, sl_buf_str(&r->input), r->input.len, "=stdin", 1, on_done,
-                              r, err, sizeof err);
+        int rc = sl_repl_eval(r->ctx.rt, sl_buf_str(&r->input), r->input.len, "=stdin", on_done, r,
+                              err, sizeof err);
         sl_buf_reset(&r->input);
         if (rc == SL_REPL_STARTED) { /* not reached: the chunk was unfinished */
             r->evaluating = 1;
@@ -393,23 +394,6 @@ static void interact(repl *r)
     active_repl = NULL;
 }
 
-static char *slurp_stdin(size_t *len)
-{
-    char *buf = NULL;
-    size_t cap = 0, n = 0, got;
-    do {
-        if (n + 4096 + 1 > cap) {
-            cap = cap ? cap * 2 : 16384;
-            buf = realloc(buf, cap);
-        }
-        got = fread(buf + n, 1, cap - n - 1, stdin);
-        n += got;
-    } while (got > 0);
-    buf[n] = '\0';
-    *len = n;
-    return buf;
-}
-
 /* Runs one chunk without prompts; returns the exit status. */
 static int run_once(repl *r, const char *code, size_t len, const char *chunkname)
 {
@@ -505,8 +489,13 @@ int sl_cmd_repl(const sl_config *cfg, int argc, char **argv)
         status = run_once(&r, code, strlen(code), "=(command line)");
     } else if (!r.interactive) {
         size_t len;
-        char *src = slurp_stdin(&len);
-        status = run_once(&r, src, len, "=stdin");
+        char *src = sl_read_file("-", &len);
+        if (src) {
+            status = run_once(&r, src, len, "=stdin");
+        } else {
+            sl_cli_error("cannot read standard input: %s", strerror(errno));
+            status = 1;
+        }
         free(src);
     } else {
         interact(&r);

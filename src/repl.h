@@ -20,11 +20,11 @@ void sl_repl_attach(sl_runtime *rt, const char *worker_id, double lease_seconds)
 
 /* Compiles src as REPL input (a bare expression or "=expr" prints its values,
  * else a statement) and starts it as a task; done(failed, message, data) when it
- * ends, the message an error with its traceback (without the REPL's own frames;
- * terse: without a traceback that names nothing beyond the message).
+ * ends, the message an error with its traceback (without the REPL's own frames,
+ * and without a traceback that names nothing beyond the message's position).
  * SL_REPL_MORE: src is an unfinished chunk (read another line); with
  * SL_REPL_ERROR the syntax error is in err. One input at a time. */
-int sl_repl_eval(sl_runtime *rt, const char *src, size_t len, const char *chunkname, int terse,
+int sl_repl_eval(sl_runtime *rt, const char *src, size_t len, const char *chunkname,
                  sl_chunk_done_fn done, void *data, char *err, size_t errlen);
 
 /* Cancels the input being evaluated (its runs end as failed with `why` and are

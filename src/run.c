@@ -39,14 +39,26 @@ sl_task *sl_task_of(lua_State *L)
     return *(sl_task **)lua_getextraspace(L);
 }
 
-sl_task *sl_task_check(lua_State *L, const char *what)
+sl_task *sl_task_test(lua_State *L, const char *what)
 {
     sl_task *t = sl_task_of(L);
-    if (!t || t->co != L)
-        luaL_error(L,
-                   "%s can only be called from a sluice task (a handler run, a script, or "
-                   "sluice.spawn), not from a coroutine created with coroutine.create",
-                   what);
+    if (t && t->co == L) return t;
+    lua_pushfstring(L,
+                    "%s can only be called from a sluice task (a handler run, a script, or "
+                    "sluice.spawn), not from a coroutine created with coroutine.create",
+                    what);
+    return NULL;
+}
+
+sl_task *sl_task_check(lua_State *L, const char *what)
+{
+    sl_task *t = sl_task_test(L, what);
+    if (!t) {
+        luaL_where(L, 1);
+        lua_insert(L, -2);
+        lua_concat(L, 2);
+        lua_error(L);
+    }
     return t;
 }
 

@@ -40,6 +40,11 @@ typedef void (*sl_task_cancel_fn)(void *op);
  * task (the main state, or a coroutine the handler created itself). */
 sl_task *sl_task_check(lua_State *L, const char *what);
 
+/* The task running on L, or NULL after pushing the message sl_task_check
+ * raises (without a position): for a primitive behind a Lua facade, which
+ * raises it itself at its caller's line (lua/sluice/spawn.lua, runtime.lua). */
+sl_task *sl_task_test(lua_State *L, const char *what);
+
 /* The task running on L, or NULL. */
 sl_task *sl_task_of(lua_State *L);
 

@@ -440,7 +440,8 @@ const char *sl_tz_name(const sl_tz *tz)
     return tz->name;
 }
 
-static sl_tz *builtin_utc(const char *name, char *err, size_t errlen)
+/* A zone called name with one local time type (zeroed) and no transitions. */
+static sl_tz *tz_new_fixed(const char *name, char *err, size_t errlen)
 {
     sl_tz *tz = tz_new(name);
     if (tz) tz->types = calloc(1, sizeof *tz->types);
@@ -450,7 +451,13 @@ static sl_tz *builtin_utc(const char *name, char *err, size_t errlen)
         return NULL;
     }
     tz->ntypes = 1;
-    strcpy(tz->types[0].abbr, "UTC");
+    return tz;
+}
+
+static sl_tz *builtin_utc(const char *name, char *err, size_t errlen)
+{
+    sl_tz *tz = tz_new_fixed(name, err, errlen);
+    if (tz) strcpy(tz->types[0].abbr, "UTC");
     return tz;
 }
 
@@ -461,14 +468,8 @@ sl_tz *sl_tz_from_posix(const char *spec, char *err, size_t errlen)
         sl_seterr(err, errlen, "invalid POSIX TZ string \"%s\"", spec ? spec : "");
         return NULL;
     }
-    sl_tz *tz = tz_new(spec);
-    if (tz) tz->types = calloc(1, sizeof *tz->types);
-    if (!tz || !tz->types) {
-        sl_tz_free(tz);
-        sl_seterr(err, errlen, "out of memory");
-        return NULL;
-    }
-    tz->ntypes = 1;
+    sl_tz *tz = tz_new_fixed(spec, err, errlen);
+    if (!tz) return NULL;
     tz->types[0] = r.std;
     tz->has_rule = 1;
     tz->rule = r;

@@ -358,10 +358,7 @@ static int requeue(sl_worker *w, wrun *batch)
 static int refused(sl_worker *w, wrun **batch, int asked, const char *err)
 {
     const char *st = sl_pg_error_sqlstate(w->ctx->pg);
-    static const char *const transient[] = {"08", "53", "55", "57", "40", "58", NULL};
-    if (!*st || !*batch) return 0;
-    for (int i = 0; transient[i]; i++)
-        if (strncmp(st, transient[i], 2) == 0) return 0;
+    if (!*batch || sl_pg_sqlstate_fault(st) == SL_PG_TRANSIENT) return 0;
     wrun *r = *batch;
     *batch = NULL;
     if (r->next || asked > 0) { /* which one (or the claim)? all back, then one a cycle */

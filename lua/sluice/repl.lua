@@ -125,8 +125,9 @@ end
 
 ---------------------------------------------------------------- helpers
 
--- Helpers raise without a position: calls at the prompt are often tail calls,
--- whose caller a level cannot name, and their messages say what failed.
+-- Helpers raise without a position: their messages say what failed, and a call
+-- at the prompt may be a tail call (`return run(…)`), whose caller a level cannot
+-- name.
 local function fail(fmt, ...)
   error(fmt:format(...), 0)
 end

@@ -212,8 +212,11 @@ local db = { query = dbd.query, null = null }
 
 -- Runs fn(...) inside BEGIN/COMMIT on one connection. An error raised by fn rolls
 -- back and propagates; fn returning nil, err rolls back and returns nil, err.
+-- Misuse (a transaction inside another, a coroutine that is not a task) raises
+-- at the caller's line: begin() returns it as false, message.
 function db.transaction(fn, ...)
   local ok, err = dbd.begin()
+  if ok == false then error(err, 2) end
   if not ok then return nil, err end
   local res = table.pack(pcall(fn, ...))
   if not res[1] then
@@ -746,12 +749,19 @@ end
 -- Like lua.c: "=expr" and a bare expression print their values (tried first as
 -- "return <source>;"), else the source is a statement; an error at <eof> means the
 -- chunk is unfinished (incomplete: read another line). The function runs the
--- input and prints what it returns.
+-- input and prints what it returns. An expression's values are returned through
+-- an identity function where it compiles so (not after a trailing comment), not
+-- as `return <source>`: that would make a call in it a tail call, and an error
+-- the callee raises at its caller's level (`error(msg, 2)`, as sluice.spawn does)
+-- would name the REPL's evaluator instead of the input.
 function M.repl_compile(source, chunkname)
   local r = repl_state()
   source = source:gsub("^%s*=", "return ", 1)
   local fn = load("return " .. source .. ";", chunkname, "t", r.env)
-  if not fn then
+  if fn then
+    local expr = source:sub(1, source:find("%S%s*$") or 0) -- ")" on its last line: errors keep it
+    fn = load("return (function(...) return ... end)(" .. expr .. ")", chunkname, "t", r.env) or fn
+  else
     local err
     fn, err = load(source, chunkname, "t", r.env)
     if not fn then return nil, err, err:sub(-5) == "<eof>" end

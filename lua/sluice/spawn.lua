@@ -9,7 +9,11 @@
 --
 -- Errors: a child that raised makes sluice.wait (and sluice.map) raise that same
 -- error in the waiting task; wrap the call in pcall to handle it. Expected
--- failures are values (`return nil, err`) and come back as results.
+-- failures are values (`return nil, err`) and come back as results. Misuse
+-- raises at the caller's line: the driver returns it (a task waiting for itself,
+-- a call from a coroutine that is not a task) and the function the handler
+-- called raises it, error(msg, 2), never from a helper or a tail call, which
+-- would shift the level onto this file.
 
 return function(drv)
   local M = {}
@@ -25,11 +29,14 @@ return function(drv)
     if type(fn) ~= "function" then
       error(("sluice.spawn: expected a function, got a %s"):format(type(fn)), 2)
     end
-    return drv.spawn(fn, ...)
+    local t, misuse = drv.spawn(fn, ...)
+    if not t then error(misuse, 2) end
+    return t
   end
 
   -- Parks until every task of list[1..n] has ended; raises as soon as one has
-  -- failed (or was cancelled), without waiting for the others.
+  -- failed (or was cancelled), without waiting for the others. Returns the
+  -- driver's message when the caller cannot wait (for its caller to raise).
   local function wait_all(list, n)
     while true do
       local pending, np = {}, 0
@@ -46,7 +53,8 @@ return function(drv)
         end
       end
       if np == 0 then return end
-      drv.park(table.unpack(pending, 1, np))
+      local misuse = drv.park(table.unpack(pending, 1, np))
+      if misuse then return misuse end
     end
   end
 
@@ -61,7 +69,8 @@ return function(drv)
     if n == 1 and type(first) == "table" and not drv.is_task(first) then
       local count = #first
       for i = 1, count do check_task(first[i], "sluice.wait") end
-      wait_all(first, count)
+      local misuse = wait_all(first, count)
+      if misuse then error(misuse, 2) end
       local results, errs = {}, {}
       for i = 1, count do
         local _, v, e = drv.collect(first[i])
@@ -73,7 +82,8 @@ return function(drv)
     if n == 0 then error("sluice.wait: expected one or more tasks, or a list of tasks", 2) end
     local list = { ... }
     for i = 1, n do check_task(list[i], "sluice.wait") end
-    wait_all(list, n)
+    local misuse = wait_all(list, n)
+    if misuse then error(misuse, 2) end
     if n == 1 then
       return select(2, drv.collect(list[1]))
     end
@@ -122,12 +132,16 @@ return function(drv)
       end
     end
     local workers = {}
-    for w = 1, math.min(conc, n) do workers[w] = drv.spawn(worker) end
+    for w = 1, math.min(conc, n) do
+      local t, misuse = drv.spawn(worker)
+      if not t then error(misuse, 2) end -- the first one: none started yet
+      workers[w] = t
+    end
     local ok, err = pcall(wait_all, workers, #workers)
-    if not ok then
+    if not ok or err then
       stop = true
       for _, w in ipairs(workers) do drv.cancel(w) end
-      error(err, 0)
+      error(err, ok and 2 or 0) -- a misuse returned, or a worker's error as it is
     end
     for _, w in ipairs(workers) do drv.collect(w) end
     return results, errs

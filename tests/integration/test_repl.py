@@ -417,14 +417,43 @@ class ReplTest(harness.SluiceTest):
         self.assertEqual(p.stdout, "{ 1, 4, 9 }\n")
         p = self.run_e('error("boom")', check=False)
         self.assertEqual(p.returncode, 1)
-        self.assertIn("boom", p.stderr)
-        self.assertIn("stack traceback", p.stderr)
+        self.assertEqual(p.stderr, "sluice: error: (command line):1: boom\n")  # no "[C]: in function 'error'"
         p = self.run_e("for", check=False)
         self.assertEqual(p.returncode, 1)
         self.assertIn("expected near <eof>", p.stderr)
         p = self.run_e('run("echo", {fail = true})', check=False)
         self.assertEqual(p.returncode, 1)
         self.assertIn("echo was asked to fail", p.stderr)
+
+    def test_errors_keep_only_a_telling_traceback(self):
+        # a traceback that says more than the message stays (without the REPL's frames)
+        p = self.run_e('local function f()\n  error("deep")\nend\nf()', check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertEqual(p.stderr.splitlines(), [
+            "sluice: error: (command line):2: deep", "stack traceback:",
+            "\t[C]: in function 'error'", "\t(command line):2: in local 'f'",
+            "\t(command line):4: in main chunk"])
+        p = self.sluice("repl", env=self.repl_env(), input="\nerror('x')\n", check=False)
+        self.assertEqual(p.stderr, "sluice: error: stdin:2: x\n")
+        p = self.sluice("repl", env=self.repl_env(), input="nosuch\n", check=False)
+        self.assertEqual(p.stderr, "sluice: error: stdin:1: unknown global 'nosuch'\n")
+
+    def test_an_error_at_the_callers_level_names_the_input(self):
+        # the REPL returns an expression's values without making its call a tail
+        # call: an error raised at the caller's level (error(msg, 2)) names the
+        # input's line, not the REPL's evaluator in repl.lua
+        for code, message in [
+            ("sluice.spawn(42)", "sluice.spawn: expected a function, got a number"),
+            ("1,\n  sluice.wait(42)", "sluice.wait: expected a task from sluice.spawn"),
+            ("sluice.db.transaction(function()\n  local r = sluice.db.transaction(print) return r\nend)",
+             "sluice.db.transaction: already inside a transaction"),
+        ]:
+            p = self.run_e(code, check=False)
+            self.assertEqual(p.returncode, 1, code)
+            line = 2 if "\n" in code else 1
+            self.assertTrue(p.stderr.startswith(f"sluice: error: (command line):{line}: {message}"),
+                            p.stderr)
+            self.assertNotIn("repl.lua", p.stderr)
 
     def test_script_on_stdin(self):
         p = self.sluice("repl", env=self.repl_env(),

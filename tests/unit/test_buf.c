@@ -2,7 +2,8 @@
  * test_buf.c — src/buf.c's cleaners for text Postgres must store:
  * sl_utf8_clean (bytes that are not UTF-8 become U+FFFD) and sl_json_clean
  * (the same, and "\u0000", which jsonb refuses, becomes "\ufffd"), the empty
- * input included.
+ * input included; and the two halves of reading a \uXXXX escape, sl_hex4 and
+ * sl_utf8_put.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -51,11 +52,59 @@ static void test_json_clean(void **state)
     free(s);
 }
 
+static void test_utf8_put(void **state)
+{
+    (void)state;
+    static const struct {
+        unsigned long c;
+        const char *utf8;
+    } cases[] = {
+        {0x41, "A"},
+        {0x7f, "\x7f"},
+        {0x80, "\xc2\x80"},
+        {0xe9, "\xc3\xa9"},
+        {0x7ff, "\xdf\xbf"},
+        {0x800, "\xe0\xa0\x80"},
+        {0xfffd, "\xef\xbf\xbd"},
+        {0xffff, "\xef\xbf\xbf"},
+        {0x10000, "\xf0\x90\x80\x80"},
+        {0x1f600, "\xf0\x9f\x98\x80"},
+        {0x10ffff, "\xf4\x8f\xbf\xbf"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char out[4];
+        size_t n = sl_utf8_put(out, cases[i].c);
+        assert_int_equal(n, strlen(cases[i].utf8));
+        assert_memory_equal(out, cases[i].utf8, n);
+        if (n > 1) assert_int_equal(sl_utf8_len((const unsigned char *)out, n), n);
+    }
+    char nul[4] = "xxx";
+    assert_int_equal(sl_utf8_put(nul, 0), 1);
+    assert_int_equal(nul[0], '\0');
+}
+
+static void test_hex4(void **state)
+{
+    (void)state;
+    assert_int_equal(sl_hex4("0000", 4), 0);
+    assert_int_equal(sl_hex4("00e9", 4), 0xe9);
+    assert_int_equal(sl_hex4("D83D", 4), 0xd83d);
+    assert_int_equal(sl_hex4("dE0aXYZ", 7), 0xde0a); /* four digits, no more */
+    assert_int_equal(sl_hex4("ffff", 4), 0xffff);
+    assert_int_equal(sl_hex4("12g4", 4), -1);
+    assert_int_equal(sl_hex4("12 4", 4), -1);
+    assert_int_equal(sl_hex4("123", 3), -1); /* too few readable */
+    assert_int_equal(sl_hex4("1234", 3), -1);
+    assert_int_equal(sl_hex4("12", 4), -1); /* a NUL is not a digit */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_utf8_clean),
         cmocka_unit_test(test_json_clean),
+        cmocka_unit_test(test_utf8_put),
+        cmocka_unit_test(test_hex4),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -43,55 +43,89 @@ static int teardown(void **state)
     return 0;
 }
 
-/* The JSON of the value the Lua expression evaluates to; asserts it encodes.
- * Returns a static copy (valid until the next call). */
-static const char *enc(lua_State *L, const char *expr)
+/* Pushes the value the Lua expression evaluates to. */
+static void push_expr(lua_State *L, const char *expr)
 {
-    static char text[4096];
     char chunk[4096];
     snprintf(chunk, sizeof chunk, "return %s", expr);
     if (luaL_dostring(L, chunk) != 0) fail_msg("%s: %s", expr, lua_tostring(L, -1));
+}
+
+/* Encodes the value on top of the stack into b and empties the stack; the
+ * encoder's status, its error in err. Asserts the encoder leaves the stack as
+ * it was. */
+static int encode_top(lua_State *L, sl_buf *b, char err[128])
+{
     int top = lua_gettop(L);
-    sl_buf b = {0};
-    char err[128] = "";
-    int rc = sl_json_encode(L, -1, &b, err, sizeof err);
-    if (rc != 0) fail_msg("%s: %s", expr, err);
+    err[0] = '\0';
+    int rc = sl_json_encode(L, -1, b, err, 128);
     assert_int_equal(lua_gettop(L), top);
+    lua_settop(L, 0);
+    return rc;
+}
+
+/* The JSON of the value on top of the stack (what: for the message); asserts it
+ * encodes. Returns a static copy (valid until the next call). */
+static const char *encoded(lua_State *L, const char *what)
+{
+    static char text[4096];
+    sl_buf b = {0};
+    char err[128];
+    if (encode_top(L, &b, err) != 0) fail_msg("%s: %s", what, err);
     snprintf(text, sizeof text, "%s", sl_buf_str(&b));
     sl_buf_free(&b);
-    lua_settop(L, 0);
     return text;
+}
+
+/* The JSON of the value the Lua expression evaluates to (see encoded). */
+static const char *enc(lua_State *L, const char *expr)
+{
+    push_expr(L, expr);
+    return encoded(L, expr);
+}
+
+static const char *enc_number(lua_State *L, double d)
+{
+    lua_pushnumber(L, d);
+    return encoded(L, "a number");
 }
 
 /* The error encoding the expression's value gives; asserts it fails. */
 static const char *enc_err(lua_State *L, const char *expr)
 {
     static char err[128];
-    char chunk[4096];
-    snprintf(chunk, sizeof chunk, "return %s", expr);
-    if (luaL_dostring(L, chunk) != 0) fail_msg("%s: %s", expr, lua_tostring(L, -1));
-    int top = lua_gettop(L);
     sl_buf b = {0};
-    err[0] = '\0';
-    int rc = sl_json_encode(L, -1, &b, err, sizeof err);
-    assert_int_equal(rc, -1);
-    assert_int_equal(lua_gettop(L), top);
+    push_expr(L, expr);
+    assert_int_equal(encode_top(L, &b, err), -1);
     sl_buf_free(&b);
-    lua_settop(L, 0);
     return err;
 }
 
-static const char *enc_number(lua_State *L, double d)
+/* The next of a run of test doubles from the xorshift64 state *x (the same run
+ * for the same seed): i % 3 picks any bit pattern (every exponent), an
+ * everyday one, or a short decimal (some with 15 digits). Finite. */
+static double next_double(uint64_t *x, int i)
 {
-    static char text[64];
-    sl_buf b = {0};
-    char err[128];
-    lua_pushnumber(L, d);
-    assert_int_equal(sl_json_encode(L, -1, &b, err, sizeof err), 0);
-    snprintf(text, sizeof text, "%s", sl_buf_str(&b));
-    sl_buf_free(&b);
+    double d;
+    do {
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        memcpy(&d, x, sizeof d);
+    } while (!isfinite(d));
+    if (i % 3 == 1) d = (double)(*x >> 11) / 9007199254740992.0 * 1000;
+    if (i % 3 == 2)
+        d = (double)(long long)(*x % 2000000000000000ULL - 1000000000000000LL) /
+            pow(10, (double)(*x >> 60));
+    return d;
+}
+
+/* Runs the Lua chunk and asserts it returns true (about: for the message). */
+static void holds(lua_State *L, const char *about, const char *chunk)
+{
+    if (luaL_dostring(L, chunk) != 0) fail_msg("%s: %s", about, lua_tostring(L, -1));
+    if (!lua_toboolean(L, -1)) fail_msg("%s: not %s", about, chunk);
     lua_settop(L, 0);
-    return text;
 }
 
 static void test_integers(void **state)
@@ -145,19 +179,9 @@ static void test_floats(void **state)
 static void test_random_doubles_round_trip(void **state)
 {
     lua_State *L = *state;
-    uint64_t x = 0x9e3779b97f4a7c15ULL; /* xorshift64: the same doubles every run */
+    uint64_t x = 0x9e3779b97f4a7c15ULL;
     for (int i = 0; i < 10000; i++) {
-        double d;
-        do {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            memcpy(&d, &x, sizeof d); /* any bit pattern: every exponent */
-        } while (!isfinite(d));
-        if (i % 3 == 1) d = (double)(x >> 11) / 9007199254740992.0 * 1000; /* everyday ones */
-        if (i % 3 == 2) /* and short decimals, some with 15 digits */
-            d = (double)(long long)(x % 2000000000000000ULL - 1000000000000000LL) /
-                pow(10, (double)(x >> 60));
+        double d = next_double(&x, i);
         const char *s = enc_number(L, d);
         char *end;
         double back = strtod(s, &end);
@@ -331,9 +355,7 @@ static void dec_is(lua_State *L, const char *text, const char *cond)
     decn(L, text, 0);
     char chunk[1024];
     snprintf(chunk, sizeof chunk, "return %s", cond);
-    if (luaL_dostring(L, chunk) != 0) fail_msg("%s: %s", text, lua_tostring(L, -1));
-    if (!lua_toboolean(L, -1)) fail_msg("%s: not %s", text, cond);
-    lua_settop(L, 0);
+    holds(L, text, chunk);
 }
 
 /* The error decoding text gives; asserts it fails and leaves the stack alone. */
@@ -417,13 +439,9 @@ static void test_decode_integers(void **state)
     dec_is(L, "1e-400", "v == 0");
     /* the text ends where its length says, whatever follows in memory */
     decn(L, "1.59", 3);
-    assert_int_equal(luaL_dostring(L, "return v == 1.5"), 0);
-    assert_true(lua_toboolean(L, -1));
-    lua_settop(L, 0);
+    holds(L, "1.59", "return v == 1.5");
     decn(L, "1e29", 3);
-    assert_int_equal(luaL_dostring(L, "return math.type(v) == 'integer' and v == 100"), 0);
-    assert_true(lua_toboolean(L, -1));
-    lua_settop(L, 0);
+    holds(L, "1e29", "return math.type(v) == 'integer' and v == 100");
     /* a literal longer than any buffer */
     char lng[420] = "0.";
     memset(lng + 2, '3', 400);
@@ -434,19 +452,9 @@ static void test_decode_integers(void **state)
 static void test_decode_random_doubles_round_trip(void **state)
 {
     lua_State *L = *state;
-    uint64_t x = 0x2545f4914f6cdd1dULL; /* xorshift64: the same doubles every run */
+    uint64_t x = 0x2545f4914f6cdd1dULL;
     for (int i = 0; i < 10000; i++) {
-        double d;
-        do {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            memcpy(&d, &x, sizeof d);
-        } while (!isfinite(d));
-        if (i % 3 == 1) d = (double)(x >> 11) / 9007199254740992.0 * 1000;
-        if (i % 3 == 2)
-            d = (double)(long long)(x % 2000000000000000ULL - 1000000000000000LL) /
-                pow(10, (double)(x >> 60));
+        double d = next_double(&x, i);
         const char *s = enc_number(L, d);
         char err[128];
         if (sl_json_decode(L, s, strlen(s), err, sizeof err) != 0) fail_msg("%s: %s", s, err);
@@ -499,9 +507,7 @@ static void test_decode_strings(void **state)
     dec_is(L, "\"x\xffy\xc3\"", "v == 'x\\255y\\xc3'");
     dec_is(L, "\"tab\there\x01\"", "v == 'tab\\there\\1'");
     decn(L, "\"a\0b\"", 5); /* a raw NUL byte too */
-    assert_int_equal(luaL_dostring(L, "return v == 'a\\0b'"), 0);
-    assert_true(lua_toboolean(L, -1));
-    lua_settop(L, 0);
+    holds(L, "a raw NUL", "return v == 'a\\0b'");
     /* a long string with escapes (the buffer leaves the stack for the heap) */
     dec_is(L, "[\"\\n\", \"\\u00e9\"]", "v[1] == '\\n' and v[2] == '\\u{e9}'");
     assert_int_equal(luaL_dostring(L, "s = string.rep('ab\\\\n\\\\u00e9\\\\\"', 20000)"), 0);
@@ -509,9 +515,7 @@ static void test_decode_strings(void **state)
     lua_pushfstring(L, "\"%s\"", lua_tostring(L, -1));
     decn(L, lua_tostring(L, -1), 0);
     lua_settop(L, 0);
-    assert_int_equal(luaL_dostring(L, "return v == string.rep('ab\\n\\u{e9}\"', 20000)"), 0);
-    assert_true(lua_toboolean(L, -1));
-    lua_settop(L, 0);
+    holds(L, "a long string", "return v == string.rep('ab\\n\\u{e9}\"', 20000)");
 }
 
 static void test_decode_tables(void **state)
@@ -680,12 +684,9 @@ static void test_decode_lua_function(void **state)
     lua_setglobal(L, "decode");
     lua_pushcfunction(L, sl_json_lua_encode);
     lua_setglobal(L, "encode");
-    assert_int_equal(luaL_dostring(L,
-                                   "local v = decode('{\"n\": 9223372036854775807, \"f\": 0.1}') "
-                                   "return v.n == math.maxinteger and v.f == 0.1"),
-                     0);
-    assert_true(lua_toboolean(L, -1));
-    lua_settop(L, 0);
+    holds(L, "decode",
+          "local v = decode('{\"n\": 9223372036854775807, \"f\": 0.1}') "
+          "return v.n == math.maxinteger and v.f == 0.1");
     assert_int_equal(luaL_dostring(L, "local ok, e = pcall(decode, '{\"a\":1,}') return e"), 0);
     assert_string_equal(lua_tostring(L, -1),
                         "Expected object key string but found T_OBJ_END at character 8");
@@ -694,14 +695,11 @@ static void test_decode_lua_function(void **state)
     assert_non_null(strstr(lua_tostring(L, -1), "string expected"));
     lua_settop(L, 0);
     /* decode(encode(v)) keeps every integer */
-    assert_int_equal(
-        luaL_dostring(L, "local t = {math.mininteger, math.maxinteger, 2^53 + 1 | 0, -1} "
-                         "local u = decode(encode(t)) "
-                         "for i = 1, 4 do if math.type(u[i]) ~= 'integer' or u[i] ~= t[i] then "
-                         "return false end end return true"),
-        0);
-    assert_true(lua_toboolean(L, -1));
-    lua_settop(L, 0);
+    holds(L, "decode(encode(v))",
+          "local t = {math.mininteger, math.maxinteger, 2^53 + 1 | 0, -1} "
+          "local u = decode(encode(t)) "
+          "for i = 1, 4 do if math.type(u[i]) ~= 'integer' or u[i] ~= t[i] then "
+          "return false end end return true");
 }
 
 int main(void)
