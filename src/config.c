@@ -2,7 +2,7 @@
  * config.c — builds the one sl_config: defaults, then environment, then the
  * config file. Flags are applied on top by main().
  *
- * Config file format (docs/configuration.md): `key = value` lines, `#` comments.
+ * Config file format (docs/operations.md): `key = value` lines, `#` comments.
  * Keys: db, home, handlers (colon-separated), lua, the numeric settings (the
  * table `numbers` below: concurrency, lease_seconds, …), log_format, log_level,
  * and http_limit (repeatable: `http_limit = NAME RATE/PERIOD [burst=N]
@@ -326,13 +326,17 @@ static int is_dir(const char *p)
 
 void sl_config_finish(sl_config *cfg)
 {
-    /* Default handler directory: ./handlers if present, else the installed copy. */
+    /* Default handler directory: ./handlers if present, else the source tree's
+     * (a binary run from its build directory), else the installed copy
+     * (`cmake --install`: an installed binary must not need the checkout). */
     if (cfg->n_handler_dirs == 0) {
-        if (is_dir("handlers"))
-            sl_config_add_dir(cfg->handler_dirs, &cfg->n_handler_dirs, "handlers");
-        else if (is_dir(SLUICE_SOURCE_DIR "/handlers"))
-            sl_config_add_dir(cfg->handler_dirs, &cfg->n_handler_dirs,
-                              SLUICE_SOURCE_DIR "/handlers");
+        static const char *const defaults[] = {"handlers", SLUICE_SOURCE_DIR "/handlers",
+                                               SLUICE_DATA_DIR "/handlers"};
+        for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++)
+            if (is_dir(defaults[i])) {
+                sl_config_add_dir(cfg->handler_dirs, &cfg->n_handler_dirs, defaults[i]);
+                break;
+            }
     }
 }
 

@@ -852,8 +852,9 @@ static void signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
 static void serve_usage(FILE *out)
 {
     fprintf(out,
-            "usage: sluice serve [--concurrency N] [--lease SECONDS] [--grace SECONDS]\n"
-            "                    [--poll SECONDS]\n\n"
+            "usage: sluice serve [--concurrency N] [--prefetch N] [--lease SECONDS]\n"
+            "                    [--grace SECONDS] [--poll SECONDS] [--pidfile PATH]\n"
+            "                    [--no-watch]\n\n"
             "Runs the daemon in the foreground: applies migrations, loads the handlers,\n"
             "syncs the job-type registry, then claims due jobs and runs them.\n\n"
             "  --concurrency N   runs in flight at once (default 10; 1 to 10000)\n"
