@@ -87,12 +87,12 @@ int sl_cmd_brands(const struct sl_config *cfg, int argc, char **argv)
             PQclear(r);
         }
     } else {
-        PGresult *r =
-            sl_cli_exec(c,
-                        json ? "SELECT coalesce(json_agg(json_build_object('id', id, 'name', name, "
-                               "'created_at', created_at) ORDER BY name), '[]') FROM sluice.brands"
-                             : "SELECT id, name FROM sluice.brands ORDER BY name",
-                        0, NULL);
+        PGresult *r = sl_cli_exec(
+            c,
+            json ? "SELECT coalesce(json_agg(t ORDER BY name), '[]') FROM (SELECT id, name, "
+                   "created_at FROM sluice.brands) t"
+                 : "SELECT id, name FROM sluice.brands ORDER BY name",
+            0, NULL);
         if (!r) {
             status = 1;
         } else if (json) {

@@ -140,10 +140,9 @@ static int cmd_add_amazon_url(const struct sl_config *cfg, int argc, char **argv
 
 static const char list_sql[] =
     "SELECT c.id, b.name AS brand, c.name, "
-    "  coalesce(json_agg(json_build_object('id', u.id, 'asin', u.asin, 'domain_code', "
-    "    u.domain_code, 'amazon_url', u.amazon_url, 'total_reviews_scraped', "
-    "    u.total_reviews_scraped, 'scrape_cost_estimate', u.scrape_cost_estimate, "
-    "    'last_scraped_at', u.last_scraped_at) ORDER BY u.created_at) "
+    "  coalesce(json_agg((SELECT x FROM (SELECT u.id, u.asin, u.domain_code, u.amazon_url, "
+    "    u.total_reviews_scraped, u.scrape_cost_estimate, u.last_scraped_at) x) "
+    "    ORDER BY u.created_at) "
     "    FILTER (WHERE u.id IS NOT NULL), '[]') AS amazon_urls, "
     "  c.facebook_page_id, c.website_url, c.ad_library_url, c.last_scraped_at, c.ads_count "
     "FROM public.competitors c JOIN sluice.brands b ON b.id = c.brand_id "

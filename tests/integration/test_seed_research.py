@@ -754,7 +754,9 @@ class Research(harness.SluiceTest):
                            check=False)
         self.assertIn("unknown competitor 'Nobody'", proc.stderr)
         self.assertIn("known competitors: Rival Co", proc.stderr)
-        listed = json.loads(self.sluice("competitors", "list", "--json").stdout)
+        out = self.sluice("competitors", "list", "--json").stdout
+        self.assertNotIn('" :', out)  # the same compact JSON as every --json
+        listed = json.loads(out)
         self.assertEqual(len(listed), 1)
         self.assertEqual(sorted(u["asin"] for u in listed[0]["amazon_urls"]), ["B0LOWERCAS", "B0SAME0001"])
         text = self.sluice("competitors", "list", "--brand", "Acme").stdout

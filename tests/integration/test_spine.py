@@ -231,8 +231,11 @@ class Spine(harness.SluiceTest):
         again = self.sluice("brands", "add", "Acme")
         self.assertEqual(again.stdout.strip(), a)
         self.assertIn("already exists", again.stderr)
-        listed = json.loads(self.sluice("brands", "list", "--json").stdout)
+        out = self.sluice("brands", "list", "--json").stdout
+        self.assertNotIn('" :', out)  # the same compact JSON as every --json
+        listed = json.loads(out)
         self.assertEqual([b["name"] for b in listed], ["Acme"])
+        self.assertEqual(sorted(listed[0]), ["created_at", "id", "name"])
         job = self.sluice("queue", "needs_brand", "--brand", "Acme").stdout.strip()
         self.assertEqual(self.one(f"SELECT brand_id FROM sluice.scheduled_jobs WHERE id = '{job}'")["brand_id"], a)
         job2 = self.sluice("queue", "needs_brand", "--brand", a).stdout.strip()
