@@ -367,7 +367,9 @@ static int l_limit(lua_State *L)
     sl_http_limit l = {0};
     if (lua_isnoneornil(L, 2)) {
         int in_flight, waiting;
-        if (!sl_http_get_limit(h, name, &l, &in_flight, &waiting)) {
+        /* a removed limit's bucket stays while requests hold it: no limit all the same */
+        if (!sl_http_get_limit(h, name, &l, &in_flight, &waiting) ||
+            (l.rate <= 0 && l.concurrency <= 0)) {
             lua_pushnil(L);
             return 1;
         }
