@@ -610,8 +610,13 @@ class SeedAds(harness.SluiceTest):
         self.assertEqual(self.count("sluice.scheduled_jobs", "status = 'completed'"), 2)
         graph = sorted(e["t"] for e in self.svc.log("/v21.0/"))
         self.assertGreater(len(graph), 20)
-        gaps = [b - a for a, b in zip(graph, graph[1:])]
-        self.assertGreaterEqual(min(gaps), 0.58, "requests at most every 0.6 s")
+        # arrival times: one request's transit may be late by a little (a busy
+        # machine), which shortens the gap after it; the limiter's spacing shows
+        # over any stretch of requests, late by at most one transit
+        for i in range(len(graph)):
+            for j in range(i + 1, len(graph)):
+                self.assertGreaterEqual(graph[j] - graph[i], (j - i) * 0.6 - 0.1,
+                                        f"requests {i} to {j}: at most one every 0.6 s")
         self.assertTrue(all(n <= 100 for n in self.svc.stats()["graph_per_minute"]))
         runs = self.sql("SELECT started_at, completed_at FROM sluice.scheduled_job_runs ORDER BY started_at")
         self.assertLess(runs[1]["started_at"], runs[0]["completed_at"], "the two runs overlapped")
