@@ -30,14 +30,9 @@ local PAGE_SIZE = 100
 local PROMPT_VERSION = "classify-v1"
 local MAX_CLASSIFY = 100
 
-local null = sluice.null
+local v = clean.value  -- null and "" read as absent
 
 ---------------------------------------------------------------- insights rows
-
-local function v(x)
-  if x == null or x == "" then return nil end
-  return x
-end
 
 local function num(x)
   x = v(x)

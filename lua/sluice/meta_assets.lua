@@ -25,12 +25,7 @@ M.MAX_STATUS = 1000      -- statuses of known ads read again per run
 M.IDS_PER_REQUEST = 50   -- objects per GET /?ids=… (the Graph API's limit)
 M.CONCURRENCY = 4        -- requests in flight per step (the Graph limiter paces them anyway)
 
-local null = sluice.null
-
-local function v(x)
-  if x == null or x == "" then return nil end
-  return x
-end
+local v = clean.value  -- null and "" read as absent
 
 local function tbl(x)
   x = v(x)
