@@ -39,7 +39,8 @@ local function orNull(v) if v == nil then return null end return v end
 
 ---------------------------------------------------------------- configurations
 
--- The configurations for one product (SERVICES.md §2b), each { name, input }:
+-- The configurations for one product (docs/job-types.md, amazon_review_scrape),
+-- each { name, input }:
 -- all stars, one per star rating, the 22 keywords (include_keywords), and three
 -- sorted by helpfulness (include_helpful). 31 in full.
 function M.configs(asin, domain, include_keywords, include_helpful)

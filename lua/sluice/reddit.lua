@@ -69,7 +69,7 @@ end
 
 ---------------------------------------------------------------- the actor
 
--- The actor input for the job's parameters (SERVICES.md §2a).
+-- The actor input for the job's parameters (docs/job-types.md, reddit_scrape, step 1).
 function M.actor_input(p)
   local input = {
     queries = p.search_queries, maxPosts = p.max_posts, sort = "relevance",
