@@ -59,10 +59,10 @@ return {
   retry_base = "30 s",
   run = function(job)
     local p = job.params
-    local rows, err = sluice.db.query(
+    local found, err = sluice.db.query(
       "SELECT id, brand_id, name FROM public.competitors WHERE id = $1", p.competitor_id)
-    if not rows then error("competitors: " .. err) end
-    local comp = rows[1]
+    if not found then error("competitors: " .. err) end
+    local comp = found[1]
     if not comp then
       error(sluice.permanent(("competitor %s does not exist (add it with sluice.add_competitor)")
         :format(p.competitor_id)))

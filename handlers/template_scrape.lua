@@ -154,12 +154,12 @@ return {
     for _, ad in ipairs(ads) do ad_ids[#ad_ids + 1] = ids[ad.ad_archive_id] end
     local done = {}
     if #ad_ids > 0 then
-      local rows, err = sluice.db.query([[
+      local found, err = sluice.db.query([[
         SELECT facebook_ad_id, asset_type, position FROM public.scraped_ad_assets
         WHERE facebook_ad_id = ANY (ARRAY(SELECT jsonb_array_elements_text($1::jsonb))::uuid[])
           AND status = 'downloaded']], ad_ids)
-      if not rows then error("scraped_ad_assets: " .. err) end
-      for _, r in ipairs(rows) do
+      if not found then error("scraped_ad_assets: " .. err) end
+      for _, r in ipairs(found) do
         done[r.facebook_ad_id .. "/" .. r.asset_type .. "/" .. r.position] = true
       end
     end

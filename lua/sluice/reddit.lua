@@ -447,7 +447,7 @@ end
 -- The run row of this job (its retries reuse it): created or reset to running.
 function M.start_run(job, ctx)
   local p = job.params
-  local rows = db([[
+  local found = db([[
     INSERT INTO public.reddit_scrape_runs
       (job_id, job_run_id, brand_id, persona_id, search_queries, subreddits, timeframe, sort_by,
        max_posts, min_upvotes, min_comments, relevance_threshold, signal_threshold, top_percentile,
@@ -464,7 +464,7 @@ function M.start_run(job, ctx)
     p.timeframe, p.max_posts, p.min_upvotes, p.min_comments, p.relevance_threshold,
     p.signal_threshold, p.top_percentile, orNull(p.persona_context), orNull(p.topic_context),
     orNull(ctx.brand))
-  return rows[1].id
+  return found[1].id
 end
 
 -- Upserts the scored posts, in the run's transaction; returns how many rows were
@@ -577,9 +577,9 @@ local function sync_persona(run_id, persona_id, stored)
     list[#list + 1] = { category = q.category, quote = q.quote,
                         subtype = q.subtype ~= null and q.subtype or nil }
   end
-  local rows = db("SELECT sluice.sync_persona_quotes($1, $2::jsonb) AS n", persona_id, jsonarray(list))
+  local found = db("SELECT sluice.sync_persona_quotes($1, $2::jsonb) AS n", persona_id, jsonarray(list))
   db("UPDATE public.reddit_sentiment_quotes SET synced_to_persona = true WHERE run_id = $1", run_id)
-  return rows[1].n
+  return found[1].n
 end
 
 ---------------------------------------------------------------- the pipeline
@@ -605,27 +605,27 @@ function M.run(job)
 
   local ctx = { persona = p.persona_context, topic = p.topic_context }
   if job.brand_id then
-    local rows = db("SELECT name FROM sluice.brands WHERE id = $1", job.brand_id)
-    ctx.brand = rows[1] and rows[1].name or nil
+    local found = db("SELECT name FROM sluice.brands WHERE id = $1", job.brand_id)
+    ctx.brand = found[1] and found[1].name or nil
   end
   if p.persona_id then
-    local rows = db("SELECT name, description, brand_id FROM public.personas_4d WHERE id = $1", p.persona_id)
-    if not rows[1] then
+    local found = db("SELECT name, description, brand_id FROM public.personas_4d WHERE id = $1", p.persona_id)
+    if not found[1] then
       error(sluice.permanent(("persona_id %s: no such persona in personas_4d (add one with "
         .. "SELECT sluice.add_persona(brand, name))"):format(p.persona_id)), 0)
     end
     -- the persona must be the job's brand's (a job without a brand: a persona
     -- without one), or its research and quotes would land in another brand's persona
-    local pbrand = type(rows[1].brand_id) == "string" and rows[1].brand_id or nil
+    local pbrand = type(found[1].brand_id) == "string" and found[1].brand_id or nil
     if pbrand ~= job.brand_id then
       local why = pbrand == nil and "has no brand, this job has one"
         or job.brand_id == nil and "belongs to a brand, this job has none"
         or "belongs to another brand"
-      error(sluice.permanent(("persona %s (%s) %s"):format(rows[1].name, p.persona_id, why)), 0)
+      error(sluice.permanent(("persona %s (%s) %s"):format(found[1].name, p.persona_id, why)), 0)
     end
     if not ctx.persona then
-      local d = rows[1].description
-      ctx.persona = rows[1].name .. ((type(d) == "string" and d ~= "") and (" — " .. d) or "")
+      local d = found[1].description
+      ctx.persona = found[1].name .. ((type(d) == "string" and d ~= "") and (" — " .. d) or "")
     end
   end
   if p.auto_sync_to_persona and not p.persona_id then
