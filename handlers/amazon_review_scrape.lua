@@ -31,6 +31,7 @@ return {
     local r = amazon.run(job)
     job.dataset("amazon_reviews"):success(r.records, {
       competitor_amazon_url_id = r.competitor_amazon_url_id, asin = r.asin, reviews_total = r.reviews_total,
+      rows_skipped = r.rows_skipped,
     })
     return r
   end,

@@ -6,6 +6,7 @@
 local apify = require("sluice.apify")
 local fb = require("sluice.facebook_ads")
 local clean = require("sluice.clean")
+local rows = require("sluice.rows")
 
 local BATCH = 200
 
@@ -58,10 +59,10 @@ return {
   retry_base = "30 s",
   run = function(job)
     local p = job.params
-    local rows, err = sluice.db.query(
+    local found, err = sluice.db.query(
       "SELECT id, brand_id, name FROM public.competitors WHERE id = $1", p.competitor_id)
-    if not rows then error("competitors: " .. err) end
-    local comp = rows[1]
+    if not found then error("competitors: " .. err) end
+    local comp = found[1]
     if not comp then
       error(sluice.permanent(("competitor %s does not exist (add it with sluice.add_competitor)")
         :format(p.competitor_id)))
@@ -79,14 +80,14 @@ return {
     clean.notes(job, notes, "ads")
 
     local inserted, updated = 0, 0
-    for i = 1, #ads, BATCH do
-      local batch = {}
-      for j = i, math.min(i + BATCH - 1, #ads) do batch[#batch + 1] = ads[j] end
-      local res, qerr = sluice.db.query(UPSERT, comp.id, job.brand_id, job.id, batch)
-      if not res then error("competitor_ads: " .. qerr) end
-      for _, r in ipairs(res) do
-        if r.inserted then inserted = inserted + 1 else updated = updated + 1 end
-      end
+    local res, skipped = rows.write(job, {
+      what = "competitor_ads", sql = UPSERT, rows = ads, chunk = BATCH,
+      args = table.pack(comp.id, job.brand_id, job.id),
+      key = function(ad) return "ad " .. ad.ad_archive_id end,
+    })
+    if not res then error(skipped) end
+    for _, r in ipairs(res) do
+      if r.inserted then inserted = inserted + 1 else updated = updated + 1 end
     end
     local total, cerr = sluice.db.query([[
       UPDATE public.competitors SET last_scraped_at = now(), updated_at = now(),
@@ -94,10 +95,13 @@ return {
       WHERE id = $1 RETURNING ads_count]], comp.id)
     if not total then error("competitors: " .. cerr) end
     local usd = tonumber(run and run.usageTotalUsd)
-    job.log("competitor %s: %d ads from the actor, %d new, %d seen again; %d stored in all",
-      comp.name, #ads, inserted, updated, total[1] and total[1].ads_count or 0)
-    job.dataset("competitor_ads"):success(#ads, { new = inserted, updated = updated, cost_usd = usd })
+    job.log("competitor %s: %d ads from the actor, %d new, %d seen again%s; %d stored in all",
+      comp.name, #ads, inserted, updated,
+      #skipped > 0 and (", %d refused by the database (skipped)"):format(#skipped) or "",
+      total[1] and total[1].ads_count or 0)
+    job.dataset("competitor_ads"):success(#ads, { new = inserted, updated = updated, cost_usd = usd,
+                                                  rows_skipped = #skipped })
     return { records = #ads, new = inserted, updated = updated, ads_count = total[1] and total[1].ads_count,
-             apify_run_id = run and run.id, cost_usd = usd }
+             apify_run_id = run and run.id, cost_usd = usd, rows_skipped = #skipped }
   end,
 }

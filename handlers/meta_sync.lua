@@ -13,8 +13,10 @@
 -- run still succeeds. The account is the brand's primary brand_ad_accounts row
 -- (sluice.add_ad_account); its OAuth token is used while valid, else
 -- META_ACCESS_TOKEN.
+local clean = require("sluice.clean")
 local graph = require("sluice.graph")
 local meta_assets = require("sluice.meta_assets")
+local rows = require("sluice.rows")
 
 local FIELDS = table.concat({
   "ad_id", "ad_name", "adset_id", "adset_name", "campaign_id", "campaign_name", "objective",
@@ -28,14 +30,9 @@ local PAGE_SIZE = 100
 local PROMPT_VERSION = "classify-v1"
 local MAX_CLASSIFY = 100
 
-local null = sluice.null
+local v = clean.value  -- null and "" read as absent
 
 ---------------------------------------------------------------- insights rows
-
-local function v(x)
-  if x == null or x == "" then return nil end
-  return x
-end
 
 local function num(x)
   x = v(x)
@@ -330,39 +327,57 @@ return {
     local since = os.date("!%Y-%m-%d", math.floor(now - p.days_back * 86400))
     local till = os.date("!%Y-%m-%d", math.floor(now))
     job.log("syncing %s from %s to %s (token: %s)", account, since, till, g.token_source)
-    local inserted, updated, skipped = 0, 0, 0
+    local inserted, updated, skipped, refused, notes = 0, 0, 0, 0, {}
     local n, pages_or_err, info = g:each_page("/" .. account .. "/insights", {
       level = "ad", time_increment = 1, limit = PAGE_SIZE, fields = FIELDS,
       time_range = sluice.json.encode({ since = since, ["until"] = till }),
-    }, function(rows, page)
+    }, function(list, page)
       local batch = {}
-      for _, r in ipairs(rows) do
-        local row = perf_row(r, account)
-        if row then batch[#batch + 1] = row else skipped = skipped + 1 end
+      for _, r in ipairs(list) do
+        -- Postgres refuses a NUL in text and jsonb: one ad's name with one would
+        -- fail the page, on every retry
+        local cr, nuls = clean.deep(r)
+        local row = perf_row(cr, account)
+        if row then
+          batch[#batch + 1] = row
+          if nuls > 0 then
+            notes[#notes + 1] = ("ad %s on %s: NUL characters removed from %d texts")
+              :format(row.meta_ad_id, row.date, nuls)
+          end
+        else
+          skipped = skipped + 1
+        end
       end
       if #batch == 0 then return true end
-      local res, qerr = sluice.db.query(UPSERT, job.brand_id, batch)
-      if not res then return nil, "meta_ads_performance: " .. qerr end
+      local res, rerr = rows.write(job, {
+        what = "meta_ads_performance", sql = UPSERT, rows = batch, args = table.pack(job.brand_id),
+        key = function(row) return ("ad %s on %s"):format(row.meta_ad_id, row.date) end,
+      })
+      if not res then return nil, rerr end
+      refused = refused + #rerr
       for _, r in ipairs(res) do
         if r.inserted then inserted = inserted + 1 else updated = updated + 1 end
       end
-      job.log("insights page %d: %d rows", page, #rows)
+      job.log("insights page %d: %d rows", page, #list)
       return true
     end)
+    clean.notes(job, notes, "insight rows")
     if not n then
       local msg = "step 1-2 (meta_ads_performance): " .. tostring(pages_or_err)
       if info and info.permanent then error(sluice.permanent(msg)) end
       error(msg)
     end
-    job.log("%d insight rows in %d pages: %d new, %d updated%s", n, pages_or_err, inserted, updated,
-      skipped > 0 and (", %d without an ad id or date skipped"):format(skipped) or "")
+    job.log("%d insight rows in %d pages: %d new, %d updated%s%s", n, pages_or_err, inserted, updated,
+      skipped > 0 and (", %d without an ad id or date skipped"):format(skipped) or "",
+      refused > 0 and (", %d refused by the database and skipped"):format(refused) or "")
     job.dataset("meta_ads_performance"):success(inserted + updated,
-      { since = since, ["until"] = till, account = account, pages = pages_or_err, new = inserted })
+      { since = since, ["until"] = till, account = account, pages = pages_or_err, new = inserted,
+        rows_skipped = refused })
 
     -- steps 3–5: each on its own
     local failed = {}
     local summary = { rows = inserted + updated, new_rows = inserted, pages = pages_or_err,
-                      since = since, ["until"] = till, account = account }
+                      since = since, ["until"] = till, account = account, rows_skipped = refused }
     step(job, failed, 3, "ad_thumbnails", function()
       local c, cerr = meta_assets.refresh_creatives(job, g, { since = since })
       if not c then return nil, cerr end

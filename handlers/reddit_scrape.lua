@@ -51,6 +51,7 @@ return {
     end
     job.dataset("reddit_data"):success(r.records, {
       run_id = r.run_id, posts_top_selected = r.posts_top_selected, quotes = r.quotes_extracted,
+      rows_skipped = r.rows_skipped,
     })
     return r
   end,

@@ -11,6 +11,7 @@ local apify = require("sluice.apify")
 local fb = require("sluice.facebook_ads")
 local clean = require("sluice.clean")
 local assets = require("sluice.assets")
+local rows = require("sluice.rows")
 
 local BATCH = 200
 local MAX_IMAGES_PER_AD = 10
@@ -131,28 +132,34 @@ return {
 
     -- the ads
     local ids, new = {}, 0
-    for i = 1, #ads, BATCH do
-      local batch = {}
-      for j = i, math.min(i + BATCH - 1, #ads) do batch[#batch + 1] = ads[j] end
-      local res, err = sluice.db.query(UPSERT_ADS, job.brand_id, p.search_url, job.id, batch)
-      if not res then error("facebook_ads: " .. err) end
-      for _, r in ipairs(res) do
-        ids[r.ad_archive_id] = r.id
-        if r.inserted then new = new + 1 end
-      end
+    local res, skipped = rows.write(job, {
+      what = "facebook_ads", sql = UPSERT_ADS, rows = ads, chunk = BATCH,
+      args = table.pack(job.brand_id, p.search_url, job.id),
+      key = function(ad) return "ad " .. ad.ad_archive_id end,
+    })
+    if not res then error(skipped) end
+    for _, r in ipairs(res) do
+      ids[r.ad_archive_id] = r.id
+      if r.inserted then new = new + 1 end
     end
+    -- an ad the database refused has no row: no media, no template
+    local stored = {}
+    for _, ad in ipairs(ads) do
+      if ids[ad.ad_archive_id] then stored[#stored + 1] = ad end
+    end
+    ads = stored
 
     -- their media, except what an earlier run (or attempt) already stored
     local ad_ids = {}
     for _, ad in ipairs(ads) do ad_ids[#ad_ids + 1] = ids[ad.ad_archive_id] end
     local done = {}
     if #ad_ids > 0 then
-      local rows, err = sluice.db.query([[
+      local found, err = sluice.db.query([[
         SELECT facebook_ad_id, asset_type, position FROM public.scraped_ad_assets
         WHERE facebook_ad_id = ANY (ARRAY(SELECT jsonb_array_elements_text($1::jsonb))::uuid[])
           AND status = 'downloaded']], ad_ids)
-      if not rows then error("scraped_ad_assets: " .. err) end
-      for _, r in ipairs(rows) do
+      if not found then error("scraped_ad_assets: " .. err) end
+      for _, r in ipairs(found) do
         done[r.facebook_ad_id .. "/" .. r.asset_type .. "/" .. r.position] = true
       end
     end
@@ -216,11 +223,13 @@ return {
     local usd = tonumber(run and run.usageTotalUsd)
     local already = 0
     for _ in pairs(done) do already = already + 1 end
-    job.log("%d ads stored (%d new); media: %d downloaded (%d new files), %d expired, %d failed, "
-      .. "%d stored by earlier runs; %d queued as templates", #ads, new, counts.downloaded,
+    job.log("%d ads stored (%d new%s); media: %d downloaded (%d new files), %d expired, %d failed, "
+      .. "%d stored by earlier runs; %d queued as templates", #ads, new,
+      #skipped > 0 and (", %d refused by the database and skipped"):format(#skipped) or "", counts.downloaded,
       counts.new_files, counts.expired, counts.failed, already, queued)
     local meta = { new = new, assets_downloaded = counts.downloaded, assets_failed = counts.failed,
-                   assets_expired = counts.expired, queued = queued, cost_usd = usd }
+                   assets_expired = counts.expired, queued = queued, cost_usd = usd,
+                   rows_skipped = #skipped }
     job.dataset("templates_scraped"):success(#ads, meta)
     meta.records = #ads
     meta.apify_run_id = run and run.id

@@ -8,8 +8,10 @@
  * tables → JSON (json.c). Results: an array of rows keyed by column name; int/float/numeric
  * → numbers, bool → boolean, json/jsonb → decoded values (json.c), NULL → the null
  * sentinel (cjson.null); rows.affected (through the rows' metatable) holds the
- * command's row count. SQL errors
- * come back as nil, "message".
+ * command's row count. SQL errors come back as nil, "message", sqlstate: the
+ * server's five-character SQLSTATE ("22003"), or nil when no server answered
+ * (the connection failed or was lost) — so that a caller can tell bad data
+ * (classes 22, 23) from a failure a retry may cure.
  */
 #include "cli.h"
 #include "config.h"
@@ -39,6 +41,7 @@ typedef struct {
     sl_pg_req *req;
     PGresult *res;
     char *err;
+    char sqlstate[6]; /* of err, "" when no server answered */
     int kind; /* 0 query, 1 acquire, 2 release-after (commit/rollback) */
     sl_pg_conn *conn;
 } db_op;
@@ -108,7 +111,11 @@ static int push_result(lua_State *co, void *data)
     if (op->err) {
         lua_pushnil(co);
         lua_pushstring(co, op->err);
-        n = 2;
+        if (op->sqlstate[0])
+            lua_pushstring(co, op->sqlstate);
+        else
+            lua_pushnil(co);
+        n = 3;
     } else {
         lua_State *L = sl_runtime_of(co)->L;
         PGresult *res = op->res;
@@ -145,6 +152,9 @@ static void query_done(PGresult *res, const char *err, void *data)
     op->req = NULL;
     op->res = res;
     op->err = err ? strdup(err) : NULL;
+    if (err) /* the SQLSTATE is the delivered request's only during this callback */
+        snprintf(op->sqlstate, sizeof op->sqlstate, "%s",
+                 sl_pg_error_sqlstate(sl_task_ctx(op->t)->pg));
     if (op->kind == 2 && op->t->pinned) {
         sl_pg_release(op->t->pinned, 0);
         op->t->pinned = NULL;

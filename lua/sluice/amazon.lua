@@ -12,6 +12,7 @@
 
 local apify = require("sluice.apify")
 local clean = require("sluice.clean")
+local rows = require("sluice.rows")
 
 local M = {}
 
@@ -38,7 +39,8 @@ local function orNull(v) if v == nil then return null end return v end
 
 ---------------------------------------------------------------- configurations
 
--- The configurations for one product (SERVICES.md §2b), each { name, input }:
+-- The configurations for one product (docs/job-types.md, amazon_review_scrape),
+-- each { name, input }:
 -- all stars, one per star rating, the 22 keywords (include_keywords), and three
 -- sorted by helpfulness (include_helpful). 31 in full.
 function M.configs(asin, domain, include_keywords, include_helpful)
@@ -159,19 +161,15 @@ end
 
 ---------------------------------------------------------------- storage
 
-local function db(sql, ...)
-  local rows, err = sluice.db.query(sql, ...)
-  if not rows then error("database: " .. err, 0) end
-  return rows
-end
-
--- Upserts reviews for the URL row; returns how many were new.
+-- Upserts reviews for the URL row; returns how many were new, and the reviews
+-- the database refused (rows.write: skipped and logged, the others stored).
 local function save_reviews(job, url, reviews)
-  local new = 0
-  for first = 1, #reviews, UPSERT_CHUNK do
-    local chunk = {}
-    for i = first, math.min(first + UPSERT_CHUNK - 1, #reviews) do chunk[#chunk + 1] = reviews[i] end
-    local rows = db([[
+  local out, skipped = rows.write(job, {
+    what = "competitor_amazon_reviews", chunk = UPSERT_CHUNK, rows = reviews,
+    key = function(r) return "review " .. r.review_id end,
+    args = table.pack(url.id, url.competitor_id, url.brand_id, orNull(url.competitor_product_id),
+                      url.asin, orNull(job.id)),
+    sql = [[
       INSERT INTO public.competitor_amazon_reviews AS t
         (competitor_amazon_url_id, competitor_id, brand_id, competitor_product_id, review_id, asin,
          rating, title, body, author, review_date, verified_purchase, helpful_votes, job_id)
@@ -185,23 +183,23 @@ local function save_reviews(job, url, reviews)
         verified_purchase = excluded.verified_purchase, helpful_votes = excluded.helpful_votes,
         job_id = excluded.job_id, scraped_at = now()
       RETURNING (xmax = 0) AS inserted]],
-      url.id, url.competitor_id, url.brand_id, orNull(url.competitor_product_id), url.asin,
-      orNull(job.id), sluice.json.encode(chunk))
-    for _, r in ipairs(rows) do if r.inserted then new = new + 1 end end
-  end
-  return new
+  })
+  if not out then error("database: " .. skipped, 0) end
+  local new = 0
+  for _, r in ipairs(out) do if r.inserted then new = new + 1 end end
+  return new, skipped
 end
 
 -- last_scraped_at, total_reviews_scraped (reviews stored for the URL) and
 -- scrape_cost_estimate (this scrape's raw results × $0.75 / 1,000).
 local function update_url(url, cost)
-  local rows = db([[
+  local found = rows.query([[
     UPDATE public.competitor_amazon_urls u SET last_scraped_at = now(),
       total_reviews_scraped = (SELECT count(*) FROM public.competitor_amazon_reviews r
                                WHERE r.competitor_amazon_url_id = u.id),
       scrape_cost_estimate = $2
     WHERE u.id = $1 RETURNING total_reviews_scraped]], url.id, cost)
-  return rows[1] and rows[1].total_reviews_scraped or 0
+  return found[1] and found[1].total_reviews_scraped or 0
 end
 
 ---------------------------------------------------------------- the pipeline
@@ -217,12 +215,12 @@ function M.run(job)
   local _, aerr = apify.config()
   if aerr then error(sluice.permanent(aerr), 0) end
 
-  local rows = db([[
+  local found = rows.query([[
     SELECT u.id, u.competitor_id, u.brand_id, u.competitor_product_id, u.amazon_url, u.asin,
            u.domain_code, c.name AS competitor
     FROM public.competitor_amazon_urls u JOIN public.competitors c ON c.id = u.competitor_id
     WHERE u.id = $1]], p.competitor_amazon_url_id)
-  local url = rows[1]
+  local url = found[1]
   if not url then
     error(sluice.permanent(("competitor_amazon_url_id %s: no such row in competitor_amazon_urls "
       .. "(add the URL with `sluice competitors add-amazon-url COMPETITOR URL`)"):format(p.competitor_amazon_url_id)), 0)
@@ -244,6 +242,7 @@ function M.run(job)
   if type(st) ~= "table" then st = {} end
   st.done = type(st.done) == "table" and st.done or {}
   st.rounds, st.raw, st.reviews, st.new = st.rounds or 0, st.raw or 0, st.reviews or 0, st.new or 0
+  st.skipped = st.skipped or 0
 
   local pending = {}
   for _, c in ipairs(configs) do
@@ -272,7 +271,7 @@ function M.run(job)
                                        { timeout = M.ACTOR_TIMEOUT, memory = M.ACTOR_MEMORY })
     local reviews, failed, dropped, notes = M.parse_items(items, round_configs, run.statusMessage)
     clean.notes(job, notes, "reviews")
-    local new = save_reviews(job, url, reviews)
+    local new, skipped = save_reviews(job, url, reviews)
     local nfailed = 0
     for _, c in ipairs(round_configs) do
       if failed[c.name] then
@@ -285,6 +284,7 @@ function M.run(job)
     st.raw = st.raw + #items
     st.reviews = st.reviews + #reviews
     st.new = st.new + new
+    st.skipped = st.skipped + #skipped
     st.current = nil
     job.checkpoint("amazon", st)
     job.log("run %s: %d raw results, %d unique reviews (%d new), %d items without a review id, "
@@ -299,7 +299,7 @@ function M.run(job)
   -- job that wrote it last
   local received = st.reviews
   if job.id then
-    received = db([[SELECT count(*) AS n FROM public.competitor_amazon_reviews
+    received = rows.query([[SELECT count(*) AS n FROM public.competitor_amazon_reviews
                     WHERE competitor_amazon_url_id = $1 AND job_id = $2]], url.id, job.id)[1].n
   end
   job.log("%s now has %d reviews stored; this scrape: %d raw results, est. $%.4f", url.asin, total, st.raw, cost)
@@ -312,7 +312,7 @@ function M.run(job)
     status = "success", competitor_amazon_url_id = url.id, competitor = url.competitor, asin = url.asin,
     domain_code = url.domain_code, configurations = #configs, actor_runs = st.rounds,
     raw_results = st.raw, reviews = received, reviews_new = st.new, reviews_total = total,
-    scrape_cost_estimate = cost, records = received,
+    scrape_cost_estimate = cost, records = received, rows_skipped = st.skipped,
   }
 end
 

@@ -1,7 +1,9 @@
 -- clean.lua — making one scraped value storable, so that one bad item does not
 -- fail the batch it is written in (and every retry of it): Postgres refuses a
 -- NUL in text and jsonb, an integer past its column's range, and a timestamp
--- past year 294276. Used by lua/sluice/amazon.lua and facebook_ads.lua.
+-- past year 294276. Used by lua/sluice/amazon.lua, facebook_ads.lua, reddit.lua,
+-- meta_assets.lua and handlers/meta_sync.lua; what the database refuses all
+-- the same is skipped row by row by lua/sluice/rows.lua.
 --
 --   local clean = require("sluice.clean")
 --   clean.text("a\0b")                  --> "ab", true      (NUL removed)
@@ -9,6 +11,7 @@
 --   clean.count("3,000,000,000", clean.INT4_MAX) --> nil, "3,000,000,000 is out of range"
 --   clean.epoch(1733011200000)          --> 1733011200, "milliseconds"
 --   clean.notes(job, notes, "items")    -- logs the first few notes and how many more
+--   clean.value(sluice.null), clean.value("")   --> nil, nil (absent); other values pass
 --
 -- Each function returns nil (with the reason) for a value it cannot read; the
 -- caller stores NULL for it and keeps the rest of the item.
@@ -20,6 +23,13 @@ M.INT8_MAX = math.maxinteger
 -- 2100-01-01: a later "unix seconds" value is not a date an ad ran on
 M.EPOCH_MAX = 4102444800
 M.NOTES_SHOWN = 5
+
+-- A decoded JSON value with null and "" read as absent (nil): the services
+-- send either for a field they have no value for.
+function M.value(x)
+  if x == sluice.null or x == "" then return nil end
+  return x
+end
 
 -- A string without its NUL bytes, and whether it had any. Other values pass.
 function M.text(s)

@@ -16,13 +16,7 @@ local M = {}
 
 M.ACTOR = "curious_coder~facebook-ads-library-scraper"
 
-local null = sluice.null
-
--- A JSON value with null and "" read as absent.
-local function v(x)
-  if x == null or x == "" then return nil end
-  return x
-end
+local v = clean.value  -- null and "" read as absent
 
 local function str(x)
   x = v(x)

@@ -13,6 +13,8 @@
 -- whole failed (the database, the asset store, or every download).
 
 local assets = require("sluice.assets")
+local clean = require("sluice.clean")
+local rows = require("sluice.rows")
 
 local M = {}
 
@@ -23,12 +25,7 @@ M.MAX_STATUS = 1000      -- statuses of known ads read again per run
 M.IDS_PER_REQUEST = 50   -- objects per GET /?ids=… (the Graph API's limit)
 M.CONCURRENCY = 4        -- requests in flight per step (the Graph limiter paces them anyway)
 
-local null = sluice.null
-
-local function v(x)
-  if x == null or x == "" then return nil end
-  return x
-end
+local v = clean.value  -- null and "" read as absent
 
 local function tbl(x)
   x = v(x)
@@ -80,13 +77,18 @@ end
 
 -- One ad: its status and creative (one request, the creative expanded inline;
 -- the seed made two), plus its post's image when that is all an image ad has.
+-- Texts are read without NUL (Postgres refuses it): info.nuls counts the texts
+-- that had one.
 function M.fetch_ad(g, ad_id)
   local ad, err = g:get("/" .. ad_id, {
     fields = "id,effective_status,creative{" .. M.CREATIVE_FIELDS .. "}",
     thumbnail_width = 1080, thumbnail_height = 1080,
   })
   if not ad then return nil, err end
+  local nuls
+  ad, nuls = clean.deep(ad)
   local info = M.creative_info(ad.creative)
+  info.nuls = nuls
   info.ad_status = v(ad.effective_status)
   if not info.is_video and not info.image_url and info.story_id then
     info.image_url = post_image(g, info.story_id)  -- a failure leaves the thumbnail
@@ -94,8 +96,9 @@ function M.fetch_ad(g, ad_id)
   return info
 end
 
--- Writes creative infos (ad id → info) onto every row of those ads.
-local function store_infos(brand_id, infos)
+-- Writes creative infos (ad id → info) onto every row of those ads. Returns ads
+-- written, the ads the database refused (rows.write) | nil, err.
+local function store_infos(job, infos)
   local list = {}
   for ad_id, i in pairs(infos) do
     list[#list + 1] = {
@@ -104,8 +107,11 @@ local function store_infos(brand_id, infos)
       ad_copy = i.ad_copy, destination_url = i.destination_url, ad_status = i.ad_status,
     }
   end
-  if #list == 0 then return 0 end
-  local rows, err = sluice.db.query([[
+  if #list == 0 then return 0, {} end
+  local done, skipped = rows.write(job, {
+    what = "meta_ads_performance (creatives)", rows = list, args = table.pack(job.brand_id),
+    key = function(r) return "ad " .. r.meta_ad_id end,
+    sql = [[
     UPDATE public.meta_ads_performance p SET
         thumbnail_url = x.thumbnail_url, image_url = x.image_url, meta_video_id = x.meta_video_id,
         is_video = x.is_video, object_type = x.object_type, ad_copy = x.ad_copy,
@@ -113,13 +119,15 @@ local function store_infos(brand_id, infos)
     FROM jsonb_to_recordset($2::jsonb) AS x(meta_ad_id text, thumbnail_url text, image_url text,
          meta_video_id text, is_video boolean, object_type text, ad_copy text,
          destination_url text, ad_status text)
-    WHERE p.brand_id = $1 AND p.meta_ad_id = x.meta_ad_id]], brand_id, list)
-  if not rows then return nil, err end
-  return #list
+    WHERE p.brand_id = $1 AND p.meta_ad_id = x.meta_ad_id]],
+  })
+  if not done then return nil, skipped end
+  return #list - #skipped, skipped
 end
 
 -- Reads the creatives of the given ads (at most M.MAX_ADS) and stores them.
--- Returns ads updated, { [ad_id] = err } | nil, err (database).
+-- Returns ads updated, { [ad_id] = err }, how many failed, how many the
+-- database refused | nil, err (database).
 function M.fetch_and_store(job, g, ad_ids)
   local infos, failed = {}, {}
   local results, errs = sluice.map(ad_ids, function(ad_id) return M.fetch_ad(g, ad_id) end,
@@ -128,15 +136,18 @@ function M.fetch_and_store(job, g, ad_ids)
   for i, ad_id in ipairs(ad_ids) do
     if results[i] then
       infos[ad_id] = results[i]
+      if results[i].nuls > 0 then
+        job.log("creative of ad %s: NUL characters removed from %d texts", ad_id, results[i].nuls)
+      end
     else
       failed[ad_id] = errs[i] or "no answer"
       n_failed = n_failed + 1
       job.log("creative of ad %s: %s", ad_id, failed[ad_id])
     end
   end
-  local n, err = store_infos(job.brand_id, infos)
-  if not n then return nil, err end
-  return n, failed, n_failed
+  local n, skipped = store_infos(job, infos)
+  if not n then return nil, skipped end
+  return n, failed, n_failed, #skipped
 end
 
 -- A Postgres text[] literal of strings.
@@ -151,7 +162,8 @@ end
 -- (a deleted ad) fails its whole request: such a request is split in two until
 -- the ad is found, so it does not keep 49 others from being read. A request
 -- that fails otherwise is logged; its ads keep the status they had. Returns ads
--- read, ads whose status changed, ads that could not be read | nil, err.
+-- read, ads whose status changed, ads that could not be read, ads the database
+-- refused | nil, err.
 function M.refresh_statuses(job, g, ad_ids)
   local read, changed, failed, list = 0, 0, 0, {}
   local function ask(batch)
@@ -177,19 +189,25 @@ function M.refresh_statuses(job, g, ad_ids)
   for first = 1, #ad_ids, M.IDS_PER_REQUEST do
     ask(table.move(ad_ids, first, math.min(first + M.IDS_PER_REQUEST - 1, #ad_ids), 1, {}))
   end
+  local refused = {}
   if #list > 0 then
-    local rows, err = sluice.db.query([[
+    local done
+    done, refused = rows.write(job, {
+      what = "meta_ads_performance (statuses)", rows = clean.deep(list), args = table.pack(job.brand_id),
+      key = function(r) return "ad " .. r.meta_ad_id end,
+      sql = [[
       UPDATE public.meta_ads_performance p SET ad_status = x.ad_status
       FROM jsonb_to_recordset($2::jsonb) AS x(meta_ad_id text, ad_status text)
       WHERE p.brand_id = $1 AND p.meta_ad_id = x.meta_ad_id AND p.ad_status IS DISTINCT FROM x.ad_status
-      RETURNING p.meta_ad_id]], job.brand_id, list)
-    if not rows then return nil, err end
+      RETURNING p.meta_ad_id]],
+    })
+    if not done then return nil, refused end
     local seen = {}
-    for _, r in ipairs(rows) do
+    for _, r in ipairs(done) do
       if not seen[r.meta_ad_id] then seen[r.meta_ad_id], changed = true, changed + 1 end
     end
   end
-  return read, changed, failed
+  return read, changed, failed, #refused
 end
 
 -- meta_sync step 3: rows without a creative (is_video unknown) get it from
@@ -213,34 +231,35 @@ function M.refresh_creatives(job, g, opts)
     WHERE p.brand_id = $1 AND p.meta_ad_id = k.meta_ad_id AND p.is_video IS NULL]], job.brand_id)
   if not copied then return nil, err end
   local since = opts.since or "1970-01-01"
-  local rows
-  rows, err = sluice.db.query([[
+  local found
+  found, err = sluice.db.query([[
     SELECT meta_ad_id FROM public.meta_ads_performance
     WHERE brand_id = $1 AND is_video IS NULL AND date >= $2::date
     GROUP BY meta_ad_id ORDER BY sum(spend) DESC NULLS LAST, meta_ad_id LIMIT $3]],
     job.brand_id, since, M.MAX_ADS)
-  if not rows then return nil, err end
+  if not found then return nil, err end
   local ids = {}
-  for i, r in ipairs(rows) do ids[i] = r.meta_ad_id end
-  local out = { read = 0, failed = 0, rows_copied = copied.affected or 0 }
+  for i, r in ipairs(found) do ids[i] = r.meta_ad_id end
+  local out = { read = 0, failed = 0, rows_copied = copied.affected or 0, rows_skipped = 0 }
   if #ids > 0 then
-    local n, failures_or_err, n_failed = M.fetch_and_store(job, g, ids)
+    local n, failures_or_err, n_failed, n_refused = M.fetch_and_store(job, g, ids)
     if not n then return nil, failures_or_err end
-    out.read, out.failed = n, n_failed
+    out.read, out.failed, out.rows_skipped = n, n_failed, n_refused
   end
   -- the statuses of the ads known before this run (the ones just read have theirs)
-  rows, err = sluice.db.query([[
+  found, err = sluice.db.query([[
     SELECT meta_ad_id FROM public.meta_ads_performance
     WHERE brand_id = $1 AND date >= $2::date AND meta_ad_id <> ALL ($3::text[])
     GROUP BY meta_ad_id HAVING bool_or(is_video IS NOT NULL)
     ORDER BY sum(spend) DESC NULLS LAST, meta_ad_id LIMIT $4]],
     job.brand_id, since, M.text_array(ids), M.MAX_STATUS)
-  if not rows then return nil, err end
+  if not found then return nil, err end
   local known = {}
-  for i, r in ipairs(rows) do known[i] = r.meta_ad_id end
-  local sread, schanged, sfailed = M.refresh_statuses(job, g, known)
+  for i, r in ipairs(found) do known[i] = r.meta_ad_id end
+  local sread, schanged, sfailed, srefused = M.refresh_statuses(job, g, known)
   if not sread then return nil, schanged end
   out.statuses_read, out.statuses_changed, out.statuses_failed = sread, schanged, sfailed
+  out.rows_skipped = out.rows_skipped + srefused
   if out.read + sread == 0 and out.failed + sfailed > 0 then
     return nil, ("no creative or status could be read (%d creatives and %d statuses failed; see the log)")
       :format(out.failed, sfailed)
@@ -347,7 +366,7 @@ function M.download(job, g, opts)
   local max_videos, max_images = opts.max_videos or 20, opts.max_images or 40
   local summary = { attempted = 0, downloaded = 0, stored = 0, reused = 0, failed = 0,
                     not_downloadable = 0, videos = 0, images = 0, creatives_read = 0,
-                    creatives_failed = 0 }
+                    creatives_failed = 0, rows_skipped = 0 }
   local first_err
   -- ads we know nothing about yet, and ads whose last download failed (media
   -- URLs are short-lived: ask again): read their creatives (bounded)
@@ -364,18 +383,18 @@ function M.download(job, g, opts)
   if #unknown > 0 then
     local ids = {}
     for i, r in ipairs(unknown) do ids[i] = r.meta_ad_id end
-    local n, ferr, n_failed = M.fetch_and_store(job, g, ids)
+    local n, ferr, n_failed, n_refused = M.fetch_and_store(job, g, ids)
     if not n then return nil, ferr, summary end
-    summary.creatives_read, summary.creatives_failed = n, n_failed
+    summary.creatives_read, summary.creatives_failed, summary.rows_skipped = n, n_failed, n_refused
     for _, id in ipairs(ids) do
       if ferr[id] then first_err = ("creative of ad %s: %s"):format(id, ferr[id]); break end
     end
   end
-  local rows
-  rows, err = sluice.db.query(CANDIDATES, job.brand_id)
-  if not rows then return nil, err, summary end
+  local found
+  found, err = sluice.db.query(CANDIDATES, job.brand_id)
+  if not found then return nil, err, summary end
   local todo = {}
-  for _, r in ipairs(rows) do
+  for _, r in ipairs(found) do
     local ad = { meta_ad_id = r.meta_ad_id, is_video = r.is_video, meta_video_id = v(r.meta_video_id),
                  image_url = v(r.image_url), thumbnail_url = v(r.thumbnail_url) }
     if ad.is_video and summary.videos < max_videos then

@@ -10,7 +10,9 @@
 -- again nor re-asks the LLM about posts it already scored.
 
 local apify = require("sluice.apify")
+local clean = require("sluice.clean")
 local llm = require("sluice.llm")
+local rows = require("sluice.rows")
 
 local M = {}
 
@@ -67,7 +69,7 @@ end
 
 ---------------------------------------------------------------- the actor
 
--- The actor input for the job's parameters (SERVICES.md §2a).
+-- The actor input for the job's parameters (docs/job-types.md, reddit_scrape, step 1).
 function M.actor_input(p)
   local input = {
     queries = p.search_queries, maxPosts = p.max_posts, sort = "relevance",
@@ -416,11 +418,7 @@ end
 
 ---------------------------------------------------------------- storage
 
-local function db(sql, ...)
-  local rows, err = sluice.db.query(sql, ...)
-  if not rows then error("database: " .. err, 0) end
-  return rows
-end
+local db = rows.query
 
 local function jsonarray(list)
   if #list == 0 then return "[]" end
@@ -449,7 +447,7 @@ end
 -- The run row of this job (its retries reuse it): created or reset to running.
 function M.start_run(job, ctx)
   local p = job.params
-  local rows = db([[
+  local found = db([[
     INSERT INTO public.reddit_scrape_runs
       (job_id, job_run_id, brand_id, persona_id, search_queries, subreddits, timeframe, sort_by,
        max_posts, min_upvotes, min_comments, relevance_threshold, signal_threshold, top_percentile,
@@ -466,23 +464,32 @@ function M.start_run(job, ctx)
     p.timeframe, p.max_posts, p.min_upvotes, p.min_comments, p.relevance_threshold,
     p.signal_threshold, p.top_percentile, orNull(p.persona_context), orNull(p.topic_context),
     orNull(ctx.brand))
-  return rows[1].id
+  return found[1].id
 end
 
--- Upserts the scored posts; returns how many rows were written.
-local function save_posts(run_id, brand_id, posts)
-  if #posts == 0 then return 0 end
-  local rows = {}
+-- Upserts the scored posts, in the run's transaction; returns how many rows were
+-- written and the posts the database refused (skipped and logged, see rows.lua).
+-- Texts are stored without NUL (Postgres refuses it), each cleaned post noted.
+local function save_posts(job, run_id, brand_id, posts, notes)
+  if #posts == 0 then return 0, {} end
+  local list = {}
   for i, p in ipairs(posts) do
-    rows[i] = {
+    local row, nuls = clean.deep({
       reddit_id = p.id, subreddit = p.subreddit, title = p.title, body = p.body, author = p.author,
       url = p.url, score = p.score, upvote_ratio = p.upvote_ratio, num_comments = p.num_comments,
       created_utc = p.created_utc, relevance_score = p.relevance, relevance_reasoning = p.relevance_reasoning,
       signal_score = p.signal, signal_reasoning = p.signal_reasoning, intent_score = p.intent,
       intent_reasoning = p.intent_reasoning, combined_score = p.combined, selected = p.selected == true,
-    }
+    })
+    if nuls > 0 then
+      notes[#notes + 1] = ("post %s: NUL characters removed from %d texts"):format(row.reddit_id, nuls)
+    end
+    list[i] = row
   end
-  local res = db([[
+  local res, skipped = rows.write(job, {
+    what = "reddit_posts", rows = list, savepoint = true, args = table.pack(run_id, orNull(brand_id)),
+    key = function(r) return "post " .. r.reddit_id end,
+    sql = [[
     INSERT INTO public.reddit_posts AS t
       (run_id, brand_id, reddit_id, subreddit, title, body, author, url, score, upvote_ratio,
        num_comments, created_utc, relevance_score, relevance_reasoning, signal_score, signal_reasoning,
@@ -506,27 +513,40 @@ local function save_posts(run_id, brand_id, posts)
       signal_reasoning = excluded.signal_reasoning, intent_score = excluded.intent_score,
       intent_reasoning = excluded.intent_reasoning, combined_score = excluded.combined_score,
       selected = excluded.selected, updated_at = now()
-    RETURNING t.id]], run_id, orNull(brand_id), sluice.json.encode(rows))
-  return #res
+    RETURNING t.id]],
+  })
+  if not res then error("database: " .. skipped, 0) end
+  return #res, skipped
 end
 
--- Inserts the quotes (one per post, category and text); returns rows written
--- and how many of them are new.
-local function save_quotes(run_id, brand_id, quotes)
-  if #quotes == 0 then return 0, 0 end
-  local rows, seen = {}, {}
+-- Inserts the quotes (one per post, category and text), in the run's
+-- transaction; returns the rows written, how many of them are new, and the quotes
+-- the database refused. A quote of a post that was not stored has no row to
+-- hang on, and is left out.
+local function save_quotes(job, run_id, brand_id, quotes, notes)
+  if #quotes == 0 then return {}, 0, {} end
+  local list, seen = {}, {}
   for _, q in ipairs(quotes) do
     local k = q.reddit_id .. "\31" .. q.category .. "\31" .. q.quote
     if not seen[k] then
       seen[k] = true
-      rows[#rows + 1] = {
+      local row, nuls = clean.deep({
         reddit_id = q.reddit_id, quote_text = q.quote, source_type = q.source_type,
         sentiment_category = q.category, sentiment_subtype = q.subtype,
         confidence_score = q.confidence, extraction_reasoning = q.reasoning,
-      }
+      })
+      if nuls > 0 then
+        notes[#notes + 1] = ("quote of post %s (%s): NUL characters removed from %d texts")
+          :format(row.reddit_id, row.sentiment_category, nuls)
+      end
+      list[#list + 1] = row
     end
   end
-  local res = db([[
+  local res, skipped = rows.write(job, {
+    what = "reddit_sentiment_quotes", rows = list, savepoint = true,
+    args = table.pack(run_id, orNull(brand_id)),
+    key = function(r) return ("quote of post %s (%s)"):format(r.reddit_id, r.sentiment_category) end,
+    sql = [[
     INSERT INTO public.reddit_sentiment_quotes AS t
       (run_id, brand_id, post_id, quote_text, source_type, sentiment_category, sentiment_subtype,
        confidence_score, extraction_reasoning)
@@ -540,20 +560,26 @@ local function save_quotes(run_id, brand_id, quotes)
       run_id = excluded.run_id, source_type = excluded.source_type,
       sentiment_subtype = excluded.sentiment_subtype, confidence_score = excluded.confidence_score,
       extraction_reasoning = excluded.extraction_reasoning
-    RETURNING (xmax = 0) AS inserted]], run_id, orNull(brand_id), sluice.json.encode(rows))
+    RETURNING (xmax = 0) AS inserted, t.sentiment_category AS category, t.quote_text AS quote,
+              t.sentiment_subtype AS subtype]],
+  })
+  if not res then error("database: " .. skipped, 0) end
   local new = 0
   for _, r in ipairs(res) do if r.inserted then new = new + 1 end end
-  return #res, new
+  return res, new, skipped
 end
 
-local function sync_persona(run_id, persona_id, quotes)
+-- Appends the stored quotes (save_quotes' rows: cleaned, and none of a post or
+-- quote the database refused) to the persona; returns how many were new there.
+local function sync_persona(run_id, persona_id, stored)
   local list = {}
-  for _, q in ipairs(quotes) do
-    list[#list + 1] = { category = q.category, quote = q.quote, subtype = q.subtype }
+  for _, q in ipairs(stored) do
+    list[#list + 1] = { category = q.category, quote = q.quote,
+                        subtype = q.subtype ~= null and q.subtype or nil }
   end
-  local rows = db("SELECT sluice.sync_persona_quotes($1, $2::jsonb) AS n", persona_id, jsonarray(list))
+  local found = db("SELECT sluice.sync_persona_quotes($1, $2::jsonb) AS n", persona_id, jsonarray(list))
   db("UPDATE public.reddit_sentiment_quotes SET synced_to_persona = true WHERE run_id = $1", run_id)
-  return rows[1].n
+  return found[1].n
 end
 
 ---------------------------------------------------------------- the pipeline
@@ -579,27 +605,27 @@ function M.run(job)
 
   local ctx = { persona = p.persona_context, topic = p.topic_context }
   if job.brand_id then
-    local rows = db("SELECT name FROM sluice.brands WHERE id = $1", job.brand_id)
-    ctx.brand = rows[1] and rows[1].name or nil
+    local found = db("SELECT name FROM sluice.brands WHERE id = $1", job.brand_id)
+    ctx.brand = found[1] and found[1].name or nil
   end
   if p.persona_id then
-    local rows = db("SELECT name, description, brand_id FROM public.personas_4d WHERE id = $1", p.persona_id)
-    if not rows[1] then
+    local found = db("SELECT name, description, brand_id FROM public.personas_4d WHERE id = $1", p.persona_id)
+    if not found[1] then
       error(sluice.permanent(("persona_id %s: no such persona in personas_4d (add one with "
         .. "SELECT sluice.add_persona(brand, name))"):format(p.persona_id)), 0)
     end
     -- the persona must be the job's brand's (a job without a brand: a persona
     -- without one), or its research and quotes would land in another brand's persona
-    local pbrand = type(rows[1].brand_id) == "string" and rows[1].brand_id or nil
+    local pbrand = type(found[1].brand_id) == "string" and found[1].brand_id or nil
     if pbrand ~= job.brand_id then
       local why = pbrand == nil and "has no brand, this job has one"
         or job.brand_id == nil and "belongs to a brand, this job has none"
         or "belongs to another brand"
-      error(sluice.permanent(("persona %s (%s) %s"):format(rows[1].name, p.persona_id, why)), 0)
+      error(sluice.permanent(("persona %s (%s) %s"):format(found[1].name, p.persona_id, why)), 0)
     end
     if not ctx.persona then
-      local d = rows[1].description
-      ctx.persona = rows[1].name .. ((type(d) == "string" and d ~= "") and (" — " .. d) or "")
+      local d = found[1].description
+      ctx.persona = found[1].name .. ((type(d) == "string" and d ~= "") and (" — " .. d) or "")
     end
   end
   if p.auto_sync_to_persona and not p.persona_id then
@@ -671,25 +697,29 @@ function M.run(job)
     -- 8. store (one transaction: the run's posts, quotes and persona change land together)
     step = "saving"
     local llm_usd = llm.cost(st.usage, llm_cfg)
+    local notes = {}
     local stored = assert(sluice.db.transaction(function()
-      local nposts = save_posts(run_id, job.brand_id, engaged)
-      local nquotes, new_quotes = save_quotes(run_id, job.brand_id, quotes)
+      local nposts, skipped_posts = save_posts(job, run_id, job.brand_id, engaged, notes)
+      local saved, new_quotes, skipped_quotes = save_quotes(job, run_id, job.brand_id, quotes, notes)
       local synced = 0
       if p.auto_sync_to_persona and p.persona_id then
-        synced = sync_persona(run_id, p.persona_id, quotes)
+        synced = sync_persona(run_id, p.persona_id, saved)
       end
       M.update_run(run_id, {
         status = "completed", current_step = "done", quotes_extracted = #quotes,
         quotes_synced = synced, llm_calls = st.calls, llm_parse_errors = st.parse_errors,
         llm_cost_estimate = llm_usd,
       })
-      return { posts = nposts, quotes = nquotes, new_quotes = new_quotes, synced = synced }
+      return { posts = nposts, quotes = #saved, new_quotes = new_quotes, synced = synced,
+               skipped = #skipped_posts + #skipped_quotes }
     end))
-    job.log("stored run %s: %d posts, %d quotes (%d new)", run_id, stored.posts, stored.quotes,
-            stored.new_quotes)
+    clean.notes(job, notes, "posts and quotes")
+    job.log("stored run %s: %d posts, %d quotes (%d new)%s", run_id, stored.posts, stored.quotes,
+            stored.new_quotes, stored.skipped > 0
+              and ("; %d rows the database refused were skipped"):format(stored.skipped) or "")
     if p.auto_sync_to_persona and p.persona_id then
       job.log("persona %s: %d new quotes synced (%d already there)", p.persona_id, stored.synced,
-              #quotes - stored.synced)
+              stored.quotes - stored.synced)
     end
     return {
       status = "success", run_id = run_id, apify_run_id = arun.id,
@@ -698,6 +728,7 @@ function M.run(job)
       quotes_extracted = #quotes, quotes_new = stored.new_quotes, quotes_synced = stored.synced,
       llm_calls = st.calls, llm_parse_errors = st.parse_errors,
       apify_cost_estimate = apify_usd, llm_cost_estimate = llm_usd, records = stored.posts,
+      rows_skipped = stored.skipped,
     }
   end)
   if not ok then

@@ -211,7 +211,8 @@ end
 local db = { query = dbd.query, null = null }
 
 -- Runs fn(...) inside BEGIN/COMMIT on one connection. An error raised by fn rolls
--- back and propagates; fn returning nil, err rolls back and returns nil, err.
+-- back and propagates; fn returning nil, err[, sqlstate] rolls back and returns
+-- them. A COMMIT the server refuses returns nil, err, sqlstate as query does.
 -- Misuse (a transaction inside another, a coroutine that is not a task) raises
 -- at the caller's line: begin() returns it as false, message.
 function db.transaction(fn, ...)
@@ -225,10 +226,10 @@ function db.transaction(fn, ...)
   end
   if res[2] == nil and res[3] ~= nil then
     dbd.rollback()
-    return nil, res[3]
+    return nil, res[3], res[4]
   end
-  local cok, cerr = dbd.commit()
-  if not cok then return nil, cerr end
+  local cok, cerr, cstate = dbd.commit()
+  if not cok then return nil, cerr, cstate end
   return table.unpack(res, 2, res.n)
 end
 sluice.db = readonly(db, "sluice.db")

@@ -492,6 +492,34 @@ class SeedAds(harness.SluiceTest):
             if obj["is_video"]:
                 self.assertEqual(row["meta_video_id"], obj["video"]["id"], "object_story_spec's id wins")
 
+    def test_meta_sync_bad_insight_rows_are_cleaned_or_skipped_not_fatal(self):
+        # a NUL in one ad's name (Postgres refuses it in text and jsonb) and an
+        # impressions count past bigint in another ad's rows: each failed the
+        # whole page, on every retry. The NUL is removed; the rows the database
+        # still refuses are skipped, logged with their key, and counted
+        self.setup_brand()
+        ads = svc_graph.account_ads(SEED, ACCOUNT)
+        nul, huge = ads[0]["ad_id"], ads[1]["ad_id"]
+        self.svc.control({"graph_patch_insights": [
+            {"match": {"ad_id": nul}, "set": {"ad_name": "Summer\u0000 sale"}},
+            {"match": {"ad_id": huge}, "set": {"impressions": "100000000000000000000"}},
+        ]})
+        res, log = self.run_job("meta_sync", {"days_back": 3, "download_max_videos": 0,
+                                              "download_max_images": 0})
+        expected = self.expected_insight_rows(res["since"], res["until"])
+        refused = [e for e in expected if e["ad_id"] == huge]
+        self.assertTrue(refused and any(e["ad_id"] == nul for e in expected), "both ads ran in the window")
+        self.assertEqual(res["rows_skipped"], len(refused))
+        self.assertEqual(self.count("public.meta_ads_performance"), len(expected) - len(refused))
+        self.assertEqual(self.count("public.meta_ads_performance", f"meta_ad_id = '{huge}'"), 0)
+        self.assertEqual(self.scalar(f"SELECT DISTINCT ad_name FROM public.meta_ads_performance "
+                                     f"WHERE meta_ad_id = '{nul}'"), "Summer sale")
+        self.assertRegex(log, f"ad {nul} on [0-9-]+: NUL characters removed from 1 texts")
+        self.assertIn(f"meta_ads_performance: ad {huge} on {refused[0]['date_start']} skipped, the database "
+                      f"refused it: value \"100000000000000000000\" is out of range for type bigint (22003)", log)
+        ds = self.dataset("meta_ads_performance")
+        self.assertEqual((ds["last_status"], ds["metadata"]["rows_skipped"]), ("completed", len(refused)))
+
     def test_meta_sync_all_steps_and_classification_cache(self):
         self.setup_brand()
         res, log = self.run_job("meta_sync", {"auto_classify": True})

@@ -341,6 +341,56 @@ class Research(harness.SluiceTest):
             self.assertEqual(entry["headers"].get("authorization"), "Bearer test-apify-token")
             self.assertNotIn("token", entry["query"])
 
+    def test_reddit_bad_post_is_cleaned_or_skipped_not_fatal(self):
+        # a NUL in one post's body (Postgres refuses it in text and jsonb) and a
+        # score past the integer column in another: each failed the whole batch of
+        # posts, on every retry. The NUL is removed; the post the database still
+        # refuses is skipped, logged with its id, and counted
+        params = {"search_queries": ["standing desk"], "max_posts": 150, "relevance_threshold": 0.5,
+                  "signal_threshold": 0.4, "top_percentile": 0.3}
+        exp = reddit_expected(params)
+        nul, huge = exp["engaged"][0]["id"], exp["engaged"][1]["id"]
+        self.svc.control({"apify_patch_items": [
+            {"actor": REDDIT_ACTOR, "match": {"kind": "post", "id": nul},
+             "set": {"body": "Sleep\u0000 better", "title": "\u0000Title"}},
+            {"actor": REDDIT_ACTOR, "match": {"kind": "post", "id": huge}, "set": {"score": 10 ** 12}},
+        ]})
+        self.sluice("brands", "add", "Acme")
+        out, proc = self.run_fg("reddit_scrape", params, "Acme")
+        self.assertEqual(out["status"], "completed", proc.stdout + proc.stderr)
+        self.assertEqual(out["result"]["rows_skipped"], 1)
+        posts = {r["reddit_id"]: r for r in self.sql("SELECT reddit_id, title, body FROM public.reddit_posts")}
+        self.assertEqual(set(posts), {x["id"] for x in exp["engaged"]} - {huge})
+        self.assertEqual((posts[nul]["title"], posts[nul]["body"]), ("Title", "Sleep better"))
+        self.assertEqual(out["result"]["records"], len(exp["engaged"]) - 1)
+        logs = self.one("SELECT logs FROM sluice.scheduled_job_runs")["logs"]
+        self.assertIn(f"post {nul}: NUL characters removed from 2 texts", logs)
+        self.assertIn(f'reddit_posts: post {huge} skipped, the database refused it: value "1000000000000" '
+                      f'is out of range for type integer (22003)', logs)
+        ds = self.one("SELECT * FROM sluice.dataset_status WHERE dataset_key = 'reddit_data'")
+        self.assertEqual((ds["last_status"], ds["metadata"]["rows_skipped"]), ("completed", 1))
+        self.assertEqual(self.one("SELECT status FROM public.reddit_scrape_runs")["status"], "completed")
+
+    def test_db_errors_carry_the_sqlstate(self):
+        # sluice.db.query (and db.transaction) return nil, message, SQLSTATE: what
+        # the writers' row-by-row fallback reads to tell bad data from a failure
+        with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+            script = f.name
+            f.write("""
+local _, e1, s1 = sluice.db.query("SELECT $1::int AS n", "3000000000")
+local _, e2, s2 = sluice.db.query("SELECT 1/0")
+local _, e3, s3 = sluice.db.transaction(function() return sluice.db.query("SELECT nope FROM nowhere") end)
+local ok = sluice.db.query("SELECT 1 AS n")
+print(s1, s2, s3, e1, select("#", sluice.db.query("SELECT 1")), ok[1].n)
+""")
+        try:
+            out = self.sluice("exec", script).stdout.strip().split("\t")
+        finally:
+            os.unlink(script)
+        self.assertEqual(out[:3], ["22003", "22012", "42P01"])
+        self.assertIn("out of range for type integer", out[3])
+        self.assertEqual(out[4:], ["1", "1"])
+
     def test_reddit_rerun_is_idempotent_and_persona_sync_has_no_duplicates(self):
         self.sluice("brands", "add", "Acme")
         persona = self.scalar("SELECT sluice.add_persona('Acme', 'Night-shift nurses', 'tired, on their feet')")

@@ -27,6 +27,14 @@ test("deep cleans strings and keys at any depth, and keeps clean values as they 
   eq(m, 0)
 end)
 
+test("value reads null and the empty string as absent", function()
+  eq(clean.value(sluice.null), nil)
+  eq(clean.value(""), nil)
+  eq(clean.value(0), 0)
+  eq(clean.value(false), false)
+  eq(clean.value("x"), "x")
+end)
+
 test("count reads numbers with separators and words", function()
   local cases = {
     { 12, 12 }, { 12.0, 12 }, { "12", 12 }, { "1,234", 1234 }, { "1.234", 1234 },

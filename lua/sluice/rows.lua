@@ -1,0 +1,107 @@
+-- rows.lua — writing scraped rows to Postgres, shared by the handler libraries
+-- (amazon.lua, reddit.lua, meta_assets.lua) and handlers (competitor_scrape,
+-- template_scrape, meta_sync): a query that raises on error, and batch writes
+-- that one bad row cannot fail.
+--
+--   local rows = require("sluice.rows")
+--   local found = rows.query(sql, ...)   -- the rows, or raises "database: …"
+--   local out, skipped = rows.write(job, {
+--     what = "reddit_posts",                  -- names the table in log lines and errors
+--     sql = UPSERT, args = table.pack(run_id, brand),  -- then the rows, as one more parameter:
+--                                             -- a JSON array (nil args are sent as NULL)
+--     rows = list, chunk = 500,               -- rows per statement (default 500)
+--     key = function(r) return "post " .. r.reddit_id end,   -- the row's natural key, for the log
+--     savepoint = true,                       -- inside sluice.db.transaction (see below)
+--   })
+--   -- out: every row the statements returned; skipped: { {key, error, sqlstate}, … }
+--   -- or nil, err, sqlstate when the write failed as a whole
+--
+-- Postgres refuses a whole statement for one bad value in it: a text with a NUL,
+-- a number past its column, a value a constraint forbids. A scraped batch with
+-- one such row would fail the job on every retry. So when a batch is refused
+-- for a data reason — SQLSTATE class 22 (data exception) or 23 (integrity
+-- constraint violation) — it is written again row by row: the good rows are
+-- stored, and each refused one is skipped and logged with its key and the
+-- database's message. The caller counts the skipped rows in its dataset's
+-- metadata (`rows_skipped`). Any other failure — the connection, the server,
+-- a statement that is wrong whatever the data — fails the write, and the job
+-- is retried by its policy: skipping rows then would lose good data.
+--
+-- Inside a transaction a refused statement aborts the transaction, so there
+-- each statement is wrapped in a savepoint (opts.savepoint); outside one, each
+-- statement stands alone.
+
+local M = {}
+
+M.CHUNK = 500
+
+-- The rows of a query, or raises "database: <message>" (not retried any
+-- differently from other errors: the job's retry policy decides).
+function M.query(sql, ...)
+  local found, err = sluice.db.query(sql, ...)
+  if not found then error("database: " .. err, 0) end
+  return found
+end
+
+-- Whether a SQLSTATE says the data was refused (22 data exception, 23
+-- integrity constraint violation), rather than the connection, the server or
+-- the statement. nil (no server answered) is not.
+function M.data_error(sqlstate)
+  return type(sqlstate) == "string" and (sqlstate:sub(1, 2) == "22" or sqlstate:sub(1, 2) == "23")
+end
+
+-- Runs one statement over `list`; inside a savepoint when asked, rolled back
+-- to it when refused. Returns rows | nil, err, sqlstate.
+local function attempt(opts, list)
+  local given, args = opts.args or {}, {}
+  local n = given.n or #given
+  for i = 1, n do
+    if given[i] == nil then args[i] = sluice.null else args[i] = given[i] end
+  end
+  args[n + 1] = sluice.json.encode(list)
+  if not opts.savepoint then return sluice.db.query(opts.sql, table.unpack(args, 1, n + 1)) end
+  local ok, err, st = sluice.db.query("SAVEPOINT sluice_rows")
+  if not ok then return nil, err, st end
+  local res, qerr, qst = sluice.db.query(opts.sql, table.unpack(args, 1, n + 1))
+  ok, err, st = sluice.db.query(res and "RELEASE SAVEPOINT sluice_rows" or "ROLLBACK TO SAVEPOINT sluice_rows")
+  if not ok then return nil, err, st end
+  return res, qerr, qst
+end
+
+-- Writes opts.rows in chunks (see the header). Returns out, skipped | nil, err,
+-- sqlstate.
+function M.write(job, opts)
+  local list, what = opts.rows or {}, opts.what or "rows"
+  local size = opts.chunk or M.CHUNK
+  local out, skipped = {}, {}
+  local function keep(res)
+    table.move(res, 1, #res, #out + 1, out)
+  end
+  for first = 1, #list, size do
+    local chunk = table.move(list, first, math.min(first + size - 1, #list), 1, {})
+    local res, err, st = attempt(opts, chunk)
+    if res then
+      keep(res)
+    elseif not M.data_error(st) then
+      return nil, ("%s: %s"):format(what, err), st
+    else
+      job.log("%s: the database refused a batch of %d rows (%s: %s); writing them one by one",
+              what, #chunk, st, err)
+      for _, row in ipairs(chunk) do
+        local one, rerr, rst = attempt(opts, { row })
+        if one then
+          keep(one)
+        elseif M.data_error(rst) then
+          local key = opts.key and opts.key(row) or ("row %d"):format(#skipped + 1)
+          skipped[#skipped + 1] = { key = key, error = rerr, sqlstate = rst }
+          job.log("%s: %s skipped, the database refused it: %s (%s)", what, key, rerr, rst)
+        else
+          return nil, ("%s: %s"):format(what, rerr), rst
+        end
+      end
+    end
+  end
+  return out, skipped
+end
+
+return M
