@@ -9,17 +9,26 @@
 --                                      { timeout = 600, memory = 1024 })
 --
 -- Configuration comes from the environment (sluice.env): APIFY_BASE_URL
--- (default https://api.apify.com) and APIFY_TOKEN. The token travels in the
--- Authorization header only, never in a URL.
+-- (default https://api.apify.com), APIFY_TOKEN and APIFY_START_TIMEOUT (seconds
+-- to wait for the answer to a start request, default 120). The token travels in
+-- the Authorization header only, never in a URL.
 --
--- The low-level calls (config, start, get_run, wait, items) return nil, err,
--- permanent on expected failures — `permanent` is true when trying again cannot
+-- A start request whose answer is lost (a timeout, a dropped connection) may
+-- still have created the run. run_actor therefore checkpoints each start before
+-- sending it (the actor, the time, a digest of the input); after such a loss,
+-- or on a retry that finds that checkpoint without a run id, it lists the
+-- actor's recent runs and adopts the one started since then whose INPUT record
+-- equals this input, and starts a new run only when there is none.
+--
+-- The low-level calls (config, start, get_run, wait, items, list_runs, record)
+-- return nil, err, permanent on expected failures — `permanent` is true when trying again cannot
 -- help (bad token, unknown actor, rejected input). run_actor is the handler-level
 -- helper: it raises, with sluice.permanent for the permanent cases.
 
 local M = {}
 
 local DEFAULT_BASE = "https://api.apify.com"
+local DEFAULT_START_TIMEOUT = 120
 local TERMINAL = { SUCCEEDED = true, FAILED = true, ["TIMED-OUT"] = true, ABORTED = true }
 M.TERMINAL = TERMINAL
 
@@ -32,8 +41,9 @@ function M.actor_path(actor_id)
   return (actor_id:gsub("/", "~"))
 end
 
--- Reads the configuration: { base = "https://api.apify.com", token = "…" } or
--- nil, message, true when APIFY_TOKEN is missing.
+-- Reads the configuration: { base = "https://api.apify.com", token = "…",
+-- start_timeout = 120 } or nil, message, true when APIFY_TOKEN is missing or
+-- APIFY_START_TIMEOUT is not a positive number.
 function M.config()
   local token = sluice.env("APIFY_TOKEN")
   if not token then
@@ -42,7 +52,15 @@ function M.config()
   end
   local base = sluice.env("APIFY_BASE_URL") or DEFAULT_BASE
   base = base:gsub("/+$", ""):gsub("/v2$", "")
-  return { base = base, token = token }
+  local start_timeout = DEFAULT_START_TIMEOUT
+  local st = sluice.env("APIFY_START_TIMEOUT")
+  if st then
+    start_timeout = tonumber(st)
+    if not start_timeout or start_timeout <= 0 or start_timeout ~= start_timeout then
+      return nil, ("APIFY_START_TIMEOUT must be a number of seconds greater than 0, not %q"):format(st), true
+    end
+  end
+  return { base = base, token = token, start_timeout = start_timeout }
 end
 
 local function cfg_or_err(opts)
@@ -64,19 +82,34 @@ local function error_text(res)
   return snippet ~= "" and snippet or "no error message"
 end
 
--- 429 and 5xx are worth another try; so is a transport failure, except a
--- timeout on a POST that starts a run (the run may exist: starting another
--- could buy the scrape twice).
+-- Transport failures that leave no doubt the request never reached the server
+-- (nothing was sent). Any other one — a timeout, a connection that closed
+-- before the answer — may have come after the server acted on the request.
+local UNSENT = { "connection refused", "cannot connect to ", "cannot resolve host ",
+                 "cannot resolve the proxy", "invalid url ", "unsupported protocol" }
+
+function M.unsent(err)
+  err = tostring(err)
+  for _, prefix in ipairs(UNSENT) do
+    if err:sub(1, #prefix) == prefix then return true end
+  end
+  return false
+end
+
+-- 429 and 5xx are worth another try; so is a transport failure, except on a
+-- POST that starts a run when the request may have arrived (the run may
+-- exist: sending it again could buy the scrape twice).
 local function retry_policy(method)
   return function(res, err)
     if res == nil then
-      return not (method == "POST" and tostring(err):find("timed out", 1, true))
+      return method ~= "POST" or M.unsent(err)
     end
     return res.status == 429 or (res.status >= 500 and res.status <= 599)
   end
 end
 
--- One API call with retries. → decoded body, res | nil, err, permanent
+-- One API call with retries.
+-- → decoded body, res | nil, err, permanent, { status = n } or { transport = err }
 local function call(cfg, method, path, o)
   o = o or {}
   local res, err = sluice.retry(function()
@@ -87,26 +120,35 @@ local function call(cfg, method, path, o)
     })
   end, { attempts = o.attempts or 6, base = 0.5, max = 30, retry_on = retry_policy(method) })
   if not res then
-    return nil, ("apify: %s %s failed: %s"):format(method, path, tostring(err)), false
+    return nil, ("apify: %s %s failed: %s"):format(method, path, tostring(err)), false,
+           { transport = tostring(err) }
   end
   if res.status >= 200 and res.status < 300 then
     local body, jerr = res:json()
-    if body == nil then return nil, ("apify: %s %s: %s"):format(method, path, jerr), false end
+    if body == nil then
+      return nil, ("apify: %s %s: %s"):format(method, path, jerr), false, { status = res.status }
+    end
     return body, res
   end
   local text = error_text(res)
   if res.status == 401 or res.status == 403 then
-    return nil, ("apify: the token in APIFY_TOKEN was refused (HTTP %d %s)"):format(res.status, text), true
+    return nil, ("apify: the token in APIFY_TOKEN was refused (HTTP %d %s)"):format(res.status, text), true,
+           { status = res.status }
   end
   local permanent = res.status == 400 or res.status == 404 or res.status == 405 or res.status == 422
-  return nil, ("apify: %s %s: HTTP %d %s"):format(method, path, res.status, text), permanent
+  return nil, ("apify: %s %s: HTTP %d %s"):format(method, path, res.status, text), permanent,
+         { status = res.status }
 end
 
 ---------------------------------------------------------------- the calls
 
--- start(actor_id, input, opts) → run | nil, err, permanent
+-- start(actor_id, input, opts) → run | nil, err, permanent, unknown
 -- POST /v2/acts/{actor}/runs with the input as the body. opts: timeout (the
--- run's timeout in seconds), memory (MB), max_items, build.
+-- run's timeout in seconds), memory (MB), max_items, build, start_timeout
+-- (seconds to wait for the answer; default the configuration's). `unknown` is
+-- true when the request may have reached Apify but its answer was lost (a
+-- timeout, a dropped connection): a run may exist. Such a start is not sent
+-- again here.
 function M.start(actor_id, input, opts)
   opts = opts or {}
   local cfg, cerr, cperm = cfg_or_err(opts)
@@ -118,9 +160,12 @@ function M.start(actor_id, input, opts)
   if opts.memory then query.memory = math.floor(opts.memory) end
   if opts.max_items then query.maxItems = math.floor(opts.max_items) end
   if opts.build then query.build = opts.build end
-  local body, err, perm = call(cfg, "POST", "/v2/acts/" .. sluice.http.urlencode(M.actor_path(actor_id)) .. "/runs",
-                               { query = query, json = input, timeout = 120 })
-  if not body then return nil, err, perm end
+  local body, err, perm, info = call(cfg, "POST", "/v2/acts/" .. sluice.http.urlencode(M.actor_path(actor_id)) .. "/runs",
+                                     { query = query, json = input,
+                                       timeout = opts.start_timeout or cfg.start_timeout or DEFAULT_START_TIMEOUT })
+  if not body then
+    return nil, err, perm, (info and info.transport and not M.unsent(info.transport)) or false
+  end
   if type(body.data) ~= "table" or not is_str(body.data.id) then
     return nil, "apify: the answer to starting a run has no run id", false
   end
@@ -197,6 +242,222 @@ function M.items(dataset_id, opts)
   return out
 end
 
+-- list_runs(actor_id, opts) → page | nil, err, permanent
+-- GET /v2/acts/{actor}/runs, newest first (desc=1). opts: limit (default 25),
+-- offset. page = { items = {run…}, total = n }; each item carries id, status,
+-- startedAt, defaultKeyValueStoreId, defaultDatasetId (a list item, not a full run).
+function M.list_runs(actor_id, opts)
+  opts = opts or {}
+  local cfg, cerr, cperm = cfg_or_err(opts)
+  if not cfg then return nil, cerr, cperm end
+  local body, err, perm = call(cfg, "GET", "/v2/acts/" .. sluice.http.urlencode(M.actor_path(actor_id)) .. "/runs",
+                               { query = { desc = 1, limit = math.floor(opts.limit or 25),
+                                           offset = math.floor(opts.offset or 0) },
+                                 attempts = opts.attempts, timeout = 60 })
+  if not body then return nil, err, perm end
+  local data = type(body.data) == "table" and body.data
+  if not data or type(data.items) ~= "table" then
+    return nil, "apify: the list of runs has no data.items", false
+  end
+  return { items = data.items, total = tonumber(data.total) }
+end
+
+-- record(store_id, key, opts) → value | nil, err, permanent, missing
+-- GET /v2/key-value-stores/{id}/records/{key}: the record's JSON value, decoded.
+-- `missing` is true when the store has no such record (HTTP 404).
+function M.record(store_id, key, opts)
+  opts = opts or {}
+  local cfg, cerr, cperm = cfg_or_err(opts)
+  if not cfg then return nil, cerr, cperm end
+  local body, err, perm, info = call(cfg, "GET", "/v2/key-value-stores/" .. sluice.http.urlencode(store_id)
+                                       .. "/records/" .. sluice.http.urlencode(key),
+                                     { attempts = opts.attempts, timeout = 60 })
+  if body == nil then return nil, err, perm, (info and info.status == 404) or false end
+  return body
+end
+
+---------------------------------------------------------------- an earlier start
+
+-- canonical_json(v) → text: JSON with object keys sorted, so two tables holding
+-- the same value give the same text whatever order their keys were set in (and
+-- an input sent as JSON and decoded again gives the text of the input itself).
+-- Numbers as sluice.json.decode reads them back: a whole float in the 64-bit
+-- range as an integer, any other float with 17 significant digits. A table
+-- whose keys are exactly 1..n is an array; an empty table is {}.
+local function canon(v, out)
+  local t = type(v)
+  if t == "table" then
+    local n, keys = 0, {}
+    for k in pairs(v) do
+      n = n + 1
+      keys[n] = k
+    end
+    local array = n > 0
+    for i = 1, n do
+      if v[i] == nil then array = false break end
+    end
+    if array then
+      out[#out + 1] = "["
+      for i = 1, n do
+        if i > 1 then out[#out + 1] = "," end
+        canon(v[i], out)
+      end
+      out[#out + 1] = "]"
+      return
+    end
+    local named = {}
+    for i = 1, n do named[i] = { tostring(keys[i]), keys[i] } end
+    table.sort(named, function(a, b) return a[1] < b[1] end)
+    out[#out + 1] = "{"
+    for i, kv in ipairs(named) do
+      if i > 1 then out[#out + 1] = "," end
+      out[#out + 1] = sluice.json.encode(kv[1])
+      out[#out + 1] = ":"
+      canon(v[kv[2]], out)
+    end
+    out[#out + 1] = "}"
+  elseif t == "number" then
+    if math.type(v) == "float" and v == math.floor(v) and v >= -2^63 and v < 2^63 then
+      out[#out + 1] = ("%d"):format(math.tointeger(v))
+    elseif math.type(v) == "float" then
+      out[#out + 1] = ("%.17g"):format(v)
+    else
+      out[#out + 1] = ("%d"):format(v)
+    end
+  elseif t == "string" or t == "boolean" then
+    out[#out + 1] = sluice.json.encode(v)
+  elseif v == nil or v == sluice.null then
+    out[#out + 1] = "null"
+  else
+    error("apify.canonical_json: cannot encode a " .. t, 2)
+  end
+end
+
+function M.canonical_json(v)
+  local out = {}
+  canon(v, out)
+  return table.concat(out)
+end
+
+-- sha256(s) → 64 hex digits (FIPS 180-4; Lua 5.4 integers, masked to 32 bits).
+local K256 = {
+  0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+  0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+  0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+  0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+  0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+  0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+  0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+  0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+}
+
+function M.sha256(s)
+  local M32 = 0xffffffff
+  local function rotr(x, n) return ((x >> n) | (x << (32 - n))) & M32 end
+  local h = { 0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19 }
+  local len = #s
+  s = s .. "\128" .. ("\0"):rep((55 - len) % 64) .. string.pack(">I8", len * 8)
+  local w = {}
+  for pos = 1, #s, 64 do
+    for i = 1, 16 do w[i] = string.unpack(">I4", s, pos + (i - 1) * 4) end
+    for i = 17, 64 do
+      local a, b = w[i - 15], w[i - 2]
+      local s0 = rotr(a, 7) ~ rotr(a, 18) ~ (a >> 3)
+      local s1 = rotr(b, 17) ~ rotr(b, 19) ~ (b >> 10)
+      w[i] = (w[i - 16] + s0 + w[i - 7] + s1) & M32
+    end
+    local a, b, c, d, e, f, g, hh = h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8]
+    for i = 1, 64 do
+      local S1 = rotr(e, 6) ~ rotr(e, 11) ~ rotr(e, 25)
+      local ch = (e & f) ~ (~e & g)
+      local t1 = (hh + S1 + ch + K256[i] + w[i]) & M32
+      local S0 = rotr(a, 2) ~ rotr(a, 13) ~ rotr(a, 22)
+      local maj = (a & b) ~ (a & c) ~ (b & c)
+      local t2 = (S0 + maj) & M32
+      hh, g, f, e, d, c, b, a = g, f, e, (d + t1) & M32, c, b, a, (t1 + t2) & M32
+    end
+    h[1], h[2], h[3], h[4] = (h[1] + a) & M32, (h[2] + b) & M32, (h[3] + c) & M32, (h[4] + d) & M32
+    h[5], h[6], h[7], h[8] = (h[5] + e) & M32, (h[6] + f) & M32, (h[7] + g) & M32, (h[8] + hh) & M32
+  end
+  return ("%08x%08x%08x%08x%08x%08x%08x%08x"):format(h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8])
+end
+
+-- input_digest(input) → the sha256 of the input's canonical JSON.
+function M.input_digest(input)
+  return M.sha256(M.canonical_json(input))
+end
+
+-- parse_time("2025-12-01T08:30:00.123Z") → seconds since the epoch, or nil.
+-- UTC only (a "Z" or +00:00 suffix, or none), as Apify writes its times.
+function M.parse_time(text)
+  if type(text) ~= "string" then return nil end
+  local y, mo, d, h, mi, sec, rest = text:match("^(%d%d%d%d)%-(%d%d)%-(%d%d)T(%d%d):(%d%d):(%d%d%.?%d*)(.*)$")
+  if not y then return nil end
+  if rest ~= "" and rest ~= "Z" and rest ~= "+00:00" then return nil end
+  y, mo, d = tonumber(y), tonumber(mo), tonumber(d)
+  if mo < 1 or mo > 12 or d < 1 or d > 31 then return nil end
+  -- days from 1970-01-01 (H. Hinnant's days_from_civil)
+  local yy = mo <= 2 and y - 1 or y
+  local era = yy // 400
+  local yoe = yy - era * 400
+  local doy = (153 * (mo + (mo > 2 and -3 or 9)) + 2) // 5 + d - 1
+  local doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+  local days = era * 146097 + doe - 719468
+  return days * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(sec)
+end
+
+-- candidates(items, since) → the runs of a run list (newest first) that
+-- started at or after `since` (seconds since the epoch), in list order, and
+-- whether the list may go on past them (every item was recent enough). Items
+-- without an id, a readable startedAt or a key-value store are left out.
+function M.candidates(items, since)
+  local out, older = {}, false
+  for _, r in ipairs(items or {}) do
+    local t = type(r) == "table" and M.parse_time(r.startedAt)
+    if t and t < since then
+      older = true
+    elseif t and is_str(r.id) and is_str(r.defaultKeyValueStoreId) then
+      out[#out + 1] = r
+    end
+  end
+  return out, not older
+end
+
+local LOOKUP_PAGE, LOOKUP_MAX = 25, 100
+
+-- find_started(actor_id, attempt, opts) → run | false | nil, err, permanent
+-- The run a start request may have created although its answer was lost:
+-- attempt = { at = seconds since the epoch when the request was sent, digest =
+-- input_digest(input) }. Lists the actor's runs newest first (pages of 25, at
+-- most 100 runs) that started at or after attempt.at - opts.skew (default 60 s
+-- of clock skew) and reads each one's INPUT record; the first whose input has
+-- the same digest is the answer. false when none has; nil, err when the lookup
+-- itself failed (then nothing can be concluded).
+function M.find_started(actor_id, attempt, opts)
+  opts = opts or {}
+  local since = attempt.at - (opts.skew or 60)
+  local o = { config = opts.config, attempts = opts.attempts or 3 }
+  local offset = 0
+  while offset < LOOKUP_MAX do
+    o.limit, o.offset = LOOKUP_PAGE, offset
+    local page, err, perm = M.list_runs(actor_id, o)
+    if not page then return nil, err, perm end
+    local cands, more = M.candidates(page.items, since)
+    for _, r in ipairs(cands) do
+      local value, rerr, rperm, missing = M.record(r.defaultKeyValueStoreId, "INPUT", o)
+      if value ~= nil then
+        local ok, digest = pcall(M.input_digest, value)
+        if ok and digest == attempt.digest then return r end
+      elseif not missing then
+        return nil, rerr, rperm
+      end
+    end
+    if not more or #page.items < LOOKUP_PAGE then break end
+    offset = offset + #page.items
+  end
+  return false
+end
+
 ---------------------------------------------------------------- run_actor
 
 local function raise(msg, permanent)
@@ -210,8 +471,18 @@ end
 -- checkpointed under `key` before the first poll. A run that ended FAILED or
 -- TIMED-OUT raises a retryable error and is marked so that the retry starts a
 -- new run; ABORTED (stopped by someone on purpose) fails the job for good.
--- opts: timeout, memory, max_items, build (as start), poll, max_wait (as wait;
--- max_wait defaults to the run's timeout + 5 min), page_size, quiet.
+--
+-- Before a start, the checkpoint records it as pending ({ actor, start = { at,
+-- digest } }). When the start's answer is lost (start's `unknown`), the runs
+-- started since then are searched for one with this input (find_started) and
+-- adopted if found; if none is, the attempt fails retryably and the retry, which
+-- finds the pending start, searches again before starting a run. A search that
+-- fails fails the attempt retryably as well: a second run is started only once
+-- a search has completed and found nothing.
+--
+-- opts: timeout, memory, max_items, build, start_timeout (as start), poll,
+-- max_wait (as wait; max_wait defaults to the run's timeout + 5 min),
+-- page_size, quiet, skew (as find_started).
 function M.run_actor(job, key, actor_id, input, opts)
   opts = opts or {}
   if type(job) ~= "table" or type(job.checkpoint) ~= "function" then
@@ -233,11 +504,52 @@ function M.run_actor(job, key, actor_id, input, opts)
     run_id, dataset_id = cp.run_id, cp.dataset_id
     log("apify: resuming %s run %s started by an earlier attempt (not buying it again)", actor, run_id)
   else
-    local run, err, perm = M.start(actor, input, o)
-    if not run then raise(err, perm) end
+    local digest = M.input_digest(input)
+    local run, adopted, lost
+    -- an earlier start that was sent but never answered: did it create a run?
+    local pending = type(cp) == "table" and not is_str(cp.run_id) and type(cp.start) == "table" and cp.start
+    if pending and cp.actor == actor and pending.digest == digest and tonumber(pending.at) then
+      local found, ferr, fperm = M.find_started(actor, { at = tonumber(pending.at), digest = digest }, o)
+      if found == nil then
+        raise(("%s (looking for the run of an earlier start request whose answer was lost%s)")
+              :format(ferr, fperm and "" or "; the retry looks again before starting one"), fperm)
+      end
+      if found then run, adopted, lost = found, true, pending.lost end
+    elseif pending then
+      log("apify: an earlier start request of %s got no answer, for another actor or input: not looked for", actor)
+    end
+    if not run then
+      local attempt = { at = sluice.now(), digest = digest }
+      job.checkpoint(key, { actor = actor, start = attempt })
+      local err, perm, unknown
+      run, err, perm, unknown = M.start(actor, input, o)
+      if not run and unknown then
+        attempt.lost = err
+        job.checkpoint(key, { actor = actor, start = attempt })
+        log("apify: %s; looking for the run it may have created", err)
+        local found, ferr, fperm = M.find_started(actor, attempt, o)
+        if found == nil then
+          raise(("%s; looking for the run it may have created failed too: %s%s"):format(
+                err, ferr, fperm and "" or " (the retry looks again before starting one)"), fperm)
+        elseif not found then
+          raise(("%s (no run with this input has appeared; the retry looks again before starting one)")
+                :format(err), false)
+        end
+        run, adopted, lost = found, true, err
+      elseif not run then
+        job.checkpoint(key, { actor = actor })
+        raise(err, perm)
+      end
+    end
     run_id, dataset_id = run.id, run.defaultDatasetId
     job.checkpoint(key, { run_id = run_id, dataset_id = dataset_id, actor = actor })
-    log("apify: started %s run %s", actor, run_id)
+    if adopted then
+      log("apify: resuming Apify run %s started by an earlier attempt whose start request timed out "
+          .. "or lost its answer (%s run, same input; not buying it again)%s", run_id, actor,
+          is_str(lost) and (": " .. lost) or "")
+    else
+      log("apify: started %s run %s", actor, run_id)
+    end
   end
 
   o.on_status = function(r)

@@ -743,7 +743,7 @@ print(s1, s2, s3, e1, select("#", sluice.db.query("SELECT 1")), ok[1].n)
         job = self.queue("amazon_review_scrape", {"competitor_amazon_url_id": url}, "Acme")
         d = self.serve("--poll", "0.2", "--lease", "3")
         # kill the worker while it polls the run it started
-        self.wait_for(lambda: (self.job(job)["checkpoint"] or {}).get("amazon_run_1"), 30,
+        self.wait_for(lambda: ((self.job(job)["checkpoint"] or {}).get("amazon_run_1") or {}).get("run_id"), 30,
                       "the run id was never checkpointed")
         d.proc.send_signal(signal.SIGKILL)
         d.proc.wait(10)
@@ -761,6 +761,129 @@ print(s1, s2, s3, e1, select("#", sluice.db.query("SELECT 1")), ok[1].n)
         self.assertGreaterEqual(len(runs), 2)
         self.assertIn("resuming", runs[-1]["logs"])
         self.assertEqual(self.count("public.competitor_amazon_reviews"), len(ids))
+
+    # -------------------------------------------------------------- lost start requests
+
+    def retry_now(self, job):
+        """Make a job whose run failed due now (its retry delay is 30 s) and wake the workers."""
+        self.scalar(f"UPDATE sluice.scheduled_jobs SET next_run_at = now() WHERE id = '{job}' "
+                    f"AND status = 'active' AND current_run_id IS NULL; SELECT pg_notify('sluice_jobs', '')")
+
+    def amazon_job_runs(self, asin, brand="Acme"):
+        """(review ids the fixture gives for the ASIN, a competitor_amazon_urls id of the brand)"""
+        return amazon_expected(amazon_configs(asin, "com"))[1], self.competitor_url(brand=brand, asin=asin)
+
+    def reviews_of(self, asin):
+        return self.count("public.competitor_amazon_reviews", f"asin = '{asin}'")
+
+    def test_lost_start_answer_retry_adopts_the_run_it_created(self):
+        # the start request creates the run and then gets no answer: the client
+        # times out (APIFY_START_TIMEOUT=1); the lookup right after fails too
+        # (three 500s), so the attempt fails retryably without starting a run,
+        # and the retry finds the run by its input and adopts it
+        ids, url = self.amazon_job_runs("B0LOST0001")
+        self.svc.control({"apify_start_lost": {"actor": AMAZON_ACTOR, "count": 1, "seconds": 30},
+                          "status_500": {"path_prefix": f"/v2/acts/{AMAZON_ACTOR}/runs", "method": "GET",
+                                         "count": 3}})
+        env = self.env({"APIFY_START_TIMEOUT": "1"})
+        job = self.queue("amazon_review_scrape", {"competitor_amazon_url_id": url}, "Acme")
+        with self.serve("--poll", "0.2", env=env):
+            self.wait_for(lambda: self.runs_of(job) and self.runs_of(job)[0]["status"] == "failed", 60,
+                          "the first attempt did not fail")
+            first = self.runs_of(job)[0]
+            self.assertIn("timed out after 1s", first["error_message"])
+            self.assertIn("looking for the run it may have created failed too", first["error_message"])
+            self.assertIn("the retry looks again before starting one", first["error_message"])
+            self.assertEqual(self.started(AMAZON_ACTOR), 1)
+            cp = self.job(job)["checkpoint"]["amazon_run_1"]
+            self.assertNotIn("run_id", cp)
+            self.assertIn("timed out", cp["start"]["lost"])
+            self.retry_now(job)
+            self.assertEqual(self.wait_job(job)["status"], "completed")
+        runs = self.runs_of(job)
+        self.assertEqual([r["status"] for r in runs], ["failed", "completed"])
+        self.assertEqual(self.started(AMAZON_ACTOR), 1, "the retry bought the scrape again:\n" + runs[-1]["logs"])
+        self.assertIn("resuming Apify run", runs[-1]["logs"])
+        self.assertIn("started by an earlier attempt whose start request timed out", runs[-1]["logs"])
+        self.assertEqual(self.reviews_of("B0LOST0001"), len(ids))
+        # the lookup: one list of runs (after the three 500s) and one INPUT read
+        lists = [e for e in self.svc.log(f"/v2/acts/{AMAZON_ACTOR}/runs") if e["method"] == "GET"]
+        self.assertEqual([e["status"] for e in lists], [500, 500, 500, 200])
+        self.assertEqual(len(self.svc.log("/v2/key-value-stores/")), 1)
+
+    def test_lost_start_answer_adopted_in_the_same_attempt(self):
+        # the lookup right after the timeout finds the run: no retry needed
+        ids, url = self.amazon_job_runs("B0LOST0002")
+        self.svc.control({"apify_start_lost": {"actor": AMAZON_ACTOR, "count": 1, "seconds": 30}})
+        out, _ = self.run_fg("amazon_review_scrape", {"competitor_amazon_url_id": url}, "Acme",
+                             env=self.env({"APIFY_START_TIMEOUT": "1"}))
+        self.assertEqual(out["status"], "completed", out.get("error"))
+        self.assertEqual(self.started(AMAZON_ACTOR), 1)
+        logs = self.runs_of(out["job_id"])[0]["logs"]
+        self.assertIn("timed out after 1s; looking for the run it may have created", logs)
+        self.assertIn("resuming Apify run", logs)
+        self.assertEqual(self.reviews_of("B0LOST0002"), len(ids))
+        # an ordinary start makes no lookup at all
+        self.svc.reset()
+        _, url3 = self.amazon_job_runs("B0LOST0003", brand="Other")
+        out, _ = self.run_fg("amazon_review_scrape", {"competitor_amazon_url_id": url3}, "Other")
+        self.assertEqual(out["status"], "completed", out.get("error"))
+        self.assertEqual([e for e in self.svc.log(f"/v2/acts/{AMAZON_ACTOR}/runs") if e["method"] == "GET"], [])
+        self.assertEqual(self.svc.log("/v2/key-value-stores/"), [])
+
+    def test_start_lost_before_the_run_was_created_retry_starts_one_run(self):
+        # the connection drops before Apify acted (no run): nothing is found right
+        # after, nor by the retry, which then starts exactly one run
+        ids, url = self.amazon_job_runs("B0LOST0004")
+        self.svc.control({"apify_start_lost": {"actor": AMAZON_ACTOR, "count": 1, "create": False,
+                                               "mode": "drop"}})
+        out, _ = self.run_fg("amazon_review_scrape", {"competitor_amazon_url_id": url}, "Acme")
+        self.assertEqual(out["status"], "failed")
+        self.assertEqual(out["job_status"], "active")
+        self.assertIn("empty reply from server", out["error"])
+        self.assertIn("no run with this input has appeared", out["error"])
+        self.assertEqual(self.started(AMAZON_ACTOR), 0)
+        # the POST was sent once: a dropped connection is not a reason to send it again
+        self.assertEqual(len([e for e in self.svc.log(f"/v2/acts/{AMAZON_ACTOR}/runs") if e["method"] == "POST"]), 1)
+        job = out["job_id"]
+        with self.serve("--poll", "0.2"):
+            self.retry_now(job)
+            self.assertEqual(self.wait_job(job)["status"], "completed")
+        self.assertEqual(self.started(AMAZON_ACTOR), 1)
+        logs = self.runs_of(job)[-1]["logs"]
+        self.assertNotIn("resuming", logs)
+        self.assertIn("apify: started " + AMAZON_ACTOR, logs)
+        self.assertEqual(self.reviews_of("B0LOST0004"), len(ids))
+
+    def test_lost_start_does_not_adopt_another_jobs_run_with_other_input(self):
+        # job A's start is lost after creating its run (and the lookup fails);
+        # job B, another ASIN on the same actor, then starts a newer run. A's
+        # retry sees B's run first (newest first) but adopts only its own.
+        ids_a, url_a = self.amazon_job_runs("B0LOSTAAAA")
+        ids_b, url_b = self.amazon_job_runs("B0LOSTBBBB", brand="Beta")
+        self.svc.control({"apify_start_lost": {"actor": AMAZON_ACTOR, "count": 1, "seconds": 30},
+                          "status_500": {"path_prefix": f"/v2/acts/{AMAZON_ACTOR}/runs", "method": "GET",
+                                         "count": 3}})
+        env = self.env({"APIFY_START_TIMEOUT": "1"})
+        out_a, _ = self.run_fg("amazon_review_scrape", {"competitor_amazon_url_id": url_a}, "Acme", env=env)
+        self.assertEqual((out_a["status"], out_a["job_status"]), ("failed", "active"), out_a.get("error"))
+        out_b, _ = self.run_fg("amazon_review_scrape", {"competitor_amazon_url_id": url_b}, "Beta", env=env)
+        self.assertEqual(out_b["status"], "completed", out_b.get("error"))
+        self.assertEqual(self.started(AMAZON_ACTOR), 2)
+        st, _, listed = self.svc.json("GET", f"/v2/acts/{AMAZON_ACTOR}/runs?desc=1&limit=2",
+                                      headers={"Authorization": "Bearer t"})
+        run_b, run_a = [i["id"] for i in listed["data"]["items"]]
+        self.assertIn(run_b, self.runs_of(out_b["job_id"])[0]["logs"])
+        job = out_a["job_id"]
+        with self.serve("--poll", "0.2", env=env):
+            self.retry_now(job)
+            self.assertEqual(self.wait_job(job)["status"], "completed")
+        self.assertEqual(self.started(AMAZON_ACTOR), 2, "job A bought its scrape again")
+        logs = self.runs_of(job)[-1]["logs"]
+        self.assertIn(f"resuming Apify run {run_a} ", logs)
+        self.assertNotIn(run_b, logs)
+        self.assertEqual(self.reviews_of("B0LOSTAAAA"), len(ids_a))
+        self.assertEqual(self.reviews_of("B0LOSTBBBB"), len(ids_b))
 
     def test_amazon_unknown_url_and_foreign_brand_fail_permanently(self):
         missing = str(uuid.uuid4())
