@@ -9,6 +9,7 @@
 #include "ctx.h"
 #include "json.h"
 #include "runtime_int.h"
+#include "sha256.h"
 
 #include <ev.h>
 #include <lauxlib.h>
@@ -78,6 +79,20 @@ static int l_print(lua_State *L)
         fflush(stdout);
     }
     return 0;
+}
+
+/* sha256(s) → the SHA-256 of the string s as 64 lower-case hex digits. */
+static int l_sha256(lua_State *L)
+{
+    size_t n;
+    const char *p = luaL_checklstring(L, 1, &n);
+    sl_sha256 h;
+    char hex[65];
+    sl_sha256_init(&h);
+    sl_sha256_update(&h, p, n);
+    sl_sha256_hex(&h, hex);
+    lua_pushlstring(L, hex, 64);
+    return 1;
 }
 
 /* now() → seconds since the epoch, with sub-millisecond precision. */
@@ -180,8 +195,9 @@ static int l_in_task(lua_State *L)
 int luaopen_sluice_core(lua_State *L)
 {
     static const luaL_Reg fns[] = {
-        {"log", l_log},         {"print", l_print},     {"now", l_now},       {"sleep", l_sleep},
-        {"dataset", l_dataset}, {"in_task", l_in_task}, {"run_id", l_run_id}, {NULL, NULL},
+        {"log", l_log},       {"print", l_print},     {"now", l_now},
+        {"sleep", l_sleep},   {"dataset", l_dataset}, {"in_task", l_in_task},
+        {"run_id", l_run_id}, {"sha256", l_sha256},   {NULL, NULL},
     };
     luaL_newlib(L, fns);
     /* json.c: cjson 2.1.0 reads numbers as doubles and prints 14 digits */

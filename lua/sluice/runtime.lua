@@ -182,6 +182,7 @@ sluice.json = readonly({
   encode = json.encode, decode = json.decode, null = null,
 }, "sluice.json")
 sluice.now = core.now
+sluice.sha256 = core.sha256
 sluice.sleep = core.sleep
 sluice.log = core.log
 

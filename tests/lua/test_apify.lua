@@ -1,7 +1,8 @@
 -- tests/lua/test_apify.lua — the parts of sluice.apify that decide whether a run
 -- found on Apify is the one a lost start request created: canonical_json,
--- sha256, input_digest, parse_time, candidates, unsent, and find_started with
--- list_runs and record replaced by tables in memory. The HTTP side is tested in
+-- sluice.sha256 (which input_digest uses), input_digest, parse_time,
+-- candidates, unsent, and find_started with list_runs and record replaced by
+-- tables in memory. The HTTP side is tested in
 -- tests/integration/test_seed_research.py against the fixture Apify.
 --
 -- Prints "ok - name" / "not ok - name: detail" per test, then "N passed, M
@@ -62,15 +63,15 @@ end)
 -- ===================================================================== sha256
 
 test("sha256: FIPS 180-4 test vectors", function()
-  eq(apify.sha256(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
-  eq(apify.sha256("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
-  eq(apify.sha256("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
+  eq(sluice.sha256(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+  eq(sluice.sha256("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+  eq(sluice.sha256("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
      "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
   -- 55, 56 and 64 bytes: the padding edges
-  eq(apify.sha256(("a"):rep(55)), "9f4390f8d30c2dd92ec9f095b65e2b9ae9b0a925a5258e241c9f1e910f734318")
-  eq(apify.sha256(("a"):rep(56)), "b35439a4ac6f0948b6d6f9e3c6af0f5f590ce20f1bde7090ef7970686ec6738a")
-  eq(apify.sha256(("a"):rep(64)), "ffe054fe7ae0cb6dc65c3af9b61d5209f439851db43d0ba5997337df154668eb")
-  eq(apify.sha256(("a"):rep(1000)), "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3")
+  eq(sluice.sha256(("a"):rep(55)), "9f4390f8d30c2dd92ec9f095b65e2b9ae9b0a925a5258e241c9f1e910f734318")
+  eq(sluice.sha256(("a"):rep(56)), "b35439a4ac6f0948b6d6f9e3c6af0f5f590ce20f1bde7090ef7970686ec6738a")
+  eq(sluice.sha256(("a"):rep(64)), "ffe054fe7ae0cb6dc65c3af9b61d5209f439851db43d0ba5997337df154668eb")
+  eq(sluice.sha256(("a"):rep(1000)), "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3")
 end)
 
 -- ===================================================================== parse_time
