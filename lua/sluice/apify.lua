@@ -96,6 +96,12 @@ function M.unsent(err)
   return false
 end
 
+-- Answers to a start request that say it was refused before anything was
+-- done (too many requests, the service unavailable): worth sending again.
+-- Another 5xx — a gateway's 502 or 504, a 500 — may come after the run was
+-- created.
+local function start_refused(status) return status == 429 or status == 503 end
+
 -- 429 and 5xx are worth another try; so is a transport failure, except on a
 -- POST that starts a run when the request may have arrived (the run may
 -- exist: sending it again could buy the scrape twice).
@@ -104,6 +110,7 @@ local function retry_policy(method)
     if res == nil then
       return method ~= "POST" or M.unsent(err)
     end
+    if method == "POST" then return start_refused(res.status) end
     return res.status == 429 or (res.status >= 500 and res.status <= 599)
   end
 end
@@ -147,8 +154,8 @@ end
 -- run's timeout in seconds), memory (MB), max_items, build, start_timeout
 -- (seconds to wait for the answer; default the configuration's). `unknown` is
 -- true when the request may have reached Apify but its answer was lost (a
--- timeout, a dropped connection): a run may exist. Such a start is not sent
--- again here.
+-- timeout, a dropped connection, a gateway's 5xx): a run may exist. Such a
+-- start is not sent again here.
 function M.start(actor_id, input, opts)
   opts = opts or {}
   local cfg, cerr, cperm = cfg_or_err(opts)
@@ -164,7 +171,10 @@ function M.start(actor_id, input, opts)
                                      { query = query, json = input,
                                        timeout = opts.start_timeout or cfg.start_timeout or DEFAULT_START_TIMEOUT })
   if not body then
-    return nil, err, perm, (info and info.transport and not M.unsent(info.transport)) or false
+    local status = info and info.status
+    local unknown = (info and info.transport and not M.unsent(info.transport))
+      or (status and status >= 500 and not start_refused(status))
+    return nil, err, perm, unknown or false
   end
   if type(body.data) ~= "table" or not is_str(body.data.id) then
     return nil, "apify: the answer to starting a run has no run id", false
