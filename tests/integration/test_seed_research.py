@@ -834,7 +834,7 @@ print(s1, s2, s3, e1, select("#", sluice.db.query("SELECT 1")), ok[1].n)
     def test_start_answered_by_a_gateway_error_is_not_sent_again(self):
         # a 502 from a proxy in front of Apify may come after the run was created:
         # the start is not repeated; the run it created is found and adopted
-        ids, url = self.amazon_job_runs("B0LOST0004")
+        ids, url = self.amazon_job_runs("B0LOST0GW1")
         self.svc.control({"apify_start_lost": {"actor": AMAZON_ACTOR, "count": 1, "mode": "gateway"}})
         out, _ = self.run_fg("amazon_review_scrape", {"competitor_amazon_url_id": url}, "Acme")
         self.assertEqual(out["status"], "completed", out.get("error"))
@@ -843,7 +843,7 @@ print(s1, s2, s3, e1, select("#", sluice.db.query("SELECT 1")), ok[1].n)
         logs = self.runs_of(out["job_id"])[0]["logs"]
         self.assertIn("HTTP 502", logs)
         self.assertIn("resuming Apify run", logs)
-        self.assertEqual(self.reviews_of("B0LOST0004"), len(ids))
+        self.assertEqual(self.reviews_of("B0LOST0GW1"), len(ids))
 
     def test_start_lost_before_the_run_was_created_retry_starts_one_run(self):
         # the connection drops before Apify acted (no run): nothing is found right
