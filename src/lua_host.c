@@ -30,10 +30,15 @@ static char host_key;    /* registry: the table runtime.lua returned */
 static char ctx_key;     /* registry: the sl_ctx light userdata */
 
 static const luaL_Reg drivers[] = {
-    {"core", luaopen_sluice_core},   {"db", luaopen_sluice_db},
-    {"http", luaopen_sluice_http},   {"spawn", luaopen_sluice_spawn},
-    {"files", luaopen_sluice_files}, {"repl", luaopen_sluice_repl},
-    {"cjson", luaopen_cjson},        {NULL, NULL},
+    {"core", luaopen_sluice_core},
+    {"db", luaopen_sluice_db},
+    {"http", luaopen_sluice_http},
+    {"spawn", luaopen_sluice_spawn},
+    {"files", luaopen_sluice_files},
+    {"repl", luaopen_sluice_repl},
+    {"pattern", luaopen_sluice_pattern},
+    {"cjson", luaopen_cjson},
+    {NULL, NULL},
 };
 
 sl_runtime *sl_runtime_of(lua_State *L)

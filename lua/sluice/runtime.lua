@@ -10,6 +10,14 @@
 local drivers, read_module = ...
 local core, dbd, cjson_lib = drivers.core, drivers.db, drivers.cjson
 
+-- Pattern matching with a step budget (src/lua_pattern.c) replaces the
+-- standard library's find, match, gmatch and gsub before anything uses them:
+-- the `string` table is also the string metatable's __index and what every
+-- sandbox's read-only `string` reads, so `s:find(...)` is bounded too. One
+-- call that backtracks would otherwise hold the whole worker (a C call is not
+-- counted by the instruction budget, nor stopped by a run's timeout).
+for name, fn in pairs(drivers.pattern) do string[name] = fn end
+
 -- sluice's encoder and decoder (src/json.c): cjson 2.1.0 keeps 14 significant
 -- digits and reads numbers as doubles, so 123456789012345 became
 -- 123456789012340 and 9007199254740993 9007199254740992; these keep every

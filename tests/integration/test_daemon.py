@@ -514,6 +514,70 @@ class Daemon(harness.SluiceTest):
         self.assertEqual(self.result_of(after)["status"], "completed")
         self.assertEqual(self.result_of(after)["result"]["message"], "still here")
 
+    def test_a_backtracking_pattern_fails_its_run_and_holds_up_no_other(self):
+        # One call of the standard library's matcher is not counted by the
+        # instruction budget nor stopped by the run's timeout: on 5,000 x's,
+        # "x*x*y" backtracks for over two minutes with the whole worker held.
+        # sluice's matcher gives up after its step budget (src/lua_pattern.c).
+        self.write("ticker.lua", """return { run = function(job)
+            local gap, last = 0, sluice.now()
+            for i = 1, 40 do
+              sluice.sleep(0.05)
+              local now = sluice.now()
+              if now - last > gap then gap = now - last end
+              last = now
+            end
+            return { max_gap = gap }
+          end }""")
+        self.write("backtrack.lua", """return { run = function(job)
+            local s = ("x"):rep(5000)
+            return { at = s:find("x*x*y") }
+          end }""")
+        self.write("backtrack_forms.lua", """return { run = function(job)
+            local s = ("x"):rep(5000)
+            local forms = {
+              function() return string.find(s, "x*x*y") end,
+              function() return s:match("(x*)x*y") end,
+              function() return s:gsub("x-x-y", "") end,
+              function() for w in s:gmatch("x*x*y") do end end,
+            }
+            local errs = {}
+            for i, f in ipairs(forms) do errs[i] = select(2, pcall(f)) end
+            return { errs = errs, ordinary = s:sub(1, 20):gsub("x+", "y") }
+          end }""")
+        env = self.henv()
+        ticker = self.sluice("queue", "ticker", env=env).stdout.strip()
+        bad = [self.sluice("queue", name, "--max-retries", "0", env=env).stdout.strip()
+               for name in ("backtrack", "backtrack_forms", "backtrack")]
+        with self.serve("--concurrency", "2", env=env) as d:
+            for job in bad:
+                self.wait_done(job, timeout=60)
+            echo = self.sluice("queue", "echo", "--params", '{"message": "still here"}',
+                               env=env).stdout.strip()
+            self.wait_done(echo)
+            self.wait_done(ticker, timeout=60)
+            d.stop(timeout=30)
+        limit = "pattern too complex for this input (more than"
+        simplify = "matching steps); simplify the pattern or the input"
+        first = self.result_of(bad[0])
+        self.assertEqual(first["status"], "failed")
+        self.assertRegex(first["error_message"], r"backtrack\.lua:3: string\.find: ")
+        self.assertIn(limit, first["error_message"])
+        self.assertIn(simplify, first["error_message"])
+        self.assertEqual(self.result_of(bad[2])["status"], "failed")
+        forms = self.result_of(bad[1])
+        self.assertEqual(forms["status"], "completed")
+        errs = forms["result"]["errs"]
+        for err, name in zip(errs, ("string.find", "string.match", "string.gsub", "string.gmatch")):
+            self.assertIn(f"{name}: {limit}", err)
+        self.assertEqual(forms["result"]["ordinary"], "y")
+        self.assertEqual(self.result_of(echo)["status"], "completed")
+        # the ticker's 50 ms sleeps went on while the patterns were stopped:
+        # a held worker would have left a gap of minutes
+        tick = self.result_of(ticker)
+        self.assertEqual(tick["status"], "completed")
+        self.assertLess(tick["result"]["max_gap"], 5)
+
     def test_rawset_cannot_change_what_handlers_share(self):
         # the library tables are one read-only proxy per process: a field rawset
         # into one would have shadowed the library for every later run
