@@ -15,7 +15,9 @@
 --   'cancelled'  the run's job was cancelled;
 --   'lost'       the run is no longer running under this worker (a rescue
 --                failed it after its lease expired);
---   'deleted'    the run is gone (its job was deleted).
+--   'deleted'    the run is gone (its job was deleted);
+--   'paused'     the run's job was paused (a run in flight finishes; one a
+--                worker claimed but has not started goes back to its job).
 -- Every renewal, lease/3 (20 s by default), is then also the latest time a
 -- cancel takes effect. heartbeat() stays for processes of an older version.
 
@@ -28,10 +30,11 @@ BEGIN
     SELECT i.id,
            CASE WHEN r.id IS NULL THEN 'deleted'
                 WHEN r.status <> 'running' OR r.worker_id IS DISTINCT FROM p_worker THEN 'lost'
+                WHEN j.status = 'paused' THEN 'paused'
                 ELSE 'cancelled' END
     FROM unnest(p_runs) AS i(id)
     LEFT JOIN sluice.scheduled_job_runs r ON r.id = i.id
     LEFT JOIN sluice.scheduled_jobs j ON j.id = r.scheduled_job_id
     WHERE r.id IS NULL OR r.status <> 'running' OR r.worker_id IS DISTINCT FROM p_worker
-       OR (j.status = 'cancelled' AND j.current_run_id = r.id);
+       OR (j.status IN ('cancelled', 'paused') AND j.current_run_id = r.id);
 END $$;

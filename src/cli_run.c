@@ -158,6 +158,7 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
     ev_timer_init(&f.heartbeat, hb_cb, cfg->lease_seconds / 3, cfg->lease_seconds / 3);
     f.heartbeat.data = &f;
     f.renewal = (sl_queue_lease){.ctx = &ctx, .worker = f.worker, .lease = f.lease};
+    sl_queue_lease_start(&f.renewal);
     ev_timer_start(ctx.loop, &f.heartbeat);
     ev_signal_init(&f.sigint, sig_cb, SIGINT);
     f.sigint.data = &f;
@@ -167,6 +168,7 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
     ev_signal_start(ctx.loop, &f.sigterm);
     if (!f.ended) ev_run(ctx.loop, 0);
     ev_timer_stop(ctx.loop, &f.heartbeat);
+    sl_queue_lease_stop(&f.renewal);
     ev_signal_stop(ctx.loop, &f.sigint);
     ev_signal_stop(ctx.loop, &f.sigterm);
 

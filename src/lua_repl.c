@@ -92,8 +92,10 @@ static void running_changed(repl_state *st, int delta)
     if (st->running > 0 && st->worker[0] && !ev_is_active(&st->heartbeat)) {
         ev_timer_set(&st->heartbeat, st->lease_seconds / 3, st->lease_seconds / 3);
         ev_timer_start(loop, &st->heartbeat);
+        sl_queue_lease_start(&st->renewal);
     } else if (st->running == 0 && ev_is_active(&st->heartbeat)) {
         ev_timer_stop(loop, &st->heartbeat);
+        sl_queue_lease_stop(&st->renewal);
     }
 }
 
@@ -330,7 +332,10 @@ static int state_gc(lua_State *L)
     /* The runtime has ended every run by now (sl_runtime_free cancels them before
      * closing the state): drop the records still in flight. */
     repl_state *st = lua_touserdata(L, 1);
-    if (st->rt && ev_is_active(&st->heartbeat)) ev_timer_stop(st->rt->ctx->loop, &st->heartbeat);
+    if (st->rt && ev_is_active(&st->heartbeat)) {
+        ev_timer_stop(st->rt->ctx->loop, &st->heartbeat);
+        sl_queue_lease_stop(&st->renewal);
+    }
     while (st->ops) {
         fg_run *op = st->ops;
         if (op->req) sl_pg_cancel(op->req);

@@ -162,26 +162,90 @@ void sl_queue_stop(sl_queue_lease *l, const char *run_id, const char *reason)
     } else if (strcmp(reason, "deleted") == 0) {
         sl_log(SL_WARN, "stopping run: its job was deleted", "run", run_id, NULL);
         sl_run_cancel(run, SL_RUN_CANCELLED, "its job was deleted", 0);
-    } else {
+    } else if (strcmp(reason, "lost") == 0) {
         sl_log(SL_WARN,
                "stopping run: its lease expired and it was failed (another worker may run it)",
                "run", run_id, NULL);
         sl_run_cancel(run, SL_RUN_FAILED, "lease lost: the run was failed after its lease expired",
                       1);
-    }
+    } /* "paused": a run in flight finishes */
+}
+
+/* The fence: no renewal has succeeded for most of a lease, so other workers may
+ * soon (by the database's clock) fail this process's runs and retry their jobs.
+ * The runs stop here first rather than run beside those retries; their
+ * outcomes are recorded once the database answers again (as failures, retried
+ * by policy, unless a rescue already failed them). */
+static void fence_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    sl_queue_lease *l = t->data;
+    char why[160];
+    snprintf(why, sizeof why,
+             "lease lost: no lease renewal succeeded for %.0f s (the lease is %s s)",
+             ev_now(l->ctx->loop) - l->renewed_at, l->lease);
+    if (l->not_started) l->not_started(NULL, "lost", l->data);
+    if (sl_runtime_active(l->ctx->rt) == 0) return;
+    sl_log(SL_WARN, "stopping every run: the database has not renewed this process's leases",
+           "error", why, NULL);
+    sl_runtime_cancel_all_runs(l->ctx->rt, why);
+}
+
+/* Arms the fence at FENCE_SHARE of a lease after the last renewal that
+ * succeeded (its sending time: the database's lease runs from later). */
+#define FENCE_SHARE 0.9
+static void arm_fence(sl_queue_lease *l)
+{
+    struct ev_loop *loop = l->ctx->loop;
+    double at = l->renewed_at + FENCE_SHARE * l->lease_seconds - ev_now(loop);
+    ev_timer_stop(loop, &l->fence);
+    ev_timer_set(&l->fence, at > 0 ? at : 0, 0);
+    ev_timer_start(loop, &l->fence);
+}
+
+void sl_queue_lease_start(sl_queue_lease *l)
+{
+    ev_init(&l->fence, fence_cb);
+    l->fence.data = l;
+    l->holding = 1;
+    l->lease_seconds = atof(l->lease);
+    l->renewed_at = ev_now(l->ctx->loop); /* a claim gave the runs a fresh lease */
+    arm_fence(l);
+}
+
+void sl_queue_lease_stop(sl_queue_lease *l)
+{
+    if (l->holding) ev_timer_stop(l->ctx->loop, &l->fence);
+    l->holding = 0;
 }
 
 static void renewed(PGresult *res, const char *err, void *data)
 {
     sl_queue_lease *l = data;
-    if (err) sl_log(SL_WARN, "lease renewal failed", "error", err, NULL);
-    for (int i = 0; !err && i < PQntuples(res); i++)
-        sl_queue_stop(l, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
+    double sent = l->sending_at;
+    l->sending_at = 0;
+    if (err) {
+        sl_log(SL_WARN, "lease renewal failed", "error", err, NULL);
+    } else {
+        if (sent > l->renewed_at) l->renewed_at = sent;
+        if (l->holding) arm_fence(l);
+        /* runs waiting for a slot first: stopping a run in flight frees its
+         * slot, which must not go to a waiting run the answer also names */
+        for (int pass = 0; pass < 2; pass++)
+            for (int i = 0; i < PQntuples(res); i++) {
+                const char *id = PQgetvalue(res, i, 0);
+                if ((sl_runtime_find_run(l->ctx->rt, id) != NULL) == pass)
+                    sl_queue_stop(l, id, PQgetvalue(res, i, 1));
+            }
+    }
     if (res) PQclear(res);
 }
 
 void sl_queue_renew(sl_queue_lease *l, const char *run_ids)
 {
+    if (l->sending_at > 0) return; /* the last one has not been answered yet */
+    l->sending_at = ev_now(l->ctx->loop);
     const char *params[] = {l->worker, l->lease, run_ids};
     sl_pg_query_prepared(l->ctx->pg, "sl_renew_leases",
                          "SELECT run_id, reason FROM sluice.renew_leases($1, $2, $3::uuid[])", 3,

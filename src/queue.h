@@ -11,6 +11,7 @@
 #include "buf.h"
 #include "runtime.h"
 
+#include <ev.h>
 #include <libpq-fe.h>
 
 struct sl_ctx;
@@ -67,23 +68,40 @@ void sl_queue_bare_failure_json(sl_buf *b, const char *run_id, const sl_run_outc
 /* A process's lease renewal: every lease/3 it renews the leases of the runs it
  * holds (sluice.renew_leases) and stops those the answer names: their job was
  * cancelled (a cancel whose NOTIFY this process missed), or the run is no
- * longer its own (failed by a rescue after its lease expired) or gone. The
- * caller owns the struct and keeps it alive while renewals are in flight. */
+ * longer its own (failed by a rescue after its lease expired) or gone. And a
+ * fence: when no renewal has succeeded for 0.9 of a lease (the database is out
+ * of reach), every run is stopped as "lease lost" before other workers, by the
+ * database's clock, fail them and run their jobs again. The caller owns the
+ * struct and keeps it alive while renewals are in flight. */
 typedef struct sl_queue_lease {
     struct sl_ctx *ctx;
     const char *worker; /* the process's worker id */
     const char *lease;  /* lease seconds, as text */
     /* a run named in the answer that is not in flight in ctx->rt (a daemon's
-     * claimed runs waiting for a slot); may be NULL */
+     * claimed runs waiting for a slot; run_id NULL: all of them, for the
+     * fence); may be NULL */
     void (*not_started)(const char *run_id, const char *reason, void *data);
     void *data;
+    /* kept by queue.c */
+    double lease_seconds;
+    double renewed_at; /* when the last renewal that succeeded was sent */
+    double sending_at; /* when the renewal in flight was sent; 0: none */
+    int holding;       /* between sl_queue_lease_start and _stop */
+    ev_timer fence;
 } sl_queue_lease;
 
-/* Sends one renewal for run_ids (a Postgres array literal, "{a,b}"). */
+/* The process holds runs from now on (their claim gave them a lease): arms the
+ * fence. sl_queue_lease_stop() disarms it (no runs held, or the end). */
+void sl_queue_lease_start(sl_queue_lease *l);
+void sl_queue_lease_stop(sl_queue_lease *l);
+
+/* Sends one renewal for run_ids (a Postgres array literal, "{a,b}"), unless the
+ * last one is still unanswered. */
 void sl_queue_renew(sl_queue_lease *l, const char *run_ids);
 
-/* Stops the run run_id for reason ("cancelled", "lost" or "deleted") if it is
- * in flight here, else hands it to l->not_started. */
+/* Stops the run run_id for reason ("cancelled", "lost" or "deleted"; "paused"
+ * leaves a run in flight alone) if it is in flight here, else hands it to
+ * l->not_started. */
 void sl_queue_stop(sl_queue_lease *l, const char *run_id, const char *reason);
 
 struct sl_tz_cache;

@@ -524,23 +524,38 @@ static void claim_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     cycle(t->data);
 }
 
+static void ignore_result(PGresult *res, const char *err, void *data);
+
 /* A run to stop (sl_queue_stop) that is not in flight: if it is claimed and
- * waiting for a slot, it leaves the queue, a cancelled one recorded so. (A run
- * whose lease was lost or that is gone has nothing left to record.) */
+ * waiting for a slot, it leaves the queue — a cancelled one recorded so, a
+ * paused job's run given back to its job (it never started). A run whose lease
+ * was lost or that is gone has nothing left to record. run_id NULL (the
+ * fence): every waiting run, as lost. */
 static void stop_queued(const char *run_id, const char *reason, void *data)
 {
     sl_worker *w = data;
-    for (pending **at = &w->queue_head, *prev = NULL; *at; prev = *at, at = &(*at)->next) {
+    for (pending **at = &w->queue_head, *prev = NULL; *at;) {
         pending *p = *at;
-        if (strcmp(p->spec.run_id, run_id) != 0) continue;
+        if (run_id && strcmp(p->spec.run_id, run_id) != 0) {
+            prev = p;
+            at = &p->next;
+            continue;
+        }
         *at = p->next;
         if (w->queue_tail == p) w->queue_tail = prev;
         w->queued--;
-        sl_log(SL_INFO, "dropping a claimed run before its start", "run", run_id, "reason", reason,
-               NULL);
+        sl_log(SL_INFO, "dropping a claimed run before its start", "run", p->spec.run_id, "reason",
+               reason, NULL);
         if (strcmp(reason, "cancelled") == 0) record_unrun(w, p, SL_RUN_CANCELLED, "cancelled");
+        if (strcmp(reason, "paused") == 0) {
+            char ids[64];
+            snprintf(ids, sizeof ids, "{%s}", p->spec.run_id);
+            const char *params[] = {ids};
+            sl_pg_query(w->ctx->pg, "SELECT sluice.release_runs($1::uuid[])", 1, params,
+                        ignore_result, "could not give a paused job's claimed run back");
+        }
         free(p);
-        return;
+        if (run_id) return;
     }
 }
 
@@ -984,6 +999,7 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     w.heartbeat.data = &w;
     w.renewal = (sl_queue_lease){
         .ctx = &ctx, .worker = w.id, .lease = w.lease, .not_started = stop_queued, .data = &w};
+    sl_queue_lease_start(&w.renewal);
     ev_timer_start(ctx.loop, &w.heartbeat);
     double every = cfg.lease_seconds / 3 < 5 ? cfg.lease_seconds / 3 : 5;
     ev_timer_init(&w.rescue, rescue_cb, 0.5, every);
@@ -1022,6 +1038,7 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     ev_timer_stop(ctx.loop, &w.soon);
     ev_timer_stop(ctx.loop, &w.grace);
     ev_timer_stop(ctx.loop, &w.heartbeat);
+    sl_queue_lease_stop(&w.renewal);
     ev_timer_stop(ctx.loop, &w.rescue);
     ev_timer_stop(ctx.loop, &w.retention);
     ev_timer_stop(ctx.loop, &w.logflush);

@@ -456,6 +456,31 @@ class Lifecycle(harness.SluiceTest):
                                   f"WHERE scheduled_job_id = '{queued}'"), [{"status": "cancelled", "logs": ""}])
         self.assertEqual(self.scalar(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{queued}'"), "cancelled")
 
+    def test_a_claimed_run_waiting_for_a_slot_goes_back_when_its_job_is_paused(self):
+        # pause: no new runs until resumed; a claimed run that has not started
+        # is a new run, so it is given back to its job, which resume then runs
+        jobs = [self.sluice("queue", "chatty", "--params", '{"pause": 600}').stdout.strip() for _ in range(3)]
+        with self.serve("--concurrency", "2", "--lease", "3") as d:
+            self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'running'") == 3
+                          and self.count("sluice.scheduled_job_runs", "logs LIKE '%step 1%'") == 2, 30,
+                          "the worker did not claim a run ahead")
+            queued = self.scalar("SELECT scheduled_job_id FROM sluice.scheduled_job_runs WHERE logs = ''")
+            self.assertIn("paused", self.sluice("jobs", "pause", queued).stdout)
+            self.wait_for(lambda: self.count("sluice.scheduled_job_runs", f"scheduled_job_id = '{queued}'") == 0,
+                          20, "the paused job's claimed run was not given back")
+            self.assertIn("dropping a claimed run before its start", d.log())
+            self.assertEqual(self.one(f"SELECT status, current_run_id IS NULL AS free, next_run_at IS NOT NULL AS due "
+                                      f"FROM sluice.scheduled_jobs WHERE id = '{queued}'"),
+                             {"status": "paused", "free": True, "due": True})
+            for j in jobs:
+                if j != queued:
+                    self.cancel_and_wait(j)
+            self.sluice("jobs", "resume", queued)
+            self.wait_for(lambda: self.count("sluice.scheduled_job_runs",
+                                             f"scheduled_job_id = '{queued}' AND logs LIKE '%step 1%'") == 1, 20,
+                          "the resumed job did not run")
+            self.cancel_and_wait(queued)
+
     def cancel_and_wait(self, job):
         self.sluice("jobs", "cancel", job)
         self.wait_for(lambda: self.scalar(f"SELECT status FROM sluice.scheduled_job_runs "
@@ -735,6 +760,37 @@ class PostgresRestart(harness.SluiceTest):
             subprocess.run([pgfixture.sluice_bin(), "db", "stop"], env=env, capture_output=True, timeout=60)
             shutil.rmtree(home, ignore_errors=True)
 
+    def test_a_worker_cut_off_from_the_database_past_its_lease_stops_its_runs(self):
+        # the database is out of reach for longer than the lease: other workers
+        # may have failed this worker's runs and retried them by now, so it stops
+        # them itself (the fence) instead of running them beside those retries;
+        # once the database is back the stop is recorded and the job retried
+        home = tempfile.mkdtemp(prefix="sluice-fence-", dir="/tmp")
+        os.chmod(home, 0o755)
+        env = self.env({"SLUICE_HOME": home})
+        env.pop("DATABASE_URL")
+        try:
+            job = self.sluice("queue", "sleep", "--params", '{"seconds": 600}', env=env).stdout.strip()
+            url = self.sluice("db", "url", env=env).stdout.strip()
+            d = self.serve("--lease", "3", env=env)
+            self.wait_for(lambda: pgfixture.psql(url, "SELECT count(*) FROM sluice.scheduled_job_runs "
+                                                      "WHERE status = 'running'") == "1", 30)
+            self.sluice("db", "stop", env=env)
+            d.wait_log("stopping every run: the database has not renewed this process's leases", timeout=20)
+            self.assertIsNone(d.proc.poll(), d.log())
+            self.sluice("db", "start", env=env)
+            self.wait_for(lambda: pgfixture.psql(url, f"SELECT count(*) FROM sluice.scheduled_job_runs "
+                                                      f"WHERE scheduled_job_id = '{job}'") == "2", 40,
+                          "the job was not run again after its run was stopped")
+            first = pgfixture.psql(url, f"SELECT status || ' ' || error_message FROM sluice.scheduled_job_runs "
+                                        f"WHERE scheduled_job_id = '{job}' ORDER BY attempt_number LIMIT 1")
+            self.assertRegex(first, r"^failed (lease lost: no lease renewal succeeded for \d+ s \(the lease is 3 s\)"
+                                    r"|worker lost: lease expired at )")
+            self.assertEqual(pgfixture.psql(url, f"SELECT sluice.cancel_job('{job}')"), "cancelling")
+            self.assertEqual(d.stop(), 0, d.log())
+        finally:
+            subprocess.run([pgfixture.sluice_bin(), "db", "stop"], env=env, capture_output=True, timeout=60)
+            shutil.rmtree(home, ignore_errors=True)
 
 if __name__ == "__main__":
     harness.main()
