@@ -18,7 +18,8 @@
 -- sending it (the actor, the time, a digest of the input); after such a loss,
 -- or on a retry that finds that checkpoint without a run id, it lists the
 -- actor's recent runs and adopts the one started since then whose INPUT record
--- equals this input, and starts a new run only when there is none.
+-- equals this input — unless it ended FAILED, ABORTED or TIMED-OUT — and
+-- starts a new run only when there is none.
 --
 -- The low-level calls (config, start, get_run, wait, items, list_runs, record)
 -- return nil, err, permanent on expected failures — `permanent` is true when trying again cannot
@@ -392,14 +393,19 @@ end
 
 local LOOKUP_PAGE, LOOKUP_MAX = 25, 100
 
+-- Statuses of a run that ended without results: such a run is never adopted
+-- (if it was the lost start's own, starting a new one is what a retry does).
+local FAILED_END = { FAILED = true, ["TIMED-OUT"] = true, ABORTED = true }
+
 -- find_started(actor_id, attempt, opts) → run | false | nil, err, permanent
 -- The run a start request may have created although its answer was lost:
 -- attempt = { at = seconds since the epoch when the request was sent, digest =
 -- input_digest(input) }. Lists the actor's runs newest first (pages of 25, at
 -- most 100 runs) that started at or after attempt.at - opts.skew (default 60 s
--- of clock skew) and reads each one's INPUT record; the first whose input has
--- the same digest is the answer. false when none has; nil, err when the lookup
--- itself failed (then nothing can be concluded).
+-- of clock skew) and did not end FAILED, ABORTED or TIMED-OUT, and reads each
+-- one's INPUT record; the first whose input has the same digest is the
+-- answer. false when none has; nil, err when the lookup itself failed (then
+-- nothing can be concluded).
 function M.find_started(actor_id, attempt, opts)
   opts = opts or {}
   local since = attempt.at - (opts.skew or 60)
@@ -411,12 +417,14 @@ function M.find_started(actor_id, attempt, opts)
     if not page then return nil, err, perm end
     local cands, more = M.candidates(page.items, since)
     for _, r in ipairs(cands) do
-      local value, rerr, rperm, missing = M.record(r.defaultKeyValueStoreId, "INPUT", o)
-      if value ~= nil then
-        local ok, digest = pcall(M.input_digest, value)
-        if ok and digest == attempt.digest then return r end
-      elseif not missing then
-        return nil, rerr, rperm
+      if not FAILED_END[r.status] then
+        local value, rerr, rperm, missing = M.record(r.defaultKeyValueStoreId, "INPUT", o)
+        if value ~= nil then
+          local ok, digest = pcall(M.input_digest, value)
+          if ok and digest == attempt.digest then return r end
+        elseif not missing then
+          return nil, rerr, rperm
+        end
       end
     end
     if not more or #page.items < LOOKUP_PAGE then break end
@@ -441,11 +449,11 @@ end
 --
 -- Before a start, the checkpoint records it as pending ({ actor, start = { at,
 -- digest } }). When the start's answer is lost (start's `unknown`), the runs
--- started since then are searched for one with this input (find_started) and
--- adopted if found; if none is, the attempt fails retryably and the retry, which
--- finds the pending start, searches again before starting a run. A search that
--- fails fails the attempt retryably as well: a second run is started only once
--- a search has completed and found nothing.
+-- started since then are searched for one with this input that has not failed
+-- (find_started) and adopted if found. If none is, the attempt fails retryably
+-- and the retry, which finds the pending start, searches again before starting
+-- a run. A search that fails fails the attempt retryably as well: a second run
+-- is started only once a search has completed and found nothing.
 --
 -- opts: timeout, memory, max_items, build, start_timeout (as start), poll,
 -- max_wait (as wait; max_wait defaults to the run's timeout + 5 min),

@@ -899,6 +899,39 @@ print(s1, s2, s3, e1, select("#", sluice.db.query("SELECT 1")), ok[1].n)
         self.assertEqual(self.reviews_of("B0LOSTAAAA"), len(ids_a))
         self.assertEqual(self.reviews_of("B0LOSTBBBB"), len(ids_b))
 
+    def lost_before_created(self, url, brand):
+        """Run the job of `url` in the foreground with its start request dropped before
+        Apify created anything; it must fail retryably, having found no run to adopt."""
+        self.svc.control({"apify_start_lost": {"actor": AMAZON_ACTOR, "count": 1, "create": False,
+                                               "mode": "drop"}})
+        out, _ = self.run_fg("amazon_review_scrape", {"competitor_amazon_url_id": url}, brand)
+        self.assertEqual((out["status"], out["job_status"]), ("failed", "active"), out.get("error"))
+        self.assertIn("no run with this input has appeared", out["error"])
+        return out["job_id"]
+
+    def test_lost_start_does_not_adopt_another_jobs_aborted_run(self):
+        # job B scrapes the same ASIN (the same input) and its run is ABORTED;
+        # then job A's start is lost before Apify acted. B's run is recent and
+        # has A's input, but a run that ended ABORTED is never adopted: A fails
+        # retryably and its retry starts a run of its own
+        ids, url_a = self.amazon_job_runs("B0LOSTABRT")
+        _, url_b = self.amazon_job_runs("B0LOSTABRT", brand="Beta")
+        self.svc.control({"apify_abort": {"actor": AMAZON_ACTOR, "count": 1}})
+        out_b, _ = self.run_fg("amazon_review_scrape", {"competitor_amazon_url_id": url_b}, "Beta")
+        self.assertIn("was ABORTED", out_b.get("error") or "")
+        self.assertEqual(self.started(AMAZON_ACTOR), 1)
+        job = self.lost_before_created(url_a, "Acme")
+        self.assertNotIn("resuming", self.runs_of(job)[0]["logs"])
+        with self.serve("--poll", "0.2"):
+            self.retry_now(job)
+            self.assertEqual(self.wait_job(job)["status"], "completed")
+        self.assertEqual(self.started(AMAZON_ACTOR), 2)
+        logs = self.runs_of(job)[-1]["logs"]
+        self.assertNotIn("resuming", logs)
+        self.assertIn("apify: started " + AMAZON_ACTOR, logs)
+        self.assertEqual(self.count("public.competitor_amazon_reviews",
+                                    f"competitor_amazon_url_id = '{url_a}'"), len(ids))
+
     def test_amazon_unknown_url_and_foreign_brand_fail_permanently(self):
         missing = str(uuid.uuid4())
         self.sluice("brands", "add", "Acme")
