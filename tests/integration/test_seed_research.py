@@ -932,6 +932,40 @@ print(s1, s2, s3, e1, select("#", sluice.db.query("SELECT 1")), ok[1].n)
         self.assertEqual(self.count("public.competitor_amazon_reviews",
                                     f"competitor_amazon_url_id = '{url_a}'"), len(ids))
 
+    def test_lost_start_does_not_adopt_a_run_another_job_checkpointed(self):
+        # job B's run of the same input SUCCEEDED, but two of its configurations
+        # failed, so B awaits its retry with the run checkpointed. Job A's start
+        # is then lost before Apify acted: B's run is B's, not adopted (A would
+        # take B's results, and B's failed configurations with them)
+        ids, url_a = self.amazon_job_runs("B0LOSTOWND")
+        _, url_b = self.amazon_job_runs("B0LOSTOWND", brand="Beta")
+        self.svc.control({"amazon_fail_config": [{"filterByKeyword": "refund"}, {"filterByKeyword": "smell"}]})
+        out_b, _ = self.run_fg("amazon_review_scrape", {"competitor_amazon_url_id": url_b}, "Beta")
+        self.assertEqual((out_b["status"], out_b["job_status"]), ("failed", "active"), out_b.get("error"))
+        run_b = self.job(out_b["job_id"])["checkpoint"]["amazon_run_1"]
+        self.assertEqual(run_b["status"], "SUCCEEDED")
+        self.svc.control({"amazon_fail_config": None})
+        # B's retry is not for this test to run
+        self.scalar(f"UPDATE sluice.scheduled_jobs SET next_run_at = now() + interval '1 hour' "
+                    f"WHERE id = '{out_b['job_id']}' RETURNING 1")
+        job = self.lost_before_created(url_a, "Acme")
+        first = self.runs_of(job)[0]["logs"]
+        self.assertIn(f"run {run_b['run_id']} has this input but belongs to job {out_b['job_id']}: not adopted",
+                      first)
+        self.assertNotIn("resuming", first)
+        self.assertEqual(self.started(AMAZON_ACTOR), 1)
+        with self.serve("--poll", "0.2"):
+            self.retry_now(job)
+            self.assertEqual(self.wait_job(job)["status"], "completed")
+        self.assertEqual(self.started(AMAZON_ACTOR), 2)
+        logs = self.runs_of(job)[-1]["logs"]
+        # the retry looks again before starting, and passes B's run over again
+        self.assertIn(f"run {run_b['run_id']} has this input but belongs to job", logs)
+        self.assertNotIn("resuming", logs)
+        self.assertIn("apify: started " + AMAZON_ACTOR, logs)
+        self.assertEqual(self.count("public.competitor_amazon_reviews",
+                                    f"competitor_amazon_url_id = '{url_a}'"), len(ids))
+
     def test_amazon_unknown_url_and_foreign_brand_fail_permanently(self):
         missing = str(uuid.uuid4())
         self.sluice("brands", "add", "Acme")

@@ -220,6 +220,31 @@ test("find_started: a run that ended FAILED, ABORTED or TIMED-OUT is never adopt
   end
 end)
 
+test("find_started: a run another job owns is passed over for the next one with this input", function()
+  local asked = {}
+  local owned = function(run)
+    asked[#asked + 1] = run.id
+    if run.id == "theirs" then return "job-b" end
+    return false
+  end
+  local runs = {
+    { id = "theirs", startedAt = "2025-12-01T10:00:03Z", status = "SUCCEEDED", input = MINE },
+    { id = "other", startedAt = "2025-12-01T10:00:02Z", input = OTHER },
+    { id = "mine", startedAt = "2025-12-01T10:00:01Z", input = MINE },
+  }
+  local run = find(runs, ATTEMPT, { owned = owned })
+  eq(run and run.id, "mine")
+  eq(table.concat(asked, ","), "theirs,mine", "asked only about runs with this input")
+  eq(find({ runs[1] }, ATTEMPT, { owned = owned }), false, "only another job's run")
+end)
+
+test("find_started: a failed ownership check is a failed lookup", function()
+  local runs = { { id = "mine", startedAt = "2025-12-01T10:00:01Z", input = MINE } }
+  local run, err = find(runs, ATTEMPT, { owned = function() return nil, "database: connection lost" end })
+  eq(run, nil)
+  eq(err, "database: connection lost")
+end)
+
 test("find_started: pages on while every run is recent, and stops at 100", function()
   local runs = {}
   for i = 1, 30 do
