@@ -19,9 +19,11 @@
 -- Postgres refuses a whole statement for one bad value in it: a text with a NUL,
 -- a number past its column, a value a constraint forbids. A scraped batch with
 -- one such row would fail the job on every retry. So when a batch is refused
--- for a data reason — SQLSTATE class 22 (data exception) or 23 (integrity
--- constraint violation) — it is written again row by row: the good rows are
--- stored, and each refused one is skipped and logged with its key and the
+-- for a data reason — SQLSTATE class 21 (cardinality violation: two rows of
+-- the batch with one conflict key, which an upsert cannot update twice), 22
+-- (data exception) or 23 (integrity constraint violation) — it is written
+-- again row by row: the good rows are stored (of two with one key, the later
+-- wins), and each refused one is skipped and logged with its key and the
 -- database's message. The caller counts the skipped rows in its dataset's
 -- metadata (`rows_skipped`). Any other failure — the connection, the server,
 -- a statement that is wrong whatever the data — fails the write, and the job
@@ -43,11 +45,15 @@ function M.query(sql, ...)
   return found
 end
 
--- Whether a SQLSTATE says the data was refused (22 data exception, 23
--- integrity constraint violation), rather than the connection, the server or
--- the statement. nil (no server answered) is not.
+-- SQLSTATE classes that say the data was refused, rather than the connection,
+-- the server or the statement: 21 cardinality violation ("ON CONFLICT DO
+-- UPDATE command cannot affect row a second time": a batch holding two rows
+-- with one key), 22 data exception, 23 integrity constraint violation.
+local DATA_CLASSES = { ["21"] = true, ["22"] = true, ["23"] = true }
+
+-- Whether a SQLSTATE is one of DATA_CLASSES. nil (no server answered) is not.
 function M.data_error(sqlstate)
-  return type(sqlstate) == "string" and (sqlstate:sub(1, 2) == "22" or sqlstate:sub(1, 2) == "23")
+  return type(sqlstate) == "string" and DATA_CLASSES[sqlstate:sub(1, 2)] == true
 end
 
 -- Runs one statement over `list`; inside a savepoint when asked, rolled back
