@@ -11,6 +11,7 @@
 --                                             -- a JSON array (nil args are sent as NULL)
 --     rows = list, chunk = 500,               -- rows per statement (default 500)
 --     key = function(r) return "post " .. r.reddit_id end,   -- the row's natural key, for the log
+--                                             -- (without it: "row N", its place in `rows`)
 --     savepoint = true,                       -- inside sluice.db.transaction (see below)
 --   })
 --   -- out: every row the statements returned; skipped: { {key, error, sqlstate}, … }
@@ -93,12 +94,13 @@ function M.write(job, opts)
     else
       job.log("%s: the database refused a batch of %d rows (%s: %s); writing them one by one",
               what, #chunk, st, err)
-      for _, row in ipairs(chunk) do
+      for i, row in ipairs(chunk) do
         local one, rerr, rst = attempt(opts, { row })
         if one then
           keep(one)
         elseif M.data_error(rst) then
-          local key = opts.key and opts.key(row) or ("row %d"):format(#skipped + 1)
+          -- without a key, the row's 1-based place in opts.rows
+          local key = opts.key and opts.key(row) or ("row %d"):format(first + i - 1)
           skipped[#skipped + 1] = { key = key, error = rerr, sqlstate = rst }
           job.log("%s: %s skipped, the database refused it: %s (%s)", what, key, rerr, rst)
         else

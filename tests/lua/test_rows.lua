@@ -74,5 +74,20 @@ test("the same inside a transaction, each statement in a savepoint", function()
   eq(stored(), "x=2")
 end)
 
+test("without a key function a skipped row is named by its place in the whole list", function()
+  local job = fake_job()
+  local list = { { k = "a", v = "1" }, { k = "b", v = "2" }, { k = "c", v = "bad" },
+                 { k = "d", v = "4" }, { k = "e", v = "bad" } }
+  local _, skipped = rows.write(job, { what = "items", sql = UPSERT, rows = list, chunk = 2 })
+  eq(#skipped, 2, "rows skipped")
+  eq(skipped[1].key, "row 3")
+  eq(skipped[2].key, "row 5")
+  eq(stored(), "a=1 b=2 d=4")
+  _, skipped = rows.write(job, { what = "items", sql = UPSERT, rows = list, chunk = 2,
+                                 key = function(r) return "item " .. r.k end })
+  eq(skipped[1].key, "item c")
+  eq(stored(), "a=1 b=2 d=4")
+end)
+
 must(("DROP SCHEMA %s CASCADE"):format(SCHEMA))
 T.done()
