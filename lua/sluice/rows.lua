@@ -9,7 +9,7 @@
 --     what = "reddit_posts",                  -- names the table in log lines and errors
 --     sql = UPSERT, args = table.pack(run_id, brand),  -- then the rows, as one more parameter:
 --                                             -- a JSON array (nil args are sent as NULL)
---     rows = list, chunk = 500,               -- rows per statement (default 500)
+--     rows = list, chunk = 500,               -- rows per statement: a whole number ≥ 1 (default 500)
 --     key = function(r) return "post " .. r.reddit_id end,   -- the row's natural key, for the log
 --                                             -- (without it: "row N", its place in `rows`)
 --     savepoint = true,                       -- inside sluice.db.transaction (see below)
@@ -76,10 +76,15 @@ local function attempt(opts, list)
 end
 
 -- Writes opts.rows in chunks (see the header). Returns out, skipped | nil, err,
--- sqlstate.
+-- sqlstate. A chunk size that is not a whole number ≥ 1 raises.
 function M.write(job, opts)
   local list, what = opts.rows or {}, opts.what or "rows"
   local size = opts.chunk or M.CHUNK
+  size = type(size) == "number" and math.tointeger(size) or nil
+  if not size or size < 1 then
+    error(("rows.write: chunk must be a whole number of rows, at least 1, not %s")
+          :format(tostring(opts.chunk)), 2)
+  end
   local out, skipped = {}, {}
   local function keep(res)
     table.move(res, 1, #res, #out + 1, out)

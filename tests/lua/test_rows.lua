@@ -1,12 +1,13 @@
 -- tests/lua/test_rows.lua — sluice.rows.write: a batch the database refuses for
--- its data is written again row by row, the refused rows skipped and named. The database is the test suite's cluster; each
+-- its data is written again row by row, the refused rows skipped and named;
+-- a bad chunk size is refused. The database is the test suite's cluster; each
 -- run works in a schema of its own, dropped at the end. The handlers that use
 -- rows.write are tested in tests/integration/test_seed_research.py and
 -- test_seed_ads.py.
 
 local rows = require("sluice.rows")
 local T = require("testlib")
-local test, eq = T.test, T.eq
+local test, eq, raises = T.test, T.eq, T.raises
 
 local SCHEMA = ("sluice_test_rows_%d_%d"):format(math.floor(sluice.now() * 1000), math.random(1, 1e6))
 local TABLE = SCHEMA .. ".items"
@@ -87,6 +88,18 @@ test("without a key function a skipped row is named by its place in the whole li
                                  key = function(r) return "item " .. r.k end })
   eq(skipped[1].key, "item c")
   eq(stored(), "a=1 b=2 d=4")
+end)
+
+test("a chunk size that is not a whole number of at least 1 is refused", function()
+  for _, chunk in ipairs({ 0, -1, 1.5, 0 / 0, "2", math.huge }) do
+    raises(function()
+      rows.write(fake_job(), { what = "items", sql = UPSERT, rows = { { k = "a", v = "1" } }, chunk = chunk })
+    end, "rows.write: chunk must be a whole number of rows")
+  end
+  eq(stored(), "", "nothing written")
+  local out = rows.write(fake_job(), { what = "items", sql = UPSERT, rows = { { k = "a", v = "1" } }, chunk = 2.0 })
+  eq(#out, 1, "a whole float is a whole number")
+  eq(stored(), "a=1")
 end)
 
 must(("DROP SCHEMA %s CASCADE"):format(SCHEMA))
