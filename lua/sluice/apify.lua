@@ -18,7 +18,9 @@
 -- sending it (the actor, the time, a digest of the input); after such a loss,
 -- or on a retry that finds that checkpoint without a run id, it lists the
 -- actor's recent runs and adopts the one started since then whose INPUT record
--- equals this input, and starts a new run only when there is none.
+-- equals this input — unless it ended FAILED, ABORTED or TIMED-OUT, or another
+-- job has checkpointed it as its own — and starts a new run only when there is
+-- none.
 --
 -- The low-level calls (config, start, get_run, wait, items, list_runs, record)
 -- return nil, err, permanent on expected failures — `permanent` is true when trying again cannot
@@ -392,14 +394,22 @@ end
 
 local LOOKUP_PAGE, LOOKUP_MAX = 25, 100
 
+-- Statuses of a run that ended without results: such a run is never adopted
+-- (if it was the lost start's own, starting a new one is what a retry does).
+local FAILED_END = { FAILED = true, ["TIMED-OUT"] = true, ABORTED = true }
+
 -- find_started(actor_id, attempt, opts) → run | false | nil, err, permanent
 -- The run a start request may have created although its answer was lost:
 -- attempt = { at = seconds since the epoch when the request was sent, digest =
 -- input_digest(input) }. Lists the actor's runs newest first (pages of 25, at
 -- most 100 runs) that started at or after attempt.at - opts.skew (default 60 s
--- of clock skew) and reads each one's INPUT record; the first whose input has
--- the same digest is the answer. false when none has; nil, err when the lookup
--- itself failed (then nothing can be concluded).
+-- of clock skew) and did not end FAILED, ABORTED or TIMED-OUT, and reads each
+-- one's INPUT record; the first whose input has the same digest, and that
+-- opts.owned(run) (when given) does not name an owner for, is the answer.
+-- opts.owned returns the owner (a job id), false, or nil, err; opts.log, when
+-- given, is told of each run passed over for its owner. false when no run
+-- qualifies; nil, err when the lookup itself failed (then nothing can be
+-- concluded).
 function M.find_started(actor_id, attempt, opts)
   opts = opts or {}
   local since = attempt.at - (opts.skew or 60)
@@ -411,18 +421,44 @@ function M.find_started(actor_id, attempt, opts)
     if not page then return nil, err, perm end
     local cands, more = M.candidates(page.items, since)
     for _, r in ipairs(cands) do
-      local value, rerr, rperm, missing = M.record(r.defaultKeyValueStoreId, "INPUT", o)
-      if value ~= nil then
-        local ok, digest = pcall(M.input_digest, value)
-        if ok and digest == attempt.digest then return r end
-      elseif not missing then
-        return nil, rerr, rperm
+      if not FAILED_END[r.status] then
+        local value, rerr, rperm, missing = M.record(r.defaultKeyValueStoreId, "INPUT", o)
+        if value ~= nil then
+          local ok, digest = pcall(M.input_digest, value)
+          if ok and digest == attempt.digest then
+            local owner, oerr = false, nil
+            if opts.owned then owner, oerr = opts.owned(r) end
+            if owner == nil then return nil, oerr, false end
+            if not owner then return r end
+            if opts.log then
+              opts.log("apify: run %s has this input but belongs to job %s: not adopted", r.id, tostring(owner))
+            end
+          end
+        elseif not missing then
+          return nil, rerr, rperm
+        end
       end
     end
     if not more or #page.items < LOOKUP_PAGE then break end
     offset = offset + #page.items
   end
   return false
+end
+
+-- owner(run_id, job_id) → the id of another job whose checkpoint holds the
+-- Apify run run_id (as run_actor writes it: { <key> = { run_id = … } }), false
+-- when none does, or nil, err. job_id (this job, nil for none) is not counted.
+-- Only the lost-start lookup asks this, so the scan is not indexed.
+function M.owner(run_id, job_id)
+  local found, err = sluice.db.query([[
+    SELECT j.id::text AS job_id
+    FROM sluice.scheduled_jobs j CROSS JOIN LATERAL jsonb_each(j.checkpoint) AS c(key, value)
+    WHERE j.id IS DISTINCT FROM $2::uuid AND c.value @> jsonb_build_object('run_id', $1::text)
+    LIMIT 1]], run_id, job_id or sluice.null)
+  if not found then
+    return nil, ("apify: looking for a job that owns run %s failed: %s"):format(run_id, tostring(err))
+  end
+  return found[1] and found[1].job_id or false
 end
 
 ---------------------------------------------------------------- run_actor
@@ -441,11 +477,12 @@ end
 --
 -- Before a start, the checkpoint records it as pending ({ actor, start = { at,
 -- digest } }). When the start's answer is lost (start's `unknown`), the runs
--- started since then are searched for one with this input (find_started) and
--- adopted if found; if none is, the attempt fails retryably and the retry, which
--- finds the pending start, searches again before starting a run. A search that
--- fails fails the attempt retryably as well: a second run is started only once
--- a search has completed and found nothing.
+-- started since then are searched for one with this input that has not failed
+-- and that no other job has checkpointed (find_started, owner), and it is
+-- adopted if found. If none is, the attempt fails retryably and the retry,
+-- which finds the pending start, searches again before starting a run. A
+-- search that fails fails the attempt retryably as well: a second run is
+-- started only once a search has completed and found nothing.
 --
 -- opts: timeout, memory, max_items, build, start_timeout (as start), poll,
 -- max_wait (as wait; max_wait defaults to the run's timeout + 5 min),
@@ -463,6 +500,9 @@ function M.run_actor(job, key, actor_id, input, opts)
   o.config = cfg
   if not o.max_wait then o.max_wait = (o.timeout or 3600) + 300 end
   local log = opts.quiet and function() end or job.log
+  -- a run another job has checkpointed is that job's, whatever its input
+  o.owned = function(r) return M.owner(r.id, job.id) end
+  o.log = log
   local actor = M.actor_path(actor_id)
 
   local cp = job.checkpoint(key)

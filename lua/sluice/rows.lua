@@ -9,8 +9,9 @@
 --     what = "reddit_posts",                  -- names the table in log lines and errors
 --     sql = UPSERT, args = table.pack(run_id, brand),  -- then the rows, as one more parameter:
 --                                             -- a JSON array (nil args are sent as NULL)
---     rows = list, chunk = 500,               -- rows per statement (default 500)
+--     rows = list, chunk = 500,               -- rows per statement: a whole number ≥ 1 (default 500)
 --     key = function(r) return "post " .. r.reddit_id end,   -- the row's natural key, for the log
+--                                             -- (without it: "row N", its place in `rows`)
 --     savepoint = true,                       -- inside sluice.db.transaction (see below)
 --   })
 --   -- out: every row the statements returned; skipped: { {key, error, sqlstate}, … }
@@ -19,9 +20,11 @@
 -- Postgres refuses a whole statement for one bad value in it: a text with a NUL,
 -- a number past its column, a value a constraint forbids. A scraped batch with
 -- one such row would fail the job on every retry. So when a batch is refused
--- for a data reason — SQLSTATE class 22 (data exception) or 23 (integrity
--- constraint violation) — it is written again row by row: the good rows are
--- stored, and each refused one is skipped and logged with its key and the
+-- for a data reason — SQLSTATE class 21 (cardinality violation: two rows of
+-- the batch with one conflict key, which an upsert cannot update twice), 22
+-- (data exception) or 23 (integrity constraint violation) — it is written
+-- again row by row: the good rows are stored (of two with one key, the later
+-- wins), and each refused one is skipped and logged with its key and the
 -- database's message. The caller counts the skipped rows in its dataset's
 -- metadata (`rows_skipped`). Any other failure — the connection, the server,
 -- a statement that is wrong whatever the data — fails the write, and the job
@@ -43,11 +46,15 @@ function M.query(sql, ...)
   return found
 end
 
--- Whether a SQLSTATE says the data was refused (22 data exception, 23
--- integrity constraint violation), rather than the connection, the server or
--- the statement. nil (no server answered) is not.
+-- SQLSTATE classes that say the data was refused, rather than the connection,
+-- the server or the statement: 21 cardinality violation ("ON CONFLICT DO
+-- UPDATE command cannot affect row a second time": a batch holding two rows
+-- with one key), 22 data exception, 23 integrity constraint violation.
+local DATA_CLASSES = { ["21"] = true, ["22"] = true, ["23"] = true }
+
+-- Whether a SQLSTATE is one of DATA_CLASSES. nil (no server answered) is not.
 function M.data_error(sqlstate)
-  return type(sqlstate) == "string" and (sqlstate:sub(1, 2) == "22" or sqlstate:sub(1, 2) == "23")
+  return type(sqlstate) == "string" and DATA_CLASSES[sqlstate:sub(1, 2)] == true
 end
 
 -- Runs one statement over `list`; inside a savepoint when asked, rolled back
@@ -69,10 +76,15 @@ local function attempt(opts, list)
 end
 
 -- Writes opts.rows in chunks (see the header). Returns out, skipped | nil, err,
--- sqlstate.
+-- sqlstate. A chunk size that is not a whole number ≥ 1 raises.
 function M.write(job, opts)
   local list, what = opts.rows or {}, opts.what or "rows"
   local size = opts.chunk or M.CHUNK
+  size = type(size) == "number" and math.tointeger(size) or nil
+  if not size or size < 1 then
+    error(("rows.write: chunk must be a whole number of rows, at least 1, not %s")
+          :format(tostring(opts.chunk)), 2)
+  end
   local out, skipped = {}, {}
   local function keep(res)
     table.move(res, 1, #res, #out + 1, out)
@@ -87,12 +99,13 @@ function M.write(job, opts)
     else
       job.log("%s: the database refused a batch of %d rows (%s: %s); writing them one by one",
               what, #chunk, st, err)
-      for _, row in ipairs(chunk) do
+      for i, row in ipairs(chunk) do
         local one, rerr, rst = attempt(opts, { row })
         if one then
           keep(one)
         elseif M.data_error(rst) then
-          local key = opts.key and opts.key(row) or ("row %d"):format(#skipped + 1)
+          -- without a key, the row's 1-based place in opts.rows
+          local key = opts.key and opts.key(row) or ("row %d"):format(first + i - 1)
           skipped[#skipped + 1] = { key = key, error = rerr, sqlstate = rst }
           job.log("%s: %s skipped, the database refused it: %s (%s)", what, key, rerr, rst)
         else

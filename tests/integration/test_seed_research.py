@@ -899,6 +899,73 @@ print(s1, s2, s3, e1, select("#", sluice.db.query("SELECT 1")), ok[1].n)
         self.assertEqual(self.reviews_of("B0LOSTAAAA"), len(ids_a))
         self.assertEqual(self.reviews_of("B0LOSTBBBB"), len(ids_b))
 
+    def lost_before_created(self, url, brand):
+        """Run the job of `url` in the foreground with its start request dropped before
+        Apify created anything; it must fail retryably, having found no run to adopt."""
+        self.svc.control({"apify_start_lost": {"actor": AMAZON_ACTOR, "count": 1, "create": False,
+                                               "mode": "drop"}})
+        out, _ = self.run_fg("amazon_review_scrape", {"competitor_amazon_url_id": url}, brand)
+        self.assertEqual((out["status"], out["job_status"]), ("failed", "active"), out.get("error"))
+        self.assertIn("no run with this input has appeared", out["error"])
+        return out["job_id"]
+
+    def test_lost_start_does_not_adopt_another_jobs_aborted_run(self):
+        # job B scrapes the same ASIN (the same input) and its run is ABORTED;
+        # then job A's start is lost before Apify acted. B's run is recent and
+        # has A's input, but a run that ended ABORTED is never adopted: A fails
+        # retryably and its retry starts a run of its own
+        ids, url_a = self.amazon_job_runs("B0LOSTABRT")
+        _, url_b = self.amazon_job_runs("B0LOSTABRT", brand="Beta")
+        self.svc.control({"apify_abort": {"actor": AMAZON_ACTOR, "count": 1}})
+        out_b, _ = self.run_fg("amazon_review_scrape", {"competitor_amazon_url_id": url_b}, "Beta")
+        self.assertIn("was ABORTED", out_b.get("error") or "")
+        self.assertEqual(self.started(AMAZON_ACTOR), 1)
+        job = self.lost_before_created(url_a, "Acme")
+        self.assertNotIn("resuming", self.runs_of(job)[0]["logs"])
+        with self.serve("--poll", "0.2"):
+            self.retry_now(job)
+            self.assertEqual(self.wait_job(job)["status"], "completed")
+        self.assertEqual(self.started(AMAZON_ACTOR), 2)
+        logs = self.runs_of(job)[-1]["logs"]
+        self.assertNotIn("resuming", logs)
+        self.assertIn("apify: started " + AMAZON_ACTOR, logs)
+        self.assertEqual(self.count("public.competitor_amazon_reviews",
+                                    f"competitor_amazon_url_id = '{url_a}'"), len(ids))
+
+    def test_lost_start_does_not_adopt_a_run_another_job_checkpointed(self):
+        # job B's run of the same input SUCCEEDED, but two of its configurations
+        # failed, so B awaits its retry with the run checkpointed. Job A's start
+        # is then lost before Apify acted: B's run is B's, not adopted (A would
+        # take B's results, and B's failed configurations with them)
+        ids, url_a = self.amazon_job_runs("B0LOSTOWND")
+        _, url_b = self.amazon_job_runs("B0LOSTOWND", brand="Beta")
+        self.svc.control({"amazon_fail_config": [{"filterByKeyword": "refund"}, {"filterByKeyword": "smell"}]})
+        out_b, _ = self.run_fg("amazon_review_scrape", {"competitor_amazon_url_id": url_b}, "Beta")
+        self.assertEqual((out_b["status"], out_b["job_status"]), ("failed", "active"), out_b.get("error"))
+        run_b = self.job(out_b["job_id"])["checkpoint"]["amazon_run_1"]
+        self.assertEqual(run_b["status"], "SUCCEEDED")
+        self.svc.control({"amazon_fail_config": None})
+        # B's retry is not for this test to run
+        self.scalar(f"UPDATE sluice.scheduled_jobs SET next_run_at = now() + interval '1 hour' "
+                    f"WHERE id = '{out_b['job_id']}' RETURNING 1")
+        job = self.lost_before_created(url_a, "Acme")
+        first = self.runs_of(job)[0]["logs"]
+        self.assertIn(f"run {run_b['run_id']} has this input but belongs to job {out_b['job_id']}: not adopted",
+                      first)
+        self.assertNotIn("resuming", first)
+        self.assertEqual(self.started(AMAZON_ACTOR), 1)
+        with self.serve("--poll", "0.2"):
+            self.retry_now(job)
+            self.assertEqual(self.wait_job(job)["status"], "completed")
+        self.assertEqual(self.started(AMAZON_ACTOR), 2)
+        logs = self.runs_of(job)[-1]["logs"]
+        # the retry looks again before starting, and passes B's run over again
+        self.assertIn(f"run {run_b['run_id']} has this input but belongs to job", logs)
+        self.assertNotIn("resuming", logs)
+        self.assertIn("apify: started " + AMAZON_ACTOR, logs)
+        self.assertEqual(self.count("public.competitor_amazon_reviews",
+                                    f"competitor_amazon_url_id = '{url_a}'"), len(ids))
+
     def test_amazon_unknown_url_and_foreign_brand_fail_permanently(self):
         missing = str(uuid.uuid4())
         self.sluice("brands", "add", "Acme")

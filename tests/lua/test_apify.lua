@@ -132,8 +132,8 @@ end)
 -- ===================================================================== find_started
 
 -- find_started with list_runs and record answering from `runs` (newest first,
--- each { id, startedAt, input = table | nil, fail = err }); returns its answer
--- and the calls made.
+-- each { id, startedAt, status, input = table | nil, fail = err }); returns its
+-- answer and the calls made.
 local function find(runs, attempt, opts, list_err)
   local calls = {}
   local saved_list, saved_record = apify.list_runs, apify.record
@@ -143,8 +143,8 @@ local function find(runs, attempt, opts, list_err)
     local page = {}
     for i = o.offset + 1, math.min(#runs, o.offset + o.limit) do
       local r = runs[i]
-      page[#page + 1] = { id = r.id, startedAt = r.startedAt, defaultKeyValueStoreId = "kvs-" .. r.id,
-                          defaultDatasetId = "ds-" .. r.id }
+      page[#page + 1] = { id = r.id, startedAt = r.startedAt, status = r.status or "RUNNING",
+                          defaultKeyValueStoreId = "kvs-" .. r.id, defaultDatasetId = "ds-" .. r.id }
     end
     return { items = page, total = #runs }
   end
@@ -205,6 +205,44 @@ test("find_started: a failed lookup is an error, not a 'none found'", function()
                     { id = "mine", startedAt = "2025-12-01T10:00:00Z", input = MINE } }, ATTEMPT)
   eq(run, nil)
   eq(err, "timed out after 60s")
+end)
+
+test("find_started: a run that ended FAILED, ABORTED or TIMED-OUT is never adopted", function()
+  for _, status in ipairs({ "FAILED", "ABORTED", "TIMED-OUT" }) do
+    local runs = { { id = "ended", startedAt = "2025-12-01T10:00:02Z", status = status, input = MINE } }
+    local none, _, _, calls = find(runs, ATTEMPT)
+    eq(none, false, status)
+    eq(#calls, 1, "its INPUT is not even read: " .. status)
+    runs[2] = { id = "mine", startedAt = "2025-12-01T10:00:01Z", status = status == "FAILED" and "SUCCEEDED"
+                or "READY", input = MINE }
+    local run = find(runs, ATTEMPT)
+    eq(run and run.id, "mine", "the older run, not the " .. status .. " one")
+  end
+end)
+
+test("find_started: a run another job owns is passed over for the next one with this input", function()
+  local asked = {}
+  local owned = function(run)
+    asked[#asked + 1] = run.id
+    if run.id == "theirs" then return "job-b" end
+    return false
+  end
+  local runs = {
+    { id = "theirs", startedAt = "2025-12-01T10:00:03Z", status = "SUCCEEDED", input = MINE },
+    { id = "other", startedAt = "2025-12-01T10:00:02Z", input = OTHER },
+    { id = "mine", startedAt = "2025-12-01T10:00:01Z", input = MINE },
+  }
+  local run = find(runs, ATTEMPT, { owned = owned })
+  eq(run and run.id, "mine")
+  eq(table.concat(asked, ","), "theirs,mine", "asked only about runs with this input")
+  eq(find({ runs[1] }, ATTEMPT, { owned = owned }), false, "only another job's run")
+end)
+
+test("find_started: a failed ownership check is a failed lookup", function()
+  local runs = { { id = "mine", startedAt = "2025-12-01T10:00:01Z", input = MINE } }
+  local run, err = find(runs, ATTEMPT, { owned = function() return nil, "database: connection lost" end })
+  eq(run, nil)
+  eq(err, "database: connection lost")
 end)
 
 test("find_started: pages on while every run is recent, and stops at 100", function()
