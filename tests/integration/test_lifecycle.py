@@ -509,6 +509,13 @@ class Lifecycle(harness.SluiceTest):
             finally:
                 d.signal(signal.SIGCONT)
             d.wait_log("stopping run: its lease expired and it was failed", 20)
+            # its own outcome finds the run failed already: not recorded, and said so
+            failed = self.scalar(f"SELECT id FROM sluice.scheduled_job_runs WHERE scheduled_job_id = '{job}' "
+                                 f"AND status = 'failed'")
+            d.wait_log("run outcome not recorded: the run was no longer running", 20)
+            line = next(x for x in d.log().splitlines() if "run outcome not recorded" in x)
+            self.assertIn(failed, line)
+            self.assertRegex(line, r"status=\"?failed")
             self.wait_for(lambda: self.count("sluice.scheduled_job_runs",
                                              f"scheduled_job_id = '{job}' AND status = 'running'") == 1, 20)
             self.cancel_and_wait(job)
