@@ -35,9 +35,13 @@ static void usage(FILE *out)
                  "Runs one job now, in the foreground, and records the run. The brand is\n"
                  "optional here even for job types that need one when queued.\n"
                  "  --json   print the run's outcome as JSON on stdout: run_id, job_id,\n"
-                 "           status, seconds, result, error, and recorded (false when the\n"
-                 "           database refused the outcome; the run is then recorded as failed),\n"
-                 "           job_status (active when a worker will retry it)\n\n"
+                 "           status, seconds, result, error, recorded and job_status.\n"
+                 "           recorded is false when the outcome was not recorded: the\n"
+                 "           database refused it (the run is then recorded as failed), or\n"
+                 "           the run was no longer running (its job was deleted, or its\n"
+                 "           lease was lost and a rescue failed it); job_status is the\n"
+                 "           job's status once recorded (active when a worker will retry\n"
+                 "           it), else null\n\n"
                  "A run that fails spends one attempt of its job, as any run does: while\n"
                  "the job type's retry policy allows more, a worker (sluice serve) runs it\n"
                  "again later; `sluice jobs cancel ID` stops that.\n\n"
@@ -180,13 +184,17 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
     sl_buf_puts(&b, "]");
     const char *fp[] = {sl_buf_str(&b)};
     PGresult *r = sl_cli_exec(c, "SELECT * FROM sluice.finish_runs($1::jsonb)", 1, fp);
-    int recorded = r != NULL, bare = 0;
-    /* a failed run's job follows its retry policy: a worker may run it again */
+    int refused = r == NULL, recorded = 0, bare = 0;
+    /* a failed run's job follows its retry policy: a worker may run it again.
+     * No job status: finish_runs updated nothing, the run was no longer running
+     * (its job was deleted, or a rescue failed it after its lease was lost). */
     char job_status[16] = "";
-    if (r && PQntuples(r) == 1 && !PQgetisnull(r, 0, 1))
+    if (r && PQntuples(r) == 1 && !PQgetisnull(r, 0, 1)) {
+        recorded = 1;
         snprintf(job_status, sizeof job_status, "%s", PQgetvalue(r, 0, 1));
+    }
     if (r) PQclear(r);
-    if (!recorded) { /* refused (the error is above): once more as a bare failure */
+    if (refused) { /* the error is above: once more as a bare failure */
         sl_buf_reset(&b);
         sl_buf_puts(&b, "[");
         sl_queue_bare_failure_json(&b, cl.spec.run_id, o,
@@ -214,6 +222,13 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
         sl_buf_puts(&j, "}");
         printf("%s\n", sl_buf_str(&j));
         sl_buf_free(&j);
+    } else if (!recorded && !refused) {
+        fprintf(stderr,
+                "run %s %s after %.2fs (%s), but its outcome was not recorded: the run was no "
+                "longer running — its job was deleted, or its lease was lost and another "
+                "worker's rescue failed it and retried the job\n",
+                cl.spec.run_id, sl_queue_status_name(o->status), secs,
+                o->error ? o->error : sl_queue_status_name(o->status));
     } else if (!recorded) {
         fprintf(stderr,
                 "run %s %s after %.2fs, but its outcome could not be recorded (the error is "

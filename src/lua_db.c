@@ -12,6 +12,11 @@
  * server's five-character SQLSTATE ("22003"), or nil when no server answered
  * (the connection failed or was lost) — so that a caller can tell bad data
  * (classes 22, 23) from a failure a retry may cure.
+ *
+ * A failed query inside a transaction aborts it, and Postgres then answers
+ * COMMIT with the tag ROLLBACK rather than an error: commit() reports that as
+ * nil, err, sqlstate naming the transaction's first failed query (kept on its
+ * task), so a rolled-back transaction never reads as committed.
  */
 #include "cli.h"
 #include "config.h"
@@ -36,13 +41,17 @@
 #define OID_NUMERIC 1700
 #define OID_JSONB 3802
 
+/* What a db_op is: a query, acquiring a connection, or the statement that ends
+ * a transaction and releases its connection. */
+enum { OP_QUERY, OP_ACQUIRE, OP_ROLLBACK, OP_COMMIT };
+
 typedef struct {
     sl_task *t;
     sl_pg_req *req;
     PGresult *res;
     char *err;
     char sqlstate[6]; /* of err, "" when no server answered */
-    int kind; /* 0 query, 1 acquire, 2 release-after (commit/rollback) */
+    int kind;         /* OP_* */
     sl_pg_conn *conn;
 } db_op;
 
@@ -146,20 +155,46 @@ static int push_result(lua_State *co, void *data)
     return n;
 }
 
+/* A COMMIT answered with the tag ROLLBACK: a statement inside the transaction
+ * failed, Postgres aborted it and rolled it back instead of committing (it
+ * raises no error for that). Turns the answer into nil, err, sqlstate naming
+ * the first failure the task saw inside the transaction, when there was one. */
+static void commit_rolled_back(db_op *op)
+{
+    static const char why[] = "the transaction was rolled back because a statement in it failed";
+    sl_task *t = op->t;
+    size_t len = sizeof why + 2 + (t->tx_error ? strlen(t->tx_error) : 0);
+    op->err = malloc(len);
+    if (t->tx_error)
+        snprintf(op->err, len, "%s: %s", why, t->tx_error);
+    else
+        snprintf(op->err, len, "%s", why);
+    snprintf(op->sqlstate, sizeof op->sqlstate, "%s",
+             t->tx_error && t->tx_sqlstate[0] ? t->tx_sqlstate : "25P02");
+}
+
 static void query_done(PGresult *res, const char *err, void *data)
 {
     db_op *op = data;
+    sl_task *t = op->t;
     op->req = NULL;
     op->res = res;
     op->err = err ? strdup(err) : NULL;
     if (err) /* the SQLSTATE is the delivered request's only during this callback */
-        snprintf(op->sqlstate, sizeof op->sqlstate, "%s",
-                 sl_pg_error_sqlstate(sl_task_ctx(op->t)->pg));
-    if (op->kind == 2 && op->t->pinned) {
-        sl_pg_release(op->t->pinned, 0);
-        op->t->pinned = NULL;
+        snprintf(op->sqlstate, sizeof op->sqlstate, "%s", sl_pg_error_sqlstate(sl_task_ctx(t)->pg));
+    if (op->kind == OP_QUERY && err && t->pinned && !t->tx_error) {
+        t->tx_error = strdup(err); /* the transaction's first failure */
+        memcpy(t->tx_sqlstate, op->sqlstate, sizeof t->tx_sqlstate);
     }
-    sl_task_wake(op->t, push_result, op);
+    if (op->kind == OP_COMMIT && !err && res && strcmp(PQcmdStatus(res), "ROLLBACK") == 0)
+        commit_rolled_back(op);
+    if (op->kind == OP_ROLLBACK || op->kind == OP_COMMIT) {
+        if (t->pinned) sl_pg_release(t->pinned, 0);
+        t->pinned = NULL;
+        free(t->tx_error);
+        t->tx_error = NULL;
+    }
+    sl_task_wake(t, push_result, op);
 }
 
 static void op_cancel(void *data)
@@ -229,7 +264,7 @@ static int l_query(lua_State *L)
 {
     const char *sql = luaL_checkstring(L, 1);
     sl_task *t = sl_task_check(L, "sluice.db.query");
-    return send_query(L, t, sql, 2, 0);
+    return send_query(L, t, sql, 2, OP_QUERY);
 }
 
 /* ------------------------------------------------------------------ transactions */
@@ -286,26 +321,27 @@ static int l_begin(lua_State *L)
     }
     db_op *op = calloc(1, sizeof *op);
     op->t = t;
+    op->kind = OP_ACQUIRE;
     op->req = sl_pg_acquire(pool(L, sl_task_ctx(t)), acquired, op);
     return sl_task_wait(L, t, acquire_cancel, op);
 }
 
-static int finish_tx(lua_State *L, const char *sql)
+static int finish_tx(lua_State *L, const char *sql, int kind)
 {
     sl_task *t = sl_task_check(L, "sluice.db.transaction");
     if (!t->pinned) return luaL_error(L, "sluice.db: no transaction is open");
     lua_settop(L, 0);
-    return send_query(L, t, sql, 1, 2);
+    return send_query(L, t, sql, 1, kind);
 }
 
 static int l_commit(lua_State *L)
 {
-    return finish_tx(L, "COMMIT");
+    return finish_tx(L, "COMMIT", OP_COMMIT);
 }
 
 static int l_rollback(lua_State *L)
 {
-    return finish_tx(L, "ROLLBACK");
+    return finish_tx(L, "ROLLBACK", OP_ROLLBACK);
 }
 
 int luaopen_sluice_db(lua_State *L)

@@ -241,6 +241,7 @@ static void task_free(sl_task *t)
         sl_pg_release(t->pinned, 1); /* an open transaction dies with its task */
         t->pinned = NULL;
     }
+    free(t->tx_error);
     if (t->run) {
         sl_task **pp = &t->run->tasks;
         while (*pp && *pp != t)

@@ -48,6 +48,10 @@ struct sl_task {
     sl_task *next_sibling;
     sl_task **handle;          /* the Lua handle's pointer to this task: cleared at free */
     struct sl_pg_conn *pinned; /* connection held by sluice.db.transaction */
+    /* the first query that failed inside that transaction (lua_db.c): what its
+     * COMMIT, answered with ROLLBACK, reports; NULL while none has */
+    char *tx_error;
+    char tx_sqlstate[6];
 };
 
 struct sl_run {

@@ -64,7 +64,7 @@
  * recorded (no jobs asked for, none given), so that a job NOTIFY'd to an idle
  * worker does not wait for that on a connection no claim has used yet. */
 #define WARMUP_SQL                                                                                 \
-    "SELECT (SELECT count(*) FROM sluice.finish_and_claim('[]', NULL, 0, 0)) "                     \
+    "SELECT (SELECT count(*) FROM sluice.finish_and_claim_runs('[]', NULL, 0, 0)) "                \
     "+ (SELECT count(*) FROM sluice.claim_jobs(NULL, 0, 0)) "                                      \
     "+ (SELECT count(*) FROM sluice.start_runs(NULL, '{}', 0)) "                                   \
     "+ (SELECT count(*) FROM sluice.finish_runs('[]'))"
@@ -424,9 +424,20 @@ static void cycle_done(PGresult *res, const char *err, void *data)
         wrun_free(batch);
         batch = n;
     }
-    int n = PQntuples(res);
-    for (int i = 0; i < n; i++)
-        enqueue_claimed(w, res, i);
+    /* the claimed runs, after a row for each outcome that was not recorded */
+    int rows = PQntuples(res), n = 0, unrecorded = PQfnumber(res, "unrecorded");
+    for (int i = 0; i < rows; i++) {
+        const char *st = PQgetisnull(res, i, unrecorded) ? NULL : PQgetvalue(res, i, unrecorded);
+        if (!st) {
+            enqueue_claimed(w, res, i);
+            n++;
+        } else if (strcmp(st, "cancelled") != 0) { /* a deleted job's stopped run: logged then */
+            sl_log(SL_WARN,
+                   "run outcome not recorded: the run was no longer running (lost its lease, or "
+                   "its job was deleted)",
+                   "run", PQgetvalue(res, i, 0), "status", st, NULL);
+        }
+    }
     PQclear(res);
     if (w->stopping) {
         release_queued(w);
@@ -505,8 +516,8 @@ static void cycle(sl_worker *w)
     w->cycling++;
     w->asked += want;
     sl_pg_query_prepared(w->ctx->pg, "sl_cycle",
-                         "SELECT * FROM sluice.finish_and_claim($1::jsonb, $2, $3, $4)", 4, params,
-                         cycle_done, c);
+                         "SELECT * FROM sluice.finish_and_claim_runs($1::jsonb, $2, $3, $4)", 4,
+                         params, cycle_done, c);
     sl_buf_free(&b);
 }
 

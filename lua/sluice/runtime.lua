@@ -221,7 +221,9 @@ local db = { query = dbd.query, null = null }
 
 -- Runs fn(...) inside BEGIN/COMMIT on one connection. An error raised by fn rolls
 -- back and propagates; fn returning nil, err[, sqlstate] rolls back and returns
--- them. A COMMIT the server refuses returns nil, err, sqlstate as query does.
+-- them. A COMMIT the server refuses returns nil, err, sqlstate as query does;
+-- so does one it answers with ROLLBACK because a query inside failed (fn saw
+-- nil, err from it and went on): err names that first failure (lua_db.c).
 -- Misuse (a transaction inside another, a coroutine that is not a task) raises
 -- at the caller's line: begin() returns it as false, message.
 function db.transaction(fn, ...)

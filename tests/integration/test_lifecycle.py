@@ -435,6 +435,38 @@ class Lifecycle(harness.SluiceTest):
         self.assertEqual(self.scalar(f"SELECT status FROM sluice.scheduled_job_runs "
                                      f"WHERE scheduled_job_id = '{job}'"), "cancelled")
 
+    def foreground_run_of_a_deleted_job(self, *args):
+        # `sluice run sleep` whose job is deleted while it sleeps: its lease
+        # renewal (every second) stops it; the run was deleted with its job, so
+        # finish_runs has nothing left to record
+        self.sluice("queue", "noop", "--at", "+1h")  # the schema
+        proc = subprocess.Popen([pgfixture.sluice_bin(), "run", "sleep", "--params", '{"seconds": 600}', *args],
+                                env=self.env({"SLUICE_LEASE_SECONDS": "3"}), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'running'") == 1, 30)
+            self.scalar("DELETE FROM sluice.scheduled_jobs WHERE job_type = 'sleep' RETURNING 1")
+            out, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        self.assertEqual(self.count("sluice.scheduled_job_runs", "job_type = 'sleep'"), 0)
+        return proc.returncode, out, err
+
+    def test_a_foreground_run_of_a_deleted_job_says_it_was_not_recorded(self):
+        code, out, err = self.foreground_run_of_a_deleted_job("--json")
+        outcome = json.loads(out)
+        self.assertEqual((outcome["status"], outcome["error"], outcome["recorded"], outcome["job_status"]),
+                         ("cancelled", "its job was deleted", False, None), err)
+        self.assertEqual(code, 1, err)
+        code, out, err = self.foreground_run_of_a_deleted_job()
+        self.assertEqual((code, out), (1, ""), err)
+        self.assertRegex(err, r"run \S+ cancelled after \d+\.\d\ds \(its job was deleted\), but its outcome "
+                              r"was not recorded: the run was no longer running — its job was deleted, or its "
+                              r"lease was lost")
+        self.assertNotIn("could not be recorded", err)
+
     def test_a_claimed_run_waiting_for_a_slot_is_dropped_when_cancelled(self):
         # a worker claims ahead of its free slots; a claimed run that has not
         # started when its job is cancelled must never start
@@ -502,6 +534,13 @@ class Lifecycle(harness.SluiceTest):
             finally:
                 d.signal(signal.SIGCONT)
             d.wait_log("stopping run: its lease expired and it was failed", 20)
+            # its own outcome finds the run failed already: not recorded, and said so
+            failed = self.scalar(f"SELECT id FROM sluice.scheduled_job_runs WHERE scheduled_job_id = '{job}' "
+                                 f"AND status = 'failed'")
+            d.wait_log("run outcome not recorded: the run was no longer running", 20)
+            line = next(x for x in d.log().splitlines() if "run outcome not recorded" in x)
+            self.assertIn(failed, line)
+            self.assertRegex(line, r"status=\"?failed")
             self.wait_for(lambda: self.count("sluice.scheduled_job_runs",
                                              f"scheduled_job_id = '{job}' AND status = 'running'") == 1, 20)
             self.cancel_and_wait(job)

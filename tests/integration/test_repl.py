@@ -231,7 +231,7 @@ class ReplTest(harness.SluiceTest):
                                "job_trigger": "repl", "kind": "repl", "message": "hi"})
         # a failing run raises with its error, and is recorded as failed
         out = t.line('run("echo", {fail = true})')
-        self.assertIn("echo was asked to fail", out)
+        self.assertRegex(out, r"run \S+ failed after \d+\.\d\ds: .*echo was asked to fail")
         self.assertNotIn('msg="run failed"', out)  # reported once, by the REPL
         self.assertEqual(self.count("sluice.scheduled_job_runs", "status = 'failed'"), 1)
         # bad parameters: nothing is started
@@ -366,11 +366,22 @@ class ReplTest(harness.SluiceTest):
         self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'running'") == 1)
         job = self.scalar("SELECT id FROM sluice.scheduled_jobs")
         self.assertIn("cancelling", self.sluice("jobs", "cancel", job).stdout)
-        t.expect("cancelled")
+        t.expect(r"run \S+ cancelled after \d+\.\d\ds: cancelled")  # not "failed after"
         t.prompt()
         self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'cancelled'") == 1,
                       message="the cancelled run was not recorded as cancelled")
         self.assertEqual(self.scalar(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{job}'"), "cancelled")
+        self.assertRegex(t.line("1+1"), r"\n2\n")
+
+    def test_deleting_the_job_stops_its_run_in_the_repl_as_cancelled(self):
+        t = self.repl({"SLUICE_LEASE_SECONDS": "3"})
+        t.send('run("sleep", {seconds = 600})\n')
+        t.expect("started")
+        self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'running'") == 1)
+        self.scalar("DELETE FROM sluice.scheduled_jobs RETURNING 1")
+        t.expect(r"run \S+ cancelled after \d+\.\d\ds: its job was deleted")
+        t.prompt()
+        self.assertNotIn("failed after", t.text())
         self.assertRegex(t.line("1+1"), r"\n2\n")
 
     def test_ctrl_c_right_after_typing_clears_the_line(self):
