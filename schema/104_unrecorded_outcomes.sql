@@ -24,12 +24,15 @@ LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM set_config('synchronous_commit', 'off', true);
     IF p_finished IS NOT NULL AND jsonb_array_length(p_finished) > 0 THEN
+        -- the outcome's status is looked up only for the rare unrecorded one: the
+        -- batch's JSON is not read a second time
         RETURN QUERY
+        WITH f AS MATERIALIZED (SELECT * FROM sluice.finish_runs(p_finished))
         SELECT f.run_id, NULL::uuid, NULL::text, NULL::uuid, NULL::jsonb, NULL::integer,
                NULL::jsonb, NULL::text, NULL::text, NULL::text, NULL::float8, NULL::text,
-               i.status
-        FROM sluice.finish_runs(p_finished) f
-        JOIN jsonb_to_recordset(p_finished) AS i(run_id uuid, status text) ON i.run_id = f.run_id
+               (SELECT i.status FROM jsonb_to_recordset(p_finished) AS i(run_id uuid, status text)
+                WHERE i.run_id = f.run_id LIMIT 1)
+        FROM f
         WHERE f.job_status IS NULL;
     END IF;
     IF p_limit > 0 THEN
