@@ -763,73 +763,77 @@ class Lifecycle(harness.SluiceTest):
 class PostgresRestart(harness.SluiceTest):
     """A daemon on its own embedded cluster, which is stopped and started again."""
 
-    def test_daemon_survives_a_postgres_restart(self):
-        home = tempfile.mkdtemp(prefix="sluice-restart-", dir="/tmp")
-        os.chmod(home, 0o755)
-        env = self.env({"SLUICE_HOME": home})
-        env.pop("DATABASE_URL")
+    def setUp(self):
+        super().setUp()
+        self.home = tempfile.mkdtemp(prefix="sluice-restart-", dir="/tmp")
+        os.chmod(self.home, 0o755)
+        self.own_env = self.env({"SLUICE_HOME": self.home})
+        self.own_env.pop("DATABASE_URL")
+
+    def tearDown(self):
         try:
-            inflight = self.sluice("queue", "sleep", "--params", '{"seconds": 1.5}', env=env).stdout.strip()
-            url = self.sluice("db", "url", env=env).stdout.strip()
-            d = self.serve("--lease", "30", env=env)
-            self.wait_for(lambda: pgfixture.psql(url, "SELECT count(*) FROM sluice.scheduled_job_runs "
-                                                      "WHERE status = 'running'") == "1", 30)
-            # the database goes away while a run is in flight, and comes back
-            self.sluice("db", "stop", env=env)
-            d.wait_log("database connection failed", timeout=30)
-            self.assertIsNone(d.proc.poll(), "the daemon must survive the database going away")
-            time.sleep(2)  # the run ends while the database is down
-            self.sluice("db", "start", env=env)
-            # the run in flight finished meanwhile; its outcome is recorded once the
-            # database is back, not lost
-            self.wait_for(lambda: pgfixture.psql(url, f"SELECT status FROM sluice.scheduled_jobs "
-                                                      f"WHERE id = '{inflight}'") == "completed", 40,
-                          "the run in flight during the outage was not recorded")
-            self.assertEqual(pgfixture.psql(url, f"SELECT count(*) FROM sluice.scheduled_job_runs "
-                                                 f"WHERE scheduled_job_id = '{inflight}'"), "1")
-            self.assertIn("claiming and recording runs failed, retrying", d.log())
-            job = self.sluice("queue", "echo", "--params", '{"message": "after restart"}', env=env).stdout.strip()
-            self.wait_for(lambda: pgfixture.psql(url, f"SELECT status FROM sluice.scheduled_jobs "
-                                                      f"WHERE id = '{job}'") == "completed", 40,
-                          "the daemon did not carry on after the restart")
-            self.assertEqual(d.stop(), 0, d.log())
-            self.assertEqual(pgfixture.psql(url, "SELECT count(*) FROM sluice.scheduled_job_runs "
-                                                 "WHERE status = 'running'"), "0")
+            super().tearDown()
         finally:
-            subprocess.run([pgfixture.sluice_bin(), "db", "stop"], env=env, capture_output=True, timeout=60)
-            shutil.rmtree(home, ignore_errors=True)
+            subprocess.run([pgfixture.sluice_bin(), "db", "stop"], env=self.own_env, capture_output=True,
+                           timeout=60)
+            shutil.rmtree(self.home, ignore_errors=True)
+
+    def start_with_a_run(self, params, lease):
+        """Queues a sleep, starts a daemon with `lease`, waits until the run is in
+        flight; returns (job id, database url, daemon)."""
+        env = self.own_env
+        job = self.sluice("queue", "sleep", "--params", params, env=env).stdout.strip()
+        url = self.sluice("db", "url", env=env).stdout.strip()
+        d = self.serve("--lease", lease, env=env)
+        self.wait_for(lambda: pgfixture.psql(url, "SELECT count(*) FROM sluice.scheduled_job_runs "
+                                                  "WHERE status = 'running'") == "1", 30)
+        return job, url, d
+
+    def test_daemon_survives_a_postgres_restart(self):
+        env = self.own_env
+        inflight, url, d = self.start_with_a_run('{"seconds": 1.5}', "30")
+        # the database goes away while a run is in flight, and comes back
+        self.sluice("db", "stop", env=env)
+        d.wait_log("database connection failed", timeout=30)
+        self.assertIsNone(d.proc.poll(), "the daemon must survive the database going away")
+        time.sleep(2)  # the run ends while the database is down
+        self.sluice("db", "start", env=env)
+        # the run in flight finished meanwhile; its outcome is recorded once the
+        # database is back, not lost
+        self.wait_for(lambda: pgfixture.psql(url, f"SELECT status FROM sluice.scheduled_jobs "
+                                                  f"WHERE id = '{inflight}'") == "completed", 40,
+                      "the run in flight during the outage was not recorded")
+        self.assertEqual(pgfixture.psql(url, f"SELECT count(*) FROM sluice.scheduled_job_runs "
+                                             f"WHERE scheduled_job_id = '{inflight}'"), "1")
+        self.assertIn("claiming and recording runs failed, retrying", d.log())
+        job = self.sluice("queue", "echo", "--params", '{"message": "after restart"}', env=env).stdout.strip()
+        self.wait_for(lambda: pgfixture.psql(url, f"SELECT status FROM sluice.scheduled_jobs "
+                                                  f"WHERE id = '{job}'") == "completed", 40,
+                      "the daemon did not carry on after the restart")
+        self.assertEqual(d.stop(), 0, d.log())
+        self.assertEqual(pgfixture.psql(url, "SELECT count(*) FROM sluice.scheduled_job_runs "
+                                             "WHERE status = 'running'"), "0")
 
     def test_a_worker_cut_off_from_the_database_past_its_lease_stops_its_runs(self):
         # the database is out of reach for longer than the lease: other workers
         # may have failed this worker's runs and retried them by now, so it stops
         # them itself (the fence) instead of running them beside those retries;
         # once the database is back the stop is recorded and the job retried
-        home = tempfile.mkdtemp(prefix="sluice-fence-", dir="/tmp")
-        os.chmod(home, 0o755)
-        env = self.env({"SLUICE_HOME": home})
-        env.pop("DATABASE_URL")
-        try:
-            job = self.sluice("queue", "sleep", "--params", '{"seconds": 600}', env=env).stdout.strip()
-            url = self.sluice("db", "url", env=env).stdout.strip()
-            d = self.serve("--lease", "3", env=env)
-            self.wait_for(lambda: pgfixture.psql(url, "SELECT count(*) FROM sluice.scheduled_job_runs "
-                                                      "WHERE status = 'running'") == "1", 30)
-            self.sluice("db", "stop", env=env)
-            d.wait_log("stopping every run: the database has not renewed this process's leases", timeout=20)
-            self.assertIsNone(d.proc.poll(), d.log())
-            self.sluice("db", "start", env=env)
-            self.wait_for(lambda: pgfixture.psql(url, f"SELECT count(*) FROM sluice.scheduled_job_runs "
-                                                      f"WHERE scheduled_job_id = '{job}'") == "2", 40,
-                          "the job was not run again after its run was stopped")
-            first = pgfixture.psql(url, f"SELECT status || ' ' || error_message FROM sluice.scheduled_job_runs "
-                                        f"WHERE scheduled_job_id = '{job}' ORDER BY attempt_number LIMIT 1")
-            self.assertRegex(first, r"^failed (lease lost: no lease renewal succeeded for \d+ s \(the lease is 3 s\)"
-                                    r"|worker lost: lease expired at )")
-            self.assertEqual(pgfixture.psql(url, f"SELECT sluice.cancel_job('{job}')"), "cancelling")
-            self.assertEqual(d.stop(), 0, d.log())
-        finally:
-            subprocess.run([pgfixture.sluice_bin(), "db", "stop"], env=env, capture_output=True, timeout=60)
-            shutil.rmtree(home, ignore_errors=True)
+        env = self.own_env
+        job, url, d = self.start_with_a_run('{"seconds": 600}', "3")
+        self.sluice("db", "stop", env=env)
+        d.wait_log("stopping every run: the database has not renewed this process's leases", timeout=20)
+        self.assertIsNone(d.proc.poll(), d.log())
+        self.sluice("db", "start", env=env)
+        self.wait_for(lambda: pgfixture.psql(url, f"SELECT count(*) FROM sluice.scheduled_job_runs "
+                                                  f"WHERE scheduled_job_id = '{job}'") == "2", 40,
+                      "the job was not run again after its run was stopped")
+        first = pgfixture.psql(url, f"SELECT status || ' ' || error_message FROM sluice.scheduled_job_runs "
+                                    f"WHERE scheduled_job_id = '{job}' ORDER BY attempt_number LIMIT 1")
+        self.assertRegex(first, r"^failed (lease lost: no lease renewal succeeded for \d+ s \(the lease is 3 s\)"
+                                r"|worker lost: lease expired at )")
+        self.assertEqual(pgfixture.psql(url, f"SELECT sluice.cancel_job('{job}')"), "cancelling")
+        self.assertEqual(d.stop(), 0, d.log())
 
 if __name__ == "__main__":
     harness.main()
