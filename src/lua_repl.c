@@ -119,10 +119,9 @@ static int push_outcome(lua_State *co, void *data)
 {
     fg_run *op = data;
     if (co) {
-        static const char *const names[] = {"running", "completed", "failed", "cancelled"};
         const sl_run_outcome *o = sl_run_outcome_of(op->run);
         lua_createtable(co, 0, 8);
-        lua_pushstring(co, names[o->status]);
+        lua_pushstring(co, sl_queue_status_name(o->status));
         lua_setfield(co, -2, "status");
         lua_pushstring(co, sl_run_id(op->run));
         lua_setfield(co, -2, "run_id");
@@ -159,6 +158,11 @@ static void record_done(PGresult *res, const char *err, void *data)
         sl_log(SL_WARN, "recording a REPL run failed", "run", sl_run_id(op->run), "error", err,
                NULL);
         op->record_error = strdup(err);
+    } else if (PQntuples(res) == 1 && PQgetisnull(res, 0, 0)) {
+        /* finish_runs() updated nothing: the run was no longer running */
+        op->record_error =
+            strdup("the run was no longer running: its job was deleted, or its lease "
+                   "was lost and another worker's rescue failed it and retried the job");
     }
     if (res) PQclear(res);
     if (!op->sending) record_complete(op);

@@ -379,6 +379,7 @@ class ReplTest(harness.SluiceTest):
         t.expect("started")
         self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'running'") == 1)
         self.scalar("DELETE FROM sluice.scheduled_jobs RETURNING 1")
+        t.expect("warning: the run could not be recorded: the run was no longer running: its job was deleted")
         t.expect(r"run \S+ cancelled after \d+\.\d\ds: its job was deleted")
         t.prompt()
         self.assertNotIn("failed after", t.text())
