@@ -194,6 +194,7 @@ local KEYS = { "creative_format", "hook_type", "primary_cta", "creative_awarenes
 
 local function validate(c)
   if type(c) ~= "table" then return nil, "the reply is not a JSON object" end
+  c = clean.deep(c) -- a NUL in the reply would make Postgres refuse the row
   for _, k in ipairs(KEYS) do
     if type(c[k]) ~= "string" or c[k] == "" then return nil, "the reply has no " .. k end
   end
@@ -245,7 +246,7 @@ local function classify(job, since)
       job.log("classification of ad %s: %s", ad.meta_ad_id, cerr2)
       return nil
     end
-    local ok, qerr = sluice.db.query([[
+    local ok, qerr, qstate = sluice.db.query([[
       INSERT INTO public.ad_creative_classifications
           (brand_id, meta_ad_id, run_id, creative_awareness_level, creative_format,
            copy_awareness_level, hook_type, primary_cta, congruence_score, reasoning, source,
@@ -257,6 +258,12 @@ local function classify(job, since)
       c.congruence_score and ("%.4f"):format(c.congruence_score),
       type(c.reasoning) == "string" and c.reasoning or nil, PROMPT_VERSION, ad.input_hash,
       cfg.model, c)
+    if not ok and rows.data_error(qstate) then -- this reply's values: the others still count
+      out.failed = out.failed + 1
+      first_err = first_err or qerr
+      job.log("classification of ad %s: the database refused it: %s (%s)", ad.meta_ad_id, qerr, qstate)
+      return nil
+    end
     if not ok then error("ad_creative_classifications: " .. qerr, 0) end
     out.classified = out.classified + 1
     return true

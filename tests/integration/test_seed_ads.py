@@ -553,6 +553,27 @@ class SeedAds(harness.SluiceTest):
         self.assertEqual((after["last_status"], after["last_success_at"], after["metadata"]),
                          (before["last_status"], before["last_success_at"], before["metadata"]))
 
+    def test_meta_sync_one_bad_classification_does_not_fail_the_step(self):
+        # one reply with a NUL (cleaned) and one with a value the table refuses (a
+        # deployment's constraint): the refused ad counts as failed, the rest are
+        # stored, and the step completes
+        self.setup_brand()
+        self.scalar("ALTER TABLE public.ad_creative_classifications ADD CONSTRAINT test_no_long_hook "
+                    "CHECK (hook_type <> 'refused_hook')")
+        try:
+            self.svc.control({"llm_classify_set": [
+                {"set": {"reasoning": "bad\u0000byte"}, "count": 1},
+                {"set": {"hook_type": "refused_hook"}, "count": 1}]})
+            res, log = self.run_job("meta_sync", {"auto_classify": True})
+        finally:
+            self.scalar("ALTER TABLE public.ad_creative_classifications DROP CONSTRAINT test_no_long_hook")
+        n_ads = int(self.scalar("SELECT count(DISTINCT meta_ad_id) FROM public.meta_ads_performance"))
+        self.assertEqual(res["classifications"]["failed"], 1, log)
+        self.assertEqual(res["classifications"]["classified"], n_ads - 1)
+        self.assertEqual(self.count("public.ad_creative_classifications", "reasoning = 'badbyte'"), 1)
+        self.assertIn("the database refused it", log)
+        self.assertEqual(self.health()["ad_classifications"], "fresh")
+
     def test_meta_sync_step4_failing_is_not_fatal(self):
         self.setup_brand()
         self.svc.control({"status_500": {"path_prefix": "/media/"}})
