@@ -223,6 +223,25 @@ function M.chat(messages, opts)
   }
 end
 
+-- check(cfg) → true | nil, message, "auth"
+-- Asks the endpoint whether it takes the key (GET {base}/models, free on every
+-- OpenAI-compatible API) before a job buys anything the LLM must then read. Only
+-- a definite refusal (401/403) fails; an endpoint without /models, a server
+-- error or no answer passes (the chat calls find out, with their retries).
+function M.check(cfg)
+  ensure_limit(cfg)
+  local res = sluice.http.request({
+    method = "GET", url = cfg.base .. "/models",
+    headers = { Authorization = "Bearer " .. cfg.key }, timeout = 30,
+  })
+  if res and (res.status == 401 or res.status == 403) then
+    local msg, code = error_info(res)
+    return nil, ("llm: HTTP %d%s: %s (check LLM_API_KEY)"):format(res.status, code and (" " .. code) or "", msg),
+      "auth"
+  end
+  return true
+end
+
 -- chat_json(messages, opts) → value, info | nil, message, kind
 -- Asks for JSON (opts.json defaults to true), parses the reply (fences
 -- tolerated) and runs opts.validate(value) → value' | nil, why. A reply that

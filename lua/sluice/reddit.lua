@@ -632,6 +632,10 @@ function M.run(job)
     job.log("auto_sync_to_persona is set but persona_id is not: quotes will not be synced")
   end
 
+  -- the key itself (a refused one is found here, not after the scrape is bought)
+  local _, kerr = llm.check(llm_cfg)
+  if kerr then error(sluice.permanent(kerr), 0) end
+
   local run_id = M.start_run(job, ctx)
   local cached = job.checkpoint("reddit_llm")
   local st = {

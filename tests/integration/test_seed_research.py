@@ -572,6 +572,13 @@ print(s1, s2, s3, e1, select("#", sluice.db.query("SELECT 1")), ok[1].n)
                              env=self.env({"APIFY_TOKEN": "bad-token"}))
         self.assertEqual(out["status"], "failed")
         self.assertIn("APIFY_TOKEN was refused", out["error"])
+        # a refused LLM key fails the reddit job before the scrape is bought
+        self.svc.reset()
+        out, _ = self.run_fg("reddit_scrape", {"search_queries": ["x"]}, env=self.env({"LLM_API_KEY": "bad-token"}))
+        self.assertEqual((out["status"], out["job_status"]), ("failed", "failed"))
+        self.assertIn("HTTP 401", out["error"])
+        self.assertIn("check LLM_API_KEY", out["error"])
+        self.assertEqual(self.started(REDDIT_ACTOR), 0, "nothing may be bought with a refused LLM key")
 
     def test_actor_failed_is_a_clear_error_and_a_new_run_on_retry(self):
         self.svc.control({"apify_fail_actor": REDDIT_ACTOR})
