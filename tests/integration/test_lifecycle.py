@@ -782,11 +782,11 @@ class PostgresRestart(harness.SluiceTest):
                            timeout=60)
             shutil.rmtree(self.home, ignore_errors=True)
 
-    def start_with_a_run(self, params, lease):
-        """Queues a sleep, starts a daemon with `lease`, waits until the run is in
+    def start_with_a_run(self, job_type, params, lease):
+        """Queues a job, starts a daemon with `lease`, waits until the run is in
         flight; returns (job id, database url, daemon)."""
         env = self.own_env
-        job = self.sluice("queue", "sleep", "--params", params, env=env).stdout.strip()
+        job = self.sluice("queue", job_type, "--params", params, env=env).stdout.strip()
         url = self.sluice("db", "url", env=env).stdout.strip()
         d = self.serve("--lease", lease, env=env)
         self.wait_for(lambda: pgfixture.psql(url, "SELECT count(*) FROM sluice.scheduled_job_runs "
@@ -795,12 +795,12 @@ class PostgresRestart(harness.SluiceTest):
 
     def test_daemon_survives_a_postgres_restart(self):
         env = self.own_env
-        inflight, url, d = self.start_with_a_run('{"seconds": 1.5}', "30")
+        inflight, url, d = self.start_with_a_run("chatty", '{"pause": 0.75}', "30")
         # the database goes away while a run is in flight, and comes back
         self.sluice("db", "stop", env=env)
         d.wait_log("database connection failed", timeout=30)
         self.assertIsNone(d.proc.poll(), "the daemon must survive the database going away")
-        time.sleep(2)  # the run ends while the database is down
+        d.wait_log("msg=done ", timeout=30)  # the run ends while the database is down
         self.sluice("db", "start", env=env)
         # the run in flight finished meanwhile; its outcome is recorded once the
         # database is back, not lost
@@ -824,7 +824,7 @@ class PostgresRestart(harness.SluiceTest):
         # them itself (the fence) instead of running them beside those retries;
         # once the database is back the stop is recorded and the job retried
         env = self.own_env
-        job, url, d = self.start_with_a_run('{"seconds": 600}', "3")
+        job, url, d = self.start_with_a_run("sleep", '{"seconds": 600}', "3")
         self.sluice("db", "stop", env=env)
         d.wait_log("stopping every run: the database has not renewed this process's leases", timeout=20)
         self.assertIsNone(d.proc.poll(), d.log())
