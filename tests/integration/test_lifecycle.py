@@ -5,6 +5,7 @@ resume, retention, many workers sharing one database, and a Postgres restart
 under a running daemon."""
 
 import concurrent.futures
+import contextlib
 import json
 import os
 import shutil
@@ -467,9 +468,11 @@ class Lifecycle(harness.SluiceTest):
                               r"lease was lost")
         self.assertNotIn("could not be recorded", err)
 
-    def test_a_claimed_run_waiting_for_a_slot_is_dropped_when_cancelled(self):
-        # a worker claims ahead of its free slots; a claimed run that has not
-        # started when its job is cancelled must never start
+    @contextlib.contextmanager
+    def claimed_run_waiting_for_a_slot(self):
+        """Three long chatty jobs under serve --concurrency 2: all three are
+        claimed, two started. Yields the daemon, the three job ids and the id
+        of the job whose claimed run waits for a slot."""
         jobs = [self.sluice("queue", "chatty", "--params", '{"pause": 600}').stdout.strip() for _ in range(3)]
         with self.serve("--concurrency", "2", "--lease", "3") as d:
             # all three claimed; two started (their first log line is flushed)
@@ -477,6 +480,12 @@ class Lifecycle(harness.SluiceTest):
                           and self.count("sluice.scheduled_job_runs", "logs LIKE '%step 1%'") == 2, 30,
                           "the worker did not claim a run ahead")
             queued = self.scalar("SELECT scheduled_job_id FROM sluice.scheduled_job_runs WHERE logs = ''")
+            yield d, jobs, queued
+
+    def test_a_claimed_run_waiting_for_a_slot_is_dropped_when_cancelled(self):
+        # a worker claims ahead of its free slots; a claimed run that has not
+        # started when its job is cancelled must never start
+        with self.claimed_run_waiting_for_a_slot() as (d, jobs, queued):
             self.assertIn("cancelling", self.sluice("jobs", "cancel", queued).stdout)
             self.wait_for(lambda: self.scalar(f"SELECT status FROM sluice.scheduled_job_runs "
                                               f"WHERE scheduled_job_id = '{queued}'") == "cancelled", 20)
@@ -491,12 +500,7 @@ class Lifecycle(harness.SluiceTest):
     def test_a_claimed_run_waiting_for_a_slot_goes_back_when_its_job_is_paused(self):
         # pause: no new runs until resumed; a claimed run that has not started
         # is a new run, so it is given back to its job, which resume then runs
-        jobs = [self.sluice("queue", "chatty", "--params", '{"pause": 600}').stdout.strip() for _ in range(3)]
-        with self.serve("--concurrency", "2", "--lease", "3") as d:
-            self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'running'") == 3
-                          and self.count("sluice.scheduled_job_runs", "logs LIKE '%step 1%'") == 2, 30,
-                          "the worker did not claim a run ahead")
-            queued = self.scalar("SELECT scheduled_job_id FROM sluice.scheduled_job_runs WHERE logs = ''")
+        with self.claimed_run_waiting_for_a_slot() as (d, jobs, queued):
             self.assertIn("paused", self.sluice("jobs", "pause", queued).stdout)
             self.wait_for(lambda: self.count("sluice.scheduled_job_runs", f"scheduled_job_id = '{queued}'") == 0,
                           20, "the paused job's claimed run was not given back")
@@ -778,11 +782,11 @@ class PostgresRestart(harness.SluiceTest):
                            timeout=60)
             shutil.rmtree(self.home, ignore_errors=True)
 
-    def start_with_a_run(self, params, lease):
-        """Queues a sleep, starts a daemon with `lease`, waits until the run is in
+    def start_with_a_run(self, job_type, params, lease):
+        """Queues a job, starts a daemon with `lease`, waits until the run is in
         flight; returns (job id, database url, daemon)."""
         env = self.own_env
-        job = self.sluice("queue", "sleep", "--params", params, env=env).stdout.strip()
+        job = self.sluice("queue", job_type, "--params", params, env=env).stdout.strip()
         url = self.sluice("db", "url", env=env).stdout.strip()
         d = self.serve("--lease", lease, env=env)
         self.wait_for(lambda: pgfixture.psql(url, "SELECT count(*) FROM sluice.scheduled_job_runs "
@@ -791,12 +795,12 @@ class PostgresRestart(harness.SluiceTest):
 
     def test_daemon_survives_a_postgres_restart(self):
         env = self.own_env
-        inflight, url, d = self.start_with_a_run('{"seconds": 1.5}', "30")
+        inflight, url, d = self.start_with_a_run("chatty", '{"pause": 0.75}', "30")
         # the database goes away while a run is in flight, and comes back
         self.sluice("db", "stop", env=env)
         d.wait_log("database connection failed", timeout=30)
         self.assertIsNone(d.proc.poll(), "the daemon must survive the database going away")
-        time.sleep(2)  # the run ends while the database is down
+        d.wait_log("msg=done ", timeout=30)  # the run ends while the database is down
         self.sluice("db", "start", env=env)
         # the run in flight finished meanwhile; its outcome is recorded once the
         # database is back, not lost
@@ -820,7 +824,7 @@ class PostgresRestart(harness.SluiceTest):
         # them itself (the fence) instead of running them beside those retries;
         # once the database is back the stop is recorded and the job retried
         env = self.own_env
-        job, url, d = self.start_with_a_run('{"seconds": 600}', "3")
+        job, url, d = self.start_with_a_run("sleep", '{"seconds": 600}', "3")
         self.sluice("db", "stop", env=env)
         d.wait_log("stopping every run: the database has not renewed this process's leases", timeout=20)
         self.assertIsNone(d.proc.poll(), d.log())

@@ -358,6 +358,15 @@ static void dec_is(lua_State *L, const char *text, const char *cond)
     holds(L, text, chunk);
 }
 
+/* Decodes text and asserts v is a number of Lua type ty ("integer" or
+ * "float") equal to the Lua expression value. */
+static void dec_num(lua_State *L, const char *text, const char *ty, const char *value)
+{
+    char cond[256];
+    snprintf(cond, sizeof cond, "math.type(v) == '%s' and v == %s", ty, value);
+    dec_is(L, text, cond);
+}
+
 /* The error decoding text gives; asserts it fails and leaves the stack alone. */
 static const char *dec_err(lua_State *L, const char *text)
 {
@@ -388,9 +397,9 @@ static void test_decode_literals(void **state)
     dec_is(L, "null", "v == null and type(v) == 'userdata'");
     dec_is(L, "\"text\"", "v == 'text'");
     dec_is(L, "\"\"", "v == ''");
-    dec_is(L, "0", "math.type(v) == 'integer' and v == 0");
-    dec_is(L, "-12", "math.type(v) == 'integer' and v == -12");
-    dec_is(L, "2.5", "math.type(v) == 'float' and v == 2.5");
+    dec_num(L, "0", "integer", "0");
+    dec_num(L, "-12", "integer", "-12");
+    dec_num(L, "2.5", "float", "2.5");
     dec_is(L, "[]", "type(v) == 'table' and next(v) == nil");
     dec_is(L, "{}", "type(v) == 'table' and next(v) == nil");
     dec_is(L, " \t\r\n 7 \n\t", "v == 7"); /* whitespace around: fine */
@@ -400,37 +409,33 @@ static void test_decode_literals(void **state)
 static void test_decode_integers(void **state)
 {
     lua_State *L = *state;
-    const char *is_int = "math.type(v) == 'integer' and v == %s";
-    char cond[128];
     static const char *exact[] = {
         "9007199254740993", /* 2^53 + 1: a double would give 2^53 */
         "-9007199254740993",   "123456789012345678",   "999999999999999999",  "1000000000000000000",
         "9223372036854775807", "-9223372036854775807", "9223372036854775806",
     };
     for (size_t i = 0; i < sizeof exact / sizeof *exact; i++) {
-        snprintf(cond, sizeof cond, is_int, exact[i]);
-        dec_is(L, exact[i], cond);
+        dec_num(L, exact[i], "integer", exact[i]);
     }
     dec_is(L, "-9223372036854775808", "v == math.mininteger");
     dec_is(L, "[9223372036854775807, -9223372036854775808]",
            "v[1] == math.maxinteger and v[2] == math.mininteger");
-    dec_is(L, "-0", "math.type(v) == 'integer' and v == 0");
+    dec_num(L, "-0", "integer", "0");
     dec_is(L, "{\"records\": 9007199254740993}", "v.records == 9007199254740992 + 1");
     /* beyond int64: the nearest double, even when that is a whole one in range */
-    dec_is(L, "9223372036854775808", "math.type(v) == 'float' and v == 2^63");
-    dec_is(L, "-9223372036854775809", "math.type(v) == 'float' and v == -2^63");
-    dec_is(L, "18446744073709551616", "math.type(v) == 'float' and v == 2^64");
-    dec_is(L, "123456789012345678901234567890",
-           "math.type(v) == 'float' and v == 1.2345678901234568e29");
+    dec_num(L, "9223372036854775808", "float", "2^63");
+    dec_num(L, "-9223372036854775809", "float", "-2^63");
+    dec_num(L, "18446744073709551616", "float", "2^64");
+    dec_num(L, "123456789012345678901234567890", "float", "1.2345678901234568e29");
     /* a whole float that fits is an integer, as sluice made cjson's (1.0 → 1) */
-    dec_is(L, "1.0", "math.type(v) == 'integer' and v == 1");
-    dec_is(L, "1e2", "math.type(v) == 'integer' and v == 100");
-    dec_is(L, "1E+2", "math.type(v) == 'integer' and v == 100");
-    dec_is(L, "-2.000", "math.type(v) == 'integer' and v == -2");
-    dec_is(L, "-0.0", "math.type(v) == 'integer' and v == 0");
-    dec_is(L, "1e18", "math.type(v) == 'integer' and v == 1000000000000000000");
-    dec_is(L, "9007199254740993.0", "math.type(v) == 'integer' and v == 9007199254740992");
-    dec_is(L, "1e19", "math.type(v) == 'float' and v == 1e19");
+    dec_num(L, "1.0", "integer", "1");
+    dec_num(L, "1e2", "integer", "100");
+    dec_num(L, "1E+2", "integer", "100");
+    dec_num(L, "-2.000", "integer", "-2");
+    dec_num(L, "-0.0", "integer", "0");
+    dec_num(L, "1e18", "integer", "1000000000000000000");
+    dec_num(L, "9007199254740993.0", "integer", "9007199254740992");
+    dec_num(L, "1e19", "float", "1e19");
     dec_is(L, "[1.5, -0.25, 1e-3, 2.5E-1]",
            "v[1] == 1.5 and v[2] == -0.25 and v[3] == 0.001 and v[4] == 0.25");
     /* too large for a double: ±inf, as cjson read it (the params check refuses it) */
