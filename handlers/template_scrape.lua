@@ -143,15 +143,17 @@ return {
       if r.inserted then new = new + 1 end
     end
     -- an ad the database refused has no row: no media, no template
-    local stored = {}
+    local stored, ad_ids = {}, {}
     for _, ad in ipairs(ads) do
-      if ids[ad.ad_archive_id] then stored[#stored + 1] = ad end
+      local fid = ids[ad.ad_archive_id]
+      if fid then
+        stored[#stored + 1] = ad
+        ad_ids[#ad_ids + 1] = fid
+      end
     end
     ads = stored
 
     -- their media, except what an earlier run (or attempt) already stored
-    local ad_ids = {}
-    for _, ad in ipairs(ads) do ad_ids[#ad_ids + 1] = ids[ad.ad_archive_id] end
     local done = {}
     if #ad_ids > 0 then
       local found, err = sluice.db.query([[
