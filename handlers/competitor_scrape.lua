@@ -80,12 +80,12 @@ return {
     clean.notes(job, notes, "ads")
 
     local inserted, updated = 0, 0
-    local res, skipped = rows.write(job, {
+    local res, refused = rows.write(job, {
       what = "competitor_ads", sql = UPSERT, rows = ads, chunk = BATCH,
       args = table.pack(comp.id, job.brand_id, job.id),
       key = function(ad) return "ad " .. ad.ad_archive_id end,
     })
-    if not res then error(skipped) end
+    if not res then error(refused) end
     for _, r in ipairs(res) do
       if r.inserted then inserted = inserted + 1 else updated = updated + 1 end
     end
@@ -97,11 +97,11 @@ return {
     local usd = tonumber(run and run.usageTotalUsd)
     job.log("competitor %s: %d ads from the actor, %d new, %d seen again%s; %d stored in all",
       comp.name, #ads, inserted, updated,
-      #skipped > 0 and (", %d refused by the database (skipped)"):format(#skipped) or "",
+      #refused > 0 and (", %d refused by the database (skipped)"):format(#refused) or "",
       total[1] and total[1].ads_count or 0)
     job.dataset("competitor_ads"):success(#ads, { new = inserted, updated = updated, cost_usd = usd,
-                                                  rows_skipped = #skipped })
+                                                  rows_skipped = #refused })
     return { records = #ads, new = inserted, updated = updated, ads_count = total[1] and total[1].ads_count,
-             apify_run_id = run and run.id, cost_usd = usd, rows_skipped = #skipped }
+             apify_run_id = run and run.id, cost_usd = usd, rows_skipped = #refused }
   end,
 }

@@ -132,26 +132,28 @@ return {
 
     -- the ads
     local ids, new = {}, 0
-    local res, skipped = rows.write(job, {
+    local res, refused = rows.write(job, {
       what = "facebook_ads", sql = UPSERT_ADS, rows = ads, chunk = BATCH,
       args = table.pack(job.brand_id, p.search_url, job.id),
       key = function(ad) return "ad " .. ad.ad_archive_id end,
     })
-    if not res then error(skipped) end
+    if not res then error(refused) end
     for _, r in ipairs(res) do
       ids[r.ad_archive_id] = r.id
       if r.inserted then new = new + 1 end
     end
     -- an ad the database refused has no row: no media, no template
-    local stored = {}
+    local stored, ad_ids = {}, {}
     for _, ad in ipairs(ads) do
-      if ids[ad.ad_archive_id] then stored[#stored + 1] = ad end
+      local fid = ids[ad.ad_archive_id]
+      if fid then
+        stored[#stored + 1] = ad
+        ad_ids[#ad_ids + 1] = fid
+      end
     end
     ads = stored
 
     -- their media, except what an earlier run (or attempt) already stored
-    local ad_ids = {}
-    for _, ad in ipairs(ads) do ad_ids[#ad_ids + 1] = ids[ad.ad_archive_id] end
     local done = {}
     if #ad_ids > 0 then
       local found, err = sluice.db.query([[
@@ -225,11 +227,11 @@ return {
     for _ in pairs(done) do already = already + 1 end
     job.log("%d ads stored (%d new%s); media: %d downloaded (%d new files), %d expired, %d failed, "
       .. "%d stored by earlier runs; %d queued as templates", #ads, new,
-      #skipped > 0 and (", %d refused by the database and skipped"):format(#skipped) or "", counts.downloaded,
+      #refused > 0 and (", %d refused by the database and skipped"):format(#refused) or "", counts.downloaded,
       counts.new_files, counts.expired, counts.failed, already, queued)
     local meta = { new = new, assets_downloaded = counts.downloaded, assets_failed = counts.failed,
                    assets_expired = counts.expired, queued = queued, cost_usd = usd,
-                   rows_skipped = #skipped }
+                   rows_skipped = #refused }
     job.dataset("templates_scraped"):success(#ads, meta)
     meta.records = #ads
     meta.apify_run_id = run and run.id

@@ -27,6 +27,8 @@
 -- help (bad token, unknown actor, rejected input). run_actor is the handler-level
 -- helper: it raises, with sluice.permanent for the permanent cases.
 
+local retry = require("sluice.retry")
+
 local M = {}
 
 local DEFAULT_BASE = "https://api.apify.com"
@@ -365,14 +367,7 @@ function M.parse_time(text)
   if rest ~= "" and rest ~= "Z" and rest ~= "+00:00" then return nil end
   y, mo, d = tonumber(y), tonumber(mo), tonumber(d)
   if mo < 1 or mo > 12 or d < 1 or d > 31 then return nil end
-  -- days from 1970-01-01 (H. Hinnant's days_from_civil)
-  local yy = mo <= 2 and y - 1 or y
-  local era = yy // 400
-  local yoe = yy - era * 400
-  local doy = (153 * (mo + (mo > 2 and -3 or 9)) + 2) // 5 + d - 1
-  local doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-  local days = era * 146097 + doe - 719468
-  return days * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(sec)
+  return retry.days_from_civil(y, mo, d) * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(sec)
 end
 
 -- candidates(items, since) → the runs of a run list (newest first) that

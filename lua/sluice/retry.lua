@@ -32,6 +32,7 @@ local MONTHS = {
 }
 
 -- Days since 1970-01-01 of a proleptic Gregorian date (no time zones involved).
+-- Also read by apify.parse_time.
 local function days_from_civil(y, m, d)
   if m <= 2 then y = y - 1 end
   local era = (y >= 0 and y or y - 399) // 400
@@ -41,6 +42,7 @@ local function days_from_civil(y, m, d)
   local doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
   return era * 146097 + doe - 719468
 end
+M.days_from_civil = days_from_civil
 
 -- An HTTP date (IMF-fixdate, RFC 850 or asctime form) → seconds since the epoch.
 function M.parse_http_date(s)
