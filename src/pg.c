@@ -159,24 +159,19 @@ static void deliver(sl_pg *pg, sl_pg_req *r, PGresult *res, const char *err)
 {
     char outer[sizeof pg->err_sqlstate];
     memcpy(outer, pg->err_sqlstate, sizeof outer);
-    const char *st = res && PQresultStatus(res) == PGRES_FATAL_ERROR
-                         ? PQresultErrorField(res, PG_DIAG_SQLSTATE)
-                         : NULL;
+    ExecStatusType rs = res ? PQresultStatus(res) : PGRES_COMMAND_OK; /* no result: err */
+    const char *st = rs == PGRES_FATAL_ERROR ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     snprintf(pg->err_sqlstate, sizeof pg->err_sqlstate, "%s", st ? st : "");
-    if (res) {
-        ExecStatusType rs = PQresultStatus(res);
-        if (rs != PGRES_TUPLES_OK && rs != PGRES_COMMAND_OK) {
-            char buf[1024];
-            const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-            if (rs == PGRES_EMPTY_QUERY) primary = "the query is empty";
-            clean_error(primary ? primary : PQresultErrorMessage(res), buf, sizeof buf);
-            PQclear(res);
-            r->cb(NULL, buf, r->data);
-            memcpy(pg->err_sqlstate, outer, sizeof outer);
-            return;
-        }
+    if (rs != PGRES_TUPLES_OK && rs != PGRES_COMMAND_OK) {
+        char buf[1024];
+        const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+        if (rs == PGRES_EMPTY_QUERY) primary = "the query is empty";
+        clean_error(primary ? primary : PQresultErrorMessage(res), buf, sizeof buf);
+        PQclear(res);
+        r->cb(NULL, buf, r->data);
+    } else {
+        r->cb(res, res ? NULL : err, r->data);
     }
-    r->cb(res, res ? NULL : err, r->data);
     memcpy(pg->err_sqlstate, outer, sizeof outer);
 }
 

@@ -230,13 +230,11 @@ static int is_c1(const unsigned char *p)
  * "^?" for DEL; else itself. */
 static void caret(sl_buf *b, unsigned char c)
 {
-    if (c < 0x20 || c == 0x7F) {
-        char s[3] = {'^', c == 0x7F ? '?' : (char)(c + 0x40), '\0'};
-        sl_buf_puts(b, s);
-    } else {
-        char s[2] = {(char)c, '\0'};
-        sl_buf_puts(b, s);
-    }
+    char s[2] = {'^', c == 0x7F ? '?' : (char)(c + 0x40)};
+    if (c < 0x20 || c == 0x7F)
+        sl_buf_add(b, s, 2);
+    else
+        sl_buf_add(b, (const char *)&c, 1);
 }
 
 char *sl_text_visible(const char *s, int keep_layout)
@@ -247,12 +245,10 @@ char *sl_text_visible(const char *s, int keep_layout)
     while (*p) {
         size_t n;
         if (*p < 0x80) {
-            if (keep_layout && (*p == '\n' || *p == '\t')) {
-                char c[2] = {(char)*p, '\0'};
-                sl_buf_puts(&b, c);
-            } else {
+            if (keep_layout && (*p == '\n' || *p == '\t'))
+                sl_buf_add(&b, (const char *)p, 1);
+            else
                 caret(&b, *p);
-            }
             p++;
         } else if ((n = sl_utf8_len(p, 4)) == 0) { /* not UTF-8: the byte as cat -v shows it */
             sl_buf_puts(&b, "M-");
@@ -263,9 +259,7 @@ char *sl_text_visible(const char *s, int keep_layout)
             caret(&b, p[1] & 0x7F);
             p += 2;
         } else {
-            char c[5] = {0};
-            memcpy(c, p, n);
-            sl_buf_puts(&b, c);
+            sl_buf_add(&b, (const char *)p, n);
             p += n;
         }
     }
