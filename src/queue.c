@@ -218,6 +218,9 @@ void sl_queue_lease_stop(sl_queue_lease *l)
 {
     if (l->holding) ev_timer_stop(l->ctx->loop, &l->fence);
     l->holding = 0;
+    if (l->req) sl_pg_cancel(l->req); /* its answer would find nothing to renew */
+    l->req = NULL;
+    l->sending_at = 0;
 }
 
 static void renewed(PGresult *res, const char *err, void *data)
@@ -225,6 +228,7 @@ static void renewed(PGresult *res, const char *err, void *data)
     sl_queue_lease *l = data;
     double sent = l->sending_at;
     l->sending_at = 0;
+    l->req = NULL;
     if (err) {
         sl_log(SL_WARN, "lease renewal failed", "error", err, NULL);
     } else {
@@ -247,9 +251,11 @@ void sl_queue_renew(sl_queue_lease *l, const char *run_ids)
     if (l->sending_at > 0) return; /* the last one has not been answered yet */
     l->sending_at = ev_now(l->ctx->loop);
     const char *params[] = {l->worker, l->lease, run_ids};
-    sl_pg_query_prepared(l->ctx->pg, "sl_renew_leases",
-                         "SELECT run_id, reason FROM sluice.renew_leases($1, $2, $3::uuid[])", 3,
-                         params, renewed, l);
+    sl_pg_req *req =
+        sl_pg_query_prepared(l->ctx->pg, "sl_renew_leases",
+                             "SELECT run_id, reason FROM sluice.renew_leases($1, $2, $3::uuid[])",
+                             3, params, renewed, l);
+    if (l->sending_at > 0) l->req = req; /* not answered at once (renewed() clears it) */
 }
 
 void sl_queue_next_cron(const char *cron, const char *tzname, sl_tz_cache *zones, char out[40])

@@ -72,7 +72,8 @@ void sl_queue_bare_failure_json(sl_buf *b, const char *run_id, const sl_run_outc
  * fence: when no renewal has succeeded for 0.9 of a lease (the database is out
  * of reach), every run is stopped as "lease lost" before other workers, by the
  * database's clock, fail them and run their jobs again. The caller owns the
- * struct and keeps it alive while renewals are in flight. */
+ * struct; sl_queue_lease_stop() cancels a renewal still in flight, after which
+ * the struct may go. */
 typedef struct sl_queue_lease {
     struct sl_ctx *ctx;
     const char *worker; /* the process's worker id */
@@ -84,9 +85,10 @@ typedef struct sl_queue_lease {
     void *data;
     /* kept by queue.c */
     double lease_seconds;
-    double renewed_at; /* when the last renewal that succeeded was sent */
-    double sending_at; /* when the renewal in flight was sent; 0: none */
-    int holding;       /* between sl_queue_lease_start and _stop */
+    double renewed_at;     /* when the last renewal that succeeded was sent */
+    double sending_at;     /* when the renewal in flight was sent; 0: none */
+    struct sl_pg_req *req; /* that renewal, owned until answered or cancelled */
+    int holding;           /* between sl_queue_lease_start and _stop */
     ev_timer fence;
 } sl_queue_lease;
 
