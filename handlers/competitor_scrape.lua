@@ -80,12 +80,11 @@ return {
     clean.notes(job, notes, "ads")
 
     local inserted, updated = 0, 0
-    local res, refused = rows.write(job, {
+    local res, refused = rows.store(job, {
       what = "competitor_ads", sql = UPSERT, rows = ads, chunk = BATCH,
       args = table.pack(comp.id, job.brand_id, job.id),
       key = function(ad) return "ad " .. ad.ad_archive_id end,
     })
-    if not res then error(refused) end
     for _, r in ipairs(res) do
       if r.inserted then inserted = inserted + 1 else updated = updated + 1 end
     end

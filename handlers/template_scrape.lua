@@ -132,12 +132,11 @@ return {
 
     -- the ads
     local ids, new = {}, 0
-    local res, refused = rows.write(job, {
+    local res, refused = rows.store(job, {
       what = "facebook_ads", sql = UPSERT_ADS, rows = ads, chunk = BATCH,
       args = table.pack(job.brand_id, p.search_url, job.id),
       key = function(ad) return "ad " .. ad.ad_archive_id end,
     })
-    if not res then error(refused) end
     for _, r in ipairs(res) do
       ids[r.ad_archive_id] = r.id
       if r.inserted then new = new + 1 end

@@ -162,9 +162,9 @@ end
 ---------------------------------------------------------------- storage
 
 -- Upserts reviews for the URL row; returns how many were new, and the reviews
--- the database refused (rows.write: skipped and logged, the others stored).
+-- the database refused (rows.store: skipped and logged, the others stored).
 local function save_reviews(job, url, reviews)
-  local out, skipped = rows.write(job, {
+  local out, skipped = rows.store(job, {
     what = "competitor_amazon_reviews", chunk = UPSERT_CHUNK, rows = reviews,
     key = function(r) return "review " .. r.review_id end,
     args = table.pack(url.id, url.competitor_id, url.brand_id, orNull(url.competitor_product_id),
@@ -184,7 +184,6 @@ local function save_reviews(job, url, reviews)
         job_id = excluded.job_id, scraped_at = now()
       RETURNING (xmax = 0) AS inserted]],
   })
-  if not out then error("database: " .. skipped, 0) end
   local new = 0
   for _, r in ipairs(out) do if r.inserted then new = new + 1 end end
   return new, skipped

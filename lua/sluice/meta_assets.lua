@@ -10,7 +10,8 @@
 --
 -- g is a client from lua/sluice/graph.lua. Per-ad failures are recorded and
 -- logged, never raised; a function returns nil, err only when the step as a
--- whole failed (the database, the asset store, or every download).
+-- whole failed (a query, the asset store, or every download), and raises
+-- ("database: …", rows.store) when a write fails as a whole.
 
 local assets = require("sluice.assets")
 local clean = require("sluice.clean")
@@ -97,7 +98,7 @@ function M.fetch_ad(g, ad_id)
 end
 
 -- Writes creative infos (ad id → info) onto every row of those ads. Returns ads
--- written, the ads the database refused (rows.write) | nil, err.
+-- written, the ads the database refused (rows.store).
 local function store_infos(job, infos)
   local list = {}
   for ad_id, i in pairs(infos) do
@@ -108,7 +109,7 @@ local function store_infos(job, infos)
     }
   end
   if #list == 0 then return 0, {} end
-  local done, skipped = rows.write(job, {
+  local _, skipped = rows.store(job, {
     what = "meta_ads_performance (creatives)", rows = list, args = table.pack(job.brand_id),
     key = function(r) return "ad " .. r.meta_ad_id end,
     sql = [[
@@ -121,13 +122,12 @@ local function store_infos(job, infos)
          destination_url text, ad_status text)
     WHERE p.brand_id = $1 AND p.meta_ad_id = x.meta_ad_id]],
   })
-  if not done then return nil, skipped end
   return #list - #skipped, skipped
 end
 
 -- Reads the creatives of the given ads (at most M.MAX_ADS) and stores them.
 -- Returns ads updated, { [ad_id] = err }, how many failed, how many the
--- database refused | nil, err (database).
+-- database refused.
 function M.fetch_and_store(job, g, ad_ids)
   local infos, failed = {}, {}
   local results, errs = sluice.map(ad_ids, function(ad_id) return M.fetch_ad(g, ad_id) end,
@@ -146,7 +146,6 @@ function M.fetch_and_store(job, g, ad_ids)
     end
   end
   local n, skipped = store_infos(job, infos)
-  if not n then return nil, skipped end
   return n, failed, n_failed, #skipped
 end
 
@@ -163,7 +162,7 @@ end
 -- the ad is found, so it does not keep 49 others from being read. A request
 -- that fails otherwise is logged; its ads keep the status they had. Returns ads
 -- read, ads whose status changed, ads that could not be read, ads the database
--- refused | nil, err.
+-- refused.
 function M.refresh_statuses(job, g, ad_ids)
   local read, changed, failed, list = 0, 0, 0, {}
   local function ask(batch)
@@ -192,7 +191,7 @@ function M.refresh_statuses(job, g, ad_ids)
   local refused = {}
   if #list > 0 then
     local done
-    done, refused = rows.write(job, {
+    done, refused = rows.store(job, {
       what = "meta_ads_performance (statuses)", rows = clean.deep(list), args = table.pack(job.brand_id),
       key = function(r) return "ad " .. r.meta_ad_id end,
       sql = [[
@@ -201,7 +200,6 @@ function M.refresh_statuses(job, g, ad_ids)
       WHERE p.brand_id = $1 AND p.meta_ad_id = x.meta_ad_id AND p.ad_status IS DISTINCT FROM x.ad_status
       RETURNING p.meta_ad_id]],
     })
-    if not done then return nil, refused end
     local seen = {}
     for _, r in ipairs(done) do
       if not seen[r.meta_ad_id] then seen[r.meta_ad_id], changed = true, changed + 1 end
@@ -242,8 +240,7 @@ function M.refresh_creatives(job, g, opts)
   for i, r in ipairs(found) do ids[i] = r.meta_ad_id end
   local out = { read = 0, failed = 0, rows_copied = copied.affected or 0, rows_skipped = 0 }
   if #ids > 0 then
-    local n, failures_or_err, n_failed, n_refused = M.fetch_and_store(job, g, ids)
-    if not n then return nil, failures_or_err end
+    local n, _, n_failed, n_refused = M.fetch_and_store(job, g, ids)
     out.read, out.failed, out.rows_skipped = n, n_failed, n_refused
   end
   -- the statuses of the ads known before this run (the ones just read have theirs)
@@ -257,7 +254,6 @@ function M.refresh_creatives(job, g, opts)
   local known = {}
   for i, r in ipairs(found) do known[i] = r.meta_ad_id end
   local sread, schanged, sfailed, srefused = M.refresh_statuses(job, g, known)
-  if not sread then return nil, schanged end
   out.statuses_read, out.statuses_changed, out.statuses_failed = sread, schanged, sfailed
   out.rows_skipped = out.rows_skipped + srefused
   if out.read + sread == 0 and out.failed + sfailed > 0 then
@@ -384,7 +380,6 @@ function M.download(job, g, opts)
     local ids = {}
     for i, r in ipairs(unknown) do ids[i] = r.meta_ad_id end
     local n, ferr, n_failed, n_refused = M.fetch_and_store(job, g, ids)
-    if not n then return nil, ferr, summary end
     summary.creatives_read, summary.creatives_failed, summary.rows_skipped = n, n_failed, n_refused
     for _, id in ipairs(ids) do
       if ferr[id] then first_err = ("creative of ad %s: %s"):format(id, ferr[id]); break end
