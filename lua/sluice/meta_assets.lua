@@ -149,13 +149,6 @@ function M.fetch_and_store(job, g, ad_ids)
   return n, failed, n_failed, #skipped
 end
 
--- A Postgres text[] literal of strings.
-function M.text_array(list)
-  local q = {}
-  for i, x in ipairs(list) do q[i] = '"' .. tostring(x):gsub('[\\"]', "\\%0") .. '"' end
-  return "{" .. table.concat(q, ",") .. "}"
-end
-
 -- The statuses (effective_status) of known ads, M.IDS_PER_REQUEST a request
 -- (GET /?ids=…), written on every row of each ad. One id the API does not know
 -- (a deleted ad) fails its whole request: such a request is split in two until
@@ -243,13 +236,14 @@ function M.refresh_creatives(job, g, opts)
     local n, _, n_failed, n_refused = M.fetch_and_store(job, g, ids)
     out.read, out.failed, out.rows_skipped = n, n_failed, n_refused
   end
-  -- the statuses of the ads known before this run (the ones just read have theirs)
+  -- the statuses of the ads known before this run (the ones just read have
+  -- theirs); $3 is their ids as JSON, a list ({} when empty: no key either)
   found, err = sluice.db.query([[
     SELECT meta_ad_id FROM public.meta_ads_performance
-    WHERE brand_id = $1 AND date >= $2::date AND meta_ad_id <> ALL ($3::text[])
+    WHERE brand_id = $1 AND date >= $2::date AND NOT ($3::jsonb ? meta_ad_id)
     GROUP BY meta_ad_id HAVING bool_or(is_video IS NOT NULL)
     ORDER BY sum(spend) DESC NULLS LAST, meta_ad_id LIMIT $4]],
-    job.brand_id, since, M.text_array(ids), M.MAX_STATUS)
+    job.brand_id, since, ids, M.MAX_STATUS)
   if not found then return nil, err end
   local known = {}
   for i, r in ipairs(found) do known[i] = r.meta_ad_id end
