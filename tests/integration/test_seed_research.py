@@ -743,6 +743,41 @@ print(s1, s2, s3, e1, select("#", sluice.db.query("SELECT 1")), ok[1].n)
         self.assertEqual(self.one(f"SELECT total_reviews_scraped FROM public.competitor_amazon_urls "
                                   f"WHERE id = '{url}'")["total_reviews_scraped"], len(all_ids))
 
+    def test_amazon_reviews_new_counts_what_this_job_inserted_over_its_attempts(self):
+        # the reviews are stored, then the checkpoint saying so is refused (the
+        # worker could as well have died in between): the retry reads the same
+        # run and writes the same reviews again, as updates now. They are still
+        # new to the database for this job, and reviews_new must say so
+        url = self.competitor_url(asin="B0NEWCOUNT")
+        _, ids = amazon_expected(amazon_configs("B0NEWCOUNT", "com"))
+        self.scalar("""CREATE SEQUENCE public.refusals;
+            CREATE FUNCTION public.refuse_done() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.checkpoint -> 'amazon' -> 'done' <> '{}'::jsonb THEN
+                    IF nextval('public.refusals') = 1 THEN RAISE EXCEPTION 'checkpoint refused'; END IF;
+                END IF;
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER refuse_done BEFORE UPDATE ON sluice.scheduled_jobs
+                FOR EACH ROW EXECUTE FUNCTION public.refuse_done()""")
+        job = self.queue("amazon_review_scrape", {"competitor_amazon_url_id": url}, "Acme")
+        with self.serve("--poll", "0.2"):
+            self.wait_for(lambda: self.runs_of(job) and self.runs_of(job)[0]["status"] == "failed", 60,
+                          "the first attempt did not fail")
+            self.assertIn("checkpoint refused", self.runs_of(job)[0]["error_message"])
+            self.assertEqual(self.reviews_of("B0NEWCOUNT"), len(ids))
+            self.retry_now(job)
+            self.assertEqual(self.wait_job(job)["status"], "completed")
+        self.assertEqual(self.started(AMAZON_ACTOR), 1)
+        res = self.runs_of(job)[1]["result"]
+        self.assertEqual((res["reviews"], res["reviews_new"], res["reviews_total"]), (len(ids), len(ids), len(ids)))
+        # a second job finds them all stored: none is new
+        second = self.queue("amazon_review_scrape", {"competitor_amazon_url_id": url}, "Acme")
+        with self.serve("--poll", "0.2"):
+            self.assertEqual(self.wait_job(second)["status"], "completed")
+        res = self.runs_of(second)[0]["result"]
+        self.assertEqual((res["reviews"], res["reviews_new"]), (len(ids), 0))
+
     def test_amazon_retry_resumes_the_paid_run(self):
         url = self.competitor_url(asin="B0RESUME01")
         _, ids = amazon_expected(amazon_configs("B0RESUME01", "com"))
