@@ -98,9 +98,10 @@ return {
       comp.name, #ads, inserted, updated,
       #refused > 0 and (", %d refused by the database (skipped)"):format(#refused) or "",
       total[1] and total[1].ads_count or 0)
-    job.dataset("competitor_ads"):success(#ads, { new = inserted, updated = updated, cost_usd = usd,
+    -- records: the ads stored (the ones the database refused are rows_skipped)
+    job.dataset("competitor_ads"):success(#res, { new = inserted, updated = updated, cost_usd = usd,
                                                   rows_skipped = #refused })
-    return { records = #ads, new = inserted, updated = updated, ads_count = total[1] and total[1].ads_count,
+    return { records = #res, new = inserted, updated = updated, ads_count = total[1] and total[1].ads_count,
              apify_run_id = run and run.id, cost_usd = usd, rows_skipped = #refused }
   end,
 }

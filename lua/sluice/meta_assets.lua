@@ -154,8 +154,8 @@ end
 -- (a deleted ad) fails its whole request: such a request is split in two until
 -- the ad is found, so it does not keep 49 others from being read. A request
 -- that fails otherwise is logged; its ads keep the status they had. Returns ads
--- read, ads whose status changed, ads that could not be read, ads the database
--- refused.
+-- whose status was read and stored, ads whose status changed, ads that could
+-- not be read, ads the database refused (read, not stored).
 function M.refresh_statuses(job, g, ad_ids)
   local read, changed, failed, list = 0, 0, 0, {}
   local function ask(batch)
@@ -198,7 +198,7 @@ function M.refresh_statuses(job, g, ad_ids)
       if not seen[r.meta_ad_id] then seen[r.meta_ad_id], changed = true, changed + 1 end
     end
   end
-  return read, changed, failed, #refused
+  return read - #refused, changed, failed, #refused
 end
 
 -- meta_sync step 3: rows without a creative (is_video unknown) get it from

@@ -335,6 +335,41 @@ class SeedAds(harness.SluiceTest):
         self.assertIsNone(fa[aid(far)]["s"])
         self.assertEqual((fa[aid(nul)]["ad_body"], fa[aid(nul)]["page_like_count"]), ("Sleep better", None))
 
+    def test_records_are_the_rows_stored_not_the_rows_refused(self):
+        # a deployment's constraint refuses one ad: the job completes, the ad is
+        # skipped and counted in rows_skipped, and records (the run's and the
+        # dataset's) are the rows actually stored
+        comp = self.setup_brand()
+        items = self.fixture_ads(ADLIB, 40)
+        refused = items[3].get("ad_archive_id") or items[3].get("adArchiveID")
+        for table in ("competitor_ads", "facebook_ads"):
+            self.scalar(f"ALTER TABLE public.{table} ADD CONSTRAINT not_this_ad CHECK (ad_archive_id <> '{refused}')")
+        res, log = self.run_job("competitor_scrape", {"competitor_id": comp, "ad_library_url": ADLIB,
+                                                      "max_ads": 40})
+        self.assertEqual((res["records"], res["new"], res["rows_skipped"]), (len(items) - 1, len(items) - 1, 1))
+        self.assertEqual(self.count("public.competitor_ads"), len(items) - 1)
+        self.assertEqual(self.dataset("competitor_ads")["records_affected"], len(items) - 1)
+        self.assertIn(f"competitor_ads: ad {refused} skipped, the database refused it", log)
+        res, _ = self.run_job("template_scrape", {"search_url": ADLIB, "max_ads": 40, "images_only": False,
+                                                  "auto_queue": False})
+        self.assertEqual((res["records"], res["rows_skipped"]), (len(items) - 1, 1))
+        self.assertEqual(self.dataset("templates_scraped")["records_affected"], len(items) - 1)
+        # meta_sync step 3: a status the table refuses is not a status stored
+        self.run_job("meta_sync", {"download_max_videos": 0, "download_max_images": 0})
+        ads = [r["meta_ad_id"] for r in self.sql("SELECT DISTINCT meta_ad_id FROM public.meta_ads_performance "
+                                                 "ORDER BY meta_ad_id")]
+        paused = ads[0]
+        self.scalar("ALTER TABLE public.meta_ads_performance ADD CONSTRAINT not_paused "
+                    f"CHECK (meta_ad_id <> '{paused}' OR ad_status <> 'PAUSED')")
+        self.svc.control({"graph_ad_status": {paused: "PAUSED"}})
+        res, log = self.run_job("meta_sync", {"download_max_videos": 0, "download_max_images": 0})
+        c = res["creatives"]
+        self.assertEqual((c["read"], c["statuses_read"], c["statuses_failed"], c["rows_skipped"]),
+                         (0, len(ads) - 1, 0, 1))
+        self.assertIn(f"meta_ads_performance (statuses): ad {paused} skipped, the database refused it", log)
+        ds = self.dataset("ad_thumbnails")
+        self.assertEqual((ds["last_status"], ds["records_affected"]), ("completed", len(ads) - 1))
+
     def test_competitor_scrape_unknown_or_foreign_competitor_is_permanent(self):
         self.setup_brand()
         self.sluice("brands", "add", "Other")
