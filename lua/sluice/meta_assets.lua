@@ -259,26 +259,41 @@ end
 
 ---------------------------------------------------------------- downloads
 
+local RECORD = [[
+  INSERT INTO public.meta_ad_assets AS a
+      (meta_ad_id, brand_id, asset_type, storage_path, sha256, mime_type, file_size_bytes,
+       dimensions, meta_video_id, source_url, status, not_downloadable_reason, error)
+  SELECT x.meta_ad_id, $1, x.asset_type, coalesce(x.storage_path, ''), x.sha256, x.mime_type, x.size,
+         x.dimensions, x.meta_video_id, x.source_url, x.status, x.reason, x.error
+  FROM jsonb_to_recordset($2::jsonb) AS x(meta_ad_id text, asset_type text, storage_path text,
+       sha256 text, mime_type text, size bigint, dimensions jsonb, meta_video_id text,
+       source_url text, status text, reason text, error text)
+  ON CONFLICT (meta_ad_id, asset_type) DO UPDATE SET
+      brand_id = excluded.brand_id, storage_path = excluded.storage_path, sha256 = excluded.sha256,
+      mime_type = excluded.mime_type, file_size_bytes = excluded.file_size_bytes,
+      dimensions = excluded.dimensions, meta_video_id = excluded.meta_video_id,
+      source_url = coalesce(excluded.source_url, a.source_url), status = excluded.status,
+      not_downloadable_reason = excluded.not_downloadable_reason, error = excluded.error,
+      attempts = a.attempts + 1, updated_at = now()
+  RETURNING a.id]]
+
+-- Stores an asset's outcome, its texts without NUL (a video's source URL comes
+-- from the Graph API as it is; the log names the row cleaned). Returns whether
+-- it was stored: a row the database refuses for its data is skipped and logged
+-- with its key (rows.store; the ad stays to do, as if it had failed), so one
+-- bad row does not fail the run on every retry; any other failure raises.
 local function record(job, row)
-  local ok, err = sluice.db.query([[
-    INSERT INTO public.meta_ad_assets AS a
-        (meta_ad_id, brand_id, asset_type, storage_path, sha256, mime_type, file_size_bytes,
-         dimensions, meta_video_id, source_url, status, not_downloadable_reason, error)
-    VALUES ($1, $2, $3, coalesce($4, ''), $5, $6, $7, $8::jsonb, $9, $10, $11, $12, $13)
-    ON CONFLICT (meta_ad_id, asset_type) DO UPDATE SET
-        brand_id = excluded.brand_id, storage_path = excluded.storage_path, sha256 = excluded.sha256,
-        mime_type = excluded.mime_type, file_size_bytes = excluded.file_size_bytes,
-        dimensions = excluded.dimensions, meta_video_id = excluded.meta_video_id,
-        source_url = coalesce(excluded.source_url, a.source_url), status = excluded.status,
-        not_downloadable_reason = excluded.not_downloadable_reason, error = excluded.error,
-        attempts = a.attempts + 1, updated_at = now()]],
-    row.meta_ad_id, job.brand_id, row.asset_type, row.storage_path, row.sha256, row.mime_type,
-    row.size, row.dimensions, row.meta_video_id, row.source_url, row.status, row.reason, row.error)
-  return ok, err
+  local key = ("%s of ad %s"):format(row.asset_type, row.meta_ad_id)
+  local stored, nuls = clean.deep(row)
+  if nuls > 0 then job.log("meta_ad_assets: %s: NUL characters removed from %d texts", key, nuls) end
+  local _, skipped = rows.store(job, { what = "meta_ad_assets", sql = RECORD, rows = { stored },
+                                       args = table.pack(job.brand_id), key = function() return key end })
+  return #skipped == 0
 end
 
 -- Downloads one ad's asset and records the outcome. Returns the outcome
--- ("downloaded" | "not_downloadable" | "failed" | "store") and the row.
+-- ("downloaded" | "not_downloadable" | "failed" | "store", or "skipped" when the
+-- database refused its row) and the row.
 local function one(job, g, ad)
   local row = { meta_ad_id = ad.meta_ad_id, asset_type = ad.is_video and "video" or "image",
                 meta_video_id = ad.meta_video_id }
@@ -322,8 +337,7 @@ local function one(job, g, ad)
       row.status, row.error = "failed", err
     end
   end
-  local ok, derr = record(job, row)
-  if not ok then error(("meta_ad_assets: %s"):format(derr), 0) end
+  if not record(job, row) then return "skipped", row end
   if row.status ~= "downloaded" then
     job.log("asset %s of ad %s: %s%s", row.asset_type, row.meta_ad_id, row.status,
       (row.reason and (" (" .. row.reason .. ")") or "") .. (row.error and (": " .. row.error) or ""))
@@ -406,6 +420,8 @@ function M.download(job, g, opts)
       if r.row.created then summary.stored = summary.stored + 1 else summary.reused = summary.reused + 1 end
     elseif r.outcome == "not_downloadable" then
       summary.not_downloadable = summary.not_downloadable + 1
+    elseif r.outcome == "skipped" then
+      summary.rows_skipped = summary.rows_skipped + 1
     else
       summary.failed = summary.failed + 1
       if r.outcome == "store" then store_err = store_err or r.row.error end

@@ -442,6 +442,33 @@ class SeedAds(harness.SluiceTest):
         self.assertEqual(self.count("public.facebook_ads"), len(items), "the ads are stored all the same")
         self.assertEqual(self.count("public.template_queue"), 0)
 
+    def test_template_scrape_asset_row_the_database_refuses_is_skipped(self):
+        # the first media row written is refused (a deployment's trigger, with
+        # a constraint's SQLSTATE): it failed the whole job, on every retry; now
+        # it is skipped, logged and counted, and the others are recorded
+        self.sluice("migrate")
+        self.scalar("""CREATE SEQUENCE public.refusals;
+            CREATE FUNCTION public.refuse_first() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF nextval('public.refusals') = 1 THEN
+                    RAISE EXCEPTION 'refused' USING ERRCODE = 'check_violation';
+                END IF;
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER refuse_first BEFORE INSERT ON public.scraped_ad_assets
+                FOR EACH ROW EXECUTE FUNCTION public.refuse_first()""")
+        res, log = self.run_job("template_scrape", {"search_url": SEARCH, "max_ads": 10}, brand=None)
+        self.assertEqual(res["rows_skipped"], 1)
+        self.assertRegex(log, r"scraped_ad_assets: image [0-9]+ of ad [0-9]+ skipped, the database refused it: "
+                              r"refused \(23514\)")
+        stored = self.count("public.scraped_ad_assets")
+        self.assertGreater(stored, 0)
+        self.assertEqual(res["assets_downloaded"], self.count("public.scraped_ad_assets", "status = 'downloaded'"))
+        self.assertEqual(res["assets_downloaded"] + res["assets_expired"] + res["assets_failed"], stored)
+        # the next scrape fetches the skipped one (every other is downloaded)
+        res, _ = self.run_job("template_scrape", {"search_url": SEARCH, "max_ads": 10}, brand=None)
+        self.assertEqual(self.count("public.scraped_ad_assets"), stored + 1)
+
     def test_template_scrape_with_videos_and_without_queue(self):
         self.setup_brand()
         items = self.fixture_ads(SEARCH, 20)
@@ -766,6 +793,44 @@ class SeedAds(harness.SluiceTest):
         self.assertEqual((ds["last_status"], ds["metadata"]["creatives_failed"]), ("completed", 1))
         self.assertIn(f"creative of ad {ads[0]}: graph error 100", log)
         self.assertIn("creatives: %d read, 1 could not be read" % (len(ads) - 1), log)
+
+    def test_asset_rows_the_database_refuses_do_not_fail_the_run(self):
+        # one video's source URL with a NUL (Graph's JSON can hold one; Postgres
+        # refuses it in text), one image ad whose asset row a deployment's
+        # constraint refuses: each failed the whole run, on every retry. The URL
+        # is not downloaded and its row stored cleaned; the refused row is
+        # skipped, logged with its key and counted
+        self.setup_brand()
+        self.run_job("meta_sync", {"download_max_videos": 0, "download_max_images": 0})
+        videos = self.sql("SELECT DISTINCT meta_ad_id, meta_video_id FROM public.meta_ads_performance "
+                          "WHERE is_video ORDER BY meta_ad_id")
+        sourced = []
+        for v in videos:
+            _, _, body = self.svc.json("GET", f"/v21.0/{v['meta_video_id']}?fields=source",
+                                       headers={"Authorization": "Bearer system-token-123"})
+            if "source" in body:
+                sourced.append((v, body["source"]))
+        (bad_video, source) = sourced[0]
+        image = self.sql("SELECT DISTINCT meta_ad_id FROM public.meta_ads_performance WHERE NOT is_video "
+                         "ORDER BY meta_ad_id")[0]["meta_ad_id"]
+        self.svc.control({"graph_patch_objects": {"match": {"id": bad_video["meta_video_id"]},
+                                                  "set": {"source": source + "\u0000.jpg"}}})
+        self.scalar(f"ALTER TABLE public.meta_ad_assets ADD CONSTRAINT not_this_ad CHECK (meta_ad_id <> '{image}')")
+        res, log = self.run_job("asset_download", {"max_videos": 100, "max_images": 100})
+        self.assertEqual(res["rows_skipped"], 1)
+        self.assertIn(f"meta_ad_assets: image of ad {image} skipped, the database refused it", log)
+        self.assertEqual(self.count("public.meta_ad_assets", f"meta_ad_id = '{image}'"), 0)
+        row = self.one(f"SELECT * FROM public.meta_ad_assets WHERE meta_ad_id = '{bad_video['meta_ad_id']}'")
+        self.assertEqual((row["status"], row["source_url"]), ("failed", source + ".jpg"))
+        self.assertIn("NUL", row["error"])
+        self.assertIn(f"video of ad {bad_video['meta_ad_id']}: NUL characters removed", log)
+        self.assertEqual(self.svc.log(urlsplit(source).path), [], "the URL was not cut at its NUL and fetched")
+        downloaded = self.count("public.meta_ad_assets", "status = 'downloaded'")
+        self.assertGreater(downloaded, 0)
+        self.assertEqual((res["records"], res["downloaded"]), (downloaded, downloaded))
+        ds = self.dataset("ad_assets")
+        self.assertEqual((ds["last_status"], ds["records_affected"], ds["metadata"]["rows_skipped"]),
+                         ("completed", downloaded, 1))
 
     def test_asset_403_is_an_expired_url_not_a_lost_asset(self):
         # a CDN 403 is a signed URL past its expiry: the asset stays to do, and the
