@@ -25,6 +25,7 @@ M.MAX_ADS = 100          -- creatives read per run (the seed's cap)
 M.MAX_STATUS = 1000      -- statuses of known ads read again per run
 M.IDS_PER_REQUEST = 50   -- objects per GET /?ids=… (the Graph API's limit)
 M.CONCURRENCY = 4        -- requests in flight per step (the Graph limiter paces them anyway)
+M.MAX_403 = 3            -- downloads answered 403 in a row (each run with a fresh URL) before giving up
 
 local v = clean.value  -- null and "" read as absent
 
@@ -262,19 +263,20 @@ end
 local RECORD = [[
   INSERT INTO public.meta_ad_assets AS a
       (meta_ad_id, brand_id, asset_type, storage_path, sha256, mime_type, file_size_bytes,
-       dimensions, meta_video_id, source_url, status, not_downloadable_reason, error)
+       dimensions, meta_video_id, source_url, status, not_downloadable_reason, error, consecutive_403s)
   SELECT x.meta_ad_id, $1, x.asset_type, coalesce(x.storage_path, ''), x.sha256, x.mime_type, x.size,
-         x.dimensions, x.meta_video_id, x.source_url, x.status, x.reason, x.error
+         x.dimensions, x.meta_video_id, x.source_url, x.status, x.reason, x.error,
+         coalesce(x.consecutive_403s, 0)
   FROM jsonb_to_recordset($2::jsonb) AS x(meta_ad_id text, asset_type text, storage_path text,
        sha256 text, mime_type text, size bigint, dimensions jsonb, meta_video_id text,
-       source_url text, status text, reason text, error text)
+       source_url text, status text, reason text, error text, consecutive_403s integer)
   ON CONFLICT (meta_ad_id, asset_type) DO UPDATE SET
       brand_id = excluded.brand_id, storage_path = excluded.storage_path, sha256 = excluded.sha256,
       mime_type = excluded.mime_type, file_size_bytes = excluded.file_size_bytes,
       dimensions = excluded.dimensions, meta_video_id = excluded.meta_video_id,
       source_url = coalesce(excluded.source_url, a.source_url), status = excluded.status,
       not_downloadable_reason = excluded.not_downloadable_reason, error = excluded.error,
-      attempts = a.attempts + 1, updated_at = now()
+      consecutive_403s = excluded.consecutive_403s, attempts = a.attempts + 1, updated_at = now()
   RETURNING a.id]]
 
 -- Stores an asset's outcome, its texts without NUL (a video's source URL comes
@@ -327,8 +329,17 @@ local function one(job, g, ad)
       row.created = a.created
     elseif class == "expired" then
       -- not for good: failed rows have their creative read again by the next
-      -- run (or the job's retry), which gives a freshly signed URL
-      row.status, row.error = "failed", err .. "; the next run reads the ad's creative again for a fresh URL"
+      -- run (or the job's retry), which gives a freshly signed URL; a 403 to
+      -- M.MAX_403 downloads in a row, fresh URLs included, is for good
+      row.consecutive_403s = ad.consecutive_403s + 1
+      if row.consecutive_403s >= M.MAX_403 then
+        row.status, row.reason = "not_downloadable", "http_403_repeated"
+        row.error = ("HTTP 403 on %d runs in a row, each but the first with the ad's creative read again "
+          .. "for a fresh URL: the file is gone or restricted, most likely; not tried again")
+          :format(row.consecutive_403s)
+      else
+        row.status, row.error = "failed", err .. "; the next run reads the ad's creative again for a fresh URL"
+      end
     elseif class == "not_downloadable" then
       row.status, row.error = "not_downloadable", err
       row.reason = err:match("^HTTP (%d+)") and ("http_" .. err:match("^HTTP (%d+)"))
@@ -346,16 +357,16 @@ local function one(job, g, ad)
 end
 
 local CANDIDATES = [[
-  SELECT a.meta_ad_id, a.is_video, a.meta_video_id, a.image_url, a.thumbnail_url
+  SELECT a.meta_ad_id, a.is_video, a.meta_video_id, a.image_url, a.thumbnail_url,
+         coalesce(x.consecutive_403s, 0) AS consecutive_403s
   FROM (SELECT DISTINCT ON (meta_ad_id) meta_ad_id, is_video, meta_video_id, image_url, thumbnail_url
         FROM public.meta_ads_performance WHERE brand_id = $1 AND is_video IS NOT NULL
         ORDER BY meta_ad_id, date DESC) a
   JOIN (SELECT meta_ad_id, sum(spend) AS spend FROM public.meta_ads_performance
         WHERE brand_id = $1 GROUP BY meta_ad_id) s USING (meta_ad_id)
-  WHERE NOT EXISTS (SELECT 1 FROM public.meta_ad_assets x
-                    WHERE x.meta_ad_id = a.meta_ad_id
-                      AND x.asset_type = CASE WHEN a.is_video THEN 'video' ELSE 'image' END
-                      AND x.status IN ('downloaded', 'not_downloadable', 'deleted'))
+  LEFT JOIN public.meta_ad_assets x
+         ON x.meta_ad_id = a.meta_ad_id AND x.asset_type = CASE WHEN a.is_video THEN 'video' ELSE 'image' END
+  WHERE x.status IS NULL OR x.status NOT IN ('downloaded', 'not_downloadable', 'deleted')
   ORDER BY s.spend DESC NULLS LAST, a.meta_ad_id]]
 
 -- asset_download, and meta_sync step 4: for the brand's ads without an asset
@@ -363,7 +374,8 @@ local CANDIDATES = [[
 -- and images (opts.max_images) of the ads with the most spend. Ads whose
 -- creative is unknown are read first. Returns a summary { attempted,
 -- downloaded, stored (new files), reused (bytes already stored), failed,
--- not_downloadable, videos, images, creatives_read, creatives_failed } | nil,
+-- not_downloadable, videos, images, creatives_read, creatives_failed,
+-- rows_skipped (asset rows the database refused) } | nil,
 -- err, summary when the step failed as a whole: the asset store cannot be
 -- written, or downloads or creative reads failed and nothing was downloaded.
 function M.download(job, g, opts)
@@ -399,7 +411,8 @@ function M.download(job, g, opts)
   local todo = {}
   for _, r in ipairs(found) do
     local ad = { meta_ad_id = r.meta_ad_id, is_video = r.is_video, meta_video_id = v(r.meta_video_id),
-                 image_url = v(r.image_url), thumbnail_url = v(r.thumbnail_url) }
+                 image_url = v(r.image_url), thumbnail_url = v(r.thumbnail_url),
+                 consecutive_403s = r.consecutive_403s }
     if ad.is_video and summary.videos < max_videos then
       summary.videos = summary.videos + 1
       todo[#todo + 1] = ad

@@ -852,8 +852,9 @@ class SeedAds(harness.SluiceTest):
         res, _ = self.run_job("asset_download", {"max_videos": 0, "max_images": 40})
         self.assertEqual((res["images"], res["downloaded"], res["creatives_read"]), (1, 1, 1))
         self.assertEqual(len(self.svc.log(f"/v21.0/{expired['meta_ad_id']}")), 1, "its creative read again")
-        row = self.one(f"SELECT status, attempts FROM public.meta_ad_assets WHERE meta_ad_id = '{expired['meta_ad_id']}'")
-        self.assertEqual((row["status"], row["attempts"]), ("downloaded", 2))
+        row = self.one(f"SELECT status, attempts, consecutive_403s FROM public.meta_ad_assets "
+                       f"WHERE meta_ad_id = '{expired['meta_ad_id']}'")
+        self.assertEqual((row["status"], row["attempts"], row["consecutive_403s"]), ("downloaded", 2, 0))
         # rows the old rule marked not_downloadable for good are made failed by the migration
         self.scalar(f"UPDATE public.meta_ad_assets SET status = 'not_downloadable', storage_path = '', "
                     f"not_downloadable_reason = 'http_403' WHERE meta_ad_id = '{expired['meta_ad_id']}'")
@@ -862,6 +863,46 @@ class SeedAds(harness.SluiceTest):
         row = self.one(f"SELECT status, not_downloadable_reason FROM public.meta_ad_assets "
                        f"WHERE meta_ad_id = '{expired['meta_ad_id']}'")
         self.assertEqual((row["status"], row["not_downloadable_reason"]), ("failed", None))
+        # and 108 counts such a row's 403 as the first of the three it may have
+        self.scalar("DELETE FROM sluice.schema_migrations WHERE version = '108'")
+        self.sluice("migrate")
+        self.assertEqual(self.scalar(f"SELECT consecutive_403s FROM public.meta_ad_assets "
+                                     f"WHERE meta_ad_id = '{expired['meta_ad_id']}'"), "1")
+
+    def test_asset_403_on_every_run_is_given_up_after_three(self):
+        # a 403 that a freshly read URL does not cure is not an expired URL: after
+        # three runs in a row answered 403 the asset is not_downloadable, and no
+        # run asks for it again (each asked for it, and read its creative, for good)
+        self.setup_brand()
+        self.run_job("meta_sync", {"download_max_videos": 0, "download_max_images": 0})
+        images = self.sql("SELECT DISTINCT meta_ad_id, coalesce(image_url, thumbnail_url) AS url "
+                          "FROM public.meta_ads_performance WHERE NOT is_video ORDER BY meta_ad_id")
+        gone = images[0]
+        self.svc.control({"media_status": {media_id(gone["url"]): 403}})
+        where = f"meta_ad_id = '{gone['meta_ad_id']}'"
+        res, _ = self.run_job("asset_download", {"max_videos": 0, "max_images": 40})
+        self.assertEqual(res["failed"], 1)
+        row = self.one(f"SELECT status, consecutive_403s FROM public.meta_ad_assets WHERE {where}")
+        self.assertEqual((row["status"], row["consecutive_403s"]), ("failed", 1))
+        # nothing else to do and nothing got: this run fails (and would be retried)
+        _, out = self.run_job("asset_download", {"max_videos": 0, "max_images": 40}, ok=False)
+        self.assertIn("nothing downloaded: 1 downloads failed", out)
+        row = self.one(f"SELECT status, consecutive_403s FROM public.meta_ad_assets WHERE {where}")
+        self.assertEqual((row["status"], row["consecutive_403s"]), ("failed", 2))
+        # the third: given up, which is an outcome, not a failure
+        res, log = self.run_job("asset_download", {"max_videos": 0, "max_images": 40})
+        self.assertEqual((res["attempted"], res["failed"], res["not_downloadable"]), (1, 0, 1))
+        row = self.one(f"SELECT * FROM public.meta_ad_assets WHERE {where}")
+        self.assertEqual((row["status"], row["not_downloadable_reason"], row["consecutive_403s"], row["attempts"]),
+                         ("not_downloadable", "http_403_repeated", 3, 3))
+        self.assertIn("HTTP 403 on 3 runs in a row", row["error"])
+        self.assertEqual(len(self.svc.log("/media/img/" + media_id(gone["url"]))), 3)
+        self.assertEqual(len(self.svc.log(f"/v21.0/{gone['meta_ad_id']}")), 3,
+                         "its creative read by meta_sync, then again by the second and third runs")
+        self.svc.reset()
+        res, _ = self.run_job("asset_download", {"max_videos": 0, "max_images": 40})
+        self.assertEqual((res["attempted"], res["creatives_read"]), (0, 0))
+        self.assertEqual(self.svc.log("/media/"), [])
 
     def test_videos_without_a_source_are_not_downloadable(self):
         # this account's ads include videos Graph gives no source for ("Reels")
