@@ -96,6 +96,14 @@ class SeedAds(harness.SluiceTest):
         self.scalar(f"SELECT sluice.add_ad_account('{brand}', '{account}', 'Main account')")
         return comp
 
+    def synced_image_ads(self):
+        """Sets the brand up and syncs its ads without downloading: its image ads,
+        [{meta_ad_id, url}] by id (url: the image the download would fetch)."""
+        self.setup_brand()
+        self.run_job("meta_sync", {"download_max_videos": 0, "download_max_images": 0})
+        return self.sql("SELECT DISTINCT meta_ad_id, coalesce(image_url, thumbnail_url) AS url "
+                        "FROM public.meta_ads_performance WHERE NOT is_video ORDER BY meta_ad_id")
+
     def assert_sourceless_videos_marked(self):
         """Exactly the videos Graph gives no source for are not_downloadable, as
         no_source_url; returns how many there are."""
@@ -835,10 +843,7 @@ class SeedAds(harness.SluiceTest):
     def test_asset_403_is_an_expired_url_not_a_lost_asset(self):
         # a CDN 403 is a signed URL past its expiry: the asset stays to do, and the
         # next run reads the ad's creative again (a fresh URL) and downloads it
-        self.setup_brand()
-        self.run_job("meta_sync", {"download_max_videos": 0, "download_max_images": 0})
-        images = self.sql("SELECT DISTINCT meta_ad_id, coalesce(image_url, thumbnail_url) AS url "
-                          "FROM public.meta_ads_performance WHERE NOT is_video ORDER BY meta_ad_id")
+        images = self.synced_image_ads()
         expired = images[0]
         self.svc.control({"media_status": {media_id(expired["url"]): 403}})
         res, log = self.run_job("asset_download", {"max_videos": 0, "max_images": 40})
@@ -873,10 +878,7 @@ class SeedAds(harness.SluiceTest):
         # a 403 that a freshly read URL does not cure is not an expired URL: after
         # three runs in a row answered 403 the asset is not_downloadable, and no
         # run asks for it again (each asked for it, and read its creative, for good)
-        self.setup_brand()
-        self.run_job("meta_sync", {"download_max_videos": 0, "download_max_images": 0})
-        images = self.sql("SELECT DISTINCT meta_ad_id, coalesce(image_url, thumbnail_url) AS url "
-                          "FROM public.meta_ads_performance WHERE NOT is_video ORDER BY meta_ad_id")
+        images = self.synced_image_ads()
         gone = images[0]
         self.svc.control({"media_status": {media_id(gone["url"]): 403}})
         where = f"meta_ad_id = '{gone['meta_ad_id']}'"
