@@ -4,8 +4,8 @@
 -- API (`/{video_id}?fields=source`), images from the ad's creative. A download
 -- that fails is recorded on its row (404/410 and missing sources as
 -- not_downloadable; 403 — an expired signed URL — and other errors as failed,
--- tried again next run with the creative read afresh) and does not stop the
--- others. The same code is meta_sync's step 4 (lua/sluice/meta_assets.lua).
+-- tried again next run with the creative read afresh, until a third 403 in a
+-- row makes it not_downloadable) and does not stop the others. The same code is meta_sync's step 4 (lua/sluice/meta_assets.lua).
 local graph = require("sluice.graph")
 local meta_assets = require("sluice.meta_assets")
 

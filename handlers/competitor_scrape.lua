@@ -80,12 +80,11 @@ return {
     clean.notes(job, notes, "ads")
 
     local inserted, updated = 0, 0
-    local res, refused = rows.write(job, {
+    local res, refused = rows.store(job, {
       what = "competitor_ads", sql = UPSERT, rows = ads, chunk = BATCH,
       args = table.pack(comp.id, job.brand_id, job.id),
       key = function(ad) return "ad " .. ad.ad_archive_id end,
     })
-    if not res then error(refused) end
     for _, r in ipairs(res) do
       if r.inserted then inserted = inserted + 1 else updated = updated + 1 end
     end
@@ -99,9 +98,10 @@ return {
       comp.name, #ads, inserted, updated,
       #refused > 0 and (", %d refused by the database (skipped)"):format(#refused) or "",
       total[1] and total[1].ads_count or 0)
-    job.dataset("competitor_ads"):success(#ads, { new = inserted, updated = updated, cost_usd = usd,
+    -- records: the ads stored (the ones the database refused are rows_skipped)
+    job.dataset("competitor_ads"):success(#res, { new = inserted, updated = updated, cost_usd = usd,
                                                   rows_skipped = #refused })
-    return { records = #ads, new = inserted, updated = updated, ads_count = total[1] and total[1].ads_count,
+    return { records = #res, new = inserted, updated = updated, ads_count = total[1] and total[1].ads_count,
              apify_run_id = run and run.id, cost_usd = usd, rows_skipped = #refused }
   end,
 }

@@ -356,12 +356,11 @@ return {
         end
       end
       if #batch == 0 then return true end
-      local res, rerr = rows.write(job, {
+      local res, refused_here = rows.store(job, {
         what = "meta_ads_performance", sql = UPSERT, rows = batch, args = table.pack(job.brand_id),
         key = function(row) return ("ad %s on %s"):format(row.meta_ad_id, row.date) end,
       })
-      if not res then return nil, rerr end
-      refused = refused + #rerr
+      refused = refused + #refused_here
       for _, r in ipairs(res) do
         if r.inserted then inserted = inserted + 1 else updated = updated + 1 end
       end

@@ -70,13 +70,18 @@ local RECORD_ASSET = [[
   INSERT INTO public.scraped_ad_assets AS a
       (facebook_ad_id, brand_id, asset_type, position, storage_path, sha256, original_url,
        file_size_bytes, mime_type, dimensions, scrape_source, status, error, attempts)
-  VALUES ($1, $2, $3, $4, coalesce($5, ''), $6, $7, $8, $9, $10::jsonb, 'template_scrape', $11, $12, 1)
+  SELECT x.facebook_ad_id, $1, x.asset_type, x.position, coalesce(x.storage_path, ''), x.sha256,
+         x.url, x.size, x.mime_type, x.dimensions, 'template_scrape', x.status, x.error, 1
+  FROM jsonb_to_recordset($2::jsonb) AS x(facebook_ad_id uuid, asset_type text, position integer,
+       storage_path text, sha256 text, url text, size bigint, mime_type text, dimensions jsonb,
+       status text, error text)
   ON CONFLICT (facebook_ad_id, asset_type, position) DO UPDATE SET
       brand_id = coalesce(a.brand_id, excluded.brand_id), storage_path = excluded.storage_path,
       sha256 = excluded.sha256, original_url = excluded.original_url,
       file_size_bytes = excluded.file_size_bytes, mime_type = excluded.mime_type,
       dimensions = excluded.dimensions, status = excluded.status, error = excluded.error,
-      attempts = a.attempts + 1, updated_at = now()]]
+      attempts = a.attempts + 1, updated_at = now()
+  RETURNING a.id]]
 
 -- The media of one ad to download: { {type, position, url}, … }
 local function media_of(ad, images_only)
@@ -132,12 +137,11 @@ return {
 
     -- the ads
     local ids, new = {}, 0
-    local res, refused = rows.write(job, {
+    local res, refused = rows.store(job, {
       what = "facebook_ads", sql = UPSERT_ADS, rows = ads, chunk = BATCH,
       args = table.pack(job.brand_id, p.search_url, job.id),
       key = function(ad) return "ad " .. ad.ad_archive_id end,
     })
-    if not res then error(refused) end
     for _, r in ipairs(res) do
       ids[r.ad_archive_id] = r.id
       if r.inserted then new = new + 1 end
@@ -170,13 +174,13 @@ return {
       local fid = ids[ad.ad_archive_id]
       for _, m in ipairs(media_of(ad, p.images_only)) do
         if not done[fid .. "/" .. m.asset_type .. "/" .. m.position] then
-          m.facebook_ad_id = fid
+          m.facebook_ad_id, m.ad_archive_id = fid, ad.ad_archive_id
           todo[#todo + 1] = m
         end
       end
     end
 
-    local counts = { downloaded = 0, new_files = 0, failed = 0, expired = 0 }
+    local counts = { downloaded = 0, new_files = 0, failed = 0, expired = 0, skipped = 0 }
     local store_err, first_err
     sluice.map(todo, function(m)
       local a, err, class = assets.download(m.url, { kind = m.asset_type })
@@ -184,10 +188,17 @@ return {
       -- next scrape, with the URLs it gets
       local status = a and "downloaded"
         or ((class == "expired" or class == "not_downloadable") and "expired" or "failed")
-      local ok, qerr = sluice.db.query(RECORD_ASSET, m.facebook_ad_id, job.brand_id, m.asset_type,
-        m.position, a and a.key, a and a.sha256, m.url, a and a.size, a and a.mime_type,
-        a and a.width and { width = a.width, height = a.height } or nil, status, err)
-      if not ok then error("scraped_ad_assets: " .. qerr, 0) end
+      -- a row the database refuses is skipped and logged (rows.store): the media
+      -- item is tried again by the next scrape, and the others are recorded
+      local _, refused_row = rows.store(job, {
+        what = "scraped_ad_assets", sql = RECORD_ASSET, args = table.pack(job.brand_id),
+        rows = { (clean.deep({ facebook_ad_id = m.facebook_ad_id, asset_type = m.asset_type,
+          position = m.position, storage_path = a and a.key, sha256 = a and a.sha256, url = m.url,
+          size = a and a.size, mime_type = a and a.mime_type, status = status, error = err,
+          dimensions = a and a.width and { width = a.width, height = a.height } or nil })) },
+        key = function() return ("%s %d of ad %s"):format(m.asset_type, m.position, m.ad_archive_id) end,
+      })
+      if #refused_row > 0 then status = "skipped" end
       counts[status] = counts[status] + 1
       if a and a.created then counts.new_files = counts.new_files + 1 end
       if class == "store" then store_err = store_err or err end
@@ -200,9 +211,9 @@ return {
     if store_err then error("the asset store cannot be written: " .. store_err) end
     -- media to fetch and none fetched: the templates are not there (the ads are
     -- stored; the retry reads the same actor run and tries the media again)
-    if #todo > 0 and counts.downloaded == 0 then
+    if counts.downloaded == 0 and counts.expired + counts.failed > 0 then
       local msg = ("no media downloaded: all %d downloads failed (%d expired, %d failed; first: %s)")
-        :format(#todo, counts.expired, counts.failed, first_err)
+        :format(counts.expired + counts.failed, counts.expired, counts.failed, first_err)
       job.dataset("templates_scraped"):fail(msg)
       error(msg)
     end
@@ -226,12 +237,12 @@ return {
     local already = 0
     for _ in pairs(done) do already = already + 1 end
     job.log("%d ads stored (%d new%s); media: %d downloaded (%d new files), %d expired, %d failed, "
-      .. "%d stored by earlier runs; %d queued as templates", #ads, new,
+      .. "%d refused by the database, %d stored by earlier runs; %d queued as templates", #ads, new,
       #refused > 0 and (", %d refused by the database and skipped"):format(#refused) or "", counts.downloaded,
-      counts.new_files, counts.expired, counts.failed, already, queued)
+      counts.new_files, counts.expired, counts.failed, counts.skipped, already, queued)
     local meta = { new = new, assets_downloaded = counts.downloaded, assets_failed = counts.failed,
                    assets_expired = counts.expired, queued = queued, cost_usd = usd,
-                   rows_skipped = #refused }
+                   rows_skipped = #refused + counts.skipped }
     job.dataset("templates_scraped"):success(#ads, meta)
     meta.records = #ads
     meta.apify_run_id = run and run.id

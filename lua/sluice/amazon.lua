@@ -162,9 +162,9 @@ end
 ---------------------------------------------------------------- storage
 
 -- Upserts reviews for the URL row; returns how many were new, and the reviews
--- the database refused (rows.write: skipped and logged, the others stored).
+-- the database refused (rows.store: skipped and logged, the others stored).
 local function save_reviews(job, url, reviews)
-  local out, skipped = rows.write(job, {
+  local out, skipped = rows.store(job, {
     what = "competitor_amazon_reviews", chunk = UPSERT_CHUNK, rows = reviews,
     key = function(r) return "review " .. r.review_id end,
     args = table.pack(url.id, url.competitor_id, url.brand_id, orNull(url.competitor_product_id),
@@ -172,9 +172,10 @@ local function save_reviews(job, url, reviews)
     sql = [[
       INSERT INTO public.competitor_amazon_reviews AS t
         (competitor_amazon_url_id, competitor_id, brand_id, competitor_product_id, review_id, asin,
-         rating, title, body, author, review_date, verified_purchase, helpful_votes, job_id)
+         rating, title, body, author, review_date, verified_purchase, helpful_votes, job_id,
+         first_job_id)
       SELECT $1, $2, $3, $4, x.review_id, $5, x.rating, x.title, x.body, x.author, x.review_date,
-             x.verified_purchase, x.helpful_votes, $6
+             x.verified_purchase, x.helpful_votes, $6, $6
       FROM jsonb_to_recordset($7::jsonb) AS x(review_id text, rating smallint, title text, body text,
         author text, review_date date, verified_purchase boolean, helpful_votes integer)
       ON CONFLICT (competitor_amazon_url_id, review_id) DO UPDATE SET
@@ -184,7 +185,6 @@ local function save_reviews(job, url, reviews)
         job_id = excluded.job_id, scraped_at = now()
       RETURNING (xmax = 0) AS inserted]],
   })
-  if not out then error("database: " .. skipped, 0) end
   local new = 0
   for _, r in ipairs(out) do if r.inserted then new = new + 1 end end
   return new, skipped
@@ -293,14 +293,19 @@ function M.run(job)
 
   local cost = st.raw * M.PRICE_PER_1K / 1000
   local total = update_url(url, cost)
-  -- the unique reviews this job received, over all its attempts and runs: the
-  -- rounds overlap (a retried configuration returns reviews an earlier round
-  -- stored), so their counts cannot be summed; each stored review carries the
-  -- job that wrote it last
-  local received = st.reviews
+  -- the unique reviews this job received, over all its attempts and runs, and
+  -- those it stored first: the rounds overlap (a retried configuration returns
+  -- reviews an earlier round stored), so their counts cannot be summed, and an
+  -- attempt that stored reviews may have ended before its checkpoint counted
+  -- them; each stored review carries the job that wrote it last and the one
+  -- that inserted it
+  local received, new = st.reviews, st.new
   if job.id then
-    received = rows.query([[SELECT count(*) AS n FROM public.competitor_amazon_reviews
-                    WHERE competitor_amazon_url_id = $1 AND job_id = $2]], url.id, job.id)[1].n
+    local c = rows.query([[
+      SELECT count(*) FILTER (WHERE job_id = $2) AS received, count(*) FILTER (WHERE first_job_id = $2) AS new
+      FROM public.competitor_amazon_reviews
+      WHERE competitor_amazon_url_id = $1 AND (job_id = $2 OR first_job_id = $2)]], url.id, job.id)[1]
+    received, new = c.received, c.new
   end
   job.log("%s now has %d reviews stored; this scrape: %d raw results, est. $%.4f", url.asin, total, st.raw, cost)
 
@@ -311,7 +316,7 @@ function M.run(job)
   return {
     status = "success", competitor_amazon_url_id = url.id, competitor = url.competitor, asin = url.asin,
     domain_code = url.domain_code, configurations = #configs, actor_runs = st.rounds,
-    raw_results = st.raw, reviews = received, reviews_new = st.new, reviews_total = total,
+    raw_results = st.raw, reviews = received, reviews_new = new, reviews_total = total,
     scrape_cost_estimate = cost, records = received, rows_skipped = st.skipped,
   }
 end

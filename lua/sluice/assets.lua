@@ -102,6 +102,9 @@ function M.download(url, opts)
   if type(url) ~= "string" or not url:match("^https?://") then
     return nil, "not an http(s) URL", "not_downloadable"
   end
+  -- a request would stop at the NUL and fetch another URL; the next answer
+  -- that gave this one may give a good one
+  if url:find("\0", 1, true) then return nil, "the URL holds a NUL character", "failed" end
   local max = opts.max_bytes or M.MAX_BYTES[kind]
   -- removed when this function returns, unless committed
   local part <close>, perr = sluice.assets.begin()

@@ -158,6 +158,26 @@ local function error_info(res)
   return (res.body or ""):sub(1, 200), nil
 end
 
+-- One request to the endpoint, with its key: sluice.http.request's answer.
+local function request(cfg, method, path, o)
+  return sluice.http.request({
+    method = method, url = cfg.base .. path, json = o.json,
+    headers = { Authorization = "Bearer " .. cfg.key }, timeout = o.timeout,
+  })
+end
+
+-- An answer other than 200 as a failure: message, kind ("auth", "quota",
+-- "request" or "http"), e.g. "llm: HTTP 401 invalid_api_key: … (check LLM_API_KEY)".
+local function http_error(res)
+  local msg, code = error_info(res)
+  local kind = "http"
+  if res.status == 401 or res.status == 403 then kind = "auth"
+  elseif res.status == 429 and code == "insufficient_quota" then kind = "quota"
+  elseif res.status >= 400 and res.status < 500 and res.status ~= 429 and res.status ~= 408 then kind = "request" end
+  return ("llm: HTTP %d%s: %s%s"):format(res.status, code and (" " .. code) or "", msg,
+                                         kind == "auth" and " (check LLM_API_KEY)" or ""), kind
+end
+
 -- 429 (except insufficient_quota) and 5xx are retried, honouring Retry-After.
 local function retry_on(res, err)
   if res == nil then return err ~= nil end
@@ -192,20 +212,12 @@ function M.chat(messages, opts)
     req.response_format = { type = "json_object" }
   end
   local res, err = sluice.retry(function()
-    return sluice.http.request({
-      method = "POST", url = cfg.base .. "/chat/completions", json = req,
-      headers = { Authorization = "Bearer " .. cfg.key }, timeout = opts.timeout or 120,
-    })
+    return request(cfg, "POST", "/chat/completions", { json = req, timeout = opts.timeout or 120 })
   end, { attempts = opts.attempts or 6, base = 1, max = 30, retry_on = retry_on })
   if not res then return nil, "llm: no answer from " .. host_of(cfg.base) .. ": " .. tostring(err), "transport" end
   if res.status ~= 200 then
-    local msg, code = error_info(res)
-    local kind = "http"
-    if res.status == 401 or res.status == 403 then kind = "auth"
-    elseif res.status == 429 and code == "insufficient_quota" then kind = "quota"
-    elseif res.status >= 400 and res.status < 500 and res.status ~= 429 and res.status ~= 408 then kind = "request" end
-    local hint = kind == "auth" and " (check LLM_API_KEY)" or ""
-    return nil, ("llm: HTTP %d%s: %s%s"):format(res.status, code and (" " .. code) or "", msg, hint), kind
+    local msg, kind = http_error(res)
+    return nil, msg, kind
   end
   local body, jerr = res:json()
   if type(body) ~= "table" then return nil, "llm: the answer is not JSON: " .. tostring(jerr), "http" end
@@ -230,15 +242,8 @@ end
 -- error or no answer passes (the chat calls find out, with their retries).
 function M.check(cfg)
   ensure_limit(cfg)
-  local res = sluice.http.request({
-    method = "GET", url = cfg.base .. "/models",
-    headers = { Authorization = "Bearer " .. cfg.key }, timeout = 30,
-  })
-  if res and (res.status == 401 or res.status == 403) then
-    local msg, code = error_info(res)
-    return nil, ("llm: HTTP %d%s: %s (check LLM_API_KEY)"):format(res.status, code and (" " .. code) or "", msg),
-      "auth"
-  end
+  local res = request(cfg, "GET", "/models", { timeout = 30 })
+  if res and (res.status == 401 or res.status == 403) then return nil, (http_error(res)), "auth" end
   return true
 end
 

@@ -10,7 +10,8 @@
 --
 -- g is a client from lua/sluice/graph.lua. Per-ad failures are recorded and
 -- logged, never raised; a function returns nil, err only when the step as a
--- whole failed (the database, the asset store, or every download).
+-- whole failed (a query, the asset store, or every download), and raises
+-- ("database: …", rows.store) when a write fails as a whole.
 
 local assets = require("sluice.assets")
 local clean = require("sluice.clean")
@@ -24,6 +25,7 @@ M.MAX_ADS = 100          -- creatives read per run (the seed's cap)
 M.MAX_STATUS = 1000      -- statuses of known ads read again per run
 M.IDS_PER_REQUEST = 50   -- objects per GET /?ids=… (the Graph API's limit)
 M.CONCURRENCY = 4        -- requests in flight per step (the Graph limiter paces them anyway)
+M.MAX_403 = 3            -- downloads answered 403 in a row (each run with a fresh URL) before giving up
 
 local v = clean.value  -- null and "" read as absent
 
@@ -97,7 +99,7 @@ function M.fetch_ad(g, ad_id)
 end
 
 -- Writes creative infos (ad id → info) onto every row of those ads. Returns ads
--- written, the ads the database refused (rows.write) | nil, err.
+-- written, the ads the database refused (rows.store).
 local function store_infos(job, infos)
   local list = {}
   for ad_id, i in pairs(infos) do
@@ -108,7 +110,7 @@ local function store_infos(job, infos)
     }
   end
   if #list == 0 then return 0, {} end
-  local done, skipped = rows.write(job, {
+  local _, skipped = rows.store(job, {
     what = "meta_ads_performance (creatives)", rows = list, args = table.pack(job.brand_id),
     key = function(r) return "ad " .. r.meta_ad_id end,
     sql = [[
@@ -121,13 +123,12 @@ local function store_infos(job, infos)
          destination_url text, ad_status text)
     WHERE p.brand_id = $1 AND p.meta_ad_id = x.meta_ad_id]],
   })
-  if not done then return nil, skipped end
   return #list - #skipped, skipped
 end
 
 -- Reads the creatives of the given ads (at most M.MAX_ADS) and stores them.
 -- Returns ads updated, { [ad_id] = err }, how many failed, how many the
--- database refused | nil, err (database).
+-- database refused.
 function M.fetch_and_store(job, g, ad_ids)
   local infos, failed = {}, {}
   local results, errs = sluice.map(ad_ids, function(ad_id) return M.fetch_ad(g, ad_id) end,
@@ -146,15 +147,7 @@ function M.fetch_and_store(job, g, ad_ids)
     end
   end
   local n, skipped = store_infos(job, infos)
-  if not n then return nil, skipped end
   return n, failed, n_failed, #skipped
-end
-
--- A Postgres text[] literal of strings.
-function M.text_array(list)
-  local q = {}
-  for i, x in ipairs(list) do q[i] = '"' .. tostring(x):gsub('[\\"]', "\\%0") .. '"' end
-  return "{" .. table.concat(q, ",") .. "}"
 end
 
 -- The statuses (effective_status) of known ads, M.IDS_PER_REQUEST a request
@@ -162,8 +155,8 @@ end
 -- (a deleted ad) fails its whole request: such a request is split in two until
 -- the ad is found, so it does not keep 49 others from being read. A request
 -- that fails otherwise is logged; its ads keep the status they had. Returns ads
--- read, ads whose status changed, ads that could not be read, ads the database
--- refused | nil, err.
+-- whose status was read and stored, ads whose status changed, ads that could
+-- not be read, ads the database refused (read, not stored).
 function M.refresh_statuses(job, g, ad_ids)
   local read, changed, failed, list = 0, 0, 0, {}
   local function ask(batch)
@@ -192,7 +185,7 @@ function M.refresh_statuses(job, g, ad_ids)
   local refused = {}
   if #list > 0 then
     local done
-    done, refused = rows.write(job, {
+    done, refused = rows.store(job, {
       what = "meta_ads_performance (statuses)", rows = clean.deep(list), args = table.pack(job.brand_id),
       key = function(r) return "ad " .. r.meta_ad_id end,
       sql = [[
@@ -201,13 +194,12 @@ function M.refresh_statuses(job, g, ad_ids)
       WHERE p.brand_id = $1 AND p.meta_ad_id = x.meta_ad_id AND p.ad_status IS DISTINCT FROM x.ad_status
       RETURNING p.meta_ad_id]],
     })
-    if not done then return nil, refused end
     local seen = {}
     for _, r in ipairs(done) do
       if not seen[r.meta_ad_id] then seen[r.meta_ad_id], changed = true, changed + 1 end
     end
   end
-  return read, changed, failed, #refused
+  return read - #refused, changed, failed, #refused
 end
 
 -- meta_sync step 3: rows without a creative (is_video unknown) get it from
@@ -242,22 +234,21 @@ function M.refresh_creatives(job, g, opts)
   for i, r in ipairs(found) do ids[i] = r.meta_ad_id end
   local out = { read = 0, failed = 0, rows_copied = copied.affected or 0, rows_skipped = 0 }
   if #ids > 0 then
-    local n, failures_or_err, n_failed, n_refused = M.fetch_and_store(job, g, ids)
-    if not n then return nil, failures_or_err end
+    local n, _, n_failed, n_refused = M.fetch_and_store(job, g, ids)
     out.read, out.failed, out.rows_skipped = n, n_failed, n_refused
   end
-  -- the statuses of the ads known before this run (the ones just read have theirs)
+  -- the statuses of the ads known before this run (the ones just read have
+  -- theirs); $3 is their ids as JSON, a list ({} when empty: no key either)
   found, err = sluice.db.query([[
     SELECT meta_ad_id FROM public.meta_ads_performance
-    WHERE brand_id = $1 AND date >= $2::date AND meta_ad_id <> ALL ($3::text[])
+    WHERE brand_id = $1 AND date >= $2::date AND NOT ($3::jsonb ? meta_ad_id)
     GROUP BY meta_ad_id HAVING bool_or(is_video IS NOT NULL)
     ORDER BY sum(spend) DESC NULLS LAST, meta_ad_id LIMIT $4]],
-    job.brand_id, since, M.text_array(ids), M.MAX_STATUS)
+    job.brand_id, since, ids, M.MAX_STATUS)
   if not found then return nil, err end
   local known = {}
   for i, r in ipairs(found) do known[i] = r.meta_ad_id end
   local sread, schanged, sfailed, srefused = M.refresh_statuses(job, g, known)
-  if not sread then return nil, schanged end
   out.statuses_read, out.statuses_changed, out.statuses_failed = sread, schanged, sfailed
   out.rows_skipped = out.rows_skipped + srefused
   if out.read + sread == 0 and out.failed + sfailed > 0 then
@@ -269,26 +260,42 @@ end
 
 ---------------------------------------------------------------- downloads
 
+local RECORD = [[
+  INSERT INTO public.meta_ad_assets AS a
+      (meta_ad_id, brand_id, asset_type, storage_path, sha256, mime_type, file_size_bytes,
+       dimensions, meta_video_id, source_url, status, not_downloadable_reason, error, consecutive_403s)
+  SELECT x.meta_ad_id, $1, x.asset_type, coalesce(x.storage_path, ''), x.sha256, x.mime_type, x.size,
+         x.dimensions, x.meta_video_id, x.source_url, x.status, x.reason, x.error,
+         coalesce(x.consecutive_403s, 0)
+  FROM jsonb_to_recordset($2::jsonb) AS x(meta_ad_id text, asset_type text, storage_path text,
+       sha256 text, mime_type text, size bigint, dimensions jsonb, meta_video_id text,
+       source_url text, status text, reason text, error text, consecutive_403s integer)
+  ON CONFLICT (meta_ad_id, asset_type) DO UPDATE SET
+      brand_id = excluded.brand_id, storage_path = excluded.storage_path, sha256 = excluded.sha256,
+      mime_type = excluded.mime_type, file_size_bytes = excluded.file_size_bytes,
+      dimensions = excluded.dimensions, meta_video_id = excluded.meta_video_id,
+      source_url = coalesce(excluded.source_url, a.source_url), status = excluded.status,
+      not_downloadable_reason = excluded.not_downloadable_reason, error = excluded.error,
+      consecutive_403s = excluded.consecutive_403s, attempts = a.attempts + 1, updated_at = now()
+  RETURNING a.id]]
+
+-- Stores an asset's outcome, its texts without NUL (a video's source URL comes
+-- from the Graph API as it is; the log names the row cleaned). Returns whether
+-- it was stored: a row the database refuses for its data is skipped and logged
+-- with its key (rows.store; the ad stays to do, as if it had failed), so one
+-- bad row does not fail the run on every retry; any other failure raises.
 local function record(job, row)
-  local ok, err = sluice.db.query([[
-    INSERT INTO public.meta_ad_assets AS a
-        (meta_ad_id, brand_id, asset_type, storage_path, sha256, mime_type, file_size_bytes,
-         dimensions, meta_video_id, source_url, status, not_downloadable_reason, error)
-    VALUES ($1, $2, $3, coalesce($4, ''), $5, $6, $7, $8::jsonb, $9, $10, $11, $12, $13)
-    ON CONFLICT (meta_ad_id, asset_type) DO UPDATE SET
-        brand_id = excluded.brand_id, storage_path = excluded.storage_path, sha256 = excluded.sha256,
-        mime_type = excluded.mime_type, file_size_bytes = excluded.file_size_bytes,
-        dimensions = excluded.dimensions, meta_video_id = excluded.meta_video_id,
-        source_url = coalesce(excluded.source_url, a.source_url), status = excluded.status,
-        not_downloadable_reason = excluded.not_downloadable_reason, error = excluded.error,
-        attempts = a.attempts + 1, updated_at = now()]],
-    row.meta_ad_id, job.brand_id, row.asset_type, row.storage_path, row.sha256, row.mime_type,
-    row.size, row.dimensions, row.meta_video_id, row.source_url, row.status, row.reason, row.error)
-  return ok, err
+  local key = ("%s of ad %s"):format(row.asset_type, row.meta_ad_id)
+  local stored, nuls = clean.deep(row)
+  if nuls > 0 then job.log("meta_ad_assets: %s: NUL characters removed from %d texts", key, nuls) end
+  local _, skipped = rows.store(job, { what = "meta_ad_assets", sql = RECORD, rows = { stored },
+                                       args = table.pack(job.brand_id), key = function() return key end })
+  return #skipped == 0
 end
 
 -- Downloads one ad's asset and records the outcome. Returns the outcome
--- ("downloaded" | "not_downloadable" | "failed" | "store") and the row.
+-- ("downloaded" | "not_downloadable" | "failed" | "store", or "skipped" when the
+-- database refused its row) and the row.
 local function one(job, g, ad)
   local row = { meta_ad_id = ad.meta_ad_id, asset_type = ad.is_video and "video" or "image",
                 meta_video_id = ad.meta_video_id }
@@ -322,8 +329,17 @@ local function one(job, g, ad)
       row.created = a.created
     elseif class == "expired" then
       -- not for good: failed rows have their creative read again by the next
-      -- run (or the job's retry), which gives a freshly signed URL
-      row.status, row.error = "failed", err .. "; the next run reads the ad's creative again for a fresh URL"
+      -- run (or the job's retry), which gives a freshly signed URL; a 403 to
+      -- M.MAX_403 downloads in a row, fresh URLs included, is for good
+      row.consecutive_403s = ad.consecutive_403s + 1
+      if row.consecutive_403s >= M.MAX_403 then
+        row.status, row.reason = "not_downloadable", "http_403_repeated"
+        row.error = ("HTTP 403 on %d runs in a row, each but the first with the ad's creative read again "
+          .. "for a fresh URL: the file is gone or restricted, most likely; not tried again")
+          :format(row.consecutive_403s)
+      else
+        row.status, row.error = "failed", err .. "; the next run reads the ad's creative again for a fresh URL"
+      end
     elseif class == "not_downloadable" then
       row.status, row.error = "not_downloadable", err
       row.reason = err:match("^HTTP (%d+)") and ("http_" .. err:match("^HTTP (%d+)"))
@@ -332,8 +348,7 @@ local function one(job, g, ad)
       row.status, row.error = "failed", err
     end
   end
-  local ok, derr = record(job, row)
-  if not ok then error(("meta_ad_assets: %s"):format(derr), 0) end
+  if not record(job, row) then return "skipped", row end
   if row.status ~= "downloaded" then
     job.log("asset %s of ad %s: %s%s", row.asset_type, row.meta_ad_id, row.status,
       (row.reason and (" (" .. row.reason .. ")") or "") .. (row.error and (": " .. row.error) or ""))
@@ -342,16 +357,16 @@ local function one(job, g, ad)
 end
 
 local CANDIDATES = [[
-  SELECT a.meta_ad_id, a.is_video, a.meta_video_id, a.image_url, a.thumbnail_url
+  SELECT a.meta_ad_id, a.is_video, a.meta_video_id, a.image_url, a.thumbnail_url,
+         coalesce(x.consecutive_403s, 0) AS consecutive_403s
   FROM (SELECT DISTINCT ON (meta_ad_id) meta_ad_id, is_video, meta_video_id, image_url, thumbnail_url
         FROM public.meta_ads_performance WHERE brand_id = $1 AND is_video IS NOT NULL
         ORDER BY meta_ad_id, date DESC) a
   JOIN (SELECT meta_ad_id, sum(spend) AS spend FROM public.meta_ads_performance
         WHERE brand_id = $1 GROUP BY meta_ad_id) s USING (meta_ad_id)
-  WHERE NOT EXISTS (SELECT 1 FROM public.meta_ad_assets x
-                    WHERE x.meta_ad_id = a.meta_ad_id
-                      AND x.asset_type = CASE WHEN a.is_video THEN 'video' ELSE 'image' END
-                      AND x.status IN ('downloaded', 'not_downloadable', 'deleted'))
+  LEFT JOIN public.meta_ad_assets x
+         ON x.meta_ad_id = a.meta_ad_id AND x.asset_type = CASE WHEN a.is_video THEN 'video' ELSE 'image' END
+  WHERE x.status IS NULL OR x.status NOT IN ('downloaded', 'not_downloadable', 'deleted')
   ORDER BY s.spend DESC NULLS LAST, a.meta_ad_id]]
 
 -- asset_download, and meta_sync step 4: for the brand's ads without an asset
@@ -359,7 +374,8 @@ local CANDIDATES = [[
 -- and images (opts.max_images) of the ads with the most spend. Ads whose
 -- creative is unknown are read first. Returns a summary { attempted,
 -- downloaded, stored (new files), reused (bytes already stored), failed,
--- not_downloadable, videos, images, creatives_read, creatives_failed } | nil,
+-- not_downloadable, videos, images, creatives_read, creatives_failed,
+-- rows_skipped (asset rows the database refused) } | nil,
 -- err, summary when the step failed as a whole: the asset store cannot be
 -- written, or downloads or creative reads failed and nothing was downloaded.
 function M.download(job, g, opts)
@@ -384,7 +400,6 @@ function M.download(job, g, opts)
     local ids = {}
     for i, r in ipairs(unknown) do ids[i] = r.meta_ad_id end
     local n, ferr, n_failed, n_refused = M.fetch_and_store(job, g, ids)
-    if not n then return nil, ferr, summary end
     summary.creatives_read, summary.creatives_failed, summary.rows_skipped = n, n_failed, n_refused
     for _, id in ipairs(ids) do
       if ferr[id] then first_err = ("creative of ad %s: %s"):format(id, ferr[id]); break end
@@ -396,7 +411,8 @@ function M.download(job, g, opts)
   local todo = {}
   for _, r in ipairs(found) do
     local ad = { meta_ad_id = r.meta_ad_id, is_video = r.is_video, meta_video_id = v(r.meta_video_id),
-                 image_url = v(r.image_url), thumbnail_url = v(r.thumbnail_url) }
+                 image_url = v(r.image_url), thumbnail_url = v(r.thumbnail_url),
+                 consecutive_403s = r.consecutive_403s }
     if ad.is_video and summary.videos < max_videos then
       summary.videos = summary.videos + 1
       todo[#todo + 1] = ad
@@ -417,6 +433,8 @@ function M.download(job, g, opts)
       if r.row.created then summary.stored = summary.stored + 1 else summary.reused = summary.reused + 1 end
     elseif r.outcome == "not_downloadable" then
       summary.not_downloadable = summary.not_downloadable + 1
+    elseif r.outcome == "skipped" then
+      summary.rows_skipped = summary.rows_skipped + 1
     else
       summary.failed = summary.failed + 1
       if r.outcome == "store" then store_err = store_err or r.row.error end

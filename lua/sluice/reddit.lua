@@ -486,7 +486,7 @@ local function save_posts(job, run_id, brand_id, posts, notes)
     end
     list[i] = row
   end
-  local res, skipped = rows.write(job, {
+  local res, skipped = rows.store(job, {
     what = "reddit_posts", rows = list, savepoint = true, args = table.pack(run_id, orNull(brand_id)),
     key = function(r) return "post " .. r.reddit_id end,
     sql = [[
@@ -515,7 +515,6 @@ local function save_posts(job, run_id, brand_id, posts, notes)
       selected = excluded.selected, updated_at = now()
     RETURNING t.id]],
   })
-  if not res then error("database: " .. skipped, 0) end
   return #res, skipped
 end
 
@@ -542,7 +541,7 @@ local function save_quotes(job, run_id, brand_id, quotes, notes)
       list[#list + 1] = row
     end
   end
-  local res, skipped = rows.write(job, {
+  local res, skipped = rows.store(job, {
     what = "reddit_sentiment_quotes", rows = list, savepoint = true,
     args = table.pack(run_id, orNull(brand_id)),
     key = function(r) return ("quote of post %s (%s)"):format(r.reddit_id, r.sentiment_category) end,
@@ -563,7 +562,6 @@ local function save_quotes(job, run_id, brand_id, quotes, notes)
     RETURNING (xmax = 0) AS inserted, t.sentiment_category AS category, t.quote_text AS quote,
               t.sentiment_subtype AS subtype]],
   })
-  if not res then error("database: " .. skipped, 0) end
   local new = 0
   for _, r in ipairs(res) do if r.inserted then new = new + 1 end end
   return res, new, skipped

@@ -16,6 +16,8 @@
 --   })
 --   -- out: every row the statements returned; skipped: { {key, error, sqlstate}, … }
 --   -- or nil, err, sqlstate when the write failed as a whole
+--   local out, skipped = rows.store(job, { … })   -- the same, but a write that
+--                                             -- failed as a whole raises "database: …"
 --
 -- Postgres refuses a whole statement for one bad value in it: a text with a NUL,
 -- a number past its column, a value a constraint forbids. A scraped batch with
@@ -25,10 +27,11 @@
 -- (data exception) or 23 (integrity constraint violation) — it is written
 -- again row by row: the good rows are stored (of two with one key, the later
 -- wins), and each refused one is skipped and logged with its key and the
--- database's message. The caller counts the skipped rows in its dataset's
--- metadata (`rows_skipped`). Any other failure — the connection, the server,
--- a statement that is wrong whatever the data — fails the write, and the job
--- is retried by its policy: skipping rows then would lose good data.
+-- database's message (a batch of one row is that row's attempt: it is skipped
+-- at once). The caller counts the skipped rows in its dataset's metadata
+-- (`rows_skipped`). Any other failure — the connection, the server, a
+-- statement that is wrong whatever the data — fails the write, and the job is
+-- retried by its policy: skipping rows then would lose good data.
 --
 -- Inside a transaction a refused statement aborts the transaction, so there
 -- each statement is wrapped in a savepoint (opts.savepoint); outside one, each
@@ -76,14 +79,14 @@ local function attempt(opts, list)
 end
 
 -- Writes opts.rows in chunks (see the header). Returns out, skipped | nil, err,
--- sqlstate. A chunk size that is not a whole number ≥ 1 raises.
-function M.write(job, opts)
+-- sqlstate. A chunk size that is not a whole number ≥ 1 raises, at `level`.
+local function write(job, opts, level)
   local list, what = opts.rows or {}, opts.what or "rows"
   local size = opts.chunk or M.CHUNK
   size = type(size) == "number" and math.tointeger(size) or nil
   if not size or size < 1 then
     error(("rows.write: chunk must be a whole number of rows, at least 1, not %s")
-          :format(tostring(opts.chunk)), 2)
+          :format(tostring(opts.chunk)), level)
   end
   local out, skipped = {}, {}
   local function keep(res)
@@ -97,10 +100,14 @@ function M.write(job, opts)
     elseif not M.data_error(st) then
       return nil, ("%s: %s"):format(what, err), st
     else
-      job.log("%s: the database refused a batch of %d rows (%s: %s); writing them one by one",
-              what, #chunk, st, err)
+      if #chunk > 1 then
+        job.log("%s: the database refused a batch of %d rows (%s: %s); writing them one by one",
+                what, #chunk, st, err)
+      end
       for i, row in ipairs(chunk) do
-        local one, rerr, rst = attempt(opts, { row })
+        -- a batch of one was that row's own attempt
+        local one, rerr, rst
+        if #chunk > 1 then one, rerr, rst = attempt(opts, { row }) else rerr, rst = err, st end
         if one then
           keep(one)
         elseif M.data_error(rst) then
@@ -114,6 +121,21 @@ function M.write(job, opts)
       end
     end
   end
+  return out, skipped
+end
+
+-- out, skipped | nil, err, sqlstate (see write).
+function M.write(job, opts)
+  local out, skipped, st = write(job, opts, 3)
+  return out, skipped, st
+end
+
+-- M.write for a caller that cannot go on without its rows: out, skipped, or
+-- raises "database: <what>: <message>" when the write failed as a whole (the
+-- job's retry policy decides what follows, as for M.query).
+function M.store(job, opts)
+  local out, skipped = write(job, opts, 3)
+  if not out then error("database: " .. skipped, 0) end
   return out, skipped
 end
 

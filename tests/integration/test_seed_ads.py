@@ -96,6 +96,14 @@ class SeedAds(harness.SluiceTest):
         self.scalar(f"SELECT sluice.add_ad_account('{brand}', '{account}', 'Main account')")
         return comp
 
+    def synced_image_ads(self):
+        """Sets the brand up and syncs its ads without downloading: its image ads,
+        [{meta_ad_id, url}] by id (url: the image the download would fetch)."""
+        self.setup_brand()
+        self.run_job("meta_sync", {"download_max_videos": 0, "download_max_images": 0})
+        return self.sql("SELECT DISTINCT meta_ad_id, coalesce(image_url, thumbnail_url) AS url "
+                        "FROM public.meta_ads_performance WHERE NOT is_video ORDER BY meta_ad_id")
+
     def assert_sourceless_videos_marked(self):
         """Exactly the videos Graph gives no source for are not_downloadable, as
         no_source_url; returns how many there are."""
@@ -335,6 +343,41 @@ class SeedAds(harness.SluiceTest):
         self.assertIsNone(fa[aid(far)]["s"])
         self.assertEqual((fa[aid(nul)]["ad_body"], fa[aid(nul)]["page_like_count"]), ("Sleep better", None))
 
+    def test_records_are_the_rows_stored_not_the_rows_refused(self):
+        # a deployment's constraint refuses one ad: the job completes, the ad is
+        # skipped and counted in rows_skipped, and records (the run's and the
+        # dataset's) are the rows actually stored
+        comp = self.setup_brand()
+        items = self.fixture_ads(ADLIB, 40)
+        refused = items[3].get("ad_archive_id") or items[3].get("adArchiveID")
+        for table in ("competitor_ads", "facebook_ads"):
+            self.scalar(f"ALTER TABLE public.{table} ADD CONSTRAINT not_this_ad CHECK (ad_archive_id <> '{refused}')")
+        res, log = self.run_job("competitor_scrape", {"competitor_id": comp, "ad_library_url": ADLIB,
+                                                      "max_ads": 40})
+        self.assertEqual((res["records"], res["new"], res["rows_skipped"]), (len(items) - 1, len(items) - 1, 1))
+        self.assertEqual(self.count("public.competitor_ads"), len(items) - 1)
+        self.assertEqual(self.dataset("competitor_ads")["records_affected"], len(items) - 1)
+        self.assertIn(f"competitor_ads: ad {refused} skipped, the database refused it", log)
+        res, _ = self.run_job("template_scrape", {"search_url": ADLIB, "max_ads": 40, "images_only": False,
+                                                  "auto_queue": False})
+        self.assertEqual((res["records"], res["rows_skipped"]), (len(items) - 1, 1))
+        self.assertEqual(self.dataset("templates_scraped")["records_affected"], len(items) - 1)
+        # meta_sync step 3: a status the table refuses is not a status stored
+        self.run_job("meta_sync", {"download_max_videos": 0, "download_max_images": 0})
+        ads = [r["meta_ad_id"] for r in self.sql("SELECT DISTINCT meta_ad_id FROM public.meta_ads_performance "
+                                                 "ORDER BY meta_ad_id")]
+        paused = ads[0]
+        self.scalar("ALTER TABLE public.meta_ads_performance ADD CONSTRAINT not_paused "
+                    f"CHECK (meta_ad_id <> '{paused}' OR ad_status <> 'PAUSED')")
+        self.svc.control({"graph_ad_status": {paused: "PAUSED"}})
+        res, log = self.run_job("meta_sync", {"download_max_videos": 0, "download_max_images": 0})
+        c = res["creatives"]
+        self.assertEqual((c["read"], c["statuses_read"], c["statuses_failed"], c["rows_skipped"]),
+                         (0, len(ads) - 1, 0, 1))
+        self.assertIn(f"meta_ads_performance (statuses): ad {paused} skipped, the database refused it", log)
+        ds = self.dataset("ad_thumbnails")
+        self.assertEqual((ds["last_status"], ds["records_affected"]), ("completed", len(ads) - 1))
+
     def test_competitor_scrape_unknown_or_foreign_competitor_is_permanent(self):
         self.setup_brand()
         self.sluice("brands", "add", "Other")
@@ -406,6 +449,33 @@ class SeedAds(harness.SluiceTest):
         self.assertIn("no media downloaded", ds["error_message"])
         self.assertEqual(self.count("public.facebook_ads"), len(items), "the ads are stored all the same")
         self.assertEqual(self.count("public.template_queue"), 0)
+
+    def test_template_scrape_asset_row_the_database_refuses_is_skipped(self):
+        # the first media row written is refused (a deployment's trigger, with
+        # a constraint's SQLSTATE): it failed the whole job, on every retry; now
+        # it is skipped, logged and counted, and the others are recorded
+        self.sluice("migrate")
+        self.scalar("""CREATE SEQUENCE public.refusals;
+            CREATE FUNCTION public.refuse_first() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF nextval('public.refusals') = 1 THEN
+                    RAISE EXCEPTION 'refused' USING ERRCODE = 'check_violation';
+                END IF;
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER refuse_first BEFORE INSERT ON public.scraped_ad_assets
+                FOR EACH ROW EXECUTE FUNCTION public.refuse_first()""")
+        res, log = self.run_job("template_scrape", {"search_url": SEARCH, "max_ads": 10}, brand=None)
+        self.assertEqual(res["rows_skipped"], 1)
+        self.assertRegex(log, r"scraped_ad_assets: image [0-9]+ of ad [0-9]+ skipped, the database refused it: "
+                              r"refused \(23514\)")
+        stored = self.count("public.scraped_ad_assets")
+        self.assertGreater(stored, 0)
+        self.assertEqual(res["assets_downloaded"], self.count("public.scraped_ad_assets", "status = 'downloaded'"))
+        self.assertEqual(res["assets_downloaded"] + res["assets_expired"] + res["assets_failed"], stored)
+        # the next scrape fetches the skipped one (every other is downloaded)
+        res, _ = self.run_job("template_scrape", {"search_url": SEARCH, "max_ads": 10}, brand=None)
+        self.assertEqual(self.count("public.scraped_ad_assets"), stored + 1)
 
     def test_template_scrape_with_videos_and_without_queue(self):
         self.setup_brand()
@@ -732,13 +802,48 @@ class SeedAds(harness.SluiceTest):
         self.assertIn(f"creative of ad {ads[0]}: graph error 100", log)
         self.assertIn("creatives: %d read, 1 could not be read" % (len(ads) - 1), log)
 
+    def test_asset_rows_the_database_refuses_do_not_fail_the_run(self):
+        # one video's source URL with a NUL (Graph's JSON can hold one; Postgres
+        # refuses it in text), one image ad whose asset row a deployment's
+        # constraint refuses: each failed the whole run, on every retry. The URL
+        # is not downloaded and its row stored cleaned; the refused row is
+        # skipped, logged with its key and counted
+        self.setup_brand()
+        self.run_job("meta_sync", {"download_max_videos": 0, "download_max_images": 0})
+        videos = self.sql("SELECT DISTINCT meta_ad_id, meta_video_id FROM public.meta_ads_performance "
+                          "WHERE is_video ORDER BY meta_ad_id")
+        sourced = []
+        for v in videos:
+            _, _, body = self.svc.json("GET", f"/v21.0/{v['meta_video_id']}?fields=source",
+                                       headers={"Authorization": "Bearer system-token-123"})
+            if "source" in body:
+                sourced.append((v, body["source"]))
+        (bad_video, source) = sourced[0]
+        image = self.sql("SELECT DISTINCT meta_ad_id FROM public.meta_ads_performance WHERE NOT is_video "
+                         "ORDER BY meta_ad_id")[0]["meta_ad_id"]
+        self.svc.control({"graph_patch_objects": {"match": {"id": bad_video["meta_video_id"]},
+                                                  "set": {"source": source + "\u0000.jpg"}}})
+        self.scalar(f"ALTER TABLE public.meta_ad_assets ADD CONSTRAINT not_this_ad CHECK (meta_ad_id <> '{image}')")
+        res, log = self.run_job("asset_download", {"max_videos": 100, "max_images": 100})
+        self.assertEqual(res["rows_skipped"], 1)
+        self.assertIn(f"meta_ad_assets: image of ad {image} skipped, the database refused it", log)
+        self.assertEqual(self.count("public.meta_ad_assets", f"meta_ad_id = '{image}'"), 0)
+        row = self.one(f"SELECT * FROM public.meta_ad_assets WHERE meta_ad_id = '{bad_video['meta_ad_id']}'")
+        self.assertEqual((row["status"], row["source_url"]), ("failed", source + ".jpg"))
+        self.assertIn("NUL", row["error"])
+        self.assertIn(f"video of ad {bad_video['meta_ad_id']}: NUL characters removed", log)
+        self.assertEqual(self.svc.log(urlsplit(source).path), [], "the URL was not cut at its NUL and fetched")
+        downloaded = self.count("public.meta_ad_assets", "status = 'downloaded'")
+        self.assertGreater(downloaded, 0)
+        self.assertEqual((res["records"], res["downloaded"]), (downloaded, downloaded))
+        ds = self.dataset("ad_assets")
+        self.assertEqual((ds["last_status"], ds["records_affected"], ds["metadata"]["rows_skipped"]),
+                         ("completed", downloaded, 1))
+
     def test_asset_403_is_an_expired_url_not_a_lost_asset(self):
         # a CDN 403 is a signed URL past its expiry: the asset stays to do, and the
         # next run reads the ad's creative again (a fresh URL) and downloads it
-        self.setup_brand()
-        self.run_job("meta_sync", {"download_max_videos": 0, "download_max_images": 0})
-        images = self.sql("SELECT DISTINCT meta_ad_id, coalesce(image_url, thumbnail_url) AS url "
-                          "FROM public.meta_ads_performance WHERE NOT is_video ORDER BY meta_ad_id")
+        images = self.synced_image_ads()
         expired = images[0]
         self.svc.control({"media_status": {media_id(expired["url"]): 403}})
         res, log = self.run_job("asset_download", {"max_videos": 0, "max_images": 40})
@@ -752,8 +857,9 @@ class SeedAds(harness.SluiceTest):
         res, _ = self.run_job("asset_download", {"max_videos": 0, "max_images": 40})
         self.assertEqual((res["images"], res["downloaded"], res["creatives_read"]), (1, 1, 1))
         self.assertEqual(len(self.svc.log(f"/v21.0/{expired['meta_ad_id']}")), 1, "its creative read again")
-        row = self.one(f"SELECT status, attempts FROM public.meta_ad_assets WHERE meta_ad_id = '{expired['meta_ad_id']}'")
-        self.assertEqual((row["status"], row["attempts"]), ("downloaded", 2))
+        row = self.one(f"SELECT status, attempts, consecutive_403s FROM public.meta_ad_assets "
+                       f"WHERE meta_ad_id = '{expired['meta_ad_id']}'")
+        self.assertEqual((row["status"], row["attempts"], row["consecutive_403s"]), ("downloaded", 2, 0))
         # rows the old rule marked not_downloadable for good are made failed by the migration
         self.scalar(f"UPDATE public.meta_ad_assets SET status = 'not_downloadable', storage_path = '', "
                     f"not_downloadable_reason = 'http_403' WHERE meta_ad_id = '{expired['meta_ad_id']}'")
@@ -762,6 +868,43 @@ class SeedAds(harness.SluiceTest):
         row = self.one(f"SELECT status, not_downloadable_reason FROM public.meta_ad_assets "
                        f"WHERE meta_ad_id = '{expired['meta_ad_id']}'")
         self.assertEqual((row["status"], row["not_downloadable_reason"]), ("failed", None))
+        # and 108 counts such a row's 403 as the first of the three it may have
+        self.scalar("DELETE FROM sluice.schema_migrations WHERE version = '108'")
+        self.sluice("migrate")
+        self.assertEqual(self.scalar(f"SELECT consecutive_403s FROM public.meta_ad_assets "
+                                     f"WHERE meta_ad_id = '{expired['meta_ad_id']}'"), "1")
+
+    def test_asset_403_on_every_run_is_given_up_after_three(self):
+        # a 403 that a freshly read URL does not cure is not an expired URL: after
+        # three runs in a row answered 403 the asset is not_downloadable, and no
+        # run asks for it again (each asked for it, and read its creative, for good)
+        images = self.synced_image_ads()
+        gone = images[0]
+        self.svc.control({"media_status": {media_id(gone["url"]): 403}})
+        where = f"meta_ad_id = '{gone['meta_ad_id']}'"
+        res, _ = self.run_job("asset_download", {"max_videos": 0, "max_images": 40})
+        self.assertEqual(res["failed"], 1)
+        row = self.one(f"SELECT status, consecutive_403s FROM public.meta_ad_assets WHERE {where}")
+        self.assertEqual((row["status"], row["consecutive_403s"]), ("failed", 1))
+        # nothing else to do and nothing got: this run fails (and would be retried)
+        _, out = self.run_job("asset_download", {"max_videos": 0, "max_images": 40}, ok=False)
+        self.assertIn("nothing downloaded: 1 downloads failed", out)
+        row = self.one(f"SELECT status, consecutive_403s FROM public.meta_ad_assets WHERE {where}")
+        self.assertEqual((row["status"], row["consecutive_403s"]), ("failed", 2))
+        # the third: given up, which is an outcome, not a failure
+        res, log = self.run_job("asset_download", {"max_videos": 0, "max_images": 40})
+        self.assertEqual((res["attempted"], res["failed"], res["not_downloadable"]), (1, 0, 1))
+        row = self.one(f"SELECT * FROM public.meta_ad_assets WHERE {where}")
+        self.assertEqual((row["status"], row["not_downloadable_reason"], row["consecutive_403s"], row["attempts"]),
+                         ("not_downloadable", "http_403_repeated", 3, 3))
+        self.assertIn("HTTP 403 on 3 runs in a row", row["error"])
+        self.assertEqual(len(self.svc.log("/media/img/" + media_id(gone["url"]))), 3)
+        self.assertEqual(len(self.svc.log(f"/v21.0/{gone['meta_ad_id']}")), 3,
+                         "its creative read by meta_sync, then again by the second and third runs")
+        self.svc.reset()
+        res, _ = self.run_job("asset_download", {"max_videos": 0, "max_images": 40})
+        self.assertEqual((res["attempted"], res["creatives_read"]), (0, 0))
+        self.assertEqual(self.svc.log("/media/"), [])
 
     def test_videos_without_a_source_are_not_downloadable(self):
         # this account's ads include videos Graph gives no source for ("Reels")

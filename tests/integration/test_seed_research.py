@@ -743,6 +743,41 @@ print(s1, s2, s3, e1, select("#", sluice.db.query("SELECT 1")), ok[1].n)
         self.assertEqual(self.one(f"SELECT total_reviews_scraped FROM public.competitor_amazon_urls "
                                   f"WHERE id = '{url}'")["total_reviews_scraped"], len(all_ids))
 
+    def test_amazon_reviews_new_counts_what_this_job_inserted_over_its_attempts(self):
+        # the reviews are stored, then the checkpoint saying so is refused (the
+        # worker could as well have died in between): the retry reads the same
+        # run and writes the same reviews again, as updates now. They are still
+        # new to the database for this job, and reviews_new must say so
+        url = self.competitor_url(asin="B0NEWCOUNT")
+        _, ids = amazon_expected(amazon_configs("B0NEWCOUNT", "com"))
+        self.scalar("""CREATE SEQUENCE public.refusals;
+            CREATE FUNCTION public.refuse_done() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.checkpoint -> 'amazon' -> 'done' <> '{}'::jsonb THEN
+                    IF nextval('public.refusals') = 1 THEN RAISE EXCEPTION 'checkpoint refused'; END IF;
+                END IF;
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER refuse_done BEFORE UPDATE ON sluice.scheduled_jobs
+                FOR EACH ROW EXECUTE FUNCTION public.refuse_done()""")
+        job = self.queue("amazon_review_scrape", {"competitor_amazon_url_id": url}, "Acme")
+        with self.serve("--poll", "0.2"):
+            self.wait_for(lambda: self.runs_of(job) and self.runs_of(job)[0]["status"] == "failed", 60,
+                          "the first attempt did not fail")
+            self.assertIn("checkpoint refused", self.runs_of(job)[0]["error_message"])
+            self.assertEqual(self.reviews_of("B0NEWCOUNT"), len(ids))
+            self.retry_now(job)
+            self.assertEqual(self.wait_job(job)["status"], "completed")
+        self.assertEqual(self.started(AMAZON_ACTOR), 1)
+        res = self.runs_of(job)[1]["result"]
+        self.assertEqual((res["reviews"], res["reviews_new"], res["reviews_total"]), (len(ids), len(ids), len(ids)))
+        # a second job finds them all stored: none is new
+        second = self.queue("amazon_review_scrape", {"competitor_amazon_url_id": url}, "Acme")
+        with self.serve("--poll", "0.2"):
+            self.assertEqual(self.wait_job(second)["status"], "completed")
+        res = self.runs_of(second)[0]["result"]
+        self.assertEqual((res["reviews"], res["reviews_new"]), (len(ids), 0))
+
     def test_amazon_retry_resumes_the_paid_run(self):
         url = self.competitor_url(asin="B0RESUME01")
         _, ids = amazon_expected(amazon_configs("B0RESUME01", "com"))
@@ -972,6 +1007,57 @@ print(s1, s2, s3, e1, select("#", sluice.db.query("SELECT 1")), ok[1].n)
         self.assertIn("apify: started " + AMAZON_ACTOR, logs)
         self.assertEqual(self.count("public.competitor_amazon_reviews",
                                     f"competitor_amazon_url_id = '{url_a}'"), len(ids))
+
+    def test_lost_start_adopts_a_finished_jobs_run_of_the_same_input(self):
+        # job B scrapes an ASIN and completes (its checkpoint, the run's owner
+        # mark, is cleared); job A, another brand's URL of the same ASIN (the
+        # same input), then loses its start before Apify acted. B's run is
+        # recent and has A's input: A adopts it. That buys nothing twice and
+        # gives A what its own run would have (the same actor and input,
+        # started moments before), so it is allowed: one run for both
+        ids, url_a = self.amazon_job_runs("B0LOSTDONE")
+        _, url_b = self.amazon_job_runs("B0LOSTDONE", brand="Beta")
+        out_b, _ = self.run_fg("amazon_review_scrape", {"competitor_amazon_url_id": url_b}, "Beta")
+        self.assertEqual(out_b["status"], "completed", out_b.get("error"))
+        self.assertEqual(self.job(out_b["job_id"])["checkpoint"], {})
+        self.svc.control({"apify_start_lost": {"actor": AMAZON_ACTOR, "count": 1, "create": False,
+                                               "mode": "drop"}})
+        out_a, _ = self.run_fg("amazon_review_scrape", {"competitor_amazon_url_id": url_a}, "Acme")
+        self.assertEqual(out_a["status"], "completed", out_a.get("error"))
+        self.assertEqual(self.started(AMAZON_ACTOR), 1)
+        st, _, listed = self.svc.json("GET", f"/v2/acts/{AMAZON_ACTOR}/runs?desc=1&limit=1",
+                                      headers={"Authorization": "Bearer t"})
+        run_b = listed["data"]["items"][0]["id"]
+        self.assertIn(f"resuming Apify run {run_b} ", self.runs_of(out_a["job_id"])[0]["logs"])
+        for url in (url_a, url_b):
+            self.assertEqual(self.count("public.competitor_amazon_reviews",
+                                        f"competitor_amazon_url_id = '{url}'"), len(ids))
+        self.assertEqual(out_a["result"]["reviews"], len(ids))
+
+    def test_two_jobs_of_one_input_losing_their_starts_at_once_buy_nothing_more(self):
+        # two brands' jobs of the same ASIN (the same input) start together and
+        # both lose their start answers after Apify created both runs. Whichever
+        # run each adopts — its own, the other's, or, when both search at once,
+        # the same one — has its input: no run is started again and each job
+        # stores every review
+        ids, url_a = self.amazon_job_runs("B0LOSTBOTH")
+        _, url_b = self.amazon_job_runs("B0LOSTBOTH", brand="Beta")
+        self.svc.control({"apify_start_lost": {"actor": AMAZON_ACTOR, "count": 2, "seconds": 30}})
+        env = self.env({"APIFY_START_TIMEOUT": "1"})
+        job_a = self.queue("amazon_review_scrape", {"competitor_amazon_url_id": url_a}, "Acme")
+        job_b = self.queue("amazon_review_scrape", {"competitor_amazon_url_id": url_b}, "Beta")
+        with self.serve("--poll", "0.2", "--concurrency", "4", env=env):
+            for job in (job_a, job_b):
+                self.assertEqual(self.wait_job(job)["status"], "completed")
+        self.assertEqual(self.started(AMAZON_ACTOR), 2)
+        self.assertEqual(len([e for e in self.svc.log(f"/v2/acts/{AMAZON_ACTOR}/runs") if e["method"] == "POST"]), 2)
+        for job, url in ((job_a, url_a), (job_b, url_b)):
+            runs = self.runs_of(job)
+            self.assertEqual([r["status"] for r in runs], ["completed"])
+            self.assertIn("resuming Apify run", runs[0]["logs"])
+            self.assertEqual(runs[0]["result"]["reviews"], len(ids))
+            self.assertEqual(self.count("public.competitor_amazon_reviews",
+                                        f"competitor_amazon_url_id = '{url}'"), len(ids))
 
     def test_amazon_unknown_url_and_foreign_brand_fail_permanently(self):
         missing = str(uuid.uuid4())

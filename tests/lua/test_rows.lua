@@ -102,5 +102,30 @@ test("a chunk size that is not a whole number of at least 1 is refused", functio
   eq(stored(), "a=1")
 end)
 
+test("rows.store skips refused rows as write does, and raises when the write fails as a whole", function()
+  local job = fake_job()
+  local out, skipped = rows.store(job, { what = "items", sql = UPSERT,
+    rows = { { k = "a", v = "1" }, { k = "b", v = "bad" } }, key = function(r) return "item " .. r.k end })
+  eq(#out, 1, "rows returned")
+  eq(skipped[1].key, "item b")
+  eq(stored(), "a=1")
+  raises(function()
+    rows.store(job, { what = "items", sql = "INSERT INTO " .. SCHEMA .. ".nowhere SELECT $1::jsonb",
+                      rows = { { k = "a", v = "1" } } })
+  end, "database: items: ")
+  eq(stored(), "", "nothing written")
+end)
+
+test("a single row the database refuses is skipped at once, not written again", function()
+  local job = fake_job()
+  local out, skipped = rows.write(job, { what = "items", sql = UPSERT, rows = { { k = "z", v = "bad" } },
+                                         key = function(r) return "item " .. r.k end })
+  eq(#out, 0, "rows returned")
+  eq(#skipped, 1, "rows skipped")
+  eq(#job.lines, 1, "one log line")
+  assert(job.lines[1]:find("^items: item z skipped, the database refused it: "), job.lines[1])
+  eq(stored(), "")
+end)
+
 must(("DROP SCHEMA %s CASCADE"):format(SCHEMA))
 T.done()
