@@ -37,6 +37,7 @@ static const luaL_Reg drivers[] = {
     {"files", luaopen_sluice_files},
     {"repl", luaopen_sluice_repl},
     {"pattern", luaopen_sluice_pattern},
+    {"bounded", luaopen_sluice_bounded},
     {"cjson", luaopen_cjson},
     {NULL, NULL},
 };

@@ -170,5 +170,6 @@ int luaopen_sluice_http(lua_State *L);
 int luaopen_sluice_spawn(lua_State *L);
 int luaopen_sluice_files(lua_State *L);
 int luaopen_sluice_pattern(lua_State *L);
+int luaopen_sluice_bounded(lua_State *L);
 
 #endif

@@ -18,6 +18,13 @@ local core, dbd, cjson_lib = drivers.core, drivers.db, drivers.cjson
 -- counted by the instruction budget, nor stopped by a run's timeout).
 for name, fn in pairs(drivers.pattern) do string[name] = fn end
 
+-- Likewise string.rep, table.move, table.insert and table.remove
+-- (src/lua_bounded.c): the standard library's could loop in C for as long as
+-- their arguments said, on no memory (("").rep("", 1e15)).
+for lib, fns in pairs(drivers.bounded) do
+  for name, fn in pairs(fns) do _G[lib][name] = fn end
+end
+
 -- sluice's encoder and decoder (src/json.c): cjson 2.1.0 keeps 14 significant
 -- digits and reads numbers as doubles, so 123456789012345 became
 -- 123456789012340 and 9007199254740993 9007199254740992; these keep every
@@ -165,6 +172,19 @@ do
     local name = protected[t]
     if name then error(("rawset: %s cannot be changed (read-only)"):format(name), 2) end
     return rawset(t, k, v)
+  end
+  -- A finalizer runs inside the garbage collector, where Lua calls no hooks:
+  -- the instruction budget could not stop one that looped, and the worker
+  -- would hang. Objects are marked for finalization only here, when the
+  -- metatable already has __gc, so refusing it here refuses finalizers.
+  base.setmetatable = function(t, mt)
+    if type(mt) == "table" and rawget(mt, "__gc") ~= nil then
+      error("setmetatable: __gc is not available to handlers (a finalizer runs where the " ..
+            "instruction budget cannot stop it); release resources explicitly, or with a " ..
+            "to-be-closed variable (__close)", 2)
+    end
+    local r = setmetatable(t, mt)
+    return r
   end
   base.string = readonly(string, "string")
   base.table = readonly(table, "table")

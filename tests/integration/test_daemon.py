@@ -578,6 +578,57 @@ class Daemon(harness.SluiceTest):
         self.assertEqual(tick["status"], "completed")
         self.assertLess(tick["result"]["max_gap"], 5)
 
+    def test_endless_library_loops_and_finalizers_hold_up_no_other_run(self):
+        # Three more ways one call held the whole worker, out of reach of the
+        # instruction budget: the standard library's string.rep and table.move
+        # loop in C as long as their arguments say, and a __gc finalizer runs
+        # inside the collector, where no hook is called (src/lua_bounded.c,
+        # and the sandbox's setmetatable).
+        self.write("ticker.lua", """return { run = function(job)
+            local gap, last = 0, sluice.now()
+            for i = 1, 40 do
+              sluice.sleep(0.05)
+              local now = sluice.now()
+              if now - last > gap then gap = now - last end
+              last = now
+            end
+            return { max_gap = gap }
+          end }""")
+        self.write("empty_rep.lua", """return { run = function(job)
+            return { len = #(""):rep(1e15), sep = #string.rep("", 1e15, "") }
+          end }""")
+        self.write("long_move.lua", """return { run = function(job)
+            table.move({}, 1, 1e15, 1, {})
+          end }""")
+        self.write("spinning_gc.lua", """return { run = function(job)
+            setmetatable({}, { __gc = function() while true do end end })
+            for i = 1, 1e6 do local garbage = { i } end
+          end }""")
+        env = self.henv()
+        ticker = self.sluice("queue", "ticker", env=env).stdout.strip()
+        jobs = {name: self.sluice("queue", name, "--max-retries", "0", env=env).stdout.strip()
+                for name in ("empty_rep", "long_move", "spinning_gc")}
+        with self.serve("--concurrency", "2", env=env) as d:
+            for job in jobs.values():
+                self.wait_done(job, timeout=60)
+            self.wait_done(ticker, timeout=60)
+            d.stop(timeout=30)
+        rep = self.result_of(jobs["empty_rep"])
+        self.assertEqual(rep["status"], "completed")
+        self.assertEqual(rep["result"], {"len": 0, "sep": 0})
+        move = self.result_of(jobs["long_move"])
+        self.assertEqual(move["status"], "failed")
+        self.assertRegex(move["error_message"],
+                         r"long_move\.lua:2: table\.move: 1000000000000000 elements is more "
+                         r"than one call may move \(at most 4194304\); move them in a loop")
+        gc = self.result_of(jobs["spinning_gc"])
+        self.assertEqual(gc["status"], "failed")
+        self.assertRegex(gc["error_message"],
+                         r"spinning_gc\.lua:2: setmetatable: __gc is not available to handlers")
+        tick = self.result_of(ticker)
+        self.assertEqual(tick["status"], "completed")
+        self.assertLess(tick["result"]["max_gap"], 5)
+
     def test_rawset_cannot_change_what_handlers_share(self):
         # the library tables are one read-only proxy per process: a field rawset
         # into one would have shadowed the library for every later run
