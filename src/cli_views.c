@@ -158,13 +158,10 @@ static int parse_args(const char *cmd, int argc, char **argv, int allowed, view_
             if (slot) {
                 *slot = v;
             } else if (flag == OPT_LIMIT) {
-                char *end;
-                long n = strtol(v, &end, 10);
-                if (*end || end == v || n < 1 || n > 100000) {
-                    sl_cli_error("%s: --limit must be a whole number from 1 to 100000, not '%s'",
-                                 cmd, v);
-                    return 2;
-                }
+                char what[32];
+                long n;
+                snprintf(what, sizeof what, "%s: --limit", cmd);
+                if (sl_cli_whole_number(what, v, 1, 100000, &n) < 0) return 2;
                 a->limit = (int)n;
             } else {
                 const char *eq = strchr(v, '=');
