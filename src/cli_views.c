@@ -26,26 +26,6 @@
 
 /* ------------------------------------------------------------------ database */
 
-/* Runs sql; on failure prints the server's message and hint on one line, and
- * puts the exit status it calls for (sl_cli_exit_status) into *status if given. */
-static PGresult *run_sql(PGconn *c, const char *sql, int n, const char *const *params, int *status)
-{
-    PGresult *r = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
-    ExecStatusType st = PQresultStatus(r);
-    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) return r;
-    if (status) *status = sl_cli_exit_status(r);
-    const char *primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-    const char *hint = PQresultErrorField(r, PG_DIAG_MESSAGE_HINT);
-    if (primary && hint)
-        sl_cli_error("%s (%s)", primary, hint);
-    else if (primary)
-        sl_cli_error("%s", primary);
-    else
-        sl_cli_error("%s", PQerrorMessage(c));
-    PQclear(r);
-    return NULL;
-}
-
 /* A connection for a view: handlers loaded quietly and synced (partially), the
  * session in UTC. NULL after printing the error. */
 static PGconn *view_connect(const sl_config *cfg)
@@ -60,7 +40,8 @@ static PGconn *view_connect(const sl_config *cfg)
     PGconn *c = sl_cli_connect(cfg);
     if (c && reg && reg[0] == '[' && strcmp(reg, "[]") != 0) {
         const char *p[] = {reg};
-        PGresult *r = run_sql(c, "SELECT sluice.sync_registry($1::jsonb, true)", 1, p, NULL);
+        PGresult *r =
+            sl_cli_exec_line(c, "SELECT sluice.sync_registry($1::jsonb, true)", 1, p, NULL);
         if (!r) {
             PQfinish(c);
             c = NULL;
@@ -90,7 +71,7 @@ static double col_num(PGresult *r, int row, const char *name, double dflt)
 static int print_json_result(PGconn *c, const char *sql, int n, const char *const *params)
 {
     int status = 1;
-    PGresult *r = run_sql(c, sql, n, params, &status);
+    PGresult *r = sl_cli_exec_line(c, sql, n, params, &status);
     if (!r) return status;
     printf("%s\n", PQgetvalue(r, 0, 0));
     PQclear(r);
@@ -218,18 +199,19 @@ static int resolve_filters(PGconn *c, view_args *a)
     int status = 1;
     if (a->brand) {
         const char *p[] = {a->brand};
-        PGresult *r = run_sql(c, "SELECT sluice.resolve_brand($1)", 1, p, &status);
+        PGresult *r = sl_cli_exec_line(c, "SELECT sluice.resolve_brand($1)", 1, p, &status);
         if (!r) return status;
         snprintf(a->brand_id, sizeof a->brand_id, "%s", PQgetvalue(r, 0, 0));
         PQclear(r);
     }
     if (a->type) {
         const char *p[] = {a->type};
-        PGresult *r = run_sql(c,
-                              "SELECT EXISTS (SELECT 1 FROM sluice.job_types WHERE name = $1), "
-                              "sluice.nearest_name($1, ARRAY(SELECT name FROM sluice.job_types)), "
-                              "(SELECT string_agg(name, ', ' ORDER BY name) FROM sluice.job_types)",
-                              1, p, &status);
+        PGresult *r =
+            sl_cli_exec_line(c,
+                             "SELECT EXISTS (SELECT 1 FROM sluice.job_types WHERE name = $1), "
+                             "sluice.nearest_name($1, ARRAY(SELECT name FROM sluice.job_types)), "
+                             "(SELECT string_agg(name, ', ' ORDER BY name) FROM sluice.job_types)",
+                             1, p, &status);
         if (!r) return status;
         int found = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
         if (!found) {
@@ -347,7 +329,7 @@ int sl_cmd_health(const sl_config *cfg, int argc, char **argv)
                   "extract(epoch FROM now() - h.last_attempt_at) AS attempt_ago, h.last_error "
                   "%s ORDER BY h.brand_name NULLS FIRST, h.dataset_key",
                   health_where);
-    if (!(r = run_sql(c, sl_buf_str(&sql), 3, p, &status))) goto out;
+    if (!(r = sl_cli_exec_line(c, sl_buf_str(&sql), 3, p, &status))) goto out;
     int counts[5] = {0};
     static const char *const states[] = {"fresh", "running", "stale", "failing", "never"};
     int n = PQntuples(r);
@@ -570,7 +552,7 @@ int sl_cmd_runs(const sl_config *cfg, int argc, char **argv)
         goto out;
     }
     sl_buf_printf(&sql, "%s %s", run_columns, runs_where);
-    if (!(r = run_sql(c, sl_buf_str(&sql), 6, p, &status))) goto out;
+    if (!(r = sl_cli_exec_line(c, sl_buf_str(&sql), 6, p, &status))) goto out;
     if (PQntuples(r) == 0) {
         no_rows("runs", &a);
         goto out;
@@ -664,7 +646,7 @@ int sl_cmd_jobs(const sl_config *cfg, int argc, char **argv)
         "j.attempts, j.max_retries, j.last_run_status, "
         "extract(epoch FROM now() - j.last_run_at) AS last_ago, j.last_error %s",
         NEXT_AGO, jobs_where);
-    if (!(r = run_sql(c, sl_buf_str(&sql), 6, p, &status))) goto out;
+    if (!(r = sl_cli_exec_line(c, sl_buf_str(&sql), 6, p, &status))) goto out;
     if (PQntuples(r) == 0) {
         no_rows("jobs", &a);
         goto out;
@@ -854,7 +836,7 @@ static int show_run(PGconn *c, const char *id, int json)
             "JOIN sluice.jobs_overview j ON j.job_id = r.job_id WHERE r.run_id = $1",
             1, p);
     int status = 1;
-    PGresult *r = run_sql(c, show_run_sql, 1, p, &status);
+    PGresult *r = sl_cli_exec_line(c, show_run_sql, 1, p, &status);
     if (!r) return status;
     sl_term term = sl_term_for(stdout);
     char buf[512], t1[128];
@@ -902,7 +884,7 @@ static int show_job(PGconn *c, const char *id, int json)
             "FROM sluice.jobs_overview j WHERE j.job_id = $1",
             1, p);
     int status = 1;
-    PGresult *r = run_sql(c, show_job_sql, 1, p, &status);
+    PGresult *r = sl_cli_exec_line(c, show_job_sql, 1, p, &status);
     if (!r) return status;
     sl_term term = sl_term_for(stdout);
     char buf[512];
@@ -932,13 +914,13 @@ static int show_job(PGconn *c, const char *id, int json)
     block("parameters", col(r, 0, "params_pretty"));
     PQclear(r);
 
-    r = run_sql(c,
-                "SELECT r.run_id, r.status, r.attempt_number, r.max_retries, "
-                "r.duration_seconds, r.params_preview, r.log_summary, "
-                "extract(epoch FROM now() - coalesce(r.started_at, r.created_at)) AS ago "
-                "FROM sluice.recent_runs r WHERE r.job_id = $1 "
-                "ORDER BY r.created_at DESC, r.run_id",
-                1, p, &status);
+    r = sl_cli_exec_line(c,
+                         "SELECT r.run_id, r.status, r.attempt_number, r.max_retries, "
+                         "r.duration_seconds, r.params_preview, r.log_summary, "
+                         "extract(epoch FROM now() - coalesce(r.started_at, r.created_at)) AS ago "
+                         "FROM sluice.recent_runs r WHERE r.job_id = $1 "
+                         "ORDER BY r.created_at DESC, r.run_id",
+                         1, p, &status);
     if (!r) return status;
     printf("\nruns\n");
     if (PQntuples(r) == 0) {
