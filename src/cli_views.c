@@ -339,15 +339,13 @@ int sl_cmd_health(const sl_config *cfg, int argc, char **argv)
     int unhealthy = counts[2] + counts[3] + counts[4];
     if (!a.json) {
         sl_term term = sl_term_for(stdout);
-        sl_table *t = sl_table_new(8);
-        sl_table_column(t, 0, "BRAND", SL_ALIGN_LEFT, 8);
-        sl_table_column(t, 1, "DATASET", SL_ALIGN_LEFT, 0);
-        sl_table_column(t, 2, "LABEL", SL_ALIGN_LEFT, 8);
-        sl_table_column(t, 3, "STATE", SL_ALIGN_LEFT, 0);
-        sl_table_column(t, 4, "AGE", SL_ALIGN_RIGHT, 0);
-        sl_table_column(t, 5, "MAX AGE", SL_ALIGN_RIGHT, 0);
-        sl_table_column(t, 6, "LAST RUN", SL_ALIGN_LEFT, 0);
-        sl_table_column(t, 7, "LAST ERROR", SL_ALIGN_LEFT, 12);
+        static const sl_table_col cols[] = {
+            {"BRAND", SL_ALIGN_LEFT, 8},    {"DATASET", SL_ALIGN_LEFT, 0},
+            {"LABEL", SL_ALIGN_LEFT, 8},    {"STATE", SL_ALIGN_LEFT, 0},
+            {"AGE", SL_ALIGN_RIGHT, 0},     {"MAX AGE", SL_ALIGN_RIGHT, 0},
+            {"LAST RUN", SL_ALIGN_LEFT, 0}, {"LAST ERROR", SL_ALIGN_LEFT, 12},
+        };
+        sl_table *t = sl_table_new(cols, 8);
         for (int i = 0; i < n; i++) {
             char buf[128];
             const char *brand = col(r, i, "brand_name");
@@ -474,20 +472,17 @@ static void add_run_row(sl_table *t, PGresult *r, int i, int with_type, sl_buf *
 /* A runs table; with_type adds the TYPE and BRAND columns. */
 static sl_table *runs_table(int with_type)
 {
-    int n = with_type ? 9 : 7, k = 0;
-    sl_table *t = sl_table_new(n);
-    sl_table_column(t, k++, "RUN", SL_ALIGN_LEFT, 0);
-    sl_table_column(t, k++, "STATUS", SL_ALIGN_LEFT, 0);
-    if (with_type) {
-        sl_table_column(t, k++, "TYPE", SL_ALIGN_LEFT, 16);
-        sl_table_column(t, k++, "BRAND", SL_ALIGN_LEFT, 8);
-    }
-    sl_table_column(t, k++, "WHEN", SL_ALIGN_LEFT, 0);
-    sl_table_column(t, k++, "TOOK", SL_ALIGN_RIGHT, 0);
-    sl_table_column(t, k++, "TRY", SL_ALIGN_RIGHT, 0);
-    sl_table_column(t, k++, "PARAMS", SL_ALIGN_LEFT, 12);
-    sl_table_column(t, k++, "LOG", SL_ALIGN_LEFT, 16);
-    return t;
+    static const sl_table_col cols[] = {
+        {"RUN", SL_ALIGN_LEFT, 0},   {"STATUS", SL_ALIGN_LEFT, 0},
+        {"TYPE", SL_ALIGN_LEFT, 16}, /* with_type */
+        {"BRAND", SL_ALIGN_LEFT, 8}, /* with_type */
+        {"WHEN", SL_ALIGN_LEFT, 0},  {"TOOK", SL_ALIGN_RIGHT, 0},
+        {"TRY", SL_ALIGN_RIGHT, 0},  {"PARAMS", SL_ALIGN_LEFT, 12},
+        {"LOG", SL_ALIGN_LEFT, 16},
+    };
+    if (with_type) return sl_table_new(cols, 9);
+    const sl_table_col without[] = {cols[0], cols[1], cols[4], cols[5], cols[6], cols[7], cols[8]};
+    return sl_table_new(without, 7);
 }
 
 /* The start every list view (runs, jobs) shares: options, the status filter,
@@ -652,16 +647,14 @@ int sl_cmd_jobs(const sl_config *cfg, int argc, char **argv)
         goto out;
     }
     sl_term term = sl_term_for(stdout);
-    sl_table *t = sl_table_new(9);
-    sl_table_column(t, 0, "JOB", SL_ALIGN_LEFT, 0);
-    sl_table_column(t, 1, "TYPE", SL_ALIGN_LEFT, 16);
-    sl_table_column(t, 2, "BRAND", SL_ALIGN_LEFT, 8);
-    sl_table_column(t, 3, "SCHEDULE", SL_ALIGN_LEFT, 10);
-    sl_table_column(t, 4, "STATUS", SL_ALIGN_LEFT, 0);
-    sl_table_column(t, 5, "NEXT RUN", SL_ALIGN_LEFT, 0);
-    sl_table_column(t, 6, "TRIES", SL_ALIGN_RIGHT, 0);
-    sl_table_column(t, 7, "LAST RUN", SL_ALIGN_LEFT, 0);
-    sl_table_column(t, 8, "LAST ERROR", SL_ALIGN_LEFT, 12);
+    static const sl_table_col cols[] = {
+        {"JOB", SL_ALIGN_LEFT, 0},         {"TYPE", SL_ALIGN_LEFT, 16},
+        {"BRAND", SL_ALIGN_LEFT, 8},       {"SCHEDULE", SL_ALIGN_LEFT, 10},
+        {"STATUS", SL_ALIGN_LEFT, 0},      {"NEXT RUN", SL_ALIGN_LEFT, 0},
+        {"TRIES", SL_ALIGN_RIGHT, 0},      {"LAST RUN", SL_ALIGN_LEFT, 0},
+        {"LAST ERROR", SL_ALIGN_LEFT, 12},
+    };
+    sl_table *t = sl_table_new(cols, 9);
     for (int i = 0; i < PQntuples(r); i++) {
         char buf[96], sid[16], ago[32];
         short_id(col(r, i, "job_id"), sid);
