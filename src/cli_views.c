@@ -816,24 +816,45 @@ static const char show_job_sql[] =
     "extract(epoch FROM now() - j.created_at) AS created_ago "
     "FROM sluice.jobs_overview j WHERE j.job_id = $1";
 
+/* What `show --json` prints of a run or a job: one JSON value. */
+static const char show_run_json_sql[] =
+    "SELECT jsonb_build_object('kind', 'run', "
+    " 'run', to_jsonb(r) || jsonb_build_object('logs', x.logs, 'result', x.result), "
+    " 'job', to_jsonb(j)) "
+    "FROM sluice.recent_runs r JOIN sluice.scheduled_job_runs x ON x.id = r.run_id "
+    "JOIN sluice.jobs_overview j ON j.job_id = r.job_id WHERE r.run_id = $1";
+
+static const char show_job_json_sql[] =
+    "SELECT jsonb_build_object('kind', 'job', 'job', to_jsonb(j), 'runs', "
+    " (SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.created_at, r.run_id), '[]') "
+    "  FROM sluice.recent_runs r WHERE r.job_id = j.job_id)) "
+    "FROM sluice.jobs_overview j WHERE j.job_id = $1";
+
+/* The start of `show` for kind "run" or "job": with json, prints the JSON and
+ * returns NULL with the exit status in *status; else prints the title and
+ * returns the row to show (NULL, *status set, after printing the error). */
+static PGresult *show_start(PGconn *c, const char *kind, const char *id, int json,
+                            const sl_term *term, int *status)
+{
+    int run = strcmp(kind, "run") == 0;
+    const char *p[] = {id};
+    if (json) {
+        *status = print_json_result(c, run ? show_run_json_sql : show_job_json_sql, 1, p);
+        return NULL;
+    }
+    *status = 1;
+    PGresult *r = sl_cli_exec_line(c, run ? show_run_sql : show_job_sql, 1, p, status);
+    if (r) printf("%s%s %s%s\n", sl_color_on(term, SL_COLOR_BOLD), kind, id, sl_color_off(term));
+    return r;
+}
+
 static int show_run(PGconn *c, const char *id, int json)
 {
-    const char *p[] = {id};
-    if (json)
-        return print_json_result(
-            c,
-            "SELECT jsonb_build_object('kind', 'run', "
-            " 'run', to_jsonb(r) || jsonb_build_object('logs', x.logs, 'result', x.result), "
-            " 'job', to_jsonb(j)) "
-            "FROM sluice.recent_runs r JOIN sluice.scheduled_job_runs x ON x.id = r.run_id "
-            "JOIN sluice.jobs_overview j ON j.job_id = r.job_id WHERE r.run_id = $1",
-            1, p);
-    int status = 1;
-    PGresult *r = sl_cli_exec_line(c, show_run_sql, 1, p, &status);
-    if (!r) return status;
+    int status;
     sl_term term = sl_term_for(stdout);
+    PGresult *r = show_start(c, "run", id, json, &term, &status);
+    if (!r) return status;
     char buf[512], t1[128];
-    printf("%srun %s%s\n", sl_color_on(&term, SL_COLOR_BOLD), id, sl_color_off(&term));
     status_field(&term, r);
     type_field(&term, r);
     brand_field(&term, r);
@@ -867,21 +888,11 @@ static int show_run(PGconn *c, const char *id, int json)
 
 static int show_job(PGconn *c, const char *id, int json)
 {
-    const char *p[] = {id};
-    if (json)
-        return print_json_result(
-            c,
-            "SELECT jsonb_build_object('kind', 'job', 'job', to_jsonb(j), 'runs', "
-            " (SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.created_at, r.run_id), '[]') "
-            "  FROM sluice.recent_runs r WHERE r.job_id = j.job_id)) "
-            "FROM sluice.jobs_overview j WHERE j.job_id = $1",
-            1, p);
-    int status = 1;
-    PGresult *r = sl_cli_exec_line(c, show_job_sql, 1, p, &status);
-    if (!r) return status;
+    int status;
     sl_term term = sl_term_for(stdout);
+    PGresult *r = show_start(c, "job", id, json, &term, &status);
+    if (!r) return status;
     char buf[512];
-    printf("%sjob %s%s\n", sl_color_on(&term, SL_COLOR_BOLD), id, sl_color_off(&term));
     type_field(&term, r);
     field(&term, "name", col(r, 0, "name"), SL_COLOR_NONE);
     brand_field(&term, r);
@@ -907,6 +918,7 @@ static int show_job(PGconn *c, const char *id, int json)
     block("parameters", col(r, 0, "params_pretty"));
     PQclear(r);
 
+    const char *p[] = {id};
     r = sl_cli_exec_line(c,
                          "SELECT r.run_id, r.status, r.attempt_number, r.max_retries, "
                          "r.duration_seconds, r.params_preview, r.log_summary, "
