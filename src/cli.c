@@ -169,8 +169,10 @@ int sl_cli_exit_status(const PGresult *failed)
     return sl_pg_sqlstate_fault(state) == SL_PG_BAD_INPUT ? 2 : 1;
 }
 
-PGresult *sl_cli_exec_status(PGconn *c, const char *sql, int nparams, const char *const *params,
-                             int *status)
+/* sl_cli_exec_status and sl_cli_exec_line: the hint follows the server's
+ * message on a line of its own, or (one_line) in parentheses. */
+static PGresult *exec_reporting(PGconn *c, const char *sql, int nparams, const char *const *params,
+                                int *status, int one_line)
 {
     PGresult *r = PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0);
     ExecStatusType st = PQresultStatus(r);
@@ -178,12 +180,26 @@ PGresult *sl_cli_exec_status(PGconn *c, const char *sql, int nparams, const char
     if (status) *status = sl_cli_exit_status(r);
     const char *primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
     const char *hint = PQresultErrorField(r, PG_DIAG_MESSAGE_HINT);
-    if (primary)
-        sl_cli_error("%s%s%s", primary, hint ? "\n  hint: " : "", hint ? hint : "");
+    if (primary && hint)
+        sl_cli_error(one_line ? "%s (%s)" : "%s\n  hint: %s", primary, hint);
+    else if (primary)
+        sl_cli_error("%s", primary);
     else
         sl_cli_error("%s", PQerrorMessage(c));
     PQclear(r);
     return NULL;
+}
+
+PGresult *sl_cli_exec_status(PGconn *c, const char *sql, int nparams, const char *const *params,
+                             int *status)
+{
+    return exec_reporting(c, sql, nparams, params, status, 0);
+}
+
+PGresult *sl_cli_exec_line(PGconn *c, const char *sql, int nparams, const char *const *params,
+                           int *status)
+{
+    return exec_reporting(c, sql, nparams, params, status, 1);
 }
 
 /* Bounds of the ids that start with hex digits h[0..n): h padded with 0s and

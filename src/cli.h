@@ -49,6 +49,11 @@ PGresult *sl_cli_exec(PGconn *c, const char *sql, int nparams, const char *const
 PGresult *sl_cli_exec_status(PGconn *c, const char *sql, int nparams, const char *const *params,
                              int *status);
 
+/* sl_cli_exec_status, but the server's hint follows its message on the same
+ * line, in parentheses: for commands whose every error is one line. */
+PGresult *sl_cli_exec_line(PGconn *c, const char *sql, int nparams, const char *const *params,
+                           int *status);
+
 /* The exit status a failed result calls for: 2 when the server refused the
  * input (a data exception, a constraint, or a function's RAISE such as "unknown
  * brand": SL_PG_BAD_INPUT), 1 otherwise (the connection, the server). */

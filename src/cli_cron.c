@@ -169,7 +169,7 @@ static int take_option(int argc, char **argv, int *i, const char *name, const ch
 
 static int cron_next(int argc, char **argv)
 {
-    const char *expr = NULL, *zone = "UTC", *from = "now", *count_s = "5";
+    const char *expr = NULL, *zone = "UTC", *from = "now", *count_s = "5", *count_opt = "-n";
     int json = 0, count;
 
     for (int i = 1; i < argc; i++) {
@@ -188,9 +188,12 @@ static int cron_next(int argc, char **argv)
             continue;
         }
         if ((r = take_option(argc, argv, &i, "--tz", &zone)) == 0 &&
-            (r = take_option(argc, argv, &i, "--from", &from)) == 0 &&
-            (r = take_option(argc, argv, &i, "--count", &count_s)) == 0)
-            r = take_option(argc, argv, &i, "-n", &count_s);
+            (r = take_option(argc, argv, &i, "--from", &from)) == 0) {
+            static const char *const counts[] = {"--count", "-n"}; /* named as given */
+            for (int k = 0; k < 2 && r == 0; k++)
+                if ((r = take_option(argc, argv, &i, counts[k], &count_s)) > 0)
+                    count_opt = counts[k];
+        }
         if (r < 0) return 2;
         if (r > 0) continue;
         if (a[0] == '-' && a[1] != '\0') {
@@ -208,12 +211,8 @@ static int cron_next(int argc, char **argv)
         sl_cli_error("a cron expression is needed, e.g. sluice cron next \"0 9 * * mon-fri\"");
         return 2;
     }
-    char *end;
-    long n = strtol(count_s, &end, 10);
-    if (end == count_s || *end != '\0' || n < 1 || n > SL_CRON_CLI_MAX_COUNT) {
-        sl_cli_error("-n must be a number from 1 to %d, not '%s'", SL_CRON_CLI_MAX_COUNT, count_s);
-        return 2;
-    }
+    long n;
+    if (sl_cli_whole_number(count_opt, count_s, 1, SL_CRON_CLI_MAX_COUNT, &n) < 0) return 2;
     count = (int)n;
 
     char err[256];

@@ -332,14 +332,16 @@ static void show_datasets(sl_buf *b, const jv *ds)
 
 static void print_types(const jv *types, const sl_term *term)
 {
-    sl_table *t = sl_table_new(7);
-    sl_table_column(t, 0, "TYPE", SL_ALIGN_LEFT, 0);
-    sl_table_column(t, 1, "LABEL", SL_ALIGN_LEFT, 10);
-    sl_table_column(t, 2, "BRAND", SL_ALIGN_LEFT, 0);
-    sl_table_column(t, 3, "DEFAULT PARAMS", SL_ALIGN_LEFT, 14);
-    sl_table_column(t, 4, "DATASETS (MAX AGE)", SL_ALIGN_LEFT, 18);
-    sl_table_column(t, 5, "TIMEOUT", SL_ALIGN_RIGHT, 0);
-    sl_table_column(t, 6, "RETRIES", SL_ALIGN_RIGHT, 0);
+    static const sl_table_col cols[] = {
+        {"TYPE", SL_ALIGN_LEFT, 0},
+        {"LABEL", SL_ALIGN_LEFT, 10},
+        {"BRAND", SL_ALIGN_LEFT, 0},
+        {"DEFAULT PARAMS", SL_ALIGN_LEFT, 14},
+        {"DATASETS (MAX AGE)", SL_ALIGN_LEFT, 18},
+        {"TIMEOUT", SL_ALIGN_RIGHT, 0},
+        {"RETRIES", SL_ALIGN_RIGHT, 0},
+    };
+    sl_table *t = sl_table_new(cols, 7);
     for (size_t i = 0; i < types->n; i++) {
         const jv *ty = &types->item[i];
         const char *emoji = jv_str(ty, "emoji"), *name = jv_str(ty, "name");
@@ -406,13 +408,12 @@ static void print_params(const jv *ty, const sl_term *term)
         return;
     }
     printf("\nparameters\n");
-    sl_table *t = sl_table_new(6);
-    sl_table_column(t, 0, "PARAM", SL_ALIGN_LEFT, 0);
-    sl_table_column(t, 1, "TYPE", SL_ALIGN_LEFT, 0);
-    sl_table_column(t, 2, "REQUIRED", SL_ALIGN_LEFT, 0);
-    sl_table_column(t, 3, "DEFAULT", SL_ALIGN_LEFT, 10);
-    sl_table_column(t, 4, "RULES", SL_ALIGN_LEFT, 10);
-    sl_table_column(t, 5, "DESCRIPTION", SL_ALIGN_LEFT, 12);
+    static const sl_table_col cols[] = {
+        {"PARAM", SL_ALIGN_LEFT, 0},    {"TYPE", SL_ALIGN_LEFT, 0},
+        {"REQUIRED", SL_ALIGN_LEFT, 0}, {"DEFAULT", SL_ALIGN_LEFT, 10},
+        {"RULES", SL_ALIGN_LEFT, 10},   {"DESCRIPTION", SL_ALIGN_LEFT, 12},
+    };
+    sl_table *t = sl_table_new(cols, 6);
     size_t *ix = sorted_index(schema);
     for (size_t i = 0; i < schema->n; i++) {
         const jv *spec = &schema->item[ix[i]];

@@ -26,26 +26,6 @@
 
 /* ------------------------------------------------------------------ database */
 
-/* Runs sql; on failure prints the server's message and hint on one line, and
- * puts the exit status it calls for (sl_cli_exit_status) into *status if given. */
-static PGresult *run_sql(PGconn *c, const char *sql, int n, const char *const *params, int *status)
-{
-    PGresult *r = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
-    ExecStatusType st = PQresultStatus(r);
-    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) return r;
-    if (status) *status = sl_cli_exit_status(r);
-    const char *primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-    const char *hint = PQresultErrorField(r, PG_DIAG_MESSAGE_HINT);
-    if (primary && hint)
-        sl_cli_error("%s (%s)", primary, hint);
-    else if (primary)
-        sl_cli_error("%s", primary);
-    else
-        sl_cli_error("%s", PQerrorMessage(c));
-    PQclear(r);
-    return NULL;
-}
-
 /* A connection for a view: handlers loaded quietly and synced (partially), the
  * session in UTC. NULL after printing the error. */
 static PGconn *view_connect(const sl_config *cfg)
@@ -60,7 +40,8 @@ static PGconn *view_connect(const sl_config *cfg)
     PGconn *c = sl_cli_connect(cfg);
     if (c && reg && reg[0] == '[' && strcmp(reg, "[]") != 0) {
         const char *p[] = {reg};
-        PGresult *r = run_sql(c, "SELECT sluice.sync_registry($1::jsonb, true)", 1, p, NULL);
+        PGresult *r =
+            sl_cli_exec_line(c, "SELECT sluice.sync_registry($1::jsonb, true)", 1, p, NULL);
         if (!r) {
             PQfinish(c);
             c = NULL;
@@ -90,7 +71,7 @@ static double col_num(PGresult *r, int row, const char *name, double dflt)
 static int print_json_result(PGconn *c, const char *sql, int n, const char *const *params)
 {
     int status = 1;
-    PGresult *r = run_sql(c, sql, n, params, &status);
+    PGresult *r = sl_cli_exec_line(c, sql, n, params, &status);
     if (!r) return status;
     printf("%s\n", PQgetvalue(r, 0, 0));
     PQclear(r);
@@ -158,13 +139,10 @@ static int parse_args(const char *cmd, int argc, char **argv, int allowed, view_
             if (slot) {
                 *slot = v;
             } else if (flag == OPT_LIMIT) {
-                char *end;
-                long n = strtol(v, &end, 10);
-                if (*end || end == v || n < 1 || n > 100000) {
-                    sl_cli_error("%s: --limit must be a whole number from 1 to 100000, not '%s'",
-                                 cmd, v);
-                    return 2;
-                }
+                char what[32];
+                long n;
+                snprintf(what, sizeof what, "%s: --limit", cmd);
+                if (sl_cli_whole_number(what, v, 1, 100000, &n) < 0) return 2;
                 a->limit = (int)n;
             } else {
                 const char *eq = strchr(v, '=');
@@ -221,18 +199,19 @@ static int resolve_filters(PGconn *c, view_args *a)
     int status = 1;
     if (a->brand) {
         const char *p[] = {a->brand};
-        PGresult *r = run_sql(c, "SELECT sluice.resolve_brand($1)", 1, p, &status);
+        PGresult *r = sl_cli_exec_line(c, "SELECT sluice.resolve_brand($1)", 1, p, &status);
         if (!r) return status;
         snprintf(a->brand_id, sizeof a->brand_id, "%s", PQgetvalue(r, 0, 0));
         PQclear(r);
     }
     if (a->type) {
         const char *p[] = {a->type};
-        PGresult *r = run_sql(c,
-                              "SELECT EXISTS (SELECT 1 FROM sluice.job_types WHERE name = $1), "
-                              "sluice.nearest_name($1, ARRAY(SELECT name FROM sluice.job_types)), "
-                              "(SELECT string_agg(name, ', ' ORDER BY name) FROM sluice.job_types)",
-                              1, p, &status);
+        PGresult *r =
+            sl_cli_exec_line(c,
+                             "SELECT EXISTS (SELECT 1 FROM sluice.job_types WHERE name = $1), "
+                             "sluice.nearest_name($1, ARRAY(SELECT name FROM sluice.job_types)), "
+                             "(SELECT string_agg(name, ', ' ORDER BY name) FROM sluice.job_types)",
+                             1, p, &status);
         if (!r) return status;
         int found = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
         if (!found) {
@@ -350,7 +329,7 @@ int sl_cmd_health(const sl_config *cfg, int argc, char **argv)
                   "extract(epoch FROM now() - h.last_attempt_at) AS attempt_ago, h.last_error "
                   "%s ORDER BY h.brand_name NULLS FIRST, h.dataset_key",
                   health_where);
-    if (!(r = run_sql(c, sl_buf_str(&sql), 3, p, &status))) goto out;
+    if (!(r = sl_cli_exec_line(c, sl_buf_str(&sql), 3, p, &status))) goto out;
     int counts[5] = {0};
     static const char *const states[] = {"fresh", "running", "stale", "failing", "never"};
     int n = PQntuples(r);
@@ -360,15 +339,13 @@ int sl_cmd_health(const sl_config *cfg, int argc, char **argv)
     int unhealthy = counts[2] + counts[3] + counts[4];
     if (!a.json) {
         sl_term term = sl_term_for(stdout);
-        sl_table *t = sl_table_new(8);
-        sl_table_column(t, 0, "BRAND", SL_ALIGN_LEFT, 8);
-        sl_table_column(t, 1, "DATASET", SL_ALIGN_LEFT, 0);
-        sl_table_column(t, 2, "LABEL", SL_ALIGN_LEFT, 8);
-        sl_table_column(t, 3, "STATE", SL_ALIGN_LEFT, 0);
-        sl_table_column(t, 4, "AGE", SL_ALIGN_RIGHT, 0);
-        sl_table_column(t, 5, "MAX AGE", SL_ALIGN_RIGHT, 0);
-        sl_table_column(t, 6, "LAST RUN", SL_ALIGN_LEFT, 0);
-        sl_table_column(t, 7, "LAST ERROR", SL_ALIGN_LEFT, 12);
+        static const sl_table_col cols[] = {
+            {"BRAND", SL_ALIGN_LEFT, 8},    {"DATASET", SL_ALIGN_LEFT, 0},
+            {"LABEL", SL_ALIGN_LEFT, 8},    {"STATE", SL_ALIGN_LEFT, 0},
+            {"AGE", SL_ALIGN_RIGHT, 0},     {"MAX AGE", SL_ALIGN_RIGHT, 0},
+            {"LAST RUN", SL_ALIGN_LEFT, 0}, {"LAST ERROR", SL_ALIGN_LEFT, 12},
+        };
+        sl_table *t = sl_table_new(cols, 8);
         for (int i = 0; i < n; i++) {
             char buf[128];
             const char *brand = col(r, i, "brand_name");
@@ -495,20 +472,17 @@ static void add_run_row(sl_table *t, PGresult *r, int i, int with_type, sl_buf *
 /* A runs table; with_type adds the TYPE and BRAND columns. */
 static sl_table *runs_table(int with_type)
 {
-    int n = with_type ? 9 : 7, k = 0;
-    sl_table *t = sl_table_new(n);
-    sl_table_column(t, k++, "RUN", SL_ALIGN_LEFT, 0);
-    sl_table_column(t, k++, "STATUS", SL_ALIGN_LEFT, 0);
-    if (with_type) {
-        sl_table_column(t, k++, "TYPE", SL_ALIGN_LEFT, 16);
-        sl_table_column(t, k++, "BRAND", SL_ALIGN_LEFT, 8);
-    }
-    sl_table_column(t, k++, "WHEN", SL_ALIGN_LEFT, 0);
-    sl_table_column(t, k++, "TOOK", SL_ALIGN_RIGHT, 0);
-    sl_table_column(t, k++, "TRY", SL_ALIGN_RIGHT, 0);
-    sl_table_column(t, k++, "PARAMS", SL_ALIGN_LEFT, 12);
-    sl_table_column(t, k++, "LOG", SL_ALIGN_LEFT, 16);
-    return t;
+    static const sl_table_col cols[] = {
+        {"RUN", SL_ALIGN_LEFT, 0},   {"STATUS", SL_ALIGN_LEFT, 0},
+        {"TYPE", SL_ALIGN_LEFT, 16}, /* with_type */
+        {"BRAND", SL_ALIGN_LEFT, 8}, /* with_type */
+        {"WHEN", SL_ALIGN_LEFT, 0},  {"TOOK", SL_ALIGN_RIGHT, 0},
+        {"TRY", SL_ALIGN_RIGHT, 0},  {"PARAMS", SL_ALIGN_LEFT, 12},
+        {"LOG", SL_ALIGN_LEFT, 16},
+    };
+    if (with_type) return sl_table_new(cols, 9);
+    const sl_table_col without[] = {cols[0], cols[1], cols[4], cols[5], cols[6], cols[7], cols[8]};
+    return sl_table_new(without, 7);
 }
 
 /* The start every list view (runs, jobs) shares: options, the status filter,
@@ -573,7 +547,7 @@ int sl_cmd_runs(const sl_config *cfg, int argc, char **argv)
         goto out;
     }
     sl_buf_printf(&sql, "%s %s", run_columns, runs_where);
-    if (!(r = run_sql(c, sl_buf_str(&sql), 6, p, &status))) goto out;
+    if (!(r = sl_cli_exec_line(c, sl_buf_str(&sql), 6, p, &status))) goto out;
     if (PQntuples(r) == 0) {
         no_rows("runs", &a);
         goto out;
@@ -667,22 +641,20 @@ int sl_cmd_jobs(const sl_config *cfg, int argc, char **argv)
         "j.attempts, j.max_retries, j.last_run_status, "
         "extract(epoch FROM now() - j.last_run_at) AS last_ago, j.last_error %s",
         NEXT_AGO, jobs_where);
-    if (!(r = run_sql(c, sl_buf_str(&sql), 6, p, &status))) goto out;
+    if (!(r = sl_cli_exec_line(c, sl_buf_str(&sql), 6, p, &status))) goto out;
     if (PQntuples(r) == 0) {
         no_rows("jobs", &a);
         goto out;
     }
     sl_term term = sl_term_for(stdout);
-    sl_table *t = sl_table_new(9);
-    sl_table_column(t, 0, "JOB", SL_ALIGN_LEFT, 0);
-    sl_table_column(t, 1, "TYPE", SL_ALIGN_LEFT, 16);
-    sl_table_column(t, 2, "BRAND", SL_ALIGN_LEFT, 8);
-    sl_table_column(t, 3, "SCHEDULE", SL_ALIGN_LEFT, 10);
-    sl_table_column(t, 4, "STATUS", SL_ALIGN_LEFT, 0);
-    sl_table_column(t, 5, "NEXT RUN", SL_ALIGN_LEFT, 0);
-    sl_table_column(t, 6, "TRIES", SL_ALIGN_RIGHT, 0);
-    sl_table_column(t, 7, "LAST RUN", SL_ALIGN_LEFT, 0);
-    sl_table_column(t, 8, "LAST ERROR", SL_ALIGN_LEFT, 12);
+    static const sl_table_col cols[] = {
+        {"JOB", SL_ALIGN_LEFT, 0},         {"TYPE", SL_ALIGN_LEFT, 16},
+        {"BRAND", SL_ALIGN_LEFT, 8},       {"SCHEDULE", SL_ALIGN_LEFT, 10},
+        {"STATUS", SL_ALIGN_LEFT, 0},      {"NEXT RUN", SL_ALIGN_LEFT, 0},
+        {"TRIES", SL_ALIGN_RIGHT, 0},      {"LAST RUN", SL_ALIGN_LEFT, 0},
+        {"LAST ERROR", SL_ALIGN_LEFT, 12},
+    };
+    sl_table *t = sl_table_new(cols, 9);
     for (int i = 0; i < PQntuples(r); i++) {
         char buf[96], sid[16], ago[32];
         short_id(col(r, i, "job_id"), sid);
@@ -844,24 +816,45 @@ static const char show_job_sql[] =
     "extract(epoch FROM now() - j.created_at) AS created_ago "
     "FROM sluice.jobs_overview j WHERE j.job_id = $1";
 
+/* What `show --json` prints of a run or a job: one JSON value. */
+static const char show_run_json_sql[] =
+    "SELECT jsonb_build_object('kind', 'run', "
+    " 'run', to_jsonb(r) || jsonb_build_object('logs', x.logs, 'result', x.result), "
+    " 'job', to_jsonb(j)) "
+    "FROM sluice.recent_runs r JOIN sluice.scheduled_job_runs x ON x.id = r.run_id "
+    "JOIN sluice.jobs_overview j ON j.job_id = r.job_id WHERE r.run_id = $1";
+
+static const char show_job_json_sql[] =
+    "SELECT jsonb_build_object('kind', 'job', 'job', to_jsonb(j), 'runs', "
+    " (SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.created_at, r.run_id), '[]') "
+    "  FROM sluice.recent_runs r WHERE r.job_id = j.job_id)) "
+    "FROM sluice.jobs_overview j WHERE j.job_id = $1";
+
+/* The start of `show` for kind "run" or "job": with json, prints the JSON and
+ * returns NULL with the exit status in *status; else prints the title and
+ * returns the row to show (NULL, *status set, after printing the error). */
+static PGresult *show_start(PGconn *c, const char *kind, const char *id, int json,
+                            const sl_term *term, int *status)
+{
+    int run = strcmp(kind, "run") == 0;
+    const char *p[] = {id};
+    if (json) {
+        *status = print_json_result(c, run ? show_run_json_sql : show_job_json_sql, 1, p);
+        return NULL;
+    }
+    *status = 1;
+    PGresult *r = sl_cli_exec_line(c, run ? show_run_sql : show_job_sql, 1, p, status);
+    if (r) printf("%s%s %s%s\n", sl_color_on(term, SL_COLOR_BOLD), kind, id, sl_color_off(term));
+    return r;
+}
+
 static int show_run(PGconn *c, const char *id, int json)
 {
-    const char *p[] = {id};
-    if (json)
-        return print_json_result(
-            c,
-            "SELECT jsonb_build_object('kind', 'run', "
-            " 'run', to_jsonb(r) || jsonb_build_object('logs', x.logs, 'result', x.result), "
-            " 'job', to_jsonb(j)) "
-            "FROM sluice.recent_runs r JOIN sluice.scheduled_job_runs x ON x.id = r.run_id "
-            "JOIN sluice.jobs_overview j ON j.job_id = r.job_id WHERE r.run_id = $1",
-            1, p);
-    int status = 1;
-    PGresult *r = run_sql(c, show_run_sql, 1, p, &status);
-    if (!r) return status;
+    int status;
     sl_term term = sl_term_for(stdout);
+    PGresult *r = show_start(c, "run", id, json, &term, &status);
+    if (!r) return status;
     char buf[512], t1[128];
-    printf("%srun %s%s\n", sl_color_on(&term, SL_COLOR_BOLD), id, sl_color_off(&term));
     status_field(&term, r);
     type_field(&term, r);
     brand_field(&term, r);
@@ -895,21 +888,11 @@ static int show_run(PGconn *c, const char *id, int json)
 
 static int show_job(PGconn *c, const char *id, int json)
 {
-    const char *p[] = {id};
-    if (json)
-        return print_json_result(
-            c,
-            "SELECT jsonb_build_object('kind', 'job', 'job', to_jsonb(j), 'runs', "
-            " (SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.created_at, r.run_id), '[]') "
-            "  FROM sluice.recent_runs r WHERE r.job_id = j.job_id)) "
-            "FROM sluice.jobs_overview j WHERE j.job_id = $1",
-            1, p);
-    int status = 1;
-    PGresult *r = run_sql(c, show_job_sql, 1, p, &status);
-    if (!r) return status;
+    int status;
     sl_term term = sl_term_for(stdout);
+    PGresult *r = show_start(c, "job", id, json, &term, &status);
+    if (!r) return status;
     char buf[512];
-    printf("%sjob %s%s\n", sl_color_on(&term, SL_COLOR_BOLD), id, sl_color_off(&term));
     type_field(&term, r);
     field(&term, "name", col(r, 0, "name"), SL_COLOR_NONE);
     brand_field(&term, r);
@@ -935,13 +918,14 @@ static int show_job(PGconn *c, const char *id, int json)
     block("parameters", col(r, 0, "params_pretty"));
     PQclear(r);
 
-    r = run_sql(c,
-                "SELECT r.run_id, r.status, r.attempt_number, r.max_retries, "
-                "r.duration_seconds, r.params_preview, r.log_summary, "
-                "extract(epoch FROM now() - coalesce(r.started_at, r.created_at)) AS ago "
-                "FROM sluice.recent_runs r WHERE r.job_id = $1 "
-                "ORDER BY r.created_at DESC, r.run_id",
-                1, p, &status);
+    const char *p[] = {id};
+    r = sl_cli_exec_line(c,
+                         "SELECT r.run_id, r.status, r.attempt_number, r.max_retries, "
+                         "r.duration_seconds, r.params_preview, r.log_summary, "
+                         "extract(epoch FROM now() - coalesce(r.started_at, r.created_at)) AS ago "
+                         "FROM sluice.recent_runs r WHERE r.job_id = $1 "
+                         "ORDER BY r.created_at DESC, r.run_id",
+                         1, p, &status);
     if (!r) return status;
     printf("\nruns\n");
     if (PQntuples(r) == 0) {

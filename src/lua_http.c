@@ -133,44 +133,28 @@ static void request_cancel(void *op)
 
 /* ------------------------------------------------------------------ request */
 
-/* Raises the message on top of the stack at the handler's line, `level` levels
- * up as luaL_where counts (1: the http.lua line that called this driver). */
-static int raise_at(lua_State *L, int level)
+/* misuse()'s level for request(): where the handler's call is, which the
+ * spec's `level` field names as http.lua counts levels. */
+#define AT_CALL 0
+
+/* Raises fmt… as a misuse, prefixed with the position `level` levels up as
+ * luaL_where counts (1: the http.lua line that called this driver; 2: the
+ * line that called that http.lua function), or, with AT_CALL, request()'s. */
+static int misuse(lua_State *L, int level, const char *fmt, ...)
 {
+    va_list ap;
+    va_start(ap, fmt);
+    lua_pushvfstring(L, fmt, ap);
+    va_end(ap);
+    if (level == AT_CALL) {
+        lua_getfield(L, 1, "level");
+        level = (int)lua_tointeger(L, -1);
+        lua_pop(L, 1);
+    }
     luaL_where(L, level > 0 ? level : 1);
     lua_insert(L, -2);
     lua_concat(L, 2);
     return lua_error(L);
-}
-
-/* Raises the message on top of the stack as a misuse of request: spec.level is
- * where the handler's call is, as http.lua counts levels. */
-static int raise_misuse(lua_State *L)
-{
-    lua_getfield(L, 1, "level");
-    int level = (int)lua_tointeger(L, -1);
-    lua_pop(L, 1);
-    return raise_at(L, level);
-}
-
-/* A misuse of request's options (see raise_misuse). */
-static int misuse(lua_State *L, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    lua_pushvfstring(L, fmt, ap);
-    va_end(ap);
-    return raise_misuse(L);
-}
-
-/* A misuse of limit's arguments: http.lua's limit() called this driver. */
-static int limit_misuse(lua_State *L, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    lua_pushvfstring(L, fmt, ap);
-    va_end(ap);
-    return raise_at(L, 2);
 }
 
 static const char *opt_string(lua_State *L, const char *field, const char *def)
@@ -180,7 +164,7 @@ static const char *opt_string(lua_State *L, const char *field, const char *def)
     if (ty == LUA_TSTRING)
         s = lua_tostring(L, -1); /* kept alive by the spec table */
     else if (ty != LUA_TNIL)
-        misuse(L, WHAT ": %s must be a string, not a %s", field, luaL_typename(L, -1));
+        misuse(L, AT_CALL, WHAT ": %s must be a string, not a %s", field, luaL_typename(L, -1));
     lua_pop(L, 1);
     return s;
 }
@@ -191,9 +175,10 @@ static double opt_number(lua_State *L, const char *field, double def, double min
     double d = def;
     if (ty == LUA_TNUMBER) {
         d = lua_tonumber(L, -1);
-        if (!(d >= min)) misuse(L, WHAT ": %s must be a number ≥ %f", field, (lua_Number)min);
+        if (!(d >= min))
+            misuse(L, AT_CALL, WHAT ": %s must be a number ≥ %f", field, (lua_Number)min);
     } else if (ty != LUA_TNIL) {
-        misuse(L, WHAT ": %s must be a number, not a %s", field, luaL_typename(L, -1));
+        misuse(L, AT_CALL, WHAT ": %s must be a number, not a %s", field, luaL_typename(L, -1));
     }
     lua_pop(L, 1);
     return d;
@@ -218,16 +203,18 @@ static size_t check_headers(lua_State *L, int idx)
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         size_t kn, vn;
-        if (lua_type(L, -2) != LUA_TSTRING) misuse(L, WHAT ": header names must be strings");
+        if (lua_type(L, -2) != LUA_TSTRING)
+            misuse(L, AT_CALL, WHAT ": header names must be strings");
         const char *k = lua_tolstring(L, -2, &kn);
-        if (!header_token_ok(k, kn)) misuse(L, WHAT ": '%s' is not a valid header name", k);
+        if (!header_token_ok(k, kn))
+            misuse(L, AT_CALL, WHAT ": '%s' is not a valid header name", k);
         if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER)
-            misuse(L, WHAT ": header %s must be a string or number, not a %s", k,
+            misuse(L, AT_CALL, WHAT ": header %s must be a string or number, not a %s", k,
                    luaL_typename(L, -1));
         lua_pushvalue(L, -1);
         const char *v = lua_tolstring(L, -1, &vn); /* a copy: numbers convert in place */
         if (memchr(v, '\r', vn) || memchr(v, '\n', vn) || strlen(v) != vn)
-            misuse(L, WHAT ": header %s must not contain line breaks or NUL bytes", k);
+            misuse(L, AT_CALL, WHAT ": header %s must not contain line breaks or NUL bytes", k);
         total += kn + vn + 4;
         lua_pop(L, 2);
     }
@@ -270,22 +257,23 @@ static int l_request(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
     sl_task *t = sl_task_test(L, WHAT);
-    if (!t) return raise_misuse(L); /* not a task: at the handler's line too */
+    if (!t) return misuse(L, AT_CALL, "%s", lua_tostring(L, -1)); /* not a task */
     sl_http_opts o = {0};
 
     const char *method = opt_string(L, "method", "GET");
     char upper[32];
     size_t mn = strlen(method);
-    if (mn == 0 || mn >= sizeof upper) return misuse(L, WHAT ": bad method '%s'", method);
+    if (mn == 0 || mn >= sizeof upper) return misuse(L, AT_CALL, WHAT ": bad method '%s'", method);
     for (size_t i = 0; i < mn; i++) {
-        if (!isalpha((unsigned char)method[i])) return misuse(L, WHAT ": bad method '%s'", method);
+        if (!isalpha((unsigned char)method[i]))
+            return misuse(L, AT_CALL, WHAT ": bad method '%s'", method);
         upper[i] = (char)toupper((unsigned char)method[i]);
     }
     upper[mn] = '\0';
     o.method = upper;
 
     o.url = opt_string(L, "url", NULL);
-    if (!o.url) return misuse(L, WHAT ": url is required");
+    if (!o.url) return misuse(L, AT_CALL, WHAT ": url is required");
     o.timeout = opt_number(L, "timeout", 30, 0.001);
     double mb = opt_number(L, "max_bytes", 50.0 * 1024 * 1024, 1);
     o.max_bytes = (size_t)mb;
@@ -294,7 +282,8 @@ static int l_request(lua_State *L)
     o.limit_key = opt_string(L, "limit_key", NULL);
 
     int ty = lua_getfield(L, 1, "follow");
-    if (ty != LUA_TNIL && ty != LUA_TBOOLEAN) return misuse(L, WHAT ": follow must be a boolean");
+    if (ty != LUA_TNIL && ty != LUA_TBOOLEAN)
+        return misuse(L, AT_CALL, WHAT ": follow must be a boolean");
     o.follow = ty == LUA_TNIL ? 1 : lua_toboolean(L, -1);
     lua_pop(L, 1);
 
@@ -302,12 +291,12 @@ static int l_request(lua_State *L)
     if (ty == LUA_TSTRING)
         o.body = lua_tolstring(L, -1, &o.body_len);
     else if (ty != LUA_TNIL)
-        return misuse(L, WHAT ": body must be a string, not a %s", luaL_typename(L, -1));
+        return misuse(L, AT_CALL, WHAT ": body must be a string, not a %s", luaL_typename(L, -1));
 
     ty = lua_getfield(L, 1, "headers");
     int hidx = lua_gettop(L);
     if (ty != LUA_TNIL && ty != LUA_TTABLE)
-        return misuse(L, WHAT ": headers must be a table, not a %s", luaL_typename(L, -1));
+        return misuse(L, AT_CALL, WHAT ": headers must be a table, not a %s", luaL_typename(L, -1));
     if (ty == LUA_TTABLE) check_headers(L, hidx);
 
     if (!lua_isyieldable(L))
@@ -347,11 +336,11 @@ static double limit_field(lua_State *L, int idx, const char *field, double min, 
     if (ty == LUA_TNUMBER) {
         d = lua_tonumber(L, -1);
         if (!(d >= min) || (integer && d != (double)(long long)d))
-            limit_misuse(L, "sluice.http.limit: %s must be a %s ≥ %f", field,
-                         integer ? "whole number" : "number", (lua_Number)min);
+            misuse(L, 2, "sluice.http.limit: %s must be a %s ≥ %f", field,
+                   integer ? "whole number" : "number", (lua_Number)min);
     } else if (ty != LUA_TNIL) {
-        limit_misuse(L, "sluice.http.limit: %s must be a number, not a %s", field,
-                     luaL_typename(L, -1));
+        misuse(L, 2, "sluice.http.limit: %s must be a number, not a %s", field,
+               luaL_typename(L, -1));
     }
     lua_pop(L, 1);
     return d;
@@ -362,7 +351,7 @@ static int l_limit(lua_State *L)
 {
     const char *name = luaL_checkstring(L, 1);
     if (!*name || strlen(name) > 255 || strpbrk(name, " \t\r\n"))
-        return limit_misuse(L, "sluice.http.limit: bad name '%s'", name);
+        return misuse(L, 2, "sluice.http.limit: bad name '%s'", name);
     sl_http *h = http_of(sl_ctx_from_lua(L));
     sl_http_limit l = {0};
     if (lua_isnoneornil(L, 2)) {

@@ -462,6 +462,29 @@ static int has_specials(const char *p, size_t lp)
     return 0;
 }
 
+/* Strips a leading '^' from the pattern *p of *lp bytes: whether it was there
+ * (an anchor for find, match and gsub; gmatch reads it as itself). */
+static int strip_anchor(const char **p, size_t *lp)
+{
+    if (*lp == 0 || **p != '^') return 0;
+    (*p)++;
+    (*lp)--;
+    return 1;
+}
+
+/* The end of the first match of p at or after m->src + *at (moved to where it
+ * starts) that does not end at `last`, where the previous match ended (-1:
+ * none); NULL when there is none, or none at *at when anchored. */
+static const char *next_match(matcher *m, const char *p, size_t *at, ptrdiff_t last, int anchor)
+{
+    for (;; (*at)++) {
+        matcher_reset(m);
+        const char *e = do_match(m, m->src + *at, p);
+        if (e && e - m->src != last) return e;
+        if (anchor || m->src + *at >= m->src_end) return NULL;
+    }
+}
+
 static int find_or_match(lua_State *L, int find)
 {
     size_t ls, lp;
@@ -483,27 +506,18 @@ static int find_or_match(lua_State *L, int find)
         return 2;
     }
     matcher m;
-    int anchor = lp > 0 && *p == '^';
-    if (anchor) {
-        p++;
-        lp--;
-    }
+    int anchor = strip_anchor(&p, &lp);
     matcher_init(&m, L, find ? "string.find" : "string.match", s, ls, p, lp);
-    const char *at = s + init;
-    for (;;) {
-        matcher_reset(&m);
-        const char *e = do_match(&m, at, p);
-        if (e) {
-            if (!find) return push_captures(&m, at, e);
-            lua_pushinteger(L, (lua_Integer)(at - s) + 1);
-            lua_pushinteger(L, (lua_Integer)(e - s));
-            return push_captures(&m, NULL, NULL) + 2;
-        }
-        if (anchor || at >= m.src_end) break;
-        at++;
+    size_t at = init;
+    const char *e = next_match(&m, p, &at, -1, anchor);
+    if (!e) {
+        luaL_pushfail(L);
+        return 1;
     }
-    luaL_pushfail(L);
-    return 1;
+    if (!find) return push_captures(&m, s + at, e);
+    lua_pushinteger(L, (lua_Integer)at + 1);
+    lua_pushinteger(L, (lua_Integer)(e - s));
+    return push_captures(&m, NULL, NULL) + 2;
 }
 
 static int pat_find(lua_State *L)
@@ -528,18 +542,15 @@ static int gmatch_next(lua_State *L)
     const char *s = lua_tolstring(L, lua_upvalueindex(1), &ls);
     const char *p = lua_tolstring(L, lua_upvalueindex(2), &lp);
     gmatch_state *g = lua_touserdata(L, lua_upvalueindex(3));
+    if (g->pos > ls) return 0;
     matcher m;
     matcher_init(&m, L, "string.gmatch", s, ls, p, lp);
-    for (size_t at = g->pos; at <= ls; at++) {
-        matcher_reset(&m);
-        const char *e = do_match(&m, s + at, p);
-        if (e && e - s != g->last) {
-            g->pos = (size_t)(e - s);
-            g->last = e - s;
-            return push_captures(&m, s + at, e);
-        }
-    }
-    return 0;
+    size_t at = g->pos;
+    const char *e = next_match(&m, p, &at, g->last, 0);
+    if (!e) return 0;
+    g->pos = (size_t)(e - s);
+    g->last = e - s;
+    return push_captures(&m, s + at, e);
 }
 
 static int pat_gmatch(lua_State *L)
@@ -622,11 +633,7 @@ static int pat_gsub(lua_State *L)
     luaL_argexpected(
         L, tr == LUA_TNUMBER || tr == LUA_TSTRING || tr == LUA_TFUNCTION || tr == LUA_TTABLE, 3,
         "string/function/table");
-    int anchor = lp > 0 && *p == '^';
-    if (anchor) {
-        p++;
-        lp--;
-    }
+    int anchor = strip_anchor(&p, &lp);
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     matcher m;
@@ -637,19 +644,13 @@ static int pat_gsub(lua_State *L)
     lua_Integer n = 0;
     int changed = 0;
     while (n < max) {
-        matcher_reset(&m);
-        const char *e = do_match(&m, s + at, p);
-        if (e && e - s != last) {
-            n++;
-            luaL_addlstring(&b, s + kept, at - kept);
-            changed |= add_replacement(&m, &b, s + at, e, tr);
-            at = kept = (size_t)(e - s);
-            last = e - s;
-        } else if (at < ls) {
-            at++;
-        } else {
-            break;
-        }
+        const char *e = next_match(&m, p, &at, last, anchor);
+        if (!e) break;
+        n++;
+        luaL_addlstring(&b, s + kept, at - kept);
+        changed |= add_replacement(&m, &b, s + at, e, tr);
+        at = kept = (size_t)(e - s);
+        last = e - s;
         if (anchor) break;
     }
     if (!changed) {

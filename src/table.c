@@ -268,11 +268,16 @@ char *sl_text_visible(const char *s, int keep_layout)
 
 /* ------------------------------------------------------------------ the table */
 
-sl_table *sl_table_new(int ncols)
+sl_table *sl_table_new(const sl_table_col *cols, int ncols)
 {
     sl_table *t = calloc(1, sizeof *t);
     t->ncols = ncols;
     t->cols = calloc((size_t)ncols, sizeof *t->cols);
+    for (int i = 0; i < ncols; i++) {
+        t->cols[i].header = strdup(cols[i].header ? cols[i].header : "");
+        t->cols[i].align = cols[i].align;
+        t->cols[i].shrink_min = cols[i].shrink_min;
+    }
     return t;
 }
 
@@ -286,15 +291,6 @@ void sl_table_free(sl_table *t)
     free(t->cols);
     free(t->cells);
     free(t);
-}
-
-void sl_table_column(sl_table *t, int col, const char *header, sl_align align, int shrink_min)
-{
-    if (col < 0 || col >= t->ncols) return;
-    free(t->cols[col].header);
-    t->cols[col].header = strdup(header ? header : "");
-    t->cols[col].align = align;
-    t->cols[col].shrink_min = shrink_min;
 }
 
 void sl_table_add(sl_table *t, const char *text, sl_color color)

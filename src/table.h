@@ -2,10 +2,13 @@
  * table.h — aligned text tables for the terminal views (`sluice types`, `health`,
  * `runs`, `jobs`, `show`), and the small formatters they share.
  *
+ *   static const sl_table_col cols[] = {
+ *       {"TYPE", SL_ALIGN_LEFT, 0},
+ *       {"TOOK", SL_ALIGN_RIGHT, 0},
+ *       {"LOG", SL_ALIGN_LEFT, 12},                    // may shrink to 12 columns
+ *   };
  *   sl_term term = sl_term_for(stdout);
- *   sl_table *t = sl_table_new(3);
- *   sl_table_column(t, 0, "TYPE", SL_ALIGN_LEFT, 0);
- *   sl_table_column(t, 2, "LOG", SL_ALIGN_LEFT, 12);   // may shrink to 12 columns
+ *   sl_table *t = sl_table_new(cols, 3);
  *   sl_table_add(t, "📣 echo", SL_COLOR_NONE); ...     // cells, row by row
  *   sl_table_print(t, stdout, &term);
  *   sl_table_free(t);
@@ -54,12 +57,17 @@ const char *sl_color_off(const sl_term *term);
 
 typedef struct sl_table sl_table;
 
-sl_table *sl_table_new(int ncols);
-void sl_table_free(sl_table *t);
+/* One column: its header and alignment; shrink_min > 0 makes it shrinkable
+ * down to that many columns before any other column gives way. */
+typedef struct sl_table_col {
+    const char *header;
+    sl_align align;
+    int shrink_min;
+} sl_table_col;
 
-/* Describes column col. shrink_min > 0 makes it shrinkable down to that many
- * columns before any other column gives way. */
-void sl_table_column(sl_table *t, int col, const char *header, sl_align align, int shrink_min);
+/* A table of the ncols columns cols[0..ncols), left to right. */
+sl_table *sl_table_new(const sl_table_col *cols, int ncols);
+void sl_table_free(sl_table *t);
 
 /* Appends the next cell (left to right, row after row); NULL is an empty cell. */
 void sl_table_add(sl_table *t, const char *text, sl_color color);

@@ -933,14 +933,11 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
         } else if (strcmp(a, "--grace") == 0) {
             if (number_flag(&cfg, "grace_seconds", argc, argv, &i) < 0) return 2;
         } else if (strcmp(a, "--prefetch") == 0) {
-            const char *v = i + 1 < argc ? argv[++i] : "";
-            char *end;
-            long n = strtol(v, &end, 10);
-            if (*v == '\0' || *end || n < 0 || n > CLAIM_MAX) {
-                sl_cli_error("--prefetch needs a whole number from 0 to %d, not '%s'", CLAIM_MAX,
-                             v);
+            const char *v;
+            long n;
+            if (sl_cli_option_value(argc, argv, &i, "serve", NULL, &v) < 0 ||
+                sl_cli_whole_number("--prefetch", v, 0, CLAIM_MAX, &n) < 0)
                 return 2;
-            }
             prefetch = (int)n;
         } else if (strcmp(a, "--pidfile") == 0) {
             if (sl_cli_option_value(argc, argv, &i, "serve", NULL, &pidfile) < 0) return 2;

@@ -248,6 +248,48 @@ class Lifecycle(harness.SluiceTest):
         for text in ("--name", "--priority", "-1000000 to", "--brand", "--params", "--tz"):
             self.assertIn(text, usage)
 
+    def test_whole_number_options_refuse_bad_values_alike(self):
+        self.sluice("migrate")
+        # (command, option, lowest, highest, prefix of the message)
+        options = [
+            (("queue", "echo"), "--max-retries", 0, 1000, ""),
+            (("cron", "next", "0 9 * * *"), "-n", 1, 1000, ""),
+            (("cron", "next", "0 9 * * *"), "--count", 1, 1000, ""),
+            (("runs",), "--limit", 1, 100000, "runs: "),
+            (("jobs",), "--limit", 1, 100000, "jobs: "),
+            (("serve",), "--prefetch", 0, 500, ""),
+        ]
+        for cmd, opt, lo, hi, prefix in options:
+            # out of range on either side, not a number, trailing junk, a sign
+            # below the range, space, a fraction, far beyond a long
+            for value in (str(lo - 1), str(hi + 1), "x", "5x", "-5", " 5", "1.5",
+                          "99999999999999999999"):
+                proc = self.sluice(*cmd, opt, value, check=False)
+                what = f"{' '.join(cmd)} {opt} {value!r}"
+                self.assertEqual(proc.returncode, 2, f"{what}: {proc.stderr}")
+                self.assertEqual(proc.stderr.strip().splitlines(),
+                                 [f"sluice: error: {prefix}{opt} must be a whole number "
+                                  f"from {lo} to {hi}, not '{value}'"], what)
+                self.assertEqual(proc.stdout, "", what)
+        # an empty value: the cron preview's own option reader passes it on;
+        # the others refuse any empty option value
+        for cmd, opt, expected in [
+                (("cron", "next", "0 9 * * *"), "-n", "-n must be a whole number from 1 to 1000, not ''"),
+                (("runs",), "--limit", "runs: --limit needs a value, not an empty one"),
+                (("serve",), "--prefetch", "serve: --prefetch needs a value, not an empty one"),
+                (("queue", "echo"), "--max-retries", "queue: --max-retries needs a value, not an empty one")]:
+            proc = self.sluice(*cmd, opt, "", check=False)
+            self.assertEqual(proc.returncode, 2, proc.stderr)
+            self.assertEqual(proc.stderr.strip().splitlines(), [f"sluice: error: {expected}"])
+        proc = self.sluice("serve", "--prefetch", check=False)
+        self.assertEqual((proc.returncode, proc.stderr.strip()),
+                         (2, "sluice: error: serve: --prefetch needs a value"))
+        self.assertEqual(self.count("sluice.scheduled_jobs"), 0)
+        # the bounds themselves are taken
+        self.assertEqual(len(json.loads(self.sluice("cron", "next", "0 9 * * *", "--count", "1000",
+                                                    "--json").stdout)["next"]), 1000)
+        self.sluice("runs", "--limit", "100000")
+
     def test_recurring_job_runs_and_moves_to_its_next_slot(self):
         job = self.sluice("schedule", "echo", "--cron", "0 0 1 1 *").stdout.strip()
         # as if every worker had been down for five years: the missed slots run once
