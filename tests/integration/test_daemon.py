@@ -573,10 +573,12 @@ class Daemon(harness.SluiceTest):
         self.assertEqual(forms["result"]["ordinary"], "y")
         self.assertEqual(self.result_of(echo)["status"], "completed")
         # the ticker's 50 ms sleeps went on while the patterns were stopped:
-        # a held worker would have left a gap of minutes
+        # a held worker would have left a gap of minutes (each stopped call
+        # holds the loop for its step budget, some 40 ms, several times that
+        # under the sanitizers on a loaded machine)
         tick = self.result_of(ticker)
         self.assertEqual(tick["status"], "completed")
-        self.assertLess(tick["result"]["max_gap"], 5)
+        self.assertLess(tick["result"]["max_gap"], 20)
 
     def test_endless_library_loops_and_finalizers_hold_up_no_other_run(self):
         # Three more ways one call held the whole worker, out of reach of the
@@ -625,9 +627,10 @@ class Daemon(harness.SluiceTest):
         self.assertEqual(gc["status"], "failed")
         self.assertRegex(gc["error_message"],
                          r"spinning_gc\.lua:2: setmetatable: __gc is not available to handlers")
+        # the ticker went on: a held worker would never have ended it
         tick = self.result_of(ticker)
         self.assertEqual(tick["status"], "completed")
-        self.assertLess(tick["result"]["max_gap"], 5)
+        self.assertLess(tick["result"]["max_gap"], 20)
 
     def test_rawset_cannot_change_what_handlers_share(self):
         # the library tables are one read-only proxy per process: a field rawset
