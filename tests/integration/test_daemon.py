@@ -62,6 +62,20 @@ BAD_HANDLERS = {
 }
 
 
+# A run that sleeps 50 ms forty times and returns the longest gap it saw
+# between two wake-ups: a worker held by one call shows as a long gap.
+TICKER = """return { run = function(job)
+    local gap, last = 0, sluice.now()
+    for i = 1, 40 do
+      sluice.sleep(0.05)
+      local now = sluice.now()
+      if now - last > gap then gap = now - last end
+      last = now
+    end
+    return { max_gap = gap }
+  end }"""
+
+
 class Daemon(harness.SluiceTest):
 
     def setUp(self):
@@ -519,16 +533,7 @@ class Daemon(harness.SluiceTest):
         # instruction budget nor stopped by the run's timeout: on 5,000 x's,
         # "x*x*y" backtracks for over two minutes with the whole worker held.
         # sluice's matcher gives up after its step budget (src/lua_pattern.c).
-        self.write("ticker.lua", """return { run = function(job)
-            local gap, last = 0, sluice.now()
-            for i = 1, 40 do
-              sluice.sleep(0.05)
-              local now = sluice.now()
-              if now - last > gap then gap = now - last end
-              last = now
-            end
-            return { max_gap = gap }
-          end }""")
+        self.write("ticker.lua", TICKER)
         self.write("backtrack.lua", """return { run = function(job)
             local s = ("x"):rep(5000)
             return { at = s:find("x*x*y") }
@@ -586,16 +591,7 @@ class Daemon(harness.SluiceTest):
         # loop in C as long as their arguments say, and a __gc finalizer runs
         # inside the collector, where no hook is called (src/lua_bounded.c,
         # and the sandbox's setmetatable).
-        self.write("ticker.lua", """return { run = function(job)
-            local gap, last = 0, sluice.now()
-            for i = 1, 40 do
-              sluice.sleep(0.05)
-              local now = sluice.now()
-              if now - last > gap then gap = now - last end
-              last = now
-            end
-            return { max_gap = gap }
-          end }""")
+        self.write("ticker.lua", TICKER)
         self.write("empty_rep.lua", """return { run = function(job)
             return { len = #(""):rep(1e15), sep = #string.rep("", 1e15, "") }
           end }""")
