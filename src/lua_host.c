@@ -69,11 +69,15 @@ static void *host_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         free(ptr);
         return NULL;
     }
-    /* Only a running task is refused memory; the host's own work always gets it.
-     * Out-of-memory policy: the task that crosses the cap is killed (see run.c);
-     * a real malloc failure raises a memory error in whatever ran. */
-    if (nsize > old && rt->current && rt->mem_used + (nsize - old) > rt->opts.memory_limit) {
-        if (!rt->current->kill)
+    /* Only a running task or a loading handler file is refused memory; the host's
+     * own work always gets it. Out-of-memory policy: the task that crosses the cap
+     * is killed (see run.c), the file is rejected (load_one); a real malloc
+     * failure raises a memory error in whatever ran. */
+    if (nsize > old && (rt->current || rt->loading) &&
+        rt->mem_used + (nsize - old) > rt->opts.memory_limit) {
+        if (rt->loading)
+            rt->load_over_cap = 1;
+        else if (!rt->current->kill)
             rt->current->kill = "memory limit exceeded: the Lua state's cap was reached "
                                 "while this run allocated";
         return NULL;
@@ -383,7 +387,22 @@ static int load_one(sl_runtime *rt, const char *path, char **problems)
     lua_pushlstring(L, src, len);
     lua_pushstring(L, version);
     free(src);
-    if (sl_host_call(rt, "load_handler", 4, 2, err, sizeof err) != 0) {
+    rt->loading = 1;
+    rt->load_over_cap = 0;
+    int rc = sl_host_call(rt, "load_handler", 4, 2, err, sizeof err);
+    rt->loading = 0;
+    if (rt->load_over_cap) { /* even if the file caught the memory error itself */
+        if (rc == 0) lua_pop(L, 2);
+        snprintf(line, sizeof line,
+                 "%s: memory limit exceeded: loading the file took the Lua state past its "
+                 "cap (memory_limit_mb = %zu)",
+                 path, rt->opts.memory_limit >> 20);
+        add_problem(problems, line);
+        mark_failed(L, base, n - 4);
+        lua_gc(L, LUA_GCCOLLECT); /* what it allocated */
+        return 1;
+    }
+    if (rc != 0) {
         /* the handler's own code raised (a metamethod, say): the message is the
          * problem; the traceback through the runtime says nothing more */
         char *tb = strstr(err, "\nstack traceback:");

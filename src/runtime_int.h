@@ -87,9 +87,11 @@ struct sl_runtime {
     ev_idle idle;       /* more are ready: the loop polls without blocking */
     sl_run *runs;
     int nruns;
-    int refs;        /* registry refs held (asserted zero at close) */
-    long guard_left; /* instructions left to the code under the outermost guard */
-    int guarding;    /* a guard is in force (sl_guard_enter) */
+    int refs;          /* registry refs held (asserted zero at close) */
+    int loading;       /* a handler file loads: its top level is held to the memory cap */
+    int load_over_cap; /* the file being loaded was refused memory past the cap */
+    long guard_left;   /* instructions left to the code under the outermost guard */
+    int guarding;      /* a guard is in force (sl_guard_enter) */
 };
 
 /* Lua code the host runs outside a task's own budget — a handler file's top level,

@@ -661,6 +661,28 @@ class Daemon(harness.SluiceTest):
             self.wait_done(job)
         self.assertEqual(self.result_of(job)["status"], "completed")
 
+    def test_a_handler_file_that_allocates_past_the_memory_cap_is_kept_out(self):
+        # a file's top level had no memory cap: a daemon reloading it grew
+        # until the budget stopped it, gigabytes later (or the machine did)
+        self.write("load_hog.lua", """local big = string.rep("x", 64 * 1024 * 1024)
+            return { run = function(job) return { n = #big } end }""")
+        self.write("load_hog_pcall.lua", """local ok = pcall(string.rep, "x", 64 * 1024 * 1024)
+            return { run = function(job) return { ok = ok } end }""")
+        env = self.henv({"SLUICE_MEMORY_LIMIT_MB": "16"})
+        check = self.sluice("check", env=env, check=False)
+        self.assertNotEqual(check.returncode, 0)
+        out = check.stdout + check.stderr
+        self.assertIn("load_hog.lua: memory limit exceeded", out)
+        # pcall cannot keep a file that went past the cap
+        self.assertIn("load_hog_pcall.lua: memory limit exceeded", out)
+        self.assertNotIn("stack traceback", out)
+        job = self.sluice("queue", "echo", env=env).stdout.strip()
+        with self.serve(env=env):
+            self.wait_done(job)
+        self.assertEqual(self.result_of(job)["status"], "completed")
+        refused = self.sluice("queue", "load_hog", env=env, check=False)
+        self.assertEqual(refused.returncode, 2)
+
 
 if __name__ == "__main__":
     harness.main()
