@@ -348,6 +348,20 @@ static int error_text(lua_State *L)
     return 2;
 }
 
+/* A copy of msg, cut to SL_ERROR_MAX bytes between two characters: an error is
+ * stored with its run and its job and logged, and a handler's can be any size. */
+static char *cut_error(const char *msg)
+{
+    size_t len = strlen(msg), cut = SL_ERROR_MAX;
+    if (len <= SL_ERROR_MAX) return strdup(msg);
+    while (cut > 0 && ((unsigned char)msg[cut] & 0xC0) == 0x80) /* inside a UTF-8 sequence */
+        cut--;
+    sl_buf b = {0};
+    sl_buf_add(&b, msg, cut);
+    sl_buf_printf(&b, " … [error message cut: %zu bytes in all]", len);
+    return b.data;
+}
+
 /* A run's main task or a chunk ended: turn its error value into a message with a
  * traceback; permanent errors (sluice.permanent) are not retried. */
 static char *error_message(sl_task *t, int *retryable, char **traceback)
@@ -376,7 +390,7 @@ static char *error_message(sl_task *t, int *retryable, char **traceback)
                                                                  : "(its error is not a string)");
         }
     }
-    char *copy = strdup(msg);
+    char *copy = cut_error(msg);
     luaL_traceback(L, t->co, copy, 0);
     *traceback = strdup(lua_tostring(L, -1));
     lua_settop(L, top);

@@ -464,6 +464,30 @@ class Daemon(harness.SluiceTest):
                       "at most 1024 KiB", self.result_of(rep)["error_message"])
         self.assertEqual(self.result_of(fine)["status"], "completed")
 
+    def test_a_huge_error_message_is_cut(self):
+        # an error's text was stored whole, twice (the run's error, the job's
+        # last error), and written whole to the log: 100 MB for a 100 MB error
+        self.write("big_error.lua", """return { run = function(job)
+            error(string.rep("€", 1024 * 1024) .. "END", 0) end }""")
+        env = self.henv()
+        job = self.sluice("queue", "big_error", "--max-retries", "0", env=env).stdout.strip()
+        with self.serve(env=env) as d:
+            self.wait_done(job)
+            log = d.log()
+        res = self.result_of(job)
+        err = res["error_message"]
+        note = " … [error message cut: 3145731 bytes in all]"
+        self.assertTrue(err.endswith(note), err[-200:])
+        body = err[:-len(note)]
+        # cut between two characters, at most 64 KiB of it
+        self.assertEqual(body, "€" * len(body))
+        self.assertLessEqual(len(body.encode()), 64 * 1024)
+        self.assertGreater(len(body.encode()), 64 * 1024 - 3)
+        self.assertEqual(self.scalar(f"SELECT last_error FROM sluice.scheduled_jobs WHERE id = '{job}'"), err)
+        self.assertNotIn("END", log)
+        self.assertNotIn("END", self.scalar(f"SELECT logs FROM sluice.scheduled_job_runs "
+                                            f"WHERE scheduled_job_id = '{job}'"))
+
     def test_a_handler_with_bytes_postgres_refuses_is_kept_out_alone(self):
         # its label would have made every command's registry sync fail
         self.write("bad_label.lua", """return { label = "Bad \\255 label", run = function(job) return {} end }""")
