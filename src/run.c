@@ -21,6 +21,7 @@
 #include "log.h"
 #include "pg.h"
 #include "runtime_int.h"
+#include "table.h"
 
 #include <lauxlib.h>
 #include <stdio.h>
@@ -614,10 +615,13 @@ void sl_run_log(sl_run *run, const char *raw)
     case SL_ECHO_LOG:
         sl_log(SL_INFO, line, "run", run->run_id, "type", run->job_type, NULL);
         break;
-    case SL_ECHO_PLAIN:
-        fprintf(stderr, "%s  %s\n", stamp, line);
+    case SL_ECHO_PLAIN: { /* a terminal: a control character shows as ^[, as in show */
+        char *visible = sl_text_visible(line, 1);
+        fprintf(stderr, "%s  %s\n", stamp, visible);
         fflush(stderr);
+        free(visible);
         break;
+    }
     default:
         break;
     }
