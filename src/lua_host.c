@@ -126,7 +126,7 @@ static int l_read_module(lua_State *L)
         const char *root = i < cfg->n_lua_dirs ? cfg->lua_dirs[i] : SLUICE_SOURCE_DIR "/lua";
         snprintf(path, sizeof path, "%s/%s", root, rel);
         size_t len;
-        char *src = sl_read_file(path, &len);
+        char *src = sl_read_source(path, SL_SOURCE_MAX, &len);
         if (src) {
             lua_pushlstring(L, src, len);
             lua_pushfstring(L, "@%s", path);
@@ -374,9 +374,14 @@ static int load_one(sl_runtime *rt, const char *path, char **problems)
         return 1;
     }
     size_t len;
-    char *src = sl_read_file(path, &len);
+    char *src = sl_read_source(path, SL_SOURCE_MAX, &len);
     if (!src) {
-        snprintf(line, sizeof line, "%s: cannot read the file: %s", path, strerror(errno));
+        char why[64];
+        int e = errno;
+        snprintf(why, sizeof why, "%s", strerror(e));
+        if (e == ENODEV) snprintf(why, sizeof why, "not a regular file");
+        if (e == EFBIG) snprintf(why, sizeof why, "larger than %d MiB", SL_SOURCE_MAX >> 20);
+        snprintf(line, sizeof line, "%s: cannot read the file: %s", path, why);
         add_problem(problems, line);
         return 1;
     }

@@ -18,7 +18,8 @@
  * one statement, and Postgres refuses a jsonb over 256 MB. */
 #define SL_RESULT_MAX (16 << 20)
 #define SL_DATASET_REPORT_MAX (1 << 20)
-#define SL_ERROR_MAX (64 << 10) /* bytes of a run's error message kept; the rest is cut */
+#define SL_SOURCE_MAX (16 << 20) /* bytes of a handler or library file */
+#define SL_ERROR_MAX (64 << 10)  /* bytes of a run's error message kept; the rest is cut */
 
 enum { T_NEW, T_READY, T_RUNNING, T_WAITING, T_DONE };
 

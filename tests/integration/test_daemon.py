@@ -129,6 +129,29 @@ class Daemon(harness.SluiceTest):
                              before)
             self.assertEqual(self.scalar("SELECT available FROM sluice.job_types WHERE name = 'versioned'"), "t")
 
+    def test_a_fifo_or_device_named_like_a_handler_is_refused_not_read(self):
+        # reading a FIFO blocked the loop for good; /dev/zero never ended
+        self.write("versioned.lua", VERSION_HANDLER % 1)
+        os.mkfifo(os.path.join(self.dir, "fifo.lua"))
+        os.symlink("/dev/zero", os.path.join(self.dir, "zero.lua"))
+        with open(os.path.join(self.dir, "huge.lua"), "w") as f:
+            f.write("return { run = function(job) end }\n-- " + "x" * (17 << 20) + "\n")
+        env = self.henv()
+        check = self.sluice("check", env=env, check=False, timeout=30)
+        self.assertEqual(check.returncode, 1)
+        out = check.stdout + check.stderr
+        self.assertIn("fifo.lua: cannot read the file: not a regular file", out)
+        self.assertIn("zero.lua: cannot read the file: not a regular file", out)
+        self.assertIn("huge.lua: cannot read the file: larger than 16 MiB", out)
+        os.unlink(os.path.join(self.dir, "fifo.lua"))
+        with self.serve(env=env) as d:
+            d.wait_log("sluice serving")
+            os.mkfifo(os.path.join(self.dir, "late.lua"))  # a reload reads the directory again
+            d.wait_log("late.lua: cannot read the file: not a regular file", timeout=10)
+            job = self.sluice("queue", "versioned", env=env).stdout.strip()
+            self.wait_done(job)
+        self.assertEqual(self.result_of(job)["result"]["version"], 1)
+
     def test_added_and_removed_files_and_sighup(self):
         env = self.henv()
         with self.serve("--no-watch", env=env) as d:
