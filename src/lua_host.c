@@ -462,6 +462,23 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* Marks the types loaded from files in dir as failed in the `failed` table below
+ * `entries` on the stack: on a reload their previous versions stay. */
+static void keep_types_in(sl_runtime *rt, const char *dir)
+{
+    lua_State *L = rt->L;
+    char err[256];
+    lua_pushstring(L, dir);
+    if (sl_host_call(rt, "types_in", 1, 1, err, sizeof err) != 0) return;
+    lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, i); /* [failed entries names name] */
+        lua_pushboolean(L, 1);
+        lua_rawset(L, -5);
+    }
+    lua_pop(L, 1);
+}
+
 static int load_dir(sl_runtime *rt, const char *dir, char **problems)
 {
     DIR *d = opendir(dir);
@@ -470,6 +487,7 @@ static int load_dir(sl_runtime *rt, const char *dir, char **problems)
         snprintf(line, sizeof line, "%s: cannot open the handler directory: %s", dir,
                  strerror(errno));
         add_problem(problems, line);
+        keep_types_in(rt, dir); /* gone for a moment, as while a deploy swaps it */
         return 1;
     }
     char **names = NULL;

@@ -152,6 +152,28 @@ class Daemon(harness.SluiceTest):
             self.wait_done(job)
         self.assertEqual(self.result_of(job)["result"]["version"], 1)
 
+    def test_a_handler_directory_gone_at_a_reload_keeps_its_types(self):
+        # the log said the previous versions keep serving, but every type of
+        # the directory was dropped: its queued jobs failed as unknown types
+        self.write("versioned.lua", VERSION_HANDLER % 1)
+        env = self.henv()
+        away = self.dir + ".away"
+        with self.serve("--no-watch", env=env) as d:
+            d.wait_log("sluice serving")
+            os.rename(self.dir, away)
+            try:
+                d.signal(signal.SIGHUP)
+                d.wait_log("cannot open the handler directory", timeout=10)
+                d.wait_log("handlers reloaded with problems", timeout=10)
+                self.assertEqual(self.scalar("SELECT available FROM sluice.job_types WHERE name = 'versioned'"),
+                                 "t")
+                job = self.scalar("SELECT sluice.queue_one_time_job(NULL, 'versioned', '{}')")
+                self.wait_done(job)
+            finally:
+                os.rename(away, self.dir)
+        self.assertEqual(self.result_of(job)["status"], "completed")
+        self.assertEqual(self.result_of(job)["result"]["version"], 1)
+
     def test_added_and_removed_files_and_sighup(self):
         env = self.henv()
         with self.serve("--no-watch", env=env) as d:
