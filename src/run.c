@@ -110,6 +110,7 @@ static void ready_push(sl_runtime *rt, sl_task *t)
 {
     t->state = T_READY;
     t->next_ready = NULL;
+    t->prev_ready = rt->ready_tail;
     if (rt->ready_tail)
         rt->ready_tail->next_ready = t;
     else
@@ -118,17 +119,25 @@ static void ready_push(sl_runtime *rt, sl_task *t)
     if (!ev_is_active(&rt->prepare)) ev_prepare_start(rt->ctx->loop, &rt->prepare);
 }
 
+/* Takes t out of the ready queue, if it is in it. Every list a task is on lets
+ * it go in constant time: a run may have a hundred thousand tasks. */
+static void ready_unlink(sl_runtime *rt, sl_task *t)
+{
+    if (!t->prev_ready && rt->ready_head != t) return;
+    if (t->prev_ready)
+        t->prev_ready->next_ready = t->next_ready;
+    else
+        rt->ready_head = t->next_ready;
+    if (t->next_ready)
+        t->next_ready->prev_ready = t->prev_ready;
+    else
+        rt->ready_tail = t->prev_ready;
+    t->next_ready = t->prev_ready = NULL;
+}
+
 static void ready_remove(sl_runtime *rt, sl_task *t)
 {
-    sl_task **pp = &rt->ready_head, *prev = NULL;
-    while (*pp && *pp != t) {
-        prev = *pp;
-        pp = &(*pp)->next_ready;
-    }
-    if (!*pp) return;
-    *pp = t->next_ready;
-    if (rt->ready_tail == t) rt->ready_tail = prev;
-    t->next_ready = NULL;
+    ready_unlink(rt, t);
     if (!rt->ready_head && ev_is_active(&rt->prepare)) ev_prepare_stop(rt->ctx->loop, &rt->prepare);
 }
 
@@ -186,27 +195,42 @@ static void wake_waiter(sl_task *t)
  * children still running and frees the finished ones nobody collected (their
  * handles keep the outcome); a child
  * on the C stack (the task running now) is only detached. */
+static void unlink_child(sl_task *t)
+{
+    if (!t->parent) return;
+    *t->pprev_sibling = t->next_sibling;
+    if (t->next_sibling) t->next_sibling->pprev_sibling = t->pprev_sibling;
+    t->parent = NULL;
+    t->next_sibling = NULL;
+    t->pprev_sibling = NULL;
+}
+
+void sl_task_adopt(sl_task *parent, sl_task *c)
+{
+    c->parent = parent;
+    c->next_sibling = parent->children;
+    if (parent->children) parent->children->pprev_sibling = &c->next_sibling;
+    parent->children = c;
+    c->pprev_sibling = &parent->children;
+}
+
 static void cancel_children(sl_task *t)
 {
     sl_task *c;
     while ((c = t->children)) {
-        t->children = c->next_sibling;
-        c->next_sibling = NULL;
-        c->parent = NULL;
+        unlink_child(c);
         sl_spawn_keep_outcome(c); /* a finished one: its handle can still say how */
         if (c->state != T_RUNNING) sl_task_cancel(c, "parent task ended");
     }
 }
 
-static void unlink_child(sl_task *t)
+static void unlink_from_run(sl_task *t)
 {
-    if (!t->parent) return;
-    sl_task **pp = &t->parent->children;
-    while (*pp && *pp != t)
-        pp = &(*pp)->next_sibling;
-    if (*pp) *pp = t->next_sibling;
-    t->parent = NULL;
-    t->next_sibling = NULL;
+    if (!t->pprev_in_run) return;
+    *t->pprev_in_run = t->next_in_run;
+    if (t->next_in_run) t->next_in_run->pprev_in_run = t->pprev_in_run;
+    t->next_in_run = NULL;
+    t->pprev_in_run = NULL;
 }
 
 /* ------------------------------------------------------------------ tasks */
@@ -244,10 +268,7 @@ static void task_free(sl_task *t)
     }
     free(t->tx_error);
     if (t->run) {
-        sl_task **pp = &t->run->tasks;
-        while (*pp && *pp != t)
-            pp = &(*pp)->next_in_run;
-        if (*pp) *pp = t->next_in_run;
+        unlink_from_run(t);
         if (t->run->main == t) t->run->main = NULL;
     }
     task_unanchor(t);
@@ -308,7 +329,9 @@ sl_task *sl_task_spawn(sl_runtime *rt, lua_State *L, sl_run *run, int nargs)
     lua_sethook(t->co, kill_hook, LUA_MASKCOUNT, HOOK_EVERY);
     if (run) {
         t->next_in_run = run->tasks;
+        if (run->tasks) run->tasks->pprev_in_run = &t->next_in_run;
         run->tasks = t;
+        t->pprev_in_run = &run->tasks;
     }
     t->state = T_NEW;
     ready_push(rt, t);
@@ -545,9 +568,7 @@ static void prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
     sl_task *t;
     double until = ev_time() + RESUME_SLICE;
     while ((t = rt->ready_head) && ev_time() < until) {
-        rt->ready_head = t->next_ready;
-        if (!rt->ready_head) rt->ready_tail = NULL;
-        t->next_ready = NULL;
+        ready_unlink(rt, t);
         task_resume(t);
     }
     if (rt->ready_head)
@@ -670,7 +691,7 @@ void sl_run_finish(sl_run *run, int status, const char *result_json, const char 
         sl_task *t = run->tasks;
         if (t->state == T_RUNNING) {
             /* the task ending the run is on the C stack: just detach it */
-            run->tasks = t->next_in_run;
+            unlink_from_run(t);
             t->run = NULL;
             continue;
         }

@@ -509,6 +509,23 @@ class Daemon(harness.SluiceTest):
                       "at most 1024 KiB", self.result_of(rep)["error_message"])
         self.assertEqual(self.result_of(fine)["status"], "completed")
 
+    def test_a_run_with_a_hundred_thousand_tasks_keeps_its_lease(self):
+        # a task left its run's, its parent's and the ready list by walking them:
+        # 100,000 tasks held the loop for minutes, the process's leases went
+        # unrenewed, and every run it had was stopped as "lease lost"
+        self.write("many_tasks.lua", """return { max_retries = 0, run = function(job)
+            local hs, s = {}, 0
+            for i = 1, 100000 do hs[i] = sluice.spawn(function() sluice.sleep(0.01) return i end) end
+            for i = 1, #hs do s = s + sluice.wait(hs[i]) end
+            -- and as many never started, cancelled when the run ends
+            for _ = 1, 100000 do sluice.spawn(function() sluice.sleep(1) end) end
+            return { s = s }
+          end }""")
+        proc = self.sluice("run", "many_tasks", "--json", env=self.henv(), check=False)
+        out = json.loads(proc.stdout)
+        self.assertEqual(out["status"], "completed", out["error"])
+        self.assertEqual(out["result"]["s"], 100000 * 100001 // 2)
+
     def test_a_huge_error_message_is_cut(self):
         # an error's text was stored whole, twice (the run's error, the job's
         # last error), and written whole to the log: 100 MB for a 100 MB error
