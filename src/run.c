@@ -511,7 +511,11 @@ static void task_finished(sl_task *t, int status, int nres)
         t->rt->refs++;
         if (run) sl_run_log(run, tb);
         wake_waiter(t);
+        int killed = run && t->kill;
         if (!t->parent || !t->handle) task_free(t);
+        /* a kill (the instruction budget, the memory cap) fails the whole run, not
+         * retried: its parent cannot catch it, and what the run holds is let go */
+        if (killed) sl_run_finish(run, SL_RUN_FAILED, NULL, msg, 0);
     }
     free(msg);
     free(tb);

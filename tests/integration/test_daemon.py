@@ -41,6 +41,18 @@ BAD_HANDLERS = {
         end
         return { survived = true }
       end }""",
+    # a kill in a spawned task fails its run: the parent cannot catch it either
+    "spin_child": """return { run = function(job)
+        pcall(sluice.wait, sluice.spawn(function() while true do end end))
+        return { swallowed = true }
+      end }""",
+    "bomb_child": """return { run = function(job)
+        local t = {}
+        pcall(sluice.wait, sluice.spawn(function()
+          for i = 1, 1000 do t[#t + 1] = string.rep("y", 1 << 20) .. i end
+        end))
+        return { swallowed = #t }
+      end }""",
     "global_write": """return { run = function(job) leaked = 1 return {} end }""",
     "global_read": """return { run = function(job) return { v = undefined_name } end }""",
     "escape": """return { run = function(job) return { os = os.execute("true") } end }""",
@@ -584,6 +596,8 @@ class Daemon(harness.SluiceTest):
         self.assertIn("instruction budget exceeded", errors["spin_pcall"])
         self.assertIn("memory", errors["bomb"])
         self.assertIn("memory limit exceeded", errors["bomb_pcall"])
+        self.assertIn("instruction budget exceeded", errors["spin_child"])
+        self.assertIn("memory limit exceeded", errors["bomb_child"])
         self.assertIn("undeclared global 'leaked'", errors["global_write"])
         self.assertIn("unknown global 'undefined_name'", errors["global_read"])
         self.assertIn("execute", errors["escape"])
