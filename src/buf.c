@@ -5,10 +5,14 @@
 #include "buf.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static void reserve(sl_buf *b, size_t extra)
 {
@@ -221,26 +225,49 @@ const char *sl_buf_str(const sl_buf *b)
     return b->data ? b->data : "";
 }
 
-char *sl_read_file(const char *path, size_t *len)
+/* Reads f to its end, at most max bytes (EFBIG past them), and closes it unless
+ * it is stdin. */
+static char *read_all(FILE *f, size_t max, size_t *len)
 {
-    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rbe"); /* e: close-on-exec */
-    if (!f) return NULL;
     sl_buf b = {0};
     char chunk[8192];
     size_t r;
-    while ((r = fread(chunk, 1, sizeof chunk, f)) > 0)
+    while (b.len <= max && (r = fread(chunk, 1, sizeof chunk, f)) > 0)
         sl_buf_add(&b, chunk, r);
-    if (ferror(f)) { /* a directory opens, then fails to read (EISDIR) */
-        int e = errno;
-        if (f != stdin) fclose(f);
+    /* a directory opens, then fails to read (EISDIR); a file may grow as it is read */
+    int e = ferror(f) ? errno : b.len > max ? EFBIG : 0;
+    if (f != stdin) fclose(f);
+    if (e) {
         sl_buf_free(&b);
         errno = e;
         return NULL;
     }
-    if (f != stdin) fclose(f);
     if (!b.data) sl_buf_add(&b, "", 0);
     if (len) *len = b.len;
     return b.data;
+}
+
+char *sl_read_file(const char *path, size_t *len)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rbe"); /* e: close-on-exec */
+    return f ? read_all(f, SIZE_MAX, len) : NULL;
+}
+
+char *sl_read_source(const char *path, size_t max, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC); /* a FIFO's open would block */
+    if (fd < 0) return NULL;
+    struct stat st;
+    int e = fstat(fd, &st) != 0 ? errno : !S_ISREG(st.st_mode) ? ENODEV : 0;
+    if (!e && (uint64_t)st.st_size > max) e = EFBIG;
+    FILE *f = e ? NULL : fdopen(fd, "rb");
+    if (!f) {
+        e = e ? e : errno;
+        close(fd);
+        errno = e;
+        return NULL;
+    }
+    return read_all(f, max, len);
 }
 
 void sl_seterr(char *err, size_t errlen, const char *fmt, ...)

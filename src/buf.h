@@ -57,4 +57,10 @@ char *sl_json_clean(const char *json);
  * (errno set) if it cannot be opened or read. Caller frees. */
 char *sl_read_file(const char *path, size_t *len);
 
+/* The same for a file that must be a regular one of at most max bytes (a
+ * handler or a library: a FIFO would block the reader, a device never end).
+ * Opening does not block. NULL with errno set, ENODEV for anything but a
+ * regular file and EFBIG for one larger than max. */
+char *sl_read_source(const char *path, size_t max, size_t *len);
+
 #endif

@@ -8,8 +8,10 @@
  */
 #include "buf.h"
 #include "cli.h"
+#include "table.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void usage(FILE *out)
@@ -199,7 +201,10 @@ static int cmd_list(const struct sl_config *cfg, int argc, char **argv)
     const char *last = "";
     for (int i = 0; i < PQntuples(r); i++) {
         if (strcmp(last, PQgetvalue(r, i, 0)) != 0) {
-            printf("%s  %s  %s\n", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2));
+            /* a name is any text: a control character shows as ^[, as in show */
+            char *name = sl_text_visible(PQgetvalue(r, i, 2), 0);
+            printf("%s  %s  %s\n", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), name);
+            free(name);
             last = PQgetvalue(r, i, 0);
         }
         if (!PQgetisnull(r, i, 3))

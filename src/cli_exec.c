@@ -42,7 +42,8 @@ int sl_cmd_exec(const sl_config *cfg, int argc, char **argv)
                 "in the same sandbox, except that it may set globals. arg[1], arg[2], … are\n"
                 "the arguments after FILE; print() writes to stdout. A first line starting\n"
                 "with #! is skipped. The job helpers of `sluice repl` (run, queue, …) are\n"
-                "not here. It connects to the database first, as `sluice queue` does.\n"
+                "not here. It connects to the database (migrating it, as every command\n"
+                "does) when the script first uses sluice.db.\n"
                 "\n"
                 "Exit status: 0 when the script ends, 1 when it raises (the error and its\n"
                 "traceback on stderr), 2 when FILE cannot be read or does not compile.\n");

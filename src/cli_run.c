@@ -11,6 +11,7 @@
 #include "pg.h"
 #include "queue.h"
 #include "runtime.h"
+#include "table.h"
 
 #include <ev.h>
 #include <signal.h>
@@ -207,6 +208,8 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
     }
     sl_buf_free(&b);
     double secs = o->finished - o->started;
+    /* the run's own text, for a terminal: a control character shows as ^[ */
+    char *error = o->error ? sl_text_visible(o->error, 1) : NULL;
     if (json) {
         sl_buf j = {0};
         sl_buf_puts(&j, "{\"run_id\":");
@@ -228,7 +231,7 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
                 "longer running — its job was deleted, or its lease was lost and another "
                 "worker's rescue failed it and retried the job\n",
                 cl.spec.run_id, sl_queue_status_name(o->status), secs,
-                o->error ? o->error : sl_queue_status_name(o->status));
+                error ? error : sl_queue_status_name(o->status));
     } else if (!recorded) {
         fprintf(stderr,
                 "run %s %s after %.2fs, but its outcome could not be recorded (the error is "
@@ -242,9 +245,10 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
         printf("%s\n", o->result_json ? o->result_json : "null");
     } else {
         fprintf(stderr, "run %s %s after %.2fs: %s\n", cl.spec.run_id,
-                sl_queue_status_name(o->status), secs, o->error ? o->error : "failed");
+                sl_queue_status_name(o->status), secs, error ? error : "failed");
         if (strcmp(job_status, "active") == 0) retry_notice(c, cl.spec.job_id);
     }
+    free(error);
     status = o->status == SL_RUN_COMPLETED                  ? 0
              : o->error && !strcmp(o->error, "interrupted") ? 130
                                                             : 1;

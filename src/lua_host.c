@@ -70,11 +70,15 @@ static void *host_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         free(ptr);
         return NULL;
     }
-    /* Only a running task is refused memory; the host's own work always gets it.
-     * Out-of-memory policy: the task that crosses the cap is killed (see run.c);
-     * a real malloc failure raises a memory error in whatever ran. */
-    if (nsize > old && rt->current && rt->mem_used + (nsize - old) > rt->opts.memory_limit) {
-        if (!rt->current->kill)
+    /* Only a running task or a loading handler file is refused memory; the host's
+     * own work always gets it. Out-of-memory policy: the task that crosses the cap
+     * is killed (see run.c), the file is rejected (load_one); a real malloc
+     * failure raises a memory error in whatever ran. */
+    if (nsize > old && (rt->current || rt->loading) &&
+        rt->mem_used + (nsize - old) > rt->opts.memory_limit) {
+        if (rt->loading)
+            rt->load_over_cap = 1;
+        else if (!rt->current->kill)
             rt->current->kill = "memory limit exceeded: the Lua state's cap was reached "
                                 "while this run allocated";
         return NULL;
@@ -123,7 +127,7 @@ static int l_read_module(lua_State *L)
         const char *root = i < cfg->n_lua_dirs ? cfg->lua_dirs[i] : SLUICE_SOURCE_DIR "/lua";
         snprintf(path, sizeof path, "%s/%s", root, rel);
         size_t len;
-        char *src = sl_read_file(path, &len);
+        char *src = sl_read_source(path, SL_SOURCE_MAX, &len);
         if (src) {
             lua_pushlstring(L, src, len);
             lua_pushfstring(L, "@%s", path);
@@ -371,9 +375,14 @@ static int load_one(sl_runtime *rt, const char *path, char **problems)
         return 1;
     }
     size_t len;
-    char *src = sl_read_file(path, &len);
+    char *src = sl_read_source(path, SL_SOURCE_MAX, &len);
     if (!src) {
-        snprintf(line, sizeof line, "%s: cannot read the file: %s", path, strerror(errno));
+        char why[64];
+        int e = errno;
+        snprintf(why, sizeof why, "%s", strerror(e));
+        if (e == ENODEV) snprintf(why, sizeof why, "not a regular file");
+        if (e == EFBIG) snprintf(why, sizeof why, "larger than %d MiB", SL_SOURCE_MAX >> 20);
+        snprintf(line, sizeof line, "%s: cannot read the file: %s", path, why);
         add_problem(problems, line);
         return 1;
     }
@@ -384,7 +393,22 @@ static int load_one(sl_runtime *rt, const char *path, char **problems)
     lua_pushlstring(L, src, len);
     lua_pushstring(L, version);
     free(src);
-    if (sl_host_call(rt, "load_handler", 4, 2, err, sizeof err) != 0) {
+    rt->loading = 1;
+    rt->load_over_cap = 0;
+    int rc = sl_host_call(rt, "load_handler", 4, 2, err, sizeof err);
+    rt->loading = 0;
+    if (rt->load_over_cap) { /* even if the file caught the memory error itself */
+        if (rc == 0) lua_pop(L, 2);
+        snprintf(line, sizeof line,
+                 "%s: memory limit exceeded: loading the file took the Lua state past its "
+                 "cap (memory_limit_mb = %zu)",
+                 path, rt->opts.memory_limit >> 20);
+        add_problem(problems, line);
+        mark_failed(L, base, n - 4);
+        lua_gc(L, LUA_GCCOLLECT); /* what it allocated */
+        return 1;
+    }
+    if (rc != 0) {
         /* the handler's own code raised (a metamethod, say): the message is the
          * problem; the traceback through the runtime says nothing more */
         char *tb = strstr(err, "\nstack traceback:");
@@ -439,6 +463,23 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* Marks the types loaded from files in dir as failed in the `failed` table below
+ * `entries` on the stack: on a reload their previous versions stay. */
+static void keep_types_in(sl_runtime *rt, const char *dir)
+{
+    lua_State *L = rt->L;
+    char err[256];
+    lua_pushstring(L, dir);
+    if (sl_host_call(rt, "types_in", 1, 1, err, sizeof err) != 0) return;
+    lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, i); /* [failed entries names name] */
+        lua_pushboolean(L, 1);
+        lua_rawset(L, -5);
+    }
+    lua_pop(L, 1);
+}
+
 static int load_dir(sl_runtime *rt, const char *dir, char **problems)
 {
     DIR *d = opendir(dir);
@@ -447,6 +488,7 @@ static int load_dir(sl_runtime *rt, const char *dir, char **problems)
         snprintf(line, sizeof line, "%s: cannot open the handler directory: %s", dir,
                  strerror(errno));
         add_problem(problems, line);
+        keep_types_in(rt, dir); /* gone for a moment, as while a deploy swaps it */
         return 1;
     }
     char **names = NULL;

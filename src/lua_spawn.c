@@ -75,9 +75,7 @@ static int l_spawn(lua_State *L)
     luaL_setmetatable(L, HANDLE_MT);
     lua_insert(L, 1); /* [h fn args…] */
     sl_task *c = sl_task_spawn(rt, L, parent->run, nargs);
-    c->parent = parent;
-    c->next_sibling = parent->children;
-    parent->children = c;
+    sl_task_adopt(parent, c);
     c->handle = &h->t;
     h->t = c;
     return 1;

@@ -258,13 +258,15 @@ void sl_queue_renew(sl_queue_lease *l, const char *run_ids)
     if (l->sending_at > 0) l->req = req; /* not answered at once (renewed() clears it) */
 }
 
-void sl_queue_next_cron(const char *cron, const char *tzname, sl_tz_cache *zones, char out[40])
+void sl_queue_next_cron(const char *job_id, const char *cron, const char *tzname,
+                        sl_tz_cache *zones, char out[40])
 {
     char why[512];
     out[0] = '\0';
     if (!cron || !*cron) return;
     if (sl_queue_cron_slot(cron, tzname, zones, out, why, sizeof why) < 0)
-        sl_log(SL_ERROR, "cannot compute the next slot of a recurring job", "error", why, NULL);
+        sl_log(SL_ERROR, "cannot compute the next slot of a recurring job; it will be failed",
+               "job", job_id, "error", why, NULL);
 }
 
 /* ------------------------------------------------------------------ set-up */

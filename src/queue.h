@@ -108,11 +108,12 @@ void sl_queue_stop(sl_queue_lease *l, const char *run_id, const char *reason);
 
 struct sl_tz_cache;
 
-/* The next fire time after now of a recurring job, as ISO 8601 UTC into out; ""
- * when it has none (one-time job, or a bad expression: logged). Zones come from
- * `zones` (the daemon's: no zone file is read again on its loop), or with NULL
- * are read for this call. */
-void sl_queue_next_cron(const char *cron, const char *tz, struct sl_tz_cache *zones, char out[40]);
+/* The next fire time after now of recurring job `job_id`, as ISO 8601 UTC into
+ * out; "" when it has none (one-time job, or a bad expression: logged with the
+ * job). Zones come from `zones` (the daemon's: no zone file is read again on its
+ * loop), or with NULL are read for this call. */
+void sl_queue_next_cron(const char *job_id, const char *cron, const char *tz,
+                        struct sl_tz_cache *zones, char out[40]);
 
 /* The same, reporting a bad expression or zone in why: 0, or -1. */
 int sl_queue_cron_slot(const char *cron, const char *tz, struct sl_tz_cache *zones, char out[40],

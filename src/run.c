@@ -21,6 +21,7 @@
 #include "log.h"
 #include "pg.h"
 #include "runtime_int.h"
+#include "table.h"
 
 #include <lauxlib.h>
 #include <stdio.h>
@@ -109,6 +110,7 @@ static void ready_push(sl_runtime *rt, sl_task *t)
 {
     t->state = T_READY;
     t->next_ready = NULL;
+    t->prev_ready = rt->ready_tail;
     if (rt->ready_tail)
         rt->ready_tail->next_ready = t;
     else
@@ -117,17 +119,25 @@ static void ready_push(sl_runtime *rt, sl_task *t)
     if (!ev_is_active(&rt->prepare)) ev_prepare_start(rt->ctx->loop, &rt->prepare);
 }
 
+/* Takes t out of the ready queue, if it is in it. Every list a task is on lets
+ * it go in constant time: a run may have a hundred thousand tasks. */
+static void ready_unlink(sl_runtime *rt, sl_task *t)
+{
+    if (!t->prev_ready && rt->ready_head != t) return;
+    if (t->prev_ready)
+        t->prev_ready->next_ready = t->next_ready;
+    else
+        rt->ready_head = t->next_ready;
+    if (t->next_ready)
+        t->next_ready->prev_ready = t->prev_ready;
+    else
+        rt->ready_tail = t->prev_ready;
+    t->next_ready = t->prev_ready = NULL;
+}
+
 static void ready_remove(sl_runtime *rt, sl_task *t)
 {
-    sl_task **pp = &rt->ready_head, *prev = NULL;
-    while (*pp && *pp != t) {
-        prev = *pp;
-        pp = &(*pp)->next_ready;
-    }
-    if (!*pp) return;
-    *pp = t->next_ready;
-    if (rt->ready_tail == t) rt->ready_tail = prev;
-    t->next_ready = NULL;
+    ready_unlink(rt, t);
     if (!rt->ready_head && ev_is_active(&rt->prepare)) ev_prepare_stop(rt->ctx->loop, &rt->prepare);
 }
 
@@ -185,27 +195,42 @@ static void wake_waiter(sl_task *t)
  * children still running and frees the finished ones nobody collected (their
  * handles keep the outcome); a child
  * on the C stack (the task running now) is only detached. */
+static void unlink_child(sl_task *t)
+{
+    if (!t->parent) return;
+    *t->pprev_sibling = t->next_sibling;
+    if (t->next_sibling) t->next_sibling->pprev_sibling = t->pprev_sibling;
+    t->parent = NULL;
+    t->next_sibling = NULL;
+    t->pprev_sibling = NULL;
+}
+
+void sl_task_adopt(sl_task *parent, sl_task *c)
+{
+    c->parent = parent;
+    c->next_sibling = parent->children;
+    if (parent->children) parent->children->pprev_sibling = &c->next_sibling;
+    parent->children = c;
+    c->pprev_sibling = &parent->children;
+}
+
 static void cancel_children(sl_task *t)
 {
     sl_task *c;
     while ((c = t->children)) {
-        t->children = c->next_sibling;
-        c->next_sibling = NULL;
-        c->parent = NULL;
+        unlink_child(c);
         sl_spawn_keep_outcome(c); /* a finished one: its handle can still say how */
         if (c->state != T_RUNNING) sl_task_cancel(c, "parent task ended");
     }
 }
 
-static void unlink_child(sl_task *t)
+static void unlink_from_run(sl_task *t)
 {
-    if (!t->parent) return;
-    sl_task **pp = &t->parent->children;
-    while (*pp && *pp != t)
-        pp = &(*pp)->next_sibling;
-    if (*pp) *pp = t->next_sibling;
-    t->parent = NULL;
-    t->next_sibling = NULL;
+    if (!t->pprev_in_run) return;
+    *t->pprev_in_run = t->next_in_run;
+    if (t->next_in_run) t->next_in_run->pprev_in_run = t->pprev_in_run;
+    t->next_in_run = NULL;
+    t->pprev_in_run = NULL;
 }
 
 /* ------------------------------------------------------------------ tasks */
@@ -243,10 +268,7 @@ static void task_free(sl_task *t)
     }
     free(t->tx_error);
     if (t->run) {
-        sl_task **pp = &t->run->tasks;
-        while (*pp && *pp != t)
-            pp = &(*pp)->next_in_run;
-        if (*pp) *pp = t->next_in_run;
+        unlink_from_run(t);
         if (t->run->main == t) t->run->main = NULL;
     }
     task_unanchor(t);
@@ -307,7 +329,9 @@ sl_task *sl_task_spawn(sl_runtime *rt, lua_State *L, sl_run *run, int nargs)
     lua_sethook(t->co, kill_hook, LUA_MASKCOUNT, HOOK_EVERY);
     if (run) {
         t->next_in_run = run->tasks;
+        if (run->tasks) run->tasks->pprev_in_run = &t->next_in_run;
         run->tasks = t;
+        t->pprev_in_run = &run->tasks;
     }
     t->state = T_NEW;
     ready_push(rt, t);
@@ -348,6 +372,20 @@ static int error_text(lua_State *L)
     return 2;
 }
 
+/* A copy of msg, cut to SL_ERROR_MAX bytes between two characters: an error is
+ * stored with its run and its job and logged, and a handler's can be any size. */
+static char *cut_error(const char *msg)
+{
+    size_t len = strlen(msg), cut = SL_ERROR_MAX;
+    if (len <= SL_ERROR_MAX) return strdup(msg);
+    while (cut > 0 && ((unsigned char)msg[cut] & 0xC0) == 0x80) /* inside a UTF-8 sequence */
+        cut--;
+    sl_buf b = {0};
+    sl_buf_add(&b, msg, cut);
+    sl_buf_printf(&b, " … [error message cut: %zu bytes in all]", len);
+    return b.data;
+}
+
 /* A run's main task or a chunk ended: turn its error value into a message with a
  * traceback; permanent errors (sluice.permanent) are not retried. */
 static char *error_message(sl_task *t, int *retryable, char **traceback)
@@ -376,7 +414,7 @@ static char *error_message(sl_task *t, int *retryable, char **traceback)
                                                                  : "(its error is not a string)");
         }
     }
-    char *copy = strdup(msg);
+    char *copy = cut_error(msg);
     luaL_traceback(L, t->co, copy, 0);
     *traceback = strdup(lua_tostring(L, -1));
     lua_settop(L, top);
@@ -473,7 +511,11 @@ static void task_finished(sl_task *t, int status, int nres)
         t->rt->refs++;
         if (run) sl_run_log(run, tb);
         wake_waiter(t);
+        int killed = run && t->kill;
         if (!t->parent || !t->handle) task_free(t);
+        /* a kill (the instruction budget, the memory cap) fails the whole run, not
+         * retried: its parent cannot catch it, and what the run holds is let go */
+        if (killed) sl_run_finish(run, SL_RUN_FAILED, NULL, msg, 0);
     }
     free(msg);
     free(tb);
@@ -530,9 +572,7 @@ static void prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
     sl_task *t;
     double until = ev_time() + RESUME_SLICE;
     while ((t = rt->ready_head) && ev_time() < until) {
-        rt->ready_head = t->next_ready;
-        if (!rt->ready_head) rt->ready_tail = NULL;
-        t->next_ready = NULL;
+        ready_unlink(rt, t);
         task_resume(t);
     }
     if (rt->ready_head)
@@ -600,10 +640,13 @@ void sl_run_log(sl_run *run, const char *raw)
     case SL_ECHO_LOG:
         sl_log(SL_INFO, line, "run", run->run_id, "type", run->job_type, NULL);
         break;
-    case SL_ECHO_PLAIN:
-        fprintf(stderr, "%s  %s\n", stamp, line);
+    case SL_ECHO_PLAIN: { /* a terminal: a control character shows as ^[, as in show */
+        char *visible = sl_text_visible(line, 1);
+        fprintf(stderr, "%s  %s\n", stamp, visible);
         fflush(stderr);
+        free(visible);
         break;
+    }
     default:
         break;
     }
@@ -652,7 +695,7 @@ void sl_run_finish(sl_run *run, int status, const char *result_json, const char 
         sl_task *t = run->tasks;
         if (t->state == T_RUNNING) {
             /* the task ending the run is on the C stack: just detach it */
-            run->tasks = t->next_in_run;
+            unlink_from_run(t);
             t->run = NULL;
             continue;
         }

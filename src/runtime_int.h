@@ -18,6 +18,8 @@
  * one statement, and Postgres refuses a jsonb over 256 MB. */
 #define SL_RESULT_MAX (16 << 20)
 #define SL_DATASET_REPORT_MAX (1 << 20)
+#define SL_SOURCE_MAX (16 << 20) /* bytes of a handler or library file */
+#define SL_ERROR_MAX (64 << 10)  /* bytes of a run's error message kept; the rest is cut */
 
 enum { T_NEW, T_READY, T_RUNNING, T_WAITING, T_DONE };
 
@@ -32,10 +34,10 @@ struct sl_task {
     void *op;
     sl_task_prepare_fn prepare;
     void *pdata;
-    sl_task *next_ready;
-    sl_task *next_in_run;
-    long budget;      /* instructions left until the next yield */
-    const char *kill; /* set once the task is to die: the error message */
+    sl_task *next_ready, *prev_ready;
+    sl_task *next_in_run, **pprev_in_run; /* pprev: the pointer to this task */
+    long budget;                          /* instructions left until the next yield */
+    const char *kill;                     /* set once the task is to die: the error message */
     /* chunks (exec/REPL) */
     sl_chunk_done_fn chunk_done;
     void *chunk_data;
@@ -45,7 +47,7 @@ struct sl_task {
     sl_task *waiter;   /* task parked in sluice.wait on this one */
     sl_task *parent;   /* the task that spawned this one; NULL for mains and chunks */
     sl_task *children; /* tasks it spawned that still exist (running or uncollected) */
-    sl_task *next_sibling;
+    sl_task *next_sibling, **pprev_sibling;
     sl_task **handle;          /* the Lua handle's pointer to this task: cleared at free */
     struct sl_pg_conn *pinned; /* connection held by sluice.db.transaction */
     /* the first query that failed inside that transaction (lua_db.c): what its
@@ -87,9 +89,11 @@ struct sl_runtime {
     ev_idle idle;       /* more are ready: the loop polls without blocking */
     sl_run *runs;
     int nruns;
-    int refs;        /* registry refs held (asserted zero at close) */
-    long guard_left; /* instructions left to the code under the outermost guard */
-    int guarding;    /* a guard is in force (sl_guard_enter) */
+    int refs;          /* registry refs held (asserted zero at close) */
+    int loading;       /* a handler file loads: its top level is held to the memory cap */
+    int load_over_cap; /* the file being loaded was refused memory past the cap */
+    long guard_left;   /* instructions left to the code under the outermost guard */
+    int guarding;      /* a guard is in force (sl_guard_enter) */
 };
 
 /* Lua code the host runs outside a task's own budget — a handler file's top level,
@@ -111,6 +115,9 @@ sl_runtime *sl_runtime_of(lua_State *L);
 /* Creates a task running the function below the nargs arguments on top of L (all
  * popped); queues it to start. run may be NULL (scripts, REPL). */
 sl_task *sl_task_spawn(sl_runtime *rt, lua_State *L, sl_run *run, int nargs);
+
+/* Makes c a child of parent (sluice.spawn): cancelled when the parent ends. */
+void sl_task_adopt(sl_task *parent, sl_task *c);
 
 /* A finished task about to be freed uncollected (its parent ended): its handle
  * (lua_spawn.c), if any, takes over its outcome. */

@@ -178,7 +178,7 @@ static void record_later(sl_worker *w, wrun *r)
 static void record_unrun(sl_worker *w, const pending *p, int status, const char *error)
 {
     char next[40];
-    sl_queue_next_cron(p->spec.cron_expression, p->spec.timezone, w->zones, next);
+    sl_queue_next_cron(p->spec.job_id, p->spec.cron_expression, p->spec.timezone, w->zones, next);
     double now = ev_time();
     sl_run_outcome o = {.status = status,
                         .error = error,
@@ -502,7 +502,8 @@ static void cycle(sl_worker *w)
             continue;
         }
         char next[40];
-        sl_queue_next_cron(sl_run_cron(r->run), sl_run_timezone(r->run), w->zones, next);
+        sl_queue_next_cron(sl_run_job_id(r->run), sl_run_cron(r->run), sl_run_timezone(r->run),
+                           w->zones, next);
         sl_queue_outcome_json(&b, r->run, next);
     }
     sl_buf_puts(&b, "]");
@@ -654,6 +655,8 @@ static void unscheduled_done(PGresult *res, const char *err, void *data)
                 sl_buf_puts(&b, ",\"next_run_at\":");
                 sl_buf_json_string(&b, next);
             } else {
+                sl_log(SL_ERROR, "a recurring job's schedule cannot be evaluated; failing the job",
+                       "job", PQgetvalue(res, i, 0), "error", why, NULL);
                 sl_buf_puts(&b, ",\"error\":");
                 sl_buf_json_string(&b, why);
             }

@@ -575,6 +575,16 @@ function M.install(entries, failed)
   return problems
 end
 
+-- The job types loaded from files in dir (a handler directory that cannot be
+-- read now keeps them, as a file that fails to load keeps its type).
+function M.types_in(dir)
+  local out = {}
+  for name, e in pairs(handlers) do
+    if e.file:sub(1, #dir + 1) == dir .. "/" then out[#out + 1] = name end
+  end
+  return out
+end
+
 function M.get_handler(name)
   return handlers[name]
 end

@@ -41,6 +41,18 @@ BAD_HANDLERS = {
         end
         return { survived = true }
       end }""",
+    # a kill in a spawned task fails its run: the parent cannot catch it either
+    "spin_child": """return { run = function(job)
+        pcall(sluice.wait, sluice.spawn(function() while true do end end))
+        return { swallowed = true }
+      end }""",
+    "bomb_child": """return { run = function(job)
+        local t = {}
+        pcall(sluice.wait, sluice.spawn(function()
+          for i = 1, 1000 do t[#t + 1] = string.rep("y", 1 << 20) .. i end
+        end))
+        return { swallowed = #t }
+      end }""",
     "global_write": """return { run = function(job) leaked = 1 return {} end }""",
     "global_read": """return { run = function(job) return { v = undefined_name } end }""",
     "escape": """return { run = function(job) return { os = os.execute("true") } end }""",
@@ -142,6 +154,51 @@ class Daemon(harness.SluiceTest):
             self.assertEqual(self.scalar("SELECT handler_version FROM sluice.job_types WHERE name = 'versioned'"),
                              before)
             self.assertEqual(self.scalar("SELECT available FROM sluice.job_types WHERE name = 'versioned'"), "t")
+
+    def test_a_fifo_or_device_named_like_a_handler_is_refused_not_read(self):
+        # reading a FIFO blocked the loop for good; /dev/zero never ended
+        self.write("versioned.lua", VERSION_HANDLER % 1)
+        os.mkfifo(os.path.join(self.dir, "fifo.lua"))
+        os.symlink("/dev/zero", os.path.join(self.dir, "zero.lua"))
+        with open(os.path.join(self.dir, "huge.lua"), "w") as f:
+            f.write("return { run = function(job) end }\n-- " + "x" * (17 << 20) + "\n")
+        env = self.henv()
+        check = self.sluice("check", env=env, check=False, timeout=30)
+        self.assertEqual(check.returncode, 1)
+        out = check.stdout + check.stderr
+        self.assertIn("fifo.lua: cannot read the file: not a regular file", out)
+        self.assertIn("zero.lua: cannot read the file: not a regular file", out)
+        self.assertIn("huge.lua: cannot read the file: larger than 16 MiB", out)
+        os.unlink(os.path.join(self.dir, "fifo.lua"))
+        with self.serve(env=env) as d:
+            d.wait_log("sluice serving")
+            os.mkfifo(os.path.join(self.dir, "late.lua"))  # a reload reads the directory again
+            d.wait_log("late.lua: cannot read the file: not a regular file", timeout=10)
+            job = self.sluice("queue", "versioned", env=env).stdout.strip()
+            self.wait_done(job)
+        self.assertEqual(self.result_of(job)["result"]["version"], 1)
+
+    def test_a_handler_directory_gone_at_a_reload_keeps_its_types(self):
+        # the log said the previous versions keep serving, but every type of
+        # the directory was dropped: its queued jobs failed as unknown types
+        self.write("versioned.lua", VERSION_HANDLER % 1)
+        env = self.henv()
+        away = self.dir + ".away"
+        with self.serve("--no-watch", env=env) as d:
+            d.wait_log("sluice serving")
+            os.rename(self.dir, away)
+            try:
+                d.signal(signal.SIGHUP)
+                d.wait_log("cannot open the handler directory", timeout=10)
+                d.wait_log("handlers reloaded with problems", timeout=10)
+                self.assertEqual(self.scalar("SELECT available FROM sluice.job_types WHERE name = 'versioned'"),
+                                 "t")
+                job = self.scalar("SELECT sluice.queue_one_time_job(NULL, 'versioned', '{}')")
+                self.wait_done(job)
+            finally:
+                os.rename(away, self.dir)
+        self.assertEqual(self.result_of(job)["status"], "completed")
+        self.assertEqual(self.result_of(job)["result"]["version"], 1)
 
     def test_added_and_removed_files_and_sighup(self):
         env = self.henv()
@@ -478,6 +535,47 @@ class Daemon(harness.SluiceTest):
                       "at most 1024 KiB", self.result_of(rep)["error_message"])
         self.assertEqual(self.result_of(fine)["status"], "completed")
 
+    def test_a_run_with_a_hundred_thousand_tasks_keeps_its_lease(self):
+        # a task left its run's, its parent's and the ready list by walking them:
+        # 100,000 tasks held the loop for minutes, the process's leases went
+        # unrenewed, and every run it had was stopped as "lease lost"
+        self.write("many_tasks.lua", """return { max_retries = 0, run = function(job)
+            local hs, s = {}, 0
+            for i = 1, 100000 do hs[i] = sluice.spawn(function() sluice.sleep(0.01) return i end) end
+            for i = 1, #hs do s = s + sluice.wait(hs[i]) end
+            -- and as many never started, cancelled when the run ends
+            for _ = 1, 100000 do sluice.spawn(function() sluice.sleep(1) end) end
+            return { s = s }
+          end }""")
+        proc = self.sluice("run", "many_tasks", "--json", env=self.henv(), check=False)
+        out = json.loads(proc.stdout)
+        self.assertEqual(out["status"], "completed", out["error"])
+        self.assertEqual(out["result"]["s"], 100000 * 100001 // 2)
+
+    def test_a_huge_error_message_is_cut(self):
+        # an error's text was stored whole, twice (the run's error, the job's
+        # last error), and written whole to the log: 100 MB for a 100 MB error
+        self.write("big_error.lua", """return { run = function(job)
+            error(string.rep("€", 1024 * 1024) .. "END", 0) end }""")
+        env = self.henv()
+        job = self.sluice("queue", "big_error", "--max-retries", "0", env=env).stdout.strip()
+        with self.serve(env=env) as d:
+            self.wait_done(job)
+            log = d.log()
+        res = self.result_of(job)
+        err = res["error_message"]
+        note = " … [error message cut: 3145731 bytes in all]"
+        self.assertTrue(err.endswith(note), err[-200:])
+        body = err[:-len(note)]
+        # cut between two characters, at most 64 KiB of it
+        self.assertEqual(body, "€" * len(body))
+        self.assertLessEqual(len(body.encode()), 64 * 1024)
+        self.assertGreater(len(body.encode()), 64 * 1024 - 3)
+        self.assertEqual(self.scalar(f"SELECT last_error FROM sluice.scheduled_jobs WHERE id = '{job}'"), err)
+        self.assertNotIn("END", log)
+        self.assertNotIn("END", self.scalar(f"SELECT logs FROM sluice.scheduled_job_runs "
+                                            f"WHERE scheduled_job_id = '{job}'"))
+
     def test_a_handler_with_bytes_postgres_refuses_is_kept_out_alone(self):
         # its label would have made every command's registry sync fail
         self.write("bad_label.lua", """return { label = "Bad \\255 label", run = function(job) return {} end }""")
@@ -512,6 +610,8 @@ class Daemon(harness.SluiceTest):
         self.assertIn("instruction budget exceeded", errors["spin_pcall"])
         self.assertIn("memory", errors["bomb"])
         self.assertIn("memory limit exceeded", errors["bomb_pcall"])
+        self.assertIn("instruction budget exceeded", errors["spin_child"])
+        self.assertIn("memory limit exceeded", errors["bomb_child"])
         self.assertIn("undeclared global 'leaked'", errors["global_write"])
         self.assertIn("unknown global 'undefined_name'", errors["global_read"])
         self.assertIn("execute", errors["escape"])
@@ -710,6 +810,28 @@ class Daemon(harness.SluiceTest):
         with self.serve(env=env):
             self.wait_done(job)
         self.assertEqual(self.result_of(job)["status"], "completed")
+
+    def test_a_handler_file_that_allocates_past_the_memory_cap_is_kept_out(self):
+        # a file's top level had no memory cap: a daemon reloading it grew
+        # until the budget stopped it, gigabytes later (or the machine did)
+        self.write("load_hog.lua", """local big = string.rep("x", 64 * 1024 * 1024)
+            return { run = function(job) return { n = #big } end }""")
+        self.write("load_hog_pcall.lua", """local ok = pcall(string.rep, "x", 64 * 1024 * 1024)
+            return { run = function(job) return { ok = ok } end }""")
+        env = self.henv({"SLUICE_MEMORY_LIMIT_MB": "16"})
+        check = self.sluice("check", env=env, check=False)
+        self.assertNotEqual(check.returncode, 0)
+        out = check.stdout + check.stderr
+        self.assertIn("load_hog.lua: memory limit exceeded", out)
+        # pcall cannot keep a file that went past the cap
+        self.assertIn("load_hog_pcall.lua: memory limit exceeded", out)
+        self.assertNotIn("stack traceback", out)
+        job = self.sluice("queue", "echo", env=env).stdout.strip()
+        with self.serve(env=env):
+            self.wait_done(job)
+        self.assertEqual(self.result_of(job)["status"], "completed")
+        refused = self.sluice("queue", "load_hog", env=env, check=False)
+        self.assertEqual(refused.returncode, 2)
 
 
 if __name__ == "__main__":

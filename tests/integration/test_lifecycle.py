@@ -337,6 +337,41 @@ class Lifecycle(harness.SluiceTest):
         self.assertIn("bad cron expression", self.scalar(f"SELECT last_error FROM sluice.scheduled_jobs "
                                                          f"WHERE id = '{bad}'"))
 
+    def test_recurring_job_created_in_sql_with_a_schedule_that_cannot_run_is_failed_and_named(self):
+        # schedule_job() takes any text: the first worker evaluates it, fails the
+        # job with the reason, and says which job in its log, once
+        self.sluice("queue", "noop")
+        bad = {
+            "cron": self.scalar("SELECT sluice.schedule_job(NULL, 'echo', '61 * * * *')"),
+            "zone": self.scalar("SELECT sluice.schedule_job(NULL, 'echo', '@daily', 'Mars/Olympus')"),
+            "never": self.scalar("SELECT sluice.schedule_job(NULL, 'echo', '0 0 30 2 *')"),
+        }
+        # one given its first slot runs it, and is failed when its next cannot be found
+        ran = self.scalar("SELECT sluice.schedule_job(NULL, 'echo', 'every day', 'UTC', '{}', now())")
+        good = self.scalar("SELECT sluice.schedule_job(NULL, 'echo', '@hourly')")
+        with self.serve() as d:
+            for job in [*bad.values(), ran]:
+                self.wait_for(lambda: self.scalar(f"SELECT status FROM sluice.scheduled_jobs "
+                                                  f"WHERE id = '{job}'") == "failed", 20)
+            for job in [*bad.values(), ran]:
+                d.wait_log(f"job={job}")
+            self.assertEqual(self.scalar(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{good}'"),
+                             "active")
+        errors = {k: self.scalar(f"SELECT last_error FROM sluice.scheduled_jobs WHERE id = '{v}'")
+                  for k, v in bad.items()}
+        self.assertEqual(errors["cron"], "bad cron expression '61 * * * *': "
+                                         "minute field \"61\": value 61 out of range 0-59")
+        self.assertRegex(errors["zone"], r"^bad time zone 'Mars/Olympus': unknown time zone")
+        self.assertEqual(errors["never"], "cron expression '0 0 30 2 *' never fires")
+        self.assertEqual(self.count("sluice.scheduled_job_runs", f"scheduled_job_id = '{ran}'"), 1)
+        self.assertRegex(self.scalar(f"SELECT last_error FROM sluice.jobs_overview WHERE job_id = '{ran}'"),
+                         r"^bad cron expression 'every day': expected 5 fields, got 2$")
+        listed = json.loads(self.sluice("jobs", "--status", "failed", "--json").stdout)
+        self.assertEqual({r["job_id"]: r["last_error"] for r in listed if r["job_id"] in bad.values()},
+                         {v: errors[k] for k, v in bad.items()})
+        # said once per job, not at every pass
+        self.assertEqual(d.log().count(f"job={bad['cron']}"), 1)
+
     # -------------------------------------------------------------- dedupe
 
     def test_dedupe_is_race_free(self):

@@ -809,6 +809,27 @@ class Registry(harness.SluiceTest):
         self.assertIn(f"echo: {nasty}", js["run"]["logs"])
         self.assertEqual(js["run"]["result"]["message"], nasty)
 
+    def test_run_prints_no_control_characters(self):
+        # `sluice run` follows the run on the terminal: its log lines and its
+        # error are the same text show prints, and reached the terminal raw
+        nasty = "a\x1b[31mred\x07bell\rcr\u009b2Jcsi\ttab\x7fdel"
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "loud_fail.lua"), "w") as f:
+                f.write("return { max_retries = 0, params = { m = { type = \"string\" } },\n"
+                        "  run = function(job) error(job.params.m, 0) end }\n")
+            env = self.env({"SLUICE_HANDLERS": ":".join([d, *self.handlers])})
+            logged = self.sluice("run", "echo", "--params", json.dumps({"message": nasty}), env=env)
+            failed = self.sluice("run", "loud_fail", "--params", json.dumps({"m": nasty}), env=env,
+                                 check=False)
+        self.assertEqual(failed.returncode, 1)
+        for text in (logged.stderr, failed.stderr):
+            controls = [c for c in text if (ord(c) < 0x20 and c not in "\n\t") or 0x7f <= ord(c) < 0xa0]
+            self.assertEqual(controls, [], text)
+        self.assertIn("echo: a^[[31mred^Gbell^McrM-^[2Jcsi\ttab^?del\n", logged.stderr)
+        self.assertRegex(failed.stderr, r"failed after \d+\.\d\ds: a\^\[\[31mred\^Gbell\^McrM-\^\[2Jcsi\ttab\^\?del\n")
+        # stdout is JSON, exact
+        self.assertEqual(json.loads(logged.stdout)["message"], nasty)
+
     def test_bad_filters_are_one_line_errors(self):
         self.brand("Acme")
         self.sync()

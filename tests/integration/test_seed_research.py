@@ -1117,6 +1117,11 @@ print(s1, s2, s3, e1, select("#", sluice.db.query("SELECT 1")), ok[1].n)
             r"^[0-9a-f-]{36}$")
         proc = self.sluice("competitors", "add", "Nameless", check=False)
         self.assertEqual(proc.returncode, 2)
+        # a name is printed as show prints stored text: no control character reaches the terminal
+        self.scalar("SELECT sluice.add_competitor('Acme', E'Loud\\x1b[31m Rival\\x07')")
+        text = self.sluice("competitors", "list", "--brand", "Acme").stdout
+        self.assertIn("Loud^[[31m Rival^G\n", text)
+        self.assertEqual([c for c in text if ord(c) < 0x20 and c != "\n"], [], text)
 
     def test_competitors_bad_input_exits_2_and_hints_quote_for_the_shell(self):
         self.sluice("brands", "add", "O'Brien & Sons")
