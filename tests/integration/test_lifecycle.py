@@ -594,6 +594,46 @@ class Lifecycle(harness.SluiceTest):
                                                         f"scheduled_job_id = '{job}' ORDER BY attempt_number")],
                          ["failed", "cancelled"])
 
+    def test_a_claim_answered_after_its_lease_ran_out_does_not_start(self):
+        # a worker's claim is answered only once the lease it gave has run out
+        # (the worker was stopped meanwhile): a rescue may have failed the run
+        # and its job may run elsewhere already, so the worker must not start it
+        self.sluice("queue", "noop", "--at", "+1h")  # the schema and registry
+        pgfixture.psql(self.db, "CREATE TABLE public.trace_effects (job_id uuid, run_id uuid, attempt int, "
+                                "kind text, at timestamptz DEFAULT clock_timestamp())")
+        self.scalar("""CREATE FUNCTION public.slow_claim() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.job_type = 'trace' THEN PERFORM pg_sleep(2); END IF;
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER slow_claim BEFORE INSERT ON sluice.scheduled_job_runs
+                FOR EACH ROW EXECUTE FUNCTION public.slow_claim()""")
+        with self.serve("--lease", "3") as d:
+            self.wait_listening()
+            job = self.sluice("queue", "trace", "--params", '{"pause": 2}').stdout.strip()
+            self.wait_for(lambda: self.scalar("SELECT count(*) FROM pg_stat_activity "
+                                              "WHERE wait_event = 'PgSleep'") == "1", 30,
+                          "the claim never reached the trigger")
+            d.signal(signal.SIGSTOP)  # the claim is answered while the worker is stopped
+            try:
+                self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'running'") == 1, 30)
+                self.scalar("DROP TRIGGER slow_claim ON sluice.scheduled_job_runs")
+                self.wait_for(lambda: self.count("sluice.scheduled_job_runs",
+                                                 "status = 'running' AND lease_expires_at < now()") == 1, 30)
+                # another worker's rescue pass: the job is due again at once
+                self.assertEqual(self.scalar("SELECT count(*) FROM sluice.rescue_lost_runs()"), "1")
+            finally:
+                d.signal(signal.SIGCONT)
+            self.wait_for(lambda: self.scalar(f"SELECT status FROM sluice.scheduled_jobs "
+                                              f"WHERE id = '{job}'") == "completed", 30)
+        runs = self.sql(f"SELECT id, status, attempt_number FROM sluice.scheduled_job_runs "
+                        f"WHERE scheduled_job_id = '{job}' ORDER BY attempt_number")
+        self.assertEqual([(r["attempt_number"], r["status"]) for r in runs], [(1, "failed"), (2, "completed")])
+        # only the retry did anything: the run whose lease had run out never started
+        effects = self.sql("SELECT run_id, kind FROM public.trace_effects ORDER BY at")
+        self.assertEqual(effects, [{"run_id": runs[1]["id"], "kind": "start"},
+                                   {"run_id": runs[1]["id"], "kind": "end"}], d.log())
+
     def test_a_cancel_is_final_when_the_run_in_flight_completes(self):
         # a foreground run does not hear the cancel and runs to its end: the run
         # is recorded as it went, the job stays cancelled
