@@ -921,5 +921,33 @@ class PostgresRestart(harness.SluiceTest):
         self.assertEqual(pgfixture.psql(url, f"SELECT sluice.cancel_job('{job}')"), "cancelling")
         self.assertEqual(d.stop(), 0, d.log())
 
+    def test_a_claim_outlives_a_postgres_crash(self):
+        # Postgres crashes moments after a worker claimed a job: the claim must
+        # have been on disk before the run started, or the job would be due
+        # again after recovery while its run is in flight, and run twice at once
+        env = self.own_env
+        self.sluice("queue", "noop", "--at", "+1h", env=env)  # the cluster and schema
+        url = self.sluice("db", "url", env=env).stdout.strip()
+        # a slow WAL writer: nothing commits lazily before the crash
+        pgfixture.psql(url, "ALTER SYSTEM SET wal_writer_delay = '10s'")
+        pgfixture.psql(url, "SELECT pg_reload_conf()")
+        job, url, d = self.start_with_a_run("sleep", '{"seconds": 600}', "6")
+        run = pgfixture.psql(url, "SELECT id FROM sluice.scheduled_job_runs WHERE status = 'running'")
+        with open(os.path.join(self.home, "pg", "data", "postmaster.pid")) as f:
+            postmaster = int(f.readline())
+        os.kill(postmaster, signal.SIGQUIT)  # immediate shutdown: recovery at the next start
+        self.wait_for(lambda: not os.path.exists(os.path.join(self.home, "pg", "data", "postmaster.pid")), 30)
+        self.sluice("db", "start", env=env)
+        # the worker renews its run's lease again, and nothing else runs the job
+        self.wait_for(lambda: pgfixture.psql(url, f"SELECT count(*) FROM sluice.scheduled_job_runs "
+                                                  f"WHERE id = '{run}' AND heartbeat_at > "
+                                                  f"pg_postmaster_start_time()", check=False) == "1", 30,
+                      "the run in flight was not renewed after the crash")
+        self.assertEqual(pgfixture.psql(url, f"SELECT id FROM sluice.scheduled_job_runs "
+                                             f"WHERE scheduled_job_id = '{job}'"), run)
+        self.assertNotIn("its job was deleted", d.log())
+        self.assertEqual(pgfixture.psql(url, f"SELECT sluice.cancel_job('{job}')"), "cancelling")
+        self.assertEqual(d.stop(), 0, d.log())
+
 if __name__ == "__main__":
     harness.main()
