@@ -173,6 +173,16 @@ class SluiceTest(unittest.TestCase):
             CREATE TRIGGER refuse_result BEFORE UPDATE ON sluice.scheduled_job_runs
                 FOR EACH ROW EXECUTE FUNCTION public.refuse_result()""")
 
+    def crash_postgres(self, home, env):
+        """Stops the embedded cluster under `home` as a crash would (an immediate
+        shutdown: no checkpoint, what was not flushed to the WAL is lost), then
+        starts it again (recovery from the WAL)."""
+        pidfile = os.path.join(home, "pg", "data", "postmaster.pid")
+        with open(pidfile) as f:
+            os.kill(int(f.readline()), signal.SIGQUIT)
+        self.wait_for(lambda: not os.path.exists(pidfile), 30, "Postgres did not stop")
+        self.sluice("db", "start", env=env)
+
     def count(self, table, where="true"):
         return int(self.scalar(f"SELECT count(*) FROM {table} WHERE {where}"))
 

@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Faults together: workers sharing one database while one is stopped past its
-lease and continued, one is killed and replaced, Postgres restarts under them,
-jobs are cancelled, paused and resumed, and the same dedupe keys are queued from
-several threads at once. The `trace` handler records each run's start and end
-(with the database's clock), so that the end state can be checked against the
-promises of docs/operations.md: every job reaches the state it should, no two
-runs of one job ever worked at the same time, nothing is left running, and the
-runs table agrees with what the handlers did.
+lease and continued, one is killed and replaced, Postgres restarts under them
+(stopped, and crashed), jobs are cancelled, paused and resumed, and the same
+dedupe keys are queued from several threads at once. The `trace` handler
+records each run's start and end (with the database's clock), so that the end
+state can be checked against the promises of docs/operations.md: every job
+reaches the state it should, no two runs of one job ever worked at the same
+time, nothing is left running, and the runs table agrees with what the
+handlers did.
 
 A run of a stopped worker is not working while the process is stopped: two
 runs of a job overlap only if one of them did something (recorded its start or
@@ -190,6 +191,13 @@ class Chaos(harness.SluiceTest):
                 self.sluice("db", "stop", env=self.own_env)
                 time.sleep(rnd.uniform(1, LEASE + 1))
                 self.sluice("db", "start", env=self.own_env)
+            finally:
+                gate_open()
+            time.sleep(rnd.uniform(1, 3))
+            # and crashed: what was committed lazily may be lost
+            gate_closed()
+            try:
+                self.crash_postgres(self.home, self.own_env)
             finally:
                 gate_open()
             time.sleep(rnd.uniform(1, 3))

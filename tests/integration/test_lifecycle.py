@@ -933,11 +933,7 @@ class PostgresRestart(harness.SluiceTest):
         pgfixture.psql(url, "SELECT pg_reload_conf()")
         job, url, d = self.start_with_a_run("sleep", '{"seconds": 600}', "6")
         run = pgfixture.psql(url, "SELECT id FROM sluice.scheduled_job_runs WHERE status = 'running'")
-        with open(os.path.join(self.home, "pg", "data", "postmaster.pid")) as f:
-            postmaster = int(f.readline())
-        os.kill(postmaster, signal.SIGQUIT)  # immediate shutdown: recovery at the next start
-        self.wait_for(lambda: not os.path.exists(os.path.join(self.home, "pg", "data", "postmaster.pid")), 30)
-        self.sluice("db", "start", env=env)
+        self.crash_postgres(self.home, env)
         # the worker renews its run's lease again, and nothing else runs the job
         self.wait_for(lambda: pgfixture.psql(url, f"SELECT count(*) FROM sluice.scheduled_job_runs "
                                                   f"WHERE id = '{run}' AND heartbeat_at > "
