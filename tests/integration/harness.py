@@ -13,6 +13,7 @@ the end of a test is killed and its log attached to the failure.
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -212,6 +213,29 @@ class SluiceTest(unittest.TestCase):
                 return False
             return all(r["status"] != "active" for r in rows)
         self.wait_for(done, timeout, "jobs did not all finish")
+
+
+class OwnClusterTest(SluiceTest):
+    """A test with an embedded cluster of its own under self.home (own_env
+    reaches it), which it may stop, crash and start again; the cluster is
+    stopped and its directory removed at the end."""
+
+    home_prefix = "sluice-own-"
+
+    def setUp(self):
+        super().setUp()
+        self.home = tempfile.mkdtemp(prefix=self.home_prefix, dir="/tmp")
+        os.chmod(self.home, 0o755)
+        self.own_env = self.env({"SLUICE_HOME": self.home})
+        self.own_env.pop("DATABASE_URL")
+
+    def tearDown(self):
+        try:
+            super().tearDown()
+        finally:
+            subprocess.run([pgfixture.sluice_bin(), "db", "stop"], env=self.own_env, capture_output=True,
+                           timeout=60)
+            shutil.rmtree(self.home, ignore_errors=True)
 
 
 def main():

@@ -21,11 +21,8 @@ import concurrent.futures
 import json
 import os
 import random
-import shutil
 import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -42,23 +39,10 @@ DEDUPE_KEYS = ["alpha", "beta", "gamma"]
 DEDUPE_THREADS = 4
 
 
-class Chaos(harness.SluiceTest):
+class Chaos(harness.OwnClusterTest):
     """The workers share a cluster of their own, which the test restarts."""
 
-    def setUp(self):
-        super().setUp()
-        self.home = tempfile.mkdtemp(prefix="sluice-chaos-", dir="/tmp")
-        os.chmod(self.home, 0o755)
-        self.own_env = self.env({"SLUICE_HOME": self.home})
-        self.own_env.pop("DATABASE_URL")
-
-    def tearDown(self):
-        try:
-            super().tearDown()
-        finally:
-            subprocess.run([pgfixture.sluice_bin(), "db", "stop"], env=self.own_env, capture_output=True,
-                           timeout=60)
-            shutil.rmtree(self.home, ignore_errors=True)
+    home_prefix = "sluice-chaos-"
 
     # -------------------------------------------------------------- helpers
 

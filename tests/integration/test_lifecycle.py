@@ -846,23 +846,10 @@ class Lifecycle(harness.SluiceTest):
         self.assertEqual(order, [high, low])
 
 
-class PostgresRestart(harness.SluiceTest):
+class PostgresRestart(harness.OwnClusterTest):
     """A daemon on its own embedded cluster, which is stopped and started again."""
 
-    def setUp(self):
-        super().setUp()
-        self.home = tempfile.mkdtemp(prefix="sluice-restart-", dir="/tmp")
-        os.chmod(self.home, 0o755)
-        self.own_env = self.env({"SLUICE_HOME": self.home})
-        self.own_env.pop("DATABASE_URL")
-
-    def tearDown(self):
-        try:
-            super().tearDown()
-        finally:
-            subprocess.run([pgfixture.sluice_bin(), "db", "stop"], env=self.own_env, capture_output=True,
-                           timeout=60)
-            shutil.rmtree(self.home, ignore_errors=True)
+    home_prefix = "sluice-restart-"
 
     def start_with_a_run(self, job_type, params, lease):
         """Queues a job, starts a daemon with `lease`, waits until the run is in
