@@ -186,14 +186,19 @@ static void fence_cb(struct ev_loop *loop, ev_timer *t, int revents)
              "lease lost: no lease renewal succeeded for %.0f s (the lease is %s s)",
              ev_now(l->ctx->loop) - l->renewed_at, l->lease);
     if (l->not_started) l->not_started(NULL, "lost", l->data);
-    if (sl_runtime_active(l->ctx->rt) == 0) return;
-    sl_log(SL_WARN, "stopping every run: the database has not renewed this process's leases",
-           "error", why, NULL);
-    sl_runtime_cancel_all_runs(l->ctx->rt, why);
+    if (sl_runtime_active(l->ctx->rt) > 0) {
+        sl_log(SL_WARN, "stopping every run: the database has not renewed this process's leases",
+               "error", why, NULL);
+        sl_runtime_cancel_all_runs(l->ctx->rt, why);
+    }
+    /* nothing is held now: the runs claimed from here on set the fence anew */
+    l->renewed_at = ev_now(l->ctx->loop);
+    if (l->sending_at > 0) l->flight_base = l->renewed_at;
 }
 
-/* Arms the fence at FENCE_SHARE of a lease after the last renewal that
- * succeeded (its sending time: the database's lease runs from later). */
+/* Arms the fence at FENCE_SHARE of a lease after renewed_at: the sending of
+ * the last renewal that succeeded or of a claim answered since (the database's
+ * lease runs from later). */
 #define FENCE_SHARE 0.9
 static void arm_fence(sl_queue_lease *l)
 {
@@ -214,6 +219,15 @@ void sl_queue_lease_start(sl_queue_lease *l)
     arm_fence(l);
 }
 
+int sl_queue_lease_claimed(sl_queue_lease *l, double sent)
+{
+    if (ev_now(l->ctx->loop) - sent >= FENCE_SHARE * l->lease_seconds) return -1;
+    if (sent < l->renewed_at) l->renewed_at = sent;
+    if (l->sending_at > 0 && sent < l->flight_base) l->flight_base = sent;
+    if (l->holding) arm_fence(l);
+    return 0;
+}
+
 void sl_queue_lease_stop(sl_queue_lease *l)
 {
     if (l->holding) ev_timer_stop(l->ctx->loop, &l->fence);
@@ -226,13 +240,12 @@ void sl_queue_lease_stop(sl_queue_lease *l)
 static void renewed(PGresult *res, const char *err, void *data)
 {
     sl_queue_lease *l = data;
-    double sent = l->sending_at;
     l->sending_at = 0;
     l->req = NULL;
     if (err) {
         sl_log(SL_WARN, "lease renewal failed", "error", err, NULL);
     } else {
-        if (sent > l->renewed_at) l->renewed_at = sent;
+        if (l->flight_base > l->renewed_at) l->renewed_at = l->flight_base;
         if (l->holding) arm_fence(l);
         /* runs waiting for a slot first: stopping a run in flight frees its
          * slot, which must not go to a waiting run the answer also names */
@@ -250,6 +263,7 @@ void sl_queue_renew(sl_queue_lease *l, const char *run_ids)
 {
     if (l->sending_at > 0) return; /* the last one has not been answered yet */
     l->sending_at = ev_now(l->ctx->loop);
+    l->flight_base = l->sending_at; /* it names every run held now */
     const char *params[] = {l->worker, l->lease, run_ids};
     sl_pg_req *req =
         sl_pg_query_prepared(l->ctx->pg, "sl_renew_leases",

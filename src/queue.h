@@ -85,8 +85,13 @@ typedef struct sl_queue_lease {
     void *data;
     /* kept by queue.c */
     double lease_seconds;
-    double renewed_at;     /* when the last renewal that succeeded was sent */
-    double sending_at;     /* when the renewal in flight was sent; 0: none */
+    /* every run held has had a lease from then at least: when the last renewal
+     * that succeeded was sent, or an earlier claim answered since */
+    double renewed_at;
+    double sending_at; /* when the renewal in flight was sent; 0: none */
+    /* renewed_at once that renewal succeeds: its sending, or an earlier claim
+     * answered meanwhile (the renewal names none of that claim's runs) */
+    double flight_base;
     struct sl_pg_req *req; /* that renewal, owned until answered or cancelled */
     int holding;           /* between sl_queue_lease_start and _stop */
     ev_timer fence;
@@ -96,6 +101,13 @@ typedef struct sl_queue_lease {
  * fence. sl_queue_lease_stop() disarms it (no runs held, or the end). */
 void sl_queue_lease_start(sl_queue_lease *l);
 void sl_queue_lease_stop(sl_queue_lease *l);
+
+/* A claim sent at `sent` (the loop's time then) has been answered: the leases
+ * of its runs run from then at the earliest, and the fence guards them from
+ * now on. Returns -1 when most of a lease has passed since (the fence's share):
+ * those leases may have run out, a rescue may have failed the runs and their
+ * jobs may run elsewhere already, so they must not start. */
+int sl_queue_lease_claimed(sl_queue_lease *l, double sent);
 
 /* Sends one renewal for run_ids (a Postgres array literal, "{a,b}"), unless the
  * last one is still unanswered. */

@@ -125,6 +125,7 @@ static void start_queued(sl_worker *w);
 static void fail_unstartable(sl_worker *w, const pending *p, const char *errbuf);
 static void released(PGresult *res, const char *err, void *data);
 static void maybe_exit(sl_worker *w);
+static void ignore_result(PGresult *res, const char *err, void *data);
 
 /* ------------------------------------------------------------------ runs */
 
@@ -329,6 +330,7 @@ typedef struct cycle_req {
     sl_worker *w;
     wrun *batch;
     int asked;
+    double sent; /* the loop's time when it was sent: its claims' leases run from later */
 } cycle_req;
 
 /* Puts a batch back in front of the ended runs still to record; returns its size. */
@@ -393,12 +395,31 @@ static int refused(sl_worker *w, wrun **batch, int asked, const char *err)
     return 1;
 }
 
+/* Claimed runs (ids: "{a,b" so far) whose claim was answered `after` seconds
+ * after it was sent, too late to start them (sl_queue_lease_claimed): a rescue
+ * may have failed them already and their jobs may run elsewhere. They go back
+ * to their jobs as if never claimed, unless a rescue got there first. */
+static void give_back_late(sl_worker *w, sl_buf *ids, double after)
+{
+    char secs[32];
+    snprintf(secs, sizeof secs, "%.1f", after);
+    sl_buf_puts(ids, "}");
+    sl_log(SL_WARN,
+           "not starting claimed runs: their claim was answered too late, their leases may have "
+           "run out",
+           "runs", sl_buf_str(ids), "answered_after", secs, "lease", w->lease, NULL);
+    const char *params[] = {sl_buf_str(ids)};
+    sl_pg_query(w->ctx->pg, "SELECT sluice.release_runs($1::uuid[])", 1, params, ignore_result,
+                "could not give back runs claimed too late; their leases will run out");
+}
+
 static void cycle_done(PGresult *res, const char *err, void *data)
 {
     cycle_req *c = data;
     sl_worker *w = c->w;
     wrun *batch = c->batch;
     int asked = c->asked;
+    double sent = c->sent;
     free(c);
     w->cycling--;
     w->asked -= asked;
@@ -425,10 +446,17 @@ static void cycle_done(PGresult *res, const char *err, void *data)
         batch = n;
     }
     /* the claimed runs, after a row for each outcome that was not recorded */
-    int rows = PQntuples(res), n = 0, unrecorded = PQfnumber(res, "unrecorded");
+    int rows = PQntuples(res), n = 0, unrecorded = PQfnumber(res, "unrecorded"), late = -1;
+    sl_buf stale = {0};
     for (int i = 0; i < rows; i++) {
         const char *st = PQgetisnull(res, i, unrecorded) ? NULL : PQgetvalue(res, i, unrecorded);
         if (!st) {
+            if (late < 0) late = sl_queue_lease_claimed(&w->renewal, sent) < 0;
+            if (late) {
+                sl_buf_puts(&stale, stale.len ? "," : "{");
+                sl_buf_puts(&stale, PQgetvalue(res, i, 0));
+                continue;
+            }
             enqueue_claimed(w, res, i);
             n++;
         } else if (strcmp(st, "cancelled") != 0) { /* a deleted job's stopped run: logged then */
@@ -439,6 +467,8 @@ static void cycle_done(PGresult *res, const char *err, void *data)
         }
     }
     PQclear(res);
+    if (stale.len) give_back_late(w, &stale, ev_now(w->ctx->loop) - sent);
+    sl_buf_free(&stale);
     if (w->stopping) {
         release_queued(w);
         if (w->done)
@@ -511,6 +541,7 @@ static void cycle(sl_worker *w)
     c->w = w;
     c->batch = batch;
     c->asked = want;
+    c->sent = ev_now(w->ctx->loop);
     char limit[16];
     snprintf(limit, sizeof limit, "%d", want);
     const char *params[] = {sl_buf_str(&b), w->id, limit, w->lease};
@@ -535,8 +566,6 @@ static void claim_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
     (void)revents;
     cycle(t->data);
 }
-
-static void ignore_result(PGresult *res, const char *err, void *data);
 
 /* A run to stop (sl_queue_stop) that is not in flight: if it is claimed and
  * waiting for a slot, it leaves the queue — a cancelled one recorded so, a

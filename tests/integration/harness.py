@@ -13,6 +13,7 @@ the end of a test is killed and its log attached to the failure.
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -173,6 +174,16 @@ class SluiceTest(unittest.TestCase):
             CREATE TRIGGER refuse_result BEFORE UPDATE ON sluice.scheduled_job_runs
                 FOR EACH ROW EXECUTE FUNCTION public.refuse_result()""")
 
+    def crash_postgres(self, home, env):
+        """Stops the embedded cluster under `home` as a crash would (an immediate
+        shutdown: no checkpoint, what was not flushed to the WAL is lost), then
+        starts it again (recovery from the WAL)."""
+        pidfile = os.path.join(home, "pg", "data", "postmaster.pid")
+        with open(pidfile) as f:
+            os.kill(int(f.readline()), signal.SIGQUIT)
+        self.wait_for(lambda: not os.path.exists(pidfile), 30, "Postgres did not stop")
+        self.sluice("db", "start", env=env)
+
     def count(self, table, where="true"):
         return int(self.scalar(f"SELECT count(*) FROM {table} WHERE {where}"))
 
@@ -202,6 +213,29 @@ class SluiceTest(unittest.TestCase):
                 return False
             return all(r["status"] != "active" for r in rows)
         self.wait_for(done, timeout, "jobs did not all finish")
+
+
+class OwnClusterTest(SluiceTest):
+    """A test with an embedded cluster of its own under self.home (own_env
+    reaches it), which it may stop, crash and start again; the cluster is
+    stopped and its directory removed at the end."""
+
+    home_prefix = "sluice-own-"
+
+    def setUp(self):
+        super().setUp()
+        self.home = tempfile.mkdtemp(prefix=self.home_prefix, dir="/tmp")
+        os.chmod(self.home, 0o755)
+        self.own_env = self.env({"SLUICE_HOME": self.home})
+        self.own_env.pop("DATABASE_URL")
+
+    def tearDown(self):
+        try:
+            super().tearDown()
+        finally:
+            subprocess.run([pgfixture.sluice_bin(), "db", "stop"], env=self.own_env, capture_output=True,
+                           timeout=60)
+            shutil.rmtree(self.home, ignore_errors=True)
 
 
 def main():

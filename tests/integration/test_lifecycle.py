@@ -629,6 +629,46 @@ class Lifecycle(harness.SluiceTest):
                                                         f"scheduled_job_id = '{job}' ORDER BY attempt_number")],
                          ["failed", "cancelled"])
 
+    def test_a_claim_answered_after_its_lease_ran_out_does_not_start(self):
+        # a worker's claim is answered only once the lease it gave has run out
+        # (the worker was stopped meanwhile): a rescue may have failed the run
+        # and its job may run elsewhere already, so the worker must not start it
+        self.sluice("queue", "noop", "--at", "+1h")  # the schema and registry
+        pgfixture.psql(self.db, "CREATE TABLE public.trace_effects (job_id uuid, run_id uuid, attempt int, "
+                                "kind text, at timestamptz DEFAULT clock_timestamp())")
+        self.scalar("""CREATE FUNCTION public.slow_claim() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.job_type = 'trace' THEN PERFORM pg_sleep(2); END IF;
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER slow_claim BEFORE INSERT ON sluice.scheduled_job_runs
+                FOR EACH ROW EXECUTE FUNCTION public.slow_claim()""")
+        with self.serve("--lease", "3") as d:
+            self.wait_listening()
+            job = self.sluice("queue", "trace", "--params", '{"pause": 2}').stdout.strip()
+            self.wait_for(lambda: self.scalar("SELECT count(*) FROM pg_stat_activity "
+                                              "WHERE wait_event = 'PgSleep'") == "1", 30,
+                          "the claim never reached the trigger")
+            d.signal(signal.SIGSTOP)  # the claim is answered while the worker is stopped
+            try:
+                self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'running'") == 1, 30)
+                self.scalar("DROP TRIGGER slow_claim ON sluice.scheduled_job_runs")
+                self.wait_for(lambda: self.count("sluice.scheduled_job_runs",
+                                                 "status = 'running' AND lease_expires_at < now()") == 1, 30)
+                # another worker's rescue pass: the job is due again at once
+                self.assertEqual(self.scalar("SELECT count(*) FROM sluice.rescue_lost_runs()"), "1")
+            finally:
+                d.signal(signal.SIGCONT)
+            self.wait_for(lambda: self.scalar(f"SELECT status FROM sluice.scheduled_jobs "
+                                              f"WHERE id = '{job}'") == "completed", 30)
+        runs = self.sql(f"SELECT id, status, attempt_number FROM sluice.scheduled_job_runs "
+                        f"WHERE scheduled_job_id = '{job}' ORDER BY attempt_number")
+        self.assertEqual([(r["attempt_number"], r["status"]) for r in runs], [(1, "failed"), (2, "completed")])
+        # only the retry did anything: the run whose lease had run out never started
+        effects = self.sql("SELECT run_id, kind FROM public.trace_effects ORDER BY at")
+        self.assertEqual(effects, [{"run_id": runs[1]["id"], "kind": "start"},
+                                   {"run_id": runs[1]["id"], "kind": "end"}], d.log())
+
     def test_a_cancel_is_final_when_the_run_in_flight_completes(self):
         # a foreground run does not hear the cancel and runs to its end: the run
         # is recorded as it went, the job stays cancelled
@@ -841,23 +881,10 @@ class Lifecycle(harness.SluiceTest):
         self.assertEqual(order, [high, low])
 
 
-class PostgresRestart(harness.SluiceTest):
+class PostgresRestart(harness.OwnClusterTest):
     """A daemon on its own embedded cluster, which is stopped and started again."""
 
-    def setUp(self):
-        super().setUp()
-        self.home = tempfile.mkdtemp(prefix="sluice-restart-", dir="/tmp")
-        os.chmod(self.home, 0o755)
-        self.own_env = self.env({"SLUICE_HOME": self.home})
-        self.own_env.pop("DATABASE_URL")
-
-    def tearDown(self):
-        try:
-            super().tearDown()
-        finally:
-            subprocess.run([pgfixture.sluice_bin(), "db", "stop"], env=self.own_env, capture_output=True,
-                           timeout=60)
-            shutil.rmtree(self.home, ignore_errors=True)
+    home_prefix = "sluice-restart-"
 
     def start_with_a_run(self, job_type, params, lease):
         """Queues a job, starts a daemon with `lease`, waits until the run is in
@@ -913,6 +940,30 @@ class PostgresRestart(harness.SluiceTest):
                                     f"WHERE scheduled_job_id = '{job}' ORDER BY attempt_number LIMIT 1")
         self.assertRegex(first, r"^failed (lease lost: no lease renewal succeeded for \d+ s \(the lease is 3 s\)"
                                 r"|worker lost: lease expired at )")
+        self.assertEqual(pgfixture.psql(url, f"SELECT sluice.cancel_job('{job}')"), "cancelling")
+        self.assertEqual(d.stop(), 0, d.log())
+
+    def test_a_claim_outlives_a_postgres_crash(self):
+        # Postgres crashes moments after a worker claimed a job: the claim must
+        # have been on disk before the run started, or the job would be due
+        # again after recovery while its run is in flight, and run twice at once
+        env = self.own_env
+        self.sluice("queue", "noop", "--at", "+1h", env=env)  # the cluster and schema
+        url = self.sluice("db", "url", env=env).stdout.strip()
+        # a slow WAL writer: nothing commits lazily before the crash
+        pgfixture.psql(url, "ALTER SYSTEM SET wal_writer_delay = '10s'")
+        pgfixture.psql(url, "SELECT pg_reload_conf()")
+        job, url, d = self.start_with_a_run("sleep", '{"seconds": 600}', "6")
+        run = pgfixture.psql(url, "SELECT id FROM sluice.scheduled_job_runs WHERE status = 'running'")
+        self.crash_postgres(self.home, env)
+        # the worker renews its run's lease again, and nothing else runs the job
+        self.wait_for(lambda: pgfixture.psql(url, f"SELECT count(*) FROM sluice.scheduled_job_runs "
+                                                  f"WHERE id = '{run}' AND heartbeat_at > "
+                                                  f"pg_postmaster_start_time()", check=False) == "1", 30,
+                      "the run in flight was not renewed after the crash")
+        self.assertEqual(pgfixture.psql(url, f"SELECT id FROM sluice.scheduled_job_runs "
+                                             f"WHERE scheduled_job_id = '{job}'"), run)
+        self.assertNotIn("its job was deleted", d.log())
         self.assertEqual(pgfixture.psql(url, f"SELECT sluice.cancel_job('{job}')"), "cancelling")
         self.assertEqual(d.stop(), 0, d.log())
 

@@ -1,0 +1,337 @@
+#!/usr/bin/env python3
+"""Faults together: workers sharing one database while one is stopped past its
+lease and continued, one is killed and replaced, Postgres restarts under them
+(stopped, and crashed), jobs are cancelled, paused and resumed, and the same
+dedupe keys are queued from several threads at once. The `trace` handler
+records each run's start and end (with the database's clock), so that the end
+state can be checked against the promises of docs/operations.md: every job
+reaches the state it should, no two runs of one job ever worked at the same
+time, nothing is left running, and the runs table agrees with what the
+handlers did.
+
+A run of a stopped worker is not working while the process is stopped: two
+runs of a job overlap only if one of them did something (recorded its start or
+its end) after the other had started and before it stopped for good.
+
+The faults and the jobs come from a random generator with a fixed seed, which
+is printed; SLUICE_CHAOS_SEED sets another. (The schedule of processes and
+timers still differs from one run to the next.)"""
+
+import concurrent.futures
+import json
+import os
+import random
+import signal
+import sys
+import threading
+import time
+
+import harness
+import pgfixture
+
+LEASE = 3
+WORKERS = 3
+JOBS = 240  # one-time jobs, due at random times over SPREAD seconds
+SPREAD = 25
+FAILING = 6  # one-time jobs whose every run fails: one retry, then failed
+RECURRING = 3
+DEDUPE_KEYS = ["alpha", "beta", "gamma"]
+DEDUPE_THREADS = 4
+
+
+class Chaos(harness.OwnClusterTest):
+    """The workers share a cluster of their own, which the test restarts."""
+
+    home_prefix = "sluice-chaos-"
+
+    # -------------------------------------------------------------- helpers
+
+    def q(self, sql):
+        return json.loads(pgfixture.psql(self.url, f"SELECT coalesce(json_agg(t), '[]') FROM ({sql}) t"))
+
+    def worker(self):
+        return self.serve("--lease", str(LEASE), "--concurrency", "4", "--grace", "10",
+                          env=self.own_env)
+
+    def busy(self, workers, rnd):
+        """The index of a worker (a random one) that has a run in flight."""
+        def ids():
+            return [i for i, d in enumerate(workers) if self.q(
+                f"SELECT 1 FROM sluice.scheduled_job_runs WHERE status = 'running' "
+                f"AND worker_id = '{self.worker_id(d)}'")]
+        return rnd.choice(self.wait_for(ids, 30, "no worker had a run in flight"))
+
+    def worker_id(self, d):
+        line = self.wait_for(lambda: next((x for x in d.log().splitlines() if 'msg="sluice serving"' in x), None),
+                             60, "a worker never started serving")
+        return line.split(" worker=")[1].split()[0]
+
+    def hold(self, d, seconds):
+        """SIGSTOP for `seconds`, then SIGCONT."""
+        d.signal(signal.SIGSTOP)
+        try:
+            time.sleep(seconds)
+        finally:
+            d.signal(signal.SIGCONT)
+
+    def try_each(self, action, jobs, expected):
+        """sluice.<action>_job() on each job; the ones it took."""
+        took = []
+        for job in jobs:
+            if pgfixture.psql(self.url, f"SELECT sluice.{action}_job('{job}')", check=False) in expected:
+                took.append(job)
+        return took
+
+    # -------------------------------------------------------------- the scenario
+
+    def test_faults_together_lose_nothing_and_never_run_a_job_twice_at_once(self):
+        seed = int(os.environ.get("SLUICE_CHAOS_SEED", "20261127"))
+        sys.stderr.write(f"\nchaos seed {seed} (SLUICE_CHAOS_SEED={seed} replays it)\n")
+        rnd = random.Random(seed)
+        began = time.monotonic()
+
+        self.sluice("queue", "noop", "--at", "+1h", env=self.own_env)  # the cluster, schema and registry
+        self.url = self.sluice("db", "url", env=self.own_env).stdout.strip()
+        pgfixture.psql(self.url, "CREATE TABLE public.trace_effects (job_id uuid, run_id uuid, attempt int, "
+                                 "kind text, at timestamptz DEFAULT clock_timestamp())")
+        plain = [{"n": i, "pause": round(rnd.uniform(0.1, 0.8), 2), "due": round(rnd.uniform(0, SPREAD), 2)}
+                 for i in range(JOBS)]
+        pgfixture.psql(self.url, f"""
+            INSERT INTO sluice.scheduled_jobs (job_type, parameters, next_run_at)
+            SELECT 'trace', jsonb_build_object('n', x -> 'n', 'pause', x -> 'pause'),
+                   now() + make_interval(secs => (x ->> 'due')::float8)
+            FROM jsonb_array_elements('{json.dumps(plain)}'::jsonb) x""")
+        pgfixture.psql(self.url, f"""
+            INSERT INTO sluice.scheduled_jobs (job_type, parameters, next_run_at, max_retries)
+            SELECT 'trace', jsonb_build_object('n', -g, 'fail', true), now() + make_interval(secs => g * 2), 1
+            FROM generate_series(1, {FAILING}) g""")
+        for _ in range(RECURRING):
+            pgfixture.psql(self.url, "SELECT sluice.schedule_job(NULL, 'trace', '* * * * *', 'UTC', "
+                                     "'{\"pause\": 0.3}', now())")
+        # a slow database, for one worker at a time: its claims take a second
+        # (and say whose they are), so that it can be stopped with one in flight
+        pgfixture.psql(self.url, """CREATE TABLE public.slow_claims (worker_id uuid);
+            CREATE FUNCTION public.slow_claim() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.worker_id IN (SELECT worker_id FROM public.slow_claims) THEN
+                    PERFORM set_config('application_name', 'claiming for ' || NEW.worker_id, true);
+                    PERFORM pg_sleep(1);
+                END IF;
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER slow_claim BEFORE INSERT ON sluice.scheduled_job_runs
+                FOR EACH ROW EXECUTE FUNCTION public.slow_claim()""")
+        plain_ids = [r["id"] for r in self.q("SELECT id FROM sluice.scheduled_jobs WHERE job_type = 'trace' "
+                                             "AND schedule_type = 'one_time' AND dedupe_key IS NULL "
+                                             "AND NOT coalesce((parameters ->> 'fail')::boolean, false)")]
+
+        workers = [self.worker() for _ in range(WORKERS)]
+        self.wait_for(lambda: self.q("SELECT 1 FROM sluice.scheduled_job_runs WHERE status = 'completed'"), 60,
+                      "no run completed")
+
+        # the same keys queued from several threads at once, all along (held
+        # while Postgres restarts: an enqueue cut off there has no known answer)
+        gate = threading.Semaphore(DEDUPE_THREADS)
+        stop = threading.Event()
+        answers = []  # (key, job id, created)
+
+        def enqueue(thread):
+            own = random.Random(seed * 100 + thread)
+            while not stop.is_set():
+                key = own.choice(DEDUPE_KEYS)
+                with gate:
+                    out = pgfixture.psql(self.url, f"SELECT job_id || ' ' || created FROM sluice.enqueue(NULL, "
+                                                   f"'trace', '{{\"pause\": 0.3}}', NULL, 0, '{key}')")
+                job, created = out.split()
+                answers.append((key, job, created == "true"))
+                time.sleep(own.uniform(0.05, 0.3))
+
+        def gate_closed():
+            for _ in range(DEDUPE_THREADS):
+                gate.acquire()
+
+        def gate_open():
+            for _ in range(DEDUPE_THREADS):
+                gate.release()
+
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=DEDUPE_THREADS)
+        enqueuers = [pool.submit(enqueue, t) for t in range(DEDUPE_THREADS)]
+        cancelled, paused = [], []
+        try:
+            # a worker stopped for longer than its lease, then continued
+            self.hold(workers[self.busy(workers, rnd)], LEASE + 2)
+            # cancel some jobs and pause others
+            picks = rnd.sample(plain_ids, 20)
+            cancelled = self.try_each("cancel", picks[:10], ("cancelling", "cancelled"))
+            paused = self.try_each("pause", picks[10:], ("paused",))
+            # a worker killed, and another started in its place
+            victim = self.busy(workers, rnd)
+            workers[victim].kill()
+            workers[victim] = self.worker()
+            time.sleep(rnd.uniform(0.5, 2))
+            # Postgres restarted under them all
+            gate_closed()
+            try:
+                self.sluice("db", "stop", env=self.own_env)
+                time.sleep(rnd.uniform(1, LEASE + 1))
+                self.sluice("db", "start", env=self.own_env)
+            finally:
+                gate_open()
+            time.sleep(rnd.uniform(1, 3))
+            # and crashed: what was committed lazily may be lost
+            gate_closed()
+            try:
+                self.crash_postgres(self.home, self.own_env)
+            finally:
+                gate_open()
+            time.sleep(rnd.uniform(1, 3))
+            # (a paused job whose run in flight completed is done: nothing to resume)
+            self.try_each("resume", paused, ("active",))
+            self.assertEqual(self.q("SELECT id FROM sluice.scheduled_jobs WHERE status = 'paused'"), [])
+            # a worker held past its lease while its claim is in flight: the
+            # claim is answered when the worker goes on, too late for its runs
+            d = workers[rnd.randrange(WORKERS)]
+            pgfixture.psql(self.url, f"INSERT INTO public.slow_claims VALUES ('{self.worker_id(d)}')")
+            self.wait_for(lambda: pgfixture.psql(self.url, f"SELECT count(*) FROM pg_stat_activity WHERE "
+                                                           f"application_name = 'claiming for {self.worker_id(d)}' "
+                                                           f"AND wait_event = 'PgSleep'") != "0", 30,
+                          "the worker never claimed")
+            d.signal(signal.SIGSTOP)
+            try:
+                pgfixture.psql(self.url, "DELETE FROM public.slow_claims")
+                time.sleep(LEASE + rnd.uniform(1, 3))
+            finally:
+                d.signal(signal.SIGCONT)
+        finally:
+            stop.set()
+            for f in enqueuers:
+                f.result(timeout=120)
+            pool.shutdown()
+
+        def settled():
+            left = self.q("SELECT id FROM sluice.scheduled_jobs WHERE job_type = 'trace' AND ("
+                          "(schedule_type = 'one_time' AND status IN ('active', 'paused')) OR "
+                          "(schedule_type = 'recurring' AND (current_run_id IS NOT NULL OR next_run_at IS NULL "
+                          "OR extract(microseconds FROM next_run_at) % 60000000 <> 0 OR NOT EXISTS ("
+                          "SELECT 1 FROM sluice.scheduled_job_runs r WHERE r.scheduled_job_id = "
+                          "scheduled_jobs.id AND r.status = 'completed'))))")
+            return not left
+        self.wait_for(settled, 180, "jobs did not all settle")
+        for d in workers:
+            self.assertEqual(d.stop(), 0, d.log())
+
+        # ---------------------------------------------------------- the end state
+        logs = "\n".join(d.log() for d in self.daemons)
+        errors = self.q("SELECT split_part(regexp_replace(error_message, '^\\S+\\.lua:\\d+: ', ''), ':', 1) "
+                        "AS error, count(*) AS n "
+                        "FROM sluice.scheduled_job_runs WHERE status <> 'completed' GROUP BY 1 ORDER BY 2 DESC")
+        not_completed = ", ".join(f"{e['n']} {e['error']}" for e in errors)
+        sys.stderr.write(f"chaos seed {seed}: {time.monotonic() - began:.0f} s; runs not completed: "
+                         f"{not_completed}; "
+                         f"fenced {logs.count('stopping every run')}, "
+                         f"claims too late {logs.count('their claim was answered too late')}\n")
+        jobs = {r["id"]: r for r in self.q(
+            "SELECT id, status, schedule_type, dedupe_key, current_run_id, "
+            "coalesce((parameters ->> 'fail')::boolean, false) AS failing "
+            "FROM sluice.scheduled_jobs WHERE job_type = 'trace'")}
+        runs = {r["id"]: r for r in self.q(
+            "SELECT id, scheduled_job_id AS job, attempt_number AS attempt, status, worker_id, error_message, "
+            "CASE WHEN error_message LIKE 'worker lost: lease expired%' "
+            "THEN (extract(epoch FROM completed_at) * 1000000)::bigint END AS rescued_at "
+            "FROM sluice.scheduled_job_runs WHERE job_type = 'trace'")}
+        effects = self.q("SELECT job_id AS job, run_id AS run, attempt, kind, "
+                         "(extract(epoch FROM at) * 1000000)::bigint AS at FROM public.trace_effects ORDER BY at")
+        self.assertEqual(self.q("SELECT id FROM sluice.scheduled_job_runs WHERE status = 'running'"), [])
+        self.assertEqual([j for j in jobs.values() if j["current_run_id"]], [])
+
+        # every job is where it should be
+        for job, j in jobs.items():
+            if j["schedule_type"] == "recurring":
+                expected = "active"
+            elif job in cancelled:
+                expected = "cancelled"
+            elif j["failing"]:
+                expected = "failed"
+            else:
+                expected = "completed"
+            self.assertEqual(j["status"], expected, f"job {job}")
+        self.assertEqual(len(jobs), JOBS + FAILING + RECURRING + len({a[1] for a in answers}))
+
+        # attempts: one-time jobs count 1, 2, … with every run but the last failed;
+        # a completed one ran through once, a failed one exhausted its retry
+        by_job = {}
+        for r in runs.values():
+            by_job.setdefault(r["job"], []).append(r)
+        for job, j in jobs.items():
+            rs = sorted(by_job.get(job, []), key=lambda r: r["attempt"])
+            if j["schedule_type"] == "recurring":
+                self.assertIn("completed", [r["status"] for r in rs], f"recurring job {job} never ran")
+                continue
+            self.assertEqual([r["attempt"] for r in rs], list(range(1, len(rs) + 1)), f"job {job}: {rs}")
+            self.assertTrue(all(r["status"] == "failed" for r in rs[:-1]), f"job {job}: {rs}")
+            if j["status"] == "completed":
+                self.assertEqual(rs[-1]["status"], "completed", f"job {job}: {rs}")
+            if j["status"] == "failed":
+                self.assertEqual(len(rs), 2, f"job {job}: {rs}")
+                self.assertEqual(rs[-1]["status"], "failed", f"job {job}: {rs}")
+
+        # the runs table agrees with what the handlers did: each effect is a run's,
+        # each run starts once and ends at most once, and a completed run did both
+        seen = {}
+        for e in effects:
+            r = runs.get(e["run"])
+            self.assertIsNotNone(r, f"an effect of a run that is not recorded: {e}")
+            self.assertEqual((e["job"], e["attempt"]), (r["job"], r["attempt"]), e)
+            seen.setdefault(e["run"], []).append(e["kind"])
+        for run, kinds in seen.items():
+            self.assertIn(kinds, (["start"], ["start", "end"]), f"run {run}: {kinds}")
+        for run, r in runs.items():
+            if r["status"] == "completed":
+                self.assertEqual(seen.get(run), ["start", "end"], f"completed run {run} did not run through")
+
+        # a run failed by a rescue (its lease had expired) did nothing after it:
+        # its worker stops it (the fence) before its lease expires
+        for e in effects:
+            r = runs[e["run"]]
+            if r["rescued_at"] is not None:
+                self.assertLess(e["at"], r["rescued_at"], f"run {e['run']} (worker {r['worker_id']}) recorded "
+                                                          f"its {e['kind']} after it was rescued\n{logs}")
+
+        # no two runs of one job, nor of two jobs holding the same dedupe key
+        # while both were pending, worked at the same time
+        spans = {}
+        for e in effects:
+            s = spans.setdefault(e["run"], [e["at"], e["at"]])
+            s[1] = e["at"]
+        groups = {}
+        for run, (first, last) in spans.items():
+            job = runs[run]["job"]
+            groups.setdefault(("job", job), []).append((first, last, run))
+            if jobs[job]["dedupe_key"]:
+                groups.setdefault(("key", jobs[job]["dedupe_key"]), []).append((first, last, run))
+        for group, ss in groups.items():
+            ss.sort()
+            for (_, last, a), (first, _, b) in zip(ss, ss[1:]):
+                self.assertLess(last, first, f"{group}: run {a} (worker {runs[a]['worker_id']}) worked until "
+                                             f"{last}, after run {b} (worker {runs[b]['worker_id']}) began "
+                                             f"at {first}\n{logs}")
+
+        # dedupe: each key queued again only after its job was done, every
+        # answer names a job with that key, and every job with a key was created
+        # by exactly one answer
+        created = [a for a in answers if a[2]]
+        self.assertEqual(len(created), len({a[1] for a in created}))
+        for key, job, _ in answers:
+            self.assertEqual(jobs[job]["dedupe_key"], key)
+        self.assertEqual(sorted(a[1] for a in created),
+                         sorted(j for j, x in jobs.items() if x["dedupe_key"]))
+        self.assertGreater(len(answers), len(created), "no enqueue ever met its key pending")
+
+        # the faults happened: a rescue, a fence or a lost lease, and the restart
+        self.assertIn("database connection failed", logs)
+        self.assertTrue(any(r["error_message"] and r["error_message"].startswith("worker lost: lease expired")
+                            for r in runs.values()), "the killed worker's runs were never rescued")
+
+
+if __name__ == "__main__":
+    harness.main()
