@@ -43,7 +43,8 @@ int sl_cmd_exec(const sl_config *cfg, int argc, char **argv)
                 "the arguments after FILE; print() writes to stdout. A first line starting\n"
                 "with #! is skipped. The job helpers of `sluice repl` (run, queue, …) are\n"
                 "not here. It connects to the database (migrating it, as every command\n"
-                "does) when the script first uses sluice.db.\n"
+                "does) when the script first uses sluice.db; if it cannot, that call\n"
+                "raises (the reason printed before it) and the next call tries again.\n"
                 "\n"
                 "Exit status: 0 when the script ends, 1 when it raises (the error and its\n"
                 "traceback on stderr), 2 when FILE cannot be read or does not compile.\n");

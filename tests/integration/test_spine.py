@@ -452,6 +452,22 @@ class Spine(harness.SluiceTest):
         d.wait_log("retrying", timeout=30)
         self.assertIsNone(d.proc.poll(), "serve must keep retrying, not exit")
         d.kill()
+        # a script opens the database at its first sluice.db call: that call
+        # raises, and the next one tries again (and raises again)
+        script = """
+            local ok, err = pcall(sluice.db.query, "SELECT 1")
+            print(ok, err)
+            print(pcall(sluice.db.query, "SELECT 2"))
+            print("went on")
+        """
+        proc = self.sluice("exec", "-", env=env, input=script, check=False)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        lines = proc.stdout.splitlines()
+        self.assertEqual(len(lines), 3, proc.stdout)
+        for line in lines[:2]:
+            self.assertRegex(line, r"^false\t.*sluice\.db: the database is not available$")
+        self.assertEqual(lines[2], "went on")
+        self.assertEqual(proc.stderr.count("cannot connect to the database"), 2, proc.stderr)
 
     def test_broken_handler_file_does_not_stop_the_others(self):
         import tempfile, os, shutil
