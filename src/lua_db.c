@@ -250,13 +250,15 @@ static int send_query(lua_State *L, sl_task *t, const char *sql, int first, int 
     const char *params[100];
     for (int i = 0; i < n; i++)
         params[i] = param_text(L, first + i);
+    sl_pg *pg = t->pinned ? NULL : pool(L, ctx); /* may raise: before op is allocated */
     db_op *op = calloc(1, sizeof *op);
+    if (!op) return luaL_error(L, "sluice.db.query: out of memory");
     op->t = t;
     op->kind = kind;
     if (t->pinned)
         op->req = sl_pg_conn_query(t->pinned, sql, n, params, query_done, op);
     else
-        op->req = sl_pg_query(pool(L, ctx), sql, n, params, query_done, op);
+        op->req = sl_pg_query(pg, sql, n, params, query_done, op);
     return sl_task_wait(L, t, op_cancel, op);
 }
 
@@ -319,10 +321,12 @@ static int l_begin(lua_State *L)
         lua_insert(L, -2);
         return 2;
     }
+    sl_pg *pg = pool(L, sl_task_ctx(t)); /* may raise: before op is allocated */
     db_op *op = calloc(1, sizeof *op);
+    if (!op) return luaL_error(L, "sluice.db.transaction: out of memory");
     op->t = t;
     op->kind = OP_ACQUIRE;
-    op->req = sl_pg_acquire(pool(L, sl_task_ctx(t)), acquired, op);
+    op->req = sl_pg_acquire(pg, acquired, op);
     return sl_task_wait(L, t, acquire_cancel, op);
 }
 

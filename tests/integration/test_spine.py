@@ -458,16 +458,17 @@ class Spine(harness.SluiceTest):
             local ok, err = pcall(sluice.db.query, "SELECT 1")
             print(ok, err)
             print(pcall(sluice.db.query, "SELECT 2"))
+            print(pcall(sluice.db.transaction, function() end))
             print("went on")
         """
         proc = self.sluice("exec", "-", env=env, input=script, check=False)
         self.assertEqual(proc.returncode, 0, proc.stderr)
         lines = proc.stdout.splitlines()
-        self.assertEqual(len(lines), 3, proc.stdout)
-        for line in lines[:2]:
+        self.assertEqual(len(lines), 4, proc.stdout)
+        for line in lines[:3]:
             self.assertRegex(line, r"^false\t.*sluice\.db: the database is not available$")
-        self.assertEqual(lines[2], "went on")
-        self.assertEqual(proc.stderr.count("cannot connect to the database"), 2, proc.stderr)
+        self.assertEqual(lines[3], "went on")
+        self.assertEqual(proc.stderr.count("cannot connect to the database"), 3, proc.stderr)
 
     def test_broken_handler_file_does_not_stop_the_others(self):
         import tempfile, os, shutil
