@@ -671,9 +671,12 @@ class Lifecycle(harness.SluiceTest):
 
     def test_a_cancel_is_final_when_the_run_in_flight_completes(self):
         # a foreground run does not hear the cancel and runs to its end: the run
-        # is recorded as it went, the job stays cancelled
+        # is recorded as it went, the job stays cancelled. The run must outlast
+        # the wait and the cancel below (a slow machine takes more than a
+        # second or two for them), and end before its first lease renewal (a
+        # third of the 60 s default lease), which would tell it of the cancel
         self.sluice("queue", "noop", "--at", "+1h")  # the schema
-        proc = subprocess.Popen([pgfixture.sluice_bin(), "run", "sleep", "--params", '{"seconds": 2}', "--json"],
+        proc = subprocess.Popen([pgfixture.sluice_bin(), "run", "sleep", "--params", '{"seconds": 6}', "--json"],
                                 env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'running'") == 1, 30)

@@ -358,12 +358,18 @@ class ReplTest(harness.SluiceTest):
         t.expect("interrupted")
         t.prompt()
 
-    def test_cancelling_the_job_stops_its_run_in_the_repl(self):
-        # the REPL does not LISTEN: a cancel reaches its run with the next lease renewal
-        t = self.repl({"SLUICE_LEASE_SECONDS": "3"})  # a heartbeat every second
+    def repl_with_a_run_in_flight(self):
+        """A REPL (lease 3 s: a heartbeat every second) whose run of a long
+        sleep is recorded as running."""
+        t = self.repl({"SLUICE_LEASE_SECONDS": "3"})
         t.send('run("sleep", {seconds = 600})\n')
         t.expect("started")
         self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'running'") == 1)
+        return t
+
+    def test_cancelling_the_job_stops_its_run_in_the_repl(self):
+        # the REPL does not LISTEN: a cancel reaches its run with the next lease renewal
+        t = self.repl_with_a_run_in_flight()
         job = self.scalar("SELECT id FROM sluice.scheduled_jobs")
         self.assertIn("cancelling", self.sluice("jobs", "cancel", job).stdout)
         t.expect(r"run \S+ cancelled after \d+\.\d\ds: cancelled")  # not "failed after"
@@ -374,10 +380,7 @@ class ReplTest(harness.SluiceTest):
         self.assertRegex(t.line("1+1"), r"\n2\n")
 
     def test_deleting_the_job_stops_its_run_in_the_repl_as_cancelled(self):
-        t = self.repl({"SLUICE_LEASE_SECONDS": "3"})
-        t.send('run("sleep", {seconds = 600})\n')
-        t.expect("started")
-        self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'running'") == 1)
+        t = self.repl_with_a_run_in_flight()
         self.scalar("DELETE FROM sluice.scheduled_jobs RETURNING 1")
         t.expect("warning: the run could not be recorded: the run was no longer running: its job was deleted")
         t.expect(r"run \S+ cancelled after \d+\.\d\ds: its job was deleted")

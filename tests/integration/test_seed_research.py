@@ -374,19 +374,14 @@ class Research(harness.SluiceTest):
     def test_db_errors_carry_the_sqlstate(self):
         # sluice.db.query (and db.transaction) return nil, message, SQLSTATE: what
         # the writers' row-by-row fallback reads to tell bad data from a failure
-        with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-            script = f.name
-            f.write("""
+        script = """
 local _, e1, s1 = sluice.db.query("SELECT $1::int AS n", "3000000000")
 local _, e2, s2 = sluice.db.query("SELECT 1/0")
 local _, e3, s3 = sluice.db.transaction(function() return sluice.db.query("SELECT nope FROM nowhere") end)
 local ok = sluice.db.query("SELECT 1 AS n")
 print(s1, s2, s3, e1, select("#", sluice.db.query("SELECT 1")), ok[1].n)
-""")
-        try:
-            out = self.sluice("exec", script).stdout.strip().split("\t")
-        finally:
-            os.unlink(script)
+"""
+        out = self.sluice("exec", "-", input=script).stdout.strip().split("\t")
         self.assertEqual(out[:3], ["22003", "22012", "42P01"])
         self.assertIn("out of range for type integer", out[3])
         self.assertEqual(out[4:], ["1", "1"])
