@@ -32,10 +32,7 @@ M.KEYWORDS = {
 }
 local UPSERT_CHUNK = 500
 
-local null = sluice.null
-
 local function is_str(v) return type(v) == "string" and v ~= "" end
-local function orNull(v) if v == nil then return null end return v end
 
 ---------------------------------------------------------------- configurations
 
@@ -167,8 +164,8 @@ local function save_reviews(job, url, reviews)
   local out, skipped = rows.store(job, {
     what = "competitor_amazon_reviews", chunk = UPSERT_CHUNK, rows = reviews,
     key = function(r) return "review " .. r.review_id end,
-    args = table.pack(url.id, url.competitor_id, url.brand_id, orNull(url.competitor_product_id),
-                      url.asin, orNull(job.id)),
+    args = table.pack(url.id, url.competitor_id, url.brand_id, url.competitor_product_id,
+                      url.asin, job.id),
     sql = [[
       INSERT INTO public.competitor_amazon_reviews AS t
         (competitor_amazon_url_id, competitor_id, brand_id, competitor_product_id, review_id, asin,

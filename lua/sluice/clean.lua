@@ -92,6 +92,10 @@ function M.count(v, max)
   return n
 end
 
+-- { below, divisor, unit name }: a value under `below` is in that unit
+local EPOCH_UNITS = { { 1e11, 1 }, { 1e14, 1e3, "milliseconds" }, { 1e17, 1e6, "microseconds" },
+                      { 1e20, 1e9, "nanoseconds" } }
+
 -- Unix seconds from a number (or numeric text) in seconds, milliseconds,
 -- microseconds or nanoseconds — told apart by magnitude, which is unambiguous
 -- for dates from 1973 to 2100. Returns seconds (an integer), and "milliseconds"
@@ -101,13 +105,12 @@ function M.epoch(v)
   if not n or n ~= n or n == math.huge or n == -math.huge then
     return nil, v ~= nil and ("%s is not a unix time"):format(v) or nil
   end
-  local unit
-  for _, u in ipairs({ { 1e11, 1, nil }, { 1e14, 1e3, "milliseconds" }, { 1e17, 1e6, "microseconds" },
-                       { 1e20, 1e9, "nanoseconds" } }) do
-    if math.abs(n) < u[1] then n, unit = n / u[2], u[3]; break end
-    if u[3] == "nanoseconds" then return nil, ("%s is not a unix time"):format(v) end
+  local scale, unit
+  for _, u in ipairs(EPOCH_UNITS) do
+    if math.abs(n) < u[1] then scale, unit = u[2], u[3]; break end
   end
-  n = math.floor(n)
+  if not scale then return nil, ("%s is not a unix time"):format(v) end
+  n = math.floor(n / scale)
   if n < 0 or n > M.EPOCH_MAX then
     return nil, ("%s is not a unix time between 1970 and 2100"):format(v)
   end

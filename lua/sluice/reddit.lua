@@ -487,7 +487,7 @@ local function save_posts(job, run_id, brand_id, posts, notes)
     list[i] = row
   end
   local res, skipped = rows.store(job, {
-    what = "reddit_posts", rows = list, savepoint = true, args = table.pack(run_id, orNull(brand_id)),
+    what = "reddit_posts", rows = list, savepoint = true, args = table.pack(run_id, brand_id),
     key = function(r) return "post " .. r.reddit_id end,
     sql = [[
     INSERT INTO public.reddit_posts AS t
@@ -543,7 +543,7 @@ local function save_quotes(job, run_id, brand_id, quotes, notes)
   end
   local res, skipped = rows.store(job, {
     what = "reddit_sentiment_quotes", rows = list, savepoint = true,
-    args = table.pack(run_id, orNull(brand_id)),
+    args = table.pack(run_id, brand_id),
     key = function(r) return ("quote of post %s (%s)"):format(r.reddit_id, r.sentiment_category) end,
     sql = [[
     INSERT INTO public.reddit_sentiment_quotes AS t
