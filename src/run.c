@@ -143,6 +143,20 @@ static void ready_remove(sl_runtime *rt, sl_task *t)
 
 int sl_task_wait(lua_State *L, sl_task *t, sl_task_cancel_fn cancel, void *op)
 {
+    if (!lua_isyieldable(L)) {
+        /* inside a C call that cannot yield (table.sort's comparator, say): drop
+         * the op as a cancel would, or its completion would later wake this task
+         * in the middle of some other wait; lua_yield then raises */
+        if (t->prepare) {
+            sl_task_prepare_fn p = t->prepare;
+            t->prepare = NULL;
+            p(NULL, t->pdata);
+            t->pdata = NULL;
+        } else {
+            cancel(op);
+        }
+        return lua_yield(L, 0);
+    }
     if (t->prepare) {
         /* completed before we got here (a synchronous failure): resume soon */
         ready_push(t->rt, t);

@@ -49,7 +49,8 @@ sl_task *sl_task_test(lua_State *L, const char *what);
 sl_task *sl_task_of(lua_State *L);
 
 /* Parks the task until sl_task_wake(); `cancel(op)` runs if it is cancelled
- * meanwhile. Must be the C function's return expression. */
+ * meanwhile, or at once when L cannot yield here (then it raises, as lua_yield
+ * does). Must be the C function's return expression. */
 int sl_task_wait(lua_State *L, sl_task *t, sl_task_cancel_fn cancel, void *op);
 
 /* The pending operation finished: drop its cancel hook and queue the task to be

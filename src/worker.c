@@ -292,6 +292,14 @@ static void start_queued(sl_worker *w)
     }
 }
 
+/* Gives claimed runs (ids: a Postgres array literal, "{a,b}") back to their
+ * jobs as if never claimed (sluice.release_runs); done gets the answer. */
+static void release_runs(sl_worker *w, const char *ids, sl_pg_cb done, void *data)
+{
+    const char *params[] = {ids};
+    sl_pg_query(w->ctx->pg, "SELECT sluice.release_runs($1::uuid[])", 1, params, done, data);
+}
+
 /* Gives the runs claimed but not started back to the queue (shutdown). */
 static void release_queued(sl_worker *w)
 {
@@ -308,9 +316,8 @@ static void release_queued(sl_worker *w)
     w->queue_tail = NULL;
     w->queued = 0;
     sl_buf_puts(&b, "}");
-    const char *params[] = {sl_buf_str(&b)};
     w->releasing = 1;
-    sl_pg_query(w->ctx->pg, "SELECT sluice.release_runs($1::uuid[])", 1, params, released, w);
+    release_runs(w, sl_buf_str(&b), released, w);
     sl_buf_free(&b);
 }
 
@@ -408,9 +415,8 @@ static void give_back_late(sl_worker *w, sl_buf *ids, double after)
            "not starting claimed runs: their claim was answered too late, their leases may have "
            "run out",
            "runs", sl_buf_str(ids), "answered_after", secs, "lease", w->lease, NULL);
-    const char *params[] = {sl_buf_str(ids)};
-    sl_pg_query(w->ctx->pg, "SELECT sluice.release_runs($1::uuid[])", 1, params, ignore_result,
-                "could not give back runs claimed too late; their leases will run out");
+    release_runs(w, sl_buf_str(ids), ignore_result,
+                 "could not give back runs claimed too late; their leases will run out");
 }
 
 static void cycle_done(PGresult *res, const char *err, void *data)
@@ -591,9 +597,7 @@ static void stop_queued(const char *run_id, const char *reason, void *data)
         if (strcmp(reason, "paused") == 0) {
             char ids[64];
             snprintf(ids, sizeof ids, "{%s}", p->spec.run_id);
-            const char *params[] = {ids};
-            sl_pg_query(w->ctx->pg, "SELECT sluice.release_runs($1::uuid[])", 1, params,
-                        ignore_result, "could not give a paused job's claimed run back");
+            release_runs(w, ids, ignore_result, "could not give a paused job's claimed run back");
         }
         free(p);
         if (run_id) return;
