@@ -44,3 +44,14 @@ awk -F'|' -v gap="$GAP" '{
     printf "W2: %d jobs enqueued one at a time %d ms apart into an idle daemon\n", $1, gap
     printf "  start − enqueue latency: p50 %.2f ms  p95 %.2f ms  p99 %.2f ms  max %.2f ms\n", $2, $3, $4, $5
 }'
+# Where the time goes (medians): from the enqueue's transaction start to the
+# claim's (the enqueue, its commit, the NOTIFY and the worker's wake-up), and
+# from the claim's transaction start to the handler's start (the claim, its
+# durable commit, the answer and the start of the coroutine).
+sql "WITH l AS (SELECT extract(epoch FROM r.created_at - j.created_at) * 1000 AS to_claim,
+                      extract(epoch FROM r.started_at - r.created_at) * 1000 AS to_start
+              FROM sluice.scheduled_job_runs r JOIN sluice.scheduled_jobs j ON j.id = r.scheduled_job_id
+              WHERE j.job_type = 'noop' AND j.parameters ? 't')
+     SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY to_claim),
+            percentile_disc(0.5) WITHIN GROUP (ORDER BY to_start) FROM l" |
+awk -F'|' '{ printf "  medians: enqueue → claim %.2f ms, claim → start %.2f ms\n", $1, $2 }'
