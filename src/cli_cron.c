@@ -221,7 +221,7 @@ static int cron_next(int argc, char **argv)
     sl_tz *tz = NULL, *utc = NULL;
     int64_t t;
     if (!cron) {
-        sl_cli_error("invalid cron expression: %s", err);
+        sl_cli_error("bad cron expression '%s': %s", expr, err);
         goto out;
     }
     if (!(tz = sl_tz_load(zone, err, sizeof err))) {

@@ -212,6 +212,9 @@ class Lifecycle(harness.SluiceTest):
         bad = self.sluice("schedule", "echo", "--cron", "61 * * * *", check=False)
         self.assertEqual(bad.returncode, 2)
         self.assertIn('minute field "61"', bad.stderr)
+        preview = self.sluice("cron", "next", "61 * * * *", check=False)
+        self.assertEqual(preview.returncode, 2)
+        self.assertEqual(preview.stderr, bad.stderr)  # one message, whichever command reads it
         badtz = self.sluice("schedule", "echo", "--cron", "0 9 * * *", "--tz", "Mars/Olympus", check=False)
         self.assertEqual(badtz.returncode, 2)
         self.assertIn("Mars/Olympus", badtz.stderr)
