@@ -1112,6 +1112,16 @@ print(s1, s2, s3, e1, select("#", sluice.db.query("SELECT 1")), ok[1].n)
             r"^[0-9a-f-]{36}$")
         proc = self.sluice("competitors", "add", "Nameless", check=False)
         self.assertEqual(proc.returncode, 2)
+        # a field that cannot be what it names is refused, and nothing changes
+        for opt, bad, msg in (("--website", "rival.example", "a website must be an http(s) URL, got 'rival.example'"),
+                              ("--ad-library-url", "ftp://x", "an Ad Library URL must be an http(s) URL"),
+                              ("--facebook-page-id", "https://facebook.com/rival",
+                               "a Facebook page id is a number")):
+            proc = self.sluice("competitors", "add", "--brand", "Acme", "Rival Co", opt, bad, check=False)
+            self.assertNotEqual(proc.returncode, 0)
+            self.assertIn(msg, proc.stderr)
+            self.assertEqual(self.one(f"SELECT * FROM public.competitors WHERE id = '{cid}'"), row)
+        self.assertEqual(self.count("public.competitors"), 2)
         # a name is printed as show prints stored text: no control character reaches the terminal
         self.scalar("SELECT sluice.add_competitor('Acme', E'Loud\\x1b[31m Rival\\x07')")
         text = self.sluice("competitors", "list", "--brand", "Acme").stdout
