@@ -347,10 +347,7 @@ return {
         local row = perf_row(cr, account)
         if row then
           batch[#batch + 1] = row
-          if nuls > 0 then
-            notes[#notes + 1] = ("ad %s on %s: NUL characters removed from %d texts")
-              :format(row.meta_ad_id, row.date, nuls)
-          end
+          notes[#notes + 1] = clean.nul_note(("ad %s on %s"):format(row.meta_ad_id, row.date), nuls)
         else
           skipped = skipped + 1
         end
