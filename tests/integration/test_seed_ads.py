@@ -641,7 +641,16 @@ class SeedAds(harness.SluiceTest):
         self.assertEqual(res["classifications"]["failed"], 1, log)
         self.assertEqual(res["classifications"]["classified"], n_ads - 1)
         self.assertEqual(self.count("public.ad_creative_classifications", "reasoning = 'badbyte'"), 1)
-        self.assertIn("the database refused it", log)
+        self.assertRegex(log, r"ad_creative_classifications: ad \S+ skipped, the database refused it: "
+                              r".*test_no_long_hook.* \(23514\)")
+        # the reply is kept whole, its score with four decimals
+        row = self.one("SELECT raw_classification ->> 'reasoning' AS raw, raw_classification ->> 'hook_type' AS hook, "
+                       "hook_type, congruence_score::text AS score, model_used, prompt_version, source "
+                       "FROM public.ad_creative_classifications WHERE reasoning = 'badbyte'")
+        self.assertEqual((row["raw"], row["hook"], row["source"], row["prompt_version"]),
+                         ("badbyte", row["hook_type"], "meta_sync", "classify-v1"))
+        self.assertRegex(row["score"], r"^[01]\.[0-9]{4}$")
+        self.assertTrue(row["model_used"])
         self.assertEqual(self.health()["ad_classifications"], "fresh")
 
     def test_meta_sync_step4_failing_is_not_fatal(self):
