@@ -59,10 +59,8 @@ return {
   retry_base = "30 s",
   run = function(job)
     local p = job.params
-    local found, err = sluice.db.query(
-      "SELECT id, brand_id, name FROM public.competitors WHERE id = $1", p.competitor_id)
-    if not found then error("competitors: " .. err) end
-    local comp = found[1]
+    local comp = rows.query("SELECT id, brand_id, name FROM public.competitors WHERE id = $1",
+                            p.competitor_id)[1]
     if not comp then
       error(sluice.permanent(("competitor %s does not exist (add it with sluice.add_competitor)")
         :format(p.competitor_id)))
@@ -88,11 +86,10 @@ return {
     for _, r in ipairs(res) do
       if r.inserted then inserted = inserted + 1 else updated = updated + 1 end
     end
-    local total, cerr = sluice.db.query([[
+    local total = rows.query([[
       UPDATE public.competitors SET last_scraped_at = now(), updated_at = now(),
              ads_count = (SELECT count(*) FROM public.competitor_ads WHERE competitor_id = $1)
       WHERE id = $1 RETURNING ads_count]], comp.id)
-    if not total then error("competitors: " .. cerr) end
     local usd = tonumber(run and run.usageTotalUsd)
     job.log("competitor %s: %d ads from the actor, %d new, %d seen again%s; %d stored in all",
       comp.name, #ads, inserted, updated,

@@ -203,6 +203,21 @@ local function validate(c)
   return c
 end
 
+-- One classification: brand, run, prompt version and model, then the row
+-- (rows.store). An ad classified before for the same input keeps its row.
+local INSERT_CLASSIFICATION = [[
+  INSERT INTO public.ad_creative_classifications
+      (brand_id, meta_ad_id, run_id, creative_awareness_level, creative_format,
+       copy_awareness_level, hook_type, primary_cta, congruence_score, reasoning, source,
+       prompt_version, input_hash, model_used, raw_classification)
+  SELECT $1, x.meta_ad_id, $2, x.creative_awareness_level, x.creative_format,
+         x.copy_awareness_level, x.hook_type, x.primary_cta, x.congruence_score, x.reasoning,
+         'meta_sync', $3, x.input_hash, $4, x.raw_classification
+  FROM jsonb_to_recordset($5::jsonb) AS x(meta_ad_id text, creative_awareness_level text,
+       creative_format text, copy_awareness_level text, hook_type text, primary_cta text,
+       congruence_score numeric, reasoning text, input_hash text, raw_classification jsonb)
+  ON CONFLICT (brand_id, meta_ad_id, input_hash) DO NOTHING]]
+
 -- Step 5: returns { classified, reused, failed } | nil, err
 local function classify(job, since)
   local llm = require("sluice.llm")
@@ -246,25 +261,26 @@ local function classify(job, since)
       job.log("classification of ad %s: %s", ad.meta_ad_id, cerr2)
       return nil
     end
-    local ok, qerr, qstate = sluice.db.query([[
-      INSERT INTO public.ad_creative_classifications
-          (brand_id, meta_ad_id, run_id, creative_awareness_level, creative_format,
-           copy_awareness_level, hook_type, primary_cta, congruence_score, reasoning, source,
-           prompt_version, input_hash, model_used, raw_classification)
-      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'meta_sync', $11, $12, $13, $14::jsonb)
-      ON CONFLICT (brand_id, meta_ad_id, input_hash) DO NOTHING]],
-      job.brand_id, ad.meta_ad_id, job.run_id, c.creative_awareness_level, c.creative_format,
-      c.copy_awareness_level, c.hook_type, c.primary_cta,
-      c.congruence_score and ("%.4f"):format(c.congruence_score),
-      type(c.reasoning) == "string" and c.reasoning or nil, PROMPT_VERSION, ad.input_hash,
-      cfg.model, c)
-    if not ok and rows.data_error(qstate) then -- this reply's values: the others still count
+    -- stored as it comes: a run stopped halfway keeps the replies paid for. A
+    -- reply the database refuses is skipped (rows.store): the others still count
+    local _, refused = rows.store(job, {
+      what = "ad_creative_classifications", sql = INSERT_CLASSIFICATION,
+      args = table.pack(job.brand_id, job.run_id, PROMPT_VERSION, cfg.model),
+      key = function() return "ad " .. ad.meta_ad_id end,
+      rows = { {
+        meta_ad_id = ad.meta_ad_id, creative_awareness_level = c.creative_awareness_level,
+        creative_format = c.creative_format, copy_awareness_level = c.copy_awareness_level,
+        hook_type = c.hook_type, primary_cta = c.primary_cta,
+        congruence_score = c.congruence_score and ("%.4f"):format(c.congruence_score),
+        reasoning = type(c.reasoning) == "string" and c.reasoning or nil,
+        input_hash = ad.input_hash, raw_classification = c,
+      } },
+    })
+    if refused[1] then
       out.failed = out.failed + 1
-      first_err = first_err or qerr
-      job.log("classification of ad %s: the database refused it: %s (%s)", ad.meta_ad_id, qerr, qstate)
+      first_err = first_err or refused[1].error
       return nil
     end
-    if not ok then error("ad_creative_classifications: " .. qerr, 0) end
     out.classified = out.classified + 1
     return true
   end, { concurrency = 4 })
@@ -347,10 +363,7 @@ return {
         local row = perf_row(cr, account)
         if row then
           batch[#batch + 1] = row
-          if nuls > 0 then
-            notes[#notes + 1] = ("ad %s on %s: NUL characters removed from %d texts")
-              :format(row.meta_ad_id, row.date, nuls)
-          end
+          notes[#notes + 1] = clean.nul_note(("ad %s on %s"):format(row.meta_ad_id, row.date), nuls)
         else
           skipped = skipped + 1
         end

@@ -160,11 +160,10 @@ return {
     -- their media, except what an earlier run (or attempt) already stored
     local done = {}
     if #ad_ids > 0 then
-      local found, err = sluice.db.query([[
+      local found = rows.query([[
         SELECT facebook_ad_id, asset_type, position FROM public.scraped_ad_assets
         WHERE facebook_ad_id = ANY (ARRAY(SELECT jsonb_array_elements_text($1::jsonb))::uuid[])
           AND status = 'downloaded']], ad_ids)
-      if not found then error("scraped_ad_assets: " .. err) end
       for _, r in ipairs(found) do
         done[r.facebook_ad_id .. "/" .. r.asset_type .. "/" .. r.position] = true
       end
@@ -221,7 +220,7 @@ return {
     -- the template queue
     local queued = 0
     if p.auto_queue and #ad_ids > 0 then
-      local res, err = sluice.db.query([[
+      queued = #rows.query([[
         INSERT INTO public.template_queue (asset_id, facebook_ad_id, brand_id, sha256)
         SELECT a.id, a.facebook_ad_id, $2, a.sha256 FROM public.scraped_ad_assets a
         WHERE a.facebook_ad_id = ANY (ARRAY(SELECT jsonb_array_elements_text($1::jsonb))::uuid[])
@@ -229,8 +228,6 @@ return {
         ORDER BY a.created_at, a.id
         ON CONFLICT DO NOTHING
         RETURNING id]], ad_ids, job.brand_id)
-      if not res then error("template_queue: " .. err) end
-      queued = #res
     end
 
     local usd = tonumber(run and run.usageTotalUsd)

@@ -114,10 +114,7 @@ local function review_of(it, id, notes)
   r.verified_purchase = type(it.verified) == "boolean" and it.verified or nil
   local votes, why = clean.count(it.numberOfHelpful, clean.INT4_MAX)
   r.helpful_votes = votes
-  if #nul > 0 then
-    table.sort(nul)
-    notes[#notes + 1] = ("review %s: NUL characters removed from %s"):format(id, table.concat(nul, ", "))
-  end
+  notes[#notes + 1] = clean.nul_note("review " .. id, nul)
   if why then notes[#notes + 1] = ("review %s: helpful votes left empty: %s"):format(id, why) end
   return r
 end

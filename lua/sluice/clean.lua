@@ -8,6 +8,10 @@
 --   local clean = require("sluice.clean")
 --   clean.text("a\0b")                  --> "ab", true      (NUL removed)
 --   clean.deep(item)                    --> a copy without NUL in any string, count
+--   clean.strip(item, "ad 1")           --> the same, and "ad 1: NUL characters removed
+--                                           from 2 texts" (nil when there was none)
+--   clean.nul_note("review R1", { "title", "text" }) --> "review R1: NUL characters
+--                                           removed from text, title"
 --   clean.count("3,000,000,000", clean.INT4_MAX) --> nil, "3,000,000,000 is out of range"
 --   clean.epoch(1733011200000)          --> 1733011200, "milliseconds"
 --   clean.notes(job, notes, "items")    -- logs the first few notes and how many more
@@ -55,6 +59,32 @@ function M.deep(v)
   end
   if n == 0 then return v, 0 end
   return setmetatable(out, getmetatable(v)), n
+end
+
+-- The note saying NUL was removed from a scraped item's texts, for the run's
+-- log (see M.notes), or nil when nothing was removed. `name` names the item
+-- ("post t3_abc", "ad 123"); `removed` is how many texts had NUL, or a list of
+-- the names of the fields that had (listed sorted, the list left as it is).
+function M.nul_note(name, removed)
+  if type(removed) == "table" then
+    if #removed == 0 then return nil end
+    local fields = table.move(removed, 1, #removed, 1, {})
+    table.sort(fields)
+    return ("%s: NUL characters removed from %s"):format(name, table.concat(fields, ", "))
+  end
+  if not removed or removed == 0 then return nil end
+  return ("%s: NUL characters removed from %d texts"):format(name, removed)
+end
+
+-- M.deep, and M.nul_note on what it removed: the cleaned value, how many
+-- strings had NUL, and the note (nil when none had). `name` is the item's name,
+-- or a function of the cleaned value returning it (called only when there is a
+-- note), so that a name read from the item holds no NUL either.
+function M.strip(v, name)
+  local c, n = M.deep(v)
+  if n == 0 then return c, 0, nil end
+  if type(name) == "function" then name = name(c) end
+  return c, n, M.nul_note(name, n)
 end
 
 -- A whole number from a JSON number or a text such as "1,234", "1.234",

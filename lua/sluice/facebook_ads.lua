@@ -175,8 +175,7 @@ function M.normalize(item)
   item, nuls = clean.deep(item)
   local archive = str(item.ad_archive_id) or str(item.adArchiveID) or str(item.adArchiveId)
   if not archive then return nil, "item has no ad_archive_id" end
-  local notes = {}
-  if nuls > 0 then notes[1] = ("ad %s: NUL characters removed from %d texts"):format(archive, nuls) end
+  local notes = { clean.nul_note("ad " .. archive, nuls) }
   local I4, I8 = clean.INT4_MAX, clean.INT8_MAX
   local snap = v(item.snapshot)
   if type(snap) ~= "table" then snap = {} end

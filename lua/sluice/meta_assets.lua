@@ -137,9 +137,8 @@ function M.fetch_and_store(job, g, ad_ids)
   for i, ad_id in ipairs(ad_ids) do
     if results[i] then
       infos[ad_id] = results[i]
-      if results[i].nuls > 0 then
-        job.log("creative of ad %s: NUL characters removed from %d texts", ad_id, results[i].nuls)
-      end
+      local note = clean.nul_note("creative of ad " .. ad_id, results[i].nuls)
+      if note then job.log(note) end
     else
       failed[ad_id] = errs[i] or "no answer"
       n_failed = n_failed + 1
@@ -286,8 +285,8 @@ local RECORD = [[
 -- bad row does not fail the run on every retry; any other failure raises.
 local function record(job, row)
   local key = ("%s of ad %s"):format(row.asset_type, row.meta_ad_id)
-  local stored, nuls = clean.deep(row)
-  if nuls > 0 then job.log("meta_ad_assets: %s: NUL characters removed from %d texts", key, nuls) end
+  local stored, _, note = clean.strip(row, "meta_ad_assets: " .. key)
+  if note then job.log(note) end
   local _, skipped = rows.store(job, { what = "meta_ad_assets", sql = RECORD, rows = { stored },
                                        args = table.pack(job.brand_id), key = function() return key end })
   return #skipped == 0

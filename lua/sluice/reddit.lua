@@ -473,22 +473,21 @@ end
 local function save_posts(job, run_id, brand_id, posts, notes)
   if #posts == 0 then return 0, {} end
   local list = {}
+  local function key(r) return "post " .. r.reddit_id end
   for i, p in ipairs(posts) do
-    local row, nuls = clean.deep({
+    local row, _, note = clean.strip({
       reddit_id = p.id, subreddit = p.subreddit, title = p.title, body = p.body, author = p.author,
       url = p.url, score = p.score, upvote_ratio = p.upvote_ratio, num_comments = p.num_comments,
       created_utc = p.created_utc, relevance_score = p.relevance, relevance_reasoning = p.relevance_reasoning,
       signal_score = p.signal, signal_reasoning = p.signal_reasoning, intent_score = p.intent,
       intent_reasoning = p.intent_reasoning, combined_score = p.combined, selected = p.selected == true,
-    })
-    if nuls > 0 then
-      notes[#notes + 1] = ("post %s: NUL characters removed from %d texts"):format(row.reddit_id, nuls)
-    end
+    }, key)
+    notes[#notes + 1] = note
     list[i] = row
   end
   local res, skipped = rows.store(job, {
     what = "reddit_posts", rows = list, savepoint = true, args = table.pack(run_id, brand_id),
-    key = function(r) return "post " .. r.reddit_id end,
+    key = key,
     sql = [[
     INSERT INTO public.reddit_posts AS t
       (run_id, brand_id, reddit_id, subreddit, title, body, author, url, score, upvote_ratio,
@@ -525,26 +524,24 @@ end
 local function save_quotes(job, run_id, brand_id, quotes, notes)
   if #quotes == 0 then return {}, 0, {} end
   local list, seen = {}, {}
+  local function key(r) return ("quote of post %s (%s)"):format(r.reddit_id, r.sentiment_category) end
   for _, q in ipairs(quotes) do
     local k = q.reddit_id .. "\31" .. q.category .. "\31" .. q.quote
     if not seen[k] then
       seen[k] = true
-      local row, nuls = clean.deep({
+      local row, _, note = clean.strip({
         reddit_id = q.reddit_id, quote_text = q.quote, source_type = q.source_type,
         sentiment_category = q.category, sentiment_subtype = q.subtype,
         confidence_score = q.confidence, extraction_reasoning = q.reasoning,
-      })
-      if nuls > 0 then
-        notes[#notes + 1] = ("quote of post %s (%s): NUL characters removed from %d texts")
-          :format(row.reddit_id, row.sentiment_category, nuls)
-      end
+      }, key)
+      notes[#notes + 1] = note
       list[#list + 1] = row
     end
   end
   local res, skipped = rows.store(job, {
     what = "reddit_sentiment_quotes", rows = list, savepoint = true,
     args = table.pack(run_id, brand_id),
-    key = function(r) return ("quote of post %s (%s)"):format(r.reddit_id, r.sentiment_category) end,
+    key = key,
     sql = [[
     INSERT INTO public.reddit_sentiment_quotes AS t
       (run_id, brand_id, post_id, quote_text, source_type, sentiment_category, sentiment_subtype,

@@ -391,6 +391,18 @@ class SeedAds(harness.SluiceTest):
                          "permanent failures end the job without retries")
         self.assertEqual(self.svc.stats()["apify_runs_started"], {})
 
+    def test_competitor_scrape_database_error_reads_as_in_the_other_types(self):
+        # a failure that is no bad data (here a deployment's trigger) fails the
+        # run with "database: <message>", as rows.query says it for every type
+        comp = self.setup_brand()
+        self.scalar("""CREATE FUNCTION public.no_update() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN RAISE EXCEPTION 'competitors are read-only'; END $$;
+            CREATE TRIGGER no_update BEFORE UPDATE ON public.competitors
+                FOR EACH ROW EXECUTE FUNCTION public.no_update()""")
+        _, out = self.run_job("competitor_scrape", {"competitor_id": comp, "ad_library_url": ADLIB,
+                                                    "max_ads": 10}, ok=False)
+        self.assertRegex(out, r"failed after [0-9.]+s: database: competitors are read-only\n")
+
     # -------------------------------------------------------------- template_scrape
 
     def test_template_scrape_assets_dedupe_and_queue(self):
@@ -476,6 +488,15 @@ class SeedAds(harness.SluiceTest):
         # the next scrape fetches the skipped one (every other is downloaded)
         res, _ = self.run_job("template_scrape", {"search_url": SEARCH, "max_ads": 10}, brand=None)
         self.assertEqual(self.count("public.scraped_ad_assets"), stored + 1)
+
+    def test_template_scrape_database_error_reads_as_in_the_other_types(self):
+        self.sluice("migrate")
+        self.scalar("""CREATE FUNCTION public.no_queue() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN RAISE EXCEPTION 'the template queue is closed'; END $$;
+            CREATE TRIGGER no_queue BEFORE INSERT ON public.template_queue
+                FOR EACH ROW EXECUTE FUNCTION public.no_queue()""")
+        _, out = self.run_job("template_scrape", {"search_url": SEARCH, "max_ads": 10}, brand=None, ok=False)
+        self.assertRegex(out, r"failed after [0-9.]+s: database: the template queue is closed\n")
 
     def test_template_scrape_with_videos_and_without_queue(self):
         self.setup_brand()
@@ -641,7 +662,16 @@ class SeedAds(harness.SluiceTest):
         self.assertEqual(res["classifications"]["failed"], 1, log)
         self.assertEqual(res["classifications"]["classified"], n_ads - 1)
         self.assertEqual(self.count("public.ad_creative_classifications", "reasoning = 'badbyte'"), 1)
-        self.assertIn("the database refused it", log)
+        self.assertRegex(log, r"ad_creative_classifications: ad \S+ skipped, the database refused it: "
+                              r".*test_no_long_hook.* \(23514\)")
+        # the reply is kept whole, its score with four decimals
+        row = self.one("SELECT raw_classification ->> 'reasoning' AS raw, raw_classification ->> 'hook_type' AS hook, "
+                       "hook_type, congruence_score::text AS score, model_used, prompt_version, source "
+                       "FROM public.ad_creative_classifications WHERE reasoning = 'badbyte'")
+        self.assertEqual((row["raw"], row["hook"], row["source"], row["prompt_version"]),
+                         ("badbyte", row["hook_type"], "meta_sync", "classify-v1"))
+        self.assertRegex(row["score"], r"^[01]\.[0-9]{4}$")
+        self.assertTrue(row["model_used"])
         self.assertEqual(self.health()["ad_classifications"], "fresh")
 
     def test_meta_sync_step4_failing_is_not_fatal(self):

@@ -27,6 +27,33 @@ test("deep cleans strings and keys at any depth, and keeps clean values as they 
   eq(m, 0)
 end)
 
+test("nul_note names the item and how many texts, or which fields, had NUL", function()
+  eq(clean.nul_note("post t3_a", 2), "post t3_a: NUL characters removed from 2 texts")
+  eq(clean.nul_note("post t3_a", 0), nil)
+  local fields = { "title", "text" }
+  eq(clean.nul_note("review R1", fields), "review R1: NUL characters removed from text, title")
+  eq(fields[1], "title", "the list is left as it is")
+  eq(clean.nul_note("review R1", {}), nil)
+end)
+
+test("strip cleans like deep and notes it, the name read from the cleaned value", function()
+  local c, n, note = clean.strip({ id = "a\0b", body = "x\0" }, function(r) return "post " .. r.id end)
+  eq(c.id, "ab")
+  eq(c.body, "x")
+  eq(n, 2)
+  eq(note, "post ab: NUL characters removed from 2 texts")
+  c, n, note = clean.strip("y\0", "item 1")
+  eq(c, "y")
+  eq(note, "item 1: NUL characters removed from 1 texts")
+  local fine = { id = "ab" }
+  local called = false
+  c, n, note = clean.strip(fine, function() called = true end)
+  eq(c, fine, "not copied")
+  eq(n, 0)
+  eq(note, nil)
+  eq(called, false, "no name asked for without a note")
+end)
+
 test("value reads null and the empty string as absent", function()
   eq(clean.value(sluice.null), nil)
   eq(clean.value(""), nil)
