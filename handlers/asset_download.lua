@@ -32,7 +32,7 @@ return {
     })
     if not s then
       job.dataset("ad_assets"):fail(err)
-      error("assets: " .. err)
+      error(err, 0)
     end
     job.dataset("ad_assets"):success(s.downloaded, s)
     s.records = s.downloaded

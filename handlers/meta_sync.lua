@@ -333,10 +333,9 @@ return {
   max_retries = 3,
   run = function(job)
     local p = job.params
-    local accounts, err = sluice.db.query([[
+    local accounts = rows.query([[
       SELECT meta_ad_account_id FROM public.brand_ad_accounts WHERE brand_id = $1
       ORDER BY is_primary DESC, created_at, meta_ad_account_id LIMIT 1]], job.brand_id)
-    if not accounts then error("brand_ad_accounts: " .. err) end
     if not accounts[1] then
       error(sluice.permanent("the brand has no Meta ad account: link one with "
         .. "SELECT sluice.add_ad_account('<brand>', 'act_<digits>')"))

@@ -394,7 +394,7 @@ function M.download(job, g, opts)
                    WHERE x.meta_ad_id = p.meta_ad_id AND x.status = 'failed')
     ORDER BY sum(p.spend) DESC NULLS LAST, p.meta_ad_id LIMIT $2]], job.brand_id,
     math.min(M.MAX_ADS, max_videos + max_images))
-  if not unknown then return nil, err, summary end
+  if not unknown then return nil, "database: " .. err, summary end
   if #unknown > 0 then
     local ids = {}
     for i, r in ipairs(unknown) do ids[i] = r.meta_ad_id end
@@ -406,7 +406,7 @@ function M.download(job, g, opts)
   end
   local found
   found, err = sluice.db.query(CANDIDATES, job.brand_id)
-  if not found then return nil, err, summary end
+  if not found then return nil, "database: " .. err, summary end
   local todo = {}
   for _, r in ipairs(found) do
     local ad = { meta_ad_id = r.meta_ad_id, is_video = r.is_video, meta_video_id = v(r.meta_video_id),

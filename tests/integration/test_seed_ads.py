@@ -962,6 +962,10 @@ class SeedAds(harness.SluiceTest):
         _, out = self.run_job("asset_download", {}, env=self.env({"SLUICE_ASSET_DIR": blocker}), ok=False)
         self.assertIn("asset store cannot be written", out)
         self.assertEqual(self.dataset("ad_assets")["last_status"], "failed")
+        # the job's error is the problem itself, not a handler's file and line
+        self.assertRegex(self.scalar("SELECT error_message FROM sluice.scheduled_job_runs "
+                                     "WHERE job_type = 'asset_download' ORDER BY created_at DESC LIMIT 1"),
+                         r"^the asset store cannot be written: ")
 
 
 if __name__ == "__main__":
