@@ -818,7 +818,8 @@ static int multi_socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, v
         return 0;
     }
     if (!sw) {
-        sw = sl_xcalloc(1, sizeof *sw); /* libcurl 7.88 ignores this callback's result */
+        /* aborts when out of memory: libcurl would fail every transfer in flight */
+        sw = sl_xcalloc(1, sizeof *sw);
         sw->h = h;
         ev_io_init(&sw->io, sock_cb, s, 0);
         sw->next = h->socks;

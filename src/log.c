@@ -232,7 +232,10 @@ static void emit(int level, const char *msg, va_list ap)
     }
     if (log_format == 1) fputc('}', f);
     fputc('\n', f);
-    fclose(f);
+    if (fclose(f) != 0 || !line) { /* the stream could not grow: out of memory */
+        free(line);
+        return;
+    }
     fwrite(line, 1, len, stderr);
     fflush(stderr);
     free(line);
