@@ -9,7 +9,11 @@
  *   - sl_http_set_limit returns -1 and leaves no limiter; sl_http_limit_parse
  *     fails with "out of memory";
  *   - the helpers that cannot fail (sl_xmalloc …, a buffer's growth) stop the
- *     process with "sluice: out of memory" and SIGABRT (run in a child).
+ *     process with "sluice: out of memory" and SIGABRT (run in a child);
+ *   - sluice.sleep and sluice.wait, called from a Lua chunk, raise "out of
+ *     memory" when their op cannot be allocated, and the task goes on. Only
+ *     malloc and calloc are made to fail there: the Lua state allocates with
+ *     realloc (the runtime's allocator), which is left alone.
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -26,7 +30,10 @@
 #include <ev.h>
 
 #include "buf.h"
+#include "ctx.h"
 #include "http.h"
+#include "queue.h"
+#include "runtime.h"
 
 /* ------------------------------------------------------------------ the failing allocator */
 
@@ -41,13 +48,23 @@ void *__wrap_realloc(void *p, size_t n);
 char *__wrap_strdup(const char *s);
 char *__wrap_strndup(const char *s, size_t n);
 
+enum { K_MALLOC = 1, K_CALLOC = 2, K_REALLOC = 4, K_STRDUP = 8, K_ALL = 15 };
+
 static long fail_at = -1; /* the allocation (counted from 0 since arm()) that fails; -1: none */
 static long seen;         /* allocations since arm() */
+static unsigned counted;  /* the functions (K_*) whose allocations are counted and may fail */
+
+/* Allocation n (from 0) of the functions in kinds fails. */
+static void arm_kinds(long n, unsigned kinds)
+{
+    seen = 0;
+    counted = kinds;
+    fail_at = n;
+}
 
 static void arm(long n)
 {
-    seen = 0;
-    fail_at = n;
+    arm_kinds(n, K_ALL);
 }
 
 static void disarm(void)
@@ -55,35 +72,35 @@ static void disarm(void)
     fail_at = -1;
 }
 
-static int failing(void)
+static int failing(unsigned kind)
 {
-    if (fail_at < 0) return 0;
+    if (fail_at < 0 || !(counted & kind)) return 0;
     return seen++ == fail_at;
 }
 
 void *__wrap_malloc(size_t n)
 {
-    return failing() ? NULL : __real_malloc(n);
+    return failing(K_MALLOC) ? NULL : __real_malloc(n);
 }
 
 void *__wrap_calloc(size_t n, size_t size)
 {
-    return failing() ? NULL : __real_calloc(n, size);
+    return failing(K_CALLOC) ? NULL : __real_calloc(n, size);
 }
 
 void *__wrap_realloc(void *p, size_t n)
 {
-    return failing() ? NULL : __real_realloc(p, n);
+    return failing(K_REALLOC) ? NULL : __real_realloc(p, n);
 }
 
 char *__wrap_strdup(const char *s)
 {
-    return failing() ? NULL : __real_strdup(s);
+    return failing(K_STRDUP) ? NULL : __real_strdup(s);
 }
 
 char *__wrap_strndup(const char *s, size_t n)
 {
-    return failing() ? NULL : __real_strndup(s, n);
+    return failing(K_STRDUP) ? NULL : __real_strndup(s, n);
 }
 
 /* ------------------------------------------------------------------ http */
@@ -233,13 +250,70 @@ static void test_x_helpers(void **state)
     assert_non_null(strstr(out, "sluice: out of memory"));
 }
 
+/* ------------------------------------------------------------------ Lua functions */
+
+typedef struct {
+    struct ev_loop *loop;
+    int ended, failed;
+    char message[1024];
+} chunk_end;
+
+static void chunk_ended(int failed, const char *message, void *data)
+{
+    chunk_end *e = data;
+    e->ended = 1;
+    e->failed = failed;
+    snprintf(e->message, sizeof e->message, "%s", message ? message : "");
+    ev_break(e->loop, EVBREAK_ALL);
+}
+
+/* Runs src as a script with allocation `which` of malloc and calloc failing,
+ * counted from when the chunk starts; fails the test unless it ends well. */
+static void run_chunk(const char *src, long which)
+{
+    sl_ctx ctx;
+    assert_int_equal(sl_queue_open(&ctx, NULL, SL_ECHO_NONE), 0);
+    chunk_end e = {.loop = ctx.loop};
+    char err[512];
+    if (sl_runtime_exec(ctx.rt, src, strlen(src), "=chunk", NULL, 0, chunk_ended, &e, err,
+                        sizeof err) != 0)
+        fail_msg("%s", err);
+    arm_kinds(which, K_MALLOC | K_CALLOC);
+    ev_run(ctx.loop, 0);
+    disarm();
+    sl_queue_close(&ctx);
+    assert_true(e.ended);
+    if (e.failed) fail_msg("%s", e.message);
+}
+
+static void test_lua_sleep(void **state)
+{
+    (void)state;
+    run_chunk("local ok, err = pcall(sluice.sleep, 0)\n"
+              "assert(not ok and tostring(err):find('sluice.sleep: out of memory', 1, true),\n"
+              "       tostring(err))\n"
+              "sluice.sleep(0) -- the next one is allocated\n",
+              0);
+}
+
+static void test_lua_wait(void **state)
+{
+    (void)state;
+    /* allocation 0 is the child task, 1 the parked wait */
+    run_chunk("local h = sluice.spawn(function() sluice.sleep(10) end)\n"
+              "local ok, err = pcall(sluice.wait, h)\n"
+              "assert(not ok and tostring(err):find('sluice.wait: out of memory', 1, true),\n"
+              "       tostring(err))\n"
+              "h:cancel()\n",
+              1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_http_start),
-        cmocka_unit_test(test_http_set_limit),
-        cmocka_unit_test(test_http_limit_parse),
-        cmocka_unit_test(test_x_helpers),
+        cmocka_unit_test(test_http_start),       cmocka_unit_test(test_http_set_limit),
+        cmocka_unit_test(test_http_limit_parse), cmocka_unit_test(test_x_helpers),
+        cmocka_unit_test(test_lua_sleep),        cmocka_unit_test(test_lua_wait),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
