@@ -327,8 +327,10 @@ void sl_task_cancel(sl_task *t, const char *why)
 sl_task *sl_task_spawn(sl_runtime *rt, lua_State *L, sl_run *run, int nargs)
 {
     sl_task *t = calloc(1, sizeof *t);
-    /* raised where lua_newthread below raises its own memory error */
-    if (!t) luaL_error(L, "out of memory");
+    if (!t) { /* raised where lua_newthread below raises its own memory error */
+        luaL_error(L, "out of memory");
+        return NULL; /* not reached */
+    }
     t->rt = rt;
     t->run = run;
     t->ref = LUA_NOREF;
