@@ -852,13 +852,14 @@ sl_run *sl_run_start(sl_runtime *rt, const sl_run_spec *spec, sl_run_done_fn don
         lua_setfield(L, -2, "trigger_source");
     }
 
+    /* stack: execute, entry, spec. The spawn may raise a memory error, as the
+     * pushes above may: the run is listed only once nothing more can. */
+    run->main = sl_task_spawn(rt, L, run, 2);
+    lua_settop(L, top);
     run->next = rt->runs;
     if (rt->runs) rt->runs->prev = run;
     rt->runs = run;
     rt->nruns++;
-    /* stack: execute, entry, spec */
-    run->main = sl_task_spawn(rt, L, run, 2);
-    lua_settop(L, top);
     ev_timer_init(&run->timer, timeout_cb, run->timeout, 0);
     run->timer.data = run;
     ev_now_update(rt->ctx->loop); /* from now, not from when this loop iteration began */
