@@ -14,13 +14,56 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+void sl_oom(void)
+{
+    static const char msg[] = "sluice: out of memory\n";
+    ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
+    (void)w;
+    abort();
+}
+
+void *sl_xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p) sl_oom();
+    return p;
+}
+
+void *sl_xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p) sl_oom();
+    return p;
+}
+
+void *sl_xrealloc(void *p, size_t n)
+{
+    void *q = realloc(p, n ? n : 1);
+    if (!q) sl_oom();
+    return q;
+}
+
+char *sl_xstrdup(const char *s)
+{
+    char *d = strdup(s);
+    if (!d) sl_oom();
+    return d;
+}
+
+char *sl_xstrndup(const char *s, size_t n)
+{
+    char *d = strndup(s, n);
+    if (!d) sl_oom();
+    return d;
+}
+
 static void reserve(sl_buf *b, size_t extra)
 {
     if (b->len + extra + 1 <= b->cap) return;
     size_t cap = b->cap ? b->cap : 256;
     while (cap < b->len + extra + 1)
         cap *= 2;
-    b->data = realloc(b->data, cap);
+    b->data = sl_xrealloc(b->data, cap);
     b->cap = cap;
 }
 

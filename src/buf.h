@@ -7,6 +7,18 @@
 
 #include <stddef.h>
 
+/* Allocation that cannot fail: on out of memory it writes "sluice: out of
+ * memory" to stderr and aborts. For the buffers below and for paths that have
+ * no way to report a failure (building a message, start-up); code that can fail
+ * an operation or raise a Lua error checks malloc's result instead. */
+_Noreturn void sl_oom(void);
+void *sl_xmalloc(size_t n);
+void *sl_xcalloc(size_t n, size_t size);
+void *sl_xrealloc(void *p, size_t n);
+char *sl_xstrdup(const char *s);
+char *sl_xstrndup(const char *s, size_t n);
+
+/* A buffer's growth uses sl_xrealloc: adding to one never fails. */
 typedef struct sl_buf {
     char *data; /* NUL-terminated once anything was added */
     size_t len, cap;

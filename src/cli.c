@@ -37,7 +37,11 @@ int sl_cli_wants_help(int argc, char **argv)
 char *sl_cli_db_url(const sl_config *cfg)
 {
     char err[1024];
-    if (cfg->db_url) return strdup(cfg->db_url);
+    if (cfg->db_url) {
+        char *url = strdup(cfg->db_url);
+        if (!url) sl_cli_error("out of memory");
+        return url;
+    }
     char *url = sl_embedded_ensure(cfg, err, sizeof err);
     if (!url) sl_cli_error("%s", err);
     return url;

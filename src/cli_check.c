@@ -37,7 +37,7 @@ static void add_line(char **list, const char *path, const char *msg)
 {
     size_t old = *list ? strlen(*list) : 0;
     size_t need = old + strlen(path) + strlen(msg) + 4;
-    *list = realloc(*list, need);
+    *list = sl_xrealloc(*list, need);
     snprintf(*list + old, need - old, "%s: %s\n", path, msg);
 }
 
@@ -83,7 +83,7 @@ static void print_json(const char *names, const char *problems)
     while (p && *p) {
         const char *comma = strstr(p, ", ");
         size_t n = comma ? (size_t)(comma - p) : strlen(p);
-        char *name = strndup(p, n);
+        char *name = sl_xstrndup(p, n);
         sl_buf_puts(&b, first ? "" : ",");
         sl_buf_json_string(&b, name);
         free(name);
@@ -96,7 +96,7 @@ static void print_json(const char *names, const char *problems)
     while (p && *p) {
         const char *nl = strchr(p, '\n');
         size_t n = nl ? (size_t)(nl - p) : strlen(p);
-        char *line = strndup(p, n);
+        char *line = sl_xstrndup(p, n);
         char *sep = strstr(line, ": ");
         if (sep) *sep = '\0';
         sl_buf_puts(&b, first ? "{\"file\":" : ",{\"file\":");
@@ -120,7 +120,7 @@ int sl_cmd_check(const sl_config *cfg, int argc, char **argv)
         usage(stdout);
         return 0;
     }
-    char **files = calloc((size_t)argc, sizeof *files);
+    char **files = sl_xcalloc((size_t)argc, sizeof *files);
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0) {
             json = 1;

@@ -22,7 +22,7 @@ int sl_cmd_config(const sl_config *cfg, int argc, char **argv)
         return sl_cli_wants_help(argc, argv) ? 0 : 2;
     }
     char *db = cfg->db_url ? sl_redact(cfg->db_url) /* user:[redacted]@, password=[redacted] */
-                           : strdup("(embedded cluster under home)");
+                           : sl_xstrdup("(embedded cluster under home)");
     char handlers[4096] = "", lua[4096] = "";
     for (int i = 0; i < cfg->n_handler_dirs; i++)
         snprintf(handlers + strlen(handlers), sizeof handlers - strlen(handlers), "%s%s",

@@ -133,8 +133,8 @@ static int parse_items(const char **pp, jv *out, int depth, int object)
         }
         if (out->n == cap) {
             cap = cap ? cap * 2 : 8;
-            out->item = realloc(out->item, cap * sizeof *out->item);
-            if (object) out->key = realloc(out->key, cap * sizeof *out->key);
+            out->item = sl_xrealloc(out->item, cap * sizeof *out->item);
+            if (object) out->key = sl_xrealloc(out->key, cap * sizeof *out->key);
         }
         memset(&out->item[out->n], 0, sizeof out->item[0]);
         if (object) out->key[out->n] = key;
@@ -178,7 +178,7 @@ static int parse_value(const char **pp, jv *out, int depth)
             p++;
         if (p == start) return -1;
         out->kind = J_NUM;
-        out->s = strndup(start, (size_t)(p - start));
+        out->s = sl_xstrndup(start, (size_t)(p - start));
     }
     *pp = p;
     return 0;
@@ -218,7 +218,7 @@ static double jv_num(const jv *o, const char *key, double dflt)
 /* Indexes of an object's keys in byte order. Caller frees. */
 static size_t *sorted_index(const jv *o)
 {
-    size_t *ix = malloc((o->n ? o->n : 1) * sizeof *ix);
+    size_t *ix = sl_xmalloc((o->n ? o->n : 1) * sizeof *ix);
     for (size_t i = 0; i < o->n; i++)
         ix[i] = i;
     for (size_t i = 1; i < o->n; i++) /* insertion sort: objects are small */
@@ -455,7 +455,7 @@ static char *problems_about(const char *problems, const char *name)
     for (const char *p = problems ? problems : ""; *p;) {
         const char *nl = strchr(p, '\n');
         size_t n = nl ? (size_t)(nl - p) : strlen(p);
-        char *line = strndup(p, n);
+        char *line = sl_xstrndup(p, n);
         int about;
         if (!name) {
             about = strstr(line, dir_problem) != NULL;
@@ -472,7 +472,7 @@ static char *problems_about(const char *problems, const char *name)
         free(line);
         p = nl ? nl + 1 : p + n;
     }
-    char *out = strdup(sl_buf_str(&b));
+    char *out = sl_xstrdup(sl_buf_str(&b));
     sl_buf_free(&b);
     return out;
 }

@@ -150,7 +150,7 @@ static int parse_args(const char *cmd, int argc, char **argv, int allowed, view_
                     sl_cli_error("%s: --param takes key=value, not '%s'", cmd, v);
                     return 2;
                 }
-                char *key = strndup(v, (size_t)(eq - v));
+                char *key = sl_xstrndup(v, (size_t)(eq - v));
                 sl_buf_puts(&a->params, nparams++ ? "," : "");
                 sl_buf_json_string(&a->params, key);
                 sl_buf_puts(&a->params, ":");

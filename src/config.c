@@ -9,6 +9,7 @@
  * [concurrency=N]`, see http.h and docs/http.md).
  */
 #include "config.h"
+#include "buf.h"
 #include "http.h"
 #include "log.h"
 
@@ -24,19 +25,19 @@
 int sl_config_add_dir(char **dirs, int *n, const char *dir)
 {
     if (*n >= SL_MAX_DIRS) return -1;
-    dirs[(*n)++] = strdup(dir);
+    dirs[(*n)++] = sl_xstrdup(dir);
     return 0;
 }
 
 static void set_str(char **slot, const char *v)
 {
     free(*slot);
-    *slot = v ? strdup(v) : NULL;
+    *slot = v ? sl_xstrdup(v) : NULL;
 }
 
 static void add_path_list(char **dirs, int *n, const char *list)
 {
-    char *copy = strdup(list), *save = NULL;
+    char *copy = sl_xstrdup(list), *save = NULL;
     for (char *p = strtok_r(copy, ":", &save); p; p = strtok_r(NULL, ":", &save))
         if (*p) sl_config_add_dir(dirs, n, p);
     free(copy);
@@ -46,12 +47,12 @@ static char *default_home(void)
 {
     const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
     char buf[4096];
-    if (geteuid() == 0) return strdup("/var/lib/sluice");
+    if (geteuid() == 0) return sl_xstrdup("/var/lib/sluice");
     if (xdg && *xdg)
         snprintf(buf, sizeof buf, "%s/sluice", xdg);
     else
         snprintf(buf, sizeof buf, "%s/.local/state/sluice", home && *home ? home : "/tmp");
-    return strdup(buf);
+    return sl_xstrdup(buf);
 }
 
 /* ------------------------------------------------------------------ numbers */
@@ -204,7 +205,7 @@ int sl_config_set(sl_config *cfg, const char *key, const char *val, const char *
                      SL_MAX_HTTP_LIMITS);
             return -1;
         }
-        cfg->http_limits[cfg->n_http_limits++] = strdup(val);
+        cfg->http_limits[cfg->n_http_limits++] = sl_xstrdup(val);
     } else {
         snprintf(err, errlen, "%s: unknown setting '%s'", src, key);
         return -1;
@@ -293,7 +294,7 @@ int sl_config_init(sl_config *cfg, const char *config_flag, const char *home_fla
     } else {
         char path[4200];
         const char *h = home_flag ? home_flag : getenv("SLUICE_HOME");
-        char *home = h && *h ? strdup(h) : default_home();
+        char *home = h && *h ? sl_xstrdup(h) : default_home();
         snprintf(path, sizeof path, "%s/sluice.conf", home);
         free(home);
         rc = read_file(cfg, path, 0, err, errlen);

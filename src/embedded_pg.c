@@ -690,7 +690,11 @@ static char *find_server_bin(char *err, size_t errlen)
 {
     const char *env = getenv("SLUICE_PG_BIN");
     if (env && *env) {
-        if (has_server(env)) return strdup(env);
+        if (has_server(env)) {
+            char *bin = strdup(env);
+            if (!bin) sl_seterr(err, errlen, "out of memory");
+            return bin;
+        }
         sl_seterr(err, errlen, "%s (SLUICE_PG_BIN=%s has no initdb and pg_ctl)", sl_pg_missing,
                   env);
         return NULL;
@@ -724,15 +728,21 @@ static char *find_server_bin(char *err, size_t errlen)
     const char *path = getenv("PATH");
     if (path) {
         char *copy = strdup(path), *save = NULL;
+        int oom = !copy;
         for (char *dir = copy ? strtok_r(copy, ":", &save) : NULL; dir;
              dir = strtok_r(NULL, ":", &save)) {
             if (*dir && has_server(dir)) {
                 best = strdup(dir);
+                oom = !best;
                 break;
             }
         }
         free(copy);
         if (best) return best;
+        if (oom) {
+            sl_seterr(err, errlen, "out of memory");
+            return NULL;
+        }
     }
     sl_seterr(err, errlen, "%s", sl_pg_missing);
     return NULL;

@@ -102,9 +102,11 @@ static void limiter_pump(limiter *l);
 
 /* ------------------------------------------------------------------ helpers */
 
+/* NULL when out of memory. */
 static char *lower_dup(const char *s)
 {
     char *d = strdup(s);
+    if (!d) return NULL;
     for (char *p = d; *p; p++)
         *p = (char)tolower((unsigned char)*p);
     return d;
@@ -211,13 +213,18 @@ static void limiter_unqueue(sl_http_req *r)
     if (!l->wait_head && ev_is_active(&l->timer)) ev_timer_stop(l->h->loop, &l->timer);
 }
 
-void sl_http_set_limit(sl_http *h, const char *name, const sl_http_limit *spec)
+int sl_http_set_limit(sl_http *h, const char *name, const sl_http_limit *spec)
 {
     limiter *l = limiter_find(h, name);
     if (!l) {
-        l = calloc(1, sizeof *l);
+        char *lname = lower_dup(name);
+        l = lname ? calloc(1, sizeof *l) : NULL;
+        if (!l) {
+            free(lname);
+            return -1;
+        }
         l->h = h;
-        l->name = lower_dup(name);
+        l->name = lname;
         l->stamp = ev_now(h->loop);
         ev_init(&l->timer, limiter_timer_cb);
         l->timer.data = l;
@@ -234,6 +241,7 @@ void sl_http_set_limit(sl_http *h, const char *name, const sl_http_limit *spec)
     }
     if (l->spec.rate > 0 && l->spec.per <= 0) l->spec.per = 1;
     limiter_pump(l);
+    return 0;
 }
 
 int sl_http_get_limit(sl_http *h, const char *name, sl_http_limit *spec, int *in_flight,
@@ -271,6 +279,10 @@ int sl_http_limit_parse(const char *spec, char *name, size_t namelen, sl_http_li
     char *copy = strdup(spec), *save = NULL;
     int rc = -1, have_name = 0;
     memset(out, 0, sizeof *out);
+    if (!copy) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     for (char *tok = strtok_r(copy, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save)) {
         char *end;
         if (!have_name) {
@@ -519,7 +531,7 @@ static void finish(sl_http_req *r, CURLcode code)
     char *eff = NULL;
     curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
     curl_easy_getinfo(r->easy, CURLINFO_EFFECTIVE_URL, &eff);
-    r->final_url = strdup(eff ? eff : r->url);
+    r->final_url = strdup(eff ? eff : r->url); /* NULL (out of memory): the url asked for */
     if (code != CURLE_OK) r->error = describe(r, code);
     req_release_transfer(r);
     req_unlink(r);
@@ -531,7 +543,7 @@ static void finish(sl_http_req *r, CURLcode code)
     r->res.body = sl_buf_str(&r->body);
     r->res.body_len = r->body.len;
     r->res.body_size = r->body_size;
-    r->res.url = r->final_url;
+    r->res.url = r->final_url ? r->final_url : r->url;
     r->res.seconds = ev_time() - r->started;
     if (sl_log_enabled(SL_DEBUG)) {
         char st[16], secs[32];
@@ -621,6 +633,14 @@ static CURL *make_easy(sl_http_req *r, const sl_http_opts *o, char *err, size_t 
     curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT);
     /* the limiter: by key, else host:port, else host */
     r->host = lower_dup(host);
+    if (!r->host) {
+        snprintf(err, errlen, "cannot create a transfer (out of memory)");
+        curl_free(scheme);
+        curl_free(host);
+        curl_free(port);
+        curl_url_cleanup(u);
+        return NULL;
+    }
     if (o->limit_key && *o->limit_key) {
         r->lim = limiter_find(h, o->limit_key);
     } else {
@@ -695,11 +715,20 @@ sl_http_req *sl_http_start(sl_http *h, const sl_http_opts *o, sl_http_done_fn do
                            char *err, size_t errlen)
 {
     sl_http_req *r = calloc(1, sizeof *r);
+    if (!r) {
+        snprintf(err, errlen, "cannot create a transfer (out of memory)");
+        return NULL;
+    }
     r->h = h;
     r->done = done;
     r->data = data;
     r->method = strdup(o->method && *o->method ? o->method : "GET");
     r->url = strdup(o->url);
+    if (!r->method || !r->url) {
+        snprintf(err, errlen, "cannot create a transfer (out of memory)");
+        sl_http_req_free(r);
+        return NULL;
+    }
     r->timeout = o->timeout > 0 ? o->timeout : DEFAULT_TIMEOUT;
     r->max_bytes = o->max_bytes > 0 ? o->max_bytes : DEFAULT_MAX_BYTES;
     r->sink = o->sink;
@@ -789,7 +818,8 @@ static int multi_socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, v
         return 0;
     }
     if (!sw) {
-        sw = calloc(1, sizeof *sw);
+        /* aborts when out of memory: libcurl would fail every transfer in flight */
+        sw = sl_xcalloc(1, sizeof *sw);
         sw->h = h;
         ev_io_init(&sw->io, sock_cb, s, 0);
         sw->next = h->socks;
@@ -810,7 +840,7 @@ static int multi_socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, v
 sl_http *sl_http_new(struct ev_loop *loop, const struct sl_config *cfg)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    sl_http *h = calloc(1, sizeof *h);
+    sl_http *h = sl_xcalloc(1, sizeof *h);
     h->loop = loop;
     h->multi = curl_multi_init();
     h->share = curl_share_init();
@@ -828,8 +858,10 @@ sl_http *sl_http_new(struct ev_loop *loop, const struct sl_config *cfg)
     for (int i = 0; cfg && i < cfg->n_http_limits; i++) {
         char name[256], err[256];
         sl_http_limit l;
-        if (sl_http_limit_parse(cfg->http_limits[i], name, sizeof name, &l, err, sizeof err) == 0)
-            sl_http_set_limit(h, name, &l);
+        if (sl_http_limit_parse(cfg->http_limits[i], name, sizeof name, &l, err, sizeof err) == 0 &&
+            sl_http_set_limit(h, name, &l) != 0)
+            sl_log(SL_ERROR, "cannot set an http limit", "limit", name, "error", "out of memory",
+                   NULL);
     }
     return h;
 }

@@ -104,8 +104,8 @@ void sl_http_req_free(sl_http_req *req);
 
 /* Sets the limiter `name` (case-insensitive); all fields zero lift its limits
  * (the limiter stays, unlimited: requests may point at it). Requests waiting on
- * it are re-examined at once. */
-void sl_http_set_limit(sl_http *h, const char *name, const sl_http_limit *l);
+ * it are re-examined at once. 0, or -1 when out of memory (nothing changed). */
+int sl_http_set_limit(sl_http *h, const char *name, const sl_http_limit *l);
 
 /* The limiter `name`: returns 1 and fills the settings and its current load, or
  * 0 when there is none. */

@@ -68,14 +68,14 @@ static int secret_name(const char *start, const char *end)
 char *sl_redact(const char *s)
 {
     size_t len = strlen(s), cap = len + 64, o = 0;
-    char *out = malloc(cap);
+    char *out = sl_xmalloc(cap); /* callers have no way to report a failure */
     static const char mark[] = "[redacted]";
     for (size_t i = 0; i < len;) {
         /* room for the rest of the input and one mark: a step copies input and
          * adds at most one mark (and a space) */
         if (o + (len - i) + sizeof mark + 2 >= cap) {
             cap = (o + (len - i)) * 2 + sizeof mark + 2;
-            out = realloc(out, cap);
+            out = sl_xrealloc(out, cap);
         }
         /* Header forms: "Authorization: …", "Cookie: …" up to end of line. */
         if ((i == 0 || s[i - 1] == '\n' || s[i - 1] == ' ' || s[i - 1] == '"') &&
@@ -232,7 +232,10 @@ static void emit(int level, const char *msg, va_list ap)
     }
     if (log_format == 1) fputc('}', f);
     fputc('\n', f);
-    fclose(f);
+    if (fclose(f) != 0 || !line) { /* the stream could not grow: out of memory */
+        free(line);
+        return;
+    }
     fwrite(line, 1, len, stderr);
     fflush(stderr);
     free(line);

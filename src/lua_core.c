@@ -139,6 +139,7 @@ static int l_sleep(lua_State *L)
     if (s < 0 || s != s) return luaL_error(L, "sleep: seconds must be a non-negative number");
     sl_task *t = sl_task_check(L, "sluice.sleep");
     sleep_op *op = calloc(1, sizeof *op);
+    if (!op) return luaL_error(L, "sluice.sleep: out of memory");
     op->loop = sl_task_ctx(t)->loop;
     op->t = t;
     ev_timer_init(&op->w, sleep_fired, s, 0);
@@ -168,7 +169,7 @@ static int l_dataset(lua_State *L)
                         key, (int)(len >> 10), SL_DATASET_REPORT_MAX >> 10);
         return 2;
     }
-    sl_run_dataset(t->run, key, json);
+    if (sl_run_dataset(t->run, key, json) != 0) return luaL_error(L, "job.dataset: out of memory");
     lua_pushboolean(L, 1);
     return 1;
 }

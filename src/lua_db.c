@@ -52,17 +52,33 @@ typedef struct {
     char *err;
     char sqlstate[6]; /* of err, "" when no server answered */
     int kind;         /* OP_* */
+    int oom;          /* an error came but could not be copied: err is NULL */
     sl_pg_conn *conn;
 } db_op;
+
+/* Copies the error a callback got into op->err; when the copy cannot be made the
+ * op still fails, with op_error's fallback message. */
+static void set_error(db_op *op, const char *err)
+{
+    op->err = err ? strdup(err) : NULL;
+    op->oom = err && !op->err;
+}
+
+/* The op's error for the task, or NULL when it succeeded. */
+static const char *op_error(const db_op *op)
+{
+    return op->oom ? "sluice.db: out of memory" : op->err;
+}
 
 static sl_pg *pool(lua_State *L, sl_ctx *ctx)
 {
     if (ctx->pg) return ctx->pg;
     char *url = NULL;
     PGconn *c = NULL;
-    if (ctx->db_url)
+    if (ctx->db_url) {
         url = strdup(ctx->db_url);
-    else /* first use in a script or the REPL: open (and migrate) the database once */
+        if (!url) luaL_error(L, "sluice.db: out of memory");
+    } else /* first use in a script or the REPL: open (and migrate) the database once */
         c = sl_cli_open(ctx->cfg, &url);
     if (!url) luaL_error(L, "sluice.db: the database is not available"); /* c is NULL too */
     ctx->pg = sl_pg_new(ctx->loop, url, ctx->cfg ? ctx->cfg->pool_size : 4);
@@ -117,9 +133,9 @@ static int push_result(lua_State *co, void *data)
         return 0;
     }
     int n;
-    if (op->err) {
+    if (op_error(op)) {
         lua_pushnil(co);
-        lua_pushstring(co, op->err);
+        lua_pushstring(co, op_error(op));
         if (op->sqlstate[0])
             lua_pushstring(co, op->sqlstate);
         else
@@ -165,12 +181,16 @@ static void commit_rolled_back(db_op *op)
     sl_task *t = op->t;
     size_t len = sizeof why + 2 + (t->tx_error ? strlen(t->tx_error) : 0);
     op->err = malloc(len);
+    snprintf(op->sqlstate, sizeof op->sqlstate, "%s",
+             t->tx_error && t->tx_sqlstate[0] ? t->tx_sqlstate : "25P02");
+    if (!op->err) {
+        op->oom = 1; /* still a failure, with the fallback message */
+        return;
+    }
     if (t->tx_error)
         snprintf(op->err, len, "%s: %s", why, t->tx_error);
     else
         snprintf(op->err, len, "%s", why);
-    snprintf(op->sqlstate, sizeof op->sqlstate, "%s",
-             t->tx_error && t->tx_sqlstate[0] ? t->tx_sqlstate : "25P02");
 }
 
 static void query_done(PGresult *res, const char *err, void *data)
@@ -179,11 +199,12 @@ static void query_done(PGresult *res, const char *err, void *data)
     sl_task *t = op->t;
     op->req = NULL;
     op->res = res;
-    op->err = err ? strdup(err) : NULL;
+    set_error(op, err);
     if (err) /* the SQLSTATE is the delivered request's only during this callback */
         snprintf(op->sqlstate, sizeof op->sqlstate, "%s", sl_pg_error_sqlstate(sl_task_ctx(t)->pg));
     if (op->kind == OP_QUERY && err && t->pinned && !t->tx_error) {
-        t->tx_error = strdup(err); /* the transaction's first failure */
+        t->tx_error = strdup(err); /* the transaction's first failure (NULL: out of memory,
+                                    * then COMMIT reports the failure without it) */
         memcpy(t->tx_sqlstate, op->sqlstate, sizeof t->tx_sqlstate);
     }
     if (op->kind == OP_COMMIT && !err && res && strcmp(PQcmdStatus(res), "ROLLBACK") == 0)
@@ -276,9 +297,9 @@ static int push_acquired(lua_State *co, void *data)
     db_op *op = data;
     int n = 0;
     if (co) {
-        if (op->err) {
+        if (op_error(op)) {
             lua_pushnil(co);
-            lua_pushstring(co, op->err);
+            lua_pushstring(co, op_error(op));
             n = 2;
         } else {
             lua_pushboolean(co, 1);
@@ -298,7 +319,7 @@ static void acquired(sl_pg_conn *conn, const char *err, void *data)
         op->t->pinned = conn;
         sl_pg_conn_query(conn, "BEGIN", 0, NULL, NULL, NULL);
     }
-    op->err = err ? strdup(err) : NULL;
+    set_error(op, err);
     sl_task_wake(op->t, push_acquired, op);
 }
 

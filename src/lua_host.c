@@ -288,6 +288,10 @@ static int load_host_script(sl_runtime *rt, char *err, size_t errlen)
 sl_runtime *sl_runtime_new(sl_ctx *ctx, const sl_runtime_opts *opts, char *err, size_t errlen)
 {
     sl_runtime *rt = calloc(1, sizeof *rt);
+    if (!rt) {
+        snprintf(err, errlen, "cannot create the Lua state: out of memory");
+        return NULL;
+    }
     rt->ctx = ctx;
     if (opts) rt->opts = *opts;
     if (!rt->opts.memory_limit && ctx->cfg && ctx->cfg->memory_limit_mb > 0)
@@ -340,10 +344,13 @@ static int valid_type_name(const char *s, size_t n)
     return 1;
 }
 
+/* Out of memory, the line is left out (the count of problems still has it). */
 static void add_problem(char **problems, const char *line)
 {
     size_t old = *problems ? strlen(*problems) : 0;
-    *problems = realloc(*problems, old + strlen(line) + 2);
+    char *grown = realloc(*problems, old + strlen(line) + 2);
+    if (!grown) return;
+    *problems = grown;
     memcpy(*problems + old, line, strlen(line));
     (*problems)[old + strlen(line)] = '\n';
     (*problems)[old + strlen(line) + 1] = '\0';
@@ -497,8 +504,21 @@ static int load_dir(sl_runtime *rt, const char *dir, char **problems)
     while ((e = readdir(d))) {
         size_t n = strlen(e->d_name);
         if (e->d_name[0] == '.' || n < 5 || strcmp(e->d_name + n - 4, ".lua") != 0) continue;
-        names = realloc(names, sizeof *names * (nn + 1));
-        names[nn++] = strdup(e->d_name);
+        char **grown = realloc(names, sizeof *names * (nn + 1));
+        char *copy = grown ? strdup(e->d_name) : NULL;
+        if (grown) names = grown;
+        if (!copy) { /* out of memory: as if the directory could not be opened */
+            closedir(d);
+            for (size_t i = 0; i < nn; i++)
+                free(names[i]);
+            free(names);
+            snprintf(line, sizeof line, "%s: cannot list the handler directory: out of memory",
+                     dir);
+            add_problem(problems, line);
+            keep_types_in(rt, dir);
+            return 1;
+        }
+        names[nn++] = copy;
     }
     closedir(d);
     if (nn > 1) qsort(names, nn, sizeof *names, cmp_str);
@@ -558,8 +578,8 @@ int sl_runtime_load_handlers(sl_runtime *rt, const char *const *files, int nfile
 static char *host_string(sl_runtime *rt, const char *fn, int nargs)
 {
     char err[1024];
-    if (sl_host_call(rt, fn, nargs, 1, err, sizeof err) != 0) return strdup(err);
-    char *s = strdup(lua_tostring(rt->L, -1) ? lua_tostring(rt->L, -1) : "");
+    if (sl_host_call(rt, fn, nargs, 1, err, sizeof err) != 0) return sl_xstrdup(err);
+    char *s = sl_xstrdup(lua_tostring(rt->L, -1) ? lua_tostring(rt->L, -1) : "");
     lua_pop(rt->L, 1);
     return s;
 }
@@ -573,6 +593,8 @@ char *sl_runtime_registry_json(sl_runtime *rt)
     }
     char *s = strdup(lua_tostring(rt->L, -1) ? lua_tostring(rt->L, -1) : "[]");
     lua_pop(rt->L, 1);
+    if (!s)
+        sl_log(SL_ERROR, "cannot describe the handler registry", "error", "out of memory", NULL);
     return s;
 }
 
@@ -596,12 +618,12 @@ char *sl_runtime_validate(sl_runtime *rt, const char *job_type, const char *para
     char err[1024];
     lua_pushstring(L, job_type);
     lua_pushstring(L, params_json);
-    if (sl_host_call(rt, "validate", 2, 2, err, sizeof err) != 0) return strdup(err);
+    if (sl_host_call(rt, "validate", 2, 2, err, sizeof err) != 0) return sl_xstrdup(err);
     char *problem = NULL;
     if (lua_isnil(L, -2)) {
-        problem = strdup(lua_tostring(L, -1) ? lua_tostring(L, -1) : "invalid");
+        problem = sl_xstrdup(lua_tostring(L, -1) ? lua_tostring(L, -1) : "invalid");
     } else if (normalized) {
-        *normalized = strdup(lua_tostring(L, -2));
+        *normalized = sl_xstrdup(lua_tostring(L, -2));
         if (lua_isstring(L, -1)) sl_log(SL_WARN, lua_tostring(L, -1), NULL); /* a note */
     }
     lua_pop(L, 2);

@@ -383,7 +383,8 @@ static int l_limit(lua_State *L)
     l.burst = limit_field(L, 2, "burst", 1, 0);
     l.concurrency = (int)limit_field(L, 2, "concurrency", 0, 1);
     if (l.rate > 0 && l.per == 0) l.per = 1;
-    sl_http_set_limit(h, name, &l);
+    if (sl_http_set_limit(h, name, &l) != 0)
+        return luaL_error(L, "sluice.http.limit: out of memory");
     return 0;
 }
 

@@ -61,6 +61,7 @@ struct fg_run {
     int sending;        /* inside sl_pg_query (its callback may run at once) */
     int recorded;       /* the record's callback ran */
     char *record_error; /* why the outcome could not be recorded */
+    int record_oom;     /* it could not be, and the reason could not be copied */
     fg_run *next, *prev;
 };
 
@@ -114,6 +115,14 @@ static void op_free(fg_run *op)
     free(op);
 }
 
+/* Sets why the outcome could not be recorded; when the copy fails, it still
+ * was not (push_outcome reports that). */
+static void set_record_error(fg_run *op, const char *why)
+{
+    op->record_error = strdup(why);
+    op->record_oom = !op->record_error;
+}
+
 /* Pushes the outcome table on co (the task resumes with it), or only frees. */
 static int push_outcome(lua_State *co, void *data)
 {
@@ -133,7 +142,7 @@ static int push_outcome(lua_State *co, void *data)
         lua_setfield(co, -2, "error");
         lua_pushnumber(co, o->finished - o->started);
         lua_setfield(co, -2, "seconds");
-        lua_pushstring(co, op->record_error);
+        lua_pushstring(co, op->record_oom ? "out of memory" : op->record_error);
         lua_setfield(co, -2, "record_error");
     }
     op_free(op);
@@ -157,12 +166,11 @@ static void record_done(PGresult *res, const char *err, void *data)
     if (err) {
         sl_log(SL_WARN, "recording a REPL run failed", "run", sl_run_id(op->run), "error", err,
                NULL);
-        op->record_error = strdup(err);
+        set_record_error(op, err);
     } else if (PQntuples(res) == 1 && PQgetisnull(res, 0, 0)) {
         /* finish_runs() updated nothing: the run was no longer running */
-        op->record_error =
-            strdup("the run was no longer running: its job was deleted, or its lease "
-                   "was lost and another worker's rescue failed it and retried the job");
+        set_record_error(op, "the run was no longer running: its job was deleted, or its lease "
+                             "was lost and another worker's rescue failed it and retried the job");
     }
     if (res) PQclear(res);
     if (!op->sending) record_complete(op);
@@ -177,7 +185,7 @@ static void run_ended(sl_run *run, void *data)
     running_changed(op->st, -1);
     sl_pg *pg = op->st->rt->ctx->pg;
     if (!pg) {
-        op->record_error = strdup("no database connection");
+        set_record_error(op, "no database connection");
         record_complete(op);
         return;
     }
@@ -236,6 +244,7 @@ static int l_run(lua_State *L)
     spec.timeout_seconds = luaL_optnumber(L, -1, 0);
     if (!spec.run_id || !spec.job_type) return luaL_error(L, "run: spec needs run_id and job_type");
     fg_run *op = calloc(1, sizeof *op);
+    if (!op) return luaL_error(L, "run: out of memory");
     char err[512];
     op->st = st;
     op->t = t;
@@ -261,6 +270,7 @@ typedef struct {
     int woken;
     char *problems;
     char *err;
+    const char *fail; /* the error when err is NULL: a fixed message (out of memory) */
 } reload_op;
 
 static void reload_op_free(reload_op *op)
@@ -275,7 +285,7 @@ static int push_reloaded(lua_State *co, void *data)
     reload_op *op = data;
     if (co) {
         lua_pushstring(co, op->problems);
-        lua_pushstring(co, op->err);
+        lua_pushstring(co, op->err ? op->err : op->fail);
     }
     reload_op_free(op);
     return co ? 2 : 0;
@@ -288,6 +298,7 @@ static void synced(PGresult *res, const char *err, void *data)
     op->req = NULL;
     op->woken = 1;
     op->err = err ? strdup(err) : NULL;
+    if (err && !op->err) op->fail = "out of memory";
     sl_task_wake(op->t, push_reloaded, op);
 }
 
@@ -306,10 +317,15 @@ static int l_reload(lua_State *L)
     sl_task *t = sl_task_check(L, "reload");
     sl_runtime *rt = sl_runtime_of(L);
     reload_op *op = calloc(1, sizeof *op);
+    if (!op) return luaL_error(L, "reload: out of memory");
     op->t = t;
     sl_runtime_load_handlers(rt, NULL, 0, &op->problems);
     if (!rt->ctx->pg) return push_reloaded(L, op);
     char *reg = sl_runtime_registry_json(rt);
+    if (!reg) { /* logged; the handlers are loaded, the database is not told */
+        op->fail = "cannot describe the handler registry";
+        return push_reloaded(L, op);
+    }
     const char *p[] = {reg};
     sl_pg_req *req = sl_pg_query(rt->ctx->pg, "SELECT sluice.sync_registry_if_changed($1::jsonb)",
                                  1, p, synced, op);
@@ -425,7 +441,7 @@ static void chunk_done(int failed, const char *message, void *data)
     char *tidy = message ? tidy_traceback(message) : NULL;
     st->chunk = NULL;
     st->done = NULL;
-    if (done) done(failed, tidy, st->done_data);
+    if (done) done(failed, tidy ? tidy : message, st->done_data); /* untidied: out of memory */
     free(tidy);
 }
 
@@ -515,11 +531,11 @@ char **sl_repl_complete(sl_runtime *rt, const char *before, const char *word, in
         return NULL;
     }
     if (n > 500) n = 500;
-    char **m = calloc((size_t)n + 2, sizeof *m);
+    char **m = calloc((size_t)n + 2, sizeof *m); /* out of memory: no candidates */
     int k = 0;
-    for (lua_Integer i = 1; i <= n; i++) {
+    for (lua_Integer i = 1; m && i <= n; i++) {
         lua_rawgeti(L, -2, i);
-        if (lua_type(L, -1) == LUA_TSTRING) m[1 + k++] = strdup(lua_tostring(L, -1));
+        if (lua_type(L, -1) == LUA_TSTRING && (m[1 + k] = strdup(lua_tostring(L, -1)))) k++;
         lua_pop(L, 1);
     }
     lua_settop(L, top);
@@ -539,8 +555,11 @@ char **sl_repl_complete(sl_runtime *rt, const char *before, const char *word, in
     if (k == 1) {
         m[0] = m[1];
         m[1] = NULL;
-    } else {
-        m[0] = strndup(m[1], common);
+    } else if (!(m[0] = strndup(m[1], common))) { /* out of memory: no candidates */
+        for (int i = 1; i <= k; i++)
+            free(m[i]);
+        free(m);
+        return NULL;
     }
     return m;
 }

@@ -184,6 +184,7 @@ static int l_park(lua_State *L)
         return 1;
     }
     park_op *op = malloc(sizeof *op + sizeof(sl_task *) * (size_t)pending);
+    if (!op) return luaL_error(L, "sluice.wait: out of memory");
     op->w = w;
     op->n = 0;
     for (int i = 1; i <= n; i++) {

@@ -5,6 +5,7 @@
  * subcommand parses the rest: --db URL, --home DIR, --handlers DIR (repeatable),
  * --lua DIR (repeatable), --config FILE, --log-format logfmt|json, --log-level L.
  */
+#include "buf.h"
 #include "cli.h"
 #include "config.h"
 #include "log.h"
@@ -107,11 +108,11 @@ static int take_global(sl_config *cfg, int argc, char **argv, int *i, int *handl
     switch (k) {
     case G_DB:
         free(cfg->db_url);
-        cfg->db_url = strdup(val);
+        cfg->db_url = sl_xstrdup(val);
         break;
     case G_HOME:
         free(cfg->home);
-        cfg->home = strdup(val);
+        cfg->home = sl_xstrdup(val);
         break;
     case G_HANDLERS:
         if (!*handlers_from_flags) {
@@ -174,7 +175,7 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    char **rest = calloc((size_t)argc + 1, sizeof *rest);
+    char **rest = sl_xcalloc((size_t)argc + 1, sizeof *rest);
     int nrest = 0;
     int handlers_from_flags = 0;
     for (int i = 1; i < argc; i++) {

@@ -15,8 +15,12 @@
  * sent whole, as any other, where its preparation failed). When a connection
  * attempt fails and no connection is usable, queued requests fail at once with
  * the error (callers retry with backoff) instead of waiting forever.
+ * The pool's own bookkeeping (requests, statement names, channels) uses buf.h's
+ * allocation that aborts when memory runs out: its callers do not expect a
+ * request to fail before it is queued.
  */
 #include "pg.h"
+#include "buf.h"
 #include "log.h"
 
 #include <ev.h>
@@ -125,14 +129,14 @@ static void req_free(sl_pg_req *r)
 static sl_pg_req *req_new(const char *sql, int nparams, const char *const *params, sl_pg_cb cb,
                           void *data)
 {
-    sl_pg_req *r = calloc(1, sizeof *r);
+    sl_pg_req *r = sl_xcalloc(1, sizeof *r);
     r->kind = R_QUERY;
-    r->sql = strdup(sql);
+    r->sql = sl_xstrdup(sql);
     r->nparams = nparams;
     if (nparams > 0) {
-        r->params = calloc((size_t)nparams, sizeof *r->params);
+        r->params = sl_xcalloc((size_t)nparams, sizeof *r->params);
         for (int i = 0; i < nparams; i++)
-            r->params[i] = params[i] ? strdup(params[i]) : NULL;
+            r->params[i] = params[i] ? sl_xstrdup(params[i]) : NULL;
     }
     r->cb = cb;
     r->data = data;
@@ -524,11 +528,11 @@ static void dispatch(sl_pg *pg)
 
 sl_pg *sl_pg_new(struct ev_loop *loop, const char *url, int size)
 {
-    sl_pg *pg = calloc(1, sizeof *pg);
+    sl_pg *pg = sl_xcalloc(1, sizeof *pg);
     pg->loop = loop;
-    pg->url = strdup(url);
+    pg->url = sl_xstrdup(url);
     pg->size = size < 1 ? 1 : size;
-    pg->conns = calloc((size_t)pg->size, sizeof *pg->conns);
+    pg->conns = sl_xcalloc((size_t)pg->size, sizeof *pg->conns);
     for (int i = 0; i < pg->size; i++)
         conn_init(pg, &pg->conns[i], 0);
     conn_init(pg, &pg->listener, 1);
@@ -661,8 +665,8 @@ static int stmt_index(sl_pg *pg, const char *name, const char *sql)
         if (strcmp(pg->stmt_name[i], name) == 0) return i;
     if (pg->nstmts == MAX_STMTS) return -1;
     int i = pg->nstmts++;
-    pg->stmt_name[i] = strdup(name);
-    pg->stmt_sql[i] = strdup(sql);
+    pg->stmt_name[i] = sl_xstrdup(name);
+    pg->stmt_sql[i] = sl_xstrdup(sql);
     for (int k = 0; k < pg->size; k++) { /* a pinned one prepares it when released */
         sl_pg_conn *c = &pg->conns[k];
         if ((c->state != C_IDLE && c->state != C_BUSY) || c->pinned) continue;
@@ -702,7 +706,7 @@ sl_pg_fault sl_pg_sqlstate_fault(const char *sqlstate)
 
 sl_pg_req *sl_pg_acquire(sl_pg *pg, sl_pg_acquire_cb cb, void *data)
 {
-    sl_pg_req *r = calloc(1, sizeof *r);
+    sl_pg_req *r = sl_xcalloc(1, sizeof *r);
     r->kind = R_ACQUIRE;
     r->acb = cb;
     r->data = data;
@@ -760,7 +764,7 @@ void sl_pg_release(sl_pg_conn *c, int rollback)
 void sl_pg_warmup(sl_pg *pg, const char *sql)
 {
     free(pg->warmup);
-    pg->warmup = sql ? strdup(sql) : NULL;
+    pg->warmup = sql ? sl_xstrdup(sql) : NULL;
     for (int i = 0; i < pg->size; i++) { /* open already (adopted): after what it runs */
         sl_pg_conn *c = &pg->conns[i];
         if (c->state != C_IDLE && c->state != C_BUSY) continue;
@@ -771,8 +775,8 @@ void sl_pg_warmup(sl_pg *pg, const char *sql)
 
 void sl_pg_listen(sl_pg *pg, const char *channel, sl_pg_notify_cb cb, void *data)
 {
-    pg->channels = realloc(pg->channels, sizeof *pg->channels * (size_t)(pg->nchannels + 1));
-    pg->channels[pg->nchannels++] = strdup(channel);
+    pg->channels = sl_xrealloc(pg->channels, sizeof *pg->channels * (size_t)(pg->nchannels + 1));
+    pg->channels[pg->nchannels++] = sl_xstrdup(channel);
     pg->notify_cb = cb;
     pg->notify_data = data;
     if (pg->listener.state == C_DOWN && !ev_is_active(&pg->listener.retry))

@@ -94,6 +94,12 @@ sl_watch *sl_watch_start(struct ev_loop *loop, const sl_config *cfg, sl_watch_fn
         return NULL;
     }
     sl_watch *w = calloc(1, sizeof *w);
+    if (!w) {
+        close(fd);
+        sl_log(SL_WARN, "cannot watch the handlers (out of memory): they reload on SIGHUP only",
+               NULL);
+        return NULL;
+    }
     w->loop = loop;
     w->fd = fd;
     w->fn = fn;

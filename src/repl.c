@@ -333,6 +333,7 @@ static void history_open(repl *r)
     mkdir(home, 0700); /* the state directory, if this is its first use */
     size_t n = strlen(home) + sizeof "/repl_history";
     r->history = malloc(n);
+    if (!r->history) return; /* out of memory: no history this session */
     snprintf(r->history, n, "%s/repl_history", home);
     read_history(r->history); /* none yet is fine */
 }

@@ -327,6 +327,10 @@ void sl_task_cancel(sl_task *t, const char *why)
 sl_task *sl_task_spawn(sl_runtime *rt, lua_State *L, sl_run *run, int nargs)
 {
     sl_task *t = calloc(1, sizeof *t);
+    if (!t) { /* raised where lua_newthread below raises its own memory error */
+        luaL_error(L, "out of memory");
+        return NULL; /* not reached */
+    }
     t->rt = rt;
     t->run = run;
     t->ref = LUA_NOREF;
@@ -391,7 +395,7 @@ static int error_text(lua_State *L)
 static char *cut_error(const char *msg)
 {
     size_t len = strlen(msg), cut = SL_ERROR_MAX;
-    if (len <= SL_ERROR_MAX) return strdup(msg);
+    if (len <= SL_ERROR_MAX) return sl_xstrdup(msg);
     while (cut > 0 && ((unsigned char)msg[cut] & 0xC0) == 0x80) /* inside a UTF-8 sequence */
         cut--;
     sl_buf b = {0};
@@ -430,7 +434,7 @@ static char *error_message(sl_task *t, int *retryable, char **traceback)
     }
     char *copy = cut_error(msg);
     luaL_traceback(L, t->co, copy, 0);
-    *traceback = strdup(lua_tostring(L, -1));
+    *traceback = sl_xstrdup(lua_tostring(L, -1));
     lua_settop(L, top);
     return copy;
 }
@@ -442,8 +446,13 @@ static char *encode_result(sl_task *t, char *why, size_t whylen)
     sl_runtime *rt = t->rt;
     lua_xmove(t->co, rt->L, 1);
     if (sl_host_call(rt, "encode_result", 1, 2, why, whylen) != 0) return NULL;
-    char *s = lua_isstring(rt->L, -2) ? strdup(lua_tostring(rt->L, -2)) : NULL;
-    if (!s) snprintf(why, whylen, "%s", lua_isstring(rt->L, -1) ? lua_tostring(rt->L, -1) : "?");
+    int encoded = lua_isstring(rt->L, -2);
+    char *s = encoded ? strdup(lua_tostring(rt->L, -2)) : NULL;
+    if (!s)
+        snprintf(why, whylen, "%s",
+                 encoded                   ? "out of memory"
+                 : lua_isstring(rt->L, -1) ? lua_tostring(rt->L, -1)
+                                           : "?");
     lua_pop(rt->L, 2);
     return s;
 }
@@ -624,6 +633,17 @@ static void now_stamp(char *buf, size_t len)
 
 #define LOG_CAP (1 << 20)
 
+/* Grows the run's log buffer to cap bytes; 0 (the buffer as it was) when out of
+ * memory. */
+static int grow_log(sl_run *run, size_t cap)
+{
+    char *p = realloc(run->logs, cap);
+    if (!p) return 0;
+    run->logs = p;
+    run->logcap = cap;
+    return 1;
+}
+
 void sl_run_log(sl_run *run, const char *raw)
 {
     char stamp[32];
@@ -632,23 +652,19 @@ void sl_run_log(sl_run *run, const char *raw)
      * before the line is placed (flushes go by byte offset) */
     char *line = sl_utf8_clean(raw);
     size_t need = strlen(stamp) + strlen(line) + 3;
+    /* out of memory: the line is left out of the run's record, the echo still shows it */
     if (run->loglen + need < LOG_CAP) {
-        if (run->loglen + need + 1 > run->logcap) {
-            run->logcap = (run->loglen + need + 1) * 2;
-            run->logs = realloc(run->logs, run->logcap);
-        }
-        run->loglen += (size_t)snprintf(run->logs + run->loglen, run->logcap - run->loglen,
-                                        "%s %s\n", stamp, line);
+        if (run->loglen + need + 1 <= run->logcap || grow_log(run, (run->loglen + need + 1) * 2))
+            run->loglen += (size_t)snprintf(run->logs + run->loglen, run->logcap - run->loglen,
+                                            "%s %s\n", stamp, line);
     } else if (!run->log_full) {
         /* the run's record keeps the first LOG_CAP bytes; the daemon log gets all */
         static const char note[] = "[log truncated: the run's record keeps the first 1 MiB]\n";
-        run->log_full = 1;
-        if (run->loglen + sizeof note > run->logcap) {
-            run->logcap = run->loglen + sizeof note;
-            run->logs = realloc(run->logs, run->logcap);
+        if (run->loglen + sizeof note <= run->logcap || grow_log(run, run->loglen + sizeof note)) {
+            run->log_full = 1;
+            memcpy(run->logs + run->loglen, note, sizeof note);
+            run->loglen += sizeof note - 1;
         }
-        memcpy(run->logs + run->loglen, note, sizeof note);
-        run->loglen += sizeof note - 1;
     }
     switch (run->rt->opts.echo) {
     case SL_ECHO_LOG:
@@ -667,7 +683,7 @@ void sl_run_log(sl_run *run, const char *raw)
     free(line);
 }
 
-void sl_run_dataset(sl_run *run, const char *key, const char *json)
+int sl_run_dataset(sl_run *run, const char *key, const char *json)
 {
     /* {"k1":{...},"k2":{...}} — a later report for the same key wins in SQL's ->, which
      * takes the last duplicate key of a jsonb object. */
@@ -675,6 +691,10 @@ void sl_run_dataset(sl_run *run, const char *key, const char *json)
     size_t old = run->datasets_json ? strlen(run->datasets_json) : 0;
     size_t need = old + strlen(key) + strlen(clean) + 8;
     char *s = malloc(need);
+    if (!s) {
+        free(clean);
+        return -1;
+    }
     if (old <= 2)
         snprintf(s, need, "{\"%s\":%s}", key, clean);
     else
@@ -682,6 +702,7 @@ void sl_run_dataset(sl_run *run, const char *key, const char *json)
     free(clean);
     free(run->datasets_json);
     run->datasets_json = s;
+    return 0;
 }
 
 static void timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -721,7 +742,7 @@ void sl_run_finish(sl_run *run, int status, const char *result_json, const char 
     run->error = error ? strdup(error) : NULL;
     run->out.status = status;
     run->out.result_json = run->result_json;
-    run->out.error = run->error;
+    run->out.error = run->error || !error ? run->error : "out of memory"; /* the copy failed */
     /* only what the periodic flushes have not recorded yet */
     run->out.logs = run->logs ? run->logs + run->logsent : "";
     run->out.log_from = run->logsent;
@@ -774,6 +795,11 @@ sl_run *sl_run_start(sl_runtime *rt, const sl_run_spec *spec, sl_run_done_fn don
         return NULL;
     }
     sl_run *run = calloc(1, sizeof *run);
+    if (!run) {
+        lua_settop(L, top);
+        sl_seterr(err, errlen, "out of memory");
+        return NULL;
+    }
     run->rt = rt;
     run->run_id = strdup(spec->run_id);
     run->job_id = dup_or_null(spec->job_id);
@@ -786,6 +812,15 @@ sl_run *sl_run_start(sl_runtime *rt, const sl_run_spec *spec, sl_run_done_fn don
     run->tz = dup_or_null(spec->timezone);
     run->attempt = spec->attempt;
     run->version = dup_or_null(version);
+    if (!run->run_id || !run->job_type || !run->params_json || !run->checkpoint_json ||
+        (spec->job_id && !run->job_id) || (spec->brand_id && !run->brand_id) ||
+        (spec->trigger_source && !run->trigger) || (spec->cron_expression && !run->cron) ||
+        (spec->timezone && !run->tz) || (version && !run->version)) {
+        sl_run_free(run);
+        lua_settop(L, top);
+        sl_seterr(err, errlen, "out of memory");
+        return NULL;
+    }
     run->timeout = spec->timeout_seconds > 0 ? spec->timeout_seconds : timeout;
     if (run->timeout <= 0) run->timeout = 1800;
     run->done = done;
@@ -817,13 +852,14 @@ sl_run *sl_run_start(sl_runtime *rt, const sl_run_spec *spec, sl_run_done_fn don
         lua_setfield(L, -2, "trigger_source");
     }
 
+    /* stack: execute, entry, spec. The spawn may raise a memory error, as the
+     * pushes above may: the run is listed only once nothing more can. */
+    run->main = sl_task_spawn(rt, L, run, 2);
+    lua_settop(L, top);
     run->next = rt->runs;
     if (rt->runs) rt->runs->prev = run;
     rt->runs = run;
     rt->nruns++;
-    /* stack: execute, entry, spec */
-    run->main = sl_task_spawn(rt, L, run, 2);
-    lua_settop(L, top);
     ev_timer_init(&run->timer, timeout_cb, run->timeout, 0);
     run->timer.data = run;
     ev_now_update(rt->ctx->loop); /* from now, not from when this loop iteration began */
@@ -916,7 +952,7 @@ void sl_runtime_logs_sent(sl_runtime *rt, const sl_log_chunk *chunk)
 char *sl_runtime_run_ids(const sl_runtime *rt)
 {
     size_t len = 3 + (size_t)rt->nruns * 37;
-    char *s = malloc(len), *p = s;
+    char *s = sl_xmalloc(len), *p = s; /* the lease renewal must name every run */
     *p++ = '{';
     for (sl_run *r = rt->runs; r; r = r->next)
         p += snprintf(p, len - (size_t)(p - s), "%s%s", p == s + 1 ? "" : ",", r->run_id);

@@ -133,8 +133,9 @@ const char *sl_lua_text(lua_State *L, int idx);
 /* Appends a line to a run's log and echoes it. */
 void sl_run_log(sl_run *run, const char *line);
 
-/* Records a dataset report for the run's outcome (raw JSON object for the key). */
-void sl_run_dataset(sl_run *run, const char *key, const char *json);
+/* Records a dataset report for the run's outcome (raw JSON object for the key).
+ * -1 (the reports as they were) when out of memory. */
+int sl_run_dataset(sl_run *run, const char *key, const char *json);
 
 /* Ends the run now with the given outcome (used by run.c and cancellation). */
 void sl_run_finish(sl_run *run, int status, const char *result_json, const char *error,

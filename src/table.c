@@ -270,11 +270,11 @@ char *sl_text_visible(const char *s, int keep_layout)
 
 sl_table *sl_table_new(const sl_table_col *cols, int ncols)
 {
-    sl_table *t = calloc(1, sizeof *t);
+    sl_table *t = sl_xcalloc(1, sizeof *t);
     t->ncols = ncols;
-    t->cols = calloc((size_t)ncols, sizeof *t->cols);
+    t->cols = sl_xcalloc((size_t)ncols, sizeof *t->cols);
     for (int i = 0; i < ncols; i++) {
-        t->cols[i].header = strdup(cols[i].header ? cols[i].header : "");
+        t->cols[i].header = sl_xstrdup(cols[i].header ? cols[i].header : "");
         t->cols[i].align = cols[i].align;
         t->cols[i].shrink_min = cols[i].shrink_min;
     }
@@ -297,9 +297,9 @@ void sl_table_add(sl_table *t, const char *text, sl_color color)
 {
     if (t->ncells == t->cap) {
         t->cap = t->cap ? t->cap * 2 : 64;
-        t->cells = realloc(t->cells, t->cap * sizeof *t->cells);
+        t->cells = sl_xrealloc(t->cells, t->cap * sizeof *t->cells);
     }
-    t->cells[t->ncells].text = strdup(text ? text : "");
+    t->cells[t->ncells].text = sl_xstrdup(text ? text : "");
     t->cells[t->ncells].color = color;
     t->ncells++;
 }

@@ -690,7 +690,7 @@ sl_tz *sl_tz_load(const char *name, char *err, size_t errlen)
 
 sl_tz_cache *sl_tz_cache_new(void)
 {
-    return calloc(1, sizeof(sl_tz_cache));
+    return sl_xcalloc(1, sizeof(sl_tz_cache));
 }
 
 const sl_tz *sl_tz_cache_get(sl_tz_cache *cache, const char *name, char *err, size_t errlen)

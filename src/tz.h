@@ -77,6 +77,7 @@ int sl_days_in_month(int64_t y, int m);
 
 typedef struct sl_tz_cache sl_tz_cache;
 
+/* An empty cache (made at start-up: aborts when out of memory, see buf.h). */
 sl_tz_cache *sl_tz_cache_new(void);
 
 /* The zone `name`, loaded on first use and kept until sl_tz_cache_free(). Failed

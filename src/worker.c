@@ -22,6 +22,7 @@
  * record everything, exit 0. A second signal exits at once; leases then let
  * other workers rescue what was in flight.
  */
+#include "buf.h"
 #include "cli.h"
 #include "config.h"
 #include "ctx.h"
@@ -188,8 +189,8 @@ static void record_unrun(sl_worker *w, const pending *p, int status, const char 
                         .finished = now};
     sl_buf b = {0};
     sl_queue_outcome_json_of(&b, p->spec.run_id, &o, next);
-    wrun *r = calloc(1, sizeof *r);
-    r->outcome = strdup(sl_buf_str(&b));
+    wrun *r = sl_xcalloc(1, sizeof *r);
+    r->outcome = sl_xstrdup(sl_buf_str(&b));
     sl_buf_free(&b);
     queue_done(w, r);
 }
@@ -197,7 +198,7 @@ static void record_unrun(sl_worker *w, const pending *p, int status, const char 
 static void run_done(sl_run *run, void *data)
 {
     sl_worker *w = data;
-    wrun *r = calloc(1, sizeof *r);
+    wrun *r = sl_xcalloc(1, sizeof *r);
     r->run = run;
     const sl_run_outcome *o = sl_run_outcome_of(run);
     double took = o->finished - o->started;
@@ -252,7 +253,7 @@ static void enqueue_claimed(sl_worker *w, PGresult *res, int row)
     size_t len = sizeof(pending);
     for (size_t i = 0; i < sizeof from / sizeof from[0]; i++)
         len += *from[i] ? strlen(*from[i]) + 1 : 0;
-    pending *p = calloc(1, len);
+    pending *p = sl_xcalloc(1, len);
     p->spec = c.spec; /* the numbers; the strings are copied below */
     const char **to[] = SPEC_STRINGS(&p->spec);
     char *at = (char *)(p + 1);
@@ -385,7 +386,7 @@ static int refused(sl_worker *w, wrun **batch, int asked, const char *err)
         sl_log(SL_ERROR, "the database refused a run's outcome; recording it as failed", "run", id,
                "error", err, NULL);
         free(r->outcome);
-        r->outcome = strdup(sl_buf_str(&b));
+        r->outcome = sl_xstrdup(sl_buf_str(&b));
         sl_buf_free(&b);
         sl_run_free(r->run);
         r->run = NULL;
@@ -543,7 +544,7 @@ static void cycle(sl_worker *w)
         sl_queue_outcome_json(&b, r->run, next);
     }
     sl_buf_puts(&b, "]");
-    cycle_req *c = calloc(1, sizeof *c);
+    cycle_req *c = sl_xcalloc(1, sizeof *c);
     c->w = w;
     c->batch = batch;
     c->asked = want;
@@ -783,6 +784,7 @@ static void logflush_cb(struct ev_loop *loop, ev_timer *t, int revents)
     sl_buf b = {0};
     logflush_req *q =
         calloc(1, sizeof *q + sizeof q->chunks[0] * (size_t)sl_runtime_active(w->ctx->rt));
+    if (!q) return; /* out of memory: the lines wait for the next flush */
     q->w = w;
     q->n = sl_runtime_pending_logs(w->ctx->rt, &b, q->chunks);
     if (q->n == 0) {
