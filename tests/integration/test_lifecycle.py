@@ -6,12 +6,14 @@ under a running daemon."""
 
 import concurrent.futures
 import contextlib
+import http.server
 import json
 import os
 import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 
 import harness
@@ -909,22 +911,78 @@ class PostgresRestart(harness.OwnClusterTest):
                                                   "WHERE status = 'running'") == "1", 30)
         return job, url, d
 
+    @contextlib.contextmanager
+    def gate(self):
+        """A loopback HTTP server whose GET / is held until the test releases it,
+        and a handler type `gate` (in a directory of this test's) whose run
+        requests params.url. Yields the server's URL, an event set when a request
+        arrives and the event that releases it."""
+        arrived, release = threading.Event(), threading.Event()
+
+        class Held(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                arrived.set()
+                release.wait(120)
+                body = b"open"
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        handlers = tempfile.mkdtemp(prefix="sluice-gate-")
+        with open(os.path.join(handlers, "gate.lua"), "w") as f:
+            f.write('return {\n'
+                    '  label = "Gate",\n'
+                    '  params = { url = { type = "string", required = true } },\n'
+                    '  max_retries = 0,\n'
+                    '  run = function(job)\n'
+                    '    job.log("waiting")\n'
+                    '    local res, err = sluice.http.get(job.params.url, { timeout = 120 })\n'
+                    '    if not res then error(err) end\n'
+                    '    job.log("released")\n'
+                    '    return { status = res.status }\n'
+                    '  end,\n'
+                    '}\n')
+        self.own_env["SLUICE_HANDLERS"] += ":" + handlers
+        for k in [k for k in self.own_env if "proxy" in k.lower()]:
+            del self.own_env[k]
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Held)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}/", arrived, release
+        finally:
+            release.set()
+            server.shutdown()
+            server.server_close()
+            shutil.rmtree(handlers, ignore_errors=True)
+
     def test_daemon_survives_a_postgres_restart(self):
         env = self.own_env
-        inflight, url, d = self.start_with_a_run("chatty", '{"pause": 0.75}', "30")
-        # the database goes away while a run is in flight, and comes back
-        self.sluice("db", "stop", env=env)
-        d.wait_log("database connection failed", timeout=30)
-        self.assertIsNone(d.proc.poll(), "the daemon must survive the database going away")
-        d.wait_log("msg=done ", timeout=30)  # the run ends while the database is down
-        self.sluice("db", "start", env=env)
-        # the run in flight finished meanwhile; its outcome is recorded once the
-        # database is back, not lost
-        self.wait_for(lambda: pgfixture.psql(url, f"SELECT status FROM sluice.scheduled_jobs "
-                                                  f"WHERE id = '{inflight}'") == "completed", 40,
-                      "the run in flight during the outage was not recorded")
-        self.assertEqual(pgfixture.psql(url, f"SELECT count(*) FROM sluice.scheduled_job_runs "
-                                             f"WHERE scheduled_job_id = '{inflight}'"), "1")
+        with self.gate() as (gate_url, arrived, release):
+            inflight, url, d = self.start_with_a_run("gate", json.dumps({"url": gate_url}), "30")
+            self.assertTrue(arrived.wait(30), "the run never reached the gate")
+            # the database goes away while the run is in flight (held at the
+            # gate), and the run ends while it is down
+            self.sluice("db", "stop", env=env)
+            d.wait_log("database connection failed", timeout=30)
+            self.assertIsNone(d.proc.poll(), "the daemon must survive the database going away")
+            self.assertNotIn("msg=released", d.log())
+            release.set()
+            d.wait_log("msg=released ", timeout=30)
+            self.sluice("db", "start", env=env)
+            # its outcome is recorded once the database is back, not lost
+            self.wait_for(lambda: pgfixture.psql(url, f"SELECT status FROM sluice.scheduled_jobs "
+                                                      f"WHERE id = '{inflight}'") == "completed", 40,
+                          "the run in flight during the outage was not recorded")
+        runs = json.loads(pgfixture.psql(url, f"SELECT json_agg(json_build_object('status', status, "
+                                              f"'result', result, 'logs', logs)) FROM sluice.scheduled_job_runs "
+                                              f"WHERE scheduled_job_id = '{inflight}'"))
+        self.assertEqual([(r["status"], r["result"]) for r in runs], [("completed", {"status": 200})])
+        self.assertIn("released", runs[0]["logs"])
         self.assertIn("claiming and recording runs failed, retrying", d.log())
         job = self.sluice("queue", "echo", "--params", '{"message": "after restart"}', env=env).stdout.strip()
         self.wait_for(lambda: pgfixture.psql(url, f"SELECT status FROM sluice.scheduled_jobs "
