@@ -155,22 +155,13 @@ class Spine(harness.SluiceTest):
         # the runs wait for a lock the test holds: they are in flight at the
         # SIGTERM however slow the machine, and end only once it is released.
         # Three, so that one of the four pool connections is left for renewals
-        holder = subprocess.Popen(["psql", self.db, "-X", "-q", "-v", "ON_ERROR_STOP=1"],
-                                  env=harness.pgfixture.clean_env(), stdin=subprocess.PIPE,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
-        try:
-            holder.stdin.write("SELECT pg_advisory_lock(4242);\n")
-            holder.stdin.flush()
-            self.wait_for(lambda: self.scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
-                                              "AND objid = 4242 AND granted") == "1", 30, "the lock was not taken")
+        with self.advisory_lock(4242):
             gated = json.dumps({"sql": "SELECT pg_advisory_xact_lock_shared(4242)::text AS waited"})
             for _ in range(3):
                 self.sluice("queue", "sql_probe", "--params", gated)
             d = self.serve("--concurrency", "3", "--lease", "3")
             self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'running'") == 3
-                          and self.scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
-                                          "AND objid = 4242 AND NOT granted") != "0", 30,
-                          "runs did not start")
+                          and self.lock_waiters(4242) > 0, 30, "runs did not start")
             d.signal(signal.SIGTERM)
             d.wait_log("stopping: no new claims; waiting for runs in flight", timeout=30)
             self.assertIn("running=yes", d.log())
@@ -180,9 +171,6 @@ class Spine(harness.SluiceTest):
                                              f"status = 'running' AND heartbeat_at > '{signalled}'") == 3, 30,
                           "the runs were not kept after the SIGTERM")
             self.assertIsNone(d.proc.poll(), "the daemon must wait for its runs")
-        finally:
-            holder.stdin.close()  # psql exits: the lock is released
-            holder.wait(30)
         status = d.wait(timeout=30)
         self.assertEqual(status, 0, d.log())
         self.assertEqual(self.count("sluice.scheduled_job_runs", "status = 'completed'"), 3, d.log())
