@@ -8,7 +8,6 @@ import os
 import shutil
 import signal
 import tempfile
-import time
 
 import harness
 
@@ -212,8 +211,12 @@ class Daemon(harness.SluiceTest):
         env = self.henv()
         with self.serve("--no-watch", env=env) as d:
             d.wait_log("sluice serving")
-            self.write("versioned.lua", VERSION_HANDLER % 7)
-            time.sleep(0.5)
+            # a daemon that watches the directory shows when the new file has
+            # been seen: by then the one with --no-watch would have reloaded too
+            with self.serve(env=env) as watcher:
+                watcher.wait_log("sluice serving")
+                self.write("versioned.lua", VERSION_HANDLER % 7)
+                watcher.wait_log("handlers reloaded", timeout=10)
             self.assertNotIn("handlers reloaded", d.log())  # --no-watch
             d.signal(signal.SIGHUP)
             d.wait_log("handlers reloaded", timeout=10)
