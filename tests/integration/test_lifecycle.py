@@ -148,7 +148,13 @@ class Lifecycle(harness.SluiceTest):
         self.make_count_table()
         self.bulk("count", 3000, '{"pause": 0.05}')
         ds = [self.serve("--concurrency", "20", "--lease", "2") for _ in range(3)]
+        ds[0].wait_log('msg="sluice serving"')
+        victim = next(x for x in ds[0].log().splitlines() if 'msg="sluice serving"' in x).split(" worker=")[1].split()[0]
         self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'completed'") >= 500, 120)
+        # killed with runs in flight, so that there is something to lose
+        self.wait_for(lambda: self.count("sluice.scheduled_job_runs",
+                                         f"status = 'running' AND worker_id = '{victim}'") > 0, 60,
+                      "the worker to be killed never had a run in flight")
         ds[0].proc.kill()
         ds[0].proc.wait()
         self.wait_jobs_done(3001, timeout=240)
@@ -160,6 +166,12 @@ class Lifecycle(harness.SluiceTest):
         self.assertTrue(all(r["n"] == 1 for r in completed))
         self.assertEqual(self.count("sluice.scheduled_jobs", "job_type = 'count' AND status = 'completed'"), 3000)
         self.assertEqual(self.count("sluice.scheduled_job_runs", "status = 'running'"), 0)
+        # what the killed worker had in flight was failed by a rescue, and run again
+        lost = self.sql(f"SELECT status, error_message FROM sluice.scheduled_job_runs "
+                        f"WHERE worker_id = '{victim}' AND status <> 'completed'")
+        self.assertTrue(lost, "the killed worker had no run in flight")
+        self.assertTrue(all(r["status"] == "failed" and r["error_message"].startswith("worker lost: lease expired")
+                            for r in lost), lost[:5])
 
     def test_finishing_a_run_writes_no_index_entry(self):
         # a run's finished version fits on the page its claim wrote it to (a HOT
