@@ -11,6 +11,7 @@ Python 3 standard library only. Every wait is bounded; a daemon left running at
 the end of a test is killed and its log attached to the failure.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -183,6 +184,30 @@ class SluiceTest(unittest.TestCase):
             os.kill(int(f.readline()), signal.SIGQUIT)
         self.wait_for(lambda: not os.path.exists(pidfile), 30, "Postgres did not stop")
         self.sluice("db", "start", env=env)
+
+    @contextlib.contextmanager
+    def advisory_lock(self, key):
+        """Holds Postgres advisory lock `key` in a session of its own until the
+        block ends: a handler's query that takes the lock (shared, say) waits
+        for the test to let it go on."""
+        holder = subprocess.Popen(["psql", self.db, "-X", "-q", "-v", "ON_ERROR_STOP=1"],
+                                  env=pgfixture.clean_env(), stdin=subprocess.PIPE,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+        try:
+            holder.stdin.write(f"SELECT pg_advisory_lock({int(key)});\n")
+            holder.stdin.flush()
+            self.wait_for(lambda: self.lock_waiters(key, granted=True) == 1, 30,
+                          f"advisory lock {key} was not taken")
+            yield
+        finally:
+            holder.stdin.close()  # psql exits: the lock is released
+            holder.wait(30)
+
+    def lock_waiters(self, key, granted=False):
+        """How many sessions wait for (or, granted, hold) advisory lock `key`."""
+        return int(self.scalar(f"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = {int(key)} "
+                               f"AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                               f"AND {'' if granted else 'NOT '}granted"))
 
     def count(self, table, where="true"):
         return int(self.scalar(f"SELECT count(*) FROM {table} WHERE {where}"))

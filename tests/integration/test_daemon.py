@@ -8,16 +8,18 @@ import os
 import shutil
 import signal
 import tempfile
-import time
 
 import harness
 
 VERSION_HANDLER = """
 return {
   label = "Versioned",
-  params = { seconds = { type = "number", default = 0 } },
+  params = { seconds = { type = "number", default = 0 }, hold = { type = "integer" } },
   run = function(job)
     sluice.sleep(job.params.seconds)
+    if job.params.hold then  -- waits until the test lets go of this advisory lock
+      assert(sluice.db.query("SELECT pg_advisory_xact_lock_shared($1)", job.params.hold))
+    end
     return { version = %d }
   end,
 }
@@ -125,12 +127,17 @@ class Daemon(harness.SluiceTest):
         env = self.henv()
         with self.serve(env=env) as d:
             d.wait_log("sluice serving")
-            slow = self.sluice("queue", "versioned", "--params", '{"seconds": 3}', env=env).stdout.strip()
-            self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'running'") == 1, 20)
-            self.write("versioned.lua", VERSION_HANDLER % 2)
-            d.wait_log("handlers reloaded", timeout=10)
-            fast = self.sluice("queue", "versioned", env=env).stdout.strip()
-            self.wait_done(fast)
+            # the slow run is held until the reload is done and the fast run has
+            # run, however slow the machine
+            with self.advisory_lock(4243):
+                slow = self.sluice("queue", "versioned", "--params", '{"hold": 4243}', env=env).stdout.strip()
+                self.wait_for(lambda: self.lock_waiters(4243) == 1, 20, "the slow run did not start")
+                self.write("versioned.lua", VERSION_HANDLER % 2)
+                d.wait_log("handlers reloaded", timeout=10)
+                fast = self.sluice("queue", "versioned", env=env).stdout.strip()
+                self.wait_done(fast)
+                self.assertEqual(self.scalar(f"SELECT status FROM sluice.scheduled_job_runs "
+                                             f"WHERE scheduled_job_id = '{slow}'"), "running")
             self.wait_done(slow)
         old, new = self.result_of(slow), self.result_of(fast)
         self.assertEqual(old["result"]["version"], 1)
@@ -204,8 +211,12 @@ class Daemon(harness.SluiceTest):
         env = self.henv()
         with self.serve("--no-watch", env=env) as d:
             d.wait_log("sluice serving")
-            self.write("versioned.lua", VERSION_HANDLER % 7)
-            time.sleep(0.5)
+            # a daemon that watches the directory shows when the new file has
+            # been seen: by then the one with --no-watch would have reloaded too
+            with self.serve(env=env) as watcher:
+                watcher.wait_log("sluice serving")
+                self.write("versioned.lua", VERSION_HANDLER % 7)
+                watcher.wait_log("handlers reloaded", timeout=10)
             self.assertNotIn("handlers reloaded", d.log())  # --no-watch
             d.signal(signal.SIGHUP)
             d.wait_log("handlers reloaded", timeout=10)

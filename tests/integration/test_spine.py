@@ -152,15 +152,31 @@ class Spine(harness.SluiceTest):
         self.assertEqual(out["result"], {"ok": False, "err": "the query is empty"})
 
     def test_sigterm_lets_runs_finish(self):
-        for _ in range(5):
-            self.sluice("queue", "sleep", "--params", '{"seconds": 1.5}')
-        d = self.serve("--concurrency", "5")
-        self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'running'") == 5, 30,
-                      "runs did not start")
-        status = d.stop(timeout=30)
+        # the runs wait for a lock the test holds: they are in flight at the
+        # SIGTERM however slow the machine, and end only once it is released.
+        # Three, so that one of the four pool connections is left for renewals
+        with self.advisory_lock(4242):
+            gated = json.dumps({"sql": "SELECT pg_advisory_xact_lock_shared(4242)::text AS waited"})
+            for _ in range(3):
+                self.sluice("queue", "sql_probe", "--params", gated)
+            d = self.serve("--concurrency", "3", "--lease", "3")
+            self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'running'") == 3
+                          and self.lock_waiters(4242) > 0, 30, "runs did not start")
+            d.signal(signal.SIGTERM)
+            d.wait_log("stopping: no new claims; waiting for runs in flight", timeout=30)
+            self.assertIn("running=yes", d.log())
+            # it keeps them: their leases are renewed (every second) after the signal
+            signalled = self.scalar("SELECT clock_timestamp()")
+            self.wait_for(lambda: self.count("sluice.scheduled_job_runs",
+                                             f"status = 'running' AND heartbeat_at > '{signalled}'") == 3, 30,
+                          "the runs were not kept after the SIGTERM")
+            self.assertIsNone(d.proc.poll(), "the daemon must wait for its runs")
+        status = d.wait(timeout=30)
         self.assertEqual(status, 0, d.log())
-        self.assertEqual(self.count("sluice.scheduled_job_runs", "status = 'completed'"), 5, d.log())
-        self.assertEqual(self.count("sluice.scheduled_jobs", "status = 'completed'"), 5)
+        self.assertEqual(self.count("sluice.scheduled_job_runs", "status = 'completed'"), 3, d.log())
+        self.assertEqual(self.count("sluice.scheduled_jobs", "status = 'completed'"), 3)
+        self.assertEqual([r["result"] for r in self.sql("SELECT result FROM sluice.scheduled_job_runs")],
+                         [{"ok": True, "rows": [{"waited": ""}]}] * 3)
         self.assertIsNotNone(self.one("SELECT stopped_at FROM sluice.workers WHERE kind = 'serve'")["stopped_at"])
 
     def test_grace_period_cancels_runs_as_shutdown_and_they_are_retried(self):
