@@ -154,6 +154,7 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
     sl_queue_claimed(claimed, 0, &cl);
     char err[512];
     ctx.pg = sl_pg_new(ctx.loop, ctx.db_url, cfg->pool_size);
+    sl_pg_reserve(ctx.pg); /* handlers cannot hold up lease renewals */
     if (!json) fprintf(stderr, "run %s (%s) started\n", cl.spec.run_id, type);
     f.run = sl_run_start(ctx.rt, &cl.spec, fg_done, &f, err, sizeof err);
     if (!f.run) {

@@ -279,7 +279,7 @@ static int send_query(lua_State *L, sl_task *t, const char *sql, int first, int 
     if (t->pinned)
         op->req = sl_pg_conn_query(t->pinned, sql, n, params, query_done, op);
     else
-        op->req = sl_pg_query(pg, sql, n, params, query_done, op);
+        op->req = sl_pg_query_shared(pg, sql, n, params, query_done, op);
     return sl_task_wait(L, t, op_cancel, op);
 }
 
@@ -347,7 +347,7 @@ static int l_begin(lua_State *L)
     if (!op) return luaL_error(L, "sluice.db.transaction: out of memory");
     op->t = t;
     op->kind = OP_ACQUIRE;
-    op->req = sl_pg_acquire(pg, acquired, op);
+    op->req = sl_pg_acquire_shared(pg, acquired, op);
     return sl_task_wait(L, t, acquire_cancel, op);
 }
 

@@ -8,8 +8,10 @@
  *   BUSY        a query in flight (req set)
  *   PINNED      owned by a caller between sl_pg_acquire and sl_pg_release;
  *               its own queue holds that caller's queries
- * The pool has one FIFO of requests for "any connection"; a pinned connection has
- * its own. A new connection's own queue starts with the pool's named statements
+ * The pool has two FIFOs of requests for "any connection": the process's own,
+ * served first, and handlers' (the "shared" ones), which never go to the
+ * reserved connection (sl_pg_reserve); a pinned connection has its own. A new
+ * connection's own queue starts with the pool's named statements
  * (PQsendPrepare) and its warm-up, so they precede anything the pool hands it;
  * a request for a named statement is then only bound and executed there (and
  * sent whole, as any other, where its preparation failed). When a connection
@@ -75,7 +77,9 @@ struct sl_pg {
     char *url;
     int size;
     sl_pg_conn *conns;
-    req_queue queue;
+    req_queue queue;  /* the process's own requests */
+    req_queue shared; /* handlers' requests: not for conns[0 .. reserved - 1] */
+    int reserved;
     sl_pg_conn listener;
     char **channels;
     int nchannels;
@@ -210,11 +214,18 @@ static void fail_queue(sl_pg *pg, req_queue *q, const char *err)
         req_finish(pg, r, NULL, err);
 }
 
-static int any_usable(const sl_pg *pg)
+/* Whether a connection from the from-th on is open (or busy). */
+static int any_usable(const sl_pg *pg, int from)
 {
-    for (int i = 0; i < pg->size; i++)
+    for (int i = from; i < pg->size; i++)
         if (pg->conns[i].state == C_IDLE || pg->conns[i].state == C_BUSY) return 1;
     return 0;
+}
+
+/* Whether requests wait for a connection (the i-th, or any when i < 0). */
+static int waiting(const sl_pg *pg, int i)
+{
+    return pg->queue.head || (pg->shared.head && (i < 0 || i >= pg->reserved));
 }
 
 /* The connection broke or could not be made: fail what it held, schedule a retry. */
@@ -237,12 +248,13 @@ static void conn_down(sl_pg_conn *c, const char *why)
         req_finish(pg, r, NULL, buf);
     }
     fail_queue(pg, &c->queue, buf);
-    if (!any_usable(pg)) fail_queue(pg, &pg->queue, buf);
+    if (!any_usable(pg, 0)) fail_queue(pg, &pg->queue, buf);
+    if (!any_usable(pg, pg->reserved)) fail_queue(pg, &pg->shared, buf);
     c->backoff = c->backoff < 0.1 ? 0.1 : c->backoff * 2;
     if (c->backoff > 5) c->backoff = 5;
     if (was_up || c->listen || c->backoff >= 5)
         sl_log(SL_WARN, "database connection failed, retrying", "error", buf, NULL);
-    if (c->listen || pg->queue.head) {
+    if (c->listen || waiting(pg, (int)(c - pg->conns))) {
         ev_timer_set(&c->retry, c->backoff, 0);
         ev_timer_start(pg->loop, &c->retry);
     }
@@ -292,6 +304,7 @@ static void conn_next(sl_pg_conn *c)
             c->unpin_after = 0;
         }
         if (!r && !c->pinned && !c->listen) r = q_pop(&pg->queue);
+        if (!r && !c->pinned && !c->listen && c - pg->conns >= pg->reserved) r = q_pop(&pg->shared);
         if (!r) return;
         if (r->kind == R_ACQUIRE) {
             c->pinned = 1;
@@ -505,11 +518,11 @@ static void conn_init(sl_pg *pg, sl_pg_conn *c, int listen)
 /* Hands queued requests to idle connections, opening new ones up to the size. */
 static void dispatch(sl_pg *pg)
 {
-    for (int i = 0; i < pg->size && pg->queue.head; i++) {
+    for (int i = 0; i < pg->size && waiting(pg, -1); i++) {
         sl_pg_conn *c = &pg->conns[i];
         if (c->state == C_IDLE && !c->pinned) conn_next(c);
     }
-    if (!pg->queue.head) return;
+    if (!waiting(pg, -1)) return;
     /* Still waiting: open one more connection if one is down and not backing off. */
     for (int i = 0; i < pg->size; i++) {
         sl_pg_conn *c = &pg->conns[i];
@@ -517,7 +530,7 @@ static void dispatch(sl_pg *pg)
     }
     for (int i = 0; i < pg->size; i++) {
         sl_pg_conn *c = &pg->conns[i];
-        if (c->state == C_DOWN && !ev_is_active(&c->retry)) {
+        if (c->state == C_DOWN && !ev_is_active(&c->retry) && waiting(pg, i)) {
             conn_start(c);
             return;
         }
@@ -634,6 +647,8 @@ void sl_pg_free(sl_pg *pg)
     sl_pg_req *r;
     while ((r = q_pop(&pg->queue)))
         req_free(r);
+    while ((r = q_pop(&pg->shared)))
+        req_free(r);
     for (int i = 0; i < pg->nchannels; i++)
         free(pg->channels[i]);
     free(pg->channels);
@@ -652,6 +667,15 @@ sl_pg_req *sl_pg_query(sl_pg *pg, const char *sql, int nparams, const char *cons
 {
     sl_pg_req *r = req_new(sql, nparams, params, cb, data);
     q_push(&pg->queue, r);
+    dispatch(pg);
+    return r;
+}
+
+sl_pg_req *sl_pg_query_shared(sl_pg *pg, const char *sql, int nparams, const char *const *params,
+                              sl_pg_cb cb, void *data)
+{
+    sl_pg_req *r = req_new(sql, nparams, params, cb, data);
+    q_push(&pg->shared, r);
     dispatch(pg);
     return r;
 }
@@ -704,15 +728,30 @@ sl_pg_fault sl_pg_sqlstate_fault(const char *sqlstate)
     return SL_PG_REFUSED;
 }
 
-sl_pg_req *sl_pg_acquire(sl_pg *pg, sl_pg_acquire_cb cb, void *data)
+static sl_pg_req *acquire(sl_pg *pg, req_queue *q, sl_pg_acquire_cb cb, void *data)
 {
     sl_pg_req *r = sl_xcalloc(1, sizeof *r);
     r->kind = R_ACQUIRE;
     r->acb = cb;
     r->data = data;
-    q_push(&pg->queue, r);
+    q_push(q, r);
     dispatch(pg);
     return r;
+}
+
+sl_pg_req *sl_pg_acquire(sl_pg *pg, sl_pg_acquire_cb cb, void *data)
+{
+    return acquire(pg, &pg->queue, cb, data);
+}
+
+sl_pg_req *sl_pg_acquire_shared(sl_pg *pg, sl_pg_acquire_cb cb, void *data)
+{
+    return acquire(pg, &pg->shared, cb, data);
+}
+
+void sl_pg_reserve(sl_pg *pg)
+{
+    pg->reserved = pg->size > 1;
 }
 
 sl_pg_req *sl_pg_conn_query(sl_pg_conn *c, const char *sql, int nparams, const char *const *params,
@@ -737,7 +776,7 @@ void sl_pg_release(sl_pg_conn *c, int rollback)
 {
     if (c->state == C_DOWN) {
         c->pinned = 0;
-        if (c->pg->queue.head && !ev_is_active(&c->retry)) {
+        if (waiting(c->pg, (int)(c - c->pg->conns)) && !ev_is_active(&c->retry)) {
             ev_timer_set(&c->retry, 0.05, 0);
             ev_timer_start(c->pg->loop, &c->retry);
         }

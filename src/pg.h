@@ -99,6 +99,21 @@ void sl_pg_cancel(sl_pg_req *req);
 /* Pins a connection for a sequence of queries (BEGIN … COMMIT). */
 sl_pg_req *sl_pg_acquire(sl_pg *pg, sl_pg_acquire_cb cb, void *data);
 
+/* Keeps the pool's first connection for the process's own statements (claims,
+ * lease renewals, outcomes) when the pool has more than one: what handlers'
+ * code asks for (sl_pg_query_shared, sl_pg_acquire_shared) goes to the others.
+ * So handlers holding every connection they may have (long queries,
+ * transactions waiting on a lock) cannot hold up the renewal of their own
+ * leases. The process's own statements still take any free connection, and go
+ * before handlers' requests that wait for one. */
+void sl_pg_reserve(sl_pg *pg);
+
+/* sl_pg_query and sl_pg_acquire for handlers' code: never on the reserved
+ * connection. Where nothing is reserved they are the same. */
+sl_pg_req *sl_pg_query_shared(sl_pg *pg, const char *sql, int nparams, const char *const *params,
+                              sl_pg_cb cb, void *data);
+sl_pg_req *sl_pg_acquire_shared(sl_pg *pg, sl_pg_acquire_cb cb, void *data);
+
 /* A query on a pinned connection (queued behind its previous one). */
 sl_pg_req *sl_pg_conn_query(sl_pg_conn *conn, const char *sql, int nparams,
                             const char *const *params, sl_pg_cb cb, void *data);

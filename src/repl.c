@@ -481,6 +481,7 @@ int sl_cmd_repl(const sl_config *cfg, int argc, char **argv)
         return 1;
     }
     r.ctx.pg = sl_pg_new(r.ctx.loop, r.ctx.db_url, cfg->pool_size);
+    sl_pg_reserve(r.ctx.pg); /* handlers cannot hold up lease renewals */
     sl_pg_adopt(r.ctx.pg, c);
     sl_repl_attach(r.ctx.rt, r.worker, cfg->lease_seconds);
     signals_start(&r);

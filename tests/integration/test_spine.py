@@ -153,8 +153,7 @@ class Spine(harness.SluiceTest):
 
     def test_sigterm_lets_runs_finish(self):
         # the runs wait for a lock the test holds: they are in flight at the
-        # SIGTERM however slow the machine, and end only once it is released.
-        # Three, so that one of the four pool connections is left for renewals
+        # SIGTERM however slow the machine, and end only once it is released
         with self.advisory_lock(4242):
             gated = json.dumps({"sql": "SELECT pg_advisory_xact_lock_shared(4242)::text AS waited"})
             for _ in range(3):
@@ -178,6 +177,30 @@ class Spine(harness.SluiceTest):
         self.assertEqual([r["result"] for r in self.sql("SELECT result FROM sluice.scheduled_job_runs")],
                          [{"ok": True, "rows": [{"waited": ""}]}] * 3)
         self.assertIsNotNone(self.one("SELECT stopped_at FROM sluice.workers WHERE kind = 'serve'")["stopped_at"])
+
+    def test_handlers_holding_every_connection_do_not_stop_lease_renewals(self):
+        # six runs wait on a lock in a query: three hold the three connections
+        # handlers may have (pool_size 4), three wait for one. The fourth is the
+        # daemon's: their leases (3 s) are renewed while they wait, well past a
+        # lease, and none is stopped as lost
+        with self.advisory_lock(4343):
+            gated = json.dumps({"sql": "SELECT pg_advisory_xact_lock_shared(4343)::text AS waited"})
+            for _ in range(6):
+                self.sluice("queue", "sql_probe", "--params", gated)
+            d = self.serve("--concurrency", "6", "--lease", "3")
+            self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'running'") == 6
+                          and self.lock_waiters(4343) >= 3, 30, "runs did not start")
+            held = self.scalar("SELECT clock_timestamp() + interval '4 seconds'")
+            self.wait_for(lambda: self.count("sluice.scheduled_job_runs",
+                                             f"status = 'running' AND heartbeat_at > '{held}'") == 6, 30,
+                          "the runs' leases were not renewed while handlers held the connections")
+            self.assertGreaterEqual(self.lock_waiters(4343), 3)  # still held all along
+        self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'completed'") == 6, 30,
+                      "the runs did not complete")
+        self.assertEqual(d.stop(timeout=30), 0, d.log())
+        self.assertNotIn("lease", " ".join(r["error_message"] or "" for r in
+                                           self.sql("SELECT error_message FROM sluice.scheduled_job_runs")))
+        self.assertEqual(self.count("sluice.scheduled_job_runs"), 6)
 
     def test_grace_period_cancels_runs_as_shutdown_and_they_are_retried(self):
         job = self.sluice("queue", "sleep", "--params", '{"seconds": 30}').stdout.strip()
