@@ -25,8 +25,7 @@ typedef struct {
     int ended;
     char worker[40];
     char lease[32];
-    ev_timer heartbeat;
-    sl_queue_lease renewal; /* what the heartbeat renews and stops */
+    sl_queue_lease renewal; /* renews the run's lease, and the fence */
     ev_signal sigint, sigterm;
 } fg_run;
 
@@ -57,16 +56,6 @@ static void fg_done(sl_run *run, void *data)
     (void)run;
     f->ended = 1;
     ev_break(f->ctx->loop, EVBREAK_ALL);
-}
-
-static void hb_cb(struct ev_loop *loop, ev_timer *t, int revents)
-{
-    (void)loop;
-    (void)revents;
-    fg_run *f = t->data;
-    char ids[64];
-    snprintf(ids, sizeof ids, "{%s}", sl_run_id(f->run));
-    sl_queue_renew(&f->renewal, ids);
 }
 
 static void sig_cb(struct ev_loop *loop, ev_signal *s, int revents)
@@ -160,11 +149,8 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
         sl_cli_error("%s", err);
         goto out;
     }
-    ev_timer_init(&f.heartbeat, hb_cb, cfg->lease_seconds / 3, cfg->lease_seconds / 3);
-    f.heartbeat.data = &f;
     f.renewal = (sl_queue_lease){.ctx = &ctx, .worker = f.worker, .lease = f.lease};
     sl_queue_lease_start(&f.renewal);
-    ev_timer_start(ctx.loop, &f.heartbeat);
     ev_signal_init(&f.sigint, sig_cb, SIGINT);
     f.sigint.data = &f;
     ev_signal_start(ctx.loop, &f.sigint);
@@ -172,7 +158,6 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
     f.sigterm.data = &f;
     ev_signal_start(ctx.loop, &f.sigterm);
     if (!f.ended) ev_run(ctx.loop, 0);
-    ev_timer_stop(ctx.loop, &f.heartbeat);
     sl_queue_lease_stop(&f.renewal);
     ev_signal_stop(ctx.loop, &f.sigint);
     ev_signal_stop(ctx.loop, &f.sigterm);

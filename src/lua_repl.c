@@ -43,8 +43,7 @@ typedef struct repl_state {
     char worker[40]; /* "" until sl_repl_attach */
     char lease[32];
     double lease_seconds;
-    ev_timer heartbeat;     /* running while runs are in flight */
-    sl_queue_lease renewal; /* what the heartbeat renews and stops */
+    sl_queue_lease renewal; /* held while runs are in flight */
     int running;            /* runs in flight */
     fg_run *ops;            /* every run started here and not yet recorded */
     sl_task *chunk;         /* the input being evaluated, or NULL */
@@ -72,31 +71,15 @@ static repl_state *state_of(lua_State *L)
     return st;
 }
 
-/* ------------------------------------------------------------------ heartbeat */
-
-static void hb_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    (void)loop;
-    (void)revents;
-    repl_state *st = w->data;
-    if (!st->rt->ctx->pg) return;
-    char *ids = sl_runtime_run_ids(st->rt);
-    sl_queue_renew(&st->renewal, ids);
-    free(ids);
-}
+/* ------------------------------------------------------------------ lease */
 
 static void running_changed(repl_state *st, int delta)
 {
-    struct ev_loop *loop = st->rt->ctx->loop;
     st->running += delta;
-    if (st->running > 0 && st->worker[0] && !ev_is_active(&st->heartbeat)) {
-        ev_timer_set(&st->heartbeat, st->lease_seconds / 3, st->lease_seconds / 3);
-        ev_timer_start(loop, &st->heartbeat);
+    if (st->running > 0 && st->worker[0] && !st->renewal.holding)
         sl_queue_lease_start(&st->renewal);
-    } else if (st->running == 0 && ev_is_active(&st->heartbeat)) {
-        ev_timer_stop(loop, &st->heartbeat);
+    else if (st->running == 0)
         sl_queue_lease_stop(&st->renewal);
-    }
 }
 
 /* ------------------------------------------------------------------ foreground runs */
@@ -336,10 +319,7 @@ static int state_gc(lua_State *L)
     /* The runtime has ended every run by now (sl_runtime_free cancels them before
      * closing the state): drop the records still in flight. */
     repl_state *st = lua_touserdata(L, 1);
-    if (st->rt && ev_is_active(&st->heartbeat)) {
-        ev_timer_stop(st->rt->ctx->loop, &st->heartbeat);
-        sl_queue_lease_stop(&st->renewal);
-    }
+    sl_queue_lease_stop(&st->renewal);
     while (st->ops) {
         fg_run *op = st->ops;
         if (op->req) sl_pg_cancel(op->req);
@@ -359,8 +339,6 @@ int luaopen_sluice_repl(lua_State *L)
     repl_state *st = lua_newuserdatauv(L, sizeof *st, 0);
     memset(st, 0, sizeof *st);
     st->rt = sl_runtime_of(L);
-    ev_init(&st->heartbeat, hb_cb);
-    st->heartbeat.data = st;
     lua_createtable(L, 0, 1);
     lua_pushcfunction(L, state_gc);
     lua_setfield(L, -2, "__gc");
