@@ -85,6 +85,36 @@ static void retry_notice(PGconn *c, const char *job_id)
     if (r) PQclear(r);
 }
 
+/* The claim of run cl was answered `after` seconds after it was sent, past the
+ * fence's share of its lease (sl_queue_lease_claimed): the lease may have run
+ * out and a rescue may have failed the run already, so it does not start. It
+ * goes back to its job as if never claimed (sluice.release_runs, as a worker
+ * gives back the runs it claimed too late), and the job is then due: a worker
+ * runs it. */
+static void give_back_late(PGconn *c, const sl_claimed *cl, const char *type, const char *lease,
+                           double after)
+{
+    char ids[64];
+    snprintf(ids, sizeof ids, "{%s}", cl->spec.run_id);
+    const char *p[] = {ids};
+    PGresult *r = sl_cli_exec(c, "SELECT sluice.release_runs($1::uuid[])", 1, p);
+    int answered = r != NULL, given = r && PQntuples(r) == 1 && atoi(PQgetvalue(r, 0, 0)) == 1;
+    if (r) PQclear(r);
+    sl_cli_error("run %s (%s) not started: its claim came back %.1f s after it was sent, too "
+                 "late for its %s s lease (a rescue may already have failed it)",
+                 cl->spec.run_id, type, after, lease);
+    if (given)
+        fprintf(stderr,
+                "the run was given back to its job, which is due now: a worker (sluice serve) "
+                "runs it; `sluice jobs cancel %.8s` stops that\n",
+                cl->spec.job_id);
+    else if (answered)
+        fprintf(stderr, "a rescue had already failed the run: its job follows its retry policy\n");
+    else
+        fprintf(stderr, "giving the run back failed (the error is above): its lease runs out, "
+                        "then the rescue pass fails it and the retry policy applies\n");
+}
+
 int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
 {
     const char *type = NULL, *brand = NULL, *params = "{}";
@@ -134,6 +164,8 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
     if (!c) goto out;
     sl_config_fmt_number(cfg->lease_seconds, f.lease, sizeof f.lease);
     const char *p[] = {f.worker, brand, type, normalized, "manual", f.lease};
+    ev_now_update(ctx.loop); /* the loop has not run: its clock is from before the boot */
+    double sent = ev_now(ctx.loop);
     claimed = sl_cli_exec_status(c,
                                  "SELECT * FROM sluice.start_direct_run($1, $2, $3, $4::jsonb, $5, "
                                  "$6::float8)",
@@ -141,16 +173,21 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
     if (!claimed) goto out;
     sl_claimed cl;
     sl_queue_claimed(claimed, 0, &cl);
+    f.renewal = (sl_queue_lease){.ctx = &ctx, .worker = f.worker, .lease = f.lease};
+    ev_now_update(ctx.loop);
+    if (sl_queue_lease_claimed(&f.renewal, sent) < 0) {
+        give_back_late(c, &cl, type, f.lease, ev_now(ctx.loop) - sent);
+        goto out;
+    }
     char err[512];
     ctx.pg = sl_pg_new(ctx.loop, ctx.db_url, cfg->pool_size);
     if (!json) fprintf(stderr, "run %s (%s) started\n", cl.spec.run_id, type);
     f.run = sl_run_start(ctx.rt, &cl.spec, fg_done, &f, err, sizeof err);
     if (!f.run) {
         sl_cli_error("%s", err);
+        sl_queue_lease_stop(&f.renewal);
         goto out;
     }
-    f.renewal = (sl_queue_lease){.ctx = &ctx, .worker = f.worker, .lease = f.lease};
-    sl_queue_lease_start(&f.renewal);
     ev_signal_init(&f.sigint, sig_cb, SIGINT);
     f.sigint.data = &f;
     ev_signal_start(ctx.loop, &f.sigint);
