@@ -174,10 +174,17 @@ class SluiceTest(unittest.TestCase):
             CREATE TRIGGER refuse_result BEFORE UPDATE ON sluice.scheduled_job_runs
                 FOR EACH ROW EXECUTE FUNCTION public.refuse_result()""")
 
+    def trace_effects(self):
+        """An empty public.trace_effects, where the trace handler records what
+        its runs did (the table outlives the sluice schema between tests)."""
+        self.scalar("DROP TABLE IF EXISTS public.trace_effects; "
+                    "CREATE TABLE public.trace_effects (job_id uuid, run_id uuid, attempt int, "
+                    "kind text, at timestamptz DEFAULT clock_timestamp())")
+
     def slow_claims(self, job_type, seconds):
         """Makes every claim of a `job_type` run take `seconds` longer, as a slow
         database would: a trigger on the insert of the run. The schema must exist."""
-        self.scalar(f"""CREATE FUNCTION public.slow_claim() RETURNS trigger LANGUAGE plpgsql AS $$
+        self.scalar(f"""CREATE OR REPLACE FUNCTION public.slow_claim() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN
                 IF NEW.job_type = '{job_type}' THEN PERFORM pg_sleep({seconds}); END IF;
                 RETURN NEW;

@@ -634,8 +634,7 @@ class Lifecycle(harness.SluiceTest):
         # (the worker was stopped meanwhile): a rescue may have failed the run
         # and its job may run elsewhere already, so the worker must not start it
         self.sluice("queue", "noop", "--at", "+1h")  # the schema and registry
-        pgfixture.psql(self.db, "CREATE TABLE public.trace_effects (job_id uuid, run_id uuid, attempt int, "
-                                "kind text, at timestamptz DEFAULT clock_timestamp())")
+        self.trace_effects()
         self.slow_claims("trace", 2)
         with self.serve("--lease", "3") as d:
             self.wait_listening()
@@ -669,8 +668,7 @@ class Lifecycle(harness.SluiceTest):
         # run already and its job may run elsewhere, so it must not start; it
         # goes back to its job, as a worker gives back what it claimed too late
         self.sluice("queue", "noop", "--at", "+1h")  # the schema and registry
-        pgfixture.psql(self.db, "CREATE TABLE public.trace_effects (job_id uuid, run_id uuid, attempt int, "
-                                "kind text, at timestamptz DEFAULT clock_timestamp())")
+        self.trace_effects()
         self.slow_claims("trace", 1.5)
         for args in ((), ("--json",)):
             proc = self.sluice("run", "trace", *args, env=self.env({"SLUICE_LEASE_SECONDS": "1"}), check=False)

@@ -444,8 +444,7 @@ class ReplTest(harness.SluiceTest):
         # as in `sluice run`: a claim answered after the fence's share of the
         # lease does not start its run, which goes back to its job
         self.sluice("queue", "noop", "--at", "+1h")  # the schema and registry
-        pgfixture.psql(self.db, "CREATE TABLE public.trace_effects (job_id uuid, run_id uuid, attempt int, "
-                                "kind text, at timestamptz DEFAULT clock_timestamp())")
+        self.trace_effects()
         self.slow_claims("trace", 1.5)
         p = self.sluice("repl", "-e", 'run("trace", {})', env=self.repl_env({"SLUICE_LEASE_SECONDS": "1"}),
                         check=False)
