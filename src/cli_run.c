@@ -25,8 +25,7 @@ typedef struct {
     int ended;
     char worker[40];
     char lease[32];
-    ev_timer heartbeat;
-    sl_queue_lease renewal; /* what the heartbeat renews and stops */
+    sl_queue_lease renewal; /* renews the run's lease, and the fence */
     ev_signal sigint, sigterm;
 } fg_run;
 
@@ -59,16 +58,6 @@ static void fg_done(sl_run *run, void *data)
     ev_break(f->ctx->loop, EVBREAK_ALL);
 }
 
-static void hb_cb(struct ev_loop *loop, ev_timer *t, int revents)
-{
-    (void)loop;
-    (void)revents;
-    fg_run *f = t->data;
-    char ids[64];
-    snprintf(ids, sizeof ids, "{%s}", sl_run_id(f->run));
-    sl_queue_renew(&f->renewal, ids);
-}
-
 static void sig_cb(struct ev_loop *loop, ev_signal *s, int revents)
 {
     (void)loop;
@@ -94,6 +83,36 @@ static void retry_notice(PGconn *c, const char *job_id)
                 "says; `sluice jobs cancel %.8s` stops that\n",
                 PQgetvalue(r, 0, 0), job_id);
     if (r) PQclear(r);
+}
+
+/* The claim of run cl was answered `after` seconds after it was sent, past the
+ * fence's share of its lease (sl_queue_lease_claimed): the lease may have run
+ * out and a rescue may have failed the run already, so it does not start. It
+ * goes back to its job as if never claimed (sluice.release_runs, as a worker
+ * gives back the runs it claimed too late), and the job is then due: a worker
+ * runs it. */
+static void give_back_late(PGconn *c, const sl_claimed *cl, const char *type, const char *lease,
+                           double after)
+{
+    char ids[64];
+    snprintf(ids, sizeof ids, "{%s}", cl->spec.run_id);
+    const char *p[] = {ids};
+    PGresult *r = sl_cli_exec(c, "SELECT sluice.release_runs($1::uuid[])", 1, p);
+    int answered = r != NULL, given = r && PQntuples(r) == 1 && atoi(PQgetvalue(r, 0, 0)) == 1;
+    if (r) PQclear(r);
+    sl_cli_error("run %s (%s) not started: its claim came back %.1f s after it was sent, too "
+                 "late for its %s s lease (a rescue may already have failed it)",
+                 cl->spec.run_id, type, after, lease);
+    if (given)
+        fprintf(stderr,
+                "the run was given back to its job, which is due now: a worker (sluice serve) "
+                "runs it; `sluice jobs cancel %.8s` stops that\n",
+                cl->spec.job_id);
+    else if (answered)
+        fprintf(stderr, "a rescue had already failed the run: its job follows its retry policy\n");
+    else
+        fprintf(stderr, "giving the run back failed (the error is above): its lease runs out, "
+                        "then the rescue pass fails it and the retry policy applies\n");
 }
 
 int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
@@ -145,6 +164,8 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
     if (!c) goto out;
     sl_config_fmt_number(cfg->lease_seconds, f.lease, sizeof f.lease);
     const char *p[] = {f.worker, brand, type, normalized, "manual", f.lease};
+    ev_now_update(ctx.loop); /* the loop has not run: its clock is from before the boot */
+    double sent = ev_now(ctx.loop);
     claimed = sl_cli_exec_status(c,
                                  "SELECT * FROM sluice.start_direct_run($1, $2, $3, $4::jsonb, $5, "
                                  "$6::float8)",
@@ -152,6 +173,12 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
     if (!claimed) goto out;
     sl_claimed cl;
     sl_queue_claimed(claimed, 0, &cl);
+    f.renewal = (sl_queue_lease){.ctx = &ctx, .worker = f.worker, .lease = f.lease};
+    ev_now_update(ctx.loop);
+    if (sl_queue_lease_claimed(&f.renewal, sent) < 0) {
+        give_back_late(c, &cl, type, f.lease, ev_now(ctx.loop) - sent);
+        goto out;
+    }
     char err[512];
     ctx.pg = sl_pg_new(ctx.loop, ctx.db_url, cfg->pool_size);
     sl_pg_reserve(ctx.pg); /* handlers cannot hold up lease renewals */
@@ -159,13 +186,9 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
     f.run = sl_run_start(ctx.rt, &cl.spec, fg_done, &f, err, sizeof err);
     if (!f.run) {
         sl_cli_error("%s", err);
+        sl_queue_lease_stop(&f.renewal);
         goto out;
     }
-    ev_timer_init(&f.heartbeat, hb_cb, cfg->lease_seconds / 3, cfg->lease_seconds / 3);
-    f.heartbeat.data = &f;
-    f.renewal = (sl_queue_lease){.ctx = &ctx, .worker = f.worker, .lease = f.lease};
-    sl_queue_lease_start(&f.renewal);
-    ev_timer_start(ctx.loop, &f.heartbeat);
     ev_signal_init(&f.sigint, sig_cb, SIGINT);
     f.sigint.data = &f;
     ev_signal_start(ctx.loop, &f.sigint);
@@ -173,7 +196,6 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
     f.sigterm.data = &f;
     ev_signal_start(ctx.loop, &f.sigterm);
     if (!f.ended) ev_run(ctx.loop, 0);
-    ev_timer_stop(ctx.loop, &f.heartbeat);
     sl_queue_lease_stop(&f.renewal);
     ev_signal_stop(ctx.loop, &f.sigint);
     ev_signal_stop(ctx.loop, &f.sigterm);

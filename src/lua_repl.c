@@ -3,6 +3,11 @@
  * helpers of lua/sluice/repl.lua are built on, and the functions repl.c uses to
  * evaluate input (see repl.h).
  *
+ *   clock()    → seconds               the loop's clock, updated: when a claim
+ *                                      is sent
+ *   claimed(sent) → true | nil, err    a claim sent at `sent` (clock()) was
+ *                                      answered: its run may start, or it came
+ *                                      back too late (sl_queue_lease_claimed)
  *   run(spec)  → outcome | nil, err    runs a claimed job in the foreground; the
  *                                      calling task waits, the run has its own
  *                                      coroutine; the outcome is recorded with
@@ -43,8 +48,7 @@ typedef struct repl_state {
     char worker[40]; /* "" until sl_repl_attach */
     char lease[32];
     double lease_seconds;
-    ev_timer heartbeat;     /* running while runs are in flight */
-    sl_queue_lease renewal; /* what the heartbeat renews and stops */
+    sl_queue_lease renewal; /* held while runs are in flight */
     int running;            /* runs in flight */
     fg_run *ops;            /* every run started here and not yet recorded */
     sl_task *chunk;         /* the input being evaluated, or NULL */
@@ -73,31 +77,15 @@ static repl_state *state_of(lua_State *L)
     return st;
 }
 
-/* ------------------------------------------------------------------ heartbeat */
-
-static void hb_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    (void)loop;
-    (void)revents;
-    repl_state *st = w->data;
-    if (!st->rt->ctx->pg) return;
-    char *ids = sl_runtime_run_ids(st->rt);
-    sl_queue_renew(&st->renewal, ids);
-    free(ids);
-}
+/* ------------------------------------------------------------------ lease */
 
 static void running_changed(repl_state *st, int delta)
 {
-    struct ev_loop *loop = st->rt->ctx->loop;
     st->running += delta;
-    if (st->running > 0 && st->worker[0] && !ev_is_active(&st->heartbeat)) {
-        ev_timer_set(&st->heartbeat, st->lease_seconds / 3, st->lease_seconds / 3);
-        ev_timer_start(loop, &st->heartbeat);
+    if (st->running > 0 && st->worker[0] && !st->renewal.holding)
         sl_queue_lease_start(&st->renewal);
-    } else if (st->running == 0 && ev_is_active(&st->heartbeat)) {
-        ev_timer_stop(loop, &st->heartbeat);
+    else if (st->running == 0)
         sl_queue_lease_stop(&st->renewal);
-    }
 }
 
 /* ------------------------------------------------------------------ foreground runs */
@@ -222,6 +210,43 @@ static const char *opt_string(lua_State *L, int idx, const char *key)
     return lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
 }
 
+/* clock() → the loop's time now (updated: the loop's own is from when this
+ * iteration began), to pass to claimed(). */
+static int l_clock(lua_State *L)
+{
+    struct ev_loop *loop = state_of(L)->rt->ctx->loop;
+    ev_now_update(loop);
+    lua_pushnumber(L, ev_now(loop));
+    return 1;
+}
+
+/* claimed(sent) → true | nil, err: the claim of a run, sent at `sent` (clock()),
+ * has been answered. Its lease runs from then: the fence counts from then (the
+ * lease is held from now on, and run() starts the run under it); but past the
+ * fence's share of the lease the lease may have run out and a rescue may have
+ * failed the run already: it must not start (the caller gives it back to its
+ * job with sluice.release_runs). */
+static int l_claimed(lua_State *L)
+{
+    double sent = luaL_checknumber(L, 1);
+    repl_state *st = state_of(L);
+    if (!st->worker[0]) return luaL_error(L, "claimed: this process is not registered as a worker");
+    struct ev_loop *loop = st->rt->ctx->loop;
+    ev_now_update(loop);
+    if (sl_queue_lease_claimed(&st->renewal, sent) < 0) {
+        char why[256];
+        snprintf(why, sizeof why,
+                 "its claim came back %.1f s after it was sent, too late for its %s s lease (a "
+                 "rescue may already have failed it)",
+                 ev_now(loop) - sent, st->lease);
+        lua_pushnil(L);
+        lua_pushstring(L, why);
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 /* run(spec) → outcome | nil, err. spec: a start_direct_run() row with
  * run_id, job_id, job_type, brand_id, params_json, checkpoint_json (strings),
  * attempt, timeout_seconds, trigger_source. */
@@ -251,6 +276,7 @@ static int l_run(lua_State *L)
     op->run = sl_run_start(st->rt, &spec, run_ended, op, err, sizeof err);
     if (!op->run) {
         free(op);
+        if (st->running == 0) sl_queue_lease_stop(&st->renewal); /* held since claimed() */
         lua_pushnil(L);
         lua_pushstring(L, err);
         return 2;
@@ -352,10 +378,7 @@ static int state_gc(lua_State *L)
     /* The runtime has ended every run by now (sl_runtime_free cancels them before
      * closing the state): drop the records still in flight. */
     repl_state *st = lua_touserdata(L, 1);
-    if (st->rt && ev_is_active(&st->heartbeat)) {
-        ev_timer_stop(st->rt->ctx->loop, &st->heartbeat);
-        sl_queue_lease_stop(&st->renewal);
-    }
+    sl_queue_lease_stop(&st->renewal);
     while (st->ops) {
         fg_run *op = st->ops;
         if (op->req) sl_pg_cancel(op->req);
@@ -367,16 +390,12 @@ static int state_gc(lua_State *L)
 int luaopen_sluice_repl(lua_State *L)
 {
     static const luaL_Reg fns[] = {
-        {"run", l_run},
-        {"reload", l_reload},
-        {"worker", l_worker},
-        {NULL, NULL},
+        {"clock", l_clock},   {"claimed", l_claimed}, {"run", l_run},
+        {"reload", l_reload}, {"worker", l_worker},   {NULL, NULL},
     };
     repl_state *st = lua_newuserdatauv(L, sizeof *st, 0);
     memset(st, 0, sizeof *st);
     st->rt = sl_runtime_of(L);
-    ev_init(&st->heartbeat, hb_cb);
-    st->heartbeat.data = st;
     lua_createtable(L, 0, 1);
     lua_pushcfunction(L, state_gc);
     lua_setfield(L, -2, "__gc");

@@ -209,34 +209,6 @@ static void arm_fence(sl_queue_lease *l)
     ev_timer_start(loop, &l->fence);
 }
 
-void sl_queue_lease_start(sl_queue_lease *l)
-{
-    ev_init(&l->fence, fence_cb);
-    l->fence.data = l;
-    l->holding = 1;
-    l->lease_seconds = atof(l->lease);
-    l->renewed_at = ev_now(l->ctx->loop); /* a claim gave the runs a fresh lease */
-    arm_fence(l);
-}
-
-int sl_queue_lease_claimed(sl_queue_lease *l, double sent)
-{
-    if (ev_now(l->ctx->loop) - sent >= FENCE_SHARE * l->lease_seconds) return -1;
-    if (sent < l->renewed_at) l->renewed_at = sent;
-    if (l->sending_at > 0 && sent < l->flight_base) l->flight_base = sent;
-    if (l->holding) arm_fence(l);
-    return 0;
-}
-
-void sl_queue_lease_stop(sl_queue_lease *l)
-{
-    if (l->holding) ev_timer_stop(l->ctx->loop, &l->fence);
-    l->holding = 0;
-    if (l->req) sl_pg_cancel(l->req); /* its answer would find nothing to renew */
-    l->req = NULL;
-    l->sending_at = 0;
-}
-
 static void renewed(PGresult *res, const char *err, void *data)
 {
     sl_queue_lease *l = data;
@@ -259,17 +231,78 @@ static void renewed(PGresult *res, const char *err, void *data)
     if (res) PQclear(res);
 }
 
-void sl_queue_renew(sl_queue_lease *l, const char *run_ids)
+/* Sends one renewal for every run held (those in flight, then those waiting),
+ * unless the last one is still unanswered. */
+static void renew_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
-    if (l->sending_at > 0) return; /* the last one has not been answered yet */
-    l->sending_at = ev_now(l->ctx->loop);
+    (void)revents;
+    sl_queue_lease *l = t->data;
+    if (l->sending_at > 0) return;                  /* the last one has not been answered yet */
+    if (!l->ctx->pg) return;                        /* no database (a REPL started without one) */
+    char *started = sl_runtime_run_ids(l->ctx->rt); /* "{a,b}" */
+    sl_buf ids = {0};
+    sl_buf_add(&ids, started, strlen(started) - 1);
+    free(started);
+    if (ids.len > 1) sl_buf_puts(&ids, ",");
+    if (l->waiting) l->waiting(&ids, l->data);
+    if (ids.data[ids.len - 1] == ',') ids.len--;
+    sl_buf_puts(&ids, "}");
+    l->sending_at = ev_now(loop);
     l->flight_base = l->sending_at; /* it names every run held now */
-    const char *params[] = {l->worker, l->lease, run_ids};
+    const char *params[] = {l->worker, l->lease, sl_buf_str(&ids)};
     sl_pg_req *req =
         sl_pg_query_prepared(l->ctx->pg, "sl_renew_leases",
                              "SELECT run_id, reason FROM sluice.renew_leases($1, $2, $3::uuid[])",
                              3, params, renewed, l);
     if (l->sending_at > 0) l->req = req; /* not answered at once (renewed() clears it) */
+    sl_buf_free(&ids);
+}
+
+/* Holds the runs from now on, their leases running from `since` at least. */
+static void hold(sl_queue_lease *l, double since)
+{
+    struct ev_loop *loop = l->ctx->loop;
+    double every = l->lease_seconds / 3;
+    ev_init(&l->fence, fence_cb);
+    l->fence.data = l;
+    ev_timer_init(&l->renew, renew_cb, every, every);
+    l->renew.data = l;
+    l->holding = 1;
+    l->renewed_at = since;
+    arm_fence(l);
+    ev_timer_start(loop, &l->renew);
+}
+
+void sl_queue_lease_start(sl_queue_lease *l)
+{
+    l->lease_seconds = atof(l->lease);
+    hold(l, ev_now(l->ctx->loop)); /* a claim gave the runs a fresh lease */
+}
+
+int sl_queue_lease_claimed(sl_queue_lease *l, double sent)
+{
+    if (!l->holding) l->lease_seconds = atof(l->lease);
+    if (ev_now(l->ctx->loop) - sent >= FENCE_SHARE * l->lease_seconds) return -1;
+    if (!l->holding) {
+        hold(l, sent);
+        return 0;
+    }
+    if (sent < l->renewed_at) l->renewed_at = sent;
+    if (l->sending_at > 0 && sent < l->flight_base) l->flight_base = sent;
+    arm_fence(l);
+    return 0;
+}
+
+void sl_queue_lease_stop(sl_queue_lease *l)
+{
+    if (l->holding) {
+        ev_timer_stop(l->ctx->loop, &l->renew);
+        ev_timer_stop(l->ctx->loop, &l->fence);
+    }
+    l->holding = 0;
+    if (l->req) sl_pg_cancel(l->req); /* its answer would find nothing to renew */
+    l->req = NULL;
+    l->sending_at = 0;
 }
 
 void sl_queue_next_cron(const char *job_id, const char *cron, const char *tzname,

@@ -65,24 +65,29 @@ void sl_queue_outcome_json_of(sl_buf *b, const char *run_id, const sl_run_outcom
 void sl_queue_bare_failure_json(sl_buf *b, const char *run_id, const sl_run_outcome *o,
                                 const char *error);
 
-/* A process's lease renewal: every lease/3 it renews the leases of the runs it
- * holds (sluice.renew_leases) and stops those the answer names: their job was
- * cancelled (a cancel whose NOTIFY this process missed), or the run is no
- * longer its own (failed by a rescue after its lease expired) or gone. And a
- * fence: when no renewal has succeeded for 0.9 of a lease (the database is out
- * of reach), every run is stopped as "lease lost" before other workers, by the
- * database's clock, fail them and run their jobs again. The caller owns the
- * struct; sl_queue_lease_stop() cancels a renewal still in flight, after which
- * the struct may go. */
+/* A process's lease renewal: while the process holds runs, every lease/3 it
+ * renews the leases of the runs it holds (sluice.renew_leases): those in
+ * flight in ctx->rt and those `waiting` names. It stops the runs the answer
+ * names: their job was cancelled (a cancel whose NOTIFY this process missed),
+ * or the run is no longer its own (failed by a rescue after its lease
+ * expired) or gone. And a fence: when no renewal has succeeded for 0.9 of a
+ * lease (the database is out of reach), every run is stopped as "lease lost"
+ * before other workers, by the database's clock, fail them and run their jobs
+ * again. The caller owns the struct and fills in the fields above "kept by
+ * queue.c"; both timers and the renewal in flight are the struct's own, and
+ * sl_queue_lease_stop() ends them all, after which the struct may go. */
 typedef struct sl_queue_lease {
     struct sl_ctx *ctx;
     const char *worker; /* the process's worker id */
     const char *lease;  /* lease seconds, as text */
-    /* a run named in the answer that is not in flight in ctx->rt (a daemon's
-     * claimed runs waiting for a slot; run_id NULL: all of them, for the
-     * fence); may be NULL */
+    /* the runs held that are not in flight in ctx->rt (a daemon's claimed runs
+     * waiting for a slot): appends each one's id followed by a comma to ids;
+     * may be NULL */
+    void (*waiting)(sl_buf *ids, void *data);
+    /* a run named in the answer that is not in flight in ctx->rt (run_id NULL:
+     * all of them, for the fence); may be NULL */
     void (*not_started)(const char *run_id, const char *reason, void *data);
-    void *data;
+    void *data; /* for both */
     /* kept by queue.c */
     double lease_seconds;
     /* every run held has had a lease from then at least: when the last renewal
@@ -93,25 +98,27 @@ typedef struct sl_queue_lease {
      * answered meanwhile (the renewal names none of that claim's runs) */
     double flight_base;
     struct sl_pg_req *req; /* that renewal, owned until answered or cancelled */
-    int holding;           /* between sl_queue_lease_start and _stop */
+    int holding;           /* between starting (_start, _claimed) and _stop */
+    ev_timer renew;        /* every lease/3 while holding */
     ev_timer fence;
 } sl_queue_lease;
 
-/* The process holds runs from now on (their claim gave them a lease): arms the
- * fence. sl_queue_lease_stop() disarms it (no runs held, or the end). */
+/* The process holds runs from now on (a daemon: from its start, whatever it
+ * claims): renews them every lease/3 and arms the fence. sl_queue_lease_stop()
+ * stops both and cancels a renewal in flight (no runs held, or the end); it
+ * does nothing to a lease not held. */
 void sl_queue_lease_start(sl_queue_lease *l);
 void sl_queue_lease_stop(sl_queue_lease *l);
 
-/* A claim sent at `sent` (the loop's time then) has been answered: the leases
- * of its runs run from then at the earliest, and the fence guards them from
- * now on. Returns -1 when most of a lease has passed since (the fence's share):
- * those leases may have run out, a rescue may have failed the runs and their
- * jobs may run elsewhere already, so they must not start. */
+/* A claim sent at `sent` (the loop's time then) has been answered. Returns -1
+ * when most of a lease has passed since (the fence's share): those leases may
+ * have run out, a rescue may have failed the runs and their jobs may run
+ * elsewhere already, so they must not start (the caller gives them back with
+ * sluice.release_runs); the lease is left as it was. Else the leases of its
+ * runs run from `sent` at the earliest and the fence guards them from now on;
+ * a lease not held yet starts here (as sl_queue_lease_start, counting from
+ * `sent`). The caller of a blocking claim updates the loop's time first. */
 int sl_queue_lease_claimed(sl_queue_lease *l, double sent);
-
-/* Sends one renewal for run_ids (a Postgres array literal, "{a,b}"), unless the
- * last one is still unanswered. */
-void sl_queue_renew(sl_queue_lease *l, const char *run_ids);
 
 /* Stops the run run_id for reason ("cancelled", "lost" or "deleted"; "paused"
  * leaves a run in flight alone) if it is in flight here, else hands it to

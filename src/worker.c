@@ -10,8 +10,9 @@
  *                                ▼
  *              finish batch → finish_runs() in one round trip
  *
- * Alongside: a heartbeat renewing the leases of this worker's runs (every
- * lease/3), and a rescue pass failing runs whose lease expired elsewhere.
+ * Alongside: the lease renewal (sl_queue_lease) renewing the leases of this
+ * worker's runs every lease/3, and a rescue pass failing runs whose lease
+ * expired elsewhere.
  * Database errors never stop the daemon: each step retries with backoff and
  * logs; a completion stays in the batch until recorded. A batch the database
  * refuses (not a lost connection: its statement) is recorded one run at a time,
@@ -97,14 +98,13 @@ typedef struct sl_worker {
     int running;    /* runs started, not yet ended */
     struct pending *queue_head, *queue_tail; /* claimed, not started yet */
     int queued;
-    int cycling;          /* finish_and_claim calls in flight (at most MAX_CYCLES) */
-    int cycle_again;      /* something happened while the maximum was in flight */
-    int asked;            /* jobs those calls asked for */
-    double backoff;       /* after a failed cycle */
-    int isolate;          /* ended runs to record one a cycle: a batch was refused */
-    ev_timer claim_timer; /* next due job / poll / retry after an error */
-    ev_timer heartbeat;
-    sl_queue_lease renewal; /* what the heartbeat renews and stops */
+    int cycling;            /* finish_and_claim calls in flight (at most MAX_CYCLES) */
+    int cycle_again;        /* something happened while the maximum was in flight */
+    int asked;              /* jobs those calls asked for */
+    double backoff;         /* after a failed cycle */
+    int isolate;            /* ended runs to record one a cycle: a batch was refused */
+    ev_timer claim_timer;   /* next due job / poll / retry after an error */
+    sl_queue_lease renewal; /* renews the leases of the runs held, and the fence */
     ev_timer rescue;
     ev_timer retention;
     ev_timer logflush; /* records log lines of long runs as they come */
@@ -625,22 +625,14 @@ static void ignore_result(PGresult *res, const char *err, void *data)
     if (res) PQclear(res);
 }
 
-static void heartbeat_cb(struct ev_loop *loop, ev_timer *t, int revents)
+/* The runs claimed and waiting for a slot, for the lease renewal. */
+static void queued_ids(sl_buf *ids, void *data)
 {
-    (void)loop;
-    (void)revents;
-    sl_worker *w = t->data;
-    char *started = sl_runtime_run_ids(w->ctx->rt);
-    sl_buf b = {0};
-    sl_buf_add(&b, started, strlen(started) - 1); /* "{a,b" */
+    sl_worker *w = data;
     for (pending *p = w->queue_head; p; p = p->next) {
-        sl_buf_puts(&b, b.len > 1 ? "," : "");
-        sl_buf_puts(&b, p->spec.run_id);
+        sl_buf_puts(ids, p->spec.run_id);
+        sl_buf_puts(ids, ",");
     }
-    sl_buf_puts(&b, "}");
-    free(started);
-    sl_queue_renew(&w->renewal, sl_buf_str(&b));
-    sl_buf_free(&b);
 }
 
 static void rescue_done(PGresult *res, const char *err, void *data)
@@ -1042,12 +1034,13 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     w.soon.data = &w;
     ev_init(&w.grace, grace_cb);
     w.grace.data = &w;
-    ev_timer_init(&w.heartbeat, heartbeat_cb, cfg.lease_seconds / 3, cfg.lease_seconds / 3);
-    w.heartbeat.data = &w;
-    w.renewal = (sl_queue_lease){
-        .ctx = &ctx, .worker = w.id, .lease = w.lease, .not_started = stop_queued, .data = &w};
+    w.renewal = (sl_queue_lease){.ctx = &ctx,
+                                 .worker = w.id,
+                                 .lease = w.lease,
+                                 .waiting = queued_ids,
+                                 .not_started = stop_queued,
+                                 .data = &w};
     sl_queue_lease_start(&w.renewal);
-    ev_timer_start(ctx.loop, &w.heartbeat);
     double every = cfg.lease_seconds / 3 < 5 ? cfg.lease_seconds / 3 : 5;
     ev_timer_init(&w.rescue, rescue_cb, 0.5, every);
     w.rescue.data = &w;
@@ -1084,7 +1077,6 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     ev_timer_stop(ctx.loop, &w.claim_timer);
     ev_timer_stop(ctx.loop, &w.soon);
     ev_timer_stop(ctx.loop, &w.grace);
-    ev_timer_stop(ctx.loop, &w.heartbeat);
     sl_queue_lease_stop(&w.renewal);
     ev_timer_stop(ctx.loop, &w.rescue);
     ev_timer_stop(ctx.loop, &w.retention);

@@ -240,7 +240,9 @@ end
 
 -- run(type, params [, { brand = … }]) → the run's result. Runs the job now, in
 -- the foreground, with its log lines streaming; records the run (trigger_source
--- repl) like `sluice run`; raises with the run's error when it fails.
+-- repl) like `sluice run`; raises with the run's error when it fails, and
+-- when its claim came back too late for its lease (the run is not started but
+-- given back to its job, as `sluice run` and a worker do).
 function G.run(job_type, params, opts)
   if type(opts) == "string" then opts = { brand = opts } end
   opts = check_opts("run", opts, { brand = true })
@@ -248,6 +250,7 @@ function G.run(job_type, params, opts)
   local normalized = validated("run", job_type, params)
   local worker, lease = drv.worker()
   if not worker then fail("run: this process is not registered as a worker") end
+  local sent = drv.clock()
   local rows, err = db.query([[
     SELECT run_id::text, job_id::text, job_type, brand_id::text, parameters::text AS params_json,
            checkpoint::text AS checkpoint_json, attempt_number AS attempt, timeout_seconds,
@@ -256,6 +259,17 @@ function G.run(job_type, params, opts)
     worker, opts.brand, job_type, normalized, lease)
   if not rows then fail("run: %s", err) end
   local spec = without_nulls(rows[1])
+  local in_time, late = drv.claimed(sent)
+  if not in_time then -- the run goes back to its job as if never claimed, as a worker's does
+    local given, gerr = db.query("SELECT sluice.release_runs($1::uuid[]) AS n",
+      "{" .. spec.run_id .. "}")
+    fail("run %s (%s) not started: %s; %s", spec.run_id, job_type, late,
+      not given and "giving it back failed (" .. tostring(gerr) .. "): its lease runs out, then "
+        .. "the rescue pass fails it and the retry policy applies"
+      or given[1].n == 1 and "the run was given back to its job, which is due now: a worker "
+        .. "(sluice serve) runs it"
+      or "a rescue had already failed the run: its job follows its retry policy")
+  end
   note(("run %s (%s) started"):format(spec.run_id, job_type))
   local o, serr = drv.run(spec)
   if not o then

@@ -175,6 +175,32 @@ class SluiceTest(unittest.TestCase):
             CREATE TRIGGER refuse_result BEFORE UPDATE ON sluice.scheduled_job_runs
                 FOR EACH ROW EXECUTE FUNCTION public.refuse_result()""")
 
+    def trace_effects(self):
+        """An empty public.trace_effects, where the trace handler records what
+        its runs did (the table outlives the sluice schema between tests)."""
+        self.scalar("DROP TABLE IF EXISTS public.trace_effects; "
+                    "CREATE TABLE public.trace_effects (job_id uuid, run_id uuid, attempt int, "
+                    "kind text, at timestamptz DEFAULT clock_timestamp())")
+
+    def slow_claims(self, job_type, seconds):
+        """Makes every claim of a `job_type` run take `seconds` longer, as a slow
+        database would: a trigger on the insert of the run. The schema must exist."""
+        self.scalar(f"""CREATE OR REPLACE FUNCTION public.slow_claim() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.job_type = '{job_type}' THEN PERFORM pg_sleep({seconds}); END IF;
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER slow_claim BEFORE INSERT ON sluice.scheduled_job_runs
+                FOR EACH ROW EXECUTE FUNCTION public.slow_claim()""")
+
+    def assert_given_back(self, job_type):
+        """The one job of `job_type` got its run back unstarted: no run left,
+        no attempt spent, due again, and no trace of the handler's effects."""
+        self.assertEqual(self.count("sluice.scheduled_job_runs", f"job_type = '{job_type}'"), 0)
+        self.assertEqual(self.one(f"SELECT status, attempts, current_run_id, next_run_at <= now() AS due "
+                                  f"FROM sluice.scheduled_jobs WHERE job_type = '{job_type}'"),
+                         {"status": "active", "attempts": 0, "current_run_id": None, "due": True})
+
     def crash_postgres(self, home, env):
         """Stops the embedded cluster under `home` as a crash would (an immediate
         shutdown: no checkpoint, what was not flushed to the WAL is lost), then

@@ -660,15 +660,8 @@ class Lifecycle(harness.SluiceTest):
         # (the worker was stopped meanwhile): a rescue may have failed the run
         # and its job may run elsewhere already, so the worker must not start it
         self.sluice("queue", "noop", "--at", "+1h")  # the schema and registry
-        pgfixture.psql(self.db, "CREATE TABLE public.trace_effects (job_id uuid, run_id uuid, attempt int, "
-                                "kind text, at timestamptz DEFAULT clock_timestamp())")
-        self.scalar("""CREATE FUNCTION public.slow_claim() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN
-                IF NEW.job_type = 'trace' THEN PERFORM pg_sleep(2); END IF;
-                RETURN NEW;
-            END $$;
-            CREATE TRIGGER slow_claim BEFORE INSERT ON sluice.scheduled_job_runs
-                FOR EACH ROW EXECUTE FUNCTION public.slow_claim()""")
+        self.trace_effects()
+        self.slow_claims("trace", 2)
         with self.serve("--lease", "3") as d:
             self.wait_listening()
             job = self.sluice("queue", "trace", "--params", '{"pause": 2}').stdout.strip()
@@ -694,6 +687,25 @@ class Lifecycle(harness.SluiceTest):
         effects = self.sql("SELECT run_id, kind FROM public.trace_effects ORDER BY at")
         self.assertEqual(effects, [{"run_id": runs[1]["id"], "kind": "start"},
                                    {"run_id": runs[1]["id"], "kind": "end"}], d.log())
+
+    def test_a_foreground_claim_answered_too_late_gives_its_run_back(self):
+        # `sluice run` whose claim is answered only after the fence's share of
+        # the lease (the statement was that slow): a rescue may have failed the
+        # run already and its job may run elsewhere, so it must not start; it
+        # goes back to its job, as a worker gives back what it claimed too late
+        self.sluice("queue", "noop", "--at", "+1h")  # the schema and registry
+        self.trace_effects()
+        self.slow_claims("trace", 1.5)
+        for args in ((), ("--json",)):
+            proc = self.sluice("run", "trace", *args, env=self.env({"SLUICE_LEASE_SECONDS": "1"}), check=False)
+            self.assertEqual((proc.returncode, proc.stdout), (1, ""), proc.stderr)
+            self.assertRegex(proc.stderr, r"run \S+ \(trace\) not started: its claim came back \d+\.\d s after "
+                                          r"it was sent, too late for its 1 s lease")
+            self.assertIn("the run was given back to its job, which is due now", proc.stderr)
+            self.assertNotIn("started\n", proc.stderr)
+            self.assert_given_back("trace")
+            self.assertEqual(self.count("public.trace_effects"), 0)
+            self.scalar("DELETE FROM sluice.scheduled_jobs WHERE job_type = 'trace'")
 
     def test_a_cancel_is_final_when_the_run_in_flight_completes(self):
         # a foreground run does not hear the cancel and runs to its end: the run

@@ -440,6 +440,21 @@ class ReplTest(harness.SluiceTest):
         self.assertEqual(p.returncode, 1)
         self.assertIn("echo was asked to fail", p.stderr)
 
+    def test_a_run_whose_claim_came_back_too_late_is_given_back(self):
+        # as in `sluice run`: a claim answered after the fence's share of the
+        # lease does not start its run, which goes back to its job
+        self.sluice("queue", "noop", "--at", "+1h")  # the schema and registry
+        self.trace_effects()
+        self.slow_claims("trace", 1.5)
+        p = self.sluice("repl", "-e", 'run("trace", {})', env=self.repl_env({"SLUICE_LEASE_SECONDS": "1"}),
+                        check=False)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertRegex(p.stderr, r"run \S+ \(trace\) not started: its claim came back \d+\.\d s after it was "
+                                   r"sent, too late for its 1 s lease .*; the run was given back to its job")
+        self.assertNotIn("started\n", p.stderr)
+        self.assert_given_back("trace")
+        self.assertEqual(self.count("public.trace_effects"), 0)
+
     def test_errors_keep_only_a_telling_traceback(self):
         # a traceback that says more than the message stays (without the REPL's frames)
         p = self.run_e('local function f()\n  error("deep")\nend\nf()', check=False)
