@@ -662,22 +662,25 @@ void sl_pg_free(sl_pg *pg)
     free(pg);
 }
 
+static sl_pg_req *query(sl_pg *pg, req_queue *q, const char *sql, int nparams,
+                        const char *const *params, sl_pg_cb cb, void *data)
+{
+    sl_pg_req *r = req_new(sql, nparams, params, cb, data);
+    q_push(q, r);
+    dispatch(pg);
+    return r;
+}
+
 sl_pg_req *sl_pg_query(sl_pg *pg, const char *sql, int nparams, const char *const *params,
                        sl_pg_cb cb, void *data)
 {
-    sl_pg_req *r = req_new(sql, nparams, params, cb, data);
-    q_push(&pg->queue, r);
-    dispatch(pg);
-    return r;
+    return query(pg, &pg->queue, sql, nparams, params, cb, data);
 }
 
 sl_pg_req *sl_pg_query_shared(sl_pg *pg, const char *sql, int nparams, const char *const *params,
                               sl_pg_cb cb, void *data)
 {
-    sl_pg_req *r = req_new(sql, nparams, params, cb, data);
-    q_push(&pg->shared, r);
-    dispatch(pg);
-    return r;
+    return query(pg, &pg->shared, sql, nparams, params, cb, data);
 }
 
 /* The index of the pool's statement name, registered (sql) on first use: queued
