@@ -70,9 +70,8 @@ static const char *op_error(const db_op *op)
     return op->oom ? "sluice.db: out of memory" : op->err;
 }
 
-static sl_pg *pool(lua_State *L, sl_ctx *ctx)
+static sl_pg *open_pool(lua_State *L, sl_ctx *ctx)
 {
-    if (ctx->pg) return ctx->pg;
     char *url = NULL;
     PGconn *c = NULL;
     if (ctx->db_url) {
@@ -81,9 +80,19 @@ static sl_pg *pool(lua_State *L, sl_ctx *ctx)
     } else /* first use in a script or the REPL: open (and migrate) the database once */
         c = sl_cli_open(ctx->cfg, &url);
     if (!url) luaL_error(L, "sluice.db: the database is not available"); /* c is NULL too */
-    ctx->pg = sl_pg_new(ctx->loop, url, ctx->cfg ? ctx->cfg->pool_size : 4);
+    sl_pg *pg = sl_pg_new(ctx->loop, url, ctx->cfg ? ctx->cfg->pool_size : 4);
     free(url);
-    if (c) sl_pg_adopt(ctx->pg, c); /* the pool's first connection, not a second one */
+    if (c) sl_pg_adopt(pg, c); /* the pool's first connection, not a second one */
+    return pg;
+}
+
+/* The context's pool, opened on first use. A query's result larger than the Lua
+ * state's cap could never be handed to the task: the pool stops reading it
+ * there (sl_pg_limit_results), before it takes the process's memory. */
+static sl_pg *pool(lua_State *L, sl_ctx *ctx)
+{
+    if (!ctx->pg) ctx->pg = open_pool(L, ctx);
+    sl_pg_limit_results(ctx->pg, sl_runtime_of(L)->opts.memory_limit);
     return ctx->pg;
 }
 

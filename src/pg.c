@@ -48,7 +48,11 @@ struct sl_pg_req {
     void *data;
     int cancelled;
     int internal; /* ROLLBACK/LISTEN sent by the pool itself */
+    int limited;  /* a handler's query: rows read one at a time, bounded (sl_pg_limit_results) */
+    const char *state; /* SQLSTATE of an error the pool made itself, or NULL */
     PGresult *res;
+    PGresult *rows; /* limited: the rows read so far */
+    size_t bytes;   /* and their size */
     sl_pg_req *next;
 };
 
@@ -80,6 +84,7 @@ struct sl_pg {
     req_queue queue;  /* the process's own requests */
     req_queue shared; /* handlers' requests: not for conns[0 .. reserved - 1] */
     int reserved;
+    size_t result_limit; /* bytes a limited request's rows may take; 0: no bound */
     sl_pg_conn listener;
     char **channels;
     int nchannels;
@@ -127,6 +132,7 @@ static void req_free(sl_pg_req *r)
         free(r->params[i]);
     free(r->params);
     if (r->res) PQclear(r->res);
+    if (r->rows) PQclear(r->rows);
     free(r);
 }
 
@@ -168,7 +174,7 @@ static void deliver(sl_pg *pg, sl_pg_req *r, PGresult *res, const char *err)
     char outer[sizeof pg->err_sqlstate];
     memcpy(outer, pg->err_sqlstate, sizeof outer);
     ExecStatusType rs = res ? PQresultStatus(res) : PGRES_COMMAND_OK; /* no result: err */
-    const char *st = rs == PGRES_FATAL_ERROR ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    const char *st = rs == PGRES_FATAL_ERROR ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : r->state;
     snprintf(pg->err_sqlstate, sizeof pg->err_sqlstate, "%s", st ? st : "");
     if (rs != PGRES_TUPLES_OK && rs != PGRES_COMMAND_OK) {
         char buf[1024];
@@ -228,8 +234,9 @@ static int waiting(const sl_pg *pg, int i)
     return pg->queue.head || (pg->shared.head && (i < 0 || i >= pg->reserved));
 }
 
-/* The connection broke or could not be made: fail what it held, schedule a retry. */
-static void conn_down(sl_pg_conn *c, const char *why)
+/* The connection broke or could not be made, or (dropped) the pool closed it:
+ * fail what it held, schedule a retry. */
+static void conn_lost(sl_pg_conn *c, const char *why, int dropped)
 {
     sl_pg *pg = c->pg;
     char buf[512];
@@ -250,14 +257,19 @@ static void conn_down(sl_pg_conn *c, const char *why)
     fail_queue(pg, &c->queue, buf);
     if (!any_usable(pg, 0)) fail_queue(pg, &pg->queue, buf);
     if (!any_usable(pg, pg->reserved)) fail_queue(pg, &pg->shared, buf);
-    c->backoff = c->backoff < 0.1 ? 0.1 : c->backoff * 2;
+    c->backoff = c->backoff < 0.1 || dropped ? 0.1 : c->backoff * 2;
     if (c->backoff > 5) c->backoff = 5;
-    if (was_up || c->listen || c->backoff >= 5)
+    if (!dropped && (was_up || c->listen || c->backoff >= 5))
         sl_log(SL_WARN, "database connection failed, retrying", "error", buf, NULL);
     if (c->listen || waiting(pg, (int)(c - pg->conns))) {
         ev_timer_set(&c->retry, c->backoff, 0);
         ev_timer_start(pg->loop, &c->retry);
     }
+}
+
+static void conn_down(sl_pg_conn *c, const char *why)
+{
+    conn_lost(c, why, 0);
 }
 
 static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -338,6 +350,7 @@ static void conn_next(sl_pg_conn *c)
         }
         c->req = r;
         c->state = C_BUSY;
+        if (r->limited && pg->result_limit) PQsetSingleRowMode(c->conn);
         int f = PQflush(c->conn);
         watch(c, f == 1 ? EV_READ | EV_WRITE : EV_READ);
         return;
@@ -428,6 +441,32 @@ static void on_connecting(sl_pg_conn *c)
     }
 }
 
+/* A limited request's row, read alone: added to its rows so far. NULL, or why
+ * it cannot be (the rows would pass the pool's bound). */
+static const char *add_row(sl_pg *pg, sl_pg_req *r, const PGresult *row, char *why, size_t len)
+{
+    int n = r->rows ? PQntuples(r->rows) : 0, cols = PQnfields(row);
+    if (cols == 0) /* libpq cannot add a row of no values to a result */
+        return "sluice.db cannot return rows that have no columns: select at least one";
+    for (int j = 0; j < cols; j++)
+        r->bytes += (size_t)PQgetlength(row, 0, j) + 16; /* a value, and its place */
+    if (r->bytes > pg->result_limit) {
+        snprintf(why, len,
+                 "the query's result passed %zu MB, the memory cap (memory_limit_mb), before its "
+                 "end: select less, or fetch it in parts (LIMIT and OFFSET, or a cursor)",
+                 pg->result_limit >> 20);
+        return why;
+    }
+    if (!r->rows && !(r->rows = PQcopyResult(row, PG_COPYRES_ATTRS))) return "out of memory";
+    for (int j = 0; j < cols; j++) {
+        int null = PQgetisnull(row, 0, j);
+        if (!PQsetvalue(r->rows, n, j, null ? NULL : PQgetvalue(row, 0, j),
+                        null ? -1 : PQgetlength(row, 0, j)))
+            return "out of memory";
+    }
+    return NULL;
+}
+
 static void on_busy(sl_pg_conn *c, int revents)
 {
     if (revents & EV_WRITE) {
@@ -452,6 +491,11 @@ static void on_busy(sl_pg_conn *c, int revents)
             c->state = C_IDLE;
             PGresult *keep = r->res;
             r->res = NULL;
+            if (r->rows && keep && PQresultStatus(keep) == PGRES_TUPLES_OK) {
+                PQclear(keep); /* the end of the rows read one at a time */
+                keep = r->rows;
+                r->rows = NULL;
+            }
             if (r->prepares) {
                 int ok = keep && PQresultStatus(keep) == PGRES_COMMAND_OK;
                 if (ok)
@@ -467,6 +511,19 @@ static void on_busy(sl_pg_conn *c, int revents)
             conn_next(c);
             dispatch(c->pg);
             return;
+        }
+        if (PQresultStatus(res) == PGRES_SINGLE_TUPLE) {
+            char buf[256];
+            const char *why = add_row(c->pg, c->req, res, buf, sizeof buf);
+            PQclear(res);
+            if (why) {
+                /* closing the connection stops the query wherever it is; 54000,
+                 * program limit exceeded, says a retry would do the same */
+                c->req->state = "54000";
+                conn_lost(c, why, 1);
+                return;
+            }
+            continue;
         }
         /* Keep the first error, else the last result. */
         if (c->req->res && PQresultStatus(c->req->res) == PGRES_FATAL_ERROR) {
@@ -666,6 +723,7 @@ static sl_pg_req *query(sl_pg *pg, req_queue *q, const char *sql, int nparams,
                         const char *const *params, sl_pg_cb cb, void *data)
 {
     sl_pg_req *r = req_new(sql, nparams, params, cb, data);
+    r->limited = q == &pg->shared;
     q_push(q, r);
     dispatch(pg);
     return r;
@@ -681,6 +739,11 @@ sl_pg_req *sl_pg_query_shared(sl_pg *pg, const char *sql, int nparams, const cha
                               sl_pg_cb cb, void *data)
 {
     return query(pg, &pg->shared, sql, nparams, params, cb, data);
+}
+
+void sl_pg_limit_results(sl_pg *pg, size_t bytes)
+{
+    pg->result_limit = bytes;
 }
 
 /* The index of the pool's statement name, registered (sql) on first use: queued
@@ -761,6 +824,7 @@ sl_pg_req *sl_pg_conn_query(sl_pg_conn *c, const char *sql, int nparams, const c
                             sl_pg_cb cb, void *data)
 {
     sl_pg_req *r = req_new(sql, nparams, params, cb, data);
+    r->limited = 1; /* a handler's transaction */
     if (c->state == C_DOWN) {
         req_finish(c->pg, r, NULL, c->pg->last_error[0] ? c->pg->last_error : "connection lost");
         return NULL;

@@ -12,6 +12,7 @@
 #define SL_PG_H
 
 #include <libpq-fe.h>
+#include <stddef.h>
 
 struct ev_loop;
 typedef struct sl_pg sl_pg;
@@ -109,10 +110,20 @@ sl_pg_req *sl_pg_acquire(sl_pg *pg, sl_pg_acquire_cb cb, void *data);
 void sl_pg_reserve(sl_pg *pg);
 
 /* sl_pg_query and sl_pg_acquire for handlers' code: never on the reserved
- * connection. Where nothing is reserved they are the same. */
+ * connection. Where nothing is reserved they are the same but for the bound
+ * below. */
 sl_pg_req *sl_pg_query_shared(sl_pg *pg, const char *sql, int nparams, const char *const *params,
                               sl_pg_cb cb, void *data);
 sl_pg_req *sl_pg_acquire_shared(sl_pg *pg, sl_pg_acquire_cb cb, void *data);
+
+/* Bounds what the result of a handler's query (sl_pg_query_shared, and any
+ * query on a pinned connection) may take: its rows are read one at a time
+ * and counted (their values' bytes, and 16 for each value), and once they pass
+ * `bytes` the connection is closed, which stops the query, and the request
+ * fails with SQLSTATE 54000 and a message saying so. Without it libpq holds a
+ * whole result in memory before anything sees it, so one query selecting more
+ * than the machine has would end the process. 0 (the default): no bound. */
+void sl_pg_limit_results(sl_pg *pg, size_t bytes);
 
 /* A query on a pinned connection (queued behind its previous one). */
 sl_pg_req *sl_pg_conn_query(sl_pg_conn *conn, const char *sql, int nparams,

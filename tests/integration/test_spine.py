@@ -202,6 +202,29 @@ class Spine(harness.SluiceTest):
                                            self.sql("SELECT error_message FROM sluice.scheduled_job_runs")))
         self.assertEqual(self.count("sluice.scheduled_job_runs"), 6)
 
+    def test_a_query_result_past_the_memory_cap_fails_that_query_only(self):
+        # 64 rows of 1 MB against a 32 MB cap: the pool stops reading the result
+        # at the cap (libpq would otherwise hold all of it, however large, in the
+        # daemon's memory); the query fails, the daemon and the pool carry on
+        env = self.env({"SLUICE_MEMORY_LIMIT_MB": "32"})
+        big = self.sluice("queue", "sql_probe", "--params", json.dumps(
+            {"sql": "SELECT repeat('x', 1000000) AS s FROM generate_series(1, 64)"})).stdout.strip()
+        d = self.serve("--concurrency", "1", env=env)
+        done = f"status = 'completed' AND scheduled_job_id = '{{}}'"
+        self.wait_for(lambda: self.count("sluice.scheduled_job_runs", done.format(big)) == 1, 60)
+        small = self.sluice("queue", "sql_probe", "--params", json.dumps(
+            {"sql": "SELECT 41 + 1 AS answer FROM generate_series(1, 3)"})).stdout.strip()
+        self.wait_for(lambda: self.count("sluice.scheduled_job_runs", done.format(small)) == 1, 60)
+        self.assertEqual(d.stop(timeout=30), 0, d.log())
+        result = lambda job: self.scalar(f"SELECT result FROM sluice.scheduled_job_runs "
+                                         f"WHERE scheduled_job_id = '{job}'")
+        failed = json.loads(result(big))
+        self.assertIs(failed["ok"], False)
+        self.assertRegex(failed["err"], r"^the query's result passed 32 MB, the memory cap "
+                                        r"\(memory_limit_mb\), before its end: select less")
+        self.assertEqual(json.loads(result(small)), {"ok": True, "rows": [{"answer": 42}] * 3})
+        self.assertNotIn("database connection failed", d.log())  # the pool closed it on purpose
+
     def test_grace_period_cancels_runs_as_shutdown_and_they_are_retried(self):
         job = self.sluice("queue", "sleep", "--params", '{"seconds": 30}').stdout.strip()
         d = self.serve("--grace", "0.5")
