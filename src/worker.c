@@ -1018,7 +1018,7 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
         backoff = backoff * 2 > 30 ? 30 : backoff * 2;
     }
     ctx.pg = sl_pg_new(ctx.loop, ctx.db_url, cfg.pool_size);
-    sl_pg_reserve(ctx.pg); /* handlers cannot hold up lease renewals */
+    sl_pg_reserve(ctx.pg);     /* handlers cannot hold up lease renewals */
     sl_pg_adopt(ctx.pg, boot); /* the first claim needs no new connection */
 
     char *names = sl_runtime_type_names(ctx.rt);
