@@ -225,6 +225,37 @@ class Spine(harness.SluiceTest):
         self.assertEqual(json.loads(result(small)), {"ok": True, "rows": [{"answer": 42}] * 3})
         self.assertNotIn("database connection failed", d.log())  # the pool closed it on purpose
 
+    def test_a_transaction_whose_connection_was_closed_at_the_cap_does_not_commit(self):
+        # the pool closes a pinned connection when a query's result passes the
+        # cap: the transaction is gone (its insert rolled back), and the
+        # connection must stay down until released, or the task's next
+        # statements would run on a reopened one outside any transaction and
+        # COMMIT there would read as success. Another task's query, sent after
+        # the close, is what would reopen it.
+        script = """
+local db = sluice.db
+assert(db.query("CREATE TABLE tx_lost_probe (x int)"))
+local other = sluice.spawn(function()
+  sluice.sleep(0.5)
+  return assert(db.query("SELECT 1 AS one"))
+end)
+local big_err
+local ok, err = db.transaction(function()
+  assert(db.query("INSERT INTO tx_lost_probe VALUES (1)"))
+  local rows, e = db.query("SELECT repeat('x', 1000) AS v FROM generate_series(1, 100000)")
+  big_err = e
+  sluice.sleep(1.5)
+  db.query("INSERT INTO tx_lost_probe VALUES (2)")
+  return true
+end)
+assert(sluice.wait(other))
+local rows = assert(db.query("SELECT count(*) AS n FROM tx_lost_probe"))
+print(tostring(ok) .. "|" .. tostring(big_err ~= nil) .. "|" .. rows[1].n)
+"""
+        out = self.sluice("exec", "-", input=script,
+                          env=self.env({"SLUICE_MEMORY_LIMIT_MB": "16"})).stdout.strip()
+        self.assertEqual(out, "nil|true|0")
+
     def test_grace_period_cancels_runs_as_shutdown_and_they_are_retried(self):
         job = self.sluice("queue", "sleep", "--params", '{"seconds": 30}').stdout.strip()
         d = self.serve("--grace", "0.5")
