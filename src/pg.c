@@ -255,8 +255,11 @@ static void conn_lost(sl_pg_conn *c, const char *why, int dropped)
         req_finish(pg, r, NULL, buf);
     }
     fail_queue(pg, &c->queue, buf);
-    if (!any_usable(pg, 0)) fail_queue(pg, &pg->queue, buf);
-    if (!any_usable(pg, pg->reserved)) fail_queue(pg, &pg->shared, buf);
+    /* closed on purpose, the server is not in doubt: what waits for a
+     * connection is not failed with this request's error, it waits for the
+     * connection opened again below (and fails if that attempt does) */
+    if (!dropped && !any_usable(pg, 0)) fail_queue(pg, &pg->queue, buf);
+    if (!dropped && !any_usable(pg, pg->reserved)) fail_queue(pg, &pg->shared, buf);
     c->backoff = c->backoff < 0.1 || dropped ? 0.1 : c->backoff * 2;
     if (c->backoff > 5) c->backoff = 5;
     if (!dropped && (was_up || c->listen || c->backoff >= 5))

@@ -4,6 +4,7 @@ failures that stay inside their run, foreground runs, brands, and bad input that
 changes nothing. Real binary, real Postgres."""
 
 import json
+import tempfile
 import signal
 import subprocess
 import time
@@ -255,6 +256,32 @@ print(tostring(ok) .. "|" .. tostring(big_err ~= nil) .. "|" .. rows[1].n)
         out = self.sluice("exec", "-", input=script,
                           env=self.env({"SLUICE_MEMORY_LIMIT_MB": "16"})).stdout.strip()
         self.assertEqual(out, "nil|true|0")
+
+    def test_a_query_past_the_cap_does_not_fail_the_queries_waiting_behind_it(self):
+        # one connection: the second task's query waits for the one the first
+        # task's oversized result holds. The pool closes that connection on
+        # purpose; the waiting query is not failed with the other's error but
+        # runs on the connection opened again.
+        script = """
+local db = sluice.db
+assert(db.query("SELECT 1"))
+local big = sluice.spawn(function()
+  local rows, err = db.query("SELECT repeat('x', 1000) AS v FROM generate_series(1, 100000)")
+  return err
+end)
+local small = sluice.spawn(function()
+  local rows, err = db.query("SELECT 2 AS two")
+  return rows and rows[1].two or err
+end)
+local err, two = sluice.wait(big, small)
+print(err ~= nil, two)
+"""
+        with tempfile.NamedTemporaryFile("w", suffix=".conf") as conf:
+            conf.write("pool_size = 1\n")
+            conf.flush()
+            out = self.sluice("exec", "-", input=script, env=self.env(
+                {"SLUICE_MEMORY_LIMIT_MB": "16", "SLUICE_CONFIG": conf.name})).stdout.strip()
+        self.assertEqual(out, "true\t2")
 
     def test_grace_period_cancels_runs_as_shutdown_and_they_are_retried(self):
         job = self.sluice("queue", "sleep", "--params", '{"seconds": 30}').stdout.strip()
