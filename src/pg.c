@@ -255,6 +255,10 @@ static void conn_lost(sl_pg_conn *c, const char *why, int dropped)
         req_finish(pg, r, NULL, buf);
     }
     fail_queue(pg, &c->queue, buf);
+    if (c->pinned && c->unpin_after) { /* its owner let it go already */
+        c->pinned = 0;
+        c->unpin_after = 0;
+    }
     /* closed on purpose, the server is not in doubt: what waits for a
      * connection is not failed with this request's error, it waits for the
      * connection opened again below (and fails if that attempt does) */

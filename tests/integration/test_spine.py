@@ -283,6 +283,38 @@ print(err ~= nil, two)
                 {"SLUICE_MEMORY_LIMIT_MB": "16", "SLUICE_CONFIG": conf.name})).stdout.strip()
         self.assertEqual(out, "true\t2")
 
+    def test_a_transaction_given_up_mid_query_frees_its_connection_when_it_is_closed(self):
+        # the task holding a transaction goes away while its query runs: the
+        # pool queues the ROLLBACK and unpins the connection once that is
+        # done. The query passes the cap first, and the pool closes the
+        # connection: given up by its owner, it must not stay pinned (down
+        # for good, with one connection the script's next query would never
+        # run).
+        script = """
+local db = sluice.db
+assert(db.query("SELECT 1"))
+local middle = sluice.spawn(function()
+  sluice.spawn(function()
+    db.transaction(function()
+      return db.query([[SELECT repeat('x', 1000) AS v FROM generate_series(1, 100000) g
+                        WHERE g % 100 <> 0 OR pg_sleep(0.01) IS NOT NULL]])
+    end)
+  end)
+  sluice.sleep(0.2)
+  error("given up")
+end)
+assert(not pcall(sluice.wait, middle))
+sluice.sleep(3)
+local rows = assert(db.query("SELECT 3 AS three"))
+print(rows[1].three)
+"""
+        with tempfile.NamedTemporaryFile("w", suffix=".conf") as conf:
+            conf.write("pool_size = 1\n")
+            conf.flush()
+            proc = self.sluice("exec", "-", input=script, check=False, env=self.env(
+                {"SLUICE_MEMORY_LIMIT_MB": "16", "SLUICE_CONFIG": conf.name}))
+        self.assertEqual((proc.returncode, proc.stdout.strip()), (0, "3"), proc.stderr)
+
     def test_grace_period_cancels_runs_as_shutdown_and_they_are_retried(self):
         job = self.sluice("queue", "sleep", "--params", '{"seconds": 30}').stdout.strip()
         d = self.serve("--grace", "0.5")
