@@ -255,13 +255,22 @@ static void conn_lost(sl_pg_conn *c, const char *why, int dropped)
         req_finish(pg, r, NULL, buf);
     }
     fail_queue(pg, &c->queue, buf);
-    if (!any_usable(pg, 0)) fail_queue(pg, &pg->queue, buf);
-    if (!any_usable(pg, pg->reserved)) fail_queue(pg, &pg->shared, buf);
+    if (c->pinned && c->unpin_after) { /* its owner let it go already */
+        c->pinned = 0;
+        c->unpin_after = 0;
+    }
+    /* closed on purpose, the server is not in doubt: what waits for a
+     * connection is not failed with this request's error, it waits for the
+     * connection opened again below (and fails if that attempt does) */
+    if (!dropped && !any_usable(pg, 0)) fail_queue(pg, &pg->queue, buf);
+    if (!dropped && !any_usable(pg, pg->reserved)) fail_queue(pg, &pg->shared, buf);
     c->backoff = c->backoff < 0.1 || dropped ? 0.1 : c->backoff * 2;
     if (c->backoff > 5) c->backoff = 5;
     if (!dropped && (was_up || c->listen || c->backoff >= 5))
         sl_log(SL_WARN, "database connection failed, retrying", "error", buf, NULL);
-    if (c->listen || waiting(pg, (int)(c - pg->conns))) {
+    /* a pinned one stays down until released: reopened, it would run its
+     * owner's next statements outside the transaction that was lost */
+    if (c->listen || (!c->pinned && waiting(pg, (int)(c - pg->conns)))) {
         ev_timer_set(&c->retry, c->backoff, 0);
         ev_timer_start(pg->loop, &c->retry);
     }
@@ -277,7 +286,7 @@ static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     sl_pg_conn *c = w->data;
-    if (c->state == C_DOWN) conn_start(c);
+    if (c->state == C_DOWN && !c->pinned) conn_start(c);
 }
 
 /* How every connection is opened (pool, LISTEN, start-up): url's settings, then
@@ -587,7 +596,7 @@ static void dispatch(sl_pg *pg)
     }
     for (int i = 0; i < pg->size; i++) {
         sl_pg_conn *c = &pg->conns[i];
-        if (c->state == C_DOWN && !ev_is_active(&c->retry) && waiting(pg, i)) {
+        if (c->state == C_DOWN && !c->pinned && !ev_is_active(&c->retry) && waiting(pg, i)) {
             conn_start(c);
             return;
         }
@@ -667,7 +676,7 @@ void sl_pg_adopt(sl_pg *pg, PGconn *conn)
 {
     for (int i = 0; i < pg->size; i++) {
         sl_pg_conn *c = &pg->conns[i];
-        if (c->state != C_DOWN || ev_is_active(&c->retry)) continue;
+        if (c->state != C_DOWN || c->pinned || ev_is_active(&c->retry)) continue;
         if (PQstatus(conn) != CONNECTION_OK || PQtransactionStatus(conn) != PQTRANS_IDLE ||
             PQsetnonblocking(conn, 1) != 0)
             break;

@@ -4,6 +4,7 @@ failures that stay inside their run, foreground runs, brands, and bad input that
 changes nothing. Real binary, real Postgres."""
 
 import json
+import tempfile
 import signal
 import subprocess
 import time
@@ -224,6 +225,95 @@ class Spine(harness.SluiceTest):
                                         r"\(memory_limit_mb\), before its end: select less")
         self.assertEqual(json.loads(result(small)), {"ok": True, "rows": [{"answer": 42}] * 3})
         self.assertNotIn("database connection failed", d.log())  # the pool closed it on purpose
+
+    def test_a_transaction_whose_connection_was_closed_at_the_cap_does_not_commit(self):
+        # the pool closes a pinned connection when a query's result passes the
+        # cap: the transaction is gone (its insert rolled back), and the
+        # connection must stay down until released, or the task's next
+        # statements would run on a reopened one outside any transaction and
+        # COMMIT there would read as success. Another task's query, sent after
+        # the close, is what would reopen it.
+        script = """
+local db = sluice.db
+assert(db.query("CREATE TABLE tx_lost_probe (x int)"))
+local other = sluice.spawn(function()
+  sluice.sleep(0.5)
+  return assert(db.query("SELECT 1 AS one"))
+end)
+local big_err
+local ok, err = db.transaction(function()
+  assert(db.query("INSERT INTO tx_lost_probe VALUES (1)"))
+  local rows, e = db.query("SELECT repeat('x', 1000) AS v FROM generate_series(1, 100000)")
+  big_err = e
+  sluice.sleep(1.5)
+  db.query("INSERT INTO tx_lost_probe VALUES (2)")
+  return true
+end)
+assert(sluice.wait(other))
+local rows = assert(db.query("SELECT count(*) AS n FROM tx_lost_probe"))
+print(tostring(ok) .. "|" .. tostring(big_err ~= nil) .. "|" .. rows[1].n)
+"""
+        out = self.sluice("exec", "-", input=script,
+                          env=self.env({"SLUICE_MEMORY_LIMIT_MB": "16"})).stdout.strip()
+        self.assertEqual(out, "nil|true|0")
+
+    def test_a_query_past_the_cap_does_not_fail_the_queries_waiting_behind_it(self):
+        # one connection: the second task's query waits for the one the first
+        # task's oversized result holds. The pool closes that connection on
+        # purpose; the waiting query is not failed with the other's error but
+        # runs on the connection opened again.
+        script = """
+local db = sluice.db
+assert(db.query("SELECT 1"))
+local big = sluice.spawn(function()
+  local rows, err = db.query("SELECT repeat('x', 1000) AS v FROM generate_series(1, 100000)")
+  return err
+end)
+local small = sluice.spawn(function()
+  local rows, err = db.query("SELECT 2 AS two")
+  return rows and rows[1].two or err
+end)
+local err, two = sluice.wait(big, small)
+print(err ~= nil, two)
+"""
+        with tempfile.NamedTemporaryFile("w", suffix=".conf") as conf:
+            conf.write("pool_size = 1\n")
+            conf.flush()
+            out = self.sluice("exec", "-", input=script, env=self.env(
+                {"SLUICE_MEMORY_LIMIT_MB": "16", "SLUICE_CONFIG": conf.name})).stdout.strip()
+        self.assertEqual(out, "true\t2")
+
+    def test_a_transaction_given_up_mid_query_frees_its_connection_when_it_is_closed(self):
+        # the task holding a transaction goes away while its query runs: the
+        # pool queues the ROLLBACK and unpins the connection once that is
+        # done. The query passes the cap first, and the pool closes the
+        # connection: given up by its owner, it must not stay pinned (down
+        # for good, with one connection the script's next query would never
+        # run).
+        script = """
+local db = sluice.db
+assert(db.query("SELECT 1"))
+local middle = sluice.spawn(function()
+  sluice.spawn(function()
+    db.transaction(function()
+      return db.query([[SELECT repeat('x', 1000) AS v FROM generate_series(1, 100000) g
+                        WHERE g % 100 <> 0 OR pg_sleep(0.01) IS NOT NULL]])
+    end)
+  end)
+  sluice.sleep(0.2)
+  error("given up")
+end)
+assert(not pcall(sluice.wait, middle))
+sluice.sleep(3)
+local rows = assert(db.query("SELECT 3 AS three"))
+print(rows[1].three)
+"""
+        with tempfile.NamedTemporaryFile("w", suffix=".conf") as conf:
+            conf.write("pool_size = 1\n")
+            conf.flush()
+            proc = self.sluice("exec", "-", input=script, check=False, env=self.env(
+                {"SLUICE_MEMORY_LIMIT_MB": "16", "SLUICE_CONFIG": conf.name}))
+        self.assertEqual((proc.returncode, proc.stdout.strip()), (0, "3"), proc.stderr)
 
     def test_grace_period_cancels_runs_as_shutdown_and_they_are_retried(self):
         job = self.sluice("queue", "sleep", "--params", '{"seconds": 30}').stdout.strip()
