@@ -267,16 +267,22 @@ static int l_run(lua_State *L)
     spec.attempt = (int)luaL_optinteger(L, -1, 1);
     lua_getfield(L, 1, "timeout_seconds");
     spec.timeout_seconds = luaL_optnumber(L, -1, 0);
-    if (!spec.run_id || !spec.job_type) return luaL_error(L, "run: spec needs run_id and job_type");
-    fg_run *op = calloc(1, sizeof *op);
-    if (!op) return luaL_error(L, "run: out of memory");
+    /* the lease is held since claimed(): a run that does not start gives it up
+     * when no other is running */
+    const char *problem =
+        !spec.run_id || !spec.job_type ? "run: spec needs run_id and job_type" : NULL;
+    fg_run *op = problem ? NULL : calloc(1, sizeof *op);
+    if (!op) {
+        if (st->running == 0) sl_queue_lease_stop(&st->renewal);
+        return luaL_error(L, "%s", problem ? problem : "run: out of memory");
+    }
     char err[512];
     op->st = st;
     op->t = t;
     op->run = sl_run_start(st->rt, &spec, run_ended, op, err, sizeof err);
     if (!op->run) {
         free(op);
-        if (st->running == 0) sl_queue_lease_stop(&st->renewal); /* held since claimed() */
+        if (st->running == 0) sl_queue_lease_stop(&st->renewal);
         lua_pushnil(L);
         lua_pushstring(L, err);
         return 2;

@@ -271,6 +271,8 @@ static void conn_lost(sl_pg_conn *c, const char *why, int dropped)
     /* a pinned one stays down until released: reopened, it would run its
      * owner's next statements outside the transaction that was lost */
     if (c->listen || (!c->pinned && waiting(pg, (int)(c - pg->conns)))) {
+        /* a release may have armed it already; libev sets only a stopped timer */
+        ev_timer_stop(pg->loop, &c->retry);
         ev_timer_set(&c->retry, c->backoff, 0);
         ev_timer_start(pg->loop, &c->retry);
     }
