@@ -781,8 +781,8 @@ static char *dup_or_null(const char *s)
     return s ? strdup(s) : NULL;
 }
 
-sl_run *sl_run_start(sl_runtime *rt, const sl_run_spec *spec, sl_run_done_fn done, void *data,
-                     char *err, size_t errlen)
+static sl_run *start_run(sl_runtime *rt, const sl_run_spec *spec, sl_run_done_fn done, void *data,
+                         char *err, size_t errlen)
 {
     lua_State *L = rt->L;
     double timeout = 0;
@@ -864,6 +864,20 @@ sl_run *sl_run_start(sl_runtime *rt, const sl_run_spec *spec, sl_run_done_fn don
     run->timer.data = run;
     ev_now_update(rt->ctx->loop); /* from now, not from when this loop iteration began */
     ev_timer_start(rt->ctx->loop, &run->timer);
+    return run;
+}
+
+/* Starting a run is the host's work, whoever asks for it: the REPL's run() asks
+ * from inside a task, and host_alloc refuses memory at the cap only to the
+ * current task. Refused here, an allocation would raise into the main state,
+ * where nothing catches it, and end the process; so no task is current. */
+sl_run *sl_run_start(sl_runtime *rt, const sl_run_spec *spec, sl_run_done_fn done, void *data,
+                     char *err, size_t errlen)
+{
+    sl_task *asking = rt->current;
+    rt->current = NULL;
+    sl_run *run = start_run(rt, spec, done, data, err, errlen);
+    rt->current = asking;
     return run;
 }
 
