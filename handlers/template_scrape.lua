@@ -207,7 +207,7 @@ return {
       end
       return true
     end, { concurrency = CONCURRENCY })
-    if store_err then error("the asset store cannot be written: " .. store_err) end
+    if store_err then error("the asset store cannot be written: " .. store_err, 0) end
     -- media to fetch and none fetched: the templates are not there (the ads are
     -- stored; the retry reads the same actor run and tries the media again)
     if counts.downloaded == 0 and counts.expired + counts.failed > 0 then

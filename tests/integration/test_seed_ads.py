@@ -405,6 +405,20 @@ class SeedAds(harness.SluiceTest):
 
     # -------------------------------------------------------------- template_scrape
 
+    def test_template_scrape_with_an_unwritable_store_fails_saying_so(self):
+        self.setup_brand()
+        self.fixture_ads(SEARCH, 5)
+        blocker = os.path.join(self.tmp, "not-a-dir")
+        with open(blocker, "w") as f:
+            f.write("x")
+        _, out = self.run_job("template_scrape", {"search_url": SEARCH}, brand=None,
+                              env=self.env({"SLUICE_ASSET_DIR": blocker}), ok=False)
+        self.assertIn("asset store cannot be written", out)
+        # the run's error is the problem itself, not a handler's file and line
+        self.assertRegex(self.scalar("SELECT error_message FROM sluice.scheduled_job_runs "
+                                     "WHERE job_type = 'template_scrape' ORDER BY created_at DESC LIMIT 1"),
+                         r"^the asset store cannot be written: ")
+
     def test_template_scrape_assets_dedupe_and_queue(self):
         self.setup_brand()
         items = self.fixture_ads(SEARCH, 50)
