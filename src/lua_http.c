@@ -40,6 +40,7 @@
 
 #define WHAT "sluice.http.request"
 #define SAVE_HEAD ((size_t)256 << 10)
+#define DEFAULT_MAX_BYTES ((size_t)50 << 20)
 
 static sl_http *http_of(sl_ctx *ctx)
 {
@@ -275,8 +276,7 @@ static int l_request(lua_State *L)
     o.url = opt_string(L, "url", NULL);
     if (!o.url) return misuse(L, AT_CALL, WHAT ": url is required");
     o.timeout = opt_number(L, "timeout", 30, 0.001);
-    double mb = opt_number(L, "max_bytes", 50.0 * 1024 * 1024, 1);
-    o.max_bytes = (size_t)mb;
+    double mb = opt_number(L, "max_bytes", 0, 1); /* 0: not given */
     double mr = opt_number(L, "max_redirects", 5, 0);
     o.max_redirects = mr > 1000 ? 1000 : (int)mr;
     o.limit_key = opt_string(L, "limit_key", NULL);
@@ -303,7 +303,20 @@ static int l_request(lua_State *L)
         return luaL_error(L, WHAT " cannot wait here (inside a metamethod or a C iterator)");
 
     /* stays on the stack (keeps the pending asset alive) while the request runs */
-    if (lua_getfield(L, 1, "save_to") != LUA_TNIL) {
+    int saving = lua_getfield(L, 1, "save_to") != LUA_TNIL;
+    /* a body kept in memory is handed to the task whole: one past the Lua
+     * state's cap could never be, and would take the process's memory first */
+    size_t cap = sl_runtime_of(L)->opts.memory_limit;
+    if (mb == 0) /* the default, within the cap */
+        o.max_bytes = saving || cap > DEFAULT_MAX_BYTES ? DEFAULT_MAX_BYTES : cap;
+    else if (!saving && mb > (double)cap)
+        return misuse(L, AT_CALL,
+                      WHAT ": max_bytes may be at most %d MB for a body kept in memory (the "
+                           "memory cap, memory_limit_mb); save_to takes larger ones",
+                      (int)(cap >> 20));
+    else /* a file takes any size the disk does; this keeps the conversion defined */
+        o.max_bytes = mb < 0x1p62 ? (size_t)mb : (size_t)1 << 62;
+    if (saving) {
         o.sink_data = sl_asset_sink_claim(L, lua_gettop(L), WHAT);
         o.sink = sl_asset_sink_write;
         o.keep_head = SAVE_HEAD;
