@@ -66,6 +66,7 @@ struct sl_pg_conn {
     int state;
     int pinned;
     int unpin_after; /* release requested while a query is queued/in flight */
+    int limited;     /* pinned by sl_pg_acquire_shared: its queries are bounded */
     int listen;      /* the LISTEN connection */
     ev_io io;
     ev_timer retry;
@@ -331,6 +332,7 @@ static void conn_next(sl_pg_conn *c)
         if (!r) return;
         if (r->kind == R_ACQUIRE) {
             c->pinned = 1;
+            c->limited = r->limited;
             sl_pg_acquire_cb cb = r->acb;
             void *data = r->data;
             int cancelled = r->cancelled;
@@ -811,6 +813,7 @@ static sl_pg_req *acquire(sl_pg *pg, req_queue *q, sl_pg_acquire_cb cb, void *da
     r->kind = R_ACQUIRE;
     r->acb = cb;
     r->data = data;
+    r->limited = q == &pg->shared;
     q_push(q, r);
     dispatch(pg);
     return r;
@@ -835,7 +838,7 @@ sl_pg_req *sl_pg_conn_query(sl_pg_conn *c, const char *sql, int nparams, const c
                             sl_pg_cb cb, void *data)
 {
     sl_pg_req *r = req_new(sql, nparams, params, cb, data);
-    r->limited = 1; /* a handler's transaction */
+    r->limited = c->limited; /* a handler's transaction */
     if (c->state == C_DOWN) {
         req_finish(c->pg, r, NULL, c->pg->last_error[0] ? c->pg->last_error : "connection lost");
         return NULL;

@@ -117,7 +117,7 @@ sl_pg_req *sl_pg_query_shared(sl_pg *pg, const char *sql, int nparams, const cha
 sl_pg_req *sl_pg_acquire_shared(sl_pg *pg, sl_pg_acquire_cb cb, void *data);
 
 /* Bounds what the result of a handler's query (sl_pg_query_shared, and any
- * query on a pinned connection) may take: its rows are read one at a time
+ * query on a connection pinned by sl_pg_acquire_shared) may take: its rows are read one at a time
  * and counted (their values' bytes, and 16 for each value), and once they pass
  * `bytes` the connection is closed, which stops the query, and the request
  * fails with SQLSTATE 54000 and a message saying so. Without it libpq holds a
