@@ -80,8 +80,7 @@ local RECORD_ASSET = [[
       sha256 = excluded.sha256, original_url = excluded.original_url,
       file_size_bytes = excluded.file_size_bytes, mime_type = excluded.mime_type,
       dimensions = excluded.dimensions, status = excluded.status, error = excluded.error,
-      attempts = a.attempts + 1, updated_at = now()
-  RETURNING a.id]]
+      attempts = a.attempts + 1, updated_at = now()]]
 
 -- The media of one ad to download: { {type, position, url}, … }
 local function media_of(ad, images_only)

@@ -275,8 +275,7 @@ local RECORD = [[
       dimensions = excluded.dimensions, meta_video_id = excluded.meta_video_id,
       source_url = coalesce(excluded.source_url, a.source_url), status = excluded.status,
       not_downloadable_reason = excluded.not_downloadable_reason, error = excluded.error,
-      consecutive_403s = excluded.consecutive_403s, attempts = a.attempts + 1, updated_at = now()
-  RETURNING a.id]]
+      consecutive_403s = excluded.consecutive_403s, attempts = a.attempts + 1, updated_at = now()]]
 
 -- Stores an asset's outcome, its texts without NUL (a video's source URL comes
 -- from the Graph API as it is; the log names the row cleaned). Returns whether

@@ -56,7 +56,7 @@ end
 local DATA_CLASSES = { ["21"] = true, ["22"] = true, ["23"] = true }
 
 -- Whether a SQLSTATE is one of DATA_CLASSES. nil (no server answered) is not.
-function M.data_error(sqlstate)
+local function data_error(sqlstate)
   return type(sqlstate) == "string" and DATA_CLASSES[sqlstate:sub(1, 2)] == true
 end
 
@@ -97,7 +97,7 @@ local function write(job, opts, level)
     local res, err, st = attempt(opts, chunk)
     if res then
       keep(res)
-    elseif not M.data_error(st) then
+    elseif not data_error(st) then
       return nil, ("%s: %s"):format(what, err), st
     else
       if #chunk > 1 then
@@ -110,7 +110,7 @@ local function write(job, opts, level)
         if #chunk > 1 then one, rerr, rst = attempt(opts, { row }) else rerr, rst = err, st end
         if one then
           keep(one)
-        elseif M.data_error(rst) then
+        elseif data_error(rst) then
           -- without a key, the row's 1-based place in opts.rows
           local key = opts.key and opts.key(row) or ("row %d"):format(first + i - 1)
           skipped[#skipped + 1] = { key = key, error = rerr, sqlstate = rst }
