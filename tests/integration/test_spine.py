@@ -232,20 +232,23 @@ class Spine(harness.SluiceTest):
         # connection must stay down until released, or the task's next
         # statements would run on a reopened one outside any transaction and
         # COMMIT there would read as success. Another task's query, sent after
-        # the close, is what would reopen it.
+        # the close, is what would reopen it: the transaction goes on only once
+        # that query has been answered.
         script = """
 local db = sluice.db
 assert(db.query("CREATE TABLE tx_lost_probe (x int)"))
+local big_err, answered
 local other = sluice.spawn(function()
-  sluice.sleep(0.5)
-  return assert(db.query("SELECT 1 AS one"))
+  while big_err == nil do sluice.sleep(0.01) end
+  local rows = assert(db.query("SELECT 1 AS one"))
+  answered = true
+  return rows
 end)
-local big_err
 local ok, err = db.transaction(function()
   assert(db.query("INSERT INTO tx_lost_probe VALUES (1)"))
   local rows, e = db.query("SELECT repeat('x', 1000) AS v FROM generate_series(1, 100000)")
-  big_err = e
-  sluice.sleep(1.5)
+  big_err = e or false
+  while not answered do sluice.sleep(0.01) end
   db.query("INSERT INTO tx_lost_probe VALUES (2)")
   return true
 end)
