@@ -73,6 +73,13 @@ class Daemon:
         self.test.wait_for(lambda: text in self.log(), timeout,
                            f"daemon log never showed {text!r}")
 
+    def worker_id(self, timeout=60):
+        """The id it registered as a worker (from its "sluice serving" line)."""
+        line = self.test.wait_for(
+            lambda: next((x for x in self.log().splitlines() if 'msg="sluice serving"' in x), None),
+            timeout, "the daemon never started serving")
+        return line.split(" worker=")[1].split()[0]
+
     def __enter__(self):
         return self
 

@@ -58,13 +58,8 @@ class Chaos(harness.OwnClusterTest):
         def ids():
             return [i for i, d in enumerate(workers) if self.q(
                 f"SELECT 1 FROM sluice.scheduled_job_runs WHERE status = 'running' "
-                f"AND worker_id = '{self.worker_id(d)}'")]
+                f"AND worker_id = '{d.worker_id()}'")]
         return rnd.choice(self.wait_for(ids, 30, "no worker had a run in flight"))
-
-    def worker_id(self, d):
-        line = self.wait_for(lambda: next((x for x in d.log().splitlines() if 'msg="sluice serving"' in x), None),
-                             60, "a worker never started serving")
-        return line.split(" worker=")[1].split()[0]
 
     def hold(self, d, seconds):
         """SIGSTOP for `seconds`, then SIGCONT."""
@@ -191,9 +186,9 @@ class Chaos(harness.OwnClusterTest):
             # a worker held past its lease while its claim is in flight: the
             # claim is answered when the worker goes on, too late for its runs
             d = workers[rnd.randrange(WORKERS)]
-            pgfixture.psql(self.url, f"INSERT INTO public.slow_claims VALUES ('{self.worker_id(d)}')")
+            pgfixture.psql(self.url, f"INSERT INTO public.slow_claims VALUES ('{d.worker_id()}')")
             self.wait_for(lambda: pgfixture.psql(self.url, f"SELECT count(*) FROM pg_stat_activity WHERE "
-                                                           f"application_name = 'claiming for {self.worker_id(d)}' "
+                                                           f"application_name = 'claiming for {d.worker_id()}' "
                                                            f"AND wait_event = 'PgSleep'") != "0", 30,
                           "the worker never claimed")
             d.signal(signal.SIGSTOP)

@@ -677,7 +677,7 @@ class Daemon(harness.SluiceTest):
                                env=env).stdout.strip()
             self.wait_done(echo)
             self.wait_done(ticker, timeout=60)
-            d.stop(timeout=30)
+            self.assertEqual(d.stop(timeout=30), 0, d.log())
         limit = "pattern too complex for this input (more than"
         simplify = "matching steps); simplify the pattern or the input"
         first = self.result_of(bad[0])
@@ -726,7 +726,7 @@ class Daemon(harness.SluiceTest):
             for job in jobs.values():
                 self.wait_done(job, timeout=60)
             self.wait_done(ticker, timeout=60)
-            d.stop(timeout=30)
+            self.assertEqual(d.stop(timeout=30), 0, d.log())
         rep = self.result_of(jobs["empty_rep"])
         self.assertEqual(rep["status"], "completed")
         self.assertEqual(rep["result"], {"len": 0, "sep": 0})

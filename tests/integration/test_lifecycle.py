@@ -148,8 +148,7 @@ class Lifecycle(harness.SluiceTest):
         self.make_count_table()
         self.bulk("count", 3000, '{"pause": 0.05}')
         ds = [self.serve("--concurrency", "20", "--lease", "2") for _ in range(3)]
-        ds[0].wait_log('msg="sluice serving"')
-        victim = next(x for x in ds[0].log().splitlines() if 'msg="sluice serving"' in x).split(" worker=")[1].split()[0]
+        victim = ds[0].worker_id()
         self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'completed'") >= 500, 120)
         # killed with runs in flight, so that there is something to lose
         self.wait_for(lambda: self.count("sluice.scheduled_job_runs",
@@ -666,7 +665,7 @@ class Lifecycle(harness.SluiceTest):
             self.wait_listening()
             job = self.sluice("queue", "trace", "--params", '{"pause": 2}').stdout.strip()
             self.wait_for(lambda: self.scalar("SELECT count(*) FROM pg_stat_activity "
-                                              "WHERE wait_event = 'PgSleep'") == "1", 30,
+                                              "WHERE wait_event = 'PgSleep' AND datname = current_database()") == "1", 30,
                           "the claim never reached the trigger")
             d.signal(signal.SIGSTOP)  # the claim is answered while the worker is stopped
             try:

@@ -226,6 +226,15 @@ class Spine(harness.SluiceTest):
         self.assertEqual(json.loads(result(small)), {"ok": True, "rows": [{"answer": 42}] * 3})
         self.assertNotIn("database connection failed", d.log())  # the pool closed it on purpose
 
+    def exec_capped(self, script, one_connection=False, check=True):
+        """`sluice exec` of a script under a 16 MB memory cap (and with one
+        pooled connection)."""
+        with tempfile.NamedTemporaryFile("w", suffix=".conf") as conf:
+            conf.write("pool_size = 1\n" if one_connection else "")
+            conf.flush()
+            return self.sluice("exec", "-", input=script, check=check, env=self.env(
+                {"SLUICE_MEMORY_LIMIT_MB": "16", "SLUICE_CONFIG": conf.name}))
+
     def test_a_transaction_whose_connection_was_closed_at_the_cap_does_not_commit(self):
         # the pool closes a pinned connection when a query's result passes the
         # cap: the transaction is gone (its insert rolled back), and the
@@ -256,8 +265,7 @@ assert(sluice.wait(other))
 local rows = assert(db.query("SELECT count(*) AS n FROM tx_lost_probe"))
 print(tostring(ok) .. "|" .. tostring(big_err ~= nil) .. "|" .. rows[1].n)
 """
-        out = self.sluice("exec", "-", input=script,
-                          env=self.env({"SLUICE_MEMORY_LIMIT_MB": "16"})).stdout.strip()
+        out = self.exec_capped(script).stdout.strip()
         self.assertEqual(out, "nil|true|0")
 
     def test_a_query_past_the_cap_does_not_fail_the_queries_waiting_behind_it(self):
@@ -279,11 +287,7 @@ end)
 local err, two = sluice.wait(big, small)
 print(err ~= nil, two)
 """
-        with tempfile.NamedTemporaryFile("w", suffix=".conf") as conf:
-            conf.write("pool_size = 1\n")
-            conf.flush()
-            out = self.sluice("exec", "-", input=script, env=self.env(
-                {"SLUICE_MEMORY_LIMIT_MB": "16", "SLUICE_CONFIG": conf.name})).stdout.strip()
+        out = self.exec_capped(script, one_connection=True).stdout.strip()
         self.assertEqual(out, "true\t2")
 
     def test_a_transaction_given_up_mid_query_frees_its_connection_when_it_is_closed(self):
@@ -311,11 +315,7 @@ sluice.sleep(3)
 local rows = assert(db.query("SELECT 3 AS three"))
 print(rows[1].three)
 """
-        with tempfile.NamedTemporaryFile("w", suffix=".conf") as conf:
-            conf.write("pool_size = 1\n")
-            conf.flush()
-            proc = self.sluice("exec", "-", input=script, check=False, env=self.env(
-                {"SLUICE_MEMORY_LIMIT_MB": "16", "SLUICE_CONFIG": conf.name}))
+        proc = self.exec_capped(script, one_connection=True, check=False)
         self.assertEqual((proc.returncode, proc.stdout.strip()), (0, "3"), proc.stderr)
 
     def test_grace_period_cancels_runs_as_shutdown_and_they_are_retried(self):
