@@ -634,14 +634,8 @@ static CURL *make_easy(sl_http_req *r, const sl_http_opts *o, char *err, size_t 
     /* the limiter: by key, else host:port, else host */
     r->host = lower_dup(host);
     if (!r->host) {
-        snprintf(err, errlen, "cannot create a transfer (out of memory)");
-        curl_free(scheme);
-        curl_free(host);
-        curl_free(port);
-        curl_url_cleanup(u);
-        return NULL;
-    }
-    if (o->limit_key && *o->limit_key) {
+        /* out of memory: no limiter; failed below, after the URL's parts are freed */
+    } else if (o->limit_key && *o->limit_key) {
         r->lim = limiter_find(h, o->limit_key);
     } else {
         if (port) {
@@ -655,6 +649,10 @@ static CURL *make_easy(sl_http_req *r, const sl_http_opts *o, char *err, size_t 
     curl_free(host);
     curl_free(port);
     curl_url_cleanup(u);
+    if (!r->host) {
+        snprintf(err, errlen, "cannot create a transfer (out of memory)");
+        return NULL;
+    }
 
     CURL *e = h->n_spare > 0 ? h->spare[--h->n_spare] : curl_easy_init();
     if (!e) {

@@ -141,20 +141,25 @@ static void ready_remove(sl_runtime *rt, sl_task *t)
     if (!rt->ready_head && ev_is_active(&rt->prepare)) ev_prepare_stop(rt->ctx->loop, &rt->prepare);
 }
 
+/* Drops a completion that arrived but was not handed to the task yet: its
+ * prepare is told there is no coroutine to push into. 0 if there was none. */
+static int drop_prepared(sl_task *t)
+{
+    if (!t->prepare) return 0;
+    sl_task_prepare_fn p = t->prepare;
+    t->prepare = NULL;
+    p(NULL, t->pdata);
+    t->pdata = NULL;
+    return 1;
+}
+
 int sl_task_wait(lua_State *L, sl_task *t, sl_task_cancel_fn cancel, void *op)
 {
     if (!lua_isyieldable(L)) {
         /* inside a C call that cannot yield (table.sort's comparator, say): drop
          * the op as a cancel would, or its completion would later wake this task
          * in the middle of some other wait; lua_yield then raises */
-        if (t->prepare) {
-            sl_task_prepare_fn p = t->prepare;
-            t->prepare = NULL;
-            p(NULL, t->pdata);
-            t->pdata = NULL;
-        } else {
-            cancel(op);
-        }
+        if (!drop_prepared(t)) cancel(op);
         return lua_yield(L, 0);
     }
     if (t->prepare) {
@@ -299,11 +304,7 @@ void sl_task_cancel(sl_task *t, const char *why)
         t->cancel = NULL;
         c(t->op);
     }
-    if (t->prepare) {
-        sl_task_prepare_fn p = t->prepare;
-        t->prepare = NULL;
-        p(NULL, t->pdata);
-    }
+    drop_prepared(t);
     if (t->state != T_DONE && t->co) {
         *(sl_task **)lua_getextraspace(t->co) = NULL;
         sl_guard g; /* its __close handlers run now, on their own budget */
@@ -326,21 +327,25 @@ void sl_task_cancel(sl_task *t, const char *why)
 
 sl_task *sl_task_spawn(sl_runtime *rt, lua_State *L, sl_run *run, int nargs)
 {
+    /* the thread first: lua_newthread and luaL_ref may raise a memory error,
+     * and nothing of the task is allocated yet */
+    lua_State *co = lua_newthread(L);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &threads_key);
+    lua_pushvalue(L, -2);
+    int ref = luaL_ref(L, -2);
     sl_task *t = calloc(1, sizeof *t);
-    if (!t) { /* raised where lua_newthread below raises its own memory error */
+    if (!t) {
+        luaL_unref(L, -1, ref);
         luaL_error(L, "out of memory");
         return NULL; /* not reached */
     }
+    lua_pop(L, 2); /* threads table, thread */
     t->rt = rt;
     t->run = run;
-    t->ref = LUA_NOREF;
+    t->co = co;
+    t->ref = ref;
     t->result_ref = LUA_NOREF;
-    t->co = lua_newthread(L);
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &threads_key);
-    lua_pushvalue(L, -2);
-    t->ref = luaL_ref(L, -2);
     rt->refs++;
-    lua_pop(L, 2); /* threads table, thread */
     lua_xmove(L, t->co, nargs + 1);
     t->nargs = nargs;
     *(sl_task **)lua_getextraspace(t->co) = t;
