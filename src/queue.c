@@ -237,13 +237,11 @@ static void renew_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)revents;
     sl_queue_lease *l = t->data;
-    if (l->sending_at > 0) return;                  /* the last one has not been answered yet */
-    if (!l->ctx->pg) return;                        /* no database (a REPL started without one) */
-    char *started = sl_runtime_run_ids(l->ctx->rt); /* "{a,b}" */
+    if (l->sending_at > 0) return; /* the last one has not been answered yet */
+    if (!l->ctx->pg) return;       /* no database (a REPL started without one) */
     sl_buf ids = {0};
-    sl_buf_add(&ids, started, strlen(started) - 1);
-    free(started);
-    if (ids.len > 1) sl_buf_puts(&ids, ",");
+    sl_buf_puts(&ids, "{");
+    sl_runtime_run_ids(l->ctx->rt, &ids); /* "a,b," */
     if (l->waiting) l->waiting(&ids, l->data);
     if (ids.data[ids.len - 1] == ',') ids.len--;
     sl_buf_puts(&ids, "}");

@@ -968,16 +968,12 @@ void sl_runtime_logs_sent(sl_runtime *rt, const sl_log_chunk *chunk)
     if (r && chunk->upto > r->logsent && chunk->upto <= r->loglen) r->logsent = chunk->upto;
 }
 
-char *sl_runtime_run_ids(const sl_runtime *rt)
+void sl_runtime_run_ids(const sl_runtime *rt, sl_buf *out)
 {
-    size_t len = 3 + (size_t)rt->nruns * 37;
-    char *s = sl_xmalloc(len), *p = s; /* the lease renewal must name every run */
-    *p++ = '{';
-    for (sl_run *r = rt->runs; r; r = r->next)
-        p += snprintf(p, len - (size_t)(p - s), "%s%s", p == s + 1 ? "" : ",", r->run_id);
-    *p++ = '}';
-    *p = '\0';
-    return s;
+    for (sl_run *r = rt->runs; r; r = r->next) {
+        sl_buf_puts(out, r->run_id);
+        sl_buf_puts(out, ",");
+    }
 }
 
 int sl_runtime_active(const sl_runtime *rt)

@@ -135,8 +135,9 @@ typedef struct sl_log_chunk {
 int sl_runtime_pending_logs(sl_runtime *rt, struct sl_buf *out, sl_log_chunk *chunks);
 void sl_runtime_logs_sent(sl_runtime *rt, const sl_log_chunk *chunk);
 
-/* The ids of the runs in flight as a Postgres array literal ("{a,b}"). Caller frees. */
-char *sl_runtime_run_ids(const sl_runtime *rt);
+/* Appends the id of each run in flight to out, each followed by a comma
+ * ("a,b,"): the elements of a Postgres array literal. */
+void sl_runtime_run_ids(const sl_runtime *rt, struct sl_buf *out);
 
 /* Runs that have started and not yet ended. */
 int sl_runtime_active(const sl_runtime *rt);
