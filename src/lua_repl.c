@@ -351,9 +351,11 @@ static int l_reload(lua_State *L)
     reload_op *op = calloc(1, sizeof *op);
     if (!op) return luaL_error(L, "reload: out of memory");
     op->t = t;
+    sl_task *asking = sl_runtime_host_enter(rt); /* loading handlers is the host's work */
     sl_runtime_load_handlers(rt, NULL, 0, &op->problems);
+    char *reg = rt->ctx->pg ? sl_runtime_registry_json(rt) : NULL;
+    sl_runtime_host_leave(rt, asking);
     if (!rt->ctx->pg) return push_reloaded(L, op);
-    char *reg = sl_runtime_registry_json(rt);
     if (!reg) { /* logged; the handlers are loaded, the database is not told */
         op->fail = "cannot describe the handler registry";
         return push_reloaded(L, op);

@@ -872,17 +872,13 @@ static sl_run *start_run(sl_runtime *rt, const sl_run_spec *spec, sl_run_done_fn
     return run;
 }
 
-/* Starting a run is the host's work, whoever asks for it: the REPL's run() asks
- * from inside a task, and host_alloc refuses memory at the cap only to the
- * current task. Refused here, an allocation would raise into the main state,
- * where nothing catches it, and end the process; so no task is current. */
+/* Starting a run is the host's work, whoever asks for it (sl_runtime_host_enter). */
 sl_run *sl_run_start(sl_runtime *rt, const sl_run_spec *spec, sl_run_done_fn done, void *data,
                      char *err, size_t errlen)
 {
-    sl_task *asking = rt->current;
-    rt->current = NULL;
+    sl_task *asking = sl_runtime_host_enter(rt);
     sl_run *run = start_run(rt, spec, done, data, err, errlen);
-    rt->current = asking;
+    sl_runtime_host_leave(rt, asking);
     return run;
 }
 

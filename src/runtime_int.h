@@ -112,6 +112,21 @@ void sl_guard_leave(sl_runtime *rt, lua_State *L, const sl_guard *saved);
 /* The runtime stored in L's registry. */
 sl_runtime *sl_runtime_of(lua_State *L);
 
+/* Host work a task asks for (the REPL's run() and reload()): the memory cap is
+ * refused to the current task only (host_alloc), and a refusal here would raise
+ * into the main state, where nothing catches it, and end the process. So no
+ * task is current between these two; leave with what enter returned. */
+static inline sl_task *sl_runtime_host_enter(sl_runtime *rt)
+{
+    sl_task *asking = rt->current;
+    rt->current = NULL;
+    return asking;
+}
+static inline void sl_runtime_host_leave(sl_runtime *rt, sl_task *asking)
+{
+    rt->current = asking;
+}
+
 /* Creates a task running the function below the nargs arguments on top of L (all
  * popped); queues it to start. run may be NULL (scripts, REPL). */
 sl_task *sl_task_spawn(sl_runtime *rt, lua_State *L, sl_run *run, int nargs);
