@@ -108,6 +108,13 @@ static void content_hash(const char *s, size_t n, char out[17])
     snprintf(out, 17, "%016llx", (unsigned long long)h);
 }
 
+/* push_source(text, len) → the text as a Lua string (text: light userdata). */
+static int push_source(lua_State *L)
+{
+    lua_pushlstring(L, lua_touserdata(L, 1), (size_t)lua_tointeger(L, 2));
+    return 1;
+}
+
 /* read_module(name) → source, chunkname | nil, message.
  * Library roots: --lua dirs, the source tree's lua/ (if present), then the copies
  * compiled into the binary. "sluice.params" → "sluice/params.lua". */
@@ -129,9 +136,15 @@ static int l_read_module(lua_State *L)
         size_t len;
         char *src = sl_read_source(path, SL_SOURCE_MAX, &len);
         if (src) {
-            lua_pushlstring(L, src, len);
-            lua_pushfstring(L, "@%s", path);
+            /* the copy may be refused (the cap, while a handler file loads): in a
+             * protected call, so that src is freed either way */
+            lua_pushcfunction(L, push_source);
+            lua_pushlightuserdata(L, src);
+            lua_pushinteger(L, (lua_Integer)len);
+            int st = lua_pcall(L, 2, 1, 0);
             free(src);
+            if (st != LUA_OK) return lua_error(L);
+            lua_pushfstring(L, "@%s", path);
             return 2;
         }
     }
