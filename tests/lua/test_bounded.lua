@@ -47,7 +47,7 @@ end)
 test("setmetatable refuses a finalizer, and does everything else as before", function()
   raises(function() setmetatable({}, { __gc = function() end }) end,
     "setmetatable: __gc is not available to handlers")
-  raises(function() setmetatable({}, { __gc = false }) end, "__close")
+  raises(function() setmetatable({}, { __gc = false }) end, "setmetatable: __gc is not available to handlers")
   local mt = { __index = { x = 1 } }
   local t = {}
   eq(setmetatable(t, mt), t)
