@@ -51,9 +51,11 @@
  * PREFETCH_HORIZON seconds at its current pace (concurrency / mean run time),
  * so short runs never wait on a round trip and long ones are never held here
  * while another worker could start them. (Shorter than a run, the horizon left
- * a few slots waiting on a round trip each time a burst of runs ended.) */
+ * a few slots waiting on a round trip each time a burst of runs ended.) The
+ * default allowance matters for very short runs only, where it sets the size
+ * of a cycle (docs/architecture.md, Prefetch). */
 #define PREFETCH_HORIZON 0.5
-#define DEFAULT_PREFETCH 200
+#define DEFAULT_PREFETCH 500
 /* Ended runs are recorded at once, unless every slot is busy and claimed runs
  * wait here to follow them: then the cycle may wait up to this long (and never
  * longer than a quarter of the time those queued runs last), so that one cycle
@@ -916,7 +918,7 @@ static void serve_usage(FILE *out)
             "  --concurrency N   runs in flight at once (default 10; 1 to 10000)\n"
             "  --prefetch N      claim up to N more runs than free slots, so that a slot is\n"
             "                    refilled without a round trip; never more than the worker\n"
-            "                    starts in 0.5 s at its pace (default 200; 0: never)\n"
+            "                    starts in 0.5 s at its pace (default 500; 0: never)\n"
             "  --lease SECONDS   run lease, renewed every third of it (default 60; 1 to\n"
             "                    86400)\n"
             "  --grace SECONDS   on SIGINT/SIGTERM, time given to runs in flight (default 30;\n"
