@@ -837,11 +837,23 @@ static int multi_socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, v
 
 sl_http *sl_http_new(struct ev_loop *loop, const struct sl_config *cfg)
 {
-    curl_global_init(CURL_GLOBAL_DEFAULT);
+    CURLcode rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (rc != CURLE_OK) {
+        sl_log(SL_ERROR, "cannot start the HTTP client", "error", curl_easy_strerror(rc), NULL);
+        return NULL;
+    }
     sl_http *h = sl_xcalloc(1, sizeof *h);
     h->loop = loop;
     h->multi = curl_multi_init();
     h->share = curl_share_init();
+    if (!h->multi || !h->share) {
+        sl_log(SL_ERROR, "cannot start the HTTP client", "error", "out of memory", NULL);
+        if (h->share) curl_share_cleanup(h->share);
+        if (h->multi) curl_multi_cleanup(h->multi);
+        free(h);
+        curl_global_cleanup();
+        return NULL;
+    }
     curl_share_setopt(h->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
     curl_share_setopt(h->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
     ev_init(&h->timer, timer_cb);

@@ -80,7 +80,9 @@ typedef struct sl_http_limit {
     int concurrency; /* requests in flight at once; 0: unlimited */
 } sl_http_limit;
 
-/* Creates the client on loop with the limits of cfg (may be NULL). */
+/* Creates the client on loop with the limits of cfg (may be NULL). NULL, with
+ * an error logged, when libcurl cannot start (out of memory, a TLS library that
+ * fails to initialise). */
 sl_http *sl_http_new(struct ev_loop *loop, const struct sl_config *cfg);
 
 /* Cancels every request still pending (no callbacks) and frees the client. */

@@ -42,9 +42,12 @@
 #define SAVE_HEAD ((size_t)256 << 10)
 #define DEFAULT_MAX_BYTES ((size_t)50 << 20)
 
-static sl_http *http_of(sl_ctx *ctx)
+/* The context's client, created on first use; raises when libcurl cannot
+ * start (sl_http_new logged why), so that the run fails and is retried. */
+static sl_http *http_of(lua_State *L, sl_ctx *ctx, const char *what)
 {
     if (!ctx->http) ctx->http = sl_http_new(ctx->loop, ctx->cfg);
+    if (!ctx->http) luaL_error(L, "%s: the HTTP client could not be started (see the log)", what);
     return ctx->http;
 }
 
@@ -259,6 +262,7 @@ static int l_request(lua_State *L)
     luaL_checktype(L, 1, LUA_TTABLE);
     sl_task *t = sl_task_test(L, WHAT);
     if (!t) return misuse(L, AT_CALL, "%s", lua_tostring(L, -1)); /* not a task */
+    sl_http *h = http_of(L, sl_task_ctx(t), WHAT);
     sl_http_opts o = {0};
 
     const char *method = opt_string(L, "method", "GET");
@@ -329,7 +333,7 @@ static int l_request(lua_State *L)
         o.headers = sl_buf_str(&hb);
     }
     char err[1024];
-    sl_http_req *req = sl_http_start(http_of(sl_task_ctx(t)), &o, request_done, t, err, sizeof err);
+    sl_http_req *req = sl_http_start(h, &o, request_done, t, err, sizeof err);
     sl_buf_free(&hb);
     if (!req) { /* an unusable URL (often data, e.g. a scraped link): known at once */
         sl_asset_sink_done(o.sink_data);
@@ -365,7 +369,7 @@ static int l_limit(lua_State *L)
     const char *name = luaL_checkstring(L, 1);
     if (!*name || strlen(name) > 255 || strpbrk(name, " \t\r\n"))
         return misuse(L, 2, "sluice.http.limit: bad name '%s'", name);
-    sl_http *h = http_of(sl_ctx_from_lua(L));
+    sl_http *h = http_of(L, sl_ctx_from_lua(L), "sluice.http.limit");
     sl_http_limit l = {0};
     if (lua_isnoneornil(L, 2)) {
         int in_flight, waiting;
