@@ -619,6 +619,29 @@ class Registry(harness.SluiceTest):
         with self.assertRaisesRegex(RuntimeError, "unknown job type 'fresh_prob' — did you mean 'fresh_probe'"):
             self.scalar("SELECT sluice.needs_refresh('Acme', 'fresh_prob')")
 
+    def test_job_type_freshness_refuses_an_unknown_type_or_brand(self):
+        acme = self.brand("Acme")
+        self.run_fg("fresh_probe", "--brand", "Acme")
+        rows = self.sql(f"SELECT dataset_key, state FROM sluice.job_type_freshness('fresh_probe', '{acme}')")
+        self.assertEqual(rows, [{"dataset_key": "alpha_data", "state": "fresh"},
+                                {"dataset_key": "beta_data", "state": "fresh"}])
+        # the platform scope, and a type that keeps no datasets: no rows, no error
+        self.assertEqual([r["state"] for r in self.sql(
+            "SELECT state FROM sluice.job_type_freshness('fresh_probe', NULL)")], ["never", "never"])
+        self.assertEqual(self.sql("SELECT * FROM sluice.job_type_freshness('noop', NULL)"), [])
+        # a misspelt type read as "keeps nothing", an id of no brand as "never
+        # refreshed": both are errors, as for needs_refresh() and queueing
+        for sql, message in (
+                (f"sluice.job_type_freshness('fresh_prob', '{acme}')",
+                 "ERROR:  22023: unknown job type 'fresh_prob' — did you mean 'fresh_probe'?"),
+                ("sluice.job_type_freshness('fresh_probe', '00000000-0000-4000-8000-000000000000')",
+                 "ERROR:  P0002: unknown brand '00000000-0000-4000-8000-000000000000'")):
+            proc = subprocess.run(["psql", self.db, "-X", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=verbose",
+                                   "-Atc", f"SELECT * FROM {sql}"],
+                                  capture_output=True, text=True, env=harness.pgfixture.clean_env())
+            self.assertNotEqual(proc.returncode, 0, f"{sql}: {proc.stdout}")
+            self.assertIn(message, proc.stderr, sql)
+
     def test_health_matrix_lists_every_brand_and_dataset(self):
         # no brands yet: the platform scope stands for every dataset
         self.sync()
