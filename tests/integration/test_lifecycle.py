@@ -863,6 +863,28 @@ class Lifecycle(harness.SluiceTest):
         self.assertEqual((r["archived"], r["pruned"]), (2, 0))  # each job keeps its last run
         self.assertEqual(self.count("sluice.scheduled_jobs", "status = 'archived'"), 2)
 
+    def test_retention_reads_null_as_the_default_and_refuses_negative_ages(self):
+        for _ in range(3):
+            self.sluice("run", "echo")
+        jobs = [r["id"] for r in self.sql("SELECT id FROM sluice.scheduled_jobs ORDER BY created_at")]
+        # one job ended long ago, one a day ago, one just now
+        pgfixture.psql(self.db, f"""
+            UPDATE sluice.scheduled_jobs SET updated_at = now() - interval '8 days' WHERE id = '{jobs[0]}';
+            UPDATE sluice.scheduled_jobs SET updated_at = now() - interval '1 day' WHERE id = '{jobs[1]}'""")
+        # a negative age would have archived every job that ended: refused, nothing changes
+        for args, shown in (("'-1 day'", "-1 days"), ("NULL, '-5 minutes'", "-00:05:00")):
+            proc = subprocess.run(["psql", self.db, "-X", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=verbose",
+                                   "-Atc", f"SELECT * FROM sluice.apply_retention({args})"],
+                                  capture_output=True, text=True, env=pgfixture.clean_env())
+            self.assertNotEqual(proc.returncode, 0, args)
+            self.assertIn(f"ERROR:  22023: apply_retention needs ages of zero or more, not {shown}\n",
+                          proc.stderr)
+        self.assertEqual(self.count("sluice.scheduled_jobs", "status = 'archived'"), 0)
+        # NULL is the default (7 days), as it is for the SQL API's other functions
+        r = self.one("SELECT * FROM sluice.apply_retention(NULL, NULL)")
+        self.assertEqual((r["archived"], r["pruned"]), (1, 0))
+        self.assertEqual(self.scalar("SELECT id FROM sluice.scheduled_jobs WHERE status = 'archived'"), jobs[0])
+
     def test_retention_leaves_a_job_whose_run_is_in_flight(self):
         # a job cancelled while its run is in flight is archived only once that
         # run has ended, and a running run is never pruned

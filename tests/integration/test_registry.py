@@ -428,8 +428,55 @@ class Registry(harness.SluiceTest):
         status, out, err = psql(self.db, f"SELECT sluice.enqueue('Acme', 'review_probe', "
                                          f"'{{\"competitor_amazon_url_id\": \"{URL_A}\"}}', p_max_retries => 1001)")
         self.assertNotEqual(status, 0, out)
-        self.assertIn("scheduled_jobs_max_retries_at_most_1000", err)
+        self.assertIn("max_retries must be a whole number from 0 to 1000, not 1001", err)
         self.assertEqual(self.count("sluice.scheduled_jobs"), 1)
+
+    def test_sql_queue_functions_check_options_as_the_cli_does(self):
+        self.sync()
+
+        def call(sql):
+            proc = subprocess.run(["psql", self.db, "-X", "-v", "ON_ERROR_STOP=1", "-v",
+                                   "VERBOSITY=verbose", "-Atc", f"SELECT {sql}"],
+                                  capture_output=True, text=True, env=harness.pgfixture.clean_env())
+            return proc.returncode, proc.stderr
+
+        priority = "priority must be a whole number from -1000000 to 1000000, not {}"
+        retries = "max_retries must be a whole number from 0 to 1000, not {}"
+        source = "trigger_source must be one of scheduled, manual, api, repl, not '{}'"
+        cases = [
+            ("sluice.queue_one_time_job(NULL::text, 'noop', '{}', NULL, 1000001)", priority.format(1000001)),
+            ("sluice.enqueue(NULL, 'noop', p_priority => -2147483648)", priority.format(-2147483648)),
+            ("sluice.enqueue_many(NULL, 'noop', ARRAY['{}'::jsonb], NULL, 2000000)", priority.format(2000000)),
+            ("sluice.schedule_job(NULL, 'noop', '* * * * *', p_priority => -1000001)",
+             priority.format(-1000001)),
+            ("sluice.queue_one_time_job(NULL::text, 'noop', '{}', NULL, 0, NULL, -1)", retries.format(-1)),
+            ("sluice.schedule_job(NULL, 'noop', '* * * * *', p_max_retries => 1001)", retries.format(1001)),
+            ("sluice.enqueue(NULL, 'noop', p_dedupe_key => '')",
+             "dedupe_key must not be empty: give a key, or NULL for none"),
+            ("sluice.enqueue(NULL, 'noop', p_name => '')", "name must not be empty: give a name, or NULL for none"),
+            ("sluice.schedule_job(NULL, 'noop', '* * * * *', p_name => '')",
+             "name must not be empty: give a name, or NULL for none"),
+            ("sluice.queue_one_time_job(NULL::text, 'noop', '{}', NULL, 0, NULL, NULL, 'cron')", source.format("cron")),
+            ("sluice.enqueue_many(NULL, 'noop', ARRAY['{}'::jsonb], p_trigger_source => '')", source.format("")),
+            ("sluice.schedule_job(NULL, 'noop', '* * * * *', p_trigger_source => 'API')", source.format("API")),
+        ]
+        for sql, message in cases:
+            status, err = call(sql)
+            self.assertNotEqual(status, 0, f"{sql} was accepted")
+            self.assertIn(f"ERROR:  22023: {message}\n", err, sql)
+            self.assertNotIn("constraint", err, sql)
+        self.assertEqual(self.count("sluice.scheduled_jobs"), 0)
+        # NULL is each option's default, and the bounds themselves are taken
+        for sql in ("sluice.queue_one_time_job(NULL::text, 'noop', '{}', NULL, NULL, NULL, NULL, NULL)",
+                    "sluice.enqueue(NULL, 'noop', '{}', NULL, 1000000, 'k', 1000, 'repl', 'n')",
+                    "sluice.enqueue_many(NULL, 'noop', ARRAY['{}'::jsonb], NULL, -1000000, 'manual')",
+                    "sluice.schedule_job(NULL, 'noop', '* * * * *', 'UTC', '{}', NULL, NULL, NULL, 0, NULL)"):
+            status, err = call(sql)
+            self.assertEqual(status, 0, f"{sql}: {err}")
+        self.assertEqual(self.count("sluice.scheduled_jobs"), 4)
+        self.assertEqual(self.one("SELECT priority, trigger_source FROM sluice.scheduled_jobs "
+                                  "WHERE max_retries IS NULL AND schedule_type = 'one_time' "
+                                  "AND trigger_source = 'api'"), {"priority": 0, "trigger_source": "api"})
 
     def test_worker_rejects_invalid_parameters_permanently(self):
         self.brand("Acme")
@@ -571,6 +618,29 @@ class Registry(harness.SluiceTest):
         # a misspelt type is an error, not "no refresh needed"
         with self.assertRaisesRegex(RuntimeError, "unknown job type 'fresh_prob' — did you mean 'fresh_probe'"):
             self.scalar("SELECT sluice.needs_refresh('Acme', 'fresh_prob')")
+
+    def test_job_type_freshness_refuses_an_unknown_type_or_brand(self):
+        acme = self.brand("Acme")
+        self.run_fg("fresh_probe", "--brand", "Acme")
+        rows = self.sql(f"SELECT dataset_key, state FROM sluice.job_type_freshness('fresh_probe', '{acme}')")
+        self.assertEqual(rows, [{"dataset_key": "alpha_data", "state": "fresh"},
+                                {"dataset_key": "beta_data", "state": "fresh"}])
+        # the platform scope, and a type that keeps no datasets: no rows, no error
+        self.assertEqual([r["state"] for r in self.sql(
+            "SELECT state FROM sluice.job_type_freshness('fresh_probe', NULL)")], ["never", "never"])
+        self.assertEqual(self.sql("SELECT * FROM sluice.job_type_freshness('noop', NULL)"), [])
+        # a misspelt type read as "keeps nothing", an id of no brand as "never
+        # refreshed": both are errors, as for needs_refresh() and queueing
+        for sql, message in (
+                (f"sluice.job_type_freshness('fresh_prob', '{acme}')",
+                 "ERROR:  22023: unknown job type 'fresh_prob' — did you mean 'fresh_probe'?"),
+                ("sluice.job_type_freshness('fresh_probe', '00000000-0000-4000-8000-000000000000')",
+                 "ERROR:  P0002: unknown brand '00000000-0000-4000-8000-000000000000'")):
+            proc = subprocess.run(["psql", self.db, "-X", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=verbose",
+                                   "-Atc", f"SELECT * FROM {sql}"],
+                                  capture_output=True, text=True, env=harness.pgfixture.clean_env())
+            self.assertNotEqual(proc.returncode, 0, f"{sql}: {proc.stdout}")
+            self.assertIn(message, proc.stderr, sql)
 
     def test_health_matrix_lists_every_brand_and_dataset(self):
         # no brands yet: the platform scope stands for every dataset
