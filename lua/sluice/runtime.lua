@@ -232,9 +232,26 @@ function sluice.env(name)
   return v
 end
 
+-- error_text(v) → the text an error value stands for, as a run's error is
+-- recorded: a string as it is, a table's `message`, a value with __tostring as
+-- its text, any other table as JSON (so not "table: 0x…"), nil said as such.
+local function error_text(v)
+  local t = type(v)
+  if t == "string" or t == "number" then return tostring(v) end
+  if t == "table" and type(rawget(v, "message")) == "string" then return v.message end
+  local mt = getmetatable(v)
+  if type(mt) == "table" and mt.__tostring then return tostring(v) end
+  if v == nil then return "error(nil): no message" end
+  if t == "table" then
+    local ok, s = pcall(json.encode, v)
+    if ok then return "error value " .. s end
+  end
+  return "error value " .. tostring(v)
+end
+
 -- error(sluice.permanent("…")): fail the run without retrying it.
 function sluice.permanent(message)
-  return setmetatable({ message = tostring(message), permanent = true }, permanent_mt)
+  return setmetatable({ message = error_text(message), permanent = true }, permanent_mt)
 end
 
 local db = { query = dbd.query, null = null }
@@ -658,6 +675,20 @@ end
 
 ---------------------------------------------------------------- runs
 
+-- count_of(v) → v as a record count (an integer from 0 up, as Postgres's
+-- bigint holds it), or nil when it is not one: 1.5, -1 and 1e30 are not.
+local function count_of(v)
+  local n = math.type(v) and math.tointeger(v)
+  if n and n >= 0 then return n end
+  return nil
+end
+
+local function describe_value(v)
+  if type(v) == "string" then return ("string %q"):format(#v > 60 and v:sub(1, 60) .. "…" or v) end
+  if type(v) == "number" then return ("number %s"):format(v) end
+  return type(v)
+end
+
 local function make_job(entry, spec, params_value)
   local ok, checkpoints = pcall(json.decode, spec.checkpoint_json or "{}")
   if not ok or type(checkpoints) ~= "table" then checkpoints = {} end
@@ -702,10 +733,17 @@ local function make_job(entry, spec, params_value)
     end
     return {
       success = function(_, records, metadata)
-        report({ status = "completed", records = records, metadata = metadata or setmetatable({}, nil) })
+        if records ~= nil and not count_of(records) then
+          error(("job.dataset: records must be a whole number of at least 0, or nil, got %s")
+            :format(describe_value(records)), 2)
+        end
+        if metadata ~= nil and type(metadata) ~= "table" then
+          error(("job.dataset: metadata must be a table, or nil, got %s"):format(describe_value(metadata)), 2)
+        end
+        report({ status = "completed", records = records and count_of(records), metadata = metadata or setmetatable({}, nil) })
       end,
       fail = function(_, err)
-        report({ status = "failed", error = tostring(err) })
+        report({ status = "failed", error = error_text(err) })
       end,
       -- this run did not work on the dataset: its freshness stays as it was
       skip = function(_, reason)
@@ -739,10 +777,24 @@ function M.execute(entry, spec)
   return entry.def.run(make_job(entry, spec, value))
 end
 
--- encode_result(v) → json | nil, why (cjson's reason, e.g. "Cannot serialise
--- function: type not supported")
-function M.encode_result(v)
+-- encode_result(v, job_type) → json | nil, why (cjson's reason, e.g. "Cannot
+-- serialise function: type not supported") | nil, message, true (the whole
+-- message: v's records is not a count).
+-- A returned `records` is the count the job type's datasets are completed with
+-- when the handler made no report of its own; a number that is not a count
+-- (-1, 1.5, 1e30) would be stored wrong, or refused by the database with the
+-- whole outcome, so it fails the run, as a result that cannot be encoded does.
+-- (Not a number: no count.)
+function M.encode_result(v, job_type)
   if v == nil then return "null" end
+  local entry = job_type and handlers[job_type]
+  if entry and next(entry.datasets) ~= nil and type(v) == "table" then
+    local n = rawget(v, "records")
+    if type(n) == "number" and not count_of(n) then
+      return nil, ("the handler's return value: records (the record count of %s's datasets) must be "
+        .. "a whole number of at least 0, got %s"):format(job_type, describe_value(n)), true
+    end
+  end
   local ok, s = pcall(json.encode, v)
   if ok then return s end
   return nil, (tostring(s):gsub("^.-:%d+: ", ""))
