@@ -753,6 +753,9 @@ local function make_job(entry, spec, params_value)
   end
   -- job.checkpoint(key) reads; job.checkpoint(key, value) stores it for retries.
   function job.checkpoint(key, value)
+    if type(key) ~= "string" then
+      error(("job.checkpoint: the key must be a string, got %s"):format(describe_value(key)), 2)
+    end
     if value == nil then return checkpoints[key] end
     live("checkpoint", 2)
     local text = encode("checkpoint", value, 2)
