@@ -355,6 +355,17 @@ class HttpExec(unittest.TestCase):
             ('sluice.http.limit("h", { rate = -1 })', "rate must be"),
             ('sluice.http.get(arg[1], { headers = { ["bad name"] = "x" } })', "not a valid header name"),
             ('sluice.http.request{ url = arg[1], method = "G T" }', "bad method 'G T'"),
+            # infinity, or a number of seconds too large for libcurl's milliseconds,
+            # was converted to a long undefined (and sent with no timeout at all)
+            ('sluice.http.get(arg[1], { timeout = math.huge })',
+             "timeout must be a number of at least 0.001 and at most 315360000, not inf"),
+            ('sluice.http.get(arg[1], { timeout = 1e300 })', "timeout must be a number of at least 0.001"),
+            # 2^32 + 1 cast to an int was a cap of 1
+            ('sluice.http.limit("h", { concurrency = 2^32 + 1 })',
+             "concurrency must be a whole number of at least 0 and at most 100000"),
+            # one request, then the others waited for ever
+            ('sluice.http.limit("h", { rate = 1, per = math.huge })',
+             "per must be a finite number of at least 0.001, not inf"),
         ]:
             # on the second line of a function: the error names the script's line,
             # not the library's
