@@ -287,8 +287,8 @@ sluice.db = readonly(db, "sluice.db")
 -- (save_to), then part:commit(ext) → the same four: the content-addressed asset
 -- store (src/lua_files.c); the only files a handler can write, at paths it
 -- cannot choose. lua/sluice/assets.lua builds on them.
-sluice.assets = readonly({ put = drivers.files.put_asset, begin = drivers.files.begin_asset },
-  "sluice.assets")
+local assets = { put = drivers.files.put_asset, begin = drivers.files.begin_asset }
+sluice.assets = readonly(assets, "sluice.assets")
 
 -- sluice.http, sluice.retry, sluice.spawn / wait / map: Lua libraries over C
 -- drivers (lua/sluice/http.lua, retry.lua, spawn.lua), loaded on first use.
@@ -330,6 +330,16 @@ end
 builtin.sluice = readonly(sluice, "sluice")
 builtin.cjson = sluice.json
 base.sluice = builtin.sluice
+
+-- Lua names a C function in an error ("bad argument #1 to '…'") and in a
+-- traceback by the field of package.loaded that holds it, when one does. The
+-- drivers' names ('core.sleep', 'files.put_asset') mean nothing to a handler's
+-- author, so they are taken out, and sluice's own table put in: 'sluice.sleep'.
+for name in pairs(drivers) do package.loaded[name] = nil end
+package.loaded.sluice = sluice
+package.loaded["sluice.json"] = json
+package.loaded["sluice.db"] = db
+package.loaded["sluice.assets"] = assets
 
 ---------------------------------------------------------------- parameters
 
