@@ -111,10 +111,13 @@ local function duration(v)
   if type(v) ~= "string" then return nil, "must be a number of seconds or a string like \"30 min\"" end
   local n, unit = v:match("^%s*([%d%.]+)%s*(%a*)%s*$")
   n = tonumber(n)
-  if not n or n <= 0 then return nil, ("cannot read %q as a duration (e.g. \"30 min\", \"7 days\")"):format(v) end
-  if unit == "" then return n end
-  local mult = UNITS[unit:lower()]
-  if not mult then return nil, ("unknown unit %q in %q (use s, min, h, days, weeks)"):format(unit, v) end
+  if not n then return nil, ("cannot read %q as a duration (e.g. \"30 min\", \"7 days\")"):format(v) end
+  local mult = 1 -- seconds, as a string without a unit ("90") is too
+  if unit ~= "" then
+    mult = UNITS[unit:lower()]
+    if not mult then return nil, ("unknown unit %q in %q (use s, min, h, days, weeks)"):format(unit, v) end
+  end
+  if n <= 0 then return nil, ("must be a positive duration, not %q"):format(v) end
   if n * mult > DURATION_MAX then return nil, ("%q is more than 3650 days (10 years)"):format(v) end
   return n * mult
 end

@@ -61,6 +61,12 @@ BROKEN = {
                          ["datasets.d.max_age: must be at most 3650 days (10 years)",
                           "max_retries: must be a whole number from 0 to 1000",
                           "timeout: \"11000 days\" is more than 3650 days (10 years)"]),
+    # a string without a unit ("90": seconds) was taken at any size, and zero
+    # was "cannot read" though it reads well enough
+    "unitless.lua": ("return { datasets = { d = { label = 'D', max_age = '10000000000000' } }, "
+                     "retry_base = '0', run = function(job) end }\n",
+                     ["datasets.d.max_age: \"10000000000000\" is more than 3650 days (10 years)",
+                      "retry_base: must be a positive duration, not \"0\""]),
     "bad_dataset.lua": ("return { datasets = { d = { label = 'D', max_age = '7 parsecs', colour = 1 } }, "
                         "run = function(job) end }\n",
                         ["datasets.d.max_age: unknown unit \"parsecs\"",
