@@ -512,7 +512,11 @@ function M.load_handler(name, path, source, version)
       bad("unknown field '%s'%s", tostring(k), s and (" — did you mean '" .. s .. "'?") or "")
     end
   end
-  if type(def.run) ~= "function" then bad("run: missing — the handler must define run = function(job) … end") end
+  if def.run == nil then
+    bad("run: missing — the handler must define run = function(job) … end")
+  elseif type(def.run) ~= "function" then
+    bad("run: must be a function(job) … end, not a %s", type(def.run))
+  end
   if def.label ~= nil and type(def.label) ~= "string" then bad("label: must be a string") end
   if def.emoji ~= nil and type(def.emoji) ~= "string" then bad("emoji: must be a string") end
   if def.description ~= nil and type(def.description) ~= "string" then bad("description: must be a string") end

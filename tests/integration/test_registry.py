@@ -67,6 +67,7 @@ BROKEN = {
                      "retry_base = '0', run = function(job) end }\n",
                      ["datasets.d.max_age: \"10000000000000\" is more than 3650 days (10 years)",
                       "retry_base: must be a positive duration, not \"0\""]),
+    "run_not_a_function.lua": ("return { run = 'main' }\n", ["run: must be a function(job) … end, not a string"]),
     "bad_dataset.lua": ("return { datasets = { d = { label = 'D', max_age = '7 parsecs', colour = 1 } }, "
                         "run = function(job) end }\n",
                         ["datasets.d.max_age: unknown unit \"parsecs\"",
