@@ -267,6 +267,10 @@ local db = { query = dbd.query, null = null }
 -- Misuse (a transaction inside another, a coroutine that is not a task) raises
 -- at the caller's line: begin() returns it as false, message.
 function db.transaction(fn, ...)
+  local mt = type(fn) ~= "function" and getmetatable(fn)
+  if type(fn) ~= "function" and not (type(mt) == "table" and mt.__call) then
+    error(("sluice.db.transaction: expected a function, got a %s"):format(type(fn)), 2)
+  end
   local ok, err = dbd.begin()
   if ok == false then error(err, 2) end
   if not ok then return nil, err end
