@@ -293,7 +293,10 @@ class ReplTest(harness.SluiceTest):
             ('runs{brand = "nope"}', "runs: unknown brand 'nope'"),
             ('runs{type = "ecco"}', "runs: unknown job type 'ecco' — did you mean 'echo'?"),
             ('runs{status = "bogus"}', "runs: unknown status 'bogus' (one of: pending, running"),
-            ("runs{limit = 0}", "runs: limit must be a whole number of at least 1, not 0"),
+            ("runs{limit = 0}", "runs: limit must be a whole number from 1 to 100000, not 0"),
+            # as the CLI's --limit; a larger one was Postgres's "out of range for type integer"
+            ("runs{limit = 3000000000}", "runs: limit must be a whole number from 1 to 100000, not 3000000000"),
+            ('runs{limit = "3"}', 'runs: limit must be a whole number from 1 to 100000, not "3"'),
             ('health{brand = "nope"}', "health: unknown brand 'nope'"),
             ('health{dataset = "nope"}', "health: unknown dataset 'nope' (no job type keeps it)"),
             ('run("echo", {}, {brand = ""})', 'run: brand must be a brand\'s name or id, not ""'),
