@@ -339,15 +339,26 @@ static int l_partial_tostring(lua_State *L)
     return 1;
 }
 
-void *sl_asset_sink_claim(lua_State *L, int idx, const char *what)
+void *sl_asset_sink_claim(lua_State *L, int idx, const char *what, int level)
 {
-    if (!luaL_testudata(L, idx, PARTIAL_MT))
-        luaL_error(L, "%s: save_to must be a pending asset from sluice.assets.begin(), not a %s",
-                   what, luaL_typename(L, idx));
-    partial *p = check_partial(L, idx, what);
-    if (p->size > 0)
-        luaL_error(L, "%s: save_to: the pending asset has been written already (begin a new one)",
-                   what);
+    partial *p = luaL_testudata(L, idx, PARTIAL_MT);
+    const char *why = NULL;
+    if (!p)
+        why = lua_pushfstring(
+            L, "save_to must be a pending asset from sluice.assets.begin(), not a %s",
+            luaL_typename(L, idx));
+    else if (p->fd < 0)
+        why = "save_to: the pending asset was already committed or discarded";
+    else if (p->busy)
+        why = "save_to: a request is still writing to the pending asset";
+    else if (p->size > 0)
+        why = "save_to: the pending asset has been written already (begin a new one)";
+    if (why) { /* at the caller's line, as the request's other misuse */
+        luaL_where(L, level);
+        lua_pushfstring(L, "%s: %s", what, why);
+        lua_concat(L, 2);
+        lua_error(L);
+    }
     p->busy = 1;
     return p;
 }

@@ -43,7 +43,7 @@
 #define SAVE_HEAD ((size_t)256 << 10)
 #define DEFAULT_MAX_BYTES ((size_t)50 << 20)
 #define MAX_TIMEOUT (3650 * 86400.0) /* seconds: the longest duration sluice takes */
-#define MAX_CONCURRENCY 100000 /* as the config file's http_limit */
+#define MAX_CONCURRENCY 100000       /* as the config file's http_limit */
 
 static sl_http *http_of(sl_ctx *ctx)
 {
@@ -326,7 +326,11 @@ static int l_request(lua_State *L)
     else /* a file takes any size the disk does; this keeps the conversion defined */
         o.max_bytes = mb < 0x1p62 ? (size_t)mb : (size_t)1 << 62;
     if (saving) {
-        o.sink_data = sl_asset_sink_claim(L, lua_gettop(L), WHAT);
+        int sidx = lua_gettop(L);
+        lua_getfield(L, 1, "level"); /* the caller's level, as misuse() takes it */
+        int level = (int)lua_tointeger(L, -1);
+        lua_pop(L, 1);
+        o.sink_data = sl_asset_sink_claim(L, sidx, WHAT, level > 0 ? level : 1);
         o.sink = sl_asset_sink_write;
         o.keep_head = SAVE_HEAD;
     }

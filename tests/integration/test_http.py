@@ -363,6 +363,11 @@ class HttpExec(unittest.TestCase):
             # 2^32 + 1 cast to an int was a cap of 1
             ('sluice.http.limit("h", { concurrency = 2^32 + 1 })',
              "concurrency must be a whole number of at least 0 and at most 100000"),
+            # save_to misuse named the library's line (http.lua) instead of the caller's
+            ('sluice.http.get(arg[1], { save_to = "file.bin" })',
+             "save_to must be a pending asset from sluice.assets.begin(), not a string"),
+            ('local p = sluice.assets.begin(); p:discard(); sluice.http.get(arg[1], { save_to = p })',
+             "save_to: the pending asset was already committed or discarded"),
             # one request, then the others waited for ever
             ('sluice.http.limit("h", { rate = 1, per = math.huge })',
              "per must be a finite number of at least 0.001, not inf"),
