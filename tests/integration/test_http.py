@@ -378,6 +378,14 @@ class HttpExec(unittest.TestCase):
             self.assertEqual(proc.returncode, 1, src)
             self.assertRegex(proc.stderr, r"tmp\w*\.lua:2: sluice\.http\.\w+: .*" + re.escape(msg), src)
 
+    def test_apify_start_timeout_out_of_range_is_a_configuration_error(self):
+        # "1e400" read as infinity and went on to the start request's timeout
+        for value in ("1e400", "0", "abc"):
+            proc, _ = self.lua('print((select(2, require("sluice.apify").config())))',
+                               env={"APIFY_TOKEN": "t", "APIFY_START_TIMEOUT": value})
+            self.assertEqual(proc.stdout.strip(), "APIFY_START_TIMEOUT must be a number of seconds greater "
+                                                  f"than 0 and at most 315360000 (3650 days), not \"{value}\"")
+
     # -------------------------------------------------------------- retry
 
     def test_429_retry_after_honoured(self):
