@@ -386,6 +386,24 @@ class HttpExec(unittest.TestCase):
             self.assertEqual(proc.stdout.strip(), "APIFY_START_TIMEOUT must be a number of seconds greater "
                                                   f"than 0 and at most 315360000 (3650 days), not \"{value}\"")
 
+    def test_llm_settings_that_are_set_but_unusable_are_configuration_errors(self):
+        # "abc" and "2.5" were 4 in silence, "0" was 1, a negative price gave negative costs,
+        # and 2^32 + 1 went on to sluice.http.limit
+        for var, value, message in [
+            ("LLM_CONCURRENCY", "abc", "LLM_CONCURRENCY must be a whole number from 1 to 100000"),
+            ("LLM_CONCURRENCY", "0", "LLM_CONCURRENCY must be a whole number from 1 to 100000"),
+            ("LLM_CONCURRENCY", "4294967297", "LLM_CONCURRENCY must be a whole number from 1 to 100000"),
+            ("LLM_PRICE_INPUT_PER_1M", "-1", "LLM_PRICE_INPUT_PER_1M must be a finite number of USD"),
+            ("LLM_PRICE_OUTPUT_PER_1M", "1e400", "LLM_PRICE_OUTPUT_PER_1M must be a finite number of USD"),
+        ]:
+            proc, _ = self.lua('print(select(2, require("sluice.llm").config()))',
+                               env={"LLM_API_KEY": "k", var: value})
+            self.assertEqual(proc.stdout.strip(), f'{message}, not "{value}"\tconfig'
+                             if var == "LLM_CONCURRENCY" else f'{message}, at least 0, not "{value}"\tconfig')
+        proc, _ = self.lua('local c = require("sluice.llm").config() print(c.concurrency, c.price_out)',
+                           env={"LLM_API_KEY": "k", "LLM_CONCURRENCY": "3", "LLM_PRICE_OUTPUT_PER_1M": "0"})
+        self.assertEqual(proc.stdout.strip(), "3\t0")
+
     # -------------------------------------------------------------- retry
 
     def test_429_retry_after_honoured(self):
