@@ -404,6 +404,12 @@ class HttpExec(unittest.TestCase):
                            env={"LLM_API_KEY": "k", "LLM_CONCURRENCY": "3", "LLM_PRICE_OUTPUT_PER_1M": "0"})
         self.assertEqual(proc.stdout.strip(), "3\t0")
 
+    def test_graph_retry_delays_past_3650_days_are_refused(self):
+        # "1e400" read as infinity: the first retry slept for ever
+        proc, _ = self.lua('local ok, e = pcall(require("sluice.graph").client, nil, { token = "t" }) print(tostring(e))',
+                           env={"META_GRAPH_RETRY_DELAYS": "15,1e400"})
+        self.assertEqual(proc.stdout.strip(), 'META_GRAPH_RETRY_DELAYS: "1e400" is not a number of seconds')
+
     # -------------------------------------------------------------- retry
 
     def test_429_retry_after_honoured(self):
