@@ -220,6 +220,9 @@ static size_t check_headers(lua_State *L, int idx)
         if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER)
             misuse(L, AT_CALL, WHAT ": header %s must be a string or number, not a %s", k,
                    luaL_typename(L, -1));
+        if (lua_type(L, -1) == LUA_TNUMBER && !isfinite(lua_tonumber(L, -1)))
+            misuse(L, AT_CALL, WHAT ": header %s must be a finite number, not %s", k,
+                   lua_tostring(L, -1)); /* it went out as "-nan" or "inf" */
         lua_pushvalue(L, -1);
         const char *v = lua_tolstring(L, -1, &vn); /* a copy: numbers convert in place */
         if (memchr(v, '\r', vn) || memchr(v, '\n', vn) || strlen(v) != vn)

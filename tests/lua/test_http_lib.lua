@@ -29,6 +29,8 @@ test("query values must be scalars", function()
   raises(function() http.encode_query({ [1] = "a" }) end, "query keys must be strings")
   raises(function() http.encode_query({ a = { b = 1 } }) end, "query value a must be a string, number, boolean or a list of them, not a table with keys")
   raises(function() http.encode_query({ a = { 1, 2, x = 3 } }) end, "not a table with keys")
+  raises(function() http.encode_query({ a = 0 / 0 }) end, "query value a must be a finite number, not")
+  raises(function() http.encode_query({ a = { 1, math.huge } }) end, "query value a must be a finite number, not inf")
 end)
 
 test("request arguments are checked before anything is sent", function()
@@ -37,6 +39,8 @@ test("request arguments are checked before anything is sent", function()
   raises(function() http.get(42) end, "url must be a string")
   raises(function() http.get("http://127.0.0.1/", { headers = { ["Bad Name"] = "x" } }) end, "not a valid header name")
   raises(function() http.get("http://127.0.0.1/", { headers = { X = "a\nb" } }) end, "line breaks")
+  raises(function() http.get("http://127.0.0.1/", { headers = { X = -math.huge } }) end,
+    "header X must be a finite number, not -inf")
   raises(function() http.get("http://127.0.0.1/", { max_bytes = 0 }) end, "max_bytes must be")
   -- a body kept in memory may not be allowed past the memory cap (512 MB here)
   raises(function() http.get("http://127.0.0.1/", { max_bytes = 1e12 }) end,
