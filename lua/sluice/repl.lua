@@ -316,6 +316,13 @@ function G.queue(job_type, params, opts)
         type(v) == "string" and '""' or "a " .. type(v))
     end
   end
+  -- a date first, as `sluice queue --at` takes it: Postgres also reads words
+  -- (epoch, tomorrow, now) and a number alone as timestamps, or refuses them
+  -- with a message about its own syntax
+  if opts.at ~= nil and (type(opts.at) ~= "string" or not opts.at:match("^%s*%d")) then
+    fail('queue: at must be a timestamp such as "2026-12-01T09:00:00Z" (or give after = seconds), not %s',
+      type(opts.at) == "string" and ("%q"):format(opts.at) or "a " .. type(opts.at))
+  end
   local normalized = validated("queue", job_type, params)
   local at_sql, at = "$4::timestamptz", opts.at
   if opts.after ~= nil then
