@@ -163,6 +163,11 @@ test("retry options are checked", function()
   raises(function() sluice.retry(function() error("inner") end) end, "inner") -- not caught
 end)
 
+test("sleep names itself when refusing a negative or NaN time", function()
+  raises(function() sluice.sleep(-1) end, "sluice.sleep: seconds must be a number of at least 0, not -1")
+  raises(function() sluice.sleep(0 / 0) end, "sluice.sleep: seconds must be a number of at least 0, not")
+end)
+
 -- ===================================================================== spawn
 
 test("spawn and wait: values, order, lists", function()
