@@ -491,16 +491,25 @@ class HttpExec(unittest.TestCase):
         self.assert_spacing(self.fx.log("/echo"), 0.25, 5)
 
     def test_bad_config_limit_is_reported(self):
-        with tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False) as f:
-            f.write("http_limit = graph 4/fortnight\n")
-            conf = f.name
-        try:
-            proc, _ = self.lua("print(1)", env={"SLUICE_CONFIG": conf}, expect_ok=False)
-        finally:
-            os.unlink(conf)
-        self.assertNotEqual(proc.returncode, 0)
-        self.assertIn(":1: bad http_limit", proc.stderr)
-        self.assertIn("the period must read like", proc.stderr)
+        for line, message in [
+            ("graph 4/fortnight", "the period must read like"),
+            # strtod reads these: an infinite burst or rate was no limit, a NaN burst was taken
+            ("graph 4/s burst=inf", "burst must be a finite number"),
+            ("graph 4/s burst=nan", "burst must be a finite number"),
+            ("graph 1e400/s", "the rate must read like"),
+            # sluice.http.limit takes no period under 1 ms either
+            ("graph 4/0.0001ms", "the period must be at least 1ms"),
+        ]:
+            with tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False) as f:
+                f.write(f"http_limit = {line}\n")
+                conf = f.name
+            try:
+                proc, _ = self.lua("print(1)", env={"SLUICE_CONFIG": conf}, expect_ok=False)
+            finally:
+                os.unlink(conf)
+            self.assertNotEqual(proc.returncode, 0, line)
+            self.assertIn(":1: bad http_limit", proc.stderr)
+            self.assertIn(message, proc.stderr)
 
     def test_concurrency_cap(self):
         proc, took = self.lua("""
