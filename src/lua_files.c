@@ -146,7 +146,10 @@ static int valid_ext(const char *ext, size_t n)
 static const char *check_ext(lua_State *L, int idx, const char *what)
 {
     size_t n;
-    const char *ext = luaL_checklstring(L, idx, &n);
+    if (lua_type(L, idx) != LUA_TSTRING) /* not "bad argument #1 to 'commit'" */
+        luaL_error(L, "%s: the extension must be a string such as \"jpg\", not %s", what,
+                   lua_isnoneornil(L, idx) ? "nothing" : luaL_typename(L, idx));
+    const char *ext = lua_tolstring(L, idx, &n);
     if (!valid_ext(ext, n))
         luaL_error(L, "%s: the extension must be 1-8 lower-case letters or digits, not '%s'", what,
                    ext);
@@ -284,8 +287,8 @@ static partial *check_partial(lua_State *L, int idx, const char *what)
  * gone either way. */
 static int l_partial_commit(lua_State *L)
 {
-    partial *p = check_partial(L, 1, "commit");
-    const char *ext = check_ext(L, 2, "commit");
+    partial *p = check_partial(L, 1, "part:commit");
+    const char *ext = check_ext(L, 2, "part:commit");
     char err[PATH_MAX + 128], dir[PATH_MAX], path[PATH_MAX], hash[65];
     sl_sha256_hex(&p->sha, hash);
     size_t size = p->size;
@@ -312,7 +315,8 @@ static int l_partial_commit(lua_State *L)
 static int l_partial_discard(lua_State *L)
 {
     partial *p = luaL_checkudata(L, 1, PARTIAL_MT);
-    if (p->busy) return luaL_error(L, "discard: a request is still writing to the pending asset");
+    if (p->busy)
+        return luaL_error(L, "part:discard: a request is still writing to the pending asset");
     partial_drop(p);
     return 0;
 }

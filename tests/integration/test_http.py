@@ -238,6 +238,9 @@ class HttpExec(unittest.TestCase):
                 print(sluice.wait(t).size, slow:size())
                 slow:discard()
                 print(pcall(sluice.http.get, base .. "/bytes/1", { save_to = "file.bin" }))
+                local q = assert(sluice.assets.begin())
+                print(pcall(q.commit, q)) -- was "bad argument #1 to 'commit'"
+                q:discard()
             """, env={"SLUICE_ASSET_DIR": store})
             out = self.lines(proc)
             self.assertEqual(out[0], "nil\tresponse larger than 1000000 bytes")
@@ -255,6 +258,7 @@ class HttpExec(unittest.TestCase):
             self.assertEqual(out[11], "50\t50")
             self.assertTrue(out[12].startswith("false\t") and "save_to must be a pending asset" in out[12],
                             out[12])
+            self.assertEqual(out[13], 'false\tpart:commit: the extension must be a string such as "jpg", not nothing')
             self.assertEqual(pending_files(store), [])
             self.assertEqual(len(glob.glob(os.path.join(store, "*", "*.bin"))), 1)
 
