@@ -24,6 +24,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <ev.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -303,21 +304,26 @@ int sl_http_limit_parse(const char *spec, char *name, size_t namelen, sl_http_li
             }
             out->concurrency = (int)c;
         } else if (strncmp(tok, "burst=", 6) == 0) {
+            /* strtod reads "nan" and "inf" too: an infinite burst is no rate limit */
             double b = strtod(tok + 6, &end);
-            if (*end || end == tok + 6 || b < 1) {
-                snprintf(err, errlen, "burst must be a number ≥ 1");
+            if (*end || end == tok + 6 || !(b >= 1 && isfinite(b))) {
+                snprintf(err, errlen, "burst must be a finite number ≥ 1");
                 goto out;
             }
             out->burst = b;
         } else if (isdigit((unsigned char)tok[0]) && strchr(tok, '/')) {
             double r = strtod(tok, &end);
-            if (*end != '/' || r <= 0) {
+            if (*end != '/' || !(r > 0 && isfinite(r))) {
                 snprintf(err, errlen, "'%s': the rate must read like 100/60s", tok);
                 goto out;
             }
             double per = parse_period(end + 1);
             if (per <= 0) {
                 snprintf(err, errlen, "'%s': the period must read like 60s, 1m, 500ms or 1h", tok);
+                goto out;
+            }
+            if (per < 0.001) { /* as sluice.http.limit's per */
+                snprintf(err, errlen, "'%s': the period must be at least 1ms", tok);
                 goto out;
             }
             out->rate = r;

@@ -136,7 +136,9 @@ static void sleep_cancel(void *data)
 static int l_sleep(lua_State *L)
 {
     double s = luaL_checknumber(L, 1);
-    if (s < 0 || s != s) return luaL_error(L, "sleep: seconds must be a non-negative number");
+    if (s < 0 || s != s)
+        return luaL_error(L, "sluice.sleep: seconds must be a number of at least 0, not %s",
+                          lua_tostring(L, 1));
     sl_task *t = sl_task_check(L, "sluice.sleep");
     sleep_op *op = calloc(1, sizeof *op);
     if (!op) return luaL_error(L, "sluice.sleep: out of memory");

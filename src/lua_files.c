@@ -146,7 +146,10 @@ static int valid_ext(const char *ext, size_t n)
 static const char *check_ext(lua_State *L, int idx, const char *what)
 {
     size_t n;
-    const char *ext = luaL_checklstring(L, idx, &n);
+    if (lua_type(L, idx) != LUA_TSTRING) /* not "bad argument #1 to 'commit'" */
+        luaL_error(L, "%s: the extension must be a string such as \"jpg\", not %s", what,
+                   lua_isnoneornil(L, idx) ? "nothing" : luaL_typename(L, idx));
+    const char *ext = lua_tolstring(L, idx, &n);
     if (!valid_ext(ext, n))
         luaL_error(L, "%s: the extension must be 1-8 lower-case letters or digits, not '%s'", what,
                    ext);
@@ -284,8 +287,8 @@ static partial *check_partial(lua_State *L, int idx, const char *what)
  * gone either way. */
 static int l_partial_commit(lua_State *L)
 {
-    partial *p = check_partial(L, 1, "commit");
-    const char *ext = check_ext(L, 2, "commit");
+    partial *p = check_partial(L, 1, "part:commit");
+    const char *ext = check_ext(L, 2, "part:commit");
     char err[PATH_MAX + 128], dir[PATH_MAX], path[PATH_MAX], hash[65];
     sl_sha256_hex(&p->sha, hash);
     size_t size = p->size;
@@ -312,7 +315,8 @@ static int l_partial_commit(lua_State *L)
 static int l_partial_discard(lua_State *L)
 {
     partial *p = luaL_checkudata(L, 1, PARTIAL_MT);
-    if (p->busy) return luaL_error(L, "discard: a request is still writing to the pending asset");
+    if (p->busy)
+        return luaL_error(L, "part:discard: a request is still writing to the pending asset");
     partial_drop(p);
     return 0;
 }
@@ -339,15 +343,26 @@ static int l_partial_tostring(lua_State *L)
     return 1;
 }
 
-void *sl_asset_sink_claim(lua_State *L, int idx, const char *what)
+void *sl_asset_sink_claim(lua_State *L, int idx, const char *what, int level)
 {
-    if (!luaL_testudata(L, idx, PARTIAL_MT))
-        luaL_error(L, "%s: save_to must be a pending asset from sluice.assets.begin(), not a %s",
-                   what, luaL_typename(L, idx));
-    partial *p = check_partial(L, idx, what);
-    if (p->size > 0)
-        luaL_error(L, "%s: save_to: the pending asset has been written already (begin a new one)",
-                   what);
+    partial *p = luaL_testudata(L, idx, PARTIAL_MT);
+    const char *why = NULL;
+    if (!p)
+        why = lua_pushfstring(
+            L, "save_to must be a pending asset from sluice.assets.begin(), not a %s",
+            luaL_typename(L, idx));
+    else if (p->fd < 0)
+        why = "save_to: the pending asset was already committed or discarded";
+    else if (p->busy)
+        why = "save_to: a request is still writing to the pending asset";
+    else if (p->size > 0)
+        why = "save_to: the pending asset has been written already (begin a new one)";
+    if (why) { /* at the caller's line, as the request's other misuse */
+        luaL_where(L, level);
+        lua_pushfstring(L, "%s: %s", what, why);
+        lua_concat(L, 2);
+        lua_error(L);
+    }
     p->busy = 1;
     return p;
 }

@@ -33,6 +33,7 @@
 
 #include <ctype.h>
 #include <lauxlib.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +42,8 @@
 #define WHAT "sluice.http.request"
 #define SAVE_HEAD ((size_t)256 << 10)
 #define DEFAULT_MAX_BYTES ((size_t)50 << 20)
+#define MAX_TIMEOUT (3650 * 86400.0) /* seconds: the longest duration sluice takes */
+#define MAX_CONCURRENCY 100000       /* as the config file's http_limit */
 
 /* The context's client, created on first use; raises when libcurl cannot
  * start (sl_http_new logged why), so that the run fails and is retried. */
@@ -173,14 +176,19 @@ static const char *opt_string(lua_State *L, const char *field, const char *def)
     return s;
 }
 
-static double opt_number(lua_State *L, const char *field, double def, double min)
+/* A number option from min to max (HUGE_VAL: no upper bound), or def when absent. */
+static double opt_number(lua_State *L, const char *field, double def, double min, double max)
 {
     int ty = lua_getfield(L, 1, field);
     double d = def;
     if (ty == LUA_TNUMBER) {
         d = lua_tonumber(L, -1);
-        if (!(d >= min))
-            misuse(L, AT_CALL, WHAT ": %s must be a number ≥ %f", field, (lua_Number)min);
+        char lo[32], hi[48] = "";
+        snprintf(lo, sizeof lo, "%g", min);
+        if (max < HUGE_VAL) snprintf(hi, sizeof hi, " and at most %.0f", max);
+        if (!(d >= min && d <= max))
+            misuse(L, AT_CALL, WHAT ": %s must be a number of at least %s%s, not %s", field, lo, hi,
+                   lua_tostring(L, -1));
     } else if (ty != LUA_TNIL) {
         misuse(L, AT_CALL, WHAT ": %s must be a number, not a %s", field, luaL_typename(L, -1));
     }
@@ -215,6 +223,9 @@ static size_t check_headers(lua_State *L, int idx)
         if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER)
             misuse(L, AT_CALL, WHAT ": header %s must be a string or number, not a %s", k,
                    luaL_typename(L, -1));
+        if (lua_type(L, -1) == LUA_TNUMBER && !isfinite(lua_tonumber(L, -1)))
+            misuse(L, AT_CALL, WHAT ": header %s must be a finite number, not %s", k,
+                   lua_tostring(L, -1)); /* it went out as "-nan" or "inf" */
         lua_pushvalue(L, -1);
         const char *v = lua_tolstring(L, -1, &vn); /* a copy: numbers convert in place */
         if (memchr(v, '\r', vn) || memchr(v, '\n', vn) || strlen(v) != vn)
@@ -279,9 +290,10 @@ static int l_request(lua_State *L)
 
     o.url = opt_string(L, "url", NULL);
     if (!o.url) return misuse(L, AT_CALL, WHAT ": url is required");
-    o.timeout = opt_number(L, "timeout", 30, 0.001);
-    double mb = opt_number(L, "max_bytes", 0, 1); /* 0: not given */
-    double mr = opt_number(L, "max_redirects", 5, 0);
+    /* libcurl takes whole milliseconds in a long: math.huge converted was undefined */
+    o.timeout = opt_number(L, "timeout", 30, 0.001, MAX_TIMEOUT);
+    double mb = opt_number(L, "max_bytes", 0, 1, HUGE_VAL); /* 0: not given */
+    double mr = opt_number(L, "max_redirects", 5, 0, HUGE_VAL);
     o.max_redirects = mr > 1000 ? 1000 : (int)mr;
     o.limit_key = opt_string(L, "limit_key", NULL);
 
@@ -321,7 +333,11 @@ static int l_request(lua_State *L)
     else /* a file takes any size the disk does; this keeps the conversion defined */
         o.max_bytes = mb < 0x1p62 ? (size_t)mb : (size_t)1 << 62;
     if (saving) {
-        o.sink_data = sl_asset_sink_claim(L, lua_gettop(L), WHAT);
+        int sidx = lua_gettop(L);
+        lua_getfield(L, 1, "level"); /* the caller's level, as misuse() takes it */
+        int level = (int)lua_tointeger(L, -1);
+        lua_pop(L, 1);
+        o.sink_data = sl_asset_sink_claim(L, sidx, WHAT, level > 0 ? level : 1);
         o.sink = sl_asset_sink_write;
         o.keep_head = SAVE_HEAD;
     }
@@ -346,15 +362,24 @@ static int l_request(lua_State *L)
 
 /* ------------------------------------------------------------------ limits */
 
+/* A limit's field: a finite number of at least min; a whole one up to
+ * MAX_CONCURRENCY when integer (a larger one cast to int was another number:
+ * 2^32 + 1 became 1). Infinity is refused too: per = math.huge let one request
+ * through and made the rest wait for ever. */
 static double limit_field(lua_State *L, int idx, const char *field, double min, int integer)
 {
     int ty = lua_getfield(L, idx, field);
     double d = 0;
     if (ty == LUA_TNUMBER) {
         d = lua_tonumber(L, -1);
-        if (!(d >= min) || (integer && d != (double)(long long)d))
-            misuse(L, 2, "sluice.http.limit: %s must be a %s ≥ %f", field,
-                   integer ? "whole number" : "number", (lua_Number)min);
+        double max = integer ? MAX_CONCURRENCY : HUGE_VAL;
+        if (!(d >= min && d < max + 1) || (integer && d != floor(d))) {
+            char lo[32], hi[48] = "";
+            snprintf(lo, sizeof lo, "%g", min);
+            if (integer) snprintf(hi, sizeof hi, " and at most %d", MAX_CONCURRENCY);
+            misuse(L, 2, "sluice.http.limit: %s must be a %s of at least %s%s, not %s", field,
+                   integer ? "whole number" : "finite number", lo, hi, lua_tostring(L, -1));
+        }
     } else if (ty != LUA_TNIL) {
         misuse(L, 2, "sluice.http.limit: %s must be a number, not a %s", field,
                luaL_typename(L, -1));

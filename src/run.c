@@ -444,21 +444,27 @@ static char *error_message(sl_task *t, int *retryable, char **traceback)
     return copy;
 }
 
-/* Encodes the value on top of co as JSON via the runtime's encoder; pops it.
- * NULL with the reason in why when it cannot be encoded. */
-static char *encode_result(sl_task *t, char *why, size_t whylen)
+/* Encodes the value on top of co, the result of a run of job_type, as JSON via
+ * the runtime's encoder; pops it. NULL with the reason in why when it cannot be
+ * encoded; *whole is then 1 when why is the whole message (a records that is
+ * not a count), 0 when it is the encoder's reason. */
+static char *encode_result(sl_task *t, const char *job_type, char *why, size_t whylen, int *whole)
 {
     sl_runtime *rt = t->rt;
     lua_xmove(t->co, rt->L, 1);
-    if (sl_host_call(rt, "encode_result", 1, 2, why, whylen) != 0) return NULL;
-    int encoded = lua_isstring(rt->L, -2);
-    char *s = encoded ? strdup(lua_tostring(rt->L, -2)) : NULL;
-    if (!s)
+    lua_pushstring(rt->L, job_type);
+    *whole = 0;
+    if (sl_host_call(rt, "encode_result", 2, 3, why, whylen) != 0) return NULL;
+    int encoded = lua_isstring(rt->L, -3);
+    char *s = encoded ? strdup(lua_tostring(rt->L, -3)) : NULL;
+    if (!s) {
         snprintf(why, whylen, "%s",
                  encoded                   ? "out of memory"
-                 : lua_isstring(rt->L, -1) ? lua_tostring(rt->L, -1)
+                 : lua_isstring(rt->L, -2) ? lua_tostring(rt->L, -2)
                                            : "?");
-    lua_pop(rt->L, 2);
+        *whole = !encoded && lua_toboolean(rt->L, -1);
+    }
+    lua_pop(rt->L, 3);
     return s;
 }
 
@@ -483,11 +489,13 @@ static void task_finished(sl_task *t, int status, int nres)
             else if (nres > 1)
                 lua_pop(t->co, nres - 1);
             char why[256], msg[320];
-            char *json = encode_result(t, why, sizeof why);
+            int whole;
+            char *json = encode_result(t, run->job_type, why, sizeof why, &whole);
             size_t len = json ? strlen(json) : 0;
             if (!json) {
                 snprintf(msg, sizeof msg,
-                         "the handler's return value cannot be encoded as JSON: %s", why);
+                         whole ? "%s" : "the handler's return value cannot be encoded as JSON: %s",
+                         why);
                 sl_run_finish(run, SL_RUN_FAILED, NULL, msg, 0);
             } else if (len > SL_RESULT_MAX) {
                 snprintf(msg, sizeof msg,

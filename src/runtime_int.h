@@ -178,10 +178,11 @@ int sl_host_push_handler(sl_runtime *rt, const char *job_type, double *timeout,
                          const char **version);
 
 /* A pending asset (sluice.assets.begin; lua_files.c) as the body sink of a
- * request (lua_http.c). claim raises unless the value at idx is an open, empty,
- * idle pending asset, and marks it busy until sink_done; write is the sink
- * (sl_http_opts.sink). The value must stay referenced while the request runs. */
-void *sl_asset_sink_claim(lua_State *L, int idx, const char *what);
+ * request (lua_http.c). claim raises, at the position of the function `level`
+ * levels up, unless the value at idx is an open, empty, idle pending asset, and
+ * marks it busy until sink_done; write is the sink (sl_http_opts.sink). The
+ * value must stay referenced while the request runs. */
+void *sl_asset_sink_claim(lua_State *L, int idx, const char *what, int level);
 int sl_asset_sink_write(void *sink, const char *p, size_t n);
 void sl_asset_sink_done(void *sink);
 

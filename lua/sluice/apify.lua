@@ -60,8 +60,10 @@ function M.config()
   local st = sluice.env("APIFY_START_TIMEOUT")
   if st then
     start_timeout = tonumber(st)
-    if not start_timeout or start_timeout <= 0 or start_timeout ~= start_timeout then
-      return nil, ("APIFY_START_TIMEOUT must be a number of seconds greater than 0, not %q"):format(st), true
+    -- at most what sluice.http takes as a timeout (3650 days): "1e400" read as inf
+    if not start_timeout or not (start_timeout > 0 and start_timeout <= 3650 * 86400) then
+      return nil, ("APIFY_START_TIMEOUT must be a number of seconds greater than 0 and at most "
+        .. "315360000 (3650 days), not %q"):format(st), true
     end
   end
   return { base = base, token = token, start_timeout = start_timeout }

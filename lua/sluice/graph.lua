@@ -44,7 +44,7 @@ local function retry_delays(opts)
   local out = {}
   for part in s:gmatch("[^,%s]+") do
     local n = tonumber(part)
-    if not n or n < 0 then
+    if not n or n < 0 or n > 3650 * 86400 then -- "1e400" read as infinity: a wait for ever
       error(sluice.permanent(("META_GRAPH_RETRY_DELAYS: %q is not a number of seconds"):format(part)))
     end
     out[#out + 1] = n

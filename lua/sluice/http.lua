@@ -35,6 +35,9 @@ return function(drv)
     local t = type(v)
     if t == "string" then return v end
     if t == "number" then
+      if v ~= v or v == math.huge or v == -math.huge then -- it went out as "-nan" or "inf"
+        error(("sluice.http: query value %s must be a finite number, not %s"):format(key, tostring(v)), level + 1)
+      end
       if math.type(v) == "float" and v == math.floor(v) and v >= -2^53 and v <= 2^53 then
         return ("%d"):format(v)
       end

@@ -44,12 +44,27 @@ function M.config()
       .. "(and LLM_BASE_URL if it is not api.openai.com) in the environment of the sluice process", "config"
   end
   local base = (sluice.env("LLM_BASE_URL") or DEFAULT_BASE):gsub("/+$", "")
-  local conc = math.tointeger(tonumber(sluice.env("LLM_CONCURRENCY") or "")) or 4
-  if conc < 1 then conc = 1 end
+  -- A value that is set but not usable is refused, naming the variable: "abc"
+  -- or "2.5" used to be 4 in silence, "0" 1, a negative price a negative cost.
+  local conc, cs = 4, sluice.env("LLM_CONCURRENCY")
+  if cs then
+    conc = math.tointeger(tonumber(cs) or 0)
+    if not conc or conc < 1 or conc > 100000 then
+      return nil, ("LLM_CONCURRENCY must be a whole number from 1 to 100000, not %q"):format(cs), "config"
+    end
+  end
+  local prices = {}
+  for i, p in ipairs({ { "LLM_PRICE_INPUT_PER_1M", 0.15 }, { "LLM_PRICE_OUTPUT_PER_1M", 0.60 } }) do
+    local v = sluice.env(p[1])
+    local n = v and tonumber(v)
+    if v and not (n and n >= 0 and n < math.huge) then
+      return nil, ("%s must be a finite number of USD, at least 0, not %q"):format(p[1], v), "config"
+    end
+    prices[i] = n or p[2]
+  end
   return {
     base = base, key = key, model = sluice.env("LLM_MODEL") or DEFAULT_MODEL, concurrency = conc,
-    price_in = tonumber(sluice.env("LLM_PRICE_INPUT_PER_1M") or "") or 0.15,
-    price_out = tonumber(sluice.env("LLM_PRICE_OUTPUT_PER_1M") or "") or 0.60,
+    price_in = prices[1], price_out = prices[2],
   }
 end
 

@@ -193,8 +193,11 @@ local function check_filters(what, opts)
     fail("%s: unknown status %s (one of: pending, running, completed, failed, cancelled)", what,
       type(opts.status) == "string" and ("'%s'"):format(opts.status) or "a " .. type(opts.status))
   end
-  if opts.limit ~= nil and (math.type(opts.limit) ~= "integer" or opts.limit < 1) then
-    fail("%s: limit must be a whole number of at least 1, not %s", what, tostring(opts.limit))
+  -- as `sluice runs --limit`: past 2^31 the query refused it as an int
+  local limit = type(opts.limit) == "number" and math.tointeger(opts.limit)
+  if opts.limit ~= nil and not (limit and limit >= 1 and limit <= 100000) then
+    fail("%s: limit must be a whole number from 1 to 100000, not %s", what,
+      type(opts.limit) == "string" and ("%q"):format(opts.limit) or tostring(opts.limit))
   end
 end
 
@@ -313,6 +316,13 @@ function G.queue(job_type, params, opts)
         type(v) == "string" and '""' or "a " .. type(v))
     end
   end
+  -- a date first, as `sluice queue --at` takes it: Postgres also reads words
+  -- (epoch, tomorrow, now) and a number alone as timestamps, or refuses them
+  -- with a message about its own syntax
+  if opts.at ~= nil and (type(opts.at) ~= "string" or not opts.at:match("^%s*%d")) then
+    fail('queue: at must be a timestamp such as "2026-12-01T09:00:00Z" (or give after = seconds), not %s',
+      type(opts.at) == "string" and ("%q"):format(opts.at) or "a " .. type(opts.at))
+  end
   local normalized = validated("queue", job_type, params)
   local at_sql, at = "$4::timestamptz", opts.at
   if opts.after ~= nil then
@@ -360,7 +370,8 @@ function G.runs(opts)
       AND ($2::text IS NULL OR brand_name = $2 OR brand_id::text = $2)
       AND ($3::text IS NULL OR status = $3)
     ORDER BY created_at DESC
-    LIMIT $4::int]], opts.type, opts.brand, opts.status, opts.limit or 10)
+    LIMIT $4::int]], opts.type, opts.brand, opts.status,
+    opts.limit and math.tointeger(opts.limit) or 10)
   if not rows then fail("runs: %s", err) end
   local list = {}
   for i, r in ipairs(rows) do

@@ -131,7 +131,8 @@ function M.retry(fn, opts)
     o[k] = v
   end
   if o.attempts < 1 then error("sluice.retry: attempts must be ≥ 1", 2) end
-  if o.base < 0 or o.max < 0 or o.max_retry_after < 0 then
+  -- not (x >= 0): NaN too, which went on to sluice.sleep and raised there
+  if not (o.base >= 0 and o.max >= 0 and o.max_retry_after >= 0) then
     error("sluice.retry: base, max and max_retry_after must be ≥ 0", 2)
   end
   local retry_on = o.retry_on or M.default_retry_on

@@ -111,10 +111,13 @@ local function duration(v)
   if type(v) ~= "string" then return nil, "must be a number of seconds or a string like \"30 min\"" end
   local n, unit = v:match("^%s*([%d%.]+)%s*(%a*)%s*$")
   n = tonumber(n)
-  if not n or n <= 0 then return nil, ("cannot read %q as a duration (e.g. \"30 min\", \"7 days\")"):format(v) end
-  if unit == "" then return n end
-  local mult = UNITS[unit:lower()]
-  if not mult then return nil, ("unknown unit %q in %q (use s, min, h, days, weeks)"):format(unit, v) end
+  if not n then return nil, ("cannot read %q as a duration (e.g. \"30 min\", \"7 days\")"):format(v) end
+  local mult = 1 -- seconds, as a string without a unit ("90") is too
+  if unit ~= "" then
+    mult = UNITS[unit:lower()]
+    if not mult then return nil, ("unknown unit %q in %q (use s, min, h, days, weeks)"):format(unit, v) end
+  end
+  if n <= 0 then return nil, ("must be a positive duration, not %q"):format(v) end
   if n * mult > DURATION_MAX then return nil, ("%q is more than 3650 days (10 years)"):format(v) end
   return n * mult
 end
@@ -232,9 +235,26 @@ function sluice.env(name)
   return v
 end
 
+-- error_text(v) → the text an error value stands for, as a run's error is
+-- recorded: a string as it is, a table's `message`, a value with __tostring as
+-- its text, any other table as JSON (so not "table: 0x…"), nil said as such.
+local function error_text(v)
+  local t = type(v)
+  if t == "string" or t == "number" then return tostring(v) end
+  if t == "table" and type(rawget(v, "message")) == "string" then return v.message end
+  local mt = getmetatable(v)
+  if type(mt) == "table" and mt.__tostring then return tostring(v) end
+  if v == nil then return "error(nil): no message" end
+  if t == "table" then
+    local ok, s = pcall(json.encode, v)
+    if ok then return "error value " .. s end
+  end
+  return "error value " .. tostring(v)
+end
+
 -- error(sluice.permanent("…")): fail the run without retrying it.
 function sluice.permanent(message)
-  return setmetatable({ message = tostring(message), permanent = true }, permanent_mt)
+  return setmetatable({ message = error_text(message), permanent = true }, permanent_mt)
 end
 
 local db = { query = dbd.query, null = null }
@@ -247,6 +267,10 @@ local db = { query = dbd.query, null = null }
 -- Misuse (a transaction inside another, a coroutine that is not a task) raises
 -- at the caller's line: begin() returns it as false, message.
 function db.transaction(fn, ...)
+  local mt = type(fn) ~= "function" and getmetatable(fn)
+  if type(fn) ~= "function" and not (type(mt) == "table" and mt.__call) then
+    error(("sluice.db.transaction: expected a function, got a %s"):format(type(fn)), 2)
+  end
   local ok, err = dbd.begin()
   if ok == false then error(err, 2) end
   if not ok then return nil, err end
@@ -270,8 +294,8 @@ sluice.db = readonly(db, "sluice.db")
 -- (save_to), then part:commit(ext) → the same four: the content-addressed asset
 -- store (src/lua_files.c); the only files a handler can write, at paths it
 -- cannot choose. lua/sluice/assets.lua builds on them.
-sluice.assets = readonly({ put = drivers.files.put_asset, begin = drivers.files.begin_asset },
-  "sluice.assets")
+local assets = { put = drivers.files.put_asset, begin = drivers.files.begin_asset }
+sluice.assets = readonly(assets, "sluice.assets")
 
 -- sluice.http, sluice.retry, sluice.spawn / wait / map: Lua libraries over C
 -- drivers (lua/sluice/http.lua, retry.lua, spawn.lua), loaded on first use.
@@ -313,6 +337,16 @@ end
 builtin.sluice = readonly(sluice, "sluice")
 builtin.cjson = sluice.json
 base.sluice = builtin.sluice
+
+-- Lua names a C function in an error ("bad argument #1 to '…'") and in a
+-- traceback by the field of package.loaded that holds it, when one does. The
+-- drivers' names ('core.sleep', 'files.put_asset') mean nothing to a handler's
+-- author, so they are taken out, and sluice's own table put in: 'sluice.sleep'.
+for name in pairs(drivers) do package.loaded[name] = nil end
+package.loaded.sluice = sluice
+package.loaded["sluice.json"] = json
+package.loaded["sluice.db"] = db
+package.loaded["sluice.assets"] = assets
 
 ---------------------------------------------------------------- parameters
 
@@ -482,7 +516,11 @@ function M.load_handler(name, path, source, version)
       bad("unknown field '%s'%s", tostring(k), s and (" — did you mean '" .. s .. "'?") or "")
     end
   end
-  if type(def.run) ~= "function" then bad("run: missing — the handler must define run = function(job) … end") end
+  if def.run == nil then
+    bad("run: missing — the handler must define run = function(job) … end")
+  elseif type(def.run) ~= "function" then
+    bad("run: must be a function(job) … end, not a %s", type(def.run))
+  end
   if def.label ~= nil and type(def.label) ~= "string" then bad("label: must be a string") end
   if def.emoji ~= nil and type(def.emoji) ~= "string" then bad("emoji: must be a string") end
   if def.description ~= nil and type(def.description) ~= "string" then bad("description: must be a string") end
@@ -658,6 +696,20 @@ end
 
 ---------------------------------------------------------------- runs
 
+-- count_of(v) → v as a record count (an integer from 0 up, as Postgres's
+-- bigint holds it), or nil when it is not one: 1.5, -1 and 1e30 are not.
+local function count_of(v)
+  local n = math.type(v) and math.tointeger(v)
+  if n and n >= 0 then return n end
+  return nil
+end
+
+local function describe_value(v)
+  if type(v) == "string" then return ("string %q"):format(#v > 60 and v:sub(1, 60) .. "…" or v) end
+  if type(v) == "number" then return ("number %s"):format(v) end
+  return type(v)
+end
+
 local function make_job(entry, spec, params_value)
   local ok, checkpoints = pcall(json.decode, spec.checkpoint_json or "{}")
   if not ok or type(checkpoints) ~= "table" then checkpoints = {} end
@@ -702,10 +754,17 @@ local function make_job(entry, spec, params_value)
     end
     return {
       success = function(_, records, metadata)
-        report({ status = "completed", records = records, metadata = metadata or setmetatable({}, nil) })
+        if records ~= nil and not count_of(records) then
+          error(("job.dataset: records must be a whole number of at least 0, or nil, got %s")
+            :format(describe_value(records)), 2)
+        end
+        if metadata ~= nil and type(metadata) ~= "table" then
+          error(("job.dataset: metadata must be a table, or nil, got %s"):format(describe_value(metadata)), 2)
+        end
+        report({ status = "completed", records = records and count_of(records), metadata = metadata or setmetatable({}, nil) })
       end,
       fail = function(_, err)
-        report({ status = "failed", error = tostring(err) })
+        report({ status = "failed", error = error_text(err) })
       end,
       -- this run did not work on the dataset: its freshness stays as it was
       skip = function(_, reason)
@@ -715,6 +774,9 @@ local function make_job(entry, spec, params_value)
   end
   -- job.checkpoint(key) reads; job.checkpoint(key, value) stores it for retries.
   function job.checkpoint(key, value)
+    if type(key) ~= "string" then
+      error(("job.checkpoint: the key must be a string, got %s"):format(describe_value(key)), 2)
+    end
     if value == nil then return checkpoints[key] end
     live("checkpoint", 2)
     local text = encode("checkpoint", value, 2)
@@ -739,10 +801,24 @@ function M.execute(entry, spec)
   return entry.def.run(make_job(entry, spec, value))
 end
 
--- encode_result(v) → json | nil, why (cjson's reason, e.g. "Cannot serialise
--- function: type not supported")
-function M.encode_result(v)
+-- encode_result(v, job_type) → json | nil, why (cjson's reason, e.g. "Cannot
+-- serialise function: type not supported") | nil, message, true (the whole
+-- message: v's records is not a count).
+-- A returned `records` is the count the job type's datasets are completed with
+-- when the handler made no report of its own; a number that is not a count
+-- (-1, 1.5, 1e30) would be stored wrong, or refused by the database with the
+-- whole outcome, so it fails the run, as a result that cannot be encoded does.
+-- (Not a number: no count.)
+function M.encode_result(v, job_type)
   if v == nil then return "null" end
+  local entry = job_type and handlers[job_type]
+  if entry and next(entry.datasets) ~= nil and type(v) == "table" then
+    local n = rawget(v, "records")
+    if type(n) == "number" and not count_of(n) then
+      return nil, ("the handler's return value: records (the record count of %s's datasets) must be "
+        .. "a whole number of at least 0, got %s"):format(job_type, describe_value(n)), true
+    end
+  end
   local ok, s = pcall(json.encode, v)
   if ok then return s end
   return nil, (tostring(s):gsub("^.-:%d+: ", ""))

@@ -789,6 +789,8 @@ class Daemon(harness.SluiceTest):
               r.fmt = select(2, pcall(function()
                 job.log("%d", "x") -- line 12: misuse names the handler's line
               end))
+              r.key = select(2, pcall(job.checkpoint, nil, 1))
+              r.numkey = select(2, pcall(job.checkpoint, 5))
               return r
             end }""")
         env = self.henv()
@@ -805,6 +807,9 @@ class Daemon(harness.SluiceTest):
                                    "Cannot serialise function: type not supported")
         self.assertRegex(r["fmt"], r"keeper\.lua:12: job\.log: bad argument #2 to 'string\.format' "
                                    r"\(number expected")
+        # a key that is not a string: not "runtime.lua:…: table index is nil"
+        self.assertEqual(r["key"], "job.checkpoint: the key must be a string, got nil")
+        self.assertEqual(r["numkey"], "job.checkpoint: the key must be a string, got number 5")
         self.assertEqual(self.scalar(f"SELECT checkpoint FROM sluice.scheduled_jobs WHERE id = '{first}'"), "{}")
         logs = self.scalar(f"SELECT logs FROM sluice.scheduled_job_runs WHERE scheduled_job_id = '{second}'")
         self.assertIn("from a child task", logs)

@@ -238,6 +238,9 @@ class HttpExec(unittest.TestCase):
                 print(sluice.wait(t).size, slow:size())
                 slow:discard()
                 print(pcall(sluice.http.get, base .. "/bytes/1", { save_to = "file.bin" }))
+                local q = assert(sluice.assets.begin())
+                print(pcall(q.commit, q)) -- was "bad argument #1 to 'commit'"
+                q:discard()
             """, env={"SLUICE_ASSET_DIR": store})
             out = self.lines(proc)
             self.assertEqual(out[0], "nil\tresponse larger than 1000000 bytes")
@@ -255,6 +258,7 @@ class HttpExec(unittest.TestCase):
             self.assertEqual(out[11], "50\t50")
             self.assertTrue(out[12].startswith("false\t") and "save_to must be a pending asset" in out[12],
                             out[12])
+            self.assertEqual(out[13], 'false\tpart:commit: the extension must be a string such as "jpg", not nothing')
             self.assertEqual(pending_files(store), [])
             self.assertEqual(len(glob.glob(os.path.join(store, "*", "*.bin"))), 1)
 
@@ -355,12 +359,60 @@ class HttpExec(unittest.TestCase):
             ('sluice.http.limit("h", { rate = -1 })', "rate must be"),
             ('sluice.http.get(arg[1], { headers = { ["bad name"] = "x" } })', "not a valid header name"),
             ('sluice.http.request{ url = arg[1], method = "G T" }', "bad method 'G T'"),
+            # infinity, or a number of seconds too large for libcurl's milliseconds,
+            # was converted to a long undefined (and sent with no timeout at all)
+            ('sluice.http.get(arg[1], { timeout = math.huge })',
+             "timeout must be a number of at least 0.001 and at most 315360000, not inf"),
+            ('sluice.http.get(arg[1], { timeout = 1e300 })', "timeout must be a number of at least 0.001"),
+            # 2^32 + 1 cast to an int was a cap of 1
+            ('sluice.http.limit("h", { concurrency = 2^32 + 1 })',
+             "concurrency must be a whole number of at least 0 and at most 100000"),
+            # save_to misuse named the library's line (http.lua) instead of the caller's
+            ('sluice.http.get(arg[1], { save_to = "file.bin" })',
+             "save_to must be a pending asset from sluice.assets.begin(), not a string"),
+            ('local p = sluice.assets.begin(); p:discard(); sluice.http.get(arg[1], { save_to = p })',
+             "save_to: the pending asset was already committed or discarded"),
+            # one request, then the others waited for ever
+            ('sluice.http.limit("h", { rate = 1, per = math.huge })',
+             "per must be a finite number of at least 0.001, not inf"),
         ]:
             # on the second line of a function: the error names the script's line,
             # not the library's
             proc, _ = self.lua(f"local function f()\n  {src}\nend\nf()\n", expect_ok=False)
             self.assertEqual(proc.returncode, 1, src)
             self.assertRegex(proc.stderr, r"tmp\w*\.lua:2: sluice\.http\.\w+: .*" + re.escape(msg), src)
+
+    def test_apify_start_timeout_out_of_range_is_a_configuration_error(self):
+        # "1e400" read as infinity and went on to the start request's timeout
+        for value in ("1e400", "0", "abc"):
+            proc, _ = self.lua('print((select(2, require("sluice.apify").config())))',
+                               env={"APIFY_TOKEN": "t", "APIFY_START_TIMEOUT": value})
+            self.assertEqual(proc.stdout.strip(), "APIFY_START_TIMEOUT must be a number of seconds greater "
+                                                  f"than 0 and at most 315360000 (3650 days), not \"{value}\"")
+
+    def test_llm_settings_that_are_set_but_unusable_are_configuration_errors(self):
+        # "abc" and "2.5" were 4 in silence, "0" was 1, a negative price gave negative costs,
+        # and 2^32 + 1 went on to sluice.http.limit
+        for var, value, message in [
+            ("LLM_CONCURRENCY", "abc", "LLM_CONCURRENCY must be a whole number from 1 to 100000"),
+            ("LLM_CONCURRENCY", "0", "LLM_CONCURRENCY must be a whole number from 1 to 100000"),
+            ("LLM_CONCURRENCY", "4294967297", "LLM_CONCURRENCY must be a whole number from 1 to 100000"),
+            ("LLM_PRICE_INPUT_PER_1M", "-1", "LLM_PRICE_INPUT_PER_1M must be a finite number of USD"),
+            ("LLM_PRICE_OUTPUT_PER_1M", "1e400", "LLM_PRICE_OUTPUT_PER_1M must be a finite number of USD"),
+        ]:
+            proc, _ = self.lua('print(select(2, require("sluice.llm").config()))',
+                               env={"LLM_API_KEY": "k", var: value})
+            self.assertEqual(proc.stdout.strip(), f'{message}, not "{value}"\tconfig'
+                             if var == "LLM_CONCURRENCY" else f'{message}, at least 0, not "{value}"\tconfig')
+        proc, _ = self.lua('local c = require("sluice.llm").config() print(c.concurrency, c.price_out)',
+                           env={"LLM_API_KEY": "k", "LLM_CONCURRENCY": "3", "LLM_PRICE_OUTPUT_PER_1M": "0"})
+        self.assertEqual(proc.stdout.strip(), "3\t0")
+
+    def test_graph_retry_delays_past_3650_days_are_refused(self):
+        # "1e400" read as infinity: the first retry slept for ever
+        proc, _ = self.lua('local ok, e = pcall(require("sluice.graph").client, nil, { token = "t" }) print(tostring(e))',
+                           env={"META_GRAPH_RETRY_DELAYS": "15,1e400"})
+        self.assertEqual(proc.stdout.strip(), 'META_GRAPH_RETRY_DELAYS: "1e400" is not a number of seconds')
 
     # -------------------------------------------------------------- retry
 
@@ -443,16 +495,25 @@ class HttpExec(unittest.TestCase):
         self.assert_spacing(self.fx.log("/echo"), 0.25, 5)
 
     def test_bad_config_limit_is_reported(self):
-        with tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False) as f:
-            f.write("http_limit = graph 4/fortnight\n")
-            conf = f.name
-        try:
-            proc, _ = self.lua("print(1)", env={"SLUICE_CONFIG": conf}, expect_ok=False)
-        finally:
-            os.unlink(conf)
-        self.assertNotEqual(proc.returncode, 0)
-        self.assertIn(":1: bad http_limit", proc.stderr)
-        self.assertIn("the period must read like", proc.stderr)
+        for line, message in [
+            ("graph 4/fortnight", "the period must read like"),
+            # strtod reads these: an infinite burst or rate was no limit, a NaN burst was taken
+            ("graph 4/s burst=inf", "burst must be a finite number"),
+            ("graph 4/s burst=nan", "burst must be a finite number"),
+            ("graph 1e400/s", "the rate must read like"),
+            # sluice.http.limit takes no period under 1 ms either
+            ("graph 4/0.0001ms", "the period must be at least 1ms"),
+        ]:
+            with tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False) as f:
+                f.write(f"http_limit = {line}\n")
+                conf = f.name
+            try:
+                proc, _ = self.lua("print(1)", env={"SLUICE_CONFIG": conf}, expect_ok=False)
+            finally:
+                os.unlink(conf)
+            self.assertNotEqual(proc.returncode, 0, line)
+            self.assertIn(":1: bad http_limit", proc.stderr)
+            self.assertIn(message, proc.stderr)
 
     def test_concurrency_cap(self):
         proc, took = self.lua("""

@@ -61,6 +61,13 @@ BROKEN = {
                          ["datasets.d.max_age: must be at most 3650 days (10 years)",
                           "max_retries: must be a whole number from 0 to 1000",
                           "timeout: \"11000 days\" is more than 3650 days (10 years)"]),
+    # a string without a unit ("90": seconds) was taken at any size, and zero
+    # was "cannot read" though it reads well enough
+    "unitless.lua": ("return { datasets = { d = { label = 'D', max_age = '10000000000000' } }, "
+                     "retry_base = '0', run = function(job) end }\n",
+                     ["datasets.d.max_age: \"10000000000000\" is more than 3650 days (10 years)",
+                      "retry_base: must be a positive duration, not \"0\""]),
+    "run_not_a_function.lua": ("return { run = 'main' }\n", ["run: must be a function(job) … end, not a string"]),
     "bad_dataset.lua": ("return { datasets = { d = { label = 'D', max_age = '7 parsecs', colour = 1 } }, "
                         "run = function(job) end }\n",
                         ["datasets.d.max_age: unknown unit \"parsecs\"",
@@ -581,6 +588,29 @@ class Registry(harness.SluiceTest):
         self.assertIsNone(beta["last_success_at"])
         self.assertEqual(self.health_states("--platform", "--type", "fresh_probe"),
                          {(None, "alpha_data"): "fresh", (None, "beta_data"): "failing"})
+
+    def test_a_record_count_that_is_not_one_is_refused(self):
+        # 1e30 as the returned count: Postgres refused the whole outcome (bigint
+        # out of range), and the run was recorded as "could not be recorded"
+        proc = self.run_fg("fresh_probe", "--json", "--params", '{"mode": "huge_records"}', check=False)
+        out = json.loads(proc.stdout)
+        self.assertEqual((out["status"], out["recorded"], out["job_status"]), ("failed", True, "failed"))
+        self.assertEqual(out["error"], "the handler's return value: records (the record count of fresh_probe's "
+                                       "datasets) must be a whole number of at least 0, got number 1e+30")
+        self.assertEqual(self.status_row("alpha_data")["last_status"], "failed")
+        # a report's count and metadata are checked when it is made; a table as
+        # the error of :fail() is kept as JSON, not as "table: 0x…"
+        proc = self.run_fg("fresh_probe", "--json", "--params", '{"mode": "bad_report"}')
+        out = json.loads(proc.stdout)
+        self.assertEqual(out["status"], "completed")
+        ok, err, ok2, err2 = out["result"]["refused"]
+        self.assertFalse(ok)
+        self.assertIn("job.dataset: records must be a whole number of at least 0, or nil, got number -1", err)
+        self.assertFalse(ok2)
+        self.assertIn('job.dataset: metadata must be a table, or nil, got string "not a table"', err2)
+        alpha, beta = self.status_row("alpha_data"), self.status_row("beta_data")
+        self.assertEqual((alpha["last_status"], alpha["records_affected"]), ("completed", 3))
+        self.assertEqual((beta["last_status"], beta["error_message"]), ("failed", 'error value {"code":7}'))
 
     def test_platform_scope_is_one_row_per_dataset(self):
         acme = self.brand("Acme")

@@ -252,7 +252,8 @@ class ReplTest(harness.SluiceTest):
         self.assertEqual(self.count("sluice.scheduled_jobs"), 1)
         for at in ("infinity", "-infinity"):
             out = t.line(f'queue("echo", {{}}, {{at = "{at}"}})')
-            self.assertIn(f"a job must be due at a real time, not {at}", out)
+            self.assertIn(f'queue: at must be a timestamp such as "2026-12-01T09:00:00Z" (or give after = '
+                          f'seconds), not "{at}"', out)
         self.assertEqual(self.count("sluice.scheduled_jobs"), 1)
 
     def test_queue_with_a_dedupe_key_says_which_job_holds_it(self):
@@ -293,7 +294,10 @@ class ReplTest(harness.SluiceTest):
             ('runs{brand = "nope"}', "runs: unknown brand 'nope'"),
             ('runs{type = "ecco"}', "runs: unknown job type 'ecco' — did you mean 'echo'?"),
             ('runs{status = "bogus"}', "runs: unknown status 'bogus' (one of: pending, running"),
-            ("runs{limit = 0}", "runs: limit must be a whole number of at least 1, not 0"),
+            ("runs{limit = 0}", "runs: limit must be a whole number from 1 to 100000, not 0"),
+            # as the CLI's --limit; a larger one was Postgres's "out of range for type integer"
+            ("runs{limit = 3000000000}", "runs: limit must be a whole number from 1 to 100000, not 3000000000"),
+            ('runs{limit = "3"}', 'runs: limit must be a whole number from 1 to 100000, not "3"'),
             ('health{brand = "nope"}', "health: unknown brand 'nope'"),
             ('health{dataset = "nope"}', "health: unknown dataset 'nope' (no job type keeps it)"),
             ('run("echo", {}, {brand = ""})', 'run: brand must be a brand\'s name or id, not ""'),
@@ -303,6 +307,9 @@ class ReplTest(harness.SluiceTest):
             ('queue("echo", {}, {priority = 1.5})', "queue: priority must be a whole number from -1000000"),
             ('queue("echo", {}, {dedupe_key = ""})', 'queue: dedupe_key must be a non-empty string, not ""'),
             ('queue("echo", {}, {name = 5})', "queue: name must be a non-empty string, not a number"),
+            # a date first, as --at: "epoch" and "tomorrow" were queued, 5 was Postgres's syntax error
+            ('queue("echo", {}, {at = "epoch"})', 'queue: at must be a timestamp such as "2026-12-01T09:00:00Z"'),
+            ('queue("echo", {}, {at = 5})', "queue: at must be a timestamp such as"),
         ]:
             p = self.run_e(expr, check=False)
             self.assertEqual(p.returncode, 1, expr)

@@ -111,4 +111,21 @@ t.test("a transaction still commits, rolls back and raises", function()
   raised_at(where, ok, err, "boom")
 end)
 
+-- A C function of the API named by its own name in a bad-argument error and
+-- in a traceback, not by the driver's ('core.sleep', 'files.put_asset').
+t.test("bad arguments name the API's functions", function()
+  for _, c in ipairs({
+    { sluice.sleep, "sluice.sleep", "x" }, { sluice.sha256, "sluice.sha256" },
+    { sluice.log, "sluice.log", {} }, { sluice.json.decode, "sluice.json.decode" },
+    { sluice.db.query, "sluice.db.query" },
+    { sluice.assets.put, "sluice.assets.put" },
+  }) do
+    local ok, err = pcall(c[1], c[3])
+    t.eq(ok, false, c[2])
+    if not tostring(err):find("bad argument #1 to '" .. c[2] .. "'", 1, true) then
+      error(("%s: %q does not name it"):format(c[2], tostring(err)))
+    end
+  end
+end)
+
 t.done()

@@ -29,6 +29,8 @@ test("query values must be scalars", function()
   raises(function() http.encode_query({ [1] = "a" }) end, "query keys must be strings")
   raises(function() http.encode_query({ a = { b = 1 } }) end, "query value a must be a string, number, boolean or a list of them, not a table with keys")
   raises(function() http.encode_query({ a = { 1, 2, x = 3 } }) end, "not a table with keys")
+  raises(function() http.encode_query({ a = 0 / 0 }) end, "query value a must be a finite number, not")
+  raises(function() http.encode_query({ a = { 1, math.huge } }) end, "query value a must be a finite number, not inf")
 end)
 
 test("request arguments are checked before anything is sent", function()
@@ -37,6 +39,8 @@ test("request arguments are checked before anything is sent", function()
   raises(function() http.get(42) end, "url must be a string")
   raises(function() http.get("http://127.0.0.1/", { headers = { ["Bad Name"] = "x" } }) end, "not a valid header name")
   raises(function() http.get("http://127.0.0.1/", { headers = { X = "a\nb" } }) end, "line breaks")
+  raises(function() http.get("http://127.0.0.1/", { headers = { X = -math.huge } }) end,
+    "header X must be a finite number, not -inf")
   raises(function() http.get("http://127.0.0.1/", { max_bytes = 0 }) end, "max_bytes must be")
   -- a body kept in memory may not be allowed past the memory cap (512 MB here)
   raises(function() http.get("http://127.0.0.1/", { max_bytes = 1e12 }) end,
@@ -155,7 +159,13 @@ test("retry options are checked", function()
   raises(function() sluice.retry(print, { attempts = 0 }) end, "attempts must be")
   raises(function() sluice.retry(print, { attempts = 2.5 }) end, "attempts must be a whole number")
   raises(function() sluice.retry(print, { tries = 2 }) end, "unknown option 'tries'")
+  raises(function() sluice.retry(print, { max = 0 / 0 }) end, "base, max and max_retry_after must be ≥ 0")
   raises(function() sluice.retry(function() error("inner") end) end, "inner") -- not caught
+end)
+
+test("sleep names itself when refusing a negative or NaN time", function()
+  raises(function() sluice.sleep(-1) end, "sluice.sleep: seconds must be a number of at least 0, not -1")
+  raises(function() sluice.sleep(0 / 0) end, "sluice.sleep: seconds must be a number of at least 0, not")
 end)
 
 -- ===================================================================== spawn

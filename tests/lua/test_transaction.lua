@@ -77,5 +77,13 @@ t.test("fn raising after a failed query still propagates", function()
   t.eq(err, "boom", "error")
 end)
 
+t.test("something other than a function is refused before BEGIN", function()
+  -- it was "attempt to call a nil value", from inside the transaction
+  local ok, err = pcall(db.transaction, nil)
+  t.eq(ok, false, "raised")
+  t.eq(err, "sluice.db.transaction: expected a function, got a nil", "error")
+  t.eq(db.transaction(setmetatable({}, { __call = function(_, a) return a end }), 3), 3, "a callable table")
+end)
+
 assert(db.query("DROP TABLE " .. TABLE))
 t.done()

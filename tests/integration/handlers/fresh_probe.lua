@@ -1,12 +1,13 @@
 -- fresh_probe: keeps two datasets and reports on them as its parameters say, so
 -- tests can drive every freshness transition: success with a record count, an
 -- early `return nil`, one dataset succeeding while the other fails, one skipped,
--- a failed run.
+-- a failed run, and counts that are not counts (returned, or reported).
 return {
   label = "Freshness probe",
   emoji = "🧪",
   params = {
-    mode = { type = "string", enum = { "records", "return_nil", "partial", "skip_beta", "fail" },
+    mode = { type = "string", enum = { "records", "return_nil", "partial", "skip_beta", "fail",
+                                         "huge_records", "bad_report" },
              default = "records" },
     records = { type = "integer", min = 0, default = 7 },
     sleep = { type = "number", min = 0, max = 60, default = 0 },
@@ -21,6 +22,13 @@ return {
     local mode = job.params.mode
     if mode == "return_nil" then return nil end
     if mode == "fail" then error("probe failed on purpose") end
+    if mode == "huge_records" then return { records = 1e30 } end
+    if mode == "bad_report" then
+      local ok, err = pcall(function() job.dataset("alpha_data"):success(-1) end)
+      local ok2, err2 = pcall(function() job.dataset("alpha_data"):success(1, "not a table") end)
+      job.dataset("beta_data"):fail({ code = 7 })
+      return { records = 3, refused = { ok, err, ok2, err2 } }
+    end
     if mode == "skip_beta" then
       job.dataset("beta_data"):skip("not this time")
       return { records = 2 }
