@@ -355,6 +355,21 @@ class Daemon(harness.SluiceTest):
         self.assertEqual((out["archive_after_days"], out["lease_seconds"], out["instruction_budget"]),
                          ("36500", "1.5", "1000000000"))
 
+    def test_a_bad_log_format_or_level_names_the_values_it_takes(self):
+        # from the environment or the file the error said only "bad value for
+        # log_format: 'xml'", where the flag lists what it takes
+        conf = os.path.join(self.dir, "log.conf")
+        with open(conf, "w") as f:
+            f.write("log_level = trace\n")
+        env = self.henv()
+        env.pop("DATABASE_URL")
+        proc = self.sluice("config", env=dict(env, SLUICE_LOG_FORMAT="xml"), check=False)
+        self.assertEqual(proc.returncode, 2)
+        self.assertIn("SLUICE_LOG_FORMAT: bad value for log_format: 'xml' (logfmt or json)", proc.stderr)
+        proc = self.sluice("config", env=dict(env, SLUICE_CONFIG=conf), check=False)
+        self.assertEqual(proc.returncode, 2)
+        self.assertIn(f"{conf}:1: bad value for log_level: 'trace' (debug, info, warn or error)", proc.stderr)
+
     def test_pool_connections_hold_the_prepared_statements(self):
         shutil.copy(os.path.join(harness.TEST_HANDLERS, "sql_probe.lua"), self.dir)
         env = self.henv()
