@@ -905,6 +905,17 @@ static void signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
     maybe_exit(w);
 }
 
+/* A stop asked for while start-up still waits for the database, before
+ * signal_cb is set up: without this the signal's default action ended the
+ * process (status 143 for SIGTERM) where a stop exits 0. */
+static volatile sig_atomic_t startup_stop;
+
+static void startup_signal(int sig)
+{
+    (void)sig;
+    startup_stop = 1;
+}
+
 /* ------------------------------------------------------------------ serve */
 
 static void serve_usage(FILE *out)
@@ -1008,15 +1019,30 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     sl_config_fmt_number(cfg.lease_seconds, w.lease, sizeof w.lease);
     ctx.worker = (struct sl_worker *)&w;
 
-    /* Start-up needs the database; while it is down, keep trying (and say so). */
+    /* Start-up needs the database; while it is down, keep trying (and say so).
+     * SIGINT/SIGTERM meanwhile cut the wait short and stop it (exit 0). */
+    struct sigaction stop = {.sa_handler = startup_signal};
+    sigemptyset(&stop.sa_mask);
+    sigaction(SIGINT, &stop, NULL);
+    sigaction(SIGTERM, &stop, NULL);
     sl_queue_load(&ctx, 0);
     double backoff = 1;
     PGconn *boot;
     while (!(boot = sl_queue_boot(&ctx, "serve", w.id))) {
         free((char *)ctx.db_url);
         ctx.db_url = NULL;
-        sl_logf(SL_WARN, "start-up failed; retrying in %.0fs", backoff);
-        sleep((unsigned)backoff);
+        if (!startup_stop) {
+            sl_logf(SL_WARN, "start-up failed; retrying in %.0fs", backoff);
+            sleep((unsigned)backoff); /* a signal ends it early */
+        }
+        if (startup_stop) {
+            sl_log(SL_INFO, "sluice stopped: asked to before start-up succeeded", NULL);
+            sl_runtime_free(ctx.rt);
+            sl_tz_cache_free(w.zones);
+            ev_loop_destroy(ctx.loop);
+            sl_pidfile_release(pidfd, pidfile);
+            return 0;
+        }
         backoff = backoff * 2 > 30 ? 30 : backoff * 2;
     }
     ctx.pg = sl_pg_new(ctx.loop, ctx.db_url, cfg.pool_size);
@@ -1059,6 +1085,7 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     ev_signal_init(&w.sigterm, signal_cb, SIGTERM);
     w.sigterm.data = &w;
     ev_signal_start(ctx.loop, &w.sigterm);
+    if (startup_stop) raise(SIGTERM); /* asked while the last start-up attempt ran */
     signal(SIGPIPE, SIG_IGN);
 
     ev_signal_init(&w.sighup, sighup_cb, SIGHUP);

@@ -318,6 +318,19 @@ print(rows[1].three)
         proc = self.exec_capped(script, one_connection=True, check=False)
         self.assertEqual((proc.returncode, proc.stdout.strip()), (0, "3"), proc.stderr)
 
+    def test_a_stop_while_start_up_waits_for_the_database_exits_0(self):
+        # before it served, SIGTERM killed the daemon by its default action
+        # (status -15) and SIGINT likewise, where a stop exits 0
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with tempfile.TemporaryDirectory(prefix="sluice-nodb-") as nowhere:
+                env = self.env({"DATABASE_URL": f"postgresql://postgres@/sluice?host={nowhere}"})
+                d = self.serve(env=env)
+                d.wait_log("start-up failed; retrying in 2s")
+                d.signal(sig)
+                status = d.wait(timeout=10)
+                self.assertEqual(status, 0, d.log())
+                self.assertIn("sluice stopped: asked to before start-up succeeded", d.log())
+
     def test_grace_period_cancels_runs_as_shutdown_and_they_are_retried(self):
         job = self.sluice("queue", "sleep", "--params", '{"seconds": 30}').stdout.strip()
         d = self.serve("--grace", "0.5")
