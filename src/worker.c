@@ -1028,6 +1028,7 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     sl_queue_load(&ctx, 0);
     double backoff = 1;
     PGconn *boot;
+    sl_cli_errors_to_log(1); /* why an attempt failed, as a line of the log */
     while (!(boot = sl_queue_boot(&ctx, "serve", w.id))) {
         free((char *)ctx.db_url);
         ctx.db_url = NULL;
@@ -1036,6 +1037,7 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
             sleep((unsigned)backoff); /* a signal ends it early */
         }
         if (startup_stop) {
+            sl_cli_errors_to_log(0);
             sl_log(SL_INFO, "sluice stopped: asked to before start-up succeeded", NULL);
             sl_runtime_free(ctx.rt);
             sl_tz_cache_free(w.zones);
@@ -1045,6 +1047,7 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
         }
         backoff = backoff * 2 > 30 ? 30 : backoff * 2;
     }
+    sl_cli_errors_to_log(0);
     ctx.pg = sl_pg_new(ctx.loop, ctx.db_url, cfg.pool_size);
     sl_pg_reserve(ctx.pg);     /* handlers cannot hold up lease renewals */
     sl_pg_adopt(ctx.pg, boot); /* the first claim needs no new connection */

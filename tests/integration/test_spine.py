@@ -331,6 +331,20 @@ print(rows[1].three)
                 self.assertEqual(status, 0, d.log())
                 self.assertIn("sluice stopped: asked to before start-up succeeded", d.log())
 
+    def test_why_start_up_failed_is_a_line_of_the_log(self):
+        # the reason was printed as "sluice: error: …" over two lines, which is
+        # neither logfmt nor JSON, in the middle of the daemon's log
+        with tempfile.TemporaryDirectory(prefix="sluice-nodb-") as nowhere:
+            env = self.env({"DATABASE_URL": f"postgresql://postgres@/sluice?host={nowhere}"})
+            d = self.serve(env=dict(env, SLUICE_LOG_FORMAT="json"))
+            d.wait_log("start-up failed; retrying in 2s")
+            self.assertEqual(d.stop(timeout=10), 0, d.log())
+            lines = [json.loads(line) for line in d.log().splitlines()]
+            errors = [x["msg"] for x in lines if x["level"] == "error"]
+            self.assertGreaterEqual(len(errors), 2, d.log())
+            self.assertTrue(errors[0].startswith(f'cannot connect to the database: connection to server on socket "{nowhere}'),
+                            errors[0])
+
     def test_grace_period_cancels_runs_as_shutdown_and_they_are_retried(self):
         job = self.sluice("queue", "sleep", "--params", '{"seconds": 30}').stdout.strip()
         d = self.serve("--grace", "0.5")
