@@ -218,7 +218,10 @@ int main(int argc, char **argv)
         status = cmd->fn(&cfg, nrest, rest);
         goto out;
     }
-    sl_cli_error("unknown command '%s' (see `sluice --help`)", rest[0]);
+    if (rest[0][0] == '-')
+        sl_cli_error("unknown option '%s' (see `sluice --help`)", rest[0]);
+    else
+        sl_cli_error("unknown command '%s' (see `sluice --help`)", rest[0]);
 out:
     free(rest);
     sl_config_free(&cfg);

@@ -489,6 +489,8 @@ print(rows[1].three)
         self.assert_rejected(["queue", "echo", "--at", "+5x"], "--at")
         self.assert_rejected(["queue", "echo", "--at", "not a time"], "not a time")
         self.assert_rejected(["frobnicate"], "unknown command 'frobnicate'")
+        # a misspelt global option was called an unknown command
+        self.assert_rejected(["--hnadlers", "/tmp", "types"], "unknown option '--hnadlers'")
         # an empty value (an unset shell variable, often) is not taken as "none"
         self.assert_rejected(["queue", "echo", "--brand", ""], "queue: --brand needs a value, not an empty one",
                              "leave --brand out")
