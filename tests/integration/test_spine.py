@@ -491,6 +491,12 @@ print(rows[1].three)
         self.assert_rejected(["frobnicate"], "unknown command 'frobnicate'")
         # a misspelt global option was called an unknown command
         self.assert_rejected(["--hnadlers", "/tmp", "types"], "unknown option '--hnadlers'")
+        # config printed its usage without saying what was wrong, and took
+        # anything after --json; brands list printed its usage
+        self.assert_rejected(["config", "--bogus"], "config: unknown option '--bogus'")
+        self.assert_rejected(["config", "--json", "extra"], "config: unexpected argument 'extra'")
+        self.assert_rejected(["brands", "list", "--bogus"], "brands list: unknown option '--bogus'")
+        self.assert_rejected(["brands", "--json", "extra"], "brands list: unexpected argument 'extra'")
         # an empty value (an unset shell variable, often) is not taken as "none"
         self.assert_rejected(["queue", "echo", "--brand", ""], "queue: --brand needs a value, not an empty one",
                              "leave --brand out")
