@@ -491,6 +491,11 @@ print(rows[1].three)
         self.assert_rejected(["frobnicate"], "unknown command 'frobnicate'")
         # a misspelt global option was called an unknown command
         self.assert_rejected(["--hnadlers", "/tmp", "types"], "unknown option '--hnadlers'")
+        # an empty global option was taken: --db "" as libpq's defaults (another
+        # server), --home "" and --config "" as the default ones
+        for flag in ("--db", "--home", "--config", "--handlers", "--lua", "--log-format"):
+            self.assert_rejected([flag, "", "queue", "echo"], f"sluice: error: {flag} needs a value, not an empty one")
+            self.assert_rejected([f"{flag}=", "queue", "echo"], f"sluice: error: {flag} needs a value, not an empty one")
         # config printed its usage without saying what was wrong, and took
         # anything after --json; brands list printed its usage
         self.assert_rejected(["config", "--bogus"], "config: unknown option '--bogus'")
