@@ -172,6 +172,11 @@ int sl_config_set(sl_config *cfg, const char *key, const char *val, const char *
 {
     const char *bad = NULL; /* the values the key takes, when val is not one */
     const number *num;
+    if ((strcmp(key, "db") == 0 || strcmp(key, "home") == 0) && !*val) {
+        /* an empty db was libpq's defaults: whatever server they reach */
+        snprintf(err, errlen, "%s: %s needs a value (leave it out for the default)", src, key);
+        return -1;
+    }
     if (strcmp(key, "db") == 0)
         set_str(&cfg->db_url, val);
     else if (strcmp(key, "home") == 0)

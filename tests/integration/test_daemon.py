@@ -370,6 +370,20 @@ class Daemon(harness.SluiceTest):
         self.assertEqual(proc.returncode, 2)
         self.assertIn(f"{conf}:1: bad value for log_level: 'trace' (debug, info, warn or error)", proc.stderr)
 
+    def test_an_empty_db_or_home_in_the_file_is_refused(self):
+        # `db =` was an empty connection string, libpq's defaults: whatever
+        # server they reach, not the embedded cluster
+        conf = os.path.join(self.dir, "empty.conf")
+        env = self.henv({"SLUICE_CONFIG": conf})
+        env.pop("DATABASE_URL")
+        for key in ("db", "home"):
+            with open(conf, "w") as f:
+                f.write(f"# {key}\n{key} = \n")
+            proc = self.sluice("queue", "echo", env=env, check=False)
+            self.assertEqual((proc.returncode, proc.stdout), (2, ""), proc.stderr)
+            self.assertIn(f"sluice: error: {conf}:2: {key} needs a value (leave it out for the default)",
+                          proc.stderr)
+
     def test_pool_connections_hold_the_prepared_statements(self):
         shutil.copy(os.path.join(harness.TEST_HANDLERS, "sql_probe.lua"), self.dir)
         env = self.henv()
