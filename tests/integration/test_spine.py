@@ -345,6 +345,25 @@ print(rows[1].three)
             self.assertTrue(errors[0].startswith(f'cannot connect to the database: connection to server on socket "{nowhere}'),
                             errors[0])
 
+    def test_what_the_database_says_outside_a_result_is_a_line_of_the_log(self):
+        # libpq printed it bare on stderr, amid the daemon's log lines: "FATAL:
+        # terminating connection due to administrator command" when the server
+        # ended a connection, "WARNING:  …" from a handler's statement
+        env = self.env({"SLUICE_LOG_FORMAT": "json"})
+        with self.serve(env=env) as d:
+            d.wait_log("sluice serving")
+            db = self.scalar("SELECT current_database()")
+            self.scalar(f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        f"WHERE datname = '{db}' AND application_name = 'sluice'")
+            d.wait_log("terminating connection due to administrator command")
+            warn = json.dumps({"sql": "DO $$ BEGIN RAISE WARNING 'hello from sql'; END $$"})
+            self.sluice("queue", "sql_probe", "--params", warn, env=env)
+            d.wait_log("hello from sql")
+        lines = [json.loads(line) for line in d.log().splitlines()]
+        said = [(x["level"], x["severity"], x["message"]) for x in lines if x["msg"] == "the database says"]
+        self.assertIn(("warn", "FATAL", "terminating connection due to administrator command"), said)
+        self.assertIn(("warn", "WARNING", "hello from sql"), said)
+
     def test_grace_period_cancels_runs_as_shutdown_and_they_are_retried(self):
         job = self.sluice("queue", "sleep", "--params", '{"seconds": 30}').stdout.strip()
         d = self.serve("--grace", "0.5")
