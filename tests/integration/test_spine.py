@@ -521,6 +521,7 @@ print(rows[1].three)
         self.assert_rejected(["config", "--json", "extra"], "config: unexpected argument 'extra'")
         self.assert_rejected(["brands", "list", "--bogus"], "brands list: unknown option '--bogus'")
         self.assert_rejected(["brands", "--json", "extra"], "brands list: unexpected argument 'extra'")
+        self.assert_rejected(["db", "stop", "now"], "db stop: unexpected argument 'now'")
         # an empty value (an unset shell variable, often) is not taken as "none"
         self.assert_rejected(["queue", "echo", "--brand", ""], "queue: --brand needs a value, not an empty one",
                              "leave --brand out")
