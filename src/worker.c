@@ -810,6 +810,7 @@ static void reload_handlers(void *data)
     sl_worker *w = data;
     char *problems = NULL;
     int n = sl_runtime_load_handlers(w->ctx->rt, NULL, 0, &problems);
+    int partial = sl_queue_dir_unread(problems); /* see sl_queue_dir_unread */
     for (char *p = problems, *nl; p && *p; p = nl ? nl + 1 : NULL) {
         nl = strchr(p, '\n');
         if (nl) *nl = '\0';
@@ -820,8 +821,10 @@ static void reload_handlers(void *data)
     char *reg = sl_runtime_registry_json(w->ctx->rt);
     if (reg) {
         const char *params[] = {reg};
-        sl_pg_query(w->ctx->pg, "SELECT sluice.sync_registry_if_changed($1::jsonb)", 1, params,
-                    registry_synced, w);
+        sl_pg_query(w->ctx->pg,
+                    partial ? "SELECT sluice.sync_registry($1::jsonb, true)"
+                            : "SELECT sluice.sync_registry_if_changed($1::jsonb)",
+                    1, params, registry_synced, w);
         free(reg);
     }
     char *names = sl_runtime_type_names(w->ctx->rt);

@@ -207,6 +207,24 @@ class Daemon(harness.SluiceTest):
         self.assertEqual(self.result_of(job)["status"], "completed")
         self.assertEqual(self.result_of(job)["result"]["version"], 1)
 
+    def test_a_handler_directory_missing_at_start_up_changes_no_type(self):
+        # its types are unknown to a daemon that never read it, and its start-up
+        # (and each reload) marked every type it did not know unavailable, for
+        # every client: SQL could queue none of them
+        env = self.henv()
+        self.sluice("queue", "echo", "--at", "2099-01-01T00:00:00Z", env=env)  # the registry
+        self.assertEqual(self.scalar("SELECT available FROM sluice.job_types WHERE name = 'echo'"), "t")
+        missing = self.dir + ".missing"
+        with self.serve("--no-watch", env=self.henv({"SLUICE_HANDLERS": f"{missing}:{harness.TEST_HANDLERS}"})) as d:
+            d.wait_log("sluice serving")
+            self.assertIn("cannot open the handler directory", d.log())
+            d.signal(signal.SIGHUP)
+            d.wait_log("handlers reloaded with problems", timeout=10)
+            self.scalar("SELECT pg_sleep(0.5)")  # the reload's sync is asynchronous
+        self.assertEqual(self.scalar("SELECT available FROM sluice.job_types WHERE name = 'echo'"), "t")
+        self.assertEqual(self.scalar("SELECT available FROM sluice.job_types WHERE name = 'sql_probe'"), "t")
+        self.assertRegex(self.scalar("SELECT sluice.queue_one_time_job(NULL, 'echo', '{}')"), r"^[0-9a-f-]{36}$")
+
     def test_added_and_removed_files_and_sighup(self):
         env = self.henv()
         with self.serve("--no-watch", env=env) as d:
