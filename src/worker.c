@@ -41,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define CLAIM_MAX 500
@@ -1037,7 +1038,9 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
         ctx.db_url = NULL;
         if (!startup_stop) {
             sl_logf(SL_WARN, "start-up failed; retrying in %.0fs", backoff);
-            sleep((unsigned)backoff); /* a signal ends it early */
+            /* in steps, so that a signal just before one is seen within 0.1 s */
+            for (int step = 0; step < (int)(backoff * 10) && !startup_stop; step++)
+                nanosleep(&(struct timespec){.tv_nsec = 100000000}, NULL);
         }
         if (startup_stop) {
             sl_cli_errors_to_log(0);
