@@ -18,12 +18,26 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 BRAND="Demo Brand"
 TIMEOUT=${SLUICE_DEMO_TIMEOUT:-300}
+# checked before anything starts: a bad one used to stop the demo only once its
+# jobs were queued
+case $TIMEOUT in
+  '' | *[!0-9]*) TIMEOUT=0 ;;
+  *) TIMEOUT=$((10#$TIMEOUT)) ;; # 010 is ten seconds, not octal
+esac
+if [ "$TIMEOUT" -lt 1 ]; then
+  echo "SLUICE_DEMO_TIMEOUT must be a whole number of seconds (at least 1), not '$SLUICE_DEMO_TIMEOUT'" >&2
+  exit 2
+fi
 
 if [ "${SLUICE_DEMO_SKIP_SETUP:-0}" = 1 ]; then
   SLUICE=${SLUICE_BIN:?SLUICE_DEMO_SKIP_SETUP=1 needs SLUICE_BIN, the sluice binary to run}
 else
   scripts/setup.sh build
   SLUICE=${SLUICE_BIN:-$ROOT/build/sluice}
+fi
+if [ ! -x "$SLUICE" ] || [ -d "$SLUICE" ]; then
+  echo "SLUICE_BIN: '$SLUICE' is not an executable file" >&2
+  exit 2
 fi
 # the embedded cluster, and these handlers only
 unset DATABASE_URL

@@ -7,6 +7,7 @@
 #include "buf.h"
 #include "config.h"
 #include "embedded_pg.h"
+#include "log.h"
 #include "migrate.h"
 #include "pg.h"
 
@@ -17,9 +18,27 @@
 #include <stdlib.h>
 #include <string.h>
 
+static int errors_to_log;
+
+void sl_cli_errors_to_log(int on)
+{
+    errors_to_log = on;
+}
+
 void sl_cli_error(const char *fmt, ...)
 {
     va_list ap;
+    if (errors_to_log) {
+        char msg[4096];
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        size_t n = strlen(msg);
+        while (n > 0 && isspace((unsigned char)msg[n - 1])) /* libpq's end in a newline */
+            msg[--n] = '\0';
+        sl_log(SL_ERROR, msg, NULL);
+        return;
+    }
     fputs("sluice: error: ", stderr);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);

@@ -13,8 +13,10 @@
 
 struct sl_config;
 
-/* "sluice: error: …" on stderr. */
+/* "sluice: error: …" on stderr; a log line of level error instead while
+ * sl_cli_errors_to_log(1) holds (serve's start-up, whose output is the log). */
 void sl_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void sl_cli_errors_to_log(int on);
 
 /* The connection string to use: cfg->db_url, or the embedded cluster's (started
  * on demand). Returns a malloc'd string, or NULL after printing the error. */

@@ -50,7 +50,9 @@ int sl_cmd_brands(const struct sl_config *cfg, int argc, char **argv)
     int implicit = argc < 2 || strcmp(argv[1], "--json") == 0;
     const char *sub = implicit ? "list" : argv[1];
     int first = implicit ? 1 : 2; /* the words after the subcommand */
-    int json = argc - first == 1 && strcmp(argv[first], "--json") == 0;
+    int json = 0;
+    for (int i = first; i < argc; i++)
+        if (strcmp(argv[i], "--json") == 0) json = 1;
     if (strcmp(sub, "add") == 0) {
         if (argc != 3) {
             sl_cli_error("brands add needs exactly one NAME");
@@ -62,8 +64,12 @@ int sl_cmd_brands(const struct sl_config *cfg, int argc, char **argv)
             return 2;
         }
     } else if (strcmp(sub, "list") == 0) {
-        if (argc - first > 1 || (argc - first == 1 && !json)) {
-            usage(stderr);
+        for (int i = first; i < argc; i++) {
+            if (strcmp(argv[i], "--json") == 0) continue;
+            sl_cli_error(argv[i][0] == '-'
+                             ? "brands list: unknown option '%s' (see `sluice brands --help`)"
+                             : "brands list: unexpected argument '%s'",
+                         argv[i]);
             return 2;
         }
     } else {

@@ -13,13 +13,23 @@
 
 int sl_cmd_config(const sl_config *cfg, int argc, char **argv)
 {
-    int json = argc > 1 && strcmp(argv[1], "--json") == 0;
-    if (sl_cli_wants_help(argc, argv) || (argc > 1 && !json)) {
-        fprintf(argc > 1 && !json && !sl_cli_wants_help(argc, argv) ? stderr : stdout,
-                "usage: sluice config [--json]\n\n"
-                "Prints the settings in effect (flags > environment > config file),\n"
-                "the config file's http_limit lines included.\n");
-        return sl_cli_wants_help(argc, argv) ? 0 : 2;
+    if (sl_cli_wants_help(argc, argv)) {
+        printf("usage: sluice config [--json]\n\n"
+               "Prints the settings in effect (flags > environment > config file),\n"
+               "the config file's http_limit lines included.\n");
+        return 0;
+    }
+    int json = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0) {
+            json = 1;
+        } else {
+            sl_cli_error(argv[i][0] == '-'
+                             ? "config: unknown option '%s' (see `sluice config --help`)"
+                             : "config: unexpected argument '%s'",
+                         argv[i]);
+            return 2;
+        }
     }
     char *db = cfg->db_url ? sl_redact(cfg->db_url) /* user:[redacted]@, password=[redacted] */
                            : sl_xstrdup("(embedded cluster under home)");

@@ -152,8 +152,12 @@ int sl_cmd_db(const sl_config *cfg, int argc, char **argv)
         db_usage(stdout);
         return SL_DB_OK;
     }
-    if (argc != 2) {
+    if (argc < 2) {
         db_usage(stderr);
+        return SL_DB_USAGE;
+    }
+    if (argc > 2) {
+        sl_cli_error("db %s: unexpected argument '%s' (see `sluice db --help`)", argv[1], argv[2]);
         return SL_DB_USAGE;
     }
     const char *sub = argv[1];

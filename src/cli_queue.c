@@ -87,9 +87,12 @@ static int parse_at(const char *at, char *interval, size_t len)
 }
 
 /* --if-stale: 1 when a dataset of the type is stale, never completed or failing
- * for the brand (NULL: platform scope), 0 when all are fresh or being refreshed
- * (said on stderr), -1 after printing an error, with its exit status in *status. */
-static int needs_refresh(PGconn *c, const char *type, const char *brand, int *status)
+ * for the brand (NULL: platform scope), with why in why[] (said once the job is
+ * queued: the queueing can still be refused), 0 when all are fresh or being
+ * refreshed (said on stderr), -1 after printing an error, with its exit status
+ * in *status. */
+static int needs_refresh(PGconn *c, const char *type, const char *brand, char *why, size_t len,
+                         int *status)
 {
     const char *p[] = {type, brand};
     PGresult *r = sl_cli_exec_status(
@@ -110,9 +113,9 @@ static int needs_refresh(PGconn *c, const char *type, const char *brand, int *st
     for (int i = 0; i < n; i++) {
         const char *st = PQgetvalue(r, i, 1);
         if (strcmp(st, "stale") == 0 || strcmp(st, "never") == 0 || strcmp(st, "failing") == 0) {
-            fprintf(stderr, "%s is %s%s%s: queueing %s\n", PQgetvalue(r, i, 0),
-                    strcmp(st, "never") == 0 ? "never completed" : st, brand ? " for " : "",
-                    brand ? brand : "", type);
+            snprintf(why, len, "%s is %s%s%s: queueing %s", PQgetvalue(r, i, 0),
+                     strcmp(st, "never") == 0 ? "never completed" : st, brand ? " for " : "",
+                     brand ? brand : "", type);
             stale = 1;
             break;
         }
@@ -202,8 +205,9 @@ int sl_cmd_queue(const sl_config *cfg, int argc, char **argv)
     }
     c = sl_queue_boot(&ctx, "run", NULL);
     if (!c) goto out;
+    char stale_why[512] = "";
     if (if_stale) {
-        int need = needs_refresh(c, type, brand, &status);
+        int need = needs_refresh(c, type, brand, stale_why, sizeof stale_why, &status);
         if (need <= 0) {
             if (need == 0) status = 0;
             goto out;
@@ -231,6 +235,7 @@ int sl_cmd_queue(const sl_config *cfg, int argc, char **argv)
                                      7, p, &status);
     if (!r) goto out;
     const char *id = PQgetvalue(r, 0, 0), *holder = PQgetvalue(r, 0, 2);
+    if (*stale_why) fprintf(stderr, "%s\n", stale_why);
     printf("%s\n", id);
     if (strcmp(PQgetvalue(r, 0, 1), "t") != 0) {
         if (!*holder || strcmp(holder, "active") == 0 || strcmp(holder, "paused") == 0)

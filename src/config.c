@@ -170,8 +170,13 @@ static int parse_number(const number *n, const char *v, const char *src, double 
 int sl_config_set(sl_config *cfg, const char *key, const char *val, const char *src, char *err,
                   size_t errlen)
 {
-    int bad = 0;
+    const char *bad = NULL; /* the values the key takes, when val is not one */
     const number *num;
+    if ((strcmp(key, "db") == 0 || strcmp(key, "home") == 0) && !*val) {
+        /* an empty db was libpq's defaults: whatever server they reach */
+        snprintf(err, errlen, "%s: %s needs a value (leave it out for the default)", src, key);
+        return -1;
+    }
     if (strcmp(key, "db") == 0)
         set_str(&cfg->db_url, val);
     else if (strcmp(key, "home") == 0)
@@ -190,9 +195,9 @@ int sl_config_set(sl_config *cfg, const char *key, const char *val, const char *
         else if (strcmp(val, "logfmt") == 0)
             cfg->log_format = SL_LOG_LOGFMT;
         else
-            bad = -1;
+            bad = "logfmt or json";
     } else if (strcmp(key, "log_level") == 0) {
-        bad = (cfg->log_level = sl_log_level_parse(val)) < 0 ? -1 : 0;
+        if ((cfg->log_level = sl_log_level_parse(val)) < 0) bad = "debug, info, warn or error";
     } else if (strcmp(key, "http_limit") == 0) {
         char name[256], why[256];
         sl_http_limit l;
@@ -211,7 +216,7 @@ int sl_config_set(sl_config *cfg, const char *key, const char *val, const char *
         return -1;
     }
     if (bad) {
-        snprintf(err, errlen, "%s: bad value for %s: '%s'", src, key, val);
+        snprintf(err, errlen, "%s: bad value for %s: '%s' (%s)", src, key, val, bad);
         return -1;
     }
     return 0;

@@ -162,11 +162,17 @@ int main(int argc, char **argv)
     int status = 2;
 
     /* --config and --home must be known before the file is read: it is the one
-     * they name (the last of each wins, as for every option). */
+     * they name (the last of each wins, as for every option). An empty value
+     * (an unset shell variable, often) is refused, not read as "the default":
+     * --db "" connected to whatever server libpq's defaults reach. */
     const char *config_flag = NULL, *home_flag = NULL;
     for (int i = 1; i < argc; i++) {
         const char *val = NULL;
         int k = global_option(argc, argv, &i, &val); /* a missing value is reported below */
+        if (k >= 0 && !*val) {
+            sl_cli_error("%s needs a value, not an empty one", global_names[k]);
+            return 2;
+        }
         if (k == G_CONFIG) config_flag = val;
         if (k == G_HOME) home_flag = val;
     }
@@ -218,7 +224,10 @@ int main(int argc, char **argv)
         status = cmd->fn(&cfg, nrest, rest);
         goto out;
     }
-    sl_cli_error("unknown command '%s' (see `sluice --help`)", rest[0]);
+    if (rest[0][0] == '-')
+        sl_cli_error("unknown option '%s' (see `sluice --help`)", rest[0]);
+    else
+        sl_cli_error("unknown command '%s' (see `sluice --help`)", rest[0]);
 out:
     free(rest);
     sl_config_free(&cfg);

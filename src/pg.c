@@ -301,11 +301,34 @@ static const char *const conn_keys[] = {"dbname", "options", "client_encoding", 
         (url), "-c search_path=sluice,public", "UTF8", "sluice", NULL                              \
     }
 
+/* What the server says outside a result (a NOTICE or WARNING, the FATAL of a
+ * connection it ends): a line of the log. libpq's default receiver printed it
+ * as a bare "FATAL:  terminating connection …" on stderr, amid the log lines. */
+static void notice_to_log(void *arg, const PGresult *res)
+{
+    (void)arg;
+    const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+    const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    int level = !sev                                                     ? SL_WARN
+                : strncmp(sev, "DEBUG", 5) == 0                          ? SL_DEBUG
+                : strcmp(sev, "NOTICE") == 0 || strcmp(sev, "INFO") == 0 ? SL_INFO
+                : strcmp(sev, "LOG") == 0                                ? SL_INFO
+                                                                         : SL_WARN;
+    sl_log(level, "the database says", "severity", sev ? sev : "?", "message",
+           msg ? msg : PQresultErrorMessage(res), NULL);
+}
+
+static PGconn *with_notices_logged(PGconn *conn)
+{
+    if (conn) PQsetNoticeReceiver(conn, notice_to_log, NULL);
+    return conn;
+}
+
 static void conn_start(sl_pg_conn *c)
 {
     sl_pg *pg = c->pg;
     const char *const vals[] = CONN_VALS(pg->url);
-    c->conn = PQconnectStartParams(conn_keys, vals, 1);
+    c->conn = with_notices_logged(PQconnectStartParams(conn_keys, vals, 1));
     if (!c->conn || PQstatus(c->conn) == CONNECTION_BAD) {
         conn_down(c, c->conn ? PQerrorMessage(c->conn) : "out of memory");
         return;
@@ -625,7 +648,7 @@ sl_pg *sl_pg_new(struct ev_loop *loop, const char *url, int size)
 PGconn *sl_pg_connect(const char *url)
 {
     const char *const vals[] = CONN_VALS(url);
-    return PQconnectdbParams(conn_keys, vals, 1);
+    return with_notices_logged(PQconnectdbParams(conn_keys, vals, 1));
 }
 
 /* The connection's connect_timeout in milliseconds, or -1 (none): the blocking
@@ -668,7 +691,7 @@ static PGconn *connect_drive(PGconn *conn, int stop_at_reading)
 PGconn *sl_pg_connect_start(const char *url)
 {
     const char *const vals[] = CONN_VALS(url);
-    return connect_drive(PQconnectStartParams(conn_keys, vals, 1), 1);
+    return connect_drive(with_notices_logged(PQconnectStartParams(conn_keys, vals, 1)), 1);
 }
 
 PGconn *sl_pg_connect_finish(PGconn *conn)

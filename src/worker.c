@@ -41,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define CLAIM_MAX 500
@@ -810,6 +811,7 @@ static void reload_handlers(void *data)
     sl_worker *w = data;
     char *problems = NULL;
     int n = sl_runtime_load_handlers(w->ctx->rt, NULL, 0, &problems);
+    int partial = sl_queue_dir_unread(problems); /* see sl_queue_dir_unread */
     for (char *p = problems, *nl; p && *p; p = nl ? nl + 1 : NULL) {
         nl = strchr(p, '\n');
         if (nl) *nl = '\0';
@@ -820,8 +822,10 @@ static void reload_handlers(void *data)
     char *reg = sl_runtime_registry_json(w->ctx->rt);
     if (reg) {
         const char *params[] = {reg};
-        sl_pg_query(w->ctx->pg, "SELECT sluice.sync_registry_if_changed($1::jsonb)", 1, params,
-                    registry_synced, w);
+        sl_pg_query(w->ctx->pg,
+                    partial ? "SELECT sluice.sync_registry($1::jsonb, true)"
+                            : "SELECT sluice.sync_registry_if_changed($1::jsonb)",
+                    1, params, registry_synced, w);
         free(reg);
     }
     char *names = sl_runtime_type_names(w->ctx->rt);
@@ -903,6 +907,17 @@ static void signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
     ev_timer_set(&w->grace, w->cfg->grace_seconds, 0);
     ev_timer_start(loop, &w->grace);
     maybe_exit(w);
+}
+
+/* A stop asked for while start-up still waits for the database, before
+ * signal_cb is set up: without this the signal's default action ended the
+ * process (status 143 for SIGTERM) where a stop exits 0. */
+static volatile sig_atomic_t startup_stop;
+
+static void startup_signal(int sig)
+{
+    (void)sig;
+    startup_stop = 1;
 }
 
 /* ------------------------------------------------------------------ serve */
@@ -1008,17 +1023,37 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     sl_config_fmt_number(cfg.lease_seconds, w.lease, sizeof w.lease);
     ctx.worker = (struct sl_worker *)&w;
 
-    /* Start-up needs the database; while it is down, keep trying (and say so). */
+    /* Start-up needs the database; while it is down, keep trying (and say so).
+     * SIGINT/SIGTERM meanwhile cut the wait short and stop it (exit 0). */
+    struct sigaction stop = {.sa_handler = startup_signal};
+    sigemptyset(&stop.sa_mask);
+    sigaction(SIGINT, &stop, NULL);
+    sigaction(SIGTERM, &stop, NULL);
     sl_queue_load(&ctx, 0);
     double backoff = 1;
     PGconn *boot;
+    sl_cli_errors_to_log(1); /* why an attempt failed, as a line of the log */
     while (!(boot = sl_queue_boot(&ctx, "serve", w.id))) {
         free((char *)ctx.db_url);
         ctx.db_url = NULL;
-        sl_logf(SL_WARN, "start-up failed; retrying in %.0fs", backoff);
-        sleep((unsigned)backoff);
+        if (!startup_stop) {
+            sl_logf(SL_WARN, "start-up failed; retrying in %.0fs", backoff);
+            /* in steps, so that a signal just before one is seen within 0.1 s */
+            for (int step = 0; step < (int)(backoff * 10) && !startup_stop; step++)
+                nanosleep(&(struct timespec){.tv_nsec = 100000000}, NULL);
+        }
+        if (startup_stop) {
+            sl_cli_errors_to_log(0);
+            sl_log(SL_INFO, "sluice stopped: asked to before start-up succeeded", NULL);
+            sl_runtime_free(ctx.rt);
+            sl_tz_cache_free(w.zones);
+            ev_loop_destroy(ctx.loop);
+            sl_pidfile_release(pidfd, pidfile);
+            return 0;
+        }
         backoff = backoff * 2 > 30 ? 30 : backoff * 2;
     }
+    sl_cli_errors_to_log(0);
     ctx.pg = sl_pg_new(ctx.loop, ctx.db_url, cfg.pool_size);
     sl_pg_reserve(ctx.pg);     /* handlers cannot hold up lease renewals */
     sl_pg_adopt(ctx.pg, boot); /* the first claim needs no new connection */
@@ -1059,6 +1094,7 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     ev_signal_init(&w.sigterm, signal_cb, SIGTERM);
     w.sigterm.data = &w;
     ev_signal_start(ctx.loop, &w.sigterm);
+    if (startup_stop) raise(SIGTERM); /* asked while the last start-up attempt ran */
     signal(SIGPIPE, SIG_IGN);
 
     ev_signal_init(&w.sighup, sighup_cb, SIGHUP);

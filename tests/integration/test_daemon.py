@@ -207,6 +207,24 @@ class Daemon(harness.SluiceTest):
         self.assertEqual(self.result_of(job)["status"], "completed")
         self.assertEqual(self.result_of(job)["result"]["version"], 1)
 
+    def test_a_handler_directory_missing_at_start_up_changes_no_type(self):
+        # its types are unknown to a daemon that never read it, and its start-up
+        # (and each reload) marked every type it did not know unavailable, for
+        # every client: SQL could queue none of them
+        env = self.henv()
+        self.sluice("queue", "echo", "--at", "2099-01-01T00:00:00Z", env=env)  # the registry
+        self.assertEqual(self.scalar("SELECT available FROM sluice.job_types WHERE name = 'echo'"), "t")
+        missing = self.dir + ".missing"
+        with self.serve("--no-watch", env=self.henv({"SLUICE_HANDLERS": f"{missing}:{harness.TEST_HANDLERS}"})) as d:
+            d.wait_log("sluice serving")
+            self.assertIn("cannot open the handler directory", d.log())
+            d.signal(signal.SIGHUP)
+            d.wait_log("handlers reloaded with problems", timeout=10)
+            self.scalar("SELECT pg_sleep(0.5)")  # the reload's sync is asynchronous
+        self.assertEqual(self.scalar("SELECT available FROM sluice.job_types WHERE name = 'echo'"), "t")
+        self.assertEqual(self.scalar("SELECT available FROM sluice.job_types WHERE name = 'sql_probe'"), "t")
+        self.assertRegex(self.scalar("SELECT sluice.queue_one_time_job(NULL, 'echo', '{}')"), r"^[0-9a-f-]{36}$")
+
     def test_added_and_removed_files_and_sighup(self):
         env = self.henv()
         with self.serve("--no-watch", env=env) as d:
@@ -354,6 +372,35 @@ class Daemon(harness.SluiceTest):
         out = json.loads(self.sluice("config", "--json", env=env).stdout)
         self.assertEqual((out["archive_after_days"], out["lease_seconds"], out["instruction_budget"]),
                          ("36500", "1.5", "1000000000"))
+
+    def test_a_bad_log_format_or_level_names_the_values_it_takes(self):
+        # from the environment or the file the error said only "bad value for
+        # log_format: 'xml'", where the flag lists what it takes
+        conf = os.path.join(self.dir, "log.conf")
+        with open(conf, "w") as f:
+            f.write("log_level = trace\n")
+        env = self.henv()
+        env.pop("DATABASE_URL")
+        proc = self.sluice("config", env=dict(env, SLUICE_LOG_FORMAT="xml"), check=False)
+        self.assertEqual(proc.returncode, 2)
+        self.assertIn("SLUICE_LOG_FORMAT: bad value for log_format: 'xml' (logfmt or json)", proc.stderr)
+        proc = self.sluice("config", env=dict(env, SLUICE_CONFIG=conf), check=False)
+        self.assertEqual(proc.returncode, 2)
+        self.assertIn(f"{conf}:1: bad value for log_level: 'trace' (debug, info, warn or error)", proc.stderr)
+
+    def test_an_empty_db_or_home_in_the_file_is_refused(self):
+        # `db =` was an empty connection string, libpq's defaults: whatever
+        # server they reach, not the embedded cluster
+        conf = os.path.join(self.dir, "empty.conf")
+        env = self.henv({"SLUICE_CONFIG": conf})
+        env.pop("DATABASE_URL")
+        for key in ("db", "home"):
+            with open(conf, "w") as f:
+                f.write(f"# {key}\n{key} = \n")
+            proc = self.sluice("queue", "echo", env=env, check=False)
+            self.assertEqual((proc.returncode, proc.stdout), (2, ""), proc.stderr)
+            self.assertIn(f"sluice: error: {conf}:2: {key} needs a value (leave it out for the default)",
+                          proc.stderr)
 
     def test_pool_connections_hold_the_prepared_statements(self):
         shutil.copy(os.path.join(harness.TEST_HANDLERS, "sql_probe.lua"), self.dir)

@@ -50,6 +50,22 @@ class Demo(unittest.TestCase):
         self.assertEqual(proc.returncode, 0, out)
         return proc.stdout
 
+    def test_bad_settings_stop_it_before_it_starts_anything(self):
+        # a bad SLUICE_DEMO_TIMEOUT stopped the demo with "abc: unbound variable"
+        # once the brand was set up and its jobs were queued
+        base = pgfixture.clean_env({"SLUICE_HOME": self.home, "SLUICE_DEMO_SKIP_SETUP": "1",
+                                    "SLUICE_BIN": pgfixture.sluice_bin()})
+        for env, message in (
+                ({"SLUICE_DEMO_TIMEOUT": "abc"},
+                 "SLUICE_DEMO_TIMEOUT must be a whole number of seconds (at least 1), not 'abc'"),
+                ({"SLUICE_DEMO_TIMEOUT": "0"},
+                 "SLUICE_DEMO_TIMEOUT must be a whole number of seconds (at least 1), not '0'"),
+                ({"SLUICE_BIN": "/nonexistent/sluice"}, "SLUICE_BIN: '/nonexistent/sluice' is not an executable file")):
+            proc = subprocess.run([os.path.join(harness.SOURCE, "scripts", "demo.sh")], env=dict(base, **env),
+                                  capture_output=True, text=True, timeout=60)
+            self.assertEqual((proc.returncode, proc.stdout, proc.stderr), (2, "", message + "\n"))
+            self.assertEqual(os.listdir(self.home), [])
+
     def health_section(self, out):
         m = re.search(r"^==> dataset health.*?$(.*?)^==> recent runs", out, re.S | re.M)
         self.assertIsNotNone(m, out)

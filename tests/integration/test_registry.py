@@ -766,6 +766,12 @@ class Registry(harness.SluiceTest):
         self.assertEqual(bad.returncode, 2)
         self.assertIn("unknown brand 'Nope'", bad.stderr)
         self.assertEqual(self.count("sluice.scheduled_jobs", "status = 'active'"), 1)
+        # a stale dataset said "queueing needs_brand" before the queueing was refused
+        refused = self.sluice("queue", "needs_brand", "--if-stale", check=False)
+        self.assertEqual(refused.returncode, 2)
+        self.assertIn("job type 'needs_brand' needs a brand", refused.stderr)
+        self.assertNotIn("queueing", refused.stderr)
+        self.assertEqual(self.count("sluice.scheduled_jobs", "status = 'active'"), 1)
 
     # -------------------------------------------------------------- runs, jobs, show
 

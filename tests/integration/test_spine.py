@@ -318,6 +318,52 @@ print(rows[1].three)
         proc = self.exec_capped(script, one_connection=True, check=False)
         self.assertEqual((proc.returncode, proc.stdout.strip()), (0, "3"), proc.stderr)
 
+    def test_a_stop_while_start_up_waits_for_the_database_exits_0(self):
+        # before it served, SIGTERM killed the daemon by its default action
+        # (status -15) and SIGINT likewise, where a stop exits 0
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with tempfile.TemporaryDirectory(prefix="sluice-nodb-") as nowhere:
+                env = self.env({"DATABASE_URL": f"postgresql://postgres@/sluice?host={nowhere}"})
+                d = self.serve(env=env)
+                d.wait_log("start-up failed; retrying in 2s")
+                d.signal(sig)
+                status = d.wait(timeout=10)
+                self.assertEqual(status, 0, d.log())
+                self.assertIn("sluice stopped: asked to before start-up succeeded", d.log())
+
+    def test_why_start_up_failed_is_a_line_of_the_log(self):
+        # the reason was printed as "sluice: error: …" over two lines, which is
+        # neither logfmt nor JSON, in the middle of the daemon's log
+        with tempfile.TemporaryDirectory(prefix="sluice-nodb-") as nowhere:
+            env = self.env({"DATABASE_URL": f"postgresql://postgres@/sluice?host={nowhere}"})
+            d = self.serve(env=dict(env, SLUICE_LOG_FORMAT="json"))
+            d.wait_log("start-up failed; retrying in 2s")
+            self.assertEqual(d.stop(timeout=10), 0, d.log())
+            lines = [json.loads(line) for line in d.log().splitlines()]
+            errors = [x["msg"] for x in lines if x["level"] == "error"]
+            self.assertGreaterEqual(len(errors), 2, d.log())
+            self.assertTrue(errors[0].startswith(f'cannot connect to the database: connection to server on socket "{nowhere}'),
+                            errors[0])
+
+    def test_what_the_database_says_outside_a_result_is_a_line_of_the_log(self):
+        # libpq printed it bare on stderr, amid the daemon's log lines: "FATAL:
+        # terminating connection due to administrator command" when the server
+        # ended a connection, "WARNING:  …" from a handler's statement
+        env = self.env({"SLUICE_LOG_FORMAT": "json"})
+        with self.serve(env=env) as d:
+            d.wait_log("sluice serving")
+            db = self.scalar("SELECT current_database()")
+            self.scalar(f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        f"WHERE datname = '{db}' AND application_name = 'sluice'")
+            d.wait_log("terminating connection due to administrator command")
+            warn = json.dumps({"sql": "DO $$ BEGIN RAISE WARNING 'hello from sql'; END $$"})
+            self.sluice("queue", "sql_probe", "--params", warn, env=env)
+            d.wait_log("hello from sql")
+        lines = [json.loads(line) for line in d.log().splitlines()]
+        said = [(x["level"], x["severity"], x["message"]) for x in lines if x["msg"] == "the database says"]
+        self.assertIn(("warn", "FATAL", "terminating connection due to administrator command"), said)
+        self.assertIn(("warn", "WARNING", "hello from sql"), said)
+
     def test_grace_period_cancels_runs_as_shutdown_and_they_are_retried(self):
         job = self.sluice("queue", "sleep", "--params", '{"seconds": 30}').stdout.strip()
         d = self.serve("--grace", "0.5")
@@ -462,6 +508,20 @@ print(rows[1].three)
         self.assert_rejected(["queue", "echo", "--at", "+5x"], "--at")
         self.assert_rejected(["queue", "echo", "--at", "not a time"], "not a time")
         self.assert_rejected(["frobnicate"], "unknown command 'frobnicate'")
+        # a misspelt global option was called an unknown command
+        self.assert_rejected(["--hnadlers", "/tmp", "types"], "unknown option '--hnadlers'")
+        # an empty global option was taken: --db "" as libpq's defaults (another
+        # server), --home "" and --config "" as the default ones
+        for flag in ("--db", "--home", "--config", "--handlers", "--lua", "--log-format"):
+            self.assert_rejected([flag, "", "queue", "echo"], f"sluice: error: {flag} needs a value, not an empty one")
+            self.assert_rejected([f"{flag}=", "queue", "echo"], f"sluice: error: {flag} needs a value, not an empty one")
+        # config printed its usage without saying what was wrong, and took
+        # anything after --json; brands list printed its usage
+        self.assert_rejected(["config", "--bogus"], "config: unknown option '--bogus'")
+        self.assert_rejected(["config", "--json", "extra"], "config: unexpected argument 'extra'")
+        self.assert_rejected(["brands", "list", "--bogus"], "brands list: unknown option '--bogus'")
+        self.assert_rejected(["brands", "--json", "extra"], "brands list: unexpected argument 'extra'")
+        self.assert_rejected(["db", "stop", "now"], "db stop: unexpected argument 'now'")
         # an empty value (an unset shell variable, often) is not taken as "none"
         self.assert_rejected(["queue", "echo", "--brand", ""], "queue: --brand needs a value, not an empty one",
                              "leave --brand out")
