@@ -357,11 +357,12 @@ void *sl_asset_sink_claim(lua_State *L, int idx, const char *what, int level)
         why = "save_to: a request is still writing to the pending asset";
     else if (p->size > 0)
         why = "save_to: the pending asset has been written already (begin a new one)";
-    if (why) { /* at the caller's line, as the request's other misuse */
+    if (why || !p) { /* at the caller's line, as the request's other misuse */
         luaL_where(L, level);
-        lua_pushfstring(L, "%s: %s", what, why);
+        lua_pushfstring(L, "%s: %s", what, why ? why : "save_to must be a pending asset");
         lua_concat(L, 2);
         lua_error(L);
+        return NULL; /* not reached: lua_error does not return */
     }
     p->busy = 1;
     return p;
