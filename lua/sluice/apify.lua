@@ -530,7 +530,7 @@ function M.run_actor(job, key, actor_id, input, opts)
       if not run and unknown then
         attempt.lost = err
         job.checkpoint(key, { actor = actor, start = attempt })
-        log("apify: %s; looking for the run it may have created", err)
+        log("%s; looking for the run it may have created", err) -- err names apify already
         local found, ferr, fperm = M.find_started(actor, attempt, o)
         if found == nil then
           raise(("%s; looking for the run it may have created failed too: %s%s"):format(
