@@ -539,6 +539,21 @@ print(rows[1].three)
         self.assert_rejected(["brands", "add", "  "], "a brand's name cannot be empty or only spaces")
         self.assertEqual(self.count("sluice.brands"), 1)
 
+    def test_a_home_that_is_a_file_or_a_zone_that_is_a_region(self):
+        # "cannot read config file …/sluice.conf: Not a directory", "not found"
+        with tempfile.NamedTemporaryFile() as f:
+            self.assert_rejected(["--home", f.name, "types"],
+                                 f"sluice: error: the home {f.name} (--home) is not a directory")
+            proc = self.sluice("types", env=self.env({"SLUICE_HOME": f.name}), check=False)
+            self.assertEqual(proc.returncode, 2)
+            self.assertIn(f"the home {f.name} (SLUICE_HOME) is not a directory", proc.stderr)
+            self.assert_rejected(["--home", f.name + "/sub", "types"],
+                                 "is not a directory: a part of its path is a file")
+        for args in (["cron", "next", "0 9 * * *", "--tz", "Europe"],
+                     ["schedule", "noop", "--cron", "0 9 * * *", "--tz", "Europe"]):
+            self.assert_rejected(args, '"Europe" is not a time zone but a region directory',
+                                 "give a zone as Region/City, e.g. Europe/Berlin")
+
     def test_at_takes_a_real_time_or_a_delay(self):
         self.sluice("queue", "noop")  # the schema
         # Postgres' special words are no point in time; a job due at infinity
