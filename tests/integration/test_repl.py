@@ -367,6 +367,12 @@ class ReplTest(harness.SluiceTest):
         run = self.one("SELECT r.error_message, j.status FROM sluice.scheduled_job_runs r "
                        "JOIN sluice.scheduled_jobs j ON j.id = r.scheduled_job_id")
         self.assertEqual(run, {"error_message": "interrupted", "status": "failed"})
+        # its one attempt is shown, though the job's cycle ended (attempts 0)
+        job = self.scalar("SELECT id FROM sluice.scheduled_jobs")
+        listing = self.sluice("jobs", env=self.env({"COLUMNS": "250"})).stdout
+        self.assertRegex(listing, r"failed\s+—\s+1/\d+\s", listing)
+        self.assertRegex(self.sluice("show", job).stdout,
+                         r"attempts\s+1 of \d+ in its last cycle; 1 run in all")
         # the REPL goes on; Ctrl-C at the prompt clears the line
         self.assertRegex(t.line("1+1"), r"\n2\n")
         t.send("this is not lua")
