@@ -32,7 +32,7 @@ static void usage(FILE *out)
             "  --tz ZONE    IANA time zone, e.g. Europe/Berlin (default UTC)\n"
             "  --from TIME  list times after TIME (exclusive): now (default),\n"
             "               2026-03-08T01:00:00Z, 2026-03-08T01:00:00+01:00, or a wall\n"
-            "               time in ZONE such as \"2026-03-08 01:00\"\n"
+            "               time in ZONE (UTC without --tz) such as \"2026-03-08 01:00\"\n"
             "  -n N         how many times to print (1-%d, default 5)\n"
             "  --json       print one JSON object instead of lines\n"
             "\n"

@@ -25,8 +25,10 @@ static void usage(FILE *out)
                  "handler's schema first; on any problem nothing is queued.\n\n"
                  "  --brand       the brand (name or id); omit for a platform job\n"
                  "  --params      a JSON object (default {}); the schema's defaults fill the rest\n"
-                 "  --at          when it is due: a timestamp (2026-12-01T09:00:00Z) or a delay\n"
-                 "                such as +30s, +15m, +2h, +1d, at most 3650d (default: now)\n"
+                 "  --at          when it is due: a timestamp (2026-12-01T09:00:00Z; one\n"
+                 "                without a zone or offset, such as 2026-12-01 09:00, is UTC)\n"
+                 "                or a delay such as +30s, +15m, +2h, +1d, at most 3650d\n"
+                 "                (default: now); the instant is printed on stderr in UTC\n"
                  "  --priority    lower runs first: -1000000 to 1000000 (default 0)\n"
                  "  --dedupe-key  while a job of this type and brand with this key is pending or\n"
                  "                running (cancelled too, until its run has ended), queueing\n"
@@ -226,17 +228,22 @@ int sl_cmd_queue(const sl_config *cfg, int argc, char **argv)
         atp = at;
     }
     const char *p[] = {brand, type, normalized, atp, priority, dedupe, retries};
-    /* with the status of the job that holds the dedupe key when there is one */
-    PGresult *r = sl_cli_exec_status(c,
-                                     "SELECT e.job_id, e.created, (SELECT j.status FROM "
-                                     "sluice.scheduled_jobs j WHERE j.id = e.job_id AND NOT "
-                                     "e.created) FROM sluice.enqueue($1, $2, $3::jsonb, "
-                                     "$4::timestamptz, $5::int, $6, $7::int, 'manual') e",
-                                     7, p, &status);
+    /* with the status of the job that holds the dedupe key when there is one,
+     * and when the job is due, in UTC (a time without a zone is UTC: the
+     * session's zone, see src/pg.c) */
+    PGresult *r = sl_cli_exec_status(
+        c,
+        "SELECT e.job_id, e.created, (SELECT j.status FROM sluice.scheduled_jobs j WHERE "
+        "j.id = e.job_id AND NOT e.created), to_char($4::timestamptz AT TIME ZONE 'UTC', "
+        "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM sluice.enqueue($1, $2, $3::jsonb, $4::timestamptz, "
+        "$5::int, $6, $7::int, 'manual') e",
+        7, p, &status);
     if (!r) goto out;
     const char *id = PQgetvalue(r, 0, 0), *holder = PQgetvalue(r, 0, 2);
     if (*stale_why) fprintf(stderr, "%s\n", stale_why);
     printf("%s\n", id);
+    if (at && strcmp(PQgetvalue(r, 0, 1), "t") == 0 && !PQgetisnull(r, 0, 3))
+        fprintf(stderr, "due: %s\n", PQgetvalue(r, 0, 3));
     if (strcmp(PQgetvalue(r, 0, 1), "t") != 0) {
         if (!*holder || strcmp(holder, "active") == 0 || strcmp(holder, "paused") == 0)
             fprintf(stderr, "%s: a job with dedupe key '%s' is already pending or running: %s\n",

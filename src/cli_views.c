@@ -597,6 +597,16 @@ static void jobs_usage(FILE *out)
 #define NEXT_AGO                                                                                   \
     "CASE WHEN isfinite(j.next_run_at) THEN extract(epoch FROM now() - j.next_run_at) END"
 
+/* The attempts a job spent in its cycle: those of the current one while it is
+ * active or paused, else those of its last (its last run's attempt number).
+ * finish_runs() sets attempts back to 0 when a cycle ends (a completion, a
+ * failure with no retry left, as a run stopped with Ctrl-C is), so an ended job
+ * showed 0 though it ran. */
+#define TRIES                                                                                      \
+    "CASE WHEN j.status IN ('active', 'paused') THEN j.attempts ELSE coalesce((SELECT "            \
+    "r.attempt_number FROM sluice.scheduled_job_runs r WHERE r.id = j.last_run_id), j.attempts) "  \
+    "END"
+
 static const char jobs_where[] =
     "FROM sluice.jobs_overview j "
     "WHERE ($1::text IS NULL OR j.job_type = $1) "
@@ -637,8 +647,8 @@ int sl_cmd_jobs(const sl_config *cfg, int argc, char **argv)
         &sql,
         "SELECT j.job_id, j.job_type, j.emoji, j.brand_name, j.schedule, j.status, "
         "%s AS next_ago, j.current_run_id, "
-        "CASE WHEN NOT isfinite(j.next_run_at) THEN j.next_run_at::text END AS next_word, "
-        "j.attempts, j.max_retries, j.last_run_status, "
+        "CASE WHEN NOT isfinite(j.next_run_at) THEN j.next_run_at::text END AS next_word, " TRIES
+        " AS attempts, j.max_retries, j.last_run_status, "
         "extract(epoch FROM now() - j.last_run_at) AS last_ago, j.last_error %s",
         NEXT_AGO, jobs_where);
     if (!(r = sl_cli_exec_line(c, sl_buf_str(&sql), 6, p, &status))) goto out;
@@ -811,7 +821,7 @@ static const char show_job_sql[] =
     "SELECT j.*, jsonb_pretty(j.parameters) AS params_pretty, "
     "CASE WHEN isfinite(j.next_run_at) "
     "THEN to_char(j.next_run_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS\"Z\"') "
-    "ELSE j.next_run_at::text END AS next, " NEXT_AGO " AS next_ago, "
+    "ELSE j.next_run_at::text END AS next, " NEXT_AGO " AS next_ago, " TRIES " AS tries, "
     "to_char(j.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS\"Z\"') AS created, "
     "extract(epoch FROM now() - j.created_at) AS created_ago "
     "FROM sluice.jobs_overview j WHERE j.job_id = $1";
@@ -905,9 +915,11 @@ static int show_job(PGconn *c, const char *id, int json)
         when(buf, sizeof buf, r, "next", "next_ago");
         field(&term, "next run", buf, SL_COLOR_NONE);
     }
-    snprintf(buf, sizeof buf, "%s of %d in this cycle; %s run%s in all", col(r, 0, "attempts"),
-             (int)col_num(r, 0, "max_retries", 3) + 1, col(r, 0, "run_count"),
-             strcmp(col(r, 0, "run_count"), "1") == 0 ? "" : "s");
+    const char *st = col(r, 0, "status");
+    int ended = !st || (strcmp(st, "active") != 0 && strcmp(st, "paused") != 0);
+    snprintf(buf, sizeof buf, "%s of %d in %s cycle; %s run%s in all", col(r, 0, "tries"),
+             (int)col_num(r, 0, "max_retries", 3) + 1, ended ? "its last" : "this",
+             col(r, 0, "run_count"), strcmp(col(r, 0, "run_count"), "1") == 0 ? "" : "s");
     field(&term, "attempts", buf, SL_COLOR_NONE);
     field(&term, "priority", col(r, 0, "priority"), SL_COLOR_NONE);
     field(&term, "dedupe key", col(r, 0, "dedupe_key"), SL_COLOR_NONE);

@@ -301,8 +301,21 @@ int sl_config_init(sl_config *cfg, const char *config_flag, const char *home_fla
         const char *h = home_flag ? home_flag : getenv("SLUICE_HOME");
         char *home = h && *h ? sl_xstrdup(h) : default_home();
         snprintf(path, sizeof path, "%s/sluice.conf", home);
+        /* the home, or a part of its path, is a file: say so, not that the
+         * config file cannot be read */
+        struct stat st;
+        int found = stat(home, &st) == 0;
+        if (found ? !S_ISDIR(st.st_mode) : errno == ENOTDIR) {
+            snprintf(err, errlen, "the home %s (%s) is not a directory%s", home,
+                     !h || !*h   ? "the default"
+                     : home_flag ? "--home"
+                                 : "SLUICE_HOME",
+                     found ? "" : ": a part of its path is a file");
+            rc = -1;
+        } else {
+            rc = read_file(cfg, path, 0, err, errlen);
+        }
         free(home);
-        rc = read_file(cfg, path, 0, err, errlen);
     }
     if (rc < 0) goto fail;
     /* A file's handler list is replaced, not extended, by the environment's. */

@@ -293,12 +293,15 @@ static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 /* How every connection is opened (pool, LISTEN, start-up): url's settings, then
- * these (a URL may not override them). */
+ * these (a URL may not override them). The session's time zone is UTC: a time
+ * without a zone or offset (`sluice queue --at 2026-12-01`, the REPL's
+ * queue{at = …}, a handler's query) is read as UTC, whatever zone the server
+ * or the database defaults to, and times come back as text in UTC. */
 static const char *const conn_keys[] = {"dbname", "options", "client_encoding", "application_name",
                                         NULL};
 #define CONN_VALS(url)                                                                             \
     {                                                                                              \
-        (url), "-c search_path=sluice,public", "UTF8", "sluice", NULL                              \
+        (url), "-c search_path=sluice,public -c TimeZone=UTC", "UTF8", "sluice", NULL              \
     }
 
 /* What the server says outside a result (a NOTICE or WARNING, the FATAL of a

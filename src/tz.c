@@ -651,11 +651,16 @@ sl_tz *sl_tz_load_dir(const char *dir, const char *name, char *err, size_t errle
         return NULL;
     }
     FILE *f = fopen(path, "rb");
-    struct stat st;
+    struct stat st = {0};
     if (!f || fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode)) {
-        int e = f ? 0 : errno;
+        int e = f ? 0 : errno, dir_named = f && S_ISDIR(st.st_mode);
         if (f) fclose(f);
-        if (e == 0 || e == ENOENT || e == ENOTDIR)
+        if (dir_named) /* America, Europe: a region, whose zones are in it */
+            sl_seterr(err, errlen,
+                      "\"%s\" is not a time zone but a region directory (in %s): give a zone "
+                      "as Region/City, e.g. Europe/Berlin or America/New_York",
+                      name, dir);
+        else if (e == 0 || e == ENOENT || e == ENOTDIR)
             sl_seterr(err, errlen, "unknown time zone \"%s\" (not found in %s)", name, dir);
         else
             sl_seterr(err, errlen, "cannot read time zone \"%s\": %s", name, strerror(e));

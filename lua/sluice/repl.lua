@@ -292,8 +292,9 @@ function G.run(job_type, params, opts)
 end
 
 -- queue(type, params [, opts]) → job id. Validates first (nothing is queued on
--- any problem), then sluice.enqueue(). opts: brand, at (a timestamp), after (a
--- delay: seconds or "15 min"), priority, dedupe_key, max_retries, name.
+-- any problem), then sluice.enqueue(). opts: brand, at (a timestamp; without a
+-- zone or offset, UTC), after (a delay: seconds or "15 min"), priority,
+-- dedupe_key, max_retries, name. With at or after, says when the job is due.
 function G.queue(job_type, params, opts)
   if type(opts) == "string" then opts = { brand = opts } end
   opts = check_opts("queue", opts, { brand = true, at = true, after = true, priority = true,
@@ -331,15 +332,18 @@ function G.queue(job_type, params, opts)
     if not secs then fail("queue: after: %s", derr) end
     at_sql, at = "now() + make_interval(secs => $4::float8)", secs
   end
-  -- with the status of the job that holds the dedupe key when there is one
+  -- with the status of the job that holds the dedupe key when there is one,
+  -- and when it is due in UTC (a time without a zone is UTC: the session's zone)
   local rows, err = db.query(([[
     SELECT e.job_id::text, e.created,
-           (SELECT j.status FROM sluice.scheduled_jobs j WHERE j.id = e.job_id AND NOT e.created) AS holder
-    FROM sluice.enqueue($1, $2, $3::jsonb, %s, $5::int, $6, $7::int, 'repl', $8) e]]):format(at_sql),
+           (SELECT j.status FROM sluice.scheduled_jobs j WHERE j.id = e.job_id AND NOT e.created) AS holder,
+           to_char(%s AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS due
+    FROM sluice.enqueue($1, $2, $3::jsonb, %s, $5::int, $6, $7::int, 'repl', $8) e]]):format(at_sql, at_sql),
     opts.brand, job_type, normalized, at, opts.priority or 0, opts.dedupe_key, opts.max_retries,
     opts.name)
   if not rows then fail("queue: %s", err) end
   local row = rows[1]
+  if row.created and at ~= nil and type(row.due) == "string" then note("due: " .. row.due) end
   if not row.created then
     local holder = row.holder
     if holder == nil or holder == null or holder == "active" or holder == "paused" then

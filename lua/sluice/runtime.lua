@@ -635,8 +635,10 @@ function M.registry_json()
   local out = {}
   for _, name in ipairs(sorted_keys(handlers)) do
     local e = handlers[name]
+    -- every key present: a type without a description has it as null
     out[#out + 1] = {
-      name = name, label = e.label, emoji = e.emoji, description = e.description,
+      name = name, label = e.label, emoji = e.emoji,
+      description = e.description == nil and null or e.description,
       brand_rule = e.brand, param_schema = e.params_lib.describe(e.schema),
       default_params = e.params_lib.defaults(e.schema),
       timeout_seconds = e.timeout_seconds, max_retries = e.max_retries,

@@ -214,10 +214,14 @@ class Registry(harness.SluiceTest):
         names = [t["name"] for t in types]
         self.assertEqual(names, sorted(names))
         probe = next(t for t in types if t["name"] == "fresh_probe")
-        self.assertEqual(set(probe), {"name", "label", "emoji", "brand_rule", "param_schema",
-                                      "default_params", "timeout_seconds", "max_retries",
-                                      "retry_base_seconds", "retry_max_seconds", "file", "version",
-                                      "datasets"})
+        # every key --help lists, a missing description as null
+        self.assertEqual(set(probe), {"name", "label", "emoji", "description", "brand_rule",
+                                      "param_schema", "default_params", "timeout_seconds",
+                                      "max_retries", "retry_base_seconds", "retry_max_seconds",
+                                      "file", "version", "datasets"})
+        self.assertIsNone(probe["description"])
+        self.assertEqual(next(t for t in types if t["name"] == "noop")["description"],
+                         "Succeeds at once; records the time it started when given t")
         self.assertEqual(probe["emoji"], "🧪")
         self.assertEqual(probe["label"], "Freshness probe")
         self.assertEqual(probe["default_params"], {"mode": "records", "records": 7, "sleep": 0})

@@ -256,6 +256,21 @@ class ReplTest(harness.SluiceTest):
                           f'seconds), not "{at}"', out)
         self.assertEqual(self.count("sluice.scheduled_jobs"), 1)
 
+    def test_queue_at_a_time_without_a_zone_is_utc(self):
+        # it was read in the session's zone: here the database's default, New York's
+        self.run_e("1")  # the schema
+        zone = "DO $$ BEGIN EXECUTE format('ALTER DATABASE %%I SET TimeZone = %%L', current_database(), '%s'); END $$"
+        self.scalar(zone % "America/New_York")
+        self.addCleanup(self.scalar, zone % "UTC")
+        for at, due in (("2026-12-01 09:00", "2026-12-01T09:00:00Z"),
+                        ("2026-12-01T09:00:00+02:00", "2026-12-01T07:00:00Z")):
+            p = self.run_e(f'return queue("noop", {{}}, {{at = "{at}"}})')
+            job = p.stdout.strip().strip('"')
+            self.assertEqual(self.scalar(
+                "SELECT to_char(next_run_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
+                f"FROM sluice.scheduled_jobs WHERE id = '{job}'"), due, at)
+            self.assertIn(f"due: {due}\n", p.stderr, at)
+
     def test_queue_with_a_dedupe_key_says_which_job_holds_it(self):
         t = self.repl()
         first = re.search(r'"([0-9a-f-]{36})"', t.line('=queue("echo", {}, {dedupe_key = "k"})')).group(1)
@@ -352,6 +367,12 @@ class ReplTest(harness.SluiceTest):
         run = self.one("SELECT r.error_message, j.status FROM sluice.scheduled_job_runs r "
                        "JOIN sluice.scheduled_jobs j ON j.id = r.scheduled_job_id")
         self.assertEqual(run, {"error_message": "interrupted", "status": "failed"})
+        # its one attempt is shown, though the job's cycle ended (attempts 0)
+        job = self.scalar("SELECT id FROM sluice.scheduled_jobs")
+        listing = self.sluice("jobs", env=self.env({"COLUMNS": "250"})).stdout
+        self.assertRegex(listing, r"failed\s+—\s+1/\d+\s", listing)
+        self.assertRegex(self.sluice("show", job).stdout,
+                         r"attempts\s+1 of \d+ in its last cycle; 1 run in all")
         # the REPL goes on; Ctrl-C at the prompt clears the line
         self.assertRegex(t.line("1+1"), r"\n2\n")
         t.send("this is not lua")

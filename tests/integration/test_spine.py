@@ -539,6 +539,41 @@ print(rows[1].three)
         self.assert_rejected(["brands", "add", "  "], "a brand's name cannot be empty or only spaces")
         self.assertEqual(self.count("sluice.brands"), 1)
 
+    def test_a_home_that_is_a_file_or_a_zone_that_is_a_region(self):
+        # "cannot read config file …/sluice.conf: Not a directory", "not found"
+        with tempfile.NamedTemporaryFile() as f:
+            self.assert_rejected(["--home", f.name, "types"],
+                                 f"sluice: error: the home {f.name} (--home) is not a directory")
+            proc = self.sluice("types", env=self.env({"SLUICE_HOME": f.name}), check=False)
+            self.assertEqual(proc.returncode, 2)
+            self.assertIn(f"the home {f.name} (SLUICE_HOME) is not a directory", proc.stderr)
+            self.assert_rejected(["--home", f.name + "/sub", "types"],
+                                 "is not a directory: a part of its path is a file")
+        for args in (["cron", "next", "0 9 * * *", "--tz", "Europe"],
+                     ["schedule", "noop", "--cron", "0 9 * * *", "--tz", "Europe"]):
+            self.assert_rejected(args, '"Europe" is not a time zone but a region directory',
+                                 "give a zone as Region/City, e.g. Europe/Berlin")
+
+    def test_a_time_without_a_zone_is_utc(self):
+        # it was read in the session's zone: the server's or the database's
+        # default, here New York's
+        self.sluice("queue", "noop")  # the schema
+        zone = "DO $$ BEGIN EXECUTE format('ALTER DATABASE %%I SET TimeZone = %%L', current_database(), '%s'); END $$"
+        self.scalar(zone % "America/New_York")
+        self.addCleanup(self.scalar, zone % "UTC")
+        self.assertEqual(self.scalar("SHOW TimeZone"), "America/New_York")
+        for at, due in (("2026-12-01", "2026-12-01T00:00:00Z"),
+                        ("2026-12-01 09:00", "2026-12-01T09:00:00Z"),
+                        ("2026-07-01T09:00:00", "2026-07-01T09:00:00Z"),
+                        ("2026-12-01T09:00:00Z", "2026-12-01T09:00:00Z"),
+                        ("2026-12-01T09:00:00+02:00", "2026-12-01T07:00:00Z")):
+            proc = self.sluice("queue", "noop", "--at", at)
+            job = proc.stdout.strip()
+            self.assertEqual(self.scalar(
+                "SELECT to_char(next_run_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
+                f"FROM sluice.scheduled_jobs WHERE id = '{job}'"), due, at)
+            self.assertEqual(proc.stderr, f"due: {due}\n", at)
+
     def test_at_takes_a_real_time_or_a_delay(self):
         self.sluice("queue", "noop")  # the schema
         # Postgres' special words are no point in time; a job due at infinity
