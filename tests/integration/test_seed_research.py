@@ -699,6 +699,25 @@ print(s1, s2, s3, e1, select("#", sluice.db.query("SELECT 1")), ok[1].n)
         self.assertIn(f"review {nul}: NUL characters removed from text, title", logs)
         self.assertIn(f"review {huge}: helpful votes left empty: 3,000,000,000 is out of range", logs)
 
+    def test_amazon_verified_false_is_stored_as_false(self):
+        # `verified` → verified_purchase: an unverified purchase is false, not
+        # unknown (NULL)
+        url = self.competitor_url(asin="B0VERIFIED")
+        configs = amazon_configs("B0VERIFIED", "com", False, False)
+        items, _ = svc_actors.amazon_items(SEED, {"input": configs})
+        want = {}
+        for i in items:
+            if i.get("reviewId") and i["reviewId"] not in want:
+                want[i["reviewId"]] = i["verified"]
+        self.assertIn(False, want.values())
+        out, proc = self.run_fg("amazon_review_scrape", {"competitor_amazon_url_id": url,
+                                                         "include_keywords": False, "include_helpful": False},
+                                "Acme", env=self.env())
+        self.assertEqual(out["status"], "completed", proc.stdout + proc.stderr)
+        got = {r["review_id"]: r["verified_purchase"] for r in self.sql(
+            "SELECT review_id, verified_purchase FROM public.competitor_amazon_reviews")}
+        self.assertEqual(got, want)
+
     def test_amazon_partial_failure_retry_reruns_only_failed_configs(self):
         url = self.competitor_url(asin="B0PARTIAL1")
         configs = amazon_configs("B0PARTIAL1", "com")
