@@ -950,6 +950,34 @@ class SeedAds(harness.SluiceTest):
         self.assertEqual((res["attempted"], res["creatives_read"]), (0, 0))
         self.assertEqual(self.svc.log("/media/"), [])
 
+    def test_a_refused_token_on_a_video_is_not_a_lost_video(self):
+        # GET /{video_id} refused for the token (code 190) says nothing about the
+        # video: failed, tried again; only an unknown video (code 100) is gone
+        self.setup_brand()
+        self.run_job("meta_sync", {"download_max_videos": 0, "download_max_images": 0})
+        videos = self.sql("SELECT DISTINCT meta_ad_id, meta_video_id FROM public.meta_ads_performance "
+                          "WHERE is_video AND meta_video_id IS NOT NULL ORDER BY meta_ad_id")
+        self.assertGreaterEqual(len(videos), 2)
+        refused, unknown = videos[0], videos[1]
+        self.svc.control({"graph_fail_path": [
+            {"path": f"/v21.0/{refused['meta_video_id']}", "status": 400, "code": 190},
+            {"path": f"/v21.0/{unknown['meta_video_id']}", "status": 400, "code": 100},
+        ]})
+        self.run_job("asset_download", {"max_videos": 100, "max_images": 0})
+        rows = {r["meta_ad_id"]: r for r in self.sql("SELECT * FROM public.meta_ad_assets")}
+        row = rows[refused["meta_ad_id"]]
+        self.assertEqual((row["status"], row["not_downloadable_reason"]), ("failed", None))
+        self.assertIn("graph error 190", row["error"])
+        row = rows[unknown["meta_ad_id"]]
+        self.assertEqual((row["status"], row["not_downloadable_reason"]), ("not_downloadable", "video_not_found"))
+        # the next run asks for the refused one again, and not for the unknown one
+        self.svc.control({"graph_fail_path": None})
+        self.run_job("asset_download", {"max_videos": 100, "max_images": 0})
+        self.assertEqual(len(self.svc.log(f"/v21.0/{refused['meta_video_id']}")), 2)
+        self.assertEqual(len(self.svc.log(f"/v21.0/{unknown['meta_video_id']}")), 1)
+        self.assertNotEqual(self.one("SELECT status FROM public.meta_ad_assets WHERE meta_ad_id = "
+                                     f"'{refused['meta_ad_id']}'")["status"], "failed")
+
     def test_videos_without_a_source_are_not_downloadable(self):
         # this account's ads include videos Graph gives no source for ("Reels")
         self.setup_brand(account="act_4242424244")
