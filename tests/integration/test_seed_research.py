@@ -371,6 +371,30 @@ class Research(harness.SluiceTest):
         self.assertEqual((ds["last_status"], ds["metadata"]["rows_skipped"]), ("completed", 1))
         self.assertEqual(self.one("SELECT status FROM public.reddit_scrape_runs")["status"], "completed")
 
+    def test_reddit_created_utc_out_of_range_or_in_milliseconds_is_not_fatal(self):
+        # created_utc 1e20 raised in os.date and failed the run on every retry;
+        # one in milliseconds made a year Postgres refuses, and the post was lost
+        params = {"search_queries": ["standing desk"], "max_posts": 150, "relevance_threshold": 0.5,
+                  "signal_threshold": 0.4, "top_percentile": 0.3}
+        exp = reddit_expected(params)
+        huge, millis = exp["engaged"][0], exp["engaged"][1]
+        self.svc.control({"apify_patch_items": [
+            {"actor": REDDIT_ACTOR, "match": {"kind": "post", "id": huge["id"]}, "set": {"created_utc": 1e20}},
+            {"actor": REDDIT_ACTOR, "match": {"kind": "post", "id": millis["id"]},
+             "set": {"created_utc": 1733011200123}},
+        ]})
+        out, proc = self.run_fg("reddit_scrape", params)
+        self.assertEqual(out["status"], "completed", proc.stdout + proc.stderr)
+        self.assertEqual(out["result"]["rows_skipped"], 0)
+        posts = {r["reddit_id"]: r for r in self.sql(
+            "SELECT reddit_id, extract(epoch FROM created_utc)::bigint AS created FROM public.reddit_posts")}
+        self.assertEqual(set(posts), {x["id"] for x in exp["engaged"]})
+        self.assertIsNone(posts[huge["id"]]["created"])
+        self.assertEqual(posts[millis["id"]]["created"], 1733011200)
+        logs = self.one("SELECT logs FROM sluice.scheduled_job_runs")["logs"]
+        self.assertIn(f"post {huge['id']}: created_utc left empty: 1e+20 is not a unix time", logs)
+        self.assertIn(f"post {millis['id']}: created_utc 1733011200123 read as milliseconds", logs)
+
     def test_db_errors_carry_the_sqlstate(self):
         # sluice.db.query (and db.transaction) return nil, message, SQLSTATE: what
         # the writers' row-by-row fallback reads to tell bad data from a failure
