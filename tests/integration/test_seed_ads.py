@@ -475,6 +475,28 @@ class SeedAds(harness.SluiceTest):
         self.assertIn("no media downloaded", ds["error_message"])
         self.assertEqual(self.count("public.facebook_ads"), len(items), "the ads are stored all the same")
         self.assertEqual(self.count("public.template_queue"), 0)
+        self.assertEqual(self.scalar("SELECT status FROM sluice.scheduled_jobs"), "active", "retried")
+        # the run's error is the problem itself, not a handler's file and line
+        self.assertRegex(self.scalar("SELECT error_message FROM sluice.scheduled_job_runs"),
+                         r"^no media downloaded: ")
+
+    def test_template_scrape_every_download_expired_is_not_retried(self):
+        # the retry reads the same actor run, so asks for the same URLs: when the
+        # CDN said every one of them is gone, a retry cannot help
+        self.setup_brand()
+        self.fixture_ads(SEARCH, 10)
+        self.svc.control({"status_500": {"path_prefix": "/media/", "status": 404}})
+        _, out = self.run_job("template_scrape", {"search_url": SEARCH, "max_ads": 10}, ok=False)
+        n = self.count("public.scraped_ad_assets", "status = 'expired'")
+        self.assertGreater(n, 0)
+        self.assertEqual(self.count("public.scraped_ad_assets"), n)
+        self.assertIn(f"no media downloaded: all {n} downloads failed ({n} expired, 0 failed; first: ", out)
+        self.assertIn("not retried", out)
+        self.assertEqual(self.count("sluice.scheduled_jobs", "status = 'failed' AND attempts = 0"), 1,
+                         "a permanent failure ends the job without retries")
+        self.assertEqual(self.dataset("templates_scraped")["last_status"], "failed")
+        self.assertRegex(self.scalar("SELECT error_message FROM sluice.scheduled_job_runs"),
+                         r"^no media downloaded: ")
 
     def test_template_scrape_asset_row_the_database_refuses_is_skipped(self):
         # the first media row written is refused (a deployment's trigger, with
