@@ -383,7 +383,7 @@ return {
     if not n then
       local msg = "step 1-2 (meta_ads_performance): " .. tostring(pages_or_err)
       if info and info.permanent then error(sluice.permanent(msg)) end
-      error(msg)
+      error(msg, 0)
     end
     job.log("%d insight rows in %d pages: %d new, %d updated%s%s", n, pages_or_err, inserted, updated,
       skipped > 0 and (", %d without an ad id or date skipped"):format(skipped) or "",
