@@ -32,6 +32,8 @@ return {
     })
     if not s then
       job.dataset("ad_assets"):fail(err)
+      -- every request fails the same way until the token is replaced: no retry
+      if g.token_refused then error(sluice.permanent(err .. " — the Graph API refused the token"), 0) end
       error(err, 0)
     end
     job.dataset("ad_assets"):success(s.downloaded, s)

@@ -1001,6 +1001,20 @@ class SeedAds(harness.SluiceTest):
         self.assertNotEqual(self.one("SELECT status FROM public.meta_ad_assets WHERE meta_ad_id = "
                                      f"'{refused['meta_ad_id']}'")["status"], "failed")
 
+    def test_asset_download_with_a_refused_token_fails_for_good(self):
+        # code 190 on every request: a retry would meet it again (videos only:
+        # the images' URLs are known without asking the Graph API)
+        self.setup_brand()
+        self.run_job("meta_sync", {"download_max_videos": 0, "download_max_images": 0})
+        _, out = self.run_job("asset_download", {"max_images": 0}, env=self.env({"META_ACCESS_TOKEN": "bad-token"}),
+                              ok=False)
+        self.assertIn("graph error 190", out)
+        self.assertIn("the Graph API refused the token", out)
+        self.assertEqual(self.count("sluice.scheduled_jobs", "job_type = 'asset_download' AND status = 'failed' "
+                                    "AND attempts = 0"), 1, "a permanent failure ends the job without retries")
+        self.assertEqual(self.dataset("ad_assets")["last_status"], "failed")
+        self.assertNotIn("bad-token", out)
+
     def test_videos_without_a_source_are_not_downloadable(self):
         # this account's ads include videos Graph gives no source for ("Reels")
         self.setup_brand(account="act_4242424244")
