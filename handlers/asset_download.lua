@@ -25,6 +25,9 @@ return {
   timeout = "30 min",
   max_retries = 3,
   run = function(job)
+    if not job.brand_id then
+      error(sluice.permanent("asset_download needs the brand whose ads' assets to download: give it with --brand"))
+    end
     local g, gerr = graph.client(job)
     if not g then error(sluice.permanent(gerr)) end
     local s, err = meta_assets.download(job, g, {

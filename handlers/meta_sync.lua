@@ -333,6 +333,9 @@ return {
   max_retries = 3,
   run = function(job)
     local p = job.params
+    if not job.brand_id then
+      error(sluice.permanent("meta_sync needs the brand whose ad account to sync: give it with --brand"))
+    end
     local accounts = rows.query([[
       SELECT meta_ad_account_id FROM public.brand_ad_accounts WHERE brand_id = $1
       ORDER BY is_primary DESC, created_at, meta_ad_account_id LIMIT 1]], job.brand_id)

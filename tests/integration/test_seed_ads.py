@@ -391,6 +391,22 @@ class SeedAds(harness.SluiceTest):
                          "permanent failures end the job without retries")
         self.assertEqual(self.svc.stats()["apify_runs_started"], {})
 
+    def test_brand_required_types_run_without_a_brand_say_so(self):
+        # `sluice run` may omit a brand; these types write the brand's rows and
+        # read its account: without one they said "belongs to another brand",
+        # "the brand has no Meta ad account", or (asset_download) did nothing and
+        # called the platform's ad_assets fresh
+        comp = self.setup_brand()
+        for job_type, params in [("competitor_scrape", {"competitor_id": comp, "ad_library_url": ADLIB}),
+                                 ("meta_sync", {}), ("asset_download", {})]:
+            _, out = self.run_job(job_type, params, brand=None, ok=False)
+            self.assertIn(f"{job_type} needs ", out)
+            self.assertIn("give it with --brand", out)
+        self.assertEqual(self.count("sluice.scheduled_jobs", "status = 'failed' AND attempts = 0"), 3,
+                         "permanent failures end the jobs without retries")
+        self.assertEqual(self.count("sluice.dataset_status", "last_status = 'completed'"), 0)
+        self.assertEqual(self.svc.stats()["apify_runs_started"], {})
+
     def test_competitor_scrape_database_error_reads_as_in_the_other_types(self):
         # a failure that is no bad data (here a deployment's trigger) fails the
         # run with "database: <message>", as rows.query says it for every type
