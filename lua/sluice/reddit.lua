@@ -232,8 +232,9 @@ function M.match_scores(list, n)
     elseif not s or s ~= s then
       out[i] = { score = 0.0, reasoning = "Missing score" }
     else
-      out[i] = { score = math.max(0.0, math.min(1.0, s)) + 0.0,
-                 reasoning = is_str(e.reasoning) and e.reasoning or "" }
+      -- without NUL: the scores are checkpointed as JSON, which cannot hold it
+      local why = clean.text(e.reasoning)
+      out[i] = { score = math.max(0.0, math.min(1.0, s)) + 0.0, reasoning = is_str(why) and why or "" }
     end
   end
   return out
@@ -410,10 +411,17 @@ function M.extract(job, st, top)
     else
       local got = M.parse_quotes(r.value, batch) or {}
       for _, p in ipairs(batch) do cache[p.id] = setmetatable({}, nil) end
-      for _, q in ipairs(got) do
-        quotes[#quotes + 1] = q
-        local c = cache[q.reddit_id]
-        c[#c + 1] = q
+      for _, raw in ipairs(got) do
+        -- without NUL from here on: the quotes are checkpointed as JSON, which
+        -- cannot hold it, and two quotes that differ only by one are one quote
+        local q, _, note = clean.strip(raw, ("quote of post %s (%s)"):format(raw.reddit_id, raw.category))
+        if note then job.log(note) end
+        q.quote = q.quote:match("^%s*(.-)%s*$")
+        if q.quote ~= "" then
+          quotes[#quotes + 1] = q
+          local c = cache[q.reddit_id]
+          c[#c + 1] = q
+        end
       end
     end
   end

@@ -395,6 +395,27 @@ class Research(harness.SluiceTest):
         self.assertIn(f"post {huge['id']}: created_utc left empty: 1e+20 is not a unix time", logs)
         self.assertIn(f"post {millis['id']}: created_utc 1733011200123 read as milliseconds", logs)
 
+    def test_reddit_quotes_equal_once_cleaned_are_stored_once(self):
+        # a quote holding a NUL (the post's text had one) could not be
+        # checkpointed, and the run failed on every retry; two quotes of one post
+        # that differ only by a NUL are one quote once it is removed
+        params = {"search_queries": ["standing desk"], "max_posts": 10, "min_upvotes": 0, "min_comments": 0,
+                  "relevance_threshold": 0, "signal_threshold": 0, "top_percentile": 1}
+        exp = reddit_expected(params)
+        post = exp["engaged"][0]["id"]
+        self.svc.control({"apify_patch_items": [
+            {"actor": REDDIT_ACTOR, "match": {"kind": "post", "id": post},
+             "set": {"body": "I hate\u0000 standing all day. I hate standing all day\u0000."}},
+        ]})
+        out, proc = self.run_fg("reddit_scrape", params)
+        self.assertEqual(out["status"], "completed", proc.stdout + proc.stderr)
+        quotes = self.sql("SELECT q.quote_text FROM public.reddit_sentiment_quotes q "
+                          f"JOIN public.reddit_posts p ON p.id = q.post_id WHERE p.reddit_id = '{post}' "
+                          "AND q.sentiment_category = 'PAIN_POINT'")
+        self.assertEqual([q["quote_text"] for q in quotes], ["I hate standing all day."])
+        logs = self.one("SELECT logs FROM sluice.scheduled_job_runs")["logs"]
+        self.assertIn(f"quote of post {post} (PAIN_POINT): NUL characters removed from 1 texts", logs)
+
     def test_db_errors_carry_the_sqlstate(self):
         # sluice.db.query (and db.transaction) return nil, message, SQLSTATE: what
         # the writers' row-by-row fallback reads to tell bad data from a failure
