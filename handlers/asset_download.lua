@@ -25,6 +25,9 @@ return {
   timeout = "30 min",
   max_retries = 3,
   run = function(job)
+    if not job.brand_id then
+      error(sluice.permanent("asset_download needs the brand whose ads' assets to download: give it with --brand"))
+    end
     local g, gerr = graph.client(job)
     if not g then error(sluice.permanent(gerr)) end
     local s, err = meta_assets.download(job, g, {
@@ -32,6 +35,8 @@ return {
     })
     if not s then
       job.dataset("ad_assets"):fail(err)
+      -- every request fails the same way until the token is replaced: no retry
+      if g.token_refused then error(sluice.permanent(err .. " — the Graph API refused the token"), 0) end
       error(err, 0)
     end
     job.dataset("ad_assets"):success(s.downloaded, s)

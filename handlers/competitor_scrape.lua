@@ -59,6 +59,9 @@ return {
   retry_base = "30 s",
   run = function(job)
     local p = job.params
+    if not job.brand_id then
+      error(sluice.permanent("competitor_scrape needs the competitor's brand: give it with --brand"))
+    end
     local comp = rows.query("SELECT id, brand_id, name FROM public.competitors WHERE id = $1",
                             p.competitor_id)[1]
     if not comp then

@@ -333,6 +333,9 @@ return {
   max_retries = 3,
   run = function(job)
     local p = job.params
+    if not job.brand_id then
+      error(sluice.permanent("meta_sync needs the brand whose ad account to sync: give it with --brand"))
+    end
     local accounts = rows.query([[
       SELECT meta_ad_account_id FROM public.brand_ad_accounts WHERE brand_id = $1
       ORDER BY is_primary DESC, created_at, meta_ad_account_id LIMIT 1]], job.brand_id)
@@ -383,7 +386,7 @@ return {
     if not n then
       local msg = "step 1-2 (meta_ads_performance): " .. tostring(pages_or_err)
       if info and info.permanent then error(sluice.permanent(msg)) end
-      error(msg)
+      error(msg, 0)
     end
     job.log("%d insight rows in %d pages: %d new, %d updated%s%s", n, pages_or_err, inserted, updated,
       skipped > 0 and (", %d without an ad id or date skipped"):format(skipped) or "",

@@ -213,7 +213,14 @@ return {
       local msg = ("no media downloaded: all %d downloads failed (%d expired, %d failed; first: %s)")
         :format(counts.expired + counts.failed, counts.expired, counts.failed, first_err)
       job.dataset("templates_scraped"):fail(msg)
-      error(msg)
+      -- a retry reads the same actor run, so the same URLs: when every one was
+      -- expired (403, 404, 410, too large), it would fail the same way; the
+      -- next scrape gets fresh ones
+      if counts.failed == 0 then
+        error(sluice.permanent(msg .. "; not retried: the retry would ask for the same URLs, "
+          .. "a new scrape gets fresh ones"))
+      end
+      error(msg, 0)
     end
 
     -- the template queue

@@ -111,7 +111,9 @@ local function review_of(it, id, notes)
     if changed then nul[#nul + 1] = key end
   end
   r.review_id, r.rating, r.review_date = id, M.rating(it.rating), M.date(it.date)
-  r.verified_purchase = type(it.verified) == "boolean" and it.verified or nil
+  -- (not `… and it.verified or nil`: that turns false into nil, and an
+  -- unverified purchase into an unknown one)
+  if type(it.verified) == "boolean" then r.verified_purchase = it.verified end
   local votes, why = clean.count(it.numberOfHelpful, clean.INT4_MAX)
   r.helpful_votes = votes
   notes[#notes + 1] = clean.nul_note("review " .. id, nul)

@@ -8,6 +8,7 @@
 --   local g = assert(graph.client(job))          -- nil, err: no token (permanent)
 --   local ad, err, info = g:get("/120200000000", { fields = "id,creative" })
 --   local n, err = g:each_page("/act_1/insights", query, function(rows, page) … end)
+--   g.token_refused                              -- the first error 190 (a refused token), if any
 --
 -- Expected failures return nil, message, info where info = { status, code,
 -- subcode, permanent } (permanent: a bad token, an unknown object, a malformed
@@ -158,6 +159,8 @@ function Client:get(path, query)
     else
       err, info = "graph: " .. tostring(terr), { retryable = true, transport = true }
     end
+    -- the token itself refused: no request of this client can succeed
+    if info.code == 190 then self.token_refused = self.token_refused or err end
     local delay = self.delays[attempt]
     if not info.retryable or not delay then
       if attempt > 1 then err = ("%s (after %d attempts)"):format(err, attempt) end

@@ -304,8 +304,12 @@ local function one(job, g, ad)
     else
       local video, gerr, info = g:get("/" .. ad.meta_video_id, { fields = "source" })
       if not video then
-        row.status, row.error = (info and info.permanent) and "not_downloadable" or "failed", gerr
-        if row.status == "not_downloadable" then row.reason = "video_not_found" end
+        -- only an unknown video (code 100, or a 404) is gone for good; a refused
+        -- token (190) or a permission error says nothing about the video, and
+        -- the next run asks again
+        local gone = info and not info.retryable and (info.code == 100 or info.status == 404)
+        row.status, row.error = gone and "not_downloadable" or "failed", gerr
+        if gone then row.reason = "video_not_found" end
       elseif not v(video.source) then
         row.status, row.reason = "not_downloadable", "no_source_url"
       else

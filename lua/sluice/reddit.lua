@@ -57,11 +57,16 @@ function M.prefix(s, n)
   return s:sub(1, utf8.offset(s, n + 1) - 1)
 end
 
--- created_utc: epoch seconds (integer or float) or an ISO string → ISO 8601 UTC.
+-- created_utc: epoch seconds (integer or float; milliseconds and finer are
+-- told by their magnitude, clean.epoch) or an ISO string → ISO 8601 UTC, and a
+-- note when the value was scaled; nil, why when it is no date from 1970 to 2100
+-- (os.date raised for some, and Postgres refuses a year past 294276).
 function M.timestamp(v)
   local n = num(v)
   if type(v) == "number" or (n and tostring(v):match("^%s*%d+%.?%d*%s*$")) then
-    return os.date("!%Y-%m-%dT%H:%M:%SZ", math.floor(n))
+    local secs, how = clean.epoch(n)
+    if not secs then return nil, how end
+    return os.date("!%Y-%m-%dT%H:%M:%SZ", secs), how and ("%s read as %s"):format(v, how)
   end
   if type(v) == "string" and v:match("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d") then return v end
   return nil
@@ -87,10 +92,11 @@ function M.actor_input(p)
   return input
 end
 
--- The actor's mixed dataset → posts (deduplicated by id, in dataset order) and
--- the number of comments (scraped, not used further, as in the seed).
+-- The actor's mixed dataset → posts (deduplicated by id, in dataset order),
+-- the number of comments (scraped, not used further, as in the seed), and notes
+-- naming the posts whose created_utc was scaled or left empty.
 function M.posts_from_items(items)
-  local posts, seen, comments = {}, {}, 0
+  local posts, seen, comments, notes = {}, {}, 0, {}
   for _, it in ipairs(items) do
     if type(it) == "table" then
       local kind = it.kind
@@ -101,19 +107,23 @@ function M.posts_from_items(items)
         if not seen[id] then
           seen[id] = true
           local body = is_str(it.body) and it.body or (is_str(it.selftext) and it.selftext) or ""
+          local created, cnote = M.timestamp(it.created_utc)
+          if cnote then
+            notes[#notes + 1] = ("post %s: created_utc %s"):format(id, created and cnote or ("left empty: " .. cnote))
+          end
           posts[#posts + 1] = {
             id = id, subreddit = is_str(it.subreddit) and it.subreddit or nil,
             title = is_str(it.title) and it.title or "", body = body,
             author = is_str(it.author) and it.author or nil, url = is_str(it.url) and it.url or nil,
             score = int(it.score) or 0, upvote_ratio = num(it.upvote_ratio),
-            num_comments = int(it.num_comments) or 0, created_utc = M.timestamp(it.created_utc),
+            num_comments = int(it.num_comments) or 0, created_utc = created,
             position = #posts + 1,
           }
         end
       end
     end
   end
-  return posts, comments
+  return posts, comments, notes
 end
 
 function M.engagement_filter(posts, min_upvotes, min_comments)
@@ -222,8 +232,9 @@ function M.match_scores(list, n)
     elseif not s or s ~= s then
       out[i] = { score = 0.0, reasoning = "Missing score" }
     else
-      out[i] = { score = math.max(0.0, math.min(1.0, s)) + 0.0,
-                 reasoning = is_str(e.reasoning) and e.reasoning or "" }
+      -- without NUL: the scores are checkpointed as JSON, which cannot hold it
+      local why = clean.text(e.reasoning)
+      out[i] = { score = math.max(0.0, math.min(1.0, s)) + 0.0, reasoning = is_str(why) and why or "" }
     end
   end
   return out
@@ -400,10 +411,17 @@ function M.extract(job, st, top)
     else
       local got = M.parse_quotes(r.value, batch) or {}
       for _, p in ipairs(batch) do cache[p.id] = setmetatable({}, nil) end
-      for _, q in ipairs(got) do
-        quotes[#quotes + 1] = q
-        local c = cache[q.reddit_id]
-        c[#c + 1] = q
+      for _, raw in ipairs(got) do
+        -- without NUL from here on: the quotes are checkpointed as JSON, which
+        -- cannot hold it, and two quotes that differ only by one are one quote
+        local q, _, note = clean.strip(raw, ("quote of post %s (%s)"):format(raw.reddit_id, raw.category))
+        if note then job.log(note) end
+        q.quote = q.quote:match("^%s*(.-)%s*$")
+        if q.quote ~= "" then
+          quotes[#quotes + 1] = q
+          local c = cache[q.reddit_id]
+          c[#c + 1] = q
+        end
       end
     end
   end
@@ -651,7 +669,8 @@ function M.run(job)
     -- 1. scrape
     local items, arun = apify.run_actor(job, "reddit_scrape", M.ACTOR, M.actor_input(p),
                                         { timeout = M.ACTOR_TIMEOUT, memory = M.ACTOR_MEMORY })
-    local posts, ncomments = M.posts_from_items(items)
+    local posts, ncomments, pnotes = M.posts_from_items(items)
+    clean.notes(job, pnotes, "posts")
     local apify_usd = tonumber(arun.usageTotalUsd) or #items * M.PRICE_PER_1K / 1000
     job.log("scraped %d posts and %d comments (%d items, $%.4f)", #posts, ncomments, #items, apify_usd)
 

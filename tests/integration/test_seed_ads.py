@@ -391,6 +391,22 @@ class SeedAds(harness.SluiceTest):
                          "permanent failures end the job without retries")
         self.assertEqual(self.svc.stats()["apify_runs_started"], {})
 
+    def test_brand_required_types_run_without_a_brand_say_so(self):
+        # `sluice run` may omit a brand; these types write the brand's rows and
+        # read its account: without one they said "belongs to another brand",
+        # "the brand has no Meta ad account", or (asset_download) did nothing and
+        # called the platform's ad_assets fresh
+        comp = self.setup_brand()
+        for job_type, params in [("competitor_scrape", {"competitor_id": comp, "ad_library_url": ADLIB}),
+                                 ("meta_sync", {}), ("asset_download", {})]:
+            _, out = self.run_job(job_type, params, brand=None, ok=False)
+            self.assertIn(f"{job_type} needs ", out)
+            self.assertIn("give it with --brand", out)
+        self.assertEqual(self.count("sluice.scheduled_jobs", "status = 'failed' AND attempts = 0"), 3,
+                         "permanent failures end the jobs without retries")
+        self.assertEqual(self.count("sluice.dataset_status", "last_status = 'completed'"), 0)
+        self.assertEqual(self.svc.stats()["apify_runs_started"], {})
+
     def test_competitor_scrape_database_error_reads_as_in_the_other_types(self):
         # a failure that is no bad data (here a deployment's trigger) fails the
         # run with "database: <message>", as rows.query says it for every type
@@ -475,6 +491,28 @@ class SeedAds(harness.SluiceTest):
         self.assertIn("no media downloaded", ds["error_message"])
         self.assertEqual(self.count("public.facebook_ads"), len(items), "the ads are stored all the same")
         self.assertEqual(self.count("public.template_queue"), 0)
+        self.assertEqual(self.scalar("SELECT status FROM sluice.scheduled_jobs"), "active", "retried")
+        # the run's error is the problem itself, not a handler's file and line
+        self.assertRegex(self.scalar("SELECT error_message FROM sluice.scheduled_job_runs"),
+                         r"^no media downloaded: ")
+
+    def test_template_scrape_every_download_expired_is_not_retried(self):
+        # the retry reads the same actor run, so asks for the same URLs: when the
+        # CDN said every one of them is gone, a retry cannot help
+        self.setup_brand()
+        self.fixture_ads(SEARCH, 10)
+        self.svc.control({"status_500": {"path_prefix": "/media/", "status": 404}})
+        _, out = self.run_job("template_scrape", {"search_url": SEARCH, "max_ads": 10}, ok=False)
+        n = self.count("public.scraped_ad_assets", "status = 'expired'")
+        self.assertGreater(n, 0)
+        self.assertEqual(self.count("public.scraped_ad_assets"), n)
+        self.assertIn(f"no media downloaded: all {n} downloads failed ({n} expired, 0 failed; first: ", out)
+        self.assertIn("not retried", out)
+        self.assertEqual(self.count("sluice.scheduled_jobs", "status = 'failed' AND attempts = 0"), 1,
+                         "a permanent failure ends the job without retries")
+        self.assertEqual(self.dataset("templates_scraped")["last_status"], "failed")
+        self.assertRegex(self.scalar("SELECT error_message FROM sluice.scheduled_job_runs"),
+                         r"^no media downloaded: ")
 
     def test_template_scrape_asset_row_the_database_refuses_is_skipped(self):
         # the first media row written is refused (a deployment's trigger, with
@@ -716,7 +754,8 @@ class SeedAds(harness.SluiceTest):
         runs = self.sql(f"SELECT attempt_number, status, error_message, logs FROM sluice.scheduled_job_runs "
                         f"WHERE scheduled_job_id = '{job}' ORDER BY attempt_number")
         self.assertEqual([(r["attempt_number"], r["status"]) for r in runs], [(1, "failed"), (2, "completed")])
-        self.assertIn("step 1-2 (meta_ads_performance)", runs[0]["error_message"])
+        # the problem itself, not a handler's file and line
+        self.assertRegex(runs[0]["error_message"], r"^step 1-2 \(meta_ads_performance\): ")
         self.assertIn("after 4 attempts", runs[0]["error_message"])
         self.assertEqual(runs[0]["logs"].count("retrying in"), 3)
         self.assertEqual(self.one(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{job}'")["status"], "completed")
@@ -949,6 +988,48 @@ class SeedAds(harness.SluiceTest):
         res, _ = self.run_job("asset_download", {"max_videos": 0, "max_images": 40})
         self.assertEqual((res["attempted"], res["creatives_read"]), (0, 0))
         self.assertEqual(self.svc.log("/media/"), [])
+
+    def test_a_refused_token_on_a_video_is_not_a_lost_video(self):
+        # GET /{video_id} refused for the token (code 190) says nothing about the
+        # video: failed, tried again; only an unknown video (code 100) is gone
+        self.setup_brand()
+        self.run_job("meta_sync", {"download_max_videos": 0, "download_max_images": 0})
+        videos = self.sql("SELECT DISTINCT meta_ad_id, meta_video_id FROM public.meta_ads_performance "
+                          "WHERE is_video AND meta_video_id IS NOT NULL ORDER BY meta_ad_id")
+        self.assertGreaterEqual(len(videos), 2)
+        refused, unknown = videos[0], videos[1]
+        self.svc.control({"graph_fail_path": [
+            {"path": f"/v21.0/{refused['meta_video_id']}", "status": 400, "code": 190},
+            {"path": f"/v21.0/{unknown['meta_video_id']}", "status": 400, "code": 100},
+        ]})
+        self.run_job("asset_download", {"max_videos": 100, "max_images": 0})
+        rows = {r["meta_ad_id"]: r for r in self.sql("SELECT * FROM public.meta_ad_assets")}
+        row = rows[refused["meta_ad_id"]]
+        self.assertEqual((row["status"], row["not_downloadable_reason"]), ("failed", None))
+        self.assertIn("graph error 190", row["error"])
+        row = rows[unknown["meta_ad_id"]]
+        self.assertEqual((row["status"], row["not_downloadable_reason"]), ("not_downloadable", "video_not_found"))
+        # the next run asks for the refused one again, and not for the unknown one
+        self.svc.control({"graph_fail_path": None})
+        self.run_job("asset_download", {"max_videos": 100, "max_images": 0})
+        self.assertEqual(len(self.svc.log(f"/v21.0/{refused['meta_video_id']}")), 2)
+        self.assertEqual(len(self.svc.log(f"/v21.0/{unknown['meta_video_id']}")), 1)
+        self.assertNotEqual(self.one("SELECT status FROM public.meta_ad_assets WHERE meta_ad_id = "
+                                     f"'{refused['meta_ad_id']}'")["status"], "failed")
+
+    def test_asset_download_with_a_refused_token_fails_for_good(self):
+        # code 190 on every request: a retry would meet it again (videos only:
+        # the images' URLs are known without asking the Graph API)
+        self.setup_brand()
+        self.run_job("meta_sync", {"download_max_videos": 0, "download_max_images": 0})
+        _, out = self.run_job("asset_download", {"max_images": 0}, env=self.env({"META_ACCESS_TOKEN": "bad-token"}),
+                              ok=False)
+        self.assertIn("graph error 190", out)
+        self.assertIn("the Graph API refused the token", out)
+        self.assertEqual(self.count("sluice.scheduled_jobs", "job_type = 'asset_download' AND status = 'failed' "
+                                    "AND attempts = 0"), 1, "a permanent failure ends the job without retries")
+        self.assertEqual(self.dataset("ad_assets")["last_status"], "failed")
+        self.assertNotIn("bad-token", out)
 
     def test_videos_without_a_source_are_not_downloadable(self):
         # this account's ads include videos Graph gives no source for ("Reels")

@@ -371,6 +371,51 @@ class Research(harness.SluiceTest):
         self.assertEqual((ds["last_status"], ds["metadata"]["rows_skipped"]), ("completed", 1))
         self.assertEqual(self.one("SELECT status FROM public.reddit_scrape_runs")["status"], "completed")
 
+    def test_reddit_created_utc_out_of_range_or_in_milliseconds_is_not_fatal(self):
+        # created_utc 1e20 raised in os.date and failed the run on every retry;
+        # one in milliseconds made a year Postgres refuses, and the post was lost
+        params = {"search_queries": ["standing desk"], "max_posts": 150, "relevance_threshold": 0.5,
+                  "signal_threshold": 0.4, "top_percentile": 0.3}
+        exp = reddit_expected(params)
+        huge, millis = exp["engaged"][0], exp["engaged"][1]
+        self.svc.control({"apify_patch_items": [
+            {"actor": REDDIT_ACTOR, "match": {"kind": "post", "id": huge["id"]}, "set": {"created_utc": 1e20}},
+            {"actor": REDDIT_ACTOR, "match": {"kind": "post", "id": millis["id"]},
+             "set": {"created_utc": 1733011200123}},
+        ]})
+        out, proc = self.run_fg("reddit_scrape", params)
+        self.assertEqual(out["status"], "completed", proc.stdout + proc.stderr)
+        self.assertEqual(out["result"]["rows_skipped"], 0)
+        posts = {r["reddit_id"]: r for r in self.sql(
+            "SELECT reddit_id, extract(epoch FROM created_utc)::bigint AS created FROM public.reddit_posts")}
+        self.assertEqual(set(posts), {x["id"] for x in exp["engaged"]})
+        self.assertIsNone(posts[huge["id"]]["created"])
+        self.assertEqual(posts[millis["id"]]["created"], 1733011200)
+        logs = self.one("SELECT logs FROM sluice.scheduled_job_runs")["logs"]
+        self.assertIn(f"post {huge['id']}: created_utc left empty: 1e+20 is not a unix time", logs)
+        self.assertIn(f"post {millis['id']}: created_utc 1733011200123 read as milliseconds", logs)
+
+    def test_reddit_quotes_equal_once_cleaned_are_stored_once(self):
+        # a quote holding a NUL (the post's text had one) could not be
+        # checkpointed, and the run failed on every retry; two quotes of one post
+        # that differ only by a NUL are one quote once it is removed
+        params = {"search_queries": ["standing desk"], "max_posts": 10, "min_upvotes": 0, "min_comments": 0,
+                  "relevance_threshold": 0, "signal_threshold": 0, "top_percentile": 1}
+        exp = reddit_expected(params)
+        post = exp["engaged"][0]["id"]
+        self.svc.control({"apify_patch_items": [
+            {"actor": REDDIT_ACTOR, "match": {"kind": "post", "id": post},
+             "set": {"body": "I hate\u0000 standing all day. I hate standing all day\u0000."}},
+        ]})
+        out, proc = self.run_fg("reddit_scrape", params)
+        self.assertEqual(out["status"], "completed", proc.stdout + proc.stderr)
+        quotes = self.sql("SELECT q.quote_text FROM public.reddit_sentiment_quotes q "
+                          f"JOIN public.reddit_posts p ON p.id = q.post_id WHERE p.reddit_id = '{post}' "
+                          "AND q.sentiment_category = 'PAIN_POINT'")
+        self.assertEqual([q["quote_text"] for q in quotes], ["I hate standing all day."])
+        logs = self.one("SELECT logs FROM sluice.scheduled_job_runs")["logs"]
+        self.assertIn(f"quote of post {post} (PAIN_POINT): NUL characters removed from 1 texts", logs)
+
     def test_db_errors_carry_the_sqlstate(self):
         # sluice.db.query (and db.transaction) return nil, message, SQLSTATE: what
         # the writers' row-by-row fallback reads to tell bad data from a failure
@@ -698,6 +743,25 @@ print(s1, s2, s3, e1, select("#", sluice.db.query("SELECT 1")), ok[1].n)
         logs = self.one("SELECT logs FROM sluice.scheduled_job_runs")["logs"]
         self.assertIn(f"review {nul}: NUL characters removed from text, title", logs)
         self.assertIn(f"review {huge}: helpful votes left empty: 3,000,000,000 is out of range", logs)
+
+    def test_amazon_verified_false_is_stored_as_false(self):
+        # `verified` → verified_purchase: an unverified purchase is false, not
+        # unknown (NULL)
+        url = self.competitor_url(asin="B0VERIFIED")
+        configs = amazon_configs("B0VERIFIED", "com", False, False)
+        items, _ = svc_actors.amazon_items(SEED, {"input": configs})
+        want = {}
+        for i in items:
+            if i.get("reviewId") and i["reviewId"] not in want:
+                want[i["reviewId"]] = i["verified"]
+        self.assertIn(False, want.values())
+        out, proc = self.run_fg("amazon_review_scrape", {"competitor_amazon_url_id": url,
+                                                         "include_keywords": False, "include_helpful": False},
+                                "Acme", env=self.env())
+        self.assertEqual(out["status"], "completed", proc.stdout + proc.stderr)
+        got = {r["review_id"]: r["verified_purchase"] for r in self.sql(
+            "SELECT review_id, verified_purchase FROM public.competitor_amazon_reviews")}
+        self.assertEqual(got, want)
 
     def test_amazon_partial_failure_retry_reruns_only_failed_configs(self):
         url = self.competitor_url(asin="B0PARTIAL1")
