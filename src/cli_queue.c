@@ -74,8 +74,8 @@ static int parse_at(const char *at, char *interval, size_t len)
                   : strcmp(p, "d") == 0             ? 86400
                                                     : 0;
     if (whole + frac == 0 || unit == 0) {
-        sl_cli_error("--at '%s': a delay is + and a number (digits only) followed by s, m, h "
-                     "or d, e.g. +30s, +15m, +2h, +1d",
+        sl_cli_error("--at '%s': a delay is + and a number (digits, with an optional decimal "
+                     "part) followed by s, m, h or d, e.g. +30s, +15m, +1.5h, +1d",
                      at);
         return -1;
     }

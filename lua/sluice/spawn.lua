@@ -114,9 +114,11 @@ return function(drv)
         error(("sluice.map: unknown option '%s' (known: concurrency)"):format(tostring(k)), 2)
       end
     end
-    local conc = opts and opts.concurrency or 10
-    if math.type(conc) ~= "integer" or conc < 1 then
-      error("sluice.map: concurrency must be a whole number ≥ 1", 2)
+    local given = opts and opts.concurrency or 10
+    local conc = math.type(given) and math.tointeger(given) -- 4.0 is 4; 1e300 has no integer
+    if not conc or conc < 1 then
+      error(("sluice.map: concurrency must be a whole number ≥ 1, not %s"):format(
+        type(given) == "number" and ("%.14g"):format(given) or type(given)), 2)
     end
     local n = #items
     local results, errs = {}, {}

@@ -587,7 +587,7 @@ print(rows[1].three)
         for bad in ("+0x10s", "+ 5m", "+5x", "+", "+inf", "+nan", "+1e3s", "+5 m"):
             proc = self.sluice("queue", "echo", "--at", bad, check=False)
             self.assertEqual(proc.returncode, 2, bad)
-            self.assertIn(f"--at '{bad}': a delay is + and a number (digits only) followed by s, m, h or d",
+            self.assertIn(f"--at '{bad}': a delay is + and a number (digits, with an optional decimal part) followed by s, m, h or d",
                           proc.stderr)
         proc = self.sluice("queue", "echo", "--at", "-5m", check=False)
         self.assertEqual(proc.returncode, 2)
