@@ -13,7 +13,8 @@
 -- Expected failures return nil, message, info where info = { status, code,
 -- subcode, permanent } (permanent: a bad token, an unknown object, a malformed
 -- request — retrying cannot help). The access token travels in the
--- Authorization header, never in a URL or a log line.
+-- Authorization header, never in a URL or a log line, and only to the base
+-- URL's scheme, host and port: a paging.next elsewhere is not followed.
 --
 -- Environment: META_GRAPH_URL (default https://graph.facebook.com/v21.0),
 -- META_ACCESS_TOKEN (the seed's META_GRAPH_API_TOKEN is read too),
@@ -102,6 +103,29 @@ local function redact(url)
 end
 M.redact = redact
 
+-- A URL's scheme, host (with :port when the URL has one, for messages) and port
+-- (the scheme's default when it has none), lower-cased, user info dropped;
+-- nil when it is not an absolute URL.
+local DEFAULT_PORT = { http = 80, https = 443 }
+local function origin(url)
+  local scheme, authority = url:match("^(%a[%w+.-]*)://([^/?#]*)")
+  if not scheme then return nil end
+  scheme = scheme:lower()
+  local hostport = authority:gsub("^.*@", ""):lower()
+  local host, port = hostport:match("^(.-):(%d*)$")
+  if not host then host = hostport end
+  return scheme, hostport, host, tonumber(port) or DEFAULT_PORT[scheme]
+end
+
+-- Whether an absolute URL is on the base URL's scheme, host and port: only
+-- those get the token. nil, its scheme://host[:port] when it is elsewhere.
+local function same_origin(self, url)
+  local s1, _, h1, p1 = origin(self.base)
+  local s2, hostport, h2, p2 = origin(url)
+  if s1 and s1 == s2 and h1 == h2 and p1 == p2 then return true end
+  return nil, hostport ~= "" and (s2 .. "://" .. hostport) or url:sub(1, 80)
+end
+
 local function path_of(self, url)
   if url:sub(1, #self.base) == self.base then url = url:sub(#self.base + 1) end
   return redact((url:gsub("%?.*$", "")))
@@ -136,13 +160,21 @@ local function read(res)
 end
 
 -- get(path_or_url, query) → body | nil, message, info. path is relative to the
--- base URL ("/act_1/insights"); a full URL (paging.next) is used as it is.
--- Throttling errors, 5xx and transport errors are retried after the configured
--- delays (15, 30, 60 s).
+-- base URL ("/act_1/insights"); a full URL (paging.next) is used as it is if it
+-- is on the base URL's scheme, host and port, and refused (permanent, before
+-- any request: the token goes nowhere else) if not. Throttling errors, 5xx and
+-- transport errors are retried after the configured delays (15, 30, 60 s).
 function Client:get(path, query)
   local url = path
-  if not path:match("^https?://") then
+  if not path:match("^%a[%w+.-]*://") then
     url = self.base .. (path:sub(1, 1) == "/" and "" or "/") .. path
+  else
+    local ok, host = same_origin(self, path)
+    if not ok then
+      local scheme, hostport = origin(self.base)
+      return nil, ("graph: a next page on another host (%s) was not followed: the access token "
+        .. "is sent only to META_GRAPH_URL (%s://%s)"):format(host, scheme, hostport), { permanent = true }
+    end
   end
   local attempt = 0
   while true do
@@ -175,7 +207,8 @@ end
 
 -- each_page(path, query, fn) → rows seen, pages | nil, message, info
 -- Calls fn(rows, page_number) for each page of a list endpoint, following
--- paging.next until it is absent. fn may return nil, err to stop with that error.
+-- paging.next until it is absent (a next on another host than the base URL is
+-- an error, see get). fn may return nil, err to stop with that error.
 function Client:each_page(path, query, fn)
   local total, page, url, q = 0, 0, path, query
   while url do

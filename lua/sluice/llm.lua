@@ -202,7 +202,9 @@ local function retry_on(res, err)
   return res.status >= 500 and res.status <= 599
 end
 
--- chat(messages, opts) → { content, usage, finish_reason, model } | nil, message, kind
+-- chat(messages, opts) → { content, usage, finish_reason, model } | nil, message, kind[, paid]
+-- paid = { usage } when the endpoint answered 200 but without text content (kind
+-- "parse"): a reply received, and paid for, that says nothing.
 -- opts: model, temperature (default 0), max_tokens, json (true: response_format
 -- json_object), schema ({name, schema}: response_format json_schema, strict),
 -- timeout (default 120 s), attempts (HTTP attempts, default 6), config.
@@ -236,18 +238,20 @@ function M.chat(messages, opts)
   end
   local body, jerr = res:json()
   if type(body) ~= "table" then return nil, "llm: the answer is not JSON: " .. tostring(jerr), "http" end
+  local usage = type(body.usage) == "table" and body.usage or {}
+  usage = {
+    prompt_tokens = tonumber(usage.prompt_tokens) or 0,
+    completion_tokens = tonumber(usage.completion_tokens) or 0,
+  }
   local choice = type(body.choices) == "table" and body.choices[1]
   local message = type(choice) == "table" and choice.message
   local content = type(message) == "table" and message.content
-  if type(content) ~= "string" then return nil, "llm: the answer has no choices[1].message.content", "parse" end
-  local usage = type(body.usage) == "table" and body.usage or {}
-  return {
-    content = content, finish_reason = choice.finish_reason, model = body.model,
-    usage = {
-      prompt_tokens = tonumber(usage.prompt_tokens) or 0,
-      completion_tokens = tonumber(usage.completion_tokens) or 0,
-    },
-  }
+  -- A 200 without text was still a reply, and paid for: its usage comes back
+  -- as a fourth value, so that chat_json counts it and asks again.
+  if type(content) ~= "string" then
+    return nil, "llm: the answer has no choices[1].message.content", "parse", { usage = usage }
+  end
+  return { content = content, finish_reason = choice.finish_reason, model = body.model, usage = usage }
 end
 
 -- check(cfg) → true | nil, message, "auth"
@@ -265,8 +269,8 @@ end
 -- chat_json(messages, opts) → value, info | nil, message, kind
 -- Asks for JSON (opts.json defaults to true), parses the reply (fences
 -- tolerated) and runs opts.validate(value) → value' | nil, why. A reply that
--- does not parse or validate is asked again, up to opts.parse_attempts (default
--- 3) times; then nil, message, "parse". info = { usage = {prompt_tokens,
+-- has no text content, or does not parse or validate, is asked again, up to
+-- opts.parse_attempts (default 3) times; then nil, message, "parse". info = { usage = {prompt_tokens,
 -- completion_tokens}, attempts = n (replies received, each one paid for),
 -- content = the last reply }; a failure returns it too, as a fourth value.
 function M.chat_json(messages, opts)
@@ -278,20 +282,26 @@ function M.chat_json(messages, opts)
   local usage = { prompt_tokens = 0, completion_tokens = 0 }
   local last_err, last_content
   for attempt = 1, tries do
-    local r, err, kind = M.chat(messages, o)
-    if not r then
+    local r, err, kind, paid = M.chat(messages, o)
+    if not r and not paid then
       return nil, err, kind, { usage = usage, attempts = attempt - 1, content = last_content }
     end
-    usage.prompt_tokens = usage.prompt_tokens + r.usage.prompt_tokens
-    usage.completion_tokens = usage.completion_tokens + r.usage.completion_tokens
-    last_content = r.content
-    local v, perr = M.parse_json(r.content)
-    if v ~= nil and opts.validate then v, perr = opts.validate(v) end
+    local got = r or paid
+    usage.prompt_tokens = usage.prompt_tokens + got.usage.prompt_tokens
+    usage.completion_tokens = usage.completion_tokens + got.usage.completion_tokens
+    local v, perr
+    if r then
+      last_content = r.content
+      v, perr = M.parse_json(r.content)
+      if v ~= nil and opts.validate then v, perr = opts.validate(v) end
+    else
+      perr = "the reply has no text content"   -- a 200 without choices[1].message.content
+    end
     if v ~= nil then
       return v, { usage = usage, attempts = attempt, content = r.content }
     end
     last_err = perr or "the reply was not what was asked for"
-    if r.finish_reason == "length" then last_err = last_err .. " (the reply was cut at max_tokens)" end
+    if r and r.finish_reason == "length" then last_err = last_err .. " (the reply was cut at max_tokens)" end
     if attempt < tries then sluice.log(("llm: reply %d/%d unusable (%s); asking again"):format(attempt, tries, last_err)) end
   end
   return nil, ("llm: no usable JSON after %d replies: %s"):format(tries, last_err or "?"), "parse",

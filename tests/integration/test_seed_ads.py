@@ -800,6 +800,22 @@ class SeedAds(harness.SluiceTest):
         self.assertTrue(graph)
         self.assertTrue(all(e["headers"].get("authorization") == "Bearer system-token-123" for e in graph))
 
+    def test_graph_paging_to_another_host_is_not_followed(self):
+        # a paging.next on another host:port than META_GRAPH_URL fails the step,
+        # naming that host, and the token never goes there (it used to be
+        # followed, with the token in its Authorization header)
+        self.setup_brand()
+        with Fixture("services.py", "--apify-run-seconds", "0") as other:
+            self.svc.control({"graph_paging_base": other.url})
+            _, out = self.run_job("meta_sync", {"days_back": 30, "download_max_videos": 0,
+                                                "download_max_images": 0}, ok=False)
+            self.assertIn(f"a next page on another host ({other.url}) was not followed", out)
+            self.assertNotIn("system-token-123", out)
+            self.assertEqual(other.log(), [])
+        self.assertEqual(len(self.svc.log(f"/v21.0/{ACCOUNT}/insights")), 1)
+        # permanent: the job is not tried again
+        self.assertEqual(self.count("sluice.scheduled_jobs", "status = 'failed' AND attempts = 0"), 1)
+
     def test_rate_limit_respected(self):
         """The built-in limit (100/min, evenly spaced) is shared by concurrent runs."""
         self.setup_brand()

@@ -563,6 +563,39 @@ print(s1, s2, s3, e1, select("#", sluice.db.query("SELECT 1")), ok[1].n)
         self.assertEqual(self.one("SELECT status FROM public.reddit_scrape_runs ORDER BY created_at DESC "
                                   "LIMIT 1")["status"], "failed")
 
+    def test_reddit_reply_without_content_is_counted_and_asked_again(self):
+        # a 200 whose message content is null was paid for: it counts, and is
+        # asked again like a reply that does not parse (it used to fail the batch
+        # at once, uncounted)
+        params = {"search_queries": ["standing desk"], "max_posts": 100, "relevance_threshold": 0.3}
+        exp = reddit_expected(params)
+        first_batch = [x["id"] for x in exp["engaged"][:10]]
+        env = self.env({"LLM_CONCURRENCY": "1"})  # batches in order: the switches hit the first one
+
+        def calls_made():
+            return sum(self.svc.stats()["llm_calls"].values())
+        self.svc.control({"llm_no_content": 1})
+        out, proc = self.run_fg("reddit_scrape", params, env=env)
+        self.assertEqual(out["status"], "completed", proc.stderr)
+        self.assertEqual(out["result"]["llm_parse_errors"], 0)
+        self.assertEqual(out["result"]["posts_after_relevance"], len(exp["relevant"]))
+        self.assertEqual(out["result"]["llm_calls"], calls_made())
+        logs = self.sql("SELECT logs FROM sluice.scheduled_job_runs")[0]["logs"]
+        self.assertIn("no text content", logs)
+        self.assertIn("asking again", logs)
+
+        # every attempt of the first batch without content: the documented parse failure
+        self.svc.reset()
+        self.svc.control({"llm_no_content": 3})
+        out, proc = self.run_fg("reddit_scrape", params, env=env)
+        self.assertEqual(out["status"], "completed", proc.stderr)
+        self.assertEqual(out["result"]["llm_parse_errors"], 1)
+        self.assertEqual(out["result"]["llm_calls"], calls_made())
+        rows = {r["reddit_id"]: r for r in self.sql("SELECT reddit_id, relevance_score, relevance_reasoning "
+                                                    "FROM public.reddit_posts")}
+        for pid in first_batch:
+            self.assertEqual((rows[pid]["relevance_score"], rows[pid]["relevance_reasoning"]), (0, "Parse error"))
+
     def test_llm_429_storm_honours_retry_after(self):
         params = {"search_queries": ["standing desk"], "max_posts": 100, "relevance_threshold": 0.3}
         exp = reddit_expected(params)
