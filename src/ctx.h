@@ -27,7 +27,6 @@ typedef struct sl_ctx {
     const char *trigger_source; /* "manual" (run), "repl", "scheduled" (serve) */
     struct sl_cli_early *early; /* the connection being opened for sl_queue_boot */
     int assets_swept;           /* the asset store's stale pending files were removed */
-    int handlers_unread;        /* a handler directory could not be opened at the last load */
 } sl_ctx;
 
 /* The context stored in L's registry by the runtime; raises if absent. */

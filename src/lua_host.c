@@ -483,12 +483,14 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Marks the types loaded from files in dir as failed in the `failed` table below
- * `entries` on the stack: on a reload their previous versions stay. */
+/* dir could not be read: marks the types loaded from its files before as
+ * failed in the `failed` table below `entries` on the stack (on a reload their
+ * previous versions stay), and notes it (sl_runtime_dirs_unread). */
 static void keep_types_in(sl_runtime *rt, const char *dir)
 {
     lua_State *L = rt->L;
     char err[256];
+    rt->dirs_unread = 1;
     lua_pushstring(L, dir);
     if (sl_host_call(rt, "types_in", 1, 1, err, sizeof err) != 0) return;
     lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
@@ -546,12 +548,18 @@ static int load_dir(sl_runtime *rt, const char *dir, char **problems)
     return count;
 }
 
+int sl_runtime_dirs_unread(const sl_runtime *rt)
+{
+    return rt->dirs_unread;
+}
+
 int sl_runtime_load_handlers(sl_runtime *rt, const char *const *files, int nfiles, char **problems)
 {
     lua_State *L = rt->L;
     const sl_config *cfg = rt->ctx->cfg;
     int count = 0;
     char err[1024];
+    rt->dirs_unread = 0;
     if (sl_host_call(rt, "begin_load", 0, 0, err, sizeof err) != 0) {
         add_problem(problems, err);
         return 1;

@@ -371,16 +371,16 @@ static void print_problems(const char *problems, int strict)
     }
 }
 
-int sl_queue_dir_unread(const char *problems)
+const char *sl_queue_registry_sync_sql(const sl_runtime *rt)
 {
-    return problems && strstr(problems, ": cannot open the handler directory: ") != NULL;
+    return sl_runtime_dirs_unread(rt) ? "SELECT sluice.sync_registry($1::jsonb, true)"
+                                      : "SELECT sluice.sync_registry_if_changed($1::jsonb)";
 }
 
 int sl_queue_load(sl_ctx *ctx, int strict)
 {
     char *problems = NULL;
     int nproblems = sl_runtime_load_handlers(ctx->rt, NULL, 0, &problems);
-    ctx->handlers_unread = sl_queue_dir_unread(problems);
     if (nproblems > 0) print_problems(problems, strict);
     free(problems);
     return strict && nproblems > 0 ? -1 : 0;
@@ -400,13 +400,13 @@ PGconn *sl_queue_boot(sl_ctx *ctx, const char *kind, char worker_id[40])
         return NULL;
     }
     const char *p1[] = {reg};
-    PGresult *r =
-        sl_cli_exec(c,
-                    ctx->handlers_unread ? "SELECT set_config('synchronous_commit', 'off', true), "
-                                           "sluice.sync_registry($1::jsonb, true)"
-                                         : "SELECT set_config('synchronous_commit', 'off', true), "
-                                           "sluice.sync_registry_if_changed($1::jsonb)",
-                    1, p1);
+    PGresult *r = sl_cli_exec(c,
+                              sl_runtime_dirs_unread(ctx->rt)
+                                  ? "SELECT set_config('synchronous_commit', 'off', true), "
+                                    "sluice.sync_registry($1::jsonb, true)"
+                                  : "SELECT set_config('synchronous_commit', 'off', true), "
+                                    "sluice.sync_registry_if_changed($1::jsonb)",
+                              1, p1);
     free(reg);
     if (!r) {
         PQfinish(c);

@@ -21,11 +21,10 @@ struct sl_config;
  * as errors, which then make it return -1). */
 int sl_queue_load(struct sl_ctx *ctx, int strict);
 
-/* Whether problems (of sl_runtime_load_handlers) say a handler directory could
- * not be opened. Its types are then unknown here (none were loaded from it
- * before), so a registry sync must be partial: a full one marked every type
- * this process does not know unavailable, for every client of the database. */
-int sl_queue_dir_unread(const char *problems);
+/* The statement ($1: sl_runtime_registry_json) that syncs the registry after
+ * the last load of rt's handlers: in part when a handler directory could not
+ * be read (sl_runtime_dirs_unread), else only if it changed. */
+const char *sl_queue_registry_sync_sql(const struct sl_runtime *rt);
 
 /* Starts opening the connection sl_queue_boot will use, so that the server sets
  * the session up while the handlers load (call it before sl_queue_load). */

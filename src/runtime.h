@@ -78,6 +78,12 @@ void sl_runtime_free(sl_runtime *rt);
  * with problems keeps its previous version. */
 int sl_runtime_load_handlers(sl_runtime *rt, const char *const *files, int nfiles, char **problems);
 
+/* Whether the last sl_runtime_load_handlers could not read a handler directory
+ * (gone or unreadable for a moment, as while a deploy swaps it). The types of
+ * its files are then unknown here, so a registry sync must be partial: a full
+ * one would mark them unavailable for every client of the database. */
+int sl_runtime_dirs_unread(const sl_runtime *rt);
+
 /* The registry as JSON (array of job types with label, emoji, brand rule, param
  * schema, defaults, timeout, retries, datasets, file, version) for syncing into the
  * database. Caller frees. NULL (logged) if it cannot be built. */

@@ -94,6 +94,7 @@ struct sl_runtime {
     int load_over_cap; /* the file being loaded was refused memory past the cap */
     long guard_left;   /* instructions left to the code under the outermost guard */
     int guarding;      /* a guard is in force (sl_guard_enter) */
+    int dirs_unread;   /* the last load could not read a handler directory */
 };
 
 /* Lua code the host runs outside a task's own budget — a handler file's top level,

@@ -811,7 +811,6 @@ static void reload_handlers(void *data)
     sl_worker *w = data;
     char *problems = NULL;
     int n = sl_runtime_load_handlers(w->ctx->rt, NULL, 0, &problems);
-    int partial = sl_queue_dir_unread(problems); /* see sl_queue_dir_unread */
     for (char *p = problems, *nl; p && *p; p = nl ? nl + 1 : NULL) {
         nl = strchr(p, '\n');
         if (nl) *nl = '\0';
@@ -822,10 +821,8 @@ static void reload_handlers(void *data)
     char *reg = sl_runtime_registry_json(w->ctx->rt);
     if (reg) {
         const char *params[] = {reg};
-        sl_pg_query(w->ctx->pg,
-                    partial ? "SELECT sluice.sync_registry($1::jsonb, true)"
-                            : "SELECT sluice.sync_registry_if_changed($1::jsonb)",
-                    1, params, registry_synced, w);
+        sl_pg_query(w->ctx->pg, sl_queue_registry_sync_sql(w->ctx->rt), 1, params, registry_synced,
+                    w);
         free(reg);
     }
     char *names = sl_runtime_type_names(w->ctx->rt);
