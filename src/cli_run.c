@@ -100,9 +100,9 @@ static void give_back_late(PGconn *c, const sl_claimed *cl, const char *type, co
     PGresult *r = sl_cli_exec(c, "SELECT sluice.release_runs($1::uuid[])", 1, p);
     int answered = r != NULL, given = r && PQntuples(r) == 1 && atoi(PQgetvalue(r, 0, 0)) == 1;
     if (r) PQclear(r);
-    sl_cli_error("run %s (%s) not started: its claim came back %.1f s after it was sent, too "
-                 "late for its %s s lease (a rescue may already have failed it)",
-                 cl->spec.run_id, type, after, lease);
+    char why[256];
+    sl_queue_late_claim_why(why, sizeof why, after, lease);
+    sl_cli_error("run %s (%s) not started: %s", cl->spec.run_id, type, why);
     if (given)
         fprintf(stderr,
                 "the run was given back to its job, which is due now: a worker (sluice serve) "

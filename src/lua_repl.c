@@ -235,10 +235,7 @@ static int l_claimed(lua_State *L)
     ev_now_update(loop);
     if (sl_queue_lease_claimed(&st->renewal, sent) < 0) {
         char why[256];
-        snprintf(why, sizeof why,
-                 "its claim came back %.1f s after it was sent, too late for its %s s lease (a "
-                 "rescue may already have failed it)",
-                 ev_now(loop) - sent, st->lease);
+        sl_queue_late_claim_why(why, sizeof why, ev_now(loop) - sent, st->lease);
         lua_pushnil(L);
         lua_pushstring(L, why);
         return 2;

@@ -291,6 +291,14 @@ int sl_queue_lease_claimed(sl_queue_lease *l, double sent)
     return 0;
 }
 
+void sl_queue_late_claim_why(char *buf, size_t len, double after, const char *lease)
+{
+    snprintf(buf, len,
+             "its claim came back %.1f s after it was sent, too late for its %s s lease (a rescue "
+             "may already have failed it)",
+             after, lease);
+}
+
 void sl_queue_lease_stop(sl_queue_lease *l)
 {
     if (l->holding) {

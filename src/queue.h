@@ -125,6 +125,10 @@ void sl_queue_lease_stop(sl_queue_lease *l);
  * `sent`). The caller of a blocking claim updates the loop's time first. */
 int sl_queue_lease_claimed(sl_queue_lease *l, double sent);
 
+/* Why a claim answered `after` seconds after it was sent is not started (after
+ * sl_queue_lease_claimed said -1), for a lease of `lease` seconds (as text). */
+void sl_queue_late_claim_why(char *buf, size_t len, double after, const char *lease);
+
 /* Stops the run run_id for reason ("cancelled", "lost" or "deleted"; "paused"
  * leaves a run in flight alone) if it is in flight here, else hands it to
  * l->not_started. */
