@@ -218,9 +218,15 @@ class Daemon(harness.SluiceTest):
         with self.serve("--no-watch", env=self.henv({"SLUICE_HANDLERS": f"{missing}:{harness.TEST_HANDLERS}"})) as d:
             d.wait_log("sluice serving")
             self.assertIn("cannot open the handler directory", d.log())
-            d.signal(signal.SIGHUP)
-            d.wait_log("handlers reloaded with problems", timeout=10)
-            self.scalar("SELECT pg_sleep(0.5)")  # the reload's sync is asynchronous
+            # the reload's sync is asynchronous: it is held on the lock every
+            # registry sync takes until seen waiting, then let go and waited for
+            sync = int(self.scalar("SELECT hashtext('sluice.sync_registry')"))
+            with self.advisory_lock(sync):
+                d.signal(signal.SIGHUP)
+                d.wait_log("handlers reloaded with problems", timeout=10)
+                self.wait_for(lambda: self.lock_waiters(sync) == 1, 10, "the reload's registry sync never ran")
+            self.wait_for(lambda: self.lock_waiters(sync) + self.lock_waiters(sync, granted=True) == 0, 10,
+                          "the reload's registry sync did not end")
         self.assertEqual(self.scalar("SELECT available FROM sluice.job_types WHERE name = 'echo'"), "t")
         self.assertEqual(self.scalar("SELECT available FROM sluice.job_types WHERE name = 'sql_probe'"), "t")
         self.assertRegex(self.scalar("SELECT sluice.queue_one_time_job(NULL, 'echo', '{}')"), r"^[0-9a-f-]{36}$")
