@@ -242,6 +242,14 @@ class SluiceTest(unittest.TestCase):
                                f"AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
                                f"AND {'' if granted else 'NOT '}granted"))
 
+    def sql_error(self, sql):
+        """Runs sql, which must fail, with verbose errors; returns psql's stderr,
+        whose error line reads "ERROR:  SQLSTATE: message"."""
+        proc = subprocess.run(["psql", self.db, "-X", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=verbose",
+                               "-Atc", sql], capture_output=True, text=True, env=pgfixture.clean_env())
+        self.assertNotEqual(proc.returncode, 0, f"{sql} was accepted: {proc.stdout}")
+        return proc.stderr
+
     def count(self, table, where="true"):
         return int(self.scalar(f"SELECT count(*) FROM {table} WHERE {where}"))
 

@@ -444,13 +444,6 @@ class Registry(harness.SluiceTest):
 
     def test_sql_queue_functions_check_options_as_the_cli_does(self):
         self.sync()
-
-        def call(sql):
-            proc = subprocess.run(["psql", self.db, "-X", "-v", "ON_ERROR_STOP=1", "-v",
-                                   "VERBOSITY=verbose", "-Atc", f"SELECT {sql}"],
-                                  capture_output=True, text=True, env=harness.pgfixture.clean_env())
-            return proc.returncode, proc.stderr
-
         priority = "priority must be a whole number from -1000000 to 1000000, not {}"
         retries = "max_retries must be a whole number from 0 to 1000, not {}"
         source = "trigger_source must be one of scheduled, manual, api, repl, not '{}'"
@@ -472,8 +465,7 @@ class Registry(harness.SluiceTest):
             ("sluice.schedule_job(NULL, 'noop', '* * * * *', p_trigger_source => 'API')", source.format("API")),
         ]
         for sql, message in cases:
-            status, err = call(sql)
-            self.assertNotEqual(status, 0, f"{sql} was accepted")
+            err = self.sql_error(f"SELECT {sql}")
             self.assertIn(f"ERROR:  22023: {message}\n", err, sql)
             self.assertNotIn("constraint", err, sql)
         self.assertEqual(self.count("sluice.scheduled_jobs"), 0)
@@ -482,7 +474,7 @@ class Registry(harness.SluiceTest):
                     "sluice.enqueue(NULL, 'noop', '{}', NULL, 1000000, 'k', 1000, 'repl', 'n')",
                     "sluice.enqueue_many(NULL, 'noop', ARRAY['{}'::jsonb], NULL, -1000000, 'manual')",
                     "sluice.schedule_job(NULL, 'noop', '* * * * *', 'UTC', '{}', NULL, NULL, NULL, 0, NULL)"):
-            status, err = call(sql)
+            status, _, err = psql(self.db, f"SELECT {sql}")
             self.assertEqual(status, 0, f"{sql}: {err}")
         self.assertEqual(self.count("sluice.scheduled_jobs"), 4)
         self.assertEqual(self.one("SELECT priority, trigger_source FROM sluice.scheduled_jobs "
@@ -670,11 +662,7 @@ class Registry(harness.SluiceTest):
                  "ERROR:  22023: unknown job type 'fresh_prob' — did you mean 'fresh_probe'?"),
                 ("sluice.job_type_freshness('fresh_probe', '00000000-0000-4000-8000-000000000000')",
                  "ERROR:  P0002: unknown brand '00000000-0000-4000-8000-000000000000'")):
-            proc = subprocess.run(["psql", self.db, "-X", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=verbose",
-                                   "-Atc", f"SELECT * FROM {sql}"],
-                                  capture_output=True, text=True, env=harness.pgfixture.clean_env())
-            self.assertNotEqual(proc.returncode, 0, f"{sql}: {proc.stdout}")
-            self.assertIn(message, proc.stderr, sql)
+            self.assertIn(message, self.sql_error(f"SELECT * FROM {sql}"), sql)
 
     def test_health_matrix_lists_every_brand_and_dataset(self):
         # no brands yet: the platform scope stands for every dataset
