@@ -365,7 +365,9 @@ return {
         local row = perf_row(cr, account)
         if row then
           batch[#batch + 1] = row
-          notes[#notes + 1] = clean.nul_note(("ad %s on %s"):format(row.meta_ad_id, row.date), nuls)
+          if nuls > 0 then -- the note's name is built only for a row that had some
+            notes[#notes + 1] = clean.nul_note(("ad %s on %s"):format(row.meta_ad_id, row.date), nuls)
+          end
         else
           skipped = skipped + 1
         end
