@@ -35,6 +35,7 @@ else
   scripts/setup.sh build
   SLUICE=${SLUICE_BIN:-$ROOT/build/sluice}
 fi
+SLUICE=$(command -v "$SLUICE" || echo "$SLUICE") # a bare name is looked up on PATH
 if [ ! -x "$SLUICE" ] || [ -d "$SLUICE" ]; then
   echo "SLUICE_BIN: '$SLUICE' is not an executable file" >&2
   exit 2
