@@ -30,13 +30,13 @@ return {
     end
     local g, gerr = graph.client(job)
     if not g then error(sluice.permanent(gerr)) end
-    local s, err = meta_assets.download(job, g, {
+    local s, err, _, refused = meta_assets.download(job, g, {
       max_videos = job.params.max_videos, max_images = job.params.max_images,
     })
     if not s then
       job.dataset("ad_assets"):fail(err)
       -- every request fails the same way until the token is replaced: no retry
-      if g.token_refused then error(sluice.permanent(err .. " — the Graph API refused the token"), 0) end
+      if refused then error(sluice.permanent(err .. " — the Graph API refused the token"), 0) end
       error(err, 0)
     end
     job.dataset("ad_assets"):success(s.downloaded, s)

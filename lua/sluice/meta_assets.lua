@@ -378,8 +378,10 @@ local CANDIDATES = [[
 -- downloaded, stored (new files), reused (bytes already stored), failed,
 -- not_downloadable, videos, images, creatives_read, creatives_failed,
 -- rows_skipped (asset rows the database refused) } | nil,
--- err, summary when the step failed as a whole: the asset store cannot be
--- written, or downloads or creative reads failed and nothing was downloaded.
+-- err, summary, refused when the step failed as a whole: the asset store
+-- cannot be written, or downloads or creative reads failed and nothing was
+-- downloaded (refused: that with the token refused on the way, which every
+-- request will meet until it is replaced).
 function M.download(job, g, opts)
   local max_videos, max_images = opts.max_videos or 20, opts.max_images or 40
   local summary = { attempted = 0, downloaded = 0, stored = 0, reused = 0, failed = 0,
@@ -452,7 +454,7 @@ function M.download(job, g, opts)
   -- something to do and nothing got: a failure, not a fresh dataset with 0 assets
   if summary.downloaded == 0 and summary.failed + summary.creatives_failed > 0 then
     return nil, ("nothing downloaded: %d downloads failed and %d creatives could not be read (first: %s)")
-      :format(summary.failed, summary.creatives_failed, first_err or "?"), summary
+      :format(summary.failed, summary.creatives_failed, first_err or "?"), summary, g.token_refused ~= nil
   end
   return summary
 end
