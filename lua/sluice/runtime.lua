@@ -237,19 +237,15 @@ end
 
 -- error_text(v) → the text an error value stands for, as a run's error is
 -- recorded: a string as it is, a table's `message`, a value with __tostring as
--- its text, any other table as JSON (so not "table: 0x…"), nil said as such.
+-- its text, anything else as M.describe_error says it (a table as JSON, so not
+-- "table: 0x…"; nil as such).
 local function error_text(v)
   local t = type(v)
   if t == "string" or t == "number" then return tostring(v) end
   if t == "table" and type(rawget(v, "message")) == "string" then return v.message end
   local mt = getmetatable(v)
   if type(mt) == "table" and mt.__tostring then return tostring(v) end
-  if v == nil then return "error(nil): no message" end
-  if t == "table" then
-    local ok, s = pcall(json.encode, v)
-    if ok then return "error value " .. s end
-  end
-  return "error value " .. tostring(v)
+  return M.describe_error(v)
 end
 
 -- error(sluice.permanent("…")): fail the run without retrying it.
