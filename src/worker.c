@@ -69,8 +69,8 @@
  * recorded (no jobs asked for, none given), so that a job NOTIFY'd to an idle
  * worker does not wait for that on a connection no claim has used yet. */
 #define WARMUP_SQL                                                                                 \
-    "SELECT (SELECT count(*) FROM sluice.finish_and_claim_runs('[]', NULL, 0, 0)) "                \
-    "+ (SELECT count(*) FROM sluice.claim_jobs(NULL, 0, 0)) "                                      \
+    "SELECT (SELECT count(*) FROM sluice.finish_and_claim_runs('[]', NULL, 0, 0, NULL)) "          \
+    "+ (SELECT count(*) FROM sluice.claim_jobs(NULL, 0, 0, NULL)) "                                \
     "+ (SELECT count(*) FROM sluice.start_runs(NULL, '{}', 0)) "                                   \
     "+ (SELECT count(*) FROM sluice.finish_runs('[]'))"
 
@@ -122,6 +122,7 @@ typedef struct sl_worker {
     int releasing; /* release_runs() in flight */
     int exit_status;
     sl_tz_cache *zones; /* time zones of recurring jobs, read once */
+    char *types;        /* the job types it has handlers for, a text[] literal: all it claims */
 } sl_worker;
 
 static void cycle(sl_worker *w);
@@ -495,13 +496,15 @@ static void cycle_done(PGresult *res, const char *err, void *data)
         schedule_record(w);
     } else if (n < asked && !w->cycling) {
         /* nothing more is due now: sleep until the next job is, or the poll */
+        const char *params[] = {w->types};
         sl_pg_query_prepared(
             w->ctx->pg, "sl_next_due",
             "SELECT EXTRACT(EPOCH FROM min(next_run_at) - now()) FROM "
             "sluice.scheduled_jobs WHERE status = 'active' AND next_run_at IS NOT NULL "
             /* a job queued at +/-infinity before 097_finite_run_at.sql: no subtraction */
-            "AND next_run_at > '-infinity' AND next_run_at < 'infinity'",
-            0, NULL, next_due_done, w);
+            "AND next_run_at > '-infinity' AND next_run_at < 'infinity' "
+            "AND job_type = ANY ($1::text[])",
+            1, params, next_due_done, w);
     }
 }
 
@@ -554,12 +557,13 @@ static void cycle(sl_worker *w)
     c->sent = ev_now(w->ctx->loop);
     char limit[16];
     snprintf(limit, sizeof limit, "%d", want);
-    const char *params[] = {sl_buf_str(&b), w->id, limit, w->lease};
+    const char *params[] = {sl_buf_str(&b), w->id, limit, w->lease, w->types};
     w->cycling++;
     w->asked += want;
     sl_pg_query_prepared(w->ctx->pg, "sl_cycle",
-                         "SELECT * FROM sluice.finish_and_claim_runs($1::jsonb, $2, $3, $4)", 4,
-                         params, cycle_done, c);
+                         "SELECT * FROM sluice.finish_and_claim_runs($1::jsonb, $2, $3, $4, "
+                         "$5::text[])",
+                         5, params, cycle_done, c);
     sl_buf_free(&b);
 }
 
@@ -803,6 +807,21 @@ static void registry_synced(PGresult *res, const char *err, void *data)
     if (res) PQclear(res);
 }
 
+/* The job types the runtime has handlers for, as a text[] literal ("{a,b}"):
+ * what the worker claims and waits for. Names are lower-case letters, digits
+ * and _ (the loader refuses others), so none needs quoting. */
+static char *claimable_types(sl_runtime *rt)
+{
+    char *names = sl_runtime_type_names(rt); /* "a, b" */
+    sl_buf b = {0};
+    sl_buf_puts(&b, "{");
+    for (const char *p = names ? names : ""; *p; p++)
+        if (*p != ' ') sl_buf_add(&b, p, 1);
+    sl_buf_puts(&b, "}");
+    free(names);
+    return b.data;
+}
+
 /* Reloads every handler file (and the libraries they use). A file that fails
  * keeps its previous version; runs in flight finish on the version they began
  * with. The registry tables get the result. */
@@ -818,6 +837,8 @@ static void reload_handlers(void *data)
                p, NULL);
     }
     free(problems);
+    free(w->types);
+    w->types = claimable_types(w->ctx->rt);
     char *reg = sl_runtime_registry_json(w->ctx->rt);
     if (reg) {
         const char *params[] = {reg};
@@ -1055,6 +1076,7 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     sl_pg_reserve(ctx.pg);     /* handlers cannot hold up lease renewals */
     sl_pg_adopt(ctx.pg, boot); /* the first claim needs no new connection */
 
+    w.types = claimable_types(ctx.rt);
     char *names = sl_runtime_type_names(ctx.rt);
     char conc[16];
     snprintf(conc, sizeof conc, "%d", w.concurrency);
@@ -1135,6 +1157,7 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     }
     sl_pg_free(ctx.pg);
     sl_tz_cache_free(w.zones);
+    free(w.types);
     free((char *)ctx.db_url);
     ev_loop_destroy(ctx.loop);
     sl_pidfile_release(pidfd, pidfile);

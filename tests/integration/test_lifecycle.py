@@ -938,6 +938,28 @@ class Lifecycle(harness.SluiceTest):
                  self.sql("SELECT scheduled_job_id FROM sluice.scheduled_job_runs ORDER BY started_at")]
         self.assertEqual(order, [high, low])
 
+    def test_a_worker_claims_only_the_types_it_has_handlers_for(self):
+        # a rolling deploy adds a job type: a worker that has no handler for it
+        # yet leaves its jobs due for one that has, instead of failing them
+        self.make_count_table()
+        counted = self.sluice("queue", "count").stdout.strip()
+        echoed = self.sluice("queue", "echo", "--params", '{"message": "hi"}').stdout.strip()
+        older = self.env({"SLUICE_HANDLERS": harness.EXAMPLES})
+        with self.serve("--no-watch", "--poll", "0.2", env=older) as d:
+            self.wait_for(lambda: self.one(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{echoed}'")
+                          ["status"] == "completed", 30, "the echo job did not run")
+            time.sleep(1)  # polls and NOTIFYs: the worker looks for due jobs again meanwhile
+            self.assertEqual(self.one(f"SELECT status, attempts, current_run_id FROM sluice.scheduled_jobs "
+                                      f"WHERE id = '{counted}'"),
+                             {"status": "active", "attempts": 0, "current_run_id": None})
+            self.assertEqual(self.count("sluice.scheduled_job_runs", f"scheduled_job_id = '{counted}'"), 0)
+            self.assertNotIn("unknown job type", d.log())
+            self.assertEqual(d.stop(), 0, d.log())
+        with self.serve("--no-watch"):
+            self.wait_for(lambda: self.one(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{counted}'")
+                          ["status"] == "completed", 30, "the count job did not run on a worker that has it")
+        self.assertEqual(self.count("public.count_runs"), 1)
+
     def test_a_claim_on_a_young_database_finds_its_jobs_through_indexes(self):
         # A claim's statements always use their generic plans
         # (120_claim_plans.sql). Planned while the jobs table is still empty,
@@ -946,11 +968,14 @@ class Lifecycle(harness.SluiceTest):
         # CREATE OR REPLACE of either function in a later migration drops
         # these settings unless it gives them again.)
         self.sluice("queue", "noop")
-        conf = {r["proname"]: r["conf"] for r in self.sql(
-            "SELECT proname, array_to_string(proconfig, ',') AS conf FROM pg_proc "
+        conf = {r["f"]: r["conf"] for r in self.sql(
+            "SELECT oid::regprocedure::text AS f, array_to_string(proconfig, ',') AS conf FROM pg_proc "
             "WHERE pronamespace = 'sluice'::regnamespace AND proname IN ('claim_jobs', 'start_runs')")}
-        self.assertEqual(conf, {"claim_jobs": "plan_cache_mode=force_generic_plan",
-                                "start_runs": "plan_cache_mode=force_generic_plan,enable_seqscan=off"})
+        self.assertEqual(conf, {
+            "sluice.claim_jobs(uuid,integer,double precision)": None,  # calls the one below
+            "sluice.claim_jobs(uuid,integer,double precision,text[])": "plan_cache_mode=force_generic_plan",
+            "sluice.start_runs(uuid,uuid[],double precision)":
+                "plan_cache_mode=force_generic_plan,enable_seqscan=off"})
         self.assertEqual(self.scalar("SELECT relpages FROM pg_class WHERE oid = 'sluice.scheduled_jobs'::regclass"),
                          "0")
         # the plans of the claim's statements, as notices
