@@ -337,7 +337,7 @@ function G.queue(job_type, params, opts)
   local rows, err = db.query(([[
     SELECT e.job_id::text, e.created,
            (SELECT j.status FROM sluice.scheduled_jobs j WHERE j.id = e.job_id AND NOT e.created) AS holder,
-           to_char(%s AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS due
+           to_char((%s) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS due
     FROM sluice.enqueue($1, $2, $3::jsonb, %s, $5::int, $6, $7::int, 'repl', $8) e]]):format(at_sql, at_sql),
     opts.brand, job_type, normalized, at, opts.priority or 0, opts.dedupe_key, opts.max_retries,
     opts.name)
