@@ -797,6 +797,32 @@ class Daemon(harness.SluiceTest):
         self.assertEqual(tick["status"], "completed")
         self.assertLess(tick["result"]["max_gap"], 20)
 
+    def test_a_string_built_by_appending_fails_its_run_and_holds_up_no_other(self):
+        # `s = s .. piece` copies the whole string at each append, one
+        # instruction whatever its length: 200,000 appends of 100 bytes are a
+        # million instructions, far under the budget, and copy 2 TB, which held
+        # the worker for many minutes, past the run's timeout. What a task
+        # allocates counts against its budget too (src/lua_host.c).
+        self.write("ticker.lua", TICKER)
+        self.write("appender.lua", """return { timeout = 2, run = function(job)
+            local piece, s = ("x"):rep(100), ""
+            for i = 1, 200000 do s = s .. piece end
+            return { len = #s }
+          end }""")
+        env = self.henv()
+        ticker = self.sluice("queue", "ticker", env=env).stdout.strip()
+        bad = self.sluice("queue", "appender", "--max-retries", "0", env=env).stdout.strip()
+        with self.serve("--concurrency", "2", env=env) as d:
+            self.wait_done(bad, timeout=60)
+            self.wait_done(ticker, timeout=60)
+            self.assertEqual(d.stop(timeout=30), 0, d.log())
+        run = self.result_of(bad)
+        self.assertEqual(run["status"], "failed")
+        self.assertIn("instruction budget exceeded", run["error_message"])
+        tick = self.result_of(ticker)
+        self.assertEqual(tick["status"], "completed")
+        self.assertLess(tick["result"]["max_gap"], 20)
+
     def test_rawset_cannot_change_what_handlers_share(self):
         # the library tables are one read-only proxy per process: a field rawset
         # into one would have shadowed the library for every later run
