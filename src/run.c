@@ -804,7 +804,12 @@ static sl_run *start_run(sl_runtime *rt, const sl_run_spec *spec, sl_run_done_fn
     sl_host_push(rt, "execute");
     if (!sl_host_push_handler(rt, spec->job_type, &timeout, &version)) {
         lua_settop(L, top);
-        snprintf(err, errlen, "unknown job type '%s'", spec->job_type);
+        /* the registry (sluice types) may know it: another worker, or an earlier
+         * version of this one's handlers, registered it */
+        snprintf(err, errlen,
+                 "unknown job type '%s': this worker has no %s.lua in its handler "
+                 "directories, or it failed to load (see `sluice check`)",
+                 spec->job_type, spec->job_type);
         return NULL;
     }
     sl_run *run = calloc(1, sizeof *run);

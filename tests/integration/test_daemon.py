@@ -506,7 +506,8 @@ class Daemon(harness.SluiceTest):
             d.wait_log("cannot start run")
         job = self.one(f"SELECT status, last_error FROM sluice.scheduled_jobs WHERE id = '{once}'")
         self.assertEqual(job["status"], "failed")
-        self.assertIn("unknown job type 'ghost'", job["last_error"])
+        self.assertIn("unknown job type 'ghost': this worker has no ghost.lua in its handler "
+                      "directories, or it failed to load (see `sluice check`)", job["last_error"])
         job = self.one(f"SELECT status, attempts, current_run_id, next_run_at > now() AS later, "
                        f"extract(minute FROM next_run_at)::int % 5 AS off_slot, "
                        f"next_run_at <= now() + interval '5 minutes' AS next_slot "
