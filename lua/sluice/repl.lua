@@ -236,7 +236,7 @@ local function validated(what, job_type, params)
   local ok, encoded = pcall(json.encode, params or {})
   if not ok then fail("%s: parameters cannot be encoded as JSON: %s", what, tostring(encoded)) end
   if encoded == "[]" then encoded = "{}" end
-  local normalized, err = host.validate(job_type, encoded)
+  local normalized, err = host.validate(job_type, encoded, what == "run")
   if not normalized then fail("%s: %s", what, err) end
   return normalized
 end
