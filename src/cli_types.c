@@ -505,7 +505,7 @@ int sl_cmd_types(const sl_config *cfg, int argc, char **argv)
     jv types = {0};
     int nproblems = sl_runtime_load_handlers(ctx.rt, NULL, 0, &problems);
     if (only) {
-        char *err = sl_runtime_validate(ctx.rt, only, "{}", NULL);
+        char *err = sl_runtime_validate(ctx.rt, only, "{}", NULL, 0);
         if (err && strncmp(err, "unknown job type", 16) == 0) {
             sl_cli_error("%s", err);
             free(err);

@@ -61,6 +61,14 @@ sl_ctx *sl_ctx_from_lua(lua_State *L)
 
 /* ------------------------------------------------------------------ memory */
 
+/* Bytes allocated that cost one instruction of the budget. Work proportional to
+ * what a task allocates is not all counted in instructions: `s = s .. piece` in a
+ * loop copies the whole string each time, one instruction whatever its length,
+ * so 50,000 appends of 100 bytes held the loop for some 45 s within the budget
+ * and past the run's timeout. Copying and collecting 16 bytes costs about what
+ * an instruction does: the default budget allows some 1.6 GB between waits. */
+#define SL_BYTES_PER_INSTRUCTION 16
+
 static void *host_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
     sl_runtime *rt = ud;
@@ -86,6 +94,13 @@ static void *host_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     void *p = realloc(ptr, nsize);
     if (!p) return NULL;
     rt->mem_used = rt->mem_used - old + nsize;
+    if (nsize > old) { /* charged where the hooks count: guarded code, else the task */
+        long cost = (long)((nsize - old) / SL_BYTES_PER_INSTRUCTION);
+        if (rt->guarding)
+            rt->guard_left -= cost;
+        else if (rt->current)
+            rt->current->budget -= cost;
+    }
     return p;
 }
 
@@ -633,13 +648,14 @@ char *sl_runtime_type_names(sl_runtime *rt)
 }
 
 char *sl_runtime_validate(sl_runtime *rt, const char *job_type, const char *params_json,
-                          char **normalized)
+                          char **normalized, int here)
 {
     lua_State *L = rt->L;
     char err[1024];
     lua_pushstring(L, job_type);
     lua_pushstring(L, params_json);
-    if (sl_host_call(rt, "validate", 2, 2, err, sizeof err) != 0) return sl_xstrdup(err);
+    lua_pushboolean(L, here);
+    if (sl_host_call(rt, "validate", 3, 2, err, sizeof err) != 0) return sl_xstrdup(err);
     char *problem = NULL;
     if (lua_isnil(L, -2)) {
         problem = sl_xstrdup(lua_tostring(L, -1) ? lua_tostring(L, -1) : "invalid");

@@ -158,9 +158,18 @@ int sl_task_wait(lua_State *L, sl_task *t, sl_task_cancel_fn cancel, void *op)
     if (!lua_isyieldable(L)) {
         /* inside a C call that cannot yield (table.sort's comparator, say): drop
          * the op as a cancel would, or its completion would later wake this task
-         * in the middle of some other wait; lua_yield then raises */
+         * in the middle of some other wait. Then say so where the handler made
+         * the call: lua_yield's own "attempt to yield across a C-call boundary"
+         * had neither a place nor a hint. */
         if (!drop_prepared(t)) cancel(op);
-        return lua_yield(L, 0);
+        lua_Debug ar;
+        const char *name = NULL;
+        if (lua_getstack(L, 0, &ar) && lua_getinfo(L, "n", &ar)) name = ar.name;
+        return luaL_error(L,
+                          "%s%s%scannot wait here (inside a metamethod, or a function that "
+                          "C calls, such as a table.sort comparator or a string.gsub "
+                          "replacement function)",
+                          name ? "'" : "", name ? name : "", name ? "' " : "");
     }
     if (t->prepare) {
         /* completed before we got here (a synchronous failure): resume soon */
@@ -804,7 +813,12 @@ static sl_run *start_run(sl_runtime *rt, const sl_run_spec *spec, sl_run_done_fn
     sl_host_push(rt, "execute");
     if (!sl_host_push_handler(rt, spec->job_type, &timeout, &version)) {
         lua_settop(L, top);
-        snprintf(err, errlen, "unknown job type '%s'", spec->job_type);
+        /* the registry (sluice types) may know it: another worker, or an earlier
+         * version of this one's handlers, registered it */
+        snprintf(err, errlen,
+                 "unknown job type '%s': this worker has no %s.lua in its handler "
+                 "directories, or it failed to load (see `sluice check`)",
+                 spec->job_type, spec->job_type);
         return NULL;
     }
     sl_run *run = calloc(1, sizeof *run);

@@ -100,9 +100,10 @@ char *sl_runtime_type_names(sl_runtime *rt);
  * a malloc'd message (unknown type with suggestions, or every parameter problem).
  * On success *normalized (if given) receives the params with defaults applied;
  * then a note is logged when they could not be checked here (the type's file
- * failed to load: the database checks them). */
+ * failed to load: the database checks them). here: the job is to run in this
+ * process, so a type whose file failed to load is a problem, not a note. */
 char *sl_runtime_validate(sl_runtime *rt, const char *job_type, const char *params_json,
-                          char **normalized);
+                          char **normalized, int here);
 
 /* Starts a run; NULL with err if the job type is unknown. */
 sl_run *sl_run_start(sl_runtime *rt, const sl_run_spec *spec, sl_run_done_fn done, void *data,

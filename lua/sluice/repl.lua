@@ -236,7 +236,7 @@ local function validated(what, job_type, params)
   local ok, encoded = pcall(json.encode, params or {})
   if not ok then fail("%s: parameters cannot be encoded as JSON: %s", what, tostring(encoded)) end
   if encoded == "[]" then encoded = "{}" end
-  local normalized, err = host.validate(job_type, encoded)
+  local normalized, err = host.validate(job_type, encoded, what == "run")
   if not normalized then fail("%s: %s", what, err) end
   return normalized
 end
@@ -337,7 +337,7 @@ function G.queue(job_type, params, opts)
   local rows, err = db.query(([[
     SELECT e.job_id::text, e.created,
            (SELECT j.status FROM sluice.scheduled_jobs j WHERE j.id = e.job_id AND NOT e.created) AS holder,
-           to_char(%s AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS due
+           to_char((%s) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS due
     FROM sluice.enqueue($1, $2, $3::jsonb, %s, $5::int, $6, $7::int, 'repl', $8) e]]):format(at_sql, at_sql),
     opts.brand, job_type, normalized, at, opts.priority or 0, opts.dedupe_key, opts.max_retries,
     opts.name)

@@ -673,9 +673,16 @@ local function is_object(raw, text)
   return type(raw) == "table" and text:match("^%s*{") ~= nil
 end
 
--- validate(type, params_json) → normalized_json [, note] | nil, message
-function M.validate(name, params_json)
+-- validate(type, params_json [, here]) → normalized_json [, note] | nil, message.
+-- here: the job is to run in this process (sluice run, the REPL's run()), which
+-- a type whose file failed to load cannot do: the run would be created and then
+-- fail to start.
+function M.validate(name, params_json, here)
   local entry = handlers[name]
+  if not entry and last_failed[name] and here then
+    return nil, ("%s: its handler file failed to load here (the problem is above; see `sluice "
+      .. "check`), so it cannot run here"):format(name)
+  end
   if not entry and last_failed[name] then
     -- its file is broken here: the database checks it against the last good registry
     local ok, raw = pcall(json.decode, params_json)

@@ -506,7 +506,8 @@ class Daemon(harness.SluiceTest):
             d.wait_log("cannot start run")
         job = self.one(f"SELECT status, last_error FROM sluice.scheduled_jobs WHERE id = '{once}'")
         self.assertEqual(job["status"], "failed")
-        self.assertIn("unknown job type 'ghost'", job["last_error"])
+        self.assertIn("unknown job type 'ghost': this worker has no ghost.lua in its handler "
+                      "directories, or it failed to load (see `sluice check`)", job["last_error"])
         job = self.one(f"SELECT status, attempts, current_run_id, next_run_at > now() AS later, "
                        f"extract(minute FROM next_run_at)::int % 5 AS off_slot, "
                        f"next_run_at <= now() + interval '5 minutes' AS next_slot "
@@ -793,6 +794,32 @@ class Daemon(harness.SluiceTest):
         self.assertRegex(gc["error_message"],
                          r"spinning_gc\.lua:2: setmetatable: __gc is not available to handlers")
         # the ticker went on: a held worker would never have ended it
+        tick = self.result_of(ticker)
+        self.assertEqual(tick["status"], "completed")
+        self.assertLess(tick["result"]["max_gap"], 20)
+
+    def test_a_string_built_by_appending_fails_its_run_and_holds_up_no_other(self):
+        # `s = s .. piece` copies the whole string at each append, one
+        # instruction whatever its length: 200,000 appends of 100 bytes are a
+        # million instructions, far under the budget, and copy 2 TB, which held
+        # the worker for many minutes, past the run's timeout. What a task
+        # allocates counts against its budget too (src/lua_host.c).
+        self.write("ticker.lua", TICKER)
+        self.write("appender.lua", """return { timeout = 2, run = function(job)
+            local piece, s = ("x"):rep(100), ""
+            for i = 1, 200000 do s = s .. piece end
+            return { len = #s }
+          end }""")
+        env = self.henv()
+        ticker = self.sluice("queue", "ticker", env=env).stdout.strip()
+        bad = self.sluice("queue", "appender", "--max-retries", "0", env=env).stdout.strip()
+        with self.serve("--concurrency", "2", env=env) as d:
+            self.wait_done(bad, timeout=60)
+            self.wait_done(ticker, timeout=60)
+            self.assertEqual(d.stop(timeout=30), 0, d.log())
+        run = self.result_of(bad)
+        self.assertEqual(run["status"], "failed")
+        self.assertIn("instruction budget exceeded", run["error_message"])
         tick = self.result_of(ticker)
         self.assertEqual(tick["status"], "completed")
         self.assertLess(tick["result"]["max_gap"], 20)

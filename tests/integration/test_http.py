@@ -637,6 +637,23 @@ class HttpExec(unittest.TestCase):
             self.assertEqual(proc.returncode, 1, src)
             self.assertIn(msg, proc.stderr, src)
 
+    def test_waiting_where_no_wait_is_possible_says_where(self):
+        # a call that waits, made from a function C calls (a sort comparator, a
+        # gsub replacement, __tostring), raised Lua's "attempt to yield across a
+        # C-call boundary", with no line and no hint
+        for src, name in [
+            ("table.sort({2, 1}, function(a, b) sluice.sleep(0.001) return a < b end)", "sleep"),
+            ('("ab"):gsub(".", function(c) sluice.sleep(0) return c end)', "sleep"),
+            ("tostring(setmetatable({}, { __tostring = function() sluice.sleep(0) return '' end }))",
+             "sleep"),
+        ]:
+            proc, _ = self.lua(src, expect_ok=False)
+            self.assertEqual(proc.returncode, 1, src)
+            self.assertRegex(proc.stderr, rf"\.lua:1: '{name}' cannot wait here \(inside a metamethod, or "
+                             r"a function that C calls, such as a table\.sort comparator or a "
+                             r"string\.gsub replacement function\)", src)
+            self.assertNotIn("C-call boundary", proc.stderr, src)
+
     def wait_aborted(self, path, n, timeout=10):
         deadline = time.monotonic() + timeout
         while True:

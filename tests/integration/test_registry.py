@@ -286,6 +286,35 @@ class Registry(harness.SluiceTest):
         finally:
             shutil.rmtree(d)
 
+    def test_a_broken_file_is_not_run_here(self):
+        # sluice run and the REPL's run() validated such a job against the
+        # registry, created its run and then could not start it: `sluice run`
+        # left the run running until its lease ran out, the REPL failed it as
+        # "unknown job type"
+        d = tempfile.mkdtemp(prefix="sluice-broken-run-")
+        self.addCleanup(shutil.rmtree, d, True)
+        path = os.path.join(d, "fragile.lua")
+        with open(path, "w") as f:
+            f.write("return { run = function(job) return { ok = true } end }\n")
+        env = self.env({"SLUICE_HANDLERS": d})
+        self.sluice("run", "fragile", env=env)  # registered, and it runs
+        with open(path, "w") as f:
+            f.write(BROKEN["syntax_error.lua"][0])
+        before = self.count("sluice.scheduled_job_runs", "job_type = 'fragile'")
+        why = ("fragile: its handler file failed to load here (the problem is above; see `sluice "
+               "check`), so it cannot run here")
+        proc = self.sluice("run", "fragile", env=env, check=False)
+        self.assertEqual(proc.returncode, 2, proc.stderr)
+        self.assertIn(f"sluice: error: {why}", proc.stderr)
+        self.assertIn(f"{d}/fragile.lua: line 2:", proc.stderr)
+        proc = self.sluice("repl", "-e", 'run("fragile", {})', env=env, check=False)
+        self.assertEqual(proc.returncode, 1, proc.stderr)
+        self.assertIn(f"run: {why}", proc.stderr)
+        self.assertEqual(self.count("sluice.scheduled_job_runs", "job_type = 'fragile'"), before)
+        # queueing it is still for a worker to run, as before
+        queued = self.sluice("queue", "fragile", env=env)
+        self.assertIn("fragile: its handler file failed to load here (see `sluice check`)", queued.stderr)
+
     def test_start_up_syncs_the_registry_only_when_it_changed(self):
         hdir = tempfile.mkdtemp(prefix="sluice-registry-")
         self.addCleanup(shutil.rmtree, hdir, True)

@@ -271,6 +271,18 @@ class ReplTest(harness.SluiceTest):
                 f"FROM sluice.scheduled_jobs WHERE id = '{job}'"), due, at)
             self.assertIn(f"due: {due}\n", p.stderr, at)
 
+    def test_queue_after_a_delay(self):
+        # AT TIME ZONE bound tighter than the +: the query asked for
+        # timezone(text, interval), which does not exist, and nothing was queued
+        self.run_e("1")  # the schema
+        for after, secs in (('"10 min"', 600), ("90", 90)):
+            p = self.run_e(f'return queue("noop", {{}}, {{after = {after}}})')
+            job = p.stdout.strip().strip('"')
+            delay = self.scalar("SELECT extract(epoch FROM next_run_at - created_at)::int "
+                                f"FROM sluice.scheduled_jobs WHERE id = '{job}'")
+            self.assertAlmostEqual(int(delay), secs, delta=2, msg=after)
+            self.assertRegex(p.stderr, r"due: \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\n")
+
     def test_queue_with_a_dedupe_key_says_which_job_holds_it(self):
         t = self.repl()
         first = re.search(r'"([0-9a-f-]{36})"', t.line('=queue("echo", {}, {dedupe_key = "k"})')).group(1)
