@@ -960,6 +960,29 @@ static int number_flag(sl_config *cfg, const char *key, int argc, char **argv, i
     return 0;
 }
 
+/* Whether any job type loaded; if none did, says why on stderr. A daemon without
+ * job types claims every due job all the same and fails it as of an unknown
+ * type, using up its attempts: a handler directory named wrong or missing
+ * would fail every job of the fleet it joined. (On a reload, types that fail
+ * to load keep their previous versions, so this concerns the start only.) */
+static int has_job_types(sl_ctx *ctx, const sl_config *cfg)
+{
+    char *names = sl_runtime_type_names(ctx->rt);
+    int any = names && *names;
+    free(names);
+    if (any) return 1;
+    sl_buf dirs = {0};
+    for (int i = 0; i < cfg->n_handler_dirs; i++)
+        sl_buf_printf(&dirs, "%s%s", i ? ":" : "", cfg->handler_dirs[i]);
+    sl_cli_error("serve: no job types loaded from %s (%s); not serving: a worker without "
+                 "them would fail every job it claims",
+                 sl_buf_str(&dirs),
+                 sl_runtime_dirs_unread(ctx->rt) ? "a handler directory cannot be read"
+                                                 : "`sluice check` says why");
+    sl_buf_free(&dirs);
+    return 0;
+}
+
 int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
 {
     sl_config cfg = *cfg_in; /* shallow: only numbers are overridden */
@@ -1027,6 +1050,14 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     sigaction(SIGINT, &stop, NULL);
     sigaction(SIGTERM, &stop, NULL);
     sl_queue_load(&ctx, 0);
+    if (!has_job_types(&ctx, &cfg)) {
+        sl_runtime_free(ctx.rt);
+        sl_tz_cache_free(w.zones);
+        sl_cli_early_free(ctx.early);
+        ev_loop_destroy(ctx.loop);
+        sl_pidfile_release(pidfd, pidfile);
+        return 2;
+    }
     double backoff = 1;
     PGconn *boot;
     sl_cli_errors_to_log(1); /* why an attempt failed, as a line of the log */
