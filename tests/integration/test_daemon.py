@@ -330,8 +330,16 @@ class Daemon(harness.SluiceTest):
             f.write("concurency = 3\n")
         bad = self.sluice("config", env=env, check=False)
         self.assertEqual(bad.returncode, 2)
-        self.assertIn("unknown setting 'concurency'", bad.stderr)
+        self.assertIn("unknown setting 'concurency' — did you mean 'concurrency'?", bad.stderr)
         self.assertIn(f"{conf}:6", bad.stderr)
+        # a setting spelt as its flag is, or nothing near a setting at all
+        for line, message in (("lease = 3", "unknown setting 'lease' — did you mean 'lease_seconds'?"),
+                              ("prefetch = 3", "unknown setting 'prefetch'\n")):
+            with open(conf, "w") as f:
+                f.write(line + "\n")
+            bad = self.sluice("config", env=env, check=False)
+            self.assertEqual(bad.returncode, 2)
+            self.assertIn(f"{conf}:1: {message}", bad.stderr)
 
     def test_config_shows_http_limits(self):
         # `sluice config` left the file's http_limit lines out of "the settings in effect"
