@@ -167,6 +167,48 @@ static int parse_number(const number *n, const char *v, const char *src, double 
     return 0;
 }
 
+/* Edits (insert, delete, replace) from a to b; more than 63 bytes count as far. */
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), row[64];
+    if (la > 63 || lb > 63) return (size_t)-1;
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j], best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best) best = up + 1;
+            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+            diag = up;
+            row[j] = best;
+        }
+    }
+    return row[lb];
+}
+
+/* The setting a mistyped key most likely meant (a third of its letters off at
+ * most, or the first word of its name, as the flags spell it: lease for
+ * lease_seconds), or NULL. */
+static const char *nearest_key(const char *key)
+{
+    static const char *const words[] = {"db",         "home",      "handlers",  "lua",
+                                        "log_format", "log_level", "http_limit"};
+    const char *best = NULL;
+    size_t best_d = strlen(key) / 3 + 1;
+    for (size_t k = 0; k < N_NUMBERS + sizeof words / sizeof words[0]; k++) {
+        const char *name = k < N_NUMBERS ? numbers[k].key : words[k - N_NUMBERS];
+        size_t n = strlen(key), d = edit_distance(key, name);
+        if (strncmp(name, key, n) == 0 && name[n] == '_') d = 0;
+        if (d < best_d) {
+            best_d = d;
+            best = name;
+        }
+    }
+    return best;
+}
+
 int sl_config_set(sl_config *cfg, const char *key, const char *val, const char *src, char *err,
                   size_t errlen)
 {
@@ -212,7 +254,9 @@ int sl_config_set(sl_config *cfg, const char *key, const char *val, const char *
         }
         cfg->http_limits[cfg->n_http_limits++] = sl_xstrdup(val);
     } else {
-        snprintf(err, errlen, "%s: unknown setting '%s'", src, key);
+        const char *near = nearest_key(key);
+        snprintf(err, errlen, "%s: unknown setting '%s'%s%s%s", src, key,
+                 near ? " — did you mean '" : "", near ? near : "", near ? "'?" : "");
         return -1;
     }
     if (bad) {

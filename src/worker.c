@@ -20,8 +20,9 @@
  *
  * Shutdown (SIGINT/SIGTERM): stop claiming, let runs finish for the grace
  * period, then cancel the rest as failed "shutdown" (retried later by policy),
- * record everything, exit 0. A second signal exits at once; leases then let
- * other workers rescue what was in flight.
+ * record everything, exit 0 (or, if the database has not recorded it a lease
+ * after the grace period, leave without it: exit 1). A second signal exits at
+ * once; leases then let other workers rescue what was in flight.
  */
 #include "buf.h"
 #include "cli.h"
@@ -112,10 +113,13 @@ typedef struct sl_worker {
     ev_timer retention;
     ev_timer logflush; /* records log lines of long runs as they come */
     int flushing_logs;
+    void *flush;   /* that flush's request (a logflush_req), while in flight */
     ev_timer soon; /* the next cycle recording ended runs (record_delay) */
     ev_signal sigint, sigterm, sighup;
     sl_watch *watch;
     ev_timer grace;
+    ev_timer leave;           /* after the grace period: how long to wait for the database */
+    struct cycle_req *cycles; /* finish_and_claim calls in flight */
     int stopping;
     int signals;
     wrun *done;    /* ended runs waiting to be recorded */
@@ -343,6 +347,7 @@ typedef struct cycle_req {
     wrun *batch;
     int asked;
     double sent; /* the loop's time when it was sent: its claims' leases run from later */
+    struct cycle_req *next, **prev; /* in w->cycles */
 } cycle_req;
 
 /* Puts a batch back in front of the ended runs still to record; returns its size. */
@@ -431,6 +436,8 @@ static void cycle_done(PGresult *res, const char *err, void *data)
     wrun *batch = c->batch;
     int asked = c->asked;
     double sent = c->sent;
+    if (c->next) c->next->prev = c->prev;
+    *c->prev = c->next;
     free(c);
     w->cycling--;
     w->asked -= asked;
@@ -555,6 +562,10 @@ static void cycle(sl_worker *w)
     c->batch = batch;
     c->asked = want;
     c->sent = ev_now(w->ctx->loop);
+    c->next = w->cycles;
+    if (c->next) c->next->prev = &c->next;
+    c->prev = &w->cycles;
+    w->cycles = c;
     char limit[16];
     snprintf(limit, sizeof limit, "%d", want);
     const char *params[] = {sl_buf_str(&b), w->id, limit, w->lease, w->types};
@@ -757,6 +768,7 @@ static void logs_done(PGresult *res, const char *err, void *data)
     logflush_req *q = data;
     sl_worker *w = q->w;
     w->flushing_logs = 0;
+    w->flush = NULL;
     if (err) {
         sl_log(SL_WARN, "recording log lines failed; they are recorded when the run ends", "error",
                err, NULL);
@@ -793,6 +805,7 @@ static void logflush_cb(struct ev_loop *loop, ev_timer *t, int revents)
     }
     const char *params[] = {sl_buf_str(&b)};
     w->flushing_logs = 1;
+    w->flush = q;
     sl_pg_query_prepared(w->ctx->pg, "sl_logs", "SELECT * FROM sluice.append_logs($1::jsonb)", 1,
                          params, logs_done, q);
     sl_buf_free(&b);
@@ -899,7 +912,34 @@ static void grace_cb(struct ev_loop *loop, ev_timer *t, int revents)
     sl_worker *w = t->data;
     if (w->running > 0) sl_logf(SL_WARN, "grace period over: cancelling %d run(s)", w->running);
     sl_runtime_cancel_all_runs(w->ctx->rt, "shutdown");
+    ev_timer_set(&w->leave, w->cfg->lease_seconds, 0);
+    ev_timer_start(loop, &w->leave);
     maybe_exit(w);
+}
+
+/* The lease has passed since the grace period ended and the outcomes are still
+ * not recorded (the database is down or does not answer): waiting longer
+ * serves nothing, as other workers' rescue now fails these runs and retries
+ * their jobs, so the process leaves without them (exit status 1) instead of
+ * waiting for the database for ever. */
+static void leave_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)revents;
+    sl_worker *w = t->data;
+    int n = 0;
+    for (wrun *r = w->done; r; r = r->next)
+        n++;
+    for (cycle_req *c = w->cycles; c; c = c->next)
+        for (wrun *r = c->batch; r; r = r->next)
+            n++;
+    char count[16];
+    snprintf(count, sizeof count, "%d", n);
+    sl_log(SL_ERROR,
+           "the database did not answer: stopping without recording every outcome; the "
+           "leases hand the runs to other workers",
+           "unrecorded", count, NULL);
+    w->exit_status = 1;
+    ev_break(loop, EVBREAK_ALL);
 }
 
 static void signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
@@ -981,6 +1021,29 @@ static int number_flag(sl_config *cfg, const char *key, int argc, char **argv, i
     return 0;
 }
 
+/* Whether any job type loaded; if none did, says why on stderr. A daemon without
+ * job types claims every due job all the same and fails it as of an unknown
+ * type, using up its attempts: a handler directory named wrong or missing
+ * would fail every job of the fleet it joined. (On a reload, types that fail
+ * to load keep their previous versions, so this concerns the start only.) */
+static int has_job_types(sl_ctx *ctx, const sl_config *cfg)
+{
+    char *names = sl_runtime_type_names(ctx->rt);
+    int any = names && *names;
+    free(names);
+    if (any) return 1;
+    sl_buf dirs = {0};
+    for (int i = 0; i < cfg->n_handler_dirs; i++)
+        sl_buf_printf(&dirs, "%s%s", i ? ":" : "", cfg->handler_dirs[i]);
+    sl_cli_error("serve: no job types loaded from %s (%s); not serving: a worker without "
+                 "them would fail every job it claims",
+                 sl_buf_str(&dirs),
+                 sl_runtime_dirs_unread(ctx->rt) ? "a handler directory cannot be read"
+                                                 : "`sluice check` says why");
+    sl_buf_free(&dirs);
+    return 0;
+}
+
 int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
 {
     sl_config cfg = *cfg_in; /* shallow: only numbers are overridden */
@@ -1048,6 +1111,14 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     sigaction(SIGINT, &stop, NULL);
     sigaction(SIGTERM, &stop, NULL);
     sl_queue_load(&ctx, 0);
+    if (!has_job_types(&ctx, &cfg)) {
+        sl_runtime_free(ctx.rt);
+        sl_tz_cache_free(w.zones);
+        sl_cli_early_free(ctx.early);
+        ev_loop_destroy(ctx.loop);
+        sl_pidfile_release(pidfd, pidfile);
+        return 2;
+    }
     double backoff = 1;
     PGconn *boot;
     sl_cli_errors_to_log(1); /* why an attempt failed, as a line of the log */
@@ -1090,6 +1161,8 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     w.soon.data = &w;
     ev_init(&w.grace, grace_cb);
     w.grace.data = &w;
+    ev_init(&w.leave, leave_cb);
+    w.leave.data = &w;
     w.renewal = (sl_queue_lease){.ctx = &ctx,
                                  .worker = w.id,
                                  .lease = w.lease,
@@ -1134,6 +1207,7 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     ev_timer_stop(ctx.loop, &w.claim_timer);
     ev_timer_stop(ctx.loop, &w.soon);
     ev_timer_stop(ctx.loop, &w.grace);
+    ev_timer_stop(ctx.loop, &w.leave);
     sl_queue_lease_stop(&w.renewal);
     ev_timer_stop(ctx.loop, &w.rescue);
     ev_timer_stop(ctx.loop, &w.retention);
@@ -1155,7 +1229,18 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
         wrun_free(w.done);
         w.done = n;
     }
-    sl_pg_free(ctx.pg);
+    sl_pg_free(ctx.pg); /* requests still queued are dropped without their callbacks */
+    while (w.cycles) {
+        cycle_req *c = w.cycles;
+        w.cycles = c->next;
+        while (c->batch) {
+            wrun *n = c->batch->next;
+            wrun_free(c->batch);
+            c->batch = n;
+        }
+        free(c);
+    }
+    free(w.flush);
     sl_tz_cache_free(w.zones);
     free(w.types);
     free((char *)ctx.db_url);

@@ -269,6 +269,24 @@ class Daemon(harness.SluiceTest):
             self.assertIn(str(d.proc.pid), second.stderr)
         self.assertFalse(os.path.exists(pidfile))
 
+    def test_a_daemon_without_job_types_does_not_serve(self):
+        # a handler directory named wrong, not yet deployed or empty: the daemon
+        # served with no job types, claimed every due job and failed it as of
+        # an unknown type, until its attempts were spent
+        job = self.sluice("queue", "echo", env=self.henv()).stdout.strip()
+        empty = tempfile.mkdtemp(prefix="sluice-empty-")
+        try:
+            for dirs, why in ((self.dir + ".missing", "a handler directory cannot be read"),
+                              (empty, "`sluice check` says why")):
+                proc = self.sluice("serve", env=self.henv({"SLUICE_HANDLERS": dirs}), check=False, timeout=20)
+                self.assertEqual(proc.returncode, 2, proc.stderr)
+                self.assertIn(f"serve: no job types loaded from {dirs} ({why}); not serving", proc.stderr)
+        finally:
+            shutil.rmtree(empty)
+        self.assertEqual(self.one(f"SELECT status, attempts FROM sluice.scheduled_jobs WHERE id = '{job}'"),
+                         {"status": "active", "attempts": 0})
+        self.assertEqual(self.count("sluice.scheduled_job_runs"), 0)
+
     def test_json_logs_with_run_fields_and_no_secrets(self):
         env = self.henv({"SLUICE_LOG_FORMAT": "json"})
         job = self.sluice("queue", "echo", "--params",
@@ -313,8 +331,16 @@ class Daemon(harness.SluiceTest):
             f.write("concurency = 3\n")
         bad = self.sluice("config", env=env, check=False)
         self.assertEqual(bad.returncode, 2)
-        self.assertIn("unknown setting 'concurency'", bad.stderr)
+        self.assertIn("unknown setting 'concurency' — did you mean 'concurrency'?", bad.stderr)
         self.assertIn(f"{conf}:6", bad.stderr)
+        # a setting spelt as its flag is, or nothing near a setting at all
+        for line, message in (("lease = 3", "unknown setting 'lease' — did you mean 'lease_seconds'?"),
+                              ("prefetch = 3", "unknown setting 'prefetch'\n")):
+            with open(conf, "w") as f:
+                f.write(line + "\n")
+            bad = self.sluice("config", env=env, check=False)
+            self.assertEqual(bad.returncode, 2)
+            self.assertIn(f"{conf}:1: {message}", bad.stderr)
 
     def test_config_shows_http_limits(self):
         # `sluice config` left the file's http_limit lines out of "the settings in effect"

@@ -1109,6 +1109,31 @@ class PostgresRestart(harness.OwnClusterTest):
         self.assertEqual(pgfixture.psql(url, f"SELECT sluice.cancel_job('{job}')"), "cancelling")
         self.assertEqual(d.stop(), 0, d.log())
 
+    def test_a_daemon_stopped_while_the_database_is_down_leaves_after_its_lease(self):
+        # SIGTERM while the database is down: the grace period ended, but the
+        # daemon waited for the database to record its runs' outcomes for ever,
+        # though once the lease has passed other workers' rescue does that
+        env = self.own_env
+        job = self.sluice("queue", "sleep", "--params", '{"seconds": 600}', env=env).stdout.strip()
+        url = self.sluice("db", "url", env=env).stdout.strip()
+        d = self.serve("--lease", "3", "--grace", "1", env=env)
+        self.wait_for(lambda: pgfixture.psql(url, "SELECT count(*) FROM sluice.scheduled_job_runs "
+                                                  "WHERE status = 'running'") == "1", 30)
+        self.sluice("db", "stop", env=env)
+        d.wait_log("database connection failed", timeout=30)
+        started = time.monotonic()
+        self.assertEqual(d.stop(timeout=30), 1, d.log())
+        self.assertLess(time.monotonic() - started, 15)
+        self.assertIn("the database did not answer: stopping without recording every outcome", d.log())
+        # the job is not lost: a worker's rescue fails the run and runs it again
+        self.sluice("db", "start", env=env)
+        d2 = self.serve("--lease", "3", env=env)
+        self.wait_for(lambda: pgfixture.psql(url, f"SELECT count(*) FROM sluice.scheduled_job_runs "
+                                                  f"WHERE scheduled_job_id = '{job}'") == "2", 40,
+                      "the job was not run again after the daemon left")
+        self.assertEqual(pgfixture.psql(url, f"SELECT sluice.cancel_job('{job}')"), "cancelling")
+        self.assertEqual(d2.stop(), 0, d2.log())
+
     def test_a_claim_outlives_a_postgres_crash(self):
         # Postgres crashes moments after a worker claimed a job: the claim must
         # have been on disk before the run started, or the job would be due

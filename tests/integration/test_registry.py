@@ -594,6 +594,31 @@ class Registry(harness.SluiceTest):
         self.assertIn("probe failed on purpose", rows[0]["last_error"])
         self.assertIs(rows[0]["healthy"], False)
 
+    def test_runs_ended_together_settle_the_dataset_their_last_claim_marked(self):
+        # two runs keeping one dataset end in one finish_runs() call (a worker
+        # records its ended runs in batches); the row belongs to the run claimed
+        # last, while the other ended later: the dataset stayed "running" for
+        # good, as no run was left to settle it
+        acme = self.brand("Acme")
+        self.sync()
+        worker = "00000000-0000-4000-8000-000000000001"  # a worker that exists only in this test
+        self.scalar("SELECT sluice.queue_one_time_job('Acme', 'echo'), sluice.queue_one_time_job('Acme', 'echo')")
+        runs = self.sql(f"SELECT run_id FROM sluice.claim_jobs('{worker}', 10, 600)")
+        self.assertEqual(len(runs), 2)
+        owner = self.status_row("echo_data", acme)
+        self.assertEqual(owner["last_status"], "running")
+        other = next(r["run_id"] for r in runs if r["run_id"] != owner["last_run_id"])
+        now = time.time()
+        ended = [{"run_id": owner["last_run_id"], "status": "completed", "result": {}, "finished_at": now - 1},
+                 {"run_id": other, "status": "completed", "result": {}, "finished_at": now}]
+        self.scalar(f"SELECT count(*) FROM sluice.finish_runs('{json.dumps(ended)}')")
+        row = self.status_row("echo_data", acme)
+        self.assertEqual(row["last_status"], "completed")
+        self.assertEqual(row["last_success_at"],
+                         self.scalar(f"SELECT to_json(completed_at) #>> '{{}}' FROM sluice.scheduled_job_runs "
+                                     f"WHERE id = '{other}'"))
+        self.assertEqual(self.health_states("--brand", "Acme", "--type", "echo"), {("Acme", "echo_data"): "fresh"})
+
     def test_early_return_still_completes_the_datasets(self):
         proc = self.run_fg("fresh_probe", "--params", '{"mode": "return_nil"}')
         self.assertEqual(proc.stdout.strip(), "null")
