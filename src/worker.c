@@ -1021,11 +1021,11 @@ static int number_flag(sl_config *cfg, const char *key, int argc, char **argv, i
     return 0;
 }
 
-/* Whether any job type loaded; if none did, says why on stderr. A daemon without
- * job types claims every due job all the same and fails it as of an unknown
- * type, using up its attempts: a handler directory named wrong or missing
- * would fail every job of the fleet it joined. (On a reload, types that fail
- * to load keep their previous versions, so this concerns the start only.) */
+/* Whether any job type loaded; if none did, says why on stderr. A worker claims
+ * only the types it has handlers for, so one without any would serve nothing
+ * and say nothing: a handler directory named wrong or missing would go
+ * unnoticed. (On a reload, types that fail to load keep their previous
+ * versions, so this concerns the start only.) */
 static int has_job_types(sl_ctx *ctx, const sl_config *cfg)
 {
     char *names = sl_runtime_type_names(ctx->rt);
@@ -1036,7 +1036,7 @@ static int has_job_types(sl_ctx *ctx, const sl_config *cfg)
     for (int i = 0; i < cfg->n_handler_dirs; i++)
         sl_buf_printf(&dirs, "%s%s", i ? ":" : "", cfg->handler_dirs[i]);
     sl_cli_error("serve: no job types loaded from %s (%s); not serving: a worker without "
-                 "them would fail every job it claims",
+                 "them would run nothing",
                  sl_buf_str(&dirs),
                  sl_runtime_dirs_unread(ctx->rt) ? "a handler directory cannot be read"
                                                  : "`sluice check` says why");
