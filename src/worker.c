@@ -1044,6 +1044,16 @@ static int has_job_types(sl_ctx *ctx, const sl_config *cfg)
     return 0;
 }
 
+/* Leaves serve before its loop ran: what start-up set up (sl_queue_close: the
+ * runtime, the loop, an early connection; the time zones; the pidfile). */
+static int serve_quit(sl_ctx *ctx, sl_tz_cache *zones, int pidfd, const char *pidfile, int status)
+{
+    sl_queue_close(ctx);
+    sl_tz_cache_free(zones);
+    sl_pidfile_release(pidfd, pidfile);
+    return status;
+}
+
 int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
 {
     sl_config cfg = *cfg_in; /* shallow: only numbers are overridden */
@@ -1090,8 +1100,7 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     sl_runtime_opts ropts = {.echo = SL_ECHO_LOG};
     if (!sl_runtime_new(&ctx, &ropts, err, sizeof err)) {
         sl_cli_error("%s", err);
-        sl_cli_early_free(ctx.early);
-        return 1;
+        return serve_quit(&ctx, NULL, pidfd, pidfile, 1);
     }
     sl_worker w = {0};
     w.ctx = &ctx;
@@ -1111,14 +1120,7 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     sigaction(SIGINT, &stop, NULL);
     sigaction(SIGTERM, &stop, NULL);
     sl_queue_load(&ctx, 0);
-    if (!has_job_types(&ctx, &cfg)) {
-        sl_runtime_free(ctx.rt);
-        sl_tz_cache_free(w.zones);
-        sl_cli_early_free(ctx.early);
-        ev_loop_destroy(ctx.loop);
-        sl_pidfile_release(pidfd, pidfile);
-        return 2;
-    }
+    if (!has_job_types(&ctx, &cfg)) return serve_quit(&ctx, w.zones, pidfd, pidfile, 2);
     double backoff = 1;
     PGconn *boot;
     sl_cli_errors_to_log(1); /* why an attempt failed, as a line of the log */
@@ -1134,11 +1136,7 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
         if (startup_stop) {
             sl_cli_errors_to_log(0);
             sl_log(SL_INFO, "sluice stopped: asked to before start-up succeeded", NULL);
-            sl_runtime_free(ctx.rt);
-            sl_tz_cache_free(w.zones);
-            ev_loop_destroy(ctx.loop);
-            sl_pidfile_release(pidfd, pidfile);
-            return 0;
+            return serve_quit(&ctx, w.zones, pidfd, pidfile, 0);
         }
         backoff = backoff * 2 > 30 ? 30 : backoff * 2;
     }
