@@ -171,8 +171,10 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
                                  "$6::float8)",
                                  6, p, &status);
     if (!claimed) goto out;
+    sl_claim_columns cols;
+    sl_queue_claim_columns(claimed, &cols);
     sl_claimed cl;
-    sl_queue_claimed(claimed, 0, &cl);
+    sl_queue_claimed(claimed, 0, &cols, &cl);
     f.renewal = (sl_queue_lease){.ctx = &ctx, .worker = f.worker, .lease = f.lease};
     ev_now_update(ctx.loop);
     if (sl_queue_lease_claimed(&f.renewal, sent) < 0) {

@@ -22,30 +22,47 @@
 #include <time.h>
 #include <unistd.h>
 
-static const char *field(PGresult *res, int row, const char *name)
+static const char *field(const PGresult *res, int row, int c)
 {
-    int c = PQfnumber(res, name);
     if (c < 0 || PQgetisnull(res, row, c)) return NULL;
     return PQgetvalue(res, row, c);
 }
 
-void sl_queue_claimed(PGresult *res, int row, sl_claimed *out)
+void sl_queue_claim_columns(const PGresult *res, sl_claim_columns *out)
+{
+    *out = (sl_claim_columns){
+        .run_id = PQfnumber(res, "run_id"),
+        .job_id = PQfnumber(res, "job_id"),
+        .job_type = PQfnumber(res, "job_type"),
+        .brand_id = PQfnumber(res, "brand_id"),
+        .parameters = PQfnumber(res, "parameters"),
+        .checkpoint = PQfnumber(res, "checkpoint"),
+        .trigger_source = PQfnumber(res, "trigger_source"),
+        .attempt_number = PQfnumber(res, "attempt_number"),
+        .timeout_seconds = PQfnumber(res, "timeout_seconds"),
+        .schedule_type = PQfnumber(res, "schedule_type"),
+        .cron_expression = PQfnumber(res, "cron_expression"),
+        .timezone = PQfnumber(res, "timezone"),
+    };
+}
+
+void sl_queue_claimed(const PGresult *res, int row, const sl_claim_columns *cols, sl_claimed *out)
 {
     memset(out, 0, sizeof *out);
-    out->spec.run_id = field(res, row, "run_id");
-    out->spec.job_id = field(res, row, "job_id");
-    out->spec.job_type = field(res, row, "job_type");
-    out->spec.brand_id = field(res, row, "brand_id");
-    out->spec.params_json = field(res, row, "parameters");
-    out->spec.checkpoint_json = field(res, row, "checkpoint");
-    out->spec.trigger_source = field(res, row, "trigger_source");
-    const char *a = field(res, row, "attempt_number");
+    out->spec.run_id = field(res, row, cols->run_id);
+    out->spec.job_id = field(res, row, cols->job_id);
+    out->spec.job_type = field(res, row, cols->job_type);
+    out->spec.brand_id = field(res, row, cols->brand_id);
+    out->spec.params_json = field(res, row, cols->parameters);
+    out->spec.checkpoint_json = field(res, row, cols->checkpoint);
+    out->spec.trigger_source = field(res, row, cols->trigger_source);
+    const char *a = field(res, row, cols->attempt_number);
     out->spec.attempt = a ? atoi(a) : 1;
-    const char *t = field(res, row, "timeout_seconds");
+    const char *t = field(res, row, cols->timeout_seconds);
     out->spec.timeout_seconds = t ? atof(t) : 0;
-    out->schedule_type = field(res, row, "schedule_type");
-    out->spec.cron_expression = field(res, row, "cron_expression");
-    out->spec.timezone = field(res, row, "timezone");
+    out->schedule_type = field(res, row, cols->schedule_type);
+    out->spec.cron_expression = field(res, row, cols->cron_expression);
+    out->spec.timezone = field(res, row, cols->timezone);
 }
 
 static const char *const status_names[] = {"running", "completed", "failed", "cancelled"};

@@ -50,8 +50,17 @@ typedef struct sl_claimed {
     const char *schedule_type;
 } sl_claimed;
 
-/* Reads row `row` of a claim_jobs()/start_direct_run() result. */
-void sl_queue_claimed(PGresult *res, int row, sl_claimed *out);
+/* The column numbers of a claim_jobs()/start_direct_run() result's fields
+ * (-1: absent), looked up once per result rather than by name per row. */
+typedef struct sl_claim_columns {
+    int run_id, job_id, job_type, brand_id, parameters, checkpoint, trigger_source, attempt_number,
+        timeout_seconds, schedule_type, cron_expression, timezone;
+} sl_claim_columns;
+
+void sl_queue_claim_columns(const PGresult *res, sl_claim_columns *out);
+
+/* Reads row `row` of such a result, whose columns are cols. */
+void sl_queue_claimed(const PGresult *res, int row, const sl_claim_columns *cols, sl_claimed *out);
 
 /* A run status (SL_RUN_*) as the runs table spells it. */
 const char *sl_queue_status_name(int status);

@@ -253,10 +253,11 @@ static void next_due_done(PGresult *res, const char *err, void *data)
     }
 
 /* Queues row `row` of a claim, to start when a slot is free. */
-static void enqueue_claimed(sl_worker *w, PGresult *res, int row)
+static void enqueue_claimed(sl_worker *w, const PGresult *res, int row,
+                            const sl_claim_columns *cols)
 {
     sl_claimed c;
-    sl_queue_claimed(res, row, &c);
+    sl_queue_claimed(res, row, cols, &c);
     const char **from[] = SPEC_STRINGS(&c.spec);
     size_t len = sizeof(pending);
     for (size_t i = 0; i < sizeof from / sizeof from[0]; i++)
@@ -466,6 +467,8 @@ static void cycle_done(PGresult *res, const char *err, void *data)
     /* the claimed runs, after a row for each outcome that was not recorded */
     int rows = PQntuples(res), n = 0, unrecorded = PQfnumber(res, "unrecorded"), late = -1;
     sl_buf stale = {0};
+    sl_claim_columns cols;
+    sl_queue_claim_columns(res, &cols);
     for (int i = 0; i < rows; i++) {
         const char *st = PQgetisnull(res, i, unrecorded) ? NULL : PQgetvalue(res, i, unrecorded);
         if (!st) {
@@ -475,7 +478,7 @@ static void cycle_done(PGresult *res, const char *err, void *data)
                 sl_buf_puts(&stale, PQgetvalue(res, i, 0));
                 continue;
             }
-            enqueue_claimed(w, res, i);
+            enqueue_claimed(w, res, i, &cols);
             n++;
         } else if (strcmp(st, "cancelled") != 0) { /* a deleted job's stopped run: logged then */
             sl_log(SL_WARN,
