@@ -501,9 +501,8 @@ class Lifecycle(harness.SluiceTest):
             self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'cancelled'") == 1, 10)
         self.assertEqual(self.one(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{job}'")["status"],
                          "cancelled")
-        again = self.sluice("jobs", "cancel", job, check=False)
-        self.assertNotEqual(again.returncode, 0)
-        self.assertIn("already cancelled", again.stderr)
+        # cancelling it again changes nothing and says where it is
+        self.assertEqual(self.sluice("jobs", "cancel", job).stdout, f"{job}  cancelled\n")
 
     def test_a_cancel_whose_notify_was_missed_arrives_with_the_lease_renewal(self):
         # the job is cancelled while the worker is not listening (no NOTIFY
@@ -803,6 +802,48 @@ class Lifecycle(harness.SluiceTest):
         missing = self.sluice("jobs", "pause", "00000000-0000-0000-0000-000000000000", check=False)
         self.assertNotEqual(missing.returncode, 0)
         self.assertIn("no job with id", missing.stderr)
+
+    def test_jobs_control_asked_for_the_state_a_job_is_in_changes_nothing(self):
+        # one rule for cancel, pause and resume: a job already where the call
+        # would put it is left alone (exit 0, its status printed); a job whose
+        # state the call cannot change is refused (exit 2). A second cancel was
+        # refused "already cancelled" where a second pause or resume was not.
+        job = self.sluice("queue", "echo").stdout.strip()
+
+        def control(action, status=0):
+            before = self.scalar(f"SELECT status || ' ' || updated_at FROM sluice.scheduled_jobs WHERE id = '{job}'")
+            proc = self.sluice("jobs", action, job, check=False)
+            self.assertEqual(proc.returncode, status, proc.stdout + proc.stderr)
+            after = self.scalar(f"SELECT status || ' ' || updated_at FROM sluice.scheduled_jobs WHERE id = '{job}'")
+            return proc, before, after
+
+        for action, status in (("pause", "paused"), ("resume", "active"), ("cancel", "cancelled")):
+            proc, before, after = control(action)
+            self.assertEqual(proc.stdout, f"{job}  {status}\n")
+            self.assertNotEqual(before, after)
+            proc, before, after = control(action)  # again: nothing changes
+            self.assertEqual(proc.stdout, f"{job}  {status}\n")
+            self.assertEqual(before, after)
+        # a cancelled job cannot be paused or resumed
+        for action, why in (("pause", "only active jobs can be paused"),
+                            ("resume", "only paused jobs can be resumed")):
+            proc, before, after = control(action, 2)
+            self.assertIn(f"job {job} is cancelled: {why}", proc.stderr)
+            self.assertEqual(before, after)
+        # a job that ended otherwise cannot be cancelled
+        self.sluice("run", "echo")
+        done = self.scalar("SELECT id FROM sluice.scheduled_jobs WHERE status = 'completed'")
+        proc = self.sluice("jobs", "cancel", done, check=False)
+        self.assertEqual(proc.returncode, 2, proc.stdout + proc.stderr)
+        self.assertIn(f"job {done} is already completed: only active or paused jobs can be cancelled",
+                      proc.stderr)
+        self.assertEqual(self.count("sluice.scheduled_jobs", f"id = '{done}' AND status = 'completed'"), 1)
+        # while the run of a cancelled job is still in flight, it says so
+        other = self.sluice("queue", "echo").stdout.strip()
+        worker = "00000000-0000-4000-8000-000000000001"  # a worker that exists only in this test
+        self.assertEqual(len(self.sql(f"SELECT run_id FROM sluice.claim_jobs('{worker}', 10, 600)")), 1)
+        for _ in range(2):
+            self.assertEqual(self.sluice("jobs", "cancel", other).stdout, f"{other}  cancelling\n")
 
     def test_jobs_control_takes_the_ids_the_tables_show(self):
         a = self.sluice("queue", "echo", "--params", '{"message": "a"}').stdout.strip()
