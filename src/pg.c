@@ -721,8 +721,10 @@ int sl_pg_check_url(const char *url, char *err, size_t errlen)
     keys[k] = "hostaddr";
     vals[k++] = sl_buf_str(&addrv);
     PGconn *conn = PQconnectStartParams(keys, vals, 0);
-    const char *msg = !conn ? "out of memory" : PQerrorMessage(conn);
-    int ok = conn && PQstatus(conn) == CONNECTION_BAD && strstr(msg, "\"" CHECK_ADDR "\"");
+    /* refused only for a reason libpq gives before any address: out of memory,
+     * or a state this does not expect, is for the connection itself to report */
+    const char *msg = conn ? PQerrorMessage(conn) : "";
+    int ok = !conn || PQstatus(conn) != CONNECTION_BAD || !*msg || strstr(msg, CHECK_ADDR);
     if (!ok) snprintf(err, errlen, "%s", msg);
     PQfinish(conn);
     sl_buf_free(&hostv);
