@@ -118,8 +118,13 @@ static void control_usage(FILE *out, const char *action)
             "cancel ends a job for good (a run in flight is told to stop); pause holds it\n"
             "until resume; resume lets a paused job run again. A JOB_ID may be shortened\n"
             "to a unique prefix of at least 4 characters, as `sluice jobs` shows it. Each\n"
-            "line of output names the job in full and its new status; an id that names\n"
-            "no job, or more than one, is reported and skipped (exit status 2).\n",
+            "line of output names the job in full and its new status.\n\n"
+            "A job already where the action would put it (cancelled, paused, active) is\n"
+            "left alone and its status printed: repeating an action succeeds. A job\n"
+            "whose state the action cannot change (pausing one that is not active,\n"
+            "resuming one that is not paused, cancelling one that completed or failed)\n"
+            "is refused, as is an id that names no job or more than one: each is\n"
+            "reported and skipped, the others still changed (exit status 2).\n",
             action);
 }
 

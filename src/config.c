@@ -12,6 +12,7 @@
 #include "buf.h"
 #include "http.h"
 #include "log.h"
+#include "pg.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -219,9 +220,10 @@ int sl_config_set(sl_config *cfg, const char *key, const char *val, const char *
         snprintf(err, errlen, "%s: %s needs a value (leave it out for the default)", src, key);
         return -1;
     }
-    if (strcmp(key, "db") == 0)
+    if (strcmp(key, "db") == 0) {
         set_str(&cfg->db_url, val);
-    else if (strcmp(key, "home") == 0)
+        set_str(&cfg->db_source, src);
+    } else if (strcmp(key, "home") == 0)
         set_str(&cfg->home, val);
     else if (strcmp(key, "handlers") == 0)
         add_path_list(cfg->handler_dirs, &cfg->n_handler_dirs, val);
@@ -403,9 +405,24 @@ void sl_config_finish(sl_config *cfg)
     }
 }
 
+int sl_config_check_db(const sl_config *cfg, char *err, size_t errlen)
+{
+    char why[1024];
+    if (!cfg->db_url || sl_pg_check_url(cfg->db_url, why, sizeof why) == 0) return 0;
+    const char *src = cfg->db_source ? cfg->db_source : "--db";
+    int from_file = strcmp(src, "--db") != 0 && strcmp(src, "DATABASE_URL") != 0;
+    /* libpq quotes the URL in some of its reasons, password and all */
+    char *shown = sl_redact(why);
+    snprintf(err, errlen, "the database URL is not valid: %s (it comes from %s%s)", shown,
+             from_file ? "the db setting at " : "", src);
+    free(shown);
+    return -1;
+}
+
 void sl_config_free(sl_config *cfg)
 {
     free(cfg->db_url);
+    free(cfg->db_source);
     free(cfg->home);
     free(cfg->config_file);
     for (int i = 0; i < cfg->n_handler_dirs; i++)

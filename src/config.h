@@ -17,6 +17,7 @@ typedef enum { SL_LOG_LOGFMT = 0, SL_LOG_JSON = 1 } sl_log_format;
 
 typedef struct sl_config {
     char *db_url;                    /* NULL: the embedded cluster under home */
+    char *db_source;                 /* where db_url was set: "--db", "DATABASE_URL", "FILE:LINE" */
     char *home;                      /* state directory (SLUICE_HOME) */
     char *handler_dirs[SL_MAX_DIRS]; /* where <job_type>.lua files live */
     int n_handler_dirs;
@@ -64,6 +65,12 @@ void sl_config_fmt_number(double v, char *out, size_t len);
 /* The numeric setting i (0, 1, … in the order `sluice config` shows them): its
  * key, and its value in cfg into *value; NULL past the last. */
 const char *sl_config_number_at(const sl_config *cfg, size_t i, double *value);
+
+/* Whether libpq takes the database URL in effect (none: the embedded cluster's,
+ * which is sluice's own): 0, or -1 with a message in err that gives libpq's
+ * reason and names the setting it came from. Checked once, before any command
+ * connects: a URL libpq refuses is not a database that is down. */
+int sl_config_check_db(const sl_config *cfg, char *err, size_t errlen);
 
 /* Adds a string to one of the directory lists (copies it). Returns -1 when full. */
 int sl_config_add_dir(char **dirs, int *n, const char *dir);

@@ -109,6 +109,8 @@ static int take_global(sl_config *cfg, int argc, char **argv, int *i, int *handl
     case G_DB:
         free(cfg->db_url);
         cfg->db_url = sl_xstrdup(val);
+        free(cfg->db_source);
+        cfg->db_source = sl_xstrdup("--db");
         break;
     case G_HOME:
         free(cfg->home);
@@ -158,7 +160,7 @@ static int take_global(sl_config *cfg, int argc, char **argv, int *i, int *handl
 int main(int argc, char **argv)
 {
     sl_config cfg;
-    char err[512];
+    char err[1024];
     int status = 2;
 
     /* --config and --home must be known before the file is read: it is the one
@@ -211,6 +213,13 @@ int main(int argc, char **argv)
     if (strcmp(rest[0], "--version") == 0 || strcmp(rest[0], "version") == 0) {
         printf("sluice %s\n", SLUICE_VERSION);
         status = 0;
+        goto out;
+    }
+    /* A URL libpq refuses fails every connection alike: every command that
+     * would use it stops here (exit 2, as for the config file's errors) instead
+     * of reporting, or the daemon waiting out, a database that seems down. */
+    if (!sl_cli_wants_help(nrest, rest) && sl_config_check_db(&cfg, err, sizeof err) < 0) {
+        sl_cli_error("%s", err);
         goto out;
     }
     if (strcmp(rest[0], "jobs") == 0 && nrest > 1 &&

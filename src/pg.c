@@ -654,6 +654,91 @@ PGconn *sl_pg_connect(const char *url)
     return with_notices_logged(PQconnectdbParams(conn_keys, vals, 1));
 }
 
+/* The number of entries in a comma-separated host list (0: none given). */
+static int host_count(const char *v)
+{
+    if (!v || !*v) return 0;
+    int n = 1;
+    for (; *v; v++)
+        n += *v == ',';
+    return n;
+}
+
+/* PQconninfoParse catches syntax and unknown keywords; the values (sslmode,
+ * target_session_attrs, a service name, host/port counts, …) are checked only
+ * when a connection starts. So one is started with every option as given but
+ * the addresses, each replaced by one that cannot be parsed: libpq checks the
+ * options, then gives up on the first address without DNS or a socket. Its
+ * error names that address when the options passed; any other error is theirs. */
+#define CHECK_ADDR "sluice.url.check"
+
+int sl_pg_check_url(const char *url, char *err, size_t errlen)
+{
+    /* libpq reads a string as options only when it is a URI or has an '=' (as
+     * PQconnectdbParams' expand_dbname does); otherwise it is a database name */
+    int is_conninfo = strncmp(url, "postgresql://", 13) == 0 ||
+                      strncmp(url, "postgres://", 11) == 0 || strchr(url, '=') != NULL;
+    char *perr = NULL;
+    PQconninfoOption *opts = NULL;
+    if (is_conninfo && !(opts = PQconninfoParse(url, &perr))) {
+        snprintf(err, errlen, "%s", perr ? perr : "out of memory");
+        PQfreemem(perr);
+        goto trim;
+    }
+    size_t n = 0;
+    for (PQconninfoOption *o = opts; o && o->keyword; o++)
+        n++;
+    const char **keys = sl_xcalloc(n + 4, sizeof *keys);
+    const char **vals = sl_xcalloc(n + 4, sizeof *vals);
+    size_t k = 0;
+    int hosts = 0, addrs = 0;
+    if (!is_conninfo) {
+        keys[k] = "dbname";
+        vals[k++] = url;
+    }
+    for (PQconninfoOption *o = opts; o && o->keyword; o++) {
+        if (!o->val) continue;
+        if (strcmp(o->keyword, "host") == 0) {
+            hosts = host_count(o->val);
+        } else if (strcmp(o->keyword, "hostaddr") == 0) {
+            addrs = host_count(o->val);
+        } else {
+            keys[k] = o->keyword;
+            vals[k++] = o->val;
+        }
+    }
+    /* as many hosts and addresses as given (libpq checks that they match, and
+     * the ports with them); one when none is given (the environment's and the
+     * default are replaced too, so none is reached) */
+    int nh = hosts ? hosts : addrs ? addrs : 1, na = addrs ? addrs : nh;
+    sl_buf hostv = {0}, addrv = {0};
+    for (int i = 0; i < nh; i++)
+        sl_buf_printf(&hostv, "%s/nonexistent", i ? "," : "");
+    for (int i = 0; i < na; i++)
+        sl_buf_printf(&addrv, "%s" CHECK_ADDR, i ? "," : "");
+    keys[k] = "host";
+    vals[k++] = sl_buf_str(&hostv);
+    keys[k] = "hostaddr";
+    vals[k++] = sl_buf_str(&addrv);
+    PGconn *conn = PQconnectStartParams(keys, vals, 0);
+    /* refused only for a reason libpq gives before any address: out of memory,
+     * or a state this does not expect, is for the connection itself to report */
+    const char *msg = conn ? PQerrorMessage(conn) : "";
+    int ok = !conn || PQstatus(conn) != CONNECTION_BAD || !*msg || strstr(msg, CHECK_ADDR);
+    if (!ok) snprintf(err, errlen, "%s", msg);
+    PQfinish(conn);
+    sl_buf_free(&hostv);
+    sl_buf_free(&addrv);
+    free(keys);
+    free(vals);
+    PQconninfoFree(opts);
+    if (ok) return 0;
+trim:
+    for (size_t len = strlen(err); len > 0 && (err[len - 1] == '\n' || err[len - 1] == ' ');)
+        err[--len] = '\0';
+    return -1;
+}
+
 /* The connection's connect_timeout in milliseconds, or -1 (none): the blocking
  * PQconnectdb applies it itself, PQconnectPoll leaves it to its caller. */
 static int connect_timeout_ms(PGconn *conn)

@@ -37,6 +37,14 @@ sl_pg *sl_pg_new(struct ev_loop *loop, const char *url, int size);
  * commands). The caller checks PQstatus and PQfinish()es it. */
 PGconn *sl_pg_connect(const char *url);
 
+/* Whether libpq takes url (a URI, a key=value string or a bare database name,
+ * as sl_pg_connect reads it) and the options it sets, before any connection is
+ * tried: 0, or -1 with libpq's own reason in err ("invalid sslmode value:
+ * \"bogus\"", "invalid URI query parameter: \"foo\""). A URL it refuses fails
+ * every connection the same way, so it is a configuration error to report, not
+ * a database that is down to wait for. Reaches no server (no DNS either). */
+int sl_pg_check_url(const char *url, char *err, size_t errlen);
+
 /* The same connection in two halves, so that the server sets the session up
  * while the caller does other work: sl_pg_connect_start() sends the start-up
  * message (waiting only for the socket to be writable) and returns;

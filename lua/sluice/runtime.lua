@@ -532,6 +532,18 @@ function M.load_handler(name, path, source, version)
       else retry_max = s or retry_max end
     end
   end
+  -- the delay is capped at retry_max, so a larger retry_base was silently cut
+  -- to it: the author meant one of the two values, and only they know which
+  if retry_base > retry_max then
+    local function shown(f, s)
+      local n = s == math.floor(s) and ("%d"):format(math.floor(s)) or ("%g"):format(s)
+      if def[f] == nil then return ("(%s s, the default)"):format(n) end
+      if type(def[f]) == "string" then return ("%q (%s s)"):format(def[f], n) end
+      return ("%s s"):format(n)
+    end
+    bad("retry_base: %s is more than retry_max %s — the delay between retries is at most retry_max: "
+        .. "raise retry_max or lower retry_base", shown("retry_base", retry_base), shown("retry_max", retry_max))
+  end
   local max_retries = def.max_retries
   if max_retries == nil then max_retries = 3
   elseif math.type(max_retries) ~= "integer" or max_retries < 0 or max_retries > 1000 then

@@ -12,8 +12,10 @@ the end of a test is killed and its log attached to the failure.
 """
 
 import contextlib
+import datetime
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -79,6 +81,16 @@ class Daemon:
             lambda: next((x for x in self.log().splitlines() if 'msg="sluice serving"' in x), None),
             timeout, "the daemon never started serving")
         return line.split(" worker=")[1].split()[0]
+
+    def logged_at(self, text):
+        """When the daemon logged its first line containing text, by its own
+        clock (the line's ts, in seconds since the epoch; logfmt or JSON)."""
+        for line in self.log().splitlines():
+            m = re.search(r'(?:^ts=|"ts":\s*")(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?)Z', line)
+            if text in line and m:
+                at = datetime.datetime.fromisoformat(m.group(1)).replace(tzinfo=datetime.timezone.utc)
+                return at.timestamp()
+        raise AssertionError(f"the daemon never logged {text!r}:\n{self.log()}")
 
     def __enter__(self):
         return self

@@ -850,6 +850,8 @@ class Daemon(harness.SluiceTest):
         run = self.result_of(bad)
         self.assertEqual(run["status"], "failed")
         self.assertIn("instruction budget exceeded", run["error_message"])
+        # the ticker went on: a worker held by the copying would have left a
+        # gap of many minutes between its 50 ms sleeps
         tick = self.result_of(ticker)
         self.assertEqual(tick["status"], "completed")
         self.assertLess(tick["result"]["max_gap"], 20)

@@ -296,20 +296,21 @@ class HttpExec(unittest.TestCase):
             local s = sluice.now()
             sluice.sleep(0.05)
             local took = sluice.now() - s
-            print(took >= 0.05, took < 1)
+            -- and it ends: not 0.05 read in a larger unit (a bound that measures no speed)
+            print(took >= 0.05, took < 5)
         """)
         self.assertEqual(self.lines(proc), ["true\ttrue"])
 
     # -------------------------------------------------------------- transport failures
 
     def test_timeout(self):
-        proc, took = self.lua("""
-            local t0 = sluice.now()
+        proc, _ = self.lua("""
             local res, err = sluice.http.get(arg[1] .. "/delay/5000", { timeout = 0.5 })
-            print(res, err, sluice.now() - t0 < 2)
+            print(res, err)
         """)
-        self.assertEqual(self.lines(proc), ["nil\ttimed out after 0.5s\ttrue"])
-        self.assertLess(took, 4)
+        self.assertEqual(self.lines(proc), ["nil\ttimed out after 0.5s"])
+        # it hung up: the fixture never got to answer after its 5 s
+        self.wait_aborted("/delay/5000", 1)
 
     def test_connection_refused(self):
         proc, _ = self.lua("""
@@ -536,22 +537,22 @@ class HttpExec(unittest.TestCase):
         self.assertGreaterEqual(took, 0.8)  # 16 requests of 0.2 s, 4 at a time
 
     def test_unlimited_requests_run_concurrently(self):
-        proc, took = self.lua("""
-            local t0 = sluice.now()
+        proc, _ = self.lua("""
             local r = sluice.map({}, function() end)
             local items = {}
             for i = 1, 30 do items[i] = i end
             r = sluice.map(items, function() return sluice.http.get(arg[1] .. "/delay/300").status end,
                            { concurrency = 30 })
-            print(#r, sluice.now() - t0 < 1.5)
+            print(#r)
         """)
-        self.assertEqual(self.lines(proc), ["30\ttrue"])
+        self.assertEqual(self.lines(proc), ["30"])
+        # all at once, as the fixture saw them
         self.assertEqual(self.fx.stats()["max_in_flight"], 30)
 
     # -------------------------------------------------------------- spawn / wait
 
     def test_spawn_wait_results_and_child_error(self):
-        proc, took = self.lua("""
+        proc, _ = self.lua("""
             local t1 = sluice.spawn(function(x) sluice.sleep(0.05); return x * 2, "extra" end, 21)
             local t2 = sluice.spawn(function() return sluice.http.get(arg[1] .. "/delay/100").status end)
             print(sluice.wait(t1))
@@ -561,9 +562,8 @@ class HttpExec(unittest.TestCase):
             -- a child that raises: wait raises its error at once, siblings keep going
             local slow = sluice.spawn(function() sluice.sleep(10); return 1 end)
             local bad = sluice.spawn(function() sluice.sleep(0.05); error("boom") end)
-            local t0 = sluice.now()
             local ok, err = pcall(sluice.wait, slow, bad)
-            print(ok, err, sluice.now() - t0 < 1, bad:status(), slow:status())
+            print(ok, err, bad:status(), slow:status())
             print(slow:cancel(), slow:status(), pcall(sluice.wait, slow))
             -- map: fail fast, the other calls are cancelled
             local ok2, err2 = pcall(sluice.map, { 1, 2, 3, 4 }, function(i)
@@ -579,12 +579,13 @@ class HttpExec(unittest.TestCase):
         self.assertEqual(out[0], "42\textra")
         self.assertEqual(out[1], "42\t200")
         self.assertEqual(out[2], "200\tnil\tnope")
-        self.assertRegex(out[3], r"^false\t\S+:\d+: boom\ttrue\tfailed\trunning$")
+        # raised at once: the slow sibling is still running
+        self.assertRegex(out[3], r"^false\t\S+:\d+: boom\tfailed\trunning$")
         self.assertEqual(out[4], "true\tcancelled\tfalse\tsluice.wait: a task was cancelled before it finished")
         self.assertRegex(out[5], r"^false\t\S+:\d+: item 2 failed$")
         self.assertEqual(out[6], "false\ttrue\tstop")
-        self.assertLess(took, 10)
-        # the hanging map calls were cancelled: the fixture saw their connections close
+        # the hanging map calls were cancelled, not waited for: the fixture saw
+        # their connections close (after 20 s they would have been answered)
         self.wait_aborted("/hang", 3)
 
     def test_script_end_cancels_children(self):
@@ -596,7 +597,9 @@ class HttpExec(unittest.TestCase):
         """, expect_ok=False)
         self.assertEqual(proc.returncode, 1)
         self.assertIn("parent gives up", proc.stderr)
-        self.assertLess(took, 10)
+        # its children were cancelled, not waited for: it ended before the first
+        # of them would have (30 s), and the fixture saw the hang-up
+        self.assertLess(took, 30)
         self.wait_aborted("/hang", 1)
 
     def test_a_finished_child_keeps_its_outcome_after_its_parent_ends(self):
@@ -708,13 +711,12 @@ class HttpRun(harness.SluiceTest):
     def test_run_timeout_cancels_request(self):
         self.fx.reset()
         params = json.dumps({"url": self.fx.url + "/hang?seconds=60"})
-        t0 = time.monotonic()
-        proc = self.sluice("run", "http_hang", "--params", params, check=False, timeout=30)
-        took = time.monotonic() - t0
+        # the run ends at its timeout: the command exits (bounded by a wait
+        # well short of the request's 60 s)
+        proc = self.sluice("run", "http_hang", "--params", params, check=False, timeout=45)
         self.assertEqual(proc.returncode, 1, proc.stdout + proc.stderr)
         self.assertIn("timed out after 1s", proc.stdout + proc.stderr)
         self.assertNotIn("Sanitizer", proc.stderr)
-        self.assertLess(took, 10)
         deadline = time.monotonic() + 10
         while True:
             log = self.fx.log("/hang")
@@ -722,7 +724,8 @@ class HttpRun(harness.SluiceTest):
                 break
             self.assertLess(time.monotonic(), deadline, f"the fixture never saw the hang-up: {log}")
             time.sleep(0.05)
-        self.assertLess(log[0]["t_end"] - log[0]["t"], 5)
+        # hung up long before the fixture would have answered (60 s)
+        self.assertLess(log[0]["t_end"] - log[0]["t"], 45)
 
     def test_run_cut_off_mid_download_leaves_no_pending_file(self):
         self.fx.reset()

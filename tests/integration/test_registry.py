@@ -67,6 +67,12 @@ BROKEN = {
                      "retry_base = '0', run = function(job) end }\n",
                      ["datasets.d.max_age: \"10000000000000\" is more than 3650 days (10 years)",
                       "retry_base: must be a positive duration, not \"0\""]),
+    # the delay is capped at retry_max: a larger retry_base was cut to it in silence
+    "retry_inverted.lua": ("return { retry_base = '2 hours', retry_max = '30 min', run = function(job) end }\n",
+                           ["retry_base: \"2 hours\" (7200 s) is more than retry_max \"30 min\" (1800 s) — "
+                            "the delay between retries is at most retry_max: raise retry_max or lower retry_base"]),
+    "retry_over_default.lua": ("return { retry_base = 7200, run = function(job) end }\n",
+                               ["retry_base: 7200 s is more than retry_max (3600 s, the default)"]),
     "run_not_a_function.lua": ("return { run = 'main' }\n", ["run: must be a function(job) … end, not a string"]),
     "bad_dataset.lua": ("return { datasets = { d = { label = 'D', max_age = '7 parsecs', colour = 1 } }, "
                         "run = function(job) end }\n",
@@ -157,7 +163,8 @@ class Registry(harness.SluiceTest):
                 with open(os.path.join(d, name), "w") as f:
                     f.write(src)
             with open(os.path.join(d, "fine.lua"), "w") as f:
-                f.write("return { datasets = { x = { label = 'X' } }, "
+                # a retry_base equal to retry_max (a constant delay) is fine
+                f.write("return { datasets = { x = { label = 'X' } }, retry_base = '1 hour', "
                         "run = function(job) job.dataset('x'):success(1) end }\n")
             proc = self.sluice("check", d, env=self.no_db_env(), check=False)
             self.assertEqual(proc.returncode, 1, proc.stdout + proc.stderr)
@@ -205,6 +212,19 @@ class Registry(harness.SluiceTest):
             proc = self.sluice("types", "--json", env=self.env({"SLUICE_HANDLERS": d}))
             self.assertEqual([t["name"] for t in json.loads(proc.stdout)], ["fine"])
             self.assertIn("2 problems in handler files kept some types out", proc.stderr)
+
+    def test_an_inverted_retry_policy_keeps_the_handler_out(self):
+        # wherever handlers load, not only in check: the type is not loaded or registered
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "retry_inverted.lua"), "w") as f:
+                f.write(BROKEN["retry_inverted.lua"][0])
+            with open(os.path.join(d, "fine.lua"), "w") as f:
+                f.write("return { retry_base = '30 min', retry_max = '30 min', run = function(job) end }\n")
+            proc = self.sluice("types", "--json", env=self.env({"SLUICE_HANDLERS": d}))
+            self.assertEqual([t["name"] for t in json.loads(proc.stdout)], ["fine"])
+            self.assertIn("1 problem in handler files kept some types out", proc.stderr)
+            self.sluice("jobs", env=self.env({"SLUICE_HANDLERS": d}))  # syncs the registry
+            self.assertEqual(self.count("sluice.job_types", "name in ('fine', 'retry_inverted')"), 1)
 
     # -------------------------------------------------------------- sluice types
 

@@ -16,7 +16,6 @@ import shlex
 import signal
 import sys
 import tempfile
-import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -622,11 +621,10 @@ print(s1, s2, s3, e1, select("#", sluice.db.query("SELECT 1")), ok[1].n)
             with self.subTest(missing=missing):
                 self.svc.reset()
                 env = self.env({missing: None})
-                t0 = time.monotonic()
                 out, proc = self.run_fg("reddit_scrape", {"search_queries": ["x"]}, env=env)
                 self.assertEqual(out["status"], "failed")
                 self.assertIn(f"{var} is not set", out["error"])
-                self.assertLess(time.monotonic() - t0, 20)
+                # at once: before any request (nothing waited on a service or its retries)
                 self.assertEqual(self.svc.stats()["requests"], 0, "nothing may be bought without both keys")
         # queued: one attempt, no retry
         job = self.queue("reddit_scrape", {"search_queries": ["x"]})

@@ -722,6 +722,59 @@ print(rows[1].three)
         self.assertEqual(lines[3], "went on")
         self.assertEqual(proc.stderr.count("cannot connect to the database"), 3, proc.stderr)
 
+    def test_a_database_url_libpq_refuses_is_a_configuration_error(self):
+        # such a URL fails every connection alike, and was taken for a database
+        # that is down: serve retried it for ever, `db status` said "not
+        # answering", the other commands "cannot connect" (exit 1)
+        sep = "&" if "?" in self.db else "?"
+        cases = [
+            (self.db + sep + "sslmode=bogus", 'invalid sslmode value: "bogus"'),
+            (self.db + sep + "foo=bar", 'invalid URI query parameter: "foo"'),
+            ("host=/nonexistent port=1,2 dbname=x", "could not match 2 port numbers to 1 hosts"),
+            ("postgresql://u:hunter2@[::1/x", 'matching "]" in IPv6 host address in URI'),
+        ]
+        for url, why in cases:
+            env = self.env({"DATABASE_URL": url})
+            for args in (("queue", "echo"), ("jobs",), ("db", "status"), ("migrate",),
+                         ("exec", "-e", "print(1)"), ("repl", "-e", "1")):
+                with self.subTest(url=url, command=args[0]):
+                    proc = self.sluice(*args, env=env, check=False)
+                    self.assertEqual(proc.returncode, 2, proc.stdout + proc.stderr)
+                    self.assertEqual(proc.stdout, "")
+                    self.assertTrue(proc.stderr.startswith("sluice: error: the database URL is not valid: "),
+                                    proc.stderr)
+                    self.assertIn(why, proc.stderr)
+                    self.assertTrue(proc.stderr.endswith(" (it comes from DATABASE_URL)\n"), proc.stderr)
+                    self.assertNotIn("hunter2", proc.stderr)
+            with self.subTest(url=url, command="serve"):
+                d = self.serve(env=env)
+                self.assertEqual(d.wait(timeout=60), 2, d.log())  # it leaves rather than retrying
+                self.assertTrue(d.log().startswith("sluice: error: the database URL is not valid: "), d.log())
+                self.assertIn(why, d.log())
+                self.assertNotIn("retrying", d.log())
+        bad = self.db + sep + "sslmode=bogus"
+        # from the flag, and from the config file
+        proc = self.sluice("--db", bad, "jobs", check=False)
+        self.assertEqual(proc.returncode, 2, proc.stderr)
+        self.assertIn('sslmode value: "bogus" (it comes from --db)', proc.stderr)
+        with tempfile.NamedTemporaryFile("w", suffix=".conf") as conf:
+            conf.write(f"# the database\ndb = {bad}\n")
+            conf.flush()
+            env = self.env({"SLUICE_CONFIG": conf.name}, db=False)
+            proc = self.sluice("jobs", env=env, check=False)
+            self.assertEqual(proc.returncode, 2, proc.stderr)
+            self.assertIn(f'sslmode value: "bogus" (it comes from the db setting at {conf.name}:2)', proc.stderr)
+            # the value in effect is checked: the environment's replaces the file's
+            self.sluice("jobs", env=dict(env, DATABASE_URL=self.db))
+            # help needs no database
+            self.assertIn("usage: sluice serve", self.sluice("serve", "--help", env=env).stdout)
+        # valid options pass, and so does a bare database name (libpq's default server)
+        self.sluice("jobs", env=self.env({"DATABASE_URL": self.db + sep + "sslmode=disable&connect_timeout=10"}))
+        proc = self.sluice("jobs", env=self.env({"DATABASE_URL": "sluice_no_such_db",
+                                                 "PGHOST": "/nonexistent"}), check=False)
+        self.assertEqual(proc.returncode, 1, proc.stderr)
+        self.assertIn("cannot connect to the database", proc.stderr)
+
     def test_broken_handler_file_does_not_stop_the_others(self):
         import tempfile, os, shutil
         tmp = tempfile.mkdtemp(prefix="sluice-handlers-")
