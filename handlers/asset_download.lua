@@ -8,6 +8,7 @@
 -- row makes it not_downloadable) and does not stop the others. The same code is meta_sync's step 4 (lua/sluice/meta_assets.lua).
 local graph = require("sluice.graph")
 local meta_assets = require("sluice.meta_assets")
+local refuse = require("sluice.refuse")
 
 return {
   label = "Asset Download",
@@ -26,7 +27,7 @@ return {
   max_retries = 3,
   run = function(job)
     if not job.brand_id then
-      error(sluice.permanent("asset_download needs the brand whose ads' assets to download: give it with --brand"))
+      refuse(job, { "ad_assets" }, "asset_download needs the brand whose ads' assets to download: give it with --brand")
     end
     local g, gerr = graph.client(job)
     if not g then error(sluice.permanent(gerr)) end

@@ -16,6 +16,7 @@
 local clean = require("sluice.clean")
 local graph = require("sluice.graph")
 local meta_assets = require("sluice.meta_assets")
+local refuse = require("sluice.refuse")
 local rows = require("sluice.rows")
 
 local FIELDS = table.concat({
@@ -334,7 +335,8 @@ return {
   run = function(job)
     local p = job.params
     if not job.brand_id then
-      error(sluice.permanent("meta_sync needs the brand whose ad account to sync: give it with --brand"))
+      refuse(job, { "meta_ads_performance", "ad_thumbnails", "ad_assets", "ad_classifications" },
+             "meta_sync needs the brand whose ad account to sync: give it with --brand")
     end
     local accounts = rows.query([[
       SELECT meta_ad_account_id FROM public.brand_ad_accounts WHERE brand_id = $1

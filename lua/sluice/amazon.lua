@@ -12,6 +12,7 @@
 
 local apify = require("sluice.apify")
 local clean = require("sluice.clean")
+local refuse = require("sluice.refuse")
 local rows = require("sluice.rows")
 
 local M = {}
@@ -217,13 +218,15 @@ function M.run(job)
     FROM public.competitor_amazon_urls u JOIN public.competitors c ON c.id = u.competitor_id
     WHERE u.id = $1]], p.competitor_amazon_url_id)
   local url = found[1]
+  -- input that rules the run out leaves amazon_reviews as it was (sluice.refuse)
   if not url then
-    error(sluice.permanent(("competitor_amazon_url_id %s: no such row in competitor_amazon_urls "
-      .. "(add the URL with `sluice competitors add-amazon-url COMPETITOR URL`)"):format(p.competitor_amazon_url_id)), 0)
+    refuse(job, { "amazon_reviews" }, ("competitor_amazon_url_id %s: no such row in competitor_amazon_urls "
+      .. "(list them with `sluice competitors list`, add one with `sluice competitors add-amazon-url "
+      .. "COMPETITOR URL`)"):format(p.competitor_amazon_url_id))
   end
   if job.brand_id and job.brand_id ~= url.brand_id then
-    error(sluice.permanent(("competitor_amazon_url_id %s belongs to another brand than this job's")
-      :format(url.id)), 0)
+    refuse(job, { "amazon_reviews" }, ("competitor_amazon_url_id %s belongs to another brand than this job's")
+      :format(url.id))
   end
   if p.asin ~= "Unknown" and p.asin ~= url.asin then
     job.log("note: the asin parameter (%s) differs from the URL row's ASIN; scraping %s", p.asin, url.asin)

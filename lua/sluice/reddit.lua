@@ -12,6 +12,7 @@
 local apify = require("sluice.apify")
 local clean = require("sluice.clean")
 local llm = require("sluice.llm")
+local refuse = require("sluice.refuse")
 local rows = require("sluice.rows")
 
 local M = {}
@@ -623,9 +624,10 @@ function M.run(job)
   end
   if p.persona_id then
     local found = db("SELECT name, description, brand_id FROM public.personas_4d WHERE id = $1", p.persona_id)
+    -- input that rules the run out leaves reddit_data as it was (sluice.refuse)
     if not found[1] then
-      error(sluice.permanent(("persona_id %s: no such persona in personas_4d (add one with "
-        .. "SELECT sluice.add_persona(brand, name))"):format(p.persona_id)), 0)
+      refuse(job, { "reddit_data" }, ("persona_id %s: no such persona in personas_4d (add one with "
+        .. "SELECT sluice.add_persona(brand, name))"):format(p.persona_id))
     end
     -- the persona must be the job's brand's (a job without a brand: a persona
     -- without one), or its research and quotes would land in another brand's persona
@@ -634,7 +636,7 @@ function M.run(job)
       local why = pbrand == nil and "has no brand, this job has one"
         or job.brand_id == nil and "belongs to a brand, this job has none"
         or "belongs to another brand"
-      error(sluice.permanent(("persona %s (%s) %s"):format(found[1].name, p.persona_id, why)), 0)
+      refuse(job, { "reddit_data" }, ("persona %s (%s) %s"):format(found[1].name, p.persona_id, why))
     end
     if not ctx.persona then
       local d = found[1].description

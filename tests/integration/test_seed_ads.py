@@ -390,6 +390,26 @@ class SeedAds(harness.SluiceTest):
         self.assertEqual(self.count("sluice.scheduled_jobs", "status = 'failed' AND attempts = 0"), 2,
                          "permanent failures end the job without retries")
         self.assertEqual(self.svc.stats()["apify_runs_started"], {})
+        # neither touched the brand's freshness: nothing of it was worked on
+        self.assertEqual(self.count("sluice.dataset_status"), 0)
+
+    def test_input_that_rules_a_run_out_leaves_fresh_data_fresh(self):
+        # a typo in an id made the brand's fresh competitor_ads "failing" (and
+        # queue --if-stale queue a scrape); the data was never touched
+        comp = self.setup_brand()
+        self.run_job("competitor_scrape", {"competitor_id": comp, "ad_library_url": ADLIB, "max_ads": 5})
+        before = self.dataset("competitor_ads")
+        self.assertEqual(before["last_status"], "completed")
+        _, out = self.run_job("competitor_scrape", {"competitor_id": "00000000-0000-4000-8000-000000000000",
+                                                    "ad_library_url": ADLIB}, ok=False)
+        self.assertIn("sluice competitors add --brand", out)
+        after = self.dataset("competitor_ads")
+        self.assertEqual(self.health()["competitor_ads"], "fresh")
+        for col in ("last_status", "last_run_id", "last_success_at", "records_affected", "error_message"):
+            self.assertEqual(after[col], before[col], col)
+        proc = self.sluice("queue", "competitor_scrape", "--brand", BRAND, "--if-stale", "--params",
+                           json.dumps({"competitor_id": comp, "ad_library_url": ADLIB}))
+        self.assertEqual(proc.stdout, "", "fresh data: nothing queued")
 
     def test_brand_required_types_run_without_a_brand_say_so(self):
         # `sluice run` may omit a brand; these types write the brand's rows and
@@ -404,7 +424,12 @@ class SeedAds(harness.SluiceTest):
             self.assertIn("give it with --brand", out)
         self.assertEqual(self.count("sluice.scheduled_jobs", "status = 'failed' AND attempts = 0"), 3,
                          "permanent failures end the jobs without retries")
-        self.assertEqual(self.count("sluice.dataset_status", "last_status = 'completed'"), 0)
+        # no platform row for data these types never keep without a brand: it
+        # showed in `sluice health` as failing for good
+        self.assertEqual(self.count("sluice.dataset_status"), 0)
+        proc = self.sluice("health", "--platform", "--check", check=False)
+        self.assertEqual(proc.returncode, 2, proc.stdout + proc.stderr)
+        self.assertIn("no datasets match", proc.stderr)
         self.assertEqual(self.svc.stats()["apify_runs_started"], {})
 
     def test_competitor_scrape_database_error_reads_as_in_the_other_types(self):

@@ -506,6 +506,8 @@ print(s1, s2, s3, e1, select("#", sluice.db.query("SELECT 1")), ok[1].n)
         self.assertEqual(self.svc.log("/v1/"), [])
         self.assertEqual(self.count("public.reddit_scrape_runs"), 0)
         self.assertEqual(self.one(f"SELECT * FROM public.personas_4d WHERE id = '{persona}'"), before)
+        # nor was any freshness touched: no reddit_data was worked on
+        self.assertEqual(self.count("sluice.dataset_status"), 0)
 
     def test_reddit_unparseable_reply_scores_zero_and_short_reply_pads(self):
         params = {"search_queries": ["standing desk"], "max_posts": 100, "relevance_threshold": 0.3}
@@ -1171,6 +1173,8 @@ print(s1, s2, s3, e1, select("#", sluice.db.query("SELECT 1")), ok[1].n)
         self.assertEqual(len(self.runs_of(foreign)), 1)
         self.assertIn("belongs to another brand", self.job(foreign)["last_error"])
         self.assertEqual(self.svc.stats()["apify_runs_started"], {})
+        # Acme's reviews were not worked on: its freshness is not "failing"
+        self.assertEqual(self.count("sluice.dataset_status"), 0)
 
     # -------------------------------------------------------------- competitors
 
