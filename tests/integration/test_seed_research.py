@@ -1176,6 +1176,29 @@ print(s1, s2, s3, e1, select("#", sluice.db.query("SELECT 1")), ok[1].n)
         # Acme's reviews were not worked on: its freshness is not "failing"
         self.assertEqual(self.count("sluice.dataset_status"), 0)
 
+    def test_amazon_run_without_a_brand_keeps_no_platform_freshness(self):
+        # the reviews are the URL row's brand's: a run without --brand called a
+        # platform amazon_reviews fresh that no platform scope has, and a failure
+        # left it failing for good
+        url = self.competitor_url(asin="B0NOBRAND1")
+        params = {"competitor_amazon_url_id": url, "include_keywords": False, "include_helpful": False}
+        out, proc = self.run_fg("amazon_review_scrape", params)
+        self.assertEqual(out["status"], "completed", proc.stdout + proc.stderr)
+        self.assertGreater(self.count("public.competitor_amazon_reviews"), 0)
+        logs = self.one(f"SELECT logs FROM sluice.scheduled_job_runs WHERE id = '{out['run_id']}'")["logs"]
+        self.assertIn("run without a brand: Acme's amazon_reviews freshness is left as it was", logs)
+        self.svc.control({"apify_fail_actor": "*"})
+        out, _ = self.run_fg("amazon_review_scrape", params)
+        self.assertEqual(out["status"], "failed")
+        self.assertEqual(self.count("sluice.dataset_status"), 0)
+        # with the brand, the brand's own row is kept
+        self.svc.control({"apify_fail_actor": None})
+        out, _ = self.run_fg("amazon_review_scrape", params, brand="Acme")
+        self.assertEqual(out["status"], "completed")
+        self.assertEqual(self.sql("SELECT b.name, d.last_status FROM sluice.dataset_status d "
+                                  "LEFT JOIN sluice.brands b ON b.id = d.brand_id"),
+                         [{"name": "Acme", "last_status": "completed"}])
+
     # -------------------------------------------------------------- competitors
 
     def test_competitors_cli_and_sql(self):
