@@ -29,8 +29,12 @@ return {
     if not job.brand_id then
       refuse(job, { "ad_assets" }, "asset_download needs the brand whose ads' assets to download: give it with --brand")
     end
-    local g, gerr = graph.client(job)
-    if not g then error(sluice.permanent(gerr)) end
+    -- a brand without an ad account has no ads to fetch assets for: calling its
+    -- ad_assets fresh would say nothing was missing
+    local account, aerr = graph.account(job.brand_id)
+    if not account then error(sluice.permanent(aerr), 0) end
+    local g, gerr = graph.client(job, { account_id = account })
+    if not g then error(sluice.permanent(gerr), 0) end
     local s, err, _, refused = meta_assets.download(job, g, {
       max_videos = job.params.max_videos, max_images = job.params.max_images,
     })

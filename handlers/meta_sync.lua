@@ -338,14 +338,11 @@ return {
       refuse(job, { "meta_ads_performance", "ad_thumbnails", "ad_assets", "ad_classifications" },
              "meta_sync needs the brand whose ad account to sync: give it with --brand")
     end
-    local accounts = rows.query([[
-      SELECT meta_ad_account_id FROM public.brand_ad_accounts WHERE brand_id = $1
-      ORDER BY is_primary DESC, created_at, meta_ad_account_id LIMIT 1]], job.brand_id)
-    if not accounts[1] then
-      error(sluice.permanent("the brand has no Meta ad account: link one with "
-        .. "SELECT sluice.add_ad_account('<brand>', 'act_<digits>')"))
-    end
-    local account = accounts[1].meta_ad_account_id
+    -- without auto_classify this run does not work on the classifications, even
+    -- when an earlier step fails: said first, so that a failure leaves them as they were
+    if not p.auto_classify then job.dataset("ad_classifications"):skip("auto_classify is false") end
+    local account, aerr = graph.account(job.brand_id)
+    if not account then error(sluice.permanent(aerr), 0) end
     local g, gerr = graph.client(job, { account_id = account })
     if not g then error(sluice.permanent(gerr)) end
 
@@ -428,9 +425,6 @@ return {
         summary.classifications = c
         return c, c.classified
       end)
-    else
-      -- the host settles every declared dataset; say plainly that nothing ran
-      job.dataset("ad_classifications"):skip("auto_classify is false")
     end
 
     summary.graph_requests, summary.graph_retries = g.requests, g.retries

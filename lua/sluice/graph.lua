@@ -6,6 +6,7 @@
 --
 --   local graph = require("sluice.graph")
 --   local g = assert(graph.client(job))          -- nil, err: no token (permanent)
+--   local account, err = graph.account(job.brand_id)  -- nil, err: none linked
 --   local ad, err, info = g:get("/120200000000", { fields = "id,creative" })
 --   local n, err = g:each_page("/act_1/insights", query, function(rows, page) … end)
 --   g.token_refused                              -- the first error 190 (a refused token), if any
@@ -70,7 +71,27 @@ function M.token(brand_id, account_id)
     local t = env(name)
     if t then return t, name end
   end
-  return nil, "META_ACCESS_TOKEN is not set (and the brand has no valid OAuth token in brand_ad_accounts)"
+  return nil, "META_ACCESS_TOKEN is not set (and the brand has no valid OAuth token in brand_ad_accounts): "
+    .. "export a Meta system user token as META_ACCESS_TOKEN in the environment of the sluice process, "
+    .. "or give the brand's account its own with sluice.add_ad_account(…, p_access_token => …, "
+    .. "p_token_expires_at => …)"
+end
+
+-- The brand's Meta ad account (its primary one): account id | nil, err, where
+-- err names the brand and says how to link one. Raises when the database fails.
+function M.account(brand_id)
+  local rows, err = sluice.db.query([[
+    SELECT a.meta_ad_account_id, b.name
+    FROM sluice.brands b
+    LEFT JOIN public.brand_ad_accounts a ON a.brand_id = b.id
+    WHERE b.id = $1
+    ORDER BY a.is_primary DESC, a.created_at, a.meta_ad_account_id LIMIT 1]], brand_id)
+  if not rows then error("database: brand_ad_accounts: " .. tostring(err), 0) end
+  local r = rows[1]
+  if r and type(r.meta_ad_account_id) == "string" then return r.meta_ad_account_id end
+  local name = r and type(r.name) == "string" and r.name or tostring(brand_id)
+  return nil, ("the brand %s has no Meta ad account: link one with SELECT sluice.add_ad_account('%s', "
+    .. "'act_<digits>')"):format(name, (name:gsub("'", "''")))
 end
 
 ---------------------------------------------------------------- the client

@@ -790,7 +790,8 @@ class SeedAds(harness.SluiceTest):
         self.setup_brand()
         self.sluice("brands", "add", "NoAccount")
         _, out = self.run_job("meta_sync", {}, brand="NoAccount", ok=False)
-        self.assertIn("no Meta ad account", out)
+        self.assertIn("the brand NoAccount has no Meta ad account: link one with "
+                      "SELECT sluice.add_ad_account('NoAccount', 'act_<digits>')", out)
         _, out = self.run_job("meta_sync", {}, env=self.env({"META_ACCESS_TOKEN": "bad-token"}), ok=False)
         self.assertIn("graph error 190", out)
         self.assertNotIn("bad-token", out)
@@ -798,7 +799,21 @@ class SeedAds(harness.SluiceTest):
         env.pop("META_ACCESS_TOKEN")
         _, out = self.run_job("meta_sync", {}, env=env, ok=False)
         self.assertIn("META_ACCESS_TOKEN is not set", out)
+        self.assertIn("export a Meta system user token as META_ACCESS_TOKEN", out)
         self.assertEqual(self.count("sluice.scheduled_jobs", "status = 'failed' AND attempts = 0"), 3)
+        # without auto_classify, no run touched the classifications, failed or not
+        self.assertEqual(self.count("sluice.dataset_status", "dataset_key = 'ad_classifications'"), 0)
+        self.assertEqual(self.health()["meta_ads_performance"], "failing")
+
+    def test_asset_download_for_a_brand_without_an_ad_account_says_so(self):
+        # it completed with nothing to do and called the brand's ad_assets fresh
+        self.setup_brand()
+        self.sluice("brands", "add", "NoAccount")
+        _, out = self.run_job("asset_download", {}, brand="NoAccount", ok=False)
+        self.assertIn("the brand NoAccount has no Meta ad account: link one with", out)
+        self.assertEqual(self.health("NoAccount")["ad_assets"], "failing")
+        self.assertEqual(self.count("sluice.scheduled_jobs", "status = 'failed' AND attempts = 0"), 1)
+        self.assertEqual(self.svc.stats().get("graph_requests", 0), 0)
 
     def test_graph_throttling_is_retried_and_tokens_stay_secret(self):
         self.setup_brand()
