@@ -29,6 +29,11 @@ return {
     if not job.brand_id then
       refuse(job, { "ad_assets" }, "asset_download needs the brand whose ads' assets to download: give it with --brand")
     end
+    if job.params.max_videos == 0 and job.params.max_images == 0 then
+      -- it would complete with nothing done and call the brand's assets fresh
+      refuse(job, { "ad_assets" }, "max_videos and max_images are both 0: nothing to download "
+        .. "(give either a number above 0)")
+    end
     -- a brand without an ad account has no ads to fetch assets for: calling its
     -- ad_assets fresh would say nothing was missing
     local account, aerr = graph.account(job.brand_id)

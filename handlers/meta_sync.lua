@@ -341,6 +341,10 @@ return {
     -- without auto_classify this run does not work on the classifications, even
     -- when an earlier step fails: said first, so that a failure leaves them as they were
     if not p.auto_classify then job.dataset("ad_classifications"):skip("auto_classify is false") end
+    -- so for the assets when no download is asked for: reported completed, they
+    -- would be called fresh while nothing is downloaded
+    local no_downloads = p.download_max_videos == 0 and p.download_max_images == 0
+    if no_downloads then job.dataset("ad_assets"):skip("download_max_videos and download_max_images are 0") end
     local account, aerr = graph.account(job.brand_id)
     if not account then error(sluice.permanent(aerr), 0) end
     local g, gerr = graph.client(job, { account_id = account })
@@ -409,14 +413,18 @@ return {
       summary.creatives = c
       return c, c.read + c.statuses_read
     end)
-    step(job, failed, 4, "ad_assets", function()
-      local s, aerr = meta_assets.download(job, g, {
-        max_videos = p.download_max_videos, max_images = p.download_max_images,
-      })
-      if not s then return nil, aerr end
-      summary.assets = s
-      return s, s.downloaded
-    end)
+    if no_downloads then
+      job.log("step 4 (ad_assets) skipped: download_max_videos and download_max_images are 0")
+    else
+      step(job, failed, 4, "ad_assets", function()
+        local s, aerr = meta_assets.download(job, g, {
+          max_videos = p.download_max_videos, max_images = p.download_max_images,
+        })
+        if not s then return nil, aerr end
+        summary.assets = s
+        return s, s.downloaded
+      end)
+    end
     if p.auto_classify then
       step(job, failed, 5, "ad_classifications", function()
         local c, cerr = classify(job, since)

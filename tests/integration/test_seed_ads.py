@@ -805,6 +805,24 @@ class SeedAds(harness.SluiceTest):
         self.assertEqual(self.count("sluice.dataset_status", "dataset_key = 'ad_classifications'"), 0)
         self.assertEqual(self.health()["meta_ads_performance"], "failing")
 
+    def test_no_downloads_asked_for_keeps_ad_assets_as_it_was(self):
+        # download maxima of 0 downloaded nothing and called ad_assets fresh
+        self.setup_brand()
+        res, log = self.run_job("meta_sync", {"download_max_videos": 0, "download_max_images": 0})
+        self.assertIn("step 4 (ad_assets) skipped: download_max_videos and download_max_images are 0", log)
+        self.assertNotIn("assets", res)
+        self.assertEqual(self.count("sluice.dataset_status", "dataset_key = 'ad_assets'"), 0)
+        self.assertEqual(self.health()["ad_assets"], "never")
+        self.assertEqual(self.health()["meta_ads_performance"], "fresh")
+        _, out = self.run_job("asset_download", {"max_videos": 0, "max_images": 0}, ok=False)
+        self.assertIn("max_videos and max_images are both 0: nothing to download", out)
+        self.assertEqual(self.count("sluice.dataset_status", "dataset_key = 'ad_assets'"), 0)
+        self.assertEqual(self.count("public.meta_ad_assets"), 0)
+        # one of them is enough
+        res, _ = self.run_job("asset_download", {"max_videos": 0, "max_images": 2})
+        self.assertEqual(res["images"], 2)
+        self.assertEqual(self.health()["ad_assets"], "fresh")
+
     def test_asset_download_for_a_brand_without_an_ad_account_says_so(self):
         # it completed with nothing to do and called the brand's ad_assets fresh
         self.setup_brand()
