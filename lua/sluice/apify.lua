@@ -131,7 +131,8 @@ local function call(cfg, method, path, o)
       headers = { Authorization = "Bearer " .. cfg.token, Accept = "application/json" },
       timeout = o.timeout or 60,
     })
-  end, { attempts = o.attempts or 6, base = 0.5, max = 30, retry_on = retry_policy(method) })
+  end, { attempts = o.attempts or 6, base = 0.5, max = 30, retry_on = retry_policy(method),
+         what = ("apify: %s %s"):format(method, path) })
   if not res then
     return nil, ("apify: %s %s failed: %s"):format(method, path, tostring(err)), false,
            { transport = tostring(err) }

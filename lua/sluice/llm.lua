@@ -230,7 +230,8 @@ function M.chat(messages, opts)
   end
   local res, err = sluice.retry(function()
     return request(cfg, "POST", "/chat/completions", { json = req, timeout = opts.timeout or 120 })
-  end, { attempts = opts.attempts or 6, base = 1, max = 30, retry_on = retry_on })
+  end, { attempts = opts.attempts or 6, base = 1, max = 30, retry_on = retry_on,
+         what = "llm: POST " .. cfg.base:gsub("://[^/@]*@", "://") .. "/chat/completions" })
   if not res then return nil, "llm: no answer from " .. host_of(cfg.base) .. ": " .. tostring(err), "transport" end
   if res.status ~= 200 then
     local msg, kind = http_error(res)

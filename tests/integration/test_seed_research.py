@@ -11,6 +11,7 @@ every wait is bounded.
 """
 
 import json
+import re
 import os
 import shlex
 import signal
@@ -618,6 +619,14 @@ print(s1, s2, s3, e1, select("#", sluice.db.query("SELECT 1")), ok[1].n)
             self.assertGreaterEqual(again[0]["t"] - c["t_end"], 0.95)
         self.assertEqual(len([c for c in self.svc.log("/v2/actor-runs") if c["status"] == 429]), 2)
         self.assertEqual(self.started(REDDIT_ACTOR), 1)
+        # each retry's log line names the request it repeats
+        logs = self.one(f"SELECT logs FROM sluice.scheduled_job_runs WHERE id = '{out['run_id']}'")["logs"]
+        retries = [line.split(" ", 1)[1] for line in logs.splitlines() if " retry " in line]
+        self.assertEqual(len(retries), 8, logs)
+        llm = f"llm: POST {self.svc.url}/v1/chat/completions: retry "
+        self.assertEqual(len([r for r in retries if r.startswith(llm)]), 6, retries)
+        self.assertEqual(len([r for r in retries if re.match(r"apify: GET /v2/actor-runs/\w+: retry [23]/6 ", r)]), 2,
+                         retries)
 
     def test_missing_credentials_fail_at_once_without_retries(self):
         for missing, var in (("APIFY_TOKEN", "APIFY_TOKEN"), ("LLM_API_KEY", "LLM_API_KEY")):
