@@ -345,7 +345,7 @@ return {
     -- would be called fresh while nothing is downloaded
     local no_downloads = p.download_max_videos == 0 and p.download_max_images == 0
     if no_downloads then job.dataset("ad_assets"):skip("download_max_videos and download_max_images are 0") end
-    local account, aerr = graph.account(job.brand_id)
+    local account, aerr, brand_name = graph.account(job.brand_id)
     if not account then error(sluice.permanent(aerr), 0) end
     local g, gerr = graph.client(job, { account_id = account })
     if not g then error(sluice.permanent(gerr)) end
@@ -390,6 +390,12 @@ return {
     clean.notes(job, notes, "insight rows")
     if not n then
       local msg = "step 1-2 (meta_ads_performance): " .. tostring(pages_or_err)
+      if info and info.code == 100 and info.subcode == 33 then
+        -- the account itself: a typo when it was linked, or one the token cannot read
+        msg = msg .. (" — the brand's ad account %s is not one the token can read: check the id and "
+          .. "the token's access to it, or link the right account with %s"):format(account,
+          graph.link_hint(brand_name))
+      end
       if info and info.permanent then error(sluice.permanent(msg)) end
       error(msg, 0)
     end

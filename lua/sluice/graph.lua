@@ -77,8 +77,14 @@ function M.token(brand_id, account_id)
     .. "p_token_expires_at => …)"
 end
 
--- The brand's Meta ad account (its primary one): account id | nil, err, where
--- err names the brand and says how to link one. Raises when the database fails.
+-- The statement that links an ad account to the brand named `name`, quoted for SQL.
+function M.link_hint(name)
+  return ("SELECT sluice.add_ad_account('%s', 'act_<digits>')"):format((name:gsub("'", "''")))
+end
+
+-- The brand's Meta ad account (its primary one): account id, nil, brand name |
+-- nil, err, where err names the brand and says how to link one. Raises when the
+-- database fails.
 function M.account(brand_id)
   local rows, err = sluice.db.query([[
     SELECT a.meta_ad_account_id, b.name
@@ -88,10 +94,9 @@ function M.account(brand_id)
     ORDER BY a.is_primary DESC, a.created_at, a.meta_ad_account_id LIMIT 1]], brand_id)
   if not rows then error("database: brand_ad_accounts: " .. tostring(err), 0) end
   local r = rows[1]
-  if r and type(r.meta_ad_account_id) == "string" then return r.meta_ad_account_id end
   local name = r and type(r.name) == "string" and r.name or tostring(brand_id)
-  return nil, ("the brand %s has no Meta ad account: link one with SELECT sluice.add_ad_account('%s', "
-    .. "'act_<digits>')"):format(name, (name:gsub("'", "''")))
+  if r and type(r.meta_ad_account_id) == "string" then return r.meta_ad_account_id, nil, name end
+  return nil, ("the brand %s has no Meta ad account: link one with %s"):format(name, M.link_hint(name))
 end
 
 ---------------------------------------------------------------- the client
