@@ -122,11 +122,27 @@ local function review_of(it, id, notes)
   return r
 end
 
+-- The sorted keys of the first table among items, for a message.
+local function keys_of(items)
+  for _, it in ipairs(items) do
+    if type(it) == "table" then
+      local keys = {}
+      for k in pairs(it) do keys[#keys + 1] = tostring(k) end
+      table.sort(keys)
+      if #keys > 12 then keys = { table.concat(keys, ", ", 1, 12) .. ", …" } end
+      return #keys > 0 and table.concat(keys, ", ") or "(none)"
+    end
+  end
+  return "(no item is an object)"
+end
+
 -- A run's items → reviews (first occurrence of each reviewId), the names of the
--- configurations that failed, how many items carried no review id, and notes
--- naming the reviews whose values had to be cleaned.
+-- configurations that failed, how many items carried no review id, notes
+-- naming the reviews whose values had to be cleaned, and how many items were
+-- neither a review nor the actor's status answer (a statusCode: "no reviews
+-- found", a failed configuration).
 function M.parse_items(items, round_configs, status_message)
-  local reviews, seen, failed, dropped, notes = {}, {}, {}, 0, {}
+  local reviews, seen, failed, dropped, notes, unreadable = {}, {}, {}, 0, {}, 0
   for _, it in ipairs(items) do
     if type(it) == "table" then
       local id = clean.text(it.reviewId)
@@ -138,6 +154,7 @@ function M.parse_items(items, round_configs, status_message)
       else
         dropped = dropped + 1
         local code = tonumber(it.statusCode)
+        if not code then unreadable = unreadable + 1 end
         if code and code >= 400 and code ~= 404 then
           local c = config_of(round_configs, it.input)
           if c then failed[c.name] = true end
@@ -153,7 +170,7 @@ function M.parse_items(items, round_configs, status_message)
       if c then failed[c.name] = true end
     end
   end
-  return reviews, failed, dropped, notes
+  return reviews, failed, dropped, notes, unreadable
 end
 
 ---------------------------------------------------------------- storage
@@ -268,7 +285,16 @@ function M.run(job)
     end
     local items, run = apify.run_actor(job, ("amazon_run_%d"):format(round.n), M.ACTOR, { input = inputs },
                                        { timeout = M.ACTOR_TIMEOUT, memory = M.ACTOR_MEMORY })
-    local reviews, failed, dropped, notes = M.parse_items(items, round_configs, run.statusMessage)
+    local reviews, failed, dropped, notes, unreadable = M.parse_items(items, round_configs, run.statusMessage)
+    if #reviews == 0 and unreadable > 0 then
+      -- items came, and none is a review or a status: not "no reviews", but
+      -- output this code cannot read (the actor changed its format, say).
+      -- Reported as 0 reviews, the product would look scraped and fresh; a
+      -- retry would read the same run again
+      error(sluice.permanent(("none of the %d items run %s returned is a review (no reviewId) or the "
+        .. "actor's status answer (statusCode): its output cannot be read, nothing was stored; the "
+        .. "first item's keys: %s"):format(#items, tostring(run.id), keys_of(items))), 0)
+    end
     clean.notes(job, notes, "reviews")
     local new, skipped = save_reviews(job, url, reviews)
     local nfailed = 0

@@ -757,6 +757,34 @@ print(s1, s2, s3, e1, select("#", sluice.db.query("SELECT 1")), ok[1].n)
                       "ON b.id = d.brand_id WHERE b.name = 'Acme' AND d.dataset_key = 'amazon_reviews'")
         self.assertEqual(ds["last_status"], "completed")
 
+    def test_amazon_output_without_reviews_or_statuses_fails_instead_of_fresh_and_empty(self):
+        # every item without a reviewId and without a statusCode (the actor's
+        # format changed) was 0 reviews: completed, the product scraped and fresh
+        url = self.competitor_url(asin="B0NOREVIEW")
+        params = {"competitor_amazon_url_id": url, "include_keywords": False, "include_helpful": False}
+        self.svc.control({"apify_patch_items": {"actor": AMAZON_ACTOR, "match": {}, "set": {"reviewId": None}}})
+        out, _ = self.run_fg("amazon_review_scrape", params, brand="Acme")
+        self.assertEqual(out["status"], "failed")
+        self.assertRegex(out["error"], r"^none of the \d+ items run \w+ returned is a review \(no reviewId\) or "
+                                       r"the actor's status answer \(statusCode\): its output cannot be read, "
+                                       r"nothing was stored; the first item's keys: asin, author, ")
+        self.assertEqual(self.one(f"SELECT status, attempts FROM sluice.scheduled_jobs WHERE id = '{out['job_id']}'"),
+                         {"status": "failed", "attempts": 0}, "the retry would read the same run: not retried")
+        self.assertEqual(self.count("public.competitor_amazon_reviews"), 0)
+        row = self.one(f"SELECT last_scraped_at FROM public.competitor_amazon_urls WHERE id = '{url}'")
+        self.assertIsNone(row["last_scraped_at"])
+        self.assertEqual(self.one("SELECT state FROM sluice.dataset_health WHERE brand_name = 'Acme' "
+                                  "AND dataset_key = 'amazon_reviews'")["state"], "failing")
+        # the actor's own "no reviews" answers are a product without reviews: completed, 0
+        self.svc.reset()
+        self.svc.control({"apify_patch_items": {"actor": AMAZON_ACTOR, "match": {}, "set": {
+            "reviewId": None, "statusCode": 404, "statusMessage": "NO_REVIEWS_FOUND"}}})
+        out, _ = self.run_fg("amazon_review_scrape", params, brand="Acme")
+        self.assertEqual(out["status"], "completed", out)
+        self.assertEqual(out["result"]["reviews"], 0)
+        self.assertEqual(self.one("SELECT state FROM sluice.dataset_health WHERE brand_name = 'Acme' "
+                                  "AND dataset_key = 'amazon_reviews'")["state"], "fresh")
+
     def test_amazon_bad_items_are_cleaned_not_fatal(self):
         # one review text with a NUL (Postgres refuses it in text and jsonb), one
         # helpful-votes count past the integer column, one with separators: each
