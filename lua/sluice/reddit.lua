@@ -94,12 +94,15 @@ function M.actor_input(p)
 end
 
 -- The actor's mixed dataset → posts (deduplicated by id, in dataset order),
--- the number of comments (scraped, not used further, as in the seed), and notes
--- naming the posts whose created_utc was scaled or left empty.
+-- the number of comments (scraped, not used further, as in the seed), notes
+-- naming the posts whose created_utc was scaled or left empty, and the number
+-- of items that are neither (no post id, not a comment).
 function M.posts_from_items(items)
-  local posts, seen, comments, notes = {}, {}, 0, {}
+  local posts, seen, comments, notes, unreadable = {}, {}, 0, {}, 0
   for _, it in ipairs(items) do
-    if type(it) == "table" then
+    if type(it) ~= "table" then
+      unreadable = unreadable + 1
+    else
       local kind = it.kind
       if kind == "comment" or (kind == nil and it.postId ~= nil) then
         comments = comments + 1
@@ -121,10 +124,26 @@ function M.posts_from_items(items)
             position = #posts + 1,
           }
         end
+      else
+        unreadable = unreadable + 1
       end
     end
   end
-  return posts, comments, notes
+  return posts, comments, notes, unreadable
+end
+
+-- The sorted keys of the first table among items, for a message.
+local function keys_of(items)
+  for _, it in ipairs(items) do
+    if type(it) == "table" then
+      local keys = {}
+      for k in pairs(it) do keys[#keys + 1] = tostring(k) end
+      table.sort(keys)
+      if #keys > 12 then keys = { table.concat(keys, ", ", 1, 12) .. ", …" } end
+      return #keys > 0 and table.concat(keys, ", ") or "(none)"
+    end
+  end
+  return "(no item is an object)"
 end
 
 function M.engagement_filter(posts, min_upvotes, min_comments)
@@ -671,7 +690,15 @@ function M.run(job)
     -- 1. scrape
     local items, arun = apify.run_actor(job, "reddit_scrape", M.ACTOR, M.actor_input(p),
                                         { timeout = M.ACTOR_TIMEOUT, memory = M.ACTOR_MEMORY })
-    local posts, ncomments, pnotes = M.posts_from_items(items)
+    local posts, ncomments, pnotes, unreadable = M.posts_from_items(items)
+    if #posts == 0 and unreadable > 0 then
+      -- items came, and no post among them: output this code cannot read (the
+      -- actor changed its format, say), not a search without results. Stored as
+      -- 0 posts, the research would look done and fresh; a retry reads the same run
+      error(sluice.permanent(("no post among the %d items run %s returned (%d comments, %d items without "
+        .. "a post id): its output cannot be read; the first item's keys: %s")
+        :format(#items, tostring(arun.id), ncomments, unreadable, keys_of(items))), 0)
+    end
     clean.notes(job, pnotes, "posts")
     local apify_usd = tonumber(arun.usageTotalUsd) or #items * M.PRICE_PER_1K / 1000
     job.log("scraped %d posts and %d comments (%d items, $%.4f)", #posts, ncomments, #items, apify_usd)

@@ -757,6 +757,25 @@ print(s1, s2, s3, e1, select("#", sluice.db.query("SELECT 1")), ok[1].n)
                       "ON b.id = d.brand_id WHERE b.name = 'Acme' AND d.dataset_key = 'amazon_reviews'")
         self.assertEqual(ds["last_status"], "completed")
 
+    def test_reddit_output_without_posts_fails_instead_of_fresh_and_empty(self):
+        # posts without an id (the actor's format changed) were 0 posts scraped:
+        # completed, the research done and reddit_data fresh
+        self.sluice("brands", "add", "Acme")
+        self.svc.control({"apify_patch_items": {"actor": REDDIT_ACTOR, "match": {"kind": "post"},
+                                                "set": {"id": None}}})
+        out, _ = self.run_fg("reddit_scrape", {"search_queries": ["kettle"], "max_posts": 10}, brand="Acme")
+        self.assertEqual(out["status"], "failed")
+        self.assertRegex(out["error"], r"^no post among the \d+ items run \w+ returned \(\d+ comments, 10 items "
+                                       r"without a post id\): its output cannot be read; the first item's keys: ")
+        self.assertEqual(self.one(f"SELECT status, attempts FROM sluice.scheduled_jobs WHERE id = '{out['job_id']}'"),
+                         {"status": "failed", "attempts": 0}, "the retry would read the same run: not retried")
+        self.assertEqual(self.count("public.reddit_posts"), 0)
+        self.assertEqual(self.svc.log("/v1/chat"), [], "nothing was asked of the LLM")
+        run = self.one("SELECT status, current_step, error FROM public.reddit_scrape_runs")
+        self.assertEqual((run["status"], run["current_step"]), ("failed", "scraping"))
+        self.assertEqual(self.one("SELECT state FROM sluice.dataset_health WHERE brand_name = 'Acme' "
+                                  "AND dataset_key = 'reddit_data'")["state"], "failing")
+
     def test_amazon_output_without_reviews_or_statuses_fails_instead_of_fresh_and_empty(self):
         # every item without a reviewId and without a statusCode (the actor's
         # format changed) was 0 reviews: completed, the product scraped and fresh
