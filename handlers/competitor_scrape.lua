@@ -79,6 +79,7 @@ return {
     local items, run = apify.run_actor(job, "ads_library", fb.ACTOR,
       fb.input(p.ad_library_url, { count = p.max_ads }), { timeout = 900, memory = 1024 })
     local ads, skipped, notes = fb.normalize_all(items)
+    fb.check_readable(items, ads, skipped, run)
     if skipped > 0 then job.log("%d items without an ad_archive_id skipped", skipped) end
     clean.notes(job, notes, "ads")
 

@@ -122,20 +122,6 @@ local function review_of(it, id, notes)
   return r
 end
 
--- The sorted keys of the first table among items, for a message.
-local function keys_of(items)
-  for _, it in ipairs(items) do
-    if type(it) == "table" then
-      local keys = {}
-      for k in pairs(it) do keys[#keys + 1] = tostring(k) end
-      table.sort(keys)
-      if #keys > 12 then keys = { table.concat(keys, ", ", 1, 12) .. ", …" } end
-      return #keys > 0 and table.concat(keys, ", ") or "(none)"
-    end
-  end
-  return "(no item is an object)"
-end
-
 -- A run's items → reviews (first occurrence of each reviewId), the names of the
 -- configurations that failed, how many items carried no review id, notes
 -- naming the reviews whose values had to be cleaned, and how many items were
@@ -293,7 +279,7 @@ function M.run(job)
       -- retry would read the same run again
       error(sluice.permanent(("none of the %d items run %s returned is a review (no reviewId) or the "
         .. "actor's status answer (statusCode): its output cannot be read, nothing was stored; the "
-        .. "first item's keys: %s"):format(#items, tostring(run.id), keys_of(items))), 0)
+        .. "first item's keys: %s"):format(#items, tostring(run.id), apify.item_keys(items))), 0)
     end
     clean.notes(job, notes, "reviews")
     local new, skipped = save_reviews(job, url, reviews)

@@ -361,6 +361,21 @@ function M.input_digest(input)
   return sluice.sha256(M.canonical_json(input))
 end
 
+-- The sorted keys of the first object among a dataset's items, at most 12 of
+-- them ("asin, author, …"), for a message about output that cannot be read.
+function M.item_keys(items)
+  for _, it in ipairs(items or {}) do
+    if type(it) == "table" then
+      local keys = {}
+      for k in pairs(it) do keys[#keys + 1] = tostring(k) end
+      table.sort(keys)
+      if #keys > 12 then keys = { table.concat(keys, ", ", 1, 12) .. ", …" } end
+      return #keys > 0 and table.concat(keys, ", ") or "(none)"
+    end
+  end
+  return "(no item is an object)"
+end
+
 -- parse_time("2025-12-01T08:30:00.123Z") → seconds since the epoch, or nil.
 -- UTC only (a "Z" or +00:00 suffix, or none), as Apify writes its times.
 function M.parse_time(text)

@@ -132,19 +132,6 @@ function M.posts_from_items(items)
   return posts, comments, notes, unreadable
 end
 
--- The sorted keys of the first table among items, for a message.
-local function keys_of(items)
-  for _, it in ipairs(items) do
-    if type(it) == "table" then
-      local keys = {}
-      for k in pairs(it) do keys[#keys + 1] = tostring(k) end
-      table.sort(keys)
-      if #keys > 12 then keys = { table.concat(keys, ", ", 1, 12) .. ", …" } end
-      return #keys > 0 and table.concat(keys, ", ") or "(none)"
-    end
-  end
-  return "(no item is an object)"
-end
 
 function M.engagement_filter(posts, min_upvotes, min_comments)
   local out = {}
@@ -697,7 +684,7 @@ function M.run(job)
       -- 0 posts, the research would look done and fresh; a retry reads the same run
       error(sluice.permanent(("no post among the %d items run %s returned (%d comments, %d items without "
         .. "a post id): its output cannot be read; the first item's keys: %s")
-        :format(#items, tostring(arun.id), ncomments, unreadable, keys_of(items))), 0)
+        :format(#items, tostring(arun.id), ncomments, unreadable, apify.item_keys(items))), 0)
     end
     clean.notes(job, pnotes, "posts")
     local apify_usd = tonumber(arun.usageTotalUsd) or #items * M.PRICE_PER_1K / 1000

@@ -393,6 +393,26 @@ class SeedAds(harness.SluiceTest):
         # neither touched the brand's freshness: nothing of it was worked on
         self.assertEqual(self.count("sluice.dataset_status"), 0)
 
+    def test_ads_library_output_without_ads_fails_instead_of_fresh_and_empty(self):
+        # items without an ad archive id in either spelling (the actor's format
+        # changed) were 0 ads: completed, the scrape done and its dataset fresh
+        comp = self.setup_brand()
+        self.svc.control({"apify_patch_items": {"actor": "curious_coder~facebook-ads-library-scraper", "match": {},
+                                                "set": {"ad_archive_id": None, "adArchiveID": None}}})
+        for job_type, params, brand in [
+                ("competitor_scrape", {"competitor_id": comp, "ad_library_url": ADLIB, "max_ads": 5}, BRAND),
+                ("template_scrape", {"search_url": SEARCH, "max_ads": 5}, None)]:
+            _, out = self.run_job(job_type, params, brand=brand, ok=False)
+            self.assertRegex(out, r"failed after .*: no ad among the 5 items run \w+ returned \(none has an "
+                                  r"ad_archive_id or adArchiveID\): its output cannot be read; the first item's "
+                                  r"keys: ", job_type)
+        self.assertEqual(self.count("sluice.scheduled_jobs", "status = 'failed' AND attempts = 0"), 2,
+                         "the retry would read the same run: not retried")
+        self.assertEqual(self.count("public.competitor_ads") + self.count("public.facebook_ads"), 0)
+        self.assertIsNone(self.one(f"SELECT last_scraped_at FROM public.competitors WHERE id = '{comp}'")
+                          ["last_scraped_at"])
+        self.assertEqual(self.count("sluice.dataset_status", "last_status = 'failed'"), 2)
+
     def test_input_that_rules_a_run_out_leaves_fresh_data_fresh(self):
         # a typo in an id made the brand's fresh competitor_ads "failing" (and
         # queue --if-stale queue a scrape); the data was never touched
