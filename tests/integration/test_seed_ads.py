@@ -820,6 +820,12 @@ class SeedAds(harness.SluiceTest):
         _, out = self.run_job("meta_sync", {}, env=env, ok=False)
         self.assertIn("META_ACCESS_TOKEN is not set", out)
         self.assertIn("export a Meta system user token as META_ACCESS_TOKEN", out)
+        # a base URL that is no URL is a setting to fix, not a service that is down: not retried
+        _, out = self.run_job("meta_sync", {}, env=self.env({"META_GRAPH_URL": "graph.facebook.com/v21.0"}),
+                              ok=False)
+        self.assertIn('META_GRAPH_URL must be an http(s) URL such as https://graph.facebook.com/v21.0, '
+                      'not "graph.facebook.com/v21.0"', out)
+        self.assertNotIn("retrying", out)
         # an account the Graph API does not know (a typo when it was linked) says so
         self.sluice("brands", "add", "O'Typo")
         self.scalar("SELECT sluice.add_ad_account('O''Typo', 'act_99990001')")
@@ -828,7 +834,7 @@ class SeedAds(harness.SluiceTest):
         self.assertIn("the brand's ad account act_99990001 is not one the token can read: check the id and "
                       "the token's access to it, or link the right account with "
                       "SELECT sluice.add_ad_account('O''Typo', 'act_<digits>')", out)
-        self.assertEqual(self.count("sluice.scheduled_jobs", "status = 'failed' AND attempts = 0"), 4)
+        self.assertEqual(self.count("sluice.scheduled_jobs", "status = 'failed' AND attempts = 0"), 5)
         # without auto_classify, no run touched the classifications, failed or not
         self.assertEqual(self.count("sluice.dataset_status", "dataset_key = 'ad_classifications'"), 0)
         self.assertEqual(self.health()["meta_ads_performance"], "failing")

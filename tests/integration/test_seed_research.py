@@ -664,6 +664,19 @@ print(s1, s2, s3, e1, select("#", sluice.db.query("SELECT 1")), ok[1].n)
         self.assertIn("check LLM_API_KEY", out["error"])
         self.assertEqual(self.started(REDDIT_ACTOR), 0, "nothing may be bought with a refused LLM key")
 
+    def test_a_base_url_that_is_no_url_fails_at_once_without_retries(self):
+        # it failed every request as a transport error: retried in the client
+        # for seconds, then by the job's retry policy, as if the service were down
+        for var, value, example in (("APIFY_BASE_URL", "api.apify.com", "https://api.apify.com"),
+                                    ("LLM_BASE_URL", "ftp://llm.example/v1", "https://api.openai.com/v1")):
+            with self.subTest(var=var):
+                self.svc.reset()
+                out, _ = self.run_fg("reddit_scrape", {"search_queries": ["x"]}, env=self.env({var: value}))
+                self.assertEqual((out["status"], out["job_status"]), ("failed", "failed"))
+                self.assertEqual(out["error"], f'{var} must be an http(s) URL such as {example}, not "{value}"')
+                self.assertEqual(self.svc.stats()["requests"], 0)
+        self.assertEqual(self.count("sluice.scheduled_jobs", "status = 'failed' AND attempts = 0"), 2)
+
     def test_actor_failed_is_a_clear_error_and_a_new_run_on_retry(self):
         self.svc.control({"apify_fail_actor": REDDIT_ACTOR})
         job = self.queue("reddit_scrape", {"search_queries": ["x"]}, None, "--max-retries", "1")
