@@ -15,8 +15,10 @@ return {
   emoji = "📦",
   description = "Videos and images of the brand's Meta ads into the asset store (meta_ad_assets).",
   params = {
-    max_videos = { type = "integer", min = 0, max = 500, default = 20, description = "videos per run" },
-    max_images = { type = "integer", min = 0, max = 1000, default = 40, description = "images per run" },
+    max_videos = { type = "integer", min = 0, max = 500, default = 20,
+                   description = "video ads handled per run (not 0 together with max_images)" },
+    max_images = { type = "integer", min = 0, max = 1000, default = 40,
+                   description = "image ads handled per run (not 0 together with max_videos)" },
   },
   datasets = {
     -- declared identically by meta_sync

@@ -318,8 +318,10 @@ return {
   params = {
     days_back = { type = "integer", min = 1, max = 365, default = 7,
                   description = "days before today to sync" },
-    download_max_videos = { type = "integer", min = 0, max = 500, default = 20 },
-    download_max_images = { type = "integer", min = 0, max = 1000, default = 40 },
+    download_max_videos = { type = "integer", min = 0, max = 500, default = 20,
+                            description = "video ads step 4 downloads (both maxima 0: step 4 is skipped)" },
+    download_max_images = { type = "integer", min = 0, max = 1000, default = 40,
+                            description = "image ads step 4 downloads (both maxima 0: step 4 is skipped)" },
     auto_classify = { type = "boolean", default = false, description = "classify new ads with the LLM" },
   },
   datasets = {
