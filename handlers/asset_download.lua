@@ -8,14 +8,17 @@
 -- row makes it not_downloadable) and does not stop the others. The same code is meta_sync's step 4 (lua/sluice/meta_assets.lua).
 local graph = require("sluice.graph")
 local meta_assets = require("sluice.meta_assets")
+local refuse = require("sluice.refuse")
 
 return {
   label = "Asset Download",
   emoji = "📦",
   description = "Videos and images of the brand's Meta ads into the asset store (meta_ad_assets).",
   params = {
-    max_videos = { type = "integer", min = 0, max = 500, default = 20, description = "videos per run" },
-    max_images = { type = "integer", min = 0, max = 1000, default = 40, description = "images per run" },
+    max_videos = { type = "integer", min = 0, max = 500, default = 20,
+                   description = "video ads handled per run (not 0 together with max_images)" },
+    max_images = { type = "integer", min = 0, max = 1000, default = 40,
+                   description = "image ads handled per run (not 0 together with max_videos)" },
   },
   datasets = {
     -- declared identically by meta_sync
@@ -26,10 +29,19 @@ return {
   max_retries = 3,
   run = function(job)
     if not job.brand_id then
-      error(sluice.permanent("asset_download needs the brand whose ads' assets to download: give it with --brand"))
+      refuse(job, { "ad_assets" }, "asset_download needs the brand whose ads' assets to download: give it with --brand")
     end
-    local g, gerr = graph.client(job)
-    if not g then error(sluice.permanent(gerr)) end
+    if job.params.max_videos == 0 and job.params.max_images == 0 then
+      -- it would complete with nothing done and call the brand's assets fresh
+      refuse(job, { "ad_assets" }, "max_videos and max_images are both 0: nothing to download "
+        .. "(give either a number above 0)")
+    end
+    -- a brand without an ad account has no ads to fetch assets for: calling its
+    -- ad_assets fresh would say nothing was missing
+    local account, aerr = graph.account(job.brand_id)
+    if not account then error(sluice.permanent(aerr), 0) end
+    local g, gerr = graph.client(job, { account_id = account })
+    if not g then error(sluice.permanent(gerr), 0) end
     local s, err, _, refused = meta_assets.download(job, g, {
       max_videos = job.params.max_videos, max_images = job.params.max_images,
     })

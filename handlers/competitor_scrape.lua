@@ -7,6 +7,7 @@ local apify = require("sluice.apify")
 local fb = require("sluice.facebook_ads")
 local clean = require("sluice.clean")
 local rows = require("sluice.rows")
+local refuse = require("sluice.refuse")
 
 local BATCH = 200
 
@@ -59,24 +60,26 @@ return {
   retry_base = "30 s",
   run = function(job)
     local p = job.params
+    -- input that rules the run out leaves competitor_ads as it was (sluice.refuse)
     if not job.brand_id then
-      error(sluice.permanent("competitor_scrape needs the competitor's brand: give it with --brand"))
+      refuse(job, { "competitor_ads" }, "competitor_scrape needs the competitor's brand: give it with --brand")
     end
     local comp = rows.query("SELECT id, brand_id, name FROM public.competitors WHERE id = $1",
                             p.competitor_id)[1]
     if not comp then
-      error(sluice.permanent(("competitor %s does not exist (add it with sluice.add_competitor)")
-        :format(p.competitor_id)))
+      refuse(job, { "competitor_ads" }, ("competitor %s does not exist (list them with `sluice competitors "
+        .. "list`, add one with `sluice competitors add --brand BRAND NAME`)"):format(p.competitor_id))
     end
     if comp.brand_id ~= job.brand_id then
-      error(sluice.permanent(("competitor %s (%s) belongs to another brand")
-        :format(comp.name, p.competitor_id)))
+      refuse(job, { "competitor_ads" }, ("competitor %s (%s) belongs to another brand")
+        :format(comp.name, p.competitor_id))
     end
     job.log("scraping the Ads Library for competitor %s (at most %d ads)", comp.name, p.max_ads)
 
     local items, run = apify.run_actor(job, "ads_library", fb.ACTOR,
       fb.input(p.ad_library_url, { count = p.max_ads }), { timeout = 900, memory = 1024 })
     local ads, skipped, notes = fb.normalize_all(items)
+    fb.check_readable(items, ads, skipped, run)
     if skipped > 0 then job.log("%d items without an ad_archive_id skipped", skipped) end
     clean.notes(job, notes, "ads")
 

@@ -16,6 +16,7 @@
 local clean = require("sluice.clean")
 local graph = require("sluice.graph")
 local meta_assets = require("sluice.meta_assets")
+local refuse = require("sluice.refuse")
 local rows = require("sluice.rows")
 
 local FIELDS = table.concat({
@@ -317,8 +318,10 @@ return {
   params = {
     days_back = { type = "integer", min = 1, max = 365, default = 7,
                   description = "days before today to sync" },
-    download_max_videos = { type = "integer", min = 0, max = 500, default = 20 },
-    download_max_images = { type = "integer", min = 0, max = 1000, default = 40 },
+    download_max_videos = { type = "integer", min = 0, max = 500, default = 20,
+                            description = "video ads step 4 downloads (both maxima 0: step 4 is skipped)" },
+    download_max_images = { type = "integer", min = 0, max = 1000, default = 40,
+                            description = "image ads step 4 downloads (both maxima 0: step 4 is skipped)" },
     auto_classify = { type = "boolean", default = false, description = "classify new ads with the LLM" },
   },
   datasets = {
@@ -334,16 +337,18 @@ return {
   run = function(job)
     local p = job.params
     if not job.brand_id then
-      error(sluice.permanent("meta_sync needs the brand whose ad account to sync: give it with --brand"))
+      refuse(job, { "meta_ads_performance", "ad_thumbnails", "ad_assets", "ad_classifications" },
+             "meta_sync needs the brand whose ad account to sync: give it with --brand")
     end
-    local accounts = rows.query([[
-      SELECT meta_ad_account_id FROM public.brand_ad_accounts WHERE brand_id = $1
-      ORDER BY is_primary DESC, created_at, meta_ad_account_id LIMIT 1]], job.brand_id)
-    if not accounts[1] then
-      error(sluice.permanent("the brand has no Meta ad account: link one with "
-        .. "SELECT sluice.add_ad_account('<brand>', 'act_<digits>')"))
-    end
-    local account = accounts[1].meta_ad_account_id
+    -- without auto_classify this run does not work on the classifications, even
+    -- when an earlier step fails: said first, so that a failure leaves them as they were
+    if not p.auto_classify then job.dataset("ad_classifications"):skip("auto_classify is false") end
+    -- so for the assets when no download is asked for: reported completed, they
+    -- would be called fresh while nothing is downloaded
+    local no_downloads = p.download_max_videos == 0 and p.download_max_images == 0
+    if no_downloads then job.dataset("ad_assets"):skip("download_max_videos and download_max_images are 0") end
+    local account, aerr, brand_name = graph.account(job.brand_id)
+    if not account then error(sluice.permanent(aerr), 0) end
     local g, gerr = graph.client(job, { account_id = account })
     if not g then error(sluice.permanent(gerr)) end
 
@@ -387,6 +392,12 @@ return {
     clean.notes(job, notes, "insight rows")
     if not n then
       local msg = "step 1-2 (meta_ads_performance): " .. tostring(pages_or_err)
+      if info and info.code == 100 and info.subcode == 33 then
+        -- the account itself: a typo when it was linked, or one the token cannot read
+        msg = msg .. (" — the brand's ad account %s is not one the token can read: check the id and "
+          .. "the token's access to it, or link the right account with %s"):format(account,
+          graph.link_hint(brand_name))
+      end
       if info and info.permanent then error(sluice.permanent(msg)) end
       error(msg, 0)
     end
@@ -410,14 +421,18 @@ return {
       summary.creatives = c
       return c, c.read + c.statuses_read
     end)
-    step(job, failed, 4, "ad_assets", function()
-      local s, aerr = meta_assets.download(job, g, {
-        max_videos = p.download_max_videos, max_images = p.download_max_images,
-      })
-      if not s then return nil, aerr end
-      summary.assets = s
-      return s, s.downloaded
-    end)
+    if no_downloads then
+      job.log("step 4 (ad_assets) skipped: download_max_videos and download_max_images are 0")
+    else
+      step(job, failed, 4, "ad_assets", function()
+        local s, aerr = meta_assets.download(job, g, {
+          max_videos = p.download_max_videos, max_images = p.download_max_images,
+        })
+        if not s then return nil, aerr end
+        summary.assets = s
+        return s, s.downloaded
+      end)
+    end
     if p.auto_classify then
       step(job, failed, 5, "ad_classifications", function()
         local c, cerr = classify(job, since)
@@ -426,9 +441,6 @@ return {
         summary.classifications = c
         return c, c.classified
       end)
-    else
-      -- the host settles every declared dataset; say plainly that nothing ran
-      job.dataset("ad_classifications"):skip("auto_classify is false")
     end
 
     summary.graph_requests, summary.graph_retries = g.requests, g.retries

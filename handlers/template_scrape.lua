@@ -121,6 +121,7 @@ return {
     local items, run = apify.run_actor(job, "ads_library", fb.ACTOR,
       fb.input(p.search_url, { count = p.max_ads }), { timeout = 600, memory = 1024 })
     local all, skipped, notes = fb.normalize_all(items)
+    fb.check_readable(items, all, skipped, run)
     clean.notes(job, notes, "ads")
     local ads, video_only = {}, 0
     for _, ad in ipairs(all) do

@@ -12,6 +12,7 @@
 
 local apify = require("sluice.apify")
 local clean = require("sluice.clean")
+local refuse = require("sluice.refuse")
 local rows = require("sluice.rows")
 
 local M = {}
@@ -122,10 +123,12 @@ local function review_of(it, id, notes)
 end
 
 -- A run's items → reviews (first occurrence of each reviewId), the names of the
--- configurations that failed, how many items carried no review id, and notes
--- naming the reviews whose values had to be cleaned.
+-- configurations that failed, how many items carried no review id, notes
+-- naming the reviews whose values had to be cleaned, and how many items were
+-- neither a review nor the actor's status answer (a statusCode: "no reviews
+-- found", a failed configuration).
 function M.parse_items(items, round_configs, status_message)
-  local reviews, seen, failed, dropped, notes = {}, {}, {}, 0, {}
+  local reviews, seen, failed, dropped, notes, unreadable = {}, {}, {}, 0, {}, 0
   for _, it in ipairs(items) do
     if type(it) == "table" then
       local id = clean.text(it.reviewId)
@@ -137,6 +140,7 @@ function M.parse_items(items, round_configs, status_message)
       else
         dropped = dropped + 1
         local code = tonumber(it.statusCode)
+        if not code then unreadable = unreadable + 1 end
         if code and code >= 400 and code ~= 404 then
           local c = config_of(round_configs, it.input)
           if c then failed[c.name] = true end
@@ -152,7 +156,7 @@ function M.parse_items(items, round_configs, status_message)
       if c then failed[c.name] = true end
     end
   end
-  return reviews, failed, dropped, notes
+  return reviews, failed, dropped, notes, unreadable
 end
 
 ---------------------------------------------------------------- storage
@@ -217,13 +221,15 @@ function M.run(job)
     FROM public.competitor_amazon_urls u JOIN public.competitors c ON c.id = u.competitor_id
     WHERE u.id = $1]], p.competitor_amazon_url_id)
   local url = found[1]
+  -- input that rules the run out leaves amazon_reviews as it was (sluice.refuse)
   if not url then
-    error(sluice.permanent(("competitor_amazon_url_id %s: no such row in competitor_amazon_urls "
-      .. "(add the URL with `sluice competitors add-amazon-url COMPETITOR URL`)"):format(p.competitor_amazon_url_id)), 0)
+    refuse(job, { "amazon_reviews" }, ("competitor_amazon_url_id %s: no such row in competitor_amazon_urls "
+      .. "(list them with `sluice competitors list`, add one with `sluice competitors add-amazon-url "
+      .. "COMPETITOR URL`)"):format(p.competitor_amazon_url_id))
   end
   if job.brand_id and job.brand_id ~= url.brand_id then
-    error(sluice.permanent(("competitor_amazon_url_id %s belongs to another brand than this job's")
-      :format(url.id)), 0)
+    refuse(job, { "amazon_reviews" }, ("competitor_amazon_url_id %s belongs to another brand than this job's")
+      :format(url.id))
   end
   if p.asin ~= "Unknown" and p.asin ~= url.asin then
     job.log("note: the asin parameter (%s) differs from the URL row's ASIN; scraping %s", p.asin, url.asin)
@@ -265,7 +271,16 @@ function M.run(job)
     end
     local items, run = apify.run_actor(job, ("amazon_run_%d"):format(round.n), M.ACTOR, { input = inputs },
                                        { timeout = M.ACTOR_TIMEOUT, memory = M.ACTOR_MEMORY })
-    local reviews, failed, dropped, notes = M.parse_items(items, round_configs, run.statusMessage)
+    local reviews, failed, dropped, notes, unreadable = M.parse_items(items, round_configs, run.statusMessage)
+    if #reviews == 0 and unreadable > 0 then
+      -- items came, and none is a review or a status: not "no reviews", but
+      -- output this code cannot read (the actor changed its format, say).
+      -- Reported as 0 reviews, the product would look scraped and fresh; a
+      -- retry would read the same run again
+      error(sluice.permanent(("none of the %d items run %s returned is a review (no reviewId) or the "
+        .. "actor's status answer (statusCode): its output cannot be read, nothing was stored; the "
+        .. "first item's keys: %s"):format(#items, tostring(run.id), apify.item_keys(items))), 0)
+    end
     clean.notes(job, notes, "reviews")
     local new, skipped = save_reviews(job, url, reviews)
     local nfailed = 0

@@ -48,6 +48,14 @@ end
 -- Reads the configuration: { base = "https://api.apify.com", token = "…",
 -- start_timeout = 120 } or nil, message, true when APIFY_TOKEN is missing or
 -- APIFY_START_TIMEOUT is not a positive number.
+-- A base URL from the environment: http(s)://host…, or the message naming the
+-- variable (a value that is no URL failed every request as a transport error,
+-- which was retried as if the service were down).
+local function bad_base_url(name, v)
+  if v:match("^[Hh][Tt][Tt][Pp][Ss]?://[^/?#%s]+") and not v:find("%s") then return nil end
+  return ("%s must be an http(s) URL such as %s, not %q"):format(name, DEFAULT_BASE, v)
+end
+
 function M.config()
   local token = sluice.env("APIFY_TOKEN")
   if not token then
@@ -55,6 +63,8 @@ function M.config()
       .. "API & Integrations) in the environment of the sluice process", true
   end
   local base = sluice.env("APIFY_BASE_URL") or DEFAULT_BASE
+  local bad = bad_base_url("APIFY_BASE_URL", base)
+  if bad then return nil, bad, true end
   base = base:gsub("/+$", ""):gsub("/v2$", "")
   local start_timeout = DEFAULT_START_TIMEOUT
   local st = sluice.env("APIFY_START_TIMEOUT")
@@ -131,7 +141,8 @@ local function call(cfg, method, path, o)
       headers = { Authorization = "Bearer " .. cfg.token, Accept = "application/json" },
       timeout = o.timeout or 60,
     })
-  end, { attempts = o.attempts or 6, base = 0.5, max = 30, retry_on = retry_policy(method) })
+  end, { attempts = o.attempts or 6, base = 0.5, max = 30, retry_on = retry_policy(method),
+         what = ("apify: %s %s"):format(method, path) })
   if not res then
     return nil, ("apify: %s %s failed: %s"):format(method, path, tostring(err)), false,
            { transport = tostring(err) }
@@ -358,6 +369,21 @@ end
 -- input_digest(input) → the sha256 of the input's canonical JSON.
 function M.input_digest(input)
   return sluice.sha256(M.canonical_json(input))
+end
+
+-- The sorted keys of the first object among a dataset's items, at most 12 of
+-- them ("asin, author, …"), for a message about output that cannot be read.
+function M.item_keys(items)
+  for _, it in ipairs(items or {}) do
+    if type(it) == "table" then
+      local keys = {}
+      for k in pairs(it) do keys[#keys + 1] = tostring(k) end
+      table.sort(keys)
+      if #keys > 12 then keys = { table.concat(keys, ", ", 1, 12) .. ", …" } end
+      return #keys > 0 and table.concat(keys, ", ") or "(none)"
+    end
+  end
+  return "(no item is an object)"
 end
 
 -- parse_time("2025-12-01T08:30:00.123Z") → seconds since the epoch, or nil.

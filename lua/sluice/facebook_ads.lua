@@ -9,7 +9,9 @@
 --   local ad, err, notes = fb.normalize(item)  -- nil, "item has no ad_archive_id"
 --   local media = fb.media(item.snapshot)  -- { images = {url…}, videos = {url…} }
 --   fb.is_video_only(item.snapshot)        -- true: videos and no image at all
+--   fb.check_readable(items, ads, skipped, run)  -- raises when no item was an ad
 
+local apify = require("sluice.apify")
 local clean = require("sluice.clean")
 
 local M = {}
@@ -241,6 +243,17 @@ function M.normalize_all(items)
     end
   end
   return ads, skipped, notes
+end
+
+-- Raises, for good, when a run returned items and not one ad among them (no
+-- ad archive id in any: the actor's output format changed, say): stored as 0
+-- ads, the scrape would look done and its dataset fresh, and a retry reads the
+-- same run. A run without items is a search without results.
+function M.check_readable(items, ads, skipped, run)
+  if #ads > 0 or skipped == 0 then return end
+  error(sluice.permanent(("no ad among the %d items run %s returned (none has an ad_archive_id or "
+    .. "adArchiveID): its output cannot be read; the first item's keys: %s")
+    :format(#items, tostring(run and run.id), apify.item_keys(items))), 0)
 end
 
 return M

@@ -6,6 +6,7 @@
 --
 --   local graph = require("sluice.graph")
 --   local g = assert(graph.client(job))          -- nil, err: no token (permanent)
+--   local account, err = graph.account(job.brand_id)  -- nil, err: none linked
 --   local ad, err, info = g:get("/120200000000", { fields = "id,creative" })
 --   local n, err = g:each_page("/act_1/insights", query, function(rows, page) … end)
 --   g.token_refused                              -- the first error 190 (a refused token), if any
@@ -70,13 +71,46 @@ function M.token(brand_id, account_id)
     local t = env(name)
     if t then return t, name end
   end
-  return nil, "META_ACCESS_TOKEN is not set (and the brand has no valid OAuth token in brand_ad_accounts)"
+  return nil, "META_ACCESS_TOKEN is not set (and the brand has no valid OAuth token in brand_ad_accounts): "
+    .. "export a Meta system user token as META_ACCESS_TOKEN in the environment of the sluice process, "
+    .. "or give the brand's account its own with sluice.add_ad_account(…, p_access_token => …, "
+    .. "p_token_expires_at => …)"
+end
+
+-- The statement that links an ad account to the brand named `name`, quoted for SQL.
+function M.link_hint(name)
+  return ("SELECT sluice.add_ad_account('%s', 'act_<digits>')"):format((name:gsub("'", "''")))
+end
+
+-- The brand's Meta ad account (its primary one): account id, nil, brand name |
+-- nil, err, where err names the brand and says how to link one. Raises when the
+-- database fails.
+function M.account(brand_id)
+  local rows, err = sluice.db.query([[
+    SELECT a.meta_ad_account_id, b.name
+    FROM sluice.brands b
+    LEFT JOIN public.brand_ad_accounts a ON a.brand_id = b.id
+    WHERE b.id = $1
+    ORDER BY a.is_primary DESC, a.created_at, a.meta_ad_account_id LIMIT 1]], brand_id)
+  if not rows then error("database: brand_ad_accounts: " .. tostring(err), 0) end
+  local r = rows[1]
+  local name = r and type(r.name) == "string" and r.name or tostring(brand_id)
+  if r and type(r.meta_ad_account_id) == "string" then return r.meta_ad_account_id, nil, name end
+  return nil, ("the brand %s has no Meta ad account: link one with %s"):format(name, M.link_hint(name))
 end
 
 ---------------------------------------------------------------- the client
 
 local Client = {}
 Client.__index = Client
+
+-- A base URL from the environment: http(s)://host…, or the message naming the
+-- variable (a value that is no URL failed every request as a transport error,
+-- which was retried as if the service were down).
+local function bad_base_url(name, v)
+  if v:match("^[Hh][Tt][Tt][Pp][Ss]?://[^/?#%s]+") and not v:find("%s") then return nil end
+  return ("%s must be an http(s) URL such as %s, not %q"):format(name, M.DEFAULT_URL, v)
+end
 
 -- client(job[, opts]) → client | nil, err
 --   opts.token, opts.base_url, opts.retry_delays, opts.account_id (for the
@@ -89,6 +123,8 @@ function M.client(job, opts)
     if not token then return nil, src end
   end
   local base = (opts.base_url or env("META_GRAPH_URL") or M.DEFAULT_URL):gsub("/+$", "")
+  local bad = bad_base_url(opts.base_url and "opts.base_url" or "META_GRAPH_URL", base)
+  if bad then return nil, bad end
   if not sluice.http.limit(M.LIMIT_KEY) then sluice.http.limit(M.LIMIT_KEY, M.LIMIT) end
   local log = opts.log or (job and job.log) or sluice.log
   return setmetatable({

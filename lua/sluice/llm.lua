@@ -37,6 +37,14 @@ function M.permanent(kind) return PERMANENT[kind] == true end
 local function is_str(v) return type(v) == "string" and v ~= "" end
 
 -- { base, key, model, concurrency, price_in, price_out } | nil, message, "config"
+-- A base URL from the environment: http(s)://host…, or the message naming the
+-- variable (a value that is no URL failed every request as a transport error,
+-- which was retried as if the service were down).
+local function bad_base_url(name, v)
+  if v:match("^[Hh][Tt][Tt][Pp][Ss]?://[^/?#%s]+") and not v:find("%s") then return nil end
+  return ("%s must be an http(s) URL such as %s, not %q"):format(name, DEFAULT_BASE, v)
+end
+
 function M.config()
   local key = sluice.env("LLM_API_KEY")
   if not key then
@@ -44,6 +52,8 @@ function M.config()
       .. "(and LLM_BASE_URL if it is not api.openai.com) in the environment of the sluice process", "config"
   end
   local base = (sluice.env("LLM_BASE_URL") or DEFAULT_BASE):gsub("/+$", "")
+  local bad = bad_base_url("LLM_BASE_URL", base)
+  if bad then return nil, bad, "config" end
   -- A value that is set but not usable is refused, naming the variable: "abc"
   -- or "2.5" used to be 4 in silence, "0" 1, a negative price a negative cost.
   local conc, cs = 4, sluice.env("LLM_CONCURRENCY")
@@ -230,7 +240,8 @@ function M.chat(messages, opts)
   end
   local res, err = sluice.retry(function()
     return request(cfg, "POST", "/chat/completions", { json = req, timeout = opts.timeout or 120 })
-  end, { attempts = opts.attempts or 6, base = 1, max = 30, retry_on = retry_on })
+  end, { attempts = opts.attempts or 6, base = 1, max = 30, retry_on = retry_on,
+         what = "llm: POST " .. cfg.base:gsub("://[^/@]*@", "://") .. "/chat/completions" })
   if not res then return nil, "llm: no answer from " .. host_of(cfg.base) .. ": " .. tostring(err), "transport" end
   if res.status ~= 200 then
     local msg, kind = http_error(res)

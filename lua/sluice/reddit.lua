@@ -12,6 +12,7 @@
 local apify = require("sluice.apify")
 local clean = require("sluice.clean")
 local llm = require("sluice.llm")
+local refuse = require("sluice.refuse")
 local rows = require("sluice.rows")
 
 local M = {}
@@ -93,12 +94,15 @@ function M.actor_input(p)
 end
 
 -- The actor's mixed dataset → posts (deduplicated by id, in dataset order),
--- the number of comments (scraped, not used further, as in the seed), and notes
--- naming the posts whose created_utc was scaled or left empty.
+-- the number of comments (scraped, not used further, as in the seed), notes
+-- naming the posts whose created_utc was scaled or left empty, and the number
+-- of items that are neither (no post id, not a comment).
 function M.posts_from_items(items)
-  local posts, seen, comments, notes = {}, {}, 0, {}
+  local posts, seen, comments, notes, unreadable = {}, {}, 0, {}, 0
   for _, it in ipairs(items) do
-    if type(it) == "table" then
+    if type(it) ~= "table" then
+      unreadable = unreadable + 1
+    else
       local kind = it.kind
       if kind == "comment" or (kind == nil and it.postId ~= nil) then
         comments = comments + 1
@@ -120,11 +124,14 @@ function M.posts_from_items(items)
             position = #posts + 1,
           }
         end
+      else
+        unreadable = unreadable + 1
       end
     end
   end
-  return posts, comments, notes
+  return posts, comments, notes, unreadable
 end
+
 
 function M.engagement_filter(posts, min_upvotes, min_comments)
   local out = {}
@@ -623,9 +630,10 @@ function M.run(job)
   end
   if p.persona_id then
     local found = db("SELECT name, description, brand_id FROM public.personas_4d WHERE id = $1", p.persona_id)
+    -- input that rules the run out leaves reddit_data as it was (sluice.refuse)
     if not found[1] then
-      error(sluice.permanent(("persona_id %s: no such persona in personas_4d (add one with "
-        .. "SELECT sluice.add_persona(brand, name))"):format(p.persona_id)), 0)
+      refuse(job, { "reddit_data" }, ("persona_id %s: no such persona in personas_4d (add one with "
+        .. "SELECT sluice.add_persona(brand, name))"):format(p.persona_id))
     end
     -- the persona must be the job's brand's (a job without a brand: a persona
     -- without one), or its research and quotes would land in another brand's persona
@@ -634,7 +642,7 @@ function M.run(job)
       local why = pbrand == nil and "has no brand, this job has one"
         or job.brand_id == nil and "belongs to a brand, this job has none"
         or "belongs to another brand"
-      error(sluice.permanent(("persona %s (%s) %s"):format(found[1].name, p.persona_id, why)), 0)
+      refuse(job, { "reddit_data" }, ("persona %s (%s) %s"):format(found[1].name, p.persona_id, why))
     end
     if not ctx.persona then
       local d = found[1].description
@@ -669,7 +677,15 @@ function M.run(job)
     -- 1. scrape
     local items, arun = apify.run_actor(job, "reddit_scrape", M.ACTOR, M.actor_input(p),
                                         { timeout = M.ACTOR_TIMEOUT, memory = M.ACTOR_MEMORY })
-    local posts, ncomments, pnotes = M.posts_from_items(items)
+    local posts, ncomments, pnotes, unreadable = M.posts_from_items(items)
+    if #posts == 0 and unreadable > 0 then
+      -- items came, and no post among them: output this code cannot read (the
+      -- actor changed its format, say), not a search without results. Stored as
+      -- 0 posts, the research would look done and fresh; a retry reads the same run
+      error(sluice.permanent(("no post among the %d items run %s returned (%d comments, %d items without "
+        .. "a post id): its output cannot be read; the first item's keys: %s")
+        :format(#items, tostring(arun.id), ncomments, unreadable, apify.item_keys(items))), 0)
+    end
     clean.notes(job, pnotes, "posts")
     local apify_usd = tonumber(arun.usageTotalUsd) or #items * M.PRICE_PER_1K / 1000
     job.log("scraped %d posts and %d comments (%d items, $%.4f)", #posts, ncomments, #items, apify_usd)

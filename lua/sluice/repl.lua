@@ -392,10 +392,15 @@ function G.health(opts)
   opts = check_opts("health", opts, { brand = true, dataset = true })
   check_filters("health", opts)
   if opts.dataset ~= nil then
-    local rows = db.query("SELECT 1 FROM sluice.job_type_datasets WHERE dataset_key = $1 LIMIT 1",
-      tostring(opts.dataset))
-    if rows and #rows == 0 then
-      fail("health: unknown dataset '%s' (no job type keeps it)", tostring(opts.dataset))
+    local found = db.query([[
+      SELECT bool_or(dataset_key = $1) AS known, sluice.param_suggest($1, array_agg(dataset_key)) AS near,
+             string_agg(dataset_key, ', ' ORDER BY dataset_key) AS keys
+      FROM (SELECT DISTINCT dataset_key FROM sluice.job_type_datasets) d]], tostring(opts.dataset))
+    local r = found and found[1]
+    if r and r.known ~= true then
+      fail("health: unknown dataset '%s'%s (%s)", tostring(opts.dataset),
+        type(r.near) == "string" and (" — did you mean '%s'?"):format(r.near) or "",
+        type(r.keys) == "string" and "known: " .. r.keys or "no job type keeps one")
     end
   end
   local rows, err = db.query([[

@@ -12,7 +12,9 @@
 -- The wait before attempt k+1 is base·2^(k-1) seconds capped at max; with
 -- jitter it is drawn from its upper half. On a 429 or 503 carrying Retry-After
 -- (seconds or an HTTP date) the wait is at least that long; a Retry-After longer
--- than max_retry_after (default 300 s) ends the retries at once. Waiting uses
+-- than max_retry_after (default 300 s) ends the retries at once. Each retry is
+-- logged, after opts.what when given ("apify: POST /v2/acts/x/runs: retry 2/6
+-- in 1.00s after status 429"), so that the log says which request it was. Waiting uses
 -- sluice.sleep: other runs go on. Returns the last attempt's values. An error
 -- fn raises is not caught.
 
@@ -21,7 +23,7 @@ local M = {}
 local DEFAULTS = { attempts = 3, base = 0.5, max = 30, jitter = true, max_retry_after = 300 }
 local OPTIONS = {
   attempts = "integer", base = "number", max = "number", jitter = "boolean",
-  retry_on = "function", max_retry_after = "number", log = "boolean",
+  retry_on = "function", max_retry_after = "number", log = "boolean", what = "string",
 }
 
 ---------------------------------------------------------------- Retry-After
@@ -136,6 +138,7 @@ function M.retry(fn, opts)
     error("sluice.retry: base, max and max_retry_after must be ≥ 0", 2)
   end
   local retry_on = o.retry_on or M.default_retry_on
+  local prefix = o.what and (o.what .. ": ") or ""
   local r
   for attempt = 1, o.attempts do
     r = table.pack(fn(attempt))
@@ -143,12 +146,14 @@ function M.retry(fn, opts)
     local d, ra = M.delay(attempt, o, r[1])
     if not d then
       if o.log ~= false then
-        sluice.log(("retry: giving up after attempt %d: the server asks to wait %.0fs"):format(attempt, ra))
+        sluice.log(("%sretry: giving up after attempt %d: the server asks to wait %.0fs")
+          :format(prefix, attempt, ra))
       end
       break
     end
     if o.log ~= false then
-      sluice.log(("retry %d/%d in %.2fs after %s"):format(attempt + 1, o.attempts, d, describe(r[1], r[2])))
+      sluice.log(("%sretry %d/%d in %.2fs after %s")
+        :format(prefix, attempt + 1, o.attempts, d, describe(r[1], r[2])))
     end
     sluice.sleep(d)
   end

@@ -874,6 +874,14 @@ class Registry(harness.SluiceTest):
         failed = self.view_json("runs", "--status", "failed")
         self.assertEqual(len(failed), 1)
         self.assertEqual(failed[0]["log_summary"], "asin FAIL cannot be scraped")
+        # the log ends in the error's traceback; the tail a page shows is what the
+        # run said, not the traceback's frames
+        logs = self.one(f"SELECT logs FROM sluice.scheduled_job_runs WHERE id = '{failed[0]['run_id']}'")["logs"]
+        self.assertIn("stack traceback:\n\t", logs)
+        tail = failed[0]["log_tail"].splitlines()
+        self.assertRegex(tail[-1], r"^\d\d:\d\d:\d\d\.\d+ asin FAIL cannot be scraped$")
+        self.assertNotIn("traceback", failed[0]["log_tail"])
+        self.assertFalse(any(line.startswith("\t") for line in tail), tail)
         self.assertEqual([r["job_type"] for r in self.view_json("runs", "--platform")], ["echo"])
         self.assertEqual(len(self.view_json("runs", "--brand", "Acme", "--limit", "50")), 8)
         self.assertEqual(self.view_json("runs", "--type", "sleep"), [])

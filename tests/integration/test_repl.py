@@ -326,7 +326,9 @@ class ReplTest(harness.SluiceTest):
             ("runs{limit = 3000000000}", "runs: limit must be a whole number from 1 to 100000, not 3000000000"),
             ('runs{limit = "3"}', 'runs: limit must be a whole number from 1 to 100000, not "3"'),
             ('health{brand = "nope"}', "health: unknown brand 'nope'"),
-            ('health{dataset = "nope"}', "health: unknown dataset 'nope' (no job type keeps it)"),
+            ('health{dataset = "nope"}', "health: unknown dataset 'nope' (known: alpha_data, "),
+            # the nearest dataset, as for a job type
+            ('health{dataset = "echo_dat"}', "health: unknown dataset 'echo_dat' — did you mean 'echo_data'?"),
             ('run("echo", {}, {brand = ""})', 'run: brand must be a brand\'s name or id, not ""'),
             ('queue("echo", {}, {brand = ""})', 'queue: brand must be a brand\'s name or id, not ""'),
             # options checked as `sluice queue` checks them (they were raw check-constraint errors)

@@ -390,6 +390,46 @@ class SeedAds(harness.SluiceTest):
         self.assertEqual(self.count("sluice.scheduled_jobs", "status = 'failed' AND attempts = 0"), 2,
                          "permanent failures end the job without retries")
         self.assertEqual(self.svc.stats()["apify_runs_started"], {})
+        # neither touched the brand's freshness: nothing of it was worked on
+        self.assertEqual(self.count("sluice.dataset_status"), 0)
+
+    def test_ads_library_output_without_ads_fails_instead_of_fresh_and_empty(self):
+        # items without an ad archive id in either spelling (the actor's format
+        # changed) were 0 ads: completed, the scrape done and its dataset fresh
+        comp = self.setup_brand()
+        self.svc.control({"apify_patch_items": {"actor": "curious_coder~facebook-ads-library-scraper", "match": {},
+                                                "set": {"ad_archive_id": None, "adArchiveID": None}}})
+        for job_type, params, brand in [
+                ("competitor_scrape", {"competitor_id": comp, "ad_library_url": ADLIB, "max_ads": 5}, BRAND),
+                ("template_scrape", {"search_url": SEARCH, "max_ads": 5}, None)]:
+            _, out = self.run_job(job_type, params, brand=brand, ok=False)
+            self.assertRegex(out, r"failed after .*: no ad among the 5 items run \w+ returned \(none has an "
+                                  r"ad_archive_id or adArchiveID\): its output cannot be read; the first item's "
+                                  r"keys: ", job_type)
+        self.assertEqual(self.count("sluice.scheduled_jobs", "status = 'failed' AND attempts = 0"), 2,
+                         "the retry would read the same run: not retried")
+        self.assertEqual(self.count("public.competitor_ads") + self.count("public.facebook_ads"), 0)
+        self.assertIsNone(self.one(f"SELECT last_scraped_at FROM public.competitors WHERE id = '{comp}'")
+                          ["last_scraped_at"])
+        self.assertEqual(self.count("sluice.dataset_status", "last_status = 'failed'"), 2)
+
+    def test_input_that_rules_a_run_out_leaves_fresh_data_fresh(self):
+        # a typo in an id made the brand's fresh competitor_ads "failing" (and
+        # queue --if-stale queue a scrape); the data was never touched
+        comp = self.setup_brand()
+        self.run_job("competitor_scrape", {"competitor_id": comp, "ad_library_url": ADLIB, "max_ads": 5})
+        before = self.dataset("competitor_ads")
+        self.assertEqual(before["last_status"], "completed")
+        _, out = self.run_job("competitor_scrape", {"competitor_id": "00000000-0000-4000-8000-000000000000",
+                                                    "ad_library_url": ADLIB}, ok=False)
+        self.assertIn("sluice competitors add --brand", out)
+        after = self.dataset("competitor_ads")
+        self.assertEqual(self.health()["competitor_ads"], "fresh")
+        for col in ("last_status", "last_run_id", "last_success_at", "records_affected", "error_message"):
+            self.assertEqual(after[col], before[col], col)
+        proc = self.sluice("queue", "competitor_scrape", "--brand", BRAND, "--if-stale", "--params",
+                           json.dumps({"competitor_id": comp, "ad_library_url": ADLIB}))
+        self.assertEqual(proc.stdout, "", "fresh data: nothing queued")
 
     def test_brand_required_types_run_without_a_brand_say_so(self):
         # `sluice run` may omit a brand; these types write the brand's rows and
@@ -404,7 +444,12 @@ class SeedAds(harness.SluiceTest):
             self.assertIn("give it with --brand", out)
         self.assertEqual(self.count("sluice.scheduled_jobs", "status = 'failed' AND attempts = 0"), 3,
                          "permanent failures end the jobs without retries")
-        self.assertEqual(self.count("sluice.dataset_status", "last_status = 'completed'"), 0)
+        # no platform row for data these types never keep without a brand: it
+        # showed in `sluice health` as failing for good
+        self.assertEqual(self.count("sluice.dataset_status"), 0)
+        proc = self.sluice("health", "--platform", "--check", check=False)
+        self.assertEqual(proc.returncode, 2, proc.stdout + proc.stderr)
+        self.assertIn("no datasets match", proc.stderr)
         self.assertEqual(self.svc.stats()["apify_runs_started"], {})
 
     def test_competitor_scrape_database_error_reads_as_in_the_other_types(self):
@@ -765,7 +810,8 @@ class SeedAds(harness.SluiceTest):
         self.setup_brand()
         self.sluice("brands", "add", "NoAccount")
         _, out = self.run_job("meta_sync", {}, brand="NoAccount", ok=False)
-        self.assertIn("no Meta ad account", out)
+        self.assertIn("the brand NoAccount has no Meta ad account: link one with "
+                      "SELECT sluice.add_ad_account('NoAccount', 'act_<digits>')", out)
         _, out = self.run_job("meta_sync", {}, env=self.env({"META_ACCESS_TOKEN": "bad-token"}), ok=False)
         self.assertIn("graph error 190", out)
         self.assertNotIn("bad-token", out)
@@ -773,7 +819,53 @@ class SeedAds(harness.SluiceTest):
         env.pop("META_ACCESS_TOKEN")
         _, out = self.run_job("meta_sync", {}, env=env, ok=False)
         self.assertIn("META_ACCESS_TOKEN is not set", out)
-        self.assertEqual(self.count("sluice.scheduled_jobs", "status = 'failed' AND attempts = 0"), 3)
+        self.assertIn("export a Meta system user token as META_ACCESS_TOKEN", out)
+        # a base URL that is no URL is a setting to fix, not a service that is down: not retried
+        _, out = self.run_job("meta_sync", {}, env=self.env({"META_GRAPH_URL": "graph.facebook.com/v21.0"}),
+                              ok=False)
+        self.assertIn('META_GRAPH_URL must be an http(s) URL such as https://graph.facebook.com/v21.0, '
+                      'not "graph.facebook.com/v21.0"', out)
+        self.assertNotIn("retrying", out)
+        # an account the Graph API does not know (a typo when it was linked) says so
+        self.sluice("brands", "add", "O'Typo")
+        self.scalar("SELECT sluice.add_ad_account('O''Typo', 'act_99990001')")
+        _, out = self.run_job("meta_sync", {}, brand="O'Typo", ok=False)
+        self.assertIn("graph error 100/33", out)
+        self.assertIn("the brand's ad account act_99990001 is not one the token can read: check the id and "
+                      "the token's access to it, or link the right account with "
+                      "SELECT sluice.add_ad_account('O''Typo', 'act_<digits>')", out)
+        self.assertEqual(self.count("sluice.scheduled_jobs", "status = 'failed' AND attempts = 0"), 5)
+        # without auto_classify, no run touched the classifications, failed or not
+        self.assertEqual(self.count("sluice.dataset_status", "dataset_key = 'ad_classifications'"), 0)
+        self.assertEqual(self.health()["meta_ads_performance"], "failing")
+
+    def test_no_downloads_asked_for_keeps_ad_assets_as_it_was(self):
+        # download maxima of 0 downloaded nothing and called ad_assets fresh
+        self.setup_brand()
+        res, log = self.run_job("meta_sync", {"download_max_videos": 0, "download_max_images": 0})
+        self.assertIn("step 4 (ad_assets) skipped: download_max_videos and download_max_images are 0", log)
+        self.assertNotIn("assets", res)
+        self.assertEqual(self.count("sluice.dataset_status", "dataset_key = 'ad_assets'"), 0)
+        self.assertEqual(self.health()["ad_assets"], "never")
+        self.assertEqual(self.health()["meta_ads_performance"], "fresh")
+        _, out = self.run_job("asset_download", {"max_videos": 0, "max_images": 0}, ok=False)
+        self.assertIn("max_videos and max_images are both 0: nothing to download", out)
+        self.assertEqual(self.count("sluice.dataset_status", "dataset_key = 'ad_assets'"), 0)
+        self.assertEqual(self.count("public.meta_ad_assets"), 0)
+        # one of them is enough
+        res, _ = self.run_job("asset_download", {"max_videos": 0, "max_images": 2})
+        self.assertEqual(res["images"], 2)
+        self.assertEqual(self.health()["ad_assets"], "fresh")
+
+    def test_asset_download_for_a_brand_without_an_ad_account_says_so(self):
+        # it completed with nothing to do and called the brand's ad_assets fresh
+        self.setup_brand()
+        self.sluice("brands", "add", "NoAccount")
+        _, out = self.run_job("asset_download", {}, brand="NoAccount", ok=False)
+        self.assertIn("the brand NoAccount has no Meta ad account: link one with", out)
+        self.assertEqual(self.health("NoAccount")["ad_assets"], "failing")
+        self.assertEqual(self.count("sluice.scheduled_jobs", "status = 'failed' AND attempts = 0"), 1)
+        self.assertEqual(self.svc.stats().get("graph_requests", 0), 0)
 
     def test_graph_throttling_is_retried_and_tokens_stay_secret(self):
         self.setup_brand()

@@ -11,6 +11,7 @@ every wait is bounded.
 """
 
 import json
+import re
 import os
 import shlex
 import signal
@@ -505,6 +506,8 @@ print(s1, s2, s3, e1, select("#", sluice.db.query("SELECT 1")), ok[1].n)
         self.assertEqual(self.svc.log("/v1/"), [])
         self.assertEqual(self.count("public.reddit_scrape_runs"), 0)
         self.assertEqual(self.one(f"SELECT * FROM public.personas_4d WHERE id = '{persona}'"), before)
+        # nor was any freshness touched: no reddit_data was worked on
+        self.assertEqual(self.count("sluice.dataset_status"), 0)
 
     def test_reddit_unparseable_reply_scores_zero_and_short_reply_pads(self):
         params = {"search_queries": ["standing desk"], "max_posts": 100, "relevance_threshold": 0.3}
@@ -615,6 +618,14 @@ print(s1, s2, s3, e1, select("#", sluice.db.query("SELECT 1")), ok[1].n)
             self.assertGreaterEqual(again[0]["t"] - c["t_end"], 0.95)
         self.assertEqual(len([c for c in self.svc.log("/v2/actor-runs") if c["status"] == 429]), 2)
         self.assertEqual(self.started(REDDIT_ACTOR), 1)
+        # each retry's log line names the request it repeats
+        logs = self.one(f"SELECT logs FROM sluice.scheduled_job_runs WHERE id = '{out['run_id']}'")["logs"]
+        retries = [line.split(" ", 1)[1] for line in logs.splitlines() if " retry " in line]
+        self.assertEqual(len(retries), 8, logs)
+        llm = f"llm: POST {self.svc.url}/v1/chat/completions: retry "
+        self.assertEqual(len([r for r in retries if r.startswith(llm)]), 6, retries)
+        self.assertEqual(len([r for r in retries if re.match(r"apify: GET /v2/actor-runs/\w+: retry [23]/6 ", r)]), 2,
+                         retries)
 
     def test_missing_credentials_fail_at_once_without_retries(self):
         for missing, var in (("APIFY_TOKEN", "APIFY_TOKEN"), ("LLM_API_KEY", "LLM_API_KEY")):
@@ -650,6 +661,19 @@ print(s1, s2, s3, e1, select("#", sluice.db.query("SELECT 1")), ok[1].n)
         self.assertIn("HTTP 401", out["error"])
         self.assertIn("check LLM_API_KEY", out["error"])
         self.assertEqual(self.started(REDDIT_ACTOR), 0, "nothing may be bought with a refused LLM key")
+
+    def test_a_base_url_that_is_no_url_fails_at_once_without_retries(self):
+        # it failed every request as a transport error: retried in the client
+        # for seconds, then by the job's retry policy, as if the service were down
+        for var, value, example in (("APIFY_BASE_URL", "api.apify.com", "https://api.apify.com"),
+                                    ("LLM_BASE_URL", "ftp://llm.example/v1", "https://api.openai.com/v1")):
+            with self.subTest(var=var):
+                self.svc.reset()
+                out, _ = self.run_fg("reddit_scrape", {"search_queries": ["x"]}, env=self.env({var: value}))
+                self.assertEqual((out["status"], out["job_status"]), ("failed", "failed"))
+                self.assertEqual(out["error"], f'{var} must be an http(s) URL such as {example}, not "{value}"')
+                self.assertEqual(self.svc.stats()["requests"], 0)
+        self.assertEqual(self.count("sluice.scheduled_jobs", "status = 'failed' AND attempts = 0"), 2)
 
     def test_actor_failed_is_a_clear_error_and_a_new_run_on_retry(self):
         self.svc.control({"apify_fail_actor": REDDIT_ACTOR})
@@ -743,6 +767,53 @@ print(s1, s2, s3, e1, select("#", sluice.db.query("SELECT 1")), ok[1].n)
         ds = self.one("SELECT d.last_status FROM sluice.dataset_status d JOIN sluice.brands b "
                       "ON b.id = d.brand_id WHERE b.name = 'Acme' AND d.dataset_key = 'amazon_reviews'")
         self.assertEqual(ds["last_status"], "completed")
+
+    def test_reddit_output_without_posts_fails_instead_of_fresh_and_empty(self):
+        # posts without an id (the actor's format changed) were 0 posts scraped:
+        # completed, the research done and reddit_data fresh
+        self.sluice("brands", "add", "Acme")
+        self.svc.control({"apify_patch_items": {"actor": REDDIT_ACTOR, "match": {"kind": "post"},
+                                                "set": {"id": None}}})
+        out, _ = self.run_fg("reddit_scrape", {"search_queries": ["kettle"], "max_posts": 10}, brand="Acme")
+        self.assertEqual(out["status"], "failed")
+        self.assertRegex(out["error"], r"^no post among the \d+ items run \w+ returned \(\d+ comments, 10 items "
+                                       r"without a post id\): its output cannot be read; the first item's keys: ")
+        self.assertEqual(self.one(f"SELECT status, attempts FROM sluice.scheduled_jobs WHERE id = '{out['job_id']}'"),
+                         {"status": "failed", "attempts": 0}, "the retry would read the same run: not retried")
+        self.assertEqual(self.count("public.reddit_posts"), 0)
+        self.assertEqual(self.svc.log("/v1/chat"), [], "nothing was asked of the LLM")
+        run = self.one("SELECT status, current_step, error FROM public.reddit_scrape_runs")
+        self.assertEqual((run["status"], run["current_step"]), ("failed", "scraping"))
+        self.assertEqual(self.one("SELECT state FROM sluice.dataset_health WHERE brand_name = 'Acme' "
+                                  "AND dataset_key = 'reddit_data'")["state"], "failing")
+
+    def test_amazon_output_without_reviews_or_statuses_fails_instead_of_fresh_and_empty(self):
+        # every item without a reviewId and without a statusCode (the actor's
+        # format changed) was 0 reviews: completed, the product scraped and fresh
+        url = self.competitor_url(asin="B0NOREVIEW")
+        params = {"competitor_amazon_url_id": url, "include_keywords": False, "include_helpful": False}
+        self.svc.control({"apify_patch_items": {"actor": AMAZON_ACTOR, "match": {}, "set": {"reviewId": None}}})
+        out, _ = self.run_fg("amazon_review_scrape", params, brand="Acme")
+        self.assertEqual(out["status"], "failed")
+        self.assertRegex(out["error"], r"^none of the \d+ items run \w+ returned is a review \(no reviewId\) or "
+                                       r"the actor's status answer \(statusCode\): its output cannot be read, "
+                                       r"nothing was stored; the first item's keys: asin, author, ")
+        self.assertEqual(self.one(f"SELECT status, attempts FROM sluice.scheduled_jobs WHERE id = '{out['job_id']}'"),
+                         {"status": "failed", "attempts": 0}, "the retry would read the same run: not retried")
+        self.assertEqual(self.count("public.competitor_amazon_reviews"), 0)
+        row = self.one(f"SELECT last_scraped_at FROM public.competitor_amazon_urls WHERE id = '{url}'")
+        self.assertIsNone(row["last_scraped_at"])
+        self.assertEqual(self.one("SELECT state FROM sluice.dataset_health WHERE brand_name = 'Acme' "
+                                  "AND dataset_key = 'amazon_reviews'")["state"], "failing")
+        # the actor's own "no reviews" answers are a product without reviews: completed, 0
+        self.svc.reset()
+        self.svc.control({"apify_patch_items": {"actor": AMAZON_ACTOR, "match": {}, "set": {
+            "reviewId": None, "statusCode": 404, "statusMessage": "NO_REVIEWS_FOUND"}}})
+        out, _ = self.run_fg("amazon_review_scrape", params, brand="Acme")
+        self.assertEqual(out["status"], "completed", out)
+        self.assertEqual(out["result"]["reviews"], 0)
+        self.assertEqual(self.one("SELECT state FROM sluice.dataset_health WHERE brand_name = 'Acme' "
+                                  "AND dataset_key = 'amazon_reviews'")["state"], "fresh")
 
     def test_amazon_bad_items_are_cleaned_not_fatal(self):
         # one review text with a NUL (Postgres refuses it in text and jsonb), one
@@ -1169,6 +1240,31 @@ print(s1, s2, s3, e1, select("#", sluice.db.query("SELECT 1")), ok[1].n)
         self.assertEqual(len(self.runs_of(foreign)), 1)
         self.assertIn("belongs to another brand", self.job(foreign)["last_error"])
         self.assertEqual(self.svc.stats()["apify_runs_started"], {})
+        # Acme's reviews were not worked on: its freshness is not "failing"
+        self.assertEqual(self.count("sluice.dataset_status"), 0)
+
+    def test_amazon_run_without_a_brand_keeps_no_platform_freshness(self):
+        # the reviews are the URL row's brand's: a run without --brand called a
+        # platform amazon_reviews fresh that no platform scope has, and a failure
+        # left it failing for good
+        url = self.competitor_url(asin="B0NOBRAND1")
+        params = {"competitor_amazon_url_id": url, "include_keywords": False, "include_helpful": False}
+        out, proc = self.run_fg("amazon_review_scrape", params)
+        self.assertEqual(out["status"], "completed", proc.stdout + proc.stderr)
+        self.assertGreater(self.count("public.competitor_amazon_reviews"), 0)
+        logs = self.one(f"SELECT logs FROM sluice.scheduled_job_runs WHERE id = '{out['run_id']}'")["logs"]
+        self.assertIn("run without a brand: Acme's amazon_reviews freshness is left as it was", logs)
+        self.svc.control({"apify_fail_actor": "*"})
+        out, _ = self.run_fg("amazon_review_scrape", params)
+        self.assertEqual(out["status"], "failed")
+        self.assertEqual(self.count("sluice.dataset_status"), 0)
+        # with the brand, the brand's own row is kept
+        self.svc.control({"apify_fail_actor": None})
+        out, _ = self.run_fg("amazon_review_scrape", params, brand="Acme")
+        self.assertEqual(out["status"], "completed")
+        self.assertEqual(self.sql("SELECT b.name, d.last_status FROM sluice.dataset_status d "
+                                  "LEFT JOIN sluice.brands b ON b.id = d.brand_id"),
+                         [{"name": "Acme", "last_status": "completed"}])
 
     # -------------------------------------------------------------- competitors
 

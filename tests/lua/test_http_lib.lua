@@ -159,6 +159,7 @@ test("retry options are checked", function()
   raises(function() sluice.retry(print, { attempts = 0 }) end, "attempts must be")
   raises(function() sluice.retry(print, { attempts = 2.5 }) end, "attempts must be a whole number")
   raises(function() sluice.retry(print, { tries = 2 }) end, "unknown option 'tries'")
+  raises(function() sluice.retry(print, { what = 7 }) end, "sluice.retry: what must be a string")
   raises(function() sluice.retry(print, { max = 0 / 0 }) end, "base, max and max_retry_after must be ≥ 0")
   raises(function() sluice.retry(function() error("inner") end) end, "inner") -- not caught
 end)
