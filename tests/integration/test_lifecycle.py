@@ -423,6 +423,17 @@ class Lifecycle(harness.SluiceTest):
         again = self.sluice("queue", "echo", "--dedupe-key", "same").stdout.strip()
         self.assertNotIn(again, ids)
 
+    def test_a_paused_job_holds_its_dedupe_key_and_is_called_paused(self):
+        job = self.sluice("queue", "echo", "--dedupe-key", "k", "--at", "+1h").stdout.strip()
+        self.sluice("jobs", "pause", job)
+        again = self.sluice("queue", "echo", "--dedupe-key", "k", "--params", '{"message": "other"}')
+        self.assertEqual(again.stdout.strip(), job)
+        self.assertEqual(again.stderr, f"echo: a job with dedupe key 'k' is paused: {job}; nothing new was "
+                                       f"queued (`sluice jobs resume` lets it run)\n")
+        self.assertEqual(self.count("sluice.scheduled_jobs"), 1)
+        self.assertEqual(self.scalar(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{job}'"), "paused")
+        self.assertIn("running or paused", self.sluice("queue", "--help").stdout)
+
     def test_a_cancelled_job_holds_its_dedupe_key_until_its_run_ends(self):
         # the run of a cancelled job is still in flight until its worker stops it:
         # queueing the same key meanwhile must not start a second run beside it
