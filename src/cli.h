@@ -107,12 +107,15 @@ int sl_cmd_check(const struct sl_config *cfg, int argc, char **argv);
 int sl_cmd_types(const struct sl_config *cfg, int argc, char **argv);
 int sl_cmd_health(const struct sl_config *cfg, int argc, char **argv);
 int sl_cmd_runs(const struct sl_config *cfg, int argc, char **argv);
-/* `jobs` lists jobs; `jobs cancel|pause|resume …` goes to sl_cmd_jobs_control. */
+/* `jobs` lists jobs; `jobs cancel|pause|resume …` goes to sl_cmd_jobs_control,
+ * `jobs edit …` to sl_cmd_jobs_edit. */
 int sl_cmd_jobs(const struct sl_config *cfg, int argc, char **argv);
 int sl_cmd_show(const struct sl_config *cfg, int argc, char **argv);
 int sl_cmd_schedule(const struct sl_config *cfg, int argc, char **argv);
 int sl_cmd_config(const struct sl_config *cfg, int argc, char **argv);
 /* `jobs cancel|pause|resume ID…`: argv[1] is the action. */
 int sl_cmd_jobs_control(const struct sl_config *cfg, int argc, char **argv);
+/* `jobs edit ID [--cron …]`: argv[1] is "edit". */
+int sl_cmd_jobs_edit(const struct sl_config *cfg, int argc, char **argv);
 
 #endif

@@ -1,6 +1,7 @@
 /*
  * cli_schedule.c — `sluice schedule`: create a recurring job from a cron
- * expression in a time zone, and `sluice jobs cancel|pause|resume ID`.
+ * expression in a time zone; `sluice jobs edit ID` to change one; and
+ * `sluice jobs cancel|pause|resume ID`.
  *
  * The expression and the zone are checked here (the error names the field), the
  * parameters against the handler's schema, and the first slot is computed before
@@ -163,5 +164,135 @@ int sl_cmd_jobs_control(const sl_config *cfg, int argc, char **argv)
         PQclear(r);
     }
     PQfinish(c);
+    return status;
+}
+
+/* ------------------------------------------------------------------ jobs edit */
+
+static void edit_usage(FILE *out)
+{
+    fprintf(out, "usage: sluice jobs edit JOB_ID [--cron EXPR] [--tz ZONE] [--params JSON]\n"
+                 "                        [--priority N] [--name NAME]\n\n"
+                 "Changes a recurring job in place, keeping its id, status and runs. Only\n"
+                 "what is given changes. A new expression or zone is checked as by `sluice\n"
+                 "schedule` and gives the job its next slot from now (printed on stderr); it\n"
+                 "cannot change while a run is in flight. New parameters replace the old ones\n"
+                 "(the schema's defaults fill the rest) and apply from the next run. Only\n"
+                 "active and paused recurring jobs can be edited; a paused one stays paused.\n"
+                 "JOB_ID may be shortened to a unique prefix of at least 4 characters. Prints\n"
+                 "the job's id and status; on any problem nothing changes (exit status 2).\n\n"
+                 "  --cron      the new schedule, e.g. \"30 8 * * mon-fri\"\n"
+                 "  --tz        the zone the expression is read in, e.g. Europe/Berlin\n"
+                 "  --params    a JSON object: the job's parameters from now on\n"
+                 "  --priority  -1000000 to 1000000, lower first\n"
+                 "  --name      the job's name\n");
+}
+
+/* `sluice jobs edit ID [options]` (called by the jobs command). */
+int sl_cmd_jobs_edit(const sl_config *cfg, int argc, char **argv)
+{
+    const char *id = NULL, *params = NULL, *cron = NULL, *tz = NULL, *name = NULL, *priority = NULL;
+    if (sl_cli_wants_help(argc, argv)) {
+        edit_usage(stdout);
+        return 0;
+    }
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        const char **slot = strcmp(a, "--params") == 0     ? &params
+                            : strcmp(a, "--cron") == 0     ? &cron
+                            : strcmp(a, "--tz") == 0       ? &tz
+                            : strcmp(a, "--name") == 0     ? &name
+                            : strcmp(a, "--priority") == 0 ? &priority
+                                                           : NULL;
+        if (slot) {
+            if (sl_cli_option_value(argc, argv, &i, "jobs edit", NULL, slot) < 0) return 2;
+        } else if (a[0] == '-') {
+            sl_cli_error("jobs edit: unknown option '%s' (see `sluice jobs edit --help`)", a);
+            return 2;
+        } else if (!id) {
+            id = a;
+        } else {
+            sl_cli_error("jobs edit: unexpected argument '%s' (one job at a time)", a);
+            return 2;
+        }
+    }
+    if (!id) {
+        sl_cli_error("jobs edit needs a job id (see `sluice jobs edit --help`)");
+        return 2;
+    }
+    if (!cron && !tz && !params && !priority && !name) {
+        sl_cli_error("jobs edit: nothing to change: give --cron, --tz, --params, --priority or "
+                     "--name");
+        return 2;
+    }
+    if (priority &&
+        sl_cli_whole_number("--priority", priority, SL_PRIORITY_MIN, SL_PRIORITY_MAX, NULL) < 0)
+        return 2;
+    sl_ctx ctx;
+    if (sl_queue_open(&ctx, cfg, 0) < 0) return 1;
+    int status = 2;
+    char *normalized = NULL, *problem = NULL;
+    PGconn *c = NULL;
+    PGresult *job = NULL;
+    sl_queue_connect_early(&ctx);
+    sl_queue_load(&ctx, 0);
+    c = sl_queue_boot(&ctx, "run", NULL);
+    if (!c) {
+        status = 1;
+        goto out;
+    }
+    char kind[8], full[40];
+    status = sl_cli_find_id(c, "jobs edit", id, 1, kind, full);
+    if (status) goto out;
+    job =
+        sl_cli_exec_status(c,
+                           "SELECT job_type, cron_expression, timezone FROM sluice.scheduled_jobs "
+                           "WHERE id = $1::uuid",
+                           1, (const char *const[]){full}, &status);
+    if (!job) goto out;
+    status = 2;
+    if (PQntuples(job) != 1) {
+        sl_cli_error("jobs edit: no job with id '%s'", id); /* deleted meanwhile */
+        goto out;
+    }
+    if (params) {
+        problem = sl_runtime_validate(ctx.rt, PQgetvalue(job, 0, 0), params, &normalized, 0);
+        if (problem) {
+            sl_cli_error("%s", problem);
+            goto out;
+        }
+    }
+    /* a one-time job has no expression: the database says why it cannot be edited */
+    char next[40] = "", why[512];
+    if ((cron || tz) && !PQgetisnull(job, 0, 1) &&
+        sl_queue_cron_slot(cron ? cron : PQgetvalue(job, 0, 1), tz ? tz : PQgetvalue(job, 0, 2),
+                           NULL, next, why, sizeof why) < 0) {
+        sl_cli_error("%s", why);
+        goto out;
+    }
+    const char *p[] = {full, cron, tz, *next ? next : NULL, normalized, priority, name};
+    PGresult *r = sl_cli_exec_line(c,
+                                   "SELECT sluice.edit_schedule($1::uuid, $2, $3, $4::timestamptz, "
+                                   "$5::jsonb, $6::int, $7)",
+                                   7, p, &status);
+    if (!r) goto out;
+    printf("%s  %s\n", full, PQgetvalue(r, 0, 0));
+    PQclear(r);
+    status = 0;
+    /* the slot it has now (a later statement: it sees the change) */
+    r = sl_cli_exec(
+        c,
+        "SELECT to_char(next_run_at AT TIME ZONE 'UTC', "
+        "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM sluice.scheduled_jobs WHERE id = $1::uuid",
+        1, (const char *const[]){full});
+    if (r && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
+        fprintf(stderr, "next run: %s\n", PQgetvalue(r, 0, 0));
+    if (r) PQclear(r);
+out:
+    if (job) PQclear(job);
+    free(problem);
+    free(normalized);
+    if (c) PQfinish(c);
+    sl_queue_close(&ctx);
     return status;
 }

@@ -576,7 +576,8 @@ static void jobs_usage(FILE *out)
 {
     fprintf(out, "usage: sluice jobs [--status S] [--type T] [--brand NAME|UUID | --platform]\n"
                  "                   [--param KEY=VALUE]… [--limit N] [--json]\n"
-                 "       sluice jobs cancel|pause|resume JOB_ID…\n\n"
+                 "       sluice jobs cancel|pause|resume JOB_ID…\n"
+                 "       sluice jobs edit JOB_ID [--cron EXPR] [--tz ZONE] [--params JSON] …\n\n"
                  "Lists jobs: schedule (one-time, or cron and time zone), status, next run,\n"
                  "attempts, last run and last error. Active and paused jobs first, by next run;\n"
                  "then the others, most recently changed first.\n\n"
@@ -587,8 +588,9 @@ static void jobs_usage(FILE *out)
                  "  --limit N    at most N jobs (default 20)\n"
                  "  --json       the rows of sluice.jobs_overview as a JSON array\n\n"
                  "cancel ends a job for good (a run in flight is told to stop); pause holds\n"
-                 "it until resume. A JOB_ID may be shortened to a unique prefix of at least 4\n"
-                 "characters, as the table shows it.\n");
+                 "it until resume; edit changes a recurring job's schedule, parameters,\n"
+                 "priority or name (`sluice jobs edit --help`). A JOB_ID may be shortened to\n"
+                 "a unique prefix of at least 4 characters, as the table shows it.\n");
 }
 
 /* Seconds since a job's next_run_at, NULL for infinity and -infinity (only a
@@ -623,6 +625,7 @@ int sl_cmd_jobs(const sl_config *cfg, int argc, char **argv)
     if (argc > 1 && (strcmp(argv[1], "cancel") == 0 || strcmp(argv[1], "pause") == 0 ||
                      strcmp(argv[1], "resume") == 0))
         return sl_cmd_jobs_control(cfg, argc, argv);
+    if (argc > 1 && strcmp(argv[1], "edit") == 0) return sl_cmd_jobs_edit(cfg, argc, argv);
     view_args a = {.limit = 20};
     if (sl_cli_wants_help(argc, argv)) {
         jobs_usage(stdout);

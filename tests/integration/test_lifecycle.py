@@ -306,6 +306,91 @@ class Lifecycle(harness.SluiceTest):
                                                     "--json").stdout)["next"]), 1000)
         self.sluice("runs", "--limit", "100000")
 
+    def test_jobs_edit_changes_a_recurring_job_in_place(self):
+        job = self.sluice("schedule", "echo", "--cron", "0 9 * * *", "--params", '{"message": "a"}',
+                          "--name", "first").stdout.strip()
+        columns = "cron_expression, timezone, next_run_at, parameters, priority, name, status"
+
+        def row(j=job):
+            return self.one(f"SELECT {columns} FROM sluice.scheduled_jobs WHERE id = '{j}'")
+
+        before = row()
+        once = self.sluice("queue", "echo", "--at", "+1h").stdout.strip()
+        ended = self.sluice("schedule", "echo", "--cron", "@daily").stdout.strip()
+        self.sluice("jobs", "cancel", ended)
+        # bad input: one line on stderr, exit 2, nothing changed
+        for args, message in [
+                (("--cron", "61 * * * *"), "bad cron expression '61 * * * *': minute field \"61\""),
+                (("--tz", "Mars/Olympus"), "bad time zone 'Mars/Olympus'"),
+                (("--params", '{"mesage": "b"}'), "unknown parameter 'mesage' — did you mean 'message'?"),
+                (("--priority", "1000001"), "--priority must be a whole number from -1000000 to 1000000"),
+                (("--name", ""), "jobs edit: --name needs a value, not an empty one"),
+                ((), "jobs edit: nothing to change: give --cron, --tz, --params, --priority or --name"),
+                (("--at", "+1h"), "jobs edit: unknown option '--at'"),
+                ((job[:8], "--name", "x"), f"jobs edit: unexpected argument '{job[:8]}'")]:
+            proc = self.sluice("jobs", "edit", job[:8], *args, check=False)
+            self.assertEqual(proc.returncode, 2, f"{args}: {proc.stderr}")
+            self.assertEqual(len(proc.stderr.splitlines()), 1, proc.stderr)
+            self.assertIn(message, proc.stderr)
+            self.assertEqual(proc.stdout, "")
+            self.assertEqual(row(), before, args)
+        for other, message in [(once, f"job {once} is a one-time job: only recurring jobs can be edited "
+                                      f"(cancel it and queue it again)"),
+                               (ended, f"job {ended} is cancelled: only active or paused jobs can be edited "
+                                       f"(schedule it again)")]:
+            was = row(other)
+            proc = self.sluice("jobs", "edit", other, "--cron", "@hourly", check=False)
+            self.assertEqual((proc.returncode, proc.stderr), (2, f"sluice: error: {message}\n"))
+            self.assertEqual(row(other), was)
+        # a new schedule: its next slot is the one `cron next` shows
+        proc = self.sluice("jobs", "edit", job[:8], "--cron", "30 8 * * mon-fri", "--tz", "America/New_York")
+        slot = json.loads(self.sluice("cron", "next", "30 8 * * mon-fri", "--tz", "America/New_York",
+                                      "-n", "1", "--json").stdout)["next"][0]["utc"]
+        self.assertEqual((proc.stdout, proc.stderr), (f"{job}  active\n", f"next run: {slot}\n"))
+        after = row()
+        self.assertEqual((after["cron_expression"], after["timezone"]), ("30 8 * * mon-fri", "America/New_York"))
+        self.assertEqual(self.scalar(f"SELECT next_run_at = '{slot}' FROM sluice.scheduled_jobs "
+                                     f"WHERE id = '{job}'"), "t")
+        self.assertEqual((after["parameters"], after["priority"], after["name"]),
+                         (before["parameters"], before["priority"], before["name"]))
+        # parameters are replaced (the defaults fill the rest); priority, name
+        self.sluice("jobs", "edit", job, "--params", '{"fail": false}', "--priority", "-5", "--name", "second")
+        after = row()
+        self.assertEqual(after["parameters"], {"fail": False, "message": "hello", "permanent": False})
+        self.assertEqual((after["priority"], after["name"], after["cron_expression"]),
+                         (-5, "second", "30 8 * * mon-fri"))
+        # a paused job stays paused, with its new slot kept for resume
+        self.sluice("jobs", "pause", job)
+        proc = self.sluice("jobs", "edit", job, "--tz", "UTC")
+        self.assertEqual(proc.stdout, f"{job}  paused\n")
+        self.assertEqual(self.one(f"SELECT status, to_char(next_run_at AT TIME ZONE 'UTC', 'HH24:MI') AS at "
+                                  f"FROM sluice.scheduled_jobs WHERE id = '{job}'"),
+                         {"status": "paused", "at": "08:30"})
+        self.sluice("jobs", "resume", job)
+        # a run in flight: its end would set the next slot by the old schedule
+        pgfixture.psql(self.db, f"UPDATE sluice.scheduled_jobs SET next_run_at = now() WHERE id = '{job}'")
+        run = self.scalar("SELECT run_id FROM sluice.claim_jobs('00000000-0000-4000-8000-000000000001', 10, 600)")
+        was = row()
+        proc = self.sluice("jobs", "edit", job, "--cron", "@hourly", check=False)
+        self.assertEqual((proc.returncode, proc.stderr),
+                         (2, f"sluice: error: job {job} has a run in flight ({run}): its schedule can change "
+                             f"once the run has ended\n"))
+        self.assertEqual(row(), was)
+        self.sluice("jobs", "edit", job, "--params", '{"message": "next time"}')  # the next run's
+        self.assertEqual(row()["parameters"]["message"], "next time")
+        # in SQL, without a first slot: the next worker computes it
+        self.scalar(f"SELECT sluice.finish_run('{run}', 'completed', NULL, NULL, '', false, now() + "
+                    f"interval '1 hour', NULL)")
+        self.assertEqual(self.scalar(f"SELECT sluice.edit_schedule('{job}', '*/5 * * * *')"), "active")
+        self.assertEqual(self.scalar(f"SELECT count(*) FROM sluice.unscheduled_jobs() WHERE id = '{job}'"), "1")
+        self.assertIn("ERROR:  22023: invalid parameters for echo",
+                      self.sql_error(f"SELECT sluice.edit_schedule('{job}', p_parameters => '{{\"fail\": 1}}')"))
+        self.assertIn("ERROR:  P0002: no job with id",
+                      self.sql_error("SELECT sluice.edit_schedule('00000000-0000-4000-8000-000000000009', '@daily')"))
+        # the help, as for the other job commands
+        self.assertEqual(self.sluice("help", "jobs", "edit").stdout, self.sluice("jobs", "edit", "--help").stdout)
+        self.assertIn("sluice jobs edit JOB_ID", self.sluice("jobs", "--help").stdout)
+
     def test_recurring_job_runs_and_moves_to_its_next_slot(self):
         job = self.sluice("schedule", "echo", "--cron", "0 0 1 1 *").stdout.strip()
         # as if every worker had been down for five years: the missed slots run once
