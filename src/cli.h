@@ -85,6 +85,11 @@ void sl_cli_shell_quote(struct sl_buf *b, const char *s);
  * NULL); -1 after saying "--priority must be a whole number from … to …". */
 int sl_cli_whole_number(const char *opt, const char *v, long min, long max, long *out);
 
+/* The wall time of the instant `epoch` (seconds, as text) in the zone `zone`,
+ * "2026-11-30 09:00:00 CET", into out; -1 (out empty) when either cannot be
+ * read or the zone is UTC, where the UTC time says it all. */
+int sl_cli_local_time(const char *zone, const char *epoch, char *out, size_t len);
+
 /* A job's priority, for queue and schedule alike (lower runs first). */
 #define SL_PRIORITY_MIN (-1000000L)
 #define SL_PRIORITY_MAX 1000000L

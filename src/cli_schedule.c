@@ -16,6 +16,27 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* "next run: 2026-11-30T08:00:00Z (2026-11-30 09:00:00 CET in Europe/Berlin)" on
+ * stderr, the job's next slot as stored (nothing when it has none). */
+static void say_next_run(PGconn *c, const char *job)
+{
+    PGresult *r = sl_cli_exec(c,
+                              "SELECT to_char(next_run_at AT TIME ZONE 'UTC', "
+                              "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), extract(epoch FROM next_run_at), "
+                              "timezone FROM sluice.scheduled_jobs WHERE id = $1::uuid "
+                              "AND isfinite(next_run_at)",
+                              1, (const char *const[]){job});
+    if (r && PQntuples(r) == 1) {
+        char local[96];
+        if (sl_cli_local_time(PQgetvalue(r, 0, 2), PQgetvalue(r, 0, 1), local, sizeof local) == 0)
+            fprintf(stderr, "next run: %s (%s in %s)\n", PQgetvalue(r, 0, 0), local,
+                    PQgetvalue(r, 0, 2));
+        else
+            fprintf(stderr, "next run: %s\n", PQgetvalue(r, 0, 0));
+    }
+    if (r) PQclear(r);
+}
+
 static void schedule_usage(FILE *out)
 {
     fprintf(out, "usage: sluice schedule <job_type> --cron EXPR [--tz ZONE] [--brand NAME|UUID]\n"
@@ -101,7 +122,8 @@ int sl_cmd_schedule(const sl_config *cfg, int argc, char **argv)
                                      8, p, &status);
     if (!r) goto out;
     printf("%s\n", PQgetvalue(r, 0, 0));
-    fprintf(stderr, "next run: %s\n", next);
+    fflush(stdout);
+    say_next_run(c, PQgetvalue(r, 0, 0));
     PQclear(r);
     status = 0;
 out:
@@ -279,15 +301,8 @@ int sl_cmd_jobs_edit(const sl_config *cfg, int argc, char **argv)
     printf("%s  %s\n", full, PQgetvalue(r, 0, 0));
     PQclear(r);
     status = 0;
-    /* the slot it has now (a later statement: it sees the change) */
-    r = sl_cli_exec(
-        c,
-        "SELECT to_char(next_run_at AT TIME ZONE 'UTC', "
-        "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM sluice.scheduled_jobs WHERE id = $1::uuid",
-        1, (const char *const[]){full});
-    if (r && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
-        fprintf(stderr, "next run: %s\n", PQgetvalue(r, 0, 0));
-    if (r) PQclear(r);
+    fflush(stdout);
+    say_next_run(c, full); /* the slot it has now (a later statement: it sees the change) */
 out:
     if (job) PQclear(job);
     free(problem);

@@ -825,6 +825,7 @@ static const char show_job_sql[] =
     "CASE WHEN isfinite(j.next_run_at) "
     "THEN to_char(j.next_run_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS\"Z\"') "
     "ELSE j.next_run_at::text END AS next, " NEXT_AGO " AS next_ago, " TRIES " AS tries, "
+    "CASE WHEN isfinite(j.next_run_at) THEN extract(epoch FROM j.next_run_at) END AS next_epoch, "
     "to_char(j.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS\"Z\"') AS created, "
     "extract(epoch FROM now() - j.created_at) AS created_ago "
     "FROM sluice.jobs_overview j WHERE j.job_id = $1";
@@ -916,6 +917,12 @@ static int show_job(PGconn *c, const char *id, int json)
         field(&term, "next run", buf, SL_COLOR_NONE);
     } else {
         when(buf, sizeof buf, r, "next", "next_ago");
+        char local[96];
+        size_t n = strlen(buf);
+        /* a recurring job's slot on the wall clock of its zone too */
+        if (sl_cli_local_time(col(r, 0, "timezone"), col(r, 0, "next_epoch"), local,
+                              sizeof local) == 0)
+            snprintf(buf + n, sizeof buf - n, ", %s", local);
         field(&term, "next run", buf, SL_COLOR_NONE);
     }
     const char *st = col(r, 0, "status");

@@ -232,11 +232,18 @@ class Lifecycle(harness.SluiceTest):
         self.assertEqual(badtz.returncode, 2)
         self.assertIn("Mars/Olympus", badtz.stderr)
         self.assertEqual(self.count("sluice.scheduled_jobs"), 0)
-        job = self.sluice("schedule", "echo", "--cron", "30 9 * * mon-fri", "--tz", "America/New_York",
-                          "--params", '{"message": "tick"}').stdout.strip()
+        proc = self.sluice("schedule", "echo", "--cron", "30 9 * * mon-fri", "--tz", "America/New_York",
+                           "--params", '{"message": "tick"}')
+        job = proc.stdout.strip()
         preview = json.loads(self.sluice("cron", "next", "30 9 * * mon-fri", "--tz", "America/New_York",
                                          "-n", "1", "--json").stdout)
         utc = preview["next"][0]["utc"]
+        # the slot in UTC, and on the wall clock of the job's zone
+        local = preview["next"][0]["local"]
+        self.assertEqual(proc.stderr, f"next run: {utc} ({local[:10]} 09:30:00 "
+                                      f"{preview['next'][0]['abbreviation']} in America/New_York)\n")
+        self.assertEqual(self.sluice("schedule", "echo", "--cron", "@daily").stderr[:10], "next run: ")
+        self.assertNotIn("(", self.sluice("schedule", "echo", "--cron", "@daily").stderr)  # UTC says it all
         row = self.one(f"SELECT schedule_type, cron_expression, timezone, "
                        f"to_char(next_run_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS next "
                        f"FROM sluice.scheduled_jobs WHERE id = '{job}'")
@@ -344,9 +351,12 @@ class Lifecycle(harness.SluiceTest):
             self.assertEqual(row(other), was)
         # a new schedule: its next slot is the one `cron next` shows
         proc = self.sluice("jobs", "edit", job[:8], "--cron", "30 8 * * mon-fri", "--tz", "America/New_York")
-        slot = json.loads(self.sluice("cron", "next", "30 8 * * mon-fri", "--tz", "America/New_York",
-                                      "-n", "1", "--json").stdout)["next"][0]["utc"]
-        self.assertEqual((proc.stdout, proc.stderr), (f"{job}  active\n", f"next run: {slot}\n"))
+        first = json.loads(self.sluice("cron", "next", "30 8 * * mon-fri", "--tz", "America/New_York",
+                                       "-n", "1", "--json").stdout)["next"][0]
+        slot, local = first["utc"], f"{first['local'][:10]} {first['local'][11:19]} {first['abbreviation']}"
+        self.assertEqual((proc.stdout, proc.stderr),
+                         (f"{job}  active\n", f"next run: {slot} ({local} in America/New_York)\n"))
+        self.assertRegex(self.sluice("show", job).stdout, rf"next run\s+.*\(in .*\), {local}\n")
         after = row()
         self.assertEqual((after["cron_expression"], after["timezone"]), ("30 8 * * mon-fri", "America/New_York"))
         self.assertEqual(self.scalar(f"SELECT next_run_at = '{slot}' FROM sluice.scheduled_jobs "
