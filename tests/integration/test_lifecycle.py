@@ -969,6 +969,39 @@ class Lifecycle(harness.SluiceTest):
         self.assertEqual((r["archived"], r["pruned"]), (2, 0))  # each job keeps its last run
         self.assertEqual(self.count("sluice.scheduled_jobs", "status = 'archived'"), 2)
 
+    def test_the_daemon_applies_retention_with_the_configured_ages(self):
+        # a job that ended a day ago is archived under archive_after_days = 0.5
+        # (not under the default 7), one that ended three hours ago is not; runs
+        # that ended two days ago are pruned under prune_after_days = 1, but
+        # each job's latest
+        ended = {}
+        for m in ("old", "young"):
+            self.sluice("run", "echo", "--params", json.dumps({"message": m}))
+            ended[m] = self.scalar(f"SELECT id FROM sluice.scheduled_jobs WHERE parameters ->> 'message' = '{m}'")
+        old, young = ended["old"], ended["young"]
+        job = self.sluice("schedule", "noop", "--cron", "@yearly").stdout.strip()
+        for n in (1, 2):
+            pgfixture.psql(self.db, f"INSERT INTO sluice.scheduled_job_runs (scheduled_job_id, job_type, "
+                                    f"attempt_number, status, trigger_source, started_at, completed_at, "
+                                    f"created_at) VALUES ('{job}', 'noop', 1, 'completed', 'scheduled', "
+                                    f"now() - interval '3 days', now() - interval '2 days', "
+                                    f"now() - interval '3 days' + interval '{n} minutes')")
+        pgfixture.psql(self.db, f"UPDATE sluice.scheduled_jobs SET updated_at = now() - interval '1 day' "
+                                f"WHERE id = '{old}'; "
+                                f"UPDATE sluice.scheduled_jobs SET updated_at = now() - interval '3 hours' "
+                                f"WHERE id = '{young}'")
+        tmp = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, tmp)
+        conf = os.path.join(tmp, "sluice.conf")
+        with open(conf, "w") as f:
+            f.write("archive_after_days = 0.5\nprune_after_days = 1\n")
+        with self.serve("--config", conf) as d:
+            d.wait_log("msg=retention", timeout=90)
+        self.assertIn("msg=retention archived_jobs=1 pruned_runs=1", d.log())
+        self.assertEqual(self.scalar(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{old}'"), "archived")
+        self.assertEqual(self.scalar(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{young}'"), "completed")
+        self.assertEqual(self.count("sluice.scheduled_job_runs", f"scheduled_job_id = '{job}'"), 1)
+
     def test_retention_reads_null_as_the_default_and_refuses_negative_ages(self):
         for _ in range(3):
             self.sluice("run", "echo")
