@@ -684,7 +684,10 @@ int sl_cmd_jobs(const sl_config *cfg, int argc, char **argv)
             snprintf(buf, sizeof buf, "%s", col(r, i, "next_word"));
         } else if (col(r, i, "next_ago")) {
             double next = col_num(r, i, "next_ago", 0);
-            if (next >= 0)
+            const char *st = col(r, i, "status");
+            if (next >= 0 && st && strcmp(st, "paused") == 0) /* no worker takes it now */
+                snprintf(buf, sizeof buf, "on resume");
+            else if (next >= 0)
                 snprintf(buf, sizeof buf, "due");
             else
                 sl_fmt_ago(next, buf, sizeof buf);

@@ -894,6 +894,11 @@ class Lifecycle(harness.SluiceTest):
     def test_pause_and_resume(self):
         job = self.sluice("queue", "echo").stdout.strip()
         self.sluice("jobs", "pause", job)
+        # its time has come, but no worker takes it: not "due"
+        listed = [line for line in self.sluice("jobs").stdout.splitlines() if line.startswith(job[:8])]
+        self.assertEqual(len(listed), 1)
+        self.assertIn(" on resume ", listed[0])
+        self.assertNotIn(" due ", listed[0])
         other = self.sluice("queue", "echo", "--params", '{"message": "not paused"}').stdout.strip()
         with self.serve():
             # the daemon ran what it could: the paused job was due too, and was left alone
