@@ -2,8 +2,8 @@
 -- (`sluice jobs edit`).
 --
 -- A recurring job could be paused, resumed and cancelled, but its cron
--- expression, zone, parameters, priority and name were fixed when it was
--- created: changing one meant cancelling the job and scheduling a new one,
+-- expression, zone, parameters, priority, name and retries were fixed when it
+-- was created: changing one meant cancelling the job and scheduling a new one,
 -- which left its runs and its history under the old id. edit_schedule()
 -- changes them on the job itself, with the checks schedule_job() makes.
 --
@@ -21,7 +21,8 @@
 CREATE FUNCTION sluice.edit_schedule(
     p_job uuid, p_cron text DEFAULT NULL, p_timezone text DEFAULT NULL,
     p_next_run_at timestamptz DEFAULT NULL, p_parameters jsonb DEFAULT NULL,
-    p_priority integer DEFAULT NULL, p_name text DEFAULT NULL)
+    p_priority integer DEFAULT NULL, p_name text DEFAULT NULL,
+    p_max_retries integer DEFAULT NULL)
 RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     j sluice.scheduled_jobs;
@@ -56,7 +57,7 @@ BEGIN
             p_job, j.current_run_id USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM sluice.check_run_at(p_next_run_at);
-    PERFORM sluice.check_job_options(p_priority, NULL, NULL, p_name, NULL);
+    PERFORM sluice.check_job_options(p_priority, p_max_retries, NULL, p_name, NULL);
     IF p_parameters IS NOT NULL THEN
         params := sluice.check_enqueue(j.job_type, j.brand_id, p_parameters);
     END IF;
@@ -67,6 +68,7 @@ BEGIN
         parameters = coalesce(params, parameters),
         priority = coalesce(p_priority, priority),
         name = coalesce(p_name, name),
+        max_retries = coalesce(p_max_retries, max_retries),
         updated_at = now()
     WHERE id = p_job;
     IF moves THEN

@@ -39,39 +39,45 @@ static void say_next_run(PGconn *c, const char *job)
 
 static void schedule_usage(FILE *out)
 {
-    fprintf(out, "usage: sluice schedule <job_type> --cron EXPR [--tz ZONE] [--brand NAME|UUID]\n"
-                 "                       [--params JSON] [--name NAME] [--priority N]\n\n"
-                 "Creates a recurring job and prints its id. EXPR is a five-field cron\n"
-                 "expression (see `sluice cron next EXPR` to preview it); ZONE an IANA time\n"
-                 "zone (default UTC). Slots missed while no worker ran are run once, not once\n"
-                 "per missed slot. Parameters are checked against the handler's schema first;\n"
-                 "on any problem nothing is created.\n\n"
-                 "  --cron      the schedule, e.g. \"0 9 * * mon-fri\"\n"
-                 "  --tz        the zone EXPR is read in (default UTC)\n"
-                 "  --brand     the brand (name or id); omit for a platform job\n"
-                 "  --params    a JSON object (default {}); the schema's defaults fill the rest\n"
-                 "  --name      a name for the job, shown by `sluice show` (default none)\n"
-                 "  --priority  lower runs first when several jobs are due: -1000000 to\n"
-                 "              1000000 (default 0), as for `sluice queue`\n");
+    fprintf(
+        out,
+        "usage: sluice schedule <job_type> --cron EXPR [--tz ZONE] [--brand NAME|UUID]\n"
+        "                       [--params JSON] [--name NAME] [--priority N] [--max-retries N]\n\n"
+        "Creates a recurring job and prints its id. EXPR is a five-field cron\n"
+        "expression (see `sluice cron next EXPR` to preview it); ZONE an IANA time\n"
+        "zone (default UTC). Slots missed while no worker ran are run once, not once\n"
+        "per missed slot. Parameters are checked against the handler's schema first;\n"
+        "on any problem nothing is created.\n\n"
+        "  --cron      the schedule, e.g. \"0 9 * * mon-fri\"\n"
+        "  --tz        the zone EXPR is read in (default UTC)\n"
+        "  --brand     the brand (name or id); omit for a platform job\n"
+        "  --params    a JSON object (default {}); the schema's defaults fill the rest\n"
+        "  --name      a name for the job, shown by `sluice show` (default none)\n"
+        "  --priority  lower runs first when several jobs are due: -1000000 to\n"
+        "              1000000 (default 0), as for `sluice queue`\n"
+        "  --max-retries\n"
+        "              retries of a failed run before the job waits for its next\n"
+        "              slot: 0 to 1000 (default: the handler's max_retries)\n");
 }
 
 int sl_cmd_schedule(const sl_config *cfg, int argc, char **argv)
 {
     const char *type = NULL, *brand = NULL, *params = "{}", *cron = NULL, *tz = "UTC", *name = NULL,
-               *priority = "0";
+               *priority = "0", *retries = NULL;
     if (sl_cli_wants_help(argc, argv)) {
         schedule_usage(stdout);
         return 0;
     }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        const char **slot = strcmp(a, "--brand") == 0      ? &brand
-                            : strcmp(a, "--params") == 0   ? &params
-                            : strcmp(a, "--cron") == 0     ? &cron
-                            : strcmp(a, "--tz") == 0       ? &tz
-                            : strcmp(a, "--name") == 0     ? &name
-                            : strcmp(a, "--priority") == 0 ? &priority
-                                                           : NULL;
+        const char **slot = strcmp(a, "--brand") == 0         ? &brand
+                            : strcmp(a, "--params") == 0      ? &params
+                            : strcmp(a, "--cron") == 0        ? &cron
+                            : strcmp(a, "--tz") == 0          ? &tz
+                            : strcmp(a, "--name") == 0        ? &name
+                            : strcmp(a, "--priority") == 0    ? &priority
+                            : strcmp(a, "--max-retries") == 0 ? &retries
+                                                              : NULL;
         if (slot) {
             if (sl_cli_option_value(argc, argv, &i, "schedule", NO_BRAND_JOB, slot) < 0) return 2;
         } else if (a[0] == '-') {
@@ -93,6 +99,7 @@ int sl_cmd_schedule(const sl_config *cfg, int argc, char **argv)
     }
     if (sl_cli_whole_number("--priority", priority, SL_PRIORITY_MIN, SL_PRIORITY_MAX, NULL) < 0)
         return 2;
+    if (retries && sl_cli_whole_number("--max-retries", retries, 0, 1000, NULL) < 0) return 2;
     char next[40], why[512];
     if (sl_queue_cron_slot(cron, tz, NULL, next, why, sizeof why) < 0) {
         sl_cli_error("%s", why);
@@ -115,11 +122,11 @@ int sl_cmd_schedule(const sl_config *cfg, int argc, char **argv)
         status = 1;
         goto out;
     }
-    const char *p[] = {brand, type, cron, tz, normalized, next, name, priority};
+    const char *p[] = {brand, type, cron, tz, normalized, next, name, priority, retries};
     PGresult *r = sl_cli_exec_status(c,
                                      "SELECT sluice.schedule_job($1, $2, $3, $4, $5::jsonb, "
-                                     "$6::timestamptz, $7, $8::int, NULL, 'scheduled')",
-                                     8, p, &status);
+                                     "$6::timestamptz, $7, $8::int, $9::int, 'scheduled')",
+                                     9, p, &status);
     if (!r) goto out;
     printf("%s\n", PQgetvalue(r, 0, 0));
     fflush(stdout);
@@ -194,7 +201,7 @@ int sl_cmd_jobs_control(const sl_config *cfg, int argc, char **argv)
 static void edit_usage(FILE *out)
 {
     fprintf(out, "usage: sluice jobs edit JOB_ID [--cron EXPR] [--tz ZONE] [--params JSON]\n"
-                 "                        [--priority N] [--name NAME]\n\n"
+                 "                        [--priority N] [--name NAME] [--max-retries N]\n\n"
                  "Changes a recurring job in place, keeping its id, status and runs. Only\n"
                  "what is given changes. A new expression or zone is checked as by `sluice\n"
                  "schedule` and gives the job its next slot from now (printed on stderr); it\n"
@@ -207,25 +214,29 @@ static void edit_usage(FILE *out)
                  "  --tz        the zone the expression is read in, e.g. Europe/Berlin\n"
                  "  --params    a JSON object: the job's parameters from now on\n"
                  "  --priority  -1000000 to 1000000, lower first\n"
-                 "  --name      the job's name\n");
+                 "  --name      the job's name\n"
+                 "  --max-retries\n"
+                 "              0 to 1000: retries of a failed run from now on\n");
 }
 
 /* `sluice jobs edit ID [options]` (called by the jobs command). */
 int sl_cmd_jobs_edit(const sl_config *cfg, int argc, char **argv)
 {
-    const char *id = NULL, *params = NULL, *cron = NULL, *tz = NULL, *name = NULL, *priority = NULL;
+    const char *id = NULL, *params = NULL, *cron = NULL, *tz = NULL, *name = NULL, *priority = NULL,
+               *retries = NULL;
     if (sl_cli_wants_help(argc, argv)) {
         edit_usage(stdout);
         return 0;
     }
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
-        const char **slot = strcmp(a, "--params") == 0     ? &params
-                            : strcmp(a, "--cron") == 0     ? &cron
-                            : strcmp(a, "--tz") == 0       ? &tz
-                            : strcmp(a, "--name") == 0     ? &name
-                            : strcmp(a, "--priority") == 0 ? &priority
-                                                           : NULL;
+        const char **slot = strcmp(a, "--params") == 0        ? &params
+                            : strcmp(a, "--cron") == 0        ? &cron
+                            : strcmp(a, "--tz") == 0          ? &tz
+                            : strcmp(a, "--name") == 0        ? &name
+                            : strcmp(a, "--priority") == 0    ? &priority
+                            : strcmp(a, "--max-retries") == 0 ? &retries
+                                                              : NULL;
         if (slot) {
             if (sl_cli_option_value(argc, argv, &i, "jobs edit", NULL, slot) < 0) return 2;
         } else if (a[0] == '-') {
@@ -242,11 +253,12 @@ int sl_cmd_jobs_edit(const sl_config *cfg, int argc, char **argv)
         sl_cli_error("jobs edit needs a job id (see `sluice jobs edit --help`)");
         return 2;
     }
-    if (!cron && !tz && !params && !priority && !name) {
-        sl_cli_error("jobs edit: nothing to change: give --cron, --tz, --params, --priority or "
-                     "--name");
+    if (!cron && !tz && !params && !priority && !name && !retries) {
+        sl_cli_error("jobs edit: nothing to change: give --cron, --tz, --params, --priority, "
+                     "--name or --max-retries");
         return 2;
     }
+    if (retries && sl_cli_whole_number("--max-retries", retries, 0, 1000, NULL) < 0) return 2;
     if (priority &&
         sl_cli_whole_number("--priority", priority, SL_PRIORITY_MIN, SL_PRIORITY_MAX, NULL) < 0)
         return 2;
@@ -292,11 +304,11 @@ int sl_cmd_jobs_edit(const sl_config *cfg, int argc, char **argv)
         sl_cli_error("%s", why);
         goto out;
     }
-    const char *p[] = {full, cron, tz, *next ? next : NULL, normalized, priority, name};
+    const char *p[] = {full, cron, tz, *next ? next : NULL, normalized, priority, name, retries};
     PGresult *r = sl_cli_exec_line(c,
                                    "SELECT sluice.edit_schedule($1::uuid, $2, $3, $4::timestamptz, "
-                                   "$5::jsonb, $6::int, $7)",
-                                   7, p, &status);
+                                   "$5::jsonb, $6::int, $7, $8::int)",
+                                   8, p, &status);
     if (!r) goto out;
     printf("%s  %s\n", full, PQgetvalue(r, 0, 0));
     PQclear(r);

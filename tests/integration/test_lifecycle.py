@@ -264,9 +264,10 @@ class Lifecycle(harness.SluiceTest):
                 self.assertNotIn("invalid input syntax", proc.stderr)
         self.assertEqual(self.count("sluice.scheduled_jobs"), 0)
         job = self.sluice("schedule", "echo", "--cron", "0 9 * * *", "--priority", "-1000000",
-                          "--name", "morning").stdout.strip()
-        self.assertEqual(self.one(f"SELECT priority, name FROM sluice.scheduled_jobs WHERE id = '{job}'"),
-                         {"priority": -1000000, "name": "morning"})
+                          "--name", "morning", "--max-retries", "0").stdout.strip()
+        self.assertEqual(self.one(f"SELECT priority, name, max_retries FROM sluice.scheduled_jobs "
+                                  f"WHERE id = '{job}'"),
+                         {"priority": -1000000, "name": "morning", "max_retries": 0})
         usage = self.sluice("schedule", "--help").stdout
         for text in ("--name", "--priority", "-1000000 to", "--brand", "--params", "--tz"):
             self.assertIn(text, usage)
@@ -276,6 +277,7 @@ class Lifecycle(harness.SluiceTest):
         # (command, option, lowest, highest, prefix of the message)
         options = [
             (("queue", "echo"), "--max-retries", 0, 1000, ""),
+            (("schedule", "echo", "--cron", "0 9 * * *"), "--max-retries", 0, 1000, ""),
             (("cron", "next", "0 9 * * *"), "-n", 1, 1000, ""),
             (("cron", "next", "0 9 * * *"), "--count", 1, 1000, ""),
             (("runs",), "--limit", 1, 100000, "runs: "),
@@ -316,7 +318,7 @@ class Lifecycle(harness.SluiceTest):
     def test_jobs_edit_changes_a_recurring_job_in_place(self):
         job = self.sluice("schedule", "echo", "--cron", "0 9 * * *", "--params", '{"message": "a"}',
                           "--name", "first").stdout.strip()
-        columns = "cron_expression, timezone, next_run_at, parameters, priority, name, status"
+        columns = "cron_expression, timezone, next_run_at, parameters, priority, name, max_retries, status"
 
         def row(j=job):
             return self.one(f"SELECT {columns} FROM sluice.scheduled_jobs WHERE id = '{j}'")
@@ -332,7 +334,9 @@ class Lifecycle(harness.SluiceTest):
                 (("--params", '{"mesage": "b"}'), "unknown parameter 'mesage' — did you mean 'message'?"),
                 (("--priority", "1000001"), "--priority must be a whole number from -1000000 to 1000000"),
                 (("--name", ""), "jobs edit: --name needs a value, not an empty one"),
-                ((), "jobs edit: nothing to change: give --cron, --tz, --params, --priority or --name"),
+                ((), "jobs edit: nothing to change: give --cron, --tz, --params, --priority, --name or "
+                     "--max-retries"),
+                (("--max-retries", "1001"), "--max-retries must be a whole number from 0 to 1000"),
                 (("--at", "+1h"), "jobs edit: unknown option '--at'"),
                 ((job[:8], "--name", "x"), f"jobs edit: unexpected argument '{job[:8]}'")]:
             proc = self.sluice("jobs", "edit", job[:8], *args, check=False)
@@ -364,11 +368,12 @@ class Lifecycle(harness.SluiceTest):
         self.assertEqual((after["parameters"], after["priority"], after["name"]),
                          (before["parameters"], before["priority"], before["name"]))
         # parameters are replaced (the defaults fill the rest); priority, name
-        self.sluice("jobs", "edit", job, "--params", '{"fail": false}', "--priority", "-5", "--name", "second")
+        self.sluice("jobs", "edit", job, "--params", '{"fail": false}', "--priority", "-5", "--name", "second",
+                    "--max-retries", "7")
         after = row()
         self.assertEqual(after["parameters"], {"fail": False, "message": "hello", "permanent": False})
-        self.assertEqual((after["priority"], after["name"], after["cron_expression"]),
-                         (-5, "second", "30 8 * * mon-fri"))
+        self.assertEqual((after["priority"], after["name"], after["max_retries"], after["cron_expression"]),
+                         (-5, "second", 7, "30 8 * * mon-fri"))
         # a paused job stays paused, with its new slot kept for resume
         self.sluice("jobs", "pause", job)
         proc = self.sluice("jobs", "edit", job, "--tz", "UTC")
