@@ -406,6 +406,34 @@ class Lifecycle(harness.SluiceTest):
         self.assertEqual(self.sluice("help", "jobs", "edit").stdout, self.sluice("jobs", "edit", "--help").stdout)
         self.assertIn("sluice jobs edit JOB_ID", self.sluice("jobs", "--help").stdout)
 
+    def test_jobs_and_runs_list_recurring_or_one_time_jobs_alone(self):
+        recurring = self.sluice("schedule", "echo", "--cron", "@daily").stdout.strip()
+        once = self.sluice("queue", "echo", "--at", "+1h").stdout.strip()
+        self.sluice("run", "echo")  # a run of a one-time job
+        ran = self.scalar("SELECT scheduled_job_id FROM sluice.scheduled_job_runs")
+        pgfixture.psql(self.db, f"INSERT INTO sluice.scheduled_job_runs (scheduled_job_id, job_type, "
+                                f"attempt_number, status, trigger_source, started_at, completed_at) "
+                                f"VALUES ('{recurring}', 'echo', 1, 'completed', 'scheduled', now(), now())")
+
+        def ids(*args):
+            return {r["job_id"] for r in json.loads(self.sluice(*args, "--json").stdout)}
+
+        self.assertEqual(ids("jobs", "--recurring"), {recurring})
+        self.assertEqual(ids("jobs", "--one-time"), {once, ran})
+        self.assertEqual(ids("jobs"), {recurring, once, ran})
+        self.assertEqual(ids("runs", "--recurring"), {recurring})
+        self.assertEqual(ids("runs", "--one-time"), {ran})
+        table = self.sluice("jobs", "--recurring").stdout
+        self.assertIn(recurring[:8], table)
+        self.assertNotIn(once[:8], table)
+        proc = self.sluice("jobs", "--recurring", "--status", "failed")
+        self.assertEqual((proc.stdout, proc.stderr), ("", "no jobs match the filters\n"))
+        for cmd in ("jobs", "runs"):
+            proc = self.sluice(cmd, "--recurring", "--one-time", check=False)
+            self.assertEqual((proc.returncode, proc.stderr),
+                             (2, f"sluice: error: {cmd}: give --recurring or --one-time, not both\n"))
+            self.assertIn("--recurring", self.sluice(cmd, "--help").stdout)
+
     def test_recurring_job_runs_and_moves_to_its_next_slot(self):
         job = self.sluice("schedule", "echo", "--cron", "0 0 1 1 *").stdout.strip()
         # as if every worker had been down for five years: the missed slots run once
