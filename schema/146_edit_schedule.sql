@@ -14,7 +14,10 @@
 -- (or, for a paused job, the next worker after resume_job). A schedule cannot
 -- change while a run is in flight: the run's end sets the next slot from the
 -- expression it was claimed with, and would undo the change. Only active and
--- paused recurring jobs can be edited. Returns the job's status; raises
+-- paused recurring jobs can be edited, and failed ones given a new expression
+-- or zone: a recurring job fails only when its schedule cannot be evaluated
+-- (a bad expression or zone, or one that never fires), and one that can runs
+-- again, active. Returns the job's status; raises
 -- no_data_found for an unknown id and 22023 for anything else refused, before
 -- anything changes.
 
@@ -38,11 +41,6 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'cancel it and queue it again';
     END IF;
-    IF j.status NOT IN ('active', 'paused') THEN
-        RAISE EXCEPTION 'job % is %: only active or paused jobs can be edited', p_job, j.status
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'schedule it again';
-    END IF;
     IF p_cron IS NOT NULL AND btrim(p_cron) = '' THEN
         RAISE EXCEPTION 'a recurring job needs a cron expression' USING ERRCODE = 'invalid_parameter_value';
     END IF;
@@ -52,6 +50,17 @@ BEGIN
     END IF;
     moves := (p_cron IS NOT NULL AND btrim(p_cron) IS DISTINCT FROM j.cron_expression)
              OR (p_timezone IS NOT NULL AND p_timezone IS DISTINCT FROM j.timezone);
+    IF j.status = 'failed' AND NOT moves THEN
+        RAISE EXCEPTION 'job % is failed, as its schedule could not be evaluated: %', p_job,
+            coalesce(j.last_error, 'no reason recorded')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'give it a new cron expression or time zone';
+    END IF;
+    IF j.status NOT IN ('active', 'paused', 'failed') THEN
+        RAISE EXCEPTION 'job % is %: only active, paused or failed jobs can be edited', p_job, j.status
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'schedule it again';
+    END IF;
     IF moves AND j.current_run_id IS NOT NULL THEN
         RAISE EXCEPTION 'job % has a run in flight (%): its schedule can change once the run has ended',
             p_job, j.current_run_id USING ERRCODE = 'invalid_parameter_value';
@@ -62,7 +71,9 @@ BEGIN
         params := sluice.check_enqueue(j.job_type, j.brand_id, p_parameters);
     END IF;
     UPDATE sluice.scheduled_jobs
-    SET cron_expression = coalesce(btrim(p_cron), cron_expression),
+    SET status = CASE WHEN status = 'failed' THEN 'active' ELSE status END,
+        last_error = CASE WHEN status = 'failed' THEN NULL ELSE last_error END,
+        cron_expression = coalesce(btrim(p_cron), cron_expression),
         timezone = coalesce(p_timezone, timezone),
         next_run_at = CASE WHEN moves THEN p_next_run_at ELSE next_run_at END,
         parameters = coalesce(params, parameters),
@@ -74,5 +85,5 @@ BEGIN
     IF moves THEN
         PERFORM pg_notify('sluice_jobs', '');  -- the new slot may be sooner
     END IF;
-    RETURN j.status;
+    RETURN CASE WHEN j.status = 'failed' THEN 'active' ELSE j.status END;
 END $$;

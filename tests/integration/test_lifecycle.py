@@ -347,8 +347,8 @@ class Lifecycle(harness.SluiceTest):
             self.assertEqual(row(), before, args)
         for other, message in [(once, f"job {once} is a one-time job: only recurring jobs can be edited "
                                       f"(cancel it and queue it again)"),
-                               (ended, f"job {ended} is cancelled: only active or paused jobs can be edited "
-                                       f"(schedule it again)")]:
+                               (ended, f"job {ended} is cancelled: only active, paused or failed jobs can be "
+                                       f"edited (schedule it again)")]:
             was = row(other)
             proc = self.sluice("jobs", "edit", other, "--cron", "@hourly", check=False)
             self.assertEqual((proc.returncode, proc.stderr), (2, f"sluice: error: {message}\n"))
@@ -402,6 +402,26 @@ class Lifecycle(harness.SluiceTest):
                       self.sql_error(f"SELECT sluice.edit_schedule('{job}', p_parameters => '{{\"fail\": 1}}')"))
         self.assertIn("ERROR:  P0002: no job with id",
                       self.sql_error("SELECT sluice.edit_schedule('00000000-0000-4000-8000-000000000009', '@daily')"))
+        # a recurring job failed because its schedule could not be evaluated:
+        # a new one makes it active again; nothing else will do
+        broken = self.scalar("SELECT sluice.schedule_job(NULL, 'echo', '0 0 30 2 *')")
+        pgfixture.psql(self.db, f"UPDATE sluice.scheduled_jobs SET status = 'failed', "
+                                f"last_error = 'cron expression ''0 0 30 2 *'' never fires' WHERE id = '{broken}'")
+        was = row(broken)
+        for args, message in [
+                (("--name", "x"), f"job {broken} is failed, as its schedule could not be evaluated: cron "
+                                  f"expression '0 0 30 2 *' never fires (give it a new cron expression or "
+                                  f"time zone)"),
+                (("--tz", "Europe/Paris"), "sluice: error: cron expression '0 0 30 2 *' never fires\n")]:
+            proc = self.sluice("jobs", "edit", broken, *args, check=False)
+            self.assertEqual(proc.returncode, 2, proc.stderr)
+            self.assertIn(message, proc.stderr)
+            self.assertEqual(row(broken), was)
+        proc = self.sluice("jobs", "edit", broken, "--cron", "0 0 28 2 *")
+        self.assertEqual(proc.stdout, f"{broken}  active\n")
+        self.assertEqual(self.one(f"SELECT status, last_error, next_run_at IS NOT NULL AS due "
+                                  f"FROM sluice.scheduled_jobs WHERE id = '{broken}'"),
+                         {"status": "active", "last_error": None, "due": True})
         # the help, as for the other job commands
         self.assertEqual(self.sluice("help", "jobs", "edit").stdout, self.sluice("jobs", "edit", "--help").stdout)
         self.assertIn("sluice jobs edit JOB_ID", self.sluice("jobs", "--help").stdout)
