@@ -10,6 +10,7 @@
 #include "log.h"
 #include "migrate.h"
 #include "pg.h"
+#include "tz.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -342,4 +343,24 @@ int sl_cli_whole_number(const char *opt, const char *v, long min, long max, long
     }
     if (out) *out = n;
     return 0;
+}
+
+int sl_cli_local_time(const char *zone, const char *epoch, char *out, size_t len)
+{
+    out[0] = '\0';
+    char *end, err[256];
+    double t = epoch ? strtod(epoch, &end) : 0;
+    if (!zone || !epoch || end == epoch || *end || strcmp(zone, "UTC") == 0 ||
+        strcmp(zone, "Etc/UTC") == 0 || !(t > -1e15 && t < 1e15))
+        return -1;
+    sl_tz *tz = sl_tz_load(zone, err, sizeof err);
+    if (!tz) return -1;
+    struct tm tm;
+    const char *abbr = "";
+    int ok = sl_tz_to_local(tz, (int64_t)t, &tm, NULL, &abbr) == 0;
+    if (ok)
+        snprintf(out, len, "%04d-%02d-%02d %02d:%02d:%02d %s", tm.tm_year + 1900, tm.tm_mon + 1,
+                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, abbr);
+    sl_tz_free(tz);
+    return ok ? 0 : -1;
 }

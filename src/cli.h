@@ -85,6 +85,11 @@ void sl_cli_shell_quote(struct sl_buf *b, const char *s);
  * NULL); -1 after saying "--priority must be a whole number from … to …". */
 int sl_cli_whole_number(const char *opt, const char *v, long min, long max, long *out);
 
+/* The wall time of the instant `epoch` (seconds, as text) in the zone `zone`,
+ * "2026-11-30 09:00:00 CET", into out; -1 (out empty) when either cannot be
+ * read or the zone is UTC, where the UTC time says it all. */
+int sl_cli_local_time(const char *zone, const char *epoch, char *out, size_t len);
+
 /* A job's priority, for queue and schedule alike (lower runs first). */
 #define SL_PRIORITY_MIN (-1000000L)
 #define SL_PRIORITY_MAX 1000000L
@@ -107,12 +112,15 @@ int sl_cmd_check(const struct sl_config *cfg, int argc, char **argv);
 int sl_cmd_types(const struct sl_config *cfg, int argc, char **argv);
 int sl_cmd_health(const struct sl_config *cfg, int argc, char **argv);
 int sl_cmd_runs(const struct sl_config *cfg, int argc, char **argv);
-/* `jobs` lists jobs; `jobs cancel|pause|resume …` goes to sl_cmd_jobs_control. */
+/* `jobs` lists jobs; `jobs cancel|pause|resume …` goes to sl_cmd_jobs_control,
+ * `jobs edit …` to sl_cmd_jobs_edit. */
 int sl_cmd_jobs(const struct sl_config *cfg, int argc, char **argv);
 int sl_cmd_show(const struct sl_config *cfg, int argc, char **argv);
 int sl_cmd_schedule(const struct sl_config *cfg, int argc, char **argv);
 int sl_cmd_config(const struct sl_config *cfg, int argc, char **argv);
 /* `jobs cancel|pause|resume ID…`: argv[1] is the action. */
 int sl_cmd_jobs_control(const struct sl_config *cfg, int argc, char **argv);
+/* `jobs edit ID [--cron …]`: argv[1] is "edit". */
+int sl_cmd_jobs_edit(const struct sl_config *cfg, int argc, char **argv);
 
 #endif

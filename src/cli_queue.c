@@ -30,9 +30,9 @@ static void usage(FILE *out)
                  "                or a delay such as +30s, +15m, +2h, +1d, at most 3650d\n"
                  "                (default: now); the instant is printed on stderr in UTC\n"
                  "  --priority    lower runs first: -1000000 to 1000000 (default 0)\n"
-                 "  --dedupe-key  while a job of this type and brand with this key is pending or\n"
-                 "                running (cancelled too, until its run has ended), queueing\n"
-                 "                again returns that job instead\n"
+                 "  --dedupe-key  while a job of this type and brand with this key is pending,\n"
+                 "                running or paused (cancelled too, until its run has ended),\n"
+                 "                queueing again returns that job instead and queues nothing\n"
                  "  --max-retries overrides the handler's max_retries for this job\n"
                  "  --if-stale    queue only if one of the type's datasets is stale, never\n"
                  "                completed or failing for this brand; otherwise say until when\n"
@@ -245,7 +245,12 @@ int sl_cmd_queue(const sl_config *cfg, int argc, char **argv)
     if (at && strcmp(PQgetvalue(r, 0, 1), "t") == 0 && !PQgetisnull(r, 0, 3))
         fprintf(stderr, "due: %s\n", PQgetvalue(r, 0, 3));
     if (strcmp(PQgetvalue(r, 0, 1), "t") != 0) {
-        if (!*holder || strcmp(holder, "active") == 0 || strcmp(holder, "paused") == 0)
+        if (strcmp(holder, "paused") == 0)
+            fprintf(stderr,
+                    "%s: a job with dedupe key '%s' is paused: %s; nothing new was queued "
+                    "(`sluice jobs resume` lets it run)\n",
+                    type, dedupe, id);
+        else if (!*holder || strcmp(holder, "active") == 0)
             fprintf(stderr, "%s: a job with dedupe key '%s' is already pending or running: %s\n",
                     type, dedupe, id);
         else /* cancelled: the key is held until its run has ended */

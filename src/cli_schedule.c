@@ -1,6 +1,7 @@
 /*
  * cli_schedule.c — `sluice schedule`: create a recurring job from a cron
- * expression in a time zone, and `sluice jobs cancel|pause|resume ID`.
+ * expression in a time zone; `sluice jobs edit ID` to change one; and
+ * `sluice jobs cancel|pause|resume ID`.
  *
  * The expression and the zone are checked here (the error names the field), the
  * parameters against the handler's schema, and the first slot is computed before
@@ -15,41 +16,68 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* "next run: 2026-11-30T08:00:00Z (2026-11-30 09:00:00 CET in Europe/Berlin)" on
+ * stderr, the job's next slot as stored (nothing when it has none). */
+static void say_next_run(PGconn *c, const char *job)
+{
+    PGresult *r = sl_cli_exec(c,
+                              "SELECT to_char(next_run_at AT TIME ZONE 'UTC', "
+                              "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), extract(epoch FROM next_run_at), "
+                              "timezone FROM sluice.scheduled_jobs WHERE id = $1::uuid "
+                              "AND isfinite(next_run_at)",
+                              1, (const char *const[]){job});
+    if (r && PQntuples(r) == 1) {
+        char local[96];
+        if (sl_cli_local_time(PQgetvalue(r, 0, 2), PQgetvalue(r, 0, 1), local, sizeof local) == 0)
+            fprintf(stderr, "next run: %s (%s in %s)\n", PQgetvalue(r, 0, 0), local,
+                    PQgetvalue(r, 0, 2));
+        else
+            fprintf(stderr, "next run: %s\n", PQgetvalue(r, 0, 0));
+    }
+    if (r) PQclear(r);
+}
+
 static void schedule_usage(FILE *out)
 {
-    fprintf(out, "usage: sluice schedule <job_type> --cron EXPR [--tz ZONE] [--brand NAME|UUID]\n"
-                 "                       [--params JSON] [--name NAME] [--priority N]\n\n"
-                 "Creates a recurring job and prints its id. EXPR is a five-field cron\n"
-                 "expression (see `sluice cron next EXPR` to preview it); ZONE an IANA time\n"
-                 "zone (default UTC). Slots missed while no worker ran are run once, not once\n"
-                 "per missed slot. Parameters are checked against the handler's schema first;\n"
-                 "on any problem nothing is created.\n\n"
-                 "  --cron      the schedule, e.g. \"0 9 * * mon-fri\"\n"
-                 "  --tz        the zone EXPR is read in (default UTC)\n"
-                 "  --brand     the brand (name or id); omit for a platform job\n"
-                 "  --params    a JSON object (default {}); the schema's defaults fill the rest\n"
-                 "  --name      a name for the job, shown by `sluice show` (default none)\n"
-                 "  --priority  lower runs first when several jobs are due: -1000000 to\n"
-                 "              1000000 (default 0), as for `sluice queue`\n");
+    fprintf(
+        out,
+        "usage: sluice schedule <job_type> --cron EXPR [--tz ZONE] [--brand NAME|UUID]\n"
+        "                       [--params JSON] [--name NAME] [--priority N] [--max-retries N]\n\n"
+        "Creates a recurring job and prints its id. EXPR is a five-field cron\n"
+        "expression (see `sluice cron next EXPR` to preview it); ZONE an IANA time\n"
+        "zone (default UTC). Slots missed while no worker ran are run once, not once\n"
+        "per missed slot. Parameters are checked against the handler's schema first;\n"
+        "on any problem nothing is created.\n\n"
+        "  --cron      the schedule, e.g. \"0 9 * * mon-fri\"\n"
+        "  --tz        the zone EXPR is read in (default UTC)\n"
+        "  --brand     the brand (name or id); omit for a platform job\n"
+        "  --params    a JSON object (default {}); the schema's defaults fill the rest\n"
+        "  --name      a name for the job, shown by `sluice show` (default none)\n"
+        "  --priority  lower runs first when several jobs are due: -1000000 to\n"
+        "              1000000 (default 0), as for `sluice queue`\n"
+        "  --max-retries\n"
+        "              retries of a failed run before the job waits for its next\n"
+        "              slot: 0 to 1000 (default: the handler's max_retries)\n");
 }
 
 int sl_cmd_schedule(const sl_config *cfg, int argc, char **argv)
 {
     const char *type = NULL, *brand = NULL, *params = "{}", *cron = NULL, *tz = "UTC", *name = NULL,
-               *priority = "0";
+               *priority = "0", *retries = NULL;
     if (sl_cli_wants_help(argc, argv)) {
         schedule_usage(stdout);
         return 0;
     }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        const char **slot = strcmp(a, "--brand") == 0      ? &brand
-                            : strcmp(a, "--params") == 0   ? &params
-                            : strcmp(a, "--cron") == 0     ? &cron
-                            : strcmp(a, "--tz") == 0       ? &tz
-                            : strcmp(a, "--name") == 0     ? &name
-                            : strcmp(a, "--priority") == 0 ? &priority
-                                                           : NULL;
+        const char **slot = strcmp(a, "--brand") == 0         ? &brand
+                            : strcmp(a, "--params") == 0      ? &params
+                            : strcmp(a, "--cron") == 0        ? &cron
+                            : strcmp(a, "--tz") == 0          ? &tz
+                            : strcmp(a, "--name") == 0        ? &name
+                            : strcmp(a, "--priority") == 0    ? &priority
+                            : strcmp(a, "--max-retries") == 0 ? &retries
+                                                              : NULL;
         if (slot) {
             if (sl_cli_option_value(argc, argv, &i, "schedule", NO_BRAND_JOB, slot) < 0) return 2;
         } else if (a[0] == '-') {
@@ -71,6 +99,7 @@ int sl_cmd_schedule(const sl_config *cfg, int argc, char **argv)
     }
     if (sl_cli_whole_number("--priority", priority, SL_PRIORITY_MIN, SL_PRIORITY_MAX, NULL) < 0)
         return 2;
+    if (retries && sl_cli_whole_number("--max-retries", retries, 0, 1000, NULL) < 0) return 2;
     char next[40], why[512];
     if (sl_queue_cron_slot(cron, tz, NULL, next, why, sizeof why) < 0) {
         sl_cli_error("%s", why);
@@ -93,14 +122,15 @@ int sl_cmd_schedule(const sl_config *cfg, int argc, char **argv)
         status = 1;
         goto out;
     }
-    const char *p[] = {brand, type, cron, tz, normalized, next, name, priority};
+    const char *p[] = {brand, type, cron, tz, normalized, next, name, priority, retries};
     PGresult *r = sl_cli_exec_status(c,
                                      "SELECT sluice.schedule_job($1, $2, $3, $4, $5::jsonb, "
-                                     "$6::timestamptz, $7, $8::int, NULL, 'scheduled')",
-                                     8, p, &status);
+                                     "$6::timestamptz, $7, $8::int, $9::int, 'scheduled')",
+                                     9, p, &status);
     if (!r) goto out;
     printf("%s\n", PQgetvalue(r, 0, 0));
-    fprintf(stderr, "next run: %s\n", next);
+    fflush(stdout);
+    say_next_run(c, PQgetvalue(r, 0, 0));
     PQclear(r);
     status = 0;
 out:
@@ -168,5 +198,135 @@ int sl_cmd_jobs_control(const sl_config *cfg, int argc, char **argv)
         PQclear(r);
     }
     PQfinish(c);
+    return status;
+}
+
+/* ------------------------------------------------------------------ jobs edit */
+
+static void edit_usage(FILE *out)
+{
+    fprintf(out, "usage: sluice jobs edit JOB_ID [--cron EXPR] [--tz ZONE] [--params JSON]\n"
+                 "                        [--priority N] [--name NAME] [--max-retries N]\n\n"
+                 "Changes a recurring job in place, keeping its id, status and runs. Only\n"
+                 "what is given changes. A new expression or zone is checked as by `sluice\n"
+                 "schedule` and gives the job its next slot from now (printed on stderr); it\n"
+                 "cannot change while a run is in flight. New parameters replace the old ones\n"
+                 "(the schema's defaults fill the rest) and apply from the next run. Active\n"
+                 "and paused recurring jobs can be edited (a paused one stays paused), and\n"
+                 "failed ones, whose schedule could not be evaluated, given a new --cron or\n"
+                 "--tz that can: they become active.\n"
+                 "JOB_ID may be shortened to a unique prefix of at least 4 characters. Prints\n"
+                 "the job's id and status; on any problem nothing changes (exit status 2).\n\n"
+                 "  --cron      the new schedule, e.g. \"30 8 * * mon-fri\"\n"
+                 "  --tz        the zone the expression is read in, e.g. Europe/Berlin\n"
+                 "  --params    a JSON object: the job's parameters from now on\n"
+                 "  --priority  -1000000 to 1000000, lower first\n"
+                 "  --name      the job's name\n"
+                 "  --max-retries\n"
+                 "              0 to 1000: retries of a failed run from now on\n");
+}
+
+/* `sluice jobs edit ID [options]` (called by the jobs command). */
+int sl_cmd_jobs_edit(const sl_config *cfg, int argc, char **argv)
+{
+    const char *id = NULL, *params = NULL, *cron = NULL, *tz = NULL, *name = NULL, *priority = NULL,
+               *retries = NULL;
+    if (sl_cli_wants_help(argc, argv)) {
+        edit_usage(stdout);
+        return 0;
+    }
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        const char **slot = strcmp(a, "--params") == 0        ? &params
+                            : strcmp(a, "--cron") == 0        ? &cron
+                            : strcmp(a, "--tz") == 0          ? &tz
+                            : strcmp(a, "--name") == 0        ? &name
+                            : strcmp(a, "--priority") == 0    ? &priority
+                            : strcmp(a, "--max-retries") == 0 ? &retries
+                                                              : NULL;
+        if (slot) {
+            if (sl_cli_option_value(argc, argv, &i, "jobs edit", NULL, slot) < 0) return 2;
+        } else if (a[0] == '-') {
+            sl_cli_error("jobs edit: unknown option '%s' (see `sluice jobs edit --help`)", a);
+            return 2;
+        } else if (!id) {
+            id = a;
+        } else {
+            sl_cli_error("jobs edit: unexpected argument '%s' (one job at a time)", a);
+            return 2;
+        }
+    }
+    if (!id) {
+        sl_cli_error("jobs edit needs a job id (see `sluice jobs edit --help`)");
+        return 2;
+    }
+    if (!cron && !tz && !params && !priority && !name && !retries) {
+        sl_cli_error("jobs edit: nothing to change: give --cron, --tz, --params, --priority, "
+                     "--name or --max-retries");
+        return 2;
+    }
+    if (retries && sl_cli_whole_number("--max-retries", retries, 0, 1000, NULL) < 0) return 2;
+    if (priority &&
+        sl_cli_whole_number("--priority", priority, SL_PRIORITY_MIN, SL_PRIORITY_MAX, NULL) < 0)
+        return 2;
+    sl_ctx ctx;
+    if (sl_queue_open(&ctx, cfg, 0) < 0) return 1;
+    int status = 2;
+    char *normalized = NULL, *problem = NULL;
+    PGconn *c = NULL;
+    PGresult *job = NULL;
+    sl_queue_connect_early(&ctx);
+    sl_queue_load(&ctx, 0);
+    c = sl_queue_boot(&ctx, "run", NULL);
+    if (!c) {
+        status = 1;
+        goto out;
+    }
+    char kind[8], full[40];
+    status = sl_cli_find_id(c, "jobs edit", id, 1, kind, full);
+    if (status) goto out;
+    job =
+        sl_cli_exec_status(c,
+                           "SELECT job_type, cron_expression, timezone FROM sluice.scheduled_jobs "
+                           "WHERE id = $1::uuid",
+                           1, (const char *const[]){full}, &status);
+    if (!job) goto out;
+    status = 2;
+    if (PQntuples(job) != 1) {
+        sl_cli_error("jobs edit: no job with id '%s'", id); /* deleted meanwhile */
+        goto out;
+    }
+    if (params) {
+        problem = sl_runtime_validate(ctx.rt, PQgetvalue(job, 0, 0), params, &normalized, 0);
+        if (problem) {
+            sl_cli_error("%s", problem);
+            goto out;
+        }
+    }
+    /* a one-time job has no expression: the database says why it cannot be edited */
+    char next[40] = "", why[512];
+    if ((cron || tz) && !PQgetisnull(job, 0, 1) &&
+        sl_queue_cron_slot(cron ? cron : PQgetvalue(job, 0, 1), tz ? tz : PQgetvalue(job, 0, 2),
+                           NULL, next, why, sizeof why) < 0) {
+        sl_cli_error("%s", why);
+        goto out;
+    }
+    const char *p[] = {full, cron, tz, *next ? next : NULL, normalized, priority, name, retries};
+    PGresult *r = sl_cli_exec_line(c,
+                                   "SELECT sluice.edit_schedule($1::uuid, $2, $3, $4::timestamptz, "
+                                   "$5::jsonb, $6::int, $7, $8::int)",
+                                   8, p, &status);
+    if (!r) goto out;
+    printf("%s  %s\n", full, PQgetvalue(r, 0, 0));
+    PQclear(r);
+    status = 0;
+    fflush(stdout);
+    say_next_run(c, full); /* the slot it has now (a later statement: it sees the change) */
+out:
+    if (job) PQclear(job);
+    free(problem);
+    free(normalized);
+    if (c) PQfinish(c);
+    sl_queue_close(&ctx);
     return status;
 }

@@ -82,13 +82,14 @@ static int print_json_result(PGconn *c, const char *sql, int n, const char *cons
 
 typedef struct {
     const char *type, *brand, *status;
+    const char *schedule; /* --recurring: "recurring", --one-time: "one_time" */
     int platform, json, check, limit;
     sl_buf params; /* --param key=value… as a JSON object */
     const char *id;
     char brand_id[40];
-    /* the list views' query parameters, $1..$6 of runs_where and jobs_where */
+    /* the list views' query parameters, $1..$7 of runs_where and jobs_where */
     char limit_text[16];
-    const char *list_params[6];
+    const char *list_params[7];
 } view_args;
 
 enum {
@@ -99,6 +100,7 @@ enum {
     OPT_LIMIT = 16,
     OPT_CHECK = 32,
     OPT_ID = 64,
+    OPT_SCHEDULE = 128, /* --recurring, --one-time */
 };
 
 /* Parses argv for command `cmd` accepting the options in `allowed` (plus --json).
@@ -121,6 +123,16 @@ static int parse_args(const char *cmd, int argc, char **argv, int allowed, view_
         }
         if (strcmp(o, "--check") == 0 && (allowed & OPT_CHECK)) {
             a->check = 1;
+            continue;
+        }
+        if ((strcmp(o, "--recurring") == 0 || strcmp(o, "--one-time") == 0) &&
+            (allowed & OPT_SCHEDULE)) {
+            const char *want = o[2] == 'r' ? "recurring" : "one_time";
+            if (a->schedule && strcmp(a->schedule, want) != 0) {
+                sl_cli_error("%s: give --recurring or --one-time, not both", cmd);
+                return 2;
+            }
+            a->schedule = want;
             continue;
         }
         if (strcmp(o, "--type") == 0)
@@ -416,13 +428,15 @@ static const char *const run_statuses[] = {"pending", "running",   "completed",
 static void runs_usage(FILE *out)
 {
     fprintf(out, "usage: sluice runs [--type T] [--brand NAME|UUID | --platform] [--status S]\n"
-                 "                   [--param KEY=VALUE]… [--limit N] [--json]\n\n"
+                 "                   [--recurring | --one-time] [--param KEY=VALUE]… [--limit N]\n"
+                 "                   [--json]\n\n"
                  "Recent runs, newest first: status, when, duration, attempt, the parameters\n"
                  "that differ from the type's defaults, and a log summary (the error of a\n"
                  "failed run, else its last log line).\n\n"
                  "  --type T         only runs of job type T\n"
                  "  --brand B        only runs for brand B       --platform  only platform runs\n"
                  "  --status S       pending, running, completed, failed or cancelled\n"
+                 "  --recurring      only runs of recurring jobs   --one-time  of one-time jobs\n"
                  "  --param K=V      only runs whose parameter K is V (compared as text, like\n"
                  "                   parameters->>'K' = 'V'); repeat to require several\n"
                  "  --limit N        at most N runs (default 5)\n"
@@ -436,6 +450,7 @@ static const char runs_where[] =
     "AND ($2::uuid IS NULL OR r.brand_id = $2::uuid) "
     "AND (NOT $3::boolean OR r.brand_id IS NULL) "
     "AND ($4::text IS NULL OR r.status = $4) "
+    "AND ($7::text IS NULL OR r.schedule_type = $7) "
     "AND NOT EXISTS (SELECT 1 FROM jsonb_each_text($5::jsonb) f "
     "                WHERE (r.parameters ->> f.key) IS DISTINCT FROM f.value) "
     "ORDER BY r.created_at DESC, r.run_id LIMIT $6";
@@ -493,7 +508,8 @@ static int list_view_open(const char *cmd, const sl_config *cfg, int argc, char 
                           const char *const *statuses, view_args *a, PGconn **c)
 {
     int status =
-        parse_args(cmd, argc, argv, OPT_TYPE | OPT_BRAND | OPT_STATUS | OPT_PARAM | OPT_LIMIT, a);
+        parse_args(cmd, argc, argv,
+                   OPT_TYPE | OPT_BRAND | OPT_STATUS | OPT_PARAM | OPT_LIMIT | OPT_SCHEDULE, a);
     if (!status) status = check_status(cmd, a->status, statuses);
     if (!status && !(*c = view_connect(cfg))) status = 1;
     if (!status && (status = resolve_filters(*c, a))) {
@@ -505,8 +521,9 @@ static int list_view_open(const char *cmd, const sl_config *cfg, int argc, char 
         return status;
     }
     snprintf(a->limit_text, sizeof a->limit_text, "%d", a->limit);
-    const char *p[] = {a->type,   a->brand ? a->brand_id : NULL, a->platform ? "true" : "false",
-                       a->status, sl_buf_str(&a->params),        a->limit_text};
+    const char *p[] = {a->type,    a->brand ? a->brand_id : NULL, a->platform ? "true" : "false",
+                       a->status,  sl_buf_str(&a->params),        a->limit_text,
+                       a->schedule};
     memcpy(a->list_params, p, sizeof p);
     return 0;
 }
@@ -514,7 +531,7 @@ static int list_view_open(const char *cmd, const sl_config *cfg, int argc, char 
 /* What an empty list view says. */
 static void no_rows(const char *noun, const view_args *a)
 {
-    int filtered = a->type || a->brand || a->platform || a->status ||
+    int filtered = a->type || a->brand || a->platform || a->status || a->schedule ||
                    strcmp(sl_buf_str(&a->params), "{}") != 0;
     fprintf(stderr, "no %s%s\n", noun, filtered ? " match the filters" : " yet");
 }
@@ -543,11 +560,11 @@ int sl_cmd_runs(const sl_config *cfg, int argc, char **argv)
             "SELECT coalesce(jsonb_agg(to_jsonb(q) ORDER BY q.created_at DESC, q.run_id), "
             "'[]') FROM (SELECT r.* %s) q",
             runs_where);
-        status = print_json_result(c, sl_buf_str(&sql), 6, p);
+        status = print_json_result(c, sl_buf_str(&sql), 7, p);
         goto out;
     }
     sl_buf_printf(&sql, "%s %s", run_columns, runs_where);
-    if (!(r = sl_cli_exec_line(c, sl_buf_str(&sql), 6, p, &status))) goto out;
+    if (!(r = sl_cli_exec_line(c, sl_buf_str(&sql), 7, p, &status))) goto out;
     if (PQntuples(r) == 0) {
         no_rows("runs", &a);
         goto out;
@@ -575,20 +592,24 @@ static const char *const job_statuses[] = {"active",    "paused",   "completed",
 static void jobs_usage(FILE *out)
 {
     fprintf(out, "usage: sluice jobs [--status S] [--type T] [--brand NAME|UUID | --platform]\n"
-                 "                   [--param KEY=VALUE]… [--limit N] [--json]\n"
-                 "       sluice jobs cancel|pause|resume JOB_ID…\n\n"
+                 "                   [--recurring | --one-time] [--param KEY=VALUE]… [--limit N]\n"
+                 "                   [--json]\n"
+                 "       sluice jobs cancel|pause|resume JOB_ID…\n"
+                 "       sluice jobs edit JOB_ID [--cron EXPR] [--tz ZONE] [--params JSON] …\n\n"
                  "Lists jobs: schedule (one-time, or cron and time zone), status, next run,\n"
                  "attempts, last run and last error. Active and paused jobs first, by next run;\n"
                  "then the others, most recently changed first.\n\n"
                  "  --status S   active, paused, completed, failed, cancelled or archived\n"
                  "  --type T     only jobs of type T\n"
                  "  --brand B    only jobs for brand B       --platform  only platform jobs\n"
+                 "  --recurring  only recurring jobs         --one-time  only one-time jobs\n"
                  "  --param K=V  only jobs whose parameter K is V (as text); repeatable\n"
                  "  --limit N    at most N jobs (default 20)\n"
                  "  --json       the rows of sluice.jobs_overview as a JSON array\n\n"
                  "cancel ends a job for good (a run in flight is told to stop); pause holds\n"
-                 "it until resume. A JOB_ID may be shortened to a unique prefix of at least 4\n"
-                 "characters, as the table shows it.\n");
+                 "it until resume; edit changes a recurring job's schedule, parameters,\n"
+                 "priority or name (`sluice jobs edit --help`). A JOB_ID may be shortened to\n"
+                 "a unique prefix of at least 4 characters, as the table shows it.\n");
 }
 
 /* Seconds since a job's next_run_at, NULL for infinity and -infinity (only a
@@ -613,6 +634,7 @@ static const char jobs_where[] =
     "AND ($2::uuid IS NULL OR j.brand_id = $2::uuid) "
     "AND (NOT $3::boolean OR j.brand_id IS NULL) "
     "AND ($4::text IS NULL OR j.status = $4) "
+    "AND ($7::text IS NULL OR j.schedule_type = $7) "
     "AND NOT EXISTS (SELECT 1 FROM jsonb_each_text($5::jsonb) f "
     "                WHERE (j.parameters ->> f.key) IS DISTINCT FROM f.value) "
     "ORDER BY (j.status IN ('active', 'paused')) DESC, j.next_run_at NULLS LAST, "
@@ -623,6 +645,7 @@ int sl_cmd_jobs(const sl_config *cfg, int argc, char **argv)
     if (argc > 1 && (strcmp(argv[1], "cancel") == 0 || strcmp(argv[1], "pause") == 0 ||
                      strcmp(argv[1], "resume") == 0))
         return sl_cmd_jobs_control(cfg, argc, argv);
+    if (argc > 1 && strcmp(argv[1], "edit") == 0) return sl_cmd_jobs_edit(cfg, argc, argv);
     view_args a = {.limit = 20};
     if (sl_cli_wants_help(argc, argv)) {
         jobs_usage(stdout);
@@ -640,7 +663,7 @@ int sl_cmd_jobs(const sl_config *cfg, int argc, char **argv)
                       "'paused')) DESC, q.next_run_at NULLS LAST, q.updated_at DESC, q.job_id), "
                       "'[]') FROM (SELECT j.* %s) q",
                       jobs_where);
-        status = print_json_result(c, sl_buf_str(&sql), 6, p);
+        status = print_json_result(c, sl_buf_str(&sql), 7, p);
         goto out;
     }
     sl_buf_printf(
@@ -651,7 +674,7 @@ int sl_cmd_jobs(const sl_config *cfg, int argc, char **argv)
         " AS attempts, j.max_retries, j.last_run_status, "
         "extract(epoch FROM now() - j.last_run_at) AS last_ago, j.last_error %s",
         NEXT_AGO, jobs_where);
-    if (!(r = sl_cli_exec_line(c, sl_buf_str(&sql), 6, p, &status))) goto out;
+    if (!(r = sl_cli_exec_line(c, sl_buf_str(&sql), 7, p, &status))) goto out;
     if (PQntuples(r) == 0) {
         no_rows("jobs", &a);
         goto out;
@@ -681,7 +704,10 @@ int sl_cmd_jobs(const sl_config *cfg, int argc, char **argv)
             snprintf(buf, sizeof buf, "%s", col(r, i, "next_word"));
         } else if (col(r, i, "next_ago")) {
             double next = col_num(r, i, "next_ago", 0);
-            if (next >= 0)
+            const char *st = col(r, i, "status");
+            if (next >= 0 && st && strcmp(st, "paused") == 0) /* no worker takes it now */
+                snprintf(buf, sizeof buf, "on resume");
+            else if (next >= 0)
                 snprintf(buf, sizeof buf, "due");
             else
                 sl_fmt_ago(next, buf, sizeof buf);
@@ -822,6 +848,7 @@ static const char show_job_sql[] =
     "CASE WHEN isfinite(j.next_run_at) "
     "THEN to_char(j.next_run_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS\"Z\"') "
     "ELSE j.next_run_at::text END AS next, " NEXT_AGO " AS next_ago, " TRIES " AS tries, "
+    "CASE WHEN isfinite(j.next_run_at) THEN extract(epoch FROM j.next_run_at) END AS next_epoch, "
     "to_char(j.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS\"Z\"') AS created, "
     "extract(epoch FROM now() - j.created_at) AS created_ago "
     "FROM sluice.jobs_overview j WHERE j.job_id = $1";
@@ -913,6 +940,12 @@ static int show_job(PGconn *c, const char *id, int json)
         field(&term, "next run", buf, SL_COLOR_NONE);
     } else {
         when(buf, sizeof buf, r, "next", "next_ago");
+        char local[96];
+        size_t n = strlen(buf);
+        /* a recurring job's slot on the wall clock of its zone too */
+        if (sl_cli_local_time(col(r, 0, "timezone"), col(r, 0, "next_epoch"), local,
+                              sizeof local) == 0)
+            snprintf(buf + n, sizeof buf - n, ", %s", local);
         field(&term, "next run", buf, SL_COLOR_NONE);
     }
     const char *st = col(r, 0, "status");

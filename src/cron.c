@@ -11,6 +11,7 @@
 #include "cron.h"
 #include "buf.h"
 
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -145,6 +146,22 @@ static int parse_value(const char **sp, const field_spec *fs, int *out, char *ms
     return 0;
 }
 
+/* "lo-hi" (or "lo" alone) of a field, in names when named. */
+static void range_text(const field_spec *fs, int named, int lo, int hi, char *out, size_t len)
+{
+    char l[8], h[8];
+    snprintf(l, sizeof l, "%s", named ? fs->names[lo - fs->names_base] : "");
+    snprintf(h, sizeof h, "%s", named ? fs->names[hi - fs->names_base] : "");
+    if (!named) {
+        snprintf(l, sizeof l, "%d", lo);
+        snprintf(h, sizeof h, "%d", hi);
+    }
+    if (lo == hi)
+        snprintf(out, len, "%s", l);
+    else
+        snprintf(out, len, "%s-%s", l, h);
+}
+
 /* One list item: * or a or a-b, then optionally /step. */
 static int parse_item(const char **sp, const field_spec *fs, uint64_t *bits, char *msg,
                       size_t msglen)
@@ -167,7 +184,19 @@ static int parse_item(const char **sp, const field_spec *fs, uint64_t *bits, cha
             if (parse_value(&s, fs, &hi, msg, msglen) < 0) return -1;
             if (fs->names == day_names && hi == 0 && lo > 0) hi = 7; /* fri-sun */
             if (hi < lo) {
-                sl_seterr(msg, msglen, "range %d-%d is backwards", lo, hi);
+                /* a range does not wrap around the field: say how to write one
+                 * that would, in the item's own terms (names or numbers) */
+                char a[16], b[16];
+                int named = fs->names && isalpha((unsigned char)**sp);
+                range_text(fs, named, lo, fs->open_max, a, sizeof a);
+                range_text(fs, named, fs->min, hi, b, sizeof b);
+                if (*s == '/')
+                    sl_seterr(msg, msglen, "range %d-%d is backwards", lo, hi);
+                else
+                    sl_seterr(
+                        msg, msglen,
+                        "range %d-%d is backwards (a range does not wrap around: write %s,%s)", lo,
+                        hi, a, b);
                 return -1;
             }
         } else if (*s == '/') {

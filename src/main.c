@@ -37,7 +37,7 @@ static const sl_command commands[] = {
     {"types", sl_cmd_types, "list job types: emoji, label, default params, datasets"},
     {"health", sl_cmd_health, "dataset freshness per brand (--check for monitoring)"},
     {"runs", sl_cmd_runs, "recent runs: status, duration, params, log summary"},
-    {"jobs", sl_cmd_jobs, "list jobs (schedule, next run); jobs cancel|pause|resume ID"},
+    {"jobs", sl_cmd_jobs, "list jobs (schedule, next run); jobs cancel|pause|resume|edit ID"},
     {"show", sl_cmd_show, "everything about one run or job"},
 };
 
@@ -226,6 +226,10 @@ int main(int argc, char **argv)
         (strcmp(rest[1], "cancel") == 0 || strcmp(rest[1], "pause") == 0 ||
          strcmp(rest[1], "resume") == 0)) {
         status = sl_cmd_jobs_control(&cfg, nrest, rest);
+        goto out;
+    }
+    if (strcmp(rest[0], "jobs") == 0 && nrest > 1 && strcmp(rest[1], "edit") == 0) {
+        status = sl_cmd_jobs_edit(&cfg, nrest, rest);
         goto out;
     }
     const sl_command *cmd = find_command(rest[0]);

@@ -11,11 +11,13 @@
 #include "tz.h"
 #include "buf.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #define SL_TZ_DEFAULT_DIR "/usr/share/zoneinfo"
@@ -634,6 +636,43 @@ static int tzif_parse(sl_tz *tz, const unsigned char *buf, size_t len, const cha
     return 0;
 }
 
+/* The zone file under dir whose path is name but for case ("europe/london":
+ * "Europe/London") into out; 0 when there is one, -1 otherwise. name is valid
+ * (valid_name): relative, no "." or ".." components. */
+static int case_match(const char *dir, const char *name, char *out, size_t outlen)
+{
+    if (strcasecmp(name, "UTC") == 0 || strcasecmp(name, "Etc/UTC") == 0) {
+        snprintf(out, outlen, "%s", strchr(name, '/') ? "Etc/UTC" : "UTC");
+        return 0;
+    }
+    char path[4096];
+    size_t plen = (size_t)snprintf(path, sizeof path, "%s", dir), olen = 0;
+    out[0] = '\0';
+    for (const char *p = name; *p;) {
+        size_t n = strcspn(p, "/");
+        char want[256];
+        if (n >= sizeof want) return -1;
+        memcpy(want, p, n);
+        want[n] = '\0';
+        DIR *d = opendir(path);
+        if (!d) return -1;
+        const struct dirent *e;
+        while ((e = readdir(d)) != NULL && strcasecmp(e->d_name, want) != 0) {
+        }
+        int w = e ? snprintf(path + plen, sizeof path - plen, "/%s", e->d_name) : -1;
+        int o = e ? snprintf(out + olen, outlen - olen, "%s%s", olen ? "/" : "", e->d_name) : -1;
+        closedir(d);
+        if (w < 0 || (size_t)w >= sizeof path - plen || o < 0 || (size_t)o >= outlen - olen)
+            return -1;
+        plen += (size_t)w;
+        olen += (size_t)o;
+        p += n;
+        if (*p == '/') p++;
+    }
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode) ? 0 : -1;
+}
+
 sl_tz *sl_tz_load_dir(const char *dir, const char *name, char *err, size_t errlen)
 {
     if (!name) name = "";
@@ -654,12 +693,18 @@ sl_tz *sl_tz_load_dir(const char *dir, const char *name, char *err, size_t errle
     struct stat st = {0};
     if (!f || fstat(fileno(f), &st) < 0 || !S_ISREG(st.st_mode)) {
         int e = f ? 0 : errno, dir_named = f && S_ISDIR(st.st_mode);
+        char near[256];
         if (f) fclose(f);
         if (dir_named) /* America, Europe: a region, whose zones are in it */
             sl_seterr(err, errlen,
                       "\"%s\" is not a time zone but a region directory (in %s): give a zone "
                       "as Region/City, e.g. Europe/Berlin or America/New_York",
                       name, dir);
+        else if ((e == ENOENT || e == ENOTDIR) && case_match(dir, name, near, sizeof near) == 0)
+            sl_seterr(err, errlen,
+                      "unknown time zone \"%s\" (not found in %s) — did you mean \"%s\"? "
+                      "(zone names are case-sensitive)",
+                      name, dir, near);
         else if (e == 0 || e == ENOENT || e == ENOTDIR)
             sl_seterr(err, errlen, "unknown time zone \"%s\" (not found in %s)", name, dir);
         else

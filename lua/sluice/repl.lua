@@ -346,7 +346,11 @@ function G.queue(job_type, params, opts)
   if row.created and at ~= nil and type(row.due) == "string" then note("due: " .. row.due) end
   if not row.created then
     local holder = row.holder
-    if holder == nil or holder == null or holder == "active" or holder == "paused" then
+    if holder == "paused" then
+      note(("%s: a job with dedupe key '%s' is paused: %s; nothing new was queued "
+             .. "(`sluice jobs resume` lets it run)")
+        :format(job_type, tostring(opts.dedupe_key), row.job_id))
+    elseif holder == nil or holder == null or holder == "active" then
       note(("%s: a job with dedupe key '%s' is already pending or running: %s")
         :format(job_type, tostring(opts.dedupe_key), row.job_id))
     else -- cancelled: the key is held until its run has ended

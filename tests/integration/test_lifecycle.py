@@ -234,11 +234,18 @@ class Lifecycle(harness.SluiceTest):
         self.assertEqual(badtz.returncode, 2)
         self.assertIn("Mars/Olympus", badtz.stderr)
         self.assertEqual(self.count("sluice.scheduled_jobs"), 0)
-        job = self.sluice("schedule", "echo", "--cron", "30 9 * * mon-fri", "--tz", "America/New_York",
-                          "--params", '{"message": "tick"}').stdout.strip()
+        proc = self.sluice("schedule", "echo", "--cron", "30 9 * * mon-fri", "--tz", "America/New_York",
+                           "--params", '{"message": "tick"}')
+        job = proc.stdout.strip()
         preview = json.loads(self.sluice("cron", "next", "30 9 * * mon-fri", "--tz", "America/New_York",
                                          "-n", "1", "--json").stdout)
         utc = preview["next"][0]["utc"]
+        # the slot in UTC, and on the wall clock of the job's zone
+        local = preview["next"][0]["local"]
+        self.assertEqual(proc.stderr, f"next run: {utc} ({local[:10]} 09:30:00 "
+                                      f"{preview['next'][0]['abbreviation']} in America/New_York)\n")
+        self.assertEqual(self.sluice("schedule", "echo", "--cron", "@daily").stderr[:10], "next run: ")
+        self.assertNotIn("(", self.sluice("schedule", "echo", "--cron", "@daily").stderr)  # UTC says it all
         row = self.one(f"SELECT schedule_type, cron_expression, timezone, "
                        f"to_char(next_run_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS next "
                        f"FROM sluice.scheduled_jobs WHERE id = '{job}'")
@@ -259,9 +266,10 @@ class Lifecycle(harness.SluiceTest):
                 self.assertNotIn("invalid input syntax", proc.stderr)
         self.assertEqual(self.count("sluice.scheduled_jobs"), 0)
         job = self.sluice("schedule", "echo", "--cron", "0 9 * * *", "--priority", "-1000000",
-                          "--name", "morning").stdout.strip()
-        self.assertEqual(self.one(f"SELECT priority, name FROM sluice.scheduled_jobs WHERE id = '{job}'"),
-                         {"priority": -1000000, "name": "morning"})
+                          "--name", "morning", "--max-retries", "0").stdout.strip()
+        self.assertEqual(self.one(f"SELECT priority, name, max_retries FROM sluice.scheduled_jobs "
+                                  f"WHERE id = '{job}'"),
+                         {"priority": -1000000, "name": "morning", "max_retries": 0})
         usage = self.sluice("schedule", "--help").stdout
         for text in ("--name", "--priority", "-1000000 to", "--brand", "--params", "--tz"):
             self.assertIn(text, usage)
@@ -271,6 +279,7 @@ class Lifecycle(harness.SluiceTest):
         # (command, option, lowest, highest, prefix of the message)
         options = [
             (("queue", "echo"), "--max-retries", 0, 1000, ""),
+            (("schedule", "echo", "--cron", "0 9 * * *"), "--max-retries", 0, 1000, ""),
             (("cron", "next", "0 9 * * *"), "-n", 1, 1000, ""),
             (("cron", "next", "0 9 * * *"), "--count", 1, 1000, ""),
             (("runs",), "--limit", 1, 100000, "runs: "),
@@ -307,6 +316,145 @@ class Lifecycle(harness.SluiceTest):
         self.assertEqual(len(json.loads(self.sluice("cron", "next", "0 9 * * *", "--count", "1000",
                                                     "--json").stdout)["next"]), 1000)
         self.sluice("runs", "--limit", "100000")
+
+    def test_jobs_edit_changes_a_recurring_job_in_place(self):
+        job = self.sluice("schedule", "echo", "--cron", "0 9 * * *", "--params", '{"message": "a"}',
+                          "--name", "first").stdout.strip()
+        columns = "cron_expression, timezone, next_run_at, parameters, priority, name, max_retries, status"
+
+        def row(j=job):
+            return self.one(f"SELECT {columns} FROM sluice.scheduled_jobs WHERE id = '{j}'")
+
+        before = row()
+        once = self.sluice("queue", "echo", "--at", "+1h").stdout.strip()
+        ended = self.sluice("schedule", "echo", "--cron", "@daily").stdout.strip()
+        self.sluice("jobs", "cancel", ended)
+        # bad input: one line on stderr, exit 2, nothing changed
+        for args, message in [
+                (("--cron", "61 * * * *"), "bad cron expression '61 * * * *': minute field \"61\""),
+                (("--tz", "Mars/Olympus"), "bad time zone 'Mars/Olympus'"),
+                (("--params", '{"mesage": "b"}'), "unknown parameter 'mesage' — did you mean 'message'?"),
+                (("--priority", "1000001"), "--priority must be a whole number from -1000000 to 1000000"),
+                (("--name", ""), "jobs edit: --name needs a value, not an empty one"),
+                ((), "jobs edit: nothing to change: give --cron, --tz, --params, --priority, --name or "
+                     "--max-retries"),
+                (("--max-retries", "1001"), "--max-retries must be a whole number from 0 to 1000"),
+                (("--at", "+1h"), "jobs edit: unknown option '--at'"),
+                ((job[:8], "--name", "x"), f"jobs edit: unexpected argument '{job[:8]}'")]:
+            proc = self.sluice("jobs", "edit", job[:8], *args, check=False)
+            self.assertEqual(proc.returncode, 2, f"{args}: {proc.stderr}")
+            self.assertEqual(len(proc.stderr.splitlines()), 1, proc.stderr)
+            self.assertIn(message, proc.stderr)
+            self.assertEqual(proc.stdout, "")
+            self.assertEqual(row(), before, args)
+        for other, message in [(once, f"job {once} is a one-time job: only recurring jobs can be edited "
+                                      f"(cancel it and queue it again)"),
+                               (ended, f"job {ended} is cancelled: only active, paused or failed jobs can be "
+                                       f"edited (schedule it again)")]:
+            was = row(other)
+            proc = self.sluice("jobs", "edit", other, "--cron", "@hourly", check=False)
+            self.assertEqual((proc.returncode, proc.stderr), (2, f"sluice: error: {message}\n"))
+            self.assertEqual(row(other), was)
+        # a new schedule: its next slot is the one `cron next` shows
+        proc = self.sluice("jobs", "edit", job[:8], "--cron", "30 8 * * mon-fri", "--tz", "America/New_York")
+        first = json.loads(self.sluice("cron", "next", "30 8 * * mon-fri", "--tz", "America/New_York",
+                                       "-n", "1", "--json").stdout)["next"][0]
+        slot, local = first["utc"], f"{first['local'][:10]} {first['local'][11:19]} {first['abbreviation']}"
+        self.assertEqual((proc.stdout, proc.stderr),
+                         (f"{job}  active\n", f"next run: {slot} ({local} in America/New_York)\n"))
+        self.assertRegex(self.sluice("show", job).stdout, rf"next run\s+.*\(in .*\), {local}\n")
+        after = row()
+        self.assertEqual((after["cron_expression"], after["timezone"]), ("30 8 * * mon-fri", "America/New_York"))
+        self.assertEqual(self.scalar(f"SELECT next_run_at = '{slot}' FROM sluice.scheduled_jobs "
+                                     f"WHERE id = '{job}'"), "t")
+        self.assertEqual((after["parameters"], after["priority"], after["name"]),
+                         (before["parameters"], before["priority"], before["name"]))
+        # parameters are replaced (the defaults fill the rest); priority, name
+        self.sluice("jobs", "edit", job, "--params", '{"fail": false}', "--priority", "-5", "--name", "second",
+                    "--max-retries", "7")
+        after = row()
+        self.assertEqual(after["parameters"], {"fail": False, "message": "hello", "permanent": False})
+        self.assertEqual((after["priority"], after["name"], after["max_retries"], after["cron_expression"]),
+                         (-5, "second", 7, "30 8 * * mon-fri"))
+        # a paused job stays paused, with its new slot kept for resume
+        self.sluice("jobs", "pause", job)
+        proc = self.sluice("jobs", "edit", job, "--tz", "UTC")
+        self.assertEqual(proc.stdout, f"{job}  paused\n")
+        self.assertEqual(self.one(f"SELECT status, to_char(next_run_at AT TIME ZONE 'UTC', 'HH24:MI') AS at "
+                                  f"FROM sluice.scheduled_jobs WHERE id = '{job}'"),
+                         {"status": "paused", "at": "08:30"})
+        self.sluice("jobs", "resume", job)
+        # a run in flight: its end would set the next slot by the old schedule
+        pgfixture.psql(self.db, f"UPDATE sluice.scheduled_jobs SET next_run_at = now() WHERE id = '{job}'")
+        run = self.scalar("SELECT run_id FROM sluice.claim_jobs('00000000-0000-4000-8000-000000000001', 10, 600)")
+        was = row()
+        proc = self.sluice("jobs", "edit", job, "--cron", "@hourly", check=False)
+        self.assertEqual((proc.returncode, proc.stderr),
+                         (2, f"sluice: error: job {job} has a run in flight ({run}): its schedule can change "
+                             f"once the run has ended\n"))
+        self.assertEqual(row(), was)
+        self.sluice("jobs", "edit", job, "--params", '{"message": "next time"}')  # the next run's
+        self.assertEqual(row()["parameters"]["message"], "next time")
+        # in SQL, without a first slot: the next worker computes it
+        self.scalar(f"SELECT sluice.finish_run('{run}', 'completed', NULL, NULL, '', false, now() + "
+                    f"interval '1 hour', NULL)")
+        self.assertEqual(self.scalar(f"SELECT sluice.edit_schedule('{job}', '*/5 * * * *')"), "active")
+        self.assertEqual(self.scalar(f"SELECT count(*) FROM sluice.unscheduled_jobs() WHERE id = '{job}'"), "1")
+        self.assertIn("ERROR:  22023: invalid parameters for echo",
+                      self.sql_error(f"SELECT sluice.edit_schedule('{job}', p_parameters => '{{\"fail\": 1}}')"))
+        self.assertIn("ERROR:  P0002: no job with id",
+                      self.sql_error("SELECT sluice.edit_schedule('00000000-0000-4000-8000-000000000009', '@daily')"))
+        # a recurring job failed because its schedule could not be evaluated:
+        # a new one makes it active again; nothing else will do
+        broken = self.scalar("SELECT sluice.schedule_job(NULL, 'echo', '0 0 30 2 *')")
+        pgfixture.psql(self.db, f"UPDATE sluice.scheduled_jobs SET status = 'failed', "
+                                f"last_error = 'cron expression ''0 0 30 2 *'' never fires' WHERE id = '{broken}'")
+        was = row(broken)
+        for args, message in [
+                (("--name", "x"), f"job {broken} is failed, as its schedule could not be evaluated: cron "
+                                  f"expression '0 0 30 2 *' never fires (give it a new cron expression or "
+                                  f"time zone)"),
+                (("--tz", "Europe/Paris"), "sluice: error: cron expression '0 0 30 2 *' never fires\n")]:
+            proc = self.sluice("jobs", "edit", broken, *args, check=False)
+            self.assertEqual(proc.returncode, 2, proc.stderr)
+            self.assertIn(message, proc.stderr)
+            self.assertEqual(row(broken), was)
+        proc = self.sluice("jobs", "edit", broken, "--cron", "0 0 28 2 *")
+        self.assertEqual(proc.stdout, f"{broken}  active\n")
+        self.assertEqual(self.one(f"SELECT status, last_error, next_run_at IS NOT NULL AS due "
+                                  f"FROM sluice.scheduled_jobs WHERE id = '{broken}'"),
+                         {"status": "active", "last_error": None, "due": True})
+        # the help, as for the other job commands
+        self.assertEqual(self.sluice("help", "jobs", "edit").stdout, self.sluice("jobs", "edit", "--help").stdout)
+        self.assertIn("sluice jobs edit JOB_ID", self.sluice("jobs", "--help").stdout)
+
+    def test_jobs_and_runs_list_recurring_or_one_time_jobs_alone(self):
+        recurring = self.sluice("schedule", "echo", "--cron", "@daily").stdout.strip()
+        once = self.sluice("queue", "echo", "--at", "+1h").stdout.strip()
+        self.sluice("run", "echo")  # a run of a one-time job
+        ran = self.scalar("SELECT scheduled_job_id FROM sluice.scheduled_job_runs")
+        pgfixture.psql(self.db, f"INSERT INTO sluice.scheduled_job_runs (scheduled_job_id, job_type, "
+                                f"attempt_number, status, trigger_source, started_at, completed_at) "
+                                f"VALUES ('{recurring}', 'echo', 1, 'completed', 'scheduled', now(), now())")
+
+        def ids(*args):
+            return {r["job_id"] for r in json.loads(self.sluice(*args, "--json").stdout)}
+
+        self.assertEqual(ids("jobs", "--recurring"), {recurring})
+        self.assertEqual(ids("jobs", "--one-time"), {once, ran})
+        self.assertEqual(ids("jobs"), {recurring, once, ran})
+        self.assertEqual(ids("runs", "--recurring"), {recurring})
+        self.assertEqual(ids("runs", "--one-time"), {ran})
+        table = self.sluice("jobs", "--recurring").stdout
+        self.assertIn(recurring[:8], table)
+        self.assertNotIn(once[:8], table)
+        proc = self.sluice("jobs", "--recurring", "--status", "failed")
+        self.assertEqual((proc.stdout, proc.stderr), ("", "no jobs match the filters\n"))
+        for cmd in ("jobs", "runs"):
+            proc = self.sluice(cmd, "--recurring", "--one-time", check=False)
+            self.assertEqual((proc.returncode, proc.stderr),
+                             (2, f"sluice: error: {cmd}: give --recurring or --one-time, not both\n"))
+            self.assertIn("--recurring", self.sluice(cmd, "--help").stdout)
 
     def test_recurring_job_runs_and_moves_to_its_next_slot(self):
         job = self.sluice("schedule", "echo", "--cron", "0 0 1 1 *").stdout.strip()
@@ -424,6 +572,17 @@ class Lifecycle(harness.SluiceTest):
                                 "WHERE dedupe_key = 'same'")
         again = self.sluice("queue", "echo", "--dedupe-key", "same").stdout.strip()
         self.assertNotIn(again, ids)
+
+    def test_a_paused_job_holds_its_dedupe_key_and_is_called_paused(self):
+        job = self.sluice("queue", "echo", "--dedupe-key", "k", "--at", "+1h").stdout.strip()
+        self.sluice("jobs", "pause", job)
+        again = self.sluice("queue", "echo", "--dedupe-key", "k", "--params", '{"message": "other"}')
+        self.assertEqual(again.stdout.strip(), job)
+        self.assertEqual(again.stderr, f"echo: a job with dedupe key 'k' is paused: {job}; nothing new was "
+                                       f"queued (`sluice jobs resume` lets it run)\n")
+        self.assertEqual(self.count("sluice.scheduled_jobs"), 1)
+        self.assertEqual(self.scalar(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{job}'"), "paused")
+        self.assertIn("running or paused", self.sluice("queue", "--help").stdout)
 
     def test_a_cancelled_job_holds_its_dedupe_key_until_its_run_ends(self):
         # the run of a cancelled job is still in flight until its worker stops it:
@@ -789,6 +948,11 @@ class Lifecycle(harness.SluiceTest):
     def test_pause_and_resume(self):
         job = self.sluice("queue", "echo").stdout.strip()
         self.sluice("jobs", "pause", job)
+        # its time has come, but no worker takes it: not "due"
+        listed = [line for line in self.sluice("jobs").stdout.splitlines() if line.startswith(job[:8])]
+        self.assertEqual(len(listed), 1)
+        self.assertIn(" on resume ", listed[0])
+        self.assertNotIn(" due ", listed[0])
         other = self.sluice("queue", "echo", "--params", '{"message": "not paused"}').stdout.strip()
         with self.serve():
             # the daemon ran what it could: the paused job was due too, and was left alone
@@ -905,6 +1069,39 @@ class Lifecycle(harness.SluiceTest):
         r = self.one("SELECT * FROM sluice.apply_retention()")
         self.assertEqual((r["archived"], r["pruned"]), (2, 0))  # each job keeps its last run
         self.assertEqual(self.count("sluice.scheduled_jobs", "status = 'archived'"), 2)
+
+    def test_the_daemon_applies_retention_with_the_configured_ages(self):
+        # a job that ended a day ago is archived under archive_after_days = 0.5
+        # (not under the default 7), one that ended three hours ago is not; runs
+        # that ended two days ago are pruned under prune_after_days = 1, but
+        # each job's latest
+        ended = {}
+        for m in ("old", "young"):
+            self.sluice("run", "echo", "--params", json.dumps({"message": m}))
+            ended[m] = self.scalar(f"SELECT id FROM sluice.scheduled_jobs WHERE parameters ->> 'message' = '{m}'")
+        old, young = ended["old"], ended["young"]
+        job = self.sluice("schedule", "noop", "--cron", "@yearly").stdout.strip()
+        for n in (1, 2):
+            pgfixture.psql(self.db, f"INSERT INTO sluice.scheduled_job_runs (scheduled_job_id, job_type, "
+                                    f"attempt_number, status, trigger_source, started_at, completed_at, "
+                                    f"created_at) VALUES ('{job}', 'noop', 1, 'completed', 'scheduled', "
+                                    f"now() - interval '3 days', now() - interval '2 days', "
+                                    f"now() - interval '3 days' + interval '{n} minutes')")
+        pgfixture.psql(self.db, f"UPDATE sluice.scheduled_jobs SET updated_at = now() - interval '1 day' "
+                                f"WHERE id = '{old}'; "
+                                f"UPDATE sluice.scheduled_jobs SET updated_at = now() - interval '3 hours' "
+                                f"WHERE id = '{young}'")
+        tmp = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, tmp)
+        conf = os.path.join(tmp, "sluice.conf")
+        with open(conf, "w") as f:
+            f.write("archive_after_days = 0.5\nprune_after_days = 1\n")
+        with self.serve("--config", conf) as d:
+            d.wait_log("msg=retention", timeout=90)
+        self.assertIn("msg=retention archived_jobs=1 pruned_runs=1", d.log())
+        self.assertEqual(self.scalar(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{old}'"), "archived")
+        self.assertEqual(self.scalar(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{young}'"), "completed")
+        self.assertEqual(self.count("sluice.scheduled_job_runs", f"scheduled_job_id = '{job}'"), 1)
 
     def test_retention_reads_null_as_the_default_and_refuses_negative_ages(self):
         for _ in range(3):

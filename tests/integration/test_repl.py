@@ -301,6 +301,13 @@ class ReplTest(harness.SluiceTest):
         self.assertNotIn("dedupe key", out)
         self.assertNotIn(first, out)
         self.assertEqual(self.count("sluice.scheduled_jobs"), 2)
+        # a paused job holds its key too, and is not called pending or running
+        second = re.search(r'"([0-9a-f-]{36})"', out).group(1)
+        self.scalar(f"SELECT sluice.pause_job('{second}')")
+        out = t.line('=queue("echo", {}, {dedupe_key = "k"})')
+        self.assertIn(f"echo: a job with dedupe key 'k' is paused: {second}; nothing new was queued "
+                      f"(`sluice jobs resume` lets it run)", out)
+        self.assertEqual(self.count("sluice.scheduled_jobs"), 2)
 
     def test_runs_health_types_reload(self):
         self.run_e('run("echo", {message = "one"})')

@@ -354,8 +354,25 @@ static void test_errors_name_the_field(void **state)
     expect_error("*/0 * * * *", "minute field \"*/0\": step must be at least 1");
     expect_error("* */25 * * *", "hour field \"*/25\": step 25 out of range 1-24");
     expect_error("* * * 1-12/13 *", "month field \"1-12/13\": step 13 out of range 1-12");
-    expect_error("5-2 * * * *", "minute field \"5-2\": range 5-2 is backwards");
-    expect_error("* * * * sat-mon", "day-of-week field \"sat-mon\": range 6-1 is backwards");
+    expect_error("5-2 * * * *",
+                 "minute field \"5-2\": range 5-2 is backwards (a range does not wrap "
+                 "around: write 5-59,0-2)");
+    expect_error("* * * * sat-mon",
+                 "day-of-week field \"sat-mon\": range 6-1 is backwards (a range "
+                 "does not wrap around: write sat,sun-mon)");
+    expect_error("* 22-2 * * *",
+                 "hour field \"22-2\": range 22-2 is backwards (a range does not wrap "
+                 "around: write 22-23,0-2)");
+    expect_error("* * * nov-feb *",
+                 "month field \"nov-feb\": range 11-2 is backwards (a range does "
+                 "not wrap around: write nov-dec,jan-feb)");
+    expect_error("* * * * 5-1",
+                 "day-of-week field \"5-1\": range 5-1 is backwards (a range does not "
+                 "wrap around: write 5-6,0-1)");
+    expect_error("* * 31-1 * *",
+                 "day-of-month field \"31-1\": range 31-1 is backwards (a range does "
+                 "not wrap around: write 31,1)");
+    expect_error("* 22-2/2 * * *", "hour field \"22-2/2\": range 22-2 is backwards");
     expect_error("99999999999 * * * *",
                  "minute field \"99999999999\": value 99999999999 out of range 0-59");
     expect_error("* * * * * *", "expected 5 fields, got 6");

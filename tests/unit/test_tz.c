@@ -516,6 +516,17 @@ static void test_zone_names_checked(void **state)
     assert_null(sl_tz_load(NULL, err, sizeof err));
     assert_null(sl_tz_load("Mars/Olympus_Mons", err, sizeof err));
     assert_non_null(strstr(err, "unknown time zone \"Mars/Olympus_Mons\""));
+    assert_null(strstr(err, "did you mean"));
+    /* a name right but for case: the zone it most likely means */
+    assert_null(sl_tz_load("europe/berlin", err, sizeof err));
+    assert_non_null(strstr(err, "unknown time zone \"europe/berlin\""));
+    assert_non_null(strstr(err, "did you mean \"Europe/Berlin\"? (zone names are case-sensitive)"));
+    assert_null(sl_tz_load("AMERICA/new_YORK", err, sizeof err));
+    assert_non_null(strstr(err, "did you mean \"America/New_York\"?"));
+    assert_null(sl_tz_load("utc", err, sizeof err));
+    assert_non_null(strstr(err, "did you mean \"UTC\"?"));
+    assert_null(sl_tz_load("europe", err, sizeof err)); /* a region only: no zone to suggest */
+    assert_null(strstr(err, "did you mean"));
     assert_null(sl_tz_load("America", err, sizeof err)); /* a directory */
     assert_non_null(strstr(err, "\"America\" is not a time zone but a region directory"));
     assert_non_null(strstr(err, "Region/City"));
