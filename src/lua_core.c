@@ -195,12 +195,22 @@ static int l_in_task(lua_State *L)
     return 1;
 }
 
+/* is_task(co) → true when the thread co is (or was) a sluice task: a run's main
+ * coroutine or a task of sluice.spawn. Only the scheduler may resume one; the
+ * sandbox's coroutine.resume and coroutine.close refuse it. */
+static int l_is_task(lua_State *L)
+{
+    lua_State *co = lua_tothread(L, 1);
+    lua_pushboolean(L, co && co != L && sl_task_of(co) != NULL);
+    return 1;
+}
+
 int luaopen_sluice_core(lua_State *L)
 {
     static const luaL_Reg fns[] = {
-        {"log", l_log},       {"print", l_print},     {"now", l_now},
-        {"sleep", l_sleep},   {"dataset", l_dataset}, {"in_task", l_in_task},
-        {"run_id", l_run_id}, {"sha256", l_sha256},   {NULL, NULL},
+        {"log", l_log},         {"print", l_print},     {"now", l_now},       {"sleep", l_sleep},
+        {"dataset", l_dataset}, {"in_task", l_in_task}, {"run_id", l_run_id}, {"sha256", l_sha256},
+        {"is_task", l_is_task}, {NULL, NULL},
     };
     luaL_newlib(L, fns);
     /* json.c: cjson 2.1.0 reads numbers as doubles and prints 14 digits */

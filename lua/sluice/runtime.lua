@@ -193,7 +193,26 @@ do
   base.table = readonly(table, "table")
   base.math = readonly(math, "math")
   base.utf8 = readonly(utf8, "utf8")
-  base.coroutine = readonly(coroutine, "coroutine")
+  -- A run's coroutine and the tasks of sluice.spawn are resumed by the
+  -- scheduler alone, when what they wait for is done. Reached by a handler
+  -- (coroutine.running() kept in an upvalue, passed to a spawned task), a
+  -- parked one could be resumed in the middle of its wait, or closed, by
+  -- another task or another run: that run then went on inside the other, and
+  -- failed later as "cannot resume dead coroutine" with its result lost.
+  local co = {}
+  for k, v in pairs(coroutine) do co[k] = v end
+  for _, name in ipairs({ "resume", "close" }) do
+    local fn = coroutine[name]
+    co[name] = function(thread, ...)
+      if core.is_task(thread) then
+        error(("coroutine.%s: that coroutine is a sluice task (a run, or a task of "
+          .. "sluice.spawn), which only sluice resumes or ends; use sluice.spawn and "
+          .. "sluice.wait, or a coroutine of your own"):format(name), 2)
+      end
+      return fn(thread, ...)
+    end
+  end
+  base.coroutine = readonly(co, "coroutine")
   base.os = readonly({ time = os.time, clock = os.clock, date = os.date, difftime = os.difftime }, "os")
   base.print = core.print
   base.require = sandbox_require

@@ -925,6 +925,53 @@ class Daemon(harness.SluiceTest):
         self.assertIn("from a child task", logs)
         self.assertNotIn("old", logs)
 
+    def test_a_run_cannot_resume_or_close_another_runs_coroutine(self):
+        # a run's coroutine kept in an upvalue was resumed by the next run in the
+        # middle of its sleep: the first run went on inside the second, its result
+        # was lost, and it failed later as "cannot resume dead coroutine"
+        self.write("grabber.lua", """local saved, done
+            return { run = function(job)
+              if not saved then
+                saved = coroutine.running()
+                for i = 1, 600 do  -- until the other run is done (bounded)
+                  if done then break end
+                  sluice.sleep(0.05)
+                end
+                return { first = true }
+              end
+              local r = {}
+              r.resume = select(2, pcall(coroutine.resume, saved))
+              r.close = select(2, pcall(coroutine.close, saved))
+              local me = coroutine.running()
+              r.child = select(2, pcall(sluice.wait, sluice.spawn(function()
+                coroutine.resume(me, "early") -- line 16: the handler's line
+              end)))
+              local own = coroutine.wrap(function(x) return x * 2 end)
+              r.own = own(21)
+              done = true
+              return r
+            end }""")
+        env = self.henv()
+        jobs = [self.sluice("queue", "grabber", "--max-retries", "0", env=env).stdout.strip()
+                for _ in range(2)]
+        with self.serve("--concurrency", "2", env=env) as d:
+            for job in jobs:
+                self.wait_done(job)
+            self.assertEqual(d.stop(timeout=30), 0, d.log())
+        runs = [self.result_of(job) for job in jobs]
+        self.assertEqual([r["status"] for r in runs], ["completed", "completed"], runs)
+        first = [r["result"] for r in runs if r["result"].get("first")]
+        second = [r["result"] for r in runs if not r["result"].get("first")]
+        self.assertEqual(len(first), 1, runs)
+        self.assertEqual(len(second), 1, runs)
+        r = second[0]
+        task = ("that coroutine is a sluice task (a run, or a task of sluice.spawn), which only "
+                "sluice resumes or ends; use sluice.spawn and sluice.wait, or a coroutine of your own")
+        self.assertEqual(r["resume"], "coroutine.resume: " + task)
+        self.assertEqual(r["close"], "coroutine.close: " + task)
+        self.assertRegex(r["child"], r"grabber\.lua:16: coroutine\.resume: that coroutine is a sluice task")
+        self.assertEqual(r["own"], 42)
+
     def test_a_handler_file_that_never_finishes_loading_is_kept_out(self):
         self.write("load_spin.lua", """while true do end
             return { run = function(job) return {} end }""")
