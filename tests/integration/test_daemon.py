@@ -883,6 +883,40 @@ class Daemon(harness.SluiceTest):
         self.assertEqual(res["own"], 1)
         self.assertEqual(self.result_of(victim)["result"], {"fmt": "42", "json": "nil"})
 
+    def test_a_handler_cannot_change_the_libraries_of_another(self):
+        # a module a handler requires is a table it can write, and so are the
+        # metatables of the objects the libraries make; with one instance per
+        # process, a handler that changed require("sluice.params").validate
+        # failed every other job type's runs as "invalid parameters: POISONED"
+        self.write("poison.lua", """return { run = function(job)
+            require("sluice.params").validate = function() return nil, { "POISONED" } end
+            local clean = require("sluice.clean")
+            clean.text = function() return "POISONED" end
+            getmetatable(sluice.permanent("x")).__tostring = function() return "POISONED" end
+            getmetatable(sluice.db.query("SELECT 1 AS one")).__index.affected = -1
+            return { own = clean.text("a"), same = require("sluice.clean") == clean }
+          end }""")
+        self.write("victim.lua", """return {
+            params = { n = { type = "integer", default = 7 } },
+            run = function(job)
+              return { n = job.params.n, text = require("sluice.clean").text("a\0b"),
+                       permanent = tostring(sluice.permanent("real")),
+                       affected = sluice.db.query("SELECT 1 AS one").affected,
+                       retried = sluice.retry(function() return "ok" end) }
+            end }""")
+        env = self.henv()
+        poison = self.sluice("queue", "poison", "--max-retries", "0", env=env).stdout.strip()
+        with self.serve("--concurrency", "1", env=env):
+            self.wait_done(poison)
+            victim = self.sluice("queue", "victim", "--max-retries", "0", env=env).stdout.strip()
+            self.wait_done(victim)
+        # the changes were made, in the poisoning handler's own instances
+        self.assertEqual(self.result_of(poison)["result"], {"own": "POISONED", "same": True})
+        run = self.result_of(victim)
+        self.assertEqual(run["status"], "completed", run)
+        self.assertEqual(run["result"], {"n": 7, "text": "ab", "permanent": "real",
+                                         "affected": 1, "retried": "ok"})
+
     def test_a_job_object_kept_past_its_run_refuses_to_act(self):
         # kept in an upvalue, the first run's job would have written a checkpoint
         # into its finished job and logged into the second run
