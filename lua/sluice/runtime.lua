@@ -882,12 +882,15 @@ function M.encode_result(v, job_type)
 end
 
 -- describe_error(v) → text for an error value that is neither a string nor a
--- table with a message: a table as JSON where it can be, nil said as such.
+-- table with a message: a table as JSON where it can be (else why it cannot:
+-- "table: 0x…" says nothing), nil said as such.
 function M.describe_error(v)
   if v == nil then return "error(nil): the handler raised no message" end
   if type(v) == "table" then
     local ok, s = pcall(json.encode, v)
     if ok then return "error value " .. s end
+    return ("error value: a table that cannot be written as JSON (%s)")
+      :format((tostring(s):gsub("^[^\n]-:%d+: ", "")))
   end
   return "error value " .. tostring(v)
 end

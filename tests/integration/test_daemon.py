@@ -61,6 +61,12 @@ BAD_HANDLERS = {
     "err_table": """return { run = function(job) error({ code = 7 }) end }""",
     "err_nil": """return { run = function(job) error(nil) end }""",
     "fn_result": """return { run = function(job) return { f = function() end } end }""",
+    # a table the encoder refuses: why, not "error value table: 0x…"
+    "err_deep_table": """return { run = function(job)
+        local t = {} local c = t
+        for i = 1, 2000 do c[1] = {} c = c[1] end
+        error(t) end }""",
+    "err_fn_table": """return { run = function(job) error({ f = print }) end }""",
     # error values whose metamethods raise or never return (the host reads them)
     "err_tostring_raises": """return { run = function(job)
         error(setmetatable({}, { __tostring = function() error("inner") end })) end }""",
@@ -720,6 +726,10 @@ class Daemon(harness.SluiceTest):
         self.assertEqual(errors["err_nil"], "error(nil): the handler raised no message")
         self.assertEqual(errors["fn_result"], "the handler's return value cannot be encoded as JSON: "
                                               "Cannot serialise function: type not supported")
+        self.assertEqual(errors["err_deep_table"], "error value: a table that cannot be written as "
+                                                   "JSON (Cannot serialise, excessive nesting (1001))")
+        self.assertEqual(errors["err_fn_table"], "error value: a table that cannot be written as "
+                                                 "JSON (Cannot serialise function: type not supported)")
         self.assertIn("the error value could not be said as text: ", errors["err_tostring_raises"])
         self.assertIn("inner", errors["err_tostring_raises"])
         self.assertIn("no such field", errors["err_index_raises"])
