@@ -67,6 +67,11 @@ BAD_HANDLERS = {
         for i = 1, 2000 do c[1] = {} c = c[1] end
         error(t) end }""",
     "err_fn_table": """return { run = function(job) error({ f = print }) end }""",
+    # a recursion through a library function overflows the C stack inside it:
+    # said at the handler's line, not as a bare "C stack overflow"
+    "gsub_recursion": """return { run = function(job)
+        local function f(s) return (s:gsub(".", f)) end
+        return f("abc") end }""",
     # error values whose metamethods raise or never return (the host reads them)
     "err_tostring_raises": """return { run = function(job)
         error(setmetatable({}, { __tostring = function() error("inner") end })) end }""",
@@ -730,6 +735,8 @@ class Daemon(harness.SluiceTest):
                                                    "JSON (Cannot serialise, excessive nesting (1001))")
         self.assertEqual(errors["err_fn_table"], "error value: a table that cannot be written as "
                                                  "JSON (Cannot serialise function: type not supported)")
+        self.assertRegex(errors["gsub_recursion"], r"^\S+gsub_recursion\.lua:2: C stack overflow \(calls "
+                                                   r"nested too deeply")
         self.assertIn("the error value could not be said as text: ", errors["err_tostring_raises"])
         self.assertIn("inner", errors["err_tostring_raises"])
         self.assertIn("no such field", errors["err_index_raises"])
