@@ -604,7 +604,9 @@ static void task_resume(sl_task *t)
     t->state = T_RUNNING;
     t->budget = rt->opts.instruction_budget;
     rt->current = t;
+    rt->refused.pending = 0;
     int st = lua_resume(t->co, rt->L, nargs, &nres);
+    sl_runtime_cap_settle(rt);
     rt->current = NULL;
     if (st == LUA_YIELD) {
         lua_pop(t->co, nres);

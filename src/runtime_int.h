@@ -92,9 +92,16 @@ struct sl_runtime {
     int refs;          /* registry refs held (asserted zero at close) */
     int loading;       /* a handler file loads: its top level is held to the memory cap */
     int load_over_cap; /* the file being loaded was refused memory past the cap */
-    long guard_left;   /* instructions left to the code under the outermost guard */
-    int guarding;      /* a guard is in force (sl_guard_enter) */
-    int dirs_unread;   /* the last load could not read a handler directory */
+    /* the request last refused at the cap, which Lua may ask again after an
+     * emergency collection (see host_alloc) */
+    struct {
+        int pending;
+        void *ptr;
+        size_t osize, nsize;
+    } refused;
+    long guard_left; /* instructions left to the code under the outermost guard */
+    int guarding;    /* a guard is in force (sl_guard_enter) */
+    int dirs_unread; /* the last load could not read a handler directory */
 };
 
 /* Lua code the host runs outside a task's own budget — a handler file's top level,
@@ -112,6 +119,9 @@ void sl_guard_leave(sl_runtime *rt, lua_State *L, const sl_guard *saved);
 
 /* The runtime stored in L's registry. */
 sl_runtime *sl_runtime_of(lua_State *L);
+/* Ends the memory cap's accounting for what ran (a resume of a task, a file's
+ * load): a request refused at the cap that Lua did not ask again is the cap. */
+void sl_runtime_cap_settle(sl_runtime *rt);
 
 /* Host work a task asks for (the REPL's run() and reload()): the memory cap is
  * refused to the current task only (host_alloc), and a refusal here would raise

@@ -663,6 +663,36 @@ class Daemon(harness.SluiceTest):
         self.assertEqual(out["status"], "completed", out["error"])
         self.assertEqual(out["result"]["s"], 100000 * 100001 // 2)
 
+    def test_garbage_past_the_memory_cap_is_collected_not_killed(self):
+        # 20 MiB strings made and dropped in a loop under a 64 MiB cap: what is
+        # live stays under 45 MiB, but the collector had not reached the garbage
+        # when the cap was met, and the run was killed (not to be retried) on the
+        # first refusal, before Lua's emergency collection could free it
+        self.write("churn.lua", """return { run = function(job)
+            local n = 0
+            for i = 1, 20 do
+              local s = string.rep("x", 20 * 1024 * 1024) .. i
+              n = n + #s
+            end
+            return { n = n }
+          end }""")
+        self.write("hog.lua", """local keep = {}
+          return { run = function(job)
+            for i = 1, 20 do  -- live data past the cap: killed, pcall or not
+              pcall(function() keep[#keep + 1] = string.rep("x", 20 * 1024 * 1024) .. i end)
+            end
+            return { kept = #keep }
+          end }""")
+        env = self.henv({"SLUICE_MEMORY_LIMIT_MB": "64"})
+        proc = self.sluice("run", "churn", "--json", env=env, check=False)
+        out = json.loads(proc.stdout)
+        self.assertEqual(out["status"], "completed", out["error"])
+        self.assertEqual(out["result"]["n"], 20 * 20 * 1024 * 1024 + 9 + 2 * 11)
+        proc = self.sluice("run", "hog", "--json", env=env, check=False)
+        out = json.loads(proc.stdout)
+        self.assertEqual(out["status"], "failed", out)
+        self.assertIn("memory limit exceeded", out["error"])
+
     def test_a_huge_error_message_is_cut(self):
         # an error's text was stored whole, twice (the run's error, the job's
         # last error), and written whole to the log: 100 MB for a 100 MB error
