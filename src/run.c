@@ -674,6 +674,12 @@ static void now_stamp(char *buf, size_t len)
 }
 
 #define LOG_CAP (1 << 20)
+/* What of a run's log is echoed (the daemon log, a foreground run's terminal):
+ * each line up to ECHO_LINE_MAX bytes, and ECHO_CAP bytes in all. Without them a
+ * handler logging megabyte lines in a loop wrote hundreds of MB a minute to the
+ * daemon's log, and held the loop (and every other run) while each was written. */
+#define ECHO_LINE_MAX (64 << 10)
+#define ECHO_CAP (16 << 20)
 
 /* Grows the run's log buffer to cap bytes; 0 (the buffer as it was) when out of
  * memory. */
@@ -686,28 +692,25 @@ static int grow_log(sl_run *run, size_t cap)
     return 1;
 }
 
-void sl_run_log(sl_run *run, const char *raw)
+/* Writes one line of a run's log where the runtime echoes it (cut, and only
+ * while the run's echo is under its cap: see ECHO_CAP). */
+static void echo_line(sl_run *run, const char *stamp, const char *line)
 {
-    char stamp[32];
-    now_stamp(stamp, sizeof stamp);
-    /* the database stores the log as text: bytes that are not UTF-8 become U+FFFD
-     * before the line is placed (flushes go by byte offset) */
-    char *line = sl_utf8_clean(raw);
-    size_t need = strlen(stamp) + strlen(line) + 3;
-    /* out of memory: the line is left out of the run's record, the echo still shows it */
-    if (run->loglen + need < LOG_CAP) {
-        if (run->loglen + need + 1 <= run->logcap || grow_log(run, (run->loglen + need + 1) * 2))
-            run->loglen += (size_t)snprintf(run->logs + run->loglen, run->logcap - run->loglen,
-                                            "%s %s\n", stamp, line);
-    } else if (!run->log_full) {
-        /* the run's record keeps the first LOG_CAP bytes; the daemon log gets all */
-        static const char note[] = "[log truncated: the run's record keeps the first 1 MiB]\n";
-        if (run->loglen + sizeof note <= run->logcap || grow_log(run, run->loglen + sizeof note)) {
-            run->log_full = 1;
-            memcpy(run->logs + run->loglen, note, sizeof note);
-            run->loglen += sizeof note - 1;
-        }
+    static const char stop[] = "[this run's log is past 16 MiB: its further lines are kept "
+                               "only in its record, up to 1 MiB]";
+    size_t len = strlen(line);
+    sl_buf cut = {0};
+    if (run->echoed >= ECHO_CAP || run->rt->opts.echo == SL_ECHO_NONE) return;
+    if (len > ECHO_LINE_MAX) {
+        size_t n = ECHO_LINE_MAX;
+        while (n > 0 && ((unsigned char)line[n] & 0xC0) == 0x80) /* inside a character */
+            n--;
+        sl_buf_add(&cut, line, n);
+        sl_buf_printf(&cut, " … [line cut: %zu bytes in all]", len);
+        if (cut.data) line = cut.data; /* out of memory: whole */
     }
+    run->echoed += strlen(line);
+    if (run->echoed >= ECHO_CAP) line = stop;
     switch (run->rt->opts.echo) {
     case SL_ECHO_LOG:
         sl_log(SL_INFO, line, "run", run->run_id, "type", run->job_type, NULL);
@@ -722,6 +725,34 @@ void sl_run_log(sl_run *run, const char *raw)
     default:
         break;
     }
+    free(cut.data);
+}
+
+void sl_run_log(sl_run *run, const char *raw)
+{
+    char stamp[32];
+    if (run->log_full && (run->echoed >= ECHO_CAP || run->rt->opts.echo == SL_ECHO_NONE))
+        return; /* kept nowhere */
+    now_stamp(stamp, sizeof stamp);
+    /* the database stores the log as text: bytes that are not UTF-8 become U+FFFD
+     * before the line is placed (flushes go by byte offset) */
+    char *line = sl_utf8_clean(raw);
+    size_t need = strlen(stamp) + strlen(line) + 3;
+    /* out of memory: the line is left out of the run's record, the echo still shows it */
+    if (run->loglen + need < LOG_CAP) {
+        if (run->loglen + need + 1 <= run->logcap || grow_log(run, (run->loglen + need + 1) * 2))
+            run->loglen += (size_t)snprintf(run->logs + run->loglen, run->logcap - run->loglen,
+                                            "%s %s\n", stamp, line);
+    } else if (!run->log_full) {
+        /* the run's record keeps the first LOG_CAP bytes; the echo goes on to ECHO_CAP */
+        static const char note[] = "[log truncated: the run's record keeps the first 1 MiB]\n";
+        if (run->loglen + sizeof note <= run->logcap || grow_log(run, run->loglen + sizeof note)) {
+            run->log_full = 1;
+            memcpy(run->logs + run->loglen, note, sizeof note);
+            run->loglen += sizeof note - 1;
+        }
+    }
+    echo_line(run, stamp, line);
     free(line);
 }
 

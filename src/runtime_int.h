@@ -69,6 +69,7 @@ struct sl_run {
     size_t loglen, logcap;
     size_t logsent;      /* bytes of logs already recorded in the database */
     int log_full;        /* the log reached its cap (noted once) */
+    size_t echoed;       /* bytes of its lines written to the daemon log or terminal */
     char *datasets_json; /* {"key": {...}, ...} built as reports come in */
     sl_run_outcome out;
     char *result_json, *error, *version;

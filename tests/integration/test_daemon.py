@@ -693,6 +693,29 @@ class Daemon(harness.SluiceTest):
         self.assertEqual(out["status"], "failed", out)
         self.assertIn("memory limit exceeded", out["error"])
 
+    def test_a_run_logging_megabytes_does_not_flood_the_daemon_log(self):
+        # every line of every run went to the daemon's log whole: a handler
+        # logging 100 KiB lines in a loop wrote 30 MB there in seconds (and
+        # hundreds of MB a minute), holding the loop while each was written
+        self.write("flood.lua", """return { run = function(job)
+            local line = ("x"):rep(100 * 1024)
+            for i = 1, 300 do job.log(line) if i % 20 == 0 then sluice.sleep(0) end end
+            job.log("done")
+            return { ok = true }
+          end }""")
+        env = self.henv()
+        job = self.sluice("queue", "flood", "--max-retries", "0", env=env).stdout.strip()
+        with self.serve(env=env) as d:
+            self.wait_done(job)
+            self.assertEqual(d.stop(timeout=30), 0)
+            log = d.log()
+        self.assertEqual(self.result_of(job)["status"], "completed")
+        self.assertIn(" … [line cut: 102400 bytes in all]", log)
+        self.assertEqual(log.count("this run's log is past 16 MiB: its further lines are kept only "
+                                   "in its record, up to 1 MiB"), 1)
+        self.assertNotIn('msg="done"', log)
+        self.assertLess(len(log), 17 * 1024 * 1024)
+
     def test_a_huge_error_message_is_cut(self):
         # an error's text was stored whole, twice (the run's error, the job's
         # last error), and written whole to the log: 100 MB for a 100 MB error
