@@ -83,6 +83,9 @@ void sl_task_log(sl_task *t, const char *line)
 
 /* ------------------------------------------------------------------ budget hook */
 
+static const char budget_spent[] = "instruction budget exceeded: the handler ran too long "
+                                   "without yielding (a loop that never waits?)";
+
 static void kill_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
@@ -93,10 +96,26 @@ static void kill_hook(lua_State *L, lua_Debug *ar)
     if (!t->kill) {
         t->budget -= HOOK_EVERY;
         if (t->budget > 0) return;
-        t->kill = "instruction budget exceeded: the handler ran too long without yielding "
-                  "(a loop that never waits?)";
+        t->kill = budget_spent;
     }
     /* From now on raise on every line and every instruction: pcall cannot hold it. */
+    lua_sethook(L, kill_hook, LUA_MASKLINE | LUA_MASKCOUNT, 1);
+    luaL_error(L, "%s", t->kill);
+}
+
+void sl_charge(lua_State *L, long cost)
+{
+    sl_runtime *rt = sl_runtime_of(L);
+    if (!rt || cost <= 0) return;
+    if (rt->guarding) { /* host-run code: its guard's hook raises at its next count */
+        rt->guard_left -= cost;
+        return;
+    }
+    sl_task *t = rt->current;
+    if (!t) return;
+    t->budget -= cost;
+    if (!t->kill && t->budget <= 0) t->kill = budget_spent;
+    if (!t->kill) return;
     lua_sethook(L, kill_hook, LUA_MASKLINE | LUA_MASKCOUNT, 1);
     luaL_error(L, "%s", t->kill);
 }

@@ -120,6 +120,12 @@ void sl_guard_leave(sl_runtime *rt, lua_State *L, const sl_guard *saved);
 
 /* The runtime stored in L's registry. */
 sl_runtime *sl_runtime_of(lua_State *L);
+/* Charges cost instructions to the budget of the code running in L (its task's,
+ * or guarded host code's) before a library call whose work grows with its input
+ * and allocates nothing, so neither the count hook nor the allocator sees it (a
+ * hash, a sort). A task whose budget that spends is killed here, before the call. */
+void sl_charge(lua_State *L, long cost);
+
 /* Ends the memory cap's accounting for what ran (a resume of a task, a file's
  * load): a request refused at the cap that Lua did not ask again is the cap. */
 void sl_runtime_cap_settle(sl_runtime *rt);

@@ -212,10 +212,44 @@ do
     local r = setmetatable(t, mt)
     return r
   end
+  -- lib with some of its functions replaced (a copy: the host keeps the originals)
+  local function with(lib, fns)
+    local t = {}
+    for k, v in pairs(lib) do t[k] = v end
+    for k, v in pairs(fns) do t[k] = v end
+    return t
+  end
+  -- Calls whose work grows with their input and allocate nothing are charged to
+  -- the instruction budget before they run: the count hook does not see one
+  -- call, and a loop sorting a table of ten million numbers, or measuring a
+  -- 400 MB string, held the worker for seconds a call on a few instructions.
+  local charge, sort, ulen, uoffset = core.charge, table.sort, utf8.len, utf8.offset
   base.string = readonly(string, "string")
-  base.table = readonly(table, "table")
-  base.math = readonly(math, "math")
-  base.utf8 = readonly(utf8, "utf8")
+  base.table = readonly(with(table, {
+    sort = function(t, comp)
+      local n = type(t) == "table" and #t or 0
+      if n > 1 then charge(n * math.log(n, 2)) end
+      return sort(t, comp)
+    end,
+  }), "table")
+  -- The generator is the process's: seeded by one handler, every handler's
+  -- numbers (sluice.retry's jitter among them) would follow that seed.
+  base.math = readonly(with(math, {
+    randomseed = function()
+      error("math.randomseed: the random generator is shared by every handler in the process "
+        .. "and seeded at start-up; for a sequence you can repeat, use a generator of your own", 2)
+    end,
+  }), "math")
+  base.utf8 = readonly(with(utf8, {
+    len = function(s, ...)
+      if type(s) == "string" then charge(#s // 4) end
+      return ulen(s, ...)
+    end,
+    offset = function(s, ...)
+      if type(s) == "string" then charge(#s // 4) end
+      return uoffset(s, ...)
+    end,
+  }), "utf8")
   -- A run's coroutine and the tasks of sluice.spawn are resumed by the
   -- scheduler alone, when what they wait for is done. Reached by a handler
   -- (coroutine.running() kept in an upvalue, passed to a spawned task), a

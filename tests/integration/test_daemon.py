@@ -898,6 +898,55 @@ class Daemon(harness.SluiceTest):
         self.assertEqual(tick["status"], "completed")
         self.assertLess(tick["result"]["max_gap"], 20)
 
+    def test_library_calls_that_read_much_and_allocate_nothing_are_charged(self):
+        # one call of sluice.sha256, utf8.len or table.sort is a few instructions
+        # however long its input, and allocates nothing: a loop of them on one
+        # 20 MB string or 300,000-element table held the worker for minutes
+        self.write("ticker.lua", TICKER)
+        self.write("hash_loop.lua", """return { run = function(job)
+            local s = ("x"):rep(20 * 1024 * 1024)
+            for i = 1, 2000 do sluice.sha256(s) end
+          end }""")
+        self.write("utf8_loop.lua", """return { run = function(job)
+            local s = ("x"):rep(20 * 1024 * 1024)
+            for i = 1, 2000 do utf8.len(s) end
+          end }""")
+        self.write("sort_loop.lua", """return { run = function(job)
+            local t = {}
+            for i = 1, 300000 do t[i] = i end
+            for i = 1, 5000 do table.sort(t) end
+          end }""")
+        self.write("fine.lua", """return { run = function(job)
+            local t = { 3, 1, 2 }
+            table.sort(t)
+            local seed = select(2, pcall(function() math.randomseed(42) end))
+            return { t = t, n = utf8.len("héllo"), at = utf8.offset("héllo", 3),
+                     h = sluice.sha256("abc"):sub(1, 8), seed = seed }
+          end }""")
+        env = self.henv({"SLUICE_INSTRUCTION_BUDGET": "20000000"})
+        ticker = self.sluice("queue", "ticker", env=env).stdout.strip()
+        jobs = {name: self.sluice("queue", name, "--max-retries", "0", env=env).stdout.strip()
+                for name in ("hash_loop", "utf8_loop", "sort_loop", "fine")}
+        with self.serve("--concurrency", "2", env=env) as d:
+            for job in jobs.values():
+                self.wait_done(job, timeout=60)
+            self.wait_done(ticker, timeout=60)
+            self.assertEqual(d.stop(timeout=30), 0, d.log())
+        for name in ("hash_loop", "utf8_loop", "sort_loop"):
+            run = self.result_of(jobs[name])
+            self.assertEqual(run["status"], "failed", name)
+            self.assertIn("instruction budget exceeded", run["error_message"], name)
+        fine = self.result_of(jobs["fine"])
+        self.assertEqual(fine["status"], "completed", fine)
+        self.assertEqual(fine["result"]["t"], [1, 2, 3])
+        self.assertEqual((fine["result"]["n"], fine["result"]["at"], fine["result"]["h"]), (5, 4, "ba7816bf"))
+        # the generator is every handler's: one handler does not seed it for all
+        self.assertRegex(fine["result"]["seed"], r"fine\.lua:4: math\.randomseed: the random generator "
+                                                 r"is shared by every handler in the process")
+        tick = self.result_of(ticker)
+        self.assertEqual(tick["status"], "completed")
+        self.assertLess(tick["result"]["max_gap"], 20)
+
     def test_a_string_built_by_appending_fails_its_run_and_holds_up_no_other(self):
         # `s = s .. piece` copies the whole string at each append, one
         # instruction whatever its length: 200,000 appends of 100 bytes are a
