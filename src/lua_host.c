@@ -241,6 +241,15 @@ static void guard_hook(lua_State *L, lua_Debug *ar)
                   "never ends?)");
 }
 
+void sl_guard_charge(sl_runtime *rt, lua_State *L, long cost)
+{
+    rt->guard_left -= cost;
+    if (rt->guard_left > 0) return;
+    lua_sethook(L, guard_hook, LUA_MASKLINE | LUA_MASKCOUNT, 1);
+    luaL_error(L, "instruction budget exceeded: ran too long without yielding (a loop that "
+                  "never ends?)");
+}
+
 void sl_guard_enter(sl_runtime *rt, lua_State *L, sl_guard *saved)
 {
     saved->hook = lua_gethook(L);

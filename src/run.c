@@ -107,8 +107,8 @@ void sl_charge(lua_State *L, long cost)
 {
     sl_runtime *rt = sl_runtime_of(L);
     if (!rt || cost <= 0) return;
-    if (rt->guarding) { /* host-run code: its guard's hook raises at its next count */
-        rt->guard_left -= cost;
+    if (rt->guarding) { /* host-run code (a file's top level, __close, __tostring) */
+        sl_guard_charge(rt, L, cost);
         return;
     }
     sl_task *t = rt->current;

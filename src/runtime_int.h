@@ -125,6 +125,8 @@ sl_runtime *sl_runtime_of(lua_State *L);
  * and allocates nothing, so neither the count hook nor the allocator sees it (a
  * hash, a sort). A task whose budget that spends is killed here, before the call. */
 void sl_charge(lua_State *L, long cost);
+/* The same for guarded host-run code (sl_guard_enter): raises once spent. */
+void sl_guard_charge(sl_runtime *rt, lua_State *L, long cost);
 
 /* Ends the memory cap's accounting for what ran (a resume of a task, a file's
  * load): a request refused at the cap that Lua did not ask again is the cap. */

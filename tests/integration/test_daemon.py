@@ -1142,6 +1142,19 @@ class Daemon(harness.SluiceTest):
             self.wait_done(job)
         self.assertEqual(self.result_of(job)["status"], "completed")
 
+    def test_a_handler_file_sorting_in_a_loop_at_load_is_kept_out(self):
+        # a file's top level runs under a budget whose hook counts every 1,000
+        # instructions: a loop of sorts of three million elements made some 250
+        # calls of half a second each before the hook looked
+        self.write("load_sort.lua", """local t = {}
+            for i = 1, 3000000 do t[i] = i end
+            for i = 1, 1000 do table.sort(t) end
+            return { run = function(job) return {} end }""")
+        env = self.henv({"SLUICE_INSTRUCTION_BUDGET": "20000000"})
+        check = self.sluice("check", env=env, check=False, timeout=60)
+        self.assertNotEqual(check.returncode, 0)
+        self.assertIn("load_sort.lua: instruction budget exceeded", check.stdout + check.stderr)
+
     def test_a_handler_file_that_allocates_past_the_memory_cap_is_kept_out(self):
         # a file's top level had no memory cap: a daemon reloading it grew
         # until the budget stopped it, gigabytes later (or the machine did)
