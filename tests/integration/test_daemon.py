@@ -1013,7 +1013,8 @@ class Daemon(harness.SluiceTest):
             clean.text = function() return "POISONED" end
             getmetatable(sluice.permanent("x")).__tostring = function() return "POISONED" end
             getmetatable(sluice.db.query("SELECT 1 AS one")).__index.affected = -1
-            return { own = clean.text("a"), same = require("sluice.clean") == clean }
+            local bad = select(2, pcall(function() local m = require("../x") return m end))
+            return { own = clean.text("a"), same = require("sluice.clean") == clean, bad = bad }
           end }""")
         self.write("victim.lua", """return {
             params = { n = { type = "integer", default = 7 } },
@@ -1030,7 +1031,10 @@ class Daemon(harness.SluiceTest):
             victim = self.sluice("queue", "victim", "--max-retries", "0", env=env).stdout.strip()
             self.wait_done(victim)
         # the changes were made, in the poisoning handler's own instances
-        self.assertEqual(self.result_of(poison)["result"], {"own": "POISONED", "same": True})
+        res = self.result_of(poison)["result"]
+        self.assertEqual((res["own"], res["same"]), ("POISONED", True))
+        # a name require refuses is said at the handler's line, not the runtime's
+        self.assertRegex(res["bad"], r"poison\.lua:7: bad module name '\.\./x'")
         run = self.result_of(victim)
         self.assertEqual(run["status"], "completed", run)
         self.assertEqual(run["result"], {"n": 7, "text": "ab", "permanent": "real",
