@@ -195,6 +195,15 @@ static int l_run_id(lua_State *L)
     return 1;
 }
 
+/* run_active(run_id) → true while the run with that id runs in this process. */
+static int l_run_active(lua_State *L)
+{
+    const char *id = luaL_checkstring(L, 1);
+    sl_runtime *rt = sl_runtime_of(L);
+    lua_pushboolean(L, rt && sl_runtime_find_run(rt, id) != NULL);
+    return 1;
+}
+
 /* in_task() → true when called from a sluice task (not a plain coroutine). */
 static int l_in_task(lua_State *L)
 {
@@ -224,9 +233,10 @@ static int l_is_task(lua_State *L)
 int luaopen_sluice_core(lua_State *L)
 {
     static const luaL_Reg fns[] = {
-        {"log", l_log},         {"print", l_print},     {"now", l_now},       {"sleep", l_sleep},
-        {"dataset", l_dataset}, {"in_task", l_in_task}, {"run_id", l_run_id}, {"sha256", l_sha256},
-        {"is_task", l_is_task}, {"charge", l_charge},   {NULL, NULL},
+        {"log", l_log},       {"print", l_print},           {"now", l_now},
+        {"sleep", l_sleep},   {"dataset", l_dataset},       {"in_task", l_in_task},
+        {"run_id", l_run_id}, {"sha256", l_sha256},         {"is_task", l_is_task},
+        {"charge", l_charge}, {"run_active", l_run_active}, {NULL, NULL},
     };
     luaL_newlib(L, fns);
     /* json.c: cjson 2.1.0 reads numbers as doubles and prints 14 digits */

@@ -813,6 +813,11 @@ local function make_job(entry, spec, params_value)
   -- level as seen from the function calling these.
   local function live(what, level)
     if core.run_id() ~= spec.run_id then
+      if core.run_active(spec.run_id) then -- kept in an upvalue by a run still going
+        error(("job.%s: this job object is another run's, which is still going (a job object "
+          .. "is valid only during its own run: use the job your run(job) was given)")
+          :format(what), level + 1)
+      end
       error(("job.%s: this job's run has ended (a job object is valid only during its run)")
         :format(what), level + 1)
     end

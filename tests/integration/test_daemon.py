@@ -1086,10 +1086,10 @@ class Daemon(harness.SluiceTest):
         # a run's coroutine kept in an upvalue was resumed by the next run in the
         # middle of its sleep: the first run went on inside the second, its result
         # was lost, and it failed later as "cannot resume dead coroutine"
-        self.write("grabber.lua", """local saved, done
+        self.write("grabber.lua", """local saved, done, first
             return { run = function(job)
               if not saved then
-                saved = coroutine.running()
+                saved, first = coroutine.running(), job
                 for i = 1, 600 do  -- until the other run is done (bounded)
                   if done then break end
                   sluice.sleep(0.05)
@@ -1105,6 +1105,7 @@ class Daemon(harness.SluiceTest):
               end)))
               local own = coroutine.wrap(function(x) return x * 2 end)
               r.own = own(21)
+              r.log = select(2, pcall(first.log, "written by the other run"))
               done = true
               return r
             end }""")
@@ -1128,6 +1129,10 @@ class Daemon(harness.SluiceTest):
         self.assertEqual(r["close"], "coroutine.close: " + task)
         self.assertRegex(r["child"], r"grabber\.lua:16: coroutine\.resume: that coroutine is a sluice task")
         self.assertEqual(r["own"], 42)
+        # the other run's job object, while that run still goes: refused, and said so
+        self.assertEqual(r["log"], "job.log: this job object is another run's, which is still going "
+                                   "(a job object is valid only during its own run: use the job your "
+                                   "run(job) was given)")
 
     def test_a_handler_file_that_never_finishes_loading_is_kept_out(self):
         self.write("load_spin.lua", """while true do end
