@@ -81,6 +81,12 @@ static int l_print(lua_State *L)
     return 0;
 }
 
+/* Bytes hashed that cost one instruction of the budget: the hash reads some
+ * 85 MB a second, about half what a second of instructions is, and allocates
+ * nothing; uncharged, a loop hashing one 400 MB string held the worker for five
+ * seconds a call, with a few instructions counted. */
+#define SL_HASH_BYTES_PER_INSTRUCTION 2
+
 /* sha256(s) → the SHA-256 of the string s as 64 lower-case hex digits. */
 static int l_sha256(lua_State *L)
 {
@@ -88,6 +94,7 @@ static int l_sha256(lua_State *L)
     const char *p = luaL_checklstring(L, 1, &n);
     sl_sha256 h;
     char hex[65];
+    sl_charge(L, (long)(n / SL_HASH_BYTES_PER_INSTRUCTION));
     sl_sha256_init(&h);
     sl_sha256_update(&h, p, n);
     sl_sha256_hex(&h, hex);
@@ -188,6 +195,15 @@ static int l_run_id(lua_State *L)
     return 1;
 }
 
+/* run_active(run_id) → true while the run with that id runs in this process. */
+static int l_run_active(lua_State *L)
+{
+    const char *id = luaL_checkstring(L, 1);
+    sl_runtime *rt = sl_runtime_of(L);
+    lua_pushboolean(L, rt && sl_runtime_find_run(rt, id) != NULL);
+    return 1;
+}
+
 /* in_task() → true when called from a sluice task (not a plain coroutine). */
 static int l_in_task(lua_State *L)
 {
@@ -195,12 +211,32 @@ static int l_in_task(lua_State *L)
     return 1;
 }
 
+/* charge(cost): charges cost instructions to the running code's budget (for
+ * runtime.lua's bounded library functions: utf8.len, table.sort, …). */
+static int l_charge(lua_State *L)
+{
+    lua_Number cost = luaL_checknumber(L, 1);
+    sl_charge(L, cost >= 1e15 ? (long)1e15 : (long)cost);
+    return 0;
+}
+
+/* is_task(co) → true when the thread co is (or was) a sluice task: a run's main
+ * coroutine or a task of sluice.spawn. Only the scheduler may resume one; the
+ * sandbox's coroutine.resume and coroutine.close refuse it. */
+static int l_is_task(lua_State *L)
+{
+    lua_State *co = lua_tothread(L, 1);
+    lua_pushboolean(L, co && co != L && sl_task_of(co) != NULL);
+    return 1;
+}
+
 int luaopen_sluice_core(lua_State *L)
 {
     static const luaL_Reg fns[] = {
-        {"log", l_log},       {"print", l_print},     {"now", l_now},
-        {"sleep", l_sleep},   {"dataset", l_dataset}, {"in_task", l_in_task},
-        {"run_id", l_run_id}, {"sha256", l_sha256},   {NULL, NULL},
+        {"log", l_log},       {"print", l_print},           {"now", l_now},
+        {"sleep", l_sleep},   {"dataset", l_dataset},       {"in_task", l_in_task},
+        {"run_id", l_run_id}, {"sha256", l_sha256},         {"is_task", l_is_task},
+        {"charge", l_charge}, {"run_active", l_run_active}, {NULL, NULL},
     };
     luaL_newlib(L, fns);
     /* json.c: cjson 2.1.0 reads numbers as doubles and prints 14 digits */

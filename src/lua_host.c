@@ -69,6 +69,22 @@ sl_ctx *sl_ctx_from_lua(lua_State *L)
  * an instruction does: the default budget allows some 1.6 GB between waits. */
 #define SL_BYTES_PER_INSTRUCTION 16
 
+/* The running task (or the loading file) is past the memory cap for good. */
+static void over_cap(sl_runtime *rt)
+{
+    if (rt->loading)
+        rt->load_over_cap = 1;
+    else if (rt->current && !rt->current->kill)
+        rt->current->kill = "memory limit exceeded: the Lua state's cap was reached "
+                            "while this run allocated";
+}
+
+void sl_runtime_cap_settle(sl_runtime *rt)
+{
+    if (rt->refused.pending) over_cap(rt);
+    rt->refused.pending = 0;
+}
+
 static void *host_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
     sl_runtime *rt = ud;
@@ -81,15 +97,30 @@ static void *host_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
     /* Only a running task or a loading handler file is refused memory; the host's
      * own work always gets it. Out-of-memory policy: the task that crosses the cap
      * is killed (see run.c), the file is rejected (load_one); a real malloc
-     * failure raises a memory error in whatever ran. */
-    if (nsize > old && (rt->current || rt->loading) &&
-        rt->mem_used + (nsize - old) > rt->opts.memory_limit) {
-        if (rt->loading)
-            rt->load_over_cap = 1;
-        else if (!rt->current->kill)
-            rt->current->kill = "memory limit exceeded: the Lua state's cap was reached "
-                                "while this run allocated";
-        return NULL;
+     * failure raises a memory error in whatever ran.
+     * The memory past the cap may be garbage, this run's or another's, that the
+     * incremental collector has not reached yet: a run was killed (and not
+     * retried) for the garbage of a loop whose live data was half the cap. So a
+     * first refusal only refuses; Lua then collects in full and asks again (the
+     * same request, nothing allocated between). Refused again, or not asked again
+     * (Lua raised a memory error instead, which the code may catch: the next
+     * request is another, or the resume ends), it is the cap. */
+    if (nsize > old && (rt->current || rt->loading)) {
+        int again = rt->refused.pending && rt->refused.ptr == ptr && rt->refused.osize == osize &&
+                    rt->refused.nsize == nsize;
+        if (rt->refused.pending && !again) over_cap(rt);
+        rt->refused.pending = 0;
+        if (rt->mem_used + (nsize - old) > rt->opts.memory_limit) {
+            if (again || rt->load_over_cap || (rt->current && rt->current->kill)) {
+                over_cap(rt);
+                return NULL;
+            }
+            rt->refused.pending = 1;
+            rt->refused.ptr = ptr;
+            rt->refused.osize = osize;
+            rt->refused.nsize = nsize;
+            return NULL;
+        }
     }
     void *p = realloc(ptr, nsize);
     if (!p) return NULL;
@@ -205,6 +236,15 @@ static void guard_hook(lua_State *L, lua_Debug *ar)
         if (rt->guard_left > 0) return;
     }
     /* from now on raise on every line and instruction: pcall cannot hold it */
+    lua_sethook(L, guard_hook, LUA_MASKLINE | LUA_MASKCOUNT, 1);
+    luaL_error(L, "instruction budget exceeded: ran too long without yielding (a loop that "
+                  "never ends?)");
+}
+
+void sl_guard_charge(sl_runtime *rt, lua_State *L, long cost)
+{
+    rt->guard_left -= cost;
+    if (rt->guard_left > 0) return;
     lua_sethook(L, guard_hook, LUA_MASKLINE | LUA_MASKCOUNT, 1);
     luaL_error(L, "instruction budget exceeded: ran too long without yielding (a loop that "
                   "never ends?)");
@@ -430,7 +470,9 @@ static int load_one(sl_runtime *rt, const char *path, char **problems)
     free(src);
     rt->loading = 1;
     rt->load_over_cap = 0;
+    rt->refused.pending = 0;
     int rc = sl_host_call(rt, "load_handler", 4, 2, err, sizeof err);
+    sl_runtime_cap_settle(rt);
     rt->loading = 0;
     if (rt->load_over_cap) { /* even if the file caught the memory error itself */
         if (rc == 0) lua_pop(L, 2);

@@ -83,6 +83,9 @@ void sl_task_log(sl_task *t, const char *line)
 
 /* ------------------------------------------------------------------ budget hook */
 
+static const char budget_spent[] = "instruction budget exceeded: the handler ran too long "
+                                   "without yielding (a loop that never waits?)";
+
 static void kill_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
@@ -93,10 +96,26 @@ static void kill_hook(lua_State *L, lua_Debug *ar)
     if (!t->kill) {
         t->budget -= HOOK_EVERY;
         if (t->budget > 0) return;
-        t->kill = "instruction budget exceeded: the handler ran too long without yielding "
-                  "(a loop that never waits?)";
+        t->kill = budget_spent;
     }
     /* From now on raise on every line and every instruction: pcall cannot hold it. */
+    lua_sethook(L, kill_hook, LUA_MASKLINE | LUA_MASKCOUNT, 1);
+    luaL_error(L, "%s", t->kill);
+}
+
+void sl_charge(lua_State *L, long cost)
+{
+    sl_runtime *rt = sl_runtime_of(L);
+    if (!rt || cost <= 0) return;
+    if (rt->guarding) { /* host-run code (a file's top level, __close, __tostring) */
+        sl_guard_charge(rt, L, cost);
+        return;
+    }
+    sl_task *t = rt->current;
+    if (!t) return;
+    t->budget -= cost;
+    if (!t->kill && t->budget <= 0) t->kill = budget_spent;
+    if (!t->kill) return;
     lua_sethook(L, kill_hook, LUA_MASKLINE | LUA_MASKCOUNT, 1);
     luaL_error(L, "%s", t->kill);
 }
@@ -418,6 +437,23 @@ static char *cut_error(const char *msg)
     return b.data;
 }
 
+/* Lua's "C stack overflow", raised inside a library function (a string.gsub
+ * replacement function or a table.sort comparator that calls itself through it)
+ * has no place: said at the innermost line of Lua in the dead coroutine co, the
+ * handler's. Pushes the message on L. */
+static const char *stack_overflow_where(lua_State *L, lua_State *co, const char *msg)
+{
+    lua_Debug ar;
+    for (int level = 0; lua_getstack(co, level, &ar); level++) {
+        if (lua_getinfo(co, "Sl", &ar) && ar.currentline > 0)
+            return lua_pushfstring(L,
+                                   "%s:%d: %s (calls nested too deeply: a function that calls "
+                                   "itself through a library function without end?)",
+                                   ar.short_src, ar.currentline, msg);
+    }
+    return msg;
+}
+
 /* A run's main task or a chunk ended: turn its error value into a message with a
  * traceback; permanent errors (sluice.permanent) are not retried. */
 static char *error_message(sl_task *t, int *retryable, char **traceback)
@@ -446,6 +482,7 @@ static char *error_message(sl_task *t, int *retryable, char **traceback)
                                                                  : "(its error is not a string)");
         }
     }
+    if (strcmp(msg, "C stack overflow") == 0) msg = stack_overflow_where(L, t->co, msg);
     char *copy = cut_error(msg);
     luaL_traceback(L, t->co, copy, 0);
     *traceback = sl_xstrdup(lua_tostring(L, -1));
@@ -586,7 +623,9 @@ static void task_resume(sl_task *t)
     t->state = T_RUNNING;
     t->budget = rt->opts.instruction_budget;
     rt->current = t;
+    rt->refused.pending = 0;
     int st = lua_resume(t->co, rt->L, nargs, &nres);
+    sl_runtime_cap_settle(rt);
     rt->current = NULL;
     if (st == LUA_YIELD) {
         lua_pop(t->co, nres);
@@ -654,6 +693,12 @@ static void now_stamp(char *buf, size_t len)
 }
 
 #define LOG_CAP (1 << 20)
+/* What of a run's log is echoed (the daemon log, a foreground run's terminal):
+ * each line up to ECHO_LINE_MAX bytes, and ECHO_CAP bytes in all. Without them a
+ * handler logging megabyte lines in a loop wrote hundreds of MB a minute to the
+ * daemon's log, and held the loop (and every other run) while each was written. */
+#define ECHO_LINE_MAX (64 << 10)
+#define ECHO_CAP (16 << 20)
 
 /* Grows the run's log buffer to cap bytes; 0 (the buffer as it was) when out of
  * memory. */
@@ -666,28 +711,25 @@ static int grow_log(sl_run *run, size_t cap)
     return 1;
 }
 
-void sl_run_log(sl_run *run, const char *raw)
+/* Writes one line of a run's log where the runtime echoes it (cut, and only
+ * while the run's echo is under its cap: see ECHO_CAP). */
+static void echo_line(sl_run *run, const char *stamp, const char *line)
 {
-    char stamp[32];
-    now_stamp(stamp, sizeof stamp);
-    /* the database stores the log as text: bytes that are not UTF-8 become U+FFFD
-     * before the line is placed (flushes go by byte offset) */
-    char *line = sl_utf8_clean(raw);
-    size_t need = strlen(stamp) + strlen(line) + 3;
-    /* out of memory: the line is left out of the run's record, the echo still shows it */
-    if (run->loglen + need < LOG_CAP) {
-        if (run->loglen + need + 1 <= run->logcap || grow_log(run, (run->loglen + need + 1) * 2))
-            run->loglen += (size_t)snprintf(run->logs + run->loglen, run->logcap - run->loglen,
-                                            "%s %s\n", stamp, line);
-    } else if (!run->log_full) {
-        /* the run's record keeps the first LOG_CAP bytes; the daemon log gets all */
-        static const char note[] = "[log truncated: the run's record keeps the first 1 MiB]\n";
-        if (run->loglen + sizeof note <= run->logcap || grow_log(run, run->loglen + sizeof note)) {
-            run->log_full = 1;
-            memcpy(run->logs + run->loglen, note, sizeof note);
-            run->loglen += sizeof note - 1;
-        }
+    static const char stop[] = "[this run's log is past 16 MiB: its further lines are kept "
+                               "only in its record, up to 1 MiB]";
+    size_t len = strlen(line);
+    sl_buf cut = {0};
+    if (run->echoed >= ECHO_CAP || run->rt->opts.echo == SL_ECHO_NONE) return;
+    if (len > ECHO_LINE_MAX) {
+        size_t n = ECHO_LINE_MAX;
+        while (n > 0 && ((unsigned char)line[n] & 0xC0) == 0x80) /* inside a character */
+            n--;
+        sl_buf_add(&cut, line, n);
+        sl_buf_printf(&cut, " … [line cut: %zu bytes in all]", len);
+        if (cut.data) line = cut.data; /* out of memory: whole */
     }
+    run->echoed += strlen(line);
+    if (run->echoed >= ECHO_CAP) line = stop;
     switch (run->rt->opts.echo) {
     case SL_ECHO_LOG:
         sl_log(SL_INFO, line, "run", run->run_id, "type", run->job_type, NULL);
@@ -702,6 +744,34 @@ void sl_run_log(sl_run *run, const char *raw)
     default:
         break;
     }
+    free(cut.data);
+}
+
+void sl_run_log(sl_run *run, const char *raw)
+{
+    char stamp[32];
+    if (run->log_full && (run->echoed >= ECHO_CAP || run->rt->opts.echo == SL_ECHO_NONE))
+        return; /* kept nowhere */
+    now_stamp(stamp, sizeof stamp);
+    /* the database stores the log as text: bytes that are not UTF-8 become U+FFFD
+     * before the line is placed (flushes go by byte offset) */
+    char *line = sl_utf8_clean(raw);
+    size_t need = strlen(stamp) + strlen(line) + 3;
+    /* out of memory: the line is left out of the run's record, the echo still shows it */
+    if (run->loglen + need < LOG_CAP) {
+        if (run->loglen + need + 1 <= run->logcap || grow_log(run, (run->loglen + need + 1) * 2))
+            run->loglen += (size_t)snprintf(run->logs + run->loglen, run->logcap - run->loglen,
+                                            "%s %s\n", stamp, line);
+    } else if (!run->log_full) {
+        /* the run's record keeps the first LOG_CAP bytes; the echo goes on to ECHO_CAP */
+        static const char note[] = "[log truncated: the run's record keeps the first 1 MiB]\n";
+        if (run->loglen + sizeof note <= run->logcap || grow_log(run, run->loglen + sizeof note)) {
+            run->log_full = 1;
+            memcpy(run->logs + run->loglen, note, sizeof note);
+            run->loglen += sizeof note - 1;
+        }
+    }
+    echo_line(run, stamp, line);
     free(line);
 }
 

@@ -69,6 +69,7 @@ struct sl_run {
     size_t loglen, logcap;
     size_t logsent;      /* bytes of logs already recorded in the database */
     int log_full;        /* the log reached its cap (noted once) */
+    size_t echoed;       /* bytes of its lines written to the daemon log or terminal */
     char *datasets_json; /* {"key": {...}, ...} built as reports come in */
     sl_run_outcome out;
     char *result_json, *error, *version;
@@ -92,9 +93,16 @@ struct sl_runtime {
     int refs;          /* registry refs held (asserted zero at close) */
     int loading;       /* a handler file loads: its top level is held to the memory cap */
     int load_over_cap; /* the file being loaded was refused memory past the cap */
-    long guard_left;   /* instructions left to the code under the outermost guard */
-    int guarding;      /* a guard is in force (sl_guard_enter) */
-    int dirs_unread;   /* the last load could not read a handler directory */
+    /* the request last refused at the cap, which Lua may ask again after an
+     * emergency collection (see host_alloc) */
+    struct {
+        int pending;
+        void *ptr;
+        size_t osize, nsize;
+    } refused;
+    long guard_left; /* instructions left to the code under the outermost guard */
+    int guarding;    /* a guard is in force (sl_guard_enter) */
+    int dirs_unread; /* the last load could not read a handler directory */
 };
 
 /* Lua code the host runs outside a task's own budget — a handler file's top level,
@@ -112,6 +120,17 @@ void sl_guard_leave(sl_runtime *rt, lua_State *L, const sl_guard *saved);
 
 /* The runtime stored in L's registry. */
 sl_runtime *sl_runtime_of(lua_State *L);
+/* Charges cost instructions to the budget of the code running in L (its task's,
+ * or guarded host code's) before a library call whose work grows with its input
+ * and allocates nothing, so neither the count hook nor the allocator sees it (a
+ * hash, a sort). A task whose budget that spends is killed here, before the call. */
+void sl_charge(lua_State *L, long cost);
+/* The same for guarded host-run code (sl_guard_enter): raises once spent. */
+void sl_guard_charge(sl_runtime *rt, lua_State *L, long cost);
+
+/* Ends the memory cap's accounting for what ran (a resume of a task, a file's
+ * load): a request refused at the cap that Lua did not ask again is the cap. */
+void sl_runtime_cap_settle(sl_runtime *rt);
 
 /* Host work a task asks for (the REPL's run() and reload()): the memory cap is
  * refused to the current task only (host_alloc), and a refusal here would raise

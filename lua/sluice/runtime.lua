@@ -125,13 +125,51 @@ M.duration = duration
 
 ---------------------------------------------------------------- the sandbox
 
-local loaded = {}   -- library modules, by name (cleared on reload)
-local builtin = {}  -- modules that are part of the host: "sluice", "cjson"
+local builtin = {}  -- read-only modules every environment shares: "cjson"
 local base = {}     -- the allow-listed globals every environment starts from
+local new_sluice    -- new_sluice(family) → that family's `sluice` (the public API below)
+local new_env
 
-local function new_env(extra, permissive)
+-- A family is an environment (a handler file's, a script's, the REPL's) and the
+-- library modules it requires, directly or through other modules: they share one
+-- module cache, one `require` and one `sluice`, whose http, retry, spawn, wait
+-- and map are instances of their own. Nothing of it is another family's: a
+-- module's tables and the metatables of the objects it makes are writable (a
+-- library is ordinary Lua), and were one per process, so that a handler that
+-- changed require("sluice.params").validate, or the Response metatable of
+-- sluice.http, changed them for every handler. Handler files loaded again (a
+-- reload) are new families: their libraries are read again from disk.
+local function new_family()
+  local family = { loaded = {} }
+  function family.require(name)
+    if type(name) ~= "string" then error("require: module name must be a string", 2) end
+    if name == "sluice" then return family.sluice end
+    local b = builtin[name]
+    if b ~= nil then return b end
+    local v = family.loaded[name]
+    if v ~= nil then return v end
+    local ok, src, chunkname = pcall(read_module, name)
+    if not ok then error((tostring(src):gsub("^[^\n]-%.lua:%d+: ", "")), 2) end
+    if not src then error(chunkname, 2) end
+    local fn, err = load(src, chunkname, "t", new_env(nil, false, family))
+    if not fn then error(err, 2) end
+    local r = fn(name)
+    if r == nil then r = true end
+    family.loaded[name] = r
+    return r
+  end
+  family.sluice = new_sluice(family)
+  return family
+end
+
+-- new_env(extra, permissive[, family]) → a fresh environment, in a family of its
+-- own unless one is given.
+function new_env(extra, permissive, family)
+  family = family or new_family()
   local env = {}
   for k, v in pairs(base) do env[k] = v end
+  env.require = family.require
+  env.sluice = family.sluice
   for k, v in pairs(extra or {}) do env[k] = v end
   env._G = env
   local mt = {
@@ -149,21 +187,6 @@ local function new_env(extra, permissive)
   return setmetatable(env, mt)
 end
 
-local function sandbox_require(name)
-  if type(name) ~= "string" then error("require: module name must be a string", 2) end
-  local b = builtin[name]
-  if b ~= nil then return b end
-  local v = loaded[name]
-  if v ~= nil then return v end
-  local src, chunkname = read_module(name)
-  if not src then error(chunkname, 2) end
-  local fn, err = load(src, chunkname, "t", new_env())
-  if not fn then error(err, 2) end
-  local r = fn(name)
-  if r == nil then r = true end
-  loaded[name] = r
-  return r
-end
 
 do
   for _, k in ipairs({ "assert", "error", "ipairs", "next", "pairs", "pcall", "select",
@@ -189,23 +212,73 @@ do
     local r = setmetatable(t, mt)
     return r
   end
+  -- lib with some of its functions replaced (a copy: the host keeps the originals)
+  local function with(lib, fns)
+    local t = {}
+    for k, v in pairs(lib) do t[k] = v end
+    for k, v in pairs(fns) do t[k] = v end
+    return t
+  end
+  -- Calls whose work grows with their input and allocate nothing are charged to
+  -- the instruction budget before they run: the count hook does not see one
+  -- call, and a loop sorting a table of ten million numbers, or measuring a
+  -- 400 MB string, held the worker for seconds a call on a few instructions.
+  local charge, sort, ulen, uoffset = core.charge, table.sort, utf8.len, utf8.offset
   base.string = readonly(string, "string")
-  base.table = readonly(table, "table")
-  base.math = readonly(math, "math")
-  base.utf8 = readonly(utf8, "utf8")
-  base.coroutine = readonly(coroutine, "coroutine")
+  base.table = readonly(with(table, {
+    sort = function(t, comp)
+      local n = type(t) == "table" and #t or 0
+      if n > 1 then charge(n * math.log(n, 2)) end
+      return sort(t, comp)
+    end,
+  }), "table")
+  -- The generator is the process's: seeded by one handler, every handler's
+  -- numbers (sluice.retry's jitter among them) would follow that seed.
+  base.math = readonly(with(math, {
+    randomseed = function()
+      error("math.randomseed: the random generator is shared by every handler in the process "
+        .. "and seeded at start-up; for a sequence you can repeat, use a generator of your own", 2)
+    end,
+  }), "math")
+  base.utf8 = readonly(with(utf8, {
+    len = function(s, ...)
+      if type(s) == "string" then charge(#s // 4) end
+      return ulen(s, ...)
+    end,
+    offset = function(s, ...)
+      if type(s) == "string" then charge(#s // 4) end
+      return uoffset(s, ...)
+    end,
+  }), "utf8")
+  -- A run's coroutine and the tasks of sluice.spawn are resumed by the
+  -- scheduler alone, when what they wait for is done. Reached by a handler
+  -- (coroutine.running() kept in an upvalue, passed to a spawned task), a
+  -- parked one could be resumed in the middle of its wait, or closed, by
+  -- another task or another run: that run then went on inside the other, and
+  -- failed later as "cannot resume dead coroutine" with its result lost.
+  local co = {}
+  for k, v in pairs(coroutine) do co[k] = v end
+  for _, name in ipairs({ "resume", "close" }) do
+    local fn = coroutine[name]
+    co[name] = function(thread, ...)
+      if core.is_task(thread) then
+        error(("coroutine.%s: that coroutine is a sluice task (a run, or a task of "
+          .. "sluice.spawn), which only sluice resumes or ends; use sluice.spawn and "
+          .. "sluice.wait, or a coroutine of your own"):format(name), 2)
+      end
+      return fn(thread, ...)
+    end
+  end
+  base.coroutine = readonly(co, "coroutine")
   base.os = readonly({ time = os.time, clock = os.clock, date = os.date, difftime = os.difftime }, "os")
   base.print = core.print
-  base.require = sandbox_require
   -- strings' shared metatable must not be reachable for changes
   getmetatable("").__metatable = false
 end
 
 ---------------------------------------------------------------- the public API
 
-local permanent_mt = {
-  __tostring = function(e) return e.message end,
-}
+local function permanent_text(e) return e.message end
 
 local sluice = {}
 sluice.null = null
@@ -250,7 +323,10 @@ end
 
 -- error(sluice.permanent("…")): fail the run without retrying it.
 function sluice.permanent(message)
-  return setmetatable({ message = error_text(message), permanent = true }, permanent_mt)
+  -- a metatable of its own: getmetatable reaches it, and one shared by every
+  -- permanent error was every handler's to change
+  return setmetatable({ message = error_text(message), permanent = true },
+    { __tostring = permanent_text })
 end
 
 local db = { query = dbd.query, null = null }
@@ -294,45 +370,43 @@ local assets = { put = drivers.files.put_asset, begin = drivers.files.begin_asse
 sluice.assets = readonly(assets, "sluice.assets")
 
 -- sluice.http, sluice.retry, sluice.spawn / wait / map: Lua libraries over C
--- drivers (lua/sluice/http.lua, retry.lua, spawn.lua), loaded on first use.
-local libs = {}
-local function lib(name, driver)
-  local m = libs[name]
-  if m == nil then
-    m = sandbox_require(name)
-    if driver then m = m(driver) end
-    libs[name] = m
-  end
-  return m
-end
+-- drivers (lua/sluice/http.lua, retry.lua, spawn.lua), loaded on first use, in
+-- each family (see new_family): lib(name, driver) → the family's instance.
 local lazy = {
-  http = function() return readonly(lib("sluice.http", drivers.http), "sluice.http") end,
-  retry = function() return lib("sluice.retry").retry end,
-  spawn = function() return lib("sluice.spawn", drivers.spawn).spawn end,
-  wait = function() return lib("sluice.spawn", drivers.spawn).wait end,
-  map = function() return lib("sluice.spawn", drivers.spawn).map end,
+  http = function(lib) return readonly(lib("sluice.http", drivers.http), "sluice.http") end,
+  retry = function(lib) return lib("sluice.retry").retry end,
+  spawn = function(lib) return lib("sluice.spawn", drivers.spawn).spawn end,
+  wait = function(lib) return lib("sluice.spawn", drivers.spawn).wait end,
+  map = function(lib) return lib("sluice.spawn", drivers.spawn).map end,
 }
-setmetatable(sluice, {
-  __index = function(t, k)
-    local load = lazy[k]
-    if not load then return nil end
-    local v = load()
-    rawset(t, k, v)
-    return v
-  end,
-})
 
--- The daemon loads them all at start-up, while its first claim is in flight,
--- instead of inside its first runs.
-function M.preload()
-  for name in pairs(lazy) do
-    local _ = sluice[name]
+-- The `sluice` of one family: the shared fields above (C functions and
+-- read-only tables) and the family's own instances of the lazy ones.
+function new_sluice(family)
+  local api, libs = {}, {}
+  for k, v in pairs(sluice) do api[k] = v end
+  local function lib(name, driver)
+    local m = libs[name]
+    if m == nil then
+      m = family.require(name)
+      if driver then m = m(driver) end
+      libs[name] = m
+    end
+    return m
   end
+  setmetatable(api, {
+    __index = function(t, k)
+      local load = lazy[k]
+      if not load then return nil end
+      local v = load(lib)
+      rawset(t, k, v)
+      return v
+    end,
+  })
+  return readonly(api, "sluice")
 end
 
-builtin.sluice = readonly(sluice, "sluice")
 builtin.cjson = sluice.json
-base.sluice = builtin.sluice
 
 -- Lua names a C function in an error ("bad argument #1 to '…'") and in a
 -- traceback by the field of package.loaded that holds it, when one does. The
@@ -346,9 +420,11 @@ package.loaded["sluice.assets"] = assets
 
 ---------------------------------------------------------------- parameters
 
+-- The host's own instance, in a family no handler is part of: the registry's
+-- schemas are compiled and checked with it.
 local params_lib
 local function params()
-  if not params_lib then params_lib = sandbox_require("sluice.params") end
+  if not params_lib then params_lib = new_family().require("sluice.params") end
   return params_lib
 end
 
@@ -591,7 +667,6 @@ end
 -- Starts a (re)load: library modules are read again from disk, so an edited
 -- lua/ library takes effect together with the handlers that use it.
 function M.begin_load()
-  for k in pairs(loaded) do loaded[k] = nil end
   params_lib = nil
 end
 
@@ -629,6 +704,17 @@ function M.types_in(dir)
     if e.file:sub(1, #dir + 1) == dir .. "/" then out[#out + 1] = name end
   end
   return out
+end
+
+-- The daemon loads each handler's sluice.http, retry and spawn at start-up,
+-- while its first claim is in flight, instead of inside its first runs.
+function M.preload()
+  for _, entry in pairs(handlers) do
+    local api = rawget(entry.env, "sluice")
+    for name in pairs(lazy) do
+      local _ = api[name]
+    end
+  end
 end
 
 function M.get_handler(name)
@@ -739,6 +825,11 @@ local function make_job(entry, spec, params_value)
   -- level as seen from the function calling these.
   local function live(what, level)
     if core.run_id() ~= spec.run_id then
+      if core.run_active(spec.run_id) then -- kept in an upvalue by a run still going
+        error(("job.%s: this job object is another run's, which is still going (a job object "
+          .. "is valid only during its own run: use the job your run(job) was given)")
+          :format(what), level + 1)
+      end
       error(("job.%s: this job's run has ended (a job object is valid only during its run)")
         :format(what), level + 1)
     end
@@ -842,12 +933,15 @@ function M.encode_result(v, job_type)
 end
 
 -- describe_error(v) → text for an error value that is neither a string nor a
--- table with a message: a table as JSON where it can be, nil said as such.
+-- table with a message: a table as JSON where it can be (else why it cannot:
+-- "table: 0x…" says nothing), nil said as such.
 function M.describe_error(v)
   if v == nil then return "error(nil): the handler raised no message" end
   if type(v) == "table" then
     local ok, s = pcall(json.encode, v)
     if ok then return "error value " .. s end
+    return ("error value: a table that cannot be written as JSON (%s)")
+      :format((tostring(s):gsub("^[^\n]-:%d+: ", "")))
   end
   return "error value " .. tostring(v)
 end
@@ -873,7 +967,7 @@ local function repl_state()
     if not src then error(chunkname) end
     local env = new_env(nil, true)
     local lib = assert(load(src, chunkname, "t", _ENV))({
-      host = M, sluice = sluice, driver = drivers.repl, json = json, null = null, env = env,
+      host = M, sluice = rawget(env, "sluice"), driver = drivers.repl, json = json, null = null, env = env,
     })
     repl = { env = env, lib = lib }
   end

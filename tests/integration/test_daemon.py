@@ -61,6 +61,17 @@ BAD_HANDLERS = {
     "err_table": """return { run = function(job) error({ code = 7 }) end }""",
     "err_nil": """return { run = function(job) error(nil) end }""",
     "fn_result": """return { run = function(job) return { f = function() end } end }""",
+    # a table the encoder refuses: why, not "error value table: 0x…"
+    "err_deep_table": """return { run = function(job)
+        local t = {} local c = t
+        for i = 1, 2000 do c[1] = {} c = c[1] end
+        error(t) end }""",
+    "err_fn_table": """return { run = function(job) error({ f = print }) end }""",
+    # a recursion through a library function overflows the C stack inside it:
+    # said at the handler's line, not as a bare "C stack overflow"
+    "gsub_recursion": """return { run = function(job)
+        local function f(s) return (s:gsub(".", f)) end
+        return f("abc") end }""",
     # error values whose metamethods raise or never return (the host reads them)
     "err_tostring_raises": """return { run = function(job)
         error(setmetatable({}, { __tostring = function() error("inner") end })) end }""",
@@ -652,6 +663,59 @@ class Daemon(harness.SluiceTest):
         self.assertEqual(out["status"], "completed", out["error"])
         self.assertEqual(out["result"]["s"], 100000 * 100001 // 2)
 
+    def test_garbage_past_the_memory_cap_is_collected_not_killed(self):
+        # 20 MiB strings made and dropped in a loop under a 64 MiB cap: what is
+        # live stays under 45 MiB, but the collector had not reached the garbage
+        # when the cap was met, and the run was killed (not to be retried) on the
+        # first refusal, before Lua's emergency collection could free it
+        self.write("churn.lua", """return { run = function(job)
+            local n = 0
+            for i = 1, 20 do
+              local s = string.rep("x", 20 * 1024 * 1024) .. i
+              n = n + #s
+            end
+            return { n = n }
+          end }""")
+        self.write("hog.lua", """local keep = {}
+          return { run = function(job)
+            for i = 1, 20 do  -- live data past the cap: killed, pcall or not
+              pcall(function() keep[#keep + 1] = string.rep("x", 20 * 1024 * 1024) .. i end)
+            end
+            return { kept = #keep }
+          end }""")
+        env = self.henv({"SLUICE_MEMORY_LIMIT_MB": "64"})
+        proc = self.sluice("run", "churn", "--json", env=env, check=False)
+        out = json.loads(proc.stdout)
+        self.assertEqual(out["status"], "completed", out["error"])
+        self.assertEqual(out["result"]["n"], 20 * 20 * 1024 * 1024 + 9 + 2 * 11)
+        proc = self.sluice("run", "hog", "--json", env=env, check=False)
+        out = json.loads(proc.stdout)
+        self.assertEqual(out["status"], "failed", out)
+        self.assertIn("memory limit exceeded", out["error"])
+
+    def test_a_run_logging_megabytes_does_not_flood_the_daemon_log(self):
+        # every line of every run went to the daemon's log whole: a handler
+        # logging 100 KiB lines in a loop wrote 30 MB there in seconds (and
+        # hundreds of MB a minute), holding the loop while each was written
+        self.write("flood.lua", """return { run = function(job)
+            local line = ("x"):rep(100 * 1024)
+            for i = 1, 300 do job.log(line) if i % 20 == 0 then sluice.sleep(0) end end
+            job.log("done")
+            return { ok = true }
+          end }""")
+        env = self.henv()
+        job = self.sluice("queue", "flood", "--max-retries", "0", env=env).stdout.strip()
+        with self.serve(env=env) as d:
+            self.wait_done(job)
+            self.assertEqual(d.stop(timeout=30), 0)
+            log = d.log()
+        self.assertEqual(self.result_of(job)["status"], "completed")
+        self.assertIn(" … [line cut: 102400 bytes in all]", log)
+        self.assertEqual(log.count("this run's log is past 16 MiB: its further lines are kept only "
+                                   "in its record, up to 1 MiB"), 1)
+        self.assertNotIn('msg="done"', log)
+        self.assertLess(len(log), 17 * 1024 * 1024)
+
     def test_a_huge_error_message_is_cut(self):
         # an error's text was stored whole, twice (the run's error, the job's
         # last error), and written whole to the log: 100 MB for a 100 MB error
@@ -720,6 +784,12 @@ class Daemon(harness.SluiceTest):
         self.assertEqual(errors["err_nil"], "error(nil): the handler raised no message")
         self.assertEqual(errors["fn_result"], "the handler's return value cannot be encoded as JSON: "
                                               "Cannot serialise function: type not supported")
+        self.assertEqual(errors["err_deep_table"], "error value: a table that cannot be written as "
+                                                   "JSON (Cannot serialise, excessive nesting (1001))")
+        self.assertEqual(errors["err_fn_table"], "error value: a table that cannot be written as "
+                                                 "JSON (Cannot serialise function: type not supported)")
+        self.assertRegex(errors["gsub_recursion"], r"^\S+gsub_recursion\.lua:2: C stack overflow \(calls "
+                                                   r"nested too deeply")
         self.assertIn("the error value could not be said as text: ", errors["err_tostring_raises"])
         self.assertIn("inner", errors["err_tostring_raises"])
         self.assertIn("no such field", errors["err_index_raises"])
@@ -828,6 +898,55 @@ class Daemon(harness.SluiceTest):
         self.assertEqual(tick["status"], "completed")
         self.assertLess(tick["result"]["max_gap"], 20)
 
+    def test_library_calls_that_read_much_and_allocate_nothing_are_charged(self):
+        # one call of sluice.sha256, utf8.len or table.sort is a few instructions
+        # however long its input, and allocates nothing: a loop of them on one
+        # 20 MB string or 300,000-element table held the worker for minutes
+        self.write("ticker.lua", TICKER)
+        self.write("hash_loop.lua", """return { run = function(job)
+            local s = ("x"):rep(20 * 1024 * 1024)
+            for i = 1, 2000 do sluice.sha256(s) end
+          end }""")
+        self.write("utf8_loop.lua", """return { run = function(job)
+            local s = ("x"):rep(20 * 1024 * 1024)
+            for i = 1, 2000 do utf8.len(s) end
+          end }""")
+        self.write("sort_loop.lua", """return { run = function(job)
+            local t = {}
+            for i = 1, 300000 do t[i] = i end
+            for i = 1, 5000 do table.sort(t) end
+          end }""")
+        self.write("fine.lua", """return { run = function(job)
+            local t = { 3, 1, 2 }
+            table.sort(t)
+            local seed = select(2, pcall(function() math.randomseed(42) end))
+            return { t = t, n = utf8.len("héllo"), at = utf8.offset("héllo", 3),
+                     h = sluice.sha256("abc"):sub(1, 8), seed = seed }
+          end }""")
+        env = self.henv({"SLUICE_INSTRUCTION_BUDGET": "20000000"})
+        ticker = self.sluice("queue", "ticker", env=env).stdout.strip()
+        jobs = {name: self.sluice("queue", name, "--max-retries", "0", env=env).stdout.strip()
+                for name in ("hash_loop", "utf8_loop", "sort_loop", "fine")}
+        with self.serve("--concurrency", "2", env=env) as d:
+            for job in jobs.values():
+                self.wait_done(job, timeout=60)
+            self.wait_done(ticker, timeout=60)
+            self.assertEqual(d.stop(timeout=30), 0, d.log())
+        for name in ("hash_loop", "utf8_loop", "sort_loop"):
+            run = self.result_of(jobs[name])
+            self.assertEqual(run["status"], "failed", name)
+            self.assertIn("instruction budget exceeded", run["error_message"], name)
+        fine = self.result_of(jobs["fine"])
+        self.assertEqual(fine["status"], "completed", fine)
+        self.assertEqual(fine["result"]["t"], [1, 2, 3])
+        self.assertEqual((fine["result"]["n"], fine["result"]["at"], fine["result"]["h"]), (5, 4, "ba7816bf"))
+        # the generator is every handler's: one handler does not seed it for all
+        self.assertRegex(fine["result"]["seed"], r"fine\.lua:4: math\.randomseed: the random generator "
+                                                 r"is shared by every handler in the process")
+        tick = self.result_of(ticker)
+        self.assertEqual(tick["status"], "completed")
+        self.assertLess(tick["result"]["max_gap"], 20)
+
     def test_a_string_built_by_appending_fails_its_run_and_holds_up_no_other(self):
         # `s = s .. piece` copies the whole string at each append, one
         # instruction whatever its length: 200,000 appends of 100 bytes are a
@@ -885,6 +1004,44 @@ class Daemon(harness.SluiceTest):
         self.assertEqual(res["own"], 1)
         self.assertEqual(self.result_of(victim)["result"], {"fmt": "42", "json": "nil"})
 
+    def test_a_handler_cannot_change_the_libraries_of_another(self):
+        # a module a handler requires is a table it can write, and so are the
+        # metatables of the objects the libraries make; with one instance per
+        # process, a handler that changed require("sluice.params").validate
+        # failed every other job type's runs as "invalid parameters: POISONED"
+        self.write("poison.lua", """return { run = function(job)
+            require("sluice.params").validate = function() return nil, { "POISONED" } end
+            local clean = require("sluice.clean")
+            clean.text = function() return "POISONED" end
+            getmetatable(sluice.permanent("x")).__tostring = function() return "POISONED" end
+            getmetatable(sluice.db.query("SELECT 1 AS one")).__index.affected = -1
+            local bad = select(2, pcall(function() local m = require("../x") return m end))
+            return { own = clean.text("a"), same = require("sluice.clean") == clean, bad = bad }
+          end }""")
+        self.write("victim.lua", """return {
+            params = { n = { type = "integer", default = 7 } },
+            run = function(job)
+              return { n = job.params.n, text = require("sluice.clean").text("a\0b"),
+                       permanent = tostring(sluice.permanent("real")),
+                       affected = sluice.db.query("SELECT 1 AS one").affected,
+                       retried = sluice.retry(function() return "ok" end) }
+            end }""")
+        env = self.henv()
+        poison = self.sluice("queue", "poison", "--max-retries", "0", env=env).stdout.strip()
+        with self.serve("--concurrency", "1", env=env):
+            self.wait_done(poison)
+            victim = self.sluice("queue", "victim", "--max-retries", "0", env=env).stdout.strip()
+            self.wait_done(victim)
+        # the changes were made, in the poisoning handler's own instances
+        res = self.result_of(poison)["result"]
+        self.assertEqual((res["own"], res["same"]), ("POISONED", True))
+        # a name require refuses is said at the handler's line, not the runtime's
+        self.assertRegex(res["bad"], r"poison\.lua:7: bad module name '\.\./x'")
+        run = self.result_of(victim)
+        self.assertEqual(run["status"], "completed", run)
+        self.assertEqual(run["result"], {"n": 7, "text": "ab", "permanent": "real",
+                                         "affected": 1, "retried": "ok"})
+
     def test_a_job_object_kept_past_its_run_refuses_to_act(self):
         # kept in an upvalue, the first run's job would have written a checkpoint
         # into its finished job and logged into the second run
@@ -927,6 +1084,58 @@ class Daemon(harness.SluiceTest):
         self.assertIn("from a child task", logs)
         self.assertNotIn("old", logs)
 
+    def test_a_run_cannot_resume_or_close_another_runs_coroutine(self):
+        # a run's coroutine kept in an upvalue was resumed by the next run in the
+        # middle of its sleep: the first run went on inside the second, its result
+        # was lost, and it failed later as "cannot resume dead coroutine"
+        self.write("grabber.lua", """local saved, done, first
+            return { run = function(job)
+              if not saved then
+                saved, first = coroutine.running(), job
+                for i = 1, 600 do  -- until the other run is done (bounded)
+                  if done then break end
+                  sluice.sleep(0.05)
+                end
+                return { first = true }
+              end
+              local r = {}
+              r.resume = select(2, pcall(coroutine.resume, saved))
+              r.close = select(2, pcall(coroutine.close, saved))
+              local me = coroutine.running()
+              r.child = select(2, pcall(sluice.wait, sluice.spawn(function()
+                coroutine.resume(me, "early") -- line 16: the handler's line
+              end)))
+              local own = coroutine.wrap(function(x) return x * 2 end)
+              r.own = own(21)
+              r.log = select(2, pcall(first.log, "written by the other run"))
+              done = true
+              return r
+            end }""")
+        env = self.henv()
+        jobs = [self.sluice("queue", "grabber", "--max-retries", "0", env=env).stdout.strip()
+                for _ in range(2)]
+        with self.serve("--concurrency", "2", env=env) as d:
+            for job in jobs:
+                self.wait_done(job)
+            self.assertEqual(d.stop(timeout=30), 0, d.log())
+        runs = [self.result_of(job) for job in jobs]
+        self.assertEqual([r["status"] for r in runs], ["completed", "completed"], runs)
+        first = [r["result"] for r in runs if r["result"].get("first")]
+        second = [r["result"] for r in runs if not r["result"].get("first")]
+        self.assertEqual(len(first), 1, runs)
+        self.assertEqual(len(second), 1, runs)
+        r = second[0]
+        task = ("that coroutine is a sluice task (a run, or a task of sluice.spawn), which only "
+                "sluice resumes or ends; use sluice.spawn and sluice.wait, or a coroutine of your own")
+        self.assertEqual(r["resume"], "coroutine.resume: " + task)
+        self.assertEqual(r["close"], "coroutine.close: " + task)
+        self.assertRegex(r["child"], r"grabber\.lua:16: coroutine\.resume: that coroutine is a sluice task")
+        self.assertEqual(r["own"], 42)
+        # the other run's job object, while that run still goes: refused, and said so
+        self.assertEqual(r["log"], "job.log: this job object is another run's, which is still going "
+                                   "(a job object is valid only during its own run: use the job your "
+                                   "run(job) was given)")
+
     def test_a_handler_file_that_never_finishes_loading_is_kept_out(self):
         self.write("load_spin.lua", """while true do end
             return { run = function(job) return {} end }""")
@@ -943,6 +1152,19 @@ class Daemon(harness.SluiceTest):
         with self.serve(env=env):
             self.wait_done(job)
         self.assertEqual(self.result_of(job)["status"], "completed")
+
+    def test_a_handler_file_sorting_in_a_loop_at_load_is_kept_out(self):
+        # a file's top level runs under a budget whose hook counts every 1,000
+        # instructions: a loop of sorts of three million elements made some 250
+        # calls of half a second each before the hook looked
+        self.write("load_sort.lua", """local t = {}
+            for i = 1, 3000000 do t[i] = i end
+            for i = 1, 1000 do table.sort(t) end
+            return { run = function(job) return {} end }""")
+        env = self.henv({"SLUICE_INSTRUCTION_BUDGET": "20000000"})
+        check = self.sluice("check", env=env, check=False, timeout=60)
+        self.assertNotEqual(check.returncode, 0)
+        self.assertIn("load_sort.lua: instruction budget exceeded", check.stdout + check.stderr)
 
     def test_a_handler_file_that_allocates_past_the_memory_cap_is_kept_out(self):
         # a file's top level had no memory cap: a daemon reloading it grew
