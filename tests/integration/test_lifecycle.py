@@ -477,8 +477,13 @@ class Lifecycle(harness.SluiceTest):
         # a run that ends milliseconds after its slot began must not be given the
         # same slot again (the clock that said "now" was a coarse one, a few ms
         # behind); this waits for the next minute to begin
+        # the four are scheduled within one minute, so that they share their slot:
+        # late in a minute, the later ones would be given the next one
+        self.wait_for(lambda: time.time() % 60 < 45, 20, "the minute never turned")
         jobs = [self.sluice("schedule", "noop", "--cron", "* * * * *").stdout.strip() for _ in range(4)]
-        slot = float(self.scalar("SELECT extract(epoch FROM min(next_run_at)) FROM sluice.scheduled_jobs"))
+        slots = self.sql("SELECT DISTINCT extract(epoch FROM next_run_at) AS due FROM sluice.scheduled_jobs")
+        self.assertEqual(len(slots), 1, f"scheduling the four took more than 15 s: {slots}")
+        slot = float(slots[0]["due"])
         with self.serve("--concurrency", "4"):
             self.wait_for(lambda: time.time() > slot + 3, 75, "the slot never came")
         counts = self.sql(f"SELECT scheduled_job_id::text AS job, count(*) AS n FROM sluice.scheduled_job_runs "
