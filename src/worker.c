@@ -970,15 +970,18 @@ static void signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
     maybe_exit(w);
 }
 
-/* A stop asked for while start-up still waits for the database, before
- * signal_cb is set up: without this the signal's default action ended the
- * process (status 143 for SIGTERM) where a stop exits 0. */
-static volatile sig_atomic_t startup_stop;
+/* A stop (SIGINT, SIGTERM) or a reload (SIGHUP) asked for during start-up,
+ * before the loop's signal watchers are set up: without this the signal's
+ * default action ended the process (status 143 for SIGTERM) where a stop exits
+ * 0, and a reload killed it. Both are acted on once the loop watches them. */
+static volatile sig_atomic_t startup_stop, startup_reload;
 
 static void startup_signal(int sig)
 {
-    (void)sig;
-    startup_stop = 1;
+    if (sig == SIGHUP)
+        startup_reload = 1;
+    else
+        startup_stop = 1;
 }
 
 /* ------------------------------------------------------------------ serve */
@@ -1049,10 +1052,13 @@ static int has_job_types(sl_ctx *ctx, const sl_config *cfg)
 
 /* Leaves serve before its loop ran: what start-up set up (sl_queue_close: the
  * runtime, the loop, an early connection; the time zones; the pidfile). */
-static int serve_quit(sl_ctx *ctx, sl_tz_cache *zones, int pidfd, const char *pidfile, int status)
+static int serve_quit(sl_ctx *ctx, sl_worker *w, int pidfd, const char *pidfile, int status)
 {
+    if (w) {
+        sl_watch_stop(w->watch);
+        sl_tz_cache_free(w->zones);
+    }
     sl_queue_close(ctx);
-    sl_tz_cache_free(zones);
     sl_pidfile_release(pidfd, pidfile);
     return status;
 }
@@ -1122,8 +1128,12 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     sigemptyset(&stop.sa_mask);
     sigaction(SIGINT, &stop, NULL);
     sigaction(SIGTERM, &stop, NULL);
+    sigaction(SIGHUP, &stop, NULL);
+    /* watched before the files are read: an edit made from now on, while
+     * start-up waits for the database say, is a reload once the loop runs */
+    if (watch) w.watch = sl_watch_start(ctx.loop, &cfg, reload_handlers, &w);
     sl_queue_load(&ctx, 0);
-    if (!has_job_types(&ctx, &cfg)) return serve_quit(&ctx, w.zones, pidfd, pidfile, 2);
+    if (!has_job_types(&ctx, &cfg)) return serve_quit(&ctx, &w, pidfd, pidfile, 2);
     double backoff = 1;
     PGconn *boot;
     sl_cli_errors_to_log(1); /* why an attempt failed, as a line of the log */
@@ -1139,7 +1149,7 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
         if (startup_stop) {
             sl_cli_errors_to_log(0);
             sl_log(SL_INFO, "sluice stopped: asked to before start-up succeeded", NULL);
-            return serve_quit(&ctx, w.zones, pidfd, pidfile, 0);
+            return serve_quit(&ctx, &w, pidfd, pidfile, 0);
         }
         backoff = backoff * 2 > 30 ? 30 : backoff * 2;
     }
@@ -1149,12 +1159,6 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     sl_pg_adopt(ctx.pg, boot); /* the first claim needs no new connection */
 
     w.types = claimable_types(ctx.rt);
-    char *names = sl_runtime_type_names(ctx.rt);
-    char conc[16];
-    snprintf(conc, sizeof conc, "%d", w.concurrency);
-    sl_log(SL_INFO, "sluice serving", "worker", w.id, "concurrency", conc, "job_types", names,
-           "version", SLUICE_VERSION, NULL);
-    free(names);
 
     ev_init(&w.claim_timer, claim_timer_cb);
     w.claim_timer.data = &w;
@@ -1193,7 +1197,7 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     ev_signal_init(&w.sighup, sighup_cb, SIGHUP);
     w.sighup.data = &w;
     ev_signal_start(ctx.loop, &w.sighup);
-    if (watch) w.watch = sl_watch_start(ctx.loop, &cfg, reload_handlers, &w);
+    if (startup_reload) raise(SIGHUP); /* asked during start-up */
     sl_pg_listen(ctx.pg, "sluice_jobs", on_notify, &w);
     sl_pg_listen(ctx.pg, "sluice_cancel", on_notify, &w);
     cycle(&w);
@@ -1201,6 +1205,14 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     /* while the first claim is in flight: what the first runs would set up */
     sl_runtime_preload(ctx.rt);
     if (!ctx.http) ctx.http = sl_http_new(ctx.loop, &cfg);
+    /* said once every watcher is set up: a file edited or a signal sent after
+     * this line is acted on */
+    char *names = sl_runtime_type_names(ctx.rt);
+    char conc[16];
+    snprintf(conc, sizeof conc, "%d", w.concurrency);
+    sl_log(SL_INFO, "sluice serving", "worker", w.id, "concurrency", conc, "job_types", names,
+           "version", SLUICE_VERSION, NULL);
+    free(names);
     sl_notify("READY=1\nSTATUS=serving");
     ev_run(ctx.loop, 0);
 

@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import tempfile
+import urllib.parse
 
 import harness
 
@@ -264,6 +265,29 @@ class Daemon(harness.SluiceTest):
             d.signal(signal.SIGHUP)
             self.wait_for(lambda: self.scalar("SELECT available FROM sluice.job_types "
                                               "WHERE name = 'versioned'") == "f", 10)
+
+    def test_an_edit_and_a_reload_asked_for_while_start_up_waits_are_taken(self):
+        # the files were read before start-up waited for the database, and
+        # watched only once the daemon served: a file written meanwhile was
+        # not seen, and a SIGHUP meanwhile ended the daemon (its default action)
+        socket_dir = urllib.parse.parse_qs(urllib.parse.urlsplit(self.db).query)["host"][0]
+        with tempfile.TemporaryDirectory(prefix="sluice-later-") as later:
+            env = self.henv({"DATABASE_URL": self.db.replace(socket_dir, later)})
+            with self.serve(env=env) as d:
+                d.wait_log("start-up failed; retrying in 2s")
+                self.write("versioned.lua", VERSION_HANDLER % 3)
+                d.signal(signal.SIGHUP)
+                # the database "comes up": its socket appears where the daemon looks
+                for name in os.listdir(socket_dir):
+                    if name.startswith(".s.PGSQL.") and not name.endswith(".lock"):
+                        os.symlink(os.path.join(socket_dir, name), os.path.join(later, name))
+                d.wait_log("sluice serving", timeout=30)
+                d.wait_log("SIGHUP: reloading handlers", timeout=10)
+                self.wait_for(lambda: self.scalar("SELECT count(*) FROM sluice.job_types "
+                                                  "WHERE name = 'versioned' AND available") == "1", 10)
+                job = self.sluice("queue", "versioned", env=env).stdout.strip()
+                self.wait_done(job)
+                self.assertEqual(self.result_of(job)["result"]["version"], 3)
 
     # -------------------------------------------------------------- operations
 
