@@ -579,7 +579,10 @@ class Daemon(harness.SluiceTest):
             self.wait_for(lambda: self.count("sluice.scheduled_job_runs",
                                              f"scheduled_job_id = '{rec}' AND status = 'completed'") == 1)
         self.assertEqual(self.result_of(once)["result"], {"version": 2})
-        job = self.one(f"SELECT status, attempts, current_run_id, next_run_at > now() AS later, "
+        # its next slot is after its run ended (not after now: a slot may have
+        # come since, with the daemon stopped)
+        job = self.one(f"SELECT status, attempts, current_run_id, next_run_at > (SELECT max(completed_at) "
+                       f"FROM sluice.scheduled_job_runs WHERE scheduled_job_id = '{rec}') AS later, "
                        f"extract(minute FROM next_run_at)::int % 5 AS off_slot "
                        f"FROM sluice.scheduled_jobs WHERE id = '{rec}'")
         self.assertEqual(job, {"status": "active", "attempts": 0, "current_run_id": None, "later": True,
