@@ -197,7 +197,8 @@ int sl_cmd_queue(const sl_config *cfg, int argc, char **argv)
     /* load handlers quietly: problems in other files do not block this job */
     char *problems = NULL;
     sl_runtime_load_handlers(ctx.rt, NULL, 0, &problems);
-    problem = sl_runtime_validate(ctx.rt, type, params, &normalized, 0);
+    problem =
+        sl_runtime_validate(ctx.rt, type, params, &normalized, brand ? 0 : SL_VALIDATE_NO_BRAND);
     if (problem) {
         sl_cli_error("%s", problem);
         if (problems && strstr(problem, "unknown job type"))

@@ -154,7 +154,7 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
     PGresult *claimed = NULL;
     sl_queue_connect_early(&ctx);
     sl_queue_load(&ctx, 0);
-    problem = sl_runtime_validate(ctx.rt, type, params, &normalized, 1);
+    problem = sl_runtime_validate(ctx.rt, type, params, &normalized, SL_VALIDATE_HERE);
     if (problem) {
         sl_cli_error("%s", problem);
         status = 2;

@@ -112,7 +112,8 @@ int sl_cmd_schedule(const sl_config *cfg, int argc, char **argv)
     PGconn *c = NULL;
     sl_queue_connect_early(&ctx);
     sl_queue_load(&ctx, 0);
-    char *problem = sl_runtime_validate(ctx.rt, type, params, &normalized, 0);
+    char *problem =
+        sl_runtime_validate(ctx.rt, type, params, &normalized, brand ? 0 : SL_VALIDATE_NO_BRAND);
     if (problem) {
         sl_cli_error("%s", problem);
         goto out;

@@ -690,14 +690,15 @@ char *sl_runtime_type_names(sl_runtime *rt)
 }
 
 char *sl_runtime_validate(sl_runtime *rt, const char *job_type, const char *params_json,
-                          char **normalized, int here)
+                          char **normalized, unsigned flags)
 {
     lua_State *L = rt->L;
     char err[1024];
     lua_pushstring(L, job_type);
     lua_pushstring(L, params_json);
-    lua_pushboolean(L, here);
-    if (sl_host_call(rt, "validate", 3, 2, err, sizeof err) != 0) return sl_xstrdup(err);
+    lua_pushboolean(L, (flags & SL_VALIDATE_HERE) != 0);
+    lua_pushboolean(L, (flags & SL_VALIDATE_NO_BRAND) != 0);
+    if (sl_host_call(rt, "validate", 4, 2, err, sizeof err) != 0) return sl_xstrdup(err);
     char *problem = NULL;
     if (lua_isnil(L, -2)) {
         problem = sl_xstrdup(lua_tostring(L, -1) ? lua_tostring(L, -1) : "invalid");

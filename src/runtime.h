@@ -100,10 +100,13 @@ char *sl_runtime_type_names(sl_runtime *rt);
  * a malloc'd message (unknown type with suggestions, or every parameter problem).
  * On success *normalized (if given) receives the params with defaults applied;
  * then a note is logged when they could not be checked here (the type's file
- * failed to load: the database checks them). here: the job is to run in this
- * process, so a type whose file failed to load is a problem, not a note. */
+ * failed to load: the database checks them). flags: SL_VALIDATE_HERE, the job
+ * is to run in this process, so a type whose file failed to load is a problem,
+ * not a note; SL_VALIDATE_NO_BRAND, no brand is given, which a type that needs
+ * one is refused for in the same message as its parameters' problems. */
+enum { SL_VALIDATE_HERE = 1, SL_VALIDATE_NO_BRAND = 2 };
 char *sl_runtime_validate(sl_runtime *rt, const char *job_type, const char *params_json,
-                          char **normalized, int here);
+                          char **normalized, unsigned flags);
 
 /* Starts a run; NULL with err if the job type is unknown. */
 sl_run *sl_run_start(sl_runtime *rt, const sl_run_spec *spec, sl_run_done_fn done, void *data,

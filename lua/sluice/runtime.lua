@@ -771,11 +771,13 @@ local function is_object(raw, text)
   return type(raw) == "table" and text:match("^%s*{") ~= nil
 end
 
--- validate(type, params_json [, here]) → normalized_json [, note] | nil, message.
+-- validate(type, params_json [, here [, no_brand]]) → normalized_json [, note] | nil, message.
 -- here: the job is to run in this process (sluice run, the REPL's run()), which
 -- a type whose file failed to load cannot do: the run would be created and then
--- fail to start.
-function M.validate(name, params_json, here)
+-- fail to start. no_brand: no brand is given; a type that needs one is refused
+-- for it in the same message as for its parameters (the database refuses it
+-- anyway when the parameters are right).
+function M.validate(name, params_json, here, no_brand)
   local entry = handlers[name]
   if not entry and last_failed[name] and here then
     return nil, ("%s: its handler file failed to load here (the problem is above; see `sluice "
@@ -793,6 +795,11 @@ function M.validate(name, params_json, here)
   if not ok then return nil, "parameters are not valid JSON: " .. tostring(raw):gsub("^.-: ", "") end
   if not is_object(raw, params_json) then return nil, "parameters must be a JSON object" end
   local value, err = validate_params(entry, raw)
+  if not value and no_brand and entry.brand == "required" then
+    -- both at once: told only of the parameters, the user learns of the brand
+    -- on the next try
+    return nil, ("job type '%s' needs a brand (--brand NAME), and its parameters: %s"):format(name, err)
+  end
   if not value then return nil, err end
   return json.encode(value)
 end

@@ -421,6 +421,13 @@ print(rows[1].three)
         self.assertEqual(q.returncode, 2)
         self.assertIn("needs a brand", q.stderr)
         self.assertIn("sluice run needs_brand", q.stderr)
+        # with parameters that are wrong too: both said at once (the parameters
+        # were said alone, and the brand only on the next try)
+        for cmd in (["queue", "needs_brand"], ["schedule", "needs_brand", "--cron", "@daily"]):
+            both = self.sluice(*cmd, "--params", '{"nope": 1}', check=False)
+            self.assertEqual(both.returncode, 2, both.stderr)
+            self.assertIn("job type 'needs_brand' needs a brand (--brand NAME), and its parameters: unknown parameter 'nope'", both.stderr)
+        self.assertEqual(self.count("sluice.scheduled_jobs"), 0)
         r = self.sluice("run", "needs_brand", check=False)
         self.assertEqual(r.returncode, 0, r.stderr)
         ds = self.one("SELECT brand_id, dataset_key, last_status, records_affected FROM sluice.dataset_status")
