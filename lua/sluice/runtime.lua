@@ -820,6 +820,12 @@ local function describe_value(v)
   return type(v)
 end
 
+-- The largest checkpoint value, as JSON: every claim of the job reads all its
+-- checkpoints back, and writing one holds the worker while it is encoded (a
+-- 50 MB one held every other run 0.7 s). A job's result is capped likewise
+-- (SL_RESULT_MAX), and each dataset report (SL_DATASET_REPORT_MAX, the same 1 MiB).
+local CHECKPOINT_MAX = 1 << 20
+
 local function make_job(entry, spec, params_value)
   local ok, checkpoints = pcall(json.decode, spec.checkpoint_json or "{}")
   if not ok or type(checkpoints) ~= "table" then checkpoints = {} end
@@ -895,6 +901,11 @@ local function make_job(entry, spec, params_value)
     if value == nil then return checkpoints[key] end
     live("checkpoint", 2)
     local text = encode("checkpoint", value, 2)
+    if #text > CHECKPOINT_MAX then
+      error(("job.checkpoint: the value is %d bytes as JSON, more than the %d a checkpoint value may "
+        .. "be (keep bulk data in tables or the asset store, and checkpoint where it is)")
+        :format(#text, CHECKPOINT_MAX), 2)
+    end
     checkpoints[key] = value
     if not spec.id then return end
     local rows, err = dbd.query(

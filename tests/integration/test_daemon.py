@@ -1087,6 +1087,9 @@ class Daemon(harness.SluiceTest):
               end))
               r.key = select(2, pcall(job.checkpoint, nil, 1))
               r.numkey = select(2, pcall(job.checkpoint, 5))
+              r.big = select(2, pcall(job.checkpoint, "big", string.rep("x", 1048577)))
+              r.fits = pcall(job.checkpoint, "fits", string.rep("y", 1048574))
+              r.still = job.checkpoint("big") == nil and #job.checkpoint("fits")
               return r
             end }""")
         env = self.henv()
@@ -1106,6 +1109,11 @@ class Daemon(harness.SluiceTest):
         # a key that is not a string: not "runtime.lua:…: table index is nil"
         self.assertEqual(r["key"], "job.checkpoint: the key must be a string, got nil")
         self.assertEqual(r["numkey"], "job.checkpoint: the key must be a string, got number 5")
+        # a value over 1 MiB as JSON is refused and not kept; one of 1 MiB is kept
+        self.assertEqual(r["big"], "job.checkpoint: the value is 1048579 bytes as JSON, more than the 1048576 "
+                                   "a checkpoint value may be (keep bulk data in tables or the asset store, "
+                                   "and checkpoint where it is)")
+        self.assertEqual((r["fits"], r["still"]), (True, 1048574))
         self.assertEqual(self.scalar(f"SELECT checkpoint FROM sluice.scheduled_jobs WHERE id = '{first}'"), "{}")
         logs = self.scalar(f"SELECT logs FROM sluice.scheduled_job_runs WHERE scheduled_job_id = '{second}'")
         self.assertIn("from a child task", logs)
