@@ -28,6 +28,7 @@
 -- helper: it raises, with sluice.permanent for the permanent cases.
 
 local retry = require("sluice.retry")
+local base_url_problem = require("sluice.base_url")
 
 local M = {}
 
@@ -48,13 +49,6 @@ end
 -- Reads the configuration: { base = "https://api.apify.com", token = "…",
 -- start_timeout = 120 } or nil, message, true when APIFY_TOKEN is missing or
 -- APIFY_START_TIMEOUT is not a positive number.
--- A base URL from the environment: http(s)://host…, or the message naming the
--- variable (a value that is no URL failed every request as a transport error,
--- which was retried as if the service were down).
-local function bad_base_url(name, v)
-  if v:match("^[Hh][Tt][Tt][Pp][Ss]?://[^/?#%s]+") and not v:find("%s") then return nil end
-  return ("%s must be an http(s) URL such as %s, not %q"):format(name, DEFAULT_BASE, v)
-end
 
 function M.config()
   local token = sluice.env("APIFY_TOKEN")
@@ -63,7 +57,7 @@ function M.config()
       .. "API & Integrations) in the environment of the sluice process", true
   end
   local base = sluice.env("APIFY_BASE_URL") or DEFAULT_BASE
-  local bad = bad_base_url("APIFY_BASE_URL", base)
+  local bad = base_url_problem("APIFY_BASE_URL", base, DEFAULT_BASE)
   if bad then return nil, bad, true end
   base = base:gsub("/+$", ""):gsub("/v2$", "")
   local start_timeout = DEFAULT_START_TIMEOUT

@@ -22,6 +22,8 @@
 -- META_GRAPH_RETRY_DELAYS (seconds between attempts, default "15,30,60").
 -- A config-file `http_limit = meta_graph …` line replaces the default limit.
 
+local base_url_problem = require("sluice.base_url")
+
 local M = {}
 
 M.DEFAULT_URL = "https://graph.facebook.com/v21.0"
@@ -104,14 +106,6 @@ end
 local Client = {}
 Client.__index = Client
 
--- A base URL from the environment: http(s)://host…, or the message naming the
--- variable (a value that is no URL failed every request as a transport error,
--- which was retried as if the service were down).
-local function bad_base_url(name, v)
-  if v:match("^[Hh][Tt][Tt][Pp][Ss]?://[^/?#%s]+") and not v:find("%s") then return nil end
-  return ("%s must be an http(s) URL such as %s, not %q"):format(name, M.DEFAULT_URL, v)
-end
-
 -- client(job[, opts]) → client | nil, err
 --   opts.token, opts.base_url, opts.retry_delays, opts.account_id (for the
 --   brand token), opts.log (a function like job.log; default job.log)
@@ -123,7 +117,7 @@ function M.client(job, opts)
     if not token then return nil, src end
   end
   local base = (opts.base_url or env("META_GRAPH_URL") or M.DEFAULT_URL):gsub("/+$", "")
-  local bad = bad_base_url(opts.base_url and "opts.base_url" or "META_GRAPH_URL", base)
+  local bad = base_url_problem(opts.base_url and "opts.base_url" or "META_GRAPH_URL", base, M.DEFAULT_URL)
   if bad then return nil, bad end
   if not sluice.http.limit(M.LIMIT_KEY) then sluice.http.limit(M.LIMIT_KEY, M.LIMIT) end
   local log = opts.log or (job and job.log) or sluice.log

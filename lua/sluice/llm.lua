@@ -26,6 +26,8 @@
 --   "parse"     the model's reply was not the JSON asked for, every attempt
 -- M.permanent(kind) tells which kinds retrying the job cannot fix.
 
+local base_url_problem = require("sluice.base_url")
+
 local M = {}
 
 local DEFAULT_BASE = "https://api.openai.com/v1"
@@ -37,14 +39,6 @@ function M.permanent(kind) return PERMANENT[kind] == true end
 local function is_str(v) return type(v) == "string" and v ~= "" end
 
 -- { base, key, model, concurrency, price_in, price_out } | nil, message, "config"
--- A base URL from the environment: http(s)://host…, or the message naming the
--- variable (a value that is no URL failed every request as a transport error,
--- which was retried as if the service were down).
-local function bad_base_url(name, v)
-  if v:match("^[Hh][Tt][Tt][Pp][Ss]?://[^/?#%s]+") and not v:find("%s") then return nil end
-  return ("%s must be an http(s) URL such as %s, not %q"):format(name, DEFAULT_BASE, v)
-end
-
 function M.config()
   local key = sluice.env("LLM_API_KEY")
   if not key then
@@ -52,7 +46,7 @@ function M.config()
       .. "(and LLM_BASE_URL if it is not api.openai.com) in the environment of the sluice process", "config"
   end
   local base = (sluice.env("LLM_BASE_URL") or DEFAULT_BASE):gsub("/+$", "")
-  local bad = bad_base_url("LLM_BASE_URL", base)
+  local bad = base_url_problem("LLM_BASE_URL", base, DEFAULT_BASE)
   if bad then return nil, bad, "config" end
   -- A value that is set but not usable is refused, naming the variable: "abc"
   -- or "2.5" used to be 4 in silence, "0" 1, a negative price a negative cost.

@@ -132,7 +132,6 @@ function M.posts_from_items(items)
   return posts, comments, notes, unreadable
 end
 
-
 function M.engagement_filter(posts, min_upvotes, min_comments)
   local out = {}
   for _, p in ipairs(posts) do
