@@ -225,6 +225,17 @@ void sl_host_push(sl_runtime *rt, const char *name)
 
 #define GUARD_EVERY 1000 /* instructions between the guard's counts */
 
+static void guard_hook(lua_State *L, lua_Debug *ar);
+
+/* The guarded code's budget is spent: raises now, and from then on on every
+ * line and instruction (pcall cannot hold it). */
+static void guard_spent(lua_State *L)
+{
+    lua_sethook(L, guard_hook, LUA_MASKLINE | LUA_MASKCOUNT, 1);
+    luaL_error(L, "instruction budget exceeded: ran too long without yielding (a loop that "
+                  "never ends?)");
+}
+
 static void guard_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
@@ -235,19 +246,13 @@ static void guard_hook(lua_State *L, lua_Debug *ar)
         rt->guard_left -= GUARD_EVERY;
         if (rt->guard_left > 0) return;
     }
-    /* from now on raise on every line and instruction: pcall cannot hold it */
-    lua_sethook(L, guard_hook, LUA_MASKLINE | LUA_MASKCOUNT, 1);
-    luaL_error(L, "instruction budget exceeded: ran too long without yielding (a loop that "
-                  "never ends?)");
+    guard_spent(L);
 }
 
 void sl_guard_charge(sl_runtime *rt, lua_State *L, long cost)
 {
     rt->guard_left -= cost;
-    if (rt->guard_left > 0) return;
-    lua_sethook(L, guard_hook, LUA_MASKLINE | LUA_MASKCOUNT, 1);
-    luaL_error(L, "instruction budget exceeded: ran too long without yielding (a loop that "
-                  "never ends?)");
+    if (rt->guard_left <= 0) guard_spent(L);
 }
 
 void sl_guard_enter(sl_runtime *rt, lua_State *L, sl_guard *saved)

@@ -86,6 +86,16 @@ void sl_task_log(sl_task *t, const char *line)
 static const char budget_spent[] = "instruction budget exceeded: the handler ran too long "
                                    "without yielding (a loop that never waits?)";
 
+static void kill_hook(lua_State *L, lua_Debug *ar);
+
+/* Raises the task's kill now, and from then on on every line and instruction:
+ * pcall cannot hold it. */
+static void raise_kill(lua_State *L, const sl_task *t)
+{
+    lua_sethook(L, kill_hook, LUA_MASKLINE | LUA_MASKCOUNT, 1);
+    luaL_error(L, "%s", t->kill);
+}
+
 static void kill_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
@@ -98,9 +108,7 @@ static void kill_hook(lua_State *L, lua_Debug *ar)
         if (t->budget > 0) return;
         t->kill = budget_spent;
     }
-    /* From now on raise on every line and every instruction: pcall cannot hold it. */
-    lua_sethook(L, kill_hook, LUA_MASKLINE | LUA_MASKCOUNT, 1);
-    luaL_error(L, "%s", t->kill);
+    raise_kill(L, t);
 }
 
 void sl_charge(lua_State *L, long cost)
@@ -115,9 +123,7 @@ void sl_charge(lua_State *L, long cost)
     if (!t) return;
     t->budget -= cost;
     if (!t->kill && t->budget <= 0) t->kill = budget_spent;
-    if (!t->kill) return;
-    lua_sethook(L, kill_hook, LUA_MASKLINE | LUA_MASKCOUNT, 1);
-    luaL_error(L, "%s", t->kill);
+    if (t->kill) raise_kill(L, t);
 }
 
 /* ------------------------------------------------------------------ ready queue */
