@@ -150,7 +150,7 @@ int sl_cmd_check(const sl_config *cfg, int argc, char **argv)
     if (!given || nfiles)
         count += sl_runtime_load_handlers(ctx.rt, nfiles ? (const char *const *)files : NULL,
                                           nfiles, &problems);
-    char *names = sl_runtime_type_names(ctx.rt);
+    char *names = sl_runtime_type_names(ctx.rt, ", ");
     int n = count_names(names);
     if (count == 0 && n == 0) {
         add_line(&problems, given ? files[0] : cfg->handler_dirs[0],

@@ -689,9 +689,10 @@ void sl_runtime_preload(sl_runtime *rt)
                err, NULL);
 }
 
-char *sl_runtime_type_names(sl_runtime *rt)
+char *sl_runtime_type_names(sl_runtime *rt, const char *sep)
 {
-    return host_string(rt, "type_names", 0);
+    lua_pushstring(rt->L, sep);
+    return host_string(rt, "type_names", 1);
 }
 
 char *sl_runtime_validate(sl_runtime *rt, const char *job_type, const char *params_json,

@@ -93,8 +93,9 @@ char *sl_runtime_registry_json(sl_runtime *rt);
  * that a daemon's first runs do not; a failure is logged (they load later). */
 void sl_runtime_preload(sl_runtime *rt);
 
-/* Names of loaded job types, comma-separated (for error messages). Caller frees. */
-char *sl_runtime_type_names(sl_runtime *rt);
+/* Names of loaded job types, sorted, joined by sep (", " for messages).
+ * Caller frees. */
+char *sl_runtime_type_names(sl_runtime *rt, const char *sep);
 
 /* Checks params for job_type without running anything: returns NULL if fine, else
  * a malloc'd message (unknown type with suggestions, or every parameter problem).

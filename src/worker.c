@@ -828,12 +828,9 @@ static void registry_synced(PGresult *res, const char *err, void *data)
  * and _ (the loader refuses others), so none needs quoting. */
 static char *claimable_types(sl_runtime *rt)
 {
-    char *names = sl_runtime_type_names(rt); /* "a, b" */
+    char *names = sl_runtime_type_names(rt, ",");
     sl_buf b = {0};
-    sl_buf_puts(&b, "{");
-    for (const char *p = names ? names : ""; *p; p++)
-        if (*p != ' ') sl_buf_add(&b, p, 1);
-    sl_buf_puts(&b, "}");
+    sl_buf_printf(&b, "{%s}", names);
     free(names);
     return b.data;
 }
@@ -862,7 +859,7 @@ static void reload_handlers(void *data)
                     w);
         free(reg);
     }
-    char *names = sl_runtime_type_names(w->ctx->rt);
+    char *names = sl_runtime_type_names(w->ctx->rt, ", ");
     sl_log(n ? SL_WARN : SL_INFO, n ? "handlers reloaded with problems" : "handlers reloaded",
            "job_types", names, NULL);
     free(names);
@@ -1034,7 +1031,7 @@ static int number_flag(sl_config *cfg, const char *key, int argc, char **argv, i
  * versions, so this concerns the start only.) */
 static int has_job_types(sl_ctx *ctx, const sl_config *cfg)
 {
-    char *names = sl_runtime_type_names(ctx->rt);
+    char *names = sl_runtime_type_names(ctx->rt, ", ");
     int any = names && *names;
     free(names);
     if (any) return 1;
@@ -1207,7 +1204,7 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     if (!ctx.http) ctx.http = sl_http_new(ctx.loop, &cfg);
     /* said once every watcher is set up: a file edited or a signal sent after
      * this line is acted on */
-    char *names = sl_runtime_type_names(ctx.rt);
+    char *names = sl_runtime_type_names(ctx.rt, ", ");
     char conc[16];
     snprintf(conc, sizeof conc, "%d", w.concurrency);
     sl_log(SL_INFO, "sluice serving", "worker", w.id, "concurrency", conc, "job_types", names,

@@ -721,8 +721,8 @@ function M.get_handler(name)
   return handlers[name]
 end
 
-function M.type_names()
-  return table.concat(sorted_keys(handlers), ", ")
+function M.type_names(sep)
+  return table.concat(sorted_keys(handlers), sep)
 end
 
 function M.registry_json()
