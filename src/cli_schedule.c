@@ -37,6 +37,35 @@ static void say_next_run(PGconn *c, const char *job)
     if (r) PQclear(r);
 }
 
+/* The options `schedule` and `jobs edit` take, as given (NULL: not given). */
+typedef struct {
+    const char *brand, *params, *cron, *tz, *name, *priority, *retries;
+} schedule_opts;
+
+/* Where option a's value goes (--brand only when with_brand), or NULL. */
+static const char **option_slot(schedule_opts *o, const char *a, int with_brand)
+{
+    return with_brand && strcmp(a, "--brand") == 0 ? &o->brand
+           : strcmp(a, "--params") == 0            ? &o->params
+           : strcmp(a, "--cron") == 0              ? &o->cron
+           : strcmp(a, "--tz") == 0                ? &o->tz
+           : strcmp(a, "--name") == 0              ? &o->name
+           : strcmp(a, "--priority") == 0          ? &o->priority
+           : strcmp(a, "--max-retries") == 0       ? &o->retries
+                                                   : NULL;
+}
+
+/* The whole numbers among o's options, checked: 0, or -1 after saying which. */
+static int check_numbers(const schedule_opts *o)
+{
+    if (o->priority &&
+        sl_cli_whole_number("--priority", o->priority, SL_PRIORITY_MIN, SL_PRIORITY_MAX, NULL) < 0)
+        return -1;
+    if (o->retries && sl_cli_whole_number("--max-retries", o->retries, 0, 1000, NULL) < 0)
+        return -1;
+    return 0;
+}
+
 static void schedule_usage(FILE *out)
 {
     fprintf(
@@ -62,22 +91,15 @@ static void schedule_usage(FILE *out)
 
 int sl_cmd_schedule(const sl_config *cfg, int argc, char **argv)
 {
-    const char *type = NULL, *brand = NULL, *params = "{}", *cron = NULL, *tz = "UTC", *name = NULL,
-               *priority = "0", *retries = NULL;
+    const char *type = NULL;
+    schedule_opts o = {.params = "{}", .tz = "UTC", .priority = "0"};
     if (sl_cli_wants_help(argc, argv)) {
         schedule_usage(stdout);
         return 0;
     }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        const char **slot = strcmp(a, "--brand") == 0         ? &brand
-                            : strcmp(a, "--params") == 0      ? &params
-                            : strcmp(a, "--cron") == 0        ? &cron
-                            : strcmp(a, "--tz") == 0          ? &tz
-                            : strcmp(a, "--name") == 0        ? &name
-                            : strcmp(a, "--priority") == 0    ? &priority
-                            : strcmp(a, "--max-retries") == 0 ? &retries
-                                                              : NULL;
+        const char **slot = option_slot(&o, a, 1);
         if (slot) {
             if (sl_cli_option_value(argc, argv, &i, "schedule", NO_BRAND_JOB, slot) < 0) return 2;
         } else if (a[0] == '-') {
@@ -90,18 +112,16 @@ int sl_cmd_schedule(const sl_config *cfg, int argc, char **argv)
             return 2;
         }
     }
-    if (!type || !cron) {
+    if (!type || !o.cron) {
         if (type)
             sl_cli_error("schedule needs --cron EXPR");
         else
             schedule_usage(stderr);
         return 2;
     }
-    if (sl_cli_whole_number("--priority", priority, SL_PRIORITY_MIN, SL_PRIORITY_MAX, NULL) < 0)
-        return 2;
-    if (retries && sl_cli_whole_number("--max-retries", retries, 0, 1000, NULL) < 0) return 2;
+    if (check_numbers(&o) < 0) return 2;
     char next[40], why[512];
-    if (sl_queue_cron_slot(cron, tz, NULL, next, why, sizeof why) < 0) {
+    if (sl_queue_cron_slot(o.cron, o.tz, NULL, next, why, sizeof why) < 0) {
         sl_cli_error("%s", why);
         return 2;
     }
@@ -112,8 +132,8 @@ int sl_cmd_schedule(const sl_config *cfg, int argc, char **argv)
     PGconn *c = NULL;
     sl_queue_connect_early(&ctx);
     sl_queue_load(&ctx, 0);
-    char *problem =
-        sl_runtime_validate(ctx.rt, type, params, &normalized, brand ? 0 : SL_VALIDATE_NO_BRAND);
+    char *problem = sl_runtime_validate(ctx.rt, type, o.params, &normalized,
+                                        o.brand ? 0 : SL_VALIDATE_NO_BRAND);
     if (problem) {
         sl_cli_error("%s", problem);
         goto out;
@@ -123,7 +143,8 @@ int sl_cmd_schedule(const sl_config *cfg, int argc, char **argv)
         status = 1;
         goto out;
     }
-    const char *p[] = {brand, type, cron, tz, normalized, next, name, priority, retries};
+    const char *p[] = {o.brand, type,   o.cron,     o.tz,     normalized,
+                       next,    o.name, o.priority, o.retries};
     PGresult *r = sl_cli_exec_status(c,
                                      "SELECT sluice.schedule_job($1, $2, $3, $4, $5::jsonb, "
                                      "$6::timestamptz, $7, $8::int, $9::int, 'scheduled')",
@@ -230,21 +251,15 @@ static void edit_usage(FILE *out)
 /* `sluice jobs edit ID [options]` (called by the jobs command). */
 int sl_cmd_jobs_edit(const sl_config *cfg, int argc, char **argv)
 {
-    const char *id = NULL, *params = NULL, *cron = NULL, *tz = NULL, *name = NULL, *priority = NULL,
-               *retries = NULL;
+    const char *id = NULL;
+    schedule_opts o = {0};
     if (sl_cli_wants_help(argc, argv)) {
         edit_usage(stdout);
         return 0;
     }
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
-        const char **slot = strcmp(a, "--params") == 0        ? &params
-                            : strcmp(a, "--cron") == 0        ? &cron
-                            : strcmp(a, "--tz") == 0          ? &tz
-                            : strcmp(a, "--name") == 0        ? &name
-                            : strcmp(a, "--priority") == 0    ? &priority
-                            : strcmp(a, "--max-retries") == 0 ? &retries
-                                                              : NULL;
+        const char **slot = option_slot(&o, a, 0);
         if (slot) {
             if (sl_cli_option_value(argc, argv, &i, "jobs edit", NULL, slot) < 0) return 2;
         } else if (a[0] == '-') {
@@ -261,15 +276,12 @@ int sl_cmd_jobs_edit(const sl_config *cfg, int argc, char **argv)
         sl_cli_error("jobs edit needs a job id (see `sluice jobs edit --help`)");
         return 2;
     }
-    if (!cron && !tz && !params && !priority && !name && !retries) {
+    if (!o.cron && !o.tz && !o.params && !o.priority && !o.name && !o.retries) {
         sl_cli_error("jobs edit: nothing to change: give --cron, --tz, --params, --priority, "
                      "--name or --max-retries");
         return 2;
     }
-    if (retries && sl_cli_whole_number("--max-retries", retries, 0, 1000, NULL) < 0) return 2;
-    if (priority &&
-        sl_cli_whole_number("--priority", priority, SL_PRIORITY_MIN, SL_PRIORITY_MAX, NULL) < 0)
-        return 2;
+    if (check_numbers(&o) < 0) return 2;
     sl_ctx ctx;
     if (sl_queue_open(&ctx, cfg, 0) < 0) return 1;
     int status = 2;
@@ -297,8 +309,8 @@ int sl_cmd_jobs_edit(const sl_config *cfg, int argc, char **argv)
         sl_cli_error("jobs edit: no job with id '%s'", id); /* deleted meanwhile */
         goto out;
     }
-    if (params) {
-        problem = sl_runtime_validate(ctx.rt, PQgetvalue(job, 0, 0), params, &normalized, 0);
+    if (o.params) {
+        problem = sl_runtime_validate(ctx.rt, PQgetvalue(job, 0, 0), o.params, &normalized, 0);
         if (problem) {
             sl_cli_error("%s", problem);
             goto out;
@@ -306,13 +318,14 @@ int sl_cmd_jobs_edit(const sl_config *cfg, int argc, char **argv)
     }
     /* a one-time job has no expression: the database says why it cannot be edited */
     char next[40] = "", why[512];
-    if ((cron || tz) && !PQgetisnull(job, 0, 1) &&
-        sl_queue_cron_slot(cron ? cron : PQgetvalue(job, 0, 1), tz ? tz : PQgetvalue(job, 0, 2),
-                           NULL, next, why, sizeof why) < 0) {
+    if ((o.cron || o.tz) && !PQgetisnull(job, 0, 1) &&
+        sl_queue_cron_slot(o.cron ? o.cron : PQgetvalue(job, 0, 1),
+                           o.tz ? o.tz : PQgetvalue(job, 0, 2), NULL, next, why, sizeof why) < 0) {
         sl_cli_error("%s", why);
         goto out;
     }
-    const char *p[] = {full, cron, tz, *next ? next : NULL, normalized, priority, name, retries};
+    const char *p[] = {full,       o.cron,     o.tz,   *next ? next : NULL,
+                       normalized, o.priority, o.name, o.retries};
     PGresult *r = sl_cli_exec_line(c,
                                    "SELECT sluice.edit_schedule($1::uuid, $2, $3, $4::timestamptz, "
                                    "$5::jsonb, $6::int, $7, $8::int)",
