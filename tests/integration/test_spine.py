@@ -441,10 +441,12 @@ print(rows[1].three)
         again = self.sluice("brands", "add", "Acme")
         self.assertEqual(again.stdout.strip(), a)
         self.assertIn("already exists", again.stderr)
+        self.sluice("brands", "add", "Globex")
         out = self.sluice("brands", "list", "--json").stdout
         self.assertNotIn('" :', out)  # the same compact JSON as every --json
+        self.assertEqual(out.count("\n"), 1, out)  # one line, as every --json (not one per brand)
         listed = json.loads(out)
-        self.assertEqual([b["name"] for b in listed], ["Acme"])
+        self.assertEqual([b["name"] for b in listed], ["Acme", "Globex"])
         self.assertEqual(sorted(listed[0]), ["created_at", "id", "name"])
         job = self.sluice("queue", "needs_brand", "--brand", "Acme").stdout.strip()
         self.assertEqual(self.one(f"SELECT brand_id FROM sluice.scheduled_jobs WHERE id = '{job}'")["brand_id"], a)
