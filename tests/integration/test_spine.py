@@ -784,6 +784,39 @@ print(rows[1].three)
         self.assertEqual(proc.returncode, 1, proc.stderr)
         self.assertIn("cannot connect to the database", proc.stderr)
 
+    def test_every_command_help_names_the_options_it_takes(self):
+        # the options each command's parser accepts (src/cli_*.c, worker.c, repl.c,
+        # migrate.c): `sluice CMD --help` names every one of them
+        takes = {
+            ("serve",): ["--concurrency", "-c N", "--prefetch", "--lease", "--grace", "--poll",
+                         "--pidfile", "--no-watch"],
+            ("queue",): ["--brand", "--params", "--at", "--priority", "--dedupe-key",
+                         "--max-retries", "--if-stale"],
+            ("schedule",): ["--cron", "--tz", "--brand", "--params", "--name", "--priority",
+                            "--max-retries"],
+            ("run",): ["--brand", "--params", "--json"],
+            ("brands",): ["add", "list", "--json"],
+            ("competitors",): ["add", "add-amazon-url", "list", "--brand", "--facebook-page-id",
+                               "--website", "--ad-library-url", "--amazon-url", "--json"],
+            ("repl",): ["-e CODE"],
+            ("migrate",): ["--status"],
+            ("config",): ["--json"],
+            ("db",): ["status", "start", "stop", "url"],
+            ("check",): ["--json"],
+            ("types",): ["--json"],
+            ("health",): ["--brand", "--platform", "--type", "--check", "--json"],
+            ("runs",): ["--type", "--brand", "--platform", "--status", "--recurring", "--one-time",
+                        "--param", "--limit", "--json"],
+            ("jobs",): ["--status", "--type", "--brand", "--platform", "--recurring", "--one-time",
+                        "--param", "--limit", "--json", "cancel", "pause", "resume", "edit"],
+            ("jobs", "edit"): ["--cron", "--tz", "--params", "--priority", "--name", "--max-retries"],
+            ("show",): ["--json"],
+        }
+        for cmd, options in takes.items():
+            out = self.sluice(*cmd, "--help").stdout
+            for opt in options:
+                self.assertIn(opt, out, f"`sluice {' '.join(cmd)} --help` does not name {opt}")
+
     def test_broken_handler_file_does_not_stop_the_others(self):
         import tempfile, os, shutil
         tmp = tempfile.mkdtemp(prefix="sluice-handlers-")
