@@ -52,7 +52,7 @@ static void usage(FILE *out)
 {
     fprintf(out, "usage: sluice [global options] <command> [args]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+        fprintf(out, "  %-12s %s\n", commands[i].name, commands[i].summary);
     fprintf(out,
             "\nglobal options:\n"
             "  --db URL            Postgres connection string (default: $DATABASE_URL,\n"
