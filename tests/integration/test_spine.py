@@ -533,6 +533,9 @@ print(rows[1].three)
         self.assert_rejected(["brands", "list", "--bogus"], "brands list: unknown option '--bogus'")
         self.assert_rejected(["brands", "--json", "extra"], "brands list: unexpected argument 'extra'")
         self.assert_rejected(["db", "stop", "now"], "db stop: unexpected argument 'now'")
+        # migrate said "unknown argument '--bogus' to migrate" and printed its whole usage
+        self.assert_rejected(["migrate", "--bogus"], "migrate: unknown option '--bogus' (see `sluice migrate --help`)")
+        self.assert_rejected(["migrate", "now"], "migrate: unexpected argument 'now'")
         # -e without its code, or twice, was an "unexpected argument '-e'"
         self.assert_rejected(["repl", "-e"], "repl: -e needs CODE")
         self.assert_rejected(["repl", "-e", "1", "-e", "2"], "repl: -e given twice")
