@@ -536,6 +536,9 @@ print(rows[1].three)
         # migrate said "unknown argument '--bogus' to migrate" and printed its whole usage
         self.assert_rejected(["migrate", "--bogus"], "migrate: unknown option '--bogus' (see `sluice migrate --help`)")
         self.assert_rejected(["migrate", "now"], "migrate: unexpected argument 'now'")
+        # run called every unknown option one "or missing value", which it reports apart
+        self.assert_rejected(["run", "echo", "--bogus"], "run: unknown option '--bogus' (see `sluice run --help`)")
+        self.assert_rejected(["run", "echo", "--brand"], "run: --brand needs a value")
         # -e without its code, or twice, was an "unexpected argument '-e'"
         self.assert_rejected(["repl", "-e"], "repl: -e needs CODE")
         self.assert_rejected(["repl", "-e", "1", "-e", "2"], "repl: -e given twice")
