@@ -95,8 +95,8 @@ int sl_cmd_brands(const struct sl_config *cfg, int argc, char **argv)
     } else {
         PGresult *r = sl_cli_exec(
             c,
-            json ? "SELECT coalesce(json_agg(t ORDER BY name), '[]') FROM (SELECT id, name, "
-                   "created_at FROM sluice.brands) t"
+            json ? "SELECT coalesce(jsonb_agg(to_jsonb(t) ORDER BY name), '[]') FROM (SELECT id, "
+                   "name, created_at FROM sluice.brands) t"
                  : "SELECT id, name FROM sluice.brands ORDER BY name",
             0, NULL);
         if (!r) {

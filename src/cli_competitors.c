@@ -171,7 +171,10 @@ static int cmd_list(const struct sl_config *cfg, int argc, char **argv)
     const char *p[] = {brand};
     if (json) {
         char sql[sizeof list_sql + 256];
-        snprintf(sql, sizeof sql, "SELECT coalesce(json_agg(t), '[]') FROM (%s) t", list_sql);
+        snprintf(sql, sizeof sql,
+                 "SELECT coalesce(jsonb_agg(to_jsonb(t) ORDER BY t.brand, t.name), '[]') "
+                 "FROM (%s) t",
+                 list_sql);
         int status = 0;
         PGresult *r = sl_cli_exec_status(c, sql, 1, p, &status);
         if (r) {

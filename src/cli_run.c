@@ -132,7 +132,7 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
         } else if (strcmp(a, "--json") == 0) {
             json = 1;
         } else if (a[0] == '-') {
-            sl_cli_error("run: unknown option or missing value '%s' (see `sluice run --help`)", a);
+            sl_cli_error("run: unknown option '%s' (see `sluice run --help`)", a);
             return 2;
         } else if (!type) {
             type = a;

@@ -264,7 +264,7 @@ static double parse_period(const char *s)
     if (isdigit((unsigned char)*s) || *s == '.') {
         errno = 0;
         n = strtod(s, &end);
-        if (errno || end == s || n <= 0) return -1;
+        if (errno || end == s || n < 0) return -1; /* 0 reads: "at least 1ms" says why not */
         s = end;
     }
     if (*s == '\0' || strcmp(s, "s") == 0 || strcmp(s, "sec") == 0) return n;
@@ -318,7 +318,7 @@ int sl_http_limit_parse(const char *spec, char *name, size_t namelen, sl_http_li
                 goto out;
             }
             double per = parse_period(end + 1);
-            if (per <= 0) {
+            if (per < 0) {
                 snprintf(err, errlen, "'%s': the period must read like 60s, 1m, 500ms or 1h", tok);
                 goto out;
             }

@@ -450,7 +450,9 @@ static int load_one(sl_runtime *rt, const char *path, char **problems)
     if (n < 5 || strcmp(base + n - 4, ".lua") != 0) return 0;
     if (!valid_type_name(base, n - 4)) {
         snprintf(line, sizeof line,
-                 "%s: the file name must be the job type: lower-case letters, digits and _", path);
+                 "%s: the file name must be the job type: lower-case letters, digits and _, "
+                 "starting with a letter, at most 63 characters",
+                 path);
         add_problem(problems, line);
         return 1;
     }

@@ -52,18 +52,21 @@ static void usage(FILE *out)
 {
     fprintf(out, "usage: sluice [global options] <command> [args]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+        fprintf(out, "  %-12s %s\n", commands[i].name, commands[i].summary);
     fprintf(out,
-            "\nglobal options:\n"
+            "\nglobal options (anywhere on the line; --db URL or --db=URL):\n"
             "  --db URL            Postgres connection string (default: $DATABASE_URL,\n"
             "                      else the embedded cluster under the state directory)\n"
             "  --home DIR          state directory (default: $SLUICE_HOME, else\n"
-            "                      /var/lib/sluice as root, ~/.local/state/sluice otherwise)\n"
+            "                      /var/lib/sluice as root, else $XDG_STATE_HOME/sluice,\n"
+            "                      else ~/.local/state/sluice)\n"
             "  --handlers DIR      handler directory, repeatable (default: $SLUICE_HANDLERS,\n"
-            "                      else the config file's, else ./handlers, else the\n"
-            "                      source tree's or the installed handlers)\n"
+            "                      colon-separated, else the config file's, else\n"
+            "                      ./handlers, else the source tree's or the installed\n"
+            "                      handlers)\n"
             "  --lua DIR           extra Lua library root, repeatable\n"
-            "  --config FILE       config file (default: $SLUICE_CONFIG, else <home>/sluice.conf)\n"
+            "  --config FILE       config file (default: $SLUICE_CONFIG, else\n"
+            "                      <home>/sluice.conf)\n"
             "  --log-format F      logfmt (default) or json\n"
             "  --log-level L       debug, info (default), warn or error\n"
             "  --version, --help\n\n"

@@ -554,8 +554,8 @@ int sl_cmd_migrate(const sl_config *cfg, int argc, char **argv)
         if (strcmp(argv[i], "--status") == 0) {
             status_only = 1;
         } else {
-            sl_cli_error("unknown argument '%s' to migrate", argv[i]);
-            migrate_usage(stderr);
+            sl_cli_error("migrate: %s '%s' (see `sluice migrate --help`)",
+                         argv[i][0] == '-' ? "unknown option" : "unexpected argument", argv[i]);
             return 2;
         }
     }

@@ -460,7 +460,15 @@ int sl_cmd_repl(const sl_config *cfg, int argc, char **argv)
         return 0;
     }
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "-e") == 0 && i + 1 < argc && !code) {
+        if (strcmp(argv[i], "-e") == 0) {
+            if (code) {
+                sl_cli_error("repl: -e given twice: give one CODE (separate statements with ;)");
+                return 2;
+            }
+            if (i + 1 >= argc) {
+                sl_cli_error("repl: -e needs CODE, e.g. sluice repl -e 'runs{limit = 3}'");
+                return 2;
+            }
             code = argv[++i];
         } else {
             sl_cli_error("repl: unexpected argument '%s' (see `sluice repl --help`)", argv[i]);

@@ -491,7 +491,7 @@ Helpers (the whole sluice API is here too: sluice.db.query, sluice.sleep, …):
   queue(type, params [, opts])      queue it; returns the job id (opts: brand, at, after,
                                     priority, dedupe_key, max_retries, name)
   runs{type=…, brand=…, status=…, limit=10}   recent runs
-  health{brand=…}                   dataset freshness
+  health{brand=…, dataset=…}        dataset freshness
   types()                           the job types, their parameters and datasets
   reload()                          reload handler files from disk
   pp(value [, depth])               print a value, nested tables down to depth

@@ -504,6 +504,9 @@ class HttpExec(unittest.TestCase):
             ("graph 1e400/s", "the rate must read like"),
             # sluice.http.limit takes no period under 1 ms either
             ("graph 4/0.0001ms", "the period must be at least 1ms"),
+            # a period of 0 reads well enough: it was told to "read like 60s, 1m, 500ms or 1h"
+            ("graph 4/0ms", "the period must be at least 1ms"),
+            ("graph 4/0", "the period must be at least 1ms"),
         ]:
             with tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False) as f:
                 f.write(f"http_limit = {line}\n")

@@ -81,6 +81,11 @@ BROKEN = {
     "not_a_table.lua": ("return 42\n", ["the file must return the handler table, not a number"]),
     "Bad-Name.lua": ("return { run = function(job) end }\n",
                      ["the file name must be the job type"]),
+    # the rule's every part is said: a name of lower-case letters and digits
+    # that starts with a digit was told only "lower-case letters, digits and _"
+    "2fast.lua": ("return { run = function(job) end }\n",
+                  ["the file name must be the job type: lower-case letters, digits and _, "
+                   "starting with a letter, at most 63 characters"]),
 }
 
 

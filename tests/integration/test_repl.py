@@ -168,6 +168,15 @@ class ReplTest(harness.SluiceTest):
         self.assertIn("unknown global 'nosuch'", out)
         self.assertRegex(t.line("local y = 5 return y * 2"), r"\n10\n")
 
+    def test_help_names_every_helper_and_its_options(self):
+        out = self.run_e("help()").stdout
+        for helper in ("run(type, params [, {brand=…}])", "queue(type, params [, opts])",
+                       "runs{type=…, brand=…, status=…, limit=10}", "health{brand=…, dataset=…}",
+                       "types()", "reload()", "pp(value [, depth])"):
+            self.assertIn(helper, out)
+        for opt in ("brand", "at", "after", "priority", "dedupe_key", "max_retries", "name"):
+            self.assertRegex(out, rf"\b{opt}\b")
+
     def test_multi_line_input(self):
         t = self.repl()
         t.send("for i = 1, 2 do\n")

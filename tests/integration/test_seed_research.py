@@ -1295,6 +1295,7 @@ print(s1, s2, s3, e1, select("#", sluice.db.query("SELECT 1")), ok[1].n)
         self.assertIn("known competitors: Rival Co", proc.stderr)
         out = self.sluice("competitors", "list", "--json").stdout
         self.assertNotIn('" :', out)  # the same compact JSON as every --json
+        self.assertEqual(out.count("\n"), 1, out)  # one line, whatever the number of URLs
         listed = json.loads(out)
         self.assertEqual(len(listed), 1)
         self.assertEqual(sorted(u["asin"] for u in listed[0]["amazon_urls"]), ["B0LOWERCAS", "B0SAME0001"])

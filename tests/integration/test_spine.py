@@ -441,10 +441,12 @@ print(rows[1].three)
         again = self.sluice("brands", "add", "Acme")
         self.assertEqual(again.stdout.strip(), a)
         self.assertIn("already exists", again.stderr)
+        self.sluice("brands", "add", "Globex")
         out = self.sluice("brands", "list", "--json").stdout
         self.assertNotIn('" :', out)  # the same compact JSON as every --json
+        self.assertEqual(out.count("\n"), 1, out)  # one line, as every --json (not one per brand)
         listed = json.loads(out)
-        self.assertEqual([b["name"] for b in listed], ["Acme"])
+        self.assertEqual([b["name"] for b in listed], ["Acme", "Globex"])
         self.assertEqual(sorted(listed[0]), ["created_at", "id", "name"])
         job = self.sluice("queue", "needs_brand", "--brand", "Acme").stdout.strip()
         self.assertEqual(self.one(f"SELECT brand_id FROM sluice.scheduled_jobs WHERE id = '{job}'")["brand_id"], a)
@@ -531,6 +533,15 @@ print(rows[1].three)
         self.assert_rejected(["brands", "list", "--bogus"], "brands list: unknown option '--bogus'")
         self.assert_rejected(["brands", "--json", "extra"], "brands list: unexpected argument 'extra'")
         self.assert_rejected(["db", "stop", "now"], "db stop: unexpected argument 'now'")
+        # migrate said "unknown argument '--bogus' to migrate" and printed its whole usage
+        self.assert_rejected(["migrate", "--bogus"], "migrate: unknown option '--bogus' (see `sluice migrate --help`)")
+        self.assert_rejected(["migrate", "now"], "migrate: unexpected argument 'now'")
+        # run called every unknown option one "or missing value", which it reports apart
+        self.assert_rejected(["run", "echo", "--bogus"], "run: unknown option '--bogus' (see `sluice run --help`)")
+        self.assert_rejected(["run", "echo", "--brand"], "run: --brand needs a value")
+        # -e without its code, or twice, was an "unexpected argument '-e'"
+        self.assert_rejected(["repl", "-e"], "repl: -e needs CODE")
+        self.assert_rejected(["repl", "-e", "1", "-e", "2"], "repl: -e given twice")
         # an empty value (an unset shell variable, often) is not taken as "none"
         self.assert_rejected(["queue", "echo", "--brand", ""], "queue: --brand needs a value, not an empty one",
                              "leave --brand out")
@@ -781,6 +792,39 @@ print(rows[1].three)
                                                  "PGHOST": "/nonexistent"}), check=False)
         self.assertEqual(proc.returncode, 1, proc.stderr)
         self.assertIn("cannot connect to the database", proc.stderr)
+
+    def test_every_command_help_names_the_options_it_takes(self):
+        # the options each command's parser accepts (src/cli_*.c, worker.c, repl.c,
+        # migrate.c): `sluice CMD --help` names every one of them
+        takes = {
+            ("serve",): ["--concurrency", "-c N", "--prefetch", "--lease", "--grace", "--poll",
+                         "--pidfile", "--no-watch"],
+            ("queue",): ["--brand", "--params", "--at", "--priority", "--dedupe-key",
+                         "--max-retries", "--if-stale"],
+            ("schedule",): ["--cron", "--tz", "--brand", "--params", "--name", "--priority",
+                            "--max-retries"],
+            ("run",): ["--brand", "--params", "--json"],
+            ("brands",): ["add", "list", "--json"],
+            ("competitors",): ["add", "add-amazon-url", "list", "--brand", "--facebook-page-id",
+                               "--website", "--ad-library-url", "--amazon-url", "--json"],
+            ("repl",): ["-e CODE"],
+            ("migrate",): ["--status"],
+            ("config",): ["--json"],
+            ("db",): ["status", "start", "stop", "url"],
+            ("check",): ["--json"],
+            ("types",): ["--json"],
+            ("health",): ["--brand", "--platform", "--type", "--check", "--json"],
+            ("runs",): ["--type", "--brand", "--platform", "--status", "--recurring", "--one-time",
+                        "--param", "--limit", "--json"],
+            ("jobs",): ["--status", "--type", "--brand", "--platform", "--recurring", "--one-time",
+                        "--param", "--limit", "--json", "cancel", "pause", "resume", "edit"],
+            ("jobs", "edit"): ["--cron", "--tz", "--params", "--priority", "--name", "--max-retries"],
+            ("show",): ["--json"],
+        }
+        for cmd, options in takes.items():
+            out = self.sluice(*cmd, "--help").stdout
+            for opt in options:
+                self.assertIn(opt, out, f"`sluice {' '.join(cmd)} --help` does not name {opt}")
 
     def test_broken_handler_file_does_not_stop_the_others(self):
         import tempfile, os, shutil
