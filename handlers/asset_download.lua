@@ -38,8 +38,23 @@ return {
     end
     -- a brand without an ad account has no ads to fetch assets for: calling its
     -- ad_assets fresh would say nothing was missing
-    local account, aerr = graph.account(job.brand_id)
+    local account, aerr, brand = graph.account(job.brand_id)
     if not account then error(sluice.permanent(aerr), 0) end
+    -- the ads are meta_sync's to find: before it has ever synced the brand,
+    -- "nothing to download" would call its ad_assets fresh. Retried (the two
+    -- may have been queued together), with ad_assets left as it was.
+    local synced, serr = sluice.db.query([[
+      SELECT EXISTS (SELECT 1 FROM public.meta_ads_performance WHERE brand_id = $1)
+          OR EXISTS (SELECT 1 FROM sluice.dataset_status WHERE brand_id = $1
+                     AND dataset_key = 'meta_ads_performance' AND last_success_at IS NOT NULL) AS yes]],
+      job.brand_id)
+    if not synced then error("database: meta_ads_performance: " .. tostring(serr), 0) end
+    if not synced[1].yes then
+      local msg = ("the brand %s has no synced Meta ads yet: meta_sync finds them "
+        .. "(sluice queue meta_sync --brand %q) and downloads their assets too"):format(brand, brand)
+      job.dataset("ad_assets"):skip(msg)
+      error(msg, 0)
+    end
     local g, gerr = graph.client(job, { account_id = account })
     if not g then error(sluice.permanent(gerr), 0) end
     local s, err, _, refused = meta_assets.download(job, g, {

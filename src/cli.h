@@ -116,6 +116,7 @@ int sl_cmd_runs(const struct sl_config *cfg, int argc, char **argv);
  * `jobs edit …` to sl_cmd_jobs_edit. */
 int sl_cmd_jobs(const struct sl_config *cfg, int argc, char **argv);
 int sl_cmd_show(const struct sl_config *cfg, int argc, char **argv);
+int sl_cmd_logs(const struct sl_config *cfg, int argc, char **argv);
 int sl_cmd_schedule(const struct sl_config *cfg, int argc, char **argv);
 int sl_cmd_config(const struct sl_config *cfg, int argc, char **argv);
 /* `jobs cancel|pause|resume ID…`: argv[1] is the action. */

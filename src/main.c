@@ -39,6 +39,7 @@ static const sl_command commands[] = {
     {"runs", sl_cmd_runs, "recent runs: status, duration, params, log summary"},
     {"jobs", sl_cmd_jobs, "list jobs (schedule, next run); jobs cancel|pause|resume|edit ID"},
     {"show", sl_cmd_show, "everything about one run or job"},
+    {"logs", sl_cmd_logs, "a run's log (or a job's newest run's); --follow as it runs"},
 };
 
 static const sl_command *find_command(const char *name)

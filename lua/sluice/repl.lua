@@ -221,7 +221,9 @@ local function not_utf8(v, path, depth)
 end
 
 -- The job's parameters, validated against its handler (defaults applied), as JSON.
-local function validated(what, job_type, params)
+-- no_brand: none is given, which a type that needs one is told of together
+-- with its parameters' problems.
+local function validated(what, job_type, params, no_brand)
   if type(job_type) ~= "string" then
     fail("%s: the first argument is the job type, e.g. %s(\"echo\", { message = \"hi\" })", what, what)
   end
@@ -236,7 +238,8 @@ local function validated(what, job_type, params)
   local ok, encoded = pcall(json.encode, params or {})
   if not ok then fail("%s: parameters cannot be encoded as JSON: %s", what, tostring(encoded)) end
   if encoded == "[]" then encoded = "{}" end
-  local normalized, err = host.validate(job_type, encoded, what == "run")
+  local normalized, err = host.validate(job_type, encoded, what == "run",
+    no_brand and ('{ brand = "NAME" } as %s\'s third argument'):format(what))
   if not normalized then fail("%s: %s", what, err) end
   return normalized
 end
@@ -324,7 +327,7 @@ function G.queue(job_type, params, opts)
     fail('queue: at must be a timestamp such as "2026-12-01T09:00:00Z" (or give after = seconds), not %s',
       type(opts.at) == "string" and ("%q"):format(opts.at) or "a " .. type(opts.at))
   end
-  local normalized = validated("queue", job_type, params)
+  local normalized = validated("queue", job_type, params, opts.brand == nil)
   local at_sql, at = "$4::timestamptz", opts.at
   if opts.after ~= nil then
     if at ~= nil then fail("queue: give at or after, not both") end

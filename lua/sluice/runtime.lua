@@ -776,7 +776,8 @@ end
 -- a type whose file failed to load cannot do: the run would be created and then
 -- fail to start. no_brand: no brand is given; a type that needs one is refused
 -- for it in the same message as for its parameters (the database refuses it
--- anyway when the parameters are right).
+-- anyway when the parameters are right). It is true, or how to give a brand
+-- where the caller takes it (default "--brand NAME").
 function M.validate(name, params_json, here, no_brand)
   local entry = handlers[name]
   if not entry and last_failed[name] and here then
@@ -798,7 +799,8 @@ function M.validate(name, params_json, here, no_brand)
   if not value and no_brand and entry.brand == "required" then
     -- both at once: told only of the parameters, the user learns of the brand
     -- on the next try
-    return nil, ("job type '%s' needs a brand (--brand NAME), and its parameters: %s"):format(name, err)
+    local how = type(no_brand) == "string" and no_brand or "--brand NAME"
+    return nil, ("job type '%s' needs a brand (%s), and its parameters: %s"):format(name, how, err)
   end
   if not value then return nil, err end
   return json.encode(value)

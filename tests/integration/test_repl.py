@@ -347,6 +347,9 @@ class ReplTest(harness.SluiceTest):
             ('health{dataset = "echo_dat"}', "health: unknown dataset 'echo_dat' — did you mean 'echo_data'?"),
             ('run("echo", {}, {brand = ""})', 'run: brand must be a brand\'s name or id, not ""'),
             ('queue("echo", {}, {brand = ""})', 'queue: brand must be a brand\'s name or id, not ""'),
+            # both problems at once, as `sluice queue` says them: the brand was told only on the next try
+            ('queue("needs_brand", {nope = 1})', "queue: job type 'needs_brand' needs a brand "
+             "({ brand = \"NAME\" } as queue's third argument), and its parameters: unknown parameter 'nope'"),
             # options checked as `sluice queue` checks them (they were raw check-constraint errors)
             ('queue("echo", {}, {max_retries = -1})', "queue: max_retries must be a whole number from 0 to 1000"),
             ('queue("echo", {}, {priority = 1.5})', "queue: priority must be a whole number from -1000000"),

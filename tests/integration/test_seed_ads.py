@@ -867,6 +867,24 @@ class SeedAds(harness.SluiceTest):
         self.assertEqual(self.count("sluice.scheduled_jobs", "status = 'failed' AND attempts = 0"), 1)
         self.assertEqual(self.svc.stats().get("graph_requests", 0), 0)
 
+    def test_asset_download_before_any_meta_sync_leaves_ad_assets_alone(self):
+        # with an account but no ads synced yet it downloaded nothing and
+        # called the brand's ad_assets fresh
+        self.setup_brand()
+        _, out = self.run_job("asset_download", {}, ok=False)
+        self.assertIn(f"the brand {BRAND} has no synced Meta ads yet: meta_sync finds them", out)
+        self.assertEqual(self.count("sluice.dataset_status", "dataset_key = 'ad_assets'"), 0)
+        self.assertEqual(self.health()["ad_assets"], "never")
+        self.assertEqual(self.svc.stats().get("graph_requests", 0), 0)
+        # retried: the job waits for its next attempt, not failed for good
+        job = self.one("SELECT status, attempts, next_run_at IS NOT NULL AS due FROM sluice.scheduled_jobs")
+        self.assertEqual((job["status"], job["attempts"], job["due"]), ("active", 1, True))
+        # once meta_sync has synced the brand, it runs
+        self.run_job("meta_sync", {"download_max_videos": 0, "download_max_images": 0})
+        res, _ = self.run_job("asset_download", {"max_videos": 0, "max_images": 2})
+        self.assertEqual(res["images"], 2)
+        self.assertEqual(self.health()["ad_assets"], "fresh")
+
     def test_graph_throttling_is_retried_and_tokens_stay_secret(self):
         self.setup_brand()
         # the brand's OAuth token wins over META_ACCESS_TOKEN while valid

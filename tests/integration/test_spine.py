@@ -65,6 +65,60 @@ class Spine(harness.SluiceTest):
         lines = [l.split(" ", 1)[1] for l in logs.splitlines()]
         self.assertEqual(lines, ["step 1 — naïve ünïcode", "step 2", "done"])
 
+    def test_logs_follow_a_job_from_before_its_run_to_its_end(self):
+        job = self.sluice("queue", "chatty", "--params", '{"pause": 5}').stdout.strip()
+        follow = subprocess.Popen([harness.pgfixture.sluice_bin(), "logs", "--follow", job[:8]],
+                                  env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(lambda: follow.poll() is None and follow.kill())
+        with self.serve():
+            first = follow.stdout.readline()  # ends at the run's end at the latest
+            self.assertIn("step 1 — naïve ünïcode", first)
+            # printed while the run was still going (its other steps take 10 s)
+            self.assertEqual(self.scalar(f"SELECT status FROM sluice.scheduled_job_runs "
+                                         f"WHERE scheduled_job_id = '{job}'"), "running")
+            out, err = follow.communicate(timeout=60)
+        self.assertEqual(follow.returncode, 0, err)
+        lines = [l.split(" ", 1)[1] for l in (first + out).splitlines()]
+        self.assertEqual(lines, ["step 1 — naïve ünïcode", "step 2", "done"])
+        self.assertIn(f"job {job[:8]} has no run yet (active, due ", err)
+        self.assertRegex(err, r"run [0-9a-f]{8} \(attempt 1\) completed in ")
+        # without --follow: the log as recorded, the same lines
+        again = self.sluice("logs", job)
+        self.assertEqual(again.stdout, first + out)
+
+    def test_logs_follow_a_one_time_job_through_its_retries(self):
+        job = self.sluice("queue", "slow", "--params", '{"seconds": 3}', "--max-retries", "1").stdout.strip()
+        with self.serve():
+            proc = self.sluice("logs", "-f", job, check=False, timeout=60)
+        self.assertEqual(proc.returncode, 1, proc.stderr)
+        self.assertEqual([l.split(" ", 1)[1] for l in proc.stdout.splitlines()],
+                         ["sleeping 3.0s", "timed out after 2s"] * 2)
+        self.assertRegex(proc.stderr, r"run [0-9a-f]{8} \(attempt 1\) failed after .*: timed out after 2s\n"
+                                      r"sluice: attempt 2 (is due at .*|has started): following it\n")
+        self.assertTrue(proc.stderr.endswith(f"sluice: job {job[:8]} failed\n"), proc.stderr)
+
+    def test_logs_of_a_run_show_control_characters_and_refuse_bad_ids(self):
+        self.sluice("run", "echo", "--params", '{"message": "red \\u001b[31m text"}')
+        run = self.scalar("SELECT id FROM sluice.scheduled_job_runs")
+        out = self.sluice("logs", run[:6]).stdout
+        self.assertIn("echo: red ^[[31m text", out)
+        self.assertNotIn("\x1b", out)
+        for args, message in [(["logs"], "usage: sluice logs RUN_ID|JOB_ID [--follow]"),
+                              (["logs", "nope"], "logs: 'nope' is not a run or job id"),
+                              (["logs", "ffffffff"], "logs: no run or job with id 'ffffffff'"),
+                              (["logs", run, "--tail"], "logs: unknown option '--tail'"),
+                              (["logs", run, run], "logs: one id at a time")]:
+            proc = self.sluice(*args, check=False)
+            self.assertEqual(proc.returncode, 2, args)
+            self.assertIn(message, proc.stderr, args)
+        job = self.sluice("queue", "echo", "--at", "2099-01-01T00:00:00Z").stdout.strip()
+        proc = self.sluice("logs", job)
+        self.assertEqual((proc.stdout, proc.stderr), ("", f"sluice: job {job[:8]} has no runs yet\n"))
+        self.sluice("jobs", "cancel", job)
+        proc = self.sluice("logs", "--follow", job, check=False)
+        self.assertEqual(proc.returncode, 1)
+        self.assertIn(f"logs: job {job[:8]} is cancelled, with no run to follow", proc.stderr)
+
     def test_sql_function_queue_and_notify_pickup(self):
         # the slow poll is 60 s: only LISTEN/NOTIFY can make this run promptly
         with self.serve("--poll", "60") as d:

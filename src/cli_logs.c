@@ -1,0 +1,278 @@
+/*
+ * cli_logs.c — `sluice logs ID [--follow]`: a run's log, or the log of a job's
+ * newest run, and with --follow the lines as the worker records them until the
+ * run ends (for a one-time job, through its retries until it settles).
+ *
+ * A worker records the lines of a run in flight every two seconds and the rest
+ * when the run ends (worker.c), so following is reading the run's row every
+ * half second from where the last read stopped: the log is only ever appended
+ * to. Lines are printed as `sluice show` prints stored text, control
+ * characters as `cat -v` shows them; the outcome goes to stderr, so stdout is
+ * the log alone.
+ */
+#include "buf.h"
+#include "cli.h"
+#include "config.h"
+#include "table.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+enum { POLL_MS = 500, RECONNECT_SECONDS = 60 };
+
+typedef struct {
+    PGconn *c;
+    char job[40]; /* the job whose runs are followed ("" for one run) */
+    char run[40]; /* the run being printed ("" while waiting for one) */
+    long printed; /* characters of its log printed */
+    int attempt;  /* its attempt number */
+    int follow;
+} logs_state;
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: sluice logs RUN_ID|JOB_ID [--follow]\n\n"
+                 "A run's log, or for a job the log of its newest run (the one in flight,\n"
+                 "if any). An id may be shortened to a unique prefix of at least 4\n"
+                 "characters. Control characters are shown as `cat -v` does.\n\n"
+                 "  -f, --follow   keep printing lines as the worker records them (every two\n"
+                 "                 seconds) until the run ends, then say how it ended on\n"
+                 "                 stderr. For a job: wait for its run to start if none is\n"
+                 "                 in flight, and follow a one-time job's retries until it\n"
+                 "                 completes, fails for good or is cancelled. Exit status 0\n"
+                 "                 when the last run followed completed, 1 when it did not.\n");
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Runs a query, and after a lost connection tries again (reconnecting once a
+ * second for up to a minute, saying so once), as a follow outlives a database
+ * restart. NULL after printing the error. */
+static PGresult *query(logs_state *s, const char *sql, int n, const char *const *p)
+{
+    PGresult *r = PQexecParams(s->c, sql, n, NULL, p, NULL, NULL, 0);
+    if (PQresultStatus(r) == PGRES_TUPLES_OK) return r;
+    if (PQstatus(s->c) == CONNECTION_OK || !s->follow) {
+        const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+        if (!msg) msg = PQerrorMessage(s->c);
+        sl_cli_error("logs: %.*s", (int)strcspn(msg, "\n"), msg);
+        PQclear(r);
+        return NULL;
+    }
+    PQclear(r);
+    fprintf(stderr, "sluice: the database connection was lost: reconnecting\n");
+    for (int i = 0; i < RECONNECT_SECONDS; i++) {
+        sleep_ms(1000);
+        PQreset(s->c);
+        if (PQstatus(s->c) != CONNECTION_OK) continue;
+        r = PQexecParams(s->c, sql, n, NULL, p, NULL, NULL, 0);
+        if (PQresultStatus(r) == PGRES_TUPLES_OK) return r;
+        PQclear(r);
+    }
+    sl_cli_error("logs: the database did not come back in %d seconds: %s", RECONNECT_SECONDS,
+                 PQerrorMessage(s->c));
+    return NULL;
+}
+
+static void print_visible(const char *text)
+{
+    if (!*text) return;
+    char *v = sl_text_visible(text, 1);
+    fputs(v, stdout);
+    free(v);
+    fflush(stdout);
+}
+
+/* The run a job's log comes from: the one in flight, else its newest; "" when
+ * it has none yet. 0, or 1 after printing the error. */
+static int job_run(logs_state *s)
+{
+    const char *p[] = {s->job};
+    PGresult *r = query(s,
+                        "SELECT coalesce(j.current_run_id, (SELECT r.id FROM "
+                        "sluice.scheduled_job_runs r WHERE r.scheduled_job_id = j.id "
+                        "ORDER BY r.created_at DESC, r.id LIMIT 1))::text "
+                        "FROM sluice.scheduled_jobs j WHERE j.id = $1",
+                        1, p);
+    if (!r) return 1;
+    s->run[0] = '\0';
+    if (PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
+        snprintf(s->run, sizeof s->run, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return 0;
+}
+
+/* Prints what the run's log holds past s->printed. *ended: 1 once the run is
+ * over (everything printed), with its outcome said on stderr; *ok whether it
+ * completed. 0, or 1 after printing the error. */
+static int read_more(logs_state *s, int *ended, int *ok)
+{
+    char from[24];
+    snprintf(from, sizeof from, "%ld", s->printed);
+    const char *p[] = {s->run, from};
+    PGresult *r = query(s,
+                        "SELECT status, substr(logs, $2::int + 1), length(logs), "
+                        "error_message, attempt_number, "
+                        "extract(epoch FROM completed_at - started_at) "
+                        "FROM sluice.scheduled_job_runs WHERE id = $1",
+                        2, p);
+    if (!r) return 1;
+    if (PQntuples(r) != 1) { /* pruned by retention meanwhile */
+        PQclear(r);
+        sl_cli_error("logs: run %s is gone (pruned)", s->run);
+        return 1;
+    }
+    print_visible(PQgetvalue(r, 0, 1));
+    s->printed = atol(PQgetvalue(r, 0, 2));
+    s->attempt = atoi(PQgetvalue(r, 0, 4));
+    const char *status = PQgetvalue(r, 0, 0);
+    *ended = strcmp(status, "running") != 0 && strcmp(status, "pending") != 0;
+    *ok = strcmp(status, "completed") == 0;
+    if (*ended && s->follow) {
+        char took[64] = "";
+        if (!PQgetisnull(r, 0, 5)) sl_fmt_duration(atof(PQgetvalue(r, 0, 5)), took, sizeof took);
+        const char *err = PQgetisnull(r, 0, 3) ? NULL : PQgetvalue(r, 0, 3);
+        char *short_err = err ? sl_text_visible(err, 1) : NULL;
+        if (short_err) short_err[strcspn(short_err, "\n")] = '\0'; /* no traceback */
+        fprintf(stderr, "sluice: run %.8s (attempt %s) %s%s%s%s%s\n", s->run, PQgetvalue(r, 0, 4),
+                status, *took ? (*ok ? " in " : " after ") : "", took, short_err ? ": " : "",
+                short_err ? short_err : "");
+        free(short_err);
+    }
+    PQclear(r);
+    return 0;
+}
+
+/* After a job's run ended: whether another run of it is to be followed (a
+ * one-time job still active: a retry), saying when it is due. -1 after an
+ * error. */
+static int job_goes_on(logs_state *s)
+{
+    const char *p[] = {s->job};
+    PGresult *r = query(s,
+                        "SELECT schedule_type = 'one_time' AND status = 'active', "
+                        "to_char(next_run_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS\"Z\"'), "
+                        "status, schedule_type "
+                        "FROM sluice.scheduled_jobs WHERE id = $1",
+                        1, p);
+    if (!r) return -1;
+    int on = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+    if (on)
+        fprintf(stderr, "sluice: attempt %d %s%s: following it\n", s->attempt + 1,
+                PQgetisnull(r, 0, 1) ? "has started" : "is due at ", PQgetvalue(r, 0, 1));
+    else if (PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 3), "recurring") == 0)
+        fprintf(stderr, "sluice: job %.8s is recurring (%s)%s%s\n", s->job, PQgetvalue(r, 0, 2),
+                PQgetisnull(r, 0, 1) ? "" : ": its next run is due at ", PQgetvalue(r, 0, 1));
+    else if (PQntuples(r) == 1)
+        fprintf(stderr, "sluice: job %.8s %s\n", s->job, PQgetvalue(r, 0, 2));
+    PQclear(r);
+    return on;
+}
+
+/* Waits for a run of the job other than `after` (NULL: any) to exist; 0 with
+ * s->run set, 1 after an error or when the job ended without one. */
+static int wait_for_run(logs_state *s, const char *after)
+{
+    int said = after != NULL; /* a retry's due time was said already */
+    for (;;) {
+        if (job_run(s)) return 1;
+        if (s->run[0] && (!after || strcmp(s->run, after) != 0)) return 0;
+        const char *p[] = {s->job};
+        PGresult *r = query(s,
+                            "SELECT status, schedule_type, to_char(next_run_at AT TIME ZONE "
+                            "'UTC', 'YYYY-MM-DD HH24:MI:SS\"Z\"') "
+                            "FROM sluice.scheduled_jobs WHERE id = $1",
+                            1, p);
+        if (!r) return 1;
+        if (PQntuples(r) != 1) {
+            PQclear(r);
+            sl_cli_error("logs: job %s is gone", s->job);
+            return 1;
+        }
+        const char *st = PQgetvalue(r, 0, 0);
+        if (strcmp(st, "active") != 0 && strcmp(st, "paused") != 0) {
+            sl_cli_error("logs: job %.8s is %s, with no run to follow", s->job, st);
+            PQclear(r);
+            return 1;
+        }
+        if (!said) {
+            fprintf(stderr, "sluice: job %.8s has no run yet (%s%s%s): waiting for one\n", s->job,
+                    st, PQgetisnull(r, 0, 2) ? "" : ", due ", PQgetvalue(r, 0, 2));
+            said = 1;
+        }
+        PQclear(r);
+        sleep_ms(POLL_MS);
+    }
+}
+
+static int follow(logs_state *s)
+{
+    int ended = 0, ok = 0;
+    for (;;) {
+        if (read_more(s, &ended, &ok)) return 1;
+        if (!ended) {
+            sleep_ms(POLL_MS);
+            continue;
+        }
+        if (!s->job[0]) return ok ? 0 : 1;
+        int on = job_goes_on(s);
+        if (on < 0) return 1;
+        if (!on) return ok ? 0 : 1;
+        char last[40];
+        snprintf(last, sizeof last, "%s", s->run);
+        if (wait_for_run(s, last)) return 1;
+        s->printed = 0;
+    }
+}
+
+int sl_cmd_logs(const sl_config *cfg, int argc, char **argv)
+{
+    if (sl_cli_wants_help(argc, argv)) {
+        usage(stdout);
+        return 0;
+    }
+    logs_state s = {0};
+    const char *id = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-f") == 0 || strcmp(argv[i], "--follow") == 0) {
+            s.follow = 1;
+        } else if (argv[i][0] == '-' && argv[i][1]) {
+            sl_cli_error("logs: unknown option '%s' (see `sluice logs --help`)", argv[i]);
+            return 2;
+        } else if (id) {
+            sl_cli_error("logs: one id at a time ('%s' and '%s')", id, argv[i]);
+            return 2;
+        } else {
+            id = argv[i];
+        }
+    }
+    if (!id) {
+        usage(stderr);
+        return 2;
+    }
+    s.c = sl_cli_connect(cfg);
+    if (!s.c) return 1;
+    char kind[8], full[40];
+    int status = sl_cli_find_id(s.c, "logs", id, 0, kind, full);
+    if (!status) {
+        if (strcmp(kind, "run") == 0) {
+            snprintf(s.run, sizeof s.run, "%s", full);
+        } else {
+            snprintf(s.job, sizeof s.job, "%s", full);
+            status = s.follow ? wait_for_run(&s, NULL) : job_run(&s);
+            if (!status && !s.run[0]) fprintf(stderr, "sluice: job %.8s has no runs yet\n", full);
+        }
+    }
+    if (!status && s.run[0]) {
+        int ended, ok;
+        status = s.follow ? follow(&s) : read_more(&s, &ended, &ok);
+    }
+    PQfinish(s.c);
+    return status;
+}
