@@ -874,6 +874,7 @@ print(rows[1].three)
                         "--param", "--limit", "--json", "cancel", "pause", "resume", "edit"],
             ("jobs", "edit"): ["--cron", "--tz", "--params", "--priority", "--name", "--max-retries"],
             ("show",): ["--json"],
+            ("logs",): ["-f", "--follow"],
         }
         for cmd, options in takes.items():
             out = self.sluice(*cmd, "--help").stdout
