@@ -1,7 +1,7 @@
 /*
  * cli_schedule.c — `sluice schedule`: create a recurring job from a cron
  * expression in a time zone; `sluice jobs edit ID` to change one; and
- * `sluice jobs cancel|pause|resume ID`.
+ * `sluice jobs cancel|pause|resume|run-now ID`.
  *
  * The expression and the zone are checked here (the error names the field), the
  * parameters against the handler's schema, and the first slot is computed before
@@ -163,8 +163,32 @@ out:
     return status;
 }
 
+static void run_now_usage(FILE *out)
+{
+    fprintf(out, "usage: sluice jobs run-now JOB_ID…\n\n"
+                 "Makes a job due at once, once: an idle worker starts it within moments\n"
+                 "(among jobs due together, lower priority numbers still go first). A\n"
+                 "recurring job keeps its schedule: when this run ends, its next slot comes\n"
+                 "from its cron expression as after any run, so the slot it was waiting for\n"
+                 "still runs if this run has ended by then. A one-time job waiting for its\n"
+                 "time or for a retry's backoff runs now (as that attempt); a failed\n"
+                 "one-time job runs again with its retries counted afresh. A job that is\n"
+                 "due already is left as it is.\n\n"
+                 "Refused: a job with a run in flight, a paused job (resume it first), a\n"
+                 "recurring job failed for a schedule that cannot be evaluated (`sluice jobs\n"
+                 "edit` it), and a completed, cancelled or archived one (queue or schedule\n"
+                 "it again); each is reported and skipped, the others still run (exit\n"
+                 "status 2). A JOB_ID may be shortened to a unique prefix of at least 4\n"
+                 "characters, as `sluice jobs` shows it. Each line of output names the job\n"
+                 "in full and says it is due.\n");
+}
+
 static void control_usage(FILE *out, const char *action)
 {
+    if (strcmp(action, "run-now") == 0) {
+        run_now_usage(out);
+        return;
+    }
     fprintf(out,
             "usage: sluice jobs %s JOB_ID…\n\n"
             "cancel ends a job for good (a run in flight is told to stop); pause holds it\n"
@@ -180,7 +204,7 @@ static void control_usage(FILE *out, const char *action)
             action);
 }
 
-/* `sluice jobs cancel|pause|resume ID…` (called by the jobs command). */
+/* `sluice jobs cancel|pause|resume|run-now ID…` (called by the jobs command). */
 int sl_cmd_jobs_control(const sl_config *cfg, int argc, char **argv)
 {
     const char *action = argv[1];
@@ -198,9 +222,10 @@ int sl_cmd_jobs_control(const sl_config *cfg, int argc, char **argv)
         sl_cli_error("jobs %s needs at least one job id", action);
         return 2;
     }
-    const char *fn = strcmp(action, "cancel") == 0  ? "sluice.cancel_job"
-                     : strcmp(action, "pause") == 0 ? "sluice.pause_job"
-                                                    : "sluice.resume_job";
+    const char *fn = strcmp(action, "cancel") == 0    ? "sluice.cancel_job"
+                     : strcmp(action, "pause") == 0   ? "sluice.pause_job"
+                     : strcmp(action, "run-now") == 0 ? "sluice.run_job_now"
+                                                      : "sluice.resume_job";
     PGconn *c = sl_cli_connect(cfg);
     if (!c) return 1;
     int status = 0;

@@ -1039,11 +1039,160 @@ class Lifecycle(harness.SluiceTest):
         self.assertEqual(proc.returncode, 2)
         self.assertIn(f"no job with id '{run}'", proc.stderr)
 
+    # -------------------------------------------------------------- run now
+
+    def job_row(self, job):
+        return self.one(f"SELECT status, next_run_at, attempts, current_run_id, updated_at "
+                        f"FROM sluice.scheduled_jobs WHERE id = '{job}'")
+
+    def test_run_now_wakes_an_idle_daemon_and_a_recurring_job_keeps_its_slots(self):
+        recurring = self.sluice("schedule", "echo", "--cron", "0 0 1 1 *",
+                                "--params", '{"message": "yearly"}').stdout.strip()
+        slot = self.job_row(recurring)["next_run_at"]
+        later = self.sluice("queue", "echo", "--at", "+1h", "--params", '{"message": "later"}').stdout.strip()
+        # a retry waiting out its backoff: the run it gets now is that attempt
+        backoff = self.sluice("queue", "echo", "--at", "+1h", "--params", '{"message": "backoff"}').stdout.strip()
+        pgfixture.psql(self.db, f"UPDATE sluice.scheduled_jobs SET attempts = 1, last_error = 'earlier' "
+                                f"WHERE id = '{backoff}'")
+        warmup = self.sluice("queue", "noop").stdout.strip()
+        # the poll is an hour away and no job is due before it: only the notice
+        # of run-now can wake the daemon once it is idle
+        with self.serve("--poll", "3600"):
+            self.wait_for(lambda: self.job_row(warmup)["status"] == "completed", 30)
+            self.wait_listening()
+            self.wait_for(lambda: self.scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                                              "current_database() AND state <> 'idle' AND "
+                                              "pid <> pg_backend_pid()") == "0", 30)
+            out = self.sluice("jobs", "run-now", recurring[:8], later, backoff)
+            self.assertEqual(out.stdout.splitlines(), [f"{j}  due" for j in (recurring, later, backoff)])
+            self.assertEqual(out.stderr, "")
+            self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'completed'") == 4, 30,
+                          "the jobs made due were not run")
+            self.wait_for(lambda: self.job_row(recurring)["next_run_at"] is not None, 30)
+        runs = self.sql("SELECT scheduled_job_id AS job, attempt_number AS n FROM sluice.scheduled_job_runs "
+                        f"WHERE scheduled_job_id <> '{warmup}'")
+        self.assertEqual(sorted((r["job"], r["n"]) for r in runs),
+                         sorted([(recurring, 1), (later, 1), (backoff, 2)]))
+        # the slot the recurring job was waiting for is still its next one:
+        # run-now neither moved nor skipped it
+        row = self.job_row(recurring)
+        self.assertEqual((row["status"], row["next_run_at"], row["attempts"]), ("active", slot, 0))
+        for job in (later, backoff):
+            self.assertEqual(self.job_row(job)["status"], "completed")
+
+    def test_run_now_runs_a_failed_one_time_job_again_with_its_retries_afresh(self):
+        # echo retries once: a failing job runs twice, then fails
+        job = self.sluice("queue", "echo", "--params", '{"fail": true}', "--dedupe-key", "k").stdout.strip()
+        attempts = lambda: [r["attempt_number"] for r in self.sql(
+            f"SELECT attempt_number FROM sluice.scheduled_job_runs WHERE scheduled_job_id = '{job}' "
+            f"ORDER BY created_at")]
+        with self.serve():
+            self.wait_for(lambda: self.job_row(job)["status"] == "failed", 30)
+            self.assertEqual(attempts(), [1, 2])
+            # a job queued with its key since holds it: the failed one is not revived beside it
+            other = self.sluice("queue", "echo", "--dedupe-key", "k", "--at", "+1h").stdout.strip()
+            before = self.job_row(job)
+            proc = self.sluice("jobs", "run-now", job, check=False)
+            self.assertEqual(proc.returncode, 2, proc.stdout + proc.stderr)
+            self.assertEqual(proc.stdout, "")
+            self.assertIn(f"job {job} has dedupe key 'k', which job {other} (active) holds now", proc.stderr)
+            self.assertEqual(self.job_row(job), before)
+            self.sluice("jobs", "cancel", other)
+            self.assertEqual(self.sluice("jobs", "run-now", job).stdout, f"{job}  due\n")
+            self.wait_for(lambda: len(attempts()) == 4 and self.job_row(job)["status"] == "failed", 30)
+        self.assertEqual(attempts(), [1, 2, 1, 2])
+
+    def test_run_now_refuses_a_job_it_cannot_run_and_changes_nothing(self):
+        worker = "00000000-0000-4000-8000-000000000001"  # a worker that exists only in this test
+        running = self.sluice("queue", "echo").stdout.strip()
+        self.assertEqual(len(self.sql(f"SELECT run_id FROM sluice.claim_jobs('{worker}', 10, 600)")), 1)
+        paused = self.sluice("queue", "echo", "--at", "+1h").stdout.strip()
+        self.sluice("jobs", "pause", paused)
+        paused_recurring = self.sluice("schedule", "echo", "--cron", "@daily").stdout.strip()
+        self.sluice("jobs", "pause", paused_recurring)
+        self.sluice("run", "echo")
+        completed = self.scalar("SELECT id FROM sluice.scheduled_jobs WHERE status = 'completed'")
+        cancelled = self.sluice("queue", "echo", "--at", "+1h").stdout.strip()
+        self.sluice("jobs", "cancel", cancelled)
+        archived = self.sluice("schedule", "echo", "--cron", "@hourly").stdout.strip()
+        self.sluice("jobs", "cancel", archived)
+        pgfixture.psql(self.db, f"UPDATE sluice.scheduled_jobs SET status = 'archived' WHERE id = '{archived}'")
+        unevaluable = self.scalar("SELECT sluice.schedule_job(NULL, 'echo', '0 0 30 2 *')")
+        pgfixture.psql(self.db, f"UPDATE sluice.scheduled_jobs SET status = 'failed', "
+                                f"last_error = 'never fires' WHERE id = '{unevaluable}'")
+        cases = [
+            (running, f"is running now", None),
+            (paused, "is paused: it runs only once resumed",
+             "resume it (`sluice jobs resume`): a one-time job whose time has come runs at once"),
+            (paused_recurring, "is paused: it runs only once resumed",
+             "resume it (`sluice jobs resume`), then run it now"),
+            (completed, "is completed: only active jobs and failed one-time jobs can be run now",
+             "queue it again (`sluice queue`)"),
+            (cancelled, "is cancelled: only active jobs and failed one-time jobs can be run now",
+             "queue it again (`sluice queue`)"),
+            (archived, "is archived: only active jobs and failed one-time jobs can be run now",
+             "schedule it again (`sluice schedule`)"),
+            (unevaluable, "is failed, as its schedule could not be evaluated: never fires",
+             "give it a new cron expression or time zone (`sluice jobs edit`)"),
+        ]
+        for job, why, hint in cases:
+            with self.subTest(why=why, job=job):
+                before = self.job_row(job)
+                proc = self.sluice("jobs", "run-now", job, check=False)
+                self.assertEqual((proc.returncode, proc.stdout), (2, ""), proc.stderr)
+                self.assertIn(f"sluice: error: job {job} ", proc.stderr)
+                self.assertIn(why, proc.stderr)
+                if hint:
+                    self.assertIn(f"hint: {hint}", proc.stderr)
+                self.assertEqual(self.job_row(job), before)
+        run = self.job_row(running)["current_run_id"]
+        self.assertIn(f"job {running} has a run in flight ({run})",
+                      self.sluice("jobs", "run-now", running, check=False).stderr)
+        # a job due already is left as it is, and so is its place among the due jobs
+        due = self.sluice("queue", "echo").stdout.strip()
+        before = self.job_row(due)
+        proc = self.sluice("jobs", "run-now", paused, due, check=False)
+        self.assertEqual((proc.returncode, proc.stdout), (2, f"{due}  due\n"))
+        self.assertEqual(self.job_row(due), before)
+        missing = self.sluice("jobs", "run-now", "00000000-0000-0000-0000-000000000000", check=False)
+        self.assertEqual(missing.returncode, 2)
+        self.assertIn("no job with id", missing.stderr)
+
+    def test_run_now_waits_for_a_claim_that_holds_the_job(self):
+        # a claim locks the job's row until it commits: run-now waits for it and
+        # then sees the run in flight, instead of making a claimed job due again
+        job = self.sluice("queue", "echo").stdout.strip()
+        worker = "00000000-0000-4000-8000-000000000001"
+        claim = subprocess.Popen(["psql", self.db, "-X", "-q", "-v", "ON_ERROR_STOP=1"], env=pgfixture.clean_env(),
+                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            claim.stdin.write(f"BEGIN; SELECT count(*) FROM sluice.claim_jobs('{worker}', 10, 600);\n")
+            claim.stdin.flush()
+            self.wait_for(lambda: self.scalar("SELECT count(*) FROM pg_stat_activity WHERE state = "
+                                              "'idle in transaction' AND query LIKE '%claim_jobs%'") == "1", 30)
+            run_now = subprocess.Popen([pgfixture.sluice_bin(), "jobs", "run-now", job], env=self.env(),
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            self.wait_for(lambda: self.scalar("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
+                                              "'Lock' AND query LIKE '%run_job_now%'") == "1", 30,
+                          "run-now did not wait for the claim")
+            claim.stdin.write("COMMIT;\n")
+            claim.stdin.close()
+            out, err = run_now.communicate(timeout=30)
+        finally:
+            for p in (claim,):
+                if p.poll() is None:
+                    p.kill()
+                p.wait()
+        self.assertEqual((run_now.returncode, out), (2, ""), err)
+        self.assertIn(f"job {job} has a run in flight", err)
+        self.assertEqual(self.count("sluice.scheduled_job_runs", f"scheduled_job_id = '{job}'"), 1)
+        self.assertIsNone(self.job_row(job)["next_run_at"])
+
     # -------------------------------------------------------------- retention, priority
 
     def test_help_for_jobs_control_and_help_command(self):
         job = self.sluice("queue", "echo", "--at", "+1h").stdout.strip()
-        for action in ("cancel", "pause", "resume"):
+        for action in ("cancel", "pause", "resume", "run-now"):
             for flag in ("--help", "-h"):
                 proc = self.sluice("jobs", action, flag)
                 self.assertTrue(proc.stdout.startswith(f"usage: sluice jobs {action} JOB_ID…\n"), proc.stdout)
