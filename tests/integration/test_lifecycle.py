@@ -245,7 +245,7 @@ class Lifecycle(harness.SluiceTest):
         self.assertEqual(proc.stderr, f"next run: {utc} ({local[:10]} 09:30:00 "
                                       f"{preview['next'][0]['abbreviation']} in America/New_York)\n")
         self.assertEqual(self.sluice("schedule", "echo", "--cron", "@daily").stderr[:10], "next run: ")
-        self.assertNotIn("(", self.sluice("schedule", "echo", "--cron", "@daily").stderr)  # UTC says it all
+        self.assertNotIn("(", self.sluice("schedule", "echo", "--cron", "@weekly").stderr)  # UTC says it all
         row = self.one(f"SELECT schedule_type, cron_expression, timezone, "
                        f"to_char(next_run_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS next "
                        f"FROM sluice.scheduled_jobs WHERE id = '{job}'")
@@ -478,9 +478,11 @@ class Lifecycle(harness.SluiceTest):
         # same slot again (the clock that said "now" was a coarse one, a few ms
         # behind); this waits for the next minute to begin
         # the four are scheduled within one minute, so that they share their slot:
-        # late in a minute, the later ones would be given the next one
+        # late in a minute, the later ones would be given the next one (four
+        # keys: four schedules alike in all else)
         self.wait_for(lambda: time.time() % 60 < 45, 20, "the minute never turned")
-        jobs = [self.sluice("schedule", "noop", "--cron", "* * * * *").stdout.strip() for _ in range(4)]
+        jobs = [self.sluice("schedule", "noop", "--cron", "* * * * *", "--dedupe-key", f"k{i}").stdout.strip()
+                for i in range(4)]
         slots = self.sql("SELECT DISTINCT extract(epoch FROM next_run_at) AS due FROM sluice.scheduled_jobs")
         self.assertEqual(len(slots), 1, f"scheduling the four took more than 15 s: {slots}")
         slot = float(slots[0]["due"])
@@ -553,6 +555,114 @@ class Lifecycle(harness.SluiceTest):
             self.assertEqual(d.log().count(f"job={job}"), 1, d.log())
 
     # -------------------------------------------------------------- dedupe
+
+    def test_a_schedule_is_made_once(self):
+        # the same command run twice made two jobs, each running at every slot
+        first = self.sluice("schedule", "echo", "--cron", "0 * * * *")
+        job = first.stdout.strip()
+        same = "with the same expression, zone and parameters; nothing new was created"
+        for args in ([], ["--cron", "@HOURLY"], ["--cron", " 0  *\t* * * "],
+                     ["--params", '{"message": "hello"}'],  # the default, filled in
+                     ["--tz", "UTC"]):
+            argv = ["--cron", "0 * * * *", *args] if "--cron" not in args else args
+            proc = self.sluice("schedule", "echo", *argv)
+            self.assertEqual(proc.stdout, f"{job}\n", args)
+            self.assertEqual(proc.stderr, f"echo: already scheduled as {job}, {same}\n{first.stderr}", args)
+        self.assertEqual(self.count("sluice.scheduled_jobs"), 1)
+        # its own name, priority and retries are kept, and that is said
+        proc = self.sluice("schedule", "echo", "--cron", "@hourly", "--name", "n", "--priority", "5")
+        self.assertEqual(proc.stdout, f"{job}\n")
+        self.assertIn(f"{same}; it keeps its own name and priority (`sluice jobs edit` changes them)\n",
+                      proc.stderr)
+        self.assertEqual(self.one(f"SELECT name, priority FROM sluice.scheduled_jobs WHERE id = '{job}'"),
+                         {"name": None, "priority": 0})
+        # anything else that differs is another schedule
+        self.sluice("brands", "add", "acme")
+        others = [self.sluice("schedule", "echo", "--cron", "0 * * * *", *args).stdout.strip()
+                  for args in (["--params", '{"message": "other"}'], ["--tz", "Europe/Berlin"],
+                               ["--brand", "acme"])]
+        others.append(self.sluice("schedule", "echo", "--cron", "0 */1 * * *").stdout.strip())
+        others.append(self.sluice("schedule", "noop", "--cron", "0 * * * *").stdout.strip())
+        self.assertEqual(len({job, *others}), 6)
+        # a paused one is the same schedule (and said to be paused); a cancelled one is not
+        self.sluice("jobs", "pause", job)
+        proc = self.sluice("schedule", "echo", "--cron", "@hourly")
+        self.assertEqual(proc.stdout, f"{job}\n")
+        self.assertIn(f"{same}; it is paused (`sluice jobs resume` lets it run)\n", proc.stderr)
+        self.sluice("jobs", "cancel", job)
+        again = self.sluice("schedule", "echo", "--cron", "@hourly")
+        self.assertNotEqual(again.stdout.strip(), job)
+        self.assertNotIn("already", again.stderr)
+        # through SQL: ensure_schedule() says whether it made one; schedule_job()
+        # makes one each time, as it always did
+        self.assertEqual(self.one("SELECT job_id::text, created FROM sluice.ensure_schedule(NULL, 'echo', "
+                                  "'0 * * * *')"), {"job_id": again.stdout.strip(), "created": False})
+        before = self.count("sluice.scheduled_jobs")
+        self.scalar("SELECT sluice.schedule_job(NULL, 'echo', '0 * * * *')")
+        self.assertEqual(self.count("sluice.scheduled_jobs"), before + 1)
+
+    def test_a_schedule_with_a_dedupe_key_is_made_once_whatever_else_it_says(self):
+        a = self.sluice("schedule", "echo", "--cron", "0 9 * * *", "--dedupe-key", "morning").stdout.strip()
+        # another key: another schedule, alike in all else
+        b = self.sluice("schedule", "echo", "--cron", "0 9 * * *", "--dedupe-key", "other").stdout.strip()
+        self.assertNotEqual(a, b)
+        proc = self.sluice("schedule", "echo", "--cron", "30 9 * * *", "--tz", "Europe/Berlin",
+                           "--dedupe-key", "morning")
+        self.assertEqual(proc.stdout, f"{a}\n")
+        self.assertIn(f"echo: already scheduled as {a}, with dedupe key 'morning'; nothing new was created; "
+                      f"it keeps its own expression and zone (`sluice jobs edit` changes them)\n", proc.stderr)
+        self.assertEqual(self.one(f"SELECT cron_expression, timezone FROM sluice.scheduled_jobs WHERE id = '{a}'"),
+                         {"cron_expression": "0 9 * * *", "timezone": "UTC"})
+        # a one-time job holding the key is not the schedule asked for
+        once = self.sluice("queue", "echo", "--dedupe-key", "weekly", "--at", "+1h").stdout.strip()
+        proc = self.sluice("schedule", "echo", "--cron", "@weekly", "--dedupe-key", "weekly", check=False)
+        self.assertEqual((proc.returncode, proc.stdout), (2, ""))
+        self.assertEqual(proc.stderr, f"sluice: error: schedule: dedupe key 'weekly' is held by one-time job "
+                                      f"{once} (active); nothing was scheduled\n")
+        self.assertEqual(self.count("sluice.scheduled_jobs"), 3)
+        proc = self.sluice("schedule", "echo", "--cron", "@weekly", "--dedupe-key", "", check=False)
+        self.assertEqual((proc.returncode, proc.stderr),
+                         (2, "sluice: error: schedule: --dedupe-key needs a value, not an empty one\n"))
+        self.assertIn("--dedupe-key", self.sluice("schedule", "--help").stdout)
+        proc = self.sluice("jobs", "edit", a, "--dedupe-key", "x", check=False)
+        self.assertEqual(proc.returncode, 2)
+        self.assertIn("jobs edit: unknown option '--dedupe-key'", proc.stderr)
+
+    def test_concurrent_schedules_make_one_job(self):
+        self.sluice("migrate")
+        # the processes all wait at once: a session of the test holds a lock
+        # that lets them read the jobs but not add one, until every one of
+        # them waits for it (for that lock, or for another process's turn)
+        for argv in ([["--cron", "*/5 * * * *", "--params", '{"message": "x"}']] * 6,
+                     [["--cron", f"{i} 8 * * *", "--dedupe-key", "k"] for i in range(6)]):
+            holder = subprocess.Popen(["psql", self.db, "-X", "-q", "-v", "ON_ERROR_STOP=1"],
+                                      env=pgfixture.clean_env(), stdin=subprocess.PIPE,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+            procs = []
+            try:
+                holder.stdin.write("BEGIN; LOCK TABLE sluice.scheduled_jobs IN SHARE MODE;\n")
+                holder.stdin.flush()
+                self.wait_for(lambda: self.scalar("SELECT count(*) FROM pg_stat_activity WHERE state = "
+                                                  "'idle in transaction' AND query LIKE 'LOCK TABLE%'") == "1", 30)
+                procs = [subprocess.Popen([pgfixture.sluice_bin(), "schedule", "echo", *args], env=self.env(),
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         for args in argv]
+                self.wait_for(lambda: self.scalar("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
+                                                  "'Lock' AND query LIKE '%ensure_schedule%'") == str(len(argv)),
+                              60, "the schedules did not all wait")
+                holder.stdin.write("COMMIT;\n")
+                holder.stdin.close()
+                outs = [p.communicate(timeout=60) for p in procs]
+            finally:
+                for p in (holder, *procs):
+                    if p.poll() is None:
+                        p.kill()
+                    p.wait()
+            self.assertEqual([p.returncode for p in procs], [0] * len(argv), outs)
+            ids = {out for out, _ in outs}
+            self.assertEqual(len(ids), 1, outs)
+            self.assertEqual(sum("already scheduled as" in err for _, err in outs), len(argv) - 1, outs)
+        self.assertEqual(self.count("sluice.scheduled_jobs"), 2)
 
     def test_dedupe_is_race_free(self):
         self.sluice("queue", "noop")
