@@ -252,6 +252,60 @@ class Lifecycle(harness.SluiceTest):
         self.assertEqual((row["schedule_type"], row["timezone"]), ("recurring", "America/New_York"))
         self.assertEqual(row["next"], utc)
 
+    def test_cron_next_takes_an_expression_that_starts_with_a_dash(self):
+        # it was taken for an unknown option; the parser says what is wrong with it
+        why = "sluice: error: bad cron expression '-1 * * * *': minute field \"-1\": missing value\n"
+        for args in (["-1 * * * *"], ["--", "-1 * * * *"], ["--tz", "UTC", "-1 * * * *"]):
+            proc = self.sluice("cron", "next", *args, check=False)
+            self.assertEqual((proc.returncode, proc.stdout, proc.stderr), (2, "", why), args)
+        # after --, the argument is the expression whatever it is; options may follow
+        proc = self.sluice("cron", "next", "--", "-1", check=False)
+        self.assertEqual((proc.returncode, proc.stderr),
+                         (2, "sluice: error: bad cron expression '-1': expected 5 fields, got 1\n"))
+        lines = self.sluice("cron", "next", "--", "0 9 * * *", "--tz", "Europe/Berlin", "-n", "2",
+                            "--from", "2026-06-01").stdout.splitlines()
+        self.assertEqual(lines, ["2026-06-01T07:00:00Z  2026-06-01 09:00:00 CEST (+02:00)",
+                                 "2026-06-02T07:00:00Z  2026-06-02 09:00:00 CEST (+02:00)"])
+        # an option it does not know is still one, and the message says where such an expression goes
+        for args, why in ((["-1"], "unknown option '-1' (see `sluice cron next --help`; an expression "
+                                   "that starts with '-' goes after --)"),
+                          (["--bogus", "0 9 * * *"], "unknown option '--bogus'"),
+                          (["0 9 * * *", "--"], "-- needs the cron expression after it"),
+                          (["0 9 * * *", "--", "1 * * * *"],
+                           "one cron expression expected, got '0 9 * * *' and '1 * * * *'")):
+            proc = self.sluice("cron", "next", *args, check=False)
+            self.assertEqual((proc.returncode, proc.stdout), (2, ""), args)
+            self.assertIn(f"sluice: error: {why}", proc.stderr)
+        self.assertIn("-- EXPR", self.sluice("cron", "next", "--help").stdout)
+
+    def test_cron_next_lists_no_time_past_year_9999(self):
+        # a slot in year 10000 was printed with a five-digit year
+        proc = self.sluice("cron", "next", "0 0 * * *", "--from", "9999-12-29")
+        self.assertEqual(proc.stdout.splitlines(), ["9999-12-30T00:00:00Z  9999-12-30 00:00:00 UTC (+00:00)",
+                                                    "9999-12-31T00:00:00Z  9999-12-31 00:00:00 UTC (+00:00)"])
+        self.assertEqual(proc.stderr, "listing ends with year 9999: 2 of 5 times shown\n")
+        out = json.loads(self.sluice("cron", "next", "0 0 * * *", "--from", "9999-12-30", "--json").stdout)
+        self.assertEqual([x["utc"] for x in out["next"]], ["9999-12-31T00:00:00Z"])
+        # on the zone's clock too: at +14:00 its year ends fourteen hours before
+        # UTC's, and the next slot, 9999-12-31T22:00:00Z, is in its year 10000
+        proc = self.sluice("cron", "next", "0 12 * * *", "--tz", "Pacific/Kiritimati", "--from", "9999-12-31")
+        self.assertEqual(proc.stdout.splitlines(), ["9999-12-30T22:00:00Z  9999-12-31 12:00:00 +14 (+14:00)"])
+        self.assertEqual(proc.stderr, "listing ends with year 9999: 1 of 5 times shown\n")
+        # none left before its end: said, exit status 1
+        proc = self.sluice("cron", "next", "0 0 * * *", "--from", "9999-12-31", check=False)
+        self.assertEqual((proc.returncode, proc.stdout), (1, ""))
+        self.assertEqual(proc.stderr, 'sluice: error: "0 0 * * *" does not fire after 9999-12-31 before the '
+                                      'end of year 9999, where listing ends\n')
+        # a --from past it (in UTC) is refused
+        proc = self.sluice("cron", "next", "0 0 * * *", "--from", "9999-12-31T23:00:00-14:00", check=False)
+        self.assertEqual((proc.returncode, proc.stdout, proc.stderr),
+                         (2, "", "sluice: error: --from: '9999-12-31T23:00:00-14:00' is after the end of "
+                                 "year 9999 in UTC, where listing ends\n"))
+        # the year's last slot itself is listed
+        self.assertEqual(self.sluice("cron", "next", "59 23 31 12 *", "--from", "9999-12-31 23:58",
+                                     "-n", "1").stdout,
+                         "9999-12-31T23:59:00Z  9999-12-31 23:59:00 UTC (+00:00)\n")
+
     def test_schedule_priority_and_name_as_queue_takes_them(self):
         self.sluice("migrate")
         for value in ("x", "99999999999", "-2147483648", "1000001", " 5", "1.5", ""):
