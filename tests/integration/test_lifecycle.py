@@ -1328,7 +1328,9 @@ class Lifecycle(harness.SluiceTest):
         job = self.sluice("queue", "echo").stdout.strip()
         worker = "00000000-0000-4000-8000-000000000001"
         claim = subprocess.Popen(["psql", self.db, "-X", "-q", "-v", "ON_ERROR_STOP=1"], env=pgfixture.clean_env(),
-                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                 text=True)
+        run_now = None
         try:
             claim.stdin.write(f"BEGIN; SELECT count(*) FROM sluice.claim_jobs('{worker}', 10, 600);\n")
             claim.stdin.flush()
@@ -1343,10 +1345,12 @@ class Lifecycle(harness.SluiceTest):
             claim.stdin.close()
             out, err = run_now.communicate(timeout=30)
         finally:
-            for p in (claim,):
-                if p.poll() is None:
-                    p.kill()
-                p.wait()
+            if run_now and run_now.poll() is None:
+                run_now.kill()
+                run_now.communicate()
+            if not claim.stdin.closed:
+                claim.stdin.close()  # psql leaves; a claim not committed is rolled back
+            claim.wait(30)
         self.assertEqual((run_now.returncode, out), (2, ""), err)
         self.assertIn(f"job {job} has a run in flight", err)
         self.assertEqual(self.count("sluice.scheduled_job_runs", f"scheduled_job_id = '{job}'"), 1)
