@@ -19,12 +19,20 @@
 
 #define SL_CRON_CLI_MAX_COUNT 1000
 
+/* The last instant listed: 9999-12-31T23:59:59Z. Times are printed with
+ * four-digit years, as ISO 8601 writes them without an agreed extension, and
+ * --from reads them so: a slot past it, in UTC or on the zone's clock, ends the
+ * list (and is said to). */
+#define SL_CRON_CLI_LAST_YEAR 9999
+
 static void usage(FILE *out)
 {
     fprintf(out,
             "usage: sluice cron next EXPR [--tz ZONE] [--from TIME] [-n N] [--json]\n"
+            "       sluice cron next -- EXPR [options]\n"
             "\n"
-            "Prints the next N times EXPR fires after TIME, in UTC and in ZONE.\n"
+            "Prints the next N times EXPR fires after TIME, in UTC and in ZONE, up to\n"
+            "the end of year %d.\n"
             "\n"
             "  EXPR         \"minute hour day-of-month month day-of-week\" (quote it), e.g.\n"
             "               \"*/15 9-17 * * mon-fri\", or @hourly @daily @midnight @weekly\n"
@@ -36,9 +44,12 @@ static void usage(FILE *out)
             "  -n N         how many times to print (1-%d, default 5)\n"
             "  --json       print one JSON object instead of lines\n"
             "\n"
+            "An argument with a space in it is the expression, never an option, even\n"
+            "when it starts with '-'; so is the argument after --, whatever it is.\n"
+            "\n"
             "Each line shows the UTC instant, then the local time with the zone's\n"
             "abbreviation and UTC offset.\n",
-            SL_CRON_CLI_MAX_COUNT);
+            SL_CRON_CLI_LAST_YEAR, SL_CRON_CLI_MAX_COUNT);
 }
 
 /* ------------------------------------------------------------------ time parsing */
@@ -167,6 +178,22 @@ static int take_option(int argc, char **argv, int *i, const char *name, const ch
     return 1;
 }
 
+/* Whether a is an option (or a mistyped one): a dash and a name. An argument
+ * with whitespace in it is not: no option has any, and a cron expression
+ * such as "-1 * * * *" (refused by the parser, which says why) does. */
+static int is_option(const char *a)
+{
+    return a[0] == '-' && a[1] != '\0' && !strpbrk(a, " \t\n\r\f\v");
+}
+
+/* The year of instant t in tz (UTC when tz is NULL). */
+static int64_t year_of(const sl_tz *tz, int64_t t)
+{
+    struct tm tm;
+    sl_tz_to_local(tz, t, &tm, NULL, NULL);
+    return (int64_t)tm.tm_year + 1900;
+}
+
 static int cron_next(int argc, char **argv)
 {
     const char *expr = NULL, *zone = "UTC", *from = "now", *count_s = "5", *count_opt = "-n";
@@ -174,17 +201,30 @@ static int cron_next(int argc, char **argv)
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        int r = 0;
+        int r = 0, marked = strcmp(a, "--") == 0; /* `-- EXPR`: EXPR is no option */
+        if (marked) {
+            if (i + 1 == argc) {
+                sl_cli_error("-- needs the cron expression after it");
+                return 2;
+            }
+            a = argv[++i];
+        }
+        if (marked || !is_option(a)) {
+            if (expr) {
+                sl_cli_error("one cron expression expected, got '%s' and '%s' (quote the "
+                             "expression)",
+                             expr, a);
+                return 2;
+            }
+            expr = a;
+            continue;
+        }
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             usage(stdout);
             return 0;
         }
         if (strcmp(a, "--json") == 0) {
             json = 1;
-            continue;
-        }
-        if (strcmp(a, "--") == 0 && i + 1 < argc && !expr) {
-            expr = argv[++i];
             continue;
         }
         if ((r = take_option(argc, argv, &i, "--tz", &zone)) == 0 &&
@@ -196,16 +236,10 @@ static int cron_next(int argc, char **argv)
         }
         if (r < 0) return 2;
         if (r > 0) continue;
-        if (a[0] == '-' && a[1] != '\0') {
-            sl_cli_error("unknown option '%s' (see `sluice cron next --help`)", a);
-            return 2;
-        }
-        if (expr) {
-            sl_cli_error("one cron expression expected, got '%s' and '%s' (quote the expression)",
-                         expr, a);
-            return 2;
-        }
-        expr = a;
+        sl_cli_error("unknown option '%s' (see `sluice cron next --help`; an expression that "
+                     "starts with '-' goes after --)",
+                     a);
+        return 2;
     }
     if (!expr) {
         sl_cli_error("a cron expression is needed, e.g. sluice cron next \"0 9 * * mon-fri\"");
@@ -238,6 +272,11 @@ static int cron_next(int argc, char **argv)
                      from);
         goto out;
     }
+    if (year_of(utc, t) > SL_CRON_CLI_LAST_YEAR) {
+        sl_cli_error("--from: '%s' is after the end of year %d in UTC, where listing ends", from,
+                     SL_CRON_CLI_LAST_YEAR);
+        goto out;
+    }
 
     char ubuf[40], obuf[16];
     if (json) {
@@ -248,12 +287,17 @@ static int cron_next(int argc, char **argv)
         json_string(stdout, sl_tz_name(tz));
         printf(",\"from\":\"%s\",\"next\":[", ubuf);
     }
-    int found = 0;
+    int found = 0, past_end = 0;
     for (; found < count && sl_cron_next(cron, tz, t, &t) == 0; found++) {
         struct tm lt;
         int off;
         const char *abbr;
         sl_tz_to_local(tz, t, &lt, &off, &abbr);
+        if (year_of(utc, t) > SL_CRON_CLI_LAST_YEAR ||
+            (int64_t)lt.tm_year + 1900 > SL_CRON_CLI_LAST_YEAR) {
+            past_end = 1;
+            break;
+        }
         fmt_utc(ubuf, sizeof ubuf, utc, t);
         fmt_offset(obuf, sizeof obuf, off);
         if (json) {
@@ -269,7 +313,17 @@ static int cron_next(int argc, char **argv)
         }
     }
     if (json) printf("]}\n");
-    if (found == 0) {
+    if (past_end) {
+        fflush(stdout);
+        if (found)
+            fprintf(stderr, "listing ends with year %d: %d of %d times shown\n",
+                    SL_CRON_CLI_LAST_YEAR, found, count);
+        else
+            sl_cli_error("\"%s\" does not fire after %s before the end of year %d, where "
+                         "listing ends",
+                         expr, from, SL_CRON_CLI_LAST_YEAR);
+        status = found ? 0 : 1;
+    } else if (found == 0) {
         sl_cli_error("\"%s\" never fires (nothing matches within %d years)", expr,
                      SL_CRON_HORIZON_YEARS);
         status = 1;

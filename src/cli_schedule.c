@@ -1,11 +1,12 @@
 /*
  * cli_schedule.c — `sluice schedule`: create a recurring job from a cron
  * expression in a time zone; `sluice jobs edit ID` to change one; and
- * `sluice jobs cancel|pause|resume ID`.
+ * `sluice jobs cancel|pause|resume|run-now ID`.
  *
  * The expression and the zone are checked here (the error names the field), the
  * parameters against the handler's schema, and the first slot is computed before
- * anything is written.
+ * anything is written. A schedule that is there already (the same one, or the
+ * one holding --dedupe-key: sluice.ensure_schedule) is named, not made twice.
  */
 #include "cli.h"
 #include "config.h"
@@ -39,20 +40,22 @@ static void say_next_run(PGconn *c, const char *job)
 
 /* The options `schedule` and `jobs edit` take, as given (NULL: not given). */
 typedef struct {
-    const char *brand, *params, *cron, *tz, *name, *priority, *retries;
+    const char *brand, *params, *cron, *tz, *name, *priority, *retries, *dedupe;
 } schedule_opts;
 
-/* Where option a's value goes (--brand only when with_brand), or NULL. */
-static const char **option_slot(schedule_opts *o, const char *a, int with_brand)
+/* Where option a's value goes (--brand and --dedupe-key only when creating), or
+ * NULL. */
+static const char **option_slot(schedule_opts *o, const char *a, int creating)
 {
-    return with_brand && strcmp(a, "--brand") == 0 ? &o->brand
-           : strcmp(a, "--params") == 0            ? &o->params
-           : strcmp(a, "--cron") == 0              ? &o->cron
-           : strcmp(a, "--tz") == 0                ? &o->tz
-           : strcmp(a, "--name") == 0              ? &o->name
-           : strcmp(a, "--priority") == 0          ? &o->priority
-           : strcmp(a, "--max-retries") == 0       ? &o->retries
-                                                   : NULL;
+    return creating && strcmp(a, "--brand") == 0        ? &o->brand
+           : creating && strcmp(a, "--dedupe-key") == 0 ? &o->dedupe
+           : strcmp(a, "--params") == 0                 ? &o->params
+           : strcmp(a, "--cron") == 0                   ? &o->cron
+           : strcmp(a, "--tz") == 0                     ? &o->tz
+           : strcmp(a, "--name") == 0                   ? &o->name
+           : strcmp(a, "--priority") == 0               ? &o->priority
+           : strcmp(a, "--max-retries") == 0            ? &o->retries
+                                                        : NULL;
 }
 
 /* The whole numbers among o's options, checked: 0, or -1 after saying which. */
@@ -71,12 +74,18 @@ static void schedule_usage(FILE *out)
     fprintf(
         out,
         "usage: sluice schedule <job_type> --cron EXPR [--tz ZONE] [--brand NAME|UUID]\n"
-        "                       [--params JSON] [--name NAME] [--priority N] [--max-retries N]\n\n"
+        "                       [--params JSON] [--name NAME] [--priority N] [--max-retries N]\n"
+        "                       [--dedupe-key KEY]\n\n"
         "Creates a recurring job and prints its id. EXPR is a five-field cron\n"
         "expression (see `sluice cron next EXPR` to preview it); ZONE an IANA time\n"
         "zone (default UTC). Slots missed while no worker ran are run once, not once\n"
         "per missed slot. Parameters are checked against the handler's schema first;\n"
         "on any problem nothing is created.\n\n"
+        "A schedule is made once: when an active or paused recurring job of the type\n"
+        "and brand has the same expression, zone and parameters already, nothing is\n"
+        "created and its id is printed, with \"already scheduled as ID\" on stderr\n"
+        "(exit status 0); its name, priority and retries stay as they are (`sluice\n"
+        "jobs edit` changes them). With --dedupe-key, the key decides instead.\n\n"
         "  --cron      the schedule, e.g. \"0 9 * * mon-fri\"\n"
         "  --tz        the zone EXPR is read in (default UTC)\n"
         "  --brand     the brand (name or id); omit for a platform job\n"
@@ -86,13 +95,84 @@ static void schedule_usage(FILE *out)
         "              1000000 (default 0), as for `sluice queue`\n"
         "  --max-retries\n"
         "              retries of a failed run before the job waits for its next\n"
-        "              slot: 0 to 1000 (default: the handler's max_retries)\n");
+        "              slot: 0 to 1000 (default: the handler's max_retries)\n"
+        "  --dedupe-key\n"
+        "              while a recurring job of this type and brand with this key is\n"
+        "              active or paused, scheduling again prints its id and creates\n"
+        "              nothing, whatever its expression; two schedules alike in all\n"
+        "              else can be had with two keys. A one-time job, or a cancelled\n"
+        "              one whose run is in flight, that holds the key is refused\n");
+}
+
+/* The job ensure_schedule() found instead of creating one (id): a recurring job
+ * that is active or paused is the schedule asked for — its id on stdout, and on
+ * stderr that it was there, what of it differs from the options given, and its
+ * next slot; 0. Any other holder of --dedupe-key is refused; 2 (1 when the
+ * database failed). */
+static int say_already_scheduled(PGconn *c, const char *type, const char *id,
+                                 const schedule_opts *o, const char *params)
+{
+    const char *p[] = {id, o->cron, o->tz, params, o->name, o->priority, o->retries};
+    int status = 1;
+    PGresult *r = sl_cli_exec_status(
+        c,
+        "SELECT j.schedule_type, j.status, j.current_run_id IS NOT NULL, "
+        "regexp_replace(concat_ws(', ', "
+        "CASE WHEN sluice.cron_identity(j.cron_expression) IS DISTINCT FROM "
+        "sluice.cron_identity($2) THEN 'expression' END, "
+        "CASE WHEN j.timezone <> $3 THEN 'zone' END, "
+        "CASE WHEN j.parameters <> $4::jsonb THEN 'parameters' END, "
+        "CASE WHEN j.name IS DISTINCT FROM coalesce($5, j.name) THEN 'name' END, "
+        "CASE WHEN j.priority <> coalesce($6::int, j.priority) THEN 'priority' END, "
+        "CASE WHEN j.max_retries IS DISTINCT FROM coalesce($7::int, j.max_retries) "
+        "THEN 'retries' END), ', ([^,]*)$', ' and \\1') "
+        "FROM sluice.scheduled_jobs j WHERE j.id = $1::uuid",
+        7, p, &status);
+    if (!r) return status;
+    if (PQntuples(r) != 1) { /* deleted since */
+        sl_cli_error("schedule: job %s, which held the schedule, was deleted meanwhile: try again",
+                     id);
+        PQclear(r);
+        return 2;
+    }
+    const char *kind = PQgetvalue(r, 0, 0), *st = PQgetvalue(r, 0, 1);
+    int live = strcmp(st, "active") == 0 || strcmp(st, "paused") == 0;
+    if (!o->dedupe && !live) { /* cancelled or failed since it was found */
+        sl_cli_error("schedule: job %s, the same schedule, was %s meanwhile: try again", id, st);
+        PQclear(r);
+        return 2;
+    }
+    if (strcmp(kind, "recurring") != 0 || !live) {
+        sl_cli_error("schedule: dedupe key '%s' is held by %s job %s (%s%s); nothing was scheduled",
+                     o->dedupe, strcmp(kind, "recurring") == 0 ? "recurring" : "one-time", id, st,
+                     strcmp(PQgetvalue(r, 0, 2), "t") == 0 ? ", its run still in flight" : "");
+        PQclear(r);
+        return 2;
+    }
+    printf("%s\n", id);
+    fflush(stdout);
+    if (o->dedupe)
+        fprintf(stderr, "%s: already scheduled as %s, with dedupe key '%s'", type, id, o->dedupe);
+    else
+        fprintf(stderr,
+                "%s: already scheduled as %s, with the same expression, zone and parameters", type,
+                id);
+    fprintf(stderr, "; nothing new was created");
+    if (strcmp(st, "paused") == 0)
+        fprintf(stderr, "; it is paused (`sluice jobs resume` lets it run)");
+    if (*PQgetvalue(r, 0, 3)) /* "expression and zone" */
+        fprintf(stderr, "; it keeps its own %s (`sluice jobs edit` changes them)",
+                PQgetvalue(r, 0, 3));
+    fputc('\n', stderr);
+    PQclear(r);
+    say_next_run(c, id);
+    return 0;
 }
 
 int sl_cmd_schedule(const sl_config *cfg, int argc, char **argv)
 {
     const char *type = NULL;
-    schedule_opts o = {.params = "{}", .tz = "UTC", .priority = "0"};
+    schedule_opts o = {.params = "{}", .tz = "UTC"};
     if (sl_cli_wants_help(argc, argv)) {
         schedule_usage(stdout);
         return 0;
@@ -143,18 +223,24 @@ int sl_cmd_schedule(const sl_config *cfg, int argc, char **argv)
         status = 1;
         goto out;
     }
-    const char *p[] = {o.brand, type,   o.cron,     o.tz,     normalized,
-                       next,    o.name, o.priority, o.retries};
-    PGresult *r = sl_cli_exec_status(c,
-                                     "SELECT sluice.schedule_job($1, $2, $3, $4, $5::jsonb, "
-                                     "$6::timestamptz, $7, $8::int, $9::int, 'scheduled')",
-                                     9, p, &status);
+    const char *p[] = {o.brand, type,   o.cron,     o.tz,      normalized,
+                       next,    o.name, o.priority, o.retries, o.dedupe};
+    PGresult *r =
+        sl_cli_exec_status(c,
+                           "SELECT job_id, created FROM sluice.ensure_schedule($1, $2, $3, "
+                           "$4, $5::jsonb, $6::timestamptz, $7, $8::int, $9::int, "
+                           "'scheduled', $10)",
+                           10, p, &status);
     if (!r) goto out;
-    printf("%s\n", PQgetvalue(r, 0, 0));
-    fflush(stdout);
-    say_next_run(c, PQgetvalue(r, 0, 0));
+    if (strcmp(PQgetvalue(r, 0, 1), "t") == 0) {
+        printf("%s\n", PQgetvalue(r, 0, 0));
+        fflush(stdout);
+        say_next_run(c, PQgetvalue(r, 0, 0));
+        status = 0;
+    } else {
+        status = say_already_scheduled(c, type, PQgetvalue(r, 0, 0), &o, normalized);
+    }
     PQclear(r);
-    status = 0;
 out:
     free(problem);
     free(normalized);
@@ -163,8 +249,32 @@ out:
     return status;
 }
 
+static void run_now_usage(FILE *out)
+{
+    fprintf(out, "usage: sluice jobs run-now JOB_ID…\n\n"
+                 "Makes a job due at once, once: an idle worker starts it within moments\n"
+                 "(among jobs due together, lower priority numbers still go first). A\n"
+                 "recurring job keeps its schedule: when this run ends, its next slot comes\n"
+                 "from its cron expression as after any run, so the slot it was waiting for\n"
+                 "still runs if this run has ended by then. A one-time job waiting for its\n"
+                 "time or for a retry's backoff runs now (as that attempt); a failed\n"
+                 "one-time job runs again with its retries counted afresh. A job that is\n"
+                 "due already is left as it is.\n\n"
+                 "Refused: a job with a run in flight, a paused job (resume it first), a\n"
+                 "recurring job failed for a schedule that cannot be evaluated (`sluice jobs\n"
+                 "edit` it), and a completed, cancelled or archived one (queue or schedule\n"
+                 "it again); each is reported and skipped, the others still run (exit\n"
+                 "status 2). A JOB_ID may be shortened to a unique prefix of at least 4\n"
+                 "characters, as `sluice jobs` shows it. Each line of output names the job\n"
+                 "in full and says it is due.\n");
+}
+
 static void control_usage(FILE *out, const char *action)
 {
+    if (strcmp(action, "run-now") == 0) {
+        run_now_usage(out);
+        return;
+    }
     fprintf(out,
             "usage: sluice jobs %s JOB_ID…\n\n"
             "cancel ends a job for good (a run in flight is told to stop); pause holds it\n"
@@ -180,7 +290,7 @@ static void control_usage(FILE *out, const char *action)
             action);
 }
 
-/* `sluice jobs cancel|pause|resume ID…` (called by the jobs command). */
+/* `sluice jobs cancel|pause|resume|run-now ID…` (called by the jobs command). */
 int sl_cmd_jobs_control(const sl_config *cfg, int argc, char **argv)
 {
     const char *action = argv[1];
@@ -198,9 +308,10 @@ int sl_cmd_jobs_control(const sl_config *cfg, int argc, char **argv)
         sl_cli_error("jobs %s needs at least one job id", action);
         return 2;
     }
-    const char *fn = strcmp(action, "cancel") == 0  ? "sluice.cancel_job"
-                     : strcmp(action, "pause") == 0 ? "sluice.pause_job"
-                                                    : "sluice.resume_job";
+    const char *fn = strcmp(action, "cancel") == 0    ? "sluice.cancel_job"
+                     : strcmp(action, "pause") == 0   ? "sluice.pause_job"
+                     : strcmp(action, "run-now") == 0 ? "sluice.run_job_now"
+                                                      : "sluice.resume_job";
     PGconn *c = sl_cli_connect(cfg);
     if (!c) return 1;
     int status = 0;

@@ -594,7 +594,7 @@ static void jobs_usage(FILE *out)
     fprintf(out, "usage: sluice jobs [--status S] [--type T] [--brand NAME|UUID | --platform]\n"
                  "                   [--recurring | --one-time] [--param KEY=VALUE]… [--limit N]\n"
                  "                   [--json]\n"
-                 "       sluice jobs cancel|pause|resume JOB_ID…\n"
+                 "       sluice jobs cancel|pause|resume|run-now JOB_ID…\n"
                  "       sluice jobs edit JOB_ID [--cron EXPR] [--tz ZONE] [--params JSON] …\n\n"
                  "Lists jobs: schedule (one-time, or cron and time zone), status, next run,\n"
                  "attempts, last run and last error. Active and paused jobs first, by next run;\n"
@@ -607,9 +607,11 @@ static void jobs_usage(FILE *out)
                  "  --limit N    at most N jobs (default 20)\n"
                  "  --json       the rows of sluice.jobs_overview as a JSON array\n\n"
                  "cancel ends a job for good (a run in flight is told to stop); pause holds\n"
-                 "it until resume; edit changes a recurring job's schedule, parameters,\n"
-                 "priority or name (`sluice jobs edit --help`). A JOB_ID may be shortened to\n"
-                 "a unique prefix of at least 4 characters, as the table shows it.\n");
+                 "it until resume; run-now makes it due at once, once (a recurring job keeps\n"
+                 "its schedule; `sluice jobs run-now --help`); edit changes a recurring job's\n"
+                 "schedule, parameters, priority or name (`sluice jobs edit --help`). A JOB_ID\n"
+                 "may be shortened to a unique prefix of at least 4 characters, as the table\n"
+                 "shows it.\n");
 }
 
 /* Seconds since a job's next_run_at, NULL for infinity and -infinity (only a
@@ -643,7 +645,7 @@ static const char jobs_where[] =
 int sl_cmd_jobs(const sl_config *cfg, int argc, char **argv)
 {
     if (argc > 1 && (strcmp(argv[1], "cancel") == 0 || strcmp(argv[1], "pause") == 0 ||
-                     strcmp(argv[1], "resume") == 0))
+                     strcmp(argv[1], "resume") == 0 || strcmp(argv[1], "run-now") == 0))
         return sl_cmd_jobs_control(cfg, argc, argv);
     if (argc > 1 && strcmp(argv[1], "edit") == 0) return sl_cmd_jobs_edit(cfg, argc, argv);
     view_args a = {.limit = 20};

@@ -245,12 +245,66 @@ class Lifecycle(harness.SluiceTest):
         self.assertEqual(proc.stderr, f"next run: {utc} ({local[:10]} 09:30:00 "
                                       f"{preview['next'][0]['abbreviation']} in America/New_York)\n")
         self.assertEqual(self.sluice("schedule", "echo", "--cron", "@daily").stderr[:10], "next run: ")
-        self.assertNotIn("(", self.sluice("schedule", "echo", "--cron", "@daily").stderr)  # UTC says it all
+        self.assertNotIn("(", self.sluice("schedule", "echo", "--cron", "@weekly").stderr)  # UTC says it all
         row = self.one(f"SELECT schedule_type, cron_expression, timezone, "
                        f"to_char(next_run_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS next "
                        f"FROM sluice.scheduled_jobs WHERE id = '{job}'")
         self.assertEqual((row["schedule_type"], row["timezone"]), ("recurring", "America/New_York"))
         self.assertEqual(row["next"], utc)
+
+    def test_cron_next_takes_an_expression_that_starts_with_a_dash(self):
+        # it was taken for an unknown option; the parser says what is wrong with it
+        why = "sluice: error: bad cron expression '-1 * * * *': minute field \"-1\": missing value\n"
+        for args in (["-1 * * * *"], ["--", "-1 * * * *"], ["--tz", "UTC", "-1 * * * *"]):
+            proc = self.sluice("cron", "next", *args, check=False)
+            self.assertEqual((proc.returncode, proc.stdout, proc.stderr), (2, "", why), args)
+        # after --, the argument is the expression whatever it is; options may follow
+        proc = self.sluice("cron", "next", "--", "-1", check=False)
+        self.assertEqual((proc.returncode, proc.stderr),
+                         (2, "sluice: error: bad cron expression '-1': expected 5 fields, got 1\n"))
+        lines = self.sluice("cron", "next", "--", "0 9 * * *", "--tz", "Europe/Berlin", "-n", "2",
+                            "--from", "2026-06-01").stdout.splitlines()
+        self.assertEqual(lines, ["2026-06-01T07:00:00Z  2026-06-01 09:00:00 CEST (+02:00)",
+                                 "2026-06-02T07:00:00Z  2026-06-02 09:00:00 CEST (+02:00)"])
+        # an option it does not know is still one, and the message says where such an expression goes
+        for args, why in ((["-1"], "unknown option '-1' (see `sluice cron next --help`; an expression "
+                                   "that starts with '-' goes after --)"),
+                          (["--bogus", "0 9 * * *"], "unknown option '--bogus'"),
+                          (["0 9 * * *", "--"], "-- needs the cron expression after it"),
+                          (["0 9 * * *", "--", "1 * * * *"],
+                           "one cron expression expected, got '0 9 * * *' and '1 * * * *'")):
+            proc = self.sluice("cron", "next", *args, check=False)
+            self.assertEqual((proc.returncode, proc.stdout), (2, ""), args)
+            self.assertIn(f"sluice: error: {why}", proc.stderr)
+        self.assertIn("-- EXPR", self.sluice("cron", "next", "--help").stdout)
+
+    def test_cron_next_lists_no_time_past_year_9999(self):
+        # a slot in year 10000 was printed with a five-digit year
+        proc = self.sluice("cron", "next", "0 0 * * *", "--from", "9999-12-29")
+        self.assertEqual(proc.stdout.splitlines(), ["9999-12-30T00:00:00Z  9999-12-30 00:00:00 UTC (+00:00)",
+                                                    "9999-12-31T00:00:00Z  9999-12-31 00:00:00 UTC (+00:00)"])
+        self.assertEqual(proc.stderr, "listing ends with year 9999: 2 of 5 times shown\n")
+        out = json.loads(self.sluice("cron", "next", "0 0 * * *", "--from", "9999-12-30", "--json").stdout)
+        self.assertEqual([x["utc"] for x in out["next"]], ["9999-12-31T00:00:00Z"])
+        # on the zone's clock too: at +14:00 its year ends fourteen hours before
+        # UTC's, and the next slot, 9999-12-31T22:00:00Z, is in its year 10000
+        proc = self.sluice("cron", "next", "0 12 * * *", "--tz", "Pacific/Kiritimati", "--from", "9999-12-31")
+        self.assertEqual(proc.stdout.splitlines(), ["9999-12-30T22:00:00Z  9999-12-31 12:00:00 +14 (+14:00)"])
+        self.assertEqual(proc.stderr, "listing ends with year 9999: 1 of 5 times shown\n")
+        # none left before its end: said, exit status 1
+        proc = self.sluice("cron", "next", "0 0 * * *", "--from", "9999-12-31", check=False)
+        self.assertEqual((proc.returncode, proc.stdout), (1, ""))
+        self.assertEqual(proc.stderr, 'sluice: error: "0 0 * * *" does not fire after 9999-12-31 before the '
+                                      'end of year 9999, where listing ends\n')
+        # a --from past it (in UTC) is refused
+        proc = self.sluice("cron", "next", "0 0 * * *", "--from", "9999-12-31T23:00:00-14:00", check=False)
+        self.assertEqual((proc.returncode, proc.stdout, proc.stderr),
+                         (2, "", "sluice: error: --from: '9999-12-31T23:00:00-14:00' is after the end of "
+                                 "year 9999 in UTC, where listing ends\n"))
+        # the year's last slot itself is listed
+        self.assertEqual(self.sluice("cron", "next", "59 23 31 12 *", "--from", "9999-12-31 23:58",
+                                     "-n", "1").stdout,
+                         "9999-12-31T23:59:00Z  9999-12-31 23:59:00 UTC (+00:00)\n")
 
     def test_schedule_priority_and_name_as_queue_takes_them(self):
         self.sluice("migrate")
@@ -478,9 +532,11 @@ class Lifecycle(harness.SluiceTest):
         # same slot again (the clock that said "now" was a coarse one, a few ms
         # behind); this waits for the next minute to begin
         # the four are scheduled within one minute, so that they share their slot:
-        # late in a minute, the later ones would be given the next one
+        # late in a minute, the later ones would be given the next one (four
+        # keys: four schedules alike in all else)
         self.wait_for(lambda: time.time() % 60 < 45, 20, "the minute never turned")
-        jobs = [self.sluice("schedule", "noop", "--cron", "* * * * *").stdout.strip() for _ in range(4)]
+        jobs = [self.sluice("schedule", "noop", "--cron", "* * * * *", "--dedupe-key", f"k{i}").stdout.strip()
+                for i in range(4)]
         slots = self.sql("SELECT DISTINCT extract(epoch FROM next_run_at) AS due FROM sluice.scheduled_jobs")
         self.assertEqual(len(slots), 1, f"scheduling the four took more than 15 s: {slots}")
         slot = float(slots[0]["due"])
@@ -553,6 +609,114 @@ class Lifecycle(harness.SluiceTest):
             self.assertEqual(d.log().count(f"job={job}"), 1, d.log())
 
     # -------------------------------------------------------------- dedupe
+
+    def test_a_schedule_is_made_once(self):
+        # the same command run twice made two jobs, each running at every slot
+        first = self.sluice("schedule", "echo", "--cron", "0 * * * *")
+        job = first.stdout.strip()
+        same = "with the same expression, zone and parameters; nothing new was created"
+        for args in ([], ["--cron", "@HOURLY"], ["--cron", " 0  *\t* * * "],
+                     ["--params", '{"message": "hello"}'],  # the default, filled in
+                     ["--tz", "UTC"]):
+            argv = ["--cron", "0 * * * *", *args] if "--cron" not in args else args
+            proc = self.sluice("schedule", "echo", *argv)
+            self.assertEqual(proc.stdout, f"{job}\n", args)
+            self.assertEqual(proc.stderr, f"echo: already scheduled as {job}, {same}\n{first.stderr}", args)
+        self.assertEqual(self.count("sluice.scheduled_jobs"), 1)
+        # its own name, priority and retries are kept, and that is said
+        proc = self.sluice("schedule", "echo", "--cron", "@hourly", "--name", "n", "--priority", "5")
+        self.assertEqual(proc.stdout, f"{job}\n")
+        self.assertIn(f"{same}; it keeps its own name and priority (`sluice jobs edit` changes them)\n",
+                      proc.stderr)
+        self.assertEqual(self.one(f"SELECT name, priority FROM sluice.scheduled_jobs WHERE id = '{job}'"),
+                         {"name": None, "priority": 0})
+        # anything else that differs is another schedule
+        self.sluice("brands", "add", "acme")
+        others = [self.sluice("schedule", "echo", "--cron", "0 * * * *", *args).stdout.strip()
+                  for args in (["--params", '{"message": "other"}'], ["--tz", "Europe/Berlin"],
+                               ["--brand", "acme"])]
+        others.append(self.sluice("schedule", "echo", "--cron", "0 */1 * * *").stdout.strip())
+        others.append(self.sluice("schedule", "noop", "--cron", "0 * * * *").stdout.strip())
+        self.assertEqual(len({job, *others}), 6)
+        # a paused one is the same schedule (and said to be paused); a cancelled one is not
+        self.sluice("jobs", "pause", job)
+        proc = self.sluice("schedule", "echo", "--cron", "@hourly")
+        self.assertEqual(proc.stdout, f"{job}\n")
+        self.assertIn(f"{same}; it is paused (`sluice jobs resume` lets it run)\n", proc.stderr)
+        self.sluice("jobs", "cancel", job)
+        again = self.sluice("schedule", "echo", "--cron", "@hourly")
+        self.assertNotEqual(again.stdout.strip(), job)
+        self.assertNotIn("already", again.stderr)
+        # through SQL: ensure_schedule() says whether it made one; schedule_job()
+        # makes one each time, as it always did
+        self.assertEqual(self.one("SELECT job_id::text, created FROM sluice.ensure_schedule(NULL, 'echo', "
+                                  "'0 * * * *')"), {"job_id": again.stdout.strip(), "created": False})
+        before = self.count("sluice.scheduled_jobs")
+        self.scalar("SELECT sluice.schedule_job(NULL, 'echo', '0 * * * *')")
+        self.assertEqual(self.count("sluice.scheduled_jobs"), before + 1)
+
+    def test_a_schedule_with_a_dedupe_key_is_made_once_whatever_else_it_says(self):
+        a = self.sluice("schedule", "echo", "--cron", "0 9 * * *", "--dedupe-key", "morning").stdout.strip()
+        # another key: another schedule, alike in all else
+        b = self.sluice("schedule", "echo", "--cron", "0 9 * * *", "--dedupe-key", "other").stdout.strip()
+        self.assertNotEqual(a, b)
+        proc = self.sluice("schedule", "echo", "--cron", "30 9 * * *", "--tz", "Europe/Berlin",
+                           "--dedupe-key", "morning")
+        self.assertEqual(proc.stdout, f"{a}\n")
+        self.assertIn(f"echo: already scheduled as {a}, with dedupe key 'morning'; nothing new was created; "
+                      f"it keeps its own expression and zone (`sluice jobs edit` changes them)\n", proc.stderr)
+        self.assertEqual(self.one(f"SELECT cron_expression, timezone FROM sluice.scheduled_jobs WHERE id = '{a}'"),
+                         {"cron_expression": "0 9 * * *", "timezone": "UTC"})
+        # a one-time job holding the key is not the schedule asked for
+        once = self.sluice("queue", "echo", "--dedupe-key", "weekly", "--at", "+1h").stdout.strip()
+        proc = self.sluice("schedule", "echo", "--cron", "@weekly", "--dedupe-key", "weekly", check=False)
+        self.assertEqual((proc.returncode, proc.stdout), (2, ""))
+        self.assertEqual(proc.stderr, f"sluice: error: schedule: dedupe key 'weekly' is held by one-time job "
+                                      f"{once} (active); nothing was scheduled\n")
+        self.assertEqual(self.count("sluice.scheduled_jobs"), 3)
+        proc = self.sluice("schedule", "echo", "--cron", "@weekly", "--dedupe-key", "", check=False)
+        self.assertEqual((proc.returncode, proc.stderr),
+                         (2, "sluice: error: schedule: --dedupe-key needs a value, not an empty one\n"))
+        self.assertIn("--dedupe-key", self.sluice("schedule", "--help").stdout)
+        proc = self.sluice("jobs", "edit", a, "--dedupe-key", "x", check=False)
+        self.assertEqual(proc.returncode, 2)
+        self.assertIn("jobs edit: unknown option '--dedupe-key'", proc.stderr)
+
+    def test_concurrent_schedules_make_one_job(self):
+        self.sluice("migrate")
+        # the processes all wait at once: a session of the test holds a lock
+        # that lets them read the jobs but not add one, until every one of
+        # them waits for it (for that lock, or for another process's turn)
+        for argv in ([["--cron", "*/5 * * * *", "--params", '{"message": "x"}']] * 6,
+                     [["--cron", f"{i} 8 * * *", "--dedupe-key", "k"] for i in range(6)]):
+            holder = subprocess.Popen(["psql", self.db, "-X", "-q", "-v", "ON_ERROR_STOP=1"],
+                                      env=pgfixture.clean_env(), stdin=subprocess.PIPE,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+            procs = []
+            try:
+                holder.stdin.write("BEGIN; LOCK TABLE sluice.scheduled_jobs IN SHARE MODE;\n")
+                holder.stdin.flush()
+                self.wait_for(lambda: self.scalar("SELECT count(*) FROM pg_stat_activity WHERE state = "
+                                                  "'idle in transaction' AND query LIKE 'LOCK TABLE%'") == "1", 30)
+                procs = [subprocess.Popen([pgfixture.sluice_bin(), "schedule", "echo", *args], env=self.env(),
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         for args in argv]
+                self.wait_for(lambda: self.scalar("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
+                                                  "'Lock' AND query LIKE '%ensure_schedule%'") == str(len(argv)),
+                              60, "the schedules did not all wait")
+                holder.stdin.write("COMMIT;\n")
+                holder.stdin.close()
+                outs = [p.communicate(timeout=60) for p in procs]
+            finally:
+                for p in (holder, *procs):
+                    if p.poll() is None:
+                        p.kill()
+                    p.wait()
+            self.assertEqual([p.returncode for p in procs], [0] * len(argv), outs)
+            ids = {out for out, _ in outs}
+            self.assertEqual(len(ids), 1, outs)
+            self.assertEqual(sum("already scheduled as" in err for _, err in outs), len(argv) - 1, outs)
+        self.assertEqual(self.count("sluice.scheduled_jobs"), 2)
 
     def test_dedupe_is_race_free(self):
         self.sluice("queue", "noop")
@@ -1039,11 +1203,164 @@ class Lifecycle(harness.SluiceTest):
         self.assertEqual(proc.returncode, 2)
         self.assertIn(f"no job with id '{run}'", proc.stderr)
 
+    # -------------------------------------------------------------- run now
+
+    def job_row(self, job):
+        return self.one(f"SELECT status, next_run_at, attempts, current_run_id, updated_at "
+                        f"FROM sluice.scheduled_jobs WHERE id = '{job}'")
+
+    def test_run_now_wakes_an_idle_daemon_and_a_recurring_job_keeps_its_slots(self):
+        recurring = self.sluice("schedule", "echo", "--cron", "0 0 1 1 *",
+                                "--params", '{"message": "yearly"}').stdout.strip()
+        slot = self.job_row(recurring)["next_run_at"]
+        later = self.sluice("queue", "echo", "--at", "+1h", "--params", '{"message": "later"}').stdout.strip()
+        # a retry waiting out its backoff: the run it gets now is that attempt
+        backoff = self.sluice("queue", "echo", "--at", "+1h", "--params", '{"message": "backoff"}').stdout.strip()
+        pgfixture.psql(self.db, f"UPDATE sluice.scheduled_jobs SET attempts = 1, last_error = 'earlier' "
+                                f"WHERE id = '{backoff}'")
+        warmup = self.sluice("queue", "noop").stdout.strip()
+        # the poll is an hour away and no job is due before it: only the notice
+        # of run-now can wake the daemon once it is idle
+        with self.serve("--poll", "3600"):
+            self.wait_for(lambda: self.job_row(warmup)["status"] == "completed", 30)
+            self.wait_listening()
+            self.wait_for(lambda: self.scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                                              "current_database() AND state <> 'idle' AND "
+                                              "pid <> pg_backend_pid()") == "0", 30)
+            out = self.sluice("jobs", "run-now", recurring[:8], later, backoff)
+            self.assertEqual(out.stdout.splitlines(), [f"{j}  due" for j in (recurring, later, backoff)])
+            self.assertEqual(out.stderr, "")
+            self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'completed'") == 4, 30,
+                          "the jobs made due were not run")
+            self.wait_for(lambda: self.job_row(recurring)["next_run_at"] is not None, 30)
+        runs = self.sql("SELECT scheduled_job_id AS job, attempt_number AS n FROM sluice.scheduled_job_runs "
+                        f"WHERE scheduled_job_id <> '{warmup}'")
+        self.assertEqual(sorted((r["job"], r["n"]) for r in runs),
+                         sorted([(recurring, 1), (later, 1), (backoff, 2)]))
+        # the slot the recurring job was waiting for is still its next one:
+        # run-now neither moved nor skipped it
+        row = self.job_row(recurring)
+        self.assertEqual((row["status"], row["next_run_at"], row["attempts"]), ("active", slot, 0))
+        for job in (later, backoff):
+            self.assertEqual(self.job_row(job)["status"], "completed")
+
+    def test_run_now_runs_a_failed_one_time_job_again_with_its_retries_afresh(self):
+        # echo retries once: a failing job runs twice, then fails
+        job = self.sluice("queue", "echo", "--params", '{"fail": true}', "--dedupe-key", "k").stdout.strip()
+        attempts = lambda: [r["attempt_number"] for r in self.sql(
+            f"SELECT attempt_number FROM sluice.scheduled_job_runs WHERE scheduled_job_id = '{job}' "
+            f"ORDER BY created_at")]
+        with self.serve():
+            self.wait_for(lambda: self.job_row(job)["status"] == "failed", 30)
+            self.assertEqual(attempts(), [1, 2])
+            # a job queued with its key since holds it: the failed one is not revived beside it
+            other = self.sluice("queue", "echo", "--dedupe-key", "k", "--at", "+1h").stdout.strip()
+            before = self.job_row(job)
+            proc = self.sluice("jobs", "run-now", job, check=False)
+            self.assertEqual(proc.returncode, 2, proc.stdout + proc.stderr)
+            self.assertEqual(proc.stdout, "")
+            self.assertIn(f"job {job} has dedupe key 'k', which job {other} (active) holds now", proc.stderr)
+            self.assertEqual(self.job_row(job), before)
+            self.sluice("jobs", "cancel", other)
+            self.assertEqual(self.sluice("jobs", "run-now", job).stdout, f"{job}  due\n")
+            self.wait_for(lambda: len(attempts()) == 4 and self.job_row(job)["status"] == "failed", 30)
+        self.assertEqual(attempts(), [1, 2, 1, 2])
+
+    def test_run_now_refuses_a_job_it_cannot_run_and_changes_nothing(self):
+        worker = "00000000-0000-4000-8000-000000000001"  # a worker that exists only in this test
+        running = self.sluice("queue", "echo").stdout.strip()
+        self.assertEqual(len(self.sql(f"SELECT run_id FROM sluice.claim_jobs('{worker}', 10, 600)")), 1)
+        paused = self.sluice("queue", "echo", "--at", "+1h").stdout.strip()
+        self.sluice("jobs", "pause", paused)
+        paused_recurring = self.sluice("schedule", "echo", "--cron", "@daily").stdout.strip()
+        self.sluice("jobs", "pause", paused_recurring)
+        self.sluice("run", "echo")
+        completed = self.scalar("SELECT id FROM sluice.scheduled_jobs WHERE status = 'completed'")
+        cancelled = self.sluice("queue", "echo", "--at", "+1h").stdout.strip()
+        self.sluice("jobs", "cancel", cancelled)
+        archived = self.sluice("schedule", "echo", "--cron", "@hourly").stdout.strip()
+        self.sluice("jobs", "cancel", archived)
+        pgfixture.psql(self.db, f"UPDATE sluice.scheduled_jobs SET status = 'archived' WHERE id = '{archived}'")
+        unevaluable = self.scalar("SELECT sluice.schedule_job(NULL, 'echo', '0 0 30 2 *')")
+        pgfixture.psql(self.db, f"UPDATE sluice.scheduled_jobs SET status = 'failed', "
+                                f"last_error = 'never fires' WHERE id = '{unevaluable}'")
+        cases = [
+            (running, f"is running now", None),
+            (paused, "is paused: it runs only once resumed",
+             "resume it (`sluice jobs resume`): a one-time job whose time has come runs at once"),
+            (paused_recurring, "is paused: it runs only once resumed",
+             "resume it (`sluice jobs resume`), then run it now"),
+            (completed, "is completed: only active jobs and failed one-time jobs can be run now",
+             "queue it again (`sluice queue`)"),
+            (cancelled, "is cancelled: only active jobs and failed one-time jobs can be run now",
+             "queue it again (`sluice queue`)"),
+            (archived, "is archived: only active jobs and failed one-time jobs can be run now",
+             "schedule it again (`sluice schedule`)"),
+            (unevaluable, "is failed, as its schedule could not be evaluated: never fires",
+             "give it a new cron expression or time zone (`sluice jobs edit`)"),
+        ]
+        for job, why, hint in cases:
+            with self.subTest(why=why, job=job):
+                before = self.job_row(job)
+                proc = self.sluice("jobs", "run-now", job, check=False)
+                self.assertEqual((proc.returncode, proc.stdout), (2, ""), proc.stderr)
+                self.assertIn(f"sluice: error: job {job} ", proc.stderr)
+                self.assertIn(why, proc.stderr)
+                if hint:
+                    self.assertIn(f"hint: {hint}", proc.stderr)
+                self.assertEqual(self.job_row(job), before)
+        run = self.job_row(running)["current_run_id"]
+        self.assertIn(f"job {running} has a run in flight ({run})",
+                      self.sluice("jobs", "run-now", running, check=False).stderr)
+        # a job due already is left as it is, and so is its place among the due jobs
+        due = self.sluice("queue", "echo").stdout.strip()
+        before = self.job_row(due)
+        proc = self.sluice("jobs", "run-now", paused, due, check=False)
+        self.assertEqual((proc.returncode, proc.stdout), (2, f"{due}  due\n"))
+        self.assertEqual(self.job_row(due), before)
+        missing = self.sluice("jobs", "run-now", "00000000-0000-0000-0000-000000000000", check=False)
+        self.assertEqual(missing.returncode, 2)
+        self.assertIn("no job with id", missing.stderr)
+
+    def test_run_now_waits_for_a_claim_that_holds_the_job(self):
+        # a claim locks the job's row until it commits: run-now waits for it and
+        # then sees the run in flight, instead of making a claimed job due again
+        job = self.sluice("queue", "echo").stdout.strip()
+        worker = "00000000-0000-4000-8000-000000000001"
+        claim = subprocess.Popen(["psql", self.db, "-X", "-q", "-v", "ON_ERROR_STOP=1"], env=pgfixture.clean_env(),
+                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                 text=True)
+        run_now = None
+        try:
+            claim.stdin.write(f"BEGIN; SELECT count(*) FROM sluice.claim_jobs('{worker}', 10, 600);\n")
+            claim.stdin.flush()
+            self.wait_for(lambda: self.scalar("SELECT count(*) FROM pg_stat_activity WHERE state = "
+                                              "'idle in transaction' AND query LIKE '%claim_jobs%'") == "1", 30)
+            run_now = subprocess.Popen([pgfixture.sluice_bin(), "jobs", "run-now", job], env=self.env(),
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            self.wait_for(lambda: self.scalar("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
+                                              "'Lock' AND query LIKE '%run_job_now%'") == "1", 30,
+                          "run-now did not wait for the claim")
+            claim.stdin.write("COMMIT;\n")
+            claim.stdin.close()
+            out, err = run_now.communicate(timeout=30)
+        finally:
+            if run_now and run_now.poll() is None:
+                run_now.kill()
+                run_now.communicate()
+            if not claim.stdin.closed:
+                claim.stdin.close()  # psql leaves; a claim not committed is rolled back
+            claim.wait(30)
+        self.assertEqual((run_now.returncode, out), (2, ""), err)
+        self.assertIn(f"job {job} has a run in flight", err)
+        self.assertEqual(self.count("sluice.scheduled_job_runs", f"scheduled_job_id = '{job}'"), 1)
+        self.assertIsNone(self.job_row(job)["next_run_at"])
+
     # -------------------------------------------------------------- retention, priority
 
     def test_help_for_jobs_control_and_help_command(self):
         job = self.sluice("queue", "echo", "--at", "+1h").stdout.strip()
-        for action in ("cancel", "pause", "resume"):
+        for action in ("cancel", "pause", "resume", "run-now"):
             for flag in ("--help", "-h"):
                 proc = self.sluice("jobs", action, flag)
                 self.assertTrue(proc.stdout.startswith(f"usage: sluice jobs {action} JOB_ID…\n"), proc.stdout)
