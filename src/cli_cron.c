@@ -41,7 +41,7 @@ static void usage(FILE *out)
             "  --from TIME  list times after TIME (exclusive): now (default),\n"
             "               2026-03-08T01:00:00Z, 2026-03-08T01:00:00+01:00, or a wall\n"
             "               time in ZONE (UTC without --tz) such as \"2026-03-08 01:00\"\n"
-            "  -n N         how many times to print (1-%d, default 5)\n"
+            "  -n N         how many times to print (1-%d, default 5); or --count N\n"
             "  --json       print one JSON object instead of lines\n"
             "\n"
             "An argument with a space in it is the expression, never an option, even\n"

@@ -74,8 +74,8 @@ static void schedule_usage(FILE *out)
     fprintf(
         out,
         "usage: sluice schedule <job_type> --cron EXPR [--tz ZONE] [--brand NAME|UUID]\n"
-        "                       [--params JSON] [--name NAME] [--priority N] [--max-retries N]\n"
-        "                       [--dedupe-key KEY]\n\n"
+        "                       [--params JSON] [--name NAME] [--priority N]\n"
+        "                       [--max-retries N] [--dedupe-key KEY]\n\n"
         "Creates a recurring job and prints its id. EXPR is a five-field cron\n"
         "expression (see `sluice cron next EXPR` to preview it); ZONE an IANA time\n"
         "zone (default UTC). Slots missed while no worker ran are run once, not once\n"

@@ -609,9 +609,9 @@ static void jobs_usage(FILE *out)
                  "cancel ends a job for good (a run in flight is told to stop); pause holds\n"
                  "it until resume; run-now makes it due at once, once (a recurring job keeps\n"
                  "its schedule; `sluice jobs run-now --help`); edit changes a recurring job's\n"
-                 "schedule, parameters, priority or name (`sluice jobs edit --help`). A JOB_ID\n"
-                 "may be shortened to a unique prefix of at least 4 characters, as the table\n"
-                 "shows it.\n");
+                 "schedule, parameters, priority, name or retries (`sluice jobs edit --help`).\n"
+                 "A JOB_ID may be shortened to a unique prefix of at least 4 characters, as\n"
+                 "the table shows it.\n");
 }
 
 /* Seconds since a job's next_run_at, NULL for infinity and -infinity (only a

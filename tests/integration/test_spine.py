@@ -856,7 +856,7 @@ print(rows[1].three)
             ("queue",): ["--brand", "--params", "--at", "--priority", "--dedupe-key",
                          "--max-retries", "--if-stale"],
             ("schedule",): ["--cron", "--tz", "--brand", "--params", "--name", "--priority",
-                            "--max-retries"],
+                            "--max-retries", "--dedupe-key"],
             ("run",): ["--brand", "--params", "--json"],
             ("brands",): ["add", "list", "--json"],
             ("competitors",): ["add", "add-amazon-url", "list", "--brand", "--facebook-page-id",
@@ -871,10 +871,11 @@ print(rows[1].three)
             ("runs",): ["--type", "--brand", "--platform", "--status", "--recurring", "--one-time",
                         "--param", "--limit", "--json"],
             ("jobs",): ["--status", "--type", "--brand", "--platform", "--recurring", "--one-time",
-                        "--param", "--limit", "--json", "cancel", "pause", "resume", "edit"],
+                        "--param", "--limit", "--json", "cancel", "pause", "resume", "run-now", "edit"],
             ("jobs", "edit"): ["--cron", "--tz", "--params", "--priority", "--name", "--max-retries"],
             ("show",): ["--json"],
             ("logs",): ["-f", "--follow"],
+            ("cron",): ["--tz", "--from", "-n N", "--count", "--json"],
         }
         for cmd, options in takes.items():
             out = self.sluice(*cmd, "--help").stdout
