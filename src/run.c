@@ -609,6 +609,25 @@ static void task_finished(sl_task *t, int status, int nres)
     free(tb);
 }
 
+/* coroutine.yield() called by the handler's own code at the top of a task (not
+ * inside a coroutine it created, not through a sluice call): nothing would
+ * ever resume the task. Pushes its error on t->co: a permanent one
+ * (sluice.permanent), as the same code yields the same way on every attempt;
+ * a retry would only spend the job's retries on the mistake. */
+static void stray_yield(sl_task *t)
+{
+    static const char msg[] =
+        "coroutine.yield() called outside a coroutine the handler created: a handler must not "
+        "yield its run itself; only sluice calls suspend it";
+    char err[256];
+    sl_runtime *rt = t->rt;
+    lua_pushstring(rt->L, msg);
+    if (sl_host_call(rt, "permanent", 1, 1, err, sizeof err) == 0)
+        lua_xmove(rt->L, t->co, 1);
+    else /* out of memory: the message alone */
+        lua_pushstring(t->co, msg);
+}
+
 /* The one place a coroutine is resumed. */
 static void task_resume(sl_task *t)
 {
@@ -636,8 +655,7 @@ static void task_resume(sl_task *t)
     if (st == LUA_YIELD) {
         lua_pop(t->co, nres);
         if (t->state == T_WAITING || t->state == T_READY) return;
-        /* coroutine.yield() at the top of a task: nothing would ever resume it */
-        lua_pushstring(t->co, "coroutine.yield() called outside a coroutine the handler created");
+        stray_yield(t);
         task_finished(t, LUA_ERRRUN, 0);
         return;
     }
