@@ -873,16 +873,15 @@ void sl_run_finish(sl_run *run, int status, const char *result_json, const char 
     if (run->next) run->next->prev = run->prev;
     run->next = run->prev = NULL;
     rt->nruns--;
-    /* The daemon logs how each run ended; in the foreground (`sluice run`, the
-     * REPL, exec) the caller reports the outcome itself, once. */
-    if (rt->opts.echo == SL_ECHO_LOG && (sl_log_enabled(SL_DEBUG) || status != SL_RUN_COMPLETED)) {
+    /* The daemon logs a completed run here (at debug level); a run that failed
+     * or was cancelled it logs once its outcome is recorded, with what became
+     * of its job (worker.c). In the foreground (`sluice run`, the REPL, exec)
+     * the caller reports the outcome itself, once. */
+    if (rt->opts.echo == SL_ECHO_LOG && status == SL_RUN_COMPLETED && sl_log_enabled(SL_DEBUG)) {
         char dur[32];
         snprintf(dur, sizeof dur, "%.3f", run->out.finished - run->out.started);
-        sl_log(status == SL_RUN_COMPLETED ? SL_DEBUG : SL_WARN,
-               status == SL_RUN_COMPLETED ? "run completed"
-               : status == SL_RUN_FAILED  ? "run failed"
-                                          : "run cancelled",
-               "run", run->run_id, "type", run->job_type, "seconds", dur, "error", error, NULL);
+        sl_log(SL_DEBUG, "run completed", "run", run->run_id, "type", run->job_type, "seconds", dur,
+               NULL);
     }
     run->done(run, run->done_data);
 }
