@@ -435,7 +435,7 @@ class Registry(harness.SluiceTest):
              'sort: must be one of recent, helpful; got "newest"'),
             ({"competitor_amazon_url_id": URL_A, "asin": "b01abc"},
              'asin: must match pattern [A-Z0-9]+, got "b01abc"'),
-            ({"competitor_amazon_url_id": URL_A, "keywords": []}, "keywords: must have at least 1 item(s), got 0"),
+            ({"competitor_amazon_url_id": URL_A, "keywords": []}, "keywords: must have at least 1 item, got 0"),
             ({"competitor_amazon_url_id": URL_A, "keywords": ["ok", 3]}, "keywords[2]: must be a string, got number 3"),
             ({"competitor_amazon_url_id": URL_A, "source_url": "ftp://x"},
              'source_url: must be an http(s) URL, got "ftp://x"'),

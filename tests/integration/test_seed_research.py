@@ -217,7 +217,7 @@ class Research(harness.SluiceTest):
     def test_reddit_validation_errors(self):
         cases = [
             ({}, "search_queries: is required"),
-            ({"search_queries": []}, "search_queries: must have at least 1 item(s), got 0"),
+            ({"search_queries": []}, "search_queries: must have at least 1 item, got 0"),
             ({"search_queries": ["a", 5]}, "search_queries[2]: must be a string"),
             ({"search_queries": ["a"], "relevance_threshold": 1.5}, "relevance_threshold: must be at most 1"),
             ({"search_queries": ["a"], "signal_threshold": -0.1}, "signal_threshold: must be at least 0"),
