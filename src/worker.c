@@ -1022,7 +1022,9 @@ static void grace_cb(struct ev_loop *loop, ev_timer *t, int revents)
     (void)loop;
     (void)revents;
     sl_worker *w = t->data;
-    if (w->running > 0) sl_logf(SL_WARN, "grace period over: cancelling %d run(s)", w->running);
+    if (w->running > 0)
+        sl_logf(SL_WARN, "grace period over: cancelling %d run%s", w->running,
+                w->running == 1 ? "" : "s");
     sl_runtime_cancel_all_runs(w->ctx->rt, "shutdown");
     ev_timer_set(&w->leave, w->cfg->lease_seconds, 0);
     ev_timer_start(loop, &w->leave);

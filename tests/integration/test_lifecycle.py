@@ -1442,7 +1442,7 @@ class PostgresRestart(harness.OwnClusterTest):
         # not at once: a lease (3 s) after its grace period (1 s) ended, by its
         # own log (the loop's clock may lag the log's by a little)
         stopping = d.logged_at("stopping: no new claims")
-        grace_over = d.logged_at("grace period over: cancelling 1 run(s)")
+        grace_over = d.logged_at('grace period over: cancelling 1 run"')
         self.assertGreaterEqual(grace_over - stopping, 1 - 0.25, d.log())
         self.assertGreaterEqual(d.logged_at(left) - grace_over, 3 - 0.25, d.log())
         # the run it cancelled is logged all the same, saying it was not recorded

@@ -414,7 +414,7 @@ class Research(harness.SluiceTest):
                           "AND q.sentiment_category = 'PAIN_POINT'")
         self.assertEqual([q["quote_text"] for q in quotes], ["I hate standing all day."])
         logs = self.one("SELECT logs FROM sluice.scheduled_job_runs")["logs"]
-        self.assertIn(f"quote of post {post} (PAIN_POINT): NUL characters removed from 1 texts", logs)
+        self.assertIn(f"quote of post {post} (PAIN_POINT): NUL characters removed from 1 text\n", logs)
 
     def test_db_errors_carry_the_sqlstate(self):
         # sluice.db.query (and db.transaction) return nil, message, SQLSTATE: what
