@@ -1006,7 +1006,8 @@ class Registry(harness.SluiceTest):
             controls = [c for c in text if (ord(c) < 0x20 and c not in "\n\t") or 0x7f <= ord(c) < 0xa0]
             self.assertEqual(controls, [], text)
         self.assertIn("echo: a^[[31mred^Gbell^McrM-^[2Jcsi\ttab^?del\n", logged.stderr)
-        self.assertRegex(failed.stderr, r"failed after \d+\.\d\ds: a\^\[\[31mred\^Gbell\^McrM-\^\[2Jcsi\ttab\^\?del\n")
+        self.assertRegex(failed.stderr, r"failed after \d+\.\d\ds: a\^\[\[31mred\^Gbell\^McrM-\^\[2Jcsi\ttab\^\?del; "
+                                        r"then job failed: no retries left \(1 of 1\)\n")
         # stdout is JSON, exact
         self.assertEqual(json.loads(logged.stdout)["message"], nasty)
 

@@ -462,7 +462,7 @@ class SeedAds(harness.SluiceTest):
                 FOR EACH ROW EXECUTE FUNCTION public.no_update()""")
         _, out = self.run_job("competitor_scrape", {"competitor_id": comp, "ad_library_url": ADLIB,
                                                     "max_ads": 10}, ok=False)
-        self.assertRegex(out, r"failed after [0-9.]+s: database: competitors are read-only\n")
+        self.assertRegex(out, r"failed after [0-9.]+s: database: competitors are read-only; then retry attempt 2 ")
 
     # -------------------------------------------------------------- template_scrape
 
@@ -593,7 +593,7 @@ class SeedAds(harness.SluiceTest):
             CREATE TRIGGER no_queue BEFORE INSERT ON public.template_queue
                 FOR EACH ROW EXECUTE FUNCTION public.no_queue()""")
         _, out = self.run_job("template_scrape", {"search_url": SEARCH, "max_ads": 10}, brand=None, ok=False)
-        self.assertRegex(out, r"failed after [0-9.]+s: database: the template queue is closed\n")
+        self.assertRegex(out, r"failed after [0-9.]+s: database: the template queue is closed; then retry attempt 2 ")
 
     def test_template_scrape_with_videos_and_without_queue(self):
         self.setup_brand()
