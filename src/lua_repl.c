@@ -119,7 +119,7 @@ static int push_outcome(lua_State *co, void *data)
     fg_run *op = data;
     if (co) {
         const sl_run_outcome *o = sl_run_outcome_of(op->run);
-        lua_createtable(co, 0, 8);
+        lua_createtable(co, 0, 9);
         lua_pushstring(co, sl_queue_status_name(o->status));
         lua_setfield(co, -2, "status");
         lua_pushstring(co, sl_run_id(op->run));
