@@ -879,6 +879,8 @@ class Lifecycle(harness.SluiceTest):
             line = next(x for x in d.log().splitlines() if "run outcome not recorded" in x)
             self.assertIn(failed, line)
             self.assertRegex(line, r"status=\"?failed")
+            # with the run's type and its own error (stopped as its lease was lost)
+            self.assertRegex(line, r' type=sleep .*error="lease lost: the run was failed after its lease expired"')
             self.wait_for(lambda: self.count("sluice.scheduled_job_runs",
                                              f"scheduled_job_id = '{job}' AND status = 'running'") == 1, 20)
             self.cancel_and_wait(job)
