@@ -6,6 +6,7 @@
 local apify = require("sluice.apify")
 local fb = require("sluice.facebook_ads")
 local clean = require("sluice.clean")
+local plural = require("sluice.plural")
 local rows = require("sluice.rows")
 local refuse = require("sluice.refuse")
 
@@ -74,14 +75,14 @@ return {
       refuse(job, { "competitor_ads" }, ("competitor %s (%s) belongs to another brand")
         :format(comp.name, p.competitor_id))
     end
-    job.log("scraping the Ads Library for competitor %s (at most %d ads)", comp.name, p.max_ads)
+    job.log("scraping the Ads Library for competitor %s (at most %s)", comp.name, plural(p.max_ads, "ad"))
 
     local items, run = apify.run_actor(job, "ads_library", fb.ACTOR,
       fb.input(p.ad_library_url, { count = p.max_ads }), { timeout = 900, memory = 1024 })
     local ads, skipped, notes = fb.normalize_all(items)
     fb.check_readable(items, ads, skipped, run)
-    if skipped > 0 then job.log("%d items without an ad_archive_id skipped", skipped) end
-    clean.notes(job, notes, "ads")
+    if skipped > 0 then job.log("%s without an ad_archive_id skipped", plural(skipped, "item")) end
+    clean.notes(job, notes, "ad")
 
     local inserted, updated = 0, 0
     local res, refused = rows.store(job, {
@@ -97,8 +98,8 @@ return {
              ads_count = (SELECT count(*) FROM public.competitor_ads WHERE competitor_id = $1)
       WHERE id = $1 RETURNING ads_count]], comp.id)
     local usd = tonumber(run and run.usageTotalUsd)
-    job.log("competitor %s: %d ads from the actor, %d new, %d seen again%s; %d stored in all",
-      comp.name, #ads, inserted, updated,
+    job.log("competitor %s: %s from the actor, %d new, %d seen again%s; %d stored in all",
+      comp.name, plural(#ads, "ad"), inserted, updated,
       #refused > 0 and (", %d refused by the database (skipped)"):format(#refused) or "",
       total[1] and total[1].ads_count or 0)
     -- records: the ads stored (the ones the database refused are rows_skipped)

@@ -14,6 +14,7 @@
 -- (sluice.add_ad_account); its OAuth token is used while valid, else
 -- META_ACCESS_TOKEN.
 local clean = require("sluice.clean")
+local plural = require("sluice.plural")
 local graph = require("sluice.graph")
 local meta_assets = require("sluice.meta_assets")
 local refuse = require("sluice.refuse")
@@ -286,7 +287,8 @@ local function classify(job, since)
     return true
   end, { concurrency = 4 })
   if out.failed > 0 and out.classified == 0 then
-    return nil, ("all %d classifications failed: %s"):format(out.failed, first_err)
+    return nil, ("%s failed: %s"):format(out.failed == 1 and "the one classification"
+      or ("all %d classifications"):format(out.failed), first_err)
   end
   return out
 end
@@ -386,10 +388,10 @@ return {
       for _, r in ipairs(res) do
         if r.inserted then inserted = inserted + 1 else updated = updated + 1 end
       end
-      job.log("insights page %d: %d rows", page, #list)
+      job.log("insights page %d: %s", page, plural(#list, "row"))
       return true
     end)
-    clean.notes(job, notes, "insight rows")
+    clean.notes(job, notes, "insight row")
     if not n then
       local msg = "step 1-2 (meta_ads_performance): " .. tostring(pages_or_err)
       if info and info.code == 100 and info.subcode == 33 then
@@ -401,7 +403,8 @@ return {
       if info and info.permanent then error(sluice.permanent(msg)) end
       error(msg, 0)
     end
-    job.log("%d insight rows in %d pages: %d new, %d updated%s%s", n, pages_or_err, inserted, updated,
+    job.log("%s in %s: %d new, %d updated%s%s", plural(n, "insight row"), plural(pages_or_err, "page"),
+      inserted, updated,
       skipped > 0 and (", %d without an ad id or date skipped"):format(skipped) or "",
       refused > 0 and (", %d refused by the database and skipped"):format(refused) or "")
     job.dataset("meta_ads_performance"):success(inserted + updated,

@@ -10,6 +10,7 @@
 local apify = require("sluice.apify")
 local fb = require("sluice.facebook_ads")
 local clean = require("sluice.clean")
+local plural = require("sluice.plural")
 local assets = require("sluice.assets")
 local rows = require("sluice.rows")
 
@@ -122,7 +123,7 @@ return {
       fb.input(p.search_url, { count = p.max_ads }), { timeout = 600, memory = 1024 })
     local all, skipped, notes = fb.normalize_all(items)
     fb.check_readable(items, all, skipped, run)
-    clean.notes(job, notes, "ads")
+    clean.notes(job, notes, "ad")
     local ads, video_only = {}, 0
     for _, ad in ipairs(all) do
       if p.images_only and fb.is_video_only(ad.snapshot) then
@@ -131,9 +132,9 @@ return {
         ads[#ads + 1] = ad
       end
     end
-    job.log("%d ads from the actor%s%s", #all,
-      skipped > 0 and (", %d items without an ad_archive_id skipped"):format(skipped) or "",
-      video_only > 0 and (", %d video-only ads skipped (images_only)"):format(video_only) or "")
+    job.log("%s from the actor%s%s", plural(#all, "ad"),
+      skipped > 0 and (", %s without an ad_archive_id skipped"):format(plural(skipped, "item")) or "",
+      video_only > 0 and (", %s skipped (images_only)"):format(plural(video_only, "video-only ad")) or "")
 
     -- the ads
     local ids, new = {}, 0
@@ -211,8 +212,10 @@ return {
     -- media to fetch and none fetched: the templates are not there (the ads are
     -- stored; the retry reads the same actor run and tries the media again)
     if counts.downloaded == 0 and counts.expired + counts.failed > 0 then
-      local msg = ("no media downloaded: all %d downloads failed (%d expired, %d failed; first: %s)")
-        :format(counts.expired + counts.failed, counts.expired, counts.failed, first_err)
+      local n = counts.expired + counts.failed
+      local msg = ("no media downloaded: %s failed (%d expired, %d failed; first: %s)")
+        :format(n == 1 and "the one download" or ("all %d downloads"):format(n), counts.expired,
+                counts.failed, first_err)
       job.dataset("templates_scraped"):fail(msg)
       -- a retry reads the same actor run, so the same URLs: when every one was
       -- expired (403, 404, 410, too large), it would fail the same way; the
@@ -240,10 +243,10 @@ return {
     local usd = tonumber(run and run.usageTotalUsd)
     local already = 0
     for _ in pairs(done) do already = already + 1 end
-    job.log("%d ads stored (%d new%s); media: %d downloaded (%d new files), %d expired, %d failed, "
-      .. "%d refused by the database, %d stored by earlier runs; %d queued as templates", #ads, new,
+    job.log("%s stored (%d new%s); media: %d downloaded (%s), %d expired, %d failed, "
+      .. "%d refused by the database, %d stored by earlier runs; %d queued as templates", plural(#ads, "ad"), new,
       #refused > 0 and (", %d refused by the database and skipped"):format(#refused) or "", counts.downloaded,
-      counts.new_files, counts.expired, counts.failed, counts.skipped, already, queued)
+      plural(counts.new_files, "new file"), counts.expired, counts.failed, counts.skipped, already, queued)
     local meta = { new = new, assets_downloaded = counts.downloaded, assets_failed = counts.failed,
                    assets_expired = counts.expired, queued = queued, cost_usd = usd,
                    rows_skipped = #refused + counts.skipped }

@@ -35,13 +35,15 @@ static void usage(FILE *out)
                  "Runs one job now, in the foreground, and records the run. The brand is\n"
                  "optional here even for job types that need one when queued.\n"
                  "  --json   print the run's outcome as JSON on stdout: run_id, job_id,\n"
-                 "           status, seconds, result, error, recorded and job_status.\n"
+                 "           status, seconds, result, error, recorded, job_status and then.\n"
                  "           recorded is false when the outcome was not recorded: the\n"
                  "           database refused it (the run is then recorded as failed), or\n"
                  "           the run was no longer running (its job was deleted, or its\n"
                  "           lease was lost and a rescue failed it); job_status is the\n"
                  "           job's status once recorded (active when a worker will retry\n"
-                 "           it), else null\n\n"
+                 "           it), else null; then says what became of the job of a run\n"
+                 "           that failed or was cancelled (\"retry attempt 2 of 4 at …\",\n"
+                 "           \"job failed: permanent error\", …), else null\n\n"
                  "A run that fails spends one attempt of its job, as any run does: while\n"
                  "the job type's retry policy allows more, a worker (sluice serve) runs it\n"
                  "again later; `sluice jobs cancel ID` stops that.\n\n"
@@ -64,25 +66,6 @@ static void sig_cb(struct ev_loop *loop, ev_signal *s, int revents)
     (void)revents;
     fg_run *f = s->data;
     if (f->run && !f->ended) sl_run_cancel(f->run, SL_RUN_FAILED, "interrupted", 0);
-}
-
-/* After a failed run whose job is still active: says when a worker will run it
- * again (its retry policy applies as to any job) and how to stop that. */
-static void retry_notice(PGconn *c, const char *job_id)
-{
-    const char *p[] = {job_id};
-    PGresult *r =
-        sl_cli_exec(c,
-                    "SELECT to_char(next_run_at AT TIME ZONE 'UTC', "
-                    "'YYYY-MM-DD HH24:MI:SS \"UTC\"'), attempts FROM sluice.scheduled_jobs "
-                    "WHERE id = $1 AND next_run_at IS NOT NULL",
-                    1, p);
-    if (r && PQntuples(r) == 1)
-        fprintf(stderr,
-                "its job is retried by a worker (sluice serve) from %s, as its retry policy "
-                "says; `sluice jobs cancel %.8s` stops that\n",
-                PQgetvalue(r, 0, 0), job_id);
-    if (r) PQclear(r);
 }
 
 /* The claim of run cl was answered `after` seconds after it was sent, past the
@@ -215,9 +198,14 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
      * No job status: finish_runs updated nothing, the run was no longer running
      * (its job was deleted, or a rescue failed it after its lease was lost). */
     char job_status[16] = "";
+    /* what became of the job of a run that did not complete (finish_runs'
+     * decision, the words the daemon's log uses) */
+    char *then = NULL;
     if (r && PQntuples(r) == 1 && !PQgetisnull(r, 0, 1)) {
         recorded = 1;
         snprintf(job_status, sizeof job_status, "%s", PQgetvalue(r, 0, 1));
+        int d = PQfnumber(r, "decision");
+        if (!PQgetisnull(r, 0, d)) then = sl_xstrdup(PQgetvalue(r, 0, d));
     }
     if (r) PQclear(r);
     if (refused) { /* the error is above: once more as a bare failure */
@@ -247,6 +235,8 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
         sl_buf_json_string(&j, o->error);
         sl_buf_printf(&j, ",\"recorded\":%s,\"job_status\":", recorded ? "true" : "false");
         sl_buf_json_string(&j, *job_status ? job_status : NULL);
+        sl_buf_puts(&j, ",\"then\":");
+        sl_buf_json_string(&j, then);
         sl_buf_puts(&j, "}");
         printf("%s\n", sl_buf_str(&j));
         sl_buf_free(&j);
@@ -269,11 +259,18 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
         fprintf(stderr, "run %s completed in %.2fs\n", cl.spec.run_id, secs);
         printf("%s\n", o->result_json ? o->result_json : "null");
     } else {
-        fprintf(stderr, "run %s %s after %.2fs: %s\n", cl.spec.run_id,
-                sl_queue_status_name(o->status), secs, error ? error : "failed");
-        if (strcmp(job_status, "active") == 0) retry_notice(c, cl.spec.job_id);
+        fprintf(stderr, "run %s %s after %.2fs: %s%s%s\n", cl.spec.run_id,
+                sl_queue_status_name(o->status), secs, error ? error : "failed",
+                then ? "; then " : "", then ? then : "");
+        /* its job follows its retry policy, as any job does */
+        if (strcmp(job_status, "active") == 0)
+            fprintf(stderr,
+                    "a worker (sluice serve) runs the job then; `sluice jobs cancel %.8s` stops "
+                    "that\n",
+                    cl.spec.job_id);
     }
     free(error);
+    free(then);
     status = o->status == SL_RUN_COMPLETED                  ? 0
              : o->error && !strcmp(o->error, "interrupted") ? 130
                                                             : 1;

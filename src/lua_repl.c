@@ -65,6 +65,7 @@ struct fg_run {
     int sending;        /* inside sl_pg_query (its callback may run at once) */
     int recorded;       /* the record's callback ran */
     char *record_error; /* why the outcome could not be recorded */
+    char *decision;     /* what became of the job of a run that did not complete */
     int record_oom;     /* it could not be, and the reason could not be copied */
     fg_run *next, *prev;
 };
@@ -100,6 +101,7 @@ static void op_free(fg_run *op)
     if (op->next) op->next->prev = op->prev;
     sl_run_free(op->run);
     free(op->record_error);
+    free(op->decision);
     free(op);
 }
 
@@ -117,7 +119,7 @@ static int push_outcome(lua_State *co, void *data)
     fg_run *op = data;
     if (co) {
         const sl_run_outcome *o = sl_run_outcome_of(op->run);
-        lua_createtable(co, 0, 8);
+        lua_createtable(co, 0, 9);
         lua_pushstring(co, sl_queue_status_name(o->status));
         lua_setfield(co, -2, "status");
         lua_pushstring(co, sl_run_id(op->run));
@@ -132,6 +134,8 @@ static int push_outcome(lua_State *co, void *data)
         lua_setfield(co, -2, "seconds");
         lua_pushstring(co, op->record_oom ? "out of memory" : op->record_error);
         lua_setfield(co, -2, "record_error");
+        lua_pushstring(co, op->decision);
+        lua_setfield(co, -2, "decision");
     }
     op_free(op);
     return co ? 1 : 0;
@@ -159,6 +163,8 @@ static void record_done(PGresult *res, const char *err, void *data)
         /* finish_runs() updated nothing: the run was no longer running */
         set_record_error(op, "the run was no longer running: its job was deleted, or its lease "
                              "was lost and another worker's rescue failed it and retried the job");
+    } else if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 1)) {
+        op->decision = strdup(PQgetvalue(res, 0, 1)); /* NULL if out of memory: not said */
     }
     if (res) PQclear(res);
     if (!op->sending) record_complete(op);
@@ -183,8 +189,9 @@ static void run_ended(sl_run *run, void *data)
     sl_buf_puts(&b, "]");
     const char *p[] = {sl_buf_str(&b)};
     op->sending = 1;
-    sl_pg_req *req = sl_pg_query(pg, "SELECT job_status FROM sluice.finish_runs($1::jsonb)", 1, p,
-                                 record_done, op);
+    sl_pg_req *req =
+        sl_pg_query(pg, "SELECT job_status, decision FROM sluice.finish_runs($1::jsonb)", 1, p,
+                    record_done, op);
     op->sending = 0;
     sl_buf_free(&b);
     if (op->recorded)

@@ -609,6 +609,25 @@ static void task_finished(sl_task *t, int status, int nres)
     free(tb);
 }
 
+/* coroutine.yield() called by the handler's own code at the top of a task (not
+ * inside a coroutine it created, not through a sluice call): nothing would
+ * ever resume the task. Pushes its error on t->co: a permanent one
+ * (sluice.permanent), as the same code yields the same way on every attempt;
+ * a retry would only spend the job's retries on the mistake. */
+static void stray_yield(sl_task *t)
+{
+    static const char msg[] =
+        "coroutine.yield() called outside a coroutine the handler created: a handler must not "
+        "yield its run itself; only sluice calls suspend it";
+    char err[256];
+    sl_runtime *rt = t->rt;
+    lua_pushstring(rt->L, msg);
+    if (sl_host_call(rt, "permanent", 1, 1, err, sizeof err) == 0)
+        lua_xmove(rt->L, t->co, 1);
+    else /* out of memory: the message alone */
+        lua_pushstring(t->co, msg);
+}
+
 /* The one place a coroutine is resumed. */
 static void task_resume(sl_task *t)
 {
@@ -636,8 +655,7 @@ static void task_resume(sl_task *t)
     if (st == LUA_YIELD) {
         lua_pop(t->co, nres);
         if (t->state == T_WAITING || t->state == T_READY) return;
-        /* coroutine.yield() at the top of a task: nothing would ever resume it */
-        lua_pushstring(t->co, "coroutine.yield() called outside a coroutine the handler created");
+        stray_yield(t);
         task_finished(t, LUA_ERRRUN, 0);
         return;
     }
@@ -855,16 +873,15 @@ void sl_run_finish(sl_run *run, int status, const char *result_json, const char 
     if (run->next) run->next->prev = run->prev;
     run->next = run->prev = NULL;
     rt->nruns--;
-    /* The daemon logs how each run ended; in the foreground (`sluice run`, the
-     * REPL, exec) the caller reports the outcome itself, once. */
-    if (rt->opts.echo == SL_ECHO_LOG && (sl_log_enabled(SL_DEBUG) || status != SL_RUN_COMPLETED)) {
+    /* The daemon logs a completed run here (at debug level); a run that failed
+     * or was cancelled it logs once its outcome is recorded, with what became
+     * of its job (worker.c). In the foreground (`sluice run`, the REPL, exec)
+     * the caller reports the outcome itself, once. */
+    if (rt->opts.echo == SL_ECHO_LOG && status == SL_RUN_COMPLETED && sl_log_enabled(SL_DEBUG)) {
         char dur[32];
         snprintf(dur, sizeof dur, "%.3f", run->out.finished - run->out.started);
-        sl_log(status == SL_RUN_COMPLETED ? SL_DEBUG : SL_WARN,
-               status == SL_RUN_COMPLETED ? "run completed"
-               : status == SL_RUN_FAILED  ? "run failed"
-                                          : "run cancelled",
-               "run", run->run_id, "type", run->job_type, "seconds", dur, "error", error, NULL);
+        sl_log(SL_DEBUG, "run completed", "run", run->run_id, "type", run->job_type, "seconds", dur,
+               NULL);
     }
     run->done(run, run->done_data);
 }

@@ -70,17 +70,23 @@
  * recorded (no jobs asked for, none given), so that a job NOTIFY'd to an idle
  * worker does not wait for that on a connection no claim has used yet. */
 #define WARMUP_SQL                                                                                 \
-    "SELECT (SELECT count(*) FROM sluice.finish_and_claim_runs('[]', NULL, 0, 0, NULL)) "          \
+    "SELECT (SELECT count(*) FROM sluice.finish_and_claim_runs('[]', NULL, 0, 0, NULL, true)) "    \
     "+ (SELECT count(*) FROM sluice.claim_jobs(NULL, 0, 0, NULL)) "                                \
     "+ (SELECT count(*) FROM sluice.start_runs(NULL, '{}', 0)) "                                   \
     "+ (SELECT count(*) FROM sluice.finish_runs('[]'))"
 
-/* An ended run waiting to be recorded: a run, or (a run that could not start)
- * its outcome already as finish_runs JSON. */
+/* An ended run waiting to be recorded: a run, or its outcome already as
+ * finish_runs JSON (a run that could not start, or one recorded as a bare
+ * failure), with what its line in the log says once that is recorded (ended). */
 typedef struct wrun {
     sl_run *run;
     char *outcome;
     struct wrun *next;
+    struct {
+        int status; /* SL_RUN_*: what the outcome records */
+        char *run_id, *type, *error;
+        double seconds;
+    } ended; /* for an outcome without its run; else the run says */
 } wrun;
 
 /* A claimed run waiting for a free slot: its spec, whose strings (copied from
@@ -142,7 +148,46 @@ static void wrun_free(wrun *r)
 {
     if (r->run) sl_run_free(r->run);
     free(r->outcome);
+    free(r->ended.run_id);
+    free(r->ended.type);
+    free(r->ended.error);
     free(r);
+}
+
+/* What a wrun's outcome records: its status, run id, type, error, seconds. */
+static void wrun_ended(const wrun *r, int *status, const char **id, const char **type,
+                       const char **error, double *seconds)
+{
+    if (r->outcome || !r->run) {
+        *status = r->ended.status;
+        *id = r->ended.run_id;
+        *type = r->ended.type;
+        *error = r->ended.error;
+        *seconds = r->ended.seconds;
+        return;
+    }
+    const sl_run_outcome *o = sl_run_outcome_of(r->run);
+    *status = o->status;
+    *id = sl_run_id(r->run);
+    *type = sl_run_job_type(r->run);
+    *error = o->error;
+    *seconds = o->finished - o->started;
+}
+
+/* Logs how a run that did not complete ended, once its outcome is recorded:
+ * then says what became of its job (finish_runs' decision: a retry and when,
+ * the job failed or cancelled, a recurring job's next slot), or why the
+ * outcome was not recorded. */
+static void log_ended(const wrun *r, const char *then)
+{
+    int status;
+    const char *id, *type, *error;
+    double secs;
+    wrun_ended(r, &status, &id, &type, &error, &secs);
+    char dur[32];
+    snprintf(dur, sizeof dur, "%.3f", secs);
+    sl_log(SL_WARN, status == SL_RUN_CANCELLED ? "run cancelled" : "run failed", "run", id, "type",
+           type, "seconds", dur, "error", error, "then", then, NULL);
 }
 
 /* How long ended runs may wait to be recorded (RECORD_DELAY_MAX): no time at
@@ -199,6 +244,10 @@ static void record_unrun(sl_worker *w, const pending *p, int status, const char 
     sl_queue_outcome_json_of(&b, p->spec.run_id, &o, next);
     wrun *r = sl_xcalloc(1, sizeof *r);
     r->outcome = sl_xstrdup(sl_buf_str(&b));
+    r->ended.status = status;
+    r->ended.run_id = sl_xstrdup(p->spec.run_id);
+    r->ended.type = sl_xstrdup(p->spec.job_type);
+    r->ended.error = sl_xstrdup(error);
     sl_buf_free(&b);
     queue_done(w, r);
 }
@@ -387,17 +436,27 @@ static int refused(sl_worker *w, wrun **batch, int asked, const char *err)
                "error", err, "sqlstate", st, NULL);
         return 1;
     }
-    const char *id = r->run ? sl_run_id(r->run) : NULL;
+    const char *id = r->run ? sl_run_id(r->run) : r->ended.run_id;
     if (r->run) { /* refused alone: once more as a bare failure */
         char msg[1024];
         snprintf(msg, sizeof msg, "the run's outcome could not be recorded: %s", err);
         sl_buf b = {0};
-        sl_queue_bare_failure_json(&b, id, sl_run_outcome_of(r->run), msg);
+        const sl_run_outcome *o = sl_run_outcome_of(r->run);
+        sl_queue_bare_failure_json(&b, id, o, msg);
         sl_log(SL_ERROR, "the database refused a run's outcome; recording it as failed", "run", id,
                "error", err, NULL);
         free(r->outcome);
         r->outcome = sl_xstrdup(sl_buf_str(&b));
         sl_buf_free(&b);
+        /* the log line, once recorded, says what is recorded: this failure */
+        free(r->ended.run_id);
+        free(r->ended.type);
+        free(r->ended.error);
+        r->ended.status = SL_RUN_FAILED;
+        r->ended.run_id = sl_xstrdup(id);
+        r->ended.type = sl_xstrdup(sl_run_job_type(r->run));
+        r->ended.error = sl_xstrdup(msg);
+        r->ended.seconds = o->finished - o->started;
         sl_run_free(r->run);
         r->run = NULL;
         requeue(w, r);
@@ -407,10 +466,49 @@ static int refused(sl_worker *w, wrun **batch, int asked, const char *err)
     sl_log(SL_ERROR,
            "the database refused a run's outcome even as a bare failure; dropped here, its lease "
            "will run out and the rescue pass will fail it",
-           "error", err, NULL);
+           "run", id, "error", err, NULL);
     wrun_free(r);
     if (w->isolate > 0) w->isolate--;
     return 1;
+}
+
+/* The ended runs of a batch by run id: the rows of a cycle's answer that give
+ * a decision (a run that did not complete) or say an outcome was not recorded
+ * name their run by id. Made at the first such row: a batch of completions
+ * recorded makes none. */
+typedef struct ended_entry {
+    const char *run_id;
+    const wrun *r;
+} ended_entry;
+
+typedef struct ended_index {
+    ended_entry *at;
+    size_t n;
+    int made;
+} ended_index;
+
+static int ended_cmp(const void *a, const void *b)
+{
+    return strcmp(((const ended_entry *)a)->run_id, ((const ended_entry *)b)->run_id);
+}
+
+static const wrun *ended_find(ended_index *ix, const wrun *batch, const char *run_id)
+{
+    if (!ix->made) {
+        ix->made = 1;
+        size_t n = 0;
+        for (const wrun *r = batch; r; r = r->next)
+            n++;
+        ix->at = sl_xcalloc(n ? n : 1, sizeof *ix->at);
+        for (const wrun *r = batch; r; r = r->next) {
+            const char *id = r->outcome || !r->run ? r->ended.run_id : sl_run_id(r->run);
+            if (id) ix->at[ix->n++] = (ended_entry){id, r};
+        }
+        qsort(ix->at, ix->n, sizeof *ix->at, ended_cmp);
+    }
+    const ended_entry key = {run_id, NULL};
+    const ended_entry *e = bsearch(&key, ix->at, ix->n, sizeof *ix->at, ended_cmp);
+    return e ? e->r : NULL;
 }
 
 /* Claimed runs (ids: "{a,b" so far) whose claim was answered `after` seconds
@@ -459,19 +557,20 @@ static void cycle_done(PGresult *res, const char *err, void *data)
     }
     w->backoff = 0;
     if (w->isolate > 0 && batch) w->isolate--;
-    while (batch) {
-        wrun *n = batch->next;
-        wrun_free(batch);
-        batch = n;
-    }
-    /* the claimed runs, after a row for each outcome that was not recorded */
+    /* the claimed runs, after a row for each outcome that was not recorded and
+     * one for each failed or cancelled outcome recorded (its decision) */
     int rows = PQntuples(res), n = 0, unrecorded = PQfnumber(res, "unrecorded"), late = -1;
+    int decision = PQfnumber(res, "decision");
     sl_buf stale = {0};
     sl_claim_columns cols;
     sl_queue_claim_columns(res, &cols);
+    ended_index ended = {0};
     for (int i = 0; i < rows; i++) {
         const char *st = PQgetisnull(res, i, unrecorded) ? NULL : PQgetvalue(res, i, unrecorded);
-        if (!st) {
+        if (!PQgetisnull(res, i, decision)) {
+            const wrun *r = ended_find(&ended, batch, PQgetvalue(res, i, 0));
+            if (r) log_ended(r, PQgetvalue(res, i, decision));
+        } else if (!st) {
             if (late < 0) late = sl_queue_lease_claimed(&w->renewal, sent) < 0;
             if (late) {
                 sl_buf_puts(&stale, stale.len ? "," : "{");
@@ -481,13 +580,24 @@ static void cycle_done(PGresult *res, const char *err, void *data)
             enqueue_claimed(w, res, i, &cols);
             n++;
         } else if (strcmp(st, "cancelled") != 0) { /* a deleted job's stopped run: logged then */
+            const wrun *r = ended_find(&ended, batch, PQgetvalue(res, i, 0));
+            int status;
+            const char *id, *type = NULL, *error = NULL;
+            double secs;
+            if (r) wrun_ended(r, &status, &id, &type, &error, &secs);
             sl_log(SL_WARN,
                    "run outcome not recorded: the run was no longer running (lost its lease, or "
                    "its job was deleted)",
-                   "run", PQgetvalue(res, i, 0), "status", st, NULL);
+                   "run", PQgetvalue(res, i, 0), "type", type, "status", st, "error", error, NULL);
         }
     }
     PQclear(res);
+    free(ended.at);
+    while (batch) {
+        wrun *next = batch->next;
+        wrun_free(batch);
+        batch = next;
+    }
     if (stale.len) give_back_late(w, &stale, ev_now(w->ctx->loop) - sent);
     sl_buf_free(&stale);
     if (w->stopping) {
@@ -576,7 +686,7 @@ static void cycle(sl_worker *w)
     w->asked += want;
     sl_pg_query_prepared(w->ctx->pg, "sl_cycle",
                          "SELECT * FROM sluice.finish_and_claim_runs($1::jsonb, $2, $3, $4, "
-                         "$5::text[])",
+                         "$5::text[], true)",
                          5, params, cycle_done, c);
     sl_buf_free(&b);
 }
@@ -663,7 +773,7 @@ static void rescue_done(PGresult *res, const char *err, void *data)
         sl_log(SL_WARN, "rescue pass failed", "error", err, NULL);
         return;
     }
-    int n = 0, error_col = PQfnumber(res, "error");
+    int n = 0, error_col = PQfnumber(res, "error"), decision = PQfnumber(res, "decision");
     for (int i = 0; i < PQntuples(res); i++) {
         if (error_col >= 0 && !PQgetisnull(res, i, error_col)) {
             /* it stays running with its lease expired: tried again next pass */
@@ -672,7 +782,8 @@ static void rescue_done(PGresult *res, const char *err, void *data)
             continue;
         }
         sl_log(SL_WARN, "failed a run whose worker was lost (lease expired)", "run",
-               PQgetvalue(res, i, 0), "job_status", PQgetvalue(res, i, 1), NULL);
+               PQgetvalue(res, i, 0), "job_status", PQgetvalue(res, i, 1), "then",
+               PQgetisnull(res, i, decision) ? NULL : PQgetvalue(res, i, decision), NULL);
         n++;
     }
     PQclear(res);
@@ -724,7 +835,8 @@ static void rescue_cb(struct ev_loop *loop, ev_timer *t, int revents)
     (void)revents;
     sl_worker *w = t->data;
     if (w->stopping) return;
-    sl_pg_query(w->ctx->pg, "SELECT run_id, job_status, error FROM sluice.rescue_lost_runs()", 0,
+    sl_pg_query(w->ctx->pg,
+                "SELECT run_id, job_status, error, decision FROM sluice.rescue_lost_runs()", 0,
                 NULL, rescue_done, w);
     sl_pg_query(w->ctx->pg, "SELECT * FROM sluice.unscheduled_jobs(100)", 0, NULL, unscheduled_done,
                 w);
@@ -910,7 +1022,9 @@ static void grace_cb(struct ev_loop *loop, ev_timer *t, int revents)
     (void)loop;
     (void)revents;
     sl_worker *w = t->data;
-    if (w->running > 0) sl_logf(SL_WARN, "grace period over: cancelling %d run(s)", w->running);
+    if (w->running > 0)
+        sl_logf(SL_WARN, "grace period over: cancelling %d run%s", w->running,
+                w->running == 1 ? "" : "s");
     sl_runtime_cancel_all_runs(w->ctx->rt, "shutdown");
     ev_timer_set(&w->leave, w->cfg->lease_seconds, 0);
     ev_timer_start(loop, &w->leave);
@@ -927,11 +1041,14 @@ static void leave_cb(struct ev_loop *loop, ev_timer *t, int revents)
     (void)revents;
     sl_worker *w = t->data;
     int n = 0;
-    for (wrun *r = w->done; r; r = r->next)
-        n++;
+    static const char lost[] = "not recorded: the database did not answer (another worker's "
+                               "rescue pass fails the run once its lease runs out)";
+    for (wrun *r = w->done; r; r = r->next, n++)
+        if (r->outcome || sl_run_outcome_of(r->run)->status != SL_RUN_COMPLETED) log_ended(r, lost);
     for (cycle_req *c = w->cycles; c; c = c->next)
-        for (wrun *r = c->batch; r; r = r->next)
-            n++;
+        for (wrun *r = c->batch; r; r = r->next, n++)
+            if (r->outcome || sl_run_outcome_of(r->run)->status != SL_RUN_COMPLETED)
+                log_ended(r, lost);
     char count[16];
     snprintf(count, sizeof count, "%d", n);
     sl_log(SL_ERROR,

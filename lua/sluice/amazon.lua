@@ -12,6 +12,7 @@
 
 local apify = require("sluice.apify")
 local clean = require("sluice.clean")
+local plural = require("sluice.plural")
 local refuse = require("sluice.refuse")
 local rows = require("sluice.rows")
 
@@ -238,7 +239,8 @@ function M.run(job)
   local configs = M.configs(url.asin, url.domain_code, p.include_keywords, p.include_helpful)
   local by_name = {}
   for _, c in ipairs(configs) do by_name[c.name] = c end
-  job.log("%s: ASIN %s on amazon.%s, %d configurations", url.competitor, url.asin, url.domain_code, #configs)
+  job.log("%s: ASIN %s on amazon.%s, %s", url.competitor, url.asin, url.domain_code,
+          plural(#configs, "configuration"))
 
   local st = job.checkpoint("amazon")
   if type(st) ~= "table" then st = {} end
@@ -252,7 +254,8 @@ function M.run(job)
   end
   local failed_names = {}
   if #pending < #configs then
-    job.log("%d of %d configurations were fetched and stored by earlier attempts", #configs - #pending, #configs)
+    job.log("%d of %s fetched and stored by earlier attempts", #configs - #pending,
+            plural(#configs, "configuration"))
   end
 
   if #pending > 0 then
@@ -277,11 +280,11 @@ function M.run(job)
       -- output this code cannot read (the actor changed its format, say).
       -- Reported as 0 reviews, the product would look scraped and fresh; a
       -- retry would read the same run again
-      error(sluice.permanent(("none of the %d items run %s returned is a review (no reviewId) or the "
+      error(sluice.permanent(("none of the %s run %s returned is a review (no reviewId) or the "
         .. "actor's status answer (statusCode): its output cannot be read, nothing was stored; the "
-        .. "first item's keys: %s"):format(#items, tostring(run.id), apify.item_keys(items))), 0)
+        .. "first item's keys: %s"):format(plural(#items, "item"), tostring(run.id), apify.item_keys(items))), 0)
     end
-    clean.notes(job, notes, "reviews")
+    clean.notes(job, notes, "review")
     local new, skipped = save_reviews(job, url, reviews)
     local nfailed = 0
     for _, c in ipairs(round_configs) do
@@ -298,8 +301,9 @@ function M.run(job)
     st.skipped = st.skipped + #skipped
     st.current = nil
     job.checkpoint("amazon", st)
-    job.log("run %s: %d raw results, %d unique reviews (%d new), %d items without a review id, "
-            .. "%d of %d configurations failed", run.id, #items, #reviews, new, dropped, nfailed, #round_configs)
+    job.log("run %s: %s, %s (%d new), %s without a review id, %d of %s failed", run.id,
+            plural(#items, "raw result"), plural(#reviews, "unique review"), new, plural(dropped, "item"),
+            nfailed, plural(#round_configs, "configuration"))
   end
 
   local cost = st.raw * M.PRICE_PER_1K / 1000
@@ -318,11 +322,12 @@ function M.run(job)
       WHERE competitor_amazon_url_id = $1 AND (job_id = $2 OR first_job_id = $2)]], url.id, job.id)[1]
     received, new = c.received, c.new
   end
-  job.log("%s now has %d reviews stored; this scrape: %d raw results, est. $%.4f", url.asin, total, st.raw, cost)
+  job.log("%s now has %s stored; this scrape: %s, est. $%.4f", url.asin, plural(total, "review"),
+          plural(st.raw, "raw result"), cost)
 
   if #failed_names > 0 then
-    error(("%d of %d configurations failed (%s); the reviews of the others are stored and the retry "
-      .. "fetches only these"):format(#failed_names, #configs, table.concat(failed_names, ", ")), 0)
+    error(("%d of %s failed (%s); the reviews of the others are stored and the retry fetches only "
+      .. "these"):format(#failed_names, plural(#configs, "configuration"), table.concat(failed_names, ", ")), 0)
   end
   return {
     status = "success", competitor_amazon_url_id = url.id, competitor = url.competitor, asin = url.asin,

@@ -29,6 +29,7 @@
 
 local retry = require("sluice.retry")
 local base_url_problem = require("sluice.base_url")
+local plural = require("sluice.plural")
 
 local M = {}
 
@@ -595,7 +596,7 @@ function M.run_actor(job, key, actor_id, input, opts)
   if not items then raise(ierr, iperm) end
   job.checkpoint(key, { run_id = run_id, dataset_id = run.defaultDatasetId or dataset_id, actor = actor,
                         status = run.status, items = #items, usd = usd })
-  log("apify: run %s SUCCEEDED with %d items%s", run_id, #items,
+  log("apify: run %s SUCCEEDED with %s%s", run_id, plural(#items, "item"),
       usd and (" (Apify reports $%.4f)"):format(usd) or "")
   return items, run
 end

@@ -14,11 +14,13 @@
 --                                           removed from text, title"
 --   clean.count("3,000,000,000", clean.INT4_MAX) --> nil, "3,000,000,000 is out of range"
 --   clean.epoch(1733011200000)          --> 1733011200, "milliseconds"
---   clean.notes(job, notes, "items")    -- logs the first few notes and how many more
+--   clean.notes(job, notes, "item")     -- logs the first few notes and how many more
 --   clean.value(sluice.null), clean.value("")   --> nil, nil (absent); other values pass
 --
 -- Each function returns nil (with the reason) for a value it cannot read; the
 -- caller stores NULL for it and keeps the rest of the item.
+
+local plural = require("sluice.plural")
 
 local M = {}
 
@@ -73,7 +75,7 @@ function M.nul_note(name, removed)
     return ("%s: NUL characters removed from %s"):format(name, table.concat(fields, ", "))
   end
   if not removed or removed == 0 then return nil end
-  return ("%s: NUL characters removed from %d texts"):format(name, removed)
+  return ("%s: NUL characters removed from %s"):format(name, plural(removed, "text"))
 end
 
 -- M.deep, and M.nul_note on what it removed: the cleaned value, how many
@@ -148,11 +150,12 @@ function M.epoch(v)
 end
 
 -- Logs notes about cleaned or skipped values: the first NOTES_SHOWN, then how
--- many more there were. `what` names the things the notes are about.
-function M.notes(job, notes, what)
+-- many more there were. `one` names a thing the notes are about ("post"),
+-- `many` several of them when that is not `one` .. "s".
+function M.notes(job, notes, one, many)
   if #notes == 0 then return end
-  job.log("%d %s had values that could not be stored as they were (stored cleaned, or left empty):",
-          #notes, what)
+  job.log("%s had values that could not be stored as they were (stored cleaned, or left empty):",
+          plural(#notes, one, many))
   for i = 1, math.min(#notes, M.NOTES_SHOWN) do job.log("  %s", notes[i]) end
   if #notes > M.NOTES_SHOWN then job.log("  … and %d more", #notes - M.NOTES_SHOWN) end
 end

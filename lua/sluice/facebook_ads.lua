@@ -13,6 +13,7 @@
 
 local apify = require("sluice.apify")
 local clean = require("sluice.clean")
+local plural = require("sluice.plural")
 
 local M = {}
 
@@ -251,9 +252,9 @@ end
 -- same run. A run without items is a search without results.
 function M.check_readable(items, ads, skipped, run)
   if #ads > 0 or skipped == 0 then return end
-  error(sluice.permanent(("no ad among the %d items run %s returned (none has an ad_archive_id or "
+  error(sluice.permanent(("no ad among the %s run %s returned (none has an ad_archive_id or "
     .. "adArchiveID): its output cannot be read; the first item's keys: %s")
-    :format(#items, tostring(run and run.id), apify.item_keys(items))), 0)
+    :format(plural(#items, "item"), tostring(run and run.id), apify.item_keys(items))), 0)
 end
 
 return M

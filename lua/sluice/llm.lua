@@ -27,6 +27,7 @@
 -- M.permanent(kind) tells which kinds retrying the job cannot fix.
 
 local base_url_problem = require("sluice.base_url")
+local plural = require("sluice.plural")
 
 local M = {}
 
@@ -309,7 +310,7 @@ function M.chat_json(messages, opts)
     if r and r.finish_reason == "length" then last_err = last_err .. " (the reply was cut at max_tokens)" end
     if attempt < tries then sluice.log(("llm: reply %d/%d unusable (%s); asking again"):format(attempt, tries, last_err)) end
   end
-  return nil, ("llm: no usable JSON after %d replies: %s"):format(tries, last_err or "?"), "parse",
+  return nil, ("llm: no usable JSON after %s: %s"):format(plural(tries, "reply", "replies"), last_err or "?"), "parse",
     { usage = usage, attempts = tries, content = last_content }
 end
 

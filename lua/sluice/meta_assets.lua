@@ -15,6 +15,7 @@
 
 local assets = require("sluice.assets")
 local clean = require("sluice.clean")
+local plural = require("sluice.plural")
 local rows = require("sluice.rows")
 
 local M = {}
@@ -251,8 +252,8 @@ function M.refresh_creatives(job, g, opts)
   out.statuses_read, out.statuses_changed, out.statuses_failed = sread, schanged, sfailed
   out.rows_skipped = out.rows_skipped + srefused
   if out.read + sread == 0 and out.failed + sfailed > 0 then
-    return nil, ("no creative or status could be read (%d creatives and %d statuses failed; see the log)")
-      :format(out.failed, sfailed)
+    return nil, ("no creative or status could be read (%s and %s failed; see the log)")
+      :format(plural(out.failed, "creative"), plural(sfailed, "status", "statuses"))
   end
   return out
 end
@@ -446,15 +447,17 @@ function M.download(job, g, opts)
                                                           r.row.error or r.row.status)
     end
   end
-  job.log("assets: %d ads (%d videos, %d images): %d downloaded (%d new files, %d already stored), "
-    .. "%d not downloadable, %d failed; creatives: %d read, %d could not be read", summary.attempted,
-    summary.videos, summary.images, summary.downloaded, summary.stored, summary.reused,
+  job.log("assets: %s (%s, %s): %d downloaded (%s, %d already stored), "
+    .. "%d not downloadable, %d failed; creatives: %d read, %d could not be read",
+    plural(summary.attempted, "ad"), plural(summary.videos, "video"), plural(summary.images, "image"),
+    summary.downloaded, plural(summary.stored, "new file"), summary.reused,
     summary.not_downloadable, summary.failed, summary.creatives_read, summary.creatives_failed)
   if store_err then return nil, "the asset store cannot be written: " .. store_err, summary end
   -- something to do and nothing got: a failure, not a fresh dataset with 0 assets
   if summary.downloaded == 0 and summary.failed + summary.creatives_failed > 0 then
-    return nil, ("nothing downloaded: %d downloads failed and %d creatives could not be read (first: %s)")
-      :format(summary.failed, summary.creatives_failed, first_err or "?"), summary, g.token_refused ~= nil
+    return nil, ("nothing downloaded: %s failed and %s could not be read (first: %s)")
+      :format(plural(summary.failed, "download"), plural(summary.creatives_failed, "creative"), first_err or "?"),
+      summary, g.token_refused ~= nil
   end
   return summary
 end

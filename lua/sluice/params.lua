@@ -7,14 +7,16 @@
 -- the registry tables and for the SQL twin, sluice.check_params() in
 -- schema/090_params_check.sql, which reads exactly that description.
 --
--- Pure Lua 5.4 (string, table, math, utf8 and basic functions only) so it
--- runs inside the handler sandbox. The spec language is documented in
+-- Pure Lua 5.4 (string, table, math, utf8 and basic functions only, and
+-- sluice.plural) so it runs inside the handler sandbox. The spec language is documented in
 -- docs/params.md.
 --
 --   local schema, errs = params.compile(spec)          -- nil, {msg...} on a bad schema
 --   local value, errs  = params.validate(schema, input, { null = cjson.null })
 --   params.defaults(schema)   params.describe(schema)   params.format_errors(errs)
 --   params.suggest(name, candidates)                    -- nearest name or nil
+
+local plural = require("sluice.plural")
 
 local M = {}
 
@@ -317,10 +319,10 @@ local function check_string(node, v, path, key, cx)
   if type(v) ~= "string" then return type_error(cx, node, v, path, key) end
   local n = char_length(v)
   if node.min_length and n < node.min_length then
-    fail(cx, path, key, "must be at least %d character(s) long, got %d", node.min_length, n)
+    fail(cx, path, key, "must be at least %s long, got %d", plural(node.min_length, "character"), n)
   end
   if node.max_length and n > node.max_length then
-    fail(cx, path, key, "must be at most %d character(s) long, got %d", node.max_length, n)
+    fail(cx, path, key, "must be at most %s long, got %d", plural(node.max_length, "character"), n)
   end
   if node.anchored then
     local ok, found = pcall(string.find, v, node.anchored)
@@ -354,10 +356,10 @@ local function check_array(node, v, path, key, cx)
   end
   local n = #v
   if node.min_items and n < node.min_items then
-    fail(cx, path, key, "must have at least %d item(s), got %d", node.min_items, n)
+    fail(cx, path, key, "must have at least %s, got %d", plural(node.min_items, "item"), n)
   end
   if node.max_items and n > node.max_items then
-    fail(cx, path, key, "must have at most %d item(s), got %d", node.max_items, n)
+    fail(cx, path, key, "must have at most %s, got %d", plural(node.max_items, "item"), n)
   end
   if not node.items then return copy(v, cx.null) end
   local out = {}

@@ -12,10 +12,19 @@
 local apify = require("sluice.apify")
 local clean = require("sluice.clean")
 local llm = require("sluice.llm")
+local plural = require("sluice.plural")
 local refuse = require("sluice.refuse")
 local rows = require("sluice.rows")
 
 local M = {}
+
+-- What of a stage's replies could not be parsed, when none could: "none of the
+-- 3 relevance replies could be parsed", "the one relevance reply could not be
+-- parsed".
+local function none_parsed(n, stage)
+  if n == 1 then return ("the one %s reply could not be parsed"):format(stage) end
+  return ("none of the %d %s replies could be parsed"):format(n, stage)
+end
 
 M.ACTOR = "fatihtahta~reddit-scraper-search-fast"
 M.ACTOR_TIMEOUT = 600          -- seconds (the seed's)
@@ -336,8 +345,8 @@ function M.score_stage(job, st, stage, posts)
     local r = results[i]
     if r.value == nil then
       parse_errors = parse_errors + 1
-      job.log("%s: batch %d of %d could not be parsed (%s): its %d posts score 0",
-              stage, i, #batches, r.err, #batch)
+      job.log("%s: batch %d of %d could not be parsed (%s): its %s scored 0",
+              stage, i, #batches, r.err, plural(#batch, "post"))
       for _, p in ipairs(batch) do p[stage], p[stage .. "_reasoning"] = 0.0, "Parse error" end
     else
       local scores = M.match_scores(r.value, #batch)
@@ -350,7 +359,7 @@ function M.score_stage(job, st, stage, posts)
   st.parse_errors = st.parse_errors + parse_errors
   if #batches > 0 then job.checkpoint("reddit_llm", st.cache) end
   if all_failed(results) then
-    error(("llm: none of the %d %s replies could be parsed (last: %s)"):format(#batches, stage,
+    error(("llm: %s (last: %s)"):format(none_parsed(#batches, stage),
           results[#results].err), 0)
   end
   return #batches, parse_errors, #posts - #todo
@@ -412,8 +421,8 @@ function M.extract(job, st, top)
     local r = results[i]
     if r.value == nil then
       parse_errors = parse_errors + 1
-      job.log("extract: batch %d of %d could not be parsed (%s): no quotes from its %d posts",
-              i, #batches, r.err, #batch)
+      job.log("extract: batch %d of %d could not be parsed (%s): no quotes from its %s",
+              i, #batches, r.err, plural(#batch, "post"))
     else
       local got = M.parse_quotes(r.value, batch) or {}
       for _, p in ipairs(batch) do cache[p.id] = setmetatable({}, nil) end
@@ -434,7 +443,7 @@ function M.extract(job, st, top)
   st.parse_errors = st.parse_errors + parse_errors
   if #batches > 0 then job.checkpoint("reddit_llm", st.cache) end
   if all_failed(results) then
-    error(("llm: none of the %d extraction replies could be parsed (last: %s)"):format(#batches,
+    error(("llm: %s (last: %s)"):format(none_parsed(#batches, "extraction"),
           results[#results].err), 0)
   end
   return quotes, #batches, parse_errors
@@ -681,18 +690,20 @@ function M.run(job)
       -- items came, and no post among them: output this code cannot read (the
       -- actor changed its format, say), not a search without results. Stored as
       -- 0 posts, the research would look done and fresh; a retry reads the same run
-      error(sluice.permanent(("no post among the %d items run %s returned (%d comments, %d items without "
-        .. "a post id): its output cannot be read; the first item's keys: %s")
-        :format(#items, tostring(arun.id), ncomments, unreadable, apify.item_keys(items))), 0)
+      error(sluice.permanent(("no post among the %s run %s returned (%s, %s without a post id): its "
+        .. "output cannot be read; the first item's keys: %s")
+        :format(plural(#items, "item"), tostring(arun.id), plural(ncomments, "comment"),
+                plural(unreadable, "item"), apify.item_keys(items))), 0)
     end
-    clean.notes(job, pnotes, "posts")
+    clean.notes(job, pnotes, "post")
     local apify_usd = tonumber(arun.usageTotalUsd) or #items * M.PRICE_PER_1K / 1000
-    job.log("scraped %d posts and %d comments (%d items, $%.4f)", #posts, ncomments, #items, apify_usd)
+    job.log("scraped %s and %s (%s, $%.4f)", plural(#posts, "post"), plural(ncomments, "comment"),
+            plural(#items, "item"), apify_usd)
 
     -- 2. engagement
     local engaged = M.engagement_filter(posts, p.min_upvotes, p.min_comments)
-    job.log("engagement filter (score >= %d and comments >= %d): %d of %d posts kept",
-            p.min_upvotes, p.min_comments, #engaged, #posts)
+    job.log("engagement filter (score >= %d and comments >= %d): %d of %s kept",
+            p.min_upvotes, p.min_comments, #engaged, plural(#posts, "post"))
     step = "relevance"
     M.update_run(run_id, { current_step = step, apify_run_id = arun.id, posts_scraped = #posts,
                            comments_scraped = ncomments, posts_after_engagement = #engaged,
@@ -703,9 +714,9 @@ function M.run(job)
       step = name
       local nb, perr, reused = M.score_stage(job, st, name, list)
       local kept = threshold and M.keep(list, name, threshold) or list
-      job.log("%s%s: %d of %d posts %s (%d batches, %d parse errors%s)", name,
-              threshold and (" (>= %g)"):format(threshold) or "", #kept, #list,
-              threshold and "kept" or "scored", nb, perr,
+      job.log("%s%s: %d of %s %s (%s, %s%s)", name,
+              threshold and (" (>= %g)"):format(threshold) or "", #kept, plural(#list, "post"),
+              threshold and "kept" or "scored", plural(nb, "batch", "batches"), plural(perr, "parse error"),
               reused > 0 and (", %d scored by an earlier attempt"):format(reused) or "")
       return kept
     end
@@ -717,15 +728,15 @@ function M.run(job)
 
     -- 6. top share
     local top = M.select_top(signal, p.top_percentile)
-    job.log("top %g%%: %d of %d posts selected%s", p.top_percentile * 100, #top, #signal,
+    job.log("top %g%%: %d of %s selected%s", p.top_percentile * 100, #top, plural(#signal, "post"),
             #top > 0 and (" (combined score %.3f to %.3f)"):format(top[#top].combined, top[1].combined) or "")
     step = "extract"
     M.update_run(run_id, { current_step = step, posts_top_selected = #top })
 
     -- 7. quotes
     local quotes, nb, perr = M.extract(job, st, top)
-    job.log("extract: %d quotes from %d posts (%d batches, %d parse errors): %s", #quotes, #top, nb,
-            perr, counts_by_category(quotes))
+    job.log("extract: %s from %s (%s, %s): %s", plural(#quotes, "quote"), plural(#top, "post"),
+            plural(nb, "batch", "batches"), plural(perr, "parse error"), counts_by_category(quotes))
 
     -- 8. store (one transaction: the run's posts, quotes and persona change land together)
     step = "saving"
@@ -746,12 +757,14 @@ function M.run(job)
       return { posts = nposts, quotes = #saved, new_quotes = new_quotes, synced = synced,
                skipped = #skipped_posts + #skipped_quotes }
     end))
-    clean.notes(job, notes, "posts and quotes")
-    job.log("stored run %s: %d posts, %d quotes (%d new)%s", run_id, stored.posts, stored.quotes,
-            stored.new_quotes, stored.skipped > 0
-              and ("; %d rows the database refused were skipped"):format(stored.skipped) or "")
+    clean.notes(job, notes, "post or quote", "posts and quotes")
+    job.log("stored run %s: %s, %s (%d new)%s", run_id, plural(stored.posts, "post"),
+            plural(stored.quotes, "quote"), stored.new_quotes,
+            stored.skipped == 1 and "; 1 row the database refused was skipped"
+              or stored.skipped > 1 and ("; %d rows the database refused were skipped"):format(stored.skipped)
+              or "")
     if p.auto_sync_to_persona and p.persona_id then
-      job.log("persona %s: %d new quotes synced (%d already there)", p.persona_id, stored.synced,
+      job.log("persona %s: %s synced (%d already there)", p.persona_id, plural(stored.synced, "new quote"),
               stored.quotes - stored.synced)
     end
     return {

@@ -284,8 +284,9 @@ function G.run(job_type, params, opts)
     fail("run: %s", serr)
   end
   if o.record_error then note("warning: the run could not be recorded: " .. o.record_error) end
-  if o.status ~= "completed" then -- failed or cancelled, as it was recorded
-    fail("run %s %s after %.2fs: %s", o.run_id, o.status, o.seconds, o.error or o.status)
+  if o.status ~= "completed" then -- failed or cancelled, as it was recorded, and what then
+    fail("run %s %s after %.2fs: %s%s", o.run_id, o.status, o.seconds, o.error or o.status,
+      o.decision and "; then " .. o.decision or "")
   end
   note(("run %s completed in %.2fs"):format(o.run_id, o.seconds))
   if not o.result_json then return nil end

@@ -328,6 +328,8 @@ function sluice.permanent(message)
   return setmetatable({ message = error_text(message), permanent = true },
     { __tostring = permanent_text })
 end
+-- for the scheduler: the error of a run whose handler yielded it (run.c)
+M.permanent = sluice.permanent
 
 local db = { query = dbd.query, null = null }
 

@@ -1171,6 +1171,39 @@ class Daemon(harness.SluiceTest):
                                    "(a job object is valid only during its own run: use the job your "
                                    "run(job) was given)")
 
+    def test_a_handler_that_yields_its_run_itself_fails_for_good(self):
+        # coroutine.yield() in a handler's own code, outside any coroutine it
+        # made: nothing would ever resume the run. It was failed as retryable, so
+        # the same mistake ran again for every retry of the job; it is a
+        # permanent failure, named, in the run itself and in a spawned task
+        self.write("yielder.lua", """return { max_retries = 3, retry_base = "0.1s", run = function(job)
+              job.log("before the yield")
+              coroutine.yield()
+              job.log("after the yield")
+            end }""")
+        self.write("yielder_child.lua", """return { max_retries = 3, retry_base = "0.1s", run = function(job)
+              return { v = sluice.wait(sluice.spawn(function() coroutine.yield(1) return 2 end)) }
+            end }""")
+        env = self.henv()
+        jobs = {name: self.sluice("queue", name, env=env).stdout.strip() for name in ("yielder", "yielder_child")}
+        with self.serve(env=env) as d:
+            for job in jobs.values():
+                self.wait_done(job)
+        said = ("coroutine.yield() called outside a coroutine the handler created: a handler must not "
+                "yield its run itself; only sluice calls suspend it")
+        for name, job in jobs.items():
+            runs = self.sql(f"SELECT status, error_message, logs FROM sluice.scheduled_job_runs "
+                            f"WHERE scheduled_job_id = '{job}'")
+            self.assertEqual([(r["status"], r["error_message"]) for r in runs], [("failed", said)], name)
+            self.assertEqual(self.scalar(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{job}'"),
+                             "failed", name)
+        self.assertNotIn("after the yield", d.log())
+        # in the foreground too: failed, and the job with it
+        out = self.sluice("run", "yielder", "--json", env=env, check=False)
+        self.assertEqual(out.returncode, 1, out.stderr)
+        outcome = json.loads(out.stdout)
+        self.assertEqual((outcome["status"], outcome["error"], outcome["job_status"]), ("failed", said, "failed"))
+
     def test_a_handler_file_that_never_finishes_loading_is_kept_out(self):
         self.write("load_spin.lua", """while true do end
             return { run = function(job) return {} end }""")

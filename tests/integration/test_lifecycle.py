@@ -9,6 +9,7 @@ import contextlib
 import http.server
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -75,6 +76,68 @@ class Lifecycle(harness.SluiceTest):
             self.wait_jobs_done(1)
         self.assertEqual(self.count("sluice.scheduled_job_runs", f"scheduled_job_id = '{job}'"), 1)
 
+    def ended_line(self, log, run, msg="run failed"):
+        """The daemon's line for run `run` that says msg, and its then= (what
+        became of the job)."""
+        line = next((x for x in log.splitlines() if f"run={run}" in x and f'msg="{msg}"' in x), None)
+        self.assertIsNotNone(line, f"no {msg!r} line for run {run}:\n{log}")
+        then = re.search(r' then="([^"]*)"', line)
+        self.assertIsNotNone(then, f"the line says nothing of the job: {line}")
+        return line, then.group(1)
+
+    def test_the_log_says_what_became_of_the_job_of_each_run_that_did_not_complete(self):
+        # a run's failure was logged before its outcome was recorded, and so
+        # without the decision made by recording it: retried (when), failed for
+        # good (why), or a recurring job moved to its next slot
+        retried = self.sluice("queue", "echo", "--params", '{"fail": true}').stdout.strip()  # max_retries 1
+        permanent = self.sluice("queue", "echo", "--params", '{"fail": true, "permanent": true}').stdout.strip()
+        recurring = self.sluice("schedule", "echo", "--cron", "0 0 1 1 *", "--max-retries", "0",
+                                "--params", '{"fail": true}').stdout.strip()
+        pgfixture.psql(self.db, f"UPDATE sluice.scheduled_jobs SET next_run_at = now() WHERE id = '{recurring}'")
+        cancelled = self.sluice("queue", "sleep", "--params", '{"seconds": 60}').stdout.strip()
+        with self.serve() as d:
+            self.wait_for(lambda: self.scalar(f"SELECT status FROM sluice.scheduled_job_runs "
+                                              f"WHERE scheduled_job_id = '{cancelled}'") == "running", 30)
+            self.sluice("jobs", "cancel", cancelled)
+            self.wait_for(lambda: self.scalar(f"SELECT string_agg(status, ',' ORDER BY status) FROM sluice.scheduled_jobs "
+                                              f"WHERE id IN ('{retried}', '{permanent}', '{cancelled}')")
+                          .split(",") == ["cancelled", "failed", "failed"] or None, 30, "the jobs did not end")
+            self.wait_for(lambda: self.count("sluice.scheduled_job_runs",
+                                             f"scheduled_job_id = '{recurring}' AND status = 'failed'") == 1, 30)
+            # logged once recorded: wait for the last of the lines
+            runs = {r["attempt_number"]: r for r in self.sql(
+                f"SELECT id, attempt_number, started_at FROM sluice.scheduled_job_runs "
+                f"WHERE scheduled_job_id = '{retried}'")}
+            last = self.scalar(f"SELECT id FROM sluice.scheduled_job_runs WHERE scheduled_job_id = '{recurring}'")
+            for run in (runs[2]["id"], last):
+                d.wait_log(f'msg="run failed" run={run}')
+            d.wait_log('then="job cancelled"')
+        log = d.log()
+        # retried: which attempt comes, of how many, and when (the second run
+        # started no earlier than the time said, to the second)
+        line, then = self.ended_line(log, runs[1]["id"])
+        self.assertIn('error="', line)
+        m = re.fullmatch(r"retry attempt 2 of 2 at (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)", then)
+        self.assertIsNotNone(m, then)
+        self.assertEqual(self.scalar(f"SELECT '{m.group(1)}'::timestamptz <= started_at FROM sluice.scheduled_job_runs "
+                                     f"WHERE id = '{runs[2]['id']}'"), "t")
+        self.assertEqual(self.ended_line(log, runs[2]["id"])[1], "job failed: no retries left (2 of 2)")
+        run = self.scalar(f"SELECT id FROM sluice.scheduled_job_runs WHERE scheduled_job_id = '{permanent}'")
+        self.assertEqual(self.ended_line(log, run)[1], "job failed: permanent error")
+        # the recurring job: its next slot, the one the job now holds
+        run = self.scalar(f"SELECT id FROM sluice.scheduled_job_runs WHERE scheduled_job_id = '{recurring}'")
+        slot = self.scalar(f"""SELECT to_char(next_run_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+                               FROM sluice.scheduled_jobs WHERE id = '{recurring}' AND attempts = 0""")
+        self.assertRegex(slot, r"-01-01T00:00:00Z$")
+        self.assertEqual(self.ended_line(log, run)[1],
+                         f"next slot at {slot}: no retries left (1 of 1), attempts reset")
+        run = self.scalar(f"SELECT id FROM sluice.scheduled_job_runs WHERE scheduled_job_id = '{cancelled}'")
+        self.assertEqual(self.ended_line(log, run, "run cancelled")[1], "job cancelled")
+        # one line a run that did not complete, and every such line says what then
+        failed = [x for x in log.splitlines() if 'msg="run failed"' in x]
+        self.assertEqual(len(failed), 4, log)
+        self.assertTrue(all(" then=" in x for x in failed), log)
+
     # -------------------------------------------------------------- leases
 
     def test_killed_worker_job_is_rescued(self):
@@ -83,12 +146,16 @@ class Lifecycle(harness.SluiceTest):
         self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'running'") == 1, 30)
         d1.proc.kill()  # SIGKILL: no chance to record anything
         d1.proc.wait()
-        with self.serve("--lease", "2"):
+        with self.serve("--lease", "2") as d2:
             self.wait_jobs_done(1, timeout=40)
-        runs = self.sql(f"SELECT attempt_number, status, error_message FROM sluice.scheduled_job_runs "
+        runs = self.sql(f"SELECT id, attempt_number, status, error_message FROM sluice.scheduled_job_runs "
                         f"WHERE scheduled_job_id = '{job}' ORDER BY attempt_number")
         self.assertEqual(runs[0]["status"], "failed")
         self.assertRegex(runs[0]["error_message"], r"^worker lost: lease expired at \d{4}-\d\d-\d\dT")
+        # the rescue says what became of the job: retried at once (sleep: 3 retries)
+        line = next(x for x in d2.log().splitlines() if "failed a run whose worker was lost" in x)
+        self.assertIn(f"run={runs[0]['id']}", line)
+        self.assertRegex(line, r' then="retry attempt 2 of 4 at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"')
         self.assertEqual(runs[-1]["status"], "completed")
         self.assertEqual(self.one(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{job}'")["status"],
                          "completed")
@@ -976,6 +1043,8 @@ class Lifecycle(harness.SluiceTest):
             line = next(x for x in d.log().splitlines() if "run outcome not recorded" in x)
             self.assertIn(failed, line)
             self.assertRegex(line, r"status=\"?failed")
+            # with the run's type and its own error (stopped as its lease was lost)
+            self.assertRegex(line, r' type=sleep .*error="lease lost: the run was failed after its lease expired"')
             self.wait_for(lambda: self.count("sluice.scheduled_job_runs",
                                              f"scheduled_job_id = '{job}' AND status = 'running'") == 1, 20)
             self.cancel_and_wait(job)
@@ -1692,9 +1761,12 @@ class PostgresRestart(harness.OwnClusterTest):
         # not at once: a lease (3 s) after its grace period (1 s) ended, by its
         # own log (the loop's clock may lag the log's by a little)
         stopping = d.logged_at("stopping: no new claims")
-        grace_over = d.logged_at("grace period over: cancelling 1 run(s)")
+        grace_over = d.logged_at('grace period over: cancelling 1 run"')
         self.assertGreaterEqual(grace_over - stopping, 1 - 0.25, d.log())
         self.assertGreaterEqual(d.logged_at(left) - grace_over, 3 - 0.25, d.log())
+        # the run it cancelled is logged all the same, saying it was not recorded
+        self.assertRegex(d.log(), r'msg="run failed" run=\S+ type=sleep seconds=\S+ error=shutdown '
+                                  r'then="not recorded: the database did not answer')
         # the job is not lost: a worker's rescue fails the run and runs it again
         self.sluice("db", "start", env=env)
         d2 = self.serve("--lease", "3", env=env)

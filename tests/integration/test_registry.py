@@ -440,7 +440,7 @@ class Registry(harness.SluiceTest):
              'sort: must be one of recent, helpful; got "newest"'),
             ({"competitor_amazon_url_id": URL_A, "asin": "b01abc"},
              'asin: must match pattern [A-Z0-9]+, got "b01abc"'),
-            ({"competitor_amazon_url_id": URL_A, "keywords": []}, "keywords: must have at least 1 item(s), got 0"),
+            ({"competitor_amazon_url_id": URL_A, "keywords": []}, "keywords: must have at least 1 item, got 0"),
             ({"competitor_amazon_url_id": URL_A, "keywords": ["ok", 3]}, "keywords[2]: must be a string, got number 3"),
             ({"competitor_amazon_url_id": URL_A, "source_url": "ftp://x"},
              'source_url: must be an http(s) URL, got "ftp://x"'),
@@ -1011,7 +1011,8 @@ class Registry(harness.SluiceTest):
             controls = [c for c in text if (ord(c) < 0x20 and c not in "\n\t") or 0x7f <= ord(c) < 0xa0]
             self.assertEqual(controls, [], text)
         self.assertIn("echo: a^[[31mred^Gbell^McrM-^[2Jcsi\ttab^?del\n", logged.stderr)
-        self.assertRegex(failed.stderr, r"failed after \d+\.\d\ds: a\^\[\[31mred\^Gbell\^McrM-\^\[2Jcsi\ttab\^\?del\n")
+        self.assertRegex(failed.stderr, r"failed after \d+\.\d\ds: a\^\[\[31mred\^Gbell\^McrM-\^\[2Jcsi\ttab\^\?del; "
+                                        r"then job failed: no retries left \(1 of 1\)\n")
         # stdout is JSON, exact
         self.assertEqual(json.loads(logged.stdout)["message"], nasty)
 

@@ -240,7 +240,9 @@ class ReplTest(harness.SluiceTest):
                                "job_trigger": "repl", "kind": "repl", "message": "hi"})
         # a failing run raises with its error, and is recorded as failed
         out = t.line('run("echo", {fail = true})')
-        self.assertRegex(out, r"run \S+ failed after \d+\.\d\ds: .*echo was asked to fail")
+        # and says what became of its job, as the daemon's log does (echo: one retry)
+        self.assertRegex(out, r"run \S+ failed after \d+\.\d\ds: .*echo was asked to fail; then retry "
+                              r"attempt 2 of 2 at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
         self.assertNotIn('msg="run failed"', out)  # reported once, by the REPL
         self.assertEqual(self.count("sluice.scheduled_job_runs", "status = 'failed'"), 1)
         # bad parameters: nothing is started
@@ -434,7 +436,7 @@ class ReplTest(harness.SluiceTest):
         t = self.repl_with_a_run_in_flight()
         job = self.scalar("SELECT id FROM sluice.scheduled_jobs")
         self.assertIn("cancelling", self.sluice("jobs", "cancel", job).stdout)
-        t.expect(r"run \S+ cancelled after \d+\.\d\ds: cancelled")  # not "failed after"
+        t.expect(r"run \S+ cancelled after \d+\.\d\ds: cancelled; then job cancelled")  # not "failed after"
         t.prompt()
         self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'cancelled'") == 1,
                       message="the cancelled run was not recorded as cancelled")

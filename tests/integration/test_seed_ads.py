@@ -462,7 +462,7 @@ class SeedAds(harness.SluiceTest):
                 FOR EACH ROW EXECUTE FUNCTION public.no_update()""")
         _, out = self.run_job("competitor_scrape", {"competitor_id": comp, "ad_library_url": ADLIB,
                                                     "max_ads": 10}, ok=False)
-        self.assertRegex(out, r"failed after [0-9.]+s: database: competitors are read-only\n")
+        self.assertRegex(out, r"failed after [0-9.]+s: database: competitors are read-only; then retry attempt 2 ")
 
     # -------------------------------------------------------------- template_scrape
 
@@ -593,7 +593,7 @@ class SeedAds(harness.SluiceTest):
             CREATE TRIGGER no_queue BEFORE INSERT ON public.template_queue
                 FOR EACH ROW EXECUTE FUNCTION public.no_queue()""")
         _, out = self.run_job("template_scrape", {"search_url": SEARCH, "max_ads": 10}, brand=None, ok=False)
-        self.assertRegex(out, r"failed after [0-9.]+s: database: the template queue is closed\n")
+        self.assertRegex(out, r"failed after [0-9.]+s: database: the template queue is closed; then retry attempt 2 ")
 
     def test_template_scrape_with_videos_and_without_queue(self):
         self.setup_brand()
@@ -702,7 +702,7 @@ class SeedAds(harness.SluiceTest):
         self.assertEqual(self.count("public.meta_ads_performance", f"meta_ad_id = '{huge}'"), 0)
         self.assertEqual(self.scalar(f"SELECT DISTINCT ad_name FROM public.meta_ads_performance "
                                      f"WHERE meta_ad_id = '{nul}'"), "Summer sale")
-        self.assertRegex(log, f"ad {nul} on [0-9-]+: NUL characters removed from 1 texts")
+        self.assertRegex(log, f"ad {nul} on [0-9-]+: NUL characters removed from 1 text(?!s)")
         self.assertIn(f"meta_ads_performance: ad {huge} on {refused[0]['date_start']} skipped, the database "
                       f"refused it: value \"100000000000000000000\" is out of range for type bigint (22003)", log)
         ds = self.dataset("meta_ads_performance")
@@ -1097,7 +1097,7 @@ class SeedAds(harness.SluiceTest):
         self.assertEqual((row["status"], row["consecutive_403s"]), ("failed", 1))
         # nothing else to do and nothing got: this run fails (and would be retried)
         _, out = self.run_job("asset_download", {"max_videos": 0, "max_images": 40}, ok=False)
-        self.assertIn("nothing downloaded: 1 downloads failed", out)
+        self.assertIn("nothing downloaded: 1 download failed", out)
         row = self.one(f"SELECT status, consecutive_403s FROM public.meta_ad_assets WHERE {where}")
         self.assertEqual((row["status"], row["consecutive_403s"]), ("failed", 2))
         # the third: given up, which is an outcome, not a failure

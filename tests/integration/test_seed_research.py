@@ -217,7 +217,7 @@ class Research(harness.SluiceTest):
     def test_reddit_validation_errors(self):
         cases = [
             ({}, "search_queries: is required"),
-            ({"search_queries": []}, "search_queries: must have at least 1 item(s), got 0"),
+            ({"search_queries": []}, "search_queries: must have at least 1 item, got 0"),
             ({"search_queries": ["a", 5]}, "search_queries[2]: must be a string"),
             ({"search_queries": ["a"], "relevance_threshold": 1.5}, "relevance_threshold: must be at most 1"),
             ({"search_queries": ["a"], "signal_threshold": -0.1}, "signal_threshold: must be at least 0"),
@@ -414,7 +414,7 @@ class Research(harness.SluiceTest):
                           "AND q.sentiment_category = 'PAIN_POINT'")
         self.assertEqual([q["quote_text"] for q in quotes], ["I hate standing all day."])
         logs = self.one("SELECT logs FROM sluice.scheduled_job_runs")["logs"]
-        self.assertIn(f"quote of post {post} (PAIN_POINT): NUL characters removed from 1 texts", logs)
+        self.assertIn(f"quote of post {post} (PAIN_POINT): NUL characters removed from 1 text\n", logs)
 
     def test_db_errors_carry_the_sqlstate(self):
         # sluice.db.query (and db.transaction) return nil, message, SQLSTATE: what

@@ -445,13 +445,17 @@ print(rows[1].three)
         self.assertEqual([(r["status"], r["trigger_source"]) for r in runs],
                          [("completed", "manual"), ("failed", "manual")])
         self.assertEqual(runs[0]["job_status"], "completed")
-        # the failed one's job keeps its retry policy, and the user is told so
+        # the failed one's job keeps its retry policy, and the user is told so,
+        # in the words of the daemon's log (echo: one retry)
         self.assertEqual(runs[1]["job_status"], "active")
-        self.assertRegex(bad.stderr, r"its job is retried by a worker \(sluice serve\) from "
-                                     r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC, .*`sluice jobs cancel [0-9a-f]{8}`")
+        self.assertRegex(bad.stderr, r"failed after \d+\.\d\ds: .*echo was asked to fail; then retry attempt 2 of 2 "
+                                     r"at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\n")
+        self.assertRegex(bad.stderr, r"a worker \(sluice serve\) runs the job then; `sluice jobs cancel [0-9a-f]{8}`")
         final = self.sluice("run", "echo", "--json", "--params", '{"fail": true, "permanent": true}', check=False)
-        self.assertEqual(json.loads(final.stdout)["job_status"], "failed")
-        self.assertNotIn("retried", final.stderr)
+        self.assertEqual((json.loads(final.stdout)["job_status"], json.loads(final.stdout)["then"]),
+                         ("failed", "job failed: permanent error"))
+        self.assertNotIn("sluice serve", final.stderr)
+        self.assertIsNone(json.loads(self.sluice("run", "echo", "--json").stdout)["then"])
         unknown = self.sluice("run", "ecco", check=False)
         self.assertEqual(unknown.returncode, 2)
         self.assertIn("did you mean 'echo'", unknown.stderr)

@@ -44,7 +44,7 @@ test("strip cleans like deep and notes it, the name read from the cleaned value"
   eq(note, "post ab: NUL characters removed from 2 texts")
   c, n, note = clean.strip("y\0", "item 1")
   eq(c, "y")
-  eq(note, "item 1: NUL characters removed from 1 texts")
+  eq(note, "item 1: NUL characters removed from 1 text")
   local fine = { id = "ab" }
   local called = false
   c, n, note = clean.strip(fine, function() called = true end)
