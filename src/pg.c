@@ -165,6 +165,105 @@ static const char *clean_error(const char *msg, char *buf, size_t len)
     return buf;
 }
 
+/* Connection failures: whose fault. Every connection sluice opens asks for
+ * verbose errors while it opens (connection_errors_verbose), so that an error
+ * the server sent (a FATAL before the session began) carries its SQLSTATE;
+ * connect_reason() takes the code and the LOCATION line back out of the text
+ * shown. The server's messages may be in its own language, libpq's are in
+ * English here (sluice never sets LC_MESSAGES), so the server's are judged by
+ * their SQLSTATE and libpq's own by their text. */
+
+/* libpq's own reasons that no retry can change: the URL's TLS, channel binding
+ * or GSS settings that the server, or the files they name, cannot meet, and a
+ * password the server wants and the URL does not give. */
+static const char *const refused_settings[] = {
+    "SSL was required",            /* sslmode require+ and a server without TLS */
+    "root certificate file",       /* sslrootcert missing, unreadable, or none */
+    "certificate file",            /* sslcert */
+    "private key file",            /* sslkey */
+    "certificate revocation list", /* sslcrl */
+    "certificate verify failed",   /* verify-ca/full against another CA */
+    "does not match host name",    /* verify-full */
+    "alert unknown ca",            /* the server refuses the client's certificate */
+    "alert bad certificate",
+    "alert certificate required",
+    "GSSAPI encryption required", /* gssencmode=require */
+    "channel binding",            /* channel_binding=require */
+    "no password supplied",       /* fe_sendauth */
+    NULL,
+};
+
+/* Whether a server's SQLSTATE for a refused connection is about the settings
+ * (the role, its password or pg_hba.conf entry: 28; the database: 3D000; the
+ * privilege to connect: 42501) rather than the server's state (starting up or
+ * shutting down 57P03, too many connections 53300, …). */
+static int refused_sqlstate(const char *st)
+{
+    return strncmp(st, "28", 2) == 0 || strcmp(st, "3D000") == 0 || strcmp(st, "42501") == 0;
+}
+
+/* One attempt's reason (libpq's text for one host, from "connection to server"
+ * on, or the whole message): whether it is the settings'. */
+static int segment_refused(const char *seg, size_t len, const char *sqlstate)
+{
+    if (*sqlstate) return refused_sqlstate(sqlstate);
+    for (int i = 0; refused_settings[i]; i++) {
+        size_t n = strlen(refused_settings[i]);
+        for (size_t k = 0; k + n <= len; k++)
+            if (memcmp(seg + k, refused_settings[i], n) == 0) return 1;
+    }
+    return 0;
+}
+
+int sl_pg_connect_reason(const char *msg, char *out, size_t len)
+{
+    sl_buf b = {0};
+    int segments = 0, refused = 0;
+    char state[6] = "";
+    size_t seg_start = 0;
+    for (const char *p = msg; *p;) {
+        const char *nl = strchr(p, '\n');
+        size_t n = nl ? (size_t)(nl - p) : strlen(p);
+        if (p != msg && strncmp(p, "connection to ", 14) == 0) { /* the next host's attempt */
+            refused += segment_refused(b.data + seg_start, b.len - seg_start, state);
+            segments++;
+            seg_start = b.len;
+            state[0] = '\0';
+        }
+        if (strncmp(p, "LOCATION:  ", 11) != 0) {
+            /* "FATAL:  28000: role …" (verbose) is shown "FATAL:  role …" */
+            const char *sev = NULL;
+            for (const char *q = p; q + 10 <= p + n; q++)
+                if (q[0] == ':' && q[1] == ' ' && q[2] == ' ' && q[8] == ':' && q[9] == ' ') {
+                    int code = 1;
+                    for (int k = 3; k < 8; k++)
+                        code &= (q[k] >= '0' && q[k] <= '9') || (q[k] >= 'A' && q[k] <= 'Z');
+                    if (code) {
+                        sev = q;
+                        break;
+                    }
+                }
+            if (sev) {
+                memcpy(state, sev + 3, 5);
+                state[5] = '\0';
+                sl_buf_printf(&b, "%.*s%.*s", (int)(sev + 3 - p), p, (int)(p + n - (sev + 10)),
+                              sev + 10);
+            } else {
+                sl_buf_printf(&b, "%.*s", (int)n, p);
+            }
+            if (nl) sl_buf_puts(&b, "\n");
+        }
+        p = nl ? nl + 1 : p + n;
+    }
+    if (b.len > seg_start) {
+        refused += segment_refused(b.data + seg_start, b.len - seg_start, state);
+        segments++;
+    }
+    clean_error(b.len ? sl_buf_str(&b) : "connection failed", out, len);
+    sl_buf_free(&b);
+    return segments > 0 && refused == segments;
+}
+
 /* Delivers a finished request to its owner (unless cancelled) and frees it. The
  * error's SQLSTATE (sl_pg_error_sqlstate) is the one of this request's result
  * during its callback, "" without one, and what it was again afterwards: a
@@ -241,7 +340,7 @@ static void conn_lost(sl_pg_conn *c, const char *why, int dropped)
 {
     sl_pg *pg = c->pg;
     char buf[512];
-    clean_error(why && *why ? why : "connection lost", buf, sizeof buf);
+    sl_pg_connect_reason(why && *why ? why : "connection lost", buf, sizeof buf);
     if (ev_is_active(&c->io)) ev_io_stop(pg->loop, &c->io);
     if (c->conn) {
         PQfinish(c->conn);
@@ -321,9 +420,15 @@ static void notice_to_log(void *arg, const PGresult *res)
            msg ? msg : PQresultErrorMessage(res), NULL);
 }
 
-static PGconn *with_notices_logged(PGconn *conn)
+/* A connection being opened: what the server says outside results goes to the
+ * log, and errors are verbose until it is open, so that a refusal carries its
+ * SQLSTATE (sl_pg_connect_reason). */
+static PGconn *opening(PGconn *conn)
 {
-    if (conn) PQsetNoticeReceiver(conn, notice_to_log, NULL);
+    if (conn) {
+        PQsetNoticeReceiver(conn, notice_to_log, NULL);
+        PQsetErrorVerbosity(conn, PQERRORS_VERBOSE);
+    }
     return conn;
 }
 
@@ -331,7 +436,7 @@ static void conn_start(sl_pg_conn *c)
 {
     sl_pg *pg = c->pg;
     const char *const vals[] = CONN_VALS(pg->url);
-    c->conn = with_notices_logged(PQconnectStartParams(conn_keys, vals, 1));
+    c->conn = opening(PQconnectStartParams(conn_keys, vals, 1));
     if (!c->conn || PQstatus(c->conn) == CONNECTION_BAD) {
         conn_down(c, c->conn ? PQerrorMessage(c->conn) : "out of memory");
         return;
@@ -461,6 +566,7 @@ static void on_connecting(sl_pg_conn *c)
         watch(c, EV_WRITE);
         return;
     case PGRES_POLLING_OK:
+        PQsetErrorVerbosity(c->conn, PQERRORS_DEFAULT);
         c->state = C_IDLE;
         c->backoff = 0;
         c->pg->last_error[0] = '\0';
@@ -650,8 +756,7 @@ sl_pg *sl_pg_new(struct ev_loop *loop, const char *url, int size)
 
 PGconn *sl_pg_connect(const char *url)
 {
-    const char *const vals[] = CONN_VALS(url);
-    return with_notices_logged(PQconnectdbParams(conn_keys, vals, 1));
+    return sl_pg_connect_finish(sl_pg_connect_start(url));
 }
 
 /* The number of entries in a comma-separated host list (0: none given). */
@@ -773,13 +878,14 @@ static PGconn *connect_drive(PGconn *conn, int stop_at_reading)
         }
         if (n > 0) st = PQconnectPoll(conn); /* n < 0: EINTR, wait again */
     }
+    if (conn && PQstatus(conn) == CONNECTION_OK) PQsetErrorVerbosity(conn, PQERRORS_DEFAULT);
     return conn;
 }
 
 PGconn *sl_pg_connect_start(const char *url)
 {
     const char *const vals[] = CONN_VALS(url);
-    return connect_drive(with_notices_logged(PQconnectStartParams(conn_keys, vals, 1)), 1);
+    return connect_drive(opening(PQconnectStartParams(conn_keys, vals, 1)), 1);
 }
 
 PGconn *sl_pg_connect_finish(PGconn *conn)

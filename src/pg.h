@@ -45,6 +45,19 @@ PGconn *sl_pg_connect(const char *url);
  * a database that is down to wait for. Reaches no server (no DNS either). */
 int sl_pg_check_url(const char *url, char *err, size_t errlen);
 
+/* Why a connection could not be opened (msg: PQerrorMessage of the failed
+ * connection, opened by this module), as shown: libpq's text without the
+ * SQLSTATE and LOCATION that it carries while a connection opens. Returns 1
+ * when the failure is the connection's settings, which no retry changes: the
+ * server refused the role, its password, its pg_hba.conf entry, the database
+ * or the privilege to connect (SQLSTATE 28…, 3D000, 42501), or libpq could not
+ * meet the URL's TLS, certificate, channel-binding or GSS settings, or had no
+ * password to give. 0 for a server that does not answer, or is not ready
+ * (starting, stopping, out of connection slots, not the kind of server
+ * target_session_attrs asks for): an outage to wait out. With several hosts,
+ * 1 only when every host refused for the settings. */
+int sl_pg_connect_reason(const char *msg, char *out, size_t outlen);
+
 /* The same connection in two halves, so that the server sets the session up
  * while the caller does other work: sl_pg_connect_start() sends the start-up
  * message (waiting only for the socket to be writable) and returns;

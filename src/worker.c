@@ -1137,6 +1137,17 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     while (!(boot = sl_queue_boot(&ctx, "serve", w.id))) {
         free((char *)ctx.db_url);
         ctx.db_url = NULL;
+        if (sl_cli_connect_refused()) {
+            /* the server or libpq refuses the connection's settings (the
+             * error above says which): not an outage to wait out, like a URL
+             * libpq refuses; exit 2, which systemd's unit does not restart */
+            sl_cli_errors_to_log(0);
+            sl_log(SL_ERROR,
+                   "not starting: the database refuses this connection's settings; fix them "
+                   "(or the server's) and start again",
+                   NULL);
+            return serve_quit(&ctx, &w, pidfd, pidfile, 2);
+        }
         if (!startup_stop) {
             sl_logf(SL_WARN, "start-up failed; retrying in %.0fs", backoff);
             /* in steps, so that a signal just before one is seen within 0.1 s */
