@@ -16,7 +16,11 @@
  * a request for a named statement is then only bound and executed there (and
  * sent whole, as any other, where its preparation failed). When a connection
  * attempt fails and no connection is usable, queued requests fail at once with
- * the error (callers retry with backoff) instead of waiting forever.
+ * the error (callers retry with backoff) instead of waiting forever. An
+ * outage, from the first connection that fails to the next that opens or
+ * answers, is the pool's to log: once as it starts, with reminders at growing
+ * intervals, and once as it ends (outage_note, outage_over); a FATAL the
+ * server sends as it ends a session is that failure's reason, not a line.
  * The pool's own bookkeeping (requests, statement names, channels) uses buf.h's
  * allocation that aborts when memory runs out: its callers do not expect a
  * request to fail before it is queued.
@@ -75,6 +79,7 @@ struct sl_pg_conn {
     req_queue queue;   /* pinned: the owner's queries */
     unsigned prepared; /* bit i: the pool's statement i is prepared on this connection */
     unsigned queued;   /* bit i: its preparation was queued here (done, failed or to come) */
+    char fatal[256];   /* what the server said as it ended the session (a FATAL), until used */
 };
 
 struct sl_pg {
@@ -96,6 +101,13 @@ struct sl_pg {
     int nstmts;
     char err_sqlstate[6]; /* of the error being delivered to a callback ("" if none) */
     char last_error[512];
+    /* an outage: from the first connection that failed to the next that opens
+     * or answers; logged once as it starts, then reminded of with growing
+     * intervals, and once as it ends (outage_note, outage_over) */
+    double down_since; /* ev_time() of its start, or 0 */
+    double down_told;  /* when it was last logged */
+    double down_every; /* the interval to the next reminder */
+    int down_refused;  /* its last reason was the settings' (sl_pg_connect_reason) */
 };
 
 static void conn_start(sl_pg_conn *c);
@@ -334,13 +346,62 @@ static int waiting(const sl_pg *pg, int i)
     return pg->queue.head || (pg->shared.head && (i < 0 || i >= pg->reserved));
 }
 
+/* A connection broke or could not be made (why; refused: for its settings'
+ * sake, see sl_pg_connect_reason): the first failure of an outage is logged
+ * with its reason, and later ones only as reminders, 10 s after the start,
+ * then at doubling intervals up to 5 minutes, or at once when the reason turns
+ * from an unreachable server to one that refuses the settings (or back). */
+static void outage_note(sl_pg *pg, const char *why, int refused, int was_up)
+{
+    double now = ev_time();
+    static const char hint[] = "a configuration problem, not an outage: the server refuses this "
+                               "connection's settings (the database URL, PG* environment "
+                               "variables, the server's roles, databases or pg_hba.conf)";
+    if (!pg->down_since) {
+        pg->down_since = pg->down_told = now;
+        pg->down_every = 10;
+        pg->down_refused = refused;
+        sl_log(SL_WARN,
+               was_up ? "database connection failed; retrying until it is back"
+                      : "cannot connect to the database; retrying until it answers",
+               "error", why, refused ? "cause" : NULL, hint, NULL);
+        return;
+    }
+    if (now - pg->down_told < pg->down_every && refused == pg->down_refused) return;
+    char down[32];
+    snprintf(down, sizeof down, "%.0fs", now - pg->down_since);
+    sl_log(SL_WARN,
+           refused ? "the database still refuses the connection; retrying"
+                   : "the database is still unreachable; retrying",
+           "down_for", down, "error", why, refused ? "cause" : NULL, hint, NULL);
+    if (refused == pg->down_refused)
+        pg->down_every = pg->down_every * 2 > 300 ? 300 : pg->down_every * 2;
+    pg->down_refused = refused;
+    pg->down_told = now;
+}
+
+/* A connection opened, or a statement was answered: an outage is over. */
+static void outage_over(sl_pg *pg)
+{
+    if (!pg->down_since) return;
+    char down[32];
+    snprintf(down, sizeof down, "%.1fs", ev_time() - pg->down_since);
+    sl_log(SL_INFO, "database connection back", "down_for", down, NULL);
+    pg->down_since = 0;
+}
+
 /* The connection broke or could not be made, or (dropped) the pool closed it:
  * fail what it held, schedule a retry. */
 static void conn_lost(sl_pg_conn *c, const char *why, int dropped)
 {
     sl_pg *pg = c->pg;
     char buf[512];
-    sl_pg_connect_reason(why && *why ? why : "connection lost", buf, sizeof buf);
+    int refused = 0;
+    if (!dropped && c->fatal[0]) /* the server's reason, said before it closed the socket */
+        snprintf(buf, sizeof buf, "%s", c->fatal);
+    else
+        refused = sl_pg_connect_reason(why && *why ? why : "connection lost", buf, sizeof buf);
+    c->fatal[0] = '\0';
     if (ev_is_active(&c->io)) ev_io_stop(pg->loop, &c->io);
     if (c->conn) {
         PQfinish(c->conn);
@@ -349,6 +410,8 @@ static void conn_lost(sl_pg_conn *c, const char *why, int dropped)
     int was_up = c->state == C_IDLE || c->state == C_BUSY;
     c->state = C_DOWN;
     snprintf(pg->last_error, sizeof pg->last_error, "%s", buf);
+    /* before the requests fail: their owners see the outage (sl_pg_outage_error) */
+    if (!dropped) outage_note(pg, buf, refused, was_up);
     if (c->req) {
         sl_pg_req *r = c->req;
         c->req = NULL;
@@ -366,8 +429,6 @@ static void conn_lost(sl_pg_conn *c, const char *why, int dropped)
     if (!dropped && !any_usable(pg, pg->reserved)) fail_queue(pg, &pg->shared, buf);
     c->backoff = c->backoff < 0.1 || dropped ? 0.1 : c->backoff * 2;
     if (c->backoff > 5) c->backoff = 5;
-    if (!dropped && (was_up || c->listen || c->backoff >= 5))
-        sl_log(SL_WARN, "database connection failed, retrying", "error", buf, NULL);
     /* a pinned one stays down until released: reopened, it would run its
      * owner's next statements outside the transaction that was lost */
     if (c->listen || (!c->pinned && waiting(pg, (int)(c - pg->conns)))) {
@@ -408,9 +469,15 @@ static const char *const conn_keys[] = {"dbname", "options", "client_encoding", 
  * as a bare "FATAL:  terminating connection …" on stderr, amid the log lines. */
 static void notice_to_log(void *arg, const PGresult *res)
 {
-    (void)arg;
+    sl_pg_conn *c = arg; /* a pool's connection, or NULL */
     const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
     const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    if (c && sev && (strcmp(sev, "FATAL") == 0 || strcmp(sev, "PANIC") == 0)) {
+        /* the session ends: the reason of the failure that follows (conn_lost),
+         * logged with it once, not once per connection as a server stops */
+        snprintf(c->fatal, sizeof c->fatal, "%s", msg ? msg : PQresultErrorMessage(res));
+        return;
+    }
     int level = !sev                                                     ? SL_WARN
                 : strncmp(sev, "DEBUG", 5) == 0                          ? SL_DEBUG
                 : strcmp(sev, "NOTICE") == 0 || strcmp(sev, "INFO") == 0 ? SL_INFO
@@ -421,12 +488,12 @@ static void notice_to_log(void *arg, const PGresult *res)
 }
 
 /* A connection being opened: what the server says outside results goes to the
- * log, and errors are verbose until it is open, so that a refusal carries its
- * SQLSTATE (sl_pg_connect_reason). */
-static PGconn *opening(PGconn *conn)
+ * log (c: a pool's connection, see notice_to_log), and errors are verbose until
+ * it is open, so that a refusal carries its SQLSTATE (sl_pg_connect_reason). */
+static PGconn *opening(PGconn *conn, sl_pg_conn *c)
 {
     if (conn) {
-        PQsetNoticeReceiver(conn, notice_to_log, NULL);
+        PQsetNoticeReceiver(conn, notice_to_log, c);
         PQsetErrorVerbosity(conn, PQERRORS_VERBOSE);
     }
     return conn;
@@ -436,7 +503,7 @@ static void conn_start(sl_pg_conn *c)
 {
     sl_pg *pg = c->pg;
     const char *const vals[] = CONN_VALS(pg->url);
-    c->conn = opening(PQconnectStartParams(conn_keys, vals, 1));
+    c->conn = opening(PQconnectStartParams(conn_keys, vals, 1), c);
     if (!c->conn || PQstatus(c->conn) == CONNECTION_BAD) {
         conn_down(c, c->conn ? PQerrorMessage(c->conn) : "out of memory");
         return;
@@ -570,6 +637,7 @@ static void on_connecting(sl_pg_conn *c)
         c->state = C_IDLE;
         c->backoff = 0;
         c->pg->last_error[0] = '\0';
+        outage_over(c->pg);
         watch(c, EV_READ);
         if (c->listen) {
             listener_ready(c);
@@ -641,6 +709,7 @@ static void on_busy(sl_pg_conn *c, int revents)
                 keep = r->rows;
                 r->rows = NULL;
             }
+            outage_over(c->pg); /* the server answered */
             if (r->prepares) {
                 int ok = keep && PQresultStatus(keep) == PGRES_COMMAND_OK;
                 if (ok)
@@ -885,7 +954,7 @@ static PGconn *connect_drive(PGconn *conn, int stop_at_reading)
 PGconn *sl_pg_connect_start(const char *url)
 {
     const char *const vals[] = CONN_VALS(url);
-    return connect_drive(opening(PQconnectStartParams(conn_keys, vals, 1)), 1);
+    return connect_drive(opening(PQconnectStartParams(conn_keys, vals, 1), NULL), 1);
 }
 
 PGconn *sl_pg_connect_finish(PGconn *conn)
@@ -903,6 +972,7 @@ void sl_pg_adopt(sl_pg *pg, PGconn *conn)
             break;
         c->conn = conn;
         c->state = C_IDLE;
+        PQsetNoticeReceiver(conn, notice_to_log, c); /* as the pool's own (notice_to_log) */
         queue_prepares(c);
         watch(c, EV_READ);
         conn_next(c);
@@ -1010,6 +1080,11 @@ sl_pg_req *sl_pg_query_prepared(sl_pg *pg, const char *name, const char *sql, in
 const char *sl_pg_error_sqlstate(const sl_pg *pg)
 {
     return pg->err_sqlstate;
+}
+
+int sl_pg_outage_error(const sl_pg *pg)
+{
+    return pg->down_since && !pg->err_sqlstate[0];
 }
 
 sl_pg_fault sl_pg_sqlstate_fault(const char *sqlstate)

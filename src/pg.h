@@ -95,6 +95,13 @@ sl_pg_req *sl_pg_query_prepared(sl_pg *pg, const char *name, const char *sql, in
  * statement failed there, "" when the connection failed (or was never made). */
 const char *sl_pg_error_sqlstate(const sl_pg *pg);
 
+/* Inside a query's callback that got an error: 1 when the statement failed for
+ * want of a connection during an outage the pool logs itself — a line as it
+ * starts (with the reason), reminders at growing intervals, a line when a
+ * connection opens again, with how long it was out — so that the caller need
+ * not log each failure (it may at debug level). */
+int sl_pg_outage_error(const sl_pg *pg);
+
 /* Whose fault a failed statement is, by its SQLSTATE (NULL or "" when no server
  * answered it). The one reading of SQLSTATEs: a command's exit status (2 for
  * bad input, else 1) and the daemon's handling of a refused batch follow it. */

@@ -136,6 +136,14 @@ static void released(PGresult *res, const char *err, void *data);
 static void maybe_exit(sl_worker *w);
 static void ignore_result(PGresult *res, const char *err, void *data);
 
+/* The level of a periodic statement's failure, in its callback: debug when it
+ * failed for want of a connection during an outage, which the pool logs once
+ * (sl_pg_outage_error), else a warning. */
+static int outage_level(const sl_worker *w)
+{
+    return sl_pg_outage_error(w->ctx->pg) ? SL_DEBUG : SL_WARN;
+}
+
 /* ------------------------------------------------------------------ runs */
 
 static void wrun_free(wrun *r)
@@ -452,8 +460,8 @@ static void cycle_done(PGresult *res, const char *err, void *data)
         if (w->backoff > 30) w->backoff = 30;
         char secs[32];
         snprintf(secs, sizeof secs, "%.1f", w->backoff);
-        sl_log(SL_WARN, "claiming and recording runs failed, retrying", "error", err, "retry_in",
-               secs, NULL);
+        sl_log(outage_level(w), "claiming and recording runs failed, retrying", "error", err,
+               "retry_in", secs, NULL);
         arm_claim_timer(w, w->backoff);
         return;
     }
@@ -660,7 +668,7 @@ static void rescue_done(PGresult *res, const char *err, void *data)
 {
     sl_worker *w = data;
     if (err) {
-        sl_log(SL_WARN, "rescue pass failed", "error", err, NULL);
+        sl_log(outage_level(w), "rescue pass failed", "error", err, NULL);
         return;
     }
     int n = 0, error_col = PQfnumber(res, "error");
@@ -685,7 +693,8 @@ static void unscheduled_done(PGresult *res, const char *err, void *data)
 {
     sl_worker *w = data;
     if (err) {
-        sl_log(SL_WARN, "looking for unscheduled recurring jobs failed", "error", err, NULL);
+        sl_log(outage_level(w), "looking for unscheduled recurring jobs failed", "error", err,
+               NULL);
         return;
     }
     int n = PQntuples(res);
@@ -732,9 +741,9 @@ static void rescue_cb(struct ev_loop *loop, ev_timer *t, int revents)
 
 static void retention_done(PGresult *res, const char *err, void *data)
 {
-    (void)data;
+    sl_worker *w = data;
     if (err) {
-        sl_log(SL_WARN, "retention pass failed", "error", err, NULL);
+        sl_log(outage_level(w), "retention pass failed", "error", err, NULL);
         return;
     }
     if (PQntuples(res) == 1 && (atoi(PQgetvalue(res, 0, 0)) || atoi(PQgetvalue(res, 0, 1))))
@@ -773,8 +782,8 @@ static void logs_done(PGresult *res, const char *err, void *data)
     w->flushing_logs = 0;
     w->flush = NULL;
     if (err) {
-        sl_log(SL_WARN, "recording log lines failed; they are recorded when the run ends", "error",
-               err, NULL);
+        sl_log(outage_level(w), "recording log lines failed; they are recorded when the run ends",
+               "error", err, NULL);
     } else {
         /* only the runs the statement appended to (a run that ended meanwhile
          * records its lines with its outcome) */
