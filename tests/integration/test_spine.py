@@ -840,6 +840,20 @@ print(rows[1].three)
                 self.assertIn(why.replace('"', '\\"'), d.log())  # logfmt quotes it
                 self.assertIn("not starting: the database refuses this connection's settings", d.log())
                 self.assertNotIn("retrying", d.log())
+        # db status tries the connection every command opens: it said
+        # "answering" (exit 0) for a role the server refuses, and "not
+        # answering" for a TLS setting libpq could not meet
+        proc = self.sluice("db", "status", env=self.env({"DATABASE_URL": no_role}), check=False)
+        self.assertEqual(proc.returncode, 2, proc.stdout + proc.stderr)
+        self.assertIn("status:     refuses this connection's settings (a configuration problem, not an "
+                      'outage): connection to server on socket', proc.stdout)
+        self.assertIn('role "sluice_no_such_role" does not exist', proc.stdout)
+        proc = self.sluice("db", "status", check=False)
+        self.assertEqual((proc.returncode, proc.stdout.splitlines()[-1]), (0, "status:     answering"))
+        proc = self.sluice("db", "status", env=self.env({"DATABASE_URL": "sluice_no_such_db",
+                                                       "PGHOST": "/nonexistent"}), check=False)
+        self.assertEqual(proc.returncode, 3, proc.stdout + proc.stderr)
+        self.assertIn("status:     not answering: connection to server on socket", proc.stdout)
         # the server's message keeps its words without the code the check reads
         proc = self.sluice("--db", no_role, "jobs", check=False)
         self.assertIn('failed: FATAL:  role "sluice_no_such_role" does not exist (a configuration problem',
