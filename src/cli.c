@@ -82,16 +82,42 @@ static PGconn *embedded_if_up(const sl_config *cfg, char **url)
     return NULL;
 }
 
-/* "cannot connect to the database: …" for a connection that failed (NULL: its
- * connect_timeout expired). */
-static void connect_error(PGconn *c)
+/* Set when a connection failed for its settings (sl_cli_connect_refused). */
+static int connect_refused;
+
+int sl_cli_connect_refused(void)
+{
+    return connect_refused;
+}
+
+/* "cannot connect to the database: …" for a connection to url that failed
+ * (NULL: its connect_timeout expired). A failure for the connection's settings
+ * (sl_pg_connect_reason) says so, with where the URL came from and the PG*
+ * variables libpq read too, and marks the process's exit status as 2. */
+static void connect_error(const sl_config *cfg, const char *url, PGconn *c)
 {
     char msg[1024];
-    snprintf(msg, sizeof msg, "%s", c ? PQerrorMessage(c) : "timeout expired (connect_timeout)");
-    size_t n = strlen(msg);
-    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
-        msg[--n] = '\0';
-    sl_cli_error("cannot connect to the database: %s", msg);
+    int refused = sl_pg_connect_reason(c ? PQerrorMessage(c) : "timeout expired (connect_timeout)",
+                                       msg, sizeof msg);
+    if (!refused) {
+        sl_cli_error("cannot connect to the database: %s", msg);
+        return;
+    }
+    connect_refused = 1;
+    char origin[256], env[40][32];
+    sl_config_db_origin(cfg, origin, sizeof origin);
+    int nenv = sl_config_pg_env(url, env, 40);
+    sl_buf vars = {0};
+    for (int i = 0; i < nenv; i++)
+        sl_buf_printf(&vars, "%s%s", i == 0 ? "" : i + 1 < nenv ? ", " : " and ", env[i]);
+    char *shown = sl_redact(msg);
+    sl_cli_error("cannot connect to the database: %s (a configuration problem, not an outage: "
+                 "the server or libpq refuses the settings of the URL from %s%s%s%s; waiting "
+                 "will not change that)",
+                 shown, origin, nenv ? ", with " : "", nenv ? sl_buf_str(&vars) : "",
+                 nenv ? " from the environment" : "");
+    free(shown);
+    sl_buf_free(&vars);
 }
 
 /* Migrates an open connection; takes c and url. NULL after printing the error. */
@@ -119,7 +145,7 @@ PGconn *sl_cli_open(const sl_config *cfg, char **url_out)
         if (!(url = sl_cli_db_url(cfg))) return NULL;
         c = sl_pg_connect(url);
         if (PQstatus(c) != CONNECTION_OK) {
-            connect_error(c);
+            connect_error(cfg, url, c);
             PQfinish(c);
             free(url);
             return NULL;
@@ -171,7 +197,7 @@ PGconn *sl_cli_open_finish(const sl_config *cfg, sl_cli_early *e, char **url_out
         free(url);
         return sl_cli_open(cfg, url_out);
     }
-    connect_error(c);
+    connect_error(cfg, url, c);
     if (c) PQfinish(c);
     free(url);
     return NULL;

@@ -27,6 +27,12 @@ char *sl_cli_db_url(const struct sl_config *cfg);
  * NULL after printing the error. */
 PGconn *sl_cli_connect(const struct sl_config *cfg);
 
+/* Whether a connection failed for its settings (a role, password, database or
+ * TLS setting the server or libpq refuses: sl_pg_connect_reason) rather than
+ * a server that did not answer: such a command exits 2, as for any
+ * configuration error, and `serve` does not wait for it at start-up. */
+int sl_cli_connect_refused(void);
+
 /* sl_cli_connect, and *url_out (malloc'd) gets the connection string it used. */
 PGconn *sl_cli_open(const struct sl_config *cfg, char **url_out);
 

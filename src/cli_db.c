@@ -4,12 +4,14 @@
  *
  * When a database URL is configured (--db or DATABASE_URL) the embedded cluster is
  * not in use: start and stop refuse, url prints the configured URL, status reports
- * whether that server answers.
+ * whether a connection to that server opens (or why not: down, or its settings
+ * refused).
  */
 #include "cli.h"
 #include "config.h"
 #include "embedded_pg.h"
 #include "log.h"
+#include "pg.h"
 
 #include <libpq-fe.h>
 
@@ -60,13 +62,30 @@ static int db_status_external(const sl_config *cfg)
     char *masked = mask_password(cfg->db_url);
     char *shown = masked ? sl_redact(masked) : NULL; /* password=… in conninfo/query */
     free(masked);
-    PGPing ping = PQping(cfg->db_url);
+    /* a connection as every command opens it, not a ping: a server that
+     * answers but refuses the role, password, database or TLS settings was
+     * "answering" (exit 0) while every command failed, and a TLS setting
+     * libpq could not meet "not answering", as if it were down */
+    PGconn *c = sl_pg_connect(cfg->db_url);
+    int up = c && PQstatus(c) == CONNECTION_OK, refused = 0;
+    char why[1024] = "";
+    if (!up)
+        refused = sl_pg_connect_reason(c ? PQerrorMessage(c) : "timeout expired (connect_timeout)",
+                                       why, sizeof why);
+    PQfinish(c);
+    char *reason = sl_redact(why);
     printf("embedded:   not in use (a database URL is configured)\n"
            "url:        %s\n"
-           "status:     %s\n",
-           shown ? shown : "", ping == PQPING_OK ? "answering" : "not answering");
+           "status:     %s%s\n",
+           shown ? shown : "",
+           up        ? "answering"
+           : refused ? "refuses this connection's settings (a configuration problem, not an "
+                       "outage): "
+                     : "not answering: ",
+           reason ? reason : why);
+    free(reason);
     free(shown);
-    return ping == PQPING_OK ? SL_DB_OK : SL_DB_STOPPED;
+    return up ? SL_DB_OK : refused ? SL_DB_USAGE : SL_DB_STOPPED;
 }
 
 static int db_status(const sl_config *cfg)

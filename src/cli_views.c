@@ -300,9 +300,11 @@ static void health_usage(FILE *out)
         "while no brands exist.\n\n"
         "  --brand B    only this brand          --platform  only the platform scope\n"
         "  --type T     only datasets job type T keeps\n"
-        "  --check      for monitoring: exit 1 when anything shown is stale, failing or\n"
-        "               never completed, 0 otherwise (running counts as healthy); 2 when\n"
-        "               no dataset matches, as for any bad input\n"
+        "  --check      for monitoring: exit 1 when anything shown is stale, failing,\n"
+        "               never completed or stuck running (its run's lease expired a\n"
+        "               minute ago and no worker failed it, or it ended, or it has run\n"
+        "               longer than the max age), 0 otherwise; 2 when no dataset\n"
+        "               matches, as for any bad input\n"
         "  --json       the rows of sluice.dataset_health as a JSON array\n");
 }
 
@@ -338,17 +340,22 @@ int sl_cmd_health(const sl_config *cfg, int argc, char **argv)
     sl_buf_printf(&sql,
                   "SELECT h.brand_name, h.brand_id, h.dataset_key, h.dataset_label, h.state, "
                   "h.age_seconds, h.max_age_seconds, h.last_status, "
-                  "extract(epoch FROM now() - h.last_attempt_at) AS attempt_ago, h.last_error "
+                  "extract(epoch FROM now() - h.last_attempt_at) AS attempt_ago, h.last_error, "
+                  "h.healthy, h.stuck "
                   "%s ORDER BY h.brand_name NULLS FIRST, h.dataset_key",
                   health_where);
     if (!(r = sl_cli_exec_line(c, sl_buf_str(&sql), 3, p, &status))) goto out;
     int counts[5] = {0};
     static const char *const states[] = {"fresh", "running", "stale", "failing", "never"};
-    int n = PQntuples(r);
-    for (int i = 0; i < n; i++)
+    int n = PQntuples(r), stuck = 0;
+    for (int i = 0; i < n; i++) {
         for (int s = 0; s < 5; s++)
             if (strcmp(col(r, i, "state"), states[s]) == 0) counts[s]++;
-    int unhealthy = counts[2] + counts[3] + counts[4];
+        stuck += col(r, i, "stuck") != NULL;
+    }
+    /* the view's rule (180_health_stuck_running.sql): fresh, or running and
+     * not stuck */
+    int unhealthy = counts[2] + counts[3] + counts[4] + stuck;
     if (!a.json) {
         sl_term term = sl_term_for(stdout);
         static const sl_table_col cols[] = {
@@ -359,7 +366,7 @@ int sl_cmd_health(const sl_config *cfg, int argc, char **argv)
         };
         sl_table *t = sl_table_new(cols, 8);
         for (int i = 0; i < n; i++) {
-            char buf[128];
+            char buf[512];
             const char *brand = col(r, i, "brand_name");
             sl_table_add(t, brand ? brand : "(platform)", brand ? SL_COLOR_NONE : SL_COLOR_DIM);
             sl_table_add(t, col(r, i, "dataset_key"), SL_COLOR_NONE);
@@ -383,7 +390,12 @@ int sl_cmd_health(const sl_config *cfg, int argc, char **argv)
                 snprintf(buf, sizeof buf, "—");
             }
             sl_table_add(t, buf, SL_COLOR_NONE);
-            sl_table_add(t, col(r, i, "last_error"), SL_COLOR_RED);
+            if (col(r, i, "stuck")) {
+                snprintf(buf, sizeof buf, "stuck: %s", col(r, i, "stuck"));
+                sl_table_add(t, buf, SL_COLOR_RED);
+            } else {
+                sl_table_add(t, col(r, i, "last_error"), SL_COLOR_RED);
+            }
         }
         if (n == 0 && !a.check) { /* with --check, nothing to check is an error: below */
             fprintf(stderr, "no datasets to show: %s\n",
@@ -392,8 +404,10 @@ int sl_cmd_health(const sl_config *cfg, int argc, char **argv)
                         : "no job type declares datasets (see `sluice types`)");
         } else if (n > 0) {
             sl_table_print(t, stdout, &term);
-            printf("\n%d dataset%s: %d fresh, %d running, %d stale, %d failing, %d never\n", n,
+            printf("\n%d dataset%s: %d fresh, %d running, %d stale, %d failing, %d never", n,
                    n == 1 ? "" : "s", counts[0], counts[1], counts[2], counts[3], counts[4]);
+            if (stuck) printf(" (%d running stuck)", stuck);
+            putchar('\n');
         }
         sl_table_free(t);
     }
@@ -411,8 +425,8 @@ int sl_cmd_health(const sl_config *cfg, int argc, char **argv)
     }
     status = a.check && unhealthy > 0 ? 1 : 0;
     if (a.check && unhealthy > 0 && !a.json)
-        fprintf(stderr, "unhealthy: %d stale, %d failing, %d never completed\n", counts[2],
-                counts[3], counts[4]);
+        fprintf(stderr, "unhealthy: %d stale, %d failing, %d never completed, %d stuck running\n",
+                counts[2], counts[3], counts[4], stuck);
 out:
     PQclear(r);
     sl_buf_free(&sql);

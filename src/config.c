@@ -405,17 +405,82 @@ void sl_config_finish(sl_config *cfg)
     }
 }
 
+void sl_config_db_origin(const sl_config *cfg, char *buf, size_t len)
+{
+    const char *src = cfg->db_source ? cfg->db_source : "--db";
+    if (!cfg->db_url)
+        snprintf(buf, len, "the embedded cluster");
+    else if (strcmp(src, "--db") == 0 || strcmp(src, "DATABASE_URL") == 0)
+        snprintf(buf, len, "%s", src);
+    else
+        snprintf(buf, len, "the db setting at %s", src);
+}
+
+/* Options every connection sets itself (pg.c's conn_keys): their variables
+ * (PGOPTIONS, PGCLIENTENCODING, PGAPPNAME) are not read. */
+static int set_by_sluice(const char *keyword)
+{
+    return strcmp(keyword, "options") == 0 || strcmp(keyword, "client_encoding") == 0 ||
+           strcmp(keyword, "application_name") == 0;
+}
+
+int sl_config_pg_env(const char *url, char (*names)[32], int max)
+{
+    int is_conninfo = strncmp(url, "postgresql://", 13) == 0 ||
+                      strncmp(url, "postgres://", 11) == 0 || strchr(url, '=') != NULL;
+    PQconninfoOption *given = is_conninfo ? PQconninfoParse(url, NULL) : NULL;
+    PQconninfoOption *all = PQconndefaults();
+    int n = 0;
+    for (PQconninfoOption *o = all; o && o->keyword && n < max; o++) {
+        const char *v = o->envvar ? getenv(o->envvar) : NULL;
+        if (!v || !*v || set_by_sluice(o->keyword)) continue;
+        if (!is_conninfo && strcmp(o->keyword, "dbname") == 0) continue; /* the url is one */
+        int in_url = 0;
+        for (PQconninfoOption *g = given; g && g->keyword; g++)
+            if (strcmp(g->keyword, o->keyword) == 0 && g->val && *g->val) in_url = 1;
+        if (in_url) continue;
+        snprintf(names[n++], 32, "%s", o->envvar);
+    }
+    PQconninfoFree(all);
+    PQconninfoFree(given);
+    return n;
+}
+
 int sl_config_check_db(const sl_config *cfg, char *err, size_t errlen)
 {
-    char why[1024];
+    char why[1024], again[1024];
     if (!cfg->db_url || sl_pg_check_url(cfg->db_url, why, sizeof why) == 0) return 0;
-    const char *src = cfg->db_source ? cfg->db_source : "--db";
-    int from_file = strcmp(src, "--db") != 0 && strcmp(src, "DATABASE_URL") != 0;
+    /* the options the URL leaves out are read from PG* variables: one whose
+     * value is refused is named instead of the URL, found by checking again
+     * without it (taken out of the environment for that moment, and put back:
+     * nothing else runs yet) */
+    char env[40][32];
+    const char *culprits[40];
+    int nenv = sl_config_pg_env(cfg->db_url, env, 40), nculprits = 0;
+    for (int i = 0; i < nenv; i++) {
+        char *saved = sl_xstrdup(getenv(env[i]));
+        unsetenv(env[i]);
+        if (sl_pg_check_url(cfg->db_url, again, sizeof again) == 0 || strcmp(again, why) != 0)
+            culprits[nculprits++] = env[i];
+        setenv(env[i], saved, 1);
+        free(saved);
+    }
+    char origin[256];
+    sl_buf from = {0};
+    for (int i = 0; i < nculprits; i++)
+        sl_buf_printf(&from, "%s%s", i == 0 ? "" : i + 1 < nculprits ? ", " : " and ", culprits[i]);
+    if (nculprits) {
+        sl_buf_puts(&from, " in the environment");
+    } else {
+        sl_config_db_origin(cfg, origin, sizeof origin);
+        sl_buf_puts(&from, origin);
+    }
     /* libpq quotes the URL in some of its reasons, password and all */
     char *shown = sl_redact(why);
-    snprintf(err, errlen, "the database URL is not valid: %s (it comes from %s%s)", shown,
-             from_file ? "the db setting at " : "", src);
+    snprintf(err, errlen, "the database URL is not valid: %s (it comes from %s)", shown,
+             sl_buf_str(&from));
     free(shown);
+    sl_buf_free(&from);
     return -1;
 }
 

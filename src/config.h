@@ -72,6 +72,15 @@ const char *sl_config_number_at(const sl_config *cfg, size_t i, double *value);
  * connects: a URL libpq refuses is not a database that is down. */
 int sl_config_check_db(const sl_config *cfg, char *err, size_t errlen);
 
+/* Where the database URL in effect comes from, for a message: "--db",
+ * "DATABASE_URL", "the db setting at FILE:LINE", or "the embedded cluster". */
+void sl_config_db_origin(const sl_config *cfg, char *buf, size_t len);
+
+/* The PG* environment variables libpq reads for the options url leaves out
+ * (those every connection sets itself aside): up to max names into names;
+ * returns how many. */
+int sl_config_pg_env(const char *url, char (*names)[32], int max);
+
 /* Adds a string to one of the directory lists (copies it). Returns -1 when full. */
 int sl_config_add_dir(char **dirs, int *n, const char *dir);
 

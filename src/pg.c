@@ -16,7 +16,11 @@
  * a request for a named statement is then only bound and executed there (and
  * sent whole, as any other, where its preparation failed). When a connection
  * attempt fails and no connection is usable, queued requests fail at once with
- * the error (callers retry with backoff) instead of waiting forever.
+ * the error (callers retry with backoff) instead of waiting forever. An
+ * outage, from the first connection that fails to the next that opens or
+ * answers, is the pool's to log: once as it starts, with reminders at growing
+ * intervals, and once as it ends (outage_note, outage_over); a FATAL the
+ * server sends as it ends a session is that failure's reason, not a line.
  * The pool's own bookkeeping (requests, statement names, channels) uses buf.h's
  * allocation that aborts when memory runs out: its callers do not expect a
  * request to fail before it is queued.
@@ -75,6 +79,7 @@ struct sl_pg_conn {
     req_queue queue;   /* pinned: the owner's queries */
     unsigned prepared; /* bit i: the pool's statement i is prepared on this connection */
     unsigned queued;   /* bit i: its preparation was queued here (done, failed or to come) */
+    char fatal[256];   /* what the server said as it ended the session (a FATAL), until used */
 };
 
 struct sl_pg {
@@ -96,6 +101,13 @@ struct sl_pg {
     int nstmts;
     char err_sqlstate[6]; /* of the error being delivered to a callback ("" if none) */
     char last_error[512];
+    /* an outage: from the first connection that failed to the next that opens
+     * or answers; logged once as it starts, then reminded of with growing
+     * intervals, and once as it ends (outage_note, outage_over) */
+    double down_since; /* ev_time() of its start, or 0 */
+    double down_told;  /* when it was last logged */
+    double down_every; /* the interval to the next reminder */
+    int down_refused;  /* its last reason was the settings' (sl_pg_connect_reason) */
 };
 
 static void conn_start(sl_pg_conn *c);
@@ -163,6 +175,105 @@ static const char *clean_error(const char *msg, char *buf, size_t len)
     while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
         buf[--n] = '\0';
     return buf;
+}
+
+/* Connection failures: whose fault. Every connection sluice opens asks for
+ * verbose errors while it opens (connection_errors_verbose), so that an error
+ * the server sent (a FATAL before the session began) carries its SQLSTATE;
+ * connect_reason() takes the code and the LOCATION line back out of the text
+ * shown. The server's messages may be in its own language, libpq's are in
+ * English here (sluice never sets LC_MESSAGES), so the server's are judged by
+ * their SQLSTATE and libpq's own by their text. */
+
+/* libpq's own reasons that no retry can change: the URL's TLS, channel binding
+ * or GSS settings that the server, or the files they name, cannot meet, and a
+ * password the server wants and the URL does not give. */
+static const char *const refused_settings[] = {
+    "SSL was required",            /* sslmode require+ and a server without TLS */
+    "root certificate file",       /* sslrootcert missing, unreadable, or none */
+    "certificate file",            /* sslcert */
+    "private key file",            /* sslkey */
+    "certificate revocation list", /* sslcrl */
+    "certificate verify failed",   /* verify-ca/full against another CA */
+    "does not match host name",    /* verify-full */
+    "alert unknown ca",            /* the server refuses the client's certificate */
+    "alert bad certificate",
+    "alert certificate required",
+    "GSSAPI encryption required", /* gssencmode=require */
+    "channel binding",            /* channel_binding=require */
+    "no password supplied",       /* fe_sendauth */
+    NULL,
+};
+
+/* Whether a server's SQLSTATE for a refused connection is about the settings
+ * (the role, its password or pg_hba.conf entry: 28; the database: 3D000; the
+ * privilege to connect: 42501) rather than the server's state (starting up or
+ * shutting down 57P03, too many connections 53300, …). */
+static int refused_sqlstate(const char *st)
+{
+    return strncmp(st, "28", 2) == 0 || strcmp(st, "3D000") == 0 || strcmp(st, "42501") == 0;
+}
+
+/* One attempt's reason (libpq's text for one host, from "connection to server"
+ * on, or the whole message): whether it is the settings'. */
+static int segment_refused(const char *seg, size_t len, const char *sqlstate)
+{
+    if (*sqlstate) return refused_sqlstate(sqlstate);
+    for (int i = 0; refused_settings[i]; i++) {
+        size_t n = strlen(refused_settings[i]);
+        for (size_t k = 0; k + n <= len; k++)
+            if (memcmp(seg + k, refused_settings[i], n) == 0) return 1;
+    }
+    return 0;
+}
+
+int sl_pg_connect_reason(const char *msg, char *out, size_t len)
+{
+    sl_buf b = {0};
+    int segments = 0, refused = 0;
+    char state[6] = "";
+    size_t seg_start = 0;
+    for (const char *p = msg; *p;) {
+        const char *nl = strchr(p, '\n');
+        size_t n = nl ? (size_t)(nl - p) : strlen(p);
+        if (p != msg && strncmp(p, "connection to ", 14) == 0) { /* the next host's attempt */
+            refused += segment_refused(b.data + seg_start, b.len - seg_start, state);
+            segments++;
+            seg_start = b.len;
+            state[0] = '\0';
+        }
+        if (strncmp(p, "LOCATION:  ", 11) != 0) {
+            /* "FATAL:  28000: role …" (verbose) is shown "FATAL:  role …" */
+            const char *sev = NULL;
+            for (const char *q = p; q + 10 <= p + n; q++)
+                if (q[0] == ':' && q[1] == ' ' && q[2] == ' ' && q[8] == ':' && q[9] == ' ') {
+                    int code = 1;
+                    for (int k = 3; k < 8; k++)
+                        code &= (q[k] >= '0' && q[k] <= '9') || (q[k] >= 'A' && q[k] <= 'Z');
+                    if (code) {
+                        sev = q;
+                        break;
+                    }
+                }
+            if (sev) {
+                memcpy(state, sev + 3, 5);
+                state[5] = '\0';
+                sl_buf_printf(&b, "%.*s%.*s", (int)(sev + 3 - p), p, (int)(p + n - (sev + 10)),
+                              sev + 10);
+            } else {
+                sl_buf_printf(&b, "%.*s", (int)n, p);
+            }
+            if (nl) sl_buf_puts(&b, "\n");
+        }
+        p = nl ? nl + 1 : p + n;
+    }
+    if (b.len > seg_start) {
+        refused += segment_refused(b.data + seg_start, b.len - seg_start, state);
+        segments++;
+    }
+    clean_error(b.len ? sl_buf_str(&b) : "connection failed", out, len);
+    sl_buf_free(&b);
+    return segments > 0 && refused == segments;
 }
 
 /* Delivers a finished request to its owner (unless cancelled) and frees it. The
@@ -235,13 +346,62 @@ static int waiting(const sl_pg *pg, int i)
     return pg->queue.head || (pg->shared.head && (i < 0 || i >= pg->reserved));
 }
 
+/* A connection broke or could not be made (why; refused: for its settings'
+ * sake, see sl_pg_connect_reason): the first failure of an outage is logged
+ * with its reason, and later ones only as reminders, 10 s after the start,
+ * then at doubling intervals up to 5 minutes, or at once when the reason turns
+ * from an unreachable server to one that refuses the settings (or back). */
+static void outage_note(sl_pg *pg, const char *why, int refused, int was_up)
+{
+    double now = ev_time();
+    static const char hint[] = "a configuration problem, not an outage: the server refuses this "
+                               "connection's settings (the database URL, PG* environment "
+                               "variables, the server's roles, databases or pg_hba.conf)";
+    if (!pg->down_since) {
+        pg->down_since = pg->down_told = now;
+        pg->down_every = 10;
+        pg->down_refused = refused;
+        sl_log(SL_WARN,
+               was_up ? "database connection failed; retrying until it is back"
+                      : "cannot connect to the database; retrying until it answers",
+               "error", why, refused ? "cause" : NULL, hint, NULL);
+        return;
+    }
+    if (now - pg->down_told < pg->down_every && refused == pg->down_refused) return;
+    char down[32];
+    snprintf(down, sizeof down, "%.0fs", now - pg->down_since);
+    sl_log(SL_WARN,
+           refused ? "the database still refuses the connection; retrying"
+                   : "the database is still unreachable; retrying",
+           "down_for", down, "error", why, refused ? "cause" : NULL, hint, NULL);
+    if (refused == pg->down_refused)
+        pg->down_every = pg->down_every * 2 > 300 ? 300 : pg->down_every * 2;
+    pg->down_refused = refused;
+    pg->down_told = now;
+}
+
+/* A connection opened, or a statement was answered: an outage is over. */
+static void outage_over(sl_pg *pg)
+{
+    if (!pg->down_since) return;
+    char down[32];
+    snprintf(down, sizeof down, "%.1fs", ev_time() - pg->down_since);
+    sl_log(SL_INFO, "database connection back", "down_for", down, NULL);
+    pg->down_since = 0;
+}
+
 /* The connection broke or could not be made, or (dropped) the pool closed it:
  * fail what it held, schedule a retry. */
 static void conn_lost(sl_pg_conn *c, const char *why, int dropped)
 {
     sl_pg *pg = c->pg;
     char buf[512];
-    clean_error(why && *why ? why : "connection lost", buf, sizeof buf);
+    int refused = 0;
+    if (!dropped && c->fatal[0]) /* the server's reason, said before it closed the socket */
+        snprintf(buf, sizeof buf, "%s", c->fatal);
+    else
+        refused = sl_pg_connect_reason(why && *why ? why : "connection lost", buf, sizeof buf);
+    c->fatal[0] = '\0';
     if (ev_is_active(&c->io)) ev_io_stop(pg->loop, &c->io);
     if (c->conn) {
         PQfinish(c->conn);
@@ -250,6 +410,8 @@ static void conn_lost(sl_pg_conn *c, const char *why, int dropped)
     int was_up = c->state == C_IDLE || c->state == C_BUSY;
     c->state = C_DOWN;
     snprintf(pg->last_error, sizeof pg->last_error, "%s", buf);
+    /* before the requests fail: their owners see the outage (sl_pg_outage_error) */
+    if (!dropped) outage_note(pg, buf, refused, was_up);
     if (c->req) {
         sl_pg_req *r = c->req;
         c->req = NULL;
@@ -267,8 +429,6 @@ static void conn_lost(sl_pg_conn *c, const char *why, int dropped)
     if (!dropped && !any_usable(pg, pg->reserved)) fail_queue(pg, &pg->shared, buf);
     c->backoff = c->backoff < 0.1 || dropped ? 0.1 : c->backoff * 2;
     if (c->backoff > 5) c->backoff = 5;
-    if (!dropped && (was_up || c->listen || c->backoff >= 5))
-        sl_log(SL_WARN, "database connection failed, retrying", "error", buf, NULL);
     /* a pinned one stays down until released: reopened, it would run its
      * owner's next statements outside the transaction that was lost */
     if (c->listen || (!c->pinned && waiting(pg, (int)(c - pg->conns)))) {
@@ -309,9 +469,15 @@ static const char *const conn_keys[] = {"dbname", "options", "client_encoding", 
  * as a bare "FATAL:  terminating connection …" on stderr, amid the log lines. */
 static void notice_to_log(void *arg, const PGresult *res)
 {
-    (void)arg;
+    sl_pg_conn *c = arg; /* a pool's connection, or NULL */
     const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
     const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    if (c && sev && (strcmp(sev, "FATAL") == 0 || strcmp(sev, "PANIC") == 0)) {
+        /* the session ends: the reason of the failure that follows (conn_lost),
+         * logged with it once, not once per connection as a server stops */
+        snprintf(c->fatal, sizeof c->fatal, "%s", msg ? msg : PQresultErrorMessage(res));
+        return;
+    }
     int level = !sev                                                     ? SL_WARN
                 : strncmp(sev, "DEBUG", 5) == 0                          ? SL_DEBUG
                 : strcmp(sev, "NOTICE") == 0 || strcmp(sev, "INFO") == 0 ? SL_INFO
@@ -321,9 +487,15 @@ static void notice_to_log(void *arg, const PGresult *res)
            msg ? msg : PQresultErrorMessage(res), NULL);
 }
 
-static PGconn *with_notices_logged(PGconn *conn)
+/* A connection being opened: what the server says outside results goes to the
+ * log (c: a pool's connection, see notice_to_log), and errors are verbose until
+ * it is open, so that a refusal carries its SQLSTATE (sl_pg_connect_reason). */
+static PGconn *opening(PGconn *conn, sl_pg_conn *c)
 {
-    if (conn) PQsetNoticeReceiver(conn, notice_to_log, NULL);
+    if (conn) {
+        PQsetNoticeReceiver(conn, notice_to_log, c);
+        PQsetErrorVerbosity(conn, PQERRORS_VERBOSE);
+    }
     return conn;
 }
 
@@ -331,7 +503,7 @@ static void conn_start(sl_pg_conn *c)
 {
     sl_pg *pg = c->pg;
     const char *const vals[] = CONN_VALS(pg->url);
-    c->conn = with_notices_logged(PQconnectStartParams(conn_keys, vals, 1));
+    c->conn = opening(PQconnectStartParams(conn_keys, vals, 1), c);
     if (!c->conn || PQstatus(c->conn) == CONNECTION_BAD) {
         conn_down(c, c->conn ? PQerrorMessage(c->conn) : "out of memory");
         return;
@@ -461,9 +633,11 @@ static void on_connecting(sl_pg_conn *c)
         watch(c, EV_WRITE);
         return;
     case PGRES_POLLING_OK:
+        PQsetErrorVerbosity(c->conn, PQERRORS_DEFAULT);
         c->state = C_IDLE;
         c->backoff = 0;
         c->pg->last_error[0] = '\0';
+        outage_over(c->pg);
         watch(c, EV_READ);
         if (c->listen) {
             listener_ready(c);
@@ -535,6 +709,7 @@ static void on_busy(sl_pg_conn *c, int revents)
                 keep = r->rows;
                 r->rows = NULL;
             }
+            outage_over(c->pg); /* the server answered */
             if (r->prepares) {
                 int ok = keep && PQresultStatus(keep) == PGRES_COMMAND_OK;
                 if (ok)
@@ -650,8 +825,7 @@ sl_pg *sl_pg_new(struct ev_loop *loop, const char *url, int size)
 
 PGconn *sl_pg_connect(const char *url)
 {
-    const char *const vals[] = CONN_VALS(url);
-    return with_notices_logged(PQconnectdbParams(conn_keys, vals, 1));
+    return sl_pg_connect_finish(sl_pg_connect_start(url));
 }
 
 /* The number of entries in a comma-separated host list (0: none given). */
@@ -773,13 +947,14 @@ static PGconn *connect_drive(PGconn *conn, int stop_at_reading)
         }
         if (n > 0) st = PQconnectPoll(conn); /* n < 0: EINTR, wait again */
     }
+    if (conn && PQstatus(conn) == CONNECTION_OK) PQsetErrorVerbosity(conn, PQERRORS_DEFAULT);
     return conn;
 }
 
 PGconn *sl_pg_connect_start(const char *url)
 {
     const char *const vals[] = CONN_VALS(url);
-    return connect_drive(with_notices_logged(PQconnectStartParams(conn_keys, vals, 1)), 1);
+    return connect_drive(opening(PQconnectStartParams(conn_keys, vals, 1), NULL), 1);
 }
 
 PGconn *sl_pg_connect_finish(PGconn *conn)
@@ -797,6 +972,7 @@ void sl_pg_adopt(sl_pg *pg, PGconn *conn)
             break;
         c->conn = conn;
         c->state = C_IDLE;
+        PQsetNoticeReceiver(conn, notice_to_log, c); /* as the pool's own (notice_to_log) */
         queue_prepares(c);
         watch(c, EV_READ);
         conn_next(c);
@@ -904,6 +1080,11 @@ sl_pg_req *sl_pg_query_prepared(sl_pg *pg, const char *name, const char *sql, in
 const char *sl_pg_error_sqlstate(const sl_pg *pg)
 {
     return pg->err_sqlstate;
+}
+
+int sl_pg_outage_error(const sl_pg *pg)
+{
+    return pg->down_since && !pg->err_sqlstate[0];
 }
 
 sl_pg_fault sl_pg_sqlstate_fault(const char *sqlstate)

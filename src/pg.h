@@ -45,6 +45,19 @@ PGconn *sl_pg_connect(const char *url);
  * a database that is down to wait for. Reaches no server (no DNS either). */
 int sl_pg_check_url(const char *url, char *err, size_t errlen);
 
+/* Why a connection could not be opened (msg: PQerrorMessage of the failed
+ * connection, opened by this module), as shown: libpq's text without the
+ * SQLSTATE and LOCATION that it carries while a connection opens. Returns 1
+ * when the failure is the connection's settings, which no retry changes: the
+ * server refused the role, its password, its pg_hba.conf entry, the database
+ * or the privilege to connect (SQLSTATE 28…, 3D000, 42501), or libpq could not
+ * meet the URL's TLS, certificate, channel-binding or GSS settings, or had no
+ * password to give. 0 for a server that does not answer, or is not ready
+ * (starting, stopping, out of connection slots, not the kind of server
+ * target_session_attrs asks for): an outage to wait out. With several hosts,
+ * 1 only when every host refused for the settings. */
+int sl_pg_connect_reason(const char *msg, char *out, size_t outlen);
+
 /* The same connection in two halves, so that the server sets the session up
  * while the caller does other work: sl_pg_connect_start() sends the start-up
  * message (waiting only for the socket to be writable) and returns;
@@ -81,6 +94,13 @@ sl_pg_req *sl_pg_query_prepared(sl_pg *pg, const char *name, const char *sql, in
 /* Inside a query's callback that got an error: the server's SQLSTATE when the
  * statement failed there, "" when the connection failed (or was never made). */
 const char *sl_pg_error_sqlstate(const sl_pg *pg);
+
+/* Inside a query's callback that got an error: 1 when the statement failed for
+ * want of a connection during an outage the pool logs itself — a line as it
+ * starts (with the reason), reminders at growing intervals, a line when a
+ * connection opens again, with how long it was out — so that the caller need
+ * not log each failure (it may at debug level). */
+int sl_pg_outage_error(const sl_pg *pg);
 
 /* Whose fault a failed statement is, by its SQLSTATE (NULL or "" when no server
  * answered it). The one reading of SQLSTATEs: a command's exit status (2 for

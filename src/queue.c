@@ -232,7 +232,10 @@ static void renewed(PGresult *res, const char *err, void *data)
     l->sending_at = 0;
     l->req = NULL;
     if (err) {
-        sl_log(SL_WARN, "lease renewal failed", "error", err, NULL);
+        /* during an outage the pool says so once, and the fence below says
+         * what it costs */
+        sl_log(sl_pg_outage_error(l->ctx->pg) ? SL_DEBUG : SL_WARN, "lease renewal failed", "error",
+               err, NULL);
     } else {
         if (l->flight_base > l->renewed_at) l->renewed_at = l->flight_base;
         if (l->holding) arm_fence(l);

@@ -142,6 +142,14 @@ static void released(PGresult *res, const char *err, void *data);
 static void maybe_exit(sl_worker *w);
 static void ignore_result(PGresult *res, const char *err, void *data);
 
+/* The level of a periodic statement's failure, in its callback: debug when it
+ * failed for want of a connection during an outage, which the pool logs once
+ * (sl_pg_outage_error), else a warning. */
+static int outage_level(const sl_worker *w)
+{
+    return sl_pg_outage_error(w->ctx->pg) ? SL_DEBUG : SL_WARN;
+}
+
 /* ------------------------------------------------------------------ runs */
 
 static void wrun_free(wrun *r)
@@ -550,8 +558,8 @@ static void cycle_done(PGresult *res, const char *err, void *data)
         if (w->backoff > 30) w->backoff = 30;
         char secs[32];
         snprintf(secs, sizeof secs, "%.1f", w->backoff);
-        sl_log(SL_WARN, "claiming and recording runs failed, retrying", "error", err, "retry_in",
-               secs, NULL);
+        sl_log(outage_level(w), "claiming and recording runs failed, retrying", "error", err,
+               "retry_in", secs, NULL);
         arm_claim_timer(w, w->backoff);
         return;
     }
@@ -770,7 +778,7 @@ static void rescue_done(PGresult *res, const char *err, void *data)
 {
     sl_worker *w = data;
     if (err) {
-        sl_log(SL_WARN, "rescue pass failed", "error", err, NULL);
+        sl_log(outage_level(w), "rescue pass failed", "error", err, NULL);
         return;
     }
     int n = 0, error_col = PQfnumber(res, "error"), decision = PQfnumber(res, "decision");
@@ -796,7 +804,8 @@ static void unscheduled_done(PGresult *res, const char *err, void *data)
 {
     sl_worker *w = data;
     if (err) {
-        sl_log(SL_WARN, "looking for unscheduled recurring jobs failed", "error", err, NULL);
+        sl_log(outage_level(w), "looking for unscheduled recurring jobs failed", "error", err,
+               NULL);
         return;
     }
     int n = PQntuples(res);
@@ -844,9 +853,9 @@ static void rescue_cb(struct ev_loop *loop, ev_timer *t, int revents)
 
 static void retention_done(PGresult *res, const char *err, void *data)
 {
-    (void)data;
+    sl_worker *w = data;
     if (err) {
-        sl_log(SL_WARN, "retention pass failed", "error", err, NULL);
+        sl_log(outage_level(w), "retention pass failed", "error", err, NULL);
         return;
     }
     if (PQntuples(res) == 1 && (atoi(PQgetvalue(res, 0, 0)) || atoi(PQgetvalue(res, 0, 1))))
@@ -885,8 +894,8 @@ static void logs_done(PGresult *res, const char *err, void *data)
     w->flushing_logs = 0;
     w->flush = NULL;
     if (err) {
-        sl_log(SL_WARN, "recording log lines failed; they are recorded when the run ends", "error",
-               err, NULL);
+        sl_log(outage_level(w), "recording log lines failed; they are recorded when the run ends",
+               "error", err, NULL);
     } else {
         /* only the runs the statement appended to (a run that ended meanwhile
          * records its lines with its outcome) */
@@ -1255,6 +1264,17 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     while (!(boot = sl_queue_boot(&ctx, "serve", w.id))) {
         free((char *)ctx.db_url);
         ctx.db_url = NULL;
+        if (sl_cli_connect_refused()) {
+            /* the server or libpq refuses the connection's settings (the
+             * error above says which): not an outage to wait out, like a URL
+             * libpq refuses; exit 2, which systemd's unit does not restart */
+            sl_cli_errors_to_log(0);
+            sl_log(SL_ERROR,
+                   "not starting: the database refuses this connection's settings; fix them "
+                   "(or the server's) and start again",
+                   NULL);
+            return serve_quit(&ctx, &w, pidfd, pidfile, 2);
+        }
         if (!startup_stop) {
             sl_logf(SL_WARN, "start-up failed; retrying in %.0fs", backoff);
             /* in steps, so that a signal just before one is seen within 0.1 s */

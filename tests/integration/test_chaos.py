@@ -21,6 +21,7 @@ import concurrent.futures
 import json
 import os
 import random
+import re
 import signal
 import sys
 import threading
@@ -326,6 +327,52 @@ class Chaos(harness.OwnClusterTest):
         self.assertIn("database connection failed", logs)
         self.assertTrue(any(r["error_message"] and r["error_message"].startswith("worker lost: lease expired")
                             for r in runs.values()), "the killed worker's runs were never rescued")
+
+
+    def test_an_outage_is_logged_once_then_reminded_and_its_end_with_how_long(self):
+        # a stopped server under a daemon was a line per connection per retry,
+        # and one per failed periodic statement (rescue, lease renewal, claim),
+        # some 190 lines a minute with a 6 s lease; and no line said it was back
+        env = self.own_env
+        self.sluice("queue", "noop", "--at", "+1h", env=env)  # the cluster, schema and registry
+        self.url = self.sluice("db", "url", env=env).stdout.strip()
+        d = self.serve("--lease", "30", "--poll", "1", env=env)
+        d.wait_log("sluice serving")
+        # runs in flight across the outage (that end during it), and runs due during it
+        pgfixture.psql(self.url, """
+            INSERT INTO sluice.scheduled_jobs (job_type, parameters, next_run_at)
+            SELECT 'sleep', '{"seconds": 4}', now() + make_interval(secs => g % 2 * 6)
+            FROM generate_series(1, 8) g""")
+        self.wait_for(lambda: self.q("SELECT 1 FROM sluice.scheduled_job_runs WHERE status = 'running'"), 30,
+                      "no run started")
+        self.sluice("db", "stop", env=env)
+        d.wait_log("the database is still unreachable; retrying", timeout=60)  # a reminder
+        self.sluice("db", "start", env=env)
+        d.wait_log("database connection back", timeout=60)
+        self.wait_for(lambda: not self.q("SELECT 1 FROM sluice.scheduled_jobs WHERE job_type = 'sleep' "
+                                         "AND status <> 'completed'"), 120, "the jobs did not all complete")
+        self.assertEqual(d.stop(), 0, d.log())
+        log = d.log()
+        outage = log[log.index("database connection failed"):log.index("database connection back")]
+        self.assertEqual(log.count("database connection failed; retrying until it is back"), 1, log)
+        self.assertIn('error="terminating connection due to administrator command"', log)  # the reason
+        for line in ("the database says", "rescue pass failed", "lease renewal failed",
+                     "looking for unscheduled recurring jobs failed", "claiming and recording runs failed"):
+            self.assertNotIn(line, outage)
+        # reminders no earlier than their times: 10 s, then doubling intervals
+        downs = [int(x) for x in re.findall(r'still unreachable; retrying" down_for=(\d+)s', log)]
+        self.assertTrue(downs, log)
+        for k, down in enumerate(downs):
+            self.assertGreaterEqual(down, 10 * (2 ** (k + 1) - 1) - 1, log)
+        back = re.findall(r'msg="database connection back" down_for=([0-9.]+)s', log)
+        self.assertEqual(len(back), 1, log)
+        self.assertGreaterEqual(float(back[0]), downs[-1], log)
+        # nothing lost, nothing run twice: each job ran once (the runs that
+        # ended during the outage were recorded once the server was back)
+        runs = self.q("SELECT scheduled_job_id AS job, status FROM sluice.scheduled_job_runs "
+                      "WHERE job_type = 'sleep'")
+        self.assertEqual(sorted(r["status"] for r in runs), ["completed"] * 8, runs)
+        self.assertEqual(len({r["job"] for r in runs}), 8, runs)
 
 
 if __name__ == "__main__":

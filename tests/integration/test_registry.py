@@ -754,7 +754,7 @@ class Registry(harness.SluiceTest):
             "brand_id", "brand_name", "dataset_key", "dataset_label", "job_types", "state", "healthy",
             "max_age_seconds", "age_seconds", "fresh_until", "last_status", "last_attempt_at",
             "last_success_at", "last_run_id", "source_job_id", "records_affected", "metadata",
-            "last_error", "updated_at"})
+            "last_error", "updated_at", "stuck"})
         # with brands: brand × dataset, never until something runs; platform rows only where kept
         self.brand("Acme")
         self.brand("Beta")
@@ -808,6 +808,53 @@ class Registry(harness.SluiceTest):
             self.assertEqual(proc.returncode, 2, f"{args}: {proc.stdout}{proc.stderr}")
             self.assertIn("health --check: no datasets match the filters", proc.stderr)
         self.assertEqual(self.sluice("health", "--type", "noop", check=False).returncode, 0)
+
+    def test_health_check_reports_a_dataset_stuck_running(self):
+        # a dataset whose run was in flight counted as healthy however long it
+        # had been: with its worker dead and none alive to rescue it, --check
+        # passed for ever
+        acme = self.brand("Acme")
+        scoped = ("health", "--brand", "Acme", "--type", "fresh_probe", "--check")
+        self.sluice("queue", "fresh_probe", "--brand", "Acme", "--params", '{"sleep": 60}')
+        d = self.serve()
+        self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'running'") == 1, 60,
+                      "the run never started")
+        d.kill()  # the only worker: nothing will fail its run
+        run = self.scalar("SELECT id FROM sluice.scheduled_job_runs")
+        # in flight, within its lease: a refresh under way
+        proc = self.sluice(*scoped, check=False)
+        self.assertEqual(proc.returncode, 0, proc.stdout + proc.stderr)
+        # its lease expired more than a minute ago, and nobody failed it
+        self.scalar(f"UPDATE sluice.scheduled_job_runs SET lease_expires_at = now() - interval '2 minutes' "
+                    f"WHERE id = '{run}'")
+        proc = self.sluice(*scoped, env=self.env({"COLUMNS": "250"}), check=False)
+        self.assertEqual(proc.returncode, 1, proc.stdout + proc.stderr)
+        self.assertIn("unhealthy: 0 stale, 0 failing, 0 never completed, 2 stuck running", proc.stderr)
+        self.assertIn("stuck: its run's lease expired at", proc.stdout)
+        self.assertIn("2 datasets: 0 fresh, 2 running, 0 stale, 0 failing, 0 never (2 running stuck)", proc.stdout)
+        rows = json.loads(self.sluice(*scoped, "--json", check=False).stdout)
+        self.assertEqual([(r["state"], r["healthy"]) for r in rows], [("running", False)] * 2)
+        self.assertTrue(all("no worker has failed it" in r["stuck"] for r in rows), rows)
+        # within its lease again, but running longer than alpha's max age (1 hour)
+        self.scalar(f"UPDATE sluice.scheduled_job_runs SET lease_expires_at = now() + interval '1 minute' "
+                    f"WHERE id = '{run}'; UPDATE sluice.dataset_status SET last_attempt_at = now() - "
+                    f"interval '2 hours' WHERE brand_id = '{acme}'")
+        proc = self.sluice(*scoped, check=False)
+        self.assertEqual(proc.returncode, 1, proc.stdout + proc.stderr)
+        self.assertIn("0 never completed, 1 stuck running", proc.stderr)
+        rows = {r["dataset_key"]: r for r in json.loads(self.sluice(*scoped, "--json", check=False).stdout)}
+        self.assertFalse(rows["alpha_data"]["healthy"])
+        self.assertIn("longer than the dataset's max age (3600 s)", rows["alpha_data"]["stuck"])
+        self.assertTrue(rows["beta_data"]["healthy"])  # a max age of a day
+        self.assertIsNone(rows["beta_data"]["stuck"])
+        # the run ended, yet the rows still say running
+        self.scalar(f"UPDATE sluice.dataset_status SET last_attempt_at = now() WHERE brand_id = '{acme}'; "
+                    f"UPDATE sluice.scheduled_job_runs SET status = 'failed', completed_at = now() "
+                    f"WHERE id = '{run}'")
+        rows = json.loads(self.sluice(*scoped, "--json", check=False).stdout)
+        self.assertTrue(all(r["stuck"] == f"its run {run} is no longer in flight (failed), yet the dataset "
+                                          f"was not settled" for r in rows), rows)
+        self.assertEqual(self.sluice(*scoped, check=False).returncode, 1)
 
     def test_queue_if_stale_both_ways(self):
         acme = self.brand("Acme")

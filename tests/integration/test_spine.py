@@ -10,6 +10,7 @@ import subprocess
 import time
 
 import harness
+import pgfixture
 
 
 def max_overlap(intervals):
@@ -417,8 +418,12 @@ print(rows[1].three)
             d.wait_log("hello from sql")
         lines = [json.loads(line) for line in d.log().splitlines()]
         said = [(x["level"], x["severity"], x["message"]) for x in lines if x["msg"] == "the database says"]
-        self.assertIn(("warn", "FATAL", "terminating connection due to administrator command"), said)
         self.assertIn(("warn", "WARNING", "hello from sql"), said)
+        # a session the server ends: its reason is the one of the connection
+        # failure that follows, said once, not once per connection ended
+        failed = [(x["level"], x["error"]) for x in lines if x["msg"].startswith("database connection failed")]
+        self.assertEqual(failed, [("warn", "terminating connection due to administrator command")], d.log())
+        self.assertNotIn("FATAL", [s for _, s, _ in said])
 
     def test_grace_period_cancels_runs_as_shutdown_and_they_are_retried(self):
         job = self.sluice("queue", "sleep", "--params", '{"seconds": 30}').stdout.strip()
@@ -885,6 +890,83 @@ print(rows[1].three)
             out = self.sluice(*cmd, "--help").stdout
             for opt in options:
                 self.assertIn(opt, out, f"`sluice {' '.join(cmd)} --help` does not name {opt}")
+
+    def test_a_bad_libpq_variable_is_named_as_the_source(self):
+        # PGSSLMODE=bogus was caught, but the error credited the URL's source
+        # ("it comes from DATABASE_URL"), where nothing was wrong
+        env = self.env({"PGSSLMODE": "bogus"})
+        for args in (("jobs",), ("queue", "echo")):
+            proc = self.sluice(*args, env=env, check=False)
+            self.assertEqual(proc.returncode, 2, proc.stderr)
+            self.assertTrue(proc.stderr.endswith(
+                'invalid sslmode value: "bogus" (it comes from PGSSLMODE in the environment)\n'), proc.stderr)
+        d = self.serve(env=env)
+        self.assertEqual(d.wait(timeout=60), 2, d.log())
+        self.assertIn("(it comes from PGSSLMODE in the environment)", d.log())
+        # the URL's own sslmode is the one libpq takes: the variable is not read
+        sep = "&" if "?" in self.db else "?"
+        self.sluice("jobs", env=self.env({"PGSSLMODE": "bogus", "DATABASE_URL": self.db + sep + "sslmode=disable"}))
+        # the URL's own bad value is still the URL's, beside a good variable
+        proc = self.sluice("jobs", env=self.env({"PGSSLMODE": "disable",
+                                                  "DATABASE_URL": self.db + sep + "gssencmode=bogus"}), check=False)
+        self.assertEqual(proc.returncode, 2, proc.stderr)
+        self.assertIn("(it comes from DATABASE_URL)", proc.stderr)
+
+    def test_settings_the_server_or_libpq_refuse_are_a_configuration_error(self):
+        # a role, database or TLS setting that is refused fails every attempt
+        # alike: commands said "cannot connect" (exit 1) as for a server that is
+        # down, and serve waited for it for ever
+        sep = "&" if "?" in self.db else "?"
+        no_role = self.db.replace("postgres@", "sluice_no_such_role@")
+        self.assertNotEqual(no_role, self.db)
+        cases = [
+            (no_role, 'role "sluice_no_such_role" does not exist', {}),
+            (pgfixture.with_database(self.db, "sluice_no_such_db"), 'database "sluice_no_such_db" does not exist', {}),
+            (self.db + sep + "channel_binding=require", "channel binding required", {}),
+            (self.db, "GSSAPI encryption required", {"PGGSSENCMODE": "require"}),
+        ]
+        for url, why, extra in cases:
+            env = self.env(dict(extra, DATABASE_URL=url))
+            for args in (("jobs",), ("queue", "echo"), ("runs",)):
+                with self.subTest(url=url, command=args[0]):
+                    proc = self.sluice(*args, env=env, check=False)
+                    self.assertEqual(proc.returncode, 2, proc.stdout + proc.stderr)
+                    self.assertIn(why, proc.stderr)
+                    self.assertIn("a configuration problem, not an outage", proc.stderr)
+                    self.assertIn("the URL from DATABASE_URL", proc.stderr)
+                    self.assertNotIn("SQLSTATE", proc.stderr)
+                    self.assertNotIn("LOCATION", proc.stderr)
+                    if extra:
+                        self.assertIn("with PGGSSENCMODE from the environment", proc.stderr)
+            with self.subTest(url=url, command="serve"):
+                d = self.serve(env=env)
+                self.assertEqual(d.wait(timeout=60), 2, d.log())  # it leaves rather than retrying
+                self.assertIn(why.replace('"', '\\"'), d.log())  # logfmt quotes it
+                self.assertIn("not starting: the database refuses this connection's settings", d.log())
+                self.assertNotIn("retrying", d.log())
+        # db status tries the connection every command opens: it said
+        # "answering" (exit 0) for a role the server refuses, and "not
+        # answering" for a TLS setting libpq could not meet
+        proc = self.sluice("db", "status", env=self.env({"DATABASE_URL": no_role}), check=False)
+        self.assertEqual(proc.returncode, 2, proc.stdout + proc.stderr)
+        self.assertIn("status:     refuses this connection's settings (a configuration problem, not an "
+                      'outage): connection to server on socket', proc.stdout)
+        self.assertIn('role "sluice_no_such_role" does not exist', proc.stdout)
+        proc = self.sluice("db", "status", check=False)
+        self.assertEqual((proc.returncode, proc.stdout.splitlines()[-1]), (0, "status:     answering"))
+        proc = self.sluice("db", "status", env=self.env({"DATABASE_URL": "sluice_no_such_db",
+                                                       "PGHOST": "/nonexistent"}), check=False)
+        self.assertEqual(proc.returncode, 3, proc.stdout + proc.stderr)
+        self.assertIn("status:     not answering: connection to server on socket", proc.stdout)
+        # the server's message keeps its words without the code the check reads
+        proc = self.sluice("--db", no_role, "jobs", check=False)
+        self.assertIn('failed: FATAL:  role "sluice_no_such_role" does not exist (a configuration problem',
+                      proc.stderr)
+        # a server that does not answer is still an outage: exit 1, no such words
+        proc = self.sluice("jobs", env=self.env({"DATABASE_URL": "sluice_no_such_db",
+                                                 "PGHOST": "/nonexistent"}), check=False)
+        self.assertEqual(proc.returncode, 1, proc.stderr)
+        self.assertNotIn("configuration", proc.stderr)
 
     def test_broken_handler_file_does_not_stop_the_others(self):
         import tempfile, os, shutil
