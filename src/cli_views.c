@@ -287,25 +287,24 @@ static void add_status(sl_table *t, const char *status)
 
 static void health_usage(FILE *out)
 {
-    fprintf(
-        out,
-        "usage: sluice health [--brand NAME|UUID | --platform] [--type T] [--check] [--json]\n\n"
-        "Dataset freshness: one row per brand and dataset the job types keep, with its\n"
-        "state, its age against its max age, the last run's status and the last error.\n"
-        "  fresh    completed within max age       stale    completed longer ago\n"
-        "  never    never completed                failing  the last run failed\n"
-        "  running  a run that keeps it is in flight\n"
-        "Every brand is shown for every dataset (never, until something runs); the\n"
-        "platform scope (no brand) once a platform job keeps the dataset, and always\n"
-        "while no brands exist.\n\n"
-        "  --brand B    only this brand          --platform  only the platform scope\n"
-        "  --type T     only datasets job type T keeps\n"
-        "  --check      for monitoring: exit 1 when anything shown is stale, failing,\n"
-        "               never completed or stuck running (its run's lease expired a\n"
-        "               minute ago and no worker failed it, or it ended, or it has run\n"
-        "               longer than the max age), 0 otherwise; 2 when no dataset\n"
-        "               matches, as for any bad input\n"
-        "  --json       the rows of sluice.dataset_health as a JSON array\n");
+    fprintf(out, "usage: sluice health [--brand NAME|UUID | --platform] [--type T] [--check]\n"
+                 "                     [--json]\n\n"
+                 "Dataset freshness: one row per brand and dataset the job types keep, with its\n"
+                 "state, its age against its max age, the last run's status and the last error.\n"
+                 "  fresh    completed within max age       stale    completed longer ago\n"
+                 "  never    never completed                failing  the last run failed\n"
+                 "  running  a run that keeps it is in flight\n"
+                 "Every brand is shown for every dataset (never, until something runs); the\n"
+                 "platform scope (no brand) once a platform job keeps the dataset, and always\n"
+                 "while no brands exist.\n\n"
+                 "  --brand B    only this brand          --platform  only the platform scope\n"
+                 "  --type T     only datasets job type T keeps\n"
+                 "  --check      for monitoring: exit 1 when anything shown is stale, failing,\n"
+                 "               never completed or stuck running (its run's lease expired a\n"
+                 "               minute ago and no worker failed it, or it ended, or it has run\n"
+                 "               longer than the max age), 0 otherwise; 2 when no dataset\n"
+                 "               matches, as for any bad input\n"
+                 "  --json       the rows of sluice.dataset_health as a JSON array\n");
 }
 
 static const char health_where[] = "FROM sluice.dataset_health h "

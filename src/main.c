@@ -37,8 +37,7 @@ static const sl_command commands[] = {
     {"types", sl_cmd_types, "list job types: emoji, label, default params, datasets"},
     {"health", sl_cmd_health, "dataset freshness per brand (--check for monitoring)"},
     {"runs", sl_cmd_runs, "recent runs: status, duration, params, log summary"},
-    {"jobs", sl_cmd_jobs,
-     "list jobs (schedule, next run); jobs cancel|pause|resume|run-now|edit ID"},
+    {"jobs", sl_cmd_jobs, "list jobs; jobs cancel|pause|resume|run-now|edit ID"},
     {"show", sl_cmd_show, "everything about one run or job"},
     {"logs", sl_cmd_logs, "a run's log (or a job's newest run's); --follow as it runs"},
 };
