@@ -792,7 +792,9 @@ print(rows[1].three)
         self.assertEqual(proc.returncode, 1)
         self.assertIn("refused result", proc.stderr)
         self.assertIn("but its outcome could not be recorded", proc.stderr)
-        self.assertIn("it is recorded as failed instead", proc.stderr)
+        # and what that failure made of its job, as for any failed run
+        self.assertRegex(proc.stderr, r"it is recorded as failed instead; then retry attempt 2 of \d+ at "
+                                      r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\n")
         run = self.one("SELECT status, error_message, result FROM sluice.scheduled_job_runs "
                        "WHERE parameters ->> 'message' = 'refuse me'")
         self.assertEqual(run["status"], "failed")
@@ -801,6 +803,7 @@ print(rows[1].three)
         out = json.loads(self.sluice("run", "echo", "--json", "--params", '{"message": "refuse me"}',
                                      check=False).stdout)
         self.assertFalse(out["recorded"])
+        self.assertRegex(out["then"], r"^retry attempt 2 of ")
         self.assertTrue(json.loads(self.sluice("run", "echo", "--json").stdout)["recorded"])
 
     def test_dead_database(self):
