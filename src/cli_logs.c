@@ -40,8 +40,8 @@ static void usage(FILE *out)
                  "characters. Control characters are shown as `cat -v` does.\n\n"
                  "  -f, --follow   keep printing lines as the worker records them (every two\n"
                  "                 seconds) until the run ends, then say how it ended on\n"
-                 "                 stderr. For a job: wait for its run to start if none is\n"
-                 "                 in flight, and follow a one-time job's retries until it\n"
+                 "                 stderr. For a job: wait for a run to start if it has had\n"
+                 "                 none, and follow a one-time job's retries until it\n"
                  "                 completes, fails for good or is cancelled. Exit status 0\n"
                  "                 when the last run followed completed, 1 when it did not.\n");
 }
