@@ -36,7 +36,12 @@ static void db_usage(FILE *out)
                  "  start    initialise it on first use, start it, create the `sluice` database\n"
                  "  stop     stop it (fast shutdown)\n"
                  "  url      print its connection string (starting it if needed), e.g.\n"
-                 "           psql \"$(sluice db url)\"\n");
+                 "           psql \"$(sluice db url)\"\n"
+                 "\n"
+                 "With a database URL, start and stop refuse (exit 2), url prints that URL,\n"
+                 "and status says whether a connection to it opens (exit 0), or why not:\n"
+                 "a server that does not answer (exit 3), or one that refuses the role,\n"
+                 "password, database or TLS settings (exit 2).\n");
 }
 
 /* The URL with the password of its user-info part replaced by "***", for display. */

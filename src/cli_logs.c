@@ -13,6 +13,7 @@
 #include "buf.h"
 #include "cli.h"
 #include "config.h"
+#include "pg.h"
 #include "table.h"
 
 #include <stdio.h>
@@ -39,8 +40,8 @@ static void usage(FILE *out)
                  "characters. Control characters are shown as `cat -v` does.\n\n"
                  "  -f, --follow   keep printing lines as the worker records them (every two\n"
                  "                 seconds) until the run ends, then say how it ended on\n"
-                 "                 stderr. For a job: wait for its run to start if none is\n"
-                 "                 in flight, and follow a one-time job's retries until it\n"
+                 "                 stderr. For a job: wait for a run to start if it has had\n"
+                 "                 none, and follow a one-time job's retries until it\n"
                  "                 completes, fails for good or is cancelled. Exit status 0\n"
                  "                 when the last run followed completed, 1 when it did not.\n");
 }
@@ -51,6 +52,16 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
+/* A statement the server answered with an error: says it. NULL. */
+static PGresult *query_failed(logs_state *s, PGresult *r)
+{
+    const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+    if (!msg) msg = PQerrorMessage(s->c);
+    sl_cli_error("logs: %.*s", (int)strcspn(msg, "\n"), msg);
+    PQclear(r);
+    return NULL;
+}
+
 /* Runs a query, and after a lost connection tries again (reconnecting once a
  * second for up to a minute, saying so once), as a follow outlives a database
  * restart. NULL after printing the error. */
@@ -58,13 +69,7 @@ static PGresult *query(logs_state *s, const char *sql, int n, const char *const 
 {
     PGresult *r = PQexecParams(s->c, sql, n, NULL, p, NULL, NULL, 0);
     if (PQresultStatus(r) == PGRES_TUPLES_OK) return r;
-    if (PQstatus(s->c) == CONNECTION_OK || !s->follow) {
-        const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-        if (!msg) msg = PQerrorMessage(s->c);
-        sl_cli_error("logs: %.*s", (int)strcspn(msg, "\n"), msg);
-        PQclear(r);
-        return NULL;
-    }
+    if (PQstatus(s->c) == CONNECTION_OK || !s->follow) return query_failed(s, r);
     PQclear(r);
     fprintf(stderr, "sluice: the database connection was lost: reconnecting\n");
     for (int i = 0; i < RECONNECT_SECONDS; i++) {
@@ -73,10 +78,13 @@ static PGresult *query(logs_state *s, const char *sql, int n, const char *const 
         if (PQstatus(s->c) != CONNECTION_OK) continue;
         r = PQexecParams(s->c, sql, n, NULL, p, NULL, NULL, 0);
         if (PQresultStatus(r) == PGRES_TUPLES_OK) return r;
+        /* back, and the statement itself refused: no reconnecting cures that */
+        if (PQstatus(s->c) == CONNECTION_OK) return query_failed(s, r);
         PQclear(r);
     }
-    sl_cli_error("logs: the database did not come back in %d seconds: %s", RECONNECT_SECONDS,
-                 PQerrorMessage(s->c));
+    char why[512]; /* libpq's text as connecting commands show it, no blank line after */
+    sl_pg_connect_reason(PQerrorMessage(s->c), why, sizeof why);
+    sl_cli_error("logs: the database did not come back in %d seconds: %s", RECONNECT_SECONDS, why);
     return NULL;
 }
 
@@ -89,23 +97,71 @@ static void print_visible(const char *text)
     fflush(stdout);
 }
 
-/* The run a job's log comes from: the one in flight, else its newest; "" when
- * it has none yet. 0, or 1 after printing the error. */
-static int job_run(logs_state *s)
+/* A job as read in one statement, so that its run and its status agree: the
+ * run its log comes from (the one in flight, else its newest; "" when it has
+ * none yet), its status and schedule type, and when it is due next ("" when
+ * it is not). */
+typedef struct {
+    char run[40];
+    char status[16];
+    char kind[16];
+    char due[32];
+} job_state;
+
+/* Reads s->job into *j. 0, or 1 after printing the error (the job is gone). */
+static int read_job(logs_state *s, job_state *j)
 {
     const char *p[] = {s->job};
     PGresult *r = query(s,
                         "SELECT coalesce(j.current_run_id, (SELECT r.id FROM "
                         "sluice.scheduled_job_runs r WHERE r.scheduled_job_id = j.id "
-                        "ORDER BY r.created_at DESC, r.id LIMIT 1))::text "
+                        "ORDER BY r.created_at DESC, r.id LIMIT 1))::text, j.status, "
+                        "j.schedule_type, to_char(j.next_run_at AT TIME ZONE 'UTC', "
+                        "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
                         "FROM sluice.scheduled_jobs j WHERE j.id = $1",
                         1, p);
     if (!r) return 1;
-    s->run[0] = '\0';
-    if (PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
-        snprintf(s->run, sizeof s->run, "%s", PQgetvalue(r, 0, 0));
+    if (PQntuples(r) != 1) {
+        PQclear(r);
+        sl_cli_error("logs: job %s is gone", s->job);
+        return 1;
+    }
+    snprintf(j->run, sizeof j->run, "%s", PQgetvalue(r, 0, 0)); /* "" for NULL */
+    snprintf(j->status, sizeof j->status, "%s", PQgetvalue(r, 0, 1));
+    snprintf(j->kind, sizeof j->kind, "%s", PQgetvalue(r, 0, 2));
+    snprintf(j->due, sizeof j->due, "%s", PQgetvalue(r, 0, 3));
     PQclear(r);
     return 0;
+}
+
+static int job_waits(const job_state *j)
+{
+    return strcmp(j->status, "active") == 0 || strcmp(j->status, "paused") == 0;
+}
+
+/* Waits for a run of the job other than `after` (NULL: any) to exist; 0 with
+ * s->run set, 1 after an error or when the job ended without one. */
+static int wait_for_run(logs_state *s, const char *after)
+{
+    int said = after != NULL; /* a retry's due time was said already */
+    for (;;) {
+        job_state j;
+        if (read_job(s, &j)) return 1;
+        if (j.run[0] && (!after || strcmp(j.run, after) != 0)) {
+            snprintf(s->run, sizeof s->run, "%s", j.run);
+            return 0;
+        }
+        if (!job_waits(&j)) {
+            sl_cli_error("logs: job %.8s is %s, with no run to follow", s->job, j.status);
+            return 1;
+        }
+        if (!said) {
+            fprintf(stderr, "sluice: job %.8s has no run yet (%s%s%s): waiting for one\n", s->job,
+                    j.status, j.due[0] ? ", due " : "", j.due);
+            said = 1;
+        }
+        sleep_ms(POLL_MS);
+    }
 }
 
 /* Prints what the run's log holds past s->printed. *ended: 1 once the run is
@@ -149,66 +205,33 @@ static int read_more(logs_state *s, int *ended, int *ok)
     return 0;
 }
 
-/* After a job's run ended: whether another run of it is to be followed (a
- * one-time job still active: a retry), saying when it is due. -1 after an
- * error. */
-static int job_goes_on(logs_state *s)
+/* After the run s->run of a job ended: whether another run of it is to be
+ * followed — a one-time job's retry (which may have started already), saying
+ * so — or else how the job stands. 1: s->run is that run, or it is to be
+ * waited for (*wait); 0: the job is done with; -1 after an error. */
+static int job_goes_on(logs_state *s, int *wait)
 {
-    const char *p[] = {s->job};
-    PGresult *r = query(s,
-                        "SELECT schedule_type = 'one_time' AND status = 'active', "
-                        "to_char(next_run_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS\"Z\"'), "
-                        "status, schedule_type "
-                        "FROM sluice.scheduled_jobs WHERE id = $1",
-                        1, p);
-    if (!r) return -1;
-    int on = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
-    if (on)
-        fprintf(stderr, "sluice: attempt %d %s%s: following it\n", s->attempt + 1,
-                PQgetisnull(r, 0, 1) ? "has started" : "is due at ", PQgetvalue(r, 0, 1));
-    else if (PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 3), "recurring") == 0)
-        fprintf(stderr, "sluice: job %.8s is recurring (%s)%s%s\n", s->job, PQgetvalue(r, 0, 2),
-                PQgetisnull(r, 0, 1) ? "" : ": its next run is due at ", PQgetvalue(r, 0, 1));
-    else if (PQntuples(r) == 1)
-        fprintf(stderr, "sluice: job %.8s %s\n", s->job, PQgetvalue(r, 0, 2));
-    PQclear(r);
-    return on;
-}
-
-/* Waits for a run of the job other than `after` (NULL: any) to exist; 0 with
- * s->run set, 1 after an error or when the job ended without one. */
-static int wait_for_run(logs_state *s, const char *after)
-{
-    int said = after != NULL; /* a retry's due time was said already */
-    for (;;) {
-        if (job_run(s)) return 1;
-        if (s->run[0] && (!after || strcmp(s->run, after) != 0)) return 0;
-        const char *p[] = {s->job};
-        PGresult *r = query(s,
-                            "SELECT status, schedule_type, to_char(next_run_at AT TIME ZONE "
-                            "'UTC', 'YYYY-MM-DD HH24:MI:SS\"Z\"') "
-                            "FROM sluice.scheduled_jobs WHERE id = $1",
-                            1, p);
-        if (!r) return 1;
-        if (PQntuples(r) != 1) {
-            PQclear(r);
-            sl_cli_error("logs: job %s is gone", s->job);
-            return 1;
-        }
-        const char *st = PQgetvalue(r, 0, 0);
-        if (strcmp(st, "active") != 0 && strcmp(st, "paused") != 0) {
-            sl_cli_error("logs: job %.8s is %s, with no run to follow", s->job, st);
-            PQclear(r);
-            return 1;
-        }
-        if (!said) {
-            fprintf(stderr, "sluice: job %.8s has no run yet (%s%s%s): waiting for one\n", s->job,
-                    st, PQgetisnull(r, 0, 2) ? "" : ", due ", PQgetvalue(r, 0, 2));
-            said = 1;
-        }
-        PQclear(r);
-        sleep_ms(POLL_MS);
+    job_state j;
+    if (read_job(s, &j)) return -1;
+    int one_time = strcmp(j.kind, "one_time") == 0;
+    *wait = 0;
+    if (one_time && j.run[0] && strcmp(j.run, s->run) != 0) { /* the retry is under way */
+        fprintf(stderr, "sluice: attempt %d has started: following it\n", s->attempt + 1);
+        snprintf(s->run, sizeof s->run, "%s", j.run);
+        return 1;
     }
+    if (one_time && strcmp(j.status, "active") == 0) {
+        fprintf(stderr, "sluice: attempt %d %s%s: following it\n", s->attempt + 1,
+                j.due[0] ? "is due at " : "has started", j.due);
+        *wait = 1;
+        return 1;
+    }
+    if (!one_time)
+        fprintf(stderr, "sluice: job %.8s is recurring (%s)%s%s\n", s->job, j.status,
+                j.due[0] ? ": its next run is due at " : "", j.due);
+    else
+        fprintf(stderr, "sluice: job %.8s %s\n", s->job, j.status);
+    return 0;
 }
 
 static int follow(logs_state *s)
@@ -221,12 +244,12 @@ static int follow(logs_state *s)
             continue;
         }
         if (!s->job[0]) return ok ? 0 : 1;
-        int on = job_goes_on(s);
-        if (on < 0) return 1;
-        if (!on) return ok ? 0 : 1;
         char last[40];
         snprintf(last, sizeof last, "%s", s->run);
-        if (wait_for_run(s, last)) return 1;
+        int wait, on = job_goes_on(s, &wait);
+        if (on < 0) return 1;
+        if (!on) return ok ? 0 : 1;
+        if (wait && wait_for_run(s, last)) return 1;
         s->printed = 0;
     }
 }
@@ -265,8 +288,13 @@ int sl_cmd_logs(const sl_config *cfg, int argc, char **argv)
             snprintf(s.run, sizeof s.run, "%s", full);
         } else {
             snprintf(s.job, sizeof s.job, "%s", full);
-            status = s.follow ? wait_for_run(&s, NULL) : job_run(&s);
-            if (!status && !s.run[0]) fprintf(stderr, "sluice: job %.8s has no runs yet\n", full);
+            job_state j;
+            if (s.follow) {
+                status = wait_for_run(&s, NULL);
+            } else if (!(status = read_job(&s, &j))) {
+                snprintf(s.run, sizeof s.run, "%s", j.run);
+                if (!s.run[0]) fprintf(stderr, "sluice: job %.8s has no runs yet\n", full);
+            }
         }
     }
     if (!status && s.run[0]) {

@@ -42,8 +42,9 @@ static void usage(FILE *out)
                  "           lease was lost and a rescue failed it); job_status is the\n"
                  "           job's status once recorded (active when a worker will retry\n"
                  "           it), else null; then says what became of the job of a run\n"
-                 "           that failed or was cancelled (\"retry attempt 2 of 4 at …\",\n"
-                 "           \"job failed: permanent error\", …), else null\n\n"
+                 "           that failed or was cancelled, or was recorded as failed\n"
+                 "           (\"retry attempt 2 of 4 at …\", \"job failed: permanent\n"
+                 "           error\", …), else null\n\n"
                  "A run that fails spends one attempt of its job, as any run does: while\n"
                  "the job type's retry policy allows more, a worker (sluice serve) runs it\n"
                  "again later; `sluice jobs cancel ID` stops that.\n\n"
@@ -217,6 +218,9 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
         fp[0] = sl_buf_str(&b);
         r = sl_cli_exec(c, "SELECT * FROM sluice.finish_runs($1::jsonb)", 1, fp);
         bare = r != NULL;
+        /* what that failure made of the job, as for any failed run */
+        int d = r ? PQfnumber(r, "decision") : -1;
+        if (r && PQntuples(r) == 1 && !PQgetisnull(r, 0, d)) then = sl_xstrdup(PQgetvalue(r, 0, d));
         if (r) PQclear(r);
     }
     sl_buf_free(&b);
@@ -250,11 +254,12 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
     } else if (!recorded) {
         fprintf(stderr,
                 "run %s %s after %.2fs, but its outcome could not be recorded (the error is "
-                "above): %s\n",
+                "above): %s%s%s\n",
                 cl.spec.run_id, sl_queue_status_name(o->status), secs,
                 bare ? "it is recorded as failed instead"
                      : "it stays running until its lease runs out; then the rescue pass fails it "
-                       "and the retry policy applies");
+                       "and the retry policy applies",
+                then ? "; then " : "", then ? then : "");
     } else if (o->status == SL_RUN_COMPLETED) {
         fprintf(stderr, "run %s completed in %.2fs\n", cl.spec.run_id, secs);
         printf("%s\n", o->result_json ? o->result_json : "null");

@@ -178,7 +178,7 @@ static const char *clean_error(const char *msg, char *buf, size_t len)
 }
 
 /* Connection failures: whose fault. Every connection sluice opens asks for
- * verbose errors while it opens (connection_errors_verbose), so that an error
+ * verbose errors while it opens (opening), so that an error
  * the server sent (a FATAL before the session began) carries its SQLSTATE;
  * connect_reason() takes the code and the LOCATION line back out of the text
  * shown. The server's messages may be in its own language, libpq's are in

@@ -5,11 +5,12 @@
 -- (every problem at once, sorted by field path, with "did you mean" hints),
 -- applies defaults, and describes the schema as plain JSON-friendly data for
 -- the registry tables and for the SQL twin, sluice.check_params() in
--- schema/090_params_check.sql, which reads exactly that description.
+-- schema/090_params_check.sql (its messages restated in
+-- 161_params_plurals.sql), which reads exactly that description.
 --
 -- Pure Lua 5.4 (string, table, math, utf8 and basic functions only, and
--- sluice.plural) so it runs inside the handler sandbox. The spec language is documented in
--- docs/params.md.
+-- sluice.plural) so it runs inside the handler sandbox. The spec language is
+-- documented in docs/params.md.
 --
 --   local schema, errs = params.compile(spec)          -- nil, {msg...} on a bad schema
 --   local value, errs  = params.validate(schema, input, { null = cjson.null })

@@ -81,7 +81,9 @@ class Spine(harness.SluiceTest):
         self.assertEqual(follow.returncode, 0, err)
         lines = [l.split(" ", 1)[1] for l in (first + out).splitlines()]
         self.assertEqual(lines, ["step 1 — naïve ünïcode", "step 2", "done"])
-        self.assertIn(f"job {job[:8]} has no run yet (active, due ", err)
+        # times as the daemon's log and `queue --at` write them
+        self.assertRegex(err, rf"job {job[:8]} has no run yet \(active, due "
+                              r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\): waiting for one\n")
         self.assertRegex(err, r"run [0-9a-f]{8} \(attempt 1\) completed in ")
         # without --follow: the log as recorded, the same lines
         again = self.sluice("logs", job)
@@ -95,8 +97,33 @@ class Spine(harness.SluiceTest):
         self.assertEqual([l.split(" ", 1)[1] for l in proc.stdout.splitlines()],
                          ["sleeping 3.0s", "timed out after 2s"] * 2)
         self.assertRegex(proc.stderr, r"run [0-9a-f]{8} \(attempt 1\) failed after .*: timed out after 2s\n"
-                                      r"sluice: attempt 2 (is due at .*|has started): following it\n")
+                                      r"sluice: attempt 2 (is due at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
+                                      r"|has started): following it\n")
         self.assertTrue(proc.stderr.endswith(f"sluice: job {job[:8]} failed\n"), proc.stderr)
+
+    def test_logs_follow_a_retry_that_ran_between_two_reads(self):
+        # the retry started, and ended, while the first run's end was being
+        # read: the job is completed by then, and it is the retry that says so
+        job = self.sluice("queue", "echo", "--max-retries", "1").stdout.strip()
+        worker = "00000000-0000-4000-8000-000000000001"
+        first = self.scalar(f"SELECT run_id FROM sluice.claim_jobs('{worker}', 10, 600)")
+        pgfixture.psql(self.db, f"UPDATE sluice.scheduled_job_runs SET logs = E'one: failing\\n' "
+                                f"WHERE id = '{first}'")
+        follow = subprocess.Popen([harness.pgfixture.sluice_bin(), "logs", "--follow", job],
+                                  env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(lambda: follow.poll() is None and follow.kill())
+        self.assertEqual(follow.stdout.readline(), "one: failing\n")  # it follows the first run
+        pgfixture.psql(self.db, f"""
+            SELECT sluice.finish_run('{first}', 'failed', NULL, 'boom', '', true, NULL, NULL);
+            UPDATE sluice.scheduled_jobs SET next_run_at = now() WHERE id = '{job}';
+            SELECT sluice.finish_run(run_id, 'completed', NULL, NULL, E'two: done\\n', false, NULL, NULL)
+            FROM sluice.claim_jobs('{worker}', 10, 600);""")
+        out, err = follow.communicate(timeout=60)
+        self.assertEqual((follow.returncode, out), (0, "two: done\n"), err)
+        self.assertRegex(err, r"run [0-9a-f]{8} \(attempt 1\) failed.*: boom\n"
+                              r"sluice: attempt 2 has started: following it\n"
+                              r"sluice: run [0-9a-f]{8} \(attempt 2\) completed")
+        self.assertTrue(err.endswith(f"sluice: job {job[:8]} completed\n"), err)
 
     def test_logs_of_a_run_show_control_characters_and_refuse_bad_ids(self):
         self.sluice("run", "echo", "--params", '{"message": "red \\u001b[31m text"}')
@@ -765,7 +792,9 @@ print(rows[1].three)
         self.assertEqual(proc.returncode, 1)
         self.assertIn("refused result", proc.stderr)
         self.assertIn("but its outcome could not be recorded", proc.stderr)
-        self.assertIn("it is recorded as failed instead", proc.stderr)
+        # and what that failure made of its job, as for any failed run
+        self.assertRegex(proc.stderr, r"it is recorded as failed instead; then retry attempt 2 of \d+ at "
+                                      r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\n")
         run = self.one("SELECT status, error_message, result FROM sluice.scheduled_job_runs "
                        "WHERE parameters ->> 'message' = 'refuse me'")
         self.assertEqual(run["status"], "failed")
@@ -774,6 +803,7 @@ print(rows[1].three)
         out = json.loads(self.sluice("run", "echo", "--json", "--params", '{"message": "refuse me"}',
                                      check=False).stdout)
         self.assertFalse(out["recorded"])
+        self.assertRegex(out["then"], r"^retry attempt 2 of ")
         self.assertTrue(json.loads(self.sluice("run", "echo", "--json").stdout)["recorded"])
 
     def test_dead_database(self):
