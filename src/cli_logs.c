@@ -28,7 +28,6 @@ typedef struct {
     char job[40]; /* the job whose runs are followed ("" for one run) */
     char run[40]; /* the run being printed ("" while waiting for one) */
     long printed; /* characters of its log printed */
-    int attempt;  /* its attempt number */
     int follow;
 } logs_state;
 
@@ -106,6 +105,8 @@ typedef struct {
     char status[16];
     char kind[16];
     char due[32];
+    int run_attempt;  /* that run's attempt number */
+    int next_attempt; /* the number of the job's next attempt, when it is due */
 } job_state;
 
 /* Reads s->job into *j. 0, or 1 after printing the error (the job is gone). */
@@ -113,12 +114,15 @@ static int read_job(logs_state *s, job_state *j)
 {
     const char *p[] = {s->job};
     PGresult *r = query(s,
-                        "SELECT coalesce(j.current_run_id, (SELECT r.id FROM "
-                        "sluice.scheduled_job_runs r WHERE r.scheduled_job_id = j.id "
-                        "ORDER BY r.created_at DESC, r.id LIMIT 1))::text, j.status, "
-                        "j.schedule_type, to_char(j.next_run_at AT TIME ZONE 'UTC', "
-                        "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
-                        "FROM sluice.scheduled_jobs j WHERE j.id = $1",
+                        "SELECT r.id::text, j.status, j.schedule_type, "
+                        "to_char(j.next_run_at AT TIME ZONE 'UTC', "
+                        "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), r.attempt_number, j.attempts + 1 "
+                        "FROM sluice.scheduled_jobs j LEFT JOIN LATERAL ("
+                        " SELECT x.id, x.attempt_number FROM sluice.scheduled_job_runs x"
+                        " WHERE x.id = j.current_run_id OR (j.current_run_id IS NULL"
+                        "  AND x.scheduled_job_id = j.id)"
+                        " ORDER BY x.created_at DESC, x.id LIMIT 1) r ON true "
+                        "WHERE j.id = $1",
                         1, p);
     if (!r) return 1;
     if (PQntuples(r) != 1) {
@@ -130,6 +134,8 @@ static int read_job(logs_state *s, job_state *j)
     snprintf(j->status, sizeof j->status, "%s", PQgetvalue(r, 0, 1));
     snprintf(j->kind, sizeof j->kind, "%s", PQgetvalue(r, 0, 2));
     snprintf(j->due, sizeof j->due, "%s", PQgetvalue(r, 0, 3));
+    j->run_attempt = atoi(PQgetvalue(r, 0, 4));
+    j->next_attempt = atoi(PQgetvalue(r, 0, 5));
     PQclear(r);
     return 0;
 }
@@ -186,7 +192,6 @@ static int read_more(logs_state *s, int *ended, int *ok)
     }
     print_visible(PQgetvalue(r, 0, 1));
     s->printed = atol(PQgetvalue(r, 0, 2));
-    s->attempt = atoi(PQgetvalue(r, 0, 4));
     const char *status = PQgetvalue(r, 0, 0);
     *ended = strcmp(status, "running") != 0 && strcmp(status, "pending") != 0;
     *ok = strcmp(status, "completed") == 0;
@@ -216,12 +221,12 @@ static int job_goes_on(logs_state *s, int *wait)
     int one_time = strcmp(j.kind, "one_time") == 0;
     *wait = 0;
     if (one_time && j.run[0] && strcmp(j.run, s->run) != 0) { /* the retry is under way */
-        fprintf(stderr, "sluice: attempt %d has started: following it\n", s->attempt + 1);
+        fprintf(stderr, "sluice: attempt %d has started: following it\n", j.run_attempt);
         snprintf(s->run, sizeof s->run, "%s", j.run);
         return 1;
     }
     if (one_time && strcmp(j.status, "active") == 0) {
-        fprintf(stderr, "sluice: attempt %d %s%s: following it\n", s->attempt + 1,
+        fprintf(stderr, "sluice: attempt %d %s%s: following it\n", j.next_attempt,
                 j.due[0] ? "is due at " : "has started", j.due);
         *wait = 1;
         return 1;

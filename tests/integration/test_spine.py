@@ -101,6 +101,24 @@ class Spine(harness.SluiceTest):
                                       r"|has started): following it\n")
         self.assertTrue(proc.stderr.endswith(f"sluice: job {job[:8]} failed\n"), proc.stderr)
 
+    def test_logs_follow_a_failed_job_revived_by_run_now_counts_from_one(self):
+        # run-now starts a failed job's attempts afresh: the next was said to be
+        # "attempt 2", the failed run's number plus one
+        self.sluice("run", "echo", "--params", '{"fail": true, "permanent": true}', check=False)
+        job = self.scalar("SELECT id FROM sluice.scheduled_jobs WHERE status = 'failed'")
+        self.sluice("jobs", "run-now", job)
+        follow = subprocess.Popen([harness.pgfixture.sluice_bin(), "logs", "-f", job], env=self.env(),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(lambda: follow.poll() is None and follow.kill())
+        self.assertIn("echo: ", follow.stdout.readline())  # the failed run's log, then the wait
+        with self.serve():
+            out, err = follow.communicate(timeout=60)
+        self.assertEqual(follow.returncode, 1, err)
+        self.assertRegex(err, r"sluice: attempt 1 is due at [0-9T:-]+Z: following it\n")
+        self.assertNotIn("attempt 2", err)
+        self.assertEqual(err.count("(attempt 1) failed"), 2, err)
+        self.assertTrue(err.endswith(f"sluice: job {job[:8]} failed\n"), err)
+
     def test_logs_follow_a_retry_that_ran_between_two_reads(self):
         # the retry started, and ended, while the first run's end was being
         # read: the job is completed by then, and it is the retry that says so
