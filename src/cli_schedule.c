@@ -262,9 +262,10 @@ static void run_now_usage(FILE *out)
                  "recurring job failed for a schedule that cannot be evaluated (`sluice jobs\n"
                  "edit` it), and a completed, cancelled or archived one (queue or schedule\n"
                  "it again); each is reported and skipped, the others still run (exit\n"
-                 "status 2). A JOB_ID may be shortened to a unique prefix of at least 4\n"
-                 "characters, as `sluice jobs` shows it. Each line of output names the job\n"
-                 "in full and says it is due.\n");
+                 "status 2). An id that names no job or more than one changes nothing: no\n"
+                 "job is touched. A JOB_ID may be shortened to a unique prefix of at least\n"
+                 "4 characters, as `sluice jobs` shows it. Each line of output names the\n"
+                 "job in full and says it is due.\n");
 }
 
 static void control_usage(FILE *out, const char *action)
@@ -283,8 +284,9 @@ static void control_usage(FILE *out, const char *action)
             "left alone and its status printed: repeating an action succeeds. A job\n"
             "whose state the action cannot change (pausing one that is not active,\n"
             "resuming one that is not paused, cancelling one that completed or failed)\n"
-            "is refused, as is an id that names no job or more than one: each is\n"
-            "reported and skipped, the others still changed (exit status 2).\n",
+            "is refused: each is reported and skipped, the others still changed (exit\n"
+            "status 2). An id that names no job or more than one changes nothing: every\n"
+            "id is looked up before any job is touched.\n",
             action);
 }
 
@@ -312,22 +314,37 @@ int sl_cmd_jobs_control(const sl_config *cfg, int argc, char **argv)
                                                       : "sluice.resume_job";
     PGconn *c = sl_cli_connect(cfg);
     if (!c) return 1;
-    int status = 0;
+    int status = 0, n = argc - 2;
     char sql[128];
     snprintf(sql, sizeof sql, "SELECT %s($1::uuid)", fn);
-    char what[32], kind[8], full[40];
+    char what[32], kind[8];
     snprintf(what, sizeof what, "jobs %s", action);
-    for (int i = 2; i < argc; i++) {
-        PGresult *r = NULL;
-        int st = sl_cli_find_id(c, what, argv[i], 1, kind, full);
-        if (st == 0) r = sl_cli_exec_status(c, sql, 1, (const char *const[]){full}, &st);
+    /* every id is resolved before any job is changed: a mistyped one changes nothing */
+    char(*full)[40] = calloc((size_t)n, sizeof *full);
+    if (!full) {
+        sl_cli_error("out of memory");
+        PQfinish(c);
+        return 1;
+    }
+    for (int i = 0; i < n && status != 1; i++) {
+        int st = sl_cli_find_id(c, what, argv[i + 2], 1, kind, full[i]);
+        if (st && status != 1) status = st; /* a fault of the database outweighs bad input */
+    }
+    if (status) {
+        fprintf(stderr, "sluice: %s: no job was changed\n", what);
+        n = 0;
+    }
+    for (int i = 0; i < n; i++) {
+        int st;
+        PGresult *r = sl_cli_exec_status(c, sql, 1, (const char *const[]){full[i]}, &st);
         if (!r) {
-            if (status != 1) status = st; /* a fault of the database outweighs bad input */
+            if (status != 1) status = st;
             continue;
         }
-        printf("%s  %s\n", full, PQgetvalue(r, 0, 0));
+        printf("%s  %s\n", full[i], PQgetvalue(r, 0, 0));
         PQclear(r);
     }
+    free(full);
     PQfinish(c);
     return status;
 }

@@ -1254,17 +1254,25 @@ class Lifecycle(harness.SluiceTest):
         out = self.sluice("jobs", "pause", a[:8].upper(), b)
         self.assertEqual(out.stdout.splitlines(), [f"{a}  paused", f"{b}  paused"])
         self.assertEqual(self.count("sluice.scheduled_jobs", "status = 'paused'"), 2)
-        # bad ids: said plainly and skipped; the good one beside them is still resumed
+        # bad ids, before or after a good one: said plainly, and nothing is
+        # changed (the good one beside them was resumed)
         for bad, msg in [("not-a-uuid", "jobs resume: 'not-a-uuid' is not a job id"),
                          ("ab", "jobs resume: 'ab' is not a job id"),
                          ("0000", "jobs resume: no job with id '0000'")]:
-            proc = self.sluice("jobs", "resume", bad, a, check=False)
-            self.assertEqual(proc.returncode, 2, bad)
-            self.assertIn(msg, proc.stderr)
-            self.assertNotIn("syntax", proc.stderr)
-            self.assertEqual(proc.stdout.strip(), f"{a}  active")
-            self.sluice("jobs", "pause", a)
-        self.assertEqual(self.count("sluice.scheduled_jobs", "status = 'paused'"), 2)
+            for args in ([bad, a], [a, bad]):
+                proc = self.sluice("jobs", "resume", *args, check=False)
+                self.assertEqual(proc.returncode, 2, bad)
+                self.assertIn(msg, proc.stderr)
+                self.assertIn("jobs resume: no job was changed", proc.stderr)
+                self.assertNotIn("syntax", proc.stderr)
+                self.assertEqual(proc.stdout, "")
+                self.assertEqual(self.count("sluice.scheduled_jobs", "status = 'paused'"), 2)
+        # a job the action cannot change is skipped; the others still are
+        self.sluice("jobs", "cancel", b)
+        proc = self.sluice("jobs", "resume", b, a, check=False)
+        self.assertEqual(proc.returncode, 2)
+        self.assertIn("only paused jobs can be resumed", proc.stderr)
+        self.assertEqual(proc.stdout, f"{a}  active\n")
         # a run's id is not a job's
         self.sluice("run", "echo")
         run = self.scalar("SELECT id FROM sluice.scheduled_job_runs LIMIT 1")
