@@ -39,10 +39,13 @@ static void usage(FILE *out)
                  "characters. Control characters are shown as `cat -v` does.\n\n"
                  "  -f, --follow   keep printing lines as the worker records them (every two\n"
                  "                 seconds) until the run ends, then say how it ended on\n"
-                 "                 stderr. For a job: wait for its run to start if none is\n"
-                 "                 in flight, and follow a one-time job's retries until it\n"
-                 "                 completes, fails for good or is cancelled. Exit status 0\n"
-                 "                 when the last run followed completed, 1 when it did not.\n");
+                 "                 stderr. For a job with no run in flight: wait for one\n"
+                 "                 to start when the job is due (after `jobs run-now`,\n"
+                 "                 say) or has had none, else start from its newest run.\n"
+                 "                 A one-time job's retries are followed (a paused job's\n"
+                 "                 too) until it completes, fails for good or is\n"
+                 "                 cancelled. Exit status 0 when the last run followed\n"
+                 "                 completed, 1 when it did not.\n");
 }
 
 static void sleep_ms(long ms)
@@ -150,25 +153,32 @@ static int read_more(logs_state *s, int *ended, int *ok)
 }
 
 /* After a job's run ended: whether another run of it is to be followed (a
- * one-time job still active: a retry), saying when it is due. -1 after an
- * error. */
+ * one-time job still active or paused: a retry), saying when it is due. -1
+ * after an error. The attempt is the started run's, or the one the job's
+ * count makes next, not the ended run's plus one: a failed job run again
+ * with `sluice jobs run-now` counts its attempts afresh. */
 static int job_goes_on(logs_state *s)
 {
     const char *p[] = {s->job};
     PGresult *r = query(s,
-                        "SELECT schedule_type = 'one_time' AND status = 'active', "
-                        "to_char(next_run_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS\"Z\"'), "
-                        "status, schedule_type "
-                        "FROM sluice.scheduled_jobs WHERE id = $1",
+                        "SELECT j.schedule_type = 'one_time' AND j.status IN ('active', 'paused'), "
+                        "to_char(j.next_run_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS\"Z\"'), "
+                        "j.status, j.schedule_type, coalesce((SELECT r.attempt_number "
+                        "FROM sluice.scheduled_job_runs r WHERE r.id = j.current_run_id), "
+                        "j.attempts + 1) "
+                        "FROM sluice.scheduled_jobs j WHERE j.id = $1",
                         1, p);
     if (!r) return -1;
     int on = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+    int paused = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 2), "paused") == 0;
     if (on)
-        fprintf(stderr, "sluice: attempt %d %s%s: following it\n", s->attempt + 1,
-                PQgetisnull(r, 0, 1) ? "has started" : "is due at ", PQgetvalue(r, 0, 1));
+        fprintf(stderr, "sluice: attempt %s %s%s%s: following it\n", PQgetvalue(r, 0, 4),
+                PQgetisnull(r, 0, 1) ? "has started" : "is due at ", PQgetvalue(r, 0, 1),
+                paused ? " once the job is resumed" : "");
     else if (PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 3), "recurring") == 0)
-        fprintf(stderr, "sluice: job %.8s is recurring (%s)%s%s\n", s->job, PQgetvalue(r, 0, 2),
-                PQgetisnull(r, 0, 1) ? "" : ": its next run is due at ", PQgetvalue(r, 0, 1));
+        fprintf(stderr, "sluice: job %.8s is recurring (%s)%s%s%s\n", s->job, PQgetvalue(r, 0, 2),
+                PQgetisnull(r, 0, 1) ? "" : ": its next run is due at ", PQgetvalue(r, 0, 1),
+                paused && !PQgetisnull(r, 0, 1) ? " once it is resumed" : "");
     else if (PQntuples(r) == 1)
         fprintf(stderr, "sluice: job %.8s %s\n", s->job, PQgetvalue(r, 0, 2));
     PQclear(r);
@@ -176,10 +186,12 @@ static int job_goes_on(logs_state *s)
 }
 
 /* Waits for a run of the job other than `after` (NULL: any) to exist; 0 with
- * s->run set, 1 after an error or when the job ended without one. */
-static int wait_for_run(logs_state *s, const char *after)
+ * s->run set, 1 after an error or when the job ended without one. `said`:
+ * whether the wait was announced already (a retry's due time was said). A
+ * pause or resume meanwhile is said as it is seen. */
+static int wait_for_run(logs_state *s, const char *after, int said)
 {
-    int said = after != NULL; /* a retry's due time was said already */
+    char seen[16] = ""; /* the job's status when last said */
     for (;;) {
         if (job_run(s)) return 1;
         if (s->run[0] && (!after || strcmp(s->run, after) != 0)) return 0;
@@ -197,18 +209,53 @@ static int wait_for_run(logs_state *s, const char *after)
         }
         const char *st = PQgetvalue(r, 0, 0);
         if (strcmp(st, "active") != 0 && strcmp(st, "paused") != 0) {
-            sl_cli_error("logs: job %.8s is %s, with no run to follow", s->job, st);
+            if (after) /* a run was followed: the job ended between two */
+                fprintf(stderr, "sluice: job %.8s %s\n", s->job, st);
+            else
+                sl_cli_error("logs: job %.8s is %s, with no run to follow", s->job, st);
             PQclear(r);
             return 1;
         }
         if (!said) {
-            fprintf(stderr, "sluice: job %.8s has no run yet (%s%s%s): waiting for one\n", s->job,
-                    st, PQgetisnull(r, 0, 2) ? "" : ", due ", PQgetvalue(r, 0, 2));
+            fprintf(stderr, "sluice: job %.8s has no run %s (%s%s%s): waiting for one\n", s->job,
+                    after ? "in flight" : "yet", st, PQgetisnull(r, 0, 2) ? "" : ", due ",
+                    PQgetvalue(r, 0, 2));
             said = 1;
+        } else if (*seen && strcmp(seen, st) != 0) {
+            fprintf(stderr, "sluice: job %.8s %s%s%s\n", s->job,
+                    strcmp(st, "paused") == 0 ? "is paused: waiting for it to be resumed"
+                                              : "was resumed",
+                    strcmp(st, "paused") == 0 || PQgetisnull(r, 0, 2) ? "" : ", due ",
+                    strcmp(st, "paused") == 0 ? "" : PQgetvalue(r, 0, 2));
         }
+        snprintf(seen, sizeof seen, "%s", st);
         PQclear(r);
         sleep_ms(POLL_MS);
     }
+}
+
+/* For --follow of a job: the run to start from. The one in flight; else,
+ * when the job is due (queued, a retry whose backoff is over, or `sluice jobs
+ * run-now`), the run about to start, not the newest one, which is over and
+ * would be followed in its place (a recurring job's last run said "completed"
+ * and ended the follow before the run asked for began); else the newest run,
+ * or the first to start when it has none. 0, or 1 after an error. */
+static int first_run(logs_state *s)
+{
+    const char *p[] = {s->job};
+    PGresult *r = query(s,
+                        "SELECT j.current_run_id IS NULL AND j.status = 'active' "
+                        "AND j.next_run_at <= now(), (SELECT r.id FROM sluice.scheduled_job_runs r "
+                        "WHERE r.scheduled_job_id = j.id "
+                        "ORDER BY r.created_at DESC, r.id LIMIT 1)::text "
+                        "FROM sluice.scheduled_jobs j WHERE j.id = $1",
+                        1, p);
+    if (!r) return 1;
+    char last[40] = "";
+    int due = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+    if (due && !PQgetisnull(r, 0, 1)) snprintf(last, sizeof last, "%s", PQgetvalue(r, 0, 1));
+    PQclear(r);
+    return wait_for_run(s, *last ? last : NULL, 0);
 }
 
 static int follow(logs_state *s)
@@ -226,7 +273,7 @@ static int follow(logs_state *s)
         if (!on) return ok ? 0 : 1;
         char last[40];
         snprintf(last, sizeof last, "%s", s->run);
-        if (wait_for_run(s, last)) return 1;
+        if (wait_for_run(s, last, 1)) return 1;
         s->printed = 0;
     }
 }
@@ -265,7 +312,7 @@ int sl_cmd_logs(const sl_config *cfg, int argc, char **argv)
             snprintf(s.run, sizeof s.run, "%s", full);
         } else {
             snprintf(s.job, sizeof s.job, "%s", full);
-            status = s.follow ? wait_for_run(&s, NULL) : job_run(&s);
+            status = s.follow ? first_run(&s) : job_run(&s);
             if (!status && !s.run[0]) fprintf(stderr, "sluice: job %.8s has no runs yet\n", full);
         }
     }

@@ -98,6 +98,91 @@ class Spine(harness.SluiceTest):
                                       r"sluice: attempt 2 (is due at .*|has started): following it\n")
         self.assertTrue(proc.stderr.endswith(f"sluice: job {job[:8]} failed\n"), proc.stderr)
 
+    def follow(self, job):
+        proc = subprocess.Popen([harness.pgfixture.sluice_bin(), "logs", "--follow", job],
+                                env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(lambda: proc.poll() is None and proc.kill())
+        return proc
+
+    def test_logs_follow_after_run_now_follows_the_run_it_asked_for(self):
+        # a recurring job with a run behind it, made due by run-now while no
+        # worker runs: the follow waits for the new run, where it printed the
+        # old one's log, said "completed" and ended before the new run began
+        job = self.sluice("schedule", "echo", "--cron", "0 3 1 1 *",
+                          "--params", '{"message": "the first"}').stdout.strip()
+        self.sluice("jobs", "run-now", job)
+        with self.serve():
+            self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'completed'"), 30,
+                          "the first run did not complete")
+        self.sluice("jobs", "edit", job, "--params", '{"message": "the second"}')
+        self.sluice("jobs", "run-now", job)
+        follow = self.follow(job)
+        said = follow.stderr.readline()  # before any worker runs the job
+        self.assertIn(f"job {job[:8]} has no run in flight (active, due ", said)
+        with self.serve():
+            out, err = follow.communicate(timeout=60)
+        self.assertEqual(follow.returncode, 0, err)
+        self.assertEqual([l.split(" ", 1)[1] for l in out.splitlines()], ["echo: the second"], err)
+        self.assertIn(f"job {job[:8]} is recurring (active): its next run is due at ", err)
+
+    def test_logs_follow_a_failed_job_run_again_from_its_first_attempt(self):
+        job = self.sluice("queue", "echo", "--params", '{"fail": true}', "--max-retries", "1").stdout.strip()
+        with self.serve():
+            self.wait_jobs_done(1)
+        self.assertEqual(self.scalar(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{job}'"), "failed")
+        self.sluice("jobs", "run-now", job)  # its retries counted afresh
+        follow = self.follow(job)
+        with self.serve():
+            out, err = follow.communicate(timeout=60)
+        self.assertEqual(follow.returncode, 1, err)
+        # the two new runs, not the old attempt 2 and an "attempt 3" that never was
+        self.assertRegex(err, r"run [0-9a-f]{8} \(attempt 1\) failed after .*\n"
+                              r"sluice: attempt 2 (is due at .*|has started): following it\n"
+                              r"sluice: run [0-9a-f]{8} \(attempt 2\) failed after .*\n")
+        self.assertNotIn("attempt 3", err)
+        self.assertEqual(self.count("sluice.scheduled_job_runs", f"scheduled_job_id = '{job}'"), 4)
+        self.assertEqual(out.count("echo: hello"), 2, out)
+        self.assertTrue(err.endswith(f"sluice: job {job[:8]} failed\n"), err)
+
+    def paused_in_its_run(self, job):
+        """Follows the slow job `job`, pausing it while its first run is in
+        flight; returns the follow once it has said it waits for attempt 2."""
+        follow = self.follow(job)
+        self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'running'"), 30,
+                      "the run did not start")
+        self.sluice("jobs", "pause", job)
+        self.assertIn("has no run yet", follow.stderr.readline())
+        first = follow.stderr.readline()  # the run timed out
+        self.assertRegex(first, r"run [0-9a-f]{8} \(attempt 1\) failed after .*: timed out after 2s")
+        then = follow.stderr.readline()  # it was "job … paused", and the follow ended
+        self.assertRegex(then, r"^sluice: attempt 2 is due at .* once the job is resumed: following it$")
+        self.assertIsNone(follow.poll())
+        return follow
+
+    def test_logs_follow_a_one_time_job_paused_during_its_run_through_resume(self):
+        # paused while its run was in flight, the job keeps its retry for the
+        # resume: the follow goes on, as for a job paused while waiting for it
+        job = self.sluice("queue", "slow", "--params", '{"seconds": 3}', "--max-retries", "1").stdout.strip()
+        with self.serve():
+            follow = self.paused_in_its_run(job)
+            self.sluice("jobs", "resume", job)
+            out, err = follow.communicate(timeout=60)
+        self.assertEqual(follow.returncode, 1, err)
+        self.assertEqual([l.split(" ", 1)[1] for l in out.splitlines()],
+                         ["sleeping 3.0s", "timed out after 2s"] * 2)
+        self.assertTrue(err.endswith(f"sluice: job {job[:8]} failed\n"), err)
+
+    def test_logs_follow_ends_with_a_job_cancelled_between_its_runs(self):
+        job = self.sluice("queue", "slow", "--params", '{"seconds": 3}', "--max-retries", "1").stdout.strip()
+        with self.serve():
+            follow = self.paused_in_its_run(job)
+            self.sluice("jobs", "cancel", job)
+            out, err = follow.communicate(timeout=60)
+        self.assertEqual(follow.returncode, 1, err)
+        # how the job ended, as after its last run: not an error "with no run to follow"
+        self.assertEqual(err, f"sluice: job {job[:8]} cancelled\n")
+        self.assertEqual(self.count("sluice.scheduled_job_runs", f"scheduled_job_id = '{job}'"), 1)
+
     def test_logs_of_a_run_show_control_characters_and_refuse_bad_ids(self):
         self.sluice("run", "echo", "--params", '{"message": "red \\u001b[31m text"}')
         run = self.scalar("SELECT id FROM sluice.scheduled_job_runs")
