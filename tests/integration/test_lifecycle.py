@@ -154,7 +154,7 @@ class Lifecycle(harness.SluiceTest):
         self.assertRegex(runs[0]["error_message"], r"^worker lost: lease expired at \d{4}-\d\d-\d\dT")
         # the rescue says what became of the job: retried at once (sleep: 3 retries)
         line = next(x for x in d2.log().splitlines() if "failed a run whose worker was lost" in x)
-        self.assertIn(f"run={runs[0]['id']}", line)
+        self.assertIn(f"run={runs[0]['id']} type=sleep ", line)  # as every line about a run
         self.assertRegex(line, r' then="retry attempt 2 of 4 at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"')
         self.assertEqual(runs[-1]["status"], "completed")
         self.assertEqual(self.one(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{job}'")["status"],
@@ -909,7 +909,8 @@ class Lifecycle(harness.SluiceTest):
                                     f"WHERE id = '{job}'")  # cancel_job() without its NOTIFY
             self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'cancelled'") == 1, 20,
                           "the worker never stopped the run of its cancelled job")
-            self.assertIn("cancelling run: its job was cancelled", d.log())
+            run = self.scalar(f"SELECT id FROM sluice.scheduled_job_runs WHERE scheduled_job_id = '{job}'")
+            self.assertIn(f'msg="cancelling run: its job was cancelled" run={run} type=sleep\n', d.log())
         self.assertEqual(self.one(f"SELECT status, current_run_id FROM sluice.scheduled_jobs WHERE id = '{job}'"),
                          {"status": "cancelled", "current_run_id": None})
 
@@ -1036,6 +1037,8 @@ class Lifecycle(harness.SluiceTest):
             finally:
                 d.signal(signal.SIGCONT)
             d.wait_log("stopping run: its lease expired and it was failed", 20)
+            line = next(x for x in d.log().splitlines() if "stopping run: its lease expired" in x)
+            self.assertRegex(line, r" run=[0-9a-f-]{36} type=sleep$")
             # its own outcome finds the run failed already: not recorded, and said so
             failed = self.scalar(f"SELECT id FROM sluice.scheduled_job_runs WHERE scheduled_job_id = '{job}' "
                                  f"AND status = 'failed'")
