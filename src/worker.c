@@ -731,8 +731,8 @@ static void stop_queued(const char *run_id, const char *reason, void *data)
         *at = p->next;
         if (w->queue_tail == p) w->queue_tail = prev;
         w->queued--;
-        sl_log(SL_INFO, "dropping a claimed run before its start", "run", p->spec.run_id, "reason",
-               reason, NULL);
+        sl_log(SL_INFO, "dropping a claimed run before its start", "run", p->spec.run_id, "type",
+               p->spec.job_type, "reason", reason, NULL);
         if (strcmp(reason, "cancelled") == 0) record_unrun(w, p, SL_RUN_CANCELLED, "cancelled");
         if (strcmp(reason, "paused") == 0) {
             char ids[64];

@@ -988,7 +988,8 @@ class Lifecycle(harness.SluiceTest):
             self.assertIn("cancelling", self.sluice("jobs", "cancel", queued).stdout)
             self.wait_for(lambda: self.scalar(f"SELECT status FROM sluice.scheduled_job_runs "
                                               f"WHERE scheduled_job_id = '{queued}'") == "cancelled", 20)
-            self.assertIn("dropping a claimed run before its start", d.log())
+            self.assertRegex(d.log(), r'msg="dropping a claimed run before its start" run=[0-9a-f-]{36} '
+                                      r'type=chatty reason=cancelled\n')
             for j in jobs:  # the two in flight go on
                 if j != queued:
                     self.cancel_and_wait(j)
@@ -1003,7 +1004,8 @@ class Lifecycle(harness.SluiceTest):
             self.assertIn("paused", self.sluice("jobs", "pause", queued).stdout)
             self.wait_for(lambda: self.count("sluice.scheduled_job_runs", f"scheduled_job_id = '{queued}'") == 0,
                           20, "the paused job's claimed run was not given back")
-            self.assertIn("dropping a claimed run before its start", d.log())
+            self.assertRegex(d.log(), r'msg="dropping a claimed run before its start" run=[0-9a-f-]{36} '
+                                      r'type=chatty reason=paused\n')
             self.assertEqual(self.one(f"SELECT status, current_run_id IS NULL AS free, next_run_at IS NOT NULL AS due "
                                       f"FROM sluice.scheduled_jobs WHERE id = '{queued}'"),
                              {"status": "paused", "free": True, "due": True})
