@@ -29,6 +29,7 @@ typedef struct {
     long printed; /* characters of its log printed */
     int attempt;  /* its attempt number */
     int follow;
+    int orphaned; /* whether its lease was said to have expired */
 } logs_state;
 
 static void usage(FILE *out)
@@ -122,7 +123,10 @@ static int read_more(logs_state *s, int *ended, int *ok)
     PGresult *r = query(s,
                         "SELECT status, substr(logs, $2::int + 1), length(logs), "
                         "error_message, attempt_number, "
-                        "extract(epoch FROM completed_at - started_at) "
+                        "extract(epoch FROM completed_at - started_at), "
+                        "CASE WHEN status = 'running' AND lease_expires_at < now() - "
+                        "interval '1 minute' THEN to_char(lease_expires_at AT TIME ZONE 'UTC', "
+                        "'YYYY-MM-DD HH24:MI:SS\"Z\"') END "
                         "FROM sluice.scheduled_job_runs WHERE id = $1",
                         2, p);
     if (!r) return 1;
@@ -137,6 +141,15 @@ static int read_more(logs_state *s, int *ended, int *ok)
     const char *status = PQgetvalue(r, 0, 0);
     *ended = strcmp(status, "running") != 0 && strcmp(status, "pending") != 0;
     *ok = strcmp(status, "completed") == 0;
+    if (s->follow && !s->orphaned && !PQgetisnull(r, 0, 6)) {
+        /* its worker is gone and no live one has failed it (`health` calls
+         * its dataset stuck): say so once, rather than wait in silence */
+        fprintf(stderr,
+                "sluice: run %.8s's lease expired at %s and no worker has failed it: is any "
+                "worker running and reaching the database? (waiting for one)\n",
+                s->run, PQgetvalue(r, 0, 6));
+        s->orphaned = 1;
+    }
     if (*ended && s->follow) {
         char took[64] = "";
         if (!PQgetisnull(r, 0, 5)) sl_fmt_duration(atof(PQgetvalue(r, 0, 5)), took, sizeof took);
@@ -275,6 +288,7 @@ static int follow(logs_state *s)
         snprintf(last, sizeof last, "%s", s->run);
         if (wait_for_run(s, last, 1)) return 1;
         s->printed = 0;
+        s->orphaned = 0;
     }
 }
 

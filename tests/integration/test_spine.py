@@ -4,6 +4,7 @@ failures that stay inside their run, foreground runs, brands, and bad input that
 changes nothing. Real binary, real Postgres."""
 
 import json
+import re
 import tempfile
 import signal
 import subprocess
@@ -182,6 +183,41 @@ class Spine(harness.SluiceTest):
         # how the job ended, as after its last run: not an error "with no run to follow"
         self.assertEqual(err, f"sluice: job {job[:8]} cancelled\n")
         self.assertEqual(self.count("sluice.scheduled_job_runs", f"scheduled_job_id = '{job}'"), 1)
+
+    def test_logs_follow_says_when_no_worker_fails_a_run_whose_lease_expired(self):
+        # the worker is killed mid-run and none is left to fail its run: the
+        # follow says so (as health --check calls its dataset stuck), then goes
+        # on once a worker's rescue fails the run and its retry runs
+        job = self.sluice("queue", "chatty", "--params", '{"pause": 30}').stdout.strip()
+        err_file = tempfile.NamedTemporaryFile("w+", prefix="sluice-follow-", suffix=".err")
+        self.addCleanup(err_file.close)
+        follow = subprocess.Popen([harness.pgfixture.sluice_bin(), "logs", "--follow", job], env=self.env(),
+                                  stdout=subprocess.PIPE, stderr=err_file, text=True)
+        self.addCleanup(lambda: follow.poll() is None and follow.kill())
+
+        def err():
+            with open(err_file.name) as f:
+                return f.read()
+        d = self.serve()
+        self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "logs LIKE '%step 1%'"), 30,
+                      "the run did not start")
+        d.kill()
+        pgfixture.psql(self.db, "UPDATE sluice.scheduled_job_runs SET lease_expires_at = "
+                                "'2026-01-02T03:04:05Z' WHERE status = 'running'")
+        said = (r"\nsluice: run [0-9a-f]{8}'s lease expired at 2026-01-02 03:04:05Z and no worker has "
+                r"failed it: is any worker running and reaching the database\? \(waiting for one\)\n")
+        self.wait_for(lambda: re.search(said, err()), 30, "the follow waited in silence for a worker")
+        self.assertIsNone(follow.poll())
+        with self.serve():
+            self.wait_for(lambda: "following it" in err(), 30, "the rescue's retry was not followed")
+            self.sluice("jobs", "cancel", job)
+            follow.communicate(timeout=60)
+        self.assertEqual(follow.returncode, 1, err())
+        self.assertRegex(err(), said + r"sluice: run [0-9a-f]{8} \(attempt 1\) failed after .*: worker lost: "
+                                       r"lease expired at 2026-01-02T03:04:05Z\n"
+                                       r"sluice: attempt 2 (is due at .*|has started): following it\n")
+        self.assertEqual(err().count("no worker has failed it"), 1, err())  # once, of the lost run only
+        self.assertTrue(err().endswith(f"sluice: job {job[:8]} cancelled\n"), err())
 
     def test_logs_of_a_run_show_control_characters_and_refuse_bad_ids(self):
         self.sluice("run", "echo", "--params", '{"message": "red \\u001b[31m text"}')
