@@ -734,6 +734,8 @@ class Lifecycle(harness.SluiceTest):
                       f"it keeps its own expression and zone (`sluice jobs edit` changes them)\n", proc.stderr)
         self.assertEqual(self.one(f"SELECT cron_expression, timezone FROM sluice.scheduled_jobs WHERE id = '{a}'"),
                          {"cron_expression": "0 9 * * *", "timezone": "UTC"})
+        proc = self.sluice("schedule", "echo", "--cron", "30 9 * * *", "--dedupe-key", "morning")
+        self.assertIn("it keeps its own expression (`sluice jobs edit` changes it)\n", proc.stderr)
         # a one-time job holding the key is not the schedule asked for
         once = self.sluice("queue", "echo", "--dedupe-key", "weekly", "--at", "+1h").stdout.strip()
         proc = self.sluice("schedule", "echo", "--cron", "@weekly", "--dedupe-key", "weekly", check=False)
