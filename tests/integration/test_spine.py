@@ -4,6 +4,7 @@ failures that stay inside their run, foreground runs, brands, and bad input that
 changes nothing. Real binary, real Postgres."""
 
 import json
+import os
 import re
 import tempfile
 import signal
@@ -1088,6 +1089,38 @@ print(rows[1].three)
                                                  "PGHOST": "/nonexistent"}), check=False)
         self.assertEqual(proc.returncode, 1, proc.stderr)
         self.assertNotIn("configuration", proc.stderr)
+
+    def test_a_role_refused_under_a_running_daemon_is_said_as_news_then_reminded(self):
+        # the daemon serves, then its role may no longer log in: the outage's
+        # first line has the server's reason for ending the session, and the
+        # next one the refusal, at once, as what is now the case — it said
+        # "still refuses" (down_for=0s) of a refusal never said before
+        role = f"sluice_refused_{os.getpid()}"
+        self.sluice("jobs")  # the schema, made by the database's owner: the role is to own nothing
+        pgfixture.psql(self.db, f"CREATE ROLE {role} LOGIN SUPERUSER")
+        self.addCleanup(lambda: pgfixture.psql(self.db, f"DROP ROLE IF EXISTS {role}"))
+        d = self.serve("--lease", "30", env=self.env({"DATABASE_URL": self.db.replace("postgres@", f"{role}@")}))
+        d.wait_log("sluice serving", 60)
+        pgfixture.psql(self.db, f"ALTER ROLE {role} NOLOGIN; "
+                                f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'")
+        d.wait_log("refuses the connection", 60)
+        pgfixture.psql(self.db, f"ALTER ROLE {role} LOGIN")
+        d.wait_log("database connection back", 60)
+        self.assertEqual(d.stop(), 0, d.log())
+        log = d.log()
+        outage = [line for line in log[log.index("database connection failed"):
+                                       log.index("database connection back")].splitlines()
+                  if "level=warn" in line or "retrying until it is back" in line]
+        self.assertIn('retrying until it is back" error="terminating connection due to administrator command"',
+                      outage[0])
+        self.assertRegex(outage[1], r'msg="the database now refuses the connection; retrying" down_for=\d+s '
+                                    rf'error="FATAL:  role \\"{role}\\" is not permitted to log in" '
+                                    r'cause="a configuration problem, not an outage: ')
+        self.assertNotIn("still refuses", outage[1])
+        # reminders after it say "still", and only at their times (10 s, 30 s, …)
+        for line in outage[2:]:
+            self.assertIn("the database still refuses the connection; retrying", line)
+            self.assertGreaterEqual(int(re.search(r"down_for=(\d+)s", line).group(1)), 9, line)
 
     def test_broken_handler_file_does_not_stop_the_others(self):
         import tempfile, os, shutil
