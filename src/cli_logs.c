@@ -114,7 +114,8 @@ static int job_run(logs_state *s)
 
 /* Prints what the run's log holds past s->printed. *ended: 1 once the run is
  * over (everything printed), with its outcome said on stderr; *ok whether it
- * completed. 0, or 1 after printing the error. */
+ * completed. 0; 1 after printing the error; 2 when the run is gone, unsaid
+ * (given back to its job before it started, or pruned). */
 static int read_more(logs_state *s, int *ended, int *ok)
 {
     char from[24];
@@ -130,10 +131,9 @@ static int read_more(logs_state *s, int *ended, int *ok)
                         "FROM sluice.scheduled_job_runs WHERE id = $1",
                         2, p);
     if (!r) return 1;
-    if (PQntuples(r) != 1) { /* pruned by retention meanwhile */
+    if (PQntuples(r) != 1) {
         PQclear(r);
-        sl_cli_error("logs: run %s is gone (pruned)", s->run);
-        return 1;
+        return 2;
     }
     print_visible(PQgetvalue(r, 0, 1));
     s->printed = atol(PQgetvalue(r, 0, 2));
@@ -204,7 +204,8 @@ static int job_goes_on(logs_state *s)
  * pause or resume meanwhile is said as it is seen. */
 static int wait_for_run(logs_state *s, const char *after, int said)
 {
-    char seen[16] = ""; /* the job's status when last said */
+    int followed = said; /* something was said of the job: its end is news too */
+    char seen[16] = "";  /* the job's status when last said */
     for (;;) {
         if (job_run(s)) return 1;
         if (s->run[0] && (!after || strcmp(s->run, after) != 0)) return 0;
@@ -222,7 +223,7 @@ static int wait_for_run(logs_state *s, const char *after, int said)
         }
         const char *st = PQgetvalue(r, 0, 0);
         if (strcmp(st, "active") != 0 && strcmp(st, "paused") != 0) {
-            if (after) /* a run was followed: the job ended between two */
+            if (followed) /* the job ended between two runs */
                 fprintf(stderr, "sluice: job %.8s %s\n", s->job, st);
             else
                 sl_cli_error("logs: job %.8s is %s, with no run to follow", s->job, st);
@@ -271,11 +272,47 @@ static int first_run(logs_state *s)
     return wait_for_run(s, *last ? last : NULL, 0);
 }
 
+/* s->run: the job's newest run, "" when it has none. 0, or 1 after an error. */
+static int newest_run(logs_state *s)
+{
+    const char *p[] = {s->job};
+    PGresult *r =
+        query(s,
+              "SELECT id::text FROM sluice.scheduled_job_runs WHERE scheduled_job_id = $1 "
+              "ORDER BY created_at DESC, id LIMIT 1",
+              1, p);
+    if (!r) return 1;
+    snprintf(s->run, sizeof s->run, "%s", PQntuples(r) == 1 ? PQgetvalue(r, 0, 0) : "");
+    PQclear(r);
+    return 0;
+}
+
 static int follow(logs_state *s)
 {
     int ended = 0, ok = 0;
     for (;;) {
-        if (read_more(s, &ended, &ok)) return 1;
+        int st = read_more(s, &ended, &ok);
+        if (st == 2 && s->job[0]) {
+            /* a claimed run given back before it started (its job paused, its
+             * worker stopping, its claim answered too late): the job's next
+             * run is followed (retention never prunes the latest run of a job) */
+            fprintf(stderr,
+                    "sluice: run %.8s was given back to job %.8s before it started: waiting for "
+                    "the job's next run\n",
+                    s->run, s->job);
+            char newest[40];
+            if (newest_run(s)) return 1;
+            snprintf(newest, sizeof newest, "%s", s->run); /* wait_for_run sets s->run */
+            if (wait_for_run(s, *newest ? newest : NULL, 1)) return 1;
+            s->printed = 0;
+            s->orphaned = 0;
+            continue;
+        }
+        if (st == 2)
+            sl_cli_error("logs: run %.8s is gone: given back to its job before it started, or "
+                         "pruned",
+                         s->run);
+        if (st) return 1;
         if (!ended) {
             sleep_ms(POLL_MS);
             continue;
@@ -333,6 +370,12 @@ int sl_cmd_logs(const sl_config *cfg, int argc, char **argv)
     if (!status && s.run[0]) {
         int ended, ok;
         status = s.follow ? follow(&s) : read_more(&s, &ended, &ok);
+        if (status == 2) { /* between the id's lookup and the read */
+            sl_cli_error("logs: run %.8s is gone: given back to its job before it started, or "
+                         "pruned",
+                         s.run);
+            status = 1;
+        }
     }
     PQfinish(s.c);
     return status;

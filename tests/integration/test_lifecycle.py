@@ -999,6 +999,34 @@ class Lifecycle(harness.SluiceTest):
                                   f"WHERE scheduled_job_id = '{queued}'"), [{"status": "cancelled", "logs": ""}])
         self.assertEqual(self.scalar(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{queued}'"), "cancelled")
 
+    def test_logs_follow_of_a_job_whose_claimed_run_goes_back_waits_for_its_next(self):
+        # the run a follow had was given back to its job before it started (the
+        # job paused): the follow ended "run … is gone (pruned)", an error
+        with self.claimed_run_waiting_for_a_slot() as (d, jobs, queued):
+            err_file = tempfile.NamedTemporaryFile("w+", prefix="sluice-follow-", suffix=".err")
+            self.addCleanup(err_file.close)
+            follow = subprocess.Popen([pgfixture.sluice_bin(), "logs", "--follow", queued], env=self.env(),
+                                      stdout=subprocess.PIPE, stderr=err_file, text=True)
+            self.addCleanup(lambda: follow.poll() is None and follow.kill())
+            # it reads the claimed run's log (empty: it has not started)
+            self.wait_for(lambda: self.count("pg_stat_activity", "query LIKE '%substr(logs, $2::int + 1)%'"),
+                          30, "the follow never read the claimed run")
+            self.sluice("jobs", "pause", queued)
+            self.wait_for(lambda: "given back" in open(err_file.name).read(), 30,
+                          "the follow did not see the run given back")
+            self.assertIsNone(follow.poll(), open(err_file.name).read())
+            self.sluice("jobs", "cancel", queued)
+            follow.communicate(timeout=60)
+            for j in jobs:
+                if j != queued:
+                    self.cancel_and_wait(j)
+        err = open(err_file.name).read()
+        self.assertEqual(follow.returncode, 1, err)
+        self.assertRegex(err, rf"^sluice: run [0-9a-f]{{8}} was given back to job {queued[:8]} before it "
+                              rf"started: waiting for the job's next run\n"
+                              rf"sluice: job {queued[:8]} cancelled\n$")
+        self.assertNotIn("pruned", err)
+
     def test_a_claimed_run_waiting_for_a_slot_goes_back_when_its_job_is_paused(self):
         # pause: no new runs until resumed; a claimed run that has not started
         # is a new run, so it is given back to its job, which resume then runs
