@@ -29,6 +29,7 @@ typedef struct {
     char run[40]; /* the run being printed ("" while waiting for one) */
     long printed; /* characters of its log printed */
     int follow;
+    int orphaned; /* whether its lease was said to have expired */
 } logs_state;
 
 static void usage(FILE *out)
@@ -39,10 +40,13 @@ static void usage(FILE *out)
                  "characters. Control characters are shown as `cat -v` does.\n\n"
                  "  -f, --follow   keep printing lines as the worker records them (every two\n"
                  "                 seconds) until the run ends, then say how it ended on\n"
-                 "                 stderr. For a job: wait for a run to start if it has had\n"
-                 "                 none, and follow a one-time job's retries until it\n"
-                 "                 completes, fails for good or is cancelled. Exit status 0\n"
-                 "                 when the last run followed completed, 1 when it did not.\n");
+                 "                 stderr. For a job with no run in flight: wait for one\n"
+                 "                 to start when the job is due (after `jobs run-now`,\n"
+                 "                 say) or has had none, else start from its newest run.\n"
+                 "                 A one-time job's retries are followed (a paused job's\n"
+                 "                 too) until it completes, fails for good or is\n"
+                 "                 cancelled. Exit status 0 when the last run followed\n"
+                 "                 completed, 1 when it did not.\n");
 }
 
 static void sleep_ms(long ms)
@@ -51,7 +55,9 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
-/* A statement the server answered with an error: says it. NULL. */
+/* Runs a query, and after a lost connection tries again (reconnecting once a
+ * second for up to a minute, saying so once), as a follow outlives a database
+ * restart. NULL after printing the error. */
 static PGresult *query_failed(logs_state *s, PGresult *r)
 {
     const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
@@ -61,9 +67,6 @@ static PGresult *query_failed(logs_state *s, PGresult *r)
     return NULL;
 }
 
-/* Runs a query, and after a lost connection tries again (reconnecting once a
- * second for up to a minute, saying so once), as a follow outlives a database
- * restart. NULL after printing the error. */
 static PGresult *query(logs_state *s, const char *sql, int n, const char *const *p)
 {
     PGresult *r = PQexecParams(s->c, sql, n, NULL, p, NULL, NULL, 0);
@@ -96,83 +99,29 @@ static void print_visible(const char *text)
     fflush(stdout);
 }
 
-/* A job as read in one statement, so that its run and its status agree: the
- * run its log comes from (the one in flight, else its newest; "" when it has
- * none yet), its status and schedule type, and when it is due next ("" when
- * it is not). */
-typedef struct {
-    char run[40];
-    char status[16];
-    char kind[16];
-    char due[32];
-    int run_attempt;  /* that run's attempt number */
-    int next_attempt; /* the number of the job's next attempt, when it is due */
-} job_state;
-
-/* Reads s->job into *j. 0, or 1 after printing the error (the job is gone). */
-static int read_job(logs_state *s, job_state *j)
+/* The run a job's log comes from: the one in flight, else its newest; "" when
+ * it has none yet. 0, or 1 after printing the error. */
+static int job_run(logs_state *s)
 {
     const char *p[] = {s->job};
     PGresult *r = query(s,
-                        "SELECT r.id::text, j.status, j.schedule_type, "
-                        "to_char(j.next_run_at AT TIME ZONE 'UTC', "
-                        "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), r.attempt_number, j.attempts + 1 "
-                        "FROM sluice.scheduled_jobs j LEFT JOIN LATERAL ("
-                        " SELECT x.id, x.attempt_number FROM sluice.scheduled_job_runs x"
-                        " WHERE x.id = j.current_run_id OR (j.current_run_id IS NULL"
-                        "  AND x.scheduled_job_id = j.id)"
-                        " ORDER BY x.created_at DESC, x.id LIMIT 1) r ON true "
-                        "WHERE j.id = $1",
+                        "SELECT coalesce(j.current_run_id, (SELECT r.id FROM "
+                        "sluice.scheduled_job_runs r WHERE r.scheduled_job_id = j.id "
+                        "ORDER BY r.created_at DESC, r.id LIMIT 1))::text "
+                        "FROM sluice.scheduled_jobs j WHERE j.id = $1",
                         1, p);
     if (!r) return 1;
-    if (PQntuples(r) != 1) {
-        PQclear(r);
-        sl_cli_error("logs: job %s is gone", s->job);
-        return 1;
-    }
-    snprintf(j->run, sizeof j->run, "%s", PQgetvalue(r, 0, 0)); /* "" for NULL */
-    snprintf(j->status, sizeof j->status, "%s", PQgetvalue(r, 0, 1));
-    snprintf(j->kind, sizeof j->kind, "%s", PQgetvalue(r, 0, 2));
-    snprintf(j->due, sizeof j->due, "%s", PQgetvalue(r, 0, 3));
-    j->run_attempt = atoi(PQgetvalue(r, 0, 4));
-    j->next_attempt = atoi(PQgetvalue(r, 0, 5));
+    s->run[0] = '\0';
+    if (PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
+        snprintf(s->run, sizeof s->run, "%s", PQgetvalue(r, 0, 0));
     PQclear(r);
     return 0;
 }
 
-static int job_waits(const job_state *j)
-{
-    return strcmp(j->status, "active") == 0 || strcmp(j->status, "paused") == 0;
-}
-
-/* Waits for a run of the job other than `after` (NULL: any) to exist; 0 with
- * s->run set, 1 after an error or when the job ended without one. */
-static int wait_for_run(logs_state *s, const char *after)
-{
-    int said = after != NULL; /* a retry's due time was said already */
-    for (;;) {
-        job_state j;
-        if (read_job(s, &j)) return 1;
-        if (j.run[0] && (!after || strcmp(j.run, after) != 0)) {
-            snprintf(s->run, sizeof s->run, "%s", j.run);
-            return 0;
-        }
-        if (!job_waits(&j)) {
-            sl_cli_error("logs: job %.8s is %s, with no run to follow", s->job, j.status);
-            return 1;
-        }
-        if (!said) {
-            fprintf(stderr, "sluice: job %.8s has no run yet (%s%s%s): waiting for one\n", s->job,
-                    j.status, j.due[0] ? ", due " : "", j.due);
-            said = 1;
-        }
-        sleep_ms(POLL_MS);
-    }
-}
-
 /* Prints what the run's log holds past s->printed. *ended: 1 once the run is
  * over (everything printed), with its outcome said on stderr; *ok whether it
- * completed. 0, or 1 after printing the error. */
+ * completed. 0; 1 after printing the error; 2 when the run is gone, unsaid
+ * (given back to its job before it started, or pruned). */
 static int read_more(logs_state *s, int *ended, int *ok)
 {
     char from[24];
@@ -181,20 +130,31 @@ static int read_more(logs_state *s, int *ended, int *ok)
     PGresult *r = query(s,
                         "SELECT status, substr(logs, $2::int + 1), length(logs), "
                         "error_message, attempt_number, "
-                        "extract(epoch FROM completed_at - started_at) "
+                        "extract(epoch FROM completed_at - started_at), "
+                        "CASE WHEN status = 'running' AND lease_expires_at < now() - "
+                        "interval '1 minute' THEN to_char(lease_expires_at AT TIME ZONE 'UTC', "
+                        "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') END "
                         "FROM sluice.scheduled_job_runs WHERE id = $1",
                         2, p);
     if (!r) return 1;
-    if (PQntuples(r) != 1) { /* pruned by retention meanwhile */
+    if (PQntuples(r) != 1) {
         PQclear(r);
-        sl_cli_error("logs: run %s is gone (pruned)", s->run);
-        return 1;
+        return 2;
     }
     print_visible(PQgetvalue(r, 0, 1));
     s->printed = atol(PQgetvalue(r, 0, 2));
     const char *status = PQgetvalue(r, 0, 0);
     *ended = strcmp(status, "running") != 0 && strcmp(status, "pending") != 0;
     *ok = strcmp(status, "completed") == 0;
+    if (s->follow && !s->orphaned && !PQgetisnull(r, 0, 6)) {
+        /* its worker is gone and no live one has failed it (`health` calls
+         * its dataset stuck): say so once, rather than wait in silence */
+        fprintf(stderr,
+                "sluice: run %.8s's lease expired at %s and no worker has failed it: is any "
+                "worker running and reaching the database? (waiting for one)\n",
+                s->run, PQgetvalue(r, 0, 6));
+        s->orphaned = 1;
+    }
     if (*ended && s->follow) {
         char took[64] = "";
         if (!PQgetisnull(r, 0, 5)) sl_fmt_duration(atof(PQgetvalue(r, 0, 5)), took, sizeof took);
@@ -210,32 +170,133 @@ static int read_more(logs_state *s, int *ended, int *ok)
     return 0;
 }
 
-/* After the run s->run of a job ended: whether another run of it is to be
- * followed — a one-time job's retry (which may have started already), saying
- * so — or else how the job stands. 1: s->run is that run, or it is to be
- * waited for (*wait); 0: the job is done with; -1 after an error. */
-static int job_goes_on(logs_state *s, int *wait)
+/* After a job's run ended: whether another run of it is to be followed (a
+ * one-time job still active or paused: a retry), saying when it is due. -1
+ * after an error. The attempt is the started run's, or the one the job's
+ * count makes next, not the ended run's plus one: a failed job run again
+ * with `sluice jobs run-now` counts its attempts afresh. */
+static int job_goes_on(logs_state *s)
 {
-    job_state j;
-    if (read_job(s, &j)) return -1;
-    int one_time = strcmp(j.kind, "one_time") == 0;
-    *wait = 0;
-    if (one_time && j.run[0] && strcmp(j.run, s->run) != 0) { /* the retry is under way */
-        fprintf(stderr, "sluice: attempt %d has started: following it\n", j.run_attempt);
-        snprintf(s->run, sizeof s->run, "%s", j.run);
-        return 1;
+    const char *p[] = {s->job, s->run};
+    /* one statement, so that the job's status and its newest run agree: a
+     * retry that started, and even ended, since s->run did is followed */
+    PGresult *r =
+        query(s,
+              "SELECT j.schedule_type = 'one_time' AND (j.status IN ('active', "
+              "'paused') OR n.id <> $2::uuid), "
+              "to_char(j.next_run_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
+              "j.status, j.schedule_type, CASE WHEN n.id <> $2::uuid "
+              "THEN n.attempt_number ELSE j.attempts + 1 END, n.id <> $2::uuid "
+              "FROM sluice.scheduled_jobs j LEFT JOIN LATERAL (SELECT r.id, "
+              "r.attempt_number FROM sluice.scheduled_job_runs r "
+              "WHERE r.scheduled_job_id = j.id ORDER BY r.created_at DESC, r.id "
+              "LIMIT 1) n ON true WHERE j.id = $1",
+              2, p);
+    if (!r) return -1;
+    int on = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+    int paused = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 2), "paused") == 0;
+    int started = on && strcmp(PQgetvalue(r, 0, 5), "t") == 0;
+    if (on)
+        fprintf(stderr, "sluice: attempt %s %s%s%s: following it\n", PQgetvalue(r, 0, 4),
+                started || PQgetisnull(r, 0, 1) ? "has started" : "is due at ",
+                started ? "" : PQgetvalue(r, 0, 1),
+                paused && !started ? " once the job is resumed" : "");
+    else if (PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 3), "recurring") == 0)
+        fprintf(stderr, "sluice: job %.8s is recurring (%s)%s%s%s\n", s->job, PQgetvalue(r, 0, 2),
+                PQgetisnull(r, 0, 1) ? "" : ": its next run is due at ", PQgetvalue(r, 0, 1),
+                paused && !PQgetisnull(r, 0, 1) ? " once it is resumed" : "");
+    else if (PQntuples(r) == 1)
+        fprintf(stderr, "sluice: job %.8s %s\n", s->job, PQgetvalue(r, 0, 2));
+    PQclear(r);
+    return on;
+}
+
+/* Waits for a run of the job other than `after` (NULL: any) to exist; 0 with
+ * s->run set, 1 after an error or when the job ended without one. `said`:
+ * whether the wait was announced already (a retry's due time was said). A
+ * pause or resume meanwhile is said as it is seen. */
+static int wait_for_run(logs_state *s, const char *after, int said)
+{
+    int followed = said; /* something was said of the job: its end is news too */
+    char seen[16] = "";  /* the job's status when last said */
+    for (;;) {
+        if (job_run(s)) return 1;
+        if (s->run[0] && (!after || strcmp(s->run, after) != 0)) return 0;
+        const char *p[] = {s->job};
+        PGresult *r = query(s,
+                            "SELECT status, schedule_type, to_char(next_run_at AT TIME ZONE "
+                            "'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
+                            "FROM sluice.scheduled_jobs WHERE id = $1",
+                            1, p);
+        if (!r) return 1;
+        if (PQntuples(r) != 1) {
+            PQclear(r);
+            sl_cli_error("logs: job %s is gone", s->job);
+            return 1;
+        }
+        const char *st = PQgetvalue(r, 0, 0);
+        if (strcmp(st, "active") != 0 && strcmp(st, "paused") != 0) {
+            if (followed) /* the job ended between two runs */
+                fprintf(stderr, "sluice: job %.8s %s\n", s->job, st);
+            else
+                sl_cli_error("logs: job %.8s is %s, with no run to follow", s->job, st);
+            PQclear(r);
+            return 1;
+        }
+        if (!said) {
+            fprintf(stderr, "sluice: job %.8s has no run %s (%s%s%s): waiting for one\n", s->job,
+                    after ? "in flight" : "yet", st, PQgetisnull(r, 0, 2) ? "" : ", due ",
+                    PQgetvalue(r, 0, 2));
+            said = 1;
+        } else if (*seen && strcmp(seen, st) != 0) {
+            fprintf(stderr, "sluice: job %.8s %s%s%s\n", s->job,
+                    strcmp(st, "paused") == 0 ? "is paused: waiting for it to be resumed"
+                                              : "was resumed",
+                    strcmp(st, "paused") == 0 || PQgetisnull(r, 0, 2) ? "" : ", due ",
+                    strcmp(st, "paused") == 0 ? "" : PQgetvalue(r, 0, 2));
+        }
+        snprintf(seen, sizeof seen, "%s", st);
+        PQclear(r);
+        sleep_ms(POLL_MS);
     }
-    if (one_time && strcmp(j.status, "active") == 0) {
-        fprintf(stderr, "sluice: attempt %d %s%s: following it\n", j.next_attempt,
-                j.due[0] ? "is due at " : "has started", j.due);
-        *wait = 1;
-        return 1;
-    }
-    if (!one_time)
-        fprintf(stderr, "sluice: job %.8s is recurring (%s)%s%s\n", s->job, j.status,
-                j.due[0] ? ": its next run is due at " : "", j.due);
-    else
-        fprintf(stderr, "sluice: job %.8s %s\n", s->job, j.status);
+}
+
+/* For --follow of a job: the run to start from. The one in flight; else,
+ * when the job is due (queued, a retry whose backoff is over, or `sluice jobs
+ * run-now`), the run about to start, not the newest one, which is over and
+ * would be followed in its place (a recurring job's last run said "completed"
+ * and ended the follow before the run asked for began); else the newest run,
+ * or the first to start when it has none. 0, or 1 after an error. */
+static int first_run(logs_state *s)
+{
+    const char *p[] = {s->job};
+    PGresult *r = query(s,
+                        "SELECT j.current_run_id IS NULL AND j.status = 'active' "
+                        "AND j.next_run_at <= now(), (SELECT r.id FROM sluice.scheduled_job_runs r "
+                        "WHERE r.scheduled_job_id = j.id "
+                        "ORDER BY r.created_at DESC, r.id LIMIT 1)::text "
+                        "FROM sluice.scheduled_jobs j WHERE j.id = $1",
+                        1, p);
+    if (!r) return 1;
+    char last[40] = "";
+    int due = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+    if (due && !PQgetisnull(r, 0, 1)) snprintf(last, sizeof last, "%s", PQgetvalue(r, 0, 1));
+    PQclear(r);
+    return wait_for_run(s, *last ? last : NULL, 0);
+}
+
+/* s->run: the job's newest run, "" when it has none. 0, or 1 after an error. */
+static int newest_run(logs_state *s)
+{
+    const char *p[] = {s->job};
+    PGresult *r =
+        query(s,
+              "SELECT id::text FROM sluice.scheduled_job_runs WHERE scheduled_job_id = $1 "
+              "ORDER BY created_at DESC, id LIMIT 1",
+              1, p);
+    if (!r) return 1;
+    snprintf(s->run, sizeof s->run, "%s", PQntuples(r) == 1 ? PQgetvalue(r, 0, 0) : "");
+    PQclear(r);
     return 0;
 }
 
@@ -243,19 +304,41 @@ static int follow(logs_state *s)
 {
     int ended = 0, ok = 0;
     for (;;) {
-        if (read_more(s, &ended, &ok)) return 1;
+        int st = read_more(s, &ended, &ok);
+        if (st == 2 && s->job[0]) {
+            /* a claimed run given back before it started (its job paused, its
+             * worker stopping, its claim answered too late): the job's next
+             * run is followed (retention never prunes the latest run of a job) */
+            fprintf(stderr,
+                    "sluice: run %.8s was given back to job %.8s before it started: waiting for "
+                    "the job's next run\n",
+                    s->run, s->job);
+            char newest[40];
+            if (newest_run(s)) return 1;
+            snprintf(newest, sizeof newest, "%s", s->run); /* wait_for_run sets s->run */
+            if (wait_for_run(s, *newest ? newest : NULL, 1)) return 1;
+            s->printed = 0;
+            s->orphaned = 0;
+            continue;
+        }
+        if (st == 2)
+            sl_cli_error("logs: run %.8s is gone: given back to its job before it started, or "
+                         "pruned",
+                         s->run);
+        if (st) return 1;
         if (!ended) {
             sleep_ms(POLL_MS);
             continue;
         }
         if (!s->job[0]) return ok ? 0 : 1;
-        char last[40];
-        snprintf(last, sizeof last, "%s", s->run);
-        int wait, on = job_goes_on(s, &wait);
+        int on = job_goes_on(s);
         if (on < 0) return 1;
         if (!on) return ok ? 0 : 1;
-        if (wait && wait_for_run(s, last)) return 1;
+        char last[40];
+        snprintf(last, sizeof last, "%s", s->run);
+        if (wait_for_run(s, last, 1)) return 1;
         s->printed = 0;
+        s->orphaned = 0;
     }
 }
 
@@ -293,18 +376,19 @@ int sl_cmd_logs(const sl_config *cfg, int argc, char **argv)
             snprintf(s.run, sizeof s.run, "%s", full);
         } else {
             snprintf(s.job, sizeof s.job, "%s", full);
-            job_state j;
-            if (s.follow) {
-                status = wait_for_run(&s, NULL);
-            } else if (!(status = read_job(&s, &j))) {
-                snprintf(s.run, sizeof s.run, "%s", j.run);
-                if (!s.run[0]) fprintf(stderr, "sluice: job %.8s has no runs yet\n", full);
-            }
+            status = s.follow ? first_run(&s) : job_run(&s);
+            if (!status && !s.run[0]) fprintf(stderr, "sluice: job %.8s has no runs yet\n", full);
         }
     }
     if (!status && s.run[0]) {
         int ended, ok;
         status = s.follow ? follow(&s) : read_more(&s, &ended, &ok);
+        if (status == 2) { /* between the id's lookup and the read */
+            sl_cli_error("logs: run %.8s is gone: given back to its job before it started, or "
+                         "pruned",
+                         s.run);
+            status = 1;
+        }
     }
     PQfinish(s.c);
     return status;

@@ -158,9 +158,10 @@ static int say_already_scheduled(PGconn *c, const char *type, const char *id,
     fprintf(stderr, "; nothing new was created");
     if (strcmp(st, "paused") == 0)
         fprintf(stderr, "; it is paused (`sluice jobs resume` lets it run)");
-    if (*PQgetvalue(r, 0, 3)) /* "expression and zone" */
-        fprintf(stderr, "; it keeps its own %s (`sluice jobs edit` changes them)",
-                PQgetvalue(r, 0, 3));
+    const char *kept = PQgetvalue(r, 0, 3); /* "expression and zone", "priority" */
+    if (*kept)
+        fprintf(stderr, "; it keeps its own %s (`sluice jobs edit` changes %s)", kept,
+                strstr(kept, " and ") ? "them" : "it");
     fputc('\n', stderr);
     PQclear(r);
     say_next_run(c, id);

@@ -370,9 +370,13 @@ static void outage_note(sl_pg *pg, const char *why, int refused, int was_up)
     if (now - pg->down_told < pg->down_every && refused == pg->down_refused) return;
     char down[32];
     snprintf(down, sizeof down, "%.0fs", now - pg->down_since);
+    /* a change of reason is news ("now"), not a reminder ("still") */
+    int changed = refused != pg->down_refused;
     sl_log(SL_WARN,
-           refused ? "the database still refuses the connection; retrying"
-                   : "the database is still unreachable; retrying",
+           refused ? (changed ? "the database now refuses the connection; retrying"
+                              : "the database still refuses the connection; retrying")
+                   : (changed ? "the database is now unreachable; retrying"
+                              : "the database is still unreachable; retrying"),
            "down_for", down, "error", why, refused ? "cause" : NULL, hint, NULL);
     if (refused == pg->down_refused)
         pg->down_every = pg->down_every * 2 > 300 ? 300 : pg->down_every * 2;

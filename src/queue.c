@@ -174,15 +174,17 @@ void sl_queue_stop(sl_queue_lease *l, const char *run_id, const char *reason)
         return;
     }
     if (strcmp(reason, "cancelled") == 0) {
-        sl_log(SL_INFO, "cancelling run: its job was cancelled", "run", run_id, NULL);
+        sl_log(SL_INFO, "cancelling run: its job was cancelled", "run", run_id, "type",
+               sl_run_job_type(run), NULL);
         sl_run_cancel(run, SL_RUN_CANCELLED, "cancelled", 0);
     } else if (strcmp(reason, "deleted") == 0) {
-        sl_log(SL_WARN, "stopping run: its job was deleted", "run", run_id, NULL);
+        sl_log(SL_WARN, "stopping run: its job was deleted", "run", run_id, "type",
+               sl_run_job_type(run), NULL);
         sl_run_cancel(run, SL_RUN_CANCELLED, "its job was deleted", 0);
     } else if (strcmp(reason, "lost") == 0) {
         sl_log(SL_WARN,
                "stopping run: its lease expired and it was failed (another worker may run it)",
-               "run", run_id, NULL);
+               "run", run_id, "type", sl_run_job_type(run), NULL);
         sl_run_cancel(run, SL_RUN_FAILED, "lease lost: the run was failed after its lease expired",
                       1);
     } /* "paused": a run in flight finishes */

@@ -731,8 +731,8 @@ static void stop_queued(const char *run_id, const char *reason, void *data)
         *at = p->next;
         if (w->queue_tail == p) w->queue_tail = prev;
         w->queued--;
-        sl_log(SL_INFO, "dropping a claimed run before its start", "run", p->spec.run_id, "reason",
-               reason, NULL);
+        sl_log(SL_INFO, "dropping a claimed run before its start", "run", p->spec.run_id, "type",
+               p->spec.job_type, "reason", reason, NULL);
         if (strcmp(reason, "cancelled") == 0) record_unrun(w, p, SL_RUN_CANCELLED, "cancelled");
         if (strcmp(reason, "paused") == 0) {
             char ids[64];
@@ -774,6 +774,12 @@ static void queued_ids(sl_buf *ids, void *data)
     }
 }
 
+/* A column's value, NULL when it is NULL or not in the result (col -1). */
+static const char *col_or_null(const PGresult *res, int row, int col)
+{
+    return col < 0 || PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
+}
+
 static void rescue_done(PGresult *res, const char *err, void *data)
 {
     sl_worker *w = data;
@@ -781,17 +787,19 @@ static void rescue_done(PGresult *res, const char *err, void *data)
         sl_log(outage_level(w), "rescue pass failed", "error", err, NULL);
         return;
     }
-    int n = 0, error_col = PQfnumber(res, "error"), decision = PQfnumber(res, "decision");
+    int n = 0, error_col = PQfnumber(res, "error"), decision = PQfnumber(res, "decision"),
+        type = PQfnumber(res, "job_type");
     for (int i = 0; i < PQntuples(res); i++) {
         if (error_col >= 0 && !PQgetisnull(res, i, error_col)) {
             /* it stays running with its lease expired: tried again next pass */
             sl_log(SL_ERROR, "could not fail a run whose worker was lost; will try again", "run",
-                   PQgetvalue(res, i, 0), "error", PQgetvalue(res, i, error_col), NULL);
+                   PQgetvalue(res, i, 0), "type", col_or_null(res, i, type), "error",
+                   PQgetvalue(res, i, error_col), NULL);
             continue;
         }
         sl_log(SL_WARN, "failed a run whose worker was lost (lease expired)", "run",
-               PQgetvalue(res, i, 0), "job_status", PQgetvalue(res, i, 1), "then",
-               PQgetisnull(res, i, decision) ? NULL : PQgetvalue(res, i, decision), NULL);
+               PQgetvalue(res, i, 0), "type", col_or_null(res, i, type), "job_status",
+               PQgetvalue(res, i, 1), "then", col_or_null(res, i, decision), NULL);
         n++;
     }
     PQclear(res);
@@ -845,8 +853,10 @@ static void rescue_cb(struct ev_loop *loop, ev_timer *t, int revents)
     sl_worker *w = t->data;
     if (w->stopping) return;
     sl_pg_query(w->ctx->pg,
-                "SELECT run_id, job_status, error, decision FROM sluice.rescue_lost_runs()", 0,
-                NULL, rescue_done, w);
+                "SELECT run_id, job_status, error, decision, (SELECT r.job_type FROM "
+                "sluice.scheduled_job_runs r WHERE r.id = l.run_id) AS job_type "
+                "FROM sluice.rescue_lost_runs() l",
+                0, NULL, rescue_done, w);
     sl_pg_query(w->ctx->pg, "SELECT * FROM sluice.unscheduled_jobs(100)", 0, NULL, unscheduled_done,
                 w);
 }

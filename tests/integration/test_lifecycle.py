@@ -154,7 +154,7 @@ class Lifecycle(harness.SluiceTest):
         self.assertRegex(runs[0]["error_message"], r"^worker lost: lease expired at \d{4}-\d\d-\d\dT")
         # the rescue says what became of the job: retried at once (sleep: 3 retries)
         line = next(x for x in d2.log().splitlines() if "failed a run whose worker was lost" in x)
-        self.assertIn(f"run={runs[0]['id']}", line)
+        self.assertIn(f"run={runs[0]['id']} type=sleep ", line)  # as every line about a run
         self.assertRegex(line, r' then="retry attempt 2 of 4 at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"')
         self.assertEqual(runs[-1]["status"], "completed")
         self.assertEqual(self.one(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{job}'")["status"],
@@ -734,6 +734,8 @@ class Lifecycle(harness.SluiceTest):
                       f"it keeps its own expression and zone (`sluice jobs edit` changes them)\n", proc.stderr)
         self.assertEqual(self.one(f"SELECT cron_expression, timezone FROM sluice.scheduled_jobs WHERE id = '{a}'"),
                          {"cron_expression": "0 9 * * *", "timezone": "UTC"})
+        proc = self.sluice("schedule", "echo", "--cron", "30 9 * * *", "--dedupe-key", "morning")
+        self.assertIn("it keeps its own expression (`sluice jobs edit` changes it)\n", proc.stderr)
         # a one-time job holding the key is not the schedule asked for
         once = self.sluice("queue", "echo", "--dedupe-key", "weekly", "--at", "+1h").stdout.strip()
         proc = self.sluice("schedule", "echo", "--cron", "@weekly", "--dedupe-key", "weekly", check=False)
@@ -909,7 +911,8 @@ class Lifecycle(harness.SluiceTest):
                                     f"WHERE id = '{job}'")  # cancel_job() without its NOTIFY
             self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'cancelled'") == 1, 20,
                           "the worker never stopped the run of its cancelled job")
-            self.assertIn("cancelling run: its job was cancelled", d.log())
+            run = self.scalar(f"SELECT id FROM sluice.scheduled_job_runs WHERE scheduled_job_id = '{job}'")
+            self.assertIn(f'msg="cancelling run: its job was cancelled" run={run} type=sleep\n', d.log())
         self.assertEqual(self.one(f"SELECT status, current_run_id FROM sluice.scheduled_jobs WHERE id = '{job}'"),
                          {"status": "cancelled", "current_run_id": None})
 
@@ -987,13 +990,42 @@ class Lifecycle(harness.SluiceTest):
             self.assertIn("cancelling", self.sluice("jobs", "cancel", queued).stdout)
             self.wait_for(lambda: self.scalar(f"SELECT status FROM sluice.scheduled_job_runs "
                                               f"WHERE scheduled_job_id = '{queued}'") == "cancelled", 20)
-            self.assertIn("dropping a claimed run before its start", d.log())
+            self.assertRegex(d.log(), r'msg="dropping a claimed run before its start" run=[0-9a-f-]{36} '
+                                      r'type=chatty reason=cancelled\n')
             for j in jobs:  # the two in flight go on
                 if j != queued:
                     self.cancel_and_wait(j)
         self.assertEqual(self.sql(f"SELECT status, logs FROM sluice.scheduled_job_runs "
                                   f"WHERE scheduled_job_id = '{queued}'"), [{"status": "cancelled", "logs": ""}])
         self.assertEqual(self.scalar(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{queued}'"), "cancelled")
+
+    def test_logs_follow_of_a_job_whose_claimed_run_goes_back_waits_for_its_next(self):
+        # the run a follow had was given back to its job before it started (the
+        # job paused): the follow ended "run … is gone (pruned)", an error
+        with self.claimed_run_waiting_for_a_slot() as (d, jobs, queued):
+            err_file = tempfile.NamedTemporaryFile("w+", prefix="sluice-follow-", suffix=".err")
+            self.addCleanup(err_file.close)
+            follow = subprocess.Popen([pgfixture.sluice_bin(), "logs", "--follow", queued], env=self.env(),
+                                      stdout=subprocess.PIPE, stderr=err_file, text=True)
+            self.addCleanup(lambda: follow.poll() is None and follow.kill())
+            # it reads the claimed run's log (empty: it has not started)
+            self.wait_for(lambda: self.count("pg_stat_activity", "query LIKE '%substr(logs, $2::int + 1)%'"),
+                          30, "the follow never read the claimed run")
+            self.sluice("jobs", "pause", queued)
+            self.wait_for(lambda: "given back" in open(err_file.name).read(), 30,
+                          "the follow did not see the run given back")
+            self.assertIsNone(follow.poll(), open(err_file.name).read())
+            self.sluice("jobs", "cancel", queued)
+            follow.communicate(timeout=60)
+            for j in jobs:
+                if j != queued:
+                    self.cancel_and_wait(j)
+        err = open(err_file.name).read()
+        self.assertEqual(follow.returncode, 1, err)
+        self.assertRegex(err, rf"^sluice: run [0-9a-f]{{8}} was given back to job {queued[:8]} before it "
+                              rf"started: waiting for the job's next run\n"
+                              rf"sluice: job {queued[:8]} cancelled\n$")
+        self.assertNotIn("pruned", err)
 
     def test_a_claimed_run_waiting_for_a_slot_goes_back_when_its_job_is_paused(self):
         # pause: no new runs until resumed; a claimed run that has not started
@@ -1002,7 +1034,8 @@ class Lifecycle(harness.SluiceTest):
             self.assertIn("paused", self.sluice("jobs", "pause", queued).stdout)
             self.wait_for(lambda: self.count("sluice.scheduled_job_runs", f"scheduled_job_id = '{queued}'") == 0,
                           20, "the paused job's claimed run was not given back")
-            self.assertIn("dropping a claimed run before its start", d.log())
+            self.assertRegex(d.log(), r'msg="dropping a claimed run before its start" run=[0-9a-f-]{36} '
+                                      r'type=chatty reason=paused\n')
             self.assertEqual(self.one(f"SELECT status, current_run_id IS NULL AS free, next_run_at IS NOT NULL AS due "
                                       f"FROM sluice.scheduled_jobs WHERE id = '{queued}'"),
                              {"status": "paused", "free": True, "due": True})
@@ -1036,6 +1069,8 @@ class Lifecycle(harness.SluiceTest):
             finally:
                 d.signal(signal.SIGCONT)
             d.wait_log("stopping run: its lease expired and it was failed", 20)
+            line = next(x for x in d.log().splitlines() if "stopping run: its lease expired" in x)
+            self.assertRegex(line, r" run=[0-9a-f-]{36} type=sleep$")
             # its own outcome finds the run failed already: not recorded, and said so
             failed = self.scalar(f"SELECT id FROM sluice.scheduled_job_runs WHERE scheduled_job_id = '{job}' "
                                  f"AND status = 'failed'")

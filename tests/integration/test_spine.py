@@ -4,6 +4,8 @@ failures that stay inside their run, foreground runs, brands, and bad input that
 changes nothing. Real binary, real Postgres."""
 
 import json
+import os
+import re
 import tempfile
 import signal
 import subprocess
@@ -101,24 +103,6 @@ class Spine(harness.SluiceTest):
                                       r"|has started): following it\n")
         self.assertTrue(proc.stderr.endswith(f"sluice: job {job[:8]} failed\n"), proc.stderr)
 
-    def test_logs_follow_a_failed_job_revived_by_run_now_counts_from_one(self):
-        # run-now starts a failed job's attempts afresh: the next was said to be
-        # "attempt 2", the failed run's number plus one
-        self.sluice("run", "echo", "--params", '{"fail": true, "permanent": true}', check=False)
-        job = self.scalar("SELECT id FROM sluice.scheduled_jobs WHERE status = 'failed'")
-        self.sluice("jobs", "run-now", job)
-        follow = subprocess.Popen([harness.pgfixture.sluice_bin(), "logs", "-f", job], env=self.env(),
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.addCleanup(lambda: follow.poll() is None and follow.kill())
-        self.assertIn("echo: ", follow.stdout.readline())  # the failed run's log, then the wait
-        with self.serve():
-            out, err = follow.communicate(timeout=60)
-        self.assertEqual(follow.returncode, 1, err)
-        self.assertRegex(err, r"sluice: attempt 1 is due at [0-9T:-]+Z: following it\n")
-        self.assertNotIn("attempt 2", err)
-        self.assertEqual(err.count("(attempt 1) failed"), 2, err)
-        self.assertTrue(err.endswith(f"sluice: job {job[:8]} failed\n"), err)
-
     def test_logs_follow_a_retry_that_ran_between_two_reads(self):
         # the retry started, and ended, while the first run's end was being
         # read: the job is completed by then, and it is the retry that says so
@@ -142,6 +126,126 @@ class Spine(harness.SluiceTest):
                               r"sluice: attempt 2 has started: following it\n"
                               r"sluice: run [0-9a-f]{8} \(attempt 2\) completed")
         self.assertTrue(err.endswith(f"sluice: job {job[:8]} completed\n"), err)
+
+    def follow(self, job):
+        proc = subprocess.Popen([harness.pgfixture.sluice_bin(), "logs", "--follow", job],
+                                env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(lambda: proc.poll() is None and proc.kill())
+        return proc
+
+    def test_logs_follow_after_run_now_follows_the_run_it_asked_for(self):
+        # a recurring job with a run behind it, made due by run-now while no
+        # worker runs: the follow waits for the new run, where it printed the
+        # old one's log, said "completed" and ended before the new run began
+        job = self.sluice("schedule", "echo", "--cron", "0 3 1 1 *",
+                          "--params", '{"message": "the first"}').stdout.strip()
+        self.sluice("jobs", "run-now", job)
+        with self.serve():
+            self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'completed'"), 30,
+                          "the first run did not complete")
+        self.sluice("jobs", "edit", job, "--params", '{"message": "the second"}')
+        self.sluice("jobs", "run-now", job)
+        follow = self.follow(job)
+        said = follow.stderr.readline()  # before any worker runs the job
+        self.assertIn(f"job {job[:8]} has no run in flight (active, due ", said)
+        with self.serve():
+            out, err = follow.communicate(timeout=60)
+        self.assertEqual(follow.returncode, 0, err)
+        self.assertEqual([l.split(" ", 1)[1] for l in out.splitlines()], ["echo: the second"], err)
+        self.assertIn(f"job {job[:8]} is recurring (active): its next run is due at ", err)
+
+    def test_logs_follow_a_failed_job_run_again_from_its_first_attempt(self):
+        job = self.sluice("queue", "echo", "--params", '{"fail": true}', "--max-retries", "1").stdout.strip()
+        with self.serve():
+            self.wait_jobs_done(1)
+        self.assertEqual(self.scalar(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{job}'"), "failed")
+        self.sluice("jobs", "run-now", job)  # its retries counted afresh
+        follow = self.follow(job)
+        with self.serve():
+            out, err = follow.communicate(timeout=60)
+        self.assertEqual(follow.returncode, 1, err)
+        # the two new runs, not the old attempt 2 and an "attempt 3" that never was
+        self.assertRegex(err, r"run [0-9a-f]{8} \(attempt 1\) failed after .*\n"
+                              r"sluice: attempt 2 (is due at .*|has started): following it\n"
+                              r"sluice: run [0-9a-f]{8} \(attempt 2\) failed after .*\n")
+        self.assertNotIn("attempt 3", err)
+        self.assertEqual(self.count("sluice.scheduled_job_runs", f"scheduled_job_id = '{job}'"), 4)
+        self.assertEqual(out.count("echo: hello"), 2, out)
+        self.assertTrue(err.endswith(f"sluice: job {job[:8]} failed\n"), err)
+
+    def paused_in_its_run(self, job):
+        """Follows the slow job `job`, pausing it while its first run is in
+        flight; returns the follow once it has said it waits for attempt 2."""
+        follow = self.follow(job)
+        self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'running'"), 30,
+                      "the run did not start")
+        self.sluice("jobs", "pause", job)
+        self.assertIn("has no run yet", follow.stderr.readline())
+        first = follow.stderr.readline()  # the run timed out
+        self.assertRegex(first, r"run [0-9a-f]{8} \(attempt 1\) failed after .*: timed out after 2s")
+        then = follow.stderr.readline()  # it was "job … paused", and the follow ended
+        self.assertRegex(then, r"^sluice: attempt 2 is due at .* once the job is resumed: following it$")
+        self.assertIsNone(follow.poll())
+        return follow
+
+    def test_logs_follow_a_one_time_job_paused_during_its_run_through_resume(self):
+        # paused while its run was in flight, the job keeps its retry for the
+        # resume: the follow goes on, as for a job paused while waiting for it
+        job = self.sluice("queue", "slow", "--params", '{"seconds": 3}', "--max-retries", "1").stdout.strip()
+        with self.serve():
+            follow = self.paused_in_its_run(job)
+            self.sluice("jobs", "resume", job)
+            out, err = follow.communicate(timeout=60)
+        self.assertEqual(follow.returncode, 1, err)
+        self.assertEqual([l.split(" ", 1)[1] for l in out.splitlines()],
+                         ["sleeping 3.0s", "timed out after 2s"] * 2)
+        self.assertTrue(err.endswith(f"sluice: job {job[:8]} failed\n"), err)
+
+    def test_logs_follow_ends_with_a_job_cancelled_between_its_runs(self):
+        job = self.sluice("queue", "slow", "--params", '{"seconds": 3}', "--max-retries", "1").stdout.strip()
+        with self.serve():
+            follow = self.paused_in_its_run(job)
+            self.sluice("jobs", "cancel", job)
+            out, err = follow.communicate(timeout=60)
+        self.assertEqual(follow.returncode, 1, err)
+        # how the job ended, as after its last run: not an error "with no run to follow"
+        self.assertEqual(err, f"sluice: job {job[:8]} cancelled\n")
+        self.assertEqual(self.count("sluice.scheduled_job_runs", f"scheduled_job_id = '{job}'"), 1)
+
+    def test_logs_follow_says_when_no_worker_fails_a_run_whose_lease_expired(self):
+        # the worker is killed mid-run and none is left to fail its run: the
+        # follow says so (as health --check calls its dataset stuck), then goes
+        # on once a worker's rescue fails the run and its retry runs
+        job = self.sluice("queue", "chatty", "--params", '{"pause": 30}').stdout.strip()
+        err_file = tempfile.NamedTemporaryFile("w+", prefix="sluice-follow-", suffix=".err")
+        self.addCleanup(err_file.close)
+        follow = subprocess.Popen([harness.pgfixture.sluice_bin(), "logs", "--follow", job], env=self.env(),
+                                  stdout=subprocess.PIPE, stderr=err_file, text=True)
+        self.addCleanup(lambda: follow.poll() is None and follow.kill())
+
+        def err():
+            with open(err_file.name) as f:
+                return f.read()
+        d = self.serve()
+        self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "logs LIKE '%step 1%'"), 30,
+                      "the run did not start")
+        d.kill()
+        pgfixture.psql(self.db, "UPDATE sluice.scheduled_job_runs SET lease_expires_at = "
+                                "'2026-01-02T03:04:05Z' WHERE status = 'running'")
+        said = (r"\nsluice: run [0-9a-f]{8}'s lease expired at 2026-01-02T03:04:05Z and no worker has "
+                r"failed it: is any worker running and reaching the database\? \(waiting for one\)\n")
+        self.wait_for(lambda: re.search(said, err()), 30, "the follow waited in silence for a worker")
+        self.assertIsNone(follow.poll())
+        with self.serve():
+            self.wait_for(lambda: "following it" in err(), 30, "the rescue's retry was not followed")
+            self.sluice("jobs", "cancel", job)
+            follow.communicate(timeout=60)
+        self.assertEqual(follow.returncode, 1, err())
+        self.assertRegex(err(), said + r"sluice: run [0-9a-f]{8} \(attempt 1\) failed after .*: worker lost: "
+                                       r"lease expired at 2026-01-02T03:04:05Z\n"
+                                       r"sluice: attempt 2 (is due at .*|has started): following it\n")
+        self.assertEqual(err().count("no worker has failed it"), 1, err())  # once, of the lost run only
+        self.assertTrue(err().endswith(f"sluice: job {job[:8]} cancelled\n"), err())
 
     def test_logs_of_a_run_show_control_characters_and_refuse_bad_ids(self):
         self.sluice("run", "echo", "--params", '{"message": "red \\u001b[31m text"}')
@@ -1015,6 +1119,38 @@ print(rows[1].three)
                                                  "PGHOST": "/nonexistent"}), check=False)
         self.assertEqual(proc.returncode, 1, proc.stderr)
         self.assertNotIn("configuration", proc.stderr)
+
+    def test_a_role_refused_under_a_running_daemon_is_said_as_news_then_reminded(self):
+        # the daemon serves, then its role may no longer log in: the outage's
+        # first line has the server's reason for ending the session, and the
+        # next one the refusal, at once, as what is now the case — it said
+        # "still refuses" (down_for=0s) of a refusal never said before
+        role = f"sluice_refused_{os.getpid()}"
+        self.sluice("jobs")  # the schema, made by the database's owner: the role is to own nothing
+        pgfixture.psql(self.db, f"CREATE ROLE {role} LOGIN SUPERUSER")
+        self.addCleanup(lambda: pgfixture.psql(self.db, f"DROP ROLE IF EXISTS {role}"))
+        d = self.serve("--lease", "30", env=self.env({"DATABASE_URL": self.db.replace("postgres@", f"{role}@")}))
+        d.wait_log("sluice serving", 60)
+        pgfixture.psql(self.db, f"ALTER ROLE {role} NOLOGIN; "
+                                f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'")
+        d.wait_log("refuses the connection", 60)
+        pgfixture.psql(self.db, f"ALTER ROLE {role} LOGIN")
+        d.wait_log("database connection back", 60)
+        self.assertEqual(d.stop(), 0, d.log())
+        log = d.log()
+        outage = [line for line in log[log.index("database connection failed"):
+                                       log.index("database connection back")].splitlines()
+                  if "level=warn" in line or "retrying until it is back" in line]
+        self.assertIn('retrying until it is back" error="terminating connection due to administrator command"',
+                      outage[0])
+        self.assertRegex(outage[1], r'msg="the database now refuses the connection; retrying" down_for=\d+s '
+                                    rf'error="FATAL:  role \\"{role}\\" is not permitted to log in" '
+                                    r'cause="a configuration problem, not an outage: ')
+        self.assertNotIn("still refuses", outage[1])
+        # reminders after it say "still", and only at their times (10 s, 30 s, …)
+        for line in outage[2:]:
+            self.assertIn("the database still refuses the connection; retrying", line)
+            self.assertGreaterEqual(int(re.search(r"down_for=(\d+)s", line).group(1)), 9, line)
 
     def test_broken_handler_file_does_not_stop_the_others(self):
         import tempfile, os, shutil
