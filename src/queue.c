@@ -228,6 +228,19 @@ static void arm_fence(sl_queue_lease *l)
     ev_timer_start(loop, &l->fence);
 }
 
+int sl_queue_lease_fenced(sl_queue_lease *l)
+{
+    struct ev_loop *loop = l->ctx->loop;
+    /* the clock, not the loop's time: a process stopped in the middle of a
+     * callback goes on with the loop's time from before */
+    if (!l->holding || ev_time() - l->renewed_at < FENCE_SHARE * l->lease_seconds) return 0;
+    /* its time has passed, its timer not run yet: the loop was held up */
+    ev_now_update(loop);
+    ev_timer_stop(loop, &l->fence);
+    fence_cb(loop, &l->fence, 0);
+    return 1;
+}
+
 static void renewed(PGresult *res, const char *err, void *data)
 {
     sl_queue_lease *l = data;

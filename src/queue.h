@@ -134,6 +134,12 @@ void sl_queue_lease_stop(sl_queue_lease *l);
  * `sent`). The caller of a blocking claim updates the loop's time first. */
 int sl_queue_lease_claimed(sl_queue_lease *l, double sent);
 
+/* Before a held run starts: when the fence's time has passed but its timer has
+ * not run yet (the loop was held up: the process stopped by a signal, a slow
+ * machine), the fence runs now and 1 is returned: no run may start, as a
+ * rescue may have failed them all by the database's clock. Else 0. */
+int sl_queue_lease_fenced(sl_queue_lease *l);
+
 /* Why a claim answered `after` seconds after it was sent is not started (after
  * sl_queue_lease_claimed said -1), for a lease of `lease` seconds (as text). */
 void sl_queue_late_claim_why(char *buf, size_t len, double after, const char *lease);

@@ -346,9 +346,13 @@ static void start_one(sl_worker *w, pending *p)
     fail_unstartable(w, p, errbuf);
 }
 
-/* Starts queued runs while slots are free. */
+/* Starts queued runs while slots are free, unless their leases may have run
+ * out meanwhile (sl_queue_lease_fenced: the fence then drops them all). */
 static void start_queued(sl_worker *w)
 {
+    if (w->queue_head && w->running < w->concurrency && !w->stopping &&
+        sl_queue_lease_fenced(&w->renewal))
+        return;
     while (w->queue_head && w->running < w->concurrency && !w->stopping) {
         pending *p = w->queue_head;
         w->queue_head = p->next;
