@@ -99,21 +99,48 @@ static void print_visible(const char *text)
     fflush(stdout);
 }
 
-/* The run a job's log comes from: the one in flight, else its newest; "" when
- * it has none yet. 0, or 1 after printing the error. */
-static int job_run(logs_state *s)
+/* A job as one statement reads it, so that its status and its runs agree. */
+typedef struct {
+    char run[40];    /* the run its log comes from: the one in flight, else the newest */
+    char newest[40]; /* its newest run ("" for both when it has none) */
+    char status[16];
+    char kind[16]; /* schedule_type */
+    char due[32];  /* next_run_at as ISO 8601, "" when none */
+    int due_now;   /* active, no run in flight, next_run_at passed */
+    int newest_attempt;
+    int next_attempt; /* the number its next attempt will have */
+} job_state;
+
+/* Reads s->job into *j. 0; 1 after printing the error (also when the job is
+ * gone). */
+static int read_job(logs_state *s, job_state *j)
 {
     const char *p[] = {s->job};
     PGresult *r = query(s,
-                        "SELECT coalesce(j.current_run_id, (SELECT r.id FROM "
-                        "sluice.scheduled_job_runs r WHERE r.scheduled_job_id = j.id "
-                        "ORDER BY r.created_at DESC, r.id LIMIT 1))::text "
-                        "FROM sluice.scheduled_jobs j WHERE j.id = $1",
+                        "SELECT coalesce(j.current_run_id, n.id)::text, n.id::text, j.status, "
+                        "j.schedule_type, to_char(j.next_run_at AT TIME ZONE 'UTC', "
+                        "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), j.current_run_id IS NULL AND "
+                        "j.status = 'active' AND j.next_run_at <= now(), n.attempt_number, "
+                        "j.attempts + 1 "
+                        "FROM sluice.scheduled_jobs j LEFT JOIN LATERAL (SELECT r.id, "
+                        "r.attempt_number FROM sluice.scheduled_job_runs r "
+                        "WHERE r.scheduled_job_id = j.id ORDER BY r.created_at DESC, r.id "
+                        "LIMIT 1) n ON true WHERE j.id = $1",
                         1, p);
     if (!r) return 1;
-    s->run[0] = '\0';
-    if (PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
-        snprintf(s->run, sizeof s->run, "%s", PQgetvalue(r, 0, 0));
+    if (PQntuples(r) != 1) {
+        PQclear(r);
+        sl_cli_error("logs: job %s is gone", s->job);
+        return 1;
+    }
+    snprintf(j->run, sizeof j->run, "%s", PQgetvalue(r, 0, 0)); /* "" for NULL */
+    snprintf(j->newest, sizeof j->newest, "%s", PQgetvalue(r, 0, 1));
+    snprintf(j->status, sizeof j->status, "%s", PQgetvalue(r, 0, 2));
+    snprintf(j->kind, sizeof j->kind, "%s", PQgetvalue(r, 0, 3));
+    snprintf(j->due, sizeof j->due, "%s", PQgetvalue(r, 0, 4));
+    j->due_now = strcmp(PQgetvalue(r, 0, 5), "t") == 0;
+    j->newest_attempt = atoi(PQgetvalue(r, 0, 6));
+    j->next_attempt = atoi(PQgetvalue(r, 0, 7));
     PQclear(r);
     return 0;
 }
@@ -177,37 +204,24 @@ static int read_more(logs_state *s, int *ended, int *ok)
  * with `sluice jobs run-now` counts its attempts afresh. */
 static int job_goes_on(logs_state *s)
 {
-    const char *p[] = {s->job, s->run};
-    /* one statement, so that the job's status and its newest run agree: a
-     * retry that started, and even ended, since s->run did is followed */
-    PGresult *r =
-        query(s,
-              "SELECT j.schedule_type = 'one_time' AND (j.status IN ('active', "
-              "'paused') OR n.id <> $2::uuid), "
-              "to_char(j.next_run_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
-              "j.status, j.schedule_type, CASE WHEN n.id <> $2::uuid "
-              "THEN n.attempt_number ELSE j.attempts + 1 END, n.id <> $2::uuid "
-              "FROM sluice.scheduled_jobs j LEFT JOIN LATERAL (SELECT r.id, "
-              "r.attempt_number FROM sluice.scheduled_job_runs r "
-              "WHERE r.scheduled_job_id = j.id ORDER BY r.created_at DESC, r.id "
-              "LIMIT 1) n ON true WHERE j.id = $1",
-              2, p);
-    if (!r) return -1;
-    int on = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
-    int paused = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 2), "paused") == 0;
-    int started = on && strcmp(PQgetvalue(r, 0, 5), "t") == 0;
+    job_state j;
+    if (read_job(s, &j)) return -1;
+    /* a retry that started, and even ended, since s->run did is followed */
+    int started = strcmp(j.kind, "one_time") == 0 && *j.newest && strcmp(j.newest, s->run) != 0;
+    int paused = strcmp(j.status, "paused") == 0;
+    int on =
+        started || (strcmp(j.kind, "one_time") == 0 && (paused || strcmp(j.status, "active") == 0));
     if (on)
-        fprintf(stderr, "sluice: attempt %s %s%s%s: following it\n", PQgetvalue(r, 0, 4),
-                started || PQgetisnull(r, 0, 1) ? "has started" : "is due at ",
-                started ? "" : PQgetvalue(r, 0, 1),
+        fprintf(stderr, "sluice: attempt %d %s%s%s: following it\n",
+                started ? j.newest_attempt : j.next_attempt,
+                started || !*j.due ? "has started" : "is due at ", started ? "" : j.due,
                 paused && !started ? " once the job is resumed" : "");
-    else if (PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 3), "recurring") == 0)
-        fprintf(stderr, "sluice: job %.8s is recurring (%s)%s%s%s\n", s->job, PQgetvalue(r, 0, 2),
-                PQgetisnull(r, 0, 1) ? "" : ": its next run is due at ", PQgetvalue(r, 0, 1),
-                paused && !PQgetisnull(r, 0, 1) ? " once it is resumed" : "");
-    else if (PQntuples(r) == 1)
-        fprintf(stderr, "sluice: job %.8s %s\n", s->job, PQgetvalue(r, 0, 2));
-    PQclear(r);
+    else if (strcmp(j.kind, "recurring") == 0)
+        fprintf(stderr, "sluice: job %.8s is recurring (%s)%s%s%s\n", s->job, j.status,
+                *j.due ? ": its next run is due at " : "", j.due,
+                paused && *j.due ? " once it is resumed" : "");
+    else
+        fprintf(stderr, "sluice: job %.8s %s\n", s->job, j.status);
     return on;
 }
 
@@ -220,43 +234,31 @@ static int wait_for_run(logs_state *s, const char *after, int said)
     int followed = said; /* something was said of the job: its end is news too */
     char seen[16] = "";  /* the job's status when last said */
     for (;;) {
-        if (job_run(s)) return 1;
-        if (s->run[0] && (!after || strcmp(s->run, after) != 0)) return 0;
-        const char *p[] = {s->job};
-        PGresult *r = query(s,
-                            "SELECT status, schedule_type, to_char(next_run_at AT TIME ZONE "
-                            "'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
-                            "FROM sluice.scheduled_jobs WHERE id = $1",
-                            1, p);
-        if (!r) return 1;
-        if (PQntuples(r) != 1) {
-            PQclear(r);
-            sl_cli_error("logs: job %s is gone", s->job);
-            return 1;
+        job_state j;
+        if (read_job(s, &j)) return 1;
+        if (*j.run && (!after || strcmp(j.run, after) != 0)) {
+            snprintf(s->run, sizeof s->run, "%s", j.run);
+            return 0;
         }
-        const char *st = PQgetvalue(r, 0, 0);
-        if (strcmp(st, "active") != 0 && strcmp(st, "paused") != 0) {
+        const char *st = j.status;
+        int paused = strcmp(st, "paused") == 0;
+        if (strcmp(st, "active") != 0 && !paused) {
             if (followed) /* the job ended between two runs */
                 fprintf(stderr, "sluice: job %.8s %s\n", s->job, st);
             else
                 sl_cli_error("logs: job %.8s is %s, with no run to follow", s->job, st);
-            PQclear(r);
             return 1;
         }
         if (!said) {
             fprintf(stderr, "sluice: job %.8s has no run %s (%s%s%s): waiting for one\n", s->job,
-                    after ? "in flight" : "yet", st, PQgetisnull(r, 0, 2) ? "" : ", due ",
-                    PQgetvalue(r, 0, 2));
+                    after ? "in flight" : "yet", st, *j.due ? ", due " : "", j.due);
             said = 1;
         } else if (*seen && strcmp(seen, st) != 0) {
             fprintf(stderr, "sluice: job %.8s %s%s%s\n", s->job,
-                    strcmp(st, "paused") == 0 ? "is paused: waiting for it to be resumed"
-                                              : "was resumed",
-                    strcmp(st, "paused") == 0 || PQgetisnull(r, 0, 2) ? "" : ", due ",
-                    strcmp(st, "paused") == 0 ? "" : PQgetvalue(r, 0, 2));
+                    paused ? "is paused: waiting for it to be resumed" : "was resumed",
+                    paused || !*j.due ? "" : ", due ", paused ? "" : j.due);
         }
         snprintf(seen, sizeof seen, "%s", st);
-        PQclear(r);
         sleep_ms(POLL_MS);
     }
 }
@@ -269,35 +271,9 @@ static int wait_for_run(logs_state *s, const char *after, int said)
  * or the first to start when it has none. 0, or 1 after an error. */
 static int first_run(logs_state *s)
 {
-    const char *p[] = {s->job};
-    PGresult *r = query(s,
-                        "SELECT j.current_run_id IS NULL AND j.status = 'active' "
-                        "AND j.next_run_at <= now(), (SELECT r.id FROM sluice.scheduled_job_runs r "
-                        "WHERE r.scheduled_job_id = j.id "
-                        "ORDER BY r.created_at DESC, r.id LIMIT 1)::text "
-                        "FROM sluice.scheduled_jobs j WHERE j.id = $1",
-                        1, p);
-    if (!r) return 1;
-    char last[40] = "";
-    int due = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
-    if (due && !PQgetisnull(r, 0, 1)) snprintf(last, sizeof last, "%s", PQgetvalue(r, 0, 1));
-    PQclear(r);
-    return wait_for_run(s, *last ? last : NULL, 0);
-}
-
-/* s->run: the job's newest run, "" when it has none. 0, or 1 after an error. */
-static int newest_run(logs_state *s)
-{
-    const char *p[] = {s->job};
-    PGresult *r =
-        query(s,
-              "SELECT id::text FROM sluice.scheduled_job_runs WHERE scheduled_job_id = $1 "
-              "ORDER BY created_at DESC, id LIMIT 1",
-              1, p);
-    if (!r) return 1;
-    snprintf(s->run, sizeof s->run, "%s", PQntuples(r) == 1 ? PQgetvalue(r, 0, 0) : "");
-    PQclear(r);
-    return 0;
+    job_state j;
+    if (read_job(s, &j)) return 1;
+    return wait_for_run(s, j.due_now && *j.newest ? j.newest : NULL, 0);
 }
 
 static int follow(logs_state *s)
@@ -313,10 +289,9 @@ static int follow(logs_state *s)
                     "sluice: run %.8s was given back to job %.8s before it started: waiting for "
                     "the job's next run\n",
                     s->run, s->job);
-            char newest[40];
-            if (newest_run(s)) return 1;
-            snprintf(newest, sizeof newest, "%s", s->run); /* wait_for_run sets s->run */
-            if (wait_for_run(s, *newest ? newest : NULL, 1)) return 1;
+            job_state j;
+            if (read_job(s, &j)) return 1;
+            if (wait_for_run(s, *j.newest ? j.newest : NULL, 1)) return 1;
             s->printed = 0;
             s->orphaned = 0;
             continue;
@@ -376,7 +351,9 @@ int sl_cmd_logs(const sl_config *cfg, int argc, char **argv)
             snprintf(s.run, sizeof s.run, "%s", full);
         } else {
             snprintf(s.job, sizeof s.job, "%s", full);
-            status = s.follow ? first_run(&s) : job_run(&s);
+            job_state j;
+            status = s.follow ? first_run(&s) : read_job(&s, &j);
+            if (!status && !s.follow) snprintf(s.run, sizeof s.run, "%s", j.run);
             if (!status && !s.run[0]) fprintf(stderr, "sluice: job %.8s has no runs yet\n", full);
         }
     }
