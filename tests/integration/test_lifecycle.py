@@ -183,6 +183,31 @@ class Lifecycle(harness.SluiceTest):
         self.assertEqual(j, {"status": "failed", "attempts": 0, "last_error": error,
                              "current_run_id": None})
 
+    def test_sluice_run_whose_recording_answer_was_lost_says_what_was_recorded(self):
+        # `sluice run`: the connection breaks after the database recorded the
+        # run's failure, before the answer came. It said the outcome could not
+        # be recorded and the run stayed running (recorded: false), though it
+        # was recorded; connected again, it finds it recorded as it sent it
+        self.sluice("queue", "noop", "--at", "+1h")  # the schema and registry
+        proxy = harness.ReplyCutter(self.db, b"retry attempt 2 of 2 at ")
+        self.addCleanup(proxy.close)
+        proc = self.sluice("run", "echo", "--params", '{"fail": true}', "--json",
+                           env=self.env({"DATABASE_URL": proxy.url}), check=False)
+        self.assertTrue(proxy.cut.is_set(), proc.stderr)
+        self.assertEqual(proc.returncode, 1, proc.stderr)
+        out = json.loads(proc.stdout)
+        self.assertEqual((out["status"], out["recorded"], out["job_status"]), ("failed", True, "active"), out)
+        self.assertIn("connected again to record the run's outcome", proc.stderr)
+        run = self.one(f"SELECT status, error_message, logs FROM sluice.scheduled_job_runs "
+                       f"WHERE id = '{out['run_id']}'")
+        self.assertEqual((run["status"], run["error_message"]), ("failed", out["error"]))
+        self.assertEqual(run["logs"].count("echo: hello"), 1, run["logs"])  # recorded once
+        job = self.one(f"""SELECT status, attempts, to_char(next_run_at AT TIME ZONE 'UTC',
+                                  'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS next FROM sluice.scheduled_jobs
+                           WHERE id = '{out['job_id']}'""")
+        self.assertEqual((job["status"], job["attempts"]), ("active", 1))
+        self.assertEqual(out["then"], f"retry attempt 2 of 2 at {job['next']}")
+
     def test_a_batch_sent_again_tells_outcomes_recorded_already_from_runs_taken_away(self):
         # finish_and_claim_runs() called twice with one batch, as a worker does
         # when the answer to the first call was lost: the second call names the
