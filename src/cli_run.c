@@ -45,6 +45,10 @@ static void usage(FILE *out)
                  "           that failed or was cancelled, or was recorded as failed\n"
                  "           (\"retry attempt 2 of 4 at …\", \"job failed: permanent\n"
                  "           error\", …), else null\n\n"
+                 "When the connection to the database breaks while the outcome is being\n"
+                 "recorded, it connects once more: an outcome the database recorded\n"
+                 "before the break (only its answer was lost) counts as recorded, and\n"
+                 "one it did not is sent again.\n\n"
                  "A run that fails spends one attempt of its job, as any run does: while\n"
                  "the job type's retry policy allows more, a worker (sluice serve) runs it\n"
                  "again later; `sluice jobs cancel ID` stops that.\n\n"
@@ -97,6 +101,35 @@ static void give_back_late(PGconn *c, const sl_claimed *cl, const char *type, co
     else
         fprintf(stderr, "giving the run back failed (the error is above): its lease runs out, "
                         "then the rescue pass fails it and the retry policy applies\n");
+}
+
+/* The connection broke while the outcome (finish_runs JSON) was being
+ * recorded: perhaps after the commit, only the answer lost, or before it was
+ * sent (it sat idle through the run). Connected again, an outcome the run
+ * holds already as sent, by this worker, is taken as recorded, with what
+ * became of its job (sluice.outcomes_recorded_already); else it is sent once
+ * more. A row as finish_runs gives it (run_id, job_status, outcome, decision),
+ * or NULL when connecting again or the statement failed (the error is said). */
+static PGresult *record_again(PGconn *c, const char *outcome, const char *worker)
+{
+    PQreset(c);
+    if (PQstatus(c) != CONNECTION_OK) {
+        sl_cli_error("could not connect again to record the run's outcome: %s", PQerrorMessage(c));
+        return NULL;
+    }
+    fprintf(stderr, "connected again to record the run's outcome\n");
+    const char *p[] = {outcome, worker};
+    PGresult *r = sl_cli_exec(
+        c,
+        "SELECT k.run_id, j.status AS job_status, x.status AS outcome, k.decision "
+        "FROM sluice.outcomes_recorded_already($1::jsonb, $2::uuid, "
+        "ARRAY(SELECT (e ->> 'run_id')::uuid FROM jsonb_array_elements($1::jsonb) e)) k "
+        "JOIN sluice.scheduled_job_runs x ON x.id = k.run_id "
+        "JOIN sluice.scheduled_jobs j ON j.id = x.scheduled_job_id",
+        2, p);
+    if (!r || PQntuples(r) > 0) return r;
+    PQclear(r);
+    return sl_cli_exec(c, "SELECT * FROM sluice.finish_runs($1::jsonb)", 1, p);
 }
 
 int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
@@ -194,6 +227,7 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
     sl_buf_puts(&b, "]");
     const char *fp[] = {sl_buf_str(&b)};
     PGresult *r = sl_cli_exec(c, "SELECT * FROM sluice.finish_runs($1::jsonb)", 1, fp);
+    if (!r && PQstatus(c) == CONNECTION_BAD) r = record_again(c, fp[0], f.worker);
     int refused = r == NULL, recorded = 0, bare = 0;
     /* a failed run's job follows its retry policy: a worker may run it again.
      * No job status: finish_runs updated nothing, the run was no longer running

@@ -70,17 +70,21 @@
  * recorded (no jobs asked for, none given), so that a job NOTIFY'd to an idle
  * worker does not wait for that on a connection no claim has used yet. */
 #define WARMUP_SQL                                                                                 \
-    "SELECT (SELECT count(*) FROM sluice.finish_and_claim_runs('[]', NULL, 0, 0, NULL, true)) "    \
+    "SELECT (SELECT count(*) FROM sluice.finish_and_claim_runs('[]', NULL, 0, 0, NULL, true, "     \
+    "false)) "                                                                                     \
     "+ (SELECT count(*) FROM sluice.claim_jobs(NULL, 0, 0, NULL)) "                                \
     "+ (SELECT count(*) FROM sluice.start_runs(NULL, '{}', 0)) "                                   \
     "+ (SELECT count(*) FROM sluice.finish_runs('[]'))"
 
 /* An ended run waiting to be recorded: a run, or its outcome already as
  * finish_runs JSON (a run that could not start, or one recorded as a bare
- * failure), with what its line in the log says once that is recorded (ended). */
+ * failure), with what its line in the log says once that is recorded (ended).
+ * resent: it went with a cycle that got no answer, which may have recorded it
+ * (the connection broke after the commit, before the reply came). */
 typedef struct wrun {
     sl_run *run;
     char *outcome;
+    int resent;
     struct wrun *next;
     struct {
         int status; /* SL_RUN_*: what the outcome records */
@@ -196,6 +200,22 @@ static void log_ended(const wrun *r, const char *then)
     snprintf(dur, sizeof dur, "%.3f", secs);
     sl_log(SL_WARN, status == SL_RUN_CANCELLED ? "run cancelled" : "run failed", "run", id, "type",
            type, "seconds", dur, "error", error, "then", then, NULL);
+}
+
+/* An outcome found recorded already when its batch went again: the cycle that
+ * recorded it got no answer (the connection broke after the commit). Logged as
+ * one recorded now, with what became of its job (then: NULL for a completion,
+ * whose line came when it ended), and a note of the lost reply. */
+static void log_recorded_already(const wrun *r, const char *then)
+{
+    int status;
+    const char *id, *type, *error;
+    double secs;
+    wrun_ended(r, &status, &id, &type, &error, &secs);
+    if (then) log_ended(r, then);
+    sl_log(SL_DEBUG,
+           "run outcome recorded already: the reply to the cycle that recorded it was lost", "run",
+           id, "type", type, NULL);
 }
 
 /* How long ended runs may wait to be recorded (RECORD_DELAY_MAX): no time at
@@ -557,6 +577,8 @@ static void cycle_done(PGresult *res, const char *err, void *data)
         return;
     }
     if (err) {
+        for (wrun *r = batch; r; r = r->next)
+            r->resent = 1; /* recorded, perhaps, and only the reply lost */
         requeue(w, batch); /* keep every completion: retry with backoff */
         w->backoff = w->backoff < 0.2 ? 0.2 : w->backoff * 2;
         if (w->backoff > 30) w->backoff = 30;
@@ -569,17 +591,25 @@ static void cycle_done(PGresult *res, const char *err, void *data)
     }
     w->backoff = 0;
     if (w->isolate > 0 && batch) w->isolate--;
-    /* the claimed runs, after a row for each outcome that was not recorded and
-     * one for each failed or cancelled outcome recorded (its decision) */
+    /* the claimed runs, after a row for each outcome that was not recorded, one
+     * for each failed or cancelled outcome recorded (its decision), and, in a
+     * batch sent again, one for each outcome found recorded already (by the
+     * cycle whose reply was lost; its decision, or none for a completion) */
     int rows = PQntuples(res), n = 0, unrecorded = PQfnumber(res, "unrecorded"), late = -1;
-    int decision = PQfnumber(res, "decision");
+    int decision = PQfnumber(res, "decision"), already = PQfnumber(res, "recorded_already");
     sl_buf stale = {0};
     sl_claim_columns cols;
     sl_queue_claim_columns(res, &cols);
     ended_index ended = {0};
     for (int i = 0; i < rows; i++) {
         const char *st = PQgetisnull(res, i, unrecorded) ? NULL : PQgetvalue(res, i, unrecorded);
-        if (!PQgetisnull(res, i, decision)) {
+        if (already >= 0 &&
+            *PQgetvalue(res, i, already) == 't') { /* a cycle whose reply was lost recorded it */
+            const wrun *r = ended_find(&ended, batch, PQgetvalue(res, i, 0));
+            if (r)
+                log_recorded_already(
+                    r, PQgetisnull(res, i, decision) ? NULL : PQgetvalue(res, i, decision));
+        } else if (!PQgetisnull(res, i, decision)) {
             const wrun *r = ended_find(&ended, batch, PQgetvalue(res, i, 0));
             if (r) log_ended(r, PQgetvalue(res, i, decision));
         } else if (!st) {
@@ -670,7 +700,9 @@ static void cycle(sl_worker *w)
     if (!batch && want == 0) return;
     sl_buf b = {0};
     sl_buf_puts(&b, "[");
+    int resent = 0;
     for (wrun *r = batch; r; r = r->next) {
+        resent |= r->resent;
         if (r != batch) sl_buf_puts(&b, ",");
         if (r->outcome) {
             sl_buf_puts(&b, r->outcome);
@@ -693,13 +725,14 @@ static void cycle(sl_worker *w)
     w->cycles = c;
     char limit[16];
     snprintf(limit, sizeof limit, "%d", want);
-    const char *params[] = {sl_buf_str(&b), w->id, limit, w->lease, w->types};
+    const char *params[] = {sl_buf_str(&b), w->id,    limit,
+                            w->lease,       w->types, resent ? "true" : "false"};
     w->cycling++;
     w->asked += want;
     sl_pg_query_prepared(w->ctx->pg, "sl_cycle",
                          "SELECT * FROM sluice.finish_and_claim_runs($1::jsonb, $2, $3, $4, "
-                         "$5::text[], true)",
-                         5, params, cycle_done, c);
+                         "$5::text[], true, $6)",
+                         6, params, cycle_done, c);
     sl_buf_free(&b);
 }
 

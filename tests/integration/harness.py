@@ -17,11 +17,15 @@ import json
 import os
 import re
 import shutil
+import select
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.parse
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -106,6 +110,95 @@ class Daemon:
         if not self.logf.closed:
             self.logf.close()
             os.unlink(self.logf.name)
+
+
+class ReplyCutter:
+    """A TCP proxy in front of the test cluster that loses one reply: the first
+    time a transaction's answer holds `marker`, it lets the server finish that
+    transaction (its ReadyForQuery comes, so what it did is committed), then
+    closes both ends without passing on any of that answer, as a network
+    that broke at that moment would. Every other byte goes through as it
+    is. url is what a client connects to; cut is set once it happened."""
+
+    READY = b"Z\x00\x00\x00\x05I"  # ReadyForQuery, idle: the transaction is over
+
+    def __init__(self, db_url, marker):
+        self.marker = marker
+        self.cut = threading.Event()
+        parts = urllib.parse.urlsplit(db_url)
+        query = urllib.parse.parse_qs(parts.query)
+        host = query.get("host", [parts.hostname or "/tmp"])[0]
+        port = parts.port or int(query.get("port", ["5432"])[0])
+        if not host.startswith("/"):
+            raise ValueError(f"the test cluster is expected on a Unix socket, not {host}")
+        self.target = os.path.join(host, f".s.PGSQL.{port}")
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        user = parts.username or "postgres"
+        self.url = (f"postgresql://{user}@127.0.0.1:{self.listener.getsockname()[1]}"
+                    f"{parts.path}?sslmode=disable")
+        self.closing = False
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while not self.closing:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                server.connect(self.target)
+            except OSError:
+                client.close()
+                continue
+            threading.Thread(target=self._pump, args=(client, server), daemon=True).start()
+
+    def _pump(self, client, server):
+        held = b""  # from the server, not passed on yet (it may hold the marker)
+        found = -1  # where the marker is in held
+        try:
+            while True:
+                readable, _, _ = select.select([client, server], [], [], 1.0)
+                if self.closing:
+                    return
+                for s in readable:
+                    data = s.recv(65536)
+                    if not data:
+                        return
+                    if s is client:
+                        server.sendall(data)
+                        continue
+                    with self.lock:
+                        armed = not self.cut.is_set()
+                    if not armed:
+                        client.sendall(held + data)
+                        held = b""
+                        continue
+                    held += data
+                    if found < 0:
+                        found = held.find(self.marker)
+                    if found < 0:  # held back: only what may begin the marker
+                        keep = next((n for n in range(min(len(held), len(self.marker) - 1), 0, -1)
+                                     if self.marker.startswith(held[-n:])), 0)
+                        client.sendall(held[:len(held) - keep])
+                        held = held[len(held) - keep:]
+                    elif self.READY in held[found:]:
+                        with self.lock:
+                            self.cut.set()
+                        return  # the commit is done; the answer never arrives
+        except OSError:
+            return
+        finally:
+            client.close()
+            server.close()
+
+    def close(self):
+        self.closing = True
+        self.listener.close()
 
 
 class SluiceTest(unittest.TestCase):

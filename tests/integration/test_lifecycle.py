@@ -138,6 +138,154 @@ class Lifecycle(harness.SluiceTest):
         self.assertEqual(len(failed), 4, log)
         self.assertTrue(all(" then=" in x for x in failed), log)
 
+    def test_an_outcome_whose_reply_was_lost_is_logged_as_recorded(self):
+        # the connection breaks after Postgres committed the batch recording a
+        # failed run, before its answer reached the daemon: the daemon sends
+        # the batch again, which finds the run no longer running. That is not
+        # a run taken away (no warning that it lost its lease or its job): it
+        # is the outcome asked for, recorded, and the run's line says what
+        # became of its job, as it would have with the first answer
+        job = self.sluice("queue", "echo", "--params", '{"fail": true}').stdout.strip()  # max_retries 1
+        proxy = harness.ReplyCutter(self.db, b"retry attempt 2 of 2 at ")
+        self.addCleanup(proxy.close)
+        with self.serve(env=self.env({"DATABASE_URL": proxy.url})) as d:
+            worker = d.worker_id()
+            self.wait_for(lambda: proxy.cut.is_set() or None, 30, "the recording's answer was never cut")
+            # the retry runs and fails for good: max_retries 1
+            self.wait_for(lambda: self.scalar(f"SELECT status FROM sluice.scheduled_jobs "
+                                              f"WHERE id = '{job}'") == "failed" or None, 30)
+            runs = self.sql(f"SELECT id, status, attempt_number, worker_id::text, error_message, started_at "
+                            f"FROM sluice.scheduled_job_runs WHERE scheduled_job_id = '{job}' "
+                            f"ORDER BY attempt_number")
+            d.wait_log(f'msg="run failed" run={runs[-1]["id"]}')
+        log = d.log()
+        self.assertNotIn("run outcome not recorded", log)
+        # each attempt ran once, on this worker, and its own failure is recorded
+        # (not a rescue's "worker lost")
+        error = runs[0]["error_message"]
+        self.assertRegex(error, r"echo\.lua:\d+: echo was asked to fail$")
+        self.assertEqual([(r["attempt_number"], r["status"], r["worker_id"], r["error_message"]) for r in runs],
+                         [(1, "failed", worker, error), (2, "failed", worker, error)])
+        # the first run's line, logged once, with the retry it was given: the
+        # time the job held, no later than the second run started
+        self.assertEqual(len([x for x in log.splitlines()
+                              if f"run={runs[0]['id']}" in x and 'msg="run failed"' in x]), 1, log)
+        line, then = self.ended_line(log, runs[0]["id"])
+        self.assertIn("type=echo ", line)
+        self.assertIn(f'error="{error}"', line)
+        m = re.fullmatch(r"retry attempt 2 of 2 at (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)", then)
+        self.assertIsNotNone(m, then)
+        self.assertEqual(self.scalar(f"SELECT '{m.group(1)}'::timestamptz <= started_at "
+                                     f"FROM sluice.scheduled_job_runs WHERE id = '{runs[1]['id']}'"), "t")
+        self.assertEqual(self.ended_line(log, runs[1]["id"])[1], "job failed: no retries left (2 of 2)")
+        j = self.one(f"SELECT status, attempts, last_error, current_run_id FROM sluice.scheduled_jobs "
+                     f"WHERE id = '{job}'")
+        self.assertEqual(j, {"status": "failed", "attempts": 0, "last_error": error,
+                             "current_run_id": None})
+
+    def test_sluice_run_whose_recording_answer_was_lost_says_what_was_recorded(self):
+        # `sluice run`: the connection breaks after the database recorded the
+        # run's failure, before the answer came. It said the outcome could not
+        # be recorded and the run stayed running (recorded: false), though it
+        # was recorded; connected again, it finds it recorded as it sent it
+        self.sluice("queue", "noop", "--at", "+1h")  # the schema and registry
+        proxy = harness.ReplyCutter(self.db, b"retry attempt 2 of 2 at ")
+        self.addCleanup(proxy.close)
+        proc = self.sluice("run", "echo", "--params", '{"fail": true}', "--json",
+                           env=self.env({"DATABASE_URL": proxy.url}), check=False)
+        self.assertTrue(proxy.cut.is_set(), proc.stderr)
+        self.assertEqual(proc.returncode, 1, proc.stderr)
+        out = json.loads(proc.stdout)
+        self.assertEqual((out["status"], out["recorded"], out["job_status"]), ("failed", True, "active"), out)
+        self.assertIn("connected again to record the run's outcome", proc.stderr)
+        run = self.one(f"SELECT status, error_message, logs FROM sluice.scheduled_job_runs "
+                       f"WHERE id = '{out['run_id']}'")
+        self.assertEqual((run["status"], run["error_message"]), ("failed", out["error"]))
+        self.assertEqual(run["logs"].count("echo: hello"), 1, run["logs"])  # recorded once
+        job = self.one(f"""SELECT status, attempts, to_char(next_run_at AT TIME ZONE 'UTC',
+                                  'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS next FROM sluice.scheduled_jobs
+                           WHERE id = '{out['job_id']}'""")
+        self.assertEqual((job["status"], job["attempts"]), ("active", 1))
+        self.assertEqual(out["then"], f"retry attempt 2 of 2 at {job['next']}")
+
+    def test_a_batch_sent_again_tells_outcomes_recorded_already_from_runs_taken_away(self):
+        # finish_and_claim_runs() called twice with one batch, as a worker does
+        # when the answer to the first call was lost: the second call names the
+        # outcomes the first recorded as recorded already, with what became of
+        # their jobs, and only the runs taken away meanwhile as not recorded
+        worker = "00000000-0000-4000-8000-000000000001"  # workers that exist only in this test
+        other = "00000000-0000-4000-8000-000000000002"
+        for _ in range(4):
+            self.sluice("queue", "echo")
+        claimed = self.sql(f"SELECT run_id, job_id FROM sluice.claim_jobs('{worker}', 10, 600)")
+        self.assertEqual(len(claimed), 4)
+        (failed, _), (completed, _), (rescued, _), (deleted, deleted_job) = [
+            (c["run_id"], c["job_id"]) for c in claimed]
+        now = time.time()
+
+        def outcome(run, status, error=None, result=None):
+            return {"run_id": run, "status": status, "error": error, "result": result, "retryable": True,
+                    "logs": "ended\n", "started_at": now - 2, "finished_at": now - 1}
+
+        def call(batch, *args):
+            args = ", ".join(args)
+            return {r["run_id"]: r for r in self.sql(
+                f"SELECT * FROM sluice.finish_and_claim_runs('{json.dumps(batch)}', {args})")}
+
+        batch = [outcome(failed, "failed", "boom"), outcome(completed, "completed", result={"n": 1}),
+                 outcome(rescued, "failed", "boom"), outcome(deleted, "failed", "boom")]
+        first = call(batch[:2], f"'{worker}'", "0", "600", "NULL", "true", "false")
+        self.assertEqual(list(first), [failed])
+        decision = first[failed]["decision"]
+        self.assertRegex(decision, r"^retry attempt 2 of 2 at \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+        # meanwhile one run is failed by a rescue and another's job is deleted
+        self.scalar(f"UPDATE sluice.scheduled_job_runs SET lease_expires_at = now() - interval '1 second' "
+                    f"WHERE id = '{rescued}'")
+        self.assertEqual(self.scalar("SELECT string_agg(run_id::text, ',') FROM sluice.rescue_lost_runs()"), rescued)
+        self.scalar(f"DELETE FROM sluice.scheduled_jobs WHERE id = '{deleted_job}'")
+        recorded = self.sql("SELECT id, status, completed_at, logs, error_message "
+                            "FROM sluice.scheduled_job_runs ORDER BY id")
+        jobs = self.sql("SELECT * FROM sluice.scheduled_jobs ORDER BY id")
+
+        again = call(batch, f"'{worker}'", "0", "600", "NULL", "true", "true")
+        self.assertEqual({r: (x["unrecorded"], x["decision"], x["recorded_already"]) for r, x in again.items()},
+                         {failed: (None, decision, True), completed: (None, None, True),
+                          rescued: ("failed", None, False), deleted: ("failed", None, False)})
+        # and it changed nothing: no log appended twice, no attempt spent
+        self.assertEqual(self.sql("SELECT id, status, completed_at, logs, error_message "
+                                  "FROM sluice.scheduled_job_runs ORDER BY id"), recorded)
+        self.assertEqual(self.sql("SELECT * FROM sluice.scheduled_jobs ORDER BY id"), jobs)
+        # not another worker's outcome, nor another outcome of the run
+        self.assertEqual(call(batch[:2], f"'{other}'", "0", "600", "NULL", "true", "true"),
+                         {failed: {**again[failed], "unrecorded": "failed", "decision": None,
+                                   "recorded_already": False},
+                          completed: {**again[completed], "unrecorded": "completed", "decision": None,
+                                      "recorded_already": False}})
+        changed = [outcome(failed, "failed", "another error"), outcome(completed, "completed", result={"n": 2})]
+        self.assertEqual({r: x["unrecorded"] for r, x in
+                          call(changed, f"'{worker}'", "0", "600", "NULL", "true", "true").items()},
+                         {failed: "failed", completed: "completed"})
+        # a batch not said to be sent again is answered as before
+        self.assertEqual({r: (x["unrecorded"], x["recorded_already"]) for r, x in
+                          call(batch[:2], f"'{worker}'", "0", "600", "NULL", "true", "false").items()},
+                         {failed: ("failed", False), completed: ("completed", False)})
+        # the signatures of earlier versions: a failed run's decision, and no
+        # row a worker would take for a claim
+        self.assertEqual({r: (x["unrecorded"], x["decision"]) for r, x in
+                          call(batch, f"'{worker}'", "0", "600", "NULL", "true").items()},
+                         {failed: (None, decision), rescued: ("failed", None), deleted: ("failed", None)})
+        self.assertEqual({r: x["unrecorded"] for r, x in
+                          call(batch, f"'{worker}'", "0", "600", "NULL").items()},
+                         {rescued: "failed", deleted: "failed"})
+        # once the job has run again, what became of it then is not known any
+        # more: the row says which attempt followed
+        job = self.scalar(f"SELECT scheduled_job_id FROM sluice.scheduled_job_runs WHERE id = '{failed}'")
+        self.scalar(f"UPDATE sluice.scheduled_jobs SET next_run_at = now() WHERE id = '{job}'")
+        retry = {r["job_id"]: r["run_id"] for r in self.sql(f"SELECT * FROM sluice.claim_jobs('{other}', 10, 600)")}
+        self.assertIn(job, retry)
+        self.assertEqual(call(batch[:1], f"'{worker}'", "0", "600", "NULL", "true", "true")[failed]["decision"],
+                         f"the job has run again since: attempt 2 (run {retry[job]}) is running")
+
     # -------------------------------------------------------------- leases
 
     def test_killed_worker_job_is_rescued(self):
