@@ -107,9 +107,11 @@ static void connect_error(const sl_config *cfg, const char *url, PGconn *c)
     char origin[256], env[40][32];
     sl_config_db_origin(cfg, origin, sizeof origin);
     int nenv = sl_config_pg_env(url, env, 40);
-    sl_buf vars = {0};
+    const char *names[40];
     for (int i = 0; i < nenv; i++)
-        sl_buf_printf(&vars, "%s%s", i == 0 ? "" : i + 1 < nenv ? ", " : " and ", env[i]);
+        names[i] = env[i];
+    sl_buf vars = {0};
+    sl_buf_join_and(&vars, names, (size_t)nenv);
     char *shown = sl_redact(msg);
     sl_cli_error("cannot connect to the database: %s (a configuration problem, not an outage: "
                  "the server or libpq refuses the settings of the URL from %s%s%s%s; waiting "
