@@ -246,11 +246,8 @@ int sl_cmd_schedule(const sl_config *cfg, int argc, char **argv)
         sl_cli_error("%s", problem);
         goto out;
     }
-    c = sl_queue_boot(&ctx, "run", NULL);
-    if (!c) {
-        status = 1;
-        goto out;
-    }
+    c = sl_queue_boot(&ctx, "run", NULL, &status);
+    if (!c) goto out;
     const char *p[] = {o.brand, type,       o.cron,    o.tz,     normalized, next,
                        o.name,  o.priority, o.retries, o.dedupe, zones};
     PGresult *r =
@@ -343,8 +340,9 @@ int sl_cmd_jobs_control(const sl_config *cfg, int argc, char **argv)
                      : strcmp(action, "pause") == 0   ? "sluice.pause_job"
                      : strcmp(action, "run-now") == 0 ? "sluice.run_job_now"
                                                       : "sluice.resume_job";
-    PGconn *c = sl_cli_connect(cfg);
-    if (!c) return 1;
+    int failed;
+    PGconn *c = sl_cli_connect(cfg, &failed);
+    if (!c) return failed;
     int status = 0, n = argc - 2;
     char sql[128];
     snprintf(sql, sizeof sql, "SELECT %s($1::uuid)", fn);
@@ -481,11 +479,8 @@ int sl_cmd_jobs_edit(const sl_config *cfg, int argc, char **argv)
     PGresult *job = NULL;
     sl_queue_connect_early(&ctx);
     sl_queue_load(&ctx, 0);
-    c = sl_queue_boot(&ctx, "run", NULL);
-    if (!c) {
-        status = 1;
-        goto out;
-    }
+    c = sl_queue_boot(&ctx, "run", NULL, &status);
+    if (!c) goto out;
     char kind[8], full[40];
     status = sl_cli_find_id(c, "jobs edit", id, 1, kind, full);
     if (status) goto out;
