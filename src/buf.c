@@ -80,6 +80,14 @@ void sl_buf_puts(sl_buf *b, const char *s)
     sl_buf_add(b, s, strlen(s));
 }
 
+void sl_buf_join_and(sl_buf *b, const char *const *items, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0) sl_buf_puts(b, i + 1 < n ? ", " : " and ");
+        sl_buf_puts(b, items[i]);
+    }
+}
+
 void sl_buf_printf(sl_buf *b, const char *fmt, ...)
 {
     va_list ap;

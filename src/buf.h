@@ -33,6 +33,9 @@ void sl_buf_json_string(sl_buf *b, const char *s);
  * control characters escaped ('/' is not), a byte that is not part of valid
  * UTF-8 as \ufffd. */
 void sl_buf_json_stringn(sl_buf *b, const char *s, size_t n);
+/* items[0..n-1] as a list in a sentence: "A", "A and B", "A, B and C" (nothing
+ * when n is 0). */
+void sl_buf_join_and(sl_buf *b, const char *const *items, size_t n);
 void sl_buf_reset(sl_buf *b);
 void sl_buf_free(sl_buf *b);
 /* The contents ("" when empty); valid until the next change. */

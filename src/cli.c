@@ -82,34 +82,28 @@ static PGconn *embedded_if_up(const sl_config *cfg, char **url)
     return NULL;
 }
 
-/* Set when a connection failed for its settings (sl_cli_connect_refused). */
-static int connect_refused;
-
-int sl_cli_connect_refused(void)
-{
-    return connect_refused;
-}
-
 /* "cannot connect to the database: …" for a connection to url that failed
  * (NULL: its connect_timeout expired). A failure for the connection's settings
  * (sl_pg_connect_reason) says so, with where the URL came from and the PG*
- * variables libpq read too, and marks the process's exit status as 2. */
-static void connect_error(const sl_config *cfg, const char *url, PGconn *c)
+ * variables libpq read too. Returns the exit status it calls for: 2 for the
+ * settings, as for any configuration error; 1 otherwise. */
+static int connect_error(const sl_config *cfg, const char *url, PGconn *c)
 {
     char msg[1024];
     int refused = sl_pg_connect_reason(c ? PQerrorMessage(c) : "timeout expired (connect_timeout)",
                                        msg, sizeof msg);
     if (!refused) {
         sl_cli_error("cannot connect to the database: %s", msg);
-        return;
+        return 1;
     }
-    connect_refused = 1;
     char origin[256], env[40][32];
     sl_config_db_origin(cfg, origin, sizeof origin);
     int nenv = sl_config_pg_env(url, env, 40);
-    sl_buf vars = {0};
+    const char *names[40];
     for (int i = 0; i < nenv; i++)
-        sl_buf_printf(&vars, "%s%s", i == 0 ? "" : i + 1 < nenv ? ", " : " and ", env[i]);
+        names[i] = env[i];
+    sl_buf vars = {0};
+    sl_buf_join_and(&vars, names, (size_t)nenv);
     char *shown = sl_redact(msg);
     sl_cli_error("cannot connect to the database: %s (a configuration problem, not an outage: "
                  "the server or libpq refuses the settings of the URL from %s%s%s%s; waiting "
@@ -118,6 +112,7 @@ static void connect_error(const sl_config *cfg, const char *url, PGconn *c)
                  nenv ? " from the environment" : "");
     free(shown);
     sl_buf_free(&vars);
+    return 2;
 }
 
 /* Migrates an open connection; takes c and url. NULL after printing the error. */
@@ -137,21 +132,23 @@ static PGconn *migrated(PGconn *c, char *url, char **url_out)
     return c;
 }
 
-PGconn *sl_cli_open(const sl_config *cfg, char **url_out)
+PGconn *sl_cli_open(const sl_config *cfg, char **url_out, int *status)
 {
     char *url = NULL;
+    int failed = 1;
     PGconn *c = embedded_if_up(cfg, &url);
-    if (!c) {
-        if (!(url = sl_cli_db_url(cfg))) return NULL;
+    if (!c && (url = sl_cli_db_url(cfg))) {
         c = sl_pg_connect(url);
         if (PQstatus(c) != CONNECTION_OK) {
-            connect_error(cfg, url, c);
+            failed = connect_error(cfg, url, c);
             PQfinish(c);
+            c = NULL;
             free(url);
-            return NULL;
         }
     }
-    return migrated(c, url, url_out);
+    if (c) c = migrated(c, url, url_out);
+    if (!c && status) *status = failed;
+    return c;
 }
 
 struct sl_cli_early {
@@ -182,30 +179,35 @@ void sl_cli_early_free(sl_cli_early *e)
     free(e);
 }
 
-PGconn *sl_cli_open_finish(const sl_config *cfg, sl_cli_early *e, char **url_out)
+PGconn *sl_cli_open_finish(const sl_config *cfg, sl_cli_early *e, char **url_out, int *status)
 {
-    if (!e) return sl_cli_open(cfg, url_out);
+    if (!e) return sl_cli_open(cfg, url_out, status);
     PGconn *c = sl_pg_connect_finish(e->conn);
     char *url = e->url;
     e->conn = NULL;
     e->url = NULL;
     sl_cli_early_free(e);
-    if (c && PQstatus(c) == CONNECTION_OK) return migrated(c, url, url_out);
+    if (c && PQstatus(c) == CONNECTION_OK) {
+        c = migrated(c, url, url_out);
+        if (!c && status) *status = 1;
+        return c;
+    }
     if (!cfg->db_url) {
         /* the embedded cluster did not answer: sl_cli_open starts it */
         if (c) PQfinish(c);
         free(url);
-        return sl_cli_open(cfg, url_out);
+        return sl_cli_open(cfg, url_out, status);
     }
-    connect_error(cfg, url, c);
+    int failed = connect_error(cfg, url, c);
+    if (status) *status = failed;
     if (c) PQfinish(c);
     free(url);
     return NULL;
 }
 
-PGconn *sl_cli_connect(const sl_config *cfg)
+PGconn *sl_cli_connect(const sl_config *cfg, int *status)
 {
-    return sl_cli_open(cfg, NULL);
+    return sl_cli_open(cfg, NULL, status);
 }
 
 PGresult *sl_cli_exec(PGconn *c, const char *sql, int nparams, const char *const *params)

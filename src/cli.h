@@ -24,17 +24,15 @@ char *sl_cli_db_url(const struct sl_config *cfg);
 
 /* A blocking connection (opened like the pool's: search_path sluice, public)
  * with migrations applied; the embedded cluster is started if it must be.
- * NULL after printing the error. */
-PGconn *sl_cli_connect(const struct sl_config *cfg);
-
-/* Whether a connection failed for its settings (a role, password, database or
- * TLS setting the server or libpq refuses: sl_pg_connect_reason) rather than
- * a server that did not answer: such a command exits 2, as for any
- * configuration error, and `serve` does not wait for it at start-up. */
-int sl_cli_connect_refused(void);
+ * NULL after printing the error, with the exit status it calls for in *status
+ * (status may be NULL): 2 when the connection failed for its settings (a role,
+ * password, database or TLS setting the server or libpq refuses:
+ * sl_pg_connect_reason) rather than for a server that did not answer — a
+ * configuration error, which `serve` does not wait out at start-up; else 1. */
+PGconn *sl_cli_connect(const struct sl_config *cfg, int *status);
 
 /* sl_cli_connect, and *url_out (malloc'd) gets the connection string it used. */
-PGconn *sl_cli_open(const struct sl_config *cfg, char **url_out);
+PGconn *sl_cli_open(const struct sl_config *cfg, char **url_out, int *status);
 
 /* sl_cli_open in two halves: sl_cli_open_early() starts opening the connection
  * (the server sets the session up while the caller loads its handlers);
@@ -45,7 +43,8 @@ PGconn *sl_cli_open(const struct sl_config *cfg, char **url_out);
  * sl_cli_early_free() drops one never finished. */
 typedef struct sl_cli_early sl_cli_early;
 sl_cli_early *sl_cli_open_early(const struct sl_config *cfg);
-PGconn *sl_cli_open_finish(const struct sl_config *cfg, sl_cli_early *e, char **url_out);
+PGconn *sl_cli_open_finish(const struct sl_config *cfg, sl_cli_early *e, char **url_out,
+                           int *status);
 void sl_cli_early_free(sl_cli_early *e);
 
 /* Runs sql with text params; on failure prints the server's message (with a

@@ -76,8 +76,9 @@ int sl_cmd_brands(const struct sl_config *cfg, int argc, char **argv)
         sl_cli_error("brands: unknown subcommand '%s' (add or list)", sub);
         return 2;
     }
-    PGconn *c = sl_cli_connect(cfg);
-    if (!c) return 1;
+    int failed;
+    PGconn *c = sl_cli_connect(cfg, &failed);
+    if (!c) return failed;
     int status = 0;
     if (strcmp(sub, "add") == 0) {
         const char *p[] = {argv[2]};

@@ -68,8 +68,9 @@ static int cmd_add(const struct sl_config *cfg, int argc, char **argv)
         sl_cli_error("competitors add needs --brand and a NAME");
         return 2;
     }
-    PGconn *c = sl_cli_connect(cfg);
-    if (!c) return 1;
+    int failed;
+    PGconn *c = sl_cli_connect(cfg, &failed);
+    if (!c) return failed;
     const char *p[] = {brand, name, fb, web, lib, amazon};
     int status = 0;
     PGresult *r = sl_cli_exec_status(c, "SELECT sluice.add_competitor($1, $2, $3, $4, $5, $6)", 6,
@@ -106,8 +107,9 @@ static int cmd_add_amazon_url(const struct sl_config *cfg, int argc, char **argv
         sl_cli_error("competitors add-amazon-url needs a COMPETITOR (id or name) and a URL");
         return 2;
     }
-    PGconn *c = sl_cli_connect(cfg);
-    if (!c) return 1;
+    int failed;
+    PGconn *c = sl_cli_connect(cfg, &failed);
+    if (!c) return failed;
     const char *p[] = {pos[0], brand, pos[1]};
     /* the new row is not visible to the statement that inserts it: its ASIN and
      * marketplace come from parsing the URL again */
@@ -166,8 +168,9 @@ static int cmd_list(const struct sl_config *cfg, int argc, char **argv)
             return 2;
         }
     }
-    PGconn *c = sl_cli_connect(cfg);
-    if (!c) return 1;
+    int failed;
+    PGconn *c = sl_cli_connect(cfg, &failed);
+    if (!c) return failed;
     const char *p[] = {brand};
     if (json) {
         char sql[sizeof list_sql + 256];

@@ -77,6 +77,7 @@ int sl_cmd_exec(const sl_config *cfg, int argc, char **argv)
         ev_run(ctx.loop, 0);
         status = st.done && !st.failed ? 0 : 1;
     }
+    if (status == 1 && ctx.db_refused) status = 2; /* a configuration error (sl_cli_connect) */
     free(src);
     sl_queue_close(&ctx);
     return status;

@@ -342,8 +342,9 @@ int sl_cmd_logs(const sl_config *cfg, int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    s.c = sl_cli_connect(cfg);
-    if (!s.c) return 1;
+    int failed;
+    s.c = sl_cli_connect(cfg, &failed);
+    if (!s.c) return failed;
     char kind[8], full[40];
     int status = sl_cli_find_id(s.c, "logs", id, 0, kind, full);
     if (!status) {

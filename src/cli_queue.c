@@ -206,7 +206,7 @@ int sl_cmd_queue(const sl_config *cfg, int argc, char **argv)
         status = 2;
         goto out;
     }
-    c = sl_queue_boot(&ctx, "run", NULL);
+    c = sl_queue_boot(&ctx, "run", NULL, &status);
     if (!c) goto out;
     char stale_why[512] = "";
     if (if_stale) {

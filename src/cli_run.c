@@ -177,7 +177,7 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
         status = 2;
         goto out;
     }
-    c = sl_queue_boot(&ctx, "run", f.worker);
+    c = sl_queue_boot(&ctx, "run", f.worker, &status);
     if (!c) goto out;
     sl_config_fmt_number(cfg->lease_seconds, f.lease, sizeof f.lease);
     const char *p[] = {f.worker, brand, type, normalized, "manual", f.lease};

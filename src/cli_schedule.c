@@ -6,12 +6,14 @@
  * The expression and the zone are checked here (the error names the field), the
  * parameters against the handler's schema, and the first slot is computed before
  * anything is written. A schedule that is there already (the same one, or the
- * one holding --dedupe-key: sluice.ensure_schedule) is named, not made twice.
+ * one holding --dedupe-key: sluice.ensure_schedule) is named, not made twice; a
+ * zone is the same under any of its names (its IANA links: sl_tz_same_zone).
  */
 #include "cli.h"
 #include "config.h"
 #include "ctx.h"
 #include "queue.h"
+#include "tz.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +38,26 @@ static void say_next_run(PGconn *c, const char *job)
             fprintf(stderr, "next run: %s\n", PQgetvalue(r, 0, 0));
     }
     if (r) PQclear(r);
+}
+
+/* The names zone tz goes by (sl_tz_same_zone: its IANA links, tz among them) as
+ * a Postgres text[] literal, {"America/New_York","US/Eastern"}; malloc'd, or NULL
+ * after saying why. */
+static char *zone_names(const char *tz)
+{
+    char **names, err[256];
+    size_t n;
+    if (sl_tz_same_zone(NULL, tz, &names, &n, err, sizeof err) < 0) {
+        sl_cli_error("%s", err);
+        return NULL;
+    }
+    sl_buf b = {0};
+    sl_buf_puts(&b, "{");
+    for (size_t i = 0; i < n; i++) /* zone names need no escaping: sl_tz_valid_name */
+        sl_buf_printf(&b, "%s\"%s\"", i ? "," : "", names[i]);
+    sl_buf_puts(&b, "}");
+    sl_tz_names_free(names, n);
+    return b.data;
 }
 
 /* The options `schedule` and `jobs edit` take, as given (NULL: not given). */
@@ -80,8 +102,9 @@ static void schedule_usage(FILE *out)
                  "per missed slot. Parameters are checked against the handler's schema first;\n"
                  "on any problem nothing is created.\n\n"
                  "A schedule is made once: when an active or paused recurring job of the type\n"
-                 "and brand has the same expression, zone and parameters already, nothing is\n"
-                 "created and its id is printed, with \"already scheduled as ID\" on stderr\n"
+                 "and brand has the same expression, zone (under any of its names: UTC, Etc/UTC\n"
+                 "and Zulu are one zone) and parameters already, nothing is created and its\n"
+                 "id is printed, with \"already scheduled as ID\" on stderr\n"
                  "(exit status 0); its name, priority and retries stay as they are (`sluice\n"
                  "jobs edit` changes them). With --dedupe-key, the key decides instead.\n\n"
                  "  --cron      the schedule, e.g. \"0 9 * * mon-fri\"\n"
@@ -108,9 +131,9 @@ static void schedule_usage(FILE *out)
  * next slot; 0. Any other holder of --dedupe-key is refused; 2 (1 when the
  * database failed). */
 static int say_already_scheduled(PGconn *c, const char *type, const char *id,
-                                 const schedule_opts *o, const char *params)
+                                 const schedule_opts *o, const char *params, const char *zones)
 {
-    const char *p[] = {id, o->cron, o->tz, params, o->name, o->priority, o->retries};
+    const char *p[] = {id, o->cron, o->tz, params, o->name, o->priority, o->retries, zones};
     int status = 1;
     PGresult *r = sl_cli_exec_status(
         c,
@@ -118,14 +141,15 @@ static int say_already_scheduled(PGconn *c, const char *type, const char *id,
         "regexp_replace(concat_ws(', ', "
         "CASE WHEN sluice.cron_identity(j.cron_expression) IS DISTINCT FROM "
         "sluice.cron_identity($2) THEN 'expression' END, "
-        "CASE WHEN j.timezone <> $3 THEN 'zone' END, "
+        "CASE WHEN j.timezone = ANY($8::text[]) AND j.timezone <> $3 THEN 'zone name' "
+        "WHEN j.timezone <> $3 THEN 'zone' END, "
         "CASE WHEN j.parameters <> $4::jsonb THEN 'parameters' END, "
         "CASE WHEN j.name IS DISTINCT FROM coalesce($5, j.name) THEN 'name' END, "
         "CASE WHEN j.priority <> coalesce($6::int, j.priority) THEN 'priority' END, "
         "CASE WHEN j.max_retries IS DISTINCT FROM coalesce($7::int, j.max_retries) "
         "THEN 'retries' END), ', ([^,]*)$', ' and \\1') "
         "FROM sluice.scheduled_jobs j WHERE j.id = $1::uuid",
-        7, p, &status);
+        8, p, &status);
     if (!r) return status;
     if (PQntuples(r) != 1) { /* deleted since */
         sl_cli_error("schedule: job %s, which held the schedule, was deleted meanwhile: try again",
@@ -158,7 +182,7 @@ static int say_already_scheduled(PGconn *c, const char *type, const char *id,
     fprintf(stderr, "; nothing new was created");
     if (strcmp(st, "paused") == 0)
         fprintf(stderr, "; it is paused (`sluice jobs resume` lets it run)");
-    const char *kept = PQgetvalue(r, 0, 3); /* "expression and zone", "priority" */
+    const char *kept = PQgetvalue(r, 0, 3); /* "expression and zone name", "priority" */
     if (*kept)
         fprintf(stderr, "; it keeps its own %s (`sluice jobs edit` changes %s)", kept,
                 strstr(kept, " and ") ? "them" : "it");
@@ -204,8 +228,13 @@ int sl_cmd_schedule(const sl_config *cfg, int argc, char **argv)
         sl_cli_error("%s", why);
         return 2;
     }
+    char *zones = zone_names(o.tz);
+    if (!zones) return 2;
     sl_ctx ctx;
-    if (sl_queue_open(&ctx, cfg, 0) < 0) return 1;
+    if (sl_queue_open(&ctx, cfg, 0) < 0) {
+        free(zones);
+        return 1;
+    }
     int status = 2;
     char *normalized = NULL;
     PGconn *c = NULL;
@@ -217,19 +246,16 @@ int sl_cmd_schedule(const sl_config *cfg, int argc, char **argv)
         sl_cli_error("%s", problem);
         goto out;
     }
-    c = sl_queue_boot(&ctx, "run", NULL);
-    if (!c) {
-        status = 1;
-        goto out;
-    }
-    const char *p[] = {o.brand, type,   o.cron,     o.tz,      normalized,
-                       next,    o.name, o.priority, o.retries, o.dedupe};
+    c = sl_queue_boot(&ctx, "run", NULL, &status);
+    if (!c) goto out;
+    const char *p[] = {o.brand, type,       o.cron,    o.tz,     normalized, next,
+                       o.name,  o.priority, o.retries, o.dedupe, zones};
     PGresult *r =
         sl_cli_exec_status(c,
                            "SELECT job_id, created FROM sluice.ensure_schedule($1, $2, $3, "
                            "$4, $5::jsonb, $6::timestamptz, $7, $8::int, $9::int, "
-                           "'scheduled', $10)",
-                           10, p, &status);
+                           "'scheduled', $10, $11::text[])",
+                           11, p, &status);
     if (!r) goto out;
     if (strcmp(PQgetvalue(r, 0, 1), "t") == 0) {
         printf("%s\n", PQgetvalue(r, 0, 0));
@@ -237,10 +263,11 @@ int sl_cmd_schedule(const sl_config *cfg, int argc, char **argv)
         say_next_run(c, PQgetvalue(r, 0, 0));
         status = 0;
     } else {
-        status = say_already_scheduled(c, type, PQgetvalue(r, 0, 0), &o, normalized);
+        status = say_already_scheduled(c, type, PQgetvalue(r, 0, 0), &o, normalized, zones);
     }
     PQclear(r);
 out:
+    free(zones);
     free(problem);
     free(normalized);
     if (c) PQfinish(c);
@@ -313,8 +340,9 @@ int sl_cmd_jobs_control(const sl_config *cfg, int argc, char **argv)
                      : strcmp(action, "pause") == 0   ? "sluice.pause_job"
                      : strcmp(action, "run-now") == 0 ? "sluice.run_job_now"
                                                       : "sluice.resume_job";
-    PGconn *c = sl_cli_connect(cfg);
-    if (!c) return 1;
+    int failed;
+    PGconn *c = sl_cli_connect(cfg, &failed);
+    if (!c) return failed;
     int status = 0, n = argc - 2;
     char sql[128];
     snprintf(sql, sizeof sql, "SELECT %s($1::uuid)", fn);
@@ -365,7 +393,9 @@ static void edit_usage(FILE *out)
                  "failed ones, whose schedule could not be evaluated, given a new --cron or\n"
                  "--tz that can: they become active.\n"
                  "JOB_ID may be shortened to a unique prefix of at least 4 characters. Prints\n"
-                 "the job's id and status; on any problem nothing changes (exit status 2).\n\n"
+                 "the job's id and status; on any problem nothing changes (exit status 2). An\n"
+                 "edit that makes the job the same schedule as another is done, and stderr\n"
+                 "names the other.\n\n"
                  "  --cron      the new schedule, e.g. \"30 8 * * mon-fri\"\n"
                  "  --tz        the zone the expression is read in, e.g. Europe/Berlin\n"
                  "  --params    a JSON object: the job's parameters from now on\n"
@@ -373,6 +403,38 @@ static void edit_usage(FILE *out)
                  "  --name      the job's name\n"
                  "  --max-retries\n"
                  "              0 to 1000: retries of a failed run from now on\n");
+}
+
+/* After an edit of job id's expression, zone or parameters: when another active
+ * or paused recurring job is now the same schedule as it (what `sluice schedule`
+ * would have found instead of making it: type, brand, expression, zone under any
+ * of its names, parameters), say so on stderr, naming it. The edit stands (it
+ * was asked for); two jobs that both hold a dedupe key were made apart on
+ * purpose and are not named. Should the check itself fail, its error is
+ * printed and the edit still stands. */
+static void say_same_schedule(PGconn *c, const char *id, const char *tz)
+{
+    char *zones = zone_names(tz);
+    if (!zones) return;
+    PGresult *r = sl_cli_exec(
+        c,
+        "SELECT o.id FROM sluice.scheduled_jobs j JOIN sluice.scheduled_jobs o "
+        "ON o.job_type = j.job_type AND o.brand_id IS NOT DISTINCT FROM j.brand_id "
+        "AND o.id <> j.id AND o.schedule_type = 'recurring' AND o.status IN ('active', 'paused') "
+        "AND sluice.cron_identity(o.cron_expression) = sluice.cron_identity(j.cron_expression) "
+        "AND (o.timezone = j.timezone OR o.timezone = ANY($2::text[])) "
+        "AND o.parameters = j.parameters AND (o.dedupe_key IS NULL OR j.dedupe_key IS NULL) "
+        "WHERE j.id = $1::uuid AND j.status IN ('active', 'paused') "
+        "ORDER BY o.created_at, o.id LIMIT 1",
+        2, (const char *const[]){id, zones});
+    if (r && PQntuples(r) == 1)
+        fprintf(stderr,
+                "jobs edit: job %s is now the same schedule as job %s (type, brand, expression, "
+                "zone and parameters): both run at every slot; `sluice jobs cancel %s` if one "
+                "is enough\n",
+                id, PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 0));
+    if (r) PQclear(r);
+    free(zones);
 }
 
 /* `sluice jobs edit ID [options]` (called by the jobs command). */
@@ -417,11 +479,8 @@ int sl_cmd_jobs_edit(const sl_config *cfg, int argc, char **argv)
     PGresult *job = NULL;
     sl_queue_connect_early(&ctx);
     sl_queue_load(&ctx, 0);
-    c = sl_queue_boot(&ctx, "run", NULL);
-    if (!c) {
-        status = 1;
-        goto out;
-    }
+    c = sl_queue_boot(&ctx, "run", NULL, &status);
+    if (!c) goto out;
     char kind[8], full[40];
     status = sl_cli_find_id(c, "jobs edit", id, 1, kind, full);
     if (status) goto out;
@@ -463,6 +522,7 @@ int sl_cmd_jobs_edit(const sl_config *cfg, int argc, char **argv)
     status = 0;
     fflush(stdout);
     say_next_run(c, full); /* the slot it has now (a later statement: it sees the change) */
+    if (o.cron || o.tz || o.params) say_same_schedule(c, full, o.tz ? o.tz : PQgetvalue(job, 0, 2));
 out:
     if (job) PQclear(job);
     free(problem);

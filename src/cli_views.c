@@ -27,17 +27,21 @@
 /* ------------------------------------------------------------------ database */
 
 /* A connection for a view: handlers loaded quietly and synced (partially), the
- * session in UTC. NULL after printing the error. */
-static PGconn *view_connect(const sl_config *cfg)
+ * session in UTC. NULL after printing the error, with the exit status it calls
+ * for in *status (sl_cli_connect); *status is left alone otherwise. */
+static PGconn *view_connect(const sl_config *cfg, int *status)
 {
     sl_ctx ctx;
-    if (sl_queue_open(&ctx, cfg, SL_ECHO_NONE) < 0) return NULL;
+    if (sl_queue_open(&ctx, cfg, SL_ECHO_NONE) < 0) {
+        *status = 1;
+        return NULL;
+    }
     char *problems = NULL;
     sl_runtime_load_handlers(ctx.rt, NULL, 0, &problems);
     free(problems);
     char *reg = sl_runtime_registry_json(ctx.rt);
     sl_queue_close(&ctx);
-    PGconn *c = sl_cli_connect(cfg);
+    PGconn *c = sl_cli_connect(cfg, status);
     if (c && reg && reg[0] == '[' && strcmp(reg, "[]") != 0) {
         const char *p[] = {reg};
         PGresult *r =
@@ -45,6 +49,7 @@ static PGconn *view_connect(const sl_config *cfg)
         if (!r) {
             PQfinish(c);
             c = NULL;
+            *status = 1;
         }
         PQclear(r);
     }
@@ -322,8 +327,8 @@ int sl_cmd_health(const sl_config *cfg, int argc, char **argv)
     int status = parse_args("health", argc, argv, OPT_BRAND | OPT_TYPE | OPT_CHECK, &a);
     sl_buf_free(&a.params);
     if (status) return status;
-    PGconn *c = view_connect(cfg);
-    if (!c) return 1;
+    PGconn *c = view_connect(cfg, &status);
+    if (!c) return status;
     PGresult *r = NULL;
     sl_buf sql = {0};
     if ((status = resolve_filters(c, &a))) goto out;
@@ -524,7 +529,7 @@ static int list_view_open(const char *cmd, const sl_config *cfg, int argc, char 
         parse_args(cmd, argc, argv,
                    OPT_TYPE | OPT_BRAND | OPT_STATUS | OPT_PARAM | OPT_LIMIT | OPT_SCHEDULE, a);
     if (!status) status = check_status(cmd, a->status, statuses);
-    if (!status && !(*c = view_connect(cfg))) status = 1;
+    if (!status) *c = view_connect(cfg, &status);
     if (!status && (status = resolve_filters(*c, a))) {
         PQfinish(*c);
         *c = NULL;
@@ -1015,8 +1020,8 @@ int sl_cmd_show(const sl_config *cfg, int argc, char **argv)
         show_usage(stderr);
         return 2;
     }
-    PGconn *c = view_connect(cfg);
-    if (!c) return 1;
+    PGconn *c = view_connect(cfg, &status);
+    if (!c) return status;
     char kind[8], id[40];
     status = sl_cli_find_id(c, "show", a.id, 0, kind, id);
     if (!status)

@@ -467,8 +467,7 @@ int sl_config_check_db(const sl_config *cfg, char *err, size_t errlen)
     }
     char origin[256];
     sl_buf from = {0};
-    for (int i = 0; i < nculprits; i++)
-        sl_buf_printf(&from, "%s%s", i == 0 ? "" : i + 1 < nculprits ? ", " : " and ", culprits[i]);
+    sl_buf_join_and(&from, culprits, (size_t)nculprits);
     if (nculprits) {
         sl_buf_puts(&from, " in the environment");
     } else {

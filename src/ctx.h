@@ -27,6 +27,7 @@ typedef struct sl_ctx {
     const char *trigger_source; /* "manual" (run), "repl", "scheduled" (serve) */
     struct sl_cli_early *early; /* the connection being opened for sl_queue_boot */
     int assets_swept;           /* the asset store's stale pending files were removed */
+    int db_refused;             /* sluice.db's connection was refused for its settings (exit 2) */
 } sl_ctx;
 
 /* The context stored in L's registry by the runtime; raises if absent. */

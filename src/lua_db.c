@@ -77,8 +77,11 @@ static sl_pg *open_pool(lua_State *L, sl_ctx *ctx)
     if (ctx->db_url) {
         url = strdup(ctx->db_url);
         if (!url) luaL_error(L, "sluice.db: out of memory");
-    } else /* first use in a script or the REPL: open (and migrate) the database once */
-        c = sl_cli_open(ctx->cfg, &url);
+    } else { /* first use in a script or the REPL: open (and migrate) the database once */
+        int failed = 1;
+        c = sl_cli_open(ctx->cfg, &url, &failed);
+        ctx->db_refused |= failed == 2; /* `sluice exec` exits 2 for it, not 1 */
+    }
     if (!url) luaL_error(L, "sluice.db: the database is not available"); /* c is NULL too */
     sl_pg *pg = sl_pg_new(ctx->loop, url, ctx->cfg ? ctx->cfg->pool_size : 4);
     free(url);

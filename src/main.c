@@ -246,9 +246,6 @@ int main(int argc, char **argv)
     else
         sl_cli_error("unknown command '%s' (see `sluice --help`)", rest[0]);
 out:
-    /* a connection refused for its settings is a configuration error, as a
-     * URL libpq refuses is (above), whatever the command made of it */
-    if (status == 1 && sl_cli_connect_refused()) status = 2;
     free(rest);
     sl_config_free(&cfg);
     return status;

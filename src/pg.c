@@ -219,11 +219,9 @@ static int refused_sqlstate(const char *st)
 static int segment_refused(const char *seg, size_t len, const char *sqlstate)
 {
     if (*sqlstate) return refused_sqlstate(sqlstate);
-    for (int i = 0; refused_settings[i]; i++) {
-        size_t n = strlen(refused_settings[i]);
-        for (size_t k = 0; k + n <= len; k++)
-            if (memcmp(seg + k, refused_settings[i], n) == 0) return 1;
-    }
+    if (len == 0) return 0; /* seg may be NULL then: memmem's arguments must not be */
+    for (int i = 0; refused_settings[i]; i++)
+        if (memmem(seg, len, refused_settings[i], strlen(refused_settings[i]))) return 1;
     return 0;
 }
 

@@ -429,10 +429,11 @@ int sl_queue_load(sl_ctx *ctx, int strict)
     return strict && nproblems > 0 ? -1 : 0;
 }
 
-PGconn *sl_queue_boot(sl_ctx *ctx, const char *kind, char worker_id[40])
+/* sl_queue_boot but for *status, which only the connection's failure sets. */
+static PGconn *boot(sl_ctx *ctx, const char *kind, char worker_id[40], int *status)
 {
     char *url = NULL;
-    PGconn *c = sl_cli_open_finish(ctx->cfg, ctx->early, &url);
+    PGconn *c = sl_cli_open_finish(ctx->cfg, ctx->early, &url, status);
     ctx->early = NULL;
     if (!c) return NULL;
     ctx->db_url = url;
@@ -473,5 +474,13 @@ PGconn *sl_queue_boot(sl_ctx *ctx, const char *kind, char worker_id[40])
         snprintf(worker_id, 40, "%s", PQgetvalue(r, 0, 0));
         PQclear(r);
     }
+    return c;
+}
+
+PGconn *sl_queue_boot(sl_ctx *ctx, const char *kind, char worker_id[40], int *status)
+{
+    int failed = 1;
+    PGconn *c = boot(ctx, kind, worker_id, &failed);
+    if (!c && status) *status = failed;
     return c;
 }

@@ -33,8 +33,10 @@ void sl_queue_connect_early(struct sl_ctx *ctx);
 /* Start-up with a blocking connection, before the loop runs: resolves the
  * database URL into ctx->db_url, migrates, syncs the registry of the loaded
  * handlers, and (worker_id given) registers a worker row of `kind`. Returns the
- * open connection (caller PQfinish()es), or NULL after printing the error. */
-PGconn *sl_queue_boot(struct sl_ctx *ctx, const char *kind, char worker_id[40]);
+ * open connection (caller PQfinish()es), or NULL after printing the error, with
+ * the exit status it calls for in *status (may be NULL): 2 when the database
+ * refuses the connection's settings (sl_cli_connect), else 1. */
+PGconn *sl_queue_boot(struct sl_ctx *ctx, const char *kind, char worker_id[40], int *status);
 
 /* Sets up ctx for a command: a loop and a runtime echoing run logs as `echo`
  * (SL_ECHO_*). Returns 0, or -1 after printing the error. */

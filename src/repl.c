@@ -483,10 +483,11 @@ int sl_cmd_repl(const sl_config *cfg, int argc, char **argv)
     r.ctx.trigger_source = "repl";
     sl_queue_connect_early(&r.ctx);
     sl_queue_load(&r.ctx, 0);
-    PGconn *c = sl_queue_boot(&r.ctx, "repl", r.worker);
+    int failed;
+    PGconn *c = sl_queue_boot(&r.ctx, "repl", r.worker, &failed);
     if (!c) {
         sl_queue_close(&r.ctx);
-        return 1;
+        return failed;
     }
     r.ctx.pg = sl_pg_new(r.ctx.loop, r.ctx.db_url, cfg->pool_size);
     sl_pg_reserve(r.ctx.pg); /* handlers cannot hold up lease renewals */

@@ -20,7 +20,6 @@
 #include <strings.h>
 #include <sys/stat.h>
 
-#define SL_TZ_DEFAULT_DIR "/usr/share/zoneinfo"
 #define SL_TZ_MAX_FILE (1 << 20)
 #define SL_TZ_ABBR_MAX 16              /* bytes, with the NUL */
 #define SL_TZ_LIMIT 1000000000000000LL /* |t| we accept: about 31 million years */
@@ -478,9 +477,7 @@ sl_tz *sl_tz_from_posix(const char *spec, char *err, size_t errlen)
     return tz;
 }
 
-/* Zone names are relative paths of letters, digits and "/_+-.", with no empty,
- * "." or ".." components: nothing that could leave the zoneinfo directory. */
-static int valid_name(const char *name)
+int sl_tz_valid_name(const char *name)
 {
     size_t n = strlen(name);
     if (n == 0 || n > 255 || name[0] == '/' || name[n - 1] == '/' || strstr(name, "..") ||
@@ -638,7 +635,7 @@ static int tzif_parse(sl_tz *tz, const unsigned char *buf, size_t len, const cha
 
 /* The zone file under dir whose path is name but for case ("europe/london":
  * "Europe/London") into out; 0 when there is one, -1 otherwise. name is valid
- * (valid_name): relative, no "." or ".." components. */
+ * (sl_tz_valid_name): relative, no "." or ".." components. */
 static int case_match(const char *dir, const char *name, char *out, size_t outlen)
 {
     if (strcasecmp(name, "UTC") == 0 || strcasecmp(name, "Etc/UTC") == 0) {
@@ -678,7 +675,7 @@ sl_tz *sl_tz_load_dir(const char *dir, const char *name, char *err, size_t errle
     if (!name) name = "";
     if (strcmp(name, "UTC") == 0 || strcmp(name, "Etc/UTC") == 0)
         return builtin_utc(name, err, errlen);
-    if (!valid_name(name)) {
+    if (!sl_tz_valid_name(name)) {
         sl_seterr(err, errlen, "invalid time zone name \"%s\"", name);
         return NULL;
     }

@@ -20,6 +20,14 @@
 
 typedef struct sl_tz sl_tz;
 
+/* Where zones are read from when $TZDIR is not set. */
+#define SL_TZ_DEFAULT_DIR "/usr/share/zoneinfo"
+
+/* Zone names are relative paths of letters, digits and "/_+-.", with no empty,
+ * "." or ".." components: nothing that could leave the zoneinfo directory.
+ * 1 for such a name, else 0. */
+int sl_tz_valid_name(const char *name);
+
 /* Loads the zone `name` ("Europe/Berlin"). "UTC" and "Etc/UTC" are built in and
  * work without tzdata. Names are checked first: no absolute paths, no "." or ".."
  * components, only [A-Za-z0-9/_+-.]. Returns NULL with a message in err. */
@@ -72,6 +80,23 @@ void sl_civil_from_days(int64_t days, int64_t *y, int *m, int *d);
 
 /* 28 to 31. */
 int sl_days_in_month(int64_t y, int m);
+
+/* ---- which names are one zone (tz_links.c) ---- */
+
+/* The names zone `name` goes by in the zoneinfo directory dir (NULL: $TZDIR,
+ * else SL_TZ_DEFAULT_DIR), sorted, name among them: the zone and every link of
+ * the IANA database that leads to it ("US/Eastern": "America/New_York",
+ * "US/Eastern", …), read from the directory's tzdata.zi. Without tzdata.zi, the
+ * names whose file is name's file (a symbolic or hard link); a copy is not
+ * known as a link. Zones that are distinct in the database are never one, however
+ * alike their rules. "UTC" and "Etc/UTC" are always one (both are built in). A
+ * name the database does not know is alone. Into *names (n of them, each and the
+ * array malloc'd: sl_tz_names_free); 0, or -1 with a message in err when name is
+ * not a valid zone name. Whether the zone exists is not checked: load it. */
+int sl_tz_same_zone(const char *dir, const char *name, char ***names, size_t *n, char *err,
+                    size_t errlen);
+
+void sl_tz_names_free(char **names, size_t n);
 
 /* ---- a cache of loaded zones, owned by its caller ---- */
 

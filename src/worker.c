@@ -1308,10 +1308,11 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     double backoff = 1;
     PGconn *boot;
     sl_cli_errors_to_log(1); /* why an attempt failed, as a line of the log */
-    while (!(boot = sl_queue_boot(&ctx, "serve", w.id))) {
+    int failed;
+    while (!(boot = sl_queue_boot(&ctx, "serve", w.id, &failed))) {
         free((char *)ctx.db_url);
         ctx.db_url = NULL;
-        if (sl_cli_connect_refused()) {
+        if (failed == 2) {
             /* the server or libpq refuses the connection's settings (the
              * error above says which): not an outage to wait out, like a URL
              * libpq refuses; exit 2, which systemd's unit does not restart */

@@ -870,6 +870,53 @@ class Lifecycle(harness.SluiceTest):
         self.scalar("SELECT sluice.schedule_job(NULL, 'echo', '0 * * * *')")
         self.assertEqual(self.count("sluice.scheduled_jobs"), before + 1)
 
+    def test_a_zone_is_the_same_schedule_under_any_of_its_names(self):
+        # UTC, Etc/UTC, Zulu… are one zone under several names (links of the IANA
+        # database), as are US/Eastern and America/New_York: compared by name, they
+        # made two jobs, each running at every slot
+        first = self.sluice("schedule", "echo", "--cron", "0 * * * *", "--tz", "UTC")
+        job = first.stdout.strip()
+        same = ("with the same expression, zone and parameters; nothing new was created; "
+                "it keeps its own zone name (`sluice jobs edit` changes it)")
+        for tz in ("Etc/UTC", "Zulu", "Universal", "Etc/Universal", "Etc/Zulu", "UCT"):
+            proc = self.sluice("schedule", "echo", "--cron", "0 * * * *", "--tz", tz)
+            self.assertEqual(proc.stdout, f"{job}\n", tz)
+            self.assertEqual(proc.stderr, f"echo: already scheduled as {job}, {same}\n{first.stderr}", tz)
+        east = self.sluice("schedule", "echo", "--cron", "0 9 * * *", "--tz", "US/Eastern").stdout.strip()
+        proc = self.sluice("schedule", "echo", "--cron", "0 9 * * *", "--tz", "America/New_York")
+        self.assertEqual(proc.stdout, f"{east}\n")
+        self.assertIn(f"already scheduled as {east}", proc.stderr)
+        # each job keeps the name it was given
+        self.assertEqual(self.sql("SELECT timezone FROM sluice.scheduled_jobs ORDER BY created_at"),
+                         [{"timezone": "UTC"}, {"timezone": "US/Eastern"}])
+        # a zone whose rules are alike but that is a zone of its own is another
+        # schedule: Etc/GMT (whose clock says GMT, not UTC)
+        gmt = self.sluice("schedule", "echo", "--cron", "0 * * * *", "--tz", "Etc/GMT")
+        self.assertNotIn(gmt.stdout.strip(), (job, east))
+        self.assertNotIn("already", gmt.stderr)
+        self.assertEqual(self.count("sluice.scheduled_jobs"), 3)
+        gmt = gmt.stdout.strip()
+        # an edit may make a job the same schedule as another: it is done, and said
+        proc = self.sluice("jobs", "edit", gmt, "--tz", "Zulu")
+        self.assertEqual(proc.stdout, f"{gmt}  active\n")
+        self.assertIn(f"jobs edit: job {gmt} is now the same schedule as job {job} (type, brand, expression, "
+                      f"zone and parameters): both run at every slot; `sluice jobs cancel {job}` if one is "
+                      f"enough\n", proc.stderr)
+        self.assertEqual(self.scalar(f"SELECT timezone FROM sluice.scheduled_jobs WHERE id = '{gmt}'"), "Zulu")
+        # and an edit that leaves them apart says nothing of it
+        proc = self.sluice("jobs", "edit", gmt, "--cron", "30 * * * *")
+        self.assertNotIn("same schedule", proc.stderr)
+        proc = self.sluice("jobs", "edit", east, "--priority", "3")
+        self.assertNotIn("same schedule", proc.stderr)
+        # through SQL the names of the zone are the caller's to give, the zone among them
+        self.assertEqual(self.one("SELECT job_id::text, created FROM sluice.ensure_schedule(NULL, 'echo', "
+                                  "'0 9 * * *', 'America/New_York', p_zone_names => "
+                                  "'{America/New_York,US/Eastern}')"), {"job_id": east, "created": False})
+        self.assertIn("the names of zone UTC do not include it",
+                      self.sql_error("SELECT sluice.ensure_schedule(NULL, 'echo', '0 * * * *', 'UTC', "
+                                     "p_zone_names => '{Etc/UTC}')"))
+        self.assertEqual(self.count("sluice.scheduled_jobs"), 3)
+
     def test_a_schedule_with_a_dedupe_key_is_made_once_whatever_else_it_says(self):
         a = self.sluice("schedule", "echo", "--cron", "0 9 * * *", "--dedupe-key", "morning").stdout.strip()
         # another key: another schedule, alike in all else

@@ -1090,6 +1090,10 @@ print(rows[1].three)
                     self.assertNotIn("LOCATION", proc.stderr)
                     if extra:
                         self.assertIn("with PGGSSENCMODE from the environment", proc.stderr)
+            with self.subTest(url=url, command="exec"):  # a script's first sluice.db call connects
+                proc = self.sluice("exec", "-", env=env, check=False, input='sluice.db.query("SELECT 1")\n')
+                self.assertEqual(proc.returncode, 2, proc.stdout + proc.stderr)
+                self.assertIn("a configuration problem, not an outage", proc.stderr)
             with self.subTest(url=url, command="serve"):
                 d = self.serve(env=env)
                 self.assertEqual(d.wait(timeout=60), 2, d.log())  # it leaves rather than retrying

@@ -3,7 +3,7 @@
  * sl_utf8_clean (bytes that are not UTF-8 become U+FFFD) and sl_json_clean
  * (the same, and "\u0000", which jsonb refuses, becomes "\ufffd"), the empty
  * input included; and the two halves of reading a \uXXXX escape, sl_hex4 and
- * sl_utf8_put.
+ * sl_utf8_put; and sl_buf_join_and's "A, B and C".
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -98,13 +98,31 @@ static void test_hex4(void **state)
     assert_int_equal(sl_hex4("12", 4), -1); /* a NUL is not a digit */
 }
 
+static void test_join_and(void **state)
+{
+    (void)state;
+    const char *items[] = {"PGUSER", "PGPORT", "PGSSLMODE", "PGHOST"};
+    const char *want[] = {"", "PGUSER", "PGUSER and PGPORT", "PGUSER, PGPORT and PGSSLMODE",
+                          "PGUSER, PGPORT, PGSSLMODE and PGHOST"};
+    for (size_t n = 0; n <= 4; n++) {
+        sl_buf b = {0};
+        sl_buf_join_and(&b, items, n);
+        assert_string_equal(sl_buf_str(&b), want[n]);
+        sl_buf_free(&b);
+    }
+    sl_buf b = {0}; /* added to what is there */
+    sl_buf_puts(&b, "from ");
+    sl_buf_join_and(&b, items, 2);
+    assert_string_equal(sl_buf_str(&b), "from PGUSER and PGPORT");
+    sl_buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_utf8_clean),
-        cmocka_unit_test(test_json_clean),
-        cmocka_unit_test(test_utf8_put),
-        cmocka_unit_test(test_hex4),
+        cmocka_unit_test(test_utf8_clean), cmocka_unit_test(test_json_clean),
+        cmocka_unit_test(test_utf8_put),   cmocka_unit_test(test_hex4),
+        cmocka_unit_test(test_join_and),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,7 +3,8 @@
  * hand-built files: version 1, slim version 2, 64-bit section preferred,
  * corrupt ones), POSIX TZ rules (footer path past 2037, southern hemisphere,
  * 30-minute DST, version 3 extensions), local↔UTC conversion across both DST
- * transitions in several zones, zone-name checks and the zone cache.
+ * transitions in several zones, zone-name checks, the zone cache, and which
+ * names are one zone (IANA links from tzdata.zi, else symbolic and hard links).
  *
  * Real zones come from $TZDIR, else /usr/share/zoneinfo (tzdata must be
  * installed). Expected values were taken from the IANA rules, not from this code.
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -840,6 +842,122 @@ static void test_cache(void **state)
     sl_tz_free(NULL);
 }
 
+/* ------------------------------------------------------------------ links */
+
+/* sl_tz_same_zone(dir, name) joined with spaces: "America/New_York US/Eastern". */
+static void expect_same_zone(const char *dir, const char *name, const char *want)
+{
+    char **names, err[256] = "", got[1024] = "";
+    size_t n;
+    assert_int_equal(sl_tz_same_zone(dir, name, &names, &n, err, sizeof err), 0);
+    for (size_t i = 0; i < n; i++)
+        snprintf(got + strlen(got), sizeof got - strlen(got), "%s%s", i ? " " : "", names[i]);
+    sl_tz_names_free(names, n);
+    assert_string_equal(got, want);
+}
+
+/* 1 when name is one of the names of zone's zone in the system's tzdata. */
+static int same_zone(const char *zone, const char *name)
+{
+    char **names, err[256] = "";
+    size_t n;
+    int found = 0;
+    assert_int_equal(sl_tz_same_zone(NULL, zone, &names, &n, err, sizeof err), 0);
+    for (size_t i = 0; i < n; i++)
+        found |= strcmp(names[i], name) == 0;
+    sl_tz_names_free(names, n);
+    return found;
+}
+
+/* The system's tzdata: the names of UTC are links to one zone; Etc/GMT is a
+ * zone of its own (its abbreviation is GMT), not a name of UTC's. */
+static void test_same_zone_system(void **state)
+{
+    (void)state;
+    const char *utc[] = {"UTC", "Etc/UTC", "Zulu", "Universal", "Etc/Universal", "Etc/Zulu"};
+    for (size_t i = 0; i < sizeof utc / sizeof utc[0]; i++)
+        for (size_t j = 0; j < sizeof utc / sizeof utc[0]; j++)
+            if (!same_zone(utc[i], utc[j])) fail_msg("%s is not a name of %s", utc[j], utc[i]);
+    assert_true(same_zone("US/Eastern", "America/New_York"));
+    assert_true(same_zone("America/New_York", "US/Eastern"));
+    assert_false(same_zone("UTC", "Etc/GMT"));
+    assert_false(same_zone("Etc/GMT", "UTC"));
+    assert_true(same_zone("Etc/GMT", "GMT"));
+    assert_false(same_zone("America/New_York", "America/Chicago"));
+    assert_false(same_zone("America/New_York", "America/Toronto"));
+    char **names, err[256] = "";
+    size_t n = 7;
+    assert_int_equal(sl_tz_same_zone(NULL, "../etc/passwd", &names, &n, err, sizeof err), -1);
+    assert_null(names);
+    assert_int_equal(n, 0);
+    assert_string_equal(err, "invalid time zone name \"../etc/passwd\"");
+}
+
+static void put_file(const char *dir, const char *name, const char *text)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(fputs(text, f) >= 0, 1);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* A directory of its own: with tzdata.zi its links decide — a link to a link is
+ * followed, and two zones whose files are alike byte for byte stay two; without
+ * it, symbolic and hard links are one zone, a copy is not, and "localtime" (the
+ * machine's setting) is never a name. */
+static void test_same_zone_links(void **state)
+{
+    (void)state;
+    char dir[300], path[400], to[400];
+    snprintf(dir, sizeof dir, "%s/links", tmpdir);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    snprintf(path, sizeof path, "%s/Area", dir);
+    assert_int_equal(mkdir(path, 0700), 0);
+    put_file(dir, "Area/Zone", "TZif zone");
+    put_file(dir, "Area/Twin", "TZif zone"); /* a zone of its own, alike */
+    snprintf(path, sizeof path, "%s/Area/Sym", dir);
+    assert_int_equal(symlink("Zone", path), 0);
+    snprintf(to, sizeof to, "%s/Area/Zone", dir);
+    snprintf(path, sizeof path, "%s/Hard", dir);
+    assert_int_equal(link(to, path), 0);
+    snprintf(path, sizeof path, "%s/localtime", dir);
+    assert_int_equal(symlink("Area/Zone", path), 0);
+    snprintf(path, sizeof path, "%s/posix", dir); /* a loop the walk must not enter */
+    assert_int_equal(symlink(".", path), 0);
+
+    /* without tzdata.zi: the files */
+    expect_same_zone(dir, "Area/Zone", "Area/Sym Area/Zone Hard");
+    expect_same_zone(dir, "Hard", "Area/Sym Area/Zone Hard");
+    expect_same_zone(dir, "Area/Twin", "Area/Twin");
+    expect_same_zone(dir, "Area/Nowhere", "Area/Nowhere");
+    expect_same_zone(dir, "UTC", "Etc/UTC UTC"); /* built in */
+
+    /* with it: its links, whatever the files are */
+    put_file(dir, "tzdata.zi",
+             "# version test\nZ Area/Zone 1 - ZON\nZ Area/Twin 1 - ZON\nL Area/Zone Area/Sym\n"
+             "L Area/Sym Old/Chain\nR Lx 2000 o - Ap 1 0 1 -\nL Etc/UTC Zulu\nZ Etc/UTC 0 - UTC\n"
+             "L Loop/A Loop/B\nL Loop/B Loop/A\n");
+    expect_same_zone(dir, "Area/Zone", "Area/Sym Area/Zone Old/Chain");
+    expect_same_zone(dir, "Old/Chain", "Area/Sym Area/Zone Old/Chain");
+    expect_same_zone(dir, "Hard", "Hard"); /* not a link the database has */
+    expect_same_zone(dir, "Area/Twin", "Area/Twin");
+    expect_same_zone(dir, "UTC", "Etc/UTC UTC Zulu");
+    expect_same_zone(dir, "Zulu", "Etc/UTC UTC Zulu");
+    expect_same_zone(dir, "Loop/A", "Loop/A"); /* a cycle ends, and leads nowhere */
+
+    const char *made[] = {"tzdata.zi", "posix",     "localtime", "Hard",
+                          "Area/Sym",  "Area/Twin", "Area/Zone"};
+    for (size_t i = 0; i < sizeof made / sizeof made[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, made[i]);
+        assert_int_equal(unlink(path), 0);
+    }
+    snprintf(path, sizeof path, "%s/Area", dir);
+    assert_int_equal(rmdir(path), 0);
+    assert_int_equal(rmdir(dir), 0);
+}
+
 static int use_system_tzdata(void **state)
 {
     (void)state;
@@ -873,6 +991,8 @@ int main(void)
         cmocka_unit_test(test_prefers_64_bit_section),
         cmocka_unit_test(test_corrupt_files),
         cmocka_unit_test(test_cache),
+        cmocka_unit_test(test_same_zone_system),
+        cmocka_unit_test(test_same_zone_links),
     };
     return cmocka_run_group_tests(tests, use_system_tzdata, remove_tmpdir);
 }
