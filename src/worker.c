@@ -195,7 +195,7 @@ static void log_ended(const wrun *r, const char *then)
     char dur[32];
     snprintf(dur, sizeof dur, "%.3f", secs);
     sl_log(SL_WARN, status == SL_RUN_CANCELLED ? "run cancelled" : "run failed", "run", id, "type",
-           type, "seconds", dur, "error", error, "then", then, NULL);
+           type, SL_NUM "seconds", dur, "error", error, "then", then, NULL);
 }
 
 /* How long ended runs may wait to be recorded (RECORD_DELAY_MAX): no time at
@@ -535,7 +535,7 @@ static void give_back_late(sl_worker *w, sl_buf *ids, double after)
     sl_log(SL_WARN,
            "not starting claimed runs: their claim was answered too late, their leases may have "
            "run out",
-           "runs", sl_buf_str(ids), "answered_after", secs, "lease", w->lease, NULL);
+           "runs", sl_buf_str(ids), SL_NUM "answered_after", secs, SL_NUM "lease", w->lease, NULL);
     release_runs(w, sl_buf_str(ids), ignore_result,
                  "could not give back runs claimed too late; their leases will run out");
 }
@@ -563,7 +563,7 @@ static void cycle_done(PGresult *res, const char *err, void *data)
         char secs[32];
         snprintf(secs, sizeof secs, "%.1f", w->backoff);
         sl_log(outage_level(w), "claiming and recording runs failed, retrying", "error", err,
-               "retry_in", secs, NULL);
+               SL_NUM "retry_in", secs, NULL);
         arm_claim_timer(w, w->backoff);
         return;
     }
@@ -873,8 +873,8 @@ static void retention_done(PGresult *res, const char *err, void *data)
         return;
     }
     if (PQntuples(res) == 1 && (atoi(PQgetvalue(res, 0, 0)) || atoi(PQgetvalue(res, 0, 1))))
-        sl_log(SL_INFO, "retention", "archived_jobs", PQgetvalue(res, 0, 0), "pruned_runs",
-               PQgetvalue(res, 0, 1), NULL);
+        sl_log(SL_INFO, "retention", SL_NUM "archived_jobs", PQgetvalue(res, 0, 0),
+               SL_NUM "pruned_runs", PQgetvalue(res, 0, 1), NULL);
     PQclear(res);
 }
 
@@ -1077,7 +1077,7 @@ static void leave_cb(struct ev_loop *loop, ev_timer *t, int revents)
     sl_log(SL_ERROR,
            "the database did not answer: stopping without recording every outcome; the "
            "leases hand the runs to other workers",
-           "unrecorded", count, NULL);
+           SL_NUM "unrecorded", count, NULL);
     w->exit_status = 1;
     ev_break(loop, EVBREAK_ALL);
 }
@@ -1094,8 +1094,8 @@ static void signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
     }
     char grace[32];
     sl_config_fmt_number(w->cfg->grace_seconds, grace, sizeof grace);
-    sl_log(SL_INFO, "stopping: no new claims; waiting for runs in flight", "running",
-           w->running ? "yes" : "no", "grace_seconds", grace, NULL);
+    sl_log(SL_INFO, "stopping: no new claims; waiting for runs in flight", SL_BOOL "running",
+           w->running ? "true" : "false", SL_NUM "grace_seconds", grace, NULL);
     w->stopping = 1;
     sl_notify("STOPPING=1");
     if (!w->cycling) release_queued(w); /* else cycle_done releases them with what it claimed */
@@ -1359,8 +1359,8 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     char *names = sl_runtime_type_names(ctx.rt, ", ");
     char conc[16];
     snprintf(conc, sizeof conc, "%d", w.concurrency);
-    sl_log(SL_INFO, "sluice serving", "worker", w.id, "concurrency", conc, "job_types", names,
-           "version", SLUICE_VERSION, NULL);
+    sl_log(SL_INFO, "sluice serving", "worker", w.id, SL_NUM "concurrency", conc, "job_types",
+           names, "version", SLUICE_VERSION, NULL);
     free(names);
     sl_notify("READY=1\nSTATUS=serving");
     ev_run(ctx.loop, 0);

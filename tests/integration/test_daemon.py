@@ -337,6 +337,38 @@ class Daemon(harness.SluiceTest):
         self.assertTrue(all(l.get("type") == "echo" for l in run_lines))
         self.assertNotIn("sekrit-token-123", d.log())
 
+    def test_json_logs_type_numbers_and_booleans_by_field(self):
+        # every value was a string ("seconds":"0.012"): numbers and yes/no are
+        # typed by their field, so `jq 'select(.seconds > 1)'` works, while a
+        # message or an id stays a string whatever its text
+        env = self.henv({"SLUICE_LOG_FORMAT": "json", "SLUICE_LOG_LEVEL": "debug"})
+        job = self.sluice("queue", "echo", "--params", '{"message": "123", "fail": true, "permanent": true}',
+                          env=env).stdout.strip()
+        with self.serve(env=env) as d:
+            self.wait_done(job)
+        lines = [json.loads(l) for l in d.log().splitlines() if l.startswith("{")]
+
+        def line(msg):
+            found = [l for l in lines if l["msg"] == msg]
+            self.assertEqual(len(found), 1, f"{msg!r} in {d.log()}")
+            return found[0]
+
+        serving = line("sluice serving")
+        self.assertIs(type(serving["concurrency"]), int)
+        self.assertIsInstance(serving["worker"], str)
+        failed = line("run failed")
+        self.assertIs(type(failed["seconds"]), float)
+        self.assertGreaterEqual(failed["seconds"], 0)
+        self.assertIsInstance(failed["run"], str)
+        self.assertEqual(line("echo: 123")["type"], "echo")
+        stopping = line("stopping: no new claims; waiting for runs in flight")
+        self.assertIs(stopping["running"], False)
+        self.assertIs(type(stopping["grace_seconds"]), int)
+        for l in lines:  # nothing else is typed
+            for k, v in l.items():
+                if k not in ("concurrency", "seconds", "running", "grace_seconds"):
+                    self.assertIsInstance(v, str, f"{k} in {l}")
+
     def test_logfmt_default(self):
         with self.serve(env=self.henv()) as d:
             d.wait_log("sluice serving")
