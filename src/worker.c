@@ -398,7 +398,8 @@ static void release_queued(sl_worker *w)
  * the handler) and a recurring job keeps its next slot. */
 static void fail_unstartable(sl_worker *w, const pending *p, const char *errbuf)
 {
-    sl_log(SL_ERROR, "cannot start run", "run", p->spec.run_id, "error", errbuf, NULL);
+    sl_log(SL_ERROR, "cannot start run", "run", p->spec.run_id, "type", p->spec.job_type, "error",
+           errbuf, NULL);
     w->running--; /* start_one counted it */
     record_unrun(w, p, SL_RUN_FAILED, errbuf);
 }

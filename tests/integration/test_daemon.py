@@ -620,6 +620,53 @@ class Daemon(harness.SluiceTest):
         self.assertEqual(job, {"status": "active", "attempts": 0, "current_run_id": None, "later": True,
                                "off_slot": 0})
 
+    def test_a_handler_removed_between_claim_and_start_fails_the_run_and_keeps_the_job(self):
+        # the one way to "unknown job type … no x.lua": the worker claimed the
+        # job while it had the handler, and the file went before the run
+        # started. Here the claim is held in the database (a trigger on the
+        # run's insert waits for a lock the test holds) while the file goes.
+        self.write("doomed.lua", "return { max_retries = 2, retry_base = 1, "
+                                 "run = function(job) return { ok = true } end }\n")
+        env = self.henv()
+        with self.serve(env=env) as d:
+            d.wait_log("sluice serving")
+            self.scalar("""CREATE OR REPLACE FUNCTION public.hold_claim() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF NEW.job_type = 'doomed' THEN PERFORM pg_advisory_xact_lock_shared(4343); END IF;
+                    RETURN NEW;
+                END $$;
+                CREATE TRIGGER hold_claim BEFORE INSERT ON sluice.scheduled_job_runs
+                    FOR EACH ROW EXECUTE FUNCTION public.hold_claim()""")
+            with self.advisory_lock(4343):
+                job = self.sluice("queue", "doomed", env=env).stdout.strip()
+                self.wait_for(lambda: self.lock_waiters(4343) == 1, 30, "the claim did not reach the run's insert")
+                os.remove(os.path.join(self.dir, "doomed.lua"))
+                self.wait_for(lambda: any("handlers reloaded" in l and "doomed" not in l
+                                          for l in d.log().splitlines()), 10, "the removal was not reloaded")
+            # the claim answers with a run of a type the worker no longer has
+            self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'failed'") == 1, 30)
+            run = self.one(f"SELECT id, status, error_message, attempt_number FROM sluice.scheduled_job_runs "
+                           f"WHERE scheduled_job_id = '{job}'")
+            want = ("unknown job type 'doomed': this worker has no doomed.lua in its handler directories, "
+                    "or it failed to load (see `sluice check`)")
+            self.assertEqual((run["status"], run["error_message"], run["attempt_number"]), ("failed", want, 1))
+            line = next(l for l in d.log().splitlines() if 'msg="cannot start run"' in l)
+            self.assertIn(f"run={run['id']} type=doomed ", line)
+            self.assertIn(want.split(":")[0], line)
+            # not lost: its retry policy applies (one attempt spent, due again)
+            self.assertEqual(self.one(f"SELECT status, attempts, current_run_id, last_error "
+                                      f"FROM sluice.scheduled_jobs WHERE id = '{job}'"),
+                             {"status": "active", "attempts": 1, "current_run_id": None, "last_error": want})
+            self.scalar("DROP TRIGGER hold_claim ON sluice.scheduled_job_runs")
+            # and once a worker has the handler again, it runs
+            self.write("doomed.lua", "return { max_retries = 2, retry_base = 1, "
+                                     "run = function(job) return { back = true } end }\n")
+            self.wait_done(job)
+        self.assertEqual(self.one(f"SELECT status, result FROM sluice.scheduled_job_runs "
+                                  f"WHERE scheduled_job_id = '{job}' AND attempt_number = 2"),
+                         {"status": "completed", "result": {"back": True}})
+        self.assertEqual(self.scalar(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{job}'"), "completed")
+
     # -------------------------------------------------------------- sandbox
 
     def test_bytes_postgres_refuses_are_recorded_replaced(self):
