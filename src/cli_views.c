@@ -959,7 +959,20 @@ static int show_job(PGconn *c, const char *id, int json)
         snprintf(buf, sizeof buf, "running now (run %s)", col(r, 0, "current_run_id"));
         field(&term, "next run", buf, SL_COLOR_NONE);
     } else {
-        when(buf, sizeof buf, r, "next", "next_ago");
+        const char *st = col(r, 0, "status");
+        if (st && strcmp(st, "paused") == 0 && col(r, 0, "next_ago")) {
+            /* no worker takes a paused job: its time is no "now" or "ago" */
+            double ago = col_num(r, 0, "next_ago", 0);
+            char rel[32];
+            sl_fmt_ago(ago, rel, sizeof rel);
+            if (ago > -5) /* the time has come (or comes within seconds) */
+                snprintf(buf, sizeof buf, "%s (paused: runs once resumed)", col(r, 0, "next"));
+            else
+                snprintf(buf, sizeof buf, "%s (%s if resumed by then; paused)", col(r, 0, "next"),
+                         rel);
+        } else {
+            when(buf, sizeof buf, r, "next", "next_ago");
+        }
         char local[96];
         size_t n = strlen(buf);
         /* a recurring job's slot on the wall clock of its zone too */

@@ -555,8 +555,8 @@ static void finish(sl_http_req *r, CURLcode code)
         char st[16], secs[32];
         snprintf(st, sizeof st, "%ld", status);
         snprintf(secs, sizeof secs, "%.3f", r->res.seconds);
-        sl_log(SL_DEBUG, "http request", "method", r->method, "url", r->url, "status",
-               r->error ? NULL : st, "seconds", secs, "error", r->error, NULL);
+        sl_log(SL_DEBUG, "http request", "method", r->method, "url", r->url, SL_NUM "status",
+               r->error ? NULL : st, SL_NUM "seconds", secs, "error", r->error, NULL);
     }
     limiter_release(r);
     r->done(r, r->data);

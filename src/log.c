@@ -8,6 +8,8 @@
 #include "buf.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -187,8 +189,50 @@ static void put_logfmt_value(FILE *f, const char *s)
     put_json_string(f, s); /* the same escaping rules */
 }
 
+/* Is s a number in JSON's grammar (RFC 8259: no "+", no leading zero but in
+ * "0", no hex, inf or nan) that a reader takes as a finite double? */
+static int json_number(const char *s)
+{
+    const char *p = s;
+    if (*p == '-') p++;
+    if (*p == '0')
+        p++;
+    else if (*p >= '1' && *p <= '9')
+        while (isdigit((unsigned char)*p))
+            p++;
+    else
+        return 0;
+    if (*p == '.') {
+        if (!isdigit((unsigned char)*++p)) return 0;
+        while (isdigit((unsigned char)*p))
+            p++;
+    }
+    if (*p == 'e' || *p == 'E') {
+        p++;
+        if (*p == '+' || *p == '-') p++;
+        if (!isdigit((unsigned char)*p)) return 0;
+        while (isdigit((unsigned char)*p))
+            p++;
+    }
+    if (*p) return 0;
+    errno = 0;
+    double d = strtod(s, NULL);
+    return errno != ERANGE && isfinite(d);
+}
+
+static void put_json_value(FILE *f, char type, const char *v)
+{
+    if ((type == SL_NUM[0] && json_number(v)) ||
+        (type == SL_BOOL[0] && (strcmp(v, "true") == 0 || strcmp(v, "false") == 0)))
+        fputs(v, f);
+    else
+        put_json_string(f, v);
+}
+
 static void put_field(FILE *f, int first, const char *k, const char *v)
 {
+    char type = 0;
+    if (k[0] == SL_NUM[0] || k[0] == SL_BOOL[0]) type = *k++;
     char *redacted = sl_redact(v);
     char *clean = sl_utf8_clean(redacted); /* a handler's bytes: the line stays UTF-8 (and JSON) */
     free(redacted);
@@ -196,7 +240,7 @@ static void put_field(FILE *f, int first, const char *k, const char *v)
         if (!first) fputc(',', f);
         put_json_string(f, k);
         fputc(':', f);
-        put_json_string(f, clean);
+        put_json_value(f, type, clean);
     } else {
         if (!first) fputc(' ', f);
         fputs(k, f);

@@ -18,6 +18,20 @@ enum { SL_DEBUG = 0, SL_INFO = 1, SL_WARN = 2, SL_ERROR = 3 };
 void sl_log_setup(int format, int level);
 int sl_log_enabled(int level);
 
+/* A key may start with one of these to give its value a type in JSON lines
+ * (logfmt writes the value alike either way; the prefix is not written):
+ *
+ *   sl_log(SL_INFO, "run completed", "run", id, SL_NUM "seconds", "0.012", NULL);
+ *   → {…,"run":"6f1c…","seconds":0.012}
+ *
+ * SL_NUM: the value is a number's text, as "%d" or "%.3f" write it; SL_BOOL:
+ * "true" or "false". Every other value is a string whatever its text: a type
+ * is the call site's, never guessed from the value (a brand named "123" or a
+ * run id stays a string). A typed value that is not what its type takes (not
+ * a finite number in JSON's grammar, not true/false) is written as a string. */
+#define SL_NUM "\001"
+#define SL_BOOL "\002"
+
 /* msg, then key/value string pairs, terminated by NULL. A NULL value is skipped. */
 void sl_log(int level, const char *msg, ...);
 

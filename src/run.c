@@ -880,8 +880,8 @@ void sl_run_finish(sl_run *run, int status, const char *result_json, const char 
     if (rt->opts.echo == SL_ECHO_LOG && status == SL_RUN_COMPLETED && sl_log_enabled(SL_DEBUG)) {
         char dur[32];
         snprintf(dur, sizeof dur, "%.3f", run->out.finished - run->out.started);
-        sl_log(SL_DEBUG, "run completed", "run", run->run_id, "type", run->job_type, "seconds", dur,
-               NULL);
+        sl_log(SL_DEBUG, "run completed", "run", run->run_id, "type", run->job_type,
+               SL_NUM "seconds", dur, NULL);
     }
     run->done(run, run->done_data);
 }

@@ -199,7 +199,7 @@ static void log_ended(const wrun *r, const char *then)
     char dur[32];
     snprintf(dur, sizeof dur, "%.3f", secs);
     sl_log(SL_WARN, status == SL_RUN_CANCELLED ? "run cancelled" : "run failed", "run", id, "type",
-           type, "seconds", dur, "error", error, "then", then, NULL);
+           type, SL_NUM "seconds", dur, "error", error, "then", then, NULL);
 }
 
 /* An outcome found recorded already when its batch went again: the cycle that
@@ -418,7 +418,8 @@ static void release_queued(sl_worker *w)
  * the handler) and a recurring job keeps its next slot. */
 static void fail_unstartable(sl_worker *w, const pending *p, const char *errbuf)
 {
-    sl_log(SL_ERROR, "cannot start run", "run", p->spec.run_id, "error", errbuf, NULL);
+    sl_log(SL_ERROR, "cannot start run", "run", p->spec.run_id, "type", p->spec.job_type, "error",
+           errbuf, NULL);
     w->running--; /* start_one counted it */
     record_unrun(w, p, SL_RUN_FAILED, errbuf);
 }
@@ -555,7 +556,7 @@ static void give_back_late(sl_worker *w, sl_buf *ids, double after)
     sl_log(SL_WARN,
            "not starting claimed runs: their claim was answered too late, their leases may have "
            "run out",
-           "runs", sl_buf_str(ids), "answered_after", secs, "lease", w->lease, NULL);
+           "runs", sl_buf_str(ids), SL_NUM "answered_after", secs, SL_NUM "lease", w->lease, NULL);
     release_runs(w, sl_buf_str(ids), ignore_result,
                  "could not give back runs claimed too late; their leases will run out");
 }
@@ -585,7 +586,7 @@ static void cycle_done(PGresult *res, const char *err, void *data)
         char secs[32];
         snprintf(secs, sizeof secs, "%.1f", w->backoff);
         sl_log(outage_level(w), "claiming and recording runs failed, retrying", "error", err,
-               "retry_in", secs, NULL);
+               SL_NUM "retry_in", secs, NULL);
         arm_claim_timer(w, w->backoff);
         return;
     }
@@ -906,8 +907,8 @@ static void retention_done(PGresult *res, const char *err, void *data)
         return;
     }
     if (PQntuples(res) == 1 && (atoi(PQgetvalue(res, 0, 0)) || atoi(PQgetvalue(res, 0, 1))))
-        sl_log(SL_INFO, "retention", "archived_jobs", PQgetvalue(res, 0, 0), "pruned_runs",
-               PQgetvalue(res, 0, 1), NULL);
+        sl_log(SL_INFO, "retention", SL_NUM "archived_jobs", PQgetvalue(res, 0, 0),
+               SL_NUM "pruned_runs", PQgetvalue(res, 0, 1), NULL);
     PQclear(res);
 }
 
@@ -1110,7 +1111,7 @@ static void leave_cb(struct ev_loop *loop, ev_timer *t, int revents)
     sl_log(SL_ERROR,
            "the database did not answer: stopping without recording every outcome; the "
            "leases hand the runs to other workers",
-           "unrecorded", count, NULL);
+           SL_NUM "unrecorded", count, NULL);
     w->exit_status = 1;
     ev_break(loop, EVBREAK_ALL);
 }
@@ -1127,8 +1128,8 @@ static void signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
     }
     char grace[32];
     sl_config_fmt_number(w->cfg->grace_seconds, grace, sizeof grace);
-    sl_log(SL_INFO, "stopping: no new claims; waiting for runs in flight", "running",
-           w->running ? "yes" : "no", "grace_seconds", grace, NULL);
+    sl_log(SL_INFO, "stopping: no new claims; waiting for runs in flight", SL_BOOL "running",
+           w->running ? "true" : "false", SL_NUM "grace_seconds", grace, NULL);
     w->stopping = 1;
     sl_notify("STOPPING=1");
     if (!w->cycling) release_queued(w); /* else cycle_done releases them with what it claimed */
@@ -1393,8 +1394,8 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     char *names = sl_runtime_type_names(ctx.rt, ", ");
     char conc[16];
     snprintf(conc, sizeof conc, "%d", w.concurrency);
-    sl_log(SL_INFO, "sluice serving", "worker", w.id, "concurrency", conc, "job_types", names,
-           "version", SLUICE_VERSION, NULL);
+    sl_log(SL_INFO, "sluice serving", "worker", w.id, SL_NUM "concurrency", conc, "job_types",
+           names, "version", SLUICE_VERSION, NULL);
     free(names);
     sl_notify("READY=1\nSTATUS=serving");
     ev_run(ctx.loop, 0);

@@ -337,6 +337,38 @@ class Daemon(harness.SluiceTest):
         self.assertTrue(all(l.get("type") == "echo" for l in run_lines))
         self.assertNotIn("sekrit-token-123", d.log())
 
+    def test_json_logs_type_numbers_and_booleans_by_field(self):
+        # every value was a string ("seconds":"0.012"): numbers and yes/no are
+        # typed by their field, so `jq 'select(.seconds > 1)'` works, while a
+        # message or an id stays a string whatever its text
+        env = self.henv({"SLUICE_LOG_FORMAT": "json", "SLUICE_LOG_LEVEL": "debug"})
+        job = self.sluice("queue", "echo", "--params", '{"message": "123", "fail": true, "permanent": true}',
+                          env=env).stdout.strip()
+        with self.serve(env=env) as d:
+            self.wait_done(job)
+        lines = [json.loads(l) for l in d.log().splitlines() if l.startswith("{")]
+
+        def line(msg):
+            found = [l for l in lines if l["msg"] == msg]
+            self.assertEqual(len(found), 1, f"{msg!r} in {d.log()}")
+            return found[0]
+
+        serving = line("sluice serving")
+        self.assertIs(type(serving["concurrency"]), int)
+        self.assertIsInstance(serving["worker"], str)
+        failed = line("run failed")
+        self.assertIs(type(failed["seconds"]), float)
+        self.assertGreaterEqual(failed["seconds"], 0)
+        self.assertIsInstance(failed["run"], str)
+        self.assertEqual(line("echo: 123")["type"], "echo")
+        stopping = line("stopping: no new claims; waiting for runs in flight")
+        self.assertIs(stopping["running"], False)
+        self.assertIs(type(stopping["grace_seconds"]), int)
+        for l in lines:  # nothing else is typed
+            for k, v in l.items():
+                if k not in ("concurrency", "seconds", "running", "grace_seconds"):
+                    self.assertIsInstance(v, str, f"{k} in {l}")
+
     def test_logfmt_default(self):
         with self.serve(env=self.henv()) as d:
             d.wait_log("sluice serving")
@@ -587,6 +619,53 @@ class Daemon(harness.SluiceTest):
                        f"FROM sluice.scheduled_jobs WHERE id = '{rec}'")
         self.assertEqual(job, {"status": "active", "attempts": 0, "current_run_id": None, "later": True,
                                "off_slot": 0})
+
+    def test_a_handler_removed_between_claim_and_start_fails_the_run_and_keeps_the_job(self):
+        # the one way to "unknown job type … no x.lua": the worker claimed the
+        # job while it had the handler, and the file went before the run
+        # started. Here the claim is held in the database (a trigger on the
+        # run's insert waits for a lock the test holds) while the file goes.
+        self.write("doomed.lua", "return { max_retries = 2, retry_base = 1, "
+                                 "run = function(job) return { ok = true } end }\n")
+        env = self.henv()
+        with self.serve(env=env) as d:
+            d.wait_log("sluice serving")
+            self.scalar("""CREATE OR REPLACE FUNCTION public.hold_claim() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF NEW.job_type = 'doomed' THEN PERFORM pg_advisory_xact_lock_shared(4343); END IF;
+                    RETURN NEW;
+                END $$;
+                CREATE TRIGGER hold_claim BEFORE INSERT ON sluice.scheduled_job_runs
+                    FOR EACH ROW EXECUTE FUNCTION public.hold_claim()""")
+            with self.advisory_lock(4343):
+                job = self.sluice("queue", "doomed", env=env).stdout.strip()
+                self.wait_for(lambda: self.lock_waiters(4343) == 1, 30, "the claim did not reach the run's insert")
+                os.remove(os.path.join(self.dir, "doomed.lua"))
+                self.wait_for(lambda: any("handlers reloaded" in l and "doomed" not in l
+                                          for l in d.log().splitlines()), 10, "the removal was not reloaded")
+            # the claim answers with a run of a type the worker no longer has
+            self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'failed'") == 1, 30)
+            run = self.one(f"SELECT id, status, error_message, attempt_number FROM sluice.scheduled_job_runs "
+                           f"WHERE scheduled_job_id = '{job}'")
+            want = ("unknown job type 'doomed': this worker has no doomed.lua in its handler directories, "
+                    "or it failed to load (see `sluice check`)")
+            self.assertEqual((run["status"], run["error_message"], run["attempt_number"]), ("failed", want, 1))
+            line = next(l for l in d.log().splitlines() if 'msg="cannot start run"' in l)
+            self.assertIn(f"run={run['id']} type=doomed ", line)
+            self.assertIn(want.split(":")[0], line)
+            # not lost: its retry policy applies (one attempt spent, due again)
+            self.assertEqual(self.one(f"SELECT status, attempts, current_run_id, last_error "
+                                      f"FROM sluice.scheduled_jobs WHERE id = '{job}'"),
+                             {"status": "active", "attempts": 1, "current_run_id": None, "last_error": want})
+            self.scalar("DROP TRIGGER hold_claim ON sluice.scheduled_job_runs")
+            # and once a worker has the handler again, it runs
+            self.write("doomed.lua", "return { max_retries = 2, retry_base = 1, "
+                                     "run = function(job) return { back = true } end }\n")
+            self.wait_done(job)
+        self.assertEqual(self.one(f"SELECT status, result FROM sluice.scheduled_job_runs "
+                                  f"WHERE scheduled_job_id = '{job}' AND attempt_number = 2"),
+                         {"status": "completed", "result": {"back": True}})
+        self.assertEqual(self.scalar(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{job}'"), "completed")
 
     # -------------------------------------------------------------- sandbox
 

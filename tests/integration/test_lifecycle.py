@@ -1413,6 +1413,29 @@ class Lifecycle(harness.SluiceTest):
                 self.assertEqual(self.scalar(f"SELECT status FROM sluice.scheduled_job_runs WHERE id = '{run}'"),
                                  "failed" if outcome == "lost" else outcome)
 
+    def test_show_says_a_paused_jobs_time_waits_for_resume(self):
+        # a paused job whose time had come was shown as next run "… (now)" or
+        # "(12s ago)", as if a worker were about to take it
+        job = self.sluice("queue", "echo").stdout.strip()
+        self.sluice("jobs", "pause", job)
+
+        def next_run():
+            lines = [l for l in self.sluice("show", job).stdout.splitlines() if "next run" in l]
+            self.assertEqual(len(lines), 1)
+            return lines[0]
+
+        for past in ("0 seconds", "2 seconds", "1 minute"):
+            self.scalar(f"UPDATE sluice.scheduled_jobs SET next_run_at = now() - interval '{past}' WHERE id = '{job}'")
+            line = next_run()
+            self.assertRegex(line, r"next run +\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ \(paused: runs once resumed\)$")
+        self.scalar(f"UPDATE sluice.scheduled_jobs SET next_run_at = now() + interval '2 hours 30 seconds' "
+                 f"WHERE id = '{job}'")
+        self.assertRegex(next_run(), r"\(in 2h if resumed by then; paused\)$")
+        self.sluice("jobs", "resume", job)  # active again: the time as it is
+        self.assertRegex(next_run(), r"\(in 2h\)$")
+        self.scalar(f"UPDATE sluice.scheduled_jobs SET next_run_at = now() - interval '1 minute' WHERE id = '{job}'")
+        self.assertRegex(next_run(), r"\(1m ago\)$")
+
     def test_pause_and_resume(self):
         job = self.sluice("queue", "echo").stdout.strip()
         self.sluice("jobs", "pause", job)

@@ -368,7 +368,7 @@ class Spine(harness.SluiceTest):
                           and self.lock_waiters(4242) > 0, 30, "runs did not start")
             d.signal(signal.SIGTERM)
             d.wait_log("stopping: no new claims; waiting for runs in flight", timeout=30)
-            self.assertIn("running=yes", d.log())
+            self.assertIn("running=true", d.log())
             # it keeps them: their leases are renewed (every second) after the signal
             signalled = self.scalar("SELECT clock_timestamp()")
             self.wait_for(lambda: self.count("sluice.scheduled_job_runs",
