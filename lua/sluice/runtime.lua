@@ -928,6 +928,12 @@ function M.execute(entry, spec)
   end
   local value, err = validate_params(entry, raw)
   if not value then error(sluice.permanent("invalid parameters: " .. err)) end
+  if not spec.brand_id and entry.brand == "required" and next(entry.datasets) ~= nil then
+    -- a direct run without a brand: the datasets are kept per brand, and the
+    -- database writes no platform row for them (196)
+    core.log(("run without a brand: the freshness of %s is kept per brand and is left as it was")
+      :format(table.concat(sorted_keys(entry.datasets), ", ")))
+  end
   return entry.def.run(make_job(entry, spec, value))
 end
 

@@ -640,11 +640,27 @@ print(rows[1].three)
             self.assertEqual(both.returncode, 2, both.stderr)
             self.assertIn("job type 'needs_brand' needs a brand (--brand NAME), and its parameters: unknown parameter 'nope'", both.stderr)
         self.assertEqual(self.count("sluice.scheduled_jobs"), 0)
+        # run in the foreground without one, it runs, but its dataset is the
+        # brand's: no platform freshness row, and the run's log says so
         r = self.sluice("run", "needs_brand", check=False)
         self.assertEqual(r.returncode, 0, r.stderr)
-        ds = self.one("SELECT brand_id, dataset_key, last_status, records_affected FROM sluice.dataset_status")
-        self.assertEqual((ds["brand_id"], ds["dataset_key"], ds["last_status"], ds["records_affected"]),
-                         (None, "brand_things", "completed", 3))
+        self.assertEqual(self.count("sluice.dataset_status"), 0)
+        self.assertEqual(self.scalar("SELECT status FROM sluice.scheduled_job_runs"), "completed")
+        self.assertIn("run without a brand: the freshness of brand_things is kept per brand and is left as it was",
+                      self.scalar("SELECT logs FROM sluice.scheduled_job_runs"))
+        # with a brand it is kept as usual
+        self.sluice("brands", "add", "Acme")
+        self.sluice("run", "needs_brand", "--brand", "Acme")
+        ds = self.one("SELECT b.name, s.dataset_key, s.last_status, s.records_affected "
+                      "FROM sluice.dataset_status s JOIN sluice.brands b ON b.id = s.brand_id")
+        self.assertEqual((ds["name"], ds["dataset_key"], ds["last_status"], ds["records_affected"]),
+                         ("Acme", "brand_things", "completed", 3))
+        # a platform row an older version made is not updated by a later run
+        pgfixture.psql(self.db, "INSERT INTO sluice.dataset_status (brand_id, dataset_key, last_status, "
+                                "source_job_id) SELECT NULL, 'brand_things', 'failed', NULL")
+        self.sluice("run", "needs_brand")
+        self.assertEqual(self.scalar("SELECT last_status FROM sluice.dataset_status WHERE brand_id IS NULL"),
+                         "failed")
 
     # -------------------------------------------------------------- brands
 
