@@ -46,8 +46,9 @@ typedef struct sock_watch {
 
 typedef struct limiter {
     sl_http *h;
-    char *name; /* lower case */
-    sl_http_limit spec;
+    char *name;                 /* lower case */
+    sl_http_limit config, code; /* the operator's and the code's settings */
+    sl_http_limit spec;         /* in force: the stricter of the two (sl_http_limit_merge) */
     double tokens;
     ev_tstamp stamp; /* when tokens was last brought up to date */
     int in_flight;
@@ -214,9 +215,93 @@ static void limiter_unqueue(sl_http_req *r)
     if (!l->wait_head && ev_is_active(&l->timer)) ev_timer_stop(l->h->loop, &l->timer);
 }
 
-int sl_http_set_limit(sl_http *h, const char *name, const sl_http_limit *spec)
+/* A side's rate in requests per second; 0: none. */
+static double per_second(const sl_http_limit *l)
+{
+    return l->rate > 0 ? l->rate / l->per : 0;
+}
+
+/* A side's bucket: its burst, else its rate; 0 without a rate (a burst alone
+ * has nothing to apply to). */
+static double bucket(const sl_http_limit *l)
+{
+    return l->rate <= 0 ? 0 : l->burst > 0 ? l->burst : l->rate;
+}
+
+/* Which side's value of a part is in force: the lower non-zero one (a, the
+ * config's, on a tie). 0 when neither sets it. */
+static int stricter(double a, double b)
+{
+    if (a > 0 && b > 0)
+        return a < b ? SL_FROM_CONFIG : b < a ? SL_FROM_CODE : SL_FROM_CONFIG | SL_FROM_CODE;
+    return a > 0 ? SL_FROM_CONFIG : b > 0 ? SL_FROM_CODE : 0;
+}
+
+void sl_http_limit_merge(const sl_http_limit *config, const sl_http_limit *code,
+                         sl_http_limit_info *out)
+{
+    out->config = *config;
+    out->code = *code;
+    if (out->config.rate > 0 && out->config.per <= 0) out->config.per = 1;
+    if (out->code.rate > 0 && out->code.per <= 0) out->code.per = 1;
+    const sl_http_limit *c = &out->config, *k = &out->code;
+    memset(&out->in_force, 0, sizeof out->in_force);
+
+    out->rate_from = stricter(per_second(c), per_second(k));
+    const sl_http_limit *r = out->rate_from & SL_FROM_CONFIG ? c : k;
+    if (out->rate_from) {
+        out->in_force.rate = r->rate;
+        out->in_force.per = r->per;
+    }
+    out->burst_from = out->rate_from ? stricter(bucket(c), bucket(k)) : 0;
+    if (out->burst_from) out->in_force.burst = bucket(out->burst_from & SL_FROM_CONFIG ? c : k);
+    out->concurrency_from = stricter(c->concurrency, k->concurrency);
+    if (out->concurrency_from)
+        out->in_force.concurrency =
+            out->concurrency_from & SL_FROM_CONFIG ? c->concurrency : k->concurrency;
+}
+
+/* "30/1s burst=10 concurrency=4" (the config file's syntax), or "none". */
+static void limit_text(const sl_http_limit *l, char *out, size_t len)
+{
+    int n = 0;
+    out[0] = '\0';
+    if (l->rate > 0) n += snprintf(out + n, len - (size_t)n, "%g/%gs", l->rate, l->per);
+    if (l->burst > 0 && (size_t)n < len)
+        n += snprintf(out + n, len - (size_t)n, "%sburst=%g", n ? " " : "", l->burst);
+    if (l->concurrency > 0 && (size_t)n < len)
+        n += snprintf(out + n, len - (size_t)n, "%sconcurrency=%d", n ? " " : "", l->concurrency);
+    if (n == 0) snprintf(out, len, "none");
+}
+
+/* Logs, at INFO, the parts in which the code's setting is looser than the
+ * config's: the config's are kept. */
+static void log_kept(const limiter *l, const sl_http_limit_info *m)
+{
+    int rate = m->rate_from == SL_FROM_CONFIG && per_second(&m->code) > 0;
+    int burst = m->burst_from == SL_FROM_CONFIG && bucket(&m->code) > 0;
+    int conc = m->concurrency_from == SL_FROM_CONFIG && m->code.concurrency > 0;
+    char kept[64], config[128], code[128];
+    snprintf(kept, sizeof kept, "%s%s%s%s%s", rate ? "rate" : "", rate && burst ? ", " : "",
+             burst ? "burst" : "", (rate || burst) && conc ? ", " : "", conc ? "concurrency" : "");
+    if (!kept[0]) return;
+    limit_text(&m->config, config, sizeof config);
+    limit_text(&m->code, code, sizeof code);
+    sl_log(SL_INFO, "http limit: the code asked for a looser limit; the config file's is kept",
+           "limit", l->name, "kept", kept, "config", config, "code", code, NULL);
+}
+
+static int same_limit(const sl_http_limit *a, const sl_http_limit *b)
+{
+    return a->rate == b->rate && a->per == b->per && a->burst == b->burst &&
+           a->concurrency == b->concurrency;
+}
+
+int sl_http_set_limit(sl_http *h, const char *name, sl_http_limit_source source,
+                      const sl_http_limit *spec)
 {
     limiter *l = limiter_find(h, name);
+    int created = 0;
     if (!l) {
         char *lname = lower_dup(name);
         l = lname ? calloc(1, sizeof *l) : NULL;
@@ -231,28 +316,37 @@ int sl_http_set_limit(sl_http *h, const char *name, const sl_http_limit *spec)
         l->timer.data = l;
         l->next = h->limits;
         h->limits = l;
-        l->spec = *spec;
+        created = 1;
+    }
+    int changed_code = source == SL_LIMIT_CODE && !same_limit(&l->code, spec);
+    if (source == SL_LIMIT_CONFIG)
+        l->config = *spec;
+    else
+        l->code = *spec;
+    sl_http_limit_info m;
+    sl_http_limit_merge(&l->config, &l->code, &m);
+    if (changed_code) log_kept(l, &m);
+    if (created) {
+        l->spec = m.in_force;
         l->tokens = limiter_cap(l); /* a new bucket starts full */
     } else {
         int had_rate = l->spec.rate > 0;
         limiter_refill(l, ev_now(h->loop));
-        l->spec = *spec;
+        l->spec = m.in_force;
         if (!had_rate || l->tokens > limiter_cap(l))
             l->tokens = limiter_cap(l); /* a rate where there was none starts full */
     }
-    if (l->spec.rate > 0 && l->spec.per <= 0) l->spec.per = 1;
     limiter_pump(l);
     return 0;
 }
 
-int sl_http_get_limit(sl_http *h, const char *name, sl_http_limit *spec, int *in_flight,
-                      int *waiting)
+int sl_http_get_limit(sl_http *h, const char *name, sl_http_limit_info *info)
 {
     limiter *l = limiter_find(h, name);
     if (!l) return 0;
-    *spec = l->spec;
-    *in_flight = l->in_flight;
-    *waiting = l->waiting;
+    sl_http_limit_merge(&l->config, &l->code, info);
+    info->in_flight = l->in_flight;
+    info->waiting = l->waiting;
     return 1;
 }
 
@@ -875,7 +969,7 @@ sl_http *sl_http_new(struct ev_loop *loop, const struct sl_config *cfg)
         char name[256], err[256];
         sl_http_limit l;
         if (sl_http_limit_parse(cfg->http_limits[i], name, sizeof name, &l, err, sizeof err) == 0 &&
-            sl_http_set_limit(h, name, &l) != 0)
+            sl_http_set_limit(h, name, SL_LIMIT_CONFIG, &l) != 0)
             sl_log(SL_ERROR, "cannot set an http limit", "limit", name, "error", "out of memory",
                    NULL);
     }

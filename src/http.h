@@ -23,9 +23,11 @@
  * one named "host:port" of its URL, else the one named "host" (if any). A
  * limiter has a token bucket (rate requests per `per` seconds, burst tokens at
  * most) and a cap on requests in flight; a request over either waits, in FIFO
- * order, until a token and a slot are free. Limiters come from the config file
- * (`http_limit = NAME RATE/PERIOD [burst=N] [concurrency=N]`) and from
- * sl_http_set_limit (sluice.http.limit in Lua), the later setting winning.
+ * order, until a token and a slot are free. A limiter has two settings: the
+ * operator's (the config file's `http_limit = NAME RATE/PERIOD [burst=N]
+ * [concurrency=N]`) and the code's (sluice.http.limit in Lua). The limit in
+ * force is, part by part, the stricter of the two (sl_http_limit_merge), so
+ * code can tighten the operator's limit but never loosen it.
  */
 #ifndef SL_HTTP_H
 #define SL_HTTP_H
@@ -104,14 +106,44 @@ void *sl_http_sink_data(const sl_http_req *req);
 /* Frees a request after its done callback ran. */
 void sl_http_req_free(sl_http_req *req);
 
-/* Sets the limiter `name` (case-insensitive); all fields zero lift its limits
- * (the limiter stays, unlimited: requests may point at it). Requests waiting on
- * it are re-examined at once. 0, or -1 when out of memory (nothing changed). */
-int sl_http_set_limit(sl_http *h, const char *name, const sl_http_limit *l);
+/* Whose setting: the operator's (the config file) or the code's (Lua). */
+typedef enum { SL_LIMIT_CONFIG, SL_LIMIT_CODE } sl_http_limit_source;
 
-/* The limiter `name`: returns 1 and fills the settings and its current load, or
- * 0 when there is none. */
-int sl_http_get_limit(sl_http *h, const char *name, sl_http_limit *l, int *in_flight, int *waiting);
+/* Where a part of the limit in force comes from: bits; 0 when no side sets it. */
+enum { SL_FROM_CONFIG = 1, SL_FROM_CODE = 2 };
+
+/* A limiter's two settings and the limit in force. */
+typedef struct sl_http_limit_info {
+    sl_http_limit config, code; /* each side's setting as given; all zero: none */
+    sl_http_limit in_force;     /* part by part the stricter; burst always filled with a rate */
+    int rate_from, burst_from, concurrency_from; /* SL_FROM_* (both: equal values) */
+    int in_flight, waiting;                      /* the limiter's load (sl_http_get_limit) */
+} sl_http_limit_info;
+
+/* The limit in force from the two settings, part by part the stricter:
+ *   rate: the lower rate / per (the pair is taken whole; equal: the config's);
+ *   burst: the smaller bucket, a side's bucket being its burst, else its rate
+ *          (a side without a rate has none); with no rate in force, 0;
+ *   concurrency: the lower non-zero one.
+ * A part only one side sets is that side's. Fills out's in_force and *_from,
+ * and copies config and code into it (a rate's per defaulting to 1). */
+void sl_http_limit_merge(const sl_http_limit *config, const sl_http_limit *code,
+                         sl_http_limit_info *out);
+
+/* Sets one side's setting of the limiter `name` (case-insensitive) and applies
+ * the limit in force; all fields zero remove that side's setting (the limiter
+ * stays, unlimited if the other side has none: requests may point at it). A
+ * config setting replaces the config's, a code setting the code's. Requests
+ * waiting on it are re-examined at once. When a code setting that differs from
+ * the code's previous one is looser than the config's in some part, logs once
+ * at INFO that the config's is kept. 0, or -1 when out of memory (nothing
+ * changed). */
+int sl_http_set_limit(sl_http *h, const char *name, sl_http_limit_source source,
+                      const sl_http_limit *l);
+
+/* The limiter `name`: returns 1 and fills its settings, the limit in force and
+ * its current load, or 0 when there is none. */
+int sl_http_get_limit(sl_http *h, const char *name, sl_http_limit_info *info);
 
 /* Parses a config-file limit, "NAME RATE/PERIOD [burst=N] [concurrency=N]" (the
  * rate or the concurrency may be left out, not both; PERIOD is a number with an

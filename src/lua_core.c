@@ -35,6 +35,159 @@ const char *sl_lua_text(lua_State *L, int idx)
     return lua_tostring(L, idx);
 }
 
+/* ------------------------------------------------------------------ stack overflow */
+
+/* Whether msg is one of Lua's stack overflow messages, bare or after a
+ * position ("chunk:LINE: "); *pos_len is the position's length (0: none),
+ * *kind 0 for a stack overflow, 1 for "error in error handling" (a stack
+ * overflow while a message handler ran). */
+static int overflow_kind(const char *msg, size_t *pos_len, int *kind)
+{
+    static const char *const texts[] = {"C stack overflow", "stack overflow",
+                                        "error in error handling"};
+    size_t n = strlen(msg);
+    for (int i = 0; i < 3; i++) {
+        size_t k = strlen(texts[i]);
+        if (n < k || strcmp(msg + n - k, texts[i]) != 0) continue;
+        size_t p = n - k, d;
+        if (p > 0) { /* "…:LINE: " before it */
+            if (p < 4 || msg[p - 1] != ' ' || msg[p - 2] != ':') continue;
+            for (d = p - 2; d > 0 && msg[d - 1] >= '0' && msg[d - 1] <= '9'; d--)
+                ;
+            if (d == p - 2 || d < 2 || msg[d - 1] != ':') continue;
+        }
+        *pos_len = p;
+        *kind = i == 2;
+        return 1;
+    }
+    return 0;
+}
+
+/* The number of levels on co's stack from level `from` on. */
+static int stack_levels(lua_State *co, int from)
+{
+    lua_Debug ar;
+    if (!lua_getstack(co, from, &ar)) return 0;
+    int li = from, le = from + 1; /* as luaL_traceback: lua_getstack walks from the top */
+    while (lua_getstack(co, le, &ar)) {
+        li = le;
+        le = le < 1 << 29 ? le * 2 : le + 1;
+    }
+    while (li < le) {
+        int m = li + (le - li) / 2;
+        if (lua_getstack(co, m, &ar))
+            li = m + 1;
+        else
+            le = m;
+    }
+    return le - from;
+}
+
+const char *sl_stack_overflow_text(lua_State *L, lua_State *co, int from, const char *msg)
+{
+    size_t pos_len;
+    int kind;
+    if (!msg || !overflow_kind(msg, &pos_len, &kind)) return NULL;
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    if (pos_len) {
+        luaL_addlstring(&b, msg, pos_len);
+    } else if (co) {
+        /* raised inside a library function: said at the innermost line of Lua
+         * not in the sandbox's own wrappers (runtime.lua's table.sort, …) */
+        lua_Debug ar;
+        char first[LUA_IDSIZE + 24] = "";
+        for (int level = from; lua_getstack(co, level, &ar); level++) {
+            if (!lua_getinfo(co, "Sl", &ar) || ar.currentline <= 0) continue;
+            size_t n = strlen(ar.source);
+            int own = n >= 18 && strcmp(ar.source + n - 18, "sluice/runtime.lua") == 0;
+            if (!own || !first[0])
+                snprintf(first, sizeof first, "%s:%d: ", ar.short_src, ar.currentline);
+            if (!own) break;
+        }
+        luaL_addstring(&b, first);
+    }
+    if (kind == 1) {
+        luaL_addstring(&b, "stack overflow while handling an error (error in error handling: "
+                           "a message handler that raises, or calls nested too deeply)");
+    } else {
+        luaL_addstring(&b, "stack overflow: calls nested too deeply (");
+        int levels = co ? stack_levels(co, from) : 0;
+        if (levels > 0) {
+            lua_pushfstring(L, "%d levels: ", levels);
+            luaL_addvalue(&b);
+        }
+        luaL_addstring(&b, "a function that calls itself without end?)");
+    }
+    luaL_pushresult(&b);
+    return lua_tostring(L, -1);
+}
+
+/* pcall's message handler: a stack overflow said plainly, with the stack it
+ * overflowed still there to count (level 0 is this function). */
+static int overflow_handler(lua_State *L)
+{
+    const char *msg = lua_type(L, 1) == LUA_TSTRING ? lua_tostring(L, 1) : NULL;
+    if (sl_stack_overflow_text(L, L, 1, msg)) lua_replace(L, 1);
+    lua_settop(L, 1);
+    return 1;
+}
+
+/* xpcall's: the same, then the caller's handler (upvalue 1) on the message. */
+static int xpcall_handler(lua_State *L)
+{
+    overflow_handler(L);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, 1, 1);
+    return 1;
+}
+
+/* As the base library's finishpcall: extra is the number of values below the
+ * leading true. An "error in error handling" (a stack overflow the message
+ * handler could not see) is said plainly here. */
+static int pcall_done(lua_State *L, int status, lua_KContext extra)
+{
+    if (status != LUA_OK && status != LUA_YIELD) {
+        const char *msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+        if (!sl_stack_overflow_text(L, NULL, 0, msg)) lua_pushvalue(L, -1);
+        lua_pushboolean(L, 0);
+        lua_insert(L, -2);
+        return 2; /* false, message */
+    }
+    return lua_gettop(L) - (int)extra;
+}
+
+/* pcall(f, …) and xpcall(f, handler, …) for handlers: the base library's, but a
+ * stack overflow is said as what it is, not as Lua's bare "C stack overflow". */
+static int l_pcall(lua_State *L)
+{
+    /* the messages of the base library's, whatever name the caller gave it */
+    if (lua_isnone(L, 1)) return luaL_error(L, "bad argument #1 to 'pcall' (value expected)");
+    lua_pushcfunction(L, overflow_handler);
+    lua_insert(L, 1);
+    lua_pushboolean(L, 1);
+    lua_insert(L, 2); /* handler, true, f, args… */
+    int status = lua_pcallk(L, lua_gettop(L) - 3, LUA_MULTRET, 1, 1, pcall_done);
+    return pcall_done(L, status, 1); /* true, results… (the handler below) */
+}
+
+static int l_xpcall(lua_State *L)
+{
+    int n = lua_gettop(L);
+    if (lua_type(L, 2) != LUA_TFUNCTION)
+        return luaL_error(L, "bad argument #2 to 'xpcall' (function expected, got %s)",
+                          n < 2 ? "no value" : luaL_typename(L, 2));
+    lua_pushvalue(L, 2);
+    lua_pushcclosure(L, xpcall_handler, 1);
+    lua_replace(L, 2);
+    lua_pushboolean(L, 1);
+    lua_pushvalue(L, 1);
+    lua_rotate(L, 3, 2); /* f, handler, true, f, args… */
+    int status = lua_pcallk(L, n - 2, LUA_MULTRET, 2, 2, pcall_done);
+    return pcall_done(L, status, 2); /* true, results… (f and the handler below) */
+}
+
 /* The task the calling code belongs to: its own, or for a coroutine a task made,
  * the task being resumed; NULL outside tasks. */
 static sl_task *current_task(lua_State *L)
@@ -233,10 +386,20 @@ static int l_is_task(lua_State *L)
 int luaopen_sluice_core(lua_State *L)
 {
     static const luaL_Reg fns[] = {
-        {"log", l_log},       {"print", l_print},           {"now", l_now},
-        {"sleep", l_sleep},   {"dataset", l_dataset},       {"in_task", l_in_task},
-        {"run_id", l_run_id}, {"sha256", l_sha256},         {"is_task", l_is_task},
-        {"charge", l_charge}, {"run_active", l_run_active}, {NULL, NULL},
+        {"log", l_log},
+        {"print", l_print},
+        {"now", l_now},
+        {"sleep", l_sleep},
+        {"dataset", l_dataset},
+        {"in_task", l_in_task},
+        {"run_id", l_run_id},
+        {"sha256", l_sha256},
+        {"is_task", l_is_task},
+        {"charge", l_charge},
+        {"run_active", l_run_active},
+        {"pcall", l_pcall},
+        {"xpcall", l_xpcall},
+        {NULL, NULL},
     };
     luaL_newlib(L, fns);
     /* json.c: cjson 2.1.0 reads numbers as doubles and prints 14 digits */

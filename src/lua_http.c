@@ -17,8 +17,14 @@
  *   err = "connection refused" | "timed out after 2s" | "too many redirects" |
  *         "invalid url '…': …" (returned at once) | …
  *
- *   limit(name, { rate =, per =, burst =, concurrency = })   -- set; {} removes
- *   limit(name) → { rate, per, burst, concurrency, in_flight, waiting } | nil
+ *   limit(name, { rate =, per =, burst =, concurrency = })   -- the code's setting;
+ *                                                            -- {} removes it
+ *   limit(name) → { rate, per, burst, concurrency, in_flight, waiting,
+ *                   source = { rate =, burst =, concurrency = "config"|"code"|"both" },
+ *                   config = { rate, per, burst, concurrency } | nil,
+ *                   code = … | nil } | nil
+ *   The limit in force is, part by part, the stricter of the config file's
+ *   http_limit and the code's setting (sl_http_limit_merge).
  *
  * request follows the yielding-call steps of task.h: check the arguments (misuse
  * raises), check the task may yield, start the transfer, park with
@@ -388,7 +394,35 @@ static double limit_field(lua_State *L, int idx, const char *field, double min, 
     return d;
 }
 
-/* limit(name, spec) sets; limit(name) reads (see the file comment). */
+/* One side's setting as a table { rate, per, burst, concurrency }, or nil
+ * when that side has none. */
+static void push_setting(lua_State *L, const sl_http_limit *l)
+{
+    if (l->rate <= 0 && l->concurrency <= 0) {
+        lua_pushnil(L);
+        return;
+    }
+    lua_createtable(L, 0, 4);
+    lua_pushnumber(L, l->rate);
+    lua_setfield(L, -2, "rate");
+    lua_pushnumber(L, l->rate > 0 ? l->per : 0);
+    lua_setfield(L, -2, "per");
+    lua_pushnumber(L, l->burst > 0 ? l->burst : l->rate);
+    lua_setfield(L, -2, "burst");
+    lua_pushinteger(L, l->concurrency);
+    lua_setfield(L, -2, "concurrency");
+}
+
+/* Sets source[part] to "config", "code" or "both"; nothing when from is 0. */
+static void set_from(lua_State *L, const char *part, int from)
+{
+    if (!from) return;
+    lua_pushstring(L, from == SL_FROM_CONFIG ? "config" : from == SL_FROM_CODE ? "code" : "both");
+    lua_setfield(L, -2, part);
+}
+
+/* limit(name, spec) sets the code's setting; limit(name) reads the limit in
+ * force (see the file comment). */
 static int l_limit(lua_State *L)
 {
     const char *name = luaL_checkstring(L, 1);
@@ -397,26 +431,35 @@ static int l_limit(lua_State *L)
     sl_http *h = http_of(L, sl_ctx_from_lua(L), "sluice.http.limit");
     sl_http_limit l = {0};
     if (lua_isnoneornil(L, 2)) {
-        int in_flight, waiting;
+        sl_http_limit_info m;
         /* a removed limit's bucket stays while requests hold it: no limit all the same */
-        if (!sl_http_get_limit(h, name, &l, &in_flight, &waiting) ||
-            (l.rate <= 0 && l.concurrency <= 0)) {
+        if (!sl_http_get_limit(h, name, &m) ||
+            (m.in_force.rate <= 0 && m.in_force.concurrency <= 0)) {
             lua_pushnil(L);
             return 1;
         }
-        lua_createtable(L, 0, 6);
-        lua_pushnumber(L, l.rate);
+        lua_createtable(L, 0, 9);
+        lua_pushnumber(L, m.in_force.rate);
         lua_setfield(L, -2, "rate");
-        lua_pushnumber(L, l.per);
+        lua_pushnumber(L, m.in_force.per);
         lua_setfield(L, -2, "per");
-        lua_pushnumber(L, l.burst > 0 ? l.burst : l.rate);
+        lua_pushnumber(L, m.in_force.burst);
         lua_setfield(L, -2, "burst");
-        lua_pushinteger(L, l.concurrency);
+        lua_pushinteger(L, m.in_force.concurrency);
         lua_setfield(L, -2, "concurrency");
-        lua_pushinteger(L, in_flight);
+        lua_pushinteger(L, m.in_flight);
         lua_setfield(L, -2, "in_flight");
-        lua_pushinteger(L, waiting);
+        lua_pushinteger(L, m.waiting);
         lua_setfield(L, -2, "waiting");
+        lua_createtable(L, 0, 3);
+        set_from(L, "rate", m.rate_from);
+        set_from(L, "burst", m.burst_from);
+        set_from(L, "concurrency", m.concurrency_from);
+        lua_setfield(L, -2, "source");
+        push_setting(L, &m.config);
+        lua_setfield(L, -2, "config");
+        push_setting(L, &m.code);
+        lua_setfield(L, -2, "code");
         return 1;
     }
     luaL_checktype(L, 2, LUA_TTABLE);
@@ -425,7 +468,8 @@ static int l_limit(lua_State *L)
     l.burst = limit_field(L, 2, "burst", 1, 0);
     l.concurrency = (int)limit_field(L, 2, "concurrency", 0, 1);
     if (l.rate > 0 && l.per == 0) l.per = 1;
-    if (sl_http_set_limit(h, name, &l) != 0)
+    if (l.rate <= 0 && l.concurrency <= 0) l = (sl_http_limit){0}; /* {}: the code's is removed */
+    if (sl_http_set_limit(h, name, SL_LIMIT_CODE, &l) != 0)
         return luaL_error(L, "sluice.http.limit: out of memory");
     return 0;
 }

@@ -443,23 +443,6 @@ static char *cut_error(const char *msg)
     return b.data;
 }
 
-/* Lua's "C stack overflow", raised inside a library function (a string.gsub
- * replacement function or a table.sort comparator that calls itself through it)
- * has no place: said at the innermost line of Lua in the dead coroutine co, the
- * handler's. Pushes the message on L. */
-static const char *stack_overflow_where(lua_State *L, lua_State *co, const char *msg)
-{
-    lua_Debug ar;
-    for (int level = 0; lua_getstack(co, level, &ar); level++) {
-        if (lua_getinfo(co, "Sl", &ar) && ar.currentline > 0)
-            return lua_pushfstring(L,
-                                   "%s:%d: %s (calls nested too deeply: a function that calls "
-                                   "itself through a library function without end?)",
-                                   ar.short_src, ar.currentline, msg);
-    }
-    return msg;
-}
-
 /* A run's main task or a chunk ended: turn its error value into a message with a
  * traceback; permanent errors (sluice.permanent) are not retried. */
 static char *error_message(sl_task *t, int *retryable, char **traceback)
@@ -488,7 +471,11 @@ static char *error_message(sl_task *t, int *retryable, char **traceback)
                                                                  : "(its error is not a string)");
         }
     }
-    if (strcmp(msg, "C stack overflow") == 0) msg = stack_overflow_where(L, t->co, msg);
+    /* Lua's bare "C stack overflow" (raised inside a library function, e.g. a
+     * string.gsub replacement function calling itself through it) said plainly,
+     * at the innermost line of Lua in the dead coroutine, the handler's */
+    const char *overflow = sl_stack_overflow_text(L, t->co, 0, msg);
+    if (overflow) msg = overflow;
     char *copy = cut_error(msg);
     luaL_traceback(L, t->co, copy, 0);
     *traceback = sl_xstrdup(lua_tostring(L, -1));

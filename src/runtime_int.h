@@ -165,6 +165,14 @@ void sl_task_cancel(sl_task *t, const char *why);
  * replaced when it has one): text for C, which would end it at the NUL. */
 const char *sl_lua_text(lua_State *L, int idx);
 
+/* When msg is one of Lua's stack overflow messages ("C stack overflow" or
+ * "stack overflow", with or without a position, or "error in error handling"),
+ * pushes on L the message said plainly, "POS: stack overflow: calls nested too
+ * deeply (N levels: …)", and returns it; else returns NULL and pushes nothing.
+ * co is the thread that overflowed, its stack as it was (levels from `from` on
+ * count), or NULL when that stack is gone. */
+const char *sl_stack_overflow_text(lua_State *L, lua_State *co, int from, const char *msg);
+
 /* Appends a line to a run's log and echoes it. */
 void sl_run_log(sl_run *run, const char *line);
 

@@ -206,8 +206,12 @@ return function(drv)
   local LIMIT_FIELDS = { rate = true, per = true, burst = true, concurrency = true }
 
   -- limit(name, {rate = 100, per = 60, burst = 100, concurrency = 10}) sets the
-  -- limiter for a host ("graph.facebook.com", "127.0.0.1:8080") or a key used
-  -- with limit_key; limit(name, false) removes it; limit(name) reads it.
+  -- code's limit for a host ("graph.facebook.com", "127.0.0.1:8080") or a key
+  -- used with limit_key; limit(name, false) removes the code's setting. The
+  -- limit in force is, part by part, the stricter of the config file's
+  -- http_limit and the code's: code can tighten the operator's limit, never
+  -- loosen it. limit(name) reads the limit in force, with `source` (where each
+  -- part comes from) and the two settings, `config` and `code`.
   function M.limit(name, spec)
     if type(name) ~= "string" or name == "" then
       error("sluice.http.limit: expected a host name or limit key", 2)

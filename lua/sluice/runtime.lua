@@ -194,6 +194,9 @@ do
                        "rawset", "setmetatable", "getmetatable", "_VERSION" }) do
     base[k] = _G[k]
   end
+  -- pcall and xpcall say a stack overflow as what it is ("stack overflow: calls
+  -- nested too deeply (N levels: …)"), not as Lua's bare "C stack overflow"
+  base.pcall, base.xpcall = core.pcall, core.xpcall
   base.rawset = function(t, k, v)
     local name = protected[t]
     if name then error(("rawset: %s cannot be changed (read-only)"):format(name), 2) end

@@ -73,6 +73,15 @@ BAD_HANDLERS = {
     "gsub_recursion": """return { run = function(job)
         local function f(s) return (s:gsub(".", f)) end
         return f("abc") end }""",
+    # the same caught with pcall and raised again, and a recursion of Lua
+    # functions (the Lua stack): said plainly too, not as Lua's bare message
+    "pcall_recursion": """return { run = function(job)
+        local function f(s) return (s:gsub(".", f)) end
+        local ok, err = pcall(f, "abc")
+        error(err, 0) end }""",
+    "lua_recursion": """return { run = function(job)
+        local function f(n) return 1 + f(n + 1) end
+        return f(1) end }""",
     # error values whose metamethods raise or never return (the host reads them)
     "err_tostring_raises": """return { run = function(job)
         error(setmetatable({}, { __tostring = function() error("inner") end })) end }""",
@@ -894,8 +903,11 @@ class Daemon(harness.SluiceTest):
                                                    "JSON (Cannot serialise, excessive nesting (1001))")
         self.assertEqual(errors["err_fn_table"], "error value: a table that cannot be written as "
                                                  "JSON (Cannot serialise function: type not supported)")
-        self.assertRegex(errors["gsub_recursion"], r"^\S+gsub_recursion\.lua:2: C stack overflow \(calls "
-                                                   r"nested too deeply")
+        overflow = (r": stack overflow: calls nested too deeply \(\d+ levels: a function that calls itself "
+                    r"without end\?\)$")
+        self.assertRegex(errors["gsub_recursion"], r"^\S+gsub_recursion\.lua:2" + overflow)
+        self.assertRegex(errors["pcall_recursion"], r"^\S+pcall_recursion\.lua:2" + overflow)
+        self.assertRegex(errors["lua_recursion"], r"^\S+lua_recursion\.lua:2" + overflow)
         self.assertIn("the error value could not be said as text: ", errors["err_tostring_raises"])
         self.assertIn("inner", errors["err_tostring_raises"])
         self.assertIn("no such field", errors["err_index_raises"])

@@ -495,6 +495,65 @@ class HttpExec(unittest.TestCase):
         self.assertEqual(self.lines(proc), ["4.0\t1.0\t1.0\t2"])
         self.assert_spacing(self.fx.log("/echo"), 0.25, 5)
 
+    def config_file(self, text):
+        with tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False) as f:
+            f.write(text)
+        self.addCleanup(os.unlink, f.name)
+        return f.name
+
+    def test_code_cannot_loosen_the_config_limit(self):
+        # a Lua setting replaced the config file's: a library's concurrency = 8 let
+        # eight requests at once through to an API the operator had limited to one
+        conf = self.config_file("http_limit = 127.0.0.1 4/1s concurrency=1\n")
+        proc, _ = self.lua("""
+            local function show(l)
+              print(l.rate, l.per, l.concurrency, l.source.rate, l.source.concurrency,
+                    l.config.concurrency, l.code and l.code.concurrency)
+            end
+            show(sluice.http.limit("127.0.0.1"))
+            -- a library's looser default, set again as it is loaded again: logged once
+            for _ = 1, 3 do sluice.http.limit("127.0.0.1", { rate = 100, concurrency = 8 }) end
+            show(sluice.http.limit("127.0.0.1"))
+            local items = {}
+            for i = 1, 6 do items[i] = i end
+            local r = sluice.map(items, function()
+              return sluice.http.get(arg[1] .. "/delay/50").status
+            end, { concurrency = 6 })
+            print(#r)
+            sluice.http.limit("127.0.0.1", false)   -- removes the code's only
+            show(sluice.http.limit("127.0.0.1"))
+        """, env={"SLUICE_CONFIG": conf})
+        self.assertEqual(self.lines(proc), [
+            "4.0\t1.0\t1\tconfig\tconfig\t1\tnil",
+            "4.0\t1.0\t1\tconfig\tconfig\t1\t8",
+            "6",
+            "4.0\t1.0\t1\tconfig\tconfig\t1\tnil",
+        ])
+        stats = self.fx.stats()
+        self.assertEqual(stats["requests"], 6, stats)
+        self.assertEqual(stats["max_in_flight"], 1, stats)  # one at a time, as configured
+        kept = [l for l in proc.stderr.splitlines() if "the config file's is kept" in l]
+        self.assertEqual(len(kept), 1, proc.stderr)
+        self.assertIn("limit=127.0.0.1", kept[0])
+        self.assertIn('kept="rate, burst, concurrency"', kept[0])
+
+    def test_code_can_tighten_the_config_limit(self):
+        conf = self.config_file("http_limit = 127.0.0.1 concurrency=4\n")
+        proc, _ = self.lua("""
+            sluice.http.limit("127.0.0.1", { concurrency = 2 })
+            local l = sluice.http.limit("127.0.0.1")
+            print(l.concurrency, l.source.concurrency, l.config.concurrency, l.code.concurrency)
+            local items = {}
+            for i = 1, 8 do items[i] = i end
+            print(#sluice.map(items, function()
+              return sluice.http.get(arg[1] .. "/delay/100").status
+            end, { concurrency = 8 }))
+        """, env={"SLUICE_CONFIG": conf})
+        self.assertEqual(self.lines(proc), ["2\tcode\t4\t2", "8"])
+        stats = self.fx.stats()
+        self.assertEqual(stats["max_in_flight"], 2, stats)
+        self.assertNotIn("the config file's is kept", proc.stderr)
+
     def test_bad_config_limit_is_reported(self):
         for line, message in [
             ("graph 4/fortnight", "the period must read like"),

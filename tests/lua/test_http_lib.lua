@@ -77,10 +77,27 @@ test("limits: set, read, change, remove", function()
   eq(l.per, 1.0); eq(l.burst, 2.0)
   http.limit("test.example", false)
   eq(http.limit("test.example"), nil) -- removed: no limit, as before it was set
+  http.limit("test.example", { rate = 5, burst = 2 })
+  http.limit("test.example", {})
+  eq(http.limit("test.example"), nil) -- {} removes it too
   raises(function() http.limit("x", { rate = 1, every = 2 }) end, "unknown field 'every'")
   raises(function() http.limit("x", { concurrency = 1.5 }) end, "concurrency must be a whole number")
   raises(function() http.limit("x", 5) end, "expected a table")
   raises(function() http.limit("") end, "expected a host name")
+end)
+
+test("limits: with no config file line, each part comes from the code", function()
+  http.limit("code.example", { rate = 10, per = 2, concurrency = 3 })
+  local l = http.limit("code.example")
+  eq(l.source.rate, "code"); eq(l.source.burst, "code"); eq(l.source.concurrency, "code")
+  eq(l.config, nil)
+  eq(l.code.rate, 10.0); eq(l.code.per, 2.0); eq(l.code.burst, 10.0); eq(l.code.concurrency, 3)
+  http.limit("code.example", { concurrency = 1 })
+  l = http.limit("code.example")
+  eq(l.source.rate, nil); eq(l.source.burst, nil); eq(l.source.concurrency, "code")
+  eq(l.code.rate, 0.0); eq(l.code.per, 0.0)
+  http.limit("code.example", false)
+  eq(http.limit("code.example"), nil)
 end)
 
 -- ===================================================================== retry

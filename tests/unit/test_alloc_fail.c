@@ -120,7 +120,7 @@ static void test_http_start(void **state)
     /* one request an hour: the first takes the token, the ones swept wait in
      * the limiter's queue, so no transfer (nor socket watcher) is made for them */
     sl_http_limit slow = {.rate = 1, .per = 3600};
-    assert_int_equal(sl_http_set_limit(h, "slow", &slow), 0);
+    assert_int_equal(sl_http_set_limit(h, "slow", SL_LIMIT_CODE, &slow), 0);
     sl_http_opts o = {.method = "POST",
                       .url = "http://127.0.0.1:9/x",
                       .headers = "X-One: 1\nX-Two: 2",
@@ -159,17 +159,17 @@ static void test_http_set_limit(void **state)
     (void)state;
     struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
     sl_http *h = sl_http_new(loop, NULL);
-    sl_http_limit l = {.rate = 10, .per = 1}, got;
-    int in_flight, waiting;
+    sl_http_limit l = {.rate = 10, .per = 1};
+    sl_http_limit_info got;
     for (long k = 0; k < 2; k++) { /* its name, then the limiter */
         arm(k);
-        int rc = sl_http_set_limit(h, "Example.COM", &l);
+        int rc = sl_http_set_limit(h, "Example.COM", SL_LIMIT_CODE, &l);
         disarm();
         assert_int_equal(rc, -1);
-        assert_int_equal(sl_http_get_limit(h, "example.com", &got, &in_flight, &waiting), 0);
+        assert_int_equal(sl_http_get_limit(h, "example.com", &got), 0);
     }
-    assert_int_equal(sl_http_set_limit(h, "Example.COM", &l), 0);
-    assert_int_equal(sl_http_get_limit(h, "example.com", &got, &in_flight, &waiting), 1);
+    assert_int_equal(sl_http_set_limit(h, "Example.COM", SL_LIMIT_CODE, &l), 0);
+    assert_int_equal(sl_http_get_limit(h, "example.com", &got), 1);
     sl_http_free(h);
     ev_loop_destroy(loop);
 }
