@@ -183,6 +183,35 @@ class Lifecycle(harness.SluiceTest):
         self.assertEqual(j, {"status": "failed", "attempts": 0, "last_error": error,
                              "current_run_id": None})
 
+    def test_release_unheld_runs_gives_back_only_the_workers_runs_it_does_not_hold(self):
+        # what a worker calls after a claim whose answer was lost: every run
+        # running under it but those it names goes back to its job as if never
+        # claimed; other workers' runs and runs no longer running stay
+        worker = "00000000-0000-4000-8000-000000000001"  # workers that exist only in this test
+        other = "00000000-0000-4000-8000-000000000002"
+        for _ in range(5):
+            self.sluice("queue", "echo")
+        mine = [c["run_id"] for c in self.sql(f"SELECT run_id FROM sluice.claim_jobs('{worker}', 4, 600)")]
+        theirs = [c["run_id"] for c in self.sql(f"SELECT run_id FROM sluice.claim_jobs('{other}', 1, 600)")]
+        self.assertEqual((len(mine), len(theirs)), (4, 1))
+        held, lost_a, lost_b, rescued = mine
+        self.scalar(f"UPDATE sluice.scheduled_job_runs SET lease_expires_at = now() - interval '1 second' "
+                    f"WHERE id = '{rescued}'")
+        self.assertEqual(self.scalar("SELECT string_agg(run_id::text, ',') FROM sluice.rescue_lost_runs()"), rescued)
+        self.assertEqual(self.sql(f"SELECT * FROM sluice.release_unheld_runs('{worker}', NULL)"), [])
+        given = self.sql(f"SELECT * FROM sluice.release_unheld_runs('{worker}', '{{{held}}}') AS r(id) ORDER BY 1")
+        self.assertEqual([g["id"] for g in given], sorted([lost_a, lost_b]))
+        runs = {r["id"]: (r["status"], r["worker_id"]) for r in self.sql(
+            "SELECT id, status, worker_id::text FROM sluice.scheduled_job_runs")}
+        self.assertEqual(runs, {held: ("running", worker), rescued: ("failed", worker),
+                                theirs[0]: ("running", other)})
+        # their jobs are due again, with neither the attempt nor the run counted
+        jobs = self.sql("SELECT status, attempts, run_count, current_run_id, next_run_at <= now() AS due "
+                        "FROM sluice.scheduled_jobs WHERE current_run_id IS NULL AND last_error IS NULL")
+        self.assertEqual([(j["status"], j["attempts"], j["run_count"], j["due"]) for j in jobs],
+                         [("active", 0, 0, True)] * 2, jobs)
+        self.assertEqual(self.sql(f"SELECT * FROM sluice.release_unheld_runs('{worker}', '{{{held}}}')"), [])
+
     def test_sluice_run_whose_recording_answer_was_lost_says_what_was_recorded(self):
         # `sluice run`: the connection breaks after the database recorded the
         # run's failure, before the answer came. It said the outcome could not
