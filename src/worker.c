@@ -141,10 +141,23 @@ typedef struct sl_worker {
     /* runs whose outcomes the database refused even as bare failures, left to
      * their leases ("a,b,"): they ran, so a sweep must not give them back */
     sl_buf abandoned;
+    struct unflushed *unflushed; /* outcomes recorded lazily, perhaps not yet on disk */
     int exit_status;
     sl_tz_cache *zones; /* time zones of recurring jobs, read once */
     char *types;        /* the job types it has handlers for, a text[] literal: all it claims */
 } sl_worker;
+
+/* The ids of runs ("a,b,") whose outcomes a cycle answered at `at` recorded
+ * with synchronous_commit off: a crash of the database may still lose them,
+ * leaving the runs running under this worker. A cycle that claimed commits
+ * durably, and with it every commit before it, so it drops the ones answered
+ * before it was sent (note_recorded). At most the runs that ended between two
+ * claims, so at most the concurrency and the prefetch. */
+typedef struct unflushed {
+    struct unflushed *next;
+    double at;
+    sl_buf ids;
+} unflushed;
 
 static void cycle(sl_worker *w);
 static void sweep(sl_worker *w);
@@ -584,6 +597,36 @@ static void give_back_late(sl_worker *w, sl_buf *ids, double after)
                  "could not give back runs claimed too late; their leases will run out");
 }
 
+/* A cycle sent at `sent` recorded the outcomes of batch; durable: it claimed,
+ * so it committed durably (113_durable_claims.sql). */
+static void note_recorded(sl_worker *w, const wrun *batch, double sent, int durable)
+{
+    if (durable) {
+        for (unflushed **u = &w->unflushed; *u;) {
+            unflushed *f = *u;
+            if (f->at < sent) {
+                *u = f->next;
+                sl_buf_free(&f->ids);
+                free(f);
+            } else {
+                u = &f->next;
+            }
+        }
+        return;
+    }
+    if (!batch) return;
+    unflushed *f = sl_xcalloc(1, sizeof *f);
+    f->at = ev_now(w->ctx->loop);
+    for (const wrun *r = batch; r; r = r->next) {
+        const char *id = r->outcome || !r->run ? r->ended.run_id : sl_run_id(r->run);
+        if (!id) continue;
+        sl_buf_puts(&f->ids, id);
+        sl_buf_puts(&f->ids, ",");
+    }
+    f->next = w->unflushed;
+    w->unflushed = f;
+}
+
 static void cycle_done(PGresult *res, const char *err, void *data)
 {
     cycle_req *c = data;
@@ -658,6 +701,7 @@ static void cycle_done(PGresult *res, const char *err, void *data)
     }
     PQclear(res);
     free(ended.at);
+    note_recorded(w, batch, sent, n > 0 || stale.len > 0);
     while (batch) {
         wrun *next = batch->next;
         wrun_free(batch);
@@ -782,7 +826,11 @@ static void cycle(sl_worker *w)
  * claimed and waiting for a slot, and the ended runs whose outcomes wait to
  * be recorded (still running in the database), and the runs whose outcomes
  * the database refused outright (refused(): they ran; their leases hand them
- * to the rescue). No cycle goes while the sweep is in flight: a run it
+ * to the rescue), and the runs whose outcomes were recorded lazily and are
+ * perhaps not on disk yet (note_recorded): a crash of the database may have
+ * lost such an outcome, leaving a run that did run running under this worker,
+ * and giving it back would delete its record; its lease hands it to the
+ * rescue instead. No cycle goes while the sweep is in flight: a run it
  * claimed would be given back. */
 
 /* Every run this worker holds, as a Postgres array literal ("{a,b}"). With no
@@ -802,6 +850,8 @@ static void held_ids(sl_worker *w, sl_buf *ids)
         sl_buf_puts(ids, ",");
     }
     if (w->abandoned.len) sl_buf_puts(ids, sl_buf_str(&w->abandoned));
+    for (const unflushed *f = w->unflushed; f; f = f->next)
+        if (f->ids.len) sl_buf_puts(ids, sl_buf_str(&f->ids));
     if (ids->data[ids->len - 1] == ',') ids->len--;
     sl_buf_puts(ids, "}");
 }
@@ -1582,6 +1632,12 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     }
     free(w.flush);
     sl_buf_free(&w.abandoned);
+    while (w.unflushed) {
+        unflushed *f = w.unflushed;
+        w.unflushed = f->next;
+        sl_buf_free(&f->ids);
+        free(f);
+    }
     sl_tz_cache_free(w.zones);
     free(w.types);
     free((char *)ctx.db_url);

@@ -234,6 +234,42 @@ class Lifecycle(harness.SluiceTest):
         self.assertNotIn("worker lost", log)
         self.assertNotIn("run outcome not recorded", log)
 
+    def test_a_run_whose_end_was_recorded_lazily_is_not_given_back(self):
+        # an outcome recorded by a cycle that claimed nothing commits lazily: a
+        # crash of the database may lose it, leaving a run that did run
+        # running under the worker, which no longer holds it. A sweep after a
+        # lost reply must leave it to its lease and the rescue, not give it
+        # back as never claimed (that deletes the record of a run that ran).
+        # The loss is played here by setting the rows back as they were
+        marker = "claimed-after-a-lazy-end"
+        proxy = harness.ReplyCutter(self.db, marker.encode())
+        self.addCleanup(proxy.close)
+        with self.serve("--lease", "300", env=self.env({"DATABASE_URL": proxy.url})) as d:
+            d.worker_id()
+            ran = self.sluice("queue", "echo").stdout.strip()
+            self.wait_for(lambda: self.scalar(f"SELECT status FROM sluice.scheduled_jobs "
+                                              f"WHERE id = '{ran}'") == "completed" or None, 30)
+            run = self.scalar(f"SELECT id FROM sluice.scheduled_job_runs WHERE scheduled_job_id = '{ran}'")
+            pgfixture.psql(self.db, f"""
+                UPDATE sluice.scheduled_job_runs SET status = 'running', completed_at = NULL,
+                    lease_expires_at = now() + interval '300 seconds'
+                WHERE id = '{run}';
+                UPDATE sluice.scheduled_jobs SET status = 'active', current_run_id = '{run}',
+                                                 next_run_at = NULL
+                WHERE id = '{ran}';""")
+            job = self.sluice("queue", "echo", "--params", json.dumps({"message": marker})).stdout.strip()
+            self.wait_for(lambda: proxy.cut.is_set() or None, 30, "the claim's answer was never cut")
+            self.wait_for(lambda: self.scalar(f"SELECT status FROM sluice.scheduled_jobs "
+                                              f"WHERE id = '{job}'") == "completed" or None, 30,
+                          "the job claimed by the cycle whose reply was lost did not run")
+            d.wait_log('msg="gave back runs claimed by a cycle whose reply was lost')
+        line = next(x for x in d.log().splitlines() if "gave back runs claimed" in x)
+        self.assertNotIn(run, line)
+        self.assertEqual(self.scalar(f"SELECT status FROM sluice.scheduled_job_runs WHERE id = '{run}'"),
+                         "running")
+        self.assertEqual(self.scalar(f"SELECT attempt_number FROM sluice.scheduled_job_runs "
+                                     f"WHERE scheduled_job_id = '{job}' AND status = 'completed'"), "1")
+
     def test_release_unheld_runs_gives_back_only_the_workers_runs_it_does_not_hold(self):
         # what a worker calls after a claim whose answer was lost: every run
         # running under it but those it names goes back to its job as if never
