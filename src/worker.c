@@ -134,12 +134,33 @@ typedef struct sl_worker {
     int signals;
     wrun *done;    /* ended runs waiting to be recorded */
     int releasing; /* release_runs() in flight */
+    /* a cycle that claimed got no answer: the database may hold runs it claimed
+     * for this worker that the worker never heard of (see sweep()) */
+    int orphans_possible;
+    int sweeping; /* release_unheld_runs() in flight: no cycle is sent meanwhile */
+    /* runs whose outcomes the database refused even as bare failures, left to
+     * their leases ("a,b,"): they ran, so a sweep must not give them back */
+    sl_buf abandoned;
+    struct unflushed *unflushed; /* outcomes recorded lazily, perhaps not yet on disk */
     int exit_status;
     sl_tz_cache *zones; /* time zones of recurring jobs, read once */
     char *types;        /* the job types it has handlers for, a text[] literal: all it claims */
 } sl_worker;
 
+/* The ids of runs ("a,b,") whose outcomes a cycle answered at `at` recorded
+ * with synchronous_commit off: a crash of the database may still lose them,
+ * leaving the runs running under this worker. A cycle that claimed commits
+ * durably, and with it every commit before it, so it drops the ones answered
+ * before it was sent (note_recorded). At most the runs that ended between two
+ * claims, so at most the concurrency and the prefetch. */
+typedef struct unflushed {
+    struct unflushed *next;
+    double at;
+    sl_buf ids;
+} unflushed;
+
 static void cycle(sl_worker *w);
+static void sweep(sl_worker *w);
 static void start_queued(sl_worker *w);
 static void fail_unstartable(sl_worker *w, const pending *p, const char *errbuf);
 static void released(PGresult *res, const char *err, void *data);
@@ -310,6 +331,16 @@ static void arm_claim_timer(sl_worker *w, double after)
     ev_timer_start(w->ctx->loop, &w->claim_timer);
 }
 
+/* After a cycle (or a sweep) that failed: the next one comes after a backoff
+ * doubled each time, from 0.2 s up to 30 s. Returns the wait. */
+static double retry_later(sl_worker *w)
+{
+    w->backoff = w->backoff < 0.2 ? 0.2 : w->backoff * 2;
+    if (w->backoff > 30) w->backoff = 30;
+    arm_claim_timer(w, w->backoff);
+    return w->backoff;
+}
+
 static void next_due_done(PGresult *res, const char *err, void *data)
 {
     sl_worker *w = data;
@@ -319,6 +350,9 @@ static void next_due_done(PGresult *res, const char *err, void *data)
         if (d < wait) wait = d;
     }
     if (res) PQclear(res);
+    /* a sooner wake-up stands: the retry of a cycle that failed meanwhile */
+    if (ev_is_active(&w->claim_timer) && ev_timer_remaining(w->ctx->loop, &w->claim_timer) < wait)
+        return;
     if (!w->stopping && !w->cycling) arm_claim_timer(w, wait);
 }
 
@@ -500,6 +534,8 @@ static int refused(sl_worker *w, wrun **batch, int asked, const char *err)
            "the database refused a run's outcome even as a bare failure; dropped here, its lease "
            "will run out and the rescue pass will fail it",
            "run", id, "error", err, NULL);
+    sl_buf_puts(&w->abandoned, id);
+    sl_buf_puts(&w->abandoned, ",");
     wrun_free(r);
     if (w->isolate > 0) w->isolate--;
     return 1;
@@ -561,6 +597,36 @@ static void give_back_late(sl_worker *w, sl_buf *ids, double after)
                  "could not give back runs claimed too late; their leases will run out");
 }
 
+/* A cycle sent at `sent` recorded the outcomes of batch; durable: it claimed,
+ * so it committed durably (113_durable_claims.sql). */
+static void note_recorded(sl_worker *w, const wrun *batch, double sent, int durable)
+{
+    if (durable) {
+        for (unflushed **u = &w->unflushed; *u;) {
+            unflushed *f = *u;
+            if (f->at < sent) {
+                *u = f->next;
+                sl_buf_free(&f->ids);
+                free(f);
+            } else {
+                u = &f->next;
+            }
+        }
+        return;
+    }
+    if (!batch) return;
+    unflushed *f = sl_xcalloc(1, sizeof *f);
+    f->at = ev_now(w->ctx->loop);
+    for (const wrun *r = batch; r; r = r->next) {
+        const char *id = r->outcome || !r->run ? r->ended.run_id : sl_run_id(r->run);
+        if (!id) continue;
+        sl_buf_puts(&f->ids, id);
+        sl_buf_puts(&f->ids, ",");
+    }
+    f->next = w->unflushed;
+    w->unflushed = f;
+}
+
 static void cycle_done(PGresult *res, const char *err, void *data)
 {
     cycle_req *c = data;
@@ -581,13 +647,12 @@ static void cycle_done(PGresult *res, const char *err, void *data)
         for (wrun *r = batch; r; r = r->next)
             r->resent = 1; /* recorded, perhaps, and only the reply lost */
         requeue(w, batch); /* keep every completion: retry with backoff */
-        w->backoff = w->backoff < 0.2 ? 0.2 : w->backoff * 2;
-        if (w->backoff > 30) w->backoff = 30;
+        /* and claimed, perhaps: the next cycle is a sweep first */
+        if (asked > 0) w->orphans_possible = 1;
         char secs[32];
-        snprintf(secs, sizeof secs, "%.1f", w->backoff);
+        snprintf(secs, sizeof secs, "%.1f", retry_later(w));
         sl_log(outage_level(w), "claiming and recording runs failed, retrying", "error", err,
                SL_NUM "retry_in", secs, NULL);
-        arm_claim_timer(w, w->backoff);
         return;
     }
     w->backoff = 0;
@@ -636,6 +701,7 @@ static void cycle_done(PGresult *res, const char *err, void *data)
     }
     PQclear(res);
     free(ended.at);
+    note_recorded(w, batch, sent, n > 0 || stale.len > 0);
     while (batch) {
         wrun *next = batch->next;
         wrun_free(batch);
@@ -645,14 +711,15 @@ static void cycle_done(PGresult *res, const char *err, void *data)
     sl_buf_free(&stale);
     if (w->stopping) {
         release_queued(w);
-        if (w->done)
+        if (w->done || w->orphans_possible)
             cycle(w);
         else
             maybe_exit(w);
         return;
     }
     start_queued(w);
-    if (w->cycle_again || (n > 0 && n == asked)) {
+    /* (a sweep waits for this: another cycle got no answer) */
+    if (w->cycle_again || (n > 0 && n == asked) || w->orphans_possible) {
         w->cycle_again = 0;
         cycle(w);
     } else if (w->done) {
@@ -673,6 +740,14 @@ static void cycle_done(PGresult *res, const char *err, void *data)
 
 static void cycle(sl_worker *w)
 {
+    if (w->sweeping || (w->orphans_possible && w->cycling > 0)) {
+        w->cycle_again = 1; /* after the sweep (sweep_done), which waits for no cycle in flight */
+        return;
+    }
+    if (w->orphans_possible) {
+        sweep(w);
+        return;
+    }
     if (w->cycling >= MAX_CYCLES) {
         w->cycle_again = 1;
         return;
@@ -735,6 +810,121 @@ static void cycle(sl_worker *w)
                          "$5::text[], true, $6)",
                          6, params, cycle_done, c);
     sl_buf_free(&b);
+}
+
+/* ------------------------------------------------------------------ the sweep */
+
+/* A cycle that claimed got no answer (cycle_done: orphans_possible). If the
+ * connection broke after Postgres committed it, runs it claimed are running
+ * under this worker in the database though the worker never heard of them:
+ * none would start, the lease renewal (which names the runs held) would let
+ * their leases run out, and another worker's rescue would fail them, spending
+ * an attempt of jobs that never ran. Before it claims again, with no cycle in
+ * flight, the worker sends a sweep instead: release_unheld_runs() gives back
+ * every run running under it that it does not hold, as if never claimed (as
+ * release_runs() does at shutdown). Held are the runs in flight, those
+ * claimed and waiting for a slot, and the ended runs whose outcomes wait to
+ * be recorded (still running in the database), and the runs whose outcomes
+ * the database refused outright (refused(): they ran; their leases hand them
+ * to the rescue), and the runs whose outcomes were recorded lazily and are
+ * perhaps not on disk yet (note_recorded): a crash of the database may have
+ * lost such an outcome, leaving a run that did run running under this worker,
+ * and giving it back would delete its record; its lease hands it to the
+ * rescue instead. No cycle goes while the sweep is in flight: a run it
+ * claimed would be given back. */
+
+/* Every run this worker holds, as a Postgres array literal ("{a,b}"). With no
+ * cycle in flight, no batch of outcomes is anywhere but in w->done. */
+static void held_ids(sl_worker *w, sl_buf *ids)
+{
+    sl_buf_puts(ids, "{");
+    sl_runtime_run_ids(w->ctx->rt, ids); /* "a,b," */
+    for (pending *p = w->queue_head; p; p = p->next) {
+        sl_buf_puts(ids, p->spec.run_id);
+        sl_buf_puts(ids, ",");
+    }
+    for (wrun *r = w->done; r; r = r->next) {
+        const char *id = r->outcome || !r->run ? r->ended.run_id : sl_run_id(r->run);
+        if (!id) continue;
+        sl_buf_puts(ids, id);
+        sl_buf_puts(ids, ",");
+    }
+    if (w->abandoned.len) sl_buf_puts(ids, sl_buf_str(&w->abandoned));
+    for (const unflushed *f = w->unflushed; f; f = f->next)
+        if (f->ids.len) sl_buf_puts(ids, sl_buf_str(&f->ids));
+    if (ids->data[ids->len - 1] == ',') ids->len--;
+    sl_buf_puts(ids, "}");
+}
+
+/* What follows a sweep that is over: the cycle it held back, or the exit. */
+static void after_sweep(sl_worker *w)
+{
+    if (w->stopping && !w->done)
+        maybe_exit(w);
+    else
+        cycle(w);
+}
+
+static void sweep_done(PGresult *res, const char *err, void *data)
+{
+    sl_worker *w = data;
+    w->sweeping = 0;
+    w->cycle_again = 0; /* after_sweep's cycle is that one */
+    if (err && res) PQclear(res);
+    /* a statement the database refuses would be refused again: no cycle may
+     * wait on it (nor, once stopping, on the database coming back) */
+    if (err && (w->stopping ||
+                sl_pg_sqlstate_fault(sl_pg_error_sqlstate(w->ctx->pg)) != SL_PG_TRANSIENT)) {
+        w->orphans_possible = 0;
+        sl_log(SL_WARN,
+               "could not look for runs claimed by a cycle whose reply was lost; if there are "
+               "any, their leases will run out",
+               "error", err, NULL);
+        after_sweep(w);
+        return;
+    }
+    if (err) {
+        char secs[32];
+        snprintf(secs, sizeof secs, "%.1f", retry_later(w));
+        sl_log(outage_level(w),
+               "looking for runs claimed by a cycle whose reply was lost failed, retrying", "error",
+               err, SL_NUM "retry_in", secs, NULL);
+        return;
+    }
+    w->orphans_possible = 0;
+    w->backoff = 0;
+    int n = PQntuples(res);
+    if (n > 0) {
+        sl_buf ids = {0};
+        for (int i = 0; i < n; i++) {
+            sl_buf_puts(&ids, i ? "," : "{");
+            sl_buf_puts(&ids, PQgetvalue(res, i, 0));
+        }
+        sl_buf_puts(&ids, "}");
+        char count[16];
+        snprintf(count, sizeof count, "%d", n);
+        sl_log(SL_WARN,
+               "gave back runs claimed by a cycle whose reply was lost; their jobs are due again, "
+               "no attempt spent",
+               SL_NUM "count", count, "runs", sl_buf_str(&ids), NULL);
+        sl_buf_free(&ids);
+    } else {
+        sl_log(SL_DEBUG, "no runs were claimed by the cycle whose reply was lost", NULL);
+    }
+    PQclear(res);
+    after_sweep(w);
+}
+
+/* Sends the sweep (see above); cycle() calls it, with no cycle in flight. */
+static void sweep(sl_worker *w)
+{
+    sl_buf ids = {0};
+    held_ids(w, &ids);
+    const char *params[] = {w->id, sl_buf_str(&ids)};
+    w->sweeping = 1;
+    sl_pg_query(w->ctx->pg, "SELECT sluice.release_unheld_runs($1, $2::uuid[])", 2, params,
+                sweep_done, w);
+    sl_buf_free(&ids);
 }
 
 static void soon_cb(struct ev_loop *loop, ev_timer *t, int revents)
@@ -1065,7 +1255,8 @@ static void stopped_done(PGresult *res, const char *err, void *data)
 
 static void maybe_exit(sl_worker *w)
 {
-    if (!w->stopping || w->running > 0 || w->done || w->cycling || w->releasing || w->flushing_logs)
+    if (!w->stopping || w->running > 0 || w->done || w->cycling || w->sweeping || w->releasing ||
+        w->flushing_logs)
         return;
     if (w->stopping == 2) return; /* already leaving */
     w->stopping = 2;
@@ -1138,6 +1329,8 @@ static void signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
     ev_timer_stop(loop, &w->retention);
     ev_timer_set(&w->grace, w->cfg->grace_seconds, 0);
     ev_timer_start(loop, &w->grace);
+    /* the sweep the stopped timer would have sent, and the recording after it */
+    if (w->orphans_possible && !w->cycling && !w->sweeping) cycle(w);
     maybe_exit(w);
 }
 
@@ -1438,6 +1631,13 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
         free(c);
     }
     free(w.flush);
+    sl_buf_free(&w.abandoned);
+    while (w.unflushed) {
+        unflushed *f = w.unflushed;
+        w.unflushed = f->next;
+        sl_buf_free(&f->ids);
+        free(f);
+    }
     sl_tz_cache_free(w.zones);
     free(w.types);
     free((char *)ctx.db_url);

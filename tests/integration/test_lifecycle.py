@@ -183,6 +183,122 @@ class Lifecycle(harness.SluiceTest):
         self.assertEqual(j, {"status": "failed", "attempts": 0, "last_error": error,
                              "current_run_id": None})
 
+    def test_runs_claimed_by_a_cycle_whose_reply_was_lost_are_given_back_at_once(self):
+        # the connection breaks after Postgres committed a cycle that claimed
+        # jobs, before its answer reached the daemon: the runs it claimed are
+        # running under this worker, which never heard of them. They went on
+        # so until their leases ran out and a rescue failed them ("worker
+        # lost"), spending an attempt of jobs that never ran. The daemon now
+        # gives them back before it claims again, and runs the jobs at once:
+        # the lease is long enough here that only that can run them in time.
+        # A run it holds meanwhile (in flight) is not given back
+        marker = "claimed-by-a-lost-reply"
+        proxy = harness.ReplyCutter(self.db, marker.encode())
+        self.addCleanup(proxy.close)
+        with self.serve("--lease", "300", env=self.env({"DATABASE_URL": proxy.url})) as d:
+            d.worker_id()
+            held = self.sluice("queue", "sleep", "--params", '{"seconds": 4}').stdout.strip()
+            held_run = self.wait_for(lambda: self.scalar(f"SELECT id FROM sluice.scheduled_job_runs "
+                                                         f"WHERE scheduled_job_id = '{held}'"), 30)
+            # queued while it waits for nothing else, in one transaction: the
+            # cycle their NOTIFY sends claims them together, and its answer
+            # holds the marker
+            pgfixture.psql(self.db, f"""
+                INSERT INTO sluice.scheduled_jobs (job_type, parameters, next_run_at)
+                SELECT 'echo', jsonb_build_object('message', '{marker}', 'records', g), now()
+                FROM generate_series(1, 3) g;
+                SELECT pg_notify('sluice_jobs', '');""")
+            self.wait_for(lambda: proxy.cut.is_set() or None, 30, "the claim's answer was never cut")
+            self.wait_for(lambda: self.scalar("SELECT count(*) FROM sluice.scheduled_jobs "
+                                              "WHERE status = 'completed'") == "4" or None, 30,
+                          "the jobs claimed by the cycle whose reply was lost did not run")
+            d.wait_log('msg="gave back runs claimed by a cycle whose reply was lost')
+        log = d.log()
+        line = next(x for x in log.splitlines() if "gave back runs claimed" in x)
+        given = re.search(r"runs=\{([^}]*)\}", line).group(1).split(",")
+        self.assertEqual(re.search(r" count=(\d+)", line).group(1), str(len(given)), line)
+        # the runs given back are gone, as if never claimed; each job ran once,
+        # as its first attempt, and none was failed by a rescue
+        self.assertEqual(self.scalar(f"SELECT count(*) FROM sluice.scheduled_job_runs "
+                                     f"WHERE id::text IN ({', '.join(repr(g) for g in given)})"), "0")
+        self.assertNotIn(held_run, given)
+        self.assertEqual(self.scalar(f"SELECT id FROM sluice.scheduled_job_runs WHERE scheduled_job_id = '{held}'"),
+                         held_run)
+        runs = self.sql("SELECT r.scheduled_job_id::text AS job, r.job_type, r.status, r.attempt_number, "
+                        "r.error_message FROM sluice.scheduled_job_runs r ORDER BY 2, 1")
+        self.assertEqual(len({r["job"] for r in runs}), 4, runs)
+        self.assertEqual([(r["job_type"], r["status"], r["attempt_number"], r["error_message"]) for r in runs],
+                         [("echo", "completed", 1, None)] * 3 + [("sleep", "completed", 1, None)])
+        jobs = self.sql("SELECT attempts, run_count FROM sluice.scheduled_jobs")
+        self.assertEqual([(j["attempts"], j["run_count"]) for j in jobs], [(0, 1)] * 4, jobs)
+        self.assertNotIn("worker lost", log)
+        self.assertNotIn("run outcome not recorded", log)
+
+    def test_a_run_whose_end_was_recorded_lazily_is_not_given_back(self):
+        # an outcome recorded by a cycle that claimed nothing commits lazily: a
+        # crash of the database may lose it, leaving a run that did run
+        # running under the worker, which no longer holds it. A sweep after a
+        # lost reply must leave it to its lease and the rescue, not give it
+        # back as never claimed (that deletes the record of a run that ran).
+        # The loss is played here by setting the rows back as they were
+        marker = "claimed-after-a-lazy-end"
+        proxy = harness.ReplyCutter(self.db, marker.encode())
+        self.addCleanup(proxy.close)
+        with self.serve("--lease", "300", env=self.env({"DATABASE_URL": proxy.url})) as d:
+            d.worker_id()
+            ran = self.sluice("queue", "echo").stdout.strip()
+            self.wait_for(lambda: self.scalar(f"SELECT status FROM sluice.scheduled_jobs "
+                                              f"WHERE id = '{ran}'") == "completed" or None, 30)
+            run = self.scalar(f"SELECT id FROM sluice.scheduled_job_runs WHERE scheduled_job_id = '{ran}'")
+            pgfixture.psql(self.db, f"""
+                UPDATE sluice.scheduled_job_runs SET status = 'running', completed_at = NULL,
+                    lease_expires_at = now() + interval '300 seconds'
+                WHERE id = '{run}';
+                UPDATE sluice.scheduled_jobs SET status = 'active', current_run_id = '{run}',
+                                                 next_run_at = NULL
+                WHERE id = '{ran}';""")
+            job = self.sluice("queue", "echo", "--params", json.dumps({"message": marker})).stdout.strip()
+            self.wait_for(lambda: proxy.cut.is_set() or None, 30, "the claim's answer was never cut")
+            self.wait_for(lambda: self.scalar(f"SELECT status FROM sluice.scheduled_jobs "
+                                              f"WHERE id = '{job}'") == "completed" or None, 30,
+                          "the job claimed by the cycle whose reply was lost did not run")
+            d.wait_log('msg="gave back runs claimed by a cycle whose reply was lost')
+        line = next(x for x in d.log().splitlines() if "gave back runs claimed" in x)
+        self.assertNotIn(run, line)
+        self.assertEqual(self.scalar(f"SELECT status FROM sluice.scheduled_job_runs WHERE id = '{run}'"),
+                         "running")
+        self.assertEqual(self.scalar(f"SELECT attempt_number FROM sluice.scheduled_job_runs "
+                                     f"WHERE scheduled_job_id = '{job}' AND status = 'completed'"), "1")
+
+    def test_release_unheld_runs_gives_back_only_the_workers_runs_it_does_not_hold(self):
+        # what a worker calls after a claim whose answer was lost: every run
+        # running under it but those it names goes back to its job as if never
+        # claimed; other workers' runs and runs no longer running stay
+        worker = "00000000-0000-4000-8000-000000000001"  # workers that exist only in this test
+        other = "00000000-0000-4000-8000-000000000002"
+        for _ in range(5):
+            self.sluice("queue", "echo")
+        mine = [c["run_id"] for c in self.sql(f"SELECT run_id FROM sluice.claim_jobs('{worker}', 4, 600)")]
+        theirs = [c["run_id"] for c in self.sql(f"SELECT run_id FROM sluice.claim_jobs('{other}', 1, 600)")]
+        self.assertEqual((len(mine), len(theirs)), (4, 1))
+        held, lost_a, lost_b, rescued = mine
+        self.scalar(f"UPDATE sluice.scheduled_job_runs SET lease_expires_at = now() - interval '1 second' "
+                    f"WHERE id = '{rescued}'")
+        self.assertEqual(self.scalar("SELECT string_agg(run_id::text, ',') FROM sluice.rescue_lost_runs()"), rescued)
+        self.assertEqual(self.sql(f"SELECT * FROM sluice.release_unheld_runs('{worker}', NULL)"), [])
+        given = self.sql(f"SELECT * FROM sluice.release_unheld_runs('{worker}', '{{{held}}}') AS r(id) ORDER BY 1")
+        self.assertEqual([g["id"] for g in given], sorted([lost_a, lost_b]))
+        runs = {r["id"]: (r["status"], r["worker_id"]) for r in self.sql(
+            "SELECT id, status, worker_id::text FROM sluice.scheduled_job_runs")}
+        self.assertEqual(runs, {held: ("running", worker), rescued: ("failed", worker),
+                                theirs[0]: ("running", other)})
+        # their jobs are due again, with neither the attempt nor the run counted
+        jobs = self.sql("SELECT status, attempts, run_count, current_run_id, next_run_at <= now() AS due "
+                        "FROM sluice.scheduled_jobs WHERE current_run_id IS NULL AND last_error IS NULL")
+        self.assertEqual([(j["status"], j["attempts"], j["run_count"], j["due"]) for j in jobs],
+                         [("active", 0, 0, True)] * 2, jobs)
+        self.assertEqual(self.sql(f"SELECT * FROM sluice.release_unheld_runs('{worker}', '{{{held}}}')"), [])
+
     def test_sluice_run_whose_recording_answer_was_lost_says_what_was_recorded(self):
         # `sluice run`: the connection breaks after the database recorded the
         # run's failure, before the answer came. It said the outcome could not
