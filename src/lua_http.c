@@ -438,15 +438,7 @@ static int l_limit(lua_State *L)
             lua_pushnil(L);
             return 1;
         }
-        lua_createtable(L, 0, 9);
-        lua_pushnumber(L, m.in_force.rate);
-        lua_setfield(L, -2, "rate");
-        lua_pushnumber(L, m.in_force.per);
-        lua_setfield(L, -2, "per");
-        lua_pushnumber(L, m.in_force.burst);
-        lua_setfield(L, -2, "burst");
-        lua_pushinteger(L, m.in_force.concurrency);
-        lua_setfield(L, -2, "concurrency");
+        push_setting(L, &m.in_force); /* in force: the bucket and per are filled in */
         lua_pushinteger(L, m.in_flight);
         lua_setfield(L, -2, "in_flight");
         lua_pushinteger(L, m.waiting);

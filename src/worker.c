@@ -187,13 +187,30 @@ static void wrun_free(wrun *r)
     free(r);
 }
 
+/* A wrun's run id (NULL for an outcome that has none). */
+static const char *wrun_id(const wrun *r)
+{
+    return r->outcome || !r->run ? r->ended.run_id : sl_run_id(r->run);
+}
+
+/* Appends the run ids of the list from r on to ids, each followed by ",". */
+static void put_run_ids(sl_buf *ids, const wrun *r)
+{
+    for (; r; r = r->next) {
+        const char *id = wrun_id(r);
+        if (!id) continue;
+        sl_buf_puts(ids, id);
+        sl_buf_puts(ids, ",");
+    }
+}
+
 /* What a wrun's outcome records: its status, run id, type, error, seconds. */
 static void wrun_ended(const wrun *r, int *status, const char **id, const char **type,
                        const char **error, double *seconds)
 {
+    *id = wrun_id(r);
     if (r->outcome || !r->run) {
         *status = r->ended.status;
-        *id = r->ended.run_id;
         *type = r->ended.type;
         *error = r->ended.error;
         *seconds = r->ended.seconds;
@@ -201,7 +218,6 @@ static void wrun_ended(const wrun *r, int *status, const char **id, const char *
     }
     const sl_run_outcome *o = sl_run_outcome_of(r->run);
     *status = o->status;
-    *id = sl_run_id(r->run);
     *type = sl_run_job_type(r->run);
     *error = o->error;
     *seconds = o->finished - o->started;
@@ -570,7 +586,7 @@ static const wrun *ended_find(ended_index *ix, const wrun *batch, const char *ru
             n++;
         ix->at = sl_xcalloc(n ? n : 1, sizeof *ix->at);
         for (const wrun *r = batch; r; r = r->next) {
-            const char *id = r->outcome || !r->run ? r->ended.run_id : sl_run_id(r->run);
+            const char *id = wrun_id(r);
             if (id) ix->at[ix->n++] = (ended_entry){id, r};
         }
         qsort(ix->at, ix->n, sizeof *ix->at, ended_cmp);
@@ -617,12 +633,7 @@ static void note_recorded(sl_worker *w, const wrun *batch, double sent, int dura
     if (!batch) return;
     unflushed *f = sl_xcalloc(1, sizeof *f);
     f->at = ev_now(w->ctx->loop);
-    for (const wrun *r = batch; r; r = r->next) {
-        const char *id = r->outcome || !r->run ? r->ended.run_id : sl_run_id(r->run);
-        if (!id) continue;
-        sl_buf_puts(&f->ids, id);
-        sl_buf_puts(&f->ids, ",");
-    }
+    put_run_ids(&f->ids, batch);
     f->next = w->unflushed;
     w->unflushed = f;
 }
@@ -843,12 +854,7 @@ static void held_ids(sl_worker *w, sl_buf *ids)
         sl_buf_puts(ids, p->spec.run_id);
         sl_buf_puts(ids, ",");
     }
-    for (wrun *r = w->done; r; r = r->next) {
-        const char *id = r->outcome || !r->run ? r->ended.run_id : sl_run_id(r->run);
-        if (!id) continue;
-        sl_buf_puts(ids, id);
-        sl_buf_puts(ids, ",");
-    }
+    put_run_ids(ids, w->done);
     if (w->abandoned.len) sl_buf_puts(ids, sl_buf_str(&w->abandoned));
     for (const unflushed *f = w->unflushed; f; f = f->next)
         if (f->ids.len) sl_buf_puts(ids, sl_buf_str(&f->ids));
