@@ -90,6 +90,7 @@ static const number numbers[] = {
     NUMBER(poll_seconds, 5, 0.1, 3600, "seconds"),
     NUMBER(archive_after_days, 7, 0.01, 36500, "days"),
     NUMBER(prune_after_days, 30, 0.01, 36500, "days"),
+    NUMBER(retention_every_minutes, 10, 0.01, 10080, "minutes"),
     NUMBER(memory_limit_mb, 512, 16, 65536, "MB"),
     NUMBER(instruction_budget, 1e8, 10000, 1e12, "instructions"),
 };

@@ -31,6 +31,7 @@ typedef struct sl_config {
     double poll_seconds;                   /* fallback poll interval (default 5) */
     double archive_after_days;             /* finished one-time jobs archived after (7) */
     double prune_after_days;               /* runs deleted after (30; a job's last run stays) */
+    double retention_every_minutes;        /* how often retention runs (10) */
     int memory_limit_mb;                   /* the Lua state's memory cap (512) */
     long instruction_budget;               /* Lua instructions between yields (100 million) */
     int log_format;                        /* sl_log_format */

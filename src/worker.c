@@ -1565,7 +1565,11 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     ev_timer_init(&w.logflush, logflush_cb, 2, 2);
     w.logflush.data = &w;
     ev_timer_start(ctx.loop, &w.logflush);
-    ev_timer_init(&w.retention, retention_cb, 30, 600);
+    /* the first pass half a minute after start (unless passes are closer):
+     * not in the rush of a start, not so late a short-lived worker never
+     * makes one */
+    double pass = cfg.retention_every_minutes * 60;
+    ev_timer_init(&w.retention, retention_cb, pass < 30 ? pass : 30, pass);
     w.retention.data = &w;
     ev_timer_start(ctx.loop, &w.retention);
     ev_signal_init(&w.sigint, signal_cb, SIGINT);

@@ -448,6 +448,8 @@ class Daemon(harness.SluiceTest):
                 ("poll_seconds = 1e-9", "poll_seconds", "1e-9", "a number from 0.1 to 3600 seconds"),
                 ("archive_after_days = 1000000", "archive_after_days", "1000000",
                  "a number from 0.01 to 36500 days"),
+                ("retention_every_minutes = 0", "retention_every_minutes", "0",
+                 "a number from 0.01 to 10080 minutes"),
                 ("concurrency = 2.5", "concurrency", "2.5", "a whole number from 1 to 10000"),
                 ("memory_limit_mb = nan", "memory_limit_mb", "nan", "a whole number from 16 to 65536 MB")):
             with open(conf, "w") as f:

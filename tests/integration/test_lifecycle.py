@@ -1863,12 +1863,20 @@ class Lifecycle(harness.SluiceTest):
         self.addCleanup(shutil.rmtree, tmp)
         conf = os.path.join(tmp, "sluice.conf")
         with open(conf, "w") as f:
-            f.write("archive_after_days = 0.5\nprune_after_days = 1\n")
+            # passes every 1.2 s, the first that soon too (not half a minute on)
+            f.write("archive_after_days = 0.5\nprune_after_days = 1\nretention_every_minutes = 0.02\n")
         with self.serve("--config", conf) as d:
-            d.wait_log("msg=retention", timeout=90)
-        self.assertIn("msg=retention archived_jobs=1 pruned_runs=1", d.log())
+            d.wait_log("msg=retention", timeout=20)
+            self.assertIn("msg=retention archived_jobs=1 pruned_runs=1", d.log())
+            self.assertEqual(self.scalar(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{young}'"),
+                             "completed")
+            # a later pass archives the young job once it is old enough
+            pgfixture.psql(self.db, f"UPDATE sluice.scheduled_jobs SET updated_at = now() - interval '1 day' "
+                                    f"WHERE id = '{young}'")
+            d.wait_log("msg=retention archived_jobs=1 pruned_runs=0", timeout=20)
+        self.assertEqual(d.log().count("msg=retention"), 2, d.log())
+        self.assertEqual(self.scalar(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{young}'"), "archived")
         self.assertEqual(self.scalar(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{old}'"), "archived")
-        self.assertEqual(self.scalar(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{young}'"), "completed")
         self.assertEqual(self.count("sluice.scheduled_job_runs", f"scheduled_job_id = '{job}'"), 1)
 
     def test_retention_reads_null_as_the_default_and_refuses_negative_ages(self):
