@@ -406,28 +406,20 @@ static void edit_usage(FILE *out)
 }
 
 /* After an edit of job id's expression, zone or parameters: when another active
- * or paused recurring job is now the same schedule as it (what `sluice schedule`
- * would have found instead of making it: type, brand, expression, zone under any
- * of its names, parameters), say so on stderr, naming it. The edit stands (it
- * was asked for); two jobs that both hold a dedupe key were made apart on
- * purpose and are not named. Should the check itself fail, its error is
- * printed and the edit still stands. */
+ * or paused recurring job is now the same schedule as it (sluice.same_schedule,
+ * as `sluice schedule` finds one instead of making it: type, brand,
+ * expression, zone under any of its names, parameters; two jobs that both hold
+ * a dedupe key were made apart on purpose and are not named), say so on
+ * stderr, naming it. The edit stands (it was asked for); should the check
+ * itself fail, its error is printed and the edit still stands. tz is the
+ * job's zone, whose names are looked for. */
 static void say_same_schedule(PGconn *c, const char *id, const char *tz)
 {
     char *zones = zone_names(tz);
     if (!zones) return;
-    PGresult *r = sl_cli_exec(
-        c,
-        "SELECT o.id FROM sluice.scheduled_jobs j JOIN sluice.scheduled_jobs o "
-        "ON o.job_type = j.job_type AND o.brand_id IS NOT DISTINCT FROM j.brand_id "
-        "AND o.id <> j.id AND o.schedule_type = 'recurring' AND o.status IN ('active', 'paused') "
-        "AND sluice.cron_identity(o.cron_expression) = sluice.cron_identity(j.cron_expression) "
-        "AND (o.timezone = j.timezone OR o.timezone = ANY($2::text[])) "
-        "AND o.parameters = j.parameters AND (o.dedupe_key IS NULL OR j.dedupe_key IS NULL) "
-        "WHERE j.id = $1::uuid AND j.status IN ('active', 'paused') "
-        "ORDER BY o.created_at, o.id LIMIT 1",
-        2, (const char *const[]){id, zones});
-    if (r && PQntuples(r) == 1)
+    PGresult *r = sl_cli_exec(c, "SELECT sluice.same_schedule_as($1::uuid, $2::text[])", 2,
+                              (const char *const[]){id, zones});
+    if (r && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
         fprintf(stderr,
                 "jobs edit: job %s is now the same schedule as job %s (type, brand, expression, "
                 "zone and parameters): both run at every slot; `sluice jobs cancel %s` if one "

@@ -1033,6 +1033,56 @@ class Lifecycle(harness.SluiceTest):
                                      "p_zone_names => '{Etc/UTC}')"))
         self.assertEqual(self.count("sluice.scheduled_jobs"), 3)
 
+    def test_jobs_edit_and_schedule_agree_on_what_the_same_schedule_is(self):
+        # `sluice jobs edit` says a job is now the same schedule as another when
+        # `sluice schedule` given what the edit gave would have named that other
+        # instead of making a job, and only then: an expression written another
+        # way, a zone under another name, parameters in another order or with a
+        # default spelt out are the same; anything else is another schedule
+        params = '{"message": "hi", "records": 3}'
+        job = self.sluice("schedule", "echo", "--cron", "0 0 * * *", "--tz", "America/New_York",
+                          "--params", params).stdout.strip()
+        cases = [("@daily", "US/Eastern", '{"records": 3, "message": "hi"}', True),
+                 (" @MIDNIGHT ", "America/New_York", '{"records": 3, "fail": false, "message": "hi"}', True),
+                 ("0\t0  * * *", "US/Eastern", '{"permanent": false, "message": "hi", "records": 3}', True),
+                 ("@weekly", "US/Eastern", params, False),
+                 ("0 0 */1 * *", "America/New_York", params, False),
+                 ("@daily", "America/Detroit", params, False),  # alike today, a zone of its own
+                 ("@daily", "America/New_York", '{"message": "hi"}', False)]
+        for i, (cron, tz, given, same) in enumerate(cases):
+            given_args = ["--cron", cron, "--tz", tz, "--params", given]
+            named = self.sluice("schedule", "echo", *given_args).stdout.strip()
+            self.assertEqual(named == job, same, given_args)
+            # another job, apart from both, edited to what was given: the notice
+            # names the job `schedule` printed (the first job, or the one it made)
+            other = self.sluice("schedule", "echo", "--cron", "0 5 * * *", "--params",
+                                f'{{"message": "apart {i}"}}').stdout.strip()
+            proc = self.sluice("jobs", "edit", other, *given_args)
+            self.assertIn(f"jobs edit: job {other} is now the same schedule as job {named} (", proc.stderr,
+                          given_args)
+            names = ("{America/Detroit,US/Michigan}" if tz == "America/Detroit"
+                     else "{America/New_York,US/Eastern}")
+            self.assertEqual(self.scalar(f"SELECT sluice.same_schedule_as('{other}', '{names}')"), named)
+            self.sluice("jobs", "cancel", other, *([] if same else [named]))
+        # a job holding a dedupe key is the same schedule as one without (a
+        # `schedule` without a key names it), two holding keys are not
+        keyed = self.sluice("schedule", "echo", "--cron", "0 5 * * *", "--dedupe-key", "k").stdout.strip()
+        proc = self.sluice("jobs", "edit", keyed, "--cron", "@midnight", "--tz", "US/Eastern", "--params", params)
+        self.assertIn(f"jobs edit: job {keyed} is now the same schedule as job {job} (", proc.stderr)
+        self.sluice("jobs", "cancel", job)
+        self.assertEqual(self.sluice("schedule", "echo", "--cron", "@daily", "--tz", "America/New_York",
+                                     "--params", params).stdout.strip(), keyed)
+        both = self.sluice("schedule", "echo", "--cron", "0 5 * * *", "--dedupe-key", "j").stdout.strip()
+        proc = self.sluice("jobs", "edit", both, "--cron", "@midnight", "--tz", "US/Eastern", "--params", params)
+        self.assertNotIn("same schedule", proc.stderr)
+        # in SQL: a job that is not an active or paused recurring job has none;
+        # the names given must include the job's zone
+        once = self.sluice("queue", "echo").stdout.strip()
+        self.assertEqual(self.scalar(f"SELECT sluice.same_schedule_as('{once}') IS NULL"), "t")
+        self.assertEqual(self.scalar(f"SELECT sluice.same_schedule_as('{job}') IS NULL"), "t")  # cancelled
+        self.assertIn("the names of zone US/Eastern do not include it",
+                      self.sql_error(f"SELECT sluice.same_schedule_as('{both}', '{{America/New_York}}')"))
+
     def test_a_schedule_with_a_dedupe_key_is_made_once_whatever_else_it_says(self):
         a = self.sluice("schedule", "echo", "--cron", "0 9 * * *", "--dedupe-key", "morning").stdout.strip()
         # another key: another schedule, alike in all else
