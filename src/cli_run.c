@@ -132,6 +132,41 @@ static PGresult *record_again(PGconn *c, const char *outcome, const char *worker
     return sl_cli_exec(c, "SELECT * FROM sluice.finish_runs($1::jsonb)", 1, p);
 }
 
+/* Makes the job and starts its run (sluice.start_direct_run with p: worker,
+ * brand, type, parameters, trigger source, lease). The connection may break
+ * after the database committed that call, with only its answer lost: then,
+ * connected again, the run this process holds is started afresh for it
+ * (sluice.retake_direct_run: no attempt spent), or, when it holds none, the
+ * call made nothing and is sent once more. The claim's row, or NULL (the
+ * error said, *status set); *sent is when the call that answered was sent, by
+ * the loop's clock. */
+static PGresult *start_run(PGconn *c, const char *const p[6], struct ev_loop *loop, double *sent,
+                           int *status)
+{
+    static const char start[] =
+        "SELECT * FROM sluice.start_direct_run($1, $2, $3, $4::jsonb, $5, $6::float8)";
+    ev_now_update(loop); /* the loop has not run: its clock is from before the boot */
+    *sent = ev_now(loop);
+    PGresult *r = sl_cli_exec_status(c, start, 6, p, status);
+    if (r || PQstatus(c) != CONNECTION_BAD) return r;
+    PQreset(c);
+    if (PQstatus(c) != CONNECTION_OK) {
+        sl_cli_error("could not connect again to start the run: %s", PQerrorMessage(c));
+        return NULL;
+    }
+    fprintf(stderr, "connected again to start the run\n");
+    const char *q[] = {p[0], p[5]};
+    ev_now_update(loop);
+    *sent = ev_now(loop);
+    r = sl_cli_exec_status(c, "SELECT * FROM sluice.retake_direct_run($1::uuid, $2::float8)", 2, q,
+                           status);
+    if (!r || PQntuples(r) == 1) return r;
+    PQclear(r);
+    ev_now_update(loop);
+    *sent = ev_now(loop);
+    return sl_cli_exec_status(c, start, 6, p, status);
+}
+
 int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
 {
     const char *type = NULL, *brand = NULL, *params = "{}";
@@ -181,12 +216,8 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
     if (!c) goto out;
     sl_config_fmt_number(cfg->lease_seconds, f.lease, sizeof f.lease);
     const char *p[] = {f.worker, brand, type, normalized, "manual", f.lease};
-    ev_now_update(ctx.loop); /* the loop has not run: its clock is from before the boot */
-    double sent = ev_now(ctx.loop);
-    claimed = sl_cli_exec_status(c,
-                                 "SELECT * FROM sluice.start_direct_run($1, $2, $3, $4::jsonb, $5, "
-                                 "$6::float8)",
-                                 6, p, &status);
+    double sent;
+    claimed = start_run(c, p, ctx.loop, &sent, &status);
     if (!claimed) goto out;
     sl_claim_columns cols;
     sl_queue_claim_columns(claimed, &cols);

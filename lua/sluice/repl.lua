@@ -244,6 +244,13 @@ local function validated(what, job_type, params, no_brand)
   return normalized
 end
 
+-- The columns of a claimed run (sluice.claimed_run) as a run's spec takes them.
+local CLAIMED = [[
+    SELECT run_id::text, job_id::text, job_type, brand_id::text, parameters::text AS params_json,
+           checkpoint::text AS checkpoint_json, attempt_number AS attempt, timeout_seconds,
+           trigger_source
+    ]]
+
 -- run(type, params [, { brand = … }]) → the run's result. Runs the job now, in
 -- the foreground, with its log lines streaming; records the run (trigger_source
 -- repl) like `sluice run`; raises with the run's error when it fails, and
@@ -257,12 +264,20 @@ function G.run(job_type, params, opts)
   local worker, lease = drv.worker()
   if not worker then fail("run: this process is not registered as a worker") end
   local sent = drv.clock()
-  local rows, err = db.query([[
-    SELECT run_id::text, job_id::text, job_type, brand_id::text, parameters::text AS params_json,
-           checkpoint::text AS checkpoint_json, attempt_number AS attempt, timeout_seconds,
-           trigger_source
-    FROM sluice.start_direct_run($1, $2, $3, $4::jsonb, 'repl', $5::float8)]],
-    worker, opts.brand, job_type, normalized, lease)
+  local start = CLAIMED .. "FROM sluice.start_direct_run($1, $2, $3, $4::jsonb, 'repl', $5::float8)"
+  local rows, err, state = db.query(start, worker, opts.brand, job_type, normalized, lease)
+  if not rows and state == nil then
+    -- no server answered: the call may have been committed with only its
+    -- answer lost. The run this process holds is started afresh for it (no
+    -- attempt spent); holding none, the call made nothing and goes again
+    note(("run: %s; connecting again to start the run"):format(err))
+    sent = drv.clock()
+    rows, err = db.query(CLAIMED .. "FROM sluice.retake_direct_run($1, $2::float8)", worker, lease)
+    if rows and #rows == 0 then
+      sent = drv.clock()
+      rows, err = db.query(start, worker, opts.brand, job_type, normalized, lease)
+    end
+  end
   if not rows then fail("run: %s", err) end
   local spec = without_nulls(rows[1])
   local in_time, late = drv.claimed(sent)

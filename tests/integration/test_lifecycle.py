@@ -324,6 +324,60 @@ class Lifecycle(harness.SluiceTest):
         self.assertEqual((job["status"], job["attempts"]), ("active", 1))
         self.assertEqual(out["then"], f"retry attempt 2 of 2 at {job['next']}")
 
+    def test_sluice_run_whose_start_answer_was_lost_takes_its_run_up_again(self):
+        # the connection breaks after the database made the job and started its
+        # run, before the answer came. It stopped with the connection's error,
+        # and its run waited out the lease to be failed as "worker lost" and
+        # run again by a worker; connected again, it starts that run afresh and
+        # runs it, with no attempt spent and no second job
+        self.sluice("queue", "noop", "--at", "+1h")  # the schema and registry
+        proxy = harness.ReplyCutter(self.db, b"start-answer-lost")
+        self.addCleanup(proxy.close)
+        proc = self.sluice("run", "echo", "--params", '{"message": "start-answer-lost"}', "--json",
+                           env=self.env({"DATABASE_URL": proxy.url}), check=False)
+        self.assertTrue(proxy.cut.is_set(), proc.stderr)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertIn("connected again to start the run", proc.stderr)
+        out = json.loads(proc.stdout)
+        self.assertEqual((out["status"], out["recorded"]), ("completed", True), out)
+        jobs = self.sql("SELECT id, status, run_count FROM sluice.scheduled_jobs WHERE job_type = 'echo'")
+        self.assertEqual(jobs, [{"id": out["job_id"], "status": "completed", "run_count": 1}])
+        runs = self.sql("SELECT id, status, attempt_number FROM sluice.scheduled_job_runs "
+                        "WHERE job_type = 'echo'")
+        self.assertEqual(runs, [{"id": out["run_id"], "status": "completed", "attempt_number": 1}])
+
+    def test_retake_direct_run_starts_a_foreground_run_afresh_or_says_why_not(self):
+        self.sluice("queue", "noop", "--at", "+1h")  # the schema and registry
+        worker = self.scalar("INSERT INTO sluice.workers (hostname, pid, kind, concurrency, version) "
+                             "VALUES ('h', 1, 'run', 1, 't') RETURNING id").splitlines()[0]
+        retake = f"SELECT run_id, job_id, attempt_number FROM sluice.retake_direct_run('{worker}', 60)"
+        self.assertEqual(self.sql(retake), [])  # it holds none: the start made nothing
+        first = self.one(f"SELECT run_id, job_id FROM sluice.start_direct_run('{worker}', NULL, 'echo', "
+                         f"'{{}}', 'manual', 60)")
+        again = self.one(retake)
+        self.assertEqual((again["job_id"], again["attempt_number"]), (first["job_id"], 1))
+        self.assertNotEqual(again["run_id"], first["run_id"])
+        self.assertEqual(self.sql(f"SELECT id, status, worker_id FROM sluice.scheduled_job_runs "
+                                  f"WHERE scheduled_job_id = '{first['job_id']}'"),
+                         [{"id": again["run_id"], "status": "running", "worker_id": worker}])
+        self.assertEqual(self.one(f"SELECT attempts, run_count, current_run_id FROM sluice.scheduled_jobs "
+                                  f"WHERE id = '{first['job_id']}'"),
+                         {"attempts": 1, "run_count": 1, "current_run_id": again["run_id"]})
+        # its job cancelled meanwhile: refused, and nothing changes
+        self.sluice("jobs", "cancel", first["job_id"])
+        bad = subprocess.run(["psql", self.db, "-X", "-Atc", retake], env=pgfixture.clean_env(),
+                             capture_output=True, text=True, timeout=60)
+        self.assertIn(f"job {first['job_id']} was made for this run, but is no longer active", bad.stderr)
+        self.assertEqual(self.sql(f"SELECT id, status FROM sluice.scheduled_job_runs "
+                                  f"WHERE scheduled_job_id = '{first['job_id']}'"),
+                         [{"id": again["run_id"], "status": "running"}])
+        # a worker holding two runs is no foreground process: refused
+        pgfixture.psql(self.db, f"SELECT sluice.start_direct_run('{worker}', NULL, 'echo', '{{}}', 'manual', 60)")
+        bad = subprocess.run(["psql", self.db, "-X", "-Atc", retake], env=pgfixture.clean_env(),
+                             capture_output=True, text=True, timeout=60)
+        self.assertIn("holds 2 runs: not a foreground run's worker", bad.stderr)
+        self.assertEqual(self.count("sluice.scheduled_job_runs", f"worker_id = '{worker}'"), 2)
+
     def test_a_batch_sent_again_tells_outcomes_recorded_already_from_runs_taken_away(self):
         # finish_and_claim_runs() called twice with one batch, as a worker does
         # when the answer to the first call was lost: the second call names the

@@ -320,6 +320,23 @@ class ReplTest(harness.SluiceTest):
                       f"(`sluice jobs resume` lets it run)", out)
         self.assertEqual(self.count("sluice.scheduled_jobs"), 2)
 
+    def test_a_run_whose_start_answer_was_lost_is_taken_up_again(self):
+        # the connection breaks after the database made the job and started its
+        # run, before the answer came: connected again, run() starts that run
+        # afresh and runs it, with no attempt spent and no second job
+        self.run_e("1")  # the schema and registry
+        proxy = harness.ReplyCutter(self.db, b"start-answer-lost")
+        self.addCleanup(proxy.close)
+        proc = self.sluice("repl", "-e", 'return run("echo", {message = "start-answer-lost"}).message',
+                           env=self.repl_env({"DATABASE_URL": proxy.url}))
+        self.assertTrue(proxy.cut.is_set(), proc.stderr)
+        self.assertEqual(proc.stdout, '"start-answer-lost"\n', proc.stderr)
+        self.assertIn("connecting again to start the run", proc.stderr)
+        jobs = self.sql("SELECT status, run_count FROM sluice.scheduled_jobs WHERE job_type = 'echo'")
+        self.assertEqual(jobs, [{"status": "completed", "run_count": 1}])
+        runs = self.sql("SELECT status, attempt_number, trigger_source FROM sluice.scheduled_job_runs")
+        self.assertEqual(runs, [{"status": "completed", "attempt_number": 1, "trigger_source": "repl"}])
+
     def test_runs_health_types_reload(self):
         self.run_e('run("echo", {message = "one"})')
         out = self.run_e('runs{type = "echo", limit = 5}').stdout
