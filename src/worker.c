@@ -143,9 +143,11 @@ typedef struct sl_worker {
     int orphans_possible;
     int sweeping; /* release_unheld_runs() in flight: no cycle is sent meanwhile */
     /* runs whose outcomes the database refused even as bare failures, left to
-     * their leases ("a,b,"): they ran, so a sweep must not give them back */
+     * their leases ("a,b,"): they ran, so a sweep must not give them back;
+     * each goes once it is seen no longer running here (check_abandoned) */
     sl_buf abandoned;
-    struct unflushed *unflushed; /* outcomes recorded lazily, perhaps not yet on disk */
+    int checking_abandoned;      /* check_abandoned() in flight */
+    struct unflushed *unflushed; /* runs ended lazily, perhaps not yet on disk */
     int exit_status;
     sl_tz_cache *zones; /* time zones of recurring jobs, read once */
     char *types;        /* the job types it has handlers for, a text[] literal: all it claims */
@@ -156,7 +158,9 @@ typedef struct sl_worker {
  * leaving the runs running under this worker. A cycle that claimed commits
  * durably, and with it every commit before it, so it drops the ones answered
  * before it was sent (note_recorded). At most the runs that ended between two
- * claims, so at most the concurrency and the prefetch. */
+ * claims, so at most the concurrency and the prefetch. Also the abandoned runs
+ * seen at `at` no longer running here (check_abandoned): the rescue that
+ * failed one commits lazily too. */
 typedef struct unflushed {
     struct unflushed *next;
     double at;
@@ -919,7 +923,8 @@ static void cycle(sl_worker *w)
  * claimed and waiting for a slot, and the ended runs whose outcomes wait to
  * be recorded (still running in the database), and the runs whose outcomes
  * the database refused outright (refused(): they ran; their leases hand them
- * to the rescue), and the runs whose outcomes were recorded lazily and are
+ * to the rescue, and once seen ended they count as ended lazily:
+ * check_abandoned), and the runs whose outcomes were recorded lazily and are
  * perhaps not on disk yet (note_recorded): a crash of the database may have
  * lost such an outcome, leaving a run that did run running under this worker,
  * and giving it back would delete its record; its lease hands it to the
@@ -1162,6 +1167,81 @@ static void unscheduled_done(PGresult *res, const char *err, void *data)
     PQclear(res);
 }
 
+/* Removes id from ids ("a,b,"), if there. */
+static void drop_id(sl_buf *ids, const char *id)
+{
+    size_t n = strlen(id);
+    for (size_t at = 0; at < ids->len;) {
+        const char *comma = memchr(ids->data + at, ',', ids->len - at);
+        size_t len = comma ? (size_t)(comma - (ids->data + at)) : ids->len - at;
+        size_t next = at + len + (comma != NULL);
+        if (len == n && memcmp(ids->data + at, id, n) == 0) {
+            memmove(ids->data + at, ids->data + next, ids->len - next + 1); /* and the NUL */
+            ids->len -= next - at;
+            return;
+        }
+        at = next;
+    }
+}
+
+static void abandoned_checked(PGresult *res, const char *err, void *data)
+{
+    sl_worker *w = data;
+    w->checking_abandoned = 0;
+    if (err) {
+        sl_log(outage_level(w), "looking for runs whose outcomes were refused failed", "error", err,
+               NULL);
+        if (res) PQclear(res);
+        return;
+    }
+    int n = PQntuples(res);
+    if (n > 0) {
+        unflushed *f = sl_xcalloc(1, sizeof *f);
+        f->at = ev_now(w->ctx->loop);
+        sl_buf runs = {0};
+        for (int i = 0; i < n; i++) {
+            drop_id(&w->abandoned, PQgetvalue(res, i, 0));
+            sl_buf_puts(&f->ids, PQgetvalue(res, i, 0));
+            sl_buf_puts(&f->ids, ",");
+            sl_buf_puts(&runs, i ? "," : "{");
+            sl_buf_puts(&runs, PQgetvalue(res, i, 0));
+        }
+        sl_buf_puts(&runs, "}");
+        f->next = w->unflushed;
+        w->unflushed = f;
+        char count[16];
+        snprintf(count, sizeof count, "%d", n);
+        sl_log(SL_DEBUG, "runs whose outcomes were refused are no longer running here",
+               SL_NUM "count", count, "runs", sl_buf_str(&runs), NULL);
+        sl_buf_free(&runs);
+    }
+    PQclear(res);
+}
+
+/* The runs whose outcomes the database refused outright (refused(): in
+ * w->abandoned) stay running under this worker until their leases run out and
+ * a rescue, this worker's or another's, fails them; held till then, they would
+ * be held for the worker's lifetime. Asked with each rescue pass while there
+ * are any: those no longer running here, which no sweep can give back any
+ * more. They leave w->abandoned for the runs ended lazily (unflushed), as the
+ * rescue committed lazily: a crash of the database may still set one running
+ * here again, until a durable cycle sent after this answer drops them. */
+static void check_abandoned(sl_worker *w)
+{
+    sl_buf ids = {0};
+    sl_buf_puts(&ids, "{");
+    sl_buf_puts(&ids, sl_buf_str(&w->abandoned));
+    ids.data[ids.len - 1] = '}'; /* the last "," */
+    const char *params[] = {sl_buf_str(&ids), w->id};
+    w->checking_abandoned = 1;
+    sl_pg_query(w->ctx->pg,
+                "SELECT u.id FROM unnest($1::uuid[]) AS u(id) WHERE NOT EXISTS (SELECT 1 FROM "
+                "sluice.scheduled_job_runs r WHERE r.id = u.id AND r.status = 'running' AND "
+                "r.worker_id = $2)",
+                2, params, abandoned_checked, w);
+    sl_buf_free(&ids);
+}
+
 static void rescue_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)loop;
@@ -1175,6 +1255,7 @@ static void rescue_cb(struct ev_loop *loop, ev_timer *t, int revents)
                 0, NULL, rescue_done, w);
     sl_pg_query(w->ctx->pg, "SELECT * FROM sluice.unscheduled_jobs(100)", 0, NULL, unscheduled_done,
                 w);
+    if (w->abandoned.len && !w->checking_abandoned) check_abandoned(w);
 }
 
 static void retention_done(PGresult *res, const char *err, void *data)

@@ -785,6 +785,39 @@ class Daemon(harness.SluiceTest):
         self.assertIsNone(res["result"])
         self.assertIn("the run's outcome could not be recorded: poisoned result", res["error_message"])
 
+    def test_a_run_refused_even_as_a_failure_is_held_only_until_it_is_rescued(self):
+        # an outcome the database refuses even as a bare failure is dropped:
+        # the run's lease runs out and a rescue fails it. The worker holds such
+        # a run meanwhile (a sweep must not give back a run that ran); it held
+        # them all for its whole life. Once it sees one failed, it lets it go
+        env = self.henv({"SLUICE_LOG_LEVEL": "debug"})
+        self.write("stuck.lua", "return { max_retries = 0, run = function(job) return { stuck = true } end }\n")
+        with self.serve("--lease", "3", env=env) as d:
+            d.wait_log("sluice serving")
+            # a trigger of the deployment's (here: the test's) refuses every
+            # end of such a run but a rescue's
+            self.scalar("""CREATE FUNCTION public.refuse_end() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF NEW.job_type = 'stuck' AND NEW.status <> 'running'
+                       AND coalesce(NEW.error_message, '') NOT LIKE 'worker lost:%' THEN
+                        RAISE EXCEPTION 'ends are refused';
+                    END IF;
+                    RETURN NEW;
+                END $$;
+                CREATE TRIGGER refuse_end BEFORE UPDATE ON sluice.scheduled_job_runs
+                    FOR EACH ROW EXECUTE FUNCTION public.refuse_end()""")
+            job = self.sluice("queue", "stuck", env=env).stdout.strip()
+            d.wait_log("the database refused a run's outcome even as a bare failure")
+            self.wait_done(job)
+            d.wait_log('msg="runs whose outcomes were refused are no longer running here"')
+            line = next(l for l in d.log().splitlines() if "refused are no longer running here" in l)
+        run = self.one(f"SELECT id::text, status, error_message FROM sluice.scheduled_job_runs "
+                       f"WHERE scheduled_job_id = '{job}'")
+        self.assertEqual(run["status"], "failed")
+        self.assertTrue(run["error_message"].startswith("worker lost: lease expired at "), run)
+        self.assertIn(f"runs={{{run['id']}}}", line)
+        self.assertIn(" count=1", line)
+
     def test_oversized_results_and_reports_fail_their_run(self):
         # a worker records its batch of outcomes in one statement: these limits
         # keep one run from making it too big for Postgres
