@@ -71,7 +71,7 @@
  * worker does not wait for that on a connection no claim has used yet. */
 #define WARMUP_SQL                                                                                 \
     "SELECT (SELECT count(*) FROM sluice.finish_and_claim_runs('[]', NULL, 0, 0, NULL, true, "     \
-    "false)) "                                                                                     \
+    "false, NULL)) "                                                                               \
     "+ (SELECT count(*) FROM sluice.claim_jobs(NULL, 0, 0, NULL)) "                                \
     "+ (SELECT count(*) FROM sluice.start_runs(NULL, '{}', 0)) "                                   \
     "+ (SELECT count(*) FROM sluice.finish_runs('[]'))"
@@ -80,11 +80,15 @@
  * finish_runs JSON (a run that could not start, or one recorded as a bare
  * failure), with what its line in the log says once that is recorded (ended).
  * resent: it went with a cycle that got no answer, which may have recorded it
- * (the connection broke after the commit, before the reply came). */
+ * (the connection broke after the commit, before the reply came).
+ * give_back: a claimed run of a type this worker has no handler for any more,
+ * to give back to its job as if never claimed (unstartable()); its outcome, a
+ * failure, is recorded instead only if the database refuses the give-back. */
 typedef struct wrun {
     sl_run *run;
     char *outcome;
     int resent;
+    int give_back;
     struct wrun *next;
     struct {
         int status; /* SL_RUN_*: what the outcome records */
@@ -139,9 +143,11 @@ typedef struct sl_worker {
     int orphans_possible;
     int sweeping; /* release_unheld_runs() in flight: no cycle is sent meanwhile */
     /* runs whose outcomes the database refused even as bare failures, left to
-     * their leases ("a,b,"): they ran, so a sweep must not give them back */
+     * their leases ("a,b,"): they ran, so a sweep must not give them back;
+     * each goes once it is seen no longer running here (check_abandoned) */
     sl_buf abandoned;
-    struct unflushed *unflushed; /* outcomes recorded lazily, perhaps not yet on disk */
+    int checking_abandoned;      /* check_abandoned() in flight */
+    struct unflushed *unflushed; /* runs ended lazily, perhaps not yet on disk */
     int exit_status;
     sl_tz_cache *zones; /* time zones of recurring jobs, read once */
     char *types;        /* the job types it has handlers for, a text[] literal: all it claims */
@@ -152,7 +158,9 @@ typedef struct sl_worker {
  * leaving the runs running under this worker. A cycle that claimed commits
  * durably, and with it every commit before it, so it drops the ones answered
  * before it was sent (note_recorded). At most the runs that ended between two
- * claims, so at most the concurrency and the prefetch. */
+ * claims, so at most the concurrency and the prefetch. Also the abandoned runs
+ * seen at `at` no longer running here (check_abandoned): the rescue that
+ * failed one commits lazily too. */
 typedef struct unflushed {
     struct unflushed *next;
     double at;
@@ -162,7 +170,7 @@ typedef struct unflushed {
 static void cycle(sl_worker *w);
 static void sweep(sl_worker *w);
 static void start_queued(sl_worker *w);
-static void fail_unstartable(sl_worker *w, const pending *p, const char *errbuf);
+static void unstartable(sl_worker *w, const pending *p, const char *errbuf);
 static void released(PGresult *res, const char *err, void *data);
 static void maybe_exit(sl_worker *w);
 static void ignore_result(PGresult *res, const char *err, void *data);
@@ -294,8 +302,10 @@ static void record_later(sl_worker *w, wrun *r)
 }
 
 /* Queues the outcome of a claimed run that never ran (status, error) for a
- * coming cycle, like an ended run's: its job moves on by the same rules. */
-static void record_unrun(sl_worker *w, const pending *p, int status, const char *error)
+ * coming cycle, like an ended run's: its job moves on by the same rules. With
+ * give_back, the cycle gives the run back to its job instead (wrun). */
+static void record_unrun(sl_worker *w, const pending *p, int status, const char *error,
+                         int give_back)
 {
     char next[40];
     sl_queue_next_cron(p->spec.job_id, p->spec.cron_expression, p->spec.timezone, w->zones, next);
@@ -313,6 +323,7 @@ static void record_unrun(sl_worker *w, const pending *p, int status, const char 
     r->ended.run_id = sl_xstrdup(p->spec.run_id);
     r->ended.type = sl_xstrdup(p->spec.job_type);
     r->ended.error = sl_xstrdup(error);
+    r->give_back = give_back;
     sl_buf_free(&b);
     queue_done(w, r);
 }
@@ -413,7 +424,7 @@ static void start_one(sl_worker *w, pending *p)
     char errbuf[512];
     w->running++;
     if (sl_run_start(w->ctx->rt, &p->spec, run_done, w, errbuf, sizeof errbuf)) return;
-    fail_unstartable(w, p, errbuf);
+    unstartable(w, p, errbuf);
 }
 
 /* Starts queued runs while slots are free, unless their leases may have run
@@ -462,16 +473,60 @@ static void release_queued(sl_worker *w)
     sl_buf_free(&b);
 }
 
-/* A claimed run this worker cannot start (no handler for its type here: the file
- * was removed or is broken): recorded as a failed attempt with the next cycle,
- * like any ended run, so it is retried by policy (perhaps by a worker that has
- * the handler) and a recurring job keeps its next slot. */
-static void fail_unstartable(sl_worker *w, const pending *p, const char *errbuf)
+/* Whether type is among the types this worker claims (w->types, "{a,b}"). */
+static int claims_type(const sl_worker *w, const char *type)
 {
+    size_t n = strlen(type);
+    for (const char *at = w->types + 1; *at && *at != '}';) {
+        size_t len = strcspn(at, ",}");
+        if (len == n && memcmp(at, type, n) == 0) return 1;
+        at += len + (at[len] == ',');
+    }
+    return 0;
+}
+
+/* A claimed run this worker cannot start. When it has no handler for the type
+ * any more (the file was removed after the claim: a reload dropped the type
+ * from those it claims), the run never ran and its job should not pay for it:
+ * the next cycle gives it back as if never claimed, no attempt spent, and its
+ * job is due again at once for a worker that has the handler. This worker
+ * does not claim it again: it claims only the types it has. Otherwise (a type
+ * it still claims: out of memory, say) the run is recorded as a failed attempt
+ * with the next cycle, like any ended run, so it is retried by policy and a
+ * recurring job keeps its next slot; giving it back would only have this
+ * worker claim it again at once. */
+static void unstartable(sl_worker *w, const pending *p, const char *errbuf)
+{
+    w->running--; /* start_one counted it */
+    if (!claims_type(w, p->spec.job_type)) {
+        sl_log(SL_DEBUG, "cannot start run: no handler for its type here; giving it back", "run",
+               p->spec.run_id, "type", p->spec.job_type, "error", errbuf, NULL);
+        record_unrun(w, p, SL_RUN_FAILED, errbuf, 1);
+        return;
+    }
     sl_log(SL_ERROR, "cannot start run", "run", p->spec.run_id, "type", p->spec.job_type, "error",
            errbuf, NULL);
-    w->running--; /* start_one counted it */
-    record_unrun(w, p, SL_RUN_FAILED, errbuf);
+    record_unrun(w, p, SL_RUN_FAILED, errbuf, 0);
+}
+
+/* Logs what became of a run given back (unstartable()), once a cycle answered
+ * for it: decision, what its job is now; else unrecorded, why it was not
+ * given back (the run's status, or "gone"). */
+static void log_given_back(const wrun *r, const char *decision, const char *unrecorded)
+{
+    if (decision) {
+        sl_log(SL_WARN, "no handler for its type here; run given back", "run", r->ended.run_id,
+               "type", r->ended.type, "then", decision, NULL);
+    } else if (r->resent && unrecorded && strcmp(unrecorded, "gone") == 0) {
+        sl_log(SL_WARN, "no handler for its type here; run given back", "run", r->ended.run_id,
+               "type", r->ended.type, "then",
+               "given back by the cycle whose reply was lost (or its job was deleted)", NULL);
+    } else {
+        sl_log(SL_WARN,
+               "no handler for its type here; run not given back: it was no longer running here "
+               "(lost its lease, or its job was deleted)",
+               "run", r->ended.run_id, "type", r->ended.type, "status", unrecorded, NULL);
+    }
 }
 
 /* One finish_and_claim in flight: the completions it records and what it asked. */
@@ -479,6 +534,7 @@ typedef struct cycle_req {
     sl_worker *w;
     wrun *batch;
     int asked;
+    int gave;    /* runs of the batch it gives back (wrun.give_back) */
     double sent; /* the loop's time when it was sent: its claims' leases run from later */
     struct cycle_req *next, **prev; /* in w->cycles */
 } cycle_req;
@@ -520,6 +576,14 @@ static int refused(sl_worker *w, wrun **batch, int asked, const char *err)
         return 1;
     }
     const char *id = r->run ? sl_run_id(r->run) : r->ended.run_id;
+    if (r->give_back) { /* refused alone: recorded as a failed attempt instead */
+        sl_log(SL_ERROR, "the database refused to give back a run; recording it as failed", "run",
+               id, "type", r->ended.type, "error", err, NULL);
+        r->give_back = 0;
+        requeue(w, r);
+        if (w->isolate == 0) w->isolate = 1; /* else it is counted already */
+        return 1;
+    }
     if (r->run) { /* refused alone: once more as a bare failure */
         char msg[1024];
         snprintf(msg, sizeof msg, "the run's outcome could not be recorded: %s", err);
@@ -643,7 +707,7 @@ static void cycle_done(PGresult *res, const char *err, void *data)
     cycle_req *c = data;
     sl_worker *w = c->w;
     wrun *batch = c->batch;
-    int asked = c->asked;
+    int asked = c->asked, gave = c->gave;
     double sent = c->sent;
     if (c->next) c->next->prev = c->prev;
     *c->prev = c->next;
@@ -680,6 +744,14 @@ static void cycle_done(PGresult *res, const char *err, void *data)
     ended_index ended = {0};
     for (int i = 0; i < rows; i++) {
         const char *st = PQgetisnull(res, i, unrecorded) ? NULL : PQgetvalue(res, i, unrecorded);
+        if (gave > 0 && (st || !PQgetisnull(res, i, decision))) { /* a run given back? */
+            const wrun *r = ended_find(&ended, batch, PQgetvalue(res, i, 0));
+            if (r && r->give_back) {
+                log_given_back(
+                    r, PQgetisnull(res, i, decision) ? NULL : PQgetvalue(res, i, decision), st);
+                continue;
+            }
+        }
         if (already >= 0 &&
             *PQgetvalue(res, i, already) == 't') { /* a cycle whose reply was lost recorded it */
             const wrun *r = ended_find(&ended, batch, PQgetvalue(res, i, 0));
@@ -712,7 +784,8 @@ static void cycle_done(PGresult *res, const char *err, void *data)
     }
     PQclear(res);
     free(ended.at);
-    note_recorded(w, batch, sent, n > 0 || stale.len > 0);
+    /* a cycle that gave back runs committed durably too (192_give_back_unstartable_runs.sql) */
+    note_recorded(w, batch, sent, n > 0 || stale.len > 0 || gave > 0);
     while (batch) {
         wrun *next = batch->next;
         wrun_free(batch);
@@ -785,12 +858,17 @@ static void cycle(sl_worker *w)
         w->done = NULL;
     }
     if (!batch && want == 0) return;
-    sl_buf b = {0};
+    sl_buf b = {0}, given = {0};
     sl_buf_puts(&b, "[");
-    int resent = 0;
+    int resent = 0, gave = 0, outcomes = 0;
     for (wrun *r = batch; r; r = r->next) {
         resent |= r->resent;
-        if (r != batch) sl_buf_puts(&b, ",");
+        if (r->give_back) {
+            sl_buf_puts(&given, gave++ ? "," : "{");
+            sl_buf_puts(&given, r->ended.run_id);
+            continue;
+        }
+        if (outcomes++) sl_buf_puts(&b, ",");
         if (r->outcome) {
             sl_buf_puts(&b, r->outcome);
             continue;
@@ -801,10 +879,12 @@ static void cycle(sl_worker *w)
         sl_queue_outcome_json(&b, r->run, next);
     }
     sl_buf_puts(&b, "]");
+    if (gave) sl_buf_puts(&given, "}");
     cycle_req *c = sl_xcalloc(1, sizeof *c);
     c->w = w;
     c->batch = batch;
     c->asked = want;
+    c->gave = gave;
     c->sent = ev_now(w->ctx->loop);
     c->next = w->cycles;
     if (c->next) c->next->prev = &c->next;
@@ -812,15 +892,21 @@ static void cycle(sl_worker *w)
     w->cycles = c;
     char limit[16];
     snprintf(limit, sizeof limit, "%d", want);
-    const char *params[] = {sl_buf_str(&b), w->id,    limit,
-                            w->lease,       w->types, resent ? "true" : "false"};
+    const char *params[] = {sl_buf_str(&b),
+                            w->id,
+                            limit,
+                            w->lease,
+                            w->types,
+                            resent ? "true" : "false",
+                            gave ? sl_buf_str(&given) : NULL};
     w->cycling++;
     w->asked += want;
     sl_pg_query_prepared(w->ctx->pg, "sl_cycle",
                          "SELECT * FROM sluice.finish_and_claim_runs($1::jsonb, $2, $3, $4, "
-                         "$5::text[], true, $6)",
-                         6, params, cycle_done, c);
+                         "$5::text[], true, $6, $7::uuid[])",
+                         7, params, cycle_done, c);
     sl_buf_free(&b);
+    sl_buf_free(&given);
 }
 
 /* ------------------------------------------------------------------ the sweep */
@@ -837,7 +923,8 @@ static void cycle(sl_worker *w)
  * claimed and waiting for a slot, and the ended runs whose outcomes wait to
  * be recorded (still running in the database), and the runs whose outcomes
  * the database refused outright (refused(): they ran; their leases hand them
- * to the rescue), and the runs whose outcomes were recorded lazily and are
+ * to the rescue, and once seen ended they count as ended lazily:
+ * check_abandoned), and the runs whose outcomes were recorded lazily and are
  * perhaps not on disk yet (note_recorded): a crash of the database may have
  * lost such an outcome, leaving a run that did run running under this worker,
  * and giving it back would delete its record; its lease hands it to the
@@ -967,7 +1054,7 @@ static void stop_queued(const char *run_id, const char *reason, void *data)
         w->queued--;
         sl_log(SL_INFO, "dropping a claimed run before its start", "run", p->spec.run_id, "type",
                p->spec.job_type, "reason", reason, NULL);
-        if (strcmp(reason, "cancelled") == 0) record_unrun(w, p, SL_RUN_CANCELLED, "cancelled");
+        if (strcmp(reason, "cancelled") == 0) record_unrun(w, p, SL_RUN_CANCELLED, "cancelled", 0);
         if (strcmp(reason, "paused") == 0) {
             char ids[64];
             snprintf(ids, sizeof ids, "{%s}", p->spec.run_id);
@@ -1080,6 +1167,81 @@ static void unscheduled_done(PGresult *res, const char *err, void *data)
     PQclear(res);
 }
 
+/* Removes id from ids ("a,b,"), if there. */
+static void drop_id(sl_buf *ids, const char *id)
+{
+    size_t n = strlen(id);
+    for (size_t at = 0; at < ids->len;) {
+        const char *comma = memchr(ids->data + at, ',', ids->len - at);
+        size_t len = comma ? (size_t)(comma - (ids->data + at)) : ids->len - at;
+        size_t next = at + len + (comma != NULL);
+        if (len == n && memcmp(ids->data + at, id, n) == 0) {
+            memmove(ids->data + at, ids->data + next, ids->len - next + 1); /* and the NUL */
+            ids->len -= next - at;
+            return;
+        }
+        at = next;
+    }
+}
+
+static void abandoned_checked(PGresult *res, const char *err, void *data)
+{
+    sl_worker *w = data;
+    w->checking_abandoned = 0;
+    if (err) {
+        sl_log(outage_level(w), "looking for runs whose outcomes were refused failed", "error", err,
+               NULL);
+        if (res) PQclear(res);
+        return;
+    }
+    int n = PQntuples(res);
+    if (n > 0) {
+        unflushed *f = sl_xcalloc(1, sizeof *f);
+        f->at = ev_now(w->ctx->loop);
+        sl_buf runs = {0};
+        for (int i = 0; i < n; i++) {
+            drop_id(&w->abandoned, PQgetvalue(res, i, 0));
+            sl_buf_puts(&f->ids, PQgetvalue(res, i, 0));
+            sl_buf_puts(&f->ids, ",");
+            sl_buf_puts(&runs, i ? "," : "{");
+            sl_buf_puts(&runs, PQgetvalue(res, i, 0));
+        }
+        sl_buf_puts(&runs, "}");
+        f->next = w->unflushed;
+        w->unflushed = f;
+        char count[16];
+        snprintf(count, sizeof count, "%d", n);
+        sl_log(SL_DEBUG, "runs whose outcomes were refused are no longer running here",
+               SL_NUM "count", count, "runs", sl_buf_str(&runs), NULL);
+        sl_buf_free(&runs);
+    }
+    PQclear(res);
+}
+
+/* The runs whose outcomes the database refused outright (refused(): in
+ * w->abandoned) stay running under this worker until their leases run out and
+ * a rescue, this worker's or another's, fails them; held till then, they would
+ * be held for the worker's lifetime. Asked with each rescue pass while there
+ * are any: those no longer running here, which no sweep can give back any
+ * more. They leave w->abandoned for the runs ended lazily (unflushed), as the
+ * rescue committed lazily: a crash of the database may still set one running
+ * here again, until a durable cycle sent after this answer drops them. */
+static void check_abandoned(sl_worker *w)
+{
+    sl_buf ids = {0};
+    sl_buf_puts(&ids, "{");
+    sl_buf_puts(&ids, sl_buf_str(&w->abandoned));
+    ids.data[ids.len - 1] = '}'; /* the last "," */
+    const char *params[] = {sl_buf_str(&ids), w->id};
+    w->checking_abandoned = 1;
+    sl_pg_query(w->ctx->pg,
+                "SELECT u.id FROM unnest($1::uuid[]) AS u(id) WHERE NOT EXISTS (SELECT 1 FROM "
+                "sluice.scheduled_job_runs r WHERE r.id = u.id AND r.status = 'running' AND "
+                "r.worker_id = $2)",
+                2, params, abandoned_checked, w);
+    sl_buf_free(&ids);
+}
+
 static void rescue_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)loop;
@@ -1093,6 +1255,7 @@ static void rescue_cb(struct ev_loop *loop, ev_timer *t, int revents)
                 0, NULL, rescue_done, w);
     sl_pg_query(w->ctx->pg, "SELECT * FROM sluice.unscheduled_jobs(100)", 0, NULL, unscheduled_done,
                 w);
+    if (w->abandoned.len && !w->checking_abandoned) check_abandoned(w);
 }
 
 static void retention_done(PGresult *res, const char *err, void *data)

@@ -5,6 +5,7 @@ the Lua sandbox's limits — each misbehaving handler fails only its own run."""
 
 import json
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -631,52 +632,96 @@ class Daemon(harness.SluiceTest):
         self.assertEqual(job, {"status": "active", "attempts": 0, "current_run_id": None, "later": True,
                                "off_slot": 0})
 
-    def test_a_handler_removed_between_claim_and_start_fails_the_run_and_keeps_the_job(self):
+    def claim_while_the_handler_goes(self, d, env):
+        """Queues a job of type doomed and has daemon d claim it while its
+        handler file goes: the claim is held in the database (a trigger on the
+        run's insert waits for a lock the test holds) while the file is removed
+        and the removal reloaded. Returns the job id."""
+        self.scalar("""CREATE OR REPLACE FUNCTION public.hold_claim() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.job_type = 'doomed' THEN PERFORM pg_advisory_xact_lock_shared(4343); END IF;
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER hold_claim BEFORE INSERT ON sluice.scheduled_job_runs
+                FOR EACH ROW EXECUTE FUNCTION public.hold_claim()""")
+        with self.advisory_lock(4343):
+            job = self.sluice("queue", "doomed", env=env).stdout.strip()
+            self.wait_for(lambda: self.lock_waiters(4343) == 1, 30, "the claim did not reach the run's insert")
+            os.remove(os.path.join(self.dir, "doomed.lua"))
+            self.wait_for(lambda: any("handlers reloaded" in l and "doomed" not in l
+                                      for l in d.log().splitlines()), 10, "the removal was not reloaded")
+        return job
+
+    def test_a_handler_removed_between_claim_and_start_gives_the_run_back(self):
         # the one way to "unknown job type … no x.lua": the worker claimed the
         # job while it had the handler, and the file went before the run
-        # started. Here the claim is held in the database (a trigger on the
-        # run's insert waits for a lock the test holds) while the file goes.
-        self.write("doomed.lua", "return { max_retries = 2, retry_base = 1, "
-                                 "run = function(job) return { ok = true } end }\n")
+        # started. The run never ran: it is given back as if never claimed, no
+        # attempt spent (with max_retries 0 it failed the job for good), and
+        # the job waits for a worker with the handler
+        self.write("doomed.lua", "return { max_retries = 0, run = function(job) return { ok = true } end }\n")
+        self.write("kept.lua", "return { run = function(job) return { kept = true } end }\n")
         env = self.henv()
         with self.serve(env=env) as d:
             d.wait_log("sluice serving")
-            self.scalar("""CREATE OR REPLACE FUNCTION public.hold_claim() RETURNS trigger LANGUAGE plpgsql AS $$
-                BEGIN
-                    IF NEW.job_type = 'doomed' THEN PERFORM pg_advisory_xact_lock_shared(4343); END IF;
-                    RETURN NEW;
-                END $$;
-                CREATE TRIGGER hold_claim BEFORE INSERT ON sluice.scheduled_job_runs
-                    FOR EACH ROW EXECUTE FUNCTION public.hold_claim()""")
-            with self.advisory_lock(4343):
-                job = self.sluice("queue", "doomed", env=env).stdout.strip()
-                self.wait_for(lambda: self.lock_waiters(4343) == 1, 30, "the claim did not reach the run's insert")
-                os.remove(os.path.join(self.dir, "doomed.lua"))
-                self.wait_for(lambda: any("handlers reloaded" in l and "doomed" not in l
-                                          for l in d.log().splitlines()), 10, "the removal was not reloaded")
+            job = self.claim_while_the_handler_goes(d, env)
             # the claim answers with a run of a type the worker no longer has
-            self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'failed'") == 1, 30)
-            run = self.one(f"SELECT id, status, error_message, attempt_number FROM sluice.scheduled_job_runs "
-                           f"WHERE scheduled_job_id = '{job}'")
-            want = ("unknown job type 'doomed': this worker has no doomed.lua in its handler directories, "
-                    "or it failed to load (see `sluice check`)")
-            self.assertEqual((run["status"], run["error_message"], run["attempt_number"]), ("failed", want, 1))
-            line = next(l for l in d.log().splitlines() if 'msg="cannot start run"' in l)
-            self.assertIn(f"run={run['id']} type=doomed ", line)
-            self.assertIn(want.split(":")[0], line)
-            # not lost: its retry policy applies (one attempt spent, due again)
-            self.assertEqual(self.one(f"SELECT status, attempts, current_run_id, last_error "
-                                      f"FROM sluice.scheduled_jobs WHERE id = '{job}'"),
-                             {"status": "active", "attempts": 1, "current_run_id": None, "last_error": want})
+            d.wait_log('msg="no handler for its type here; run given back"')
+            line = next(l for l in d.log().splitlines() if "run given back" in l)
+            run = re.search(r" run=(\S+)", line).group(1)
+            self.assertIn(" type=doomed ", line)
+            self.assertIn('then="due again at once, no attempt spent"', line)
+            self.assertNotIn("cannot start run", d.log())
+            # gone as if never claimed: no run, no attempt, the job due at once
+            self.assertEqual(self.count("sluice.scheduled_job_runs", f"scheduled_job_id = '{job}'"), 0)
+            self.assertEqual(self.one(f"SELECT status, attempts, run_count, current_run_id, last_error, "
+                                      f"next_run_at <= now() AS due FROM sluice.scheduled_jobs WHERE id = '{job}'"),
+                             {"status": "active", "attempts": 0, "run_count": 0, "current_run_id": None,
+                              "last_error": None, "due": True})
+            # and this worker, which no longer claims the type, leaves it due:
+            # a job it has the handler for runs meanwhile, the doomed one stays
+            # unclaimed (no claim and give-back over and over)
+            kept = self.sluice("queue", "kept", env=env).stdout.strip()
+            self.wait_done(kept)
+            self.assertEqual(self.scalar(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{kept}'"), "completed")
+            self.assertEqual(self.count("sluice.scheduled_job_runs", f"scheduled_job_id = '{job}'"), 0)
+            self.assertEqual(d.log().count("run given back"), 1)
             self.scalar("DROP TRIGGER hold_claim ON sluice.scheduled_job_runs")
-            # and once a worker has the handler again, it runs
-            self.write("doomed.lua", "return { max_retries = 2, retry_base = 1, "
-                                     "run = function(job) return { back = true } end }\n")
+            # once a worker has the handler again, it runs: its first attempt
+            self.write("doomed.lua", "return { max_retries = 0, run = function(job) return { back = true } end }\n")
             self.wait_done(job)
-        self.assertEqual(self.one(f"SELECT status, result FROM sluice.scheduled_job_runs "
-                                  f"WHERE scheduled_job_id = '{job}' AND attempt_number = 2"),
-                         {"status": "completed", "result": {"back": True}})
-        self.assertEqual(self.scalar(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{job}'"), "completed")
+        runs = self.sql(f"SELECT id::text, status, result, attempt_number FROM sluice.scheduled_job_runs "
+                        f"WHERE scheduled_job_id = '{job}'")
+        self.assertEqual([(r["status"], r["result"], r["attempt_number"]) for r in runs],
+                         [("completed", {"back": True}, 1)])
+        self.assertNotEqual(runs[0]["id"], run)
+        self.assertEqual(self.one(f"SELECT status, run_count FROM sluice.scheduled_jobs WHERE id = '{job}'"),
+                         {"status": "completed", "run_count": 1})
+
+    def test_a_give_back_the_database_refuses_is_recorded_as_a_failure(self):
+        # a trigger of the deployment's (here: the test's) refuses to delete
+        # the run: the give-back is refused alone, and the run is recorded as
+        # the failed attempt it was before give-backs, its job's policy applies
+        self.write("doomed.lua", "return { max_retries = 0, run = function(job) return { ok = true } end }\n")
+        env = self.henv()
+        with self.serve(env=env) as d:
+            d.wait_log("sluice serving")
+            self.scalar("""CREATE FUNCTION public.keep_runs() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN RAISE EXCEPTION 'runs are kept'; END $$;
+                CREATE TRIGGER keep_runs BEFORE DELETE ON sluice.scheduled_job_runs
+                    FOR EACH ROW EXECUTE FUNCTION public.keep_runs()""")
+            job = self.claim_while_the_handler_goes(d, env)
+            self.wait_done(job)
+            line = next(l for l in d.log().splitlines()
+                        if 'msg="the database refused to give back a run; recording it as failed"' in l)
+        self.assertIn(" type=doomed ", line)
+        self.assertIn("runs are kept", line)
+        self.assertNotIn("run given back", d.log())
+        run = self.one(f"SELECT id::text, status, error_message, attempt_number FROM sluice.scheduled_job_runs "
+                       f"WHERE scheduled_job_id = '{job}'")
+        self.assertIn(f"run={run['id']} ", line)
+        self.assertEqual((run["status"], run["attempt_number"]), ("failed", 1))
+        self.assertTrue(run["error_message"].startswith("unknown job type 'doomed'"), run)
+        self.assertEqual(self.scalar(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{job}'"), "failed")
 
     # -------------------------------------------------------------- sandbox
 
@@ -739,6 +784,39 @@ class Daemon(harness.SluiceTest):
         self.assertEqual(res["status"], "failed")
         self.assertIsNone(res["result"])
         self.assertIn("the run's outcome could not be recorded: poisoned result", res["error_message"])
+
+    def test_a_run_refused_even_as_a_failure_is_held_only_until_it_is_rescued(self):
+        # an outcome the database refuses even as a bare failure is dropped:
+        # the run's lease runs out and a rescue fails it. The worker holds such
+        # a run meanwhile (a sweep must not give back a run that ran); it held
+        # them all for its whole life. Once it sees one failed, it lets it go
+        env = self.henv({"SLUICE_LOG_LEVEL": "debug"})
+        self.write("stuck.lua", "return { max_retries = 0, run = function(job) return { stuck = true } end }\n")
+        with self.serve("--lease", "3", env=env) as d:
+            d.wait_log("sluice serving")
+            # a trigger of the deployment's (here: the test's) refuses every
+            # end of such a run but a rescue's
+            self.scalar("""CREATE FUNCTION public.refuse_end() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF NEW.job_type = 'stuck' AND NEW.status <> 'running'
+                       AND coalesce(NEW.error_message, '') NOT LIKE 'worker lost:%' THEN
+                        RAISE EXCEPTION 'ends are refused';
+                    END IF;
+                    RETURN NEW;
+                END $$;
+                CREATE TRIGGER refuse_end BEFORE UPDATE ON sluice.scheduled_job_runs
+                    FOR EACH ROW EXECUTE FUNCTION public.refuse_end()""")
+            job = self.sluice("queue", "stuck", env=env).stdout.strip()
+            d.wait_log("the database refused a run's outcome even as a bare failure")
+            self.wait_done(job)
+            d.wait_log('msg="runs whose outcomes were refused are no longer running here"')
+            line = next(l for l in d.log().splitlines() if "refused are no longer running here" in l)
+        run = self.one(f"SELECT id::text, status, error_message FROM sluice.scheduled_job_runs "
+                       f"WHERE scheduled_job_id = '{job}'")
+        self.assertEqual(run["status"], "failed")
+        self.assertTrue(run["error_message"].startswith("worker lost: lease expired at "), run)
+        self.assertIn(f"runs={{{run['id']}}}", line)
+        self.assertIn(" count=1", line)
 
     def test_oversized_results_and_reports_fail_their_run(self):
         # a worker records its batch of outcomes in one statement: these limits

@@ -299,6 +299,52 @@ class Lifecycle(harness.SluiceTest):
                          [("active", 0, 0, True)] * 2, jobs)
         self.assertEqual(self.sql(f"SELECT * FROM sluice.release_unheld_runs('{worker}', '{{{held}}}')"), [])
 
+    def test_a_cycle_gives_back_the_runs_named_that_run_under_its_worker(self):
+        # finish_and_claim_runs() with runs to give back (a worker's claimed
+        # runs of a type it no longer has a handler for): those running under
+        # the worker go back to their jobs as if never claimed, each named by
+        # a row with what its job is now; the others by a row with their
+        # status, or "gone". Neither row has both columns NULL, as a claim has
+        worker = "00000000-0000-4000-8000-000000000001"  # workers that exist only in this test
+        other = "00000000-0000-4000-8000-000000000002"
+        for _ in range(5):
+            self.sluice("queue", "echo")
+        mine = [c["run_id"] for c in self.sql(f"SELECT run_id FROM sluice.claim_jobs('{worker}', 4, 600)")]
+        theirs = [c["run_id"] for c in self.sql(f"SELECT run_id FROM sluice.claim_jobs('{other}', 1, 600)")]
+        given, paused, rescued, kept = mine
+        self.scalar(f"UPDATE sluice.scheduled_jobs SET status = 'paused' WHERE current_run_id = '{paused}'")
+        self.scalar(f"UPDATE sluice.scheduled_job_runs SET lease_expires_at = now() - interval '1 second' "
+                    f"WHERE id = '{rescued}'")
+        self.assertEqual(self.scalar("SELECT string_agg(run_id::text, ',') FROM sluice.rescue_lost_runs()"), rescued)
+        gone = "00000000-0000-4000-8000-0000000000ff"
+
+        def cycle(give_back):
+            return {r["run_id"]: r for r in self.sql(
+                f"SELECT * FROM sluice.finish_and_claim_runs('[]', '{worker}', 0, 600, NULL, true, false, "
+                f"'{{{','.join(give_back)}}}')")}
+
+        rows = cycle([given, paused, rescued, theirs[0], gone])
+        self.assertEqual({k: (r["decision"], r["unrecorded"], r["recorded_already"]) for k, r in rows.items()},
+                         {given: ("due again at once, no attempt spent", None, False),
+                          paused: ("job paused, no attempt spent", None, False),
+                          rescued: (None, "failed", False),
+                          theirs[0]: (None, "running", False),
+                          gone: (None, "gone", False)})
+        runs = {r["id"]: (r["status"], r["worker_id"]) for r in self.sql(
+            "SELECT id, status, worker_id::text FROM sluice.scheduled_job_runs")}
+        self.assertEqual(runs, {rescued: ("failed", worker), kept: ("running", worker),
+                                theirs[0]: ("running", other)})
+        jobs = self.sql("SELECT status, attempts, run_count, next_run_at <= now() AS due "
+                        "FROM sluice.scheduled_jobs WHERE current_run_id IS NULL AND last_error IS NULL "
+                        "ORDER BY status")
+        self.assertEqual([(j["status"], j["attempts"], j["run_count"], j["due"]) for j in jobs],
+                         [("active", 0, 0, True), ("paused", 0, 0, True)], jobs)
+        # given back once: a second call finds it gone
+        self.assertEqual(cycle([given])[given]["unrecorded"], "gone")
+        # the previous signature gives back nothing
+        self.assertEqual(self.sql(f"SELECT * FROM sluice.finish_and_claim_runs('[]', '{worker}', 0, 600, NULL, "
+                                  f"true, false)"), [])
+
     def test_sluice_run_whose_recording_answer_was_lost_says_what_was_recorded(self):
         # `sluice run`: the connection breaks after the database recorded the
         # run's failure, before the answer came. It said the outcome could not
