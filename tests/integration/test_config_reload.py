@@ -213,16 +213,19 @@ class ConfigReload(harness.SluiceTest):
                                           "WHERE status <> 'completed'") == "0", 60, "the runs did not finish")
         return self.fx.stats()["max_in_flight"]
 
-    def test_concurrency_changes_live(self):
-        self.write(self.conf, "concurrency = 2\n")
+    def test_concurrency_and_log_level_change_live(self):
+        self.write(self.conf, "concurrency = 2\nlog_level = info\n")
         env = self.renv()
+        del env["SLUICE_LOG_LEVEL"]  # the file's is the one in force
         with self.serve("--no-watch", env=env) as d:
             wid = d.worker_id()
             self.assertEqual(self.burst_runs(4), 2)
-            self.write(self.conf, "concurrency = 4\n")
+            self.assertNotIn("level=debug", d.log())
+            self.write(self.conf, "concurrency = 4\nlog_level = debug\n")
             self.reload(d, "config file reloaded")
-            self.assertIn("changed=concurrency", self.lines(d, "config file reloaded")[-1])
+            self.assertIn('changed="concurrency, log_level"', self.lines(d, "config file reloaded")[-1])
             self.assertEqual(self.burst_runs(6), 4)
+            self.assertIn("level=debug", d.log())  # completed runs are logged at debug
             self.wait_for(lambda: self.scalar(f"SELECT concurrency FROM sluice.workers WHERE id = '{wid}'") == "4",
                           10, "sluice.workers does not show the new concurrency")
         self.assertNotIn("Sanitizer", d.log())
