@@ -384,6 +384,128 @@ fail:
     return -1;
 }
 
+/* ------------------------------------------------------------------ flags */
+
+static const char *const global_names[] = {"--db",     "--home",       "--handlers",  "--lua",
+                                           "--config", "--log-format", "--log-level", NULL};
+enum { G_DB, G_HOME, G_HANDLERS, G_LUA, G_CONFIG, G_LOG_FORMAT, G_LOG_LEVEL };
+
+/* Which global option argv[*i] is ("--name VALUE" or "--name=VALUE"; *i moves
+ * past the value, into *val): its index in global_names, -1 when it is none,
+ * -2 when its value is missing. */
+static int global_option(int argc, char **argv, int *i, const char **val)
+{
+    const char *arg = argv[*i];
+    for (int k = 0; global_names[k]; k++) {
+        size_t n = strlen(global_names[k]);
+        if (strncmp(arg, global_names[k], n) != 0 || (arg[n] != '\0' && arg[n] != '=')) continue;
+        if (arg[n] == '=')
+            *val = arg + n + 1;
+        else if (*i + 1 < argc)
+            *val = argv[++*i];
+        else
+            return -2;
+        return k;
+    }
+    return -1;
+}
+
+/* Takes the global option at argv[*i] (and its value) into cfg. Returns 1 if it
+ * was one, 0 if not, -1 with a message in err. */
+static int take_global(sl_config *cfg, int argc, char **argv, int *i, int *handlers_from_flags,
+                       char *err, size_t errlen)
+{
+    const char *val = NULL;
+    int k = global_option(argc, argv, i, &val);
+    if (k == -1) return 0;
+    if (k == -2) {
+        snprintf(err, errlen, "%s needs a value", argv[*i]);
+        return -1;
+    }
+    switch (k) {
+    case G_DB:
+        set_str(&cfg->db_url, val);
+        set_str(&cfg->db_source, "--db");
+        break;
+    case G_HOME:
+        set_str(&cfg->home, val);
+        break;
+    case G_HANDLERS:
+        if (!*handlers_from_flags) {
+            /* flags replace the directories the environment or file named */
+            for (int d = 0; d < cfg->n_handler_dirs; d++)
+                free(cfg->handler_dirs[d]);
+            cfg->n_handler_dirs = 0;
+            *handlers_from_flags = 1;
+        }
+        if (sl_config_add_dir(cfg->handler_dirs, &cfg->n_handler_dirs, val) < 0) {
+            snprintf(err, errlen, "too many --handlers directories");
+            return -1;
+        }
+        break;
+    case G_LUA:
+        if (sl_config_add_dir(cfg->lua_dirs, &cfg->n_lua_dirs, val) < 0) {
+            snprintf(err, errlen, "too many --lua directories");
+            return -1;
+        }
+        break;
+    case G_CONFIG:
+        break; /* read before the others, see sl_config_load() */
+    case G_LOG_FORMAT:
+        if (strcmp(val, "logfmt") == 0)
+            cfg->log_format = SL_LOG_LOGFMT;
+        else if (strcmp(val, "json") == 0)
+            cfg->log_format = SL_LOG_JSON;
+        else {
+            snprintf(err, errlen, "--log-format must be logfmt or json, not '%s'", val);
+            return -1;
+        }
+        break;
+    case G_LOG_LEVEL:
+        if ((cfg->log_level = sl_log_level_parse(val)) < 0) {
+            snprintf(err, errlen, "--log-level must be debug, info, warn or error, not '%s'", val);
+            return -1;
+        }
+        break;
+    }
+    return 1;
+}
+
+int sl_config_load(sl_config *cfg, int argc, char **argv, char **rest, int *nrest, char *err,
+                   size_t errlen)
+{
+    /* --config and --home must be known before the file is read: it is the one
+     * they name (the last of each wins, as for every option). An empty value
+     * (an unset shell variable, often) is refused, not read as "the default":
+     * --db "" connected to whatever server libpq's defaults reach. */
+    const char *config_flag = NULL, *home_flag = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *val = NULL;
+        int k = global_option(argc, argv, &i, &val); /* a missing value is reported below */
+        if (k >= 0 && !*val) {
+            snprintf(err, errlen, "%s needs a value, not an empty one", global_names[k]);
+            return -1;
+        }
+        if (k == G_CONFIG) config_flag = val;
+        if (k == G_HOME) home_flag = val;
+    }
+    if (sl_config_init(cfg, config_flag, home_flag, err, errlen) < 0) return -1;
+    int handlers_from_flags = 0;
+    if (nrest) *nrest = 0;
+    for (int i = 1; i < argc; i++) {
+        int r = take_global(cfg, argc, argv, &i, &handlers_from_flags, err, errlen);
+        if (r < 0) {
+            sl_config_free(cfg);
+            return -1;
+        }
+        if (r == 0 && rest && nrest) rest[(*nrest)++] = argv[i];
+    }
+    sl_config_finish(cfg);
+    cfg->argc = argc;
+    cfg->argv = argv;
+    return 0;
+}
+
 static int is_dir(const char *p)
 {
     struct stat st;
@@ -482,6 +604,72 @@ int sl_config_check_db(const sl_config *cfg, char *err, size_t errlen)
     free(shown);
     sl_buf_free(&from);
     return -1;
+}
+
+void sl_config_copy(sl_config *dst, const sl_config *src)
+{
+    *dst = *src; /* the numbers and the command line (not owned) */
+    dst->db_url = src->db_url ? sl_xstrdup(src->db_url) : NULL;
+    dst->db_source = src->db_source ? sl_xstrdup(src->db_source) : NULL;
+    dst->home = src->home ? sl_xstrdup(src->home) : NULL;
+    dst->config_file = src->config_file ? sl_xstrdup(src->config_file) : NULL;
+    for (int i = 0; i < src->n_handler_dirs; i++)
+        dst->handler_dirs[i] = sl_xstrdup(src->handler_dirs[i]);
+    for (int i = 0; i < src->n_lua_dirs; i++)
+        dst->lua_dirs[i] = sl_xstrdup(src->lua_dirs[i]);
+    for (int i = 0; i < src->n_http_limits; i++)
+        dst->http_limits[i] = sl_xstrdup(src->http_limits[i]);
+}
+
+static void put_list(sl_buf *b, char *const *items, int n, const char *sep)
+{
+    for (int i = 0; i < n; i++) {
+        if (i) sl_buf_puts(b, sep);
+        sl_buf_puts(b, items[i]);
+    }
+}
+
+const char *sl_config_setting_at(const sl_config *cfg, size_t i, sl_buf *val)
+{
+    static const char *const levels[] = {"debug", "info", "warn", "error"};
+    double v;
+    char num[64];
+    switch (i) {
+    case 0:
+        sl_buf_puts(val, cfg->db_url ? cfg->db_url : "(embedded cluster under home)");
+        return "db";
+    case 1:
+        sl_buf_puts(val, cfg->home ? cfg->home : "");
+        return "home";
+    case 2:
+        put_list(val, cfg->handler_dirs, cfg->n_handler_dirs, ":");
+        return "handlers";
+    case 3:
+        put_list(val, cfg->lua_dirs, cfg->n_lua_dirs, ":");
+        return "lua";
+    default:
+        break;
+    }
+    i -= 4;
+    const char *key = sl_config_number_at(cfg, i, &v);
+    if (key) {
+        sl_config_fmt_number(v, num, sizeof num);
+        sl_buf_puts(val, num);
+        return key;
+    }
+    switch (i - N_NUMBERS) {
+    case 0:
+        sl_buf_puts(val, cfg->log_format == SL_LOG_JSON ? "json" : "logfmt");
+        return "log_format";
+    case 1:
+        sl_buf_puts(val, levels[cfg->log_level & 3]);
+        return "log_level";
+    case 2:
+        put_list(val, cfg->http_limits, cfg->n_http_limits, "; ");
+        return "http_limit";
+    default:
+        return NULL;
+    }
 }
 
 void sl_config_free(sl_config *cfg)

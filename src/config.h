@@ -3,12 +3,15 @@
  * where handlers are, and the daemon's knobs. Precedence: flags > environment > file.
  *
  * One sl_config is built in main() and passed down read-only; nothing else holds
- * settings.
+ * settings. `serve` keeps a copy of its own, the settings in force, which a
+ * reload (SIGHUP) updates with what can change while it runs (see worker.c).
  */
 #ifndef SL_CONFIG_H
 #define SL_CONFIG_H
 
 #include <stddef.h>
+
+struct sl_buf;
 
 #define SL_MAX_DIRS 16
 #define SL_MAX_HTTP_LIMITS 64
@@ -38,6 +41,10 @@ typedef struct sl_config {
     int log_level;                         /* sl_log_level */
     char *http_limits[SL_MAX_HTTP_LIMITS]; /* `http_limit` lines, in order (see http.h) */
     int n_http_limits;
+    /* the command line it was built from (main's argv, which outlives every
+     * config; not owned): a reload builds the config again from it */
+    int argc;
+    char **argv;
 } sl_config;
 
 /* Fills defaults, then the config file (if any), then the environment. The file
@@ -46,6 +53,16 @@ typedef struct sl_config {
  * may be NULL. Returns 0, or -1 with a message in err. Flags are applied by the
  * caller afterwards. */
 int sl_config_init(sl_config *cfg, const char *config_flag, const char *home_flag, char *err,
+                   size_t errlen);
+
+/* Builds cfg as every command gets it: sl_config_init (the file named by
+ * --config or found through --home, then the environment), then the global
+ * options of argv (--db, --home, --handlers, --lua, --log-format, --log-level),
+ * then sl_config_finish; cfg remembers argc and argv. The other arguments go to
+ * rest (which has room for argc; both may be NULL), their count to *nrest. Returns
+ * 0, or -1 with a message in err (a file's error names FILE:LINE) and nothing
+ * to free. Reads the same file and environment each time it is called. */
+int sl_config_load(sl_config *cfg, int argc, char **argv, char **rest, int *nrest, char *err,
                    size_t errlen);
 
 /* Handler dirs: flags, else SLUICE_HANDLERS (colon-separated), else the defaults. */
@@ -84,6 +101,15 @@ int sl_config_pg_env(const char *url, char (*names)[32], int max);
 
 /* Adds a string to one of the directory lists (copies it). Returns -1 when full. */
 int sl_config_add_dir(char **dirs, int *n, const char *dir);
+
+/* A deep copy of src into dst (free it with sl_config_free). */
+void sl_config_copy(sl_config *dst, const sl_config *src);
+
+/* Setting i (0, 1, …: db, home, handlers, lua, the numeric settings,
+ * log_format, log_level, http_limit): its key, its value in cfg appended to val
+ * as text (lists joined; the http_limit lines by "; "; the db URL as given,
+ * credentials and all: redact it to show it); NULL past the last. */
+const char *sl_config_setting_at(const sl_config *cfg, size_t i, struct sl_buf *val);
 
 void sl_config_free(sl_config *cfg);
 

@@ -101,6 +101,7 @@ struct sl_http_req {
 };
 
 static void limiter_pump(limiter *l);
+static int apply_config_limits(sl_http *h, const struct sl_config *cfg, int logged);
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -933,6 +934,87 @@ static int multi_socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, v
     return 0;
 }
 
+/* ------------------------------------------------------------------ config */
+
+static int no_limit(const sl_http_limit *l)
+{
+    return l->rate == 0 && l->per == 0 && l->burst == 0 && l->concurrency == 0;
+}
+
+/* Logs, at INFO, a limiter whose operator's setting a reload changed: the new
+ * setting ("none" when its line is gone) and the limit now in force. */
+static void log_config_change(sl_http *h, const char *name)
+{
+    sl_http_limit_info m;
+    char config[128], in_force[128];
+    if (!sl_http_get_limit(h, name, &m)) return;
+    limit_text(&m.config, config, sizeof config);
+    limit_text(&m.in_force, in_force, sizeof in_force);
+    sl_log(SL_INFO, "http limit changed by the config file", "limit", name, "config", config,
+           "in_force", in_force, NULL);
+}
+
+/* Sets the operator's setting of a limiter (see sl_http_config_limits). */
+static void set_config_limit(sl_http *h, const char *name, const sl_http_limit *l, int logged)
+{
+    if (sl_http_set_limit(h, name, SL_LIMIT_CONFIG, l) != 0)
+        sl_log(SL_ERROR, "cannot set an http limit", "limit", name, "error", "out of memory", NULL);
+    else if (logged)
+        log_config_change(h, name);
+}
+
+/* The operator's settings from cfg's http_limit lines (the later of two lines
+ * for one name wins); a limiter that had one and that no line names any more
+ * loses it, and keeps the code's. Lines that do not parse are skipped (config.c
+ * refused them already). Returns how many limiters changed; logged: each is
+ * logged. */
+static int apply_config_limits(sl_http *h, const sl_config *cfg, int logged)
+{
+    typedef struct {
+        char name[256];
+        sl_http_limit l;
+    } line;
+    line *lines = sl_xcalloc((size_t)cfg->n_http_limits + 1, sizeof *lines);
+    int n = 0, changed = 0;
+    for (int i = 0; i < cfg->n_http_limits; i++) {
+        char err[256];
+        line *at = &lines[n];
+        if (sl_http_limit_parse(cfg->http_limits[i], at->name, sizeof at->name, &at->l, err,
+                                sizeof err) < 0)
+            continue;
+        int j = 0;
+        while (j < n && strcasecmp(lines[j].name, at->name) != 0)
+            j++;
+        if (j < n)
+            lines[j].l = at->l;
+        else
+            n++;
+    }
+    static const sl_http_limit none = {0};
+    for (limiter *l = h->limits; l; l = l->next) {
+        if (no_limit(&l->config)) continue;
+        int j = 0;
+        while (j < n && strcasecmp(lines[j].name, l->name) != 0)
+            j++;
+        if (j < n) continue;
+        set_config_limit(h, l->name, &none, logged); /* finds l: the list stays as it is */
+        changed++;
+    }
+    for (int j = 0; j < n; j++) {
+        limiter *l = limiter_find(h, lines[j].name);
+        if (l && same_limit(&l->config, &lines[j].l)) continue;
+        set_config_limit(h, lines[j].name, &lines[j].l, logged);
+        changed++;
+    }
+    free(lines);
+    return changed;
+}
+
+int sl_http_config_limits(sl_http *h, const sl_config *cfg)
+{
+    return apply_config_limits(h, cfg, 1);
+}
+
 /* ------------------------------------------------------------------ life */
 
 sl_http *sl_http_new(struct ev_loop *loop, const struct sl_config *cfg)
@@ -965,14 +1047,7 @@ sl_http *sl_http_new(struct ev_loop *loop, const struct sl_config *cfg)
     /* a fixed keep-alive cache: libcurl's default follows the number of transfers
      * in flight and closes idle connections as a burst of requests winds down */
     curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, (long)MAX_IDLE_CONNECTIONS);
-    for (int i = 0; cfg && i < cfg->n_http_limits; i++) {
-        char name[256], err[256];
-        sl_http_limit l;
-        if (sl_http_limit_parse(cfg->http_limits[i], name, sizeof name, &l, err, sizeof err) == 0 &&
-            sl_http_set_limit(h, name, SL_LIMIT_CONFIG, &l) != 0)
-            sl_log(SL_ERROR, "cannot set an http limit", "limit", name, "error", "out of memory",
-                   NULL);
-    }
+    if (cfg) apply_config_limits(h, cfg, 0);
     return h;
 }
 

@@ -141,6 +141,15 @@ void sl_http_limit_merge(const sl_http_limit *config, const sl_http_limit *code,
 int sl_http_set_limit(sl_http *h, const char *name, sl_http_limit_source source,
                       const sl_http_limit *l);
 
+/* Replaces the operator's settings with cfg's http_limit lines, as a reload
+ * of the config file does: each line's limiter gets its setting (the later of
+ * two lines for one name wins); a limiter whose line is gone loses the
+ * operator's setting and keeps the code's (none: unlimited). The limit in force
+ * is merged again for each, and requests waiting on it are re-examined. Logs
+ * each limiter changed at INFO (its new setting and the limit in force) and
+ * returns how many changed. */
+int sl_http_config_limits(sl_http *h, const struct sl_config *cfg);
+
 /* The limiter `name`: returns 1 and fills its settings, the limit in force and
  * its current load, or 0 when there is none. */
 int sl_http_get_limit(sl_http *h, const char *name, sl_http_limit_info *info);

@@ -5,7 +5,8 @@
  *   sl_log(SL_INFO, "run started", "run", id, "type", type, NULL);
  *   → ts=2026-11-26T10:00:00.123Z level=info msg="run started" run=… type=…
  *
- * The format and level are set once at start-up (sl_log_setup) and only read after.
+ * The format and level are set at start-up (sl_log_setup), and again only by
+ * serve's reload of its config file, on the loop's thread; read otherwise.
  * Values are passed through sl_redact() so credentials never reach the log.
  */
 #ifndef SL_LOG_H

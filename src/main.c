@@ -3,7 +3,8 @@
  *
  * Global options may appear anywhere on the line and are removed before the
  * subcommand parses the rest: --db URL, --home DIR, --handlers DIR (repeatable),
- * --lua DIR (repeatable), --config FILE, --log-format logfmt|json, --log-level L.
+ * --lua DIR (repeatable), --config FILE, --log-format logfmt|json, --log-level L
+ * (read by sl_config_load, which a reload calls again).
  */
 #include "buf.h"
 #include "cli.h"
@@ -74,128 +75,18 @@ static void usage(FILE *out)
             "`sluice <command> --help` (or `sluice help <command>`) describes each command.\n");
 }
 
-static const char *const global_names[] = {"--db",     "--home",       "--handlers",  "--lua",
-                                           "--config", "--log-format", "--log-level", NULL};
-enum { G_DB, G_HOME, G_HANDLERS, G_LUA, G_CONFIG, G_LOG_FORMAT, G_LOG_LEVEL };
-
-/* Which global option argv[*i] is ("--name VALUE" or "--name=VALUE"; *i moves
- * past the value, into *val): its index in global_names, -1 when it is none,
- * -2 when its value is missing. */
-static int global_option(int argc, char **argv, int *i, const char **val)
-{
-    const char *arg = argv[*i];
-    for (int k = 0; global_names[k]; k++) {
-        size_t n = strlen(global_names[k]);
-        if (strncmp(arg, global_names[k], n) != 0 || (arg[n] != '\0' && arg[n] != '=')) continue;
-        if (arg[n] == '=')
-            *val = arg + n + 1;
-        else if (*i + 1 < argc)
-            *val = argv[++*i];
-        else
-            return -2;
-        return k;
-    }
-    return -1;
-}
-
-/* Takes the global option at argv[*i] (and its value) into cfg. Returns 1 if it was
- * one, 0 if not, -1 on error. */
-static int take_global(sl_config *cfg, int argc, char **argv, int *i, int *handlers_from_flags)
-{
-    const char *val = NULL;
-    int k = global_option(argc, argv, i, &val);
-    if (k == -1) return 0;
-    if (k == -2) {
-        sl_cli_error("%s needs a value", argv[*i]);
-        return -1;
-    }
-    switch (k) {
-    case G_DB:
-        free(cfg->db_url);
-        cfg->db_url = sl_xstrdup(val);
-        free(cfg->db_source);
-        cfg->db_source = sl_xstrdup("--db");
-        break;
-    case G_HOME:
-        free(cfg->home);
-        cfg->home = sl_xstrdup(val);
-        break;
-    case G_HANDLERS:
-        if (!*handlers_from_flags) {
-            /* flags replace the directories the environment or file named */
-            for (int d = 0; d < cfg->n_handler_dirs; d++)
-                free(cfg->handler_dirs[d]);
-            cfg->n_handler_dirs = 0;
-            *handlers_from_flags = 1;
-        }
-        if (sl_config_add_dir(cfg->handler_dirs, &cfg->n_handler_dirs, val) < 0) {
-            sl_cli_error("too many --handlers directories");
-            return -1;
-        }
-        break;
-    case G_LUA:
-        if (sl_config_add_dir(cfg->lua_dirs, &cfg->n_lua_dirs, val) < 0) {
-            sl_cli_error("too many --lua directories");
-            return -1;
-        }
-        break;
-    case G_CONFIG:
-        break; /* read before the others, see main() */
-    case G_LOG_FORMAT:
-        if (strcmp(val, "logfmt") == 0)
-            cfg->log_format = SL_LOG_LOGFMT;
-        else if (strcmp(val, "json") == 0)
-            cfg->log_format = SL_LOG_JSON;
-        else {
-            sl_cli_error("--log-format must be logfmt or json, not '%s'", val);
-            return -1;
-        }
-        break;
-    case G_LOG_LEVEL:
-        if ((cfg->log_level = sl_log_level_parse(val)) < 0) {
-            sl_cli_error("--log-level must be debug, info, warn or error, not '%s'", val);
-            return -1;
-        }
-        break;
-    }
-    return 1;
-}
-
 int main(int argc, char **argv)
 {
     sl_config cfg;
     char err[1024];
     int status = 2;
-
-    /* --config and --home must be known before the file is read: it is the one
-     * they name (the last of each wins, as for every option). An empty value
-     * (an unset shell variable, often) is refused, not read as "the default":
-     * --db "" connected to whatever server libpq's defaults reach. */
-    const char *config_flag = NULL, *home_flag = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *val = NULL;
-        int k = global_option(argc, argv, &i, &val); /* a missing value is reported below */
-        if (k >= 0 && !*val) {
-            sl_cli_error("%s needs a value, not an empty one", global_names[k]);
-            return 2;
-        }
-        if (k == G_CONFIG) config_flag = val;
-        if (k == G_HOME) home_flag = val;
-    }
-    if (sl_config_init(&cfg, config_flag, home_flag, err, sizeof err) < 0) {
-        sl_cli_error("%s", err);
-        return 2;
-    }
-
     char **rest = sl_xcalloc((size_t)argc + 1, sizeof *rest);
     int nrest = 0;
-    int handlers_from_flags = 0;
-    for (int i = 1; i < argc; i++) {
-        int r = take_global(&cfg, argc, argv, &i, &handlers_from_flags);
-        if (r < 0) goto out;
-        if (r == 0) rest[nrest++] = argv[i];
+    if (sl_config_load(&cfg, argc, argv, rest, &nrest, err, sizeof err) < 0) {
+        sl_cli_error("%s", err);
+        free(rest);
+        return 2;
     }
-    sl_config_finish(&cfg);
     sl_log_setup(cfg.log_format, cfg.log_level);
 
     if (nrest > 1 && strcmp(rest[0], "help") == 0) {

@@ -23,6 +23,9 @@
  * record everything, exit 0 (or, if the database has not recorded it a lease
  * after the grace period, leave without it: exit 1). A second signal exits at
  * once; leases then let other workers rescue what was in flight.
+ *
+ * Reload (SIGHUP): the config file is read again and what can change live is
+ * applied (reload_config), then the handlers are loaded again.
  */
 #include "buf.h"
 #include "cli.h"
@@ -106,7 +109,9 @@ typedef struct pending {
 
 typedef struct sl_worker {
     sl_ctx *ctx;
-    const sl_config *cfg;
+    sl_config *cfg; /* the settings in force: serve's own copy; a reload updates it */
+    int argc;       /* serve's arguments, for a reload to apply its flags again */
+    char **argv;
     char id[40];
     char lease[32];
     int concurrency;
@@ -174,6 +179,13 @@ static void unstartable(sl_worker *w, const pending *p, const char *errbuf);
 static void released(PGresult *res, const char *err, void *data);
 static void maybe_exit(sl_worker *w);
 static void ignore_result(PGresult *res, const char *err, void *data);
+/* serve's own options (see serve_options). */
+typedef struct serve_opts {
+    const char *pidfile;
+    int watch;    /* reload handlers when their files change */
+    int prefetch; /* -1: the default */
+} serve_opts;
+static int serve_options(sl_config *cfg, int argc, char **argv, serve_opts *o);
 
 /* The level of a periodic statement's failure, in its callback: debug when it
  * failed for want of a connection during an outage, which the pool logs once
@@ -1393,12 +1405,164 @@ static void reload_handlers(void *data)
     free(names);
 }
 
+/* Whether serve applies a new value of setting `key` while it runs. The others
+ * take a restart: the database and its pool, the state, handler and library
+ * directories (the pool, the watches and the loaded files depend on them), the
+ * lease the runs in flight were claimed with, and the Lua state's caps. */
+static int live_setting(const char *key)
+{
+    static const char *const live[] = {
+        "concurrency",        "grace_seconds",    "poll_seconds",
+        "archive_after_days", "prune_after_days", "retention_every_minutes",
+        "log_format",         "log_level",        "http_limit",
+    };
+    for (size_t i = 0; i < sizeof live / sizeof live[0]; i++)
+        if (strcmp(live[i], key) == 0) return 1;
+    return 0;
+}
+
+/* Moves the settings that change live from next into cfg (and what cfg had
+ * into next, which the caller frees): nothing that runs hold a pointer into
+ * changes hands, the strings moved being the http_limit lines (the limiters
+ * keep copies of their own) and the file's path. */
+static void take_live_settings(sl_config *cfg, sl_config *next)
+{
+    cfg->concurrency = next->concurrency;
+    cfg->grace_seconds = next->grace_seconds;
+    cfg->poll_seconds = next->poll_seconds;
+    cfg->archive_after_days = next->archive_after_days;
+    cfg->prune_after_days = next->prune_after_days;
+    cfg->retention_every_minutes = next->retention_every_minutes;
+    cfg->log_format = next->log_format;
+    cfg->log_level = next->log_level;
+    for (int i = 0; i < SL_MAX_HTTP_LIMITS; i++) {
+        char *line = cfg->http_limits[i];
+        cfg->http_limits[i] = next->http_limits[i];
+        next->http_limits[i] = line;
+    }
+    int n = cfg->n_http_limits;
+    cfg->n_http_limits = next->n_http_limits;
+    next->n_http_limits = n;
+    char *file = cfg->config_file;
+    cfg->config_file = next->config_file;
+    next->config_file = file;
+}
+
+/* Whether key is an item of changed ("a, b, "). */
+static int listed(const char *changed, const char *key)
+{
+    size_t n = strlen(key);
+    for (const char *p = changed; (p = strstr(p, key)); p += n)
+        if ((p == changed || p[-1] == ' ') && strncmp(p + n, ", ", 2) == 0) return 1;
+    return 0;
+}
+
+/* Applies the live settings just taken into w->cfg; changed: "key, " each. */
+static void apply_live_settings(sl_worker *w, const char *changed)
+{
+    const sl_config *cfg = w->cfg;
+    struct ev_loop *loop = w->ctx->loop;
+#define CHANGED(key) listed(changed, key)
+    if (CHANGED("log_format") || CHANGED("log_level"))
+        sl_log_setup(cfg->log_format, cfg->log_level);
+    if (CHANGED("http_limit") && w->ctx->http) sl_http_config_limits(w->ctx->http, cfg);
+    if (CHANGED("retention_every_minutes") && !w->stopping) {
+        double pass = cfg->retention_every_minutes * 60;
+        ev_timer_stop(loop, &w->retention);
+        ev_timer_set(&w->retention, pass, pass);
+        ev_timer_start(loop, &w->retention);
+    }
+    /* a poll shortened: the wait armed with the longer one is cut short */
+    if (CHANGED("poll_seconds") && !w->stopping && !w->cycling && ev_is_active(&w->claim_timer) &&
+        ev_timer_remaining(loop, &w->claim_timer) > cfg->poll_seconds)
+        arm_claim_timer(w, cfg->poll_seconds);
+    if (CHANGED("concurrency")) {
+        /* fewer: runs in flight finish, and no new one starts until fewer run;
+         * more: claimed runs start at once, and a cycle claims for the rest */
+        w->concurrency = cfg->concurrency;
+        char conc[16];
+        snprintf(conc, sizeof conc, "%d", w->concurrency);
+        const char *params[] = {conc, w->id};
+        sl_pg_query(w->ctx->pg, "UPDATE sluice.workers SET concurrency = $1 WHERE id = $2", 2,
+                    params, ignore_result,
+                    "recording the worker's new concurrency in sluice.workers failed");
+        start_queued(w);
+        if (!w->stopping) cycle(w);
+    }
+#undef CHANGED
+}
+
+/* Reads the config file again (SIGHUP), building the config as start-up did:
+ * the file, the environment, the global flags, then serve's flags, so flags
+ * and the environment still win over the file. A config that does not load (a
+ * line of the file that is wrong, a file named by --config that is gone, a new
+ * database URL libpq refuses: checked without sl_config_check_db, which changes
+ * the environment for a moment, not a thing to do while libcurl's resolver
+ * threads may read it) changes nothing. Otherwise the settings that can
+ * change live take their new values, and each other one whose value changed
+ * is logged as needing a restart and keeps the value in force. */
+static void reload_config(sl_worker *w)
+{
+    sl_config next, *cfg = w->cfg;
+    serve_opts o;
+    char err[1024];
+    if (sl_config_load(&next, cfg->argc, cfg->argv, NULL, NULL, err, sizeof err) < 0) {
+        sl_log(SL_ERROR, "config file rejected: every setting in force is kept", "error", err,
+               NULL);
+        return;
+    }
+    /* serve's flags passed at start: they cannot fail now */
+    int rc = serve_options(&next, w->argc, w->argv, &o) == 0 ? 0 : -1;
+    if (rc < 0) snprintf(err, sizeof err, "serve's options were refused");
+    /* a database URL libpq refuses would stop the restart it waits for: said
+     * now (the environment is as at start, where the URL in force passed) */
+    char why[512], origin[256];
+    if (rc == 0 && next.db_url && (!cfg->db_url || strcmp(next.db_url, cfg->db_url) != 0) &&
+        sl_pg_check_url(next.db_url, why, sizeof why) < 0) {
+        sl_config_db_origin(&next, origin, sizeof origin);
+        snprintf(err, sizeof err, "the database URL is not valid: %s (it comes from %s)", why,
+                 origin);
+        rc = -1;
+    }
+    if (rc < 0) {
+        sl_log(SL_ERROR, "config file rejected: every setting in force is kept", "file",
+               next.config_file, "error", err, NULL);
+        sl_config_free(&next);
+        return;
+    }
+    sl_buf was = {0}, now = {0}, changed = {0};
+    const char *key;
+    for (size_t i = 0;
+         sl_buf_reset(&was), sl_buf_reset(&now), (key = sl_config_setting_at(cfg, i, &was)); i++) {
+        sl_config_setting_at(&next, i, &now);
+        if (strcmp(sl_buf_str(&was), sl_buf_str(&now)) == 0) continue;
+        if (live_setting(key)) {
+            sl_buf_printf(&changed, "%s, ", key);
+            continue;
+        }
+        sl_log(SL_WARN,
+               "config reload: a setting changed that takes a restart; its value in "
+               "force is kept until the daemon restarts",
+               "setting", key, "in_force", sl_buf_str(&was), "configured", sl_buf_str(&now), NULL);
+    }
+    take_live_settings(cfg, &next);
+    sl_config_free(&next); /* with what cfg had of the settings just taken */
+    apply_live_settings(w, sl_buf_str(&changed));
+    if (changed.len) changed.data[changed.len -= 2] = '\0'; /* the last ", " */
+    sl_log(SL_INFO, "config file reloaded", "file", cfg->config_file ? cfg->config_file : "(none)",
+           "changed", changed.len ? sl_buf_str(&changed) : "nothing", NULL);
+    sl_buf_free(&was);
+    sl_buf_free(&now);
+    sl_buf_free(&changed);
+}
+
 static void sighup_cb(struct ev_loop *loop, ev_signal *s, int revents)
 {
     (void)loop;
     (void)revents;
-    sl_log(SL_INFO, "SIGHUP: reloading handlers", NULL);
-    reload_handlers(s->data);
+    sl_log(SL_INFO, "SIGHUP: reloading handlers and the config file", NULL);
+    reload_config(s->data);
+    reload_handlers(s->data); /* whether the config file loaded or not */
 }
 
 /* ------------------------------------------------------------------ shutdown */
@@ -1526,7 +1690,9 @@ static void serve_usage(FILE *out)
             "                    [--grace SECONDS] [--poll SECONDS] [--pidfile PATH]\n"
             "                    [--no-watch]\n\n"
             "Runs the daemon in the foreground: applies migrations, loads the handlers,\n"
-            "syncs the job-type registry, then claims due jobs and runs them.\n\n"
+            "syncs the job-type registry, then claims due jobs and runs them. SIGHUP\n"
+            "reloads the handlers and the config file (settings that need a restart are\n"
+            "logged and kept).\n\n"
             "  --concurrency N   runs in flight at once (default 10; 1 to 10000); -c N for\n"
             "                    short\n"
             "  --prefetch N      claim up to N more runs than free slots, so that a slot is\n"
@@ -1597,46 +1763,56 @@ static int serve_quit(sl_ctx *ctx, sl_worker *w, int pidfd, const char *pidfile,
     return status;
 }
 
-int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
+/* serve's own options (argv as serve got it): into o, and the numeric settings
+ * into cfg, on top of the file, the environment and the global flags (they
+ * win). 0; 1 after --help, the usage printed; -1 after saying what is wrong.
+ * A reload calls it again on the config it builds: the flags still win. */
+static int serve_options(sl_config *cfg, int argc, char **argv, serve_opts *o)
 {
-    sl_config cfg = *cfg_in; /* shallow: only numbers are overridden */
-    const char *pidfile = NULL;
-    int watch = 1, prefetch = -1;
+    *o = (serve_opts){.watch = 1, .prefetch = -1};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             serve_usage(stdout);
-            return 0;
+            return 1;
         } else if (strcmp(a, "--concurrency") == 0 || strcmp(a, "-c") == 0) {
-            if (number_flag(&cfg, "concurrency", argc, argv, &i) < 0) return 2;
+            if (number_flag(cfg, "concurrency", argc, argv, &i) < 0) return -1;
         } else if (strcmp(a, "--lease") == 0) {
-            if (number_flag(&cfg, "lease_seconds", argc, argv, &i) < 0) return 2;
+            if (number_flag(cfg, "lease_seconds", argc, argv, &i) < 0) return -1;
         } else if (strcmp(a, "--grace") == 0) {
-            if (number_flag(&cfg, "grace_seconds", argc, argv, &i) < 0) return 2;
+            if (number_flag(cfg, "grace_seconds", argc, argv, &i) < 0) return -1;
         } else if (strcmp(a, "--prefetch") == 0) {
             const char *v;
             long n;
             if (sl_cli_option_value(argc, argv, &i, "serve", NULL, &v) < 0 ||
                 sl_cli_whole_number("--prefetch", v, 0, CLAIM_MAX, &n) < 0)
-                return 2;
-            prefetch = (int)n;
+                return -1;
+            o->prefetch = (int)n;
         } else if (strcmp(a, "--pidfile") == 0) {
-            if (sl_cli_option_value(argc, argv, &i, "serve", NULL, &pidfile) < 0) return 2;
+            if (sl_cli_option_value(argc, argv, &i, "serve", NULL, &o->pidfile) < 0) return -1;
         } else if (strcmp(a, "--no-watch") == 0) {
-            watch = 0;
+            o->watch = 0;
         } else if (strcmp(a, "--poll") == 0) {
-            if (number_flag(&cfg, "poll_seconds", argc, argv, &i) < 0) return 2;
+            if (number_flag(cfg, "poll_seconds", argc, argv, &i) < 0) return -1;
         } else {
             sl_cli_error("serve: unknown option '%s' (see `sluice serve --help`)", a);
-            return 2;
+            return -1;
         }
     }
+    return 0;
+}
 
+/* The daemon, with cfg (serve's own copy, the settings in force) and its
+ * options; argc and argv are serve's, for a reload. */
+static int serve(sl_config *cfg, const serve_opts *o, int argc, char **argv)
+{
+    const char *pidfile = o->pidfile;
+    int watch = o->watch, prefetch = o->prefetch;
     int pidfd = -1;
     if (pidfile && (pidfd = sl_pidfile_acquire(pidfile)) < 0) return 1;
     sl_ctx ctx = {0};
     ctx.loop = ev_default_loop(EVFLAG_AUTO);
-    ctx.cfg = &cfg;
+    ctx.cfg = cfg;
     ctx.trigger_source = "scheduled";
     sl_queue_connect_early(&ctx); /* the server starts the session meanwhile */
     char err[1024];
@@ -1647,13 +1823,15 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     }
     sl_worker w = {0};
     w.ctx = &ctx;
-    w.cfg = &cfg;
-    w.concurrency = cfg.concurrency;
+    w.cfg = cfg;
+    w.argc = argc;
+    w.argv = argv;
+    w.concurrency = cfg->concurrency;
     w.prefetch = prefetch >= 0 ? prefetch : DEFAULT_PREFETCH;
     /* no evidence of short runs yet: half a second of one-second runs ahead */
     w.avg_run = 1.0;
     w.zones = sl_tz_cache_new();
-    sl_config_fmt_number(cfg.lease_seconds, w.lease, sizeof w.lease);
+    sl_config_fmt_number(cfg->lease_seconds, w.lease, sizeof w.lease);
     ctx.worker = (struct sl_worker *)&w;
 
     /* Start-up needs the database; while it is down, keep trying (and say so).
@@ -1665,9 +1843,9 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     sigaction(SIGHUP, &stop, NULL);
     /* watched before the files are read: an edit made from now on, while
      * start-up waits for the database say, is a reload once the loop runs */
-    if (watch) w.watch = sl_watch_start(ctx.loop, &cfg, reload_handlers, &w);
+    if (watch) w.watch = sl_watch_start(ctx.loop, cfg, reload_handlers, &w);
     sl_queue_load(&ctx, 0);
-    if (!has_job_types(&ctx, &cfg)) return serve_quit(&ctx, &w, pidfd, pidfile, 2);
+    if (!has_job_types(&ctx, cfg)) return serve_quit(&ctx, &w, pidfd, pidfile, 2);
     double backoff = 1;
     PGconn *boot;
     sl_cli_errors_to_log(1); /* why an attempt failed, as a line of the log */
@@ -1700,7 +1878,7 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
         backoff = backoff * 2 > 30 ? 30 : backoff * 2;
     }
     sl_cli_errors_to_log(0);
-    ctx.pg = sl_pg_new(ctx.loop, ctx.db_url, cfg.pool_size);
+    ctx.pg = sl_pg_new(ctx.loop, ctx.db_url, cfg->pool_size);
     sl_pg_reserve(ctx.pg);     /* handlers cannot hold up lease renewals */
     sl_pg_adopt(ctx.pg, boot); /* the first claim needs no new connection */
 
@@ -1721,7 +1899,7 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
                                  .not_started = stop_queued,
                                  .data = &w};
     sl_queue_lease_start(&w.renewal);
-    double every = cfg.lease_seconds / 3 < 5 ? cfg.lease_seconds / 3 : 5;
+    double every = cfg->lease_seconds / 3 < 5 ? cfg->lease_seconds / 3 : 5;
     ev_timer_init(&w.rescue, rescue_cb, 0.5, every);
     w.rescue.data = &w;
     ev_timer_start(ctx.loop, &w.rescue);
@@ -1731,7 +1909,7 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     /* the first pass half a minute after start (unless passes are closer):
      * not in the rush of a start, not so late a short-lived worker never
      * makes one */
-    double pass = cfg.retention_every_minutes * 60;
+    double pass = cfg->retention_every_minutes * 60;
     ev_timer_init(&w.retention, retention_cb, pass < 30 ? pass : 30, pass);
     w.retention.data = &w;
     ev_timer_start(ctx.loop, &w.retention);
@@ -1754,7 +1932,7 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     sl_pg_warmup(ctx.pg, WARMUP_SQL); /* behind the first claim on its connection */
     /* while the first claim is in flight: what the first runs would set up */
     sl_runtime_preload(ctx.rt);
-    if (!ctx.http) ctx.http = sl_http_new(ctx.loop, &cfg);
+    if (!ctx.http) ctx.http = sl_http_new(ctx.loop, cfg);
     /* said once every watcher is set up: a file edited or a signal sent after
      * this line is acted on */
     char *names = sl_runtime_type_names(ctx.rt, ", ");
@@ -1817,4 +1995,15 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     ev_loop_destroy(ctx.loop);
     sl_pidfile_release(pidfd, pidfile);
     return w.exit_status;
+}
+
+int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
+{
+    sl_config cfg; /* the settings in force: serve's own, which a reload updates */
+    serve_opts o;
+    sl_config_copy(&cfg, cfg_in);
+    int r = serve_options(&cfg, argc, argv, &o);
+    int status = r < 0 ? 2 : r > 0 ? 0 : serve(&cfg, &o, argc, argv);
+    sl_config_free(&cfg);
+    return status;
 }
