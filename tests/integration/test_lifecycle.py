@@ -345,19 +345,25 @@ class Lifecycle(harness.SluiceTest):
         self.assertEqual(self.sql(f"SELECT * FROM sluice.finish_and_claim_runs('[]', '{worker}', 0, 600, NULL, "
                                   f"true, false)"), [])
 
+    def run_losing_a_reply(self, marker, params, status):
+        """`sluice run echo --json` through a proxy that loses the first reply
+        holding marker; asserts it lost one and exited with status. Returns
+        the process and its JSON output."""
+        self.sluice("queue", "noop", "--at", "+1h")  # the schema and registry
+        proxy = harness.ReplyCutter(self.db, marker)
+        self.addCleanup(proxy.close)
+        proc = self.sluice("run", "echo", "--params", json.dumps(params), "--json",
+                           env=self.env({"DATABASE_URL": proxy.url}), check=False)
+        self.assertTrue(proxy.cut.is_set(), proc.stderr)
+        self.assertEqual(proc.returncode, status, proc.stderr)
+        return proc, json.loads(proc.stdout)
+
     def test_sluice_run_whose_recording_answer_was_lost_says_what_was_recorded(self):
         # `sluice run`: the connection breaks after the database recorded the
         # run's failure, before the answer came. It said the outcome could not
         # be recorded and the run stayed running (recorded: false), though it
         # was recorded; connected again, it finds it recorded as it sent it
-        self.sluice("queue", "noop", "--at", "+1h")  # the schema and registry
-        proxy = harness.ReplyCutter(self.db, b"retry attempt 2 of 2 at ")
-        self.addCleanup(proxy.close)
-        proc = self.sluice("run", "echo", "--params", '{"fail": true}', "--json",
-                           env=self.env({"DATABASE_URL": proxy.url}), check=False)
-        self.assertTrue(proxy.cut.is_set(), proc.stderr)
-        self.assertEqual(proc.returncode, 1, proc.stderr)
-        out = json.loads(proc.stdout)
+        proc, out = self.run_losing_a_reply(b"retry attempt 2 of 2 at ", {"fail": True}, 1)
         self.assertEqual((out["status"], out["recorded"], out["job_status"]), ("failed", True, "active"), out)
         self.assertIn("connected again to record the run's outcome", proc.stderr)
         run = self.one(f"SELECT status, error_message, logs FROM sluice.scheduled_job_runs "
@@ -376,15 +382,8 @@ class Lifecycle(harness.SluiceTest):
         # and its run waited out the lease to be failed as "worker lost" and
         # run again by a worker; connected again, it starts that run afresh and
         # runs it, with no attempt spent and no second job
-        self.sluice("queue", "noop", "--at", "+1h")  # the schema and registry
-        proxy = harness.ReplyCutter(self.db, b"start-answer-lost")
-        self.addCleanup(proxy.close)
-        proc = self.sluice("run", "echo", "--params", '{"message": "start-answer-lost"}', "--json",
-                           env=self.env({"DATABASE_URL": proxy.url}), check=False)
-        self.assertTrue(proxy.cut.is_set(), proc.stderr)
-        self.assertEqual(proc.returncode, 0, proc.stderr)
+        proc, out = self.run_losing_a_reply(b"start-answer-lost", {"message": "start-answer-lost"}, 0)
         self.assertIn("connected again to start the run", proc.stderr)
-        out = json.loads(proc.stdout)
         self.assertEqual((out["status"], out["recorded"]), ("completed", True), out)
         jobs = self.sql("SELECT id, status, run_count FROM sluice.scheduled_jobs WHERE job_type = 'echo'")
         self.assertEqual(jobs, [{"id": out["job_id"], "status": "completed", "run_count": 1}])
