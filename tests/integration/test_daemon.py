@@ -398,6 +398,15 @@ class Daemon(harness.SluiceTest):
         self.assertEqual(out["lease_seconds"], "30")       # environment beats file
         self.assertEqual(out["log_format"], "json")
         self.assertNotIn("hunter2", json.dumps(out))
+        # every setting, each once, in the order the text form lists them
+        self.assertEqual(list(out), ["config_file", "db", "home", "handlers", "lua", "concurrency",
+                                     "pool_size", "lease_seconds", "grace_seconds", "poll_seconds",
+                                     "archive_after_days", "prune_after_days", "retention_every_minutes",
+                                     "memory_limit_mb", "instruction_budget", "log_format", "log_level",
+                                     "http_limit"])
+        text = self.sluice("config", env=env).stdout
+        self.assertEqual([line.split()[0] for line in text.splitlines()], list(out)[:-1])
+        self.assertIn("\nretention_every_minutes  10\n", text)
         self.assertIn("app:[redacted]@db.example", out["db"])
         flags = json.loads(self.sluice("--handlers", "/tmp", "--log-format", "logfmt", "config", "--json",
                                        env=env).stdout)
