@@ -270,16 +270,23 @@ class Lifecycle(harness.SluiceTest):
         self.assertEqual(self.scalar(f"SELECT attempt_number FROM sluice.scheduled_job_runs "
                                      f"WHERE scheduled_job_id = '{job}' AND status = 'completed'"), "1")
 
-    def test_release_unheld_runs_gives_back_only_the_workers_runs_it_does_not_hold(self):
-        # what a worker calls after a claim whose answer was lost: every run
-        # running under it but those it names goes back to its job as if never
-        # claimed; other workers' runs and runs no longer running stay
-        worker = "00000000-0000-4000-8000-000000000001"  # workers that exist only in this test
+    def claims_of_two_workers(self):
+        """Five echo jobs queued; a worker (that exists only in this test)
+        claims four of them, another one: (worker, other, its four run ids,
+        the other's one)."""
+        worker = "00000000-0000-4000-8000-000000000001"
         other = "00000000-0000-4000-8000-000000000002"
         for _ in range(5):
             self.sluice("queue", "echo")
         mine = [c["run_id"] for c in self.sql(f"SELECT run_id FROM sluice.claim_jobs('{worker}', 4, 600)")]
         theirs = [c["run_id"] for c in self.sql(f"SELECT run_id FROM sluice.claim_jobs('{other}', 1, 600)")]
+        return worker, other, mine, theirs
+
+    def test_release_unheld_runs_gives_back_only_the_workers_runs_it_does_not_hold(self):
+        # what a worker calls after a claim whose answer was lost: every run
+        # running under it but those it names goes back to its job as if never
+        # claimed; other workers' runs and runs no longer running stay
+        worker, other, mine, theirs = self.claims_of_two_workers()
         self.assertEqual((len(mine), len(theirs)), (4, 1))
         held, lost_a, lost_b, rescued = mine
         self.scalar(f"UPDATE sluice.scheduled_job_runs SET lease_expires_at = now() - interval '1 second' "
@@ -305,12 +312,7 @@ class Lifecycle(harness.SluiceTest):
         # the worker go back to their jobs as if never claimed, each named by
         # a row with what its job is now; the others by a row with their
         # status, or "gone". Neither row has both columns NULL, as a claim has
-        worker = "00000000-0000-4000-8000-000000000001"  # workers that exist only in this test
-        other = "00000000-0000-4000-8000-000000000002"
-        for _ in range(5):
-            self.sluice("queue", "echo")
-        mine = [c["run_id"] for c in self.sql(f"SELECT run_id FROM sluice.claim_jobs('{worker}', 4, 600)")]
-        theirs = [c["run_id"] for c in self.sql(f"SELECT run_id FROM sluice.claim_jobs('{other}', 1, 600)")]
+        worker, other, mine, theirs = self.claims_of_two_workers()
         given, paused, rescued, kept = mine
         self.scalar(f"UPDATE sluice.scheduled_jobs SET status = 'paused' WHERE current_run_id = '{paused}'")
         self.scalar(f"UPDATE sluice.scheduled_job_runs SET lease_expires_at = now() - interval '1 second' "
