@@ -24,8 +24,8 @@
  * after the grace period, leave without it: exit 1). A second signal exits at
  * once; leases then let other workers rescue what was in flight.
  *
- * Reload (SIGHUP): the config file is read again and what can change live is
- * applied (reload_config), then the handlers are loaded again.
+ * Reload (SIGHUP, edited handler files): worker_reload.c. What the two
+ * files share is in worker_int.h.
  */
 #include "buf.h"
 #include "cli.h"
@@ -39,6 +39,7 @@
 #include "reload.h"
 #include "runtime.h"
 #include "tz.h"
+#include "worker_int.h"
 
 #include <ev.h>
 #include <signal.h>
@@ -107,57 +108,6 @@ typedef struct pending {
     struct pending *next;
 } pending;
 
-typedef struct sl_worker {
-    sl_ctx *ctx;
-    sl_config *cfg; /* the settings in force: serve's own copy; a reload updates it */
-    int argc;       /* serve's arguments, for a reload to apply its flags again */
-    char **argv;
-    char id[40];
-    char lease[32];
-    int concurrency;
-    int prefetch;   /* at most this many claimed runs wait here for a free slot */
-    double avg_run; /* moving average of run durations (s): the pace of prefetch */
-    int paced;      /* a run has ended: avg_run is measured, no longer the guess */
-    int running;    /* runs started, not yet ended */
-    struct pending *queue_head, *queue_tail; /* claimed, not started yet */
-    int queued;
-    int cycling;            /* finish_and_claim calls in flight (at most MAX_CYCLES) */
-    int cycle_again;        /* something happened while the maximum was in flight */
-    int asked;              /* jobs those calls asked for */
-    double backoff;         /* after a failed cycle */
-    int isolate;            /* ended runs to record one a cycle: a batch was refused */
-    ev_timer claim_timer;   /* next due job / poll / retry after an error */
-    sl_queue_lease renewal; /* renews the leases of the runs held, and the fence */
-    ev_timer rescue;
-    ev_timer retention;
-    ev_timer logflush; /* records log lines of long runs as they come */
-    int flushing_logs;
-    void *flush;   /* that flush's request (a logflush_req), while in flight */
-    ev_timer soon; /* the next cycle recording ended runs (record_delay) */
-    ev_signal sigint, sigterm, sighup;
-    sl_watch *watch;
-    ev_timer grace;
-    ev_timer leave;           /* after the grace period: how long to wait for the database */
-    struct cycle_req *cycles; /* finish_and_claim calls in flight */
-    int stopping;
-    int signals;
-    wrun *done;    /* ended runs waiting to be recorded */
-    int releasing; /* release_runs() in flight */
-    /* a cycle that claimed got no answer: the database may hold runs it claimed
-     * for this worker that the worker never heard of (see sweep()) */
-    int orphans_possible;
-    int sweeping; /* release_unheld_runs() in flight: no cycle is sent meanwhile */
-    /* runs whose outcomes the database refused even as bare failures, left to
-     * their leases ("a,b,"): they ran, so a sweep must not give them back;
-     * each goes once it is seen no longer running here (check_abandoned) */
-    sl_buf abandoned;
-    int checking_abandoned;      /* check_abandoned() in flight */
-    struct unflushed *unflushed; /* runs ended lazily, perhaps not yet on disk */
-    int exit_status;
-    sl_tz_cache *zones; /* time zones of recurring jobs, read once */
-    char *types;        /* the job types it has handlers for, a text[] literal: all it claims */
-} sl_worker;
-
 /* The ids of runs ("a,b,") whose outcomes a cycle answered at `at` recorded
  * with synchronous_commit off: a crash of the database may still lose them,
  * leaving the runs running under this worker. A cycle that claimed commits
@@ -172,20 +122,10 @@ typedef struct unflushed {
     sl_buf ids;
 } unflushed;
 
-static void cycle(sl_worker *w);
 static void sweep(sl_worker *w);
-static void start_queued(sl_worker *w);
 static void unstartable(sl_worker *w, const pending *p, const char *errbuf);
 static void released(PGresult *res, const char *err, void *data);
 static void maybe_exit(sl_worker *w);
-static void ignore_result(PGresult *res, const char *err, void *data);
-/* serve's own options (see serve_options). */
-typedef struct serve_opts {
-    const char *pidfile;
-    int watch;    /* reload handlers when their files change */
-    int prefetch; /* -1: the default */
-} serve_opts;
-static int serve_options(sl_config *cfg, int argc, char **argv, serve_opts *o);
 
 /* The level of a periodic statement's failure, in its callback: debug when it
  * failed for want of a connection during an outage, which the pool logs once
@@ -352,7 +292,7 @@ static void run_done(sl_run *run, void *data)
     w->avg_run = w->paced ? 0.8 * w->avg_run + 0.2 * took : took;
     w->paced = 1;
     record_later(w, r);
-    start_queued(w); /* a claimed run takes the slot at once */
+    sl_worker_start_queued(w); /* a claimed run takes the slot at once */
 }
 
 /* ------------------------------------------------------------------ the cycle */
@@ -362,7 +302,7 @@ static void run_done(sl_run *run, void *data)
  * are free slots, in one transaction. At most one cycle is in flight; whatever
  * happens meanwhile (runs ending, NOTIFY) asks for another one. */
 
-static void arm_claim_timer(sl_worker *w, double after)
+void sl_worker_arm_claim_timer(sl_worker *w, double after)
 {
     if (after < 0) after = 0;
     if (ev_is_active(&w->claim_timer)) ev_timer_stop(w->ctx->loop, &w->claim_timer);
@@ -376,7 +316,7 @@ static double retry_later(sl_worker *w)
 {
     w->backoff = w->backoff < 0.2 ? 0.2 : w->backoff * 2;
     if (w->backoff > 30) w->backoff = 30;
-    arm_claim_timer(w, w->backoff);
+    sl_worker_arm_claim_timer(w, w->backoff);
     return w->backoff;
 }
 
@@ -392,7 +332,7 @@ static void next_due_done(PGresult *res, const char *err, void *data)
     /* a sooner wake-up stands: the retry of a cycle that failed meanwhile */
     if (ev_is_active(&w->claim_timer) && ev_timer_remaining(w->ctx->loop, &w->claim_timer) < wait)
         return;
-    if (!w->stopping && !w->cycling) arm_claim_timer(w, wait);
+    if (!w->stopping && !w->cycling) sl_worker_arm_claim_timer(w, wait);
 }
 
 /* The string fields of a run spec, in one order. */
@@ -441,7 +381,7 @@ static void start_one(sl_worker *w, pending *p)
 
 /* Starts queued runs while slots are free, unless their leases may have run
  * out meanwhile (sl_queue_lease_fenced: the fence then drops them all). */
-static void start_queued(sl_worker *w)
+void sl_worker_start_queued(sl_worker *w)
 {
     if (w->queue_head && w->running < w->concurrency && !w->stopping &&
         sl_queue_lease_fenced(&w->renewal))
@@ -685,7 +625,7 @@ static void give_back_late(sl_worker *w, sl_buf *ids, double after)
            "not starting claimed runs: their claim was answered too late, their leases may have "
            "run out",
            "runs", sl_buf_str(ids), SL_NUM "answered_after", secs, SL_NUM "lease", w->lease, NULL);
-    release_runs(w, sl_buf_str(ids), ignore_result,
+    release_runs(w, sl_buf_str(ids), sl_worker_ignore_result,
                  "could not give back runs claimed too late; their leases will run out");
 }
 
@@ -727,7 +667,7 @@ static void cycle_done(PGresult *res, const char *err, void *data)
     w->cycling--;
     w->asked -= asked;
     if (err && refused(w, &batch, asked, err)) {
-        cycle(w); /* the rest of the batch, one at a time */
+        sl_worker_cycle(w); /* the rest of the batch, one at a time */
         return;
     }
     if (err) {
@@ -808,16 +748,16 @@ static void cycle_done(PGresult *res, const char *err, void *data)
     if (w->stopping) {
         release_queued(w);
         if (w->done || w->orphans_possible)
-            cycle(w);
+            sl_worker_cycle(w);
         else
             maybe_exit(w);
         return;
     }
-    start_queued(w);
+    sl_worker_start_queued(w);
     /* (a sweep waits for this: another cycle got no answer) */
     if (w->cycle_again || (n > 0 && n == asked) || w->orphans_possible) {
         w->cycle_again = 0;
-        cycle(w);
+        sl_worker_cycle(w);
     } else if (w->done) {
         schedule_record(w);
     } else if (n < asked && !w->cycling) {
@@ -834,7 +774,7 @@ static void cycle_done(PGresult *res, const char *err, void *data)
     }
 }
 
-static void cycle(sl_worker *w)
+void sl_worker_cycle(sl_worker *w)
 {
     if (w->sweeping || (w->orphans_possible && w->cycling > 0)) {
         w->cycle_again = 1; /* after the sweep (sweep_done), which waits for no cycle in flight */
@@ -967,7 +907,7 @@ static void after_sweep(sl_worker *w)
     if (w->stopping && !w->done)
         maybe_exit(w);
     else
-        cycle(w);
+        sl_worker_cycle(w);
 }
 
 static void sweep_done(PGresult *res, const char *err, void *data)
@@ -1020,7 +960,7 @@ static void sweep_done(PGresult *res, const char *err, void *data)
     after_sweep(w);
 }
 
-/* Sends the sweep (see above); cycle() calls it, with no cycle in flight. */
+/* Sends the sweep (see above); sl_worker_cycle() calls it, with no cycle in flight. */
 static void sweep(sl_worker *w)
 {
     sl_buf ids = {0};
@@ -1036,14 +976,14 @@ static void soon_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)loop;
     (void)revents;
-    cycle(t->data);
+    sl_worker_cycle(t->data);
 }
 
 static void claim_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)loop;
     (void)revents;
-    cycle(t->data);
+    sl_worker_cycle(t->data);
 }
 
 /* A run to stop (sl_queue_stop) that is not in flight: if it is claimed and
@@ -1070,7 +1010,8 @@ static void stop_queued(const char *run_id, const char *reason, void *data)
         if (strcmp(reason, "paused") == 0) {
             char ids[64];
             snprintf(ids, sizeof ids, "{%s}", p->spec.run_id);
-            release_runs(w, ids, ignore_result, "could not give a paused job's claimed run back");
+            release_runs(w, ids, sl_worker_ignore_result,
+                         "could not give a paused job's claimed run back");
         }
         free(p);
         if (run_id) return;
@@ -1085,12 +1026,12 @@ static void on_notify(const char *channel, const char *payload, void *data)
         if (payload) sl_queue_stop(&w->renewal, payload, "cancelled");
         return;
     }
-    cycle(w); /* also after the LISTEN connection came back (channel NULL) */
+    sl_worker_cycle(w); /* also after the LISTEN connection came back (channel NULL) */
 }
 
 /* ------------------------------------------------------------------ leases */
 
-static void ignore_result(PGresult *res, const char *err, void *data)
+void sl_worker_ignore_result(PGresult *res, const char *err, void *data)
 {
     const char *what = data;
     if (err) sl_log(SL_WARN, what, "error", err, NULL);
@@ -1136,7 +1077,7 @@ static void rescue_done(PGresult *res, const char *err, void *data)
         n++;
     }
     PQclear(res);
-    if (n > 0) cycle(w);
+    if (n > 0) sl_worker_cycle(w);
 }
 
 /* Recurring jobs without a next slot (created through SQL, or rescued): compute
@@ -1172,8 +1113,8 @@ static void unscheduled_done(PGresult *res, const char *err, void *data)
         }
         sl_buf_puts(&b, "]");
         const char *p[] = {sl_buf_str(&b)};
-        sl_pg_query(w->ctx->pg, "SELECT sluice.set_next_slots($1::jsonb)", 1, p, ignore_result,
-                    "scheduling recurring jobs failed");
+        sl_pg_query(w->ctx->pg, "SELECT sluice.set_next_slots($1::jsonb)", 1, p,
+                    sl_worker_ignore_result, "scheduling recurring jobs failed");
         sl_buf_free(&b);
     }
     PQclear(res);
@@ -1354,217 +1295,6 @@ static void logflush_cb(struct ev_loop *loop, ev_timer *t, int revents)
     sl_buf_free(&b);
 }
 
-/* ------------------------------------------------------------------ reload */
-
-static void registry_synced(PGresult *res, const char *err, void *data)
-{
-    (void)data;
-    if (err) sl_log(SL_WARN, "syncing the registry after a reload failed", "error", err, NULL);
-    if (res) PQclear(res);
-}
-
-/* The job types the runtime has handlers for, as a text[] literal ("{a,b}"):
- * what the worker claims and waits for. Names are lower-case letters, digits
- * and _ (the loader refuses others), so none needs quoting. */
-static char *claimable_types(sl_runtime *rt)
-{
-    char *names = sl_runtime_type_names(rt, ",");
-    sl_buf b = {0};
-    sl_buf_printf(&b, "{%s}", names);
-    free(names);
-    return b.data;
-}
-
-/* Reloads every handler file (and the libraries they use). A file that fails
- * keeps its previous version; runs in flight finish on the version they began
- * with. The registry tables get the result. */
-static void reload_handlers(void *data)
-{
-    sl_worker *w = data;
-    char *problems = NULL;
-    int n = sl_runtime_load_handlers(w->ctx->rt, NULL, 0, &problems);
-    for (char *p = problems, *nl; p && *p; p = nl ? nl + 1 : NULL) {
-        nl = strchr(p, '\n');
-        if (nl) *nl = '\0';
-        sl_log(SL_ERROR, "handler rejected; its previous version (if any) keeps serving", "problem",
-               p, NULL);
-    }
-    free(problems);
-    free(w->types);
-    w->types = claimable_types(w->ctx->rt);
-    char *reg = sl_runtime_registry_json(w->ctx->rt);
-    if (reg) {
-        const char *params[] = {reg};
-        sl_pg_query(w->ctx->pg, sl_queue_registry_sync_sql(w->ctx->rt), 1, params, registry_synced,
-                    w);
-        free(reg);
-    }
-    char *names = sl_runtime_type_names(w->ctx->rt, ", ");
-    sl_log(n ? SL_WARN : SL_INFO, n ? "handlers reloaded with problems" : "handlers reloaded",
-           "job_types", names, NULL);
-    free(names);
-}
-
-/* Whether serve applies a new value of setting `key` while it runs. The others
- * take a restart: the database and its pool, the state, handler and library
- * directories (the pool, the watches and the loaded files depend on them), the
- * lease the runs in flight were claimed with, and the Lua state's caps. */
-static int live_setting(const char *key)
-{
-    static const char *const live[] = {
-        "concurrency",        "grace_seconds",    "poll_seconds",
-        "archive_after_days", "prune_after_days", "retention_every_minutes",
-        "log_format",         "log_level",        "http_limit",
-    };
-    for (size_t i = 0; i < sizeof live / sizeof live[0]; i++)
-        if (strcmp(live[i], key) == 0) return 1;
-    return 0;
-}
-
-/* Moves the settings that change live from next into cfg (and what cfg had
- * into next, which the caller frees): nothing that runs hold a pointer into
- * changes hands, the strings moved being the http_limit lines (the limiters
- * keep copies of their own) and the file's path. */
-static void take_live_settings(sl_config *cfg, sl_config *next)
-{
-    cfg->concurrency = next->concurrency;
-    cfg->grace_seconds = next->grace_seconds;
-    cfg->poll_seconds = next->poll_seconds;
-    cfg->archive_after_days = next->archive_after_days;
-    cfg->prune_after_days = next->prune_after_days;
-    cfg->retention_every_minutes = next->retention_every_minutes;
-    cfg->log_format = next->log_format;
-    cfg->log_level = next->log_level;
-    for (int i = 0; i < SL_MAX_HTTP_LIMITS; i++) {
-        char *line = cfg->http_limits[i];
-        cfg->http_limits[i] = next->http_limits[i];
-        next->http_limits[i] = line;
-    }
-    int n = cfg->n_http_limits;
-    cfg->n_http_limits = next->n_http_limits;
-    next->n_http_limits = n;
-    char *file = cfg->config_file;
-    cfg->config_file = next->config_file;
-    next->config_file = file;
-}
-
-/* Whether key is an item of changed ("a, b, "). */
-static int listed(const char *changed, const char *key)
-{
-    size_t n = strlen(key);
-    for (const char *p = changed; (p = strstr(p, key)); p += n)
-        if ((p == changed || p[-1] == ' ') && strncmp(p + n, ", ", 2) == 0) return 1;
-    return 0;
-}
-
-/* Applies the live settings just taken into w->cfg; changed: "key, " each. */
-static void apply_live_settings(sl_worker *w, const char *changed)
-{
-    const sl_config *cfg = w->cfg;
-    struct ev_loop *loop = w->ctx->loop;
-#define CHANGED(key) listed(changed, key)
-    if (CHANGED("log_format") || CHANGED("log_level"))
-        sl_log_setup(cfg->log_format, cfg->log_level);
-    if (CHANGED("http_limit") && w->ctx->http) sl_http_config_limits(w->ctx->http, cfg);
-    if (CHANGED("retention_every_minutes") && !w->stopping) {
-        double pass = cfg->retention_every_minutes * 60;
-        ev_timer_stop(loop, &w->retention);
-        ev_timer_set(&w->retention, pass, pass);
-        ev_timer_start(loop, &w->retention);
-    }
-    /* a poll shortened: the wait armed with the longer one is cut short */
-    if (CHANGED("poll_seconds") && !w->stopping && !w->cycling && ev_is_active(&w->claim_timer) &&
-        ev_timer_remaining(loop, &w->claim_timer) > cfg->poll_seconds)
-        arm_claim_timer(w, cfg->poll_seconds);
-    if (CHANGED("concurrency")) {
-        /* fewer: runs in flight finish, and no new one starts until fewer run;
-         * more: claimed runs start at once, and a cycle claims for the rest */
-        w->concurrency = cfg->concurrency;
-        char conc[16];
-        snprintf(conc, sizeof conc, "%d", w->concurrency);
-        const char *params[] = {conc, w->id};
-        sl_pg_query(w->ctx->pg, "UPDATE sluice.workers SET concurrency = $1 WHERE id = $2", 2,
-                    params, ignore_result,
-                    "recording the worker's new concurrency in sluice.workers failed");
-        start_queued(w);
-        if (!w->stopping) cycle(w);
-    }
-#undef CHANGED
-}
-
-/* Reads the config file again (SIGHUP), building the config as start-up did:
- * the file, the environment, the global flags, then serve's flags, so flags
- * and the environment still win over the file. A config that does not load (a
- * line of the file that is wrong, a file named by --config that is gone, a new
- * database URL libpq refuses: checked without sl_config_check_db, which changes
- * the environment for a moment, not a thing to do while libcurl's resolver
- * threads may read it) changes nothing. Otherwise the settings that can
- * change live take their new values, and each other one whose value changed
- * is logged as needing a restart and keeps the value in force. */
-static void reload_config(sl_worker *w)
-{
-    sl_config next, *cfg = w->cfg;
-    serve_opts o;
-    char err[1024];
-    if (sl_config_load(&next, cfg->argc, cfg->argv, NULL, NULL, err, sizeof err) < 0) {
-        sl_log(SL_ERROR, "config file rejected: every setting in force is kept", "error", err,
-               NULL);
-        return;
-    }
-    /* serve's flags passed at start: they cannot fail now */
-    int rc = serve_options(&next, w->argc, w->argv, &o) == 0 ? 0 : -1;
-    if (rc < 0) snprintf(err, sizeof err, "serve's options were refused");
-    /* a database URL libpq refuses would stop the restart it waits for: said
-     * now (the environment is as at start, where the URL in force passed) */
-    char why[512], origin[256];
-    if (rc == 0 && next.db_url && (!cfg->db_url || strcmp(next.db_url, cfg->db_url) != 0) &&
-        sl_pg_check_url(next.db_url, why, sizeof why) < 0) {
-        sl_config_db_origin(&next, origin, sizeof origin);
-        snprintf(err, sizeof err, "the database URL is not valid: %s (it comes from %s)", why,
-                 origin);
-        rc = -1;
-    }
-    if (rc < 0) {
-        sl_log(SL_ERROR, "config file rejected: every setting in force is kept", "file",
-               next.config_file, "error", err, NULL);
-        sl_config_free(&next);
-        return;
-    }
-    sl_buf was = {0}, now = {0}, changed = {0};
-    const char *key;
-    for (size_t i = 0;
-         sl_buf_reset(&was), sl_buf_reset(&now), (key = sl_config_setting_at(cfg, i, &was)); i++) {
-        sl_config_setting_at(&next, i, &now);
-        if (strcmp(sl_buf_str(&was), sl_buf_str(&now)) == 0) continue;
-        if (live_setting(key)) {
-            sl_buf_printf(&changed, "%s, ", key);
-            continue;
-        }
-        sl_log(SL_WARN,
-               "config reload: a setting changed that takes a restart; its value in "
-               "force is kept until the daemon restarts",
-               "setting", key, "in_force", sl_buf_str(&was), "configured", sl_buf_str(&now), NULL);
-    }
-    take_live_settings(cfg, &next);
-    sl_config_free(&next); /* with what cfg had of the settings just taken */
-    apply_live_settings(w, sl_buf_str(&changed));
-    if (changed.len) changed.data[changed.len -= 2] = '\0'; /* the last ", " */
-    sl_log(SL_INFO, "config file reloaded", "file", cfg->config_file ? cfg->config_file : "(none)",
-           "changed", changed.len ? sl_buf_str(&changed) : "nothing", NULL);
-    sl_buf_free(&was);
-    sl_buf_free(&now);
-    sl_buf_free(&changed);
-}
-
-static void sighup_cb(struct ev_loop *loop, ev_signal *s, int revents)
-{
-    (void)loop;
-    (void)revents;
-    sl_log(SL_INFO, "SIGHUP: reloading handlers and the config file", NULL);
-    reload_config(s->data);
-    reload_handlers(s->data); /* whether the config file loaded or not */
-}
-
 /* ------------------------------------------------------------------ shutdown */
 
 static void released(PGresult *res, const char *err, void *data)
@@ -1663,7 +1393,7 @@ static void signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
     ev_timer_set(&w->grace, w->cfg->grace_seconds, 0);
     ev_timer_start(loop, &w->grace);
     /* the sweep the stopped timer would have sent, and the recording after it */
-    if (w->orphans_possible && !w->cycling && !w->sweeping) cycle(w);
+    if (w->orphans_possible && !w->cycling && !w->sweeping) sl_worker_cycle(w);
     maybe_exit(w);
 }
 
@@ -1767,7 +1497,7 @@ static int serve_quit(sl_ctx *ctx, sl_worker *w, int pidfd, const char *pidfile,
  * into cfg, on top of the file, the environment and the global flags (they
  * win). 0; 1 after --help, the usage printed; -1 after saying what is wrong.
  * A reload calls it again on the config it builds: the flags still win. */
-static int serve_options(sl_config *cfg, int argc, char **argv, serve_opts *o)
+int sl_worker_serve_options(sl_config *cfg, int argc, char **argv, serve_opts *o)
 {
     *o = (serve_opts){.watch = 1, .prefetch = -1};
     for (int i = 1; i < argc; i++) {
@@ -1843,7 +1573,7 @@ static int serve(sl_config *cfg, const serve_opts *o, int argc, char **argv)
     sigaction(SIGHUP, &stop, NULL);
     /* watched before the files are read: an edit made from now on, while
      * start-up waits for the database say, is a reload once the loop runs */
-    if (watch) w.watch = sl_watch_start(ctx.loop, cfg, reload_handlers, &w);
+    if (watch) w.watch = sl_watch_start(ctx.loop, cfg, sl_worker_reload_handlers, &w);
     sl_queue_load(&ctx, 0);
     if (!has_job_types(&ctx, cfg)) return serve_quit(&ctx, &w, pidfd, pidfile, 2);
     double backoff = 1;
@@ -1882,7 +1612,7 @@ static int serve(sl_config *cfg, const serve_opts *o, int argc, char **argv)
     sl_pg_reserve(ctx.pg);     /* handlers cannot hold up lease renewals */
     sl_pg_adopt(ctx.pg, boot); /* the first claim needs no new connection */
 
-    w.types = claimable_types(ctx.rt);
+    w.types = sl_worker_claimable_types(ctx.rt);
 
     ev_init(&w.claim_timer, claim_timer_cb);
     w.claim_timer.data = &w;
@@ -1922,13 +1652,13 @@ static int serve(sl_config *cfg, const serve_opts *o, int argc, char **argv)
     if (startup_stop) raise(SIGTERM); /* asked while the last start-up attempt ran */
     signal(SIGPIPE, SIG_IGN);
 
-    ev_signal_init(&w.sighup, sighup_cb, SIGHUP);
+    ev_signal_init(&w.sighup, sl_worker_sighup_cb, SIGHUP);
     w.sighup.data = &w;
     ev_signal_start(ctx.loop, &w.sighup);
     if (startup_reload) raise(SIGHUP); /* asked during start-up */
     sl_pg_listen(ctx.pg, "sluice_jobs", on_notify, &w);
     sl_pg_listen(ctx.pg, "sluice_cancel", on_notify, &w);
-    cycle(&w);
+    sl_worker_cycle(&w);
     sl_pg_warmup(ctx.pg, WARMUP_SQL); /* behind the first claim on its connection */
     /* while the first claim is in flight: what the first runs would set up */
     sl_runtime_preload(ctx.rt);
@@ -2002,7 +1732,7 @@ int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
     sl_config cfg; /* the settings in force: serve's own, which a reload updates */
     serve_opts o;
     sl_config_copy(&cfg, cfg_in);
-    int r = serve_options(&cfg, argc, argv, &o);
+    int r = sl_worker_serve_options(&cfg, argc, argv, &o);
     int status = r < 0 ? 2 : r > 0 ? 0 : serve(&cfg, &o, argc, argv);
     sl_config_free(&cfg);
     return status;

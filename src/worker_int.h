@@ -1,0 +1,110 @@
+/*
+ * worker_int.h — what the parts of `sluice serve` share: the worker's state
+ * (one per daemon, owned by sl_cmd_serve's stack frame and reached through
+ * the loop's callbacks) and the few functions one part calls in another.
+ * worker.c holds the runs, the cycle, the sweep, leases, shutdown and start-up;
+ * worker_reload.c the reload (SIGHUP, edited handler files). Not for other
+ * subsystems: they know sl_cmd_serve (cli.h) and an opaque struct sl_worker.
+ */
+#ifndef SLUICE_WORKER_INT_H
+#define SLUICE_WORKER_INT_H
+
+#include "buf.h"
+#include "config.h"
+#include "ctx.h"
+#include "queue.h"
+#include "reload.h"
+#include "runtime.h"
+#include "tz.h"
+
+#include <ev.h>
+#include <libpq-fe.h>
+
+struct pending;
+struct cycle_req;
+struct unflushed;
+struct wrun;
+
+typedef struct sl_worker {
+    sl_ctx *ctx;
+    sl_config *cfg; /* the settings in force: serve's own copy; a reload updates it */
+    int argc;       /* serve's arguments, for a reload to apply its flags again */
+    char **argv;
+    char id[40];
+    char lease[32];
+    int concurrency;
+    int prefetch;   /* at most this many claimed runs wait here for a free slot */
+    double avg_run; /* moving average of run durations (s): the pace of prefetch */
+    int paced;      /* a run has ended: avg_run is measured, no longer the guess */
+    int running;    /* runs started, not yet ended */
+    struct pending *queue_head, *queue_tail; /* claimed, not started yet */
+    int queued;
+    int cycling;            /* finish_and_claim calls in flight (at most MAX_CYCLES) */
+    int cycle_again;        /* something happened while the maximum was in flight */
+    int asked;              /* jobs those calls asked for */
+    double backoff;         /* after a failed cycle */
+    int isolate;            /* ended runs to record one a cycle: a batch was refused */
+    ev_timer claim_timer;   /* next due job / poll / retry after an error */
+    sl_queue_lease renewal; /* renews the leases of the runs held, and the fence */
+    ev_timer rescue;
+    ev_timer retention;
+    ev_timer logflush; /* records log lines of long runs as they come */
+    int flushing_logs;
+    void *flush;   /* that flush's request (a logflush_req), while in flight */
+    ev_timer soon; /* the next cycle recording ended runs (record_delay) */
+    ev_signal sigint, sigterm, sighup;
+    sl_watch *watch;
+    ev_timer grace;
+    ev_timer leave;           /* after the grace period: how long to wait for the database */
+    struct cycle_req *cycles; /* finish_and_claim calls in flight */
+    int stopping;
+    int signals;
+    struct wrun *done; /* ended runs waiting to be recorded */
+    int releasing;     /* release_runs() in flight */
+    /* a cycle that claimed got no answer: the database may hold runs it claimed
+     * for this worker that the worker never heard of (see sweep()) */
+    int orphans_possible;
+    int sweeping; /* release_unheld_runs() in flight: no cycle is sent meanwhile */
+    /* runs whose outcomes the database refused even as bare failures, left to
+     * their leases ("a,b,"): they ran, so a sweep must not give them back;
+     * each goes once it is seen no longer running here (check_abandoned) */
+    sl_buf abandoned;
+    int checking_abandoned;      /* check_abandoned() in flight */
+    struct unflushed *unflushed; /* runs ended lazily, perhaps not yet on disk */
+    int exit_status;
+    sl_tz_cache *zones; /* time zones of recurring jobs, read once */
+    char *types;        /* the job types it has handlers for, a text[] literal: all it claims */
+} sl_worker;
+
+/* serve's own options (sl_worker_serve_options). */
+typedef struct serve_opts {
+    const char *pidfile;
+    int watch;    /* reload handlers when their files change */
+    int prefetch; /* -1: the default */
+} serve_opts;
+
+/* worker.c */
+
+/* serve's own options (argv as serve got it): into o, and the numeric settings
+ * into cfg, on top of the file, the environment and the global flags (they
+ * win). 0; 1 after --help, the usage printed; -1 after saying what is wrong. */
+int sl_worker_serve_options(sl_config *cfg, int argc, char **argv, serve_opts *o);
+/* Sends a cycle (records ended runs, claims due ones) unless one may not go. */
+void sl_worker_cycle(sl_worker *w);
+/* Starts claimed runs while slots are free. */
+void sl_worker_start_queued(sl_worker *w);
+/* (Re)arms the claim timer: the next cycle in `after` seconds. */
+void sl_worker_arm_claim_timer(sl_worker *w, double after);
+/* A pg callback that logs a failure (data: what failed) and drops the result. */
+void sl_worker_ignore_result(PGresult *res, const char *err, void *data);
+
+/* worker_reload.c */
+
+/* The job types the runtime has handlers for, as a text[] literal ("{a,b}"). */
+char *sl_worker_claimable_types(sl_runtime *rt);
+/* Reloads every handler file (an sl_watch callback; data: the worker). */
+void sl_worker_reload_handlers(void *data);
+/* SIGHUP: the config file read again, then the handlers. */
+void sl_worker_sighup_cb(struct ev_loop *loop, ev_signal *s, int revents);
+
+#endif
