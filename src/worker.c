@@ -527,7 +527,7 @@ static int refused(sl_worker *w, wrun **batch, int asked, const char *err)
                "error", err, "sqlstate", st, NULL);
         return 1;
     }
-    const char *id = r->run ? sl_run_id(r->run) : r->ended.run_id;
+    const char *id = wrun_id(r);
     if (r->give_back) { /* refused alone: recorded as a failed attempt instead */
         sl_log(SL_ERROR, "the database refused to give back a run; recording it as failed", "run",
                id, "type", r->ended.type, "error", err, NULL);

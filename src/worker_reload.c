@@ -108,35 +108,29 @@ static void take_live_settings(sl_config *cfg, sl_config *next)
     next->config_file = file;
 }
 
-/* Whether key is an item of changed ("a, b, "). */
-static int listed(const char *changed, const char *key)
-{
-    size_t n = strlen(key);
-    for (const char *p = changed; (p = strstr(p, key)); p += n)
-        if ((p == changed || p[-1] == ' ') && strncmp(p + n, ", ", 2) == 0) return 1;
-    return 0;
-}
-
-/* Applies the live settings just taken into w->cfg; changed: "key, " each. */
-static void apply_live_settings(sl_worker *w, const char *changed)
+/* Applies the live settings just taken into w->cfg; was: their values before
+ * (only its numbers are read: its strings went with the swap). The limiters
+ * are given the http_limit lines whatever happened to them: only those whose
+ * line changed are touched. */
+static void apply_live_settings(sl_worker *w, const sl_config *was)
 {
     const sl_config *cfg = w->cfg;
     struct ev_loop *loop = w->ctx->loop;
-#define CHANGED(key) listed(changed, key)
-    if (CHANGED("log_format") || CHANGED("log_level"))
+    if (was->log_format != cfg->log_format || was->log_level != cfg->log_level)
         sl_log_setup(cfg->log_format, cfg->log_level);
-    if (CHANGED("http_limit") && w->ctx->http) sl_http_config_limits(w->ctx->http, cfg);
-    if (CHANGED("retention_every_minutes") && !w->stopping) {
+    if (w->ctx->http) sl_http_config_limits(w->ctx->http, cfg);
+    if (was->retention_every_minutes != cfg->retention_every_minutes && !w->stopping) {
         double pass = cfg->retention_every_minutes * 60;
         ev_timer_stop(loop, &w->retention);
         ev_timer_set(&w->retention, pass, pass);
         ev_timer_start(loop, &w->retention);
     }
     /* a poll shortened: the wait armed with the longer one is cut short */
-    if (CHANGED("poll_seconds") && !w->stopping && !w->cycling && ev_is_active(&w->claim_timer) &&
+    if (was->poll_seconds != cfg->poll_seconds && !w->stopping && !w->cycling &&
+        ev_is_active(&w->claim_timer) &&
         ev_timer_remaining(loop, &w->claim_timer) > cfg->poll_seconds)
         sl_worker_arm_claim_timer(w, cfg->poll_seconds);
-    if (CHANGED("concurrency")) {
+    if (was->concurrency != cfg->concurrency) {
         /* fewer: runs in flight finish, and no new one starts until fewer run;
          * more: claimed runs start at once, and a cycle claims for the rest */
         w->concurrency = cfg->concurrency;
@@ -149,7 +143,6 @@ static void apply_live_settings(sl_worker *w, const char *changed)
         sl_worker_start_queued(w);
         if (!w->stopping) sl_worker_cycle(w);
     }
-#undef CHANGED
 }
 
 /* Reads the config file again (SIGHUP), building the config as start-up did:
@@ -205,9 +198,10 @@ static void reload_config(sl_worker *w)
                "force is kept until the daemon restarts",
                "setting", key, "in_force", sl_buf_str(&was), "configured", sl_buf_str(&now), NULL);
     }
+    sl_config was_cfg = *cfg; /* its numbers, to compare */
     take_live_settings(cfg, &next);
     sl_config_free(&next); /* with what cfg had of the settings just taken */
-    apply_live_settings(w, sl_buf_str(&changed));
+    apply_live_settings(w, &was_cfg);
     if (changed.len) changed.data[changed.len -= 2] = '\0'; /* the last ", " */
     sl_log(SL_INFO, "config file reloaded", "file", cfg->config_file ? cfg->config_file : "(none)",
            "changed", changed.len ? sl_buf_str(&changed) : "nothing", NULL);
