@@ -291,9 +291,11 @@ end
 ---------------------------------------------------------------- LLM stages
 
 -- Asks the LLM about every batch, at most st.llm.concurrency at once. ask(batch)
--- → value, info | nil, err, kind. Returns per-batch outcomes {value} or
--- {parse_error = msg}; raises when a batch failed for any reason but an
--- unparseable reply (permanent for a refused key, quota or bad request).
+-- → value, info | nil, err, kind. Returns per-batch outcomes {value} or {err,
+-- kind}, and, when a batch failed for any reason but an unparseable reply, a
+-- function raising that failure (permanent for a refused key, quota or bad
+-- request): the caller checkpoints what the other batches answered, which was
+-- paid for, before it raises.
 local function ask_all(st, batches, ask)
   local results = sluice.map(batches, function(batch)
     local value, info, kind, finfo = ask(batch)
@@ -309,8 +311,10 @@ local function ask_all(st, batches, ask)
   for i = 1, #batches do
     local r = results[i]
     if r.err and r.kind ~= "parse" then
-      if llm.permanent(r.kind) then error(sluice.permanent(r.err), 0) end
-      error(r.err, 0)
+      return results, function()
+        if llm.permanent(r.kind) then error(sluice.permanent(r.err), 0) end
+        error(r.err, 0)
+      end
     end
   end
   return results
@@ -336,28 +340,29 @@ function M.score_stage(job, st, stage, posts)
     end
   end
   local batches = llm.batches(todo, M.SCORE_BATCH)
-  local results = ask_all(st, batches, function(batch)
+  local results, fail = ask_all(st, batches, function(batch)
     return llm.chat_json(M.score_messages(stage, batch, st.ctx),
                          { config = st.llm, validate = M.score_list })
   end)
   local parse_errors = 0
   for i, batch in ipairs(batches) do
     local r = results[i]
-    if r.value == nil then
-      parse_errors = parse_errors + 1
-      job.log("%s: batch %d of %d could not be parsed (%s): its %s scored 0",
-              stage, i, #batches, r.err, plural(#batch, "post"))
-      for _, p in ipairs(batch) do p[stage], p[stage .. "_reasoning"] = 0.0, "Parse error" end
-    else
+    if r.value ~= nil then
       local scores = M.match_scores(r.value, #batch)
       for j, p in ipairs(batch) do
         p[stage], p[stage .. "_reasoning"] = scores[j].score, scores[j].reasoning
         cache[p.id] = { scores[j].score, scores[j].reasoning }
       end
+    elseif not fail then -- (with fail, the stage raises below)
+      parse_errors = parse_errors + 1
+      job.log("%s: batch %d of %d could not be parsed (%s): its %s scored 0",
+              stage, i, #batches, r.err, plural(#batch, "post"))
+      for _, p in ipairs(batch) do p[stage], p[stage .. "_reasoning"] = 0.0, "Parse error" end
     end
   end
   st.parse_errors = st.parse_errors + parse_errors
   if #batches > 0 then job.checkpoint("reddit_llm", st.cache) end
+  if fail then fail() end
   if all_failed(results) then
     error(("llm: %s (last: %s)"):format(none_parsed(#batches, stage),
           results[#results].err), 0)
@@ -407,7 +412,7 @@ function M.extract(job, st, top)
     end
   end
   local batches = llm.batches(todo, M.EXTRACT_BATCH)
-  local results = ask_all(st, batches, function(batch)
+  local results, fail = ask_all(st, batches, function(batch)
     return llm.chat_json(M.extract_messages(batch, st.ctx), {
       config = st.llm,
       validate = function(v)
@@ -420,9 +425,11 @@ function M.extract(job, st, top)
   for i, batch in ipairs(batches) do
     local r = results[i]
     if r.value == nil then
-      parse_errors = parse_errors + 1
-      job.log("extract: batch %d of %d could not be parsed (%s): no quotes from its %s",
-              i, #batches, r.err, plural(#batch, "post"))
+      if not fail then -- (with fail, extraction raises below)
+        parse_errors = parse_errors + 1
+        job.log("extract: batch %d of %d could not be parsed (%s): no quotes from its %s",
+                i, #batches, r.err, plural(#batch, "post"))
+      end
     else
       local got = M.parse_quotes(r.value, batch) or {}
       for _, p in ipairs(batch) do cache[p.id] = setmetatable({}, nil) end
@@ -442,6 +449,7 @@ function M.extract(job, st, top)
   end
   st.parse_errors = st.parse_errors + parse_errors
   if #batches > 0 then job.checkpoint("reddit_llm", st.cache) end
+  if fail then fail() end
   if all_failed(results) then
     error(("llm: %s (last: %s)"):format(none_parsed(#batches, "extraction"),
           results[#results].err), 0)
