@@ -194,22 +194,23 @@ function M.start(actor_id, input, opts)
   return body.data
 end
 
--- get_run(run_id, wait_seconds) → run | nil, err, permanent
+-- get_run(run_id, wait_seconds) → run | nil, err, permanent, gone
 -- GET /v2/actor-runs/{id}; with wait_seconds (≤ 60) the server holds the request
--- until the run ends or that time passes.
+-- until the run ends or that time passes. `gone` is true when Apify has no such
+-- run (HTTP 404: deleted, or past its data retention).
 function M.get_run(run_id, wait_seconds, opts)
   local cfg, cerr, cperm = cfg_or_err(opts)
   if not cfg then return nil, cerr, cperm end
   local q = nil
   if wait_seconds and wait_seconds > 0 then q = { waitForFinish = math.floor(math.min(60, wait_seconds)) } end
-  local body, err, perm = call(cfg, "GET", "/v2/actor-runs/" .. sluice.http.urlencode(run_id),
-                               { query = q, timeout = (wait_seconds or 0) + 60 })
-  if not body then return nil, err, perm end
+  local body, err, perm, info = call(cfg, "GET", "/v2/actor-runs/" .. sluice.http.urlencode(run_id),
+                                     { query = q, timeout = (wait_seconds or 0) + 60 })
+  if not body then return nil, err, perm, (info and info.status == 404) or false end
   if type(body.data) ~= "table" then return nil, "apify: the run answer has no data", false end
   return body.data
 end
 
--- wait(run_id, opts) → run (in a terminal status, whichever) | nil, err, permanent
+-- wait(run_id, opts) → run (in a terminal status, whichever) | nil, err, permanent, gone
 -- Long-polls with waitForFinish (opts.poll seconds, default 30); if the server
 -- answers early without a terminal status it sleeps (2 s, ×1.5, at most 30 s)
 -- before asking again. Gives up after opts.max_wait seconds (default 1 hour).
@@ -221,8 +222,8 @@ function M.wait(run_id, opts)
   local delay, last = 2, nil
   while true do
     local t0 = sluice.now()
-    local run, err, perm = M.get_run(run_id, poll, opts)
-    if not run then return nil, err, perm end
+    local run, err, perm, gone = M.get_run(run_id, poll, opts)
+    if not run then return nil, err, perm, gone end
     if run.status ~= last then
       last = run.status
       if opts.on_status then opts.on_status(run) end
@@ -240,9 +241,9 @@ function M.wait(run_id, opts)
   end
 end
 
--- items(dataset_id, opts) → items | nil, err, permanent
+-- items(dataset_id, opts) → items | nil, err, permanent, gone
 -- Pages GET /v2/datasets/{id}/items with offset and limit (opts.page_size,
--- default 1000) until a short page or the reported total.
+-- default 1000) until a short page or the reported total. `gone`: HTTP 404.
 function M.items(dataset_id, opts)
   opts = opts or {}
   local cfg, cerr, cperm = cfg_or_err(opts)
@@ -251,9 +252,9 @@ function M.items(dataset_id, opts)
   local size = opts.page_size or 1000
   local out, offset = {}, 0
   while true do
-    local page, res_or_err, perm = call(cfg, "GET", "/v2/datasets/" .. sluice.http.urlencode(dataset_id) .. "/items",
-                                        { query = { offset = offset, limit = size, format = "json" }, timeout = 120 })
-    if not page then return nil, res_or_err, perm end
+    local page, res_or_err, perm, info = call(cfg, "GET", "/v2/datasets/" .. sluice.http.urlencode(dataset_id) .. "/items",
+                                              { query = { offset = offset, limit = size, format = "json" }, timeout = 120 })
+    if not page then return nil, res_or_err, perm, (info and info.status == 404) or false end
     if type(page) ~= "table" then return nil, "apify: dataset items are not a JSON array", false end
     local n = #page
     for i = 1, n do out[#out + 1] = page[i] end
@@ -486,12 +487,23 @@ local function raise(msg, permanent)
   error(msg, 0)
 end
 
+-- A run an earlier attempt started that Apify no longer has (deleted, or its
+-- data past retention, as after a failed job was run again days later): its
+-- checkpoint is dropped and a new run started, once (the new one is no resume).
+local function start_again(log, job, key, actor, run_id, err, ...)
+  log("apify: %s run %s, started by an earlier attempt, is gone (%s): starting a new one", actor, run_id, err)
+  job.checkpoint(key, { actor = actor })
+  return M.run_actor(job, key, ...)
+end
+
 -- run_actor(job, key, actor_id, input, opts) → items, run
 -- Starts the actor (or, when job.checkpoint(key) holds a run an earlier attempt
 -- started, resumes it), waits for it, reads its whole dataset. The run id is
 -- checkpointed under `key` before the first poll. A run that ended FAILED or
 -- TIMED-OUT raises a retryable error and is marked so that the retry starts a
--- new run; ABORTED (stopped by someone on purpose) fails the job for good.
+-- new run; ABORTED (stopped by someone on purpose) fails the job for good. A
+-- resumed run that Apify no longer has (HTTP 404, see start_again) is replaced
+-- by a new one in the same attempt.
 --
 -- Before a start, the checkpoint records it as pending ({ actor, start = { at,
 -- digest } }). When the start's answer is lost (start's `unknown`), the runs
@@ -524,9 +536,9 @@ function M.run_actor(job, key, actor_id, input, opts)
   local actor = M.actor_path(actor_id)
 
   local cp = job.checkpoint(key)
-  local run_id, dataset_id
+  local run_id, dataset_id, resumed
   if type(cp) == "table" and is_str(cp.run_id) and not cp.failed then
-    run_id, dataset_id = cp.run_id, cp.dataset_id
+    run_id, dataset_id, resumed = cp.run_id, cp.dataset_id, true
     log("apify: resuming %s run %s started by an earlier attempt (not buying it again)", actor, run_id)
   else
     local digest = M.input_digest(input)
@@ -580,7 +592,10 @@ function M.run_actor(job, key, actor_id, input, opts)
   o.on_status = function(r)
     if not TERMINAL[r.status] then log("apify: run %s is %s", run_id, tostring(r.status)) end
   end
-  local run, err, perm = M.wait(run_id, o)
+  local run, err, perm, gone = M.wait(run_id, o)
+  if not run and gone and resumed then
+    return start_again(log, job, key, actor, run_id, err, actor_id, input, opts)
+  end
   if not run then raise(err, perm) end
   local usd = tonumber(run.usageTotalUsd)
   if run.status ~= "SUCCEEDED" then
@@ -592,7 +607,10 @@ function M.run_actor(job, key, actor_id, input, opts)
     end
     raise(("apify: %s run %s ended %s%s"):format(actor, run_id, run.status, why), false)
   end
-  local items, ierr, iperm = M.items(run.defaultDatasetId or dataset_id, o)
+  local items, ierr, iperm, igone = M.items(run.defaultDatasetId or dataset_id, o)
+  if not items and igone and resumed then
+    return start_again(log, job, key, actor, run_id, ierr, actor_id, input, opts)
+  end
   if not items then raise(ierr, iperm) end
   job.checkpoint(key, { run_id = run_id, dataset_id = run.defaultDatasetId or dataset_id, actor = actor,
                         status = run.status, items = #items, usd = usd })

@@ -836,6 +836,7 @@ local CHECKPOINT_MAX = 1 << 20
 local function make_job(entry, spec, params_value)
   local ok, checkpoints = pcall(json.decode, spec.checkpoint_json or "{}")
   if not ok or type(checkpoints) ~= "table" then checkpoints = {} end
+  local unkept = false -- a save was refused (the parameters changed): said once
   local job = {
     id = spec.id, run_id = spec.run_id, type = spec.type, brand_id = spec.brand_id,
     params = params_value, attempt = spec.attempt, trigger_source = spec.trigger_source,
@@ -915,10 +916,18 @@ local function make_job(entry, spec, params_value)
     end
     checkpoints[key] = value
     if not spec.id then return end
+    -- kept only while the job's parameters are those this run started with:
+    -- after `jobs edit --params` the next run must not resume this one's work
     local rows, err = dbd.query(
-      "UPDATE sluice.scheduled_jobs SET checkpoint = checkpoint || jsonb_build_object($2::text, $3::jsonb) WHERE id = $1",
-      spec.id, key, text)
+      "UPDATE sluice.scheduled_jobs SET checkpoint = checkpoint || jsonb_build_object($2::text, $3::jsonb) "
+      .. "WHERE id = $1 AND parameters = $4::jsonb",
+      spec.id, key, text, spec.params_json or "{}")
     if not rows then error("job.checkpoint: " .. err, 2) end
+    if rows.affected == 0 and not unkept then
+      unkept = true
+      core.log(("job.checkpoint: %q not kept: the job's parameters were changed since this run started "
+        .. "(or the job is gone), so its next run starts afresh"):format(key))
+    end
   end
   return job
 end

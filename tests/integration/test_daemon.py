@@ -1249,6 +1249,76 @@ class Daemon(harness.SluiceTest):
         self.assertEqual(run["result"], {"n": 7, "text": "ab", "permanent": "real",
                                          "affected": 1, "retried": "ok"})
 
+    def test_a_checkpoint_outlives_a_failure_but_not_new_parameters(self):
+        # saver appends its word to a checkpoint, then fails (for good with
+        # permanent); with hold, it first waits until its job's parameters are
+        # no longer those it started with, then saves once more
+        self.write("saver.lua", """return {
+            params = { word = { type = "string" }, hold = { type = "boolean", default = false },
+                       permanent = { type = "boolean", default = false } },
+            max_retries = 3, retry_base = 3600,
+            run = function(job)
+              job.checkpoint("seen", (job.checkpoint("seen") or "") .. job.params.word)
+              if job.params.hold then
+                for _ = 1, 300 do
+                  local rows = sluice.db.query(
+                    "SELECT parameters ->> 'word' AS w FROM sluice.scheduled_jobs WHERE id = $1", job.id)
+                  if rows[1].w ~= job.params.word then break end
+                  sluice.sleep(0.1)
+                end
+                job.checkpoint("late", true)
+              end
+              if job.params.permanent then error(sluice.permanent("given up")) end
+              error("again")
+            end }""")
+        env = self.henv()
+
+        def cp(job):
+            return json.loads(self.scalar(f"SELECT checkpoint FROM sluice.scheduled_jobs WHERE id = '{job}'"))
+
+        def failed_runs(job, n):
+            self.wait_for(lambda: self.count("sluice.scheduled_job_runs",
+                                             f"scheduled_job_id = '{job}' AND status = 'failed'") == n,
+                          30, f"job {job} did not fail {n} times")
+
+        once = self.sluice("queue", "saver", "--params", '{"word": "a", "permanent": true}', env=env).stdout.strip()
+        every = self.sluice("schedule", "saver", "--cron", "0 0 1 1 *", "--params", '{"word": "c"}',
+                            env=env).stdout.strip()
+        held = self.sluice("schedule", "saver", "--cron", "0 0 1 1 *", "--params", '{"word": "e", "hold": true}',
+                           env=env).stdout.strip()
+        with self.serve("--poll", "0.2", env=env):
+            # a one-time job failed for good keeps what it saved, for the run
+            # that `jobs run-now` asks for once the cause is fixed
+            self.wait_done(once)
+            self.assertEqual(cp(once), {"seen": "a"})
+            self.sluice("jobs", "run-now", once, env=env)
+            failed_runs(once, 2)
+            self.wait_done(once)
+            self.assertEqual(cp(once), {"seen": "aa"})
+            # a recurring job awaiting its retry: new parameters clear what the
+            # old ones saved; other changes keep it
+            self.sluice("jobs", "run-now", every, env=env)
+            failed_runs(every, 1)
+            self.assertEqual(cp(every), {"seen": "c"})
+            self.sluice("jobs", "edit", every, "--name", "kept", env=env)
+            self.assertEqual(cp(every), {"seen": "c"})
+            self.sluice("jobs", "edit", every, "--params", '{"word": "c"}', env=env)
+            self.assertEqual(cp(every), {"seen": "c"}, "the same parameters given again are no change")
+            self.sluice("jobs", "edit", every, "--params", '{"word": "d"}', env=env)
+            self.assertEqual(cp(every), {})
+            self.sluice("jobs", "run-now", every, env=env)
+            failed_runs(every, 2)
+            self.assertEqual(cp(every), {"seen": "d"})
+            # a run in flight during the edit: what it saves after it is not kept
+            self.sluice("jobs", "run-now", held, env=env)
+            self.wait_for(lambda: cp(held) == {"seen": "e"}, 30, "the held run saved nothing")
+            self.sluice("jobs", "edit", held, "--params", '{"word": "f", "hold": true}', env=env)
+            failed_runs(held, 1)
+        self.assertEqual(cp(held), {})
+        logs = self.scalar(f"SELECT logs FROM sluice.scheduled_job_runs WHERE scheduled_job_id = '{held}'")
+        self.assertIn('job.checkpoint: "late" not kept: the job\'s parameters were changed since this run started '
+                      '(or the job is gone), so its next run starts afresh', logs)
+
     def test_a_job_object_kept_past_its_run_refuses_to_act(self):
         # kept in an upvalue, the first run's job would have written a checkpoint
         # into its finished job and logged into the second run

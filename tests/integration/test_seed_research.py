@@ -965,6 +965,68 @@ print(s1, s2, s3, e1, select("#", sluice.db.query("SELECT 1")), ok[1].n)
         self.assertIn("resuming", runs[-1]["logs"])
         self.assertEqual(self.count("public.competitor_amazon_reviews"), len(ids))
 
+    def quota_runs_out_once(self, params):
+        """Queue a reddit job whose first LLM request is refused for quota, run
+        it until it fails for good → (job id, the refused request's body)."""
+        self.svc.control({"status_429": {"path_prefix": "/v1/chat/completions", "count": 1,
+                                         "code": "insufficient_quota"}})
+        job = self.queue("reddit_scrape", params)
+        with self.serve("--poll", "0.2"):
+            j = self.wait_job(job)
+        self.assertEqual(j["status"], "failed")
+        self.assertIn("llm: HTTP 429 insufficient_quota", j["last_error"])
+        self.assertEqual(len(self.runs_of(job)), 1, "a quota error is not retried")
+        refused = [c["body"] for c in self.svc.log("/v1/chat/completions") if c["status"] == 429]
+        self.assertEqual(len(refused), 1)
+        return job, refused[0]
+
+    def test_a_failed_job_run_again_buys_nothing_twice(self):
+        # the LLM quota runs out during the first stage: the job fails for good
+        # (waiting cannot help), keeping its checkpoint: the scrape it paid for
+        # and the answers the other batches of that stage got. Once the quota
+        # is back, `jobs run-now` runs it again, and it asks for nothing twice
+        params = {"search_queries": ["standing desk"], "max_posts": 100, "relevance_threshold": 0.3}
+        exp = reddit_expected(params)
+        job, refused = self.quota_runs_out_once(params)
+        cp = self.job(job)["checkpoint"]
+        self.assertTrue(cp["reddit_scrape"]["run_id"], cp)
+        self.assertGreater(len(cp["reddit_llm"]["relevance"]), 0, "the answers the stage got were not kept")
+        with self.serve("--poll", "0.2"):
+            self.sluice("jobs", "run-now", job)
+            self.assertEqual(self.wait_job(job)["status"], "completed")
+        # run again, a failed job counts its attempts afresh: in the order they ran
+        runs = sorted(self.runs_of(job), key=lambda r: r["started_at"])
+        self.assertEqual([r["status"] for r in runs], ["failed", "completed"])
+        self.assertIn("resuming", runs[1]["logs"])
+        self.assertEqual(self.started(REDDIT_ACTOR), 1, "running the job again bought the scrape again")
+        def canon(body):  # the same request, whatever order its keys were written in
+            return json.dumps(json.loads(body), sort_keys=True)
+        answered = [canon(c["body"]) for c in self.svc.log("/v1/chat/completions") if c["status"] == 200]
+        self.assertEqual(len(answered), len(set(answered)), "a request answered before was sent again")
+        self.assertIn(canon(refused), answered)
+        res = self.job(job)
+        self.assertEqual(res["checkpoint"], {}, "a completed job keeps no checkpoint")
+        self.assertEqual(runs[1]["result"]["posts_after_relevance"], len(exp["relevant"]))
+
+    def test_a_failed_job_run_again_after_its_paid_run_is_gone_starts_a_new_one(self):
+        # days later Apify no longer has the run (deleted, or past its data
+        # retention): the checkpoint cannot be read, so a new run is bought in
+        # the same attempt instead of failing the job again for good
+        params = {"search_queries": ["desk lamp"], "max_posts": 20}
+        job, _ = self.quota_runs_out_once(params)
+        run_id = self.job(job)["checkpoint"]["reddit_scrape"]["run_id"]
+        status, _, _ = self.svc.json("DELETE", f"/v2/actor-runs/{run_id}",
+                                     headers={"Authorization": "Bearer t"})
+        self.assertEqual(status, 204)
+        with self.serve("--poll", "0.2"):
+            self.sluice("jobs", "run-now", job)
+            self.assertEqual(self.wait_job(job)["status"], "completed")
+        logs = max(self.runs_of(job), key=lambda r: r["started_at"])["logs"]
+        self.assertIn(f"run {run_id}, started by an earlier attempt, is gone (apify: GET /v2/actor-runs/{run_id}: "
+                      f"HTTP 404", logs)
+        self.assertIn("apify: started " + REDDIT_ACTOR, logs)
+        self.assertEqual(self.started(REDDIT_ACTOR), 2)
+
     # -------------------------------------------------------------- lost start requests
 
     def retry_now(self, job):
