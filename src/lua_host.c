@@ -395,6 +395,13 @@ sl_runtime *sl_runtime_new(sl_ctx *ctx, const sl_runtime_opts *opts, char *err, 
     return rt;
 }
 
+size_t sl_runtime_set_caps(sl_runtime *rt, size_t memory_limit, long instruction_budget)
+{
+    if (memory_limit) rt->opts.memory_limit = memory_limit;
+    if (instruction_budget > 0) rt->opts.instruction_budget = instruction_budget;
+    return rt->mem_used;
+}
+
 void sl_runtime_free(sl_runtime *rt)
 {
     if (!rt) return;

@@ -72,6 +72,11 @@ sl_runtime *sl_runtime_new(struct sl_ctx *ctx, const sl_runtime_opts *opts, char
 /* Cancels every run (without callbacks), closes the state. */
 void sl_runtime_free(sl_runtime *rt);
 
+/* Changes the state's caps while it runs (a config reload; 0 leaves one as it
+ * is): the memory cap holds from the next allocation, the instruction budget
+ * from the next time a run is resumed. Returns the bytes the state uses now. */
+size_t sl_runtime_set_caps(sl_runtime *rt, size_t memory_limit, long instruction_budget);
+
 /* Loads (or reloads) every handler from the configured directories, or only the
  * given files. Problems are appended to *problems (malloc'd, one per line, each
  * "file: field: message"); returns the number of problems. On a reload, a file

@@ -67,14 +67,14 @@ void sl_worker_reload_handlers(void *data)
 
 /* Whether serve applies a new value of setting `key` while it runs. The others
  * take a restart: the database and its pool, the state, handler and library
- * directories (the pool, the watches and the loaded files depend on them), the
- * lease the runs in flight were claimed with, and the Lua state's caps. */
+ * directories (the pool, the watches and the loaded files depend on them), and
+ * the lease the runs in flight were claimed with. */
 static int live_setting(const char *key)
 {
     static const char *const live[] = {
-        "concurrency",        "grace_seconds",    "poll_seconds",
-        "archive_after_days", "prune_after_days", "retention_every_minutes",
-        "log_format",         "log_level",        "http_limit",
+        "concurrency",      "grace_seconds",           "poll_seconds",       "archive_after_days",
+        "prune_after_days", "retention_every_minutes", "log_format",         "log_level",
+        "http_limit",       "memory_limit_mb",         "instruction_budget",
     };
     for (size_t i = 0; i < sizeof live / sizeof live[0]; i++)
         if (strcmp(live[i], key) == 0) return 1;
@@ -95,6 +95,8 @@ static void take_live_settings(sl_config *cfg, sl_config *next)
     cfg->retention_every_minutes = next->retention_every_minutes;
     cfg->log_format = next->log_format;
     cfg->log_level = next->log_level;
+    cfg->memory_limit_mb = next->memory_limit_mb;
+    cfg->instruction_budget = next->instruction_budget;
     for (int i = 0; i < SL_MAX_HTTP_LIMITS; i++) {
         char *line = cfg->http_limits[i];
         cfg->http_limits[i] = next->http_limits[i];
@@ -119,6 +121,19 @@ static void apply_live_settings(sl_worker *w, const sl_config *was)
     if (was->log_format != cfg->log_format || was->log_level != cfg->log_level)
         sl_log_setup(cfg->log_format, cfg->log_level);
     if (w->ctx->http) sl_http_config_limits(w->ctx->http, cfg);
+    if (was->memory_limit_mb != cfg->memory_limit_mb ||
+        was->instruction_budget != cfg->instruction_budget) {
+        size_t cap = (size_t)cfg->memory_limit_mb << 20;
+        size_t used = sl_runtime_set_caps(w->ctx->rt, cap, cfg->instruction_budget);
+        if (used > cap) {
+            char mb[32];
+            snprintf(mb, sizeof mb, "%zu", used >> 20);
+            sl_log(SL_WARN,
+                   "config reload: the Lua state uses more than the new memory_limit_mb; "
+                   "what runs allocate fails until they free memory",
+                   "used_mb", mb, NULL);
+        }
+    }
     if (was->retention_every_minutes != cfg->retention_every_minutes && !w->stopping) {
         double pass = cfg->retention_every_minutes * 60;
         ev_timer_stop(loop, &w->retention);

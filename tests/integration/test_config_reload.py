@@ -230,6 +230,44 @@ class ConfigReload(harness.SluiceTest):
                           10, "sluice.workers does not show the new concurrency")
         self.assertNotIn("Sanitizer", d.log())
 
+    # -------------------------------------------------------------- the Lua state's caps
+
+    def hog(self, **params):
+        """Queues a hog run, waits for it → (status, error)."""
+        job = self.sluice("queue", "hog", "--params", json.dumps(params), env=self.cli_env()).stdout.strip()
+        self.wait_for(lambda: self.scalar(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{job}'")
+                      in ("completed", "failed"), 60, f"job {job} did not finish")
+        run = self.one(f"SELECT status, error_message FROM sluice.scheduled_job_runs WHERE scheduled_job_id = '{job}'")
+        return run["status"], run["error_message"] or ""
+
+    def test_the_memory_cap_and_the_instruction_budget_change_live(self):
+        # hog holds a string of `mb` MB, then counts to `loops` without yielding
+        self.write(os.path.join(self.handlers, "hog.lua"), """return {
+            params = { mb = { type = "integer", default = 0 }, loops = { type = "integer", default = 0 } },
+            max_retries = 0,
+            run = function(job)
+              local s = string.rep("x", job.params.mb * 1048576)
+              local n = 0
+              for _ = 1, job.params.loops do n = n + 1 end
+              return { bytes = #s, n = n }
+            end }""")
+        self.write(self.conf, "memory_limit_mb = 512\ninstruction_budget = 100000000\nlog_level = info\n")
+        with self.serve("--no-watch", env=self.renv()) as d:
+            self.assertEqual(self.hog(mb=64), ("completed", ""))
+            self.assertEqual(self.hog(loops=1000000), ("completed", ""))
+            self.write(self.conf, "memory_limit_mb = 48\ninstruction_budget = 200000\nlog_level = info\n")
+            self.reload(d, "config file reloaded")
+            self.assertIn('changed="memory_limit_mb, instruction_budget"', self.lines(d, "config file reloaded")[-1])
+            self.assertEqual(self.lines(d, "takes a restart"), [])
+            status, error = self.hog(mb=64)
+            self.assertEqual(status, "failed")
+            self.assertIn("memory limit exceeded", error)
+            status, error = self.hog(loops=1000000)
+            self.assertEqual(status, "failed")
+            self.assertIn("instruction budget exceeded", error)
+            self.assertEqual(self.hog(mb=1, loops=1000), ("completed", ""))  # within both
+        self.assertNotIn("Sanitizer", d.log())
+
     # -------------------------------------------------------------- restart-only
 
     def test_a_setting_that_takes_a_restart_is_warned_about_and_kept(self):
