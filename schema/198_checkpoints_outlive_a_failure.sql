@@ -21,8 +21,15 @@
 -- parameters are still those its run started with (a run in flight during the
 -- edit keeps going, its saves no longer kept). One-time jobs cannot be edited.
 --
--- finish_runs() is that of 160_outcome_decisions.sql but for the checkpoint;
--- edit_schedule() that of 146_edit_schedule.sql but for the checkpoint.
+-- A cancelled job's checkpoint was cleared only when a run in flight ended;
+-- cancel_job() of a job awaiting its retry left it, and another job's lost
+-- Apify start then counted the cancelled job as the owner of its run. It is
+-- cleared at the cancel now (a run in flight may still save; its end clears
+-- it again).
+--
+-- finish_runs() is that of 160_outcome_decisions.sql, edit_schedule() that of
+-- 146_edit_schedule.sql and cancel_job() that of 142_cancel_cancelled.sql, but
+-- for the checkpoint.
 
 -- Ends runs and moves their jobs on (see 002_queue.sql and the files that
 -- restate it). One row per outcome of p_runs: its run, the job's new status
@@ -225,4 +232,30 @@ BEGIN
         PERFORM pg_notify('sluice_jobs', '');  -- the new slot may be sooner
     END IF;
     RETURN CASE WHEN j.status = 'failed' THEN 'active' ELSE j.status END;
+END $$;
+
+-- Cancels a job (142_cancel_cancelled.sql).
+CREATE OR REPLACE FUNCTION sluice.cancel_job(p_job uuid) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    j sluice.scheduled_jobs;
+BEGIN
+    SELECT * INTO j FROM sluice.scheduled_jobs WHERE id = p_job FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no job with id %', p_job USING ERRCODE = 'no_data_found';
+    END IF;
+    IF j.status = 'cancelled' THEN
+        RETURN CASE WHEN j.current_run_id IS NOT NULL THEN 'cancelling' ELSE 'cancelled' END;
+    END IF;
+    IF j.status NOT IN ('active', 'paused') THEN
+        RAISE EXCEPTION 'job % is already %: only active or paused jobs can be cancelled', p_job, j.status
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    UPDATE sluice.scheduled_jobs SET status = 'cancelled', next_run_at = NULL, checkpoint = '{}', updated_at = now()
+    WHERE id = p_job;
+    IF j.current_run_id IS NOT NULL THEN
+        PERFORM pg_notify('sluice_cancel', j.current_run_id::text);
+        RETURN 'cancelling';
+    END IF;
+    RETURN 'cancelled';
 END $$;

@@ -1249,7 +1249,7 @@ class Daemon(harness.SluiceTest):
         self.assertEqual(run["result"], {"n": 7, "text": "ab", "permanent": "real",
                                          "affected": 1, "retried": "ok"})
 
-    def test_a_checkpoint_outlives_a_failure_but_not_new_parameters(self):
+    def test_a_checkpoint_outlives_a_failure_but_not_new_parameters_or_a_cancel(self):
         # saver appends its word to a checkpoint, then fails (for good with
         # permanent); with hold, it first waits until its job's parameters are
         # no longer those it started with, then saves once more
@@ -1309,6 +1309,9 @@ class Daemon(harness.SluiceTest):
             self.sluice("jobs", "run-now", every, env=env)
             failed_runs(every, 2)
             self.assertEqual(cp(every), {"seen": "d"})
+            # cancelled while it awaits its retry: nothing of it is kept
+            self.sluice("jobs", "cancel", every, env=env)
+            self.assertEqual(cp(every), {})
             # a run in flight during the edit: what it saves after it is not kept
             self.sluice("jobs", "run-now", held, env=env)
             self.wait_for(lambda: cp(held) == {"seen": "e"}, 30, "the held run saved nothing")
