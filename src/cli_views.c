@@ -767,12 +767,14 @@ static void show_usage(FILE *out)
             "usage: sluice show RUN_ID|JOB_ID [--json]\n\n"
             "Everything about one run (status, timing, attempt, worker, handler version,\n"
             "parameters, result, error, full logs) or one job (schedule, status, next\n"
-            "run, attempts, parameters, and its runs). An id may be shortened to any\n"
-            "unique prefix of at least 4 characters, as the tables show them. Control\n"
-            "characters in stored text are shown as `cat -v` does (^[ for ESC).\n\n"
+            "run, attempts, the keys of its checkpoint, parameters, and its runs). An\n"
+            "id may be shortened to any unique prefix of at least 4 characters, as the\n"
+            "tables show them. Control characters in stored text are shown as `cat -v`\n"
+            "does (^[ for ESC).\n\n"
             "  --json   {\"kind\": \"run\", \"run\": {…, logs, result}, \"job\": {…}} or\n"
             "           {\"kind\": \"job\", \"job\": {…}, \"runs\": […]}, with the columns of\n"
-            "           sluice.recent_runs and sluice.jobs_overview as keys\n");
+            "           sluice.recent_runs and sluice.jobs_overview as keys (and a job's\n"
+            "           checkpoint_keys)\n");
 }
 
 /* Stored text (names, errors, logs, results) may hold anything a handler or
@@ -863,6 +865,11 @@ static const char show_run_sql[] =
     "FROM sluice.recent_runs r JOIN sluice.scheduled_job_runs x ON x.id = r.run_id "
     "JOIN sluice.jobs_overview j ON j.job_id = r.job_id WHERE r.run_id = $1";
 
+/* The keys of job j's checkpoint: what its attempts saved for the next run. */
+#define CHECKPOINT_KEYS                                                                            \
+    "sluice.scheduled_jobs s CROSS JOIN LATERAL jsonb_object_keys(s.checkpoint) k "                \
+    "WHERE s.id = j.job_id"
+
 static const char show_job_sql[] =
     "SELECT j.*, jsonb_pretty(j.parameters) AS params_pretty, "
     "CASE WHEN isfinite(j.next_run_at) "
@@ -870,7 +877,8 @@ static const char show_job_sql[] =
     "ELSE j.next_run_at::text END AS next, " NEXT_AGO " AS next_ago, " TRIES " AS tries, "
     "CASE WHEN isfinite(j.next_run_at) THEN extract(epoch FROM j.next_run_at) END AS next_epoch, "
     "to_char(j.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS\"Z\"') AS created, "
-    "extract(epoch FROM now() - j.created_at) AS created_ago "
+    "extract(epoch FROM now() - j.created_at) AS created_ago, "
+    "(SELECT string_agg(k, ', ' ORDER BY k) FROM " CHECKPOINT_KEYS ") AS checkpoint_keys "
     "FROM sluice.jobs_overview j WHERE j.job_id = $1";
 
 /* What `show --json` prints of a run or a job: one JSON value. */
@@ -882,7 +890,9 @@ static const char show_run_json_sql[] =
     "JOIN sluice.jobs_overview j ON j.job_id = r.job_id WHERE r.run_id = $1";
 
 static const char show_job_json_sql[] =
-    "SELECT jsonb_build_object('kind', 'job', 'job', to_jsonb(j), 'runs', "
+    "SELECT jsonb_build_object('kind', 'job', 'job', to_jsonb(j) || jsonb_build_object("
+    " 'checkpoint_keys', (SELECT coalesce(jsonb_agg(k ORDER BY k), '[]') FROM " CHECKPOINT_KEYS
+    ")), 'runs', "
     " (SELECT coalesce(jsonb_agg(to_jsonb(r) ORDER BY r.created_at, r.run_id), '[]') "
     "  FROM sluice.recent_runs r WHERE r.job_id = j.job_id)) "
     "FROM sluice.jobs_overview j WHERE j.job_id = $1";
@@ -993,6 +1003,11 @@ static int show_job(PGconn *c, const char *id, int json)
     when(buf, sizeof buf, r, "created", "created_ago");
     field(&term, "created", buf, SL_COLOR_NONE);
     field(&term, "last error", col(r, 0, "last_error"), SL_COLOR_RED);
+    if (col(r, 0, "checkpoint_keys")) {
+        snprintf(buf, sizeof buf, "%s (saved by its attempts: its next run resumes from them)",
+                 col(r, 0, "checkpoint_keys"));
+        field(&term, "checkpoint", buf, SL_COLOR_NONE);
+    }
     block("parameters", col(r, 0, "params_pretty"));
     PQclear(r);
 

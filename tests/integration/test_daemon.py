@@ -1291,6 +1291,10 @@ class Daemon(harness.SluiceTest):
             # that `jobs run-now` asks for once the cause is fixed
             self.wait_done(once)
             self.assertEqual(cp(once), {"seen": "a"})
+            self.assertRegex(self.sluice("show", once, env=env).stdout,
+                             r"\n  checkpoint +seen \(saved by its attempts: its next run resumes from them\)\n")
+            self.assertEqual(json.loads(self.sluice("show", once, "--json", env=env).stdout)["job"]
+                             ["checkpoint_keys"], ["seen"])
             self.sluice("jobs", "run-now", once, env=env)
             failed_runs(once, 2)
             self.wait_done(once)
@@ -1312,6 +1316,9 @@ class Daemon(harness.SluiceTest):
             # cancelled while it awaits its retry: nothing of it is kept
             self.sluice("jobs", "cancel", every, env=env)
             self.assertEqual(cp(every), {})
+            self.assertNotIn("checkpoint", self.sluice("show", every, env=env).stdout)
+            self.assertEqual(json.loads(self.sluice("show", every, "--json", env=env).stdout)["job"]
+                             ["checkpoint_keys"], [])
             # a run in flight during the edit: what it saves after it is not kept
             self.sluice("jobs", "run-now", held, env=env)
             self.wait_for(lambda: cp(held) == {"seen": "e"}, 30, "the held run saved nothing")
