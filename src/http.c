@@ -775,7 +775,10 @@ static CURL *make_easy(sl_http_req *r, const sl_http_opts *o, char *err, size_t 
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, o->follow ? 1L : 0L);
     curl_easy_setopt(e, CURLOPT_MAXREDIRS,
                      (long)(o->max_redirects >= 0 ? o->max_redirects : DEFAULT_MAX_REDIRECTS));
-    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max_bytes);
+    /* checked against Content-Length before the body comes: a HEAD's is the size
+     * of a body it never gets, so only write_cb's count applies to it */
+    if (strcmp(r->method, "HEAD") != 0)
+        curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max_bytes);
     curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, ""); /* whatever libcurl can decode */
     curl_easy_setopt(e, CURLOPT_USERAGENT, "sluice/" SLUICE_VERSION);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);

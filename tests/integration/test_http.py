@@ -337,6 +337,18 @@ class HttpExec(unittest.TestCase):
         self.assertEqual(self.lines(proc), ["nil\tresponse larger than 1000000 bytes", "1000000",
                                             "nil\tresponse larger than 5000 bytes"])
 
+    def test_head_is_not_held_to_max_bytes(self):
+        # a HEAD's Content-Length is the size of a body that never comes: asking
+        # a large file's size before downloading it is what HEAD is for
+        proc, _ = self.lua("""
+            local base = arg[1]
+            local res, err = sluice.http.head(base .. "/bytes/100000000")
+            print(res and res.status, res and res.headers["content-length"], res and res.size, err)
+            res, err = sluice.http.head(base .. "/bytes/1000", { max_bytes = 10 })
+            print(res and res.status, res and res.headers["content-length"], res and res.size, err)
+        """)
+        self.assertEqual(self.lines(proc), ["200\t100000000\t0\tnil", "200\t1000\t0\tnil"])
+
     def test_redirect_limit(self):
         proc, _ = self.lua("""
             local base = arg[1]
