@@ -63,18 +63,42 @@ static sl_http *http_of(lua_State *L, sl_ctx *ctx, const char *what)
 /* ------------------------------------------------------------------ results */
 
 /* Header lines → a table keyed by lower-case name; repeated names are joined
- * with ", ". Pushed on co. */
+ * with ", ", and a folded line (one that starts with a space or a tab, the
+ * obsolete line folding of RFC 9112 5.2) continues the value of the line
+ * before, joined with a space. Pushed on co. */
 static void push_headers(lua_State *co, const char *p, size_t len)
 {
     const char *end = p + len;
+    char name[256];
+    int folds = 0; /* name holds the field of the line before: a folded line continues it */
     lua_newtable(co);
     while (p < end) {
         const char *eol = memchr(p, '\n', (size_t)(end - p));
         const char *line_end = eol ? eol : end;
         const char *colon = memchr(p, ':', (size_t)(line_end - p));
-        if (colon && colon > p && *p != ' ' && *p != '\t') {
-            char name[256];
+        if (*p == ' ' || *p == '\t') {
+            const char *v = p, *ve = line_end;
+            while (v < ve && (*v == ' ' || *v == '\t'))
+                v++;
+            while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
+                ve--;
+            if (folds && ve > v) {
+                size_t had = 0;
+                lua_getfield(co, -1, name);
+                lua_tolstring(co, -1, &had);
+                if (had > 0) {
+                    lua_pushliteral(co, " ");
+                    lua_pushlstring(co, v, (size_t)(ve - v));
+                    lua_concat(co, 3);
+                } else {
+                    lua_pop(co, 1);
+                    lua_pushlstring(co, v, (size_t)(ve - v));
+                }
+                lua_setfield(co, -2, name);
+            }
+        } else if (colon && colon > p) {
             size_t n = (size_t)(colon - p);
+            folds = n < sizeof name;
             if (n < sizeof name) {
                 for (size_t i = 0; i < n; i++)
                     name[i] = (char)tolower((unsigned char)p[i]);
@@ -94,6 +118,8 @@ static void push_headers(lua_State *co, const char *p, size_t len)
                 }
                 lua_setfield(co, -2, name);
             }
+        } else {
+            folds = 0;
         }
         p = line_end + 1;
     }

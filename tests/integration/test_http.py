@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 import unittest
 
@@ -348,6 +349,46 @@ class HttpExec(unittest.TestCase):
             print(res and res.status, res and res.headers["content-length"], res and res.size, err)
         """)
         self.assertEqual(self.lines(proc), ["200\t100000000\t0\tnil", "200\t1000\t0\tnil"])
+
+    def test_folded_response_headers_are_unfolded(self):
+        # obsolete line folding (RFC 9112 5.2): a line that starts with a space or
+        # a tab continues the field before; the fixture server cannot send one
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        srv.settimeout(TIMEOUT)
+
+        def answer():
+            try:
+                conn, _ = srv.accept()
+                with conn:
+                    conn.settimeout(TIMEOUT)
+                    data = b""
+                    while b"\r\n\r\n" not in data:
+                        piece = conn.recv(4096)
+                        if not piece:
+                            return
+                        data += piece
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nX-Fold: first\r\n  second\r\n\tthird\r\n"
+                                 b"X-Multi: a\r\nX-Multi: b\r\n c\r\nX-Empty:\r\n late\r\n"
+                                 b"Content-Length: 2\r\nConnection: close\r\n\r\nok")
+            except OSError:
+                pass
+
+        thread = threading.Thread(target=answer, daemon=True)
+        thread.start()
+        try:
+            proc, _ = self.lua("""
+                local res = assert(sluice.http.get("http://127.0.0.1:" .. arg[2] .. "/"))
+                print(res.headers["x-fold"])
+                print(res.headers["x-multi"])
+                print(res.headers["x-empty"])
+                print(res.body)
+            """, str(srv.getsockname()[1]))
+        finally:
+            srv.close()
+            thread.join(TIMEOUT)
+        self.assertEqual(self.lines(proc), ["first second third", "a, b c", "late", "ok"])
 
     def test_redirect_limit(self):
         proc, _ = self.lua("""
