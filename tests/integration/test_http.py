@@ -403,6 +403,32 @@ class HttpExec(unittest.TestCase):
         self.assertEqual(self.lines(proc), ["200\ttrue\ttrue", "nil\ttoo many redirects",
                                             "302\t/redirect/2", "nil\ttoo many redirects"])
 
+    def test_redirect_keeps_the_body_of_other_methods(self):
+        # a POST becomes a GET after 301/302/303, as browsers do; any other method
+        # goes again as it was, body included (it went without its body: an empty
+        # PUT after an http -> https redirect replaced what it was meant to write)
+        proc, _ = self.lua("""
+            local base = arg[1]
+            for _, m in ipairs{"PUT", "PATCH", "DELETE"} do
+              for _, st in ipairs{301, 302, 303, 307, 308} do
+                local res = assert(sluice.http.request{ method = m, body = "data",
+                  url = base .. "/redirect-to?url=/echo&status=" .. st })
+                local j = res:json()
+                print(m, st, res.status, j.method, j.body, j.headers["content-length"])
+              end
+            end
+            for _, st in ipairs{301, 302, 303, 307} do
+              local j = assert(sluice.http.post(base .. "/redirect-to?url=/echo&status=" .. st,
+                                                { body = "data" })):json()
+              print("POST", st, j.method, j.body)
+            end
+        """)
+        expect = [f"{m}\t{st}\t200\t{m}\tdata\t4" for m in ("PUT", "PATCH", "DELETE")
+                  for st in (301, 302, 303, 307, 308)]
+        expect += ["POST\t301\tGET\t", "POST\t302\tGET\t", "POST\t303\tGET\t",
+                   "POST\t307\tPOST\tdata"]
+        self.assertEqual(self.lines(proc), expect)
+
     def test_misuse_raises(self):
         for src, msg in [
             ('sluice.http.get(42)', "url must be a string"),
