@@ -35,6 +35,7 @@
 #include "buf.h"
 #include "ctx.h"
 #include "http.h"
+#include "log.h"
 #include "runtime_int.h"
 
 #include <ctype.h>
@@ -322,6 +323,10 @@ static int l_request(lua_State *L)
 
     o.url = opt_string(L, "url", NULL);
     if (!o.url) return misuse(L, AT_CALL, WHAT ": url is required");
+    lua_getfield(L, 1, "url");
+    /* libcurl would read the URL up to the NUL: another URL than the one given */
+    int url_nul = strlen(o.url) != lua_rawlen(L, -1);
+    lua_pop(L, 1);
     /* libcurl takes whole milliseconds in a long: math.huge converted was undefined */
     o.timeout = opt_number(L, "timeout", 30, 0.001, MAX_TIMEOUT);
     double mb = opt_number(L, "max_bytes", 0, 1, HUGE_VAL); /* 0: not given */
@@ -381,7 +386,14 @@ static int l_request(lua_State *L)
         o.headers = sl_buf_str(&hb);
     }
     char err[1024];
-    sl_http_req *req = sl_http_start(h, &o, request_done, t, err, sizeof err);
+    sl_http_req *req = NULL;
+    if (url_nul) {
+        char *safe = sl_redact(o.url);
+        snprintf(err, sizeof err, "invalid url '%s…': it contains a NUL byte", safe);
+        free(safe);
+    } else {
+        req = sl_http_start(h, &o, request_done, t, err, sizeof err);
+    }
     sl_buf_free(&hb);
     if (!req) { /* an unusable URL (often data, e.g. a scraped link): known at once */
         sl_asset_sink_done(o.sink_data);

@@ -323,10 +323,13 @@ class HttpExec(unittest.TestCase):
         proc, _ = self.lua("""
             print(sluice.http.get("ftp://127.0.0.1/x"))
             print(sluice.http.get("http://exa mple.com/"))
+            print(sluice.http.get(arg[1] .. "/echo\0/more"))  -- not the URL up to the NUL
         """)
         out = self.lines(proc)
         self.assertEqual(out[0], "nil\tinvalid url 'ftp://127.0.0.1/x': only http:// and https:// are supported")
         self.assertTrue(out[1].startswith("nil\tinvalid url 'http://exa mple.com/': "), out[1])
+        self.assertEqual(out[2], f"nil\tinvalid url '{self.url}/echo…': it contains a NUL byte")
+        self.assertEqual(self.fx.log(), [])
 
     def test_oversized_body(self):
         proc, _ = self.lua("""
