@@ -289,7 +289,9 @@ static void build_headers(lua_State *L, int idx, sl_buf *b)
             vn = strlen(num);
         }
         sl_buf_puts(b, lua_tostring(L, -2));
-        if (vn == 0) {
+        /* blanks alone are no value either: libcurl reads "Name: " as "do not
+         * send Name", which dropped the header (and its own User-Agent) */
+        if (strspn(v, " \t") == vn) {
             sl_buf_puts(b, ";\n"); /* libcurl's syntax for a header with no value */
         } else {
             sl_buf_puts(b, ": ");

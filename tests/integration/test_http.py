@@ -143,6 +143,17 @@ class HttpExec(unittest.TestCase):
         self.assertEqual(out[4], "yes\t1, 2\ta=b")
         self.assertTrue(out[5].startswith("10\tnil\tresponse is not valid json"), out[5])
 
+    def test_blank_header_values_are_sent_empty(self):
+        # a value of blanks alone is an empty value (HTTP trims them), sent as such
+        # like "": it was not sent at all, and took sluice's User-Agent with it
+        proc, _ = self.lua("""
+            local j = sluice.http.get(arg[1] .. "/echo", { headers = {
+              ["User-Agent"] = " ", ["X-Blank"] = " \\t ", ["X-Empty"] = "" } }):json()
+            print(("[%s] [%s] [%s]"):format(j.headers["user-agent"], j.headers["x-blank"],
+                                            j.headers["x-empty"]))
+        """)
+        self.assertEqual(self.lines(proc), ["[] [] []"])
+
     def test_post_json_and_body(self):
         proc, _ = self.lua("""
             local base = arg[1]
