@@ -234,8 +234,7 @@ static int header_token_ok(const char *s, size_t n)
     if (n == 0) return 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c <= ' ' || c >= 127 || c == ':' || c == '(' || c == ')' || c == ',' || c == ';' ||
-            c == '"' || c == '/' || c == '[' || c == ']' || c == '=' || c == '{' || c == '}')
+        if (c <= ' ' || c >= 127 || strchr("\"(),/:;<=>?@[\\]{}", c)) /* RFC 9110 5.6.2 */
             return 0;
     }
     return 1;

@@ -452,6 +452,11 @@ class HttpExec(unittest.TestCase):
             ('sluice.http.request{ url = arg[1], body = "x", json = {} }', "body or json"),
             ('sluice.http.limit("h", { rate = -1 })', "rate must be"),
             ('sluice.http.get(arg[1], { headers = { ["bad name"] = "x" } })', "not a valid header name"),
+            # HTTP's other delimiters, which went out in the name as given
+            ('sluice.http.get(arg[1], { headers = { ["X@Y"] = "x" } })', "'X@Y' is not a valid header name"),
+            ('sluice.http.get(arg[1], { headers = { ["X?"] = "x" } })', "'X?' is not a valid header name"),
+            ('sluice.http.get(arg[1], { headers = { ["<X>"] = "x" } })', "'<X>' is not a valid header name"),
+            ('sluice.http.get(arg[1], { headers = { ["X\\\\Y"] = "x" } })', "is not a valid header name"),
             ('sluice.http.request{ url = arg[1], method = "G T" }', "bad method 'G T'"),
             # infinity, or a number of seconds too large for libcurl's milliseconds,
             # was converted to a long undefined (and sent with no timeout at all)
