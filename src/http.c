@@ -775,7 +775,10 @@ static CURL *make_easy(sl_http_req *r, const sl_http_opts *o, char *err, size_t 
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, o->follow ? 1L : 0L);
     curl_easy_setopt(e, CURLOPT_MAXREDIRS,
                      (long)(o->max_redirects >= 0 ? o->max_redirects : DEFAULT_MAX_REDIRECTS));
-    curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max_bytes);
+    /* checked against Content-Length before the body comes: a HEAD's is the size
+     * of a body it never gets, so only write_cb's count applies to it */
+    if (strcmp(r->method, "HEAD") != 0)
+        curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max_bytes);
     curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, ""); /* whatever libcurl can decode */
     curl_easy_setopt(e, CURLOPT_USERAGENT, "sluice/" SLUICE_VERSION);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
@@ -803,7 +806,13 @@ static CURL *make_easy(sl_http_req *r, const sl_http_opts *o, char *err, size_t 
     } else if (o->body || strcmp(r->method, "POST") == 0) {
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(o->body ? o->body_len : 0));
         curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, o->body ? o->body : "");
-        if (strcmp(r->method, "POST") != 0) curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
+        if (strcmp(r->method, "POST") != 0) {
+            curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
+            /* libcurl turns a body's request into a GET after a 301, 302 or 303
+             * but keeps sending the custom method: a PUT went again without its
+             * body. Another method than POST is sent again as it was. */
+            curl_easy_setopt(e, CURLOPT_POSTREDIR, (long)CURL_REDIR_POST_ALL);
+        }
     } else if (strcmp(r->method, "GET") != 0) {
         curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
     }

@@ -35,6 +35,7 @@
 #include "buf.h"
 #include "ctx.h"
 #include "http.h"
+#include "log.h"
 #include "runtime_int.h"
 
 #include <ctype.h>
@@ -63,18 +64,42 @@ static sl_http *http_of(lua_State *L, sl_ctx *ctx, const char *what)
 /* ------------------------------------------------------------------ results */
 
 /* Header lines → a table keyed by lower-case name; repeated names are joined
- * with ", ". Pushed on co. */
+ * with ", ", and a folded line (one that starts with a space or a tab, the
+ * obsolete line folding of RFC 9112 5.2) continues the value of the line
+ * before, joined with a space. Pushed on co. */
 static void push_headers(lua_State *co, const char *p, size_t len)
 {
     const char *end = p + len;
+    char name[256];
+    int folds = 0; /* name holds the field of the line before: a folded line continues it */
     lua_newtable(co);
     while (p < end) {
         const char *eol = memchr(p, '\n', (size_t)(end - p));
         const char *line_end = eol ? eol : end;
         const char *colon = memchr(p, ':', (size_t)(line_end - p));
-        if (colon && colon > p && *p != ' ' && *p != '\t') {
-            char name[256];
+        if (*p == ' ' || *p == '\t') {
+            const char *v = p, *ve = line_end;
+            while (v < ve && (*v == ' ' || *v == '\t'))
+                v++;
+            while (ve > v && (ve[-1] == '\r' || ve[-1] == ' ' || ve[-1] == '\t'))
+                ve--;
+            if (folds && ve > v) {
+                size_t had = 0;
+                lua_getfield(co, -1, name);
+                lua_tolstring(co, -1, &had);
+                if (had > 0) {
+                    lua_pushliteral(co, " ");
+                    lua_pushlstring(co, v, (size_t)(ve - v));
+                    lua_concat(co, 3);
+                } else {
+                    lua_pop(co, 1);
+                    lua_pushlstring(co, v, (size_t)(ve - v));
+                }
+                lua_setfield(co, -2, name);
+            }
+        } else if (colon && colon > p) {
             size_t n = (size_t)(colon - p);
+            folds = n < sizeof name;
             if (n < sizeof name) {
                 for (size_t i = 0; i < n; i++)
                     name[i] = (char)tolower((unsigned char)p[i]);
@@ -94,6 +119,8 @@ static void push_headers(lua_State *co, const char *p, size_t len)
                 }
                 lua_setfield(co, -2, name);
             }
+        } else {
+            folds = 0;
         }
         p = line_end + 1;
     }
@@ -207,8 +234,7 @@ static int header_token_ok(const char *s, size_t n)
     if (n == 0) return 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c <= ' ' || c >= 127 || c == ':' || c == '(' || c == ')' || c == ',' || c == ';' ||
-            c == '"' || c == '/' || c == '[' || c == ']' || c == '=' || c == '{' || c == '}')
+        if (c <= ' ' || c >= 127 || strchr("\"(),/:;<=>?@[\\]{}", c)) /* RFC 9110 5.6.2 */
             return 0;
     }
     return 1;
@@ -262,7 +288,9 @@ static void build_headers(lua_State *L, int idx, sl_buf *b)
             vn = strlen(num);
         }
         sl_buf_puts(b, lua_tostring(L, -2));
-        if (vn == 0) {
+        /* blanks alone are no value either: libcurl reads "Name: " as "do not
+         * send Name", which dropped the header (and its own User-Agent) */
+        if (strspn(v, " \t") == vn) {
             sl_buf_puts(b, ";\n"); /* libcurl's syntax for a header with no value */
         } else {
             sl_buf_puts(b, ": ");
@@ -296,6 +324,10 @@ static int l_request(lua_State *L)
 
     o.url = opt_string(L, "url", NULL);
     if (!o.url) return misuse(L, AT_CALL, WHAT ": url is required");
+    lua_getfield(L, 1, "url");
+    /* libcurl would read the URL up to the NUL: another URL than the one given */
+    int url_nul = strlen(o.url) != lua_rawlen(L, -1);
+    lua_pop(L, 1);
     /* libcurl takes whole milliseconds in a long: math.huge converted was undefined */
     o.timeout = opt_number(L, "timeout", 30, 0.001, MAX_TIMEOUT);
     double mb = opt_number(L, "max_bytes", 0, 1, HUGE_VAL); /* 0: not given */
@@ -355,7 +387,14 @@ static int l_request(lua_State *L)
         o.headers = sl_buf_str(&hb);
     }
     char err[1024];
-    sl_http_req *req = sl_http_start(h, &o, request_done, t, err, sizeof err);
+    sl_http_req *req = NULL;
+    if (url_nul) {
+        char *safe = sl_redact(o.url);
+        snprintf(err, sizeof err, "invalid url '%s…': it contains a NUL byte", safe);
+        free(safe);
+    } else {
+        req = sl_http_start(h, &o, request_done, t, err, sizeof err);
+    }
     sl_buf_free(&hb);
     if (!req) { /* an unusable URL (often data, e.g. a scraped link): known at once */
         sl_asset_sink_done(o.sink_data);
