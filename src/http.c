@@ -772,6 +772,9 @@ static CURL *make_easy(sl_http_req *r, const sl_http_opts *o, char *err, size_t 
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(r->timeout * 1000 + 0.5));
+    /* the timeout is the whole request's: libcurl's own 300 s cap on connecting
+     * would end a longer one's connect early, reported as the whole timeout */
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)(r->timeout * 1000 + 0.5));
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, o->follow ? 1L : 0L);
     curl_easy_setopt(e, CURLOPT_MAXREDIRS,
                      (long)(o->max_redirects >= 0 ? o->max_redirects : DEFAULT_MAX_REDIRECTS));
