@@ -684,7 +684,7 @@ static void activate(sl_http_req *r)
          * would otherwise wait for all of them to be handled. (Never reached
          * from inside libcurl: requests start from Lua, timers and finish().)
          * Transfers the call ended are collected by the timer, at once. */
-        int running;
+        int running = 0; /* a call that fails early does not set it: collect at once */
         curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
         if (running < h->n_active) {
             ev_timer_stop(h->loop, &h->timer);
