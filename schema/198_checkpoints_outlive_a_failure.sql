@@ -12,7 +12,8 @@
 -- finish_runs() now keeps the checkpoint of a one-time job whose run failed,
 -- whatever became of the job. It is cleared as before when the job completes
 -- or is cancelled, and a recurring job's when a run ends its attempt cycle (its
--- next slot is new work). Retention archives a failed job with it.
+-- next slot is new work). apply_retention() drops it when it archives the job
+-- (an archived job cannot run again), rather than keep it for good.
 --
 -- A checkpoint belongs to the parameters the attempts ran with. edit_schedule()
 -- (`sluice jobs edit --params`) clears it when the parameters change, so a
@@ -28,8 +29,9 @@
 -- it again).
 --
 -- finish_runs() is that of 160_outcome_decisions.sql, edit_schedule() that of
--- 146_edit_schedule.sql and cancel_job() that of 142_cancel_cancelled.sql, but
--- for the checkpoint.
+-- 146_edit_schedule.sql, cancel_job() that of 142_cancel_cancelled.sql and
+-- apply_retention() that of 117_retention_arguments.sql, but for the
+-- checkpoint.
 
 -- Ends runs and moves their jobs on (see 002_queue.sql and the files that
 -- restate it). One row per outcome of p_runs: its run, the job's new status
@@ -258,4 +260,33 @@ BEGIN
         RETURN 'cancelling';
     END IF;
     RETURN 'cancelled';
+END $$;
+
+-- Archives old one-time jobs and prunes old runs (117_retention_arguments.sql).
+CREATE OR REPLACE FUNCTION sluice.apply_retention(
+    p_archive_after interval DEFAULT '7 days', p_prune_after interval DEFAULT '30 days',
+    OUT archived integer, OUT pruned integer)
+LANGUAGE plpgsql AS $$
+DECLARE
+    archive_after interval := coalesce(p_archive_after, '7 days');
+    prune_after interval := coalesce(p_prune_after, '30 days');
+BEGIN
+    IF archive_after < interval '0' OR prune_after < interval '0' THEN
+        RAISE EXCEPTION 'apply_retention needs ages of zero or more, not %',
+            CASE WHEN archive_after < interval '0' THEN archive_after ELSE prune_after END
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'give intervals such as ''7 days'' and ''30 days'', or NULL for those defaults';
+    END IF;
+    UPDATE sluice.scheduled_jobs SET status = 'archived', checkpoint = '{}', updated_at = now()
+    WHERE schedule_type = 'one_time' AND status IN ('completed', 'failed', 'cancelled')
+      AND current_run_id IS NULL
+      AND updated_at < now() - archive_after;
+    GET DIAGNOSTICS archived = ROW_COUNT;
+    DELETE FROM sluice.scheduled_job_runs r
+    WHERE r.status IN ('completed', 'failed', 'cancelled')
+      AND r.completed_at < now() - prune_after
+      AND r.id <> (SELECT r2.id FROM sluice.scheduled_job_runs r2
+                   WHERE r2.scheduled_job_id = r.scheduled_job_id
+                   ORDER BY r2.created_at DESC LIMIT 1);
+    GET DIAGNOSTICS pruned = ROW_COUNT;
 END $$;

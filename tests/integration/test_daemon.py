@@ -1325,6 +1325,9 @@ class Daemon(harness.SluiceTest):
             self.sluice("jobs", "edit", held, "--params", '{"word": "f", "hold": true}', env=env)
             failed_runs(held, 1)
         self.assertEqual(cp(held), {})
+        # archived, a job cannot run again: what it kept goes
+        self.assertEqual(self.scalar("SELECT archived FROM sluice.apply_retention('0 s', NULL)"), "1")
+        self.assertEqual(cp(once), {})
         logs = self.scalar(f"SELECT logs FROM sluice.scheduled_job_runs WHERE scheduled_job_id = '{held}'")
         self.assertIn('job.checkpoint: "late" not kept: the job\'s parameters were changed since this run started '
                       '(or the job is gone), so its next run starts afresh', logs)
