@@ -386,6 +386,28 @@ class SluiceTest(unittest.TestCase):
         self.wait_for(done, timeout, "jobs did not all finish")
 
 
+class HttpFixtureTest(SluiceTest):
+    """A SluiceTest with the HTTP fixture server (tests/fixtures/http_fixture.py)
+    for the whole class, as self.fx, and an environment without proxy
+    variables, so that requests to it go straight over loopback."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        if FIXTURES not in sys.path:
+            sys.path.insert(0, FIXTURES)
+        from fixture_client import Fixture
+        cls.fx = Fixture("http_fixture.py")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.fx.stop()
+        super().tearDownClass()
+
+    def env(self, extra=None, db=True):
+        return {k: v for k, v in super().env(extra, db).items() if "proxy" not in k.lower()}
+
+
 class OwnClusterTest(SluiceTest):
     """A test with an embedded cluster of its own under self.home (own_env
     reaches it), which it may stop, crash and start again; the cluster is

@@ -20,9 +20,6 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 
-sys.path.insert(0, harness.FIXTURES)
-from fixture_client import Fixture  # noqa: E402
-
 # n requests at once through the limiter "api" (limit_key), each answered after
 # `delay` ms; with code > 0 the run first sets the code's concurrency for "api"
 # (it stays for later runs: the limiters are the process's).
@@ -51,17 +48,7 @@ return {
 """
 
 
-class ConfigReload(harness.SluiceTest):
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.fx = Fixture("http_fixture.py")
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.fx.stop()
-        super().tearDownClass()
+class ConfigReload(harness.HttpFixtureTest):
 
     def setUp(self):
         super().setUp()
@@ -81,8 +68,6 @@ class ConfigReload(harness.SluiceTest):
 
     def renv(self, extra=None):
         env = self.env({"SLUICE_HANDLERS": self.handlers, "SLUICE_CONFIG": self.conf})
-        for k in [k for k in env if "proxy" in k.lower()]:
-            del env[k]
         env.update(extra or {})
         return env
 

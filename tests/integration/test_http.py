@@ -851,22 +851,8 @@ class HttpExec(unittest.TestCase):
         self.assertEqual(entry["headers"]["authorization"], "Bearer SECRET5")
 
 
-class HttpRun(harness.SluiceTest):
+class HttpRun(harness.HttpFixtureTest):
     """A run's timeout cancels the request it is waiting on."""
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.fx = Fixture("http_fixture.py")
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.fx.stop()
-        super().tearDownClass()
-
-    def env(self, extra=None, db=True):
-        env = {k: v for k, v in super().env(extra, db).items() if "proxy" not in k.lower()}
-        return env
 
     def test_run_timeout_cancels_request(self):
         self.fx.reset()
