@@ -24,8 +24,10 @@
  * after the grace period, leave without it: exit 1). A second signal exits at
  * once; leases then let other workers rescue what was in flight.
  *
- * Reload (SIGHUP, edited handler files): worker_reload.c. What the two
- * files share is in worker_int.h.
+ * Here: the runs, the cycle, shutdown and start-up. Elsewhere: the sweep
+ * after a cycle's lost reply (worker_sweep.c); the rescue, retention and log
+ * flush passes (worker_passes.c); the reload on SIGHUP or an edited handler
+ * file (worker_reload.c). What the files share is in worker_int.h.
  */
 #include "buf.h"
 #include "cli.h"
@@ -101,36 +103,13 @@ typedef struct wrun {
     } ended; /* for an outcome without its run; else the run says */
 } wrun;
 
-/* A claimed run waiting for a free slot: its spec, whose strings (copied from
- * the claim) live in the same allocation, after the struct. */
-typedef struct pending {
-    sl_run_spec spec;
-    struct pending *next;
-} pending;
-
-/* The ids of runs ("a,b,") whose outcomes a cycle answered at `at` recorded
- * with synchronous_commit off: a crash of the database may still lose them,
- * leaving the runs running under this worker. A cycle that claimed commits
- * durably, and with it every commit before it, so it drops the ones answered
- * before it was sent (note_recorded). At most the runs that ended between two
- * claims, so at most the concurrency and the prefetch. Also the abandoned runs
- * seen at `at` no longer running here (check_abandoned): the rescue that
- * failed one commits lazily too. */
-typedef struct unflushed {
-    struct unflushed *next;
-    double at;
-    sl_buf ids;
-} unflushed;
-
-static void sweep(sl_worker *w);
 static void unstartable(sl_worker *w, const pending *p, const char *errbuf);
 static void released(PGresult *res, const char *err, void *data);
-static void maybe_exit(sl_worker *w);
 
 /* The level of a periodic statement's failure, in its callback: debug when it
  * failed for want of a connection during an outage, which the pool logs once
  * (sl_pg_outage_error), else a warning. */
-static int outage_level(const sl_worker *w)
+int sl_worker_outage_level(const sl_worker *w)
 {
     return sl_pg_outage_error(w->ctx->pg) ? SL_DEBUG : SL_WARN;
 }
@@ -154,7 +133,7 @@ static const char *wrun_id(const wrun *r)
 }
 
 /* Appends the run ids of the list from r on to ids, each followed by ",". */
-static void put_run_ids(sl_buf *ids, const wrun *r)
+void sl_worker_put_run_ids(sl_buf *ids, const wrun *r)
 {
     for (; r; r = r->next) {
         const char *id = wrun_id(r);
@@ -312,7 +291,7 @@ void sl_worker_arm_claim_timer(sl_worker *w, double after)
 
 /* After a cycle (or a sweep) that failed: the next one comes after a backoff
  * doubled each time, from 0.2 s up to 30 s. Returns the wait. */
-static double retry_later(sl_worker *w)
+double sl_worker_retry_later(sl_worker *w)
 {
     w->backoff = w->backoff < 0.2 ? 0.2 : w->backoff * 2;
     if (w->backoff > 30) w->backoff = 30;
@@ -649,7 +628,7 @@ static void note_recorded(sl_worker *w, const wrun *batch, double sent, int dura
     if (!batch) return;
     unflushed *f = sl_xcalloc(1, sizeof *f);
     f->at = ev_now(w->ctx->loop);
-    put_run_ids(&f->ids, batch);
+    sl_worker_put_run_ids(&f->ids, batch);
     f->next = w->unflushed;
     w->unflushed = f;
 }
@@ -677,9 +656,9 @@ static void cycle_done(PGresult *res, const char *err, void *data)
         /* and claimed, perhaps: the next cycle is a sweep first */
         if (asked > 0) w->orphans_possible = 1;
         char secs[32];
-        snprintf(secs, sizeof secs, "%.1f", retry_later(w));
-        sl_log(outage_level(w), "claiming and recording runs failed, retrying", "error", err,
-               SL_NUM "retry_in", secs, NULL);
+        snprintf(secs, sizeof secs, "%.1f", sl_worker_retry_later(w));
+        sl_log(sl_worker_outage_level(w), "claiming and recording runs failed, retrying", "error",
+               err, SL_NUM "retry_in", secs, NULL);
         return;
     }
     w->backoff = 0;
@@ -750,7 +729,7 @@ static void cycle_done(PGresult *res, const char *err, void *data)
         if (w->done || w->orphans_possible)
             sl_worker_cycle(w);
         else
-            maybe_exit(w);
+            sl_worker_maybe_exit(w);
         return;
     }
     sl_worker_start_queued(w);
@@ -781,7 +760,7 @@ void sl_worker_cycle(sl_worker *w)
         return;
     }
     if (w->orphans_possible) {
-        sweep(w);
+        sl_worker_sweep(w);
         return;
     }
     if (w->cycling >= MAX_CYCLES) {
@@ -861,117 +840,6 @@ void sl_worker_cycle(sl_worker *w)
     sl_buf_free(&given);
 }
 
-/* ------------------------------------------------------------------ the sweep */
-
-/* A cycle that claimed got no answer (cycle_done: orphans_possible). If the
- * connection broke after Postgres committed it, runs it claimed are running
- * under this worker in the database though the worker never heard of them:
- * none would start, the lease renewal (which names the runs held) would let
- * their leases run out, and another worker's rescue would fail them, spending
- * an attempt of jobs that never ran. Before it claims again, with no cycle in
- * flight, the worker sends a sweep instead: release_unheld_runs() gives back
- * every run running under it that it does not hold, as if never claimed (as
- * release_runs() does at shutdown). Held are the runs in flight, those
- * claimed and waiting for a slot, and the ended runs whose outcomes wait to
- * be recorded (still running in the database), and the runs whose outcomes
- * the database refused outright (refused(): they ran; their leases hand them
- * to the rescue, and once seen ended they count as ended lazily:
- * check_abandoned), and the runs whose outcomes were recorded lazily and are
- * perhaps not on disk yet (note_recorded): a crash of the database may have
- * lost such an outcome, leaving a run that did run running under this worker,
- * and giving it back would delete its record; its lease hands it to the
- * rescue instead. No cycle goes while the sweep is in flight: a run it
- * claimed would be given back. */
-
-/* Every run this worker holds, as a Postgres array literal ("{a,b}"). With no
- * cycle in flight, no batch of outcomes is anywhere but in w->done. */
-static void held_ids(sl_worker *w, sl_buf *ids)
-{
-    sl_buf_puts(ids, "{");
-    sl_runtime_run_ids(w->ctx->rt, ids); /* "a,b," */
-    for (pending *p = w->queue_head; p; p = p->next) {
-        sl_buf_puts(ids, p->spec.run_id);
-        sl_buf_puts(ids, ",");
-    }
-    put_run_ids(ids, w->done);
-    if (w->abandoned.len) sl_buf_puts(ids, sl_buf_str(&w->abandoned));
-    for (const unflushed *f = w->unflushed; f; f = f->next)
-        if (f->ids.len) sl_buf_puts(ids, sl_buf_str(&f->ids));
-    if (ids->data[ids->len - 1] == ',') ids->len--;
-    sl_buf_puts(ids, "}");
-}
-
-/* What follows a sweep that is over: the cycle it held back, or the exit. */
-static void after_sweep(sl_worker *w)
-{
-    if (w->stopping && !w->done)
-        maybe_exit(w);
-    else
-        sl_worker_cycle(w);
-}
-
-static void sweep_done(PGresult *res, const char *err, void *data)
-{
-    sl_worker *w = data;
-    w->sweeping = 0;
-    w->cycle_again = 0; /* after_sweep's cycle is that one */
-    if (err && res) PQclear(res);
-    /* a statement the database refuses would be refused again: no cycle may
-     * wait on it (nor, once stopping, on the database coming back) */
-    if (err && (w->stopping ||
-                sl_pg_sqlstate_fault(sl_pg_error_sqlstate(w->ctx->pg)) != SL_PG_TRANSIENT)) {
-        w->orphans_possible = 0;
-        sl_log(SL_WARN,
-               "could not look for runs claimed by a cycle whose reply was lost; if there are "
-               "any, their leases will run out",
-               "error", err, NULL);
-        after_sweep(w);
-        return;
-    }
-    if (err) {
-        char secs[32];
-        snprintf(secs, sizeof secs, "%.1f", retry_later(w));
-        sl_log(outage_level(w),
-               "looking for runs claimed by a cycle whose reply was lost failed, retrying", "error",
-               err, SL_NUM "retry_in", secs, NULL);
-        return;
-    }
-    w->orphans_possible = 0;
-    w->backoff = 0;
-    int n = PQntuples(res);
-    if (n > 0) {
-        sl_buf ids = {0};
-        for (int i = 0; i < n; i++) {
-            sl_buf_puts(&ids, i ? "," : "{");
-            sl_buf_puts(&ids, PQgetvalue(res, i, 0));
-        }
-        sl_buf_puts(&ids, "}");
-        char count[16];
-        snprintf(count, sizeof count, "%d", n);
-        sl_log(SL_WARN,
-               "gave back runs claimed by a cycle whose reply was lost; their jobs are due again, "
-               "no attempt spent",
-               SL_NUM "count", count, "runs", sl_buf_str(&ids), NULL);
-        sl_buf_free(&ids);
-    } else {
-        sl_log(SL_DEBUG, "no runs were claimed by the cycle whose reply was lost", NULL);
-    }
-    PQclear(res);
-    after_sweep(w);
-}
-
-/* Sends the sweep (see above); sl_worker_cycle() calls it, with no cycle in flight. */
-static void sweep(sl_worker *w)
-{
-    sl_buf ids = {0};
-    held_ids(w, &ids);
-    const char *params[] = {w->id, sl_buf_str(&ids)};
-    w->sweeping = 1;
-    sl_pg_query(w->ctx->pg, "SELECT sluice.release_unheld_runs($1, $2::uuid[])", 2, params,
-                sweep_done, w);
-    sl_buf_free(&ids);
-}
-
 static void soon_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)loop;
@@ -1029,8 +897,6 @@ static void on_notify(const char *channel, const char *payload, void *data)
     sl_worker_cycle(w); /* also after the LISTEN connection came back (channel NULL) */
 }
 
-/* ------------------------------------------------------------------ leases */
-
 void sl_worker_ignore_result(PGresult *res, const char *err, void *data)
 {
     const char *what = data;
@@ -1048,253 +914,6 @@ static void queued_ids(sl_buf *ids, void *data)
     }
 }
 
-/* A column's value, NULL when it is NULL or not in the result (col -1). */
-static const char *col_or_null(const PGresult *res, int row, int col)
-{
-    return col < 0 || PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
-}
-
-static void rescue_done(PGresult *res, const char *err, void *data)
-{
-    sl_worker *w = data;
-    if (err) {
-        sl_log(outage_level(w), "rescue pass failed", "error", err, NULL);
-        return;
-    }
-    int n = 0, error_col = PQfnumber(res, "error"), decision = PQfnumber(res, "decision"),
-        type = PQfnumber(res, "job_type");
-    for (int i = 0; i < PQntuples(res); i++) {
-        if (error_col >= 0 && !PQgetisnull(res, i, error_col)) {
-            /* it stays running with its lease expired: tried again next pass */
-            sl_log(SL_ERROR, "could not fail a run whose worker was lost; will try again", "run",
-                   PQgetvalue(res, i, 0), "type", col_or_null(res, i, type), "error",
-                   PQgetvalue(res, i, error_col), NULL);
-            continue;
-        }
-        sl_log(SL_WARN, "failed a run whose worker was lost (lease expired)", "run",
-               PQgetvalue(res, i, 0), "type", col_or_null(res, i, type), "job_status",
-               PQgetvalue(res, i, 1), "then", col_or_null(res, i, decision), NULL);
-        n++;
-    }
-    PQclear(res);
-    if (n > 0) sl_worker_cycle(w);
-}
-
-/* Recurring jobs without a next slot (created through SQL, or rescued): compute
- * their slots here, where the cron evaluator is. */
-static void unscheduled_done(PGresult *res, const char *err, void *data)
-{
-    sl_worker *w = data;
-    if (err) {
-        sl_log(outage_level(w), "looking for unscheduled recurring jobs failed", "error", err,
-               NULL);
-        return;
-    }
-    int n = PQntuples(res);
-    if (n > 0) {
-        sl_buf b = {0};
-        sl_buf_puts(&b, "[");
-        for (int i = 0; i < n; i++) {
-            char next[40], why[256];
-            if (i) sl_buf_puts(&b, ",");
-            sl_buf_puts(&b, "{\"id\":");
-            sl_buf_json_string(&b, PQgetvalue(res, i, 0));
-            if (sl_queue_cron_slot(PQgetvalue(res, i, 1), PQgetvalue(res, i, 2), w->zones, next,
-                                   why, sizeof why) == 0) {
-                sl_buf_puts(&b, ",\"next_run_at\":");
-                sl_buf_json_string(&b, next);
-            } else {
-                sl_log(SL_ERROR, "a recurring job's schedule cannot be evaluated; failing the job",
-                       "job", PQgetvalue(res, i, 0), "error", why, NULL);
-                sl_buf_puts(&b, ",\"error\":");
-                sl_buf_json_string(&b, why);
-            }
-            sl_buf_puts(&b, "}");
-        }
-        sl_buf_puts(&b, "]");
-        const char *p[] = {sl_buf_str(&b)};
-        sl_pg_query(w->ctx->pg, "SELECT sluice.set_next_slots($1::jsonb)", 1, p,
-                    sl_worker_ignore_result, "scheduling recurring jobs failed");
-        sl_buf_free(&b);
-    }
-    PQclear(res);
-}
-
-/* Removes id from ids ("a,b,"), if there. */
-static void drop_id(sl_buf *ids, const char *id)
-{
-    size_t n = strlen(id);
-    for (size_t at = 0; at < ids->len;) {
-        const char *comma = memchr(ids->data + at, ',', ids->len - at);
-        size_t len = comma ? (size_t)(comma - (ids->data + at)) : ids->len - at;
-        size_t next = at + len + (comma != NULL);
-        if (len == n && memcmp(ids->data + at, id, n) == 0) {
-            memmove(ids->data + at, ids->data + next, ids->len - next + 1); /* and the NUL */
-            ids->len -= next - at;
-            return;
-        }
-        at = next;
-    }
-}
-
-static void abandoned_checked(PGresult *res, const char *err, void *data)
-{
-    sl_worker *w = data;
-    w->checking_abandoned = 0;
-    if (err) {
-        sl_log(outage_level(w), "looking for runs whose outcomes were refused failed", "error", err,
-               NULL);
-        if (res) PQclear(res);
-        return;
-    }
-    int n = PQntuples(res);
-    if (n > 0) {
-        unflushed *f = sl_xcalloc(1, sizeof *f);
-        f->at = ev_now(w->ctx->loop);
-        sl_buf runs = {0};
-        for (int i = 0; i < n; i++) {
-            drop_id(&w->abandoned, PQgetvalue(res, i, 0));
-            sl_buf_puts(&f->ids, PQgetvalue(res, i, 0));
-            sl_buf_puts(&f->ids, ",");
-            sl_buf_puts(&runs, i ? "," : "{");
-            sl_buf_puts(&runs, PQgetvalue(res, i, 0));
-        }
-        sl_buf_puts(&runs, "}");
-        f->next = w->unflushed;
-        w->unflushed = f;
-        char count[16];
-        snprintf(count, sizeof count, "%d", n);
-        sl_log(SL_DEBUG, "runs whose outcomes were refused are no longer running here",
-               SL_NUM "count", count, "runs", sl_buf_str(&runs), NULL);
-        sl_buf_free(&runs);
-    }
-    PQclear(res);
-}
-
-/* The runs whose outcomes the database refused outright (refused(): in
- * w->abandoned) stay running under this worker until their leases run out and
- * a rescue, this worker's or another's, fails them; held till then, they would
- * be held for the worker's lifetime. Asked with each rescue pass while there
- * are any: those no longer running here, which no sweep can give back any
- * more. They leave w->abandoned for the runs ended lazily (unflushed), as the
- * rescue committed lazily: a crash of the database may still set one running
- * here again, until a durable cycle sent after this answer drops them. */
-static void check_abandoned(sl_worker *w)
-{
-    sl_buf ids = {0};
-    sl_buf_puts(&ids, "{");
-    sl_buf_puts(&ids, sl_buf_str(&w->abandoned));
-    ids.data[ids.len - 1] = '}'; /* the last "," */
-    const char *params[] = {sl_buf_str(&ids), w->id};
-    w->checking_abandoned = 1;
-    sl_pg_query(w->ctx->pg,
-                "SELECT u.id FROM unnest($1::uuid[]) AS u(id) WHERE NOT EXISTS (SELECT 1 FROM "
-                "sluice.scheduled_job_runs r WHERE r.id = u.id AND r.status = 'running' AND "
-                "r.worker_id = $2)",
-                2, params, abandoned_checked, w);
-    sl_buf_free(&ids);
-}
-
-static void rescue_cb(struct ev_loop *loop, ev_timer *t, int revents)
-{
-    (void)loop;
-    (void)revents;
-    sl_worker *w = t->data;
-    if (w->stopping) return;
-    sl_pg_query(w->ctx->pg,
-                "SELECT run_id, job_status, error, decision, (SELECT r.job_type FROM "
-                "sluice.scheduled_job_runs r WHERE r.id = l.run_id) AS job_type "
-                "FROM sluice.rescue_lost_runs() l",
-                0, NULL, rescue_done, w);
-    sl_pg_query(w->ctx->pg, "SELECT * FROM sluice.unscheduled_jobs(100)", 0, NULL, unscheduled_done,
-                w);
-    if (w->abandoned.len && !w->checking_abandoned) check_abandoned(w);
-}
-
-static void retention_done(PGresult *res, const char *err, void *data)
-{
-    sl_worker *w = data;
-    if (err) {
-        sl_log(outage_level(w), "retention pass failed", "error", err, NULL);
-        return;
-    }
-    if (PQntuples(res) == 1 && (atoi(PQgetvalue(res, 0, 0)) || atoi(PQgetvalue(res, 0, 1))))
-        sl_log(SL_INFO, "retention", SL_NUM "archived_jobs", PQgetvalue(res, 0, 0),
-               SL_NUM "pruned_runs", PQgetvalue(res, 0, 1), NULL);
-    PQclear(res);
-}
-
-static void retention_cb(struct ev_loop *loop, ev_timer *t, int revents)
-{
-    (void)loop;
-    (void)revents;
-    sl_worker *w = t->data;
-    char an[40], pn[40], a[48], p[48];
-    sl_config_fmt_number(w->cfg->archive_after_days, an, sizeof an);
-    sl_config_fmt_number(w->cfg->prune_after_days, pn, sizeof pn);
-    snprintf(a, sizeof a, "%s days", an);
-    snprintf(p, sizeof p, "%s days", pn);
-    const char *params[] = {a, p};
-    sl_pg_query(w->ctx->pg, "SELECT * FROM sluice.apply_retention($1::interval, $2::interval)", 2,
-                params, retention_done, w);
-}
-
-/* ------------------------------------------------------------------ log flush */
-
-typedef struct {
-    sl_worker *w;
-    int n;
-    sl_log_chunk chunks[];
-} logflush_req;
-
-static void logs_done(PGresult *res, const char *err, void *data)
-{
-    logflush_req *q = data;
-    sl_worker *w = q->w;
-    w->flushing_logs = 0;
-    w->flush = NULL;
-    if (err) {
-        sl_log(outage_level(w), "recording log lines failed; they are recorded when the run ends",
-               "error", err, NULL);
-    } else {
-        /* only the runs the statement appended to (a run that ended meanwhile
-         * records its lines with its outcome) */
-        for (int r = 0; r < PQntuples(res); r++)
-            for (int i = 0; i < q->n; i++)
-                if (strcmp(q->chunks[i].run_id, PQgetvalue(res, r, 0)) == 0)
-                    sl_runtime_logs_sent(w->ctx->rt, &q->chunks[i]);
-    }
-    if (res) PQclear(res);
-    free(q);
-    maybe_exit(w);
-}
-
-/* Every few seconds, the new log lines of runs in flight: one statement. */
-static void logflush_cb(struct ev_loop *loop, ev_timer *t, int revents)
-{
-    (void)loop;
-    (void)revents;
-    sl_worker *w = t->data;
-    if (w->flushing_logs || w->stopping == 2) return;
-    sl_buf b = {0};
-    logflush_req *q =
-        calloc(1, sizeof *q + sizeof q->chunks[0] * (size_t)sl_runtime_active(w->ctx->rt));
-    if (!q) return; /* out of memory: the lines wait for the next flush */
-    q->w = w;
-    q->n = sl_runtime_pending_logs(w->ctx->rt, &b, q->chunks);
-    if (q->n == 0) {
-        free(q);
-        sl_buf_free(&b);
-        return;
-    }
-    const char *params[] = {sl_buf_str(&b)};
-    w->flushing_logs = 1;
-    w->flush = q;
-    sl_pg_query_prepared(w->ctx->pg, "sl_logs", "SELECT * FROM sluice.append_logs($1::jsonb)", 1,
-                         params, logs_done, q);
-    sl_buf_free(&b);
-}
-
 /* ------------------------------------------------------------------ shutdown */
 
 static void released(PGresult *res, const char *err, void *data)
@@ -1305,7 +924,7 @@ static void released(PGresult *res, const char *err, void *data)
         sl_log(SL_WARN, "giving back claimed runs failed; their leases will expire", "error", err,
                NULL);
     if (res) PQclear(res);
-    maybe_exit(w);
+    sl_worker_maybe_exit(w);
 }
 
 static void stopped_done(PGresult *res, const char *err, void *data)
@@ -1316,7 +935,7 @@ static void stopped_done(PGresult *res, const char *err, void *data)
     ev_break(w->ctx->loop, EVBREAK_ALL);
 }
 
-static void maybe_exit(sl_worker *w)
+void sl_worker_maybe_exit(sl_worker *w)
 {
     if (!w->stopping || w->running > 0 || w->done || w->cycling || w->sweeping || w->releasing ||
         w->flushing_logs)
@@ -1339,7 +958,7 @@ static void grace_cb(struct ev_loop *loop, ev_timer *t, int revents)
     sl_runtime_cancel_all_runs(w->ctx->rt, "shutdown");
     ev_timer_set(&w->leave, w->cfg->lease_seconds, 0);
     ev_timer_start(loop, &w->leave);
-    maybe_exit(w);
+    sl_worker_maybe_exit(w);
 }
 
 /* The lease has passed since the grace period ended and the outcomes are still
@@ -1394,7 +1013,7 @@ static void signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
     ev_timer_start(loop, &w->grace);
     /* the sweep the stopped timer would have sent, and the recording after it */
     if (w->orphans_possible && !w->cycling && !w->sweeping) sl_worker_cycle(w);
-    maybe_exit(w);
+    sl_worker_maybe_exit(w);
 }
 
 /* A stop (SIGINT, SIGTERM) or a reload (SIGHUP) asked for during start-up,
@@ -1630,17 +1249,17 @@ static int serve(sl_config *cfg, const serve_opts *o, int argc, char **argv)
                                  .data = &w};
     sl_queue_lease_start(&w.renewal);
     double every = cfg->lease_seconds / 3 < 5 ? cfg->lease_seconds / 3 : 5;
-    ev_timer_init(&w.rescue, rescue_cb, 0.5, every);
+    ev_timer_init(&w.rescue, sl_worker_rescue_cb, 0.5, every);
     w.rescue.data = &w;
     ev_timer_start(ctx.loop, &w.rescue);
-    ev_timer_init(&w.logflush, logflush_cb, 2, 2);
+    ev_timer_init(&w.logflush, sl_worker_logflush_cb, 2, 2);
     w.logflush.data = &w;
     ev_timer_start(ctx.loop, &w.logflush);
     /* the first pass half a minute after start (unless passes are closer):
      * not in the rush of a start, not so late a short-lived worker never
      * makes one */
     double pass = cfg->retention_every_minutes * 60;
-    ev_timer_init(&w.retention, retention_cb, pass < 30 ? pass : 30, pass);
+    ev_timer_init(&w.retention, sl_worker_retention_cb, pass < 30 ? pass : 30, pass);
     w.retention.data = &w;
     ev_timer_start(ctx.loop, &w.retention);
     ev_signal_init(&w.sigint, signal_cb, SIGINT);
