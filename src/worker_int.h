@@ -1,12 +1,12 @@
 /*
  * worker_int.h — what the parts of `sluice serve` share: the worker's state
- * (one per daemon, owned by sl_cmd_serve's stack frame and reached through the
+ * (one per daemon, owned by serve()'s stack frame and reached through the
  * loop's callbacks) and the functions one part calls in another.
- * worker.c holds the runs, the cycle, shutdown and start-up; worker_sweep.c
- * the sweep after a claim's lost reply; worker_passes.c the periodic passes
- * (rescue, retention, log flush); worker_reload.c the reload (SIGHUP, edited
- * handler files). Not for other subsystems: they know sl_cmd_serve (cli.h)
- * and an opaque struct sl_worker.
+ * worker.c holds the runs, the cycle and shutdown; worker_sweep.c the sweep
+ * after a claim's lost reply; worker_passes.c the periodic passes (rescue,
+ * retention, log flush); worker_reload.c the reload (SIGHUP, edited handler
+ * files); worker_serve.c the options, start-up and the loop. Not for other
+ * subsystems: they know sl_cmd_serve (cli.h) and an opaque struct sl_worker.
  */
 #ifndef SLUICE_WORKER_INT_H
 #define SLUICE_WORKER_INT_H
@@ -21,6 +21,9 @@
 
 #include <ev.h>
 #include <libpq-fe.h>
+
+/* The most runs one cycle claims (and the most --prefetch allows). */
+#define SL_WORKER_CLAIM_MAX 500
 
 struct cycle_req;
 struct wrun;
@@ -106,10 +109,6 @@ typedef struct serve_opts {
 
 /* worker.c */
 
-/* serve's own options (argv as serve got it): into o, and the numeric settings
- * into cfg, on top of the file, the environment and the global flags (they
- * win). 0; 1 after --help, the usage printed; -1 after saying what is wrong. */
-int sl_worker_serve_options(sl_config *cfg, int argc, char **argv, serve_opts *o);
 /* Sends a cycle (records ended runs, claims due ones) unless one may not go. */
 void sl_worker_cycle(sl_worker *w);
 /* Starts claimed runs while slots are free. */
@@ -126,6 +125,20 @@ double sl_worker_retry_later(sl_worker *w);
 void sl_worker_put_run_ids(sl_buf *ids, const struct wrun *r);
 /* Stopping, once nothing is in flight: the exit begins. */
 void sl_worker_maybe_exit(sl_worker *w);
+/* Timer callbacks (data: the worker): the next cycle, a claim or a retry. */
+void sl_worker_soon_cb(struct ev_loop *loop, ev_timer *t, int revents);
+void sl_worker_claim_timer_cb(struct ev_loop *loop, ev_timer *t, int revents);
+/* For the lease renewal: the runs waiting for a slot; a waiting run to stop. */
+void sl_worker_queued_ids(sl_buf *ids, void *data);
+void sl_worker_stop_queued(const char *run_id, const char *reason, void *data);
+/* LISTEN sluice_jobs and sluice_cancel (data: the worker). */
+void sl_worker_on_notify(const char *channel, const char *payload, void *data);
+/* Shutdown: SIGINT/SIGTERM, the grace period over, the lease after it. */
+void sl_worker_signal_cb(struct ev_loop *loop, ev_signal *s, int revents);
+void sl_worker_grace_cb(struct ev_loop *loop, ev_timer *t, int revents);
+void sl_worker_leave_cb(struct ev_loop *loop, ev_timer *t, int revents);
+/* Frees what the worker still holds once the loop and the pool are gone. */
+void sl_worker_free_held(sl_worker *w);
 
 /* worker_sweep.c */
 
@@ -139,6 +152,13 @@ void sl_worker_sweep(sl_worker *w);
 void sl_worker_rescue_cb(struct ev_loop *loop, ev_timer *t, int revents);
 void sl_worker_retention_cb(struct ev_loop *loop, ev_timer *t, int revents);
 void sl_worker_logflush_cb(struct ev_loop *loop, ev_timer *t, int revents);
+
+/* worker_serve.c */
+
+/* serve's own options (argv as serve got it): into o, and the numeric settings
+ * into cfg, on top of the file, the environment and the global flags (they
+ * win). 0; 1 after --help, the usage printed; -1 after saying what is wrong. */
+int sl_worker_serve_options(sl_config *cfg, int argc, char **argv, serve_opts *o);
 
 /* worker_reload.c */
 
