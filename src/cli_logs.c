@@ -4,11 +4,11 @@
  * run ends (for a one-time job, through its retries until it settles).
  *
  * A worker records the lines of a run in flight every two seconds and the rest
- * when the run ends (worker.c), so following is reading the run's row every
- * half second from where the last read stopped: the log is only ever appended
- * to. Lines are printed as `sluice show` prints stored text, control
- * characters as `cat -v` shows them; the outcome goes to stderr, so stdout is
- * the log alone.
+ * when the run ends (worker_passes.c, worker.c), so following is reading the
+ * run's row every half second from where the last read stopped: the log is
+ * only ever appended to. Lines are printed as `sluice show` prints stored
+ * text, control characters as `cat -v` shows them; the outcome goes to stderr,
+ * so stdout is the log alone.
  */
 #include "buf.h"
 #include "cli.h"

@@ -4,7 +4,8 @@
  *
  * One sl_config is built in main() and passed down read-only; nothing else holds
  * settings. `serve` keeps a copy of its own, the settings in force, which a
- * reload (SIGHUP) updates with what can change while it runs (see worker.c).
+ * reload (SIGHUP) updates with what can change while it runs (see
+ * worker_reload.c).
  */
 #ifndef SL_CONFIG_H
 #define SL_CONFIG_H

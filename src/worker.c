@@ -24,32 +24,28 @@
  * after the grace period, leave without it: exit 1). A second signal exits at
  * once; leases then let other workers rescue what was in flight.
  *
- * Reload (SIGHUP, edited handler files): worker_reload.c. What the two
- * files share is in worker_int.h.
+ * Here: the runs, the cycle and shutdown. Elsewhere: the sweep after a
+ * cycle's lost reply (worker_sweep.c); the rescue, retention and log flush
+ * passes (worker_passes.c); the reload on SIGHUP or an edited handler file
+ * (worker_reload.c); the options, start-up and the loop (worker_serve.c).
+ * What the files share is in worker_int.h.
  */
 #include "buf.h"
-#include "cli.h"
 #include "config.h"
 #include "ctx.h"
 #include "daemon.h"
-#include "http.h"
 #include "log.h"
 #include "pg.h"
 #include "queue.h"
-#include "reload.h"
 #include "runtime.h"
-#include "tz.h"
 #include "worker_int.h"
 
 #include <ev.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
-#define CLAIM_MAX 500
 /* Two cycles may overlap, so a NOTIFY need not wait behind the recording of the
  * last batch (on another connection of the pool). */
 #define MAX_CYCLES 2
@@ -58,10 +54,9 @@
  * so short runs never wait on a round trip and long ones are never held here
  * while another worker could start them. (Shorter than a run, the horizon left
  * a few slots waiting on a round trip each time a burst of runs ended.) The
- * default allowance matters for very short runs only, where it sets the size
- * of a cycle (docs/architecture.md, Prefetch). */
+ * default allowance (worker_serve.c) matters for very short runs only, where
+ * it sets the size of a cycle (docs/architecture.md, Prefetch). */
 #define PREFETCH_HORIZON 0.5
-#define DEFAULT_PREFETCH 500
 /* Ended runs are recorded at once, unless every slot is busy and claimed runs
  * wait here to follow them: then the cycle may wait up to this long (and never
  * longer than a quarter of the time those queued runs last), so that one cycle
@@ -69,16 +64,6 @@
  * statements) besides its rows; with a hundred runs ending at random moments,
  * one cycle per ended run kept half a core busy. */
 #define RECORD_DELAY_MAX 0.02
-/* Run on each pool connection as it opens (sl_pg_warmup): the queue functions'
- * code compiled and their statements planned with nothing claimed, started or
- * recorded (no jobs asked for, none given), so that a job NOTIFY'd to an idle
- * worker does not wait for that on a connection no claim has used yet. */
-#define WARMUP_SQL                                                                                 \
-    "SELECT (SELECT count(*) FROM sluice.finish_and_claim_runs('[]', NULL, 0, 0, NULL, true, "     \
-    "false, NULL)) "                                                                               \
-    "+ (SELECT count(*) FROM sluice.claim_jobs(NULL, 0, 0, NULL)) "                                \
-    "+ (SELECT count(*) FROM sluice.start_runs(NULL, '{}', 0)) "                                   \
-    "+ (SELECT count(*) FROM sluice.finish_runs('[]'))"
 
 /* An ended run waiting to be recorded: a run, or its outcome already as
  * finish_runs JSON (a run that could not start, or one recorded as a bare
@@ -101,36 +86,13 @@ typedef struct wrun {
     } ended; /* for an outcome without its run; else the run says */
 } wrun;
 
-/* A claimed run waiting for a free slot: its spec, whose strings (copied from
- * the claim) live in the same allocation, after the struct. */
-typedef struct pending {
-    sl_run_spec spec;
-    struct pending *next;
-} pending;
-
-/* The ids of runs ("a,b,") whose outcomes a cycle answered at `at` recorded
- * with synchronous_commit off: a crash of the database may still lose them,
- * leaving the runs running under this worker. A cycle that claimed commits
- * durably, and with it every commit before it, so it drops the ones answered
- * before it was sent (note_recorded). At most the runs that ended between two
- * claims, so at most the concurrency and the prefetch. Also the abandoned runs
- * seen at `at` no longer running here (check_abandoned): the rescue that
- * failed one commits lazily too. */
-typedef struct unflushed {
-    struct unflushed *next;
-    double at;
-    sl_buf ids;
-} unflushed;
-
-static void sweep(sl_worker *w);
 static void unstartable(sl_worker *w, const pending *p, const char *errbuf);
 static void released(PGresult *res, const char *err, void *data);
-static void maybe_exit(sl_worker *w);
 
 /* The level of a periodic statement's failure, in its callback: debug when it
  * failed for want of a connection during an outage, which the pool logs once
  * (sl_pg_outage_error), else a warning. */
-static int outage_level(const sl_worker *w)
+int sl_worker_outage_level(const sl_worker *w)
 {
     return sl_pg_outage_error(w->ctx->pg) ? SL_DEBUG : SL_WARN;
 }
@@ -154,7 +116,7 @@ static const char *wrun_id(const wrun *r)
 }
 
 /* Appends the run ids of the list from r on to ids, each followed by ",". */
-static void put_run_ids(sl_buf *ids, const wrun *r)
+void sl_worker_put_run_ids(sl_buf *ids, const wrun *r)
 {
     for (; r; r = r->next) {
         const char *id = wrun_id(r);
@@ -312,7 +274,7 @@ void sl_worker_arm_claim_timer(sl_worker *w, double after)
 
 /* After a cycle (or a sweep) that failed: the next one comes after a backoff
  * doubled each time, from 0.2 s up to 30 s. Returns the wait. */
-static double retry_later(sl_worker *w)
+double sl_worker_retry_later(sl_worker *w)
 {
     w->backoff = w->backoff < 0.2 ? 0.2 : w->backoff * 2;
     if (w->backoff > 30) w->backoff = 30;
@@ -649,7 +611,7 @@ static void note_recorded(sl_worker *w, const wrun *batch, double sent, int dura
     if (!batch) return;
     unflushed *f = sl_xcalloc(1, sizeof *f);
     f->at = ev_now(w->ctx->loop);
-    put_run_ids(&f->ids, batch);
+    sl_worker_put_run_ids(&f->ids, batch);
     f->next = w->unflushed;
     w->unflushed = f;
 }
@@ -677,9 +639,9 @@ static void cycle_done(PGresult *res, const char *err, void *data)
         /* and claimed, perhaps: the next cycle is a sweep first */
         if (asked > 0) w->orphans_possible = 1;
         char secs[32];
-        snprintf(secs, sizeof secs, "%.1f", retry_later(w));
-        sl_log(outage_level(w), "claiming and recording runs failed, retrying", "error", err,
-               SL_NUM "retry_in", secs, NULL);
+        snprintf(secs, sizeof secs, "%.1f", sl_worker_retry_later(w));
+        sl_log(sl_worker_outage_level(w), "claiming and recording runs failed, retrying", "error",
+               err, SL_NUM "retry_in", secs, NULL);
         return;
     }
     w->backoff = 0;
@@ -750,7 +712,7 @@ static void cycle_done(PGresult *res, const char *err, void *data)
         if (w->done || w->orphans_possible)
             sl_worker_cycle(w);
         else
-            maybe_exit(w);
+            sl_worker_maybe_exit(w);
         return;
     }
     sl_worker_start_queued(w);
@@ -781,7 +743,7 @@ void sl_worker_cycle(sl_worker *w)
         return;
     }
     if (w->orphans_possible) {
-        sweep(w);
+        sl_worker_sweep(w);
         return;
     }
     if (w->cycling >= MAX_CYCLES) {
@@ -799,7 +761,7 @@ void sl_worker_cycle(sl_worker *w)
      * at work, not one taking turns). */
     int per_cycle = (w->concurrency + prefetch) / MAX_CYCLES;
     if (want > per_cycle) want = free_slots > per_cycle ? free_slots : per_cycle;
-    if (want > CLAIM_MAX) want = CLAIM_MAX;
+    if (want > SL_WORKER_CLAIM_MAX) want = SL_WORKER_CLAIM_MAX;
     if (want < 0) want = 0;
     wrun *batch = w->done;
     if (w->isolate > 0 && batch) { /* one ended run a cycle, nothing claimed */
@@ -861,125 +823,14 @@ void sl_worker_cycle(sl_worker *w)
     sl_buf_free(&given);
 }
 
-/* ------------------------------------------------------------------ the sweep */
-
-/* A cycle that claimed got no answer (cycle_done: orphans_possible). If the
- * connection broke after Postgres committed it, runs it claimed are running
- * under this worker in the database though the worker never heard of them:
- * none would start, the lease renewal (which names the runs held) would let
- * their leases run out, and another worker's rescue would fail them, spending
- * an attempt of jobs that never ran. Before it claims again, with no cycle in
- * flight, the worker sends a sweep instead: release_unheld_runs() gives back
- * every run running under it that it does not hold, as if never claimed (as
- * release_runs() does at shutdown). Held are the runs in flight, those
- * claimed and waiting for a slot, and the ended runs whose outcomes wait to
- * be recorded (still running in the database), and the runs whose outcomes
- * the database refused outright (refused(): they ran; their leases hand them
- * to the rescue, and once seen ended they count as ended lazily:
- * check_abandoned), and the runs whose outcomes were recorded lazily and are
- * perhaps not on disk yet (note_recorded): a crash of the database may have
- * lost such an outcome, leaving a run that did run running under this worker,
- * and giving it back would delete its record; its lease hands it to the
- * rescue instead. No cycle goes while the sweep is in flight: a run it
- * claimed would be given back. */
-
-/* Every run this worker holds, as a Postgres array literal ("{a,b}"). With no
- * cycle in flight, no batch of outcomes is anywhere but in w->done. */
-static void held_ids(sl_worker *w, sl_buf *ids)
-{
-    sl_buf_puts(ids, "{");
-    sl_runtime_run_ids(w->ctx->rt, ids); /* "a,b," */
-    for (pending *p = w->queue_head; p; p = p->next) {
-        sl_buf_puts(ids, p->spec.run_id);
-        sl_buf_puts(ids, ",");
-    }
-    put_run_ids(ids, w->done);
-    if (w->abandoned.len) sl_buf_puts(ids, sl_buf_str(&w->abandoned));
-    for (const unflushed *f = w->unflushed; f; f = f->next)
-        if (f->ids.len) sl_buf_puts(ids, sl_buf_str(&f->ids));
-    if (ids->data[ids->len - 1] == ',') ids->len--;
-    sl_buf_puts(ids, "}");
-}
-
-/* What follows a sweep that is over: the cycle it held back, or the exit. */
-static void after_sweep(sl_worker *w)
-{
-    if (w->stopping && !w->done)
-        maybe_exit(w);
-    else
-        sl_worker_cycle(w);
-}
-
-static void sweep_done(PGresult *res, const char *err, void *data)
-{
-    sl_worker *w = data;
-    w->sweeping = 0;
-    w->cycle_again = 0; /* after_sweep's cycle is that one */
-    if (err && res) PQclear(res);
-    /* a statement the database refuses would be refused again: no cycle may
-     * wait on it (nor, once stopping, on the database coming back) */
-    if (err && (w->stopping ||
-                sl_pg_sqlstate_fault(sl_pg_error_sqlstate(w->ctx->pg)) != SL_PG_TRANSIENT)) {
-        w->orphans_possible = 0;
-        sl_log(SL_WARN,
-               "could not look for runs claimed by a cycle whose reply was lost; if there are "
-               "any, their leases will run out",
-               "error", err, NULL);
-        after_sweep(w);
-        return;
-    }
-    if (err) {
-        char secs[32];
-        snprintf(secs, sizeof secs, "%.1f", retry_later(w));
-        sl_log(outage_level(w),
-               "looking for runs claimed by a cycle whose reply was lost failed, retrying", "error",
-               err, SL_NUM "retry_in", secs, NULL);
-        return;
-    }
-    w->orphans_possible = 0;
-    w->backoff = 0;
-    int n = PQntuples(res);
-    if (n > 0) {
-        sl_buf ids = {0};
-        for (int i = 0; i < n; i++) {
-            sl_buf_puts(&ids, i ? "," : "{");
-            sl_buf_puts(&ids, PQgetvalue(res, i, 0));
-        }
-        sl_buf_puts(&ids, "}");
-        char count[16];
-        snprintf(count, sizeof count, "%d", n);
-        sl_log(SL_WARN,
-               "gave back runs claimed by a cycle whose reply was lost; their jobs are due again, "
-               "no attempt spent",
-               SL_NUM "count", count, "runs", sl_buf_str(&ids), NULL);
-        sl_buf_free(&ids);
-    } else {
-        sl_log(SL_DEBUG, "no runs were claimed by the cycle whose reply was lost", NULL);
-    }
-    PQclear(res);
-    after_sweep(w);
-}
-
-/* Sends the sweep (see above); sl_worker_cycle() calls it, with no cycle in flight. */
-static void sweep(sl_worker *w)
-{
-    sl_buf ids = {0};
-    held_ids(w, &ids);
-    const char *params[] = {w->id, sl_buf_str(&ids)};
-    w->sweeping = 1;
-    sl_pg_query(w->ctx->pg, "SELECT sluice.release_unheld_runs($1, $2::uuid[])", 2, params,
-                sweep_done, w);
-    sl_buf_free(&ids);
-}
-
-static void soon_cb(struct ev_loop *loop, ev_timer *t, int revents)
+void sl_worker_soon_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)loop;
     (void)revents;
     sl_worker_cycle(t->data);
 }
 
-static void claim_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+void sl_worker_claim_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)loop;
     (void)revents;
@@ -991,7 +842,7 @@ static void claim_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
  * paused job's run given back to its job (it never started). A run whose lease
  * was lost or that is gone has nothing left to record. run_id NULL (the
  * fence): every waiting run, as lost. */
-static void stop_queued(const char *run_id, const char *reason, void *data)
+void sl_worker_stop_queued(const char *run_id, const char *reason, void *data)
 {
     sl_worker *w = data;
     for (pending **at = &w->queue_head, *prev = NULL; *at;) {
@@ -1018,7 +869,7 @@ static void stop_queued(const char *run_id, const char *reason, void *data)
     }
 }
 
-static void on_notify(const char *channel, const char *payload, void *data)
+void sl_worker_on_notify(const char *channel, const char *payload, void *data)
 {
     sl_worker *w = data;
     if (channel && strcmp(channel, "sluice_cancel") == 0) {
@@ -1029,8 +880,6 @@ static void on_notify(const char *channel, const char *payload, void *data)
     sl_worker_cycle(w); /* also after the LISTEN connection came back (channel NULL) */
 }
 
-/* ------------------------------------------------------------------ leases */
-
 void sl_worker_ignore_result(PGresult *res, const char *err, void *data)
 {
     const char *what = data;
@@ -1039,260 +888,13 @@ void sl_worker_ignore_result(PGresult *res, const char *err, void *data)
 }
 
 /* The runs claimed and waiting for a slot, for the lease renewal. */
-static void queued_ids(sl_buf *ids, void *data)
+void sl_worker_queued_ids(sl_buf *ids, void *data)
 {
     sl_worker *w = data;
     for (pending *p = w->queue_head; p; p = p->next) {
         sl_buf_puts(ids, p->spec.run_id);
         sl_buf_puts(ids, ",");
     }
-}
-
-/* A column's value, NULL when it is NULL or not in the result (col -1). */
-static const char *col_or_null(const PGresult *res, int row, int col)
-{
-    return col < 0 || PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
-}
-
-static void rescue_done(PGresult *res, const char *err, void *data)
-{
-    sl_worker *w = data;
-    if (err) {
-        sl_log(outage_level(w), "rescue pass failed", "error", err, NULL);
-        return;
-    }
-    int n = 0, error_col = PQfnumber(res, "error"), decision = PQfnumber(res, "decision"),
-        type = PQfnumber(res, "job_type");
-    for (int i = 0; i < PQntuples(res); i++) {
-        if (error_col >= 0 && !PQgetisnull(res, i, error_col)) {
-            /* it stays running with its lease expired: tried again next pass */
-            sl_log(SL_ERROR, "could not fail a run whose worker was lost; will try again", "run",
-                   PQgetvalue(res, i, 0), "type", col_or_null(res, i, type), "error",
-                   PQgetvalue(res, i, error_col), NULL);
-            continue;
-        }
-        sl_log(SL_WARN, "failed a run whose worker was lost (lease expired)", "run",
-               PQgetvalue(res, i, 0), "type", col_or_null(res, i, type), "job_status",
-               PQgetvalue(res, i, 1), "then", col_or_null(res, i, decision), NULL);
-        n++;
-    }
-    PQclear(res);
-    if (n > 0) sl_worker_cycle(w);
-}
-
-/* Recurring jobs without a next slot (created through SQL, or rescued): compute
- * their slots here, where the cron evaluator is. */
-static void unscheduled_done(PGresult *res, const char *err, void *data)
-{
-    sl_worker *w = data;
-    if (err) {
-        sl_log(outage_level(w), "looking for unscheduled recurring jobs failed", "error", err,
-               NULL);
-        return;
-    }
-    int n = PQntuples(res);
-    if (n > 0) {
-        sl_buf b = {0};
-        sl_buf_puts(&b, "[");
-        for (int i = 0; i < n; i++) {
-            char next[40], why[256];
-            if (i) sl_buf_puts(&b, ",");
-            sl_buf_puts(&b, "{\"id\":");
-            sl_buf_json_string(&b, PQgetvalue(res, i, 0));
-            if (sl_queue_cron_slot(PQgetvalue(res, i, 1), PQgetvalue(res, i, 2), w->zones, next,
-                                   why, sizeof why) == 0) {
-                sl_buf_puts(&b, ",\"next_run_at\":");
-                sl_buf_json_string(&b, next);
-            } else {
-                sl_log(SL_ERROR, "a recurring job's schedule cannot be evaluated; failing the job",
-                       "job", PQgetvalue(res, i, 0), "error", why, NULL);
-                sl_buf_puts(&b, ",\"error\":");
-                sl_buf_json_string(&b, why);
-            }
-            sl_buf_puts(&b, "}");
-        }
-        sl_buf_puts(&b, "]");
-        const char *p[] = {sl_buf_str(&b)};
-        sl_pg_query(w->ctx->pg, "SELECT sluice.set_next_slots($1::jsonb)", 1, p,
-                    sl_worker_ignore_result, "scheduling recurring jobs failed");
-        sl_buf_free(&b);
-    }
-    PQclear(res);
-}
-
-/* Removes id from ids ("a,b,"), if there. */
-static void drop_id(sl_buf *ids, const char *id)
-{
-    size_t n = strlen(id);
-    for (size_t at = 0; at < ids->len;) {
-        const char *comma = memchr(ids->data + at, ',', ids->len - at);
-        size_t len = comma ? (size_t)(comma - (ids->data + at)) : ids->len - at;
-        size_t next = at + len + (comma != NULL);
-        if (len == n && memcmp(ids->data + at, id, n) == 0) {
-            memmove(ids->data + at, ids->data + next, ids->len - next + 1); /* and the NUL */
-            ids->len -= next - at;
-            return;
-        }
-        at = next;
-    }
-}
-
-static void abandoned_checked(PGresult *res, const char *err, void *data)
-{
-    sl_worker *w = data;
-    w->checking_abandoned = 0;
-    if (err) {
-        sl_log(outage_level(w), "looking for runs whose outcomes were refused failed", "error", err,
-               NULL);
-        if (res) PQclear(res);
-        return;
-    }
-    int n = PQntuples(res);
-    if (n > 0) {
-        unflushed *f = sl_xcalloc(1, sizeof *f);
-        f->at = ev_now(w->ctx->loop);
-        sl_buf runs = {0};
-        for (int i = 0; i < n; i++) {
-            drop_id(&w->abandoned, PQgetvalue(res, i, 0));
-            sl_buf_puts(&f->ids, PQgetvalue(res, i, 0));
-            sl_buf_puts(&f->ids, ",");
-            sl_buf_puts(&runs, i ? "," : "{");
-            sl_buf_puts(&runs, PQgetvalue(res, i, 0));
-        }
-        sl_buf_puts(&runs, "}");
-        f->next = w->unflushed;
-        w->unflushed = f;
-        char count[16];
-        snprintf(count, sizeof count, "%d", n);
-        sl_log(SL_DEBUG, "runs whose outcomes were refused are no longer running here",
-               SL_NUM "count", count, "runs", sl_buf_str(&runs), NULL);
-        sl_buf_free(&runs);
-    }
-    PQclear(res);
-}
-
-/* The runs whose outcomes the database refused outright (refused(): in
- * w->abandoned) stay running under this worker until their leases run out and
- * a rescue, this worker's or another's, fails them; held till then, they would
- * be held for the worker's lifetime. Asked with each rescue pass while there
- * are any: those no longer running here, which no sweep can give back any
- * more. They leave w->abandoned for the runs ended lazily (unflushed), as the
- * rescue committed lazily: a crash of the database may still set one running
- * here again, until a durable cycle sent after this answer drops them. */
-static void check_abandoned(sl_worker *w)
-{
-    sl_buf ids = {0};
-    sl_buf_puts(&ids, "{");
-    sl_buf_puts(&ids, sl_buf_str(&w->abandoned));
-    ids.data[ids.len - 1] = '}'; /* the last "," */
-    const char *params[] = {sl_buf_str(&ids), w->id};
-    w->checking_abandoned = 1;
-    sl_pg_query(w->ctx->pg,
-                "SELECT u.id FROM unnest($1::uuid[]) AS u(id) WHERE NOT EXISTS (SELECT 1 FROM "
-                "sluice.scheduled_job_runs r WHERE r.id = u.id AND r.status = 'running' AND "
-                "r.worker_id = $2)",
-                2, params, abandoned_checked, w);
-    sl_buf_free(&ids);
-}
-
-static void rescue_cb(struct ev_loop *loop, ev_timer *t, int revents)
-{
-    (void)loop;
-    (void)revents;
-    sl_worker *w = t->data;
-    if (w->stopping) return;
-    sl_pg_query(w->ctx->pg,
-                "SELECT run_id, job_status, error, decision, (SELECT r.job_type FROM "
-                "sluice.scheduled_job_runs r WHERE r.id = l.run_id) AS job_type "
-                "FROM sluice.rescue_lost_runs() l",
-                0, NULL, rescue_done, w);
-    sl_pg_query(w->ctx->pg, "SELECT * FROM sluice.unscheduled_jobs(100)", 0, NULL, unscheduled_done,
-                w);
-    if (w->abandoned.len && !w->checking_abandoned) check_abandoned(w);
-}
-
-static void retention_done(PGresult *res, const char *err, void *data)
-{
-    sl_worker *w = data;
-    if (err) {
-        sl_log(outage_level(w), "retention pass failed", "error", err, NULL);
-        return;
-    }
-    if (PQntuples(res) == 1 && (atoi(PQgetvalue(res, 0, 0)) || atoi(PQgetvalue(res, 0, 1))))
-        sl_log(SL_INFO, "retention", SL_NUM "archived_jobs", PQgetvalue(res, 0, 0),
-               SL_NUM "pruned_runs", PQgetvalue(res, 0, 1), NULL);
-    PQclear(res);
-}
-
-static void retention_cb(struct ev_loop *loop, ev_timer *t, int revents)
-{
-    (void)loop;
-    (void)revents;
-    sl_worker *w = t->data;
-    char an[40], pn[40], a[48], p[48];
-    sl_config_fmt_number(w->cfg->archive_after_days, an, sizeof an);
-    sl_config_fmt_number(w->cfg->prune_after_days, pn, sizeof pn);
-    snprintf(a, sizeof a, "%s days", an);
-    snprintf(p, sizeof p, "%s days", pn);
-    const char *params[] = {a, p};
-    sl_pg_query(w->ctx->pg, "SELECT * FROM sluice.apply_retention($1::interval, $2::interval)", 2,
-                params, retention_done, w);
-}
-
-/* ------------------------------------------------------------------ log flush */
-
-typedef struct {
-    sl_worker *w;
-    int n;
-    sl_log_chunk chunks[];
-} logflush_req;
-
-static void logs_done(PGresult *res, const char *err, void *data)
-{
-    logflush_req *q = data;
-    sl_worker *w = q->w;
-    w->flushing_logs = 0;
-    w->flush = NULL;
-    if (err) {
-        sl_log(outage_level(w), "recording log lines failed; they are recorded when the run ends",
-               "error", err, NULL);
-    } else {
-        /* only the runs the statement appended to (a run that ended meanwhile
-         * records its lines with its outcome) */
-        for (int r = 0; r < PQntuples(res); r++)
-            for (int i = 0; i < q->n; i++)
-                if (strcmp(q->chunks[i].run_id, PQgetvalue(res, r, 0)) == 0)
-                    sl_runtime_logs_sent(w->ctx->rt, &q->chunks[i]);
-    }
-    if (res) PQclear(res);
-    free(q);
-    maybe_exit(w);
-}
-
-/* Every few seconds, the new log lines of runs in flight: one statement. */
-static void logflush_cb(struct ev_loop *loop, ev_timer *t, int revents)
-{
-    (void)loop;
-    (void)revents;
-    sl_worker *w = t->data;
-    if (w->flushing_logs || w->stopping == 2) return;
-    sl_buf b = {0};
-    logflush_req *q =
-        calloc(1, sizeof *q + sizeof q->chunks[0] * (size_t)sl_runtime_active(w->ctx->rt));
-    if (!q) return; /* out of memory: the lines wait for the next flush */
-    q->w = w;
-    q->n = sl_runtime_pending_logs(w->ctx->rt, &b, q->chunks);
-    if (q->n == 0) {
-        free(q);
-        sl_buf_free(&b);
-        return;
-    }
-    const char *params[] = {sl_buf_str(&b)};
-    w->flushing_logs = 1;
-    w->flush = q;
-    sl_pg_query_prepared(w->ctx->pg, "sl_logs", "SELECT * FROM sluice.append_logs($1::jsonb)", 1,
-                         params, logs_done, q);
-    sl_buf_free(&b);
 }
 
 /* ------------------------------------------------------------------ shutdown */
@@ -1305,7 +907,7 @@ static void released(PGresult *res, const char *err, void *data)
         sl_log(SL_WARN, "giving back claimed runs failed; their leases will expire", "error", err,
                NULL);
     if (res) PQclear(res);
-    maybe_exit(w);
+    sl_worker_maybe_exit(w);
 }
 
 static void stopped_done(PGresult *res, const char *err, void *data)
@@ -1316,7 +918,7 @@ static void stopped_done(PGresult *res, const char *err, void *data)
     ev_break(w->ctx->loop, EVBREAK_ALL);
 }
 
-static void maybe_exit(sl_worker *w)
+void sl_worker_maybe_exit(sl_worker *w)
 {
     if (!w->stopping || w->running > 0 || w->done || w->cycling || w->sweeping || w->releasing ||
         w->flushing_logs)
@@ -1328,7 +930,7 @@ static void maybe_exit(sl_worker *w)
                 stopped_done, w);
 }
 
-static void grace_cb(struct ev_loop *loop, ev_timer *t, int revents)
+void sl_worker_grace_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)loop;
     (void)revents;
@@ -1339,7 +941,7 @@ static void grace_cb(struct ev_loop *loop, ev_timer *t, int revents)
     sl_runtime_cancel_all_runs(w->ctx->rt, "shutdown");
     ev_timer_set(&w->leave, w->cfg->lease_seconds, 0);
     ev_timer_start(loop, &w->leave);
-    maybe_exit(w);
+    sl_worker_maybe_exit(w);
 }
 
 /* The lease has passed since the grace period ended and the outcomes are still
@@ -1347,7 +949,7 @@ static void grace_cb(struct ev_loop *loop, ev_timer *t, int revents)
  * serves nothing, as other workers' rescue now fails these runs and retries
  * their jobs, so the process leaves without them (exit status 1) instead of
  * waiting for the database for ever. */
-static void leave_cb(struct ev_loop *loop, ev_timer *t, int revents)
+void sl_worker_leave_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)revents;
     sl_worker *w = t->data;
@@ -1370,7 +972,7 @@ static void leave_cb(struct ev_loop *loop, ev_timer *t, int revents)
     ev_break(loop, EVBREAK_ALL);
 }
 
-static void signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
+void sl_worker_signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
 {
     (void)revents;
     sl_worker *w = s->data;
@@ -1394,316 +996,28 @@ static void signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
     ev_timer_start(loop, &w->grace);
     /* the sweep the stopped timer would have sent, and the recording after it */
     if (w->orphans_possible && !w->cycling && !w->sweeping) sl_worker_cycle(w);
-    maybe_exit(w);
+    sl_worker_maybe_exit(w);
 }
 
-/* A stop (SIGINT, SIGTERM) or a reload (SIGHUP) asked for during start-up,
- * before the loop's signal watchers are set up: without this the signal's
- * default action ended the process (status 143 for SIGTERM) where a stop exits
- * 0, and a reload killed it. Both are acted on once the loop watches them. */
-static volatile sig_atomic_t startup_stop, startup_reload;
-
-static void startup_signal(int sig)
+/* Frees what the worker still holds once its loop is over (serve, after the
+ * runtime and the pool: no callback comes any more): the claimed runs waiting
+ * for a slot, the ended runs waiting to be recorded, the cycles in flight, the
+ * log flush in flight, the abandoned runs and the runs recorded lazily. */
+void sl_worker_free_held(sl_worker *w)
 {
-    if (sig == SIGHUP)
-        startup_reload = 1;
-    else
-        startup_stop = 1;
-}
-
-/* ------------------------------------------------------------------ serve */
-
-static void serve_usage(FILE *out)
-{
-    fprintf(out,
-            "usage: sluice serve [--concurrency N] [--prefetch N] [--lease SECONDS]\n"
-            "                    [--grace SECONDS] [--poll SECONDS] [--pidfile PATH]\n"
-            "                    [--no-watch]\n\n"
-            "Runs the daemon in the foreground: applies migrations, loads the handlers,\n"
-            "syncs the job-type registry, then claims due jobs and runs them. SIGHUP\n"
-            "reloads the handlers and the config file (settings that need a restart are\n"
-            "logged and kept).\n\n"
-            "  --concurrency N   runs in flight at once (default 10; 1 to 10000); -c N for\n"
-            "                    short\n"
-            "  --prefetch N      claim up to N more runs than free slots, so that a slot is\n"
-            "                    refilled without a round trip; never more than the worker\n"
-            "                    starts in 0.5 s at its pace (default 500; 0: never)\n"
-            "  --lease SECONDS   run lease, renewed every third of it (default 60; 1 to\n"
-            "                    86400)\n"
-            "  --grace SECONDS   on SIGINT/SIGTERM, time given to runs in flight (default 30;\n"
-            "                    0 to 86400)\n"
-            "  --poll SECONDS    fallback poll interval (default 5; 0.1 to 3600; new jobs are\n"
-            "                    picked up at once through LISTEN/NOTIFY)\n"
-            "  --pidfile PATH    write the pid there; refuse to start if another daemon\n"
-            "                    holds it\n"
-            "  --no-watch        do not reload handlers when their files change (SIGHUP\n"
-            "                    still reloads)\n");
-}
-
-/* A numeric flag of serve: the setting key's value from the next argument,
- * bounded as in the config file (config.c). -1 after saying why not. */
-static int number_flag(sl_config *cfg, const char *key, int argc, char **argv, int *i)
-{
-    char err[512];
-    const char *flag = argv[*i];
-    if (*i + 1 >= argc) {
-        sl_cli_error("serve: %s needs a value", flag);
-        return -1;
-    }
-    if (sl_config_set(cfg, key, argv[++*i], flag, err, sizeof err) < 0) {
-        sl_cli_error("%s", err);
-        return -1;
-    }
-    return 0;
-}
-
-/* Whether any job type loaded; if none did, says why on stderr. A worker claims
- * only the types it has handlers for, so one without any would serve nothing
- * and say nothing: a handler directory named wrong or missing would go
- * unnoticed. (On a reload, types that fail to load keep their previous
- * versions, so this concerns the start only.) */
-static int has_job_types(sl_ctx *ctx, const sl_config *cfg)
-{
-    char *names = sl_runtime_type_names(ctx->rt, ", ");
-    int any = names && *names;
-    free(names);
-    if (any) return 1;
-    sl_buf dirs = {0};
-    for (int i = 0; i < cfg->n_handler_dirs; i++)
-        sl_buf_printf(&dirs, "%s%s", i ? ":" : "", cfg->handler_dirs[i]);
-    sl_cli_error("serve: no job types loaded from %s (%s); not serving: a worker without "
-                 "them would run nothing",
-                 sl_buf_str(&dirs),
-                 sl_runtime_dirs_unread(ctx->rt) ? "a handler directory cannot be read"
-                                                 : "`sluice check` says why");
-    sl_buf_free(&dirs);
-    return 0;
-}
-
-/* Leaves serve before its loop ran: what start-up set up (sl_queue_close: the
- * runtime, the loop, an early connection; the time zones; the pidfile). */
-static int serve_quit(sl_ctx *ctx, sl_worker *w, int pidfd, const char *pidfile, int status)
-{
-    if (w) {
-        sl_watch_stop(w->watch);
-        sl_tz_cache_free(w->zones);
-    }
-    sl_queue_close(ctx);
-    sl_pidfile_release(pidfd, pidfile);
-    return status;
-}
-
-/* serve's own options (argv as serve got it): into o, and the numeric settings
- * into cfg, on top of the file, the environment and the global flags (they
- * win). 0; 1 after --help, the usage printed; -1 after saying what is wrong.
- * A reload calls it again on the config it builds: the flags still win. */
-int sl_worker_serve_options(sl_config *cfg, int argc, char **argv, serve_opts *o)
-{
-    *o = (serve_opts){.watch = 1, .prefetch = -1};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-            serve_usage(stdout);
-            return 1;
-        } else if (strcmp(a, "--concurrency") == 0 || strcmp(a, "-c") == 0) {
-            if (number_flag(cfg, "concurrency", argc, argv, &i) < 0) return -1;
-        } else if (strcmp(a, "--lease") == 0) {
-            if (number_flag(cfg, "lease_seconds", argc, argv, &i) < 0) return -1;
-        } else if (strcmp(a, "--grace") == 0) {
-            if (number_flag(cfg, "grace_seconds", argc, argv, &i) < 0) return -1;
-        } else if (strcmp(a, "--prefetch") == 0) {
-            const char *v;
-            long n;
-            if (sl_cli_option_value(argc, argv, &i, "serve", NULL, &v) < 0 ||
-                sl_cli_whole_number("--prefetch", v, 0, CLAIM_MAX, &n) < 0)
-                return -1;
-            o->prefetch = (int)n;
-        } else if (strcmp(a, "--pidfile") == 0) {
-            if (sl_cli_option_value(argc, argv, &i, "serve", NULL, &o->pidfile) < 0) return -1;
-        } else if (strcmp(a, "--no-watch") == 0) {
-            o->watch = 0;
-        } else if (strcmp(a, "--poll") == 0) {
-            if (number_flag(cfg, "poll_seconds", argc, argv, &i) < 0) return -1;
-        } else {
-            sl_cli_error("serve: unknown option '%s' (see `sluice serve --help`)", a);
-            return -1;
-        }
-    }
-    return 0;
-}
-
-/* The daemon, with cfg (serve's own copy, the settings in force) and its
- * options; argc and argv are serve's, for a reload. */
-static int serve(sl_config *cfg, const serve_opts *o, int argc, char **argv)
-{
-    const char *pidfile = o->pidfile;
-    int watch = o->watch, prefetch = o->prefetch;
-    int pidfd = -1;
-    if (pidfile && (pidfd = sl_pidfile_acquire(pidfile)) < 0) return 1;
-    sl_ctx ctx = {0};
-    ctx.loop = ev_default_loop(EVFLAG_AUTO);
-    ctx.cfg = cfg;
-    ctx.trigger_source = "scheduled";
-    sl_queue_connect_early(&ctx); /* the server starts the session meanwhile */
-    char err[1024];
-    sl_runtime_opts ropts = {.echo = SL_ECHO_LOG};
-    if (!sl_runtime_new(&ctx, &ropts, err, sizeof err)) {
-        sl_cli_error("%s", err);
-        return serve_quit(&ctx, NULL, pidfd, pidfile, 1);
-    }
-    sl_worker w = {0};
-    w.ctx = &ctx;
-    w.cfg = cfg;
-    w.argc = argc;
-    w.argv = argv;
-    w.concurrency = cfg->concurrency;
-    w.prefetch = prefetch >= 0 ? prefetch : DEFAULT_PREFETCH;
-    /* no evidence of short runs yet: half a second of one-second runs ahead */
-    w.avg_run = 1.0;
-    w.zones = sl_tz_cache_new();
-    sl_config_fmt_number(cfg->lease_seconds, w.lease, sizeof w.lease);
-    ctx.worker = (struct sl_worker *)&w;
-
-    /* Start-up needs the database; while it is down, keep trying (and say so).
-     * SIGINT/SIGTERM meanwhile cut the wait short and stop it (exit 0). */
-    struct sigaction stop = {.sa_handler = startup_signal};
-    sigemptyset(&stop.sa_mask);
-    sigaction(SIGINT, &stop, NULL);
-    sigaction(SIGTERM, &stop, NULL);
-    sigaction(SIGHUP, &stop, NULL);
-    /* watched before the files are read: an edit made from now on, while
-     * start-up waits for the database say, is a reload once the loop runs */
-    if (watch) w.watch = sl_watch_start(ctx.loop, cfg, sl_worker_reload_handlers, &w);
-    sl_queue_load(&ctx, 0);
-    if (!has_job_types(&ctx, cfg)) return serve_quit(&ctx, &w, pidfd, pidfile, 2);
-    double backoff = 1;
-    PGconn *boot;
-    sl_cli_errors_to_log(1); /* why an attempt failed, as a line of the log */
-    int failed;
-    while (!(boot = sl_queue_boot(&ctx, "serve", w.id, &failed))) {
-        free((char *)ctx.db_url);
-        ctx.db_url = NULL;
-        if (failed == 2) {
-            /* the server or libpq refuses the connection's settings (the
-             * error above says which): not an outage to wait out, like a URL
-             * libpq refuses; exit 2, which systemd's unit does not restart */
-            sl_cli_errors_to_log(0);
-            sl_log(SL_ERROR,
-                   "not starting: the database refuses this connection's settings; fix them "
-                   "(or the server's) and start again",
-                   NULL);
-            return serve_quit(&ctx, &w, pidfd, pidfile, 2);
-        }
-        if (!startup_stop) {
-            sl_logf(SL_WARN, "start-up failed; retrying in %.0fs", backoff);
-            /* in steps, so that a signal just before one is seen within 0.1 s */
-            for (int step = 0; step < (int)(backoff * 10) && !startup_stop; step++)
-                nanosleep(&(struct timespec){.tv_nsec = 100000000}, NULL);
-        }
-        if (startup_stop) {
-            sl_cli_errors_to_log(0);
-            sl_log(SL_INFO, "sluice stopped: asked to before start-up succeeded", NULL);
-            return serve_quit(&ctx, &w, pidfd, pidfile, 0);
-        }
-        backoff = backoff * 2 > 30 ? 30 : backoff * 2;
-    }
-    sl_cli_errors_to_log(0);
-    ctx.pg = sl_pg_new(ctx.loop, ctx.db_url, cfg->pool_size);
-    sl_pg_reserve(ctx.pg);     /* handlers cannot hold up lease renewals */
-    sl_pg_adopt(ctx.pg, boot); /* the first claim needs no new connection */
-
-    w.types = sl_worker_claimable_types(ctx.rt);
-
-    ev_init(&w.claim_timer, claim_timer_cb);
-    w.claim_timer.data = &w;
-    ev_init(&w.soon, soon_cb);
-    w.soon.data = &w;
-    ev_init(&w.grace, grace_cb);
-    w.grace.data = &w;
-    ev_init(&w.leave, leave_cb);
-    w.leave.data = &w;
-    w.renewal = (sl_queue_lease){.ctx = &ctx,
-                                 .worker = w.id,
-                                 .lease = w.lease,
-                                 .waiting = queued_ids,
-                                 .not_started = stop_queued,
-                                 .data = &w};
-    sl_queue_lease_start(&w.renewal);
-    double every = cfg->lease_seconds / 3 < 5 ? cfg->lease_seconds / 3 : 5;
-    ev_timer_init(&w.rescue, rescue_cb, 0.5, every);
-    w.rescue.data = &w;
-    ev_timer_start(ctx.loop, &w.rescue);
-    ev_timer_init(&w.logflush, logflush_cb, 2, 2);
-    w.logflush.data = &w;
-    ev_timer_start(ctx.loop, &w.logflush);
-    /* the first pass half a minute after start (unless passes are closer):
-     * not in the rush of a start, not so late a short-lived worker never
-     * makes one */
-    double pass = cfg->retention_every_minutes * 60;
-    ev_timer_init(&w.retention, retention_cb, pass < 30 ? pass : 30, pass);
-    w.retention.data = &w;
-    ev_timer_start(ctx.loop, &w.retention);
-    ev_signal_init(&w.sigint, signal_cb, SIGINT);
-    w.sigint.data = &w;
-    ev_signal_start(ctx.loop, &w.sigint);
-    ev_signal_init(&w.sigterm, signal_cb, SIGTERM);
-    w.sigterm.data = &w;
-    ev_signal_start(ctx.loop, &w.sigterm);
-    if (startup_stop) raise(SIGTERM); /* asked while the last start-up attempt ran */
-    signal(SIGPIPE, SIG_IGN);
-
-    ev_signal_init(&w.sighup, sl_worker_sighup_cb, SIGHUP);
-    w.sighup.data = &w;
-    ev_signal_start(ctx.loop, &w.sighup);
-    if (startup_reload) raise(SIGHUP); /* asked during start-up */
-    sl_pg_listen(ctx.pg, "sluice_jobs", on_notify, &w);
-    sl_pg_listen(ctx.pg, "sluice_cancel", on_notify, &w);
-    sl_worker_cycle(&w);
-    sl_pg_warmup(ctx.pg, WARMUP_SQL); /* behind the first claim on its connection */
-    /* while the first claim is in flight: what the first runs would set up */
-    sl_runtime_preload(ctx.rt);
-    if (!ctx.http) ctx.http = sl_http_new(ctx.loop, cfg);
-    /* said once every watcher is set up: a file edited or a signal sent after
-     * this line is acted on */
-    char *names = sl_runtime_type_names(ctx.rt, ", ");
-    char conc[16];
-    snprintf(conc, sizeof conc, "%d", w.concurrency);
-    sl_log(SL_INFO, "sluice serving", "worker", w.id, SL_NUM "concurrency", conc, "job_types",
-           names, "version", SLUICE_VERSION, NULL);
-    free(names);
-    sl_notify("READY=1\nSTATUS=serving");
-    ev_run(ctx.loop, 0);
-
-    sl_log(SL_INFO, "sluice stopped", "worker", w.id, NULL);
-    ev_timer_stop(ctx.loop, &w.claim_timer);
-    ev_timer_stop(ctx.loop, &w.soon);
-    ev_timer_stop(ctx.loop, &w.grace);
-    ev_timer_stop(ctx.loop, &w.leave);
-    sl_queue_lease_stop(&w.renewal);
-    ev_timer_stop(ctx.loop, &w.rescue);
-    ev_timer_stop(ctx.loop, &w.retention);
-    ev_timer_stop(ctx.loop, &w.logflush);
-    ev_signal_stop(ctx.loop, &w.sigint);
-    ev_signal_stop(ctx.loop, &w.sigterm);
-    ev_signal_stop(ctx.loop, &w.sighup);
-    sl_watch_stop(w.watch);
-    sl_runtime_free(ctx.rt);
-    sl_http_free(ctx.http); /* after the runtime: its runs cancelled their requests */
-    ctx.http = NULL;
-    while (w.queue_head) {
-        pending *p = w.queue_head;
-        w.queue_head = p->next;
+    while (w->queue_head) {
+        pending *p = w->queue_head;
+        w->queue_head = p->next;
         free(p);
     }
-    while (w.done) {
-        wrun *n = w.done->next;
-        wrun_free(w.done);
-        w.done = n;
+    while (w->done) {
+        wrun *n = w->done->next;
+        wrun_free(w->done);
+        w->done = n;
     }
-    sl_pg_free(ctx.pg); /* requests still queued are dropped without their callbacks */
-    while (w.cycles) {
-        cycle_req *c = w.cycles;
-        w.cycles = c->next;
+    while (w->cycles) {
+        cycle_req *c = w->cycles;
+        w->cycles = c->next;
         while (c->batch) {
             wrun *n = c->batch->next;
             wrun_free(c->batch);
@@ -1711,29 +1025,12 @@ static int serve(sl_config *cfg, const serve_opts *o, int argc, char **argv)
         }
         free(c);
     }
-    free(w.flush);
-    sl_buf_free(&w.abandoned);
-    while (w.unflushed) {
-        unflushed *f = w.unflushed;
-        w.unflushed = f->next;
+    free(w->flush);
+    sl_buf_free(&w->abandoned);
+    while (w->unflushed) {
+        unflushed *f = w->unflushed;
+        w->unflushed = f->next;
         sl_buf_free(&f->ids);
         free(f);
     }
-    sl_tz_cache_free(w.zones);
-    free(w.types);
-    free((char *)ctx.db_url);
-    ev_loop_destroy(ctx.loop);
-    sl_pidfile_release(pidfd, pidfile);
-    return w.exit_status;
-}
-
-int sl_cmd_serve(const sl_config *cfg_in, int argc, char **argv)
-{
-    sl_config cfg; /* the settings in force: serve's own, which a reload updates */
-    serve_opts o;
-    sl_config_copy(&cfg, cfg_in);
-    int r = sl_worker_serve_options(&cfg, argc, argv, &o);
-    int status = r < 0 ? 2 : r > 0 ? 0 : serve(&cfg, &o, argc, argv);
-    sl_config_free(&cfg);
-    return status;
 }

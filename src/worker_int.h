@@ -1,9 +1,11 @@
 /*
  * worker_int.h — what the parts of `sluice serve` share: the worker's state
- * (one per daemon, owned by sl_cmd_serve's stack frame and reached through
- * the loop's callbacks) and the few functions one part calls in another.
- * worker.c holds the runs, the cycle, the sweep, leases, shutdown and start-up;
- * worker_reload.c the reload (SIGHUP, edited handler files). Not for other
+ * (one per daemon, owned by serve()'s stack frame and reached through the
+ * loop's callbacks) and the functions one part calls in another.
+ * worker.c holds the runs, the cycle and shutdown; worker_sweep.c the sweep
+ * after a claim's lost reply; worker_passes.c the periodic passes (rescue,
+ * retention, log flush); worker_reload.c the reload (SIGHUP, edited handler
+ * files); worker_serve.c the options, start-up and the loop. Not for other
  * subsystems: they know sl_cmd_serve (cli.h) and an opaque struct sl_worker.
  */
 #ifndef SLUICE_WORKER_INT_H
@@ -20,10 +22,32 @@
 #include <ev.h>
 #include <libpq-fe.h>
 
-struct pending;
+/* The most runs one cycle claims (and the most --prefetch allows). */
+#define SL_WORKER_CLAIM_MAX 500
+
 struct cycle_req;
-struct unflushed;
 struct wrun;
+
+/* A claimed run waiting for a free slot: its spec, whose strings (copied from
+ * the claim) live in the same allocation, after the struct. */
+typedef struct pending {
+    sl_run_spec spec;
+    struct pending *next;
+} pending;
+
+/* The ids of runs ("a,b,") whose outcomes a cycle answered at `at` recorded
+ * with synchronous_commit off: a crash of the database may still lose them,
+ * leaving the runs running under this worker. A cycle that claimed commits
+ * durably, and with it every commit before it, so it drops the ones answered
+ * before it was sent (note_recorded). At most the runs that ended between two
+ * claims, so at most the concurrency and the prefetch. Also the abandoned runs
+ * seen at `at` no longer running here (check_abandoned): the rescue that
+ * failed one commits lazily too. */
+typedef struct unflushed {
+    struct unflushed *next;
+    double at;
+    sl_buf ids;
+} unflushed;
 
 typedef struct sl_worker {
     sl_ctx *ctx;
@@ -62,7 +86,7 @@ typedef struct sl_worker {
     struct wrun *done; /* ended runs waiting to be recorded */
     int releasing;     /* release_runs() in flight */
     /* a cycle that claimed got no answer: the database may hold runs it claimed
-     * for this worker that the worker never heard of (see sweep()) */
+     * for this worker that the worker never heard of (see sl_worker_sweep()) */
     int orphans_possible;
     int sweeping; /* release_unheld_runs() in flight: no cycle is sent meanwhile */
     /* runs whose outcomes the database refused even as bare failures, left to
@@ -85,10 +109,6 @@ typedef struct serve_opts {
 
 /* worker.c */
 
-/* serve's own options (argv as serve got it): into o, and the numeric settings
- * into cfg, on top of the file, the environment and the global flags (they
- * win). 0; 1 after --help, the usage printed; -1 after saying what is wrong. */
-int sl_worker_serve_options(sl_config *cfg, int argc, char **argv, serve_opts *o);
 /* Sends a cycle (records ended runs, claims due ones) unless one may not go. */
 void sl_worker_cycle(sl_worker *w);
 /* Starts claimed runs while slots are free. */
@@ -97,6 +117,48 @@ void sl_worker_start_queued(sl_worker *w);
 void sl_worker_arm_claim_timer(sl_worker *w, double after);
 /* A pg callback that logs a failure (data: what failed) and drops the result. */
 void sl_worker_ignore_result(PGresult *res, const char *err, void *data);
+/* The log level of a periodic statement's failure: debug during an outage. */
+int sl_worker_outage_level(const sl_worker *w);
+/* After a failed cycle or sweep: the next one armed after a backoff; the wait. */
+double sl_worker_retry_later(sl_worker *w);
+/* Appends the run ids of the ended runs from r on to ids ("a,b,"). */
+void sl_worker_put_run_ids(sl_buf *ids, const struct wrun *r);
+/* Stopping, once nothing is in flight: the exit begins. */
+void sl_worker_maybe_exit(sl_worker *w);
+/* Timer callbacks (data: the worker): the next cycle, a claim or a retry. */
+void sl_worker_soon_cb(struct ev_loop *loop, ev_timer *t, int revents);
+void sl_worker_claim_timer_cb(struct ev_loop *loop, ev_timer *t, int revents);
+/* For the lease renewal: the runs waiting for a slot; a waiting run to stop. */
+void sl_worker_queued_ids(sl_buf *ids, void *data);
+void sl_worker_stop_queued(const char *run_id, const char *reason, void *data);
+/* LISTEN sluice_jobs and sluice_cancel (data: the worker). */
+void sl_worker_on_notify(const char *channel, const char *payload, void *data);
+/* Shutdown: SIGINT/SIGTERM, the grace period over, the lease after it. */
+void sl_worker_signal_cb(struct ev_loop *loop, ev_signal *s, int revents);
+void sl_worker_grace_cb(struct ev_loop *loop, ev_timer *t, int revents);
+void sl_worker_leave_cb(struct ev_loop *loop, ev_timer *t, int revents);
+/* Frees what the worker still holds once the loop and the pool are gone. */
+void sl_worker_free_held(sl_worker *w);
+
+/* worker_sweep.c */
+
+/* Gives back the runs a cycle with a lost reply may have claimed, unheld. */
+void sl_worker_sweep(sl_worker *w);
+
+/* worker_passes.c */
+
+/* Timer callbacks (data: the worker): the rescue pass (with the unscheduled
+ * recurring jobs and the abandoned runs), retention, the log flush. */
+void sl_worker_rescue_cb(struct ev_loop *loop, ev_timer *t, int revents);
+void sl_worker_retention_cb(struct ev_loop *loop, ev_timer *t, int revents);
+void sl_worker_logflush_cb(struct ev_loop *loop, ev_timer *t, int revents);
+
+/* worker_serve.c */
+
+/* serve's own options (argv as serve got it): into o, and the numeric settings
+ * into cfg, on top of the file, the environment and the global flags (they
+ * win). 0; 1 after --help, the usage printed; -1 after saying what is wrong. */
+int sl_worker_serve_options(sl_config *cfg, int argc, char **argv, serve_opts *o);
 
 /* worker_reload.c */
 
