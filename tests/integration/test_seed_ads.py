@@ -1115,6 +1115,31 @@ class SeedAds(harness.SluiceTest):
         self.assertEqual((res["attempted"], res["creatives_read"]), (0, 0))
         self.assertEqual(self.svc.log("/media/"), [])
 
+    def test_asset_403_counts_only_runs_that_got_a_fresh_url(self):
+        # the cap is for a file that refuses freshly read URLs: a run whose read of
+        # the ad's creative failed asked for the old, expired URL again, and its
+        # 403 says nothing new about the file
+        images = self.synced_image_ads()
+        gone = images[0]
+        where = f"meta_ad_id = '{gone['meta_ad_id']}'"
+        self.svc.control({"media_status": {media_id(gone["url"]): 403}})
+        res, _ = self.run_job("asset_download", {"max_videos": 0, "max_images": 40})
+        self.assertEqual(res["failed"], 1)
+        self.assertEqual(self.scalar(f"SELECT consecutive_403s FROM public.meta_ad_assets WHERE {where}"), "1")
+        # two runs that cannot read the creative again: the stale URL is still 403
+        self.svc.control({"graph_fail_path": "/" + gone["meta_ad_id"]})
+        for _ in range(2):
+            _, out = self.run_job("asset_download", {"max_videos": 0, "max_images": 40}, ok=False)
+            self.assertIn("could not be read", out)
+            row = self.one(f"SELECT status, consecutive_403s, error FROM public.meta_ad_assets WHERE {where}")
+            self.assertEqual((row["status"], row["consecutive_403s"]), ("failed", 1))
+            self.assertIn("could not be read again", row["error"])
+        # the creative read again, the URL still refused: the second of the three
+        self.svc.control({"graph_fail_path": None})
+        _, out = self.run_job("asset_download", {"max_videos": 0, "max_images": 40}, ok=False)
+        row = self.one(f"SELECT status, consecutive_403s FROM public.meta_ad_assets WHERE {where}")
+        self.assertEqual((row["status"], row["consecutive_403s"]), ("failed", 2))
+
     def test_a_refused_token_on_a_video_is_not_a_lost_video(self):
         # GET /{video_id} refused for the token (code 190) says nothing about the
         # video: failed, tried again; only an unknown video (code 100) is gone
