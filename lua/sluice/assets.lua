@@ -70,9 +70,12 @@ function M.dimensions(b, mime)
   return nil
 end
 
+-- The media type of a Content-Type header, lower-cased; nil when it names
+-- none (absent, empty, or only parameters: "; charset=…").
 local function media_type(header)
   if type(header) ~= "string" then return nil end
-  return header:match("^%s*([^;%s]+)"):lower()
+  local t = header:match("^%s*([^;%s]+)")
+  return t and t:lower()
 end
 
 local function describe(mime, ext, head, sha, size, created)

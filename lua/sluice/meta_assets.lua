@@ -330,6 +330,12 @@ local function one(job, g, ad)
       row.mime_type, row.size = a.mime_type, a.size
       if a.width then row.dimensions = { width = a.width, height = a.height } end
       row.created = a.created
+    elseif class == "expired" and ad.stale_url and ad.consecutive_403s > 0 then
+      -- the creative could not be read again: this was the URL already refused,
+      -- and its 403 says nothing new about the file (the count stays)
+      row.consecutive_403s = ad.consecutive_403s
+      row.status, row.error = "failed", err .. "; the ad's creative could not be read again for a fresh "
+        .. "URL: the next run tries again"
     elseif class == "expired" then
       -- not for good: failed rows have their creative read again by the next
       -- run (or the job's retry), which gives a freshly signed URL; a 403 to
@@ -389,6 +395,7 @@ function M.download(job, g, opts)
                     not_downloadable = 0, videos = 0, images = 0, creatives_read = 0,
                     creatives_failed = 0, rows_skipped = 0 }
   local first_err
+  local reread = {}  -- ads whose creative this run read (a fresh image URL)
   -- ads we know nothing about yet, and ads whose last download failed (media
   -- URLs are short-lived: ask again): read their creatives (bounded)
   local unknown, err = sluice.db.query([[
@@ -407,7 +414,8 @@ function M.download(job, g, opts)
     local n, ferr, n_failed, n_refused = M.fetch_and_store(job, g, ids)
     summary.creatives_read, summary.creatives_failed, summary.rows_skipped = n, n_failed, n_refused
     for _, id in ipairs(ids) do
-      if ferr[id] then first_err = ("creative of ad %s: %s"):format(id, ferr[id]); break end
+      if ferr[id] then first_err = first_err or ("creative of ad %s: %s"):format(id, ferr[id])
+      else reread[id] = true end
     end
   end
   local found
@@ -417,7 +425,9 @@ function M.download(job, g, opts)
   for _, r in ipairs(found) do
     local ad = { meta_ad_id = r.meta_ad_id, is_video = r.is_video, meta_video_id = v(r.meta_video_id),
                  image_url = v(r.image_url), thumbnail_url = v(r.thumbnail_url),
-                 consecutive_403s = r.consecutive_403s }
+                 consecutive_403s = r.consecutive_403s,
+                 -- an image's URL not read again this run (a video's source is, in one())
+                 stale_url = not r.is_video and not reread[r.meta_ad_id] }
     if ad.is_video and summary.videos < max_videos then
       summary.videos = summary.videos + 1
       todo[#todo + 1] = ad

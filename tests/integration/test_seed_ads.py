@@ -16,7 +16,9 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -27,6 +29,7 @@ sys.path.insert(0, harness.FIXTURES)
 from fixture_client import Fixture  # noqa: E402
 import svc_actors  # noqa: E402
 import svc_graph  # noqa: E402
+import svc_media  # noqa: E402
 
 SEED = 7
 HANDLERS = os.path.join(harness.SOURCE, "handlers")
@@ -1114,6 +1117,64 @@ class SeedAds(harness.SluiceTest):
         res, _ = self.run_job("asset_download", {"max_videos": 0, "max_images": 40})
         self.assertEqual((res["attempted"], res["creatives_read"]), (0, 0))
         self.assertEqual(self.svc.log("/media/"), [])
+
+    def test_asset_403_counts_only_runs_that_got_a_fresh_url(self):
+        # the cap is for a file that refuses freshly read URLs: a run whose read of
+        # the ad's creative failed asked for the old, expired URL again, and its
+        # 403 says nothing new about the file
+        images = self.synced_image_ads()
+        gone = images[0]
+        where = f"meta_ad_id = '{gone['meta_ad_id']}'"
+        self.svc.control({"media_status": {media_id(gone["url"]): 403}})
+        res, _ = self.run_job("asset_download", {"max_videos": 0, "max_images": 40})
+        self.assertEqual(res["failed"], 1)
+        self.assertEqual(self.scalar(f"SELECT consecutive_403s FROM public.meta_ad_assets WHERE {where}"), "1")
+        # two runs that cannot read the creative again: the stale URL is still 403
+        self.svc.control({"graph_fail_path": "/" + gone["meta_ad_id"]})
+        for _ in range(2):
+            _, out = self.run_job("asset_download", {"max_videos": 0, "max_images": 40}, ok=False)
+            self.assertIn("could not be read", out)
+            row = self.one(f"SELECT status, consecutive_403s, error FROM public.meta_ad_assets WHERE {where}")
+            self.assertEqual((row["status"], row["consecutive_403s"]), ("failed", 1))
+            self.assertIn("could not be read again", row["error"])
+        # the creative read again, the URL still refused: the second of the three
+        self.svc.control({"graph_fail_path": None})
+        _, out = self.run_job("asset_download", {"max_videos": 0, "max_images": 40}, ok=False)
+        row = self.one(f"SELECT status, consecutive_403s FROM public.meta_ad_assets WHERE {where}")
+        self.assertEqual((row["status"], row["consecutive_403s"]), ("failed", 2))
+
+    def test_an_empty_content_type_is_read_from_the_bytes(self):
+        # a CDN that sends "Content-Type:" with nothing after it says nothing about
+        # the bytes, as a missing header does: they decide
+        jpeg = svc_media.solid_jpeg(16, 8, 40)
+
+        class Blank(BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Type", "")
+                self.send_header("Content-Length", str(len(jpeg)))
+                self.end_headers()
+                self.wfile.write(jpeg)
+
+            def log_message(self, *args):
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Blank)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.addCleanup(server.server_close)
+        self.addCleanup(server.shutdown)
+        images = self.synced_image_ads()
+        self.scalar(f"UPDATE public.meta_ads_performance SET image_url = "
+                    f"'http://127.0.0.1:{server.server_address[1]}/blank.jpg' WHERE NOT is_video")
+        res, _ = self.run_job("asset_download", {"max_videos": 0, "max_images": 40})
+        self.assertEqual((res["attempted"], res["downloaded"], res["failed"]), (len(images), len(images), 0))
+        found = self.sql("SELECT status, sha256, mime_type, dimensions FROM public.meta_ad_assets")
+        self.assertEqual(len(found), len(images))
+        for row in found:
+            self.assertEqual((row["status"], row["sha256"], row["mime_type"]),
+                             ("downloaded", hashlib.sha256(jpeg).hexdigest(), "image/jpeg"))
+            dims = row["dimensions"]
+            self.assertEqual(json.loads(dims) if isinstance(dims, str) else dims, {"width": 16, "height": 8})
 
     def test_a_refused_token_on_a_video_is_not_a_lost_video(self):
         # GET /{video_id} refused for the token (code 190) says nothing about the
