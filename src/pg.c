@@ -741,6 +741,20 @@ static void on_busy(sl_pg_conn *c, int revents)
             }
             continue;
         }
+        ExecStatusType st = PQresultStatus(res);
+        if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) {
+            /* libpq now hands out a COPY result on every PQgetResult and is
+             * never busy again until the copy's data is sent or read, which
+             * the pool does not do: closing the connection ends the COPY;
+             * 0A000, feature not supported, says a retry would do the same */
+            PQclear(res);
+            c->req->state = "0A000";
+            conn_lost(c,
+                      "sluice.db does not run COPY FROM STDIN or TO STDOUT: use INSERT or "
+                      "SELECT (COPY to or from a server file is not affected)",
+                      1);
+            return;
+        }
         /* Keep the first error, else the last result. */
         if (c->req->res && PQresultStatus(c->req->res) == PGRES_FATAL_ERROR) {
             PQclear(res);

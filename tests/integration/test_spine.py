@@ -524,6 +524,28 @@ print(rows[1].three)
         proc = self.exec_capped(script, one_connection=True, check=False)
         self.assertEqual((proc.returncode, proc.stdout.strip()), (0, "3"), proc.stderr)
 
+    def test_copy_from_stdin_or_to_stdout_fails_that_query_only(self):
+        # libpq hands out a COPY result on every call for the next result and
+        # is never busy until the copy's data is sent or read: the pool spun
+        # on it for good, and the whole process with it. Refused instead, and
+        # with one connection the next query runs on the one opened again.
+        script = """
+local db = sluice.db
+assert(db.query("CREATE TABLE copy_probe (x int)"))
+local out = {}
+for _, sql in ipairs({ "COPY (SELECT 1) TO STDOUT", "COPY copy_probe FROM STDIN" }) do
+  local rows, err, state = db.query(sql)
+  out[#out + 1] = tostring(rows) .. " " .. state .. " " .. err
+end
+out[#out + 1] = assert(db.query("SELECT 2 AS two"))[1].two
+print(table.concat(out, "|"))
+"""
+        proc = self.exec_capped(script, one_connection=True, check=False)
+        refused = ("nil 0A000 sluice.db does not run COPY FROM STDIN or TO STDOUT: use INSERT or "
+                   "SELECT (COPY to or from a server file is not affected)")
+        self.assertEqual((proc.returncode, proc.stdout.strip()), (0, f"{refused}|{refused}|2"),
+                         proc.stderr)
+
     def test_a_stop_while_start_up_waits_for_the_database_exits_0(self):
         # before it served, SIGTERM killed the daemon by its default action
         # (status -15) and SIGINT likewise, where a stop exits 0
