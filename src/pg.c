@@ -515,6 +515,23 @@ static void conn_start(sl_pg_conn *c)
     watch(c, EV_WRITE);
 }
 
+/* A ROLLBACK for an unpinned connection that a statement left inside a
+ * transaction (a handler's sluice.db.query("BEGIN")), or NULL: what the pool
+ * hands it next would run inside that transaction, never committed, or fail
+ * once it is aborted. */
+static sl_pg_req *rollback_left_open(sl_pg_conn *c)
+{
+    PGTransactionStatusType ts = PQtransactionStatus(c->conn);
+    if (ts != PQTRANS_INTRANS && ts != PQTRANS_INERROR) return NULL;
+    sl_log(SL_WARN,
+           "a statement left a transaction open on a shared connection; rolled back "
+           "(sluice.db.transaction runs one)",
+           NULL);
+    sl_pg_req *r = req_new("ROLLBACK", 0, NULL, NULL, NULL);
+    r->internal = 1;
+    return r;
+}
+
 /* Sends the connection's next request: from its own queue, or (unpinned) the pool's. */
 static void conn_next(sl_pg_conn *c)
 {
@@ -522,10 +539,13 @@ static void conn_next(sl_pg_conn *c)
     sl_pg_req *r;
     for (;;) {
         if (c->state != C_IDLE) return;
-        r = q_pop(&c->queue);
+        /* an unpinned connection's own queue holds the pool's statements */
+        r = c->pinned || c->listen ? NULL : rollback_left_open(c);
+        if (!r) r = q_pop(&c->queue);
         if (!r && c->pinned && c->unpin_after) {
             c->pinned = 0;
             c->unpin_after = 0;
+            r = rollback_left_open(c);
         }
         if (!r && !c->pinned && !c->listen) r = q_pop(&pg->queue);
         if (!r && !c->pinned && !c->listen && c - pg->conns >= pg->reserved) r = q_pop(&pg->shared);

@@ -116,7 +116,8 @@ typedef enum sl_pg_fault {
 
 sl_pg_fault sl_pg_sqlstate_fault(const char *sqlstate);
 
-/* Queues a query on any free connection. Params are text (NULL = SQL NULL) and
+/* Queues a query on any free connection (one that is not inside a transaction:
+ * one a statement left open is rolled back first). Params are text (NULL = SQL NULL) and
  * copied; cb may be NULL (the result is dropped). The returned handle is valid until the callback
  * runs or sl_pg_cancel. */
 sl_pg_req *sl_pg_query(sl_pg *pg, const char *sql, int nparams, const char *const *params,

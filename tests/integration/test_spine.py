@@ -546,6 +546,26 @@ print(table.concat(out, "|"))
         self.assertEqual((proc.returncode, proc.stdout.strip()), (0, f"{refused}|{refused}|2"),
                          proc.stderr)
 
+    def test_a_transaction_a_query_left_open_is_rolled_back_before_the_next(self):
+        # sluice.db.query("BEGIN") leaves its connection inside a transaction;
+        # handed on as it was, every later statement there (other runs', the
+        # daemon's own) ran inside it, never committed, and once one failed
+        # all of them failed with 25P02. With one connection the next query
+        # is on the same one: it runs on its own, after a ROLLBACK.
+        script = """
+local db = sluice.db
+assert(db.query("CREATE TABLE open_probe (x int)"))
+assert(db.query("BEGIN"))
+assert(db.query("INSERT INTO open_probe VALUES (1)"))
+local _, failed = db.query("SELECT 1/0")
+local rows, err, state = db.query("SELECT count(*) AS n FROM open_probe")
+print(failed, rows and rows[1].n or err .. " " .. tostring(state))
+"""
+        proc = self.exec_capped(script, one_connection=True, check=False)
+        self.assertEqual((proc.returncode, proc.stdout.strip()), (0, "division by zero\t1"), proc.stderr)
+        self.assertIn("a statement left a transaction open on a shared connection; rolled back",
+                      proc.stderr)
+
     def test_a_stop_while_start_up_waits_for_the_database_exits_0(self):
         # before it served, SIGTERM killed the daemon by its default action
         # (status -15) and SIGINT likewise, where a stop exits 0
