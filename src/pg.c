@@ -602,8 +602,9 @@ static void listener_ready(sl_pg_conn *c)
         r->internal = 1;
         q_push(&c->queue, r);
     }
-    /* Tell the owner notifications may have been missed while down. */
-    if (pg->notify_cb) pg->notify_cb(NULL, NULL, pg->notify_data);
+    /* the owner hears that notifications may have been missed while it was
+     * down once these are answered (listener_answered), not now: a NOTIFY
+     * from before the LISTENs take effect would be missed after that */
 }
 
 /* Queues the preparation of the pool's statement i on c. */
@@ -643,6 +644,17 @@ static void read_notifies(sl_pg_conn *c)
         if (pg->notify_cb) pg->notify_cb(n->relname, n->extra, pg->notify_data);
         PQfreemem(n);
     }
+}
+
+/* A LISTEN connection's statement was answered: the notifications read with
+ * the answer are delivered (they came after the socket was last read, and no
+ * more reading may come for them); after its last LISTEN, the owner is told
+ * that notifications may have been missed while it was down. */
+static void listener_answered(sl_pg_conn *c)
+{
+    sl_pg *pg = c->pg;
+    read_notifies(c);
+    if (!c->queue.head && pg->notify_cb) pg->notify_cb(NULL, NULL, pg->notify_data);
 }
 
 static void on_connecting(sl_pg_conn *c)
@@ -744,6 +756,7 @@ static void on_busy(sl_pg_conn *c, int revents)
                 }
             }
             req_finish(c->pg, r, keep, keep ? NULL : "no result");
+            if (c->listen) listener_answered(c);
             conn_next(c);
             dispatch(c->pg);
             return;

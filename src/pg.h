@@ -28,7 +28,8 @@ typedef void (*sl_pg_cb)(PGresult *res, const char *err, void *data);
 typedef void (*sl_pg_acquire_cb)(sl_pg_conn *conn, const char *err, void *data);
 
 /* A NOTIFY arrived on a channel passed to sl_pg_listen; or (channel NULL) the
- * LISTEN connection was re-established and notifications may have been missed. */
+ * LISTEN connection was (re-)established, its LISTENs answered, and
+ * notifications may have been missed before. */
 typedef void (*sl_pg_notify_cb)(const char *channel, const char *payload, void *data);
 
 sl_pg *sl_pg_new(struct ev_loop *loop, const char *url, int size);
