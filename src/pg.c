@@ -515,6 +515,23 @@ static void conn_start(sl_pg_conn *c)
     watch(c, EV_WRITE);
 }
 
+/* A ROLLBACK for an unpinned connection that a statement left inside a
+ * transaction (a handler's sluice.db.query("BEGIN")), or NULL: what the pool
+ * hands it next would run inside that transaction, never committed, or fail
+ * once it is aborted. */
+static sl_pg_req *rollback_left_open(sl_pg_conn *c)
+{
+    PGTransactionStatusType ts = PQtransactionStatus(c->conn);
+    if (ts != PQTRANS_INTRANS && ts != PQTRANS_INERROR) return NULL;
+    sl_log(SL_WARN,
+           "a statement left a transaction open on a shared connection; rolled back "
+           "(sluice.db.transaction runs one)",
+           NULL);
+    sl_pg_req *r = req_new("ROLLBACK", 0, NULL, NULL, NULL);
+    r->internal = 1;
+    return r;
+}
+
 /* Sends the connection's next request: from its own queue, or (unpinned) the pool's. */
 static void conn_next(sl_pg_conn *c)
 {
@@ -522,10 +539,13 @@ static void conn_next(sl_pg_conn *c)
     sl_pg_req *r;
     for (;;) {
         if (c->state != C_IDLE) return;
-        r = q_pop(&c->queue);
+        /* an unpinned connection's own queue holds the pool's statements */
+        r = c->pinned || c->listen ? NULL : rollback_left_open(c);
+        if (!r) r = q_pop(&c->queue);
         if (!r && c->pinned && c->unpin_after) {
             c->pinned = 0;
             c->unpin_after = 0;
+            r = rollback_left_open(c);
         }
         if (!r && !c->pinned && !c->listen) r = q_pop(&pg->queue);
         if (!r && !c->pinned && !c->listen && c - pg->conns >= pg->reserved) r = q_pop(&pg->shared);
@@ -582,8 +602,9 @@ static void listener_ready(sl_pg_conn *c)
         r->internal = 1;
         q_push(&c->queue, r);
     }
-    /* Tell the owner notifications may have been missed while down. */
-    if (pg->notify_cb) pg->notify_cb(NULL, NULL, pg->notify_data);
+    /* the owner hears that notifications may have been missed while it was
+     * down once these are answered (listener_answered), not now: a NOTIFY
+     * from before the LISTENs take effect would be missed after that */
 }
 
 /* Queues the preparation of the pool's statement i on c. */
@@ -623,6 +644,17 @@ static void read_notifies(sl_pg_conn *c)
         if (pg->notify_cb) pg->notify_cb(n->relname, n->extra, pg->notify_data);
         PQfreemem(n);
     }
+}
+
+/* A LISTEN connection's statement was answered: the notifications read with
+ * the answer are delivered (they came after the socket was last read, and no
+ * more reading may come for them); after its last LISTEN, the owner is told
+ * that notifications may have been missed while it was down. */
+static void listener_answered(sl_pg_conn *c)
+{
+    sl_pg *pg = c->pg;
+    read_notifies(c);
+    if (!c->queue.head && pg->notify_cb) pg->notify_cb(NULL, NULL, pg->notify_data);
 }
 
 static void on_connecting(sl_pg_conn *c)
@@ -724,6 +756,7 @@ static void on_busy(sl_pg_conn *c, int revents)
                 }
             }
             req_finish(c->pg, r, keep, keep ? NULL : "no result");
+            if (c->listen) listener_answered(c);
             conn_next(c);
             dispatch(c->pg);
             return;
@@ -740,6 +773,20 @@ static void on_busy(sl_pg_conn *c, int revents)
                 return;
             }
             continue;
+        }
+        ExecStatusType st = PQresultStatus(res);
+        if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) {
+            /* libpq now hands out a COPY result on every PQgetResult and is
+             * never busy again until the copy's data is sent or read, which
+             * the pool does not do: closing the connection ends the COPY;
+             * 0A000, feature not supported, says a retry would do the same */
+            PQclear(res);
+            c->req->state = "0A000";
+            conn_lost(c,
+                      "sluice.db does not run COPY FROM STDIN or TO STDOUT: use INSERT or "
+                      "SELECT (COPY to or from a server file is not affected)",
+                      1);
+            return;
         }
         /* Keep the first error, else the last result. */
         if (c->req->res && PQresultStatus(c->req->res) == PGRES_FATAL_ERROR) {

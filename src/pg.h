@@ -28,7 +28,8 @@ typedef void (*sl_pg_cb)(PGresult *res, const char *err, void *data);
 typedef void (*sl_pg_acquire_cb)(sl_pg_conn *conn, const char *err, void *data);
 
 /* A NOTIFY arrived on a channel passed to sl_pg_listen; or (channel NULL) the
- * LISTEN connection was re-established and notifications may have been missed. */
+ * LISTEN connection was (re-)established, its LISTENs answered, and
+ * notifications may have been missed before. */
 typedef void (*sl_pg_notify_cb)(const char *channel, const char *payload, void *data);
 
 sl_pg *sl_pg_new(struct ev_loop *loop, const char *url, int size);
@@ -116,7 +117,8 @@ typedef enum sl_pg_fault {
 
 sl_pg_fault sl_pg_sqlstate_fault(const char *sqlstate);
 
-/* Queues a query on any free connection. Params are text (NULL = SQL NULL) and
+/* Queues a query on any free connection (one that is not inside a transaction:
+ * one a statement left open is rolled back first). Params are text (NULL = SQL NULL) and
  * copied; cb may be NULL (the result is dropped). The returned handle is valid until the callback
  * runs or sl_pg_cancel. */
 sl_pg_req *sl_pg_query(sl_pg *pg, const char *sql, int nparams, const char *const *params,

@@ -6,13 +6,93 @@ changes nothing. Real binary, real Postgres."""
 import json
 import os
 import re
+import select
+import socket
 import tempfile
 import signal
 import subprocess
+import threading
 import time
+import urllib.parse
 
 import harness
 import pgfixture
+
+
+class ListenHold:
+    """A TCP proxy in front of the test cluster that holds back the daemon's
+    LISTEN (and what its client sends after it) until release is set:
+    listen_sent is set when the client has sent it. url is what a client
+    connects to."""
+
+    MARKER = b'LISTEN "sluice_jobs"'
+
+    def __init__(self, db_url):
+        self.listen_sent = threading.Event()
+        self.release = threading.Event()
+        parts = urllib.parse.urlsplit(db_url)
+        query = urllib.parse.parse_qs(parts.query)
+        host = query.get("host", [parts.hostname or "/tmp"])[0]
+        port = parts.port or int(query.get("port", ["5432"])[0])
+        self.target = os.path.join(host, f".s.PGSQL.{port}")
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        user = parts.username or "postgres"
+        self.url = (f"postgresql://{user}@127.0.0.1:{self.listener.getsockname()[1]}"
+                    f"{parts.path}?sslmode=disable")
+        self.closing = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.closing:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                server.connect(self.target)
+            except OSError:
+                client.close()
+                continue
+            threading.Thread(target=self._pump, args=(client, server), daemon=True).start()
+
+    def _pump(self, client, server):
+        held = None  # from the client, from the LISTEN's message on, while held back
+        try:
+            while not self.closing:
+                readable, _, _ = select.select([client, server], [], [], 0.05)
+                if held is not None and self.release.is_set():
+                    server.sendall(held)
+                    held = None
+                for s in readable:
+                    data = s.recv(65536)
+                    if not data:
+                        return
+                    if s is server:
+                        client.sendall(data)
+                    elif held is not None:
+                        held += data
+                    elif self.MARKER in data and not self.release.is_set():
+                        # its message: Parse ('P', length, the unnamed statement's
+                        # empty name, the text) or a simple Query ('Q', length, text)
+                        at = data.index(self.MARKER)
+                        start = at - 6 if data[at - 6:at - 5] == b"P" else at - 5
+                        server.sendall(data[:start])
+                        held = data[start:]
+                        self.listen_sent.set()
+                    else:
+                        server.sendall(data)
+        except OSError:
+            return
+        finally:
+            client.close()
+            server.close()
+
+    def close(self):
+        self.closing = True
+        self.listener.close()
 
 
 def max_overlap(intervals):
@@ -279,6 +359,23 @@ class Spine(harness.SluiceTest):
         self.assertEqual(self.one(f"SELECT trigger_source FROM sluice.scheduled_jobs WHERE id = '{job}'")
                          ["trigger_source"], "api")
 
+    def test_a_job_queued_while_the_listen_is_answered_is_picked_up(self):
+        # the pool told the worker to look for jobs as the LISTEN connection
+        # opened, before its LISTENs were answered: a job queued in between
+        # (its NOTIFY sent before the LISTEN took effect) waited for the slow
+        # poll. The LISTEN is held back here until the job is queued.
+        proxy = ListenHold(self.db)
+        try:
+            with self.serve("--poll", "60", env=self.env({"DATABASE_URL": proxy.url})):
+                self.assertTrue(proxy.listen_sent.wait(30), "the daemon sent no LISTEN")
+                job = self.sluice("queue", "echo", "--params", '{"message": "held"}').stdout.strip()
+                proxy.release.set()
+                self.wait_for(lambda: self.count("sluice.scheduled_jobs",
+                                                  f"id = '{job}' AND status = 'completed'"),
+                              20, "a job queued before the LISTEN was answered waited for the poll")
+        finally:
+            proxy.close()
+
     def test_sql_function_rejects_unknown_type(self):
         self.sluice("queue", "noop")  # migrates and syncs the registry
         proc = __import__("subprocess").run(
@@ -523,6 +620,48 @@ print(rows[1].three)
 """
         proc = self.exec_capped(script, one_connection=True, check=False)
         self.assertEqual((proc.returncode, proc.stdout.strip()), (0, "3"), proc.stderr)
+
+    def test_copy_from_stdin_or_to_stdout_fails_that_query_only(self):
+        # libpq hands out a COPY result on every call for the next result and
+        # is never busy until the copy's data is sent or read: the pool spun
+        # on it for good, and the whole process with it. Refused instead, and
+        # with one connection the next query runs on the one opened again.
+        script = """
+local db = sluice.db
+assert(db.query("CREATE TABLE copy_probe (x int)"))
+local out = {}
+for _, sql in ipairs({ "COPY (SELECT 1) TO STDOUT", "COPY copy_probe FROM STDIN" }) do
+  local rows, err, state = db.query(sql)
+  out[#out + 1] = tostring(rows) .. " " .. state .. " " .. err
+end
+out[#out + 1] = assert(db.query("SELECT 2 AS two"))[1].two
+print(table.concat(out, "|"))
+"""
+        proc = self.exec_capped(script, one_connection=True, check=False)
+        refused = ("nil 0A000 sluice.db does not run COPY FROM STDIN or TO STDOUT: use INSERT or "
+                   "SELECT (COPY to or from a server file is not affected)")
+        self.assertEqual((proc.returncode, proc.stdout.strip()), (0, f"{refused}|{refused}|2"),
+                         proc.stderr)
+
+    def test_a_transaction_a_query_left_open_is_rolled_back_before_the_next(self):
+        # sluice.db.query("BEGIN") leaves its connection inside a transaction;
+        # handed on as it was, every later statement there (other runs', the
+        # daemon's own) ran inside it, never committed, and once one failed
+        # all of them failed with 25P02. With one connection the next query
+        # is on the same one: it runs on its own, after a ROLLBACK.
+        script = """
+local db = sluice.db
+assert(db.query("CREATE TABLE open_probe (x int)"))
+assert(db.query("BEGIN"))
+assert(db.query("INSERT INTO open_probe VALUES (1)"))
+local _, failed = db.query("SELECT 1/0")
+local rows, err, state = db.query("SELECT count(*) AS n FROM open_probe")
+print(failed, rows and rows[1].n or err .. " " .. tostring(state))
+"""
+        proc = self.exec_capped(script, one_connection=True, check=False)
+        self.assertEqual((proc.returncode, proc.stdout.strip()), (0, "division by zero\t1"), proc.stderr)
+        self.assertIn("a statement left a transaction open on a shared connection; rolled back",
+                      proc.stderr)
 
     def test_a_stop_while_start_up_waits_for_the_database_exits_0(self):
         # before it served, SIGTERM killed the daemon by its default action
