@@ -566,6 +566,25 @@ print(e3)
         self.assertEqual(out[1:4], [nul, "sluice.db.query: the query holds a NUL byte",
                                     "the transaction was rolled back because a statement in it failed: " + nul])
 
+    def test_a_handler_that_deallocates_statements_does_not_stop_the_worker(self):
+        # the pool's named statements were taken as prepared on a connection
+        # for as long as it stayed open: after a handler's DEALLOCATE ALL there,
+        # every statement of the worker's sent to it failed (26000) for good
+        self.write("dealloc.lua", """return { run = function(job)
+            return { done = (assert(sluice.db.query("DEALLOCATE ALL"))) ~= nil }
+          end }""")
+        conf = os.path.join(self.dir, "one.conf")
+        with open(conf, "w") as f:
+            f.write("pool_size = 1\n")
+        env = self.henv({"SLUICE_CONFIG": conf})
+        with self.serve("--concurrency", "1", env=env):
+            job = self.sluice("queue", "dealloc", "--max-retries", "0", env=env).stdout.strip()
+            self.wait_done(job)
+            echo = self.sluice("queue", "echo", "--max-retries", "0", env=env).stdout.strip()
+            self.wait_done(echo)
+        self.assertEqual(self.result_of(job)["status"], "completed")
+        self.assertEqual(self.result_of(echo)["status"], "completed")
+
     def test_a_connection_held_by_a_transaction_prepares_after_it(self):
         # one pool connection, held by a handler's transaction when the worker
         # first flushes run logs (every 2 s): it prepares that statement once
