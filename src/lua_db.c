@@ -11,7 +11,9 @@
  * command's row count. SQL errors come back as nil, "message", sqlstate: the
  * server's five-character SQLSTATE ("22003"), or nil when no server answered
  * (the connection failed or was lost) — so that a caller can tell bad data
- * (classes 22, 23) from a failure a retry may cure.
+ * (classes 22, 23) from a failure a retry may cure. A NUL byte in the text or a
+ * string parameter, where libpq would cut the string, is bad data of the same
+ * kind: not sent, nil, err, "22021".
  *
  * A failed query inside a transaction aborts it, and Postgres then answers
  * COMMIT with the tag ROLLBACK rather than an error: commit() reports that as
@@ -274,7 +276,52 @@ static const char *param_text(lua_State *L, int i)
     return NULL;
 }
 
-static int send_query(lua_State *L, sl_task *t, const char *sql, int first, int kind)
+/* Where the query's text (0) or its parameter i (1 …) holds a NUL byte, which
+ * libpq would take as the end of the string (sending the rest of the text
+ * silently cut) and Postgres text cannot store: -1 when none does. */
+static int nul_at(lua_State *L, int first, int n, const char *sql, size_t sql_len,
+                  const char *const *params)
+{
+    if (strlen(sql) != sql_len) return 0;
+    for (int i = 0; i < n; i++) {
+        size_t len;
+        if (params[i] && lua_type(L, first + i) == LUA_TSTRING &&
+            (lua_tolstring(L, first + i, &len), strlen(params[i]) != len))
+            return i + 1;
+    }
+    return -1;
+}
+
+/* What a query whose text or parameter holds a NUL gets instead of being sent:
+ * nil, err, 22021 (character_not_in_repertoire, as Postgres says of a NUL in
+ * text: bad data). Inside a transaction it is the transaction's failure as a
+ * failed statement is: recorded, and the transaction aborted on the server
+ * (by a statement that fails there the same way), so that COMMIT rolls back. */
+static int refuse_nul(lua_State *L, sl_task *t, int at)
+{
+    if (at == 0)
+        lua_pushliteral(L, "sluice.db.query: the query holds a NUL byte");
+    else
+        lua_pushfstring(L,
+                        "sluice.db.query: parameter %d holds a NUL byte, which Postgres text "
+                        "cannot store",
+                        at);
+    if (t->pinned) {
+        if (!t->tx_error) {
+            t->tx_error = strdup(lua_tostring(L, -1));
+            memcpy(t->tx_sqlstate, "22021", sizeof t->tx_sqlstate);
+        }
+        sl_pg_conn_query(t->pinned, "SELECT convert_from('\\x00'::bytea, 'UTF8')", 0, NULL, NULL,
+                         NULL);
+    }
+    lua_pushnil(L);
+    lua_insert(L, -2);
+    lua_pushliteral(L, "22021");
+    return 3;
+}
+
+static int send_query(lua_State *L, sl_task *t, const char *sql, size_t sql_len, int first,
+                      int kind)
 {
     sl_ctx *ctx = sl_task_ctx(t);
     int n = lua_gettop(L) - first + 1;
@@ -283,6 +330,8 @@ static int send_query(lua_State *L, sl_task *t, const char *sql, int first, int 
     const char *params[100];
     for (int i = 0; i < n; i++)
         params[i] = param_text(L, first + i);
+    int nul = nul_at(L, first, n, sql, sql_len, params);
+    if (nul >= 0) return refuse_nul(L, t, nul);
     sl_pg *pg = t->pinned ? NULL : pool(L, ctx); /* may raise: before op is allocated */
     db_op *op = calloc(1, sizeof *op);
     if (!op) return luaL_error(L, "sluice.db.query: out of memory");
@@ -297,9 +346,10 @@ static int send_query(lua_State *L, sl_task *t, const char *sql, int first, int 
 
 static int l_query(lua_State *L)
 {
-    const char *sql = luaL_checkstring(L, 1);
+    size_t sql_len;
+    const char *sql = luaL_checklstring(L, 1, &sql_len);
     sl_task *t = sl_task_check(L, "sluice.db.query");
-    return send_query(L, t, sql, 2, OP_QUERY);
+    return send_query(L, t, sql, sql_len, 2, OP_QUERY);
 }
 
 /* ------------------------------------------------------------------ transactions */
@@ -368,7 +418,7 @@ static int finish_tx(lua_State *L, const char *sql, int kind)
     sl_task *t = sl_task_check(L, "sluice.db.transaction");
     if (!t->pinned) return luaL_error(L, "sluice.db: no transaction is open");
     lua_settop(L, 0);
-    return send_query(L, t, sql, 1, kind);
+    return send_query(L, t, sql, strlen(sql), 1, kind);
 }
 
 static int l_commit(lua_State *L)

@@ -126,6 +126,13 @@ static void q_push(req_queue *q, sl_pg_req *r)
     q->tail = r;
 }
 
+static void q_push_front(req_queue *q, sl_pg_req *r)
+{
+    r->next = q->head;
+    q->head = r;
+    if (!q->tail) q->tail = r;
+}
+
 static sl_pg_req *q_pop(req_queue *q)
 {
     sl_pg_req *r = q->head;
@@ -744,6 +751,25 @@ static void on_busy(sl_pg_conn *c, int revents)
                 r->rows = NULL;
             }
             outage_over(c->pg); /* the server answered */
+            const char *state = keep && PQresultStatus(keep) == PGRES_FATAL_ERROR
+                                    ? PQresultErrorField(keep, PG_DIAG_SQLSTATE)
+                                    : NULL;
+            if (r->stmt && (c->prepared & 1u << (r->stmt - 1)) && state &&
+                strcmp(state, "26000") == 0) {
+                /* the session lost the statement (a handler's DEALLOCATE or
+                 * DISCARD on this connection): it is prepared again, and this
+                 * request, which did not run, sent again behind it */
+                PQclear(keep);
+                c->prepared &= ~(1u << (r->stmt - 1));
+                q_push_front(&c->queue, r);
+                sl_pg_req *p = req_new(c->pg->stmt_sql[r->stmt - 1], 0, NULL, NULL, NULL);
+                p->internal = 1;
+                p->prepares = r->stmt;
+                q_push_front(&c->queue, p);
+                conn_next(c);
+                dispatch(c->pg);
+                return;
+            }
             if (r->prepares) {
                 int ok = keep && PQresultStatus(keep) == PGRES_COMMAND_OK;
                 if (ok)

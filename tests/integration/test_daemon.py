@@ -542,6 +542,49 @@ class Daemon(harness.SluiceTest):
             self.assertIn("sl_cycle", names)
             self.assertIn("sl_next_due", names)
 
+    def test_a_nul_in_a_query_or_its_parameters_is_refused_not_cut(self):
+        # libpq takes a NUL as the end of a string: the text after it was
+        # silently dropped, and "ab\0cd" stored as "ab"
+        script = r"""
+local _, e1, s1 = sluice.db.query("SELECT $1::text AS v", "ab\0cd")
+local _, e2, s2 = sluice.db.query("SELECT 1 AS one\0 junk")
+assert(sluice.db.query("CREATE TABLE sluice.nul_probe (a text)"))
+local _, e3, s3 = sluice.db.transaction(function()
+  assert(sluice.db.query("INSERT INTO sluice.nul_probe VALUES ('kept?')"))
+  sluice.db.query("INSERT INTO sluice.nul_probe VALUES ($1)", "x\0y")
+  return true
+end)
+local n = sluice.db.query("SELECT count(*) AS n FROM sluice.nul_probe")[1].n
+print(s1, s2, s3, n)
+print(e1)
+print(e2)
+print(e3)
+"""
+        out = self.sluice("exec", "-", input=script).stdout.split("\n")
+        self.assertEqual(out[0].split("\t"), ["22021", "22021", "22021", "0"])
+        nul = "sluice.db.query: parameter 1 holds a NUL byte, which Postgres text cannot store"
+        self.assertEqual(out[1:4], [nul, "sluice.db.query: the query holds a NUL byte",
+                                    "the transaction was rolled back because a statement in it failed: " + nul])
+
+    def test_a_handler_that_deallocates_statements_does_not_stop_the_worker(self):
+        # the pool's named statements were taken as prepared on a connection
+        # for as long as it stayed open: after a handler's DEALLOCATE ALL there,
+        # every statement of the worker's sent to it failed (26000) for good
+        self.write("dealloc.lua", """return { run = function(job)
+            return { done = (assert(sluice.db.query("DEALLOCATE ALL"))) ~= nil }
+          end }""")
+        conf = os.path.join(self.dir, "one.conf")
+        with open(conf, "w") as f:
+            f.write("pool_size = 1\n")
+        env = self.henv({"SLUICE_CONFIG": conf})
+        with self.serve("--concurrency", "1", env=env):
+            job = self.sluice("queue", "dealloc", "--max-retries", "0", env=env).stdout.strip()
+            self.wait_done(job)
+            echo = self.sluice("queue", "echo", "--max-retries", "0", env=env).stdout.strip()
+            self.wait_done(echo)
+        self.assertEqual(self.result_of(job)["status"], "completed")
+        self.assertEqual(self.result_of(echo)["status"], "completed")
+
     def test_a_connection_held_by_a_transaction_prepares_after_it(self):
         # one pool connection, held by a handler's transaction when the worker
         # first flushes run logs (every 2 s): it prepares that statement once

@@ -23,11 +23,13 @@ class ListenHold:
     """A TCP proxy in front of the test cluster that holds back the daemon's
     LISTEN (and what its client sends after it) until release is set:
     listen_sent is set when the client has sent it. url is what a client
-    connects to."""
+    connects to. With answers, the LISTEN on `channel` goes through and what the
+    server sends that connection from then on is held instead (in answers)."""
 
-    MARKER = b'LISTEN "sluice_jobs"'
-
-    def __init__(self, db_url):
+    def __init__(self, db_url, channel="sluice_jobs", answers=False):
+        self.MARKER = f'LISTEN "{channel}"'.encode()
+        self.hold_answers = answers
+        self.answers = b""
         self.listen_sent = threading.Event()
         self.release = threading.Event()
         parts = urllib.parse.urlsplit(db_url)
@@ -60,18 +62,28 @@ class ListenHold:
 
     def _pump(self, client, server):
         held = None  # from the client, from the LISTEN's message on, while held back
+        answering = False  # the server's answers to this client are held (answers)
         try:
             while not self.closing:
                 readable, _, _ = select.select([client, server], [], [], 0.05)
                 if held is not None and self.release.is_set():
                     server.sendall(held)
                     held = None
+                if answering and self.release.is_set():
+                    client.sendall(self.answers)  # all at once, as one read
+                    answering = False
                 for s in readable:
                     data = s.recv(65536)
                     if not data:
                         return
-                    if s is server:
+                    if s is server and answering:
+                        self.answers += data
+                    elif s is server:
                         client.sendall(data)
+                    elif self.hold_answers and self.MARKER in data and not self.listen_sent.is_set():
+                        server.sendall(data)
+                        answering = True
+                        self.listen_sent.set()
                     elif held is not None:
                         held += data
                     elif self.MARKER in data and not self.release.is_set():
@@ -373,6 +385,32 @@ class Spine(harness.SluiceTest):
                 self.wait_for(lambda: self.count("sluice.scheduled_jobs",
                                                   f"id = '{job}' AND status = 'completed'"),
                               20, "a job queued before the LISTEN was answered waited for the poll")
+        finally:
+            proxy.close()
+
+    def test_a_cancel_read_with_the_answer_to_a_listen_stops_its_run(self):
+        # a notification that reaches the LISTEN connection in the same read as
+        # the answer to its statement is taken into libpq as that answer is
+        # read: delivered then, not when the socket is next readable (the run
+        # would go on until its next lease renewal). The answer to LISTEN
+        # sluice_cancel is held here until a cancel's notification is behind it.
+        job = self.sluice("queue", "sleep", "--params", '{"seconds": 3600}').stdout.strip()
+        run = f"scheduled_job_id = '{job}' AND status = "
+        proxy = ListenHold(self.db, "sluice_cancel", answers=True)
+        try:
+            with self.serve("--lease", "600", env=self.env({"DATABASE_URL": proxy.url})):
+                self.assertTrue(proxy.listen_sent.wait(30), "the daemon sent no LISTEN")
+                self.wait_for(lambda: self.count("sluice.scheduled_job_runs", run + "'running'") == 1,
+                              30, "the run did not start")
+                self.wait_for(lambda: harness.pgfixture.psql(
+                    self.db, "SELECT count(*) FROM pg_stat_activity "
+                             "WHERE query = 'LISTEN \"sluice_cancel\"' AND state = 'idle'") == "1",
+                              30, "the LISTEN did not run")
+                self.sluice("jobs", "cancel", job)
+                self.wait_for(lambda: b"sluice_cancel" in proxy.answers, 30, "no notification came")
+                proxy.release.set()
+                self.wait_for(lambda: self.count("sluice.scheduled_job_runs", run + "'cancelled'") == 1,
+                              30, "the cancel waited for the lease renewal")
         finally:
             proxy.close()
 
