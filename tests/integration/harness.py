@@ -112,19 +112,12 @@ class Daemon:
             os.unlink(self.logf.name)
 
 
-class ReplyCutter:
-    """A TCP proxy in front of the test cluster that loses one reply: the first
-    time a transaction's answer holds `marker`, it lets the server finish that
-    transaction (its ReadyForQuery comes, so what it did is committed), then
-    closes both ends without passing on any of that answer, as a network
-    that broke at that moment would. Every other byte goes through as it
-    is. url is what a client connects to; cut is set once it happened."""
+class ClusterProxy:
+    """A TCP proxy in front of the test cluster (on its Unix socket): url is what
+    a client connects to. Each connection is pumped by _pump(client, server),
+    which a subclass writes; close() stops accepting."""
 
-    READY = b"Z\x00\x00\x00\x05I"  # ReadyForQuery, idle: the transaction is over
-
-    def __init__(self, db_url, marker):
-        self.marker = marker
-        self.cut = threading.Event()
+    def __init__(self, db_url):
         parts = urllib.parse.urlsplit(db_url)
         query = urllib.parse.parse_qs(parts.query)
         host = query.get("host", [parts.hostname or "/tmp"])[0]
@@ -139,9 +132,7 @@ class ReplyCutter:
         self.url = (f"postgresql://{user}@127.0.0.1:{self.listener.getsockname()[1]}"
                     f"{parts.path}?sslmode=disable")
         self.closing = False
-        self.lock = threading.Lock()
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
+        threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self):
         while not self.closing:
@@ -156,6 +147,30 @@ class ReplyCutter:
                 client.close()
                 continue
             threading.Thread(target=self._pump, args=(client, server), daemon=True).start()
+
+    def _pump(self, client, server):
+        raise NotImplementedError
+
+    def close(self):
+        self.closing = True
+        self.listener.close()
+
+
+class ReplyCutter(ClusterProxy):
+    """A proxy (ClusterProxy) that loses one reply: the first time a
+    transaction's answer holds `marker`, it lets the server finish that
+    transaction (its ReadyForQuery comes, so what it did is committed), then
+    closes both ends without passing on any of that answer, as a network that
+    broke at that moment would. Every other byte goes through as it is. cut is
+    set once it happened."""
+
+    READY = b"Z\x00\x00\x00\x05I"  # ReadyForQuery, idle: the transaction is over
+
+    def __init__(self, db_url, marker):
+        self.marker = marker
+        self.cut = threading.Event()
+        self.lock = threading.Lock()
+        super().__init__(db_url)
 
     def _pump(self, client, server):
         held = b""  # from the server, not passed on yet (it may hold the marker)
@@ -195,10 +210,6 @@ class ReplyCutter:
         finally:
             client.close()
             server.close()
-
-    def close(self):
-        self.closing = True
-        self.listener.close()
 
 
 class SluiceTest(unittest.TestCase):

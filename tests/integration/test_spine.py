@@ -7,24 +7,22 @@ import json
 import os
 import re
 import select
-import socket
 import tempfile
 import signal
 import subprocess
 import threading
 import time
-import urllib.parse
 
 import harness
 import pgfixture
 
 
-class ListenHold:
-    """A TCP proxy in front of the test cluster that holds back the daemon's
-    LISTEN (and what its client sends after it) until release is set:
-    listen_sent is set when the client has sent it. url is what a client
-    connects to. With answers, the LISTEN on `channel` goes through and what the
-    server sends that connection from then on is held instead (in answers)."""
+class ListenHold(harness.ClusterProxy):
+    """A proxy (harness.ClusterProxy) that holds back the daemon's LISTEN (and
+    what its client sends after it) until release is set: listen_sent is set
+    when the client has sent it. With answers, the LISTEN on `channel` goes
+    through and what the server sends that connection from then on is held
+    instead (in answers)."""
 
     def __init__(self, db_url, channel="sluice_jobs", answers=False):
         self.MARKER = f'LISTEN "{channel}"'.encode()
@@ -32,33 +30,7 @@ class ListenHold:
         self.answers = b""
         self.listen_sent = threading.Event()
         self.release = threading.Event()
-        parts = urllib.parse.urlsplit(db_url)
-        query = urllib.parse.parse_qs(parts.query)
-        host = query.get("host", [parts.hostname or "/tmp"])[0]
-        port = parts.port or int(query.get("port", ["5432"])[0])
-        self.target = os.path.join(host, f".s.PGSQL.{port}")
-        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(64)
-        user = parts.username or "postgres"
-        self.url = (f"postgresql://{user}@127.0.0.1:{self.listener.getsockname()[1]}"
-                    f"{parts.path}?sslmode=disable")
-        self.closing = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while not self.closing:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                server.connect(self.target)
-            except OSError:
-                client.close()
-                continue
-            threading.Thread(target=self._pump, args=(client, server), daemon=True).start()
+        super().__init__(db_url)
 
     def _pump(self, client, server):
         held = None  # from the client, from the LISTEN's message on, while held back
@@ -101,10 +73,6 @@ class ListenHold:
         finally:
             client.close()
             server.close()
-
-    def close(self):
-        self.closing = True
-        self.listener.close()
 
 
 def max_overlap(intervals):
