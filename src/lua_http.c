@@ -197,16 +197,25 @@ static int misuse(lua_State *L, int level, const char *fmt, ...)
     return lua_error(L);
 }
 
-static const char *opt_string(lua_State *L, const char *field, const char *def)
+/* A string option, or def when absent; with len, its length (NUL bytes
+ * included: strlen stops at the first). */
+static const char *opt_lstring(lua_State *L, const char *field, const char *def, size_t *len)
 {
     int ty = lua_getfield(L, 1, field);
     const char *s = def;
+    size_t n = def ? strlen(def) : 0;
     if (ty == LUA_TSTRING)
-        s = lua_tostring(L, -1); /* kept alive by the spec table */
+        s = lua_tolstring(L, -1, &n); /* kept alive by the spec table */
     else if (ty != LUA_TNIL)
         misuse(L, AT_CALL, WHAT ": %s must be a string, not a %s", field, luaL_typename(L, -1));
     lua_pop(L, 1);
+    if (len) *len = n;
     return s;
+}
+
+static const char *opt_string(lua_State *L, const char *field, const char *def)
+{
+    return opt_lstring(L, field, def, NULL);
 }
 
 /* A number option from min to max (HUGE_VAL: no upper bound), or def when absent. */
@@ -322,12 +331,11 @@ static int l_request(lua_State *L)
     upper[mn] = '\0';
     o.method = upper;
 
-    o.url = opt_string(L, "url", NULL);
+    size_t url_len;
+    o.url = opt_lstring(L, "url", NULL, &url_len);
     if (!o.url) return misuse(L, AT_CALL, WHAT ": url is required");
-    lua_getfield(L, 1, "url");
     /* libcurl would read the URL up to the NUL: another URL than the one given */
-    int url_nul = strlen(o.url) != lua_rawlen(L, -1);
-    lua_pop(L, 1);
+    int url_nul = strlen(o.url) != url_len;
     /* libcurl takes whole milliseconds in a long: math.huge converted was undefined */
     o.timeout = opt_number(L, "timeout", 30, 0.001, MAX_TIMEOUT);
     double mb = opt_number(L, "max_bytes", 0, 1, HUGE_VAL); /* 0: not given */

@@ -614,13 +614,17 @@ static void listener_ready(sl_pg_conn *c)
      * from before the LISTENs take effect would be missed after that */
 }
 
-/* Queues the preparation of the pool's statement i on c. */
-static void queue_prepare(sl_pg_conn *c, int i)
+/* Queues the preparation of the pool's statement i on c: last, or (front)
+ * before anything else c has queued. */
+static void queue_prepare(sl_pg_conn *c, int i, int front)
 {
     sl_pg_req *r = req_new(c->pg->stmt_sql[i], 0, NULL, NULL, NULL);
     r->internal = 1;
     r->prepares = i + 1;
-    q_push(&c->queue, r);
+    if (front)
+        q_push_front(&c->queue, r);
+    else
+        q_push(&c->queue, r);
     c->queued |= 1u << i;
 }
 
@@ -630,7 +634,7 @@ static void queue_prepares(sl_pg_conn *c)
 {
     c->prepared = c->queued = 0;
     for (int i = 0; i < c->pg->nstmts; i++)
-        queue_prepare(c, i);
+        queue_prepare(c, i, 0);
 }
 
 /* Queues the pool's warm-up statement (if any) on c, before anything else that
@@ -762,10 +766,7 @@ static void on_busy(sl_pg_conn *c, int revents)
                 PQclear(keep);
                 c->prepared &= ~(1u << (r->stmt - 1));
                 q_push_front(&c->queue, r);
-                sl_pg_req *p = req_new(c->pg->stmt_sql[r->stmt - 1], 0, NULL, NULL, NULL);
-                p->internal = 1;
-                p->prepares = r->stmt;
-                q_push_front(&c->queue, p);
+                queue_prepare(c, r->stmt - 1, 1);
                 conn_next(c);
                 dispatch(c->pg);
                 return;
@@ -1135,7 +1136,7 @@ static int stmt_index(sl_pg *pg, const char *name, const char *sql)
     for (int k = 0; k < pg->size; k++) { /* a pinned one prepares it when released */
         sl_pg_conn *c = &pg->conns[k];
         if ((c->state != C_IDLE && c->state != C_BUSY) || c->pinned) continue;
-        queue_prepare(c, i);
+        queue_prepare(c, i, 0);
         conn_next(c);
     }
     return i;
@@ -1237,7 +1238,7 @@ void sl_pg_release(sl_pg_conn *c, int rollback)
     }
     /* statements first used while the caller held it, now outside its transaction */
     for (int i = 0; i < c->pg->nstmts; i++)
-        if (!(c->queued & 1u << i)) queue_prepare(c, i);
+        if (!(c->queued & 1u << i)) queue_prepare(c, i, 0);
     c->unpin_after = 1;
     conn_next(c);
     if (c->state == C_IDLE && !c->queue.head) {

@@ -89,8 +89,8 @@ void sl_pg_free(sl_pg *pg);
  * else), and from then on only binds and executes it (no parse, no analysis of
  * the text). Where it is not prepared (yet, or its preparation failed) it is
  * sent whole. Where the session lost it (DEALLOCATE, DISCARD), the request that
- * finds it gone is sent again once it is prepared again. The same name must always come with the
- * same sql; at most 16. */
+ * finds it gone is sent again once it is prepared again. The same name must
+ * always come with the same sql; at most 16. */
 sl_pg_req *sl_pg_query_prepared(sl_pg *pg, const char *name, const char *sql, int nparams,
                                 const char *const *params, sl_pg_cb cb, void *data);
 
@@ -120,9 +120,9 @@ typedef enum sl_pg_fault {
 sl_pg_fault sl_pg_sqlstate_fault(const char *sqlstate);
 
 /* Queues a query on any free connection (one that is not inside a transaction:
- * one a statement left open is rolled back first). Params are text (NULL = SQL NULL) and
- * copied; cb may be NULL (the result is dropped). The returned handle is valid until the callback
- * runs or sl_pg_cancel. */
+ * one a statement left open is rolled back first). Params are text (NULL = SQL
+ * NULL) and copied; cb may be NULL (the result is dropped). The returned handle
+ * is valid until the callback runs or sl_pg_cancel. */
 sl_pg_req *sl_pg_query(sl_pg *pg, const char *sql, int nparams, const char *const *params,
                        sl_pg_cb cb, void *data);
 
