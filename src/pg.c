@@ -51,7 +51,8 @@ struct sl_pg_req {
     sl_pg_acquire_cb acb;
     void *data;
     int cancelled;
-    int internal; /* ROLLBACK/LISTEN sent by the pool itself */
+    int internal; /* ROLLBACK/LISTEN/the session's reset, sent by the pool itself */
+    int resets;   /* the session's reset (SESSION_RESET): several statements, sent as text */
     int limited;  /* a handler's query: rows read one at a time, bounded (sl_pg_limit_results) */
     const char *state; /* SQLSTATE of an error the pool made itself, or NULL */
     PGresult *res;
@@ -72,6 +73,8 @@ struct sl_pg_conn {
     int unpin_after; /* release requested while a query is queued/in flight */
     int limited;     /* pinned by sl_pg_acquire_shared: its queries are bounded */
     int listen;      /* the LISTEN connection */
+    int dirty;       /* a handler's statement ran here since the session was last reset */
+    int deallocate;  /* one of them was a PREPARE: the reset deallocates statements too */
     ev_io io;
     ev_timer retry;
     double backoff;
@@ -111,6 +114,7 @@ struct sl_pg {
 };
 
 static void conn_start(sl_pg_conn *c);
+static void queue_prepare(sl_pg_conn *c, int i, int front);
 static void dispatch(sl_pg *pg);
 static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents);
 
@@ -418,6 +422,7 @@ static void conn_lost(sl_pg_conn *c, const char *why, int dropped)
     }
     int was_up = c->state == C_IDLE || c->state == C_BUSY;
     c->state = C_DOWN;
+    c->dirty = c->deallocate = 0; /* the next session starts clean */
     snprintf(pg->last_error, sizeof pg->last_error, "%s", buf);
     /* before the requests fail: their owners see the outage (sl_pg_outage_error) */
     if (!dropped) outage_note(pg, buf, refused, was_up);
@@ -539,6 +544,54 @@ static sl_pg_req *rollback_left_open(sl_pg_conn *c)
     return r;
 }
 
+/* What a handler's statements may have changed in their session and left for
+ * whatever the connection runs next (the pool's own statements, other runs'):
+ * settings (SET, set_config(), a role), LISTENs, cursors WITH HOLD, session
+ * advisory locks, temporary tables and sequences' cached values. Each is put
+ * back as the connection opened (RESET restores the settings given at
+ * connect). The pool's prepared statements stay unless a handler prepared
+ * some of its own (DEALLOCATE ALL, then the pool's are prepared again). */
+#define SESSION_RESET                                                                              \
+    "SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; CLOSE ALL; "                        \
+    "SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES"
+
+/* What an unpinned connection runs before anything else: a ROLLBACK of a
+ * transaction a statement left open, else the reset of a session a handler's
+ * statements ran in (the one request that goes as text, in one round trip). */
+static sl_pg_req *tidy_session(sl_pg_conn *c)
+{
+    sl_pg_req *r = rollback_left_open(c);
+    if (r || !c->dirty) return r;
+    r = req_new(c->deallocate ? SESSION_RESET "; DEALLOCATE ALL" : SESSION_RESET, 0, NULL, NULL,
+                NULL);
+    r->internal = 1;
+    r->resets = 1 + c->deallocate;
+    c->dirty = c->deallocate = 0;
+    return r;
+}
+
+/* A session's reset was answered: a failed one closes the connection (what the
+ * handler left there is unknown, a new session has none of it); after a
+ * DEALLOCATE ALL the pool's statements are prepared again. 0 when closed. */
+static int reset_answered(sl_pg_conn *c, int resets, const PGresult *res)
+{
+    if (!res || PQresultStatus(res) == PGRES_FATAL_ERROR) {
+        char why[512];
+        clean_error(res ? PQresultErrorMessage(res) : "no result", why, sizeof why);
+        sl_log(SL_WARN, "cannot reset a session a handler used; its connection is opened again",
+               "error", why, NULL);
+        conn_lost(c, why, 1);
+        return 0;
+    }
+    if (resets > 1) { /* those prepared here are gone; those still queued come */
+        unsigned lost = c->prepared;
+        c->prepared = 0;
+        for (int i = 0; i < c->pg->nstmts; i++)
+            if (lost & 1u << i) queue_prepare(c, i, 1);
+    }
+    return 1;
+}
+
 /* Sends the connection's next request: from its own queue, or (unpinned) the pool's. */
 static void conn_next(sl_pg_conn *c)
 {
@@ -547,12 +600,12 @@ static void conn_next(sl_pg_conn *c)
     for (;;) {
         if (c->state != C_IDLE) return;
         /* an unpinned connection's own queue holds the pool's statements */
-        r = c->pinned || c->listen ? NULL : rollback_left_open(c);
+        r = c->pinned || c->listen ? NULL : tidy_session(c);
         if (!r) r = q_pop(&c->queue);
         if (!r && c->pinned && c->unpin_after) {
             c->pinned = 0;
             c->unpin_after = 0;
-            r = rollback_left_open(c);
+            r = tidy_session(c);
         }
         if (!r && !c->pinned && !c->listen) r = q_pop(&pg->queue);
         if (!r && !c->pinned && !c->listen && c - pg->conns >= pg->reserved) r = q_pop(&pg->shared);
@@ -576,7 +629,10 @@ static void conn_next(sl_pg_conn *c)
         }
         const char *const *params = (const char *const *)r->params;
         int sent;
-        if (r->prepares)
+        if (r->limited) c->dirty = 1;
+        if (r->resets)
+            sent = PQsendQuery(c->conn, r->sql);
+        else if (r->prepares)
             sent = PQsendPrepare(c->conn, pg->stmt_name[r->prepares - 1], r->sql, 0, NULL);
         else if (r->stmt && (c->prepared & 1u << (r->stmt - 1)))
             sent = PQsendQueryPrepared(c->conn, pg->stmt_name[r->stmt - 1], r->nparams, params,
@@ -771,6 +827,16 @@ static void on_busy(sl_pg_conn *c, int revents)
                 dispatch(c->pg);
                 return;
             }
+            if (r->resets) {
+                int open = reset_answered(c, r->resets, keep);
+                req_finish(c->pg, r, keep, NULL);
+                if (open) conn_next(c);
+                dispatch(c->pg);
+                return;
+            }
+            if (r->limited && keep && PQresultStatus(keep) == PGRES_COMMAND_OK &&
+                strcmp(PQcmdStatus(keep), "PREPARE") == 0)
+                c->deallocate = 1;
             if (r->prepares) {
                 int ok = keep && PQresultStatus(keep) == PGRES_COMMAND_OK;
                 if (ok)

@@ -12,6 +12,7 @@ import tempfile
 import urllib.parse
 
 import harness
+import pgfixture
 
 VERSION_HANDLER = """
 return {
@@ -774,6 +775,47 @@ print(e3)
         self.assertEqual((run["status"], run["attempt_number"]), ("failed", 1))
         self.assertTrue(run["error_message"].startswith("unknown job type 'doomed'"), run)
         self.assertEqual(self.scalar(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{job}'"), "failed")
+
+    def test_a_role_a_handler_sets_does_not_reach_the_daemons_statements(self):
+        # the role stayed on the pooled connection, and the daemon's own
+        # statements sent there next ran as a role with no rights on its
+        # schema: every run's end failed to record until that connection was
+        # lost; a statement a handler prepared was there for the next run's
+        # PREPARE to fail on. Each handler's statement now leaves its session
+        # as it found it, and the daemon's own prepared statements prepared.
+        pgfixture.psql(self.db, "DROP ROLE IF EXISTS session_probe_role; CREATE ROLE session_probe_role")
+        self.addCleanup(pgfixture.psql, self.db, "DROP ROLE IF EXISTS session_probe_role")
+        self.write("setrole.lua", 'return { run = function(job)\n'
+                   '  local pool = assert(sluice.db.query(\n'
+                   '    "SELECT count(*) AS n FROM pg_prepared_statements"))[1].n\n'
+                   '  assert(sluice.db.query("PREPARE handler_probe AS SELECT 1"))\n'
+                   '  assert(sluice.db.query("SET ROLE session_probe_role"))\n'
+                   '  local who = assert(sluice.db.query("SELECT current_user AS u"))[1].u\n'
+                   '  return { who = who, pool = pool }\n'
+                   'end }\n')
+        conf = os.path.join(self.dir, "sluice.conf")
+        with open(conf, "w") as f:
+            f.write("pool_size = 2\n")  # one for the daemon alone, one it shares with handlers
+        env = self.henv({"SLUICE_CONFIG": conf})
+        with self.serve("--concurrency", "2", env=env) as d:
+            d.wait_log("sluice serving")
+            for i in range(6):
+                self.sluice("queue", "setrole", env=env)
+                self.sluice("queue", "echo", "--params", json.dumps({"message": f"m{i}"}), env=env)
+            self.wait_jobs_done(12, timeout=60)
+        runs = self.sql("SELECT j.job_type, r.status, r.result->>'who' AS who, r.result->>'pool' AS pool "
+                        "FROM sluice.scheduled_job_runs r JOIN sluice.scheduled_jobs j "
+                        "ON j.id = r.scheduled_job_id")
+        self.assertEqual(len(runs), 12, runs)
+        self.assertEqual({(r["status"], r["who"]) for r in runs if r["job_type"] == "setrole"},
+                         {("completed", "postgres")}, d.log())
+        self.assertEqual({r["status"] for r in runs if r["job_type"] == "echo"}, {"completed"}, d.log())
+        # the daemon's own statements, prepared again after each DEALLOCATE ALL
+        pools = {r["pool"] for r in runs if r["job_type"] == "setrole"}
+        self.assertEqual(len(pools), 1, runs)
+        self.assertGreater(int(pools.pop()), 0)
+        self.assertNotIn("permission denied", d.log())
+        self.assertNotIn("cannot prepare", d.log())
 
     # -------------------------------------------------------------- sandbox
 

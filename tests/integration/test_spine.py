@@ -669,6 +669,62 @@ print(failed, rows and rows[1].n or err .. " " .. tostring(state))
         self.assertIn("a statement left a transaction open on a shared connection; rolled back",
                       proc.stderr)
 
+    def test_what_a_query_sets_in_its_session_ends_with_it(self):
+        # a handler's SET, set_config(), SET ROLE, LISTEN, temporary table,
+        # advisory lock, held cursor or PREPARE stayed in its pooled session
+        # and came with the connection to whatever ran there next: other
+        # runs' queries, and the daemon's own statements (a role with no
+        # rights, a statement_timeout, another search_path). With one
+        # connection the next query is on the same one: it starts as the
+        # connection opened; inside a transaction a setting lasts to its end.
+        script = """
+local db = sluice.db
+assert(db.query("DROP ROLE IF EXISTS session_probe_role"))
+assert(db.query("CREATE ROLE session_probe_role"))
+local function state()
+  return assert(db.query([[
+    SELECT current_user AS who, current_setting('search_path') AS path,
+           current_setting('TimeZone') AS zone, current_setting('statement_timeout') AS timeout,
+           (SELECT count(*) FROM pg_listening_channels()) AS listening,
+           to_regclass('pg_temp.session_probe') IS NOT NULL AS temp,
+           (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'
+               AND pid = pg_backend_pid()) AS locks,
+           (SELECT count(*) FROM pg_cursors WHERE name = 'session_probe') AS cursors,
+           (SELECT count(*) FROM pg_prepared_statements
+               WHERE name = 'session_probe') AS prepared]]))[1]
+end
+local function show(s)
+  return table.concat({ s.who, s.path, s.zone, s.timeout, s.listening, tostring(s.temp),
+                        s.locks, s.cursors, s.prepared }, " ")
+end
+local out = { show(state()) }
+for _, sql in ipairs({
+  "SET search_path = public", "SET TIME ZONE 'Asia/Tokyo'",
+  "SELECT set_config('statement_timeout', '1234', false)", "LISTEN session_probe",
+  "CREATE TEMP TABLE session_probe (x int)", "SELECT pg_advisory_lock(4242)",
+  "DECLARE session_probe CURSOR WITH HOLD FOR SELECT 1", "PREPARE session_probe AS SELECT 1",
+  "SET ROLE session_probe_role" }) do
+  assert(db.query(sql))
+  out[#out + 1] = show(state())
+end
+out[#out + 1] = assert(db.transaction(function()
+  assert(db.query("SET search_path = public"))
+  assert(db.query("PREPARE session_probe AS SELECT 1"))
+  return show(state())
+end))
+out[#out + 1] = show(state())
+assert(db.query("PREPARE session_probe AS SELECT 1"))
+assert(db.query("DROP ROLE session_probe_role"))
+print(table.concat(out, "\\n"))
+"""
+        proc = self.exec_capped(script, one_connection=True, check=False)
+        clean = "postgres sluice,public UTC 0 0 false 0 0 0"
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertEqual(proc.stdout.strip().splitlines(),
+                         [clean] * 10 + ["postgres public UTC 0 0 false 0 0 1", clean],
+                         proc.stderr)
+        self.assertNotIn("cannot reset", proc.stderr)
+
     def test_a_stop_while_start_up_waits_for_the_database_exits_0(self):
         # before it served, SIGTERM killed the daemon by its default action
         # (status -15) and SIGINT likewise, where a stop exits 0
