@@ -40,6 +40,9 @@ enum { R_QUERY, R_ACQUIRE };
 
 #define MAX_STMTS 16
 
+/* connect_timeout, in seconds, where the connection's settings give none */
+#define SL_PG_CONNECT_TIMEOUT 10
+
 struct sl_pg_req {
     int kind;
     int stmt;     /* 1 + the named statement it executes (sl_pg_query_prepared), or 0 */
@@ -114,6 +117,7 @@ struct sl_pg {
 };
 
 static void conn_start(sl_pg_conn *c);
+static double connect_deadline(PGconn *conn);
 static void queue_prepare(sl_pg_conn *c, int i, int front);
 static void dispatch(sl_pg *pg);
 static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents);
@@ -421,6 +425,7 @@ static void conn_lost(sl_pg_conn *c, const char *why, int dropped)
         c->conn = NULL;
     }
     int was_up = c->state == C_IDLE || c->state == C_BUSY;
+    if (c->state == C_CONNECTING) ev_timer_stop(pg->loop, &c->retry); /* its deadline */
     c->state = C_DOWN;
     c->dirty = c->deallocate = 0; /* the next session starts clean */
     snprintf(pg->last_error, sizeof pg->last_error, "%s", buf);
@@ -463,7 +468,10 @@ static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     sl_pg_conn *c = w->data;
-    if (c->state == C_DOWN && !c->pinned) conn_start(c);
+    if (c->state == C_CONNECTING) /* the attempt's deadline (conn_start) */
+        conn_down(c, "timeout expired (connect_timeout)");
+    else if (c->state == C_DOWN && !c->pinned)
+        conn_start(c);
 }
 
 /* How every connection is opened (pool, LISTEN, start-up): url's settings, then
@@ -525,6 +533,14 @@ static void conn_start(sl_pg_conn *c)
     PQsetnonblocking(c->conn, 1);
     c->state = C_CONNECTING;
     watch(c, EV_WRITE);
+    /* PQconnectPoll leaves connect_timeout to its caller: without a deadline an
+     * attempt a server never answers (a hung server or proxy, packets dropped)
+     * held the connection, and what waited for it, for good */
+    double deadline = connect_deadline(c->conn);
+    ev_timer_stop(pg->loop, &c->retry);
+    if (deadline <= 0) return;
+    ev_timer_set(&c->retry, deadline, 0);
+    ev_timer_start(pg->loop, &c->retry);
 }
 
 /* A ROLLBACK for an unpinned connection that a statement left inside a
@@ -734,6 +750,7 @@ static void on_connecting(sl_pg_conn *c)
         watch(c, EV_WRITE);
         return;
     case PGRES_POLLING_OK:
+        ev_timer_stop(c->pg->loop, &c->retry); /* the deadline */
         PQsetErrorVerbosity(c->conn, PQERRORS_DEFAULT);
         c->state = C_IDLE;
         c->backoff = 0;
@@ -1055,18 +1072,35 @@ trim:
     return -1;
 }
 
-/* The connection's connect_timeout in milliseconds, or -1 (none): the blocking
+/* The connection's connect_timeout in milliseconds, SL_PG_CONNECT_TIMEOUT
+ * seconds when its settings give none (libpq's default is to wait for ever):
  * PQconnectdb applies it itself, PQconnectPoll leaves it to its caller. */
 static int connect_timeout_ms(PGconn *conn)
 {
-    int ms = -1;
+    int ms = SL_PG_CONNECT_TIMEOUT * 1000;
     PQconninfoOption *opts = PQconninfo(conn);
     for (PQconninfoOption *o = opts; o && o->keyword; o++) {
-        int s = strcmp(o->keyword, "connect_timeout") == 0 && o->val ? atoi(o->val) : 0;
-        if (s > 0) ms = (s < 2 ? 2 : s) * 1000; /* libpq's minimum is 2 s */
+        if (strcmp(o->keyword, "connect_timeout") != 0 || !o->val || !*o->val) continue;
+        int s = atoi(o->val);
+        ms = s <= 0 ? -1 : (s < 2 ? 2 : s) * 1000; /* 0: none; libpq's minimum is 2 s */
     }
     PQconninfoFree(opts);
     return ms;
+}
+
+/* The seconds a pool's connection attempt may take: connect_timeout for each
+ * host its settings name, as libpq gives each (an address a name resolves to
+ * more than one of is not counted); none (0 in the settings): for ever. */
+static double connect_deadline(PGconn *conn)
+{
+    int ms = connect_timeout_ms(conn), hosts = 1;
+    if (ms < 0) return 0;
+    PQconninfoOption *opts = PQconninfo(conn);
+    for (PQconninfoOption *o = opts; o && o->keyword; o++)
+        if (strcmp(o->keyword, "host") == 0 || strcmp(o->keyword, "hostaddr") == 0)
+            if (host_count(o->val) > hosts) hosts = host_count(o->val);
+    PQconninfoFree(opts);
+    return ms / 1000.0 * hosts;
 }
 
 /* Drives a connection being opened, waiting on its socket; stop_at_reading:

@@ -75,6 +75,39 @@ class ListenHold(harness.ClusterProxy):
             server.close()
 
 
+class Stall(harness.ClusterProxy):
+    """A proxy (harness.ClusterProxy) that leaves the connections it accepts
+    with numbers in `stalled` (1 the first) unanswered, open and silent, as a
+    hung server or a network dropping its packets would; the others go
+    through. accepted counts them."""
+
+    def __init__(self, db_url, stalled):
+        self.stalled = set(stalled)
+        self.accepted = 0
+        self.lock = threading.Lock()
+        super().__init__(db_url)
+
+    def _pump(self, client, server):
+        with self.lock:
+            self.accepted += 1
+            stalled = self.accepted in self.stalled
+        try:
+            while not self.closing:
+                readable, _, _ = select.select([client, server], [], [], 0.05)
+                if stalled:
+                    continue  # nothing read, nothing passed on
+                for s in readable:
+                    data = s.recv(65536)
+                    if not data:
+                        return
+                    (server if s is client else client).sendall(data)
+        except OSError:
+            return
+        finally:
+            client.close()
+            server.close()
+
+
 def max_overlap(intervals):
     """The largest number of [start, end) intervals open at one instant."""
     events = []
@@ -668,6 +701,35 @@ print(failed, rows and rows[1].n or err .. " " .. tostring(state))
         self.assertEqual((proc.returncode, proc.stdout.strip()), (0, "division by zero\t1"), proc.stderr)
         self.assertIn("a statement left a transaction open on a shared connection; rolled back",
                       proc.stderr)
+
+    def test_a_connection_a_server_never_answers_is_given_up_at_connect_timeout(self):
+        # libpq leaves connect_timeout to the caller of PQconnectPoll, and the
+        # pool applied none: a connection opened again to a server that
+        # accepted it and never answered (a hung server or proxy, packets
+        # dropped) held every query waiting for it for good. Now the attempt
+        # ends at the URL's connect_timeout, the query waiting fails with why,
+        # and the next attempt opens.
+        proxy = Stall(self.db, stalled=[2])
+        self.addCleanup(proxy.close)
+        script = """
+local db = sluice.db
+assert(db.query("SELECT 1"))
+db.query("SELECT pg_terminate_backend(pg_backend_pid())")
+local started = sluice.now()
+local rows, err, state = db.query("SELECT 2 AS two")
+print(tostring(rows), err, tostring(state), sluice.now() - started >= 1.9)
+rows = assert(db.query("SELECT 3 AS three"))
+print(rows[1].three)
+"""
+        with tempfile.NamedTemporaryFile("w", suffix=".conf") as conf:
+            conf.write("pool_size = 1\n")
+            conf.flush()
+            proc = self.sluice("exec", "-", input=script, check=False, timeout=60, env=self.env(
+                {"DATABASE_URL": proxy.url + "&connect_timeout=2", "SLUICE_CONFIG": conf.name}))
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertEqual(proc.stdout.splitlines(),
+                         ["nil\ttimeout expired (connect_timeout)\tnil\ttrue", "3"], proc.stderr)
+        self.assertEqual(proxy.accepted, 3)
 
     def test_what_a_query_sets_in_its_session_ends_with_it(self):
         # a handler's SET, set_config(), SET ROLE, LISTEN, temporary table,
