@@ -238,10 +238,18 @@ end
 -- each_page(path, query, fn) → rows seen, pages | nil, message, info
 -- Calls fn(rows, page_number) for each page of a list endpoint, following
 -- paging.next until it is absent (a next on another host than the base URL is
--- an error, see get). fn may return nil, err to stop with that error.
+-- an error, see get; so is a next that names a page already read, which would
+-- read the same pages until the run's timeout). fn may return nil, err to stop
+-- with that error.
 function Client:each_page(path, query, fn)
   local total, page, url, q = 0, 0, path, query
+  local read = {}  -- next URL → the page it was
   while url do
+    if read[url] then
+      return nil, ("graph: page %d's paging.next is page %d's URL again: stopped rather than "
+        .. "read the same pages again (%s)"):format(page, read[url], path_of(self, url)), {}
+    end
+    read[url] = page + 1
     local body, err, info = self:get(url, q)
     if not body then return nil, err, info end
     page = page + 1

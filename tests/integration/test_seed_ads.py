@@ -929,6 +929,17 @@ class SeedAds(harness.SluiceTest):
         # permanent: the job is not tried again
         self.assertEqual(self.count("sluice.scheduled_jobs", "status = 'failed' AND attempts = 0"), 1)
 
+    def test_graph_paging_that_names_a_page_already_read_stops(self):
+        # a paging.next naming the page just read (a broken cursor) was followed
+        # again and again, the same rows read until the run timed out
+        self.setup_brand()
+        self.svc.control({"graph_paging_repeat": True})
+        _, out = self.run_job("meta_sync", {"days_back": 30, "download_max_videos": 0,
+                                            "download_max_images": 0}, ok=False)
+        self.assertIn(f"graph: page 2's paging.next is page 2's URL again: stopped rather than read "
+                      f"the same pages again (/{ACCOUNT}/insights)", out)
+        self.assertEqual(len(self.svc.log(f"/v21.0/{ACCOUNT}/insights")), 2)
+
     def test_rate_limit_respected(self):
         """The built-in limit (100/min, evenly spaced) is shared by concurrent runs."""
         self.setup_brand()
