@@ -118,6 +118,9 @@ function M.download(url, opts)
   })
   if not res then
     if err and err:match("^response larger than") then return nil, err, "not_downloadable" end
+    -- the pending file could not be written (a full disk, a quota): the store
+    -- failed, not this download, and every other would fail the same way
+    if err and err:match("^cannot store the response:") then return nil, err, "store" end
     return nil, err, "failed"
   end
   if res.status == 403 then

@@ -13,6 +13,7 @@ every count is exact. Only 127.0.0.1 is contacted; every wait is bounded.
 import hashlib
 import json
 import os
+import subprocess
 import shutil
 import sys
 import tempfile
@@ -1259,6 +1260,24 @@ class SeedAds(harness.SluiceTest):
         self.assertRegex(self.scalar("SELECT error_message FROM sluice.scheduled_job_runs "
                                      "WHERE job_type = 'asset_download' ORDER BY created_at DESC LIMIT 1"),
                          r"^the asset store cannot be written: ")
+
+    def test_a_full_disk_fails_the_download_job_not_the_assets(self):
+        # a download that could not be written (ENOSPC) was recorded as that
+        # asset's failed download, and the run went on to fail every other
+        # the same way, then completed; the store is what failed
+        self.setup_brand()
+        self.run_job("meta_sync", {"download_max_videos": 0, "download_max_images": 0})
+        full = os.path.join(self.tmp, "full")
+        os.makedirs(full)
+        mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32k", "tmpfs", full],
+                               capture_output=True, text=True)
+        if mount.returncode != 0:
+            self.skipTest(f"cannot mount a small file system here: {mount.stderr.strip()}")
+        self.addCleanup(subprocess.run, ["umount", full], capture_output=True)
+        _, out = self.run_job("asset_download", {}, env=self.env({"SLUICE_ASSET_DIR": full}), ok=False)
+        self.assertIn("the asset store cannot be written: cannot store the response: "
+                      "No space left on device", out)
+        self.assertEqual(self.dataset("ad_assets")["last_status"], "failed")
 
 
 if __name__ == "__main__":
