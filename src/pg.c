@@ -31,6 +31,7 @@
 
 #include <ev.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -86,6 +87,8 @@ struct sl_pg_conn {
     unsigned prepared; /* bit i: the pool's statement i is prepared on this connection */
     unsigned queued;   /* bit i: its preparation was queued here (done, failed or to come) */
     char fatal[256];   /* what the server said as it ended the session (a FATAL), until used */
+    char where[320];   /* connecting: the address being tried (connect_moved) */
+    int broke_off;     /* connecting: that address was given up at its deadline */
 };
 
 struct sl_pg {
@@ -117,7 +120,9 @@ struct sl_pg {
 };
 
 static void conn_start(sl_pg_conn *c);
-static double connect_deadline(PGconn *conn);
+static int connect_timeout_ms(PGconn *conn);
+static int connect_break_off(PGconn *conn);
+static int connect_moved(PGconn *conn, char *where, size_t len);
 static void queue_prepare(sl_pg_conn *c, int i, int front);
 static void dispatch(sl_pg *pg);
 static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents);
@@ -463,15 +468,34 @@ static void conn_down(sl_pg_conn *c, const char *why)
     conn_lost(c, why, 0);
 }
 
+/* Gives the address being connected to its connect_timeout from now; none
+ * when the settings wait for ever. */
+static void arm_deadline(sl_pg_conn *c)
+{
+    int ms = connect_timeout_ms(c->conn);
+    ev_timer_stop(c->pg->loop, &c->retry);
+    if (ms < 0) return;
+    ev_timer_set(&c->retry, ms / 1000.0, 0);
+    ev_timer_start(c->pg->loop, &c->retry);
+}
+
 static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
     (void)revents;
     sl_pg_conn *c = w->data;
-    if (c->state == C_CONNECTING) /* the attempt's deadline (conn_start) */
+    if (c->state != C_CONNECTING) {
+        if (c->state == C_DOWN && !c->pinned) conn_start(c);
+        return;
+    }
+    /* the address's deadline (arm_deadline): libpq goes on to the next, or
+     * fails, as the socket reports the break (on_connecting) */
+    if (!c->broke_off && connect_break_off(c->conn)) {
+        c->broke_off = 1;
+        arm_deadline(c); /* should the socket not report the break */
+    } else {
         conn_down(c, "timeout expired (connect_timeout)");
-    else if (c->state == C_DOWN && !c->pinned)
-        conn_start(c);
+    }
 }
 
 /* How every connection is opened (pool, LISTEN, start-up): url's settings, then
@@ -532,15 +556,13 @@ static void conn_start(sl_pg_conn *c)
     }
     PQsetnonblocking(c->conn, 1);
     c->state = C_CONNECTING;
+    c->broke_off = 0;
+    connect_moved(c->conn, c->where, sizeof c->where);
     watch(c, EV_WRITE);
     /* PQconnectPoll leaves connect_timeout to its caller: without a deadline an
      * attempt a server never answers (a hung server or proxy, packets dropped)
      * held the connection, and what waited for it, for good */
-    double deadline = connect_deadline(c->conn);
-    ev_timer_stop(pg->loop, &c->retry);
-    if (deadline <= 0) return;
-    ev_timer_set(&c->retry, deadline, 0);
-    ev_timer_start(pg->loop, &c->retry);
+    arm_deadline(c);
 }
 
 /* A ROLLBACK for an unpinned connection that a statement left inside a
@@ -742,7 +764,13 @@ static void listener_answered(sl_pg_conn *c)
 
 static void on_connecting(sl_pg_conn *c)
 {
-    switch (PQconnectPoll(c->conn)) {
+    int broke_off = c->broke_off;
+    c->broke_off = 0;
+    PostgresPollingStatusType st = PQconnectPoll(c->conn);
+    if ((st == PGRES_POLLING_READING || st == PGRES_POLLING_WRITING) &&
+        connect_moved(c->conn, c->where, sizeof c->where))
+        arm_deadline(c); /* another address: its own connect_timeout */
+    switch (st) {
     case PGRES_POLLING_READING:
         watch(c, EV_READ);
         return;
@@ -766,8 +794,8 @@ static void on_connecting(sl_pg_conn *c)
         conn_next(c);
         dispatch(c->pg);
         return;
-    default:
-        conn_down(c, PQerrorMessage(c->conn));
+    default: /* the last address given up at its deadline: libpq read that as a reset */
+        conn_down(c, broke_off ? "timeout expired (connect_timeout)" : PQerrorMessage(c->conn));
         return;
     }
 }
@@ -1088,19 +1116,28 @@ static int connect_timeout_ms(PGconn *conn)
     return ms;
 }
 
-/* The seconds a pool's connection attempt may take: connect_timeout for each
- * host its settings name, as libpq gives each (an address a name resolves to
- * more than one of is not counted); none (0 in the settings): for ever. */
-static double connect_deadline(PGconn *conn)
+/* The deadline of an address being connected to passed: a TCP connect still
+ * waiting is broken off (shutdown), which libpq reads as that address's
+ * failure and goes on to the next address or host, as PQconnectdb does at its
+ * timeout; 1 then. 0 when the connection was made already (the server accepted
+ * it and did not answer): libpq cannot be moved on from there, so the attempt
+ * is given up. */
+static int connect_break_off(PGconn *conn)
 {
-    int ms = connect_timeout_ms(conn), hosts = 1;
-    if (ms < 0) return 0;
-    PQconninfoOption *opts = PQconninfo(conn);
-    for (PQconninfoOption *o = opts; o && o->keyword; o++)
-        if (strcmp(o->keyword, "host") == 0 || strcmp(o->keyword, "hostaddr") == 0)
-            if (host_count(o->val) > hosts) hosts = host_count(o->val);
-    PQconninfoFree(opts);
-    return ms / 1000.0 * hosts;
+    int fd = PQsocket(conn);
+    return PQstatus(conn) == CONNECTION_STARTED && fd >= 0 && shutdown(fd, SHUT_RDWR) == 0;
+}
+
+/* Whether the address a connection is being opened to is another than where
+ * says (where is then set to it): libpq moves to the next when one fails. */
+static int connect_moved(PGconn *conn, char *where, size_t len)
+{
+    char now[320];
+    const char *host = PQhost(conn), *port = PQport(conn), *addr = PQhostaddr(conn);
+    snprintf(now, sizeof now, "%s|%s|%s", host ? host : "", port ? port : "", addr ? addr : "");
+    if (strcmp(now, where) == 0) return 0;
+    snprintf(where, len, "%s", now);
+    return 1;
 }
 
 /* Drives a connection being opened, waiting on its socket; stop_at_reading:
@@ -1109,7 +1146,9 @@ static double connect_deadline(PGconn *conn)
 static PGconn *connect_drive(PGconn *conn, int stop_at_reading)
 {
     PostgresPollingStatusType st = PGRES_POLLING_WRITING;
-    int timeout = conn ? connect_timeout_ms(conn) : -1;
+    int timeout = conn ? connect_timeout_ms(conn) : -1, broke_off = 0;
+    char where[320] = "";
+    if (conn) connect_moved(conn, where, sizeof where);
     while (conn && PQstatus(conn) != CONNECTION_BAD && st != PGRES_POLLING_OK &&
            st != PGRES_POLLING_FAILED) {
         if (st == PGRES_POLLING_READING && stop_at_reading) break;
@@ -1117,11 +1156,21 @@ static PGconn *connect_drive(PGconn *conn, int stop_at_reading)
                            .events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT};
         if (p.fd < 0) break;
         int n = poll(&p, 1, timeout);
+        if (n == 0 && !broke_off && connect_break_off(conn)) { /* on to the next address */
+            broke_off = 1;
+            continue;
+        }
         if (n == 0) { /* where PQconnectdb would have given up */
             PQfinish(conn);
             return NULL;
         }
-        if (n > 0) st = PQconnectPoll(conn); /* n < 0: EINTR, wait again */
+        if (n < 0) continue; /* EINTR: wait again */
+        st = PQconnectPoll(conn);
+        if (st == PGRES_POLLING_FAILED && broke_off) { /* the last address, given up */
+            PQfinish(conn);
+            return NULL;
+        }
+        if (connect_moved(conn, where, sizeof where)) broke_off = 0;
     }
     if (conn && PQstatus(conn) == CONNECTION_OK) PQsetErrorVerbosity(conn, PQERRORS_DEFAULT);
     return conn;

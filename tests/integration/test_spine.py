@@ -9,6 +9,7 @@ import re
 import select
 import tempfile
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -106,6 +107,23 @@ class Stall(harness.ClusterProxy):
         finally:
             client.close()
             server.close()
+
+
+class Blackhole:
+    """A loopback port whose connections never complete, as a host that drops
+    packets: its listening queue is kept full, so the kernel drops the
+    handshake of every further connection."""
+
+    def __init__(self):
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(0)
+        self.port = self.listener.getsockname()[1]
+        self.filler = socket.create_connection(("127.0.0.1", self.port))  # fills the queue
+
+    def close(self):
+        self.filler.close()
+        self.listener.close()
 
 
 def max_overlap(intervals):
@@ -730,6 +748,34 @@ print(rows[1].three)
         self.assertEqual(proc.stdout.splitlines(),
                          ["nil\ttimeout expired (connect_timeout)\tnil\ttrue", "3"], proc.stderr)
         self.assertEqual(proxy.accepted, 3)
+
+    def test_a_host_that_never_answers_is_passed_over_at_connect_timeout(self):
+        # with two hosts, libpq's own connect gives the first connect_timeout
+        # and goes on to the second; driven by sluice, start-up and the pool
+        # waited on the first for good (or failed the attempt at the timeout
+        # and began again with the first host, never reaching the second)
+        hole, proxy = Blackhole(), Stall(self.db, stalled=[])
+        self.addCleanup(hole.close)
+        self.addCleanup(proxy.close)
+        url = (f"postgresql://postgres@127.0.0.1:{hole.port},127.0.0.1:"
+               f"{proxy.url.split('@127.0.0.1:')[1]}&connect_timeout=2")
+        script = """
+local db = sluice.db
+assert(db.query("SELECT 1"))
+db.query("SELECT pg_terminate_backend(pg_backend_pid())")
+local started = sluice.now()
+local rows, err = db.query("SELECT 2 AS two")
+print(rows and rows[1].two or err, sluice.now() - started >= 1.9)
+"""
+        with tempfile.NamedTemporaryFile("w", suffix=".conf") as conf:
+            conf.write("pool_size = 1\n")
+            conf.flush()
+            started = time.monotonic()
+            proc = self.sluice("exec", "-", input=script, check=False, timeout=60, env=self.env(
+                {"DATABASE_URL": url, "SLUICE_CONFIG": conf.name}))
+        self.assertEqual((proc.returncode, proc.stdout.strip()), (0, "2\ttrue"), proc.stderr)
+        self.assertGreaterEqual(time.monotonic() - started, 3.8)  # 2 s at the first host, twice
+        self.assertEqual(proxy.accepted, 2)
 
     def test_what_a_query_sets_in_its_session_ends_with_it(self):
         # a handler's SET, set_config(), SET ROLE, LISTEN, temporary table,
