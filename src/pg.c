@@ -591,7 +591,7 @@ static sl_pg_req *rollback_left_open(sl_pg_conn *c)
  * some of its own (DEALLOCATE ALL, then the pool's are prepared again). */
 #define SESSION_RESET                                                                              \
     "SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; CLOSE ALL; "                        \
-    "SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES"
+    "SELECT pg_catalog.pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES"
 
 /* What an unpinned connection runs before anything else: a ROLLBACK of a
  * transaction a statement left open, else the reset of a session a handler's
