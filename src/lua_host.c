@@ -240,8 +240,13 @@ static void guard_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
     sl_runtime *rt = sl_runtime_of(L);
-    /* a coroutine made under a guard keeps the hook: it counts only under one */
-    if (!rt || !rt->guarding) return;
+    if (!rt) return;
+    if (!rt->guarding) {
+        /* a coroutine made under a guard (a handler file's top level) keeps this
+         * hook: resumed later by a run, it is the run's code, on its budget */
+        sl_charge(L, GUARD_EVERY);
+        return;
+    }
     if (rt->guard_left > 0) {
         rt->guard_left -= GUARD_EVERY;
         if (rt->guard_left > 0) return;

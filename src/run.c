@@ -99,8 +99,15 @@ static void raise_kill(lua_State *L, const sl_task *t)
 static void kill_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
-    sl_task *t = sl_task_of(L);
     sl_runtime *rt = sl_runtime_of(L);
+    if (rt && rt->guarding) {
+        /* a coroutine a task created, resumed by host-run code (an error value's
+         * __tostring, a cancelled task's __close): no task runs, the guard's
+         * budget holds it */
+        sl_guard_charge(rt, L, HOOK_EVERY);
+        return;
+    }
+    sl_task *t = sl_task_of(L);
     if (!t && rt) t = rt->current; /* a coroutine the task created: charge the task */
     if (!t) return;
     if (!t->kill) {

@@ -1048,6 +1048,40 @@ print(e3)
         self.assertEqual(self.result_of(after)["status"], "completed")
         self.assertEqual(self.result_of(after)["result"]["message"], "still here")
 
+    def test_a_coroutine_spinning_where_it_was_not_made_holds_up_no_other_run(self):
+        # A coroutine keeps the count hook of the thread that made it. One made
+        # by a file's top level (under the load's budget) and resumed by a run,
+        # or made by a run and resumed by host-run code (an error value's
+        # __tostring, the __close of a run that timed out), had a hook that
+        # counted nothing there: a loop in it held the worker for good.
+        self.write("load_made.lua", """local spin = coroutine.wrap(function() while true do end end)
+            return { run = function(job) spin() end }""")
+        self.write("tostring_resumes.lua", """return { run = function(job)
+            local spin = coroutine.wrap(function() while true do end end)
+            error(setmetatable({}, { __tostring = function() spin() end }))
+          end }""")
+        self.write("close_resumes.lua", """return { timeout = 1, run = function(job)
+            local spin = coroutine.wrap(function() while true do end end)
+            local x <close> = setmetatable({}, { __close = function() spin() end })
+            sluice.sleep(5)
+          end }""")
+        env = self.henv({"SLUICE_INSTRUCTION_BUDGET": "20000000"})
+        names = ("load_made", "tostring_resumes", "close_resumes")
+        jobs = {name: self.sluice("queue", name, "--max-retries", "0", env=env).stdout.strip()
+                for name in names}
+        after = self.sluice("queue", "echo", "--params", '{"message": "still here"}', env=env).stdout.strip()
+        with self.serve("--concurrency", "1", env=env) as d:
+            for job in list(jobs.values()) + [after]:
+                self.wait_done(job, timeout=60)
+            self.assertEqual(d.stop(timeout=30), 0, d.log())
+        errors = {name: self.result_of(job)["error_message"] or "" for name, job in jobs.items()}
+        self.assertTrue(all(self.result_of(job)["status"] == "failed" for job in jobs.values()), errors)
+        self.assertIn("instruction budget exceeded", errors["load_made"])
+        self.assertIn("the error value could not be said as text: ", errors["tostring_resumes"])
+        self.assertIn("instruction budget exceeded", errors["tostring_resumes"])
+        self.assertEqual(errors["close_resumes"], "timed out after 1s")
+        self.assertEqual(self.result_of(after)["result"]["message"], "still here")
+
     def test_a_backtracking_pattern_fails_its_run_and_holds_up_no_other(self):
         # One call of the standard library's matcher is not counted by the
         # instruction budget nor stopped by the run's timeout: on 5,000 x's,
