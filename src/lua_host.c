@@ -11,6 +11,7 @@
 #include "config.h"
 #include "ctx.h"
 #include "embed.h"
+#include "json.h"
 #include "log.h"
 #include "runtime_int.h"
 
@@ -390,6 +391,7 @@ sl_runtime *sl_runtime_new(sl_ctx *ctx, const sl_runtime_opts *opts, char *err, 
     lua_rawsetp(rt->L, LUA_REGISTRYINDEX, &runtime_key);
     lua_pushlightuserdata(rt->L, ctx);
     lua_rawsetp(rt->L, LUA_REGISTRYINDEX, &ctx_key);
+    sl_json_set_max(rt->L, rt->opts.memory_limit); /* a longer text would not fit in it */
     ctx->rt = rt;
     sl_runtime_start_scheduler(rt);
     if (load_host_script(rt, err, errlen) < 0) {
@@ -402,7 +404,10 @@ sl_runtime *sl_runtime_new(sl_ctx *ctx, const sl_runtime_opts *opts, char *err, 
 
 size_t sl_runtime_set_caps(sl_runtime *rt, size_t memory_limit, long instruction_budget)
 {
-    if (memory_limit) rt->opts.memory_limit = memory_limit;
+    if (memory_limit) {
+        rt->opts.memory_limit = memory_limit;
+        sl_json_set_max(rt->L, memory_limit);
+    }
     if (instruction_budget > 0) rt->opts.instruction_budget = instruction_budget;
     return rt->mem_used;
 }

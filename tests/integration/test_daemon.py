@@ -1082,6 +1082,34 @@ print(e3)
         self.assertEqual(errors["close_resumes"], "timed out after 1s")
         self.assertEqual(self.result_of(after)["result"]["message"], "still here")
 
+    def test_json_text_longer_than_the_memory_cap_is_refused_while_it_is_built(self):
+        # A table holding one large string many times is small, its JSON text
+        # is not: built outside the Lua state, it took memory past the cap
+        # without end (the process aborted once malloc failed), and pushed, the
+        # cap killed the run, whatever pcall said.
+        big = """local s = string.rep("x", 100000)
+            local t = {}
+            for i = 1, 300 do t[i] = s end
+            """
+        self.write("encode_big.lua", "return { run = function(job)\n" + big + """
+            local ok, err = pcall(sluice.json.encode, t)
+            return { ok = ok, err = err }
+          end }""")
+        self.write("return_big.lua", "return { run = function(job)\n" + big + "return t end }")
+        env = self.henv({"SLUICE_MEMORY_LIMIT_MB": "16"})
+        jobs = {name: self.sluice("queue", name, "--max-retries", "0", env=env).stdout.strip()
+                for name in ("encode_big", "return_big")}
+        with self.serve(env=env):
+            for job in jobs.values():
+                self.wait_done(job, timeout=60)
+        said = "Cannot serialise, the text would be more than 16777216 bytes"
+        caught = self.result_of(jobs["encode_big"])
+        self.assertEqual(caught["status"], "completed", caught["error_message"])
+        self.assertEqual(caught["result"], {"ok": False, "err": said})
+        returned = self.result_of(jobs["return_big"])
+        self.assertEqual((returned["status"], returned["error_message"]),
+                         ("failed", "the handler's return value cannot be encoded as JSON: " + said))
+
     def test_a_backtracking_pattern_fails_its_run_and_holds_up_no_other(self):
         # One call of the standard library's matcher is not counted by the
         # instruction budget nor stopped by the run's timeout: on 5,000 x's,
