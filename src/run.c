@@ -335,6 +335,37 @@ static void task_free(sl_task *t)
     free(t);
 }
 
+/* Closes t's coroutine: the __close handlers of its to-be-closed variables
+ * still open run now, on a budget of their own (they are the handler's code,
+ * and a killed task's budget is spent). Meanwhile the task counts as running,
+ * with its code on the C stack: what the handlers do (cancel the task's parent,
+ * or every task of a group the task is in, itself among them) neither cancels
+ * it again nor frees it under them. An error one raises is logged. */
+static void close_task(sl_task *t)
+{
+    sl_runtime *rt = t->rt;
+    int state = t->state;
+    t->state = T_RUNNING;
+    t->closing = 1;
+    sl_guard g;
+    sl_guard_enter(rt, t->co, &g);
+#if LUA_VERSION_RELEASE_NUM >= 50406
+    int st = lua_closethread(t->co, rt->L);
+#else
+    int st = lua_resetthread(t->co);
+#endif
+    sl_guard_leave(rt, t->co, &g);
+    if (st != LUA_OK) {
+        const char *err = lua_type(t->co, -1) == LUA_TSTRING ? sl_lua_text(t->co, -1) : NULL;
+        lua_pushfstring(t->co, "a to-be-closed variable's __close raised: %s",
+                        err ? err : luaL_typename(t->co, -1));
+        sl_task_log(t, lua_tostring(t->co, -1));
+        lua_settop(t->co, 0);
+    }
+    t->closing = 0;
+    t->state = state;
+}
+
 void sl_task_cancel(sl_task *t, const char *why)
 {
     (void)why;
@@ -348,14 +379,7 @@ void sl_task_cancel(sl_task *t, const char *why)
     drop_prepared(t);
     if (t->state != T_DONE && t->co) {
         *(sl_task **)lua_getextraspace(t->co) = NULL;
-        sl_guard g; /* its __close handlers run now, on their own budget */
-        sl_guard_enter(rt, t->co, &g);
-#if LUA_VERSION_RELEASE_NUM >= 50406
-        lua_closethread(t->co, rt->L);
-#else
-        lua_resetthread(t->co);
-#endif
-        sl_guard_leave(rt, t->co, &g);
+        close_task(t);
     }
     t->state = T_DONE;
     if (t->chunk_done) {

@@ -29,7 +29,8 @@ struct sl_task {
     lua_State *co;
     int ref; /* anchor in the runtime's thread table */
     int state;
-    int nargs; /* values already on co's stack for the first resume */
+    int closing; /* its __close handlers run (close_task, run.c): it is on the C stack */
+    int nargs;   /* values already on co's stack for the first resume */
     sl_task_cancel_fn cancel;
     void *op;
     sl_task_prepare_fn prepare;
