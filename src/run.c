@@ -344,24 +344,34 @@ static void task_free(sl_task *t)
 static void close_task(sl_task *t)
 {
     sl_runtime *rt = t->rt;
-    int state = t->state;
+    lua_State *L = rt->L;
+    int top = lua_gettop(L), state = t->state;
+    /* a coroutine dead of an error closes with that error (on its top), and
+     * says so again after: another error is a handler's */
+    int dead = lua_status(t->co) != LUA_OK && lua_status(t->co) != LUA_YIELD;
+    if (dead) {
+        lua_pushvalue(t->co, -1);
+        lua_xmove(t->co, L, 1);
+    }
     t->state = T_RUNNING;
     t->closing = 1;
     sl_guard g;
     sl_guard_enter(rt, t->co, &g);
 #if LUA_VERSION_RELEASE_NUM >= 50406
-    int st = lua_closethread(t->co, rt->L);
+    int st = lua_closethread(t->co, L);
 #else
     int st = lua_resetthread(t->co);
 #endif
     sl_guard_leave(rt, t->co, &g);
     if (st != LUA_OK) {
-        const char *err = lua_type(t->co, -1) == LUA_TSTRING ? sl_lua_text(t->co, -1) : NULL;
-        lua_pushfstring(t->co, "a to-be-closed variable's __close raised: %s",
-                        err ? err : luaL_typename(t->co, -1));
-        sl_task_log(t, lua_tostring(t->co, -1));
-        lua_settop(t->co, 0);
+        lua_xmove(t->co, L, 1);
+        if (!dead || !lua_rawequal(L, -1, -2)) {
+            const char *err = lua_type(L, -1) == LUA_TSTRING ? sl_lua_text(L, -1) : NULL;
+            sl_task_log(t, lua_pushfstring(L, "a to-be-closed variable's __close raised: %s",
+                                           err ? err : luaL_typename(L, -1)));
+        }
     }
+    lua_settop(L, top);
     t->closing = 0;
     t->state = state;
 }
@@ -542,9 +552,9 @@ static void task_finished(sl_task *t, int status, int nres)
 {
     sl_run *run = t->run;
     int child = !t->chunk_done && !(run && run->main == t);
-    t->state = T_DONE;
-    cancel_children(t);
     if (status == LUA_OK && !t->kill) {
+        t->state = T_DONE;
+        cancel_children(t);
         if (t->chunk_done) {
             lua_pop(t->co, nres);
             sl_chunk_done_fn d = t->chunk_done;
@@ -596,26 +606,36 @@ static void task_finished(sl_task *t, int status, int nres)
     }
     int retryable, keep_value = child && status != LUA_OK && !t->kill;
     char *tb = NULL;
-    if (keep_value) lua_pushvalue(t->co, -1); /* the error value itself, for wait() to raise */
+    lua_checkstack(t->co, 2);
+    lua_pushvalue(t->co, -1); /* error_message takes it; the error stays for the close */
     char *msg = error_message(t, &retryable, &tb);
+    if (child) {          /* a spawned child failed: keep the error for wait() */
+        if (keep_value) { /* the error value itself, for wait() to raise */
+            lua_pushvalue(t->co, -1);
+            lua_xmove(t->co, t->rt->L, 1);
+        } else {
+            lua_pushstring(t->rt->L, msg);
+        }
+        t->result_ref = luaL_ref(t->rt->L, LUA_REGISTRYINDEX);
+        t->rt->refs++;
+    }
+    if (run && !t->chunk_done) sl_run_log(run, tb);
+    /* A coroutine that raised keeps its to-be-closed variables open (Lua closes
+     * them as a function returns or a pcall catches, not as a coroutine dies):
+     * their __close handlers run now, before anything of the task is let go,
+     * and may still log to its run (so after the traceback). */
+    close_task(t);
+    t->state = T_DONE;
+    cancel_children(t);
     if (t->chunk_done) {
         sl_chunk_done_fn d = t->chunk_done;
         t->chunk_done = NULL;
         d(1, tb, t->chunk_data);
         task_free(t);
-    } else if (run && run->main == t) {
-        sl_run_log(run, tb);
+    } else if (!child) {
         sl_run_finish(run, SL_RUN_FAILED, NULL, msg, retryable);
     } else {
-        /* a spawned child failed: keep the error for wait() */
         t->failed = 1;
-        if (keep_value)
-            lua_xmove(t->co, t->rt->L, 1);
-        else
-            lua_pushstring(t->rt->L, msg);
-        t->result_ref = luaL_ref(t->rt->L, LUA_REGISTRYINDEX);
-        t->rt->refs++;
-        if (run) sl_run_log(run, tb);
         wake_waiter(t);
         int killed = run && t->kill;
         if (!t->parent || !t->handle) task_free(t);

@@ -1110,6 +1110,45 @@ print(e3)
         self.assertEqual((returned["status"], returned["error_message"]),
                          ("failed", "the handler's return value cannot be encoded as JSON: " + said))
 
+    def test_a_run_that_raises_closes_its_to_be_closed_variables(self):
+        # A coroutine that dies of an error keeps its to-be-closed variables
+        # open until it is closed, and a run's was never closed: the __close
+        # handlers the docs offer for releasing resources did not run when the
+        # handler raised (or was killed). They run, and may still log; an error
+        # one raises is logged, and the run keeps the handler's error.
+        self.write("close_raises.lua", """return { max_retries = 0, run = function(job)
+            local c <close> = setmetatable({}, { __close = function(_, err)
+              job.log("closed with: %s", tostring(err))
+            end })
+            error("boom", 0)
+          end }""")
+        self.write("close_fails.lua", """return { max_retries = 0, run = function(job)
+            local c <close> = setmetatable({}, { __close = function() error("in close", 0) end })
+            error(sluice.permanent("the handler's"))
+          end }""")
+        self.write("close_spent.lua", """return { max_retries = 3, run = function(job)
+            local c <close> = setmetatable({}, { __close = function() job.log("closed after the kill") end })
+            while true do end
+          end }""")
+        env = self.henv({"SLUICE_INSTRUCTION_BUDGET": "20000000"})
+        names = ("close_raises", "close_fails", "close_spent")
+        jobs = {name: self.sluice("queue", name, env=env).stdout.strip() for name in names}
+        with self.serve(env=env):
+            for job in jobs.values():
+                self.wait_done(job, timeout=60)
+        runs = {name: self.one(f"SELECT status, error_message, logs FROM sluice.scheduled_job_runs "
+                               f"WHERE scheduled_job_id = '{job}'") for name, job in jobs.items()}
+        self.assertEqual([runs[n]["status"] for n in names], ["failed"] * 3)
+        self.assertEqual(runs["close_raises"]["error_message"], "boom")
+        self.assertIn("closed with: boom", runs["close_raises"]["logs"])
+        # the traceback first, then what the handlers log
+        self.assertLess(runs["close_raises"]["logs"].index("stack traceback"),
+                        runs["close_raises"]["logs"].index("closed with: boom"))
+        self.assertEqual(runs["close_fails"]["error_message"], "the handler's")
+        self.assertIn("a to-be-closed variable's __close raised: in close", runs["close_fails"]["logs"])
+        self.assertIn("instruction budget exceeded", runs["close_spent"]["error_message"])
+        self.assertIn("closed after the kill", runs["close_spent"]["logs"])
+
     def test_a_backtracking_pattern_fails_its_run_and_holds_up_no_other(self):
         # One call of the standard library's matcher is not counted by the
         # instruction budget nor stopped by the run's timeout: on 5,000 x's,

@@ -1,7 +1,8 @@
 -- test_close.lua — the __close handlers of a task's to-be-closed variables:
--- they run when the task is cancelled (its parent ended, its run timed out),
--- and what they do there, cancelling other tasks, themselves among them, is
--- safe.
+-- they run when the task raises (a coroutine that dies of an error keeps them
+-- open until it is closed) and when it is cancelled (its parent ended, its run
+-- timed out), and what they do there, cancelling other tasks, themselves
+-- among them, is safe.
 
 local t = require("testlib")
 
@@ -55,6 +56,44 @@ t.test("a task's __close may cancel the task that spawned it", function()
   t.eq(outer:cancel(), true, "the outer task cancelled")
   t.eq(closed, true, "the inner task closed")
   t.eq(outer:status(), "cancelled", "the outer task's state")
+end)
+
+t.test("a task that raises closes its to-be-closed variables with that error", function()
+  local seen
+  local h = sluice.spawn(function()
+    local c <close> = setmetatable({}, { __close = function(_, err) seen = err end })
+    error({ code = 7 })
+  end)
+  local ok, err = pcall(sluice.wait, h)
+  t.eq(ok, false, "wait raised")
+  t.eq(type(err) == "table" and err.code, 7, "wait raised the task's error")
+  t.eq(seen, err, "the __close handler was given that error")
+end)
+
+t.test("an error a __close handler raises does not replace the task's", function()
+  local closed = {}
+  local h = sluice.spawn(function()
+    local a <close> = setmetatable({}, { __close = function() closed[#closed + 1] = "a" end })
+    local b <close> = setmetatable({}, { __close = function()
+      closed[#closed + 1] = "b"
+      error("from __close")
+    end })
+    error("from the body", 0)
+  end)
+  local ok, err = pcall(sluice.wait, h)
+  t.eq(ok, false, "wait raised")
+  t.eq(err, "from the body", "the task's own error")
+  t.eq(table.concat(closed, ","), "b,a", "both closed, in reverse order")
+end)
+
+t.test("a task's __close handlers run once when it returns", function()
+  local n = 0
+  local h = sluice.spawn(function()
+    local c <close> = setmetatable({}, { __close = function() n = n + 1 end })
+    return "fine"
+  end)
+  t.eq(sluice.wait(h), "fine", "its result")
+  t.eq(n, 1, "closed once")
 end)
 
 t.done()
