@@ -75,6 +75,8 @@ static void over_cap(sl_runtime *rt)
 {
     if (rt->loading)
         rt->load_over_cap = 1;
+    else if (rt->hosting)
+        return; /* the memory error is the hosted code's own, not the running task's */
     else if (rt->current && !rt->current->kill)
         rt->current->kill = "memory limit exceeded: the Lua state's cap was reached "
                             "while this run allocated";
@@ -84,6 +86,20 @@ void sl_runtime_cap_settle(sl_runtime *rt)
 {
     if (rt->refused.pending) over_cap(rt);
     rt->refused.pending = 0;
+}
+
+int sl_runtime_hosting_enter(sl_runtime *rt)
+{
+    sl_runtime_cap_settle(rt); /* a refusal before is the running task's, if any */
+    int was = rt->hosting;
+    rt->hosting = 1;
+    return was;
+}
+
+void sl_runtime_hosting_leave(sl_runtime *rt, int was)
+{
+    rt->refused.pending = 0; /* not asked again: Lua raised the memory error */
+    rt->hosting = was;
 }
 
 static void *host_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
@@ -106,7 +122,7 @@ static void *host_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
      * same request, nothing allocated between). Refused again, or not asked again
      * (Lua raised a memory error instead, which the code may catch: the next
      * request is another, or the resume ends), it is the cap. */
-    if (nsize > old && (rt->current || rt->loading)) {
+    if (nsize > old && (rt->current || rt->loading || rt->hosting)) {
         int again = rt->refused.pending && rt->refused.ptr == ptr && rt->refused.osize == osize &&
                     rt->refused.nsize == nsize;
         if (rt->refused.pending && !again) over_cap(rt);

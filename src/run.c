@@ -356,6 +356,7 @@ static void close_task(sl_task *t)
     t->state = T_RUNNING;
     t->closing = 1;
     sl_guard g;
+    int was = sl_runtime_hosting_enter(rt);
     sl_guard_enter(rt, t->co, &g);
 #if LUA_VERSION_RELEASE_NUM >= 50406
     int st = lua_closethread(t->co, L);
@@ -363,6 +364,7 @@ static void close_task(sl_task *t)
     int st = lua_resetthread(t->co);
 #endif
     sl_guard_leave(rt, t->co, &g);
+    sl_runtime_hosting_leave(rt, was);
     if (st != LUA_OK) {
         lua_xmove(t->co, L, 1);
         if (!dead || !lua_rawequal(L, -1, -2)) {
@@ -500,9 +502,11 @@ static char *error_message(sl_task *t, int *retryable, char **traceback)
         lua_pushcfunction(L, error_text);
         lua_pushvalue(L, top + 1);
         sl_guard g;
+        int was = sl_runtime_hosting_enter(t->rt);
         sl_guard_enter(t->rt, L, &g);
         int status = lua_pcall(L, 1, 2, 0);
         sl_guard_leave(t->rt, L, &g);
+        sl_runtime_hosting_leave(t->rt, was);
         if (status == LUA_OK) {
             msg = lua_tostring(L, -2);
             if (lua_toboolean(L, -1)) *retryable = 0;

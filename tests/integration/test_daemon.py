@@ -1149,6 +1149,40 @@ print(e3)
         self.assertIn("instruction budget exceeded", runs["close_spent"]["error_message"])
         self.assertIn("closed after the kill", runs["close_spent"]["logs"])
 
+    def test_error_values_and_close_handlers_are_held_to_the_memory_cap(self):
+        # The host reads a run's error value (its __tostring) and closes its
+        # to-be-closed variables outside the run's task, where no memory cap
+        # held: a handler could take the worker's memory past it there.
+        hog = """local t = {}
+              for i = 1, 64 do t[i] = string.rep("x", 1 << 20) .. i end"""
+        self.write("tostring_hog.lua", """return { max_retries = 0, run = function(job)
+            error(setmetatable({}, { __tostring = function()
+              """ + hog + """
+              return "held " .. #t .. " MiB"
+            end }))
+          end }""")
+        self.write("close_hog.lua", """return { max_retries = 0, run = function(job)
+            local c <close> = setmetatable({}, { __close = function()
+              """ + hog + """
+              job.log("held %d MiB", #t)
+            end })
+            error("boom", 0)
+          end }""")
+        env = self.henv({"SLUICE_MEMORY_LIMIT_MB": "32"})
+        jobs = {name: self.sluice("queue", name, env=env).stdout.strip() for name in ("tostring_hog", "close_hog")}
+        after = self.sluice("queue", "echo", "--params", '{"message": "still here"}', env=env).stdout.strip()
+        with self.serve(env=env):
+            for job in list(jobs.values()) + [after]:
+                self.wait_done(job, timeout=60)
+        runs = {name: self.one(f"SELECT status, error_message, logs FROM sluice.scheduled_job_runs "
+                               f"WHERE scheduled_job_id = '{job}'") for name, job in jobs.items()}
+        self.assertEqual(runs["tostring_hog"]["error_message"],
+                         "the error value could not be said as text: not enough memory")
+        self.assertEqual(runs["close_hog"]["error_message"], "boom")
+        self.assertIn("a to-be-closed variable's __close raised: not enough memory", runs["close_hog"]["logs"])
+        self.assertNotIn("held", runs["close_hog"]["logs"])
+        self.assertEqual(self.result_of(after)["result"]["message"], "still here")
+
     def test_a_backtracking_pattern_fails_its_run_and_holds_up_no_other(self):
         # One call of the standard library's matcher is not counted by the
         # instruction budget nor stopped by the run's timeout: on 5,000 x's,
