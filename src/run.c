@@ -390,8 +390,8 @@ void sl_task_cancel(sl_task *t, const char *why)
     }
     drop_prepared(t);
     if (t->state != T_DONE && t->co) {
+        close_task(t); /* its handlers may still log to its run: it is theirs */
         *(sl_task **)lua_getextraspace(t->co) = NULL;
-        close_task(t);
     }
     t->state = T_DONE;
     if (t->chunk_done) {

@@ -1149,6 +1149,28 @@ print(e3)
         self.assertIn("instruction budget exceeded", runs["close_spent"]["error_message"])
         self.assertIn("closed after the kill", runs["close_spent"]["logs"])
 
+    def test_the_close_handlers_of_a_run_that_timed_out_may_log_to_it(self):
+        # They ran cut off from their task, so job.log raised there ("this job
+        # object is another run's, which is still going"), and nothing said so.
+        self.write("close_logs.lua", """return { max_retries = 0, timeout = 1, run = function(job)
+            local c <close> = setmetatable({}, { __close = function() job.log("main cleaned up") end })
+            local h = sluice.spawn(function()
+              local d <close> = setmetatable({}, { __close = function() job.log("task cleaned up") end })
+              sluice.sleep(5)
+            end)
+            sluice.sleep(5)
+          end }""")
+        env = self.henv()
+        job = self.sluice("queue", "close_logs", env=env).stdout.strip()
+        with self.serve(env=env):
+            self.wait_done(job, timeout=60)
+        run = self.one(f"SELECT status, error_message, logs FROM sluice.scheduled_job_runs "
+                       f"WHERE scheduled_job_id = '{job}'")
+        self.assertEqual((run["status"], run["error_message"]), ("failed", "timed out after 1s"))
+        self.assertIn("main cleaned up", run["logs"])
+        self.assertIn("task cleaned up", run["logs"])
+        self.assertNotIn("__close raised", run["logs"])
+
     def test_error_values_and_close_handlers_are_held_to_the_memory_cap(self):
         # The host reads a run's error value (its __tostring) and closes its
         # to-be-closed variables outside the run's task, where no memory cap
