@@ -1449,6 +1449,34 @@ print(e3)
         self.assertEqual(run["result"], {"n": 7, "text": "ab", "permanent": "real",
                                          "affected": 1, "retried": "ok"})
 
+    def test_a_checkpoint_save_that_is_refused_changes_nothing(self):
+        # A key Postgres cannot store was refused by the database, in its own
+        # words, after the value had been taken as this run's checkpoint:
+        # reading the key back returned a value that was never saved.
+        self.write("bad_keys.lua", """return { max_retries = 0, run = function(job)
+            local out = {}
+            for i, key in ipairs({ "bad\\xff", "nul\\0" }) do
+              local ok, err = pcall(function() job.checkpoint(key, { n = i }) end)
+              out[i] = { ok = ok, err = err, read = job.checkpoint(key) }
+            end
+            job.checkpoint("good", 1)
+            out.good = job.checkpoint("good")
+            return out
+          end }""")
+        env = self.henv()
+        job = self.sluice("queue", "bad_keys", env=env).stdout.strip()
+        with self.serve(env=env):
+            self.wait_done(job)
+        run = self.result_of(job)
+        self.assertEqual(run["status"], "completed", run["error_message"])
+        out = run["result"]
+        for i, why in (("1", "is not valid UTF-8"), ("2", "contains a NUL byte")):
+            self.assertEqual(out[i]["ok"], False)
+            self.assertRegex(out[i]["err"], r"bad_keys\.lua:4: job\.checkpoint: the key " + why +
+                             r" \(Postgres cannot store it\)$")
+            self.assertNotIn("read", out[i])
+        self.assertEqual(out["good"], 1)
+
     def test_a_checkpoint_outlives_a_failure_but_not_new_parameters_or_a_cancel(self):
         # saver appends its word to a checkpoint, then fails (for good with
         # permanent); with hold, it first waits until its job's parameters are
