@@ -407,6 +407,13 @@ sl_task *sl_task_spawn(sl_runtime *rt, lua_State *L, sl_run *run, int nargs)
     /* the thread first: lua_newthread and luaL_ref may raise a memory error,
      * and nothing of the task is allocated yet */
     lua_State *co = lua_newthread(L);
+    /* a new thread has room for 40 values, and lua_xmove does not make more:
+     * sluice.spawn(f, table.unpack(list)) wrote past its stack */
+    if (!lua_checkstack(co, nargs + 1)) {
+        lua_pop(L, 1);
+        luaL_error(L, "cannot start a task with %d arguments: too many", nargs);
+        return NULL; /* not reached */
+    }
     lua_rawgetp(L, LUA_REGISTRYINDEX, &threads_key);
     lua_pushvalue(L, -2);
     int ref = luaL_ref(L, -2);
