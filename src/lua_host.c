@@ -29,6 +29,7 @@
 static char runtime_key; /* registry: the sl_runtime light userdata */
 static char host_key;    /* registry: the table runtime.lua returned */
 static char ctx_key;     /* registry: the sl_ctx light userdata */
+static char errerr_key;  /* registry: Lua's "error in error handling", kept (sl_runtime_new) */
 
 static const luaL_Reg drivers[] = {
     {"core", luaopen_sluice_core},
@@ -408,6 +409,11 @@ sl_runtime *sl_runtime_new(sl_ctx *ctx, const sl_runtime_opts *opts, char *err, 
     lua_pushlightuserdata(rt->L, ctx);
     lua_rawsetp(rt->L, LUA_REGISTRYINDEX, &ctx_key);
     sl_json_set_max(rt->L, rt->opts.memory_limit); /* a longer text would not fit in it */
+    /* Lua makes this message where no protected call catches a memory error (a
+     * coroutine closed after an error in error handling, run.c's close_task,
+     * held to the cap): kept, it is never made again */
+    lua_pushliteral(rt->L, "error in error handling");
+    lua_rawsetp(rt->L, LUA_REGISTRYINDEX, &errerr_key);
     ctx->rt = rt;
     sl_runtime_start_scheduler(rt);
     if (load_host_script(rt, err, errlen) < 0) {

@@ -335,6 +335,23 @@ static void task_free(sl_task *t)
     free(t);
 }
 
+/* Logs the error a __close handler of t raised (the value at idx on L), built
+ * in C: a task may be running (one that cancelled t), and a Lua string made
+ * here would be refused at the memory cap with no protected call to catch it. */
+static void log_close_error(sl_task *t, lua_State *L, int idx)
+{
+    size_t n = 0, i;
+    const char *s = lua_type(L, idx) == LUA_TSTRING ? lua_tolstring(L, idx, &n) : NULL;
+    sl_buf b = {0};
+    sl_buf_puts(&b, "a to-be-closed variable's __close raised: ");
+    if (!s) sl_buf_puts(&b, luaL_typename(L, idx));
+    for (i = 0; s && i < n && (i < SL_ERROR_MAX || ((unsigned char)s[i] & 0xC0) == 0x80); i++)
+        sl_buf_add(&b, s[i] ? s + i : "\xEF\xBF\xBD", s[i] ? 1 : 3); /* a NUL as U+FFFD */
+    if (s && i < n) sl_buf_printf(&b, " … [error message cut: %zu bytes in all]", n);
+    sl_task_log(t, b.data);
+    free(b.data);
+}
+
 /* Closes t's coroutine: the __close handlers of its to-be-closed variables
  * still open run now, on a budget of their own (they are the handler's code,
  * and a killed task's budget is spent). Meanwhile the task counts as running,
@@ -367,11 +384,7 @@ static void close_task(sl_task *t)
     sl_runtime_hosting_leave(rt, was);
     if (st != LUA_OK) {
         lua_xmove(t->co, L, 1);
-        if (!dead || !lua_rawequal(L, -1, -2)) {
-            const char *err = lua_type(L, -1) == LUA_TSTRING ? sl_lua_text(L, -1) : NULL;
-            sl_task_log(t, lua_pushfstring(L, "a to-be-closed variable's __close raised: %s",
-                                           err ? err : luaL_typename(L, -1)));
-        }
+        if (!dead || !lua_rawequal(L, -1, -2)) log_close_error(t, L, -1);
     }
     lua_settop(L, top);
     t->closing = 0;

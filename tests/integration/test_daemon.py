@@ -1149,6 +1149,40 @@ print(e3)
         self.assertIn("instruction budget exceeded", runs["close_spent"]["error_message"])
         self.assertIn("closed after the kill", runs["close_spent"]["logs"])
 
+    def test_a_close_handler_failing_at_the_memory_cap_under_a_running_task_is_logged(self):
+        # A task that cancels another runs that one's __close handlers while it
+        # is itself running. At the memory cap, the message of a handler's error
+        # was made as a Lua string, refused there with no protected call around
+        # it: the process aborted.
+        self.write("cap_cancel.lua", """return { max_retries = 0, run = function(job)
+            local big = string.rep("e", 4 << 20) -- the error, made before the cap is near
+            local h = sluice.spawn(function()
+              local c <close> = setmetatable({}, { __close = function() error(big, 0) end })
+              sluice.sleep(10)
+            end)
+            sluice.sleep(0)
+            local keep = {}
+            pcall(function()
+              while true do keep[#keep + 1] = string.rep("x", 1 << 20) end
+            end)
+            h:cancel()
+            return #keep
+          end }""")
+        env = self.henv({"SLUICE_MEMORY_LIMIT_MB": "32"})
+        job = self.sluice("queue", "cap_cancel", env=env).stdout.strip()
+        after = self.sluice("queue", "echo", "--params", '{"message": "still here"}', env=env).stdout.strip()
+        with self.serve("--concurrency", "1", env=env) as d:
+            self.wait_done(job, timeout=60)
+            self.wait_done(after, timeout=60)
+            self.assertEqual(d.stop(timeout=30), 0, d.log())
+        run = self.one(f"SELECT status, error_message, logs FROM sluice.scheduled_job_runs "
+                       f"WHERE scheduled_job_id = '{job}'")
+        self.assertEqual(run["status"], "failed")
+        self.assertIn("memory limit exceeded", run["error_message"])
+        self.assertIn("a to-be-closed variable's __close raised: eeee", run["logs"])
+        self.assertIn(" … [error message cut: 4194304 bytes in all]", run["logs"])
+        self.assertEqual(self.result_of(after)["result"]["message"], "still here")
+
     def test_the_close_handlers_of_a_run_that_timed_out_may_log_to_it(self):
         # They ran cut off from their task, so job.log raised there ("this job
         # object is another run's, which is still going"), and nothing said so.
