@@ -151,7 +151,18 @@ typedef struct {
     sl_buf *b;
     char *err;
     size_t errlen;
+    size_t max; /* the longest text (sl_json_set_max); 0: no limit */
 } encoder;
+
+/* Whether the text has grown past its limit (the reason in err), or would with
+ * n bytes more: checked before a string is added and after every value, so it
+ * goes past it by at most the escapes of one string. */
+static int too_long(encoder *e, size_t n)
+{
+    if (!e->max || e->b->len + n <= e->max) return 0;
+    sl_seterr(e->err, e->errlen, "Cannot serialise, the text would be more than %zu bytes", e->max);
+    return 1;
+}
 
 /* cjson's exception: "Cannot serialise <type of the value at idx>: <reason>". */
 static int fail(encoder *e, int idx, const char *reason)
@@ -213,7 +224,7 @@ static int add_table(encoder *e, int depth)
         for (lua_Integer i = 1; i <= n; i++) {
             if (i > 1) sl_buf_add(e->b, ",", 1);
             lua_rawgeti(L, t, i); /* [value] */
-            if (add_value(e, depth) != 0) return -1;
+            if (add_value(e, depth) != 0 || too_long(e, 0)) return -1;
             lua_pop(L, 1);
         }
         sl_buf_add(e->b, "]", 1);
@@ -229,6 +240,7 @@ static int add_table(encoder *e, int depth)
         case LUA_TSTRING: {
             size_t len;
             const char *k = lua_tolstring(L, -2, &len); /* a string: not converted in place */
+            if (too_long(e, len + 2)) return -1;
             sl_buf_json_stringn(e->b, k, len);
             sl_buf_add(e->b, ":", 1);
             break;
@@ -241,7 +253,7 @@ static int add_table(encoder *e, int depth)
         default:
             return fail(e, -2, "table key must be a number or string");
         }
-        if (add_value(e, depth) != 0) return -1;
+        if (add_value(e, depth) != 0 || too_long(e, 0)) return -1;
         lua_pop(L, 1); /* [key] */
     }
     sl_buf_add(e->b, "}", 1);
@@ -256,6 +268,7 @@ static int add_value(encoder *e, int depth)
     case LUA_TSTRING: {
         size_t len;
         const char *s = lua_tolstring(L, -1, &len);
+        if (too_long(e, len + 2)) return -1;
         sl_buf_json_stringn(e->b, s, len);
         return 0;
     }
@@ -283,9 +296,9 @@ static int add_value(encoder *e, int depth)
     }
 }
 
-int sl_json_encode(lua_State *L, int idx, sl_buf *out, char *err, size_t errlen)
+static int encode(lua_State *L, int idx, sl_buf *out, char *err, size_t errlen, size_t max)
 {
-    encoder e = {L, out, err, errlen};
+    encoder e = {L, out, err, errlen, max};
     int top = lua_gettop(L);
     if (!lua_checkstack(L, 3)) {
         sl_seterr(err, errlen, "Cannot serialise, excessive nesting (0)");
@@ -297,6 +310,11 @@ int sl_json_encode(lua_State *L, int idx, sl_buf *out, char *err, size_t errlen)
     return rc;
 }
 
+int sl_json_encode(lua_State *L, int idx, sl_buf *out, char *err, size_t errlen)
+{
+    return encode(L, idx, out, err, errlen, 0);
+}
+
 /* ------------------------------------------------------------------ Lua side */
 
 /* The scratch buffer is kept between calls (no allocation for most values),
@@ -304,6 +322,13 @@ int sl_json_encode(lua_State *L, int idx, sl_buf *out, char *err, size_t errlen)
 #define SCRATCH_KEEP ((size_t)64 * 1024)
 
 static const char scratch_key = 0; /* its address keys the registry entry */
+static const char max_key = 0;     /* the registry's longest text (sl_json_set_max) */
+
+void sl_json_set_max(lua_State *L, size_t max)
+{
+    lua_pushinteger(L, (lua_Integer)(max > (size_t)LUA_MAXINTEGER ? 0 : max));
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &max_key);
+}
 
 static int scratch_gc(lua_State *L)
 {
@@ -337,8 +362,11 @@ void sl_json_push(lua_State *L, int idx)
     idx = lua_absindex(L, idx);
     sl_buf *b = scratch(L);
     char err[128];
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &max_key);
+    size_t max = lua_tointeger(L, -1) > 0 ? (size_t)lua_tointeger(L, -1) : 0;
+    lua_pop(L, 1);
     sl_buf_reset(b);
-    int rc = sl_json_encode(L, idx, b, err, sizeof err);
+    int rc = encode(L, idx, b, err, sizeof err, max);
     if (rc == 0) lua_pushlstring(L, sl_buf_str(b), b->len);
     if (b->cap > SCRATCH_KEEP) sl_buf_free(b);
     if (rc != 0) luaL_error(L, "%s", err);

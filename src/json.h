@@ -30,8 +30,15 @@ int sl_json_encode(lua_State *L, int idx, sl_buf *out, char *err, size_t errlen)
 
 /* Pushes the JSON text of the value at idx; raises the reason as a Lua error.
  * The text is built in a scratch buffer the state owns (in its registry), so an
- * error raised while pushing leaks nothing. */
+ * error raised while pushing leaks nothing. A text longer than the state's
+ * limit (sl_json_set_max) is refused while it is built. */
 void sl_json_push(lua_State *L, int idx);
+
+/* The longest JSON text sl_json_push builds for L's state (0: no limit). The
+ * text is built outside the state, where no memory cap holds, then pushed as a
+ * string: a table holding one large string many times makes text without end
+ * ("Cannot serialise, the text would be more than N bytes"). */
+void sl_json_set_max(lua_State *L, size_t max);
 
 /* encode(value) → json: the Lua function (sluice.json.encode). */
 int sl_json_lua_encode(lua_State *L);

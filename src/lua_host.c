@@ -11,6 +11,7 @@
 #include "config.h"
 #include "ctx.h"
 #include "embed.h"
+#include "json.h"
 #include "log.h"
 #include "runtime_int.h"
 
@@ -28,6 +29,7 @@
 static char runtime_key; /* registry: the sl_runtime light userdata */
 static char host_key;    /* registry: the table runtime.lua returned */
 static char ctx_key;     /* registry: the sl_ctx light userdata */
+static char errerr_key;  /* registry: Lua's "error in error handling", kept (sl_runtime_new) */
 
 static const luaL_Reg drivers[] = {
     {"core", luaopen_sluice_core},
@@ -74,6 +76,8 @@ static void over_cap(sl_runtime *rt)
 {
     if (rt->loading)
         rt->load_over_cap = 1;
+    else if (rt->hosting)
+        return; /* the memory error is the hosted code's own, not the running task's */
     else if (rt->current && !rt->current->kill)
         rt->current->kill = "memory limit exceeded: the Lua state's cap was reached "
                             "while this run allocated";
@@ -83,6 +87,20 @@ void sl_runtime_cap_settle(sl_runtime *rt)
 {
     if (rt->refused.pending) over_cap(rt);
     rt->refused.pending = 0;
+}
+
+int sl_runtime_hosting_enter(sl_runtime *rt)
+{
+    sl_runtime_cap_settle(rt); /* a refusal before is the running task's, if any */
+    int was = rt->hosting;
+    rt->hosting = 1;
+    return was;
+}
+
+void sl_runtime_hosting_leave(sl_runtime *rt, int was)
+{
+    rt->refused.pending = 0; /* not asked again: Lua raised the memory error */
+    rt->hosting = was;
 }
 
 static void *host_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
@@ -105,7 +123,7 @@ static void *host_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
      * same request, nothing allocated between). Refused again, or not asked again
      * (Lua raised a memory error instead, which the code may catch: the next
      * request is another, or the resume ends), it is the cap. */
-    if (nsize > old && (rt->current || rt->loading)) {
+    if (nsize > old && (rt->current || rt->loading || rt->hosting)) {
         int again = rt->refused.pending && rt->refused.ptr == ptr && rt->refused.osize == osize &&
                     rt->refused.nsize == nsize;
         if (rt->refused.pending && !again) over_cap(rt);
@@ -240,8 +258,13 @@ static void guard_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
     sl_runtime *rt = sl_runtime_of(L);
-    /* a coroutine made under a guard keeps the hook: it counts only under one */
-    if (!rt || !rt->guarding) return;
+    if (!rt) return;
+    if (!rt->guarding) {
+        /* a coroutine made under a guard (a handler file's top level) keeps this
+         * hook: resumed later by a run, it is the run's code, on its budget */
+        sl_charge(L, GUARD_EVERY);
+        return;
+    }
     if (rt->guard_left > 0) {
         rt->guard_left -= GUARD_EVERY;
         if (rt->guard_left > 0) return;
@@ -385,6 +408,12 @@ sl_runtime *sl_runtime_new(sl_ctx *ctx, const sl_runtime_opts *opts, char *err, 
     lua_rawsetp(rt->L, LUA_REGISTRYINDEX, &runtime_key);
     lua_pushlightuserdata(rt->L, ctx);
     lua_rawsetp(rt->L, LUA_REGISTRYINDEX, &ctx_key);
+    sl_json_set_max(rt->L, rt->opts.memory_limit); /* a longer text would not fit in it */
+    /* Lua makes this message where no protected call catches a memory error (a
+     * coroutine closed after an error in error handling, run.c's close_task,
+     * held to the cap): kept, it is never made again */
+    lua_pushliteral(rt->L, "error in error handling");
+    lua_rawsetp(rt->L, LUA_REGISTRYINDEX, &errerr_key);
     ctx->rt = rt;
     sl_runtime_start_scheduler(rt);
     if (load_host_script(rt, err, errlen) < 0) {
@@ -397,7 +426,10 @@ sl_runtime *sl_runtime_new(sl_ctx *ctx, const sl_runtime_opts *opts, char *err, 
 
 size_t sl_runtime_set_caps(sl_runtime *rt, size_t memory_limit, long instruction_budget)
 {
-    if (memory_limit) rt->opts.memory_limit = memory_limit;
+    if (memory_limit) {
+        rt->opts.memory_limit = memory_limit;
+        sl_json_set_max(rt->L, memory_limit);
+    }
     if (instruction_budget > 0) rt->opts.instruction_budget = instruction_budget;
     return rt->mem_used;
 }

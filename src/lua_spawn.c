@@ -200,7 +200,7 @@ static int l_cancel(lua_State *L)
 {
     task_handle *h = check_handle(L, 1);
     sl_task *t = h->t;
-    if (!t || t->state == T_DONE) {
+    if (!t || t->state == T_DONE || t->closing) { /* ended, or ending: its __close handlers run */
         lua_pushboolean(L, 0);
         return 1;
     }

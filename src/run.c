@@ -99,8 +99,15 @@ static void raise_kill(lua_State *L, const sl_task *t)
 static void kill_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
-    sl_task *t = sl_task_of(L);
     sl_runtime *rt = sl_runtime_of(L);
+    if (rt && rt->guarding) {
+        /* a coroutine a task created, resumed by host-run code (an error value's
+         * __tostring, a cancelled task's __close): no task runs, the guard's
+         * budget holds it */
+        sl_guard_charge(rt, L, HOOK_EVERY);
+        return;
+    }
+    sl_task *t = sl_task_of(L);
     if (!t && rt) t = rt->current; /* a coroutine the task created: charge the task */
     if (!t) return;
     if (!t->kill) {
@@ -328,6 +335,62 @@ static void task_free(sl_task *t)
     free(t);
 }
 
+/* Logs the error a __close handler of t raised (the value at idx on L), built
+ * in C: a task may be running (one that cancelled t), and a Lua string made
+ * here would be refused at the memory cap with no protected call to catch it. */
+static void log_close_error(sl_task *t, lua_State *L, int idx)
+{
+    size_t n = 0, i;
+    const char *s = lua_type(L, idx) == LUA_TSTRING ? lua_tolstring(L, idx, &n) : NULL;
+    sl_buf b = {0};
+    sl_buf_puts(&b, "a to-be-closed variable's __close raised: ");
+    if (!s) sl_buf_puts(&b, luaL_typename(L, idx));
+    for (i = 0; s && i < n && (i < SL_ERROR_MAX || ((unsigned char)s[i] & 0xC0) == 0x80); i++)
+        sl_buf_add(&b, s[i] ? s + i : "\xEF\xBF\xBD", s[i] ? 1 : 3); /* a NUL as U+FFFD */
+    if (s && i < n) sl_buf_printf(&b, " … [error message cut: %zu bytes in all]", n);
+    sl_task_log(t, b.data);
+    free(b.data);
+}
+
+/* Closes t's coroutine: the __close handlers of its to-be-closed variables
+ * still open run now, on a budget of their own (they are the handler's code,
+ * and a killed task's budget is spent). Meanwhile the task counts as running,
+ * with its code on the C stack: what the handlers do (cancel the task's parent,
+ * or every task of a group the task is in, itself among them) neither cancels
+ * it again nor frees it under them. An error one raises is logged. */
+static void close_task(sl_task *t)
+{
+    sl_runtime *rt = t->rt;
+    lua_State *L = rt->L;
+    int top = lua_gettop(L), state = t->state;
+    /* a coroutine dead of an error closes with that error (on its top), and
+     * says so again after: another error is a handler's */
+    int dead = lua_status(t->co) != LUA_OK && lua_status(t->co) != LUA_YIELD;
+    if (dead) {
+        lua_pushvalue(t->co, -1);
+        lua_xmove(t->co, L, 1);
+    }
+    t->state = T_RUNNING;
+    t->closing = 1;
+    sl_guard g;
+    int was = sl_runtime_hosting_enter(rt);
+    sl_guard_enter(rt, t->co, &g);
+#if LUA_VERSION_RELEASE_NUM >= 50406
+    int st = lua_closethread(t->co, L);
+#else
+    int st = lua_resetthread(t->co);
+#endif
+    sl_guard_leave(rt, t->co, &g);
+    sl_runtime_hosting_leave(rt, was);
+    if (st != LUA_OK) {
+        lua_xmove(t->co, L, 1);
+        if (!dead || !lua_rawequal(L, -1, -2)) log_close_error(t, L, -1);
+    }
+    lua_settop(L, top);
+    t->closing = 0;
+    t->state = state;
+}
+
 void sl_task_cancel(sl_task *t, const char *why)
 {
     (void)why;
@@ -340,15 +403,8 @@ void sl_task_cancel(sl_task *t, const char *why)
     }
     drop_prepared(t);
     if (t->state != T_DONE && t->co) {
+        close_task(t); /* its handlers may still log to its run: it is theirs */
         *(sl_task **)lua_getextraspace(t->co) = NULL;
-        sl_guard g; /* its __close handlers run now, on their own budget */
-        sl_guard_enter(rt, t->co, &g);
-#if LUA_VERSION_RELEASE_NUM >= 50406
-        lua_closethread(t->co, rt->L);
-#else
-        lua_resetthread(t->co);
-#endif
-        sl_guard_leave(rt, t->co, &g);
     }
     t->state = T_DONE;
     if (t->chunk_done) {
@@ -364,6 +420,13 @@ sl_task *sl_task_spawn(sl_runtime *rt, lua_State *L, sl_run *run, int nargs)
     /* the thread first: lua_newthread and luaL_ref may raise a memory error,
      * and nothing of the task is allocated yet */
     lua_State *co = lua_newthread(L);
+    /* a new thread has room for 40 values, and lua_xmove does not make more:
+     * sluice.spawn(f, table.unpack(list)) wrote past its stack */
+    if (!lua_checkstack(co, nargs + 1)) {
+        lua_pop(L, 1);
+        luaL_error(L, "cannot start a task with %d arguments: too many", nargs);
+        return NULL; /* not reached */
+    }
     lua_rawgetp(L, LUA_REGISTRYINDEX, &threads_key);
     lua_pushvalue(L, -2);
     int ref = luaL_ref(L, -2);
@@ -459,9 +522,11 @@ static char *error_message(sl_task *t, int *retryable, char **traceback)
         lua_pushcfunction(L, error_text);
         lua_pushvalue(L, top + 1);
         sl_guard g;
+        int was = sl_runtime_hosting_enter(t->rt);
         sl_guard_enter(t->rt, L, &g);
         int status = lua_pcall(L, 1, 2, 0);
         sl_guard_leave(t->rt, L, &g);
+        sl_runtime_hosting_leave(t->rt, was);
         if (status == LUA_OK) {
             msg = lua_tostring(L, -2);
             if (lua_toboolean(L, -1)) *retryable = 0;
@@ -511,9 +576,9 @@ static void task_finished(sl_task *t, int status, int nres)
 {
     sl_run *run = t->run;
     int child = !t->chunk_done && !(run && run->main == t);
-    t->state = T_DONE;
-    cancel_children(t);
     if (status == LUA_OK && !t->kill) {
+        t->state = T_DONE;
+        cancel_children(t);
         if (t->chunk_done) {
             lua_pop(t->co, nres);
             sl_chunk_done_fn d = t->chunk_done;
@@ -565,26 +630,36 @@ static void task_finished(sl_task *t, int status, int nres)
     }
     int retryable, keep_value = child && status != LUA_OK && !t->kill;
     char *tb = NULL;
-    if (keep_value) lua_pushvalue(t->co, -1); /* the error value itself, for wait() to raise */
+    lua_checkstack(t->co, 2);
+    lua_pushvalue(t->co, -1); /* error_message takes it; the error stays for the close */
     char *msg = error_message(t, &retryable, &tb);
+    if (child) {          /* a spawned child failed: keep the error for wait() */
+        if (keep_value) { /* the error value itself, for wait() to raise */
+            lua_pushvalue(t->co, -1);
+            lua_xmove(t->co, t->rt->L, 1);
+        } else {
+            lua_pushstring(t->rt->L, msg);
+        }
+        t->result_ref = luaL_ref(t->rt->L, LUA_REGISTRYINDEX);
+        t->rt->refs++;
+    }
+    if (run && !t->chunk_done) sl_run_log(run, tb);
+    /* A coroutine that raised keeps its to-be-closed variables open (Lua closes
+     * them as a function returns or a pcall catches, not as a coroutine dies):
+     * their __close handlers run now, before anything of the task is let go,
+     * and may still log to its run (so after the traceback). */
+    close_task(t);
+    t->state = T_DONE;
+    cancel_children(t);
     if (t->chunk_done) {
         sl_chunk_done_fn d = t->chunk_done;
         t->chunk_done = NULL;
         d(1, tb, t->chunk_data);
         task_free(t);
-    } else if (run && run->main == t) {
-        sl_run_log(run, tb);
+    } else if (!child) {
         sl_run_finish(run, SL_RUN_FAILED, NULL, msg, retryable);
     } else {
-        /* a spawned child failed: keep the error for wait() */
         t->failed = 1;
-        if (keep_value)
-            lua_xmove(t->co, t->rt->L, 1);
-        else
-            lua_pushstring(t->rt->L, msg);
-        t->result_ref = luaL_ref(t->rt->L, LUA_REGISTRYINDEX);
-        t->rt->refs++;
-        if (run) sl_run_log(run, tb);
         wake_waiter(t);
         int killed = run && t->kill;
         if (!t->parent || !t->handle) task_free(t);

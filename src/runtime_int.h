@@ -29,7 +29,8 @@ struct sl_task {
     lua_State *co;
     int ref; /* anchor in the runtime's thread table */
     int state;
-    int nargs; /* values already on co's stack for the first resume */
+    int closing; /* its __close handlers run (close_task, run.c): it is on the C stack */
+    int nargs;   /* values already on co's stack for the first resume */
     sl_task_cancel_fn cancel;
     void *op;
     sl_task_prepare_fn prepare;
@@ -92,6 +93,7 @@ struct sl_runtime {
     int nruns;
     int refs;          /* registry refs held (asserted zero at close) */
     int loading;       /* a handler file loads: its top level is held to the memory cap */
+    int hosting;       /* the host runs a handler's code outside its task: the cap holds */
     int load_over_cap; /* the file being loaded was refused memory past the cap */
     /* the request last refused at the cap, which Lua may ask again after an
      * emergency collection (see host_alloc) */
@@ -131,6 +133,13 @@ void sl_guard_charge(sl_runtime *rt, lua_State *L, long cost);
 /* Ends the memory cap's accounting for what ran (a resume of a task, a file's
  * load): a request refused at the cap that Lua did not ask again is the cap. */
 void sl_runtime_cap_settle(sl_runtime *rt);
+
+/* The host runs a handler's code outside its task (an error value's __tostring,
+ * the __close handlers of a task that ended): the memory cap holds for it as
+ * for a task, a refusal raising a memory error in that code alone. Leave with
+ * what enter returned. */
+int sl_runtime_hosting_enter(sl_runtime *rt);
+void sl_runtime_hosting_leave(sl_runtime *rt, int was);
 
 /* Host work a task asks for (the REPL's run() and reload()): the memory cap is
  * refused to the current task only (host_alloc), and a refusal here would raise

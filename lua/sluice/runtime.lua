@@ -908,14 +908,16 @@ local function make_job(entry, spec, params_value)
     end
     if value == nil then return checkpoints[key] end
     live("checkpoint", 2)
+    local bad = text_problem(key)
+    if bad then error(("job.checkpoint: the key %s (Postgres cannot store it)"):format(bad), 2) end
     local text = encode("checkpoint", value, 2)
     if #text > CHECKPOINT_MAX then
       error(("job.checkpoint: the value is %d bytes as JSON, more than the %d a checkpoint value may "
         .. "be (keep bulk data in tables or the asset store, and checkpoint where it is)")
         :format(#text, CHECKPOINT_MAX), 2)
     end
-    checkpoints[key] = value
-    if not spec.id then return end
+    -- read back by this run only once saved: a save that raises changes nothing
+    if not spec.id then checkpoints[key] = value return end
     -- kept only while the job's parameters are those this run started with:
     -- after `jobs edit --params` the next run must not resume this one's work
     local rows, err = dbd.query(
@@ -923,6 +925,7 @@ local function make_job(entry, spec, params_value)
       .. "WHERE id = $1 AND parameters = $4::jsonb",
       spec.id, key, text, spec.params_json or "{}")
     if not rows then error("job.checkpoint: " .. err, 2) end
+    checkpoints[key] = value
     if rows.affected == 0 and not unkept then
       unkept = true
       core.log(("job.checkpoint: %q not kept: the job's parameters were changed since this run started "

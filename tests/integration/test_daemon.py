@@ -1090,6 +1090,197 @@ print(e3)
         self.assertEqual(self.result_of(after)["status"], "completed")
         self.assertEqual(self.result_of(after)["result"]["message"], "still here")
 
+    def test_a_coroutine_spinning_where_it_was_not_made_holds_up_no_other_run(self):
+        # A coroutine keeps the count hook of the thread that made it. One made
+        # by a file's top level (under the load's budget) and resumed by a run,
+        # or made by a run and resumed by host-run code (an error value's
+        # __tostring, the __close of a run that timed out), had a hook that
+        # counted nothing there: a loop in it held the worker for good.
+        self.write("load_made.lua", """local spin = coroutine.wrap(function() while true do end end)
+            return { run = function(job) spin() end }""")
+        self.write("tostring_resumes.lua", """return { run = function(job)
+            local spin = coroutine.wrap(function() while true do end end)
+            error(setmetatable({}, { __tostring = function() spin() end }))
+          end }""")
+        self.write("close_resumes.lua", """return { timeout = 1, run = function(job)
+            local spin = coroutine.wrap(function() while true do end end)
+            local x <close> = setmetatable({}, { __close = function() spin() end })
+            sluice.sleep(5)
+          end }""")
+        env = self.henv({"SLUICE_INSTRUCTION_BUDGET": "20000000"})
+        names = ("load_made", "tostring_resumes", "close_resumes")
+        jobs = {name: self.sluice("queue", name, "--max-retries", "0", env=env).stdout.strip()
+                for name in names}
+        after = self.sluice("queue", "echo", "--params", '{"message": "still here"}', env=env).stdout.strip()
+        with self.serve("--concurrency", "1", env=env) as d:
+            for job in list(jobs.values()) + [after]:
+                self.wait_done(job, timeout=60)
+            self.assertEqual(d.stop(timeout=30), 0, d.log())
+        errors = {name: self.result_of(job)["error_message"] or "" for name, job in jobs.items()}
+        self.assertTrue(all(self.result_of(job)["status"] == "failed" for job in jobs.values()), errors)
+        self.assertIn("instruction budget exceeded", errors["load_made"])
+        self.assertIn("the error value could not be said as text: ", errors["tostring_resumes"])
+        self.assertIn("instruction budget exceeded", errors["tostring_resumes"])
+        self.assertEqual(errors["close_resumes"], "timed out after 1s")
+        self.assertEqual(self.result_of(after)["result"]["message"], "still here")
+
+    def test_json_text_longer_than_the_memory_cap_is_refused_while_it_is_built(self):
+        # A table holding one large string many times is small, its JSON text
+        # is not: built outside the Lua state, it took memory past the cap
+        # without end (the process aborted once malloc failed), and pushed, the
+        # cap killed the run, whatever pcall said.
+        big = """local s = string.rep("x", 100000)
+            local t = {}
+            for i = 1, 300 do t[i] = s end
+            """
+        self.write("encode_big.lua", "return { run = function(job)\n" + big + """
+            local ok, err = pcall(sluice.json.encode, t)
+            return { ok = ok, err = err }
+          end }""")
+        self.write("return_big.lua", "return { run = function(job)\n" + big + "return t end }")
+        env = self.henv({"SLUICE_MEMORY_LIMIT_MB": "16"})
+        jobs = {name: self.sluice("queue", name, "--max-retries", "0", env=env).stdout.strip()
+                for name in ("encode_big", "return_big")}
+        with self.serve(env=env):
+            for job in jobs.values():
+                self.wait_done(job, timeout=60)
+        said = "Cannot serialise, the text would be more than 16777216 bytes"
+        caught = self.result_of(jobs["encode_big"])
+        self.assertEqual(caught["status"], "completed", caught["error_message"])
+        self.assertEqual(caught["result"], {"ok": False, "err": said})
+        returned = self.result_of(jobs["return_big"])
+        self.assertEqual((returned["status"], returned["error_message"]),
+                         ("failed", "the handler's return value cannot be encoded as JSON: " + said))
+
+    def test_a_run_that_raises_closes_its_to_be_closed_variables(self):
+        # A coroutine that dies of an error keeps its to-be-closed variables
+        # open until it is closed, and a run's was never closed: the __close
+        # handlers the docs offer for releasing resources did not run when the
+        # handler raised (or was killed). They run, and may still log; an error
+        # one raises is logged, and the run keeps the handler's error.
+        self.write("close_raises.lua", """return { max_retries = 0, run = function(job)
+            local c <close> = setmetatable({}, { __close = function(_, err)
+              job.log("closed with: %s", tostring(err))
+            end })
+            error("boom", 0)
+          end }""")
+        self.write("close_fails.lua", """return { max_retries = 0, run = function(job)
+            local c <close> = setmetatable({}, { __close = function() error("in close", 0) end })
+            error(sluice.permanent("the handler's"))
+          end }""")
+        self.write("close_spent.lua", """return { max_retries = 3, run = function(job)
+            local c <close> = setmetatable({}, { __close = function() job.log("closed after the kill") end })
+            while true do end
+          end }""")
+        env = self.henv({"SLUICE_INSTRUCTION_BUDGET": "20000000"})
+        names = ("close_raises", "close_fails", "close_spent")
+        jobs = {name: self.sluice("queue", name, env=env).stdout.strip() for name in names}
+        with self.serve(env=env):
+            for job in jobs.values():
+                self.wait_done(job, timeout=60)
+        runs = {name: self.one(f"SELECT status, error_message, logs FROM sluice.scheduled_job_runs "
+                               f"WHERE scheduled_job_id = '{job}'") for name, job in jobs.items()}
+        self.assertEqual([runs[n]["status"] for n in names], ["failed"] * 3)
+        self.assertEqual(runs["close_raises"]["error_message"], "boom")
+        self.assertIn("closed with: boom", runs["close_raises"]["logs"])
+        # the traceback first, then what the handlers log
+        self.assertLess(runs["close_raises"]["logs"].index("stack traceback"),
+                        runs["close_raises"]["logs"].index("closed with: boom"))
+        self.assertEqual(runs["close_fails"]["error_message"], "the handler's")
+        self.assertIn("a to-be-closed variable's __close raised: in close", runs["close_fails"]["logs"])
+        self.assertIn("instruction budget exceeded", runs["close_spent"]["error_message"])
+        self.assertIn("closed after the kill", runs["close_spent"]["logs"])
+
+    def test_a_close_handler_failing_at_the_memory_cap_under_a_running_task_is_logged(self):
+        # A task that cancels another runs that one's __close handlers while it
+        # is itself running. At the memory cap, the message of a handler's error
+        # was made as a Lua string, refused there with no protected call around
+        # it: the process aborted.
+        self.write("cap_cancel.lua", """return { max_retries = 0, run = function(job)
+            local big = string.rep("e", 4 << 20) -- the error, made before the cap is near
+            local h = sluice.spawn(function()
+              local c <close> = setmetatable({}, { __close = function() error(big, 0) end })
+              sluice.sleep(10)
+            end)
+            sluice.sleep(0)
+            local keep = {}
+            pcall(function()
+              while true do keep[#keep + 1] = string.rep("x", 1 << 20) end
+            end)
+            h:cancel()
+            return #keep
+          end }""")
+        env = self.henv({"SLUICE_MEMORY_LIMIT_MB": "32"})
+        job = self.sluice("queue", "cap_cancel", env=env).stdout.strip()
+        after = self.sluice("queue", "echo", "--params", '{"message": "still here"}', env=env).stdout.strip()
+        with self.serve("--concurrency", "1", env=env) as d:
+            self.wait_done(job, timeout=60)
+            self.wait_done(after, timeout=60)
+            self.assertEqual(d.stop(timeout=30), 0, d.log())
+        run = self.one(f"SELECT status, error_message, logs FROM sluice.scheduled_job_runs "
+                       f"WHERE scheduled_job_id = '{job}'")
+        self.assertEqual(run["status"], "failed")
+        self.assertIn("memory limit exceeded", run["error_message"])
+        self.assertIn("a to-be-closed variable's __close raised: eeee", run["logs"])
+        self.assertIn(" … [error message cut: 4194304 bytes in all]", run["logs"])
+        self.assertEqual(self.result_of(after)["result"]["message"], "still here")
+
+    def test_the_close_handlers_of_a_run_that_timed_out_may_log_to_it(self):
+        # They ran cut off from their task, so job.log raised there ("this job
+        # object is another run's, which is still going"), and nothing said so.
+        self.write("close_logs.lua", """return { max_retries = 0, timeout = 1, run = function(job)
+            local c <close> = setmetatable({}, { __close = function() job.log("main cleaned up") end })
+            local h = sluice.spawn(function()
+              local d <close> = setmetatable({}, { __close = function() job.log("task cleaned up") end })
+              sluice.sleep(5)
+            end)
+            sluice.sleep(5)
+          end }""")
+        env = self.henv()
+        job = self.sluice("queue", "close_logs", env=env).stdout.strip()
+        with self.serve(env=env):
+            self.wait_done(job, timeout=60)
+        run = self.one(f"SELECT status, error_message, logs FROM sluice.scheduled_job_runs "
+                       f"WHERE scheduled_job_id = '{job}'")
+        self.assertEqual((run["status"], run["error_message"]), ("failed", "timed out after 1s"))
+        self.assertIn("main cleaned up", run["logs"])
+        self.assertIn("task cleaned up", run["logs"])
+        self.assertNotIn("__close raised", run["logs"])
+
+    def test_error_values_and_close_handlers_are_held_to_the_memory_cap(self):
+        # The host reads a run's error value (its __tostring) and closes its
+        # to-be-closed variables outside the run's task, where no memory cap
+        # held: a handler could take the worker's memory past it there.
+        hog = """local t = {}
+              for i = 1, 64 do t[i] = string.rep("x", 1 << 20) .. i end"""
+        self.write("tostring_hog.lua", """return { max_retries = 0, run = function(job)
+            error(setmetatable({}, { __tostring = function()
+              """ + hog + """
+              return "held " .. #t .. " MiB"
+            end }))
+          end }""")
+        self.write("close_hog.lua", """return { max_retries = 0, run = function(job)
+            local c <close> = setmetatable({}, { __close = function()
+              """ + hog + """
+              job.log("held %d MiB", #t)
+            end })
+            error("boom", 0)
+          end }""")
+        env = self.henv({"SLUICE_MEMORY_LIMIT_MB": "32"})
+        jobs = {name: self.sluice("queue", name, env=env).stdout.strip() for name in ("tostring_hog", "close_hog")}
+        after = self.sluice("queue", "echo", "--params", '{"message": "still here"}', env=env).stdout.strip()
+        with self.serve(env=env):
+            for job in list(jobs.values()) + [after]:
+                self.wait_done(job, timeout=60)
+        runs = {name: self.one(f"SELECT status, error_message, logs FROM sluice.scheduled_job_runs "
+                               f"WHERE scheduled_job_id = '{job}'") for name, job in jobs.items()}
+        self.assertEqual(runs["tostring_hog"]["error_message"],
+                         "the error value could not be said as text: not enough memory")
+        self.assertEqual(runs["close_hog"]["error_message"], "boom")
+        self.assertIn("a to-be-closed variable's __close raised: not enough memory", runs["close_hog"]["logs"])
+        self.assertNotIn("held", runs["close_hog"]["logs"])
+        self.assertEqual(self.result_of(after)["result"]["message"], "still here")
+
     def test_a_backtracking_pattern_fails_its_run_and_holds_up_no_other(self):
         # One call of the standard library's matcher is not counted by the
         # instruction budget nor stopped by the run's timeout: on 5,000 x's,
@@ -1333,6 +1524,34 @@ print(e3)
         self.assertEqual(run["status"], "completed", run)
         self.assertEqual(run["result"], {"n": 7, "text": "ab", "permanent": "real",
                                          "affected": 1, "retried": "ok"})
+
+    def test_a_checkpoint_save_that_is_refused_changes_nothing(self):
+        # A key Postgres cannot store was refused by the database, in its own
+        # words, after the value had been taken as this run's checkpoint:
+        # reading the key back returned a value that was never saved.
+        self.write("bad_keys.lua", """return { max_retries = 0, run = function(job)
+            local out = {}
+            for i, key in ipairs({ "bad\\xff", "nul\\0" }) do
+              local ok, err = pcall(function() job.checkpoint(key, { n = i }) end)
+              out[i] = { ok = ok, err = err, read = job.checkpoint(key) }
+            end
+            job.checkpoint("good", 1)
+            out.good = job.checkpoint("good")
+            return out
+          end }""")
+        env = self.henv()
+        job = self.sluice("queue", "bad_keys", env=env).stdout.strip()
+        with self.serve(env=env):
+            self.wait_done(job)
+        run = self.result_of(job)
+        self.assertEqual(run["status"], "completed", run["error_message"])
+        out = run["result"]
+        for i, why in (("1", "is not valid UTF-8"), ("2", "contains a NUL byte")):
+            self.assertEqual(out[i]["ok"], False)
+            self.assertRegex(out[i]["err"], r"bad_keys\.lua:4: job\.checkpoint: the key " + why +
+                             r" \(Postgres cannot store it\)$")
+            self.assertNotIn("read", out[i])
+        self.assertEqual(out["good"], 1)
 
     def test_a_checkpoint_outlives_a_failure_but_not_new_parameters_or_a_cancel(self):
         # saver appends its word to a checkpoint, then fails (for good with

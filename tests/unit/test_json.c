@@ -335,6 +335,41 @@ static void test_lua_function(void **state)
     lua_settop(L, 0);
 }
 
+/* The state's longest text: a table holding one string many times is refused
+ * while its text is built, whichever string or table passes the limit, and the
+ * limit can be lifted again. */
+static void test_lua_function_text_limit(void **state)
+{
+    lua_State *L = *state;
+    lua_pushcfunction(L, sl_json_lua_encode);
+    lua_setglobal(L, "encode");
+    sl_json_set_max(L, 1000);
+    static const char *const too_long[] = {
+        "local s = string.rep('x', 100) local t = {} for i = 1, 100 do t[i] = s end "
+        "return select(2, pcall(encode, t))",
+        "local s = string.rep('x', 100) local t = {} for i = 1, 100 do t['k' .. i] = s end "
+        "return select(2, pcall(encode, t))",
+        "local t = {} for i = 1, 1000 do t[i] = true end return select(2, pcall(encode, t))",
+        "return select(2, pcall(encode, string.rep('x', 1000)))",
+        "return select(2, pcall(encode, {[string.rep('k', 1000)] = 1}))",
+    };
+    for (size_t i = 0; i < sizeof too_long / sizeof *too_long; i++) {
+        assert_int_equal(luaL_dostring(L, too_long[i]), 0);
+        assert_string_equal(lua_tostring(L, -1),
+                            "Cannot serialise, the text would be more than 1000 bytes");
+        lua_settop(L, 0);
+    }
+    assert_int_equal(luaL_dostring(L, "return encode(string.rep('x', 998))"), 0);
+    assert_int_equal(lua_rawlen(L, -1), 1000);
+    lua_settop(L, 0);
+    sl_json_set_max(L, 0);
+    assert_int_equal(luaL_dostring(L, "local s = string.rep('x', 100) local t = {} "
+                                      "for i = 1, 100 do t[i] = s end return #encode(t)"),
+                     0);
+    assert_int_equal(lua_tointeger(L, -1), 100 * 103 + 1);
+    lua_settop(L, 0);
+}
+
 /* ------------------------------------------------------------------ decoding */
 
 /* Decodes text (n bytes; strlen when n is 0) and asserts it decodes, to one
@@ -721,6 +756,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_depth_and_cycles, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unsupported, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lua_function, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lua_function_text_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_decode_literals, null_setup, teardown),
         cmocka_unit_test_setup_teardown(test_decode_integers, null_setup, teardown),
         cmocka_unit_test_setup_teardown(test_decode_random_doubles_round_trip, null_setup,
