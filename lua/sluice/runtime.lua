@@ -312,13 +312,17 @@ function sluice.env(name)
 end
 
 -- error_text(v) → the text an error value stands for, as a run's error is
--- recorded: a string as it is, a table's `message`, a value with __tostring as
--- its text, anything else as M.describe_error says it (a table as JSON, so not
+-- recorded (run.c's error_text): a string as it is, a table's `message` (a
+-- string or a number, read as v.message is), a value with __tostring as its
+-- text, anything else as M.describe_error says it (a table as JSON, so not
 -- "table: 0x…"; nil as such).
 local function error_text(v)
   local t = type(v)
   if t == "string" or t == "number" then return tostring(v) end
-  if t == "table" and type(rawget(v, "message")) == "string" then return v.message end
+  if t == "table" then
+    local m = v.message
+    if type(m) == "string" or type(m) == "number" then return tostring(m) end
+  end
   local mt = getmetatable(v)
   if type(mt) == "table" and mt.__tostring then return tostring(v) end
   return M.describe_error(v)

@@ -686,6 +686,10 @@ class Registry(harness.SluiceTest):
         alpha, beta = self.status_row("alpha_data"), self.status_row("beta_data")
         self.assertEqual((alpha["last_status"], alpha["records_affected"]), ("completed", 3))
         self.assertEqual((beta["last_status"], beta["error_message"]), ("failed", 'error value {"code":7}'))
+        # an error's message is read the same way for the run and for :fail()
+        proc = self.run_fg("fresh_probe", "--json", "--params", '{"mode": "message_number"}', check=False)
+        self.assertEqual(json.loads(proc.stdout)["error"], "42", proc.stdout)
+        self.assertEqual(self.status_row("beta_data")["error_message"], "42")
 
     def test_platform_scope_is_one_row_per_dataset(self):
         acme = self.brand("Acme")

@@ -7,7 +7,7 @@ return {
   emoji = "🧪",
   params = {
     mode = { type = "string", enum = { "records", "return_nil", "partial", "skip_beta", "fail",
-                                         "huge_records", "bad_report" },
+                                         "huge_records", "bad_report", "message_number" },
              default = "records" },
     records = { type = "integer", min = 0, default = 7 },
     sleep = { type = "number", min = 0, max = 60, default = 0 },
@@ -28,6 +28,13 @@ return {
       local ok2, err2 = pcall(function() job.dataset("alpha_data"):success(1, "not a table") end)
       job.dataset("beta_data"):fail({ code = 7 })
       return { records = 3, refused = { ok, err, ok2, err2 } }
+    end
+    if mode == "message_number" then
+      -- an error value whose message is a number, read through __index: the
+      -- dataset's failure says it as the run's error does
+      local err = setmetatable({}, { __index = { message = 42 } })
+      job.dataset("beta_data"):fail(err)
+      error(err)
     end
     if mode == "skip_beta" then
       job.dataset("beta_data"):skip("not this time")
