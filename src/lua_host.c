@@ -254,22 +254,13 @@ static void guard_spent(lua_State *L)
                   "never ends?)");
 }
 
+/* Charges the guard's budget, or, in a coroutine made under a guard (a handler
+ * file's top level keeps this hook) resumed later by a run, the run's: it is
+ * the run's code then (sl_charge tells which). */
 static void guard_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
-    sl_runtime *rt = sl_runtime_of(L);
-    if (!rt) return;
-    if (!rt->guarding) {
-        /* a coroutine made under a guard (a handler file's top level) keeps this
-         * hook: resumed later by a run, it is the run's code, on its budget */
-        sl_charge(L, GUARD_EVERY);
-        return;
-    }
-    if (rt->guard_left > 0) {
-        rt->guard_left -= GUARD_EVERY;
-        if (rt->guard_left > 0) return;
-    }
-    guard_spent(L);
+    sl_charge(L, GUARD_EVERY);
 }
 
 void sl_guard_charge(sl_runtime *rt, lua_State *L, long cost)
