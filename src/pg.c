@@ -510,20 +510,28 @@ static const char *const conn_keys[] = {"dbname", "options", "client_encoding", 
         (url), "-c search_path=sluice,public -c TimeZone=UTC", "UTF8", "sluice", NULL              \
     }
 
+/* Whether res is the server ending the session (a FATAL or PANIC): then its
+ * primary message is kept in c->fatal, the reason of the failure that follows
+ * (conn_lost), logged with it once, not once per connection as a server stops. */
+static int session_ended(sl_pg_conn *c, const PGresult *res)
+{
+    const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+    if (!sev || (strcmp(sev, "FATAL") != 0 && strcmp(sev, "PANIC") != 0)) return 0;
+    const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    snprintf(c->fatal, sizeof c->fatal, "%s", msg ? msg : PQresultErrorMessage(res));
+    return 1;
+}
+
 /* What the server says outside a result (a NOTICE or WARNING, the FATAL of a
- * connection it ends): a line of the log. libpq's default receiver printed it
- * as a bare "FATAL:  terminating connection …" on stderr, amid the log lines. */
+ * connection it ends while idle): a line of the log. libpq's default receiver
+ * printed it as a bare "FATAL:  terminating connection …" on stderr, amid the
+ * log lines. */
 static void notice_to_log(void *arg, const PGresult *res)
 {
     sl_pg_conn *c = arg; /* a pool's connection, or NULL */
+    if (c && session_ended(c, res)) return;
     const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
     const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-    if (c && sev && (strcmp(sev, "FATAL") == 0 || strcmp(sev, "PANIC") == 0)) {
-        /* the session ends: the reason of the failure that follows (conn_lost),
-         * logged with it once, not once per connection as a server stops */
-        snprintf(c->fatal, sizeof c->fatal, "%s", msg ? msg : PQresultErrorMessage(res));
-        return;
-    }
     int level = !sev                                                     ? SL_WARN
                 : strncmp(sev, "DEBUG", 5) == 0                          ? SL_DEBUG
                 : strcmp(sev, "NOTICE") == 0 || strcmp(sev, "INFO") == 0 ? SL_INFO
@@ -924,6 +932,15 @@ static void on_busy(sl_pg_conn *c, int revents)
                       "sluice.db does not run COPY FROM STDIN or TO STDOUT: use INSERT or "
                       "SELECT (COPY to or from a server file is not affected)",
                       1);
+            return;
+        }
+        if (st == PGRES_FATAL_ERROR && session_ended(c, res)) {
+            /* the server ends the session with a statement in flight (it was
+             * terminated, the server stops): the statement fails as with any
+             * connection lost, not as an error of its own, and the connection
+             * is opened again */
+            PQclear(res);
+            conn_down(c, c->fatal);
             return;
         }
         /* Keep the first error, else the last result. */

@@ -883,6 +883,29 @@ print(table.concat(out, "\\n"))
         self.assertEqual(failed, [("warn", "terminating connection due to administrator command")], d.log())
         self.assertNotIn("FATAL", [s for _, s, _ in said])
 
+    def test_a_session_ended_under_a_statement_fails_it_as_the_connection_lost(self):
+        # the server's FATAL then comes as the statement's own error result: it
+        # was passed on whole ("FATAL:  terminating connection …" and libpq's
+        # lines after it) to the handler and to the log
+        env = self.env({"SLUICE_LOG_FORMAT": "json"})
+        sql = "SELECT pg_sleep(30) AS slept"
+        with self.serve(env=env) as d:
+            d.wait_log("sluice serving")
+            job = self.sluice("queue", "sql_probe", "--params", json.dumps({"sql": sql}), env=env).stdout.strip()
+            active = f"query = '{sql}' AND state = 'active'"
+            self.wait_for(lambda: self.count("pg_stat_activity", active) == 1, 30)
+            self.scalar(f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE {active}")
+            self.wait_jobs_done(1)
+            # the connection is opened again for what comes next
+            self.sluice("queue", "sql_probe", env=env)
+            self.wait_jobs_done(2)
+        lines = [json.loads(line) for line in d.log().splitlines()]
+        failed = [(x["level"], x["error"]) for x in lines if x["msg"].startswith("database connection failed")]
+        self.assertEqual(failed, [("warn", "terminating connection due to administrator command")], d.log())
+        result = self.one(f"SELECT result FROM sluice.scheduled_job_runs WHERE scheduled_job_id = '{job}'")["result"]
+        self.assertEqual(result, {"ok": False, "err": "terminating connection due to administrator command"})
+        self.assertEqual(self.count("sluice.scheduled_job_runs", "result->>'ok' = 'true'"), 1)
+
     def test_grace_period_cancels_runs_as_shutdown_and_they_are_retried(self):
         job = self.sluice("queue", "sleep", "--params", '{"seconds": 30}').stdout.strip()
         d = self.serve("--grace", "0.5")
