@@ -1148,10 +1148,12 @@ print(s1, s2, s3, e1, select("#", sluice.db.query("SELECT 1")), ok[1].n)
         self.svc.control({"apify_start_lost": {"actor": AMAZON_ACTOR, "count": 1, "seconds": 30},
                           "status_500": {"path_prefix": f"/v2/acts/{AMAZON_ACTOR}/runs", "method": "GET",
                                          "count": 3}})
+        # only A's start is meant to time out: B's and the retry's keep the
+        # default, so that a slow machine does not lose them too
         env = self.env({"APIFY_START_TIMEOUT": "1"})
         out_a, _ = self.run_fg("amazon_review_scrape", {"competitor_amazon_url_id": url_a}, "Acme", env=env)
         self.assertEqual((out_a["status"], out_a["job_status"]), ("failed", "active"), out_a.get("error"))
-        out_b, _ = self.run_fg("amazon_review_scrape", {"competitor_amazon_url_id": url_b}, "Beta", env=env)
+        out_b, _ = self.run_fg("amazon_review_scrape", {"competitor_amazon_url_id": url_b}, "Beta")
         self.assertEqual(out_b["status"], "completed", out_b.get("error"))
         self.assertEqual(self.started(AMAZON_ACTOR), 2)
         st, _, listed = self.svc.json("GET", f"/v2/acts/{AMAZON_ACTOR}/runs?desc=1&limit=2",
@@ -1159,7 +1161,7 @@ print(s1, s2, s3, e1, select("#", sluice.db.query("SELECT 1")), ok[1].n)
         run_b, run_a = [i["id"] for i in listed["data"]["items"]]
         self.assertIn(run_b, self.runs_of(out_b["job_id"])[0]["logs"])
         job = out_a["job_id"]
-        with self.serve("--poll", "0.2", env=env):
+        with self.serve("--poll", "0.2"):
             self.retry_now(job)
             self.assertEqual(self.wait_job(job)["status"], "completed")
         self.assertEqual(self.started(AMAZON_ACTOR), 2, "job A bought its scrape again")
