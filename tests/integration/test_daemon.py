@@ -143,6 +143,14 @@ class Daemon(harness.SluiceTest):
         self.wait_for(lambda: self.scalar(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{job}'")
                       in ("completed", "failed"), timeout, f"job {job} did not finish")
 
+    def serve_until_done(self, jobs, concurrency, env, timeout=60):
+        """Serves until each of jobs has finished, then stops the daemon, which
+        must exit cleanly (a handler's misdeed must not bring it down)."""
+        with self.serve("--concurrency", str(concurrency), env=env) as d:
+            for job in jobs:
+                self.wait_done(job, timeout=timeout)
+            self.assertEqual(d.stop(timeout=30), 0, d.log())
+
     # -------------------------------------------------------------- hot reload
 
     def test_edit_reloads_and_in_flight_runs_keep_their_version(self):
@@ -1112,10 +1120,7 @@ print(e3)
         jobs = {name: self.sluice("queue", name, "--max-retries", "0", env=env).stdout.strip()
                 for name in names}
         after = self.sluice("queue", "echo", "--params", '{"message": "still here"}', env=env).stdout.strip()
-        with self.serve("--concurrency", "1", env=env) as d:
-            for job in list(jobs.values()) + [after]:
-                self.wait_done(job, timeout=60)
-            self.assertEqual(d.stop(timeout=30), 0, d.log())
+        self.serve_until_done(list(jobs.values()) + [after], 1, env)
         errors = {name: self.result_of(job)["error_message"] or "" for name, job in jobs.items()}
         self.assertTrue(all(self.result_of(job)["status"] == "failed" for job in jobs.values()), errors)
         self.assertIn("instruction budget exceeded", errors["load_made"])
@@ -1213,10 +1218,7 @@ print(e3)
         env = self.henv({"SLUICE_MEMORY_LIMIT_MB": "32"})
         job = self.sluice("queue", "cap_cancel", env=env).stdout.strip()
         after = self.sluice("queue", "echo", "--params", '{"message": "still here"}', env=env).stdout.strip()
-        with self.serve("--concurrency", "1", env=env) as d:
-            self.wait_done(job, timeout=60)
-            self.wait_done(after, timeout=60)
-            self.assertEqual(d.stop(timeout=30), 0, d.log())
+        self.serve_until_done([job, after], 1, env)
         run = self.one(f"SELECT status, error_message, logs FROM sluice.scheduled_job_runs "
                        f"WHERE scheduled_job_id = '{job}'")
         self.assertEqual(run["status"], "failed")
@@ -1359,11 +1361,7 @@ print(e3)
         ticker = self.sluice("queue", "ticker", env=env).stdout.strip()
         jobs = {name: self.sluice("queue", name, "--max-retries", "0", env=env).stdout.strip()
                 for name in ("empty_rep", "long_move", "spinning_gc")}
-        with self.serve("--concurrency", "2", env=env) as d:
-            for job in jobs.values():
-                self.wait_done(job, timeout=60)
-            self.wait_done(ticker, timeout=60)
-            self.assertEqual(d.stop(timeout=30), 0, d.log())
+        self.serve_until_done(list(jobs.values()) + [ticker], 2, env)
         rep = self.result_of(jobs["empty_rep"])
         self.assertEqual(rep["status"], "completed")
         self.assertEqual(rep["result"], {"len": 0, "sep": 0})
@@ -1410,11 +1408,7 @@ print(e3)
         ticker = self.sluice("queue", "ticker", env=env).stdout.strip()
         jobs = {name: self.sluice("queue", name, "--max-retries", "0", env=env).stdout.strip()
                 for name in ("hash_loop", "utf8_loop", "sort_loop", "fine")}
-        with self.serve("--concurrency", "2", env=env) as d:
-            for job in jobs.values():
-                self.wait_done(job, timeout=60)
-            self.wait_done(ticker, timeout=60)
-            self.assertEqual(d.stop(timeout=30), 0, d.log())
+        self.serve_until_done(list(jobs.values()) + [ticker], 2, env)
         for name in ("hash_loop", "utf8_loop", "sort_loop"):
             run = self.result_of(jobs[name])
             self.assertEqual(run["status"], "failed", name)
@@ -1445,10 +1439,7 @@ print(e3)
         env = self.henv()
         ticker = self.sluice("queue", "ticker", env=env).stdout.strip()
         bad = self.sluice("queue", "appender", "--max-retries", "0", env=env).stdout.strip()
-        with self.serve("--concurrency", "2", env=env) as d:
-            self.wait_done(bad, timeout=60)
-            self.wait_done(ticker, timeout=60)
-            self.assertEqual(d.stop(timeout=30), 0, d.log())
+        self.serve_until_done([bad, ticker], 2, env)
         run = self.result_of(bad)
         self.assertEqual(run["status"], "failed")
         self.assertIn("instruction budget exceeded", run["error_message"])
@@ -1716,10 +1707,7 @@ print(e3)
         env = self.henv()
         jobs = [self.sluice("queue", "grabber", "--max-retries", "0", env=env).stdout.strip()
                 for _ in range(2)]
-        with self.serve("--concurrency", "2", env=env) as d:
-            for job in jobs:
-                self.wait_done(job)
-            self.assertEqual(d.stop(timeout=30), 0, d.log())
+        self.serve_until_done(jobs, 2, env, timeout=30)
         runs = [self.result_of(job) for job in jobs]
         self.assertEqual([r["status"] for r in runs], ["completed", "completed"], runs)
         first = [r["result"] for r in runs if r["result"].get("first")]
