@@ -2287,7 +2287,10 @@ class PostgresRestart(harness.OwnClusterTest):
         env = self.own_env
         job = self.sluice("queue", "sleep", "--params", '{"seconds": 600}', env=env).stdout.strip()
         url = self.sluice("db", "url", env=env).stdout.strip()
-        d = self.serve("--lease", "3", "--grace", "1", env=env)
+        # a lease well past the grace period: the SIGTERM below comes a moment
+        # after the outage, and the run's lease must outlast that moment and
+        # the grace period, or it is stopped as lost before the grace ends
+        d = self.serve("--lease", "6", "--grace", "1", env=env)
         self.wait_for(lambda: pgfixture.psql(url, "SELECT count(*) FROM sluice.scheduled_job_runs "
                                                   "WHERE status = 'running'") == "1", 30)
         self.sluice("db", "stop", env=env)
@@ -2297,12 +2300,12 @@ class PostgresRestart(harness.OwnClusterTest):
         self.assertEqual(d.stop(timeout=40), 1, d.log())
         left = "the database did not answer: stopping without recording every outcome"
         self.assertIn(left, d.log())
-        # not at once: a lease (3 s) after its grace period (1 s) ended, by its
+        # not at once: a lease (6 s) after its grace period (1 s) ended, by its
         # own log (the loop's clock may lag the log's by a little)
         stopping = d.logged_at("stopping: no new claims")
         grace_over = d.logged_at('grace period over: cancelling 1 run"')
         self.assertGreaterEqual(grace_over - stopping, 1 - 0.25, d.log())
-        self.assertGreaterEqual(d.logged_at(left) - grace_over, 3 - 0.25, d.log())
+        self.assertGreaterEqual(d.logged_at(left) - grace_over, 6 - 0.25, d.log())
         # the run it cancelled is logged all the same, saying it was not recorded
         self.assertRegex(d.log(), r'msg="run failed" run=\S+ type=sleep seconds=\S+ error=shutdown '
                                   r'then="not recorded: the database did not answer')
