@@ -399,6 +399,7 @@ int luaopen_sluice_core(lua_State *L)
         {"run_active", l_run_active},
         {"pcall", l_pcall},
         {"xpcall", l_xpcall},
+        {"error_text", sl_error_text},
         {NULL, NULL},
     };
     luaL_newlib(L, fns);

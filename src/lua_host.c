@@ -233,9 +233,8 @@ static int traceback(lua_State *L)
     return 1;
 }
 
-void sl_host_push(sl_runtime *rt, const char *name)
+void sl_host_push(lua_State *L, const char *name)
 {
-    lua_State *L = rt->L;
     lua_rawgetp(L, LUA_REGISTRYINDEX, &host_key);
     lua_getfield(L, -1, name); /* the host table has no metatable: nothing runs */
     lua_remove(L, -2);
@@ -292,7 +291,7 @@ int sl_host_call(sl_runtime *rt, const char *name, int nargs, int nresults, char
     lua_State *L = rt->L;
     int base = lua_gettop(L) - nargs;
     lua_pushcfunction(L, traceback);
-    sl_host_push(rt, name);
+    sl_host_push(L, name);
     lua_rotate(L, base + 1, 2); /* [handler fn args...] */
     sl_guard g;
     sl_guard_enter(rt, L, &g);

@@ -458,10 +458,8 @@ sl_task *sl_task_spawn(sl_runtime *rt, lua_State *L, sl_run *run, int nargs)
     return t;
 }
 
-/* error_text(value) → message, permanent: an error value said as text. Run
- * protected and guarded: the value's metamethods (__index, __tostring) are the
- * handler's code and may raise or never return. */
-static int error_text(lua_State *L)
+/* error_text(value) → message, permanent (runtime_int.h). */
+int sl_error_text(lua_State *L)
 {
     int permanent = 0;
     lua_settop(L, 1);
@@ -478,7 +476,7 @@ static int error_text(lua_State *L)
         luaL_tolstring(L, 1, NULL);
     } else if (lua_gettop(L) == 1) {
         /* error({code = 1}), error(nil), error(true): said plainly, not "table: 0x…" */
-        sl_host_push(sl_runtime_of(L), "describe_error");
+        sl_host_push(L, "describe_error");
         lua_pushvalue(L, 1);
         lua_call(L, 1, 1);
         if (!lua_isstring(L, 2)) {
@@ -519,7 +517,7 @@ static char *error_message(sl_task *t, int *retryable, char **traceback)
         msg = t->kill;
         *retryable = 0;
     } else {
-        lua_pushcfunction(L, error_text);
+        lua_pushcfunction(L, sl_error_text);
         lua_pushvalue(L, top + 1);
         sl_guard g;
         int was = sl_runtime_hosting_enter(t->rt);
@@ -965,7 +963,7 @@ static sl_run *start_run(sl_runtime *rt, const sl_run_spec *spec, sl_run_done_fn
     double timeout = 0;
     const char *version = NULL;
     int top = lua_gettop(L);
-    sl_host_push(rt, "execute");
+    sl_host_push(L, "execute");
     if (!sl_host_push_handler(rt, spec->job_type, &timeout, &version)) {
         lua_settop(L, top);
         /* the registry (sluice types) may know it: another worker, or an earlier

@@ -170,6 +170,16 @@ void sl_spawn_keep_outcome(sl_task *t);
 /* Cancels a task: stops its pending operation, closes its coroutine. */
 void sl_task_cancel(sl_task *t, const char *why);
 
+/* error_text(value) → message, permanent: an error value said as text, the one
+ * reading of it for a run's error (run.c), a dataset's failure and
+ * sluice.permanent's message (core.error_text, runtime.lua): a string or a
+ * number as it is, a table's `message` (a string or a number, read as
+ * v.message is), a value with __tostring as its text, anything else as
+ * runtime.lua's describe_error says it. Call it protected (and, outside a
+ * task, guarded): the value's metamethods are a handler's code, and may raise
+ * or never return. */
+int sl_error_text(lua_State *L);
+
 /* The string at idx, with each NUL byte as U+FFFD (the string on the stack is
  * replaced when it has one): text for C, which would end it at the NUL. */
 const char *sl_lua_text(lua_State *L, int idx);
@@ -199,8 +209,9 @@ void sl_run_finish(sl_run *run, int status, const char *result_json, const char 
 int sl_host_call(sl_runtime *rt, const char *name, int nargs, int nresults, char *err,
                  size_t errlen);
 
-/* Pushes host[name] (nil if absent) without calling anything. */
-void sl_host_push(sl_runtime *rt, const char *name);
+/* Pushes host[name] (nil if absent) on L, any thread of the runtime, without
+ * calling anything. */
+void sl_host_push(lua_State *L, const char *name);
 
 /* The ready-queue watcher (run.c), started and stopped with the runtime. */
 void sl_runtime_start_scheduler(sl_runtime *rt);

@@ -311,21 +311,11 @@ function sluice.env(name)
   return v
 end
 
--- error_text(v) → the text an error value stands for, as a run's error is
--- recorded (run.c's error_text): a string as it is, a table's `message` (a
--- string or a number, read as v.message is), a value with __tostring as its
--- text, anything else as M.describe_error says it (a table as JSON, so not
--- "table: 0x…"; nil as such).
+-- error_text(v) → the text an error value stands for, read as a run's error
+-- is (sl_error_text, src/run.c): a table's `message`, a __tostring, else as
+-- M.describe_error says it (a table as JSON, so not "table: 0x…").
 local function error_text(v)
-  local t = type(v)
-  if t == "string" or t == "number" then return tostring(v) end
-  if t == "table" then
-    local m = v.message
-    if type(m) == "string" or type(m) == "number" then return tostring(m) end
-  end
-  local mt = getmetatable(v)
-  if type(mt) == "table" and mt.__tostring then return tostring(v) end
-  return M.describe_error(v)
+  return (core.error_text(v))
 end
 
 -- error(sluice.permanent("…")): fail the run without retrying it.
