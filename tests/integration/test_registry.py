@@ -690,6 +690,9 @@ class Registry(harness.SluiceTest):
         proc = self.run_fg("fresh_probe", "--json", "--params", '{"mode": "message_number"}', check=False)
         self.assertEqual(json.loads(proc.stdout)["error"], "42", proc.stdout)
         self.assertEqual(self.status_row("beta_data")["error_message"], "42")
+        proc = self.run_fg("fresh_probe", "--json", "--params", '{"mode": "guarded_text"}', check=False)
+        self.assertEqual(json.loads(proc.stdout)["error"], "guarded\ufffdtext", proc.stdout)
+        self.assertEqual(self.status_row("beta_data")["error_message"], "guarded\ufffdtext")
 
     def test_platform_scope_is_one_row_per_dataset(self):
         acme = self.brand("Acme")

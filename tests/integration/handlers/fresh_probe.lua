@@ -7,7 +7,7 @@ return {
   emoji = "🧪",
   params = {
     mode = { type = "string", enum = { "records", "return_nil", "partial", "skip_beta", "fail",
-                                         "huge_records", "bad_report", "message_number" },
+                                         "huge_records", "bad_report", "message_number", "guarded_text" },
              default = "records" },
     records = { type = "integer", min = 0, default = 7 },
     sleep = { type = "number", min = 0, max = 60, default = 0 },
@@ -33,6 +33,14 @@ return {
       -- an error value whose message is a number, read through __index: the
       -- dataset's failure says it as the run's error does
       local err = setmetatable({}, { __index = { message = 42 } })
+      job.dataset("beta_data"):fail(err)
+      error(err)
+    end
+    if mode == "guarded_text" then
+      -- an error value said by its __tostring although its metatable is
+      -- guarded (getmetatable() hides it), as text with a NUL byte in it
+      local err = setmetatable({}, { __tostring = function() return "guarded\0text" end,
+                                     __metatable = "locked" })
       job.dataset("beta_data"):fail(err)
       error(err)
     end
