@@ -56,7 +56,7 @@ struct sl_pg_req {
     void *data;
     int cancelled;
     int internal; /* ROLLBACK/LISTEN/the session's reset, sent by the pool itself */
-    int resets;   /* the session's reset (SESSION_RESET): several statements, sent as text */
+    int resets;   /* 1 the session's reset (SESSION_RESET, as text), 2 a DEALLOCATE ALL it asked */
     int limited;  /* a handler's query: rows read one at a time, bounded (sl_pg_limit_results) */
     const char *state; /* SQLSTATE of an error the pool made itself, or NULL */
     PGresult *res;
@@ -77,8 +77,9 @@ struct sl_pg_conn {
     int unpin_after; /* release requested while a query is queued/in flight */
     int limited;     /* pinned by sl_pg_acquire_shared: its queries are bounded */
     int listen;      /* the LISTEN connection */
-    int dirty;       /* a handler's statement ran here since the session was last reset */
-    int deallocate;  /* one of them was a PREPARE: the reset deallocates statements too */
+    int dirty;       /* a handler's statement ran here since the session was last reset (1), one
+                        that may have prepared a statement (2, may_prepare) */
+    int deallocate;  /* the reset found statements prepared by SQL: DEALLOCATE ALL next */
     ev_io io;
     ev_timer retry;
     double backoff;
@@ -596,29 +597,51 @@ static sl_pg_req *rollback_left_open(sl_pg_conn *c)
  * advisory locks, temporary tables and sequences' cached values. Each is put
  * back as the connection opened (RESET restores the settings given at
  * connect). The pool's prepared statements stay unless a handler prepared
- * some of its own (DEALLOCATE ALL, then the pool's are prepared again). */
+ * some of its own: after a statement that may have (may_prepare) the reset asks
+ * whether any prepared by SQL remain (the pool prepares through the protocol),
+ * and if so a DEALLOCATE ALL follows and the pool prepares its own again. The
+ * question costs about as much as the rest of the reset, hence only then. */
 #define SESSION_RESET                                                                              \
     "SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; CLOSE ALL; "                        \
     "SELECT pg_catalog.pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES"
+#define PREPARED_BY_SQL                                                                            \
+    "; SELECT EXISTS (SELECT FROM pg_catalog.pg_prepared_statements WHERE from_sql)"
+
+/* Whether a handler's statement, answered res, may have left statements
+ * prepared by SQL in its session: a PREPARE, a DO block or a CALL (which can
+ * run one), or a statement that failed (it may have prepared one before; a
+ * rollback does not undo a PREPARE). A function called by a SELECT that runs
+ * PREPARE is not seen. */
+static int may_prepare(const PGresult *res)
+{
+    ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    if (st == PGRES_FATAL_ERROR) return 1;
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) return 0;
+    const char *cmd = PQcmdStatus((PGresult *)res);
+    return strcmp(cmd, "PREPARE") == 0 || strcmp(cmd, "DO") == 0 || strcmp(cmd, "CALL") == 0;
+}
 
 /* What an unpinned connection runs before anything else: a ROLLBACK of a
  * transaction a statement left open, else the reset of a session a handler's
- * statements ran in (the one request that goes as text, in one round trip). */
+ * statements ran in (a request that goes as text, in one round trip), else the
+ * DEALLOCATE ALL that reset found needed. */
 static sl_pg_req *tidy_session(sl_pg_conn *c)
 {
     sl_pg_req *r = rollback_left_open(c);
-    if (r || !c->dirty) return r;
-    r = req_new(c->deallocate ? SESSION_RESET "; DEALLOCATE ALL" : SESSION_RESET, 0, NULL, NULL,
-                NULL);
+    if (r || !(c->dirty || c->deallocate)) return r;
+    const char *sql = c->dirty == 2 ? SESSION_RESET PREPARED_BY_SQL : SESSION_RESET;
+    r = req_new(c->dirty ? sql : "DEALLOCATE ALL", 0, NULL, NULL, NULL);
     r->internal = 1;
-    r->resets = 1 + c->deallocate;
+    r->resets = c->dirty ? 1 : 2;
     c->dirty = c->deallocate = 0;
     return r;
 }
 
-/* A session's reset was answered: a failed one closes the connection (what the
- * handler left there is unknown, a new session has none of it); after a
- * DEALLOCATE ALL the pool's statements are prepared again. 0 when closed. */
+/* A session's reset (resets 1) or DEALLOCATE ALL (2) was answered: a failed one
+ * closes the connection (what the handler left there is unknown, a new session
+ * has none of it); a reset that found statements prepared by SQL (its last
+ * result, PREPARED_BY_SQL's, says true) asks for the DEALLOCATE ALL, after which
+ * the pool's statements are prepared again. 0 when closed. */
 static int reset_answered(sl_pg_conn *c, int resets, const PGresult *res)
 {
     if (!res || PQresultStatus(res) == PGRES_FATAL_ERROR) {
@@ -629,7 +652,10 @@ static int reset_answered(sl_pg_conn *c, int resets, const PGresult *res)
         conn_lost(c, why, 1);
         return 0;
     }
-    if (resets > 1) { /* those prepared here are gone; those still queued come */
+    if (resets == 1) {
+        c->deallocate = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+                        strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    } else { /* those prepared here are gone; those still queued come */
         unsigned lost = c->prepared;
         c->prepared = 0;
         for (int i = 0; i < c->pg->nstmts; i++)
@@ -675,7 +701,7 @@ static void conn_next(sl_pg_conn *c)
         }
         const char *const *params = (const char *const *)r->params;
         int sent;
-        if (r->limited) c->dirty = 1;
+        if (r->limited && !c->dirty) c->dirty = 1;
         if (r->resets)
             sent = PQsendQuery(c->conn, r->sql);
         else if (r->prepares)
@@ -858,6 +884,7 @@ static void on_busy(sl_pg_conn *c, int revents)
             c->state = C_IDLE;
             PGresult *keep = r->res;
             r->res = NULL;
+            if (r->limited && may_prepare(keep)) c->dirty = 2; /* before keep is the rows read */
             if (r->rows && keep && PQresultStatus(keep) == PGRES_TUPLES_OK) {
                 PQclear(keep); /* the end of the rows read one at a time */
                 keep = r->rows;
@@ -887,9 +914,6 @@ static void on_busy(sl_pg_conn *c, int revents)
                 dispatch(c->pg);
                 return;
             }
-            if (r->limited && keep && PQresultStatus(keep) == PGRES_COMMAND_OK &&
-                strcmp(PQcmdStatus(keep), "PREPARE") == 0)
-                c->deallocate = 1;
             if (r->prepares) {
                 int ok = keep && PQresultStatus(keep) == PGRES_COMMAND_OK;
                 if (ok)

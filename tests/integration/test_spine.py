@@ -779,10 +779,11 @@ print(rows and rows[1].two or err, sluice.now() - started >= 1.9)
 
     def test_what_a_query_sets_in_its_session_ends_with_it(self):
         # a handler's SET, set_config(), SET ROLE, LISTEN, temporary table,
-        # advisory lock, held cursor or PREPARE stayed in its pooled session
-        # and came with the connection to whatever ran there next: other
-        # runs' queries, and the daemon's own statements (a role with no
-        # rights, a statement_timeout, another search_path). With one
+        # advisory lock, held cursor or PREPARE (direct or in a DO block)
+        # stayed in its pooled session and came with the connection to
+        # whatever ran there next: other runs' queries, and the daemon's own
+        # statements (a role with no rights, a statement_timeout, another
+        # search_path). With one
         # connection the next query is on the same one: it starts as the
         # connection opened; inside a transaction a setting lasts to its end.
         script = """
@@ -811,10 +812,14 @@ for _, sql in ipairs({
   "SELECT set_config('statement_timeout', '1234', false)", "LISTEN session_probe",
   "CREATE TEMP TABLE session_probe (x int)", "SELECT pg_advisory_lock(4242)",
   "DECLARE session_probe CURSOR WITH HOLD FOR SELECT 1", "PREPARE session_probe AS SELECT 1",
+  "DO $$ BEGIN EXECUTE 'PREPARE session_probe AS SELECT 1'; END $$",
   "SET ROLE session_probe_role" }) do
   assert(db.query(sql))
   out[#out + 1] = show(state())
 end
+-- a PREPARE outlives the failure of the statement that ran it
+assert(not db.query("DO $$ BEGIN EXECUTE 'PREPARE session_probe AS SELECT 1'; RAISE 'after it'; END $$"))
+out[#out + 1] = show(state())
 out[#out + 1] = assert(db.transaction(function()
   assert(db.query("SET search_path = public"))
   assert(db.query("PREPARE session_probe AS SELECT 1"))
@@ -829,7 +834,7 @@ print(table.concat(out, "\\n"))
         clean = "postgres sluice,public UTC 0 0 false 0 0 0"
         self.assertEqual(proc.returncode, 0, proc.stderr)
         self.assertEqual(proc.stdout.strip().splitlines(),
-                         [clean] * 10 + ["postgres public UTC 0 0 false 0 0 1", clean],
+                         [clean] * 12 + ["postgres public UTC 0 0 false 0 0 1", clean],
                          proc.stderr)
         self.assertNotIn("cannot reset", proc.stderr)
 
