@@ -226,8 +226,10 @@ static int l_print(lua_State *L)
     sl_task *t = current_task(L);
     if (t && t->run) {
         sl_run_log(t->run, sl_lua_text(L, -1));
-    } else {
-        fputs(lua_tostring(L, -1), stdout);
+    } else { /* every byte, as Lua's print: a NUL does not end the line */
+        size_t len;
+        const char *s = lua_tolstring(L, -1, &len);
+        fwrite(s, 1, len, stdout);
         fputc('\n', stdout);
         fflush(stdout);
     }

@@ -964,6 +964,12 @@ print(table.concat(out, "\\n"))
         self.assertEqual(broken.returncode, 2)
         self.assertIn("unexpected symbol near <eof>", broken.stderr)
 
+    def test_exec_print_writes_every_byte(self):
+        # print() outside a run writes the string as Lua's does: a NUL byte
+        # neither ends the line nor drops the values after it
+        out = self.sluice("exec", "-", input='print("a\\0b", "c")\nprint("after")\n').stdout
+        self.assertEqual(out, "a\0b\tc\nafter\n")
+
     def test_run_without_brand_for_brand_required_type(self):
         # queued: refused with a hint; run in the foreground: allowed (legacy direct mode)
         q = self.sluice("queue", "needs_brand", check=False)
