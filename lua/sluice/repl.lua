@@ -29,11 +29,29 @@ end
 
 local DEPTH, ITEMS, WIDTH = 4, 100, 78
 
+local NAMED = { ["\n"] = "\\n", ["\t"] = "\\t", ["\r"] = "\\r", ['"'] = '\\"', ["\\"] = "\\\\" }
+
+local function escape(c)
+  return NAMED[c] or ("\\%03d"):format(c:byte())
+end
+
+-- A string as a Lua literal: control characters, quotes and backslashes
+-- escaped, and so is each byte that is not part of valid UTF-8 (shown as is,
+-- such bytes reach the terminal as U+FFFD, or garble it, and "\xff" would look
+-- like "\xfe"); valid UTF-8 stays readable.
 local function quote(s)
-  return '"' .. s:gsub('[%c"\\]', function(c)
-    local named = { ["\n"] = "\\n", ["\t"] = "\\t", ["\r"] = "\\r", ['"'] = '\\"', ["\\"] = "\\\\" }
-    return named[c] or ("\\%03d"):format(c:byte())
-  end) .. '"'
+  local parts, i, n = {}, 1, #s
+  while i <= n do
+    local valid, bad = utf8.len(s, i)
+    local last = valid and n or bad - 1
+    parts[#parts + 1] = (s:sub(i, last):gsub('[%c"\\]', escape))
+    if not valid then
+      parts[#parts + 1] = escape(s:sub(bad, bad))
+      last = bad
+    end
+    i = last + 1
+  end
+  return '"' .. table.concat(parts) .. '"'
 end
 
 local function scalar(v)

@@ -210,6 +210,12 @@ class ReplTest(harness.SluiceTest):
         out = t.line("sluice.db.query('select 1 as one, $1::jsonb as doc', {k = {1, 2}})")
         self.assertIn("doc = { k = { 1", out)
 
+    def test_strings_print_as_literals_with_bytes_that_are_not_utf8_escaped(self):
+        # UTF-8 text stays readable; a byte that is not part of valid UTF-8
+        # (a lone \xff, a surrogate's encoding) prints as an escape, not raw
+        p = self.run_e(r'"caf\u{e9} \xff\xfe", "a\0b\n", {["\x80"] = "\xed\xa0\x80"}')
+        self.assertEqual(p.stdout, '"café \\255\\254"\t"a\\000b\\n"\t{ ["\\128"] = "\\237\\160\\128" }\n')
+
     def test_completion(self):
         t = self.repl()
         t.send("sluice.db.q\t")
