@@ -641,7 +641,15 @@ static void task_finished(sl_task *t, int status, int nres)
         t->result_ref = luaL_ref(t->rt->L, LUA_REGISTRYINDEX);
         t->rt->refs++;
     }
-    if (run && !t->chunk_done) sl_run_log(run, tb);
+    if (run && !t->chunk_done) {
+        sl_run_log(run, tb);
+    } else if (child) { /* a script's or the REPL's task: said on stderr, as a run's log
+                         * would have it, whether or not anything waits for it */
+        sl_buf b = {0};
+        sl_buf_printf(&b, "a task started by sluice.spawn failed: %s", tb);
+        sl_task_log(t, b.data ? b.data : tb);
+        free(b.data);
+    }
     /* A coroutine that raised keeps its to-be-closed variables open (Lua closes
      * them as a function returns or a pcall catches, not as a coroutine dies):
      * their __close handlers run now, before anything of the task is let go,

@@ -762,6 +762,22 @@ class HttpExec(unittest.TestCase):
         self.assertLess(took, 30)
         self.wait_aborted("/hang", 1)
 
+    def test_a_failed_child_is_said_on_stderr_even_when_nothing_waits_for_it(self):
+        # as a run's log has a failed child's traceback, a script's stderr has it:
+        # one nothing waits for was lost without a word
+        proc, _ = self.lua("""
+            local lost = sluice.spawn(function() sluice.sleep(0.01); error("nobody waits") end)
+            for _ = 1, 500 do  -- until it has failed, bounded; not waited for
+              if lost:status() ~= "running" then break end
+              sluice.sleep(0.01)
+            end
+            print(lost:status(), pcall(sluice.wait, sluice.spawn(function() error("waited for") end)))
+        """)
+        self.assertRegex(self.lines(proc)[0], r"^failed\tfalse\t\S+:\d+: waited for$")
+        self.assertRegex(proc.stderr, r"a task started by sluice\.spawn failed: \S+\.lua:2: nobody waits\n"
+                                      r"stack traceback:\n")
+        self.assertRegex(proc.stderr, r"a task started by sluice\.spawn failed: \S+\.lua:7: waited for\n")
+
     def test_a_finished_child_keeps_its_outcome_after_its_parent_ends(self):
         # the parent frees its children when it ends; a handle kept elsewhere
         # still says how a finished one ended (a running one is cancelled)
