@@ -26,7 +26,7 @@ typedef struct {
     char worker[40];
     char lease[32];
     sl_queue_lease renewal; /* renews the run's lease, and the fence */
-    ev_signal sigint, sigterm;
+    ev_signal sigint, sigterm, sighup;
 } fg_run;
 
 static void usage(FILE *out)
@@ -54,7 +54,10 @@ static void usage(FILE *out)
                  "again later; `sluice jobs cancel ID` stops that.\n\n"
                  "Cancelling the job while it runs stops the run (as cancelled) within a\n"
                  "third of the lease: the run renews its lease every lease/3 seconds and\n"
-                 "learns of the cancel then.\n");
+                 "learns of the cancel then.\n\n"
+                 "SIGINT (Ctrl-C), SIGTERM and SIGHUP (the terminal hung up; not when\n"
+                 "started under nohup) stop the run: it is recorded as failed\n"
+                 "(\"interrupted\") and the exit status is 130.\n");
 }
 
 static void fg_done(sl_run *run, void *data)
@@ -245,10 +248,18 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
     ev_signal_init(&f.sigterm, sig_cb, SIGTERM);
     f.sigterm.data = &f;
     ev_signal_start(ctx.loop, &f.sigterm);
+    /* a hung-up terminal stops the run as Ctrl-C does, rather than killing the
+     * process and leaving the run to its lease; nohup's ignore is kept */
+    struct sigaction hup;
+    ev_signal_init(&f.sighup, sig_cb, SIGHUP);
+    f.sighup.data = &f;
+    if (sigaction(SIGHUP, NULL, &hup) == 0 && hup.sa_handler != SIG_IGN)
+        ev_signal_start(ctx.loop, &f.sighup);
     if (!f.ended) ev_run(ctx.loop, 0);
     sl_queue_lease_stop(&f.renewal);
     ev_signal_stop(ctx.loop, &f.sigint);
     ev_signal_stop(ctx.loop, &f.sigterm);
+    if (ev_is_active(&f.sighup)) ev_signal_stop(ctx.loop, &f.sighup);
 
     /* record the outcome (blocking: the loop is done) */
     const sl_run_outcome *o = sl_run_outcome_of(f.run);

@@ -1399,6 +1399,34 @@ class Lifecycle(harness.SluiceTest):
         self.assertEqual(self.scalar(f"SELECT status FROM sluice.scheduled_job_runs "
                                      f"WHERE scheduled_job_id = '{job}'"), "cancelled")
 
+    def test_a_foreground_run_stopped_by_a_signal_is_recorded_as_interrupted(self):
+        # Ctrl-C, SIGTERM and a hung-up terminal (SIGHUP) each stop the run and
+        # record it; SIGHUP killed the process, leaving the run running until
+        # its lease ran out
+        self.sluice("queue", "noop", "--at", "+1h")  # the schema
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            with self.subTest(signal=sig.name):
+                proc = subprocess.Popen([pgfixture.sluice_bin(), "run", "sleep", "--params", '{"seconds": 600}',
+                                         "--json"], env=self.env(), stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True,
+                                        # a hang-up is heeded unless ignored (nohup): not here
+                                        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
+                try:
+                    self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'running'") == 1, 30)
+                    proc.send_signal(sig)
+                    out, err = proc.communicate(timeout=30)
+                finally:
+                    if proc.poll() is None:
+                        proc.kill()
+                        proc.wait()
+                self.assertEqual(proc.returncode, 130, err)
+                outcome = json.loads(out)
+                self.assertEqual((outcome["status"], outcome["error"], outcome["recorded"]),
+                                 ("failed", "interrupted", True), err)
+                self.assertEqual(self.one(f"SELECT status, error_message FROM sluice.scheduled_job_runs "
+                                          f"WHERE id = '{outcome['run_id']}'"),
+                                 {"status": "failed", "error_message": "interrupted"})
+
     def foreground_run_of_a_deleted_job(self, *args):
         # `sluice run sleep` whose job is deleted while it sleeps: its lease
         # renewal (every second) stops it; the run was deleted with its job, so
