@@ -459,10 +459,17 @@ function G.health(opts)
   return list
 end
 
+-- The loaded job types. The host's registry also names the files that fail to
+-- load and never loaded ({name, failed = true}): those are no job type, to
+-- list, count or complete.
 local function registry()
   local ok, reg = pcall(json.decode, host.registry_json())
   if not ok or type(reg) ~= "table" then return {} end
-  return ints(reg)
+  local loaded = {}
+  for _, e in ipairs(ints(reg)) do
+    if not e.failed then loaded[#loaded + 1] = e end
+  end
+  return loaded
 end
 
 -- The parameter specs of a registry entry, by name.

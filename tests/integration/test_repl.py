@@ -355,6 +355,26 @@ class ReplTest(harness.SluiceTest):
         self.assertIn('string = \\"hello\\"', out)
         self.assertRegex(self.run_e("reload()").stdout, r"^\d+\n$")
 
+    def test_a_handler_file_that_never_loaded_is_no_job_type(self):
+        # types() listed it as `broken = { params = {} }`, reload() counted it
+        # and Tab offered it to run(), which cannot run it
+        d = tempfile.mkdtemp(prefix="sluice-broken-")
+        self.addCleanup(shutil.rmtree, d, True)
+        with open(os.path.join(d, "broken.lua"), "w") as f:
+            f.write("return { label = 'Broken', run = function(job) x = = 1 end }\n")
+        env = self.repl_env({"SLUICE_HANDLERS": d + ":" + self.repl_env()["SLUICE_HANDLERS"]})
+        before = self.sluice("repl", "-e", "reload()", env=self.repl_env()).stdout
+        p = self.sluice("repl", "-e", "local t = types() return t.broken, t.echo ~= nil, reload()", env=env)
+        self.assertIn("broken.lua", p.stderr)  # the problem is said
+        self.assertEqual(p.stdout, f"nil\ttrue\t{before.strip()}\n")
+        t = Terminal(env)
+        self.terminals.append(t)
+        t.prompt()
+        t.send('run("bro\t')
+        t.send('")\n')
+        t.expect("unknown job type 'bro'")
+        t.prompt()
+
     def test_helpers_refuse_filters_and_brands_that_name_nothing(self):
         # a misspelt filter used to list nothing and say nothing
         self.sluice("brands", "add", "Acme")
