@@ -15,6 +15,10 @@
  *   reload()   → problems, sync_err    reloads handlers from disk, syncs the
  *                                      registry into the database
  *   worker()   → id, lease_seconds     the worker the REPL registered as
+ *   in_transaction() → boolean         the calling task is inside
+ *                                      sluice.db.transaction (its queries run
+ *                                      uncommitted on the transaction's
+ *                                      connection)
  *
  * A foreground run outlives the task waiting for it only to be recorded: when the
  * task is cancelled (Ctrl-C cancels the input being evaluated), the run is
@@ -382,6 +386,13 @@ static int l_worker(lua_State *L)
     return 2;
 }
 
+static int l_in_transaction(lua_State *L)
+{
+    sl_task *t = sl_task_of(L);
+    lua_pushboolean(L, t && t->pinned);
+    return 1;
+}
+
 /* ------------------------------------------------------------------ state */
 
 static int state_gc(lua_State *L)
@@ -402,7 +413,8 @@ int luaopen_sluice_repl(lua_State *L)
 {
     static const luaL_Reg fns[] = {
         {"clock", l_clock},   {"claimed", l_claimed}, {"run", l_run},
-        {"reload", l_reload}, {"worker", l_worker},   {NULL, NULL},
+        {"reload", l_reload}, {"worker", l_worker},   {"in_transaction", l_in_transaction},
+        {NULL, NULL},
     };
     repl_state *st = lua_newuserdatauv(L, sizeof *st, 0);
     memset(st, 0, sizeof *st);

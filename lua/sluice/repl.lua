@@ -279,6 +279,13 @@ function G.run(job_type, params, opts)
   opts = check_opts("run", opts, { brand = true })
   check_brand("run", opts.brand)
   local normalized = validated("run", job_type, params)
+  -- the run's start would be the transaction's, uncommitted, while its lease
+  -- and outcome are written on other connections: the outcome found no run
+  -- running, and the run was left running once the transaction committed
+  if drv.in_transaction() then
+    fail("run: cannot run a job inside sluice.db.transaction (its start would not be committed "
+      .. "before its outcome is recorded); call run() outside the transaction")
+  end
   local worker, lease = drv.worker()
   if not worker then fail("run: this process is not registered as a worker") end
   local sent = drv.clock()

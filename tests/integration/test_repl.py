@@ -343,6 +343,19 @@ class ReplTest(harness.SluiceTest):
         runs = self.sql("SELECT status, attempt_number, trigger_source FROM sluice.scheduled_job_runs")
         self.assertEqual(runs, [{"status": "completed", "attempt_number": 1, "trigger_source": "repl"}])
 
+    def test_run_inside_a_transaction_is_refused(self):
+        # its start was the transaction's, uncommitted, while its outcome was
+        # recorded on another connection: the run completed, "could not be
+        # recorded", and was left running once the transaction committed
+        p = self.run_e('sluice.db.transaction(function() return run("echo", {}) end)', check=False)
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        self.assertIn("run: cannot run a job inside sluice.db.transaction", p.stderr)
+        self.assertEqual(self.count("sluice.scheduled_job_runs"), 0)  # nothing was started
+        # after the transaction, or in a task of its own, it runs
+        p = self.run_e('sluice.db.transaction(function() end) return run("echo", {message = "after"})')
+        self.assertIn('message = "after"', p.stdout)
+        self.assertEqual(self.count("sluice.scheduled_job_runs", "status = 'completed'"), 1)
+
     def test_runs_health_types_reload(self):
         self.run_e('run("echo", {message = "one"})')
         out = self.run_e('runs{type = "echo", limit = 5}').stdout
