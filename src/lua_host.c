@@ -79,8 +79,10 @@ static void over_cap(sl_runtime *rt)
     else if (rt->hosting)
         return; /* the memory error is the hosted code's own, not the running task's */
     else if (rt->current && !rt->current->kill)
-        rt->current->kill = "memory limit exceeded: the Lua state's cap was reached "
-                            "while this run allocated";
+        rt->current->kill = rt->current->run ? "memory limit exceeded: the Lua state's cap was "
+                                               "reached while this run allocated"
+                                             : "memory limit exceeded: the Lua state's cap was "
+                                               "reached while this code allocated";
 }
 
 void sl_runtime_cap_settle(sl_runtime *rt)

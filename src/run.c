@@ -85,6 +85,14 @@ void sl_task_log(sl_task *t, const char *line)
 
 static const char budget_spent[] = "instruction budget exceeded: the handler ran too long "
                                    "without yielding (a loop that never waits?)";
+/* the same outside runs: a `sluice exec` script, a REPL input, their tasks */
+static const char budget_spent_code[] = "instruction budget exceeded: the code ran too long "
+                                        "without yielding (a loop that never waits?)";
+
+static const char *budget_spent_by(const sl_task *t)
+{
+    return t->run ? budget_spent : budget_spent_code;
+}
 
 static void kill_hook(lua_State *L, lua_Debug *ar);
 
@@ -113,7 +121,7 @@ static void kill_hook(lua_State *L, lua_Debug *ar)
     if (!t->kill) {
         t->budget -= HOOK_EVERY;
         if (t->budget > 0) return;
-        t->kill = budget_spent;
+        t->kill = budget_spent_by(t);
     }
     raise_kill(L, t);
 }
@@ -129,7 +137,7 @@ void sl_charge(lua_State *L, long cost)
     sl_task *t = rt->current;
     if (!t) return;
     t->budget -= cost;
-    if (!t->kill && t->budget <= 0) t->kill = budget_spent;
+    if (!t->kill && t->budget <= 0) t->kill = budget_spent_by(t);
     if (t->kill) raise_kill(L, t);
 }
 

@@ -970,6 +970,21 @@ print(table.concat(out, "\\n"))
         out = self.sluice("exec", "-", input='print("a\\0b", "c")\nprint("after")\n').stdout
         self.assertEqual(out, "a\0b\tc\nafter\n")
 
+    def test_exec_limits_name_the_code_not_a_handler(self):
+        # a script (and a task it spawns) stopped by a limit is no handler's run
+        for name, script in [("budget", "while true do end"),
+                             ("budget in a task", "sluice.wait(sluice.spawn(function() while true do end end))"),
+                             ("memory", "local t = {} while true do t[#t + 1] = string.rep('x', 4096) .. #t end")]:
+            with self.subTest(name):
+                p = self.sluice("exec", "-", input=script + "\n", check=False,
+                                env=self.env({"SLUICE_MEMORY_LIMIT_MB": "64"}))
+                self.assertEqual(p.returncode, 1, p.stderr)
+                self.assertRegex(p.stderr, r"(?m)^sluice: error: (instruction budget exceeded: the code ran too long"
+                                           r"|memory limit exceeded: the Lua state's cap was reached while this "
+                                           r"code allocated)")
+                self.assertNotIn("handler", p.stderr)
+                self.assertNotIn("this run", p.stderr)
+
     def test_run_without_brand_for_brand_required_type(self):
         # queued: refused with a hint; run in the foreground: allowed (legacy direct mode)
         q = self.sluice("queue", "needs_brand", check=False)
