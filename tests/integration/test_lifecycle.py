@@ -1427,6 +1427,27 @@ class Lifecycle(harness.SluiceTest):
                                           f"WHERE id = '{outcome['run_id']}'"),
                                  {"status": "failed", "error_message": "interrupted"})
 
+    def test_a_foreground_run_under_nohup_is_not_stopped_by_a_hang_up(self):
+        # SIGHUP ignored as the run starts (nohup) stays ignored: the run goes on
+        # until something else stops it, here a cancel of its job
+        self.sluice("queue", "noop", "--at", "+1h")  # the schema
+        proc = subprocess.Popen([pgfixture.sluice_bin(), "run", "sleep", "--params", '{"seconds": 600}', "--json"],
+                                env=self.env({"SLUICE_LEASE_SECONDS": "3"}), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+        try:
+            self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'running'") == 1, 30)
+            proc.send_signal(signal.SIGHUP)
+            job = self.scalar("SELECT id FROM sluice.scheduled_jobs WHERE job_type = 'sleep'")
+            self.assertIn("cancelling", self.sluice("jobs", "cancel", job).stdout)
+            out, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        outcome = json.loads(out)
+        self.assertEqual((outcome["status"], outcome["error"]), ("cancelled", "cancelled"), err)
+
     def foreground_run_of_a_deleted_job(self, *args):
         # `sluice run sleep` whose job is deleted while it sleeps: its lease
         # renewal (every second) stops it; the run was deleted with its job, so
