@@ -2,7 +2,9 @@
  * cli_exec.c — `sluice exec FILE.lua [args]`: runs a Lua script as a task with the
  * whole sluice API (sluice.db, sluice.sleep, require of sluice libraries …) in
  * the same sandbox handlers use. `arg` holds the arguments. The exit status is 0,
- * or 1 with the error and traceback on stderr.
+ * or 1 with the error and traceback on stderr; SIGINT, SIGTERM and SIGHUP cancel
+ * the script (its __close handlers run, a transaction is rolled back) and exit
+ * 128 + the signal's number.
  */
 #include "buf.h"
 #include "cli.h"
@@ -10,16 +12,21 @@
 #include "ctx.h"
 #include "queue.h"
 #include "runtime.h"
+#include "task.h"
 
 #include <ev.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 typedef struct {
     struct ev_loop *loop;
+    sl_task *chunk; /* the script's task, until done */
     int done, failed;
+    int signo; /* the signal that cancelled it, or 0 */
+    ev_signal sig[3];
 } exec_state;
 
 static void exec_done(int failed, const char *message, void *data)
@@ -27,8 +34,46 @@ static void exec_done(int failed, const char *message, void *data)
     exec_state *s = data;
     s->done = 1;
     s->failed = failed;
-    if (failed) fprintf(stderr, "sluice: error: %s\n", message ? message : "failed");
+    s->chunk = NULL;
+    if (s->signo)
+        fprintf(stderr, "sluice: exec: %s: the script was cancelled\n",
+                s->signo == SIGINT    ? "interrupted (SIGINT)"
+                : s->signo == SIGTERM ? "terminated (SIGTERM)"
+                                      : "hung up (SIGHUP)");
+    else if (failed)
+        fprintf(stderr, "sluice: error: %s\n", message ? message : "failed");
     ev_break(s->loop, EVBREAK_ALL);
+}
+
+/* Ctrl-C, a stop or a hung-up terminal: the script is cancelled as a run is,
+ * rather than the process killed with its __close handlers never run */
+static void exec_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    exec_state *s = w->data;
+    if (!s->chunk || s->signo) return;
+    s->signo = w->signum;
+    sl_task_cancel(s->chunk, "interrupted");
+}
+
+static void signals_start(exec_state *s)
+{
+    static const int which[] = {SIGINT, SIGTERM, SIGHUP};
+    for (int i = 0; i < 3; i++) {
+        struct sigaction was;
+        ev_signal_init(&s->sig[i], exec_signal, which[i]);
+        s->sig[i].data = s;
+        /* a signal ignored from the start (nohup) stays ignored */
+        if (sigaction(which[i], NULL, &was) == 0 && was.sa_handler == SIG_IGN) continue;
+        ev_signal_start(s->loop, &s->sig[i]);
+    }
+}
+
+static void signals_stop(exec_state *s)
+{
+    for (int i = 0; i < 3; i++)
+        if (ev_is_active(&s->sig[i])) ev_signal_stop(s->loop, &s->sig[i]);
 }
 
 int sl_cmd_exec(const sl_config *cfg, int argc, char **argv)
@@ -47,7 +92,11 @@ int sl_cmd_exec(const sl_config *cfg, int argc, char **argv)
                 "raises (the reason printed before it) and the next call tries again.\n"
                 "\n"
                 "Exit status: 0 when the script ends, 1 when it raises (the error and its\n"
-                "traceback on stderr), 2 when FILE cannot be read or does not compile.\n");
+                "traceback on stderr), 2 when FILE cannot be read or does not compile.\n"
+                "SIGINT (Ctrl-C), SIGTERM and SIGHUP (not when started under nohup)\n"
+                "cancel the script as a run is cancelled: its pending call stops, its\n"
+                "__close handlers run, a transaction it holds is rolled back; the exit\n"
+                "status is then 128 + the signal's number (130 for Ctrl-C).\n");
         return argc < 2 ? 2 : 0;
     }
     size_t len;
@@ -70,12 +119,14 @@ int sl_cmd_exec(const sl_config *cfg, int argc, char **argv)
     snprintf(chunk, sizeof chunk, "@%s", argv[1]);
     int status = 1;
     if (sl_runtime_exec(ctx.rt, src, len, chunk, (const char *const *)argv + 2, argc - 2, exec_done,
-                        &st, err, sizeof err) < 0) {
+                        &st, &st.chunk, err, sizeof err) < 0) {
         sl_cli_error("%s", err);
         status = 2;
     } else {
-        ev_run(ctx.loop, 0);
-        status = st.done && !st.failed ? 0 : 1;
+        signals_start(&st);
+        if (!st.done) ev_run(ctx.loop, 0);
+        signals_stop(&st);
+        status = st.signo ? 128 + st.signo : st.done && !st.failed ? 0 : 1;
     }
     if (status == 1 && ctx.db_refused) status = 2; /* a configuration error (sl_cli_connect) */
     free(src);

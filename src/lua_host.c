@@ -753,7 +753,7 @@ char *sl_runtime_validate(sl_runtime *rt, const char *job_type, const char *para
 
 int sl_runtime_exec(sl_runtime *rt, const char *source, size_t len, const char *chunkname,
                     const char *const *args, int nargs, sl_chunk_done_fn done, void *data,
-                    char *err, size_t errlen)
+                    sl_task **chunk, char *err, size_t errlen)
 {
     lua_State *L = rt->L;
     int top = lua_gettop(L);
@@ -775,6 +775,7 @@ int sl_runtime_exec(sl_runtime *rt, const char *source, size_t len, const char *
     sl_task *t = sl_task_spawn(rt, L, NULL, 0);
     t->chunk_done = done;
     t->chunk_data = data;
+    *chunk = t;
     lua_settop(L, top);
     return 0;
 }

@@ -20,6 +20,7 @@
 
 struct sl_ctx;
 struct sl_buf;
+struct sl_task;
 typedef struct sl_runtime sl_runtime;
 typedef struct sl_run sl_run;
 
@@ -159,10 +160,11 @@ void sl_runtime_run_ids(const sl_runtime *rt, struct sl_buf *out);
 int sl_runtime_active(const sl_runtime *rt);
 
 /* Runs a Lua chunk (a script for `sluice exec`, a REPL line) as a task with the
- * sluice API available; done(status 0 ok / 1 error, message) when it ends. */
+ * sluice API available; done(status 0 ok / 1 error, message) when it ends.
+ * *chunk is the task, until done is called (sl_task_cancel stops it). */
 typedef void (*sl_chunk_done_fn)(int failed, const char *message, void *data);
 int sl_runtime_exec(sl_runtime *rt, const char *source, size_t len, const char *chunkname,
                     const char *const *args, int nargs, sl_chunk_done_fn done, void *data,
-                    char *err, size_t errlen);
+                    struct sl_task **chunk, char *err, size_t errlen);
 
 #endif

@@ -167,9 +167,6 @@ void sl_task_adopt(sl_task *parent, sl_task *c);
  * (lua_spawn.c), if any, takes over its outcome. */
 void sl_spawn_keep_outcome(sl_task *t);
 
-/* Cancels a task: stops its pending operation, closes its coroutine. */
-void sl_task_cancel(sl_task *t, const char *why);
-
 /* error_text(value) → message, permanent: an error value said as text, the one
  * reading of it for a run's error (run.c), a dataset's failure and
  * sluice.permanent's message (core.error_text, runtime.lua): a string or a

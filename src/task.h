@@ -57,6 +57,11 @@ int sl_task_wait(lua_State *L, sl_task *t, sl_task_cancel_fn cancel, void *op);
  * resumed with the values prepare(co, data) pushes. Safe from any callback. */
 void sl_task_wake(sl_task *t, sl_task_prepare_fn prepare, void *data);
 
+/* Cancels a task: stops its pending operation, closes its coroutine (its
+ * to-be-closed variables' __close handlers run), ends a chunk with `why` as its
+ * error; the task is freed. */
+void sl_task_cancel(sl_task *t, const char *why);
+
 struct sl_ctx *sl_task_ctx(sl_task *t);
 
 /* The id of the run the task belongs to ("" outside runs, e.g. the REPL). */

@@ -970,6 +970,42 @@ print(table.concat(out, "\\n"))
         out = self.sluice("exec", "-", input='print("a\\0b", "c")\nprint("after")\n').stdout
         self.assertEqual(out, "a\0b\tc\nafter\n")
 
+    def test_a_signal_cancels_an_exec_script_as_a_run_is_cancelled(self):
+        # Ctrl-C, SIGTERM or a hang-up killed the process: the script's __close
+        # handlers never ran. Now the script is cancelled (its pending call
+        # stops, its handlers run, its transaction is rolled back) and the exit
+        # status says which signal
+        script = """
+local guard <close> = setmetatable({}, { __close = function() print("closed") end })
+sluice.db.transaction(function()
+  assert(sluice.db.query("CREATE TABLE public.exec_signal (n int)"))
+  print("ready")
+  sluice.sleep(600)
+end)
+"""
+        with tempfile.NamedTemporaryFile("w", suffix=".lua") as f:
+            f.write(script)
+            f.flush()
+            for sig, name in [(signal.SIGINT, "interrupted (SIGINT)"), (signal.SIGTERM, "terminated (SIGTERM)"),
+                              (signal.SIGHUP, "hung up (SIGHUP)")]:
+                with self.subTest(name):
+                    proc = subprocess.Popen([pgfixture.sluice_bin(), "exec", f.name], env=self.env(),
+                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                    try:
+                        ready, _, _ = select.select([proc.stdout], [], [], 60)
+                        self.assertTrue(ready, "the script never started")
+                        self.assertEqual(proc.stdout.readline(), "ready\n")
+                        proc.send_signal(sig)
+                        out, err = proc.communicate(timeout=30)
+                    finally:
+                        if proc.poll() is None:
+                            proc.kill()
+                            proc.wait()
+                    self.assertEqual((proc.returncode, out), (128 + sig, "closed\n"), err)
+                    self.assertIn(f"sluice: exec: {name}: the script was cancelled", err)
+                    self.assertNotIn("stack traceback", err)
+                    self.assertEqual(self.scalar("SELECT count(*) FROM pg_class WHERE relname = 'exec_signal'"), "0")
+
     def test_exec_limits_name_the_code_not_a_handler(self):
         # a script (and a task it spawns) stopped by a limit is no handler's run
         for name, script in [("budget", "while true do end"),

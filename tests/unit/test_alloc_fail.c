@@ -275,7 +275,8 @@ static void run_chunk(const char *src, long which)
     assert_int_equal(sl_queue_open(&ctx, NULL, SL_ECHO_NONE), 0);
     chunk_end e = {.loop = ctx.loop};
     char err[512];
-    if (sl_runtime_exec(ctx.rt, src, strlen(src), "=chunk", NULL, 0, chunk_ended, &e, err,
+    struct sl_task *chunk;
+    if (sl_runtime_exec(ctx.rt, src, strlen(src), "=chunk", NULL, 0, chunk_ended, &e, &chunk, err,
                         sizeof err) != 0)
         fail_msg("%s", err);
     arm_kinds(which, K_MALLOC | K_CALLOC);
