@@ -2,7 +2,8 @@
  * cli_run.c — `sluice run`: one job in the foreground (the seed's "run directly"
  * mode). The run is recorded like any other (trigger_source manual, a lease kept
  * alive while it runs), its log lines stream to the terminal, and the exit status
- * says how it went: 0 completed, 1 failed, 2 bad input, 130 interrupted.
+ * says how it went: 0 completed, 1 failed, 2 bad input, 128 + the signal's number
+ * interrupted (130 for Ctrl-C).
  */
 #include "cli.h"
 #include "config.h"
@@ -27,6 +28,7 @@ typedef struct {
     char lease[32];
     sl_queue_lease renewal; /* renews the run's lease, and the fence */
     ev_signal sigint, sigterm, sighup;
+    int signo; /* the signal that interrupted the run, or 0 */
 } fg_run;
 
 static void usage(FILE *out)
@@ -57,7 +59,8 @@ static void usage(FILE *out)
                  "learns of the cancel then.\n\n"
                  "SIGINT (Ctrl-C), SIGTERM and SIGHUP (the terminal hung up; not when\n"
                  "started under nohup) stop the run: it is recorded as failed\n"
-                 "(\"interrupted\") and the exit status is 130.\n");
+                 "(\"interrupted\") and the exit status is 128 + the signal's number\n"
+                 "(130 for Ctrl-C).\n");
 }
 
 static void fg_done(sl_run *run, void *data)
@@ -73,7 +76,9 @@ static void sig_cb(struct ev_loop *loop, ev_signal *s, int revents)
     (void)loop;
     (void)revents;
     fg_run *f = s->data;
-    if (f->run && !f->ended) sl_run_cancel(f->run, SL_RUN_FAILED, "interrupted", 0);
+    if (!f->run || f->ended) return;
+    if (!f->signo) f->signo = s->signum;
+    sl_run_cancel(f->run, SL_RUN_FAILED, "interrupted", 0);
 }
 
 /* The claim of run cl was answered `after` seconds after it was sent, past the
@@ -353,7 +358,7 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
     free(error);
     free(then);
     status = o->status == SL_RUN_COMPLETED                  ? 0
-             : o->error && !strcmp(o->error, "interrupted") ? 130
+             : o->error && !strcmp(o->error, "interrupted") ? 128 + (f.signo ? f.signo : SIGINT)
                                                             : 1;
     if (!recorded) status = 1;
     sl_run_free(f.run);

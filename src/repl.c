@@ -58,10 +58,10 @@ typedef struct repl {
     const sl_config *cfg;
     char worker[40];
     int interactive;
-    int prompting;  /* a libedit line handler is installed */
-    int evaluating; /* a chunk is running */
-    int failed;     /* how the last chunk ended */
-    int interrupted;
+    int prompting;   /* a libedit line handler is installed */
+    int evaluating;  /* a chunk is running */
+    int failed;      /* how the last chunk ended */
+    int interrupted; /* the signal that interrupted the input (SIGINT, SIGTERM, SIGHUP), or 0 */
     int quitting;
     int stopping_worker;
     int drain_expired;
@@ -255,7 +255,7 @@ static void sigint_cb(struct ev_loop *loop, ev_signal *w, int revents)
     (void)revents;
     repl *r = w->data;
     if (r->evaluating) {
-        r->interrupted = 1;
+        r->interrupted = SIGINT;
         sl_repl_interrupt(r->ctx.rt, "interrupted");
     } else if (r->interactive && !r->quitting) {
         /* at the prompt: drop the line (and any unfinished chunk) */
@@ -273,7 +273,7 @@ static void sigquit_cb(struct ev_loop *loop, ev_signal *w, int revents)
     (void)loop;
     (void)revents;
     repl *r = w->data;
-    r->interrupted = 1;
+    r->interrupted = w->signum;
     quit(r);
 }
 
@@ -408,7 +408,7 @@ static int run_once(repl *r, const char *code, size_t len, const char *chunkname
     sl_buf_reset(&r->input);
     if (rc != SL_REPL_STARTED) return 1;
     ev_run(r->ctx.loop, 0);
-    if (r->interrupted) return 130;
+    if (r->interrupted) return 128 + r->interrupted; /* 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP */
     return r->failed ? 1 : 0;
 }
 

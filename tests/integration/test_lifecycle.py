@@ -1419,7 +1419,7 @@ class Lifecycle(harness.SluiceTest):
                     if proc.poll() is None:
                         proc.kill()
                         proc.wait()
-                self.assertEqual(proc.returncode, 130, err)
+                self.assertEqual(proc.returncode, 128 + sig, err)  # 130 for Ctrl-C, as a shell says it
                 outcome = json.loads(out)
                 self.assertEqual((outcome["status"], outcome["error"], outcome["recorded"]),
                                  ("failed", "interrupted", True), err)

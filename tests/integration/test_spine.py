@@ -990,7 +990,9 @@ end)
                               (signal.SIGHUP, "hung up (SIGHUP)")]:
                 with self.subTest(name):
                     proc = subprocess.Popen([pgfixture.sluice_bin(), "exec", f.name], env=self.env(),
-                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                            # a hang-up is heeded unless ignored (nohup): not here
+                                            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
                     try:
                         ready, _, _ = select.select([proc.stdout], [], [], 60)
                         self.assertTrue(ready, "the script never started")
