@@ -266,6 +266,29 @@ class SluiceTest(unittest.TestCase):
                                  f"{proc.stdout}{proc.stderr}")
         return proc
 
+    def while_running(self, args, act, env=None, hangup=signal.SIG_DFL, timeout=30):
+        """Starts `sluice ARGS` (SIGHUP set to `hangup`: the default, not what
+        the test runner has), calls act(proc) while it runs, then waits up to
+        `timeout` s for it to end, and kills it if it has not. Returns
+        (exit status, stdout, stderr)."""
+        proc = subprocess.Popen([pgfixture.sluice_bin(), *args], env=env or self.env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGHUP, hangup))
+        try:
+            act(proc)
+            out, err = proc.communicate(timeout=timeout)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        return proc.returncode, out, err
+
+    def read_line(self, proc, timeout=60):
+        """The first line a process started by while_running writes on stdout."""
+        ready, _, _ = select.select([proc.stdout], [], [], timeout)
+        self.assertTrue(ready, f"nothing on stdout in {timeout} s")
+        return proc.stdout.readline()
+
     def serve(self, *args, env=None):
         d = Daemon(self, args, env or self.env())
         self.daemons.append(d)

@@ -1378,21 +1378,21 @@ class Lifecycle(harness.SluiceTest):
         self.assertEqual(self.one(f"SELECT status, current_run_id FROM sluice.scheduled_jobs WHERE id = '{job}'"),
                          {"status": "cancelled", "current_run_id": None})
 
+    def sleep_running(self):
+        self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'running'") == 1, 30)
+
+    def cancel_the_sleep(self, proc):
+        """Once the foreground run of `sleep` is running, cancels its job."""
+        self.sleep_running()
+        job = self.scalar("SELECT id FROM sluice.scheduled_jobs WHERE job_type = 'sleep'")
+        self.assertIn("cancelling", self.sluice("jobs", "cancel", job).stdout)
+
     def test_a_foreground_run_stops_when_its_job_is_cancelled(self):
         # `sluice run` does not LISTEN: the cancel reaches it with its lease renewal
         self.sluice("queue", "noop", "--at", "+1h")  # the schema
-        proc = subprocess.Popen([pgfixture.sluice_bin(), "run", "sleep", "--params", '{"seconds": 600}', "--json"],
-                                env=self.env({"SLUICE_LEASE_SECONDS": "3"}), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
-        try:
-            self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'running'") == 1, 30)
-            job = self.scalar("SELECT id FROM sluice.scheduled_jobs WHERE job_type = 'sleep'")
-            self.assertIn("cancelling", self.sluice("jobs", "cancel", job).stdout)
-            out, err = proc.communicate(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        _, out, err = self.while_running(["run", "sleep", "--params", '{"seconds": 600}', "--json"],
+                                         self.cancel_the_sleep, env=self.env({"SLUICE_LEASE_SECONDS": "3"}))
+        job = self.scalar("SELECT id FROM sluice.scheduled_jobs WHERE job_type = 'sleep'")
         outcome = json.loads(out)
         self.assertEqual((outcome["status"], outcome["error"], outcome["job_status"]),
                          ("cancelled", "cancelled", "cancelled"), err)
@@ -1406,20 +1406,12 @@ class Lifecycle(harness.SluiceTest):
         self.sluice("queue", "noop", "--at", "+1h")  # the schema
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             with self.subTest(signal=sig.name):
-                proc = subprocess.Popen([pgfixture.sluice_bin(), "run", "sleep", "--params", '{"seconds": 600}',
-                                         "--json"], env=self.env(), stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, text=True,
-                                        # a hang-up is heeded unless ignored (nohup): not here
-                                        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
-                try:
-                    self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'running'") == 1, 30)
+                def interrupt(proc):
+                    self.sleep_running()
                     proc.send_signal(sig)
-                    out, err = proc.communicate(timeout=30)
-                finally:
-                    if proc.poll() is None:
-                        proc.kill()
-                        proc.wait()
-                self.assertEqual(proc.returncode, 128 + sig, err)  # 130 for Ctrl-C, as a shell says it
+                code, out, err = self.while_running(["run", "sleep", "--params", '{"seconds": 600}', "--json"],
+                                                    interrupt)
+                self.assertEqual(code, 128 + sig, err)  # 130 for Ctrl-C, as a shell says it
                 outcome = json.loads(out)
                 self.assertEqual((outcome["status"], outcome["error"], outcome["recorded"]),
                                  ("failed", "interrupted", True), err)
@@ -1431,20 +1423,14 @@ class Lifecycle(harness.SluiceTest):
         # SIGHUP ignored as the run starts (nohup) stays ignored: the run goes on
         # until something else stops it, here a cancel of its job
         self.sluice("queue", "noop", "--at", "+1h")  # the schema
-        proc = subprocess.Popen([pgfixture.sluice_bin(), "run", "sleep", "--params", '{"seconds": 600}', "--json"],
-                                env=self.env({"SLUICE_LEASE_SECONDS": "3"}), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True,
-                                preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
-        try:
-            self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'running'") == 1, 30)
+
+        def hang_up_then_cancel(proc):
+            self.sleep_running()
             proc.send_signal(signal.SIGHUP)
-            job = self.scalar("SELECT id FROM sluice.scheduled_jobs WHERE job_type = 'sleep'")
-            self.assertIn("cancelling", self.sluice("jobs", "cancel", job).stdout)
-            out, err = proc.communicate(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            self.cancel_the_sleep(proc)
+        _, out, err = self.while_running(["run", "sleep", "--params", '{"seconds": 600}', "--json"],
+                                         hang_up_then_cancel, env=self.env({"SLUICE_LEASE_SECONDS": "3"}),
+                                         hangup=signal.SIG_IGN)
         outcome = json.loads(out)
         self.assertEqual((outcome["status"], outcome["error"]), ("cancelled", "cancelled"), err)
 
@@ -1453,19 +1439,14 @@ class Lifecycle(harness.SluiceTest):
         # renewal (every second) stops it; the run was deleted with its job, so
         # finish_runs has nothing left to record
         self.sluice("queue", "noop", "--at", "+1h")  # the schema
-        proc = subprocess.Popen([pgfixture.sluice_bin(), "run", "sleep", "--params", '{"seconds": 600}', *args],
-                                env=self.env({"SLUICE_LEASE_SECONDS": "3"}), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
-        try:
-            self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'running'") == 1, 30)
+
+        def delete_the_job(proc):
+            self.sleep_running()
             self.scalar("DELETE FROM sluice.scheduled_jobs WHERE job_type = 'sleep' RETURNING 1")
-            out, err = proc.communicate(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        result = self.while_running(["run", "sleep", "--params", '{"seconds": 600}', *args], delete_the_job,
+                                    env=self.env({"SLUICE_LEASE_SECONDS": "3"}))
         self.assertEqual(self.count("sluice.scheduled_job_runs", "job_type = 'sleep'"), 0)
-        return proc.returncode, out, err
+        return result
 
     def test_a_foreground_run_of_a_deleted_job_says_it_was_not_recorded(self):
         code, out, err = self.foreground_run_of_a_deleted_job("--json")

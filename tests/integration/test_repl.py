@@ -13,7 +13,6 @@ import select
 import shutil
 import signal
 import struct
-import subprocess
 import tempfile
 import termios
 import time
@@ -565,20 +564,12 @@ class ReplTest(harness.SluiceTest):
         # 130 for Ctrl-C, as a shell says it; a SIGTERM or a hang-up exited 130 too
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             with self.subTest(sig.name):
-                proc = subprocess.Popen([pgfixture.sluice_bin(), "repl", "-e", 'print("ready") sluice.sleep(600)'],
-                                        env=self.repl_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                        text=True, preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
-                try:
-                    ready, _, _ = select.select([proc.stdout], [], [], 60)
-                    self.assertTrue(ready, "the input never started")
-                    self.assertEqual(proc.stdout.readline(), "ready\n")
+                def interrupt(proc):
+                    self.assertEqual(self.read_line(proc), "ready\n")
                     proc.send_signal(sig)
-                    _, err = proc.communicate(timeout=30)
-                finally:
-                    if proc.poll() is None:
-                        proc.kill()
-                        proc.wait()
-                self.assertEqual(proc.returncode, 128 + sig, err)
+                code, _, err = self.while_running(["repl", "-e", 'print("ready") sluice.sleep(600)'], interrupt,
+                                                  env=self.repl_env())
+                self.assertEqual(code, 128 + sig, err)
 
     def test_a_run_whose_claim_came_back_too_late_is_given_back(self):
         # as in `sluice run`: a claim answered after the fence's share of the

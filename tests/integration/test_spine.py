@@ -989,21 +989,11 @@ end)
             for sig, name in [(signal.SIGINT, "interrupted (SIGINT)"), (signal.SIGTERM, "terminated (SIGTERM)"),
                               (signal.SIGHUP, "hung up (SIGHUP)")]:
                 with self.subTest(name):
-                    proc = subprocess.Popen([pgfixture.sluice_bin(), "exec", f.name], env=self.env(),
-                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                            # a hang-up is heeded unless ignored (nohup): not here
-                                            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
-                    try:
-                        ready, _, _ = select.select([proc.stdout], [], [], 60)
-                        self.assertTrue(ready, "the script never started")
-                        self.assertEqual(proc.stdout.readline(), "ready\n")
+                    def interrupt(proc):
+                        self.assertEqual(self.read_line(proc), "ready\n")
                         proc.send_signal(sig)
-                        out, err = proc.communicate(timeout=30)
-                    finally:
-                        if proc.poll() is None:
-                            proc.kill()
-                            proc.wait()
-                    self.assertEqual((proc.returncode, out), (128 + sig, "closed\n"), err)
+                    code, out, err = self.while_running(["exec", f.name], interrupt)
+                    self.assertEqual((code, out), (128 + sig, "closed\n"), err)
                     self.assertIn(f"sluice: exec: {name}: the script was cancelled", err)
                     self.assertNotIn("stack traceback", err)
                     self.assertEqual(self.scalar("SELECT count(*) FROM pg_class WHERE relname = 'exec_signal'"), "0")
