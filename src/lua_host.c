@@ -760,7 +760,9 @@ int sl_runtime_exec(sl_runtime *rt, const char *source, size_t len, const char *
     /* compile(source, chunkname, args) → function (sandboxed env with `arg`) */
     lua_pushlstring(L, source, len);
     lua_pushstring(L, chunkname);
-    lua_createtable(L, nargs, 0);
+    lua_createtable(L, nargs, 1);
+    lua_pushstring(L, chunkname + (*chunkname == '@' || *chunkname == '=')); /* arg[0], as lua's */
+    lua_rawseti(L, -2, 0);
     for (int i = 0; i < nargs; i++) {
         lua_pushstring(L, args[i]);
         lua_rawseti(L, -2, i + 1);

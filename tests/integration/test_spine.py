@@ -954,8 +954,8 @@ print(table.concat(out, "\\n"))
     def test_exec_arguments_and_exit_status(self):
         # what `sluice exec --help` now says: arg, print to stdout, #!, 0/1/2
         self.assertIn("arg[1]", self.sluice("exec", "--help").stdout)
-        ok = self.sluice("exec", "-", "a b", "c", input="#!/usr/bin/env sluice\nprint(#arg, arg[1], arg[2])\n")
-        self.assertEqual(ok.stdout, "2\ta b\tc\n")
+        ok = self.sluice("exec", "-", "a b", "c", input="#!/usr/bin/env sluice\nprint(#arg, arg[1], arg[2], arg[0])\n")
+        self.assertEqual(ok.stdout, "2\ta b\tc\t-\n")  # arg[0] the script, as lua's
         raised = self.sluice("exec", "-", input='error("boom")\n', check=False)
         self.assertEqual(raised.returncode, 1)
         self.assertIn("boom", raised.stderr)
