@@ -6,11 +6,22 @@
 
 local t = require("testlib")
 
+-- Yields until ready() is true (at most 100 times): a task spawned is queued
+-- behind those already ready, and when the loop's slice for resuming tasks
+-- runs out, behind a sleep's timer too; sleep(0) once is not enough.
+local function until_true(ready)
+  for _ = 1, 100 do
+    if ready() then return true end
+    sluice.sleep(0)
+  end
+  return ready()
+end
+
 -- A group of tasks, each of which cancels the whole group (itself included)
 -- when it is closed: cancelled by their parent's end, each close cancelled the
 -- others, which cancelled the first again while it was still closing.
 t.test("a task's __close may cancel every task of its group, itself among them", function()
-  local closed, results = {}, {}
+  local closed, results, started = {}, {}, 0
   local parent = sluice.spawn(function()
     local group = {}
     local function cancel_all()
@@ -26,10 +37,11 @@ t.test("a task's __close may cancel every task of its group, itself among them",
           closed[#closed + 1] = i
           results[i] = cancel_all()
         end })
+        started = started + 1
         sluice.sleep(10)
       end)
     end
-    sluice.sleep(0) -- the tasks start and park
+    until_true(function() return started == 3 end) -- the tasks start and park
     return "done"
   end)
   t.eq(sluice.wait(parent), "done", "the parent's result")
@@ -40,7 +52,7 @@ t.test("a task's __close may cancel every task of its group, itself among them",
 end)
 
 t.test("a task's __close may cancel the task that spawned it", function()
-  local closed = false
+  local closed, started = false, false
   local outer
   outer = sluice.spawn(function()
     sluice.spawn(function()
@@ -48,11 +60,12 @@ t.test("a task's __close may cancel the task that spawned it", function()
         closed = true
         outer:cancel()
       end })
+      started = true
       sluice.sleep(10)
     end)
     sluice.sleep(10)
   end)
-  sluice.sleep(0)
+  t.eq(until_true(function() return started end), true, "the inner task started")
   t.eq(outer:cancel(), true, "the outer task cancelled")
   t.eq(closed, true, "the inner task closed")
   t.eq(outer:status(), "cancelled", "the outer task's state")
