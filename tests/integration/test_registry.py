@@ -789,6 +789,12 @@ class Registry(harness.SluiceTest):
         never = self.sluice(*scoped, check=False)
         self.assertEqual(never.returncode, 1, never.stderr)
         self.assertIn("unhealthy: 0 stale, 0 failing, 2 never completed", never.stderr)
+        # the view's `healthy` says so too: false, not NULL, so `WHERE NOT healthy` finds them
+        rows = self.view_json("health", "--brand", "Acme", "--type", "fresh_probe")
+        self.assertEqual([(r["state"], r["healthy"]) for r in rows], [("never", False)] * 2)
+        self.assertEqual(self.scalar("SELECT count(*) FROM sluice.dataset_health "
+                                     f"WHERE brand_id = '{acme}' AND 'fresh_probe' = ANY (job_types) "
+                                     "AND NOT healthy"), "2")
         self.run_fg("fresh_probe", "--brand", "Acme")
         fresh = self.sluice(*scoped, check=False)
         self.assertEqual(fresh.returncode, 0, fresh.stderr)
