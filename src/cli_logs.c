@@ -109,6 +109,8 @@ typedef struct {
     int due_now;   /* active, no run in flight, next_run_at passed */
     int newest_attempt;
     int next_attempt; /* the number its next attempt will have */
+    char type[128];   /* its job type, when marked unavailable (no handler file at the
+                         last registry sync: no worker claims it); "" otherwise */
 } job_state;
 
 /* Reads s->job into *j. 0; 1 after printing the error (also when the job is
@@ -116,17 +118,19 @@ typedef struct {
 static int read_job(logs_state *s, job_state *j)
 {
     const char *p[] = {s->job};
-    PGresult *r = query(s,
-                        "SELECT coalesce(j.current_run_id, n.id)::text, n.id::text, j.status, "
-                        "j.schedule_type, to_char(j.next_run_at AT TIME ZONE 'UTC', "
-                        "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), j.current_run_id IS NULL AND "
-                        "j.status = 'active' AND j.next_run_at <= now(), n.attempt_number, "
-                        "j.attempts + 1 "
-                        "FROM sluice.scheduled_jobs j LEFT JOIN LATERAL (SELECT r.id, "
-                        "r.attempt_number FROM sluice.scheduled_job_runs r "
-                        "WHERE r.scheduled_job_id = j.id ORDER BY r.created_at DESC, r.id "
-                        "LIMIT 1) n ON true WHERE j.id = $1",
-                        1, p);
+    PGresult *r =
+        query(s,
+              "SELECT coalesce(j.current_run_id, n.id)::text, n.id::text, j.status, "
+              "j.schedule_type, to_char(j.next_run_at AT TIME ZONE 'UTC', "
+              "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), j.current_run_id IS NULL AND "
+              "j.status = 'active' AND j.next_run_at <= now(), n.attempt_number, "
+              "j.attempts + 1, CASE WHEN NOT t.available THEN t.name END "
+              "FROM sluice.scheduled_jobs j "
+              "LEFT JOIN sluice.job_types t ON t.name = j.job_type LEFT JOIN LATERAL (SELECT r.id, "
+              "r.attempt_number FROM sluice.scheduled_job_runs r "
+              "WHERE r.scheduled_job_id = j.id ORDER BY r.created_at DESC, r.id "
+              "LIMIT 1) n ON true WHERE j.id = $1",
+              1, p);
     if (!r) return 1;
     if (PQntuples(r) != 1) {
         PQclear(r);
@@ -141,6 +145,7 @@ static int read_job(logs_state *s, job_state *j)
     j->due_now = strcmp(PQgetvalue(r, 0, 5), "t") == 0;
     j->newest_attempt = atoi(PQgetvalue(r, 0, 6));
     j->next_attempt = atoi(PQgetvalue(r, 0, 7));
+    snprintf(j->type, sizeof j->type, "%s", PQgetvalue(r, 0, 8));
     PQclear(r);
     return 0;
 }
@@ -252,6 +257,12 @@ static int wait_for_run(logs_state *s, const char *after, int said)
         if (!said) {
             fprintf(stderr, "sluice: job %.8s has no run %s (%s%s%s): waiting for one\n", s->job,
                     after ? "in flight" : "yet", st, *j.due ? ", due " : "", j.due);
+            if (*j.type)
+                fprintf(stderr,
+                        "sluice: note: job type '%s' is unavailable (the last registry sync "
+                        "found no handler file for it): no worker runs the job until one that "
+                        "has the file does\n",
+                        j.type);
             said = 1;
         } else if (*seen && strcmp(seen, st) != 0) {
             fprintf(stderr, "sluice: job %.8s %s%s%s\n", s->job,

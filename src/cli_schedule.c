@@ -318,6 +318,26 @@ static void control_usage(FILE *out, const char *action)
             action);
 }
 
+/* After a job was made due (run-now) or let run again (resume): when its type
+ * is marked unavailable — the last sync of the registry had no handler file
+ * for it — no worker claims it until one that has the file syncs, which
+ * nothing else would tell: say so on stderr. The change stands either way. */
+static void say_type_unavailable(PGconn *c, const char *what, const char *id)
+{
+    PGresult *r = sl_cli_exec(c,
+                              "SELECT t.name FROM sluice.scheduled_jobs j "
+                              "JOIN sluice.job_types t ON t.name = j.job_type "
+                              "WHERE j.id = $1::uuid AND NOT t.available",
+                              1, (const char *const[]){id});
+    if (r && PQntuples(r) == 1)
+        fprintf(stderr,
+                "sluice: %s: note: job type '%s' is unavailable (the last registry sync found "
+                "no handler file for it): the job waits until a worker that has the file "
+                "runs\n",
+                what, PQgetvalue(r, 0, 0));
+    PQclear(r);
+}
+
 /* `sluice jobs cancel|pause|resume|run-now ID…` (called by the jobs command). */
 int sl_cmd_jobs_control(const sl_config *cfg, int argc, char **argv)
 {
@@ -372,6 +392,8 @@ int sl_cmd_jobs_control(const sl_config *cfg, int argc, char **argv)
         }
         printf("%s  %s\n", full[i], PQgetvalue(r, 0, 0));
         PQclear(r);
+        if (strcmp(action, "run-now") == 0 || strcmp(action, "resume") == 0)
+            say_type_unavailable(c, what, full[i]);
     }
     free(full);
     PQfinish(c);

@@ -283,11 +283,13 @@ class SluiceTest(unittest.TestCase):
                 proc.wait()
         return proc.returncode, out, err
 
-    def read_line(self, proc, timeout=60):
-        """The first line a process started by while_running writes on stdout."""
-        ready, _, _ = select.select([proc.stdout], [], [], timeout)
-        self.assertTrue(ready, f"nothing on stdout in {timeout} s")
-        return proc.stdout.readline()
+    def read_line(self, proc, timeout=60, stream=None):
+        """The next line a process started by while_running writes on stdout
+        (or on `stream`, proc.stderr)."""
+        stream = stream or proc.stdout
+        ready, _, _ = select.select([stream], [], [], timeout)
+        self.assertTrue(ready, f"nothing written in {timeout} s")
+        return stream.readline()
 
     def serve(self, *args, env=None):
         d = Daemon(self, args, env or self.env())

@@ -1893,6 +1893,35 @@ class Lifecycle(harness.SluiceTest):
             self.wait_for(lambda: len(attempts()) == 4 and self.job_row(job)["status"] == "failed", 30)
         self.assertEqual(attempts(), [1, 2, 1, 2])
 
+    def test_run_now_and_resume_say_when_no_worker_has_the_jobs_handler(self):
+        # a job whose type the last registry sync found no file for waits, due,
+        # until a worker that has the file runs: run-now and resume said only
+        # "due" and "active", and `logs --follow` then waited without a word
+        later = self.sluice("queue", "echo", "--at", "+1h").stdout.strip()
+        paused = self.sluice("queue", "echo", "--at", "+1h").stdout.strip()
+        self.sluice("jobs", "pause", paused)
+        self.scalar("UPDATE sluice.job_types SET available = false WHERE name = 'echo'")
+        for action, job, status in (("run-now", later, "due"), ("resume", paused, "active")):
+            with self.subTest(action):
+                out = self.sluice("jobs", action, job)
+                self.assertEqual(out.stdout, f"{job}  {status}\n")
+                self.assertEqual(out.stderr, f"sluice: jobs {action}: note: job type 'echo' is unavailable (the "
+                                             f"last registry sync found no handler file for it): the job waits "
+                                             f"until a worker that has the file runs\n")
+        # and following the job's log says why it waits
+        said = []
+
+        def follow(proc):
+            said.extend(self.read_line(proc, stream=proc.stderr) for _ in range(2))
+            self.sluice("jobs", "cancel", later)
+        self.while_running(["logs", "--follow", later], follow)
+        self.assertIn("has no run yet (active, due ", said[0])
+        self.assertEqual(said[1], "sluice: note: job type 'echo' is unavailable (the last registry sync found no "
+                                  "handler file for it): no worker runs the job until one that has the file does\n")
+        self.scalar("UPDATE sluice.job_types SET available = true WHERE name = 'echo'")
+        self.sluice("jobs", "pause", paused)
+        self.assertEqual(self.sluice("jobs", "resume", paused).stderr, "")
+
     def test_run_now_refuses_a_job_it_cannot_run_and_changes_nothing(self):
         worker = "00000000-0000-4000-8000-000000000001"  # a worker that exists only in this test
         running = self.sluice("queue", "echo").stdout.strip()
