@@ -285,11 +285,19 @@ class SluiceTest(unittest.TestCase):
 
     def read_line(self, proc, timeout=60, stream=None):
         """The next line a process started by while_running writes on stdout
-        (or on `stream`, proc.stderr)."""
-        stream = stream or proc.stdout
-        ready, _, _ = select.select([stream], [], [], timeout)
-        self.assertTrue(ready, f"nothing written in {timeout} s")
-        return stream.readline()
+        (or on `stream`, proc.stderr). Read a byte at a time from the pipe:
+        the file object's readline() may take the lines after it into its
+        buffer, where neither select() nor communicate() sees them."""
+        fd = (stream or proc.stdout).fileno()
+        line, deadline = b"", time.monotonic() + timeout
+        while not line.endswith(b"\n"):
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            self.assertTrue(ready, f"no whole line written in {timeout} s (so far {line!r})")
+            byte = os.read(fd, 1)
+            if not byte:
+                break
+            line += byte
+        return line.decode()
 
     def serve(self, *args, env=None):
         d = Daemon(self, args, env or self.env())
