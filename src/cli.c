@@ -14,6 +14,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,16 @@ static int errors_to_log;
 void sl_cli_errors_to_log(int on)
 {
     errors_to_log = on;
+}
+
+void sl_cli_watch_signal(struct ev_loop *loop, ev_signal *w,
+                         void (*cb)(struct ev_loop *, ev_signal *, int), int signum, void *data)
+{
+    struct sigaction was;
+    ev_signal_init(w, cb, signum);
+    w->data = data;
+    if (sigaction(signum, NULL, &was) == 0 && was.sa_handler == SIG_IGN) return;
+    ev_signal_start(loop, w);
 }
 
 void sl_cli_error(const char *fmt, ...)

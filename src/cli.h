@@ -8,10 +8,17 @@
 #ifndef SL_CLI_H
 #define SL_CLI_H
 
+#include <ev.h>
 #include <libpq-fe.h>
 #include <stdio.h>
 
 struct sl_config;
+
+/* Watches signum on loop with w (initialised here, so ev_is_active tells
+ * whether it was started) unless the process started with the signal ignored,
+ * as under nohup: an inherited ignore is kept. */
+void sl_cli_watch_signal(struct ev_loop *loop, ev_signal *w,
+                         void (*cb)(struct ev_loop *, ev_signal *, int), int signum, void *data);
 
 /* "sluice: error: …" on stderr; a log line of level error instead while
  * sl_cli_errors_to_log(1) holds (serve's start-up, whose output is the log). */

@@ -60,14 +60,8 @@ static void exec_signal(struct ev_loop *loop, ev_signal *w, int revents)
 static void signals_start(exec_state *s)
 {
     static const int which[] = {SIGINT, SIGTERM, SIGHUP};
-    for (int i = 0; i < 3; i++) {
-        struct sigaction was;
-        ev_signal_init(&s->sig[i], exec_signal, which[i]);
-        s->sig[i].data = s;
-        /* a signal ignored from the start (nohup) stays ignored */
-        if (sigaction(which[i], NULL, &was) == 0 && was.sa_handler == SIG_IGN) continue;
-        ev_signal_start(s->loop, &s->sig[i]);
-    }
+    for (int i = 0; i < 3; i++)
+        sl_cli_watch_signal(s->loop, &s->sig[i], exec_signal, which[i], s);
 }
 
 static void signals_stop(exec_state *s)

@@ -255,11 +255,7 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
     ev_signal_start(ctx.loop, &f.sigterm);
     /* a hung-up terminal stops the run as Ctrl-C does, rather than killing the
      * process and leaving the run to its lease; nohup's ignore is kept */
-    struct sigaction hup;
-    ev_signal_init(&f.sighup, sig_cb, SIGHUP);
-    f.sighup.data = &f;
-    if (sigaction(SIGHUP, NULL, &hup) == 0 && hup.sa_handler != SIG_IGN)
-        ev_signal_start(ctx.loop, &f.sighup);
+    sl_cli_watch_signal(ctx.loop, &f.sighup, sig_cb, SIGHUP, &f);
     if (!f.ended) ev_run(ctx.loop, 0);
     sl_queue_lease_stop(&f.renewal);
     ev_signal_stop(ctx.loop, &f.sigint);

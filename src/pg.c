@@ -44,6 +44,11 @@ enum { R_QUERY, R_ACQUIRE };
 /* connect_timeout, in seconds, where the connection's settings give none */
 #define SL_PG_CONNECT_TIMEOUT 10
 
+/* What a connection's session holds of its handlers' statements (dirty), and
+ * which tidying request a reset is (resets). */
+enum { S_CLEAN, S_USED, S_MAY_PREPARE };
+enum { R_RESET = 1, R_DEALLOCATE };
+
 struct sl_pg_req {
     int kind;
     int stmt;     /* 1 + the named statement it executes (sl_pg_query_prepared), or 0 */
@@ -56,8 +61,8 @@ struct sl_pg_req {
     void *data;
     int cancelled;
     int internal; /* ROLLBACK/LISTEN/the session's reset, sent by the pool itself */
-    int resets;   /* 1 the session's reset (SESSION_RESET, as text), 2 a DEALLOCATE ALL it asked */
-    int limited;  /* a handler's query: rows read one at a time, bounded (sl_pg_limit_results) */
+    int resets;  /* R_RESET the session's reset (as text), R_DEALLOCATE a DEALLOCATE ALL it asked */
+    int limited; /* a handler's query: rows read one at a time, bounded (sl_pg_limit_results) */
     const char *state; /* SQLSTATE of an error the pool made itself, or NULL */
     PGresult *res;
     PGresult *rows; /* limited: the rows read so far */
@@ -77,8 +82,8 @@ struct sl_pg_conn {
     int unpin_after; /* release requested while a query is queued/in flight */
     int limited;     /* pinned by sl_pg_acquire_shared: its queries are bounded */
     int listen;      /* the LISTEN connection */
-    int dirty;       /* a handler's statement ran here since the session was last reset (1), one
-                        that may have prepared a statement (2, may_prepare) */
+    int dirty;       /* S_USED: a handler's statement ran here since the session was last reset;
+                        S_MAY_PREPARE: one that may have prepared a statement (may_prepare) */
     int deallocate;  /* the reset found statements prepared by SQL: DEALLOCATE ALL next */
     ev_io io;
     ev_timer retry;
@@ -433,7 +438,8 @@ static void conn_lost(sl_pg_conn *c, const char *why, int dropped)
     int was_up = c->state == C_IDLE || c->state == C_BUSY;
     if (c->state == C_CONNECTING) ev_timer_stop(pg->loop, &c->retry); /* its deadline */
     c->state = C_DOWN;
-    c->dirty = c->deallocate = 0; /* the next session starts clean */
+    c->dirty = S_CLEAN; /* the next session starts clean */
+    c->deallocate = 0;
     snprintf(pg->last_error, sizeof pg->last_error, "%s", buf);
     /* before the requests fail: their owners see the outage (sl_pg_outage_error) */
     if (!dropped) outage_note(pg, buf, refused, was_up);
@@ -629,15 +635,16 @@ static sl_pg_req *tidy_session(sl_pg_conn *c)
 {
     sl_pg_req *r = rollback_left_open(c);
     if (r || !(c->dirty || c->deallocate)) return r;
-    const char *sql = c->dirty == 2 ? SESSION_RESET PREPARED_BY_SQL : SESSION_RESET;
+    const char *sql = c->dirty == S_MAY_PREPARE ? SESSION_RESET PREPARED_BY_SQL : SESSION_RESET;
     r = req_new(c->dirty ? sql : "DEALLOCATE ALL", 0, NULL, NULL, NULL);
     r->internal = 1;
-    r->resets = c->dirty ? 1 : 2;
-    c->dirty = c->deallocate = 0;
+    r->resets = c->dirty ? R_RESET : R_DEALLOCATE;
+    c->dirty = S_CLEAN;
+    c->deallocate = 0;
     return r;
 }
 
-/* A session's reset (resets 1) or DEALLOCATE ALL (2) was answered: a failed one
+/* A session's reset (R_RESET) or DEALLOCATE ALL (R_DEALLOCATE) was answered: a failed one
  * closes the connection (what the handler left there is unknown, a new session
  * has none of it); a reset that found statements prepared by SQL (its last
  * result, PREPARED_BY_SQL's, says true) asks for the DEALLOCATE ALL, after which
@@ -652,7 +659,7 @@ static int reset_answered(sl_pg_conn *c, int resets, const PGresult *res)
         conn_lost(c, why, 1);
         return 0;
     }
-    if (resets == 1) {
+    if (resets == R_RESET) {
         c->deallocate = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
                         strcmp(PQgetvalue(res, 0, 0), "t") == 0;
     } else { /* those prepared here are gone; those still queued come */
@@ -701,7 +708,7 @@ static void conn_next(sl_pg_conn *c)
         }
         const char *const *params = (const char *const *)r->params;
         int sent;
-        if (r->limited && !c->dirty) c->dirty = 1;
+        if (r->limited && !c->dirty) c->dirty = S_USED;
         if (r->resets)
             sent = PQsendQuery(c->conn, r->sql);
         else if (r->prepares)
@@ -884,7 +891,8 @@ static void on_busy(sl_pg_conn *c, int revents)
             c->state = C_IDLE;
             PGresult *keep = r->res;
             r->res = NULL;
-            if (r->limited && may_prepare(keep)) c->dirty = 2; /* before keep is the rows read */
+            if (r->limited && may_prepare(keep))
+                c->dirty = S_MAY_PREPARE; /* before keep is the rows read */
             if (r->rows && keep && PQresultStatus(keep) == PGRES_TUPLES_OK) {
                 PQclear(keep); /* the end of the rows read one at a time */
                 keep = r->rows;
