@@ -555,10 +555,11 @@ class Lifecycle(harness.SluiceTest):
             f"SELECT status FROM sluice.scheduled_job_runs WHERE scheduled_job_id = '{stuck}'")], ["running"])
 
     def test_heartbeat_keeps_a_long_run_alive(self):
-        # a 5 s run with a 1.5 s lease: heartbeats every 0.5 s keep it; a second
-        # worker must not rescue it
-        job = self.sluice("queue", "sleep", "--params", '{"seconds": 5}').stdout.strip()
-        with self.serve("--lease", "1.5"), self.serve("--lease", "1.5"):
+        # a 7 s run with a 3 s lease: heartbeats every second keep it; a second
+        # worker must not rescue it. (A lease of 1.5 s lost the run to any stall
+        # of the loaded test machine over a second.)
+        job = self.sluice("queue", "sleep", "--params", '{"seconds": 7}').stdout.strip()
+        with self.serve("--lease", "3"), self.serve("--lease", "3"):
             self.wait_jobs_done(1, timeout=40)
         runs = self.sql(f"SELECT status FROM sluice.scheduled_job_runs WHERE scheduled_job_id = '{job}'")
         self.assertEqual([r["status"] for r in runs], ["completed"])
