@@ -293,7 +293,8 @@ static void run_now_usage(FILE *out)
                  "status 2). An id that names no job or more than one changes nothing: no\n"
                  "job is touched. A JOB_ID may be shortened to a unique prefix of at least\n"
                  "4 characters, as `sluice jobs` shows it. Each line of output names the\n"
-                 "job in full and says it is due.\n");
+                 "job in full and says it is due; a job named twice is made due and printed\n"
+                 "once.\n");
 }
 
 static void control_usage(FILE *out, const char *action)
@@ -307,7 +308,8 @@ static void control_usage(FILE *out, const char *action)
             "cancel ends a job for good (a run in flight is told to stop); pause holds it\n"
             "until resume; resume lets a paused job run again. A JOB_ID may be shortened\n"
             "to a unique prefix of at least 4 characters, as `sluice jobs` shows it. Each\n"
-            "line of output names the job in full and its new status.\n\n"
+            "line of output names the job in full and its new status; a job named twice\n"
+            "is changed and printed once.\n\n"
             "A job already where the action would put it (cancelled, paused, active) is\n"
             "left alone and its status printed: repeating an action succeeds. A job\n"
             "whose state the action cannot change (pausing one that is not active,\n"
@@ -383,6 +385,16 @@ int sl_cmd_jobs_control(const sl_config *cfg, int argc, char **argv)
         fprintf(stderr, "sluice: %s: no job was changed\n", what);
         n = 0;
     }
+    /* a job named twice (the same id, or a prefix beside its full id) is acted
+     * on and printed once, where it was first named */
+    int kept = 0;
+    for (int i = 0; i < n; i++) {
+        int seen = 0;
+        for (int j = 0; j < kept && !seen; j++)
+            seen = strcmp(full[j], full[i]) == 0;
+        if (!seen) memmove(full[kept++], full[i], sizeof *full);
+    }
+    n = kept;
     for (int i = 0; i < n; i++) {
         int st;
         PGresult *r = sl_cli_exec_status(c, sql, 1, (const char *const[]){full[i]}, &st);

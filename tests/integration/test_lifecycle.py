@@ -1805,6 +1805,15 @@ class Lifecycle(harness.SluiceTest):
         out = self.sluice("jobs", "pause", a[:8].upper(), b)
         self.assertEqual(out.stdout.splitlines(), [f"{a}  paused", f"{b}  paused"])
         self.assertEqual(self.count("sluice.scheduled_jobs", "status = 'paused'"), 2)
+        # a job named twice, as the same id or as a prefix beside its full id,
+        # is changed and printed once, where it was first named
+        out = self.sluice("jobs", "resume", a, b[:6], a[:8], b)
+        self.assertEqual(out.stdout.splitlines(), [f"{a}  active", f"{b}  active"])
+        for action, status in (("run-now", "due"), ("pause", "paused")):
+            out = self.sluice("jobs", action, b, b)
+            self.assertEqual(out.stdout, f"{b}  {status}\n", action)
+        out = self.sluice("jobs", "pause", a, a)
+        self.assertEqual(out.stdout, f"{a}  paused\n")
         # bad ids, before or after a good one: said plainly, and nothing is
         # changed (the good one beside them was resumed)
         for bad, msg in [("not-a-uuid", "jobs resume: 'not-a-uuid' is not a job id"),
