@@ -466,8 +466,9 @@ sl_task *sl_task_spawn(sl_runtime *rt, lua_State *L, sl_run *run, int nargs)
     return t;
 }
 
-/* error_text(value) → message, permanent (runtime_int.h). */
-int sl_error_text(lua_State *L)
+/* error_text(value) → message, permanent, for the code of a run (in_run) or
+ * the code of a script or a REPL input, which describe_error names as such. */
+static int error_text_in(lua_State *L, int in_run)
 {
     int permanent = 0;
     lua_settop(L, 1);
@@ -486,7 +487,8 @@ int sl_error_text(lua_State *L)
         /* error({code = 1}), error(nil), error(true): said plainly, not "table: 0x…" */
         sl_host_push(L, "describe_error");
         lua_pushvalue(L, 1);
-        lua_call(L, 1, 1);
+        lua_pushboolean(L, !in_run);
+        lua_call(L, 2, 1);
         if (!lua_isstring(L, 2)) {
             lua_pop(L, 1);
             lua_pushliteral(L, "error object is not a string");
@@ -496,6 +498,26 @@ int sl_error_text(lua_State *L)
     sl_lua_text(L, 2);  /* error("a\0b") said whole */
     lua_pushboolean(L, permanent);
     return 2;
+}
+
+/* error_text(value) → message, permanent (runtime_int.h). The code calling it
+ * is the task's it belongs to (its own, or for a coroutine a task made, the
+ * task being resumed); with no task (a handler file loading), a handler's. */
+int sl_error_text(lua_State *L)
+{
+    sl_task *t = sl_task_of(L);
+    if (!t) {
+        sl_runtime *rt = sl_runtime_of(L);
+        t = rt ? rt->current : NULL;
+    }
+    return error_text_in(L, !t || t->run);
+}
+
+/* error_text(value, in_run) for a task that has ended: no task is current any
+ * more to say whether it belonged to a run. */
+static int ended_task_error_text(lua_State *L)
+{
+    return error_text_in(L, lua_toboolean(L, 2));
 }
 
 /* A copy of msg, cut to SL_ERROR_MAX bytes between two characters: an error is
@@ -525,12 +547,13 @@ static char *error_message(sl_task *t, int *retryable, char **traceback)
         msg = t->kill;
         *retryable = 0;
     } else {
-        lua_pushcfunction(L, sl_error_text);
+        lua_pushcfunction(L, ended_task_error_text);
         lua_pushvalue(L, top + 1);
+        lua_pushboolean(L, t->run != NULL);
         sl_guard g;
         int was = sl_runtime_hosting_enter(t->rt);
         sl_guard_enter(t->rt, L, &g);
-        int status = lua_pcall(L, 1, 2, 0);
+        int status = lua_pcall(L, 2, 2, 0);
         sl_guard_leave(t->rt, L, &g);
         sl_runtime_hosting_leave(t->rt, was);
         if (status == LUA_OK) {
@@ -692,9 +715,12 @@ static void task_finished(sl_task *t, int status, int nres)
  * a retry would only spend the job's retries on the mistake. */
 static void stray_yield(sl_task *t)
 {
-    static const char msg[] =
-        "coroutine.yield() called outside a coroutine the handler created: a handler must not "
-        "yield its run itself; only sluice calls suspend it";
+    const char *msg =
+        t->run ? "coroutine.yield() called outside a coroutine the handler created: a handler "
+                 "must not yield its run itself; only sluice calls suspend it"
+               /* a `sluice exec` script, a REPL input, their tasks */
+               : "coroutine.yield() called outside a coroutine the code created: the code must "
+                 "not yield its task itself; only sluice calls suspend it";
     char err[256];
     sl_runtime *rt = t->rt;
     lua_pushstring(rt->L, msg);

@@ -172,9 +172,10 @@ void sl_spawn_keep_outcome(sl_task *t);
  * sluice.permanent's message (core.error_text, runtime.lua): a string or a
  * number as it is, a table's `message` (a string or a number, read as
  * v.message is), a value with __tostring as its text, anything else as
- * runtime.lua's describe_error says it. Call it protected (and, outside a
- * task, guarded): the value's metamethods are a handler's code, and may raise
- * or never return. */
+ * runtime.lua's describe_error says it (error(nil) raised by a run's code as
+ * the handler's, by a script's or a REPL input's as the code's). Call it
+ * protected (and, outside a task, guarded): the value's metamethods are a
+ * handler's code, and may raise or never return. */
 int sl_error_text(lua_State *L);
 
 /* The string at idx, with each NUL byte as U+FFFD (the string on the stack is

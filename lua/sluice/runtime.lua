@@ -969,11 +969,15 @@ function M.encode_result(v, job_type)
   return nil, (tostring(s):gsub("^.-:%d+: ", ""))
 end
 
--- describe_error(v) → text for an error value that is neither a string nor a
--- table with a message: a table as JSON where it can be (else why it cannot:
--- "table: 0x…" says nothing), nil said as such.
-function M.describe_error(v)
-  if v == nil then return "error(nil): the handler raised no message" end
+-- describe_error(v, outside) → text for an error value that is neither a
+-- string nor a table with a message: a table as JSON where it can be (else why
+-- it cannot: "table: 0x…" says nothing), nil said as such. outside: the value
+-- was raised outside a run (a `sluice exec` script, a REPL input), so by no
+-- handler.
+function M.describe_error(v, outside)
+  if v == nil then
+    return ("error(nil): the %s raised no message"):format(outside and "code" or "handler")
+  end
   if type(v) == "table" then
     local ok, s = pcall(json.encode, v)
     if ok then return "error value " .. s end

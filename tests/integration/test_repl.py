@@ -559,6 +559,15 @@ class ReplTest(harness.SluiceTest):
         p = self.run_e('run("echo", {fail = true})', check=False)
         self.assertEqual(p.returncode, 1)
         self.assertIn("echo was asked to fail", p.stderr)
+        # an input is no handler: error(nil) and a stray yield name the code
+        p = self.run_e("error(nil)", check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertEqual(p.stderr, "sluice: error: error(nil): the code raised no message\n")
+        p = self.run_e("coroutine.yield()", check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertTrue(p.stderr.startswith("sluice: error: coroutine.yield() called outside a coroutine the "
+                                            "code created: the code must not yield its task itself"), p.stderr)
+        self.assertNotIn("handler", p.stderr)
 
     def test_e_interrupted_exits_with_the_signals_status(self):
         # 130 for Ctrl-C, as a shell says it; a SIGTERM or a hang-up exited 130 too

@@ -1025,6 +1025,23 @@ end)
                 self.assertNotIn("handler", p.stderr)
                 self.assertNotIn("this run", p.stderr)
 
+    def test_exec_errors_name_the_code_not_a_handler(self):
+        # error(nil) and a stray coroutine.yield() in a script (or a task it
+        # spawns) said "the handler", which a script has none of
+        nil_said = "error(nil): the code raised no message"
+        yield_said = ("coroutine.yield() called outside a coroutine the code created: the code must not "
+                      "yield its task itself; only sluice calls suspend it")
+        for script, said in [("error(nil)", f"sluice: error: {nil_said}"),
+                             ("error(sluice.permanent(nil))", f"sluice: error: {nil_said}"),
+                             ("sluice.wait(sluice.spawn(function() error(nil) end))", nil_said),
+                             ("coroutine.yield()", f"sluice: error: {yield_said}"),
+                             ("sluice.wait(sluice.spawn(function() coroutine.yield() end))", yield_said)]:
+            with self.subTest(script):
+                p = self.sluice("exec", "-", input=script + "\n", check=False)
+                self.assertEqual(p.returncode, 1, p.stderr)
+                self.assertIn(said, p.stderr)
+                self.assertNotIn("handler", p.stderr)
+
     def test_run_without_brand_for_brand_required_type(self):
         # queued: refused with a hint; run in the foreground: allowed (legacy direct mode)
         q = self.sluice("queue", "needs_brand", check=False)
