@@ -88,10 +88,11 @@ int sl_cmd_exec(const sl_config *cfg, int argc, char **argv)
                 "\n"
                 "Exit status: 0 when the script ends, 1 when it raises (the error and its\n"
                 "traceback on stderr), 2 when FILE cannot be read or does not compile.\n"
-                "SIGINT (Ctrl-C), SIGTERM and SIGHUP (not when started under nohup)\n"
-                "cancel the script as a run is cancelled: its pending call stops, its\n"
-                "__close handlers run, a transaction it holds is rolled back; the exit\n"
-                "status is then 128 + the signal's number (130 for Ctrl-C).\n");
+                "SIGINT (Ctrl-C), SIGTERM and SIGHUP cancel the script as a run is\n"
+                "cancelled: its pending call stops, its __close handlers run, a\n"
+                "transaction it holds is rolled back; the exit status is then 128 + the\n"
+                "signal's number (130 for Ctrl-C). A signal ignored when sluice started\n"
+                "(SIGHUP under nohup) stays ignored.\n");
         return argc < 2 ? 2 : 0;
     }
     size_t len;

@@ -57,10 +57,10 @@ static void usage(FILE *out)
                  "Cancelling the job while it runs stops the run (as cancelled) within a\n"
                  "third of the lease: the run renews its lease every lease/3 seconds and\n"
                  "learns of the cancel then.\n\n"
-                 "SIGINT (Ctrl-C), SIGTERM and SIGHUP (the terminal hung up; not when\n"
-                 "started under nohup) stop the run: it is recorded as failed\n"
-                 "(\"interrupted\") and the exit status is 128 + the signal's number\n"
-                 "(130 for Ctrl-C).\n");
+                 "SIGINT (Ctrl-C), SIGTERM and SIGHUP (the terminal hung up) stop the\n"
+                 "run: it is recorded as failed (\"interrupted\") and the exit status is\n"
+                 "128 + the signal's number (130 for Ctrl-C). A signal ignored when sluice\n"
+                 "started (SIGHUP under nohup) stays ignored.\n");
 }
 
 static void fg_done(sl_run *run, void *data)
@@ -247,19 +247,17 @@ int sl_cmd_run(const sl_config *cfg, int argc, char **argv)
         sl_queue_lease_stop(&f.renewal);
         goto out;
     }
-    ev_signal_init(&f.sigint, sig_cb, SIGINT);
-    f.sigint.data = &f;
-    ev_signal_start(ctx.loop, &f.sigint);
-    ev_signal_init(&f.sigterm, sig_cb, SIGTERM);
-    f.sigterm.data = &f;
-    ev_signal_start(ctx.loop, &f.sigterm);
-    /* a hung-up terminal stops the run as Ctrl-C does, rather than killing the
-     * process and leaving the run to its lease; nohup's ignore is kept */
+    /* Ctrl-C, a stop and a hung-up terminal stop the run, rather than killing
+     * the process and leaving the run to its lease; a signal ignored when the
+     * process started (nohup's SIGHUP, SIGINT of a job a script put in the
+     * background) stays ignored, as in exec */
+    sl_cli_watch_signal(ctx.loop, &f.sigint, sig_cb, SIGINT, &f);
+    sl_cli_watch_signal(ctx.loop, &f.sigterm, sig_cb, SIGTERM, &f);
     sl_cli_watch_signal(ctx.loop, &f.sighup, sig_cb, SIGHUP, &f);
     if (!f.ended) ev_run(ctx.loop, 0);
     sl_queue_lease_stop(&f.renewal);
-    ev_signal_stop(ctx.loop, &f.sigint);
-    ev_signal_stop(ctx.loop, &f.sigterm);
+    if (ev_is_active(&f.sigint)) ev_signal_stop(ctx.loop, &f.sigint);
+    if (ev_is_active(&f.sigterm)) ev_signal_stop(ctx.loop, &f.sigterm);
     if (ev_is_active(&f.sighup)) ev_signal_stop(ctx.loop, &f.sighup);
 
     /* record the outcome (blocking: the loop is done) */

@@ -266,14 +266,18 @@ class SluiceTest(unittest.TestCase):
                                  f"{proc.stdout}{proc.stderr}")
         return proc
 
-    def while_running(self, args, act, env=None, hangup=signal.SIG_DFL, timeout=30):
+    def while_running(self, args, act, env=None, hangup=signal.SIG_DFL, ignore=(), timeout=30):
         """Starts `sluice ARGS` (SIGHUP set to `hangup`: the default, not what
-        the test runner has), calls act(proc) while it runs, then waits up to
-        `timeout` s for it to end, and kills it if it has not. Returns
-        (exit status, stdout, stderr)."""
+        the test runner has; each signal in `ignore` ignored, as nohup or a
+        shell's background job leaves it), calls act(proc) while it runs, then
+        waits up to `timeout` s for it to end, and kills it if it has not.
+        Returns (exit status, stdout, stderr)."""
+        def start():
+            signal.signal(signal.SIGHUP, hangup)
+            for sig in ignore:
+                signal.signal(sig, signal.SIG_IGN)
         proc = subprocess.Popen([pgfixture.sluice_bin(), *args], env=env or self.env(), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True,
-                                preexec_fn=lambda: signal.signal(signal.SIGHUP, hangup))
+                                stderr=subprocess.PIPE, text=True, preexec_fn=start)
         try:
             act(proc)
             out, err = proc.communicate(timeout=timeout)

@@ -1420,20 +1420,29 @@ class Lifecycle(harness.SluiceTest):
                                           f"WHERE id = '{outcome['run_id']}'"),
                                  {"status": "failed", "error_message": "interrupted"})
 
-    def test_a_foreground_run_under_nohup_is_not_stopped_by_a_hang_up(self):
-        # SIGHUP ignored as the run starts (nohup) stays ignored: the run goes on
-        # until something else stops it, here a cancel of its job
+    def test_a_foreground_run_keeps_the_signals_ignored_at_its_start(self):
+        # a signal ignored as the run starts (SIGHUP under nohup, SIGINT of a
+        # job a script put in the background) stays ignored: the run goes on
+        # until something else stops it, here a cancel of its job. SIGINT and
+        # SIGTERM stopped it anyway.
         self.sluice("queue", "noop", "--at", "+1h")  # the schema
-
-        def hang_up_then_cancel(proc):
-            self.sleep_running()
-            proc.send_signal(signal.SIGHUP)
-            self.cancel_the_sleep(proc)
-        _, out, err = self.while_running(["run", "sleep", "--params", '{"seconds": 600}', "--json"],
-                                         hang_up_then_cancel, env=self.env({"SLUICE_LEASE_SECONDS": "3"}),
-                                         hangup=signal.SIG_IGN)
-        outcome = json.loads(out)
-        self.assertEqual((outcome["status"], outcome["error"]), ("cancelled", "cancelled"), err)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            with self.subTest(signal=sig.name):
+                def signal_then_cancel(proc):
+                    # its first log line: the run is under way, its signals watched
+                    while "step 1" not in (line := self.read_line(proc, stream=proc.stderr)):
+                        self.assertTrue(line, "the run ended before its first log line")
+                    proc.send_signal(sig)
+                    job = self.scalar("SELECT id FROM sluice.scheduled_jobs WHERE job_type = 'chatty' "
+                                      "AND status = 'active'")
+                    self.assertIn("cancelling", self.sluice("jobs", "cancel", job).stdout)
+                _, _, err = self.while_running(["run", "chatty", "--params", '{"pause": 600}'], signal_then_cancel,
+                                               env=self.env({"SLUICE_LEASE_SECONDS": "3"}), ignore=(sig,))
+                run = re.search(r"^run (\S+) cancelled after", err, re.M)
+                self.assertTrue(run, err)
+                self.assertEqual(self.one(f"SELECT status, error_message FROM sluice.scheduled_job_runs "
+                                          f"WHERE id = '{run[1]}'"),
+                                 {"status": "cancelled", "error_message": "cancelled"}, err)
 
     def foreground_run_of_a_deleted_job(self, *args):
         # `sluice run sleep` whose job is deleted while it sleeps: its lease

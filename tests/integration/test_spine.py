@@ -1010,6 +1010,20 @@ end)
                     self.assertNotIn("stack traceback", err)
                     self.assertEqual(self.scalar("SELECT count(*) FROM pg_class WHERE relname = 'exec_signal'"), "0")
 
+    def test_exec_keeps_the_signals_ignored_at_its_start(self):
+        # as `sluice run` and the REPL do: under nohup (or a signal a shell's
+        # background job starts with ignored) the script goes on
+        with tempfile.NamedTemporaryFile("w", suffix=".lua") as f:
+            f.write('print("ready")\nsluice.sleep(3)\nprint("slept")\n')
+            f.flush()
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                with self.subTest(sig.name):
+                    def signal_it(proc):
+                        self.assertEqual(self.read_line(proc), "ready\n")
+                        proc.send_signal(sig)
+                    code, out, err = self.while_running(["exec", f.name], signal_it, ignore=(sig,))
+                    self.assertEqual((code, out), (0, "slept\n"), err)
+
     def test_exec_limits_name_the_code_not_a_handler(self):
         # a script (and a task it spawns) stopped by a limit is no handler's run
         for name, script in [("budget", "while true do end"),
