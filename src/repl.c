@@ -85,7 +85,10 @@ static void usage(FILE *out)
                  "event loop as the daemon. An expression or =expr prints its value.\n"
                  "  -e CODE   run CODE, print its value, exit (1 on error)\n"
                  "With stdin not a terminal, the whole of stdin is run as one chunk.\n"
-                 "History is kept in <state dir>/repl_history.\n");
+                 "History is kept in <state dir>/repl_history.\n"
+                 "SIGINT (Ctrl-C) cancels the input running; SIGTERM and SIGHUP end the\n"
+                 "REPL. A signal ignored when sluice started (SIGHUP under nohup) stays\n"
+                 "ignored.\n");
 }
 
 /* ------------------------------------------------------------------ the prompt */
@@ -308,11 +311,8 @@ static void signals_start(repl *r)
         {&r->sigcont, sigcont_cb, SIGCONT},
     };
     int n = r->interactive ? 5 : 3;
-    for (int i = 0; i < n; i++) {
-        ev_signal_init(s[i].w, s[i].cb, s[i].sig);
-        s[i].w->data = r;
-        ev_signal_start(r->ctx.loop, s[i].w);
-    }
+    for (int i = 0; i < n; i++) /* one ignored at start (nohup's SIGHUP) stays ignored */
+        sl_cli_watch_signal(r->ctx.loop, s[i].w, s[i].cb, s[i].sig, r);
 }
 
 static void signals_stop(repl *r)

@@ -580,6 +580,19 @@ class ReplTest(harness.SluiceTest):
                                                   env=self.repl_env())
                 self.assertEqual(code, 128 + sig, err)
 
+    def test_signals_ignored_at_start_stay_ignored(self):
+        # as in exec and run: under nohup a hang-up (or a signal a shell's
+        # background job starts with ignored) neither stops the input nor ends
+        # the REPL; SIGHUP ended it with 129
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            with self.subTest(sig.name):
+                def signal_it(proc):
+                    self.assertEqual(self.read_line(proc), "ready\n")
+                    proc.send_signal(sig)
+                code, out, err = self.while_running(["repl", "-e", 'print("ready") sluice.sleep(3) return "slept"'],
+                                                    signal_it, env=self.repl_env(), ignore=(sig,))
+                self.assertEqual((code, out), (0, '"slept"\n'), err)
+
     def test_a_run_whose_claim_came_back_too_late_is_given_back(self):
         # as in `sluice run`: a claim answered after the fence's share of the
         # lease does not start its run, which goes back to its job
