@@ -21,6 +21,9 @@
 #include <string.h>
 
 static int errors_to_log;
+/* why the first write to stdout failed (an errno), or 0: stdio keeps only that
+ * one did (ferror), and the process has one stdout */
+static int stdout_errno;
 
 void sl_cli_errors_to_log(int on)
 {
@@ -35,6 +38,31 @@ void sl_cli_watch_signal(struct ev_loop *loop, ev_signal *w,
     w->data = data;
     if (sigaction(signum, NULL, &was) == 0 && was.sa_handler == SIG_IGN) return;
     ev_signal_start(loop, w);
+}
+
+int sl_cli_flush_stdout(void)
+{
+    int r = fflush(stdout);
+    if (r != 0 && !stdout_errno) stdout_errno = errno;
+    return r;
+}
+
+void sl_cli_put_line(const char *s, size_t len)
+{
+    /* a line longer than stdio's buffer is written at once, not at the flush */
+    if ((fwrite(s, 1, len, stdout) < len || fputc('\n', stdout) == EOF) && !stdout_errno)
+        stdout_errno = errno;
+    sl_cli_flush_stdout();
+}
+
+int sl_cli_output_written(int status)
+{
+    int failed = ferror(stdout);
+    if (sl_cli_flush_stdout() != 0) failed = 1;
+    if (!failed) return status;
+    sl_cli_error("cannot write the output: %s",
+                 stdout_errno ? strerror(stdout_errno) : "write error");
+    return status == 0 ? 1 : status;
 }
 
 void sl_cli_error(const char *fmt, ...)

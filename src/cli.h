@@ -25,6 +25,21 @@ void sl_cli_watch_signal(struct ev_loop *loop, ev_signal *w,
 void sl_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void sl_cli_errors_to_log(int on);
 
+/* fflush(stdout) for output that streams (print() outside runs, the REPL's
+ * values, `logs --follow`, a line before the notes on stderr): the reason the
+ * first write failed is kept for sl_cli_output_written, since a failed flush
+ * drops what it held and a later one succeeds. Returns fflush's result. */
+int sl_cli_flush_stdout(void);
+
+/* len bytes of s and a newline on stdout, flushed with sl_cli_flush_stdout. */
+void sl_cli_put_line(const char *s, size_t len);
+
+/* At exit: output that could not be written (a full disk, say) fails the
+ * command, "cannot write the output: <reason>", exit status 1 unless status
+ * says a failure already. stdout is flushed here, before exit would flush it
+ * and drop the error. */
+int sl_cli_output_written(int status);
+
 /* The connection string to use: cfg->db_url, or the embedded cluster's (started
  * on demand). Returns a malloc'd string, or NULL after printing the error. */
 char *sl_cli_db_url(const struct sl_config *cfg);

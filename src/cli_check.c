@@ -164,7 +164,7 @@ int sl_cmd_check(const sl_config *cfg, int argc, char **argv)
         printf("%d handler%s OK\n", n, n == 1 ? "" : "s");
     } else {
         fputs(problems, stdout);
-        fflush(stdout);
+        sl_cli_flush_stdout();
         fprintf(stderr, "sluice: %d problem%s found; %d handler%s OK\n", count,
                 count == 1 ? "" : "s", n, n == 1 ? "" : "s");
     }

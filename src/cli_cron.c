@@ -314,7 +314,7 @@ static int cron_next(int argc, char **argv)
     }
     if (json) printf("]}\n");
     if (past_end) {
-        fflush(stdout);
+        sl_cli_flush_stdout();
         if (found)
             fprintf(stderr, "listing ends with year %d: %d of %d times shown\n",
                     SL_CRON_CLI_LAST_YEAR, found, count);

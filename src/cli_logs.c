@@ -96,7 +96,7 @@ static void print_visible(const char *text)
     char *v = sl_text_visible(text, 1);
     fputs(v, stdout);
     free(v);
-    fflush(stdout);
+    sl_cli_flush_stdout();
 }
 
 /* A job as one statement reads it, so that its status and its runs agree. */

@@ -172,7 +172,7 @@ static int say_already_scheduled(PGconn *c, const char *type, const char *id,
         return 2;
     }
     printf("%s\n", id);
-    fflush(stdout);
+    sl_cli_flush_stdout();
     if (o->dedupe)
         fprintf(stderr, "%s: already scheduled as %s, with dedupe key '%s'", type, id, o->dedupe);
     else
@@ -259,7 +259,7 @@ int sl_cmd_schedule(const sl_config *cfg, int argc, char **argv)
     if (!r) goto out;
     if (strcmp(PQgetvalue(r, 0, 1), "t") == 0) {
         printf("%s\n", PQgetvalue(r, 0, 0));
-        fflush(stdout);
+        sl_cli_flush_stdout();
         say_next_run(c, PQgetvalue(r, 0, 0));
         status = 0;
     } else {
@@ -546,7 +546,7 @@ int sl_cmd_jobs_edit(const sl_config *cfg, int argc, char **argv)
     printf("%s  %s\n", full, PQgetvalue(r, 0, 0));
     PQclear(r);
     status = 0;
-    fflush(stdout);
+    sl_cli_flush_stdout();
     say_next_run(c, full); /* the slot it has now (a later statement: it sees the change) */
     if (o.cron || o.tz || o.params) say_same_schedule(c, full, o.tz ? o.tz : PQgetvalue(job, 0, 2));
 out:

@@ -6,6 +6,7 @@
  * sleep follows the yielding-call steps of task.h: check args, find the task,
  * arm an ev_timer, park; the timer's callback only wakes the task.
  */
+#include "cli.h"
 #include "ctx.h"
 #include "json.h"
 #include "runtime_int.h"
@@ -229,9 +230,7 @@ static int l_print(lua_State *L)
     } else { /* every byte, as Lua's print: a NUL does not end the line */
         size_t len;
         const char *s = lua_tolstring(L, -1, &len);
-        fwrite(s, 1, len, stdout);
-        fputc('\n', stdout);
-        fflush(stdout);
+        sl_cli_put_line(s, len);
     }
     return 0;
 }

@@ -15,6 +15,7 @@
  *   reload()   → problems, sync_err    reloads handlers from disk, syncs the
  *                                      registry into the database
  *   worker()   → id, lease_seconds     the worker the REPL registered as
+ *   out(s)                             s and a newline on stdout, flushed
  *   in_transaction() → boolean         the calling task is inside
  *                                      sluice.db.transaction (its queries run
  *                                      uncommitted on the transaction's
@@ -29,6 +30,7 @@
  * The driver's state is one userdata in the registry, made by luaopen; it is
  * inert in processes that never call sl_repl_attach (serve, exec).
  */
+#include "cli.h"
 #include "config.h"
 #include "ctx.h"
 #include "log.h"
@@ -386,6 +388,16 @@ static int l_worker(lua_State *L)
     return 2;
 }
 
+/* out(s): s and a newline on stdout, flushed, as print() writes outside runs:
+ * a write that fails keeps its reason for the exit's message */
+static int l_out(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    sl_cli_put_line(s, len);
+    return 0;
+}
+
 static int l_in_transaction(lua_State *L)
 {
     sl_task *t = sl_task_of(L);
@@ -414,7 +426,7 @@ int luaopen_sluice_repl(lua_State *L)
     static const luaL_Reg fns[] = {
         {"clock", l_clock},   {"claimed", l_claimed}, {"run", l_run},
         {"reload", l_reload}, {"worker", l_worker},   {"in_transaction", l_in_transaction},
-        {NULL, NULL},
+        {"out", l_out},       {NULL, NULL},
     };
     repl_state *st = lua_newuserdatauv(L, sizeof *st, 0);
     memset(st, 0, sizeof *st);

@@ -11,7 +11,6 @@
 #include "config.h"
 #include "log.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,21 +73,6 @@ static void usage(FILE *out)
             "  --log-level L       debug, info (default), warn or error\n"
             "  --version, --help\n\n"
             "`sluice <command> --help` (or `sluice help <command>`) describes each command.\n");
-}
-
-/* Output that could not be written (a full disk, say) fails the command: a
- * listing cut short must not look like a whole one. stdout is flushed here,
- * before exit would flush it and drop the error. */
-static int output_written(int status)
-{
-    int failed = ferror(stdout), why = 0;
-    if (fflush(stdout) != 0) {
-        failed = 1;
-        why = errno;
-    }
-    if (!failed) return status;
-    sl_cli_error("cannot write the output: %s", why ? strerror(why) : "write error");
-    return status == 0 ? 1 : status;
 }
 
 int main(int argc, char **argv)
@@ -155,5 +139,6 @@ int main(int argc, char **argv)
 out:
     free(rest);
     sl_config_free(&cfg);
-    return output_written(status);
+    /* a listing cut short by a full disk must not look like a whole one */
+    return sl_cli_output_written(status);
 }

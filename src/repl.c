@@ -98,7 +98,7 @@ static void on_line(char *line);
 static void prompt(repl *r, int more)
 {
     if (r->quitting) return;
-    fflush(stdout);
+    sl_cli_flush_stdout();
     fflush(stderr);
     rl_callback_handler_install(more ? PROMPT_MORE : PROMPT, on_line);
     r->prompting = 1;
@@ -133,7 +133,7 @@ static void on_done(int failed, const char *message, void *data)
         else
             sl_cli_error("%s", message);
     }
-    fflush(stdout);
+    sl_cli_flush_stdout();
     fflush(stderr);
     if (r->quitting || !r->interactive)
         ev_break(r->ctx.loop, EVBREAK_ALL);

@@ -119,8 +119,7 @@ end
 M.pretty = pretty
 
 local function out(s)
-  io.stdout:write(s, "\n")
-  io.stdout:flush()
+  drv.out(s) -- as print() writes: a failed write's reason is kept for the exit
 end
 
 local function note(s)
