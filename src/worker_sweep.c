@@ -83,8 +83,10 @@ static void sweep_done(PGresult *res, const char *err, void *data)
                err, SL_NUM "retry_in", secs, NULL);
         return;
     }
+    /* the backoff is the cycle's, left to a cycle that succeeds: a sweep is a
+     * read, and answered where the cycle after it failed (a database turned
+     * read-only) reset it to retry five times a second for as long */
     w->orphans_possible = 0;
-    w->backoff = 0;
     int n = PQntuples(res);
     if (n > 0) {
         sl_buf ids = {0};

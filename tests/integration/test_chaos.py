@@ -374,6 +374,36 @@ class Chaos(harness.OwnClusterTest):
         self.assertEqual(sorted(r["status"] for r in runs), ["completed"] * 8, runs)
         self.assertEqual(len({r["job"] for r in runs}), 8, runs)
 
+    def test_a_database_turned_read_only_is_retried_with_backoff_and_left_behind(self):
+        # each failed cycle (its claim refused: "cannot execute SELECT FOR
+        # UPDATE in a read-only transaction") was followed by a sweep for runs
+        # it may have claimed; the sweep, a read, succeeded and reset the
+        # backoff, so the daemon retried and logged five times a second
+        env = self.own_env
+        self.sluice("queue", "noop", "--at", "+1h", env=env)  # the cluster, schema and registry
+        self.url = self.sluice("db", "url", env=env).stdout.strip()
+        d = self.serve("--poll", "1", env=env)
+        d.wait_log("sluice serving")
+        pgfixture.psql(self.url, "ALTER DATABASE sluice SET default_transaction_read_only = on")
+        pgfixture.psql(self.url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                 "WHERE application_name = 'sluice' AND pid <> pg_backend_pid()")
+        d.wait_log("read-only transaction")
+        first = d.logged_at("read-only transaction")
+        time.sleep(5)
+        failed = d.log().count("claiming and recording runs failed")
+        # 0.2 s doubled at each failure: 0.2 + 0.4 + 0.8 + 1.6 + 3.2 > 5 s, so at
+        # most five retries and the first failure (a slower machine logs fewer)
+        self.assertLessEqual(failed, 6, d.log())
+        self.assertGreaterEqual(time.time() - first, 5)
+        pgfixture.psql(self.url, "BEGIN READ WRITE; ALTER DATABASE sluice RESET default_transaction_read_only; "
+                                 "COMMIT")
+        pgfixture.psql(self.url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                 "WHERE application_name = 'sluice' AND pid <> pg_backend_pid()")
+        job = self.sluice("queue", "noop", env=env).stdout.strip()
+        self.wait_for(lambda: self.q(f"SELECT 1 FROM sluice.scheduled_jobs WHERE id = '{job}' "
+                                     "AND status = 'completed'"), 60, "the daemon did not carry on")
+        self.assertEqual(d.stop(), 0, d.log())
+
 
 if __name__ == "__main__":
     harness.main()
