@@ -2174,6 +2174,79 @@ class Lifecycle(harness.SluiceTest):
         runs = self.sql("SELECT scheduled_job_id FROM sluice.scheduled_job_runs")
         self.assertEqual([r["scheduled_job_id"] for r in runs], [kept])
 
+    def brand_rows(self):
+        """Every row of the control plane's tables, to tell that a refused
+        statement changed nothing."""
+        return {t: self.sql(f"SELECT * FROM sluice.{t} ORDER BY 1")
+                for t in ("brands", "scheduled_jobs", "scheduled_job_runs", "dataset_status")}
+
+    def test_a_brand_whose_run_is_in_flight_is_not_deleted(self):
+        # deleting a brand deletes its jobs; one whose run was under way had its
+        # run deleted with it, stopped by its worker with nothing recorded
+        # while its handler was writing the brand's rows. The delete is refused
+        # until the run has ended; once it has, the brand goes with all it had
+        for name in ("acme", "beta"):
+            self.sluice("brands", "add", name)
+        running = self.sluice("queue", "fresh_probe", "--brand", "acme", "--params", '{"sleep": 60}').stdout.strip()
+        self.sluice("queue", "echo", "--brand", "acme", "--at", "+1h", "--dedupe-key", "k")
+        self.sluice("schedule", "echo", "--brand", "acme", "--cron", "0 3 * * *")
+        kept = self.sluice("queue", "echo", "--brand", "beta", "--at", "+1h").stdout.strip()
+        with self.serve("--lease", "3") as d:
+            self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'running'") == 1, 30)
+            run = self.scalar(f"SELECT current_run_id FROM sluice.scheduled_jobs WHERE id = '{running}'")
+            before = self.brand_rows()
+            err = self.sql_error("DELETE FROM sluice.brands WHERE name = 'acme'")
+            self.assertIn(f"ERROR:  55006: brand 'acme' has a run in flight: fresh_probe run {run} of job "
+                          f"{running}; deleting the brand deletes its jobs, and a run whose job is deleted is "
+                          f"stopped with nothing recorded\n", err)
+            self.assertIn("HINT:  cancel its job (sluice jobs cancel JOB_ID…) or let the run end, then delete "
+                          "the brand; `sluice runs --brand 'acme' --status running` lists the runs", err)
+            self.assertEqual(self.brand_rows(), before)
+            # a cancel ends the run, recorded; then the brand can go
+            self.sluice("jobs", "cancel", running)
+            self.wait_for(lambda: self.scalar(f"SELECT status FROM sluice.scheduled_job_runs "
+                                              f"WHERE id = '{run}'") == "cancelled", 30)
+            self.assertEqual(self.scalar("DELETE FROM sluice.brands WHERE name = 'acme' RETURNING name"),
+                             "acme\nDELETE 1")
+            self.assertEqual(self.sql("SELECT id FROM sluice.scheduled_jobs"), [{"id": kept}])
+            self.assertEqual(self.count("sluice.scheduled_job_runs"), 0)
+            self.assertEqual(self.count("sluice.dataset_status"), 0)
+            # the daemon goes on with the other brand's work
+            self.sluice("jobs", "run-now", kept)
+            self.wait_for(lambda: self.scalar(f"SELECT status FROM sluice.scheduled_jobs "
+                                              f"WHERE id = '{kept}'") == "completed", 30)
+        self.assertNotIn("its job was deleted", d.log())
+        self.assertNotIn("level=error", d.log())
+
+    def test_a_brand_whose_foreground_run_is_in_flight_is_not_deleted(self):
+        self.sluice("brands", "add", "acme")
+
+        def delete_then_cancel(proc):
+            self.sleep_running()
+            before = self.brand_rows()
+            self.assertIn("55006: brand 'acme' has a run in flight: sleep run",
+                          self.sql_error("DELETE FROM sluice.brands"))
+            self.assertEqual(self.brand_rows(), before)
+            self.cancel_the_sleep(proc)
+        code, _, err = self.while_running(["run", "sleep", "--brand", "acme", "--params", '{"seconds": 600}'],
+                                          delete_then_cancel, env=self.env({"SLUICE_LEASE_SECONDS": "3"}))
+        self.assertEqual(code, 1, err)
+        self.assertRegex(err, r"run \S+ cancelled after \d+\.\d\ds: cancelled; then job cancelled\n$")
+        self.assertEqual(self.scalar("DELETE FROM sluice.brands RETURNING name"), "acme\nDELETE 1")
+
+    def test_a_brand_whose_runs_lease_ran_out_can_be_deleted(self):
+        # a run whose worker is gone (its lease expired) is not in flight: it
+        # does not hold its brand until some worker rescues it
+        self.sluice("brands", "add", "acme")
+        self.sluice("queue", "noop", "--brand", "acme")
+        worker = "00000000-0000-4000-8000-000000000001"  # a worker that exists only in this test
+        run = self.scalar(f"SELECT run_id FROM sluice.claim_jobs('{worker}', 10, 600)")
+        self.assertIn("55006", self.sql_error("DELETE FROM sluice.brands"))
+        self.scalar(f"UPDATE sluice.scheduled_job_runs SET lease_expires_at = now() - interval '1 second' "
+                    f"WHERE id = '{run}' RETURNING 1")
+        self.assertEqual(self.scalar("DELETE FROM sluice.brands RETURNING name"), "acme\nDELETE 1")
+        self.assertEqual(self.count("sluice.scheduled_job_runs"), 0)
+
     def test_priority_orders_claims(self):
         low = self.sluice("queue", "echo", "--priority", "10").stdout.strip()
         high = self.sluice("queue", "echo", "--priority", "-5").stdout.strip()
