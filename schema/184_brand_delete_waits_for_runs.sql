@@ -26,6 +26,8 @@ LANGUAGE plpgsql AS $$
 DECLARE
     n integer := 0;
     listed text[] := '{}';
+    -- no control character of a name from before the rule (097) reaches a terminal
+    shown text := regexp_replace(OLD.name, '[\x01-\x1f\x7f-\x9f]', '?', 'g');
     r record;
 BEGIN
     PERFORM 1 FROM sluice.scheduled_jobs j WHERE j.brand_id = OLD.id FOR UPDATE;
@@ -44,14 +46,16 @@ BEGIN
     IF n > 0 THEN
         RAISE EXCEPTION 'brand % has %: %; deleting the brand deletes its jobs, and a run whose job is '
                         'deleted is stopped with nothing recorded',
-            quote_literal(OLD.name),
+            quote_literal(shown),
             CASE WHEN n = 1 THEN 'a run in flight' ELSE n || ' runs in flight' END,
             array_to_string(listed, ', ') || CASE WHEN n > 5 THEN format(' and %s more', n - 5) ELSE '' END
             USING ERRCODE = 'object_in_use',
                   HINT = 'cancel its job' || CASE WHEN n = 1 THEN '' ELSE 's' END
                          || ' (sluice jobs cancel JOB_ID…) or let the run' || CASE WHEN n = 1 THEN '' ELSE 's' END
                          || ' end, then delete the brand; `sluice runs --brand '
-                         || '''' || replace(OLD.name, '''', '''\''''') || ''''
+                         -- the name quoted for a shell; its id if the name was changed above
+                         || CASE WHEN shown = OLD.name THEN '''' || replace(OLD.name, '''', '''\''''') || ''''
+                                 ELSE OLD.id::text END
                          || ' --status running` lists the runs';
     END IF;
     RETURN OLD;
