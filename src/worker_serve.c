@@ -250,6 +250,10 @@ static int serve(sl_config *cfg, const serve_opts *o, int argc, char **argv)
         backoff = backoff * 2 > 30 ? 30 : backoff * 2;
     }
     sl_cli_errors_to_log(0);
+    /* start-up blocked the loop, whose clock still reads when it was made:
+     * every timer armed from here on (the pool's connect deadlines, leases)
+     * would count from then, and fire at once after a wait for the database */
+    ev_now_update(ctx.loop);
     ctx.pg = sl_pg_new(ctx.loop, ctx.db_url, cfg->pool_size);
     sl_pg_reserve(ctx.pg);     /* handlers cannot hold up lease renewals */
     sl_pg_adopt(ctx.pg, boot); /* the first claim needs no new connection */

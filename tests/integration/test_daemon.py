@@ -308,6 +308,27 @@ class Daemon(harness.SluiceTest):
                 self.wait_done(job)
                 self.assertEqual(self.result_of(job)["result"]["version"], 3)
 
+    def test_a_start_up_that_waited_for_the_database_reports_no_outage_once_serving(self):
+        # the loop's clock stood still while start-up waited, so the first
+        # connections the pool opened once serving counted their
+        # connect_timeout from before the wait: given up at once ("cannot
+        # connect to the database … timeout expired"), and "back" 0 s later
+        socket_dir = urllib.parse.parse_qs(urllib.parse.urlsplit(self.db).query)["host"][0]
+        with tempfile.TemporaryDirectory(prefix="sluice-later-") as later:
+            env = self.henv({"DATABASE_URL": self.db.replace(socket_dir, later) + "&connect_timeout=2"})
+            with self.serve(env=env) as d:
+                d.wait_log("start-up failed; retrying in 2s")  # 1 s waited, 2 s more to come
+                for name in os.listdir(socket_dir):
+                    if name.startswith(".s.PGSQL.") and not name.endswith(".lock"):
+                        os.symlink(os.path.join(socket_dir, name), os.path.join(later, name))
+                d.wait_log("sluice serving", timeout=30)
+                self.wait_listening()
+                job = self.sluice("queue", "echo", env=env).stdout.strip()
+                self.wait_done(job)
+            served = d.log()[d.log().index("sluice serving"):]
+            self.assertNotIn("cannot connect to the database", served)
+            self.assertNotIn("database connection back", served)
+
     # -------------------------------------------------------------- operations
 
     def test_pidfile_refuses_a_second_daemon(self):
