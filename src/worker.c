@@ -453,6 +453,18 @@ typedef struct cycle_req {
     struct cycle_req *next, **prev; /* in w->cycles */
 } cycle_req;
 
+void sl_worker_put_held_ids(sl_worker *w, sl_buf *ids)
+{
+    sl_runtime_run_ids(w->ctx->rt, ids);
+    for (pending *p = w->queue_head; p; p = p->next) {
+        sl_buf_puts(ids, p->spec.run_id);
+        sl_buf_puts(ids, ",");
+    }
+    sl_worker_put_run_ids(ids, w->done);
+    for (const cycle_req *c = w->cycles; c; c = c->next)
+        sl_worker_put_run_ids(ids, c->batch);
+}
+
 /* Puts a batch back in front of the ended runs still to record; returns its size. */
 static int requeue(sl_worker *w, wrun *batch)
 {

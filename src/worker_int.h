@@ -93,7 +93,8 @@ typedef struct sl_worker {
      * their leases ("a,b,"): they ran, so a sweep must not give them back;
      * each goes once it is seen no longer running here (check_abandoned) */
     sl_buf abandoned;
-    int checking_abandoned;      /* check_abandoned() in flight */
+    int checking_abandoned; /* check_abandoned() in flight */
+    int rescuing; /* statements of the last rescue pass not answered yet: none sent meanwhile */
     struct unflushed *unflushed; /* runs ended lazily, perhaps not yet on disk */
     int exit_status;
     sl_tz_cache *zones; /* time zones of recurring jobs, read once */
@@ -123,6 +124,10 @@ int sl_worker_outage_level(const sl_worker *w);
 double sl_worker_retry_later(sl_worker *w);
 /* Appends the run ids of the ended runs from r on to ids ("a,b,"). */
 void sl_worker_put_run_ids(sl_buf *ids, const struct wrun *r);
+/* Appends to ids ("a,b,") every run whose outcome the worker is still to
+ * record: in flight, claimed and waiting for a slot, ended and not recorded
+ * yet (waiting for a cycle, or in one in flight). */
+void sl_worker_put_held_ids(sl_worker *w, sl_buf *ids);
 /* Stopping, once nothing is in flight: the exit begins. */
 void sl_worker_maybe_exit(sl_worker *w);
 /* Timer callbacks (data: the worker): the next cycle, a claim or a retry. */

@@ -1,11 +1,10 @@
 /*
  * worker_passes.c — `sluice serve`'s periodic passes, each on its own timer:
  * the rescue pass (failing runs whose lease expired, whatever worker held
- * them; slotting recurring jobs that have no next slot; letting go of the
- * abandoned runs no longer running here), the retention pass (archiving old
- * jobs, pruning old runs), and the log flush (recording the new log lines of
- * runs in flight every few seconds). Each fails quietly and tries again at
- * its next turn: none stops the daemon.
+ * them, but for those this worker still holds; slotting recurring jobs that have no next slot;
+ * letting go of the abandoned runs no longer running here), the retention pass (archiving old jobs,
+ * pruning old runs), and the log flush (recording the new log lines of runs in flight every few
+ * seconds). Each fails quietly and tries again at its next turn: none stops the daemon.
  */
 #include "buf.h"
 #include "config.h"
@@ -32,6 +31,7 @@ static const char *col_or_null(const PGresult *res, int row, int col)
 static void rescue_done(PGresult *res, const char *err, void *data)
 {
     sl_worker *w = data;
+    w->rescuing--;
     if (err) {
         sl_log(sl_worker_outage_level(w), "rescue pass failed", "error", err, NULL);
         return;
@@ -60,6 +60,7 @@ static void rescue_done(PGresult *res, const char *err, void *data)
 static void unscheduled_done(PGresult *res, const char *err, void *data)
 {
     sl_worker *w = data;
+    w->rescuing--;
     if (err) {
         sl_log(sl_worker_outage_level(w), "looking for unscheduled recurring jobs failed", "error",
                err, NULL);
@@ -176,11 +177,26 @@ void sl_worker_rescue_cb(struct ev_loop *loop, ev_timer *t, int revents)
     (void)revents;
     sl_worker *w = t->data;
     if (w->stopping) return;
+    /* the last pass still waits (a table locked): passes sent behind it
+     * would pile up in the pool's queue for as long as the lock is held */
+    if (w->rescuing > 0) return;
+    /* the runs whose outcomes this worker is to record are not lost, even
+     * with their leases expired (the database was out of reach longer than
+     * a lease): their outcomes are recorded as they are; a run in flight that
+     * went unrenewed that long was stopped by the fence */
+    sl_buf spare = {0};
+    sl_buf_puts(&spare, "{");
+    sl_worker_put_held_ids(w, &spare);
+    if (spare.data[spare.len - 1] == ',') spare.len--;
+    sl_buf_puts(&spare, "}");
+    const char *params[] = {sl_buf_str(&spare)};
+    w->rescuing = 2;
     sl_pg_query(w->ctx->pg,
                 "SELECT run_id, job_status, error, decision, (SELECT r.job_type FROM "
                 "sluice.scheduled_job_runs r WHERE r.id = l.run_id) AS job_type "
-                "FROM sluice.rescue_lost_runs() l",
-                0, NULL, rescue_done, w);
+                "FROM sluice.rescue_lost_runs($1::uuid[]) l",
+                1, params, rescue_done, w);
+    sl_buf_free(&spare);
     sl_pg_query(w->ctx->pg, "SELECT * FROM sluice.unscheduled_jobs(100)", 0, NULL, unscheduled_done,
                 w);
     if (w->abandoned.len && !w->checking_abandoned) check_abandoned(w);

@@ -35,12 +35,7 @@
 static void held_ids(sl_worker *w, sl_buf *ids)
 {
     sl_buf_puts(ids, "{");
-    sl_runtime_run_ids(w->ctx->rt, ids); /* "a,b," */
-    for (pending *p = w->queue_head; p; p = p->next) {
-        sl_buf_puts(ids, p->spec.run_id);
-        sl_buf_puts(ids, ",");
-    }
-    sl_worker_put_run_ids(ids, w->done);
+    sl_worker_put_held_ids(w, ids); /* "a,b," */
     if (w->abandoned.len) sl_buf_puts(ids, sl_buf_str(&w->abandoned));
     for (const unflushed *f = w->unflushed; f; f = f->next)
         if (f->ids.len) sl_buf_puts(ids, sl_buf_str(&f->ids));

@@ -374,6 +374,36 @@ class Chaos(harness.OwnClusterTest):
         self.assertEqual(sorted(r["status"] for r in runs), ["completed"] * 8, runs)
         self.assertEqual(len({r["job"] for r in runs}), 8, runs)
 
+    def test_runs_that_end_in_an_outage_longer_than_their_lease_keep_their_outcomes(self):
+        # the daemon's own rescue pass, first to reach the database once it was
+        # back, failed the runs whose completed outcomes the daemon was holding
+        # to record ("worker lost: lease expired"), and their jobs ran again
+        env = self.own_env
+        self.sluice("queue", "noop", "--at", "+1h", env=env)  # the cluster, schema and registry
+        self.url = self.sluice("db", "url", env=env).stdout.strip()
+        d = self.serve("--lease", "10", "--poll", "1", env=env)
+        d.wait_log("sluice serving")
+        pgfixture.psql(self.url, """
+            INSERT INTO sluice.scheduled_jobs (job_type, parameters, next_run_at)
+            SELECT 'sleep', '{"seconds": 4}', now() FROM generate_series(1, 4)""")
+        self.wait_for(lambda: self.q("SELECT 1 FROM sluice.scheduled_job_runs WHERE status = 'running' "
+                                     "HAVING count(*) = 4"), 30, "the runs did not start")
+        # the runs end some 4 s from now, while the server is down; their
+        # leases (renewed every 3.3 s, the fence at 9 s) expire within 10 s
+        self.sluice("db", "stop", env=env)
+        time.sleep(12)
+        self.sluice("db", "start", env=env)
+        d.wait_log("database connection back", timeout=60)
+        self.wait_for(lambda: not self.q("SELECT 1 FROM sluice.scheduled_jobs WHERE job_type = 'sleep' "
+                                         "AND status <> 'completed'"), 60, "the jobs did not all complete")
+        self.assertEqual(d.stop(), 0, d.log())
+        runs = self.q("SELECT scheduled_job_id AS job, status, error_message FROM sluice.scheduled_job_runs "
+                      "WHERE job_type = 'sleep'")
+        self.assertEqual([r["status"] for r in runs], ["completed"] * 4, runs)
+        self.assertEqual(len({r["job"] for r in runs}), 4, runs)
+        self.assertNotIn("worker was lost", d.log())
+        self.assertNotIn("run outcome not recorded", d.log())
+
     def test_a_database_turned_read_only_is_retried_with_backoff_and_left_behind(self):
         # each failed cycle (its claim refused: "cannot execute SELECT FOR
         # UPDATE in a read-only transaction") was followed by a sweep for runs
