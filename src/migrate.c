@@ -262,7 +262,8 @@ static int all_applied(PGresult *applied, const sl_migration_list *l)
 
 static PGresult *read_applied(PGconn *c, char *err, size_t errlen)
 {
-    PGresult *r = PQexec(c, "SELECT version, name, checksum FROM sluice.schema_migrations");
+    PGresult *r =
+        PQexec(c, "SELECT version, name, checksum FROM sluice.schema_migrations ORDER BY name");
     if (PQresultStatus(r) == PGRES_TUPLES_OK) return r;
     char msg[512];
     pq_message(c, msg, sizeof msg);
@@ -470,6 +471,39 @@ out:
     return rc;
 }
 
+int sl_migrate_unknown(PGconn *c, char *names, size_t len)
+{
+    char err[512];
+    names[0] = '\0';
+    sl_migration_list l;
+    if (load_migrations(&l, err, sizeof err) < 0) {
+        snprintf(names, len, "%s", err);
+        return -1;
+    }
+    int n = 0;
+    if (bookkeeping_exists(c)) {
+        PGresult *applied = read_applied(c, err, sizeof err);
+        if (!applied) {
+            snprintf(names, len, "%s", err);
+            list_free(&l);
+            return -1;
+        }
+        sl_buf b = {0};
+        for (int row = 0; row < PQntuples(applied); row++) {
+            int known = 0;
+            for (size_t i = 0; i < l.n && !known; i++)
+                known = strcmp(l.v[i].version, PQgetvalue(applied, row, 0)) == 0;
+            if (known) continue;
+            sl_buf_printf(&b, "%s%s", n++ ? ", " : "", PQgetvalue(applied, row, 1));
+        }
+        snprintf(names, len, "%s", b.len ? sl_buf_str(&b) : "");
+        sl_buf_free(&b);
+        PQclear(applied);
+    }
+    list_free(&l);
+    return n;
+}
+
 /* ================================================================ sluice migrate */
 
 static void migrate_usage(FILE *out)
@@ -584,6 +618,13 @@ int sl_cmd_migrate(const sl_config *cfg, int argc, char **argv)
         } else {
             printf("%d migration%s applied\n", n, n == 1 ? "" : "s");
         }
+        char newer[1024];
+        if (n >= 0 && sl_migrate_unknown(c, newer, sizeof newer) > 0)
+            fprintf(stderr,
+                    "sluice: note: the database has migrations this build does not have (%s): "
+                    "a newer sluice applied them; this one works on such a schema, as during a "
+                    "rolling upgrade, but should be upgraded\n",
+                    newer);
     }
     PQfinish(c);
     return rc;

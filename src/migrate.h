@@ -20,4 +20,10 @@
  * Blocking; the session's client_min_messages is restored on return. */
 int sl_migrate(PGconn *c, int verbose, char *err, size_t errlen);
 
+/* The migrations recorded as applied in c's database that this build does not
+ * have (a newer sluice applied them), by name and in version order, as
+ * "205_a.sql, 206_b.sql" in names ("" for none, cut to len). Returns their
+ * number, or -1 with the reason in names. Blocking. */
+int sl_migrate_unknown(PGconn *c, char *names, size_t len);
+
 #endif

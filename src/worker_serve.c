@@ -12,6 +12,7 @@
 #include "daemon.h"
 #include "http.h"
 #include "log.h"
+#include "migrate.h"
 #include "pg.h"
 #include "queue.h"
 #include "reload.h"
@@ -250,6 +251,16 @@ static int serve(sl_config *cfg, const serve_opts *o, int argc, char **argv)
         backoff = backoff * 2 > 30 ? 30 : backoff * 2;
     }
     sl_cli_errors_to_log(0);
+    /* a newer sluice migrated the database (a rolling upgrade under way, or
+     * this worker left behind): the schema keeps what older workers call,
+     * so it serves, but says so */
+    char newer[1024];
+    if (sl_migrate_unknown(boot, newer, sizeof newer) > 0)
+        sl_log(SL_WARN,
+               "the database's schema is newer than this sluice: it has migrations this "
+               "version does not; serving on it, as during a rolling upgrade, but upgrade this "
+               "worker",
+               "migrations", newer, "version", SLUICE_VERSION, NULL);
     /* start-up blocked the loop, whose clock still reads when it was made:
      * every timer armed from here on (the pool's connect deadlines, leases)
      * would count from then, and fire at once after a wait for the database */

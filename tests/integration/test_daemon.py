@@ -329,6 +329,25 @@ class Daemon(harness.SluiceTest):
             self.assertNotIn("cannot connect to the database", served)
             self.assertNotIn("database connection back", served)
 
+    def test_a_schema_a_newer_sluice_migrated_is_served_with_a_warning(self):
+        # a migration recorded that this build does not have went unsaid: the
+        # daemon served as if the schema were its own
+        env = self.henv()
+        self.sluice("migrate", env=env)
+        self.scalar("INSERT INTO sluice.schema_migrations (version, name, checksum) "
+                    "VALUES ('9990', '9990_from_a_newer_sluice.sql', 'x')")
+        with self.serve(env=env) as d:
+            d.wait_log("sluice serving")
+            job = self.sluice("queue", "echo", env=env).stdout.strip()
+            self.wait_done(job)
+        line = next((x for x in d.log().splitlines() if "schema is newer than this sluice" in x), "")
+        self.assertIn("level=warn", line, d.log())
+        self.assertIn("migrations=9990_from_a_newer_sluice.sql", line)
+        proc = self.sluice("migrate", env=env)
+        self.assertIn("schema is up to date", proc.stdout)
+        self.assertIn("this build does not have (9990_from_a_newer_sluice.sql)", proc.stderr)
+        self.assertNotIn("newer", self.sluice("jobs", env=env).stderr)  # other commands say nothing
+
     # -------------------------------------------------------------- operations
 
     def test_pidfile_refuses_a_second_daemon(self):
