@@ -479,9 +479,21 @@ static int requeue(sl_worker *w, wrun *batch)
     return n;
 }
 
+/* Whether a refusal is the database's or the role's, whatever the statement
+ * records: a read-only database or standby (25006) or a privilege missing
+ * (42501) refuses every outcome alike, and takes them all once it is changed,
+ * so the batch waits whole, retried with the cycles' backoff, as for an
+ * outage. Taken for one outcome's fault, every outcome ended meanwhile was
+ * dropped, and the jobs that had completed ran again. */
+static int refuses_every_outcome(const char *sqlstate)
+{
+    return sqlstate && (strcmp(sqlstate, "25006") == 0 || strcmp(sqlstate, "42501") == 0);
+}
+
 /* A cycle failed. When Postgres refused its statement (a SQLSTATE that a retry
  * will not change: not a lost connection, a shutdown, a lack of resources or a
- * lock), one ended run's outcome may be what it refused, and a whole batch
+ * lock, nor a refusal of every write: refuses_every_outcome), one ended run's
+ * outcome may be what it refused, and a whole batch
  * retried as it is would be refused for ever: the worker would record and claim
  * nothing more. Then the runs are recorded one a cycle, with nothing claimed
  * (isolate), and one refused alone is recorded again as a plain failure
@@ -492,7 +504,8 @@ static int requeue(sl_worker *w, wrun *batch)
 static int refused(sl_worker *w, wrun **batch, int asked, const char *err)
 {
     const char *st = sl_pg_error_sqlstate(w->ctx->pg);
-    if (!*batch || sl_pg_sqlstate_fault(st) == SL_PG_TRANSIENT) return 0;
+    if (!*batch || sl_pg_sqlstate_fault(st) == SL_PG_TRANSIENT || refuses_every_outcome(st))
+        return 0;
     wrun *r = *batch;
     *batch = NULL;
     if (r->next || asked > 0) { /* which one (or the claim)? all back, then one a cycle */

@@ -434,6 +434,40 @@ class Chaos(harness.OwnClusterTest):
                                      "AND status = 'completed'"), 60, "the daemon did not carry on")
         self.assertEqual(d.stop(), 0, d.log())
 
+    def test_runs_that_end_while_the_database_is_read_only_keep_their_outcomes(self):
+        # the outcomes' batch was refused ("cannot execute … in a read-only
+        # transaction"), taken for one outcome the database would never take,
+        # and recorded one by one, then as bare failures, then dropped: the
+        # runs were failed as "worker lost" once their leases ran out, and the
+        # jobs that had completed ran again. So with privileges revoked
+        env = self.own_env
+        self.sluice("queue", "noop", "--at", "+1h", env=env)  # the cluster, schema and registry
+        self.url = self.sluice("db", "url", env=env).stdout.strip()
+        d = self.serve("--lease", "20", "--poll", "1", env=env)
+        d.wait_log("sluice serving")
+        pgfixture.psql(self.url, """
+            INSERT INTO sluice.scheduled_jobs (job_type, parameters, next_run_at)
+            SELECT 'sleep', '{"seconds": 2}', now() FROM generate_series(1, 3)""")
+        self.wait_for(lambda: self.q("SELECT 1 FROM sluice.scheduled_job_runs WHERE status = 'running' "
+                                     "HAVING count(*) = 3"), 30, "the runs did not start")
+        pgfixture.psql(self.url, "ALTER DATABASE sluice SET default_transaction_read_only = on")
+        pgfixture.psql(self.url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                 "WHERE application_name = 'sluice' AND pid <> pg_backend_pid()")
+        d.wait_log("read-only transaction")
+        # the runs end meanwhile, and the cycles retried with backoff (0.2, 0.4,
+        # … 3.2 s) try to record their outcomes
+        time.sleep(8)
+        pgfixture.psql(self.url, "BEGIN READ WRITE; ALTER DATABASE sluice RESET default_transaction_read_only; "
+                                 "COMMIT")
+        pgfixture.psql(self.url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                 "WHERE application_name = 'sluice' AND pid <> pg_backend_pid()")
+        self.wait_for(lambda: not self.q("SELECT 1 FROM sluice.scheduled_jobs WHERE job_type = 'sleep' "
+                                         "AND status <> 'completed'"), 60, "the jobs did not all complete")
+        self.assertEqual(d.stop(), 0, d.log())
+        runs = self.q("SELECT status, error_message FROM sluice.scheduled_job_runs WHERE job_type = 'sleep'")
+        self.assertEqual(runs, [{"status": "completed", "error_message": None}] * 3, d.log())
+        self.assertNotIn("dropped here", d.log())
+
 
 if __name__ == "__main__":
     harness.main()
