@@ -260,6 +260,20 @@ int sl_cli_exit_status(const PGresult *failed)
     return sl_pg_sqlstate_fault(state) == SL_PG_BAD_INPUT ? 2 : 1;
 }
 
+void sl_cli_privilege_note(PGconn *c, const PGresult *failed, char *buf, size_t len)
+{
+    const char *state = failed ? PQresultErrorField(failed, PG_DIAG_SQLSTATE) : NULL;
+    if (!state || strcmp(state, "42501") != 0) {
+        snprintf(buf, len, "%s", "");
+        return;
+    }
+    snprintf(buf, len,
+             " (the role \"%s\" lacks privileges on sluice's schema: it needs USAGE on schema "
+             "sluice, SELECT, INSERT, UPDATE and DELETE on its tables and USAGE on its "
+             "sequences; see \"Using your own server\" in the database docs)",
+             PQuser(c));
+}
+
 /* sl_cli_exec_status and sl_cli_exec_line: the hint follows the server's
  * message on a line of its own, or (one_line) in parentheses. */
 static PGresult *exec_reporting(PGconn *c, const char *sql, int nparams, const char *const *params,
@@ -271,10 +285,12 @@ static PGresult *exec_reporting(PGconn *c, const char *sql, int nparams, const c
     if (status) *status = sl_cli_exit_status(r);
     const char *primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
     const char *hint = PQresultErrorField(r, PG_DIAG_MESSAGE_HINT);
+    char note[512];
+    sl_cli_privilege_note(c, r, note, sizeof note);
     if (primary && hint)
-        sl_cli_error(one_line ? "%s (%s)" : "%s\n  hint: %s", primary, hint);
+        sl_cli_error(one_line ? "%s%s (%s)" : "%s%s\n  hint: %s", primary, note, hint);
     else if (primary)
-        sl_cli_error("%s", primary);
+        sl_cli_error("%s%s", primary, note);
     else
         sl_cli_error("%s", PQerrorMessage(c));
     PQclear(r);

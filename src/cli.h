@@ -83,6 +83,12 @@ PGresult *sl_cli_exec_status(PGconn *c, const char *sql, int nparams, const char
 PGresult *sl_cli_exec_line(PGconn *c, const char *sql, int nparams, const char *const *params,
                            int *status);
 
+/* For a statement refused for want of a privilege (SQLSTATE 42501): a note
+ * naming the role the connection logged in as and what it needs, " (the role
+ * \"app\" lacks privileges on sluice's schema: …)"; "" for any other
+ * failure. */
+void sl_cli_privilege_note(PGconn *c, const PGresult *failed, char *buf, size_t len);
+
 /* The exit status a failed result calls for: 2 when the server refused the
  * input (a data exception, a constraint, or a function's RAISE such as "unknown
  * brand": SL_PG_BAD_INPUT), 1 otherwise (the connection, the server). */

@@ -48,6 +48,20 @@ static void pq_message(PGconn *c, char *dst, size_t dstlen)
     if (nl) *nl = '\0';
 }
 
+/* Why r failed: the server's message (without libpq's "ERROR:  "), and for a
+ * privilege refused, the role and what it needs; else the connection's. */
+static void result_message(PGconn *c, const PGresult *r, char *dst, size_t dstlen)
+{
+    const char *primary = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    if (!primary) {
+        pq_message(c, dst, dstlen);
+        return;
+    }
+    char note[512];
+    sl_cli_privilege_note(c, r, note, sizeof note);
+    snprintf(dst, dstlen, "%s%s", primary, note);
+}
+
 /* ================================================================ the file list */
 
 typedef struct sl_migration {
@@ -197,8 +211,8 @@ static int exec_ok(PGconn *c, const char *sql, const char *what, char *err, size
     ExecStatusType st = PQresultStatus(r);
     int ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
     if (!ok) {
-        char msg[512];
-        pq_message(c, msg, sizeof msg);
+        char msg[1024];
+        result_message(c, r, msg, sizeof msg);
         sl_seterr(err, errlen, "%s: %s", what, msg);
     }
     PQclear(r);
@@ -265,8 +279,8 @@ static PGresult *read_applied(PGconn *c, char *err, size_t errlen)
     PGresult *r =
         PQexec(c, "SELECT version, name, checksum FROM sluice.schema_migrations ORDER BY name");
     if (PQresultStatus(r) == PGRES_TUPLES_OK) return r;
-    char msg[512];
-    pq_message(c, msg, sizeof msg);
+    char msg[1024];
+    result_message(c, r, msg, sizeof msg);
     sl_seterr(err, errlen, "cannot read sluice.schema_migrations: %s", msg);
     PQclear(r);
     return NULL;
@@ -395,12 +409,19 @@ static void set_setting(PGconn *c, const char *name, const char *value)
     PQclear(PQexecParams(c, "SELECT set_config($1, $2, false)", 2, NULL, params, NULL, NULL, 0));
 }
 
+#define BOOKKEEPING_EXISTS                                                                         \
+    "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class t JOIN pg_catalog.pg_namespace n ON "        \
+    "n.oid = t.relnamespace WHERE n.nspname = 'sluice' AND t.relname = 'schema_migrations')"
+
 /* True when sluice.schema_migrations exists. Checked before the CREATE … IF NOT
  * EXISTS statements because those need CREATE privileges even when there is
- * nothing to create, which a role of an already migrated database may lack. */
+ * nothing to create, which a role of an already migrated database may lack.
+ * Asked of the catalog, which every role reads: to_regclass() does not see a
+ * table in a schema the role has no USAGE on, and the runner then tried to
+ * create it ("permission denied for database"). */
 static int bookkeeping_exists(PGconn *c)
 {
-    PGresult *r = PQexec(c, "SELECT to_regclass('sluice.schema_migrations') IS NOT NULL");
+    PGresult *r = PQexec(c, BOOKKEEPING_EXISTS);
     int yes = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
               strcmp(PQgetvalue(r, 0, 0), "t") == 0;
     PQclear(r);
@@ -529,7 +550,7 @@ static int migrate_status(PGconn *c)
         sl_cli_error("%s", err);
         return 1;
     }
-    PGresult *exists = PQexec(c, "SELECT to_regclass('sluice.schema_migrations') IS NOT NULL");
+    PGresult *exists = PQexec(c, BOOKKEEPING_EXISTS);
     PGresult *applied = NULL;
     int rc = 0;
     if (PQresultStatus(exists) != PGRES_TUPLES_OK) {
@@ -543,7 +564,7 @@ static int migrate_status(PGconn *c)
                             "to_char(applied_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') "
                             "|| 'Z' FROM sluice.schema_migrations ORDER BY name");
         if (PQresultStatus(applied) != PGRES_TUPLES_OK) {
-            pq_message(c, err, sizeof err);
+            result_message(c, applied, err, sizeof err);
             sl_cli_error("cannot read sluice.schema_migrations: %s", err);
             rc = 1;
             goto out;
