@@ -54,6 +54,15 @@ class Chaos(harness.OwnClusterTest):
         return self.serve("--lease", str(LEASE), "--concurrency", "4", "--grace", "10",
                           env=self.own_env)
 
+    def serving(self, *args):
+        """A daemon (serve args) on the test's own cluster, with its schema and
+        registry in place (self.url set), once it serves."""
+        self.sluice("queue", "noop", "--at", "+1h", env=self.own_env)
+        self.url = self.sluice("db", "url", env=self.own_env).stdout.strip()
+        d = self.serve(*args, env=self.own_env)
+        d.wait_log("sluice serving")
+        return d
+
     def busy(self, workers, rnd):
         """The index of a worker (a random one) that has a run in flight."""
         def ids():
@@ -334,10 +343,7 @@ class Chaos(harness.OwnClusterTest):
         # and one per failed periodic statement (rescue, lease renewal, claim),
         # some 190 lines a minute with a 6 s lease; and no line said it was back
         env = self.own_env
-        self.sluice("queue", "noop", "--at", "+1h", env=env)  # the cluster, schema and registry
-        self.url = self.sluice("db", "url", env=env).stdout.strip()
-        d = self.serve("--lease", "30", "--poll", "1", env=env)
-        d.wait_log("sluice serving")
+        d = self.serving("--lease", "30", "--poll", "1")
         # runs in flight across the outage (that end during it), and runs due during it
         pgfixture.psql(self.url, """
             INSERT INTO sluice.scheduled_jobs (job_type, parameters, next_run_at)
@@ -379,10 +385,7 @@ class Chaos(harness.OwnClusterTest):
         # back, failed the runs whose completed outcomes the daemon was holding
         # to record ("worker lost: lease expired"), and their jobs ran again
         env = self.own_env
-        self.sluice("queue", "noop", "--at", "+1h", env=env)  # the cluster, schema and registry
-        self.url = self.sluice("db", "url", env=env).stdout.strip()
-        d = self.serve("--lease", "10", "--poll", "1", env=env)
-        d.wait_log("sluice serving")
+        d = self.serving("--lease", "10", "--poll", "1")
         pgfixture.psql(self.url, """
             INSERT INTO sluice.scheduled_jobs (job_type, parameters, next_run_at)
             SELECT 'sleep', '{"seconds": 4}', now() FROM generate_series(1, 4)""")
@@ -410,10 +413,7 @@ class Chaos(harness.OwnClusterTest):
         # it may have claimed; the sweep, a read, succeeded and reset the
         # backoff, so the daemon retried and logged five times a second
         env = self.own_env
-        self.sluice("queue", "noop", "--at", "+1h", env=env)  # the cluster, schema and registry
-        self.url = self.sluice("db", "url", env=env).stdout.strip()
-        d = self.serve("--poll", "1", env=env)
-        d.wait_log("sluice serving")
+        d = self.serving("--poll", "1")
         pgfixture.psql(self.url, "ALTER DATABASE sluice SET default_transaction_read_only = on")
         pgfixture.psql(self.url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                                  "WHERE application_name = 'sluice' AND pid <> pg_backend_pid()")
@@ -440,11 +440,7 @@ class Chaos(harness.OwnClusterTest):
         # and recorded one by one, then as bare failures, then dropped: the
         # runs were failed as "worker lost" once their leases ran out, and the
         # jobs that had completed ran again. So with privileges revoked
-        env = self.own_env
-        self.sluice("queue", "noop", "--at", "+1h", env=env)  # the cluster, schema and registry
-        self.url = self.sluice("db", "url", env=env).stdout.strip()
-        d = self.serve("--lease", "20", "--poll", "1", env=env)
-        d.wait_log("sluice serving")
+        d = self.serving("--lease", "20", "--poll", "1")
         pgfixture.psql(self.url, """
             INSERT INTO sluice.scheduled_jobs (job_type, parameters, next_run_at)
             SELECT 'sleep', '{"seconds": 2}', now() FROM generate_series(1, 3)""")
