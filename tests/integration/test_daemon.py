@@ -877,10 +877,10 @@ print(e3)
                 self.sluice("queue", "setrole", env=env)
                 self.sluice("queue", "echo", "--params", json.dumps({"message": f"m{i}"}), env=env)
             self.wait_jobs_done(12, timeout=60)
-        runs = self.sql("SELECT j.job_type, r.status, r.result->>'who' AS who, r.result->>'pool' AS pool "
-                        "FROM sluice.scheduled_job_runs r JOIN sluice.scheduled_jobs j "
+        runs = self.sql("SELECT j.job_type, r.status, r.result->>'who' AS who, r.result->>'pool' AS pool, "
+                        "r.error_message FROM sluice.scheduled_job_runs r JOIN sluice.scheduled_jobs j "
                         "ON j.id = r.scheduled_job_id")
-        self.assertEqual(len(runs), 12, runs)
+        self.assertEqual(len(runs), 12, f"{runs}\n{d.log()}")
         self.assertEqual({(r["status"], r["who"]) for r in runs if r["job_type"] == "setrole"},
                          {("completed", "postgres")}, d.log())
         self.assertEqual({r["status"] for r in runs if r["job_type"] == "echo"}, {"completed"}, d.log())
