@@ -1,10 +1,11 @@
 /*
  * worker_passes.c — `sluice serve`'s periodic passes, each on its own timer:
  * the rescue pass (failing runs whose lease expired, whatever worker held
- * them, but for those this worker still holds; slotting recurring jobs that have no next slot;
- * letting go of the abandoned runs no longer running here), the retention pass (archiving old jobs,
- * pruning old runs), and the log flush (recording the new log lines of runs in flight every few
- * seconds). Each fails quietly and tries again at its next turn: none stops the daemon.
+ * them, but for those this worker still holds; slotting recurring jobs that
+ * have no next slot; letting go of the abandoned runs no longer running here),
+ * the retention pass (archiving old jobs, pruning old runs), and the log flush
+ * (recording the new log lines of runs in flight every few seconds). Each
+ * fails quietly and tries again at its next turn: none stops the daemon.
  */
 #include "buf.h"
 #include "config.h"
