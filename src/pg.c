@@ -1042,7 +1042,12 @@ sl_pg_fault sl_pg_sqlstate_fault(const char *sqlstate)
 {
     static const char *const input[] = {"22", "23", "P0", NULL};
     static const char *const transient[] = {"08", "53", "55", "57", "40", "58", NULL};
+    /* the server's or the role's state, in classes that are otherwise the
+     * statement's: a read-only database or standby, a privilege missing */
+    static const char *const state[] = {"25006", "42501", NULL};
     if (!sqlstate || !*sqlstate) return SL_PG_TRANSIENT;
+    for (int i = 0; state[i]; i++)
+        if (strcmp(sqlstate, state[i]) == 0) return SL_PG_TRANSIENT;
     for (int i = 0; input[i]; i++)
         if (strncmp(sqlstate, input[i], 2) == 0) return SL_PG_BAD_INPUT;
     for (int i = 0; transient[i]; i++)

@@ -107,13 +107,18 @@ int sl_pg_outage_error(const sl_pg *pg);
 
 /* Whose fault a failed statement is, by its SQLSTATE (NULL or "" when no server
  * answered it). The one reading of SQLSTATEs: a command's exit status (2 for
- * bad input, else 1) and the daemon's handling of a refused batch follow it. */
+ * bad input, else 1), the daemon's handling of a refused batch and its sweep
+ * after a lost reply follow it. */
 typedef enum sl_pg_fault {
     SL_PG_BAD_INPUT, /* the caller's data or request: data exceptions (22), constraints
                       * (23), the SQL functions' own RAISE (P0: no_data_found, …) */
-    SL_PG_TRANSIENT, /* the connection, the server or the moment: no answer, connection
-                      * (08), resources (53), object state and locks (55), shutdown or
-                      * cancel (57), serialization or deadlock (40), system (58) */
+    SL_PG_TRANSIENT, /* the connection, the server, the role or the moment: no answer,
+                      * connection (08), resources (53), object state and locks (55),
+                      * shutdown or cancel (57), serialization or deadlock (40), system
+                      * (58); a read-only database or standby (25006, the only one of
+                      * class 25: 25P02 is a statement's) and a privilege missing (42501,
+                      * which a row-level security policy refusing one row answers too:
+                      * the daemon bounds how long it takes it for the role's state) */
     SL_PG_REFUSED,   /* anything else: the statement itself, the same on every retry */
 } sl_pg_fault;
 

@@ -64,6 +64,9 @@
  * statements) besides its rows; with a hundred runs ending at random moments,
  * one cycle per ended run kept half a core busy. */
 #define RECORD_DELAY_MAX 0.02
+/* Refusals for want of a privilege closer than this are one stretch
+ * (sl_worker_denied_too_long): twice the longest backoff of a retry. */
+#define DENIED_GAP 60.0
 
 /* An ended run waiting to be recorded: a run, or its outcome already as
  * finish_runs JSON (a run that could not start, or one recorded as a bare
@@ -479,32 +482,43 @@ static int requeue(sl_worker *w, wrun *batch)
     return n;
 }
 
-/* Whether a refusal is the database's or the role's, whatever the statement
- * records: a read-only database or standby (25006) or a privilege missing
- * (42501) refuses every outcome alike, and takes them all once it is changed,
- * so the batch waits whole, retried with the cycles' backoff, as for an
- * outage. Taken for one outcome's fault, every outcome ended meanwhile was
- * dropped, and the jobs that had completed ran again. */
-static int refuses_every_outcome(const char *sqlstate)
+/* A refusal for want of a privilege (42501) is the role's state
+ * (sl_pg_sqlstate_fault): it refuses every outcome alike and takes them all once
+ * granted, so a batch refused so waits whole, retried with the cycles' backoff,
+ * as for an outage or a read-only database. But a row-level security policy
+ * refusing one new row ("new row violates row-level security policy") answers
+ * 42501 too, and that is one outcome's fault: the batch held whole would be
+ * refused for ever, and the worker would record and claim nothing more. So
+ * such refusals are the role's state for a lease (the time a run has to be
+ * recorded) from the first of a stretch; after that, a batch refused so is
+ * taken apart as any refused statement (refused()). A stretch ends when no
+ * such refusal comes for DENIED_GAP. Returns 1 when sqlstate is 42501 and its
+ * stretch has lasted a lease. */
+int sl_worker_denied_too_long(sl_worker *w, const char *sqlstate)
 {
-    return sqlstate && (strcmp(sqlstate, "25006") == 0 || strcmp(sqlstate, "42501") == 0);
+    if (!sqlstate || strcmp(sqlstate, "42501") != 0) return 0;
+    double now = ev_now(w->ctx->loop);
+    if (now - w->denied_last > DENIED_GAP) w->denied_since = now;
+    w->denied_last = now;
+    return now - w->denied_since >= w->cfg->lease_seconds;
 }
 
 /* A cycle failed. When Postgres refused its statement (a SQLSTATE that a retry
  * will not change: not a lost connection, a shutdown, a lack of resources or a
- * lock, nor a refusal of every write: refuses_every_outcome), one ended run's
- * outcome may be what it refused, and a whole batch
- * retried as it is would be refused for ever: the worker would record and claim
- * nothing more. Then the runs are recorded one a cycle, with nothing claimed
- * (isolate), and one refused alone is recorded again as a plain failure
- * without its result, log or dataset reports; if even that is refused it is
- * dropped here and its lease runs out, so the rescue pass fails it and the
- * retry policy applies: the job is not lost. Returns 1 when it took the batch
- * (*batch is then NULL), 0 for a retry of the whole batch as before. */
+ * lock, a read-only database nor a privilege missing, unless for a lease:
+ * sl_worker_denied_too_long), one ended run's outcome may be what it refused,
+ * and a whole batch retried as it is would be refused for ever: the worker
+ * would record and claim nothing more. Then the runs are recorded one a cycle,
+ * with nothing claimed (isolate), and one refused alone is recorded again as a
+ * plain failure without its result, log or dataset reports; if even that is
+ * refused it is dropped here and its lease runs out, so the rescue pass fails
+ * it and the retry policy applies: the job is not lost. Returns 1 when it took
+ * the batch (*batch is then NULL), 0 for a retry of the whole batch as before. */
 static int refused(sl_worker *w, wrun **batch, int asked, const char *err)
 {
     const char *st = sl_pg_error_sqlstate(w->ctx->pg);
-    if (!*batch || sl_pg_sqlstate_fault(st) == SL_PG_TRANSIENT || refuses_every_outcome(st))
+    if (!*batch ||
+        (sl_pg_sqlstate_fault(st) == SL_PG_TRANSIENT && !sl_worker_denied_too_long(w, st)))
         return 0;
     wrun *r = *batch;
     *batch = NULL;
@@ -670,7 +684,10 @@ static void cycle_done(PGresult *res, const char *err, void *data)
         return;
     }
     w->backoff = 0;
-    if (w->isolate > 0 && batch) w->isolate--;
+    /* the last of the runs recorded one a cycle: the cycles meanwhile claimed
+     * nothing, though a NOTIFY, the poll or a retry may have asked for one */
+    int isolated = 0;
+    if (w->isolate > 0 && batch) isolated = --w->isolate == 0;
     /* the claimed runs, after a row for each outcome that was not recorded, one
      * for each failed or cancelled outcome recorded (its decision), and, in a
      * batch sent again, one for each outcome found recorded already (by the
@@ -742,7 +759,7 @@ static void cycle_done(PGresult *res, const char *err, void *data)
     }
     sl_worker_start_queued(w);
     /* (a sweep waits for this: another cycle got no answer) */
-    if (w->cycle_again || (n > 0 && n == asked) || w->orphans_possible) {
+    if (w->cycle_again || (n > 0 && n == asked) || w->orphans_possible || isolated) {
         w->cycle_again = 0;
         sl_worker_cycle(w);
     } else if (w->done) {

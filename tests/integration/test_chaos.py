@@ -63,6 +63,21 @@ class Chaos(harness.OwnClusterTest):
         d.wait_log("sluice serving")
         return d
 
+    def serving_as(self, role, *args):
+        """serving(), with the daemon connected as `role`: a role of its own,
+        not a superuser, granted what docs/database.md says it needs."""
+        self.sluice("queue", "noop", "--at", "+1h", env=self.own_env)
+        self.url = self.sluice("db", "url", env=self.own_env).stdout.strip()
+        pgfixture.psql(self.url, f"CREATE ROLE {role} LOGIN; "
+                                 f"GRANT USAGE ON SCHEMA sluice TO {role}; "
+                                 f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA sluice TO {role}; "
+                                 f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA sluice TO {role}")
+        user = re.match(r"postgres(?:ql)?://([^@/]*)@", self.url).group(1)
+        env = dict(self.own_env, DATABASE_URL=self.url.replace(f"{user}@", f"{role}@", 1))
+        d = self.serve(*args, env=env)
+        d.wait_log("sluice serving")
+        return d
+
     def busy(self, workers, rnd):
         """The index of a worker (a random one) that has a run in flight."""
         def ids():
@@ -439,7 +454,7 @@ class Chaos(harness.OwnClusterTest):
         # transaction"), taken for one outcome the database would never take,
         # and recorded one by one, then as bare failures, then dropped: the
         # runs were failed as "worker lost" once their leases ran out, and the
-        # jobs that had completed ran again. So with privileges revoked
+        # jobs that had completed ran again. (So with privileges revoked: below.)
         d = self.serving("--lease", "20", "--poll", "1")
         pgfixture.psql(self.url, """
             INSERT INTO sluice.scheduled_jobs (job_type, parameters, next_run_at)
@@ -463,6 +478,62 @@ class Chaos(harness.OwnClusterTest):
         runs = self.q("SELECT status, error_message FROM sluice.scheduled_job_runs WHERE job_type = 'sleep'")
         self.assertEqual(runs, [{"status": "completed", "error_message": None}] * 3, d.log())
         self.assertNotIn("dropped here", d.log())
+
+    def test_runs_that_end_while_the_role_lacks_its_privileges_keep_their_outcomes(self):
+        # the outcomes wait whole, as for a read-only database; and so does the
+        # sweep that follows each refused claim ("permission denied" was taken
+        # for the sweep's own fault: it gave up, and whatever a lost reply had
+        # claimed was left to its leases)
+        role = "sluice_app"
+        d = self.serving_as(role, "--lease", "30", "--poll", "1")
+        pgfixture.psql(self.url, """
+            INSERT INTO sluice.scheduled_jobs (job_type, parameters, next_run_at)
+            SELECT 'sleep', '{"seconds": 2}', now() FROM generate_series(1, 3)""")
+        self.wait_for(lambda: self.q("SELECT 1 FROM sluice.scheduled_job_runs WHERE status = 'running' "
+                                     "HAVING count(*) = 3"), 30, "the runs did not start")
+        pgfixture.psql(self.url, f"REVOKE ALL ON ALL TABLES IN SCHEMA sluice FROM {role}")
+        d.wait_log("permission denied")
+        # the runs end meanwhile; the cycles retried with backoff (0.2, 0.4, …
+        # 3.2 s) try to record their outcomes, well within a lease
+        time.sleep(8)
+        pgfixture.psql(self.url, f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA sluice TO {role}")
+        self.wait_for(lambda: not self.q("SELECT 1 FROM sluice.scheduled_jobs WHERE job_type = 'sleep' "
+                                         "AND status <> 'completed'"), 60, "the jobs did not all complete")
+        self.assertEqual(d.stop(), 0, d.log())
+        runs = self.q("SELECT status, error_message FROM sluice.scheduled_job_runs WHERE job_type = 'sleep'")
+        self.assertEqual(runs, [{"status": "completed", "error_message": None}] * 3, d.log())
+        self.assertNotIn("one by one", d.log())
+        self.assertNotIn("could not look for runs claimed by a cycle whose reply was lost", d.log())
+
+    def test_an_outcome_a_row_level_security_policy_refuses_holds_up_the_worker_a_lease_at_most(self):
+        # a policy refusing one run's outcome answers as a privilege missing
+        # does (42501), which refuses every outcome alike and is waited out:
+        # held whole for that, the batch was refused for ever, and the worker
+        # recorded and claimed nothing more. After a lease the refusal is
+        # taken for the outcome's: the rest is recorded, and that one as a
+        # bare failure
+        role = "sluice_app"
+        d = self.serving_as(role, "--lease", "6", "--poll", "1")
+        pgfixture.psql(self.url, f"""
+            ALTER TABLE sluice.scheduled_job_runs ENABLE ROW LEVEL SECURITY;
+            CREATE POLICY no_poison ON sluice.scheduled_job_runs TO {role}
+                USING (true) WITH CHECK (coalesce(result ->> 'message', '') <> 'poison')""")
+        env = self.own_env
+        poison = self.sluice("queue", "echo", "--params", '{"message": "poison"}', "--max-retries", "0",
+                             env=env).stdout.strip()
+        d.wait_log("row-level security")
+        later = self.sluice("queue", "noop", env=env).stdout.strip()
+        self.wait_for(lambda: self.q(f"SELECT 1 FROM sluice.scheduled_jobs WHERE id = '{later}' "
+                                     "AND status = 'completed'"), 60, "the worker did not carry on")
+        self.wait_for(lambda: self.q(f"SELECT 1 FROM sluice.scheduled_jobs WHERE id = '{poison}' "
+                                     "AND status = 'failed'"), 60, "the refused outcome was not recorded")
+        self.assertEqual(d.stop(), 0, d.log())
+        run = self.q(f"SELECT status, result, error_message FROM sluice.scheduled_job_runs "
+                     f"WHERE scheduled_job_id = '{poison}'")
+        self.assertEqual(len(run), 1, run)
+        self.assertIsNone(run[0]["result"])
+        self.assertIn("the run's outcome could not be recorded: new row violates row-level security policy",
+                      run[0]["error_message"])
 
 
 if __name__ == "__main__":

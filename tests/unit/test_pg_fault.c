@@ -1,8 +1,8 @@
 /*
  * test_pg_fault.c — src/pg.c's reading of SQLSTATEs (sl_pg_sqlstate_fault): the
- * caller's bad input, a fault of the connection or the server that a retry may
- * clear, and a statement refused for good; and of a connection that could not
- * be opened (sl_pg_connect_reason): its settings refused, or an outage.
+ * caller's bad input, a fault of the connection, the server or the role that a
+ * retry may clear, and a statement refused for good; and of a connection that
+ * could not be opened (sl_pg_connect_reason): its settings refused, or an outage.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -37,10 +37,16 @@ static void test_classes(void **state)
         {"40P01", SL_PG_TRANSIENT}, /* deadlock_detected */
         {"58030", SL_PG_TRANSIENT}, /* io_error */
         {"", SL_PG_TRANSIENT},      /* no server answered: the connection */
-        {NULL, SL_PG_TRANSIENT},    {"42883", SL_PG_REFUSED}, /* undefined_function */
-        {"42501", SL_PG_REFUSED},                             /* insufficient_privilege */
-        {"XX000", SL_PG_REFUSED},                             /* internal_error */
-        {"25P02", SL_PG_REFUSED},                             /* in_failed_sql_transaction */
+        {NULL, SL_PG_TRANSIENT},
+        /* the server's or the role's state, whatever the statement */
+        {"25006", SL_PG_TRANSIENT}, /* read_only_sql_transaction: a read-only database */
+        {"42501", SL_PG_TRANSIENT}, /* insufficient_privilege: a grant revoked */
+        /* the rest of their classes is the statement's */
+        {"25P02", SL_PG_REFUSED}, /* in_failed_sql_transaction */
+        {"25001", SL_PG_REFUSED}, /* active_sql_transaction */
+        {"42883", SL_PG_REFUSED}, /* undefined_function */
+        {"42P01", SL_PG_REFUSED}, /* undefined_table */
+        {"XX000", SL_PG_REFUSED}, /* internal_error */
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
         if (sl_pg_sqlstate_fault(cases[i].sqlstate) != cases[i].fault)
