@@ -88,6 +88,15 @@ void sl_buf_join_and(sl_buf *b, const char *const *items, size_t n)
     }
 }
 
+void sl_buf_id_array(sl_buf *b, const char *ids)
+{
+    size_t n = strlen(ids);
+    if (n > 0 && ids[n - 1] == ',') n--;
+    sl_buf_puts(b, "{");
+    sl_buf_add(b, ids, n);
+    sl_buf_puts(b, "}");
+}
+
 void sl_buf_printf(sl_buf *b, const char *fmt, ...)
 {
     va_list ap;

@@ -36,6 +36,9 @@ void sl_buf_json_stringn(sl_buf *b, const char *s, size_t n);
 /* items[0..n-1] as a list in a sentence: "A", "A and B", "A, B and C" (nothing
  * when n is 0). */
 void sl_buf_join_and(sl_buf *b, const char *const *items, size_t n);
+/* ids ("a,b," as lists of run ids are kept, or "a,b": one trailing comma is
+ * dropped) as a Postgres array literal, "{a,b}" ("{}" for none). */
+void sl_buf_id_array(sl_buf *b, const char *ids);
 void sl_buf_reset(sl_buf *b);
 void sl_buf_free(sl_buf *b);
 /* The contents ("" when empty); valid until the next change. */

@@ -274,12 +274,11 @@ static void renew_cb(struct ev_loop *loop, ev_timer *t, int revents)
     sl_queue_lease *l = t->data;
     if (l->sending_at > 0) return; /* the last one has not been answered yet */
     if (!l->ctx->pg) return;       /* no database (a REPL started without one) */
-    sl_buf ids = {0};
-    sl_buf_puts(&ids, "{");
-    sl_runtime_run_ids(l->ctx->rt, &ids); /* "a,b," */
-    if (l->waiting) l->waiting(&ids, l->data);
-    if (ids.data[ids.len - 1] == ',') ids.len--;
-    sl_buf_puts(&ids, "}");
+    sl_buf held = {0}, ids = {0};
+    sl_runtime_run_ids(l->ctx->rt, &held); /* "a,b," */
+    if (l->waiting) l->waiting(&held, l->data);
+    sl_buf_id_array(&ids, sl_buf_str(&held));
+    sl_buf_free(&held);
     l->sending_at = ev_now(loop);
     l->flight_base = l->sending_at; /* it names every run held now */
     const char *params[] = {l->worker, l->lease, sl_buf_str(&ids)};

@@ -373,18 +373,18 @@ static void release_runs(sl_worker *w, const char *ids, sl_pg_cb done, void *dat
 static void release_queued(sl_worker *w)
 {
     if (!w->queue_head) return;
-    sl_buf b = {0};
-    sl_buf_puts(&b, "{");
+    sl_buf ids = {0}, b = {0};
     while (w->queue_head) {
         pending *p = w->queue_head;
         w->queue_head = p->next;
-        sl_buf_puts(&b, p->spec.run_id);
-        if (w->queue_head) sl_buf_puts(&b, ",");
+        sl_buf_puts(&ids, p->spec.run_id);
+        sl_buf_puts(&ids, ",");
         free(p);
     }
     w->queue_tail = NULL;
     w->queued = 0;
-    sl_buf_puts(&b, "}");
+    sl_buf_id_array(&b, sl_buf_str(&ids));
+    sl_buf_free(&ids);
     w->releasing = 1;
     release_runs(w, sl_buf_str(&b), released, w);
     sl_buf_free(&b);
@@ -613,21 +613,24 @@ static const wrun *ended_find(ended_index *ix, const wrun *batch, const char *ru
     return e ? e->r : NULL;
 }
 
-/* Claimed runs (ids: "{a,b" so far) whose claim was answered `after` seconds
- * after it was sent, too late to start them (sl_queue_lease_claimed): a rescue
- * may have failed them already and their jobs may run elsewhere. They go back
- * to their jobs as if never claimed, unless a rescue got there first. */
-static void give_back_late(sl_worker *w, sl_buf *ids, double after)
+/* Claimed runs (ids: "a,b,") whose claim was answered `after` seconds after
+ * it was sent, too late to start them (sl_queue_lease_claimed): a rescue may
+ * have failed them already and their jobs may run elsewhere. They go back to
+ * their jobs as if never claimed, unless a rescue got there first. */
+static void give_back_late(sl_worker *w, const char *ids, double after)
 {
     char secs[32];
     snprintf(secs, sizeof secs, "%.1f", after);
-    sl_buf_puts(ids, "}");
+    sl_buf runs = {0};
+    sl_buf_id_array(&runs, ids);
     sl_log(SL_WARN,
            "not starting claimed runs: their claim was answered too late, their leases may have "
            "run out",
-           "runs", sl_buf_str(ids), SL_NUM "answered_after", secs, SL_NUM "lease", w->lease, NULL);
-    release_runs(w, sl_buf_str(ids), sl_worker_ignore_result,
+           "runs", sl_buf_str(&runs), SL_NUM "answered_after", secs, SL_NUM "lease", w->lease,
+           NULL);
+    release_runs(w, sl_buf_str(&runs), sl_worker_ignore_result,
                  "could not give back runs claimed too late; their leases will run out");
+    sl_buf_free(&runs);
 }
 
 /* A cycle sent at `sent` recorded the outcomes of batch; durable: it claimed,
@@ -720,8 +723,8 @@ static void cycle_done(PGresult *res, const char *err, void *data)
         } else if (!st) {
             if (late < 0) late = sl_queue_lease_claimed(&w->renewal, sent) < 0;
             if (late) {
-                sl_buf_puts(&stale, stale.len ? "," : "{");
                 sl_buf_puts(&stale, PQgetvalue(res, i, 0));
+                sl_buf_puts(&stale, ",");
                 continue;
             }
             enqueue_claimed(w, res, i, &cols);
@@ -747,7 +750,7 @@ static void cycle_done(PGresult *res, const char *err, void *data)
         wrun_free(batch);
         batch = next;
     }
-    if (stale.len) give_back_late(w, &stale, ev_now(w->ctx->loop) - sent);
+    if (stale.len) give_back_late(w, sl_buf_str(&stale), ev_now(w->ctx->loop) - sent);
     sl_buf_free(&stale);
     if (w->stopping) {
         release_queued(w);
@@ -814,14 +817,15 @@ void sl_worker_cycle(sl_worker *w)
         w->done = NULL;
     }
     if (!batch && want == 0) return;
-    sl_buf b = {0}, given = {0};
+    sl_buf b = {0}, given = {0}; /* given: the runs given back, "a,b," */
     sl_buf_puts(&b, "[");
     int resent = 0, gave = 0, outcomes = 0;
     for (wrun *r = batch; r; r = r->next) {
         resent |= r->resent;
         if (r->give_back) {
-            sl_buf_puts(&given, gave++ ? "," : "{");
             sl_buf_puts(&given, r->ended.run_id);
+            sl_buf_puts(&given, ",");
+            gave++;
             continue;
         }
         if (outcomes++) sl_buf_puts(&b, ",");
@@ -835,7 +839,8 @@ void sl_worker_cycle(sl_worker *w)
         sl_queue_outcome_json(&b, r->run, next);
     }
     sl_buf_puts(&b, "]");
-    if (gave) sl_buf_puts(&given, "}");
+    sl_buf given_ids = {0};
+    if (gave) sl_buf_id_array(&given_ids, sl_buf_str(&given));
     cycle_req *c = sl_xcalloc(1, sizeof *c);
     c->w = w;
     c->batch = batch;
@@ -854,7 +859,7 @@ void sl_worker_cycle(sl_worker *w)
                             w->lease,
                             w->types,
                             resent ? "true" : "false",
-                            gave ? sl_buf_str(&given) : NULL};
+                            gave ? sl_buf_str(&given_ids) : NULL};
     w->cycling++;
     w->asked += want;
     sl_pg_query_prepared(w->ctx->pg, "sl_cycle",
@@ -863,6 +868,7 @@ void sl_worker_cycle(sl_worker *w)
                          7, params, cycle_done, c);
     sl_buf_free(&b);
     sl_buf_free(&given);
+    sl_buf_free(&given_ids);
 }
 
 void sl_worker_soon_cb(struct ev_loop *loop, ev_timer *t, int revents)

@@ -128,15 +128,13 @@ static void abandoned_checked(PGresult *res, const char *err, void *data)
     if (n > 0) {
         unflushed *f = sl_xcalloc(1, sizeof *f);
         f->at = ev_now(w->ctx->loop);
-        sl_buf runs = {0};
         for (int i = 0; i < n; i++) {
             drop_id(&w->abandoned, PQgetvalue(res, i, 0));
             sl_buf_puts(&f->ids, PQgetvalue(res, i, 0));
             sl_buf_puts(&f->ids, ",");
-            sl_buf_puts(&runs, i ? "," : "{");
-            sl_buf_puts(&runs, PQgetvalue(res, i, 0));
         }
-        sl_buf_puts(&runs, "}");
+        sl_buf runs = {0};
+        sl_buf_id_array(&runs, sl_buf_str(&f->ids));
         f->next = w->unflushed;
         w->unflushed = f;
         char count[16];
@@ -159,9 +157,7 @@ static void abandoned_checked(PGresult *res, const char *err, void *data)
 static void check_abandoned(sl_worker *w)
 {
     sl_buf ids = {0};
-    sl_buf_puts(&ids, "{");
-    sl_buf_puts(&ids, sl_buf_str(&w->abandoned));
-    ids.data[ids.len - 1] = '}'; /* the last "," */
+    sl_buf_id_array(&ids, sl_buf_str(&w->abandoned));
     const char *params[] = {sl_buf_str(&ids), w->id};
     w->checking_abandoned = 1;
     sl_pg_query(w->ctx->pg,
@@ -185,11 +181,10 @@ void sl_worker_rescue_cb(struct ev_loop *loop, ev_timer *t, int revents)
      * with their leases expired (the database was out of reach longer than
      * a lease): their outcomes are recorded as they are; a run in flight that
      * went unrenewed that long was stopped by the fence */
-    sl_buf spare = {0};
-    sl_buf_puts(&spare, "{");
-    sl_worker_put_held_ids(w, &spare);
-    if (spare.data[spare.len - 1] == ',') spare.len--;
-    sl_buf_puts(&spare, "}");
+    sl_buf held = {0}, spare = {0};
+    sl_worker_put_held_ids(w, &held);
+    sl_buf_id_array(&spare, sl_buf_str(&held));
+    sl_buf_free(&held);
     const char *params[] = {sl_buf_str(&spare)};
     w->rescuing = 2;
     sl_pg_query(w->ctx->pg,

@@ -34,13 +34,13 @@
  * cycle in flight, no batch of outcomes is anywhere but in w->done. */
 static void held_ids(sl_worker *w, sl_buf *ids)
 {
-    sl_buf_puts(ids, "{");
-    sl_worker_put_held_ids(w, ids); /* "a,b," */
-    if (w->abandoned.len) sl_buf_puts(ids, sl_buf_str(&w->abandoned));
+    sl_buf held = {0};
+    sl_worker_put_held_ids(w, &held); /* "a,b," */
+    if (w->abandoned.len) sl_buf_puts(&held, sl_buf_str(&w->abandoned));
     for (const unflushed *f = w->unflushed; f; f = f->next)
-        if (f->ids.len) sl_buf_puts(ids, sl_buf_str(&f->ids));
-    if (ids->data[ids->len - 1] == ',') ids->len--;
-    sl_buf_puts(ids, "}");
+        if (f->ids.len) sl_buf_puts(&held, sl_buf_str(&f->ids));
+    sl_buf_id_array(ids, sl_buf_str(&held));
+    sl_buf_free(&held);
 }
 
 /* What follows a sweep that is over: the cycle it held back, or the exit. */
@@ -88,12 +88,13 @@ static void sweep_done(PGresult *res, const char *err, void *data)
     w->orphans_possible = 0;
     int n = PQntuples(res);
     if (n > 0) {
-        sl_buf ids = {0};
+        sl_buf given = {0}, ids = {0};
         for (int i = 0; i < n; i++) {
-            sl_buf_puts(&ids, i ? "," : "{");
-            sl_buf_puts(&ids, PQgetvalue(res, i, 0));
+            sl_buf_puts(&given, PQgetvalue(res, i, 0));
+            sl_buf_puts(&given, ",");
         }
-        sl_buf_puts(&ids, "}");
+        sl_buf_id_array(&ids, sl_buf_str(&given));
+        sl_buf_free(&given);
         char count[16];
         snprintf(count, sizeof count, "%d", n);
         sl_log(SL_WARN,

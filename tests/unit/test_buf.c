@@ -3,7 +3,8 @@
  * sl_utf8_clean (bytes that are not UTF-8 become U+FFFD) and sl_json_clean
  * (the same, and "\u0000", which jsonb refuses, becomes "\ufffd"), the empty
  * input included; and the two halves of reading a \uXXXX escape, sl_hex4 and
- * sl_utf8_put; and sl_buf_join_and's "A, B and C".
+ * sl_utf8_put; and sl_buf_join_and's "A, B and C"; and sl_buf_id_array's
+ * "{a,b}".
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -117,12 +118,33 @@ static void test_join_and(void **state)
     sl_buf_free(&b);
 }
 
+static void test_id_array(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *ids, *want;
+    } cases[] = {
+        {"a,b,", "{a,b}"}, {"a,b", "{a,b}"}, {"a,", "{a}"}, {"a", "{a}"}, {"", "{}"}, {",", "{}"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        sl_buf b = {0};
+        sl_buf_id_array(&b, cases[i].ids);
+        assert_string_equal(sl_buf_str(&b), cases[i].want);
+        sl_buf_free(&b);
+    }
+    sl_buf b = {0}; /* added to what is there */
+    sl_buf_puts(&b, "runs ");
+    sl_buf_id_array(&b, "a,");
+    assert_string_equal(sl_buf_str(&b), "runs {a}");
+    sl_buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_utf8_clean), cmocka_unit_test(test_json_clean),
         cmocka_unit_test(test_utf8_put),   cmocka_unit_test(test_hex4),
-        cmocka_unit_test(test_join_and),
+        cmocka_unit_test(test_join_and),   cmocka_unit_test(test_id_array),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
