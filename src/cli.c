@@ -10,6 +10,7 @@
 #include "log.h"
 #include "migrate.h"
 #include "pg.h"
+#include "table.h"
 #include "tz.h"
 
 #include <ctype.h>
@@ -283,8 +284,13 @@ static PGresult *exec_reporting(PGconn *c, const char *sql, int nparams, const c
     ExecStatusType st = PQresultStatus(r);
     if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) return r;
     if (status) *status = sl_cli_exit_status(r);
-    const char *primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-    const char *hint = PQresultErrorField(r, PG_DIAG_MESSAGE_HINT);
+    /* the server's message and hint are one line each, and may quote stored
+     * text (the known brands, a brand's name from before brands_check_name):
+     * a control character shows as ^[ or ^J, as in show, never as itself */
+    const char *field = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+    char *primary = field ? sl_text_visible(field, 0) : NULL;
+    field = PQresultErrorField(r, PG_DIAG_MESSAGE_HINT);
+    char *hint = field ? sl_text_visible(field, 0) : NULL;
     char note[512];
     sl_cli_privilege_note(c, r, note, sizeof note);
     if (primary && hint)
@@ -293,6 +299,8 @@ static PGresult *exec_reporting(PGconn *c, const char *sql, int nparams, const c
         sl_cli_error("%s%s", primary, note);
     else
         sl_cli_error("%s", PQerrorMessage(c));
+    free(primary);
+    free(hint);
     PQclear(r);
     return NULL;
 }

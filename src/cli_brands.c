@@ -2,9 +2,11 @@
  * cli_brands.c — `sluice brands add|list`: the brands jobs belong to.
  */
 #include "cli.h"
+#include "table.h"
 
 #include <ctype.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -108,8 +110,13 @@ int sl_cmd_brands(const struct sl_config *cfg, int argc, char **argv)
         } else {
             if (PQntuples(r) == 0)
                 fprintf(stderr, "no brands yet: add one with `sluice brands add NAME`\n");
-            for (int i = 0; i < PQntuples(r); i++)
-                printf("%s  %s\n", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1));
+            /* a name from before brands_check_name may hold control characters:
+             * shown as ^[, as show shows stored text */
+            for (int i = 0; i < PQntuples(r); i++) {
+                char *name = sl_text_visible(PQgetvalue(r, i, 1), 0);
+                printf("%s  %s\n", PQgetvalue(r, i, 0), name);
+                free(name);
+            }
             PQclear(r);
         }
     }

@@ -207,9 +207,12 @@ static int cmd_list(const struct sl_config *cfg, int argc, char **argv)
     const char *last = "";
     for (int i = 0; i < PQntuples(r); i++) {
         if (strcmp(last, PQgetvalue(r, i, 0)) != 0) {
-            /* a name is any text: a control character shows as ^[, as in show */
+            /* a name is any text (a brand's from before brands_check_name too):
+             * a control character shows as ^[, as in show */
+            char *brand_name = sl_text_visible(PQgetvalue(r, i, 1), 0);
             char *name = sl_text_visible(PQgetvalue(r, i, 2), 0);
-            printf("%s  %s  %s\n", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), name);
+            printf("%s  %s  %s\n", PQgetvalue(r, i, 0), brand_name, name);
+            free(brand_name);
             free(name);
             last = PQgetvalue(r, i, 0);
         }

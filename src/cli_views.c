@@ -288,6 +288,20 @@ static void add_status(sl_table *t, const char *status)
     sl_table_add(t, text, l ? l->color : SL_COLOR_NONE);
 }
 
+/* The brand column: a brand's name, or a dim "(platform)". A name from before
+ * brands_check_name may hold control characters: they show as ^[, as in show
+ * and `brands list`, where the table alone would print a space. */
+static void add_brand(sl_table *t, const char *brand)
+{
+    if (!brand) {
+        sl_table_add(t, "(platform)", SL_COLOR_DIM);
+        return;
+    }
+    char *visible = sl_text_visible(brand, 0);
+    sl_table_add(t, visible, SL_COLOR_NONE);
+    free(visible);
+}
+
 /* ------------------------------------------------------------------ health */
 
 static void health_usage(FILE *out)
@@ -371,8 +385,7 @@ int sl_cmd_health(const sl_config *cfg, int argc, char **argv)
         sl_table *t = sl_table_new(cols, 8);
         for (int i = 0; i < n; i++) {
             char buf[512];
-            const char *brand = col(r, i, "brand_name");
-            sl_table_add(t, brand ? brand : "(platform)", brand ? SL_COLOR_NONE : SL_COLOR_DIM);
+            add_brand(t, col(r, i, "brand_name"));
             sl_table_add(t, col(r, i, "dataset_key"), SL_COLOR_NONE);
             sl_table_add(t, col(r, i, "dataset_label"), SL_COLOR_NONE);
             add_status(t, col(r, i, "state"));
@@ -483,8 +496,7 @@ static void add_run_row(sl_table *t, PGresult *r, int i, int with_type, sl_buf *
     if (with_type) {
         type_cell(b, col(r, i, "emoji"), col(r, i, "job_type"));
         sl_table_add(t, sl_buf_str(b), SL_COLOR_NONE);
-        const char *brand = col(r, i, "brand_name");
-        sl_table_add(t, brand ? brand : "(platform)", brand ? SL_COLOR_NONE : SL_COLOR_DIM);
+        add_brand(t, col(r, i, "brand_name"));
     }
     sl_fmt_ago(col_num(r, i, "ago", 0), buf, sizeof buf);
     sl_table_add(t, buf, SL_COLOR_NONE);
@@ -714,8 +726,7 @@ int sl_cmd_jobs(const sl_config *cfg, int argc, char **argv)
         sl_table_add(t, sid, SL_COLOR_DIM);
         type_cell(&b, col(r, i, "emoji"), col(r, i, "job_type"));
         sl_table_add(t, sl_buf_str(&b), SL_COLOR_NONE);
-        const char *brand = col(r, i, "brand_name");
-        sl_table_add(t, brand ? brand : "(platform)", brand ? SL_COLOR_NONE : SL_COLOR_DIM);
+        add_brand(t, col(r, i, "brand_name"));
         sl_table_add(t, col(r, i, "schedule"), SL_COLOR_NONE);
         add_status(t, col(r, i, "status"));
         if (col(r, i, "current_run_id")) {

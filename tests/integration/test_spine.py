@@ -1148,6 +1148,37 @@ end)
                     "ALTER TABLE sluice.brands ENABLE TRIGGER brands_check_name")
         self.scalar("UPDATE sluice.brands SET created_at = now() WHERE name = ' Old'")
 
+    def test_brand_names_from_before_the_rule_reach_no_terminal_raw(self):
+        # a name stored before brands_check_name may hold control characters:
+        # every listing shows them as show does (^[, ^J), never as themselves
+        # (an ESC recoloured the terminal, a new line broke the rows)
+        self.sluice("migrate")
+        self.scalar("ALTER TABLE sluice.brands DISABLE TRIGGER brands_check_name")
+        bad = self.scalar("INSERT INTO sluice.brands (name) VALUES (E'Ac\\x1b[31mme\\nX\\u009b') RETURNING id").splitlines()[0]
+        self.scalar("ALTER TABLE sluice.brands ENABLE TRIGGER brands_check_name")
+        shown = "Ac^[[31mme^JXM-^["
+        self.sluice("run", "needs_brand", "--brand", bad)
+        self.sluice("queue", "needs_brand", "--brand", bad, "--at", "+1h")
+        self.scalar(f"SELECT sluice.add_competitor('{bad}', 'Rival')")
+
+        def assert_visible(text, what):
+            self.assertIn(shown, text, what)
+            self.assertEqual([c for c in text if (ord(c) < 0x20 and c != "\n") or 0x80 <= ord(c) < 0xa0], [],
+                             what)
+            self.assertNotIn("\nX", text, what)  # the name's new line did not end its row
+
+        listed = self.sluice("brands", "list").stdout
+        self.assertEqual(listed, f"{bad}  {shown}\n")
+        assert_visible(self.sluice("competitors", "list").stdout, "competitors list")
+        for view in ("jobs", "runs", "health"):
+            out = self.sluice(view, env=self.env({"COLUMNS": "300"})).stdout
+            assert_visible(out, view)
+        # the known brands in the hint of an unknown one
+        proc = self.sluice("queue", "needs_brand", "--brand", "Nobody", check=False)
+        self.assertEqual(proc.returncode, 2, proc.stderr)
+        self.assertIn(f"known brands: {shown}", proc.stderr)
+        assert_visible(proc.stderr, "the hint")
+
     # -------------------------------------------------------------- bad input
 
     def assert_rejected(self, args, *fragments):
