@@ -28,6 +28,34 @@ end
 ---------------------------------------------------------------- pretty-printing
 
 local DEPTH, ITEMS, WIDTH = 4, 100, 78
+-- A value is shown, not dumped: at most STRING bytes of one string (or of a
+-- table's __tostring), and about SHOWN characters in all for what one input
+-- prints; a note says how much was left out. print() writes in full.
+local STRING, SHOWN = 10000, 100000
+
+-- 9990000 → "9,990,000"
+local function thousands(n)
+  local s = tostring(n)
+  local head, digits = s:match("^(-?)(%d+)$")
+  if not digits then return s end
+  return head .. digits:reverse():gsub("(%d%d%d)", "%1,"):reverse():gsub("^,", "")
+end
+
+-- The first STRING bytes of s (cut before a character's continuation bytes,
+-- not inside a character) and the number of bytes left out, or s and 0.
+local function cut(s)
+  if #s <= STRING then return s, 0 end
+  local last = STRING
+  while last > 0 and last > STRING - 3 and s:byte(last + 1) & 0xC0 == 0x80 do last = last - 1 end
+  if s:byte(last + 1) & 0xC0 == 0x80 then last = STRING end -- not UTF-8 there anyway
+  return s:sub(1, last), #s - last
+end
+
+-- " … (9,990,000 more bytes)", or "" when nothing was left out.
+local function more_bytes(left_out)
+  if left_out == 0 then return "" end
+  return (" … (%s more %s)"):format(thousands(left_out), left_out == 1 and "byte" or "bytes")
+end
 
 local NAMED = { ["\n"] = "\\n", ["\t"] = "\\t", ["\r"] = "\\r", ['"'] = '\\"', ["\\"] = "\\\\" }
 
@@ -56,7 +84,10 @@ end
 
 local function scalar(v)
   local t = type(v)
-  if t == "string" then return quote(v) end
+  if t == "string" then
+    local shown, left_out = cut(v)
+    return quote(shown) .. more_bytes(left_out)
+  end
   if v == null then return "null" end
   return tostring(v)
 end
@@ -72,15 +103,27 @@ local function key_order(a, b)
   return tostring(a) < tostring(b)
 end
 
--- pretty(v [, depth]) → text: tables nested at most `depth` levels ({…} below),
--- at most ITEMS entries each, cycles shown as <cycle>; short tables on one line.
-local function pretty(v, depth)
+-- pretty(v [, depth [, shown]]) → text: tables nested at most `depth` levels
+-- ({…} below), at most ITEMS entries each, cycles shown as <cycle>; short
+-- tables on one line. Strings are cut at STRING bytes; once about SHOWN
+-- characters are out (shown.left, shared by the values of one input), the
+-- tables being printed end in "… (N more)".
+local function pretty(v, depth, shown)
   depth = depth or DEPTH
+  shown = shown or { left = SHOWN }
   local path = {} -- tables being printed (a table inside itself is a cycle)
   local function fmt(x, level, indent)
-    if type(x) ~= "table" then return scalar(x) end
+    if type(x) ~= "table" then
+      local text = scalar(x)
+      shown.left = shown.left - #text
+      return text
+    end
     local mt = getmetatable(x)
-    if type(mt) == "table" and rawget(mt, "__tostring") then return tostring(x) end
+    if type(mt) == "table" and rawget(mt, "__tostring") then
+      local text, left_out = cut(tostring(x))
+      shown.left = shown.left - #text
+      return text .. more_bytes(left_out)
+    end
     if path[x] then return "<cycle>" end
     local keys, vals = {}, {}
     local ok = pcall(function()
@@ -93,23 +136,25 @@ local function pretty(v, depth)
     local n = 0
     while vals[n + 1] ~= nil do n = n + 1 end
     path[x] = true
-    local items, shown = {}, 0
+    local items, count = {}, 0
     local inner = indent .. "  "
     for i = 1, n do
-      if shown >= ITEMS then break end
+      if count >= ITEMS or shown.left <= 0 then break end
       items[#items + 1] = fmt(vals[i], level + 1, inner)
-      shown = shown + 1
+      shown.left = shown.left - #inner - 2 -- on a line of its own, and ",\n"
+      count = count + 1
     end
     for _, k in ipairs(keys) do
-      if shown >= ITEMS then break end
+      if count >= ITEMS or shown.left <= 0 then break end
       if not (math.type(k) == "integer" and k >= 1 and k <= n) then
-        local ks = is_ident(k) and k or ("[" .. fmt(k, depth, inner) .. "]")
+        local ks = is_ident(k) and k or ("[" .. fmt(k, depth, inner) .. "]") -- fmt counts its text
+        shown.left = shown.left - (is_ident(k) and #k or 2) - #inner - 5 -- and " = ", ",\n"
         items[#items + 1] = ks .. " = " .. fmt(vals[k], level + 1, inner)
-        shown = shown + 1
+        count = count + 1
       end
     end
     path[x] = nil
-    if #keys > shown then items[#items + 1] = ("… (%d more)"):format(#keys - shown) end
+    if #keys > count then items[#items + 1] = ("… (%s more)"):format(thousands(#keys - count)) end
     local one = "{ " .. table.concat(items, ", ") .. " }"
     if #one + #indent <= WIDTH and not one:find("\n", 1, true) then return one end
     return "{\n" .. inner .. table.concat(items, ",\n" .. inner) .. ",\n" .. indent .. "}"
@@ -133,8 +178,15 @@ function M.evaluator(fn)
   return function()
     local r = table.pack(fn()) -- a traceback names this call "upvalue 'fn'" (see lua_repl.c)
     if r.n == 0 then return end
-    local parts = {}
-    for i = 1, r.n do parts[i] = pretty(r[i]) end
+    local parts, shown = {}, { left = SHOWN }
+    for i = 1, r.n do
+      if shown.left <= 0 then
+        local left_out = r.n - i + 1
+        parts[i] = ("… (%s more %s)"):format(thousands(left_out), left_out == 1 and "value" or "values")
+        break
+      end
+      parts[i] = pretty(r[i], nil, shown)
+    end
     out(table.concat(parts, "\t"))
     rawset(env, "_", r[1])
   end

@@ -216,6 +216,32 @@ class ReplTest(harness.SluiceTest):
         p = self.run_e(r'"caf\u{e9} \xff\xfe", "a\0b\n", {["\x80"] = "\xed\xa0\x80"}')
         self.assertEqual(p.stdout, '"café \\255\\254"\t"a\\000b\\n"\t{ ["\\128"] = "\\237\\160\\128" }\n')
 
+    def test_huge_values_are_cut_with_a_note_of_what_was_left_out(self):
+        # a 10 MB string printed whole; a string of the cap's length still does
+        p = self.run_e('string.rep("x", 10000000)')
+        self.assertEqual(p.stdout, '"' + "x" * 10000 + '" … (9,990,000 more bytes)\n')
+        self.assertEqual(self.run_e('string.rep("x", 10000)').stdout, '"' + "x" * 10000 + '"\n')
+        self.assertEqual(self.run_e('{ s = string.rep("x", 10001) }').stdout,
+                         '{\n  s = "' + "x" * 10000 + '" … (1 more byte),\n}\n')
+        # cut between characters, not inside one
+        self.assertEqual(self.run_e('"a" .. string.rep("é", 6000)').stdout,
+                         '"a' + "é" * 4999 + '" … (2,002 more bytes)\n')
+        big = "local t = {} for i = 1, 100000 do t[i] = i end "
+        self.assertTrue(self.run_e(big + "return t").stdout.endswith("  100,\n  … (99,900 more),\n}\n"))
+        # a million numbers in nested tables: the printing ran out of the
+        # instruction budget ("the code ran too long") after building ~6 MB
+        p = self.run_e(big + "local a = {} for i = 1, 100 do a[i] = i end local b = {} "
+                             "for i = 1, 100 do b[i] = a end local c = {} for i = 1, 100 do c[i] = b end "
+                             "return c")
+        self.assertLess(len(p.stdout), 150000)
+        self.assertRegex(p.stdout, r"\n    … \(\d+ more\),\n  },\n  … \(\d+ more\),\n}\n$")
+        # as many values as a table holds (588 KB of numbers)
+        p = self.run_e(big + "return table.unpack(t)")
+        self.assertLess(len(p.stdout), 150000)
+        self.assertRegex(p.stdout, r"^1\t2\t3\t.*\t… \(\d{2},\d{3} more values\)\n$")
+        # print() writes what it is given
+        self.assertEqual(len(self.run_e('print(string.rep("x", 200000))').stdout), 200001)
+
     def test_completion(self):
         t = self.repl()
         t.send("sluice.db.q\t")
