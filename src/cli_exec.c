@@ -95,10 +95,13 @@ int sl_cmd_exec(const sl_config *cfg, int argc, char **argv)
                 "(SIGHUP under nohup) stays ignored.\n");
         return argc < 2 ? 2 : 0;
     }
+    /* FILE "-" is stdin, and named so in messages and tracebacks, as lua and
+     * the REPL name it ("stdin:3: …"); arg[0] stays "-", as lua's */
+    int from_stdin = strcmp(argv[1], "-") == 0;
     size_t len;
     char *src = sl_read_file(argv[1], &len);
     if (!src) {
-        sl_cli_error("cannot read %s: %s", argv[1], strerror(errno));
+        sl_cli_error("cannot read %s: %s", from_stdin ? "stdin" : argv[1], strerror(errno));
         return 2;
     }
     /* skip a #! line */
@@ -112,10 +115,10 @@ int sl_cmd_exec(const sl_config *cfg, int argc, char **argv)
     }
     exec_state st = {.loop = ctx.loop};
     char chunk[4200], err[2048];
-    snprintf(chunk, sizeof chunk, "@%s", argv[1]);
+    snprintf(chunk, sizeof chunk, "%s%s", from_stdin ? "=" : "@", from_stdin ? "stdin" : argv[1]);
     int status = 1;
-    if (sl_runtime_exec(ctx.rt, src, len, chunk, (const char *const *)argv + 2, argc - 2, exec_done,
-                        &st, &st.chunk, err, sizeof err) < 0) {
+    if (sl_runtime_exec(ctx.rt, src, len, chunk, argv[1], (const char *const *)argv + 2, argc - 2,
+                        exec_done, &st, &st.chunk, err, sizeof err) < 0) {
         sl_cli_error("%s", err);
         status = 2;
     } else {

@@ -752,8 +752,8 @@ char *sl_runtime_validate(sl_runtime *rt, const char *job_type, const char *para
 /* ------------------------------------------------------------------ chunks */
 
 int sl_runtime_exec(sl_runtime *rt, const char *source, size_t len, const char *chunkname,
-                    const char *const *args, int nargs, sl_chunk_done_fn done, void *data,
-                    sl_task **chunk, char *err, size_t errlen)
+                    const char *arg0, const char *const *args, int nargs, sl_chunk_done_fn done,
+                    void *data, sl_task **chunk, char *err, size_t errlen)
 {
     lua_State *L = rt->L;
     int top = lua_gettop(L);
@@ -761,7 +761,8 @@ int sl_runtime_exec(sl_runtime *rt, const char *source, size_t len, const char *
     lua_pushlstring(L, source, len);
     lua_pushstring(L, chunkname);
     lua_createtable(L, nargs, 1);
-    lua_pushstring(L, chunkname + (*chunkname == '@' || *chunkname == '=')); /* arg[0], as lua's */
+    lua_pushstring(L,
+                   arg0 ? arg0 : chunkname + (*chunkname == '@' || *chunkname == '=')); /* arg[0] */
     lua_rawseti(L, -2, 0);
     for (int i = 0; i < nargs; i++) {
         lua_pushstring(L, args[i]);

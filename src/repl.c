@@ -504,7 +504,7 @@ int sl_cmd_repl(const sl_config *cfg, int argc, char **argv)
         if (src) {
             status = run_once(&r, src, len, "=stdin");
         } else {
-            sl_cli_error("cannot read standard input: %s", strerror(errno));
+            sl_cli_error("cannot read stdin: %s", strerror(errno));
             status = 1;
         }
         free(src);

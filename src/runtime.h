@@ -161,10 +161,12 @@ int sl_runtime_active(const sl_runtime *rt);
 
 /* Runs a Lua chunk (a script for `sluice exec`, a REPL line) as a task with the
  * sluice API available; done(status 0 ok / 1 error, message) when it ends.
- * *chunk is the task, until done is called (sl_task_cancel stops it). */
+ * *chunk is the task, until done is called (sl_task_cancel stops it). The
+ * chunk's `arg` is arg0 (or, NULL, chunkname without its '@' or '=') and
+ * args[0..nargs). */
 typedef void (*sl_chunk_done_fn)(int failed, const char *message, void *data);
 int sl_runtime_exec(sl_runtime *rt, const char *source, size_t len, const char *chunkname,
-                    const char *const *args, int nargs, sl_chunk_done_fn done, void *data,
-                    struct sl_task **chunk, char *err, size_t errlen);
+                    const char *arg0, const char *const *args, int nargs, sl_chunk_done_fn done,
+                    void *data, struct sl_task **chunk, char *err, size_t errlen);
 
 #endif

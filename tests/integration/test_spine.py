@@ -958,11 +958,24 @@ print(table.concat(out, "\\n"))
         self.assertEqual(ok.stdout, "2\ta b\tc\t-\n")  # arg[0] the script, as lua's
         raised = self.sluice("exec", "-", input='error("boom")\n', check=False)
         self.assertEqual(raised.returncode, 1)
-        self.assertIn("boom", raised.stderr)
+        # the script from "-" is named stdin, as the REPL and lua name it, not "-"
+        self.assertIn("sluice: error: stdin:1: boom\n", raised.stderr)
         self.assertIn("stack traceback", raised.stderr)
+        self.assertIn("\tstdin:1: in main chunk", raised.stderr)
         broken = self.sluice("exec", "-", input="x =\n", check=False)
         self.assertEqual(broken.returncode, 2)
-        self.assertIn("unexpected symbol near <eof>", broken.stderr)
+        self.assertEqual(broken.stderr, "sluice: error: stdin:2: unexpected symbol near <eof>\n")
+        # stdin that cannot be read said "cannot read -"; the REPL says stdin too
+        # (it said "standard input")
+        fd = os.open("/", os.O_RDONLY)
+        try:
+            for args, code in ((["exec", "-"], 2), (["repl"], 1)):
+                proc = subprocess.run([pgfixture.sluice_bin(), *args], env=self.env(), stdin=fd,
+                                      capture_output=True, text=True, timeout=60)
+                self.assertEqual((proc.returncode, proc.stderr),
+                                 (code, "sluice: error: cannot read stdin: Is a directory\n"), args)
+        finally:
+            os.close(fd)
 
     def test_output_that_cannot_be_written_fails_the_command(self):
         # a full disk under a listing or a script's output: the command said

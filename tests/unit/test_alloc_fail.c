@@ -276,8 +276,8 @@ static void run_chunk(const char *src, long which)
     chunk_end e = {.loop = ctx.loop};
     char err[512];
     struct sl_task *chunk;
-    if (sl_runtime_exec(ctx.rt, src, strlen(src), "=chunk", NULL, 0, chunk_ended, &e, &chunk, err,
-                        sizeof err) != 0)
+    if (sl_runtime_exec(ctx.rt, src, strlen(src), "=chunk", NULL, NULL, 0, chunk_ended, &e, &chunk,
+                        err, sizeof err) != 0)
         fail_msg("%s", err);
     arm_kinds(which, K_MALLOC | K_CALLOC);
     ev_run(ctx.loop, 0);
