@@ -876,10 +876,14 @@ print(e3)
             for i in range(6):
                 self.sluice("queue", "setrole", env=env)
                 self.sluice("queue", "echo", "--params", json.dumps({"message": f"m{i}"}), env=env)
-            self.wait_jobs_done(12, timeout=60)
-        runs = self.sql("SELECT j.job_type, r.status, r.result->>'who' AS who, r.result->>'pool' AS pool, "
+            runs_sql = ("SELECT j.job_type, r.status, r.result->>'who' AS who, r.result->>'pool' AS pool, "
                         "r.error_message FROM sluice.scheduled_job_runs r JOIN sluice.scheduled_jobs j "
                         "ON j.id = r.scheduled_job_id")
+            try:
+                self.wait_jobs_done(12, timeout=60)
+            except AssertionError as e:  # what the runs said, and the daemon, say why
+                raise AssertionError(f"{e}\n{self.sql(runs_sql)}\n{d.log()}") from None
+        runs = self.sql(runs_sql)
         self.assertEqual(len(runs), 12, f"{runs}\n{d.log()}")
         self.assertEqual({(r["status"], r["who"]) for r in runs if r["job_type"] == "setrole"},
                          {("completed", "postgres")}, d.log())
