@@ -857,13 +857,15 @@ print(e3)
         # lost; a statement a handler prepared was there for the next run's
         # PREPARE to fail on. Each handler's statement now leaves its session
         # as it found it, and the daemon's own prepared statements prepared.
-        pgfixture.psql(self.db, "DROP ROLE IF EXISTS session_probe_role; CREATE ROLE session_probe_role")
-        self.addCleanup(pgfixture.psql, self.db, "DROP ROLE IF EXISTS session_probe_role")
+        # roles are the cluster's, which test files running beside this one share
+        role = f"session_probe_daemon_{os.getpid()}"
+        pgfixture.psql(self.db, f"DROP ROLE IF EXISTS {role}; CREATE ROLE {role}")
+        self.addCleanup(pgfixture.psql, self.db, f"DROP ROLE IF EXISTS {role}")
         self.write("setrole.lua", 'return { run = function(job)\n'
                    '  local pool = assert(sluice.db.query(\n'
                    '    "SELECT count(*) AS n FROM pg_prepared_statements"))[1].n\n'
                    '  assert(sluice.db.query("PREPARE handler_probe AS SELECT 1"))\n'
-                   '  assert(sluice.db.query("SET ROLE session_probe_role"))\n'
+                   f'  assert(sluice.db.query("SET ROLE {role}"))\n'
                    '  local who = assert(sluice.db.query("SELECT current_user AS u"))[1].u\n'
                    '  return { who = who, pool = pool }\n'
                    'end }\n')

@@ -830,6 +830,8 @@ assert(db.query("PREPARE session_probe AS SELECT 1"))
 assert(db.query("DROP ROLE session_probe_role"))
 print(table.concat(out, "\\n"))
 """
+        # roles are the cluster's, which test files running beside this one share
+        script = script.replace("session_probe_role", f"session_probe_spine_{os.getpid()}")
         proc = self.exec_capped(script, one_connection=True, check=False)
         clean = "postgres sluice,public UTC 0 0 false 0 0 0"
         self.assertEqual(proc.returncode, 0, proc.stderr)
