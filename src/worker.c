@@ -65,7 +65,7 @@
  * one cycle per ended run kept half a core busy. */
 #define RECORD_DELAY_MAX 0.02
 /* Refusals for want of a privilege closer than this are one stretch
- * (sl_worker_denied_too_long): twice the longest backoff of a retry. */
+ * (sl_worker_note_denied): twice the longest backoff of a retry. */
 #define DENIED_GAP 60.0
 
 /* An ended run waiting to be recorded: a run, or its outcome already as
@@ -492,9 +492,9 @@ static int requeue(sl_worker *w, wrun *batch)
  * such refusals are the role's state for a lease (the time a run has to be
  * recorded) from the first of a stretch; after that, a batch refused so is
  * taken apart as any refused statement (refused()). A stretch ends when no
- * such refusal comes for DENIED_GAP. Returns 1 when sqlstate is 42501 and its
- * stretch has lasted a lease. */
-int sl_worker_denied_too_long(sl_worker *w, const char *sqlstate)
+ * such refusal comes for DENIED_GAP. Each call with 42501 is noted as one of
+ * the stretch; returns 1 when its stretch has lasted a lease. */
+int sl_worker_note_denied(sl_worker *w, const char *sqlstate)
 {
     if (!sqlstate || strcmp(sqlstate, "42501") != 0) return 0;
     double now = ev_now(w->ctx->loop);
@@ -506,7 +506,7 @@ int sl_worker_denied_too_long(sl_worker *w, const char *sqlstate)
 /* A cycle failed. When Postgres refused its statement (a SQLSTATE that a retry
  * will not change: not a lost connection, a shutdown, a lack of resources or a
  * lock, a read-only database nor a privilege missing, unless for a lease:
- * sl_worker_denied_too_long), one ended run's outcome may be what it refused,
+ * sl_worker_note_denied), one ended run's outcome may be what it refused,
  * and a whole batch retried as it is would be refused for ever: the worker
  * would record and claim nothing more. Then the runs are recorded one a cycle,
  * with nothing claimed (isolate), and one refused alone is recorded again as a
@@ -517,8 +517,7 @@ int sl_worker_denied_too_long(sl_worker *w, const char *sqlstate)
 static int refused(sl_worker *w, wrun **batch, int asked, const char *err)
 {
     const char *st = sl_pg_error_sqlstate(w->ctx->pg);
-    if (!*batch ||
-        (sl_pg_sqlstate_fault(st) == SL_PG_TRANSIENT && !sl_worker_denied_too_long(w, st)))
+    if (!*batch || (sl_pg_sqlstate_fault(st) == SL_PG_TRANSIENT && !sl_worker_note_denied(w, st)))
         return 0;
     wrun *r = *batch;
     *batch = NULL;

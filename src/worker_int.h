@@ -69,7 +69,7 @@ typedef struct sl_worker {
     double backoff;         /* after a failed cycle */
     int isolate;            /* ended runs to record one a cycle: a batch was refused */
     double denied_since;    /* refusals for want of a privilege: the first of the */
-    double denied_last;     /* stretch, the last (sl_worker_denied_too_long) */
+    double denied_last;     /* stretch, the last (sl_worker_note_denied) */
     ev_timer claim_timer;   /* next due job / poll / retry after an error */
     sl_queue_lease renewal; /* renews the leases of the runs held, and the fence */
     ev_timer rescue;
@@ -124,9 +124,10 @@ void sl_worker_ignore_result(PGresult *res, const char *err, void *data);
 int sl_worker_outage_level(const sl_worker *w);
 /* After a failed cycle or sweep: the next one armed after a backoff; the wait. */
 double sl_worker_retry_later(sl_worker *w);
-/* Whether a refusal for want of a privilege (sqlstate 42501; 0 for any other)
- * has gone on for a lease: then taken for the statement's fault, not the role's. */
-int sl_worker_denied_too_long(sl_worker *w, const char *sqlstate);
+/* Notes a refusal for want of a privilege (sqlstate 42501; any other changes
+ * nothing and gives 0): 1 when such refusals have gone on for a lease, then
+ * taken for the statement's fault, not the role's. */
+int sl_worker_note_denied(sl_worker *w, const char *sqlstate);
 /* Appends the run ids of the ended runs from r on to ids ("a,b,"). */
 void sl_worker_put_run_ids(sl_buf *ids, const struct wrun *r);
 /* Appends to ids ("a,b,") every run whose outcome the worker is still to

@@ -62,10 +62,10 @@ static void sweep_done(PGresult *res, const char *err, void *data)
      * wait on it (nor, once stopping, on the database coming back). A read-only
      * database or a privilege missing is waited out, as an outage is: once
      * changed, it takes the sweep; but not a privilege refused for a lease
-     * already (sl_worker_denied_too_long) */
+     * already (sl_worker_note_denied) */
     const char *st = err ? sl_pg_error_sqlstate(w->ctx->pg) : NULL;
     if (err && (w->stopping || sl_pg_sqlstate_fault(st) != SL_PG_TRANSIENT ||
-                sl_worker_denied_too_long(w, st))) {
+                sl_worker_note_denied(w, st))) {
         w->orphans_possible = 0;
         sl_log(SL_WARN,
                "could not look for runs claimed by a cycle whose reply was lost; if there are "
