@@ -94,6 +94,12 @@ void sl_cli_privilege_note(PGconn *c, const PGresult *failed, char *buf, size_t 
  * brand": SL_PG_BAD_INPUT), 1 otherwise (the connection, the server). */
 int sl_cli_exit_status(const PGresult *failed);
 
+/* The note, after "sluice: " (and the command's name), for a job whose type is
+ * marked unavailable: its printf format, with the type's name for %s. */
+#define TYPE_UNAVAILABLE_NOTE                                                                      \
+    "note: job type '%s' is unavailable (the last registry sync found no handler file for it): "   \
+    "no worker runs the job until one that has the file does\n"
+
 /* The value of the option at argv[*i] (advancing *i past it) into *out; -1 after
  * saying why when there is none or it is empty (for an empty --brand, with
  * brand_hint, the command's way to say "no brand", when given). */

@@ -257,12 +257,7 @@ static int wait_for_run(logs_state *s, const char *after, int said)
         if (!said) {
             fprintf(stderr, "sluice: job %.8s has no run %s (%s%s%s): waiting for one\n", s->job,
                     after ? "in flight" : "yet", st, *j.due ? ", due " : "", j.due);
-            if (*j.type)
-                fprintf(stderr,
-                        "sluice: note: job type '%s' is unavailable (the last registry sync "
-                        "found no handler file for it): no worker runs the job until one that "
-                        "has the file does\n",
-                        j.type);
+            if (*j.type) fprintf(stderr, "sluice: " TYPE_UNAVAILABLE_NOTE, j.type);
             said = 1;
         } else if (*seen && strcmp(seen, st) != 0) {
             fprintf(stderr, "sluice: job %.8s %s%s%s\n", s->job,

@@ -332,11 +332,7 @@ static void say_type_unavailable(PGconn *c, const char *what, const char *id)
                               "WHERE j.id = $1::uuid AND NOT t.available",
                               1, (const char *const[]){id});
     if (r && PQntuples(r) == 1)
-        fprintf(stderr,
-                "sluice: %s: note: job type '%s' is unavailable (the last registry sync found "
-                "no handler file for it): the job waits until a worker that has the file "
-                "runs\n",
-                what, PQgetvalue(r, 0, 0));
+        fprintf(stderr, "sluice: %s: " TYPE_UNAVAILABLE_NOTE, what, PQgetvalue(r, 0, 0));
     PQclear(r);
 }
 

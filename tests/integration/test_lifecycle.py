@@ -1925,8 +1925,8 @@ class Lifecycle(harness.SluiceTest):
                 out = self.sluice("jobs", action, job)
                 self.assertEqual(out.stdout, f"{job}  {status}\n")
                 self.assertEqual(out.stderr, f"sluice: jobs {action}: note: job type 'echo' is unavailable (the "
-                                             f"last registry sync found no handler file for it): the job waits "
-                                             f"until a worker that has the file runs\n")
+                                             f"last registry sync found no handler file for it): no worker runs "
+                                             f"the job until one that has the file does\n")
         # and following the job's log says why it waits
         said = []
 
