@@ -22,7 +22,9 @@
  * intervals, and once as it ends (outage_note, outage_over); a FATAL the
  * server sends as it ends a session is that failure's reason, not a line.
  * How a connection is opened, and whose fault a failed one is, is
- * pg_connect.c's.
+ * pg_connect.c's. A process that leaves has the server cancel the statements
+ * in flight (sl_pg_cancel_in_flight), from a thread that does only that:
+ * PQcancel blocks while it reaches the server.
  * The pool's own bookkeeping (requests, statement names, channels) uses buf.h's
  * allocation that aborts when memory runs out: its callers do not expect a
  * request to fail before it is queued.
@@ -32,6 +34,8 @@
 #include "log.h"
 
 #include <ev.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,6 +65,7 @@ struct sl_pg_req {
     int resets;  /* R_RESET the session's reset (as text), R_DEALLOCATE a DEALLOCATE ALL it asked */
     int limited; /* a handler's query: rows read one at a time, bounded (sl_pg_limit_results) */
     const char *state; /* SQLSTATE of an error the pool made itself, or NULL */
+    double sent;       /* ev_now() when it was sent to the server */
     PGresult *res;
     PGresult *rows; /* limited: the rows read so far */
     size_t bytes;   /* and their size */
@@ -120,6 +125,7 @@ struct sl_pg {
     double down_told;  /* when it was last logged */
     double down_every; /* the interval to the next reminder */
     int down_refused;  /* its last reason was the settings' (sl_pg_connect_reason) */
+    int held;          /* sends nothing more (sl_pg_cancel_in_flight) */
 };
 
 static void conn_start(sl_pg_conn *c);
@@ -530,7 +536,7 @@ static void conn_next(sl_pg_conn *c)
     sl_pg *pg = c->pg;
     sl_pg_req *r;
     for (;;) {
-        if (c->state != C_IDLE) return;
+        if (c->state != C_IDLE || pg->held) return;
         /* an unpinned connection's own queue holds the pool's statements */
         r = c->pinned || c->listen ? NULL : tidy_session(c);
         if (!r) r = q_pop(&c->queue);
@@ -578,6 +584,7 @@ static void conn_next(sl_pg_conn *c)
         }
         c->req = r;
         c->state = C_BUSY;
+        r->sent = ev_now(pg->loop);
         if (r->limited && pg->result_limit) PQsetSingleRowMode(c->conn);
         int f = PQflush(c->conn);
         watch(c, f == 1 ? EV_READ | EV_WRITE : EV_READ);
@@ -879,6 +886,7 @@ static void conn_init(sl_pg *pg, sl_pg_conn *c, int listen)
 /* Hands queued requests to idle connections, opening new ones up to the size. */
 static void dispatch(sl_pg *pg)
 {
+    if (pg->held) return;
     for (int i = 0; i < pg->size && waiting(pg, -1); i++) {
         sl_pg_conn *c = &pg->conns[i];
         if (c->state == C_IDLE && !c->pinned) conn_next(c);
@@ -1099,6 +1107,73 @@ sl_pg_req *sl_pg_conn_query(sl_pg_conn *c, const char *sql, int nparams, const c
 void sl_pg_cancel(sl_pg_req *r)
 {
     if (r) r->cancelled = 1;
+}
+
+/* The cancel requests of sl_pg_cancel_in_flight, sent by a thread of their own:
+ * PQcancel opens a connection to the server and waits until the server has
+ * taken the request, which a server out of reach (a network that drops its
+ * packets, not a server that is down) holds up for as long as the system's
+ * connect timeout, minutes. */
+typedef struct {
+    int n;
+    PGcancel *each[];
+} cancels;
+
+static void *send_cancels(void *arg)
+{
+    cancels *c = arg;
+    for (int i = 0; i < c->n; i++) {
+        char err[256]; /* the statement's answer says whether the cancel landed */
+        PQcancel(c->each[i], err, sizeof err);
+        PQfreeCancel(c->each[i]);
+    }
+    free(c);
+    return NULL;
+}
+
+int sl_pg_cancel_in_flight(sl_pg *pg)
+{
+    pg->held = 1;
+    cancels *c = sl_xcalloc(1, sizeof *c + sizeof(PGcancel *) * (size_t)pg->size);
+    for (int i = 0; i < pg->size; i++)
+        if (pg->conns[i].state == C_BUSY && (c->each[c->n] = PQgetCancel(pg->conns[i].conn)))
+            c->n++;
+    int n = c->n;
+    if (n == 0) {
+        free(c);
+        return 0;
+    }
+    /* the loop's thread alone takes the signals */
+    sigset_t all, was;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &was);
+    pthread_t t;
+    int made = pthread_create(&t, NULL, send_cancels, c) == 0;
+    pthread_sigmask(SIG_SETMASK, &was, NULL);
+    if (made)
+        pthread_detach(t);
+    else
+        send_cancels(c); /* no thread to be had: here, then */
+    return n;
+}
+
+int sl_pg_in_flight(const sl_pg *pg)
+{
+    int n = 0;
+    for (int i = 0; i < pg->size; i++)
+        n += pg->conns[i].state == C_BUSY;
+    return n;
+}
+
+double sl_pg_waiting_since(const sl_pg *pg)
+{
+    double since = 0;
+    for (int i = 0; i < pg->size; i++) {
+        const sl_pg_req *r = pg->conns[i].req;
+        if (pg->conns[i].state == C_BUSY && r && !r->limited && (!since || r->sent < since))
+            since = r->sent;
+    }
+    return since;
 }
 
 void sl_pg_release(sl_pg_conn *c, int rollback)

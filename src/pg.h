@@ -134,6 +134,24 @@ sl_pg_req *sl_pg_query(sl_pg *pg, const char *sql, int nparams, const char *cons
 /* The callback will not be called; an in-flight query's result is discarded. */
 void sl_pg_cancel(sl_pg_req *req);
 
+/* For a process that is leaving: from now on the pool sends nothing more (what
+ * is queued, or comes, stays queued, and is dropped by sl_pg_free), and the
+ * server is asked to cancel every statement in flight on the pool's
+ * connections (PQcancel, from a thread of its own: it blocks while the server
+ * is out of reach). Their callbacks run as they are answered: a statement
+ * cancelled fails with SQLSTATE 57014, "canceling statement due to user
+ * request", having done nothing; one the server finished first has its own
+ * answer. Returns how many statements were in flight. */
+int sl_pg_cancel_in_flight(sl_pg *pg);
+
+/* How many statements are in flight on the pool's connections (the LISTEN one
+ * aside): sent, not answered yet. */
+int sl_pg_in_flight(const sl_pg *pg);
+
+/* When the oldest statement of the process's own still in flight was sent
+ * (ev_now() then; handlers' statements aside), or 0 when none is. */
+double sl_pg_waiting_since(const sl_pg *pg);
+
 /* Pins a connection for a sequence of queries (BEGIN … COMMIT). */
 sl_pg_req *sl_pg_acquire(sl_pg *pg, sl_pg_acquire_cb cb, void *data);
 

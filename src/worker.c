@@ -20,9 +20,10 @@
  *
  * Shutdown (SIGINT/SIGTERM): stop claiming, let runs finish for the grace
  * period, then cancel the rest as failed "shutdown" (retried later by policy),
- * record everything, exit 0 (or, if the database has not recorded it a lease
- * after the grace period, leave without it: exit 1). A second signal exits at
- * once; leases then let other workers rescue what was in flight.
+ * record everything, exit 0 (or, if the database has not recorded it 10 s
+ * after the grace period, or a lease if shorter, cancel the statements it has
+ * not answered and leave without it: exit 1). A second signal exits at once;
+ * leases then let other workers rescue what was in flight.
  *
  * Here: the runs, the cycle and shutdown. Elsewhere: the sweep after a
  * cycle's lost reply (worker_sweep.c); the rescue, retention and log flush
@@ -94,10 +95,11 @@ static void released(PGresult *res, const char *err, void *data);
 
 /* The level of a periodic statement's failure, in its callback: debug when it
  * failed for want of a connection during an outage, which the pool logs once
- * (sl_pg_outage_error), else a warning. */
+ * (sl_pg_outage_error), or was cancelled as the process leaves, which it says
+ * once (sl_worker_leave_cb); else a warning. */
 int sl_worker_outage_level(const sl_worker *w)
 {
-    return sl_pg_outage_error(w->ctx->pg) ? SL_DEBUG : SL_WARN;
+    return w->leaving || sl_pg_outage_error(w->ctx->pg) ? SL_DEBUG : SL_WARN;
 }
 
 /* ------------------------------------------------------------------ runs */
@@ -679,6 +681,7 @@ static void cycle_done(PGresult *res, const char *err, void *data)
         requeue(w, batch); /* keep every completion: retry with backoff */
         /* and claimed, perhaps: the next cycle is a sweep first */
         if (asked > 0) w->orphans_possible = 1;
+        if (w->leaving) return; /* cancelled as the process leaves: no retry */
         char secs[32];
         snprintf(secs, sizeof secs, "%.1f", sl_worker_retry_later(w));
         sl_log(sl_worker_outage_level(w), "claiming and recording runs failed, retrying", "error",
@@ -977,6 +980,37 @@ void sl_worker_maybe_exit(sl_worker *w)
                 stopped_done, w);
 }
 
+/* After the grace period, the database has this long to record what the
+ * process holds — its runs' outcomes, the claimed runs it gives back — or the
+ * lease, if shorter: once that has passed, other workers' rescue takes the
+ * runs anyway. Then the statements it has not answered (held up by a lock on
+ * sluice's tables, or a server that stopped answering) are cancelled, and the
+ * process leaves once they are answered, STOP_CANCEL_WAIT at most. So a stop
+ * takes the grace period and 15 s at most: within examples/sluice.service's
+ * TimeoutStopSec with the default grace. */
+#define STOP_DB_WAIT 10.0
+#define STOP_CANCEL_WAIT 5.0
+/* While stopping, how often a statement the database has not answered for
+ * that long is reported. */
+#define STOP_REMIND 5.0
+
+static double db_wait(const sl_worker *w)
+{
+    return w->cfg->lease_seconds < STOP_DB_WAIT ? w->cfg->lease_seconds : STOP_DB_WAIT;
+}
+
+/* How many ended runs the worker holds with their outcomes not recorded. */
+static int unrecorded(const sl_worker *w)
+{
+    int n = 0;
+    for (const wrun *r = w->done; r; r = r->next)
+        n++;
+    for (const cycle_req *c = w->cycles; c; c = c->next)
+        for (const wrun *r = c->batch; r; r = r->next)
+            n++;
+    return n;
+}
+
 void sl_worker_grace_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)loop;
@@ -986,37 +1020,116 @@ void sl_worker_grace_cb(struct ev_loop *loop, ev_timer *t, int revents)
         sl_logf(SL_WARN, "grace period over: cancelling %d run%s", w->running,
                 w->running == 1 ? "" : "s");
     sl_runtime_cancel_all_runs(w->ctx->rt, "shutdown");
-    ev_timer_set(&w->leave, w->cfg->lease_seconds, 0);
+    ev_timer_set(&w->leave, db_wait(w), 0);
     ev_timer_start(loop, &w->leave);
     sl_worker_maybe_exit(w);
 }
 
-/* The lease has passed since the grace period ended and the outcomes are still
- * not recorded (the database is down or does not answer): waiting longer
- * serves nothing, as other workers' rescue now fails these runs and retries
- * their jobs, so the process leaves without them (exit status 1) instead of
- * waiting for the database for ever. */
+/* Stopping: what the exit waits for when it is the database (every
+ * STOP_REMIND, while a statement of the process's own has gone that long
+ * without an answer): since when, what is not recorded yet, and when the
+ * statements are cancelled. */
+void sl_worker_remind_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)revents;
+    sl_worker *w = t->data;
+    double since = sl_pg_waiting_since(w->ctx->pg), now = ev_now(loop);
+    double in = ev_is_active(&w->grace) ? ev_timer_remaining(loop, &w->grace) + db_wait(w)
+                                        : ev_timer_remaining(loop, &w->leave);
+    if (!since || now - since < STOP_REMIND || in < 1) return; /* (then its own line) */
+    char blocked[32], cancel[32], count[16];
+    snprintf(blocked, sizeof blocked, "%.0fs", now - since);
+    snprintf(cancel, sizeof cancel, "%.0fs", in);
+    snprintf(count, sizeof count, "%d", unrecorded(w));
+    sl_log(SL_WARN, "stopping: waiting for the database to answer a statement", "blocked_for",
+           blocked, SL_NUM "unrecorded", count, "cancel_in", cancel, NULL);
+}
+
+/* The exit without the database's answer (exit status 1), saying what is left
+ * behind: each run whose outcome is not recorded (other workers' rescue fails
+ * it once its lease runs out), and how many statements cancelled got no
+ * answer (what they did is not known). */
+static void leave(sl_worker *w)
+{
+    struct ev_loop *loop = w->ctx->loop;
+    ev_prepare_stop(loop, &w->leaves);
+    ev_timer_stop(loop, &w->leave);
+    static const char lost[] = "not recorded: the database did not answer (another worker's "
+                               "rescue pass fails the run once its lease runs out)";
+    for (wrun *r = w->done; r; r = r->next)
+        if (r->outcome || sl_run_outcome_of(r->run)->status != SL_RUN_COMPLETED) log_ended(r, lost);
+    for (cycle_req *c = w->cycles; c; c = c->next)
+        for (wrun *r = c->batch; r; r = r->next)
+            if (r->outcome || sl_run_outcome_of(r->run)->status != SL_RUN_COMPLETED)
+                log_ended(r, lost);
+    int n = unrecorded(w), open = sl_pg_in_flight(w->ctx->pg);
+    char count[16], unanswered[16];
+    snprintf(count, sizeof count, "%d", n);
+    snprintf(unanswered, sizeof unanswered, "%d", open);
+    if (n == 0) {
+        sl_log(SL_WARN,
+               "the database did not answer: stopping without its answer; no run's outcome is "
+               "left unrecorded",
+               open ? SL_NUM "unanswered" : NULL, unanswered, NULL);
+    } else { /* the completed ones too, logged as they ended: they will run again */
+        sl_buf ids = {0}, runs = {0};
+        sl_worker_put_run_ids(&ids, w->done);
+        for (cycle_req *c = w->cycles; c; c = c->next)
+            sl_worker_put_run_ids(&ids, c->batch);
+        sl_buf_id_array(&runs, sl_buf_str(&ids));
+        sl_log(SL_ERROR,
+               "the database did not answer: stopping without recording every outcome; the "
+               "leases hand the runs to other workers",
+               SL_NUM "unrecorded", count, "runs", sl_buf_str(&runs),
+               open ? SL_NUM "unanswered" : NULL, unanswered, NULL);
+        sl_buf_free(&ids);
+        sl_buf_free(&runs);
+    }
+    w->exit_status = 1;
+    ev_break(loop, EVBREAK_ALL);
+}
+
+/* The database's time after the grace period has passed and the exit still
+ * waits for it. Waiting longer serves nothing (the leases hand the runs to
+ * other workers' rescue) and would outlast the time a service manager gives a
+ * stop. The statements in flight are cancelled, so that none does its work
+ * once the process is gone: a claim committed then would hold its jobs for no
+ * one until their leases ran out, and spend an attempt of each. Once they are
+ * answered (sl_worker_leaves_cb), or after STOP_CANCEL_WAIT, the process
+ * leaves. */
 void sl_worker_leave_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)revents;
     sl_worker *w = t->data;
-    int n = 0;
-    static const char lost[] = "not recorded: the database did not answer (another worker's "
-                               "rescue pass fails the run once its lease runs out)";
-    for (wrun *r = w->done; r; r = r->next, n++)
-        if (r->outcome || sl_run_outcome_of(r->run)->status != SL_RUN_COMPLETED) log_ended(r, lost);
-    for (cycle_req *c = w->cycles; c; c = c->next)
-        for (wrun *r = c->batch; r; r = r->next, n++)
-            if (r->outcome || sl_run_outcome_of(r->run)->status != SL_RUN_COMPLETED)
-                log_ended(r, lost);
-    char count[16];
-    snprintf(count, sizeof count, "%d", n);
-    sl_log(SL_ERROR,
-           "the database did not answer: stopping without recording every outcome; the "
-           "leases hand the runs to other workers",
-           SL_NUM "unrecorded", count, NULL);
-    w->exit_status = 1;
-    ev_break(loop, EVBREAK_ALL);
+    if (!w->leaving) {
+        w->leaving = 1;
+        ev_timer_stop(loop, &w->remind);
+        double since = sl_pg_waiting_since(w->ctx->pg);
+        int n = sl_pg_cancel_in_flight(w->ctx->pg);
+        if (n > 0) {
+            char count[16], blocked[32];
+            snprintf(count, sizeof count, "%d", n);
+            snprintf(blocked, sizeof blocked, "%.0fs", ev_now(loop) - since);
+            sl_log(SL_WARN,
+                   "stopping: the database did not answer in time; cancelling the statements in "
+                   "flight",
+                   SL_NUM "statements", count, since ? "blocked_for" : NULL, blocked, NULL);
+            ev_timer_set(&w->leave, STOP_CANCEL_WAIT, 0);
+            ev_timer_start(loop, &w->leave);
+            ev_prepare_start(loop, &w->leaves);
+            return;
+        }
+    }
+    leave(w);
+}
+
+/* Leaving: once no statement is in flight any more, the exit. */
+void sl_worker_leaves_cb(struct ev_loop *loop, ev_prepare *p, int revents)
+{
+    (void)loop;
+    (void)revents;
+    sl_worker *w = p->data;
+    if (!sl_pg_in_flight(w->ctx->pg)) leave(w);
 }
 
 void sl_worker_signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
@@ -1031,8 +1144,10 @@ void sl_worker_signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
     }
     char grace[32];
     sl_config_fmt_number(w->cfg->grace_seconds, grace, sizeof grace);
-    sl_log(SL_INFO, "stopping: no new claims; waiting for runs in flight", SL_BOOL "running",
-           w->running ? "true" : "false", SL_NUM "grace_seconds", grace, NULL);
+    sl_log(SL_INFO,
+           w->running ? "stopping: no new claims; waiting for runs in flight"
+                      : "stopping: no new claims; no run in flight",
+           SL_BOOL "running", w->running ? "true" : "false", SL_NUM "grace_seconds", grace, NULL);
     w->stopping = 1;
     sl_notify("STOPPING=1");
     if (!w->cycling) release_queued(w); /* else cycle_done releases them with what it claimed */
@@ -1041,6 +1156,8 @@ void sl_worker_signal_cb(struct ev_loop *loop, ev_signal *s, int revents)
     ev_timer_stop(loop, &w->retention);
     ev_timer_set(&w->grace, w->cfg->grace_seconds, 0);
     ev_timer_start(loop, &w->grace);
+    ev_timer_set(&w->remind, STOP_REMIND, STOP_REMIND);
+    ev_timer_start(loop, &w->remind);
     /* the sweep the stopped timer would have sent, and the recording after it */
     if (w->orphans_possible && !w->cycling && !w->sweeping) sl_worker_cycle(w);
     sl_worker_maybe_exit(w);

@@ -81,9 +81,13 @@ typedef struct sl_worker {
     ev_signal sigint, sigterm, sighup;
     sl_watch *watch;
     ev_timer grace;
-    ev_timer leave;           /* after the grace period: how long to wait for the database */
+    ev_timer leave;           /* after the grace period: how long to wait for the database, then
+                                 for the answers to the statements cancelled (leaving) */
+    ev_timer remind;          /* stopping: says so while the database holds up a statement */
+    ev_prepare leaves;        /* leaving: the exit once no statement is in flight */
     struct cycle_req *cycles; /* finish_and_claim calls in flight */
     int stopping;
+    int leaving; /* the statements in flight cancelled: nothing more is sent, the exit comes */
     int signals;
     struct wrun *done; /* ended runs waiting to be recorded */
     int releasing;     /* release_runs() in flight */
@@ -144,10 +148,14 @@ void sl_worker_queued_ids(sl_buf *ids, void *data);
 void sl_worker_stop_queued(const char *run_id, const char *reason, void *data);
 /* LISTEN sluice_jobs and sluice_cancel (data: the worker). */
 void sl_worker_on_notify(const char *channel, const char *payload, void *data);
-/* Shutdown: SIGINT/SIGTERM, the grace period over, the lease after it. */
+/* Shutdown: SIGINT/SIGTERM, the grace period over, the wait for the database
+ * after it, the reminders of a statement the database holds up meanwhile, and
+ * the exit once the statements cancelled are answered. */
 void sl_worker_signal_cb(struct ev_loop *loop, ev_signal *s, int revents);
 void sl_worker_grace_cb(struct ev_loop *loop, ev_timer *t, int revents);
 void sl_worker_leave_cb(struct ev_loop *loop, ev_timer *t, int revents);
+void sl_worker_remind_cb(struct ev_loop *loop, ev_timer *t, int revents);
+void sl_worker_leaves_cb(struct ev_loop *loop, ev_prepare *p, int revents);
 /* Frees what the worker still holds once the loop and the pool are gone. */
 void sl_worker_free_held(sl_worker *w);
 

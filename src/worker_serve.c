@@ -279,6 +279,10 @@ static int serve(sl_config *cfg, const serve_opts *o, int argc, char **argv)
     w.grace.data = &w;
     ev_init(&w.leave, sl_worker_leave_cb);
     w.leave.data = &w;
+    ev_init(&w.remind, sl_worker_remind_cb);
+    w.remind.data = &w;
+    ev_prepare_init(&w.leaves, sl_worker_leaves_cb);
+    w.leaves.data = &w;
     w.renewal = (sl_queue_lease){.ctx = &ctx,
                                  .worker = w.id,
                                  .lease = w.lease,
@@ -336,6 +340,8 @@ static int serve(sl_config *cfg, const serve_opts *o, int argc, char **argv)
     ev_timer_stop(ctx.loop, &w.soon);
     ev_timer_stop(ctx.loop, &w.grace);
     ev_timer_stop(ctx.loop, &w.leave);
+    ev_timer_stop(ctx.loop, &w.remind);
+    ev_prepare_stop(ctx.loop, &w.leaves);
     sl_queue_lease_stop(&w.renewal);
     ev_timer_stop(ctx.loop, &w.rescue);
     ev_timer_stop(ctx.loop, &w.retention);

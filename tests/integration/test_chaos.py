@@ -23,6 +23,7 @@ import os
 import random
 import re
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -534,6 +535,69 @@ class Chaos(harness.OwnClusterTest):
         self.assertIsNone(run[0]["result"])
         self.assertIn("the run's outcome could not be recorded: new row violates row-level security policy",
                       run[0]["error_message"])
+
+
+    def test_a_stop_while_a_table_lock_holds_up_the_daemon_cancels_its_statements_and_leaves_in_time(self):
+        # an operator's LOCK TABLE held up the daemon's statements: SIGTERM then
+        # waited the grace period and a whole lease (90 s with the defaults,
+        # past the unit's TimeoutStopSec=60), saying only that it waited for
+        # runs in flight, and left its statements waiting in the server: once
+        # the lock went, its claim committed for a worker that was gone, and
+        # the job failed "worker lost" without having run
+        env = self.own_env
+        d = self.serving("--poll", "1", "--grace", "2")  # the default lease, 60 s
+        self.sluice("queue", "sleep", "--params", '{"seconds": 600}', env=env)
+        self.wait_for(lambda: self.q("SELECT 1 FROM sluice.scheduled_job_runs WHERE status = 'running'"), 30,
+                      "the run did not start")
+        holder = subprocess.Popen(["psql", self.url, "-X", "-q", "-v", "ON_ERROR_STOP=1"],
+                                  env=pgfixture.clean_env(), stdin=subprocess.PIPE,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+        try:
+            holder.stdin.write("BEGIN; LOCK TABLE sluice.scheduled_job_runs IN ACCESS EXCLUSIVE MODE;\n")
+            holder.stdin.flush()
+            self.wait_for(lambda: self.q("SELECT 1 FROM pg_stat_activity WHERE state = 'idle in transaction' "
+                                         "AND query LIKE 'LOCK TABLE%'"), 30, "the lock was not taken")
+            job = self.sluice("queue", "noop", "--max-retries", "0", env=env).stdout.strip()
+            # a claim that would take it waits for the lock
+            self.wait_for(lambda: self.q(f"SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                         f"AND query LIKE '%finish_and_claim_runs%' AND xact_start >= "
+                                         f"(SELECT next_run_at FROM sluice.scheduled_jobs WHERE id = '{job}')"),
+                          30, "no claim waited for the lock")
+            d.signal(signal.SIGTERM)
+            # within its bound: the grace period, 10 s for the database, 5 s
+            # for the answers to the statements cancelled (17 s here)
+            self.assertEqual(d.wait(timeout=45), 1, d.log())
+            log = d.log()
+            self.assertRegex(log, r'msg="stopping: waiting for the database to answer a statement" '
+                                  r'blocked_for=\d+s unrecorded=\d+ cancel_in=\d+s')
+            self.assertIn('msg="stopping: the database did not answer in time; cancelling the statements in '
+                          'flight"', log)
+            # what it leaves behind: the run it cancelled at the end of the grace period
+            self.assertRegex(log, r'msg="run failed" run=\S+ type=sleep seconds=\S+ error=shutdown '
+                                  r'then="not recorded: the database did not answer')
+            self.assertRegex(log, r'msg="the database did not answer: stopping without recording every '
+                                  r'outcome; the leases hand the runs to other workers" unrecorded=1 '
+                                  r'runs=\{[0-9a-f-]{36}\}\n')
+            # none of its statements is left in the server to do its work later
+            self.wait_for(lambda: not self.q("SELECT 1 FROM pg_stat_activity WHERE application_name = 'sluice'"),
+                          30, "the daemon's statements are still in the server")
+            holder.stdin.write("COMMIT;\n")
+            holder.stdin.close()
+            self.assertEqual(holder.wait(30), 0)
+        finally:
+            if holder.poll() is None:
+                holder.kill()
+                holder.wait()
+            holder.stdin.close()
+        # the claim was cancelled: the job was not taken, and runs once elsewhere
+        self.assertEqual(self.q(f"SELECT status, attempts, current_run_id FROM sluice.scheduled_jobs "
+                                f"WHERE id = '{job}'"), [{"status": "active", "attempts": 0, "current_run_id": None}])
+        d2 = self.serve(env=env)
+        self.wait_for(lambda: self.q(f"SELECT 1 FROM sluice.scheduled_jobs WHERE id = '{job}' "
+                                     "AND status = 'completed'"), 60, "the job did not run")
+        self.assertEqual(self.q(f"SELECT status FROM sluice.scheduled_job_runs WHERE scheduled_job_id = '{job}'"),
+                         [{"status": "completed"}])
+        self.assertEqual(d2.stop(), 0, d2.log())
 
 
 if __name__ == "__main__":

@@ -446,7 +446,7 @@ class Daemon(harness.SluiceTest):
         self.assertGreaterEqual(failed["seconds"], 0)
         self.assertIsInstance(failed["run"], str)
         self.assertEqual(line("echo: 123")["type"], "echo")
-        stopping = line("stopping: no new claims; waiting for runs in flight")
+        stopping = line("stopping: no new claims; no run in flight")
         self.assertIs(stopping["running"], False)
         self.assertIs(type(stopping["grace_seconds"]), int)
         for l in lines:  # nothing else is typed
