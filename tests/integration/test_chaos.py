@@ -55,29 +55,42 @@ class Chaos(harness.OwnClusterTest):
         return self.serve("--lease", str(LEASE), "--concurrency", "4", "--grace", "10",
                           env=self.own_env)
 
-    def serving(self, *args):
+    def serving(self, *args, role=None):
         """A daemon (serve args) on the test's own cluster, with its schema and
-        registry in place (self.url set), once it serves."""
+        registry in place (self.url set), once it serves. With a role, it
+        connects as that role: one of its own, not a superuser, granted what
+        docs/database.md says it needs."""
         self.sluice("queue", "noop", "--at", "+1h", env=self.own_env)
         self.url = self.sluice("db", "url", env=self.own_env).stdout.strip()
-        d = self.serve(*args, env=self.own_env)
-        d.wait_log("sluice serving")
-        return d
-
-    def serving_as(self, role, *args):
-        """serving(), with the daemon connected as `role`: a role of its own,
-        not a superuser, granted what docs/database.md says it needs."""
-        self.sluice("queue", "noop", "--at", "+1h", env=self.own_env)
-        self.url = self.sluice("db", "url", env=self.own_env).stdout.strip()
-        pgfixture.psql(self.url, f"CREATE ROLE {role} LOGIN; "
-                                 f"GRANT USAGE ON SCHEMA sluice TO {role}; "
-                                 f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA sluice TO {role}; "
-                                 f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA sluice TO {role}")
-        user = re.match(r"postgres(?:ql)?://([^@/]*)@", self.url).group(1)
-        env = dict(self.own_env, DATABASE_URL=self.url.replace(f"{user}@", f"{role}@", 1))
+        env = self.own_env
+        if role:
+            pgfixture.psql(self.url, f"CREATE ROLE {role} LOGIN; "
+                                     f"GRANT USAGE ON SCHEMA sluice TO {role}; "
+                                     f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA sluice TO {role}; "
+                                     f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA sluice TO {role}")
+            user = re.match(r"postgres(?:ql)?://([^@/]*)@", self.url).group(1)
+            env = dict(env, DATABASE_URL=self.url.replace(f"{user}@", f"{role}@", 1))
         d = self.serve(*args, env=env)
         d.wait_log("sluice serving")
         return d
+
+    def start_sleep_runs(self, n, seconds):
+        """n jobs of the sleep type, due now; returns once their n runs started."""
+        pgfixture.psql(self.url, f"""
+            INSERT INTO sluice.scheduled_jobs (job_type, parameters, next_run_at)
+            SELECT 'sleep', '{{"seconds": {seconds}}}', now() FROM generate_series(1, {n})""")
+        self.wait_for(lambda: self.q("SELECT 1 FROM sluice.scheduled_job_runs WHERE status = 'running' "
+                                     f"HAVING count(*) = {n}"), 30, "the runs did not start")
+
+    def wait_sleep_jobs_completed(self):
+        self.wait_for(lambda: not self.q("SELECT 1 FROM sluice.scheduled_jobs WHERE job_type = 'sleep' "
+                                         "AND status <> 'completed'"), 60, "the jobs did not all complete")
+
+    def end_daemon_sessions(self):
+        """Ends the daemons' database sessions: the sessions they open next
+        take the database's and roles' settings as they are now."""
+        pgfixture.psql(self.url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                 "WHERE application_name = 'sluice' AND pid <> pg_backend_pid()")
 
     def busy(self, workers, rnd):
         """The index of a worker (a random one) that has a run in flight."""
@@ -402,19 +415,14 @@ class Chaos(harness.OwnClusterTest):
         # to record ("worker lost: lease expired"), and their jobs ran again
         env = self.own_env
         d = self.serving("--lease", "10", "--poll", "1")
-        pgfixture.psql(self.url, """
-            INSERT INTO sluice.scheduled_jobs (job_type, parameters, next_run_at)
-            SELECT 'sleep', '{"seconds": 4}', now() FROM generate_series(1, 4)""")
-        self.wait_for(lambda: self.q("SELECT 1 FROM sluice.scheduled_job_runs WHERE status = 'running' "
-                                     "HAVING count(*) = 4"), 30, "the runs did not start")
+        self.start_sleep_runs(4, 4)
         # the runs end some 4 s from now, while the server is down; their
         # leases (renewed every 3.3 s, the fence at 9 s) expire within 10 s
         self.sluice("db", "stop", env=env)
         time.sleep(12)
         self.sluice("db", "start", env=env)
         d.wait_log("database connection back", timeout=60)
-        self.wait_for(lambda: not self.q("SELECT 1 FROM sluice.scheduled_jobs WHERE job_type = 'sleep' "
-                                         "AND status <> 'completed'"), 60, "the jobs did not all complete")
+        self.wait_sleep_jobs_completed()
         self.assertEqual(d.stop(), 0, d.log())
         runs = self.q("SELECT scheduled_job_id AS job, status, error_message FROM sluice.scheduled_job_runs "
                       "WHERE job_type = 'sleep'")
@@ -431,8 +439,7 @@ class Chaos(harness.OwnClusterTest):
         env = self.own_env
         d = self.serving("--poll", "1")
         pgfixture.psql(self.url, "ALTER DATABASE sluice SET default_transaction_read_only = on")
-        pgfixture.psql(self.url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                 "WHERE application_name = 'sluice' AND pid <> pg_backend_pid()")
+        self.end_daemon_sessions()
         d.wait_log("read-only transaction")
         first = d.logged_at("read-only transaction")
         time.sleep(5)
@@ -443,8 +450,7 @@ class Chaos(harness.OwnClusterTest):
         self.assertGreaterEqual(time.time() - first, 5)
         pgfixture.psql(self.url, "BEGIN READ WRITE; ALTER DATABASE sluice RESET default_transaction_read_only; "
                                  "COMMIT")
-        pgfixture.psql(self.url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                 "WHERE application_name = 'sluice' AND pid <> pg_backend_pid()")
+        self.end_daemon_sessions()
         job = self.sluice("queue", "noop", env=env).stdout.strip()
         self.wait_for(lambda: self.q(f"SELECT 1 FROM sluice.scheduled_jobs WHERE id = '{job}' "
                                      "AND status = 'completed'"), 60, "the daemon did not carry on")
@@ -457,24 +463,17 @@ class Chaos(harness.OwnClusterTest):
         # runs were failed as "worker lost" once their leases ran out, and the
         # jobs that had completed ran again. (So with privileges revoked: below.)
         d = self.serving("--lease", "20", "--poll", "1")
-        pgfixture.psql(self.url, """
-            INSERT INTO sluice.scheduled_jobs (job_type, parameters, next_run_at)
-            SELECT 'sleep', '{"seconds": 2}', now() FROM generate_series(1, 3)""")
-        self.wait_for(lambda: self.q("SELECT 1 FROM sluice.scheduled_job_runs WHERE status = 'running' "
-                                     "HAVING count(*) = 3"), 30, "the runs did not start")
+        self.start_sleep_runs(3, 2)
         pgfixture.psql(self.url, "ALTER DATABASE sluice SET default_transaction_read_only = on")
-        pgfixture.psql(self.url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                 "WHERE application_name = 'sluice' AND pid <> pg_backend_pid()")
+        self.end_daemon_sessions()
         d.wait_log("read-only transaction")
         # the runs end meanwhile, and the cycles retried with backoff (0.2, 0.4,
         # … 3.2 s) try to record their outcomes
         time.sleep(8)
         pgfixture.psql(self.url, "BEGIN READ WRITE; ALTER DATABASE sluice RESET default_transaction_read_only; "
                                  "COMMIT")
-        pgfixture.psql(self.url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                 "WHERE application_name = 'sluice' AND pid <> pg_backend_pid()")
-        self.wait_for(lambda: not self.q("SELECT 1 FROM sluice.scheduled_jobs WHERE job_type = 'sleep' "
-                                         "AND status <> 'completed'"), 60, "the jobs did not all complete")
+        self.end_daemon_sessions()
+        self.wait_sleep_jobs_completed()
         self.assertEqual(d.stop(), 0, d.log())
         runs = self.q("SELECT status, error_message FROM sluice.scheduled_job_runs WHERE job_type = 'sleep'")
         self.assertEqual(runs, [{"status": "completed", "error_message": None}] * 3, d.log())
@@ -486,20 +485,15 @@ class Chaos(harness.OwnClusterTest):
         # for the sweep's own fault: it gave up, and whatever a lost reply had
         # claimed was left to its leases)
         role = "sluice_app"
-        d = self.serving_as(role, "--lease", "30", "--poll", "1")
-        pgfixture.psql(self.url, """
-            INSERT INTO sluice.scheduled_jobs (job_type, parameters, next_run_at)
-            SELECT 'sleep', '{"seconds": 2}', now() FROM generate_series(1, 3)""")
-        self.wait_for(lambda: self.q("SELECT 1 FROM sluice.scheduled_job_runs WHERE status = 'running' "
-                                     "HAVING count(*) = 3"), 30, "the runs did not start")
+        d = self.serving("--lease", "30", "--poll", "1", role=role)
+        self.start_sleep_runs(3, 2)
         pgfixture.psql(self.url, f"REVOKE ALL ON ALL TABLES IN SCHEMA sluice FROM {role}")
         d.wait_log("permission denied")
         # the runs end meanwhile; the cycles retried with backoff (0.2, 0.4, …
         # 3.2 s) try to record their outcomes, well within a lease
         time.sleep(8)
         pgfixture.psql(self.url, f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA sluice TO {role}")
-        self.wait_for(lambda: not self.q("SELECT 1 FROM sluice.scheduled_jobs WHERE job_type = 'sleep' "
-                                         "AND status <> 'completed'"), 60, "the jobs did not all complete")
+        self.wait_sleep_jobs_completed()
         self.assertEqual(d.stop(), 0, d.log())
         runs = self.q("SELECT status, error_message FROM sluice.scheduled_job_runs WHERE job_type = 'sleep'")
         self.assertEqual(runs, [{"status": "completed", "error_message": None}] * 3, d.log())
@@ -514,7 +508,7 @@ class Chaos(harness.OwnClusterTest):
         # taken for the outcome's: the rest is recorded, and that one as a
         # bare failure
         role = "sluice_app"
-        d = self.serving_as(role, "--lease", "6", "--poll", "1")
+        d = self.serving("--lease", "6", "--poll", "1", role=role)
         pgfixture.psql(self.url, f"""
             ALTER TABLE sluice.scheduled_job_runs ENABLE ROW LEVEL SECURITY;
             CREATE POLICY no_poison ON sluice.scheduled_job_runs TO {role}
