@@ -232,10 +232,17 @@ static void query_done(PGresult *res, const char *err, void *data)
     sl_task_wake(t, push_result, op);
 }
 
+/* The task was cancelled (its run ended: a timeout, a cancel, a stop; the
+ * REPL's Ctrl-C): a query in flight is stopped in the server as well, or it
+ * would hold its connection for as long as it runs. A COMMIT or ROLLBACK is
+ * left to finish. */
 static void op_cancel(void *data)
 {
     db_op *op = data;
-    if (op->req) sl_pg_cancel(op->req);
+    if (op->req && op->kind == OP_QUERY)
+        sl_pg_interrupt(op->req);
+    else if (op->req)
+        sl_pg_cancel(op->req);
     free(op);
 }
 

@@ -23,8 +23,9 @@
  * server sends as it ends a session is that failure's reason, not a line.
  * How a connection is opened, and whose fault a failed one is, is
  * pg_connect.c's. A process that leaves has the server cancel the statements
- * in flight (sl_pg_cancel_in_flight), from a thread that does only that:
- * PQcancel blocks while it reaches the server.
+ * in flight (sl_pg_cancel_in_flight), and so does a request whose owner is
+ * gone (sl_pg_interrupt: a run that ended mid-query), from a thread that does
+ * only that: PQcancel blocks while it reaches the server.
  * The pool's own bookkeeping (requests, statement names, channels) uses buf.h's
  * allocation that aborts when memory runs out: its callers do not expect a
  * request to fail before it is queued.
@@ -66,6 +67,7 @@ struct sl_pg_req {
     int limited; /* a handler's query: rows read one at a time, bounded (sl_pg_limit_results) */
     const char *state; /* SQLSTATE of an error the pool made itself, or NULL */
     double sent;       /* ev_now() when it was sent to the server */
+    sl_pg_conn *on;    /* the connection it was sent on (in flight while its req is this) */
     PGresult *res;
     PGresult *rows; /* limited: the rows read so far */
     size_t bytes;   /* and their size */
@@ -585,6 +587,7 @@ static void conn_next(sl_pg_conn *c)
         c->req = r;
         c->state = C_BUSY;
         r->sent = ev_now(pg->loop);
+        r->on = c;
         if (r->limited && pg->result_limit) PQsetSingleRowMode(c->conn);
         int f = PQflush(c->conn);
         watch(c, f == 1 ? EV_READ | EV_WRITE : EV_READ);
@@ -1109,11 +1112,11 @@ void sl_pg_cancel(sl_pg_req *r)
     if (r) r->cancelled = 1;
 }
 
-/* The cancel requests of sl_pg_cancel_in_flight, sent by a thread of their own:
- * PQcancel opens a connection to the server and waits until the server has
- * taken the request, which a server out of reach (a network that drops its
- * packets, not a server that is down) holds up for as long as the system's
- * connect timeout, minutes. */
+/* Cancel requests (sl_pg_cancel_in_flight, sl_pg_interrupt), sent by a thread
+ * of their own: PQcancel opens a connection to the server and waits until the
+ * server has taken the request, which a server out of reach (a network that
+ * drops its packets, not a server that is down) holds up for as long as the
+ * system's connect timeout, minutes. */
 typedef struct {
     int n;
     PGcancel *each[];
@@ -1131,18 +1134,9 @@ static void *send_cancels(void *arg)
     return NULL;
 }
 
-int sl_pg_cancel_in_flight(sl_pg *pg)
+/* Sends c's requests from a detached thread, which frees c; c->n > 0. */
+static void send_cancels_apart(cancels *c)
 {
-    pg->held = 1;
-    cancels *c = sl_xcalloc(1, sizeof *c + sizeof(PGcancel *) * (size_t)pg->size);
-    for (int i = 0; i < pg->size; i++)
-        if (pg->conns[i].state == C_BUSY && (c->each[c->n] = PQgetCancel(pg->conns[i].conn)))
-            c->n++;
-    int n = c->n;
-    if (n == 0) {
-        free(c);
-        return 0;
-    }
     /* the loop's thread alone takes the signals */
     sigset_t all, was;
     sigfillset(&all);
@@ -1154,7 +1148,43 @@ int sl_pg_cancel_in_flight(sl_pg *pg)
         pthread_detach(t);
     else
         send_cancels(c); /* no thread to be had: here, then */
+}
+
+int sl_pg_cancel_in_flight(sl_pg *pg)
+{
+    pg->held = 1;
+    cancels *c = sl_xcalloc(1, sizeof *c + sizeof(PGcancel *) * (size_t)pg->size);
+    for (int i = 0; i < pg->size; i++)
+        if (pg->conns[i].state == C_BUSY && (c->each[c->n] = PQgetCancel(pg->conns[i].conn)))
+            c->n++;
+    int n = c->n;
+    if (n == 0)
+        free(c);
+    else
+        send_cancels_apart(c);
     return n;
+}
+
+/* The server is asked to cancel the statement, and the connection is closed
+ * (and opened again when needed), in that order: a cancel request stops
+ * whatever its session runs when it lands, so the session must run nothing
+ * else of the pool's after it; and the server sees a client gone only when it
+ * next writes to it, which a statement waiting on a lock or in pg_sleep() does
+ * not. */
+void sl_pg_interrupt(sl_pg_req *r)
+{
+    if (!r) return;
+    r->cancelled = 1;
+    sl_pg_conn *c = r->on;
+    if (!c || c->req != r || c->state != C_BUSY) return; /* queued, or answered */
+    cancels *one = sl_xcalloc(1, sizeof *one + sizeof(PGcancel *));
+    if ((one->each[0] = PQgetCancel(c->conn))) {
+        one->n = 1;
+        send_cancels_apart(one);
+    } else {
+        free(one);
+    }
+    conn_lost(c, "the statement was cancelled: its run or command ended first", 1);
 }
 
 int sl_pg_in_flight(const sl_pg *pg)

@@ -134,6 +134,13 @@ sl_pg_req *sl_pg_query(sl_pg *pg, const char *sql, int nparams, const char *cons
 /* The callback will not be called; an in-flight query's result is discarded. */
 void sl_pg_cancel(sl_pg_req *req);
 
+/* sl_pg_cancel, and a statement already in flight is stopped in the server
+ * too (a cancel request), its connection closed and opened again: for a
+ * handler's statement whose run or command ended, which may hold a
+ * connection, and the locks of its transaction, for as long as it would run.
+ * Its transaction, if any, is rolled back. */
+void sl_pg_interrupt(sl_pg_req *req);
+
 /* For a process that is leaving: from now on the pool sends nothing more (what
  * is queued, or comes, stays queued, and is dropped by sl_pg_free), and the
  * server is asked to cancel every statement in flight on the pool's

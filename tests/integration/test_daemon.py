@@ -897,6 +897,55 @@ print(e3)
         self.assertNotIn("permission denied", d.log())
         self.assertNotIn("cannot prepare", d.log())
 
+    def test_a_statement_whose_run_ended_is_stopped_in_the_server(self):
+        # a run that timed out or was cancelled in a query left the query
+        # running in the server: its connection, the only one handlers had
+        # here, was held until the query ended (the next run's query waited
+        # the 600 s), and so were the locks of its transaction
+        self.scalar("CREATE TABLE public.lock_probe (x int)")
+        self.addCleanup(self.scalar, "DROP TABLE IF EXISTS public.lock_probe")
+        self.write("stuck.lua", 'return { timeout = "2 s", max_retries = 0,\n'
+                   '  params = { tx = { type = "boolean", default = false } }, run = function(job)\n'
+                   '  if job.params.tx then\n'
+                   '    sluice.db.transaction(function()\n'
+                   '      assert(sluice.db.query("LOCK TABLE public.lock_probe"))\n'
+                   '      sluice.db.query("SELECT pg_sleep(600)")\n'
+                   '    end)\n'
+                   '  else\n'
+                   '    sluice.db.query("SELECT pg_sleep(600)")\n'
+                   '  end\n'
+                   'end }\n')
+        self.write("one.lua", 'return { run = function(job)\n'
+                   '  return assert(sluice.db.query("SELECT 1 AS one"))[1]\n'
+                   'end }\n')
+        conf = os.path.join(self.dir, "sluice.conf")
+        with open(conf, "w") as f:
+            f.write("pool_size = 2\n")  # one for the daemon alone, one it shares with handlers
+        env = self.henv({"SLUICE_CONFIG": conf})
+        sleeping = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND application_name = 'sluice' AND query = 'SELECT pg_sleep(600)'")
+        with self.serve("--concurrency", "2", env=env) as d:
+            d.wait_log("sluice serving")
+            for how in ("timed out", "cancelled"):
+                with self.subTest(how):
+                    params = {"tx": True} if how == "cancelled" else {}
+                    job = self.sluice("queue", "stuck", "--params", json.dumps(params), env=env).stdout.strip()
+                    self.wait_for(lambda: self.scalar(sleeping) == "1", 30, "the query did not start")
+                    if how == "cancelled":
+                        self.assertIn("cancelling", self.sluice("jobs", "cancel", job, env=env).stdout)
+                    status = "failed" if how == "timed out" else how
+                    self.wait_for(lambda: self.result_of(job)["status"] == status, 30, f"the run was not {how}")
+                    self.wait_for(lambda: self.scalar(sleeping) == "0", 30,
+                                  "the query of the run that ended still runs")
+                    # the transaction's lock is gone with it
+                    self.scalar("BEGIN; LOCK TABLE public.lock_probe NOWAIT; COMMIT")
+                    # and the connection serves the next run
+                    one = self.sluice("queue", "one", env=env).stdout.strip()
+                    self.wait_done(one)
+                    self.assertEqual(self.result_of(one)["result"], {"one": 1})
+        self.assertNotIn("level=warn msg=\"cannot", d.log())
+        self.assertNotIn("database connection lost", d.log())
+
     # -------------------------------------------------------------- sandbox
 
     def test_bytes_postgres_refuses_are_recorded_replaced(self):

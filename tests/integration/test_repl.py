@@ -504,6 +504,20 @@ class ReplTest(harness.SluiceTest):
         t.expect("interrupted")
         t.prompt()
 
+    def test_ctrl_c_stops_a_query_in_the_server_too(self):
+        # the prompt came back, but the query went on in the server and held
+        # the REPL's connection: the next query waited for it to end
+        sleeping = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND query = 'SELECT pg_sleep(600)'")
+        t = self.repl()
+        t.send('sluice.db.query("SELECT pg_sleep(600)")\n')
+        self.wait_for(lambda: self.scalar(sleeping) == "1", message="the query did not start")
+        t.send("\x03")
+        t.expect("interrupted")
+        t.prompt()
+        self.wait_for(lambda: self.scalar(sleeping) == "0", message="the query still runs in the server")
+        self.assertRegex(t.line('sluice.db.query("SELECT 7 AS n")[1].n'), r"\n7\n")
+
     def repl_with_a_run_in_flight(self):
         """A REPL (lease 3 s: a heartbeat every second) whose run of a long
         sleep is recorded as running."""
