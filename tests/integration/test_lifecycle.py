@@ -1228,13 +1228,13 @@ class Lifecycle(harness.SluiceTest):
             try:
                 holder.stdin.write("BEGIN; LOCK TABLE sluice.scheduled_jobs IN SHARE MODE;\n")
                 holder.stdin.flush()
-                self.wait_for(lambda: self.scalar("SELECT count(*) FROM pg_stat_activity WHERE state = "
-                                                  "'idle in transaction' AND query LIKE 'LOCK TABLE%'") == "1", 30)
+                self.wait_for(lambda: self.scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                                  "AND state = 'idle in transaction' AND query LIKE 'LOCK TABLE%'") == "1", 30)
                 procs = [subprocess.Popen([pgfixture.sluice_bin(), "schedule", "echo", *args], env=self.env(),
                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                          for args in argv]
-                self.wait_for(lambda: self.scalar("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
-                                                  "'Lock' AND query LIKE '%ensure_schedule%'") == str(len(argv)),
+                self.wait_for(lambda: self.scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                                  "AND wait_event_type = 'Lock' AND query LIKE '%ensure_schedule%'") == str(len(argv)),
                               60, "the schedules did not all wait")
                 holder.stdin.write("COMMIT;\n")
                 holder.stdin.close()
@@ -1511,7 +1511,9 @@ class Lifecycle(harness.SluiceTest):
                                       stdout=subprocess.PIPE, stderr=err_file, text=True)
             self.addCleanup(lambda: follow.poll() is None and follow.kill())
             # it reads the claimed run's log (empty: it has not started)
-            self.wait_for(lambda: self.count("pg_stat_activity", "query LIKE '%substr(logs, $2::int + 1)%'"),
+            self.wait_for(lambda: self.count("pg_stat_activity", "datname = current_database() AND pid <> "
+                                                              "pg_backend_pid() AND query LIKE "
+                                                              "'%substr(logs, $2::int + 1)%'"),
                           30, "the follow never read the claimed run")
             self.sluice("jobs", "pause", queued)
             self.wait_for(lambda: "given back" in open(err_file.name).read(), 30,
@@ -2009,12 +2011,12 @@ class Lifecycle(harness.SluiceTest):
         try:
             claim.stdin.write(f"BEGIN; SELECT count(*) FROM sluice.claim_jobs('{worker}', 10, 600);\n")
             claim.stdin.flush()
-            self.wait_for(lambda: self.scalar("SELECT count(*) FROM pg_stat_activity WHERE state = "
-                                              "'idle in transaction' AND query LIKE '%claim_jobs%'") == "1", 30)
+            self.wait_for(lambda: self.scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                              "AND state = 'idle in transaction' AND query LIKE '%claim_jobs%'") == "1", 30)
             run_now = subprocess.Popen([pgfixture.sluice_bin(), "jobs", "run-now", job], env=self.env(),
                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            self.wait_for(lambda: self.scalar("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
-                                              "'Lock' AND query LIKE '%run_job_now%'") == "1", 30,
+            self.wait_for(lambda: self.scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                              "AND wait_event_type = 'Lock' AND query LIKE '%run_job_now%'") == "1", 30,
                           "run-now did not wait for the claim")
             claim.stdin.write("COMMIT;\n")
             claim.stdin.close()

@@ -422,8 +422,8 @@ class Spine(harness.SluiceTest):
                 self.wait_for(lambda: self.count("sluice.scheduled_job_runs", run + "'running'") == 1,
                               30, "the run did not start")
                 self.wait_for(lambda: harness.pgfixture.psql(
-                    self.db, "SELECT count(*) FROM pg_stat_activity "
-                             "WHERE query = 'LISTEN \"sluice_cancel\"' AND state = 'idle'") == "1",
+                    self.db, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                             "AND query = 'LISTEN \"sluice_cancel\"' AND state = 'idle'") == "1",
                               30, "the LISTEN did not run")
                 self.sluice("jobs", "cancel", job)
                 self.wait_for(lambda: b"sluice_cancel" in proxy.answers, 30, "no notification came")
@@ -899,7 +899,7 @@ print(table.concat(out, "\\n"))
         with self.serve(env=env) as d:
             d.wait_log("sluice serving")
             job = self.sluice("queue", "sql_probe", "--params", json.dumps({"sql": sql}), env=env).stdout.strip()
-            active = f"query = '{sql}' AND state = 'active'"
+            active = f"datname = current_database() AND query = '{sql}' AND state = 'active'"
             self.wait_for(lambda: self.count("pg_stat_activity", active) == 1, 30)
             self.scalar(f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE {active}")
             self.wait_jobs_done(1)
