@@ -39,6 +39,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 enum { C_DOWN, C_CONNECTING, C_IDLE, C_BUSY };
 
@@ -123,14 +124,17 @@ struct sl_pg {
     /* an outage: from the first connection that failed to the next that opens
      * or answers; logged once as it starts, then reminded of with growing
      * intervals, and once as it ends (outage_note, outage_over) */
-    double down_since; /* ev_time() of its start, or 0 */
-    double down_told;  /* when it was last logged */
-    double down_every; /* the interval to the next reminder */
-    int down_refused;  /* its last reason was the settings' (sl_pg_connect_reason) */
-    int held;          /* sends nothing more (sl_pg_cancel_in_flight) */
+    double down_since;     /* ev_time() of its start, or 0 */
+    double down_told;      /* when it was last logged */
+    double down_every;     /* the interval to the next reminder */
+    int down_refused;      /* its last reason was the settings' (sl_pg_connect_reason) */
+    int held;              /* sends nothing more (sl_pg_cancel_in_flight) */
+    pthread_t *cancellers; /* the threads sending cancel requests, not joined yet */
+    int ncancellers;
 };
 
 static void conn_start(sl_pg_conn *c);
+static void join_cancellers(sl_pg *pg);
 static void queue_prepare(sl_pg_conn *c, int i, int front);
 static void dispatch(sl_pg *pg);
 static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents);
@@ -960,6 +964,7 @@ static void conn_close(sl_pg_conn *c)
 void sl_pg_free(sl_pg *pg)
 {
     if (!pg) return;
+    join_cancellers(pg);
     for (int i = 0; i < pg->size; i++)
         conn_close(&pg->conns[i]);
     conn_close(&pg->listener);
@@ -1134,9 +1139,16 @@ static void *send_cancels(void *arg)
     return NULL;
 }
 
-/* Sends c's requests from a detached thread, which frees c; c->n > 0. */
-static void send_cancels_apart(cancels *c)
+/* Sends c's requests from a thread of their own, which frees c; c->n > 0. The
+ * pool keeps the thread to join, so that a process ending right after (exec,
+ * run interrupted) still has its requests sent (join_cancellers). */
+static void send_cancels_apart(sl_pg *pg, cancels *c)
 {
+    int kept = 0; /* those done already are joined now */
+    for (int i = 0; i < pg->ncancellers; i++)
+        if (pthread_tryjoin_np(pg->cancellers[i], NULL) != 0)
+            pg->cancellers[kept++] = pg->cancellers[i];
+    pg->ncancellers = kept;
     /* the loop's thread alone takes the signals */
     sigset_t all, was;
     sigfillset(&all);
@@ -1144,10 +1156,29 @@ static void send_cancels_apart(cancels *c)
     pthread_t t;
     int made = pthread_create(&t, NULL, send_cancels, c) == 0;
     pthread_sigmask(SIG_SETMASK, &was, NULL);
-    if (made)
-        pthread_detach(t);
-    else
+    if (!made) {
         send_cancels(c); /* no thread to be had: here, then */
+        return;
+    }
+    pg->cancellers = sl_xrealloc(pg->cancellers, sizeof *pg->cancellers * (size_t)(kept + 1));
+    pg->cancellers[pg->ncancellers++] = t;
+}
+
+/* As the pool is freed: waits for the threads still sending cancel requests,
+ * CANCEL_WAIT seconds at most in all (a server out of reach holds them up for
+ * minutes); those still at it then are left to end with the process. */
+#define CANCEL_WAIT 2
+static void join_cancellers(sl_pg *pg)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += CANCEL_WAIT;
+    for (int i = 0; i < pg->ncancellers; i++)
+        if (pthread_timedjoin_np(pg->cancellers[i], NULL, &until) != 0)
+            pthread_detach(pg->cancellers[i]);
+    free(pg->cancellers);
+    pg->cancellers = NULL;
+    pg->ncancellers = 0;
 }
 
 int sl_pg_cancel_in_flight(sl_pg *pg)
@@ -1161,7 +1192,7 @@ int sl_pg_cancel_in_flight(sl_pg *pg)
     if (n == 0)
         free(c);
     else
-        send_cancels_apart(c);
+        send_cancels_apart(pg, c);
     return n;
 }
 
@@ -1180,7 +1211,7 @@ void sl_pg_interrupt(sl_pg_req *r)
     cancels *one = sl_xcalloc(1, sizeof *one + sizeof(PGcancel *));
     if ((one->each[0] = PQgetCancel(c->conn))) {
         one->n = 1;
-        send_cancels_apart(one);
+        send_cancels_apart(c->pg, one);
     } else {
         free(one);
     }

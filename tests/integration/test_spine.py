@@ -1027,6 +1027,32 @@ end)
                     self.assertNotIn("stack traceback", err)
                     self.assertEqual(self.scalar("SELECT count(*) FROM pg_class WHERE relname = 'exec_signal'"), "0")
 
+    def test_a_signal_stops_the_query_an_exec_script_waits_for_in_the_server(self):
+        # the script was cancelled and the process exited, but its query went
+        # on in the server (the cancel request, sent by a thread of its own,
+        # was lost with the process), holding its transaction's locks
+        script = """
+sluice.db.transaction(function()
+  assert(sluice.db.query("LOCK TABLE sluice.scheduled_jobs"))
+  print("ready")
+  sluice.db.query("SELECT pg_sleep(600)")
+end)
+"""
+        self.sluice("jobs")  # the schema
+        sleeping = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND query = 'SELECT pg_sleep(600)'")
+        with tempfile.NamedTemporaryFile("w", suffix=".lua") as f:
+            f.write(script)
+            f.flush()
+            def interrupt(proc):
+                self.assertEqual(self.read_line(proc), "ready\n")
+                self.wait_for(lambda: self.scalar(sleeping) == "1", 30, "the query did not start")
+                proc.send_signal(signal.SIGINT)
+            code, out, err = self.while_running(["exec", f.name], interrupt)
+        self.assertEqual(code, 128 + signal.SIGINT, err)
+        self.wait_for(lambda: self.scalar(sleeping) == "0", 30, "the query still runs in the server")
+        self.scalar("BEGIN; LOCK TABLE sluice.scheduled_jobs NOWAIT; COMMIT")
+
     def test_exec_keeps_the_signals_ignored_at_its_start(self):
         # as `sluice run` and the REPL do: under nohup (or a signal a shell's
         # background job starts with ignored) the script goes on
