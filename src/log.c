@@ -1,5 +1,6 @@
 /*
- * log.c — structured log lines on stderr (logfmt or JSON) and credential redaction.
+ * log.c — structured log lines on stderr (logfmt or JSON), credential redaction,
+ * and the lines of a repeated task's failures (sl_log_failed, sl_log_worked).
  *
  * The two settings below are written once by sl_log_setup() before the loop
  * starts and only read afterwards.
@@ -311,4 +312,44 @@ void sl_logf(int level, const char *fmt, ...)
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
     emit_plain(level, buf, NULL);
+}
+
+/* ------------------------------------------------------------------ repeats */
+
+#define REPEAT_FIRST 10.0
+#define REPEAT_MAX 300.0
+
+void sl_log_failed(sl_log_repeat *r, int level, double now, const char *msg, const char *err)
+{
+    if (level <= SL_DEBUG) {
+        sl_log(SL_DEBUG, msg, "error", err, NULL);
+        return;
+    }
+    r->failures++;
+    if (!r->since) {
+        r->since = r->told = now;
+        r->every = REPEAT_FIRST;
+        sl_log(level, msg, "error", err, NULL);
+        return;
+    }
+    char count[24], failing[32];
+    snprintf(count, sizeof count, "%ld", r->failures);
+    snprintf(failing, sizeof failing, "%.0fs", now - r->since);
+    if (now - r->told < r->every) {
+        sl_log(SL_DEBUG, msg, "error", err, SL_NUM "failures", count, "failing_for", failing, NULL);
+        return;
+    }
+    sl_log(level, msg, "error", err, SL_NUM "failures", count, "failing_for", failing, NULL);
+    r->told = now;
+    r->every = r->every * 2 > REPEAT_MAX ? REPEAT_MAX : r->every * 2;
+}
+
+void sl_log_worked(sl_log_repeat *r, double now, const char *again)
+{
+    if (!r->since) return;
+    char count[24], failed[32];
+    snprintf(count, sizeof count, "%ld", r->failures);
+    snprintf(failed, sizeof failed, "%.1fs", now - r->since);
+    sl_log(SL_INFO, again, SL_NUM "failures", count, "failed_for", failed, NULL);
+    *r = (sl_log_repeat){0};
 }

@@ -39,6 +39,29 @@ void sl_log(int level, const char *msg, ...);
 /* printf-style message with no fields. */
 void sl_logf(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The failures of a task the process repeats (a lease renewal, a rescue pass)
+ * while the database refuses it (read-only, a privilege revoked): the first
+ * failure of a stretch is logged as it comes, the next ones as reminders only,
+ * 10 s after it and then at doubling intervals up to 5 min (with how many and
+ * for how long: `failures`, `failing_for`), the others at debug; the first
+ * success after says that it works again. Its caller keeps one per task,
+ * zeroed to begin with. */
+typedef struct {
+    double since; /* the stretch's first failure; 0: none */
+    double told;  /* when it was last logged */
+    double every; /* the interval to the next reminder */
+    long failures;
+} sl_log_repeat;
+
+/* A failure of the task (msg: "rescue pass failed"), at `level` (SL_DEBUG: an
+ * outage, which the pool reports, logged at debug and not counted); now: the
+ * loop's time. */
+void sl_log_failed(sl_log_repeat *r, int level, double now, const char *msg, const char *err);
+
+/* The task worked: after failures, `again` ("rescue pass works again") at info,
+ * with how many and for how long (`failures`, `failed_for`). */
+void sl_log_worked(sl_log_repeat *r, double now, const char *again);
+
 /* Parses "debug|info|warn|error"; -1 if unknown. */
 int sl_log_level_parse(const char *s);
 

@@ -249,9 +249,10 @@ static void renewed(PGresult *res, const char *err, void *data)
     if (err) {
         /* during an outage the pool says so once, and the fence below says
          * what it costs */
-        sl_log(sl_pg_outage_error(l->ctx->pg) ? SL_DEBUG : SL_WARN, "lease renewal failed", "error",
-               err, NULL);
+        sl_log_failed(&l->failing, sl_pg_outage_error(l->ctx->pg) ? SL_DEBUG : SL_WARN,
+                      ev_now(l->ctx->loop), "lease renewal failed", err);
     } else {
+        sl_log_worked(&l->failing, ev_now(l->ctx->loop), "lease renewal works again");
         if (l->flight_base > l->renewed_at) l->renewed_at = l->flight_base;
         if (l->holding) arm_fence(l);
         /* runs waiting for a slot first: stopping a run in flight frees its

@@ -9,6 +9,7 @@
 #define SL_QUEUE_H
 
 #include "buf.h"
+#include "log.h"
 #include "runtime.h"
 
 #include <ev.h>
@@ -115,6 +116,7 @@ typedef struct sl_queue_lease {
     double flight_base;
     struct sl_pg_req *req; /* that renewal, owned until answered or cancelled */
     int holding;           /* between starting (_start, _claimed) and _stop */
+    sl_log_repeat failing; /* renewals refused in a row */
     ev_timer renew;        /* every lease/3 while holding */
     ev_timer fence;
 } sl_queue_lease;

@@ -101,6 +101,9 @@ typedef struct sl_worker {
     sl_buf abandoned;
     int checking_abandoned; /* check_abandoned() in flight */
     int rescuing; /* statements of the last rescue pass not answered yet: none sent meanwhile */
+    struct {      /* the periodic statements' failures in a row (sl_log_failed) */
+        sl_log_repeat rescue, unscheduled, abandoned, retention, log_flush;
+    } failing;
     struct unflushed *unflushed; /* runs ended lazily, perhaps not yet on disk */
     int exit_status;
     sl_tz_cache *zones; /* time zones of recurring jobs, read once */

@@ -34,9 +34,11 @@ static void rescue_done(PGresult *res, const char *err, void *data)
     sl_worker *w = data;
     w->rescuing--;
     if (err) {
-        sl_log(sl_worker_outage_level(w), "rescue pass failed", "error", err, NULL);
+        sl_log_failed(&w->failing.rescue, sl_worker_outage_level(w), ev_now(w->ctx->loop),
+                      "rescue pass failed", err);
         return;
     }
+    sl_log_worked(&w->failing.rescue, ev_now(w->ctx->loop), "rescue pass works again");
     int n = 0, error_col = PQfnumber(res, "error"), decision = PQfnumber(res, "decision"),
         type = PQfnumber(res, "job_type");
     for (int i = 0; i < PQntuples(res); i++) {
@@ -63,10 +65,12 @@ static void unscheduled_done(PGresult *res, const char *err, void *data)
     sl_worker *w = data;
     w->rescuing--;
     if (err) {
-        sl_log(sl_worker_outage_level(w), "looking for unscheduled recurring jobs failed", "error",
-               err, NULL);
+        sl_log_failed(&w->failing.unscheduled, sl_worker_outage_level(w), ev_now(w->ctx->loop),
+                      "looking for unscheduled recurring jobs failed", err);
         return;
     }
+    sl_log_worked(&w->failing.unscheduled, ev_now(w->ctx->loop),
+                  "looking for unscheduled recurring jobs works again");
     int n = PQntuples(res);
     if (n > 0) {
         sl_buf b = {0};
@@ -119,11 +123,13 @@ static void abandoned_checked(PGresult *res, const char *err, void *data)
     sl_worker *w = data;
     w->checking_abandoned = 0;
     if (err) {
-        sl_log(sl_worker_outage_level(w), "looking for runs whose outcomes were refused failed",
-               "error", err, NULL);
+        sl_log_failed(&w->failing.abandoned, sl_worker_outage_level(w), ev_now(w->ctx->loop),
+                      "looking for runs whose outcomes were refused failed", err);
         if (res) PQclear(res);
         return;
     }
+    sl_log_worked(&w->failing.abandoned, ev_now(w->ctx->loop),
+                  "looking for runs whose outcomes were refused works again");
     int n = PQntuples(res);
     if (n > 0) {
         unflushed *f = sl_xcalloc(1, sizeof *f);
@@ -202,9 +208,11 @@ static void retention_done(PGresult *res, const char *err, void *data)
 {
     sl_worker *w = data;
     if (err) {
-        sl_log(sl_worker_outage_level(w), "retention pass failed", "error", err, NULL);
+        sl_log_failed(&w->failing.retention, sl_worker_outage_level(w), ev_now(w->ctx->loop),
+                      "retention pass failed", err);
         return;
     }
+    sl_log_worked(&w->failing.retention, ev_now(w->ctx->loop), "retention pass works again");
     if (PQntuples(res) == 1 && (atoi(PQgetvalue(res, 0, 0)) || atoi(PQgetvalue(res, 0, 1))))
         sl_log(SL_INFO, "retention", SL_NUM "archived_jobs", PQgetvalue(res, 0, 0),
                SL_NUM "pruned_runs", PQgetvalue(res, 0, 1), NULL);
@@ -241,10 +249,11 @@ static void logs_done(PGresult *res, const char *err, void *data)
     w->flushing_logs = 0;
     w->flush = NULL;
     if (err) {
-        sl_log(sl_worker_outage_level(w),
-               "recording log lines failed; they are recorded when the run ends", "error", err,
-               NULL);
+        sl_log_failed(&w->failing.log_flush, sl_worker_outage_level(w), ev_now(w->ctx->loop),
+                      "recording log lines failed; they are recorded when the run ends", err);
     } else {
+        sl_log_worked(&w->failing.log_flush, ev_now(w->ctx->loop),
+                      "recording log lines works again");
         /* only the runs the statement appended to (a run that ended meanwhile
          * records its lines with its outcome) */
         for (int r = 0; r < PQntuples(res); r++)

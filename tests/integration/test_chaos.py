@@ -456,6 +456,36 @@ class Chaos(harness.OwnClusterTest):
                                      "AND status = 'completed'"), 60, "the daemon did not carry on")
         self.assertEqual(d.stop(), 0, d.log())
 
+    def test_periodic_statements_refused_are_logged_first_then_reminded(self):
+        # each lease renewal and rescue pass refused was a warn line: every
+        # 20 s each with the default lease, for as long as the database stayed
+        # read-only. Now the first, reminders at growing intervals, and a line
+        # when it works again
+        d = self.serving("--lease", "3", "--poll", "1")  # both every second
+        pgfixture.psql(self.url, "ALTER DATABASE sluice SET default_transaction_read_only = on")
+        self.end_daemon_sessions()
+        d.wait_log("rescue pass failed")
+        time.sleep(12)  # some 12 refusals of each
+        pgfixture.psql(self.url, "BEGIN READ WRITE; ALTER DATABASE sluice RESET default_transaction_read_only; "
+                                 "COMMIT")
+        self.end_daemon_sessions()
+        d.wait_log("lease renewal works again")
+        d.wait_log("rescue pass works again")
+        self.assertEqual(d.stop(), 0, d.log())
+        log = d.log()
+        for task in ("lease renewal", "rescue pass"):
+            said = re.findall(rf'msg="{task} failed" error="[^"]*read-only[^"]*"(.*)', log)
+            # the first, then a reminder 10 s after it (the next is due 20 s
+            # later, which a slow machine may reach)
+            self.assertIn(len(said), (2, 3), log)
+            self.assertEqual(said[0], "", log)
+            failures, failing = re.fullmatch(r" failures=(\d+) failing_for=(\d+)s", said[1]).groups()
+            self.assertGreaterEqual(int(failing), 10)
+            self.assertGreaterEqual(int(failures), 5)
+            again = re.search(rf'msg="{task} works again" failures=(\d+) failed_for=\d+\.\ds', log)
+            self.assertIsNotNone(again, log)
+            self.assertGreaterEqual(int(again.group(1)), int(failures))
+
     def test_runs_that_end_while_the_database_is_read_only_keep_their_outcomes(self):
         # the outcomes' batch was refused ("cannot execute … in a read-only
         # transaction"), taken for one outcome the database would never take,

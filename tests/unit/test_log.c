@@ -1,7 +1,9 @@
 /*
  * test_log.c — src/log.c's lines: in JSON, a field typed at its call site
  * (SL_NUM, SL_BOOL) is a JSON number or boolean when its text is one, every
- * other field a string whatever its text; logfmt writes them all alike.
+ * other field a string whatever its text; logfmt writes them all alike. And a
+ * repeated task's failures: the first, then reminders at growing intervals,
+ * then one line when it works again.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,25 +18,43 @@
 
 #include "log.h"
 
+/* What is written on stderr between capture() and captured(), into a static
+ * buffer. */
+typedef struct {
+    FILE *tmp;
+    int saved;
+} capturing;
+
+static capturing capture(void)
+{
+    fflush(stderr);
+    capturing c = {tmpfile(), dup(fileno(stderr))};
+    assert_non_null(c.tmp);
+    assert_true(c.saved >= 0);
+    assert_true(dup2(fileno(c.tmp), fileno(stderr)) >= 0);
+    return c;
+}
+
+static char *captured(capturing c)
+{
+    fflush(stderr);
+    assert_true(dup2(c.saved, fileno(stderr)) >= 0);
+    close(c.saved);
+    static char buf[4096];
+    rewind(c.tmp);
+    size_t n = fread(buf, 1, sizeof buf - 1, c.tmp);
+    buf[n] = '\0';
+    fclose(c.tmp);
+    return buf;
+}
+
 /* The line sl_log writes for one field (k, v), from after the level and msg. */
 static char *line_for(int format, const char *k, const char *v)
 {
-    fflush(stderr);
-    FILE *tmp = tmpfile();
-    assert_non_null(tmp);
-    int saved = dup(fileno(stderr));
-    assert_true(saved >= 0);
-    assert_true(dup2(fileno(tmp), fileno(stderr)) >= 0);
+    capturing c = capture();
     sl_log_setup(format, SL_DEBUG);
     sl_log(SL_INFO, "m", k, v, NULL);
-    fflush(stderr);
-    assert_true(dup2(saved, fileno(stderr)) >= 0);
-    close(saved);
-    static char buf[1024];
-    rewind(tmp);
-    size_t n = fread(buf, 1, sizeof buf - 1, tmp);
-    buf[n] = '\0';
-    fclose(tmp);
+    char *buf = captured(c);
     char *rest = strstr(buf, format == 1 ? "\"msg\":\"m\"," : "msg=m ");
     assert_non_null(rest);
     return rest + (format == 1 ? 10 : 6);
@@ -87,6 +107,40 @@ static void test_logfmt_writes_the_text(void **state)
     assert_string_equal(line_for(0, "brand", "123"), "brand=123\n");
 }
 
+/* The lines, without their timestamps, of a task failing every 2 s from t = 0
+ * to 40 (an outage's failures between, which count for nothing), working at
+ * 41, failing again at 50. */
+static void test_repeated_failures_are_reminded_at_growing_intervals(void **state)
+{
+    (void)state;
+    capturing c = capture();
+    sl_log_setup(0, SL_INFO);
+    sl_log_repeat r = {0};
+    for (int t = 0; t <= 40; t += 2) {
+        sl_log_failed(&r, SL_WARN, 1000 + t, "pass failed", "refused");
+        sl_log_failed(&r, SL_DEBUG, 1001 + t, "pass failed", "unreachable");
+    }
+    sl_log_worked(&r, 1041, "pass works again");
+    sl_log_worked(&r, 1042, "pass works again"); /* no failure since: nothing */
+    sl_log_failed(&r, SL_WARN, 1050, "pass failed", "refused");
+    char *out = captured(c), *lines[8];
+    int n = 0;
+    for (char *l = strtok(out, "\n"); l && n < 8; l = strtok(NULL, "\n")) {
+        char *level = strstr(l, "level=");
+        assert_non_null(level);
+        lines[n++] = level;
+    }
+    assert_int_equal(n, 5);
+    assert_string_equal(lines[0], "level=warn msg=\"pass failed\" error=refused");
+    assert_string_equal(lines[1],
+                        "level=warn msg=\"pass failed\" error=refused failures=6 failing_for=10s");
+    assert_string_equal(lines[2],
+                        "level=warn msg=\"pass failed\" error=refused failures=16 failing_for=30s");
+    assert_string_equal(lines[3],
+                        "level=info msg=\"pass works again\" failures=21 failed_for=41.0s");
+    assert_string_equal(lines[4], "level=warn msg=\"pass failed\" error=refused");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -94,6 +148,7 @@ int main(void)
         cmocka_unit_test(test_typed_booleans),
         cmocka_unit_test(test_untyped_values_stay_strings),
         cmocka_unit_test(test_logfmt_writes_the_text),
+        cmocka_unit_test(test_repeated_failures_are_reminded_at_growing_intervals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
