@@ -135,6 +135,13 @@ class Daemon(harness.SluiceTest):
         e.update(extra or {})
         return self.env(e)
 
+    def henv_pool(self, size):
+        """henv(), with a config file that sets pool_size."""
+        conf = os.path.join(self.dir, f"pool{size}.conf")
+        with open(conf, "w") as f:
+            f.write(f"pool_size = {size}\n")
+        return self.henv({"SLUICE_CONFIG": conf})
+
     def result_of(self, job):
         return self.one(f"SELECT status, result, handler_version, error_message FROM sluice.scheduled_job_runs "
                         f"WHERE scheduled_job_id = '{job}'")
@@ -648,10 +655,7 @@ print(e3)
         self.write("dealloc.lua", """return { run = function(job)
             return { done = (assert(sluice.db.query("DEALLOCATE ALL"))) ~= nil }
           end }""")
-        conf = os.path.join(self.dir, "one.conf")
-        with open(conf, "w") as f:
-            f.write("pool_size = 1\n")
-        env = self.henv({"SLUICE_CONFIG": conf})
+        env = self.henv_pool(1)
         with self.serve("--concurrency", "1", env=env):
             job = self.sluice("queue", "dealloc", "--max-retries", "0", env=env).stdout.strip()
             self.wait_done(job)
@@ -673,10 +677,7 @@ print(e3)
               return true
             end))
             return { held = true } end }""")
-        conf = os.path.join(self.dir, "one.conf")
-        with open(conf, "w") as f:
-            f.write("pool_size = 1\n")
-        env = self.henv({"SLUICE_CONFIG": conf})
+        env = self.henv_pool(1)
         probe = json.dumps({"sql": "SELECT name FROM pg_prepared_statements ORDER BY name"})
         with self.serve(env=env):
             with self.advisory_lock(4545):
@@ -869,10 +870,7 @@ print(e3)
                    '  local who = assert(sluice.db.query("SELECT current_user AS u"))[1].u\n'
                    '  return { who = who, pool = pool }\n'
                    'end }\n')
-        conf = os.path.join(self.dir, "sluice.conf")
-        with open(conf, "w") as f:
-            f.write("pool_size = 2\n")  # one for the daemon alone, one it shares with handlers
-        env = self.henv({"SLUICE_CONFIG": conf})
+        env = self.henv_pool(2)  # one for the daemon alone, one it shares with handlers
         with self.serve("--concurrency", "2", env=env) as d:
             d.wait_log("sluice serving")
             for i in range(6):
@@ -918,10 +916,7 @@ print(e3)
         self.write("one.lua", 'return { run = function(job)\n'
                    '  return assert(sluice.db.query("SELECT 1 AS one"))[1]\n'
                    'end }\n')
-        conf = os.path.join(self.dir, "sluice.conf")
-        with open(conf, "w") as f:
-            f.write("pool_size = 2\n")  # one for the daemon alone, one it shares with handlers
-        env = self.henv({"SLUICE_CONFIG": conf})
+        env = self.henv_pool(2)  # one for the daemon alone, one it shares with handlers
         sleeping = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                     "AND application_name = 'sluice' AND query = 'SELECT pg_sleep(600)'")
         with self.serve("--concurrency", "2", env=env) as d:
