@@ -1,6 +1,6 @@
 /*
  * log.c — structured log lines on stderr (logfmt or JSON), credential redaction,
- * and the lines of a repeated task's failures (sl_log_failed, sl_log_worked).
+ * and the lines of a repeated task's failures (sl_log_attempt).
  *
  * The two settings below are written once by sl_log_setup() before the loop
  * starts and only read afterwards.
@@ -319,7 +319,7 @@ void sl_logf(int level, const char *fmt, ...)
 #define REPEAT_FIRST 10.0
 #define REPEAT_MAX 300.0
 
-void sl_log_failed(sl_log_repeat *r, int level, double now, const char *msg, const char *err)
+static void failed(sl_log_repeat *r, int level, double now, const char *msg, const char *err)
 {
     if (level <= SL_DEBUG) {
         sl_log(SL_DEBUG, msg, "error", err, NULL);
@@ -344,12 +344,21 @@ void sl_log_failed(sl_log_repeat *r, int level, double now, const char *msg, con
     r->every = r->every * 2 > REPEAT_MAX ? REPEAT_MAX : r->every * 2;
 }
 
-void sl_log_worked(sl_log_repeat *r, double now, const char *again)
+static void worked(sl_log_repeat *r, double now, const char *again)
 {
     if (!r->since) return;
-    char count[24], failed[32];
+    char count[24], span[32];
     snprintf(count, sizeof count, "%ld", r->failures);
-    snprintf(failed, sizeof failed, "%.1fs", now - r->since);
-    sl_log(SL_INFO, again, SL_NUM "failures", count, "failed_for", failed, NULL);
+    snprintf(span, sizeof span, "%.1fs", now - r->since);
+    sl_log(SL_INFO, again, SL_NUM "failures", count, "failed_for", span, NULL);
     *r = (sl_log_repeat){0};
+}
+
+void sl_log_attempt(sl_log_repeat *r, int level, double now, const char *err,
+                    const char *failed_msg, const char *again)
+{
+    if (err)
+        failed(r, level, now, failed_msg, err);
+    else
+        worked(r, now, again);
 }

@@ -53,14 +53,13 @@ typedef struct {
     long failures;
 } sl_log_repeat;
 
-/* A failure of the task (msg: "rescue pass failed"), at `level` (SL_DEBUG: an
- * outage, which the pool reports, logged at debug and not counted); now: the
- * loop's time. */
-void sl_log_failed(sl_log_repeat *r, int level, double now, const char *msg, const char *err);
-
-/* The task worked: after failures, `again` ("rescue pass works again") at info,
- * with how many and for how long (`failures`, `failed_for`). */
-void sl_log_worked(sl_log_repeat *r, double now, const char *again);
+/* An attempt of the task answered, at now (the loop's time). Failed (err not
+ * NULL): `failed` ("rescue pass failed") with err, at `level` (SL_DEBUG: an
+ * outage, which the pool reports, logged at debug and not counted). Worked
+ * after failures: `again` ("rescue pass works again") at info, with how many
+ * and for how long (`failures`, `failed_for`). */
+void sl_log_attempt(sl_log_repeat *r, int level, double now, const char *err, const char *failed,
+                    const char *again);
 
 /* Parses "debug|info|warn|error"; -1 if unknown. */
 int sl_log_level_parse(const char *s);

@@ -246,13 +246,11 @@ static void renewed(PGresult *res, const char *err, void *data)
     sl_queue_lease *l = data;
     l->sending_at = 0;
     l->req = NULL;
-    if (err) {
-        /* during an outage the pool says so once, and the fence below says
-         * what it costs */
-        sl_log_failed(&l->failing, sl_pg_outage_error(l->ctx->pg) ? SL_DEBUG : SL_WARN,
-                      ev_now(l->ctx->loop), "lease renewal failed", err);
-    } else {
-        sl_log_worked(&l->failing, ev_now(l->ctx->loop), "lease renewal works again");
+    /* during an outage the pool says so once, and the fence below says what
+     * it costs */
+    sl_log_attempt(&l->failing, sl_pg_outage_error(l->ctx->pg) ? SL_DEBUG : SL_WARN,
+                   ev_now(l->ctx->loop), err, "lease renewal failed", "lease renewal works again");
+    if (!err) {
         if (l->flight_base > l->renewed_at) l->renewed_at = l->flight_base;
         if (l->holding) arm_fence(l);
         /* runs waiting for a slot first: stopping a run in flight frees its

@@ -29,16 +29,20 @@ static const char *col_or_null(const PGresult *res, int row, int col)
     return col < 0 || PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
 }
 
+/* A periodic statement answered: its failure or its working again logged
+ * (sl_log_attempt, at the level an outage calls for). 1 when it failed. */
+static int failed(sl_worker *w, sl_log_repeat *r, const char *err, const char *what_failed,
+                  const char *again)
+{
+    sl_log_attempt(r, sl_worker_outage_level(w), ev_now(w->ctx->loop), err, what_failed, again);
+    return err != NULL;
+}
+
 static void rescue_done(PGresult *res, const char *err, void *data)
 {
     sl_worker *w = data;
     w->rescuing--;
-    if (err) {
-        sl_log_failed(&w->failing.rescue, sl_worker_outage_level(w), ev_now(w->ctx->loop),
-                      "rescue pass failed", err);
-        return;
-    }
-    sl_log_worked(&w->failing.rescue, ev_now(w->ctx->loop), "rescue pass works again");
+    if (failed(w, &w->failing.rescue, err, "rescue pass failed", "rescue pass works again")) return;
     int n = 0, error_col = PQfnumber(res, "error"), decision = PQfnumber(res, "decision"),
         type = PQfnumber(res, "job_type");
     for (int i = 0; i < PQntuples(res); i++) {
@@ -64,13 +68,9 @@ static void unscheduled_done(PGresult *res, const char *err, void *data)
 {
     sl_worker *w = data;
     w->rescuing--;
-    if (err) {
-        sl_log_failed(&w->failing.unscheduled, sl_worker_outage_level(w), ev_now(w->ctx->loop),
-                      "looking for unscheduled recurring jobs failed", err);
+    if (failed(w, &w->failing.unscheduled, err, "looking for unscheduled recurring jobs failed",
+               "looking for unscheduled recurring jobs works again"))
         return;
-    }
-    sl_log_worked(&w->failing.unscheduled, ev_now(w->ctx->loop),
-                  "looking for unscheduled recurring jobs works again");
     int n = PQntuples(res);
     if (n > 0) {
         sl_buf b = {0};
@@ -122,14 +122,11 @@ static void abandoned_checked(PGresult *res, const char *err, void *data)
 {
     sl_worker *w = data;
     w->checking_abandoned = 0;
-    if (err) {
-        sl_log_failed(&w->failing.abandoned, sl_worker_outage_level(w), ev_now(w->ctx->loop),
-                      "looking for runs whose outcomes were refused failed", err);
+    if (failed(w, &w->failing.abandoned, err, "looking for runs whose outcomes were refused failed",
+               "looking for runs whose outcomes were refused works again")) {
         if (res) PQclear(res);
         return;
     }
-    sl_log_worked(&w->failing.abandoned, ev_now(w->ctx->loop),
-                  "looking for runs whose outcomes were refused works again");
     int n = PQntuples(res);
     if (n > 0) {
         unflushed *f = sl_xcalloc(1, sizeof *f);
@@ -207,12 +204,9 @@ void sl_worker_rescue_cb(struct ev_loop *loop, ev_timer *t, int revents)
 static void retention_done(PGresult *res, const char *err, void *data)
 {
     sl_worker *w = data;
-    if (err) {
-        sl_log_failed(&w->failing.retention, sl_worker_outage_level(w), ev_now(w->ctx->loop),
-                      "retention pass failed", err);
+    if (failed(w, &w->failing.retention, err, "retention pass failed",
+               "retention pass works again"))
         return;
-    }
-    sl_log_worked(&w->failing.retention, ev_now(w->ctx->loop), "retention pass works again");
     if (PQntuples(res) == 1 && (atoi(PQgetvalue(res, 0, 0)) || atoi(PQgetvalue(res, 0, 1))))
         sl_log(SL_INFO, "retention", SL_NUM "archived_jobs", PQgetvalue(res, 0, 0),
                SL_NUM "pruned_runs", PQgetvalue(res, 0, 1), NULL);
@@ -248,12 +242,9 @@ static void logs_done(PGresult *res, const char *err, void *data)
     sl_worker *w = q->w;
     w->flushing_logs = 0;
     w->flush = NULL;
-    if (err) {
-        sl_log_failed(&w->failing.log_flush, sl_worker_outage_level(w), ev_now(w->ctx->loop),
-                      "recording log lines failed; they are recorded when the run ends", err);
-    } else {
-        sl_log_worked(&w->failing.log_flush, ev_now(w->ctx->loop),
-                      "recording log lines works again");
+    if (!failed(w, &w->failing.log_flush, err,
+                "recording log lines failed; they are recorded when the run ends",
+                "recording log lines works again")) {
         /* only the runs the statement appended to (a run that ended meanwhile
          * records its lines with its outcome) */
         for (int r = 0; r < PQntuples(res); r++)

@@ -117,12 +117,12 @@ static void test_repeated_failures_are_reminded_at_growing_intervals(void **stat
     sl_log_setup(0, SL_INFO);
     sl_log_repeat r = {0};
     for (int t = 0; t <= 40; t += 2) {
-        sl_log_failed(&r, SL_WARN, 1000 + t, "pass failed", "refused");
-        sl_log_failed(&r, SL_DEBUG, 1001 + t, "pass failed", "unreachable");
+        sl_log_attempt(&r, SL_WARN, 1000 + t, "refused", "pass failed", "pass works again");
+        sl_log_attempt(&r, SL_DEBUG, 1001 + t, "unreachable", "pass failed", "pass works again");
     }
-    sl_log_worked(&r, 1041, "pass works again");
-    sl_log_worked(&r, 1042, "pass works again"); /* no failure since: nothing */
-    sl_log_failed(&r, SL_WARN, 1050, "pass failed", "refused");
+    sl_log_attempt(&r, SL_WARN, 1041, NULL, "pass failed", "pass works again");
+    sl_log_attempt(&r, SL_WARN, 1042, NULL, "pass failed", "pass works again"); /* nothing */
+    sl_log_attempt(&r, SL_WARN, 1050, "refused", "pass failed", "pass works again");
     char *out = captured(c), *lines[8];
     int n = 0;
     for (char *l = strtok(out, "\n"); l && n < 8; l = strtok(NULL, "\n")) {
