@@ -1045,6 +1045,18 @@ void sl_worker_remind_cb(struct ev_loop *loop, ev_timer *t, int revents)
            blocked, SL_NUM "unrecorded", count, "cancel_in", cancel, NULL);
 }
 
+/* The ended runs from r on, left unrecorded: each that did not complete
+ * logged as such (a completed one was logged as it ended), and its id appended
+ * to ids ("a,b,"). */
+static void left_unrecorded(const wrun *r, sl_buf *ids)
+{
+    static const char lost[] = "not recorded: the database did not answer (another worker's "
+                               "rescue pass fails the run once its lease runs out)";
+    for (const wrun *e = r; e; e = e->next)
+        if (e->outcome || sl_run_outcome_of(e->run)->status != SL_RUN_COMPLETED) log_ended(e, lost);
+    sl_worker_put_run_ids(ids, r);
+}
+
 /* The exit without the database's answer (exit status 1), saying what is left
  * behind: each run whose outcome is not recorded (other workers' rescue fails
  * it once its lease runs out), and how many statements cancelled got no
@@ -1054,14 +1066,10 @@ static void leave(sl_worker *w)
     struct ev_loop *loop = w->ctx->loop;
     ev_prepare_stop(loop, &w->leaves);
     ev_timer_stop(loop, &w->leave);
-    static const char lost[] = "not recorded: the database did not answer (another worker's "
-                               "rescue pass fails the run once its lease runs out)";
-    for (wrun *r = w->done; r; r = r->next)
-        if (r->outcome || sl_run_outcome_of(r->run)->status != SL_RUN_COMPLETED) log_ended(r, lost);
+    sl_buf ids = {0};
+    left_unrecorded(w->done, &ids);
     for (cycle_req *c = w->cycles; c; c = c->next)
-        for (wrun *r = c->batch; r; r = r->next)
-            if (r->outcome || sl_run_outcome_of(r->run)->status != SL_RUN_COMPLETED)
-                log_ended(r, lost);
+        left_unrecorded(c->batch, &ids);
     int n = unrecorded(w), open = sl_pg_in_flight(w->ctx->pg);
     char count[16], unanswered[16];
     snprintf(count, sizeof count, "%d", n);
@@ -1071,20 +1079,17 @@ static void leave(sl_worker *w)
                "the database did not answer: stopping without its answer; no run's outcome is "
                "left unrecorded",
                open ? SL_NUM "unanswered" : NULL, unanswered, NULL);
-    } else { /* the completed ones too, logged as they ended: they will run again */
-        sl_buf ids = {0}, runs = {0};
-        sl_worker_put_run_ids(&ids, w->done);
-        for (cycle_req *c = w->cycles; c; c = c->next)
-            sl_worker_put_run_ids(&ids, c->batch);
+    } else { /* the completed ones too: they will run again */
+        sl_buf runs = {0};
         sl_buf_id_array(&runs, sl_buf_str(&ids));
         sl_log(SL_ERROR,
                "the database did not answer: stopping without recording every outcome; the "
                "leases hand the runs to other workers",
                SL_NUM "unrecorded", count, "runs", sl_buf_str(&runs),
                open ? SL_NUM "unanswered" : NULL, unanswered, NULL);
-        sl_buf_free(&ids);
         sl_buf_free(&runs);
     }
+    sl_buf_free(&ids);
     w->exit_status = 1;
     ev_break(loop, EVBREAK_ALL);
 }
