@@ -51,10 +51,14 @@ local function cut(s)
   return s:sub(1, last), #s - last
 end
 
--- " … (9,990,000 more bytes)", or "" when nothing was left out.
+-- "… (9,990,000 more bytes)": what was left out, n of noun.
+local function more(n, noun)
+  return ("… (%s more %s)"):format(thousands(n), n == 1 and noun or noun .. "s")
+end
+
+-- " … (N more bytes)" after a string cut, or "" when nothing was left out.
 local function more_bytes(left_out)
-  if left_out == 0 then return "" end
-  return (" … (%s more %s)"):format(thousands(left_out), left_out == 1 and "byte" or "bytes")
+  return left_out == 0 and "" or " " .. more(left_out, "byte")
 end
 
 local NAMED = { ["\n"] = "\\n", ["\t"] = "\\t", ["\r"] = "\\r", ['"'] = '\\"', ["\\"] = "\\\\" }
@@ -182,7 +186,7 @@ function M.evaluator(fn)
     for i = 1, r.n do
       if shown.left <= 0 then
         local left_out = r.n - i + 1
-        parts[i] = ("… (%s more %s)"):format(thousands(left_out), left_out == 1 and "value" or "values")
+        parts[i] = more(left_out, "value")
         break
       end
       parts[i] = pretty(r[i], nil, shown)
