@@ -464,8 +464,10 @@ class Chaos(harness.OwnClusterTest):
         d = self.serving("--lease", "3", "--poll", "1")  # both every second
         pgfixture.psql(self.url, "ALTER DATABASE sluice SET default_transaction_read_only = on")
         self.end_daemon_sessions()
-        d.wait_log("rescue pass failed")
-        time.sleep(12)  # some 12 refusals of each
+        # refused once a second until each has been reminded of, 10 s on
+        for task in ("lease renewal", "rescue pass"):
+            self.wait_for(lambda: re.search(rf'msg="{task} failed" error="[^"]*read-only[^"]*" failures=',
+                                            d.log()), 60, f"no reminder of the {task}'s refusals")
         pgfixture.psql(self.url, "BEGIN READ WRITE; ALTER DATABASE sluice RESET default_transaction_read_only; "
                                  "COMMIT")
         self.end_daemon_sessions()
