@@ -278,13 +278,21 @@ void sl_worker_arm_claim_timer(sl_worker *w, double after)
 }
 
 /* After a cycle (or a sweep) that failed: the next one comes after a backoff
- * doubled each time, from 0.2 s up to 30 s. Returns the wait. */
-double sl_worker_retry_later(sl_worker *w)
+ * doubled each time, from 0.2 s up to 30 s. */
+void sl_worker_retry_later(sl_worker *w)
 {
     w->backoff = w->backoff < 0.2 ? 0.2 : w->backoff * 2;
     if (w->backoff > 30) w->backoff = 30;
     sl_worker_arm_claim_timer(w, w->backoff);
-    return w->backoff;
+}
+
+/* A cycle answered: its failure (err) logged as the first of a stretch, a
+ * reminder or at debug (sl_log_attempt), or its working again. */
+static void note_cycle(sl_worker *w, const char *err)
+{
+    sl_log_attempt(&w->failing.cycle, sl_worker_outage_level(w), ev_now(w->ctx->loop), err,
+                   "claiming and recording runs failed, retrying",
+                   "claiming and recording runs works again");
 }
 
 static void next_due_done(PGresult *res, const char *err, void *data)
@@ -682,13 +690,12 @@ static void cycle_done(PGresult *res, const char *err, void *data)
         /* and claimed, perhaps: the next cycle is a sweep first */
         if (asked > 0) w->orphans_possible = 1;
         if (w->leaving) return; /* cancelled as the process leaves: no retry */
-        char secs[32];
-        snprintf(secs, sizeof secs, "%.1f", sl_worker_retry_later(w));
-        sl_log(sl_worker_outage_level(w), "claiming and recording runs failed, retrying", "error",
-               err, SL_NUM "retry_in", secs, NULL);
+        sl_worker_retry_later(w);
+        note_cycle(w, err);
         return;
     }
     w->backoff = 0;
+    note_cycle(w, NULL);
     /* the last of the runs recorded one a cycle: the cycles meanwhile claimed
      * nothing, though a NOTIFY, the poll or a retry may have asked for one */
     int isolated = 0;

@@ -102,7 +102,7 @@ typedef struct sl_worker {
     int checking_abandoned; /* check_abandoned() in flight */
     int rescuing; /* statements of the last rescue pass not answered yet: none sent meanwhile */
     struct {      /* the periodic statements' failures in a row (sl_log_attempt) */
-        sl_log_repeat rescue, unscheduled, abandoned, retention, log_flush;
+        sl_log_repeat rescue, unscheduled, abandoned, retention, log_flush, cycle, sweep;
     } failing;
     struct unflushed *unflushed; /* runs ended lazily, perhaps not yet on disk */
     int exit_status;
@@ -129,8 +129,8 @@ void sl_worker_arm_claim_timer(sl_worker *w, double after);
 void sl_worker_ignore_result(PGresult *res, const char *err, void *data);
 /* The log level of a periodic statement's failure: debug during an outage. */
 int sl_worker_outage_level(const sl_worker *w);
-/* After a failed cycle or sweep: the next one armed after a backoff; the wait. */
-double sl_worker_retry_later(sl_worker *w);
+/* After a failed cycle or sweep: the next one armed after a backoff. */
+void sl_worker_retry_later(sl_worker *w);
 /* Notes a refusal for want of a privilege (sqlstate 42501; any other changes
  * nothing and gives 0): 1 when such refusals have gone on for a lease, then
  * taken for the statement's fault, not the role's. */

@@ -52,6 +52,15 @@ static void after_sweep(sl_worker *w)
         sl_worker_cycle(w);
 }
 
+/* A sweep answered: its failure (err) logged as the first of a stretch, a
+ * reminder or at debug (sl_log_attempt), or its working again. */
+static void note_sweep(sl_worker *w, const char *err)
+{
+    sl_log_attempt(&w->failing.sweep, sl_worker_outage_level(w), ev_now(w->ctx->loop), err,
+                   "looking for runs claimed by a cycle whose reply was lost failed, retrying",
+                   "looking for runs claimed by a cycle whose reply was lost works again");
+}
+
 static void sweep_done(PGresult *res, const char *err, void *data)
 {
     sl_worker *w = data;
@@ -75,13 +84,11 @@ static void sweep_done(PGresult *res, const char *err, void *data)
         return;
     }
     if (err) {
-        char secs[32];
-        snprintf(secs, sizeof secs, "%.1f", sl_worker_retry_later(w));
-        sl_log(sl_worker_outage_level(w),
-               "looking for runs claimed by a cycle whose reply was lost failed, retrying", "error",
-               err, SL_NUM "retry_in", secs, NULL);
+        sl_worker_retry_later(w);
+        note_sweep(w, err);
         return;
     }
+    note_sweep(w, NULL);
     /* the backoff is the cycle's, left to a cycle that succeeds: a sweep is a
      * read, and answered where the cycle after it failed (a database turned
      * read-only) reset it to retry five times a second for as long */
