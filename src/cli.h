@@ -97,8 +97,8 @@ int sl_cli_exit_status(const PGresult *failed);
 /* The note, after "sluice: " (and the command's name), for a job whose type is
  * marked unavailable: its printf format, with the type's name for %s. */
 #define TYPE_UNAVAILABLE_NOTE                                                                      \
-    "note: job type '%s' is unavailable (the last registry sync found no handler file for it): "   \
-    "no worker runs the job until one that has the file does\n"
+    "note: job type '%s' is unavailable (the last daemon to sync the registry has no handler "     \
+    "file for it): no worker runs the job until one that has the file does\n"
 
 /* The value of the option at argv[*i] (advancing *i past it) into *out; -1 after
  * saying why when there is none or it is empty (for an empty --brand, with

@@ -109,8 +109,8 @@ typedef struct {
     int due_now;   /* active, no run in flight, next_run_at passed */
     int newest_attempt;
     int next_attempt; /* the number its next attempt will have */
-    char type[128];   /* its job type, when marked unavailable (no handler file at the
-                         last registry sync: no worker claims it); "" otherwise */
+    char type[128];   /* its job type, when marked unavailable (no handler file where the
+                         last daemon synced the registry: no worker claims it); "" otherwise */
 } job_state;
 
 /* Reads s->job into *j. 0; 1 after printing the error (also when the job is

@@ -371,7 +371,7 @@ static int l_reload(lua_State *L)
         return push_reloaded(L, op);
     }
     const char *p[] = {reg};
-    sl_pg_req *req = sl_pg_query(rt->ctx->pg, sl_queue_registry_sync_sql(rt), 1, p, synced, op);
+    sl_pg_req *req = sl_pg_query(rt->ctx->pg, sl_queue_registry_sync_sql(rt, 0), 1, p, synced, op);
     free(reg);
     if (!op->woken) /* else it failed at once: op is alive until the task resumes */
         op->req = req;

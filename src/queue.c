@@ -4,6 +4,7 @@
  * and the next cron slot of recurring jobs.
  */
 #include "queue.h"
+#include "buf.h"
 #include "cli.h"
 #include "config.h"
 #include "cron.h"
@@ -412,10 +413,36 @@ static void print_problems(const char *problems, int strict)
     }
 }
 
-const char *sl_queue_registry_sync_sql(const sl_runtime *rt)
+/* The expressions that sync ($1: the registry): in full, or in part when a
+ * handler directory could not be read (its types are not known to be gone) or
+ * the process is no daemon (it does not say what the daemons serve:
+ * 200_only_daemons_retire_types.sql). The partial one does nothing when the
+ * last full sync had this very registry (091_registry_state.sql). */
+#define SYNC_FULL "sluice.sync_registry_if_changed($1::jsonb)"
+#define SYNC_PARTIAL                                                                               \
+    "CASE WHEN EXISTS (SELECT 1 FROM sluice.registry_state WHERE types_md5 = "                     \
+    "md5($1::jsonb::text)) THEN 0 ELSE sluice.sync_registry($1::jsonb, true) END"
+
+static int sync_partial(const sl_runtime *rt, int daemon)
 {
-    return sl_runtime_dirs_unread(rt) ? "SELECT sluice.sync_registry($1::jsonb, true)"
-                                      : "SELECT sluice.sync_registry_if_changed($1::jsonb)";
+    return !daemon || sl_runtime_dirs_unread(rt);
+}
+
+const char *sl_queue_registry_sync_sql(const sl_runtime *rt, int daemon)
+{
+    if (!daemon) return "SELECT " SYNC_PARTIAL;
+    return sync_partial(rt, daemon)
+               ? "SELECT sluice.sync_daemon_registry($1::jsonb, $2::uuid, $3::text[], true)"
+               : "SELECT sluice.sync_daemon_registry($1::jsonb, $2::uuid, $3::text[], false)";
+}
+
+char *sl_queue_type_array(sl_runtime *rt)
+{
+    char *names = sl_runtime_type_names(rt, ",");
+    sl_buf b = {0};
+    sl_buf_printf(&b, "{%s}", names);
+    free(names);
+    return b.data;
 }
 
 int sl_queue_load(sl_ctx *ctx, int strict)
@@ -442,13 +469,11 @@ static PGconn *boot(sl_ctx *ctx, const char *kind, char worker_id[40], int *stat
         return NULL;
     }
     const char *p1[] = {reg};
-    PGresult *r = sl_cli_exec(c,
-                              sl_runtime_dirs_unread(ctx->rt)
-                                  ? "SELECT set_config('synchronous_commit', 'off', true), "
-                                    "sluice.sync_registry($1::jsonb, true)"
-                                  : "SELECT set_config('synchronous_commit', 'off', true), "
-                                    "sluice.sync_registry_if_changed($1::jsonb)",
-                              1, p1);
+#define LAZY "SELECT set_config('synchronous_commit', 'off', true), "
+    PGresult *r = sl_cli_exec(
+        c, sync_partial(ctx->rt, strcmp(kind, "serve") == 0) ? LAZY SYNC_PARTIAL : LAZY SYNC_FULL,
+        1, p1);
+#undef LAZY
     free(reg);
     if (!r) {
         PQfinish(c);
@@ -456,15 +481,20 @@ static PGconn *boot(sl_ctx *ctx, const char *kind, char worker_id[40], int *stat
     }
     PQclear(r);
     if (worker_id) {
-        char host[256] = "", pid[32], conc[32];
+        char host[256] = "", pid[32], conc[32], lease[32];
         gethostname(host, sizeof host - 1);
         snprintf(pid, sizeof pid, "%d", (int)getpid());
         snprintf(conc, sizeof conc, "%d", ctx->cfg->concurrency);
-        const char *p2[] = {host, pid, kind, conc, SLUICE_VERSION};
+        snprintf(lease, sizeof lease, "%g", ctx->cfg->lease_seconds);
+        char *types = sl_queue_type_array(ctx->rt);
+        const char *p2[] = {host, pid, kind, conc, SLUICE_VERSION, types, lease};
+        /* what it serves: a daemon's full sync retires no type a live daemon has
+         * (201_live_daemons_keep_types.sql) */
         r = sl_cli_exec(c,
-                        "INSERT INTO sluice.workers (hostname, pid, kind, concurrency, version) "
-                        "VALUES ($1, $2, $3, $4, $5) RETURNING id",
-                        5, p2);
+                        "INSERT INTO sluice.workers (hostname, pid, kind, concurrency, version, "
+                        "types, lease_seconds) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                        7, p2);
+        free(types);
         if (!r) {
             PQfinish(c);
             return NULL;

@@ -22,10 +22,18 @@ struct sl_config;
  * as errors, which then make it return -1). */
 int sl_queue_load(struct sl_ctx *ctx, int strict);
 
-/* The statement ($1: sl_runtime_registry_json) that syncs the registry after
- * the last load of rt's handlers: in part when a handler directory could not
- * be read (sl_runtime_dirs_unread), else only if it changed. */
-const char *sl_queue_registry_sync_sql(const struct sl_runtime *rt);
+/* The statement that syncs the registry after the last load of rt's handlers,
+ * only if it changed ($1: sl_runtime_registry_json): for a daemon in full (the
+ * types it has no file for and no other live daemon serves are marked
+ * unavailable), recording what it serves ($2: its worker id, $3:
+ * sl_queue_type_array); in part for any other process (its one parameter $1)
+ * or when a handler directory could not be read (sl_runtime_dirs_unread). */
+const char *sl_queue_registry_sync_sql(const struct sl_runtime *rt, int daemon);
+
+/* The job types rt has handlers for, as a text[] literal ("{a,b}"): what a
+ * worker claims and waits for. Names are lower-case letters, digits and _ (the
+ * loader refuses others), so none needs quoting. The caller frees it. */
+char *sl_queue_type_array(struct sl_runtime *rt);
 
 /* Starts opening the connection sl_queue_boot will use, so that the server sets
  * the session up while the handlers load (call it before sl_queue_load). */

@@ -184,8 +184,6 @@ int sl_worker_serve_options(sl_config *cfg, int argc, char **argv, serve_opts *o
 
 /* worker_reload.c */
 
-/* The job types the runtime has handlers for, as a text[] literal ("{a,b}"). */
-char *sl_worker_claimable_types(sl_runtime *rt);
 /* Reloads every handler file (an sl_watch callback; data: the worker). */
 void sl_worker_reload_handlers(void *data);
 /* SIGHUP: the config file read again, then the handlers. */

@@ -19,20 +19,12 @@
 static void registry_synced(PGresult *res, const char *err, void *data)
 {
     (void)data;
-    if (err) sl_log(SL_WARN, "syncing the registry after a reload failed", "error", err, NULL);
+    if (err)
+        sl_log(SL_WARN, "syncing the registry after a reload failed", "error", err, NULL);
+    else /* how many types it wrote: 0 when nothing had changed */
+        sl_log(SL_DEBUG, "registry synced after a reload", SL_NUM "synced",
+               PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "0", NULL);
     if (res) PQclear(res);
-}
-
-/* The job types the runtime has handlers for, as a text[] literal ("{a,b}"):
- * what the worker claims and waits for. Names are lower-case letters, digits
- * and _ (the loader refuses others), so none needs quoting. */
-char *sl_worker_claimable_types(sl_runtime *rt)
-{
-    char *names = sl_runtime_type_names(rt, ",");
-    sl_buf b = {0};
-    sl_buf_printf(&b, "{%s}", names);
-    free(names);
-    return b.data;
 }
 
 /* Reloads every handler file (and the libraries they use). A file that fails
@@ -51,12 +43,12 @@ void sl_worker_reload_handlers(void *data)
     }
     free(problems);
     free(w->types);
-    w->types = sl_worker_claimable_types(w->ctx->rt);
+    w->types = sl_queue_type_array(w->ctx->rt);
     char *reg = sl_runtime_registry_json(w->ctx->rt);
     if (reg) {
-        const char *params[] = {reg};
-        sl_pg_query(w->ctx->pg, sl_queue_registry_sync_sql(w->ctx->rt), 1, params, registry_synced,
-                    w);
+        const char *params[] = {reg, w->id, w->types};
+        sl_pg_query(w->ctx->pg, sl_queue_registry_sync_sql(w->ctx->rt, 1), 3, params,
+                    registry_synced, w);
         free(reg);
     }
     char *names = sl_runtime_type_names(w->ctx->rt, ", ");

@@ -269,7 +269,7 @@ static int serve(sl_config *cfg, const serve_opts *o, int argc, char **argv)
     sl_pg_reserve(ctx.pg);     /* handlers cannot hold up lease renewals */
     sl_pg_adopt(ctx.pg, boot); /* the first claim needs no new connection */
 
-    w.types = sl_worker_claimable_types(ctx.rt);
+    w.types = sl_queue_type_array(ctx.rt);
 
     ev_init(&w.claim_timer, sl_worker_claim_timer_cb);
     w.claim_timer.data = &w;

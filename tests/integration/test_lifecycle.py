@@ -1915,7 +1915,7 @@ class Lifecycle(harness.SluiceTest):
         self.assertEqual(attempts(), [1, 2, 1, 2])
 
     def test_run_now_and_resume_say_when_no_worker_has_the_jobs_handler(self):
-        # a job whose type the last registry sync found no file for waits, due,
+        # a job whose type the last daemon to sync the registry has no file for waits, due,
         # until a worker that has the file runs: run-now and resume said only
         # "due" and "active", and `logs --follow` then waited without a word
         later = self.sluice("queue", "echo", "--at", "+1h").stdout.strip()
@@ -1927,8 +1927,8 @@ class Lifecycle(harness.SluiceTest):
                 out = self.sluice("jobs", action, job)
                 self.assertEqual(out.stdout, f"{job}  {status}\n")
                 self.assertEqual(out.stderr, f"sluice: jobs {action}: note: job type 'echo' is unavailable (the "
-                                             f"last registry sync found no handler file for it): no worker runs "
-                                             f"the job until one that has the file does\n")
+                                             f"last daemon to sync the registry has no handler file for it): no "
+                                             f"worker runs the job until one that has the file does\n")
         # and following the job's log says why it waits
         said = []
 
@@ -1937,8 +1937,9 @@ class Lifecycle(harness.SluiceTest):
             self.sluice("jobs", "cancel", later)
         self.while_running(["logs", "--follow", later], follow)
         self.assertIn("has no run yet (active, due ", said[0])
-        self.assertEqual(said[1], "sluice: note: job type 'echo' is unavailable (the last registry sync found no "
-                                  "handler file for it): no worker runs the job until one that has the file does\n")
+        self.assertEqual(said[1], "sluice: note: job type 'echo' is unavailable (the last daemon to sync the "
+                                  "registry has no handler file for it): no worker runs the job until one that "
+                                  "has the file does\n")
         self.scalar("UPDATE sluice.job_types SET available = true WHERE name = 'echo'")
         self.sluice("jobs", "pause", paused)
         self.assertEqual(self.sluice("jobs", "resume", paused).stderr, "")

@@ -15,6 +15,7 @@ import pty
 import re
 import select
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -352,8 +353,10 @@ class Registry(harness.SluiceTest):
 
         env = self.env({"SLUICE_HANDLERS": hdir})
 
-        def start_up():
-            self.sluice("queue", "sync_probe", "--at", "2099-01-01T00:00:00Z", env=env)
+        def start_up():  # a daemon's: it syncs in full
+            with self.serve("--no-watch", env=env) as d:
+                d.wait_log("sluice serving")
+                self.assertEqual(d.stop(), 0, d.log())
 
         def state():
             return self.sql("SELECT types_md5, synced_at FROM sluice.registry_state")
@@ -390,14 +393,94 @@ class Registry(harness.SluiceTest):
             self.assertEqual(self.scalar("SELECT label FROM sluice.datasets "
                                          "WHERE dataset_key = 'probe_data'"), "Probe")
             self.assertEqual(self.count("sluice.job_type_datasets", "job_type = 'sync_probe'"), 1)
-        # a partial sync (the views sync what they find) that changes nothing
-        # keeps it; one that changes a row clears it
+        # a partial sync (the views and the commands run by hand sync what they
+        # find) that changes nothing keeps it; one that changes a row clears it
         self.sluice("jobs", env=env)
+        self.sluice("queue", "sync_probe", "--at", "2099-01-01T00:00:00Z", env=env)
         self.assertEqual(len(state()), 1)
         write("Third")
         self.sluice("jobs", env=env)
         self.assertEqual(state(), [])
         self.assertTrue(label().startswith("Third/"), label())
+
+    def probe_dirs(self, *names):
+        """A handler directory per name, holding only <name>.lua; their envs."""
+        envs = []
+        for name in names:
+            d = tempfile.mkdtemp(prefix=f"sluice-{name}-")
+            self.addCleanup(shutil.rmtree, d, True)
+            with open(os.path.join(d, f"{name}.lua"), "w") as f:
+                f.write("return { run = function(job) return { ok = true } end }\n")
+            envs.append(self.env({"SLUICE_HANDLERS": d}))
+        return envs
+
+    def probes_available(self):
+        return {r["name"]: r["available"] for r in self.sql(
+            "SELECT name, available FROM sluice.job_types WHERE name LIKE '%_probe'")}
+
+    def test_a_command_run_by_hand_retires_no_type(self):
+        # `sluice run` (and queue, schedule, the REPL) synced the registry in
+        # full: started with a directory of its own against the shared
+        # database, it marked every type the daemons serve unavailable, and
+        # every client's enqueue of them failed until a daemon reloaded
+        daemon_env, own = self.probe_dirs("served_probe", "scratch_probe")
+        with self.serve("--no-watch", env=daemon_env) as d:
+            d.wait_log("sluice serving")
+            self.assertEqual(self.probes_available(), {"served_probe": True})
+            self.sluice("run", "scratch_probe", env=own)
+            self.sluice("queue", "scratch_probe", "--at", "2099-01-01T00:00:00Z", env=own)
+            self.sluice("schedule", "scratch_probe", "--cron", "0 3 * * *", env=own)
+            self.sluice("repl", "-e", 'print(reload())', env=own)
+            self.assertEqual(self.probes_available(), {"served_probe": True, "scratch_probe": True})
+            job = self.scalar("SELECT sluice.queue_one_time_job(NULL, 'served_probe', '{}')")
+            self.wait_for(lambda: self.scalar(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{job}'")
+                          == "completed", 30, "the daemon did not run the job queued through SQL")
+            self.assertEqual(d.stop(), 0, d.log())
+        # a daemon's start-up retires the types it has no file for
+        with self.serve("--no-watch", env=own) as d:
+            d.wait_log("sluice serving")
+            self.assertEqual(self.probes_available(), {"served_probe": False, "scratch_probe": True})
+            self.assertEqual(d.stop(), 0, d.log())
+        # and SQL clients are told why, not that the type is unknown
+        self.assertIn("ERROR:  22023: job type 'served_probe' is unavailable: the last daemon to sync the "
+                      "registry has no handler file for it",
+                      self.sql_error("SELECT sluice.queue_one_time_job(NULL, 'served_probe', '{}')"))
+
+    def test_a_daemon_retires_no_type_another_live_daemon_serves(self):
+        # a daemon's sync marked every type it had no file for unavailable,
+        # whatever the other daemons served: two daemons given different
+        # handler directories took each other's types away at every start
+        first_env, second_env = self.probe_dirs("first_probe", "second_probe")
+        first = self.serve("--no-watch", "--lease", "3", env=first_env)
+        first.wait_log("sluice serving")
+        with self.serve("--no-watch", "--log-level", "debug", env=second_env) as second:
+            second.wait_log("sluice serving")
+            both = {"first_probe": True, "second_probe": True}
+            self.assertEqual(self.probes_available(), both)
+
+            def reload_second():
+                n = second.log().count("registry synced after a reload")
+                second.signal(signal.SIGHUP)
+                self.wait_for(lambda: second.log().count("registry synced after a reload") > n, 10,
+                              "the reload's registry sync was not answered")
+
+            reload_second()
+            self.assertEqual(self.probes_available(), both)
+            # one killed counts as live for two of its leases (its heartbeat
+            # renewed every third of one), then its types go at the next sync
+            killed_at = time.time()
+            first.kill()
+            reload_second()
+            self.assertEqual(self.probes_available(), both)
+            time.sleep(max(0.0, killed_at + 6.5 - time.time()))
+            reload_second()
+            self.assertEqual(self.probes_available(), {"first_probe": False, "second_probe": True})
+            self.assertEqual(second.stop(), 0, second.log())
+        # what a live daemon serves is in sluice.workers
+        self.assertEqual(self.sql("SELECT types, lease_seconds FROM sluice.workers WHERE kind = 'serve' "
+                                  "ORDER BY started_at"),
+                         [{"types": ["first_probe"], "lease_seconds": 3}, {"types": ["second_probe"],
+                                                                          "lease_seconds": 60}])
 
     # -------------------------------------------------------------- validation
 
