@@ -556,10 +556,14 @@ class HttpExec(unittest.TestCase):
     # -------------------------------------------------------------- limits
 
     def assert_spacing(self, log, gap, n):
+        # arrivals at the fixture: the first request alone also opens the
+        # connection the others reuse, which on a busy machine takes tens of
+        # milliseconds, so its gap to the second is measured short by that
         self.assertEqual(len(log), n, log)
         starts = sorted(e["t"] for e in log)
-        for a, b in zip(starts, starts[1:]):
+        for a, b in zip(starts[1:], starts[2:]):
             self.assertGreaterEqual(b - a, gap * 0.85, starts)
+        self.assertGreaterEqual(starts[-1] - starts[0], (n - 1) * gap * 0.9, starts)
 
     def test_rate_limit_from_lua(self):
         proc, took = self.lua("""
