@@ -454,7 +454,54 @@ int sl_queue_load(sl_ctx *ctx, int strict)
     return strict && nproblems > 0 ? -1 : 0;
 }
 
-/* sl_queue_boot but for *status, which only the connection's failure sets. */
+/* Registers the process in sluice.workers as `kind`, with the types it has
+ * handlers for and its lease, into worker_id. 0, or -1 after printing the
+ * error. */
+static int register_worker(PGconn *c, sl_ctx *ctx, const char *kind, char worker_id[40])
+{
+    char host[256] = "", pid[32], conc[32], lease[32];
+    gethostname(host, sizeof host - 1);
+    snprintf(pid, sizeof pid, "%d", (int)getpid());
+    snprintf(conc, sizeof conc, "%d", ctx->cfg->concurrency);
+    snprintf(lease, sizeof lease, "%g", ctx->cfg->lease_seconds);
+    char *types = sl_queue_type_array(ctx->rt);
+    const char *p[] = {host, pid, kind, conc, SLUICE_VERSION, types, lease};
+    PGresult *r = sl_cli_exec(c,
+                              "INSERT INTO sluice.workers (hostname, pid, kind, concurrency, "
+                              "version, types, lease_seconds) VALUES ($1, $2, $3, $4, $5, $6, $7) "
+                              "RETURNING id",
+                              7, p);
+    free(types);
+    if (!r) return -1;
+    snprintf(worker_id, 40, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return 0;
+}
+
+/* Syncs the registry of the loaded handlers: in full for a daemon. 0, or -1
+ * after printing the error. */
+static int sync_registry(PGconn *c, sl_ctx *ctx, int daemon)
+{
+    char *reg = sl_runtime_registry_json(ctx->rt);
+    if (!reg) {
+        sl_cli_error("cannot describe the handler registry (see the log above)");
+        return -1;
+    }
+    const char *p[] = {reg};
+#define LAZY "SELECT set_config('synchronous_commit', 'off', true), "
+    PGresult *r =
+        sl_cli_exec(c, sync_partial(ctx->rt, daemon) ? LAZY SYNC_PARTIAL : LAZY SYNC_FULL, 1, p);
+#undef LAZY
+    free(reg);
+    if (!r) return -1;
+    PQclear(r);
+    return 0;
+}
+
+/* sl_queue_boot but for *status, which only the connection's failure sets. A
+ * worker is registered before the sync, so of two daemons starting at once
+ * the second to sync sees the first's types (and its own sync puts back any of
+ * its types the first one's retired): 200_only_daemons_retire_types.sql. */
 static PGconn *boot(sl_ctx *ctx, const char *kind, char worker_id[40], int *status)
 {
     char *url = NULL;
@@ -462,45 +509,18 @@ static PGconn *boot(sl_ctx *ctx, const char *kind, char worker_id[40], int *stat
     ctx->early = NULL;
     if (!c) return NULL;
     ctx->db_url = url;
-    char *reg = sl_runtime_registry_json(ctx->rt);
-    if (!reg) {
-        sl_cli_error("cannot describe the handler registry (see the log above)");
+    if (worker_id && register_worker(c, ctx, kind, worker_id) < 0) {
         PQfinish(c);
         return NULL;
     }
-    const char *p1[] = {reg};
-#define LAZY "SELECT set_config('synchronous_commit', 'off', true), "
-    PGresult *r = sl_cli_exec(
-        c, sync_partial(ctx->rt, strcmp(kind, "serve") == 0) ? LAZY SYNC_PARTIAL : LAZY SYNC_FULL,
-        1, p1);
-#undef LAZY
-    free(reg);
-    if (!r) {
-        PQfinish(c);
-        return NULL;
-    }
-    PQclear(r);
-    if (worker_id) {
-        char host[256] = "", pid[32], conc[32], lease[32];
-        gethostname(host, sizeof host - 1);
-        snprintf(pid, sizeof pid, "%d", (int)getpid());
-        snprintf(conc, sizeof conc, "%d", ctx->cfg->concurrency);
-        snprintf(lease, sizeof lease, "%g", ctx->cfg->lease_seconds);
-        char *types = sl_queue_type_array(ctx->rt);
-        const char *p2[] = {host, pid, kind, conc, SLUICE_VERSION, types, lease};
-        /* what it serves: a daemon's full sync retires no type a live daemon has
-         * (201_live_daemons_keep_types.sql) */
-        r = sl_cli_exec(c,
-                        "INSERT INTO sluice.workers (hostname, pid, kind, concurrency, version, "
-                        "types, lease_seconds) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-                        7, p2);
-        free(types);
-        if (!r) {
-            PQfinish(c);
-            return NULL;
+    if (sync_registry(c, ctx, strcmp(kind, "serve") == 0) < 0) {
+        if (worker_id) { /* a start-up retried registers again: this row is done */
+            const char *p[] = {worker_id};
+            PQclear(PQexecParams(c, "UPDATE sluice.workers SET stopped_at = now() WHERE id = $1", 1,
+                                 NULL, p, NULL, NULL, 0));
         }
-        snprintf(worker_id, 40, "%s", PQgetvalue(r, 0, 0));
-        PQclear(r);
+        PQfinish(c);
+        return NULL;
     }
     return c;
 }

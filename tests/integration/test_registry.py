@@ -476,11 +476,30 @@ class Registry(harness.SluiceTest):
             reload_second()
             self.assertEqual(self.probes_available(), {"first_probe": False, "second_probe": True})
             self.assertEqual(second.stop(), 0, second.log())
-        # what a live daemon serves is in sluice.workers
+        # what a daemon serves is in sluice.workers
         self.assertEqual(self.sql("SELECT types, lease_seconds FROM sluice.workers WHERE kind = 'serve' "
                                   "ORDER BY started_at"),
                          [{"types": ["first_probe"], "lease_seconds": 3}, {"types": ["second_probe"],
                                                                           "lease_seconds": 60}])
+
+    def test_two_daemons_starting_at_once_keep_each_others_types(self):
+        # each registered itself only after its sync, so the first to sync did
+        # not know the other's types and retired them
+        first_env, second_env = self.probe_dirs("first_probe", "second_probe")
+        both = {"first_probe": True, "second_probe": True}
+        for name, env in (("first_probe", first_env), ("second_probe", second_env)):  # both available
+            self.sluice("queue", name, "--at", "2099-01-01T00:00:00Z", env=env)
+        self.assertEqual(self.probes_available(), both)
+        # both start-ups held at their syncs until both are there
+        sync = int(self.scalar("SELECT hashtext('sluice.sync_registry')"))
+        with self.advisory_lock(sync):
+            daemons = [self.serve("--no-watch", env=env) for env in (first_env, second_env)]
+            self.wait_for(lambda: self.lock_waiters(sync) == 2, 30, "the start-ups did not both reach their syncs")
+        for d in daemons:
+            d.wait_log("sluice serving")
+        self.assertEqual(self.probes_available(), both)
+        for d in daemons:
+            self.assertEqual(d.stop(), 0, d.log())
 
     # -------------------------------------------------------------- validation
 
