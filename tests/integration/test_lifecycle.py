@@ -1477,7 +1477,10 @@ class Lifecycle(harness.SluiceTest):
         claimed, two started. Yields the daemon, the three job ids and the id
         of the job whose claimed run waits for a slot."""
         jobs = [self.sluice("queue", "chatty", "--params", '{"pause": 600}').stdout.strip() for _ in range(3)]
-        with self.serve("--concurrency", "2", "--lease", "3") as d:
+        # a lease short enough for a pause to be seen soon (renewals every 2 s),
+        # long enough for an ASan build sharing two cores with other tests to
+        # renew in time (the fence, at 0.9 of it, drops the waiting run as lost)
+        with self.serve("--concurrency", "2", "--lease", "6") as d:
             # all three claimed; two started (their first log line is flushed)
             self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'running'") == 3
                           and self.count("sluice.scheduled_job_runs", "logs LIKE '%step 1%'") == 2, 30,
@@ -1536,8 +1539,12 @@ class Lifecycle(harness.SluiceTest):
         # is a new run, so it is given back to its job, which resume then runs
         with self.claimed_run_waiting_for_a_slot() as (d, jobs, queued):
             self.assertIn("paused", self.sluice("jobs", "pause", queued).stdout)
-            self.wait_for(lambda: self.count("sluice.scheduled_job_runs", f"scheduled_job_id = '{queued}'") == 0,
-                          20, "the paused job's claimed run was not given back")
+            try:
+                self.wait_for(lambda: self.count("sluice.scheduled_job_runs",
+                                                 f"scheduled_job_id = '{queued}'") == 0,
+                              20, "the paused job's claimed run was not given back")
+            except AssertionError as e:
+                raise AssertionError(f"{e}; the daemon's log:\n{d.log()}") from None
             self.assertRegex(d.log(), r'msg="dropping a claimed run before its start" run=[0-9a-f-]{36} '
                                       r'type=chatty reason=paused\n')
             self.assertEqual(self.one(f"SELECT status, current_run_id IS NULL AS free, next_run_at IS NOT NULL AS due "
