@@ -18,19 +18,27 @@
 --     every start. Now each daemon records the types it serves in its row of
 --     sluice.workers, and a full sync retires a type only when no live daemon
 --     serves it.
--- A type the last daemon serving it took away with it stays available until a
--- daemon syncs again (starts, or reloads): a database with no daemon running
--- still takes jobs of every type, for when one starts.
+-- A type the last daemon serving it took away with it is marked unavailable
+-- by the next rescue pass of a live daemon (every third of its lease) once
+-- the other is gone; a database with no daemon running still takes jobs of
+-- every type, for when one starts.
 --
 --   workers.types    the job types the worker has handlers for (what it
 --                    claims), set when it registers and at each reload
 --   workers.lease_seconds
 --                    its lease: it renews its heartbeat every third of it
---   retired_types(types)
---                    the available types a full sync of `types` marks
---                    unavailable: not among `types`, and not served by a live
---                    daemon (kind serve, not stopped, its heartbeat no older
---                    than two of its leases: one killed counts as gone after that)
+--   retired_types(serves), retired_types(types)
+--                    the available types a daemon serving `serves` (or the
+--                    types of the registry `types`) marks unavailable: not
+--                    among them, and not served by a live daemon (kind serve,
+--                    not stopped, its heartbeat no older than two of its
+--                    leases: one killed counts as gone after that)
+--   settle_served_types(serves)
+--                    a daemon's rescue pass: marks retired_types(serves)
+--                    unavailable, and the types among `serves` marked
+--                    unavailable available again (a daemon held up longer
+--                    than two leases, which another's sync or pass took for
+--                    gone). Returns each type changed and what it is now.
 --   sync_registry_if_changed(types)
 --                    a daemon's full sync: sync_registry(types, true), then
 --                    retired_types(types) marked unavailable; it does nothing
@@ -62,16 +70,34 @@
 ALTER TABLE sluice.workers ADD COLUMN IF NOT EXISTS types text[];
 ALTER TABLE sluice.workers ADD COLUMN IF NOT EXISTS lease_seconds double precision;
 
-CREATE FUNCTION sluice.retired_types(p_types jsonb)
+CREATE FUNCTION sluice.retired_types(p_serves text[])
 RETURNS TABLE (name text) LANGUAGE sql STABLE AS $$
     SELECT t.name FROM sluice.job_types t
     WHERE t.available
-      AND t.name NOT IN (SELECT e ->> 'name' FROM jsonb_array_elements(p_types) e)
+      AND t.name <> ALL (p_serves)
       AND NOT EXISTS (SELECT 1 FROM sluice.workers w
                       WHERE w.kind = 'serve' AND w.stopped_at IS NULL
                         AND w.heartbeat_at > now() - make_interval(secs => 2 * coalesce(w.lease_seconds, 60))
                         AND t.name = ANY (w.types))
 $$;
+
+CREATE FUNCTION sluice.retired_types(p_types jsonb)
+RETURNS TABLE (name text) LANGUAGE sql STABLE AS $$
+    SELECT r.name FROM sluice.retired_types(ARRAY(SELECT e ->> 'name' FROM jsonb_array_elements(p_types) e)) r
+$$;
+
+CREATE FUNCTION sluice.settle_served_types(p_serves text[])
+RETURNS TABLE (name text, available boolean) LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+BEGIN
+    -- the lock sync_registry takes: a sync in flight elsewhere is seen whole
+    PERFORM pg_advisory_xact_lock(hashtext('sluice.sync_registry'));
+    RETURN QUERY
+    UPDATE sluice.job_types t SET available = NOT t.available, updated_at = now()
+    WHERE (NOT t.available AND t.name = ANY (p_serves))
+       OR t.name IN (SELECT r.name FROM sluice.retired_types(p_serves) r)
+    RETURNING t.name, t.available;
+END $$;
 
 CREATE OR REPLACE FUNCTION sluice.sync_registry_if_changed(p_types jsonb)
 RETURNS integer LANGUAGE plpgsql AS $$

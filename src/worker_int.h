@@ -102,7 +102,7 @@ typedef struct sl_worker {
     int checking_abandoned; /* check_abandoned() in flight */
     int rescuing; /* statements of the last rescue pass not answered yet: none sent meanwhile */
     struct {      /* the periodic statements' failures in a row (sl_log_attempt) */
-        sl_log_repeat rescue, unscheduled, abandoned, retention, log_flush, cycle, sweep;
+        sl_log_repeat rescue, unscheduled, abandoned, retention, log_flush, cycle, sweep, served;
     } failing;
     struct unflushed *unflushed; /* runs ended lazily, perhaps not yet on disk */
     int exit_status;

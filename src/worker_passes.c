@@ -2,7 +2,8 @@
  * worker_passes.c — `sluice serve`'s periodic passes, each on its own timer:
  * the rescue pass (failing runs whose lease expired, whatever worker held
  * them, but for those this worker still holds; slotting recurring jobs that
- * have no next slot; letting go of the abandoned runs no longer running here),
+ * have no next slot; letting go of the abandoned runs no longer running here;
+ * settling which job types are available against the live workers),
  * the retention pass (archiving old jobs, pruning old runs), and the log flush
  * (recording the new log lines of runs in flight every few seconds). Each
  * fails quietly and tries again at its next turn: none stops the daemon.
@@ -101,6 +102,27 @@ static void unscheduled_done(PGresult *res, const char *err, void *data)
     PQclear(res);
 }
 
+/* The registry's availability settled against the live daemons: a type no
+ * live daemon serves any longer marked unavailable, one this worker serves
+ * that another took for gone available again (200_only_daemons_retire_types.sql). */
+static void served_done(PGresult *res, const char *err, void *data)
+{
+    sl_worker *w = data;
+    w->rescuing--;
+    if (failed(w, &w->failing.served, err, "settling which job types are served failed",
+               "settling which job types are served works again"))
+        return;
+    for (int i = 0; i < PQntuples(res); i++) {
+        if (*PQgetvalue(res, i, 1) == 't')
+            sl_log(SL_INFO, "job type available again: this worker serves it", "type",
+                   PQgetvalue(res, i, 0), NULL);
+        else
+            sl_log(SL_INFO, "job type marked unavailable: no live worker serves it any longer",
+                   "type", PQgetvalue(res, i, 0), NULL);
+    }
+    PQclear(res);
+}
+
 /* Removes id from ids ("a,b,"), if there. */
 static void drop_id(sl_buf *ids, const char *id)
 {
@@ -189,7 +211,10 @@ void sl_worker_rescue_cb(struct ev_loop *loop, ev_timer *t, int revents)
     sl_buf_id_array(&spare, sl_buf_str(&held));
     sl_buf_free(&held);
     const char *params[] = {sl_buf_str(&spare)};
-    w->rescuing = 2;
+    /* a worker that could not read a handler directory does not know what it
+     * serves, and says nothing of it */
+    int settle = !sl_runtime_dirs_unread(w->ctx->rt);
+    w->rescuing = 2 + settle;
     sl_pg_query(w->ctx->pg,
                 "SELECT run_id, job_status, error, decision, (SELECT r.job_type FROM "
                 "sluice.scheduled_job_runs r WHERE r.id = l.run_id) AS job_type "
@@ -198,6 +223,12 @@ void sl_worker_rescue_cb(struct ev_loop *loop, ev_timer *t, int revents)
     sl_buf_free(&spare);
     sl_pg_query(w->ctx->pg, "SELECT * FROM sluice.unscheduled_jobs(100)", 0, NULL, unscheduled_done,
                 w);
+    if (settle) {
+        const char *served[] = {w->types};
+        sl_pg_query(w->ctx->pg,
+                    "SELECT name, available FROM sluice.settle_served_types($1::text[])", 1, served,
+                    served_done, w);
+    }
     if (w->abandoned.len && !w->checking_abandoned) check_abandoned(w);
 }
 

@@ -453,34 +453,37 @@ class Registry(harness.SluiceTest):
         first_env, second_env = self.probe_dirs("first_probe", "second_probe")
         first = self.serve("--no-watch", "--lease", "3", env=first_env)
         first.wait_log("sluice serving")
-        with self.serve("--no-watch", "--log-level", "debug", env=second_env) as second:
+        # a rescue pass every second: what the registry says is settled as often
+        with self.serve("--no-watch", "--lease", "3", "--log-level", "debug", env=second_env) as second:
             second.wait_log("sluice serving")
             both = {"first_probe": True, "second_probe": True}
             self.assertEqual(self.probes_available(), both)
-
-            def reload_second():
-                n = second.log().count("registry synced after a reload")
-                second.signal(signal.SIGHUP)
-                self.wait_for(lambda: second.log().count("registry synced after a reload") > n, 10,
-                              "the reload's registry sync was not answered")
-
-            reload_second()
+            n = second.log().count("registry synced after a reload")
+            second.signal(signal.SIGHUP)
+            self.wait_for(lambda: second.log().count("registry synced after a reload") > n, 10,
+                          "the reload's registry sync was not answered")
+            self.assertEqual(self.probes_available(), both)
+            # a type a live daemon serves, taken for gone, is put back by it
+            self.scalar("UPDATE sluice.job_types SET available = false WHERE name = 'first_probe'")
+            first.wait_log("job type available again: this worker serves it", timeout=10)
             self.assertEqual(self.probes_available(), both)
             # one killed counts as live for two of its leases (its heartbeat
-            # renewed every third of one), then its types go at the next sync
+            # renewed every third of one), then the other's rescue pass retires
+            # its types
             killed_at = time.time()
             first.kill()
-            reload_second()
-            self.assertEqual(self.probes_available(), both)
-            time.sleep(max(0.0, killed_at + 6.5 - time.time()))
-            reload_second()
-            self.assertEqual(self.probes_available(), {"first_probe": False, "second_probe": True})
+            self.wait_for(lambda: not self.probes_available()["first_probe"], 20,
+                          "the killed daemon's type was not marked unavailable")
+            self.assertGreaterEqual(time.time() - killed_at, 2 * 3 - 1.5)
+            self.assertIn('msg="job type marked unavailable: no live worker serves it any longer" '
+                          'type=first_probe', second.log())
+            self.assertTrue(self.probes_available()["second_probe"])
             self.assertEqual(second.stop(), 0, second.log())
         # what a daemon serves is in sluice.workers
         self.assertEqual(self.sql("SELECT types, lease_seconds FROM sluice.workers WHERE kind = 'serve' "
                                   "ORDER BY started_at"),
-                         [{"types": ["first_probe"], "lease_seconds": 3}, {"types": ["second_probe"],
-                                                                          "lease_seconds": 60}])
+                         [{"types": ["first_probe"], "lease_seconds": 3},
+                          {"types": ["second_probe"], "lease_seconds": 3}])
 
     def test_two_daemons_starting_at_once_keep_each_others_types(self):
         # each registered itself only after its sync, so the first to sync did
