@@ -466,17 +466,18 @@ class Chaos(harness.OwnClusterTest):
         pgfixture.psql(self.url, "ALTER DATABASE sluice SET default_transaction_read_only = on")
         self.end_daemon_sessions()
         # refused once a second until each has been reminded of, 10 s on
-        for task in ("lease renewal", "rescue pass"):
+        tasks = ("lease renewal", "rescue pass", "settling which job types are served")
+        for task in tasks:
             self.wait_for(lambda: re.search(rf'msg="{task} failed" error="[^"]*read-only[^"]*" failures=',
                                             d.log()), 60, f"no reminder of the {task}'s refusals")
         pgfixture.psql(self.url, "BEGIN READ WRITE; ALTER DATABASE sluice RESET default_transaction_read_only; "
                                  "COMMIT")
         self.end_daemon_sessions()
-        d.wait_log("lease renewal works again")
-        d.wait_log("rescue pass works again")
+        for task in tasks:
+            d.wait_log(f"{task} works again")
         self.assertEqual(d.stop(), 0, d.log())
         log = d.log()
-        for task in ("lease renewal", "rescue pass"):
+        for task in tasks:
             said = re.findall(rf'msg="{task} failed" error="[^"]*read-only[^"]*"(.*)', log)
             # the first, then a reminder 10 s after it (the next is due 20 s
             # later, which a slow machine may reach)
