@@ -27,12 +27,23 @@
 --                    claims), set when it registers and at each reload
 --   workers.lease_seconds
 --                    its lease: it renews its heartbeat every third of it
+--   worker_status    a row of sluice.workers with:
+--                    state       live: its heartbeat is no older than two of
+--                                its leases; stopped: it said so as it left;
+--                                silent: neither (killed, or cut off from the
+--                                database — or a REPL or a foreground run
+--                                holding no run, which renews nothing)
+--                    last_seen   its stop, else its last heartbeat
+--                    running     its runs in flight
+--                    (what `sluice workers` shows). A daemon renews its
+--                    heartbeat every third of its lease for as long as it
+--                    runs: one that is not live is gone.
 --   retired_types(serves), retired_types(types)
 --                    the available types a daemon serving `serves` (or the
 --                    types of the registry `types`) marks unavailable: not
---                    among them, and not served by a live daemon (kind serve,
---                    not stopped, its heartbeat no older than two of its
---                    leases: one killed counts as gone after that)
+--                    among them, and not served by a live daemon
+--                    (worker_status: one killed counts as gone two leases
+--                    after its last heartbeat)
 --   settle_served_types(serves)
 --                    a daemon's rescue pass: marks retired_types(serves)
 --                    unavailable, and the types among `serves` marked
@@ -70,15 +81,30 @@
 ALTER TABLE sluice.workers ADD COLUMN IF NOT EXISTS types text[];
 ALTER TABLE sluice.workers ADD COLUMN IF NOT EXISTS lease_seconds double precision;
 
+CREATE VIEW sluice.worker_status AS
+SELECT w.id, w.kind, w.hostname, w.pid, w.version, w.concurrency, w.types, w.lease_seconds,
+       w.started_at, w.heartbeat_at, w.stopped_at,
+       CASE WHEN w.stopped_at IS NOT NULL THEN 'stopped'
+            WHEN w.heartbeat_at > now() - make_interval(secs => 2 * coalesce(w.lease_seconds, 60))
+            THEN 'live'
+            ELSE 'silent' END AS state,
+       coalesce(w.stopped_at, w.heartbeat_at) AS last_seen,
+       coalesce(f.running, 0)::integer AS running
+FROM sluice.workers w
+-- the runs in flight are their jobs' current runs (found through that index)
+LEFT JOIN (SELECT r.worker_id, count(*) AS running FROM sluice.scheduled_job_runs r
+           WHERE r.status = 'running'
+             AND r.id IN (SELECT j.current_run_id FROM sluice.scheduled_jobs j
+                          WHERE j.current_run_id IS NOT NULL)
+           GROUP BY r.worker_id) f ON f.worker_id = w.id;
+
 CREATE FUNCTION sluice.retired_types(p_serves text[])
 RETURNS TABLE (name text) LANGUAGE sql STABLE AS $$
     SELECT t.name FROM sluice.job_types t
     WHERE t.available
       AND t.name <> ALL (p_serves)
-      AND NOT EXISTS (SELECT 1 FROM sluice.workers w
-                      WHERE w.kind = 'serve' AND w.stopped_at IS NULL
-                        AND w.heartbeat_at > now() - make_interval(secs => 2 * coalesce(w.lease_seconds, 60))
-                        AND t.name = ANY (w.types))
+      AND NOT EXISTS (SELECT 1 FROM sluice.worker_status w
+                      WHERE w.kind = 'serve' AND w.state = 'live' AND t.name = ANY (w.types))
 $$;
 
 CREATE FUNCTION sluice.retired_types(p_types jsonb)

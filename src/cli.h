@@ -143,6 +143,7 @@ int sl_cmd_queue(const struct sl_config *cfg, int argc, char **argv);
 int sl_cmd_serve(const struct sl_config *cfg, int argc, char **argv);
 int sl_cmd_run(const struct sl_config *cfg, int argc, char **argv);
 int sl_cmd_brands(const struct sl_config *cfg, int argc, char **argv);
+int sl_cmd_workers(const struct sl_config *cfg, int argc, char **argv);
 int sl_cmd_competitors(const struct sl_config *cfg, int argc, char **argv);
 int sl_cmd_cron(const struct sl_config *cfg, int argc, char **argv);
 int sl_cmd_exec(const struct sl_config *cfg, int argc, char **argv);

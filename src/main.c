@@ -41,6 +41,7 @@ static const sl_command commands[] = {
     {"jobs", sl_cmd_jobs, "list jobs; jobs cancel|pause|resume|run-now|edit ID"},
     {"show", sl_cmd_show, "everything about one run or job"},
     {"logs", sl_cmd_logs, "a run's log (or a job's newest run's); --follow as it runs"},
+    {"workers", sl_cmd_workers, "the processes registered: live or not, and what they serve"},
 };
 
 static const sl_command *find_command(const char *name)

@@ -458,6 +458,11 @@ class Registry(harness.SluiceTest):
             second.wait_log("sluice serving")
             both = {"first_probe": True, "second_probe": True}
             self.assertEqual(self.probes_available(), both)
+            # `sluice workers` shows both live, with what each serves
+            table = self.sluice("workers").stdout
+            self.assertRegex(table, r"(?m)^[0-9a-f]{8}  serve .* live .* first_probe\s*$")
+            self.assertRegex(table, r"(?m)^[0-9a-f]{8}  serve .* live .* second_probe\s*$")
+            self.assertTrue(table.endswith("\n2 workers: 2 live, 0 stopped, 0 silent\n"), table)
             n = second.log().count("registry synced after a reload")
             second.signal(signal.SIGHUP)
             self.wait_for(lambda: second.log().count("registry synced after a reload") > n, 10,
@@ -479,11 +484,42 @@ class Registry(harness.SluiceTest):
                           'type=first_probe', second.log())
             self.assertTrue(self.probes_available()["second_probe"])
             self.assertEqual(second.stop(), 0, second.log())
-        # what a daemon serves is in sluice.workers
-        self.assertEqual(self.sql("SELECT types, lease_seconds FROM sluice.workers WHERE kind = 'serve' "
-                                  "ORDER BY started_at"),
-                         [{"types": ["first_probe"], "lease_seconds": 3},
-                          {"types": ["second_probe"], "lease_seconds": 3}])
+        # what a daemon serves is in sluice.workers; the one killed is silent,
+        # the one stopped says so
+        workers = json.loads(self.sluice("workers", "--json").stdout)
+        self.assertEqual([(w["kind"], w["state"], w["types"], w["lease_seconds"], w["running"])
+                          for w in sorted(workers, key=lambda w: w["started_at"])],
+                         [("serve", "silent", ["first_probe"], 3, 0), ("serve", "stopped", ["second_probe"], 3, 0)])
+        proc = self.sluice("workers", "--bogus", check=False)
+        self.assertEqual((proc.returncode, proc.stdout), (2, ""))
+        self.assertEqual(proc.stderr, "sluice: error: workers: unknown option '--bogus' "
+                                      "(see `sluice workers --help`)\n")
+
+    def test_workers_lists_the_live_first_and_hides_the_long_gone(self):
+        empty = self.sluice("workers")
+        self.assertEqual((empty.stdout, empty.stderr), ("", "no workers seen within the past hour "
+                                                            "(`sluice workers --all` lists every one)\n"))
+        self.assertEqual(self.sluice("workers", "--all").stderr, "no workers yet: start one with `sluice serve`\n")
+        self.assertEqual(self.sluice("workers", "--json").stdout, "[]\n")
+        self.sluice("run", "echo")  # a foreground run: registered, then stopped
+        job = self.sluice("queue", "sleep", "--params", '{"seconds": 60}').stdout.strip()
+        with self.serve() as d:
+            self.wait_for(lambda: self.count("sluice.scheduled_job_runs", "status = 'running'") == 1, 30)
+            rows = json.loads(self.sluice("workers", "--json").stdout)
+            self.assertEqual([(w["kind"], w["state"], w["running"]) for w in rows],
+                             [("serve", "live", 1), ("run", "stopped", 0)])
+            self.assertIn("sleep", rows[0]["types"])
+            table = self.sluice("workers").stdout.splitlines()
+            self.assertRegex(table[1], r"^[0-9a-f]{8}  serve .* live .* 10 +1  ")
+            self.assertRegex(table[2], r"^[0-9a-f]{8}  run +.* stopped just now ")
+            self.sluice("jobs", "cancel", job)
+            self.assertEqual(d.stop(), 0, d.log())
+        # a worker last seen more than an hour ago is left out unless --all
+        self.scalar("UPDATE sluice.workers SET started_at = started_at - interval '2 hours', "
+                    "stopped_at = now() - interval '2 hours' WHERE kind = 'run'")
+        self.assertEqual([w["kind"] for w in json.loads(self.sluice("workers", "--json").stdout)], ["serve"])
+        self.assertEqual([w["kind"] for w in json.loads(self.sluice("workers", "--all", "--json").stdout)],
+                         ["serve", "run"])
 
     def test_two_daemons_starting_at_once_keep_each_others_types(self):
         # each registered itself only after its sync, so the first to sync did
