@@ -80,6 +80,9 @@
 
 ALTER TABLE sluice.workers ADD COLUMN IF NOT EXISTS types text[];
 ALTER TABLE sluice.workers ADD COLUMN IF NOT EXISTS lease_seconds double precision;
+-- every process started adds a row, and those not stopped (the live, and the
+-- killed) are the few every rescue pass reads
+CREATE INDEX IF NOT EXISTS workers_not_stopped ON sluice.workers (kind) WHERE stopped_at IS NULL;
 
 CREATE VIEW sluice.worker_status AS
 SELECT w.id, w.kind, w.hostname, w.pid, w.version, w.concurrency, w.types, w.lease_seconds,
@@ -104,7 +107,8 @@ RETURNS TABLE (name text) LANGUAGE sql STABLE AS $$
     WHERE t.available
       AND t.name <> ALL (p_serves)
       AND NOT EXISTS (SELECT 1 FROM sluice.worker_status w
-                      WHERE w.kind = 'serve' AND w.state = 'live' AND t.name = ANY (w.types))
+                      WHERE w.kind = 'serve' AND w.stopped_at IS NULL AND w.state = 'live'
+                        AND t.name = ANY (w.types))
 $$;
 
 CREATE FUNCTION sluice.retired_types(p_types jsonb)
