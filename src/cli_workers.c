@@ -12,7 +12,7 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: sluice workers [--all] [--json]\n\n"
+    fprintf(out, "usage: sluice workers [--all] [--check] [--json]\n\n"
                  "Lists the processes registered on the database: daemons (serve), foreground\n"
                  "runs (run) and REPLs (repl), with their host and process id, version,\n"
                  "state, concurrency, runs in flight and the job types they have handlers for.\n"
@@ -24,6 +24,8 @@ static void usage(FILE *out)
                  "A job type is available to SQL clients while a live daemon serves it.\n\n"
                  "  --all    every worker ever registered (default: the live ones, and the\n"
                  "           others last seen within the past hour)\n"
+                 "  --check  for monitoring: exit 1 when no daemon is live (saying when one\n"
+                 "           was last seen), 0 otherwise\n"
                  "  --json   the rows of sluice.worker_status as a JSON array\n");
 }
 
@@ -91,16 +93,45 @@ static void print_table(PGresult *r)
            PQntuples(r) == 1 ? "" : "s", live, stopped, silent);
 }
 
+/* --check: 0 when a daemon is live; else 1, after saying when one was last
+ * seen (or that none ever was); 1 too when the database does not answer. */
+static int check_live(PGconn *c)
+{
+    int status = 1;
+    PGresult *r = sl_cli_exec_status(
+        c,
+        "SELECT count(*) FILTER (WHERE state = 'live'), "
+        "extract(epoch FROM now() - max(last_seen)) FROM sluice.worker_status WHERE kind = 'serve'",
+        0, NULL, &status);
+    if (!r) return status;
+    status = 0;
+    if (atoi(PQgetvalue(r, 0, 0)) == 0) {
+        char ago[32];
+        if (PQgetisnull(r, 0, 1)) {
+            fprintf(stderr, "unhealthy: no daemon is live: none was ever started on this "
+                            "database (`sluice serve`)\n");
+        } else {
+            sl_fmt_ago(atof(PQgetvalue(r, 0, 1)), ago, sizeof ago);
+            fprintf(stderr, "unhealthy: no daemon is live: the last one was seen %s\n", ago);
+        }
+        status = 1;
+    }
+    PQclear(r);
+    return status;
+}
+
 int sl_cmd_workers(const struct sl_config *cfg, int argc, char **argv)
 {
     if (sl_cli_wants_help(argc, argv)) {
         usage(stdout);
         return 0;
     }
-    int all = 0, json = 0;
+    int all = 0, json = 0, check = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--all") == 0) {
             all = 1;
+        } else if (strcmp(argv[i], "--check") == 0) {
+            check = 1;
         } else if (strcmp(argv[i], "--json") == 0) {
             json = 1;
         } else {
@@ -134,6 +165,7 @@ int sl_cmd_workers(const struct sl_config *cfg, int argc, char **argv)
         else
             print_table(r);
         PQclear(r);
+        if (check) status = check_live(c);
     }
     PQfinish(c);
     return status;

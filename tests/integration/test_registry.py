@@ -501,6 +501,10 @@ class Registry(harness.SluiceTest):
                                                             "(`sluice workers --all` lists every one)\n"))
         self.assertEqual(self.sluice("workers", "--all").stderr, "no workers yet: start one with `sluice serve`\n")
         self.assertEqual(self.sluice("workers", "--json").stdout, "[]\n")
+        never = self.sluice("workers", "--check", "--json", check=False)
+        self.assertEqual((never.returncode, never.stdout), (1, "[]\n"))
+        self.assertEqual(never.stderr, "unhealthy: no daemon is live: none was ever started on this database "
+                                       "(`sluice serve`)\n")
         self.sluice("run", "echo")  # a foreground run: registered, then stopped
         job = self.sluice("queue", "sleep", "--params", '{"seconds": 60}').stdout.strip()
         with self.serve() as d:
@@ -512,8 +516,13 @@ class Registry(harness.SluiceTest):
             table = self.sluice("workers").stdout.splitlines()
             self.assertRegex(table[1], r"^[0-9a-f]{8}  serve .* live .* 10 +1  ")
             self.assertRegex(table[2], r"^[0-9a-f]{8}  run +.* stopped just now ")
+            live = self.sluice("workers", "--check", check=False)
+            self.assertEqual((live.returncode, live.stderr), (0, ""), live.stdout)
             self.sluice("jobs", "cancel", job)
             self.assertEqual(d.stop(), 0, d.log())
+        gone = self.sluice("workers", "--check", check=False)
+        self.assertEqual((gone.returncode, gone.stderr), (1, "unhealthy: no daemon is live: the last one was seen "
+                                                            "just now\n"))
         # a worker last seen more than an hour ago is left out unless --all
         self.scalar("UPDATE sluice.workers SET started_at = started_at - interval '2 hours', "
                     "stopped_at = now() - interval '2 hours' WHERE kind = 'run'")

@@ -1556,7 +1556,7 @@ end)
             ("show",): ["--json"],
             ("logs",): ["-f", "--follow"],
             ("cron",): ["--tz", "--from", "-n N", "--count", "--json"],
-            ("workers",): ["--all", "--json"],
+            ("workers",): ["--all", "--check", "--json"],
         }
         for cmd, options in takes.items():
             out = self.sluice(*cmd, "--help").stdout
