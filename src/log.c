@@ -319,6 +319,19 @@ void sl_logf(int level, const char *fmt, ...)
 #define REPEAT_FIRST 10.0
 #define REPEAT_MAX 300.0
 
+int sl_log_repeat_due(sl_log_repeat *r, double now)
+{
+    if (!r->since) {
+        r->since = r->told = now;
+        r->every = REPEAT_FIRST;
+        return 1;
+    }
+    if (now - r->told < r->every) return 0;
+    r->told = now;
+    r->every = r->every * 2 > REPEAT_MAX ? REPEAT_MAX : r->every * 2;
+    return 1;
+}
+
 static void failed(sl_log_repeat *r, int level, double now, const char *msg, const char *err)
 {
     if (level <= SL_DEBUG) {
@@ -326,22 +339,16 @@ static void failed(sl_log_repeat *r, int level, double now, const char *msg, con
         return;
     }
     r->failures++;
-    if (!r->since) {
-        r->since = r->told = now;
-        r->every = REPEAT_FIRST;
+    int first = !r->since, due = sl_log_repeat_due(r, now);
+    if (first) {
         sl_log(level, msg, "error", err, NULL);
         return;
     }
     char count[24], failing[32];
     snprintf(count, sizeof count, "%ld", r->failures);
     snprintf(failing, sizeof failing, "%.0fs", now - r->since);
-    if (now - r->told < r->every) {
-        sl_log(SL_DEBUG, msg, "error", err, SL_NUM "failures", count, "failing_for", failing, NULL);
-        return;
-    }
-    sl_log(level, msg, "error", err, SL_NUM "failures", count, "failing_for", failing, NULL);
-    r->told = now;
-    r->every = r->every * 2 > REPEAT_MAX ? REPEAT_MAX : r->every * 2;
+    sl_log(due ? level : SL_DEBUG, msg, "error", err, SL_NUM "failures", count, "failing_for",
+           failing, NULL);
 }
 
 static void worked(sl_log_repeat *r, double now, const char *again)

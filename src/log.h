@@ -53,6 +53,12 @@ typedef struct {
     long failures;
 } sl_log_repeat;
 
+/* The schedule alone, for a caller with lines of its own (the pool's outage):
+ * 1 when something failing at now is to be logged — the first failure of a
+ * stretch (which starts it) or a reminder due (which moves the next one on) —
+ * 0 when it is not. */
+int sl_log_repeat_due(sl_log_repeat *r, double now);
+
 /* An attempt of the task answered, at now (the loop's time). Failed (err not
  * NULL): `failed` ("rescue pass failed") with err, at `level` (SL_DEBUG: an
  * outage, which the pool reports, logged at debug and not counted). Worked

@@ -124,9 +124,7 @@ struct sl_pg {
     /* an outage: from the first connection that failed to the next that opens
      * or answers; logged once as it starts, then reminded of with growing
      * intervals, and once as it ends (outage_note, outage_over) */
-    double down_since;     /* ev_time() of its start, or 0 */
-    double down_told;      /* when it was last logged */
-    double down_every;     /* the interval to the next reminder */
+    sl_log_repeat down;    /* its start (ev_time(), or 0) and reminders */
     int down_refused;      /* its last reason was the settings' (sl_pg_connect_reason) */
     int held;              /* sends nothing more (sl_pg_cancel_in_flight) */
     pthread_t *cancellers; /* the threads sending cancel requests, not joined yet */
@@ -272,16 +270,16 @@ static int waiting(const sl_pg *pg, int i)
  * sake, see sl_pg_connect_reason): the first failure of an outage is logged
  * with its reason, and later ones only as reminders, 10 s after the start,
  * then at doubling intervals up to 5 minutes, or at once when the reason turns
- * from an unreachable server to one that refuses the settings (or back). */
+ * from an unreachable server to one that refuses the settings (or back):
+ * sl_log_repeat_due(), with lines of its own. */
 static void outage_note(sl_pg *pg, const char *why, int refused, int was_up)
 {
     double now = ev_time();
     static const char hint[] = "a configuration problem, not an outage: the server refuses this "
                                "connection's settings (the database URL, PG* environment "
                                "variables, the server's roles, databases or pg_hba.conf)";
-    if (!pg->down_since) {
-        pg->down_since = pg->down_told = now;
-        pg->down_every = 10;
+    if (!pg->down.since) {
+        sl_log_repeat_due(&pg->down, now); /* it starts */
         pg->down_refused = refused;
         sl_log(SL_WARN,
                was_up ? "database connection failed; retrying until it is back"
@@ -289,31 +287,32 @@ static void outage_note(sl_pg *pg, const char *why, int refused, int was_up)
                "error", why, refused ? "cause" : NULL, hint, NULL);
         return;
     }
-    if (now - pg->down_told < pg->down_every && refused == pg->down_refused) return;
-    char down[32];
-    snprintf(down, sizeof down, "%.0fs", now - pg->down_since);
-    /* a change of reason is news ("now"), not a reminder ("still") */
+    /* a change of reason is news ("now"), not a reminder ("still"): told at
+     * once, and the next reminder counts from it at the same interval */
     int changed = refused != pg->down_refused;
+    if (changed)
+        pg->down.told = now;
+    else if (!sl_log_repeat_due(&pg->down, now))
+        return;
+    char down[32];
+    snprintf(down, sizeof down, "%.0fs", now - pg->down.since);
     sl_log(SL_WARN,
            refused ? (changed ? "the database now refuses the connection; retrying"
                               : "the database still refuses the connection; retrying")
                    : (changed ? "the database is now unreachable; retrying"
                               : "the database is still unreachable; retrying"),
            "down_for", down, "error", why, refused ? "cause" : NULL, hint, NULL);
-    if (refused == pg->down_refused)
-        pg->down_every = pg->down_every * 2 > 300 ? 300 : pg->down_every * 2;
     pg->down_refused = refused;
-    pg->down_told = now;
 }
 
 /* A connection opened, or a statement was answered: an outage is over. */
 static void outage_over(sl_pg *pg)
 {
-    if (!pg->down_since) return;
+    if (!pg->down.since) return;
     char down[32];
-    snprintf(down, sizeof down, "%.1fs", ev_time() - pg->down_since);
+    snprintf(down, sizeof down, "%.1fs", ev_time() - pg->down.since);
     sl_log(SL_INFO, "database connection back", "down_for", down, NULL);
-    pg->down_since = 0;
+    pg->down = (sl_log_repeat){0};
 }
 
 /* The connection broke or could not be made, or (dropped) the pool closed it:
@@ -1051,7 +1050,7 @@ const char *sl_pg_error_sqlstate(const sl_pg *pg)
 
 int sl_pg_outage_error(const sl_pg *pg)
 {
-    return pg->down_since && !pg->err_sqlstate[0];
+    return pg->down.since && !pg->err_sqlstate[0];
 }
 
 sl_pg_fault sl_pg_sqlstate_fault(const char *sqlstate)
