@@ -286,13 +286,19 @@ void sl_worker_retry_later(sl_worker *w)
     sl_worker_arm_claim_timer(w, w->backoff);
 }
 
-/* A cycle answered: its failure (err) logged as the first of a stretch, a
- * reminder or at debug (sl_log_attempt), or its working again. */
+int sl_worker_note_attempt(sl_worker *w, sl_log_repeat *r, const char *err, const char *failed,
+                           const char *again)
+{
+    sl_log_attempt(r, sl_worker_outage_level(w), ev_now(w->ctx->loop), err, failed, again);
+    return err != NULL;
+}
+
+/* A cycle answered (sl_worker_note_attempt). */
 static void note_cycle(sl_worker *w, const char *err)
 {
-    sl_log_attempt(&w->failing.cycle, sl_worker_outage_level(w), ev_now(w->ctx->loop), err,
-                   "claiming and recording runs failed, retrying",
-                   "claiming and recording runs works again");
+    sl_worker_note_attempt(w, &w->failing.cycle, err,
+                           "claiming and recording runs failed, retrying",
+                           "claiming and recording runs works again");
 }
 
 static void next_due_done(PGresult *res, const char *err, void *data)

@@ -129,6 +129,12 @@ void sl_worker_arm_claim_timer(sl_worker *w, double after);
 void sl_worker_ignore_result(PGresult *res, const char *err, void *data);
 /* The log level of a periodic statement's failure: debug during an outage. */
 int sl_worker_outage_level(const sl_worker *w);
+/* A statement the worker repeats answered (a cycle, a sweep, a periodic pass):
+ * its failure (err) logged as the first of a stretch, a reminder or at debug,
+ * at the level an outage calls for, or its working again (sl_log_attempt, with
+ * r that statement's). 1 when it failed. */
+int sl_worker_note_attempt(sl_worker *w, sl_log_repeat *r, const char *err, const char *failed,
+                           const char *again);
 /* After a failed cycle or sweep: the next one armed after a backoff. */
 void sl_worker_retry_later(sl_worker *w);
 /* Notes a refusal for want of a privilege (sqlstate 42501; any other changes

@@ -30,20 +30,13 @@ static const char *col_or_null(const PGresult *res, int row, int col)
     return col < 0 || PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
 }
 
-/* A periodic statement answered: its failure or its working again logged
- * (sl_log_attempt, at the level an outage calls for). 1 when it failed. */
-static int failed(sl_worker *w, sl_log_repeat *r, const char *err, const char *what_failed,
-                  const char *again)
-{
-    sl_log_attempt(r, sl_worker_outage_level(w), ev_now(w->ctx->loop), err, what_failed, again);
-    return err != NULL;
-}
-
 static void rescue_done(PGresult *res, const char *err, void *data)
 {
     sl_worker *w = data;
     w->rescuing--;
-    if (failed(w, &w->failing.rescue, err, "rescue pass failed", "rescue pass works again")) return;
+    if (sl_worker_note_attempt(w, &w->failing.rescue, err, "rescue pass failed",
+                               "rescue pass works again"))
+        return;
     int n = 0, error_col = PQfnumber(res, "error"), decision = PQfnumber(res, "decision"),
         type = PQfnumber(res, "job_type");
     for (int i = 0; i < PQntuples(res); i++) {
@@ -69,8 +62,9 @@ static void unscheduled_done(PGresult *res, const char *err, void *data)
 {
     sl_worker *w = data;
     w->rescuing--;
-    if (failed(w, &w->failing.unscheduled, err, "looking for unscheduled recurring jobs failed",
-               "looking for unscheduled recurring jobs works again"))
+    if (sl_worker_note_attempt(w, &w->failing.unscheduled, err,
+                               "looking for unscheduled recurring jobs failed",
+                               "looking for unscheduled recurring jobs works again"))
         return;
     int n = PQntuples(res);
     if (n > 0) {
@@ -109,8 +103,9 @@ static void served_done(PGresult *res, const char *err, void *data)
 {
     sl_worker *w = data;
     w->rescuing--;
-    if (failed(w, &w->failing.served, err, "settling which job types are served failed",
-               "settling which job types are served works again"))
+    if (sl_worker_note_attempt(w, &w->failing.served, err,
+                               "settling which job types are served failed",
+                               "settling which job types are served works again"))
         return;
     for (int i = 0; i < PQntuples(res); i++) {
         if (*PQgetvalue(res, i, 1) == 't')
@@ -144,8 +139,9 @@ static void abandoned_checked(PGresult *res, const char *err, void *data)
 {
     sl_worker *w = data;
     w->checking_abandoned = 0;
-    if (failed(w, &w->failing.abandoned, err, "looking for runs whose outcomes were refused failed",
-               "looking for runs whose outcomes were refused works again")) {
+    if (sl_worker_note_attempt(w, &w->failing.abandoned, err,
+                               "looking for runs whose outcomes were refused failed",
+                               "looking for runs whose outcomes were refused works again")) {
         if (res) PQclear(res);
         return;
     }
@@ -235,8 +231,8 @@ void sl_worker_rescue_cb(struct ev_loop *loop, ev_timer *t, int revents)
 static void retention_done(PGresult *res, const char *err, void *data)
 {
     sl_worker *w = data;
-    if (failed(w, &w->failing.retention, err, "retention pass failed",
-               "retention pass works again"))
+    if (sl_worker_note_attempt(w, &w->failing.retention, err, "retention pass failed",
+                               "retention pass works again"))
         return;
     if (PQntuples(res) == 1 && (atoi(PQgetvalue(res, 0, 0)) || atoi(PQgetvalue(res, 0, 1))))
         sl_log(SL_INFO, "retention", SL_NUM "archived_jobs", PQgetvalue(res, 0, 0),
@@ -273,9 +269,9 @@ static void logs_done(PGresult *res, const char *err, void *data)
     sl_worker *w = q->w;
     w->flushing_logs = 0;
     w->flush = NULL;
-    if (!failed(w, &w->failing.log_flush, err,
-                "recording log lines failed; they are recorded when the run ends",
-                "recording log lines works again")) {
+    if (!sl_worker_note_attempt(w, &w->failing.log_flush, err,
+                                "recording log lines failed; they are recorded when the run ends",
+                                "recording log lines works again")) {
         /* only the runs the statement appended to (a run that ended meanwhile
          * records its lines with its outcome) */
         for (int r = 0; r < PQntuples(res); r++)

@@ -52,13 +52,13 @@ static void after_sweep(sl_worker *w)
         sl_worker_cycle(w);
 }
 
-/* A sweep answered: its failure (err) logged as the first of a stretch, a
- * reminder or at debug (sl_log_attempt), or its working again. */
+/* A sweep answered (sl_worker_note_attempt). */
 static void note_sweep(sl_worker *w, const char *err)
 {
-    sl_log_attempt(&w->failing.sweep, sl_worker_outage_level(w), ev_now(w->ctx->loop), err,
-                   "looking for runs claimed by a cycle whose reply was lost failed, retrying",
-                   "looking for runs claimed by a cycle whose reply was lost works again");
+    sl_worker_note_attempt(
+        w, &w->failing.sweep, err,
+        "looking for runs claimed by a cycle whose reply was lost failed, retrying",
+        "looking for runs claimed by a cycle whose reply was lost works again");
 }
 
 static void sweep_done(PGresult *res, const char *err, void *data)
