@@ -431,7 +431,7 @@ static int sync_partial(const sl_runtime *rt, int daemon)
 const char *sl_queue_registry_sync_sql(const sl_runtime *rt, int daemon)
 {
     if (!daemon) return "SELECT " SYNC_PARTIAL;
-    return sync_partial(rt, daemon)
+    return sl_runtime_dirs_unread(rt)
                ? "SELECT sluice.sync_daemon_registry($1::jsonb, $2::uuid, $3::text[], true)"
                : "SELECT sluice.sync_daemon_registry($1::jsonb, $2::uuid, $3::text[], false)";
 }
