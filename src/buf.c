@@ -100,14 +100,20 @@ void sl_buf_id_array(sl_buf *b, const char *ids)
 void sl_buf_printf(sl_buf *b, const char *fmt, ...)
 {
     va_list ap;
+    size_t room = b->cap > b->len ? b->cap - b->len : 0;
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    int n = vsnprintf(room ? b->data + b->len : NULL, room, fmt, ap);
     va_end(ap);
-    if (n <= 0) return;
-    reserve(b, (size_t)n);
-    va_start(ap, fmt);
-    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
+    if (n <= 0) {
+        if (room) b->data[b->len] = '\0';
+        return;
+    }
+    if ((size_t)n >= room) { /* it did not fit: again, with room for it */
+        reserve(b, (size_t)n);
+        va_start(ap, fmt);
+        vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+    }
     b->len += (size_t)n;
 }
 

@@ -4,7 +4,8 @@
  * (the same, and "\u0000", which jsonb refuses, becomes "\ufffd"), the empty
  * input included; and the two halves of reading a \uXXXX escape, sl_hex4 and
  * sl_utf8_put; and sl_buf_join_and's "A, B and C"; and sl_buf_id_array's
- * "{a,b}".
+ * "{a,b}"; and sl_buf_printf, into an empty buffer, into room left, and past
+ * it.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -139,12 +140,35 @@ static void test_id_array(void **state)
     sl_buf_free(&b);
 }
 
+static void test_printf(void **state)
+{
+    (void)state;
+    sl_buf b = {0};
+    sl_buf_printf(&b, "%s", ""); /* nothing, into nothing */
+    assert_string_equal(sl_buf_str(&b), "");
+    sl_buf_printf(&b, "%d-%s", 42, "x"); /* the first allocation */
+    assert_string_equal(sl_buf_str(&b), "42-x");
+    sl_buf_printf(&b, "%s", ""); /* nothing, into room: still terminated */
+    assert_string_equal(sl_buf_str(&b), "42-x");
+    sl_buf_printf(&b, ",%05d", 7); /* fits in what is there */
+    assert_string_equal(sl_buf_str(&b), "42-x,00007");
+    char big[1000];
+    memset(big, 'y', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    sl_buf_printf(&b, "[%s]", big); /* past the room: written again in full */
+    assert_int_equal(strlen(sl_buf_str(&b)), strlen("42-x,00007") + 2 + sizeof big - 1);
+    assert_memory_equal(sl_buf_str(&b), "42-x,00007[yyy", 14);
+    assert_string_equal(sl_buf_str(&b) + strlen(sl_buf_str(&b)) - 3, "yy]");
+    sl_buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_utf8_clean), cmocka_unit_test(test_json_clean),
         cmocka_unit_test(test_utf8_put),   cmocka_unit_test(test_hex4),
         cmocka_unit_test(test_join_and),   cmocka_unit_test(test_id_array),
+        cmocka_unit_test(test_printf),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
