@@ -1,8 +1,8 @@
 /*
- * lua_host.c — the lua_State: its allocator and memory cap, the C modules, the
- * trusted host script (lua/sluice/runtime.lua) that builds sandboxes and the
- * handler registry, and loading handler files and Lua libraries from disk or
- * from the copies compiled into the binary.
+ * lua_host.c — the lua_State (its allocator and memory cap are lua_alloc.c's),
+ * the C modules, the trusted host script (lua/sluice/runtime.lua) that builds
+ * sandboxes and the handler registry, and loading handler files and Lua
+ * libraries from disk or from the copies compiled into the binary.
  *
  * Module list: every C module is registered from the one table `drivers` below;
  * runtime.lua receives them and decides what handlers see.
@@ -59,100 +59,6 @@ sl_ctx *sl_ctx_from_lua(lua_State *L)
     lua_pop(L, 1);
     if (!ctx) luaL_error(L, "sluice context missing");
     return ctx;
-}
-
-/* ------------------------------------------------------------------ memory */
-
-/* Bytes allocated that cost one instruction of the budget. Work proportional to
- * what a task allocates is not all counted in instructions: `s = s .. piece` in a
- * loop copies the whole string each time, one instruction whatever its length,
- * so 50,000 appends of 100 bytes held the loop for some 45 s within the budget
- * and past the run's timeout. Copying and collecting 16 bytes costs about what
- * an instruction does: the default budget allows some 1.6 GB between waits. */
-#define SL_BYTES_PER_INSTRUCTION 16
-
-/* The running task (or the loading file) is past the memory cap for good. */
-static void over_cap(sl_runtime *rt)
-{
-    if (rt->loading)
-        rt->load_over_cap = 1;
-    else if (rt->hosting)
-        return; /* the memory error is the hosted code's own, not the running task's */
-    else if (rt->current && !rt->current->kill)
-        rt->current->kill = rt->current->run ? "memory limit exceeded: the Lua state's cap was "
-                                               "reached while this run allocated"
-                                             : "memory limit exceeded: the Lua state's cap was "
-                                               "reached while this code allocated";
-}
-
-void sl_runtime_cap_settle(sl_runtime *rt)
-{
-    if (rt->refused.pending) over_cap(rt);
-    rt->refused.pending = 0;
-}
-
-int sl_runtime_hosting_enter(sl_runtime *rt)
-{
-    sl_runtime_cap_settle(rt); /* a refusal before is the running task's, if any */
-    int was = rt->hosting;
-    rt->hosting = 1;
-    return was;
-}
-
-void sl_runtime_hosting_leave(sl_runtime *rt, int was)
-{
-    rt->refused.pending = 0; /* not asked again: Lua raised the memory error */
-    rt->hosting = was;
-}
-
-static void *host_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
-{
-    sl_runtime *rt = ud;
-    size_t old = ptr ? osize : 0;
-    if (nsize == 0) {
-        rt->mem_used -= old;
-        free(ptr);
-        return NULL;
-    }
-    /* Only a running task or a loading handler file is refused memory; the host's
-     * own work always gets it. Out-of-memory policy: the task that crosses the cap
-     * is killed (see run.c), the file is rejected (load_one); a real malloc
-     * failure raises a memory error in whatever ran.
-     * The memory past the cap may be garbage, this run's or another's, that the
-     * incremental collector has not reached yet: a run was killed (and not
-     * retried) for the garbage of a loop whose live data was half the cap. So a
-     * first refusal only refuses; Lua then collects in full and asks again (the
-     * same request, nothing allocated between). Refused again, or not asked again
-     * (Lua raised a memory error instead, which the code may catch: the next
-     * request is another, or the resume ends), it is the cap. */
-    if (nsize > old && (rt->current || rt->loading || rt->hosting)) {
-        int again = rt->refused.pending && rt->refused.ptr == ptr && rt->refused.osize == osize &&
-                    rt->refused.nsize == nsize;
-        if (rt->refused.pending && !again) over_cap(rt);
-        rt->refused.pending = 0;
-        if (rt->mem_used + (nsize - old) > rt->opts.memory_limit) {
-            if (again || rt->load_over_cap || (rt->current && rt->current->kill)) {
-                over_cap(rt);
-                return NULL;
-            }
-            rt->refused.pending = 1;
-            rt->refused.ptr = ptr;
-            rt->refused.osize = osize;
-            rt->refused.nsize = nsize;
-            return NULL;
-        }
-    }
-    void *p = realloc(ptr, nsize);
-    if (!p) return NULL;
-    rt->mem_used = rt->mem_used - old + nsize;
-    if (nsize > old) { /* charged where the hooks count: guarded code, else the task */
-        long cost = (long)((nsize - old) / SL_BYTES_PER_INSTRUCTION);
-        if (rt->guarding)
-            rt->guard_left -= cost;
-        else if (rt->current)
-            rt->current->budget -= cost;
-    }
-    return p;
 }
 
 /* ------------------------------------------------------------------ files */
@@ -388,7 +294,7 @@ sl_runtime *sl_runtime_new(sl_ctx *ctx, const sl_runtime_opts *opts, char *err, 
         rt->opts.instruction_budget = ctx->cfg->instruction_budget;
     if (!rt->opts.memory_limit) rt->opts.memory_limit = (size_t)512 << 20;
     if (!rt->opts.instruction_budget) rt->opts.instruction_budget = 100000000L;
-    rt->L = lua_newstate(host_alloc, rt);
+    rt->L = lua_newstate(sl_lua_alloc, rt);
     if (!rt->L) {
         snprintf(err, errlen, "cannot create the Lua state");
         free(rt);
@@ -433,6 +339,7 @@ void sl_runtime_free(sl_runtime *rt)
     sl_runtime_cancel_all(rt);
     sl_runtime_stop_scheduler(rt);
     lua_close(rt->L);
+    sl_lua_alloc_release(rt);
     if (rt->refs != 0) sl_log(SL_WARN, "lua references leaked at exit", NULL);
     free(rt);
 }

@@ -183,7 +183,7 @@ static int l_park(lua_State *L)
         lua_pushliteral(L, "sluice.wait cannot wait here (inside a metamethod or a C iterator)");
         return 1;
     }
-    park_op *op = malloc(sizeof *op + sizeof(sl_task *) * (size_t)pending);
+    park_op *op = calloc(1, sizeof *op + sizeof(sl_task *) * (size_t)pending);
     if (!op) return luaL_error(L, "sluice.wait: out of memory");
     op->w = w;
     op->n = 0;

@@ -80,6 +80,8 @@ struct sl_run {
     sl_run *next, *prev; /* the runtime's list of active runs */
 };
 
+#define SL_BLOCK_CLASSES 16 /* 16-byte classes: blocks of up to 256 bytes */
+
 struct sl_runtime {
     struct sl_ctx *ctx;
     lua_State *L;
@@ -96,7 +98,7 @@ struct sl_runtime {
     int hosting;       /* the host runs a handler's code outside its task: the cap holds */
     int load_over_cap; /* the file being loaded was refused memory past the cap */
     /* the request last refused at the cap, which Lua may ask again after an
-     * emergency collection (see host_alloc) */
+     * emergency collection (see sl_lua_alloc) */
     struct {
         int pending;
         void *ptr;
@@ -105,6 +107,12 @@ struct sl_runtime {
     long guard_left; /* instructions left to the code under the outermost guard */
     int guarding;    /* a guard is in force (sl_guard_enter) */
     int dirs_unread; /* the last load could not read a handler directory */
+    /* freed small blocks of the Lua state, by size class, kept for reuse
+     * (lua_alloc.c: every run allocates and frees the same few dozen) */
+    struct {
+        void *head;
+        int count;
+    } blocks[SL_BLOCK_CLASSES];
 };
 
 /* Lua code the host runs outside a task's own budget — a handler file's top level,
@@ -130,6 +138,11 @@ void sl_charge(lua_State *L, long cost);
 /* The same for guarded host-run code (sl_guard_enter): raises once spent. */
 void sl_guard_charge(sl_runtime *rt, lua_State *L, long cost);
 
+/* The Lua state's allocator (lua_alloc.c; ud is the runtime), and the release
+ * of the small blocks it keeps for reuse, after lua_close(). */
+void *sl_lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
+void sl_lua_alloc_release(sl_runtime *rt);
+
 /* Ends the memory cap's accounting for what ran (a resume of a task, a file's
  * load): a request refused at the cap that Lua did not ask again is the cap. */
 void sl_runtime_cap_settle(sl_runtime *rt);
@@ -142,7 +155,7 @@ int sl_runtime_hosting_enter(sl_runtime *rt);
 void sl_runtime_hosting_leave(sl_runtime *rt, int was);
 
 /* Host work a task asks for (the REPL's run() and reload()): the memory cap is
- * refused to the current task only (host_alloc), and a refusal here would raise
+ * refused to the current task only (sl_lua_alloc), and a refusal here would raise
  * into the main state, where nothing catches it, and end the process. So no
  * task is current between these two; leave with what enter returned. */
 static inline sl_task *sl_runtime_host_enter(sl_runtime *rt)

@@ -12,8 +12,8 @@
  *     process with "sluice: out of memory" and SIGABRT (run in a child);
  *   - sluice.sleep and sluice.wait, called from a Lua chunk, raise "out of
  *     memory" when their op cannot be allocated, and the task goes on. Only
- *     malloc and calloc are made to fail there: the Lua state allocates with
- *     realloc (the runtime's allocator), which is left alone.
+ *     calloc is made to fail there: the Lua state allocates with malloc and
+ *     realloc (the runtime's allocator), which are left alone.
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -267,7 +267,7 @@ static void chunk_ended(int failed, const char *message, void *data)
     ev_break(e->loop, EVBREAK_ALL);
 }
 
-/* Runs src as a script with allocation `which` of malloc and calloc failing,
+/* Runs src as a script with allocation `which` of calloc failing,
  * counted from when the chunk starts; fails the test unless it ends well. */
 static void run_chunk(const char *src, long which)
 {
@@ -279,7 +279,7 @@ static void run_chunk(const char *src, long which)
     if (sl_runtime_exec(ctx.rt, src, strlen(src), "=chunk", NULL, NULL, 0, chunk_ended, &e, &chunk,
                         err, sizeof err) != 0)
         fail_msg("%s", err);
-    arm_kinds(which, K_MALLOC | K_CALLOC);
+    arm_kinds(which, K_CALLOC);
     ev_run(ctx.loop, 0);
     disarm();
     sl_queue_close(&ctx);
