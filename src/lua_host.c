@@ -217,10 +217,16 @@ int sl_host_call(sl_runtime *rt, const char *name, int nargs, int nresults, char
 int sl_host_push_handler(sl_runtime *rt, const char *job_type, double *timeout,
                          const char **version)
 {
-    char err[256];
     lua_State *L = rt->L;
-    lua_pushstring(L, job_type);
-    if (sl_host_call(rt, "get_handler", 1, 1, err, sizeof err) != 0) return 0;
+    /* runtime.lua's handlers table, read here: it and its entries are plain
+     * tables (no metamethods), so nothing runs */
+    sl_host_push(L, "handlers");
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    lua_getfield(L, -1, job_type);
+    lua_remove(L, -2);
     if (!lua_istable(L, -1)) {
         lua_pop(L, 1);
         return 0;

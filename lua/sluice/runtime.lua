@@ -212,7 +212,10 @@ do
             "instruction budget cannot stop it); release resources explicitly, or with a " ..
             "to-be-closed variable (__close)", 2)
     end
-    local r = setmetatable(t, mt)
+    -- its errors (a bad argument, a protected metatable) at the caller's line,
+    -- not this file's
+    local ok, r = pcall(setmetatable, t, mt)
+    if not ok then error(r, 2) end
     return r
   end
   -- lib with some of its functions replaced (a copy: the host keeps the originals)
@@ -430,6 +433,9 @@ end
 ---------------------------------------------------------------- the registry
 
 local handlers = {}  -- name → entry
+-- the same table, which the host reads directly at each run's start
+-- (sl_host_push_handler: a call into Lua per run cost more than the run)
+M.handlers = handlers
 
 local KNOWN = {
   label = true, emoji = true, description = true, params = true, datasets = true,
@@ -653,7 +659,9 @@ function M.load_handler(name, path, source, version)
     if why then bad("params or datasets: a label, description, default or choice %s", why) end
   end
   if #problems > 0 then return nil, problems end
+  local empty = plib.validate(schema, {}, { null = null })
   return {
+    empty_ok = empty ~= nil and next(empty) == nil, -- {} validates to {} (validate_params)
     name = name, file = path, version = version, def = def, env = env,
     label = def.label or name, emoji = def.emoji or "", description = def.description,
     brand = brand, timeout_seconds = timeout, max_retries = max_retries,
@@ -692,6 +700,7 @@ function M.install(entries, failed)
     end
   end
   handlers = entries
+  M.handlers = entries
   return problems
 end
 
@@ -755,9 +764,14 @@ local function unknown_type(name)
     #names > 0 and table.concat(names, ", ") or "none: no handlers are loaded")
 end
 
+local VALIDATE_OPTS = { null = null }
+
 local function validate_params(entry, raw)
+  -- no parameters, and a schema that asks for none and fills none in: the
+  -- answer was worked out at load (entry.empty_ok), and most jobs have none
+  if entry.empty_ok and next(raw) == nil then return {} end
   local lib = entry.params_lib
-  local value, errs = lib.validate(entry.schema, raw, { null = null })
+  local value, errs = lib.validate(entry.schema, raw, VALIDATE_OPTS)
   if not value then return nil, lib.format_errors(errs) end
   local why, where = unstorable(value, "", 0)
   if why then return nil, ("%s: %s (Postgres cannot store it)"):format(where ~= "" and where or "value", why) end
@@ -827,14 +841,12 @@ end
 -- (SL_RESULT_MAX), and each dataset report (SL_DATASET_REPORT_MAX, the same 1 MiB).
 local CHECKPOINT_MAX = 1 << 20
 
-local function make_job(entry, spec, params_value)
+-- Gives job its methods, log, dataset and checkpoint (see job_meta below).
+local function add_methods(job, entry, spec)
   local ok, checkpoints = pcall(json.decode, spec.checkpoint_json or "{}")
   if not ok or type(checkpoints) ~= "table" then checkpoints = {} end
   local unkept = false -- a save was refused (the parameters changed): said once
-  local job = {
-    id = spec.id, run_id = spec.run_id, type = spec.type, brand_id = spec.brand_id,
-    params = params_value, attempt = spec.attempt, trigger_source = spec.trigger_source,
-  }
+  local methods = {}
   -- A job object belongs to its run: kept past it (in an upvalue, say), it would
   -- write into a finished job or into another run's log. `level` is the caller's
   -- level as seen from the function calling these.
@@ -856,14 +868,14 @@ local function make_job(entry, spec, params_value)
     end
     return s
   end
-  function job.log(fmt, ...)
+  function methods.log(fmt, ...)
     live("log", 2)
     if select("#", ...) == 0 then return core.log(tostring(fmt)) end
     local ok, line = pcall(string.format, fmt, ...)
     if not ok then error("job.log: " .. tostring(line), 2) end
     core.log(line)
   end
-  function job.dataset(key)
+  function methods.dataset(key)
     live("dataset", 2)
     if not entry.datasets[key] then
       error(("job.dataset: '%s' is not one of %s's datasets (declare it in the handler's datasets)")
@@ -896,7 +908,7 @@ local function make_job(entry, spec, params_value)
     }
   end
   -- job.checkpoint(key) reads; job.checkpoint(key, value) stores it for retries.
-  function job.checkpoint(key, value)
+  function methods.checkpoint(key, value)
     if type(key) ~= "string" then
       error(("job.checkpoint: the key must be a string, got %s"):format(describe_value(key)), 2)
     end
@@ -926,17 +938,53 @@ local function make_job(entry, spec, params_value)
         .. "(or the job is gone), so its next run starts afresh"):format(key))
     end
   end
+  for name, f in pairs(methods) do
+    if rawget(job, name) == nil then rawset(job, name, f) end -- one the handler set stays
+  end
+end
+
+-- A job object gets its methods on the first use of one: most runs of a busy
+-- worker call none, and making them for every run was about a fifth of what a
+-- run cost the daemon. unmade: job -> its spec, until then (spec.entry: the
+-- handler). The metatable is shared and hidden (__metatable), so one handler
+-- cannot change another run's job objects through it.
+local unmade = setmetatable({}, { __mode = "k" })
+local JOB_METHODS = { log = true, dataset = true, checkpoint = true }
+local job_meta = {
+  __index = function(job, k)
+    local spec = JOB_METHODS[k] and unmade[job]
+    if not spec then return nil end
+    unmade[job] = nil
+    add_methods(job, spec.entry, spec)
+    return rawget(job, k)
+  end,
+  __metatable = false,
+}
+
+local function make_job(entry, spec, params_value)
+  local job = setmetatable({
+    id = spec.id, run_id = spec.run_id, type = spec.type, brand_id = spec.brand_id,
+    params = params_value, attempt = spec.attempt, trigger_source = spec.trigger_source,
+  }, job_meta)
+  spec.entry = entry
+  unmade[job] = spec
   return job
 end
 
 -- The body of every run's main coroutine.
 function M.execute(entry, spec)
-  local ok, raw = pcall(json.decode, spec.params_json)
-  if not ok or type(raw) ~= "table" then
-    error(sluice.permanent("parameters are not a JSON object"))
+  local value
+  if spec.params_json == "{}" and entry.empty_ok then
+    value = {} -- what decoding and validate_params() would give, most jobs' case
+  else
+    local ok, raw = pcall(json.decode, spec.params_json)
+    if not ok or type(raw) ~= "table" then
+      error(sluice.permanent("parameters are not a JSON object"))
+    end
+    local err
+    value, err = validate_params(entry, raw)
+    if not value then error(sluice.permanent("invalid parameters: " .. err)) end
   end
-  local value, err = validate_params(entry, raw)
-  if not value then error(sluice.permanent("invalid parameters: " .. err)) end
   if not spec.brand_id and entry.brand == "required" and next(entry.datasets) ~= nil then
     -- a direct run without a brand: the datasets are kept per brand, and the
     -- database writes no platform row for them (196)

@@ -1076,6 +1076,42 @@ print(e3)
         self.assertEqual(out["status"], "completed", out["error"])
         self.assertEqual(out["result"]["s"], 100000 * 100001 // 2)
 
+    def test_a_job_object_gets_its_methods_on_first_use(self):
+        # the methods are made when one is first used (most runs use none):
+        # until then the object shows only its fields, a method the handler set
+        # itself stays, the shared metatable is out of reach, and a run's
+        # parameters are its own table whether or not it was given any
+        self.write("job_object.lua", """return {
+            params = { n = { type = "integer" } },
+            run = function(job)
+              local r = { fields = {} }
+              for k in pairs(job) do r.fields[#r.fields + 1] = k end
+              table.sort(r.fields)
+              r.meta = tostring(getmetatable(job))
+              r.set = select(2, pcall(setmetatable, job, {}))
+              job.params.mine = true -- its own table, written freely
+              r.params = job.params
+              local mine = function() return "mine" end
+              job.log = mine
+              job.checkpoint("k", 1) -- makes the others
+              r.kept = job.log == mine
+              r.read = job.checkpoint("k")
+              r.dataset = type(job.dataset)
+              return r
+            end }""")
+        env = self.henv()
+        for params, want in (("{}", {"mine": True}), ('{"n": 2}', {"n": 2, "mine": True})):
+            with self.subTest(params=params):
+                proc = self.sluice("run", "job_object", "--params", params, "--json", env=env, check=False)
+                out = json.loads(proc.stdout)
+                self.assertEqual(out["status"], "completed", out["error"])
+                r = out["result"]
+                self.assertEqual(r["fields"], ["attempt", "id", "params", "run_id", "trigger_source", "type"])
+                self.assertEqual(r["meta"], "false")
+                self.assertEqual(r["set"], "cannot change a protected metatable")
+                self.assertEqual(r["params"], want)
+                self.assertEqual((r["kept"], r["read"], r["dataset"]), (True, 1, "function"))
+
     def test_garbage_past_the_memory_cap_is_collected_not_killed(self):
         # 20 MiB strings made and dropped in a loop under a 64 MiB cap: what is
         # live stays under 45 MiB, but the collector had not reached the garbage

@@ -59,6 +59,10 @@ test("setmetatable refuses a finalizer, and does everything else as before", fun
   raises(function() setmetatable({}, 1) end, "nil or table expected")
   local locked = setmetatable({}, { __metatable = "locked" })
   raises(function() setmetatable(locked, {}) end, "cannot change a protected metatable")
+  -- said at the caller's line, not inside the sandbox's own code
+  local ok, err = pcall(function() setmetatable(locked, {}) end)
+  eq(ok, false)
+  eq(err:match("^[^:]*test_bounded%.lua:%d+: cannot change a protected metatable$") ~= nil, true)
 end)
 
 test("a to-be-closed value still closes", function()
