@@ -234,9 +234,12 @@ static void retention_done(PGresult *res, const char *err, void *data)
     if (sl_worker_note_attempt(w, &w->failing.retention, err, "retention pass failed",
                                "retention pass works again"))
         return;
-    if (PQntuples(res) == 1 && (atoi(PQgetvalue(res, 0, 0)) || atoi(PQgetvalue(res, 0, 1))))
+    int workers = PQfnumber(res, "workers");
+    if (PQntuples(res) == 1 && (atoi(PQgetvalue(res, 0, 0)) || atoi(PQgetvalue(res, 0, 1)) ||
+                                (workers >= 0 && atoi(PQgetvalue(res, 0, workers)))))
         sl_log(SL_INFO, "retention", SL_NUM "archived_jobs", PQgetvalue(res, 0, 0),
-               SL_NUM "pruned_runs", PQgetvalue(res, 0, 1), NULL);
+               SL_NUM "pruned_runs", PQgetvalue(res, 0, 1), SL_NUM "pruned_workers",
+               workers >= 0 ? PQgetvalue(res, 0, workers) : NULL, NULL);
     PQclear(res);
 }
 

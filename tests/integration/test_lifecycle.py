@@ -2169,6 +2169,46 @@ class Lifecycle(harness.SluiceTest):
         self.assertEqual(self.scalar(f"SELECT status FROM sluice.scheduled_jobs WHERE id = '{job}'"), "archived")
         self.assertEqual(self.count("sluice.scheduled_job_runs"), 2)
 
+    def test_retention_deletes_the_rows_of_workers_long_gone(self):
+        # every daemon, foreground run and REPL adds a row to sluice.workers: the
+        # rows of workers not live, last seen longer than prune_after ago and
+        # holding no run in flight go; the runs keep their worker's id
+        self.sluice("queue", "noop", "--at", "+1h")  # the schema and registry; never due here
+        ids = {}
+        for name, stopped, heartbeat in (
+                ("stopped-old", "now() - interval '31 days'", "now() - interval '40 days'"),
+                ("stopped-young", "now() - interval '29 days'", "now() - interval '40 days'"),
+                ("silent-old", "NULL", "now() - interval '31 days'"),
+                ("silent-busy", "NULL", "now() - interval '31 days'"),
+                ("live", "NULL", "now()")):
+            ids[name] = self.scalar(
+                f"WITH w AS (INSERT INTO sluice.workers (hostname, pid, kind, lease_seconds, stopped_at, "
+                f"heartbeat_at) VALUES ('{name}', 1, 'serve', 60, {stopped}, {heartbeat}) RETURNING id) "
+                f"SELECT id FROM w")
+        self.scalar("SELECT job_id FROM sluice.enqueue(NULL, 'noop')")
+        run = self.scalar(f"SELECT run_id FROM sluice.claim_jobs('{ids['silent-busy']}', 10, 600)")
+        self.scalar(f"UPDATE sluice.workers SET heartbeat_at = now() - interval '31 days' "
+                    f"WHERE id = '{ids['silent-busy']}' RETURNING 1")  # the claim renewed it
+
+        def left():
+            return {r["hostname"] for r in self.sql("SELECT hostname FROM sluice.workers")} & set(ids)
+
+        r = self.one("SELECT * FROM sluice.apply_retention()")
+        self.assertEqual((r["archived"], r["pruned"], r["workers"]), (0, 0, 2))
+        self.assertEqual(left(), {"stopped-young", "silent-busy", "live"})
+        # at an age of nothing, all but the live one and the one with a run in flight
+        r = self.one("SELECT * FROM sluice.apply_retention(NULL, '0 s')")
+        self.assertEqual(r["workers"], 1)
+        self.assertEqual(left(), {"silent-busy", "live"})
+        # once its run has ended, it goes too; the run still names it
+        self.scalar(f"SELECT sluice.finish_run('{run}', 'completed', NULL, NULL, '', true, NULL, NULL)")
+        self.scalar(f"UPDATE sluice.workers SET heartbeat_at = now() - interval '31 days' "
+                    f"WHERE id = '{ids['silent-busy']}' RETURNING 1")
+        self.assertEqual(self.one("SELECT * FROM sluice.apply_retention()")["workers"], 1)
+        self.assertEqual(left(), {"live"})
+        self.assertEqual(self.scalar(f"SELECT worker_id FROM sluice.scheduled_job_runs WHERE id = '{run}'"),
+                         ids["silent-busy"])
+
     def test_deleting_jobs_or_their_brand_deletes_their_runs(self):
         self.sluice("brands", "add", "acme")
         self.sluice("run", "echo")
