@@ -11,9 +11,9 @@
 -- referenced nothing since 006_queue_batches.sql).
 --
 -- A process still alive whose row was deleted, silent that long with nothing
--- in flight (a REPL left open and idle for a month), goes on working; it is no
--- longer listed, and a daemon among them keeps its types available through
--- its own rescue pass (settle_served_types) only.
+-- in flight (a daemon cut off from the database for a month), goes on working
+-- once it is back; it is no longer listed, and keeps its types available
+-- through its own rescue pass (settle_served_types) only.
 --
 -- The OUT parameters change, so the function is dropped and made again: it is
 -- that of 198_checkpoints_outlive_a_failure.sql but for the workers. A worker

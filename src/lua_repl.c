@@ -55,6 +55,9 @@ typedef struct repl_state {
     char lease[32];
     double lease_seconds;
     sl_queue_lease renewal; /* held while runs are in flight */
+    ev_timer beat;          /* the worker's heartbeat while none are (beat_cb) */
+    int beat_sent;          /* a heartbeat is in flight */
+    sl_pg_req *beating;     /* its statement, once sl_pg_query has returned */
     int running;            /* runs in flight */
     fg_run *ops;            /* every run started here and not yet recorded */
     sl_task *chunk;         /* the input being evaluated, or NULL */
@@ -93,6 +96,45 @@ static void running_changed(repl_state *st, int delta)
         sl_queue_lease_start(&st->renewal);
     else if (st->running == 0)
         sl_queue_lease_stop(&st->renewal);
+}
+
+/* While no run is in flight nothing renews the worker's heartbeat, and an
+ * idle REPL would show as silent in `sluice workers` (and its row would be
+ * deleted by retention in the end): every lease/3 it says it is there. The
+ * timer does not keep the loop running (ev_unref). */
+static void beat_done(PGresult *res, const char *err, void *data)
+{
+    repl_state *st = data;
+    st->beat_sent = 0;
+    st->beating = NULL;
+    if (err) sl_log(SL_DEBUG, "the REPL's heartbeat failed", "error", err, NULL);
+    if (res) PQclear(res);
+}
+
+static void beat_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    repl_state *st = t->data;
+    sl_pg *pg = st->rt->ctx->pg;
+    if (st->renewal.holding || st->beat_sent || !pg) return;
+    const char *params[] = {st->worker};
+    st->beat_sent = 1;
+    sl_pg_req *req = sl_pg_query(pg, "UPDATE sluice.workers SET heartbeat_at = now() WHERE id = $1",
+                                 1, params, beat_done, st);
+    if (st->beat_sent) st->beating = req; /* not answered at once (beat_done clears both) */
+}
+
+static void beat_stop(repl_state *st)
+{
+    struct ev_loop *loop = st->rt->ctx->loop;
+    if (ev_is_active(&st->beat)) {
+        ev_ref(loop); /* as libev asks, before stopping a watcher that was unref'd */
+        ev_timer_stop(loop, &st->beat);
+    }
+    if (st->beating) sl_pg_cancel(st->beating);
+    st->beating = NULL;
+    st->beat_sent = 0;
 }
 
 /* ------------------------------------------------------------------ foreground runs */
@@ -413,6 +455,7 @@ static int state_gc(lua_State *L)
      * closing the state): drop the records still in flight. */
     repl_state *st = lua_touserdata(L, 1);
     sl_queue_lease_stop(&st->renewal);
+    beat_stop(st);
     while (st->ops) {
         fg_run *op = st->ops;
         if (op->req) sl_pg_cancel(op->req);
@@ -449,6 +492,11 @@ void sl_repl_attach(sl_runtime *rt, const char *worker_id, double lease_seconds)
     st->lease_seconds = lease_seconds > 0 ? lease_seconds : 60;
     sl_config_fmt_number(st->lease_seconds, st->lease, sizeof st->lease);
     st->renewal = (sl_queue_lease){.ctx = rt->ctx, .worker = st->worker, .lease = st->lease};
+    if (!st->worker[0] || ev_is_active(&st->beat)) return;
+    ev_timer_init(&st->beat, beat_cb, st->lease_seconds / 3, st->lease_seconds / 3);
+    st->beat.data = st;
+    ev_timer_start(rt->ctx->loop, &st->beat);
+    ev_unref(rt->ctx->loop);
 }
 
 /* An input's error as the person at the prompt (or reading -e's output) wants

@@ -566,6 +566,24 @@ class ReplTest(harness.SluiceTest):
         self.assertRegex(t.line("'héllo ✓'"), r'\n"héllo ✓"\n')
         self.assertRegex(t.line("#'✓'"), r"\n3\n")  # one character, three bytes
 
+    def test_an_idle_repl_stays_live(self):
+        # nothing renews a REPL's heartbeat while it holds no run, and an open
+        # REPL showed as silent in `sluice workers` (its row in time deleted by
+        # retention); it says it is there every third of its lease
+        t = self.repl({"SLUICE_LEASE_SECONDS": "1"})  # a heartbeat every third of a second
+        worker = self.scalar("SELECT id FROM sluice.workers WHERE kind = 'repl'")
+        first = self.scalar(f"SELECT heartbeat_at FROM sluice.workers WHERE id = '{worker}'")
+        self.wait_for(lambda: self.scalar(f"SELECT heartbeat_at > '{first}' FROM sluice.workers "
+                                          f"WHERE id = '{worker}'") == "t",
+                      timeout=10, message="the idle REPL's heartbeat was never renewed")
+        time.sleep(2.5)  # over two leases: a REPL that renewed nothing would be silent by now
+        self.assertEqual(self.scalar(f"SELECT state FROM sluice.worker_status WHERE id = '{worker}'"), "live")
+        self.assertRegex(t.line("1+1"), r"\n2\n")
+        t.send("\x04")
+        self.assertEqual(t.wait(), 0)
+        self.assertEqual(self.scalar(f"SELECT state FROM sluice.worker_status WHERE id = '{worker}'"),
+                         "stopped")
+
     def test_ctrl_d_exits_and_keeps_history(self):
         t = self.repl()
         t.line("answer = 42")
