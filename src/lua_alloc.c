@@ -57,7 +57,9 @@ void sl_runtime_hosting_leave(sl_runtime *rt, int was)
  * 256 bytes goes to a list of its 16-byte class instead (at most BLOCK_KEEP a
  * class), where the next request of that class finds it. A block of a class is
  * at least the class's size: a block shrunk in place, even a large one, is as
- * good as a new one. Under AddressSanitizer every block goes back to the C
+ * good as a new one. The blocks kept are the host's, not Lua's: the memory
+ * cap counts what Lua holds, and the lists hold at most 2.1 MiB besides (1,024
+ * blocks of each class). Under AddressSanitizer every block goes back to the C
  * library, which then still sees a use after free. */
 #define BLOCK_GRAIN ((size_t)16)
 #define BLOCK_MAX (SL_BLOCK_CLASSES * BLOCK_GRAIN)
