@@ -2284,6 +2284,34 @@ class Lifecycle(harness.SluiceTest):
         self.assertRegex(err, r"run \S+ cancelled after \d+\.\d\ds: cancelled; then job cancelled\n$")
         self.assertEqual(self.scalar("DELETE FROM sluice.brands RETURNING name"), "acme\nDELETE 1")
 
+    def test_truncate_keeps_the_rules_of_delete(self):
+        # TRUNCATE fires no row trigger: truncating the jobs left every run
+        # behind, and truncating the brands (CASCADE) went through while a run
+        # of theirs was in flight, which was stopped with nothing recorded
+        self.sluice("brands", "add", "acme")
+        self.sluice("run", "echo")
+        self.sluice("run", "echo", "--brand", "acme")
+        self.assertEqual(self.count("sluice.scheduled_job_runs"), 2)
+        self.scalar("TRUNCATE sluice.scheduled_jobs")
+        self.assertEqual(self.count("sluice.scheduled_job_runs"), 0)
+
+        def truncate_then_cancel(proc):
+            self.sleep_running()
+            before = self.brand_rows()
+            err = self.sql_error("TRUNCATE sluice.brands CASCADE")
+            self.assertRegex(err, r"ERROR:  55006: the brands have a run in flight, the first sleep run \S+ "
+                                  r"of job \S+ \(brand 'acme'\); truncating the brands deletes their jobs")
+            self.assertIn("HINT:  cancel their jobs (sluice jobs cancel JOB_ID…) or let the runs end", err)
+            self.assertEqual(self.brand_rows(), before)
+            self.cancel_the_sleep(proc)
+        code, _, err = self.while_running(["run", "sleep", "--brand", "acme", "--params", '{"seconds": 600}'],
+                                          truncate_then_cancel, env=self.env({"SLUICE_LEASE_SECONDS": "3"}))
+        self.assertEqual(code, 1, err)
+        self.sluice("run", "echo")  # a platform job: truncated with the brands' (CASCADE truncates the table)
+        self.scalar("TRUNCATE sluice.brands CASCADE")
+        for table in ("brands", "scheduled_jobs", "scheduled_job_runs", "dataset_status"):
+            self.assertEqual(self.count(f"sluice.{table}"), 0, table)
+
     def test_a_brand_whose_runs_lease_ran_out_can_be_deleted(self):
         # a run whose worker is gone (its lease expired) is not in flight: it
         # does not hold its brand until some worker rescues it
