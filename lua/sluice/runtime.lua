@@ -34,6 +34,7 @@ local json = {
   decode = core.json_decode, -- integers exactly; 1.0 comes back as 1
 }
 local null = cjson_lib.null
+local VALIDATE_OPTS = { null = null } -- what params.validate() is given here
 
 local M = {}
 
@@ -659,7 +660,7 @@ function M.load_handler(name, path, source, version)
     if why then bad("params or datasets: a label, description, default or choice %s", why) end
   end
   if #problems > 0 then return nil, problems end
-  local empty = plib.validate(schema, {}, { null = null })
+  local empty = plib.validate(schema, {}, VALIDATE_OPTS)
   return {
     empty_ok = empty ~= nil and next(empty) == nil, -- {} validates to {} (validate_params)
     name = name, file = path, version = version, def = def, env = env,
@@ -763,8 +764,6 @@ local function unknown_type(name)
     s and (" — did you mean '" .. s .. "'?") or "",
     #names > 0 and table.concat(names, ", ") or "none: no handlers are loaded")
 end
-
-local VALIDATE_OPTS = { null = null }
 
 local function validate_params(entry, raw)
   -- no parameters, and a schema that asks for none and fills none in: the
@@ -973,18 +972,15 @@ end
 
 -- The body of every run's main coroutine.
 function M.execute(entry, spec)
-  local value
-  if spec.params_json == "{}" and entry.empty_ok then
-    value = {} -- what decoding and validate_params() would give, most jobs' case
-  else
-    local ok, raw = pcall(json.decode, spec.params_json)
-    if not ok or type(raw) ~= "table" then
-      error(sluice.permanent("parameters are not a JSON object"))
-    end
-    local err
-    value, err = validate_params(entry, raw)
-    if not value then error(sluice.permanent("invalid parameters: " .. err)) end
+  -- most jobs have no parameters: "{}" is not decoded (validate_params()
+  -- knows what an empty object gives)
+  local ok, raw = true, {}
+  if spec.params_json ~= "{}" then ok, raw = pcall(json.decode, spec.params_json) end
+  if not ok or type(raw) ~= "table" then
+    error(sluice.permanent("parameters are not a JSON object"))
   end
+  local value, err = validate_params(entry, raw)
+  if not value then error(sluice.permanent("invalid parameters: " .. err)) end
   if not spec.brand_id and entry.brand == "required" and next(entry.datasets) ~= nil then
     -- a direct run without a brand: the datasets are kept per brand, and the
     -- database writes no platform row for them (196)
