@@ -27,24 +27,19 @@ CREATE TRIGGER scheduled_jobs_truncate_runs AFTER TRUNCATE ON sluice.scheduled_j
 CREATE FUNCTION sluice.brands_truncate_keeps_runs_in_flight() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
-    n integer;
     first record;
 BEGIN
-    SELECT count(*) INTO n
+    SELECT x.job_type, x.id, x.scheduled_job_id, b.name, count(*) OVER () AS n INTO first
     FROM sluice.scheduled_jobs j
     JOIN sluice.scheduled_job_runs x ON x.id = j.current_run_id
-    WHERE j.brand_id IS NOT NULL AND x.status = 'running' AND x.lease_expires_at > clock_timestamp();
-    IF n > 0 THEN
-        SELECT x.job_type, x.id, x.scheduled_job_id, b.name INTO first
-        FROM sluice.scheduled_jobs j
-        JOIN sluice.scheduled_job_runs x ON x.id = j.current_run_id
-        JOIN sluice.brands b ON b.id = j.brand_id
-        WHERE x.status = 'running' AND x.lease_expires_at > clock_timestamp()
-        ORDER BY x.started_at, x.id LIMIT 1;
+    JOIN sluice.brands b ON b.id = j.brand_id
+    WHERE x.status = 'running' AND x.lease_expires_at > clock_timestamp()
+    ORDER BY x.started_at, x.id LIMIT 1;
+    IF FOUND THEN
         RAISE EXCEPTION 'the brands have %, the first % run % of job % (brand %); truncating the '
                         'brands deletes their jobs, and a run whose job is deleted is stopped with '
                         'nothing recorded',
-            CASE WHEN n = 1 THEN 'a run in flight' ELSE n || ' runs in flight' END,
+            CASE WHEN first.n = 1 THEN 'a run in flight' ELSE first.n || ' runs in flight' END,
             first.job_type, first.id, first.scheduled_job_id,
             quote_literal(regexp_replace(first.name, '[\x01-\x1f\x7f-\x9f]', '?', 'g'))
             USING ERRCODE = 'object_in_use',
