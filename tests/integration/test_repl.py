@@ -572,11 +572,11 @@ class ReplTest(harness.SluiceTest):
         # retention); it says it is there every third of its lease
         t = self.repl({"SLUICE_LEASE_SECONDS": "1"})  # a heartbeat every third of a second
         worker = self.scalar("SELECT id FROM sluice.workers WHERE kind = 'repl'")
-        first = self.scalar(f"SELECT heartbeat_at FROM sluice.workers WHERE id = '{worker}'")
-        self.wait_for(lambda: self.scalar(f"SELECT heartbeat_at > '{first}' FROM sluice.workers "
-                                          f"WHERE id = '{worker}'") == "t",
-                      timeout=10, message="the idle REPL's heartbeat was never renewed")
-        time.sleep(2.5)  # over two leases: a REPL that renewed nothing would be silent by now
+        # renewed past two leases after its start, when one that renewed
+        # nothing would have been silent already
+        self.wait_for(lambda: self.scalar(f"SELECT heartbeat_at > started_at + interval '2.5 s' "
+                                          f"FROM sluice.workers WHERE id = '{worker}'") == "t",
+                      timeout=10, message="the idle REPL's heartbeat was not renewed")
         self.assertEqual(self.scalar(f"SELECT state FROM sluice.worker_status WHERE id = '{worker}'"), "live")
         self.assertRegex(t.line("1+1"), r"\n2\n")
         t.send("\x04")
